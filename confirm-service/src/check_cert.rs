@@ -1,0 +1,115 @@
+//! `confirm-service check-cert`: why is this card refused? The same validation as the service,
+//! in the manner of `openssl verify`. Exit codes: 0 accepted, 1 rejected, 2 usage or I/O error.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::validation::{decode_der_or_pem, CertError, EndEntityPolicy, TrustStore};
+
+/// The outcome of one check.
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub file: String,
+    /// `accepted` or `rejected`.
+    pub verdict: &'static str,
+    /// The stable reason name when rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    pub checked_at: String,
+}
+
+impl Verdict {
+    pub fn accepted(&self) -> bool {
+        self.verdict == "accepted"
+    }
+
+    /// The `openssl verify`-style line.
+    pub fn line(&self) -> String {
+        match (&self.reason, &self.detail) {
+            (Some(reason), Some(detail)) => {
+                format!("{}: rejected: {reason}: {detail}", self.file)
+            }
+            _ => format!(
+                "{}: OK (subject {}, serial {}, valid until {})",
+                self.file,
+                self.subject.as_deref().unwrap_or("?"),
+                self.serial.as_deref().unwrap_or("?"),
+                self.not_after.as_deref().unwrap_or("?")
+            ),
+        }
+    }
+}
+
+/// What to check against.
+#[derive(Debug)]
+pub struct CheckOptions {
+    pub trust: Vec<PathBuf>,
+    pub intermediates: Vec<PathBuf>,
+    pub crls: Vec<PathBuf>,
+    pub policy: EndEntityPolicy,
+    pub at: OffsetDateTime,
+}
+
+/// Checks the certificate file; `Err` is a usage or I/O problem (exit 2), not a verdict.
+pub fn check(cert_path: &std::path::Path, opts: &CheckOptions) -> Result<Verdict, String> {
+    let trust = TrustStore::load(
+        &opts.trust,
+        &opts.intermediates,
+        &opts.crls,
+        opts.policy.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(cert_path)
+        .map_err(|e| format!("cannot read {}: {e}", cert_path.display()))?;
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    let file = cert_path.display().to_string();
+    let checked_at = opts.at.format(rfc3339).unwrap_or_default();
+    // A file that is neither DER nor PEM is a rejected certificate (malformed), as for a card
+    // that presents garbage: `openssl verify` likewise refuses what it cannot load.
+    let der = match decode_der_or_pem(&bytes, "CERTIFICATE") {
+        Ok(mut blobs) => blobs.swap_remove(0),
+        Err(detail) => {
+            return Ok(rejected(
+                file,
+                &CertError::Malformed { detail },
+                checked_at,
+            ))
+        }
+    };
+    Ok(match trust.validate(&der, opts.at) {
+        Ok(v) => Verdict {
+            file,
+            verdict: "accepted",
+            reason: None,
+            detail: None,
+            subject: Some(v.subject),
+            serial: Some(v.serial_hex),
+            not_after: v.not_after.format(rfc3339).ok(),
+            checked_at,
+        },
+        Err(e) => rejected(file, &e, checked_at),
+    })
+}
+
+fn rejected(file: String, e: &CertError, checked_at: String) -> Verdict {
+    Verdict {
+        file,
+        verdict: "rejected",
+        reason: Some(e.reason()),
+        detail: Some(e.to_string()),
+        subject: None,
+        serial: None,
+        not_after: None,
+        checked_at,
+    }
+}

@@ -1,0 +1,167 @@
+//! The service's configuration file (TOML). Relative paths are relative to the file's folder,
+//! so a world directory built by the testbed can be moved as a whole.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::validation::{EndEntityPolicy, StaleCrlPolicy};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on, e.g. `127.0.0.1:50443`.
+    pub listen: SocketAddr,
+    /// The SQLite store file.
+    pub store: PathBuf,
+    /// Lifetime of a challenge.
+    #[serde(default = "default_ttl")]
+    pub challenge_ttl_seconds: u32,
+    pub tls: TlsConfig,
+    pub validation: ValidationConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The service's certificate chain, PEM.
+    pub certificate: PathBuf,
+    /// Its private key, PEM.
+    pub private_key: PathBuf,
+    /// The network CA that issues terminal client certificates, PEM.
+    pub client_ca: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// Issuing-authority CA certificates (several generations may be valid at once).
+    pub trust_anchors: Vec<PathBuf>,
+    #[serde(default)]
+    pub intermediates: Vec<PathBuf>,
+    /// The issuing authority's CRLs, DER or PEM.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// Accepted certificate policy OIDs; a card must assert one of them.
+    #[serde(default)]
+    pub policy_oids: Vec<String>,
+    #[serde(default = "default_skew")]
+    pub clock_skew_seconds: u32,
+    /// What a CRL past its nextUpdate means: `reject` (default, fail closed) or `accept`.
+    #[serde(default)]
+    pub stale_crl: StaleCrlPolicy,
+}
+
+fn default_ttl() -> u32 {
+    60
+}
+
+fn default_skew() -> u32 {
+    300
+}
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path} is invalid: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl Config {
+    /// Loads the file and resolves relative paths against its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if config.challenge_ttl_seconds == 0 || config.challenge_ttl_seconds > 3600 {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                reason: "challenge_ttl_seconds must be between 1 and 3600".into(),
+            });
+        }
+        if config.validation.trust_anchors.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                reason: "validation.trust_anchors must name at least one CA".into(),
+            });
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve(base);
+        Ok(config)
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.store);
+        fix(&mut self.tls.certificate);
+        fix(&mut self.tls.private_key);
+        fix(&mut self.tls.client_ca);
+        self.validation.trust_anchors.iter_mut().for_each(fix);
+        self.validation.intermediates.iter_mut().for_each(fix);
+        self.validation.crls.iter_mut().for_each(fix);
+    }
+}
+
+impl ValidationConfig {
+    pub fn policy(&self) -> EndEntityPolicy {
+        EndEntityPolicy {
+            policy_oids: self.policy_oids.clone(),
+            require_client_auth_eku: false,
+            clock_skew: time::Duration::seconds(i64::from(self.clock_skew_seconds)),
+            stale_crl: self.stale_crl,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_relative_paths_and_rejects_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("onshi-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("service.toml");
+        std::fs::write(
+            &path,
+            r#"listen = "127.0.0.1:0"
+store = "store/onshi.sqlite"
+[tls]
+certificate = "s.pem"
+private_key = "s.key"
+client_ca = "/abs/ca.pem"
+[validation]
+trust_anchors = ["ca.pem"]
+"#,
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.store, dir.join("store/onshi.sqlite"));
+        assert_eq!(c.tls.client_ca, PathBuf::from("/abs/ca.pem"));
+        assert_eq!(c.challenge_ttl_seconds, 60);
+        assert_eq!(c.validation.stale_crl, StaleCrlPolicy::Reject);
+
+        std::fs::write(&path, "listen = \"127.0.0.1:0\"\nbogus = 1\n").unwrap();
+        assert!(matches!(
+            Config::load(&path),
+            Err(ConfigError::Invalid { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,23 @@
+//! The confirmation service: validates a card's certificate and its signature over a
+//! challenge, identifies the terminal from its TLS client certificate, and answers with the
+//! holder's insurance eligibility from the store, auditing every access first.
+//!
+//! Modules by domain concept: [`validation`] (certificates and CRLs), [`challenge`],
+//! [`terminal`] (identity), [`eligibility`] (the domain), [`store`], [`audit`], [`outcome`]
+//! (the one mapping of failures to result codes and gRPC statuses), [`service`] (the gRPC
+//! handlers) and [`server`] (wiring).
+#![forbid(unsafe_code)]
+
+pub mod answer;
+pub mod audit;
+pub mod challenge;
+pub mod check_cert;
+pub mod clock;
+pub mod config;
+pub mod eligibility;
+pub mod outcome;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod terminal;
+pub mod validation;

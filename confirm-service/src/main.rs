@@ -1,0 +1,254 @@
+//! `confirm-service`: serve the confirmation service, or explain a certificate's verdict.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use onshi_confirm_service::check_cert::{self, CheckOptions};
+use onshi_confirm_service::clock::SystemClock;
+use onshi_confirm_service::config::Config;
+use onshi_confirm_service::validation::EndEntityPolicy;
+use time::OffsetDateTime;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "confirm-service",
+    version,
+    about = "onshi's confirmation service: validates My Number card certificates and answers insurance eligibility over gRPC (mutual TLS)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve onshi.v1.Confirmation (plus gRPC health and reflection) over TLS with required
+    /// client certificates. Prints "confirm-service: listening on ADDR" once ready.
+    Serve {
+        /// The service configuration (a world's service.toml; see docs/world.md).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Override the configured listen address; port 0 picks a free port.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate a card certificate as the service would, in the manner of `openssl verify`.
+    /// Exits 0 when accepted, 1 when rejected, 2 on a usage or I/O error.
+    CheckCert {
+        /// Take trust anchors, CRLs and policy from this service configuration when no
+        /// --trust/--crl is given.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// A trusted issuing-CA certificate (PEM or DER); repeatable.
+        #[arg(long, value_name = "CA")]
+        trust: Vec<PathBuf>,
+        /// An intermediate CA certificate; repeatable.
+        #[arg(long, value_name = "CERT")]
+        intermediate: Vec<PathBuf>,
+        /// A CRL (PEM or DER); repeatable.
+        #[arg(long, value_name = "CRL")]
+        crl: Vec<PathBuf>,
+        /// A required certificate policy OID; repeatable (any one suffices).
+        #[arg(long, value_name = "OID")]
+        policy: Vec<String>,
+        /// Check at this time instead of now (RFC 3339, e.g. 2026-11-24T09:00:00+09:00).
+        #[arg(long, value_name = "RFC3339-TIME")]
+        at: Option<String>,
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The certificate to check (PEM or DER).
+        cert: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen } => serve(config, listen),
+        Command::CheckCert {
+            config,
+            trust,
+            intermediate,
+            crl,
+            policy,
+            at,
+            json,
+            cert,
+        } => check(config, trust, intermediate, crl, policy, at, json, cert),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ONSHI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(config_path: PathBuf, listen: Option<SocketAddr>) -> ExitCode {
+    init_tracing();
+    let config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("confirm-service: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("confirm-service: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async move {
+        let addr = listen.unwrap_or(config.listen);
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("confirm-service: cannot listen on {addr}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let shutdown = async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(t) => t,
+                        Err(_) => {
+                            let _ = ctrl_c.await;
+                            return;
+                        }
+                    };
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = ctrl_c.await;
+            }
+            tracing::info!("shutting down");
+        };
+        match onshi_confirm_service::server::run(
+            &config,
+            listener,
+            Arc::new(SystemClock),
+            shutdown,
+            move || {
+                println!("confirm-service: listening on {local}");
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+            },
+        )
+        .await
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("confirm-service: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    config: Option<PathBuf>,
+    mut trust: Vec<PathBuf>,
+    mut intermediates: Vec<PathBuf>,
+    mut crls: Vec<PathBuf>,
+    mut policy_oids: Vec<String>,
+    at: Option<String>,
+    json: bool,
+    cert: PathBuf,
+) -> ExitCode {
+    let mut policy = EndEntityPolicy::default();
+    if let Some(path) = &config {
+        match Config::load(path) {
+            Ok(c) => {
+                if trust.is_empty() {
+                    trust = c.validation.trust_anchors.clone();
+                    intermediates.extend(c.validation.intermediates.clone());
+                }
+                if crls.is_empty() {
+                    crls = c.validation.crls.clone();
+                }
+                if policy_oids.is_empty() {
+                    policy_oids = c.validation.policy_oids.clone();
+                }
+                policy = c.validation.policy();
+            }
+            Err(e) => {
+                eprintln!("check-cert: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if trust.is_empty() {
+        eprintln!("check-cert: no trust anchor: give --trust CA or --config FILE");
+        return ExitCode::from(2);
+    }
+    if crls.is_empty() {
+        // Without a CRL every certificate would be refused as crl-missing: say so up front.
+        eprintln!("check-cert: no CRL: give --crl CRL or --config FILE (revocation is always checked)");
+        return ExitCode::from(2);
+    }
+    policy.policy_oids = policy_oids;
+    let at = match at {
+        None => OffsetDateTime::now_utc(),
+        Some(s) => match OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("check-cert: --at {s:?} is not an RFC 3339 time: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let opts = CheckOptions {
+        trust,
+        intermediates,
+        crls,
+        policy,
+        at,
+    };
+    match check_cert::check(&cert, &opts) {
+        Ok(verdict) => {
+            if json {
+                match serde_json::to_string_pretty(&verdict) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("check-cert: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                println!("{}", verdict.line());
+            }
+            if verdict.accepted() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("check-cert: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

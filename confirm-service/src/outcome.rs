@@ -1,0 +1,219 @@
+//! How every refusal reaches a client: the one place that maps a domain failure to the
+//! project's result code and a gRPC status (architecture.md "How outcomes reach the client").
+//!
+//! A refused request answers a gRPC error whose details carry a `google.rpc.ErrorInfo` with
+//! domain `onshi.v1` and reason = the result code's proto name, and whose metadata carries the
+//! numeric code under `result-code`. Messages are for people; clients branch on the code.
+
+use onshi_proto::v1::ResultCode;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::challenge::ChallengeError;
+use crate::validation::CertError;
+
+/// Why a request was refused. Each variant maps to exactly one result code and gRPC code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("terminal unknown: {0}")]
+    TerminalUnknown(String),
+    #[error("terminal {0} is not in operation")]
+    TerminalNotInOperation(String),
+    #[error(transparent)]
+    Challenge(#[from] ChallengeError),
+    #[error("certificate refused ({reason}): {0}", reason = .0.reason())]
+    Certificate(#[from] CertError),
+    #[error("the card's signature over the challenge binding does not verify")]
+    SignatureInvalid,
+    #[error("the card is not linked to any person by the issuing authority")]
+    CardUnknown,
+    #[error("the card's holder has not registered the card for health-insurance use")]
+    CardNotRegistered,
+    #[error("the service is unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl Refusal {
+    /// The project's result code for this refusal.
+    pub fn result_code(&self) -> ResultCode {
+        match self {
+            Refusal::BadRequest(_) => ResultCode::BadRequest,
+            Refusal::TerminalUnknown(_) => ResultCode::TerminalUnknown,
+            Refusal::TerminalNotInOperation(_) => ResultCode::TerminalNotInOperation,
+            Refusal::Challenge(e) => match e {
+                ChallengeError::Unknown => ResultCode::ChallengeUnknown,
+                ChallengeError::Expired => ResultCode::ChallengeExpired,
+                ChallengeError::Reused => ResultCode::ChallengeReused,
+                ChallengeError::OtherTerminal => ResultCode::ChallengeOtherTerminal,
+                ChallengeError::WrongPurpose => ResultCode::ChallengeUnknown,
+                ChallengeError::Store(_) => ResultCode::ServiceUnavailable,
+            },
+            Refusal::Certificate(e) => match e {
+                CertError::Expired { .. } => ResultCode::CertificateExpired,
+                CertError::NotYetValid { .. } => ResultCode::CertificateNotYetValid,
+                CertError::Revoked { .. } => ResultCode::CertificateRevoked,
+                CertError::UntrustedIssuer { .. }
+                | CertError::IssuerNotValid { .. }
+                | CertError::IssuerNotCa { .. }
+                | CertError::PathTooLong => ResultCode::CertificateUntrusted,
+                CertError::CrlMissing { .. } | CertError::CrlStale { .. } => {
+                    ResultCode::RevocationUnavailable
+                }
+                _ => ResultCode::CertificateInvalid,
+            },
+            Refusal::SignatureInvalid => ResultCode::SignatureInvalid,
+            Refusal::CardUnknown => ResultCode::CardUnknown,
+            Refusal::CardNotRegistered => ResultCode::CardNotRegistered,
+            Refusal::Unavailable(_) => ResultCode::ServiceUnavailable,
+            Refusal::Internal(_) => ResultCode::InternalError,
+        }
+    }
+
+    /// The gRPC status code for this refusal.
+    pub fn grpc_code(&self) -> Code {
+        match self.result_code() {
+            ResultCode::BadRequest => Code::InvalidArgument,
+            ResultCode::TerminalUnknown | ResultCode::TerminalNotInOperation => {
+                Code::PermissionDenied
+            }
+            ResultCode::CertificateInvalid
+            | ResultCode::CertificateExpired
+            | ResultCode::CertificateNotYetValid
+            | ResultCode::CertificateRevoked
+            | ResultCode::CertificateUntrusted
+            | ResultCode::SignatureInvalid
+            | ResultCode::CardUnknown => Code::Unauthenticated,
+            ResultCode::ChallengeUnknown
+            | ResultCode::ChallengeExpired
+            | ResultCode::ChallengeReused
+            | ResultCode::ChallengeOtherTerminal
+            | ResultCode::CardNotRegistered
+            | ResultCode::ConsentMissing
+            | ResultCode::ConsentExpired => Code::FailedPrecondition,
+            ResultCode::RateLimited => Code::ResourceExhausted,
+            ResultCode::RevocationUnavailable | ResultCode::ServiceUnavailable => {
+                Code::Unavailable
+            }
+            _ => Code::Internal,
+        }
+    }
+
+    /// The status sent to the (authenticated) terminal. Internal details stay in the log.
+    pub fn to_status(&self) -> Status {
+        let code = self.result_code();
+        let message = match self {
+            Refusal::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        };
+        let mut metadata = std::collections::HashMap::new();
+        if let Refusal::Certificate(e) = self {
+            metadata.insert("certificate_reason".to_owned(), e.reason().to_owned());
+        }
+        let mut status = Status::with_error_details(
+            self.grpc_code(),
+            message,
+            ErrorDetails::with_error_info(code.as_str_name(), onshi_proto::ERROR_DOMAIN, metadata),
+        );
+        if let Ok(v) = (code as i32).to_string().parse() {
+            status
+                .metadata_mut()
+                .insert(onshi_proto::RESULT_CODE_METADATA, v);
+        }
+        status
+    }
+}
+
+/// Reads the project's result code back from a refusal status (the client side of the above).
+pub fn result_code_of(status: &Status) -> Option<ResultCode> {
+    let details = status.get_error_details();
+    let info = details.error_info()?;
+    if info.domain != onshi_proto::ERROR_DOMAIN {
+        return None;
+    }
+    ResultCode::from_str_name(&info.reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::OffsetDateTime;
+
+    #[test]
+    fn each_refusal_has_a_specific_code_and_round_trips() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let cases = [
+            (
+                Refusal::Certificate(CertError::Expired {
+                    not_after: now,
+                    at: now,
+                }),
+                ResultCode::CertificateExpired,
+                Code::Unauthenticated,
+            ),
+            (
+                Refusal::Certificate(CertError::Revoked {
+                    revoked_at: now,
+                    reason: "keyCompromise".into(),
+                }),
+                ResultCode::CertificateRevoked,
+                Code::Unauthenticated,
+            ),
+            (
+                Refusal::Certificate(CertError::UntrustedIssuer {
+                    issuer: "x".into(),
+                }),
+                ResultCode::CertificateUntrusted,
+                Code::Unauthenticated,
+            ),
+            (
+                Refusal::Challenge(ChallengeError::Reused),
+                ResultCode::ChallengeReused,
+                Code::FailedPrecondition,
+            ),
+            (
+                Refusal::Challenge(ChallengeError::OtherTerminal),
+                ResultCode::ChallengeOtherTerminal,
+                Code::FailedPrecondition,
+            ),
+            (
+                Refusal::CardNotRegistered,
+                ResultCode::CardNotRegistered,
+                Code::FailedPrecondition,
+            ),
+            (
+                Refusal::BadRequest("x".into()),
+                ResultCode::BadRequest,
+                Code::InvalidArgument,
+            ),
+            (
+                Refusal::TerminalUnknown("x".into()),
+                ResultCode::TerminalUnknown,
+                Code::PermissionDenied,
+            ),
+        ];
+        for (refusal, code, grpc) in cases {
+            let status = refusal.to_status();
+            assert_eq!(status.code(), grpc, "{refusal}");
+            assert_eq!(result_code_of(&status), Some(code), "{refusal}");
+            assert_eq!(
+                status
+                    .metadata()
+                    .get(onshi_proto::RESULT_CODE_METADATA)
+                    .and_then(|v| v.to_str().ok()),
+                Some((code as i32).to_string().as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn internal_details_do_not_leak() {
+        let status = Refusal::Internal("disk I/O error at /secret/path".into()).to_status();
+        assert!(!status.message().contains("/secret/path"));
+        assert_eq!(result_code_of(&status), Some(ResultCode::InternalError));
+    }
+}

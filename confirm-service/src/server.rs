@@ -1,0 +1,111 @@
+//! Wiring: builds the service from a configuration and serves it on an already-bound listener
+//! with TLS and required client certificates, plus gRPC health checking and reflection.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use onshi_proto::v1::confirmation_server::ConfirmationServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::audit::AuditLog;
+use crate::challenge::Challenges;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::service::{ConfirmationService, ServiceState};
+use crate::store::Store;
+use crate::validation::TrustStore;
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("trust configuration: {0}")]
+    Trust(#[from] crate::validation::TrustLoadError),
+    #[error("store: {0}")]
+    Store(String),
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Builds the shared state from a configuration.
+pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceState, ServeError> {
+    let trust = TrustStore::load(
+        &config.validation.trust_anchors,
+        &config.validation.intermediates,
+        &config.validation.crls,
+        config.validation.policy(),
+    )?;
+    let store = Store::open(&config.store).map_err(|e| ServeError::Store(e.to_string()))?;
+    let challenges = Challenges::open(
+        &config.store,
+        time::Duration::seconds(i64::from(config.challenge_ttl_seconds)),
+    )
+    .map_err(|e| ServeError::Store(e.to_string()))?;
+    let audit = AuditLog::open(&config.store).map_err(|e| ServeError::Store(e.to_string()))?;
+    Ok(ServiceState {
+        store: Arc::new(store),
+        challenges: Arc::new(challenges),
+        trust: Arc::new(trust),
+        audit,
+        clock,
+    })
+}
+
+/// Serves until `shutdown` completes. The listener is bound by the caller, so tests bind
+/// port 0 and learn the address without racing.
+pub async fn run(
+    config: &Config,
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(),
+) -> Result<(), ServeError> {
+    let state = build_state(config, clock)?;
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            read(&config.tls.certificate)?,
+            read(&config.tls.private_key)?,
+        ))
+        .client_ca_root(Certificate::from_pem(read(&config.tls.client_ca)?))
+        .client_auth_optional(false);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ConfirmationServer<ConfirmationService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(onshi_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
+
+    let builder = Server::builder()
+        .tls_config(tls)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    // Everything that can fail at start-up has been checked: say we are ready.
+    on_ready();
+    let mut builder = builder;
+    builder
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(ConfirmationServer::new(ConfirmationService::new(state)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,1087 @@
+//! The embedded eligibility store: one SQLite file holding persons, their qualification records,
+//! the card → person links written by the mock issuing authority, and the terminals.
+//!
+//! SQLite in WAL mode with `synchronous=FULL`, so a committed write survives a crash. The
+//! connection sits behind a mutex: `Store` is `Sync`, and the async service calls it from
+//! `spawn_blocking`. Other modules of the service keep their own tables (audit, challenges) in
+//! the same file and reach the connection through [`Store::with_connection`]; this module owns
+//! `PRAGMA user_version`, the version of the schema below.
+//!
+//! Dates are stored as ISO `YYYY-MM-DD` text, so the file reads well in the `sqlite3` shell and
+//! sorts correctly.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+use time::format_description::FormatItem;
+use time::macros::format_description;
+use time::Date;
+
+use crate::eligibility::{
+    ElderlyCertificate, HighCostLimit, InsurerNumber, Person, QualificationRecord, SpecificDisease,
+};
+
+/// The schema version this code writes and understands (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+
+const ISO_DATE: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]");
+
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS persons (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    kana_name TEXT NOT NULL,
+    sex INTEGER NOT NULL CHECK (sex IN (1, 2, 3)),
+    birth_date TEXT NOT NULL,
+    address TEXT NOT NULL,
+    postcode TEXT NOT NULL,
+    registered_for_insurance INTEGER NOT NULL CHECK (registered_for_insurance IN (0, 1))
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS qualifications (
+    id INTEGER PRIMARY KEY,
+    person_id TEXT NOT NULL REFERENCES persons(id),
+    insured_card_classification TEXT NOT NULL,
+    insurer_number TEXT NOT NULL,
+    insurer_name TEXT NOT NULL,
+    symbol TEXT,
+    number TEXT NOT NULL,
+    branch TEXT,
+    personal_family INTEGER NOT NULL CHECK (personal_family IN (1, 2)),
+    insured_person_name TEXT NOT NULL,
+    qualification_date TEXT NOT NULL,
+    disqualification_date TEXT,
+    loss_reason TEXT,
+    card_issue_date TEXT NOT NULL,
+    card_valid_from TEXT NOT NULL,
+    card_expiry TEXT,
+    copay_ratio TEXT NOT NULL,
+    preschool INTEGER NOT NULL CHECK (preschool IN (0, 1)),
+    elderly_valid_from TEXT,
+    elderly_valid_until TEXT,
+    elderly_copay_ratio TEXT,
+    high_cost_certificate_type TEXT,
+    high_cost_bracket TEXT,
+    high_cost_valid_from TEXT,
+    high_cost_valid_until TEXT
+);
+CREATE INDEX IF NOT EXISTS qualifications_by_person ON qualifications(person_id);
+-- For the card-less lookup by insurance numbers.
+CREATE INDEX IF NOT EXISTS qualifications_by_numbers
+    ON qualifications(insurer_number, number, symbol, branch);
+
+CREATE TABLE IF NOT EXISTS specific_diseases (
+    qualification_id INTEGER NOT NULL REFERENCES qualifications(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    category INTEGER NOT NULL CHECK (category IN (1, 2, 3)),
+    monthly_cap_yen INTEGER NOT NULL,
+    valid_from TEXT NOT NULL,
+    valid_until TEXT NOT NULL,
+    PRIMARY KEY (qualification_id, ordinal)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS cards (
+    issuer_key TEXT NOT NULL,
+    serial TEXT NOT NULL,
+    person_id TEXT NOT NULL REFERENCES persons(id),
+    PRIMARY KEY (issuer_key, serial)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cards_by_person ON cards(person_id);
+
+CREATE TABLE IF NOT EXISTS terminals (
+    institution_code TEXT NOT NULL,
+    terminal_id TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('in-operation', 'suspended')),
+    PRIMARY KEY (institution_code, terminal_id)
+) WITHOUT ROWID;
+";
+
+/// Why the store refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the store at {path} has schema version {found}, newer than the {supported} this build \
+         understands; use a newer build"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("the store at {path} did not switch to WAL mode (journal mode is {mode})")]
+    JournalMode { path: PathBuf, mode: String },
+    #[error("store query failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value that this code never writes: the file was edited or damaged.
+    #[error("the store holds an invalid {what}: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+    #[error("no person with id {0}")]
+    UnknownPerson(String),
+    #[error("not a parseable X.509 certificate: {0}")]
+    Certificate(String),
+}
+
+/// The store's key of a user-authentication certificate: which authority issued it and its
+/// serial number, the pair that identifies a certificate (RFC 5280 §4.1.2.2).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CardKey {
+    /// Lowercase hex SHA-256 of the issuer Name's DER (tag and length included).
+    pub issuer_key: String,
+    /// Lowercase hex of the serial number's DER content bytes (a leading `00` kept).
+    pub serial: String,
+}
+
+impl CardKey {
+    /// The key from the issuer Name DER and the raw serial bytes, for callers that have already
+    /// parsed the certificate.
+    pub fn from_parts(issuer_name_der: &[u8], raw_serial: &[u8]) -> CardKey {
+        let digest = ring::digest::digest(&ring::digest::SHA256, issuer_name_der);
+        CardKey {
+            issuer_key: hex::encode(digest.as_ref()),
+            serial: hex::encode(raw_serial),
+        }
+    }
+
+    /// The key of a DER certificate. Trailing bytes after the certificate are refused: the
+    /// key must name exactly the certificate that was presented.
+    pub fn from_der(cert_der: &[u8]) -> Result<CardKey, StoreError> {
+        let (rest, cert) = x509_parser::parse_x509_certificate(cert_der)
+            .map_err(|e| StoreError::Certificate(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(StoreError::Certificate(format!(
+                "{} trailing bytes after the certificate",
+                rest.len()
+            )));
+        }
+        let tbs = &cert.tbs_certificate;
+        Ok(Self::from_parts(tbs.issuer.as_raw(), tbs.raw_serial()))
+    }
+}
+
+/// Whether a terminal may confirm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TerminalStatus {
+    InOperation,
+    Suspended,
+}
+
+impl TerminalStatus {
+    /// The stored (and documented) spelling: `in-operation`, `suspended`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InOperation => "in-operation",
+            Self::Suspended => "suspended",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "in-operation" => Some(Self::InOperation),
+            "suspended" => Some(Self::Suspended),
+            _ => None,
+        }
+    }
+}
+
+/// A reception terminal registered with the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terminal {
+    /// 医療機関コード, 10 digits.
+    pub institution_code: String,
+    /// Unique within the institution, e.g. `T01`.
+    pub terminal_id: String,
+    pub status: TerminalStatus,
+}
+
+/// The eligibility store. See the module documentation.
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens the store at `path`, creating the file and the schema if missing. Refuses a file
+    /// whose schema is newer than this build.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::JournalMode {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        // FULL: in WAL mode the log is fsync'd at every commit, so a committed row survives
+        // power loss, which the audit log relies on.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(open_err)?;
+        migrate(&mut conn, path)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock unwinds through any open `Transaction`, whose drop
+        // rolls back, so the connection is consistent and the poison can be ignored rather than
+        // taking the whole service down.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` with the connection, for the service's other modules that keep their own
+    /// tables in the same file. Blocking: call it from `spawn_blocking`.
+    pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    /// Runs `f` inside one transaction, committed if `f` succeeds and rolled back otherwise.
+    /// Thousands of inserts in one transaction cost one fsync, not thousands.
+    pub fn bulk<R>(
+        &self,
+        f: impl FnOnce(&mut Bulk<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut bulk = Bulk { tx };
+        let out = f(&mut bulk)?;
+        bulk.tx.commit()?;
+        Ok(out)
+    }
+
+    /// Adds a person.
+    pub fn insert_person(&self, person: &Person) -> Result<(), StoreError> {
+        self.bulk(|b| b.insert_person(person))
+    }
+
+    /// Adds a qualification record (its person must exist); returns the record's row id.
+    pub fn insert_qualification(&self, record: &QualificationRecord) -> Result<i64, StoreError> {
+        self.bulk(|b| b.insert_qualification(record))
+    }
+
+    /// Records that the certificate `card` belongs to `person_id` (the issuing authority's
+    /// link). Linking the same certificate again replaces the link.
+    pub fn link_card(&self, card: &CardKey, person_id: &str) -> Result<(), StoreError> {
+        self.bulk(|b| b.link_card(card, person_id))
+    }
+
+    /// Adds or updates a terminal.
+    pub fn upsert_terminal(&self, terminal: &Terminal) -> Result<(), StoreError> {
+        self.bulk(|b| b.upsert_terminal(terminal))
+    }
+
+    /// Marks a person as registered (or not) for insurance use.
+    pub fn set_registered(&self, person_id: &str, registered: bool) -> Result<(), StoreError> {
+        self.bulk(|b| b.set_registered(person_id, registered))
+    }
+
+    /// The person a certificate belongs to, if the issuing authority linked it.
+    pub fn person_for_card(&self, card: &CardKey) -> Result<Option<String>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT person_id FROM cards WHERE issuer_key = ?1 AND serial = ?2")?;
+        Ok(stmt
+            .query_row(params![card.issuer_key, card.serial], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// A person by id.
+    pub fn person(&self, id: &str) -> Result<Option<Person>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, name, kana_name, sex, birth_date, address, postcode,
+                    registered_for_insurance
+             FROM persons WHERE id = ?1",
+        )?;
+        let raw = stmt.query_row([id], RawPerson::from_row).optional()?;
+        raw.map(RawPerson::into_person).transpose()
+    }
+
+    /// All qualification records of a person, oldest first (by qualification date, then
+    /// insertion order).
+    pub fn qualifications(&self, person_id: &str) -> Result<Vec<QualificationRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {QUALIFICATION_COLUMNS} FROM qualifications
+             WHERE person_id = ?1 ORDER BY qualification_date, id"
+        ))?;
+        let raws = stmt
+            .query_map([person_id], RawQualification::from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        if raws.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.qualification_id, d.category, d.monthly_cap_yen, d.valid_from,
+                    d.valid_until
+             FROM specific_diseases d JOIN qualifications q ON q.id = d.qualification_id
+             WHERE q.person_id = ?1 ORDER BY d.qualification_id, d.ordinal",
+        )?;
+        let diseases = stmt
+            .query_map([person_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut records = Vec::with_capacity(raws.len());
+        for raw in raws {
+            let id = raw.id;
+            let mut record = raw.into_record()?;
+            for (_, category, cap, from, until) in diseases.iter().filter(|d| d.0 == id) {
+                record.specific_diseases.push(SpecificDisease {
+                    category: u8::try_from(*category).map_err(|_| corrupt("category", category))?,
+                    monthly_cap_yen: u32::try_from(*cap)
+                        .map_err(|_| corrupt("monthly cap", cap))?,
+                    valid_from: parse_date(from)?,
+                    valid_until: parse_date(until)?,
+                });
+            }
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    /// A terminal by its institution code and terminal id.
+    pub fn terminal(
+        &self,
+        institution_code: &str,
+        terminal_id: &str,
+    ) -> Result<Option<Terminal>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT status FROM terminals WHERE institution_code = ?1 AND terminal_id = ?2",
+        )?;
+        let status: Option<String> = stmt
+            .query_row([institution_code, terminal_id], |r| r.get(0))
+            .optional()?;
+        status
+            .map(|s| {
+                Ok(Terminal {
+                    institution_code: institution_code.to_owned(),
+                    terminal_id: terminal_id.to_owned(),
+                    status: TerminalStatus::parse(&s)
+                        .ok_or_else(|| corrupt("terminal status", &s))?,
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Writes inside one transaction; see [`Store::bulk`].
+#[derive(Debug)]
+pub struct Bulk<'c> {
+    tx: Transaction<'c>,
+}
+
+impl Bulk<'_> {
+    /// Adds a person.
+    pub fn insert_person(&mut self, p: &Person) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO persons (id, name, kana_name, sex, birth_date, address, postcode,
+                                  registered_for_insurance)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        stmt.execute(params![
+            p.id,
+            p.name,
+            p.kana_name,
+            p.sex,
+            format_date(p.birth_date)?,
+            p.address,
+            p.postcode,
+            p.registered_for_insurance,
+        ])?;
+        Ok(())
+    }
+
+    /// Adds a qualification record; returns its row id.
+    pub fn insert_qualification(&mut self, q: &QualificationRecord) -> Result<i64, StoreError> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "INSERT INTO qualifications ({QUALIFICATION_INSERT_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
+        ))?;
+        let elderly = q.elderly.as_ref();
+        let limit = q.high_cost_limit.as_ref();
+        stmt.execute(params![
+            q.person_id,
+            q.insured_card_classification,
+            q.insurer_number.as_str(),
+            q.insurer_name,
+            q.symbol,
+            q.number,
+            q.branch,
+            q.personal_family,
+            q.insured_person_name,
+            format_date(q.qualification_date)?,
+            format_opt_date(q.disqualification_date)?,
+            q.loss_reason,
+            format_date(q.card_issue_date)?,
+            format_date(q.card_valid_from)?,
+            format_opt_date(q.card_expiry)?,
+            q.copay_ratio,
+            q.preschool,
+            format_opt_date(elderly.map(|e| e.valid_from))?,
+            format_opt_date(elderly.map(|e| e.valid_until))?,
+            elderly.map(|e| e.copay_ratio.as_str()),
+            limit.and_then(|l| l.certificate_type.as_deref()),
+            limit.map(|l| l.bracket.as_str()),
+            format_opt_date(limit.map(|l| l.valid_from))?,
+            format_opt_date(limit.map(|l| l.valid_until))?,
+        ])
+        .map_err(|e| unknown_person_or(e, &q.person_id))?;
+        let id = self.tx.last_insert_rowid();
+        if !q.specific_diseases.is_empty() {
+            let mut stmt = self.tx.prepare_cached(
+                "INSERT INTO specific_diseases
+                     (qualification_id, ordinal, category, monthly_cap_yen, valid_from,
+                      valid_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (ordinal, d) in q.specific_diseases.iter().enumerate() {
+                stmt.execute(params![
+                    id,
+                    ordinal as i64,
+                    d.category,
+                    d.monthly_cap_yen,
+                    format_date(d.valid_from)?,
+                    format_date(d.valid_until)?,
+                ])?;
+            }
+        }
+        Ok(id)
+    }
+
+    /// Links a certificate to a person; see [`Store::link_card`].
+    pub fn link_card(&mut self, card: &CardKey, person_id: &str) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO cards (issuer_key, serial, person_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT (issuer_key, serial) DO UPDATE SET person_id = excluded.person_id",
+        )?;
+        stmt.execute(params![card.issuer_key, card.serial, person_id])
+            .map_err(|e| unknown_person_or(e, person_id))?;
+        Ok(())
+    }
+
+    /// Adds or updates a terminal.
+    pub fn upsert_terminal(&mut self, t: &Terminal) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO terminals (institution_code, terminal_id, status) VALUES (?1, ?2, ?3)
+             ON CONFLICT (institution_code, terminal_id) DO UPDATE SET status = excluded.status",
+        )?;
+        stmt.execute(params![
+            t.institution_code,
+            t.terminal_id,
+            t.status.as_str()
+        ])?;
+        Ok(())
+    }
+
+    /// Marks a person as registered (or not) for insurance use.
+    pub fn set_registered(&mut self, person_id: &str, registered: bool) -> Result<(), StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("UPDATE persons SET registered_for_insurance = ?2 WHERE id = ?1")?;
+        if stmt.execute(params![person_id, registered])? == 0 {
+            return Err(StoreError::UnknownPerson(person_id.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// Creates or checks the schema inside one immediate transaction, so two processes opening a
+/// fresh file at once do not both create it.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_owned(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < SCHEMA_VERSION {
+        // Version 0 is a fresh file (or one where only other modules' tables exist yet).
+        tx.execute_batch(SCHEMA_V1)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+// The inserted columns, in the order of `insert_qualification`'s parameters.
+const QUALIFICATION_INSERT_COLUMNS: &str = "person_id, insured_card_classification, \
+     insurer_number, insurer_name, symbol, number, branch, personal_family, insured_person_name, \
+     qualification_date, disqualification_date, loss_reason, card_issue_date, card_valid_from, \
+     card_expiry, copay_ratio, preschool, elderly_valid_from, elderly_valid_until, \
+     elderly_copay_ratio, high_cost_certificate_type, high_cost_bracket, high_cost_valid_from, \
+     high_cost_valid_until";
+
+const QUALIFICATION_COLUMNS: &str = "id, person_id, insured_card_classification, \
+     insurer_number, insurer_name, symbol, number, branch, personal_family, insured_person_name, \
+     qualification_date, disqualification_date, loss_reason, card_issue_date, card_valid_from, \
+     card_expiry, copay_ratio, preschool, elderly_valid_from, elderly_valid_until, \
+     elderly_copay_ratio, high_cost_certificate_type, high_cost_bracket, high_cost_valid_from, \
+     high_cost_valid_until";
+
+struct RawPerson {
+    id: String,
+    name: String,
+    kana_name: String,
+    sex: i64,
+    birth_date: String,
+    address: String,
+    postcode: String,
+    registered: bool,
+}
+
+impl RawPerson {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            kana_name: r.get(2)?,
+            sex: r.get(3)?,
+            birth_date: r.get(4)?,
+            address: r.get(5)?,
+            postcode: r.get(6)?,
+            registered: r.get(7)?,
+        })
+    }
+
+    fn into_person(self) -> Result<Person, StoreError> {
+        Ok(Person {
+            sex: u8::try_from(self.sex).map_err(|_| corrupt("sex", self.sex))?,
+            birth_date: parse_date(&self.birth_date)?,
+            id: self.id,
+            name: self.name,
+            kana_name: self.kana_name,
+            address: self.address,
+            postcode: self.postcode,
+            registered_for_insurance: self.registered,
+        })
+    }
+}
+
+struct RawQualification {
+    id: i64,
+    person_id: String,
+    classification: String,
+    insurer_number: String,
+    insurer_name: String,
+    symbol: Option<String>,
+    number: String,
+    branch: Option<String>,
+    personal_family: i64,
+    insured_person_name: String,
+    qualification_date: String,
+    disqualification_date: Option<String>,
+    loss_reason: Option<String>,
+    card_issue_date: String,
+    card_valid_from: String,
+    card_expiry: Option<String>,
+    copay_ratio: String,
+    preschool: bool,
+    elderly_valid_from: Option<String>,
+    elderly_valid_until: Option<String>,
+    elderly_copay_ratio: Option<String>,
+    limit_type: Option<String>,
+    limit_bracket: Option<String>,
+    limit_valid_from: Option<String>,
+    limit_valid_until: Option<String>,
+}
+
+impl RawQualification {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            person_id: r.get(1)?,
+            classification: r.get(2)?,
+            insurer_number: r.get(3)?,
+            insurer_name: r.get(4)?,
+            symbol: r.get(5)?,
+            number: r.get(6)?,
+            branch: r.get(7)?,
+            personal_family: r.get(8)?,
+            insured_person_name: r.get(9)?,
+            qualification_date: r.get(10)?,
+            disqualification_date: r.get(11)?,
+            loss_reason: r.get(12)?,
+            card_issue_date: r.get(13)?,
+            card_valid_from: r.get(14)?,
+            card_expiry: r.get(15)?,
+            copay_ratio: r.get(16)?,
+            preschool: r.get(17)?,
+            elderly_valid_from: r.get(18)?,
+            elderly_valid_until: r.get(19)?,
+            elderly_copay_ratio: r.get(20)?,
+            limit_type: r.get(21)?,
+            limit_bracket: r.get(22)?,
+            limit_valid_from: r.get(23)?,
+            limit_valid_until: r.get(24)?,
+        })
+    }
+
+    fn into_record(self) -> Result<QualificationRecord, StoreError> {
+        let elderly = match (
+            self.elderly_valid_from,
+            self.elderly_valid_until,
+            self.elderly_copay_ratio,
+        ) {
+            (Some(from), Some(until), Some(ratio)) => Some(ElderlyCertificate {
+                valid_from: parse_date(&from)?,
+                valid_until: parse_date(&until)?,
+                copay_ratio: ratio,
+            }),
+            (None, None, None) => None,
+            _ => return Err(corrupt("elderly certificate", "partly null")),
+        };
+        let high_cost_limit = match (
+            self.limit_bracket,
+            self.limit_valid_from,
+            self.limit_valid_until,
+        ) {
+            (Some(bracket), Some(from), Some(until)) => Some(HighCostLimit {
+                certificate_type: self.limit_type,
+                bracket,
+                valid_from: parse_date(&from)?,
+                valid_until: parse_date(&until)?,
+            }),
+            (None, None, None) => None,
+            _ => return Err(corrupt("high-cost limit", "partly null")),
+        };
+        Ok(QualificationRecord {
+            insurer_number: InsurerNumber::parse(&self.insurer_number)
+                .map_err(|e| corrupt("insurer number", e))?,
+            personal_family: u8::try_from(self.personal_family)
+                .map_err(|_| corrupt("personal/family", self.personal_family))?,
+            qualification_date: parse_date(&self.qualification_date)?,
+            disqualification_date: parse_opt_date(self.disqualification_date.as_deref())?,
+            card_issue_date: parse_date(&self.card_issue_date)?,
+            card_valid_from: parse_date(&self.card_valid_from)?,
+            card_expiry: parse_opt_date(self.card_expiry.as_deref())?,
+            person_id: self.person_id,
+            insured_card_classification: self.classification,
+            insurer_name: self.insurer_name,
+            symbol: self.symbol,
+            number: self.number,
+            branch: self.branch,
+            insured_person_name: self.insured_person_name,
+            loss_reason: self.loss_reason,
+            copay_ratio: self.copay_ratio,
+            preschool: self.preschool,
+            elderly,
+            high_cost_limit,
+            specific_diseases: Vec::new(),
+        })
+    }
+}
+
+fn corrupt(what: &'static str, value: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        reason: value.to_string(),
+    }
+}
+
+/// A foreign-key failure on insert means the person does not exist: say so.
+fn unknown_person_or(e: rusqlite::Error, person_id: &str) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) if e.to_string().contains("FOREIGN KEY") => {
+            StoreError::UnknownPerson(person_id.to_owned())
+        }
+        _ => StoreError::Sqlite(e),
+    }
+}
+
+/// `YYYY-MM-DD`.
+pub fn format_date(d: Date) -> Result<String, StoreError> {
+    d.format(ISO_DATE).map_err(|e| corrupt("date", e))
+}
+
+fn format_opt_date(d: Option<Date>) -> Result<Option<String>, StoreError> {
+    d.map(format_date).transpose()
+}
+
+/// Parses `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Result<Date, StoreError> {
+    Date::parse(s, ISO_DATE).map_err(|e| corrupt("date", format!("{s:?}: {e}")))
+}
+
+fn parse_opt_date(s: Option<&str>) -> Result<Option<Date>, StoreError> {
+    s.map(parse_date).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    /// A temporary store file, removed (with its WAL files) on drop.
+    struct TempStore {
+        dir: PathBuf,
+    }
+
+    impl TempStore {
+        fn new(tag: &str) -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "onshi-store-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self { dir }
+        }
+        fn path(&self) -> PathBuf {
+            self.dir.join("onshi.sqlite")
+        }
+    }
+
+    impl Drop for TempStore {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn person(id: &str) -> Person {
+        Person {
+            id: id.into(),
+            name: "山田\u{3000}花子".into(),
+            kana_name: "ﾔﾏﾀﾞ ﾊﾅｺ".into(),
+            sex: 2,
+            birth_date: date!(1980 - 02 - 29),
+            address: "東京都千代田区千代田1-1".into(),
+            postcode: "100-0001".into(),
+            registered_for_insurance: true,
+        }
+    }
+
+    fn full_record(person_id: &str) -> QualificationRecord {
+        QualificationRecord {
+            person_id: person_id.into(),
+            insured_card_classification: "01".into(),
+            insurer_number: InsurerNumber::parse("01130012").unwrap(),
+            insurer_name: "全国健康保険協会 東京支部".into(),
+            symbol: Some("12345678".into()),
+            number: "901".into(),
+            branch: Some("00".into()),
+            personal_family: 1,
+            insured_person_name: "山田\u{3000}花子".into(),
+            qualification_date: date!(2015 - 04 - 01),
+            disqualification_date: Some(date!(2025 - 01 - 01)),
+            loss_reason: Some("03".into()),
+            card_issue_date: date!(2015 - 04 - 10),
+            card_valid_from: date!(2015 - 04 - 01),
+            card_expiry: Some(date!(2026 - 07 - 31)),
+            copay_ratio: "030".into(),
+            preschool: false,
+            elderly: Some(ElderlyCertificate {
+                valid_from: date!(2024 - 08 - 01),
+                valid_until: date!(2025 - 07 - 31),
+                copay_ratio: "020".into(),
+            }),
+            high_cost_limit: Some(HighCostLimit {
+                certificate_type: None,
+                bracket: "A03".into(),
+                valid_from: date!(2024 - 08 - 01),
+                valid_until: date!(2025 - 07 - 31),
+            }),
+            specific_diseases: vec![
+                SpecificDisease {
+                    category: 1,
+                    monthly_cap_yen: 10_000,
+                    valid_from: date!(2020 - 01 - 01),
+                    valid_until: date!(2030 - 12 - 31),
+                },
+                SpecificDisease {
+                    category: 2,
+                    monthly_cap_yen: 20_000,
+                    valid_from: date!(2021 - 01 - 01),
+                    valid_until: date!(2031 - 12 - 31),
+                },
+            ],
+        }
+    }
+
+    fn koki_record(person_id: &str) -> QualificationRecord {
+        QualificationRecord {
+            insurer_number: InsurerNumber::with_check_digit("3913100").unwrap(),
+            insurer_name: "東京都後期高齢者医療広域連合".into(),
+            symbol: None,
+            branch: None,
+            number: "12345678".into(),
+            qualification_date: date!(2025 - 01 - 01),
+            disqualification_date: None,
+            loss_reason: None,
+            card_expiry: None,
+            copay_ratio: "010".into(),
+            elderly: None,
+            high_cost_limit: None,
+            specific_diseases: Vec::new(),
+            ..full_record(person_id)
+        }
+    }
+
+    #[test]
+    fn round_trips_persons_records_cards_and_terminals() {
+        let tmp = TempStore::new("roundtrip");
+        let store = Store::open(&tmp.path()).unwrap();
+        store.insert_person(&person("P1")).unwrap();
+        store.insert_person(&person("P2")).unwrap();
+        assert_eq!(store.person("P1").unwrap(), Some(person("P1")));
+        assert_eq!(store.person("nobody").unwrap(), None);
+
+        let a = full_record("P1");
+        let b = koki_record("P1");
+        // Inserted out of order: read back by qualification date.
+        store.insert_qualification(&b).unwrap();
+        store.insert_qualification(&a).unwrap();
+        store.insert_qualification(&koki_record("P2")).unwrap();
+        assert_eq!(store.qualifications("P1").unwrap(), vec![a, b]);
+        assert!(store.qualifications("P3").unwrap().is_empty());
+
+        let key = CardKey {
+            issuer_key: "ab".repeat(32),
+            serial: "01ff".into(),
+        };
+        assert_eq!(store.person_for_card(&key).unwrap(), None);
+        store.link_card(&key, "P1").unwrap();
+        assert_eq!(store.person_for_card(&key).unwrap().as_deref(), Some("P1"));
+        store.link_card(&key, "P2").unwrap();
+        assert_eq!(store.person_for_card(&key).unwrap().as_deref(), Some("P2"));
+
+        let t = Terminal {
+            institution_code: "2714206386".into(),
+            terminal_id: "T01".into(),
+            status: TerminalStatus::InOperation,
+        };
+        store.upsert_terminal(&t).unwrap();
+        assert_eq!(
+            store.terminal("2714206386", "T01").unwrap(),
+            Some(t.clone())
+        );
+        assert_eq!(store.terminal("2714206386", "T02").unwrap(), None);
+        let suspended = Terminal {
+            status: TerminalStatus::Suspended,
+            ..t
+        };
+        store.upsert_terminal(&suspended).unwrap();
+        assert_eq!(
+            store.terminal("2714206386", "T01").unwrap(),
+            Some(suspended)
+        );
+
+        store.set_registered("P1", false).unwrap();
+        assert!(
+            !store
+                .person("P1")
+                .unwrap()
+                .unwrap()
+                .registered_for_insurance
+        );
+        assert!(matches!(
+            store.set_registered("nobody", true),
+            Err(StoreError::UnknownPerson(_))
+        ));
+
+        // Everything survives a reopen.
+        drop(store);
+        let store = Store::open(&tmp.path()).unwrap();
+        assert_eq!(store.qualifications("P2").unwrap().len(), 1);
+        assert_eq!(store.person_for_card(&key).unwrap().as_deref(), Some("P2"));
+    }
+
+    #[test]
+    fn foreign_keys_are_enforced() {
+        let tmp = TempStore::new("fk");
+        let store = Store::open(&tmp.path()).unwrap();
+        assert!(matches!(
+            store.insert_qualification(&full_record("ghost")),
+            Err(StoreError::UnknownPerson(id)) if id == "ghost"
+        ));
+        let key = CardKey {
+            issuer_key: "00".into(),
+            serial: "01".into(),
+        };
+        assert!(matches!(
+            store.link_card(&key, "ghost"),
+            Err(StoreError::UnknownPerson(_))
+        ));
+    }
+
+    #[test]
+    fn a_failed_bulk_rolls_back() {
+        let tmp = TempStore::new("bulk");
+        let store = Store::open(&tmp.path()).unwrap();
+        let r = store.bulk(|b| {
+            for i in 0..100 {
+                b.insert_person(&person(&format!("P{i}")))?;
+            }
+            b.insert_person(&person("P7")) // duplicate: the whole batch goes
+        });
+        assert!(matches!(r, Err(StoreError::Sqlite(_))));
+        assert_eq!(store.person("P1").unwrap(), None);
+        store
+            .bulk(|b| {
+                for i in 0..1000 {
+                    b.insert_person(&person(&format!("P{i}")))?;
+                    b.insert_qualification(&koki_record(&format!("P{i}")))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.qualifications("P999").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn pragmas_are_set() {
+        let tmp = TempStore::new("pragmas");
+        let store = Store::open(&tmp.path()).unwrap();
+        store.with_connection(|c| {
+            let mode: String = c
+                .pragma_query_value(None, "journal_mode", |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal");
+            let sync: i64 = c
+                .pragma_query_value(None, "synchronous", |r| r.get(0))
+                .unwrap();
+            assert_eq!(sync, 2, "FULL");
+            let fk: i64 = c
+                .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+                .unwrap();
+            assert_eq!(fk, 1);
+            let v: i64 = c
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, SCHEMA_VERSION);
+        });
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let tmp = TempStore::new("newer");
+        {
+            let c = Connection::open(tmp.path()).unwrap();
+            c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        match Store::open(&tmp.path()) {
+            Err(StoreError::SchemaTooNew {
+                found, supported, ..
+            }) => {
+                assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_modules_tables_may_come_first() {
+        let tmp = TempStore::new("others");
+        {
+            let c = Connection::open(tmp.path()).unwrap();
+            c.execute_batch("CREATE TABLE audit (id INTEGER PRIMARY KEY)")
+                .unwrap();
+        }
+        let store = Store::open(&tmp.path()).unwrap();
+        store.insert_person(&person("P1")).unwrap();
+    }
+
+    #[test]
+    fn corrupt_values_are_reported() {
+        let tmp = TempStore::new("corrupt");
+        let store = Store::open(&tmp.path()).unwrap();
+        store.insert_person(&person("P1")).unwrap();
+        store.with_connection(|c| {
+            c.execute("UPDATE persons SET birth_date = '1980/02/29'", [])
+                .unwrap();
+        });
+        assert!(matches!(
+            store.person("P1"),
+            Err(StoreError::Corrupt { what: "date", .. })
+        ));
+    }
+
+    /// Made by OpenSSL (`openssl req -x509 … -set_serial 0x9f`), an independent encoder: the
+    /// serial's DER content is `00 9f` (a leading zero keeps it positive) and the issuer Name
+    /// occupies bytes 29..103 of the DER, whose SHA-256 `sha256sum` gave.
+    const OPENSSL_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIB1DCCAXmgAwIBAgICAJ8wCgYIKoZIzj0EAwIwSDELMAkGA1UEBhMCSlAxEjAQ
+BgNVBAoMCUpQS0ktVEVTVDElMCMGA1UECwwcSlBLSSBmb3IgdXNlciBhdXRoZW50
+aWNhdGlvbjAeFw0yNjExMjQwNDA3NTJaFw0yNjExMjUwNDA3NTJaMEgxCzAJBgNV
+BAYTAkpQMRIwEAYDVQQKDAlKUEtJLVRFU1QxJTAjBgNVBAsMHEpQS0kgZm9yIHVz
+ZXIgYXV0aGVudGljYXRpb24wWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAATwwmvP
+DBbPHh6QnHmGiV2jfiqW/ACq1iqLH5w72eZlo/A9dtAdvh84NW17Vuey/GC5zwkD
+wspGkGX4MZwhU70Wo1MwUTAdBgNVHQ4EFgQUfvcyeF1UDzEVBA2ouFBCNpk80aYw
+HwYDVR0jBBgwFoAUfvcyeF1UDzEVBA2ouFBCNpk80aYwDwYDVR0TAQH/BAUwAwEB
+/zAKBggqhkjOPQQDAgNJADBGAiEAi92lj4Yr9VTlH6u4WYA8LTTznSXRnrI/KnA6
+kDrBf28CIQDdSzwwxcY2633UEeqr6bQNtDBEeaD2HXjnfVBEEH8yWg==
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn card_key_from_a_certificate() {
+        let der = pem::parse(OPENSSL_CERT).unwrap().into_contents();
+        let key = CardKey::from_der(&der).unwrap();
+        assert_eq!(key.serial, "009f");
+        assert_eq!(
+            key.issuer_key,
+            "fdf87b83080611782b9c5c800defc9e96933b91c4c10727a47a6a84e846ee770"
+        );
+        assert_eq!(key, CardKey::from_parts(&der[29..103], &[0x00, 0x9f]));
+
+        let mut trailing = der.clone();
+        trailing.push(0);
+        assert!(matches!(
+            CardKey::from_der(&trailing),
+            Err(StoreError::Certificate(_))
+        ));
+        assert!(matches!(
+            CardKey::from_der(&der[..der.len() - 1]),
+            Err(StoreError::Certificate(_))
+        ));
+        assert!(matches!(
+            CardKey::from_der(b"not a certificate"),
+            Err(StoreError::Certificate(_))
+        ));
+    }
+
+    #[test]
+    fn dates_are_iso() {
+        assert_eq!(format_date(date!(2025 - 01 - 09)).unwrap(), "2025-01-09");
+        assert_eq!(parse_date("2024-02-29").unwrap(), date!(2024 - 02 - 29));
+        assert!(parse_date("2023-02-29").is_err());
+    }
+}

@@ -1,0 +1,247 @@
+//! The PIN-mode confirmation as the terminal runs it:
+//!
+//! 1. wait for a card (PC/SC status change, no polling) and connect;
+//! 2. phase A, one transaction: read the user-authentication certificate and the PIN's retry
+//!    counter, and show the patient the tries left;
+//! 3. take the PIN (prompt or stdin), get a challenge bound to this terminal;
+//! 4. phase B, one transaction: VERIFY and COMPUTE DIGITAL SIGNATURE over the challenge
+//!    binding's DigestInfo;
+//! 5. send certificate, challenge, signature and consents; report the answer for staff.
+//!
+//! **Where the PIN lives.** It is read into an `onshi_jpki::Pin` (zeroized on drop) by a
+//! [`PinSource`], moved into the phase-B closure, turned into the VERIFY APDU (a sensitive
+//! command whose buffers are zeroized and whose trace is redacted), and dropped when phase B
+//! ends. It is never part of a gRPC message, a log line or an error: the only path out of this
+//! process is the PC/SC transmit to the card.
+
+use std::time::Duration;
+
+use onshi_jpki::flows::{self, CardReading, FlowError, PinStatus};
+use onshi_jpki::Pin;
+use onshi_proto::binding::{sha256_digest_info, ChallengeBinding, ConsentBits, Purpose};
+use onshi_proto::v1 as pb;
+
+use crate::client;
+use crate::config::AgentConfig;
+use crate::pcsc_card::{self, CardIoError, ConnectedCard, Trace, TransactionChannel};
+use crate::report::{Outcome, StaffResult};
+
+/// Where PINs come from. Implementations must not keep copies.
+pub trait PinSource: Send {
+    /// The next PIN the patient typed, or `None` when there is no more input.
+    fn next_pin(&mut self, tries_left: u8) -> Result<Option<Pin>, String>;
+}
+
+/// Options of one confirmation run.
+#[derive(Debug, Clone)]
+pub struct ConfirmOptions {
+    pub reader: Option<String>,
+    pub wait: Duration,
+    pub consents: ConsentBits,
+    pub service_override: Option<String>,
+}
+
+type CardFlowError = FlowError<CardIoError>;
+
+fn pin_exhausted(message: &str) -> Outcome {
+    Outcome::Refused {
+        result_code: pb::ResultCode::PinAttemptsExhausted
+            .as_str_name()
+            .to_owned(),
+        message: message.to_owned(),
+        tries_left: Some(0),
+    }
+}
+
+fn card_error(e: &CardFlowError) -> Outcome {
+    Outcome::Error {
+        message: match e {
+            FlowError::Channel(io) => io.to_string(),
+            other => format!("the card did not behave as a My Number card: {other}"),
+        },
+    }
+}
+
+/// Runs one confirmation. Progress for the patient goes to `progress` (stderr in the CLI).
+pub async fn run(
+    config: &AgentConfig,
+    opts: &ConfirmOptions,
+    mut pins: Box<dyn PinSource>,
+    trace: Option<Trace>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Outcome {
+    // Connect first: if the service is unreachable, say so before the patient types a PIN.
+    let mut grpc = match client::connect(config, opts.service_override.as_deref()).await {
+        Ok(c) => c,
+        Err(message) => return Outcome::Error { message },
+    };
+
+    // Phase A.
+    let reader = opts.reader.clone();
+    let wait = opts.wait;
+    let phase_a = tokio::task::spawn_blocking(move || {
+        let mut trace = trace;
+        let waiting = || eprintln!("カードを置いてください (place the card on the reader)");
+        let mut connected = pcsc_card::wait_and_connect(reader.as_deref(), wait, waiting)
+            .map_err(FlowError::Channel)?;
+        let reading = {
+            let mut ch = TransactionChannel::begin(&mut connected.card, trace.as_mut())
+                .map_err(FlowError::Channel)?;
+            let r = flows::read_phase(&mut ch);
+            ch.end();
+            r
+        }?;
+        Ok::<(ConnectedCard, CardReading, Option<Trace>), CardFlowError>((
+            connected, reading, trace,
+        ))
+    })
+    .await;
+    let (mut connected, reading, mut trace) = match phase_a {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return card_error(&e),
+        Err(e) => {
+            return Outcome::Error {
+                message: format!("card worker failed: {e}"),
+            }
+        }
+    };
+    progress(&format!(
+        "card read in reader {:?}: certificate {} bytes",
+        connected.reader,
+        reading.certificate.len()
+    ));
+    let mut tries_left = match reading.pin_status {
+        PinStatus::Blocked => {
+            return pin_exhausted(
+                "the card's PIN is locked (3 wrong entries); only the municipal office can unlock it",
+            )
+        }
+        PinStatus::TriesLeft(n) => n,
+        PinStatus::Verified => 3,
+    };
+    let certificate = reading.certificate;
+
+    loop {
+        progress(&format!(
+            "暗証番号を入力してください (enter the 4-digit PIN) — tries left: {tries_left}"
+        ));
+        let pin = match pins.next_pin(tries_left) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return Outcome::Error {
+                    message: "no PIN was entered".into(),
+                }
+            }
+            Err(message) => return Outcome::Error { message },
+        };
+
+        let challenge = match grpc
+            .issue_challenge(pb::IssueChallengeRequest {
+                purpose: pb::Purpose::Confirm as i32,
+            })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(status) => return refused_by_service(&status),
+        };
+        let binding = match (ChallengeBinding {
+            purpose: Purpose::Confirm,
+            challenge: &challenge.challenge,
+            terminal_name: &challenge.terminal_name,
+            certificate_der: &certificate,
+            consents: opts.consents,
+        })
+        .encode()
+        {
+            Ok(b) => b,
+            Err(e) => {
+                return Outcome::Error {
+                    message: format!("the service sent an unusable challenge: {e}"),
+                }
+            }
+        };
+        let digest_info = sha256_digest_info(&binding);
+
+        // Phase B: the PIN moves into this closure and is dropped (zeroized) inside it.
+        let phase_b = tokio::task::spawn_blocking(move || {
+            let result = match TransactionChannel::begin(&mut connected.card, trace.as_mut()) {
+                Ok(mut ch) => {
+                    let r = flows::authenticate_phase(&mut ch, &pin, &digest_info);
+                    ch.end();
+                    r
+                }
+                Err(e) => Err(FlowError::Channel(e)),
+            };
+            drop(pin);
+            (connected, trace, result)
+        })
+        .await;
+        let signature = match phase_b {
+            Ok((c, t, result)) => {
+                connected = c;
+                trace = t;
+                match result {
+                    Ok(sig) => sig,
+                    Err(FlowError::WrongPin { tries_left: 0 }) | Err(FlowError::PinBlocked) => {
+                        return pin_exhausted(
+                            "wrong PIN: the card's PIN is now locked; only the municipal office can unlock it",
+                        )
+                    }
+                    Err(FlowError::WrongPin { tries_left: n }) => {
+                        progress(&format!(
+                            "暗証番号が違います (wrong PIN) — tries left: {n}"
+                        ));
+                        tries_left = n;
+                        continue;
+                    }
+                    Err(e) => return card_error(&e),
+                }
+            }
+            Err(e) => {
+                return Outcome::Error {
+                    message: format!("card worker failed: {e}"),
+                }
+            }
+        };
+        drop(trace);
+
+        let request = pb::ConfirmByCardRequest {
+            certificate,
+            challenge: challenge.challenge,
+            signature,
+            consents: Some(pb::Consents {
+                medication: opts.consents.bits() & ConsentBits::MEDICATION != 0,
+                checkup: opts.consents.bits() & ConsentBits::CHECKUP != 0,
+                clinical: opts.consents.bits() & ConsentBits::CLINICAL != 0,
+                surgery: opts.consents.bits() & ConsentBits::SURGERY != 0,
+            }),
+        };
+        return match grpc.confirm_by_card(request).await {
+            Ok(r) => {
+                let result = r.into_inner();
+                Outcome::Confirmed {
+                    result_code: result.result_code().as_str_name().to_owned(),
+                    result: StaffResult::from_proto(&result),
+                }
+            }
+            Err(status) => refused_by_service(&status),
+        };
+    }
+}
+
+fn refused_by_service(status: &tonic::Status) -> Outcome {
+    match client::refusal_code(status) {
+        Some(code) => Outcome::Refused {
+            result_code: code.as_str_name().to_owned(),
+            message: status.message().to_owned(),
+            tries_left: None,
+        },
+        None => Outcome::Error {
+            message: format!(
+                "the confirmation service failed ({:?}): {}",
+                status.code(),
+                client::describe_status(status)
+            ),
+        },
+    }
+}

@@ -1,0 +1,15 @@
+//! The reception terminal's agent: reads the My Number card through PC/SC, has it sign the
+//! service's challenge after the patient's PIN, and asks the confirmation service.
+//!
+//! The PIN's whole life is in [`confirm`] (read by a [`pin_input`] source, used in phase B,
+//! dropped there); [`pcsc_card`] is the only code that talks to the reader.
+//! This crate talks to PC/SC through the `pcsc` crate, which wraps the C library; the agent's
+//! own code is safe Rust.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod confirm;
+pub mod pcsc_card;
+pub mod pin_input;
+pub mod report;

@@ -1,0 +1,307 @@
+//! What staff (and scripts) see: the outcome of one confirmation, human-readable or JSON.
+
+use onshi_proto::v1 as pb;
+use serde::Serialize;
+
+/// The outcome of one `reader-agent confirm` run.
+#[derive(Debug, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The service carried out the confirmation.
+    Confirmed {
+        result_code: String,
+        result: StaffResult,
+    },
+    /// The service or the card refused; `result_code` says why.
+    Refused {
+        result_code: String,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tries_left: Option<u8>,
+    },
+    /// The card, the reader or the connection failed.
+    Error { message: String },
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Confirmed { .. } => 0,
+            Outcome::Refused { .. } => 1,
+            Outcome::Error { .. } => 3,
+        }
+    }
+}
+
+/// The result fields staff need (eligibility.md §2).
+#[derive(Debug, Serialize)]
+pub struct StaffResult {
+    pub confirmation_id: String,
+    pub processing_status: i32,
+    pub reference_classification: i32,
+    pub validity: i32,
+    pub validity_label: &'static str,
+    pub qualifications: Vec<StaffQualification>,
+    pub consents: StaffConsents,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StaffQualification {
+    pub insurer_number: String,
+    pub insurer_name: String,
+    pub insured_card_classification: String,
+    pub symbol: String,
+    pub number: String,
+    pub branch: String,
+    pub personal_family: u32,
+    pub insured_person_name: String,
+    pub name: String,
+    pub kana_name: String,
+    pub sex: u32,
+    pub birth_date: String,
+    pub address: String,
+    pub postcode: String,
+    pub qualification_date: String,
+    pub disqualification_date: String,
+    pub loss_reason: String,
+    pub card_valid_from: String,
+    pub card_expiry: String,
+    pub copay_ratio: String,
+    pub preschool: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elderly_copay_ratio: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub high_cost_limit_bracket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub high_cost_limit_certificate_type: Option<String>,
+    pub specific_disease_categories: Vec<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StaffConsents {
+    pub medication: bool,
+    pub checkup: bool,
+    pub clinical: bool,
+    pub surgery: bool,
+}
+
+pub fn validity_label(v: i32) -> &'static str {
+    match pb::QualificationValidity::try_from(v) {
+        Ok(pb::QualificationValidity::Valid) => "有効",
+        Ok(pb::QualificationValidity::Invalid) => "無効",
+        Ok(pb::QualificationValidity::InvalidNewAvailable) => "無効（新しい資格あり）",
+        Ok(pb::QualificationValidity::None) => "該当資格なし",
+        Ok(pb::QualificationValidity::Multiple) => "複数該当",
+        _ => "不明",
+    }
+}
+
+impl StaffResult {
+    pub fn from_proto(r: &pb::ConfirmationResult) -> Self {
+        let given = |c: &Option<pb::ConsentRecord>| c.as_ref().is_some_and(|c| c.given);
+        let consents = r.consents.clone().unwrap_or_default();
+        StaffResult {
+            confirmation_id: r.confirmation_id.clone(),
+            processing_status: r.processing_status,
+            reference_classification: r.reference_classification,
+            validity: r.validity,
+            validity_label: validity_label(r.validity),
+            qualifications: r
+                .qualifications
+                .iter()
+                .map(|q| StaffQualification {
+                    insurer_number: q.insurer_number.clone(),
+                    insurer_name: q.insurer_name.clone(),
+                    insured_card_classification: q.insured_card_classification.clone(),
+                    symbol: q.symbol.clone(),
+                    number: q.number.clone(),
+                    branch: q.branch.clone(),
+                    personal_family: q.personal_family,
+                    insured_person_name: q.insured_person_name.clone(),
+                    name: q.name.clone(),
+                    kana_name: q.kana_name.clone(),
+                    sex: q.sex,
+                    birth_date: q.birth_date.clone(),
+                    address: q.address.clone(),
+                    postcode: q.postcode.clone(),
+                    qualification_date: q.qualification_date.clone(),
+                    disqualification_date: q.disqualification_date.clone(),
+                    loss_reason: q.loss_reason.clone(),
+                    card_valid_from: q.card_valid_from.clone(),
+                    card_expiry: q.card_expiry.clone(),
+                    copay_ratio: q.copay_ratio.clone(),
+                    preschool: q.preschool,
+                    elderly_copay_ratio: q.elderly.as_ref().map(|e| e.copay_ratio.clone()),
+                    high_cost_limit_bracket: q
+                        .high_cost_limit
+                        .as_ref()
+                        .map(|h| h.bracket.clone()),
+                    high_cost_limit_certificate_type: q
+                        .high_cost_limit
+                        .as_ref()
+                        .map(|h| h.certificate_type.clone())
+                        .filter(|t| !t.is_empty()),
+                    specific_disease_categories: q
+                        .specific_diseases
+                        .iter()
+                        .map(|d| d.category)
+                        .collect(),
+                })
+                .collect(),
+            consents: StaffConsents {
+                medication: given(&consents.medication),
+                checkup: given(&consents.checkup),
+                clinical: given(&consents.clinical),
+                surgery: given(&consents.surgery),
+            },
+        }
+    }
+}
+
+fn ratio(code: &str) -> String {
+    match code {
+        "010" => "1割".into(),
+        "020" => "2割".into(),
+        "030" => "3割".into(),
+        other => other.into(),
+    }
+}
+
+/// The human-readable view for staff at the reception terminal (資格確認端末).
+pub fn render_human(outcome: &Outcome) -> String {
+    let mut s = String::new();
+    match outcome {
+        Outcome::Confirmed {
+            result_code,
+            result,
+        } => {
+            s.push_str("=== 資格確認結果 (eligibility result) ===\n");
+            s.push_str(&format!(
+                "資格有効性 validity : {} {}\n",
+                result.validity, result.validity_label
+            ));
+            s.push_str(&format!("result code        : {result_code}\n"));
+            s.push_str(&format!("confirmation id    : {}\n", result.confirmation_id));
+            for (i, q) in result.qualifications.iter().enumerate() {
+                s.push_str(&format!("--- qualification {} ---\n", i + 1));
+                s.push_str(&format!("氏名 name          : {} ({})\n", q.name, q.kana_name));
+                s.push_str(&format!("生年月日 birth date : {}  性別 sex: {}\n", q.birth_date, q.sex));
+                s.push_str(&format!(
+                    "保険者 insurer      : {} {}\n",
+                    q.insurer_number, q.insurer_name
+                ));
+                s.push_str(&format!(
+                    "記号・番号・枝番    : {} / {} / {}\n",
+                    if q.symbol.is_empty() { "-" } else { &q.symbol },
+                    q.number,
+                    if q.branch.is_empty() { "-" } else { &q.branch }
+                ));
+                s.push_str(&format!(
+                    "本人/家族          : {}\n",
+                    if q.personal_family == 1 { "本人" } else { "家族" }
+                ));
+                s.push_str(&format!(
+                    "資格取得日 / 喪失日 : {} / {}{}\n",
+                    q.qualification_date,
+                    if q.disqualification_date.is_empty() { "-" } else { &q.disqualification_date },
+                    if q.loss_reason.is_empty() { String::new() } else { format!(" (reason {})", q.loss_reason) }
+                ));
+                s.push_str(&format!(
+                    "一部負担金割合 co-pay: {}{}\n",
+                    ratio(&q.copay_ratio),
+                    if q.preschool { " (未就学)" } else { "" }
+                ));
+                if let Some(e) = &q.elderly_copay_ratio {
+                    s.push_str(&format!("高齢受給者証        : {}\n", ratio(e)));
+                }
+                s.push_str(&format!(
+                    "限度額区分 limit    : {}\n",
+                    q.high_cost_limit_bracket.as_deref().unwrap_or("-")
+                ));
+                if !q.specific_disease_categories.is_empty() {
+                    s.push_str(&format!(
+                        "特定疾病            : {:?}\n",
+                        q.specific_disease_categories
+                    ));
+                }
+            }
+            let c = &result.consents;
+            s.push_str(&format!(
+                "同意 consents       : 薬剤 {} / 健診 {} / 診療 {} / 手術 {}\n",
+                yes(c.medication),
+                yes(c.checkup),
+                yes(c.clinical),
+                yes(c.surgery)
+            ));
+        }
+        Outcome::Refused {
+            result_code,
+            message,
+            tries_left,
+        } => {
+            s.push_str("=== 資格確認できませんでした (not confirmed) ===\n");
+            s.push_str(&format!("result code : {result_code}\n"));
+            s.push_str(&format!("reason      : {message}\n"));
+            if let Some(t) = tries_left {
+                s.push_str(&format!("PIN tries left: {t}\n"));
+            }
+        }
+        Outcome::Error { message } => {
+            s.push_str("=== エラー (error) ===\n");
+            s.push_str(&format!("{message}\n"));
+        }
+    }
+    s
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "あり"
+    } else {
+        "なし"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_distinguish_outcomes() {
+        let refused = Outcome::Refused {
+            result_code: "RESULT_CODE_CERTIFICATE_REVOKED".into(),
+            message: "revoked".into(),
+            tries_left: None,
+        };
+        assert_eq!(refused.exit_code(), 1);
+        let json = serde_json::to_value(&refused).unwrap();
+        assert_eq!(json["outcome"], "refused");
+        assert_eq!(json["result_code"], "RESULT_CODE_CERTIFICATE_REVOKED");
+        assert!(render_human(&refused).contains("RESULT_CODE_CERTIFICATE_REVOKED"));
+        assert_eq!(Outcome::Error { message: "x".into() }.exit_code(), 3);
+    }
+
+    #[test]
+    fn staff_view_shows_validity_and_bracket() {
+        let mut r = pb::ConfirmationResult::default();
+        r.set_validity(pb::QualificationValidity::Valid);
+        r.qualifications.push(pb::Qualification {
+            insurer_number: "01130012".into(),
+            copay_ratio: "030".into(),
+            high_cost_limit: Some(pb::HighCostLimit {
+                bracket: "A03".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let out = Outcome::Confirmed {
+            result_code: "RESULT_CODE_OK".into(),
+            result: StaffResult::from_proto(&r),
+        };
+        let text = render_human(&out);
+        assert!(text.contains("有効"));
+        assert!(text.contains("3割"));
+        assert!(text.contains("A03"));
+        assert_eq!(out.exit_code(), 0);
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything onshi needs on a fresh Debian machine: the PC/SC stack (pcscd, the
+# vsmartcard vpcd driver, the client library headers), OpenSC and OpenSSL for the interop and
+# differential checks, and the build tools. Idempotent: packages already present are skipped.
+set -euo pipefail
+
+PACKAGES=(pkg-config libpcsclite-dev pcscd vsmartcard-vpcd opensc openssl util-linux)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "==> installing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: installing packages needs root (run as root or install: ${missing[*]})" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  # --no-install-recommends keeps the footprint small; pcscd would otherwise pull in udev rules
+  # and polkit that a private, per-run daemon never uses.
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "==> Debian packages present"
+fi
+
+# The Debian pcscd package may start a system daemon through systemd socket activation. onshi
+# never uses it (every run starts a private daemon in its own mount namespace), so it is left
+# alone rather than stopped: other software on the machine may rely on it.
+command -v cargo >/dev/null || { echo "error: cargo not found; install the Rust toolchain" >&2; exit 1; }

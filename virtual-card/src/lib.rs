@@ -1,0 +1,4 @@
+//! The virtual My Number card.
+#![forbid(unsafe_code)]
+
+pub mod profile;

@@ -1,0 +1,269 @@
+//! Card profiles on disk: what a virtual card is (keys, certificates, PIN) and what it
+//! remembers between runs (the PIN retry counter).
+//!
+//! A profile is two JSON files side by side:
+//! - `<name>.json`, written once by the world builder and never by the card: the identity;
+//! - `<name>.state.json`, rewritten atomically by the card whenever a counter changes, so a
+//!   PIN blocked in one run stays blocked in the next.
+//!
+//! The format is documented in `docs/world.md`; fields added later are optional so older
+//! profiles keep loading.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// The ATR that OpenSC's JPKI driver recognises (jpki-card.md §7).
+pub const DEFAULT_ATR: [u8; 9] = [0x3B, 0xE0, 0x00, 0xFF, 0x81, 0x31, 0xFE, 0x45, 0x14];
+
+/// Version tag written in every profile; loading refuses any other.
+pub const PROFILE_FORMAT: &str = "onshi-card-profile/1";
+
+/// The user-authentication PIN allows this many consecutive wrong entries.
+pub const USER_AUTH_PIN_MAX_TRIES: u8 = 3;
+
+/// A virtual card's identity. Secrets are wiped from memory when the profile is dropped.
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct CardProfile {
+    /// Always [`PROFILE_FORMAT`].
+    pub format: String,
+    /// A short name for logs and traces, e.g. `card-0001`. Not a secret, not personal.
+    pub name: String,
+    /// Answer-to-reset, hex. Defaults to [`DEFAULT_ATR`].
+    #[serde(default = "default_atr_hex")]
+    pub atr: String,
+    /// The user-authentication PIN (EF `0018`): exactly 4 ASCII digits.
+    pub user_auth_pin: String,
+    /// User-authentication certificate (EF `000A`), PEM.
+    pub user_auth_certificate: String,
+    /// Issuing CA certificate for the user-authentication certificate (EF `000B`), PEM.
+    pub user_auth_ca_certificate: String,
+    /// User-authentication private key (EF `0017`), PKCS#8 PEM, RSA-2048.
+    pub user_auth_private_key: String,
+}
+
+impl std::fmt::Debug for CardProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardProfile")
+            .field("name", &self.name)
+            .field("atr", &self.atr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_atr_hex() -> String {
+    hex::encode_upper(DEFAULT_ATR)
+}
+
+/// The mutable part of a card, persisted beside the profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardState {
+    /// Tries left on the user-authentication PIN; 0 means blocked.
+    pub user_auth_pin_tries_left: u8,
+}
+
+impl Default for CardState {
+    fn default() -> Self {
+        Self {
+            user_auth_pin_tries_left: USER_AUTH_PIN_MAX_TRIES,
+        }
+    }
+}
+
+/// Why a profile could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProfileError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid card profile: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl CardProfile {
+    /// Loads and checks a profile (format tag, PIN shape, ATR hex). Key and certificate
+    /// contents are checked when the card is built from the profile.
+    pub fn load(path: &Path) -> Result<Self, ProfileError> {
+        let text = fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let profile: CardProfile =
+            serde_json::from_str(&text).map_err(|e| ProfileError::Invalid {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        profile.check().map_err(|reason| ProfileError::Invalid {
+            path: path.to_owned(),
+            reason,
+        })?;
+        Ok(profile)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.format != PROFILE_FORMAT {
+            return Err(format!(
+                "format is {:?}, expected {PROFILE_FORMAT:?}",
+                self.format
+            ));
+        }
+        if self.user_auth_pin.len() != 4 || !self.user_auth_pin.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err("user_auth_pin must be exactly 4 ASCII digits".into());
+        }
+        let atr = self.atr_bytes()?;
+        if atr.len() < 2 || atr.len() > 33 {
+            return Err(format!("atr must be 2 to 33 bytes, got {}", atr.len()));
+        }
+        Ok(())
+    }
+
+    /// The ATR as bytes.
+    pub fn atr_bytes(&self) -> Result<Vec<u8>, String> {
+        hex::decode(self.atr.replace([' ', ':'], "")).map_err(|e| format!("atr is not hex: {e}"))
+    }
+
+    /// Writes the profile (world builder only; a card never rewrites its identity).
+    pub fn save(&self, path: &Path) -> Result<(), ProfileError> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| ProfileError::Invalid {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        write_atomically(path, text.as_bytes())
+    }
+
+    /// Where the state of the profile at `profile_path` lives: `x.json` → `x.state.json`.
+    pub fn state_path(profile_path: &Path) -> PathBuf {
+        let stem = profile_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "card".into());
+        profile_path.with_file_name(format!("{stem}.state.json"))
+    }
+}
+
+impl CardState {
+    /// Loads the state; a missing file is a fresh card.
+    pub fn load(path: &Path) -> Result<Self, ProfileError> {
+        match fs::read_to_string(path) {
+            Ok(text) => {
+                let state: CardState =
+                    serde_json::from_str(&text).map_err(|e| ProfileError::Invalid {
+                        path: path.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+                if state.user_auth_pin_tries_left > USER_AUTH_PIN_MAX_TRIES {
+                    return Err(ProfileError::Invalid {
+                        path: path.to_owned(),
+                        reason: format!(
+                            "user_auth_pin_tries_left {} exceeds {USER_AUTH_PIN_MAX_TRIES}",
+                            state.user_auth_pin_tries_left
+                        ),
+                    });
+                }
+                Ok(state)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(ProfileError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Persists the state durably (write to a temporary file, fsync, rename), so a crash
+    /// never leaves a half-written counter and a blocked PIN stays blocked.
+    pub fn save(&self, path: &Path) -> Result<(), ProfileError> {
+        let text = serde_json::to_string(self).map_err(|e| ProfileError::Invalid {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        write_atomically(path, text.as_bytes())
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ProfileError> {
+    let err = |source| ProfileError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::File::create(&tmp).map_err(err)?;
+    file.write_all(bytes).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    fs::rename(&tmp, path).map_err(err)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Make the rename itself durable.
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> CardProfile {
+        CardProfile {
+            format: PROFILE_FORMAT.into(),
+            name: "card-0001".into(),
+            atr: default_atr_hex(),
+            user_auth_pin: "1234".into(),
+            user_auth_certificate: String::new(),
+            user_auth_ca_certificate: String::new(),
+            user_auth_private_key: String::new(),
+        }
+    }
+
+    #[test]
+    fn state_path_sits_beside_profile() {
+        assert_eq!(
+            CardProfile::state_path(Path::new("/w/cards/card-0001.json")),
+            PathBuf::from("/w/cards/card-0001.state.json")
+        );
+    }
+
+    #[test]
+    fn rejects_bad_pin_and_format() {
+        let mut p = sample();
+        assert!(p.check().is_ok());
+        p.user_auth_pin = "12a4".into();
+        assert!(p.check().unwrap_err().contains("4 ASCII digits"));
+        let mut p = sample();
+        p.format = "other".into();
+        assert!(p.check().is_err());
+        let mut p = sample();
+        p.atr = "zz".into();
+        assert!(p.check().is_err());
+    }
+
+    #[test]
+    fn state_round_trips_and_missing_is_fresh() {
+        let dir = std::env::temp_dir().join(format!("onshi-state-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.state.json");
+        let _ = fs::remove_file(&path);
+        assert_eq!(CardState::load(&path).unwrap(), CardState::default());
+        let blocked = CardState {
+            user_auth_pin_tries_left: 0,
+        };
+        blocked.save(&path).unwrap();
+        assert_eq!(CardState::load(&path).unwrap(), blocked);
+        fs::write(&path, r#"{"user_auth_pin_tries_left":9}"#).unwrap();
+        assert!(CardState::load(&path).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
