@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 const MAX_GROUP: usize = 512;
 
 /// One audit record.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
     /// The id quoted to staff in the answer.
     pub confirmation_id: String,

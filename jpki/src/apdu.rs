@@ -447,7 +447,10 @@ mod tests {
 
         let c4 = round_trip(&[0x80, 0x2A, 0x00, 0x80, 0x02, 0xAA, 0xBB, 0x00]);
         assert_eq!((c4.data(), c4.le()), (&[0xAA, 0xBB][..], Some(256)));
-        assert_eq!((c4.cla(), c4.ins(), c4.p1(), c4.p2()), (0x80, 0x2A, 0x00, 0x80));
+        assert_eq!(
+            (c4.cla(), c4.ins(), c4.p1(), c4.p2()),
+            (0x80, 0x2A, 0x00, 0x80)
+        );
     }
 
     #[test]
@@ -522,8 +525,8 @@ mod tests {
 
     #[test]
     fn verify_data_is_redacted_everywhere() {
-        let c = CommandApdu::parse(&[0x00, 0x20, 0x00, 0x80, 0x04, 0x31, 0x32, 0x33, 0x34])
-            .unwrap();
+        let c =
+            CommandApdu::parse(&[0x00, 0x20, 0x00, 0x80, 0x04, 0x31, 0x32, 0x33, 0x34]).unwrap();
         assert!(c.is_sensitive());
         assert_eq!(c.redacted_hex(), "00 20 00 80 04 <redacted 4 bytes>");
         assert_eq!(c.to_string(), "00 20 00 80 04 <redacted 4 bytes>");
@@ -558,7 +561,10 @@ mod tests {
 
     #[test]
     fn status_words() {
-        assert_eq!(StatusWord::from_bytes(0x6A, 0x82), StatusWord::FILE_NOT_FOUND);
+        assert_eq!(
+            StatusWord::from_bytes(0x6A, 0x82),
+            StatusWord::FILE_NOT_FOUND
+        );
         assert_eq!(StatusWord::wrong_pin(2), StatusWord(0x63C2));
         assert_eq!(StatusWord(0x63C2).tries_left(), Some(2));
         assert_eq!(StatusWord(0x63C0).tries_left(), Some(0));

@@ -174,7 +174,10 @@ mod tests {
             Err(ApduError::OffsetOutOfRange { offset: 0x8000 })
         );
         assert_eq!(read_binary(0, 0), Err(ApduError::LeOutOfRange { le: 0 }));
-        assert_eq!(read_binary(0, 257), Err(ApduError::LeOutOfRange { le: 257 }));
+        assert_eq!(
+            read_binary(0, 257),
+            Err(ApduError::LeOutOfRange { le: 257 })
+        );
         assert_eq!(
             read_binary_sfi(0, 0, 4),
             Err(ApduError::InvalidSfi { sfi: 0 })

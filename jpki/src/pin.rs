@@ -79,7 +79,11 @@ mod tests {
         assert!(Pin::new("0000").is_ok());
         assert!(Pin::new("9876").is_ok());
         for bad in ["", "123", "12345", "12a4", " 123", "１２３４", "12.4"] {
-            assert_eq!(Pin::new(bad).err(), Some(PinError::NotFourDigits), "{bad:?}");
+            assert_eq!(
+                Pin::new(bad).err(),
+                Some(PinError::NotFourDigits),
+                "{bad:?}"
+            );
         }
         assert!("4729".parse::<Pin>().is_ok());
     }

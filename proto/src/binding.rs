@@ -166,6 +166,14 @@ mod tests {
             "09"
         );
         assert_eq!(hex(&bytes), expected);
+        // What the host sends the card to sign: the SHA-256 DigestInfo of the binding.
+        assert_eq!(
+            hex(&sha256_digest_info(&bytes)),
+            concat!(
+                "3031300d060960864801650304020105000420",
+                "b0e49b4aa10402e533207a875bbcfe9e2cd38475430b38928f66bcc5be7b217d"
+            )
+        );
     }
 
     #[test]

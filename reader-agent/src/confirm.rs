@@ -120,6 +120,7 @@ pub async fn run(
         PinStatus::Verified => 3,
     };
     let certificate = reading.certificate;
+    let mut last_wrong = false;
 
     loop {
         progress(&format!(
@@ -127,6 +128,12 @@ pub async fn run(
         ));
         let pin = match pins.next_pin(tries_left) {
             Ok(Some(p)) => p,
+            Ok(None) if last_wrong => {
+                return Outcome::WrongPin {
+                    tries_left,
+                    message: "the PIN was wrong and no other PIN was entered".into(),
+                }
+            }
             Ok(None) => {
                 return Outcome::Error {
                     message: "no PIN was entered".into(),
@@ -192,6 +199,7 @@ pub async fn run(
                             "暗証番号が違います (wrong PIN) — tries left: {n}"
                         ));
                         tries_left = n;
+                        last_wrong = true;
                         continue;
                     }
                     Err(e) => return card_error(&e),

@@ -19,6 +19,8 @@ pub enum Outcome {
         #[serde(skip_serializing_if = "Option::is_none")]
         tries_left: Option<u8>,
     },
+    /// The patient typed a wrong PIN and gave up (no more input); the card keeps the count.
+    WrongPin { tries_left: u8, message: String },
     /// The card, the reader or the connection failed.
     Error { message: String },
 }
@@ -27,7 +29,7 @@ impl Outcome {
     pub fn exit_code(&self) -> u8 {
         match self {
             Outcome::Confirmed { .. } => 0,
-            Outcome::Refused { .. } => 1,
+            Outcome::Refused { .. } | Outcome::WrongPin { .. } => 1,
             Outcome::Error { .. } => 3,
         }
     }
@@ -245,6 +247,13 @@ pub fn render_human(outcome: &Outcome) -> String {
             if let Some(t) = tries_left {
                 s.push_str(&format!("PIN tries left: {t}\n"));
             }
+        }
+        Outcome::WrongPin {
+            tries_left,
+            message,
+        } => {
+            s.push_str("=== 暗証番号が違います (wrong PIN) ===\n");
+            s.push_str(&format!("{message}\nPIN tries left: {tries_left}\n"));
         }
         Outcome::Error { message } => {
             s.push_str("=== エラー (error) ===\n");

@@ -1,1 +1,450 @@
-//! placeholder
+//! The end-to-end harness: real processes, cleaned up even when a test fails.
+//!
+//! - [`Pcscd`]: a private pcscd with the vpcd driver (jpki-card.md §7): its own mount namespace
+//!   with a temporary directory over `/run/pcscd`, its own reader.conf directory and its own
+//!   vpcd port pair below 32768, so runs never share a reader or touch a system pcscd. Clients
+//!   reach it through `PCSCLITE_CSOCK_NAME`; since the PC/SC client library reads that variable
+//!   once per process, every PC/SC client here is a spawned process.
+//! - [`Service`], [`Card`]: the confirmation service and a virtual card as child processes.
+//! - [`run_agent`]: one `reader-agent confirm` run with PINs on stdin.
+//!
+//! Readiness is awaited on signals the processes give (a line on stdout, a socket appearing),
+//! never on fixed sleeps; every wait is bounded.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A harness failure, with enough context to debug a CI log.
+pub type Result<T> = std::result::Result<T, String>;
+
+/// Where the workspace's binaries are (built by `cargo build --workspace --bins`).
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // target/<profile>/deps/<test-binary> or target/<profile>/<binary> → target/<profile>/<name>
+    let mut dir = exe.parent().ok_or("cannot locate the target directory")?;
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().ok_or("cannot locate the target directory")?;
+    }
+    let path = dir.join(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is missing: build the binaries first (cargo build --workspace --bins)",
+            path.display()
+        ))
+    }
+}
+
+/// Kills and reaps a child on drop.
+#[derive(Debug)]
+pub struct Guard {
+    child: Option<Child>,
+    what: String,
+}
+
+impl Guard {
+    pub fn new(child: Child, what: impl Into<String>) -> Self {
+        Self {
+            child: Some(child),
+            what: what.into(),
+        }
+    }
+
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the process to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => return,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    _ => break,
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let child = self.child.as_mut().ok_or("process already stopped")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{} did not exit within {timeout:?}", self.what));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Reads a child's stdout on a thread and forwards lines, so a test can wait for one.
+fn line_reader(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            match line {
+                Ok(l) => {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for_line(
+    rx: &mpsc::Receiver<String>,
+    prefix: &str,
+    timeout: Duration,
+    what: &str,
+) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.starts_with(prefix) => return Ok(line),
+            Ok(_) => continue,
+            Err(_) => return Err(format!("{what} did not print {prefix:?} within {timeout:?}")),
+        }
+    }
+}
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// Picks a vpcd port pair below 32768 (outside the kernel's ephemeral range) that is free now.
+fn pick_port_pair() -> Result<u16> {
+    // Spread parallel test processes apart by pid; within one process, count upward.
+    let base = 20000 + (std::process::id() % 400) as u16 * 30;
+    for _ in 0..200 {
+        let n = NEXT_PORT.fetch_add(2, Ordering::SeqCst);
+        let port = 20000 + (base - 20000 + n) % 12000;
+        let free = |p: u16| TcpListener::bind(("0.0.0.0", p)).is_ok();
+        if free(port) && free(port + 1) {
+            return Ok(port);
+        }
+    }
+    Err("no free vpcd port pair found below 32768".into())
+}
+
+/// A private pcscd with the vpcd driver listening on its own port pair.
+#[derive(Debug)]
+pub struct Pcscd {
+    guard: Guard,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Pcscd {
+    /// Starts a private pcscd (root is needed for the mount namespace).
+    pub fn start() -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("onshi-pcscd-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port = pick_port_pair()?;
+            match Self::start_on(&dir, port) {
+                Ok(guard) => return Ok(Self { guard, dir, port }),
+                Err(e) => last_err = e,
+            }
+        }
+        Err(format!("pcscd did not start: {last_err}"))
+    }
+
+    fn start_on(dir: &tempfile::TempDir, port: u16) -> Result<Guard> {
+        let run = dir.path().join("run");
+        let conf = dir.path().join("reader.conf.d");
+        std::fs::create_dir_all(&run).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&conf).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(run.join("pcscd.comm"));
+        std::fs::write(
+            conf.join("vpcd"),
+            format!(
+                "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME /dev/null:0x{port:04X}\nLIBPATH /usr/lib/pcsc/drivers/serial/libifdvpcd.so\nCHANNELID 0x{port:04X}\n"
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::create_dir_all("/run/pcscd")
+            .map_err(|e| format!("cannot create /run/pcscd (run as root): {e}"))?;
+        // The daemon sees `run` as /run/pcscd inside its own mount namespace only.
+        let script = format!(
+            "mount --bind '{}' /run/pcscd && exec pcscd -f -c '{}'",
+            run.display(),
+            conf.display()
+        );
+        let child = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start pcscd via unshare: {e}"))?;
+        let mut guard = Guard::new(child, "pcscd");
+        let socket = run.join("pcscd.comm");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            if let Some(child) = guard.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("pcscd exited early with {status}"));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("pcscd's socket did not appear within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(guard)
+    }
+
+    /// The client socket, for `PCSCLITE_CSOCK_NAME`.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("run").join("pcscd.comm")
+    }
+
+    /// The vpcd address of slot 0.
+    pub fn vpcd(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the daemon and starts a new one on the same port pair.
+    pub fn restart(&mut self) -> Result<()> {
+        self.guard.stop();
+        self.guard = Self::start_on(&self.dir, self.port)?;
+        Ok(())
+    }
+}
+
+/// The confirmation service as a child process.
+#[derive(Debug)]
+pub struct Service {
+    _guard: Guard,
+    pub addr: String,
+}
+
+impl Service {
+    pub fn start(config: &Path) -> Result<Self> {
+        let mut child = Command::new(bin("confirm-service")?)
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("ONSHI_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start confirm-service: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let guard = Guard::new(child, "confirm-service");
+        let rx = line_reader(stdout);
+        let line = wait_for_line(
+            &rx,
+            "confirm-service: listening on ",
+            Duration::from_secs(20),
+            "confirm-service",
+        )?;
+        let addr = line
+            .trim_start_matches("confirm-service: listening on ")
+            .to_owned();
+        Ok(Self {
+            _guard: guard,
+            addr,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+}
+
+/// A virtual card attached to a pcscd's vpcd port.
+#[derive(Debug)]
+pub struct Card {
+    pub guard: Guard,
+}
+
+impl Card {
+    pub fn attach(profile: &Path, vpcd: &str, extra: &[&str]) -> Result<Self> {
+        let mut child = Command::new(bin("virtual-card")?)
+            .arg("attach")
+            .arg("--profile")
+            .arg(profile)
+            .args(["--vpcd", vpcd])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start virtual-card: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let guard = Guard::new(child, "virtual-card");
+        let rx = line_reader(stdout);
+        wait_for_line(
+            &rx,
+            "virtual-card: attached",
+            Duration::from_secs(20),
+            "virtual-card",
+        )?;
+        Ok(Self { guard })
+    }
+}
+
+/// The outcome of one agent run.
+#[derive(Debug)]
+pub struct AgentRun {
+    pub code: Option<i32>,
+    pub json: serde_json::Value,
+    pub stderr: String,
+}
+
+/// Runs `reader-agent confirm --json --pin-stdin` against a private pcscd.
+pub fn run_agent(
+    pcscd: &Pcscd,
+    agent_toml: &Path,
+    service: &Service,
+    pins: &str,
+    extra: &[&str],
+) -> Result<AgentRun> {
+    let out = run_agent_raw(pcscd, agent_toml, service, pins, &[&["--json"], extra].concat())?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_str(&stdout).map_err(|e| {
+        format!("reader-agent printed no JSON ({e}); stdout: {stdout}; stderr: {stderr}")
+    })?;
+    Ok(AgentRun {
+        code: out.status.code(),
+        json,
+        stderr,
+    })
+}
+
+/// Runs `reader-agent confirm --pin-stdin` and returns its raw output.
+pub fn run_agent_raw(
+    pcscd: &Pcscd,
+    agent_toml: &Path,
+    service: &Service,
+    pins: &str,
+    extra: &[&str],
+) -> Result<std::process::Output> {
+    let mut child = Command::new(bin("reader-agent")?)
+        .args(["confirm", "--pin-stdin", "--wait", "20", "--config"])
+        .arg(agent_toml)
+        .args(["--service", &service.url()])
+        .args(extra)
+        .env("PCSCLITE_CSOCK_NAME", pcscd.socket())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start reader-agent: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(pins.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    // Bounded: the agent's own waits are bounded too; this is the backstop.
+    let (tx, rx) = mpsc::channel();
+    let id = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(o) => o.map_err(|e| e.to_string())?,
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &id.to_string()]).status();
+            return Err("reader-agent did not finish within 60 s".into());
+        }
+    };
+    Ok(output)
+}
+
+/// A built world, shared by the tests of one test binary.
+#[derive(Debug)]
+pub struct World {
+    pub dir: PathBuf,
+    pub manifest: serde_json::Value,
+}
+
+impl World {
+    /// Builds a world with the `testbed` binary.
+    pub fn build(dir: &Path, cards: u32) -> Result<Self> {
+        let status = Command::new(bin("testbed")?)
+            .args(["build", "--force", "--persons", "60", "--cards"])
+            .arg(cards.to_string())
+            .arg("--out")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run testbed: {e}"))?;
+        if !status.success() {
+            return Err(format!("testbed build failed: {status}"));
+        }
+        let text = std::fs::read_to_string(dir.join("world.json")).map_err(|e| e.to_string())?;
+        let manifest = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            manifest,
+        })
+    }
+
+    /// The manifest entry of the card of a kind (`valid`, `revoked`, ...).
+    pub fn card(&self, kind: &str) -> Result<&serde_json::Value> {
+        self.manifest["cards"]
+            .as_array()
+            .and_then(|cards| cards.iter().find(|c| c["kind"] == kind))
+            .ok_or_else(|| format!("the world has no {kind} card"))
+    }
+
+    /// Copies a card's profile into `into` (so a test's PIN counter is its own) and returns
+    /// the copy's path.
+    pub fn private_card(&self, kind: &str, into: &Path) -> Result<(PathBuf, String)> {
+        let card = self.card(kind)?;
+        let rel = card["profile"].as_str().ok_or("card without profile")?;
+        let src = self.dir.join(rel);
+        let dst = into.join(src.file_name().ok_or("bad profile path")?);
+        std::fs::copy(&src, &dst).map_err(|e| format!("copy {}: {e}", src.display()))?;
+        let pin = card["pin"].as_str().ok_or("card without pin")?.to_owned();
+        Ok((dst, pin))
+    }
+
+    /// The agent.toml of the terminal with this status (`in-operation`, `suspended`, ...).
+    pub fn terminal(&self, status: &str, nth: usize) -> Result<PathBuf> {
+        let t = self.manifest["terminals"]
+            .as_array()
+            .and_then(|ts| ts.iter().filter(|t| t["status"] == status).nth(nth))
+            .ok_or_else(|| format!("the world has no {status} terminal #{nth}"))?;
+        let dir = t["dir"].as_str().ok_or("terminal without dir")?;
+        Ok(self.dir.join(dir).join("agent.toml"))
+    }
+}

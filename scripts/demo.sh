@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job, from a fresh machine: install what is needed, build, build a synthetic world,
+# start a private pcscd (vpcd driver), the confirmation service and a virtual card, and run one
+# PIN-mode confirmation through the real PC/SC stack, printing the eligibility result.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "==> building (first build takes a few minutes)"
+cargo build --locked --workspace --bins
+exec target/debug/onshi-demo "${1:-demo-world}"

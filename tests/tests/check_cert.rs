@@ -1,0 +1,126 @@
+//! `confirm-service check-cert` as an operator runs it: verdicts, reasons, exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use onshi_e2e::{bin, World};
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("check-cert-world");
+        World::build(&dir, 8).expect("build the test world")
+    })
+}
+
+/// Writes the card's certificate as PEM into `dir` and returns the path.
+fn card_cert(kind: &str, dir: &Path) -> PathBuf {
+    let w = world();
+    let rel = w.card(kind).unwrap()["profile"].as_str().unwrap().to_owned();
+    let profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.dir.join(rel)).unwrap()).unwrap();
+    let path = dir.join(format!("{kind}.pem"));
+    std::fs::write(&path, profile["user_auth_certificate"].as_str().unwrap()).unwrap();
+    path
+}
+
+fn check(args: &[&str], cert: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(bin("confirm-service").unwrap())
+        .arg("check-cert")
+        .args(args)
+        .arg(cert)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn verdicts_and_reasons_with_the_service_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = world().dir.join("service.toml");
+    let config = config.to_str().unwrap();
+    for (kind, code, reason) in [
+        ("valid", 0, None),
+        ("revoked", 1, Some("revoked")),
+        ("expired", 1, Some("expired")),
+        ("unregistered", 0, None),
+    ] {
+        let cert = card_cert(kind, tmp.path());
+        let (status, stdout, stderr) = check(&["--config", config, "--json"], &cert);
+        assert_eq!(status, Some(code), "{kind}: {stdout} {stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        match reason {
+            None => assert_eq!(v["verdict"], "accepted", "{kind}"),
+            Some(r) => {
+                assert_eq!(v["verdict"], "rejected", "{kind}");
+                assert_eq!(v["reason"], r, "{kind}");
+            }
+        }
+    }
+    // Human-readable line in the manner of openssl verify.
+    let (status, stdout, _) = check(&["--config", config], &card_cert("revoked", tmp.path()));
+    assert_eq!(status, Some(1));
+    assert!(stdout.contains(": rejected: revoked:"), "{stdout}");
+}
+
+#[test]
+fn explicit_trust_crl_policy_and_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = world();
+    let ca = w.dir.join("issuing-ca/ca.pem");
+    let crl = w.dir.join("issuing-ca/crl.der");
+    let valid = card_cert("valid", tmp.path());
+    let base = ["--trust", ca.to_str().unwrap(), "--crl", crl.to_str().unwrap()];
+    let (status, stdout, stderr) = check(&base, &valid);
+    assert_eq!(status, Some(0), "{stdout} {stderr}");
+    assert!(stdout.contains(": OK"), "{stdout}");
+    // A policy the card does not assert.
+    let (status, stdout, _) = check(&[&base[..], &["--policy", "1.2.3.4"]].concat(), &valid);
+    assert_eq!(status, Some(1));
+    assert!(stdout.contains("wrong-policy"), "{stdout}");
+    // Ten years on, the card has expired.
+    let (status, stdout, _) = check(
+        &[&base[..], &["--at", "2099-01-01T00:00:00Z"]].concat(),
+        &valid,
+    );
+    assert_eq!(status, Some(1));
+    assert!(stdout.contains("rejected"), "{stdout}");
+    // A CRL whose issuer is not among the trusted CAs is refused when it is loaded: a
+    // configuration error (exit 2), not a verdict on the card.
+    let other_ca = w.dir.join("network-ca/ca.pem");
+    let (status, _, stderr) = check(
+        &["--trust", other_ca.to_str().unwrap(), "--crl", crl.to_str().unwrap()],
+        &valid,
+    );
+    assert_eq!(status, Some(2), "a CRL from an unconfigured issuer is a configuration error: {stderr}");
+}
+
+#[test]
+fn bad_input_is_a_verdict_or_a_usage_error_never_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = world().dir.join("service.toml");
+    let config = config.to_str().unwrap();
+    let garbage = tmp.path().join("garbage.der");
+    std::fs::write(&garbage, b"\x30\x82\xff\xff garbage").unwrap();
+    let (status, stdout, _) = check(&["--config", config], &garbage);
+    assert_eq!(status, Some(1));
+    assert!(stdout.contains("malformed"), "{stdout}");
+    let text = tmp.path().join("text.pem");
+    std::fs::write(&text, "hello").unwrap();
+    let (status, stdout, _) = check(&["--config", config], &text);
+    assert_eq!(status, Some(1));
+    assert!(stdout.contains("malformed"), "{stdout}");
+    // Missing file, missing trust, bad time: usage or I/O errors, exit 2.
+    let (status, _, stderr) = check(&["--config", config], &tmp.path().join("missing.pem"));
+    assert_eq!(status, Some(2), "{stderr}");
+    let (status, _, _) = check(&[], &garbage);
+    assert_eq!(status, Some(2));
+    let (status, _, stderr) = check(&["--config", config, "--at", "yesterday"], &garbage);
+    assert_eq!(status, Some(2));
+    assert!(stderr.contains("RFC 3339"), "{stderr}");
+}

@@ -1,0 +1,260 @@
+//! End to end: a private pcscd with the vpcd driver, virtual cards, the confirmation service
+//! and the reader agent, all as real processes, over real TLS and a real SQLite store.
+//! Needs root (the private pcscd runs in its own mount namespace) and the binaries built.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use onshi_e2e::{run_agent, Card, Pcscd, Service, World};
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-world");
+        World::build(&dir, 8).expect("build the test world")
+    })
+}
+
+/// A fresh pcscd, service and temp dir for one test.
+struct Rig {
+    pcscd: Pcscd,
+    service: Service,
+    tmp: tempfile::TempDir,
+}
+
+fn rig() -> Rig {
+    let w = world();
+    Rig {
+        pcscd: Pcscd::start().expect("private pcscd"),
+        service: Service::start(&w.dir.join("service.toml")).expect("confirm-service"),
+        tmp: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+fn code(run: &onshi_e2e::AgentRun) -> &str {
+    run.json["result_code"].as_str().unwrap_or("")
+}
+
+#[test]
+fn valid_card_is_confirmed_with_expected_fields_and_audited() {
+    let w = world();
+    let r = rig();
+    let (profile, pin) = w.private_card("valid", r.tmp.path()).unwrap();
+    let _card = Card::attach(&profile, &r.pcscd.vpcd(), &[]).unwrap();
+    let trace = r.tmp.path().join("trace.txt");
+    let run = run_agent(
+        &r.pcscd,
+        &w.terminal("in-operation", 0).unwrap(),
+        &r.service,
+        &format!("{pin}\n"),
+        &[
+            "--consent",
+            "medication,surgery",
+            "--trace",
+            trace.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.json["outcome"], "confirmed", "{run:?}");
+    assert_eq!(code(&run), "RESULT_CODE_OK");
+    let result = &run.json["result"];
+    assert_eq!(result["validity"], 1);
+    assert_eq!(result["processing_status"], 1);
+    assert_eq!(result["reference_classification"], 1);
+    let q = &result["qualifications"][0];
+    let insurer = q["insurer_number"].as_str().unwrap();
+    assert!(insurer.len() == 8 || insurer.len() == 6, "{insurer}");
+    assert!(!q["insurer_name"].as_str().unwrap().is_empty());
+    assert_eq!(q["copay_ratio"], "030");
+    assert!(q["high_cost_limit_bracket"].as_str().is_some(), "{q}");
+    assert_eq!(result["consents"]["medication"], true);
+    assert_eq!(result["consents"]["surgery"], true);
+    assert_eq!(result["consents"]["checkup"], false);
+    assert!(run.stderr.contains("tries left: 3"), "{}", run.stderr);
+
+    // The audit record is in the store, with the consents and the person.
+    let id = result["confirmation_id"].as_str().unwrap();
+    let records =
+        onshi_confirm_service::audit::read_all(&w.dir.join("store/onshi.sqlite")).unwrap();
+    let rec = records
+        .iter()
+        .find(|r| r.confirmation_id == id)
+        .expect("audit record of the confirmation");
+    assert_eq!(rec.result_code, "RESULT_CODE_OK");
+    assert_eq!(rec.consents, 1 | 8);
+    assert_eq!(
+        rec.person_id.as_deref(),
+        w.card("valid").unwrap()["person_id"].as_str()
+    );
+
+    // The trace is the documented sequence and never carries the PIN.
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    assert!(!trace.contains(&hex_ascii(&pin)), "PIN leaked into the trace");
+    let commands: Vec<&str> = trace.lines().filter(|l| l.starts_with("> ")).collect();
+    assert_eq!(commands[0], "> 00 A4 04 0C 0A D3 92 F0 00 26 01 00 00 00 01");
+    assert_eq!(commands[1], "> 00 A4 02 0C 02 00 0A");
+    assert_eq!(commands[2], "> 00 B0 00 00 04");
+    let sel_pin = commands
+        .iter()
+        .position(|c| *c == "> 00 A4 02 0C 02 00 18")
+        .unwrap();
+    assert!(commands[3..sel_pin]
+        .iter()
+        .all(|c| c.starts_with("> 00 B0 ")));
+    assert_eq!(commands[sel_pin + 1], "> 00 20 00 80");
+    assert_eq!(
+        commands[sel_pin + 2],
+        "> 00 A4 04 0C 0A D3 92 F0 00 26 01 00 00 00 01"
+    );
+    assert_eq!(commands[sel_pin + 3], "> 00 A4 02 0C 02 00 18");
+    assert_eq!(commands[sel_pin + 4], "> 00 20 00 80 04 <redacted 4 bytes>");
+    assert_eq!(commands[sel_pin + 5], "> 00 A4 02 0C 02 00 17");
+    assert!(commands[sel_pin + 6].starts_with("> 80 2A 00 80 33 30 31 30 0D 06 09 60 86 48 01 65 03 04 02 01 05 00 04 20 "));
+    assert!(commands[sel_pin + 6].ends_with(" 00"));
+    assert_eq!(commands.len(), sel_pin + 7);
+}
+
+fn hex_ascii(pin: &str) -> String {
+    pin.bytes()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn wrong_pin_shows_and_decrements_tries_left() {
+    let w = world();
+    let r = rig();
+    let (profile, pin) = w.private_card("valid", r.tmp.path()).unwrap();
+    let _card = Card::attach(&profile, &r.pcscd.vpcd(), &[]).unwrap();
+    let wrong = if pin == "0000" { "1111" } else { "0000" };
+    let terminal = w.terminal("in-operation", 0).unwrap();
+
+    let run = run_agent(&r.pcscd, &terminal, &r.service, &format!("{wrong}\n"), &[]).unwrap();
+    assert_eq!(run.json["outcome"], "wrong-pin", "{run:?}");
+    assert_eq!(run.json["tries_left"], 2);
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.contains("tries left: 2"), "{}", run.stderr);
+
+    // The counter lives on the card: the next visit starts at 2, and a right PIN resets it.
+    let run = run_agent(
+        &r.pcscd,
+        &terminal,
+        &r.service,
+        &format!("{wrong}\n{pin}\n"),
+        &[],
+    )
+    .unwrap();
+    assert!(run.stderr.contains("tries left: 2"), "{}", run.stderr);
+    assert!(run.stderr.contains("tries left: 1"), "{}", run.stderr);
+    assert_eq!(run.json["outcome"], "confirmed", "{run:?}");
+    let run = run_agent(&r.pcscd, &terminal, &r.service, &format!("{pin}\n"), &[]).unwrap();
+    assert!(run.stderr.contains("tries left: 3"), "{}", run.stderr);
+    assert_eq!(run.json["outcome"], "confirmed", "{run:?}");
+}
+
+#[test]
+fn three_wrong_pins_block_the_card_and_the_block_survives_a_restart() {
+    let w = world();
+    let r = rig();
+    let (profile, pin) = w.private_card("valid", r.tmp.path()).unwrap();
+    let wrong = if pin == "0000" { "1111" } else { "0000" };
+    let terminal = w.terminal("in-operation", 0).unwrap();
+    {
+        let _card = Card::attach(&profile, &r.pcscd.vpcd(), &[]).unwrap();
+        let run = run_agent(
+            &r.pcscd,
+            &terminal,
+            &r.service,
+            &format!("{wrong}\n{wrong}\n{wrong}\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(run.json["outcome"], "refused", "{run:?}");
+        assert_eq!(code(&run), "RESULT_CODE_PIN_ATTEMPTS_EXHAUSTED");
+        assert_eq!(run.code, Some(1));
+    }
+    // A new virtual-card process on the same profile: still blocked, even with the right PIN.
+    let _card = Card::attach(&profile, &r.pcscd.vpcd(), &[]).unwrap();
+    let run = run_agent(&r.pcscd, &terminal, &r.service, &format!("{pin}\n"), &[]).unwrap();
+    assert_eq!(code(&run), "RESULT_CODE_PIN_ATTEMPTS_EXHAUSTED", "{run:?}");
+    assert!(run.json["message"].as_str().unwrap().contains("locked"));
+}
+
+fn refused_card(kind: &str, expected: &str) {
+    let w = world();
+    let r = rig();
+    let (profile, pin) = w.private_card(kind, r.tmp.path()).unwrap();
+    let _card = Card::attach(&profile, &r.pcscd.vpcd(), &[]).unwrap();
+    let run = run_agent(
+        &r.pcscd,
+        &w.terminal("in-operation", 0).unwrap(),
+        &r.service,
+        &format!("{pin}\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(run.json["outcome"], "refused", "{run:?}");
+    assert_eq!(code(&run), expected, "{run:?}");
+    assert_eq!(run.code, Some(1));
+}
+
+#[test]
+fn revoked_certificate_is_refused_as_revoked() {
+    refused_card("revoked", "RESULT_CODE_CERTIFICATE_REVOKED");
+}
+
+#[test]
+fn expired_certificate_is_refused_as_expired() {
+    refused_card("expired", "RESULT_CODE_CERTIFICATE_EXPIRED");
+}
+
+#[test]
+fn unregistered_card_is_refused_as_not_registered() {
+    refused_card("unregistered", "RESULT_CODE_CARD_NOT_REGISTERED");
+}
+
+#[test]
+fn card_removed_mid_read_gives_a_clear_error() {
+    let w = world();
+    let r = rig();
+    let (profile, pin) = w.private_card("valid", r.tmp.path()).unwrap();
+    // SELECT AP, SELECT EF, READ header, then the card is pulled out during the 4th APDU.
+    let _card = Card::attach(
+        &profile,
+        &r.pcscd.vpcd(),
+        &["--remove-after-apdus", "4"],
+    )
+    .unwrap();
+    let run = run_agent(
+        &r.pcscd,
+        &w.terminal("in-operation", 0).unwrap(),
+        &r.service,
+        &format!("{pin}\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(run.json["outcome"], "error", "{run:?}");
+    assert_eq!(run.code, Some(3));
+    let message = run.json["message"].as_str().unwrap();
+    assert!(message.contains("removed"), "{message}");
+}
+
+#[test]
+fn card_survives_a_pcscd_restart() {
+    let w = world();
+    let mut r = rig();
+    let (profile, pin) = w.private_card("valid", r.tmp.path()).unwrap();
+    let _card = Card::attach(&profile, &r.pcscd.vpcd(), &[]).unwrap();
+    r.pcscd.restart().unwrap();
+    let run = run_agent(
+        &r.pcscd,
+        &w.terminal("in-operation", 0).unwrap(),
+        &r.service,
+        &format!("{pin}\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(run.json["outcome"], "confirmed", "{run:?}");
+}

@@ -1,0 +1,340 @@
+//! The confirmation service over real mutual TLS, driven by a gRPC client in this test: the
+//! refusals a reader agent cannot easily provoke (replayed challenge, another terminal's
+//! challenge, forged signature, garbage input, bad client certificates, unknown and suspended
+//! terminals). The card's signature is made with the card profile's key, exactly as the card
+//! would (PKCS#1 v1.5 over the SHA-256 DigestInfo of the binding).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use onshi_e2e::{Service, World};
+use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
+use onshi_proto::v1::confirmation_client::ConfirmationClient;
+use onshi_proto::v1::{self as pb, ResultCode};
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::sha2::{Digest, Sha256};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("service-world");
+        World::build(&dir, 8).expect("build the test world")
+    })
+}
+
+fn service() -> Service {
+    Service::start(&world().dir.join("service.toml")).expect("confirm-service")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A client with the identity in `terminal_dir` (client.pem/client.key.pem), or none.
+async fn client(
+    service: &Service,
+    terminal_dir: Option<&Path>,
+) -> Result<ConfirmationClient<Channel>, tonic::transport::Error> {
+    let w = world();
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(
+            std::fs::read(w.dir.join("network-ca/ca.pem")).unwrap(),
+        ))
+        .domain_name("localhost");
+    if let Some(dir) = terminal_dir {
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(dir.join("client.pem")).unwrap(),
+            std::fs::read(dir.join("client.key.pem")).unwrap(),
+        ));
+    }
+    let channel = Endpoint::from_shared(service.url())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await?;
+    Ok(ConfirmationClient::new(channel))
+}
+
+fn terminal_dir(status: &str, nth: usize) -> PathBuf {
+    world()
+        .terminal(status, nth)
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+struct CardKeys {
+    certificate: Vec<u8>,
+    key: rsa::RsaPrivateKey,
+}
+
+fn card(kind: &str) -> CardKeys {
+    let w = world();
+    let rel = w.card(kind).unwrap()["profile"].as_str().unwrap().to_owned();
+    let profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.dir.join(rel)).unwrap()).unwrap();
+    let cert_pem = pem::parse(profile["user_auth_certificate"].as_str().unwrap()).unwrap();
+    let key =
+        rsa::RsaPrivateKey::from_pkcs8_pem(profile["user_auth_private_key"].as_str().unwrap())
+            .unwrap();
+    CardKeys {
+        certificate: cert_pem.into_contents(),
+        key,
+    }
+}
+
+fn sign(card: &CardKeys, challenge: &[u8], terminal_name: &str, consents: ConsentBits) -> Vec<u8> {
+    let binding = ChallengeBinding {
+        purpose: Purpose::Confirm,
+        challenge,
+        terminal_name,
+        certificate_der: &card.certificate,
+        consents,
+    }
+    .encode()
+    .unwrap();
+    let hash = Sha256::digest(&binding);
+    card.key
+        .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &hash)
+        .unwrap()
+}
+
+async fn challenge(c: &mut ConfirmationClient<Channel>) -> pb::IssueChallengeResponse {
+    c.issue_challenge(pb::IssueChallengeRequest {
+        purpose: pb::Purpose::Confirm as i32,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+fn request(card: &CardKeys, ch: &pb::IssueChallengeResponse, sig: Vec<u8>) -> pb::ConfirmByCardRequest {
+    pb::ConfirmByCardRequest {
+        certificate: card.certificate.clone(),
+        challenge: ch.challenge.clone(),
+        signature: sig,
+        consents: None,
+    }
+}
+
+fn refusal(status: &tonic::Status) -> Option<ResultCode> {
+    onshi_confirm_service::outcome::result_code_of(status)
+}
+
+#[test]
+fn a_challenge_is_single_use() {
+    let svc = service();
+    runtime().block_on(async {
+        let mut c = client(&svc, Some(&terminal_dir("in-operation", 0))).await.unwrap();
+        let card = card("valid");
+        let ch = challenge(&mut c).await;
+        let sig = sign(&card, &ch.challenge, &ch.terminal_name, ConsentBits::default());
+        let first = c.confirm_by_card(request(&card, &ch, sig.clone())).await.unwrap();
+        assert_eq!(first.get_ref().result_code(), ResultCode::Ok);
+        assert_eq!(
+            first.get_ref().validity(),
+            pb::QualificationValidity::Valid
+        );
+        let replay = c.confirm_by_card(request(&card, &ch, sig)).await.unwrap_err();
+        assert_eq!(refusal(&replay), Some(ResultCode::ChallengeReused), "{replay:?}");
+        assert_eq!(replay.code(), tonic::Code::FailedPrecondition);
+    });
+}
+
+#[test]
+fn another_terminals_challenge_is_refused() {
+    let svc = service();
+    runtime().block_on(async {
+        let mut t1 = client(&svc, Some(&terminal_dir("in-operation", 0))).await.unwrap();
+        let mut t2 = client(&svc, Some(&terminal_dir("in-operation", 1))).await.unwrap();
+        let card = card("valid");
+        let ch = challenge(&mut t1).await;
+        // Signed for terminal 1's name, presented by terminal 2.
+        let sig = sign(&card, &ch.challenge, &ch.terminal_name, ConsentBits::default());
+        let err = t2
+            .confirm_by_card(request(&card, &ch, sig.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::ChallengeOtherTerminal), "{err:?}");
+        // Not consumed by the other terminal's attempt: terminal 1 can still use it.
+        let ok = t1.confirm_by_card(request(&card, &ch, sig)).await.unwrap();
+        assert_eq!(ok.get_ref().result_code(), ResultCode::Ok);
+    });
+}
+
+#[test]
+fn forged_or_mismatched_signatures_are_refused() {
+    let svc = service();
+    runtime().block_on(async {
+        let mut c = client(&svc, Some(&terminal_dir("in-operation", 0))).await.unwrap();
+        let card = card("valid");
+        // Signed over other consents than the ones sent.
+        let ch = challenge(&mut c).await;
+        let sig = sign(&card, &ch.challenge, &ch.terminal_name, ConsentBits::new(true, true, true, true));
+        let err = c.confirm_by_card(request(&card, &ch, sig)).await.unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::SignatureInvalid), "{err:?}");
+        // Signed by another card's key.
+        let other = card_with_other_key(&card);
+        let ch = challenge(&mut c).await;
+        let sig = sign(&other, &ch.challenge, &ch.terminal_name, ConsentBits::default());
+        let err = c.confirm_by_card(request(&card, &ch, sig)).await.unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::SignatureInvalid), "{err:?}");
+    });
+}
+
+fn card_with_other_key(card: &CardKeys) -> CardKeys {
+    // The revoked card's key differs from the valid card's unless the pool wrapped around.
+    let other = self::card("revoked");
+    assert_ne!(other.key, card.key, "test world must give these cards different keys");
+    CardKeys {
+        certificate: card.certificate.clone(),
+        key: other.key,
+    }
+}
+
+#[test]
+fn garbage_input_gets_clear_errors_not_crashes() {
+    let svc = service();
+    runtime().block_on(async {
+        let mut c = client(&svc, Some(&terminal_dir("in-operation", 0))).await.unwrap();
+        let card = card("valid");
+        let ch = challenge(&mut c).await;
+        // Unspecified purpose.
+        let err = c
+            .issue_challenge(pb::IssueChallengeRequest { purpose: 0 })
+            .await
+            .unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::BadRequest));
+        let err = c
+            .issue_challenge(pb::IssueChallengeRequest { purpose: 99 })
+            .await
+            .unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::BadRequest));
+        // Short challenge, empty signature, oversized certificate.
+        let mut bad = request(&card, &ch, vec![1; 256]);
+        bad.challenge.truncate(5);
+        let err = c.confirm_by_card(bad).await.unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::BadRequest));
+        let err = c.confirm_by_card(request(&card, &ch, vec![])).await.unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::BadRequest));
+        let mut big = request(&card, &ch, vec![1; 256]);
+        big.certificate = vec![0x30; 100_000];
+        let err = c.confirm_by_card(big).await.unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::BadRequest));
+        // A certificate that is not DER, with a fresh challenge.
+        let ch = challenge(&mut c).await;
+        let mut junk = request(&card, &ch, vec![1; 256]);
+        junk.certificate = b"\x30\x82\x01\x00 definitely not a certificate".to_vec();
+        let err = c.confirm_by_card(junk).await.unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::CertificateInvalid), "{err:?}");
+        // An unknown challenge.
+        let mut unknown = request(&card, &ch, vec![1; 256]);
+        unknown.challenge = vec![0xAB; 32];
+        let err = c.confirm_by_card(unknown).await.unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::ChallengeUnknown));
+        // The service still answers properly afterwards.
+        let ch = challenge(&mut c).await;
+        let sig = sign(&card, &ch.challenge, &ch.terminal_name, ConsentBits::default());
+        let ok = c.confirm_by_card(request(&card, &ch, sig)).await.unwrap();
+        assert_eq!(ok.get_ref().result_code(), ResultCode::Ok);
+    });
+}
+
+#[test]
+fn terminals_without_a_valid_client_certificate_get_nothing() {
+    let svc = service();
+    runtime().block_on(async {
+        // No client certificate: the handshake (or the first call) fails; never an answer.
+        let outcome = match client(&svc, None).await {
+            Err(_) => None,
+            Ok(mut c) => Some(
+                c.issue_challenge(pb::IssueChallengeRequest {
+                    purpose: pb::Purpose::Confirm as i32,
+                })
+                .await,
+            ),
+        };
+        if let Some(result) = outcome {
+            let err = result.expect_err("a terminal without a certificate must not be served");
+            assert_eq!(refusal(&err), None, "no result code for a failed handshake");
+        }
+        // A certificate from an untrusted CA: likewise.
+        let rogue = terminal_dir("untrusted", 0);
+        let outcome = match client(&svc, Some(&rogue)).await {
+            Err(_) => None,
+            Ok(mut c) => Some(
+                c.issue_challenge(pb::IssueChallengeRequest {
+                    purpose: pb::Purpose::Confirm as i32,
+                })
+                .await,
+            ),
+        };
+        if let Some(result) = outcome {
+            let err = result.expect_err("an untrusted terminal must not be served");
+            assert_eq!(refusal(&err), None, "no result code for a failed handshake");
+        }
+    });
+}
+
+#[test]
+fn unknown_and_suspended_terminals_are_refused_specifically() {
+    let svc = service();
+    runtime().block_on(async {
+        let mut unknown = client(&svc, Some(&terminal_dir("unregistered", 0))).await.unwrap();
+        let err = unknown
+            .issue_challenge(pb::IssueChallengeRequest {
+                purpose: pb::Purpose::Confirm as i32,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::TerminalUnknown), "{err:?}");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        let mut suspended = client(&svc, Some(&terminal_dir("suspended", 0))).await.unwrap();
+        let err = suspended
+            .issue_challenge(pb::IssueChallengeRequest {
+                purpose: pb::Purpose::Confirm as i32,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::TerminalNotInOperation), "{err:?}");
+    });
+}
+
+#[test]
+fn lost_and_multiple_qualifications_are_carried_out_with_their_validity() {
+    let svc = service();
+    runtime().block_on(async {
+        let mut c = client(&svc, Some(&terminal_dir("in-operation", 0))).await.unwrap();
+        for (kind, validity, code, n) in [
+            ("lost", pb::QualificationValidity::Invalid, ResultCode::Ok, 1),
+            (
+                "multiple",
+                pb::QualificationValidity::Multiple,
+                ResultCode::MultipleQualifications,
+                2,
+            ),
+        ] {
+            let card = card(kind);
+            let ch = challenge(&mut c).await;
+            let sig = sign(&card, &ch.challenge, &ch.terminal_name, ConsentBits::default());
+            let r = c
+                .confirm_by_card(request(&card, &ch, sig))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(r.validity(), validity, "{kind}");
+            assert_eq!(r.result_code(), code, "{kind}");
+            assert_eq!(r.qualifications.len(), n, "{kind}");
+            if kind == "lost" {
+                assert!(!r.qualifications[0].disqualification_date.is_empty());
+                assert!(!r.qualifications[0].loss_reason.is_empty());
+            }
+        }
+    });
+}
