@@ -452,9 +452,8 @@ pub fn copay_ratio(
     }
     if is_preschool(birth_date, today) {
         "020"
-    } else if today < elderly_start(birth_date) {
-        "030"
-    } else if income.is_active() {
+    } else if today < elderly_start(birth_date) || income.is_active() {
+        // Working age, or 70 and over with 現役並み所得.
         "030"
     } else {
         "020"
@@ -589,11 +588,10 @@ mod tests {
         }
         let c = InstitutionCode::parse("2714206386").unwrap();
         assert_eq!(c.prefecture(), "27");
-        assert_eq!(c.point_table(), POINT_TABLE_PHARMACY);
-        assert_eq!(
-            InstitutionCode::parse("0110113719").unwrap().point_table(),
-            POINT_TABLE_MEDICAL
-        );
+        assert_eq!(c.point_table(), POINT_TABLE_MEDICAL);
+        let pharmacy = InstitutionCode::with_check_digit("134012345").unwrap();
+        assert_eq!(pharmacy.point_table(), POINT_TABLE_PHARMACY);
+        assert_eq!(pharmacy.prefecture(), "13");
     }
 
     #[test]
@@ -857,7 +855,7 @@ mod tests {
         assert_eq!(a.validity, Validity::Invalid);
         assert_eq!(a.records, vec![lost_new]);
         assert_eq!(
-            assess(&[lost_old.clone()], today).records,
+            assess(std::slice::from_ref(&lost_old), today).records,
             vec![lost_old.clone()]
         );
 

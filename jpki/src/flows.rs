@@ -113,12 +113,14 @@ pub enum FlowError<E> {
     Encoding(#[from] ApduError),
 }
 
-type Flow<T, C> = Result<T, FlowError<<C as CardChannel>::Error>>;
+/// What a flow over channel `C` returns.
+pub type FlowResult<T, C> = Result<T, FlowError<<C as CardChannel>::Error>>;
 
 /// What the empty VERIFY says about the user-authentication PIN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PinStatus {
-    /// Already verified in this card session (a card may answer 9000 instead of `63Cx`).
+    /// Already verified in this card session: jpki-card.md allows a card to answer `9000`
+    /// instead of `63Cx` then (the project's virtual card does not, for OpenSC's sake).
     Verified,
     /// Not verified; this many attempts remain (1..=3).
     TriesLeft(u8),
@@ -155,14 +157,14 @@ pub enum ReadPattern {
 }
 
 /// Selects the JPKI application: `00 A4 04 0C 0A D3 92 F0 00 26 01 00 00 00 01`.
-pub fn select_jpki<C: CardChannel>(ch: &mut C) -> Flow<(), C> {
+pub fn select_jpki<C: CardChannel>(ch: &mut C) -> FlowResult<(), C> {
     let response = transmit(ch, &commands::select_jpki())?;
     success(SELECT_AP, WHAT_JPKI, response).map(drop)
 }
 
 /// Selects EF 000A and reads the user-authentication certificate the canonical way.
 /// The JPKI application must be selected.
-pub fn read_user_auth_certificate<C: CardChannel>(ch: &mut C) -> Flow<Vec<u8>, C> {
+pub fn read_user_auth_certificate<C: CardChannel>(ch: &mut C) -> FlowResult<Vec<u8>, C> {
     select_file(ch, EF_USER_AUTH_CERT, WHAT_CERT)?;
     read_der(
         ch,
@@ -177,7 +179,10 @@ pub fn read_user_auth_certificate<C: CardChannel>(ch: &mut C) -> Flow<Vec<u8>, C
 /// Reads the current EF (or, for [`ReadPattern::BySfi`], the EF it names) the way `pattern`
 /// describes. Header-based patterns return exactly the DER object; `UntilEnd` returns the
 /// file's bytes including filler.
-pub fn read_ef_by_chunks<C: CardChannel>(ch: &mut C, pattern: ReadPattern) -> Flow<Vec<u8>, C> {
+pub fn read_ef_by_chunks<C: CardChannel>(
+    ch: &mut C,
+    pattern: ReadPattern,
+) -> FlowResult<Vec<u8>, C> {
     const WHAT: &str = "DER object in the current EF";
     let check_chunk = |chunk: u16| {
         if (1..=MAX_CHUNK as u16).contains(&chunk) {
@@ -222,7 +227,7 @@ pub fn read_ef_by_chunks<C: CardChannel>(ch: &mut C, pattern: ReadPattern) -> Fl
 
 /// Selects EF 0018 and sends the empty VERIFY. `63Cx` → `TriesLeft(x)` (`Blocked` for x = 0),
 /// `9000` → `Verified`. Costs no attempt.
-pub fn user_auth_pin_status<C: CardChannel>(ch: &mut C) -> Flow<PinStatus, C> {
+pub fn user_auth_pin_status<C: CardChannel>(ch: &mut C) -> FlowResult<PinStatus, C> {
     select_file(ch, EF_USER_AUTH_PIN, WHAT_PIN)?;
     let response = transmit(ch, &commands::retry_counter())?;
     match (response.sw, response.sw.tries_left()) {
@@ -237,7 +242,7 @@ pub fn user_auth_pin_status<C: CardChannel>(ch: &mut C) -> Flow<PinStatus, C> {
 
 /// Selects EF 0018 and verifies the PIN. `63Cx` → `WrongPin { tries_left: x }` (x = 0: this
 /// attempt blocked it); `6984` → `PinBlocked` (it was blocked already).
-pub fn verify_user_auth_pin<C: CardChannel>(ch: &mut C, pin: &Pin) -> Flow<(), C> {
+pub fn verify_user_auth_pin<C: CardChannel>(ch: &mut C, pin: &Pin) -> FlowResult<(), C> {
     select_file(ch, EF_USER_AUTH_PIN, WHAT_PIN)?;
     // The command owns a copy of the digits and wipes it when dropped at the end of this
     // function.
@@ -256,7 +261,10 @@ pub fn verify_user_auth_pin<C: CardChannel>(ch: &mut C, pin: &Pin) -> Flow<(), C
 /// Selects EF 0017 and has the card sign `digest_info` (a DER DigestInfo: the card only adds
 /// PKCS#1 v1.5 padding). Needs a verified PIN; `6982` → `SecurityNotSatisfied`. Returns the
 /// 256-byte signature.
-pub fn sign_with_user_auth_key<C: CardChannel>(ch: &mut C, digest_info: &[u8]) -> Flow<Vec<u8>, C> {
+pub fn sign_with_user_auth_key<C: CardChannel>(
+    ch: &mut C,
+    digest_info: &[u8],
+) -> FlowResult<Vec<u8>, C> {
     if digest_info.is_empty() || digest_info.len() > MAX_SIGNATURE_INPUT_LEN {
         return Err(FlowError::InvalidDigestInfo {
             len: digest_info.len(),
@@ -279,7 +287,7 @@ pub fn sign_with_user_auth_key<C: CardChannel>(ch: &mut C, digest_info: &[u8]) -
 
 /// Phase A of a PIN-mode confirmation: select JPKI, read the certificate, read the retry
 /// counter. Sends exactly the sequence in the module documentation.
-pub fn read_phase<C: CardChannel>(ch: &mut C) -> Flow<CardReading, C> {
+pub fn read_phase<C: CardChannel>(ch: &mut C) -> FlowResult<CardReading, C> {
     select_jpki(ch)?;
     let certificate = read_user_auth_certificate(ch)?;
     let pin_status = user_auth_pin_status(ch)?;
@@ -292,11 +300,15 @@ pub fn read_phase<C: CardChannel>(ch: &mut C) -> Flow<CardReading, C> {
 /// Phase B of a PIN-mode confirmation: select JPKI, verify the PIN, sign the SHA-256
 /// DigestInfo of the challenge binding. `digest_info` is checked before any APDU is sent, so
 /// a caller mistake never costs a PIN attempt.
+///
+/// The card stays verified after this returns, and pcscd keeps cards powered between
+/// clients: the caller should end the transaction by resetting the card
+/// (`SCARD_RESET_CARD`) so no other process can sign with the patient's verified PIN.
 pub fn authenticate_phase<C: CardChannel>(
     ch: &mut C,
     pin: &Pin,
     digest_info: &[u8],
-) -> Flow<Vec<u8>, C> {
+) -> FlowResult<Vec<u8>, C> {
     if !is_sha256_digest_info(digest_info) {
         return Err(FlowError::InvalidDigestInfo {
             len: digest_info.len(),
@@ -307,11 +319,11 @@ pub fn authenticate_phase<C: CardChannel>(
     sign_with_user_auth_key(ch, digest_info)
 }
 
-fn transmit<C: CardChannel>(ch: &mut C, command: &CommandApdu) -> Flow<ResponseApdu, C> {
+fn transmit<C: CardChannel>(ch: &mut C, command: &CommandApdu) -> FlowResult<ResponseApdu, C> {
     ch.transmit(command).map_err(FlowError::Channel)
 }
 
-fn select_file<C: CardChannel>(ch: &mut C, fid: u16, what: &'static str) -> Flow<(), C> {
+fn select_file<C: CardChannel>(ch: &mut C, fid: u16, what: &'static str) -> FlowResult<(), C> {
     let response = transmit(ch, &commands::select_ef(fid))?;
     success(SELECT_EF, what, response).map(drop)
 }
@@ -358,7 +370,7 @@ fn read_chunk<C: CardChannel>(
     command: &CommandApdu,
     le: usize,
     what: &'static str,
-) -> Flow<Chunk, C> {
+) -> FlowResult<Chunk, C> {
     let response = transmit(ch, command)?;
     match response.sw {
         StatusWord::SUCCESS if response.data.len() > le => Err(malformed(
@@ -412,7 +424,7 @@ fn read_der<C: CardChannel>(
     chunk: usize,
     reread: bool,
     what: &'static str,
-) -> Flow<Vec<u8>, C> {
+) -> FlowResult<Vec<u8>, C> {
     let head = match read_chunk(ch, first, first_le, what)? {
         Chunk::Data(data) if !data.is_empty() => data,
         _ => return Err(malformed(READ_BINARY, "the file is empty")),
@@ -462,7 +474,7 @@ fn read_der<C: CardChannel>(
     Ok(der)
 }
 
-fn read_until_end<C: CardChannel>(ch: &mut C, chunk: usize) -> Flow<Vec<u8>, C> {
+fn read_until_end<C: CardChannel>(ch: &mut C, chunk: usize) -> FlowResult<Vec<u8>, C> {
     let mut file = Vec::new();
     loop {
         if file.len() >= MAX_EF_READ {

@@ -20,7 +20,7 @@ pub mod flows;
 mod pin;
 
 pub use apdu::{ApduError, CommandApdu, ResponseApdu, StatusWord};
-pub use flows::{CardReading, FlowError, PinStatus, ReadPattern};
+pub use flows::{CardReading, FlowError, FlowResult, PinStatus, ReadPattern};
 pub use pin::{Pin, PinError};
 
 /// A connection to a card that exchanges one APDU at a time.

@@ -123,18 +123,12 @@ impl ChallengeBinding<'_> {
     }
 }
 
-/// The SHA-256 DigestInfo prefix (jpki-card.md §3).
-pub const SHA256_DIGEST_INFO_PREFIX: [u8; 19] = [
-    0x30, 0x31, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
-    0x00, 0x04, 0x20,
-];
-
-/// The DER DigestInfo of SHA-256 over `message`: what the host sends the card to sign.
-pub fn sha256_digest_info(message: &[u8]) -> [u8; 51] {
-    let hash = digest::digest(&digest::SHA256, message);
-    let mut out = [0u8; 51];
-    out[..19].copy_from_slice(&SHA256_DIGEST_INFO_PREFIX);
-    out[19..].copy_from_slice(hash.as_ref());
+/// SHA-256 of an encoded binding: the hash whose DigestInfo the card signs
+/// (`onshi_jpki::constants::sha256_digest_info` wraps it for COMPUTE DIGITAL SIGNATURE).
+pub fn binding_sha256(encoded: &[u8]) -> [u8; 32] {
+    let hash = digest::digest(&digest::SHA256, encoded);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(hash.as_ref());
     out
 }
 
@@ -166,13 +160,10 @@ mod tests {
             "09"
         );
         assert_eq!(hex(&bytes), expected);
-        // What the host sends the card to sign: the SHA-256 DigestInfo of the binding.
+        // The hash whose DigestInfo the card signs.
         assert_eq!(
-            hex(&sha256_digest_info(&bytes)),
-            concat!(
-                "3031300d060960864801650304020105000420",
-                "b0e49b4aa10402e533207a875bbcfe9e2cd38475430b38928f66bcc5be7b217d"
-            )
+            hex(&binding_sha256(&bytes)),
+            "b0e49b4aa10402e533207a875bbcfe9e2cd38475430b38928f66bcc5be7b217d"
         );
     }
 
@@ -211,16 +202,6 @@ mod tests {
         let mut v = vector();
         v.terminal_name = "端末";
         assert_eq!(v.encode(), Err(BindingError::TerminalName));
-    }
-
-    #[test]
-    fn digest_info_has_prefix_and_hash() {
-        let di = sha256_digest_info(b"abc");
-        assert_eq!(&di[..19], &SHA256_DIGEST_INFO_PREFIX);
-        assert_eq!(
-            hex(&di[19..]),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 
     fn hex(b: &[u8]) -> String {

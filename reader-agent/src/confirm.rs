@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use onshi_jpki::flows::{self, CardReading, FlowError, PinStatus};
 use onshi_jpki::Pin;
-use onshi_proto::binding::{sha256_digest_info, ChallengeBinding, ConsentBits, Purpose};
+use onshi_jpki::constants::sha256_digest_info;
+use onshi_proto::binding::{binding_sha256, ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1 as pb;
 
 use crate::client;
@@ -167,14 +168,16 @@ pub async fn run(
                 }
             }
         };
-        let digest_info = sha256_digest_info(&binding);
+        let digest_info = sha256_digest_info(&binding_sha256(&binding));
 
         // Phase B: the PIN moves into this closure and is dropped (zeroized) inside it.
         let phase_b = tokio::task::spawn_blocking(move || {
             let result = match TransactionChannel::begin(&mut connected.card, trace.as_mut()) {
                 Ok(mut ch) => {
                     let r = flows::authenticate_phase(&mut ch, &pin, &digest_info);
-                    ch.end();
+                    // Reset the card as the transaction ends: pcscd keeps a card powered
+                    // between clients, and a verified PIN must not outlive this phase.
+                    ch.end_with_reset();
                     r
                 }
                 Err(e) => Err(FlowError::Channel(e)),

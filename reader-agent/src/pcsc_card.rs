@@ -180,13 +180,19 @@ impl<'tx, 't> TransactionChannel<'tx, 't> {
     pub fn end(self) {
         let _ = self.tx.end(pcsc::Disposition::LeaveCard);
     }
+
+    /// Ends the transaction and resets the card, clearing its security state (a verified
+    /// PIN) so no later client of this reader can sign with it.
+    pub fn end_with_reset(self) {
+        let _ = self.tx.end(pcsc::Disposition::ResetCard);
+    }
 }
 
 impl CardChannel for TransactionChannel<'_, '_> {
     type Error = CardIoError;
 
     fn transmit(&mut self, command: &CommandApdu) -> Result<ResponseApdu, CardIoError> {
-        let bytes = zeroize::Zeroizing::new(command.to_bytes());
+        let bytes = command.to_bytes();
         let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
         let result = self.tx.transmit(&bytes, &mut buf);
         let response = match result {

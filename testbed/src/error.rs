@@ -17,15 +17,9 @@ pub enum TestbedError {
         source: std::io::Error,
     },
     #[error("RSA key generation for {purpose} failed: {reason}")]
-    KeyGeneration {
-        purpose: String,
-        reason: String,
-    },
+    KeyGeneration { purpose: String, reason: String },
     #[error("certificate or CRL generation failed ({what}): {source}")]
-    Certificate {
-        what: String,
-        source: rcgen::Error,
-    },
+    Certificate { what: String, source: rcgen::Error },
     #[error("generated data is invalid: {0}")]
     Domain(#[from] onshi_confirm_service::eligibility::DomainError),
     #[error("store: {0}")]
@@ -39,7 +33,10 @@ pub enum TestbedError {
 }
 
 impl TestbedError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| TestbedError::Io {
             action,

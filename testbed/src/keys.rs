@@ -144,7 +144,9 @@ mod tests {
         let b = RsaKey::generate(7, "y").unwrap();
         assert_eq!(a[1].pkcs8_der(), b.pkcs8_der());
         assert_ne!(a[0].pkcs8_der(), a[1].pkcs8_der());
-        assert!(a[0].pkcs8_pem().starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        assert!(a[0]
+            .pkcs8_pem()
+            .starts_with("-----BEGIN PRIVATE KEY-----\n"));
         a[0].key_pair().unwrap();
     }
 }

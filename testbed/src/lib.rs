@@ -1,1 +1,23 @@
-//! placeholder
+//! Builds a consistent synthetic world for the simulator: the mock issuing authority's CA and
+//! CRL, virtual card profiles with user-authentication certificates, a population with insurance
+//! records in the service's store, the network PKI with the service's and the terminals'
+//! certificates, and the configuration files that tie them together. `docs/world.md` documents
+//! the result; [`manifest::WorldManifest`] lets tests and the demo find their way in it.
+//!
+//! Modules: [`keys`] (deterministic RSA keys), [`der`] (the few hand-encoded structures),
+//! [`pki`] (certificates and CRL), [`population`] (persons and records), [`config`]
+//! (`service.toml`, `agent.toml`), [`manifest`] (`world.json`) and [`world`] (the builder).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod der;
+mod error;
+pub mod keys;
+pub mod manifest;
+pub mod pki;
+pub mod population;
+pub mod world;
+
+pub use error::TestbedError;
+pub use manifest::WorldManifest;
+pub use world::{build_world, WorldOptions};

@@ -1,1 +1,97 @@
-fn main() {}
+//! `testbed`: builds a synthetic world directory (see `docs/world.md`).
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use onshi_testbed::world::{DEFAULT_CARDS, DEFAULT_PERSONS, DEFAULT_SEED, MAX_CARDS, MIN_CARDS};
+use onshi_testbed::{build_world, WorldOptions};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Builds synthetic worlds for the onshi simulator.
+#[derive(Debug, Parser)]
+#[command(name = "testbed", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build a world into a directory.
+    ///
+    /// A world is everything a local run needs: the mock issuing authority's CA and CRL
+    /// (issuing-ca/), virtual card profiles (cards/), the confirmation service's store with a
+    /// synthetic population (store/onshi.sqlite), the network CA with the service's TLS
+    /// certificate and the terminals' client certificates (network-ca/, service/,
+    /// terminals/), service.toml, and world.json, a manifest saying which card and terminal
+    /// is which. docs/world.md documents the layout.
+    ///
+    /// The same --seed and --now give byte-identical files; everything is dated relative to
+    /// --now (certificates issued a year before, the expired card expired the day before, the
+    /// CRL valid for a week).
+    Build(BuildArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BuildArgs {
+    /// The world directory; created if missing.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Seed of every random choice (keys, persons, PINs, serial numbers).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
+    seed: u64,
+    /// The moment the world is dated from, RFC 3339 (e.g. 2025-11-24T09:00:00+09:00).
+    /// Default: the current time.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_now)]
+    now: Option<OffsetDateTime>,
+    /// How many virtual cards to issue (at least 6: the fixed roles valid, revoked, expired,
+    /// unregistered, lost, multiple come first).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CARDS, value_parser = parse_cards)]
+    cards: usize,
+    /// How many persons the store holds, card holders included.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PERSONS)]
+    persons: usize,
+    /// Replace DIR if it is not empty (deletes its contents).
+    #[arg(long)]
+    force: bool,
+}
+
+fn parse_cards(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("not a number: {e}"))?;
+    if (MIN_CARDS..=MAX_CARDS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("must be between {MIN_CARDS} and {MAX_CARDS}"))
+    }
+}
+
+fn parse_now(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("not an RFC 3339 time: {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Build(args) => {
+            let options = WorldOptions {
+                out: args.out,
+                seed: args.seed,
+                now: args.now.unwrap_or_else(OffsetDateTime::now_utc),
+                cards: args.cards,
+                persons: args.persons,
+                force: args.force,
+                progress: true,
+            };
+            match build_world(&options) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("testbed: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

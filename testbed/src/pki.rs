@@ -12,8 +12,8 @@ use rcgen::string::PrintableString;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, CertificateRevocationList,
     CertificateRevocationListParams, CustomExtension, DistinguishedName, DnType, DnValue,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevocationReason, RevokedCertParams, SanType, SerialNumber,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SanType, SerialNumber,
 };
 use time::OffsetDateTime;
 
@@ -194,10 +194,7 @@ pub struct CardCertificateSpec {
     pub not_after: OffsetDateTime,
 }
 
-fn subject_key_identifier(
-    params: &CertificateParams,
-    key: &KeyPair,
-) -> CustomExtension {
+fn subject_key_identifier(params: &CertificateParams, key: &KeyPair) -> CustomExtension {
     // rcgen writes SKI only for CA certificates; end entities get it as a custom extension
     // computed the same way (truncated SHA-256 of the SubjectPublicKeyInfo).
     CustomExtension::from_oid_content(
@@ -269,7 +266,9 @@ pub fn crl(
     this_update: OffsetDateTime,
     next_update: OffsetDateTime,
 ) -> Result<CertificateRevocationList, TestbedError> {
-    let number = u64::try_from(this_update.unix_timestamp()).unwrap_or(1).max(1);
+    let number = u64::try_from(this_update.unix_timestamp())
+        .unwrap_or(1)
+        .max(1);
     let number_bytes = number.to_be_bytes();
     let skip = number_bytes.iter().take_while(|&&b| b == 0).count();
     let params = CertificateRevocationListParams {

@@ -27,7 +27,9 @@ pub enum CardBuildError {
     CertificatePem { what: &'static str, reason: String },
     #[error("{what} is not a DER X.509 certificate: {reason}")]
     Certificate { what: &'static str, reason: String },
-    #[error("{what} must start 30 82 (a SEQUENCE with a two-byte length) for card clients to read it")]
+    #[error(
+        "{what} must start 30 82 (a SEQUENCE with a two-byte length) for card clients to read it"
+    )]
     CertificateHeader { what: &'static str },
     #[error("the user-authentication private key cannot be decoded: {reason}")]
     PrivateKey { reason: String },
@@ -65,7 +67,10 @@ impl fmt::Debug for CardContents {
         f.debug_struct("CardContents")
             .field("name", &self.name)
             .field("atr", &hex::encode_upper(&self.atr))
-            .field("user_auth_certificate_len", &self.user_auth_certificate.len())
+            .field(
+                "user_auth_certificate_len",
+                &self.user_auth_certificate.len(),
+            )
             .field(
                 "user_auth_ca_certificate_len",
                 &self.user_auth_ca_certificate.len(),
@@ -83,11 +88,9 @@ impl CardContents {
     /// whose public half is the certificate's, the PIN must be 4 digits.
     pub fn from_profile(profile: &CardProfile) -> Result<Self, CardBuildError> {
         let atr = profile.atr_bytes().map_err(CardBuildError::Atr)?;
-        let user_auth_pin =
-            Pin::new(&profile.user_auth_pin).map_err(|_| CardBuildError::Pin)?;
+        let user_auth_pin = Pin::new(&profile.user_auth_pin).map_err(|_| CardBuildError::Pin)?;
         let user_auth_certificate = certificate_der(&profile.user_auth_certificate, WHAT_CERT)?;
-        let user_auth_ca_certificate =
-            certificate_der(&profile.user_auth_ca_certificate, WHAT_CA)?;
+        let user_auth_ca_certificate = certificate_der(&profile.user_auth_ca_certificate, WHAT_CA)?;
         let user_auth_key = private_key(&profile.user_auth_private_key)?;
         check_key_matches_certificate(&user_auth_key, &user_auth_certificate)?;
         Ok(Self {
@@ -125,7 +128,7 @@ fn parse_certificate<'a>(
     what: &'static str,
 ) -> Result<X509Certificate<'a>, CardBuildError> {
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok((rest, _)) => Err(CardBuildError::Certificate {
             what,
             reason: format!("{} bytes follow the certificate", rest.len()),

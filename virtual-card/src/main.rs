@@ -1,1 +1,192 @@
-fn main() {}
+//! `virtual-card`: attach a virtual My Number card to pcscd through vpcd, or describe one.
+//!
+//! Thin by design: parse arguments, load the profile, and hand over to `vpcd::run`.
+
+use std::fs::OpenOptions;
+use std::io::{IsTerminal, Write};
+use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+
+use clap::{Args, Parser, Subcommand};
+use onshi_jpki::apdu::spaced_hex;
+use onshi_jpki::constants::USER_AUTH_PIN_MAX_TRIES;
+use onshi_virtual_card::contents::summarize_certificate;
+use onshi_virtual_card::trace::ApduTrace;
+use onshi_virtual_card::vpcd::{self, Outcome, VpcdConfig, VpcdEvent, DEFAULT_VPCD_ADDRESS};
+use onshi_virtual_card::{CardContents, CardProfile, CardState, PersistHook, VirtualCard};
+use tracing_subscriber::EnvFilter;
+
+/// Exit code for a bad profile or bad usage (clap uses it for usage errors too).
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "virtual-card",
+    version,
+    about = "A virtual My Number card that answers APDUs like a real one",
+    long_about = "A virtual My Number card (JPKI user-authentication certificate, key and PIN) \
+                  that attaches to pcscd through the vsmartcard vpcd driver, so PC/SC \
+                  applications, OpenSC and the reader agent see a card in the reader \
+                  \"Virtual PCD 00 00\".\n\n\
+                  The PIN retry counter is saved in <profile>.state.json beside the profile \
+                  before every answer that changes it, so a blocked PIN stays blocked. \
+                  Logs go to stderr (RUST_LOG sets the level); PINs are never logged."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Insert the card into the vpcd reader and answer APDUs until killed or removed.
+    ///
+    /// Prints `virtual-card: attached <name> to <host:port>` on stdout each time the
+    /// connection to vpcd is made. If vpcd is not listening yet, or pcscd restarts, the card
+    /// retries (50 ms doubling to 1 s) forever.
+    Attach(AttachArgs),
+    /// Print what a card profile holds: name, ATR, certificate, PIN tries left (never the PIN).
+    Info(InfoArgs),
+}
+
+#[derive(Debug, Args)]
+struct AttachArgs {
+    /// Card profile (JSON) written by the world builder.
+    #[arg(long, value_name = "FILE")]
+    profile: PathBuf,
+    /// Address where the vpcd driver listens (35963 is slot 0 of Debian's default reader).
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_VPCD_ADDRESS)]
+    vpcd: String,
+    /// Append an APDU trace to FILE, or write it to stderr with `-`. One line per command
+    /// (`> `), response (`< `) and power event (`# `); VERIFY data is always redacted.
+    #[arg(long, value_name = "FILE|-")]
+    trace: Option<String>,
+    /// Fault: pull the card out (close the connection) instead of answering the N-th command
+    /// APDU, then exit 0 after printing a line.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    remove_after_apdus: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct InfoArgs {
+    /// Card profile (JSON) written by the world builder.
+    #[arg(long, value_name = "FILE")]
+    profile: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Attach(args) => attach(args),
+        Command::Info(args) => info(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("virtual-card: {message}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+/// Loads the profile and its saved state and builds the card's contents. Every failure is a
+/// one-line message; the caller exits with code 2.
+fn load(profile_path: &Path) -> Result<(CardContents, CardState, PathBuf), String> {
+    let profile = CardProfile::load(profile_path).map_err(|e| e.to_string())?;
+    let state_path = CardProfile::state_path(profile_path);
+    let state = CardState::load(&state_path).map_err(|e| e.to_string())?;
+    let contents = CardContents::from_profile(&profile)
+        .map_err(|e| format!("{}: {e}", profile_path.display()))?;
+    Ok((contents, state, state_path))
+}
+
+fn attach(args: AttachArgs) -> Result<(), String> {
+    let (contents, state, state_path) = load(&args.profile)?;
+    // Checked once here so a typo is a usage error, not an endless reconnect loop.
+    args.vpcd
+        .to_socket_addrs()
+        .map_err(|e| format!("--vpcd {}: {e}", args.vpcd))?;
+    let mut trace = match args.trace.as_deref() {
+        None => ApduTrace::disabled(),
+        Some("-") => ApduTrace::new(Box::new(std::io::stderr())),
+        Some(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("--trace {path}: {e}"))?;
+            ApduTrace::new(Box::new(file))
+        }
+    };
+    let persist: PersistHook = Box::new(move |state: CardState| state.save(&state_path));
+    let mut card = VirtualCard::new(contents, state, persist)
+        .map_err(|e| format!("{}: {e}", args.profile.display()))?;
+    let name = card.name().to_owned();
+    let config = VpcdConfig {
+        remove_after_apdus: args.remove_after_apdus,
+        ..VpcdConfig::new(args.vpcd)
+    };
+    // Never set: the process ends by signal. The counter is saved before every answer, so
+    // nothing is lost that way.
+    let stop = AtomicBool::new(false);
+    let mut on_event = |event: VpcdEvent<'_>| match event {
+        VpcdEvent::Connected { address } => {
+            tracing::info!(card = %name, %address, "attached to vpcd");
+            println!("virtual-card: attached {name} to {address}");
+            let _ = std::io::stdout().flush();
+        }
+        VpcdEvent::Disconnected { reason, retry_in } => {
+            tracing::warn!(card = %name, %reason, retry_in_ms = retry_in.as_millis(), "detached from vpcd; reconnecting");
+        }
+        VpcdEvent::ConnectFailed { error, retry_in } => {
+            tracing::info!(card = %name, %error, retry_in_ms = retry_in.as_millis(), "cannot reach vpcd; retrying");
+        }
+        _ => {}
+    };
+    match vpcd::run(&mut card, &config, &mut trace, &stop, &mut on_event) {
+        Outcome::Removed { after_apdus } => {
+            println!(
+                "virtual-card: removed {name} instead of answering command APDU {after_apdus}"
+            );
+            let _ = std::io::stdout().flush();
+        }
+        Outcome::Stopped => {}
+    }
+    Ok(())
+}
+
+fn info(args: &InfoArgs) -> Result<(), String> {
+    let (contents, state, _) = load(&args.profile)?;
+    let cert = summarize_certificate(&contents.user_auth_certificate).map_err(|e| e.to_string())?;
+    let ca =
+        summarize_certificate(&contents.user_auth_ca_certificate).map_err(|e| e.to_string())?;
+    let tries = state.user_auth_pin_tries_left;
+    println!("name: {}", contents.name);
+    println!("ATR: {}", spaced_hex(&contents.atr));
+    println!("user-authentication certificate:");
+    println!("  subject: {}", cert.subject);
+    println!("  issuer: {}", cert.issuer);
+    println!("  serial: {}", cert.serial);
+    println!("  not before: {}", cert.not_before);
+    println!("  not after: {}", cert.not_after);
+    println!("  size: {} bytes", contents.user_auth_certificate.len());
+    println!("CA certificate subject: {}", ca.subject);
+    println!(
+        "PIN tries left: {tries} of {USER_AUTH_PIN_MAX_TRIES}{}",
+        if tries == 0 { " (blocked)" } else { "" }
+    );
+    Ok(())
+}

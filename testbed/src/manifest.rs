@@ -1,0 +1,227 @@
+//! `world.json`: what a built world contains, for tests and the demo to find their way (which
+//! card is revoked, which terminal is suspended, where the files are). Paths are relative to
+//! the world directory. The format is documented in `docs/world.md`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// The format tag of this version of the manifest.
+pub const FORMAT: &str = "onshi-world/1";
+
+/// The manifest's file name inside a world directory.
+pub const FILE_NAME: &str = "world.json";
+
+/// The manifest of a world.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorldManifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    pub seed: u64,
+    /// The "now" everything is dated from, RFC 3339 in UTC with whole seconds.
+    #[serde(with = "rfc3339")]
+    pub now: OffsetDateTime,
+    pub cards: Vec<CardEntry>,
+    pub terminals: Vec<TerminalEntry>,
+    /// How many persons the store holds (card holders included).
+    pub persons: usize,
+}
+
+/// What a card is for in tests and demos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CardKind {
+    /// Valid certificate, registered holder with exactly one current qualification.
+    Valid,
+    /// Certificate on the CRL.
+    Revoked,
+    /// Certificate expired yesterday.
+    Expired,
+    /// Holder not registered for insurance use.
+    Unregistered,
+    /// Holder's only qualification lost (validity 2).
+    Lost,
+    /// Holder with two current qualifications (validity 5).
+    Multiple,
+}
+
+impl CardKind {
+    /// The spelling in `world.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::Unregistered => "unregistered",
+            Self::Lost => "lost",
+            Self::Multiple => "multiple",
+        }
+    }
+}
+
+/// One virtual card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardEntry {
+    /// `card-0001`, …
+    pub name: String,
+    /// The card profile, e.g. `cards/card-0001.json`.
+    pub profile: String,
+    pub person_id: String,
+    /// The user-authentication PIN (test data, not a secret).
+    pub pin: String,
+    pub kind: CardKind,
+    /// The certificate's serial number: lowercase hex of its DER content bytes, the same
+    /// spelling as the store's card key.
+    pub serial: String,
+    /// A sentence on what the card is for.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// How a terminal is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TerminalStatus {
+    /// In the store, in operation.
+    InOperation,
+    /// In the store, suspended.
+    Suspended,
+    /// Valid network certificate, but not in the store.
+    Unregistered,
+    /// Certificate from a CA the service does not trust.
+    Untrusted,
+}
+
+impl TerminalStatus {
+    /// The spelling in `world.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InOperation => "in-operation",
+            Self::Suspended => "suspended",
+            Self::Unregistered => "unregistered",
+            Self::Untrusted => "untrusted",
+        }
+    }
+}
+
+/// One reception terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalEntry {
+    /// `<医療機関コード>-<terminal id>`, the name its certificate claims.
+    pub name: String,
+    pub institution_code: String,
+    pub terminal_id: String,
+    pub status: TerminalStatus,
+    /// The folder with `client.pem`, `client.key.pem` and `agent.toml`.
+    pub dir: String,
+}
+
+/// Why a manifest could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a world manifest: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl WorldManifest {
+    /// Loads `<dir>/world.json` and checks its format tag.
+    pub fn load(dir: &Path) -> Result<WorldManifest, ManifestError> {
+        let path = dir.join(FILE_NAME);
+        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let manifest: WorldManifest =
+            serde_json::from_str(&text).map_err(|e| ManifestError::Invalid {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        if manifest.format != FORMAT {
+            return Err(ManifestError::Invalid {
+                path,
+                reason: format!("format is {:?}, expected {FORMAT:?}", manifest.format),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// The first card of a kind.
+    pub fn card(&self, kind: CardKind) -> Option<&CardEntry> {
+        self.cards.iter().find(|c| c.kind == kind)
+    }
+
+    /// The `nth` terminal with a status (0-based).
+    pub fn terminal(&self, status: TerminalStatus, nth: usize) -> Option<&TerminalEntry> {
+        self.terminals
+            .iter()
+            .filter(|t| t.status == status)
+            .nth(nth)
+    }
+}
+
+/// RFC 3339 (de)serialisation without time's `serde` feature.
+mod rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::format_description::well_known::Rfc3339;
+    use time::OffsetDateTime;
+
+    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        let text = t.format(&Rfc3339).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let text = String::deserialize(d)?;
+        OffsetDateTime::parse(&text, &Rfc3339).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_with_the_documented_spellings() {
+        let m = WorldManifest {
+            format: FORMAT.into(),
+            seed: 1,
+            now: time::macros::datetime!(2025-11-24 03:00:00 UTC),
+            cards: vec![CardEntry {
+                name: "card-0001".into(),
+                profile: "cards/card-0001.json".into(),
+                person_id: "P000000001".into(),
+                pin: "1234".into(),
+                kind: CardKind::Unregistered,
+                serial: "40aa".into(),
+                description: String::new(),
+            }],
+            terminals: vec![TerminalEntry {
+                name: "1340100017-T09".into(),
+                institution_code: "1340100017".into(),
+                terminal_id: "T09".into(),
+                status: TerminalStatus::InOperation,
+                dir: "terminals/1340100017-T09".into(),
+            }],
+            persons: 100,
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains(r#""now":"2025-11-24T03:00:00Z""#), "{json}");
+        assert!(json.contains(r#""kind":"unregistered""#));
+        assert!(json.contains(r#""status":"in-operation""#));
+        let back: WorldManifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.card(CardKind::Unregistered).unwrap().pin, "1234");
+        assert!(back.card(CardKind::Revoked).is_none());
+        assert!(back.terminal(TerminalStatus::InOperation, 0).is_some());
+        assert!(back.terminal(TerminalStatus::InOperation, 1).is_none());
+        assert_eq!(TerminalStatus::Untrusted.as_str(), "untrusted");
+        assert_eq!(CardKind::Multiple.as_str(), "multiple");
+    }
+}

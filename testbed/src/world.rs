@@ -1,0 +1,657 @@
+//! `build_world`: everything in a world directory, in dependency order (keys, population,
+//! issuing authority and cards, CRL, network PKI, store, configuration files, manifest).
+//! The layout is documented in `docs/world.md`.
+//!
+//! Deterministic: every random choice comes from a generator seeded by the world seed and a
+//! purpose label, every date is relative to `now`, and nothing reads the clock, so the same
+//! seed and `now` give byte-identical files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use onshi_confirm_service::eligibility::{birthday_in, InstitutionCode, Person};
+use onshi_confirm_service::store::{self, CardKey, Store, Terminal};
+use onshi_virtual_card::profile::{CardProfile, DEFAULT_ATR, PROFILE_FORMAT};
+use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+
+use crate::config::{self, AgentConfig, ServiceConfig, ServiceTls, ServiceValidation};
+use crate::keys::{derive_seed, rng_for, RsaKey};
+use crate::manifest::{self, CardEntry, CardKind, TerminalEntry, TerminalStatus, WorldManifest};
+use crate::pki::{self, CardCertificateSpec, LeafSpec, Revocation};
+use crate::population::{self, CardPlan};
+use crate::TestbedError;
+
+/// Default world seed.
+pub const DEFAULT_SEED: u64 = 1;
+/// Default and minimum number of cards (the six fixed roles need six).
+pub const DEFAULT_CARDS: usize = 8;
+pub const MIN_CARDS: usize = 6;
+/// Card names have four digits.
+pub const MAX_CARDS: usize = 9999;
+/// Default number of persons (card holders included).
+pub const DEFAULT_PERSONS: usize = 100;
+/// At most this many distinct card keys; card `i` uses key `i % pool` (a simulation shortcut:
+/// RSA-2048 key generation costs 0.1–1 s each).
+pub const CARD_KEY_POOL: usize = 8;
+/// The demo PIN of card-0001.
+pub const DEMO_PIN: &str = "1234";
+/// Where the service listens.
+pub const SERVICE_LISTEN: &str = "127.0.0.1:50443";
+
+/// Japan Standard Time, the service's calendar.
+pub const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
+    Ok(offset) => offset,
+    Err(_) => UtcOffset::UTC,
+};
+
+/// The pharmacy's 9-digit code body: Tokyo (13), 調剤 (4), district 01, number 2345.
+const PHARMACY_BODY: &str = "134012345";
+/// The clinic's: Tokyo (13), 医科 (1), district 01, number 5678.
+const CLINIC_BODY: &str = "131015678";
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct WorldOptions {
+    /// The world directory.
+    pub out: PathBuf,
+    pub seed: u64,
+    /// The moment everything is dated from (truncated to whole seconds, kept in UTC).
+    pub now: OffsetDateTime,
+    pub cards: usize,
+    pub persons: usize,
+    /// Replace a non-empty `out`.
+    pub force: bool,
+    /// Print a line on stderr for each step.
+    pub progress: bool,
+}
+
+impl WorldOptions {
+    /// The defaults (seed 1, 8 cards, 100 persons) for `out` at `now`.
+    pub fn new(out: impl Into<PathBuf>, now: OffsetDateTime) -> Self {
+        WorldOptions {
+            out: out.into(),
+            seed: DEFAULT_SEED,
+            now,
+            cards: DEFAULT_CARDS,
+            persons: DEFAULT_PERSONS,
+            force: false,
+            progress: false,
+        }
+    }
+}
+
+struct Progress {
+    enabled: bool,
+    started: Instant,
+}
+
+impl Progress {
+    fn step(&self, what: &str) {
+        if self.enabled {
+            eprintln!(
+                "testbed: [{:6.2}s] {what}",
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// A terminal to create.
+struct TerminalPlan {
+    code: InstitutionCode,
+    terminal_id: &'static str,
+    status: TerminalStatus,
+    dir: String,
+}
+
+impl TerminalPlan {
+    fn name(&self) -> String {
+        format!("{}-{}", self.code, self.terminal_id)
+    }
+}
+
+fn terminal_plans() -> Result<Vec<TerminalPlan>, TestbedError> {
+    let pharmacy = InstitutionCode::with_check_digit(PHARMACY_BODY)?;
+    let clinic = InstitutionCode::with_check_digit(CLINIC_BODY)?;
+    let plan = |code: &InstitutionCode, terminal_id, status| TerminalPlan {
+        code: code.clone(),
+        terminal_id,
+        status,
+        dir: format!("terminals/{code}-{terminal_id}"),
+    };
+    Ok(vec![
+        plan(&pharmacy, "T01", TerminalStatus::InOperation),
+        plan(&pharmacy, "T02", TerminalStatus::InOperation),
+        plan(&clinic, "T01", TerminalStatus::InOperation),
+        plan(&pharmacy, "T09", TerminalStatus::Suspended),
+        plan(&pharmacy, "T99", TerminalStatus::Unregistered),
+        // The rogue claims to be the pharmacy's first terminal, so a test proves the CA check
+        // (not the store lookup) is what turns it away.
+        TerminalPlan {
+            code: pharmacy.clone(),
+            terminal_id: "T01",
+            status: TerminalStatus::Untrusted,
+            dir: "terminals/rogue".into(),
+        },
+    ])
+}
+
+/// `t` moved by whole calendar years; 29 February becomes 28 February in common years.
+fn add_years(t: OffsetDateTime, years: i32) -> Result<OffsetDateTime, TestbedError> {
+    let year = t.year() + years;
+    t.replace_year(year)
+        .or_else(|_| t.replace_day(28).and_then(|t| t.replace_year(year)))
+        .map_err(|e| TestbedError::Date(e.to_string()))
+}
+
+fn days(t: OffsetDateTime, n: i64) -> Result<OffsetDateTime, TestbedError> {
+    t.checked_add(Duration::days(n))
+        .ok_or_else(|| TestbedError::Date("adding days".into()))
+}
+
+/// The end (23:59:59 JST) of the holder's fifth birthday after `issued`: when a real
+/// user-authentication certificate expires (jpki-card.md §6). The card itself runs to the
+/// tenth birthday for adults (fifth for minors), so the card never caps it earlier.
+fn certificate_expiry(birth: Date, issued: OffsetDateTime) -> Result<OffsetDateTime, TestbedError> {
+    let issue_date = issued.to_offset(JST).date();
+    let mut first = birthday_in(birth, issue_date.year());
+    if first <= issue_date {
+        first = birthday_in(birth, issue_date.year() + 1);
+    }
+    let fifth = birthday_in(birth, first.year() + 4);
+    let end_of_day = Time::from_hms(23, 59, 59).map_err(|e| TestbedError::Date(e.to_string()))?;
+    Ok(PrimitiveDateTime::new(fifth, end_of_day)
+        .assume_offset(JST)
+        .to_offset(UtcOffset::UTC))
+}
+
+/// The card's subject CN: `ONSHI` + 6 digits of the world + 12 digits of the card number,
+/// 23 characters like a real JPKI user-authentication certificate's.
+fn card_common_name(seed: u64, index: usize) -> String {
+    let world = derive_seed(seed, "card-common-name");
+    let world_digits = u32::from_be_bytes([world[0], world[1], world[2], world[3]]) % 1_000_000;
+    format!("ONSHI{world_digits:06}{:012}", index + 1)
+}
+
+/// The PIN of card `index`: card-0001 has the demo PIN, the others four digits derived from
+/// the seed.
+fn card_pin(seed: u64, index: usize) -> String {
+    if index == 0 {
+        return DEMO_PIN.to_owned();
+    }
+    let d = derive_seed(seed, &format!("pin/{index}"));
+    format!("{:04}", u16::from_be_bytes([d[0], d[1]]) % 10_000)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TestbedError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(TestbedError::io("create", parent))?;
+    }
+    fs::write(path, bytes).map_err(TestbedError::io("write", path))
+}
+
+/// Private keys are readable by their owner only.
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), TestbedError> {
+    write_file(path, bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+            .map_err(TestbedError::io("restrict", path))?;
+    }
+    Ok(())
+}
+
+/// Directories `--force` never deletes: the filesystem root and the home directory.
+fn is_protected(canonical: &Path, home: Option<&Path>) -> bool {
+    canonical.parent().is_none() || Some(canonical) == home
+}
+
+/// Creates `out`, or empties it when `force` is set; refuses a non-empty one otherwise.
+fn prepare_output(out: &Path, force: bool) -> Result<(), TestbedError> {
+    match fs::read_dir(out) {
+        Ok(mut entries) => {
+            if entries.next().is_none() {
+                return Ok(());
+            }
+            if !force {
+                return Err(TestbedError::OutputNotEmpty {
+                    path: out.to_owned(),
+                });
+            }
+            // --force deletes a whole tree: refuse the obvious disasters.
+            let canonical = out
+                .canonicalize()
+                .map_err(TestbedError::io("resolve", out))?;
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            if is_protected(&canonical, home.as_deref()) {
+                return Err(TestbedError::Options(format!(
+                    "refusing to replace {}",
+                    canonical.display()
+                )));
+            }
+            fs::remove_dir_all(out).map_err(TestbedError::io("remove", out))?;
+            fs::create_dir_all(out).map_err(TestbedError::io("create", out))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(out).map_err(TestbedError::io("create", out))
+        }
+        Err(e) => Err(TestbedError::Io {
+            action: "read",
+            path: out.to_owned(),
+            source: e,
+        }),
+    }
+}
+
+fn check_options(opts: &WorldOptions) -> Result<(), TestbedError> {
+    if opts.cards < MIN_CARDS || opts.cards > MAX_CARDS {
+        return Err(TestbedError::Options(format!(
+            "--cards must be between {MIN_CARDS} and {MAX_CARDS}, got {}",
+            opts.cards
+        )));
+    }
+    if opts.persons < opts.cards {
+        return Err(TestbedError::Options(format!(
+            "--persons ({}) must be at least --cards ({}): every card has a holder",
+            opts.persons, opts.cards
+        )));
+    }
+    Ok(())
+}
+
+/// Builds the world described by `opts` into `opts.out` and returns its manifest (also written
+/// as `world.json`).
+pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
+    check_options(opts)?;
+    let progress = Progress {
+        enabled: opts.progress,
+        started: Instant::now(),
+    };
+    let seed = opts.seed;
+    let now = opts
+        .now
+        .to_offset(UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .map_err(|e| TestbedError::Date(e.to_string()))?;
+    let out = opts.out.as_path();
+    prepare_output(out, opts.force)?;
+
+    // Keys first, all at once, on every core.
+    let pool = opts.cards.min(CARD_KEY_POOL);
+    let terminals = terminal_plans()?;
+    let mut purposes = vec![
+        "issuing-ca".to_owned(),
+        "network-ca".to_owned(),
+        "service".to_owned(),
+        "rogue-ca".to_owned(),
+    ];
+    purposes.extend((0..pool).map(|i| format!("card-key/{i}")));
+    purposes.extend(
+        terminals
+            .iter()
+            .map(|t| format!("terminal/{}/{}", t.dir, t.name())),
+    );
+    progress.step(&format!("generating {} RSA-2048 keys", purposes.len()));
+    let mut keys = RsaKey::generate_all(seed, &purposes)?.into_iter();
+    let mut next_key = |what: &str| {
+        keys.next().ok_or_else(|| TestbedError::KeyGeneration {
+            purpose: what.to_owned(),
+            reason: "missing from the batch".into(),
+        })
+    };
+    let issuing_key = next_key("issuing-ca")?;
+    let network_key = next_key("network-ca")?;
+    let service_key = next_key("service")?;
+    let rogue_key = next_key("rogue-ca")?;
+    let card_keys = (0..pool)
+        .map(|i| next_key(&format!("card-key/{i}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let terminal_keys = terminals
+        .iter()
+        .map(|t| next_key(&t.name()))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    progress.step(&format!("generating {} persons", opts.persons));
+    let plans: Vec<CardPlan> = (0..opts.cards).map(population::card_plan).collect();
+    let today = now.to_offset(JST).date();
+    let people = population::generate(rng_for(seed, "population"), today, opts.persons, &plans)?;
+
+    progress.step("issuing authority CA");
+    let issuing = pki::issuing_ca(
+        &issuing_key,
+        pki::serial_for(seed, "issuing-ca"),
+        add_years(now, -2)?,
+        add_years(now, 8)?,
+    )?;
+    write_file(&out.join("issuing-ca/ca.pem"), issuing.pem().as_bytes())?;
+    write_secret(
+        &out.join("issuing-ca/ca.key.pem"),
+        issuing.key_pem().as_bytes(),
+    )?;
+
+    progress.step(&format!("issuing {} cards", opts.cards));
+    let card_key_pairs = card_keys
+        .iter()
+        .map(RsaKey::key_pair)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut card_entries = Vec::with_capacity(opts.cards);
+    let mut links: Vec<(CardKey, String)> = Vec::with_capacity(opts.cards);
+    let mut revoked = Vec::new();
+    for (index, plan) in plans.iter().enumerate() {
+        let holder: &Person = people
+            .persons
+            .get(index)
+            .ok_or_else(|| TestbedError::Options("fewer persons than cards".into()))?;
+        let name = format!("card-{:04}", index + 1);
+        let issued = add_years(now, -1)?;
+        let (not_before, not_after) = match plan.kind {
+            CardKind::Expired => (add_years(now, -5)?, days(now, -1)?),
+            _ => (issued, certificate_expiry(holder.birth_date, issued)?),
+        };
+        let spec = CardCertificateSpec {
+            common_name: card_common_name(seed, index),
+            serial: pki::serial_for(seed, &format!("card/{name}")),
+            not_before,
+            not_after,
+        };
+        let key_index = index % pool;
+        let (key, key_pair) = match (card_keys.get(key_index), card_key_pairs.get(key_index)) {
+            (Some(k), Some(p)) => (k, p),
+            _ => {
+                return Err(TestbedError::KeyGeneration {
+                    purpose: format!("card-key/{key_index}"),
+                    reason: "missing".into(),
+                })
+            }
+        };
+        let cert = pki::card_certificate(&issuing, key_pair, &spec)?;
+        if plan.kind == CardKind::Revoked {
+            revoked.push(Revocation {
+                serial: spec.serial.clone(),
+                revoked_at: days(now, -30)?,
+            });
+        }
+        let pin = card_pin(seed, index);
+        let profile = CardProfile {
+            format: PROFILE_FORMAT.to_owned(),
+            name: name.clone(),
+            atr: hex::encode_upper(DEFAULT_ATR),
+            user_auth_pin: pin.clone(),
+            user_auth_certificate: cert.pem(),
+            user_auth_ca_certificate: issuing.pem(),
+            user_auth_private_key: key.pkcs8_pem().to_owned(),
+        };
+        let profile_rel = format!("cards/{name}.json");
+        let profile_path = out.join(&profile_rel);
+        if let Some(dir) = profile_path.parent() {
+            fs::create_dir_all(dir).map_err(TestbedError::io("create", dir))?;
+        }
+        profile.save(&profile_path)?;
+        let card_key = CardKey::from_der(cert.der())?;
+        card_entries.push(CardEntry {
+            name,
+            profile: profile_rel,
+            person_id: holder.id.clone(),
+            pin,
+            kind: plan.kind,
+            serial: card_key.serial.clone(),
+            description: plan.description.to_owned(),
+        });
+        links.push((card_key, holder.id.clone()));
+    }
+
+    progress.step("certificate revocation list");
+    let crl = pki::crl(&issuing, &revoked, now, days(now, 7)?)?;
+    write_file(&out.join("issuing-ca/crl.der"), crl.der())?;
+    write_file(
+        &out.join("issuing-ca/crl.pem"),
+        pki::crl_pem(&crl)?.as_bytes(),
+    )?;
+
+    progress.step("network CA, service and terminal certificates");
+    let network = pki::network_ca(
+        &network_key,
+        "onshi test network CA",
+        &[],
+        pki::serial_for(seed, "network-ca"),
+        add_years(now, -1)?,
+        add_years(now, 10)?,
+    )?;
+    write_file(&out.join("network-ca/ca.pem"), network.pem().as_bytes())?;
+    write_secret(
+        &out.join("network-ca/ca.key.pem"),
+        network.key_pem().as_bytes(),
+    )?;
+    let leaf = |purpose: &str| -> Result<LeafSpec, TestbedError> {
+        Ok(LeafSpec {
+            serial: pki::serial_for(seed, purpose),
+            not_before: days(now, -30)?,
+            not_after: add_years(now, 3)?,
+        })
+    };
+    let server = pki::server_certificate(&network, &service_key.key_pair()?, &leaf("service")?)?;
+    write_file(&out.join("service/server.pem"), server.pem().as_bytes())?;
+    write_secret(
+        &out.join("service/server.key.pem"),
+        service_key.pkcs8_pem().as_bytes(),
+    )?;
+
+    let rogue = pki::network_ca(
+        &rogue_key,
+        "onshi rogue CA",
+        &["not trusted by the service"],
+        pki::serial_for(seed, "rogue-ca"),
+        add_years(now, -1)?,
+        add_years(now, 10)?,
+    )?;
+    let mut terminal_entries = Vec::with_capacity(terminals.len());
+    for (plan, key) in terminals.iter().zip(&terminal_keys) {
+        let name = plan.name();
+        let untrusted = plan.status == TerminalStatus::Untrusted;
+        let ca = if untrusted { &rogue } else { &network };
+        let cert = pki::terminal_certificate(
+            ca,
+            &key.key_pair()?,
+            plan.code.as_str(),
+            plan.terminal_id,
+            &leaf(&format!("terminal/{}", plan.dir))?,
+        )?;
+        let dir = out.join(&plan.dir);
+        write_file(&dir.join("client.pem"), cert.pem().as_bytes())?;
+        write_secret(&dir.join("client.key.pem"), key.pkcs8_pem().as_bytes())?;
+        if untrusted {
+            // For reference only: nothing trusts it.
+            write_file(&dir.join("rogue-ca.pem"), rogue.pem().as_bytes())?;
+        }
+        let agent = AgentConfig {
+            service: format!("https://{SERVICE_LISTEN}"),
+            server_name: "localhost".into(),
+            ca: "../../network-ca/ca.pem".into(),
+            certificate: "client.pem".into(),
+            private_key: "client.key.pem".into(),
+            terminal_name: name.clone(),
+        };
+        write_file(&dir.join("agent.toml"), config::to_toml(&agent)?.as_bytes())?;
+        terminal_entries.push(TerminalEntry {
+            name,
+            institution_code: plan.code.as_str().to_owned(),
+            terminal_id: plan.terminal_id.to_owned(),
+            status: plan.status,
+            dir: plan.dir.clone(),
+        });
+    }
+
+    progress.step(&format!(
+        "store: {} persons, {} qualification records, {} cards",
+        people.persons.len(),
+        people.records.len(),
+        links.len()
+    ));
+    let store_path = out.join("store/onshi.sqlite");
+    fs::create_dir_all(out.join("store")).map_err(TestbedError::io("create", out.join("store")))?;
+    {
+        let store = Store::open(&store_path)?;
+        store.bulk(|b| {
+            for person in &people.persons {
+                b.insert_person(person)?;
+            }
+            for record in &people.records {
+                b.insert_qualification(record)?;
+            }
+            for (key, person_id) in &links {
+                b.link_card(key, person_id)?;
+            }
+            for plan in &terminals {
+                let status = match plan.status {
+                    TerminalStatus::InOperation => store::TerminalStatus::InOperation,
+                    TerminalStatus::Suspended => store::TerminalStatus::Suspended,
+                    // Unregistered and rogue terminals are exactly the ones the store lacks.
+                    TerminalStatus::Unregistered | TerminalStatus::Untrusted => continue,
+                };
+                b.upsert_terminal(&Terminal {
+                    institution_code: plan.code.as_str().to_owned(),
+                    terminal_id: plan.terminal_id.to_owned(),
+                    status,
+                })?;
+            }
+            Ok(())
+        })?;
+        // Dropping the store closes the connection, which checkpoints the WAL into the main
+        // file and removes the -wal and -shm files: the world holds one self-contained file.
+    }
+
+    progress.step("service.toml and world.json");
+    let service = ServiceConfig {
+        listen: SERVICE_LISTEN.into(),
+        store: "store/onshi.sqlite".into(),
+        challenge_ttl_seconds: 60,
+        tls: ServiceTls {
+            certificate: "service/server.pem".into(),
+            private_key: "service/server.key.pem".into(),
+            client_ca: "network-ca/ca.pem".into(),
+        },
+        validation: ServiceValidation {
+            trust_anchors: vec!["issuing-ca/ca.pem".into()],
+            intermediates: Vec::new(),
+            crls: vec!["issuing-ca/crl.der".into()],
+            policy_oids: vec![pki::JPKI_TEST_POLICY_OID.into()],
+            clock_skew_seconds: 300,
+        },
+    };
+    write_file(
+        &out.join("service.toml"),
+        config::to_toml(&service)?.as_bytes(),
+    )?;
+
+    let manifest = WorldManifest {
+        format: manifest::FORMAT.into(),
+        seed,
+        now,
+        cards: card_entries,
+        terminals: terminal_entries,
+        persons: people.persons.len(),
+    };
+    let mut json = serde_json::to_string_pretty(&manifest).map_err(|e| TestbedError::Encode {
+        what: "world.json",
+        reason: e.to_string(),
+    })?;
+    json.push('\n');
+    write_file(&out.join(manifest::FILE_NAME), json.as_bytes())?;
+    progress.step(&format!("done: {}", out.display()));
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    #[test]
+    fn certificate_expiry_is_the_fifth_birthday_after_issue() {
+        let issued = datetime!(2024-11-24 03:00:00 UTC);
+        // Birthday later in the year: the first birthday after issue is in the issue year.
+        assert_eq!(
+            certificate_expiry(date!(1980 - 12 - 01), issued).unwrap(),
+            datetime!(2028-12-01 14:59:59 UTC)
+        );
+        // Birthday earlier in the year: next year's is the first.
+        assert_eq!(
+            certificate_expiry(date!(1980 - 03 - 10), issued).unwrap(),
+            datetime!(2029-03-10 14:59:59 UTC)
+        );
+        // Issued on the birthday (JST): that one does not count.
+        assert_eq!(
+            certificate_expiry(date!(1980 - 11 - 24), issued).unwrap(),
+            datetime!(2029-11-24 14:59:59 UTC)
+        );
+    }
+
+    #[test]
+    fn names_and_pins() {
+        let cn = card_common_name(1, 0);
+        assert_eq!(cn.len(), 23);
+        assert!(cn.starts_with("ONSHI") && cn.ends_with("000000000001"));
+        assert_eq!(card_pin(1, 0), DEMO_PIN);
+        for i in 1..50 {
+            let pin = card_pin(1, i);
+            assert_eq!(pin.len(), 4);
+            assert!(pin.bytes().all(|b| b.is_ascii_digit()));
+        }
+        assert_eq!(card_pin(3, 7), card_pin(3, 7));
+    }
+
+    #[test]
+    fn years_move_on_the_calendar() {
+        assert_eq!(
+            add_years(datetime!(2024-02-29 10:00:00 UTC), 1).unwrap(),
+            datetime!(2025-02-28 10:00:00 UTC)
+        );
+        assert_eq!(
+            add_years(datetime!(2025-11-24 10:00:00 UTC), -2).unwrap(),
+            datetime!(2023-11-24 10:00:00 UTC)
+        );
+    }
+
+    #[test]
+    fn terminal_codes_are_valid() {
+        let plans = terminal_plans().unwrap();
+        assert_eq!(plans[0].code.point_table(), 4, "a pharmacy");
+        assert_eq!(plans[2].code.point_table(), 1, "a clinic");
+        for p in &plans {
+            InstitutionCode::parse(p.code.as_str()).unwrap();
+        }
+    }
+
+    #[test]
+    fn output_is_refused_unless_empty_or_forced() {
+        let dir = std::env::temp_dir().join(format!("onshi-prepare-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        prepare_output(&dir, false).unwrap();
+        prepare_output(&dir, false).unwrap(); // empty: fine
+        fs::write(dir.join("old"), b"x").unwrap();
+        assert!(matches!(
+            prepare_output(&dir, false),
+            Err(TestbedError::OutputNotEmpty { .. })
+        ));
+        prepare_output(&dir, true).unwrap();
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+        // The guard is tested as a pure function: never point a deleting call at "/" in a test.
+        assert!(is_protected(Path::new("/"), None));
+        assert!(is_protected(Path::new("/root"), Some(Path::new("/root"))));
+        assert!(!is_protected(Path::new("/tmp/w"), Some(Path::new("/root"))));
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let now = datetime!(2025-11-24 03:00:00 UTC);
+        let mut o = WorldOptions::new("/nonexistent", now);
+        o.cards = 5;
+        assert!(matches!(build_world(&o), Err(TestbedError::Options(_))));
+        o.cards = 10;
+        o.persons = 9;
+        assert!(matches!(build_world(&o), Err(TestbedError::Options(_))));
+    }
+}
