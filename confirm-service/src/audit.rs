@@ -150,8 +150,7 @@ fn commit(conn: &mut Connection, group: &[Pending]) -> rusqlite::Result<()> {
             let r = &p.record;
             stmt.execute(params![
                 r.confirmation_id,
-                r.at
-                    .format(&time::format_description::well_known::Rfc3339)
+                r.at.format(&time::format_description::well_known::Rfc3339)
                     .unwrap_or_default(),
                 r.institution_code,
                 r.terminal_id,
@@ -218,8 +217,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_appends_are_all_durable_and_readable() {
-        let path =
-            std::env::temp_dir().join(format!("onshi-audit-{}.sqlite", std::process::id()));
+        let path = std::env::temp_dir().join(format!("onshi-audit-{}.sqlite", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let log = AuditLog::open(&path).unwrap();
         let mut handles = Vec::new();

@@ -183,7 +183,10 @@ mod tests {
             std::process::id()
         ));
         let _ = std::fs::remove_file(&path);
-        (Challenges::open(&path, Duration::seconds(60)).unwrap(), path)
+        (
+            Challenges::open(&path, Duration::seconds(60)).unwrap(),
+            path,
+        )
     }
 
     #[test]

@@ -78,13 +78,7 @@ pub fn check(cert_path: &std::path::Path, opts: &CheckOptions) -> Result<Verdict
     // that presents garbage: `openssl verify` likewise refuses what it cannot load.
     let der = match decode_der_or_pem(&bytes, "CERTIFICATE") {
         Ok(mut blobs) => blobs.swap_remove(0),
-        Err(detail) => {
-            return Ok(rejected(
-                file,
-                &CertError::Malformed { detail },
-                checked_at,
-            ))
-        }
+        Err(detail) => return Ok(rejected(file, &CertError::Malformed { detail }, checked_at)),
     };
     Ok(match trust.validate(&der, opts.at) {
         Ok(v) => Verdict {

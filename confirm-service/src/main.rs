@@ -120,7 +120,10 @@ fn serve(config_path: PathBuf, listen: Option<SocketAddr>) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let local = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let shutdown = async {
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]
@@ -206,19 +209,23 @@ fn check(
     }
     if crls.is_empty() {
         // Without a CRL every certificate would be refused as crl-missing: say so up front.
-        eprintln!("check-cert: no CRL: give --crl CRL or --config FILE (revocation is always checked)");
+        eprintln!(
+            "check-cert: no CRL: give --crl CRL or --config FILE (revocation is always checked)"
+        );
         return ExitCode::from(2);
     }
     policy.policy_oids = policy_oids;
     let at = match at {
         None => OffsetDateTime::now_utc(),
-        Some(s) => match OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("check-cert: --at {s:?} is not an RFC 3339 time: {e}");
-                return ExitCode::from(2);
+        Some(s) => {
+            match OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("check-cert: --at {s:?} is not an RFC 3339 time: {e}");
+                    return ExitCode::from(2);
+                }
             }
-        },
+        }
     };
     let opts = CheckOptions {
         trust,

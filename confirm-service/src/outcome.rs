@@ -96,9 +96,7 @@ impl Refusal {
             | ResultCode::ConsentMissing
             | ResultCode::ConsentExpired => Code::FailedPrecondition,
             ResultCode::RateLimited => Code::ResourceExhausted,
-            ResultCode::RevocationUnavailable | ResultCode::ServiceUnavailable => {
-                Code::Unavailable
-            }
+            ResultCode::RevocationUnavailable | ResultCode::ServiceUnavailable => Code::Unavailable,
             _ => Code::Internal,
         }
     }
@@ -164,9 +162,7 @@ mod tests {
                 Code::Unauthenticated,
             ),
             (
-                Refusal::Certificate(CertError::UntrustedIssuer {
-                    issuer: "x".into(),
-                }),
+                Refusal::Certificate(CertError::UntrustedIssuer { issuer: "x".into() }),
                 ResultCode::CertificateUntrusted,
                 Code::Unauthenticated,
             ),

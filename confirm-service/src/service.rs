@@ -171,8 +171,8 @@ impl ConfirmationService {
         .verify(&binding, &req.signature)
         .map_err(|_| Refusal::SignatureInvalid)?;
 
-        let key = CardKey::from_der(&req.certificate)
-            .map_err(|e| Refusal::BadRequest(e.to_string()))?;
+        let key =
+            CardKey::from_der(&req.certificate).map_err(|e| Refusal::BadRequest(e.to_string()))?;
         let today = now.to_offset(JST).date();
         let (person, records) = self
             .blocking(move |s| {

@@ -48,7 +48,9 @@ pub enum CertError {
     UnsupportedAlgorithm { oid: String },
     #[error("RSA key of {bits} bits is below the {MIN_RSA_BITS}-bit minimum")]
     WeakKey { bits: usize },
-    #[error("no configured trust anchor or intermediate issued this certificate (issuer {issuer})")]
+    #[error(
+        "no configured trust anchor or intermediate issued this certificate (issuer {issuer})"
+    )]
     UntrustedIssuer { issuer: String },
     #[error("the issuer's signature on the certificate does not verify")]
     BadSignature,
@@ -395,11 +397,10 @@ impl TrustStore {
                 break;
             }
             // Continue upward from the intermediate.
-            let (_, inter) = X509Certificate::from_der(&auth.der).map_err(|e| {
-                CertError::Malformed {
+            let (_, inter) =
+                X509Certificate::from_der(&auth.der).map_err(|e| CertError::Malformed {
                     detail: format!("intermediate: {e}"),
-                }
-            })?;
+                })?;
             subject_raw = auth.issuer_raw.clone();
             child_alg = inter.signature_algorithm.algorithm.clone();
             child_tbs = inter.tbs_certificate.as_ref().to_vec();
@@ -461,7 +462,11 @@ impl TrustStore {
             Ok(Some(eku)) => {
                 let client_auth = eku.value.client_auth
                     || eku.value.any
-                    || eku.value.other.iter().any(|o| o.to_id_string() == OID_CLIENT_AUTH);
+                    || eku
+                        .value
+                        .other
+                        .iter()
+                        .any(|o| o.to_id_string() == OID_CLIENT_AUTH);
                 if !client_auth {
                     return Err(CertError::WrongExtendedKeyUsage);
                 }

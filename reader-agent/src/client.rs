@@ -31,10 +31,12 @@ pub async fn connect(
         .map_err(|e| format!("TLS configuration: {e}"))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(15));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("cannot reach the confirmation service at {url}: {}", describe(&e)))?;
+    let channel = endpoint.connect().await.map_err(|e| {
+        format!(
+            "cannot reach the confirmation service at {url}: {}",
+            describe(&e)
+        )
+    })?;
     Ok(ConfirmationClient::new(channel))
 }
 

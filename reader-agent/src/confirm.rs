@@ -16,9 +16,9 @@
 
 use std::time::Duration;
 
+use onshi_jpki::constants::sha256_digest_info;
 use onshi_jpki::flows::{self, CardReading, FlowError, PinStatus};
 use onshi_jpki::Pin;
-use onshi_jpki::constants::sha256_digest_info;
 use onshi_proto::binding::{binding_sha256, ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1 as pb;
 
@@ -112,11 +112,9 @@ pub async fn run(
         reading.certificate.len()
     ));
     let mut tries_left = match reading.pin_status {
-        PinStatus::Blocked => {
-            return pin_exhausted(
-                "the card's PIN is locked (3 wrong entries); only the municipal office can unlock it",
-            )
-        }
+        PinStatus::Blocked => return pin_exhausted(
+            "the card's PIN is locked (3 wrong entries); only the municipal office can unlock it",
+        ),
         PinStatus::TriesLeft(n) => n,
         PinStatus::Verified => 3,
     };
@@ -175,9 +173,13 @@ pub async fn run(
             let result = match TransactionChannel::begin(&mut connected.card, trace.as_mut()) {
                 Ok(mut ch) => {
                     let r = flows::authenticate_phase(&mut ch, &pin, &digest_info);
-                    // Reset the card as the transaction ends: pcscd keeps a card powered
-                    // between clients, and a verified PIN must not outlive this phase.
-                    ch.end_with_reset();
+                    match &r {
+                        // No PIN was verified: nothing to clear, keep the card as it is.
+                        Err(FlowError::WrongPin { .. }) | Err(FlowError::PinBlocked) => ch.end(),
+                        // pcscd keeps a card powered between clients: reset it so a verified
+                        // PIN never outlives this phase.
+                        _ => ch.end_with_reset(),
+                    }
                     r
                 }
                 Err(e) => Err(FlowError::Channel(e)),

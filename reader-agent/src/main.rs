@@ -83,7 +83,9 @@ fn main() -> ExitCode {
             consent,
             json,
             trace,
-        } => run_confirm(config, service, reader, wait, pin_stdin, consent, json, trace),
+        } => run_confirm(
+            config, service, reader, wait, pin_stdin, consent, json, trace,
+        ),
         Command::Readers => list_readers(),
     }
 }
@@ -151,8 +153,7 @@ fn run_confirm(
         }
     };
     let progress = |line: &str| eprintln!("{line}");
-    let outcome: Outcome =
-        runtime.block_on(confirm::run(&config, &opts, pins, trace, &progress));
+    let outcome: Outcome = runtime.block_on(confirm::run(&config, &opts, pins, trace, &progress));
     if json {
         match serde_json::to_string_pretty(&outcome) {
             Ok(s) => println!("{s}"),

@@ -18,6 +18,8 @@ use pcsc::{Context, Protocols, ReaderState, Scope, ShareMode, State};
 pub enum CardIoError {
     #[error("the card was removed (or reset) while it was being read; place the card again")]
     CardRemoved,
+    #[error("the card stopped answering (it was removed during the command, or is mute); place the card again")]
+    NoAnswer,
     #[error("no card was placed within {0:?}")]
     NoCard(Duration),
     #[error("reader {0:?} not found")]
@@ -37,7 +39,8 @@ impl From<pcsc::Error> for CardIoError {
             | pcsc::Error::ResetCard
             | pcsc::Error::NoSmartcard
             | pcsc::Error::UnpoweredCard
-            | pcsc::Error::UnresponsiveCard => CardIoError::CardRemoved,
+            | pcsc::Error::UnresponsiveCard
+            | pcsc::Error::NotTransacted => CardIoError::CardRemoved,
             pcsc::Error::NoService | pcsc::Error::ServiceStopped => CardIoError::NoService(e),
             other => CardIoError::Pcsc(other),
         }
@@ -88,7 +91,10 @@ pub fn wait_and_connect(
         }
         for s in states.iter().filter(|s| s.name() != pnp) {
             let ev = s.event_state();
-            if ev.contains(State::PRESENT) && !ev.contains(State::MUTE) && !ev.contains(State::EXCLUSIVE) {
+            if ev.contains(State::PRESENT)
+                && !ev.contains(State::MUTE)
+                && !ev.contains(State::EXCLUSIVE)
+            {
                 let name = s.name().to_owned();
                 let card = ctx.connect(&name, ShareMode::Shared, Protocols::ANY)?;
                 return Ok(ConnectedCard {
@@ -172,6 +178,18 @@ impl<'tx, 't> TransactionChannel<'tx, 't> {
         card: &'tx mut pcsc::Card,
         trace: Option<&'t mut Trace>,
     ) -> Result<Self, CardIoError> {
+        // A reset by another client (or by our own previous phase) invalidates the handle
+        // once; reconnect and try again rather than reporting a removal.
+        let card = match card.transaction2() {
+            Ok(tx) => return Ok(Self { tx, trace }),
+            Err((card, pcsc::Error::ResetCard)) => card,
+            Err((_, e)) => return Err(e.into()),
+        };
+        card.reconnect(
+            ShareMode::Shared,
+            Protocols::ANY,
+            pcsc::Disposition::LeaveCard,
+        )?;
         let tx = card.transaction()?;
         Ok(Self { tx, trace })
     }
@@ -206,6 +224,10 @@ impl CardChannel for TransactionChannel<'_, '_> {
         };
         if let Some(t) = self.trace.as_deref_mut() {
             t.record(command, Some(response));
+        }
+        if response.is_empty() {
+            // vpcd (and real readers) hand back nothing when the card vanished mid-command.
+            return Err(CardIoError::NoAnswer);
         }
         ResponseApdu::parse(response).map_err(|e| CardIoError::BadResponse(e.to_string()))
     }

@@ -17,9 +17,7 @@ impl PinSource for TtyPrompt {
         let typed = Zeroizing::new(
             rpassword::prompt_password("PIN: ").map_err(|e| format!("cannot read the PIN: {e}"))?,
         );
-        Pin::new(typed.trim())
-            .map(Some)
-            .map_err(|e| format!("{e}"))
+        Pin::new(typed.trim()).map(Some).map_err(|e| format!("{e}"))
     }
 }
 

@@ -134,10 +134,7 @@ impl StaffResult {
                     copay_ratio: q.copay_ratio.clone(),
                     preschool: q.preschool,
                     elderly_copay_ratio: q.elderly.as_ref().map(|e| e.copay_ratio.clone()),
-                    high_cost_limit_bracket: q
-                        .high_cost_limit
-                        .as_ref()
-                        .map(|h| h.bracket.clone()),
+                    high_cost_limit_bracket: q.high_cost_limit.as_ref().map(|h| h.bracket.clone()),
                     high_cost_limit_certificate_type: q
                         .high_cost_limit
                         .as_ref()
@@ -183,11 +180,20 @@ pub fn render_human(outcome: &Outcome) -> String {
                 result.validity, result.validity_label
             ));
             s.push_str(&format!("result code        : {result_code}\n"));
-            s.push_str(&format!("confirmation id    : {}\n", result.confirmation_id));
+            s.push_str(&format!(
+                "confirmation id    : {}\n",
+                result.confirmation_id
+            ));
             for (i, q) in result.qualifications.iter().enumerate() {
                 s.push_str(&format!("--- qualification {} ---\n", i + 1));
-                s.push_str(&format!("氏名 name          : {} ({})\n", q.name, q.kana_name));
-                s.push_str(&format!("生年月日 birth date : {}  性別 sex: {}\n", q.birth_date, q.sex));
+                s.push_str(&format!(
+                    "氏名 name          : {} ({})\n",
+                    q.name, q.kana_name
+                ));
+                s.push_str(&format!(
+                    "生年月日 birth date : {}  性別 sex: {}\n",
+                    q.birth_date, q.sex
+                ));
                 s.push_str(&format!(
                     "保険者 insurer      : {} {}\n",
                     q.insurer_number, q.insurer_name
@@ -200,13 +206,25 @@ pub fn render_human(outcome: &Outcome) -> String {
                 ));
                 s.push_str(&format!(
                     "本人/家族          : {}\n",
-                    if q.personal_family == 1 { "本人" } else { "家族" }
+                    if q.personal_family == 1 {
+                        "本人"
+                    } else {
+                        "家族"
+                    }
                 ));
                 s.push_str(&format!(
                     "資格取得日 / 喪失日 : {} / {}{}\n",
                     q.qualification_date,
-                    if q.disqualification_date.is_empty() { "-" } else { &q.disqualification_date },
-                    if q.loss_reason.is_empty() { String::new() } else { format!(" (reason {})", q.loss_reason) }
+                    if q.disqualification_date.is_empty() {
+                        "-"
+                    } else {
+                        &q.disqualification_date
+                    },
+                    if q.loss_reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (reason {})", q.loss_reason)
+                    }
                 ));
                 s.push_str(&format!(
                     "一部負担金割合 co-pay: {}{}\n",
@@ -287,7 +305,13 @@ mod tests {
         assert_eq!(json["outcome"], "refused");
         assert_eq!(json["result_code"], "RESULT_CODE_CERTIFICATE_REVOKED");
         assert!(render_human(&refused).contains("RESULT_CODE_CERTIFICATE_REVOKED"));
-        assert_eq!(Outcome::Error { message: "x".into() }.exit_code(), 3);
+        assert_eq!(
+            Outcome::Error {
+                message: "x".into()
+            }
+            .exit_code(),
+            3
+        );
     }
 
     #[test]

@@ -134,7 +134,11 @@ fn wait_for_line(
         match rx.recv_timeout(left) {
             Ok(line) if line.starts_with(prefix) => return Ok(line),
             Ok(_) => continue,
-            Err(_) => return Err(format!("{what} did not print {prefix:?} within {timeout:?}")),
+            Err(_) => {
+                return Err(format!(
+                    "{what} did not print {prefix:?} within {timeout:?}"
+                ))
+            }
         }
     }
 }
@@ -237,6 +241,30 @@ impl Pcscd {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Waits (bounded) until pcscd reports slot 0 empty, e.g. after a card process stopped:
+    /// vpcd notices a removal on its next presence poll, not at once.
+    pub fn wait_until_empty(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new(bin("reader-agent")?)
+                .arg("readers")
+                .env("PCSCLITE_CSOCK_NAME", self.socket())
+                .output()
+                .map_err(|e| format!("reader-agent readers: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if text
+                .lines()
+                .any(|l| l.starts_with("Virtual PCD 00 00") && l.ends_with("empty"))
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("slot 0 still holds a card after 10 s: {text}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Stops the daemon and starts a new one on the same port pair.
     pub fn restart(&mut self) -> Result<()> {
         self.guard.stop();
@@ -335,7 +363,13 @@ pub fn run_agent(
     pins: &str,
     extra: &[&str],
 ) -> Result<AgentRun> {
-    let out = run_agent_raw(pcscd, agent_toml, service, pins, &[&["--json"], extra].concat())?;
+    let out = run_agent_raw(
+        pcscd,
+        agent_toml,
+        service,
+        pins,
+        &[&["--json"], extra].concat(),
+    )?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = serde_json::from_str(&stdout).map_err(|e| {
@@ -381,7 +415,9 @@ pub fn run_agent_raw(
     let output = match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(o) => o.map_err(|e| e.to_string())?,
         Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &id.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &id.to_string()])
+                .status();
             return Err("reader-agent did not finish within 60 s".into());
         }
     };

@@ -17,7 +17,10 @@ fn world() -> &'static World {
 /// Writes the card's certificate as PEM into `dir` and returns the path.
 fn card_cert(kind: &str, dir: &Path) -> PathBuf {
     let w = world();
-    let rel = w.card(kind).unwrap()["profile"].as_str().unwrap().to_owned();
+    let rel = w.card(kind).unwrap()["profile"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let profile: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(w.dir.join(rel)).unwrap()).unwrap();
     let path = dir.join(format!("{kind}.pem"));
@@ -75,7 +78,12 @@ fn explicit_trust_crl_policy_and_time() {
     let ca = w.dir.join("issuing-ca/ca.pem");
     let crl = w.dir.join("issuing-ca/crl.der");
     let valid = card_cert("valid", tmp.path());
-    let base = ["--trust", ca.to_str().unwrap(), "--crl", crl.to_str().unwrap()];
+    let base = [
+        "--trust",
+        ca.to_str().unwrap(),
+        "--crl",
+        crl.to_str().unwrap(),
+    ];
     let (status, stdout, stderr) = check(&base, &valid);
     assert_eq!(status, Some(0), "{stdout} {stderr}");
     assert!(stdout.contains(": OK"), "{stdout}");
@@ -94,10 +102,19 @@ fn explicit_trust_crl_policy_and_time() {
     // configuration error (exit 2), not a verdict on the card.
     let other_ca = w.dir.join("network-ca/ca.pem");
     let (status, _, stderr) = check(
-        &["--trust", other_ca.to_str().unwrap(), "--crl", crl.to_str().unwrap()],
+        &[
+            "--trust",
+            other_ca.to_str().unwrap(),
+            "--crl",
+            crl.to_str().unwrap(),
+        ],
         &valid,
     );
-    assert_eq!(status, Some(2), "a CRL from an unconfigured issuer is a configuration error: {stderr}");
+    assert_eq!(
+        status,
+        Some(2),
+        "a CRL from an unconfigured issuer is a configuration error: {stderr}"
+    );
 }
 
 #[test]

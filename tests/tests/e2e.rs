@@ -90,9 +90,15 @@ fn valid_card_is_confirmed_with_expected_fields_and_audited() {
 
     // The trace is the documented sequence and never carries the PIN.
     let trace = std::fs::read_to_string(&trace).unwrap();
-    assert!(!trace.contains(&hex_ascii(&pin)), "PIN leaked into the trace");
+    assert!(
+        !trace.contains(&hex_ascii(&pin)),
+        "PIN leaked into the trace"
+    );
     let commands: Vec<&str> = trace.lines().filter(|l| l.starts_with("> ")).collect();
-    assert_eq!(commands[0], "> 00 A4 04 0C 0A D3 92 F0 00 26 01 00 00 00 01");
+    assert_eq!(
+        commands[0],
+        "> 00 A4 04 0C 0A D3 92 F0 00 26 01 00 00 00 01"
+    );
     assert_eq!(commands[1], "> 00 A4 02 0C 02 00 0A");
     assert_eq!(commands[2], "> 00 B0 00 00 04");
     let sel_pin = commands
@@ -110,7 +116,8 @@ fn valid_card_is_confirmed_with_expected_fields_and_audited() {
     assert_eq!(commands[sel_pin + 3], "> 00 A4 02 0C 02 00 18");
     assert_eq!(commands[sel_pin + 4], "> 00 20 00 80 04 <redacted 4 bytes>");
     assert_eq!(commands[sel_pin + 5], "> 00 A4 02 0C 02 00 17");
-    assert!(commands[sel_pin + 6].starts_with("> 80 2A 00 80 33 30 31 30 0D 06 09 60 86 48 01 65 03 04 02 01 05 00 04 20 "));
+    assert!(commands[sel_pin + 6]
+        .starts_with("> 80 2A 00 80 33 30 31 30 0D 06 09 60 86 48 01 65 03 04 02 01 05 00 04 20 "));
     assert!(commands[sel_pin + 6].ends_with(" 00"));
     assert_eq!(commands.len(), sel_pin + 7);
 }
@@ -176,6 +183,7 @@ fn three_wrong_pins_block_the_card_and_the_block_survives_a_restart() {
         assert_eq!(run.code, Some(1));
     }
     // A new virtual-card process on the same profile: still blocked, even with the right PIN.
+    r.pcscd.wait_until_empty().unwrap();
     let _card = Card::attach(&profile, &r.pcscd.vpcd(), &[]).unwrap();
     let run = run_agent(&r.pcscd, &terminal, &r.service, &format!("{pin}\n"), &[]).unwrap();
     assert_eq!(code(&run), "RESULT_CODE_PIN_ATTEMPTS_EXHAUSTED", "{run:?}");
@@ -221,12 +229,7 @@ fn card_removed_mid_read_gives_a_clear_error() {
     let r = rig();
     let (profile, pin) = w.private_card("valid", r.tmp.path()).unwrap();
     // SELECT AP, SELECT EF, READ header, then the card is pulled out during the 4th APDU.
-    let _card = Card::attach(
-        &profile,
-        &r.pcscd.vpcd(),
-        &["--remove-after-apdus", "4"],
-    )
-    .unwrap();
+    let _card = Card::attach(&profile, &r.pcscd.vpcd(), &["--remove-after-apdus", "4"]).unwrap();
     let run = run_agent(
         &r.pcscd,
         &w.terminal("in-operation", 0).unwrap(),
@@ -239,6 +242,7 @@ fn card_removed_mid_read_gives_a_clear_error() {
     assert_eq!(run.code, Some(3));
     let message = run.json["message"].as_str().unwrap();
     assert!(message.contains("removed"), "{message}");
+    assert!(message.contains("place the card again"), "{message}");
 }
 
 #[test]

@@ -76,7 +76,10 @@ struct CardKeys {
 
 fn card(kind: &str) -> CardKeys {
     let w = world();
-    let rel = w.card(kind).unwrap()["profile"].as_str().unwrap().to_owned();
+    let rel = w.card(kind).unwrap()["profile"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let profile: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(w.dir.join(rel)).unwrap()).unwrap();
     let cert_pem = pem::parse(profile["user_auth_certificate"].as_str().unwrap()).unwrap();
@@ -114,7 +117,11 @@ async fn challenge(c: &mut ConfirmationClient<Channel>) -> pb::IssueChallengeRes
     .into_inner()
 }
 
-fn request(card: &CardKeys, ch: &pb::IssueChallengeResponse, sig: Vec<u8>) -> pb::ConfirmByCardRequest {
+fn request(
+    card: &CardKeys,
+    ch: &pb::IssueChallengeResponse,
+    sig: Vec<u8>,
+) -> pb::ConfirmByCardRequest {
     pb::ConfirmByCardRequest {
         certificate: card.certificate.clone(),
         challenge: ch.challenge.clone(),
@@ -131,18 +138,32 @@ fn refusal(status: &tonic::Status) -> Option<ResultCode> {
 fn a_challenge_is_single_use() {
     let svc = service();
     runtime().block_on(async {
-        let mut c = client(&svc, Some(&terminal_dir("in-operation", 0))).await.unwrap();
+        let mut c = client(&svc, Some(&terminal_dir("in-operation", 0)))
+            .await
+            .unwrap();
         let card = card("valid");
         let ch = challenge(&mut c).await;
-        let sig = sign(&card, &ch.challenge, &ch.terminal_name, ConsentBits::default());
-        let first = c.confirm_by_card(request(&card, &ch, sig.clone())).await.unwrap();
-        assert_eq!(first.get_ref().result_code(), ResultCode::Ok);
-        assert_eq!(
-            first.get_ref().validity(),
-            pb::QualificationValidity::Valid
+        let sig = sign(
+            &card,
+            &ch.challenge,
+            &ch.terminal_name,
+            ConsentBits::default(),
         );
-        let replay = c.confirm_by_card(request(&card, &ch, sig)).await.unwrap_err();
-        assert_eq!(refusal(&replay), Some(ResultCode::ChallengeReused), "{replay:?}");
+        let first = c
+            .confirm_by_card(request(&card, &ch, sig.clone()))
+            .await
+            .unwrap();
+        assert_eq!(first.get_ref().result_code(), ResultCode::Ok);
+        assert_eq!(first.get_ref().validity(), pb::QualificationValidity::Valid);
+        let replay = c
+            .confirm_by_card(request(&card, &ch, sig))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refusal(&replay),
+            Some(ResultCode::ChallengeReused),
+            "{replay:?}"
+        );
         assert_eq!(replay.code(), tonic::Code::FailedPrecondition);
     });
 }
@@ -151,17 +172,30 @@ fn a_challenge_is_single_use() {
 fn another_terminals_challenge_is_refused() {
     let svc = service();
     runtime().block_on(async {
-        let mut t1 = client(&svc, Some(&terminal_dir("in-operation", 0))).await.unwrap();
-        let mut t2 = client(&svc, Some(&terminal_dir("in-operation", 1))).await.unwrap();
+        let mut t1 = client(&svc, Some(&terminal_dir("in-operation", 0)))
+            .await
+            .unwrap();
+        let mut t2 = client(&svc, Some(&terminal_dir("in-operation", 1)))
+            .await
+            .unwrap();
         let card = card("valid");
         let ch = challenge(&mut t1).await;
         // Signed for terminal 1's name, presented by terminal 2.
-        let sig = sign(&card, &ch.challenge, &ch.terminal_name, ConsentBits::default());
+        let sig = sign(
+            &card,
+            &ch.challenge,
+            &ch.terminal_name,
+            ConsentBits::default(),
+        );
         let err = t2
             .confirm_by_card(request(&card, &ch, sig.clone()))
             .await
             .unwrap_err();
-        assert_eq!(refusal(&err), Some(ResultCode::ChallengeOtherTerminal), "{err:?}");
+        assert_eq!(
+            refusal(&err),
+            Some(ResultCode::ChallengeOtherTerminal),
+            "{err:?}"
+        );
         // Not consumed by the other terminal's attempt: terminal 1 can still use it.
         let ok = t1.confirm_by_card(request(&card, &ch, sig)).await.unwrap();
         assert_eq!(ok.get_ref().result_code(), ResultCode::Ok);
@@ -172,18 +206,36 @@ fn another_terminals_challenge_is_refused() {
 fn forged_or_mismatched_signatures_are_refused() {
     let svc = service();
     runtime().block_on(async {
-        let mut c = client(&svc, Some(&terminal_dir("in-operation", 0))).await.unwrap();
+        let mut c = client(&svc, Some(&terminal_dir("in-operation", 0)))
+            .await
+            .unwrap();
         let card = card("valid");
         // Signed over other consents than the ones sent.
         let ch = challenge(&mut c).await;
-        let sig = sign(&card, &ch.challenge, &ch.terminal_name, ConsentBits::new(true, true, true, true));
-        let err = c.confirm_by_card(request(&card, &ch, sig)).await.unwrap_err();
+        let sig = sign(
+            &card,
+            &ch.challenge,
+            &ch.terminal_name,
+            ConsentBits::new(true, true, true, true),
+        );
+        let err = c
+            .confirm_by_card(request(&card, &ch, sig))
+            .await
+            .unwrap_err();
         assert_eq!(refusal(&err), Some(ResultCode::SignatureInvalid), "{err:?}");
         // Signed by another card's key.
         let other = card_with_other_key(&card);
         let ch = challenge(&mut c).await;
-        let sig = sign(&other, &ch.challenge, &ch.terminal_name, ConsentBits::default());
-        let err = c.confirm_by_card(request(&card, &ch, sig)).await.unwrap_err();
+        let sig = sign(
+            &other,
+            &ch.challenge,
+            &ch.terminal_name,
+            ConsentBits::default(),
+        );
+        let err = c
+            .confirm_by_card(request(&card, &ch, sig))
+            .await
+            .unwrap_err();
         assert_eq!(refusal(&err), Some(ResultCode::SignatureInvalid), "{err:?}");
     });
 }
@@ -191,7 +243,10 @@ fn forged_or_mismatched_signatures_are_refused() {
 fn card_with_other_key(card: &CardKeys) -> CardKeys {
     // The revoked card's key differs from the valid card's unless the pool wrapped around.
     let other = self::card("revoked");
-    assert_ne!(other.key, card.key, "test world must give these cards different keys");
+    assert_ne!(
+        other.key, card.key,
+        "test world must give these cards different keys"
+    );
     CardKeys {
         certificate: card.certificate.clone(),
         key: other.key,
@@ -202,7 +257,9 @@ fn card_with_other_key(card: &CardKeys) -> CardKeys {
 fn garbage_input_gets_clear_errors_not_crashes() {
     let svc = service();
     runtime().block_on(async {
-        let mut c = client(&svc, Some(&terminal_dir("in-operation", 0))).await.unwrap();
+        let mut c = client(&svc, Some(&terminal_dir("in-operation", 0)))
+            .await
+            .unwrap();
         let card = card("valid");
         let ch = challenge(&mut c).await;
         // Unspecified purpose.
@@ -221,7 +278,10 @@ fn garbage_input_gets_clear_errors_not_crashes() {
         bad.challenge.truncate(5);
         let err = c.confirm_by_card(bad).await.unwrap_err();
         assert_eq!(refusal(&err), Some(ResultCode::BadRequest));
-        let err = c.confirm_by_card(request(&card, &ch, vec![])).await.unwrap_err();
+        let err = c
+            .confirm_by_card(request(&card, &ch, vec![]))
+            .await
+            .unwrap_err();
         assert_eq!(refusal(&err), Some(ResultCode::BadRequest));
         let mut big = request(&card, &ch, vec![1; 256]);
         big.certificate = vec![0x30; 100_000];
@@ -232,7 +292,11 @@ fn garbage_input_gets_clear_errors_not_crashes() {
         let mut junk = request(&card, &ch, vec![1; 256]);
         junk.certificate = b"\x30\x82\x01\x00 definitely not a certificate".to_vec();
         let err = c.confirm_by_card(junk).await.unwrap_err();
-        assert_eq!(refusal(&err), Some(ResultCode::CertificateInvalid), "{err:?}");
+        assert_eq!(
+            refusal(&err),
+            Some(ResultCode::CertificateInvalid),
+            "{err:?}"
+        );
         // An unknown challenge.
         let mut unknown = request(&card, &ch, vec![1; 256]);
         unknown.challenge = vec![0xAB; 32];
@@ -240,7 +304,12 @@ fn garbage_input_gets_clear_errors_not_crashes() {
         assert_eq!(refusal(&err), Some(ResultCode::ChallengeUnknown));
         // The service still answers properly afterwards.
         let ch = challenge(&mut c).await;
-        let sig = sign(&card, &ch.challenge, &ch.terminal_name, ConsentBits::default());
+        let sig = sign(
+            &card,
+            &ch.challenge,
+            &ch.terminal_name,
+            ConsentBits::default(),
+        );
         let ok = c.confirm_by_card(request(&card, &ch, sig)).await.unwrap();
         assert_eq!(ok.get_ref().result_code(), ResultCode::Ok);
     });
@@ -286,7 +355,9 @@ fn terminals_without_a_valid_client_certificate_get_nothing() {
 fn unknown_and_suspended_terminals_are_refused_specifically() {
     let svc = service();
     runtime().block_on(async {
-        let mut unknown = client(&svc, Some(&terminal_dir("unregistered", 0))).await.unwrap();
+        let mut unknown = client(&svc, Some(&terminal_dir("unregistered", 0)))
+            .await
+            .unwrap();
         let err = unknown
             .issue_challenge(pb::IssueChallengeRequest {
                 purpose: pb::Purpose::Confirm as i32,
@@ -295,14 +366,20 @@ fn unknown_and_suspended_terminals_are_refused_specifically() {
             .unwrap_err();
         assert_eq!(refusal(&err), Some(ResultCode::TerminalUnknown), "{err:?}");
         assert_eq!(err.code(), tonic::Code::PermissionDenied);
-        let mut suspended = client(&svc, Some(&terminal_dir("suspended", 0))).await.unwrap();
+        let mut suspended = client(&svc, Some(&terminal_dir("suspended", 0)))
+            .await
+            .unwrap();
         let err = suspended
             .issue_challenge(pb::IssueChallengeRequest {
                 purpose: pb::Purpose::Confirm as i32,
             })
             .await
             .unwrap_err();
-        assert_eq!(refusal(&err), Some(ResultCode::TerminalNotInOperation), "{err:?}");
+        assert_eq!(
+            refusal(&err),
+            Some(ResultCode::TerminalNotInOperation),
+            "{err:?}"
+        );
     });
 }
 
@@ -310,9 +387,16 @@ fn unknown_and_suspended_terminals_are_refused_specifically() {
 fn lost_and_multiple_qualifications_are_carried_out_with_their_validity() {
     let svc = service();
     runtime().block_on(async {
-        let mut c = client(&svc, Some(&terminal_dir("in-operation", 0))).await.unwrap();
+        let mut c = client(&svc, Some(&terminal_dir("in-operation", 0)))
+            .await
+            .unwrap();
         for (kind, validity, code, n) in [
-            ("lost", pb::QualificationValidity::Invalid, ResultCode::Ok, 1),
+            (
+                "lost",
+                pb::QualificationValidity::Invalid,
+                ResultCode::Ok,
+                1,
+            ),
             (
                 "multiple",
                 pb::QualificationValidity::Multiple,
@@ -322,7 +406,12 @@ fn lost_and_multiple_qualifications_are_carried_out_with_their_validity() {
         ] {
             let card = card(kind);
             let ch = challenge(&mut c).await;
-            let sig = sign(&card, &ch.challenge, &ch.terminal_name, ConsentBits::default());
+            let sig = sign(
+                &card,
+                &ch.challenge,
+                &ch.terminal_name,
+                ConsentBits::default(),
+            );
             let r = c
                 .confirm_by_card(request(&card, &ch, sig))
                 .await

@@ -33,7 +33,11 @@ fn run() -> Result<ExitCode, String> {
 
     eprintln!("==> starting a private pcscd with the vpcd driver");
     let pcscd = Pcscd::start()?;
-    eprintln!("    pcscd socket {}, vpcd {}", pcscd.socket().display(), pcscd.vpcd());
+    eprintln!(
+        "    pcscd socket {}, vpcd {}",
+        pcscd.socket().display(),
+        pcscd.vpcd()
+    );
     eprintln!("==> starting the confirmation service (mutual TLS)");
     let service = Service::start(&dir.join("service.toml"))?;
     eprintln!("    listening on {}", service.addr);
