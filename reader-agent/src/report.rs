@@ -101,7 +101,7 @@ pub fn validity_label(v: i32) -> &'static str {
 impl StaffResult {
     pub fn from_proto(r: &pb::ConfirmationResult) -> Self {
         let given = |c: &Option<pb::ConsentRecord>| c.as_ref().is_some_and(|c| c.given);
-        let consents = r.consents.clone().unwrap_or_default();
+        let consents = r.consents.unwrap_or_default();
         StaffResult {
             confirmation_id: r.confirmation_id.clone(),
             processing_status: r.processing_status,

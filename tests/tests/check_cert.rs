@@ -1,5 +1,7 @@
 //! `confirm-service check-cert` as an operator runs it: verdicts, reasons, exit codes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

@@ -2,6 +2,8 @@
 //! and the reader agent, all as real processes, over real TLS and a real SQLite store.
 //! Needs root (the private pcscd runs in its own mount namespace) and the binaries built.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

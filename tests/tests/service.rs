@@ -4,6 +4,8 @@
 //! terminals). The card's signature is made with the card profile's key, exactly as the card
 //! would (PKCS#1 v1.5 over the SHA-256 DigestInfo of the binding).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
