@@ -169,6 +169,10 @@ fn serve_connection(
         return dropped(format!("cannot configure the socket: {e}"), false);
     }
     loop {
+        // The vpcd driver sends a frame's length and payload in two writes without
+        // TCP_NODELAY, so Nagle holds the payload until the length is ACKed; a delayed ACK
+        // here would cost ~40 ms per APDU. Quick-ACK mode is not sticky: re-arm it each time.
+        let _ = socket2::SockRef::from(&stream).set_tcp_quickack(true);
         let payload = match read_frame(&mut stream, stop) {
             Ok(Frame::Payload(payload)) => payload,
             Ok(Frame::Closed) => {

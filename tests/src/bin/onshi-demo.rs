@@ -62,7 +62,7 @@ fn run() -> Result<ExitCode, String> {
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     print!("{}", String::from_utf8_lossy(&out.stdout));
     eprintln!(
-        "==> confirmation took {:.0} ms through pcscd; whole demo {:.1} s",
+        "==> reader-agent ran {:.0} ms (process start, TLS handshake, pcscd noticing the card, and the confirmation timed above); whole demo {:.1} s",
         confirm_time.as_secs_f64() * 1000.0,
         started.elapsed().as_secs_f64()
     );
