@@ -429,3 +429,67 @@ fn lost_and_multiple_qualifications_are_carried_out_with_their_validity() {
         }
     });
 }
+
+#[test]
+fn health_checking_and_reflection_are_served() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let svc = service();
+    runtime().block_on(async {
+        let w = world();
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(
+                std::fs::read(w.dir.join("network-ca/ca.pem")).unwrap(),
+            ))
+            .identity(Identity::from_pem(
+                std::fs::read(terminal_dir("in-operation", 0).join("client.pem")).unwrap(),
+                std::fs::read(terminal_dir("in-operation", 0).join("client.key.pem")).unwrap(),
+            ))
+            .domain_name("localhost");
+        let channel = Endpoint::from_shared(svc.url())
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let status = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: "onshi.v1.Confirmation".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving);
+
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter(vec![request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = responses.message().await.unwrap().expect("one response");
+        let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+            panic!("unexpected reflection answer: {first:?}");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(
+            names.contains(&"onshi.v1.Confirmation".to_owned()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"grpc.health.v1.Health".to_owned()),
+            "{names:?}"
+        );
+    });
+}
