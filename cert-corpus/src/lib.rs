@@ -1,0 +1,1 @@
+//! The certificate corpus generator (see docs/validation.md).
