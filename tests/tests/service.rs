@@ -41,6 +41,16 @@ async fn client(
     service: &Service,
     terminal_dir: Option<&Path>,
 ) -> Result<ConfirmationClient<Channel>, tonic::transport::Error> {
+    Ok(ConfirmationClient::new(
+        channel(service, terminal_dir).await?,
+    ))
+}
+
+/// A mutual-TLS channel to the service (no client identity when `terminal_dir` is `None`).
+async fn channel(
+    service: &Service,
+    terminal_dir: Option<&Path>,
+) -> Result<Channel, tonic::transport::Error> {
     let w = world();
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(
@@ -53,13 +63,12 @@ async fn client(
             std::fs::read(dir.join("client.key.pem")).unwrap(),
         ));
     }
-    let channel = Endpoint::from_shared(service.url())
+    Endpoint::from_shared(service.url())
         .unwrap()
         .tls_config(tls)
         .unwrap()
         .connect()
-        .await?;
-    Ok(ConfirmationClient::new(channel))
+        .await
 }
 
 fn terminal_dir(status: &str, nth: usize) -> PathBuf {
@@ -442,21 +451,7 @@ fn health_checking_and_reflection_are_served() {
 
     let svc = service();
     runtime().block_on(async {
-        let w = world();
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(
-                std::fs::read(w.dir.join("network-ca/ca.pem")).unwrap(),
-            ))
-            .identity(Identity::from_pem(
-                std::fs::read(terminal_dir("in-operation", 0).join("client.pem")).unwrap(),
-                std::fs::read(terminal_dir("in-operation", 0).join("client.key.pem")).unwrap(),
-            ))
-            .domain_name("localhost");
-        let channel = Endpoint::from_shared(svc.url())
-            .unwrap()
-            .tls_config(tls)
-            .unwrap()
-            .connect()
+        let channel = channel(&svc, Some(&terminal_dir("in-operation", 0)))
             .await
             .unwrap();
         let status = HealthClient::new(channel.clone())
