@@ -265,6 +265,39 @@ impl Pcscd {
         }
     }
 
+    /// Waits (bounded) until pcscd reports a card in `reader` (e.g. `Virtual PCD 00 00`):
+    /// a card attached to vpcd is seen by pcscd on the driver's next presence poll.
+    pub fn wait_until_present(&self, reader: &str) -> Result<()> {
+        self.wait_for_reader(reader, "card present")
+    }
+
+    /// Waits (bounded) until pcscd reports `reader` empty.
+    pub fn wait_until_reader_empty(&self, reader: &str) -> Result<()> {
+        self.wait_for_reader(reader, "empty")
+    }
+
+    fn wait_for_reader(&self, reader: &str, state: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let out = Command::new(bin("reader-agent")?)
+                .arg("readers")
+                .env("PCSCLITE_CSOCK_NAME", self.socket())
+                .output()
+                .map_err(|e| format!("reader-agent readers: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if text
+                .lines()
+                .any(|l| l.starts_with(reader) && l.ends_with(state))
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{reader} not {state:?} after 15 s: {text}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Stops the daemon and starts a new one on the same port pair.
     pub fn restart(&mut self) -> Result<()> {
         self.guard.stop();
@@ -482,5 +515,32 @@ impl World {
             .ok_or_else(|| format!("the world has no {status} terminal #{nth}"))?;
         let dir = t["dir"].as_str().ok_or("terminal without dir")?;
         Ok(self.dir.join(dir).join("agent.toml"))
+    }
+}
+
+/// Runs a command to completion with a bound on its run time; a command still running at
+/// the deadline is killed and reported. For the foreign tools (OpenSC, openssl) the tests
+/// drive as processes.
+pub fn run_bounded(mut command: Command, timeout: Duration) -> Result<std::process::Output> {
+    let what = format!("{command:?}");
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    let id = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(o) => o.map_err(|e| format!("{what}: {e}")),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &id.to_string()])
+                .status();
+            Err(format!("{what} did not finish within {timeout:?}"))
+        }
     }
 }
