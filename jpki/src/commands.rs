@@ -5,9 +5,9 @@
 
 use crate::apdu::{ApduError, CommandApdu, MAX_SHORT_DATA, MAX_SHORT_LE};
 use crate::constants::{
-    CLA_ISO, CLA_PROPRIETARY, INS_COMPUTE_DIGITAL_SIGNATURE, INS_READ_BINARY, INS_SELECT,
-    INS_VERIFY, JPKI_AID, P2_CURRENT_EF, SELECT_BY_DF_NAME, SELECT_EF_UNDER_DF,
-    SELECT_NO_RESPONSE_DATA, SFI_FLAG,
+    CLA_ISO, CLA_PROPRIETARY, INS_CHANGE_REFERENCE_DATA, INS_COMPUTE_DIGITAL_SIGNATURE,
+    INS_READ_BINARY, INS_SELECT, INS_VERIFY, JPKI_AID, P2_CURRENT_EF, SELECT_BY_DF_NAME,
+    SELECT_EF_UNDER_DF, SELECT_NO_RESPONSE_DATA, SFI_FLAG,
 };
 use crate::pin::Pin;
 
@@ -96,6 +96,19 @@ pub fn verify(pin: &Pin) -> CommandApdu {
         0x00,
         P2_CURRENT_EF,
         pin.digits().to_vec(),
+        None,
+    )
+}
+
+/// `00 24 01 80 04 <new PIN>`: CHANGE REFERENCE DATA of the selected PIN EF after a
+/// successful VERIFY (P1=`01`: the data is the new value only). Sensitive like VERIFY.
+pub fn change_reference_data(new_pin: &Pin) -> CommandApdu {
+    CommandApdu::assemble(
+        CLA_ISO,
+        INS_CHANGE_REFERENCE_DATA,
+        0x01,
+        P2_CURRENT_EF,
+        new_pin.digits().to_vec(),
         None,
     )
 }

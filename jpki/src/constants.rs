@@ -45,6 +45,7 @@ pub const CLA_PROPRIETARY: u8 = 0x80;
 pub const INS_SELECT: u8 = 0xA4;
 pub const INS_READ_BINARY: u8 = 0xB0;
 pub const INS_VERIFY: u8 = 0x20;
+pub const INS_CHANGE_REFERENCE_DATA: u8 = 0x24;
 pub const INS_COMPUTE_DIGITAL_SIGNATURE: u8 = 0x2A;
 
 /// SELECT P1: by DF name (AID).

@@ -258,6 +258,16 @@ pub fn verify_user_auth_pin<C: CardChannel>(ch: &mut C, pin: &Pin) -> FlowResult
     }
 }
 
+/// Changes the user-authentication PIN: selects JPKI and EF 0018, verifies `old` (errors as
+/// [`verify_user_auth_pin`]), then sends CHANGE REFERENCE DATA `00 24 01 80 04 <new>`.
+pub fn change_user_auth_pin<C: CardChannel>(ch: &mut C, old: &Pin, new: &Pin) -> FlowResult<(), C> {
+    select_jpki(ch)?;
+    verify_user_auth_pin(ch, old)?;
+    let command = commands::change_reference_data(new);
+    let response = transmit(ch, &command)?;
+    success("CHANGE REFERENCE DATA", WHAT_PIN, response).map(drop)
+}
+
 /// Selects EF 0017 and has the card sign `digest_info` (a DER DigestInfo: the card only adds
 /// PKCS#1 v1.5 padding). Needs a verified PIN; `6982` → `SecurityNotSatisfied`. Returns the
 /// 256-byte signature.

@@ -1,70 +1,92 @@
 //! The card: a pure state machine from command APDU bytes to response bytes, answering like
-//! the JPKI application of a My Number card (jpki-card.md §2–4), user-authentication part.
+//! a My Number card's three applications (jpki-card.md §1–5): JPKI, Kenhojo and Kenkaku.
 //!
-//! No I/O happens here. The one side effect, saving the PIN retry counter, goes through the
-//! [`PersistHook`] the caller injects, and it runs *before* the response is returned, so a
-//! counter change survives the process being killed the moment the host sees the answer.
+//! No I/O happens here. The one side effect, saving the mutable state (retry counters, a
+//! changed PIN), goes through the [`PersistHook`] the caller injects, and it runs *before*
+//! the response is returned, so a change survives the process being killed the moment the
+//! host sees the answer.
 //!
 //! # Files
 //!
-//! | EF | here | READ BINARY |
-//! |---|---|---|
-//! | `000A` | user-authentication certificate, DER, then `FF` filler | free |
-//! | `000B` | its CA certificate, DER, then `FF` filler | free |
-//! | `0017` | user-authentication key | `6982` |
-//! | `0018` | user-authentication PIN, 3 tries, counter persisted | `6982` |
-//! | `001B` | signature password, modelled as blocked (see below) | `6982` |
+//! | app | EF | here | READ BINARY |
+//! |---|---|---|---|
+//! | JPKI | `0001` | signature certificate (if the profile has one) | signature password |
+//! | JPKI | `0002` | signature CA certificate (idem) | free |
+//! | JPKI | `0006` | token info, 160 bytes, label `JPKIAPICCTOKEN2` | free |
+//! | JPKI | `0008` | `8F 8F 00` with both certificates, `00 8F 00` without the signature one | free |
+//! | JPKI | `000A` / `000B` | user-authentication certificate / its CA, DER, `FF` filler | free |
+//! | JPKI | `0017` / `001A` | user-authentication / signature key | `6982` |
+//! | JPKI | `0018` | user-authentication PIN, 3 tries | `6982` |
+//! | JPKI | `001B` | signature password, 5 tries (blocked when the profile has none) | `6982` |
+//! | Kenhojo | `0011` | PIN (the user-authentication PIN at issue), 3 tries | `6982` |
+//! | Kenhojo | `0001` / `0002` | My Number / basic four facts | Kenhojo PIN |
+//! | Kenkaku | `0011` / `0012` | birth-date key / 照合番号B, 10 tries each | `6982` |
+//! | Kenkaku | `0002` | card face, `FF 20` with `DF27` the photo | either Kenkaku PIN |
 //!
-//! The certificate EFs are [`CERTIFICATE_EF_SIZE`] (2048) bytes like a real card's; content
-//! longer than that (unusual test certificates) gets the next multiple of 256 bytes instead.
+//! Certificate EFs are [`CERTIFICATE_EF_SIZE`] (2048) bytes like a real card's; content
+//! longer than that gets the next multiple of 256 bytes instead. Other EFs are as long as
+//! their content (the token info exactly 160 bytes).
 //!
-//! The signature half of JPKI (`0001`, `0002`, `001A`) is not emulated and answers `6A82`.
-//! Its password EF `001B` exists nevertheless, because OpenSC's JPKI emulation queries the
-//! retry counter of both PINs when it binds and gives up on the card if either query fails;
-//! with no signature password in the profile the card presents it as blocked: the empty
-//! VERIFY answers `63C0`, any other VERIFY `6984`.
+//! # PINs
 //!
-//! # PIN
-//!
-//! VERIFY of `0018`: the right PIN answers `9000` and restores 3 tries; a wrong one spends a
+//! VERIFY: the right value answers `9000` and restores the full count; a wrong one spends a
 //! try and answers `63Cx` (`63C0` for the one that uses the last try); once blocked, every
 //! VERIFY with data answers `6984`. The empty VERIFY (retry-counter query) always answers
 //! `63Cx`, `63C0` when blocked, and also while the PIN is verified: jpki-card.md allows `9000`
 //! there, but OpenSC's driver refuses to bind a card whose query answers anything but `63xx`,
 //! and since pcscd keeps a card powered between clients, the PIN one client verified is
 //! still verified when the next one binds (observed with OpenSC 0.23 through pcscd + vpcd).
+//! A signature password missing from the profile is presented as blocked (`63C0` / `6984`):
+//! OpenSC queries both JPKI counters at bind and gives up on the card if either query fails.
+//!
+//! CHANGE REFERENCE DATA `00 24 P1 80|SFI`: P1=`01` (new value only) needs the PIN verified
+//! in this session; P1=`00` carries old and new value, the old one checked like a VERIFY. The
+//! user-authentication and Kenhojo PINs take 4 digits, the signature password 6–16 of
+//! `A–Z0–9` (`6A80` otherwise); the Kenkaku keys are printed on the card and cannot change
+//! (`6985`). The new value is saved in the state file before `9000`.
 //!
 //! # Status words beyond jpki-card.md's table
 //!
 //! `6986` (no current EF) for READ BINARY, VERIFY P2=`80` or COMPUTE DIGITAL SIGNATURE
 //! P2=`80` while no EF is selected; `6981` (incompatible with file structure) when the file
-//! those name is of the wrong kind (VERIFY of the certificate EF, signing with the PIN EF);
-//! `6581` (memory failure) when the retry counter cannot be saved; `6F00` if signing fails.
+//! those name is of the wrong kind; `6A80` for a new PIN of the wrong shape; `6985` for a
+//! PIN that cannot be changed; `6581` (memory failure) when the state cannot be saved;
+//! `6F00` if signing fails.
 //!
 //! # Security state
 //!
-//! A successful VERIFY of `0018` allows COMPUTE DIGITAL SIGNATURE until power-off, reset, a
-//! wrong VERIFY, or the selection of another application (re-selecting JPKI keeps it, and so
-//! does a failed SELECT, which changes nothing). It survives any number of signatures and
-//! re-selections of the key EF.
+//! A successful VERIFY allows what that PIN guards until power-off, reset, a wrong VERIFY of
+//! the same PIN, or the selection of another application (re-selecting the same one keeps it,
+//! and so does a failed SELECT, which changes nothing). It survives any number of signatures.
+//!
+//! # Simulator only: the face photo
+//!
+//! How a face-recognition reader obtains the photo without the holder's numbers is not
+//! public. When the profile sets `kenkaku.simulator_face_export`, this card answers a
+//! proprietary-class READ BINARY `80 B0 <off hi> <off lo> <Le>` in the Kenkaku application
+//! with the raw face photo bytes, no PIN needed. Without that flag (and on every real card)
+//! the command answers `6E00` like any unsupported class.
 
 use std::fmt;
 
 use onshi_jpki::apdu::{CommandApdu, ResponseApdu, StatusWord};
 use onshi_jpki::constants::{
-    sfi, CLA_ISO, CLA_PROPRIETARY, EF_SIGN_PASSWORD, EF_USER_AUTH_CA_CERT, EF_USER_AUTH_CERT,
-    EF_USER_AUTH_KEY, EF_USER_AUTH_PIN, INS_COMPUTE_DIGITAL_SIGNATURE, INS_READ_BINARY, INS_SELECT,
-    INS_VERIFY, JPKI_AID, P2_CURRENT_EF, SELECT_BY_DF_NAME, SELECT_EF_UNDER_DF, SELECT_FCI,
-    SELECT_NO_RESPONSE_DATA, SFI_FLAG, USER_AUTH_PIN_MAX_TRIES,
+    sfi, CLA_ISO, CLA_PROPRIETARY, EF_CERT_PRESENCE, EF_SIGN_CA_CERT, EF_SIGN_CERT, EF_SIGN_KEY,
+    EF_SIGN_PASSWORD, EF_TOKEN_INFO, EF_USER_AUTH_CA_CERT, EF_USER_AUTH_CERT, EF_USER_AUTH_KEY,
+    EF_USER_AUTH_PIN, INS_CHANGE_REFERENCE_DATA, INS_COMPUTE_DIGITAL_SIGNATURE, INS_READ_BINARY,
+    INS_SELECT, INS_VERIFY, JPKI_AID, KENHOJO_AID, KENKAKU_AID, P2_CURRENT_EF, SELECT_BY_DF_NAME,
+    SELECT_EF_UNDER_DF, SELECT_FCI, SELECT_NO_RESPONSE_DATA, SFI_FLAG, SIGN_PASSWORD_MAX_TRIES,
+    USER_AUTH_PIN_MAX_TRIES,
 };
 use onshi_jpki::Pin;
 use rsa::traits::PublicKeyParts;
 use rsa::{Pkcs1v15Sign, RsaPrivateKey};
+use zeroize::Zeroizing;
 
-use crate::contents::{CardBuildError, CardContents};
+use crate::contents::{is_valid_sign_password, CardBuildError, CardContents};
 use crate::profile::{CardState, ProfileError};
 
-/// Size of the certificate EFs `000A` and `000B`.
+/// Size of the certificate EFs.
 pub const CERTIFICATE_EF_SIZE: usize = 0x800;
 /// Larger content is rounded up to a multiple of this.
 const EF_SIZE_STEP: usize = 256;
@@ -74,9 +96,18 @@ const MAX_EF_SIZE: usize = 0x8000;
 const MAX_PIN_DATA: usize = 16;
 /// PKCS#1 v1.5 type-1 padding needs 11 bytes of the modulus.
 const PKCS1_OVERHEAD: usize = 11;
+/// Token info label (jpki-card.md §2), space-padded to 32 bytes, in a 160-byte EF.
+pub const TOKEN_LABEL: &str = "JPKIAPICCTOKEN2";
+const TOKEN_INFO_LEN: usize = 160;
+/// Retry limits of the Kenhojo PIN and the Kenkaku keys.
+pub const KENHOJO_PIN_MAX_TRIES: u8 = 3;
+pub const KENKAKU_PIN_MAX_TRIES: u8 = 10;
 
-/// Saves the card's mutable state (the PIN retry counter). Called before the response that
-/// reports a change is returned; an error makes the card answer `6581`.
+const SW_WRONG_DATA: StatusWord = StatusWord::from_bytes(0x6A, 0x80);
+const SW_CONDITIONS_NOT_SATISFIED: StatusWord = StatusWord::from_bytes(0x69, 0x85);
+
+/// Saves the card's mutable state (retry counters, changed PINs). Called before the
+/// response that reports a change is returned; an error makes the card answer `6581`.
 pub type PersistHook = Box<dyn FnMut(CardState) -> Result<(), ProfileError> + Send>;
 
 /// A hook that keeps nothing: for cards whose counter need not outlive the process.
@@ -84,64 +115,82 @@ pub fn no_persistence() -> PersistHook {
     Box::new(|_| Ok(()))
 }
 
-/// The EFs of the JPKI application this card has.
+/// The card's applications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ef {
-    UserAuthCertificate,
-    UserAuthCaCertificate,
-    UserAuthKey,
-    UserAuthPin,
-    SignPassword,
+enum App {
+    Jpki,
+    Kenhojo,
+    Kenkaku,
 }
 
-impl Ef {
-    const ALL: [Ef; 5] = [
-        Ef::UserAuthCertificate,
-        Ef::UserAuthCaCertificate,
-        Ef::UserAuthKey,
-        Ef::UserAuthPin,
-        Ef::SignPassword,
-    ];
+/// The card's PINs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PinRef {
+    UserAuth,
+    SignPassword,
+    Kenhojo,
+    KenkakuBirth,
+    KenkakuNumberB,
+}
 
-    fn fid(self) -> u16 {
+impl PinRef {
+    fn max_tries(self) -> u8 {
         match self {
-            Ef::UserAuthCertificate => EF_USER_AUTH_CERT,
-            Ef::UserAuthCaCertificate => EF_USER_AUTH_CA_CERT,
-            Ef::UserAuthKey => EF_USER_AUTH_KEY,
-            Ef::UserAuthPin => EF_USER_AUTH_PIN,
-            Ef::SignPassword => EF_SIGN_PASSWORD,
+            PinRef::UserAuth => USER_AUTH_PIN_MAX_TRIES,
+            PinRef::SignPassword => SIGN_PASSWORD_MAX_TRIES,
+            PinRef::Kenhojo => KENHOJO_PIN_MAX_TRIES,
+            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => KENKAKU_PIN_MAX_TRIES,
         }
     }
 
-    fn from_fid(fid: u16) -> Option<Ef> {
-        Self::ALL.into_iter().find(|ef| ef.fid() == fid)
+    fn bit(self) -> u8 {
+        1 << (self as u8)
     }
+}
 
-    fn from_sfi(short_id: u8) -> Option<Ef> {
-        Self::ALL.into_iter().find(|ef| sfi(ef.fid()) == short_id)
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyRef {
+    UserAuth,
+    Sign,
+}
+
+/// Who may READ BINARY a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Free,
+    /// After any of these PINs is verified.
+    Pin(&'static [PinRef]),
+}
+
+/// What an EF is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Node {
+    /// A transparent file: index into `VirtualCard::files`.
+    Binary(usize, Access),
+    Pin(PinRef),
+    Key(KeyRef),
 }
 
 /// Where the card's file pointer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Selection {
-    /// After power-on or reset: the master file, no application, no EF.
-    MasterFile,
-    /// The JPKI application, and the EF last selected in it.
-    Jpki { current_ef: Option<Ef> },
+struct Selection {
+    app: App,
+    current_ef: Option<u16>,
 }
 
 /// What a card session holds; power-off and reset start a fresh one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Session {
-    selection: Selection,
-    user_auth_verified: bool,
+    /// `None` after power-on or reset: the master file, no application.
+    selection: Option<Selection>,
+    /// One bit per [`PinRef`] verified in this session.
+    verified: u8,
 }
 
 impl Session {
     const FRESH: Session = Session {
-        selection: Selection::MasterFile,
-        user_auth_verified: false,
+        selection: None,
+        verified: 0,
     };
 }
 
@@ -156,12 +205,20 @@ fn done() -> Answer {
 pub struct VirtualCard {
     name: String,
     atr: Vec<u8>,
-    /// EF `000A` as stored: certificate then `FF` filler.
-    user_auth_certificate_ef: Vec<u8>,
-    /// EF `000B` as stored.
-    user_auth_ca_certificate_ef: Vec<u8>,
+    /// `(app, fid, node)` for every EF of the card.
+    efs: Vec<(App, u16, Node)>,
+    /// Transparent files as stored, indexed by [`Node::Binary`].
+    files: Vec<Vec<u8>>,
     user_auth_key: RsaPrivateKey,
+    sign_key: Option<RsaPrivateKey>,
+    /// The PIN values from the profile; changed values live in `state`.
     user_auth_pin: Pin,
+    sign_password: Option<Zeroizing<Vec<u8>>>,
+    kenhojo_pin: Option<Zeroizing<Vec<u8>>>,
+    kenkaku_birth_key: Option<Zeroizing<Vec<u8>>>,
+    kenkaku_number_b: Option<Zeroizing<Vec<u8>>>,
+    /// Simulator only: the raw face photo for `80 B0` in Kenkaku.
+    face_export: Option<Vec<u8>>,
     state: CardState,
     persist: PersistHook,
     session: Session,
@@ -178,9 +235,61 @@ impl fmt::Debug for VirtualCard {
     }
 }
 
+/// DER TLV with a definite length (short form, or `81`/`82` long form).
+pub fn tlv(tag: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = tag.to_vec();
+    match value.len() {
+        n if n < 0x80 => out.push(n as u8),
+        n if n < 0x100 => out.extend_from_slice(&[0x81, n as u8]),
+        n => {
+            let n = u16::try_from(n).unwrap_or(u16::MAX);
+            out.push(0x82);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+/// Kenhojo EF `0002`: `FF 20` holding `DF21` (four big-endian offsets, from the start of the
+/// `FF 20` value, of the `DF22`–`DF25` elements), then name, address, birth date and sex.
+pub fn basic_four_facts(name: &str, address: &str, birth_date: &str, sex: &str) -> Vec<u8> {
+    let elements = [
+        tlv(&[0xDF, 0x22], name.as_bytes()),
+        tlv(&[0xDF, 0x23], address.as_bytes()),
+        tlv(&[0xDF, 0x24], birth_date.as_bytes()),
+        tlv(&[0xDF, 0x25], sex.as_bytes()),
+    ];
+    // DF21 08 <8 bytes> is 11 bytes long: the first element starts right after it.
+    let mut offsets = Vec::with_capacity(8);
+    let mut at = 11usize;
+    for e in &elements {
+        offsets.extend_from_slice(&u16::try_from(at).unwrap_or(u16::MAX).to_be_bytes());
+        at += e.len();
+    }
+    let mut value = tlv(&[0xDF, 0x21], &offsets);
+    for e in &elements {
+        value.extend_from_slice(e);
+    }
+    tlv(&[0xFF, 0x20], &value)
+}
+
+/// Kenkaku EF `0002`: `FF 20` holding `DF27`, the face photo.
+pub fn card_face(face_photo: &[u8]) -> Vec<u8> {
+    tlv(&[0xFF, 0x20], &tlv(&[0xDF, 0x27], face_photo))
+}
+
+/// JPKI EF `0006`: the label space-padded to 32 bytes, then spaces to 160 bytes. What a real
+/// card keeps after the label is not public; spaces are an assumption.
+pub fn token_info() -> Vec<u8> {
+    let mut info = TOKEN_LABEL.as_bytes().to_vec();
+    info.resize(TOKEN_INFO_LEN, b' ');
+    info
+}
+
 impl VirtualCard {
     /// Builds a powered-off card from its contents and the saved state; `persist` saves every
-    /// change of the state. A retry counter above the maximum is clamped.
+    /// change of the state. Retry counters above their maximum are clamped.
     pub fn new(
         contents: CardContents,
         state: CardState,
@@ -193,28 +302,136 @@ impl VirtualCard {
             user_auth_ca_certificate,
             user_auth_key,
             user_auth_pin,
+            signature,
+            kenhojo,
+            kenkaku,
         } = contents;
-        Ok(Self {
-            user_auth_certificate_ef: stored_ef(
-                &user_auth_certificate,
-                "user-authentication certificate",
-            )?,
-            user_auth_ca_certificate_ef: stored_ef(
+        let mut efs = Vec::new();
+        let mut files = Vec::new();
+        let mut add_file = |app: App, fid: u16, data: Vec<u8>, access: Access| {
+            efs.push((app, fid, Node::Binary(files.len(), access)));
+            files.push(data);
+        };
+        use App::{Jpki, Kenhojo, Kenkaku};
+        add_file(
+            Jpki,
+            EF_USER_AUTH_CERT,
+            stored_ef(&user_auth_certificate, "user-authentication certificate")?,
+            Access::Free,
+        );
+        add_file(
+            Jpki,
+            EF_USER_AUTH_CA_CERT,
+            stored_ef(
                 &user_auth_ca_certificate,
                 "user-authentication CA certificate",
             )?,
+            Access::Free,
+        );
+        add_file(Jpki, EF_TOKEN_INFO, token_info(), Access::Free);
+        let presence = if signature.is_some() {
+            vec![0x8F, 0x8F, 0x00]
+        } else {
+            vec![0x00, 0x8F, 0x00]
+        };
+        add_file(Jpki, EF_CERT_PRESENCE, presence, Access::Free);
+        let mut sign_key = None;
+        let mut sign_password = None;
+        if let Some(sig) = signature {
+            add_file(
+                Jpki,
+                EF_SIGN_CERT,
+                stored_ef(&sig.certificate, "signature certificate")?,
+                Access::Pin(&[PinRef::SignPassword]),
+            );
+            add_file(
+                Jpki,
+                EF_SIGN_CA_CERT,
+                stored_ef(&sig.ca_certificate, "signature CA certificate")?,
+                Access::Free,
+            );
+            sign_key = Some(sig.key);
+            sign_password = Some(sig.password);
+        }
+        let mut kenhojo_pin = None;
+        if let Some(k) = kenhojo {
+            let mut my_number = vec![0xFF, 0x10, 0x0C];
+            my_number.extend_from_slice(k.my_number.as_bytes());
+            add_file(Kenhojo, 0x0001, my_number, Access::Pin(&[PinRef::Kenhojo]));
+            add_file(
+                Kenhojo,
+                0x0002,
+                basic_four_facts(&k.name, &k.address, &k.birth_date, &k.sex),
+                Access::Pin(&[PinRef::Kenhojo]),
+            );
+            kenhojo_pin = Some(k.pin);
+        }
+        let mut kenkaku_birth_key = None;
+        let mut kenkaku_number_b = None;
+        let mut face_export = None;
+        if let Some(k) = kenkaku {
+            let face = card_face(&k.face_photo);
+            if face.len() > MAX_EF_SIZE {
+                return Err(CardBuildError::FileTooLarge {
+                    what: "card face",
+                    len: face.len(),
+                    max: MAX_EF_SIZE,
+                });
+            }
+            add_file(
+                Kenkaku,
+                0x0002,
+                face,
+                Access::Pin(&[PinRef::KenkakuNumberB, PinRef::KenkakuBirth]),
+            );
+            if k.simulator_face_export {
+                face_export = Some(k.face_photo);
+            }
+            kenkaku_birth_key = Some(k.birth_date_key);
+            kenkaku_number_b = Some(k.number_b);
+        }
+        efs.push((Jpki, EF_USER_AUTH_KEY, Node::Key(KeyRef::UserAuth)));
+        efs.push((Jpki, EF_USER_AUTH_PIN, Node::Pin(PinRef::UserAuth)));
+        efs.push((Jpki, EF_SIGN_PASSWORD, Node::Pin(PinRef::SignPassword)));
+        if sign_key.is_some() {
+            efs.push((Jpki, EF_SIGN_KEY, Node::Key(KeyRef::Sign)));
+        }
+        if kenhojo_pin.is_some() {
+            efs.push((Kenhojo, 0x0011, Node::Pin(PinRef::Kenhojo)));
+        }
+        if kenkaku_birth_key.is_some() {
+            efs.push((Kenkaku, 0x0011, Node::Pin(PinRef::KenkakuBirth)));
+            efs.push((Kenkaku, 0x0012, Node::Pin(PinRef::KenkakuNumberB)));
+        }
+        let mut card = Self {
             name,
             atr,
+            efs,
+            files,
             user_auth_key,
+            sign_key,
             user_auth_pin,
-            state: CardState {
-                user_auth_pin_tries_left: state
-                    .user_auth_pin_tries_left
-                    .min(USER_AUTH_PIN_MAX_TRIES),
-            },
+            sign_password,
+            kenhojo_pin,
+            kenkaku_birth_key,
+            kenkaku_number_b,
+            face_export,
+            state,
             persist,
             session: Session::FRESH,
-        })
+        };
+        for pin in [
+            PinRef::UserAuth,
+            PinRef::SignPassword,
+            PinRef::Kenhojo,
+            PinRef::KenkakuBirth,
+            PinRef::KenkakuNumberB,
+        ] {
+            if card.tries(pin) > pin.max_tries() {
+                card.set_tries(pin, pin.max_tries());
+            }
+        }
+        Ok(card)
     }
 
     pub fn name(&self) -> &str {
@@ -225,12 +442,37 @@ impl VirtualCard {
         &self.atr
     }
 
-    /// The persistent state as it stands (and as last saved).
-    pub fn state(&self) -> CardState {
-        self.state
+    /// Replaces the answer-to-reset (the wrong-ATR fault).
+    pub fn set_atr(&mut self, atr: Vec<u8>) {
+        self.atr = atr;
     }
 
-    /// The card lost power: the session (selection, verified PIN) is gone.
+    /// Replaces the content of the user-authentication certificate EF (the not-DER fault).
+    pub fn set_user_auth_certificate_ef(&mut self, content: &[u8]) -> Result<(), CardBuildError> {
+        let stored = stored_ef(content, "user-authentication certificate")?;
+        if let Some(idx) = self.file_index(App::Jpki, EF_USER_AUTH_CERT) {
+            if let Some(f) = self.files.get_mut(idx) {
+                *f = stored;
+            }
+        }
+        Ok(())
+    }
+
+    /// The persistent state as it stands (and as last saved).
+    pub fn state(&self) -> CardState {
+        self.state.clone()
+    }
+
+    /// Sets the user-authentication retry counter and saves it (the blocked-PIN fault).
+    pub fn force_user_auth_tries(&mut self, tries_left: u8) -> Result<(), ProfileError> {
+        let mut state = self.state.clone();
+        state.user_auth_pin_tries_left = tries_left.min(USER_AUTH_PIN_MAX_TRIES);
+        (self.persist)(state.clone())?;
+        self.state = state;
+        Ok(())
+    }
+
+    /// The card lost power: the session (selection, verified PINs) is gone.
     pub fn power_off(&mut self) {
         self.session = Session::FRESH;
     }
@@ -255,16 +497,28 @@ impl VirtualCard {
             (CLA_ISO, INS_SELECT) => self.select(command),
             (CLA_ISO, INS_READ_BINARY) => self.read_binary(command),
             (CLA_ISO, INS_VERIFY) => self.verify(command),
+            (CLA_ISO, INS_CHANGE_REFERENCE_DATA) => self.change_reference_data(command),
             (CLA_PROPRIETARY, INS_COMPUTE_DIGITAL_SIGNATURE) => self.compute_signature(command),
+            (CLA_PROPRIETARY, INS_READ_BINARY) if self.face_export_active() => {
+                self.read_face_export(command)
+            }
             // A known instruction in the other class.
             (
                 CLA_ISO | CLA_PROPRIETARY,
-                INS_SELECT | INS_READ_BINARY | INS_VERIFY | INS_COMPUTE_DIGITAL_SIGNATURE,
+                INS_SELECT
+                | INS_READ_BINARY
+                | INS_VERIFY
+                | INS_CHANGE_REFERENCE_DATA
+                | INS_COMPUTE_DIGITAL_SIGNATURE,
             ) => Err(StatusWord::CLA_NOT_SUPPORTED),
             (CLA_ISO | CLA_PROPRIETARY, _) => Err(StatusWord::INS_NOT_SUPPORTED),
             _ => Err(StatusWord::CLA_NOT_SUPPORTED),
         };
         answer.unwrap_or_else(ResponseApdu::status)
+    }
+
+    fn has_app(&self, app: App) -> bool {
+        self.efs.iter().any(|(a, _, _)| *a == app)
     }
 
     fn select(&mut self, command: &CommandApdu) -> Answer {
@@ -283,19 +537,51 @@ impl VirtualCard {
         if aid.is_empty() || aid.len() > 16 {
             return Err(StatusWord::WRONG_LENGTH);
         }
-        if aid != JPKI_AID {
-            // Kenhojo, Kenkaku (not emulated yet) and every foreign AID a middleware probes:
-            // the card lacks them, and saying so keeps other drivers from claiming it. A
-            // failed SELECT leaves the current selection as it was.
+        let app = if aid == JPKI_AID {
+            App::Jpki
+        } else if aid == KENHOJO_AID {
+            App::Kenhojo
+        } else if aid == KENKAKU_AID {
+            App::Kenkaku
+        } else {
+            // Every foreign AID a middleware probes: the card lacks them, and saying so keeps
+            // other drivers from claiming it. A failed SELECT leaves the selection as it was.
+            return Err(StatusWord::FILE_NOT_FOUND);
+        };
+        if !self.has_app(app) {
             return Err(StatusWord::FILE_NOT_FOUND);
         }
-        if !matches!(self.session.selection, Selection::Jpki { .. }) {
+        if self.session.selection.map(|s| s.app) != Some(app) {
             // Entering an application drops the security state of the one left.
-            self.session.user_auth_verified = false;
+            self.session.verified = 0;
         }
         // With P2=00 the host may ask for FCI; this card returns none, which Le=00 allows.
-        self.session.selection = Selection::Jpki { current_ef: None };
+        self.session.selection = Some(Selection {
+            app,
+            current_ef: None,
+        });
         done()
+    }
+
+    fn node(&self, app: App, fid: u16) -> Option<Node> {
+        self.efs
+            .iter()
+            .find(|(a, f, _)| *a == app && *f == fid)
+            .map(|(_, _, n)| *n)
+    }
+
+    fn node_by_sfi(&self, app: App, short_id: u8) -> Option<(u16, Node)> {
+        self.efs
+            .iter()
+            .find(|(a, f, _)| *a == app && sfi(*f) == short_id)
+            .map(|(_, f, n)| (*f, *n))
+    }
+
+    fn file_index(&self, app: App, fid: u16) -> Option<usize> {
+        match self.node(app, fid) {
+            Some(Node::Binary(i, _)) => Some(i),
+            _ => None,
+        }
     }
 
     fn select_ef(&mut self, command: &CommandApdu) -> Answer {
@@ -305,11 +591,16 @@ impl VirtualCard {
         let &[hi, lo] = command.data() else {
             return Err(StatusWord::WRONG_LENGTH);
         };
-        let Selection::Jpki { current_ef } = &mut self.session.selection else {
+        let fid = u16::from_be_bytes([hi, lo]);
+        let Some(selection) = self.session.selection else {
             return Err(StatusWord::FILE_NOT_FOUND);
         };
-        let ef = Ef::from_fid(u16::from_be_bytes([hi, lo])).ok_or(StatusWord::FILE_NOT_FOUND)?;
-        *current_ef = Some(ef);
+        self.node(selection.app, fid)
+            .ok_or(StatusWord::FILE_NOT_FOUND)?;
+        self.session.selection = Some(Selection {
+            app: selection.app,
+            current_ef: Some(fid),
+        });
         done()
     }
 
@@ -319,53 +610,188 @@ impl VirtualCard {
         }
         let le = usize::from(command.le().ok_or(StatusWord::WRONG_LENGTH)?);
         let p1 = command.p1();
-        let (ef, offset) = if p1 & SFI_FLAG != 0 {
+        let (node, offset) = if p1 & SFI_FLAG != 0 {
             // P1 = 100x xxxx: a short file id in the low five bits, a one-byte offset in P2.
             let short_id = p1 & 0x1F;
             if p1 & 0x60 != 0 || short_id == 0 {
                 return Err(StatusWord::INCORRECT_P1P2);
             }
-            let Selection::Jpki { current_ef } = &mut self.session.selection else {
+            let Some(selection) = self.session.selection else {
                 return Err(StatusWord::FILE_NOT_FOUND);
             };
-            let ef = Ef::from_sfi(short_id).ok_or(StatusWord::FILE_NOT_FOUND)?;
+            let (fid, node) = self
+                .node_by_sfi(selection.app, short_id)
+                .ok_or(StatusWord::FILE_NOT_FOUND)?;
             // Reading by short id makes the file current for the reads that follow.
-            *current_ef = Some(ef);
-            (ef, usize::from(command.p2()))
+            self.session.selection = Some(Selection {
+                app: selection.app,
+                current_ef: Some(fid),
+            });
+            (node, usize::from(command.p2()))
         } else {
-            let ef = self.current_ef().ok_or(StatusWord::NO_CURRENT_EF)?;
-            (ef, usize::from(u16::from_be_bytes([p1, command.p2()])))
+            let node = self.current_node()?;
+            (node, usize::from(u16::from_be_bytes([p1, command.p2()])))
         };
-        let file = self
-            .transparent_file(ef)
-            .ok_or(StatusWord::SECURITY_NOT_SATISFIED)?;
-        if offset >= file.len() {
-            return Err(StatusWord::OFFSET_OUTSIDE);
+        let Node::Binary(index, access) = node else {
+            return Err(StatusWord::SECURITY_NOT_SATISFIED);
+        };
+        if let Access::Pin(pins) = access {
+            if !pins.iter().any(|p| self.session.verified & p.bit() != 0) {
+                return Err(StatusWord::SECURITY_NOT_SATISFIED);
+            }
         }
-        // Past the end: what exists, with 9000 (not 6282), as the real card does.
-        let end = file.len().min(offset + le);
-        let data = file.get(offset..end).ok_or(StatusWord::OFFSET_OUTSIDE)?;
-        Ok(ResponseApdu::new(data.to_vec(), StatusWord::SUCCESS))
+        let file = self
+            .files
+            .get(index)
+            .ok_or(StatusWord::NO_PRECISE_DIAGNOSIS)?;
+        read_slice(file, offset, le)
+    }
+
+    fn face_export_active(&self) -> bool {
+        self.face_export.is_some() && self.session.selection.map(|s| s.app) == Some(App::Kenkaku)
+    }
+
+    /// Simulator only (module docs): the raw face photo by offset, no PIN.
+    fn read_face_export(&self, command: &CommandApdu) -> Answer {
+        let le = usize::from(command.le().ok_or(StatusWord::WRONG_LENGTH)?);
+        if !command.data().is_empty() || command.p1() & 0x80 != 0 {
+            return Err(StatusWord::INCORRECT_P1P2);
+        }
+        let photo = self
+            .face_export
+            .as_deref()
+            .ok_or(StatusWord::CLA_NOT_SUPPORTED)?;
+        read_slice(
+            photo,
+            usize::from(u16::from_be_bytes([command.p1(), command.p2()])),
+            le,
+        )
+    }
+
+    /// The node of the current EF.
+    fn current_node(&self) -> Result<Node, StatusWord> {
+        let selection = self.session.selection.ok_or(StatusWord::NO_CURRENT_EF)?;
+        let fid = selection.current_ef.ok_or(StatusWord::NO_CURRENT_EF)?;
+        self.node(selection.app, fid)
+            .ok_or(StatusWord::NO_CURRENT_EF)
+    }
+
+    /// The EF named by P2 of VERIFY, CHANGE REFERENCE DATA and COMPUTE DIGITAL SIGNATURE:
+    /// `80` the current EF, `80|SFI` an EF of the application by short id.
+    fn referenced_node(&self, p2: u8) -> Result<Node, StatusWord> {
+        if !(P2_CURRENT_EF..=SFI_FLAG | 0x1E).contains(&p2) {
+            return Err(StatusWord::INCORRECT_P1P2);
+        }
+        let Some(selection) = self.session.selection else {
+            return Err(StatusWord::FILE_NOT_FOUND);
+        };
+        if p2 == P2_CURRENT_EF {
+            self.current_node()
+        } else {
+            self.node_by_sfi(selection.app, p2 & 0x1F)
+                .map(|(_, n)| n)
+                .ok_or(StatusWord::FILE_NOT_FOUND)
+        }
+    }
+
+    fn referenced_pin(&self, p2: u8) -> Result<PinRef, StatusWord> {
+        match self.referenced_node(p2)? {
+            Node::Pin(pin) => Ok(pin),
+            _ => Err(StatusWord::COMMAND_INCOMPATIBLE),
+        }
+    }
+
+    fn tries(&self, pin: PinRef) -> u8 {
+        let s = &self.state;
+        match pin {
+            PinRef::UserAuth => s.user_auth_pin_tries_left,
+            PinRef::SignPassword => s
+                .sign_password_tries_left
+                .unwrap_or(SIGN_PASSWORD_MAX_TRIES),
+            PinRef::Kenhojo => s.kenhojo_pin_tries_left.unwrap_or(KENHOJO_PIN_MAX_TRIES),
+            PinRef::KenkakuBirth => s
+                .kenkaku_birth_key_tries_left
+                .unwrap_or(KENKAKU_PIN_MAX_TRIES),
+            PinRef::KenkakuNumberB => s
+                .kenkaku_number_b_tries_left
+                .unwrap_or(KENKAKU_PIN_MAX_TRIES),
+        }
+    }
+
+    fn set_tries(&mut self, pin: PinRef, n: u8) {
+        set_tries_in(&mut self.state, pin, n);
+    }
+
+    /// Whether `candidate` is the current value of a PIN (a changed one from the state, else
+    /// the profile's); `None` for a PIN the card has no value for (a signature password
+    /// missing from the profile).
+    fn pin_matches(&self, pin: PinRef, candidate: &[u8]) -> Option<bool> {
+        let changed = match pin {
+            PinRef::UserAuth => self.state.user_auth_pin.as_deref(),
+            PinRef::SignPassword => self.state.sign_password.as_deref(),
+            PinRef::Kenhojo => self.state.kenhojo_pin.as_deref(),
+            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => None,
+        };
+        let original = match pin {
+            PinRef::UserAuth => {
+                return Some(match changed {
+                    Some(c) => constant_time_eq(c.as_bytes(), candidate),
+                    None => self.user_auth_pin.matches(candidate),
+                })
+            }
+            PinRef::SignPassword => self.sign_password.as_deref(),
+            PinRef::Kenhojo => self.kenhojo_pin.as_deref(),
+            PinRef::KenkakuBirth => self.kenkaku_birth_key.as_deref(),
+            PinRef::KenkakuNumberB => self.kenkaku_number_b.as_deref(),
+        }?;
+        Some(constant_time_eq(
+            changed.map_or(original.as_slice(), str::as_bytes),
+            candidate,
+        ))
+    }
+
+    /// The length of a PIN's current value (CHANGE REFERENCE DATA with P1=`00` splits its
+    /// data there).
+    fn pin_len(&self, pin: PinRef) -> Option<usize> {
+        let changed = match pin {
+            PinRef::UserAuth => self.state.user_auth_pin.as_deref(),
+            PinRef::SignPassword => self.state.sign_password.as_deref(),
+            PinRef::Kenhojo => self.state.kenhojo_pin.as_deref(),
+            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => None,
+        };
+        if let Some(c) = changed {
+            return Some(c.len());
+        }
+        match pin {
+            PinRef::UserAuth => Some(4),
+            PinRef::SignPassword => self.sign_password.as_ref().map(|p| p.len()),
+            PinRef::Kenhojo => self.kenhojo_pin.as_ref().map(|p| p.len()),
+            PinRef::KenkakuBirth => self.kenkaku_birth_key.as_ref().map(|p| p.len()),
+            PinRef::KenkakuNumberB => self.kenkaku_number_b.as_ref().map(|p| p.len()),
+        }
     }
 
     fn verify(&mut self, command: &CommandApdu) -> Answer {
         if command.p1() != 0x00 {
             return Err(StatusWord::INCORRECT_P1P2);
         }
-        match self.referenced_ef(command.p2())? {
-            Ef::UserAuthPin => self.verify_user_auth_pin(command.data()),
-            Ef::SignPassword => Ok(verify_sign_password(command.data())),
-            _ => Err(StatusWord::COMMAND_INCOMPATIBLE),
-        }
+        let pin = self.referenced_pin(command.p2())?;
+        self.check_pin(pin, command.data())
     }
 
-    fn verify_user_auth_pin(&mut self, candidate: &[u8]) -> Answer {
-        let tries_left = self.state.user_auth_pin_tries_left;
+    /// VERIFY of one PIN (module docs).
+    fn check_pin(&mut self, pin: PinRef, candidate: &[u8]) -> Answer {
+        if self.pin_len(pin).is_none() {
+            // No value: presented as blocked.
+            return Err(if candidate.is_empty() {
+                StatusWord::wrong_pin(0)
+            } else {
+                StatusWord::PIN_BLOCKED
+            });
+        };
+        let tries_left = self.tries(pin);
         if candidate.is_empty() {
             // The retry-counter query: always 63Cx, never 6984 (blocked) nor 9000 (verified).
-            // OpenSC's JPKI driver gives up on a card whose empty VERIFY answers anything but
-            // 63xx, and since pcscd keeps the card powered between clients, a PIN verified by
-            // one client is still verified when the next one binds.
             return Err(StatusWord::wrong_pin(tries_left));
         }
         if candidate.len() > MAX_PIN_DATA {
@@ -374,36 +800,88 @@ impl VirtualCard {
         if tries_left == 0 {
             return Err(StatusWord::PIN_BLOCKED);
         }
-        if self.user_auth_pin.matches(candidate) {
-            if tries_left != USER_AUTH_PIN_MAX_TRIES {
-                let restored = CardState {
-                    user_auth_pin_tries_left: USER_AUTH_PIN_MAX_TRIES,
-                };
+        if self.pin_matches(pin, candidate) == Some(true) {
+            if tries_left != pin.max_tries() {
+                let mut restored = self.state.clone();
+                set_tries_in(&mut restored, pin, pin.max_tries());
                 // Only a saved reset counts: otherwise the card would forget it on restart
                 // while having told the host the PIN was fine.
-                self.save(restored)?;
+                self.save(restored.clone())?;
                 self.state = restored;
             }
-            self.session.user_auth_verified = true;
+            self.session.verified |= pin.bit();
             done()
         } else {
             let left = tries_left - 1;
             // The attempt is spent even if saving fails: never hand a try back.
-            self.state.user_auth_pin_tries_left = left;
-            self.session.user_auth_verified = false;
-            self.save(self.state)?;
+            self.set_tries(pin, left);
+            self.session.verified &= !pin.bit();
+            self.save(self.state.clone())?;
             Err(StatusWord::wrong_pin(left))
         }
+    }
+
+    fn change_reference_data(&mut self, command: &CommandApdu) -> Answer {
+        let pin = self.referenced_pin(command.p2())?;
+        let data = command.data();
+        let new: &[u8] = match command.p1() {
+            0x01 => {
+                if self.session.verified & pin.bit() == 0 {
+                    return Err(StatusWord::SECURITY_NOT_SATISFIED);
+                }
+                data
+            }
+            0x00 => {
+                let old_len = self.pin_len(pin).unwrap_or(0);
+                if old_len == 0 || data.len() <= old_len {
+                    return Err(StatusWord::WRONG_LENGTH);
+                }
+                let (old, new) = data.split_at(old_len);
+                self.check_pin(pin, old)?;
+                new
+            }
+            _ => return Err(StatusWord::INCORRECT_P1P2),
+        };
+        let valid = match pin {
+            PinRef::UserAuth | PinRef::Kenhojo => {
+                new.len() == 4 && new.iter().all(u8::is_ascii_digit)
+            }
+            PinRef::SignPassword => is_valid_sign_password(new),
+            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => {
+                return Err(SW_CONDITIONS_NOT_SATISFIED)
+            }
+        };
+        if !valid {
+            return Err(SW_WRONG_DATA);
+        }
+        let new = String::from_utf8_lossy(new).into_owned();
+        let mut changed = self.state.clone();
+        match pin {
+            PinRef::UserAuth => changed.user_auth_pin = Some(new),
+            PinRef::SignPassword => changed.sign_password = Some(new),
+            PinRef::Kenhojo => changed.kenhojo_pin = Some(new),
+            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => {}
+        }
+        self.save(changed.clone())?;
+        self.state = changed;
+        done()
     }
 
     fn compute_signature(&mut self, command: &CommandApdu) -> Answer {
         if command.p1() != 0x00 {
             return Err(StatusWord::INCORRECT_P1P2);
         }
-        if self.referenced_ef(command.p2())? != Ef::UserAuthKey {
+        let Node::Key(key_ref) = self.referenced_node(command.p2())? else {
             return Err(StatusWord::COMMAND_INCOMPATIBLE);
-        }
-        let modulus_len = self.user_auth_key.size();
+        };
+        let (key, guard) = match key_ref {
+            KeyRef::UserAuth => (&self.user_auth_key, PinRef::UserAuth),
+            KeyRef::Sign => (
+                self.sign_key.as_ref().ok_or(StatusWord::FILE_NOT_FOUND)?,
+                PinRef::SignPassword,
+            ),
+        };
+        let modulus_len = key.size();
         let data = command.data();
         if data.is_empty() || data.len() + PKCS1_OVERHEAD > modulus_len {
             return Err(StatusWord::WRONG_LENGTH);
@@ -411,65 +889,49 @@ impl VirtualCard {
         if command.le().is_some_and(|le| usize::from(le) < modulus_len) {
             return Err(StatusWord::WRONG_LENGTH);
         }
-        if !self.session.user_auth_verified {
+        if self.session.verified & guard.bit() == 0 {
             return Err(StatusWord::SECURITY_NOT_SATISFIED);
         }
         // P1=00: PKCS#1 v1.5 type-1 padding over the data exactly as given (the host sends a
         // DigestInfo), so no hash prefix is added here.
-        let signature = self
-            .user_auth_key
+        let signature = key
             .sign(Pkcs1v15Sign::new_unprefixed(), data)
             .map_err(|_| StatusWord::NO_PRECISE_DIAGNOSIS)?;
         Ok(ResponseApdu::new(signature, StatusWord::SUCCESS))
     }
 
-    /// The EF named by P2 of VERIFY and COMPUTE DIGITAL SIGNATURE: `80` the current EF,
-    /// `80|SFI` an EF of the application by short id.
-    fn referenced_ef(&self, p2: u8) -> Result<Ef, StatusWord> {
-        if !(P2_CURRENT_EF..=SFI_FLAG | 0x1E).contains(&p2) {
-            return Err(StatusWord::INCORRECT_P1P2);
-        }
-        let Selection::Jpki { current_ef } = self.session.selection else {
-            return Err(StatusWord::FILE_NOT_FOUND);
-        };
-        if p2 == P2_CURRENT_EF {
-            current_ef.ok_or(StatusWord::NO_CURRENT_EF)
-        } else {
-            Ef::from_sfi(p2 & 0x1F).ok_or(StatusWord::FILE_NOT_FOUND)
-        }
-    }
-
-    fn current_ef(&self) -> Option<Ef> {
-        match self.session.selection {
-            Selection::Jpki { current_ef } => current_ef,
-            Selection::MasterFile => None,
-        }
-    }
-
-    /// The bytes of a freely readable EF; `None` for key and PIN EFs.
-    fn transparent_file(&self, ef: Ef) -> Option<&[u8]> {
-        match ef {
-            Ef::UserAuthCertificate => Some(&self.user_auth_certificate_ef),
-            Ef::UserAuthCaCertificate => Some(&self.user_auth_ca_certificate_ef),
-            Ef::UserAuthKey | Ef::UserAuthPin | Ef::SignPassword => None,
-        }
-    }
-
     fn save(&mut self, state: CardState) -> Result<(), StatusWord> {
         (self.persist)(state).map_err(|error| {
-            tracing::error!(card = %self.name, %error, "cannot save the PIN retry counter");
+            tracing::error!(card = %self.name, %error, "cannot save the card's state");
             StatusWord::MEMORY_FAILURE
         })
     }
 }
 
-/// The signature password: not in the profile, so presented as blocked (module docs).
-fn verify_sign_password(candidate: &[u8]) -> ResponseApdu {
-    ResponseApdu::status(if candidate.is_empty() {
-        StatusWord::wrong_pin(0)
-    } else {
-        StatusWord::PIN_BLOCKED
-    })
+fn set_tries_in(s: &mut CardState, pin: PinRef, n: u8) {
+    match pin {
+        PinRef::UserAuth => s.user_auth_pin_tries_left = n,
+        PinRef::SignPassword => s.sign_password_tries_left = Some(n),
+        PinRef::Kenhojo => s.kenhojo_pin_tries_left = Some(n),
+        PinRef::KenkakuBirth => s.kenkaku_birth_key_tries_left = Some(n),
+        PinRef::KenkakuNumberB => s.kenkaku_number_b_tries_left = Some(n),
+    }
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// READ BINARY of `file` at `offset` for `le` bytes: past the end, what exists with `9000`
+/// (not `6282`), as the real card does; at or past the end, `6B00`.
+fn read_slice(file: &[u8], offset: usize, le: usize) -> Answer {
+    if offset >= file.len() {
+        return Err(StatusWord::OFFSET_OUTSIDE);
+    }
+    let end = file.len().min(offset + le);
+    let data = file.get(offset..end).ok_or(StatusWord::OFFSET_OUTSIDE)?;
+    Ok(ResponseApdu::new(data.to_vec(), StatusWord::SUCCESS))
 }
 
 /// An EF as stored: content, then `FF` up to the EF size.
@@ -509,6 +971,9 @@ mod tests {
             user_auth_ca_certificate: fake_certificate(900, 0xCA),
             user_auth_key: test_key().clone(),
             user_auth_pin: Pin::new(PIN).unwrap(),
+            signature: None,
+            kenhojo: None,
+            kenkaku: None,
         };
         let persist: PersistHook = Box::new(move |s| {
             sink.lock().unwrap().push(s);
@@ -596,11 +1061,14 @@ mod tests {
             SELECT_000B,
             SELECT_0017,
             SELECT_0018,
+            "00A4020C020006",
+            "00A4020C020008",
             "00A4020C02001B",
         ] {
             assert_eq!(sw(&mut c, ef), "9000", "{ef}");
         }
-        for missing in ["0001", "0002", "0006", "0008", "001A", "3F00", "FFFF"] {
+        // Without a signature certificate in the profile: no 0001, 0002, 001A.
+        for missing in ["0001", "0002", "001A", "3F00", "FFFF"] {
             assert_eq!(
                 sw(&mut c, &format!("00A4020C02{missing}")),
                 "6A82",
@@ -725,21 +1193,14 @@ mod tests {
 
     #[test]
     fn correct_pin_resets_the_counter() {
-        let (mut c, saved) = card_with(
-            CardState {
-                user_auth_pin_tries_left: 1,
-            },
-            fake_certificate(1230, 0xC0),
-        );
+        let (mut c, saved) = card_with(CardState::with_tries(1), fake_certificate(1230, 0xC0));
         sw(&mut c, SELECT_JPKI);
         sw(&mut c, SELECT_0018);
         assert_eq!(sw(&mut c, EMPTY_VERIFY), "63C1");
         assert_eq!(sw(&mut c, VERIFY_RIGHT), "9000");
         assert_eq!(
             saved.lock().unwrap().as_slice(),
-            &[CardState {
-                user_auth_pin_tries_left: 3
-            }]
+            &[CardState::with_tries(3)]
         );
         // Verified, but the retry-counter query still answers 63Cx (OpenSC insists).
         assert_eq!(sw(&mut c, EMPTY_VERIFY), "63C3");
@@ -933,6 +1394,9 @@ mod tests {
             user_auth_ca_certificate: fake_certificate(100, 2),
             user_auth_key: test_key().clone(),
             user_auth_pin: Pin::new(PIN).unwrap(),
+            signature: None,
+            kenhojo: None,
+            kenkaku: None,
         };
         let failing: PersistHook = Box::new(|_| {
             Err(ProfileError::Invalid {
@@ -940,14 +1404,7 @@ mod tests {
                 reason: "disk full".into(),
             })
         });
-        let mut c = VirtualCard::new(
-            contents,
-            CardState {
-                user_auth_pin_tries_left: 2,
-            },
-            failing,
-        )
-        .unwrap();
+        let mut c = VirtualCard::new(contents, CardState::with_tries(2), failing).unwrap();
         sw(&mut c, SELECT_JPKI);
         sw(&mut c, SELECT_0018);
         // The wrong attempt is spent anyway ...
@@ -984,12 +1441,7 @@ mod tests {
 
     #[test]
     fn clamps_an_impossible_counter() {
-        let (c, _) = card_with(
-            CardState {
-                user_auth_pin_tries_left: 9,
-            },
-            fake_certificate(10, 1),
-        );
+        let (c, _) = card_with(CardState::with_tries(9), fake_certificate(10, 1));
         assert_eq!(c.state().user_auth_pin_tries_left, 3);
     }
 
@@ -1035,5 +1487,259 @@ mod tests {
                 c.reset();
             }
         }
+    }
+
+    fn full_card(face_export: bool) -> (VirtualCard, Saved) {
+        use crate::contents::{KenhojoContents, KenkakuContents, SignatureContents};
+        let saved: Saved = Arc::default();
+        let sink = saved.clone();
+        let contents = CardContents {
+            name: "card-full".into(),
+            atr: vec![0x3B, 0xE0, 0x00, 0xFF, 0x81, 0x31, 0xFE, 0x45, 0x14],
+            user_auth_certificate: fake_certificate(1230, 0xC0),
+            user_auth_ca_certificate: fake_certificate(900, 0xCA),
+            user_auth_key: test_key().clone(),
+            user_auth_pin: Pin::new(PIN).unwrap(),
+            signature: Some(SignatureContents {
+                certificate: fake_certificate(1500, 0x51),
+                ca_certificate: fake_certificate(950, 0x52),
+                key: test_key().clone(),
+                password: Zeroizing::new(b"SIGN2024".to_vec()),
+            }),
+            kenhojo: Some(KenhojoContents {
+                pin: Zeroizing::new(PIN.as_bytes().to_vec()),
+                my_number: "123456789018".into(),
+                name: "山田\u{3000}太郎".into(),
+                address: "東京都千代田区千代田1-1".into(),
+                birth_date: "19800102".into(),
+                sex: "1".into(),
+            }),
+            kenkaku: Some(KenkakuContents {
+                birth_date_key: Zeroizing::new(b"550102".to_vec()),
+                number_b: Zeroizing::new(b"55010220341234".to_vec()),
+                face_photo: b"P5 2 2 255\n\x10\x20\x30\x40".to_vec(),
+                simulator_face_export: face_export,
+            }),
+        };
+        let persist: PersistHook = Box::new(move |s| {
+            sink.lock().unwrap().push(s);
+            Ok(())
+        });
+        (
+            VirtualCard::new(contents, CardState::default(), persist).unwrap(),
+            saved,
+        )
+    }
+
+    /// Reads a whole EF in 255-byte chunks until 6B00 or a short read.
+    fn read_all(c: &mut VirtualCard) -> (Vec<u8>, String) {
+        let mut out = Vec::new();
+        for _ in 0..200 {
+            let r = c.process(&[0x00, 0xB0, (out.len() >> 8) as u8, out.len() as u8, 0xFF]);
+            let (data, sw) = r.split_at(r.len() - 2);
+            if sw != [0x90, 0x00] {
+                return (out, hex::encode_upper(sw));
+            }
+            out.extend_from_slice(data);
+            if data.len() < 255 {
+                break;
+            }
+        }
+        (out, "9000".into())
+    }
+
+    #[test]
+    fn token_info_and_certificate_presence() {
+        let (mut c, _) = full_card(false);
+        sw(&mut c, SELECT_JPKI);
+        sw(&mut c, "00A4020C020006");
+        let (info, _) = read_all(&mut c);
+        assert_eq!(info.len(), 160);
+        assert_eq!(&info[..32], format!("{:<32}", "JPKIAPICCTOKEN2").as_bytes());
+        sw(&mut c, "00A4020C020008");
+        assert_eq!(send(&mut c, "00B0000000"), "8F8F009000");
+        let (mut plain, _) = card();
+        sw(&mut plain, SELECT_JPKI);
+        sw(&mut plain, "00A4020C020008");
+        assert_eq!(send(&mut plain, "00B0000000"), "008F009000");
+    }
+
+    #[test]
+    fn signature_certificate_needs_the_password_which_has_five_tries() {
+        let (mut c, saved) = full_card(false);
+        sw(&mut c, SELECT_JPKI);
+        // The CA certificate is free, the certificate is not.
+        sw(&mut c, "00A4020C020002");
+        assert_eq!(send(&mut c, "00B0000004"), "308203B69000");
+        sw(&mut c, "00A4020C020001");
+        assert_eq!(sw(&mut c, "00B0000004"), "6982");
+        sw(&mut c, "00A4020C02001B");
+        assert_eq!(sw(&mut c, EMPTY_VERIFY), "63C5");
+        assert_eq!(sw(&mut c, "0020008006414243313233"), "63C4"); // ABC123
+        assert_eq!(
+            saved
+                .lock()
+                .unwrap()
+                .last()
+                .unwrap()
+                .sign_password_tries_left,
+            Some(4)
+        );
+        // The user-authentication PIN does not open the signature certificate.
+        assert_eq!(sw(&mut c, "002000980434373239"), "9000");
+        sw(&mut c, "00A4020C020001");
+        assert_eq!(sw(&mut c, "00B0000004"), "6982");
+        assert_eq!(sw(&mut c, "00200080085349474E32303234"), "6981"); // 0001 is no PIN
+        assert_eq!(sw(&mut c, "0020009B085349474E32303234"), "9000"); // SIGN2024
+        assert_eq!(send(&mut c, "00B0000004"), "308205DC9000");
+        assert_eq!(c.state().sign_password_tries_left, Some(5));
+        // The signature key signs after the password; by SFI 1A.
+        let di = binding_digest_info(b"sig");
+        let r =
+            c.process(&hex::decode(sign_apdu(&di).replacen("802A0080", "802A009A", 1)).unwrap());
+        assert_eq!(r.len(), 258);
+        // Five wrong passwords block it.
+        for left in (0..5).rev() {
+            assert_eq!(sw(&mut c, "0020009B06414243313233"), format!("63C{left}"));
+        }
+        assert_eq!(sw(&mut c, "0020009B085349474E32303234"), "6984");
+        assert_eq!(sw(&mut c, "0020009B"), "63C0");
+    }
+
+    #[test]
+    fn change_reference_data_changes_the_pin_and_persists_it() {
+        let (mut c, saved) = card();
+        sw(&mut c, SELECT_JPKI);
+        sw(&mut c, SELECT_0018);
+        // Without VERIFY first: refused, nothing spent.
+        assert_eq!(sw(&mut c, "002401800431323334"), "6982");
+        assert_eq!(sw(&mut c, VERIFY_RIGHT), "9000");
+        // Not four digits: 6A80.
+        assert_eq!(sw(&mut c, "00240180043132333A"), "6A80");
+        assert_eq!(sw(&mut c, "0024018003313233"), "6A80");
+        assert_eq!(sw(&mut c, "002401800431323334"), "9000"); // 1234
+        assert_eq!(
+            saved
+                .lock()
+                .unwrap()
+                .last()
+                .unwrap()
+                .user_auth_pin
+                .as_deref(),
+            Some("1234")
+        );
+        c.reset();
+        sw(&mut c, SELECT_JPKI);
+        sw(&mut c, SELECT_0018);
+        assert_eq!(sw(&mut c, VERIFY_RIGHT), "63C2"); // the old PIN is wrong now
+        assert_eq!(sw(&mut c, "002000800431323334"), "9000");
+        // P1=00: old and new in one command; a wrong old one costs a try.
+        assert_eq!(sw(&mut c, "002400800430303030"), "6700"); // no new value
+        assert_eq!(sw(&mut c, "00240080083030303034343434"), "63C2");
+        assert_eq!(sw(&mut c, "00240080083132333434373239"), "9000");
+        assert_eq!(sw(&mut c, VERIFY_RIGHT), "9000");
+        // The state's Debug never shows the PIN.
+        assert!(!format!("{:?}", c.state()).contains("4729"));
+        // Bad P1.
+        assert_eq!(sw(&mut c, "002402800431323334"), "6A86");
+    }
+
+    #[test]
+    fn kenhojo_my_number_and_basic_four_facts() {
+        let (mut c, _) = full_card(false);
+        let kenhojo = format!("00A4040C0A{}", hex::encode(KENHOJO_AID));
+        assert_eq!(sw(&mut c, &kenhojo), "9000");
+        // JPKI EFs are not in Kenhojo.
+        assert_eq!(sw(&mut c, SELECT_000A), "6A82");
+        sw(&mut c, "00A4020C020001");
+        assert_eq!(sw(&mut c, "00B0000000"), "6982");
+        sw(&mut c, "00A4020C020011");
+        assert_eq!(sw(&mut c, EMPTY_VERIFY), "63C3");
+        assert_eq!(sw(&mut c, VERIFY_WRONG), "63C2");
+        assert_eq!(sw(&mut c, VERIFY_RIGHT), "9000");
+        sw(&mut c, "00A4020C020001");
+        let mut expected = vec![0xFF, 0x10, 0x0C];
+        expected.extend_from_slice(b"123456789018");
+        expected.extend_from_slice(&[0x90, 0x00]);
+        assert_eq!(c.process(&hex::decode("00B0000000").unwrap()), expected);
+        sw(&mut c, "00A4020C020002");
+        let (facts, _) = read_all(&mut c);
+        assert_eq!(&facts[..2], &[0xFF, 0x20]);
+        // FF 20 81 LL or FF 20 LL: find the value.
+        let (value_at, len) = if facts[2] == 0x81 {
+            (4, usize::from(facts[3]))
+        } else {
+            (3, usize::from(facts[2]))
+        };
+        let value = &facts[value_at..value_at + len];
+        assert_eq!(&value[..3], &[0xDF, 0x21, 0x08]);
+        let tags = [[0xDF, 0x22], [0xDF, 0x23], [0xDF, 0x24], [0xDF, 0x25]];
+        let expected_values: [&[u8]; 4] = [
+            "山田\u{3000}太郎".as_bytes(),
+            "東京都千代田区千代田1-1".as_bytes(),
+            b"19800102",
+            b"1",
+        ];
+        for i in 0..4 {
+            let off = usize::from(u16::from_be_bytes([value[3 + 2 * i], value[4 + 2 * i]]));
+            assert_eq!(&value[off..off + 2], &tags[i]);
+            let l = usize::from(value[off + 2]);
+            assert_eq!(&value[off + 3..off + 3 + l], expected_values[i]);
+        }
+        // Selecting JPKI drops the Kenhojo verification.
+        sw(&mut c, SELECT_JPKI);
+        sw(&mut c, &kenhojo);
+        sw(&mut c, "00A4020C020001");
+        assert_eq!(sw(&mut c, "00B0000000"), "6982");
+        // Applications missing from a profile are refused.
+        let (mut plain, _) = card();
+        assert_eq!(sw(&mut plain, &kenhojo), "6A82");
+    }
+
+    #[test]
+    fn kenkaku_card_face_and_the_simulator_only_face_path() {
+        let photo = b"P5 2 2 255\n\x10\x20\x30\x40";
+        let kenkaku = format!("00A4040C0A{}", hex::encode(KENKAKU_AID));
+        let (mut c, _) = full_card(false);
+        assert_eq!(sw(&mut c, &kenkaku), "9000");
+        sw(&mut c, "00A4020C020002");
+        assert_eq!(sw(&mut c, "00B0000000"), "6982");
+        // The simulator-only read is refused like any unknown class without the flag.
+        assert_eq!(sw(&mut c, "80B0000000"), "6E00");
+        sw(&mut c, "00A4020C020012");
+        assert_eq!(sw(&mut c, EMPTY_VERIFY), "63CA");
+        assert_eq!(sw(&mut c, "002000800E3535303130323230333431323335"), "63C9");
+        assert_eq!(sw(&mut c, "002000800E3535303130323230333431323334"), "9000");
+        // 照合番号B cannot be changed.
+        assert_eq!(sw(&mut c, "002401800E3535303130323230333431323335"), "6985");
+        sw(&mut c, "00A4020C020002");
+        let mut expected = vec![
+            0xFF,
+            0x20,
+            (photo.len() + 3) as u8,
+            0xDF,
+            0x27,
+            photo.len() as u8,
+        ];
+        expected.extend_from_slice(photo);
+        expected.extend_from_slice(&[0x90, 0x00]);
+        assert_eq!(c.process(&hex::decode("00B0000000").unwrap()), expected);
+        // The birth-date key opens it too.
+        c.reset();
+        sw(&mut c, &kenkaku);
+        assert_eq!(sw(&mut c, "0020009106353530313232"), "63C9"); // 550122
+        assert_eq!(sw(&mut c, "0020009106353530313032"), "9000"); // 550102
+        sw(&mut c, "00A4020C020002");
+        assert_eq!(sw(&mut c, "00B0000000"), "9000");
+
+        let (mut c, _) = full_card(true);
+        sw(&mut c, &kenkaku);
+        let mut expected = photo.to_vec();
+        expected.extend_from_slice(&[0x90, 0x00]);
+        assert_eq!(c.process(&hex::decode("80B0000000").unwrap()), expected);
+        assert_eq!(sw(&mut c, "80B0004000"), "6B00");
+        // Only in Kenkaku.
+        sw(&mut c, SELECT_JPKI);
+        assert_eq!(sw(&mut c, "80B0000000"), "6E00");
     }
 }

@@ -12,6 +12,7 @@ use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPrivateKey};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey;
+use zeroize::Zeroizing;
 
 use crate::profile::CardProfile;
 
@@ -37,6 +38,14 @@ pub enum CardBuildError {
     KeySize { bits: usize },
     #[error("the user-authentication certificate does not certify the profile's private key")]
     KeyMismatch,
+    #[error("the signature password must be 6 to 16 characters of A-Z and 0-9")]
+    SignPassword,
+    #[error("the signature private key cannot be decoded or does not match the signature certificate: {reason}")]
+    SignatureKey { reason: String },
+    #[error("Kenhojo: {0}")]
+    Kenhojo(String),
+    #[error("Kenkaku: {0}")]
+    Kenkaku(String),
     #[error("{what} is {len} bytes; an EF of this card holds at most {max}")]
     FileTooLarge {
         what: &'static str,
@@ -60,6 +69,86 @@ pub struct CardContents {
     pub user_auth_key: RsaPrivateKey,
     /// EF `0018`.
     pub user_auth_pin: Pin,
+    /// EFs `0001`, `0002`, `001A`, `001B`; `None`: no signature certificate.
+    pub signature: Option<SignatureContents>,
+    /// The Kenhojo application; `None`: not on this card.
+    pub kenhojo: Option<KenhojoContents>,
+    /// The Kenkaku application; `None`: not on this card.
+    pub kenkaku: Option<KenkakuContents>,
+}
+
+/// The signature half of JPKI.
+pub struct SignatureContents {
+    /// EF `0001`, DER.
+    pub certificate: Vec<u8>,
+    /// EF `0002`, DER.
+    pub ca_certificate: Vec<u8>,
+    /// EF `001A`.
+    pub key: RsaPrivateKey,
+    /// EF `001B`: 6–16 of `A–Z0–9`.
+    pub password: Zeroizing<Vec<u8>>,
+}
+
+/// The Kenhojo application (jpki-card.md §5).
+pub struct KenhojoContents {
+    /// PIN EF `0011`: 4 ASCII digits.
+    pub pin: Zeroizing<Vec<u8>>,
+    /// 12 ASCII digits with a valid check digit.
+    pub my_number: String,
+    pub name: String,
+    pub address: String,
+    /// `YYYYMMDD`.
+    pub birth_date: String,
+    /// `1`, `2` or `9`.
+    pub sex: String,
+}
+
+/// The Kenkaku application (jpki-card.md §5).
+pub struct KenkakuContents {
+    /// PIN EF `0011`: 6 ASCII digits.
+    pub birth_date_key: Zeroizing<Vec<u8>>,
+    /// PIN EF `0012`: 14 ASCII digits.
+    pub number_b: Zeroizing<Vec<u8>>,
+    pub face_photo: Vec<u8>,
+    /// Simulator only: the proprietary READ BINARY `80 B0` serves the photo freely.
+    pub simulator_face_export: bool,
+}
+
+/// The check digit of a My Number (個人番号) from its first 11 digits: weights 2–7 then 2–6
+/// from the right, remainder mod 11, `0` for remainders 0 and 1, else 11 − remainder.
+pub fn my_number_check_digit(first_eleven: &[u8; 11]) -> Option<u8> {
+    let mut sum: u32 = 0;
+    for (n, &c) in (1u32..).zip(first_eleven.iter().rev()) {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        let weight = if n <= 6 { n + 1 } else { n - 5 };
+        sum += u32::from(c - b'0') * weight;
+    }
+    let r = sum % 11;
+    Some(if r <= 1 { 0 } else { (11 - r) as u8 })
+}
+
+/// True for 12 ASCII digits whose last is the check digit of the first 11.
+pub fn is_valid_my_number(s: &str) -> bool {
+    let b = s.as_bytes();
+    let Ok(first) = <[u8; 11]>::try_from(b.get(..11).unwrap_or_default()) else {
+        return false;
+    };
+    b.len() == 12
+        && b.iter().all(u8::is_ascii_digit)
+        && my_number_check_digit(&first).is_some_and(|d| b.get(11) == Some(&(b'0' + d)))
+}
+
+fn digits(s: &str, n: usize) -> bool {
+    s.len() == n && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// 6–16 characters of `A–Z0–9`.
+pub fn is_valid_sign_password(s: &[u8]) -> bool {
+    (6..=16).contains(&s.len())
+        && s.iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 impl fmt::Debug for CardContents {
@@ -81,6 +170,8 @@ impl fmt::Debug for CardContents {
 
 const WHAT_CERT: &str = "user-authentication certificate";
 const WHAT_CA: &str = "user-authentication CA certificate";
+const WHAT_SIGN_CERT: &str = "signature certificate";
+const WHAT_SIGN_CA: &str = "signature CA certificate";
 
 impl CardContents {
     /// Decodes and checks a profile: PEM certificates to DER (each must parse as X.509 and
@@ -93,6 +184,86 @@ impl CardContents {
         let user_auth_ca_certificate = certificate_der(&profile.user_auth_ca_certificate, WHAT_CA)?;
         let user_auth_key = private_key(&profile.user_auth_private_key)?;
         check_key_matches_certificate(&user_auth_key, &user_auth_certificate)?;
+        let signature = match &profile.signature {
+            None => None,
+            Some(sig) => {
+                if !is_valid_sign_password(sig.password.as_bytes()) {
+                    return Err(CardBuildError::SignPassword);
+                }
+                let certificate = certificate_der(&sig.certificate, WHAT_SIGN_CERT)?;
+                let ca_certificate = certificate_der(&sig.ca_certificate, WHAT_SIGN_CA)?;
+                let key =
+                    private_key(&sig.private_key).map_err(|e| CardBuildError::SignatureKey {
+                        reason: e.to_string(),
+                    })?;
+                check_key_matches_certificate(&key, &certificate).map_err(|_| {
+                    CardBuildError::SignatureKey {
+                        reason: "the key is not the certificate's".into(),
+                    }
+                })?;
+                Some(SignatureContents {
+                    certificate,
+                    ca_certificate,
+                    key,
+                    password: Zeroizing::new(sig.password.as_bytes().to_vec()),
+                })
+            }
+        };
+        let kenhojo = match &profile.kenhojo {
+            None => None,
+            Some(k) => {
+                if !is_valid_my_number(&k.my_number) {
+                    return Err(CardBuildError::Kenhojo(
+                        "my_number must be 12 digits with a valid check digit".into(),
+                    ));
+                }
+                if !digits(&k.birth_date, 8) {
+                    return Err(CardBuildError::Kenhojo(
+                        "birth_date must be YYYYMMDD".into(),
+                    ));
+                }
+                if !matches!(k.sex.as_str(), "1" | "2" | "9") {
+                    return Err(CardBuildError::Kenhojo("sex must be 1, 2 or 9".into()));
+                }
+                if k.name.len() + k.address.len() > 1500 {
+                    return Err(CardBuildError::Kenhojo(
+                        "name and address are too long".into(),
+                    ));
+                }
+                Some(KenhojoContents {
+                    pin: Zeroizing::new(profile.user_auth_pin.as_bytes().to_vec()),
+                    my_number: k.my_number.clone(),
+                    name: k.name.clone(),
+                    address: k.address.clone(),
+                    birth_date: k.birth_date.clone(),
+                    sex: k.sex.clone(),
+                })
+            }
+        };
+        let kenkaku = match &profile.kenkaku {
+            None => None,
+            Some(k) => {
+                if !digits(&k.birth_date_key, 6) {
+                    return Err(CardBuildError::Kenkaku(
+                        "birth_date_key must be 6 digits (era YYMMDD)".into(),
+                    ));
+                }
+                if !digits(&k.number_b, 14) {
+                    return Err(CardBuildError::Kenkaku("number_b must be 14 digits".into()));
+                }
+                let face_photo = hex::decode(&k.face_photo)
+                    .map_err(|e| CardBuildError::Kenkaku(format!("face_photo is not hex: {e}")))?;
+                if face_photo.len() > 0x7000 {
+                    return Err(CardBuildError::Kenkaku("face_photo is over 28 KiB".into()));
+                }
+                Some(KenkakuContents {
+                    birth_date_key: Zeroizing::new(k.birth_date_key.as_bytes().to_vec()),
+                    number_b: Zeroizing::new(k.number_b.as_bytes().to_vec()),
+                    face_photo,
+                    simulator_face_export: k.simulator_face_export,
+                })
+            }
+        };
         Ok(Self {
             name: profile.name.clone(),
             atr,
@@ -100,6 +271,9 @@ impl CardContents {
             user_auth_ca_certificate,
             user_auth_key,
             user_auth_pin,
+            signature,
+            kenhojo,
+            kenkaku,
         })
     }
 }
@@ -199,4 +373,59 @@ pub fn summarize_certificate(der: &[u8]) -> Result<CertificateSummary, CardBuild
         not_before: validity.not_before.to_string(),
         not_after: validity.not_after.to_string(),
     })
+}
+
+impl fmt::Debug for SignatureContents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SignatureContents(..)")
+    }
+}
+
+impl fmt::Debug for KenhojoContents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KenhojoContents(..)")
+    }
+}
+
+impl fmt::Debug for KenkakuContents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KenkakuContents(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn my_number_check_digits() {
+        // Worked by hand: 12345678901 → weights from the right 2,3,4,5,6,7,2,3,4,5,6 over
+        // 1,0,9,8,7,6,5,4,3,2,1: 2+0+36+40+42+42+10+12+12+10+6 = 212, 212 mod 11 = 3,
+        // check digit 11 - 3 = 8.
+        assert_eq!(my_number_check_digit(b"12345678901"), Some(8));
+        assert!(is_valid_my_number("123456789018"));
+        assert!(!is_valid_my_number("123456789017"));
+        assert!(!is_valid_my_number("12345678901"));
+        assert!(!is_valid_my_number("1234567890188"));
+        assert!(!is_valid_my_number("12345678901a"));
+        // Remainders 0 and 1 give 0: 00000000000 sums to 0.
+        assert_eq!(my_number_check_digit(b"00000000000"), Some(0));
+        // 10000000000: the leftmost digit has weight 6 → 6 mod 11 = 6 → 5.
+        assert_eq!(my_number_check_digit(b"10000000000"), Some(5));
+        // 00000000001: weight 2 → 2 → 9.
+        assert_eq!(my_number_check_digit(b"00000000001"), Some(9));
+        // 00000000005: 10 → 10 → 1; 00000000006: 12 → 1 → 0 (remainder 1 gives 0).
+        assert_eq!(my_number_check_digit(b"00000000005"), Some(1));
+        assert_eq!(my_number_check_digit(b"00000000006"), Some(0));
+        assert_eq!(my_number_check_digit(b"0000000000x"), None);
+    }
+
+    #[test]
+    fn sign_passwords() {
+        assert!(is_valid_sign_password(b"ABC123"));
+        assert!(is_valid_sign_password(b"ABCDEFGHIJ123456"));
+        assert!(!is_valid_sign_password(b"ABC12"));
+        assert!(!is_valid_sign_password(b"ABCDEFGHIJ1234567"));
+        assert!(!is_valid_sign_password(b"abc123"));
+    }
 }

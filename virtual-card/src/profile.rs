@@ -9,6 +9,7 @@
 //! The format is documented in `docs/world.md`; fields added later are optional so older
 //! profiles keep loading.
 
+use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,65 @@ pub struct CardProfile {
     pub user_auth_ca_certificate: String,
     /// User-authentication private key (EF `0017`), PKCS#8 PEM, RSA-2048.
     pub user_auth_private_key: String,
+    /// The signature half of JPKI (EFs `0001`, `0002`, `001A`, `001B`). Absent: the card has
+    /// no signature certificate and presents the signature password as blocked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureProfile>,
+    /// The Kenhojo application (券面事項入力補助). Absent: the card refuses its AID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kenhojo: Option<KenhojoProfile>,
+    /// The Kenkaku application (券面事項確認). Absent: the card refuses its AID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kenkaku: Option<KenkakuProfile>,
+    /// Scripted faults, in the syntax of `virtual-card attach --fault` (docs/virtual-card.md),
+    /// applied whenever this profile is attached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<String>,
+}
+
+/// The signature certificate, its CA, its key and the signature password.
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct SignatureProfile {
+    /// Signature certificate (EF `0001`), PEM.
+    pub certificate: String,
+    /// Its CA certificate (EF `0002`), PEM.
+    pub ca_certificate: String,
+    /// Signature private key (EF `001A`), PKCS#8 PEM, RSA-2048.
+    pub private_key: String,
+    /// Signature password (EF `001B`): 6–16 characters of `A–Z0–9`.
+    pub password: String,
+}
+
+/// What the Kenhojo application holds. Its PIN (EF `0011`) is the user-authentication PIN,
+/// as on a real card at issue.
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct KenhojoProfile {
+    /// 個人番号: 12 ASCII digits, the last a valid check digit.
+    pub my_number: String,
+    /// Name: family and given name separated by U+3000.
+    pub name: String,
+    pub address: String,
+    /// `YYYYMMDD`.
+    pub birth_date: String,
+    /// `1` male, `2` female, `9` not applicable.
+    pub sex: String,
+}
+
+/// What the Kenkaku application holds.
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct KenkakuProfile {
+    /// PIN EF `0011`: the birth date as era `YYMMDD`, 6 digits.
+    pub birth_date_key: String,
+    /// PIN EF `0012`, 照合番号B: era `YYMMDD` birth date, expiry year `YYYY`, 4-digit
+    /// security code; 14 digits.
+    pub number_b: String,
+    /// The face photo (DF27 of EF `0002`), hex. Any bytes; the world builder writes a small
+    /// greyscale PGM placeholder (a real card holds a JPEG 2000).
+    pub face_photo: String,
+    /// Simulator only: answer the proprietary READ BINARY `80 B0` in Kenkaku with the face
+    /// photo without 照合番号B (docs/virtual-card.md). No real card does this.
+    #[serde(default)]
+    pub simulator_face_export: bool,
 }
 
 impl std::fmt::Debug for CardProfile {
@@ -58,17 +118,64 @@ fn default_atr_hex() -> String {
     hex::encode_upper(DEFAULT_ATR)
 }
 
-/// The mutable part of a card, persisted beside the profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The mutable part of a card, persisted beside the profile. Fields other than the first are
+/// optional (absent: the fresh value), so older state files keep loading.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub struct CardState {
     /// Tries left on the user-authentication PIN; 0 means blocked.
     pub user_auth_pin_tries_left: u8,
+    /// The user-authentication PIN set by CHANGE REFERENCE DATA, replacing the profile's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_auth_pin: Option<String>,
+    /// Tries left on the signature password (5 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_password_tries_left: Option<u8>,
+    /// The signature password set by CHANGE REFERENCE DATA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_password: Option<String>,
+    /// Tries left on the Kenhojo PIN (3 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kenhojo_pin_tries_left: Option<u8>,
+    /// The Kenhojo PIN set by CHANGE REFERENCE DATA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kenhojo_pin: Option<String>,
+    /// Tries left on Kenkaku's birth-date key (10 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kenkaku_birth_key_tries_left: Option<u8>,
+    /// Tries left on 照合番号B (10 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kenkaku_number_b_tries_left: Option<u8>,
+}
+
+impl std::fmt::Debug for CardState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardState")
+            .field("user_auth_pin_tries_left", &self.user_auth_pin_tries_left)
+            .field("user_auth_pin_changed", &self.user_auth_pin.is_some())
+            .field("sign_password_tries_left", &self.sign_password_tries_left)
+            .field("kenhojo_pin_tries_left", &self.kenhojo_pin_tries_left)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for CardState {
     fn default() -> Self {
+        Self::with_tries(USER_AUTH_PIN_MAX_TRIES)
+    }
+}
+
+impl CardState {
+    /// A state with this many user-authentication PIN tries left and everything else fresh.
+    pub fn with_tries(user_auth_pin_tries_left: u8) -> Self {
         Self {
-            user_auth_pin_tries_left: USER_AUTH_PIN_MAX_TRIES,
+            user_auth_pin_tries_left,
+            user_auth_pin: None,
+            sign_password_tries_left: None,
+            sign_password: None,
+            kenhojo_pin_tries_left: None,
+            kenhojo_pin: None,
+            kenkaku_birth_key_tries_left: None,
+            kenkaku_number_b_tries_left: None,
         }
     }
 }
@@ -212,6 +319,24 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ProfileError> {
     Ok(())
 }
 
+impl fmt::Debug for SignatureProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SignatureProfile(..)")
+    }
+}
+
+impl fmt::Debug for KenhojoProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KenhojoProfile(..)")
+    }
+}
+
+impl fmt::Debug for KenkakuProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KenkakuProfile(..)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +350,10 @@ mod tests {
             user_auth_certificate: String::new(),
             user_auth_ca_certificate: String::new(),
             user_auth_private_key: String::new(),
+            signature: None,
+            kenhojo: None,
+            kenkaku: None,
+            faults: Vec::new(),
         }
     }
 
@@ -257,9 +386,7 @@ mod tests {
         let path = dir.join("c.state.json");
         let _ = fs::remove_file(&path);
         assert_eq!(CardState::load(&path).unwrap(), CardState::default());
-        let blocked = CardState {
-            user_auth_pin_tries_left: 0,
-        };
+        let blocked = CardState::with_tries(0);
         blocked.save(&path).unwrap();
         assert_eq!(CardState::load(&path).unwrap(), blocked);
         fs::write(&path, r#"{"user_auth_pin_tries_left":9}"#).unwrap();

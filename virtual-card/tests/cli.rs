@@ -39,11 +39,9 @@ fn write_profile(dir: &Path, name: &str) -> std::path::PathBuf {
 fn info_prints_the_card_but_never_the_pin() {
     let dir = temp_dir("cli-info");
     let path = write_profile(&dir, "card-0007");
-    CardState {
-        user_auth_pin_tries_left: 1,
-    }
-    .save(&CardProfile::state_path(&path))
-    .unwrap();
+    CardState::with_tries(1)
+        .save(&CardProfile::state_path(&path))
+        .unwrap();
     let out = Command::new(BIN)
         .args(["info", "--profile"])
         .arg(&path)

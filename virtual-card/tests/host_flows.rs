@@ -202,9 +202,7 @@ fn wrong_pins_count_down_and_block() {
 
 #[test]
 fn a_right_pin_restores_the_counter() {
-    let mut card = common::card(CardState {
-        user_auth_pin_tries_left: 1,
-    });
+    let mut card = common::card(CardState::with_tries(1));
     let (_, digest_info) = binding();
     let mut ch = Direct::new(&mut card);
     assert_eq!(

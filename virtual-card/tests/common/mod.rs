@@ -82,6 +82,10 @@ pub fn profile(name: &str) -> CardProfile {
         user_auth_certificate: id.certificate_pem.clone(),
         user_auth_ca_certificate: id.ca_pem.clone(),
         user_auth_private_key: id.key_pem.clone(),
+        signature: None,
+        kenhojo: None,
+        kenkaku: None,
+        faults: Vec::new(),
     }
 }
 
@@ -101,6 +105,9 @@ pub fn raw_contents(certificate: Vec<u8>) -> CardContents {
         user_auth_ca_certificate: id.ca_der.clone(),
         user_auth_key: id.key.clone(),
         user_auth_pin: Pin::new(PIN).unwrap(),
+        signature: None,
+        kenhojo: None,
+        kenkaku: None,
     }
 }
 
