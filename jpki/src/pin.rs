@@ -44,6 +44,11 @@ impl Pin {
         diff == 0
     }
 
+    /// Whether two PINs are the same (a new PIN typed twice), without an early exit.
+    pub fn same_as(&self, other: &Pin) -> bool {
+        self.matches(&other.0)
+    }
+
     /// The ASCII digits, for building a VERIFY command inside this crate.
     pub(crate) fn digits(&self) -> &[u8; 4] {
         &self.0

@@ -38,6 +38,9 @@ pub trait PinSource: Send {
 pub struct ConfirmOptions {
     pub reader: Option<String>,
     pub wait: Duration,
+    /// Bound on each card phase once the card is connected: pcscd and vpcd may wait far
+    /// longer (or forever) for a mute card, the agent never does.
+    pub card_timeout: Duration,
     pub consents: ConsentBits,
     pub service_override: Option<String>,
 }
@@ -54,14 +57,58 @@ fn pin_exhausted(message: &str) -> Outcome {
     }
 }
 
-fn card_error(e: &CardFlowError) -> Outcome {
+/// The ATR of a My Number card (jpki-card.md §7).
+pub const MY_NUMBER_ATR: [u8; 9] = [0x3B, 0xE0, 0x00, 0xFF, 0x81, 0x31, 0xFE, 0x45, 0x14];
+
+/// A card failure, with the phase it happened in.
+fn card_error(e: &CardFlowError, phase: &str, atr: &[u8]) -> Outcome {
     Outcome::Error {
         message: match e {
-            FlowError::Channel(io) => io.to_string(),
-            other => format!("the card did not behave as a My Number card: {other}"),
+            FlowError::Channel(io) => format!("{phase}: {io}"),
+            FlowError::NotFound { what } if *what == "JPKI application" || atr != MY_NUMBER_ATR => {
+                format!(
+                    "{phase}: this is not a My Number card: {e} (ATR {})",
+                    hex_spaced(atr)
+                )
+            }
+            other => format!("{phase}: the card did not behave as a My Number card: {other}"),
         },
     }
 }
+
+fn card_timeout(phase: &str, limit: Duration) -> Outcome {
+    Outcome::Error {
+        message: format!(
+            "{phase}: the card did not answer within {} s (a mute card or a stuck reader); remove the card and place it again",
+            limit.as_secs_f64()
+        ),
+    }
+}
+
+fn hex_spaced(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Checks that the certificate read from the card is one DER X.509 certificate, so a broken
+/// card is reported as such rather than as a refusal by the service.
+pub fn check_certificate_der(der: &[u8]) -> Result<(), String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    match X509Certificate::from_der(der) {
+        Ok(([], _)) => Ok(()),
+        Ok((rest, _)) => Err(format!(
+            "the card's certificate is not valid DER: {} bytes follow it",
+            rest.len()
+        )),
+        Err(e) => Err(format!("the card's certificate is not valid DER: {e}")),
+    }
+}
+
+const PHASE_READ: &str = "reading the card";
+const PHASE_SIGN: &str = "verifying the PIN and signing";
 
 /// Runs one confirmation. Progress for the patient goes to `progress` (stderr in the CLI).
 pub async fn run(
@@ -81,11 +128,16 @@ pub async fn run(
     let mut timing = Timing::default();
     let reader = opts.reader.clone();
     let wait = opts.wait;
+    let limit = opts.card_timeout;
+    // The connection (waiting for a card) has its own bound, `wait`; the APDU exchange is
+    // bounded by `card_timeout` from the moment a card is connected.
+    let (connected_tx, connected_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
     let phase_a = tokio::task::spawn_blocking(move || {
         let mut trace = trace;
         let waiting = || eprintln!("カードを置いてください (place the card on the reader)");
         let mut connected = pcsc_card::wait_and_connect(reader.as_deref(), wait, waiting)
             .map_err(FlowError::Channel)?;
+        let _ = connected_tx.send(connected.atr.clone());
         let read_start = Instant::now();
         let reading = {
             let mut ch = TransactionChannel::begin(&mut connected.card, trace.as_mut())
@@ -100,14 +152,37 @@ pub async fn run(
             trace,
             read_start.elapsed(),
         ))
-    })
-    .await;
+    });
+    let mut phase_a = phase_a;
+    let atr = tokio::select! {
+        atr = connected_rx => atr.ok(),
+        done = &mut phase_a => {
+            // Finished (or failed) before signalling a connection: a connect error.
+            return match done {
+                Ok(Err(e)) => card_error(&e, PHASE_READ, &[]),
+                Ok(Ok(_)) => Outcome::Error { message: "card worker ended early".into() },
+                Err(e) => Outcome::Error { message: format!("card worker failed: {e}") },
+            };
+        }
+    };
+    let atr = atr.unwrap_or_default();
+    if !atr.is_empty() && atr != MY_NUMBER_ATR {
+        progress(&format!(
+            "note: the card's ATR {} is not a My Number card's ({}); trying the JPKI application anyway",
+            hex_spaced(&atr),
+            hex_spaced(&MY_NUMBER_ATR)
+        ));
+    }
+    let phase_a = match tokio::time::timeout(limit, phase_a).await {
+        Ok(r) => r,
+        Err(_) => return card_timeout(PHASE_READ, limit),
+    };
     let (mut connected, reading, mut trace) = match phase_a {
         Ok(Ok((c, r, t, took))) => {
             timing.read = took;
             (c, r, t)
         }
-        Ok(Err(e)) => return card_error(&e),
+        Ok(Err(e)) => return card_error(&e, PHASE_READ, &atr),
         Err(e) => {
             return Outcome::Error {
                 message: format!("card worker failed: {e}"),
@@ -127,6 +202,9 @@ pub async fn run(
         PinStatus::Verified => 3,
     };
     let certificate = reading.certificate;
+    if let Err(message) = check_certificate_der(&certificate) {
+        return Outcome::Error { message };
+    }
     let mut last_wrong = false;
 
     loop {
@@ -197,8 +275,11 @@ pub async fn run(
             };
             drop(pin);
             (connected, trace, result)
-        })
-        .await;
+        });
+        let phase_b = match tokio::time::timeout(limit, phase_b).await {
+            Ok(r) => r,
+            Err(_) => return card_timeout(PHASE_SIGN, limit),
+        };
         let signature = match phase_b {
             Ok((c, t, result)) => {
                 connected = c;
@@ -218,7 +299,7 @@ pub async fn run(
                         last_wrong = true;
                         continue;
                     }
-                    Err(e) => return card_error(&e),
+                    Err(e) => return card_error(&e, PHASE_SIGN, &atr),
                 }
             }
             Err(e) => {

@@ -7,6 +7,7 @@
 //! own code is safe Rust.
 #![forbid(unsafe_code)]
 
+pub mod change_pin;
 pub mod client;
 pub mod config;
 pub mod confirm;

@@ -66,6 +66,30 @@ enum Command {
         /// Record the APDU trace to this file ('-' for stderr); VERIFY data is always redacted.
         #[arg(long, value_name = "FILE")]
         trace: Option<String>,
+        /// Give up on a card that takes longer than this (seconds) to answer a phase of the
+        /// exchange: a mute card never hangs the agent.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+        card_timeout: f64,
+    },
+    /// Change the card's user-authentication PIN: the current PIN, then the new one (twice
+    /// on a terminal; one line each with --pin-stdin). Exit codes: 0 changed, 1 wrong or
+    /// locked PIN, 2 usage, 3 card or reader failure.
+    ChangePin {
+        /// Use this reader (default: the first reader with a card).
+        #[arg(long, value_name = "NAME")]
+        reader: Option<String>,
+        /// How long to wait for a card, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        wait: u64,
+        /// Read the current and the new PIN from standard input, one per line.
+        #[arg(long)]
+        pin_stdin: bool,
+        /// Give up on a card that does not answer within this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+        card_timeout: f64,
+        /// Record the APDU trace to this file ('-' for stderr); PINs are always redacted.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<String>,
     },
     /// List the PC/SC readers and whether a card is present.
     Readers,
@@ -83,9 +107,24 @@ fn main() -> ExitCode {
             consent,
             json,
             trace,
+            card_timeout,
         } => run_confirm(
-            config, service, reader, wait, pin_stdin, consent, json, trace,
+            config,
+            service,
+            reader,
+            (wait, card_timeout),
+            pin_stdin,
+            consent,
+            json,
+            trace,
         ),
+        Command::ChangePin {
+            reader,
+            wait,
+            pin_stdin,
+            card_timeout,
+            trace,
+        } => run_change_pin(reader, wait, pin_stdin, card_timeout, trace),
         Command::Readers => list_readers(),
     }
 }
@@ -95,7 +134,7 @@ fn run_confirm(
     config: PathBuf,
     service: Option<String>,
     reader: Option<String>,
-    wait: u64,
+    (wait, card_timeout): (u64, f64),
     pin_stdin: bool,
     consent: Vec<Consent>,
     json: bool,
@@ -119,16 +158,12 @@ fn run_confirm(
         has(Consent::Clinical),
         has(Consent::Surgery),
     );
-    let trace = match trace.as_deref() {
-        None => None,
-        Some("-") => Some(Trace::new(Box::new(std::io::stderr()))),
-        Some(path) => match std::fs::File::create(path) {
-            Ok(f) => Some(Trace::new(Box::new(f))),
-            Err(e) => {
-                eprintln!("reader-agent: cannot create trace file {path}: {e}");
-                return ExitCode::from(2);
-            }
-        },
+    let Some(card_timeout) = card_timeout_arg(card_timeout) else {
+        return ExitCode::from(2);
+    };
+    let trace = match open_trace(trace.as_deref()) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let pins: Box<dyn PinSource> = if pin_stdin {
         Box::new(StdinLines)
@@ -138,6 +173,7 @@ fn run_confirm(
     let opts = ConfirmOptions {
         reader,
         wait: Duration::from_secs(wait),
+        card_timeout,
         consents,
         service_override: service,
     };
@@ -154,6 +190,8 @@ fn run_confirm(
     };
     let progress = |line: &str| eprintln!("{line}");
     let outcome: Outcome = runtime.block_on(confirm::run(&config, &opts, pins, trace, &progress));
+    // A card thread stuck in a PC/SC call (a mute card) must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_millis(100));
     if json {
         match serde_json::to_string_pretty(&outcome) {
             Ok(s) => println!("{s}"),
@@ -162,6 +200,98 @@ fn run_confirm(
     } else {
         print!("{}", render_human(&outcome));
     }
+    ExitCode::from(outcome.exit_code())
+}
+
+fn card_timeout_arg(seconds: f64) -> Option<Duration> {
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(d) if !d.is_zero() && d <= Duration::from_secs(600) => Some(d),
+        _ => {
+            eprintln!("reader-agent: --card-timeout must be more than 0 and at most 600 seconds");
+            None
+        }
+    }
+}
+
+fn open_trace(trace: Option<&str>) -> Result<Option<Trace>, ExitCode> {
+    match trace {
+        None => Ok(None),
+        Some("-") => Ok(Some(Trace::new(Box::new(std::io::stderr())))),
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Ok(Some(Trace::new(Box::new(f)))),
+            Err(e) => {
+                eprintln!("reader-agent: cannot create trace file {path}: {e}");
+                Err(ExitCode::from(2))
+            }
+        },
+    }
+}
+
+fn run_change_pin(
+    reader: Option<String>,
+    wait: u64,
+    pin_stdin: bool,
+    card_timeout: f64,
+    trace: Option<String>,
+) -> ExitCode {
+    let Some(card_timeout) = card_timeout_arg(card_timeout) else {
+        return ExitCode::from(2);
+    };
+    if !pin_stdin && !std::io::stdin().is_terminal() {
+        eprintln!(
+            "reader-agent: stdin is not a terminal: use --pin-stdin to read the PINs from it"
+        );
+        return ExitCode::from(2);
+    }
+    let trace = match open_trace(trace.as_deref()) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let mut pins: Box<dyn PinSource> = if pin_stdin {
+        Box::new(StdinLines)
+    } else {
+        Box::new(TtyPrompt)
+    };
+    let mut next = |what: &str| -> Option<onshi_jpki::Pin> {
+        if !pin_stdin {
+            eprintln!("{what}");
+        }
+        match pins.next_pin(0) {
+            Ok(Some(p)) => Some(p),
+            Ok(None) => {
+                eprintln!("reader-agent: no PIN was entered");
+                None
+            }
+            Err(e) => {
+                eprintln!("reader-agent: {e}");
+                None
+            }
+        }
+    };
+    let Some(old) = next("現在の暗証番号 (current PIN)") else {
+        return ExitCode::from(2);
+    };
+    let Some(new) = next("新しい暗証番号 (new PIN)") else {
+        return ExitCode::from(2);
+    };
+    if !pin_stdin {
+        let Some(again) = next("もう一度 (new PIN again)") else {
+            return ExitCode::from(2);
+        };
+        if !again.same_as(&new) {
+            eprintln!("reader-agent: the two new PINs differ; nothing was changed");
+            return ExitCode::from(2);
+        }
+    }
+    let outcome = onshi_reader_agent::change_pin::run(
+        reader,
+        Duration::from_secs(wait),
+        card_timeout,
+        old,
+        new,
+        trace,
+    );
+    println!("reader-agent: {}", outcome.message());
     ExitCode::from(outcome.exit_code())
 }
 

@@ -50,6 +50,8 @@ impl From<pcsc::Error> for CardIoError {
 /// A PC/SC context with the card found in a reader.
 pub struct ConnectedCard {
     pub reader: String,
+    /// The answer-to-reset, as pcscd reports it (empty if it could not be read).
+    pub atr: Vec<u8>,
     pub card: pcsc::Card,
 }
 
@@ -97,8 +99,13 @@ pub fn wait_and_connect(
             {
                 let name = s.name().to_owned();
                 let card = ctx.connect(&name, ShareMode::Shared, Protocols::ANY)?;
+                let atr = card
+                    .status2_owned()
+                    .map(|st| st.atr().to_vec())
+                    .unwrap_or_default();
                 return Ok(ConnectedCard {
                     reader: name.to_string_lossy().into_owned(),
+                    atr,
                     card,
                 });
             }

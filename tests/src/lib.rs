@@ -544,3 +544,36 @@ pub fn run_bounded(mut command: Command, timeout: Duration) -> Result<std::proce
         }
     }
 }
+
+/// Runs `reader-agent change-pin --pin-stdin` against a private pcscd; `pins` holds the
+/// current and the new PIN, one per line.
+pub fn run_change_pin(pcscd: &Pcscd, pins: &str, extra: &[&str]) -> Result<std::process::Output> {
+    let mut child = Command::new(bin("reader-agent")?)
+        .args(["change-pin", "--pin-stdin", "--wait", "20"])
+        .args(extra)
+        .env("PCSCLITE_CSOCK_NAME", pcscd.socket())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start reader-agent change-pin: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(pins.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    let id = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(o) => o.map_err(|e| e.to_string()),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &id.to_string()])
+                .status();
+            Err("reader-agent change-pin did not finish within 60 s".into())
+        }
+    }
+}

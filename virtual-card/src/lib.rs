@@ -4,6 +4,7 @@
 //!   answers like the JPKI application (user-authentication part) of jpki-card.md;
 //! - [`contents`]: building what the card holds from a [`profile::CardProfile`], checked;
 //! - [`profile`]: card profiles and the persisted PIN retry counter on disk;
+//! - [`fault`]: scripted faults (removal, latency, mute, corrupt answers, bad certificate, ...);
 //! - [`vpcd`]: the transport that attaches the card to pcscd through the vpcd driver;
 //! - [`trace`]: the optional APDU trace, PINs always redacted.
 //!
@@ -12,6 +13,7 @@
 
 pub mod card;
 pub mod contents;
+pub mod fault;
 pub mod profile;
 pub mod trace;
 pub mod vpcd;

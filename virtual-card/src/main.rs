@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use onshi_jpki::apdu::spaced_hex;
 use onshi_jpki::constants::USER_AUTH_PIN_MAX_TRIES;
 use onshi_virtual_card::contents::summarize_certificate;
+use onshi_virtual_card::fault::FaultPlan;
 use onshi_virtual_card::trace::ApduTrace;
 use onshi_virtual_card::vpcd::{self, Outcome, VpcdConfig, VpcdEvent, DEFAULT_VPCD_ADDRESS};
 use onshi_virtual_card::{CardContents, CardProfile, CardState, PersistHook, VirtualCard};
@@ -67,6 +68,12 @@ struct AttachArgs {
     /// APDU, then exit 0 after printing a line.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     remove_after_apdus: Option<u64>,
+    /// Scripted fault (repeatable), added to the profile's `faults`: remove-after-apdus=N,
+    /// remove-at-read=N, remove-before-sign, latency=MS, mute-at-apdu=N, short-read=N,
+    /// long-read=N, bad-sw=XXXX, cert-not-der, atr=HEX, pin-blocked. See
+    /// docs/virtual-card.md.
+    #[arg(long = "fault", value_name = "SPEC")]
+    faults: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -104,17 +111,19 @@ fn init_logging() {
 
 /// Loads the profile and its saved state and builds the card's contents. Every failure is a
 /// one-line message; the caller exits with code 2.
-fn load(profile_path: &Path) -> Result<(CardContents, CardState, PathBuf), String> {
+fn load(profile_path: &Path) -> Result<(CardContents, CardState, PathBuf, Vec<String>), String> {
     let profile = CardProfile::load(profile_path).map_err(|e| e.to_string())?;
     let state_path = CardProfile::state_path(profile_path);
     let state = CardState::load(&state_path).map_err(|e| e.to_string())?;
     let contents = CardContents::from_profile(&profile)
         .map_err(|e| format!("{}: {e}", profile_path.display()))?;
-    Ok((contents, state, state_path))
+    Ok((contents, state, state_path, profile.faults.clone()))
 }
 
 fn attach(args: AttachArgs) -> Result<(), String> {
-    let (contents, state, state_path) = load(&args.profile)?;
+    let (contents, state, state_path, mut fault_specs) = load(&args.profile)?;
+    fault_specs.extend(args.faults.iter().cloned());
+    let faults = FaultPlan::parse(&fault_specs).map_err(|e| format!("--fault: {e}"))?;
     // Checked once here so a typo is a usage error, not an endless reconnect loop.
     args.vpcd
         .to_socket_addrs()
@@ -134,9 +143,14 @@ fn attach(args: AttachArgs) -> Result<(), String> {
     let persist: PersistHook = Box::new(move |state: CardState| state.save(&state_path));
     let mut card = VirtualCard::new(contents, state, persist)
         .map_err(|e| format!("{}: {e}", args.profile.display()))?;
+    faults.apply(&mut card)?;
     let name = card.name().to_owned();
+    if !faults.is_empty() {
+        tracing::info!(card = %name, faults = %faults, "scripted faults armed");
+    }
     let config = VpcdConfig {
         remove_after_apdus: args.remove_after_apdus,
+        faults,
         ..VpcdConfig::new(args.vpcd)
     };
     // Never set: the process ends by signal. The counter is saved before every answer, so
@@ -169,7 +183,7 @@ fn attach(args: AttachArgs) -> Result<(), String> {
 }
 
 fn info(args: &InfoArgs) -> Result<(), String> {
-    let (contents, state, _) = load(&args.profile)?;
+    let (contents, state, _, _) = load(&args.profile)?;
     let cert = summarize_certificate(&contents.user_auth_certificate).map_err(|e| e.to_string())?;
     let ca =
         summarize_certificate(&contents.user_auth_ca_certificate).map_err(|e| e.to_string())?;

@@ -11,8 +11,9 @@
 //! `stop` is set, reporting each attempt through the event callback. Whatever ends a
 //! connection, the card loses power, so a verified PIN never outlives it.
 //!
-//! The one fault built in: `remove_after_apdus = Some(n)` closes the socket instead of
-//! answering the n-th command APDU (counted over the whole run) and the card stays removed.
+//! Scripted faults ([`crate::fault`]) act here: removal closes the socket instead of
+//! answering (the card then stays removed and [`run`] returns), a mute card reads commands
+//! and never answers, latency delays every response, corruptions alter the card's answer.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -22,6 +23,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::card::VirtualCard;
+use crate::fault::{Action, Fault, FaultInjector, FaultPlan};
 use crate::trace::ApduTrace;
 
 /// Where Debian's vpcd driver listens for slot 0.
@@ -44,8 +46,11 @@ pub struct VpcdConfig {
     pub initial_backoff: Duration,
     /// The wait doubles up to this.
     pub max_backoff: Duration,
-    /// Fault: pull the card out instead of answering this command APDU (1-based).
+    /// Fault: pull the card out instead of answering this command APDU (1-based). The same
+    /// as `Fault::RemoveAfterApdus` in `faults`.
     pub remove_after_apdus: Option<u64>,
+    /// Scripted transport faults.
+    pub faults: FaultPlan,
 }
 
 impl VpcdConfig {
@@ -55,6 +60,7 @@ impl VpcdConfig {
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(1),
             remove_after_apdus: None,
+            faults: FaultPlan::default(),
         }
     }
 }
@@ -101,6 +107,12 @@ pub fn run(
 ) -> Outcome {
     let mut backoff = config.initial_backoff;
     let mut apdus_seen: u64 = 0;
+    let mut plan = config.faults.clone();
+    if let Some(n) = config.remove_after_apdus {
+        plan.faults.push(Fault::RemoveAfterApdus(n));
+    }
+    let latency = plan.latency();
+    let mut faults = FaultInjector::new(plan);
     loop {
         if stop.load(Ordering::Relaxed) {
             return Outcome::Stopped;
@@ -110,7 +122,14 @@ pub fn run(
                 on_event(VpcdEvent::Connected {
                     address: &config.address,
                 });
-                let end = serve_connection(card, stream, config, trace, stop, &mut apdus_seen);
+                let end = serve_connection(
+                    card,
+                    stream,
+                    (&mut faults, latency),
+                    trace,
+                    stop,
+                    &mut apdus_seen,
+                );
                 // However the connection ended, the card lost power.
                 card.power_off();
                 match end {
@@ -150,7 +169,7 @@ pub fn run(
 fn serve_connection(
     card: &mut VirtualCard,
     mut stream: TcpStream,
-    config: &VpcdConfig,
+    (faults, latency): (&mut FaultInjector, Duration),
     trace: &mut ApduTrace,
     stop: &AtomicBool,
     apdus_seen: &mut u64,
@@ -208,14 +227,25 @@ fn serve_connection(
             apdu => {
                 *apdus_seen += 1;
                 trace.command(apdu);
-                if config.remove_after_apdus == Some(*apdus_seen) {
-                    trace.note("card removed before answering");
-                    let _ = stream.shutdown(Shutdown::Both);
-                    return ConnectionEnd::Removed;
+                match faults.before(apdu) {
+                    Action::Remove => {
+                        trace.note("card removed before answering");
+                        let _ = stream.shutdown(Shutdown::Both);
+                        return ConnectionEnd::Removed;
+                    }
+                    Action::Mute => {
+                        trace.note("mute: no answer");
+                        None
+                    }
+                    Action::Answer => {
+                        if !latency.is_zero() {
+                            sleep_unless_stopped(latency, stop);
+                        }
+                        let response = faults.corrupt(apdu, card.process(apdu));
+                        trace.response(&response);
+                        Some(response)
+                    }
                 }
-                let response = card.process(apdu);
-                trace.response(&response);
-                Some(response)
             }
         };
         if let Some(reply) = reply {
