@@ -51,6 +51,20 @@ pub struct ValidationConfig {
     /// What a CRL past its nextUpdate means: `reject` (default, fail closed) or `accept`.
     #[serde(default)]
     pub stale_crl: StaleCrlPolicy,
+    /// How often the trust files are checked for changes (CRL reload); 0 disables reloading.
+    #[serde(default = "default_reload")]
+    pub reload_interval_seconds: u32,
+    /// Verified certificates kept in the cache; 0 disables the cache.
+    #[serde(default = "default_cache_entries")]
+    pub cache_entries: usize,
+}
+
+fn default_reload() -> u32 {
+    1
+}
+
+fn default_cache_entries() -> usize {
+    crate::cert_cache::DEFAULT_CAPACITY
 }
 
 fn default_ttl() -> u32 {

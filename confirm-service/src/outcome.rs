@@ -60,7 +60,7 @@ impl Refusal {
                 CertError::UntrustedIssuer { .. }
                 | CertError::IssuerNotValid { .. }
                 | CertError::IssuerNotCa { .. }
-                | CertError::PathTooLong => ResultCode::CertificateUntrusted,
+                | CertError::PathTooLong { .. } => ResultCode::CertificateUntrusted,
                 CertError::CrlMissing { .. } | CertError::CrlStale { .. } => {
                     ResultCode::RevocationUnavailable
                 }

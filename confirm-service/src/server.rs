@@ -10,12 +10,13 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::audit::AuditLog;
+use crate::cert_cache::CertCache;
 use crate::challenge::Challenges;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::service::{ConfirmationService, ServiceState};
 use crate::store::Store;
-use crate::validation::TrustStore;
+use crate::trust_reload::{LiveTrust, TrustFiles, Watcher};
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -43,14 +44,27 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, ServeError> {
     })
 }
 
-/// Builds the shared state from a configuration.
+/// Builds the shared state from a configuration, and starts the thread that reloads the
+/// trust files (CRLs) when they change; it ends when the state is dropped.
 pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceState, ServeError> {
-    let trust = TrustStore::load(
-        &config.validation.trust_anchors,
-        &config.validation.intermediates,
-        &config.validation.crls,
-        config.validation.policy(),
-    )?;
+    let files = TrustFiles {
+        anchors: config.validation.trust_anchors.clone(),
+        intermediates: config.validation.intermediates.clone(),
+        crls: config.validation.crls.clone(),
+        policy: config.validation.policy(),
+    };
+    let watcher = Watcher::new(files.clone());
+    let trust = Arc::new(LiveTrust::new(files.load()?));
+    if config.validation.reload_interval_seconds > 0 {
+        watcher
+            .spawn(
+                Arc::downgrade(&trust),
+                std::time::Duration::from_secs(u64::from(
+                    config.validation.reload_interval_seconds,
+                )),
+            )
+            .map_err(|e| ServeError::Store(format!("cannot start the CRL reload thread: {e}")))?;
+    }
     let store = Store::open(&config.store).map_err(|e| ServeError::Store(e.to_string()))?;
     let challenges = Challenges::open(
         &config.store,
@@ -61,7 +75,8 @@ pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceStat
     Ok(ServiceState {
         store: Arc::new(store),
         challenges: Arc::new(challenges),
-        trust: Arc::new(trust),
+        trust,
+        cert_cache: CertCache::new(config.validation.cache_entries),
         audit,
         clock,
     })

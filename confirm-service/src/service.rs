@@ -20,13 +20,15 @@ use tonic::{Request, Response, Status};
 
 use crate::answer;
 use crate::audit::{AuditLog, AuditRecord};
+use crate::cert_cache::CertCache;
 use crate::challenge::Challenges;
 use crate::clock::Clock;
 use crate::eligibility;
 use crate::outcome::Refusal;
 use crate::store::{CardKey, Store, TerminalStatus};
 use crate::terminal::TerminalIdentity;
-use crate::validation::{TrustStore, ValidatedCertificate, MAX_CERTIFICATE_LEN};
+use crate::trust_reload::LiveTrust;
+use crate::validation::{ValidatedCertificate, MAX_CERTIFICATE_LEN};
 
 /// Japan Standard Time: "today" for qualification dates is the Japanese calendar day.
 const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
@@ -42,7 +44,10 @@ const MAX_SIGNATURE_LEN: usize = 512;
 pub struct ServiceState {
     pub store: Arc<Store>,
     pub challenges: Arc<Challenges>,
-    pub trust: Arc<TrustStore>,
+    /// The current trust store (replaced when the CRL files change).
+    pub trust: Arc<LiveTrust>,
+    /// Verified certificates, so a known card costs no parsing and no CA signature.
+    pub cert_cache: CertCache,
     pub audit: AuditLog,
     pub clock: Arc<dyn Clock>,
 }
@@ -153,7 +158,13 @@ impl ConfirmationService {
         })
         .await?;
 
-        let validated: ValidatedCertificate = self.state.trust.validate(&req.certificate, now)?;
+        // One snapshot of the trust store for the whole request; the cache re-checks time and
+        // the current CRL on every hit.
+        let trust = self.state.trust.current();
+        let validated: ValidatedCertificate =
+            self.state
+                .cert_cache
+                .validate(&trust, &req.certificate, now)?;
 
         let binding = ChallengeBinding {
             purpose: Purpose::Confirm,

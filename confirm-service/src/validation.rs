@@ -1,52 +1,96 @@
 //! Validation of the user-authentication certificate a card presents: path to a configured
 //! trust anchor, validity at an explicit time, the end-entity profile (key usage, extended key
-//! usage, policy), approved algorithms and key sizes, and revocation against the issuing
-//! authority's CRL.
+//! usage, policy), approved algorithms and key sizes, strict DER, and revocation against the
+//! issuing authority's CRLs. The rules and their order are documented in docs/validation.md.
 //!
 //! Pure: [`TrustStore::validate`] takes the certificate bytes and the time, and touches no
-//! clock, file or network. Loading the anchors and CRLs from files is [`TrustStore::load`].
-//! Every reason a certificate is refused is its own [`CertError`] variant with a stable
-//! [`CertError::reason`] name, shared by the service's result codes and `check-cert`.
+//! clock, file or network. Loading the anchors and CRLs from files is [`TrustStore::load`];
+//! reloading them while the service runs is [`crate::trust_reload`]; the per-certificate
+//! cache is [`crate::cert_cache`]. Every reason a certificate is refused is its own
+//! [`CertError`] variant with a stable [`CertError::reason`] name, shared by the service's
+//! result codes and `check-cert`.
+//!
+//! Validation runs in three phases, so that a cached verdict can be re-checked cheaply:
+//!
+//! 1. **structure** (time-independent, the expensive part): strict DER, parsing, version,
+//!    every candidate path to an anchor with each link's signature, algorithms and key sizes,
+//!    CA-ness and path length;
+//! 2. **time and revocation** (cheap, re-run on every cache hit): each CA's validity, the
+//!    card's validity, each link's serial against its issuer's current CRL;
+//! 3. **end-entity profile** (time-independent): unknown critical extensions, key, basic
+//!    constraints, key usage, extended key usage, policy.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ring::signature;
 use time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
-use x509_parser::oid_registry::Oid;
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 use x509_parser::revocation_list::CertificateRevocationList;
 
+use crate::der::{self, DerError};
+
 /// Longest certificate the service accepts from a card (real ones are 1.2–1.6 KB).
 pub const MAX_CERTIFICATE_LEN: usize = 8 * 1024;
+/// Longest CRL file loaded (a 500,000-entry CRL is about 20 MB).
+pub const MAX_CRL_LEN: usize = 256 * 1024 * 1024;
 /// Smallest RSA modulus accepted anywhere in a path.
 pub const MIN_RSA_BITS: usize = 2048;
+/// Largest RSA modulus accepted (ring's limit).
+pub const MAX_RSA_BITS: usize = 8192;
 /// Most certificates in a path, anchor included.
 pub const MAX_PATH_LEN: usize = 4;
+/// Most signature checks one validation may make while building paths (bounded work).
+const MAX_SIGNATURE_CHECKS: usize = 16;
+/// Most candidate paths kept for one certificate.
+const MAX_PATHS: usize = 8;
 
 const OID_KEY_USAGE: &str = "2.5.29.15";
 const OID_EXT_KEY_USAGE: &str = "2.5.29.37";
 const OID_BASIC_CONSTRAINTS: &str = "2.5.29.19";
 const OID_CERT_POLICIES: &str = "2.5.29.32";
-const OID_NAME_CONSTRAINTS: &str = "2.5.29.30";
-const OID_SUBJECT_ALT_NAME: &str = "2.5.29.17";
 const OID_CLIENT_AUTH: &str = "1.3.6.1.5.5.7.3.2";
+const OID_ANY_POLICY: &str = "2.5.29.32.0";
+const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
+// CRL extensions this implementation processes (or may safely ignore).
+const OID_AUTHORITY_KEY_ID: &str = "2.5.29.35";
+const OID_CRL_NUMBER: &str = "2.5.29.20";
+const OID_CRL_REASON: &str = "2.5.29.21";
+const OID_INVALIDITY_DATE: &str = "2.5.29.24";
+
+/// Critical extensions a certificate may carry: the ones validation processes. Name
+/// constraints are not processed, so a critical one is refused like any unknown extension.
+const KNOWN_CRITICAL: [&str; 4] = [
+    OID_KEY_USAGE,
+    OID_EXT_KEY_USAGE,
+    OID_BASIC_CONSTRAINTS,
+    OID_CERT_POLICIES,
+];
 
 /// Why a certificate was refused. The [`reason`](Self::reason) names are stable and documented
-/// (docs/result-codes.md); operators and scripts rely on them.
+/// (docs/result-codes.md, docs/validation.md); operators and scripts rely on them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CertError {
     #[error("the certificate is not valid DER X.509: {detail}")]
     Malformed { detail: String },
+    #[error("the certificate is followed by {bytes} trailing bytes")]
+    TrailingData { bytes: usize },
+    #[error("the certificate is BER, not canonical DER: {detail}")]
+    NonCanonicalEncoding { detail: String },
+    #[error("certificate version {version} is not accepted (only v3)")]
+    UnsupportedVersion { version: u64 },
+    #[error("the outer signature algorithm differs from the one inside the signed part")]
+    SignatureAlgorithmMismatch,
     #[error("the certificate is larger than {MAX_CERTIFICATE_LEN} bytes")]
     TooLarge,
-    #[error("signature algorithm {oid} is not approved")]
+    #[error("algorithm {oid} is not approved")]
     UnsupportedAlgorithm { oid: String },
-    #[error("RSA key of {bits} bits is below the {MIN_RSA_BITS}-bit minimum")]
+    #[error("RSA key of {bits} bits is outside the approved {MIN_RSA_BITS}–{MAX_RSA_BITS} bits")]
     WeakKey { bits: usize },
     #[error(
         "no configured trust anchor or intermediate issued this certificate (issuer {issuer})"
@@ -66,8 +110,8 @@ pub enum CertError {
     },
     #[error("issuing CA {subject} is not valid at {at}")]
     IssuerNotValid { subject: String, at: OffsetDateTime },
-    #[error("issuing certificate {subject} is not a CA allowed to sign certificates")]
-    IssuerNotCa { subject: String },
+    #[error("issuing certificate {subject} is not a CA allowed to sign certificates: {detail}")]
+    IssuerNotCa { subject: String, detail: String },
     #[error("the certificate is a CA certificate, not a card's end-entity certificate")]
     NotEndEntity,
     #[error("key usage must include digitalSignature")]
@@ -78,14 +122,14 @@ pub enum CertError {
     WrongPolicy,
     #[error("unknown critical extension {oid}")]
     UnknownCriticalExtension { oid: String },
-    #[error("the path is longer than {MAX_PATH_LEN} certificates")]
-    PathTooLong,
+    #[error("the path is too long: {detail}")]
+    PathTooLong { detail: String },
     #[error("the certificate was revoked at {revoked_at} (reason: {reason})")]
     Revoked {
         revoked_at: OffsetDateTime,
         reason: String,
     },
-    #[error("no CRL from issuer {issuer} is configured")]
+    #[error("no current CRL from issuer {issuer} is configured")]
     CrlMissing { issuer: String },
     #[error("the CRL from issuer {issuer} is stale (nextUpdate {next_update}, checked at {at})")]
     CrlStale {
@@ -100,6 +144,10 @@ impl CertError {
     pub fn reason(&self) -> &'static str {
         match self {
             CertError::Malformed { .. } => "malformed",
+            CertError::TrailingData { .. } => "trailing-data",
+            CertError::NonCanonicalEncoding { .. } => "non-canonical-der",
+            CertError::UnsupportedVersion { .. } => "unsupported-version",
+            CertError::SignatureAlgorithmMismatch => "signature-algorithm-mismatch",
             CertError::TooLarge => "too-large",
             CertError::UnsupportedAlgorithm { .. } => "unsupported-algorithm",
             CertError::WeakKey { .. } => "weak-key",
@@ -114,10 +162,58 @@ impl CertError {
             CertError::WrongExtendedKeyUsage => "wrong-extended-key-usage",
             CertError::WrongPolicy => "wrong-policy",
             CertError::UnknownCriticalExtension { .. } => "unknown-critical-extension",
-            CertError::PathTooLong => "path-too-long",
+            CertError::PathTooLong { .. } => "path-too-long",
             CertError::Revoked { .. } => "revoked",
             CertError::CrlMissing { .. } => "crl-missing",
             CertError::CrlStale { .. } => "crl-stale",
+        }
+    }
+
+    /// Every reason name, for documentation checks and tests.
+    pub const REASONS: [&'static str; 23] = [
+        "malformed",
+        "trailing-data",
+        "non-canonical-der",
+        "unsupported-version",
+        "signature-algorithm-mismatch",
+        "too-large",
+        "unsupported-algorithm",
+        "weak-key",
+        "untrusted-issuer",
+        "bad-signature",
+        "expired",
+        "not-yet-valid",
+        "issuer-not-valid",
+        "issuer-not-ca",
+        "not-end-entity",
+        "wrong-key-usage",
+        "wrong-extended-key-usage",
+        "wrong-policy",
+        "unknown-critical-extension",
+        "path-too-long",
+        "revoked",
+        "crl-missing",
+        "crl-stale",
+    ];
+
+    /// How conclusive an error found while building paths is: a path that got further
+    /// explains the refusal better.
+    fn rank(&self) -> u8 {
+        match self {
+            CertError::UntrustedIssuer { .. } => 0,
+            CertError::BadSignature => 1,
+            CertError::UnsupportedAlgorithm { .. } | CertError::WeakKey { .. } => 2,
+            _ => 3,
+        }
+    }
+}
+
+impl From<DerError> for CertError {
+    fn from(e: DerError) -> Self {
+        match e {
+            DerError::Malformed(detail) => CertError::Malformed { detail },
+            DerError::NonCanonical(detail) => CertError::NonCanonicalEncoding { detail },
+            DerError::Trailing(bytes) => CertError::TrailingData { bytes },
         }
     }
 }
@@ -135,14 +231,15 @@ pub enum TrustLoadError {
     Invalid { path: PathBuf, reason: String },
 }
 
-/// What a CRL that is past its nextUpdate means.
+/// What a CRL that is past its nextUpdate (plus the clock skew) means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StaleCrlPolicy {
     /// Refuse every certificate of that issuer (fail closed). The default.
     #[default]
     Reject,
-    /// Keep using the stale CRL's revocations.
+    /// Keep using the stale CRL's revocations (fail open; for an outage of the authority's
+    /// publication, decided by an operator).
     Accept,
 }
 
@@ -173,29 +270,47 @@ impl Default for EndEntityPolicy {
 /// A CA certificate kept parsed into what path validation needs.
 #[derive(Debug, Clone)]
 struct Authority {
-    der: Vec<u8>,
     subject_raw: Vec<u8>,
     subject: String,
-    issuer_raw: Vec<u8>,
     spki: SpkiKey,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     is_anchor: bool,
+    /// Why it may not issue certificates (not a CA, no keyCertSign, unknown critical
+    /// extension, weak key), found at load time and reported when a path uses it.
+    problem: Option<CertError>,
+    path_len: Option<u32>,
+    /// keyUsage absent, or present with cRLSign.
+    may_sign_crls: bool,
+    /// How the authority itself is signed, to continue a path upward from an intermediate.
+    signed: SignedPart,
+}
+
+/// A signed object reduced to what checking its signature needs.
+#[derive(Debug, Clone)]
+struct SignedPart {
+    issuer_raw: Vec<u8>,
+    issuer: String,
+    algorithm: String,
+    tbs: Vec<u8>,
+    signature: Vec<u8>,
+    serial: Vec<u8>,
 }
 
 /// A public key in the form ring wants.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum SpkiKey {
     /// RSAPublicKey DER and the modulus size.
     Rsa { der: Vec<u8>, bits: usize },
     /// Uncompressed EC point on P-256 or P-384.
     Ec { point: Vec<u8>, p384: bool },
+    /// A key type no approved algorithm uses.
+    Unsupported { oid: String },
 }
 
-/// One issuer's CRL, reduced to a constant-time lookup.
+/// One CRL, reduced to a constant-time lookup.
 #[derive(Debug, Clone)]
 struct Crl {
-    issuer_raw: Vec<u8>,
     this_update: OffsetDateTime,
     next_update: Option<OffsetDateTime>,
     revoked: HashMap<Vec<u8>, Revocation>,
@@ -204,7 +319,7 @@ struct Crl {
 #[derive(Debug, Clone)]
 struct Revocation {
     at: OffsetDateTime,
-    reason: String,
+    reason: &'static str,
 }
 
 /// A certificate that passed validation: what the confirmation needs from it.
@@ -222,17 +337,61 @@ pub struct ValidatedCertificate {
     pub not_after: OffsetDateTime,
 }
 
+/// One link of a path: the authority (index into the store) that signed the certificate
+/// below it, and that certificate's serial (checked against the authority's CRLs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Link {
+    authority: usize,
+    child_serial: Vec<u8>,
+}
+
+/// What phase 1 established about a certificate: everything phases 2 needs to re-check it at
+/// another time. Kept by the certificate cache.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The store generation this was established against.
+    generation: u64,
+    paths: Vec<Vec<Link>>,
+    pub certificate: ValidatedCertificate,
+}
+
+impl Verified {
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
 /// Trust anchors, intermediates and CRLs: everything a verdict depends on besides the time.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TrustStore {
     authorities: Vec<Authority>,
+    /// Per authority, the CRLs its key signed (several CA certificates may share one key).
+    authority_crls: Vec<Vec<usize>>,
     crls: Vec<Crl>,
     policy: EndEntityPolicy,
+    generation: u64,
+}
+
+impl Default for TrustStore {
+    fn default() -> Self {
+        TrustStore {
+            authorities: Vec::new(),
+            authority_crls: Vec::new(),
+            crls: Vec::new(),
+            policy: EndEntityPolicy::default(),
+            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }
 
 impl TrustStore {
-    /// Builds a store from DER blobs. CRLs are verified against the anchors/intermediates here,
-    /// once, so a forged CRL is refused at load time rather than trusted later.
+    /// Builds a store from DER blobs. Anchors and intermediates must be parseable strict-DER
+    /// certificates; one that may not issue certificates (not a CA, no keyCertSign, ...) is
+    /// kept, and a path through it is refused as `issuer-not-ca`. CRLs are verified against
+    /// the authorities here, once, so a forged CRL is refused at load time rather than
+    /// trusted later.
     pub fn from_der(
         anchors: &[Vec<u8>],
         intermediates: &[Vec<u8>],
@@ -248,13 +407,18 @@ impl TrustStore {
             authorities.push(parse_authority(der, is_anchor)?);
         }
         let mut store = TrustStore {
+            authority_crls: vec![Vec::new(); authorities.len()],
             authorities,
-            crls: Vec::new(),
             policy,
+            ..TrustStore::default()
         };
         for der in crls {
-            let crl = store.parse_crl(der)?;
+            let (crl, signers) = store.parse_crl(der)?;
+            let index = store.crls.len();
             store.crls.push(crl);
+            for s in signers {
+                store.authority_crls[s].push(index);
+            }
         }
         Ok(store)
     }
@@ -291,50 +455,113 @@ impl TrustStore {
         &self.policy
     }
 
-    fn parse_crl(&self, der: &[u8]) -> Result<Crl, String> {
-        let (rest, crl) = CertificateRevocationList::from_der(der)
-            .map_err(|e| format!("CRL is not valid DER: {e}"))?;
-        if !rest.is_empty() {
-            return Err("CRL has trailing bytes".into());
+    /// A number unique to this store (within the process): cached verdicts carry it, so a
+    /// reloaded store never reuses a verdict established against an older one.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Total revoked serials over all CRLs.
+    pub fn revoked_count(&self) -> usize {
+        self.crls.iter().map(|c| c.revoked.len()).sum()
+    }
+
+    /// The newest thisUpdate per CA key, to refuse a reload that would roll a CRL back.
+    pub fn crl_this_updates(&self) -> Vec<(Vec<u8>, OffsetDateTime)> {
+        let mut out: HashMap<Vec<u8>, OffsetDateTime> = HashMap::new();
+        for (a, indexes) in self.authorities.iter().zip(&self.authority_crls) {
+            for &i in indexes {
+                let key = [a.subject_raw.as_slice(), a.spki.bytes()].concat();
+                let t = self.crls[i].this_update;
+                let e = out.entry(key).or_insert(t);
+                if t > *e {
+                    *e = t;
+                }
+            }
         }
-        let issuer_raw = crl.tbs_cert_list.issuer.as_raw().to_vec();
-        let issuer = self
-            .authorities
-            .iter()
-            .find(|a| a.subject_raw == issuer_raw)
-            .ok_or_else(|| {
-                format!(
-                    "CRL issuer {} is not a configured CA",
-                    crl.tbs_cert_list.issuer
-                )
-            })?;
-        verify_signed(
-            &issuer.spki,
-            &crl.signature_algorithm.algorithm,
-            crl.tbs_cert_list.as_ref(),
-            &crl.signature_value.data,
-        )
-        .map_err(|e| format!("CRL from {}: {e}", issuer.subject))?;
-        let mut revoked = HashMap::new();
+        out.into_iter().collect()
+    }
+
+    /// Parses and verifies a CRL; returns it and the authorities whose key signed it.
+    fn parse_crl(&self, der: &[u8]) -> Result<(Crl, Vec<usize>), String> {
+        if der.len() > MAX_CRL_LEN {
+            return Err(format!("CRL is larger than {MAX_CRL_LEN} bytes"));
+        }
+        der::check(der).map_err(|e| format!("CRL is not strict DER: {}", CertError::from(e)))?;
+        let (_, crl) = CertificateRevocationList::from_der(der)
+            .map_err(|e| format!("CRL is not valid DER: {e}"))?;
+        let tbs = &crl.tbs_cert_list;
+        if let Some(v) = tbs.version {
+            if v.0 != 1 {
+                return Err(format!("CRL version {} is not v2", u64::from(v.0) + 1));
+            }
+        }
+        if crl.signature_algorithm != tbs.signature {
+            return Err("CRL signature algorithm mismatch".into());
+        }
+        for ext in tbs.extensions() {
+            let oid = ext.oid.to_id_string();
+            if ext.critical && ![OID_AUTHORITY_KEY_ID, OID_CRL_NUMBER].contains(&oid.as_str()) {
+                return Err(format!("CRL has unsupported critical extension {oid}"));
+            }
+        }
+        let issuer_raw = tbs.issuer.as_raw();
+        let algorithm = crl.signature_algorithm.algorithm.to_id_string();
+        let mut signers = Vec::new();
+        let mut last_err = format!("CRL issuer {} is not a configured CA", tbs.issuer);
+        for (i, a) in self.authorities.iter().enumerate() {
+            if a.subject_raw != issuer_raw {
+                continue;
+            }
+            match verify_signed(&a.spki, &algorithm, tbs.as_ref(), &crl.signature_value.data) {
+                Ok(()) if !a.may_sign_crls => {
+                    last_err = format!("CA {} lacks the cRLSign key usage", a.subject);
+                }
+                Ok(()) => signers.push(i),
+                Err(e) => last_err = format!("CRL from {}: {e}", a.subject),
+            }
+        }
+        if signers.is_empty() {
+            return Err(last_err);
+        }
+        let mut revoked = HashMap::with_capacity(tbs.revoked_certificates.len());
         for entry in crl.iter_revoked_certificates() {
-            let reason = entry
-                .reason_code()
-                .map(|(_, code)| reason_name(code.0))
-                .unwrap_or("unspecified");
+            let mut reason = "unspecified";
+            for ext in entry.extensions() {
+                let oid = ext.oid.to_id_string();
+                match ext.parsed_extension() {
+                    ParsedExtension::ReasonCode(code) => reason = reason_name(code.0),
+                    _ if ext.critical
+                        && ![OID_CRL_REASON, OID_INVALIDITY_DATE].contains(&oid.as_str()) =>
+                    {
+                        return Err(format!(
+                            "CRL entry {} has unsupported critical extension {oid}",
+                            hex::encode(entry.raw_serial())
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            if reason == "removeFromCRL" {
+                // Only meaningful in delta CRLs, which are not supported: not a revocation.
+                continue;
+            }
             revoked.insert(
                 entry.raw_serial().to_vec(),
                 Revocation {
                     at: entry.revocation_date.to_datetime(),
-                    reason: reason.to_owned(),
+                    reason,
                 },
             );
         }
-        Ok(Crl {
-            issuer_raw,
-            this_update: crl.tbs_cert_list.this_update.to_datetime(),
-            next_update: crl.tbs_cert_list.next_update.map(|t| t.to_datetime()),
-            revoked,
-        })
+        Ok((
+            Crl {
+                this_update: tbs.this_update.to_datetime(),
+                next_update: tbs.next_update.map(|t| t.to_datetime()),
+                revoked,
+            },
+            signers,
+        ))
     }
 
     /// Validates a card's user-authentication certificate at time `at`.
@@ -343,99 +570,243 @@ impl TrustStore {
         der: &[u8],
         at: OffsetDateTime,
     ) -> Result<ValidatedCertificate, CertError> {
+        self.verify(der, at).map(|v| v.certificate)
+    }
+
+    /// Full validation (all three phases), returning what a cache keeps.
+    pub fn verify(&self, der: &[u8], at: OffsetDateTime) -> Result<Verified, CertError> {
         if der.len() > MAX_CERTIFICATE_LEN {
             return Err(CertError::TooLarge);
         }
+        // Phase 1: structure.
         let cert = parse_strict(der)?;
-        let skew = self.policy.clock_skew;
+        let leaf = signed_part(&cert);
+        let paths = self.build_paths(&leaf)?;
+        let not_before = cert.validity().not_before.to_datetime();
+        let not_after = cert.validity().not_after.to_datetime();
+        let hash = ring::digest::digest(&ring::digest::SHA256, der);
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(hash.as_ref());
+        let verified = Verified {
+            generation: self.generation,
+            paths,
+            certificate: ValidatedCertificate {
+                sha256,
+                rsa_public_key: Vec::new(),
+                subject: cert.subject().to_string(),
+                issuer: cert.issuer().to_string(),
+                serial_hex: hex::encode(cert.raw_serial()),
+                not_before,
+                not_after,
+            },
+        };
+        // Phase 2: time and revocation. Before the profile, so staff see "expired" rather
+        // than a profile complaint for a card whose expiry already ended its life.
+        self.recheck(&verified, at)?;
+        // Phase 3: the end-entity profile, read only once the issuer's signature has shown
+        // the content is the authority's.
+        let rsa_public_key = self.check_profile(&cert)?;
+        Ok(Verified {
+            certificate: ValidatedCertificate {
+                rsa_public_key,
+                ..verified.certificate
+            },
+            ..verified
+        })
+    }
 
-        // The path: leaf → intermediates* → anchor, each link's signature checked.
-        let mut subject_raw = cert.tbs_certificate.issuer.as_raw().to_vec();
-        let mut child_alg = cert.signature_algorithm.algorithm.clone();
-        let mut child_tbs: Vec<u8> = cert.tbs_certificate.as_ref().to_vec();
-        let mut child_sig: Vec<u8> = cert.signature_value.data.to_vec();
-        let mut child_serial = cert.raw_serial().to_vec();
-        let mut depth = 1;
-        let mut revocation_checks: Vec<(&Authority, Vec<u8>)> = Vec::new();
-        let leaf_issuer_name = cert.tbs_certificate.issuer.to_string();
-        loop {
-            depth += 1;
-            if depth > MAX_PATH_LEN {
-                return Err(CertError::PathTooLong);
-            }
-            // Several CA generations may share a name; try each whose key verifies.
-            let candidates: Vec<&Authority> = self
-                .authorities
-                .iter()
-                .filter(|a| a.subject_raw == subject_raw)
-                .collect();
-            if candidates.is_empty() {
-                return Err(CertError::UntrustedIssuer {
-                    issuer: leaf_issuer_name,
-                });
-            }
-            let mut verified = None;
-            let mut last_err = CertError::BadSignature;
-            for auth in candidates {
-                match verify_signed(&auth.spki, &child_alg, &child_tbs, &child_sig) {
-                    Ok(()) => {
-                        verified = Some(auth);
-                        break;
-                    }
-                    Err(e) => last_err = e,
+    /// Phase 2 for an already verified certificate: some path whose CAs are valid at `at`,
+    /// the certificate valid at `at`, and no link revoked on its issuer's current CRL. Cheap:
+    /// a few comparisons and hash lookups, no parsing and no signature.
+    pub fn recheck(&self, verified: &Verified, at: OffsetDateTime) -> Result<(), CertError> {
+        let mut first = None;
+        for path in &verified.paths {
+            match self.check_path_at(path, &verified.certificate, at) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    first.get_or_insert(e);
                 }
             }
-            let auth = verified.ok_or(last_err)?;
-            if at + skew < auth.not_before || at - skew > auth.not_after {
+        }
+        Err(first.unwrap_or(CertError::UntrustedIssuer {
+            issuer: verified.certificate.issuer.clone(),
+        }))
+    }
+
+    fn check_path_at(
+        &self,
+        path: &[Link],
+        leaf: &ValidatedCertificate,
+        at: OffsetDateTime,
+    ) -> Result<(), CertError> {
+        let skew = self.policy.clock_skew;
+        for link in path {
+            let a = self.authority(link.authority)?;
+            if at + skew < a.not_before || at - skew > a.not_after {
                 return Err(CertError::IssuerNotValid {
-                    subject: auth.subject.clone(),
+                    subject: a.subject.clone(),
                     at,
                 });
             }
-            revocation_checks.push((auth, child_serial.clone()));
-            if auth.is_anchor {
-                break;
+        }
+        if at + skew < leaf.not_before {
+            return Err(CertError::NotYetValid {
+                not_before: leaf.not_before,
+                at,
+            });
+        }
+        if at - skew > leaf.not_after {
+            return Err(CertError::Expired {
+                not_after: leaf.not_after,
+                at,
+            });
+        }
+        for link in path {
+            self.check_revocation(link.authority, &link.child_serial, at)?;
+        }
+        Ok(())
+    }
+
+    fn authority(&self, index: usize) -> Result<&Authority, CertError> {
+        // Indexes come from this store's own path building; a miss would be a bug, refused
+        // rather than panicking.
+        self.authorities
+            .get(index)
+            .ok_or_else(|| CertError::UntrustedIssuer {
+                issuer: "(stale path)".into(),
+            })
+    }
+
+    /// Every path from `leaf` to an anchor, each link's signature verified, each CA allowed
+    /// to issue, lengths within bounds. Errs with the most conclusive reason when none exists.
+    fn build_paths(&self, leaf: &SignedPart) -> Result<Vec<Vec<Link>>, CertError> {
+        let mut search = PathSearch {
+            paths: Vec::new(),
+            best_error: None,
+            signature_checks: 0,
+        };
+        let mut current = Vec::new();
+        self.extend_path(leaf, &mut current, &mut search);
+        if search.paths.is_empty() {
+            return Err(search.best_error.unwrap_or(CertError::UntrustedIssuer {
+                issuer: leaf.issuer.clone(),
+            }));
+        }
+        Ok(search.paths)
+    }
+
+    fn extend_path(&self, child: &SignedPart, current: &mut Vec<Link>, search: &mut PathSearch) {
+        let mut found = false;
+        for (index, auth) in self.authorities.iter().enumerate() {
+            if auth.subject_raw != child.issuer_raw
+                || current.iter().any(|l| l.authority == index)
+                || search.paths.len() >= MAX_PATHS
+            {
+                continue;
             }
-            // Continue upward from the intermediate.
-            let (_, inter) =
-                X509Certificate::from_der(&auth.der).map_err(|e| CertError::Malformed {
-                    detail: format!("intermediate: {e}"),
-                })?;
-            subject_raw = auth.issuer_raw.clone();
-            child_alg = inter.signature_algorithm.algorithm.clone();
-            child_tbs = inter.tbs_certificate.as_ref().to_vec();
-            child_sig = inter.signature_value.data.to_vec();
-            child_serial = inter.raw_serial().to_vec();
+            found = true;
+            if search.signature_checks >= MAX_SIGNATURE_CHECKS {
+                search.note(CertError::PathTooLong {
+                    detail: "too many candidate issuers".into(),
+                });
+                return;
+            }
+            search.signature_checks += 1;
+            if let Err(e) =
+                verify_signed(&auth.spki, &child.algorithm, &child.tbs, &child.signature)
+            {
+                search.note(e);
+                continue;
+            }
+            if let Some(problem) = &auth.problem {
+                search.note(problem.clone());
+                continue;
+            }
+            // current.len() intermediates lie between this authority and the leaf.
+            if let Some(limit) = auth.path_len {
+                if (current.len() as u64) > u64::from(limit) {
+                    search.note(CertError::PathTooLong {
+                        detail: format!("{} allows {limit} intermediate(s) below it", auth.subject),
+                    });
+                    continue;
+                }
+            }
+            current.push(Link {
+                authority: index,
+                child_serial: child.serial.clone(),
+            });
+            if auth.is_anchor {
+                search.paths.push(current.clone());
+            } else if current.len() + 1 >= MAX_PATH_LEN {
+                search.note(CertError::PathTooLong {
+                    detail: format!("more than {MAX_PATH_LEN} certificates"),
+                });
+            } else {
+                self.extend_path(&auth.signed, current, search);
+            }
+            current.pop();
         }
+        if !found {
+            search.note(CertError::UntrustedIssuer {
+                issuer: child.issuer.clone(),
+            });
+        }
+    }
 
-        // Then time, then revocation: staff need "expired" rather than "revoked" for a card
-        // whose expiry already ended its life (authorities drop expired serials from CRLs).
-        let not_before = cert.validity().not_before.to_datetime();
-        let not_after = cert.validity().not_after.to_datetime();
-        if at + skew < not_before {
-            return Err(CertError::NotYetValid { not_before, at });
+    /// The revocation check of one link: the newest current CRL signed by the authority's
+    /// key, fail closed when there is none or it is stale.
+    fn check_revocation(
+        &self,
+        authority: usize,
+        serial: &[u8],
+        at: OffsetDateTime,
+    ) -> Result<(), CertError> {
+        let skew = self.policy.clock_skew;
+        let a = self.authority(authority)?;
+        let crl = self
+            .authority_crls
+            .get(authority)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.crls.get(i))
+            .filter(|c| c.this_update <= at + skew)
+            .max_by_key(|c| c.this_update)
+            .ok_or_else(|| CertError::CrlMissing {
+                issuer: a.subject.clone(),
+            })?;
+        if let Some(next) = crl.next_update {
+            if at - skew > next && self.policy.stale_crl == StaleCrlPolicy::Reject {
+                return Err(CertError::CrlStale {
+                    issuer: a.subject.clone(),
+                    next_update: next,
+                    at,
+                });
+            }
         }
-        if at - skew > not_after {
-            return Err(CertError::Expired { not_after, at });
+        match crl.revoked.get(serial) {
+            Some(r) => Err(CertError::Revoked {
+                revoked_at: r.at,
+                reason: r.reason.to_owned(),
+            }),
+            None => Ok(()),
         }
-        for (auth, serial) in &revocation_checks {
-            self.check_revocation(&auth.subject_raw, &auth.subject, serial, at)?;
-        }
+    }
 
-        // The end-entity profile: properties of the card itself, read only once the issuer's
-        // signature has shown the content is the authority's.
-        check_critical_extensions(&cert)?;
-        let leaf_key = match cert.public_key().parsed() {
+    /// Phase 3: the card's own profile. Returns its RSAPublicKey DER.
+    fn check_profile(&self, cert: &X509Certificate<'_>) -> Result<Vec<u8>, CertError> {
+        check_extensions(cert)?;
+        let spki = cert.public_key();
+        let leaf_key = match spki.parsed() {
             Ok(PublicKey::RSA(rsa)) => {
                 let bits = rsa.key_size();
-                if bits < MIN_RSA_BITS {
+                if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                     return Err(CertError::WeakKey { bits });
                 }
-                cert.public_key().subject_public_key.data.to_vec()
+                spki.subject_public_key.data.to_vec()
             }
             Ok(_) => {
                 return Err(CertError::UnsupportedAlgorithm {
-                    oid: cert.public_key().algorithm.algorithm.to_id_string(),
+                    oid: spki.algorithm.algorithm.to_id_string(),
                 })
             }
             Err(e) => {
@@ -444,9 +815,13 @@ impl TrustStore {
                 })
             }
         };
-        if let Ok(Some(bc)) = cert.basic_constraints() {
-            if bc.value.ca {
-                return Err(CertError::NotEndEntity);
+        match cert.basic_constraints() {
+            Ok(Some(bc)) if bc.value.ca => return Err(CertError::NotEndEntity),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(CertError::Malformed {
+                    detail: format!("basicConstraints: {e}"),
+                })
             }
         }
         match cert.key_usage() {
@@ -482,7 +857,7 @@ impl TrustStore {
             }
         }
         if !self.policy.policy_oids.is_empty() {
-            let asserted = certificate_policies(&cert);
+            let asserted = certificate_policies(cert);
             if !asserted
                 .iter()
                 .any(|p| self.policy.policy_oids.iter().any(|want| want == p))
@@ -490,173 +865,236 @@ impl TrustStore {
                 return Err(CertError::WrongPolicy);
             }
         }
-
-        let hash = ring::digest::digest(&ring::digest::SHA256, der);
-        let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(hash.as_ref());
-        Ok(ValidatedCertificate {
-            sha256,
-            rsa_public_key: leaf_key,
-            subject: cert.subject().to_string(),
-            issuer: cert.issuer().to_string(),
-            serial_hex: hex::encode(cert.raw_serial()),
-            not_before,
-            not_after,
-        })
+        Ok(leaf_key)
     }
+}
 
-    fn check_revocation(
-        &self,
-        issuer_raw: &[u8],
-        issuer: &str,
-        serial: &[u8],
-        at: OffsetDateTime,
-    ) -> Result<(), CertError> {
-        let skew = self.policy.clock_skew;
-        // With several CRLs of one issuer (a reload in flight), the newest wins.
-        let crl = self
-            .crls
-            .iter()
-            .filter(|c| c.issuer_raw == issuer_raw && c.this_update <= at + skew)
-            .max_by_key(|c| c.this_update)
-            .ok_or_else(|| CertError::CrlMissing {
-                issuer: issuer.to_owned(),
-            })?;
-        if let Some(next) = crl.next_update {
-            if at - skew > next && self.policy.stale_crl == StaleCrlPolicy::Reject {
-                return Err(CertError::CrlStale {
-                    issuer: issuer.to_owned(),
-                    next_update: next,
-                    at,
-                });
-            }
-        }
-        match crl.revoked.get(serial) {
-            Some(r) => Err(CertError::Revoked {
-                revoked_at: r.at,
-                reason: r.reason.clone(),
-            }),
-            None => Ok(()),
+/// Path-building state: bounded work, the paths found, the most conclusive failure.
+struct PathSearch {
+    paths: Vec<Vec<Link>>,
+    best_error: Option<CertError>,
+    signature_checks: usize,
+}
+
+impl PathSearch {
+    fn note(&mut self, e: CertError) {
+        if self.best_error.as_ref().is_none_or(|b| e.rank() > b.rank()) {
+            self.best_error = Some(e);
         }
     }
 }
 
-/// Parses a certificate, refusing trailing bytes.
+impl SpkiKey {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            SpkiKey::Rsa { der, .. } => der,
+            SpkiKey::Ec { point, .. } => point,
+            SpkiKey::Unsupported { oid } => oid.as_bytes(),
+        }
+    }
+}
+
+/// The version from a raw TBSCertificate: 0 (v1) when the explicit [0] field is absent.
+fn raw_version(tbs: &[u8]) -> Result<u64, CertError> {
+    let outer = der::header(tbs)?;
+    let content = &tbs[outer.header_len..outer.total_len()];
+    let Ok(first) = der::header(content) else {
+        return Ok(0);
+    };
+    if first.tag != 0xa0 {
+        return Ok(0);
+    }
+    let inner = &content[first.header_len..first.total_len()];
+    let int = der::header(inner)?;
+    if int.tag != 0x02 {
+        return Err(CertError::Malformed {
+            detail: "version is not an INTEGER".into(),
+        });
+    }
+    let bytes = &inner[int.header_len..int.total_len()];
+    if bytes.len() > 4 || bytes.first().is_some_and(|b| b & 0x80 != 0) {
+        return Err(CertError::UnsupportedVersion { version: u64::MAX });
+    }
+    let v = bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    if v == 0 {
+        // DER omits a DEFAULT value: an explicit v1 is BER.
+        return Err(CertError::NonCanonicalEncoding {
+            detail: "explicitly encoded default version v1".into(),
+        });
+    }
+    Ok(v)
+}
+
+/// Parses a certificate: strict DER first (so BER, bad lengths and trailing bytes are refused
+/// whatever x509-parser would tolerate), then the X.509 structure, version v3 and matching
+/// signature algorithm fields.
 fn parse_strict(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
+    let unsorted = der::check_deferring_order(der)?;
+    // The version before x509-parser, which refuses some versions with a generic error.
+    let outer = der::header(der)?;
+    let version = raw_version(&der[outer.header_len..outer.total_len()])?;
+    if version > 2 {
+        return Err(CertError::UnsupportedVersion {
+            version: version.saturating_add(1),
+        });
+    }
     let (rest, cert) = X509Certificate::from_der(der).map_err(|e| CertError::Malformed {
         detail: e.to_string(),
     })?;
     if !rest.is_empty() {
-        return Err(CertError::Malformed {
-            detail: format!("{} trailing bytes after the certificate", rest.len()),
+        return Err(CertError::TrailingData { bytes: rest.len() });
+    }
+    if version != 2 {
+        return Err(CertError::UnsupportedVersion {
+            version: version.saturating_add(1),
         });
     }
+    if let Some(detail) = unsorted {
+        return Err(CertError::NonCanonicalEncoding { detail });
+    }
+    if cert.signature_algorithm != cert.tbs_certificate.signature {
+        return Err(CertError::SignatureAlgorithmMismatch);
+    }
+    // Extension values and the RSA key are DER inside OCTET/BIT STRINGs: strict too.
+    for ext in cert.extensions() {
+        der::check(ext.value).map_err(|e| match CertError::from(e) {
+            CertError::TrailingData { bytes } => CertError::Malformed {
+                detail: format!("extension {}: {bytes} trailing bytes", ext.oid),
+            },
+            other => other,
+        })?;
+    }
+    let spki = cert.public_key();
+    if spki.algorithm.algorithm.to_id_string() == OID_RSA_ENCRYPTION {
+        der::check(&spki.subject_public_key.data).map_err(|e| CertError::Malformed {
+            detail: format!("RSA public key: {}", CertError::from(e)),
+        })?;
+    }
     Ok(cert)
+}
+
+fn signed_part(cert: &X509Certificate<'_>) -> SignedPart {
+    SignedPart {
+        issuer_raw: cert.issuer().as_raw().to_vec(),
+        issuer: cert.issuer().to_string(),
+        algorithm: cert.signature_algorithm.algorithm.to_id_string(),
+        tbs: cert.tbs_certificate.as_ref().to_vec(),
+        signature: cert.signature_value.data.to_vec(),
+        serial: cert.raw_serial().to_vec(),
+    }
 }
 
 fn parse_authority(der: &[u8], is_anchor: bool) -> Result<Authority, String> {
     let cert = parse_strict(der).map_err(|e| format!("CA certificate: {e}"))?;
     let subject = cert.subject().to_string();
-    let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
-    let can_sign = matches!(cert.key_usage(), Ok(Some(ku)) if ku.value.key_cert_sign());
-    if !is_ca || !can_sign {
-        return Err(CertError::IssuerNotCa { subject }.to_string());
+    let not_ca = |detail: &str| CertError::IssuerNotCa {
+        subject: subject.clone(),
+        detail: detail.to_owned(),
+    };
+    let bc = cert
+        .basic_constraints()
+        .map_err(|e| format!("CA {subject}: {e}"))?;
+    let ku = cert.key_usage().map_err(|e| format!("CA {subject}: {e}"))?;
+    let mut problem = match (&bc, &ku) {
+        (None, _) => Some(not_ca("no basicConstraints")),
+        (Some(bc), _) if !bc.value.ca => Some(not_ca("basicConstraints cA is false")),
+        (_, None) => Some(not_ca("no keyUsage")),
+        (_, Some(ku)) if !ku.value.key_cert_sign() => Some(not_ca("keyUsage lacks keyCertSign")),
+        _ => None,
+    };
+    if problem.is_none() {
+        problem = check_extensions(&cert).err();
     }
-    let spki = spki_key(&cert).map_err(|e| format!("CA {subject}: {e}"))?;
+    let spki = spki_key(&cert);
+    if problem.is_none() {
+        if let SpkiKey::Rsa { bits, .. } = spki {
+            if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+                problem = Some(CertError::WeakKey { bits });
+            }
+        }
+    }
     Ok(Authority {
-        der: der.to_vec(),
         subject_raw: cert.subject().as_raw().to_vec(),
         subject,
-        issuer_raw: cert.issuer().as_raw().to_vec(),
         spki,
         not_before: cert.validity().not_before.to_datetime(),
         not_after: cert.validity().not_after.to_datetime(),
         is_anchor,
+        problem,
+        path_len: bc.and_then(|b| b.value.path_len_constraint),
+        may_sign_crls: ku.is_none_or(|k| k.value.crl_sign()),
+        signed: signed_part(&cert),
     })
 }
 
-fn spki_key(cert: &X509Certificate<'_>) -> Result<SpkiKey, CertError> {
+fn spki_key(cert: &X509Certificate<'_>) -> SpkiKey {
     let spki = cert.public_key();
     match spki.parsed() {
-        Ok(PublicKey::RSA(rsa)) => {
-            let bits = rsa.key_size();
-            if bits < MIN_RSA_BITS {
-                return Err(CertError::WeakKey { bits });
-            }
-            Ok(SpkiKey::Rsa {
-                der: spki.subject_public_key.data.to_vec(),
-                bits,
-            })
-        }
-        Ok(PublicKey::EC(point)) => {
-            let p384 = point.key_size() == 384;
-            Ok(SpkiKey::Ec {
-                point: spki.subject_public_key.data.to_vec(),
-                p384,
-            })
-        }
-        Ok(_) => Err(CertError::UnsupportedAlgorithm {
+        Ok(PublicKey::RSA(rsa)) => SpkiKey::Rsa {
+            der: spki.subject_public_key.data.to_vec(),
+            bits: rsa.key_size(),
+        },
+        Ok(PublicKey::EC(point)) => SpkiKey::Ec {
+            point: spki.subject_public_key.data.to_vec(),
+            p384: point.key_size() == 384,
+        },
+        _ => SpkiKey::Unsupported {
             oid: spki.algorithm.algorithm.to_id_string(),
-        }),
-        Err(e) => Err(CertError::Malformed {
-            detail: format!("public key: {e}"),
-        }),
+        },
     }
 }
 
-/// Verifies `signature` over `message` with an approved algorithm. SHA-1 and MD5 are refused.
+/// Verifies `signature` over `message` with an approved algorithm. SHA-1 and MD5 are refused,
+/// and RSA keys outside 2048–8192 bits.
 fn verify_signed(
     key: &SpkiKey,
-    alg: &Oid<'_>,
+    oid: &str,
     message: &[u8],
     signature_bytes: &[u8],
 ) -> Result<(), CertError> {
-    let oid = alg.to_id_string();
-    let (ring_alg, der): (&'static dyn signature::VerificationAlgorithm, &[u8]) =
-        match (oid.as_str(), key) {
-            ("1.2.840.113549.1.1.11", SpkiKey::Rsa { der, bits }) if *bits >= MIN_RSA_BITS => {
-                (&signature::RSA_PKCS1_2048_8192_SHA256, der)
-            }
-            ("1.2.840.113549.1.1.12", SpkiKey::Rsa { der, bits }) if *bits >= MIN_RSA_BITS => {
-                (&signature::RSA_PKCS1_2048_8192_SHA384, der)
-            }
-            ("1.2.840.113549.1.1.13", SpkiKey::Rsa { der, bits }) if *bits >= MIN_RSA_BITS => {
-                (&signature::RSA_PKCS1_2048_8192_SHA512, der)
-            }
-            ("1.2.840.10045.4.3.2", SpkiKey::Ec { point, p384: false }) => {
-                (&signature::ECDSA_P256_SHA256_ASN1, point)
-            }
-            ("1.2.840.10045.4.3.3", SpkiKey::Ec { point, p384: true }) => {
-                (&signature::ECDSA_P384_SHA384_ASN1, point)
-            }
-            (_, SpkiKey::Rsa { bits, .. }) if *bits < MIN_RSA_BITS => {
-                return Err(CertError::WeakKey { bits: *bits })
-            }
-            _ => return Err(CertError::UnsupportedAlgorithm { oid }),
-        };
+    let rsa_ok = |bits: usize| (MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits);
+    let (ring_alg, der): (&'static dyn signature::VerificationAlgorithm, &[u8]) = match (oid, key) {
+        ("1.2.840.113549.1.1.11", SpkiKey::Rsa { der, bits }) if rsa_ok(*bits) => {
+            (&signature::RSA_PKCS1_2048_8192_SHA256, der)
+        }
+        ("1.2.840.113549.1.1.12", SpkiKey::Rsa { der, bits }) if rsa_ok(*bits) => {
+            (&signature::RSA_PKCS1_2048_8192_SHA384, der)
+        }
+        ("1.2.840.113549.1.1.13", SpkiKey::Rsa { der, bits }) if rsa_ok(*bits) => {
+            (&signature::RSA_PKCS1_2048_8192_SHA512, der)
+        }
+        ("1.2.840.10045.4.3.2", SpkiKey::Ec { point, p384: false }) => {
+            (&signature::ECDSA_P256_SHA256_ASN1, point)
+        }
+        ("1.2.840.10045.4.3.3", SpkiKey::Ec { point, p384: true }) => {
+            (&signature::ECDSA_P384_SHA384_ASN1, point)
+        }
+        (
+            "1.2.840.113549.1.1.11" | "1.2.840.113549.1.1.12" | "1.2.840.113549.1.1.13",
+            SpkiKey::Rsa { bits, .. },
+        ) => return Err(CertError::WeakKey { bits: *bits }),
+        _ => {
+            return Err(CertError::UnsupportedAlgorithm {
+                oid: oid.to_owned(),
+            })
+        }
+    };
     signature::UnparsedPublicKey::new(ring_alg, der)
         .verify(message, signature_bytes)
         .map_err(|_| CertError::BadSignature)
 }
 
-fn check_critical_extensions(cert: &X509Certificate<'_>) -> Result<(), CertError> {
-    const KNOWN: [&str; 6] = [
-        OID_KEY_USAGE,
-        OID_EXT_KEY_USAGE,
-        OID_BASIC_CONSTRAINTS,
-        OID_CERT_POLICIES,
-        OID_NAME_CONSTRAINTS,
-        OID_SUBJECT_ALT_NAME,
-    ];
+/// Unknown critical extensions, and extensions x509-parser could not decode.
+fn check_extensions(cert: &X509Certificate<'_>) -> Result<(), CertError> {
     for ext in cert.extensions() {
         let oid = ext.oid.to_id_string();
-        if ext.critical && !KNOWN.contains(&oid.as_str()) {
-            return Err(CertError::UnknownCriticalExtension { oid });
-        }
         if let ParsedExtension::ParseError { error } = ext.parsed_extension() {
             return Err(CertError::Malformed {
                 detail: format!("extension {oid}: {error}"),
             });
+        }
+        if ext.critical && !KNOWN_CRITICAL.contains(&oid.as_str()) {
+            return Err(CertError::UnknownCriticalExtension { oid });
         }
     }
     Ok(())
@@ -670,6 +1108,7 @@ fn certificate_policies(cert: &X509Certificate<'_>) -> Vec<String> {
                 policies
                     .iter()
                     .map(|p| p.policy_id.to_id_string())
+                    .filter(|p| p != OID_ANY_POLICY)
                     .collect::<Vec<_>>(),
             ),
             _ => None,
