@@ -9,6 +9,7 @@
 //! (`service.toml`, `agent.toml`), [`manifest`] (`world.json`) and [`world`] (the builder).
 #![forbid(unsafe_code)]
 
+pub mod card_data;
 pub mod config;
 pub mod der;
 mod error;

@@ -77,6 +77,15 @@ pub struct CardEntry {
     /// A sentence on what the card is for.
     #[serde(default)]
     pub description: String,
+    /// The signature password (EF `001B`; test data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_password: Option<String>,
+    /// The holder's My Number as on the card (Kenhojo EF `0001`; synthetic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub my_number: Option<String>,
+    /// 照合番号B (Kenkaku EF `0012`; test data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_b: Option<String>,
 }
 
 /// How a terminal is set up.
@@ -201,6 +210,9 @@ mod tests {
                 kind: CardKind::Unregistered,
                 serial: "40aa".into(),
                 description: String::new(),
+                sign_password: None,
+                my_number: None,
+                number_b: None,
             }],
             terminals: vec![TerminalEntry {
                 name: "1340100017-T09".into(),

@@ -250,6 +250,88 @@ pub fn card_certificate(
         )))
 }
 
+/// The two OUs of the signature CA's name (署名用): a separate CA from the user-authentication
+/// one, as at the real authority.
+pub const SIGNATURE_ISSUER_UNITS: [&str; 2] = [
+    "JPKI for digital signature",
+    "Japan Agency for Local Authority Information Systems",
+];
+
+/// The JPKI test policy of signature certificates (an inference by analogy with the
+/// user-authentication test policy `…8.5.1.0.30`): `1.2.392.200149.8.5.1.0.1`.
+const JPKI_TEST_SIGNATURE_POLICY: [u64; 9] = [1, 2, 392, 200_149, 8, 5, 1, 0, 1];
+
+fn signature_authority_name() -> Result<DistinguishedName, TestbedError> {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, printable("JP")?);
+    dn.push(DnType::OrganizationName, printable(ISSUER_ORGANIZATION)?);
+    dn.push(
+        DnType::OrganizationalUnitName,
+        printable(SIGNATURE_ISSUER_UNITS[0])?,
+    );
+    dn.push(
+        DnType::CustomDnType(OID_ORG_UNIT.to_vec()),
+        printable(SIGNATURE_ISSUER_UNITS[1])?,
+    );
+    Ok(dn)
+}
+
+/// The mock authority's signature CA (issues the cards' EF `0001` certificates).
+pub fn signature_ca(
+    key: &RsaKey,
+    serial: Vec<u8>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<Authority, TestbedError> {
+    let params = ca_params(
+        signature_authority_name()?,
+        serial,
+        not_before,
+        not_after,
+        BasicConstraints::Unconstrained,
+    );
+    self_signed_authority(params, key, "signature CA")
+}
+
+/// A signature certificate (署名用電子証明書, EF `0001`). A real one names the holder (name,
+/// address, birth date, sex in the subject and a subjectAltName); the mock keeps the same
+/// non-personal `C=JP, CN=<id>` subject as the user-authentication certificate, with
+/// keyUsage critical digitalSignature + nonRepudiation and a critical test policy.
+pub fn signature_certificate(
+    ca: &Authority,
+    key: &KeyPair,
+    spec: &CardCertificateSpec,
+) -> Result<Certificate, TestbedError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, printable("JP")?);
+    dn.push(DnType::CommonName, printable(&spec.common_name)?);
+    params.distinguished_name = dn;
+    params.serial_number = Some(SerialNumber::from_slice(&spec.serial));
+    params.not_before = spec.not_before;
+    params.not_after = spec.not_after;
+    params.is_ca = IsCa::NoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::ContentCommitment,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    let mut policies = CustomExtension::from_oid_content(
+        &OID_CERTIFICATE_POLICIES,
+        der::certificate_policies(&JPKI_TEST_SIGNATURE_POLICY),
+    );
+    policies.set_criticality(true);
+    let ski = subject_key_identifier(&params, key);
+    params.custom_extensions = vec![policies, ski];
+    params
+        .signed_by(key, &ca.issuer)
+        .map_err(TestbedError::cert(format!(
+            "signature certificate {}",
+            spec.common_name
+        )))
+}
+
 /// One revoked certificate for the CRL.
 #[derive(Debug, Clone)]
 pub struct Revocation {

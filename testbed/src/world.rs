@@ -12,9 +12,12 @@ use std::time::Instant;
 
 use onshi_confirm_service::eligibility::{birthday_in, InstitutionCode, Person};
 use onshi_confirm_service::store::{self, CardKey, Store, Terminal};
-use onshi_virtual_card::profile::{CardProfile, DEFAULT_ATR, PROFILE_FORMAT};
+use onshi_virtual_card::profile::{
+    CardProfile, KenhojoProfile, KenkakuProfile, SignatureProfile, DEFAULT_ATR, PROFILE_FORMAT,
+};
 use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
+use crate::card_data;
 use crate::config::{self, AgentConfig, ServiceConfig, ServiceTls, ServiceValidation};
 use crate::keys::{derive_seed, rng_for, RsaKey};
 use crate::manifest::{self, CardEntry, CardKind, TerminalEntry, TerminalStatus, WorldManifest};
@@ -293,6 +296,9 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             .iter()
             .map(|t| format!("terminal/{}/{}", t.dir, t.name())),
     );
+    // Last, so adding it shifted no other key's place in the batch (each key depends only on
+    // its own purpose label anyway).
+    purposes.push("signature-ca".to_owned());
     progress.step(&format!("generating {} RSA-2048 keys", purposes.len()));
     let mut keys = RsaKey::generate_all(seed, &purposes)?.into_iter();
     let mut next_key = |what: &str| {
@@ -312,6 +318,7 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         .iter()
         .map(|t| next_key(&t.name()))
         .collect::<Result<Vec<_>, _>>()?;
+    let signature_ca_key = next_key("signature-ca")?;
 
     progress.step(&format!("generating {} persons", opts.persons));
     let plans: Vec<CardPlan> = (0..opts.cards).map(population::card_plan).collect();
@@ -329,6 +336,17 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
     write_secret(
         &out.join("issuing-ca/ca.key.pem"),
         issuing.key_pem().as_bytes(),
+    )?;
+
+    let signature_ca = pki::signature_ca(
+        &signature_ca_key,
+        pki::serial_for(seed, "signature-ca"),
+        add_years(now, -2)?,
+        add_years(now, 8)?,
+    )?;
+    write_file(
+        &out.join("issuing-ca/signature-ca.pem"),
+        signature_ca.pem().as_bytes(),
     )?;
 
     progress.step(&format!("issuing {} cards", opts.cards));
@@ -374,6 +392,30 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             });
         }
         let pin = card_pin(seed, index);
+        // The signature key is another key of the pool (a simulation shortcut, docs/world.md).
+        let sign_index = (index + 1) % pool;
+        let (sign_key, sign_key_pair) =
+            match (card_keys.get(sign_index), card_key_pairs.get(sign_index)) {
+                (Some(k), Some(p)) => (k, p),
+                _ => {
+                    return Err(TestbedError::KeyGeneration {
+                        purpose: format!("card-key/{sign_index}"),
+                        reason: "missing".into(),
+                    })
+                }
+            };
+        let sign_spec = CardCertificateSpec {
+            serial: pki::serial_for(seed, &format!("signature/{name}")),
+            ..spec.clone()
+        };
+        let sign_cert = pki::signature_certificate(&signature_ca, sign_key_pair, &sign_spec)?;
+        let sign_password = card_data::sign_password(seed, index);
+        let my_number = card_data::my_number(seed, index);
+        // The card itself runs to the tenth birthday after issue.
+        let card_expiry_year = certificate_expiry(holder.birth_date, add_years(issued, 5)?)?
+            .to_offset(JST)
+            .year();
+        let number_b = card_data::number_b(seed, index, holder.birth_date, card_expiry_year);
         let profile = CardProfile {
             format: PROFILE_FORMAT.to_owned(),
             name: name.clone(),
@@ -382,6 +424,36 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             user_auth_certificate: cert.pem(),
             user_auth_ca_certificate: issuing.pem(),
             user_auth_private_key: key.pkcs8_pem().to_owned(),
+            signature: Some(SignatureProfile {
+                certificate: sign_cert.pem(),
+                ca_certificate: signature_ca.pem(),
+                private_key: sign_key.pkcs8_pem().to_owned(),
+                password: sign_password.clone(),
+            }),
+            kenhojo: Some(KenhojoProfile {
+                my_number: my_number.clone(),
+                name: holder.name.clone(),
+                address: holder.address.clone(),
+                birth_date: format!(
+                    "{:04}{:02}{:02}",
+                    holder.birth_date.year(),
+                    u8::from(holder.birth_date.month()),
+                    holder.birth_date.day()
+                ),
+                sex: match holder.sex {
+                    1 => "1",
+                    2 => "2",
+                    _ => "9",
+                }
+                .to_owned(),
+            }),
+            kenkaku: Some(KenkakuProfile {
+                birth_date_key: card_data::era_yymmdd(holder.birth_date),
+                number_b: number_b.clone(),
+                face_photo: hex::encode_upper(card_data::face_photo(seed, &holder.id)),
+                simulator_face_export: true,
+            }),
+            faults: Vec::new(),
         };
         let profile_rel = format!("cards/{name}.json");
         let profile_path = out.join(&profile_rel);
@@ -398,6 +470,9 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             kind: plan.kind,
             serial: card_key.serial.clone(),
             description: plan.description.to_owned(),
+            sign_password: Some(sign_password),
+            my_number: Some(my_number),
+            number_b: Some(number_b),
         });
         links.push((card_key, holder.id.clone()));
     }

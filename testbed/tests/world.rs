@@ -659,3 +659,57 @@ fn cli_refuses_a_non_empty_directory_and_explains_itself() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every card carries the whole card: a signature certificate from the signature CA whose key
+/// is the profile's, the Kenhojo facts of the very person the store links the card to (with a
+/// valid My Number), and Kenkaku keys derived from that person's birth date.
+#[test]
+fn cards_hold_the_whole_card_consistent_with_their_holder() {
+    use onshi_virtual_card::contents::{is_valid_my_number, CardContents};
+    let (dir, manifest) = world();
+    let store = Store::open(&dir.join("store/onshi.sqlite")).unwrap();
+    let sig_ca = std::fs::read_to_string(dir.join("issuing-ca/signature-ca.pem")).unwrap();
+    let mut numbers = std::collections::BTreeSet::new();
+    for card in &manifest.cards {
+        let profile = CardProfile::load(&dir.join(&card.profile)).unwrap();
+        // The card builds: keys match certificates, every field has its shape.
+        CardContents::from_profile(&profile).unwrap();
+        let person = store.person(&card.person_id).unwrap().unwrap();
+        let sig = profile.signature.as_ref().unwrap();
+        assert_eq!(sig.ca_certificate, sig_ca);
+        assert_eq!(card.sign_password.as_deref(), Some(sig.password.as_str()));
+        let sig_der = pem::parse(&sig.certificate).unwrap().into_contents();
+        let (_, sig_cert) = parse_x509_certificate(&sig_der).unwrap();
+        assert!(sig_cert
+            .issuer()
+            .to_string()
+            .contains("JPKI for digital signature"));
+        let k = profile.kenhojo.as_ref().unwrap();
+        assert!(is_valid_my_number(&k.my_number), "{}", k.my_number);
+        assert!(numbers.insert(k.my_number.clone()), "duplicate My Number");
+        assert_eq!(card.my_number.as_deref(), Some(k.my_number.as_str()));
+        assert_eq!(k.name, person.name);
+        assert_eq!(k.address, person.address);
+        let b = person.birth_date;
+        assert_eq!(
+            k.birth_date,
+            format!("{:04}{:02}{:02}", b.year(), u8::from(b.month()), b.day())
+        );
+        assert_eq!(
+            k.sex,
+            if person.sex == 3 {
+                "9".to_string()
+            } else {
+                person.sex.to_string()
+            }
+        );
+        let kk = profile.kenkaku.as_ref().unwrap();
+        assert_eq!(kk.birth_date_key.len(), 6);
+        assert!(kk.number_b.starts_with(&kk.birth_date_key));
+        assert_eq!(card.number_b.as_deref(), Some(kk.number_b.as_str()));
+        assert!(hex::decode(&kk.face_photo)
+            .unwrap()
+            .starts_with(b"P5\n32 40\n255\n"));
+        assert!(kk.simulator_face_export);
+    }
+}

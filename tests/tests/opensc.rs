@@ -327,3 +327,51 @@ fn command(program: &str, before: &[&str], path: &Path, after: &[&str]) -> Comma
     c.args(before).arg(path).args(after);
     c
 }
+
+#[test]
+fn kenhojo_and_kenkaku_answer_through_pcscd() {
+    let r = Rig::new("valid", |_| {});
+    let card = world().card("valid").unwrap();
+    let my_number = card["my_number"].as_str().unwrap();
+    let pin_hex: String = r.pin.bytes().map(|b| format!("{b:02X}")).collect();
+    let verify = format!("0020008004{pin_hex}");
+    let o = r.tool(
+        "opensc-tool",
+        &[
+            "--reader",
+            "0",
+            "--send-apdu",
+            "00A4040C0AD3921000310001010408",
+            "--send-apdu",
+            "00A4020C020011",
+            "--send-apdu",
+            &verify,
+            "--send-apdu",
+            "00A4020C020001",
+            "--send-apdu",
+            "00B0000000",
+        ],
+    );
+    let out = stdout(&o);
+    // My Number: FF 10 0C and 12 ASCII digits.
+    let mut expected = "FF 10 0C ".to_string();
+    for b in my_number.bytes() {
+        expected.push_str(&format!("{b:02X} "));
+    }
+    assert!(out.contains(expected.trim_end()), "{}", text(&o));
+    // Kenkaku's card face needs 照合番号B: refused without it.
+    let o = r.tool(
+        "opensc-tool",
+        &[
+            "--reader",
+            "0",
+            "--send-apdu",
+            "00A4040C0AD3921000310001010402",
+            "--send-apdu",
+            "00A4020C020002",
+            "--send-apdu",
+            "00B0000000",
+        ],
+    );
+    assert!(stdout(&o).contains("SW1=0x69, SW2=0x82"), "{}", text(&o));
+}
