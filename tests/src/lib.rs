@@ -145,19 +145,28 @@ fn wait_for_line(
 
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
-/// Picks a vpcd port pair below 32768 (outside the kernel's ephemeral range) that is free now.
-fn pick_port_pair() -> Result<u16> {
+/// Picks `count` consecutive ports below 32768 (outside the kernel's ephemeral range) that
+/// are free now: a vpcd reader takes its CHANNELID port and the next.
+fn pick_ports(count: u16) -> Result<u16> {
     // Spread parallel test processes apart by pid; within one process, count upward.
     let base = 20000 + (std::process::id() % 400) as u16 * 30;
     for _ in 0..200 {
-        let n = NEXT_PORT.fetch_add(2, Ordering::SeqCst);
+        let n = NEXT_PORT.fetch_add(count, Ordering::SeqCst);
         let port = 20000 + (base - 20000 + n) % 12000;
         let free = |p: u16| TcpListener::bind(("0.0.0.0", p)).is_ok();
-        if free(port) && free(port + 1) {
+        if (0..count).all(|i| free(port + i)) {
             return Ok(port);
         }
     }
-    Err("no free vpcd port pair found below 32768".into())
+    Err("no free vpcd ports found below 32768".into())
+}
+
+fn reader_friendly_name(i: u16) -> String {
+    if i == 0 {
+        "Virtual PCD".to_owned()
+    } else {
+        format!("Virtual PCD R{i}")
+    }
 }
 
 /// A private pcscd with the vpcd driver listening on its own port pair.
@@ -166,39 +175,62 @@ pub struct Pcscd {
     guard: Guard,
     dir: tempfile::TempDir,
     port: u16,
+    readers: u16,
 }
 
 impl Pcscd {
-    /// Starts a private pcscd (root is needed for the mount namespace).
+    /// Starts a private pcscd (root is needed for the mount namespace) with one vpcd reader.
     pub fn start() -> Result<Self> {
+        Self::start_with_readers(1)
+    }
+
+    /// Starts a private pcscd with `readers` vpcd readers (two slots each) on consecutive
+    /// port pairs. Reader 0 is `Virtual PCD`, reader *i* > 0 `Virtual PCD R<i>`; pcscd names
+    /// their slots `<name> 00 00` and `<name> 00 01`.
+    ///
+    /// Beware: Debian's vpcd driver keeps its per-slot state in one table indexed by slot
+    /// number only, so with several readers in one pcscd a card on reader 1 also shows up in
+    /// reader 0 (found by experiment with vsmartcard-vpcd 0.9). Use one pcscd per reader to
+    /// get several independent port pairs; `start()` does that.
+    pub fn start_with_readers(readers: u16) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("onshi-pcscd-")
             .tempdir()
             .map_err(|e| e.to_string())?;
         let mut last_err = String::new();
         for _ in 0..5 {
-            let port = pick_port_pair()?;
-            match Self::start_on(&dir, port) {
-                Ok(guard) => return Ok(Self { guard, dir, port }),
+            let port = pick_ports(2 * readers)?;
+            match Self::start_on(&dir, port, readers) {
+                Ok(guard) => {
+                    return Ok(Self {
+                        guard,
+                        dir,
+                        port,
+                        readers,
+                    })
+                }
                 Err(e) => last_err = e,
             }
         }
         Err(format!("pcscd did not start: {last_err}"))
     }
 
-    fn start_on(dir: &tempfile::TempDir, port: u16) -> Result<Guard> {
+    fn start_on(dir: &tempfile::TempDir, port: u16, readers: u16) -> Result<Guard> {
         let run = dir.path().join("run");
         let conf = dir.path().join("reader.conf.d");
         std::fs::create_dir_all(&run).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&conf).map_err(|e| e.to_string())?;
         let _ = std::fs::remove_file(run.join("pcscd.comm"));
-        std::fs::write(
-            conf.join("vpcd"),
-            format!(
-                "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME /dev/null:0x{port:04X}\nLIBPATH /usr/lib/pcsc/drivers/serial/libifdvpcd.so\nCHANNELID 0x{port:04X}\n"
-            ),
-        )
-        .map_err(|e| e.to_string())?;
+        let conf_text: String = (0..readers)
+            .map(|i| {
+                let p = port + 2 * i;
+                format!(
+                    "FRIENDLYNAME \"{}\"\nDEVICENAME /dev/null:0x{p:04X}\nLIBPATH /usr/lib/pcsc/drivers/serial/libifdvpcd.so\nCHANNELID 0x{p:04X}\n\n",
+                    reader_friendly_name(i)
+                )
+            })
+            .collect();
+        std::fs::write(conf.join("vpcd"), conf_text).map_err(|e| e.to_string())?;
         std::fs::create_dir_all("/run/pcscd")
             .map_err(|e| format!("cannot create /run/pcscd (run as root): {e}"))?;
         // The daemon sees `run` as /run/pcscd inside its own mount namespace only.
@@ -239,6 +271,22 @@ impl Pcscd {
     /// The vpcd address of slot 0.
     pub fn vpcd(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The base vpcd address (CHANNELID port) of reader `i`: its slot 0; slot 1 is the next
+    /// port.
+    pub fn vpcd_reader(&self, i: u16) -> String {
+        format!("127.0.0.1:{}", self.port + 2 * i)
+    }
+
+    /// The number of vpcd readers.
+    pub fn readers(&self) -> u16 {
+        self.readers
+    }
+
+    /// The PC/SC reader name of slot `slot` (0 or 1) of this pcscd's first vpcd reader.
+    pub fn slot_reader(slot: u16) -> String {
+        format!("{} 00 {:02}", reader_friendly_name(0), slot % 2)
     }
 
     /// Waits (bounded) until pcscd reports slot 0 empty, e.g. after a card process stopped:
@@ -301,7 +349,7 @@ impl Pcscd {
     /// Stops the daemon and starts a new one on the same port pair.
     pub fn restart(&mut self) -> Result<()> {
         self.guard.stop();
-        self.guard = Self::start_on(&self.dir, self.port)?;
+        self.guard = Self::start_on(&self.dir, self.port, self.readers)?;
         Ok(())
     }
 }
@@ -575,5 +623,66 @@ pub fn run_change_pin(pcscd: &Pcscd, pins: &str, extra: &[&str]) -> Result<std::
                 .status();
             Err("reader-agent change-pin did not finish within 60 s".into())
         }
+    }
+}
+
+/// A `virtual-card serve` rack as a child process, driven through its control socket.
+#[derive(Debug)]
+pub struct Rack {
+    pub guard: Guard,
+    pub control: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Rack {
+    /// Starts a rack over every vpcd reader of each pcscd, in order: the first pcscd's
+    /// reader gives slots 0 and 1, the next one 2 and 3, and so on.
+    pub fn start(pcscds: &[&Pcscd]) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("onshi-rack-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let control = dir.path().join("control.sock");
+        let mut cmd = Command::new(bin("virtual-card")?);
+        cmd.arg("serve").arg("--control").arg(&control);
+        for pcscd in pcscds {
+            for i in 0..pcscd.readers() {
+                cmd.args(["--vpcd", &pcscd.vpcd_reader(i)]);
+            }
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start virtual-card serve: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let guard = Guard::new(child, "virtual-card serve");
+        let rx = line_reader(stdout);
+        wait_for_line(
+            &rx,
+            "virtual-card: serving",
+            Duration::from_secs(20),
+            "virtual-card serve",
+        )?;
+        Ok(Self {
+            guard,
+            control,
+            _dir: dir,
+        })
+    }
+
+    /// Runs `virtual-card ctl` with one command; returns (exit code, stdout).
+    pub fn ctl(&self, command: &[&str]) -> Result<(Option<i32>, String)> {
+        let mut c = Command::new(bin("virtual-card")?);
+        c.arg("ctl")
+            .arg("--control")
+            .arg(&self.control)
+            .args(command);
+        let out = run_bounded(c, Duration::from_secs(30))?;
+        Ok((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        ))
     }
 }

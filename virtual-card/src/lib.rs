@@ -5,6 +5,7 @@
 //! - [`contents`]: building what the card holds from a [`profile::CardProfile`], checked;
 //! - [`profile`]: card profiles and the persisted PIN retry counter on disk;
 //! - [`fault`]: scripted faults (removal, latency, mute, corrupt answers, bad certificate, ...);
+//! - [`rack`]: many cards in one process, inserted and removed through a control socket;
 //! - [`vpcd`]: the transport that attaches the card to pcscd through the vpcd driver;
 //! - [`trace`]: the optional APDU trace, PINs always redacted.
 //!
@@ -15,6 +16,7 @@ pub mod card;
 pub mod contents;
 pub mod fault;
 pub mod profile;
+pub mod rack;
 pub mod trace;
 pub mod vpcd;
 

@@ -13,10 +13,10 @@ use clap::{Args, Parser, Subcommand};
 use onshi_jpki::apdu::spaced_hex;
 use onshi_jpki::constants::USER_AUTH_PIN_MAX_TRIES;
 use onshi_virtual_card::contents::summarize_certificate;
-use onshi_virtual_card::fault::FaultPlan;
+use onshi_virtual_card::rack::{self, Rack};
 use onshi_virtual_card::trace::ApduTrace;
 use onshi_virtual_card::vpcd::{self, Outcome, VpcdConfig, VpcdEvent, DEFAULT_VPCD_ADDRESS};
-use onshi_virtual_card::{CardContents, CardProfile, CardState, PersistHook, VirtualCard};
+use onshi_virtual_card::{CardContents, CardProfile, CardState};
 use tracing_subscriber::EnvFilter;
 
 /// Exit code for a bad profile or bad usage (clap uses it for usage errors too).
@@ -50,6 +50,34 @@ enum Command {
     Attach(AttachArgs),
     /// Print what a card profile holds: name, ATR, certificate, PIN tries left (never the PIN).
     Info(InfoArgs),
+    /// Run a rack of vpcd slots (two per --vpcd reader) and insert or remove cards on
+    /// command through a Unix control socket (see `ctl`). Prints `virtual-card: serving N
+    /// slots on SOCKET` when ready; `ctl SOCKET shutdown` (or a signal) ends it.
+    Serve(ServeArgs),
+    /// Send commands to a `serve` process: `insert SLOT PROFILE [FAULT ...]`, `remove SLOT`,
+    /// `status`, `shutdown`. Prints each reply; exits 1 if any reply is an error.
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The control socket to create (an existing socket file there is replaced).
+    #[arg(long, value_name = "PATH")]
+    control: PathBuf,
+    /// A vpcd reader's base address (its CHANNELID port); repeat for several readers. Each
+    /// gives two slots: the port and the next one.
+    #[arg(long = "vpcd", value_name = "HOST:PORT", required = true)]
+    readers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct CtlArgs {
+    /// The control socket of the `serve` process.
+    #[arg(long, value_name = "PATH")]
+    control: PathBuf,
+    /// One command, e.g. `insert 0 world/cards/card-0001.json latency=50`.
+    #[arg(required = true, num_args = 1.., value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +117,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Attach(args) => attach(args),
         Command::Info(args) => info(&args),
+        Command::Serve(args) => serve(&args),
+        Command::Ctl(args) => return ctl(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -120,10 +150,49 @@ fn load(profile_path: &Path) -> Result<(CardContents, CardState, PathBuf, Vec<St
     Ok((contents, state, state_path, profile.faults.clone()))
 }
 
+fn serve(args: &ServeArgs) -> Result<(), String> {
+    let mut rack = Rack::new(&args.readers)?;
+    if args.control.exists() {
+        std::fs::remove_file(&args.control)
+            .map_err(|e| format!("--control {}: {e}", args.control.display()))?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(&args.control)
+        .map_err(|e| format!("--control {}: {e}", args.control.display()))?;
+    println!(
+        "virtual-card: serving {} slots on {}",
+        rack.status().len(),
+        args.control.display()
+    );
+    let _ = std::io::stdout().flush();
+    rack::serve(&mut rack, &listener);
+    let _ = std::fs::remove_file(&args.control);
+    Ok(())
+}
+
+fn ctl(args: &CtlArgs) -> ExitCode {
+    let line = args.command.join(" ");
+    match rack::send(&args.control, &[line]) {
+        Ok(replies) => {
+            let mut failed = false;
+            for r in &replies {
+                println!("{r}");
+                failed |= !r.starts_with("ok");
+            }
+            if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("virtual-card: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
 fn attach(args: AttachArgs) -> Result<(), String> {
-    let (contents, state, state_path, mut fault_specs) = load(&args.profile)?;
-    fault_specs.extend(args.faults.iter().cloned());
-    let faults = FaultPlan::parse(&fault_specs).map_err(|e| format!("--fault: {e}"))?;
+    let (mut card, faults) = rack::load_card(&args.profile, &args.faults)?;
     // Checked once here so a typo is a usage error, not an endless reconnect loop.
     args.vpcd
         .to_socket_addrs()
@@ -140,10 +209,6 @@ fn attach(args: AttachArgs) -> Result<(), String> {
             ApduTrace::new(Box::new(file))
         }
     };
-    let persist: PersistHook = Box::new(move |state: CardState| state.save(&state_path));
-    let mut card = VirtualCard::new(contents, state, persist)
-        .map_err(|e| format!("{}: {e}", args.profile.display()))?;
-    faults.apply(&mut card)?;
     let name = card.name().to_owned();
     if !faults.is_empty() {
         tracing::info!(card = %name, faults = %faults, "scripted faults armed");
