@@ -138,6 +138,10 @@ pub async fn run(
         let mut connected = pcsc_card::wait_and_connect(reader.as_deref(), wait, waiting)
             .map_err(FlowError::Channel)?;
         let _ = connected_tx.send(connected.atr.clone());
+        if let Some(t) = trace.as_mut() {
+            t.note(&format!("atr {}", hex_spaced(&connected.atr)));
+            t.note("phase A: read");
+        }
         let read_start = Instant::now();
         let reading = {
             let mut ch = TransactionChannel::begin(&mut connected.card, trace.as_mut())
@@ -258,6 +262,9 @@ pub async fn run(
         let step = Instant::now();
 
         // Phase B: the PIN moves into this closure and is dropped (zeroized) inside it.
+        if let Some(t) = trace.as_mut() {
+            t.note("phase B: verify and sign");
+        }
         let phase_b = tokio::task::spawn_blocking(move || {
             let result = match TransactionChannel::begin(&mut connected.card, trace.as_mut()) {
                 Ok(mut ch) => {

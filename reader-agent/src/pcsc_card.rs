@@ -134,7 +134,10 @@ pub fn wait_and_connect(
     }
 }
 
-/// An APDU trace sink: one line per command and response, VERIFY data always redacted.
+/// An APDU trace sink: one line per command (`> `) and response (`< `), notes (`# `), VERIFY
+/// data always redacted. The format is the virtual card's, so `virtual-card replay --trace`
+/// can play a recorded session back as a card; a command whose response never came is
+/// written without a `< ` line.
 pub struct Trace {
     out: Box<dyn Write + Send>,
 }
@@ -148,6 +151,12 @@ impl std::fmt::Debug for Trace {
 impl Trace {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
         Self { out }
+    }
+
+    /// A note line (`# text`): the card's ATR, a phase starting. Never carries a secret.
+    pub fn note(&mut self, text: &str) {
+        let _ = writeln!(self.out, "# {text}");
+        let _ = self.out.flush();
     }
 
     fn record(&mut self, command: &CommandApdu, response: Option<&[u8]>) {

@@ -400,16 +400,33 @@ impl Service {
 #[derive(Debug)]
 pub struct Card {
     pub guard: Guard,
+    /// The card process's stdout lines after the "attached" line.
+    pub lines: mpsc::Receiver<String>,
 }
 
 impl Card {
     pub fn attach(profile: &Path, vpcd: &str, extra: &[&str]) -> Result<Self> {
-        let mut child = Command::new(bin("virtual-card")?)
-            .arg("attach")
+        let mut cmd = Command::new(bin("virtual-card")?);
+        cmd.arg("attach")
             .arg("--profile")
             .arg(profile)
             .args(["--vpcd", vpcd])
-            .args(extra)
+            .args(extra);
+        Self::spawn(cmd)
+    }
+
+    /// `virtual-card replay --trace FILE`: a recorded session acting as the card.
+    pub fn replay(trace: &Path, vpcd: &str) -> Result<Self> {
+        let mut cmd = Command::new(bin("virtual-card")?);
+        cmd.arg("replay")
+            .arg("--trace")
+            .arg(trace)
+            .args(["--vpcd", vpcd]);
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Result<Self> {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -424,7 +441,17 @@ impl Card {
             Duration::from_secs(20),
             "virtual-card",
         )?;
-        Ok(Self { guard })
+        Ok(Self { guard, lines: rx })
+    }
+
+    /// Waits (bounded) for a stdout line starting with `prefix`.
+    pub fn wait_line(&self, prefix: &str, timeout: Duration) -> Result<String> {
+        wait_for_line(&self.lines, prefix, timeout, "virtual-card")
+    }
+
+    /// The stdout lines printed so far (without waiting).
+    pub fn printed(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
     }
 }
 

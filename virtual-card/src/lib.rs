@@ -6,6 +6,7 @@
 //! - [`profile`]: card profiles and the persisted PIN retry counter on disk;
 //! - [`fault`]: scripted faults (removal, latency, mute, corrupt answers, bad certificate, ...);
 //! - [`rack`]: many cards in one process, inserted and removed through a control socket;
+//! - [`replay`]: a recorded APDU trace acting as a card;
 //! - [`vpcd`]: the transport that attaches the card to pcscd through the vpcd driver;
 //! - [`trace`]: the optional APDU trace, PINs always redacted.
 //!
@@ -17,6 +18,7 @@ pub mod contents;
 pub mod fault;
 pub mod profile;
 pub mod rack;
+pub mod replay;
 pub mod trace;
 pub mod vpcd;
 

@@ -14,6 +14,7 @@ use onshi_jpki::apdu::spaced_hex;
 use onshi_jpki::constants::USER_AUTH_PIN_MAX_TRIES;
 use onshi_virtual_card::contents::summarize_certificate;
 use onshi_virtual_card::rack::{self, Rack};
+use onshi_virtual_card::replay::{ReplayCard, ReplayEvent};
 use onshi_virtual_card::trace::ApduTrace;
 use onshi_virtual_card::vpcd::{self, Outcome, VpcdConfig, VpcdEvent, DEFAULT_VPCD_ADDRESS};
 use onshi_virtual_card::{CardContents, CardProfile, CardState};
@@ -54,6 +55,12 @@ enum Command {
     /// command through a Unix control socket (see `ctl`). Prints `virtual-card: serving N
     /// slots on SOCKET` when ready; `ctl SOCKET shutdown` (or a signal) ends it.
     Serve(ServeArgs),
+    /// Act as a card that answers the responses of a recorded APDU trace in order (the
+    /// reader agent's or the virtual card's --trace): reproduce a session without the card.
+    /// Redacted PIN commands match by header and length, COMPUTE DIGITAL SIGNATURE by header
+    /// (its data depends on the challenge, so the recorded signature will not verify). Prints
+    /// a line for every divergence and when the recording is used up.
+    Replay(ReplayArgs),
     /// Send commands to a `serve` process: `insert SLOT PROFILE [FAULT ...]`, `remove SLOT`,
     /// `status`, `shutdown`. Prints each reply; exits 1 if any reply is an error.
     Ctl(CtlArgs),
@@ -68,6 +75,19 @@ struct ServeArgs {
     /// gives two slots: the port and the next one.
     #[arg(long = "vpcd", value_name = "HOST:PORT", required = true)]
     readers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// The recorded trace.
+    #[arg(long, value_name = "FILE")]
+    trace: PathBuf,
+    /// Address where the vpcd driver listens.
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_VPCD_ADDRESS)]
+    vpcd: String,
+    /// Answer to reset (hex), overriding the trace's `# atr` note.
+    #[arg(long, value_name = "HEX")]
+    atr: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +138,7 @@ fn main() -> ExitCode {
         Command::Attach(args) => attach(args),
         Command::Info(args) => info(&args),
         Command::Serve(args) => serve(&args),
+        Command::Replay(args) => replay(&args),
         Command::Ctl(args) => return ctl(&args),
     };
     match result {
@@ -166,6 +187,76 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
     let _ = std::io::stdout().flush();
     rack::serve(&mut rack, &listener);
     let _ = std::fs::remove_file(&args.control);
+    Ok(())
+}
+
+fn replay(args: &ReplayArgs) -> Result<(), String> {
+    let text = std::fs::read_to_string(&args.trace)
+        .map_err(|e| format!("--trace {}: {e}", args.trace.display()))?;
+    let mut card =
+        ReplayCard::parse(&text).map_err(|e| format!("{}: {e}", args.trace.display()))?;
+    if let Some(atr) = &args.atr {
+        let atr = hex::decode(atr.replace([' ', ':'], "")).map_err(|e| format!("--atr: {e}"))?;
+        card.set_atr(atr);
+    }
+    args.vpcd
+        .to_socket_addrs()
+        .map_err(|e| format!("--vpcd {}: {e}", args.vpcd))?;
+    let total = card.len();
+    let config = VpcdConfig::new(args.vpcd.clone());
+    let stop = AtomicBool::new(false);
+    let mut trace = ApduTrace::disabled();
+    // Events are reported after each connection ends and as they come, through this wrapper.
+    struct Reporting<'a> {
+        card: &'a mut ReplayCard,
+        total: usize,
+    }
+    impl vpcd::CardBehaviour for Reporting<'_> {
+        fn atr(&self) -> &[u8] {
+            self.card.atr()
+        }
+        fn answer(&mut self, apdu: &[u8]) -> Option<Vec<u8>> {
+            let r = self.card.answer(apdu);
+            for event in self.card.take_events() {
+                match event {
+                    ReplayEvent::Matched { index } if index == self.total => {
+                        println!("virtual-card: replay reached the end of the trace ({index} commands)");
+                    }
+                    ReplayEvent::Matched { .. } => {}
+                    ReplayEvent::Diverged { index, line, expected, got } => println!(
+                        "virtual-card: replay diverged at command {index} (trace line {line}): expected {expected}, got {got}"
+                    ),
+                    ReplayEvent::PastEnd { got } => {
+                        println!("virtual-card: replay past the end of the trace: {got}")
+                    }
+                }
+                let _ = std::io::stdout().flush();
+            }
+            r
+        }
+        fn power_off(&mut self) {}
+        fn reset(&mut self) {}
+    }
+    let mut reporting = Reporting {
+        card: &mut card,
+        total,
+    };
+    let mut on_event = |event: VpcdEvent<'_>| {
+        if let VpcdEvent::Connected { address } = event {
+            println!(
+                "virtual-card: attached replay of {} ({total} commands) to {address}",
+                args.trace.display()
+            );
+            let _ = std::io::stdout().flush();
+        }
+    };
+    if let Outcome::Removed { after_apdus } =
+        vpcd::run(&mut reporting, &config, &mut trace, &stop, &mut on_event)
+    {
+        println!(
+            "virtual-card: replay pulled the card out at command APDU {after_apdus}, as recorded"
+        );
+    }
     Ok(())
 }
 

@@ -80,6 +80,31 @@ pub enum VpcdEvent<'a> {
     },
 }
 
+/// What the vpcd loop serves: the virtual card, or a recorded trace replayed as a card.
+pub trait CardBehaviour {
+    fn atr(&self) -> &[u8];
+    /// Answers a command APDU; `None` means the card vanishes instead of answering (the
+    /// connection is closed and [`run`] returns [`Outcome::Removed`]).
+    fn answer(&mut self, apdu: &[u8]) -> Option<Vec<u8>>;
+    fn power_off(&mut self);
+    fn reset(&mut self);
+}
+
+impl CardBehaviour for VirtualCard {
+    fn atr(&self) -> &[u8] {
+        VirtualCard::atr(self)
+    }
+    fn answer(&mut self, apdu: &[u8]) -> Option<Vec<u8>> {
+        Some(self.process(apdu))
+    }
+    fn power_off(&mut self) {
+        VirtualCard::power_off(self)
+    }
+    fn reset(&mut self) {
+        VirtualCard::reset(self)
+    }
+}
+
 /// Why [`run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -99,7 +124,7 @@ enum ConnectionEnd {
 /// Serves the card to vpcd until `stop` is set or the removal fault fires, reconnecting
 /// whenever the connection fails or drops.
 pub fn run(
-    card: &mut VirtualCard,
+    card: &mut dyn CardBehaviour,
     config: &VpcdConfig,
     trace: &mut ApduTrace,
     stop: &AtomicBool,
@@ -167,7 +192,7 @@ pub fn run(
 }
 
 fn serve_connection(
-    card: &mut VirtualCard,
+    card: &mut dyn CardBehaviour,
     mut stream: TcpStream,
     (faults, latency): (&mut FaultInjector, Duration),
     trace: &mut ApduTrace,
@@ -241,7 +266,12 @@ fn serve_connection(
                         if !latency.is_zero() {
                             sleep_unless_stopped(latency, stop);
                         }
-                        let response = faults.corrupt(apdu, card.process(apdu));
+                        let Some(answer) = card.answer(apdu) else {
+                            trace.note("card removed before answering");
+                            let _ = stream.shutdown(Shutdown::Both);
+                            return ConnectionEnd::Removed;
+                        };
+                        let response = faults.corrupt(apdu, answer);
                         trace.response(&response);
                         Some(response)
                     }
