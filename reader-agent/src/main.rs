@@ -91,8 +91,38 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         trace: Option<String>,
     },
+    /// Read the user-authentication certificate (EF 000A) the way a given client does, and
+    /// print it as PEM (or write DER to --out): for checking a card or reader against every
+    /// client reading pattern of jpki-card.md §4. No PIN is involved.
+    ReadCertificate {
+        /// Use this reader (default: the first reader with a card).
+        #[arg(long, value_name = "NAME")]
+        reader: Option<String>,
+        /// How long to wait for a card, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        wait: u64,
+        /// canonical: 4-byte header then 256-byte chunks with an exact final Le (OpenSC, the
+        /// agent); header7: 7-byte header then the rest from offset 7; chunks255: 255-byte
+        /// reads from offset 0 until 6B00 or a short read; sfi: reads by short file id.
+        #[arg(long, value_enum, default_value = "canonical")]
+        pattern: PatternArg,
+        /// Write the DER certificate to this file instead of printing PEM.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Give up on a card that does not answer within this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+        card_timeout: f64,
+    },
     /// List the PC/SC readers and whether a card is present.
     Readers,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PatternArg {
+    Canonical,
+    Header7,
+    Chunks255,
+    Sfi,
 }
 
 fn main() -> ExitCode {
@@ -125,6 +155,13 @@ fn main() -> ExitCode {
             card_timeout,
             trace,
         } => run_change_pin(reader, wait, pin_stdin, card_timeout, trace),
+        Command::ReadCertificate {
+            reader,
+            wait,
+            pattern,
+            out,
+            card_timeout,
+        } => read_certificate(reader, wait, pattern, out, card_timeout),
         Command::Readers => list_readers(),
     }
 }
@@ -293,6 +330,123 @@ fn run_change_pin(
     );
     println!("reader-agent: {}", outcome.message());
     ExitCode::from(outcome.exit_code())
+}
+
+fn read_certificate(
+    reader: Option<String>,
+    wait: u64,
+    pattern: PatternArg,
+    out: Option<PathBuf>,
+    card_timeout: f64,
+) -> ExitCode {
+    use onshi_jpki::flows::{self, ReadPattern};
+    use onshi_jpki::{commands, constants, CardChannel};
+    use onshi_reader_agent::pcsc_card::{self, TransactionChannel};
+    let Some(card_timeout) = card_timeout_arg(card_timeout) else {
+        return ExitCode::from(2);
+    };
+    let pattern = match pattern {
+        PatternArg::Canonical => ReadPattern::Canonical,
+        PatternArg::Header7 => ReadPattern::HeaderThenRest {
+            header_len: 7,
+            chunk: 256,
+        },
+        PatternArg::Chunks255 => ReadPattern::UntilEnd { chunk: 255 },
+        PatternArg::Sfi => ReadPattern::BySfi {
+            sfi: constants::sfi(constants::EF_USER_AUTH_CERT),
+        },
+    };
+    let wait = Duration::from_secs(wait);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = (|| -> Result<Vec<u8>, String> {
+            let mut connected = pcsc_card::wait_and_connect(reader.as_deref(), wait, || {
+                eprintln!("カードを置いてください (place the card on the reader)")
+            })
+            .map_err(|e| e.to_string())?;
+            let mut ch =
+                TransactionChannel::begin(&mut connected.card, None).map_err(|e| e.to_string())?;
+            let r = (|| {
+                flows::select_jpki(&mut ch).map_err(|e| e.to_string())?;
+                if !matches!(pattern, ReadPattern::BySfi { .. }) {
+                    let sw = ch
+                        .transmit(&commands::select_ef(constants::EF_USER_AUTH_CERT))
+                        .map_err(|e| e.to_string())?
+                        .sw;
+                    if !sw.is_success() {
+                        return Err(format!("SELECT EF 000A answered {sw}"));
+                    }
+                }
+                flows::read_ef_by_chunks(&mut ch, pattern).map_err(|e| e.to_string())
+            })();
+            ch.end();
+            r
+        })();
+        let _ = tx.send(result);
+    });
+    let result = match rx.recv_timeout(wait + card_timeout) {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "the card did not answer within {} s",
+            card_timeout.as_secs_f64()
+        )),
+    };
+    let mut der = match result {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("reader-agent: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    // The until-end pattern returns the whole EF: keep the DER object its header declares.
+    if let [0x30, 0x82, hi, lo, ..] = der.as_slice() {
+        let total = 4 + usize::from(u16::from_be_bytes([*hi, *lo]));
+        der.truncate(total);
+    }
+    if let Err(e) = onshi_reader_agent::confirm::check_certificate_der(&der) {
+        eprintln!("reader-agent: {e}");
+        return ExitCode::from(3);
+    }
+    match out {
+        Some(path) => {
+            if let Err(e) = std::fs::write(&path, &der) {
+                eprintln!("reader-agent: cannot write {}: {e}", path.display());
+                return ExitCode::from(3);
+            }
+        }
+        None => {
+            let b64 = pem_base64(&der);
+            println!("-----BEGIN CERTIFICATE-----\n{b64}-----END CERTIFICATE-----");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Base64 in 64-column lines, each ending in a newline (PEM body).
+fn pem_base64(der: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for chunk in der.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                s.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    let mut out = String::new();
+    for line in s.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out
 }
 
 fn list_readers() -> ExitCode {
