@@ -1934,3 +1934,44 @@ const P256_GENERATOR: [u8; 65] = [
     0x16, 0x2b, 0xce, 0x33, 0x57, 0x6b, 0x31, 0x5e, 0xce, 0xcb, 0xb6, 0x40, 0x68, 0x37, 0xbf, 0x51,
     0xf5,
 ];
+
+/// Generation 1 of the corpus's issuing CA (the same certificate as `ca/ca-g1.der`) and a CRL
+/// it signs revoking `revoked` serials (raw magnitude bytes, reason keyCompromise): for tests
+/// of CRL reloading and for the 500,000-entry CRL benchmark.
+pub fn g1_with_crl(
+    revoked: &[Vec<u8>],
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut g = Generator::new();
+    let key = std::rc::Rc::new(Key::new("ca-g1", 2048));
+    let y = |year: i32| {
+        datetime!(2000-04-01 00:00:00 UTC)
+            .replace_year(year)
+            .unwrap_or(CHECK_AT)
+    };
+    let ca = g.ca(
+        CaSpec {
+            file: "ca-g1",
+            rdns: &ISSUER_RDNS,
+            key,
+            serial: 2,
+            from: y(2019),
+            to: y(2029),
+            ca: Some(None),
+            key_usage: vec![KU_KEY_CERT_SIGN, KU_CRL_SIGN],
+            any_policy: false,
+        },
+        None,
+    );
+    let entries: Vec<(Vec<u8>, u8)> = revoked.iter().map(|s| (s.clone(), 1)).collect();
+    let crl = g.crl("g1", &ca, this_update, next_update, &entries);
+    let ca_der = g.files.remove(&ca.file).unwrap_or_default();
+    let crl_der = g.files.remove(&crl).unwrap_or_default();
+    (ca_der, crl_der)
+}
+
+/// The serial number of the case certificates (`good-g1` is `case_serial(1)`).
+pub fn case_serial(n: u8) -> Vec<u8> {
+    vec![0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, n]
+}

@@ -19,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod der;
 pub mod eligibility;
+pub mod fuzzing;
 pub mod outcome;
 pub mod server;
 pub mod service;

@@ -123,19 +123,7 @@ impl ConfirmationService {
         now: OffsetDateTime,
     ) -> Result<ConfirmationResult, Refusal> {
         // Bounds first: nothing unbounded is parsed.
-        if req.certificate.is_empty() || req.certificate.len() > MAX_CERTIFICATE_LEN {
-            return Err(Refusal::BadRequest(format!(
-                "certificate must be 1 to {MAX_CERTIFICATE_LEN} bytes"
-            )));
-        }
-        if req.challenge.len() != onshi_proto::binding::CHALLENGE_LEN {
-            return Err(Refusal::BadRequest("challenge must be 32 bytes".into()));
-        }
-        if req.signature.is_empty() || req.signature.len() > MAX_SIGNATURE_LEN {
-            return Err(Refusal::BadRequest(format!(
-                "signature must be 1 to {MAX_SIGNATURE_LEN} bytes"
-            )));
-        }
+        check_request_bounds(&req)?;
         let consents = req.consents.unwrap_or_default();
         let bits = ConsentBits::new(
             consents.medication,
@@ -244,6 +232,25 @@ impl ConfirmationService {
             Refusal::Unavailable("the audit log cannot be written".into())
         })
     }
+}
+
+/// The handler's input checks on a decoded request, before anything in it is parsed: sizes of
+/// the certificate, challenge and signature. Pure, so the fuzz target runs exactly these.
+pub fn check_request_bounds(req: &ConfirmByCardRequest) -> Result<(), Refusal> {
+    if req.certificate.is_empty() || req.certificate.len() > MAX_CERTIFICATE_LEN {
+        return Err(Refusal::BadRequest(format!(
+            "certificate must be 1 to {MAX_CERTIFICATE_LEN} bytes"
+        )));
+    }
+    if req.challenge.len() != onshi_proto::binding::CHALLENGE_LEN {
+        return Err(Refusal::BadRequest("challenge must be 32 bytes".into()));
+    }
+    if req.signature.is_empty() || req.signature.len() > MAX_SIGNATURE_LEN {
+        return Err(Refusal::BadRequest(format!(
+            "signature must be 1 to {MAX_SIGNATURE_LEN} bytes"
+        )));
+    }
+    Ok(())
 }
 
 fn new_confirmation_id() -> Result<String, Refusal> {

@@ -284,6 +284,8 @@ struct Authority {
     may_sign_crls: bool,
     /// How the authority itself is signed, to continue a path upward from an intermediate.
     signed: SignedPart,
+    /// subjectKeyIdentifier, matched against a child's authorityKeyIdentifier.
+    key_id: Option<Vec<u8>>,
 }
 
 /// A signed object reduced to what checking its signature needs.
@@ -295,6 +297,8 @@ struct SignedPart {
     tbs: Vec<u8>,
     signature: Vec<u8>,
     serial: Vec<u8>,
+    /// The authorityKeyIdentifier's keyIdentifier, if any.
+    authority_key_id: Option<Vec<u8>>,
 }
 
 /// A public key in the form ring wants.
@@ -697,8 +701,17 @@ impl TrustStore {
 
     fn extend_path(&self, child: &SignedPart, current: &mut Vec<Link>, search: &mut PathSearch) {
         let mut found = false;
+        // Several CA generations share a name: when the child names its issuer's key and some
+        // candidate has that key identifier, only those are tried (as OpenSSL selects
+        // issuers); otherwise every candidate of that name is.
+        let by_key_id = child.authority_key_id.as_ref().is_some_and(|aki| {
+            self.authorities
+                .iter()
+                .any(|a| a.subject_raw == child.issuer_raw && a.key_id.as_ref() == Some(aki))
+        });
         for (index, auth) in self.authorities.iter().enumerate() {
             if auth.subject_raw != child.issuer_raw
+                || (by_key_id && auth.key_id != child.authority_key_id)
                 || current.iter().any(|l| l.authority == index)
                 || search.paths.len() >= MAX_PATHS
             {
@@ -981,6 +994,15 @@ fn signed_part(cert: &X509Certificate<'_>) -> SignedPart {
         tbs: cert.tbs_certificate.as_ref().to_vec(),
         signature: cert.signature_value.data.to_vec(),
         serial: cert.raw_serial().to_vec(),
+        authority_key_id: cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    aki.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
+                _ => None,
+            }),
     }
 }
 
@@ -1024,6 +1046,13 @@ fn parse_authority(der: &[u8], is_anchor: bool) -> Result<Authority, String> {
         path_len: bc.and_then(|b| b.value.path_len_constraint),
         may_sign_crls: ku.is_none_or(|k| k.value.crl_sign()),
         signed: signed_part(&cert),
+        key_id: cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            }),
     })
 }
 
