@@ -386,3 +386,19 @@ fn refused_by_service(status: &tonic::Status) -> Outcome {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_der_check_names_the_problem() {
+        let bad = [0x30, 0x82, 0x00, 0x04, 0xFF, 0x5A, 0xFF, 0x5A];
+        let e = check_certificate_der(&bad).unwrap_err();
+        assert!(
+            e.starts_with("the card's certificate is not valid DER"),
+            "{e}"
+        );
+        assert!(check_certificate_der(&[]).is_err());
+    }
+}

@@ -355,8 +355,44 @@ fn info(args: &InfoArgs) -> Result<(), String> {
     println!("  size: {} bytes", contents.user_auth_certificate.len());
     println!("CA certificate subject: {}", ca.subject);
     println!(
-        "PIN tries left: {tries} of {USER_AUTH_PIN_MAX_TRIES}{}",
-        if tries == 0 { " (blocked)" } else { "" }
+        "PIN tries left: {tries} of {USER_AUTH_PIN_MAX_TRIES}{}{}",
+        if tries == 0 { " (blocked)" } else { "" },
+        if state.user_auth_pin.is_some() {
+            " (changed on the card)"
+        } else {
+            ""
+        }
     );
+    match &contents.signature {
+        Some(sig) => {
+            let s = summarize_certificate(&sig.certificate).map_err(|e| e.to_string())?;
+            println!("signature certificate: {} (issuer {})", s.subject, s.issuer);
+            println!(
+                "signature password tries left: {} of 5",
+                state.sign_password_tries_left.unwrap_or(5)
+            );
+        }
+        None => println!("signature certificate: none (password presented as blocked)"),
+    }
+    println!(
+        "Kenhojo: {}",
+        if contents.kenhojo.is_some() {
+            "present"
+        } else {
+            "absent"
+        }
+    );
+    match &contents.kenkaku {
+        Some(k) => println!(
+            "Kenkaku: present, face photo {} bytes{}",
+            k.face_photo.len(),
+            if k.simulator_face_export {
+                ", simulator-only face read enabled"
+            } else {
+                ""
+            }
+        ),
+        None => println!("Kenkaku: absent"),
+    }
     Ok(())
 }

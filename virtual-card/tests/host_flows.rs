@@ -449,3 +449,40 @@ fn card_is_send() {
         .join()
         .unwrap();
 }
+
+#[test]
+fn the_pin_change_flow_changes_the_pin_on_the_card() {
+    let mut card = common::card(CardState::default());
+    let new = Pin::new("8642").unwrap();
+    {
+        let mut ch = Direct::new(&mut card);
+        // A wrong current PIN: nothing changes, a try is spent.
+        assert!(matches!(
+            flows::change_user_auth_pin(&mut ch, &wrong_pin(), &new),
+            Err(FlowError::WrongPin { tries_left: 2 })
+        ));
+        flows::change_user_auth_pin(&mut ch, &pin(), &new).unwrap();
+        // The exact commands, PINs redacted.
+        assert_eq!(
+            ch.trace[ch.trace.len() - 2..],
+            [
+                "00 20 00 80 04 <redacted 4 bytes>".to_owned(),
+                "00 24 01 80 04 <redacted 4 bytes>".to_owned()
+            ]
+        );
+    }
+    assert_eq!(card.state().user_auth_pin.as_deref(), Some("8642"));
+    assert_eq!(card.state().user_auth_pin_tries_left, 3);
+    let mut ch = Direct::new(&mut card);
+    let (_, digest_info) = binding();
+    assert!(matches!(
+        flows::authenticate_phase(&mut ch, &pin(), &digest_info),
+        Err(FlowError::WrongPin { tries_left: 2 })
+    ));
+    assert_eq!(
+        flows::authenticate_phase(&mut ch, &new, &digest_info)
+            .unwrap()
+            .len(),
+        256
+    );
+}
