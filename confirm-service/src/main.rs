@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use onshi_confirm_service::check_cert::{self, CheckOptions};
 use onshi_confirm_service::clock::SystemClock;
 use onshi_confirm_service::config::Config;
-use onshi_confirm_service::validation::EndEntityPolicy;
+use onshi_confirm_service::validation::{EndEntityPolicy, StaleCrlPolicy};
 use time::OffsetDateTime;
 
 #[derive(Debug, Parser)]
@@ -58,6 +58,13 @@ enum Command {
         /// Check at this time instead of now (RFC 3339, e.g. 2026-11-24T09:00:00+09:00).
         #[arg(long, value_name = "RFC3339-TIME")]
         at: Option<String>,
+        /// Clock-skew allowance in seconds for validity periods and CRL dates (default: the
+        /// configuration's, else 300).
+        #[arg(long, value_name = "SECONDS")]
+        clock_skew: Option<u32>,
+        /// What a CRL past its nextUpdate means: reject (fail closed, the default) or accept.
+        #[arg(long, value_name = "POLICY", value_parser = ["reject", "accept"])]
+        stale_crl: Option<String>,
         /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
@@ -77,9 +84,21 @@ fn main() -> ExitCode {
             crl,
             policy,
             at,
+            clock_skew,
+            stale_crl,
             json,
             cert,
-        } => check(config, trust, intermediate, crl, policy, at, json, cert),
+        } => check(
+            config,
+            trust,
+            intermediate,
+            crl,
+            policy,
+            at,
+            (clock_skew, stale_crl),
+            json,
+            cert,
+        ),
     }
 }
 
@@ -178,6 +197,7 @@ fn check(
     mut crls: Vec<PathBuf>,
     mut policy_oids: Vec<String>,
     at: Option<String>,
+    (clock_skew, stale_crl): (Option<u32>, Option<String>),
     json: bool,
     cert: PathBuf,
 ) -> ExitCode {
@@ -215,6 +235,14 @@ fn check(
         return ExitCode::from(2);
     }
     policy.policy_oids = policy_oids;
+    if let Some(seconds) = clock_skew {
+        policy.clock_skew = time::Duration::seconds(i64::from(seconds));
+    }
+    match stale_crl.as_deref() {
+        Some("accept") => policy.stale_crl = StaleCrlPolicy::Accept,
+        Some(_) => policy.stale_crl = StaleCrlPolicy::Reject,
+        None => {}
+    }
     let at = match at {
         None => OffsetDateTime::now_utc(),
         Some(s) => {

@@ -143,3 +143,67 @@ fn bad_input_is_a_verdict_or_a_usage_error_never_a_crash() {
     assert_eq!(status, Some(2));
     assert!(stderr.contains("RFC 3339"), "{stderr}");
 }
+
+/// The corpus (cert-corpus/corpus) file at `rel`.
+fn corpus(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../cert-corpus/corpus")
+        .join(rel)
+}
+
+#[test]
+fn clock_skew_and_stale_crl_policy_flags() {
+    let ca = corpus("ca/ca-g1.der");
+    let at = ["--at", "2026-04-01T00:00:00Z"];
+    let base = |crl: &str| {
+        vec![
+            "--trust".to_owned(),
+            ca.to_str().unwrap().to_owned(),
+            "--crl".to_owned(),
+            corpus(crl).to_str().unwrap().to_owned(),
+        ]
+    };
+    let run = |args: Vec<String>, extra: &[&str], cert: &str| {
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend(at);
+        all.extend(extra);
+        all.push("--json");
+        let (status, stdout, stderr) = check(&all, &corpus(cert));
+        let v: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
+        (status, v["reason"].as_str().map(str::to_owned))
+    };
+    // A stale CRL: fail closed by default, accepted when the operator says so.
+    let stale = base("crl/ca-g1-stale.der");
+    assert_eq!(
+        run(stale.clone(), &[], "certs/crl-stale.der"),
+        (Some(1), Some("crl-stale".to_owned()))
+    );
+    assert_eq!(
+        run(
+            stale.clone(),
+            &["--stale-crl", "accept"],
+            "certs/crl-stale.der"
+        ),
+        (Some(0), None)
+    );
+    // Revocations of a stale CRL still apply under "accept".
+    assert_eq!(
+        run(stale, &["--stale-crl", "accept"], "certs/revoked-g1.der"),
+        (Some(1), Some("revoked".to_owned()))
+    );
+    // A card valid from 30 days after the check time: a 31-day skew admits it.
+    let current = base("crl/ca-g1.der");
+    assert_eq!(
+        run(current.clone(), &[], "certs/not-yet-valid.der"),
+        (Some(1), Some("not-yet-valid".to_owned()))
+    );
+    assert_eq!(
+        run(
+            current,
+            &["--clock-skew", "2678400"],
+            "certs/not-yet-valid.der"
+        ),
+        (Some(0), None)
+    );
+}
