@@ -45,6 +45,27 @@ fn rig(card_args: &[&str]) -> Rig {
     }
 }
 
+/// Like [`rig`], with the faults written into the card profile's `faults` list.
+fn rig_with_profile_faults(faults: &[&str]) -> Rig {
+    let w = world();
+    let tmp = tempfile::tempdir().unwrap();
+    let (profile, pin) = w.private_card("valid", tmp.path()).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
+    json["faults"] = serde_json::json!(faults);
+    std::fs::write(&profile, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let pcscd = Pcscd::start().expect("private pcscd");
+    let card = Card::attach(&profile, &pcscd.vpcd(), &[]).unwrap();
+    Rig {
+        pcscd,
+        service: Service::start(&w.dir.join("service.toml")).expect("confirm-service"),
+        tmp,
+        profile,
+        pin,
+        card: Some(card),
+    }
+}
+
 impl Rig {
     fn confirm(&self, pins: &str, extra: &[&str]) -> AgentRun {
         run_agent(
@@ -205,7 +226,8 @@ fn a_wrong_atr_is_noted_and_the_jpki_application_still_used() {
 
 #[test]
 fn a_blocked_pin_is_refused_before_any_pin_is_asked() {
-    let r = rig(&["--fault", "pin-blocked"]);
+    // Armed through the profile's `faults` list rather than the command line.
+    let r = rig_with_profile_faults(&["pin-blocked"]);
     let run = r.confirm(&format!("{}\n", r.pin), &[]);
     assert_eq!(run.code, Some(1), "{run:?}");
     assert_eq!(

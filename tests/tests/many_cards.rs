@@ -74,6 +74,26 @@ fn patients_insert_and_remove_cards_in_several_slots_of_several_readers() {
     assert_eq!(run.json["outcome"], "confirmed", "{run:?}");
     assert_eq!(run.json["result"]["validity"], 5);
 
+    // A fault armed on the card in the reader, at run time: B's next read pulls it out.
+    let (code, out) = rack.ctl(&["arm", "0", "remove-at-read=2"]).unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    let run = confirm(&w, &pcscd, &service, 0, &pin_b);
+    assert_eq!(run.json["outcome"], "error", "{run:?}");
+    let message = run.json["message"].as_str().unwrap();
+    assert!(message.starts_with("reading the card: "), "{message}");
+    assert!(message.contains("removed"), "{message}");
+    let (_, status) = rack.ctl(&["status"]).unwrap();
+    assert!(
+        status.contains("empty (card-0006 pulled out by a fault)"),
+        "{status}"
+    );
+    // Content faults cannot be armed on a running card.
+    let (code, out) = rack.ctl(&["arm", "0", "pin-blocked"]).unwrap();
+    assert_eq!(code, Some(1), "{out}");
+    // B inserts again (the slot is free once the card was pulled out).
+    let (code, out) = rack.ctl(&["insert", "0", b.to_str().unwrap()]).unwrap();
+    assert_eq!(code, Some(0), "{out}");
+
     // Meanwhile patient C at the second terminal's second slot (slot 3), with a slow card.
     let (code, out) = rack
         .ctl(&["insert", "3", c.to_str().unwrap(), "latency=20"])

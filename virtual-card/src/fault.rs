@@ -235,6 +235,26 @@ impl FaultInjector {
         &self.plan
     }
 
+    /// Whether a fault can be armed on a card already in the reader: the transport faults can,
+    /// the content ones (`atr`, `cert-not-der`, `pin-blocked`) apply at insertion only.
+    pub fn can_arm_live(fault: &Fault) -> bool {
+        !matches!(fault, Fault::Atr(_) | Fault::CertNotDer | Fault::PinBlocked)
+    }
+
+    /// Arms a transport fault while the card runs. Its count starts now: `remove-at-read=1`
+    /// armed after ten reads pulls the card at the next one.
+    pub fn arm(&mut self, fault: Fault) {
+        let shifted = match fault {
+            Fault::RemoveAfterApdus(n) => Fault::RemoveAfterApdus(n + self.apdus),
+            Fault::MuteAtApdu(n) => Fault::MuteAtApdu(n + self.apdus),
+            Fault::RemoveAtRead(n) => Fault::RemoveAtRead(n + self.reads),
+            Fault::ShortRead(n) => Fault::ShortRead(n + self.reads),
+            Fault::LongRead(n) => Fault::LongRead(n + self.reads),
+            other => other,
+        };
+        self.plan.faults.push(shifted);
+    }
+
     /// Called for every command APDU before the card sees it.
     pub fn before(&mut self, apdu: &[u8]) -> Action {
         self.apdus += 1;
@@ -346,6 +366,18 @@ mod tests {
         assert_eq!(inj.corrupt(&read, vec![0x01, 0x90, 0x00]), vec![0x6F, 0x00]);
         assert_eq!(inj.before(&select), Action::Mute);
         assert_eq!(inj.before(&select), Action::Mute);
+
+        // Armed while running: counted from then on.
+        let mut live = FaultInjector::new(FaultPlan::default());
+        for _ in 0..5 {
+            assert_eq!(live.before(&read), Action::Answer);
+        }
+        live.arm(Fault::RemoveAtRead(1));
+        assert_eq!(live.before(&read), Action::Remove);
+        assert!(!FaultInjector::can_arm_live(&Fault::PinBlocked));
+        assert!(FaultInjector::can_arm_live(&Fault::Latency(
+            Duration::from_millis(1)
+        )));
 
         let inj = FaultInjector::new(FaultPlan::parse(&["long-read=1"]).unwrap());
         let mut inj2 = inj.clone();

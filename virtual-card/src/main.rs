@@ -62,6 +62,7 @@ enum Command {
     /// a line for every divergence and when the recording is used up.
     Replay(ReplayArgs),
     /// Send commands to a `serve` process: `insert SLOT PROFILE [FAULT ...]`, `remove SLOT`,
+    /// `arm SLOT FAULT ...` (transport faults on a card in the reader, counted from now),
     /// `status`, `shutdown`. Prints each reply; exits 1 if any reply is an error.
     Ctl(CtlArgs),
 }

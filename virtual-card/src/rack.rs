@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use crate::card::{PersistHook, VirtualCard};
 use crate::contents::CardContents;
-use crate::fault::FaultPlan;
+use crate::fault::{Fault, FaultInjector, FaultPlan};
 use crate::profile::{CardProfile, CardState};
 use crate::trace::ApduTrace;
 use crate::vpcd::{self, Outcome, VpcdConfig, VpcdEvent};
@@ -67,6 +67,7 @@ struct Inserted {
     name: String,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
+    live_faults: Arc<Mutex<Vec<Fault>>>,
 }
 
 /// The slots and the cards in them.
@@ -155,11 +156,14 @@ impl Rack {
             }
         }
         let thread_name = name.clone();
+        let live_faults = Arc::new(Mutex::new(Vec::new()));
+        let thread_live = live_faults.clone();
         let thread = std::thread::Builder::new()
             .name(format!("slot-{slot}"))
             .spawn(move || {
                 let config = VpcdConfig {
                     faults: plan,
+                    live_faults: Some(thread_live),
                     ..VpcdConfig::new(address)
                 };
                 let mut trace = ApduTrace::disabled();
@@ -185,6 +189,7 @@ impl Rack {
                 name: name.clone(),
                 stop,
                 thread,
+                live_faults,
             });
         }
         Ok(format!("inserted {name} into slot {slot}"))
@@ -210,6 +215,31 @@ impl Rack {
             let _ = card.thread.join();
         }
         Ok(format!("removed {} from slot {slot}", card.name))
+    }
+
+    /// Arms transport faults on the card in `slot` while it runs.
+    pub fn arm(&mut self, slot: usize, specs: &[String]) -> Result<String, String> {
+        let plan = FaultPlan::parse(specs)?;
+        if plan.is_empty() {
+            return Err("give at least one fault".into());
+        }
+        if let Some(f) = plan.faults.iter().find(|f| !FaultInjector::can_arm_live(f)) {
+            return Err(format!(
+                "fault {f} changes what the card holds and applies at insertion only: remove the card and insert it with the fault"
+            ));
+        }
+        let card = self
+            .slots
+            .get(slot)
+            .and_then(Option::as_ref)
+            .filter(|c| !c.thread.is_finished())
+            .ok_or_else(|| format!("slot {slot} is empty"))?;
+        let mut armed = card
+            .live_faults
+            .lock()
+            .map_err(|_| "the card thread failed".to_owned())?;
+        armed.extend(plan.faults.iter().cloned());
+        Ok(format!("armed {plan} on {} in slot {slot}", card.name))
     }
 
     /// One entry per slot: `SLOT ADDRESS empty|NAME`.
@@ -249,6 +279,11 @@ impl Rack {
                 let slot = self.slot(slot)?;
                 self.remove(slot).map(Some)
             }
+            ["arm", slot, faults @ ..] => {
+                let slot = self.slot(slot)?;
+                let faults: Vec<String> = faults.iter().map(|s| (*s).to_owned()).collect();
+                self.arm(slot, &faults).map(Some)
+            }
             ["status"] => Ok(Some(self.status().join("; "))),
             ["shutdown"] => {
                 self.remove_all();
@@ -256,7 +291,7 @@ impl Rack {
             }
             [] => Err("empty command".into()),
             _ => Err(format!(
-                "unknown command {line:?} (insert SLOT PROFILE [FAULT ...], remove SLOT, status, shutdown)"
+                "unknown command {line:?} (insert SLOT PROFILE [FAULT ...], remove SLOT, arm SLOT FAULT ..., status, shutdown)"
             )),
         }
     }

@@ -18,6 +18,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use zeroize::Zeroizing;
@@ -38,7 +39,7 @@ const CTRL_GET_ATR: u8 = 0x04;
 const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// How to reach vpcd and how to behave.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct VpcdConfig {
     /// `HOST:PORT` of the vpcd driver.
     pub address: String,
@@ -51,6 +52,9 @@ pub struct VpcdConfig {
     pub remove_after_apdus: Option<u64>,
     /// Scripted transport faults.
     pub faults: FaultPlan,
+    /// Faults armed while the card runs (the rack's `arm` command): drained into the card's
+    /// fault injector before each command APDU.
+    pub live_faults: Option<Arc<Mutex<Vec<Fault>>>>,
 }
 
 impl VpcdConfig {
@@ -61,6 +65,7 @@ impl VpcdConfig {
             max_backoff: Duration::from_secs(1),
             remove_after_apdus: None,
             faults: FaultPlan::default(),
+            live_faults: None,
         }
     }
 }
@@ -136,7 +141,6 @@ pub fn run(
     if let Some(n) = config.remove_after_apdus {
         plan.faults.push(Fault::RemoveAfterApdus(n));
     }
-    let latency = plan.latency();
     let mut faults = FaultInjector::new(plan);
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -150,7 +154,7 @@ pub fn run(
                 let end = serve_connection(
                     card,
                     stream,
-                    (&mut faults, latency),
+                    (&mut faults, config.live_faults.as_deref()),
                     trace,
                     stop,
                     &mut apdus_seen,
@@ -194,7 +198,7 @@ pub fn run(
 fn serve_connection(
     card: &mut dyn CardBehaviour,
     mut stream: TcpStream,
-    (faults, latency): (&mut FaultInjector, Duration),
+    (faults, live): (&mut FaultInjector, Option<&Mutex<Vec<Fault>>>),
     trace: &mut ApduTrace,
     stop: &AtomicBool,
     apdus_seen: &mut u64,
@@ -252,6 +256,15 @@ fn serve_connection(
             apdu => {
                 *apdus_seen += 1;
                 trace.command(apdu);
+                if let Some(live) = live {
+                    if let Ok(mut armed) = live.lock() {
+                        for fault in armed.drain(..) {
+                            trace.note(&format!("fault armed: {fault}"));
+                            faults.arm(fault);
+                        }
+                    }
+                }
+                let latency = faults.plan().latency();
                 match faults.before(apdu) {
                     Action::Remove => {
                         trace.note("card removed before answering");
