@@ -1103,6 +1103,31 @@ impl Generator {
             Some("issuer-not-valid"),
             None,
         );
+        // The same card when the authority has renewed g1's certificate (same name, same key,
+        // validity to 2038) and configured it beside the old one: two paths, one valid.
+        let g1_renewed = self.ca(
+            ca_spec("ca-g1-renewed", &ISSUER_RDNS, &k1, 16, y(2028), y(2038)),
+            None,
+        );
+        let renewed = CaseContext {
+            anchors: [late.anchors.clone(), vec![g1_renewed.file.clone()]].concat(),
+            ..late.clone()
+        };
+        let c = self
+            .files
+            .get("certs/outlives-ca-checked-late.der")
+            .cloned()
+            .unwrap_or_default();
+        let c = self.write_cert("renewed-ca-same-key", c);
+        self.case(
+            &renewed,
+            "renewed-ca-same-key",
+            "the card above, with g1's certificate renewed (same key) among the anchors",
+            c,
+            &[],
+            None,
+            None,
+        );
 
         // ---- Revocation.
         let c = self.leaf(
