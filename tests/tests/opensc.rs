@@ -374,4 +374,43 @@ fn kenhojo_and_kenkaku_answer_through_pcscd() {
         ],
     );
     assert!(stdout(&o).contains("SW1=0x69, SW2=0x82"), "{}", text(&o));
+    // With 照合番号B the card face opens: FF 20, then DF 27 and the photo (a PGM: "P5").
+    let number_b = card["number_b"].as_str().unwrap();
+    let nb_hex: String = number_b.bytes().map(|b| format!("{b:02X}")).collect();
+    let o = r.tool(
+        "opensc-tool",
+        &[
+            "--reader",
+            "0",
+            "--send-apdu",
+            "00A4040C0AD3921000310001010402",
+            "--send-apdu",
+            "00A4020C020012",
+            "--send-apdu",
+            &format!("002000800E{nb_hex}"),
+            "--send-apdu",
+            "00A4020C020002",
+            "--send-apdu",
+            "00B000000A",
+        ],
+    );
+    let out = stdout(&o);
+    assert!(
+        out.contains("FF 20 82 05 12 DF 27 82 05 0D"),
+        "{}",
+        text(&o)
+    );
+    // The simulator-only face read: the raw photo, no PIN (docs/virtual-card.md).
+    let o = r.tool(
+        "opensc-tool",
+        &[
+            "--reader",
+            "0",
+            "--send-apdu",
+            "00A4040C0AD3921000310001010402",
+            "--send-apdu",
+            "80B0000002",
+        ],
+    );
+    assert!(stdout(&o).contains("50 35"), "{}", text(&o));
 }
