@@ -1449,7 +1449,13 @@ mod tests {
     /// and every answer ends in a status word.
     #[test]
     fn never_panics() {
-        let (mut c, _) = card();
+        let (mut plain, _) = card();
+        fuzz(&mut plain);
+        let (mut full, _) = full_card(true);
+        fuzz(&mut full);
+    }
+
+    fn fuzz(c: &mut VirtualCard) {
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut next = move || {
             x ^= x << 13;
@@ -1458,9 +1464,19 @@ mod tests {
             x
         };
         let clas = [0x00, 0x80, 0x0C, 0xFF];
-        let inss = [0xA4, 0xB0, 0x20, 0x2A, 0xCA, 0x00];
+        let inss = [0xA4, 0xB0, 0x20, 0x24, 0x2A, 0xCA, 0x00];
+        let apps = [JPKI_AID, KENHOJO_AID, KENKAKU_AID];
+        let efs: [u16; 9] = [0x01, 0x02, 0x06, 0x08, 0x0A, 0x11, 0x12, 0x17, 0x1B];
         for i in 0..40_000 {
             let r = next();
+            // Now and then, a well-formed SELECT so every application and EF gets fuzzed.
+            if i % 25 == 0 {
+                let mut sel = vec![0x00, 0xA4, 0x04, 0x0C, 0x0A];
+                sel.extend_from_slice(&apps[(r % 3) as usize]);
+                c.process(&sel);
+                let fid = efs[((r >> 8) % 9) as usize];
+                c.process(&[0x00, 0xA4, 0x02, 0x0C, 0x02, 0x00, fid as u8]);
+            }
             let apdu: Vec<u8> = if i % 2 == 0 {
                 let len = (r % 300) as usize;
                 (0..len).map(|_| next() as u8).collect()
@@ -1468,7 +1484,7 @@ mod tests {
                 let lc = (next() % 40) as usize;
                 let mut a = vec![
                     clas[(r % 4) as usize],
-                    inss[((r >> 8) % 6) as usize],
+                    inss[((r >> 8) % 7) as usize],
                     (r >> 16) as u8 & 0x9F,
                     (r >> 24) as u8,
                 ];

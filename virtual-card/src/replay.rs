@@ -304,4 +304,41 @@ mod tests {
             Some(vec![0x6F, 0x00])
         );
     }
+
+    /// Arbitrary text, and traces with arbitrary tokens, never panic the parser or the card.
+    #[test]
+    fn never_panics() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pieces = [
+            "> ",
+            "< ",
+            "# atr ",
+            "00",
+            "B0",
+            "<redacted",
+            "4",
+            "bytes>",
+            "ZZ",
+            " ",
+            "\n",
+            "FFF",
+        ];
+        for _ in 0..5_000 {
+            let n = next() % 40;
+            let text: String = (0..n).map(|_| pieces[(next() % 12) as usize]).collect();
+            if let Ok(mut card) = ReplayCard::parse(&text) {
+                for _ in 0..5 {
+                    let len = (next() % 12) as usize;
+                    let apdu: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                    let _ = card.answer(&apdu);
+                }
+            }
+        }
+    }
 }
