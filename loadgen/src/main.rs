@@ -1,0 +1,253 @@
+//! `loadgen`: drive the confirmation service with many virtual terminals and report
+//! throughput and latency (docs/load-harness.md).
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use onshi_loadgen::mix::Mix;
+use onshi_loadgen::run::{self, IdentityMode, LoadSpec, RunOptions, ServiceSource};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Load generator for onshi's confirmation service: many virtual terminals over mutual TLS, prepared PIN-mode confirmations, HDR latency, and a bare reference server to compare with",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Prepare challenges and card signatures, then send only ConfirmByCard and report.
+    /// Exits 0 when every answer was the expected one, 1 on unexpected errors, 2 when the run
+    /// could not be carried out.
+    Run(RunArgs),
+    /// Serve the reference: only the card-signature check, with the TLS configuration of a
+    /// service.toml. Prints "loadgen reference-server: listening on ADDR" once ready.
+    ReferenceServer {
+        /// A service configuration (a world's service.toml) for the TLS files.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CertMode {
+    /// Mint client certificates from the world's network CA and register the terminals in
+    /// the store.
+    Mint,
+    /// Reuse the world's in-operation terminal certificates round-robin.
+    Reuse,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The world directory (`testbed build --out DIR`).
+    #[arg(long, value_name = "DIR")]
+    world: PathBuf,
+    /// A running service to drive, e.g. https://127.0.0.1:50443 (it must use the world's
+    /// network CA, issuing CA and store).
+    #[arg(long, value_name = "URL", required_unless_present = "start_service")]
+    service: Option<String>,
+    /// Start confirm-service on a copy of the world's store, with a long challenge lifetime,
+    /// on a free port; stopped at the end.
+    #[arg(long, conflicts_with = "service")]
+    start_service: bool,
+    /// The confirm-service binary for --start-service (default: beside loadgen).
+    #[arg(long, value_name = "PATH", requires = "start_service")]
+    service_bin: Option<PathBuf>,
+    /// The pid of the --service process, for its CPU time per request (/proc).
+    #[arg(long, value_name = "PID", conflicts_with = "start_service")]
+    service_pid: Option<u32>,
+    /// Virtual terminals: one TLS connection each, with its own client certificate.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    terminals: usize,
+    /// Where certificates come from when the world has fewer in-operation terminals than
+    /// --terminals.
+    #[arg(long, value_enum, default_value = "mint")]
+    terminal_certs: CertMode,
+    /// HTTP/2 streams per connection: closed-loop concurrency is terminals × streams unless
+    /// --concurrency is given; also the parallel challenge requests per connection while
+    /// preparing.
+    #[arg(long, value_name = "S", default_value_t = 4)]
+    streams: usize,
+    /// Seconds of measured load per target.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    duration: f64,
+    /// Prepare and measure in windows of this many seconds, so prepared challenges never
+    /// expire (default: the whole run with --start-service, 20 s against --service).
+    #[arg(long, value_name = "SECS")]
+    window: Option<f64>,
+    /// Closed loop: requests in flight at all times.
+    #[arg(long, value_name = "C", conflicts_with = "rate")]
+    concurrency: Option<usize>,
+    /// Open loop: requests per second on a fixed schedule; latency is measured from each
+    /// request's intended send time.
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
+    /// Open loop: most requests outstanding; waiting for a slot counts as latency.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_in_flight: usize,
+    /// Request kinds and weights: pin, revoked, expired, unregistered, bad-signature, replay.
+    #[arg(long, default_value = "pin=95,revoked=2,bad-signature=2,replay=1")]
+    mix: Mix,
+    /// Requests to prepare per window (default: rate × window for an open loop, 2000 per
+    /// second of window for a closed loop). A closed-loop window ends early when they run out.
+    #[arg(long, value_name = "N")]
+    prepare: Option<usize>,
+    /// Challenge lifetime of the service started with --start-service (1-3600).
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    challenge_ttl: u32,
+    /// Also drive a bare reference server with the same load and report the ratio.
+    #[arg(long)]
+    reference: bool,
+    /// Write the report as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write a latency plot (SVG).
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn seconds(what: &str, s: f64) -> Result<Duration, String> {
+    if s.is_finite() && s > 0.0 && s <= 86_400.0 {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        Err(format!("{what} must be a positive number of seconds"))
+    }
+}
+
+fn options(a: RunArgs) -> Result<RunOptions, String> {
+    Ok(RunOptions {
+        world: a.world,
+        service: match a.service {
+            Some(url) => ServiceSource::Url(url),
+            None => ServiceSource::Start {
+                binary: a.service_bin,
+            },
+        },
+        service_pid: a.service_pid,
+        terminals: a.terminals,
+        identities: match a.terminal_certs {
+            CertMode::Mint => IdentityMode::Mint,
+            CertMode::Reuse => IdentityMode::Reuse,
+        },
+        streams: a.streams,
+        duration: seconds("--duration", a.duration)?,
+        window: a.window.map(|w| seconds("--window", w)).transpose()?,
+        load: match a.rate {
+            Some(rate) => LoadSpec::Open {
+                rate,
+                max_in_flight: a.max_in_flight,
+            },
+            None => LoadSpec::Closed {
+                concurrency: a.concurrency,
+            },
+        },
+        mix: a.mix,
+        prepare: a.prepare,
+        challenge_ttl_seconds: a.challenge_ttl,
+        reference: a.reference,
+        reference_bin: None,
+        json: a.json,
+        plot: a.plot,
+        quiet: a.quiet,
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Run(args) => {
+            let opts = match options(args) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match run::run(&opts) {
+                Ok(report) => {
+                    print!("{}", report.text());
+                    if report.unexpected_errors() > 0 {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::ReferenceServer { config, listen } => reference_server(config, listen),
+    }
+}
+
+fn reference_server(config: PathBuf, listen: SocketAddr) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("loadgen reference-server: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("loadgen reference-server: cannot listen on {listen}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let local = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let shutdown = async {
+            #[cfg(unix)]
+            {
+                if let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {},
+                        _ = term.recv() => {},
+                    }
+                    return;
+                }
+            }
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let served = onshi_loadgen::reference::serve(&config, listener, shutdown, move || {
+            use std::io::Write;
+            println!("{}{local}", onshi_loadgen::reference::READY_PREFIX);
+            let _ = std::io::stdout().flush();
+        })
+        .await;
+        match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadgen reference-server: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}

@@ -1,0 +1,293 @@
+//! The end-of-run report: text for people, JSON for tools (`--json`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::drive::Tally;
+
+/// The JSON format name; bump on incompatible changes.
+pub const FORMAT: &str = "onshi-loadgen-report/1";
+
+/// Latency percentiles in microseconds (HDR histogram, 3 significant digits).
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub mean_us: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        Latency {
+            count: h.len(),
+            mean_us: h.mean(),
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+/// Answers with one result code (or failure label).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct CodeCount {
+    pub expected: u64,
+    pub unexpected: u64,
+}
+
+/// CPU time of a process over the measured phases.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cpu {
+    pub pid: u32,
+    pub seconds: f64,
+    /// CPU microseconds per completed request (confirmations and refusals alike).
+    pub us_per_request: f64,
+}
+
+/// What one target (the service or the reference) did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    pub target: String,
+    pub url: String,
+    pub windows: usize,
+    pub prepared: usize,
+    pub prepare_issue_seconds: f64,
+    pub prepare_sign_seconds: f64,
+    pub measured_seconds: f64,
+    pub requests: u64,
+    /// Completed requests by kind of the mix.
+    pub requests_by_kind: BTreeMap<String, u64>,
+    pub confirmed: u64,
+    pub expected_errors: u64,
+    pub unexpected_errors: u64,
+    /// Completed requests (confirmed + refused) per second of measured time.
+    pub throughput_per_s: f64,
+    pub confirmed_per_s: f64,
+    pub latency: Latency,
+    pub errors_by_code: BTreeMap<String, CodeCount>,
+    pub unexpected_samples: Vec<String>,
+    pub server_cpu: Option<Cpu>,
+    pub loadgen_cpu_seconds: Option<f64>,
+    /// Completed requests in each second of the measured phases, windows concatenated (a
+    /// window's last second may be partial).
+    pub per_second: Vec<u64>,
+    pub ended_early: Vec<String>,
+    /// (percentile, latency µs) points from 0 to 99.99 %, for plots.
+    pub percentile_curve: Vec<(f64, u64)>,
+}
+
+/// The percentiles the plot and the JSON curve use: 0, then 10^-k steps up to 99.99 %.
+pub fn curve(h: &Histogram<u64>) -> Vec<(f64, u64)> {
+    (0..=80)
+        .map(|i| {
+            let nines = f64::from(i) / 20.0; // 0 .. 4
+            let pct = 100.0 * (1.0 - 10f64.powf(-nines));
+            (pct, h.value_at_quantile(pct / 100.0))
+        })
+        .collect()
+}
+
+impl TargetReport {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        target: &str,
+        url: &str,
+        windows: usize,
+        prepared: usize,
+        issue: Duration,
+        sign: Duration,
+        measured: Duration,
+        tally: &Tally,
+        per_second: Vec<u64>,
+        ended_early: Vec<String>,
+        server_cpu_seconds: Option<(u32, f64)>,
+        loadgen_cpu_seconds: Option<f64>,
+    ) -> TargetReport {
+        let secs = measured.as_secs_f64();
+        let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        let mut errors_by_code: BTreeMap<String, CodeCount> = BTreeMap::new();
+        for (code, n) in &tally.expected {
+            errors_by_code.entry(code.clone()).or_default().expected += n;
+        }
+        for (code, n) in &tally.unexpected {
+            errors_by_code.entry(code.clone()).or_default().unexpected += n;
+        }
+        TargetReport {
+            target: target.to_owned(),
+            url: url.to_owned(),
+            windows,
+            prepared,
+            prepare_issue_seconds: issue.as_secs_f64(),
+            prepare_sign_seconds: sign.as_secs_f64(),
+            measured_seconds: secs,
+            requests: tally.requests,
+            requests_by_kind: tally
+                .by_kind
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            confirmed: tally.confirmed,
+            expected_errors: tally.expected_total(),
+            unexpected_errors: tally.unexpected_total(),
+            throughput_per_s: per_s(tally.requests),
+            confirmed_per_s: per_s(tally.confirmed),
+            latency: Latency::of(&tally.histogram),
+            errors_by_code,
+            unexpected_samples: tally.samples.clone(),
+            server_cpu: server_cpu_seconds.map(|(pid, seconds)| Cpu {
+                pid,
+                seconds,
+                us_per_request: if tally.requests > 0 {
+                    seconds * 1e6 / tally.requests as f64
+                } else {
+                    0.0
+                },
+            }),
+            loadgen_cpu_seconds,
+            per_second,
+            ended_early,
+            percentile_curve: curve(&tally.histogram),
+        }
+    }
+}
+
+/// How the run was set up.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSetup {
+    pub world: String,
+    /// `closed` or `open`.
+    pub mode: String,
+    pub concurrency: Option<usize>,
+    pub rate: Option<f64>,
+    pub terminals: usize,
+    /// `world` (the world's own certificates), `reused` (round-robin over them) or `minted`.
+    pub terminal_identities: String,
+    pub streams: usize,
+    pub duration_s: f64,
+    pub window_s: f64,
+    pub prepare_per_window: usize,
+    pub mix: String,
+    pub cores: usize,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub format: &'static str,
+    pub started_at: String,
+    pub setup: RunSetup,
+    pub targets: Vec<TargetReport>,
+    /// The service's throughput as a fraction of the reference's (with `--reference`).
+    pub reference_ratio: Option<f64>,
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// Unexpected errors over all targets.
+    pub fn unexpected_errors(&self) -> u64 {
+        self.targets.iter().map(|t| t.unexpected_errors).sum()
+    }
+
+    /// The report as text.
+    pub fn text(&self) -> String {
+        let s = &self.setup;
+        let mut out = String::new();
+        let load = match (s.concurrency, s.rate) {
+            (Some(c), _) => format!("closed loop, {c} concurrent"),
+            (None, Some(r)) => format!("open loop, {r} req/s scheduled"),
+            _ => s.mode.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "loadgen: {load}; {} terminals ({}), {} streams each; {:.0} s in windows of {:.0} s; mix {}; {} cores",
+            s.terminals, s.terminal_identities, s.streams, s.duration_s, s.window_s, s.mix, s.cores
+        );
+        for t in &self.targets {
+            let l = &t.latency;
+            let _ = writeln!(out, "\n== {} ({})", t.target, t.url);
+            let _ = writeln!(
+                out,
+                "  prepared   {} requests in {} window(s): challenges {:.1} s, signatures {:.1} s",
+                t.prepared, t.windows, t.prepare_issue_seconds, t.prepare_sign_seconds
+            );
+            let _ = writeln!(
+                out,
+                "  measured   {:.2} s: {} requests, {:.0} req/s ({:.0} confirmed/s)",
+                t.measured_seconds, t.requests, t.throughput_per_s, t.confirmed_per_s
+            );
+            let _ = writeln!(
+                out,
+                "  latency    p50 {} p90 {} p99 {} p99.9 {} max {} (mean {})",
+                ms(l.p50_us),
+                ms(l.p90_us),
+                ms(l.p99_us),
+                ms(l.p999_us),
+                ms(l.max_us),
+                ms(l.mean_us as u64)
+            );
+            let kinds: Vec<String> = t
+                .requests_by_kind
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            let _ = writeln!(out, "  sent       {}", kinds.join(", "));
+            let _ = writeln!(
+                out,
+                "  answers    {} confirmed, {} expected refusals, {} UNEXPECTED",
+                t.confirmed, t.expected_errors, t.unexpected_errors
+            );
+            for (code, n) in &t.errors_by_code {
+                let _ = writeln!(
+                    out,
+                    "    {code:<40} expected {:>8}  unexpected {:>8}",
+                    n.expected, n.unexpected
+                );
+            }
+            for sample in &t.unexpected_samples {
+                let _ = writeln!(out, "    e.g. {sample}");
+            }
+            if let Some(cpu) = &t.server_cpu {
+                let _ = writeln!(
+                    out,
+                    "  server CPU {:.2} s (pid {}): {:.1} µs per request",
+                    cpu.seconds, cpu.pid, cpu.us_per_request
+                );
+            }
+            if let Some(c) = t.loadgen_cpu_seconds {
+                let per = if t.requests > 0 {
+                    c * 1e6 / t.requests as f64
+                } else {
+                    0.0
+                };
+                let _ = writeln!(out, "  loadgen CPU {c:.2} s: {per:.1} µs per request");
+            }
+            for why in &t.ended_early {
+                let _ = writeln!(out, "  note: {why}");
+            }
+        }
+        if let Some(r) = self.reference_ratio {
+            let _ = writeln!(
+                out,
+                "\nservice / reference throughput: {r:.3} (target ≥ 0.85, architecture.md)"
+            );
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+        out
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}

@@ -1,0 +1,626 @@
+//! One `loadgen run`: set up terminals (and the service, with `--start-service`), then for
+//! each target prepare and measure window after window, and build the report.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::drive::{self, Load, Tally, TerminalConn};
+use crate::mix::{Mix, Target};
+use crate::prepare::{self, CardPools};
+use crate::process::{self, ServerProcess};
+use crate::reference;
+use crate::report::{Report, RunSetup, TargetReport};
+use crate::svg;
+use crate::terminals;
+use crate::world::{TerminalIdentity, World};
+use crate::LoadgenError;
+
+/// Where the service under test is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceSource {
+    /// Already running at this URL (`https://127.0.0.1:50443`).
+    Url(String),
+    /// Started by the load generator from a copy of the world's configuration and store.
+    Start { binary: Option<PathBuf> },
+}
+
+/// How virtual terminals get client certificates when the world has fewer than asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityMode {
+    /// Mint certificates from the world's network CA and register the terminals.
+    Mint,
+    /// Reuse the world's in-operation terminals round-robin (several connections per
+    /// terminal identity).
+    Reuse,
+}
+
+/// The load shape of the measured phase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LoadSpec {
+    /// `concurrency` requests in flight (default terminals × streams).
+    Closed { concurrency: Option<usize> },
+    /// A fixed schedule of `rate` requests a second.
+    Open { rate: f64, max_in_flight: usize },
+}
+
+/// Everything `loadgen run` takes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub world: PathBuf,
+    pub service: ServiceSource,
+    /// The pid of an already-running local service, for its CPU time.
+    pub service_pid: Option<u32>,
+    pub terminals: usize,
+    pub identities: IdentityMode,
+    pub streams: usize,
+    pub duration: Duration,
+    pub window: Option<Duration>,
+    pub load: LoadSpec,
+    pub mix: Mix,
+    /// Requests prepared per window (over all terminals).
+    pub prepare: Option<usize>,
+    /// Challenge lifetime of a started service.
+    pub challenge_ttl_seconds: u32,
+    pub reference: bool,
+    /// The `loadgen` binary that serves the reference (default: this executable).
+    pub reference_bin: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
+    /// No progress lines.
+    pub quiet: bool,
+}
+
+/// Limits on the options, so every loop and allocation is bounded.
+pub const MAX_TERMINALS: usize = terminals::MAX_MINTED;
+pub const MAX_STREAMS: usize = 1_000;
+pub const MAX_CONCURRENCY: usize = 100_000;
+pub const MAX_PREPARE: usize = 10_000_000;
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+pub const MAX_RATE: f64 = 1_000_000.0;
+/// Requests prepared per second of window in a closed loop when `--prepare` is not given.
+pub const DEFAULT_PREPARE_PER_SECOND: usize = 2_000;
+
+impl RunOptions {
+    fn validate(&self) -> Result<(), LoadgenError> {
+        let bad = |m: String| Err(LoadgenError::Usage(m));
+        if self.terminals == 0 || self.terminals > MAX_TERMINALS {
+            return bad(format!("--terminals must be 1..={MAX_TERMINALS}"));
+        }
+        if self.streams == 0 || self.streams > MAX_STREAMS {
+            return bad(format!("--streams must be 1..={MAX_STREAMS}"));
+        }
+        if self.duration < Duration::from_millis(100) || self.duration > MAX_DURATION {
+            return bad("--duration must be 0.1 to 3600 seconds".into());
+        }
+        if let Some(w) = self.window {
+            if w < Duration::from_millis(100) {
+                return bad("--window must be at least 0.1 s".into());
+            }
+        }
+        match self.load {
+            LoadSpec::Closed {
+                concurrency: Some(c),
+            } if c == 0 || c > MAX_CONCURRENCY => {
+                return bad(format!("--concurrency must be 1..={MAX_CONCURRENCY}"))
+            }
+            LoadSpec::Open {
+                rate,
+                max_in_flight,
+            } => {
+                if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE) {
+                    return bad(format!("--rate must be above 0 and at most {MAX_RATE}"));
+                }
+                if max_in_flight == 0 || max_in_flight > MAX_CONCURRENCY {
+                    return bad(format!("--max-in-flight must be 1..={MAX_CONCURRENCY}"));
+                }
+            }
+            _ => {}
+        }
+        if let Some(p) = self.prepare {
+            if p == 0 || p > MAX_PREPARE {
+                return bad(format!("--prepare must be 1..={MAX_PREPARE}"));
+            }
+        }
+        if self.challenge_ttl_seconds == 0 || self.challenge_ttl_seconds > 3600 {
+            return bad("--challenge-ttl must be 1..=3600 seconds (the service's limit)".into());
+        }
+        Ok(())
+    }
+
+    fn window(&self) -> Duration {
+        let default = match self.service {
+            // A started service gets a long challenge lifetime: one window for the whole run.
+            ServiceSource::Start { .. } => self.duration,
+            // Someone else's service keeps its own lifetime (60 s by default).
+            ServiceSource::Url(_) => Duration::from_secs(20),
+        };
+        self.window.unwrap_or(default).min(self.duration)
+    }
+
+    fn prepare_per_window(&self, window: Duration) -> usize {
+        if let Some(p) = self.prepare {
+            return p;
+        }
+        let secs = window.as_secs_f64();
+        let n = match self.load {
+            LoadSpec::Closed { .. } => DEFAULT_PREPARE_PER_SECOND as f64 * secs,
+            LoadSpec::Open { rate, .. } => rate * secs * 1.02 + self.terminals as f64,
+        };
+        (n.ceil() as usize).clamp(self.terminals, MAX_PREPARE)
+    }
+}
+
+/// Everything set up before the first target runs: identities, the started service.
+struct Setup {
+    identities: Vec<TerminalIdentity>,
+    identity_label: String,
+    url: String,
+    service_pid: Option<u32>,
+    service: Option<ServerProcess>,
+    notes: Vec<String>,
+    /// Holds the run's copy of the store and configuration; deleted on drop.
+    _run_dir: Option<tempfile::TempDir>,
+}
+
+/// Absolute form of the path keys of a service configuration, so a copy works elsewhere.
+fn absolutize_config(
+    text: &str,
+    base: &Path,
+    store: &Path,
+    ttl: u32,
+) -> Result<String, LoadgenError> {
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e| LoadgenError::World(format!("service.toml: {e}")))?;
+    let abs = |v: &mut toml::Value| {
+        if let Some(s) = v.as_str() {
+            let p = Path::new(s);
+            if p.is_relative() {
+                *v = toml::Value::String(base.join(p).to_string_lossy().into_owned());
+            }
+        }
+    };
+    for (section, keys) in [
+        ("tls", &["certificate", "private_key", "client_ca"][..]),
+        (
+            "validation",
+            &["trust_anchors", "intermediates", "crls"][..],
+        ),
+    ] {
+        if let Some(t) = table.get_mut(section).and_then(toml::Value::as_table_mut) {
+            for key in keys {
+                match t.get_mut(*key) {
+                    Some(toml::Value::Array(items)) => items.iter_mut().for_each(abs),
+                    Some(v) => abs(v),
+                    None => {}
+                }
+            }
+        }
+    }
+    table.insert(
+        "store".into(),
+        toml::Value::String(store.to_string_lossy().into_owned()),
+    );
+    table.insert(
+        "challenge_ttl_seconds".into(),
+        toml::Value::Integer(i64::from(ttl)),
+    );
+    toml::to_string(&table).map_err(|e| LoadgenError::World(format!("service.toml copy: {e}")))
+}
+
+fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
+    let mut notes = Vec::new();
+    let need_mint = opts.terminals > world.terminals.len() && opts.identities == IdentityMode::Mint;
+    let (mut identities, identity_label) = if opts.terminals <= world.terminals.len() {
+        (
+            world.terminals[..opts.terminals].to_vec(),
+            "world".to_owned(),
+        )
+    } else if need_mint {
+        let code = world
+            .institution_code()
+            .ok_or_else(|| LoadgenError::World("no in-operation terminal".into()))?;
+        (
+            terminals::mint(world, code, opts.terminals)?,
+            "minted".to_owned(),
+        )
+    } else {
+        notes.push(format!(
+            "{} connections share the world's {} terminal certificates round-robin (--terminal-certs reuse): the service sees {} distinct terminals",
+            opts.terminals,
+            world.terminals.len(),
+            world.terminals.len()
+        ));
+        (world.terminals.clone(), "reused".to_owned())
+    };
+    let world_config = world.dir.join("service.toml");
+    match &opts.service {
+        ServiceSource::Url(url) => {
+            if need_mint {
+                let config = onshi_confirm_service::config::Config::load(&world_config)
+                    .map_err(|e| LoadgenError::World(e.to_string()))?;
+                terminals::register(&config.store, &identities)?;
+                notes.push(format!(
+                    "minted terminals were registered in {}; the service at {url} must use that store",
+                    config.store.display()
+                ));
+            }
+            Ok(Setup {
+                identities,
+                identity_label,
+                url: url.clone(),
+                service_pid: opts.service_pid,
+                service: None,
+                notes,
+                _run_dir: None,
+            })
+        }
+        ServiceSource::Start { binary } => {
+            // The run's own copy of the store, beside the world (the same file system, so
+            // the audit log's fsyncs cost what they cost there), and of the configuration.
+            let run_dir = tempfile::Builder::new()
+                .prefix(".loadgen-run-")
+                .tempdir_in(&world.dir)
+                .map_err(LoadgenError::io("create a run directory in", &world.dir))?;
+            let config = onshi_confirm_service::config::Config::load(&world_config)
+                .map_err(|e| LoadgenError::World(e.to_string()))?;
+            let store = run_dir.path().join("onshi.sqlite");
+            std::fs::copy(&config.store, &store)
+                .map_err(LoadgenError::io("copy", &config.store))?;
+            for suffix in ["-wal", "-shm"] {
+                let mut from = config.store.clone().into_os_string();
+                from.push(suffix);
+                let from = PathBuf::from(from);
+                if from.exists() {
+                    let mut to = store.clone().into_os_string();
+                    to.push(suffix);
+                    std::fs::copy(&from, PathBuf::from(to))
+                        .map_err(LoadgenError::io("copy", &from))?;
+                }
+            }
+            if need_mint {
+                terminals::register(&store, &identities)?;
+            }
+            let text = std::fs::read_to_string(&world_config)
+                .map_err(LoadgenError::io("read", &world_config))?;
+            let copy = absolutize_config(&text, &world.dir, &store, opts.challenge_ttl_seconds)?;
+            let config_path = run_dir.path().join("service.toml");
+            std::fs::write(&config_path, copy).map_err(LoadgenError::io("write", &config_path))?;
+            let binary = match binary {
+                Some(b) => b.clone(),
+                None => process::sibling_binary("confirm-service")?,
+            };
+            let mut command = Command::new(&binary);
+            command
+                .args(["serve", "--config"])
+                .arg(&config_path)
+                .args(["--listen", "127.0.0.1:0"])
+                .env("ONSHI_LOG", "warn");
+            let service =
+                ServerProcess::start(command, "confirm-service", "confirm-service: listening on ")?;
+            notes.push(format!(
+                "the service ran on a copy of the world's store with challenge_ttl_seconds = {}",
+                opts.challenge_ttl_seconds
+            ));
+            identities.shrink_to_fit();
+            Ok(Setup {
+                identities,
+                identity_label,
+                url: service.url(),
+                service_pid: Some(service.pid),
+                service: Some(service),
+                notes,
+                _run_dir: Some(run_dir),
+            })
+        }
+    }
+}
+
+/// Prepares and measures every window of one target.
+#[allow(clippy::too_many_arguments)]
+async fn drive_target(
+    opts: &RunOptions,
+    target: Target,
+    url: &str,
+    pid: Option<u32>,
+    ca_pem: &[u8],
+    identities: &[TerminalIdentity],
+    cards: &CardPools,
+    abort: &Arc<AtomicBool>,
+) -> Result<TargetReport, LoadgenError> {
+    let conns: Vec<TerminalConn> =
+        drive::connect_all(url, ca_pem, identities, opts.terminals).await?;
+    let window = opts.window();
+    let prepare_n = opts.prepare_per_window(window);
+    let per_terminal = prepare_n.div_ceil(conns.len().max(1)).max(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let load = match opts.load {
+        LoadSpec::Closed { concurrency } => Load::Closed {
+            concurrency: concurrency.unwrap_or(opts.terminals * opts.streams),
+        },
+        LoadSpec::Open {
+            rate,
+            max_in_flight,
+        } => Load::Open {
+            rate,
+            max_in_flight,
+        },
+    };
+    let ticks = process::clock_ticks();
+    let me = std::process::id();
+    let mut tally = Tally::new()?;
+    let (mut issue, mut sign, mut measured) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut server_cpu, mut own_cpu) = (Some(0.0f64), Some(0.0f64));
+    let mut per_second = Vec::new();
+    let mut early: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut prepared = 0;
+    let mut windows = 0;
+    let mut left = opts.duration;
+    // Bounded: at most duration / window (≥ 0.1 s) windows.
+    while left > Duration::from_millis(50) && !abort.load(Ordering::Relaxed) {
+        let this = window.min(left);
+        if !opts.quiet {
+            eprintln!(
+                "loadgen: {}: preparing {} requests on {} connections",
+                target.name(),
+                per_terminal * conns.len(),
+                conns.len()
+            );
+        }
+        let pool = prepare::prepare(
+            &conns,
+            cards,
+            &opts.mix,
+            per_terminal,
+            opts.streams,
+            threads,
+        )
+        .await?;
+        issue += pool.issue_time;
+        sign += pool.sign_time;
+        prepared += pool.len();
+        if let Some(expiry) = pool.earliest_expiry {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            if (expiry as f64) < now + this.as_secs_f64() + 2.0 {
+                return Err(LoadgenError::Usage(format!(
+                    "the prepared challenges expire {:.0} s from now, before the {:.0} s window ends: use a shorter --window, fewer --prepare, or --start-service (long challenge lifetime)",
+                    expiry as f64 - now,
+                    this.as_secs_f64()
+                )));
+            }
+        }
+        let cpu_before = pid.map(|p| process::cpu_seconds(p, ticks)).transpose();
+        let own_before = process::cpu_seconds(me, ticks).ok();
+        let m = drive::measure(
+            &conns,
+            pool,
+            target,
+            load,
+            this,
+            Arc::clone(abort),
+            opts.quiet,
+        )
+        .await?;
+        let cpu_after = pid.map(|p| process::cpu_seconds(p, ticks)).transpose();
+        server_cpu = match (server_cpu, cpu_before, cpu_after) {
+            (Some(acc), Ok(Some(b)), Ok(Some(a))) => Some(acc + (a - b)),
+            _ => None,
+        };
+        own_cpu = match (own_cpu, own_before, process::cpu_seconds(me, ticks).ok()) {
+            (Some(acc), Some(b), Some(a)) => Some(acc + (a - b)),
+            _ => None,
+        };
+        tally.merge(&m.tally);
+        measured += m.elapsed;
+        per_second.extend(m.per_second);
+        windows += 1;
+        left = left.saturating_sub(m.elapsed.max(Duration::from_millis(100)));
+        if let Some(why) = m.ended_early {
+            *early.entry(why).or_default() += 1;
+        }
+    }
+    Ok(TargetReport::new(
+        target.name(),
+        url,
+        windows,
+        prepared,
+        issue,
+        sign,
+        measured,
+        &tally,
+        per_second,
+        early
+            .into_iter()
+            .map(|(why, n)| format!("{n} of {windows} window(s) ended early: {why}"))
+            .collect(),
+        pid.zip(server_cpu),
+        own_cpu,
+    ))
+}
+
+/// Runs the load and returns the report (also written to `--json` / `--plot` when given).
+pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
+    opts.validate()?;
+    let started_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let world = World::load(&opts.world)?;
+    let cards = CardPools::new(&world, &opts.mix)?;
+    let setup = set_up(opts, &world)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LoadgenError::Runtime(e.to_string()))?;
+    let abort = Arc::new(AtomicBool::new(false));
+    let mut targets = Vec::new();
+    let result: Result<(), LoadgenError> = runtime.block_on(async {
+        let flag = Arc::clone(&abort);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("loadgen: interrupted; finishing the window in flight");
+                flag.store(true, Ordering::Relaxed);
+            }
+        });
+        let t0 = Instant::now();
+        targets.push(
+            drive_target(
+                opts,
+                Target::Service,
+                &setup.url,
+                setup.service_pid,
+                &world.network_ca_pem,
+                &setup.identities,
+                &cards,
+                &abort,
+            )
+            .await?,
+        );
+        if opts.reference && !abort.load(Ordering::Relaxed) {
+            let binary = match &opts.reference_bin {
+                Some(b) => b.clone(),
+                None => std::env::current_exe().map_err(|e| LoadgenError::Process {
+                    what: "reference".into(),
+                    reason: e.to_string(),
+                })?,
+            };
+            let mut command = Command::new(binary);
+            command
+                .arg("reference-server")
+                .arg("--config")
+                .arg(world.dir.join("service.toml"))
+                .args(["--listen", "127.0.0.1:0"]);
+            let server =
+                ServerProcess::start(command, "reference server", reference::READY_PREFIX)?;
+            targets.push(
+                drive_target(
+                    opts,
+                    Target::Reference,
+                    &server.url(),
+                    Some(server.pid),
+                    &world.network_ca_pem,
+                    &setup.identities,
+                    &cards,
+                    &abort,
+                )
+                .await?,
+            );
+            drop(server);
+        }
+        if !opts.quiet {
+            eprintln!("loadgen: done in {:.1} s", t0.elapsed().as_secs_f64());
+        }
+        Ok(())
+    });
+    // Stop the started service before reporting (also when the run failed).
+    drop(setup.service);
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result?;
+
+    let reference_ratio = match (targets.first(), targets.get(1)) {
+        (Some(s), Some(r)) if r.throughput_per_s > 0.0 => {
+            Some(s.throughput_per_s / r.throughput_per_s)
+        }
+        _ => None,
+    };
+    let window = opts.window();
+    let mut notes = setup.notes;
+    notes.push(
+        "CPU per request counts every completed request, confirmations and expected refusals alike, over the measured phases only".into(),
+    );
+    let report = Report {
+        format: crate::report::FORMAT,
+        started_at,
+        setup: RunSetup {
+            world: world.dir.display().to_string(),
+            mode: match opts.load {
+                LoadSpec::Closed { .. } => "closed".into(),
+                LoadSpec::Open { .. } => "open".into(),
+            },
+            concurrency: match opts.load {
+                LoadSpec::Closed { concurrency } => {
+                    Some(concurrency.unwrap_or(opts.terminals * opts.streams))
+                }
+                LoadSpec::Open { .. } => None,
+            },
+            rate: match opts.load {
+                LoadSpec::Open { rate, .. } => Some(rate),
+                LoadSpec::Closed { .. } => None,
+            },
+            terminals: opts.terminals,
+            terminal_identities: setup.identity_label,
+            streams: opts.streams,
+            duration_s: opts.duration.as_secs_f64(),
+            window_s: window.as_secs_f64(),
+            prepare_per_window: opts.prepare_per_window(window),
+            mix: opts.mix.to_string(),
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        },
+        targets,
+        reference_ratio,
+        notes,
+    };
+    if let Some(path) = &opts.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| LoadgenError::Report(e.to_string()))?;
+        std::fs::write(path, text).map_err(LoadgenError::io("write", path))?;
+    }
+    if let Some(path) = &opts.plot {
+        let title = format!(
+            "onshi loadgen: {} terminals, {}, mix {}",
+            opts.terminals,
+            report
+                .setup
+                .concurrency
+                .map(|c| format!("closed loop {c}"))
+                .or(report.setup.rate.map(|r| format!("open loop {r}/s")))
+                .unwrap_or_default(),
+            report.setup.mix
+        );
+        std::fs::write(path, svg::render(&title, &report.targets))
+            .map_err(LoadgenError::io("write", path))?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_copy_has_absolute_paths_and_the_new_ttl() {
+        let text = r#"listen = "127.0.0.1:50443"
+store = "store/onshi.sqlite"
+challenge_ttl_seconds = 60
+[tls]
+certificate = "service/server.pem"
+private_key = "/abs/key.pem"
+client_ca = "network-ca/ca.pem"
+[validation]
+trust_anchors = ["issuing-ca/ca.pem"]
+crls = ["issuing-ca/crl.der"]
+"#;
+        let out = absolutize_config(text, Path::new("/w"), Path::new("/run/s.sqlite"), 3600)
+            .unwrap_or_default();
+        let t: toml::Table = toml::from_str(&out).unwrap_or_default();
+        assert_eq!(t["store"].as_str(), Some("/run/s.sqlite"));
+        assert_eq!(t["challenge_ttl_seconds"].as_integer(), Some(3600));
+        assert_eq!(
+            t["tls"]["certificate"].as_str(),
+            Some("/w/service/server.pem")
+        );
+        assert_eq!(t["tls"]["private_key"].as_str(), Some("/abs/key.pem"));
+        assert_eq!(
+            t["validation"]["crls"][0].as_str(),
+            Some("/w/issuing-ca/crl.der")
+        );
+    }
+}

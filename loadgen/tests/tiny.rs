@@ -1,0 +1,229 @@
+//! The harness at tiny scale, so it cannot rot: a small world, the real service started by
+//! `loadgen run --start-service`, a closed loop of about two seconds with every kind of invalid
+//! request, the reference in the same run, then an open loop. Needs the workspace's binaries
+//! (`cargo build --workspace --bins`), like the end-to-end tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use onshi_testbed::{build_world, WorldOptions};
+
+fn world() -> &'static Path {
+    static WORLD: OnceLock<PathBuf> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("loadgen-tiny-world");
+        let mut opts = WorldOptions::new(&dir, time::OffsetDateTime::now_utc());
+        opts.cards = 8;
+        opts.persons = 40;
+        opts.force = true;
+        opts.progress = false;
+        build_world(&opts).expect("build the tiny world");
+        dir
+    })
+}
+
+/// Runs loadgen with a hard time limit; the child is killed (by pid) if it overruns.
+fn loadgen(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start loadgen");
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().expect("poll loadgen").is_some() {
+            return child.wait_with_output().expect("loadgen output");
+        }
+        if Instant::now() > deadline {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            std::thread::sleep(Duration::from_secs(3));
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("loadgen output");
+            panic!(
+                "loadgen ran past {limit:?}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
+}
+
+#[test]
+fn closed_loop_with_invalid_requests_and_the_reference() {
+    let world = world().to_str().unwrap().to_owned();
+    let json = tmp("tiny-closed.json");
+    let plot = tmp("tiny-closed.svg");
+    let _ = std::fs::remove_file(&json);
+    let _ = std::fs::remove_file(&plot);
+    let out = loadgen(
+        &[
+            "run",
+            "--world",
+            &world,
+            "--start-service",
+            // More terminals than the world has: four are minted and registered.
+            "--terminals",
+            "4",
+            "--streams",
+            "2",
+            "--duration",
+            "2",
+            "--prepare",
+            "300",
+            "--mix",
+            "pin=80,revoked=4,expired=4,unregistered=4,bad-signature=4,replay=4",
+            "--reference",
+            "--quiet",
+            "--json",
+            json.to_str().unwrap(),
+            "--plot",
+            plot.to_str().unwrap(),
+        ],
+        Duration::from_secs(180),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("service / reference throughput"),
+        "{stdout}"
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["format"], "onshi-loadgen-report/1");
+    assert_eq!(report["setup"]["terminal_identities"], "minted");
+    let service = &report["targets"][0];
+    assert_eq!(service["target"], "service");
+    assert_eq!(service["unexpected_errors"], 0, "{service:#}");
+    assert!(service["requests"].as_u64().unwrap() > 0);
+    assert!(service["throughput_per_s"].as_f64().unwrap() > 0.0);
+    let l = &service["latency"];
+    let (p50, p99, max) = (
+        l["p50_us"].as_u64().unwrap(),
+        l["p99_us"].as_u64().unwrap(),
+        l["max_us"].as_u64().unwrap(),
+    );
+    assert!(0 < p50 && p50 <= p99 && p99 <= max, "{l}");
+    for key in ["p90_us", "p999_us", "mean_us", "count"] {
+        assert!(l[key].is_number(), "latency.{key} missing: {l}");
+    }
+    assert!(service["server_cpu"]["us_per_request"].as_f64().unwrap() > 0.0);
+
+    // Every invalid request failed with its own code, and only those did.
+    let sent = &service["requests_by_kind"];
+    let codes = &service["errors_by_code"];
+    for (kind, code) in [
+        ("revoked", "RESULT_CODE_CERTIFICATE_REVOKED"),
+        ("expired", "RESULT_CODE_CERTIFICATE_EXPIRED"),
+        ("unregistered", "RESULT_CODE_CARD_NOT_REGISTERED"),
+        ("bad-signature", "RESULT_CODE_SIGNATURE_INVALID"),
+        ("replay", "RESULT_CODE_CHALLENGE_REUSED"),
+    ] {
+        let n = sent[kind].as_u64().unwrap_or(0);
+        assert!(n > 0, "no {kind} request was sent: {sent}");
+        assert_eq!(codes[code]["expected"].as_u64(), Some(n), "{kind}: {codes}");
+        assert_eq!(
+            codes[code]["unexpected"].as_u64(),
+            Some(0),
+            "{kind}: {codes}"
+        );
+    }
+    assert_eq!(
+        service["confirmed"].as_u64(),
+        sent["pin"].as_u64(),
+        "every PIN-mode request confirmed"
+    );
+
+    let reference = &report["targets"][1];
+    assert_eq!(reference["target"], "reference");
+    assert_eq!(reference["unexpected_errors"], 0, "{reference:#}");
+    assert_eq!(
+        reference["errors_by_code"]["RESULT_CODE_SIGNATURE_INVALID"]["expected"].as_u64(),
+        reference["requests_by_kind"]["bad-signature"].as_u64()
+    );
+    assert!(report["reference_ratio"].as_f64().unwrap() > 0.0);
+
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg"), "{svg}");
+    assert!(svg.contains("<polyline"));
+    assert!(svg.trim_end().ends_with("</svg>"));
+}
+
+#[test]
+fn open_loop_at_a_fixed_rate_with_the_worlds_own_terminals() {
+    let world = world().to_str().unwrap().to_owned();
+    let json = tmp("tiny-open.json");
+    let out = loadgen(
+        &[
+            "run",
+            "--world",
+            &world,
+            "--start-service",
+            "--terminals",
+            "2",
+            "--rate",
+            "100",
+            "--duration",
+            "1.5",
+            "--mix",
+            "pin=9,bad-signature=1",
+            "--quiet",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["setup"]["mode"], "open");
+    assert_eq!(report["setup"]["terminal_identities"], "world");
+    let service = &report["targets"][0];
+    assert_eq!(service["unexpected_errors"], 0, "{service:#}");
+    // 150 requests were scheduled; all of them were prepared and sent.
+    assert_eq!(service["requests"].as_u64(), Some(150), "{service:#}");
+}
+
+#[test]
+fn mixes_the_service_cannot_serve_yet_are_refused_with_a_reason() {
+    let world = world().to_str().unwrap().to_owned();
+    let out = loadgen(
+        &[
+            "run",
+            "--world",
+            &world,
+            "--start-service",
+            "--mix",
+            "pin=9,batch=1",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs an RPC the service does not have yet"),
+        "{err}"
+    );
+}
