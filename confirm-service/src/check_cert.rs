@@ -62,13 +62,16 @@ pub struct CheckOptions {
 
 /// Checks the certificate file; `Err` is a usage or I/O problem (exit 2), not a verdict.
 pub fn check(cert_path: &std::path::Path, opts: &CheckOptions) -> Result<Verdict, String> {
-    let trust = TrustStore::load(
+    let (trust, warnings) = TrustStore::load_diagnostic(
         &opts.trust,
         &opts.intermediates,
         &opts.crls,
         opts.policy.clone(),
     )
     .map_err(|e| e.to_string())?;
+    for w in warnings {
+        eprintln!("check-cert: warning: {w}");
+    }
     let bytes = std::fs::read(cert_path)
         .map_err(|e| format!("cannot read {}: {e}", cert_path.display()))?;
     let rfc3339 = &time::format_description::well_known::Rfc3339;

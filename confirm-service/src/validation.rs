@@ -402,6 +402,31 @@ impl TrustStore {
         crls: &[Vec<u8>],
         policy: EndEntityPolicy,
     ) -> Result<Self, String> {
+        Self::build(anchors, intermediates, crls, policy, false).map(|(store, _)| store)
+    }
+
+    /// As [`from_der`](Self::from_der), for diagnosis (`check-cert`, in the manner of
+    /// `openssl verify`): a CRL that parses and names a configured CA but fails verification
+    /// (bad signature, no cRLSign, unsupported critical extension, ...) is left out with a
+    /// warning instead of failing the whole load, so the certificate gets a verdict (typically
+    /// `crl-missing`). A CRL that cannot be parsed, or whose issuer is not configured, is
+    /// still an error.
+    pub fn from_der_diagnostic(
+        anchors: &[Vec<u8>],
+        intermediates: &[Vec<u8>],
+        crls: &[Vec<u8>],
+        policy: EndEntityPolicy,
+    ) -> Result<(Self, Vec<String>), String> {
+        Self::build(anchors, intermediates, crls, policy, true)
+    }
+
+    fn build(
+        anchors: &[Vec<u8>],
+        intermediates: &[Vec<u8>],
+        crls: &[Vec<u8>],
+        policy: EndEntityPolicy,
+        skip_unverified: bool,
+    ) -> Result<(Self, Vec<String>), String> {
         let mut authorities = Vec::new();
         for (der, is_anchor) in anchors
             .iter()
@@ -416,15 +441,55 @@ impl TrustStore {
             policy,
             ..TrustStore::default()
         };
+        let mut warnings = Vec::new();
         for der in crls {
-            let (crl, signers) = store.parse_crl(der)?;
+            let (crl, signers) = match store.parse_crl(der) {
+                Ok(parsed) => parsed,
+                Err(CrlRefused::Unverified(reason)) if skip_unverified => {
+                    warnings.push(format!("CRL left out: {reason}"));
+                    continue;
+                }
+                Err(CrlRefused::Unverified(reason) | CrlRefused::Unusable(reason)) => {
+                    return Err(reason)
+                }
+            };
             let index = store.crls.len();
             store.crls.push(crl);
             for s in signers {
                 store.authority_crls[s].push(index);
             }
         }
-        Ok(store)
+        Ok((store, warnings))
+    }
+
+    /// [`load`](Self::load) with [`from_der_diagnostic`](Self::from_der_diagnostic)'s
+    /// treatment of CRLs that fail verification.
+    pub fn load_diagnostic(
+        anchors: &[PathBuf],
+        intermediates: &[PathBuf],
+        crls: &[PathBuf],
+        policy: EndEntityPolicy,
+    ) -> Result<(Self, Vec<String>), TrustLoadError> {
+        let read_all = |paths: &[PathBuf], tag: &str| -> Result<Vec<Vec<u8>>, TrustLoadError> {
+            let mut out = Vec::new();
+            for path in paths {
+                out.extend(read_der_or_pem(path, tag)?);
+            }
+            Ok(out)
+        };
+        let a = read_all(anchors, "CERTIFICATE")?;
+        let i = read_all(intermediates, "CERTIFICATE")?;
+        let c = read_all(crls, "X509 CRL")?;
+        TrustStore::from_der_diagnostic(&a, &i, &c, policy).map_err(|reason| {
+            TrustLoadError::Invalid {
+                path: anchors
+                    .first()
+                    .or(crls.first())
+                    .cloned()
+                    .unwrap_or_default(),
+                reason,
+            }
+        })
     }
 
     /// Loads anchors, intermediates (PEM or DER, several per PEM file) and CRLs (PEM or DER).
@@ -487,85 +552,101 @@ impl TrustStore {
     }
 
     /// Parses and verifies a CRL; returns it and the authorities whose key signed it.
-    fn parse_crl(&self, der: &[u8]) -> Result<(Crl, Vec<usize>), String> {
+    fn parse_crl(&self, der: &[u8]) -> Result<(Crl, Vec<usize>), CrlRefused> {
+        use CrlRefused::{Unusable, Unverified};
         if der.len() > MAX_CRL_LEN {
-            return Err(format!("CRL is larger than {MAX_CRL_LEN} bytes"));
+            return Err(Unusable(format!("CRL is larger than {MAX_CRL_LEN} bytes")));
         }
-        der::check(der).map_err(|e| format!("CRL is not strict DER: {}", CertError::from(e)))?;
+        der::check(der)
+            .map_err(|e| Unusable(format!("CRL is not strict DER: {}", CertError::from(e))))?;
         let (_, crl) = CertificateRevocationList::from_der(der)
-            .map_err(|e| format!("CRL is not valid DER: {e}"))?;
+            .map_err(|e| Unusable(format!("CRL is not valid DER: {e}")))?;
         let tbs = &crl.tbs_cert_list;
-        if let Some(v) = tbs.version {
-            if v.0 != 1 {
-                return Err(format!("CRL version {} is not v2", u64::from(v.0) + 1));
-            }
+        if !self
+            .authorities
+            .iter()
+            .any(|a| a.subject_raw == tbs.issuer.as_raw())
+        {
+            return Err(Unusable(format!(
+                "CRL issuer {} is not a configured CA",
+                tbs.issuer
+            )));
         }
-        if crl.signature_algorithm != tbs.signature {
-            return Err("CRL signature algorithm mismatch".into());
-        }
-        for ext in tbs.extensions() {
-            let oid = ext.oid.to_id_string();
-            if ext.critical && ![OID_AUTHORITY_KEY_ID, OID_CRL_NUMBER].contains(&oid.as_str()) {
-                return Err(format!("CRL has unsupported critical extension {oid}"));
-            }
-        }
-        let issuer_raw = tbs.issuer.as_raw();
-        let algorithm = crl.signature_algorithm.algorithm.to_id_string();
-        let mut signers = Vec::new();
-        let mut last_err = format!("CRL issuer {} is not a configured CA", tbs.issuer);
-        for (i, a) in self.authorities.iter().enumerate() {
-            if a.subject_raw != issuer_raw {
-                continue;
-            }
-            match verify_signed(&a.spki, &algorithm, tbs.as_ref(), &crl.signature_value.data) {
-                Ok(()) if !a.may_sign_crls => {
-                    last_err = format!("CA {} lacks the cRLSign key usage", a.subject);
+        // From here on the CRL names a configured CA but may fail verification.
+        let verify_crl = || -> Result<(Crl, Vec<usize>), String> {
+            if let Some(v) = tbs.version {
+                if v.0 != 1 {
+                    return Err(format!("CRL version {} is not v2", u64::from(v.0) + 1));
                 }
-                Ok(()) => signers.push(i),
-                Err(e) => last_err = format!("CRL from {}: {e}", a.subject),
             }
-        }
-        if signers.is_empty() {
-            return Err(last_err);
-        }
-        let mut revoked = HashMap::with_capacity(tbs.revoked_certificates.len());
-        for entry in crl.iter_revoked_certificates() {
-            let mut reason = "unspecified";
-            for ext in entry.extensions() {
+            if crl.signature_algorithm != tbs.signature {
+                return Err("CRL signature algorithm mismatch".into());
+            }
+            for ext in tbs.extensions() {
                 let oid = ext.oid.to_id_string();
-                match ext.parsed_extension() {
-                    ParsedExtension::ReasonCode(code) => reason = reason_name(code.0),
-                    _ if ext.critical
-                        && ![OID_CRL_REASON, OID_INVALIDITY_DATE].contains(&oid.as_str()) =>
-                    {
-                        return Err(format!(
-                            "CRL entry {} has unsupported critical extension {oid}",
-                            hex::encode(entry.raw_serial())
-                        ));
-                    }
-                    _ => {}
+                if ext.critical && ![OID_AUTHORITY_KEY_ID, OID_CRL_NUMBER].contains(&oid.as_str()) {
+                    return Err(format!("CRL has unsupported critical extension {oid}"));
                 }
             }
-            if reason == "removeFromCRL" {
-                // Only meaningful in delta CRLs, which are not supported: not a revocation.
-                continue;
+            let issuer_raw = tbs.issuer.as_raw();
+            let algorithm = crl.signature_algorithm.algorithm.to_id_string();
+            let mut signers = Vec::new();
+            let mut last_err = format!("CRL issuer {} is not a configured CA", tbs.issuer);
+            for (i, a) in self.authorities.iter().enumerate() {
+                if a.subject_raw != issuer_raw {
+                    continue;
+                }
+                match verify_signed(&a.spki, &algorithm, tbs.as_ref(), &crl.signature_value.data) {
+                    Ok(()) if !a.may_sign_crls => {
+                        last_err = format!("CA {} lacks the cRLSign key usage", a.subject);
+                    }
+                    Ok(()) => signers.push(i),
+                    Err(e) => last_err = format!("CRL from {}: {e}", a.subject),
+                }
             }
-            revoked.insert(
-                entry.raw_serial().to_vec(),
-                Revocation {
-                    at: entry.revocation_date.to_datetime(),
-                    reason,
+            if signers.is_empty() {
+                return Err(last_err);
+            }
+            let mut revoked = HashMap::with_capacity(tbs.revoked_certificates.len());
+            for entry in crl.iter_revoked_certificates() {
+                let mut reason = "unspecified";
+                for ext in entry.extensions() {
+                    let oid = ext.oid.to_id_string();
+                    match ext.parsed_extension() {
+                        ParsedExtension::ReasonCode(code) => reason = reason_name(code.0),
+                        _ if ext.critical
+                            && ![OID_CRL_REASON, OID_INVALIDITY_DATE].contains(&oid.as_str()) =>
+                        {
+                            return Err(format!(
+                                "CRL entry {} has unsupported critical extension {oid}",
+                                hex::encode(entry.raw_serial())
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+                if reason == "removeFromCRL" {
+                    // Only meaningful in delta CRLs, which are not supported: not a revocation.
+                    continue;
+                }
+                revoked.insert(
+                    entry.raw_serial().to_vec(),
+                    Revocation {
+                        at: entry.revocation_date.to_datetime(),
+                        reason,
+                    },
+                );
+            }
+            Ok((
+                Crl {
+                    this_update: tbs.this_update.to_datetime(),
+                    next_update: tbs.next_update.map(|t| t.to_datetime()),
+                    revoked,
                 },
-            );
-        }
-        Ok((
-            Crl {
-                this_update: tbs.this_update.to_datetime(),
-                next_update: tbs.next_update.map(|t| t.to_datetime()),
-                revoked,
-            },
-            signers,
-        ))
+                signers,
+            ))
+        };
+        verify_crl().map_err(Unverified)
     }
 
     /// Validates a card's user-authentication certificate at time `at`.
@@ -880,6 +961,14 @@ impl TrustStore {
         }
         Ok(leaf_key)
     }
+}
+
+/// Why a CRL was not loaded.
+enum CrlRefused {
+    /// Not parseable, or from no configured CA: the configuration is wrong.
+    Unusable(String),
+    /// It names a configured CA but does not verify (signature, keyUsage, extensions).
+    Unverified(String),
 }
 
 /// Path-building state: bounded work, the paths found, the most conclusive failure.

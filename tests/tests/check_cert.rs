@@ -207,3 +207,29 @@ fn clock_skew_and_stale_crl_policy_flags() {
         (Some(0), None)
     );
 }
+
+#[test]
+fn a_crl_that_fails_verification_is_left_out_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut forged = std::fs::read(corpus("crl/ca-g1.der")).unwrap();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let forged_path = tmp.path().join("forged.der");
+    std::fs::write(&forged_path, forged).unwrap();
+    let ca = corpus("ca/ca-g1.der");
+    let (status, stdout, stderr) = check(
+        &[
+            "--trust",
+            ca.to_str().unwrap(),
+            "--crl",
+            forged_path.to_str().unwrap(),
+            "--at",
+            "2026-04-01T00:00:00Z",
+        ],
+        &corpus("certs/good-g1.der"),
+    );
+    // As openssl verify does with a CRL whose signature fails: a rejection, not an error.
+    assert_eq!(status, Some(1), "{stdout} {stderr}");
+    assert!(stdout.contains("crl-missing"), "{stdout}");
+    assert!(stderr.contains("CRL left out"), "{stderr}");
+}
