@@ -724,23 +724,25 @@ impl TrustStore {
         leaf: &ValidatedCertificate,
         at: OffsetDateTime,
     ) -> Result<(), CertError> {
-        let skew = self.policy.clock_skew;
+        // Saturating: `check-cert --at` accepts any time up to 9999-12-31, and the skew must
+        // not overflow the calendar there.
+        let (later, earlier) = skewed(at, self.policy.clock_skew);
         for link in path {
             let a = self.authority(link.authority)?;
-            if at + skew < a.not_before || at - skew > a.not_after {
+            if later < a.not_before || earlier > a.not_after {
                 return Err(CertError::IssuerNotValid {
                     subject: a.subject.clone(),
                     at,
                 });
             }
         }
-        if at + skew < leaf.not_before {
+        if later < leaf.not_before {
             return Err(CertError::NotYetValid {
                 not_before: leaf.not_before,
                 at,
             });
         }
-        if at - skew > leaf.not_after {
+        if earlier > leaf.not_after {
             return Err(CertError::Expired {
                 not_after: leaf.not_after,
                 at,
@@ -855,7 +857,7 @@ impl TrustStore {
         serial: &[u8],
         at: OffsetDateTime,
     ) -> Result<(), CertError> {
-        let skew = self.policy.clock_skew;
+        let (later, earlier) = skewed(at, self.policy.clock_skew);
         let a = self.authority(authority)?;
         let crl = self
             .authority_crls
@@ -863,13 +865,13 @@ impl TrustStore {
             .into_iter()
             .flatten()
             .filter_map(|&i| self.crls.get(i))
-            .filter(|c| c.this_update <= at + skew)
+            .filter(|c| c.this_update <= later)
             .max_by_key(|c| c.this_update)
             .ok_or_else(|| CertError::CrlMissing {
                 issuer: a.subject.clone(),
             })?;
         if let Some(next) = crl.next_update {
-            if at - skew > next && self.policy.stale_crl == StaleCrlPolicy::Reject {
+            if earlier > next && self.policy.stale_crl == StaleCrlPolicy::Reject {
                 return Err(CertError::CrlStale {
                     issuer: a.subject.clone(),
                     next_update: next,
@@ -997,6 +999,12 @@ impl SpkiKey {
 }
 
 /// The version from a raw TBSCertificate: 0 (v1) when the explicit [0] field is absent.
+/// `at` widened by the clock skew both ways, `(at + skew, at - skew)`, clamped to the
+/// calendar's ends rather than overflowing.
+fn skewed(at: OffsetDateTime, skew: Duration) -> (OffsetDateTime, OffsetDateTime) {
+    (at.saturating_add(skew), at.saturating_sub(skew))
+}
+
 fn raw_version(tbs: &[u8]) -> Result<u64, CertError> {
     let outer = der::header(tbs)?;
     let content = &tbs[outer.header_len..outer.total_len()];

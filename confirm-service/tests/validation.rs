@@ -113,6 +113,26 @@ fn clock_skew_is_configurable() {
 }
 
 #[test]
+fn times_at_the_ends_of_the_calendar_are_verdicts_not_panics() {
+    // check-cert --at accepts 9999-12-31T23:59:59Z; the skew must not overflow there.
+    let store = generations();
+    let cert = corpus("certs/good-g1.der");
+    for (at, reason) in [
+        (
+            time::PrimitiveDateTime::MAX.assume_utc(),
+            "issuer-not-valid",
+        ),
+        (
+            time::PrimitiveDateTime::MIN.assume_utc(),
+            "issuer-not-valid",
+        ),
+    ] {
+        let err = store.validate(&cert, at).unwrap_err();
+        assert_eq!(err.reason(), reason, "{at}: {err}");
+    }
+}
+
+#[test]
 fn cache_hits_recheck_time_and_never_outlive_the_store() {
     let store = generations();
     let cache = CertCache::new(100);
