@@ -34,6 +34,11 @@ enum Consent {
     None,
 }
 
+/// `--wait`: bounded, so that adding it to the current instant can never overflow.
+fn wait_seconds() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(0..=86_400)
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Confirm eligibility with the card in the reader, in PIN mode. The PIN is asked on the
@@ -50,8 +55,8 @@ enum Command {
         /// Use this reader (default: the first reader with a card).
         #[arg(long, value_name = "NAME")]
         reader: Option<String>,
-        /// How long to wait for a card, in seconds.
-        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        /// How long to wait for a card, in seconds (at most a day).
+        #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = wait_seconds())]
         wait: u64,
         /// Read the PIN from standard input, one attempt per line.
         #[arg(long)]
@@ -78,8 +83,8 @@ enum Command {
         /// Use this reader (default: the first reader with a card).
         #[arg(long, value_name = "NAME")]
         reader: Option<String>,
-        /// How long to wait for a card, in seconds.
-        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        /// How long to wait for a card, in seconds (at most a day).
+        #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = wait_seconds())]
         wait: u64,
         /// Read the current and the new PIN from standard input, one per line.
         #[arg(long)]
@@ -98,8 +103,8 @@ enum Command {
         /// Use this reader (default: the first reader with a card).
         #[arg(long, value_name = "NAME")]
         reader: Option<String>,
-        /// How long to wait for a card, in seconds.
-        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        /// How long to wait for a card, in seconds (at most a day).
+        #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = wait_seconds())]
         wait: u64,
         /// canonical: 4-byte header then 256-byte chunks with an exact final Le (OpenSC, the
         /// agent); header7: 7-byte header then the rest from offset 7; chunks255: 255-byte
@@ -482,4 +487,21 @@ fn list_readers() -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_too_long_to_add_to_an_instant_is_a_usage_error() {
+        for sub in ["change-pin", "read-certificate"] {
+            assert!(Cli::try_parse_from(["reader-agent", sub, "--wait", "86400"]).is_ok());
+            let err = Cli::try_parse_from(["reader-agent", sub, "--wait", "18446744073709551615"])
+                .unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{sub}");
+        }
+        let confirm = ["reader-agent", "confirm", "--config", "a.toml", "--wait"];
+        assert!(Cli::try_parse_from([&confirm[..], &["86401"]].concat()).is_err());
+    }
 }
