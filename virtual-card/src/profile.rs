@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// The ATR that OpenSC's JPKI driver recognises (jpki-card.md §7).
 pub const DEFAULT_ATR: [u8; 9] = [0x3B, 0xE0, 0x00, 0xFF, 0x81, 0x31, 0xFE, 0x45, 0x14];
@@ -37,6 +37,7 @@ pub struct CardProfile {
     #[serde(default = "default_atr_hex")]
     pub atr: String,
     /// The user-authentication PIN (EF `0018`): exactly 4 ASCII digits.
+    #[serde(deserialize_with = "secret::string")]
     pub user_auth_pin: String,
     /// User-authentication certificate (EF `000A`), PEM.
     pub user_auth_certificate: String,
@@ -70,6 +71,7 @@ pub struct SignatureProfile {
     /// Signature private key (EF `001A`), PKCS#8 PEM, RSA-2048.
     pub private_key: String,
     /// Signature password (EF `001B`): 6–16 characters of `A–Z0–9`.
+    #[serde(deserialize_with = "secret::string")]
     pub password: String,
 }
 
@@ -92,9 +94,11 @@ pub struct KenhojoProfile {
 #[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub struct KenkakuProfile {
     /// PIN EF `0011`: the birth date as era `YYMMDD`, 6 digits.
+    #[serde(deserialize_with = "secret::string")]
     pub birth_date_key: String,
     /// PIN EF `0012`, 照合番号B: era `YYMMDD` birth date, expiry year `YYYY`, 4-digit
     /// security code; 14 digits.
+    #[serde(deserialize_with = "secret::string")]
     pub number_b: String,
     /// The face photo (DF27 of EF `0002`), hex. Any bytes; the world builder writes a small
     /// greyscale PGM placeholder (a real card holds a JPEG 2000).
@@ -103,6 +107,94 @@ pub struct KenkakuProfile {
     /// photo without 照合番号B (docs/virtual-card.md). No real card does this.
     #[serde(default)]
     pub simulator_face_export: bool,
+}
+
+/// Deserializers for PINs and passwords: serde's type errors quote the value they found
+/// ("invalid type: integer `1234`, expected a string"), which would print a secret written
+/// as a number in a profile or state file. These refuse such values without showing them.
+mod secret {
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    enum Found {
+        Text(String),
+        Null,
+        Other,
+    }
+
+    struct AnyValue;
+
+    impl<'de> Visitor<'de> for AnyValue {
+        type Value = Found;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Found, E> {
+            Ok(Found::Text(v.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Found, E> {
+            Ok(Found::Text(v))
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Found, E> {
+            Ok(Found::Other)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Found, E> {
+            Ok(Found::Other)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Found, E> {
+            Ok(Found::Other)
+        }
+        fn visit_i128<E: de::Error>(self, _: i128) -> Result<Found, E> {
+            Ok(Found::Other)
+        }
+        fn visit_u128<E: de::Error>(self, _: u128) -> Result<Found, E> {
+            Ok(Found::Other)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Found, E> {
+            Ok(Found::Other)
+        }
+        fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Found, E> {
+            Ok(Found::Other)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Found, E> {
+            Ok(Found::Null)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Found, E> {
+            Ok(Found::Null)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
+            d.deserialize_any(AnyValue)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Found, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Found::Other)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Found::Other)
+        }
+    }
+
+    fn refused<E: de::Error>() -> E {
+        E::custom("a PIN or password must be a JSON string (the value found is not shown)")
+    }
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        match d.deserialize_any(AnyValue)? {
+            Found::Text(s) => Ok(s),
+            Found::Null | Found::Other => Err(refused()),
+        }
+    }
+
+    pub fn optional_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        match d.deserialize_any(AnyValue)? {
+            Found::Text(s) => Ok(Some(s)),
+            Found::Null => Ok(None),
+            Found::Other => Err(refused()),
+        }
+    }
 }
 
 impl std::fmt::Debug for CardProfile {
@@ -125,19 +217,31 @@ pub struct CardState {
     /// Tries left on the user-authentication PIN; 0 means blocked.
     pub user_auth_pin_tries_left: u8,
     /// The user-authentication PIN set by CHANGE REFERENCE DATA, replacing the profile's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "secret::optional_string"
+    )]
     pub user_auth_pin: Option<String>,
     /// Tries left on the signature password (5 when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_password_tries_left: Option<u8>,
     /// The signature password set by CHANGE REFERENCE DATA.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "secret::optional_string"
+    )]
     pub sign_password: Option<String>,
     /// Tries left on the Kenhojo PIN (3 when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kenhojo_pin_tries_left: Option<u8>,
     /// The Kenhojo PIN set by CHANGE REFERENCE DATA.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "secret::optional_string"
+    )]
     pub kenhojo_pin: Option<String>,
     /// Tries left on Kenkaku's birth-date key (10 when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,10 +306,14 @@ impl CardProfile {
     /// Loads and checks a profile (format tag, PIN shape, ATR hex). Key and certificate
     /// contents are checked when the card is built from the profile.
     pub fn load(path: &Path) -> Result<Self, ProfileError> {
-        let text = fs::read_to_string(path).map_err(|source| ProfileError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        // The text holds the PINs too: wiped like the profile.
+        let text =
+            Zeroizing::new(
+                fs::read_to_string(path).map_err(|source| ProfileError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            );
         let profile: CardProfile =
             serde_json::from_str(&text).map_err(|e| ProfileError::Invalid {
                 path: path.to_owned(),
@@ -243,10 +351,12 @@ impl CardProfile {
 
     /// Writes the profile (world builder only; a card never rewrites its identity).
     pub fn save(&self, path: &Path) -> Result<(), ProfileError> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| ProfileError::Invalid {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let text = Zeroizing::new(serde_json::to_string_pretty(self).map_err(|e| {
+            ProfileError::Invalid {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }
+        })?);
         write_atomically(path, text.as_bytes())
     }
 
@@ -265,6 +375,7 @@ impl CardState {
     pub fn load(path: &Path) -> Result<Self, ProfileError> {
         match fs::read_to_string(path) {
             Ok(text) => {
+                let text = Zeroizing::new(text);
                 let state: CardState =
                     serde_json::from_str(&text).map_err(|e| ProfileError::Invalid {
                         path: path.to_owned(),
@@ -292,10 +403,13 @@ impl CardState {
     /// Persists the state durably (write to a temporary file, fsync, rename), so a crash
     /// never leaves a half-written counter and a blocked PIN stays blocked.
     pub fn save(&self, path: &Path) -> Result<(), ProfileError> {
-        let text = serde_json::to_string(self).map_err(|e| ProfileError::Invalid {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let text =
+            Zeroizing::new(
+                serde_json::to_string(self).map_err(|e| ProfileError::Invalid {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                })?,
+            );
         write_atomically(path, text.as_bytes())
     }
 }
@@ -377,6 +491,35 @@ mod tests {
         let mut p = sample();
         p.atr = "zz".into();
         assert!(p.check().is_err());
+    }
+
+    #[test]
+    fn a_secret_of_the_wrong_type_is_refused_without_being_echoed() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["user_auth_pin"] = serde_json::json!(9650);
+        let err = serde_json::from_value::<CardProfile>(v.clone())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!err.contains("9650"), "{err}");
+        assert!(err.contains("not shown"), "{err}");
+        v["user_auth_pin"] = serde_json::json!("9650");
+        assert_eq!(
+            serde_json::from_value::<CardProfile>(v)
+                .unwrap()
+                .user_auth_pin,
+            "9650"
+        );
+        for field in ["user_auth_pin", "sign_password", "kenhojo_pin"] {
+            let text = format!(r#"{{"user_auth_pin_tries_left":3,"{field}":48213957}}"#);
+            let err = serde_json::from_str::<CardState>(&text)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(!err.contains("48213957"), "{field}: {err}");
+            let text = format!(r#"{{"user_auth_pin_tries_left":3,"{field}":null}}"#);
+            assert!(serde_json::from_str::<CardState>(&text).is_ok(), "{field}");
+        }
     }
 
     #[test]
