@@ -69,8 +69,23 @@ fn parse_cards(s: &str) -> Result<usize, String> {
 }
 
 fn parse_now(s: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("not an RFC 3339 time: {e}"))
+    let now =
+        OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("not an RFC 3339 time: {e}"))?;
+    // The world reaches about a century back (birth dates) and decades ahead (validity
+    // periods); near the calendar's ends that would not be representable.
+    if (NOW_YEARS).contains(&now.year()) {
+        Ok(now)
+    } else {
+        Err(format!(
+            "must be in the years {} to {}",
+            NOW_YEARS.start(),
+            NOW_YEARS.end()
+        ))
+    }
 }
+
+/// The years `--now` may fall in.
+const NOW_YEARS: std::ops::RangeInclusive<i32> = 1900..=9899;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -93,5 +108,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_near_the_calendar_ends_is_a_usage_error() {
+        assert!(parse_now("2026-11-24T09:00:00+09:00").is_ok());
+        assert!(parse_now("1900-01-01T00:00:00Z").is_ok());
+        assert!(parse_now("9899-12-31T23:59:59Z").is_ok());
+        assert!(parse_now("9999-12-31T23:59:59Z").is_err());
+        assert!(parse_now("0001-01-01T00:00:00Z").is_err());
     }
 }
