@@ -101,8 +101,9 @@ struct RunArgs {
     /// Request kinds and weights: pin, revoked, expired, unregistered, bad-signature, replay.
     #[arg(long, default_value = "pin=95,revoked=2,bad-signature=2,replay=1")]
     mix: Mix,
-    /// Requests to prepare per window (default: rate × window for an open loop, 2000 per
-    /// second of window for a closed loop). A closed-loop window ends early when they run out.
+    /// Requests to prepare per window (default: rate × window for an open loop; for a closed
+    /// loop 2000 per second of the first window, at most 10000, then the rate seen × the next
+    /// window + 15 %). A window ends early when they run out, and the next one is prepared.
     #[arg(long, value_name = "N")]
     prepare: Option<usize>,
     /// Challenge lifetime of the service started with --start-service (1-3600).

@@ -80,7 +80,8 @@ pub const MAX_CONCURRENCY: usize = 100_000;
 pub const MAX_PREPARE: usize = 10_000_000;
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 pub const MAX_RATE: f64 = 1_000_000.0;
-/// Requests prepared per second of window in a closed loop when `--prepare` is not given.
+/// Requests prepared per second of the first window (at most 5 s of it) in a closed loop
+/// when `--prepare` is not given; later windows are sized from the throughput seen.
 pub const DEFAULT_PREPARE_PER_SECOND: usize = 2_000;
 
 impl RunOptions {
@@ -146,7 +147,8 @@ impl RunOptions {
         }
         let secs = window.as_secs_f64();
         let n = match self.load {
-            LoadSpec::Closed { .. } => DEFAULT_PREPARE_PER_SECOND as f64 * secs,
+            // The first window only: later ones are sized from the rate seen.
+            LoadSpec::Closed { .. } => DEFAULT_PREPARE_PER_SECOND as f64 * secs.min(5.0),
             LoadSpec::Open { rate, .. } => rate * secs * 1.02 + self.terminals as f64,
         };
         (n.ceil() as usize).clamp(self.terminals, MAX_PREPARE)
@@ -334,7 +336,7 @@ async fn drive_target(
         drive::connect_all(url, ca_pem, identities, opts.terminals).await?;
     let window = opts.window();
     let prepare_n = opts.prepare_per_window(window);
-    let per_terminal = prepare_n.div_ceil(conns.len().max(1)).max(1);
+    let mut per_terminal = prepare_n.div_ceil(conns.len().max(1)).max(1);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -422,8 +424,16 @@ async fn drive_target(
         per_second.extend(m.per_second);
         windows += 1;
         left = left.saturating_sub(m.elapsed.max(Duration::from_millis(100)));
+        // Without --prepare, a closed loop sizes the next window from the rate just seen
+        // (15 % spare), so it neither wastes signatures nor pauses often.
+        let observed = m.tally.requests as f64 / m.elapsed.as_secs_f64().max(1e-3);
         if let Some(why) = m.ended_early {
             *early.entry(why).or_default() += 1;
+        }
+        if opts.prepare.is_none() && matches!(opts.load, LoadSpec::Closed { .. }) {
+            let next = observed * window.min(left).as_secs_f64() * 1.15;
+            let cap = (MAX_PREPARE / conns.len().max(1)).max(1);
+            per_terminal = ((next / conns.len().max(1) as f64).ceil() as usize).clamp(1, cap);
         }
     }
     Ok(TargetReport::new(
@@ -531,6 +541,11 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
     };
     let window = opts.window();
     let mut notes = setup.notes;
+    if reference_ratio.is_some() && matches!(opts.load, LoadSpec::Open { .. }) {
+        notes.push(
+            "in an open loop both targets are offered the same rate, so the ratio compares achieved rates, not capacity: use a closed loop for the capacity ratio".into(),
+        );
+    }
     notes.push(
         "CPU per request counts every completed request, confirmations and expected refusals alike, over the measured phases only".into(),
     );
