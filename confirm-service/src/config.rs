@@ -97,7 +97,7 @@ impl Config {
         })?;
         let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.to_owned(),
-            reason: e.to_string(),
+            reason: toml_error_line(&e, &text),
         })?;
         if config.challenge_ttl_seconds == 0 || config.challenge_ttl_seconds > 3600 {
             return Err(ConfigError::Invalid {
@@ -143,6 +143,27 @@ impl ValidationConfig {
     }
 }
 
+/// A TOML error on one line, "line L, column C: what": the toml crate's `Display` spans
+/// several lines, quoting the source with a caret.
+fn toml_error_line(e: &toml::de::Error, text: &str) -> String {
+    let what = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {what}")
+        }
+        None => what,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +197,11 @@ trust_anchors = ["ca.pem"]
             Config::load(&path),
             Err(ConfigError::Invalid { .. })
         ));
+        // A syntax error is one line, saying where.
+        std::fs::write(&path, "listen = \"127.0.0.1:0\"\ngarbage = \n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(!err.contains('\n'), "{err}");
+        assert!(err.contains("line 2, column 11"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -31,8 +31,13 @@ impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut c: AgentConfig =
-            toml::from_str(&text).map_err(|e| format!("{} is invalid: {e}", path.display()))?;
+        let mut c: AgentConfig = toml::from_str(&text).map_err(|e| {
+            format!(
+                "{} is invalid: {}",
+                path.display(),
+                toml_error_line(&e, &text)
+            )
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut c.ca, &mut c.certificate, &mut c.private_key] {
             if p.is_relative() {
@@ -40,5 +45,42 @@ impl AgentConfig {
             }
         }
         Ok(c)
+    }
+}
+
+/// A TOML error on one line, "line L, column C: what": the toml crate's `Display` spans
+/// several lines, quoting the source with a caret.
+fn toml_error_line(e: &toml::de::Error, text: &str) -> String {
+    let what = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {what}")
+        }
+        None => what,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_syntax_error_is_reported_on_one_line() {
+        let path =
+            std::env::temp_dir().join(format!("onshi-agent-config-{}.toml", std::process::id()));
+        std::fs::write(&path, "service = \"x\"\ngarbage = \n").unwrap();
+        let err = AgentConfig::load(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(!err.contains('\n'), "{err}");
+        assert!(err.contains("line 2, column 11"), "{err}");
     }
 }
