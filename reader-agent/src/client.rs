@@ -9,11 +9,10 @@ use tonic_types::StatusExt;
 
 use crate::config::AgentConfig;
 
-/// Connects to the service with the terminal's client certificate.
-pub async fn connect(
-    config: &AgentConfig,
-    service_override: Option<&str>,
-) -> Result<ConfirmationClient<Channel>, String> {
+/// The service endpoint with the terminal's client certificate, from the configuration.
+/// Every error here is a configuration error (unreadable or malformed key material, a bad
+/// address), found before anything is sent.
+pub fn endpoint(config: &AgentConfig, service_override: Option<&str>) -> Result<Endpoint, String> {
     let read = |p: &std::path::Path| {
         std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
     };
@@ -25,12 +24,36 @@ pub async fn connect(
         ))
         .domain_name(config.server_name.clone());
     let url = service_override.unwrap_or(&config.service).to_owned();
+    // The service only speaks mutual TLS: any other scheme could only fail later, obscurely.
+    if !url.starts_with("https://") {
+        return Err(format!(
+            "bad service address {url:?}: it must be an https:// URL"
+        ));
+    }
     let endpoint = Endpoint::from_shared(url.clone())
         .map_err(|e| format!("bad service address {url:?}: {e}"))?
         .tls_config(tls)
-        .map_err(|e| format!("TLS configuration: {e}"))?
+        .map_err(|e| {
+            format!(
+                "the terminal's TLS material ({}, {}, {}) cannot be used: {}",
+                config.ca.display(),
+                config.certificate.display(),
+                config.private_key.display(),
+                describe(&e)
+            )
+        })?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(15));
+    Ok(endpoint)
+}
+
+/// Connects to the service with the terminal's client certificate.
+pub async fn connect(
+    config: &AgentConfig,
+    service_override: Option<&str>,
+) -> Result<ConfirmationClient<Channel>, String> {
+    let endpoint = endpoint(config, service_override)?;
+    let url = service_override.unwrap_or(&config.service);
     let channel = endpoint.connect().await.map_err(|e| {
         format!(
             "cannot reach the confirmation service at {url}: {}",
@@ -72,4 +95,36 @@ pub fn describe_status(status: &tonic::Status) -> String {
         s.push_str(&describe(src));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(service: &str, key: &str) -> AgentConfig {
+        AgentConfig {
+            service: service.into(),
+            server_name: "localhost".into(),
+            ca: "/dev/null".into(),
+            certificate: "/dev/null".into(),
+            private_key: key.into(),
+            terminal_name: Some("1340123452-T01".into()),
+        }
+    }
+
+    #[test]
+    fn configuration_errors_are_found_before_connecting() {
+        let err = endpoint(&config("nope", "/dev/null"), None).unwrap_err();
+        assert!(err.contains("https://"), "{err}");
+        let err = endpoint(
+            &config("https://127.0.0.1:1", "/dev/null"),
+            Some("http://x"),
+        )
+        .unwrap_err();
+        assert!(err.contains("https://"), "{err}");
+        let err = endpoint(&config("https://127.0.0.1:1", "/dev/null"), None).unwrap_err();
+        assert!(err.contains("private key"), "{err}");
+        let err = endpoint(&config("https://127.0.0.1:1", "/nonexistent"), None).unwrap_err();
+        assert!(err.contains("cannot read /nonexistent"), "{err}");
+    }
 }

@@ -189,6 +189,12 @@ fn run_confirm(
             return ExitCode::from(2);
         }
     };
+    // Configuration errors in the TLS material or the address exit 2 like the others, not 3
+    // (a connection failure) once the agent is already talking to the card.
+    if let Err(e) = onshi_reader_agent::client::endpoint(&config, service.as_deref()) {
+        eprintln!("reader-agent: {e}");
+        return ExitCode::from(2);
+    }
     if !pin_stdin && !std::io::stdin().is_terminal() {
         eprintln!("reader-agent: stdin is not a terminal: use --pin-stdin to read the PIN from it");
         return ExitCode::from(2);
