@@ -358,9 +358,14 @@ pub fn send(socket: &Path, lines: &[String]) -> Result<Vec<String>, String> {
             .and_then(|()| writer.flush())
             .map_err(|e| format!("control socket: {e}"))?;
         let mut reply = String::new();
-        reader
+        let n = reader
             .read_line(&mut reply)
             .map_err(|e| format!("control socket: {e}"))?;
+        if n == 0 {
+            return Err(format!(
+                "control socket: the rack closed the connection without answering {l:?}"
+            ));
+        }
         replies.push(reply.trim_end().to_owned());
     }
     Ok(replies)
@@ -395,5 +400,24 @@ mod tests {
         assert_eq!(rack.execute("shutdown").unwrap(), None);
         assert!(Rack::new(&[]).is_err());
         assert!(Rack::new(&["127.0.0.1:65535".into()]).is_err());
+    }
+
+    #[test]
+    fn a_rack_that_hangs_up_without_answering_is_an_error_for_ctl() {
+        let dir = std::env::temp_dir().join(format!("onshi-rack-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("control.sock");
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket).unwrap();
+        let server = std::thread::spawn(move || {
+            // Reads the command, then closes without a reply.
+            let (stream, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(stream).read_line(&mut line).unwrap();
+        });
+        let err = send(&socket, &["status".to_owned()]).unwrap_err();
+        assert!(err.contains("without answering"), "{err}");
+        server.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
