@@ -287,6 +287,8 @@ struct Leaf {
     extra: Vec<Vec<u8>>,
     basic_constraints_ca: bool,
     alg: &'static str,
+    /// The authorityKeyIdentifier's keyIdentifier; `None`: the issuer's key id.
+    authority_key_id: Option<Vec<u8>>,
 }
 
 struct Generator {
@@ -431,7 +433,12 @@ impl Generator {
         exts.push(ext(
             "2.5.29.35",
             false,
-            &seq(&[&tlv(0x80, &issuer.key.key_id())]),
+            &seq(&[&tlv(
+                0x80,
+                leaf.authority_key_id
+                    .as_deref()
+                    .unwrap_or(&issuer.key.key_id()),
+            )]),
         ));
         exts.push(ext("2.5.29.14", false, &octets(&key.key_id())));
         exts.extend(leaf.extra.iter().cloned());
@@ -700,6 +707,7 @@ impl Generator {
             extra: Vec::new(),
             basic_constraints_ca: false,
             alg: SHA256_RSA,
+            authority_key_id: None,
         };
         let ctx = CaseContext { anchors, crls, at };
 
@@ -917,7 +925,26 @@ impl Generator {
             "issuer name of the real CA, signed by another key",
             c,
             &[],
-            Some("bad-signature"),
+            Some("untrusted-issuer"),
+            None,
+        );
+        let c = self.leaf(
+            &g1,
+            &card,
+            &Leaf {
+                serial: serial(0x0b),
+                authority_key_id: Some(impostor.key.key_id()),
+                ..good.clone()
+            },
+            "aki-names-another-key",
+        );
+        self.case(
+            &ctx,
+            "aki-names-another-key",
+            "signed by the real CA, but its authorityKeyIdentifier names another key",
+            c,
+            &[],
+            Some("untrusted-issuer"),
             None,
         );
         let c = self.leaf(

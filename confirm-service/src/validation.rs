@@ -784,17 +784,19 @@ impl TrustStore {
 
     fn extend_path(&self, child: &SignedPart, current: &mut Vec<Link>, search: &mut PathSearch) {
         let mut found = false;
-        // Several CA generations share a name: when the child names its issuer's key and some
-        // candidate has that key identifier, only those are tried (as OpenSSL selects
-        // issuers); otherwise every candidate of that name is.
-        let by_key_id = child.authority_key_id.as_ref().is_some_and(|aki| {
-            self.authorities
-                .iter()
-                .any(|a| a.subject_raw == child.issuer_raw && a.key_id.as_ref() == Some(aki))
-        });
+        // Several CA generations share a name: when the child names its issuer's key
+        // (authorityKeyIdentifier), a candidate with another subjectKeyIdentifier is not its
+        // issuer, as in OpenSSL's X509_check_issued (a mismatch there is "unable to get local
+        // issuer certificate"); candidates without a key identifier are tried.
+        let key_id_differs = |auth: &Authority| {
+            matches!(
+                (&child.authority_key_id, &auth.key_id),
+                (Some(aki), Some(ski)) if aki != ski
+            )
+        };
         for (index, auth) in self.authorities.iter().enumerate() {
             if auth.subject_raw != child.issuer_raw
-                || (by_key_id && auth.key_id != child.authority_key_id)
+                || key_id_differs(auth)
                 || current.iter().any(|l| l.authority == index)
                 || search.paths.len() >= MAX_PATHS
             {
@@ -998,13 +1000,13 @@ impl SpkiKey {
     }
 }
 
-/// The version from a raw TBSCertificate: 0 (v1) when the explicit [0] field is absent.
 /// `at` widened by the clock skew both ways, `(at + skew, at - skew)`, clamped to the
 /// calendar's ends rather than overflowing.
 fn skewed(at: OffsetDateTime, skew: Duration) -> (OffsetDateTime, OffsetDateTime) {
     (at.saturating_add(skew), at.saturating_sub(skew))
 }
 
+/// The version from a raw TBSCertificate: 0 (v1) when the explicit [0] field is absent.
 fn raw_version(tbs: &[u8]) -> Result<u64, CertError> {
     let outer = der::header(tbs)?;
     let content = &tbs[outer.header_len..outer.total_len()];
