@@ -28,7 +28,7 @@ enum Cmd {
     /// Prepare challenges and card signatures, then send only ConfirmByCard and report.
     /// Exits 0 when every answer was the expected one, 1 on unexpected errors, 2 when the run
     /// could not be carried out.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve the reference: only the card-signature check, with the TLS configuration of a
     /// service.toml. Prints "loadgen reference-server: listening on ADDR" once ready.
     ReferenceServer {
@@ -112,6 +112,10 @@ struct RunArgs {
     /// Also drive a bare reference server with the same load and report the ratio.
     #[arg(long)]
     reference: bool,
+    /// Alternate service and reference this many times (each round measures
+    /// duration / rounds on each), so drifting load on a shared machine hits both alike.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    rounds: usize,
     /// Write the report as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -162,6 +166,7 @@ fn options(a: RunArgs) -> Result<RunOptions, String> {
         prepare: a.prepare,
         challenge_ttl_seconds: a.challenge_ttl,
         reference: a.reference,
+        rounds: a.rounds,
         reference_bin: None,
         json: a.json,
         plot: a.plot,
@@ -173,7 +178,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Run(args) => {
-            let opts = match options(args) {
+            let opts = match options(*args) {
                 Ok(o) => o,
                 Err(e) => {
                     eprintln!("loadgen: {e}");

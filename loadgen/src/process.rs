@@ -3,6 +3,7 @@
 //! A child is stopped when its guard drops: SIGTERM by pid, a bounded wait, then SIGKILL.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -35,7 +36,10 @@ impl ServerProcess {
             what: what.to_owned(),
             reason,
         };
+        // Its own process group: a Ctrl-C at the terminal reaches loadgen only, which then
+        // finishes the window in flight and stops the child itself.
         let mut child = command
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -174,6 +174,8 @@ pub struct RunSetup {
     pub terminal_identities: String,
     pub streams: usize,
     pub duration_s: f64,
+    /// Service and reference alternated this many times.
+    pub rounds: usize,
     pub window_s: f64,
     pub prepare_per_window: usize,
     pub mix: String,
@@ -209,8 +211,8 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "loadgen: {load}; {} terminals ({}), {} streams each; {:.0} s in windows of {:.0} s; mix {}; {} cores",
-            s.terminals, s.terminal_identities, s.streams, s.duration_s, s.window_s, s.mix, s.cores
+            "loadgen: {load}; {} terminals ({}), {} streams each; {:.0} s in {} round(s), windows of at most {:.0} s; mix {}; {} cores",
+            s.terminals, s.terminal_identities, s.streams, s.duration_s, s.rounds, s.window_s, s.mix, s.cores
         );
         for t in &self.targets {
             let l = &t.latency;

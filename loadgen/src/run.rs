@@ -64,6 +64,9 @@ pub struct RunOptions {
     pub prepare: Option<usize>,
     /// Challenge lifetime of a started service.
     pub challenge_ttl_seconds: u32,
+    /// With `--reference`: alternate service and reference this many times, each getting
+    /// duration / rounds per round.
+    pub rounds: usize,
     pub reference: bool,
     /// The `loadgen` binary that serves the reference (default: this executable).
     pub reference_bin: Option<PathBuf>,
@@ -80,6 +83,7 @@ pub const MAX_CONCURRENCY: usize = 100_000;
 pub const MAX_PREPARE: usize = 10_000_000;
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 pub const MAX_RATE: f64 = 1_000_000.0;
+pub const MAX_ROUNDS: usize = 100;
 /// Requests prepared per second of the first window (at most 5 s of it) in a closed loop
 /// when `--prepare` is not given; later windows are sized from the throughput seen.
 pub const DEFAULT_PREPARE_PER_SECOND: usize = 2_000;
@@ -124,6 +128,12 @@ impl RunOptions {
             if p == 0 || p > MAX_PREPARE {
                 return bad(format!("--prepare must be 1..={MAX_PREPARE}"));
             }
+        }
+        if self.rounds == 0 || self.rounds > MAX_ROUNDS {
+            return bad(format!("--rounds must be 1..={MAX_ROUNDS}"));
+        }
+        if self.duration / u32::try_from(self.rounds).unwrap_or(1) < Duration::from_millis(100) {
+            return bad("--duration / --rounds must be at least 0.1 s".into());
         }
         if self.challenge_ttl_seconds == 0 || self.challenge_ttl_seconds > 3600 {
             return bad("--challenge-ttl must be 1..=3600 seconds (the service's limit)".into());
@@ -320,139 +330,205 @@ fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
     }
 }
 
-/// Prepares and measures every window of one target.
-#[allow(clippy::too_many_arguments)]
-async fn drive_target(
-    opts: &RunOptions,
+/// One target's connections and everything measured on it so far, across rounds.
+struct TargetRun<'a> {
+    opts: &'a RunOptions,
     target: Target,
-    url: &str,
+    url: String,
     pid: Option<u32>,
-    ca_pem: &[u8],
-    identities: &[TerminalIdentity],
-    cards: &CardPools,
-    abort: &Arc<AtomicBool>,
-) -> Result<TargetReport, LoadgenError> {
-    let conns: Vec<TerminalConn> =
-        drive::connect_all(url, ca_pem, identities, opts.terminals).await?;
-    let window = opts.window();
-    let prepare_n = opts.prepare_per_window(window);
-    let mut per_terminal = prepare_n.div_ceil(conns.len().max(1)).max(1);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let load = match opts.load {
-        LoadSpec::Closed { concurrency } => Load::Closed {
-            concurrency: concurrency.unwrap_or(opts.terminals * opts.streams),
-        },
-        LoadSpec::Open {
-            rate,
-            max_in_flight,
-        } => Load::Open {
-            rate,
-            max_in_flight,
-        },
-    };
-    let ticks = process::clock_ticks();
-    let me = std::process::id();
-    let mut tally = Tally::new()?;
-    let (mut issue, mut sign, mut measured) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    let (mut server_cpu, mut own_cpu) = (Some(0.0f64), Some(0.0f64));
-    let mut per_second = Vec::new();
-    let mut early: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut prepared = 0;
-    let mut windows = 0;
-    let mut left = opts.duration;
-    // Bounded: at most duration / window (≥ 0.1 s) windows.
-    while left > Duration::from_millis(50) && !abort.load(Ordering::Relaxed) {
-        let this = window.min(left);
-        if !opts.quiet {
-            eprintln!(
-                "loadgen: {}: preparing {} requests on {} connections",
-                target.name(),
-                per_terminal * conns.len(),
-                conns.len()
-            );
-        }
-        let pool = prepare::prepare(
-            &conns,
+    cards: &'a CardPools,
+    conns: Vec<TerminalConn>,
+    load: Load,
+    window: Duration,
+    per_terminal: usize,
+    threads: usize,
+    ticks: f64,
+    tally: Tally,
+    issue: Duration,
+    sign: Duration,
+    measured: Duration,
+    server_cpu: Option<f64>,
+    own_cpu: Option<f64>,
+    per_second: Vec<u64>,
+    early: std::collections::BTreeMap<String, usize>,
+    prepared: usize,
+    windows: usize,
+}
+
+impl<'a> TargetRun<'a> {
+    /// Opens the target's connections.
+    async fn connect(
+        opts: &'a RunOptions,
+        target: Target,
+        url: &str,
+        pid: Option<u32>,
+        ca_pem: &[u8],
+        identities: &[TerminalIdentity],
+        cards: &'a CardPools,
+    ) -> Result<TargetRun<'a>, LoadgenError> {
+        let conns = drive::connect_all(url, ca_pem, identities, opts.terminals).await?;
+        let window = opts.window();
+        let per_terminal = opts
+            .prepare_per_window(window)
+            .div_ceil(conns.len().max(1))
+            .max(1);
+        let load = match opts.load {
+            LoadSpec::Closed { concurrency } => Load::Closed {
+                concurrency: concurrency.unwrap_or(opts.terminals * opts.streams),
+            },
+            LoadSpec::Open {
+                rate,
+                max_in_flight,
+            } => Load::Open {
+                rate,
+                max_in_flight,
+            },
+        };
+        Ok(TargetRun {
+            opts,
+            target,
+            url: url.to_owned(),
+            pid,
             cards,
-            &opts.mix,
+            conns,
+            load,
+            window,
             per_terminal,
-            opts.streams,
-            threads,
-        )
-        .await?;
-        issue += pool.issue_time;
-        sign += pool.sign_time;
-        prepared += pool.len();
-        if let Some(expiry) = pool.earliest_expiry {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0);
-            if (expiry as f64) < now + this.as_secs_f64() + 2.0 {
-                return Err(LoadgenError::Usage(format!(
-                    "the prepared challenges expire {:.0} s from now, before the {:.0} s window ends: use a shorter --window, fewer --prepare, or --start-service (long challenge lifetime)",
-                    expiry as f64 - now,
-                    this.as_secs_f64()
-                )));
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            ticks: process::clock_ticks(),
+            tally: Tally::new()?,
+            issue: Duration::ZERO,
+            sign: Duration::ZERO,
+            measured: Duration::ZERO,
+            server_cpu: Some(0.0),
+            own_cpu: Some(0.0),
+            per_second: Vec::new(),
+            early: Default::default(),
+            prepared: 0,
+            windows: 0,
+        })
+    }
+
+    /// Prepares and measures windows until `duration` of measured time has passed.
+    async fn drive(
+        &mut self,
+        duration: Duration,
+        abort: &Arc<AtomicBool>,
+    ) -> Result<(), LoadgenError> {
+        let opts = self.opts;
+        let me = std::process::id();
+        let mut left = duration;
+        // Bounded: each window takes at least 0.1 s off `left`.
+        while left > Duration::from_millis(50) && !abort.load(Ordering::Relaxed) {
+            let this = self.window.min(left);
+            if !opts.quiet {
+                eprintln!(
+                    "loadgen: {}: preparing {} requests on {} connections",
+                    self.target.name(),
+                    self.per_terminal * self.conns.len(),
+                    self.conns.len()
+                );
+            }
+            let pool = prepare::prepare(
+                &self.conns,
+                self.cards,
+                &opts.mix,
+                self.per_terminal,
+                opts.streams,
+                self.threads,
+            )
+            .await?;
+            self.issue += pool.issue_time;
+            self.sign += pool.sign_time;
+            self.prepared += pool.len();
+            if let Some(expiry) = pool.earliest_expiry {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                if (expiry as f64) < now + this.as_secs_f64() + 2.0 {
+                    return Err(LoadgenError::Usage(format!(
+                        "the prepared challenges expire {:.0} s from now, before the {:.0} s window ends: use a shorter --window, fewer --prepare, or --start-service (long challenge lifetime)",
+                        expiry as f64 - now,
+                        this.as_secs_f64()
+                    )));
+                }
+            }
+            let ticks = self.ticks;
+            let cpu_before = self.pid.map(|p| process::cpu_seconds(p, ticks)).transpose();
+            let own_before = process::cpu_seconds(me, ticks).ok();
+            let m = drive::measure(
+                &self.conns,
+                pool,
+                self.target,
+                self.load,
+                this,
+                Arc::clone(abort),
+                opts.quiet,
+            )
+            .await?;
+            let cpu_after = self.pid.map(|p| process::cpu_seconds(p, ticks)).transpose();
+            self.server_cpu = match (self.server_cpu, cpu_before, cpu_after) {
+                (Some(acc), Ok(Some(b)), Ok(Some(a))) => Some(acc + (a - b)),
+                _ => None,
+            };
+            self.own_cpu = match (
+                self.own_cpu,
+                own_before,
+                process::cpu_seconds(me, ticks).ok(),
+            ) {
+                (Some(acc), Some(b), Some(a)) => Some(acc + (a - b)),
+                _ => None,
+            };
+            self.tally.merge(&m.tally);
+            self.measured += m.elapsed;
+            self.per_second.extend(m.per_second);
+            self.windows += 1;
+            left = left.saturating_sub(m.elapsed.max(Duration::from_millis(100)));
+            let observed = m.tally.requests as f64 / m.elapsed.as_secs_f64().max(1e-3);
+            if let Some(why) = m.ended_early {
+                *self.early.entry(why).or_default() += 1;
+            }
+            // Without --prepare, a closed loop sizes the next window from the rate just seen
+            // (15 % spare), so it neither wastes signatures nor pauses often.
+            if opts.prepare.is_none() && matches!(opts.load, LoadSpec::Closed { .. }) {
+                let n = self.conns.len().max(1);
+                // The rest of this round, or (when it is over) a round like this one.
+                let upcoming = if left > Duration::from_millis(50) {
+                    left
+                } else {
+                    duration
+                };
+                let next = observed * self.window.min(upcoming).as_secs_f64() * 1.15;
+                let cap = (MAX_PREPARE / n).max(1);
+                self.per_terminal = ((next / n as f64).ceil() as usize).clamp(1, cap);
             }
         }
-        let cpu_before = pid.map(|p| process::cpu_seconds(p, ticks)).transpose();
-        let own_before = process::cpu_seconds(me, ticks).ok();
-        let m = drive::measure(
-            &conns,
-            pool,
-            target,
-            load,
-            this,
-            Arc::clone(abort),
-            opts.quiet,
-        )
-        .await?;
-        let cpu_after = pid.map(|p| process::cpu_seconds(p, ticks)).transpose();
-        server_cpu = match (server_cpu, cpu_before, cpu_after) {
-            (Some(acc), Ok(Some(b)), Ok(Some(a))) => Some(acc + (a - b)),
-            _ => None,
-        };
-        own_cpu = match (own_cpu, own_before, process::cpu_seconds(me, ticks).ok()) {
-            (Some(acc), Some(b), Some(a)) => Some(acc + (a - b)),
-            _ => None,
-        };
-        tally.merge(&m.tally);
-        measured += m.elapsed;
-        per_second.extend(m.per_second);
-        windows += 1;
-        left = left.saturating_sub(m.elapsed.max(Duration::from_millis(100)));
-        // Without --prepare, a closed loop sizes the next window from the rate just seen
-        // (15 % spare), so it neither wastes signatures nor pauses often.
-        let observed = m.tally.requests as f64 / m.elapsed.as_secs_f64().max(1e-3);
-        if let Some(why) = m.ended_early {
-            *early.entry(why).or_default() += 1;
-        }
-        if opts.prepare.is_none() && matches!(opts.load, LoadSpec::Closed { .. }) {
-            let next = observed * window.min(left).as_secs_f64() * 1.15;
-            let cap = (MAX_PREPARE / conns.len().max(1)).max(1);
-            per_terminal = ((next / conns.len().max(1) as f64).ceil() as usize).clamp(1, cap);
-        }
+        Ok(())
     }
-    Ok(TargetReport::new(
-        target.name(),
-        url,
-        windows,
-        prepared,
-        issue,
-        sign,
-        measured,
-        &tally,
-        per_second,
-        early
-            .into_iter()
-            .map(|(why, n)| format!("{n} of {windows} window(s) ended early: {why}"))
-            .collect(),
-        pid.zip(server_cpu),
-        own_cpu,
-    ))
+
+    fn report(self) -> TargetReport {
+        let windows = self.windows;
+        TargetReport::new(
+            self.target.name(),
+            &self.url,
+            windows,
+            self.prepared,
+            self.issue,
+            self.sign,
+            self.measured,
+            &self.tally,
+            self.per_second,
+            self.early
+                .into_iter()
+                .map(|(why, n)| format!("{n} of {windows} window(s) ended early: {why}"))
+                .collect(),
+            self.pid.zip(self.server_cpu),
+            self.own_cpu,
+        )
+    }
 }
 
 /// Runs the load and returns the report (also written to `--json` / `--plot` when given).
@@ -472,27 +548,35 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
     let mut targets = Vec::new();
     let result: Result<(), LoadgenError> = runtime.block_on(async {
         let flag = Arc::clone(&abort);
+        // SIGINT or SIGTERM: finish the window in flight, then stop the servers and report.
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("loadgen: interrupted; finishing the window in flight");
-                flag.store(true, Ordering::Relaxed);
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term => {},
             }
+            eprintln!("loadgen: interrupted; finishing the window in flight");
+            flag.store(true, Ordering::Relaxed);
         });
         let t0 = Instant::now();
-        targets.push(
-            drive_target(
-                opts,
-                Target::Service,
-                &setup.url,
-                setup.service_pid,
-                &world.network_ca_pem,
-                &setup.identities,
-                &cards,
-                &abort,
-            )
-            .await?,
-        );
-        if opts.reference && !abort.load(Ordering::Relaxed) {
+        let mut service = TargetRun::connect(
+            opts,
+            Target::Service,
+            &setup.url,
+            setup.service_pid,
+            &world.network_ca_pem,
+            &setup.identities,
+            &cards,
+        )
+        .await?;
+        let reference_server = if opts.reference {
             let binary = match &opts.reference_bin {
                 Some(b) => b.clone(),
                 None => std::env::current_exe().map_err(|e| LoadgenError::Process {
@@ -506,10 +590,17 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
                 .arg("--config")
                 .arg(world.dir.join("service.toml"))
                 .args(["--listen", "127.0.0.1:0"]);
-            let server =
-                ServerProcess::start(command, "reference server", reference::READY_PREFIX)?;
-            targets.push(
-                drive_target(
+            Some(ServerProcess::start(
+                command,
+                "reference server",
+                reference::READY_PREFIX,
+            )?)
+        } else {
+            None
+        };
+        let mut reference = match &reference_server {
+            Some(server) => Some(
+                TargetRun::connect(
                     opts,
                     Target::Reference,
                     &server.url(),
@@ -517,12 +608,33 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
                     &world.network_ca_pem,
                     &setup.identities,
                     &cards,
-                    &abort,
                 )
                 .await?,
-            );
-            drop(server);
+            ),
+            None => None,
+        };
+        // Alternate the targets round by round, so a change in the machine's load hits both.
+        let rounds = opts.rounds.max(1);
+        let slice = opts.duration / u32::try_from(rounds).unwrap_or(1);
+        for round in 1..=rounds {
+            if abort.load(Ordering::Relaxed) {
+                break;
+            }
+            if !opts.quiet && rounds > 1 {
+                eprintln!("loadgen: round {round} of {rounds}");
+            }
+            service.drive(slice, &abort).await?;
+            if let Some(r) = reference.as_mut() {
+                if !abort.load(Ordering::Relaxed) {
+                    r.drive(slice, &abort).await?;
+                }
+            }
         }
+        targets.push(service.report());
+        if let Some(r) = reference {
+            targets.push(r.report());
+        }
+        drop(reference_server);
         if !opts.quiet {
             eprintln!("loadgen: done in {:.1} s", t0.elapsed().as_secs_f64());
         }
@@ -572,6 +684,7 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
             terminal_identities: setup.identity_label,
             streams: opts.streams,
             duration_s: opts.duration.as_secs_f64(),
+            rounds: opts.rounds,
             window_s: window.as_secs_f64(),
             prepare_per_window: opts.prepare_per_window(window),
             mix: opts.mix.to_string(),

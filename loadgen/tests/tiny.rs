@@ -85,6 +85,9 @@ fn closed_loop_with_invalid_requests_and_the_reference() {
             "--mix",
             "pin=80,revoked=4,expired=4,unregistered=4,bad-signature=4,replay=4",
             "--reference",
+            // Service, reference, service, reference: one second each.
+            "--rounds",
+            "2",
             "--quiet",
             "--json",
             json.to_str().unwrap(),
@@ -109,6 +112,7 @@ fn closed_loop_with_invalid_requests_and_the_reference() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["format"], "onshi-loadgen-report/1");
     assert_eq!(report["setup"]["terminal_identities"], "minted");
+    assert_eq!(report["setup"]["rounds"], 2);
     let service = &report["targets"][0];
     assert_eq!(service["target"], "service");
     assert_eq!(service["unexpected_errors"], 0, "{service:#}");
