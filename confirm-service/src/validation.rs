@@ -402,7 +402,9 @@ impl TrustStore {
         crls: &[Vec<u8>],
         policy: EndEntityPolicy,
     ) -> Result<Self, String> {
-        Self::build(anchors, intermediates, crls, policy, false).map(|(store, _)| store)
+        Self::build(anchors, intermediates, crls, policy, false)
+            .map(|(store, _)| store)
+            .map_err(|(_, reason)| reason)
     }
 
     /// As [`from_der`](Self::from_der), for diagnosis (`check-cert`, in the manner of
@@ -417,24 +419,28 @@ impl TrustStore {
         crls: &[Vec<u8>],
         policy: EndEntityPolicy,
     ) -> Result<(Self, Vec<String>), String> {
-        Self::build(anchors, intermediates, crls, policy, true)
+        Self::build(anchors, intermediates, crls, policy, true).map_err(|(_, reason)| reason)
     }
 
+    /// Builds the store; an error says which input (in the order anchors, intermediates,
+    /// CRLs, counted across all three) it is about, so a caller can name the file.
     fn build(
         anchors: &[Vec<u8>],
         intermediates: &[Vec<u8>],
         crls: &[Vec<u8>],
         policy: EndEntityPolicy,
         skip_unverified: bool,
-    ) -> Result<(Self, Vec<String>), String> {
+    ) -> Result<(Self, Vec<String>), (usize, String)> {
         let mut authorities = Vec::new();
-        for (der, is_anchor) in anchors
+        for (input, (der, is_anchor)) in anchors
             .iter()
             .map(|d| (d, true))
             .chain(intermediates.iter().map(|d| (d, false)))
+            .enumerate()
         {
-            authorities.push(parse_authority(der, is_anchor)?);
+            authorities.push(parse_authority(der, is_anchor).map_err(|e| (input, e))?);
         }
+        let first_crl = anchors.len() + intermediates.len();
         let mut store = TrustStore {
             authority_crls: vec![Vec::new(); authorities.len()],
             authorities,
@@ -442,7 +448,7 @@ impl TrustStore {
             ..TrustStore::default()
         };
         let mut warnings = Vec::new();
-        for der in crls {
+        for (n, der) in crls.iter().enumerate() {
             let (crl, signers) = match store.parse_crl(der) {
                 Ok(parsed) => parsed,
                 Err(CrlRefused::Unverified(reason)) if skip_unverified => {
@@ -450,7 +456,7 @@ impl TrustStore {
                     continue;
                 }
                 Err(CrlRefused::Unverified(reason) | CrlRefused::Unusable(reason)) => {
-                    return Err(reason)
+                    return Err((first_crl + n, reason))
                 }
             };
             let index = store.crls.len();
@@ -470,26 +476,7 @@ impl TrustStore {
         crls: &[PathBuf],
         policy: EndEntityPolicy,
     ) -> Result<(Self, Vec<String>), TrustLoadError> {
-        let read_all = |paths: &[PathBuf], tag: &str| -> Result<Vec<Vec<u8>>, TrustLoadError> {
-            let mut out = Vec::new();
-            for path in paths {
-                out.extend(read_der_or_pem(path, tag)?);
-            }
-            Ok(out)
-        };
-        let a = read_all(anchors, "CERTIFICATE")?;
-        let i = read_all(intermediates, "CERTIFICATE")?;
-        let c = read_all(crls, "X509 CRL")?;
-        TrustStore::from_der_diagnostic(&a, &i, &c, policy).map_err(|reason| {
-            TrustLoadError::Invalid {
-                path: anchors
-                    .first()
-                    .or(crls.first())
-                    .cloned()
-                    .unwrap_or_default(),
-                reason,
-            }
-        })
+        Self::load_with(anchors, intermediates, crls, policy, true)
     }
 
     /// Loads anchors, intermediates (PEM or DER, several per PEM file) and CRLs (PEM or DER).
@@ -499,24 +486,30 @@ impl TrustStore {
         crls: &[PathBuf],
         policy: EndEntityPolicy,
     ) -> Result<Self, TrustLoadError> {
-        let read_all = |paths: &[PathBuf], tag: &str| -> Result<Vec<Vec<u8>>, TrustLoadError> {
-            let mut out = Vec::new();
-            for path in paths {
-                let blobs = read_der_or_pem(path, tag)?;
-                out.extend(blobs);
+        Self::load_with(anchors, intermediates, crls, policy, false).map(|(store, _)| store)
+    }
+
+    fn load_with(
+        anchors: &[PathBuf],
+        intermediates: &[PathBuf],
+        crls: &[PathBuf],
+        policy: EndEntityPolicy,
+        skip_unverified: bool,
+    ) -> Result<(Self, Vec<String>), TrustLoadError> {
+        // The file each DER blob came from (a PEM file may hold several), so an error names
+        // the file at fault.
+        let mut origins: Vec<&Path> = Vec::new();
+        let a = read_all(anchors, "CERTIFICATE", &mut origins)?;
+        let i = read_all(intermediates, "CERTIFICATE", &mut origins)?;
+        let c = read_all(crls, "X509 CRL", &mut origins)?;
+        Self::build(&a, &i, &c, policy, skip_unverified).map_err(|(input, reason)| {
+            TrustLoadError::Invalid {
+                path: origins
+                    .get(input)
+                    .map(|p| p.to_path_buf())
+                    .unwrap_or_default(),
+                reason,
             }
-            Ok(out)
-        };
-        let a = read_all(anchors, "CERTIFICATE")?;
-        let i = read_all(intermediates, "CERTIFICATE")?;
-        let c = read_all(crls, "X509 CRL")?;
-        TrustStore::from_der(&a, &i, &c, policy).map_err(|reason| TrustLoadError::Invalid {
-            path: anchors
-                .first()
-                .or(crls.first())
-                .cloned()
-                .unwrap_or_default(),
-            reason,
         })
     }
 
@@ -558,7 +551,7 @@ impl TrustStore {
             return Err(Unusable(format!("CRL is larger than {MAX_CRL_LEN} bytes")));
         }
         der::check(der)
-            .map_err(|e| Unusable(format!("CRL is not strict DER: {}", CertError::from(e))))?;
+            .map_err(|e| Unusable(format!("CRL is not strict DER: {}", der_problem(&e))))?;
         let (_, crl) = CertificateRevocationList::from_der(der)
             .map_err(|e| Unusable(format!("CRL is not valid DER: {e}")))?;
         let tbs = &crl.tbs_cert_list;
@@ -997,6 +990,31 @@ impl SpkiKey {
             SpkiKey::Ec { point, .. } => point,
             SpkiKey::Unsupported { oid } => oid.as_bytes(),
         }
+    }
+}
+
+/// Reads every file (PEM or DER), noting for each blob the file it came from.
+fn read_all<'p>(
+    paths: &'p [PathBuf],
+    tag: &str,
+    origins: &mut Vec<&'p Path>,
+) -> Result<Vec<Vec<u8>>, TrustLoadError> {
+    let mut out = Vec::new();
+    for path in paths {
+        let blobs = read_der_or_pem(path, tag)?;
+        origins.extend(std::iter::repeat_n(path.as_path(), blobs.len()));
+        out.extend(blobs);
+    }
+    Ok(out)
+}
+
+/// What is wrong with bytes that are not strict DER, for messages about things other than a
+/// certificate (CertError's texts say "the certificate").
+fn der_problem(e: &DerError) -> String {
+    match e {
+        DerError::Malformed(detail) => format!("malformed: {detail}"),
+        DerError::NonCanonical(detail) => format!("BER, not canonical DER: {detail}"),
+        DerError::Trailing(bytes) => format!("followed by {bytes} trailing bytes"),
     }
 }
 

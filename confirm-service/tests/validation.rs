@@ -333,3 +333,41 @@ fn every_reason_is_documented() {
         );
     }
 }
+
+#[test]
+fn a_configuration_error_names_the_file_at_fault() {
+    use onshi_confirm_service::validation::TrustLoadError;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.der");
+    std::fs::write(&ca, corpus("ca/ca-g1.der")).unwrap();
+    let good_crl = dir.path().join("good-crl.der");
+    std::fs::write(&good_crl, corpus("crl/ca-g1.der")).unwrap();
+    let bad_crl = dir.path().join("truncated-crl.der");
+    let crl = corpus("crl/ca-g1.der");
+    std::fs::write(&bad_crl, &crl[..crl.len() / 2]).unwrap();
+    for load in [TrustStore::load, |a: &_, i: &_, c: &_, p| {
+        TrustStore::load_diagnostic(a, i, c, p).map(|(s, _)| s)
+    }] {
+        let err = load(
+            std::slice::from_ref(&ca),
+            &[],
+            &[good_crl.clone(), bad_crl.clone()],
+            policy(),
+        )
+        .unwrap_err();
+        match &err {
+            TrustLoadError::Invalid { path, reason } => {
+                assert_eq!(path, &bad_crl, "{err}");
+                assert!(reason.starts_with("CRL is not strict DER"), "{reason}");
+                assert!(!reason.contains("certificate"), "{reason}");
+            }
+            other => panic!("{other}"),
+        }
+    }
+    // A CRL given as an anchor: the anchor's file is named.
+    let err = TrustStore::load(&[ca.clone(), good_crl.clone()], &[], &[], policy()).unwrap_err();
+    assert!(
+        matches!(&err, TrustLoadError::Invalid { path, .. } if path == &good_crl),
+        "{err}"
+    );
+}
