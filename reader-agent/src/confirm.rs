@@ -158,14 +158,18 @@ pub async fn run(
         ))
     });
     let mut phase_a = phase_a;
-    let atr = tokio::select! {
-        atr = connected_rx => atr.ok(),
-        done = &mut phase_a => {
-            // Finished (or failed) before signalling a connection: a connect error.
+    let atr = match connection_signal(connected_rx, &mut phase_a).await {
+        Started::Connected(atr) => atr,
+        // Finished (or failed) without ever signalling a connection: a connect error.
+        Started::Ended(done) => {
             return match done {
                 Ok(Err(e)) => card_error(&e, PHASE_READ, &[]),
-                Ok(Ok(_)) => Outcome::Error { message: "card worker ended early".into() },
-                Err(e) => Outcome::Error { message: format!("card worker failed: {e}") },
+                Ok(Ok(_)) => Outcome::Error {
+                    message: "card worker ended early".into(),
+                },
+                Err(e) => Outcome::Error {
+                    message: format!("card worker failed: {e}"),
+                },
             };
         }
     };
@@ -346,6 +350,28 @@ pub async fn run(
     }
 }
 
+/// How phase A's worker started: it connected to a card (its ATR, if it could be sent), or
+/// it ended without connecting.
+enum Started<T> {
+    Connected(Option<Vec<u8>>),
+    Ended(Result<T, tokio::task::JoinError>),
+}
+
+/// Waits until phase A's worker has connected to a card or has ended.
+async fn connection_signal<T>(
+    connected: tokio::sync::oneshot::Receiver<Vec<u8>>,
+    worker: &mut tokio::task::JoinHandle<T>,
+) -> Started<T> {
+    tokio::select! {
+        // Biased: the worker signals the connection before it reads, so when this task runs
+        // late (a loaded machine) both branches can be ready at once; a worker that connected
+        // must then still count as connected, its result taken later as the read.
+        biased;
+        atr = connected => Started::Connected(atr.ok()),
+        done = worker => Started::Ended(done),
+    }
+}
+
 /// Where a confirmation's time went (the PIN typing excluded), for the performance target
 /// "PIN-mode confirmation through pcscd under 50 ms".
 #[derive(Debug, Default)]
@@ -390,6 +416,41 @@ fn refused_by_service(status: &tonic::Status) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_that_connected_and_already_finished_counts_as_connected() {
+        // The loaded-machine case: by the time the async side looks, the worker has both
+        // signalled the connection and finished reading. Unbiased, this was a coin toss
+        // ("card worker ended early" for a card read without fault).
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for _ in 0..64 {
+                let (tx, rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+                let mut worker = tokio::task::spawn_blocking(move || {
+                    let _ = tx.send(vec![0x3B]);
+                    42
+                });
+                while !worker.is_finished() {
+                    tokio::task::yield_now().await;
+                }
+                match connection_signal(rx, &mut worker).await {
+                    Started::Connected(atr) => assert_eq!(atr, Some(vec![0x3B])),
+                    Started::Ended(_) => panic!("a connected worker was taken as ended"),
+                }
+                assert_eq!(worker.await.unwrap(), 42);
+            }
+            // A worker that ends without connecting is seen as ended.
+            let (tx, rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+            let mut worker = tokio::task::spawn_blocking(move || drop(tx));
+            assert!(matches!(
+                connection_signal(rx, &mut worker).await,
+                Started::Connected(None) | Started::Ended(Ok(()))
+            ));
+        });
+    }
 
     #[test]
     fn certificate_der_check_names_the_problem() {
