@@ -174,11 +174,7 @@ fn load(profile_path: &Path) -> Result<(CardContents, CardState, PathBuf, Vec<St
 
 fn serve(args: &ServeArgs) -> Result<(), String> {
     let mut rack = Rack::new(&args.readers)?;
-    if args.control.exists() {
-        std::fs::remove_file(&args.control)
-            .map_err(|e| format!("--control {}: {e}", args.control.display()))?;
-    }
-    let listener = std::os::unix::net::UnixListener::bind(&args.control)
+    let listener = rack::bind_control(&args.control)
         .map_err(|e| format!("--control {}: {e}", args.control.display()))?;
     println!(
         "virtual-card: serving {} slots on {}",

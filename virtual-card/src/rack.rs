@@ -343,6 +343,27 @@ fn handle(rack: &mut Rack, stream: UnixStream) -> bool {
     }
 }
 
+/// Binds the control socket at `path`. A socket file left by a rack that is gone is replaced;
+/// a socket a live rack answers on, or a file that is not a socket, is left alone and refused
+/// (removing it would cut that rack off from its controller, or delete the user's file).
+pub fn bind_control(path: &Path) -> Result<UnixListener, String> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err("exists and is not a socket; not replaced".into());
+        }
+        Ok(_) => {
+            if UnixStream::connect(path).is_ok() {
+                return Err("another rack is serving on this socket".into());
+            }
+            std::fs::remove_file(path)
+                .map_err(|e| format!("cannot replace a stale socket: {e}"))?;
+        }
+        Err(_) => {}
+    }
+    UnixListener::bind(path).map_err(|e| e.to_string())
+}
+
 /// Sends control lines and returns the replies (the `virtual-card ctl` client).
 pub fn send(socket: &Path, lines: &[String]) -> Result<Vec<String>, String> {
     let stream = UnixStream::connect(socket)
@@ -400,6 +421,26 @@ mod tests {
         assert_eq!(rack.execute("shutdown").unwrap(), None);
         assert!(Rack::new(&[]).is_err());
         assert!(Rack::new(&["127.0.0.1:65535".into()]).is_err());
+    }
+
+    #[test]
+    fn the_control_socket_replaces_only_a_stale_socket() {
+        let dir = std::env::temp_dir().join(format!("onshi-bind-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A regular file is never deleted.
+        let file = dir.join("notes.txt");
+        std::fs::write(&file, "keep me").unwrap();
+        assert!(bind_control(&file).unwrap_err().contains("not a socket"));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+        // A live rack's socket is not taken over.
+        let socket = dir.join("control.sock");
+        let _ = std::fs::remove_file(&socket);
+        let live = bind_control(&socket).unwrap();
+        assert!(bind_control(&socket).unwrap_err().contains("another rack"));
+        // Once that rack is gone, its leftover socket file is replaced.
+        drop(live);
+        bind_control(&socket).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
