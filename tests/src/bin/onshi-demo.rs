@@ -18,11 +18,32 @@ fn main() -> ExitCode {
     }
 }
 
+const USAGE: &str = "usage: onshi-demo [WORLD-DIR]   (default demo-world; rebuilt on every run)
+
+Builds a synthetic world in WORLD-DIR, starts a private pcscd with the vpcd driver (root is
+needed for its mount namespace), the confirmation service and a virtual card, runs one PIN-mode
+confirmation with the reader agent and prints the eligibility result. Everything it starts is
+stopped when it ends. Exit codes: 0 confirmed, 1 anything else.";
+
 fn run() -> Result<ExitCode, String> {
-    let dir = std::env::args_os()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("demo-world"));
+    let mut args = std::env::args_os().skip(1);
+    let dir = match (args.next(), args.next()) {
+        (Some(a), None) if a == "-h" || a == "--help" => {
+            println!("{USAGE}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        (Some(a), None) if a.to_string_lossy().starts_with('-') => {
+            return Err(format!(
+                "unknown option {} (usage: onshi-demo [WORLD-DIR]; see --help)",
+                a.to_string_lossy()
+            ));
+        }
+        (Some(a), None) => PathBuf::from(a),
+        (None, _) => PathBuf::from("demo-world"),
+        (Some(_), Some(_)) => {
+            return Err("too many arguments (usage: onshi-demo [WORLD-DIR]; see --help)".into())
+        }
+    };
     let started = Instant::now();
     eprintln!("==> building the synthetic world in {}", dir.display());
     let world = World::build(&dir, 8)?;
