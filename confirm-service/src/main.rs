@@ -27,7 +27,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve onshi.v1.Confirmation (plus gRPC health and reflection) over TLS with required
-    /// client certificates. Prints "confirm-service: listening on ADDR" once ready.
+    /// client certificates. Prints "confirm-service: listening on ADDR" once ready. Exit
+    /// codes: 0 after a shutdown by signal, 2 when the configuration or a file it names
+    /// cannot be used (nothing was served), 1 when serving fails.
     Serve {
         /// The service configuration (a world's service.toml; see docs/world.md).
         #[arg(long, value_name = "FILE")]
@@ -183,7 +185,7 @@ fn serve(config_path: PathBuf, listen: Option<SocketAddr>) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("confirm-service: {e}");
-                ExitCode::from(1)
+                ExitCode::from(if e.is_configuration() { 2 } else { 1 })
             }
         }
     })

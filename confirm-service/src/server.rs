@@ -37,6 +37,26 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// An error with its causes, `a: b: c` (tonic's own text is often just "transport error").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+impl ServeError {
+    /// Whether the service never started because of its configuration or a file it names
+    /// (as opposed to failing while serving).
+    pub fn is_configuration(&self) -> bool {
+        !matches!(self, ServeError::Transport(_))
+    }
+}
+
 fn read(path: &std::path::Path) -> Result<Vec<u8>, ServeError> {
     std::fs::read(path).map_err(|source| ServeError::Read {
         path: path.to_owned(),
@@ -110,9 +130,15 @@ pub async fn run(
         .build_v1()
         .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
 
-    let builder = Server::builder()
-        .tls_config(tls)
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let builder = Server::builder().tls_config(tls).map_err(|e| {
+        ServeError::Tls(format!(
+            "{}, {}, {} cannot be used: {}",
+            config.tls.certificate.display(),
+            config.tls.private_key.display(),
+            config.tls.client_ca.display(),
+            error_chain(&e)
+        ))
+    })?;
     // Everything that can fail at start-up has been checked: say we are ready.
     on_ready();
     let mut builder = builder;

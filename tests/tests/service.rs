@@ -488,3 +488,24 @@ fn health_checking_and_reflection_are_served() {
         );
     });
 }
+
+#[test]
+fn unusable_tls_material_is_a_one_line_configuration_error() {
+    let w = world();
+    let text = std::fs::read_to_string(w.dir.join("service.toml")).unwrap();
+    // The private key replaced by a certificate, in a config beside the world's.
+    let bad = text.replace("service/server.key.pem", "network-ca/ca.pem");
+    assert_ne!(bad, text);
+    let config = w.dir.join("service-bad-key.toml");
+    std::fs::write(&config, bad).unwrap();
+    let mut cmd = std::process::Command::new(onshi_e2e::bin("confirm-service").unwrap());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config);
+    let out = onshi_e2e::run_bounded(cmd, std::time::Duration::from_secs(30)).unwrap();
+    std::fs::remove_file(&config).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("network-ca/ca.pem"), "{stderr}");
+    assert!(stderr.contains("private key"), "{stderr}");
+}
