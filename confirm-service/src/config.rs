@@ -105,6 +105,19 @@ impl Config {
                 reason: "challenge_ttl_seconds must be between 1 and 3600".into(),
             });
         }
+        if let Some(bad) = config
+            .validation
+            .policy_oids
+            .iter()
+            .find(|o| !is_dotted_oid(o))
+        {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                reason: format!(
+                    "validation.policy_oids: {bad:?} is not an OID (dotted decimal, e.g. 1.2.392.200149.8.5.1.0.30)"
+                ),
+            });
+        }
         if config.validation.trust_anchors.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
@@ -141,6 +154,21 @@ impl ValidationConfig {
             stale_crl: self.stale_crl,
         }
     }
+}
+
+/// Whether `s` is an OID in canonical dotted decimal (`1.2.392…`): at least two arcs, the
+/// first 0–2, no empty arc or leading zero. Certificate policies are compared in this form, so
+/// anything else would silently match no card.
+pub fn is_dotted_oid(s: &str) -> bool {
+    let arcs: Vec<&str> = s.split('.').collect();
+    arcs.len() >= 2
+        && matches!(arcs[0], "0" | "1" | "2")
+        && arcs.iter().all(|a| {
+            !a.is_empty()
+                && a.len() <= 20
+                && a.bytes().all(|b| b.is_ascii_digit())
+                && (a.len() == 1 || !a.starts_with('0'))
+        })
 }
 
 /// A TOML error on one line, "line L, column C: what": the toml crate's `Display` spans
@@ -197,6 +225,20 @@ trust_anchors = ["ca.pem"]
             Config::load(&path),
             Err(ConfigError::Invalid { .. })
         ));
+        // A policy that is not an OID would match no card: refused.
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:0\"\nstore = \"s\"\n[tls]\ncertificate = \"c\"\nprivate_key = \"k\"\nclient_ca = \"a\"\n[validation]\ntrust_anchors = [\"ca.pem\"]\npolicy_oids = [\"jpki-auth\"]\n",
+        )
+        .unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("\"jpki-auth\" is not an OID"), "{err}");
+        for good in ["1.2.392.200149.8.5.1.0.30", "2.5.29.32.0", "0.0"] {
+            assert!(is_dotted_oid(good), "{good}");
+        }
+        for bad in ["", "1", "3.1", "1..2", "1.02", "1.2.", "1.2a", " 1.2"] {
+            assert!(!is_dotted_oid(bad), "{bad}");
+        }
         // A syntax error is one line, saying where.
         std::fs::write(&path, "listen = \"127.0.0.1:0\"\ngarbage = \n").unwrap();
         let err = Config::load(&path).unwrap_err().to_string();

@@ -55,7 +55,7 @@ enum Command {
         #[arg(long, value_name = "CRL")]
         crl: Vec<PathBuf>,
         /// A required certificate policy OID; repeatable (any one suffices).
-        #[arg(long, value_name = "OID")]
+        #[arg(long, value_name = "OID", value_parser = policy_oid)]
         policy: Vec<String>,
         /// Check at this time instead of now (RFC 3339, e.g. 2026-11-24T09:00:00+09:00).
         #[arg(long, value_name = "RFC3339-TIME")]
@@ -111,6 +111,15 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// `--policy`: an OID in dotted decimal, or a usage error (it would match no card).
+fn policy_oid(s: &str) -> Result<String, String> {
+    if onshi_confirm_service::config::is_dotted_oid(s) {
+        Ok(s.to_owned())
+    } else {
+        Err("not an OID in dotted decimal (e.g. 1.2.392.200149.8.5.1.0.30)".into())
+    }
 }
 
 fn serve(config_path: PathBuf, listen: Option<SocketAddr>) -> ExitCode {
