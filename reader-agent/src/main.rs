@@ -307,7 +307,7 @@ fn run_change_pin(
         match pins.next_pin(0) {
             Ok(Some(p)) => Some(p),
             Ok(None) => {
-                eprintln!("reader-agent: no PIN was entered");
+                eprintln!("reader-agent: no PIN was entered for: {what}");
                 None
             }
             Err(e) => {
