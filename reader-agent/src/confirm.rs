@@ -405,17 +405,46 @@ fn refused_by_service(status: &tonic::Status) -> Outcome {
         },
         None => Outcome::Error {
             message: format!(
-                "the confirmation service failed ({:?}): {}",
+                "the confirmation service failed ({:?}): {}{}",
                 status.code(),
-                client::describe_status(status)
+                client::describe_status(status),
+                handshake_hint(status.code())
             ),
         },
+    }
+}
+
+/// The service answers a terminal whose client certificate it does not accept with nothing
+/// but a closed connection (by design: no details to an unauthenticated peer), so say what
+/// the usual cause is.
+fn handshake_hint(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::Cancelled | tonic::Code::Unavailable | tonic::Code::Unknown => {
+            " (if the connection was closed during the first call, the service may not accept \
+             this terminal's client certificate: check that it was issued by the network CA)"
+        }
+        _ => "",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closed_connection_without_a_code_hints_at_the_client_certificate() {
+        let Outcome::Error { message } =
+            refused_by_service(&tonic::Status::cancelled("connection closed"))
+        else {
+            panic!("a status without a result code is an error outcome");
+        };
+        assert!(message.contains("client certificate"), "{message}");
+        let Outcome::Error { message } = refused_by_service(&tonic::Status::internal("boom"))
+        else {
+            panic!("a status without a result code is an error outcome");
+        };
+        assert!(!message.contains("client certificate"), "{message}");
+    }
 
     #[test]
     fn a_worker_that_connected_and_already_finished_counts_as_connected() {

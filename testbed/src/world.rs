@@ -211,10 +211,24 @@ fn is_protected(canonical: &Path, home: Option<&Path>) -> bool {
     canonical.parent().is_none() || Some(canonical) == home
 }
 
-/// Creates `out`, or empties it when `force` is set; refuses a non-empty one otherwise.
+/// Written first into every world directory, so `--force` can tell a world (even one whose
+/// build was interrupted before `world.json`) from any other directory.
+const WORLD_MARKER: &str = ".onshi-world";
+
+/// Creates `out`, or empties it when `force` is set and it holds a world; refuses a non-empty
+/// one otherwise. `--force` never deletes a directory that is not a world, so a mistyped
+/// `--out .` cannot wipe a checkout.
 fn prepare_output(out: &Path, force: bool) -> Result<(), TestbedError> {
+    prepare_dir(out, force)?;
+    fs::write(out.join(WORLD_MARKER), b"").map_err(TestbedError::io("write", out))
+}
+
+fn prepare_dir(out: &Path, force: bool) -> Result<(), TestbedError> {
     match fs::read_dir(out) {
-        Ok(mut entries) => {
+        Ok(entries) => {
+            // A directory holding only the marker is an empty world.
+            let mut entries =
+                entries.filter(|e| e.as_ref().map_or(true, |e| e.file_name() != WORLD_MARKER));
             if entries.next().is_none() {
                 return Ok(());
             }
@@ -231,6 +245,13 @@ fn prepare_output(out: &Path, force: bool) -> Result<(), TestbedError> {
             if is_protected(&canonical, home.as_deref()) {
                 return Err(TestbedError::Options(format!(
                     "refusing to replace {}",
+                    canonical.display()
+                )));
+            }
+            if !out.join(WORLD_MARKER).exists() && !out.join("world.json").exists() {
+                return Err(TestbedError::Options(format!(
+                    "--force replaces only a world directory, and {} holds no world \
+                     (no world.json or {WORLD_MARKER}); remove it yourself if you mean it",
                     canonical.display()
                 )));
             }
@@ -710,8 +731,23 @@ mod tests {
             prepare_output(&dir, false),
             Err(TestbedError::OutputNotEmpty { .. })
         ));
+        // --force: refused while the directory holds no world, then it replaces the world.
+        fs::remove_file(dir.join(WORLD_MARKER)).unwrap();
+        assert!(matches!(
+            prepare_output(&dir, true),
+            Err(TestbedError::Options(_))
+        ));
+        assert!(
+            dir.join("old").exists(),
+            "a non-world directory is never emptied"
+        );
+        fs::write(dir.join("world.json"), b"{}").unwrap();
         prepare_output(&dir, true).unwrap();
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from(WORLD_MARKER)]);
         fs::remove_dir_all(&dir).unwrap();
         // The guard is tested as a pure function: never point a deleting call at "/" in a test.
         assert!(is_protected(Path::new("/"), None));
