@@ -143,6 +143,26 @@ fn wait_for_line(
     }
 }
 
+/// Spawns `cmd` with stdout piped and waits (bounded) for its readiness line starting with
+/// `ready`: the one way every long-running child of the harness is started.
+fn spawn_until_ready(
+    mut cmd: Command,
+    what: &str,
+    ready: &str,
+) -> Result<(Guard, mpsc::Receiver<String>, String)> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let guard = Guard::new(child, what);
+    let rx = line_reader(stdout);
+    let line = wait_for_line(&rx, ready, Duration::from_secs(20), what)?;
+    Ok((guard, rx, line))
+}
+
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
 /// Picks `count` consecutive ports below 32768 (outside the kernel's ephemeral range) that
@@ -363,25 +383,13 @@ pub struct Service {
 
 impl Service {
     pub fn start(config: &Path) -> Result<Self> {
-        let mut child = Command::new(bin("confirm-service")?)
-            .args(["serve", "--config"])
+        let mut cmd = Command::new(bin("confirm-service")?);
+        cmd.args(["serve", "--config"])
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])
-            .env("ONSHI_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start confirm-service: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let guard = Guard::new(child, "confirm-service");
-        let rx = line_reader(stdout);
-        let line = wait_for_line(
-            &rx,
-            "confirm-service: listening on ",
-            Duration::from_secs(20),
-            "confirm-service",
-        )?;
+            .env("ONSHI_LOG", "warn");
+        let (guard, _lines, line) =
+            spawn_until_ready(cmd, "confirm-service", "confirm-service: listening on ")?;
         let addr = line
             .trim_start_matches("confirm-service: listening on ")
             .to_owned();
@@ -425,23 +433,9 @@ impl Card {
         Self::spawn(cmd)
     }
 
-    fn spawn(mut cmd: Command) -> Result<Self> {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start virtual-card: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let guard = Guard::new(child, "virtual-card");
-        let rx = line_reader(stdout);
-        wait_for_line(
-            &rx,
-            "virtual-card: attached",
-            Duration::from_secs(20),
-            "virtual-card",
-        )?;
-        Ok(Self { guard, lines: rx })
+    fn spawn(cmd: Command) -> Result<Self> {
+        let (guard, lines, _) = spawn_until_ready(cmd, "virtual-card", "virtual-card: attached")?;
+        Ok(Self { guard, lines })
     }
 
     /// Waits (bounded) for a stdout line starting with `prefix`.
@@ -540,6 +534,17 @@ pub struct World {
 }
 
 impl World {
+    /// The world of this test binary: built once (on first use) into `<tmp>/<name>` with
+    /// `cards` cards, then shared by every test of the binary. `tmp` is the test's
+    /// `env!("CARGO_TARGET_TMPDIR")`. Panics if the build fails: the tests cannot run without it.
+    pub fn shared(tmp: &str, name: &str, cards: u32) -> &'static World {
+        static WORLD: std::sync::OnceLock<World> = std::sync::OnceLock::new();
+        WORLD.get_or_init(|| match World::build(&Path::new(tmp).join(name), cards) {
+            Ok(w) => w,
+            Err(e) => panic!("cannot build the test world {name}: {e}"),
+        })
+    }
+
     /// Builds a world with the `testbed` binary.
     pub fn build(dir: &Path, cards: u32) -> Result<Self> {
         let status = Command::new(bin("testbed")?)
@@ -677,21 +682,8 @@ impl Rack {
                 cmd.args(["--vpcd", &pcscd.vpcd_reader(i)]);
             }
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start virtual-card serve: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let guard = Guard::new(child, "virtual-card serve");
-        let rx = line_reader(stdout);
-        wait_for_line(
-            &rx,
-            "virtual-card: serving",
-            Duration::from_secs(20),
-            "virtual-card serve",
-        )?;
+        let (guard, _lines, _) =
+            spawn_until_ready(cmd, "virtual-card serve", "virtual-card: serving")?;
         Ok(Self {
             guard,
             control,

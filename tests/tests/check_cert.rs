@@ -4,16 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use onshi_e2e::{bin, World};
 
 fn world() -> &'static World {
-    static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("check-cert-world");
-        World::build(&dir, 8).expect("build the test world")
-    })
+    World::shared(env!("CARGO_TARGET_TMPDIR"), "check-cert-world", 8)
 }
 
 /// Writes the card's certificate as PEM into `dir` and returns the path.

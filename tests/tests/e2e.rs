@@ -4,17 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
 use onshi_e2e::{run_agent, Card, Pcscd, Service, World};
 
 fn world() -> &'static World {
-    static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-world");
-        World::build(&dir, 8).expect("build the test world")
-    })
+    World::shared(env!("CARGO_TARGET_TMPDIR"), "e2e-world", 8)
 }
 
 /// A fresh pcscd, service and temp dir for one test.

@@ -6,17 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use onshi_e2e::{run_agent, run_change_pin, AgentRun, Card, Pcscd, Service, World};
 
 fn world() -> &'static World {
-    static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("faults-world");
-        World::build(&dir, 6).expect("build the test world")
-    })
+    World::shared(env!("CARGO_TARGET_TMPDIR"), "faults-world", 6)
 }
 
 struct Rig {

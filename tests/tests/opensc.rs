@@ -10,7 +10,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use onshi_e2e::{run_bounded, Card, Pcscd, World};
@@ -20,11 +19,7 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 const READER: &str = "Virtual PCD 00 00";
 
 fn world() -> &'static World {
-    static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("opensc-world");
-        World::build(&dir, 6).expect("build the test world")
-    })
+    World::shared(env!("CARGO_TARGET_TMPDIR"), "opensc-world", 6)
 }
 
 /// OpenSC's PKCS#11 module: Debian's path, or the other places the package has used.

@@ -10,18 +10,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::Duration;
 
 use onshi_e2e::{run_agent, AgentRun, Card, Pcscd, Service, World};
 
 fn world() -> &'static World {
-    static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("replay-world");
-        World::build(&dir, 6).expect("build the test world")
-    })
+    World::shared(env!("CARGO_TARGET_TMPDIR"), "replay-world", 6)
 }
 
 fn agent(pcscd: &Pcscd, service: &Service, pin: &str, trace: &Path) -> AgentRun {

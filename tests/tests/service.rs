@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use onshi_e2e::{Service, World};
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
@@ -18,11 +17,7 @@ use rsa::sha2::{Digest, Sha256};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 fn world() -> &'static World {
-    static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("service-world");
-        World::build(&dir, 8).expect("build the test world")
-    })
+    World::shared(env!("CARGO_TARGET_TMPDIR"), "service-world", 8)
 }
 
 fn service() -> Service {
