@@ -492,38 +492,43 @@ pub fn run_agent_raw(
     pins: &str,
     extra: &[&str],
 ) -> Result<std::process::Output> {
-    let mut child = Command::new(bin("reader-agent")?)
-        .args(["confirm", "--pin-stdin", "--wait", "20", "--config"])
+    let mut cmd = Command::new(bin("reader-agent")?);
+    cmd.args(["confirm", "--pin-stdin", "--wait", "20", "--config"])
         .arg(agent_toml)
         .args(["--service", &service.url()])
         .args(extra)
-        .env("PCSCLITE_CSOCK_NAME", pcscd.socket())
+        .env("PCSCLITE_CSOCK_NAME", pcscd.socket());
+    run_with_stdin(cmd, pins, "reader-agent")
+}
+
+/// Runs a short-lived command with `input` on its stdin and collects its output; killed if it
+/// has not finished within 60 s (its own waits are bounded too: this is the backstop).
+fn run_with_stdin(mut cmd: Command, input: &str, what: &str) -> Result<std::process::Output> {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start reader-agent: {e}"))?;
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(pins.as_bytes())
+            .write_all(input.as_bytes())
             .map_err(|e| e.to_string())?;
     }
-    // Bounded: the agent's own waits are bounded too; this is the backstop.
     let (tx, rx) = mpsc::channel();
     let id = child.id();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    let output = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(o) => o.map_err(|e| e.to_string())?,
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(o) => o.map_err(|e| e.to_string()),
         Err(_) => {
             let _ = Command::new("kill")
                 .args(["-KILL", &id.to_string()])
                 .status();
-            return Err("reader-agent did not finish within 60 s".into());
+            Err(format!("{what} did not finish within 60 s"))
         }
-    };
-    Ok(output)
+    }
 }
 
 /// A built world, shared by the tests of one test binary.
@@ -628,34 +633,11 @@ pub fn run_bounded(mut command: Command, timeout: Duration) -> Result<std::proce
 /// Runs `reader-agent change-pin --pin-stdin` against a private pcscd; `pins` holds the
 /// current and the new PIN, one per line.
 pub fn run_change_pin(pcscd: &Pcscd, pins: &str, extra: &[&str]) -> Result<std::process::Output> {
-    let mut child = Command::new(bin("reader-agent")?)
-        .args(["change-pin", "--pin-stdin", "--wait", "20"])
+    let mut cmd = Command::new(bin("reader-agent")?);
+    cmd.args(["change-pin", "--pin-stdin", "--wait", "20"])
         .args(extra)
-        .env("PCSCLITE_CSOCK_NAME", pcscd.socket())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start reader-agent change-pin: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(pins.as_bytes())
-            .map_err(|e| e.to_string())?;
-    }
-    let id = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(o) => o.map_err(|e| e.to_string()),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &id.to_string()])
-                .status();
-            Err("reader-agent change-pin did not finish within 60 s".into())
-        }
-    }
+        .env("PCSCLITE_CSOCK_NAME", pcscd.socket());
+    run_with_stdin(cmd, pins, "reader-agent change-pin")
 }
 
 /// A `virtual-card serve` rack as a child process, driven through its control socket.
