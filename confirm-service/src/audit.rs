@@ -41,6 +41,19 @@ pub struct AuditRecord {
     pub returned: String,
 }
 
+/// Which audit records an operator asks for; every given condition must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub person_id: Option<String>,
+    pub institution_code: Option<String>,
+    /// Records at or after this instant.
+    pub from: Option<OffsetDateTime>,
+    /// Records before this instant.
+    pub until: Option<OffsetDateTime>,
+    /// At most this many records (the oldest matching ones).
+    pub limit: u32,
+}
+
 /// Why an audit record could not be written. The request must then fail: no answer leaves
 /// without its record.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -32,6 +32,25 @@ pub enum DomainError {
         found: u8,
         expected: u8,
     },
+    /// A required field is empty.
+    #[error("{what} is required")]
+    Empty { what: &'static str },
+    /// A field is longer than the domain allows.
+    #[error("{what} is at most {max} characters, got {actual}")]
+    TooLong {
+        what: &'static str,
+        max: usize,
+        actual: usize,
+    },
+    /// A field holds characters the domain never uses (controls, spaces).
+    #[error("{what} contains a character that is not allowed at position {position}")]
+    BadCharacter { what: &'static str, position: usize },
+    /// A date that is not `YYYYMMDD` or not in the calendar.
+    #[error("{what} must be a calendar date as YYYYMMDD, got {value:?}")]
+    BadDate { what: &'static str, value: String },
+    /// 後期高齢者医療 records have no 記号 and no 枝番.
+    #[error("後期高齢者医療 (insurer number 39xxxxxx) has no {what}; leave it empty")]
+    NotForKoki { what: &'static str },
 }
 
 const INSURER: &str = "insurer number";
@@ -166,6 +185,106 @@ impl FromStr for InsurerNumber {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
     }
+}
+
+/// Longest 記号 and 番号 accepted (the real files allow 38 bytes of full-width text for 記号;
+/// the simulator's are shorter).
+pub const MAX_SYMBOL_CHARS: usize = 38;
+pub const MAX_NUMBER_CHARS: usize = 38;
+
+/// A card-less confirmation's key (eligibility.md §1 "Other ways to confirm"): the insurance
+/// card's 保険者番号 + 記号 + 番号 + 枝番 and the birth date, each validated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NumbersQuery {
+    pub insurer_number: InsurerNumber,
+    /// `None` for 後期高齢者医療 (and when the card has none).
+    pub symbol: Option<String>,
+    pub number: String,
+    /// 2 digits; `None` for 後期高齢者医療.
+    pub branch: Option<String>,
+    pub birth_date: Date,
+}
+
+impl NumbersQuery {
+    /// Validates the fields as they arrive from a request (empty string = absent for 記号 and
+    /// 枝番; the birth date as `YYYYMMDD`).
+    pub fn parse(
+        insurer_number: &str,
+        symbol: &str,
+        number: &str,
+        branch: &str,
+        birth_date: &str,
+    ) -> Result<Self, DomainError> {
+        if insurer_number.is_empty() {
+            return Err(DomainError::Empty { what: INSURER });
+        }
+        let insurer_number = InsurerNumber::parse(insurer_number)?;
+        let symbol = text_field("記号 (symbol)", symbol, MAX_SYMBOL_CHARS)?;
+        let number =
+            text_field("番号 (number)", number, MAX_NUMBER_CHARS)?.ok_or(DomainError::Empty {
+                what: "番号 (number)",
+            })?;
+        let branch = if branch.is_empty() {
+            None
+        } else {
+            if branch.len() != 2 {
+                return Err(DomainError::WrongLength {
+                    what: "枝番 (branch)",
+                    expected: "2",
+                    actual: branch.chars().count(),
+                });
+            }
+            check_digits("枝番 (branch)", branch)?;
+            Some(branch.to_owned())
+        };
+        if insurer_number.is_koki() {
+            if symbol.is_some() {
+                return Err(DomainError::NotForKoki { what: "記号" });
+            }
+            if branch.is_some() {
+                return Err(DomainError::NotForKoki { what: "枝番" });
+            }
+        }
+        let birth_date = parse_yyyymmdd("birth date", birth_date)?;
+        Ok(Self {
+            insurer_number,
+            symbol,
+            number,
+            branch,
+            birth_date,
+        })
+    }
+}
+
+/// An optional free-text field: empty is `None`; otherwise bounded, no controls or spaces.
+fn text_field(what: &'static str, s: &str, max: usize) -> Result<Option<String>, DomainError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let actual = s.chars().count();
+    if actual > max {
+        return Err(DomainError::TooLong { what, max, actual });
+    }
+    if let Some(position) = s.chars().position(|c| c.is_control() || c.is_whitespace()) {
+        return Err(DomainError::BadCharacter { what, position });
+    }
+    Ok(Some(s.to_owned()))
+}
+
+/// Parses `YYYYMMDD` into a calendar date.
+pub fn parse_yyyymmdd(what: &'static str, s: &str) -> Result<Date, DomainError> {
+    let bad = || DomainError::BadDate {
+        what,
+        value: s.chars().take(16).collect(),
+    };
+    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let year: i32 = s[..4].parse().map_err(|_| bad())?;
+    let month: u8 = s[4..6].parse().map_err(|_| bad())?;
+    let day: u8 = s[6..].parse().map_err(|_| bad())?;
+    let month = Month::try_from(month).map_err(|_| bad())?;
+    Date::from_calendar_date(year, month, day).map_err(|_| bad())
 }
 
 /// 医療機関コード: prefecture (2) + point-table code (1: 1 医科, 3 歯科, 4 調剤) + district (2) +
@@ -867,5 +986,79 @@ mod tests {
         assert_eq!(Validity::Valid.code(), 1);
         assert_eq!(Validity::InvalidNewAvailable.code(), 3);
         assert_eq!(Validity::Multiple.code(), 5);
+    }
+}
+
+#[cfg(test)]
+mod numbers_query_tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn a_well_formed_query_parses() {
+        let q = NumbersQuery::parse("01130012", "12345678", "901", "00", "19800229").unwrap();
+        assert_eq!(q.insurer_number.as_str(), "01130012");
+        assert_eq!(q.symbol.as_deref(), Some("12345678"));
+        assert_eq!(q.branch.as_deref(), Some("00"));
+        assert_eq!(q.birth_date, date!(1980 - 02 - 29));
+        let koki = NumbersQuery::parse("39131016", "", "12345678", "", "19400101");
+        assert!(koki.is_ok(), "{koki:?}");
+    }
+
+    #[test]
+    fn each_bad_field_has_its_own_error() {
+        let p = |i, s, n, b, d| NumbersQuery::parse(i, s, n, b, d).unwrap_err();
+        assert!(matches!(
+            p("", "1", "1", "00", "19800101"),
+            DomainError::Empty { .. }
+        ));
+        assert!(matches!(
+            p("01130013", "1", "1", "00", "19800101"),
+            DomainError::BadCheckDigit { .. }
+        ));
+        assert!(matches!(
+            p("0113001", "1", "1", "00", "19800101"),
+            DomainError::WrongLength { .. }
+        ));
+        assert!(matches!(
+            p("0113001x", "1", "1", "00", "19800101"),
+            DomainError::NonDigit { .. }
+        ));
+        assert!(matches!(
+            p("01130012", "1", "", "00", "19800101"),
+            DomainError::Empty { .. }
+        ));
+        assert!(matches!(
+            p("01130012", "1", "1", "0", "19800101"),
+            DomainError::WrongLength { .. }
+        ));
+        assert!(matches!(
+            p("01130012", "1", "1", "0a", "19800101"),
+            DomainError::NonDigit { .. }
+        ));
+        assert!(matches!(
+            p("01130012", "1", "1", "00", "19800230"),
+            DomainError::BadDate { .. }
+        ));
+        assert!(matches!(
+            p("01130012", "1", "1", "00", "1980-01-01"),
+            DomainError::BadDate { .. }
+        ));
+        assert!(matches!(
+            p("01130012", &"9".repeat(39), "1", "00", "19800101"),
+            DomainError::TooLong { .. }
+        ));
+        assert!(matches!(
+            p("01130012", "1 2", "1", "00", "19800101"),
+            DomainError::BadCharacter { .. }
+        ));
+        assert!(matches!(
+            p("39131016", "1", "1", "", "19400101"),
+            DomainError::NotForKoki { .. }
+        ));
+        assert!(matches!(
+            p("39131016", "", "1", "01", "19400101"),
+            DomainError::NotForKoki { .. }
+        ));
     }
 }

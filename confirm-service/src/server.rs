@@ -15,7 +15,7 @@ use crate::challenge::Challenges;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::service::{ConfirmationService, ServiceState};
-use crate::store::Store;
+use crate::store::SqliteStore;
 use crate::trust_reload::{LiveTrust, TrustFiles, Watcher};
 
 /// Why the service could not start or stopped with an error.
@@ -85,7 +85,7 @@ pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceStat
             )
             .map_err(|e| ServeError::Store(format!("cannot start the CRL reload thread: {e}")))?;
     }
-    let store = Store::open(&config.store).map_err(|e| ServeError::Store(e.to_string()))?;
+    let store = SqliteStore::open(&config.store).map_err(|e| ServeError::Store(e.to_string()))?;
     let challenges = Challenges::open(
         &config.store,
         time::Duration::seconds(i64::from(config.challenge_ttl_seconds)),

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use onshi_confirm_service::store::{Store, Terminal, TerminalStatus};
+use onshi_confirm_service::store::{SqliteStore, Terminal, TerminalStatus};
 use rcgen::string::PrintableString;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer,
@@ -154,7 +154,7 @@ pub fn mint(
 
 /// Registers minted terminals (in operation) in the store at `store`, in one transaction.
 pub fn register(store: &Path, terminals: &[TerminalIdentity]) -> Result<(), LoadgenError> {
-    let store = Store::open(store).map_err(|e| LoadgenError::Store(e.to_string()))?;
+    let store = SqliteStore::open(store).map_err(|e| LoadgenError::Store(e.to_string()))?;
     store
         .bulk(|bulk| {
             for t in terminals {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use onshi_confirm_service::eligibility::{birthday_in, InstitutionCode, Person};
-use onshi_confirm_service::store::{self, CardKey, Store, Terminal};
+use onshi_confirm_service::store::{self, CardKey, SqliteStore, Terminal};
 use onshi_virtual_card::profile::{
     CardProfile, KenhojoProfile, KenkakuProfile, SignatureProfile, DEFAULT_ATR, PROFILE_FORMAT,
 };
@@ -588,7 +588,7 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
     let store_path = out.join("store/onshi.sqlite");
     fs::create_dir_all(out.join("store")).map_err(TestbedError::io("create", out.join("store")))?;
     {
-        let store = Store::open(&store_path)?;
+        let store = SqliteStore::open(&store_path)?;
         store.bulk(|b| {
             for person in &people.persons {
                 b.insert_person(person)?;

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use onshi_confirm_service::eligibility::{age_on, assess, Validity};
-use onshi_confirm_service::store::{CardKey, Store, TerminalStatus as StoreStatus};
+use onshi_confirm_service::store::{CardKey, SqliteStore, TerminalStatus as StoreStatus};
 use onshi_testbed::manifest::{CardKind, TerminalStatus, WorldManifest};
 use onshi_testbed::world::JST;
 use onshi_testbed::{build_world, WorldOptions};
@@ -342,7 +342,7 @@ fn crl_lists_the_revoked_card_and_verifies() {
 #[test]
 fn store_links_cards_to_the_right_people() {
     let (dir, manifest) = world();
-    let store = Store::open(&dir.join("store/onshi.sqlite")).unwrap();
+    let store = SqliteStore::open(&dir.join("store/onshi.sqlite")).unwrap();
     let today = NOW.to_offset(JST).date();
     for card in &manifest.cards {
         let der = card_certificate_der(dir, &card.profile);
@@ -667,7 +667,7 @@ fn cli_refuses_a_non_empty_directory_and_explains_itself() {
 fn cards_hold_the_whole_card_consistent_with_their_holder() {
     use onshi_virtual_card::contents::{is_valid_my_number, CardContents};
     let (dir, manifest) = world();
-    let store = Store::open(&dir.join("store/onshi.sqlite")).unwrap();
+    let store = SqliteStore::open(&dir.join("store/onshi.sqlite")).unwrap();
     let sig_ca = std::fs::read_to_string(dir.join("issuing-ca/signature-ca.pem")).unwrap();
     let mut numbers = std::collections::BTreeSet::new();
     for card in &manifest.cards {

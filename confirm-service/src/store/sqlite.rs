@@ -1,24 +1,24 @@
-//! The embedded eligibility store: one SQLite file holding persons, their qualification records,
-//! the card → person links written by the mock issuing authority, and the terminals.
+//! The embedded default store: one SQLite file (WAL mode) holding everything the [`Store`]
+//! trait names. Nothing to install; the testbed builds it and the demo runs on it.
 //!
-//! SQLite in WAL mode with `synchronous=FULL`, so a committed write survives a crash. The
-//! connection sits behind a mutex: `Store` is `Sync`, and the async service calls it from
-//! `spawn_blocking`. Other modules of the service keep their own tables (audit, challenges) in
-//! the same file and reach the connection through [`Store::with_connection`]; this module owns
-//! `PRAGMA user_version`, the version of the schema below.
-//!
-//! Dates are stored as ISO `YYYY-MM-DD` text, so the file reads well in the `sqlite3` shell and
-//! sorts correctly.
+//! Connections by durability need: the main connection (reference data, registration,
+//! consents, batch jobs) and the audit connection commit with `synchronous=FULL` (fsync at
+//! every commit, so an acknowledged write survives power loss); the challenge connection uses
+//! `synchronous=NORMAL` (a committed "used" mark survives a crash of the process; only a power
+//! loss could forget the last marks, and those challenges expire within the TTL anyway). Each
+//! connection sits behind its own mutex, so a slow audit fsync does not hold up a lookup.
+//! `PRAGMA user_version` is the schema version below.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
-use time::format_description::FormatItem;
-use time::macros::format_description;
-use time::Date;
 
+use super::{
+    corrupt, format_date, format_opt_date, parse_date, parse_opt_date, CardKey, StoreError,
+    Terminal, TerminalStatus,
+};
 use crate::eligibility::{
     ElderlyCertificate, HighCostLimit, InsurerNumber, Person, QualificationRecord, SpecificDisease,
 };
@@ -27,8 +27,6 @@ use crate::eligibility::{
 pub const SCHEMA_VERSION: i64 = 1;
 
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
-
-const ISO_DATE: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]");
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS persons (
@@ -100,120 +98,16 @@ CREATE TABLE IF NOT EXISTS terminals (
 ) WITHOUT ROWID;
 ";
 
-/// Why the store refused or failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    #[error("cannot open the store at {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error(
-        "the store at {path} has schema version {found}, newer than the {supported} this build \
-         understands; use a newer build"
-    )]
-    SchemaTooNew {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
-    #[error("the store at {path} did not switch to WAL mode (journal mode is {mode})")]
-    JournalMode { path: PathBuf, mode: String },
-    #[error("store query failed: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// A stored value that this code never writes: the file was edited or damaged.
-    #[error("the store holds an invalid {what}: {reason}")]
-    Corrupt { what: &'static str, reason: String },
-    #[error("no person with id {0}")]
-    UnknownPerson(String),
-    #[error("not a parseable X.509 certificate: {0}")]
-    Certificate(String),
-}
-
-/// The store's key of a user-authentication certificate: which authority issued it and its
-/// serial number, the pair that identifies a certificate (RFC 5280 §4.1.2.2).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CardKey {
-    /// Lowercase hex SHA-256 of the issuer Name's DER (tag and length included).
-    pub issuer_key: String,
-    /// Lowercase hex of the serial number's DER content bytes (a leading `00` kept).
-    pub serial: String,
-}
-
-impl CardKey {
-    /// The key from the issuer Name DER and the raw serial bytes, for callers that have already
-    /// parsed the certificate.
-    pub fn from_parts(issuer_name_der: &[u8], raw_serial: &[u8]) -> CardKey {
-        let digest = ring::digest::digest(&ring::digest::SHA256, issuer_name_der);
-        CardKey {
-            issuer_key: hex::encode(digest.as_ref()),
-            serial: hex::encode(raw_serial),
-        }
-    }
-
-    /// The key of a DER certificate. Trailing bytes after the certificate are refused: the
-    /// key must name exactly the certificate that was presented.
-    pub fn from_der(cert_der: &[u8]) -> Result<CardKey, StoreError> {
-        let (rest, cert) = x509_parser::parse_x509_certificate(cert_der)
-            .map_err(|e| StoreError::Certificate(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(StoreError::Certificate(format!(
-                "{} trailing bytes after the certificate",
-                rest.len()
-            )));
-        }
-        let tbs = &cert.tbs_certificate;
-        Ok(Self::from_parts(tbs.issuer.as_raw(), tbs.raw_serial()))
-    }
-}
-
-/// Whether a terminal may confirm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TerminalStatus {
-    InOperation,
-    Suspended,
-}
-
-impl TerminalStatus {
-    /// The stored (and documented) spelling: `in-operation`, `suspended`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InOperation => "in-operation",
-            Self::Suspended => "suspended",
-        }
-    }
-
-    /// Parses the stored spelling.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "in-operation" => Some(Self::InOperation),
-            "suspended" => Some(Self::Suspended),
-            _ => None,
-        }
-    }
-}
-
-/// A reception terminal registered with the service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Terminal {
-    /// 医療機関コード, 10 digits.
-    pub institution_code: String,
-    /// Unique within the institution, e.g. `T01`.
-    pub terminal_id: String,
-    pub status: TerminalStatus,
-}
-
 /// The eligibility store. See the module documentation.
 #[derive(Debug)]
-pub struct Store {
+pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens the store at `path`, creating the file and the schema if missing. Refuses a file
     /// whose schema is newer than this build.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,
@@ -240,7 +134,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(open_err)?;
         migrate(&mut conn, path)?;
-        Ok(Store {
+        Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
     }
@@ -395,7 +289,7 @@ impl Store {
     }
 }
 
-/// Writes inside one transaction; see [`Store::bulk`].
+/// Writes inside one transaction; see [`SqliteStore::bulk`].
 #[derive(Debug)]
 pub struct Bulk<'c> {
     tx: Transaction<'c>,
@@ -480,7 +374,7 @@ impl Bulk<'_> {
         Ok(id)
     }
 
-    /// Links a certificate to a person; see [`Store::link_card`].
+    /// Links a certificate to a person; see [`SqliteStore::link_card`].
     pub fn link_card(&mut self, card: &CardKey, person_id: &str) -> Result<(), StoreError> {
         let mut stmt = self.tx.prepare_cached(
             "INSERT INTO cards (issuer_key, serial, person_id) VALUES (?1, ?2, ?3)
@@ -706,13 +600,6 @@ impl RawQualification {
     }
 }
 
-fn corrupt(what: &'static str, value: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        what,
-        reason: value.to_string(),
-    }
-}
-
 /// A foreign-key failure on insert means the person does not exist: say so.
 fn unknown_person_or(e: rusqlite::Error, person_id: &str) -> StoreError {
     match e.sqlite_error_code() {
@@ -721,24 +608,6 @@ fn unknown_person_or(e: rusqlite::Error, person_id: &str) -> StoreError {
         }
         _ => StoreError::Sqlite(e),
     }
-}
-
-/// `YYYY-MM-DD`.
-pub fn format_date(d: Date) -> Result<String, StoreError> {
-    d.format(ISO_DATE).map_err(|e| corrupt("date", e))
-}
-
-fn format_opt_date(d: Option<Date>) -> Result<Option<String>, StoreError> {
-    d.map(format_date).transpose()
-}
-
-/// Parses `YYYY-MM-DD`.
-pub fn parse_date(s: &str) -> Result<Date, StoreError> {
-    Date::parse(s, ISO_DATE).map_err(|e| corrupt("date", format!("{s:?}: {e}")))
-}
-
-fn parse_opt_date(s: Option<&str>) -> Result<Option<Date>, StoreError> {
-    s.map(parse_date).transpose()
 }
 
 #[cfg(test)]
@@ -857,7 +726,7 @@ mod tests {
     #[test]
     fn round_trips_persons_records_cards_and_terminals() {
         let tmp = TempStore::new("roundtrip");
-        let store = Store::open(&tmp.path()).unwrap();
+        let store = SqliteStore::open(&tmp.path()).unwrap();
         store.insert_person(&person("P1")).unwrap();
         store.insert_person(&person("P2")).unwrap();
         assert_eq!(store.person("P1").unwrap(), Some(person("P1")));
@@ -918,7 +787,7 @@ mod tests {
 
         // Everything survives a reopen.
         drop(store);
-        let store = Store::open(&tmp.path()).unwrap();
+        let store = SqliteStore::open(&tmp.path()).unwrap();
         assert_eq!(store.qualifications("P2").unwrap().len(), 1);
         assert_eq!(store.person_for_card(&key).unwrap().as_deref(), Some("P2"));
     }
@@ -926,7 +795,7 @@ mod tests {
     #[test]
     fn foreign_keys_are_enforced() {
         let tmp = TempStore::new("fk");
-        let store = Store::open(&tmp.path()).unwrap();
+        let store = SqliteStore::open(&tmp.path()).unwrap();
         assert!(matches!(
             store.insert_qualification(&full_record("ghost")),
             Err(StoreError::UnknownPerson(id)) if id == "ghost"
@@ -944,7 +813,7 @@ mod tests {
     #[test]
     fn a_failed_bulk_rolls_back() {
         let tmp = TempStore::new("bulk");
-        let store = Store::open(&tmp.path()).unwrap();
+        let store = SqliteStore::open(&tmp.path()).unwrap();
         let r = store.bulk(|b| {
             for i in 0..100 {
                 b.insert_person(&person(&format!("P{i}")))?;
@@ -968,7 +837,7 @@ mod tests {
     #[test]
     fn pragmas_are_set() {
         let tmp = TempStore::new("pragmas");
-        let store = Store::open(&tmp.path()).unwrap();
+        let store = SqliteStore::open(&tmp.path()).unwrap();
         store.with_connection(|c| {
             let mode: String = c
                 .pragma_query_value(None, "journal_mode", |r| r.get(0))
@@ -997,7 +866,7 @@ mod tests {
             c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
                 .unwrap();
         }
-        match Store::open(&tmp.path()) {
+        match SqliteStore::open(&tmp.path()) {
             Err(StoreError::SchemaTooNew {
                 found, supported, ..
             }) => {
@@ -1015,14 +884,14 @@ mod tests {
             c.execute_batch("CREATE TABLE audit (id INTEGER PRIMARY KEY)")
                 .unwrap();
         }
-        let store = Store::open(&tmp.path()).unwrap();
+        let store = SqliteStore::open(&tmp.path()).unwrap();
         store.insert_person(&person("P1")).unwrap();
     }
 
     #[test]
     fn corrupt_values_are_reported() {
         let tmp = TempStore::new("corrupt");
-        let store = Store::open(&tmp.path()).unwrap();
+        let store = SqliteStore::open(&tmp.path()).unwrap();
         store.insert_person(&person("P1")).unwrap();
         store.with_connection(|c| {
             c.execute("UPDATE persons SET birth_date = '1980/02/29'", [])

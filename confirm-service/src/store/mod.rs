@@ -1,0 +1,371 @@
+//! The one storage interface of the service, [`Store`], and its two implementations: the
+//! embedded default [`SqliteStore`] (one file, nothing to install) and [`postgres::PgStore`] for
+//! deployments that outgrow one machine (architecture.md "Storage").
+//!
+//! Everything that must be shared by several service instances lives behind this trait:
+//! the reference data (persons, qualification records, card links, terminals, clinical data),
+//! registration for insurance use, consents, outstanding challenges, batch jobs and the audit
+//! log. Service instances keep nothing else, so instances sharing one PostgreSQL behave as one
+//! service. The same conformance suite ([`suite`]) runs against both implementations.
+//!
+//! The methods are blocking: the async service calls them from `spawn_blocking`. Dates are ISO
+//! `YYYY-MM-DD` text in both stores, so files and tables read well in their shells.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use time::format_description::FormatItem;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime};
+
+use crate::audit::{AuditQuery, AuditRecord};
+use crate::challenge::ChallengeError;
+use crate::clinical::{Checkup, Medication};
+use crate::consent::ConsentGrant;
+use crate::eligibility::{NumbersQuery, Person, QualificationRecord};
+
+pub mod sqlite;
+
+pub use sqlite::{Bulk, SqliteStore};
+
+const ISO_DATE: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]");
+
+/// Why the store refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the store at {path} has schema version {found}, newer than the {supported} this build \
+         understands; use a newer build"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("the store at {path} did not switch to WAL mode (journal mode is {mode})")]
+    JournalMode { path: PathBuf, mode: String },
+    #[error("store query failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A PostgreSQL error (connection, query or schema).
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    /// The store location cannot be understood.
+    #[error("bad store location {0:?}: expected a SQLite file path or a postgres:// URL")]
+    BadLocation(String),
+    /// A stored value that this code never writes: the file was edited or damaged.
+    #[error("the store holds an invalid {what}: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+    #[error("no person with id {0}")]
+    UnknownPerson(String),
+    #[error("not a parseable X.509 certificate: {0}")]
+    Certificate(String),
+}
+
+/// The store's key of a user-authentication certificate: which authority issued it and its
+/// serial number, the pair that identifies a certificate (RFC 5280 §4.1.2.2).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CardKey {
+    /// Lowercase hex SHA-256 of the issuer Name's DER (tag and length included).
+    pub issuer_key: String,
+    /// Lowercase hex of the serial number's DER content bytes (a leading `00` kept).
+    pub serial: String,
+}
+
+impl CardKey {
+    /// The key from the issuer Name DER and the raw serial bytes, for callers that have already
+    /// parsed the certificate.
+    pub fn from_parts(issuer_name_der: &[u8], raw_serial: &[u8]) -> CardKey {
+        let digest = ring::digest::digest(&ring::digest::SHA256, issuer_name_der);
+        CardKey {
+            issuer_key: hex::encode(digest.as_ref()),
+            serial: hex::encode(raw_serial),
+        }
+    }
+
+    /// The key of a DER certificate. Trailing bytes after the certificate are refused: the
+    /// key must name exactly the certificate that was presented.
+    pub fn from_der(cert_der: &[u8]) -> Result<CardKey, StoreError> {
+        let (rest, cert) = x509_parser::parse_x509_certificate(cert_der)
+            .map_err(|e| StoreError::Certificate(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(StoreError::Certificate(format!(
+                "{} trailing bytes after the certificate",
+                rest.len()
+            )));
+        }
+        let tbs = &cert.tbs_certificate;
+        Ok(Self::from_parts(tbs.issuer.as_raw(), tbs.raw_serial()))
+    }
+}
+
+/// Whether a terminal may confirm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TerminalStatus {
+    InOperation,
+    Suspended,
+}
+
+impl TerminalStatus {
+    /// The stored (and documented) spelling: `in-operation`, `suspended`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InOperation => "in-operation",
+            Self::Suspended => "suspended",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "in-operation" => Some(Self::InOperation),
+            "suspended" => Some(Self::Suspended),
+            _ => None,
+        }
+    }
+}
+
+/// A reception terminal registered with the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terminal {
+    /// 医療機関コード, 10 digits.
+    pub institution_code: String,
+    /// Unique within the institution, e.g. `T01`.
+    pub terminal_id: String,
+    pub status: TerminalStatus,
+}
+
+/// Reference data written in one transaction: the testbed's population in chunks, a copy
+/// from one store to another, or a test's fixture. Persons come before the rows that name them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadBatch {
+    pub persons: Vec<Person>,
+    pub qualifications: Vec<QualificationRecord>,
+    /// Certificate → person links of the mock issuing authority.
+    pub cards: Vec<(CardKey, String)>,
+    pub terminals: Vec<Terminal>,
+    pub medications: Vec<Medication>,
+    pub checkups: Vec<Checkup>,
+}
+
+impl LoadBatch {
+    /// Rows in the batch, for progress output.
+    pub fn len(&self) -> usize {
+        self.persons.len()
+            + self.qualifications.len()
+            + self.cards.len()
+            + self.terminals.len()
+            + self.medications.len()
+            + self.checkups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What [`Store::register_for_insurance`] did. Registration is idempotent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// The person was not registered and now is.
+    Registered,
+    /// The person was already registered; nothing changed.
+    AlreadyRegistered,
+}
+
+/// A challenge as the store keeps it (the random bytes are made by [`crate::challenge`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChallenge {
+    pub bytes: [u8; onshi_proto::binding::CHALLENGE_LEN],
+    /// `<医療機関コード>-<terminal id>`.
+    pub terminal: String,
+    /// The binding's purpose byte.
+    pub purpose: u8,
+    pub expires_at: OffsetDateTime,
+}
+
+/// A batch confirmation job (一括照会), identified by its reception number (受付番号).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchJob {
+    pub reception_number: String,
+    pub institution_code: String,
+    pub terminal_id: String,
+    pub submitted_at: OffsetDateTime,
+    /// Number of queries in the job.
+    pub total: u32,
+    /// Queries answered so far.
+    pub completed: u32,
+    /// Set when every query has its answer.
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+/// One query of a batch job and, once processed, its answer. Both are opaque to the store
+/// (encoded protobuf messages), so the store needs no knowledge of the API's shapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchItem {
+    /// 0-based position in the submission.
+    pub ordinal: u32,
+    pub query: Vec<u8>,
+    pub result: Option<Vec<u8>>,
+}
+
+/// The storage interface. Every method is one atomic operation; all are blocking.
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Which implementation, for logs: `"sqlite"` or `"postgres"`.
+    fn kind(&self) -> &'static str;
+
+    // ---- reference data -------------------------------------------------------------------
+
+    /// Writes a batch of reference data in one transaction (all or nothing). A person, card
+    /// link or terminal that exists is replaced; qualification records, medications and
+    /// checkups are appended.
+    fn load(&self, batch: &LoadBatch) -> Result<(), StoreError>;
+
+    /// A terminal by its institution code and terminal id.
+    fn terminal(
+        &self,
+        institution_code: &str,
+        terminal_id: &str,
+    ) -> Result<Option<Terminal>, StoreError>;
+
+    /// The person a certificate belongs to, if the issuing authority linked it.
+    fn person_for_card(&self, card: &CardKey) -> Result<Option<String>, StoreError>;
+
+    /// A person by id.
+    fn person(&self, id: &str) -> Result<Option<Person>, StoreError>;
+
+    /// All qualification records of a person, oldest first (by qualification date, then
+    /// insertion order), with their 特定疾病 certificates in order.
+    fn qualifications(&self, person_id: &str) -> Result<Vec<QualificationRecord>, StoreError>;
+
+    /// The ids of the persons with a qualification record carrying these insurance-card
+    /// numbers (保険者番号, 記号, 番号, 枝番; an absent 記号 or 枝番 matches only an absent one)
+    /// and this birth date, sorted. Usually one; none when nothing matches.
+    fn persons_by_numbers(&self, query: &NumbersQuery) -> Result<Vec<String>, StoreError>;
+
+    /// A person's dispensed drugs, newest first.
+    fn medications(&self, person_id: &str) -> Result<Vec<Medication>, StoreError>;
+
+    /// A person's checkup results, newest first.
+    fn checkups(&self, person_id: &str) -> Result<Vec<Checkup>, StoreError>;
+
+    // ---- registration and consents ---------------------------------------------------------
+
+    /// 健康保険証利用申込み: marks the person registered for insurance use, recording when.
+    /// Idempotent. [`StoreError::UnknownPerson`] when there is no such person.
+    fn register_for_insurance(
+        &self,
+        person_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<Registration, StoreError>;
+
+    /// Records consents; a grant for the same person, institution and kind replaces the older
+    /// one.
+    fn record_consents(&self, grants: &[ConsentGrant]) -> Result<(), StoreError>;
+
+    /// The latest grant of each kind that a person gave an institution (valid or not).
+    fn consents(
+        &self,
+        person_id: &str,
+        institution_code: &str,
+    ) -> Result<Vec<ConsentGrant>, StoreError>;
+
+    // ---- challenges ------------------------------------------------------------------------
+
+    /// Stores a freshly issued challenge.
+    fn insert_challenge(&self, challenge: &StoredChallenge) -> Result<(), StoreError>;
+
+    /// Consumes a challenge atomically: it must be known, `terminal`'s, for `purpose`,
+    /// unexpired at `now` and unused; two concurrent consumptions (from any instance) cannot
+    /// both succeed. A challenge presented by another terminal is not consumed. Store failures
+    /// are [`ChallengeError::Store`].
+    fn consume_challenge(
+        &self,
+        bytes: &[u8],
+        terminal: &str,
+        purpose: u8,
+        now: OffsetDateTime,
+    ) -> Result<(), ChallengeError>;
+
+    /// Forgets challenges that expired before `before`; returns how many.
+    fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+
+    // ---- audit -----------------------------------------------------------------------------
+
+    /// Appends audit records in one durable transaction (fsync'd before it returns): a group
+    /// commit. A duplicate confirmation id fails the whole group.
+    fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError>;
+
+    /// Audit records matching the query, oldest first.
+    fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    // ---- batch confirmation (一括照会) -------------------------------------------------------
+
+    /// Stores a new job and its queries (ordinals 0..n) in one transaction.
+    fn create_batch(&self, job: &BatchJob, queries: &[Vec<u8>]) -> Result<(), StoreError>;
+
+    /// A job by reception number.
+    fn batch(&self, reception_number: &str) -> Result<Option<BatchJob>, StoreError>;
+
+    /// Jobs not finished yet, oldest first (to resume after a restart).
+    fn unfinished_batches(&self) -> Result<Vec<BatchJob>, StoreError>;
+
+    /// Takes (or renews) the right to process a job until `lease_until`: true when no other
+    /// worker holds an unexpired lease. Lets several instances share one store without two
+    /// of them processing the same job.
+    fn claim_batch(
+        &self,
+        reception_number: &str,
+        worker: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Up to `limit` items of a job from ordinal `from` on, in order.
+    fn batch_items(
+        &self,
+        reception_number: &str,
+        from: u32,
+        limit: u32,
+    ) -> Result<Vec<BatchItem>, StoreError>;
+
+    /// Stores answers `(ordinal, result)` for items of a job, updates its completed count, and
+    /// marks the job finished at `now` when every item has an answer; one transaction.
+    /// Answering an item twice keeps the first answer.
+    fn complete_batch_items(
+        &self,
+        reception_number: &str,
+        results: &[(u32, Vec<u8>)],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+}
+
+pub(crate) fn corrupt(what: &'static str, value: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        reason: value.to_string(),
+    }
+}
+
+/// `YYYY-MM-DD`.
+pub fn format_date(d: Date) -> Result<String, StoreError> {
+    d.format(ISO_DATE).map_err(|e| corrupt("date", e))
+}
+
+pub(crate) fn format_opt_date(d: Option<Date>) -> Result<Option<String>, StoreError> {
+    d.map(format_date).transpose()
+}
+
+/// Parses `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Result<Date, StoreError> {
+    Date::parse(s, ISO_DATE).map_err(|e| corrupt("date", format!("{s:?}: {e}")))
+}
+
+pub(crate) fn parse_opt_date(s: Option<&str>) -> Result<Option<Date>, StoreError> {
+    s.map(parse_date).transpose()
+}
