@@ -1044,8 +1044,9 @@ mod numbers_query_tests {
             p("01130012", "1", "1", "00", "1980-01-01"),
             DomainError::BadDate { .. }
         ));
+        let long = "9".repeat(39);
         assert!(matches!(
-            p("01130012", &"9".repeat(39), "1", "00", "19800101"),
+            p("01130012", &long, "1", "00", "19800101"),
             DomainError::TooLong { .. }
         ));
         assert!(matches!(

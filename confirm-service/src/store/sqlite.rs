@@ -613,6 +613,7 @@ fn unknown_person_or(e: rusqlite::Error, person_id: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
     use time::macros::date;
 
     /// A temporary store file, removed (with its WAL files) on drop.
