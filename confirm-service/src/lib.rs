@@ -23,6 +23,7 @@ pub mod consent;
 pub mod der;
 pub mod eligibility;
 pub mod fuzzing;
+pub mod operator;
 pub mod outcome;
 pub mod server;
 pub mod service;
