@@ -402,6 +402,19 @@ impl Service {
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
     }
+
+    /// Kills the service with SIGKILL (no chance to flush or clean up) and reaps it.
+    pub fn kill_hard(&mut self) -> Result<()> {
+        let pid = self._guard.id().ok_or("the service has already stopped")?;
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .map_err(|e| format!("cannot run kill: {e}"))?;
+        if !status.success() {
+            return Err(format!("kill -KILL {pid} failed: {status}"));
+        }
+        self._guard.wait(Duration::from_secs(10)).map(|_| ())
+    }
 }
 
 /// A virtual card attached to a pcscd's vpcd port.
