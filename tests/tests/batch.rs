@@ -465,8 +465,7 @@ fn a_batch_is_answered_in_order_with_per_item_errors_and_read_page_by_page() {
         let err = clinic
             .stream_batch_results(get(0, 0))
             .await
-            .err()
-            .expect("another institution's stream is refused");
+            .expect_err("another institution's stream is refused");
         assert_refused(
             &err,
             ResultCode::BatchUnknown,

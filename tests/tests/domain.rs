@@ -248,7 +248,6 @@ fn load_fixtures(store: &SqliteStore) -> Fixtures {
             valid_until: today + day * 200,
         }),
         specific_diseases: Vec::new(),
-        ..template.clone()
     };
 
     let medication = |days_ago: i32, code: &str, name: &str| Medication {
@@ -613,6 +612,16 @@ fn refusals_audited(
 
 // ---- 1. confirmation by numbers ---------------------------------------------------------------
 
+/// What a query asks, whose record it names, and the validity, code and record count expected.
+type NumbersCase<'a> = (
+    &'a str,
+    &'a pb::NumbersQuery,
+    Option<&'a str>,
+    pb::QualificationValidity,
+    ResultCode,
+    usize,
+);
+
 #[test]
 fn confirm_by_numbers_reproduces_each_validity_with_its_fields() {
     use pb::QualificationValidity as V;
@@ -621,7 +630,7 @@ fn confirm_by_numbers_reproduces_each_validity_with_its_fields() {
     let store = store();
     runtime().block_on(async {
         let mut c = client(&svc, PHARMACY_T01).await;
-        let cases: [(&str, &pb::NumbersQuery, Option<&str>, V, ResultCode, usize); 6] = [
+        let cases: [NumbersCase; 6] = [
             (
                 "valid",
                 &fx.valid.numbers,
@@ -677,7 +686,7 @@ fn confirm_by_numbers_reproduces_each_validity_with_its_fields() {
                 .await
                 .unwrap_or_else(|e| panic!("{what}: {e:?}"));
             // Card-less confirmations echo no consents.
-            let echo = r.consents.clone().unwrap_or_default();
+            let echo = r.consents.unwrap_or_default();
             for e in [echo.medication, echo.checkup, echo.clinical, echo.surgery] {
                 let e = e.unwrap_or_default();
                 assert!(!e.given && e.given_at.is_none(), "{what}: {e:?}");
@@ -1015,11 +1024,11 @@ fn clinical_data_needs_a_fresh_consent_of_the_institution_for_its_kind() {
             r.reference_classification(),
             pb::ReferenceClassification::MyNumberCard
         );
-        let echo = r.consents.clone().unwrap();
-        let medication = echo.medication.clone().unwrap();
+        let echo = r.consents.unwrap();
+        let medication = echo.medication.unwrap();
         assert!(medication.given);
-        let given_at = medication.given_at.clone().expect("given_at");
-        let valid_until = medication.valid_until.clone().expect("valid_until");
+        let given_at = medication.given_at.expect("given_at");
+        let valid_until = medication.valid_until.expect("valid_until");
         assert!(
             (before..=after).contains(&given_at.seconds),
             "given now: {given_at:?}"
@@ -1062,7 +1071,7 @@ fn clinical_data_needs_a_fresh_consent_of_the_institution_for_its_kind() {
             .unwrap()
             .into_inner();
         let mut expected = fx.medications.clone();
-        expected.sort_by(|a, b| b.dispensed_on.cmp(&a.dispensed_on));
+        expected.sort_by_key(|m| std::cmp::Reverse(m.dispensed_on));
         let got: Vec<(String, String)> = meds
             .medications
             .iter()
@@ -1077,7 +1086,7 @@ fn clinical_data_needs_a_fresh_consent_of_the_institution_for_its_kind() {
         assert_eq!(first.drug_name, expected[0].drug_name);
         assert_eq!(first.institution_code, PHARMACY);
         assert_eq!((first.usage.as_str(), first.days), ("1日1回朝食後", 28));
-        let consent = meds.consent.clone().expect("consent echoed");
+        let consent = meds.consent.expect("consent echoed");
         assert!(consent.given);
         assert_eq!(ms!(consent.given_at.as_ref().unwrap()), ms!(&given_at));
         assert_eq!(
@@ -1122,14 +1131,14 @@ fn clinical_data_needs_a_fresh_consent_of_the_institution_for_its_kind() {
         );
         // ...one given 23 hours ago has not: the checkups come newest first.
         let fresh = ConsentGrant::new(person, CLINIC, ConsentKind::Checkup, now - hour * 23);
-        store.record_consents(&[fresh.clone()]).unwrap();
+        store.record_consents(std::slice::from_ref(&fresh)).unwrap();
         let checkups = clinic
             .get_checkups(patient.clone())
             .await
             .unwrap()
             .into_inner();
         let mut expected = fx.checkups.clone();
-        expected.sort_by(|a, b| b.examined_on.cmp(&a.examined_on));
+        expected.sort_by_key(|c| std::cmp::Reverse(c.examined_on));
         let got: Vec<(String, u32, String)> = checkups
             .checkups
             .iter()
@@ -1146,7 +1155,7 @@ fn clinical_data_needs_a_fresh_consent_of_the_institution_for_its_kind() {
             })
             .collect();
         assert_eq!(got, want);
-        let consent = checkups.consent.clone().unwrap();
+        let consent = checkups.consent.unwrap();
         assert_eq!(
             consent.given_at.map(|t| t.seconds),
             Some(fresh.given_at.unix_timestamp())
