@@ -67,10 +67,13 @@ pub fn resume(state: &Arc<ServiceState>) {
 /// Answers every unanswered query of a job, unless another worker holds its lease.
 pub async fn process(state: &Arc<ServiceState>, reception_number: &str) -> Result<(), Refusal> {
     let mut from = 0u32;
+    // The lease holder is this task, not the instance: a rescan of the same instance must not
+    // start a second worker on a job this one is still answering.
+    let task = format!("{}/{}", state.instance_id, new_confirmation_id()?);
     loop {
         let now = state.clock.now();
         let number = reception_number.to_owned();
-        let worker = state.instance_id.clone();
+        let worker = task.clone();
         let claimed = blocking(state, move |s| {
             s.store
                 .claim_batch(&number, &worker, now, now + LEASE)

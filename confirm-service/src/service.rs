@@ -351,6 +351,8 @@ impl ConfirmationService {
         queries: Vec<pb::NumbersQuery>,
         now: OffsetDateTime,
     ) -> Result<SubmitBatchResponse, Refusal> {
+        // The store keeps milliseconds: answer with the instant GetBatchResult will report.
+        let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
         if queries.is_empty() {
             return Err(Refusal::BatchTooLarge {
                 max: MAX_BATCH,

@@ -733,3 +733,21 @@ impl Rack {
         ))
     }
 }
+
+// --- domain API test helpers ---
+
+impl Service {
+    /// Kills the service with SIGKILL, no clean shutdown (a crash), and reaps it: whatever it
+    /// had not committed is lost, and whatever it had is in the store for the next start.
+    pub fn kill(self) -> Result<ExitStatus> {
+        let mut guard = self._guard;
+        let mut child = guard.child.take().ok_or("the service already stopped")?;
+        // `Child::kill` sends SIGKILL on Unix.
+        child
+            .kill()
+            .map_err(|e| format!("cannot kill confirm-service: {e}"))?;
+        child
+            .wait()
+            .map_err(|e| format!("cannot reap confirm-service: {e}"))
+    }
+}
