@@ -1,0 +1,1 @@
+//! Tests of the population generator, on small populations.
