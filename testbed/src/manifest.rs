@@ -275,7 +275,10 @@ mod tests {
         assert!(json.contains(r#""kind":"unregistered""#));
         assert!(json.contains(r#""status":"in-operation""#));
         // 後期高齢者医療: no 記号, no 枝番, no card: the keys are absent.
-        assert!(!json.contains(r#""symbol""#) && !json.contains(r#""branch""#), "{json}");
+        assert!(
+            !json.contains(r#""symbol""#) && !json.contains(r#""branch""#),
+            "{json}"
+        );
         assert!(!json.contains(r#""card""#), "{json}");
         let back: WorldManifest = serde_json::from_str(&json).unwrap();
         assert_eq!(back, m);

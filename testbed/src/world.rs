@@ -633,7 +633,13 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             Ok(())
         };
         write(holders)?;
-        population::stream(&population, &layout, 1..layout.chunks(), workers, &mut write)?;
+        population::stream(
+            &population,
+            &layout,
+            1..layout.chunks(),
+            workers,
+            &mut write,
+        )?;
         meter.finish(totals.persons);
         (totals, examples)
         // Dropping the store closes the connection, which checkpoints the WAL into the main

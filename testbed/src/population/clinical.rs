@@ -12,9 +12,8 @@ use onshi_confirm_service::clinical::{Checkup, Medication};
 
 use super::gen::{add_days, Gen};
 use super::tables::{
-    self, Dispenser, Drug, ADULT_EPISODES, AMLODIPINE, ATORVASTATIN, CHILD_EPISODES,
-    LANSOPRAZOLE, MAGNESIUM_OXIDE, METFORMIN, OLMESARTAN, ROSUVASTATIN, SITAGLIPTIN, TAMSULOSIN,
-    ZOLPIDEM,
+    self, Dispenser, Drug, ADULT_EPISODES, AMLODIPINE, ATORVASTATIN, CHILD_EPISODES, LANSOPRAZOLE,
+    MAGNESIUM_OXIDE, METFORMIN, OLMESARTAN, ROSUVASTATIN, SITAGLIPTIN, TAMSULOSIN, ZOLPIDEM,
 };
 use super::Generated;
 use crate::TestbedError;

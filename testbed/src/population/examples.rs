@@ -220,15 +220,22 @@ impl Examples {
 /// A person without any qualification has no card numbers; the example's numbers are those of
 /// a 国保 card of their town that was never issued (番号 starting with 9: the generator's
 /// numbers start with 1 to 5), which a card-less query answers with 該当資格なし.
-fn uninsured_example(g: &Generated, card: Option<String>, catalog: &Catalog) -> Option<ExampleEntry> {
-    let place = PLACES.iter().position(|p| p.postcode == g.person.postcode)?;
+fn uninsured_example(
+    g: &Generated,
+    card: Option<String>,
+    catalog: &Catalog,
+) -> Option<ExampleEntry> {
+    let place = PLACES
+        .iter()
+        .position(|p| p.postcode == g.person.postcode)?;
     let kokuho = &catalog.local.get(place)?.kokuho;
     let index = super::gen::person_index(&g.person.id)?;
     Some(ExampleEntry {
         case: "validity-4".into(),
-        description: "no qualification at all (医療扶助 under 生活保護); the numbers are of a 国保 \
+        description:
+            "no qualification at all (医療扶助 under 生活保護); the numbers are of a 国保 \
                       card never issued: 該当資格なし"
-            .into(),
+                .into(),
         person_id: g.person.id.clone(),
         card,
         insurer_number: kokuho.number.as_str().to_owned(),

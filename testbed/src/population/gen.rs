@@ -39,7 +39,10 @@ pub enum Scheme {
 impl Scheme {
     /// Employee insurance (被用者保険): 本人 and 家族 (被扶養者).
     pub fn is_employee(self) -> bool {
-        matches!(self, Self::Kyokai | Self::Senin | Self::Kumiai | Self::Kyosai)
+        matches!(
+            self,
+            Self::Kyokai | Self::Senin | Self::Kumiai | Self::Kyosai
+        )
     }
 }
 
@@ -239,7 +242,9 @@ impl<'a> Gen<'a> {
     }
 
     pub fn place_index(&mut self) -> usize {
-        let mut r = self.rng.gen_range(0..self.catalog.place_weight_total.max(1));
+        let mut r = self
+            .rng
+            .gen_range(0..self.catalog.place_weight_total.max(1));
         for (i, p) in PLACES.iter().enumerate() {
             if r < p.weight {
                 return i;
@@ -513,8 +518,5 @@ pub fn person_id(index: usize) -> String {
 
 /// The 0-based index of a person id, for tests and examples.
 pub fn person_index(id: &str) -> Option<usize> {
-    id.strip_prefix('P')?
-        .parse::<usize>()
-        .ok()?
-        .checked_sub(1)
+    id.strip_prefix('P')?.parse::<usize>().ok()?.checked_sub(1)
 }

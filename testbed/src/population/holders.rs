@@ -117,7 +117,6 @@ pub fn card_plan(index: usize) -> CardPlan {
     }
 }
 
-
 impl Gen<'_> {
     /// The holder of card `index` with `plan`.
     pub(super) fn card_holder(
@@ -139,7 +138,15 @@ impl Gen<'_> {
         let family = self.family_name();
         let address = self.address(place);
         let sex = if self.percent(50) { 1 } else { 2 };
-        let person = self.person(index, age, sex, family, place, &address, Some(plan.registered))?;
+        let person = self.person(
+            index,
+            age,
+            sex,
+            family,
+            place,
+            &address,
+            Some(plan.registered),
+        )?;
         let own = person.name.clone();
         let cov = |from, income, personal_family, branch_no: usize| Coverage {
             personal_family,

@@ -89,11 +89,11 @@ fn opposite(sex: u8) -> u8 {
 impl Gen<'_> {
     fn template(&mut self) -> Template {
         self.weighted(&[
-            (34, Template::Single),
-            (22, Template::Couple),
-            (28, Template::Family),
-            (8, Template::SingleParent),
-            (8, Template::ThreeGenerations),
+            (35, Template::Single),
+            (27, Template::Couple),
+            (24, Template::Family),
+            (7, Template::SingleParent),
+            (7, Template::ThreeGenerations),
         ])
         .unwrap_or(Template::Single)
     }
@@ -133,10 +133,10 @@ impl Gen<'_> {
         match template {
             Template::Single => {
                 let age = self.age_in(&[
-                    (30, (20, 39)),
-                    (25, (40, 64)),
-                    (18, (65, 74)),
-                    (27, (75, 95)),
+                    (24, (20, 39)),
+                    (16, (40, 56)),
+                    (30, (57, 74)),
+                    (30, (75, 95)),
                 ]);
                 let sex = head_sex(self, if age >= 75 { 35 } else { 55 });
                 out.push(Member {
@@ -148,12 +148,12 @@ impl Gen<'_> {
             Template::Couple | Template::Family | Template::ThreeGenerations => {
                 let age = match template {
                     Template::Couple => self.age_in(&[
-                        (15, (25, 39)),
-                        (30, (40, 64)),
-                        (25, (65, 74)),
-                        (30, (75, 92)),
+                        (8, (25, 39)),
+                        (12, (40, 56)),
+                        (47, (57, 74)),
+                        (33, (75, 92)),
                     ]),
-                    Template::Family => self.between(28, 58),
+                    Template::Family => self.between(30, 57),
                     _ => self.between(35, 55),
                 };
                 let sex = head_sex(self, 85);
@@ -498,8 +498,7 @@ pub(super) fn household(
                     };
                     let second = gen.membership(scheme, place_index, index, &person.name);
                     if second.insurer.number != m.insurer.number {
-                        let from =
-                            gen.date_between(add_days(today, -60)?, add_days(today, -1)?)?;
+                        let from = gen.date_between(add_days(today, -60)?, add_days(today, -1)?)?;
                         let second_cov = Coverage {
                             branch: Some(branch(0)),
                             personal_family: 1,
@@ -517,7 +516,9 @@ pub(super) fn household(
             records.push(gen.record(&person, m, cov)?);
         }
         records.sort_by_key(|r| r.qualification_date);
-        let deceased = records.iter().any(|r| r.loss_reason.as_deref() == Some("01"));
+        let deceased = records
+            .iter()
+            .any(|r| r.loss_reason.as_deref() == Some("01"));
         let mut generated = Generated::new(person, records);
         if !deceased {
             clinical::attach(gen, &mut generated, m.age, place_index)?;
