@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use onshi_proto::binding::ConsentBits;
 use onshi_reader_agent::config::AgentConfig;
-use onshi_reader_agent::confirm::{self, ConfirmOptions, PinSource};
+use onshi_reader_agent::confirm::{self, Action, ConfirmOptions, PinSource};
 use onshi_reader_agent::pcsc_card::Trace;
 use onshi_reader_agent::pin_input::{StdinLines, TtyPrompt};
 use onshi_reader_agent::report::{render_human, Outcome};
@@ -73,6 +73,35 @@ enum Command {
         trace: Option<String>,
         /// Give up on a card that takes longer than this (seconds) to answer a phase of the
         /// exchange: a mute card never hangs the agent.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+        card_timeout: f64,
+    },
+    /// Register the card's holder for health-insurance use (健康保険証利用申込み), in PIN mode:
+    /// the card signs a registration challenge after VERIFY. Idempotent: an already registered
+    /// holder is reported as such. Exit codes as for confirm.
+    Register {
+        /// The terminal configuration (a world's terminals/<name>/agent.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Override the configured service address, e.g. https://127.0.0.1:50443.
+        #[arg(long, value_name = "URL")]
+        service: Option<String>,
+        /// Use this reader (default: the first reader with a card).
+        #[arg(long, value_name = "NAME")]
+        reader: Option<String>,
+        /// How long to wait for a card, in seconds (at most a day).
+        #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = wait_seconds())]
+        wait: u64,
+        /// Read the PIN from standard input, one attempt per line.
+        #[arg(long)]
+        pin_stdin: bool,
+        /// Print the outcome as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+        /// Record the APDU trace to this file ('-' for stderr); VERIFY data is always redacted.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<String>,
+        /// Give up on a card that takes longer than this (seconds) to answer a phase.
         #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
         card_timeout: f64,
     },
@@ -149,7 +178,26 @@ fn main() -> ExitCode {
             reader,
             (wait, card_timeout),
             pin_stdin,
-            consent,
+            (Action::Confirm, consent),
+            json,
+            trace,
+        ),
+        Command::Register {
+            config,
+            service,
+            reader,
+            wait,
+            pin_stdin,
+            json,
+            trace,
+            card_timeout,
+        } => run_confirm(
+            config,
+            service,
+            reader,
+            (wait, card_timeout),
+            pin_stdin,
+            (Action::Register, Vec::new()),
             json,
             trace,
         ),
@@ -178,7 +226,7 @@ fn run_confirm(
     reader: Option<String>,
     (wait, card_timeout): (u64, f64),
     pin_stdin: bool,
-    consent: Vec<Consent>,
+    (action, consent): (Action, Vec<Consent>),
     json: bool,
     trace: Option<String>,
 ) -> ExitCode {
@@ -224,6 +272,7 @@ fn run_confirm(
         card_timeout,
         consents,
         service_override: service,
+        action,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
