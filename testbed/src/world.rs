@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use onshi_confirm_service::eligibility::{birthday_in, InstitutionCode, Person};
-use onshi_confirm_service::store::{self, CardKey, LoadBatch, SqliteStore, Terminal};
+use onshi_confirm_service::store::{self, CardKey, SqliteStore, Store, Terminal};
 use onshi_virtual_card::profile::{
     CardProfile, KenhojoProfile, KenkakuProfile, SignatureProfile, DEFAULT_ATR, PROFILE_FORMAT,
 };
@@ -268,27 +268,6 @@ fn check_options(opts: &WorldOptions) -> Result<(), TestbedError> {
         )));
     }
     population::check_size(opts.persons, opts.cards)
-}
-
-/// Writes one chunk of reference data in one transaction.
-fn load(store: &SqliteStore, batch: &LoadBatch) -> Result<(), TestbedError> {
-    // Until `Store::load` is available on this branch: persons, records, links, terminals.
-    store.bulk(|b| {
-        for person in &batch.persons {
-            b.insert_person(person)?;
-        }
-        for record in &batch.qualifications {
-            b.insert_qualification(record)?;
-        }
-        for (key, person_id) in &batch.cards {
-            b.link_card(key, person_id)?;
-        }
-        for t in &batch.terminals {
-            b.upsert_terminal(t)?;
-        }
-        Ok(())
-    })?;
-    Ok(())
 }
 
 /// Builds the world described by `opts` into `opts.out` and returns its manifest (also written
@@ -626,7 +605,7 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         let mut examples = Examples::new();
         let mut meter = progress.meter(opts.persons);
         let mut write = |chunk: population::Chunk| -> Result<(), TestbedError> {
-            load(&store, &chunk.batch)?;
+            store.load(&chunk.batch)?;
             totals.add(&chunk);
             examples.absorb(chunk.examples);
             meter.update(totals.persons);

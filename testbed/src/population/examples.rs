@@ -3,7 +3,9 @@
 //! checkups on record), the first person of the world showing it, with the insurance-card
 //! numbers of a card-less query and the validity that query answers.
 
-use onshi_confirm_service::eligibility::{assess, QualificationRecord, Validity};
+use onshi_confirm_service::eligibility::{
+    assess_by_numbers, NumbersQuery, QualificationRecord, Validity,
+};
 use time::Date;
 
 use super::tables::{Catalog, PLACES};
@@ -22,42 +24,35 @@ pub const CASES: [&str; 8] = [
     "checkup-results",
 ];
 
-/// What a card-less query (insurance-card numbers and birth date) answers about a person
-/// whose records are `records`, asked for the record with these numbers:
-///
-/// - no record carries them: 4 該当資格なし;
-/// - the record is current: what the person's records say ([`assess`]: 1, or 5 with another
-///   current one);
-/// - the record is lost and the person has a current one: 3 無効（新しい資格あり）;
-/// - the record is lost and nothing is current: 2 無効.
-///
-/// The service's card-less lookup must agree for the examples to hold.
+/// What a card-less query with a record's numbers answers about a person whose records are
+/// `records` ([`assess_by_numbers`]); no record with those numbers is 4 該当資格なし (the
+/// store finds nobody).
 pub fn validity_by_numbers(
     records: &[QualificationRecord],
     insurer_number: &str,
     symbol: Option<&str>,
     number: &str,
     branch: Option<&str>,
+    birth_date: Date,
     today: Date,
 ) -> Validity {
-    let asked: Vec<&QualificationRecord> = records
-        .iter()
-        .filter(|r| {
-            r.insurer_number.as_str() == insurer_number
-                && r.symbol.as_deref() == symbol
-                && r.number == number
-                && r.branch.as_deref() == branch
-        })
-        .collect();
-    if asked.is_empty() {
-        Validity::None
-    } else if asked.iter().any(|r| r.is_current(today)) {
-        assess(records, today).validity
-    } else if records.iter().any(|r| r.is_current(today)) {
-        Validity::InvalidNewAvailable
-    } else {
-        Validity::Invalid
-    }
+    let matching = |r: &&QualificationRecord| {
+        r.insurer_number.as_str() == insurer_number
+            && r.symbol.as_deref() == symbol
+            && r.number == number
+            && r.branch.as_deref() == branch
+    };
+    let Some(record) = records.iter().find(matching) else {
+        return Validity::None;
+    };
+    let query = NumbersQuery {
+        insurer_number: record.insurer_number.clone(),
+        symbol: record.symbol.clone(),
+        number: record.number.clone(),
+        branch: record.branch.clone(),
+        birth_date,
+    };
+    assess_by_numbers(records, &query, today).validity
 }
 
 /// The first example of each case found so far.
@@ -198,6 +193,7 @@ impl Examples {
                     record.symbol.as_deref(),
                     &record.number,
                     record.branch.as_deref(),
+                    g.person.birth_date,
                     today,
                 );
                 self.found[slot] = Some(ExampleEntry {

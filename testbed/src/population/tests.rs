@@ -235,6 +235,7 @@ fn each_validity_occurs() {
                 r.symbol.as_deref(),
                 &r.number,
                 r.branch.as_deref(),
+                g.person.birth_date,
                 TODAY,
             );
             if v == Validity::InvalidNewAvailable {
@@ -494,6 +495,7 @@ fn the_examples_cover_every_case_and_say_what_the_numbers_answer() {
             e.symbol.as_deref(),
             &e.number,
             e.branch.as_deref(),
+            g.person.birth_date,
             TODAY,
         );
         assert_eq!(numbers.code(), e.validity, "{e:?}");
@@ -531,4 +533,57 @@ fn sizes_are_checked() {
     let last = gen::card_number(MAX_PERSONS - 1);
     assert_eq!(last.len(), 8);
     assert!(!last.starts_with('9'));
+}
+
+#[test]
+fn a_lost_card_of_someone_with_a_newer_qualification_answers_3() {
+    let people = sample();
+    let changed = people
+        .iter()
+        .find(|g| {
+            g.records.len() == 2
+                && g.records[0].loss_reason.as_deref() == Some("03")
+                && g.records[1].is_current(TODAY)
+        })
+        .expect("someone who changed insurer");
+    let by = |r: &QualificationRecord| {
+        validity_by_numbers(
+            &changed.records,
+            r.insurer_number.as_str(),
+            r.symbol.as_deref(),
+            &r.number,
+            r.branch.as_deref(),
+            changed.person.birth_date,
+            TODAY,
+        )
+    };
+    assert_eq!(by(&changed.records[0]), Validity::InvalidNewAvailable);
+    assert_eq!(by(&changed.records[1]), Validity::Valid);
+    // Only the lost record: 無効. The card lookup never says 3.
+    assert_eq!(
+        validity_by_numbers(
+            &changed.records[..1],
+            changed.records[0].insurer_number.as_str(),
+            changed.records[0].symbol.as_deref(),
+            &changed.records[0].number,
+            changed.records[0].branch.as_deref(),
+            changed.person.birth_date,
+            TODAY,
+        ),
+        Validity::Invalid
+    );
+    assert_eq!(assess(&changed.records, TODAY).validity, Validity::Valid);
+    // Numbers nobody has: 該当資格なし.
+    assert_eq!(
+        validity_by_numbers(
+            &changed.records,
+            "131011",
+            Some("01"),
+            "90000000",
+            Some("00"),
+            changed.person.birth_date,
+            TODAY
+        ),
+        Validity::None
+    );
 }
