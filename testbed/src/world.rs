@@ -574,6 +574,15 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
     fs::create_dir_all(out.join("store")).map_err(TestbedError::io("create", out.join("store")))?;
     let (totals, examples) = {
         let store = SqliteStore::open(&store_path)?;
+        // Bulk-load settings of this connection only (the file keeps WAL, and the service
+        // opens it with its own): a 256 MiB page cache, and no fsync at each chunk's commit,
+        // since an interrupted build is thrown away anyway. Together they write a
+        // million persons in 29 s instead of 42 s (docs/world.md).
+        store
+            .with_connection(|c| {
+                c.execute_batch("PRAGMA cache_size = -262144; PRAGMA synchronous = OFF;")
+            })
+            .map_err(store::StoreError::from)?;
         // The first transaction: card holders, their card links, the terminals.
         holders.batch.cards = links;
         holders.batch.terminals = terminals
