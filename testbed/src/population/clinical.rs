@@ -236,7 +236,7 @@ impl Gen<'_> {
                 + (bmi_now - if male { 23.8 } else { 22.0 }) * 2.6
                 + self.normal() * 4.0;
             let mut systolic =
-                108.0 + 0.45 * f64::from(age) + (bmi_now - 22.0) * 1.2 + self.normal() * 12.0;
+                104.0 + 0.42 * f64::from(age) + (bmi_now - 22.0) * 1.2 + self.normal() * 12.0;
             if h.hypertension {
                 systolic += 12.0;
             }
@@ -245,13 +245,13 @@ impl Gen<'_> {
             let hba1c = if h.diabetes {
                 6.9 + self.normal() * 0.7
             } else {
-                5.3 + 0.008 * f64::from(age) + self.normal() * 0.25
+                5.2 + 0.006 * f64::from(age) + self.normal() * 0.25
             }
             .clamp(4.3, 12.0);
             let ldl = if h.dyslipidemia {
                 140.0 + self.normal() * 30.0
             } else {
-                105.0 + f64::from(age.min(60)) * 0.4 + self.normal() * 25.0
+                100.0 + f64::from(age.min(60)) * 0.3 + self.normal() * 25.0
             }
             .clamp(40.0, 290.0);
             let tenths = |v: f64| (v * 10.0).round() as u32;
@@ -277,8 +277,9 @@ impl Gen<'_> {
 }
 
 /// The overall 判定 of a checkup from its measurements, after the 特定健診 thresholds:
-/// `D` 要医療 at a 受診勧奨 level well above the line, `C` 要経過観察 at the 受診勧奨 level,
-/// `B` 軽度異常 at the 保健指導 level, `A` 異常なし otherwise.
+/// `D` 要医療 well above the 受診勧奨 level (160/100 mmHg, HbA1c 7.0%, LDL 180), `C`
+/// 要経過観察 at the 受診勧奨 level (140/90, 6.5%, 140), `B` 軽度異常 at the 保健指導 level
+/// (130/85, 5.6%, 120, BMI 25, waist 85 cm men / 90 cm women), `A` 異常なし otherwise.
 pub fn judgement(male: bool, c: &Checkup) -> &'static str {
     let (sbp, dbp, a1c, ldl, bmi) = (
         c.systolic_mmhg,
@@ -288,9 +289,9 @@ pub fn judgement(male: bool, c: &Checkup) -> &'static str {
         c.bmi_x10,
     );
     let waist_limit = if male { 850 } else { 900 };
-    if sbp >= 160 || dbp >= 100 || a1c >= 65 || ldl >= 180 {
+    if sbp >= 160 || dbp >= 100 || a1c >= 70 || ldl >= 180 {
         "D"
-    } else if sbp >= 140 || dbp >= 90 || a1c >= 60 || ldl >= 140 || bmi >= 300 {
+    } else if sbp >= 140 || dbp >= 90 || a1c >= 65 || ldl >= 140 {
         "C"
     } else if sbp >= 130
         || dbp >= 85

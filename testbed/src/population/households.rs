@@ -89,10 +89,10 @@ fn opposite(sex: u8) -> u8 {
 impl Gen<'_> {
     fn template(&mut self) -> Template {
         self.weighted(&[
-            (35, Template::Single),
-            (27, Template::Couple),
-            (24, Template::Family),
-            (7, Template::SingleParent),
+            (36, Template::Single),
+            (29, Template::Couple),
+            (22, Template::Family),
+            (6, Template::SingleParent),
             (7, Template::ThreeGenerations),
         ])
         .unwrap_or(Template::Single)
@@ -133,10 +133,10 @@ impl Gen<'_> {
         match template {
             Template::Single => {
                 let age = self.age_in(&[
-                    (24, (20, 39)),
-                    (16, (40, 56)),
-                    (30, (57, 74)),
-                    (30, (75, 95)),
+                    (22, (20, 39)),
+                    (14, (40, 56)),
+                    (32, (57, 74)),
+                    (32, (75, 95)),
                 ]);
                 let sex = head_sex(self, if age >= 75 { 35 } else { 55 });
                 out.push(Member {
@@ -148,10 +148,10 @@ impl Gen<'_> {
             Template::Couple | Template::Family | Template::ThreeGenerations => {
                 let age = match template {
                     Template::Couple => self.age_in(&[
-                        (8, (25, 39)),
-                        (12, (40, 56)),
-                        (47, (57, 74)),
-                        (33, (75, 92)),
+                        (6, (25, 39)),
+                        (10, (40, 56)),
+                        (48, (57, 74)),
+                        (36, (75, 92)),
                     ]),
                     Template::Family => self.between(30, 57),
                     _ => self.between(35, 55),
@@ -171,7 +171,7 @@ impl Gen<'_> {
                 let mother_age = if sex == 2 { age } else { spouse_age };
                 match template {
                     Template::Family => {
-                        let count = self.weighted(&[(40, 1), (45, 2), (15, 3)]).unwrap_or(1);
+                        let count = self.weighted(&[(45, 1), (42, 2), (13, 3)]).unwrap_or(1);
                         self.children(mother_age, count, &mut out);
                     }
                     Template::ThreeGenerations => {
@@ -242,9 +242,9 @@ impl Gen<'_> {
 /// The income band that applies to a member of `age` on a card of a head of `head_age` with
 /// `band`: 70–74 dependants of a younger head are never 現役並み (that needs a 70+ earner).
 fn member_band(band: IncomeBand, head_age: u32, age: u32) -> IncomeBand {
-    if age >= 70 && head_age < 70 && band.is_active() {
-        IncomeBand::General
-    } else if age < 70 && band == IncomeBand::GeneralII {
+    let active_from_a_younger_head = age >= 70 && head_age < 70 && band.is_active();
+    // 一般Ⅱ is a 後期高齢者医療 band; under 70 it is plain 一般.
+    if active_from_a_younger_head || (age < 70 && band == IncomeBand::GeneralII) {
         IncomeBand::General
     } else {
         band
@@ -369,9 +369,7 @@ pub(super) fn household(
             cover,
             Cover::HeadEmployee | Cover::Dependant | Cover::Kokuho
         );
-        let branch_no = if !in_unit {
-            0
-        } else if i == 0 {
+        let branch_no = if !in_unit || i == 0 {
             0
         } else {
             next_branch += 1;
