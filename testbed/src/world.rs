@@ -68,7 +68,9 @@ pub struct WorldOptions {
     /// Print a line on stderr for each step, and a progress line while the population is
     /// written.
     pub progress: bool,
-    /// Persons per store transaction (rounded to whole blocks). Changes nothing in the world.
+    /// Persons per store transaction (rounded to whole blocks). The store holds the same rows
+    /// whatever the value, but only the same value gives a byte-identical file (SQLite lays
+    /// pages out by transaction).
     pub chunk_persons: usize,
     /// Threads generating the population (0: one per core). Changes nothing in the world.
     pub workers: usize,
