@@ -106,7 +106,10 @@ fn same_seed_and_now_give_identical_bytes() {
         let id = onshi_testbed::population::person_id(i);
         assert!(sa.person(&id).unwrap().is_some());
         assert_eq!(sa.person(&id).unwrap(), sc.person(&id).unwrap());
-        assert_eq!(sa.qualifications(&id).unwrap(), sc.qualifications(&id).unwrap());
+        assert_eq!(
+            sa.qualifications(&id).unwrap(),
+            sc.qualifications(&id).unwrap()
+        );
         assert_eq!(sa.medications(&id).unwrap(), sc.medications(&id).unwrap());
         assert_eq!(sa.checkups(&id).unwrap(), sc.checkups(&id).unwrap());
     }
@@ -779,7 +782,13 @@ fn the_examples_reproduce_against_the_store() {
             "medication-history" => assert!(!store.medications(&e.person_id).unwrap().is_empty()),
             "checkup-results" => assert!(!store.checkups(&e.person_id).unwrap().is_empty()),
             "not-registered" => {
-                assert!(!store.person(&e.person_id).unwrap().unwrap().registered_for_insurance)
+                assert!(
+                    !store
+                        .person(&e.person_id)
+                        .unwrap()
+                        .unwrap()
+                        .registered_for_insurance
+                )
             }
             _ => {}
         }
