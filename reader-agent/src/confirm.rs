@@ -438,7 +438,7 @@ impl Timing {
     }
 }
 
-fn refused_by_service(status: &tonic::Status) -> Outcome {
+pub fn refused_by_service(status: &tonic::Status) -> Outcome {
     match client::refusal_code(status) {
         Some(code) => Outcome::Refused {
             result_code: code.as_str_name().to_owned(),
