@@ -770,7 +770,7 @@ fn the_examples_reproduce_against_the_store() {
             assert!(ids.is_empty(), "{e:?}");
             assert!(records.is_empty(), "{e:?}");
         } else {
-            assert_eq!(ids, [e.person_id.clone()], "{e:?}");
+            assert_eq!(ids, std::slice::from_ref(&e.person_id), "{e:?}");
             let validity = assess_by_numbers(&records, &query, today).validity;
             assert_eq!(validity.code(), e.validity, "{e:?}");
         }
