@@ -679,6 +679,55 @@ pub fn assess(records: &[QualificationRecord], today: Date) -> Assessment {
     }
 }
 
+/// Assesses a card-less lookup (eligibility.md §1 "Other ways to confirm"): `records` are all
+/// the records of the person the numbers and birth date found, `query` the numbers asked for.
+///
+/// When the record with those numbers is current, or is lost and nothing else is current, the
+/// answer is the card lookup's ([`assess`]: 1, 5 or 2). When it is lost but the person has a
+/// newer current qualification, the answer is [`Validity::InvalidNewAvailable`] (3) with the
+/// record asked for first, then the current ones, so staff see both the old card and the new
+/// qualification. Records with no matching numbers are assessed like a card lookup.
+pub fn assess_by_numbers(
+    records: &[QualificationRecord],
+    query: &NumbersQuery,
+    today: Date,
+) -> Assessment {
+    let asked = records
+        .iter()
+        .filter(|r| {
+            r.insurer_number == query.insurer_number
+                && r.symbol == query.symbol
+                && r.number == query.number
+                && r.branch == query.branch
+        })
+        .filter(|r| !r.is_current(today))
+        .max_by_key(|r| (r.disqualification_date, r.qualification_date));
+    let any_asked_current = records.iter().any(|r| {
+        r.is_current(today)
+            && r.insurer_number == query.insurer_number
+            && r.symbol == query.symbol
+            && r.number == query.number
+            && r.branch == query.branch
+    });
+    let current: Vec<QualificationRecord> = records
+        .iter()
+        .filter(|r| r.is_current(today))
+        .cloned()
+        .collect();
+    match asked {
+        Some(lost) if !any_asked_current && !current.is_empty() && lost.is_lost(today) => {
+            let mut shown = Vec::with_capacity(1 + current.len());
+            shown.push(lost.clone());
+            shown.extend(current);
+            Assessment {
+                validity: Validity::InvalidNewAvailable,
+                records: shown,
+            }
+        }
+        _ => assess(records, today),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,8 @@
 //! the result; [`manifest::WorldManifest`] lets tests and the demo find their way in it.
 //!
 //! Modules: [`keys`] (deterministic RSA keys), [`der`] (the few hand-encoded structures),
-//! [`pki`] (certificates and CRL), [`population`] (persons and records), [`config`]
+//! [`pki`] (certificates and CRL), [`population`] (persons, households, records, clinical
+//! data), [`progress`] (stderr output), [`config`]
 //! (`service.toml`, `agent.toml`), [`manifest`] (`world.json`) and [`world`] (the builder).
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ pub mod keys;
 pub mod manifest;
 pub mod pki;
 pub mod population;
+pub mod progress;
 pub mod world;
 
 pub use error::TestbedError;

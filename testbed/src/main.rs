@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use onshi_testbed::population::{DEFAULT_CHUNK_PERSONS, MAX_PERSONS};
 use onshi_testbed::world::{DEFAULT_CARDS, DEFAULT_PERSONS, DEFAULT_SEED, MAX_CARDS, MIN_CARDS};
 use onshi_testbed::{build_world, WorldOptions};
 use time::format_description::well_known::Rfc3339;
@@ -51,8 +52,10 @@ struct BuildArgs {
     /// unregistered, lost, multiple come first).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CARDS, value_parser = parse_cards)]
     cards: usize,
-    /// How many persons the store holds, card holders included.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_PERSONS)]
+    /// How many persons the store holds, card holders included (at least --cards, at most
+    /// 50,000,000). Households, insurers, lost and multiple qualifications, drugs and checkups
+    /// are drawn for them (docs/world.md); ten million take a few minutes and several GB.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PERSONS, value_parser = parse_persons)]
     persons: usize,
     /// Replace DIR if it is not empty (deletes its contents).
     #[arg(long)]
@@ -65,6 +68,18 @@ fn parse_cards(s: &str) -> Result<usize, String> {
         Ok(n)
     } else {
         Err(format!("must be between {MIN_CARDS} and {MAX_CARDS}"))
+    }
+}
+
+fn parse_persons(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .replace('_', "")
+        .parse()
+        .map_err(|e| format!("not a number: {e}"))?;
+    if (1..=MAX_PERSONS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("must be between 1 and {MAX_PERSONS}"))
     }
 }
 
@@ -99,6 +114,8 @@ fn main() -> ExitCode {
                 persons: args.persons,
                 force: args.force,
                 progress: true,
+                chunk_persons: DEFAULT_CHUNK_PERSONS,
+                workers: 0,
             };
             match build_world(&options) {
                 Ok(_) => ExitCode::SUCCESS,
@@ -122,5 +139,15 @@ mod tests {
         assert!(parse_now("9899-12-31T23:59:59Z").is_ok());
         assert!(parse_now("9999-12-31T23:59:59Z").is_err());
         assert!(parse_now("0001-01-01T00:00:00Z").is_err());
+    }
+
+    #[test]
+    fn persons_out_of_range_are_usage_errors() {
+        assert_eq!(parse_persons("1000"), Ok(1000));
+        assert_eq!(parse_persons("10_000_000"), Ok(10_000_000));
+        assert_eq!(parse_persons("50000000"), Ok(MAX_PERSONS));
+        for bad in ["0", "50000001", "-1", "1e9", "", "99999999999999999999999"] {
+            assert!(parse_persons(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -26,6 +26,36 @@ pub struct WorldManifest {
     pub terminals: Vec<TerminalEntry>,
     /// How many persons the store holds (card holders included).
     pub persons: usize,
+    /// A person to try each case with, in the order of
+    /// [`crate::population::CASES`]; a case no person of the world shows is left out.
+    #[serde(default)]
+    pub examples: Vec<ExampleEntry>,
+}
+
+/// A person showing one case, with the insurance-card numbers of a card-less query
+/// (保険者番号, 記号, 番号, 枝番 and birth date) and what that query answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExampleEntry {
+    /// `validity-1` … `validity-5`, `not-registered`, `medication-history`,
+    /// `checkup-results`.
+    pub case: String,
+    pub description: String,
+    pub person_id: String,
+    /// The card the person holds (`card-0001`, …), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<String>,
+    pub insurer_number: String,
+    /// Absent for 後期高齢者医療.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    pub number: String,
+    /// Two digits; absent for 後期高齢者医療.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// `YYYYMMDD`.
+    pub birth_date: String,
+    /// The qualification validity (1–5) a card-less query with these numbers answers.
+    pub validity: u8,
 }
 
 /// What a card is for in tests and demos.
@@ -166,6 +196,11 @@ impl WorldManifest {
         self.cards.iter().find(|c| c.kind == kind)
     }
 
+    /// The example of a case (`validity-3`, `medication-history`, …).
+    pub fn example(&self, case: &str) -> Option<&ExampleEntry> {
+        self.examples.iter().find(|e| e.case == case)
+    }
+
     /// The `nth` terminal with a status (0-based).
     pub fn terminal(&self, status: TerminalStatus, nth: usize) -> Option<&TerminalEntry> {
         self.terminals
@@ -222,11 +257,29 @@ mod tests {
                 dir: "terminals/1340100017-T09".into(),
             }],
             persons: 100,
+            examples: vec![ExampleEntry {
+                case: "validity-2".into(),
+                description: String::new(),
+                person_id: "P000000005".into(),
+                card: None,
+                insurer_number: "39131015".into(),
+                symbol: None,
+                number: "10000004".into(),
+                branch: None,
+                birth_date: "19400101".into(),
+                validity: 2,
+            }],
         };
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains(r#""now":"2025-11-24T03:00:00Z""#), "{json}");
         assert!(json.contains(r#""kind":"unregistered""#));
         assert!(json.contains(r#""status":"in-operation""#));
+        // 後期高齢者医療: no 記号, no 枝番, no card: the keys are absent.
+        assert!(
+            !json.contains(r#""symbol""#) && !json.contains(r#""branch""#),
+            "{json}"
+        );
+        assert!(!json.contains(r#""card""#), "{json}");
         let back: WorldManifest = serde_json::from_str(&json).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.card(CardKind::Unregistered).unwrap().pin, "1234");
@@ -235,5 +288,11 @@ mod tests {
         assert!(back.terminal(TerminalStatus::InOperation, 1).is_none());
         assert_eq!(TerminalStatus::Untrusted.as_str(), "untrusted");
         assert_eq!(CardKind::Multiple.as_str(), "multiple");
+        assert_eq!(back.example("validity-2").unwrap().validity, 2);
+        assert!(back.example("validity-3").is_none());
+        // A manifest written before the examples existed still loads.
+        let old = json.replace(&json[json.find(r#","examples""#).unwrap()..], "}");
+        let old: WorldManifest = serde_json::from_str(&old).unwrap();
+        assert!(old.examples.is_empty());
     }
 }

@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use onshi_confirm_service::eligibility::{age_on, assess, Validity};
-use onshi_confirm_service::store::{CardKey, SqliteStore, TerminalStatus as StoreStatus};
+use onshi_confirm_service::eligibility::{
+    age_on, assess, assess_by_numbers, NumbersQuery, Validity,
+};
+use onshi_confirm_service::store::{CardKey, SqliteStore, Store, TerminalStatus as StoreStatus};
 use onshi_testbed::manifest::{CardKind, TerminalStatus, WorldManifest};
 use onshi_testbed::world::JST;
 use onshi_testbed::{build_world, WorldOptions};
@@ -71,24 +73,53 @@ fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 #[test]
 fn same_seed_and_now_give_identical_bytes() {
-    let (a, b) = (temp_dir("det-a"), temp_dir("det-b"));
-    for dir in [&a, &b] {
+    let (a, b, c) = (temp_dir("det-a"), temp_dir("det-b"), temp_dir("det-c"));
+    for (dir, chunk, workers) in [(&a, 10_000, 0), (&b, 10_000, 1), (&c, 16, 1)] {
         let mut options = WorldOptions::new(dir, NOW);
         options.cards = 6;
-        options.persons = 20;
+        options.persons = 90;
+        options.chunk_persons = chunk;
+        options.workers = workers;
         build_world(&options).unwrap();
     }
-    let (fa, fb) = (files(&a), files(&b));
+    let (fa, fb, fc) = (files(&a), files(&b), files(&c));
     assert!(fa.len() > 25, "{:?}", fa.keys());
     assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
+    assert_eq!(fa.keys().collect::<Vec<_>>(), fc.keys().collect::<Vec<_>>());
+    // The number of generator threads changes nothing.
     for (path, bytes) in &fa {
         assert!(&fb[path] == bytes, "{} differs", path.display());
     }
+    // Another chunk size commits other transactions: the same rows, but SQLite lays the
+    // pages out differently, so the store is compared by content.
+    let store = Path::new("store/onshi.sqlite");
+    for (path, bytes) in &fa {
+        if path != store {
+            assert!(&fc[path] == bytes, "{} differs", path.display());
+        }
+    }
+    let (sa, sc) = (
+        SqliteStore::open(&a.join(store)).unwrap(),
+        SqliteStore::open(&c.join(store)).unwrap(),
+    );
+    for i in 0..90 {
+        let id = onshi_testbed::population::person_id(i);
+        assert!(sa.person(&id).unwrap().is_some());
+        assert_eq!(sa.person(&id).unwrap(), sc.person(&id).unwrap());
+        assert_eq!(
+            sa.qualifications(&id).unwrap(),
+            sc.qualifications(&id).unwrap()
+        );
+        assert_eq!(sa.medications(&id).unwrap(), sc.medications(&id).unwrap());
+        assert_eq!(sa.checkups(&id).unwrap(), sc.checkups(&id).unwrap());
+    }
+    drop((sa, sc));
     // No WAL left behind: the store is one file.
-    assert!(fa.contains_key(Path::new("store/onshi.sqlite")));
+    assert!(fa.contains_key(store));
     assert!(!fa.keys().any(|p| p.to_string_lossy().ends_with("-wal")));
-    std::fs::remove_dir_all(&a).unwrap();
-    std::fs::remove_dir_all(&b).unwrap();
+    for dir in [&a, &b, &c] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
 
 fn pem_der(pem_text: &str) -> Vec<u8> {
@@ -712,4 +743,58 @@ fn cards_hold_the_whole_card_consistent_with_their_holder() {
             .starts_with(b"P5\n32 40\n255\n"));
         assert!(kk.simulator_face_export);
     }
+}
+
+/// Every example of world.json reproduces against the store: the card-less query finds the
+/// person (nobody for validity 4) and answers the example's validity; the clinical examples
+/// have their data; card examples name the card of that person.
+#[test]
+fn the_examples_reproduce_against_the_store() {
+    let (dir, manifest) = world();
+    let store = SqliteStore::open(&dir.join("store/onshi.sqlite")).unwrap();
+    let today = NOW.to_offset(JST).date();
+    let cases: Vec<&str> = manifest.examples.iter().map(|e| e.case.as_str()).collect();
+    assert_eq!(cases, onshi_testbed::population::CASES);
+    for e in &manifest.examples {
+        let query = NumbersQuery::parse(
+            &e.insurer_number,
+            e.symbol.as_deref().unwrap_or(""),
+            &e.number,
+            e.branch.as_deref().unwrap_or(""),
+            &e.birth_date,
+        )
+        .unwrap();
+        let ids = store.persons_by_numbers(&query).unwrap();
+        let records = store.qualifications(&e.person_id).unwrap();
+        if e.validity == 4 {
+            assert!(ids.is_empty(), "{e:?}");
+            assert!(records.is_empty(), "{e:?}");
+        } else {
+            assert_eq!(ids, std::slice::from_ref(&e.person_id), "{e:?}");
+            let validity = assess_by_numbers(&records, &query, today).validity;
+            assert_eq!(validity.code(), e.validity, "{e:?}");
+        }
+        if let Some(card) = &e.card {
+            let entry = manifest.cards.iter().find(|c| &c.name == card).unwrap();
+            assert_eq!(entry.person_id, e.person_id);
+        }
+        match e.case.as_str() {
+            "medication-history" => assert!(!store.medications(&e.person_id).unwrap().is_empty()),
+            "checkup-results" => assert!(!store.checkups(&e.person_id).unwrap().is_empty()),
+            "not-registered" => {
+                assert!(
+                    !store
+                        .person(&e.person_id)
+                        .unwrap()
+                        .unwrap()
+                        .registered_for_insurance
+                )
+            }
+            _ => {}
+        }
+    }
+    // The card lookup never says 3; the example's person is valid by card.
+    let changed = manifest.example("validity-3").unwrap();
+    let records = store.qualifications(&changed.person_id).unwrap();
+    assert_eq!(assess(&records, today).validity, Validity::Valid);
 }

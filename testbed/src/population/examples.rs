@@ -1,0 +1,244 @@
+//! The examples section of `world.json`: for each case a newcomer may want to reproduce (each
+//! qualification validity, a person not registered for insurance use, a person with drugs or
+//! checkups on record), the first person of the world showing it, with the insurance-card
+//! numbers of a card-less query and the validity that query answers.
+
+use onshi_confirm_service::eligibility::{
+    assess_by_numbers, NumbersQuery, QualificationRecord, Validity,
+};
+use time::Date;
+
+use super::tables::{Catalog, PLACES};
+use super::Generated;
+use crate::manifest::ExampleEntry;
+
+/// The cases, in the order `world.json` lists them.
+pub const CASES: [&str; 8] = [
+    "validity-1",
+    "validity-2",
+    "validity-3",
+    "validity-4",
+    "validity-5",
+    "not-registered",
+    "medication-history",
+    "checkup-results",
+];
+
+/// What a card-less query with a record's numbers answers about a person whose records are
+/// `records` ([`assess_by_numbers`]); no record with those numbers is 4 該当資格なし (the
+/// store finds nobody).
+pub fn validity_by_numbers(
+    records: &[QualificationRecord],
+    insurer_number: &str,
+    symbol: Option<&str>,
+    number: &str,
+    branch: Option<&str>,
+    birth_date: Date,
+    today: Date,
+) -> Validity {
+    let matching = |r: &&QualificationRecord| {
+        r.insurer_number.as_str() == insurer_number
+            && r.symbol.as_deref() == symbol
+            && r.number == number
+            && r.branch.as_deref() == branch
+    };
+    let Some(record) = records.iter().find(matching) else {
+        return Validity::None;
+    };
+    let query = NumbersQuery {
+        insurer_number: record.insurer_number.clone(),
+        symbol: record.symbol.clone(),
+        number: record.number.clone(),
+        branch: record.branch.clone(),
+        birth_date,
+    };
+    assess_by_numbers(records, &query, today).validity
+}
+
+/// The first example of each case found so far.
+#[derive(Debug, Clone, Default)]
+pub struct Examples {
+    found: Vec<Option<ExampleEntry>>,
+}
+
+fn yyyymmdd(d: Date) -> String {
+    format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn loss_reason(code: Option<&str>) -> &'static str {
+    match code {
+        Some("01") => "01 死亡",
+        Some("02") => "02 生活保護開始",
+        Some("03") => "03 他保険取得",
+        _ => "99 その他",
+    }
+}
+
+impl Examples {
+    pub fn new() -> Self {
+        Examples {
+            found: vec![None; CASES.len()],
+        }
+    }
+
+    /// Every case has its example.
+    pub fn complete(&self) -> bool {
+        self.found.iter().all(Option::is_some)
+    }
+
+    /// Keeps the examples of `later` for the cases still missing (`later` comes from later
+    /// persons).
+    pub fn absorb(&mut self, later: Examples) {
+        for (mine, theirs) in self.found.iter_mut().zip(later.found) {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
+    }
+
+    /// The examples found, in [`CASES`] order.
+    pub fn into_entries(self) -> Vec<ExampleEntry> {
+        self.found.into_iter().flatten().collect()
+    }
+
+    /// Looks at the person `g` (persons are offered in index order); `card` is the card they
+    /// hold, if any.
+    pub fn offer(&mut self, g: &Generated, card: Option<String>, today: Date, catalog: &Catalog) {
+        if self.complete() {
+            return;
+        }
+        let current: Vec<&QualificationRecord> =
+            g.records.iter().filter(|r| r.is_current(today)).collect();
+        let latest_lost = g
+            .records
+            .iter()
+            .filter(|r| r.is_lost(today))
+            .max_by_key(|r| (r.disqualification_date, r.qualification_date));
+        let one_current = (current.len() == 1).then(|| current[0]);
+        for (slot, case) in CASES.iter().enumerate() {
+            if self.found[slot].is_some() {
+                continue;
+            }
+            let pick: Option<(&QualificationRecord, String)> = match *case {
+                "validity-1" => one_current.map(|r| (r, "one current qualification: 有効".into())),
+                "validity-2" => match (current.is_empty(), latest_lost) {
+                    (true, Some(r)) => Some((
+                        r,
+                        format!(
+                            "the only qualification was lost (reason {}): 無効",
+                            loss_reason(r.loss_reason.as_deref())
+                        ),
+                    )),
+                    _ => None,
+                },
+                "validity-3" => match (one_current, latest_lost) {
+                    (Some(_), Some(r)) if r.loss_reason.as_deref() == Some("03") => Some((
+                        r,
+                        "the card of a qualification lost on changing insurer (reason 03 \
+                         他保険取得); a newer one is current: 無効（新しい資格あり）"
+                            .into(),
+                    )),
+                    _ => None,
+                },
+                "validity-4" => {
+                    if g.records.is_empty() {
+                        self.found[slot] = uninsured_example(g, card.clone(), catalog);
+                    }
+                    None
+                }
+                "validity-5" => (current.len() >= 2).then(|| {
+                    (
+                        current[0],
+                        format!(
+                            "{} current qualifications: 複数該当 (either card's numbers)",
+                            current.len()
+                        ),
+                    )
+                }),
+                "not-registered" => match one_current {
+                    Some(r) if !g.person.registered_for_insurance => Some((
+                        r,
+                        "not registered for insurance use: a card read is refused, the \
+                         card-less query answers 有効"
+                            .into(),
+                    )),
+                    _ => None,
+                },
+                "medication-history" => match one_current {
+                    Some(r) if !g.medications.is_empty() => Some((
+                        r,
+                        format!(
+                            "{} dispensed drugs on record (shown with a medication consent)",
+                            g.medications.len()
+                        ),
+                    )),
+                    _ => None,
+                },
+                "checkup-results" => match one_current {
+                    Some(r) if !g.checkups.is_empty() => Some((
+                        r,
+                        format!(
+                            "{} checkup results on record (shown with a checkup consent)",
+                            g.checkups.len()
+                        ),
+                    )),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some((record, description)) = pick {
+                let validity = validity_by_numbers(
+                    &g.records,
+                    record.insurer_number.as_str(),
+                    record.symbol.as_deref(),
+                    &record.number,
+                    record.branch.as_deref(),
+                    g.person.birth_date,
+                    today,
+                );
+                self.found[slot] = Some(ExampleEntry {
+                    case: (*case).to_owned(),
+                    description,
+                    person_id: g.person.id.clone(),
+                    card: card.clone(),
+                    insurer_number: record.insurer_number.as_str().to_owned(),
+                    symbol: record.symbol.clone(),
+                    number: record.number.clone(),
+                    branch: record.branch.clone(),
+                    birth_date: yyyymmdd(g.person.birth_date),
+                    validity: validity.code(),
+                });
+            }
+        }
+    }
+}
+
+/// A person without any qualification has no card numbers; the example's numbers are those of
+/// a 国保 card of their town that was never issued (番号 starting with 9: the generator's
+/// numbers start with 1 to 5), which a card-less query answers with 該当資格なし.
+fn uninsured_example(
+    g: &Generated,
+    card: Option<String>,
+    catalog: &Catalog,
+) -> Option<ExampleEntry> {
+    let place = PLACES
+        .iter()
+        .position(|p| p.postcode == g.person.postcode)?;
+    let kokuho = &catalog.local.get(place)?.kokuho;
+    let index = super::gen::person_index(&g.person.id)?;
+    Some(ExampleEntry {
+        case: "validity-4".into(),
+        description:
+            "no qualification at all (医療扶助 under 生活保護); the numbers are of a 国保 \
+                      card never issued: 該当資格なし"
+                .into(),
+        person_id: g.person.id.clone(),
+        card,
+        insurer_number: kokuho.number.as_str().to_owned(),
+        symbol: Some("01".into()),
+        number: format!("9{:07}", index % 10_000_000),
+        branch: Some("00".into()),
+        birth_date: yyyymmdd(g.person.birth_date),
+        validity: Validity::None.code(),
+    })
+}

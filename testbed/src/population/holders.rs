@@ -1,0 +1,250 @@
+//! The card holders: the first persons of the world, one per card, each shaped for the card's
+//! role (see [`CardPlan`]). They are drawn like everyone else, each from its own generator,
+//! but their insurance is chosen rather than drawn.
+
+use onshi_confirm_service::eligibility::{koki_start, IncomeBand};
+
+use super::clinical::{self, Plan};
+use super::gen::{add_days, branch, Coverage, Gen, Scheme};
+use super::tables::PLACES;
+use super::Generated;
+use crate::manifest::CardKind;
+use crate::TestbedError;
+
+/// What the holder of a card looks like to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// 協会けんぽ 本人, 3割, with a high-cost bracket (限度額 A03), medication and checkup
+    /// history.
+    Standard,
+    /// An employee (組合 or 協会けんぽ) 本人 with one current qualification.
+    Employee,
+    /// Only qualification lost (reason 03 他保険取得).
+    Lost,
+    /// Two current qualifications (組合 and 国保).
+    Multiple,
+    /// 後期高齢者医療: no 記号, no 枝番, 1割.
+    Koki,
+    /// A child before school age, 組合 家族, 2割.
+    PreschoolChild,
+    /// 70–74, 共済 本人 with a 高齢受給者証 (2割).
+    Elderly,
+    /// 国保 with a 6-digit insurer number, 世帯主, with a 特定疾病療養受療証 (dialysis).
+    Kokuho,
+}
+
+/// The role of one card in the world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardPlan {
+    pub kind: CardKind,
+    pub holder: Holder,
+    /// The person is registered for insurance use.
+    pub registered: bool,
+    pub description: &'static str,
+}
+
+/// The plan of card `index` (0-based): the six fixed roles, then a cycle of varied holders.
+pub fn card_plan(index: usize) -> CardPlan {
+    let plan = |kind, holder, registered, description| CardPlan {
+        kind,
+        holder,
+        registered,
+        description,
+    };
+    match index {
+        0 => plan(
+            CardKind::Valid,
+            Holder::Standard,
+            true,
+            "valid, registered; 協会けんぽ 本人, 3割, 限度額区分 A03, drugs and checkups on record (validity 1)",
+        ),
+        1 => plan(
+            CardKind::Revoked,
+            Holder::Employee,
+            true,
+            "certificate revoked (keyCompromise, on the CRL); holder otherwise valid",
+        ),
+        2 => plan(
+            CardKind::Expired,
+            Holder::Employee,
+            true,
+            "certificate expired yesterday; holder otherwise valid",
+        ),
+        3 => plan(
+            CardKind::Unregistered,
+            Holder::Employee,
+            false,
+            "valid certificate; person not registered for insurance use",
+        ),
+        4 => plan(
+            CardKind::Lost,
+            Holder::Lost,
+            true,
+            "valid, registered; only qualification lost, reason 03 (validity 2)",
+        ),
+        5 => plan(
+            CardKind::Multiple,
+            Holder::Multiple,
+            true,
+            "valid, registered; two current qualifications, 組合 and 国保 (validity 5)",
+        ),
+        _ => match (index - 6) % 4 {
+            0 => plan(
+                CardKind::Valid,
+                Holder::Koki,
+                true,
+                "valid, registered; 後期高齢者医療, no 記号/枝番, 1割",
+            ),
+            1 => plan(
+                CardKind::Valid,
+                Holder::PreschoolChild,
+                true,
+                "valid, registered; preschool child, 組合 家族, 2割",
+            ),
+            2 => plan(
+                CardKind::Valid,
+                Holder::Elderly,
+                true,
+                "valid, registered; age 70-74, 共済 本人 with 高齢受給者証, 2割",
+            ),
+            _ => plan(
+                CardKind::Valid,
+                Holder::Kokuho,
+                true,
+                "valid, registered; 国保 (6-digit insurer number), 特定疾病 dialysis",
+            ),
+        },
+    }
+}
+
+impl Gen<'_> {
+    /// The holder of card `index` with `plan`.
+    pub(super) fn card_holder(
+        &mut self,
+        index: usize,
+        plan: &CardPlan,
+    ) -> Result<Generated, TestbedError> {
+        let today = self.today;
+        let age = match plan.holder {
+            Holder::Standard => self.between(40, 60),
+            Holder::Kokuho => self.between(35, 60),
+            Holder::Employee | Holder::Lost | Holder::Multiple => self.between(25, 60),
+            Holder::Koki => self.between(77, 90),
+            Holder::PreschoolChild => self.between(2, 4),
+            Holder::Elderly => self.between(71, 73),
+        };
+        let place_index = self.place_index();
+        let place = &PLACES[place_index];
+        let family = self.family_name();
+        let address = self.address(place);
+        let sex = if self.percent(50) { 1 } else { 2 };
+        let person = self.person(
+            index,
+            age,
+            sex,
+            family,
+            place,
+            &address,
+            Some(plan.registered),
+        )?;
+        let own = person.name.clone();
+        let cov = |from, income, personal_family, branch_no: usize| Coverage {
+            personal_family,
+            branch: Some(branch(branch_no)),
+            from,
+            lost: None,
+            income,
+            with_limit: false,
+            diseases: Vec::new(),
+        };
+        let records = match plan.holder {
+            Holder::Standard => {
+                let from = self.start_date(person.birth_date, 15)?;
+                let m = self.membership(Scheme::Kyokai, place_index, index, &own);
+                let mut c = cov(from, IncomeBand::ActiveI, 1, 0);
+                c.with_limit = true;
+                vec![self.record(&person, &m, &c)?]
+            }
+            Holder::Employee => {
+                let scheme = if index % 2 == 0 {
+                    Scheme::Kyokai
+                } else {
+                    Scheme::Kumiai
+                };
+                let from = self.start_date(person.birth_date, 15)?;
+                let income = self.income_under_70();
+                let m = self.membership(scheme, place_index, index, &own);
+                vec![self.record(&person, &m, &cov(from, income, 1, 0))?]
+            }
+            Holder::Lost => {
+                let until = add_days(today, -60)?;
+                let from = self
+                    .start_date(person.birth_date, 10)?
+                    .min(add_days(until, -365)?);
+                let m = self.membership(Scheme::Kumiai, place_index, index, &own);
+                let mut c = cov(from, IncomeBand::General, 1, 0);
+                c.lost = Some((until, "03"));
+                vec![self.record(&person, &m, &c)?]
+            }
+            Holder::Multiple => {
+                let from = self.start_date(person.birth_date, 10)?;
+                let a = self.membership(Scheme::Kumiai, place_index, index, &own);
+                let b = self.membership(Scheme::Kokuho, place_index, index, &own);
+                let b_from = add_days(today, -200)?;
+                vec![
+                    self.record(&person, &a, &cov(from, IncomeBand::General, 1, 0))?,
+                    self.record(&person, &b, &cov(b_from, IncomeBand::General, 1, 0))?,
+                ]
+            }
+            Holder::Koki => {
+                let m = self.membership(Scheme::Koki, place_index, index, &own);
+                let mut c = cov(koki_start(person.birth_date), IncomeBand::General, 1, 0);
+                c.branch = None;
+                vec![self.record(&person, &m, &c)?]
+            }
+            Holder::PreschoolChild => {
+                // 家族 on a parent's card; the parent is not one of the world's persons.
+                let parent_sex = if self.percent(50) { 1 } else { 2 };
+                let parent_birth_year = person.birth_date.year() - 32;
+                let (given, _) = self.given_name(parent_sex, parent_birth_year);
+                let parent = format!("{}\u{3000}{given}", family.0);
+                let m = self.membership(Scheme::Kumiai, place_index, index, &parent);
+                let branch_no = self.below(3) + 1;
+                let c = cov(person.birth_date, IncomeBand::General, 2, branch_no);
+                vec![self.record(&person, &m, &c)?]
+            }
+            Holder::Elderly => {
+                let from = self.start_date(person.birth_date, 30)?;
+                let m = self.membership(Scheme::Kyosai, place_index, index, &own);
+                vec![self.record(&person, &m, &cov(from, IncomeBand::General, 1, 0))?]
+            }
+            Holder::Kokuho => {
+                let from = self.start_date(person.birth_date, 20)?;
+                let m = self.membership(Scheme::Kokuho, place_index, index, &own);
+                let mut c = cov(from, IncomeBand::ActiveI, 1, 0);
+                c.diseases = vec![(1, 10_000)];
+                vec![self.record(&person, &m, &c)?]
+            }
+        };
+        let mut generated = Generated::new(person, records);
+        // card-0001's holder always has drugs and checkups to share (the consent demo).
+        let health = self.health(age, generated.person.sex);
+        let clinical_plan = if plan.holder == Holder::Standard {
+            Plan {
+                health: clinical::Health {
+                    hypertension: true,
+                    ..health
+                },
+                medications: Some(true),
+                checkups: Some(true),
+            }
+        } else {
+            Plan {
+                health,
+                ..Plan::default()
+            }
+        };
+        clinical::attach_with(self, &mut generated, age, place_index, &clinical_plan)?;
+        Ok(generated)
+    }
+}
