@@ -1,18 +1,19 @@
 //! The append-only audit log: every confirmation attempt by an identified terminal, written
 //! durably **before** the answer leaves the service.
 //!
-//! "Durably" means committed with `synchronous=FULL` in WAL mode, i.e. fsync'd. To keep
-//! throughput, one writer thread commits whatever records are waiting as one transaction
-//! (group commit): a burst of N requests costs one fsync, not N. A request's future resolves
-//! only after the transaction holding its record has committed.
+//! "Durably" means committed by [`Store::append_audit`] (fsync'd: `synchronous=FULL` in
+//! SQLite, a committed transaction in PostgreSQL). To keep throughput, one writer thread
+//! commits whatever records are waiting as one transaction (group commit): a burst of N
+//! requests costs one sync, not N. A request's future resolves only after the transaction
+//! holding its record has committed.
 
-use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 
-use rusqlite::{params, Connection};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
+
+use crate::store::Store;
 
 /// Most records committed in one transaction.
 const MAX_GROUP: usize = 512;
@@ -84,41 +85,13 @@ impl std::fmt::Debug for Pending {
     }
 }
 
-/// Creates the audit table if needed.
-pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS audit (
-             seq                INTEGER PRIMARY KEY AUTOINCREMENT,
-             confirmation_id    TEXT NOT NULL UNIQUE,
-             at                 TEXT NOT NULL,
-             institution_code   TEXT NOT NULL,
-             terminal_id        TEXT NOT NULL,
-             person_id          TEXT,
-             method             TEXT NOT NULL,
-             purpose            TEXT NOT NULL,
-             result_code        TEXT NOT NULL,
-             consents           INTEGER NOT NULL,
-             certificate_sha256 TEXT,
-             returned           TEXT NOT NULL
-         );
-         CREATE INDEX IF NOT EXISTS audit_person ON audit(person_id, at);
-         CREATE INDEX IF NOT EXISTS audit_institution ON audit(institution_code, at);",
-    )
-}
-
 impl AuditLog {
-    /// Opens the audit table in the store at `path` and starts the writer thread.
-    pub fn open(path: &Path) -> Result<Self, AuditError> {
-        let conn = Connection::open(path).map_err(|e| AuditError::Store(e.to_string()))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
-        )
-        .map_err(|e| AuditError::Store(e.to_string()))?;
-        ensure_schema(&conn).map_err(|e| AuditError::Store(e.to_string()))?;
+    /// Starts the writer thread over `store`.
+    pub fn start(store: Arc<dyn Store>) -> Result<Self, AuditError> {
         let (tx, rx) = mpsc::channel::<Pending>();
         thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || writer(store, rx))
             .map_err(|e| AuditError::Store(format!("cannot start the audit writer: {e}")))?;
         Ok(Self { tx })
     }
@@ -133,7 +106,7 @@ impl AuditLog {
     }
 }
 
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Pending>) {
+fn writer(store: Arc<dyn Store>, rx: mpsc::Receiver<Pending>) {
     // Block for the first record, then take whatever else is already waiting.
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
@@ -143,69 +116,16 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let result = commit(&mut conn, &group).map_err(|e| AuditError::Store(e.to_string()));
-        for p in group {
+        let (records, waiters): (Vec<AuditRecord>, Vec<_>) =
+            group.into_iter().map(|p| (p.record, p.done)).unzip();
+        let result = store
+            .append_audit(&records)
+            .map_err(|e| AuditError::Store(e.to_string()));
+        for done in waiters {
             // A request whose client went away no longer waits; nothing to do then.
-            let _ = p.done.send(result.clone());
+            let _ = done.send(result.clone());
         }
     }
-}
-
-fn commit(conn: &mut Connection, group: &[Pending]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO audit (confirmation_id, at, institution_code, terminal_id, person_id,
-                 method, purpose, result_code, consents, certificate_sha256, returned)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?;
-        for p in group {
-            let r = &p.record;
-            stmt.execute(params![
-                r.confirmation_id,
-                r.at.format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default(),
-                r.institution_code,
-                r.terminal_id,
-                r.person_id,
-                r.method,
-                r.purpose,
-                r.result_code,
-                r.consents,
-                r.certificate_sha256,
-                r.returned,
-            ])?;
-        }
-    }
-    tx.commit()
-}
-
-/// Reads audit records back (operators, tests), oldest first.
-pub fn read_all(path: &Path) -> rusqlite::Result<Vec<AuditRecord>> {
-    let conn = Connection::open(path)?;
-    ensure_schema(&conn)?;
-    let mut stmt = conn.prepare(
-        "SELECT confirmation_id, at, institution_code, terminal_id, person_id, method, purpose,
-                result_code, consents, certificate_sha256, returned FROM audit ORDER BY seq",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let at: String = r.get(1)?;
-        Ok(AuditRecord {
-            confirmation_id: r.get(0)?,
-            at: OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            institution_code: r.get(2)?,
-            terminal_id: r.get(3)?,
-            person_id: r.get(4)?,
-            method: r.get(5)?,
-            purpose: r.get(6)?,
-            result_code: r.get(7)?,
-            consents: r.get(8)?,
-            certificate_sha256: r.get(9)?,
-            returned: r.get(10)?,
-        })
-    })?;
-    rows.collect()
 }
 
 #[cfg(test)]
@@ -232,7 +152,8 @@ mod tests {
     async fn concurrent_appends_are_all_durable_and_readable() {
         let path = std::env::temp_dir().join(format!("onshi-audit-{}.sqlite", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let log = AuditLog::open(&path).unwrap();
+        let store: Arc<dyn Store> = Arc::new(crate::store::SqliteStore::open(&path).unwrap());
+        let log = AuditLog::start(Arc::clone(&store)).unwrap();
         let mut handles = Vec::new();
         for i in 0..50 {
             let log = log.clone();
@@ -243,7 +164,12 @@ mod tests {
         for h in handles {
             h.await.unwrap().unwrap();
         }
-        let all = read_all(&path).unwrap();
+        let all = store
+            .query_audit(&AuditQuery {
+                limit: 1000,
+                ..AuditQuery::default()
+            })
+            .unwrap();
         assert_eq!(all.len(), 50);
         assert!(all.iter().any(|r| r.confirmation_id == "C049"));
         assert_eq!(all[0].at, record("x").at);

@@ -6,13 +6,13 @@
 //! Used challenges are kept until well past their expiry so a replay is reported as a replay,
 //! not as an unknown challenge.
 
-use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use onshi_proto::binding::{Purpose, CHALLENGE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
-use rusqlite::{params, Connection, OptionalExtension};
 use time::{Duration, OffsetDateTime};
+
+use crate::store::{Store, StoreError, StoredChallenge};
 
 /// How long a used or expired challenge is remembered after its expiry.
 const REMEMBER_FOR: Duration = Duration::hours(1);
@@ -35,8 +35,8 @@ pub enum ChallengeError {
     Store(String),
 }
 
-impl From<rusqlite::Error> for ChallengeError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<StoreError> for ChallengeError {
+    fn from(e: StoreError) -> Self {
         ChallengeError::Store(e.to_string())
     }
 }
@@ -48,53 +48,28 @@ pub struct IssuedChallenge {
     pub expires_at: OffsetDateTime,
 }
 
-/// The challenge table of the store.
+/// Issues and consumes challenges in the shared store.
 #[derive(Debug)]
 pub struct Challenges {
-    conn: Mutex<Connection>,
+    store: Arc<dyn Store>,
     ttl: Duration,
     rng: SystemRandom,
 }
 
 impl Challenges {
-    /// Opens the challenge table in the store at `path`, creating it if needed.
-    ///
-    /// This connection uses `synchronous=NORMAL`: in WAL mode a committed "used" mark survives
-    /// a crash of the process (SIGKILL included); only a power loss could forget marks of the
-    /// last moments, and those challenges expire within the TTL anyway.
-    pub fn open(path: &Path, ttl: Duration) -> Result<Self, ChallengeError> {
-        let conn = Connection::open(path)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=NORMAL;
-             PRAGMA busy_timeout=5000;
-             CREATE TABLE IF NOT EXISTS challenges (
-                 challenge  BLOB PRIMARY KEY,
-                 terminal   TEXT NOT NULL,
-                 purpose    INTEGER NOT NULL,
-                 expires_at INTEGER NOT NULL,
-                 used_at    INTEGER
-             ) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS challenges_expiry ON challenges(expires_at);",
-        )?;
-        Ok(Self {
-            conn: Mutex::new(conn),
+    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+        Self {
+            store,
             ttl,
             rng: SystemRandom::new(),
-        })
+        }
     }
 
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, ChallengeError> {
-        self.conn
-            .lock()
-            .map_err(|_| ChallengeError::Store("challenge store lock poisoned".into()))
-    }
-
-    /// Issues a fresh challenge for `terminal` and `purpose`.
+    /// Issues a fresh challenge for `terminal` and `purpose`. Blocking.
     pub fn issue(
         &self,
         terminal: &str,
@@ -106,24 +81,22 @@ impl Challenges {
             .fill(&mut bytes)
             .map_err(|_| ChallengeError::Store("system random generator failed".into()))?;
         let expires_at = now + self.ttl;
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO challenges (challenge, terminal, purpose, expires_at) VALUES (?1, ?2, ?3, ?4)",
-            params![&bytes[..], terminal, purpose as u8, millis(expires_at)],
-        )?;
+        self.store.insert_challenge(&StoredChallenge {
+            bytes,
+            terminal: terminal.to_owned(),
+            purpose: purpose as u8,
+            expires_at,
+        })?;
         // Forget long-dead challenges now and then (1 in 64 issues), keeping the table small.
         if bytes[0] & 0x3F == 0 {
-            conn.execute(
-                "DELETE FROM challenges WHERE expires_at < ?1",
-                params![millis(now - REMEMBER_FOR)],
-            )?;
+            self.store.purge_challenges(now - REMEMBER_FOR)?;
         }
         Ok(IssuedChallenge { bytes, expires_at })
     }
 
     /// Consumes a challenge: it must be known, this terminal's, for this purpose, unexpired
     /// and unused. A challenge presented by another terminal is not consumed (that terminal
-    /// could otherwise burn challenges it never received).
+    /// could otherwise burn challenges it never received). Blocking.
     pub fn consume(
         &self,
         challenge: &[u8],
@@ -134,48 +107,19 @@ impl Challenges {
         if challenge.len() != CHALLENGE_LEN {
             return Err(ChallengeError::Unknown);
         }
-        let conn = self.lock()?;
-        let row: Option<(String, u8, i64, Option<i64>)> = conn
-            .query_row(
-                "SELECT terminal, purpose, expires_at, used_at FROM challenges WHERE challenge = ?1",
-                params![challenge],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?;
-        let Some((owner, stored_purpose, expires_at, used_at)) = row else {
-            return Err(ChallengeError::Unknown);
-        };
-        if owner != terminal {
-            return Err(ChallengeError::OtherTerminal);
-        }
-        if used_at.is_some() {
-            return Err(ChallengeError::Reused);
-        }
-        if stored_purpose != purpose as u8 {
-            return Err(ChallengeError::WrongPurpose);
-        }
-        if millis(now) > expires_at {
-            return Err(ChallengeError::Expired);
-        }
-        let changed = conn.execute(
-            "UPDATE challenges SET used_at = ?2 WHERE challenge = ?1 AND used_at IS NULL",
-            params![challenge, millis(now)],
-        )?;
-        if changed == 1 {
-            Ok(())
-        } else {
-            Err(ChallengeError::Reused)
-        }
+        self.store
+            .consume_challenge(challenge, terminal, purpose as u8, now)
     }
-}
-
-fn millis(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn open(path: &std::path::Path) -> Challenges {
+        let store = crate::store::SqliteStore::open(path).unwrap();
+        Challenges::new(Arc::new(store), Duration::seconds(60))
+    }
 
     fn store(name: &str) -> (Challenges, std::path::PathBuf) {
         let path = std::env::temp_dir().join(format!(
@@ -183,10 +127,7 @@ mod tests {
             std::process::id()
         ));
         let _ = std::fs::remove_file(&path);
-        (
-            Challenges::open(&path, Duration::seconds(60)).unwrap(),
-            path,
-        )
+        (open(&path), path)
     }
 
     #[test]
@@ -238,7 +179,7 @@ mod tests {
     #[test]
     fn a_second_instance_on_the_same_store_sees_the_use() {
         let (c1, path) = store("shared");
-        let c2 = Challenges::open(&path, Duration::seconds(60)).unwrap();
+        let c2 = open(&path);
         let now = OffsetDateTime::now_utc();
         let a = c1.issue("T", Purpose::Confirm, now).unwrap();
         assert_eq!(c2.consume(&a.bytes, "T", Purpose::Confirm, now), Ok(()));

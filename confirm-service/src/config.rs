@@ -13,8 +13,9 @@ use crate::validation::{EndEntityPolicy, StaleCrlPolicy};
 pub struct Config {
     /// Address to listen on, e.g. `127.0.0.1:50443`.
     pub listen: SocketAddr,
-    /// The SQLite store file.
-    pub store: PathBuf,
+    /// Where the store is: a SQLite file path (relative to this file's folder), or a
+    /// `postgres://` URL (docs/storage.md).
+    pub store: String,
     /// Lifetime of a challenge.
     #[serde(default = "default_ttl")]
     pub challenge_ttl_seconds: u32,
@@ -135,7 +136,9 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
-        fix(&mut self.store);
+        if !crate::store::is_postgres_url(&self.store) && Path::new(&self.store).is_relative() {
+            self.store = base.join(&self.store).to_string_lossy().into_owned();
+        }
         fix(&mut self.tls.certificate);
         fix(&mut self.tls.private_key);
         fix(&mut self.tls.client_ca);
@@ -215,7 +218,7 @@ trust_anchors = ["ca.pem"]
         )
         .unwrap();
         let c = Config::load(&path).unwrap();
-        assert_eq!(c.store, dir.join("store/onshi.sqlite"));
+        assert_eq!(c.store, dir.join("store/onshi.sqlite").to_string_lossy());
         assert_eq!(c.tls.client_ca, PathBuf::from("/abs/ca.pem"));
         assert_eq!(c.challenge_ttl_seconds, 60);
         assert_eq!(c.validation.stale_crl, StaleCrlPolicy::Reject);

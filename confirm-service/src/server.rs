@@ -15,7 +15,7 @@ use crate::challenge::Challenges;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::service::{ConfirmationService, ServiceState};
-use crate::store::SqliteStore;
+use crate::store;
 use crate::trust_reload::{LiveTrust, TrustFiles, Watcher};
 
 /// Why the service could not start or stopped with an error.
@@ -85,15 +85,15 @@ pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceStat
             )
             .map_err(|e| ServeError::Store(format!("cannot start the CRL reload thread: {e}")))?;
     }
-    let store = SqliteStore::open(&config.store).map_err(|e| ServeError::Store(e.to_string()))?;
-    let challenges = Challenges::open(
-        &config.store,
+    let store = store::open(&config.store).map_err(|e| ServeError::Store(e.to_string()))?;
+    let challenges = Challenges::new(
+        Arc::clone(&store),
         time::Duration::seconds(i64::from(config.challenge_ttl_seconds)),
-    )
-    .map_err(|e| ServeError::Store(e.to_string()))?;
-    let audit = AuditLog::open(&config.store).map_err(|e| ServeError::Store(e.to_string()))?;
+    );
+    let audit =
+        AuditLog::start(Arc::clone(&store)).map_err(|e| ServeError::Store(e.to_string()))?;
     Ok(ServiceState {
-        store: Arc::new(store),
+        store,
         challenges: Arc::new(challenges),
         trust,
         cert_cache: CertCache::new(config.validation.cache_entries),

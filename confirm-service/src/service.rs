@@ -25,7 +25,7 @@ use crate::challenge::Challenges;
 use crate::clock::Clock;
 use crate::eligibility;
 use crate::outcome::Refusal;
-use crate::store::{CardKey, SqliteStore, TerminalStatus};
+use crate::store::{CardKey, Store, TerminalStatus};
 use crate::terminal::TerminalIdentity;
 use crate::trust_reload::LiveTrust;
 use crate::validation::{ValidatedCertificate, MAX_CERTIFICATE_LEN};
@@ -42,7 +42,7 @@ const MAX_SIGNATURE_LEN: usize = 512;
 /// Everything the handlers share.
 #[derive(Debug)]
 pub struct ServiceState {
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     pub challenges: Arc<Challenges>,
     /// The current trust store (replaced when the CRL files change).
     pub trust: Arc<LiveTrust>,

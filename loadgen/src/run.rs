@@ -256,7 +256,7 @@ fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
                 terminals::register(&config.store, &identities)?;
                 notes.push(format!(
                     "minted terminals were registered in {}; the service at {url} must use that store",
-                    config.store.display()
+                    config.store
                 ));
             }
             Ok(Setup {
@@ -278,11 +278,18 @@ fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
                 .map_err(LoadgenError::io("create a run directory in", &world.dir))?;
             let config = onshi_confirm_service::config::Config::load(&world_config)
                 .map_err(|e| LoadgenError::World(e.to_string()))?;
+            if onshi_confirm_service::store::is_postgres_url(&config.store) {
+                return Err(LoadgenError::World(
+                    "the world's store is PostgreSQL; a started service copies a SQLite store, \
+                     so start the service yourself and pass --service URL"
+                        .into(),
+                ));
+            }
+            let world_store = PathBuf::from(&config.store);
             let store = run_dir.path().join("onshi.sqlite");
-            std::fs::copy(&config.store, &store)
-                .map_err(LoadgenError::io("copy", &config.store))?;
+            std::fs::copy(&world_store, &store).map_err(LoadgenError::io("copy", &world_store))?;
             for suffix in ["-wal", "-shm"] {
-                let mut from = config.store.clone().into_os_string();
+                let mut from = world_store.clone().into_os_string();
                 from.push(suffix);
                 let from = PathBuf::from(from);
                 if from.exists() {
@@ -293,7 +300,7 @@ fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
                 }
             }
             if need_mint {
-                terminals::register(&store, &identities)?;
+                terminals::register(&store.to_string_lossy(), &identities)?;
             }
             let text = std::fs::read_to_string(&world_config)
                 .map_err(LoadgenError::io("read", &world_config))?;

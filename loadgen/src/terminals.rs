@@ -5,9 +5,8 @@
 //! certificate from the network CA with the subject the service reads its identity from:
 //! `C=JP, O=onshi test network, OU=<医療機関コード>, CN=LG<nnnnn>`.
 
-use std::path::Path;
 
-use onshi_confirm_service::store::{SqliteStore, Terminal, TerminalStatus};
+use onshi_confirm_service::store::{self, LoadBatch, Terminal, TerminalStatus};
 use rcgen::string::PrintableString;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer,
@@ -152,20 +151,25 @@ pub fn mint(
     Ok(out)
 }
 
-/// Registers minted terminals (in operation) in the store at `store`, in one transaction.
-pub fn register(store: &Path, terminals: &[TerminalIdentity]) -> Result<(), LoadgenError> {
-    let store = SqliteStore::open(store).map_err(|e| LoadgenError::Store(e.to_string()))?;
-    store
-        .bulk(|bulk| {
-            for t in terminals {
+/// Registers minted terminals (in operation) in the store at `location` (a SQLite file or a
+/// PostgreSQL URL), in one transaction.
+pub fn register(location: &str, terminals: &[TerminalIdentity]) -> Result<(), LoadgenError> {
+    let store = store::open(location).map_err(|e| LoadgenError::Store(e.to_string()))?;
+    let batch = LoadBatch {
+        terminals: terminals
+            .iter()
+            .map(|t| {
                 let (code, id) = t.name.split_once('-').unwrap_or((t.name.as_str(), ""));
-                bulk.upsert_terminal(&Terminal {
+                Terminal {
                     institution_code: code.to_owned(),
                     terminal_id: id.to_owned(),
                     status: TerminalStatus::InOperation,
-                })?;
-            }
-            Ok(())
-        })
+                }
+            })
+            .collect(),
+        ..LoadBatch::default()
+    };
+    store
+        .load(&batch)
         .map_err(|e| LoadgenError::Store(e.to_string()))
 }

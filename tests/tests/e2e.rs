@@ -70,8 +70,16 @@ fn valid_card_is_confirmed_with_expected_fields_and_audited() {
 
     // The audit record is in the store, with the consents and the person.
     let id = result["confirmation_id"].as_str().unwrap();
-    let records =
-        onshi_confirm_service::audit::read_all(&w.dir.join("store/onshi.sqlite")).unwrap();
+    let store =
+        onshi_confirm_service::store::SqliteStore::open(&w.dir.join("store/onshi.sqlite")).unwrap();
+    let records = onshi_confirm_service::store::Store::query_audit(
+        &store,
+        &onshi_confirm_service::audit::AuditQuery {
+            limit: 10_000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let rec = records
         .iter()
         .find(|r| r.confirmation_id == id)

@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use time::format_description::FormatItem;
 use time::macros::format_description;
@@ -368,4 +369,23 @@ pub fn parse_date(s: &str) -> Result<Date, StoreError> {
 
 pub(crate) fn parse_opt_date(s: Option<&str>) -> Result<Option<Date>, StoreError> {
     s.map(parse_date).transpose()
+}
+
+/// Whether a store location is a PostgreSQL URL rather than a SQLite file path.
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// Opens the store a configuration names: a `postgres://` or `postgresql://` URL, or else a
+/// SQLite file path (created if missing).
+pub fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if is_postgres_url(location) {
+        return Err(StoreError::BadLocation(format!(
+            "{location} (this build has no PostgreSQL store yet)"
+        )));
+    }
+    if location.is_empty() {
+        return Err(StoreError::BadLocation(location.to_owned()));
+    }
+    Ok(Arc::new(SqliteStore::open(&PathBuf::from(location))?))
 }

@@ -15,16 +15,23 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
 
+use time::OffsetDateTime;
+
 use super::{
-    corrupt, format_date, format_opt_date, parse_date, parse_opt_date, CardKey, StoreError,
-    Terminal, TerminalStatus,
+    corrupt, format_date, format_opt_date, parse_date, parse_opt_date, BatchItem, BatchJob,
+    CardKey, LoadBatch, Registration, Store, StoreError, StoredChallenge, Terminal, TerminalStatus,
 };
+use crate::audit::{AuditQuery, AuditRecord};
+use crate::challenge::ChallengeError;
+use crate::clinical::{Checkup, Medication};
+use crate::consent::{ConsentGrant, ConsentKind};
 use crate::eligibility::{
-    ElderlyCertificate, HighCostLimit, InsurerNumber, Person, QualificationRecord, SpecificDisease,
+    ElderlyCertificate, HighCostLimit, InsurerNumber, NumbersQuery, Person, QualificationRecord,
+    SpecificDisease,
 };
 
 /// The schema version this code writes and understands (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -102,40 +109,24 @@ CREATE TABLE IF NOT EXISTS terminals (
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// `synchronous=NORMAL`: challenges only (see the module documentation).
+    challenges: Mutex<Connection>,
+    /// `synchronous=FULL`: the audit writer's group commits.
+    audit: Mutex<Connection>,
 }
 
 impl SqliteStore {
     /// Opens the store at `path`, creating the file and the schema if missing. Refuses a file
     /// whose schema is newer than this build.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        };
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        let mut conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(open_err)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::JournalMode {
-                path: path.to_owned(),
-                mode,
-            });
-        }
-        // FULL: in WAL mode the log is fsync'd at every commit, so a committed row survives
-        // power loss, which the audit log relies on.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", true)
-            .map_err(open_err)?;
+        let mut conn = connect(path, "FULL")?;
         migrate(&mut conn, path)?;
+        let challenges = connect(path, "NORMAL")?;
+        let audit = connect(path, "FULL")?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            challenges: Mutex::new(challenges),
+            audit: Mutex::new(audit),
         })
     }
 
@@ -411,6 +402,878 @@ impl Bulk<'_> {
     }
 }
 
+/// One connection to the file in WAL mode with the given `synchronous` level.
+fn connect(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(open_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::JournalMode {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    // FULL: in WAL mode the log is fsync'd at every commit, so a committed row survives
+    // power loss, which the audit log relies on.
+    conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(open_err)?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(open_err)?;
+    Ok(conn)
+}
+
+/// Version 2: registration time, clinical data, consents, challenges, audit and batch jobs
+/// (the last two were created by their modules before; `IF NOT EXISTS` adopts them).
+const SCHEMA_V2: &str = "
+ALTER TABLE persons ADD COLUMN registered_at INTEGER;
+
+CREATE TABLE IF NOT EXISTS medications (
+    id INTEGER PRIMARY KEY,
+    person_id TEXT NOT NULL REFERENCES persons(id),
+    dispensed_on TEXT NOT NULL,
+    institution_code TEXT NOT NULL,
+    institution_name TEXT NOT NULL,
+    drug_code TEXT NOT NULL,
+    drug_name TEXT NOT NULL,
+    usage TEXT NOT NULL,
+    daily_quantity TEXT NOT NULL,
+    days INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS medications_by_person ON medications(person_id, dispensed_on);
+
+CREATE TABLE IF NOT EXISTS checkups (
+    id INTEGER PRIMARY KEY,
+    person_id TEXT NOT NULL REFERENCES persons(id),
+    examined_on TEXT NOT NULL,
+    height_cm_x10 INTEGER NOT NULL,
+    weight_kg_x10 INTEGER NOT NULL,
+    waist_cm_x10 INTEGER NOT NULL,
+    bmi_x10 INTEGER NOT NULL,
+    systolic_mmhg INTEGER NOT NULL,
+    diastolic_mmhg INTEGER NOT NULL,
+    hba1c_x10 INTEGER NOT NULL,
+    ldl_mg_dl INTEGER NOT NULL,
+    judgement TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checkups_by_person ON checkups(person_id, examined_on);
+
+-- Instants are Unix milliseconds.
+CREATE TABLE IF NOT EXISTS consents (
+    person_id TEXT NOT NULL,
+    institution_code TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    given_at INTEGER NOT NULL,
+    valid_until INTEGER NOT NULL,
+    PRIMARY KEY (person_id, institution_code, kind)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS challenges (
+    challenge  BLOB PRIMARY KEY,
+    terminal   TEXT NOT NULL,
+    purpose    INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS challenges_expiry ON challenges(expires_at);
+
+CREATE TABLE IF NOT EXISTS audit (
+    seq                INTEGER PRIMARY KEY AUTOINCREMENT,
+    confirmation_id    TEXT NOT NULL UNIQUE,
+    at                 TEXT NOT NULL,
+    institution_code   TEXT NOT NULL,
+    terminal_id        TEXT NOT NULL,
+    person_id          TEXT,
+    method             TEXT NOT NULL,
+    purpose            TEXT NOT NULL,
+    result_code        TEXT NOT NULL,
+    consents           INTEGER NOT NULL,
+    certificate_sha256 TEXT,
+    returned           TEXT NOT NULL
+);
+ALTER TABLE audit ADD COLUMN at_ms INTEGER NOT NULL DEFAULT 0;
+UPDATE audit SET at_ms = CAST(ROUND((julianday(at) - 2440587.5) * 86400000) AS INTEGER);
+DROP INDEX IF EXISTS audit_person;
+DROP INDEX IF EXISTS audit_institution;
+CREATE INDEX audit_by_person ON audit(person_id, at_ms);
+CREATE INDEX audit_by_institution ON audit(institution_code, at_ms);
+CREATE INDEX audit_by_time ON audit(at_ms);
+
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    reception_number TEXT PRIMARY KEY NOT NULL,
+    institution_code TEXT NOT NULL,
+    terminal_id TEXT NOT NULL,
+    submitted_at INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    completed INTEGER NOT NULL DEFAULT 0,
+    finished_at INTEGER,
+    lease_owner TEXT,
+    lease_until INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS batch_jobs_unfinished ON batch_jobs(finished_at, submitted_at);
+
+CREATE TABLE IF NOT EXISTS batch_items (
+    reception_number TEXT NOT NULL REFERENCES batch_jobs(reception_number),
+    ordinal INTEGER NOT NULL,
+    query BLOB NOT NULL,
+    result BLOB,
+    PRIMARY KEY (reception_number, ordinal)
+) WITHOUT ROWID;
+";
+
+/// Unix milliseconds, the stores' instant representation.
+pub(crate) fn millis(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The instant of Unix milliseconds.
+pub(crate) fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| corrupt("instant", format!("{ms}: {e}")))
+}
+
+fn to_u32(what: &'static str, v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| corrupt(what, v))
+}
+
+const AUDIT_COLUMNS: &str = "confirmation_id, at_ms, institution_code, terminal_id, person_id, \
+     method, purpose, result_code, consents, certificate_sha256, returned";
+
+fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<(AuditRecord, i64)> {
+    let at_ms: i64 = r.get(1)?;
+    Ok((
+        AuditRecord {
+            confirmation_id: r.get(0)?,
+            at: OffsetDateTime::UNIX_EPOCH,
+            institution_code: r.get(2)?,
+            terminal_id: r.get(3)?,
+            person_id: r.get(4)?,
+            method: r.get(5)?,
+            purpose: r.get(6)?,
+            result_code: r.get(7)?,
+            consents: r.get(8)?,
+            certificate_sha256: r.get(9)?,
+            returned: r.get(10)?,
+        },
+        at_ms,
+    ))
+}
+
+const BATCH_COLUMNS: &str =
+    "reception_number, institution_code, terminal_id, submitted_at, total, completed, finished_at";
+
+fn batch_from_row(r: &Row<'_>) -> rusqlite::Result<(BatchJob, i64, Option<i64>)> {
+    let submitted: i64 = r.get(3)?;
+    let finished: Option<i64> = r.get(6)?;
+    Ok((
+        BatchJob {
+            reception_number: r.get(0)?,
+            institution_code: r.get(1)?,
+            terminal_id: r.get(2)?,
+            submitted_at: OffsetDateTime::UNIX_EPOCH,
+            total: r.get(4)?,
+            completed: r.get(5)?,
+            finished_at: None,
+        },
+        submitted,
+        finished,
+    ))
+}
+
+fn batch_job(
+    (mut job, submitted, finished): (BatchJob, i64, Option<i64>),
+) -> Result<BatchJob, StoreError> {
+    job.submitted_at = from_millis(submitted)?;
+    job.finished_at = finished.map(from_millis).transpose()?;
+    Ok(job)
+}
+
+impl Bulk<'_> {
+    /// Adds a dispensed drug.
+    pub fn insert_medication(&mut self, m: &Medication) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO medications (person_id, dispensed_on, institution_code,
+                 institution_name, drug_code, drug_name, usage, daily_quantity, days)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        stmt.execute(params![
+            m.person_id,
+            format_date(m.dispensed_on)?,
+            m.institution_code,
+            m.institution_name,
+            m.drug_code,
+            m.drug_name,
+            m.usage,
+            m.daily_quantity,
+            m.days,
+        ])
+        .map_err(|e| unknown_person_or(e, &m.person_id))?;
+        Ok(())
+    }
+
+    /// Adds a checkup result.
+    pub fn insert_checkup(&mut self, c: &Checkup) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO checkups (person_id, examined_on, height_cm_x10, weight_kg_x10,
+                 waist_cm_x10, bmi_x10, systolic_mmhg, diastolic_mmhg, hba1c_x10, ldl_mg_dl,
+                 judgement)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        stmt.execute(params![
+            c.person_id,
+            format_date(c.examined_on)?,
+            c.height_cm_x10,
+            c.weight_kg_x10,
+            c.waist_cm_x10,
+            c.bmi_x10,
+            c.systolic_mmhg,
+            c.diastolic_mmhg,
+            c.hba1c_x10,
+            c.ldl_mg_dl,
+            c.judgement,
+        ])
+        .map_err(|e| unknown_person_or(e, &c.person_id))?;
+        Ok(())
+    }
+
+    /// Writes a whole [`LoadBatch`]; see [`Store::load`].
+    pub fn load(&mut self, batch: &LoadBatch) -> Result<(), StoreError> {
+        for p in &batch.persons {
+            self.upsert_person(p)?;
+        }
+        for q in &batch.qualifications {
+            self.insert_qualification(q)?;
+        }
+        for (card, person) in &batch.cards {
+            self.link_card(card, person)?;
+        }
+        for t in &batch.terminals {
+            self.upsert_terminal(t)?;
+        }
+        for m in &batch.medications {
+            self.insert_medication(m)?;
+        }
+        for c in &batch.checkups {
+            self.insert_checkup(c)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a person, or replaces one with the same id (its records stay).
+    pub fn upsert_person(&mut self, p: &Person) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO persons (id, name, kana_name, sex, birth_date, address, postcode,
+                                  registered_for_insurance)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+                 kana_name = excluded.kana_name, sex = excluded.sex,
+                 birth_date = excluded.birth_date, address = excluded.address,
+                 postcode = excluded.postcode,
+                 registered_for_insurance = excluded.registered_for_insurance",
+        )?;
+        stmt.execute(params![
+            p.id,
+            p.name,
+            p.kana_name,
+            p.sex,
+            format_date(p.birth_date)?,
+            p.address,
+            p.postcode,
+            p.registered_for_insurance,
+        ])?;
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    fn lock_challenges(&self) -> MutexGuard<'_, Connection> {
+        self.challenges.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_audit(&self) -> MutexGuard<'_, Connection> {
+        self.audit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Streams the reference data out in chunks of up to `chunk_persons` persons (with their
+    /// qualification records, card links, medications and checkups; the terminals come with
+    /// the first chunk), in person-id order: for copying a world into another store without
+    /// holding it in memory. Stops at the first error `f` returns.
+    pub fn export(
+        &self,
+        chunk_persons: usize,
+        mut f: impl FnMut(LoadBatch) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let chunk = chunk_persons.max(1);
+        let mut batch = LoadBatch {
+            terminals: self.terminals()?,
+            ..LoadBatch::default()
+        };
+        let mut after = String::new();
+        loop {
+            let ids: Vec<String> = {
+                let conn = self.lock();
+                let mut stmt = conn
+                    .prepare_cached("SELECT id FROM persons WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+                let rows = stmt
+                    .query_map(params![after, chunk as i64], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()?;
+                rows
+            };
+            let Some(last) = ids.last() else { break };
+            after = last.clone();
+            for id in &ids {
+                let person = self
+                    .person(id)?
+                    .ok_or_else(|| StoreError::UnknownPerson(id.clone()))?;
+                batch.persons.push(person);
+                batch.qualifications.extend(self.qualifications(id)?);
+                batch.medications.extend(self.medications(id)?);
+                batch.checkups.extend(self.checkups(id)?);
+                batch
+                    .cards
+                    .extend(self.cards_of(id)?.into_iter().map(|k| (k, id.clone())));
+            }
+            f(std::mem::take(&mut batch))?;
+        }
+        if !batch.is_empty() {
+            f(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Every terminal, by institution code and id.
+    pub fn terminals(&self) -> Result<Vec<Terminal>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT institution_code, terminal_id, status FROM terminals
+             ORDER BY institution_code, terminal_id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(institution_code, terminal_id, status)| {
+                Ok(Terminal {
+                    institution_code,
+                    terminal_id,
+                    status: TerminalStatus::parse(&status)
+                        .ok_or_else(|| corrupt("terminal status", &status))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The certificates linked to a person.
+    pub fn cards_of(&self, person_id: &str) -> Result<Vec<CardKey>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT issuer_key, serial FROM cards WHERE person_id = ?1 ORDER BY issuer_key, serial",
+        )?;
+        let rows = stmt
+            .query_map([person_id], |r| {
+                Ok(CardKey {
+                    issuer_key: r.get(0)?,
+                    serial: r.get(1)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn load(&self, batch: &LoadBatch) -> Result<(), StoreError> {
+        self.bulk(|b| b.load(batch))
+    }
+
+    fn terminal(
+        &self,
+        institution_code: &str,
+        terminal_id: &str,
+    ) -> Result<Option<Terminal>, StoreError> {
+        SqliteStore::terminal(self, institution_code, terminal_id)
+    }
+
+    fn person_for_card(&self, card: &CardKey) -> Result<Option<String>, StoreError> {
+        SqliteStore::person_for_card(self, card)
+    }
+
+    fn person(&self, id: &str) -> Result<Option<Person>, StoreError> {
+        SqliteStore::person(self, id)
+    }
+
+    fn qualifications(&self, person_id: &str) -> Result<Vec<QualificationRecord>, StoreError> {
+        SqliteStore::qualifications(self, person_id)
+    }
+
+    fn persons_by_numbers(&self, q: &NumbersQuery) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT q.person_id FROM qualifications q JOIN persons p ON p.id = q.person_id
+             WHERE q.insurer_number = ?1 AND q.number = ?2
+               AND q.symbol IS ?3 AND q.branch IS ?4 AND p.birth_date = ?5
+             ORDER BY q.person_id",
+        )?;
+        let rows = stmt
+            .query_map(
+                params![
+                    q.insurer_number.as_str(),
+                    q.number,
+                    q.symbol,
+                    q.branch,
+                    format_date(q.birth_date)?
+                ],
+                |r| r.get(0),
+            )?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(rows)
+    }
+
+    fn medications(&self, person_id: &str) -> Result<Vec<Medication>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT person_id, dispensed_on, institution_code, institution_name, drug_code,
+                    drug_name, usage, daily_quantity, days
+             FROM medications WHERE person_id = ?1 ORDER BY dispensed_on DESC, id",
+        )?;
+        let rows = stmt
+            .query_map([person_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, i64>(8)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(
+                |(person_id, on, code, iname, dcode, dname, usage, qty, days)| {
+                    Ok(Medication {
+                        person_id,
+                        dispensed_on: parse_date(&on)?,
+                        institution_code: code,
+                        institution_name: iname,
+                        drug_code: dcode,
+                        drug_name: dname,
+                        usage,
+                        daily_quantity: qty,
+                        days: to_u32("days", days)?,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    fn checkups(&self, person_id: &str) -> Result<Vec<Checkup>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT person_id, examined_on, height_cm_x10, weight_kg_x10, waist_cm_x10, bmi_x10,
+                    systolic_mmhg, diastolic_mmhg, hba1c_x10, ldl_mg_dl, judgement
+             FROM checkups WHERE person_id = ?1 ORDER BY examined_on DESC, id",
+        )?;
+        let rows = stmt
+            .query_map([person_id], |r| {
+                let mut n = [0i64; 8];
+                for (i, v) in n.iter_mut().enumerate() {
+                    *v = r.get(i + 2)?;
+                }
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    n,
+                    r.get::<_, String>(10)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(person_id, on, n, judgement)| {
+                Ok(Checkup {
+                    person_id,
+                    examined_on: parse_date(&on)?,
+                    height_cm_x10: to_u32("height", n[0])?,
+                    weight_kg_x10: to_u32("weight", n[1])?,
+                    waist_cm_x10: to_u32("waist", n[2])?,
+                    bmi_x10: to_u32("bmi", n[3])?,
+                    systolic_mmhg: to_u32("systolic", n[4])?,
+                    diastolic_mmhg: to_u32("diastolic", n[5])?,
+                    hba1c_x10: to_u32("hba1c", n[6])?,
+                    ldl_mg_dl: to_u32("ldl", n[7])?,
+                    judgement,
+                })
+            })
+            .collect()
+    }
+
+    fn register_for_insurance(
+        &self,
+        person_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<Registration, StoreError> {
+        let conn = self.lock();
+        let changed = conn
+            .prepare_cached(
+                "UPDATE persons SET registered_for_insurance = 1, registered_at = ?2
+                 WHERE id = ?1 AND registered_for_insurance = 0",
+            )?
+            .execute(params![person_id, millis(at)])?;
+        if changed == 1 {
+            return Ok(Registration::Registered);
+        }
+        let exists: Option<i64> = conn
+            .prepare_cached("SELECT 1 FROM persons WHERE id = ?1")?
+            .query_row([person_id], |r| r.get(0))
+            .optional()?;
+        match exists {
+            Some(_) => Ok(Registration::AlreadyRegistered),
+            None => Err(StoreError::UnknownPerson(person_id.to_owned())),
+        }
+    }
+
+    fn record_consents(&self, grants: &[ConsentGrant]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO consents (person_id, institution_code, kind, given_at, valid_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (person_id, institution_code, kind) DO UPDATE
+                 SET given_at = excluded.given_at, valid_until = excluded.valid_until",
+            )?;
+            for g in grants {
+                stmt.execute(params![
+                    g.person_id,
+                    g.institution_code,
+                    g.kind.as_str(),
+                    millis(g.given_at),
+                    millis(g.valid_until)
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn consents(
+        &self,
+        person_id: &str,
+        institution_code: &str,
+    ) -> Result<Vec<ConsentGrant>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT kind, given_at, valid_until FROM consents
+             WHERE person_id = ?1 AND institution_code = ?2 ORDER BY kind",
+        )?;
+        let rows = stmt
+            .query_map([person_id, institution_code], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(kind, given, until)| {
+                Ok(ConsentGrant {
+                    person_id: person_id.to_owned(),
+                    institution_code: institution_code.to_owned(),
+                    kind: ConsentKind::parse(&kind)
+                        .ok_or_else(|| corrupt("consent kind", &kind))?,
+                    given_at: from_millis(given)?,
+                    valid_until: from_millis(until)?,
+                })
+            })
+            .collect()
+    }
+
+    fn insert_challenge(&self, c: &StoredChallenge) -> Result<(), StoreError> {
+        let conn = self.lock_challenges();
+        conn.prepare_cached(
+            "INSERT INTO challenges (challenge, terminal, purpose, expires_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            &c.bytes[..],
+            c.terminal,
+            c.purpose,
+            millis(c.expires_at)
+        ])?;
+        Ok(())
+    }
+
+    fn consume_challenge(
+        &self,
+        bytes: &[u8],
+        terminal: &str,
+        purpose: u8,
+        now: OffsetDateTime,
+    ) -> Result<(), ChallengeError> {
+        let store = |e: rusqlite::Error| ChallengeError::Store(e.to_string());
+        let conn = self.lock_challenges();
+        // One statement decides and marks: only an unused, unexpired challenge of this
+        // terminal and purpose is marked used. Anything else is then explained by a read.
+        let changed = conn
+            .prepare_cached(
+                "UPDATE challenges SET used_at = ?4
+                 WHERE challenge = ?1 AND terminal = ?2 AND purpose = ?3
+                   AND used_at IS NULL AND expires_at >= ?4",
+            )
+            .and_then(|mut s| s.execute(params![bytes, terminal, purpose, millis(now)]))
+            .map_err(store)?;
+        if changed == 1 {
+            return Ok(());
+        }
+        let row: Option<(String, u8, i64, Option<i64>)> = conn
+            .prepare_cached(
+                "SELECT terminal, purpose, expires_at, used_at FROM challenges WHERE challenge = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![bytes], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()
+            })
+            .map_err(store)?;
+        Err(explain_challenge(row, terminal, purpose))
+    }
+
+    fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let conn = self.lock_challenges();
+        let n = conn
+            .prepare_cached("DELETE FROM challenges WHERE expires_at < ?1")?
+            .execute(params![millis(before)])?;
+        Ok(n as u64)
+    }
+
+    fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        let mut conn = self.lock_audit();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO audit (confirmation_id, at, at_ms, institution_code, terminal_id,
+                     person_id, method, purpose, result_code, consents, certificate_sha256,
+                     returned)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for r in records {
+                let at =
+                    r.at.format(&time::format_description::well_known::Rfc3339)
+                        .map_err(|e| corrupt("audit time", e))?;
+                stmt.execute(params![
+                    r.confirmation_id,
+                    at,
+                    millis(r.at),
+                    r.institution_code,
+                    r.terminal_id,
+                    r.person_id,
+                    r.method,
+                    r.purpose,
+                    r.result_code,
+                    r.consents,
+                    r.certificate_sha256,
+                    r.returned,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.lock_audit();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit
+             WHERE (?1 IS NULL OR person_id = ?1)
+               AND (?2 IS NULL OR institution_code = ?2)
+               AND (?3 IS NULL OR at_ms >= ?3)
+               AND (?4 IS NULL OR at_ms < ?4)
+             ORDER BY at_ms, seq LIMIT ?5"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    q.person_id,
+                    q.institution_code,
+                    q.from.map(millis),
+                    q.until.map(millis),
+                    i64::from(q.limit)
+                ],
+                audit_from_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(mut r, at)| {
+                r.at = from_millis(at)?;
+                Ok(r)
+            })
+            .collect()
+    }
+
+    fn create_batch(&self, job: &BatchJob, queries: &[Vec<u8>]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.prepare_cached(&format!(
+            "INSERT INTO batch_jobs ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ))?
+        .execute(params![
+            job.reception_number,
+            job.institution_code,
+            job.terminal_id,
+            millis(job.submitted_at),
+            job.total,
+            job.completed,
+            job.finished_at.map(millis),
+        ])?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO batch_items (reception_number, ordinal, query) VALUES (?1, ?2, ?3)",
+            )?;
+            for (i, q) in queries.iter().enumerate() {
+                stmt.execute(params![job.reception_number, i as i64, q])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn batch(&self, reception_number: &str) -> Result<Option<BatchJob>, StoreError> {
+        let conn = self.lock();
+        let row = conn
+            .prepare_cached(&format!(
+                "SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE reception_number = ?1"
+            ))?
+            .query_row([reception_number], batch_from_row)
+            .optional()?;
+        row.map(batch_job).transpose()
+    }
+
+    fn unfinished_batches(&self) -> Result<Vec<BatchJob>, StoreError> {
+        let conn = self.lock();
+        let rows = conn
+            .prepare_cached(&format!(
+                "SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE finished_at IS NULL
+                 ORDER BY submitted_at, reception_number"
+            ))?
+            .query_map([], batch_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(batch_job).collect()
+    }
+
+    fn claim_batch(
+        &self,
+        reception_number: &str,
+        worker: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let changed = conn
+            .prepare_cached(
+                "UPDATE batch_jobs SET lease_owner = ?2, lease_until = ?4
+                 WHERE reception_number = ?1 AND finished_at IS NULL
+                   AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until <= ?3)",
+            )?
+            .execute(params![
+                reception_number,
+                worker,
+                millis(now),
+                millis(lease_until)
+            ])?;
+        Ok(changed == 1)
+    }
+
+    fn batch_items(
+        &self,
+        reception_number: &str,
+        from: u32,
+        limit: u32,
+    ) -> Result<Vec<BatchItem>, StoreError> {
+        let conn = self.lock();
+        let rows = conn
+            .prepare_cached(
+                "SELECT ordinal, query, result FROM batch_items
+                 WHERE reception_number = ?1 AND ordinal >= ?2 ORDER BY ordinal LIMIT ?3",
+            )?
+            .query_map(params![reception_number, from, limit], |r| {
+                Ok(BatchItem {
+                    ordinal: r.get(0)?,
+                    query: r.get(1)?,
+                    result: r.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn complete_batch_items(
+        &self,
+        reception_number: &str,
+        results: &[(u32, Vec<u8>)],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut answered = 0i64;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE batch_items SET result = ?3
+                 WHERE reception_number = ?1 AND ordinal = ?2 AND result IS NULL",
+            )?;
+            for (ordinal, result) in results {
+                answered += stmt.execute(params![reception_number, ordinal, result])? as i64;
+            }
+        }
+        tx.prepare_cached(
+            "UPDATE batch_jobs SET completed = completed + ?2,
+                 finished_at = CASE WHEN completed + ?2 >= total THEN ?3 ELSE finished_at END
+             WHERE reception_number = ?1",
+        )?
+        .execute(params![reception_number, answered, millis(now)])?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Why a challenge could not be consumed, from its stored row (or its absence).
+pub(crate) fn explain_challenge(
+    row: Option<(String, u8, i64, Option<i64>)>,
+    terminal: &str,
+    purpose: u8,
+) -> ChallengeError {
+    match row {
+        None => ChallengeError::Unknown,
+        Some((owner, _, _, _)) if owner != terminal => ChallengeError::OtherTerminal,
+        Some((_, _, _, Some(_))) => ChallengeError::Reused,
+        Some((_, p, _, None)) if p != purpose => ChallengeError::WrongPurpose,
+        Some(_) => ChallengeError::Expired,
+    }
+}
+
 /// Creates or checks the schema inside one immediate transaction, so two processes opening a
 /// fresh file at once do not both create it.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -423,9 +1286,14 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    if version < SCHEMA_VERSION {
+    if version < 1 {
         // Version 0 is a fresh file (or one where only other modules' tables exist yet).
         tx.execute_batch(SCHEMA_V1)?;
+    }
+    if version < 2 {
+        tx.execute_batch(SCHEMA_V2)?;
+    }
+    if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;
@@ -878,15 +1746,48 @@ mod tests {
     }
 
     #[test]
-    fn other_modules_tables_may_come_first() {
-        let tmp = TempStore::new("others");
+    fn a_version_1_store_is_migrated_with_its_audit_records() {
+        let tmp = TempStore::new("v1");
         {
+            // The layout of version 1, with the audit table its module created then.
             let c = Connection::open(tmp.path()).unwrap();
-            c.execute_batch("CREATE TABLE audit (id INTEGER PRIMARY KEY)")
-                .unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.execute_batch(
+                "CREATE TABLE audit (
+                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                     confirmation_id TEXT NOT NULL UNIQUE, at TEXT NOT NULL,
+                     institution_code TEXT NOT NULL, terminal_id TEXT NOT NULL,
+                     person_id TEXT, method TEXT NOT NULL, purpose TEXT NOT NULL,
+                     result_code TEXT NOT NULL, consents INTEGER NOT NULL,
+                     certificate_sha256 TEXT, returned TEXT NOT NULL);
+                 INSERT INTO audit (confirmation_id, at, institution_code, terminal_id, method,
+                     purpose, result_code, consents, returned)
+                 VALUES ('C1', '2026-11-24T01:02:03.25Z', '1340123452', 'T01', 'pin',
+                     'confirm', 'RESULT_CODE_OK', 0, '{}');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
         }
         let store = SqliteStore::open(&tmp.path()).unwrap();
         store.insert_person(&person("P1")).unwrap();
+        let all = Store::query_audit(
+            &store,
+            &AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            all[0].at,
+            time::macros::datetime!(2026-11-24 01:02:03.25 UTC)
+        );
+        let version: i64 = store.with_connection(|c| {
+            c.pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap()
+        });
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]
