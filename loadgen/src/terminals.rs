@@ -5,7 +5,6 @@
 //! certificate from the network CA with the subject the service reads its identity from:
 //! `C=JP, O=onshi test network, OU=<医療機関コード>, CN=LG<nnnnn>`.
 
-
 use onshi_confirm_service::store::{self, LoadBatch, Terminal, TerminalStatus};
 use rcgen::string::PrintableString;
 use rcgen::{
