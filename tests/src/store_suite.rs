@@ -472,33 +472,15 @@ pub fn load_is_all_or_nothing(store: &dyn Store) {
         medications: vec![medication("P1", date!(2026 - 01 - 10), "A")],
         checkups: vec![checkup("P1", date!(2024 - 06 - 01), "A")],
     };
-    let with_ghost: [(&str, Box<dyn Fn(&mut LoadBatch)>); 4] = [
-        (
-            "qualification",
-            Box::new(|b| b.qualifications.push(koki("ghost"))),
-        ),
-        (
-            "card",
-            Box::new(|b| b.cards.push((card(8), "ghost".into()))),
-        ),
-        (
-            "medication",
-            Box::new(|b| {
-                b.medications
-                    .push(medication("ghost", date!(2026 - 01 - 01), "X"))
-            }),
-        ),
-        (
-            "checkup",
-            Box::new(|b| {
-                b.checkups
-                    .push(checkup("ghost", date!(2026 - 01 - 01), "X"))
-            }),
-        ),
-    ];
-    for (what, add_ghost) in with_ghost {
+    for what in ["qualification", "card", "medication", "checkup"] {
         let mut batch = good();
-        add_ghost(&mut batch);
+        let day = date!(2026 - 01 - 01);
+        match what {
+            "qualification" => batch.qualifications.push(koki("ghost")),
+            "card" => batch.cards.push((card(8), "ghost".into())),
+            "medication" => batch.medications.push(medication("ghost", day, "X")),
+            _ => batch.checkups.push(checkup("ghost", day, "X")),
+        }
         match store.load(&batch) {
             Err(StoreError::UnknownPerson(id)) => assert_eq!(id, "ghost", "{what}"),
             other => panic!("a {what} of an unknown person: expected UnknownPerson, got {other:?}"),
@@ -956,8 +938,8 @@ pub fn audit_round_trip_oldest_first(store: &dyn Store) {
     assert_eq!(store.query_audit(&all(100)).unwrap(), Vec::new());
     let first = record("C1", 2_000, "1340123452", Some("P1"));
     let refused = record("C0", 1_000, "1340123452", None);
-    store.append_audit(&[first.clone()]).unwrap();
-    store.append_audit(&[refused.clone()]).unwrap();
+    store.append_audit(std::slice::from_ref(&first)).unwrap();
+    store.append_audit(std::slice::from_ref(&refused)).unwrap();
     assert_eq!(store.query_audit(&all(100)).unwrap(), vec![refused, first]);
 
     // Below a millisecond the store may round down, never up, and never by a millisecond.

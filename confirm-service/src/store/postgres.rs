@@ -63,7 +63,7 @@ const POOL_WAIT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The advisory lock key that serializes schema creation ("onshi" in ASCII).
-const SCHEMA_LOCK: i64 = 0x6f6e_7368_69;
+const SCHEMA_LOCK: i64 = 0x006f_6e73_6869;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE persons (
