@@ -25,6 +25,7 @@ use crate::clinical::{Checkup, Medication};
 use crate::consent::ConsentGrant;
 use crate::eligibility::{NumbersQuery, Person, QualificationRecord};
 
+pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 

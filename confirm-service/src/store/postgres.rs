@@ -21,8 +21,9 @@
 //! - **Schema**: created or upgraded on open inside one transaction holding an advisory lock,
 //!   so instances starting together do not race; its version lives in `onshi_schema`.
 //!
-//! Connections are plain TCP or Unix-socket connections without TLS: run the database on the
-//! same host or a private network.
+//! Every method blocks (the service calls them from `spawn_blocking`); opening and dropping
+//! the store may also happen on an async thread. Connections are plain TCP or Unix-socket
+//! connections without TLS: run the database on the same host or a private network.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -362,16 +363,34 @@ impl PgStore {
                 size: pool_size.max(1),
             },
         };
-        let mut conn = store.conn()?;
-        migrate(&mut conn.client)?;
-        warn_if_not_durable(&mut conn.client, &store.target)?;
-        drop(conn);
+        let first = on_own_thread(|| -> Result<Conn, StoreError> {
+            let mut conn = store.connect()?;
+            migrate(&mut conn.client)?;
+            warn_if_not_durable(&mut conn.client, &store.target)?;
+            Ok(conn)
+        })?;
+        let mut state = store.pool.lock();
+        state.idle.push(first);
+        state.open = 1;
+        drop(state);
         Ok(store)
     }
 
     /// `user@host:port/dbname` of this store, for messages.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// Whether any person or terminal is stored (a copy refuses such a destination).
+    pub fn holds_reference_data(&self) -> Result<bool, StoreError> {
+        let rows = self.query(
+            "SELECT EXISTS (SELECT 1 FROM persons) OR EXISTS (SELECT 1 FROM terminals)",
+            &[],
+        )?;
+        rows.first()
+            .map(|r| col(r, 0))
+            .transpose()
+            .map(|b| b.unwrap_or(false))
     }
 
     fn connect(&self) -> Result<Conn, StoreError> {
@@ -450,6 +469,27 @@ impl PgStore {
         let stmt = conn.prepare(sql)?;
         Ok(conn.client.execute(&stmt, params)?)
     }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.pool.lock().idle);
+        if !idle.is_empty() {
+            on_own_thread(move || drop(idle));
+        }
+    }
+}
+
+/// Runs `f` on a thread of its own and waits for it. Each synchronous client drives its
+/// connection with a small runtime of its own, which can be neither started nor dropped on a
+/// thread that is running async code: opening and dropping the store go through here, so the
+/// service may do both from its async start-up and shutdown.
+fn on_own_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// `user@host:port/dbname` without the password.
