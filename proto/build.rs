@@ -16,6 +16,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Servers that implement part of the service (the load harness's reference) answer the
+        // rest with UNIMPLEMENTED.
+        .generate_default_stubs(true)
         .compile_fds(fds)?;
     Ok(())
 }

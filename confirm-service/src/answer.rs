@@ -3,7 +3,11 @@
 use onshi_proto::v1 as pb;
 use time::{Date, OffsetDateTime};
 
-use crate::eligibility::{Assessment, Person, QualificationRecord, Validity};
+use crate::clinical::{Checkup, Medication};
+use crate::consent::{ConsentGrant, ConsentKind};
+use crate::eligibility::{
+    Assessment, DomainError, NumbersQuery, Person, QualificationRecord, Validity,
+};
 
 /// `YYYYMMDD`, the date format of the real result files.
 pub fn yyyymmdd(d: Date) -> String {
@@ -91,42 +95,106 @@ pub fn qualification(record: &QualificationRecord, person: &Person) -> pb::Quali
     }
 }
 
-fn consent(given: bool, now: OffsetDateTime, until: OffsetDateTime) -> pb::ConsentRecord {
+/// The echo of one consent: the grant given in this confirmation, if any.
+pub fn consent_record(grant: Option<&ConsentGrant>) -> pb::ConsentRecord {
     pb::ConsentRecord {
-        given,
-        given_at: given.then(|| timestamp(now)),
-        valid_until: given.then(|| timestamp(until)),
+        given: grant.is_some(),
+        given_at: grant.map(|g| timestamp(g.given_at)),
+        valid_until: grant.map(|g| timestamp(g.valid_until)),
     }
 }
 
-/// The answer to a PIN-mode confirmation that was carried out.
+/// The answer to a confirmation that was carried out: by card (`MyNumberCard`, with the
+/// consents given on the reader) or by numbers (`InsuranceCard`, no consents). `person` is
+/// `None` when no person matched (validity 4).
 pub fn confirmation_result(
     assessment: &Assessment,
-    person: &Person,
-    consents: pb::Consents,
+    person: Option<&Person>,
+    reference: pb::ReferenceClassification,
+    consents: &[ConsentGrant],
     now: OffsetDateTime,
-    consent_valid_until: OffsetDateTime,
 ) -> pb::ConfirmationResult {
+    let echo = |kind: ConsentKind| Some(consent_record(consents.iter().find(|g| g.kind == kind)));
     let mut result = pb::ConfirmationResult {
         processing_status: pb::ProcessingStatus::Completed as i32,
-        reference_classification: pb::ReferenceClassification::MyNumberCard as i32,
-        qualifications: assessment
-            .records
-            .iter()
-            .map(|r| qualification(r, person))
-            .collect(),
+        qualifications: person
+            .map(|p| {
+                assessment
+                    .records
+                    .iter()
+                    .map(|r| qualification(r, p))
+                    .collect()
+            })
+            .unwrap_or_default(),
         consents: Some(pb::ConsentEcho {
-            medication: Some(consent(consents.medication, now, consent_valid_until)),
-            checkup: Some(consent(consents.checkup, now, consent_valid_until)),
-            clinical: Some(consent(consents.clinical, now, consent_valid_until)),
-            surgery: Some(consent(consents.surgery, now, consent_valid_until)),
+            medication: echo(ConsentKind::Medication),
+            checkup: echo(ConsentKind::Checkup),
+            clinical: echo(ConsentKind::Clinical),
+            surgery: echo(ConsentKind::Surgery),
         }),
         confirmed_at: Some(timestamp(now)),
         ..Default::default()
     };
+    result.set_reference_classification(reference);
     result.set_validity(validity(assessment.validity));
     result.set_result_code(carried_out_code(assessment.validity));
     result
+}
+
+/// The answer to a query that could not be carried out (a batch item that failed validation):
+/// processing status 2 (エラー) with its result code.
+pub fn error_result(
+    code: pb::ResultCode,
+    reference: pb::ReferenceClassification,
+    now: OffsetDateTime,
+) -> pb::ConfirmationResult {
+    let mut result = pb::ConfirmationResult {
+        confirmed_at: Some(timestamp(now)),
+        ..Default::default()
+    };
+    result.set_processing_status(pb::ProcessingStatus::Error);
+    result.set_reference_classification(reference);
+    result.set_result_code(code);
+    result
+}
+
+/// A domain query from the request's numbers, validated.
+pub fn numbers_query(q: &pb::NumbersQuery) -> Result<NumbersQuery, DomainError> {
+    NumbersQuery::parse(
+        &q.insurer_number,
+        &q.symbol,
+        &q.number,
+        &q.branch,
+        &q.birth_date,
+    )
+}
+
+pub fn medication(m: &Medication) -> pb::Medication {
+    pb::Medication {
+        dispensed_on: yyyymmdd(m.dispensed_on),
+        institution_code: m.institution_code.clone(),
+        institution_name: m.institution_name.clone(),
+        drug_code: m.drug_code.clone(),
+        drug_name: m.drug_name.clone(),
+        usage: m.usage.clone(),
+        daily_quantity: m.daily_quantity.clone(),
+        days: m.days,
+    }
+}
+
+pub fn checkup(c: &Checkup) -> pb::Checkup {
+    pb::Checkup {
+        examined_on: yyyymmdd(c.examined_on),
+        height_cm_x10: c.height_cm_x10,
+        weight_kg_x10: c.weight_kg_x10,
+        waist_cm_x10: c.waist_cm_x10,
+        bmi_x10: c.bmi_x10,
+        systolic_mmhg: c.systolic_mmhg,
+        diastolic_mmhg: c.diastolic_mmhg,
+        hba1c_x10: c.hba1c_x10,
+        ldl_mg_dl: c.ldl_mg_dl,
+        judgement: c.judgement.clone(),
+    }
 }
 
 /// What the audit log keeps of an answer: validity and which insurers' records were returned.

@@ -96,6 +96,23 @@ impl AuditLog {
         Ok(Self { tx })
     }
 
+    /// Appends several records (they travel in the same group commit when the writer is idle);
+    /// resolves once all are durable, or with the first failure.
+    pub async fn append_many(&self, records: Vec<AuditRecord>) -> Result<(), AuditError> {
+        let mut waits = Vec::with_capacity(records.len());
+        for record in records {
+            let (done, wait) = oneshot::channel();
+            self.tx
+                .send(Pending { record, done })
+                .map_err(|_| AuditError::WriterGone)?;
+            waits.push(wait);
+        }
+        for wait in waits {
+            wait.await.map_err(|_| AuditError::WriterGone)??;
+        }
+        Ok(())
+    }
+
     /// Appends a record; resolves once it is durable.
     pub async fn append(&self, record: AuditRecord) -> Result<(), AuditError> {
         let (done, wait) = oneshot::channel();

@@ -53,8 +53,10 @@ pub enum DomainError {
     NotForKoki { what: &'static str },
 }
 
-const INSURER: &str = "insurer number";
-const INSTITUTION: &str = "institution code";
+/// Field names in [`DomainError`]s, which the service maps to result codes.
+pub const INSURER: &str = "insurer number";
+pub const INSTITUTION: &str = "institution code";
+pub const BRANCH: &str = "枝番 (branch)";
 
 /// The Luhn digit of `body` as eligibility.md §3 defines it: from the rightmost body digit,
 /// weights 2, 1, 2, …; two-digit products add their digits; 10 minus the last digit of the sum,
@@ -229,12 +231,12 @@ impl NumbersQuery {
         } else {
             if branch.len() != 2 {
                 return Err(DomainError::WrongLength {
-                    what: "枝番 (branch)",
+                    what: BRANCH,
                     expected: "2",
                     actual: branch.chars().count(),
                 });
             }
-            check_digits("枝番 (branch)", branch)?;
+            check_digits(BRANCH, branch)?;
             Some(branch.to_owned())
         };
         if insurer_number.is_koki() {

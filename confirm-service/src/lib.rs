@@ -12,6 +12,7 @@
 
 pub mod answer;
 pub mod audit;
+pub mod batch;
 pub mod cert_cache;
 pub mod challenge;
 pub mod check_cert;
@@ -22,6 +23,7 @@ pub mod consent;
 pub mod der;
 pub mod eligibility;
 pub mod fuzzing;
+pub mod operator;
 pub mod outcome;
 pub mod server;
 pub mod service;

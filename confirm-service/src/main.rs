@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use onshi_confirm_service::audit::AuditQuery;
 use onshi_confirm_service::check_cert::{self, CheckOptions};
 use onshi_confirm_service::clock::SystemClock;
 use onshi_confirm_service::config::Config;
+use onshi_confirm_service::operator;
 use onshi_confirm_service::validation::{EndEntityPolicy, StaleCrlPolicy};
 use time::OffsetDateTime;
 
@@ -73,11 +75,63 @@ enum Command {
         /// The certificate to check (PEM or DER).
         cert: PathBuf,
     },
+    /// Query the audit log: every access to a person's data (who, whom, when, what was
+    /// returned, which consents), oldest first. Conditions combine; times are RFC 3339 or a
+    /// day (2026-11-24 = from 00:00 JST). Exit codes: 0 printed (possibly nothing), 2 usage or
+    /// store error.
+    Audit {
+        /// The service configuration whose store to read (a world's service.toml).
+        #[arg(long, value_name = "FILE", required_unless_present = "store")]
+        config: Option<PathBuf>,
+        /// The store itself: a SQLite file or a postgres:// URL (instead of --config).
+        #[arg(long, value_name = "LOCATION", conflicts_with = "config")]
+        store: Option<String>,
+        /// Only this person's records.
+        #[arg(long, value_name = "PERSON-ID")]
+        person: Option<String>,
+        /// Only this institution's (医療機関コード, 10 digits with a valid check digit).
+        #[arg(long, value_name = "CODE", value_parser = institution_code)]
+        institution: Option<String>,
+        /// Records at or after this time.
+        #[arg(long, value_name = "TIME", value_parser = operator::parse_time)]
+        from: Option<OffsetDateTime>,
+        /// Records before this time.
+        #[arg(long, value_name = "TIME", value_parser = operator::parse_time)]
+        until: Option<OffsetDateTime>,
+        /// At most this many records.
+        #[arg(long, value_name = "N", default_value_t = 1000,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(operator::MAX_LIMIT)))]
+        limit: u32,
+        /// One JSON object per line instead of columns.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Audit {
+            config,
+            store,
+            person,
+            institution,
+            from,
+            until,
+            limit,
+            json,
+        } => audit(
+            config,
+            store,
+            AuditQuery {
+                person_id: person,
+                institution_code: institution,
+                from,
+                until,
+                limit,
+            },
+            json,
+        ),
         Command::Serve { config, listen } => serve(config, listen),
         Command::CheckCert {
             config,
@@ -101,6 +155,67 @@ fn main() -> ExitCode {
             json,
             cert,
         ),
+    }
+}
+
+/// `--institution`: a 医療機関コード with a valid check digit.
+fn institution_code(s: &str) -> Result<String, String> {
+    onshi_confirm_service::eligibility::InstitutionCode::parse(s)
+        .map(|c| c.as_str().to_owned())
+        .map_err(|e| e.to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn audit(
+    config: Option<PathBuf>,
+    store: Option<String>,
+    query: AuditQuery,
+    json: bool,
+) -> ExitCode {
+    if let (Some(from), Some(until)) = (query.from, query.until) {
+        if from >= until {
+            eprintln!("confirm-service audit: --from must be before --until");
+            return ExitCode::from(2);
+        }
+    }
+    let location = match (config, store) {
+        (_, Some(location)) => location,
+        (Some(config), None) => match Config::load(&config) {
+            Ok(c) => c.store,
+            Err(e) => {
+                eprintln!("confirm-service audit: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => {
+            eprintln!("confirm-service audit: give --config or --store");
+            return ExitCode::from(2);
+        }
+    };
+    if !onshi_confirm_service::store::is_postgres_url(&location)
+        && !std::path::Path::new(&location).is_file()
+    {
+        eprintln!("confirm-service audit: no store file at {location}");
+        return ExitCode::from(2);
+    }
+    let store = match onshi_confirm_service::store::open(&location) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("confirm-service audit: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match operator::print_audit(store.as_ref(), &query, json, &mut out) {
+        Ok(n) => {
+            eprintln!("confirm-service audit: {n} record(s)");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("confirm-service audit: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::challenge::ChallengeError;
+use crate::eligibility::{self, DomainError};
 use crate::validation::CertError;
 
 /// Why a request was refused. Each variant maps to exactly one result code and gRPC code.
@@ -32,6 +33,25 @@ pub enum Refusal {
     CardUnknown,
     #[error("the card's holder has not registered the card for health-insurance use")]
     CardNotRegistered,
+    /// A request field failed domain validation (check digits, lengths, dates, ...).
+    #[error("invalid request: {0}")]
+    Invalid(#[from] DomainError),
+    /// An enum value this version does not know.
+    #[error("unknown {what} value {value}")]
+    UnknownEnum { what: &'static str, value: i32 },
+    /// A field or request over its size limit.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    #[error("no patient matches the insurance-card numbers and birth date")]
+    PatientUnknown,
+    #[error("the patient has not consented to share {0} information with this institution")]
+    ConsentMissing(&'static str),
+    #[error("the patient's consent to share {0} information with this institution has expired")]
+    ConsentExpired(&'static str),
+    #[error("no batch with reception number {0} for this institution")]
+    BatchUnknown(String),
+    #[error("a batch holds 1 to {max} queries, got {got}")]
+    BatchTooLarge { max: usize, got: usize },
     #[error("the service is unavailable: {0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -43,6 +63,14 @@ impl Refusal {
     pub fn result_code(&self) -> ResultCode {
         match self {
             Refusal::BadRequest(_) => ResultCode::BadRequest,
+            Refusal::Invalid(e) => invalid_code(e),
+            Refusal::UnknownEnum { .. } => ResultCode::UnknownEnumValue,
+            Refusal::TooLarge(_) => ResultCode::FieldTooLong,
+            Refusal::PatientUnknown => ResultCode::PatientUnknown,
+            Refusal::ConsentMissing(_) => ResultCode::ConsentMissing,
+            Refusal::ConsentExpired(_) => ResultCode::ConsentExpired,
+            Refusal::BatchUnknown(_) => ResultCode::BatchUnknown,
+            Refusal::BatchTooLarge { .. } => ResultCode::BatchTooLarge,
             Refusal::TerminalUnknown(_) => ResultCode::TerminalUnknown,
             Refusal::TerminalNotInOperation(_) => ResultCode::TerminalNotInOperation,
             Refusal::Challenge(e) => match e {
@@ -77,7 +105,17 @@ impl Refusal {
     /// The gRPC status code for this refusal.
     pub fn grpc_code(&self) -> Code {
         match self.result_code() {
-            ResultCode::BadRequest => Code::InvalidArgument,
+            ResultCode::BadRequest
+            | ResultCode::InvalidInsurerNumber
+            | ResultCode::InvalidInstitutionCode
+            | ResultCode::InvalidDate
+            | ResultCode::InvalidBranch
+            | ResultCode::MissingField
+            | ResultCode::FieldTooLong
+            | ResultCode::InvalidField
+            | ResultCode::UnknownEnumValue
+            | ResultCode::BatchTooLarge => Code::InvalidArgument,
+            ResultCode::PatientUnknown | ResultCode::BatchUnknown => Code::NotFound,
             ResultCode::TerminalUnknown | ResultCode::TerminalNotInOperation => {
                 Code::PermissionDenied
             }
@@ -127,6 +165,35 @@ impl Refusal {
 }
 
 /// Reads the project's result code back from a refusal status (the client side of the above).
+/// The result code of a field that failed validation: by the field, then by the failure.
+fn invalid_code(e: &DomainError) -> ResultCode {
+    match e {
+        DomainError::WrongLength { what, .. }
+        | DomainError::NonDigit { what, .. }
+        | DomainError::BadCheckDigit { what, .. }
+            if *what == eligibility::INSURER =>
+        {
+            ResultCode::InvalidInsurerNumber
+        }
+        DomainError::WrongLength { what, .. }
+        | DomainError::NonDigit { what, .. }
+        | DomainError::BadCheckDigit { what, .. }
+            if *what == eligibility::INSTITUTION =>
+        {
+            ResultCode::InvalidInstitutionCode
+        }
+        DomainError::WrongLength { what, .. } | DomainError::NonDigit { what, .. }
+            if *what == eligibility::BRANCH =>
+        {
+            ResultCode::InvalidBranch
+        }
+        DomainError::BadDate { .. } => ResultCode::InvalidDate,
+        DomainError::Empty { .. } => ResultCode::MissingField,
+        DomainError::TooLong { .. } => ResultCode::FieldTooLong,
+        _ => ResultCode::InvalidField,
+    }
+}
+
 pub fn result_code_of(status: &Status) -> Option<ResultCode> {
     let details = status.get_error_details();
     let info = details.error_info()?;

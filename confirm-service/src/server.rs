@@ -99,7 +99,15 @@ pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceStat
         cert_cache: CertCache::new(config.validation.cache_entries),
         audit,
         clock,
+        instance_id: instance_id(),
     })
+}
+
+/// A name for this process as a batch worker: host-unique and distinct across restarts.
+fn instance_id() -> String {
+    let mut bytes = [0u8; 6];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    format!("{}-{}", std::process::id(), hex::encode(bytes))
 }
 
 /// Serves until `shutdown` completes. The listener is bound by the caller, so tests bind
@@ -112,6 +120,9 @@ pub async fn run(
     on_ready: impl FnOnce(),
 ) -> Result<(), ServeError> {
     let state = build_state(config, clock)?;
+    let service = ConfirmationService::new(state);
+    // Batches left unfinished by an earlier run (or a crashed instance) are picked up.
+    crate::batch::resume(service.state());
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(
             read(&config.tls.certificate)?,
@@ -145,7 +156,7 @@ pub async fn run(
     builder
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(ConfirmationServer::new(ConfirmationService::new(state)))
+        .add_service(ConfirmationServer::new(service))
         .serve_with_incoming_shutdown(
             // Small gRPC frames: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
             TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -1,37 +1,47 @@
-//! The `onshi.v1.Confirmation` gRPC service: challenge issuance and PIN-mode confirmation.
+//! The `onshi.v1.Confirmation` gRPC service: challenges, confirmation by card (PIN mode) and by
+//! insurance-card numbers, registration for insurance use, consent-gated clinical data, and
+//! batch confirmation (the background work is in [`crate::batch`]).
 //!
-//! The order of checks follows architecture.md "main flow" step 4: terminal known and in
-//! operation; challenge known, fresh, unused and this terminal's; certificate valid; signature
-//! over the binding; then certificate → person → registration → records. Every attempt by an
-//! identified terminal is audited, durably, before its answer (or refusal) leaves.
+//! The order of checks for a card follows architecture.md "main flow" step 4: terminal known
+//! and in operation; challenge known, fresh, unused and this terminal's; certificate valid;
+//! signature over the binding; then certificate → person → registration → records. Every
+//! request by an identified terminal is audited, durably, before its answer (or refusal)
+//! leaves: [`ConfirmationService::finish`] is the one exit.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1::confirmation_server::Confirmation;
 use onshi_proto::v1::{
-    self as pb, ConfirmByCardRequest, ConfirmationResult, IssueChallengeRequest,
-    IssueChallengeResponse, ResultCode,
+    self as pb, BatchItemResult, BatchResult, BatchStatus, CheckupsResponse, ClinicalDataRequest,
+    ConfirmByCardRequest, ConfirmByNumbersRequest, ConfirmationResult, GetBatchResultRequest,
+    IssueChallengeRequest, IssueChallengeResponse, MedicationsResponse, RegisterRequest,
+    RegisterResponse, ResultCode, SubmitBatchRequest, SubmitBatchResponse,
 };
+use prost::Message;
 use ring::rand::SecureRandom;
 use ring::signature;
-use time::{Duration, OffsetDateTime, UtcOffset};
-use tonic::{Request, Response, Status};
+use time::{OffsetDateTime, UtcOffset};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::answer;
 use crate::audit::{AuditLog, AuditRecord};
+use crate::batch;
 use crate::cert_cache::CertCache;
 use crate::challenge::Challenges;
 use crate::clock::Clock;
-use crate::eligibility;
+use crate::consent::{self, ConsentCheck, ConsentGrant, ConsentKind};
+use crate::eligibility::{self, DomainError, Person, QualificationRecord};
 use crate::outcome::Refusal;
-use crate::store::{CardKey, Store, TerminalStatus};
+use crate::store::{BatchJob, CardKey, Registration, Store, StoreError, TerminalStatus};
 use crate::terminal::TerminalIdentity;
 use crate::trust_reload::LiveTrust;
 use crate::validation::{ValidatedCertificate, MAX_CERTIFICATE_LEN};
 
 /// Japan Standard Time: "today" for qualification dates is the Japanese calendar day.
-const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
+pub(crate) const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
     Ok(o) => o,
     Err(_) => UtcOffset::UTC,
 };
@@ -50,6 +60,8 @@ pub struct ServiceState {
     pub cert_cache: CertCache,
     pub audit: AuditLog,
     pub clock: Arc<dyn Clock>,
+    /// This instance's name as a batch worker (leases in the shared store).
+    pub instance_id: String,
 }
 
 /// The gRPC service.
@@ -59,12 +71,41 @@ pub struct ConfirmationService {
 }
 
 /// What is known about a request when it is answered or refused, for its audit record.
-#[derive(Debug, Default)]
-struct AuditContext {
-    person_id: Option<String>,
-    consents: u8,
-    certificate_sha256: Option<String>,
+#[derive(Debug)]
+pub(crate) struct AuditContext {
+    pub person_id: Option<String>,
+    pub consents: u8,
+    pub certificate_sha256: Option<String>,
+    /// `pin` (card in PIN mode) or `numbers` (insurance-card numbers).
+    pub method: &'static str,
+    /// `confirm`, `register`, `medication`, `checkup`, `batch-submit`, `batch-fetch`.
+    pub purpose: &'static str,
 }
+
+impl AuditContext {
+    pub(crate) fn new(method: &'static str, purpose: &'static str) -> Self {
+        Self {
+            person_id: None,
+            consents: 0,
+            certificate_sha256: None,
+            method,
+            purpose,
+        }
+    }
+}
+
+/// A card's proof of presence as it arrives in a request.
+struct CardProof {
+    certificate: Vec<u8>,
+    challenge: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+/// Most queries in one unary batch submission, and in one streamed submission.
+pub const MAX_BATCH: usize = 10_000;
+pub const MAX_STREAMED_BATCH: usize = 100_000;
+/// Most answers in one GetBatchResult page.
+pub const MAX_PAGE: u32 = 1000;
 
 impl ConfirmationService {
     pub fn new(state: ServiceState) -> Self {
@@ -73,16 +114,18 @@ impl ConfirmationService {
         }
     }
 
+    /// The shared state (the server resumes unfinished batches with it).
+    pub fn state(&self) -> &Arc<ServiceState> {
+        &self.state
+    }
+
     /// Runs blocking store work off the async runtime.
     async fn blocking<T, F>(&self, f: F) -> Result<T, Refusal>
     where
         F: FnOnce(&ServiceState) -> Result<T, Refusal> + Send + 'static,
         T: Send + 'static,
     {
-        let state = Arc::clone(&self.state);
-        tokio::task::spawn_blocking(move || f(&state))
-            .await
-            .map_err(|e| Refusal::Internal(format!("worker failed: {e}")))?
+        blocking(&self.state, f).await
     }
 
     /// Identifies the calling terminal from its verified client certificate.
@@ -100,7 +143,7 @@ impl ConfirmationService {
             .blocking(move |s| {
                 s.store
                     .terminal(&lookup.institution_code, &lookup.terminal_id)
-                    .map_err(|e| Refusal::Unavailable(e.to_string()))
+                    .map_err(unavailable)
             })
             .await?;
         match terminal {
@@ -115,33 +158,28 @@ impl ConfirmationService {
         }
     }
 
-    async fn confirm(
+    /// Checks a card's proof for `purpose`: bounds, the challenge (consumed first, so a failed
+    /// attempt still burns it), the certificate, the signature over the binding. Returns the
+    /// person the issuing authority linked the certificate to.
+    async fn verify_card(
         &self,
         terminal: &TerminalIdentity,
-        req: ConfirmByCardRequest,
+        proof: CardProof,
+        purpose: Purpose,
+        bits: ConsentBits,
         ctx: &mut AuditContext,
         now: OffsetDateTime,
-    ) -> Result<ConfirmationResult, Refusal> {
-        // Bounds first: nothing unbounded is parsed.
-        check_request_bounds(&req)?;
-        let consents = req.consents.unwrap_or_default();
-        let bits = ConsentBits::new(
-            consents.medication,
-            consents.checkup,
-            consents.clinical,
-            consents.surgery,
-        );
+    ) -> Result<String, Refusal> {
+        check_proof_bounds(&proof.certificate, &proof.challenge, &proof.signature)?;
         ctx.consents = bits.bits();
-        let cert_hash = ring::digest::digest(&ring::digest::SHA256, &req.certificate);
+        let cert_hash = ring::digest::digest(&ring::digest::SHA256, &proof.certificate);
         ctx.certificate_sha256 = Some(hex::encode(cert_hash.as_ref()));
 
-        // The challenge is consumed before anything else about the card is believed, so a
-        // failed attempt still burns it.
-        let challenge = req.challenge.clone();
+        let challenge = proof.challenge.clone();
         let name = terminal.name();
         self.blocking(move |s| {
             s.challenges
-                .consume(&challenge, &name, Purpose::Confirm, now)
+                .consume(&challenge, &name, purpose, now)
                 .map_err(Refusal::from)
         })
         .await?;
@@ -152,13 +190,12 @@ impl ConfirmationService {
         let validated: ValidatedCertificate =
             self.state
                 .cert_cache
-                .validate(&trust, &req.certificate, now)?;
-
+                .validate(&trust, &proof.certificate, now)?;
         let binding = ChallengeBinding {
-            purpose: Purpose::Confirm,
-            challenge: &req.challenge,
+            purpose,
+            challenge: &proof.challenge,
             terminal_name: &terminal.name(),
-            certificate_der: &req.certificate,
+            certificate_der: &proof.certificate,
             consents: bits,
         }
         .encode_with_cert_hash(&validated.sha256)
@@ -167,85 +204,353 @@ impl ConfirmationService {
             &signature::RSA_PKCS1_2048_8192_SHA256,
             &validated.rsa_public_key,
         )
-        .verify(&binding, &req.signature)
+        .verify(&binding, &proof.signature)
         .map_err(|_| Refusal::SignatureInvalid)?;
 
-        let key =
-            CardKey::from_der(&req.certificate).map_err(|e| Refusal::BadRequest(e.to_string()))?;
-        let today = now.to_offset(JST).date();
-        let (person, records) = self
+        let key = CardKey::from_der(&proof.certificate)
+            .map_err(|e| Refusal::BadRequest(e.to_string()))?;
+        let person_id = self
             .blocking(move |s| {
-                let unavailable = |e: crate::store::StoreError| Refusal::Unavailable(e.to_string());
-                let person_id = s
-                    .store
+                s.store
                     .person_for_card(&key)
                     .map_err(unavailable)?
-                    .ok_or(Refusal::CardUnknown)?;
-                let person = s
-                    .store
-                    .person(&person_id)
-                    .map_err(unavailable)?
-                    .ok_or(Refusal::CardUnknown)?;
-                let records = s.store.qualifications(&person_id).map_err(unavailable)?;
-                Ok((person, records))
+                    .ok_or(Refusal::CardUnknown)
             })
             .await?;
-        ctx.person_id = Some(person.id.clone());
-        if !person.registered_for_insurance {
-            return Err(Refusal::CardNotRegistered);
-        }
-        let assessment = eligibility::assess(&records, today);
-        let consent_valid_until = now + Duration::hours(24);
-        Ok(answer::confirmation_result(
-            &assessment,
-            &person,
-            consents,
-            now,
-            consent_valid_until,
-        ))
+        ctx.person_id = Some(person_id.clone());
+        Ok(person_id)
     }
 
-    async fn audit(
+    async fn confirm(
+        &self,
+        terminal: &TerminalIdentity,
+        req: ConfirmByCardRequest,
+        ctx: &mut AuditContext,
+        now: OffsetDateTime,
+    ) -> Result<ConfirmationResult, Refusal> {
+        let consents = req.consents.unwrap_or_default();
+        let bits = ConsentBits::new(
+            consents.medication,
+            consents.checkup,
+            consents.clinical,
+            consents.surgery,
+        );
+        let proof = CardProof {
+            certificate: req.certificate,
+            challenge: req.challenge,
+            signature: req.signature,
+        };
+        let person_id = self
+            .verify_card(terminal, proof, Purpose::Confirm, bits, ctx, now)
+            .await?;
+        let institution = terminal.institution_code.clone();
+        let today = now.to_offset(JST).date();
+        self.blocking(move |s| {
+            let (person, records) =
+                load_person(s.store.as_ref(), &person_id)?.ok_or(Refusal::CardUnknown)?;
+            if !person.registered_for_insurance {
+                return Err(Refusal::CardNotRegistered);
+            }
+            let grants: Vec<ConsentGrant> = ConsentKind::from_bits(bits.bits())
+                .into_iter()
+                .map(|kind| ConsentGrant::new(&person.id, &institution, kind, now))
+                .collect();
+            if !grants.is_empty() {
+                s.store.record_consents(&grants).map_err(unavailable)?;
+            }
+            let assessment = eligibility::assess(&records, today);
+            Ok(answer::confirmation_result(
+                &assessment,
+                Some(&person),
+                pb::ReferenceClassification::MyNumberCard,
+                &grants,
+                now,
+            ))
+        })
+        .await
+    }
+
+    /// The one exit of every handler: writes the audit record (durably) and only then lets
+    /// the answer or the refusal leave. `outcome` carries the answer, its result code and the
+    /// audit log's summary of what was returned.
+    async fn finish<T>(
         &self,
         terminal: &TerminalIdentity,
         now: OffsetDateTime,
         ctx: AuditContext,
         confirmation_id: String,
-        result_code: ResultCode,
-        returned: String,
-    ) -> Result<(), Refusal> {
-        let record = AuditRecord {
-            confirmation_id,
-            at: now,
-            institution_code: terminal.institution_code.clone(),
-            terminal_id: terminal.terminal_id.clone(),
-            person_id: ctx.person_id,
-            method: "pin".into(),
-            purpose: "confirm".into(),
-            result_code: result_code.as_str_name().to_owned(),
-            consents: ctx.consents,
-            certificate_sha256: ctx.certificate_sha256,
-            returned,
+        outcome: Result<(T, ResultCode, String), Refusal>,
+    ) -> Result<Response<T>, Status> {
+        let (code, returned) = match &outcome {
+            Ok((_, code, returned)) => (*code, returned.clone()),
+            Err(refusal) => (
+                refusal.result_code(),
+                serde_json::json!({ "refused": refusal.to_string() }).to_string(),
+            ),
         };
-        self.state.audit.append(record).await.map_err(|e| {
-            tracing::error!(error = %e, "audit write failed; refusing to answer");
-            Refusal::Unavailable("the audit log cannot be written".into())
+        match &outcome {
+            Ok(_) => {
+                tracing::info!(terminal = %terminal.name(), purpose = ctx.purpose, result = code.as_str_name(), "answered")
+            }
+            Err(refusal) => {
+                tracing::info!(terminal = %terminal.name(), purpose = ctx.purpose, result = code.as_str_name(), reason = %refusal, "refused")
+            }
+        }
+        let record = audit_record(terminal, now, ctx, confirmation_id, code, returned);
+        append_audit(&self.state, record)
+            .await
+            .map_err(|r| r.to_status())?;
+        match outcome {
+            Ok((answer, _, _)) => Ok(Response::new(answer)),
+            Err(refusal) => Err(refusal.to_status()),
+        }
+    }
+
+    /// Looks up the person a clinical-data request names and checks the consent for `kind`.
+    async fn consented_patient(
+        &self,
+        terminal: &TerminalIdentity,
+        req: &ClinicalDataRequest,
+        kind: ConsentKind,
+        ctx: &mut AuditContext,
+        now: OffsetDateTime,
+    ) -> Result<(String, ConsentGrant), Refusal> {
+        let query = answer::numbers_query(req.patient.as_ref().unwrap_or(&Default::default()))?;
+        let institution = terminal.institution_code.clone();
+        let (person_id, check) = self
+            .blocking(move |s| {
+                let ids = s.store.persons_by_numbers(&query).map_err(unavailable)?;
+                let [person_id] = ids.as_slice() else {
+                    return Err(Refusal::PatientUnknown);
+                };
+                let grants = s
+                    .store
+                    .consents(person_id, &institution)
+                    .map_err(unavailable)?;
+                Ok((
+                    person_id.clone(),
+                    consent::check(&grants, &institution, kind, now),
+                ))
+            })
+            .await?;
+        ctx.person_id = Some(person_id.clone());
+        match check {
+            ConsentCheck::Valid(grant) => {
+                ctx.consents = grant.kind.bit();
+                Ok((person_id, grant))
+            }
+            ConsentCheck::Missing => Err(Refusal::ConsentMissing(kind.as_str())),
+            ConsentCheck::Expired(_) => Err(Refusal::ConsentExpired(kind.as_str())),
+        }
+    }
+
+    /// Stores a new batch job and starts processing it.
+    async fn submit_batch(
+        &self,
+        terminal: &TerminalIdentity,
+        queries: Vec<pb::NumbersQuery>,
+        now: OffsetDateTime,
+    ) -> Result<SubmitBatchResponse, Refusal> {
+        if queries.is_empty() {
+            return Err(Refusal::BatchTooLarge {
+                max: MAX_BATCH,
+                got: 0,
+            });
+        }
+        let encoded: Vec<Vec<u8>> = queries.iter().map(Message::encode_to_vec).collect();
+        let total = u32::try_from(encoded.len()).map_err(|_| Refusal::BatchTooLarge {
+            max: MAX_STREAMED_BATCH,
+            got: encoded.len(),
+        })?;
+        let institution = terminal.institution_code.clone();
+        let terminal_id = terminal.terminal_id.clone();
+        let job = self
+            .blocking(move |s| {
+                // A reception number is 16 random digits; on the rare collision, draw again.
+                let mut last = None;
+                for _ in 0..4 {
+                    let job = BatchJob {
+                        reception_number: new_reception_number()?,
+                        institution_code: institution.clone(),
+                        terminal_id: terminal_id.clone(),
+                        submitted_at: now,
+                        total,
+                        completed: 0,
+                        finished_at: None,
+                    };
+                    match s.store.create_batch(&job, &encoded) {
+                        Ok(()) => return Ok(job),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(unavailable(last.unwrap_or(StoreError::Postgres(
+                    "no reception number could be stored".into(),
+                ))))
+            })
+            .await?;
+        batch::spawn(Arc::clone(&self.state), job.reception_number.clone());
+        Ok(SubmitBatchResponse {
+            reception_number: job.reception_number,
+            total,
+            submitted_at: Some(answer::timestamp(now)),
         })
     }
+
+    /// A batch job of the calling institution.
+    async fn own_batch(
+        &self,
+        terminal: &TerminalIdentity,
+        reception_number: &str,
+    ) -> Result<BatchJob, Refusal> {
+        if reception_number.is_empty() {
+            return Err(Refusal::Invalid(DomainError::Empty {
+                what: "reception number",
+            }));
+        }
+        if reception_number.len() > 64 {
+            return Err(Refusal::TooLarge("reception number".into()));
+        }
+        let number = reception_number.to_owned();
+        let job = self
+            .blocking(move |s| s.store.batch(&number).map_err(unavailable))
+            .await?;
+        match job {
+            Some(job) if job.institution_code == terminal.institution_code => Ok(job),
+            // Another institution's batch is as unknown as a missing one.
+            _ => Err(Refusal::BatchUnknown(reception_number.to_owned())),
+        }
+    }
+}
+
+/// Runs blocking store work off the async runtime.
+pub(crate) async fn blocking<T, F>(state: &Arc<ServiceState>, f: F) -> Result<T, Refusal>
+where
+    F: FnOnce(&ServiceState) -> Result<T, Refusal> + Send + 'static,
+    T: Send + 'static,
+{
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || f(&state))
+        .await
+        .map_err(|e| Refusal::Internal(format!("worker failed: {e}")))?
+}
+
+pub(crate) fn unavailable(e: StoreError) -> Refusal {
+    Refusal::Unavailable(e.to_string())
+}
+
+/// A person and all their qualification records, or `None` when there is no such person.
+pub(crate) fn load_person(
+    store: &dyn Store,
+    person_id: &str,
+) -> Result<Option<(Person, Vec<QualificationRecord>)>, Refusal> {
+    let Some(person) = store.person(person_id).map_err(unavailable)? else {
+        return Ok(None);
+    };
+    let records = store.qualifications(person_id).map_err(unavailable)?;
+    Ok(Some((person, records)))
+}
+
+/// A card-less confirmation (by numbers), as answered alone or as a batch item: the result,
+/// and the person it concerns when one matched. Validation failures are `Err`.
+pub(crate) fn confirm_numbers(
+    store: &dyn Store,
+    query: &pb::NumbersQuery,
+    now: OffsetDateTime,
+) -> Result<(ConfirmationResult, Option<String>), Refusal> {
+    let query = answer::numbers_query(query)?;
+    let today = now.to_offset(JST).date();
+    let ids = store.persons_by_numbers(&query).map_err(unavailable)?;
+    let found = match ids.as_slice() {
+        [id] => load_person(store, id)?,
+        _ => None,
+    };
+    let reference = pb::ReferenceClassification::InsuranceCard;
+    let (result, person_id) = match (&found, ids.len()) {
+        (Some((person, records)), _) => {
+            let assessment = eligibility::assess(records, today);
+            (
+                answer::confirmation_result(&assessment, Some(person), reference, &[], now),
+                Some(person.id.clone()),
+            )
+        }
+        // Several persons carry the same numbers and birth date: 複数該当.
+        (None, n) if n > 1 => {
+            let mut r = answer::confirmation_result(
+                &eligibility::assess(&[], today),
+                None,
+                reference,
+                &[],
+                now,
+            );
+            r.set_validity(pb::QualificationValidity::Multiple);
+            r.set_result_code(ResultCode::MultipleQualifications);
+            (r, None)
+        }
+        _ => (
+            answer::confirmation_result(
+                &eligibility::assess(&[], today),
+                None,
+                reference,
+                &[],
+                now,
+            ),
+            None,
+        ),
+    };
+    Ok((result, person_id))
+}
+
+pub(crate) fn audit_record(
+    terminal: &TerminalIdentity,
+    now: OffsetDateTime,
+    ctx: AuditContext,
+    confirmation_id: String,
+    code: ResultCode,
+    returned: String,
+) -> AuditRecord {
+    AuditRecord {
+        confirmation_id,
+        at: now,
+        institution_code: terminal.institution_code.clone(),
+        terminal_id: terminal.terminal_id.clone(),
+        person_id: ctx.person_id,
+        method: ctx.method.into(),
+        purpose: ctx.purpose.into(),
+        result_code: code.as_str_name().to_owned(),
+        consents: ctx.consents,
+        certificate_sha256: ctx.certificate_sha256,
+        returned,
+    }
+}
+
+/// Appends one record and waits until it is durable; a failure refuses the request.
+pub(crate) async fn append_audit(state: &ServiceState, record: AuditRecord) -> Result<(), Refusal> {
+    state.audit.append(record).await.map_err(|e| {
+        tracing::error!(error = %e, "audit write failed; refusing to answer");
+        Refusal::Unavailable("the audit log cannot be written".into())
+    })
 }
 
 /// The handler's input checks on a decoded request, before anything in it is parsed: sizes of
 /// the certificate, challenge and signature. Pure, so the fuzz target runs exactly these.
 pub fn check_request_bounds(req: &ConfirmByCardRequest) -> Result<(), Refusal> {
-    if req.certificate.is_empty() || req.certificate.len() > MAX_CERTIFICATE_LEN {
+    check_proof_bounds(&req.certificate, &req.challenge, &req.signature)
+}
+
+fn check_proof_bounds(
+    certificate: &[u8],
+    challenge: &[u8],
+    signature: &[u8],
+) -> Result<(), Refusal> {
+    if certificate.is_empty() || certificate.len() > MAX_CERTIFICATE_LEN {
         return Err(Refusal::BadRequest(format!(
             "certificate must be 1 to {MAX_CERTIFICATE_LEN} bytes"
         )));
     }
-    if req.challenge.len() != onshi_proto::binding::CHALLENGE_LEN {
+    if challenge.len() != onshi_proto::binding::CHALLENGE_LEN {
         return Err(Refusal::BadRequest("challenge must be 32 bytes".into()));
     }
-    if req.signature.is_empty() || req.signature.len() > MAX_SIGNATURE_LEN {
+    if signature.is_empty() || signature.len() > MAX_SIGNATURE_LEN {
         return Err(Refusal::BadRequest(format!(
             "signature must be 1 to {MAX_SIGNATURE_LEN} bytes"
         )));
@@ -253,12 +558,22 @@ pub fn check_request_bounds(req: &ConfirmByCardRequest) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn new_confirmation_id() -> Result<String, Refusal> {
-    let mut bytes = [0u8; 16];
+fn random_bytes<const N: usize>() -> Result<[u8; N], Refusal> {
+    let mut bytes = [0u8; N];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| Refusal::Internal("system random generator failed".into()))?;
-    Ok(hex::encode(bytes))
+    Ok(bytes)
+}
+
+pub(crate) fn new_confirmation_id() -> Result<String, Refusal> {
+    Ok(hex::encode(random_bytes::<16>()?))
+}
+
+/// 16 random decimal digits.
+fn new_reception_number() -> Result<String, Refusal> {
+    let n = u64::from_be_bytes(random_bytes::<8>()?) % 10_000_000_000_000_000;
+    Ok(format!("{n:016}"))
 }
 
 fn purpose_from_proto(value: i32) -> Result<Purpose, Refusal> {
@@ -267,10 +582,21 @@ fn purpose_from_proto(value: i32) -> Result<Purpose, Refusal> {
         Ok(pb::Purpose::Register) => Ok(Purpose::Register),
         Ok(pb::Purpose::Face) => Ok(Purpose::Face),
         Ok(pb::Purpose::VisualCheck) => Ok(Purpose::VisualCheck),
-        Ok(pb::Purpose::Unspecified) => Err(Refusal::BadRequest("purpose is required".into())),
-        Err(_) => Err(Refusal::BadRequest(format!("unknown purpose {value}"))),
+        Ok(pb::Purpose::Unspecified) => {
+            Err(Refusal::Invalid(DomainError::Empty { what: "purpose" }))
+        }
+        Err(_) => Err(Refusal::UnknownEnum {
+            what: "purpose",
+            value,
+        }),
     }
 }
+
+fn summary_count(key: &str, n: usize) -> String {
+    serde_json::json!({ key: n }).to_string()
+}
+
+type ResultStream = Pin<Box<dyn Stream<Item = Result<BatchItemResult, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Confirmation for ConfirmationService {
@@ -280,9 +606,9 @@ impl Confirmation for ConfirmationService {
     ) -> Result<Response<IssueChallengeResponse>, Status> {
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
         let purpose = purpose_from_proto(request.get_ref().purpose).map_err(|r| r.to_status())?;
-        if purpose != Purpose::Confirm {
+        if !matches!(purpose, Purpose::Confirm | Purpose::Register) {
             return Err(Refusal::BadRequest(
-                "only PURPOSE_CONFIRM is served by this version of the service".into(),
+                "only PURPOSE_CONFIRM and PURPOSE_REGISTER are served by this version".into(),
             )
             .to_status());
         }
@@ -309,37 +635,294 @@ impl Confirmation for ConfirmationService {
     ) -> Result<Response<ConfirmationResult>, Status> {
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
         let now = self.state.clock.now();
-        let confirmation_id = new_confirmation_id().map_err(|r| r.to_status())?;
-        let mut ctx = AuditContext::default();
+        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let mut ctx = AuditContext::new("pin", "confirm");
         let outcome = self
             .confirm(&terminal, request.into_inner(), &mut ctx, now)
-            .await;
-        match outcome {
-            Ok(mut result) => {
-                result.confirmation_id = confirmation_id.clone();
+            .await
+            .map(|mut result| {
+                result.confirmation_id = id.clone();
                 let code = result.result_code();
-                let returned = answer::audit_summary(&result);
-                self.audit(&terminal, now, ctx, confirmation_id, code, returned)
-                    .await
-                    .map_err(|r| r.to_status())?;
-                tracing::info!(terminal = %terminal.name(), result = code.as_str_name(), "confirmation");
-                Ok(Response::new(result))
-            }
-            Err(refusal) => {
-                let code = refusal.result_code();
-                tracing::info!(terminal = %terminal.name(), result = code.as_str_name(), reason = %refusal, "refused");
-                self.audit(
+                let summary = answer::audit_summary(&result);
+                (result, code, summary)
+            });
+        self.finish(&terminal, now, ctx, id, outcome).await
+    }
+
+    async fn confirm_by_numbers(
+        &self,
+        request: Request<ConfirmByNumbersRequest>,
+    ) -> Result<Response<ConfirmationResult>, Status> {
+        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
+        let now = self.state.clock.now();
+        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let mut ctx = AuditContext::new("numbers", "confirm");
+        let query = request.into_inner().query.unwrap_or_default();
+        let outcome = self
+            .blocking(move |s| confirm_numbers(s.store.as_ref(), &query, now))
+            .await
+            .map(|(mut result, person)| {
+                ctx.person_id = person;
+                result.confirmation_id = id.clone();
+                let code = result.result_code();
+                let summary = answer::audit_summary(&result);
+                (result, code, summary)
+            });
+        self.finish(&terminal, now, ctx, id, outcome).await
+    }
+
+    async fn register_for_insurance(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
+        let now = self.state.clock.now();
+        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let mut ctx = AuditContext::new("pin", "register");
+        let req = request.into_inner();
+        let proof = CardProof {
+            certificate: req.certificate,
+            challenge: req.challenge,
+            signature: req.signature,
+        };
+        let outcome = async {
+            let person_id = self
+                .verify_card(
                     &terminal,
+                    proof,
+                    Purpose::Register,
+                    ConsentBits::default(),
+                    &mut ctx,
                     now,
-                    ctx,
-                    confirmation_id,
-                    code,
-                    serde_json::json!({ "refused": refusal.to_string() }).to_string(),
                 )
-                .await
-                .map_err(|r| r.to_status())?;
-                Err(refusal.to_status())
-            }
+                .await?;
+            let registration = self
+                .blocking(move |s| {
+                    s.store
+                        .register_for_insurance(&person_id, now)
+                        .map_err(|e| match e {
+                            StoreError::UnknownPerson(_) => Refusal::CardUnknown,
+                            other => unavailable(other),
+                        })
+                })
+                .await?;
+            let newly = registration == Registration::Registered;
+            let response = RegisterResponse {
+                result_code: ResultCode::Ok as i32,
+                newly_registered: newly,
+                confirmation_id: id.clone(),
+                registered_at: Some(answer::timestamp(now)),
+            };
+            Ok((
+                response,
+                ResultCode::Ok,
+                serde_json::json!({ "newly_registered": newly }).to_string(),
+            ))
         }
+        .await;
+        self.finish(&terminal, now, ctx, id, outcome).await
+    }
+
+    async fn get_medications(
+        &self,
+        request: Request<ClinicalDataRequest>,
+    ) -> Result<Response<MedicationsResponse>, Status> {
+        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
+        let now = self.state.clock.now();
+        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let mut ctx = AuditContext::new("numbers", "medication");
+        let req = request.into_inner();
+        let outcome = async {
+            let (person_id, grant) = self
+                .consented_patient(&terminal, &req, ConsentKind::Medication, &mut ctx, now)
+                .await?;
+            let rows = self
+                .blocking(move |s| s.store.medications(&person_id).map_err(unavailable))
+                .await?;
+            let response = MedicationsResponse {
+                medications: rows.iter().map(answer::medication).collect(),
+                consent: Some(answer::consent_record(Some(&grant))),
+                confirmation_id: id.clone(),
+            };
+            Ok((
+                response,
+                ResultCode::Ok,
+                summary_count("medications", rows.len()),
+            ))
+        }
+        .await;
+        self.finish(&terminal, now, ctx, id, outcome).await
+    }
+
+    async fn get_checkups(
+        &self,
+        request: Request<ClinicalDataRequest>,
+    ) -> Result<Response<CheckupsResponse>, Status> {
+        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
+        let now = self.state.clock.now();
+        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let mut ctx = AuditContext::new("numbers", "checkup");
+        let req = request.into_inner();
+        let outcome = async {
+            let (person_id, grant) = self
+                .consented_patient(&terminal, &req, ConsentKind::Checkup, &mut ctx, now)
+                .await?;
+            let rows = self
+                .blocking(move |s| s.store.checkups(&person_id).map_err(unavailable))
+                .await?;
+            let response = CheckupsResponse {
+                checkups: rows.iter().map(answer::checkup).collect(),
+                consent: Some(answer::consent_record(Some(&grant))),
+                confirmation_id: id.clone(),
+            };
+            Ok((
+                response,
+                ResultCode::Ok,
+                summary_count("checkups", rows.len()),
+            ))
+        }
+        .await;
+        self.finish(&terminal, now, ctx, id, outcome).await
+    }
+
+    async fn submit_batch(
+        &self,
+        request: Request<SubmitBatchRequest>,
+    ) -> Result<Response<SubmitBatchResponse>, Status> {
+        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
+        let now = self.state.clock.now();
+        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let ctx = AuditContext::new("numbers", "batch-submit");
+        let queries = request.into_inner().queries;
+        let outcome = if queries.len() > MAX_BATCH {
+            Err(Refusal::BatchTooLarge {
+                max: MAX_BATCH,
+                got: queries.len(),
+            })
+        } else {
+            self.submit_batch(&terminal, queries, now).await.map(|r| {
+                let summary = serde_json::json!({
+                    "reception_number": r.reception_number, "total": r.total
+                })
+                .to_string();
+                (r, ResultCode::Ok, summary)
+            })
+        };
+        self.finish(&terminal, now, ctx, id, outcome).await
+    }
+
+    async fn submit_batch_stream(
+        &self,
+        request: Request<Streaming<pb::NumbersQuery>>,
+    ) -> Result<Response<SubmitBatchResponse>, Status> {
+        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
+        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let ctx = AuditContext::new("numbers", "batch-submit");
+        let mut stream = request.into_inner();
+        let mut queries = Vec::new();
+        let mut too_many = false;
+        while let Some(query) = stream.message().await? {
+            if queries.len() == MAX_STREAMED_BATCH {
+                too_many = true;
+                break;
+            }
+            queries.push(query);
+        }
+        let now = self.state.clock.now();
+        let outcome = if too_many {
+            Err(Refusal::BatchTooLarge {
+                max: MAX_STREAMED_BATCH,
+                got: MAX_STREAMED_BATCH + 1,
+            })
+        } else {
+            self.submit_batch(&terminal, queries, now).await.map(|r| {
+                let summary = serde_json::json!({
+                    "reception_number": r.reception_number, "total": r.total
+                })
+                .to_string();
+                (r, ResultCode::Ok, summary)
+            })
+        };
+        self.finish(&terminal, now, ctx, id, outcome).await
+    }
+
+    async fn get_batch_result(
+        &self,
+        request: Request<GetBatchResultRequest>,
+    ) -> Result<Response<BatchResult>, Status> {
+        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
+        let now = self.state.clock.now();
+        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let ctx = AuditContext::new("numbers", "batch-fetch");
+        let req = request.into_inner();
+        let outcome = async {
+            let job = self.own_batch(&terminal, &req.reception_number).await?;
+            let limit = match req.limit {
+                0 => MAX_PAGE,
+                n => n.min(MAX_PAGE),
+            };
+            let mut result = BatchResult {
+                reception_number: job.reception_number.clone(),
+                total: job.total,
+                completed: job.completed,
+                submitted_at: Some(answer::timestamp(job.submitted_at)),
+                finished_at: job.finished_at.map(answer::timestamp),
+                ..Default::default()
+            };
+            if job.finished_at.is_none() {
+                result.set_status(BatchStatus::Processing);
+            } else {
+                result.set_status(BatchStatus::Done);
+                let number = job.reception_number.clone();
+                let from = req.from;
+                let items = self
+                    .blocking(move |s| {
+                        s.store
+                            .batch_items(&number, from, limit)
+                            .map_err(unavailable)
+                    })
+                    .await?;
+                result.items = items
+                    .iter()
+                    .map(batch::item_result)
+                    .collect::<Result<_, _>>()?;
+            }
+            let summary = serde_json::json!({
+                "reception_number": result.reception_number,
+                "status": result.status,
+                "items": result.items.len(),
+            })
+            .to_string();
+            Ok((result, ResultCode::Ok, summary))
+        }
+        .await;
+        self.finish(&terminal, now, ctx, id, outcome).await
+    }
+
+    async fn stream_batch_results(
+        &self,
+        request: Request<GetBatchResultRequest>,
+    ) -> Result<Response<ResultStream>, Status> {
+        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
+        let now = self.state.clock.now();
+        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let ctx = AuditContext::new("numbers", "batch-fetch");
+        let req = request.into_inner();
+        let outcome = self
+            .own_batch(&terminal, &req.reception_number)
+            .await
+            .map(|job| {
+                let summary = serde_json::json!({
+                    "reception_number": job.reception_number, "streamed_from": req.from
+                })
+                .to_string();
+                (job, ResultCode::Ok, summary)
+            });
+        let job = self
+            .finish(&terminal, now, ctx, id, outcome)
+            .await?
+            .into_inner();
+        let stream = batch::stream_results(Arc::clone(&self.state), job, req.from);
+        Ok(Response::new(Box::pin(stream) as ResultStream))
     }
 }

@@ -43,6 +43,18 @@ pub struct ConfirmOptions {
     pub card_timeout: Duration,
     pub consents: ConsentBits,
     pub service_override: Option<String>,
+    /// What the card's signature is for.
+    pub action: Action,
+}
+
+/// What the PIN-mode exchange does at the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Confirm eligibility (ConfirmByCard, PURPOSE_CONFIRM).
+    Confirm,
+    /// Register the card's holder for insurance use (RegisterForInsurance, PURPOSE_REGISTER,
+    /// no consents): 健康保険証利用申込み.
+    Register,
 }
 
 type CardFlowError = FlowError<CardIoError>;
@@ -238,19 +250,26 @@ pub async fn run(
         let step = Instant::now();
         let challenge = match grpc
             .issue_challenge(pb::IssueChallengeRequest {
-                purpose: pb::Purpose::Confirm as i32,
+                purpose: match opts.action {
+                    Action::Confirm => pb::Purpose::Confirm,
+                    Action::Register => pb::Purpose::Register,
+                } as i32,
             })
             .await
         {
             Ok(r) => r.into_inner(),
             Err(status) => return refused_by_service(&status),
         };
+        let (purpose, consents) = match opts.action {
+            Action::Confirm => (Purpose::Confirm, opts.consents),
+            Action::Register => (Purpose::Register, ConsentBits::default()),
+        };
         let binding = match (ChallengeBinding {
-            purpose: Purpose::Confirm,
+            purpose,
             challenge: &challenge.challenge,
             terminal_name: &challenge.terminal_name,
             certificate_der: &certificate,
-            consents: opts.consents,
+            consents,
         })
         .encode()
         {
@@ -322,6 +341,29 @@ pub async fn run(
         drop(trace);
         timing.sign = step.elapsed();
 
+        if opts.action == Action::Register {
+            let step = Instant::now();
+            let answer = grpc
+                .register_for_insurance(pb::RegisterRequest {
+                    certificate,
+                    challenge: challenge.challenge,
+                    signature,
+                })
+                .await;
+            timing.confirm = step.elapsed();
+            progress(&timing.summary());
+            return match answer {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    Outcome::Registered {
+                        result_code: r.result_code().as_str_name().to_owned(),
+                        newly_registered: r.newly_registered,
+                        confirmation_id: r.confirmation_id,
+                    }
+                }
+                Err(status) => refused_by_service(&status),
+            };
+        }
         let request = pb::ConfirmByCardRequest {
             certificate,
             challenge: challenge.challenge,
@@ -396,7 +438,7 @@ impl Timing {
     }
 }
 
-fn refused_by_service(status: &tonic::Status) -> Outcome {
+pub fn refused_by_service(status: &tonic::Status) -> Outcome {
     match client::refusal_code(status) {
         Some(code) => Outcome::Refused {
             result_code: code.as_str_name().to_owned(),

@@ -11,6 +11,7 @@ pub mod change_pin;
 pub mod client;
 pub mod config;
 pub mod confirm;
+pub mod desk;
 pub mod pcsc_card;
 pub mod pin_input;
 pub mod report;

@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use onshi_proto::binding::ConsentBits;
+use onshi_proto::v1::confirmation_client::ConfirmationClient;
 use onshi_reader_agent::config::AgentConfig;
-use onshi_reader_agent::confirm::{self, ConfirmOptions, PinSource};
+use onshi_reader_agent::confirm::{self, Action, ConfirmOptions, PinSource};
+use onshi_reader_agent::desk::{self, ClinicalKind, Numbers};
 use onshi_reader_agent::pcsc_card::Trace;
 use onshi_reader_agent::pin_input::{StdinLines, TtyPrompt};
 use onshi_reader_agent::report::{render_human, Outcome};
+use tonic::transport::Channel;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,6 +79,35 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
         card_timeout: f64,
     },
+    /// Register the card's holder for health-insurance use (健康保険証利用申込み), in PIN mode:
+    /// the card signs a registration challenge after VERIFY. Idempotent: an already registered
+    /// holder is reported as such. Exit codes as for confirm.
+    Register {
+        /// The terminal configuration (a world's terminals/<name>/agent.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Override the configured service address, e.g. https://127.0.0.1:50443.
+        #[arg(long, value_name = "URL")]
+        service: Option<String>,
+        /// Use this reader (default: the first reader with a card).
+        #[arg(long, value_name = "NAME")]
+        reader: Option<String>,
+        /// How long to wait for a card, in seconds (at most a day).
+        #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = wait_seconds())]
+        wait: u64,
+        /// Read the PIN from standard input, one attempt per line.
+        #[arg(long)]
+        pin_stdin: bool,
+        /// Print the outcome as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+        /// Record the APDU trace to this file ('-' for stderr); VERIFY data is always redacted.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<String>,
+        /// Give up on a card that takes longer than this (seconds) to answer a phase.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+        card_timeout: f64,
+    },
     /// Change the card's user-authentication PIN: the current PIN, then the new one (twice
     /// on a terminal; one line each with --pin-stdin). Exit codes: 0 changed, 1 wrong or
     /// locked PIN, 2 usage, 3 card or reader failure.
@@ -120,6 +152,102 @@ enum Command {
     },
     /// List the PC/SC readers and whether a card is present.
     Readers,
+    /// Confirm eligibility without a card, by the insurance card's numbers and the birth date
+    /// (reference classification 2). Exit codes: 0 carried out (any validity), 1 refused
+    /// (see result_code, e.g. a bad check digit), 2 usage, 3 connection failure.
+    Numbers {
+        #[command(flatten)]
+        desk: DeskArgs,
+        #[command(flatten)]
+        patient: PatientArgs,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the patient's past medication (薬剤情報): only within 24 hours of the patient's
+    /// consent to this institution at the card reader. Exit codes as for numbers.
+    Medications {
+        #[command(flatten)]
+        desk: DeskArgs,
+        #[command(flatten)]
+        patient: PatientArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the patient's specific health checkup results (特定健診情報), under the same rule.
+    Checkups {
+        #[command(flatten)]
+        desk: DeskArgs,
+        #[command(flatten)]
+        patient: PatientArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// 一括照会: submit a CSV of reservations (insurer_number,symbol,number,branch,birth_date
+    /// per line), print the reception number, and with --wait also wait for the answers and
+    /// print them as CSV.
+    Batch {
+        #[command(flatten)]
+        desk: DeskArgs,
+        /// The reservations CSV to submit.
+        #[arg(long, value_name = "FILE", required_unless_present = "reception")]
+        csv: Option<PathBuf>,
+        /// Instead of submitting, fetch this reception number's answers (waits up to --wait).
+        #[arg(long, value_name = "NUMBER", conflicts_with = "csv")]
+        reception: Option<String>,
+        /// Submit as a stream (for large batches: up to 100,000 lines instead of 10,000).
+        #[arg(long)]
+        stream: bool,
+        /// Wait up to this many seconds for the answers (0: just submit).
+        #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = wait_seconds())]
+        wait: u64,
+        /// Write the answers' CSV to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// The terminal whose identity the desk functions use.
+#[derive(Debug, clap::Args)]
+struct DeskArgs {
+    /// The terminal configuration (a world's terminals/<name>/agent.toml).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Override the configured service address.
+    #[arg(long, value_name = "URL")]
+    service: Option<String>,
+}
+
+/// The patient's insurance card, as staff type it.
+#[derive(Debug, clap::Args)]
+struct PatientArgs {
+    /// 保険者番号 (8 digits, 6 for 国保).
+    #[arg(long, value_name = "DIGITS")]
+    insurer: String,
+    /// 記号 (empty for 後期高齢者医療).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    symbol: String,
+    /// 番号.
+    #[arg(long, value_name = "TEXT")]
+    number: String,
+    /// 枝番, 2 digits (empty for 後期高齢者医療).
+    #[arg(long, value_name = "DIGITS", default_value = "")]
+    branch: String,
+    /// Birth date, YYYYMMDD.
+    #[arg(long, value_name = "YYYYMMDD")]
+    birth_date: String,
+}
+
+impl PatientArgs {
+    fn numbers(&self) -> Numbers {
+        Numbers {
+            insurer_number: self.insurer.clone(),
+            symbol: self.symbol.clone(),
+            number: self.number.clone(),
+            branch: self.branch.clone(),
+            birth_date: self.birth_date.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -149,7 +277,26 @@ fn main() -> ExitCode {
             reader,
             (wait, card_timeout),
             pin_stdin,
-            consent,
+            (Action::Confirm, consent),
+            json,
+            trace,
+        ),
+        Command::Register {
+            config,
+            service,
+            reader,
+            wait,
+            pin_stdin,
+            json,
+            trace,
+            card_timeout,
+        } => run_confirm(
+            config,
+            service,
+            reader,
+            (wait, card_timeout),
+            pin_stdin,
+            (Action::Register, Vec::new()),
             json,
             trace,
         ),
@@ -168,7 +315,175 @@ fn main() -> ExitCode {
             card_timeout,
         } => read_certificate(reader, wait, pattern, out, card_timeout),
         Command::Readers => list_readers(),
+        Command::Numbers {
+            desk,
+            patient,
+            json,
+        } => desk_run(&desk, |mut c| async move {
+            let outcome = desk::confirm_numbers(&mut c, &patient.numbers()).await;
+            print_outcome(&outcome, json);
+            outcome.exit_code()
+        }),
+        Command::Medications {
+            desk,
+            patient,
+            json,
+        } => desk_clinical(&desk, &patient, ClinicalKind::Medications, json),
+        Command::Checkups {
+            desk,
+            patient,
+            json,
+        } => desk_clinical(&desk, &patient, ClinicalKind::Checkups, json),
+        Command::Batch {
+            desk,
+            csv,
+            reception,
+            stream,
+            wait,
+            out,
+        } => desk_batch(&desk, csv, reception, stream, wait, out),
     }
+}
+
+fn print_outcome(outcome: &Outcome, json: bool) {
+    if json {
+        match serde_json::to_string_pretty(outcome) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("reader-agent: {e}"),
+        }
+    } else {
+        print!("{}", render_human(outcome));
+    }
+}
+
+/// Connects as the configured terminal and runs a desk function; returns its exit code.
+fn desk_run<F, Fut>(desk: &DeskArgs, f: F) -> ExitCode
+where
+    F: FnOnce(ConfirmationClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = u8>,
+{
+    let config = match AgentConfig::load(&desk.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("reader-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = onshi_reader_agent::client::endpoint(&config, desk.service.as_deref()) {
+        eprintln!("reader-agent: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("reader-agent: cannot start the runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    runtime.block_on(async {
+        match onshi_reader_agent::client::connect(&config, desk.service.as_deref()).await {
+            Ok(c) => ExitCode::from(f(c).await),
+            Err(message) => {
+                eprintln!("reader-agent: {message}");
+                ExitCode::from(3)
+            }
+        }
+    })
+}
+
+fn desk_clinical(
+    desk: &DeskArgs,
+    patient: &PatientArgs,
+    kind: ClinicalKind,
+    json: bool,
+) -> ExitCode {
+    let numbers = patient.numbers();
+    desk_run(desk, |mut c| async move {
+        match desk::clinical(&mut c, &numbers, kind).await {
+            Ok(data) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&data).unwrap_or_default()
+                    );
+                } else {
+                    print!("{}", desk::render_clinical(&data));
+                }
+                0
+            }
+            Err(outcome) => {
+                print_outcome(&outcome, json);
+                outcome.exit_code()
+            }
+        }
+    })
+}
+
+fn desk_batch(
+    desk: &DeskArgs,
+    csv: Option<PathBuf>,
+    reception: Option<String>,
+    stream: bool,
+    wait: u64,
+    out: Option<PathBuf>,
+) -> ExitCode {
+    let queries = match &csv {
+        Some(path) => match desk::read_csv(path) {
+            Ok(q) => Some(q),
+            Err(e) => {
+                eprintln!("reader-agent: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    desk_run(desk, |mut c| async move {
+        let reception = match (queries, reception) {
+            (Some(queries), _) => match desk::submit(&mut c, queries, stream).await {
+                Ok(r) => {
+                    println!(
+                        "受付番号 reception number: {} ({} queries)",
+                        r.reception_number, r.total
+                    );
+                    r.reception_number
+                }
+                Err(outcome) => {
+                    print_outcome(&outcome, false);
+                    return outcome.exit_code();
+                }
+            },
+            (None, Some(r)) => r,
+            (None, None) => return 2,
+        };
+        if wait == 0 && csv.is_some() {
+            return 0;
+        }
+        let progress = |line: &str| eprintln!("{line}");
+        let wait = Duration::from_secs(wait.max(1));
+        match desk::wait_and_fetch(&mut c, &reception, wait, &progress).await {
+            Ok((_, items)) => {
+                let text = desk::results_csv(&items);
+                match &out {
+                    Some(path) => {
+                        if let Err(e) = std::fs::write(path, text) {
+                            eprintln!("reader-agent: cannot write {}: {e}", path.display());
+                            return 3;
+                        }
+                        eprintln!("{} answers written to {}", items.len(), path.display());
+                    }
+                    None => print!("{text}"),
+                }
+                0
+            }
+            Err(outcome) => {
+                print_outcome(&outcome, false);
+                outcome.exit_code()
+            }
+        }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -178,7 +493,7 @@ fn run_confirm(
     reader: Option<String>,
     (wait, card_timeout): (u64, f64),
     pin_stdin: bool,
-    consent: Vec<Consent>,
+    (action, consent): (Action, Vec<Consent>),
     json: bool,
     trace: Option<String>,
 ) -> ExitCode {
@@ -224,6 +539,7 @@ fn run_confirm(
         card_timeout,
         consents,
         service_override: service,
+        action,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

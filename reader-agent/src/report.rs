@@ -12,6 +12,12 @@ pub enum Outcome {
         result_code: String,
         result: StaffResult,
     },
+    /// The service registered the card's holder for insurance use (or they already were).
+    Registered {
+        result_code: String,
+        newly_registered: bool,
+        confirmation_id: String,
+    },
     /// The service or the card refused; `result_code` says why.
     Refused {
         result_code: String,
@@ -28,7 +34,7 @@ pub enum Outcome {
 impl Outcome {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Outcome::Confirmed { .. } => 0,
+            Outcome::Confirmed { .. } | Outcome::Registered { .. } => 0,
             Outcome::Refused { .. } | Outcome::WrongPin { .. } => 1,
             Outcome::Error { .. } => 3,
         }
@@ -170,6 +176,20 @@ fn ratio(code: &str) -> String {
 pub fn render_human(outcome: &Outcome) -> String {
     let mut s = String::new();
     match outcome {
+        Outcome::Registered {
+            result_code,
+            newly_registered,
+            confirmation_id,
+        } => {
+            s.push_str("=== 健康保険証利用登録 (registration for insurance use) ===\n");
+            s.push_str(if *newly_registered {
+                "登録しました (registered)\n"
+            } else {
+                "登録済みです (already registered; nothing changed)\n"
+            });
+            s.push_str(&format!("result code        : {result_code}\n"));
+            s.push_str(&format!("confirmation id    : {confirmation_id}\n"));
+        }
         Outcome::Confirmed {
             result_code,
             result,

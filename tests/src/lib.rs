@@ -407,6 +407,19 @@ impl Service {
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
     }
+
+    /// Kills the service with SIGKILL (no chance to flush or clean up) and reaps it.
+    pub fn kill_hard(&mut self) -> Result<()> {
+        let pid = self._guard.id().ok_or("the service has already stopped")?;
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .map_err(|e| format!("cannot run kill: {e}"))?;
+        if !status.success() {
+            return Err(format!("kill -KILL {pid} failed: {status}"));
+        }
+        self._guard.wait(Duration::from_secs(10)).map(|_| ())
+    }
 }
 
 /// A virtual card attached to a pcscd's vpcd port.
@@ -497,8 +510,41 @@ pub fn run_agent_raw(
     pins: &str,
     extra: &[&str],
 ) -> Result<std::process::Output> {
+    run_agent_command("confirm", pcscd, agent_toml, service, pins, extra)
+}
+
+/// Runs `reader-agent <subcommand> --json --pin-stdin` (confirm or register) and parses its
+/// JSON outcome.
+pub fn run_agent_json(
+    subcommand: &str,
+    pcscd: &Pcscd,
+    agent_toml: &Path,
+    service: &Service,
+    pins: &str,
+) -> Result<AgentRun> {
+    let out = run_agent_command(subcommand, pcscd, agent_toml, service, pins, &["--json"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_str(&stdout).map_err(|e| {
+        format!("reader-agent printed no JSON ({e}); stdout: {stdout}; stderr: {stderr}")
+    })?;
+    Ok(AgentRun {
+        code: out.status.code(),
+        json,
+        stderr,
+    })
+}
+
+fn run_agent_command(
+    subcommand: &str,
+    pcscd: &Pcscd,
+    agent_toml: &Path,
+    service: &Service,
+    pins: &str,
+    extra: &[&str],
+) -> Result<std::process::Output> {
     let mut cmd = Command::new(bin("reader-agent")?);
-    cmd.args(["confirm", "--pin-stdin", "--wait", "20", "--config"])
+    cmd.args([subcommand, "--pin-stdin", "--wait", "20", "--config"])
         .arg(agent_toml)
         .args(["--service", &service.url()])
         .args(extra)

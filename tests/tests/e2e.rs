@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use onshi_e2e::{run_agent, Card, Pcscd, Service, World};
+use onshi_e2e::{run_agent, run_agent_json, Card, Pcscd, Service, World};
 
 fn world() -> &'static World {
     World::shared(env!("CARGO_TARGET_TMPDIR"), "e2e-world", 8)
@@ -224,6 +224,67 @@ fn expired_certificate_is_refused_as_expired() {
 #[test]
 fn unregistered_card_is_refused_as_not_registered() {
     refused_card("unregistered", "RESULT_CODE_CARD_NOT_REGISTERED");
+}
+
+/// 健康保険証利用申込み at the reader: the unregistered card is refused, registered with the PIN
+/// (a PURPOSE_REGISTER challenge signed by the card through pcscd), registering again changes
+/// nothing, and the card then confirms. A private world: registration changes the store.
+#[test]
+fn an_unregistered_card_is_registered_with_its_pin_and_then_confirms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World::build(&tmp.path().join("world"), 6).unwrap();
+    let pcscd = Pcscd::start().unwrap();
+    let service = Service::start(&w.dir.join("service.toml")).unwrap();
+    let (profile, pin) = w.private_card("unregistered", tmp.path()).unwrap();
+    let _card = Card::attach(&profile, &pcscd.vpcd(), &[]).unwrap();
+    let terminal = w.terminal("in-operation", 0).unwrap();
+    let pins = format!("{pin}\n");
+
+    let run = run_agent_json("confirm", &pcscd, &terminal, &service, &pins).unwrap();
+    assert_eq!(code(&run), "RESULT_CODE_CARD_NOT_REGISTERED", "{run:?}");
+
+    let run = run_agent_json("register", &pcscd, &terminal, &service, &pins).unwrap();
+    assert_eq!(run.json["outcome"], "registered", "{run:?}");
+    assert_eq!(run.json["newly_registered"], true, "{run:?}");
+    assert_eq!(run.code, Some(0));
+
+    let run = run_agent_json("register", &pcscd, &terminal, &service, &pins).unwrap();
+    assert_eq!(run.json["outcome"], "registered", "{run:?}");
+    assert_eq!(run.json["newly_registered"], false, "idempotent: {run:?}");
+
+    let run = run_agent_json("confirm", &pcscd, &terminal, &service, &pins).unwrap();
+    assert_eq!(run.json["outcome"], "confirmed", "{run:?}");
+    assert_eq!(code(&run), "RESULT_CODE_OK", "{run:?}");
+
+    // Both registrations and the confirmations are in the audit log, with their purposes.
+    let store =
+        onshi_confirm_service::store::SqliteStore::open(&w.dir.join("store/onshi.sqlite")).unwrap();
+    let person = w.card("unregistered").unwrap()["person_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let records = onshi_confirm_service::store::Store::query_audit(
+        &store,
+        &onshi_confirm_service::audit::AuditQuery {
+            person_id: Some(person),
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let purposes: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r.purpose.as_str(), r.result_code.as_str()))
+        .collect();
+    assert_eq!(
+        purposes,
+        [
+            ("confirm", "RESULT_CODE_CARD_NOT_REGISTERED"),
+            ("register", "RESULT_CODE_OK"),
+            ("register", "RESULT_CODE_OK"),
+            ("confirm", "RESULT_CODE_OK"),
+        ]
+    );
 }
 
 #[test]

@@ -268,14 +268,21 @@ fn garbage_input_gets_clear_errors_not_crashes() {
             .unwrap();
         let card = card("valid");
         let ch = challenge(&mut c).await;
-        // Unspecified purpose.
+        // Unspecified purpose (a missing field), an unknown one, one not served yet.
         let err = c
             .issue_challenge(pb::IssueChallengeRequest { purpose: 0 })
             .await
             .unwrap_err();
-        assert_eq!(refusal(&err), Some(ResultCode::BadRequest));
+        assert_eq!(refusal(&err), Some(ResultCode::MissingField));
         let err = c
             .issue_challenge(pb::IssueChallengeRequest { purpose: 99 })
+            .await
+            .unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::UnknownEnumValue));
+        let err = c
+            .issue_challenge(pb::IssueChallengeRequest {
+                purpose: pb::Purpose::Face as i32,
+            })
             .await
             .unwrap_err();
         assert_eq!(refusal(&err), Some(ResultCode::BadRequest));

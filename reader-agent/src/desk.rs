@@ -1,0 +1,383 @@
+//! The reception desk's functions that need no card (資格確認端末): confirmation by the
+//! insurance card's numbers, the consent-gated medication and checkup data, and batch
+//! confirmation (一括照会) of a CSV of reservations. The terminal's identity is its client
+//! certificate, as for the card flow.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use onshi_proto::v1::confirmation_client::ConfirmationClient;
+use onshi_proto::v1::{self as pb};
+use serde_json::{json, Value};
+use tonic::transport::Channel;
+
+use crate::confirm::refused_by_service;
+use crate::report::{Outcome, StaffResult};
+
+/// The patient's insurance-card numbers, as typed by staff.
+#[derive(Debug, Clone, Default)]
+pub struct Numbers {
+    pub insurer_number: String,
+    pub symbol: String,
+    pub number: String,
+    pub branch: String,
+    /// YYYYMMDD.
+    pub birth_date: String,
+}
+
+impl Numbers {
+    pub fn to_proto(&self) -> pb::NumbersQuery {
+        pb::NumbersQuery {
+            insurer_number: self.insurer_number.clone(),
+            symbol: self.symbol.clone(),
+            number: self.number.clone(),
+            branch: self.branch.clone(),
+            birth_date: self.birth_date.clone(),
+        }
+    }
+}
+
+/// A card-less confirmation; the outcome renders like a card confirmation's.
+pub async fn confirm_numbers(
+    client: &mut ConfirmationClient<Channel>,
+    numbers: &Numbers,
+) -> Outcome {
+    let request = pb::ConfirmByNumbersRequest {
+        query: Some(numbers.to_proto()),
+    };
+    match client.confirm_by_numbers(request).await {
+        Ok(r) => {
+            let result = r.into_inner();
+            Outcome::Confirmed {
+                result_code: result.result_code().as_str_name().to_owned(),
+                result: StaffResult::from_proto(&result),
+            }
+        }
+        Err(status) => refused_by_service(&status),
+    }
+}
+
+/// Which consent-gated data to fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClinicalKind {
+    Medications,
+    Checkups,
+}
+
+fn consent_json(c: Option<&pb::ConsentRecord>) -> Value {
+    let ts = |t: Option<&prost_types::Timestamp>| t.map(|t| t.seconds);
+    match c {
+        Some(c) => json!({
+            "given": c.given,
+            "given_at_unix": ts(c.given_at.as_ref()),
+            "valid_until_unix": ts(c.valid_until.as_ref()),
+        }),
+        None => Value::Null,
+    }
+}
+
+/// Fetches medication or checkup data as JSON (`{"outcome": "data", ...}`), or the refusal.
+pub async fn clinical(
+    client: &mut ConfirmationClient<Channel>,
+    numbers: &Numbers,
+    kind: ClinicalKind,
+) -> Result<Value, Outcome> {
+    let request = pb::ClinicalDataRequest {
+        patient: Some(numbers.to_proto()),
+    };
+    match kind {
+        ClinicalKind::Medications => {
+            let r = client
+                .get_medications(request)
+                .await
+                .map_err(|s| refused_by_service(&s))?
+                .into_inner();
+            let rows: Vec<Value> = r
+                .medications
+                .iter()
+                .map(|m| {
+                    json!({
+                        "dispensed_on": m.dispensed_on, "institution_code": m.institution_code,
+                        "institution_name": m.institution_name, "drug_code": m.drug_code,
+                        "drug_name": m.drug_name, "usage": m.usage,
+                        "daily_quantity": m.daily_quantity, "days": m.days,
+                    })
+                })
+                .collect();
+            Ok(json!({
+                "outcome": "data", "kind": "medications", "confirmation_id": r.confirmation_id,
+                "consent": consent_json(r.consent.as_ref()), "medications": rows,
+            }))
+        }
+        ClinicalKind::Checkups => {
+            let r = client
+                .get_checkups(request)
+                .await
+                .map_err(|s| refused_by_service(&s))?
+                .into_inner();
+            let rows: Vec<Value> = r
+                .checkups
+                .iter()
+                .map(|c| {
+                    json!({
+                        "examined_on": c.examined_on, "height_cm_x10": c.height_cm_x10,
+                        "weight_kg_x10": c.weight_kg_x10, "waist_cm_x10": c.waist_cm_x10,
+                        "bmi_x10": c.bmi_x10, "systolic_mmhg": c.systolic_mmhg,
+                        "diastolic_mmhg": c.diastolic_mmhg, "hba1c_x10": c.hba1c_x10,
+                        "ldl_mg_dl": c.ldl_mg_dl, "judgement": c.judgement,
+                    })
+                })
+                .collect();
+            Ok(json!({
+                "outcome": "data", "kind": "checkups", "confirmation_id": r.confirmation_id,
+                "consent": consent_json(r.consent.as_ref()), "checkups": rows,
+            }))
+        }
+    }
+}
+
+/// Renders clinical data for staff.
+pub fn render_clinical(data: &Value) -> String {
+    let mut s = String::new();
+    let tenth = |v: &Value| format!("{:.1}", v.as_f64().unwrap_or(0.0) / 10.0);
+    if let Some(rows) = data["medications"].as_array() {
+        s.push_str(&format!(
+            "=== 薬剤情報 (medication history): {} ===\n",
+            rows.len()
+        ));
+        for m in rows {
+            s.push_str(&format!(
+                "{}  {}  {}  {} × {}日  ({})\n",
+                m["dispensed_on"].as_str().unwrap_or(""),
+                m["drug_name"].as_str().unwrap_or(""),
+                m["usage"].as_str().unwrap_or(""),
+                m["daily_quantity"].as_str().unwrap_or(""),
+                m["days"],
+                m["institution_name"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    if let Some(rows) = data["checkups"].as_array() {
+        s.push_str(&format!(
+            "=== 特定健診情報 (checkup results): {} ===\n",
+            rows.len()
+        ));
+        for c in rows {
+            s.push_str(&format!(
+                "{}  身長 {} cm  体重 {} kg  BMI {}  腹囲 {} cm  血圧 {}/{}  HbA1c {}%  LDL {}  判定 {}\n",
+                c["examined_on"].as_str().unwrap_or(""),
+                tenth(&c["height_cm_x10"]),
+                tenth(&c["weight_kg_x10"]),
+                tenth(&c["bmi_x10"]),
+                tenth(&c["waist_cm_x10"]),
+                c["systolic_mmhg"],
+                c["diastolic_mmhg"],
+                tenth(&c["hba1c_x10"]),
+                c["ldl_mg_dl"],
+                c["judgement"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    s.push_str(&format!(
+        "confirmation id: {}\n",
+        data["confirmation_id"].as_str().unwrap_or("")
+    ));
+    s
+}
+
+/// Reads a reservations CSV: `insurer_number,symbol,number,branch,birth_date` per line (a
+/// header line starting with `insurer` is skipped; empty lines too). Fields are taken as
+/// written: the service validates them and answers a malformed line with its own code.
+pub fn read_csv(path: &Path) -> Result<Vec<pb::NumbersQuery>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || (i == 0 && line.starts_with("insurer")) {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        if f.len() != 5 {
+            return Err(format!(
+                "{} line {}: expected 5 fields (insurer_number,symbol,number,branch,birth_date), got {}",
+                path.display(),
+                i + 1,
+                f.len()
+            ));
+        }
+        out.push(pb::NumbersQuery {
+            insurer_number: f[0].to_owned(),
+            symbol: f[1].to_owned(),
+            number: f[2].to_owned(),
+            branch: f[3].to_owned(),
+            birth_date: f[4].to_owned(),
+        });
+    }
+    if out.is_empty() {
+        return Err(format!("{} holds no queries", path.display()));
+    }
+    Ok(out)
+}
+
+/// Submits a batch (streamed when `stream`); returns the reception number and total.
+pub async fn submit(
+    client: &mut ConfirmationClient<Channel>,
+    queries: Vec<pb::NumbersQuery>,
+    stream: bool,
+) -> Result<pb::SubmitBatchResponse, Outcome> {
+    let answer = if stream {
+        client
+            .submit_batch_stream(tokio_stream::iter(queries))
+            .await
+    } else {
+        client
+            .submit_batch(pb::SubmitBatchRequest { queries })
+            .await
+    };
+    answer
+        .map(|r| r.into_inner())
+        .map_err(|s| refused_by_service(&s))
+}
+
+/// Polls a batch until it is done (or `wait` passes), reporting progress, then reads every
+/// answer page by page.
+pub async fn wait_and_fetch(
+    client: &mut ConfirmationClient<Channel>,
+    reception_number: &str,
+    wait: Duration,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<(pb::BatchResult, Vec<pb::BatchItemResult>), Outcome> {
+    let deadline = Instant::now() + wait;
+    let mut last = None;
+    loop {
+        let r = client
+            .get_batch_result(pb::GetBatchResultRequest {
+                reception_number: reception_number.to_owned(),
+                from: 0,
+                limit: 0,
+            })
+            .await
+            .map_err(|s| refused_by_service(&s))?
+            .into_inner();
+        if last != Some(r.completed) {
+            progress(&format!(
+                "batch {reception_number}: {} / {} answered{}",
+                r.completed,
+                r.total,
+                if r.status() == pb::BatchStatus::Processing {
+                    " (処理中)"
+                } else {
+                    ""
+                }
+            ));
+            last = Some(r.completed);
+        }
+        if r.status() == pb::BatchStatus::Done {
+            let mut items = r.items.clone();
+            while (items.len() as u32) < r.total {
+                let page = client
+                    .get_batch_result(pb::GetBatchResultRequest {
+                        reception_number: reception_number.to_owned(),
+                        from: items.len() as u32,
+                        limit: 0,
+                    })
+                    .await
+                    .map_err(|s| refused_by_service(&s))?
+                    .into_inner();
+                if page.items.is_empty() {
+                    break;
+                }
+                items.extend(page.items);
+            }
+            return Ok((r, items));
+        }
+        if Instant::now() >= deadline {
+            return Err(Outcome::Error {
+                message: format!(
+                    "batch {reception_number} is still 処理中 ({} / {}) after {} s; fetch it later",
+                    r.completed,
+                    r.total,
+                    wait.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The answers as CSV: the query, then result code, validity, insurer, co-pay and bracket of
+/// the first qualification.
+pub fn results_csv(items: &[pb::BatchItemResult]) -> String {
+    let mut s = String::from(
+        "ordinal,insurer_number,symbol,number,branch,birth_date,result_code,validity,name,current_insurer,copay_ratio,high_cost_bracket\n",
+    );
+    for item in items {
+        let q = item.query.clone().unwrap_or_default();
+        let r = item.result.clone().unwrap_or_default();
+        let first = r.qualifications.first();
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            item.ordinal,
+            q.insurer_number,
+            q.symbol,
+            q.number,
+            q.branch,
+            q.birth_date,
+            r.result_code().as_str_name(),
+            r.validity,
+            first.map(|q| q.name.as_str()).unwrap_or(""),
+            first.map(|q| q.insurer_number.as_str()).unwrap_or(""),
+            first.map(|q| q.copay_ratio.as_str()).unwrap_or(""),
+            first
+                .and_then(|q| q.high_cost_limit.as_ref())
+                .map(|h| h.bracket.as_str())
+                .unwrap_or(""),
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_lines_become_queries_and_bad_lines_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        std::fs::write(
+            &path,
+            "insurer_number,symbol,number,branch,birth_date\n01130012,1234,901,00,19800229\n\n39131016,,55,,19400101\r\n",
+        )
+        .unwrap();
+        let q = read_csv(&path).unwrap();
+        assert_eq!(q.len(), 2);
+        assert_eq!(q[1].insurer_number, "39131016");
+        assert_eq!(q[1].symbol, "");
+        std::fs::write(&path, "01130012,1234,901\n").unwrap();
+        let err = read_csv(&path).unwrap_err();
+        assert!(err.contains("line 1") && err.contains("5 fields"), "{err}");
+        std::fs::write(&path, "insurer_number,symbol,number,branch,birth_date\n").unwrap();
+        assert!(read_csv(&path).unwrap_err().contains("no queries"));
+    }
+
+    #[test]
+    fn results_csv_has_one_line_per_answer() {
+        let mut result = pb::ConfirmationResult::default();
+        result.set_result_code(pb::ResultCode::InvalidInsurerNumber);
+        let items = vec![pb::BatchItemResult {
+            ordinal: 0,
+            query: Some(pb::NumbersQuery {
+                insurer_number: "01130013".into(),
+                ..Default::default()
+            }),
+            result: Some(result),
+        }];
+        let csv = results_csv(&items);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].starts_with("0,01130013,"));
+        assert!(lines[1].contains("RESULT_CODE_INVALID_INSURER_NUMBER"));
+    }
+}
