@@ -1539,3 +1539,38 @@ impl Store for PgStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn messages_name_the_target_without_the_password() {
+        let c = Config::from_str("postgres://onshi:SECRET@db.invalid:6543/onshi").unwrap();
+        assert_eq!(describe(&c), "onshi@db.invalid:6543/onshi");
+        let c = Config::from_str("postgresql://onshi@%2Fvar%2Frun%2Fpostgresql/onshi").unwrap();
+        assert_eq!(describe(&c), "onshi@/var/run/postgresql:5432/onshi");
+        match PgStore::open("postgres://onshi:SECRET@db.invalid:99999/onshi") {
+            Err(StoreError::BadLocation(msg)) => assert!(!msg.contains("SECRET"), "{msg}"),
+            other => panic!("expected BadLocation, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn instants_are_cut_to_the_millisecond() {
+        assert_eq!(
+            instant(datetime!(2026-11-24 09:00:00.123_999_999 UTC)),
+            datetime!(2026-11-24 09:00:00.123 UTC)
+        );
+        let whole = datetime!(2026-11-24 09:00:00.5 +09:00);
+        assert_eq!(instant(whole), whole);
+    }
+
+    #[test]
+    fn the_last_entry_of_a_key_wins_in_first_seen_order() {
+        let items = [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)];
+        let kept: Vec<_> = last_per_key(&items, |i| i.0).into_iter().copied().collect();
+        assert_eq!(kept, [("a", 3), ("b", 5), ("c", 4)]);
+    }
+}
