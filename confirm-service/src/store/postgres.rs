@@ -229,14 +229,17 @@ impl From<::postgres::Error> for StoreError {
     }
 }
 
-/// A PostgreSQL error on one line (a server error's DETAIL and HINT follow on lines of their
-/// own otherwise, which log lines and gRPC messages do not want).
+/// A PostgreSQL error with its causes (the driver's own text is only the kind, e.g. "db
+/// error"), on one line (a server error's DETAIL and HINT come on lines of their own).
 fn one_line(e: &::postgres::Error) -> String {
-    e.to_string()
-        .lines()
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join("; ")
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text.lines().map(str::trim).collect::<Vec<_>>().join("; ")
 }
 
 /// The store. See the module documentation.
