@@ -4,7 +4,7 @@
 # differential checks, and the build tools. Idempotent: packages already present are skipped.
 set -euo pipefail
 
-PACKAGES=(pkg-config libpcsclite-dev pcscd vsmartcard-vpcd opensc opensc-pkcs11 openssl util-linux)
+PACKAGES=(pkg-config libpcsclite-dev pcscd vsmartcard-vpcd opensc opensc-pkcs11 openssl util-linux postgresql)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

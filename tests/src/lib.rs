@@ -7,6 +7,8 @@
 //!   once per process, every PC/SC client here is a spawned process.
 //! - [`Service`], [`Card`]: the confirmation service and a virtual card as child processes.
 //! - [`run_agent`]: one `reader-agent confirm` run with PINs on stdin.
+//! - [`pg`]: a private PostgreSQL server; [`store_suite`]: the storage conformance suite run
+//!   against both stores.
 //!
 //! Readiness is awaited on signals the processes give (a line on stdout, a socket appearing),
 //! never on fixed sleeps; every wait is bounded.
@@ -18,6 +20,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+pub mod pg;
+pub mod store_suite;
 
 /// A harness failure, with enough context to debug a CI log.
 pub type Result<T> = std::result::Result<T, String>;

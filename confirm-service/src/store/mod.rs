@@ -25,6 +25,8 @@ use crate::clinical::{Checkup, Medication};
 use crate::consent::ConsentGrant;
 use crate::eligibility::{NumbersQuery, Person, QualificationRecord};
 
+pub mod copy;
+pub mod postgres;
 pub mod sqlite;
 
 pub use sqlite::{Bulk, SqliteStore};
@@ -380,9 +382,7 @@ pub fn is_postgres_url(location: &str) -> bool {
 /// SQLite file path (created if missing).
 pub fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
     if is_postgres_url(location) {
-        return Err(StoreError::BadLocation(format!(
-            "{location} (this build has no PostgreSQL store yet)"
-        )));
+        return Ok(Arc::new(self::postgres::PgStore::open(location)?));
     }
     if location.is_empty() {
         return Err(StoreError::BadLocation(location.to_owned()));

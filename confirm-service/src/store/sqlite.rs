@@ -1250,7 +1250,8 @@ impl Store for SqliteStore {
         }
         tx.prepare_cached(
             "UPDATE batch_jobs SET completed = completed + ?2,
-                 finished_at = CASE WHEN completed + ?2 >= total THEN ?3 ELSE finished_at END
+                 finished_at = CASE WHEN finished_at IS NULL AND completed + ?2 >= total
+                                    THEN ?3 ELSE finished_at END
              WHERE reception_number = ?1",
         )?
         .execute(params![reception_number, answered, millis(now)])?;

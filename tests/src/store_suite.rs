@@ -1,0 +1,1278 @@
+//! The conformance suite of the storage interface ([`Store`]): one function per contract of
+//! the trait's documentation, run against both stores (tests/tests/store_sqlite.rs and
+//! tests/tests/store_postgres.rs) through [`store_suite!`](crate::store_suite), so the two
+//! lists of cases cannot drift apart.
+//!
+//! Each case gets a fresh, empty store from a [`Fixture`]; the cases that check what several
+//! service instances sharing one store see open a second instance on the same location.
+//! Instants are whole milliseconds (both stores keep instants to the millisecond), dates are
+//! plain calendar dates.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::any::Any;
+use std::sync::{Arc, Barrier};
+
+use onshi_confirm_service::audit::{AuditQuery, AuditRecord};
+use onshi_confirm_service::challenge::ChallengeError;
+use onshi_confirm_service::clinical::{Checkup, Medication};
+use onshi_confirm_service::consent::{ConsentGrant, ConsentKind};
+use onshi_confirm_service::eligibility::{
+    ElderlyCertificate, HighCostLimit, InsurerNumber, NumbersQuery, Person, QualificationRecord,
+    SpecificDisease,
+};
+use onshi_confirm_service::store::{
+    BatchItem, BatchJob, CardKey, LoadBatch, Registration, Store, StoreError, StoredChallenge,
+    Terminal, TerminalStatus,
+};
+use time::macros::{date, datetime};
+use time::{Date, Duration, OffsetDateTime};
+
+/// Generates one `#[test]` per case of the suite, each on a fresh store from `$fixture`, a
+/// `fn(&str) -> Fixture` called with the case's name.
+#[macro_export]
+macro_rules! store_suite {
+    ($fixture:path) => {
+        $crate::store_suite!(@one $fixture;
+            reference_data_round_trip,
+            load_replaces_persons_links_and_terminals_and_appends_records,
+            load_is_all_or_nothing,
+            persons_by_numbers_exact_match,
+            persons_by_numbers_absent_symbol_or_branch_matches_only_absent,
+            persons_by_numbers_wrong_birth_date_finds_none,
+            registration_is_idempotent,
+            consents_latest_grant_wins,
+            challenge_is_single_use,
+            challenge_of_another_terminal_is_not_consumed,
+            challenge_for_another_purpose_is_refused,
+            challenge_expires,
+            challenge_unknown,
+            challenge_concurrent_consumption_one_wins,
+            challenges_are_purged_after_expiry,
+            audit_round_trip_oldest_first,
+            audit_query_by_person,
+            audit_query_by_institution,
+            audit_query_by_time_range,
+            audit_query_limit_keeps_the_oldest,
+            audit_duplicate_id_fails_the_whole_group,
+            batch_create_and_page_items,
+            batch_complete_keeps_the_first_answer,
+            batch_finishes_when_every_item_is_answered,
+            batch_unfinished_oldest_first,
+            batch_claim_lease_is_exclusive_until_it_expires,
+        );
+        $crate::store_suite!(@two $fixture;
+            challenge_consumed_once_across_instances,
+            batch_claim_exclusive_across_instances,
+        );
+    };
+    (@one $fixture:path; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let fixture = $fixture(stringify!($case));
+                let store = fixture.open();
+                $crate::store_suite::$case(&*store);
+            }
+        )*
+    };
+    (@two $fixture:path; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let fixture = $fixture(stringify!($case));
+                let (a, b) = (fixture.open(), fixture.open());
+                $crate::store_suite::$case(&*a, &*b);
+            }
+        )*
+    };
+}
+
+/// A fresh, empty store location for one case: opens instances of the store on it, and keeps
+/// whatever the location needs alive (a temporary directory) until the case ends.
+pub struct Fixture {
+    open: Box<dyn Fn() -> Arc<dyn Store>>,
+    _keep: Box<dyn Any>,
+}
+
+impl std::fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fixture").finish_non_exhaustive()
+    }
+}
+
+impl Fixture {
+    /// `open` opens one more instance on the location; `keep` lives as long as the fixture.
+    pub fn new(open: impl Fn() -> Arc<dyn Store> + 'static, keep: impl Any) -> Self {
+        Self {
+            open: Box::new(open),
+            _keep: Box::new(keep),
+        }
+    }
+
+    /// One more store instance on the fixture's location.
+    pub fn open(&self) -> Arc<dyn Store> {
+        (self.open)()
+    }
+}
+
+// ---- data ------------------------------------------------------------------------------------
+
+const T0: OffsetDateTime = datetime!(2026-11-24 09:00:00.125 UTC);
+
+fn at(ms: i64) -> OffsetDateTime {
+    T0 + Duration::milliseconds(ms)
+}
+
+fn person(id: &str, birth_date: Date) -> Person {
+    Person {
+        id: id.into(),
+        name: "山田\u{3000}花子".into(),
+        kana_name: "ﾔﾏﾀﾞ ﾊﾅｺ".into(),
+        sex: 2,
+        birth_date,
+        address: "東京都千代田区千代田1-1 ﾒｿﾞﾝ「ひかり」101".into(),
+        postcode: "100-0001".into(),
+        registered_for_insurance: true,
+    }
+}
+
+/// 協会けんぽ with every optional part present: two 特定疾病 certificates, a 高齢受給者証 and a
+/// high-cost limit without certificate type.
+fn kyokai(person_id: &str) -> QualificationRecord {
+    QualificationRecord {
+        person_id: person_id.into(),
+        insured_card_classification: "01".into(),
+        insurer_number: InsurerNumber::parse("01130012").unwrap(),
+        insurer_name: "全国健康保険協会 東京支部".into(),
+        symbol: Some("12345678".into()),
+        number: "901".into(),
+        branch: Some("00".into()),
+        personal_family: 1,
+        insured_person_name: "山田\u{3000}花子".into(),
+        qualification_date: date!(2015 - 04 - 01),
+        disqualification_date: Some(date!(2025 - 01 - 01)),
+        loss_reason: Some("03".into()),
+        card_issue_date: date!(2015 - 04 - 10),
+        card_valid_from: date!(2015 - 04 - 01),
+        card_expiry: Some(date!(2026 - 07 - 31)),
+        copay_ratio: "030".into(),
+        preschool: false,
+        elderly: Some(ElderlyCertificate {
+            valid_from: date!(2024 - 08 - 01),
+            valid_until: date!(2025 - 07 - 31),
+            copay_ratio: "020".into(),
+        }),
+        high_cost_limit: Some(HighCostLimit {
+            certificate_type: None,
+            bracket: "A03".into(),
+            valid_from: date!(2024 - 08 - 01),
+            valid_until: date!(2025 - 07 - 31),
+        }),
+        specific_diseases: vec![
+            SpecificDisease {
+                category: 1,
+                monthly_cap_yen: 10_000,
+                valid_from: date!(2020 - 01 - 01),
+                valid_until: date!(2030 - 12 - 31),
+            },
+            SpecificDisease {
+                category: 2,
+                monthly_cap_yen: 20_000,
+                valid_from: date!(2021 - 01 - 01),
+                valid_until: date!(2031 - 12 - 31),
+            },
+        ],
+    }
+}
+
+/// 組合 record of a family member, with a limit certificate type and one 特定疾病.
+fn kumiai(person_id: &str) -> QualificationRecord {
+    QualificationRecord {
+        insurer_number: InsurerNumber::with_check_digit("0613801").unwrap(),
+        insurer_name: "関東ＩＴソフトウェア健康保険組合".into(),
+        symbol: Some("ｶﾝﾄｳ".into()),
+        number: "4711".into(),
+        branch: Some("02".into()),
+        personal_family: 2,
+        insured_person_name: "山田\u{3000}太郎".into(),
+        preschool: true,
+        copay_ratio: "020".into(),
+        elderly: None,
+        high_cost_limit: Some(HighCostLimit {
+            certificate_type: Some("01".into()),
+            bracket: "B10".into(),
+            valid_from: date!(2025 - 04 - 01),
+            valid_until: date!(2026 - 03 - 31),
+        }),
+        specific_diseases: vec![SpecificDisease {
+            category: 3,
+            monthly_cap_yen: 4_000_000_000,
+            valid_from: date!(2025 - 04 - 01),
+            valid_until: date!(2999 - 12 - 31),
+        }],
+        ..kyokai(person_id)
+    }
+}
+
+/// 後期高齢者医療: no 記号, no 枝番, nothing optional.
+fn koki(person_id: &str) -> QualificationRecord {
+    QualificationRecord {
+        insurer_number: InsurerNumber::with_check_digit("3913100").unwrap(),
+        insurer_name: "東京都後期高齢者医療広域連合".into(),
+        symbol: None,
+        branch: None,
+        number: "12345678".into(),
+        qualification_date: date!(2025 - 01 - 01),
+        disqualification_date: None,
+        loss_reason: None,
+        card_expiry: None,
+        copay_ratio: "010".into(),
+        elderly: None,
+        high_cost_limit: None,
+        specific_diseases: Vec::new(),
+        ..kyokai(person_id)
+    }
+}
+
+fn card(n: u8) -> CardKey {
+    CardKey {
+        issuer_key: format!("{n:02x}").repeat(32),
+        serial: format!("00{n:02x}ff"),
+    }
+}
+
+fn terminal(code: &str, id: &str, status: TerminalStatus) -> Terminal {
+    Terminal {
+        institution_code: code.into(),
+        terminal_id: id.into(),
+        status,
+    }
+}
+
+fn medication(person_id: &str, on: Date, drug: &str) -> Medication {
+    Medication {
+        person_id: person_id.into(),
+        dispensed_on: on,
+        institution_code: "1340123452".into(),
+        institution_name: "ひかり薬局".into(),
+        drug_code: "2171022F1020".into(),
+        drug_name: drug.into(),
+        usage: "1日1回朝食後".into(),
+        daily_quantity: "1錠".into(),
+        days: 28,
+    }
+}
+
+fn checkup(person_id: &str, on: Date, judgement: &str) -> Checkup {
+    Checkup {
+        person_id: person_id.into(),
+        examined_on: on,
+        height_cm_x10: 1713,
+        weight_kg_x10: 652,
+        waist_cm_x10: 812,
+        bmi_x10: 222,
+        systolic_mmhg: 128,
+        diastolic_mmhg: 79,
+        hba1c_x10: 56,
+        ldl_mg_dl: 131,
+        judgement: judgement.into(),
+    }
+}
+
+fn load(store: &dyn Store, batch: LoadBatch) {
+    store.load(&batch).expect("load");
+}
+
+fn numbers(record: &QualificationRecord, birth_date: Date) -> NumbersQuery {
+    NumbersQuery {
+        insurer_number: record.insurer_number.clone(),
+        symbol: record.symbol.clone(),
+        number: record.number.clone(),
+        branch: record.branch.clone(),
+        birth_date,
+    }
+}
+
+// ---- reference data --------------------------------------------------------------------------
+
+/// Everything [`Store::load`] writes reads back equal: persons, qualification records (oldest
+/// first by qualification date, then insertion order, with their 特定疾病 in order), card links,
+/// terminals, medications and checkups (newest first, ties in insertion order).
+pub fn reference_data_round_trip(store: &dyn Store) {
+    let p1 = person("P1", date!(1980 - 02 - 29));
+    let p2 = Person {
+        id: "P2".into(),
+        name: "佐藤\u{3000}一郎".into(),
+        sex: 1,
+        registered_for_insurance: false,
+        ..person("P2", date!(1950 - 12 - 31))
+    };
+    let later = koki("P1");
+    let first = kyokai("P1");
+    // Same qualification date as `first`, inserted after it.
+    let same_day = kumiai("P1");
+    let m_old = medication("P1", date!(2026 - 01 - 10), "アムロジピン錠５ｍｇ");
+    let m_new_a = medication("P1", date!(2026 - 11 - 01), "ロスバスタチン錠２．５ｍｇ");
+    let m_new_b = medication(
+        "P1",
+        date!(2026 - 11 - 01),
+        "メトホルミン塩酸塩錠２５０ｍｇ",
+    );
+    let c_old = checkup("P1", date!(2024 - 06 - 01), "B");
+    let c_new = checkup("P1", date!(2025 - 06 - 01), "D");
+    let t1 = terminal("1340123452", "T01", TerminalStatus::InOperation);
+    let t2 = terminal("1340123452", "T02", TerminalStatus::Suspended);
+    load(
+        store,
+        LoadBatch {
+            persons: vec![p1.clone(), p2.clone()],
+            qualifications: vec![later.clone(), first.clone(), same_day.clone(), koki("P2")],
+            cards: vec![
+                (card(1), "P1".into()),
+                (card(2), "P1".into()),
+                (card(3), "P2".into()),
+            ],
+            terminals: vec![t1.clone(), t2.clone()],
+            medications: vec![m_old.clone(), m_new_a.clone(), m_new_b.clone()],
+            checkups: vec![c_old.clone(), c_new.clone()],
+        },
+    );
+
+    assert_eq!(store.person("P1").unwrap(), Some(p1));
+    assert_eq!(store.person("P2").unwrap(), Some(p2));
+    assert_eq!(store.person("P3").unwrap(), None);
+
+    assert_eq!(
+        store.qualifications("P1").unwrap(),
+        vec![first, same_day, later]
+    );
+    assert_eq!(store.qualifications("P2").unwrap(), vec![koki("P2")]);
+    assert_eq!(store.qualifications("P3").unwrap(), Vec::new());
+
+    assert_eq!(
+        store.person_for_card(&card(1)).unwrap().as_deref(),
+        Some("P1")
+    );
+    assert_eq!(
+        store.person_for_card(&card(2)).unwrap().as_deref(),
+        Some("P1")
+    );
+    assert_eq!(
+        store.person_for_card(&card(3)).unwrap().as_deref(),
+        Some("P2")
+    );
+    assert_eq!(store.person_for_card(&card(4)).unwrap(), None);
+    // Both halves of the key count.
+    let mixed = CardKey {
+        issuer_key: card(1).issuer_key,
+        serial: card(3).serial,
+    };
+    assert_eq!(store.person_for_card(&mixed).unwrap(), None);
+
+    assert_eq!(store.terminal("1340123452", "T01").unwrap(), Some(t1));
+    assert_eq!(store.terminal("1340123452", "T02").unwrap(), Some(t2));
+    assert_eq!(store.terminal("1340123452", "T03").unwrap(), None);
+    assert_eq!(store.terminal("1310156789", "T01").unwrap(), None);
+
+    assert_eq!(
+        store.medications("P1").unwrap(),
+        vec![m_new_a, m_new_b, m_old]
+    );
+    assert_eq!(store.medications("P2").unwrap(), Vec::new());
+    assert_eq!(store.checkups("P1").unwrap(), vec![c_new, c_old]);
+    assert_eq!(store.checkups("P2").unwrap(), Vec::new());
+}
+
+/// A person, card link or terminal loaded again is replaced; qualification records,
+/// medications and checkups are appended. Records may come in a later load than their person.
+pub fn load_replaces_persons_links_and_terminals_and_appends_records(store: &dyn Store) {
+    load(
+        store,
+        LoadBatch {
+            persons: vec![
+                person("P1", date!(1980 - 02 - 29)),
+                person("P2", date!(1990 - 01 - 01)),
+            ],
+            terminals: vec![terminal("1340123452", "T01", TerminalStatus::InOperation)],
+            ..LoadBatch::default()
+        },
+    );
+    load(
+        store,
+        LoadBatch {
+            qualifications: vec![kyokai("P1")],
+            cards: vec![(card(1), "P1".into())],
+            medications: vec![medication("P1", date!(2026 - 01 - 10), "A")],
+            checkups: vec![checkup("P1", date!(2024 - 06 - 01), "A")],
+            ..LoadBatch::default()
+        },
+    );
+    let renamed = Person {
+        name: "鈴木\u{3000}花子".into(),
+        address: "大阪府大阪市北区梅田1-1".into(),
+        registered_for_insurance: false,
+        ..person("P1", date!(1980 - 03 - 01))
+    };
+    load(
+        store,
+        LoadBatch {
+            persons: vec![renamed.clone()],
+            qualifications: vec![koki("P1")],
+            cards: vec![(card(1), "P2".into())],
+            terminals: vec![terminal("1340123452", "T01", TerminalStatus::Suspended)],
+            medications: vec![medication("P1", date!(2026 - 02 - 10), "B")],
+            checkups: vec![checkup("P1", date!(2025 - 06 - 01), "C")],
+        },
+    );
+    assert_eq!(store.person("P1").unwrap(), Some(renamed));
+    assert_eq!(
+        store.qualifications("P1").unwrap(),
+        vec![kyokai("P1"), koki("P1")]
+    );
+    assert_eq!(
+        store.person_for_card(&card(1)).unwrap().as_deref(),
+        Some("P2")
+    );
+    assert_eq!(
+        store.terminal("1340123452", "T01").unwrap(),
+        Some(terminal("1340123452", "T01", TerminalStatus::Suspended))
+    );
+    let drugs: Vec<String> = store
+        .medications("P1")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.drug_name)
+        .collect();
+    assert_eq!(drugs, ["B", "A"]);
+    let judgements: Vec<String> = store
+        .checkups("P1")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.judgement)
+        .collect();
+    assert_eq!(judgements, ["C", "A"]);
+}
+
+/// A batch naming a person that does not exist fails with [`StoreError::UnknownPerson`]
+/// naming that person, and writes nothing of the batch.
+pub fn load_is_all_or_nothing(store: &dyn Store) {
+    load(
+        store,
+        LoadBatch {
+            persons: vec![person("P1", date!(1980 - 02 - 29))],
+            ..LoadBatch::default()
+        },
+    );
+    let good = || LoadBatch {
+        persons: vec![person("P7", date!(1970 - 07 - 07))],
+        qualifications: vec![kyokai("P7"), kyokai("P1")],
+        cards: vec![(card(7), "P7".into())],
+        terminals: vec![terminal("2714206386", "T09", TerminalStatus::InOperation)],
+        medications: vec![medication("P1", date!(2026 - 01 - 10), "A")],
+        checkups: vec![checkup("P1", date!(2024 - 06 - 01), "A")],
+    };
+    for what in ["qualification", "card", "medication", "checkup"] {
+        let mut batch = good();
+        let day = date!(2026 - 01 - 01);
+        match what {
+            "qualification" => batch.qualifications.push(koki("ghost")),
+            "card" => batch.cards.push((card(8), "ghost".into())),
+            "medication" => batch.medications.push(medication("ghost", day, "X")),
+            _ => batch.checkups.push(checkup("ghost", day, "X")),
+        }
+        match store.load(&batch) {
+            Err(StoreError::UnknownPerson(id)) => assert_eq!(id, "ghost", "{what}"),
+            other => panic!("a {what} of an unknown person: expected UnknownPerson, got {other:?}"),
+        }
+        assert_eq!(store.person("P7").unwrap(), None, "{what}");
+        assert_eq!(store.qualifications("P1").unwrap(), Vec::new(), "{what}");
+        assert_eq!(store.person_for_card(&card(7)).unwrap(), None, "{what}");
+        assert_eq!(store.terminal("2714206386", "T09").unwrap(), None, "{what}");
+        assert_eq!(store.medications("P1").unwrap(), Vec::new(), "{what}");
+        assert_eq!(store.checkups("P1").unwrap(), Vec::new(), "{what}");
+    }
+    // The same batch without the ghost goes in whole.
+    store.load(&good()).unwrap();
+    assert_eq!(store.qualifications("P7").unwrap(), vec![kyokai("P7")]);
+    assert_eq!(store.medications("P1").unwrap().len(), 1);
+}
+
+// ---- persons by insurance numbers ------------------------------------------------------------
+
+fn numbers_world(store: &dyn Store) {
+    let birth = date!(1980 - 02 - 29);
+    let other_symbol = QualificationRecord {
+        symbol: Some("87654321".into()),
+        ..kyokai("P3")
+    };
+    let other_branch = QualificationRecord {
+        branch: Some("01".into()),
+        ..kyokai("P4")
+    };
+    load(
+        store,
+        LoadBatch {
+            persons: vec![
+                // "a1" sorts after "B2" byte-wise: the result must be sorted, not in load order.
+                person("a1", birth),
+                person("B2", birth),
+                person("P3", birth),
+                person("P4", birth),
+                person("K1", date!(1940 - 01 - 01)),
+                person("K2", date!(1941 - 01 - 01)),
+            ],
+            qualifications: vec![
+                kyokai("a1"),
+                kyokai("B2"),
+                // A second record with the same numbers does not list a person twice.
+                kyokai("B2"),
+                other_symbol,
+                other_branch,
+                koki("K1"),
+                koki("K2"),
+            ],
+            ..LoadBatch::default()
+        },
+    );
+}
+
+/// All four numbers and the birth date must match; several matches come sorted, once each.
+pub fn persons_by_numbers_exact_match(store: &dyn Store) {
+    numbers_world(store);
+    let birth = date!(1980 - 02 - 29);
+    let q = numbers(&kyokai("x"), birth);
+    assert_eq!(store.persons_by_numbers(&q).unwrap(), ["B2", "a1"]);
+    let q = NumbersQuery {
+        symbol: Some("87654321".into()),
+        ..numbers(&kyokai("x"), birth)
+    };
+    assert_eq!(store.persons_by_numbers(&q).unwrap(), ["P3"]);
+    let q = NumbersQuery {
+        branch: Some("01".into()),
+        ..numbers(&kyokai("x"), birth)
+    };
+    assert_eq!(store.persons_by_numbers(&q).unwrap(), ["P4"]);
+    let q = NumbersQuery {
+        number: "902".into(),
+        ..numbers(&kyokai("x"), birth)
+    };
+    assert_eq!(store.persons_by_numbers(&q).unwrap(), Vec::<String>::new());
+    let q = NumbersQuery {
+        insurer_number: koki("x").insurer_number,
+        ..numbers(&kyokai("x"), birth)
+    };
+    assert_eq!(store.persons_by_numbers(&q).unwrap(), Vec::<String>::new());
+    let q = numbers(&koki("x"), date!(1940 - 01 - 01));
+    assert_eq!(store.persons_by_numbers(&q).unwrap(), ["K1"]);
+}
+
+/// An absent 記号 or 枝番 matches only an absent one, and a present one never matches absent.
+pub fn persons_by_numbers_absent_symbol_or_branch_matches_only_absent(store: &dyn Store) {
+    numbers_world(store);
+    let none = Vec::<String>::new();
+    let birth = date!(1980 - 02 - 29);
+    // 後期高齢者医療 numbers, asked with a 記号 or 枝番 (even an empty one): nothing.
+    for (symbol, branch) in [
+        (Some("12345678"), None),
+        (None, Some("00")),
+        (Some(""), None),
+        (None, Some("")),
+    ] {
+        let q = NumbersQuery {
+            symbol: symbol.map(str::to_owned),
+            branch: branch.map(str::to_owned),
+            ..numbers(&koki("x"), date!(1940 - 01 - 01))
+        };
+        assert_eq!(store.persons_by_numbers(&q).unwrap(), none, "{q:?}");
+    }
+    // Records with 記号 and 枝番, asked without one of them: nothing.
+    for q in [
+        NumbersQuery {
+            symbol: None,
+            ..numbers(&kyokai("x"), birth)
+        },
+        NumbersQuery {
+            branch: None,
+            ..numbers(&kyokai("x"), birth)
+        },
+    ] {
+        assert_eq!(store.persons_by_numbers(&q).unwrap(), none, "{q:?}");
+    }
+    let q = numbers(&koki("x"), date!(1941 - 01 - 01));
+    assert_eq!(store.persons_by_numbers(&q).unwrap(), ["K2"]);
+}
+
+/// The right numbers with another birth date find nobody.
+pub fn persons_by_numbers_wrong_birth_date_finds_none(store: &dyn Store) {
+    numbers_world(store);
+    let none = Vec::<String>::new();
+    for birth in [
+        date!(1980 - 03 - 01),
+        date!(1980 - 02 - 28),
+        date!(2080 - 02 - 29),
+    ] {
+        let q = numbers(&kyokai("x"), birth);
+        assert_eq!(store.persons_by_numbers(&q).unwrap(), none, "{birth}");
+    }
+    let q = numbers(&koki("x"), date!(1941 - 01 - 02));
+    assert_eq!(store.persons_by_numbers(&q).unwrap(), none);
+    // And the right one still finds them (the cases above failed for the date alone).
+    let q = numbers(&kyokai("x"), date!(1980 - 02 - 29));
+    assert_eq!(store.persons_by_numbers(&q).unwrap().len(), 2);
+}
+
+// ---- registration and consents ---------------------------------------------------------------
+
+/// Registering marks the person; doing it again changes nothing and says so; an unknown
+/// person is an error.
+pub fn registration_is_idempotent(store: &dyn Store) {
+    let unregistered = Person {
+        registered_for_insurance: false,
+        ..person("P1", date!(1980 - 02 - 29))
+    };
+    load(
+        store,
+        LoadBatch {
+            persons: vec![unregistered.clone(), person("P2", date!(1990 - 01 - 01))],
+            ..LoadBatch::default()
+        },
+    );
+    assert_eq!(
+        store.register_for_insurance("P1", at(0)).unwrap(),
+        Registration::Registered
+    );
+    assert_eq!(
+        store.person("P1").unwrap(),
+        Some(Person {
+            registered_for_insurance: true,
+            ..unregistered
+        })
+    );
+    assert_eq!(
+        store.register_for_insurance("P1", at(1000)).unwrap(),
+        Registration::AlreadyRegistered
+    );
+    assert_eq!(
+        store.register_for_insurance("P2", at(0)).unwrap(),
+        Registration::AlreadyRegistered
+    );
+    match store.register_for_insurance("ghost", at(0)) {
+        Err(StoreError::UnknownPerson(id)) => assert_eq!(id, "ghost"),
+        other => panic!("expected UnknownPerson, got {other:?}"),
+    }
+    assert_eq!(store.person("ghost").unwrap(), None);
+}
+
+fn sorted(mut grants: Vec<ConsentGrant>) -> Vec<ConsentGrant> {
+    grants.sort_by_key(|g| g.kind);
+    grants
+}
+
+/// A grant replaces the earlier one of the same person, institution and kind, and only that
+/// one; within one call the last grant of a key wins.
+pub fn consents_latest_grant_wins(store: &dyn Store) {
+    let g = |p: &str, i: &str, k, ms| ConsentGrant::new(p, i, k, at(ms));
+    assert_eq!(store.consents("P1", "1340123452").unwrap(), Vec::new());
+    store
+        .record_consents(&[
+            g("P1", "1340123452", ConsentKind::Medication, 0),
+            g("P1", "1340123452", ConsentKind::Checkup, 0),
+            g("P1", "1310156789", ConsentKind::Medication, 5),
+            g("P2", "1340123452", ConsentKind::Medication, 7),
+        ])
+        .unwrap();
+    store
+        .record_consents(&[g("P1", "1340123452", ConsentKind::Medication, 90_000_000)])
+        .unwrap();
+    assert_eq!(
+        sorted(store.consents("P1", "1340123452").unwrap()),
+        vec![
+            g("P1", "1340123452", ConsentKind::Medication, 90_000_000),
+            g("P1", "1340123452", ConsentKind::Checkup, 0),
+        ]
+    );
+    assert_eq!(
+        store.consents("P1", "1310156789").unwrap(),
+        vec![g("P1", "1310156789", ConsentKind::Medication, 5)]
+    );
+    assert_eq!(
+        store.consents("P2", "1340123452").unwrap(),
+        vec![g("P2", "1340123452", ConsentKind::Medication, 7)]
+    );
+    store
+        .record_consents(&[
+            g("P2", "1340123452", ConsentKind::Surgery, 10),
+            g("P2", "1340123452", ConsentKind::Surgery, 20),
+        ])
+        .unwrap();
+    assert_eq!(
+        sorted(store.consents("P2", "1340123452").unwrap()),
+        vec![
+            g("P2", "1340123452", ConsentKind::Medication, 7),
+            g("P2", "1340123452", ConsentKind::Surgery, 20),
+        ]
+    );
+}
+
+// ---- challenges ------------------------------------------------------------------------------
+
+const T01: &str = "1340123452-T01";
+const T02: &str = "1340123452-T02";
+const CONFIRM: u8 = 1;
+const REGISTER: u8 = 2;
+
+fn challenge(store: &dyn Store, seed: u8, terminal: &str, purpose: u8, ttl_ms: i64) -> [u8; 32] {
+    let mut bytes = [seed; 32];
+    bytes[31] = 0xA5;
+    store
+        .insert_challenge(&StoredChallenge {
+            bytes,
+            terminal: terminal.into(),
+            purpose,
+            expires_at: at(ttl_ms),
+        })
+        .unwrap();
+    bytes
+}
+
+/// A challenge is consumed once; a second use is a reuse.
+pub fn challenge_is_single_use(store: &dyn Store) {
+    let a = challenge(store, 1, T01, CONFIRM, 60_000);
+    let b = challenge(store, 2, T01, CONFIRM, 60_000);
+    assert_eq!(store.consume_challenge(&a, T01, CONFIRM, at(0)), Ok(()));
+    assert_eq!(
+        store.consume_challenge(&a, T01, CONFIRM, at(1)),
+        Err(ChallengeError::Reused)
+    );
+    // Using one challenge leaves the others alone.
+    assert_eq!(store.consume_challenge(&b, T01, CONFIRM, at(2)), Ok(()));
+    assert_eq!(
+        store.consume_challenge(&b, T01, CONFIRM, at(3)),
+        Err(ChallengeError::Reused)
+    );
+}
+
+/// Another terminal's presentation is refused and does not consume the challenge.
+pub fn challenge_of_another_terminal_is_not_consumed(store: &dyn Store) {
+    let a = challenge(store, 1, T01, CONFIRM, 60_000);
+    assert_eq!(
+        store.consume_challenge(&a, T02, CONFIRM, at(0)),
+        Err(ChallengeError::OtherTerminal)
+    );
+    assert_eq!(store.consume_challenge(&a, T01, CONFIRM, at(1)), Ok(()));
+    assert_eq!(
+        store.consume_challenge(&a, T02, CONFIRM, at(2)),
+        Err(ChallengeError::OtherTerminal)
+    );
+    assert_eq!(
+        store.consume_challenge(&a, T01, CONFIRM, at(3)),
+        Err(ChallengeError::Reused)
+    );
+}
+
+/// A challenge issued for one purpose is refused for another, and stays usable for its own.
+pub fn challenge_for_another_purpose_is_refused(store: &dyn Store) {
+    let a = challenge(store, 1, T01, REGISTER, 60_000);
+    assert_eq!(
+        store.consume_challenge(&a, T01, CONFIRM, at(0)),
+        Err(ChallengeError::WrongPurpose)
+    );
+    assert_eq!(store.consume_challenge(&a, T01, REGISTER, at(1)), Ok(()));
+}
+
+/// A challenge is usable up to its expiry instant and expired a millisecond later.
+pub fn challenge_expires(store: &dyn Store) {
+    let a = challenge(store, 1, T01, CONFIRM, 60_000);
+    let b = challenge(store, 2, T01, CONFIRM, 60_000);
+    assert_eq!(
+        store.consume_challenge(&a, T01, CONFIRM, at(60_001)),
+        Err(ChallengeError::Expired)
+    );
+    assert_eq!(
+        store.consume_challenge(&a, T01, CONFIRM, at(3_600_000)),
+        Err(ChallengeError::Expired)
+    );
+    assert_eq!(
+        store.consume_challenge(&b, T01, CONFIRM, at(60_000)),
+        Ok(())
+    );
+}
+
+/// Bytes that were never issued (or of the wrong length) are unknown.
+pub fn challenge_unknown(store: &dyn Store) {
+    let a = challenge(store, 1, T01, CONFIRM, 60_000);
+    let mut other = a;
+    other[0] ^= 0xFF;
+    assert_eq!(
+        store.consume_challenge(&other, T01, CONFIRM, at(0)),
+        Err(ChallengeError::Unknown)
+    );
+    assert_eq!(
+        store.consume_challenge(&a[..31], T01, CONFIRM, at(0)),
+        Err(ChallengeError::Unknown)
+    );
+    assert_eq!(
+        store.consume_challenge(&[], T01, CONFIRM, at(0)),
+        Err(ChallengeError::Unknown)
+    );
+    assert_eq!(store.consume_challenge(&a, T01, CONFIRM, at(0)), Ok(()));
+}
+
+/// Many threads consuming one challenge at once: exactly one succeeds, the others see a reuse.
+pub fn challenge_concurrent_consumption_one_wins(store: &dyn Store) {
+    race_for_one_challenge(&[store], 16);
+}
+
+/// Two instances on one store, many threads each: one consumption in all.
+pub fn challenge_consumed_once_across_instances(a: &dyn Store, b: &dyn Store) {
+    race_for_one_challenge(&[a, b], 8);
+}
+
+fn race_for_one_challenge(instances: &[&dyn Store], threads_each: usize) {
+    for round in 0..5u8 {
+        let bytes = challenge(instances[0], 10 + round, T01, CONFIRM, 60_000);
+        let n = instances.len() * threads_each;
+        let barrier = Barrier::new(n);
+        let outcomes: Vec<Result<(), ChallengeError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|i| {
+                    let store = instances[i % instances.len()];
+                    let barrier = &barrier;
+                    s.spawn(move || {
+                        barrier.wait();
+                        store.consume_challenge(&bytes, T01, CONFIRM, at(1))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let wins = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert_eq!(wins, 1, "round {round}: {outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Ok(()) | Err(ChallengeError::Reused))),
+            "round {round}: {outcomes:?}"
+        );
+    }
+}
+
+/// Purging forgets the challenges that expired before the given instant, and only those.
+pub fn challenges_are_purged_after_expiry(store: &dyn Store) {
+    let old = challenge(store, 1, T01, CONFIRM, 0);
+    let edge = challenge(store, 2, T01, CONFIRM, 10_000);
+    let fresh = challenge(store, 3, T01, CONFIRM, 20_000);
+    assert_eq!(store.purge_challenges(at(10_000)).unwrap(), 1);
+    assert_eq!(store.purge_challenges(at(10_000)).unwrap(), 0);
+    assert_eq!(
+        store.consume_challenge(&old, T01, CONFIRM, at(-1)),
+        Err(ChallengeError::Unknown)
+    );
+    assert_eq!(
+        store.consume_challenge(&edge, T01, CONFIRM, at(5_000)),
+        Ok(())
+    );
+    assert_eq!(store.purge_challenges(at(20_001)).unwrap(), 2);
+    assert_eq!(
+        store.consume_challenge(&fresh, T01, CONFIRM, at(0)),
+        Err(ChallengeError::Unknown)
+    );
+}
+
+// ---- audit -----------------------------------------------------------------------------------
+
+fn record(id: &str, ms: i64, institution: &str, person: Option<&str>) -> AuditRecord {
+    AuditRecord {
+        confirmation_id: id.into(),
+        at: at(ms),
+        institution_code: institution.into(),
+        terminal_id: "T01".into(),
+        person_id: person.map(str::to_owned),
+        method: "pin".into(),
+        purpose: "confirm".into(),
+        result_code: if person.is_some() {
+            "RESULT_CODE_OK".into()
+        } else {
+            "RESULT_CODE_CERTIFICATE_REVOKED".into()
+        },
+        consents: 0b1001,
+        certificate_sha256: person.map(|_| "ab".repeat(32)),
+        returned: r#"{"validity":"valid","insurers":["01130012"]}"#.into(),
+    }
+}
+
+fn all(limit: u32) -> AuditQuery {
+    AuditQuery {
+        limit,
+        ..AuditQuery::default()
+    }
+}
+
+fn ids(records: Vec<AuditRecord>) -> Vec<String> {
+    records.into_iter().map(|r| r.confirmation_id).collect()
+}
+
+/// The audit trail of [`audit_query_by_person`] and the others: two institutions, two persons
+/// and a refusal without a person, appended in groups and out of time order.
+fn audit_world(store: &dyn Store) {
+    store
+        .append_audit(&[
+            record("C3", 3_000, "1340123452", Some("P1")),
+            record("C1", 1_000, "1340123452", Some("P1")),
+        ])
+        .unwrap();
+    store
+        .append_audit(&[
+            record("C2", 2_000, "1310156789", Some("P2")),
+            record("C4", 3_999, "1310156789", None),
+            record("C5", 4_000, "1340123452", Some("P2")),
+            record("C6", 5_000, "1310156789", Some("P1")),
+        ])
+        .unwrap();
+}
+
+/// Records read back equal to what was appended, oldest first whatever the append order;
+/// instants keep (at least) their milliseconds.
+pub fn audit_round_trip_oldest_first(store: &dyn Store) {
+    assert_eq!(store.query_audit(&all(100)).unwrap(), Vec::new());
+    let first = record("C1", 2_000, "1340123452", Some("P1"));
+    let refused = record("C0", 1_000, "1340123452", None);
+    store.append_audit(std::slice::from_ref(&first)).unwrap();
+    store.append_audit(std::slice::from_ref(&refused)).unwrap();
+    assert_eq!(store.query_audit(&all(100)).unwrap(), vec![refused, first]);
+
+    // Below a millisecond the store may round down, never up, and never by a millisecond.
+    let mut fine = record("C9", 9_000, "1340123452", Some("P1"));
+    fine.at += Duration::nanoseconds(456_789);
+    store.append_audit(&[fine.clone()]).unwrap();
+    let back = store
+        .query_audit(&AuditQuery {
+            from: Some(at(9_000)),
+            ..all(10)
+        })
+        .unwrap();
+    assert_eq!(back.len(), 1);
+    assert!(
+        back[0].at <= fine.at && fine.at - back[0].at < Duration::milliseconds(1),
+        "{} read back as {}",
+        fine.at,
+        back[0].at
+    );
+    assert_eq!(
+        AuditRecord {
+            at: fine.at,
+            ..back[0].clone()
+        },
+        fine
+    );
+}
+
+/// A person's records, oldest first.
+pub fn audit_query_by_person(store: &dyn Store) {
+    audit_world(store);
+    let q = |p: &str| AuditQuery {
+        person_id: Some(p.into()),
+        ..all(100)
+    };
+    assert_eq!(
+        ids(store.query_audit(&q("P1")).unwrap()),
+        ["C1", "C3", "C6"]
+    );
+    assert_eq!(ids(store.query_audit(&q("P2")).unwrap()), ["C2", "C5"]);
+    assert_eq!(
+        ids(store.query_audit(&q("P3")).unwrap()),
+        Vec::<String>::new()
+    );
+    // Conditions combine.
+    let both = AuditQuery {
+        institution_code: Some("1340123452".into()),
+        ..q("P1")
+    };
+    assert_eq!(ids(store.query_audit(&both).unwrap()), ["C1", "C3"]);
+}
+
+/// An institution's records, oldest first, refusals without a person included.
+pub fn audit_query_by_institution(store: &dyn Store) {
+    audit_world(store);
+    let q = |i: &str| AuditQuery {
+        institution_code: Some(i.into()),
+        ..all(100)
+    };
+    assert_eq!(
+        ids(store.query_audit(&q("1340123452")).unwrap()),
+        ["C1", "C3", "C5"]
+    );
+    assert_eq!(
+        ids(store.query_audit(&q("1310156789")).unwrap()),
+        ["C2", "C4", "C6"]
+    );
+    assert_eq!(
+        ids(store.query_audit(&q("0110113719")).unwrap()),
+        Vec::<String>::new()
+    );
+}
+
+/// `from` is inclusive, `until` exclusive, to the millisecond.
+pub fn audit_query_by_time_range(store: &dyn Store) {
+    audit_world(store);
+    let q = |from: Option<i64>, until: Option<i64>| AuditQuery {
+        from: from.map(at),
+        until: until.map(at),
+        ..all(100)
+    };
+    assert_eq!(
+        ids(store.query_audit(&q(Some(2_000), Some(4_000))).unwrap()),
+        ["C2", "C3", "C4"]
+    );
+    assert_eq!(
+        ids(store.query_audit(&q(Some(2_001), Some(4_001))).unwrap()),
+        ["C3", "C4", "C5"]
+    );
+    assert_eq!(
+        ids(store.query_audit(&q(Some(4_000), None)).unwrap()),
+        ["C5", "C6"]
+    );
+    assert_eq!(
+        ids(store.query_audit(&q(None, Some(2_000))).unwrap()),
+        ["C1"]
+    );
+    assert_eq!(
+        ids(store.query_audit(&q(Some(3_000), Some(3_000))).unwrap()),
+        Vec::<String>::new()
+    );
+    let mixed = AuditQuery {
+        person_id: Some("P1".into()),
+        ..q(Some(2_000), Some(6_000))
+    };
+    assert_eq!(ids(store.query_audit(&mixed).unwrap()), ["C3", "C6"]);
+}
+
+/// A limit returns the oldest matching records; zero returns none.
+pub fn audit_query_limit_keeps_the_oldest(store: &dyn Store) {
+    audit_world(store);
+    assert_eq!(ids(store.query_audit(&all(2)).unwrap()), ["C1", "C2"]);
+    assert_eq!(
+        ids(store.query_audit(&all(6)).unwrap()),
+        ["C1", "C2", "C3", "C4", "C5", "C6"]
+    );
+    assert_eq!(store.query_audit(&all(1000)).unwrap().len(), 6);
+    assert_eq!(store.query_audit(&all(0)).unwrap(), Vec::new());
+    let q = AuditQuery {
+        institution_code: Some("1310156789".into()),
+        ..all(2)
+    };
+    assert_eq!(ids(store.query_audit(&q).unwrap()), ["C2", "C4"]);
+}
+
+/// A confirmation id already in the log, or twice in one group, fails the whole group.
+pub fn audit_duplicate_id_fails_the_whole_group(store: &dyn Store) {
+    store
+        .append_audit(&[record("C1", 1_000, "1340123452", Some("P1"))])
+        .unwrap();
+    let err = store.append_audit(&[
+        record("C2", 2_000, "1340123452", Some("P1")),
+        record("C1", 3_000, "1340123452", Some("P2")),
+        record("C3", 4_000, "1340123452", Some("P1")),
+    ]);
+    assert!(err.is_err(), "a duplicate of a stored id was accepted");
+    let err = store.append_audit(&[
+        record("C4", 2_000, "1340123452", Some("P1")),
+        record("C4", 3_000, "1340123452", Some("P2")),
+    ]);
+    assert!(err.is_err(), "a duplicate within a group was accepted");
+    assert_eq!(
+        store.query_audit(&all(100)).unwrap(),
+        vec![record("C1", 1_000, "1340123452", Some("P1"))]
+    );
+    // The log still takes new records.
+    store
+        .append_audit(&[record("C2", 2_000, "1340123452", Some("P1"))])
+        .unwrap();
+    assert_eq!(ids(store.query_audit(&all(100)).unwrap()), ["C1", "C2"]);
+}
+
+// ---- batch confirmation ----------------------------------------------------------------------
+
+fn job(reception_number: &str, submitted_ms: i64, total: u32) -> BatchJob {
+    BatchJob {
+        reception_number: reception_number.into(),
+        institution_code: "1340123452".into(),
+        terminal_id: "T01".into(),
+        submitted_at: at(submitted_ms),
+        total,
+        completed: 0,
+        finished_at: None,
+    }
+}
+
+fn queries(n: u8) -> Vec<Vec<u8>> {
+    (0..n).map(|i| vec![0x0A, 2, i, 0xFF]).collect()
+}
+
+fn create(store: &dyn Store, reception_number: &str, submitted_ms: i64, n: u8) -> BatchJob {
+    let j = job(reception_number, submitted_ms, u32::from(n));
+    store.create_batch(&j, &queries(n)).unwrap();
+    j
+}
+
+/// A job reads back as created; its items page in order of ordinal.
+pub fn batch_create_and_page_items(store: &dyn Store) {
+    assert_eq!(store.batch("R1").unwrap(), None);
+    let j = create(store, "R1", 0, 5);
+    create(store, "R2", 1, 2);
+    assert_eq!(store.batch("R1").unwrap(), Some(j.clone()));
+    let item = |i: u8| BatchItem {
+        ordinal: u32::from(i),
+        query: queries(5)[usize::from(i)].clone(),
+        result: None,
+    };
+    assert_eq!(
+        store.batch_items("R1", 0, 2).unwrap(),
+        vec![item(0), item(1)]
+    );
+    assert_eq!(
+        store.batch_items("R1", 2, 2).unwrap(),
+        vec![item(2), item(3)]
+    );
+    assert_eq!(store.batch_items("R1", 4, 100).unwrap(), vec![item(4)]);
+    assert_eq!(store.batch_items("R1", 5, 100).unwrap(), Vec::new());
+    assert_eq!(store.batch_items("R1", 0, 0).unwrap(), Vec::new());
+    assert_eq!(store.batch_items("R2", 0, 100).unwrap().len(), 2);
+    assert_eq!(store.batch_items("R9", 0, 100).unwrap(), Vec::new());
+    // A reception number is taken once; the failed attempt leaves the job as it was.
+    assert!(store.create_batch(&job("R1", 9, 1), &queries(1)).is_err());
+    assert_eq!(store.batch("R1").unwrap(), Some(j));
+    assert_eq!(store.batch_items("R1", 0, 100).unwrap().len(), 5);
+}
+
+/// An item answered twice (in two calls or within one) keeps its first answer, and counts once.
+pub fn batch_complete_keeps_the_first_answer(store: &dyn Store) {
+    create(store, "R1", 0, 4);
+    store
+        .complete_batch_items("R1", &[(1, b"first".to_vec())], at(10))
+        .unwrap();
+    store
+        .complete_batch_items(
+            "R1",
+            &[
+                (1, b"second".to_vec()),
+                (2, b"two".to_vec()),
+                (2, b"two again".to_vec()),
+            ],
+            at(20),
+        )
+        .unwrap();
+    let results: Vec<Option<Vec<u8>>> = store
+        .batch_items("R1", 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.result)
+        .collect();
+    assert_eq!(
+        results,
+        vec![None, Some(b"first".to_vec()), Some(b"two".to_vec()), None]
+    );
+    let j = store.batch("R1").unwrap().unwrap();
+    assert_eq!((j.completed, j.finished_at), (2, None));
+    assert_eq!(ids_of(store.unfinished_batches().unwrap()), ["R1"]);
+}
+
+fn ids_of(jobs: Vec<BatchJob>) -> Vec<String> {
+    jobs.into_iter().map(|j| j.reception_number).collect()
+}
+
+/// The answer that completes the job marks it finished at that call's instant; later calls
+/// move neither the count nor that instant.
+pub fn batch_finishes_when_every_item_is_answered(store: &dyn Store) {
+    create(store, "R1", 0, 3);
+    store
+        .complete_batch_items("R1", &[(0, vec![0]), (2, vec![2])], at(10))
+        .unwrap();
+    assert_eq!(store.batch("R1").unwrap().unwrap().finished_at, None);
+    store
+        .complete_batch_items("R1", &[(1, vec![1])], at(20))
+        .unwrap();
+    let done = store.batch("R1").unwrap().unwrap();
+    assert_eq!((done.completed, done.finished_at), (3, Some(at(20))));
+    assert_eq!(store.unfinished_batches().unwrap(), Vec::new());
+    store
+        .complete_batch_items("R1", &[(1, vec![9])], at(30))
+        .unwrap();
+    assert_eq!(store.batch("R1").unwrap(), Some(done));
+    assert_eq!(
+        store.batch_items("R1", 1, 1).unwrap()[0].result,
+        Some(vec![1])
+    );
+}
+
+/// Unfinished jobs, oldest first; finished ones are left out.
+pub fn batch_unfinished_oldest_first(store: &dyn Store) {
+    assert_eq!(store.unfinished_batches().unwrap(), Vec::new());
+    let late = create(store, "R-late", 2_000, 1);
+    let early = create(store, "R-early", 1_000, 2);
+    create(store, "R-done", 500, 1);
+    store
+        .complete_batch_items("R-done", &[(0, vec![1])], at(3_000))
+        .unwrap();
+    assert_eq!(store.unfinished_batches().unwrap(), vec![early, late]);
+}
+
+/// A lease excludes other workers until it expires; its holder may renew it.
+pub fn batch_claim_lease_is_exclusive_until_it_expires(store: &dyn Store) {
+    create(store, "R1", 0, 2);
+    create(store, "R2", 0, 2);
+    assert!(store.claim_batch("R1", "w1", at(0), at(30_000)).unwrap());
+    assert!(!store
+        .claim_batch("R1", "w2", at(10_000), at(40_000))
+        .unwrap());
+    // Another job is free.
+    assert!(store
+        .claim_batch("R2", "w2", at(10_000), at(40_000))
+        .unwrap());
+    // The holder renews; the lease then lasts to the new end.
+    assert!(store
+        .claim_batch("R1", "w1", at(20_000), at(50_000))
+        .unwrap());
+    assert!(!store
+        .claim_batch("R1", "w2", at(49_999), at(80_000))
+        .unwrap());
+    // Expired: anyone may take it, and then the former holder is out.
+    assert!(store
+        .claim_batch("R1", "w2", at(50_000), at(80_000))
+        .unwrap());
+    assert!(!store
+        .claim_batch("R1", "w1", at(60_000), at(90_000))
+        .unwrap());
+    // No lease on a job that does not exist.
+    assert!(!store.claim_batch("R9", "w1", at(0), at(30_000)).unwrap());
+}
+
+/// Workers of two instances claiming one job at once: one lease.
+pub fn batch_claim_exclusive_across_instances(a: &dyn Store, b: &dyn Store) {
+    for round in 0..5 {
+        let rn = format!("R{round}");
+        create(a, &rn, 0, 1);
+        let instances = [a, b];
+        let barrier = Barrier::new(8);
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let store = instances[i % 2];
+                    let (barrier, rn) = (&barrier, &rn);
+                    s.spawn(move || {
+                        barrier.wait();
+                        store
+                            .claim_batch(rn, &format!("w{i}"), at(0), at(30_000))
+                            .unwrap()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().unwrap()))
+                .sum()
+        });
+        assert_eq!(wins, 1, "round {round}");
+    }
+}

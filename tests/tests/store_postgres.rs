@@ -1,0 +1,102 @@
+//! The storage conformance suite (onshi_e2e::store_suite) against the PostgreSQL store: one
+//! private server for this test binary (onshi_e2e::pg, stopped when the binary ends however it
+//! ends), a fresh database for each case, opened through `store::open` like the service opens
+//! it. Then what only the PostgreSQL store has: server errors, schema creation by instances
+//! starting together, a newer schema.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::sync::Arc;
+
+use onshi_confirm_service::audit::AuditRecord;
+use onshi_confirm_service::store::postgres::{PgStore, SCHEMA_VERSION};
+use onshi_confirm_service::store::{self, Store, StoreError};
+use onshi_e2e::pg::PgServer;
+use onshi_e2e::store_suite::Fixture;
+
+fn fixture(case: &str) -> Fixture {
+    let url = PgServer::shared()
+        .create_database(case)
+        .expect("a database on the private PostgreSQL");
+    Fixture::new(
+        move || -> Arc<dyn Store> {
+            let store = store::open(&url).expect("open the PostgreSQL store");
+            assert_eq!(store.kind(), "postgres");
+            store
+        },
+        (),
+    )
+}
+
+onshi_e2e::store_suite!(fixture);
+
+// ---- PostgreSQL only ---------------------------------------------------------------------------
+
+fn audit_record(id: &str) -> AuditRecord {
+    AuditRecord {
+        confirmation_id: id.into(),
+        at: time::OffsetDateTime::UNIX_EPOCH,
+        institution_code: "1340123452".into(),
+        terminal_id: "T01".into(),
+        person_id: None,
+        method: "pin".into(),
+        purpose: "confirm".into(),
+        result_code: "RESULT_CODE_OK".into(),
+        consents: 0,
+        certificate_sha256: None,
+        returned: "{}".into(),
+    }
+}
+
+/// The driver's own text is only the error's kind ("db error"): the server's reason must
+/// follow it, on one line.
+#[test]
+fn errors_carry_the_servers_reason() {
+    let url = PgServer::shared().create_database("errors").unwrap();
+    let store = PgStore::open(&url).unwrap();
+    store.append_audit(&[audit_record("C1")]).unwrap();
+    match store.append_audit(&[audit_record("C1")]) {
+        Err(StoreError::Postgres(msg)) => {
+            assert!(msg.contains("duplicate key"), "{msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+        other => panic!("expected a PostgreSQL error, got {other:?}"),
+    }
+}
+
+/// Instances starting together on a fresh database create the schema once, without failing.
+#[test]
+fn concurrent_first_opens_create_the_schema_once() {
+    let url = PgServer::shared().create_database("first_opens").unwrap();
+    let opened: Vec<Result<PgStore, StoreError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6).map(|_| s.spawn(|| PgStore::open(&url))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in &opened {
+        assert!(o.is_ok(), "{o:?}");
+    }
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let rows = admin
+        .query("SELECT version FROM onshi_schema", &[])
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i32>(0), SCHEMA_VERSION);
+}
+
+/// A database whose schema is newer than this build is refused, not used.
+#[test]
+fn a_newer_schema_is_refused() {
+    let url = PgServer::shared().create_database("newer").unwrap();
+    drop(PgStore::open(&url).unwrap());
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .execute(
+            "UPDATE onshi_schema SET version = $1",
+            &[&(SCHEMA_VERSION + 1)],
+        )
+        .unwrap();
+    match PgStore::open(&url) {
+        Err(StoreError::Postgres(msg)) => assert!(msg.contains("newer"), "{msg}"),
+        other => panic!("expected the newer schema to be refused, got {other:?}"),
+    }
+}
