@@ -51,8 +51,18 @@ pub struct AuditQuery {
     pub from: Option<OffsetDateTime>,
     /// Records before this instant.
     pub until: Option<OffsetDateTime>,
-    /// At most this many records (the oldest matching ones).
+    /// At most this many records (the oldest matching ones); 0 means no limit.
     pub limit: u32,
+}
+
+impl AuditQuery {
+    /// The limit as the stores' SQL takes it.
+    pub fn row_limit(&self) -> i64 {
+        match self.limit {
+            0 => i64::MAX,
+            n => i64::from(n),
+        }
+    }
 }
 
 /// Why an audit record could not be written. The request must then fail: no answer leaves

@@ -75,6 +75,11 @@ enum Command {
         /// The certificate to check (PEM or DER).
         cert: PathBuf,
     },
+    /// Work on a store (docs/storage.md).
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Query the audit log: every access to a person's data (who, whom, when, what was
     /// returned, which consents), oldest first. Conditions combine; times are RFC 3339 or a
     /// day (2026-11-24 = from 00:00 JST). Exit codes: 0 printed (possibly nothing), 2 usage or
@@ -108,9 +113,52 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy a SQLite store's reference data (persons, qualification records, card links,
+    /// terminals, medications, checkups) into an empty PostgreSQL database, creating its
+    /// schema: chunks of 1,000 persons, each one transaction, a progress line per chunk on
+    /// stderr. The audit log, consents, challenges and batch jobs are not copied. Exit codes:
+    /// 0 copied, 1 the copy failed (chunks before the failure stay in the destination), 2 a
+    /// bad location.
+    Copy {
+        /// The SQLite store file, e.g. a world's store/onshi.sqlite.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The destination: a postgres:// or postgresql:// URL.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// No progress lines.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn store_copy(from: &std::path::Path, to: &str, progress: bool) -> ExitCode {
+    use onshi_confirm_service::store::StoreError;
+    init_tracing();
+    match onshi_confirm_service::store::copy::run_copy(from, to, progress) {
+        Ok(stats) => {
+            println!("confirm-service store copy: {stats}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("confirm-service store copy: {e}");
+            ExitCode::from(if matches!(e, StoreError::BadLocation(_)) {
+                2
+            } else {
+                1
+            })
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Store {
+            command: StoreCommand::Copy { from, to, quiet },
+        } => store_copy(&from, &to, !quiet),
         Command::Audit {
             config,
             store,

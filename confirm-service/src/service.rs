@@ -349,13 +349,18 @@ impl ConfirmationService {
         &self,
         terminal: &TerminalIdentity,
         queries: Vec<pb::NumbersQuery>,
+        streamed: bool,
         now: OffsetDateTime,
     ) -> Result<SubmitBatchResponse, Refusal> {
         // The store keeps milliseconds: answer with the instant GetBatchResult will report.
         let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
         if queries.is_empty() {
             return Err(Refusal::BatchTooLarge {
-                max: MAX_BATCH,
+                max: if streamed {
+                    MAX_STREAMED_BATCH
+                } else {
+                    MAX_BATCH
+                },
                 got: 0,
             });
         }
@@ -469,7 +474,9 @@ pub(crate) fn confirm_numbers(
     let reference = pb::ReferenceClassification::InsuranceCard;
     let (result, person_id) = match (&found, ids.len()) {
         (Some((person, records)), _) => {
-            let assessment = eligibility::assess(records, today);
+            // The numbers asked for decide between 2 and 3: a lost card whose holder has a
+            // newer qualification answers 無効（新しい資格あり）.
+            let assessment = eligibility::assess_by_numbers(records, &query, today);
             (
                 answer::confirmation_result(&assessment, Some(person), reference, &[], now),
                 Some(person.id.clone()),
@@ -802,13 +809,15 @@ impl Confirmation for ConfirmationService {
                 got: queries.len(),
             })
         } else {
-            self.submit_batch(&terminal, queries, now).await.map(|r| {
-                let summary = serde_json::json!({
-                    "reception_number": r.reception_number, "total": r.total
+            self.submit_batch(&terminal, queries, false, now)
+                .await
+                .map(|r| {
+                    let summary = serde_json::json!({
+                        "reception_number": r.reception_number, "total": r.total
+                    })
+                    .to_string();
+                    (r, ResultCode::Ok, summary)
                 })
-                .to_string();
-                (r, ResultCode::Ok, summary)
-            })
         };
         self.finish(&terminal, now, ctx, id, outcome).await
     }
@@ -823,27 +832,44 @@ impl Confirmation for ConfirmationService {
         let mut stream = request.into_inner();
         let mut queries = Vec::new();
         let mut too_many = false;
-        while let Some(query) = stream.message().await? {
-            if queries.len() == MAX_STREAMED_BATCH {
-                too_many = true;
-                break;
+        let mut broken = None;
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) if queries.len() == MAX_STREAMED_BATCH => {
+                    too_many = true;
+                    break;
+                }
+                Ok(Some(query)) => queries.push(query),
+                Ok(None) => break,
+                Err(status) => {
+                    broken = Some(status);
+                    break;
+                }
             }
-            queries.push(query);
         }
         let now = self.state.clock.now();
-        let outcome = if too_many {
+        let outcome = if let Some(status) = broken {
+            // The stream broke off: nothing is submitted, and the attempt is audited.
+            Err(Refusal::BadRequest(format!(
+                "the query stream failed after {} queries: {}",
+                queries.len(),
+                status.message()
+            )))
+        } else if too_many {
             Err(Refusal::BatchTooLarge {
                 max: MAX_STREAMED_BATCH,
                 got: MAX_STREAMED_BATCH + 1,
             })
         } else {
-            self.submit_batch(&terminal, queries, now).await.map(|r| {
-                let summary = serde_json::json!({
-                    "reception_number": r.reception_number, "total": r.total
+            self.submit_batch(&terminal, queries, true, now)
+                .await
+                .map(|r| {
+                    let summary = serde_json::json!({
+                        "reception_number": r.reception_number, "total": r.total
+                    })
+                    .to_string();
+                    (r, ResultCode::Ok, summary)
                 })
-                .to_string();
-                (r, ResultCode::Ok, summary)
-            })
         };
         self.finish(&terminal, now, ctx, id, outcome).await
     }

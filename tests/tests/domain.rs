@@ -281,6 +281,12 @@ fn load_fixtures(store: &SqliteStore) -> Fixtures {
     };
     let checkups = vec![checkup(400, 690, "B"), checkup(30, 702, "C")];
 
+    // The generated population may already give this person drugs and checkups: the answers
+    // must hold those and the fixture's, in the store's order (newest first, then as written).
+    let mut all_medications = store.medications(&valid.person).unwrap();
+    all_medications.extend(medications.iter().cloned());
+    let mut all_checkups = store.checkups(&valid.person).unwrap();
+    all_checkups.extend(checkups.iter().cloned());
     store
         .load(&LoadBatch {
             persons: vec![changed.clone(), koki_person.clone()],
@@ -311,8 +317,8 @@ fn load_fixtures(store: &SqliteStore) -> Fixtures {
         changed_old: case(&old, &changed),
         changed_new: case(&new, &changed),
         koki: case(&koki, &koki_person),
-        medications,
-        checkups,
+        medications: all_medications,
+        checkups: all_checkups,
     }
 }
 

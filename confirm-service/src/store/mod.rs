@@ -6,10 +6,12 @@
 //! the reference data (persons, qualification records, card links, terminals, clinical data),
 //! registration for insurance use, consents, outstanding challenges, batch jobs and the audit
 //! log. Service instances keep nothing else, so instances sharing one PostgreSQL behave as one
-//! service. The same conformance suite ([`suite`]) runs against both implementations.
+//! service. The same conformance suite (`tests/src/store_suite.rs` in the `onshi-e2e` package)
+//! runs against both implementations.
 //!
 //! The methods are blocking: the async service calls them from `spawn_blocking`. Dates are ISO
-//! `YYYY-MM-DD` text in both stores, so files and tables read well in their shells.
+//! `YYYY-MM-DD` text in SQLite and `DATE` in PostgreSQL; instants are kept to the millisecond
+//! in both, so values round-trip equal.
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1377,7 +1377,7 @@ impl Store for PgStore {
         // Only the conditions given, so the planner can use the matching index.
         let from = q.from.map(instant);
         let until = q.until.map(instant);
-        let limit = i64::from(q.limit);
+        let limit = q.row_limit();
         let mut conditions: Vec<String> = Vec::new();
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
         if let Some(p) = &q.person_id {

@@ -1121,7 +1121,7 @@ impl Store for SqliteStore {
                     q.institution_code,
                     q.from.map(millis),
                     q.until.map(millis),
-                    i64::from(q.limit)
+                    q.row_limit()
                 ],
                 audit_from_row,
             )?
