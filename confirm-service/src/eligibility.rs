@@ -994,6 +994,43 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_cards_numbers_with_a_newer_qualification_answer_3() {
+        let today = date!(2026 - 11 - 24);
+        let old = record(date!(2020 - 04 - 01), Some(date!(2026 - 08 - 26)));
+        let mut new = record(date!(2026 - 08 - 26), None);
+        new.insurer_number = InsurerNumber::parse("131011").unwrap();
+        new.symbol = Some("67".into());
+        new.number = "10000008".into();
+        let records = vec![old.clone(), new.clone()];
+        let query = |r: &QualificationRecord| NumbersQuery {
+            insurer_number: r.insurer_number.clone(),
+            symbol: r.symbol.clone(),
+            number: r.number.clone(),
+            branch: r.branch.clone(),
+            birth_date: date!(1980 - 01 - 01),
+        };
+        // The old card's numbers: 3, the asked-for record first, then the current one.
+        let a = assess_by_numbers(&records, &query(&old), today);
+        assert_eq!(a.validity, Validity::InvalidNewAvailable);
+        assert_eq!(a.records, vec![old.clone(), new.clone()]);
+        // The new card's numbers: as a card lookup, 1.
+        let a = assess_by_numbers(&records, &query(&new), today);
+        assert_eq!(a.validity, Validity::Valid);
+        assert_eq!(a.records, vec![new.clone()]);
+        // Lost with nothing newer: 2.
+        let a = assess_by_numbers(std::slice::from_ref(&old), &query(&old), today);
+        assert_eq!(a.validity, Validity::Invalid);
+        // Two current records, asked by one of them: 5.
+        let mut other = new.clone();
+        other.number = "99".into();
+        let both = vec![new.clone(), other];
+        assert_eq!(
+            assess_by_numbers(&both, &query(&new), today).validity,
+            Validity::Multiple
+        );
+    }
+
+    #[test]
     fn currency_boundaries() {
         let today = date!(2025 - 05 - 10);
         assert!(record(today, None).is_current(today));

@@ -1440,3 +1440,49 @@ fn registration_is_idempotent_and_kept_by_a_renewed_certificate() {
         );
     });
 }
+
+/// The examples world.json offers newcomers (docs/world.md, README) answer, through the
+/// running service, the validity they promise.
+#[test]
+fn the_world_json_examples_answer_what_they_promise() {
+    let _ = fixtures();
+    let svc = service();
+    let examples = world().manifest["examples"]
+        .as_array()
+        .expect("world.json has examples")
+        .clone();
+    let cases: Vec<&str> = examples.iter().filter_map(|e| e["case"].as_str()).collect();
+    for case in [
+        "validity-1",
+        "validity-2",
+        "validity-3",
+        "validity-4",
+        "validity-5",
+    ] {
+        assert!(cases.contains(&case), "no example for {case}: {cases:?}");
+    }
+    runtime().block_on(async {
+        let mut c = client(&svc, PHARMACY_T01).await;
+        for e in &examples {
+            let text = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+            let query = pb::NumbersQuery {
+                insurer_number: text("insurer_number"),
+                symbol: text("symbol"),
+                number: text("number"),
+                branch: text("branch"),
+                birth_date: text("birth_date"),
+            };
+            let answer = c
+                .confirm_by_numbers(pb::ConfirmByNumbersRequest { query: Some(query) })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(
+                i64::from(answer.validity),
+                e["validity"].as_i64().unwrap(),
+                "example {}: {answer:?}",
+                e["case"]
+            );
+        }
+    });
+}
