@@ -100,6 +100,7 @@ pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceStat
         audit,
         clock,
         instance_id: instance_id(),
+        terminals: Default::default(),
     })
 }
 

@@ -36,7 +36,7 @@ use crate::consent::{self, ConsentCheck, ConsentGrant, ConsentKind};
 use crate::eligibility::{self, DomainError, Person, QualificationRecord};
 use crate::outcome::Refusal;
 use crate::store::{BatchJob, CardKey, Registration, Store, StoreError, TerminalStatus};
-use crate::terminal::TerminalIdentity;
+use crate::terminal::{TerminalCache, TerminalIdentity};
 use crate::trust_reload::LiveTrust;
 use crate::validation::{ValidatedCertificate, MAX_CERTIFICATE_LEN};
 
@@ -62,6 +62,8 @@ pub struct ServiceState {
     pub clock: Arc<dyn Clock>,
     /// This instance's name as a batch worker (leases in the shared store).
     pub instance_id: String,
+    /// Terminal statuses of the last few seconds.
+    pub terminals: TerminalCache,
 }
 
 /// The gRPC service.
@@ -138,29 +140,37 @@ impl ConfirmationService {
             .ok_or_else(|| Refusal::TerminalUnknown("no client certificate".into()))?;
         let identity =
             TerminalIdentity::from_certificate(leaf.as_ref()).map_err(Refusal::TerminalUnknown)?;
-        let lookup = identity.clone();
-        let terminal = self
-            .blocking(move |s| {
-                s.store
-                    .terminal(&lookup.institution_code, &lookup.terminal_id)
-                    .map_err(unavailable)
-            })
-            .await?;
-        match terminal {
+        let status = match self.state.terminals.get(&identity) {
+            Some(status) => Some(status),
+            None => {
+                let lookup = identity.clone();
+                let terminal = self
+                    .blocking(move |s| {
+                        s.store
+                            .terminal(&lookup.institution_code, &lookup.terminal_id)
+                            .map_err(unavailable)
+                    })
+                    .await?;
+                if let Some(t) = &terminal {
+                    self.state.terminals.put(&identity, t.status);
+                }
+                terminal.map(|t| t.status)
+            }
+        };
+        match status {
             None => Err(Refusal::TerminalUnknown(format!(
                 "{} is not registered",
                 identity.name()
             ))),
-            Some(t) if t.status != TerminalStatus::InOperation => {
-                Err(Refusal::TerminalNotInOperation(identity.name()))
-            }
-            Some(_) => Ok(identity),
+            Some(TerminalStatus::InOperation) => Ok(identity),
+            Some(_) => Err(Refusal::TerminalNotInOperation(identity.name())),
         }
     }
 
     /// Checks a card's proof for `purpose`: bounds, the challenge (consumed first, so a failed
     /// attempt still burns it), the certificate, the signature over the binding. Returns the
-    /// person the issuing authority linked the certificate to.
+    /// certificate's store key; the caller finds its person in the same store round trip as
+    /// the rest of its work ([`person_of_card`]).
     async fn verify_card(
         &self,
         terminal: &TerminalIdentity,
@@ -169,7 +179,7 @@ impl ConfirmationService {
         bits: ConsentBits,
         ctx: &mut AuditContext,
         now: OffsetDateTime,
-    ) -> Result<String, Refusal> {
+    ) -> Result<CardKey, Refusal> {
         check_proof_bounds(&proof.certificate, &proof.challenge, &proof.signature)?;
         ctx.consents = bits.bits();
         let cert_hash = ring::digest::digest(&ring::digest::SHA256, &proof.certificate);
@@ -207,18 +217,7 @@ impl ConfirmationService {
         .verify(&binding, &proof.signature)
         .map_err(|_| Refusal::SignatureInvalid)?;
 
-        let key = CardKey::from_der(&proof.certificate)
-            .map_err(|e| Refusal::BadRequest(e.to_string()))?;
-        let person_id = self
-            .blocking(move |s| {
-                s.store
-                    .person_for_card(&key)
-                    .map_err(unavailable)?
-                    .ok_or(Refusal::CardUnknown)
-            })
-            .await?;
-        ctx.person_id = Some(person_id.clone());
-        Ok(person_id)
+        CardKey::from_der(&proof.certificate).map_err(|e| Refusal::BadRequest(e.to_string()))
     }
 
     async fn confirm(
@@ -240,34 +239,21 @@ impl ConfirmationService {
             challenge: req.challenge,
             signature: req.signature,
         };
-        let person_id = self
+        let key = self
             .verify_card(terminal, proof, Purpose::Confirm, bits, ctx, now)
             .await?;
         let institution = terminal.institution_code.clone();
         let today = now.to_offset(JST).date();
-        self.blocking(move |s| {
-            let (person, records) =
-                load_person(s.store.as_ref(), &person_id)?.ok_or(Refusal::CardUnknown)?;
-            if !person.registered_for_insurance {
-                return Err(Refusal::CardNotRegistered);
-            }
-            let grants: Vec<ConsentGrant> = ConsentKind::from_bits(bits.bits())
-                .into_iter()
-                .map(|kind| ConsentGrant::new(&person.id, &institution, kind, now))
-                .collect();
-            if !grants.is_empty() {
-                s.store.record_consents(&grants).map_err(unavailable)?;
-            }
-            let assessment = eligibility::assess(&records, today);
-            Ok(answer::confirmation_result(
-                &assessment,
-                Some(&person),
-                pb::ReferenceClassification::MyNumberCard,
-                &grants,
-                now,
-            ))
-        })
-        .await
+        // One store round trip: the person, their records, the consents.
+        let (person_id, outcome) = self
+            .blocking(move |s| {
+                let person_id = person_of_card(s.store.as_ref(), &key)?;
+                let outcome = confirm_person(s, &person_id, &institution, bits, today, now);
+                Ok((person_id, outcome))
+            })
+            .await?;
+        ctx.person_id = Some(person_id);
+        outcome
     }
 
     /// The one exit of every handler: writes the audit record (durably) and only then lets
@@ -443,6 +429,45 @@ where
 
 pub(crate) fn unavailable(e: StoreError) -> Refusal {
     Refusal::Unavailable(e.to_string())
+}
+
+/// The person the issuing authority linked a certificate to.
+fn person_of_card(store: &dyn Store, key: &CardKey) -> Result<String, Refusal> {
+    store
+        .person_for_card(key)
+        .map_err(unavailable)?
+        .ok_or(Refusal::CardUnknown)
+}
+
+/// A card confirmation once the card is proven: registration, consents recorded, assessment.
+fn confirm_person(
+    s: &ServiceState,
+    person_id: &str,
+    institution: &str,
+    bits: ConsentBits,
+    today: time::Date,
+    now: OffsetDateTime,
+) -> Result<ConfirmationResult, Refusal> {
+    let (person, records) =
+        load_person(s.store.as_ref(), person_id)?.ok_or(Refusal::CardUnknown)?;
+    if !person.registered_for_insurance {
+        return Err(Refusal::CardNotRegistered);
+    }
+    let grants: Vec<ConsentGrant> = ConsentKind::from_bits(bits.bits())
+        .into_iter()
+        .map(|kind| ConsentGrant::new(&person.id, institution, kind, now))
+        .collect();
+    if !grants.is_empty() {
+        s.store.record_consents(&grants).map_err(unavailable)?;
+    }
+    let assessment = eligibility::assess(&records, today);
+    Ok(answer::confirmation_result(
+        &assessment,
+        Some(&person),
+        pb::ReferenceClassification::MyNumberCard,
+        &grants,
+        now,
+    ))
 }
 
 /// A person and all their qualification records, or `None` when there is no such person.
@@ -695,7 +720,7 @@ impl Confirmation for ConfirmationService {
             signature: req.signature,
         };
         let outcome = async {
-            let person_id = self
+            let key = self
                 .verify_card(
                     &terminal,
                     proof,
@@ -705,16 +730,21 @@ impl Confirmation for ConfirmationService {
                     now,
                 )
                 .await?;
-            let registration = self
+            let (person_id, registration) = self
                 .blocking(move |s| {
-                    s.store
-                        .register_for_insurance(&person_id, now)
-                        .map_err(|e| match e {
-                            StoreError::UnknownPerson(_) => Refusal::CardUnknown,
-                            other => unavailable(other),
-                        })
+                    let person_id = person_of_card(s.store.as_ref(), &key)?;
+                    let registration =
+                        s.store
+                            .register_for_insurance(&person_id, now)
+                            .map_err(|e| match e {
+                                StoreError::UnknownPerson(_) => Refusal::CardUnknown,
+                                other => unavailable(other),
+                            });
+                    Ok((person_id, registration))
                 })
                 .await?;
+            ctx.person_id = Some(person_id);
+            let registration = registration?;
             let newly = registration == Registration::Registered;
             let response = RegisterResponse {
                 result_code: ResultCode::Ok as i32,

@@ -8,6 +8,7 @@
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::eligibility::InstitutionCode;
+use crate::store::TerminalStatus;
 
 /// An identified terminal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,5 +64,72 @@ impl TerminalIdentity {
             institution_code: code.as_str().to_owned(),
             terminal_id: cn,
         })
+    }
+}
+
+/// Terminal statuses read from the store, kept for a few seconds so a busy terminal does not
+/// cost a store round trip per request. Only terminals the store knows are kept (a terminal
+/// registered a moment ago is found at once); a status change (suspension) takes effect within
+/// [`TerminalCache::TTL`] on every instance.
+#[derive(Debug, Default)]
+pub struct TerminalCache {
+    entries: std::sync::Mutex<
+        std::collections::HashMap<(String, String), (TerminalStatus, std::time::Instant)>,
+    >,
+}
+
+impl TerminalCache {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(5);
+    /// Beyond this many terminals the cache starts over (Japan has ~230,000 institutions).
+    const MAX_ENTRIES: usize = 500_000;
+
+    /// The cached status, if read less than [`Self::TTL`] ago.
+    pub fn get(&self, identity: &TerminalIdentity) -> Option<TerminalStatus> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(&(
+                identity.institution_code.clone(),
+                identity.terminal_id.clone(),
+            ))
+            .filter(|(_, at)| at.elapsed() < Self::TTL)
+            .map(|(status, _)| *status)
+    }
+
+    pub fn put(&self, identity: &TerminalIdentity, status: TerminalStatus) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(
+            (
+                identity.institution_code.clone(),
+                identity.terminal_id.clone(),
+            ),
+            (status, std::time::Instant::now()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_status_is_returned_per_terminal() {
+        let cache = TerminalCache::default();
+        let a = TerminalIdentity {
+            institution_code: "1340123452".into(),
+            terminal_id: "T01".into(),
+        };
+        let b = TerminalIdentity {
+            terminal_id: "T02".into(),
+            ..a.clone()
+        };
+        assert_eq!(cache.get(&a), None);
+        cache.put(&a, TerminalStatus::Suspended);
+        assert_eq!(cache.get(&a), Some(TerminalStatus::Suspended));
+        assert_eq!(cache.get(&b), None);
+        cache.put(&a, TerminalStatus::InOperation);
+        assert_eq!(cache.get(&a), Some(TerminalStatus::InOperation));
     }
 }
