@@ -128,8 +128,8 @@ pub enum Class {
 /// A gRPC OK answer of any RPC the harness sends.
 #[derive(Debug, Clone)]
 pub enum Answer {
-    /// `ConfirmByCard` or `ConfirmByNumbers`.
-    Result(pb::ConfirmationResult),
+    /// `ConfirmByCard` or `ConfirmByNumbers` (boxed: it is far larger than the other).
+    Result(Box<pb::ConfirmationResult>),
     /// `SubmitBatch`.
     Batch(pb::SubmitBatchResponse),
 }
@@ -143,11 +143,11 @@ pub async fn send(
         Request::Card(r) => client
             .confirm_by_card(r)
             .await
-            .map(|a| Answer::Result(a.into_inner())),
+            .map(|a| Answer::Result(Box::new(a.into_inner()))),
         Request::Numbers(r) => client
             .confirm_by_numbers(r)
             .await
-            .map(|a| Answer::Result(a.into_inner())),
+            .map(|a| Answer::Result(Box::new(a.into_inner()))),
         Request::Batch(r) => client
             .submit_batch(r)
             .await
