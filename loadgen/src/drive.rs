@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::mix::{Expected, RequestKind, Target};
-use crate::prepare::{Prepared, PreparedPool};
+use crate::prepare::{Prepared, PreparedPool, Request};
 use crate::world::TerminalIdentity;
 use crate::LoadgenError;
 
@@ -125,16 +125,51 @@ pub enum Class {
     Unexpected { label: String, detail: String },
 }
 
+/// A gRPC OK answer of any RPC the harness sends.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// `ConfirmByCard` or `ConfirmByNumbers` (boxed: it is far larger than the other).
+    Result(Box<pb::ConfirmationResult>),
+    /// `SubmitBatch`.
+    Batch(pb::SubmitBatchResponse),
+}
+
+/// Sends one prepared request to the RPC it belongs to.
+pub async fn send(
+    client: &mut ConfirmationClient<Channel>,
+    request: Request,
+) -> Result<Answer, tonic::Status> {
+    match request {
+        Request::Card(r) => client
+            .confirm_by_card(r)
+            .await
+            .map(|a| Answer::Result(Box::new(a.into_inner()))),
+        Request::Numbers(r) => client
+            .confirm_by_numbers(r)
+            .await
+            .map(|a| Answer::Result(Box::new(a.into_inner()))),
+        Request::Batch(r) => client
+            .submit_batch(r)
+            .await
+            .map(|a| Answer::Batch(a.into_inner())),
+    }
+}
+
+/// A 受付番号 as the service hands it out: 16 ASCII digits.
+fn is_reception_number(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Classifies an answer to a request of `kind` sent to `target`.
 pub fn classify(
     kind: RequestKind,
     target: Target,
-    answer: &Result<tonic::Response<pb::ConfirmationResult>, tonic::Status>,
+    answer: &Result<Answer, tonic::Status>,
 ) -> Class {
     let expected = kind.expected(target);
     match (expected, answer) {
-        (Expected::Confirmed, Ok(r)) => {
-            let code = r.get_ref().result_code();
+        (Expected::Confirmed | Expected::CarriedOut, Ok(Answer::Result(r))) => {
+            let code = r.result_code();
             match code {
                 pb::ResultCode::Ok
                 | pb::ResultCode::NoQualification
@@ -145,9 +180,26 @@ pub fn classify(
                 },
             }
         }
+        (Expected::BatchAccepted, Ok(Answer::Batch(b))) => {
+            if is_reception_number(&b.reception_number) && b.total > 0 {
+                Class::Confirmed
+            } else {
+                Class::Unexpected {
+                    label: "batch-without-reception-number".to_owned(),
+                    detail: format!(
+                        "{kind}: accepted with reception number {:?} and total {}",
+                        b.reception_number, b.total
+                    ),
+                }
+            }
+        }
         (Expected::Refused(want), Ok(_)) => Class::Unexpected {
             label: "confirmed-instead-of-refused".to_owned(),
             detail: format!("{kind}: confirmed, expected {}", want.as_str_name()),
+        },
+        (_, Ok(other)) => Class::Unexpected {
+            label: "wrong-answer-type".to_owned(),
+            detail: format!("{kind}: answered {other:?}"),
         },
         (expected, Err(status)) => {
             let got = onshi_confirm_service::outcome::result_code_of(status);
@@ -465,7 +517,7 @@ async fn closed_loop(
                     break;
                 };
                 let sent = Instant::now();
-                let answer = client.confirm_by_card(item.request).await;
+                let answer = send(&mut client, item.request).await;
                 let latency = sent.elapsed();
                 let class = classify(item.kind, target, &answer);
                 live.count(&class);
@@ -537,7 +589,7 @@ async fn open_loop(
         let mut client = conns[t].client.clone();
         let (shards, live) = (Arc::clone(&shards), Arc::clone(live));
         tokio::spawn(async move {
-            let answer = client.confirm_by_card(item.request).await;
+            let answer = send(&mut client, item.request).await;
             let latency = intended.elapsed();
             let class = classify(item.kind, target, &answer);
             live.count(&class);

@@ -98,9 +98,13 @@ struct RunArgs {
     /// Open loop: most requests outstanding; waiting for a slot counts as latency.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_in_flight: usize,
-    /// Request kinds and weights: pin, revoked, expired, unregistered, bad-signature, replay.
+    /// Request kinds and weights: pin, revoked, expired, unregistered, bad-signature, replay
+    /// (ConfirmByCard), cardless, bad-numbers (ConfirmByNumbers), batch (SubmitBatch).
     #[arg(long, default_value = "pin=95,revoked=2,bad-signature=2,replay=1")]
     mix: Mix,
+    /// Queries in one `batch` request (one SubmitBatch counts as one request).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    batch_size: usize,
     /// Requests to prepare per window (default: rate × window for an open loop; for a closed
     /// loop 2000 per second of the first window, at most 10000, then the rate seen × the next
     /// window + 15 %). A window ends early when they run out, and the next one is prepared.
@@ -163,6 +167,7 @@ fn options(a: RunArgs) -> Result<RunOptions, String> {
             },
         },
         mix: a.mix,
+        batch_size: a.batch_size,
         prepare: a.prepare,
         challenge_ttl_seconds: a.challenge_ttl,
         reference: a.reference,

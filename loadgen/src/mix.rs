@@ -1,11 +1,10 @@
 //! The request mix: which kinds of request a run sends, in which proportions, and what each
 //! must answer.
 //!
-//! Today's service has one confirmation RPC (`ConfirmByCard`, PIN mode), so every kind below is
-//! a variant of it. Card-less confirmations by numbers and batch submissions need RPCs the
-//! service does not have yet: `cardless` and `batch` are reserved names that a mix refuses with
-//! that explanation. Adding one is a new [`RequestKind`] variant, its preparation in
-//! `prepare.rs` and its send in `drive.rs`.
+//! The card kinds are variants of `ConfirmByCard` (PIN mode); `cardless` and `bad-numbers` are
+//! `ConfirmByNumbers` with the insurance-card numbers of real persons of the world's store, and
+//! `batch` is one `SubmitBatch` (一括照会) of `--batch-size` such queries. Adding a kind is a new
+//! [`RequestKind`] variant, its preparation in `prepare.rs` and its send in `drive.rs`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -28,17 +27,37 @@ pub enum RequestKind {
     BadSignature,
     /// A challenge already used during preparation, sent again: `CHALLENGE_REUSED`.
     Replay,
+    /// A card-less confirmation (`ConfirmByNumbers`) with the numbers and birth date of a real
+    /// qualification: carried out (OK, NO_QUALIFICATION or MULTIPLE_QUALIFICATIONS, per person).
+    Cardless,
+    /// A card-less confirmation whose insurer number has a wrong check digit:
+    /// `INVALID_INSURER_NUMBER`.
+    BadNumbers,
+    /// One `SubmitBatch` of `--batch-size` card-less queries: accepted with a 16-digit reception
+    /// number. One request = one submission; the queries are answered in the background.
+    Batch,
 }
 
 impl RequestKind {
-    pub const ALL: [RequestKind; 6] = [
+    pub const ALL: [RequestKind; 9] = [
         RequestKind::Pin,
         RequestKind::Revoked,
         RequestKind::Expired,
         RequestKind::Unregistered,
         RequestKind::BadSignature,
         RequestKind::Replay,
+        RequestKind::Cardless,
+        RequestKind::BadNumbers,
+        RequestKind::Batch,
     ];
+
+    /// Sent with `ConfirmByCard` (the only RPC the reference server implements).
+    pub fn is_card(self) -> bool {
+        !matches!(
+            self,
+            RequestKind::Cardless | RequestKind::BadNumbers | RequestKind::Batch
+        )
+    }
 
     /// The name in `--mix`.
     pub fn name(self) -> &'static str {
@@ -49,13 +68,21 @@ impl RequestKind {
             RequestKind::Unregistered => "unregistered",
             RequestKind::BadSignature => "bad-signature",
             RequestKind::Replay => "replay",
+            RequestKind::Cardless => "cardless",
+            RequestKind::BadNumbers => "bad-numbers",
+            RequestKind::Batch => "batch",
         }
     }
 
-    /// What `target` must answer to this request.
+    /// What `target` must answer to this request. The reference server implements only
+    /// `ConfirmByCard`, so a run refuses to send it the card-less kinds (see
+    /// [`Mix::card_only`]); their expectation here is the service's.
     pub fn expected(self, target: Target) -> Expected {
         match (target, self) {
             (_, RequestKind::Pin) => Expected::Confirmed,
+            (_, RequestKind::Cardless) => Expected::CarriedOut,
+            (_, RequestKind::BadNumbers) => Expected::Refused(ResultCode::InvalidInsurerNumber),
+            (_, RequestKind::Batch) => Expected::BatchAccepted,
             (_, RequestKind::BadSignature) => Expected::Refused(ResultCode::SignatureInvalid),
             // The reference checks only the signature: everything else it confirms.
             (Target::Reference, _) => Expected::Confirmed,
@@ -102,8 +129,15 @@ impl Target {
 /// The answer a request must get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expected {
-    /// gRPC OK with a `ConfirmationResult`.
+    /// gRPC OK with a `ConfirmationResult` whose result code is OK, NO_QUALIFICATION or
+    /// MULTIPLE_QUALIFICATIONS (a card's holder may have lost every qualification).
     Confirmed,
+    /// A card-less confirmation carried out: gRPC OK with result code OK, NO_QUALIFICATION or
+    /// MULTIPLE_QUALIFICATIONS, whichever the person's records give.
+    CarriedOut,
+    /// A batch submission accepted: gRPC OK with a 16-digit reception number and a non-zero
+    /// total.
+    BatchAccepted,
     /// A refusal carrying this result code.
     Refused(ResultCode),
 }
@@ -120,10 +154,8 @@ pub struct Mix {
 pub enum MixError {
     #[error("{0:?} is not KIND=WEIGHT")]
     Syntax(String),
-    #[error("unknown request kind {0:?} (known: pin, revoked, expired, unregistered, bad-signature, replay)")]
+    #[error("unknown request kind {0:?} (known: pin, revoked, expired, unregistered, bad-signature, replay, cardless, bad-numbers, batch)")]
     UnknownKind(String),
-    #[error("{0:?} needs an RPC the service does not have yet (card-less and batch confirmations are planned, see docs/load-harness.md)")]
-    NotYetSupported(String),
     #[error("weight of {0} is not a whole number up to 1000000")]
     Weight(String),
     #[error("{0} appears twice")]
@@ -143,9 +175,7 @@ impl FromStr for Mix {
                 .ok_or_else(|| MixError::Syntax(part.to_owned()))?;
             let name = name.trim();
             let kind = match name {
-                "cardless" | "card-less" | "batch" => {
-                    return Err(MixError::NotYetSupported(name.to_owned()))
-                }
+                "card-less" => RequestKind::Cardless,
                 _ => RequestKind::ALL
                     .into_iter()
                     .find(|k| k.name() == name)
@@ -196,6 +226,16 @@ impl Mix {
         self.weights.iter().map(|(k, _)| *k)
     }
 
+    /// Every kind is sent with `ConfirmByCard`.
+    pub fn card_only(&self) -> bool {
+        self.kinds().all(RequestKind::is_card)
+    }
+
+    /// Some kind needs the card-less numbers of the world's persons.
+    pub fn needs_numbers(&self) -> bool {
+        !self.card_only()
+    }
+
     /// `n` kinds in the mix's exact proportions, evenly interleaved (smooth weighted
     /// round-robin), so any window of the sequence has close to the configured shares.
     pub fn sequence(&self, n: usize) -> Vec<RequestKind> {
@@ -244,10 +284,6 @@ mod tests {
             "nope=1".parse::<Mix>(),
             Err(MixError::UnknownKind(_))
         ));
-        assert!(matches!(
-            "pin=9,cardless=1".parse::<Mix>(),
-            Err(MixError::NotYetSupported(_))
-        ));
         assert!(matches!("pin=-1".parse::<Mix>(), Err(MixError::Weight(_))));
         assert!(matches!(
             "pin=1,pin=2".parse::<Mix>(),
@@ -258,8 +294,32 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_card_less_kinds() {
+        let mix: Mix = "cardless=5,bad-numbers=1,batch=1"
+            .parse()
+            .unwrap_or_default();
+        assert_eq!(mix.to_string(), "cardless=5,bad-numbers=1,batch=1");
+        assert!(mix.needs_numbers() && !mix.card_only());
+        let alias: Mix = "card-less=1".parse().unwrap_or_default();
+        assert_eq!(alias.to_string(), "cardless=1");
+        assert!(Mix::default().card_only());
+        assert_eq!(
+            RequestKind::Cardless.expected(Target::Service),
+            Expected::CarriedOut
+        );
+        assert_eq!(
+            RequestKind::BadNumbers.expected(Target::Service),
+            Expected::Refused(ResultCode::InvalidInsurerNumber)
+        );
+        assert_eq!(
+            RequestKind::Batch.expected(Target::Service),
+            Expected::BatchAccepted
+        );
+    }
+
+    #[test]
     fn the_reference_refuses_only_bad_signatures() {
-        for kind in RequestKind::ALL {
+        for kind in RequestKind::ALL.into_iter().filter(|k| k.is_card()) {
             let want = if kind == RequestKind::BadSignature {
                 Expected::Refused(ResultCode::SignatureInvalid)
             } else {

@@ -2,7 +2,9 @@
 //! signature over the challenge binding, made on all cores with ring from the card's PKCS#8
 //! key (PKCS#1 v1.5 is deterministic, so it is byte-identical to the card's own signature).
 //! Replay requests are sent once here, so the measured phase can present a used challenge.
+//! The card-less kinds need no challenge: they are built from the pool of the world's numbers.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
@@ -20,7 +22,15 @@ use crate::LoadgenError;
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub kind: RequestKind,
-    pub request: pb::ConfirmByCardRequest,
+    pub request: Request,
+}
+
+/// The RPC a prepared request goes to, and its message.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Card(pb::ConfirmByCardRequest),
+    Numbers(pb::ConfirmByNumbersRequest),
+    Batch(pb::SubmitBatchRequest),
 }
 
 /// A window's requests, one queue per virtual terminal (a challenge is bound to the terminal
@@ -44,35 +54,61 @@ impl PreparedPool {
     }
 }
 
-/// The world's cards, by what a request kind needs.
+/// The world's cards, by what a request kind needs, and the card-less numbers of its persons.
 #[derive(Debug, Clone, Default)]
 pub struct CardPools {
     pin: Vec<PoolCard>,
     revoked: Vec<PoolCard>,
     expired: Vec<PoolCard>,
     unregistered: Vec<PoolCard>,
+    /// One query per qualification record of the store's first persons (empty unless the mix
+    /// has a card-less kind).
+    numbers: Arc<Vec<pb::NumbersQuery>>,
+    /// Queries in one `batch` submission.
+    batch_size: usize,
 }
 
+/// Persons whose qualifications make the card-less pool (each has one to a few records).
+pub const NUMBERS_PERSONS: usize = 2_000;
+
 impl CardPools {
-    /// Sorts the world's cards; fails if the mix asks for a kind the world has no card of.
-    pub fn new(world: &World, mix: &Mix) -> Result<CardPools, LoadgenError> {
+    /// Sorts the world's cards, and reads the numbers pool from the world's store when the
+    /// mix has a card-less kind; fails if the mix asks for a kind the world has nothing for.
+    pub fn new(world: &World, mix: &Mix, batch_size: usize) -> Result<CardPools, LoadgenError> {
         let mut pin = world.cards_of(CardKind::Valid);
         pin.extend(world.cards_of(CardKind::Lost));
         pin.extend(world.cards_of(CardKind::Multiple));
+        let numbers = if mix.needs_numbers() {
+            world.numbers_pool(NUMBERS_PERSONS)?
+        } else {
+            Vec::new()
+        };
         let pools = CardPools {
             pin,
             revoked: world.cards_of(CardKind::Revoked),
             expired: world.cards_of(CardKind::Expired),
             unregistered: world.cards_of(CardKind::Unregistered),
+            numbers: Arc::new(numbers),
+            batch_size: batch_size.max(1),
         };
         for kind in mix.kinds() {
-            if pools.for_kind(kind).is_empty() {
+            let empty = if kind.is_card() {
+                pools.for_kind(kind).is_empty()
+            } else {
+                pools.numbers.is_empty()
+            };
+            if empty {
                 return Err(LoadgenError::World(format!(
-                    "the mix asks for {kind} requests but the world has no card for them"
+                    "the mix asks for {kind} requests but the world has no card or person for them"
                 )));
             }
         }
         Ok(pools)
+    }
+
+    /// Queries in the numbers pool.
+    pub fn numbers_len(&self) -> usize {
+        self.numbers.len()
     }
 
     fn for_kind(&self, kind: RequestKind) -> &[PoolCard] {
@@ -81,8 +117,51 @@ impl CardPools {
             RequestKind::Revoked => &self.revoked,
             RequestKind::Expired => &self.expired,
             RequestKind::Unregistered => &self.unregistered,
+            RequestKind::Cardless | RequestKind::BadNumbers | RequestKind::Batch => &[],
         }
     }
+
+    /// The `serial`-th query of the pool (round-robin).
+    fn query(&self, serial: usize) -> Option<pb::NumbersQuery> {
+        self.numbers
+            .get(serial % self.numbers.len().max(1))
+            .cloned()
+    }
+
+    /// A card-less request of `kind` (not a card kind), the `serial`-th of its terminal's run.
+    fn numbers_request(&self, kind: RequestKind, serial: usize) -> Option<Request> {
+        match kind {
+            RequestKind::Cardless => Some(Request::Numbers(pb::ConfirmByNumbersRequest {
+                query: Some(self.query(serial)?),
+            })),
+            RequestKind::BadNumbers => {
+                let mut query = self.query(serial)?;
+                query.insurer_number = wrong_check_digit(&query.insurer_number);
+                Some(Request::Numbers(pb::ConfirmByNumbersRequest {
+                    query: Some(query),
+                }))
+            }
+            RequestKind::Batch => {
+                let start = serial.wrapping_mul(self.batch_size);
+                let queries = (0..self.batch_size)
+                    .map(|i| self.query(start.wrapping_add(i)))
+                    .collect::<Option<Vec<_>>>()?;
+                Some(Request::Batch(pb::SubmitBatchRequest { queries }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The insurer number with its last digit (the check digit, for both the 8-digit and the
+/// 6-digit 国保 form) replaced by another, so it fails the check.
+fn wrong_check_digit(insurer_number: &str) -> String {
+    let mut out = insurer_number.to_owned();
+    if let Some(last) = out.pop() {
+        let d = last.to_digit(10).unwrap_or(0);
+        out.push(char::from_digit((d + 1) % 10, 10).unwrap_or('0'));
+    }
+    out
 }
 
 struct Issued {
@@ -115,13 +194,37 @@ pub async fn prepare(
 ) -> Result<PreparedPool, LoadgenError> {
     let parallel = parallel.max(1);
     let started = Instant::now();
+    let sequences: Vec<Vec<RequestKind>> = (0..conns.len())
+        .map(|t| {
+            let mut seq = mix.sequence(per_terminal);
+            if !seq.is_empty() {
+                let by = t % seq.len();
+                seq.rotate_left(by);
+            }
+            seq
+        })
+        .collect();
     let mut set = JoinSet::new();
     for (t, conn) in conns.iter().enumerate() {
-        for lane in 0..parallel.min(per_terminal.max(1)) {
+        // Only the card kinds need a challenge.
+        let card_slots: Arc<Vec<usize>> = Arc::new(
+            sequences
+                .get(t)
+                .map(|seq| {
+                    seq.iter()
+                        .enumerate()
+                        .filter(|(_, k)| k.is_card())
+                        .map(|(i, _)| i)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        );
+        for lane in 0..parallel.min(card_slots.len()) {
             let mut client = conn.client.clone();
+            let card_slots = Arc::clone(&card_slots);
             set.spawn(async move {
                 let mut out = Vec::new();
-                for index in (lane..per_terminal).step_by(parallel) {
+                for index in card_slots.iter().skip(lane).step_by(parallel).copied() {
                     let answer = client
                         .issue_challenge(pb::IssueChallengeRequest {
                             purpose: pb::Purpose::Confirm as i32,
@@ -154,16 +257,6 @@ pub async fn prepare(
     }
     let issue_time = started.elapsed();
 
-    let sequences: Vec<Vec<RequestKind>> = (0..conns.len())
-        .map(|t| {
-            let mut seq = mix.sequence(per_terminal);
-            if !seq.is_empty() {
-                let by = t % seq.len();
-                seq.rotate_left(by);
-            }
-            seq
-        })
-        .collect();
     let earliest_expiry = issued.iter().filter_map(|i| i.expires).min();
     let mut jobs = Vec::with_capacity(issued.len());
     for i in issued {
@@ -198,6 +291,20 @@ pub async fn prepare(
 
     let mut per_terminal_out: Vec<Vec<Option<Prepared>>> =
         (0..conns.len()).map(|_| vec![None; per_terminal]).collect();
+    for (t, seq) in sequences.iter().enumerate() {
+        for (index, kind) in seq.iter().enumerate().filter(|(_, k)| !k.is_card()) {
+            let serial = t * per_terminal + index;
+            let request = cards
+                .numbers_request(*kind, serial)
+                .ok_or_else(|| LoadgenError::Prepare(format!("no numbers for {kind}")))?;
+            if let Some(slot) = per_terminal_out.get_mut(t).and_then(|v| v.get_mut(index)) {
+                *slot = Some(Prepared {
+                    kind: *kind,
+                    request,
+                });
+            }
+        }
+    }
     for (t, index, prepared) in signed {
         if let Some(slot) = per_terminal_out.get_mut(t).and_then(|v| v.get_mut(index)) {
             *slot = Some(prepared);
@@ -277,7 +384,7 @@ fn sign_one(job: &Job, rng: &ring::rand::SystemRandom) -> Result<Prepared, Loadg
     let bits = consents.bits();
     Ok(Prepared {
         kind: job.kind,
-        request: pb::ConfirmByCardRequest {
+        request: Request::Card(pb::ConfirmByCardRequest {
             certificate: job.card.certificate.as_ref().clone(),
             challenge: job.challenge.clone(),
             signature,
@@ -287,7 +394,7 @@ fn sign_one(job: &Job, rng: &ring::rand::SystemRandom) -> Result<Prepared, Loadg
                 clinical: bits & ConsentBits::CLINICAL != 0,
                 surgery: bits & ConsentBits::SURGERY != 0,
             }),
-        },
+        }),
     })
 }
 
@@ -298,7 +405,10 @@ async fn spend_replays(conns: &[TerminalConn], pool: &PreparedPool) -> Result<()
         let replays: Vec<pb::ConfirmByCardRequest> = queue
             .iter()
             .filter(|p| p.kind == RequestKind::Replay)
-            .map(|p| p.request.clone())
+            .filter_map(|p| match &p.request {
+                Request::Card(r) => Some(r.clone()),
+                _ => None,
+            })
             .collect();
         if replays.is_empty() {
             continue;

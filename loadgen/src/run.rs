@@ -60,6 +60,8 @@ pub struct RunOptions {
     pub window: Option<Duration>,
     pub load: LoadSpec,
     pub mix: Mix,
+    /// Queries in one `batch` request (one `SubmitBatch`).
+    pub batch_size: usize,
     /// Requests prepared per window (over all terminals).
     pub prepare: Option<usize>,
     /// Challenge lifetime of a started service.
@@ -93,6 +95,22 @@ impl RunOptions {
         let bad = |m: String| Err(LoadgenError::Usage(m));
         if self.terminals == 0 || self.terminals > MAX_TERMINALS {
             return bad(format!("--terminals must be 1..={MAX_TERMINALS}"));
+        }
+        let max_batch = onshi_confirm_service::service::MAX_BATCH;
+        if self.batch_size == 0 || self.batch_size > max_batch {
+            return bad(format!("--batch-size must be 1..={max_batch}"));
+        }
+        if self.reference && !self.mix.card_only() {
+            let kinds: Vec<&str> = self
+                .mix
+                .kinds()
+                .filter(|k| !k.is_card())
+                .map(|k| k.name())
+                .collect();
+            return bad(format!(
+                "--reference compares ConfirmByCard only (the reference server implements no other RPC), but the mix has {}: drop --reference or those kinds",
+                kinds.join(", ")
+            ));
         }
         if self.streams == 0 || self.streams > MAX_STREAMS {
             return bad(format!("--streams must be 1..={MAX_STREAMS}"));
@@ -545,8 +563,25 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let world = World::load(&opts.world)?;
-    let cards = CardPools::new(&world, &opts.mix)?;
-    let setup = set_up(opts, &world)?;
+    let cards = CardPools::new(&world, &opts.mix, opts.batch_size)?;
+    let mut setup = set_up(opts, &world)?;
+    if opts.mix.needs_numbers() {
+        setup.notes.push(format!(
+            "card-less kinds use {} queries (the qualification records of the store's first {} persons) round-robin",
+            cards.numbers_len(),
+            prepare::NUMBERS_PERSONS
+        ));
+    }
+    if opts
+        .mix
+        .kinds()
+        .any(|k| k == crate::mix::RequestKind::Batch)
+    {
+        setup.notes.push(format!(
+            "one batch request = one SubmitBatch of {} queries; its latency is the submission's, the queries are answered in the background",
+            opts.batch_size
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

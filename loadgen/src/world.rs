@@ -140,6 +140,42 @@ impl World {
             .collect()
     }
 
+    /// Card-less queries for the qualification records of the store's first `max_persons`
+    /// persons (`P000000001`…, docs/world.md), read through the service's `Store` from the
+    /// store named in the world's `service.toml`: the numbers and birth date as a terminal would
+    /// type them, one query per record (lost ones included, so some answer NO_QUALIFICATION).
+    pub fn numbers_pool(
+        &self,
+        max_persons: usize,
+    ) -> Result<Vec<onshi_proto::v1::NumbersQuery>, LoadgenError> {
+        let config = onshi_confirm_service::config::Config::load(&self.dir.join("service.toml"))
+            .map_err(|e| LoadgenError::World(e.to_string()))?;
+        let store = onshi_confirm_service::store::open(&config.store)
+            .map_err(|e| LoadgenError::World(format!("store {}: {e}", config.store)))?;
+        let err = |e: onshi_confirm_service::store::StoreError| {
+            LoadgenError::World(format!("reading the numbers pool: {e}"))
+        };
+        let mut pool = Vec::new();
+        for index in 0..max_persons {
+            let id = onshi_testbed::population::person_id(index);
+            let Some(person) = store.person(&id).map_err(err)? else {
+                break;
+            };
+            let d = person.birth_date;
+            let birth_date = format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day());
+            for q in store.qualifications(&id).map_err(err)? {
+                pool.push(onshi_proto::v1::NumbersQuery {
+                    insurer_number: q.insurer_number.as_str().to_owned(),
+                    symbol: q.symbol.unwrap_or_default(),
+                    number: q.number,
+                    branch: q.branch.unwrap_or_default(),
+                    birth_date: birth_date.clone(),
+                });
+            }
+        }
+        Ok(pool)
+    }
+
     /// The institution code of the world's first in-operation terminal (minted terminals
     /// belong to it).
     pub fn institution_code(&self) -> Option<&str> {

@@ -211,7 +211,65 @@ fn open_loop_at_a_fixed_rate_with_the_worlds_own_terminals() {
 }
 
 #[test]
-fn mixes_the_service_cannot_serve_yet_are_refused_with_a_reason() {
+fn card_less_and_batch_kinds_against_the_service() {
+    let world = world().to_str().unwrap().to_owned();
+    let json = tmp("tiny-cardless.json");
+    let _ = std::fs::remove_file(&json);
+    let out = loadgen(
+        &[
+            "run",
+            "--world",
+            &world,
+            "--start-service",
+            "--terminals",
+            "2",
+            "--streams",
+            "2",
+            "--duration",
+            "1.5",
+            "--prepare",
+            "400",
+            "--mix",
+            "cardless=6,bad-numbers=2,batch=2",
+            "--batch-size",
+            "5",
+            "--quiet",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let service = &report["targets"][0];
+    assert_eq!(service["unexpected_errors"], 0, "{service:#}");
+    let sent = &service["requests_by_kind"];
+    let n = |kind: &str| sent[kind].as_u64().unwrap_or(0);
+    for kind in ["cardless", "bad-numbers", "batch"] {
+        assert!(n(kind) > 0, "no {kind} request was sent: {sent}");
+    }
+    let codes = &service["errors_by_code"];
+    assert_eq!(
+        codes["RESULT_CODE_INVALID_INSURER_NUMBER"]["expected"].as_u64(),
+        Some(n("bad-numbers")),
+        "{codes}"
+    );
+    // Carried-out card-less confirmations and accepted submissions.
+    assert_eq!(
+        service["confirmed"].as_u64(),
+        Some(n("cardless") + n("batch")),
+        "{service:#}"
+    );
+}
+
+#[test]
+fn card_less_kinds_are_not_sent_to_the_reference() {
     let world = world().to_str().unwrap().to_owned();
     let out = loadgen(
         &[
@@ -219,6 +277,7 @@ fn mixes_the_service_cannot_serve_yet_are_refused_with_a_reason() {
             "--world",
             &world,
             "--start-service",
+            "--reference",
             "--mix",
             "pin=9,batch=1",
         ],
@@ -227,7 +286,7 @@ fn mixes_the_service_cannot_serve_yet_are_refused_with_a_reason() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("needs an RPC the service does not have yet"),
+        err.contains("--reference compares ConfirmByCard only") && err.contains("batch"),
         "{err}"
     );
 }
