@@ -330,6 +330,38 @@ impl ConfirmationService {
         }
     }
 
+    /// A consent-gated data request (medication, checkup): the patient by numbers, a valid
+    /// consent of this institution for `kind`, then the rows, audited with purpose `kind`.
+    async fn clinical_data<R, T>(
+        &self,
+        request: Request<ClinicalDataRequest>,
+        kind: ConsentKind,
+        fetch: fn(&dyn Store, &str) -> Result<Vec<R>, StoreError>,
+        respond: fn(&[R], pb::ConsentRecord, String) -> T,
+    ) -> Result<Response<T>, Status>
+    where
+        R: Send + 'static,
+    {
+        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
+        let now = self.state.clock.now();
+        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let mut ctx = AuditContext::new("numbers", kind.as_str());
+        let req = request.into_inner();
+        let outcome = async {
+            let (person_id, grant) = self
+                .consented_patient(&terminal, &req, kind, &mut ctx, now)
+                .await?;
+            let rows = self
+                .blocking(move |s| fetch(s.store.as_ref(), &person_id).map_err(unavailable))
+                .await?;
+            let summary = summary_count(&format!("{}s", kind.as_str()), rows.len());
+            let response = respond(&rows, answer::consent_record(Some(&grant)), id.clone());
+            Ok((response, ResultCode::Ok, summary))
+        }
+        .await;
+        self.finish(&terminal, now, ctx, id, outcome).await
+    }
+
     /// Stores a new batch job and starts processing it.
     async fn submit_batch(
         &self,
@@ -766,62 +798,34 @@ impl Confirmation for ConfirmationService {
         &self,
         request: Request<ClinicalDataRequest>,
     ) -> Result<Response<MedicationsResponse>, Status> {
-        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
-        let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
-        let mut ctx = AuditContext::new("numbers", "medication");
-        let req = request.into_inner();
-        let outcome = async {
-            let (person_id, grant) = self
-                .consented_patient(&terminal, &req, ConsentKind::Medication, &mut ctx, now)
-                .await?;
-            let rows = self
-                .blocking(move |s| s.store.medications(&person_id).map_err(unavailable))
-                .await?;
-            let response = MedicationsResponse {
+        self.clinical_data(
+            request,
+            ConsentKind::Medication,
+            |store, person| store.medications(person),
+            |rows, consent, confirmation_id| MedicationsResponse {
                 medications: rows.iter().map(answer::medication).collect(),
-                consent: Some(answer::consent_record(Some(&grant))),
-                confirmation_id: id.clone(),
-            };
-            Ok((
-                response,
-                ResultCode::Ok,
-                summary_count("medications", rows.len()),
-            ))
-        }
-        .await;
-        self.finish(&terminal, now, ctx, id, outcome).await
+                consent: Some(consent),
+                confirmation_id,
+            },
+        )
+        .await
     }
 
     async fn get_checkups(
         &self,
         request: Request<ClinicalDataRequest>,
     ) -> Result<Response<CheckupsResponse>, Status> {
-        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
-        let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
-        let mut ctx = AuditContext::new("numbers", "checkup");
-        let req = request.into_inner();
-        let outcome = async {
-            let (person_id, grant) = self
-                .consented_patient(&terminal, &req, ConsentKind::Checkup, &mut ctx, now)
-                .await?;
-            let rows = self
-                .blocking(move |s| s.store.checkups(&person_id).map_err(unavailable))
-                .await?;
-            let response = CheckupsResponse {
+        self.clinical_data(
+            request,
+            ConsentKind::Checkup,
+            |store, person| store.checkups(person),
+            |rows, consent, confirmation_id| CheckupsResponse {
                 checkups: rows.iter().map(answer::checkup).collect(),
-                consent: Some(answer::consent_record(Some(&grant))),
-                confirmation_id: id.clone(),
-            };
-            Ok((
-                response,
-                ResultCode::Ok,
-                summary_count("checkups", rows.len()),
-            ))
-        }
-        .await;
-        self.finish(&terminal, now, ctx, id, outcome).await
+                consent: Some(consent),
+                confirmation_id,
+            },
+        )
+        .await
     }
 
     async fn submit_batch(
