@@ -362,31 +362,32 @@ impl ConfirmationService {
         self.finish(&terminal, now, ctx, id, outcome).await
     }
 
-    /// Stores a new batch job and starts processing it.
+    /// Checks a submission's size, stores the job and starts processing it; the answer comes
+    /// with its result code and the audit log's summary.
     async fn submit_batch(
         &self,
         terminal: &TerminalIdentity,
         queries: Vec<pb::NumbersQuery>,
         streamed: bool,
         now: OffsetDateTime,
-    ) -> Result<SubmitBatchResponse, Refusal> {
+    ) -> Result<(SubmitBatchResponse, ResultCode, String), Refusal> {
         // The store keeps milliseconds: answer with the instant GetBatchResult will report.
         let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
-        if queries.is_empty() {
-            return Err(Refusal::BatchTooLarge {
-                max: if streamed {
-                    MAX_STREAMED_BATCH
-                } else {
-                    MAX_BATCH
-                },
-                got: 0,
-            });
-        }
+        let max = if streamed {
+            MAX_STREAMED_BATCH
+        } else {
+            MAX_BATCH
+        };
+        let total = match u32::try_from(queries.len()) {
+            Ok(n) if n > 0 && queries.len() <= max => n,
+            _ => {
+                return Err(Refusal::BatchTooLarge {
+                    max,
+                    got: queries.len(),
+                })
+            }
+        };
         let encoded: Vec<Vec<u8>> = queries.iter().map(Message::encode_to_vec).collect();
-        let total = u32::try_from(encoded.len()).map_err(|_| Refusal::BatchTooLarge {
-            max: MAX_STREAMED_BATCH,
-            got: encoded.len(),
-        })?;
         let institution = terminal.institution_code.clone();
         let terminal_id = terminal.terminal_id.clone();
         let job = self
@@ -414,11 +415,16 @@ impl ConfirmationService {
             })
             .await?;
         batch::spawn(Arc::clone(&self.state), job.reception_number.clone());
-        Ok(SubmitBatchResponse {
+        let summary = serde_json::json!({
+            "reception_number": job.reception_number, "total": total
+        })
+        .to_string();
+        let response = SubmitBatchResponse {
             reception_number: job.reception_number,
             total,
             submitted_at: Some(answer::timestamp(now)),
-        })
+        };
+        Ok((response, ResultCode::Ok, summary))
     }
 
     /// A batch job of the calling institution.
@@ -837,22 +843,7 @@ impl Confirmation for ConfirmationService {
         let id = new_confirmation_id().map_err(|r| r.to_status())?;
         let ctx = AuditContext::new("numbers", "batch-submit");
         let queries = request.into_inner().queries;
-        let outcome = if queries.len() > MAX_BATCH {
-            Err(Refusal::BatchTooLarge {
-                max: MAX_BATCH,
-                got: queries.len(),
-            })
-        } else {
-            self.submit_batch(&terminal, queries, false, now)
-                .await
-                .map(|r| {
-                    let summary = serde_json::json!({
-                        "reception_number": r.reception_number, "total": r.total
-                    })
-                    .to_string();
-                    (r, ResultCode::Ok, summary)
-                })
-        };
+        let outcome = self.submit_batch(&terminal, queries, false, now).await;
         self.finish(&terminal, now, ctx, id, outcome).await
     }
 
@@ -895,15 +886,7 @@ impl Confirmation for ConfirmationService {
                 got: MAX_STREAMED_BATCH + 1,
             })
         } else {
-            self.submit_batch(&terminal, queries, true, now)
-                .await
-                .map(|r| {
-                    let summary = serde_json::json!({
-                        "reception_number": r.reception_number, "total": r.total
-                    })
-                    .to_string();
-                    (r, ResultCode::Ok, summary)
-                })
+            self.submit_batch(&terminal, queries, true, now).await
         };
         self.finish(&terminal, now, ctx, id, outcome).await
     }
