@@ -1,6 +1,7 @@
 //! Store benchmarks on a temporary SQLite store (docs/performance.md "Benchmarks of the
-//! confirmation path"): the card lookup, the card-less lookup, a challenge's issue and
-//! consumption, and audit appends in groups of 1 and of 64 records.
+//! confirmation path"): the card lookup, the card-less lookup, a confirmation's group-commit
+//! share (its challenge consumed and its audit record written, in groups of 1 and of 64
+//! requests), and audit appends without challenges in groups of 1 and of 64 records.
 //!
 //! `cargo bench -p onshi-confirm-service --bench store -- --warm-up-time 1 --measurement-time 3`
 //!
@@ -14,11 +15,13 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use onshi_confirm_service::audit::AuditRecord;
-use onshi_confirm_service::challenge::Challenges;
 use onshi_confirm_service::eligibility::{
     InsurerNumber, NumbersQuery, Person, QualificationRecord,
 };
-use onshi_confirm_service::store::{CardKey, LoadBatch, SqliteStore, Store};
+use onshi_confirm_service::store::{
+    keep_record, AuditWrite, CardKey, ChallengeUse, GroupWrite, LoadBatch, SqliteStore, Store,
+    StoredChallenge,
+};
 use onshi_proto::binding::Purpose;
 use time::macros::date;
 use time::{Date, Duration, OffsetDateTime};
@@ -155,18 +158,54 @@ fn store_benches(c: &mut Criterion) {
         })
     });
 
-    let challenges = Challenges::new(Arc::clone(&store), Duration::seconds(60));
-    c.bench_function("store/challenge issue + consume", |b| {
-        b.iter(|| {
-            let now = OffsetDateTime::now_utc();
-            let issued = challenges.issue(TERMINAL, Purpose::Confirm, now).unwrap();
-            challenges
-                .consume(&issued.bytes, TERMINAL, Purpose::Confirm, now)
-                .unwrap();
-        })
-    });
-
+    // A confirmation's writes: its challenge (issued earlier, untimed) consumed and its
+    // audit record written, in one group commit with the other requests waiting.
     let mut next: u64 = 0;
+    let mut group = c.benchmark_group("store/group commit: challenge consumed + audit record");
+    for size in [1usize, 64] {
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_function(format!("group of {size}"), |b| {
+            b.iter_batched(
+                || {
+                    let now = OffsetDateTime::now_utc();
+                    let mut issued = Vec::with_capacity(size);
+                    let mut writes = Vec::with_capacity(size);
+                    for _ in 0..size {
+                        next += 1;
+                        let mut bytes = [0u8; 32];
+                        bytes[..8].copy_from_slice(&next.to_be_bytes());
+                        bytes[8..16]
+                            .copy_from_slice(&now.unix_timestamp_nanos().to_be_bytes()[8..]);
+                        issued.push(GroupWrite::Challenge(StoredChallenge {
+                            bytes,
+                            terminal: TERMINAL.into(),
+                            purpose: Purpose::Confirm as u8,
+                            expires_at: now + Duration::seconds(60),
+                        }));
+                        writes.push(GroupWrite::Audit(Box::new(AuditWrite {
+                            record: audit_record(next),
+                            challenge: Some(ChallengeUse {
+                                bytes: bytes.to_vec(),
+                                terminal: TERMINAL.into(),
+                                purpose: Purpose::Confirm as u8,
+                                at: now,
+                            }),
+                            consents: Vec::new(),
+                        })));
+                    }
+                    store.commit_group(&mut issued, &keep_record).unwrap();
+                    writes
+                },
+                |mut writes| {
+                    let verdicts = store.commit_group(black_box(&mut writes), &keep_record);
+                    assert!(verdicts.unwrap().iter().all(|v| v.is_ok()));
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+
     let mut group = c.benchmark_group("store/audit append (fsync'd)");
     for size in [1usize, 64] {
         // Per-record figures: criterion divides by the group size.

@@ -1,11 +1,17 @@
 //! The append-only audit log: every confirmation attempt by an identified terminal, written
-//! durably **before** the answer leaves the service.
+//! durably **before** the answer leaves the service; and the service's one writer.
 //!
-//! "Durably" means committed by [`Store::append_audit`] (fsync'd: `synchronous=FULL` in
+//! "Durably" means committed by [`Store::commit_group`] (fsync'd: `synchronous=FULL` in
 //! SQLite, a committed transaction in PostgreSQL). To keep throughput, one writer thread
-//! commits whatever records are waiting as one transaction (group commit): a burst of N
-//! requests costs one sync, not N. A request's future resolves only after the transaction
-//! holding its record has committed.
+//! commits whatever is waiting as one transaction (group commit): a burst of N requests costs
+//! one sync, not N. A request's future resolves only after the transaction holding its writes
+//! has committed.
+//!
+//! The writer also carries the hot path's other writes, so they never contend for the store's
+//! write lock: challenges issued, and a confirmation's challenge consumed in the same
+//! transaction as its audit record (with the consents it carried, recorded only when the
+//! challenge was good). A refused challenge rewrites the record before it is written
+//! ([`challenge_refused`]), so the log says what the terminal was really told.
 
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -13,7 +19,9 @@ use std::thread;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use crate::store::Store;
+use crate::challenge::ChallengeError;
+use crate::outcome::Refusal;
+use crate::store::{AuditWrite, ChallengeUse, GroupWrite, Store, StoredChallenge};
 
 /// Most records committed in one transaction.
 const MAX_GROUP: usize = 512;
@@ -76,29 +84,28 @@ pub enum AuditError {
     WriterGone,
 }
 
-struct Pending {
-    record: AuditRecord,
-    done: oneshot::Sender<Result<(), AuditError>>,
+/// A challenge's verdict once its group committed, or why the group could not be written.
+pub type Verdict = Result<Result<(), ChallengeError>, AuditError>;
+
+enum Job {
+    Write {
+        write: GroupWrite,
+        done: oneshot::Sender<Verdict>,
+    },
+    /// Forget challenges that expired before this instant (outside any group).
+    Purge(OffsetDateTime),
 }
 
-/// Handle to the audit writer. Cloneable; the writer thread stops when every handle is gone.
+/// Handle to the writer. Cloneable; the writer thread stops when every handle is gone.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Pending>,
-}
-
-impl std::fmt::Debug for Pending {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending")
-            .field("confirmation_id", &self.record.confirmation_id)
-            .finish()
-    }
+    tx: mpsc::Sender<Job>,
 }
 
 impl AuditLog {
     /// Starts the writer thread over `store`.
     pub fn start(store: Arc<dyn Store>) -> Result<Self, AuditError> {
-        let (tx, rx) = mpsc::channel::<Pending>();
+        let (tx, rx) = mpsc::channel::<Job>();
         thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || writer(store, rx))
@@ -106,51 +113,118 @@ impl AuditLog {
         Ok(Self { tx })
     }
 
+    fn send(&self, write: GroupWrite) -> Result<oneshot::Receiver<Verdict>, AuditError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Job::Write { write, done })
+            .map_err(|_| AuditError::WriterGone)?;
+        Ok(wait)
+    }
+
+    async fn wait(wait: oneshot::Receiver<Verdict>) -> Verdict {
+        wait.await.map_err(|_| AuditError::WriterGone)?
+    }
+
+    /// Writes a request's trace (challenge, consents, record); resolves once it is durable,
+    /// with the challenge's verdict.
+    pub async fn append_with(&self, write: AuditWrite) -> Verdict {
+        Self::wait(self.send(GroupWrite::Audit(Box::new(write)))?).await
+    }
+
     /// Appends several records (they travel in the same group commit when the writer is idle);
     /// resolves once all are durable, or with the first failure.
     pub async fn append_many(&self, records: Vec<AuditRecord>) -> Result<(), AuditError> {
         let mut waits = Vec::with_capacity(records.len());
         for record in records {
-            let (done, wait) = oneshot::channel();
-            self.tx
-                .send(Pending { record, done })
-                .map_err(|_| AuditError::WriterGone)?;
-            waits.push(wait);
+            waits.push(self.send(GroupWrite::Audit(Box::new(AuditWrite {
+                record,
+                challenge: None,
+                consents: Vec::new(),
+            })))?);
         }
         for wait in waits {
-            wait.await.map_err(|_| AuditError::WriterGone)??;
+            // Records without a challenge have no verdict to give.
+            let _ = Self::wait(wait).await?;
         }
         Ok(())
     }
 
     /// Appends a record; resolves once it is durable.
     pub async fn append(&self, record: AuditRecord) -> Result<(), AuditError> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Pending { record, done })
-            .map_err(|_| AuditError::WriterGone)?;
-        wait.await.map_err(|_| AuditError::WriterGone)?
+        self.append_many(vec![record]).await
+    }
+
+    /// Stores a freshly issued challenge; resolves once it is durable (so any instance sharing
+    /// the store accepts it).
+    pub async fn insert_challenge(&self, challenge: StoredChallenge) -> Result<(), AuditError> {
+        let _ = Self::wait(self.send(GroupWrite::Challenge(challenge))?).await?;
+        Ok(())
+    }
+
+    /// Consumes a challenge on its own; resolves with its verdict once the use is durable.
+    pub async fn consume(&self, challenge: ChallengeUse) -> Verdict {
+        Self::wait(self.send(GroupWrite::Consume(challenge))?).await
+    }
+
+    /// Asks the writer to forget challenges that expired before `before`, when it next can.
+    pub fn purge_challenges(&self, before: OffsetDateTime) {
+        // A stopped writer has nothing left to purge.
+        let _ = self.tx.send(Job::Purge(before));
     }
 }
 
-fn writer(store: Arc<dyn Store>, rx: mpsc::Receiver<Pending>) {
-    // Block for the first record, then take whatever else is already waiting.
+/// The audit record of a request whose challenge was refused: the refusal's code and
+/// summary, and no person (the answer disclosed none). Whatever the request would otherwise
+/// have been answered, the terminal is told the challenge's refusal.
+pub fn challenge_refused(record: &mut AuditRecord, e: &ChallengeError) {
+    let refusal = Refusal::Challenge(e.clone());
+    record.result_code = refusal.result_code().as_str_name().to_owned();
+    record.returned = refusal.audit_summary();
+    record.person_id = None;
+}
+
+fn writer(store: Arc<dyn Store>, rx: mpsc::Receiver<Job>) {
+    let mut writes = Vec::new();
+    let mut waiters = Vec::new();
+    let mut purge: Option<OffsetDateTime> = None;
+    // Block for the first job, then take whatever else is already waiting.
     while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(p) => group.push(p),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write { write, done } => {
+                    writes.push(write);
+                    waiters.push(done);
+                }
+                Job::Purge(before) => purge = Some(purge.map_or(before, |p| p.max(before))),
+            }
+            if writes.len() < MAX_GROUP {
+                next = rx.try_recv().ok();
             }
         }
-        let (records, waiters): (Vec<AuditRecord>, Vec<_>) =
-            group.into_iter().map(|p| (p.record, p.done)).unzip();
-        let result = store
-            .append_audit(&records)
-            .map_err(|e| AuditError::Store(e.to_string()));
-        for done in waiters {
-            // A request whose client went away no longer waits; nothing to do then.
-            let _ = done.send(result.clone());
+        if !writes.is_empty() {
+            let verdicts = store
+                .commit_group(&mut writes, &challenge_refused)
+                .map_err(|e| AuditError::Store(e.to_string()));
+            match verdicts {
+                Ok(verdicts) => {
+                    for (done, verdict) in waiters.drain(..).zip(verdicts) {
+                        // A request whose client went away no longer waits; nothing to do.
+                        let _ = done.send(Ok(verdict));
+                    }
+                }
+                Err(e) => {
+                    for done in waiters.drain(..) {
+                        let _ = done.send(Err(e.clone()));
+                    }
+                }
+            }
+            writes.clear();
+        }
+        if let Some(before) = purge.take() {
+            if let Err(e) = store.purge_challenges(before) {
+                tracing::warn!(error = %e, "purging old challenges failed; will retry");
+            }
         }
     }
 }

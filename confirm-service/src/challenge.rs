@@ -1,18 +1,19 @@
 //! Challenges: 32 random bytes, single use, short-lived and bound to the terminal that asked.
 //!
 //! Outstanding challenges live in the store, not in this process's memory, so several service
-//! instances sharing one store agree on "unused" (architecture.md "Storage"). Consumption is a
-//! single conditional UPDATE, so two concurrent uses of one challenge cannot both succeed.
-//! Used challenges are kept until well past their expiry so a replay is reported as a replay,
-//! not as an unknown challenge.
-
-use std::sync::Arc;
+//! instances sharing one store agree on "unused" (architecture.md "Storage"). They are written
+//! by the service's one writer ([`AuditLog`]): an issued challenge is durable before it is
+//! handed out, and a confirmation consumes its challenge in the same transaction as its audit
+//! record, by a single conditional UPDATE, so two concurrent uses cannot both succeed. Used
+//! challenges are kept until well past their expiry so a replay is reported as a replay, not
+//! as an unknown challenge.
 
 use onshi_proto::binding::{Purpose, CHALLENGE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use time::{Duration, OffsetDateTime};
 
-use crate::store::{Store, StoreError, StoredChallenge};
+use crate::audit::{AuditError, AuditLog};
+use crate::store::{ChallengeUse, StoreError, StoredChallenge};
 
 /// How long a used or expired challenge is remembered after its expiry.
 const REMEMBER_FOR: Duration = Duration::hours(1);
@@ -48,18 +49,24 @@ pub struct IssuedChallenge {
     pub expires_at: OffsetDateTime,
 }
 
-/// Issues and consumes challenges in the shared store.
+impl From<AuditError> for ChallengeError {
+    fn from(e: AuditError) -> Self {
+        ChallengeError::Store(e.to_string())
+    }
+}
+
+/// Issues and consumes challenges in the shared store, through the writer.
 #[derive(Debug)]
 pub struct Challenges {
-    store: Arc<dyn Store>,
+    writer: AuditLog,
     ttl: Duration,
     rng: SystemRandom,
 }
 
 impl Challenges {
-    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+    pub fn new(writer: AuditLog, ttl: Duration) -> Self {
         Self {
-            store,
+            writer,
             ttl,
             rng: SystemRandom::new(),
         }
@@ -69,8 +76,8 @@ impl Challenges {
         self.ttl
     }
 
-    /// Issues a fresh challenge for `terminal` and `purpose`. Blocking.
-    pub fn issue(
+    /// Issues a fresh challenge for `terminal` and `purpose`; resolves once it is stored.
+    pub async fn issue(
         &self,
         terminal: &str,
         purpose: Purpose,
@@ -81,23 +88,41 @@ impl Challenges {
             .fill(&mut bytes)
             .map_err(|_| ChallengeError::Store("system random generator failed".into()))?;
         let expires_at = now + self.ttl;
-        self.store.insert_challenge(&StoredChallenge {
-            bytes,
-            terminal: terminal.to_owned(),
-            purpose: purpose as u8,
-            expires_at,
-        })?;
+        self.writer
+            .insert_challenge(StoredChallenge {
+                bytes,
+                terminal: terminal.to_owned(),
+                purpose: purpose as u8,
+                expires_at,
+            })
+            .await?;
         // Forget long-dead challenges now and then (1 in 64 issues), keeping the table small.
         if bytes[0] & 0x3F == 0 {
-            self.store.purge_challenges(now - REMEMBER_FOR)?;
+            self.writer.purge_challenges(now - REMEMBER_FOR);
         }
         Ok(IssuedChallenge { bytes, expires_at })
     }
 
-    /// Consumes a challenge: it must be known, this terminal's, for this purpose, unexpired
-    /// and unused. A challenge presented by another terminal is not consumed (that terminal
-    /// could otherwise burn challenges it never received). Blocking.
-    pub fn consume(
+    /// What consuming `challenge` means for a request of `terminal` and `purpose` at `now`
+    /// (for the writer, now or with the request's audit record).
+    pub fn use_of(
+        challenge: &[u8],
+        terminal: &str,
+        purpose: Purpose,
+        now: OffsetDateTime,
+    ) -> ChallengeUse {
+        ChallengeUse {
+            bytes: challenge.to_vec(),
+            terminal: terminal.to_owned(),
+            purpose: purpose as u8,
+            at: now,
+        }
+    }
+
+    /// Consumes a challenge now: it must be known, this terminal's, for this purpose,
+    /// unexpired and unused. A challenge presented by another terminal is not consumed (that
+    /// terminal could otherwise burn challenges it never received).
+    pub async fn consume(
         &self,
         challenge: &[u8],
         terminal: &str,
@@ -107,8 +132,9 @@ impl Challenges {
         if challenge.len() != CHALLENGE_LEN {
             return Err(ChallengeError::Unknown);
         }
-        self.store
-            .consume_challenge(challenge, terminal, purpose as u8, now)
+        self.writer
+            .consume(Self::use_of(challenge, terminal, purpose, now))
+            .await?
     }
 }
 
@@ -116,9 +142,12 @@ impl Challenges {
 mod tests {
     use super::*;
 
+    use std::sync::Arc;
+
     fn open(path: &std::path::Path) -> Challenges {
         let store = crate::store::SqliteStore::open(path).unwrap();
-        Challenges::new(Arc::new(store), Duration::seconds(60))
+        let writer = AuditLog::start(Arc::new(store)).unwrap();
+        Challenges::new(writer, Duration::seconds(60))
     }
 
     fn store(name: &str) -> (Challenges, std::path::PathBuf) {
@@ -130,29 +159,39 @@ mod tests {
         (open(&path), path)
     }
 
-    #[test]
-    fn single_use_bound_to_terminal_purpose_and_time() {
+    #[tokio::test]
+    async fn single_use_bound_to_terminal_purpose_and_time() {
         let (c, path) = store("rules");
         let now = OffsetDateTime::now_utc();
-        let a = c.issue("0110113719-T01", Purpose::Confirm, now).unwrap();
-        let b = c.issue("0110113719-T01", Purpose::Confirm, now).unwrap();
+        let a = c
+            .issue("0110113719-T01", Purpose::Confirm, now)
+            .await
+            .unwrap();
+        let b = c
+            .issue("0110113719-T01", Purpose::Confirm, now)
+            .await
+            .unwrap();
         assert_ne!(a.bytes, b.bytes, "challenges must be random");
         assert_eq!(a.expires_at, now + Duration::seconds(60));
 
         assert_eq!(
-            c.consume(&a.bytes, "0110113719-T02", Purpose::Confirm, now),
+            c.consume(&a.bytes, "0110113719-T02", Purpose::Confirm, now)
+                .await,
             Err(ChallengeError::OtherTerminal)
         );
         assert_eq!(
-            c.consume(&a.bytes, "0110113719-T01", Purpose::Register, now),
+            c.consume(&a.bytes, "0110113719-T01", Purpose::Register, now)
+                .await,
             Err(ChallengeError::WrongPurpose)
         );
         assert_eq!(
-            c.consume(&a.bytes, "0110113719-T01", Purpose::Confirm, now),
+            c.consume(&a.bytes, "0110113719-T01", Purpose::Confirm, now)
+                .await,
             Ok(())
         );
         assert_eq!(
-            c.consume(&a.bytes, "0110113719-T01", Purpose::Confirm, now),
+            c.consume(&a.bytes, "0110113719-T01", Purpose::Confirm, now)
+                .await,
             Err(ChallengeError::Reused)
         );
         assert_eq!(
@@ -161,30 +200,36 @@ mod tests {
                 "0110113719-T01",
                 Purpose::Confirm,
                 now + Duration::seconds(61)
-            ),
+            )
+            .await,
             Err(ChallengeError::Expired)
         );
         assert_eq!(
-            c.consume(&[7u8; 32], "0110113719-T01", Purpose::Confirm, now),
+            c.consume(&[7u8; 32], "0110113719-T01", Purpose::Confirm, now)
+                .await,
             Err(ChallengeError::Unknown)
         );
         assert_eq!(
-            c.consume(&[7u8; 3], "0110113719-T01", Purpose::Confirm, now),
+            c.consume(&[7u8; 3], "0110113719-T01", Purpose::Confirm, now)
+                .await,
             Err(ChallengeError::Unknown)
         );
         drop(c);
         let _ = std::fs::remove_file(path);
     }
 
-    #[test]
-    fn a_second_instance_on_the_same_store_sees_the_use() {
+    #[tokio::test]
+    async fn a_second_instance_on_the_same_store_sees_the_use() {
         let (c1, path) = store("shared");
         let c2 = open(&path);
         let now = OffsetDateTime::now_utc();
-        let a = c1.issue("T", Purpose::Confirm, now).unwrap();
-        assert_eq!(c2.consume(&a.bytes, "T", Purpose::Confirm, now), Ok(()));
+        let a = c1.issue("T", Purpose::Confirm, now).await.unwrap();
         assert_eq!(
-            c1.consume(&a.bytes, "T", Purpose::Confirm, now),
+            c2.consume(&a.bytes, "T", Purpose::Confirm, now).await,
+            Ok(())
+        );
+        assert_eq!(
+            c1.consume(&a.bytes, "T", Purpose::Confirm, now).await,
             Err(ChallengeError::Reused)
         );
         drop((c1, c2));

@@ -59,6 +59,11 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// What the audit log records as returned for this refusal.
+    pub fn audit_summary(&self) -> String {
+        serde_json::json!({ "refused": self.to_string() }).to_string()
+    }
+
     /// The project's result code for this refusal.
     pub fn result_code(&self) -> ResultCode {
         match self {

@@ -86,12 +86,12 @@ pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceStat
             .map_err(|e| ServeError::Store(format!("cannot start the CRL reload thread: {e}")))?;
     }
     let store = store::open(&config.store).map_err(|e| ServeError::Store(e.to_string()))?;
-    let challenges = Challenges::new(
-        Arc::clone(&store),
-        time::Duration::seconds(i64::from(config.challenge_ttl_seconds)),
-    );
     let audit =
         AuditLog::start(Arc::clone(&store)).map_err(|e| ServeError::Store(e.to_string()))?;
+    let challenges = Challenges::new(
+        audit.clone(),
+        time::Duration::seconds(i64::from(config.challenge_ttl_seconds)),
+    );
     Ok(ServiceState {
         store,
         challenges: Arc::new(challenges),

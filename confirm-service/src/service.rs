@@ -7,6 +7,13 @@
 //! signature over the binding; then certificate → person → registration → records. Every
 //! request by an identified terminal is audited, durably, before its answer (or refusal)
 //! leaves: [`ConfirmationService::finish`] is the one exit.
+//!
+//! A confirmation's writes all happen in that exit, in one group commit of the writer
+//! ([`crate::audit`]): its challenge is consumed, the consents it carried are recorded (only if
+//! the challenge was good) and its audit record is written, in one transaction. The checks before
+//! it only read, so a confirmation costs no write lock and no sync of its own; a refused
+//! challenge still takes precedence over every other outcome, as if checked first. Registration
+//! changes the person, so it consumes its challenge (durably) before anything else.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,7 +34,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::answer;
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::{AuditError, AuditLog, AuditRecord};
 use crate::batch;
 use crate::cert_cache::CertCache;
 use crate::challenge::Challenges;
@@ -35,7 +42,9 @@ use crate::clock::Clock;
 use crate::consent::{self, ConsentCheck, ConsentGrant, ConsentKind};
 use crate::eligibility::{self, DomainError, Person, QualificationRecord};
 use crate::outcome::Refusal;
-use crate::store::{BatchJob, CardKey, Registration, Store, StoreError, TerminalStatus};
+use crate::store::{
+    AuditWrite, BatchJob, CardKey, ChallengeUse, Registration, Store, StoreError, TerminalStatus,
+};
 use crate::terminal::{TerminalCache, TerminalIdentity};
 use crate::trust_reload::LiveTrust;
 use crate::validation::{ValidatedCertificate, MAX_CERTIFICATE_LEN};
@@ -82,6 +91,19 @@ pub(crate) struct AuditContext {
     pub method: &'static str,
     /// `confirm`, `register`, `medication`, `checkup`, `batch-submit`, `batch-fetch`.
     pub purpose: &'static str,
+    /// The challenge to consume with the audit record.
+    pub challenge: Option<ChallengeUse>,
+    /// Consents to record with the audit record, if the challenge is good.
+    pub grants: Vec<ConsentGrant>,
+}
+
+/// When a card request's challenge is consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Consume {
+    /// Before anything else (the request changes something).
+    First,
+    /// With the request's audit record (the request only reads until then).
+    WithAuditRecord,
 }
 
 impl AuditContext {
@@ -92,6 +114,8 @@ impl AuditContext {
             certificate_sha256: None,
             method,
             purpose,
+            challenge: None,
+            grants: Vec::new(),
         }
     }
 }
@@ -167,16 +191,19 @@ impl ConfirmationService {
         }
     }
 
-    /// Checks a card's proof for `purpose`: bounds, the challenge (consumed first, so a failed
-    /// attempt still burns it), the certificate, the signature over the binding. Returns the
-    /// certificate's store key; the caller finds its person in the same store round trip as
-    /// the rest of its work ([`person_of_card`]).
+    /// Checks a card's proof for `purpose`: bounds, the challenge (consumed whatever the
+    /// outcome, so a failed attempt still burns it: now, or with the audit record as `consume`
+    /// says), the certificate, the signature over the binding. Returns the certificate's store
+    /// key; the caller finds its person in the same store round trip as the rest of its work
+    /// ([`person_of_card`]).
+    #[allow(clippy::too_many_arguments)]
     async fn verify_card(
         &self,
         terminal: &TerminalIdentity,
         proof: CardProof,
         purpose: Purpose,
         bits: ConsentBits,
+        consume: Consume,
         ctx: &mut AuditContext,
         now: OffsetDateTime,
     ) -> Result<CardKey, Refusal> {
@@ -185,14 +212,18 @@ impl ConfirmationService {
         let cert_hash = ring::digest::digest(&ring::digest::SHA256, &proof.certificate);
         ctx.certificate_sha256 = Some(hex::encode(cert_hash.as_ref()));
 
-        let challenge = proof.challenge.clone();
         let name = terminal.name();
-        self.blocking(move |s| {
-            s.challenges
-                .consume(&challenge, &name, purpose, now)
-                .map_err(Refusal::from)
-        })
-        .await?;
+        match consume {
+            Consume::First => {
+                self.state
+                    .challenges
+                    .consume(&proof.challenge, &name, purpose, now)
+                    .await?
+            }
+            Consume::WithAuditRecord => {
+                ctx.challenge = Some(Challenges::use_of(&proof.challenge, &name, purpose, now))
+            }
+        }
 
         // One snapshot of the trust store for the whole request; the cache re-checks time and
         // the current CRL on every hit.
@@ -204,7 +235,7 @@ impl ConfirmationService {
         let binding = ChallengeBinding {
             purpose,
             challenge: &proof.challenge,
-            terminal_name: &terminal.name(),
+            terminal_name: &name,
             certificate_der: &proof.certificate,
             consents: bits,
         }
@@ -240,11 +271,20 @@ impl ConfirmationService {
             signature: req.signature,
         };
         let key = self
-            .verify_card(terminal, proof, Purpose::Confirm, bits, ctx, now)
+            .verify_card(
+                terminal,
+                proof,
+                Purpose::Confirm,
+                bits,
+                Consume::WithAuditRecord,
+                ctx,
+                now,
+            )
             .await?;
         let institution = terminal.institution_code.clone();
         let today = now.to_offset(JST).date();
-        // One store round trip: the person, their records, the consents.
+        // One store round trip: the person and their records. The consents are recorded
+        // with the audit record.
         let (person_id, outcome) = self
             .blocking(move |s| {
                 let person_id = person_of_card(s.store.as_ref(), &key)?;
@@ -253,39 +293,55 @@ impl ConfirmationService {
             })
             .await?;
         ctx.person_id = Some(person_id);
-        outcome
+        let (result, grants) = outcome?;
+        ctx.grants = grants;
+        Ok(result)
     }
 
-    /// The one exit of every handler: writes the audit record (durably) and only then lets
-    /// the answer or the refusal leave. `outcome` carries the answer, its result code and the
-    /// audit log's summary of what was returned.
+    /// The one exit of every handler: writes the request's challenge use, consents and audit
+    /// record (durably, in one transaction) and only then lets the answer or the refusal
+    /// leave; a refused challenge turns the outcome into that refusal. `outcome` carries the
+    /// answer, its result code and the audit log's summary of what was returned.
     async fn finish<T>(
         &self,
         terminal: &TerminalIdentity,
         now: OffsetDateTime,
-        ctx: AuditContext,
+        mut ctx: AuditContext,
         confirmation_id: String,
         outcome: Result<(T, ResultCode, String), Refusal>,
     ) -> Result<Response<T>, Status> {
         let (code, returned) = match &outcome {
             Ok((_, code, returned)) => (*code, returned.clone()),
-            Err(refusal) => (
-                refusal.result_code(),
-                serde_json::json!({ "refused": refusal.to_string() }).to_string(),
-            ),
+            Err(refusal) => (refusal.result_code(), refusal.audit_summary()),
+        };
+        let write = AuditWrite {
+            challenge: ctx.challenge.take(),
+            consents: std::mem::take(&mut ctx.grants),
+            record: audit_record(terminal, now, ctx, confirmation_id, code, returned),
+        };
+        let purpose = write.record.purpose.clone();
+        let verdict = self
+            .state
+            .audit
+            .append_with(write)
+            .await
+            .map_err(|e| audit_failed(e).to_status())?;
+        let outcome = match verdict {
+            Ok(()) => outcome,
+            Err(refused) => Err(Refusal::Challenge(refused)),
+        };
+        let code = match &outcome {
+            Ok((_, code, _)) => *code,
+            Err(refusal) => refusal.result_code(),
         };
         match &outcome {
             Ok(_) => {
-                tracing::info!(terminal = %terminal.name(), purpose = ctx.purpose, result = code.as_str_name(), "answered")
+                tracing::info!(terminal = %terminal.name(), purpose, result = code.as_str_name(), "answered")
             }
             Err(refusal) => {
-                tracing::info!(terminal = %terminal.name(), purpose = ctx.purpose, result = code.as_str_name(), reason = %refusal, "refused")
+                tracing::info!(terminal = %terminal.name(), purpose, result = code.as_str_name(), reason = %refusal, "refused")
             }
         }
-        let record = audit_record(terminal, now, ctx, confirmation_id, code, returned);
-        append_audit(&self.state, record)
-            .await
-            .map_err(|r| r.to_status())?;
         match outcome {
             Ok((answer, _, _)) => Ok(Response::new(answer)),
             Err(refusal) => Err(refusal.to_status()),
@@ -477,7 +533,8 @@ fn person_of_card(store: &dyn Store, key: &CardKey) -> Result<String, Refusal> {
         .ok_or(Refusal::CardUnknown)
 }
 
-/// A card confirmation once the card is proven: registration, consents recorded, assessment.
+/// A card confirmation once the card is proven: registration, assessment, and the consents
+/// to record with its audit record.
 fn confirm_person(
     s: &ServiceState,
     person_id: &str,
@@ -485,7 +542,7 @@ fn confirm_person(
     bits: ConsentBits,
     today: time::Date,
     now: OffsetDateTime,
-) -> Result<ConfirmationResult, Refusal> {
+) -> Result<(ConfirmationResult, Vec<ConsentGrant>), Refusal> {
     let (person, records) =
         load_person(s.store.as_ref(), person_id)?.ok_or(Refusal::CardUnknown)?;
     if !person.registered_for_insurance {
@@ -495,17 +552,15 @@ fn confirm_person(
         .into_iter()
         .map(|kind| ConsentGrant::new(&person.id, institution, kind, now))
         .collect();
-    if !grants.is_empty() {
-        s.store.record_consents(&grants).map_err(unavailable)?;
-    }
     let assessment = eligibility::assess(&records, today);
-    Ok(answer::confirmation_result(
+    let result = answer::confirmation_result(
         &assessment,
         Some(&person),
         pb::ReferenceClassification::MyNumberCard,
         &grants,
         now,
-    ))
+    );
+    Ok((result, grants))
 }
 
 /// A person and all their qualification records, or `None` when there is no such person.
@@ -595,12 +650,10 @@ pub(crate) fn audit_record(
     }
 }
 
-/// Appends one record and waits until it is durable; a failure refuses the request.
-pub(crate) async fn append_audit(state: &ServiceState, record: AuditRecord) -> Result<(), Refusal> {
-    state.audit.append(record).await.map_err(|e| {
-        tracing::error!(error = %e, "audit write failed; refusing to answer");
-        Refusal::Unavailable("the audit log cannot be written".into())
-    })
+/// The refusal when the audit log cannot be written: no answer leaves without its record.
+pub(crate) fn audit_failed(e: AuditError) -> Refusal {
+    tracing::error!(error = %e, "audit write failed; refusing to answer");
+    Refusal::Unavailable("the audit log cannot be written".into())
 }
 
 /// The handler's input checks on a decoded request, before anything in it is parsed: sizes of
@@ -685,15 +738,12 @@ impl Confirmation for ConfirmationService {
             .to_status());
         }
         let now = self.state.clock.now();
-        let name = terminal.name();
         let issued = self
-            .blocking(move |s| {
-                s.challenges
-                    .issue(&name, purpose, now)
-                    .map_err(Refusal::from)
-            })
+            .state
+            .challenges
+            .issue(&terminal.name(), purpose, now)
             .await
-            .map_err(|r| r.to_status())?;
+            .map_err(|e| Refusal::from(e).to_status())?;
         Ok(Response::new(IssueChallengeResponse {
             challenge: issued.bytes.to_vec(),
             expires_at: Some(answer::timestamp(issued.expires_at)),
@@ -764,6 +814,7 @@ impl Confirmation for ConfirmationService {
                     proof,
                     Purpose::Register,
                     ConsentBits::default(),
+                    Consume::First,
                     &mut ctx,
                     now,
                 )

@@ -7,16 +7,18 @@
 //! `tonic::Request` cannot carry, so this bench does not call them. It builds a tiny testbed
 //! world and the service's own state (`server::build_state` on the world's `service.toml`),
 //! then runs the steps of the handler's confirm path in the handler's order with the same
-//! library calls: consume the challenge, validate the card certificate through the
-//! certificate cache, encode the challenge binding and verify the card's RSA signature over
-//! it, look up the card's person, the person and their qualification records, assess and
-//! build the answer. "hot" is a known certificate (cache hit), "cold" a new one (a cache that
-//! holds nothing, so every request parses the certificate and checks the CA signature).
+//! library calls: validate the card certificate through the certificate cache, encode the
+//! challenge binding and verify the card's RSA signature over it, look up the card's person,
+//! the person and their qualification records, assess, build the answer and the write the
+//! writer will commit (the challenge use and the audit record). "hot" is a known certificate
+//! (cache hit), "cold" a new one (a cache that holds nothing, so every request parses the
+//! certificate and checks the CA signature).
 //!
 //! Not measured here: TLS, HTTP/2 and protobuf, the terminal lookup, the hops to the blocking
-//! pool, and the audit append (a durable write whose cost the `store` bench of
-//! onshi-confirm-service measures per group size). The challenge is issued and signed in the
-//! untimed setup of each iteration (the terminal's IssueChallenge and the card's signature).
+//! pool and the writer, and the group commit itself (the challenge consumed and the audit
+//! record written, durably: the `store` bench of onshi-confirm-service measures it per
+//! request, by group size). The challenge is issued and signed in the untimed setup of each
+//! iteration (the terminal's IssueChallenge and the card's signature).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench setup: a panic is the report
 
@@ -25,19 +27,20 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use onshi_confirm_service::answer;
+use onshi_confirm_service::audit::AuditRecord;
 use onshi_confirm_service::cert_cache::CertCache;
 use onshi_confirm_service::clock::SystemClock;
 use onshi_confirm_service::config::Config;
 use onshi_confirm_service::eligibility;
 use onshi_confirm_service::server::build_state;
 use onshi_confirm_service::service::ServiceState;
-use onshi_confirm_service::store::CardKey;
+use onshi_confirm_service::store::{AuditWrite, CardKey, ChallengeUse, StoredChallenge};
 use onshi_loadgen::world::World;
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1 as pb;
 use onshi_testbed::manifest::CardKind;
 use onshi_testbed::{build_world, WorldOptions};
-use ring::rand::SystemRandom;
+use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{self, RsaKeyPair};
 use time::{OffsetDateTime, UtcOffset};
 
@@ -87,14 +90,20 @@ impl Fixture {
 
     /// The untimed part: IssueChallenge and the card's signature.
     fn prove(&self) -> Proof {
-        let issued = self
-            .state
-            .challenges
-            .issue(&self.terminal, Purpose::Confirm, OffsetDateTime::now_utc())
+        let mut bytes = [0u8; 32];
+        self.rng.fill(&mut bytes).unwrap();
+        self.state
+            .store
+            .insert_challenge(&StoredChallenge {
+                bytes,
+                terminal: self.terminal.clone(),
+                purpose: Purpose::Confirm as u8,
+                expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(60),
+            })
             .unwrap();
         let binding = ChallengeBinding {
             purpose: Purpose::Confirm,
-            challenge: &issued.bytes,
+            challenge: &bytes,
             terminal_name: &self.terminal,
             certificate_der: &self.certificate,
             consents: no_consents(),
@@ -106,18 +115,22 @@ impl Fixture {
             .sign(&signature::RSA_PKCS1_SHA256, &self.rng, &binding, &mut sig)
             .unwrap();
         Proof {
-            challenge: issued.bytes.to_vec(),
+            challenge: bytes.to_vec(),
             signature: sig,
         }
     }
 
-    /// The confirm path's server-side steps, in the handler's order.
-    fn confirm(&self, cache: &CertCache, proof: &Proof) -> pb::ConfirmationResult {
+    /// The confirm path's server-side steps, in the handler's order: the answer and the write
+    /// handed to the writer.
+    fn confirm(&self, cache: &CertCache, proof: &Proof) -> (pb::ConfirmationResult, AuditWrite) {
         let now = OffsetDateTime::now_utc();
         let s = &self.state;
-        s.challenges
-            .consume(&proof.challenge, &self.terminal, Purpose::Confirm, now)
-            .unwrap();
+        let challenge = ChallengeUse {
+            bytes: proof.challenge.clone(),
+            terminal: self.terminal.clone(),
+            purpose: Purpose::Confirm as u8,
+            at: now,
+        };
         let trust = s.trust.current();
         let validated = cache.validate(&trust, &self.certificate, now).unwrap();
         let binding = ChallengeBinding {
@@ -142,13 +155,39 @@ impl Fixture {
         assert!(person.registered_for_insurance);
         let jst = UtcOffset::from_hms(9, 0, 0).unwrap();
         let assessment = eligibility::assess(&records, now.to_offset(jst).date());
-        answer::confirmation_result(
+        let result = answer::confirmation_result(
             &assessment,
             Some(&person),
             pb::ReferenceClassification::MyNumberCard,
             &[],
             now,
-        )
+        );
+        let (institution_code, terminal_id) = self.terminal.split_once('-').unwrap();
+        let record = AuditRecord {
+            confirmation_id: format!("{:032x}", now.unix_timestamp_nanos()),
+            at: now,
+            institution_code: institution_code.into(),
+            terminal_id: terminal_id.into(),
+            person_id: Some(person_id),
+            method: "pin".into(),
+            purpose: "confirm".into(),
+            result_code: result.result_code().as_str_name().into(),
+            consents: 0,
+            certificate_sha256: Some(
+                validated
+                    .sha256
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+            ),
+            returned: answer::audit_summary(&result),
+        };
+        let write = AuditWrite {
+            record,
+            challenge: Some(challenge),
+            consents: Vec::new(),
+        };
+        (result, write)
     }
 }
 
@@ -158,7 +197,7 @@ fn handler(c: &mut Criterion) {
     // Warm the service's own cache, as the first request with this card would.
     f.confirm(&f.state.cert_cache, &f.prove());
 
-    let mut group = c.benchmark_group("confirm path (server side, no TLS/gRPC/audit)");
+    let mut group = c.benchmark_group("confirm path (server side, no TLS/gRPC/group commit)");
     group.bench_function("hot: known certificate", |b| {
         b.iter_batched(
             || f.prove(),
@@ -179,18 +218,6 @@ fn handler(c: &mut Criterion) {
     let now = OffsetDateTime::now_utc();
     let trust = f.state.trust.current();
     let mut group = c.benchmark_group("confirm path parts");
-    group.bench_function("challenge consume", |b| {
-        b.iter_batched(
-            || f.prove(),
-            |p| {
-                f.state
-                    .challenges
-                    .consume(&p.challenge, &f.terminal, Purpose::Confirm, now)
-                    .unwrap()
-            },
-            BatchSize::SmallInput,
-        )
-    });
     group.bench_function("CertCache::validate hit", |b| {
         b.iter(|| {
             f.state

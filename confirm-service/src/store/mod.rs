@@ -194,6 +194,46 @@ pub struct StoredChallenge {
     pub expires_at: OffsetDateTime,
 }
 
+/// A request's use of a challenge: the bytes it presented, the terminal presenting them, the
+/// purpose it claims, when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeUse {
+    pub bytes: Vec<u8>,
+    /// `<医療機関コード>-<terminal id>`.
+    pub terminal: String,
+    /// The binding's purpose byte.
+    pub purpose: u8,
+    pub at: OffsetDateTime,
+}
+
+/// A request's durable trace, written in one transaction: its challenge consumed (when it
+/// presented one), then, only if that succeeded, the consents it carried, then its audit
+/// record. When the challenge is refused the record is first rewritten by the group's
+/// `refuse` function, so it tells what was really answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditWrite {
+    pub record: AuditRecord,
+    pub challenge: Option<ChallengeUse>,
+    pub consents: Vec<ConsentGrant>,
+}
+
+/// One write of a group commit ([`Store::commit_group`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupWrite {
+    /// A freshly issued challenge.
+    Challenge(StoredChallenge),
+    /// A challenge consumed on its own (before a request changes anything with it).
+    Consume(ChallengeUse),
+    /// A request's challenge, consents and audit record.
+    Audit(Box<AuditWrite>),
+}
+
+/// How a group's audit record is rewritten when its challenge is refused.
+pub type Refuse = dyn Fn(&mut AuditRecord, &ChallengeError) + Sync;
+
+/// Leaves a record as it is (for callers whose records carry no challenge).
+pub fn keep_record(_: &mut AuditRecord, _: &ChallengeError) {}
+
 /// A batch confirmation job (一括照会), identified by its reception number (受付番号).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchJob {
@@ -280,31 +320,71 @@ pub trait Store: Send + Sync + fmt::Debug {
         institution_code: &str,
     ) -> Result<Vec<ConsentGrant>, StoreError>;
 
-    // ---- challenges ------------------------------------------------------------------------
+    // ---- challenges and the audit log: the group commit ---------------------------------
 
-    /// Stores a freshly issued challenge.
-    fn insert_challenge(&self, challenge: &StoredChallenge) -> Result<(), StoreError>;
+    /// Commits `writes` in one durable transaction (fsync'd before it returns), in order:
+    /// the service's one writer gathers whatever is waiting into one group, so a burst of N
+    /// requests costs one sync and one write lock, not N. Challenge consumption is atomic
+    /// across instances: two concurrent consumptions of one challenge cannot both succeed,
+    /// and a challenge presented by another terminal is not consumed. Returns, per write, the
+    /// challenge's verdict (`Ok` for writes without one). A store failure, or a duplicate
+    /// confirmation id, fails the whole group.
+    fn commit_group(
+        &self,
+        writes: &mut [GroupWrite],
+        refuse: &Refuse,
+    ) -> Result<Vec<Result<(), ChallengeError>>, StoreError>;
 
-    /// Consumes a challenge atomically: it must be known, `terminal`'s, for `purpose`,
-    /// unexpired at `now` and unused; two concurrent consumptions (from any instance) cannot
-    /// both succeed. A challenge presented by another terminal is not consumed. Store failures
-    /// are [`ChallengeError::Store`].
+    /// Stores a freshly issued challenge (a group of one).
+    fn insert_challenge(&self, challenge: &StoredChallenge) -> Result<(), StoreError> {
+        self.commit_group(
+            &mut [GroupWrite::Challenge(challenge.clone())],
+            &keep_record,
+        )
+        .map(drop)
+    }
+
+    /// Consumes a challenge (a group of one): it must be known, `terminal`'s, for `purpose`,
+    /// unexpired at `now` and unused. Store failures are [`ChallengeError::Store`].
     fn consume_challenge(
         &self,
         bytes: &[u8],
         terminal: &str,
         purpose: u8,
         now: OffsetDateTime,
-    ) -> Result<(), ChallengeError>;
+    ) -> Result<(), ChallengeError> {
+        let mut writes = [GroupWrite::Consume(ChallengeUse {
+            bytes: bytes.to_vec(),
+            terminal: terminal.to_owned(),
+            purpose,
+            at: now,
+        })];
+        let verdicts = self
+            .commit_group(&mut writes, &keep_record)
+            .map_err(|e| ChallengeError::Store(e.to_string()))?;
+        verdicts
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(ChallengeError::Store("no verdict".into())))
+    }
 
     /// Forgets challenges that expired before `before`; returns how many.
     fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
 
-    // ---- audit -----------------------------------------------------------------------------
-
-    /// Appends audit records in one durable transaction (fsync'd before it returns): a group
-    /// commit. A duplicate confirmation id fails the whole group.
-    fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError>;
+    /// Appends audit records without challenges in one group commit.
+    fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        let mut writes: Vec<GroupWrite> = records
+            .iter()
+            .map(|r| {
+                GroupWrite::Audit(Box::new(AuditWrite {
+                    record: r.clone(),
+                    challenge: None,
+                    consents: Vec::new(),
+                }))
+            })
+            .collect();
+        self.commit_group(&mut writes, &keep_record).map(drop)
+    }
 
     /// Audit records matching the query, oldest first.
     fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;

@@ -34,13 +34,13 @@ use std::time::Duration;
 use ::postgres::config::Host;
 use ::postgres::error::SqlState;
 use ::postgres::types::{FromSql, ToSql};
-use ::postgres::{Client, Config, NoTls, Row, Statement};
+use ::postgres::{Client, Config, GenericClient, NoTls, Row, Statement};
 use time::{Date, OffsetDateTime};
 
 use super::sqlite::{explain_challenge, millis};
 use super::{
-    corrupt, BatchItem, BatchJob, CardKey, LoadBatch, Registration, Store, StoreError,
-    StoredChallenge, Terminal, TerminalStatus,
+    corrupt, BatchItem, BatchJob, CardKey, ChallengeUse, GroupWrite, LoadBatch, Refuse,
+    Registration, Store, StoreError, StoredChallenge, Terminal, TerminalStatus,
 };
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::challenge::ChallengeError;
@@ -581,6 +581,84 @@ fn to_u32(what: &'static str, v: i64) -> Result<u32, StoreError> {
 /// Keeps the last of several entries with the same key, in first-seen order: one multi-row
 /// `INSERT … ON CONFLICT DO UPDATE` may not touch a row twice, while row-by-row upserts (the
 /// SQLite store) leave the last one.
+/// Records consents; the latest grant per person, institution and kind wins.
+const INSERT_CONSENTS: &str =
+    "INSERT INTO consents (person_id, institution_code, kind, given_at, valid_until)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                          $5::timestamptz[])
+     ON CONFLICT (person_id, institution_code, kind) DO UPDATE
+     SET given_at = excluded.given_at, valid_until = excluded.valid_until";
+
+fn insert_consents(
+    client: &mut impl GenericClient,
+    stmt: &Statement,
+    grants: &[&ConsentGrant],
+) -> Result<(), StoreError> {
+    if grants.is_empty() {
+        return Ok(());
+    }
+    // One statement may not update a row twice: keep each key's last grant.
+    let grants = last_per_key(grants, |g| {
+        (g.person_id.as_str(), g.institution_code.as_str(), g.kind)
+    });
+    let person: Vec<&str> = grants.iter().map(|g| g.person_id.as_str()).collect();
+    let code: Vec<&str> = grants.iter().map(|g| g.institution_code.as_str()).collect();
+    let kind: Vec<&str> = grants.iter().map(|g| g.kind.as_str()).collect();
+    let given: Vec<OffsetDateTime> = grants.iter().map(|g| instant(g.given_at)).collect();
+    let until: Vec<OffsetDateTime> = grants.iter().map(|g| instant(g.valid_until)).collect();
+    client.execute(stmt, &[&person, &code, &kind, &given, &until])?;
+    Ok(())
+}
+
+static INSERT_AUDIT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO audit ({AUDIT_COLUMNS})
+         SELECT id, at, code, terminal, person, method, purpose, result, consents, cert,
+                returned
+         FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                     $6::text[], $7::text[], $8::text[], $9::int2[], $10::text[], $11::text[])
+              WITH ORDINALITY AS u(id, at, code, terminal, person, method, purpose, result,
+                                   consents, cert, returned, n)
+         ORDER BY n"
+    )
+});
+
+/// Appends audit records with one statement, in order.
+fn insert_audit(
+    client: &mut impl GenericClient,
+    stmt: &Statement,
+    records: &[&AuditRecord],
+) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let id: Vec<&str> = records.iter().map(|r| r.confirmation_id.as_str()).collect();
+    let at: Vec<OffsetDateTime> = records.iter().map(|r| instant(r.at)).collect();
+    let code: Vec<&str> = records
+        .iter()
+        .map(|r| r.institution_code.as_str())
+        .collect();
+    let terminal: Vec<&str> = records.iter().map(|r| r.terminal_id.as_str()).collect();
+    let person: Vec<Option<&str>> = records.iter().map(|r| r.person_id.as_deref()).collect();
+    let method: Vec<&str> = records.iter().map(|r| r.method.as_str()).collect();
+    let purpose: Vec<&str> = records.iter().map(|r| r.purpose.as_str()).collect();
+    let result: Vec<&str> = records.iter().map(|r| r.result_code.as_str()).collect();
+    let consents: Vec<i16> = records.iter().map(|r| i16::from(r.consents)).collect();
+    let cert: Vec<Option<&str>> = records
+        .iter()
+        .map(|r| r.certificate_sha256.as_deref())
+        .collect();
+    let returned: Vec<&str> = records.iter().map(|r| r.returned.as_str()).collect();
+    client.execute(
+        stmt,
+        &[
+            &id, &at, &code, &terminal, &person, &method, &purpose, &result, &consents, &cert,
+            &returned,
+        ],
+    )?;
+    Ok(())
+}
+
 fn last_per_key<'a, T, K: std::hash::Hash + Eq>(
     items: &'a [T],
     key: impl Fn(&'a T) -> K,
@@ -1215,26 +1293,10 @@ impl Store for PgStore {
     }
 
     fn record_consents(&self, grants: &[ConsentGrant]) -> Result<(), StoreError> {
-        if grants.is_empty() {
-            return Ok(());
-        }
-        let grants = last_per_key(grants, |g| {
-            (g.person_id.as_str(), g.institution_code.as_str(), g.kind)
-        });
-        let person: Vec<&str> = grants.iter().map(|g| g.person_id.as_str()).collect();
-        let code: Vec<&str> = grants.iter().map(|g| g.institution_code.as_str()).collect();
-        let kind: Vec<&str> = grants.iter().map(|g| g.kind.as_str()).collect();
-        let given: Vec<OffsetDateTime> = grants.iter().map(|g| instant(g.given_at)).collect();
-        let until: Vec<OffsetDateTime> = grants.iter().map(|g| instant(g.valid_until)).collect();
-        self.execute(
-            "INSERT INTO consents (person_id, institution_code, kind, given_at, valid_until)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
-                                  $5::timestamptz[])
-             ON CONFLICT (person_id, institution_code, kind) DO UPDATE
-             SET given_at = excluded.given_at, valid_until = excluded.valid_until",
-            &[&person, &code, &kind, &given, &until],
-        )?;
-        Ok(())
+        let grants: Vec<&ConsentGrant> = grants.iter().collect();
+        let mut conn = self.conn()?;
+        let stmt = conn.prepare(INSERT_CONSENTS)?;
+        insert_consents(&mut conn.client, &stmt, &grants)
     }
 
     fn consents(
@@ -1262,65 +1324,106 @@ impl Store for PgStore {
             .collect()
     }
 
-    fn insert_challenge(&self, c: &StoredChallenge) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO challenges (challenge, terminal, purpose, expires_at)
-             VALUES ($1, $2, $3, $4)",
-            &[
-                &&c.bytes[..],
-                &c.terminal,
-                &i16::from(c.purpose),
-                &instant(c.expires_at),
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn consume_challenge(
+    fn commit_group(
         &self,
-        bytes: &[u8],
-        terminal: &str,
-        purpose: u8,
-        now: OffsetDateTime,
-    ) -> Result<(), ChallengeError> {
-        let store = |e: StoreError| ChallengeError::Store(e.to_string());
-        let now = instant(now);
-        // One statement decides and marks. A concurrent consumer (any instance) that got
-        // there first holds the row lock; this UPDATE then waits, re-reads the row, finds it
-        // used and changes nothing.
-        let changed = self
-            .execute(
-                "UPDATE challenges SET used_at = $4
-                 WHERE challenge = $1 AND terminal = $2 AND purpose = $3
-                   AND used_at IS NULL AND expires_at >= $4",
-                &[&bytes, &terminal, &i16::from(purpose), &now],
-            )
-            .map_err(store)?;
-        if changed == 1 {
-            return Ok(());
-        }
-        let rows = self
-            .query(
-                "SELECT terminal, purpose, expires_at, used_at FROM challenges
-                 WHERE challenge = $1",
-                &[&bytes],
-            )
-            .map_err(store)?;
-        let row = rows
-            .first()
-            .map(|r| -> Result<_, StoreError> {
-                let expires: OffsetDateTime = col(r, 2)?;
-                let used: Option<OffsetDateTime> = col(r, 3)?;
-                Ok((
-                    col::<String>(r, 0)?,
-                    small::<u8>("purpose", col(r, 1)?)?,
-                    millis(expires),
-                    used.map(millis),
-                ))
+        writes: &mut [GroupWrite],
+        refuse: &Refuse,
+    ) -> Result<Vec<Result<(), ChallengeError>>, StoreError> {
+        let mut conn = self.conn()?;
+        let insert_challenges = conn.prepare(
+            "INSERT INTO challenges (challenge, terminal, purpose, expires_at)
+             SELECT * FROM unnest($1::bytea[], $2::text[], $3::int2[], $4::timestamptz[])",
+        )?;
+        let consume = conn.prepare(
+            "UPDATE challenges SET used_at = $4
+             WHERE challenge = $1 AND terminal = $2 AND purpose = $3
+               AND used_at IS NULL AND expires_at >= $4",
+        )?;
+        let explain = conn.prepare(
+            "SELECT terminal, purpose, expires_at, used_at FROM challenges WHERE challenge = $1",
+        )?;
+        let insert_grants = conn.prepare(INSERT_CONSENTS)?;
+        let insert_records = conn.prepare(&INSERT_AUDIT)?;
+        let mut tx = conn.client.transaction()?;
+
+        // New challenges first (no request of this group can hold one yet: a challenge is
+        // handed out only after its group commits).
+        let new: Vec<&StoredChallenge> = writes
+            .iter()
+            .filter_map(|w| match w {
+                GroupWrite::Challenge(c) => Some(c),
+                _ => None,
             })
-            .transpose()
-            .map_err(store)?;
-        Err(explain_challenge(row, terminal, purpose))
+            .collect();
+        if !new.is_empty() {
+            let bytes: Vec<&[u8]> = new.iter().map(|c| &c.bytes[..]).collect();
+            let terminal: Vec<&str> = new.iter().map(|c| c.terminal.as_str()).collect();
+            let purpose: Vec<i16> = new.iter().map(|c| i16::from(c.purpose)).collect();
+            let expires: Vec<OffsetDateTime> = new.iter().map(|c| instant(c.expires_at)).collect();
+            tx.execute(&insert_challenges, &[&bytes, &terminal, &purpose, &expires])?;
+        }
+
+        // Consumptions in the order of the challenge bytes, so two instances committing
+        // overlapping groups lock rows in the same order and cannot deadlock. A consumer that
+        // got there first holds the row lock; this UPDATE then waits, re-reads the row, finds
+        // it used and changes nothing.
+        let mut verdicts: Vec<Result<(), ChallengeError>> = vec![Ok(()); writes.len()];
+        let mut uses: Vec<(usize, &ChallengeUse)> = writes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| match w {
+                GroupWrite::Consume(u) => Some((i, u)),
+                GroupWrite::Audit(a) => a.challenge.as_ref().map(|u| (i, u)),
+                _ => None,
+            })
+            .collect();
+        uses.sort_by(|a, b| a.1.bytes.cmp(&b.1.bytes).then(a.0.cmp(&b.0)));
+        for (i, u) in uses {
+            let at = instant(u.at);
+            let purpose = i16::from(u.purpose);
+            if tx.execute(&consume, &[&u.bytes, &u.terminal, &purpose, &at])? == 1 {
+                continue;
+            }
+            let row = tx
+                .query(&explain, &[&u.bytes])?
+                .first()
+                .map(|r| -> Result<_, StoreError> {
+                    let expires: OffsetDateTime = col(r, 2)?;
+                    let used: Option<OffsetDateTime> = col(r, 3)?;
+                    Ok((
+                        col::<String>(r, 0)?,
+                        small::<u8>("purpose", col(r, 1)?)?,
+                        millis(expires),
+                        used.map(millis),
+                    ))
+                })
+                .transpose()?;
+            verdicts[i] = Err(explain_challenge(row, &u.terminal, u.purpose));
+        }
+
+        // Then what the verdicts allow: consents only with a consumed challenge, and every
+        // audit record, rewritten when its challenge was refused.
+        let mut grants: Vec<&ConsentGrant> = Vec::new();
+        let mut records: Vec<&AuditRecord> = Vec::new();
+        for (write, verdict) in writes.iter_mut().zip(&verdicts) {
+            if let GroupWrite::Audit(a) = write {
+                if let Err(e) = verdict {
+                    refuse(&mut a.record, e);
+                }
+            }
+        }
+        for (write, verdict) in writes.iter().zip(&verdicts) {
+            if let GroupWrite::Audit(a) = write {
+                if verdict.is_ok() {
+                    grants.extend(a.consents.iter());
+                }
+                records.push(&a.record);
+            }
+        }
+        insert_consents(&mut tx, &insert_grants, &grants)?;
+        insert_audit(&mut tx, &insert_records, &records)?;
+        tx.commit()?;
+        Ok(verdicts)
     }
 
     fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
@@ -1328,49 +1431,6 @@ impl Store for PgStore {
             "DELETE FROM challenges WHERE expires_at < $1",
             &[&instant(before)],
         )
-    }
-
-    fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let id: Vec<&str> = records.iter().map(|r| r.confirmation_id.as_str()).collect();
-        let at: Vec<OffsetDateTime> = records.iter().map(|r| instant(r.at)).collect();
-        let code: Vec<&str> = records
-            .iter()
-            .map(|r| r.institution_code.as_str())
-            .collect();
-        let terminal: Vec<&str> = records.iter().map(|r| r.terminal_id.as_str()).collect();
-        let person: Vec<Option<&str>> = records.iter().map(|r| r.person_id.as_deref()).collect();
-        let method: Vec<&str> = records.iter().map(|r| r.method.as_str()).collect();
-        let purpose: Vec<&str> = records.iter().map(|r| r.purpose.as_str()).collect();
-        let result: Vec<&str> = records.iter().map(|r| r.result_code.as_str()).collect();
-        let consents: Vec<i16> = records.iter().map(|r| i16::from(r.consents)).collect();
-        let cert: Vec<Option<&str>> = records
-            .iter()
-            .map(|r| r.certificate_sha256.as_deref())
-            .collect();
-        let returned: Vec<&str> = records.iter().map(|r| r.returned.as_str()).collect();
-        // One statement is one transaction: the whole group commits (flushed, with
-        // synchronous_commit on) or none of it does.
-        self.execute(
-            &format!(
-                "INSERT INTO audit ({AUDIT_COLUMNS})
-                 SELECT id, at, code, terminal, person, method, purpose, result, consents,
-                        cert, returned
-                 FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
-                             $6::text[], $7::text[], $8::text[], $9::int2[], $10::text[],
-                             $11::text[])
-                      WITH ORDINALITY AS u(id, at, code, terminal, person, method, purpose,
-                                           result, consents, cert, returned, n)
-                 ORDER BY n"
-            ),
-            &[
-                &id, &at, &code, &terminal, &person, &method, &purpose, &result, &consents, &cert,
-                &returned,
-            ],
-        )?;
-        Ok(())
     }
 
     fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {

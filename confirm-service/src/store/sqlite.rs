@@ -1,16 +1,17 @@
 //! The embedded default store: one SQLite file (WAL mode) holding everything the [`Store`]
 //! trait names. Nothing to install; the testbed builds it and the demo runs on it.
 //!
-//! Connections by durability need: the main connection (reference data, registration,
-//! consents, batch jobs) and the audit connection commit with `synchronous=FULL` (fsync at
-//! every commit, so an acknowledged write survives power loss); the challenge connection uses
-//! `synchronous=NORMAL` (a committed "used" mark survives a crash of the process; only a power
-//! loss could forget the last marks, and those challenges expire within the TTL anyway). Each
-//! connection sits behind its own mutex, so a slow audit fsync does not hold up a lookup.
+//! Connections by role, each committing with `synchronous=FULL` (fsync at every commit, so an
+//! acknowledged write survives power loss): the **writer** connection takes the service's
+//! group commits (challenges issued and consumed, consents, audit records: the hot path's only
+//! writes, gathered by one thread so they never wait for each other's write lock); the main
+//! connection takes the rare other writes (loading, registration, batch jobs); a small pool of
+//! **reader** connections (`query_only`) serves lookups, which WAL lets run beside a writer, so
+//! concurrent requests do not queue behind one connection.
 //! `PRAGMA user_version` is the schema version below.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
@@ -18,8 +19,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 use time::OffsetDateTime;
 
 use super::{
-    corrupt, format_date, format_opt_date, parse_date, parse_opt_date, BatchItem, BatchJob,
-    CardKey, LoadBatch, Registration, Store, StoreError, StoredChallenge, Terminal, TerminalStatus,
+    corrupt, format_date, format_opt_date, parse_date, parse_opt_date, AuditWrite, BatchItem,
+    BatchJob, CardKey, ChallengeUse, GroupWrite, LoadBatch, Refuse, Registration, Store,
+    StoreError, StoredChallenge, Terminal, TerminalStatus,
 };
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::challenge::ChallengeError;
@@ -105,14 +107,83 @@ CREATE TABLE IF NOT EXISTS terminals (
 ) WITHOUT ROWID;
 ";
 
+/// Reader connections in one store.
+const READERS: usize = 4;
+
 /// The eligibility store. See the module documentation.
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
-    /// `synchronous=NORMAL`: challenges only (see the module documentation).
-    challenges: Mutex<Connection>,
-    /// `synchronous=FULL`: the audit writer's group commits.
-    audit: Mutex<Connection>,
+    /// The group commits ([`Store::commit_group`]).
+    writer: Mutex<Connection>,
+    readers: Readers,
+}
+
+/// A fixed pool of `query_only` connections.
+#[derive(Debug)]
+struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    returned: Condvar,
+}
+
+/// A reader connection lent out; it goes back to the pool on drop.
+struct Reader<'p> {
+    pool: &'p Readers,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // Present from construction until drop.
+        self.conn.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+impl Readers {
+    fn open(path: &Path) -> Result<Readers, StoreError> {
+        let mut idle = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let conn = connect(path, "FULL")?;
+            conn.pragma_update(None, "query_only", true)
+                .map_err(|source| StoreError::Open {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            idle.push(conn);
+        }
+        Ok(Readers {
+            idle: Mutex::new(idle),
+            returned: Condvar::new(),
+        })
+    }
+
+    /// An idle reader, waiting for one to come back when all are lent.
+    fn get(&self) -> Reader<'_> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(conn) = idle.pop() {
+                return Reader {
+                    pool: self,
+                    conn: Some(conn),
+                };
+            }
+            idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 impl SqliteStore {
@@ -121,12 +192,12 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let mut conn = connect(path, "FULL")?;
         migrate(&mut conn, path)?;
-        let challenges = connect(path, "NORMAL")?;
-        let audit = connect(path, "FULL")?;
+        let writer = connect(path, "FULL")?;
+        let readers = Readers::open(path)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
-            challenges: Mutex::new(challenges),
-            audit: Mutex::new(audit),
+            writer: Mutex::new(writer),
+            readers,
         })
     }
 
@@ -185,7 +256,7 @@ impl SqliteStore {
 
     /// The person a certificate belongs to, if the issuing authority linked it.
     pub fn person_for_card(&self, card: &CardKey) -> Result<Option<String>, StoreError> {
-        let conn = self.lock();
+        let conn = self.readers.get();
         let mut stmt = conn
             .prepare_cached("SELECT person_id FROM cards WHERE issuer_key = ?1 AND serial = ?2")?;
         Ok(stmt
@@ -195,7 +266,7 @@ impl SqliteStore {
 
     /// A person by id.
     pub fn person(&self, id: &str) -> Result<Option<Person>, StoreError> {
-        let conn = self.lock();
+        let conn = self.readers.get();
         let mut stmt = conn.prepare_cached(
             "SELECT id, name, kana_name, sex, birth_date, address, postcode,
                     registered_for_insurance
@@ -208,7 +279,7 @@ impl SqliteStore {
     /// All qualification records of a person, oldest first (by qualification date, then
     /// insertion order).
     pub fn qualifications(&self, person_id: &str) -> Result<Vec<QualificationRecord>, StoreError> {
-        let conn = self.lock();
+        let conn = self.readers.get();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {QUALIFICATION_COLUMNS} FROM qualifications
              WHERE person_id = ?1 ORDER BY qualification_date, id"
@@ -260,7 +331,7 @@ impl SqliteStore {
         institution_code: &str,
         terminal_id: &str,
     ) -> Result<Option<Terminal>, StoreError> {
-        let conn = self.lock();
+        let conn = self.readers.get();
         let mut stmt = conn.prepare_cached(
             "SELECT status FROM terminals WHERE institution_code = ?1 AND terminal_id = ?2",
         )?;
@@ -695,12 +766,8 @@ impl Bulk<'_> {
 }
 
 impl SqliteStore {
-    fn lock_challenges(&self) -> MutexGuard<'_, Connection> {
-        self.challenges.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn lock_audit(&self) -> MutexGuard<'_, Connection> {
-        self.audit.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_writer(&self) -> MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Streams the reference data out in chunks of up to `chunk_persons` persons (with their
@@ -826,7 +893,7 @@ impl Store for SqliteStore {
     }
 
     fn persons_by_numbers(&self, q: &NumbersQuery) -> Result<Vec<String>, StoreError> {
-        let conn = self.lock();
+        let conn = self.readers.get();
         let mut stmt = conn.prepare_cached(
             "SELECT DISTINCT q.person_id FROM qualifications q JOIN persons p ON p.id = q.person_id
              WHERE q.insurer_number = ?1 AND q.number = ?2
@@ -849,7 +916,7 @@ impl Store for SqliteStore {
     }
 
     fn medications(&self, person_id: &str) -> Result<Vec<Medication>, StoreError> {
-        let conn = self.lock();
+        let conn = self.readers.get();
         let mut stmt = conn.prepare_cached(
             "SELECT person_id, dispensed_on, institution_code, institution_name, drug_code,
                     drug_name, usage, daily_quantity, days
@@ -890,7 +957,7 @@ impl Store for SqliteStore {
     }
 
     fn checkups(&self, person_id: &str) -> Result<Vec<Checkup>, StoreError> {
-        let conn = self.lock();
+        let conn = self.readers.get();
         let mut stmt = conn.prepare_cached(
             "SELECT person_id, examined_on, height_cm_x10, weight_kg_x10, waist_cm_x10, bmi_x10,
                     systolic_mmhg, diastolic_mmhg, hba1c_x10, ldl_mg_dl, judgement
@@ -957,23 +1024,7 @@ impl Store for SqliteStore {
     fn record_consents(&self, grants: &[ConsentGrant]) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO consents (person_id, institution_code, kind, given_at, valid_until)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (person_id, institution_code, kind) DO UPDATE
-                 SET given_at = excluded.given_at, valid_until = excluded.valid_until",
-            )?;
-            for g in grants {
-                stmt.execute(params![
-                    g.person_id,
-                    g.institution_code,
-                    g.kind.as_str(),
-                    millis(g.given_at),
-                    millis(g.valid_until)
-                ])?;
-            }
-        }
+        insert_consents(&tx, grants)?;
         tx.commit()?;
         Ok(())
     }
@@ -983,7 +1034,7 @@ impl Store for SqliteStore {
         person_id: &str,
         institution_code: &str,
     ) -> Result<Vec<ConsentGrant>, StoreError> {
-        let conn = self.lock();
+        let conn = self.readers.get();
         let mut stmt = conn.prepare_cached(
             "SELECT kind, given_at, valid_until FROM consents
              WHERE person_id = ?1 AND institution_code = ?2 ORDER BY kind",
@@ -1011,101 +1062,55 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    fn insert_challenge(&self, c: &StoredChallenge) -> Result<(), StoreError> {
-        let conn = self.lock_challenges();
-        conn.prepare_cached(
-            "INSERT INTO challenges (challenge, terminal, purpose, expires_at)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
-            &c.bytes[..],
-            c.terminal,
-            c.purpose,
-            millis(c.expires_at)
-        ])?;
-        Ok(())
-    }
-
-    fn consume_challenge(
+    fn commit_group(
         &self,
-        bytes: &[u8],
-        terminal: &str,
-        purpose: u8,
-        now: OffsetDateTime,
-    ) -> Result<(), ChallengeError> {
-        let store = |e: rusqlite::Error| ChallengeError::Store(e.to_string());
-        let conn = self.lock_challenges();
-        // One statement decides and marks: only an unused, unexpired challenge of this
-        // terminal and purpose is marked used. Anything else is then explained by a read.
-        let changed = conn
-            .prepare_cached(
-                "UPDATE challenges SET used_at = ?4
-                 WHERE challenge = ?1 AND terminal = ?2 AND purpose = ?3
-                   AND used_at IS NULL AND expires_at >= ?4",
-            )
-            .and_then(|mut s| s.execute(params![bytes, terminal, purpose, millis(now)]))
-            .map_err(store)?;
-        if changed == 1 {
-            return Ok(());
+        writes: &mut [GroupWrite],
+        refuse: &Refuse,
+    ) -> Result<Vec<Result<(), ChallengeError>>, StoreError> {
+        let mut conn = self.lock_writer();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut verdicts = Vec::with_capacity(writes.len());
+        for write in writes.iter_mut() {
+            let verdict = match write {
+                GroupWrite::Challenge(c) => {
+                    insert_challenge(&tx, c)?;
+                    Ok(())
+                }
+                GroupWrite::Consume(u) => consume_challenge(&tx, u)?,
+                GroupWrite::Audit(audit) => {
+                    let AuditWrite {
+                        record,
+                        challenge,
+                        consents,
+                    } = &mut **audit;
+                    let verdict = match challenge {
+                        Some(u) => consume_challenge(&tx, u)?,
+                        None => Ok(()),
+                    };
+                    match &verdict {
+                        Ok(()) => insert_consents(&tx, consents)?,
+                        Err(e) => refuse(record, e),
+                    }
+                    insert_audit(&tx, record)?;
+                    verdict
+                }
+            };
+            verdicts.push(verdict);
         }
-        let row: Option<(String, u8, i64, Option<i64>)> = conn
-            .prepare_cached(
-                "SELECT terminal, purpose, expires_at, used_at FROM challenges WHERE challenge = ?1",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![bytes], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .optional()
-            })
-            .map_err(store)?;
-        Err(explain_challenge(row, terminal, purpose))
+        tx.commit()?;
+        Ok(verdicts)
     }
 
     fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let conn = self.lock_challenges();
+        let conn = self.lock_writer();
         let n = conn
             .prepare_cached("DELETE FROM challenges WHERE expires_at < ?1")?
             .execute(params![millis(before)])?;
         Ok(n as u64)
     }
 
-    fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
-        let mut conn = self.lock_audit();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO audit (confirmation_id, at, at_ms, institution_code, terminal_id,
-                     person_id, method, purpose, result_code, consents, certificate_sha256,
-                     returned)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?;
-            for r in records {
-                let at =
-                    r.at.format(&time::format_description::well_known::Rfc3339)
-                        .map_err(|e| corrupt("audit time", e))?;
-                stmt.execute(params![
-                    r.confirmation_id,
-                    at,
-                    millis(r.at),
-                    r.institution_code,
-                    r.terminal_id,
-                    r.person_id,
-                    r.method,
-                    r.purpose,
-                    r.result_code,
-                    r.consents,
-                    r.certificate_sha256,
-                    r.returned,
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
     fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-        let conn = self.lock_audit();
+        let conn = self.readers.get();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {AUDIT_COLUMNS} FROM audit
              WHERE (?1 IS NULL OR person_id = ?1)
@@ -1258,6 +1263,96 @@ impl Store for SqliteStore {
         tx.commit()?;
         Ok(())
     }
+}
+
+fn insert_challenge(tx: &Connection, c: &StoredChallenge) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO challenges (challenge, terminal, purpose, expires_at)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        &c.bytes[..],
+        c.terminal,
+        c.purpose,
+        millis(c.expires_at)
+    ])?;
+    Ok(())
+}
+
+/// Consumes a challenge inside the group's transaction: the verdict, or a store failure.
+fn consume_challenge(
+    tx: &Connection,
+    u: &ChallengeUse,
+) -> Result<Result<(), ChallengeError>, StoreError> {
+    // One statement decides and marks: only an unused, unexpired challenge of this terminal
+    // and purpose is marked used. Anything else is then explained by a read.
+    let changed = tx
+        .prepare_cached(
+            "UPDATE challenges SET used_at = ?4
+             WHERE challenge = ?1 AND terminal = ?2 AND purpose = ?3
+               AND used_at IS NULL AND expires_at >= ?4",
+        )?
+        .execute(params![u.bytes, u.terminal, u.purpose, millis(u.at)])?;
+    if changed == 1 {
+        return Ok(Ok(()));
+    }
+    let row: Option<(String, u8, i64, Option<i64>)> = tx
+        .prepare_cached(
+            "SELECT terminal, purpose, expires_at, used_at FROM challenges WHERE challenge = ?1",
+        )?
+        .query_row(params![u.bytes], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    Ok(Err(explain_challenge(row, &u.terminal, u.purpose)))
+}
+
+fn insert_consents(tx: &Connection, grants: &[ConsentGrant]) -> Result<(), StoreError> {
+    if grants.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO consents (person_id, institution_code, kind, given_at, valid_until)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (person_id, institution_code, kind) DO UPDATE
+         SET given_at = excluded.given_at, valid_until = excluded.valid_until",
+    )?;
+    for g in grants {
+        stmt.execute(params![
+            g.person_id,
+            g.institution_code,
+            g.kind.as_str(),
+            millis(g.given_at),
+            millis(g.valid_until)
+        ])?;
+    }
+    Ok(())
+}
+
+fn insert_audit(tx: &Connection, r: &AuditRecord) -> Result<(), StoreError> {
+    let at =
+        r.at.format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| corrupt("audit time", e))?;
+    tx.prepare_cached(
+        "INSERT INTO audit (confirmation_id, at, at_ms, institution_code, terminal_id,
+             person_id, method, purpose, result_code, consents, certificate_sha256, returned)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        r.confirmation_id,
+        at,
+        millis(r.at),
+        r.institution_code,
+        r.terminal_id,
+        r.person_id,
+        r.method,
+        r.purpose,
+        r.result_code,
+        r.consents,
+        r.certificate_sha256,
+        r.returned,
+    ])?;
+    Ok(())
 }
 
 /// Why a challenge could not be consumed, from its stored row (or its absence).
