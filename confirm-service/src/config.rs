@@ -19,6 +19,10 @@ pub struct Config {
     /// Lifetime of a challenge.
     #[serde(default = "default_ttl")]
     pub challenge_ttl_seconds: u32,
+    /// Threads that run store calls (lookups, PostgreSQL round trips). Few on purpose: under
+    /// load they stay busy taking queued calls, where many would each be woken per request.
+    #[serde(default = "default_store_threads")]
+    pub store_threads: u16,
     pub tls: TlsConfig,
     pub validation: ValidationConfig,
 }
@@ -72,6 +76,13 @@ fn default_ttl() -> u32 {
     60
 }
 
+/// See [`Config::store_threads`].
+pub const DEFAULT_STORE_THREADS: u16 = 8;
+
+fn default_store_threads() -> u16 {
+    DEFAULT_STORE_THREADS
+}
+
 fn default_skew() -> u32 {
     300
 }
@@ -104,6 +115,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 reason: "challenge_ttl_seconds must be between 1 and 3600".into(),
+            });
+        }
+        if config.store_threads == 0 || config.store_threads > 512 {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                reason: "store_threads must be between 1 and 512".into(),
             });
         }
         if let Some(bad) = config
@@ -221,8 +238,20 @@ trust_anchors = ["ca.pem"]
         assert_eq!(c.store, dir.join("store/onshi.sqlite").to_string_lossy());
         assert_eq!(c.tls.client_ca, PathBuf::from("/abs/ca.pem"));
         assert_eq!(c.challenge_ttl_seconds, 60);
+        assert_eq!(c.store_threads, DEFAULT_STORE_THREADS);
         assert_eq!(c.validation.stale_crl, StaleCrlPolicy::Reject);
 
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:0\"\nstore = \"s\"\nstore_threads = 0\n[tls]\n\
+             certificate = \"s.pem\"\nprivate_key = \"s.key\"\nclient_ca = \"ca.pem\"\n\
+             [validation]\ntrust_anchors = [\"ca.pem\"]\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            Config::load(&path),
+            Err(ConfigError::Invalid { reason, .. }) if reason.contains("store_threads")
+        ));
         std::fs::write(&path, "listen = \"127.0.0.1:0\"\nbogus = 1\n").unwrap();
         assert!(matches!(
             Config::load(&path),

@@ -296,6 +296,7 @@ fn serve(config_path: PathBuf, listen: Option<SocketAddr>) -> ExitCode {
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(usize::from(config.store_threads))
         .build()
     {
         Ok(r) => r,

@@ -162,11 +162,11 @@ impl ConfirmationService {
         let leaf = certs
             .first()
             .ok_or_else(|| Refusal::TerminalUnknown("no client certificate".into()))?;
-        let identity =
-            TerminalIdentity::from_certificate(leaf.as_ref()).map_err(Refusal::TerminalUnknown)?;
-        let status = match self.state.terminals.get(&identity) {
-            Some(status) => Some(status),
+        let (identity, status) = match self.state.terminals.get(leaf.as_ref()) {
+            Some((identity, status)) => (identity, Some(status)),
             None => {
+                let identity = TerminalIdentity::from_certificate(leaf.as_ref())
+                    .map_err(Refusal::TerminalUnknown)?;
                 let lookup = identity.clone();
                 let terminal = self
                     .blocking(move |s| {
@@ -176,9 +176,9 @@ impl ConfirmationService {
                     })
                     .await?;
                 if let Some(t) = &terminal {
-                    self.state.terminals.put(&identity, t.status);
+                    self.state.terminals.put(leaf.as_ref(), &identity, t.status);
                 }
-                terminal.map(|t| t.status)
+                (identity, terminal.map(|t| t.status))
             }
         };
         match status {
@@ -248,7 +248,7 @@ impl ConfirmationService {
         .verify(&binding, &proof.signature)
         .map_err(|_| Refusal::SignatureInvalid)?;
 
-        CardKey::from_der(&proof.certificate).map_err(|e| Refusal::BadRequest(e.to_string()))
+        Ok(CardKey::of_validated(&validated))
     }
 
     async fn confirm(
@@ -691,8 +691,17 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], Refusal> {
     Ok(bytes)
 }
 
+/// A confirmation id: 32 hex digits, the issue time in microseconds then 8 random bytes.
 pub(crate) fn new_confirmation_id() -> Result<String, Refusal> {
-    Ok(hex::encode(random_bytes::<16>()?))
+    // Time first: ids of one instance sort by issue time, so the audit log's unique index
+    // grows at its end instead of at a random page per record; the random half keeps ids of
+    // instances sharing a store apart.
+    let micros = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
+    let micros = u64::try_from(micros).unwrap_or_default();
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&micros.to_be_bytes());
+    id[8..].copy_from_slice(&random_bytes::<8>()?);
+    Ok(hex::encode(id))
 }
 
 /// 16 random decimal digits.

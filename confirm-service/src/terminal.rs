@@ -67,14 +67,15 @@ impl TerminalIdentity {
     }
 }
 
-/// Terminal statuses read from the store, kept for a few seconds so a busy terminal does not
-/// cost a store round trip per request. Only terminals the store knows are kept (a terminal
+/// Terminals seen in the last few seconds, by their client certificate: who the certificate
+/// names and the status the store gave, so a busy terminal costs neither a certificate parse
+/// nor a store round trip per request. Only terminals the store knows are kept (a terminal
 /// registered a moment ago is found at once); a status change (suspension) takes effect within
 /// [`TerminalCache::TTL`] on every instance.
 #[derive(Debug, Default)]
 pub struct TerminalCache {
     entries: std::sync::Mutex<
-        std::collections::HashMap<(String, String), (TerminalStatus, std::time::Instant)>,
+        std::collections::HashMap<Vec<u8>, (TerminalIdentity, TerminalStatus, std::time::Instant)>,
     >,
 }
 
@@ -83,29 +84,24 @@ impl TerminalCache {
     /// Beyond this many terminals the cache starts over (Japan has ~230,000 institutions).
     const MAX_ENTRIES: usize = 500_000;
 
-    /// The cached status, if read less than [`Self::TTL`] ago.
-    pub fn get(&self, identity: &TerminalIdentity) -> Option<TerminalStatus> {
+    /// The terminal a client certificate (DER) names and its status, if read less than
+    /// [`Self::TTL`] ago.
+    pub fn get(&self, certificate: &[u8]) -> Option<(TerminalIdentity, TerminalStatus)> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
-            .get(&(
-                identity.institution_code.clone(),
-                identity.terminal_id.clone(),
-            ))
-            .filter(|(_, at)| at.elapsed() < Self::TTL)
-            .map(|(status, _)| *status)
+            .get(certificate)
+            .filter(|(_, _, at)| at.elapsed() < Self::TTL)
+            .map(|(identity, status, _)| (identity.clone(), *status))
     }
 
-    pub fn put(&self, identity: &TerminalIdentity, status: TerminalStatus) {
+    pub fn put(&self, certificate: &[u8], identity: &TerminalIdentity, status: TerminalStatus) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= Self::MAX_ENTRIES {
             entries.clear();
         }
         entries.insert(
-            (
-                identity.institution_code.clone(),
-                identity.terminal_id.clone(),
-            ),
-            (status, std::time::Instant::now()),
+            certificate.to_vec(),
+            (identity.clone(), status, std::time::Instant::now()),
         );
     }
 }
@@ -125,11 +121,20 @@ mod cache_tests {
             terminal_id: "T02".into(),
             ..a.clone()
         };
-        assert_eq!(cache.get(&a), None);
-        cache.put(&a, TerminalStatus::Suspended);
-        assert_eq!(cache.get(&a), Some(TerminalStatus::Suspended));
-        assert_eq!(cache.get(&b), None);
-        cache.put(&a, TerminalStatus::InOperation);
-        assert_eq!(cache.get(&a), Some(TerminalStatus::InOperation));
+        let (cert_a, cert_b) = (
+            b"certificate of T01".as_slice(),
+            b"certificate of T02".as_slice(),
+        );
+        assert_eq!(cache.get(cert_a), None);
+        cache.put(cert_a, &a, TerminalStatus::Suspended);
+        assert_eq!(
+            cache.get(cert_a),
+            Some((a.clone(), TerminalStatus::Suspended))
+        );
+        assert_eq!(cache.get(cert_b), None);
+        cache.put(cert_b, &b, TerminalStatus::InOperation);
+        cache.put(cert_a, &a, TerminalStatus::InOperation);
+        assert_eq!(cache.get(cert_a), Some((a, TerminalStatus::InOperation)));
+        assert_eq!(cache.get(cert_b), Some((b, TerminalStatus::InOperation)));
     }
 }

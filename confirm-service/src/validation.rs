@@ -337,6 +337,9 @@ pub struct ValidatedCertificate {
     pub issuer: String,
     /// Lowercase hex of the raw serial.
     pub serial_hex: String,
+    /// Lowercase hex SHA-256 of the issuer Name DER: with `serial_hex`, the key the store
+    /// links to a person (`store::CardKey`), so a cache hit needs no parsing.
+    pub issuer_key: String,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
 }
@@ -674,6 +677,9 @@ impl TrustStore {
                 subject: cert.subject().to_string(),
                 issuer: cert.issuer().to_string(),
                 serial_hex: hex::encode(cert.raw_serial()),
+                issuer_key: hex::encode(
+                    ring::digest::digest(&ring::digest::SHA256, cert.issuer().as_raw()).as_ref(),
+                ),
                 not_before,
                 not_after,
             },

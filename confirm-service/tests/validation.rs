@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use onshi_cert_corpus::{case_serial, g1_with_crl, CHECK_AT, TEST_POLICY};
 use onshi_confirm_service::cert_cache::{CertCache, Lookup};
+use onshi_confirm_service::store::CardKey;
 use onshi_confirm_service::trust_reload::{LiveTrust, Reload, TrustFiles, Watcher};
 use onshi_confirm_service::validation::{CertError, EndEntityPolicy, TrustStore};
 use time::Duration;
@@ -59,6 +60,13 @@ fn overlapping_generations_sharing_a_name_each_validate_their_cards() {
         .validate(&corpus("certs/good-g2.der"), CHECK_AT)
         .unwrap();
     assert_eq!(g1.issuer, g2.issuer, "same CA name");
+    // The store key taken from a validated certificate is the one parsed from its DER.
+    for (validated, der) in [(&g1, "certs/good-g1.der"), (&g2, "certs/good-g2.der")] {
+        assert_eq!(
+            CardKey::of_validated(validated),
+            CardKey::from_der(&corpus(der)).unwrap()
+        );
+    }
     // The retired generation's CA has expired: its card is refused for that reason.
     let err = store
         .validate(&corpus("certs/retired-generation.der"), CHECK_AT)

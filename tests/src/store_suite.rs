@@ -22,8 +22,8 @@ use onshi_confirm_service::eligibility::{
     SpecificDisease,
 };
 use onshi_confirm_service::store::{
-    BatchItem, BatchJob, CardKey, LoadBatch, Registration, Store, StoreError, StoredChallenge,
-    Terminal, TerminalStatus,
+    AuditWrite, BatchItem, BatchJob, CardKey, ChallengeUse, GroupWrite, LoadBatch, Registration,
+    Store, StoreError, StoredChallenge, Terminal, TerminalStatus,
 };
 use time::macros::{date, datetime};
 use time::{Date, Duration, OffsetDateTime};
@@ -55,6 +55,8 @@ macro_rules! store_suite {
             audit_query_by_time_range,
             audit_query_limit_keeps_the_oldest,
             audit_duplicate_id_fails_the_whole_group,
+            group_commit_consumes_then_records_consents_and_audit,
+            group_commit_failure_writes_nothing,
             batch_create_and_page_items,
             batch_complete_keeps_the_first_answer,
             batch_finishes_when_every_item_is_answered,
@@ -1090,6 +1092,127 @@ pub fn audit_duplicate_id_fails_the_whole_group(store: &dyn Store) {
         .append_audit(&[record("C2", 2_000, "1340123452", Some("P1"))])
         .unwrap();
     assert_eq!(ids(store.query_audit(&all(100)).unwrap()), ["C1", "C2"]);
+}
+
+// ---- the group commit ------------------------------------------------------------------------
+
+fn use_of(bytes: &[u8], terminal: &str, ms: i64) -> ChallengeUse {
+    ChallengeUse {
+        bytes: bytes.to_vec(),
+        terminal: terminal.into(),
+        purpose: CONFIRM,
+        at: at(ms),
+    }
+}
+
+fn audit_write(
+    record: AuditRecord,
+    challenge: Option<ChallengeUse>,
+    consents: Vec<ConsentGrant>,
+) -> GroupWrite {
+    GroupWrite::Audit(Box::new(AuditWrite {
+        record,
+        challenge,
+        consents,
+    }))
+}
+
+/// The test's rewrite of a record whose challenge was refused.
+fn mark_refused(record: &mut AuditRecord, e: &ChallengeError) {
+    record.result_code = format!("REFUSED {e}");
+    record.person_id = None;
+}
+
+/// In one group: a request's challenge is consumed before its consents and record are
+/// written; the same challenge used again later in the group is a reuse, whose consents are
+/// not recorded and whose record is rewritten; another terminal's use consumes nothing; a
+/// record without a challenge is written as it is; a challenge issued in the group is stored.
+pub fn group_commit_consumes_then_records_consents_and_audit(store: &dyn Store) {
+    let a = challenge(store, 1, T01, CONFIRM, 60_000);
+    let b = challenge(store, 2, T01, CONFIRM, 60_000);
+    let medication = ConsentGrant::new("P1", "1340123452", ConsentKind::Medication, at(10));
+    let checkup = ConsentGrant::new("P1", "1340123452", ConsentKind::Checkup, at(11));
+    let mut fresh = [7u8; 32];
+    fresh[0] = 0x42;
+    let mut writes = vec![
+        audit_write(
+            record("C1", 10, "1340123452", Some("P1")),
+            Some(use_of(&a, T01, 10)),
+            vec![medication.clone()],
+        ),
+        audit_write(
+            record("C2", 11, "1340123452", Some("P1")),
+            Some(use_of(&a, T01, 11)),
+            vec![checkup],
+        ),
+        audit_write(
+            record("C3", 12, "1340123452", Some("P1")),
+            Some(use_of(&b, T02, 12)),
+            vec![],
+        ),
+        audit_write(record("C4", 13, "1340123452", Some("P2")), None, vec![]),
+        GroupWrite::Challenge(StoredChallenge {
+            bytes: fresh,
+            terminal: T01.into(),
+            purpose: CONFIRM,
+            expires_at: at(60_000),
+        }),
+    ];
+    let verdicts = store.commit_group(&mut writes, &mark_refused).unwrap();
+    assert_eq!(
+        verdicts,
+        vec![
+            Ok(()),
+            Err(ChallengeError::Reused),
+            Err(ChallengeError::OtherTerminal),
+            Ok(()),
+            Ok(()),
+        ]
+    );
+    assert_eq!(
+        store.consents("P1", "1340123452").unwrap(),
+        vec![medication],
+        "only the good challenge's consents are recorded"
+    );
+    let log = store.query_audit(&all(100)).unwrap();
+    assert_eq!(log[0], record("C1", 10, "1340123452", Some("P1")));
+    let mut c2 = record("C2", 11, "1340123452", None);
+    c2.result_code = "REFUSED the challenge was already used".into();
+    assert_eq!(log[1], c2);
+    assert_eq!(
+        log[2].result_code,
+        "REFUSED the challenge was issued to another terminal"
+    );
+    assert_eq!(log[3], record("C4", 13, "1340123452", Some("P2")));
+    assert_eq!(log.len(), 4);
+    // Another terminal's use left `b` unused; the issued challenge is usable.
+    assert_eq!(store.consume_challenge(&b, T01, CONFIRM, at(20)), Ok(()));
+    assert_eq!(
+        store.consume_challenge(&fresh, T01, CONFIRM, at(21)),
+        Ok(())
+    );
+}
+
+/// A group that cannot be written (here a duplicate confirmation id) writes none of its
+/// parts: its challenges stay unused and its consents unrecorded.
+pub fn group_commit_failure_writes_nothing(store: &dyn Store) {
+    store
+        .append_audit(&[record("C1", 1_000, "1340123452", Some("P1"))])
+        .unwrap();
+    let a = challenge(store, 1, T01, CONFIRM, 60_000);
+    let grant = ConsentGrant::new("P1", "1340123452", ConsentKind::Medication, at(10));
+    let mut writes = vec![
+        audit_write(
+            record("C2", 10, "1340123452", Some("P1")),
+            Some(use_of(&a, T01, 10)),
+            vec![grant],
+        ),
+        audit_write(record("C1", 11, "1340123452", Some("P1")), None, vec![]),
+    ];
+    assert!(store.commit_group(&mut writes, &mark_refused).is_err());
+    assert_eq!(store.consents("P1", "1340123452").unwrap(), Vec::new());
+    assert_eq!(ids(store.query_audit(&all(100)).unwrap()), ["C1"]);
+    assert_eq!(store.consume_challenge(&a, T01, CONFIRM, at(20)), Ok(()));
 }
 
 // ---- batch confirmation ----------------------------------------------------------------------

@@ -93,6 +93,14 @@ impl CardKey {
         }
     }
 
+    /// The key of a certificate that passed validation (no parsing).
+    pub fn of_validated(cert: &crate::validation::ValidatedCertificate) -> CardKey {
+        CardKey {
+            issuer_key: cert.issuer_key.clone(),
+            serial: cert.serial_hex.clone(),
+        }
+    }
+
     /// The key of a DER certificate. Trailing bytes after the certificate are refused: the
     /// key must name exactly the certificate that was presented.
     pub fn from_der(cert_der: &[u8]) -> Result<CardKey, StoreError> {
