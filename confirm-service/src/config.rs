@@ -25,6 +25,41 @@ pub struct Config {
     pub store_threads: u16,
     pub tls: TlsConfig,
     pub validation: ValidationConfig,
+    /// Per-terminal rate limit (architecture.md "Trust boundaries").
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Each terminal's requests are limited by a token bucket: `burst` requests at once, refilled
+/// at `per_second`. A reception terminal makes a few requests a minute; the defaults leave room
+/// for a busy desk and batch fetches, and stop a terminal stuck in a loop. A load test through
+/// few terminals must raise them (or set `per_second = 0`, no limit), or it measures the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained requests a second per terminal; 0 turns the limit off.
+    #[serde(default = "default_rate")]
+    pub per_second: f64,
+    /// Requests a terminal may make at once before the sustained rate applies.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_second: default_rate(),
+            burst: default_burst(),
+        }
+    }
+}
+
+fn default_rate() -> f64 {
+    20.0
+}
+
+fn default_burst() -> u32 {
+    100
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +156,15 @@ impl Config {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 reason: "store_threads must be between 1 and 512".into(),
+            });
+        }
+        let limit = config.rate_limit;
+        if !(limit.per_second.is_finite() && limit.per_second >= 0.0) || limit.burst == 0 {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                reason: "rate_limit: per_second must be a number ≥ 0 (0: no limit) and burst at \
+                         least 1"
+                    .into(),
             });
         }
         if let Some(bad) = config
@@ -239,6 +283,7 @@ trust_anchors = ["ca.pem"]
         assert_eq!(c.tls.client_ca, PathBuf::from("/abs/ca.pem"));
         assert_eq!(c.challenge_ttl_seconds, 60);
         assert_eq!(c.store_threads, DEFAULT_STORE_THREADS);
+        assert_eq!(c.rate_limit, RateLimitConfig::default());
         assert_eq!(c.validation.stale_crl, StaleCrlPolicy::Reject);
 
         std::fs::write(

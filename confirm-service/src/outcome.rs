@@ -23,6 +23,8 @@ pub enum Refusal {
     TerminalUnknown(String),
     #[error("terminal {0} is not in operation")]
     TerminalNotInOperation(String),
+    #[error("terminal {0} is over its rate limit; retry in a moment")]
+    RateLimited(String),
     #[error(transparent)]
     Challenge(#[from] ChallengeError),
     #[error("certificate refused ({reason}): {0}", reason = .0.reason())]
@@ -78,6 +80,7 @@ impl Refusal {
             Refusal::BatchTooLarge { .. } => ResultCode::BatchTooLarge,
             Refusal::TerminalUnknown(_) => ResultCode::TerminalUnknown,
             Refusal::TerminalNotInOperation(_) => ResultCode::TerminalNotInOperation,
+            Refusal::RateLimited(_) => ResultCode::RateLimited,
             Refusal::Challenge(e) => match e {
                 ChallengeError::Unknown => ResultCode::ChallengeUnknown,
                 ChallengeError::Expired => ResultCode::ChallengeExpired,

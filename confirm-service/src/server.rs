@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::service::{ConfirmationService, ServiceState};
 use crate::store;
+use crate::terminal::RateLimiter;
 use crate::trust_reload::{LiveTrust, TrustFiles, Watcher};
 
 /// Why the service could not start or stopped with an error.
@@ -101,6 +102,7 @@ pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceStat
         clock,
         instance_id: instance_id(),
         terminals: Default::default(),
+        rate_limiter: RateLimiter::new(config.rate_limit),
     })
 }
 

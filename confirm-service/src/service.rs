@@ -45,7 +45,7 @@ use crate::outcome::Refusal;
 use crate::store::{
     AuditWrite, BatchJob, CardKey, ChallengeUse, Registration, Store, StoreError, TerminalStatus,
 };
-use crate::terminal::{TerminalCache, TerminalIdentity};
+use crate::terminal::{RateLimiter, TerminalCache, TerminalIdentity};
 use crate::trust_reload::LiveTrust;
 use crate::validation::{ValidatedCertificate, MAX_CERTIFICATE_LEN};
 
@@ -73,6 +73,8 @@ pub struct ServiceState {
     pub instance_id: String,
     /// Terminal statuses of the last few seconds.
     pub terminals: TerminalCache,
+    /// Per-terminal rate limits.
+    pub rate_limiter: RateLimiter,
 }
 
 /// The gRPC service.
@@ -186,6 +188,16 @@ impl ConfirmationService {
                 "{} is not registered",
                 identity.name()
             ))),
+            // Over its limit: refused before anything is read, and not audited (no person's
+            // data is touched; auditing it would let a looping terminal fill the log).
+            Some(TerminalStatus::InOperation)
+                if !self
+                    .state
+                    .rate_limiter
+                    .allow(&identity, std::time::Instant::now()) =>
+            {
+                Err(Refusal::RateLimited(identity.name()))
+            }
             Some(TerminalStatus::InOperation) => Ok(identity),
             Some(_) => Err(Refusal::TerminalNotInOperation(identity.name())),
         }

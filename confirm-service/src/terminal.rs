@@ -11,7 +11,7 @@ use crate::eligibility::InstitutionCode;
 use crate::store::TerminalStatus;
 
 /// An identified terminal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TerminalIdentity {
     pub institution_code: String,
     pub terminal_id: String,
@@ -103,6 +103,106 @@ impl TerminalCache {
             certificate.to_vec(),
             (identity.clone(), status, std::time::Instant::now()),
         );
+    }
+}
+
+/// Per-terminal token buckets (in this instance's memory: a terminal spread over several
+/// instances by a load balancer gets each instance's allowance).
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<TerminalIdentity, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl RateLimiter {
+    /// Beyond this many terminals the buckets start over (full).
+    const MAX_ENTRIES: usize = 500_000;
+
+    /// `per_second` 0 lets everything through.
+    pub fn new(config: crate::config::RateLimitConfig) -> Self {
+        RateLimiter {
+            per_second: config.per_second,
+            burst: f64::from(config.burst),
+            buckets: Default::default(),
+        }
+    }
+
+    /// Takes one request from `terminal`'s bucket at `now`; false when it is empty.
+    pub fn allow(&self, terminal: &TerminalIdentity, now: std::time::Instant) -> bool {
+        if self.per_second <= 0.0 {
+            return true;
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= Self::MAX_ENTRIES && !buckets.contains_key(terminal) {
+            buckets.clear();
+        }
+        let bucket = buckets.entry(terminal.clone()).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * self.per_second;
+        bucket.tokens = (bucket.tokens + refill).min(self.burst);
+        bucket.at = bucket.at.max(now);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+    use crate::config::RateLimitConfig;
+    use std::time::{Duration, Instant};
+
+    fn terminal(id: &str) -> TerminalIdentity {
+        TerminalIdentity {
+            institution_code: "1340123452".into(),
+            terminal_id: id.into(),
+        }
+    }
+
+    #[test]
+    fn a_burst_then_the_sustained_rate_per_terminal() {
+        let limiter = RateLimiter::new(RateLimitConfig {
+            per_second: 2.0,
+            burst: 3,
+        });
+        let (a, b) = (terminal("T01"), terminal("T02"));
+        let t0 = Instant::now();
+        let allowed = (0..5).filter(|_| limiter.allow(&a, t0)).count();
+        assert_eq!(allowed, 3, "the burst, then refused");
+        assert!(limiter.allow(&b, t0), "another terminal has its own bucket");
+        // Half a second refills one request at 2/s, and no more.
+        let t1 = t0 + Duration::from_millis(500);
+        assert!(limiter.allow(&a, t1));
+        assert!(!limiter.allow(&a, t1));
+        // A long pause refills up to the burst only.
+        let t2 = t1 + Duration::from_secs(60);
+        let allowed = (0..10).filter(|_| limiter.allow(&a, t2)).count();
+        assert_eq!(allowed, 3);
+        // An earlier instant (clocks read on two threads) takes nothing back.
+        assert!(!limiter.allow(&a, t1));
+    }
+
+    #[test]
+    fn zero_per_second_is_no_limit() {
+        let limiter = RateLimiter::new(RateLimitConfig {
+            per_second: 0.0,
+            burst: 1,
+        });
+        let t0 = Instant::now();
+        assert!((0..10_000).all(|_| limiter.allow(&terminal("T01"), t0)));
     }
 }
 

@@ -237,6 +237,10 @@ fn absolutize_config(
         "challenge_ttl_seconds".into(),
         toml::Value::Integer(i64::from(ttl)),
     );
+    // A handful of virtual terminals carry the load of thousands: no per-terminal limit.
+    let mut no_limit = toml::Table::new();
+    no_limit.insert("per_second".into(), toml::Value::Float(0.0));
+    table.insert("rate_limit".into(), toml::Value::Table(no_limit));
     toml::to_string(&table).map_err(|e| LoadgenError::World(format!("service.toml copy: {e}")))
 }
 
@@ -338,7 +342,7 @@ fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
             let service =
                 ServerProcess::start(command, "confirm-service", "confirm-service: listening on ")?;
             notes.push(format!(
-                "the service ran on a copy of the world's store with challenge_ttl_seconds = {}",
+                "the service ran on a copy of the world's store with challenge_ttl_seconds = {} and no per-terminal rate limit",
                 opts.challenge_ttl_seconds
             ));
             identities.shrink_to_fit();
@@ -700,6 +704,16 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
             "in an open loop both targets are offered the same rate, so the ratio compares achieved rates, not capacity: use a closed loop for the capacity ratio".into(),
         );
     }
+    let limited: u64 = targets
+        .iter()
+        .filter_map(|t| t.errors_by_code.get("RESULT_CODE_RATE_LIMITED"))
+        .map(|n| n.expected + n.unexpected)
+        .sum();
+    if limited > 0 {
+        notes.push(format!(
+            "{limited} requests were refused RESULT_CODE_RATE_LIMITED: the service's per-terminal limit throttled the load, so the figures measure the limit; raise [rate_limit] per_second and burst in its service.toml, or set per_second = 0 (docs/load-harness.md)"
+        ));
+    }
     notes.push(
         "CPU per request counts every completed request, confirmations and expected refusals alike, over the measured phases only".into(),
     );
@@ -766,7 +780,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_config_copy_has_absolute_paths_and_the_new_ttl() {
+    fn the_config_copy_has_absolute_paths_the_new_ttl_and_no_rate_limit() {
         let text = r#"listen = "127.0.0.1:50443"
 store = "store/onshi.sqlite"
 challenge_ttl_seconds = 60
@@ -783,6 +797,7 @@ crls = ["issuing-ca/crl.der"]
         let t: toml::Table = toml::from_str(&out).unwrap_or_default();
         assert_eq!(t["store"].as_str(), Some("/run/s.sqlite"));
         assert_eq!(t["challenge_ttl_seconds"].as_integer(), Some(3600));
+        assert_eq!(t["rate_limit"]["per_second"].as_float(), Some(0.0));
         assert_eq!(
             t["tls"]["certificate"].as_str(),
             Some("/w/service/server.pem")

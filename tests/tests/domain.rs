@@ -1486,3 +1486,69 @@ fn the_world_json_examples_answer_what_they_promise() {
         }
     });
 }
+
+// ---- rate limits ------------------------------------------------------------------------------
+
+/// A terminal over its per-terminal limit is refused with RATE_LIMITED (RESOURCE_EXHAUSTED)
+/// before anything is read, and not audited; another terminal keeps its own allowance.
+#[test]
+fn a_terminal_over_its_rate_limit_is_refused_and_another_is_not() {
+    let w = world();
+    let config = w.dir.join("service-rate-limited.toml");
+    let text = std::fs::read_to_string(w.dir.join("service.toml")).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}\n[rate_limit]\nper_second = 0.01\nburst = 3\n"),
+    )
+    .unwrap();
+    let svc = Service::start(&config).expect("confirm-service with a tight rate limit");
+    let store = store();
+    let since = from_now();
+    let query = fixtures().valid.numbers.clone();
+    runtime().block_on(async {
+        let mut t01 = client(&svc, PHARMACY_T01).await;
+        for i in 0..3 {
+            by_numbers(&mut t01, &query)
+                .await
+                .unwrap_or_else(|e| panic!("request {i} is within the burst: {e}"));
+        }
+        let err = by_numbers(&mut t01, &query)
+            .await
+            .expect_err("the fourth request is over the burst");
+        assert_refused(
+            &err,
+            ResultCode::RateLimited,
+            Code::ResourceExhausted,
+            "over the limit",
+        );
+        let mut t02 = client(&svc, PHARMACY_T02).await;
+        by_numbers(&mut t02, &query)
+            .await
+            .expect("another terminal has its own allowance");
+    });
+    assert_eq!(
+        refusals_audited(
+            &store,
+            &since,
+            PHARMACY_T01,
+            ("numbers", "confirm"),
+            None,
+            ResultCode::RateLimited
+        ),
+        0
+    );
+    let answered = audit(
+        &store,
+        AuditQuery {
+            institution_code: Some(PHARMACY.to_owned()),
+            ..since.clone()
+        },
+    )
+    .iter()
+    .filter(|r| r.terminal_id == "T01" && r.result_code == "RESULT_CODE_OK")
+    .count();
+    assert_eq!(
+        answered, 3,
+        "the three requests within the burst are audited"
+    );
+}
