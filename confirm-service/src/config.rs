@@ -55,11 +55,11 @@ impl Default for RateLimitConfig {
 }
 
 fn default_rate() -> f64 {
-    20.0
+    50.0
 }
 
 fn default_burst() -> u32 {
-    100
+    500
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -643,6 +643,17 @@ impl World {
         Ok((dst, pin))
     }
 
+    /// A copy of the world's service.toml with `extra` TOML appended (e.g. a `[rate_limit]`
+    /// table), written beside it as `name` so its relative paths still hold.
+    pub fn service_config_with(&self, name: &str, extra: &str) -> Result<PathBuf> {
+        let text = std::fs::read_to_string(self.dir.join("service.toml"))
+            .map_err(|e| format!("read service.toml: {e}"))?;
+        let path = self.dir.join(name);
+        std::fs::write(&path, format!("{text}\n{extra}\n"))
+            .map_err(|e| format!("write {}: {e}", path.display()))?;
+        Ok(path)
+    }
+
     /// The agent.toml of the terminal with this status (`in-operation`, `suspended`, ...).
     pub fn terminal(&self, status: &str, nth: usize) -> Result<PathBuf> {
         let t = self.manifest["terminals"]

@@ -66,7 +66,11 @@ fn every_acknowledged_confirmation_survives_a_sigkill_under_load() {
     let world = World::build(&tmp.path().join("world"), 6).unwrap();
     let store_path = world.dir.join("store/onshi.sqlite");
     let query = numbers_of_valid_holder(&world, &SqliteStore::open(&store_path).unwrap());
-    let mut service = Service::start(&world.dir.join("service.toml")).unwrap();
+    // A load test through two terminals: no per-terminal limit.
+    let config = world
+        .service_config_with("service-unlimited.toml", "[rate_limit]\nper_second = 0")
+        .unwrap();
+    let mut service = Service::start(&config).unwrap();
     let terminals = [
         world.terminal("in-operation", 0).unwrap(),
         world.terminal("in-operation", 1).unwrap(),

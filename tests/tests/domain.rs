@@ -1493,14 +1493,12 @@ fn the_world_json_examples_answer_what_they_promise() {
 /// before anything is read, and not audited; another terminal keeps its own allowance.
 #[test]
 fn a_terminal_over_its_rate_limit_is_refused_and_another_is_not() {
-    let w = world();
-    let config = w.dir.join("service-rate-limited.toml");
-    let text = std::fs::read_to_string(w.dir.join("service.toml")).unwrap();
-    std::fs::write(
-        &config,
-        format!("{text}\n[rate_limit]\nper_second = 0.01\nburst = 3\n"),
-    )
-    .unwrap();
+    let config = world()
+        .service_config_with(
+            "service-rate-limited.toml",
+            "[rate_limit]\nper_second = 0.01\nburst = 3",
+        )
+        .unwrap();
     let svc = Service::start(&config).expect("confirm-service with a tight rate limit");
     let store = store();
     let since = from_now();
