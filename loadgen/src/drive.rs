@@ -1,7 +1,10 @@
 //! The measured phase: connections, the closed and open loops, and classifying each answer.
 //!
-//! Closed loop: `concurrency` workers, worker *i* on connection *i* mod terminals, each sending
-//! its next prepared request as soon as the previous one answered; latency is send → answer.
+//! Closed loop: `concurrency` workers, each sending its next prepared request as soon as the
+//! previous one answered; latency is send → answer. With at least as many workers as
+//! connections, worker *i* uses connection *i* mod terminals; with fewer (many terminals, few
+//! in flight), worker *i* takes turns over connections *i*, *i* + workers, …, so every
+//! connection carries its share.
 //! Open loop: requests are scheduled at a fixed rate (request *k* at start + *k*/rate) whatever
 //! the answers do, and latency is measured from the **intended** send time, so a stalled server
 //! is charged for every request it delayed (no coordinated omission).
@@ -475,6 +478,9 @@ pub async fn measure(
     })
 }
 
+/// One connection's prepared requests, next last.
+type Queue = Arc<Mutex<Vec<Prepared>>>;
+
 fn pop(queue: &Mutex<Vec<Prepared>>) -> Option<Prepared> {
     queue.lock().unwrap_or_else(|e| e.into_inner()).pop()
 }
@@ -492,12 +498,20 @@ async fn closed_loop(
     let stop = Arc::new(AtomicBool::new(false));
     let exhausted = Arc::new(AtomicBool::new(false));
     let mut set = JoinSet::new();
-    for w in 0..concurrency.max(1) {
-        let t = w % conns.len();
-        let mut client = conns[t].client.clone();
-        let Some(queue) = queues.get(t).cloned() else {
+    let workers = concurrency.max(1);
+    for w in 0..workers {
+        // The connections this worker takes turns over, with their queues.
+        let mine: Vec<(ConfirmationClient<Channel>, Queue)> = if workers >= conns.len() {
+            vec![w % conns.len()]
+        } else {
+            (w..conns.len()).step_by(workers).collect()
+        }
+        .into_iter()
+        .filter_map(|t| Some((conns[t].client.clone(), queues.get(t).cloned()?)))
+        .collect();
+        if mine.is_empty() {
             continue;
-        };
+        }
         let (stop, exhausted, live, abort) = (
             Arc::clone(&stop),
             Arc::clone(&exhausted),
@@ -506,18 +520,25 @@ async fn closed_loop(
         );
         let mut tally = Tally::new()?;
         set.spawn(async move {
+            let mut mine = mine;
+            let mut turn = 0;
             while !stop.load(Ordering::Relaxed)
                 && !abort.load(Ordering::Relaxed)
                 && Instant::now() < deadline
             {
-                let Some(item) = pop(&queue) else {
-                    // Keep the concurrency constant: the first dry queue ends the window.
+                // The next of this worker's connections that still has a prepared request.
+                let next = (0..mine.len())
+                    .map(|k| (turn + k) % mine.len())
+                    .find_map(|i| pop(&mine[i].1).map(|item| (i, item)));
+                let Some((i, item)) = next else {
+                    // Keep the concurrency constant: the first dry worker ends the window.
                     exhausted.store(true, Ordering::Relaxed);
                     stop.store(true, Ordering::Relaxed);
                     break;
                 };
+                turn = i + 1;
                 let sent = Instant::now();
-                let answer = send(&mut client, item.request).await;
+                let answer = send(&mut mine[i].0, item.request).await;
                 let latency = sent.elapsed();
                 let class = classify(item.kind, target, &answer);
                 live.count(&class);
