@@ -5,12 +5,12 @@
 # of PIN-mode confirmations against a service started on a copy of the world's store.
 #
 #   scripts/perf-scaling.sh [DIR]        # default DIR: /tmp/onshi-scaling
-#   POPULATIONS="1000 100000" TERMINALS="10 100" scripts/perf-scaling.sh
+#   POPULATIONS="1000 100000" TERMINALS="10 100" scripts/perf-scaling.sh   # "" skips a table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${1:-/tmp/onshi-scaling}
-POPULATIONS=${POPULATIONS:-"1000 100000 1000000 10000000"}
-TERMINALS=${TERMINALS:-"10 100 500 2000"}
+POPULATIONS=${POPULATIONS-"1000 100000 1000000 10000000"}
+TERMINALS=${TERMINALS-"10 100 500 2000"}
 DURATION=${DURATION:-10}
 mkdir -p "$DIR"
 cargo build --release -q -p onshi-testbed -p onshi-confirm-service -p onshi-loadgen
