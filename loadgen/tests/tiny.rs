@@ -253,7 +253,10 @@ fn card_less_and_batch_kinds_against_the_service() {
     // so a window sends what was prepared for every connection before it ends; only the last
     // window's leftovers stay unsent.
     let unsent = service["prepared"].as_u64().unwrap() - service["requests"].as_u64().unwrap();
-    assert!(unsent <= 400, "{unsent} prepared requests were never sent: {service:#}");
+    assert!(
+        unsent <= 400,
+        "{unsent} prepared requests were never sent: {service:#}"
+    );
     let sent = &service["requests_by_kind"];
     let n = |kind: &str| sent[kind].as_u64().unwrap_or(0);
     for kind in ["cardless", "bad-numbers", "batch"] {
