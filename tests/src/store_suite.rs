@@ -1176,8 +1176,10 @@ pub fn group_commit_consumes_then_records_consents_and_audit(store: &dyn Store) 
     );
     let log = store.query_audit(&all(100)).unwrap();
     assert_eq!(log[0], record("C1", 10, "1340123452", Some("P1")));
-    let mut c2 = record("C2", 11, "1340123452", None);
+    // Rewritten by `mark_refused`: its code, and no person; the rest as the request made it.
+    let mut c2 = record("C2", 11, "1340123452", Some("P1"));
     c2.result_code = "REFUSED the challenge was already used".into();
+    c2.person_id = None;
     assert_eq!(log[1], c2);
     assert_eq!(
         log[2].result_code,
