@@ -1,7 +1,8 @@
 //! Store benchmarks on a temporary SQLite store (docs/performance.md "Benchmarks of the
 //! confirmation path"): the card lookup, the card-less lookup, a confirmation's group-commit
 //! share (its challenge consumed and its audit record written, in groups of 1 and of 64
-//! requests), and audit appends without challenges in groups of 1 and of 64 records.
+//! requests), challenges issued and consumed alone (groups of 64), and audit appends without
+//! challenges in groups of 1 and of 64 records.
 //!
 //! `cargo bench -p onshi-confirm-service --bench store -- --warm-up-time 1 --measurement-time 3`
 //!
@@ -204,6 +205,67 @@ fn store_benches(c: &mut Criterion) {
             )
         });
     }
+    group.finish();
+
+    // Challenges alone, as IssueChallenge (issue) and registration (consume) write them, in
+    // groups of 64 as the writer commits them under load.
+    let mut group = c.benchmark_group("store/challenges (fsync'd)");
+    group.throughput(Throughput::Elements(64));
+    let fresh = |next: &mut u64, now: OffsetDateTime| -> StoredChallenge {
+        *next += 1;
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&next.to_be_bytes());
+        bytes[8..24].copy_from_slice(&now.unix_timestamp_nanos().to_be_bytes());
+        StoredChallenge {
+            bytes,
+            terminal: TERMINAL.into(),
+            purpose: Purpose::Confirm as u8,
+            expires_at: now + Duration::seconds(60),
+        }
+    };
+    group.bench_function("issue, group of 64", |b| {
+        b.iter_batched(
+            || {
+                let now = OffsetDateTime::now_utc();
+                (0..64)
+                    .map(|_| GroupWrite::Challenge(fresh(&mut next, now)))
+                    .collect::<Vec<_>>()
+            },
+            |mut writes| {
+                store
+                    .commit_group(black_box(&mut writes), &keep_record)
+                    .unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("consume, group of 64", |b| {
+        b.iter_batched(
+            || {
+                let now = OffsetDateTime::now_utc();
+                let issued: Vec<StoredChallenge> = (0..64).map(|_| fresh(&mut next, now)).collect();
+                let mut writes: Vec<GroupWrite> =
+                    issued.iter().cloned().map(GroupWrite::Challenge).collect();
+                store.commit_group(&mut writes, &keep_record).unwrap();
+                issued
+                    .into_iter()
+                    .map(|c| {
+                        GroupWrite::Consume(ChallengeUse {
+                            bytes: c.bytes.to_vec(),
+                            terminal: c.terminal,
+                            purpose: c.purpose,
+                            at: now,
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |mut writes| {
+                let verdicts = store.commit_group(black_box(&mut writes), &keep_record);
+                assert!(verdicts.unwrap().iter().all(|v| v.is_ok()));
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
 
     let mut group = c.benchmark_group("store/audit append (fsync'd)");
