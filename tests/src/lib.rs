@@ -7,6 +7,7 @@
 //!   once per process, every PC/SC client here is a spawned process.
 //! - [`Service`], [`Card`]: the confirmation service and a virtual card as child processes.
 //! - [`run_agent`]: one `reader-agent confirm` run with PINs on stdin.
+//! - [`grpc`]: mutual-TLS clients of the service with a terminal's identity, and card keys.
 //! - [`pg`]: a private PostgreSQL server; [`store_suite`]: the storage conformance suite run
 //!   against both stores.
 //!
@@ -21,6 +22,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod grpc;
 pub mod pg;
 pub mod store_suite;
 

@@ -13,30 +13,16 @@ use std::time::{Duration, Instant};
 
 use onshi_confirm_service::audit::AuditQuery;
 use onshi_confirm_service::store::{SqliteStore, Store};
-use onshi_e2e::{Service, World};
+use onshi_e2e::{grpc, Service, World};
 use onshi_proto::v1::confirmation_client::ConfirmationClient;
 use onshi_proto::v1::{self as pb, ResultCode};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 
+/// A client with the identity of the terminal whose agent.toml is `terminal`.
 async fn client(world: &World, service_url: &str, terminal: &Path) -> ConfirmationClient<Channel> {
-    let dir = terminal.parent().unwrap();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(
-            std::fs::read(world.dir.join("network-ca/ca.pem")).unwrap(),
-        ))
-        .domain_name("localhost")
-        .identity(Identity::from_pem(
-            std::fs::read(dir.join("client.pem")).unwrap(),
-            std::fs::read(dir.join("client.key.pem")).unwrap(),
-        ));
-    let channel = Endpoint::from_shared(service_url.to_owned())
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
+    grpc::client(world, service_url, terminal.parent().unwrap())
         .await
-        .unwrap();
-    ConfirmationClient::new(channel)
+        .unwrap()
 }
 
 /// The insurance-card numbers of the valid card's holder, from the store.

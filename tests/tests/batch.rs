@@ -17,10 +17,10 @@ use onshi_confirm_service::audit::{AuditQuery, AuditRecord};
 use onshi_confirm_service::eligibility::InsurerNumber;
 use onshi_confirm_service::outcome::result_code_of;
 use onshi_confirm_service::store::{SqliteStore, Store};
-use onshi_e2e::{Service, World};
+use onshi_e2e::{grpc, Service, World};
 use onshi_proto::v1::confirmation_client::ConfirmationClient;
 use onshi_proto::v1::{self as pb, BatchStatus, ResultCode};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -250,24 +250,9 @@ fn terminal_dir(world: &World, name: &str) -> PathBuf {
 }
 
 async fn client(world: &World, service: &Service, name: &str) -> Client {
-    let dir = terminal_dir(world, name);
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(
-            std::fs::read(world.dir.join("network-ca/ca.pem")).unwrap(),
-        ))
-        .domain_name("localhost")
-        .identity(Identity::from_pem(
-            std::fs::read(dir.join("client.pem")).unwrap(),
-            std::fs::read(dir.join("client.key.pem")).unwrap(),
-        ));
-    let channel = Endpoint::from_shared(service.url())
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
+    grpc::client(world, &service.url(), &terminal_dir(world, name))
         .await
-        .unwrap();
-    ConfirmationClient::new(channel)
+        .unwrap()
 }
 
 #[track_caller]

@@ -25,13 +25,14 @@ use onshi_confirm_service::eligibility::{
 };
 use onshi_confirm_service::outcome::result_code_of;
 use onshi_confirm_service::store::{CardKey, LoadBatch, SqliteStore, Store};
+use onshi_e2e::grpc::{self, CardKeys};
 use onshi_e2e::{Service, World};
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1::confirmation_client::ConfirmationClient;
 use onshi_proto::v1::{self as pb, ResultCode};
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::sha2::{Digest, Sha256};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -340,48 +341,13 @@ type Client = ConfirmationClient<Channel>;
 
 /// A mutual-TLS client with the identity of terminal `name`.
 async fn client(service: &Service, name: &str) -> Client {
-    let w = world();
-    let dir = terminal_dir(name);
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(
-            std::fs::read(w.dir.join("network-ca/ca.pem")).unwrap(),
-        ))
-        .domain_name("localhost")
-        .identity(Identity::from_pem(
-            std::fs::read(dir.join("client.pem")).unwrap(),
-            std::fs::read(dir.join("client.key.pem")).unwrap(),
-        ));
-    let channel = Endpoint::from_shared(service.url())
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
+    grpc::client(world(), &service.url(), &terminal_dir(name))
         .await
-        .unwrap();
-    ConfirmationClient::new(channel)
-}
-
-struct CardKeys {
-    certificate: Vec<u8>,
-    key: rsa::RsaPrivateKey,
+        .unwrap()
 }
 
 fn card(kind: &str) -> CardKeys {
-    let w = world();
-    let rel = w.card(kind).unwrap()["profile"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let profile: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(w.dir.join(rel)).unwrap()).unwrap();
-    let cert = pem::parse(profile["user_auth_certificate"].as_str().unwrap()).unwrap();
-    let key =
-        rsa::RsaPrivateKey::from_pkcs8_pem(profile["user_auth_private_key"].as_str().unwrap())
-            .unwrap();
-    CardKeys {
-        certificate: cert.into_contents(),
-        key,
-    }
+    CardKeys::of(world(), kind).unwrap()
 }
 
 /// The card's signature over the challenge binding, exactly as the card makes it.

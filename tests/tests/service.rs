@@ -8,13 +8,13 @@
 
 use std::path::{Path, PathBuf};
 
+use onshi_e2e::grpc::{self, CardKeys};
 use onshi_e2e::{Service, World};
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1::confirmation_client::ConfirmationClient;
 use onshi_proto::v1::{self as pb, ResultCode};
-use rsa::pkcs8::DecodePrivateKey;
 use rsa::sha2::{Digest, Sha256};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 
 fn world() -> &'static World {
     World::shared(env!("CARGO_TARGET_TMPDIR"), "service-world", 8)
@@ -46,24 +46,9 @@ async fn channel(
     service: &Service,
     terminal_dir: Option<&Path>,
 ) -> Result<Channel, tonic::transport::Error> {
-    let w = world();
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(
-            std::fs::read(w.dir.join("network-ca/ca.pem")).unwrap(),
-        ))
-        .domain_name("localhost");
-    if let Some(dir) = terminal_dir {
-        tls = tls.identity(Identity::from_pem(
-            std::fs::read(dir.join("client.pem")).unwrap(),
-            std::fs::read(dir.join("client.key.pem")).unwrap(),
-        ));
-    }
-    Endpoint::from_shared(service.url())
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
+    grpc::channel(world(), &service.url(), terminal_dir)
         .await
+        .unwrap()
 }
 
 fn terminal_dir(status: &str, nth: usize) -> PathBuf {
@@ -75,27 +60,8 @@ fn terminal_dir(status: &str, nth: usize) -> PathBuf {
         .to_owned()
 }
 
-struct CardKeys {
-    certificate: Vec<u8>,
-    key: rsa::RsaPrivateKey,
-}
-
 fn card(kind: &str) -> CardKeys {
-    let w = world();
-    let rel = w.card(kind).unwrap()["profile"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let profile: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(w.dir.join(rel)).unwrap()).unwrap();
-    let cert_pem = pem::parse(profile["user_auth_certificate"].as_str().unwrap()).unwrap();
-    let key =
-        rsa::RsaPrivateKey::from_pkcs8_pem(profile["user_auth_private_key"].as_str().unwrap())
-            .unwrap();
-    CardKeys {
-        certificate: cert_pem.into_contents(),
-        key,
-    }
+    CardKeys::of(world(), kind).unwrap()
 }
 
 fn sign(card: &CardKeys, challenge: &[u8], terminal_name: &str, consents: ConsentBits) -> Vec<u8> {

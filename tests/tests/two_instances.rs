@@ -15,14 +15,14 @@ use onshi_confirm_service::audit::AuditQuery;
 use onshi_confirm_service::store::copy::{copy, run_copy};
 use onshi_confirm_service::store::postgres::PgStore;
 use onshi_confirm_service::store::{SqliteStore, Store, StoreError};
+use onshi_e2e::grpc::{self, CardKeys};
 use onshi_e2e::pg::PgServer;
 use onshi_e2e::{Guard, Service, World};
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1::confirmation_client::ConfirmationClient;
 use onshi_proto::v1::{self as pb, ResultCode};
-use rsa::pkcs8::DecodePrivateKey;
 use rsa::sha2::{Digest, Sha256};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 
 fn world() -> &'static World {
     World::shared(env!("CARGO_TARGET_TMPDIR"), "two-instances-world", 8)
@@ -75,47 +75,11 @@ fn terminal_dir(nth: usize) -> PathBuf {
 /// A mutual-TLS client of the service at `url` with the identity of the terminal in
 /// `terminal_dir`.
 async fn client(url: String, terminal_dir: &Path) -> ConfirmationClient<Channel> {
-    let w = world();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(
-            std::fs::read(w.dir.join("network-ca/ca.pem")).unwrap(),
-        ))
-        .domain_name("localhost")
-        .identity(Identity::from_pem(
-            std::fs::read(terminal_dir.join("client.pem")).unwrap(),
-            std::fs::read(terminal_dir.join("client.key.pem")).unwrap(),
-        ));
-    let channel = Endpoint::from_shared(url)
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    ConfirmationClient::new(channel)
-}
-
-struct CardKeys {
-    certificate: Vec<u8>,
-    key: rsa::RsaPrivateKey,
+    grpc::client(world(), &url, terminal_dir).await.unwrap()
 }
 
 fn card(kind: &str) -> CardKeys {
-    let w = world();
-    let rel = w.card(kind).unwrap()["profile"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let profile: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(w.dir.join(rel)).unwrap()).unwrap();
-    let cert_pem = pem::parse(profile["user_auth_certificate"].as_str().unwrap()).unwrap();
-    let key =
-        rsa::RsaPrivateKey::from_pkcs8_pem(profile["user_auth_private_key"].as_str().unwrap())
-            .unwrap();
-    CardKeys {
-        certificate: cert_pem.into_contents(),
-        key,
-    }
+    CardKeys::of(world(), kind).unwrap()
 }
 
 /// The request a card would send for challenge `ch`: certificate and a PKCS#1 v1.5 signature

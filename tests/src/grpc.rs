@@ -1,0 +1,85 @@
+//! The service's gRPC API as a terminal speaks it, for the tests that call it directly:
+//! mutual-TLS channels with a terminal's identity, and the key material of a world's cards.
+
+use std::path::Path;
+
+use onshi_proto::v1::confirmation_client::ConfirmationClient;
+use rsa::pkcs8::DecodePrivateKey;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::{Result, World};
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))
+}
+
+/// A TLS channel to the service at `url`, trusting the world's network CA, with the client
+/// identity in `terminal_dir` (`client.pem`, `client.key.pem`) when one is given. The outer
+/// error is the set-up (a file missing); the inner one is the connection, which tests of
+/// refused terminals expect to fail.
+pub async fn channel(
+    world: &World,
+    url: &str,
+    terminal_dir: Option<&Path>,
+) -> Result<std::result::Result<Channel, tonic::transport::Error>> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(
+            &world.dir.join("network-ca/ca.pem"),
+        )?))
+        .domain_name("localhost");
+    if let Some(dir) = terminal_dir {
+        tls = tls.identity(Identity::from_pem(
+            read(&dir.join("client.pem"))?,
+            read(&dir.join("client.key.pem"))?,
+        ));
+    }
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .and_then(|e| e.tls_config(tls))
+        .map_err(|e| format!("endpoint {url}: {e}"))?;
+    Ok(endpoint.connect().await)
+}
+
+/// A connected client with the identity of the terminal in `terminal_dir`.
+pub async fn client(
+    world: &World,
+    url: &str,
+    terminal_dir: &Path,
+) -> Result<ConfirmationClient<Channel>> {
+    let channel = channel(world, url, Some(terminal_dir))
+        .await?
+        .map_err(|e| format!("connect to {url} as {}: {e}", terminal_dir.display()))?;
+    Ok(ConfirmationClient::new(channel))
+}
+
+/// A card's user-authentication certificate (DER) and private key, from its profile: what a
+/// test needs to sign a challenge binding as the card would.
+#[derive(Debug)]
+pub struct CardKeys {
+    pub certificate: Vec<u8>,
+    pub key: rsa::RsaPrivateKey,
+}
+
+impl CardKeys {
+    /// The keys of the world's card of `kind` (`valid`, `revoked`, ...).
+    pub fn of(world: &World, kind: &str) -> Result<CardKeys> {
+        let rel = world.card(kind)?["profile"]
+            .as_str()
+            .ok_or("card without profile")?
+            .to_owned();
+        let text = std::fs::read_to_string(world.dir.join(&rel))
+            .map_err(|e| format!("read {rel}: {e}"))?;
+        let profile: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{rel}: {e}"))?;
+        let field = |name: &str| {
+            profile[name]
+                .as_str()
+                .ok_or_else(|| format!("{rel} has no {name}"))
+        };
+        let certificate = pem::parse(field("user_auth_certificate")?)
+            .map_err(|e| format!("{rel}: certificate: {e}"))?
+            .into_contents();
+        let key = rsa::RsaPrivateKey::from_pkcs8_pem(field("user_auth_private_key")?)
+            .map_err(|e| format!("{rel}: private key: {e}"))?;
+        Ok(CardKeys { certificate, key })
+    }
+}
