@@ -326,12 +326,12 @@ impl ConfirmationService {
             Ok((_, code, returned)) => (*code, returned.clone()),
             Err(refusal) => (refusal.result_code(), refusal.audit_summary()),
         };
+        let purpose = ctx.purpose;
         let write = AuditWrite {
             challenge: ctx.challenge.take(),
             consents: std::mem::take(&mut ctx.grants),
             record: audit_record(terminal, now, ctx, confirmation_id, code, returned),
         };
-        let purpose = write.record.purpose.clone();
         let verdict = self
             .state
             .audit

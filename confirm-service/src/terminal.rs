@@ -140,13 +140,24 @@ impl RateLimiter {
             return true;
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= Self::MAX_ENTRIES && !buckets.contains_key(terminal) {
+        if let Some(bucket) = buckets.get_mut(terminal) {
+            return self.take(bucket, now);
+        }
+        // A terminal not seen yet starts with a full bucket.
+        if buckets.len() >= Self::MAX_ENTRIES {
             buckets.clear();
         }
-        let bucket = buckets.entry(terminal.clone()).or_insert(Bucket {
+        let mut bucket = Bucket {
             tokens: self.burst,
             at: now,
-        });
+        };
+        let allowed = self.take(&mut bucket, now);
+        buckets.insert(terminal.clone(), bucket);
+        allowed
+    }
+
+    /// Refills `bucket` up to `now` and takes one request from it, if it holds one.
+    fn take(&self, bucket: &mut Bucket, now: std::time::Instant) -> bool {
         let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * self.per_second;
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.at = bucket.at.max(now);

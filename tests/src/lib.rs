@@ -656,6 +656,20 @@ impl World {
         Ok(path)
     }
 
+    /// The folder of the in-operation terminal called `name` (a rogue terminal may share the
+    /// name; it is not in operation).
+    pub fn in_operation_terminal_dir(&self, name: &str) -> Result<PathBuf> {
+        let t = self.manifest["terminals"]
+            .as_array()
+            .and_then(|ts| {
+                ts.iter()
+                    .find(|t| t["name"] == name && t["status"] == "in-operation")
+            })
+            .ok_or_else(|| format!("the world has no in-operation terminal {name}"))?;
+        let dir = t["dir"].as_str().ok_or("terminal without dir")?;
+        Ok(self.dir.join(dir))
+    }
+
     /// The agent.toml of the terminal with this status (`in-operation`, `suspended`, ...).
     pub fn terminal(&self, status: &str, nth: usize) -> Result<PathBuf> {
         let t = self.manifest["terminals"]

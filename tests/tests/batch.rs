@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use onshi_confirm_service::answer::yyyymmdd;
@@ -238,21 +238,9 @@ fn assert_items(mix: &Mix, items: &[pb::BatchItemResult], first: u32) {
 
 type Client = ConfirmationClient<Channel>;
 
-/// The folder of the in-operation terminal called `name` (the rogue shares T01's name).
-fn terminal_dir(world: &World, name: &str) -> PathBuf {
-    let t = world.manifest["terminals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == name && t["status"] == "in-operation")
-        .unwrap_or_else(|| panic!("the world has no in-operation terminal {name}"));
-    world.dir.join(t["dir"].as_str().unwrap())
-}
-
 async fn client(world: &World, service: &Service, name: &str) -> Client {
-    grpc::client(world, &service.url(), &terminal_dir(world, name))
-        .await
-        .unwrap()
+    let dir = world.in_operation_terminal_dir(name).unwrap();
+    grpc::client(world, &service.url(), &dir).await.unwrap()
 }
 
 #[track_caller]

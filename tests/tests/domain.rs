@@ -12,7 +12,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use onshi_confirm_service::answer::yyyymmdd;
@@ -325,25 +324,12 @@ fn load_fixtures(store: &SqliteStore) -> Fixtures {
 
 // ---- clients, cards, refusals -----------------------------------------------------------------
 
-/// The folder of the in-operation terminal called `name` (the rogue shares T01's name).
-fn terminal_dir(name: &str) -> PathBuf {
-    let w = world();
-    let t = w.manifest["terminals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == name && t["status"] == "in-operation")
-        .unwrap_or_else(|| panic!("the world has no in-operation terminal {name}"));
-    w.dir.join(t["dir"].as_str().unwrap())
-}
-
 type Client = ConfirmationClient<Channel>;
 
 /// A mutual-TLS client with the identity of terminal `name`.
 async fn client(service: &Service, name: &str) -> Client {
-    grpc::client(world(), &service.url(), &terminal_dir(name))
-        .await
-        .unwrap()
+    let dir = world().in_operation_terminal_dir(name).unwrap();
+    grpc::client(world(), &service.url(), &dir).await.unwrap()
 }
 
 fn card(kind: &str) -> CardKeys {
