@@ -21,6 +21,11 @@ pub struct AgentConfig {
     /// `<医療機関コード>-<terminal id>`, for display; the service decides from the certificate.
     #[serde(default)]
     pub terminal_name: Option<String>,
+    /// The reader's own device key (PKCS#8 DER, ECDSA P-256), registered to this terminal at
+    /// the service: it attests face and visual-check confirmations. Absent on a terminal that
+    /// only confirms by PIN.
+    #[serde(default)]
+    pub device_key: Option<PathBuf>,
 }
 
 fn default_server_name() -> String {
@@ -39,7 +44,10 @@ impl AgentConfig {
             )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut c.ca, &mut c.certificate, &mut c.private_key] {
+        for p in [&mut c.ca, &mut c.certificate, &mut c.private_key]
+            .into_iter()
+            .chain(c.device_key.as_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
