@@ -70,6 +70,25 @@ pub fn read_binary(offset: u16, le: u16) -> Result<CommandApdu, ApduError> {
     ))
 }
 
+/// `80 B0 OFFhi OFFlo Le`: **simulator only** (docs/virtual-card.md): the project's virtual
+/// card answers this proprietary READ BINARY in the Kenkaku application with the raw face
+/// photo, no PIN needed. No real card knows it (they answer `6E00`).
+pub fn read_simulator_face_photo(offset: u16, le: u16) -> Result<CommandApdu, ApduError> {
+    if offset > MAX_READ_OFFSET {
+        return Err(ApduError::OffsetOutOfRange { offset });
+    }
+    check_le(le)?;
+    let [p1, p2] = offset.to_be_bytes();
+    Ok(CommandApdu::assemble(
+        CLA_PROPRIETARY,
+        INS_READ_BINARY,
+        p1,
+        p2,
+        Vec::new(),
+        Some(le),
+    ))
+}
+
 /// `00 B0 80|SFI OFF Le`: read an EF by short file id (1..=30) without selecting it; the card
 /// makes it the current EF. The offset is one byte here.
 pub fn read_binary_sfi(sfi: u8, offset: u8, le: u16) -> Result<CommandApdu, ApduError> {

@@ -46,7 +46,7 @@
 use crate::apdu::{ApduError, CommandApdu, ResponseApdu, StatusWord};
 use crate::commands;
 use crate::constants::{
-    is_sha256_digest_info, EF_USER_AUTH_CERT, EF_USER_AUTH_KEY, EF_USER_AUTH_PIN,
+    is_sha256_digest_info, EF_USER_AUTH_CERT, EF_USER_AUTH_KEY, EF_USER_AUTH_PIN, KENKAKU_AID,
     MAX_CERTIFICATE_LEN, MAX_SIGNATURE_INPUT_LEN, USER_AUTH_SIGNATURE_LEN,
 };
 use crate::{CardChannel, Pin};
@@ -327,6 +327,42 @@ pub fn authenticate_phase<C: CardChannel>(
     select_jpki(ch)?;
     verify_user_auth_pin(ch, pin)?;
     sign_with_user_auth_key(ch, digest_info)
+}
+
+/// Longest face photo the simulator path reads (a real card's JPEG 2000 is a few KB).
+pub const MAX_FACE_PHOTO: usize = 0x4000;
+
+/// **Simulator only** (docs/virtual-card.md): selects the Kenkaku application and reads the
+/// face photo with the proprietary `80 B0` in 256-byte chunks until a short read or `6B00`.
+/// A card without the simulator path answers `6E00`, reported as
+/// [`FlowError::UnexpectedStatus`]; a card without Kenkaku as [`FlowError::NotFound`].
+pub fn read_simulator_face_photo<C: CardChannel>(ch: &mut C) -> FlowResult<Vec<u8>, C> {
+    let response = transmit(ch, &commands::select_application(&KENKAKU_AID)?)?;
+    success(SELECT_AP, "Kenkaku application", response)?;
+    let mut photo = Vec::new();
+    loop {
+        if photo.len() >= MAX_FACE_PHOTO {
+            return Err(malformed(
+                READ_BINARY,
+                format!("the face photo is longer than {MAX_FACE_PHOTO} bytes"),
+            ));
+        }
+        let command = commands::read_simulator_face_photo(photo.len() as u16, MAX_CHUNK as u16)?;
+        match read_chunk(ch, &command, MAX_CHUNK, "face photo (simulator path)")? {
+            Chunk::Data(data) => {
+                let done = data.len() < MAX_CHUNK;
+                photo.extend_from_slice(&data);
+                if done {
+                    break;
+                }
+            }
+            Chunk::End => break,
+        }
+    }
+    if photo.is_empty() {
+        return Err(malformed(READ_BINARY, "the face photo is empty"));
+    }
+    Ok(photo)
 }
 
 fn transmit<C: CardChannel>(ch: &mut C, command: &CommandApdu) -> FlowResult<ResponseApdu, C> {
@@ -1119,6 +1155,47 @@ mod tests {
             Err(FlowError::Encoding(ApduError::InvalidSfi { sfi: 0 }))
         ));
         s.done();
+    }
+
+    const SELECT_KENKAKU: &str = "00 A4 04 0C 0A D3 92 10 00 31 00 01 01 04 02";
+
+    #[test]
+    fn the_simulator_face_photo_is_read_in_chunks_until_a_short_read() {
+        let photo: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+        let mut card = Script::new()
+            .step(SELECT_KENKAKU, OK)
+            .step_bytes("80 B0 00 00 00", with_sw(&photo[..256], 0x9000))
+            .step_bytes("80 B0 01 00 00", with_sw(&photo[256..], 0x9000));
+        assert_eq!(read_simulator_face_photo(&mut card).unwrap(), photo);
+        card.done();
+    }
+
+    #[test]
+    fn the_simulator_face_photo_ends_at_6b00_and_a_real_card_refuses_it() {
+        let photo = vec![7u8; 256];
+        let mut card = Script::new()
+            .step(SELECT_KENKAKU, OK)
+            .step_bytes("80 B0 00 00 00", with_sw(&photo, 0x9000))
+            .step("80 B0 01 00 00", "6B00");
+        assert_eq!(read_simulator_face_photo(&mut card).unwrap(), photo);
+        card.done();
+
+        let mut real = Script::new()
+            .step(SELECT_KENKAKU, OK)
+            .step("80 B0 00 00 00", "6E00");
+        assert!(matches!(
+            read_simulator_face_photo(&mut real),
+            Err(FlowError::UnexpectedStatus { .. })
+        ));
+        let mut no_kenkaku = Script::new().step(SELECT_KENKAKU, "6A82");
+        assert!(matches!(
+            read_simulator_face_photo(&mut no_kenkaku),
+            Err(FlowError::NotFound { .. })
+        ));
+        let mut empty = Script::new()
+            .step(SELECT_KENKAKU, OK)
+            .step("80 B0 00 00 00", "6B00");
+        assert!(read_simulator_face_photo(&mut empty).is_err());
     }
 
     #[test]
