@@ -109,6 +109,7 @@ mod tests {
             certificate: "/dev/null".into(),
             private_key: key.into(),
             terminal_name: Some("1340123452-T01".into()),
+            device_key: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod confirm;
 pub mod desk;
+pub mod face;
 pub mod pcsc_card;
 pub mod pin_input;
 pub mod report;
