@@ -191,6 +191,12 @@ pub fn render_clinical(data: &Value) -> String {
 pub fn read_csv(path: &Path) -> Result<Vec<pb::NumbersQuery>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_csv(&text, &path.display().to_string())
+}
+
+/// As [`read_csv`], for text from elsewhere (an upload); `source` names it in errors.
+pub fn parse_csv(text: &str, source: &str) -> Result<Vec<pb::NumbersQuery>, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
@@ -200,8 +206,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<pb::NumbersQuery>, String> {
         let f: Vec<&str> = line.split(',').map(str::trim).collect();
         if f.len() != 5 {
             return Err(format!(
-                "{} line {}: expected 5 fields (insurer_number,symbol,number,branch,birth_date), got {}",
-                path.display(),
+                "{source} line {}: expected 5 fields (insurer_number,symbol,number,branch,birth_date), got {}",
                 i + 1,
                 f.len()
             ));
@@ -215,7 +220,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<pb::NumbersQuery>, String> {
         });
     }
     if out.is_empty() {
-        return Err(format!("{} holds no queries", path.display()));
+        return Err(format!("{source} holds no queries"));
     }
     Ok(out)
 }
@@ -240,13 +245,13 @@ pub async fn submit(
         .map_err(|s| refused_by_service(&s))
 }
 
-/// Polls a batch until it is done (or `wait` passes), reporting progress, then reads every
-/// answer page by page.
+/// Polls a batch until it is done (or `wait` passes), reporting progress (answered, total,
+/// done) whenever it moves, then reads every answer page by page.
 pub async fn wait_and_fetch(
     client: &mut ConfirmationClient<Channel>,
     reception_number: &str,
     wait: Duration,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &(dyn Fn(u32, u32, bool) + Sync),
 ) -> Result<(pb::BatchResult, Vec<pb::BatchItemResult>), Outcome> {
     let deadline = Instant::now() + wait;
     let mut last = None;
@@ -261,16 +266,11 @@ pub async fn wait_and_fetch(
             .map_err(|s| refused_by_service(&s))?
             .into_inner();
         if last != Some(r.completed) {
-            progress(&format!(
-                "batch {reception_number}: {} / {} answered{}",
+            progress(
                 r.completed,
                 r.total,
-                if r.status() == pb::BatchStatus::Processing {
-                    " (処理中)"
-                } else {
-                    ""
-                }
-            ));
+                r.status() != pb::BatchStatus::Processing,
+            );
             last = Some(r.completed);
         }
         if r.status() == pb::BatchStatus::Done {

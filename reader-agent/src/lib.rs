@@ -13,6 +13,7 @@ pub mod config;
 pub mod confirm;
 pub mod desk;
 pub mod face;
+pub mod kiosk;
 pub mod pcsc_card;
 pub mod pin_input;
 pub mod report;

@@ -44,6 +44,38 @@ fn wait_seconds() -> clap::builder::RangedU64ValueParser<u64> {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the kiosk: the face-recognition card reader's screens for the patient (http://ADDR/)
+    /// and the staff's view (http://ADDR/staff), driven by real PC/SC card events, with a
+    /// JSON API for scripts (docs/kiosk.md). Runs until Ctrl-C or SIGTERM.
+    Kiosk {
+        /// The terminal configuration (a world's terminals/<name>/agent.toml); its
+        /// device_key attests face and visual-check confirmations.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Override the configured service address, e.g. https://127.0.0.1:50443.
+        #[arg(long, value_name = "URL")]
+        service: Option<String>,
+        /// Where to serve the pages. Keep it on loopback: the PIN pad posts the PIN here.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Use this reader only (default: whichever reader a card is placed in).
+        #[arg(long, value_name = "NAME")]
+        reader: Option<String>,
+        /// Face-match threshold in permille (the matcher's score must reach it). The service
+        /// refuses thresholds below its own minimum (800 by default).
+        #[arg(long, value_name = "PERMILLE", default_value_t = onshi_reader_agent::face::DEFAULT_THRESHOLD_PERMILLE,
+              value_parser = clap::value_parser!(u16).range(1..=1000))]
+        face_threshold: u16,
+        /// Folder for the kiosk's state (face-failure counts per card).
+        #[arg(long, value_name = "DIR", default_value = "kiosk-state")]
+        state_dir: PathBuf,
+        /// Bound on each card command, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        card_timeout: u64,
+        /// A session waiting this long for the patient ends (the card must be removed).
+        #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(5..=3600))]
+        idle_timeout: u64,
+    },
     /// Confirm eligibility with the card in the reader, in PIN mode. The PIN is asked on the
     /// terminal (no echo) or read from stdin with --pin-stdin, never from the command line.
     /// Exit codes: 0 confirmed, 1 refused (by the card or the service; see result_code),
@@ -261,6 +293,27 @@ enum PatternArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Kiosk {
+            config,
+            service,
+            listen,
+            reader,
+            face_threshold,
+            state_dir,
+            card_timeout,
+            idle_timeout,
+        } => run_kiosk(
+            &config,
+            onshi_reader_agent::kiosk::KioskOptions {
+                listen,
+                reader,
+                service_override: service,
+                face_threshold_permille: face_threshold,
+                state_dir,
+                card_timeout: Duration::from_secs(card_timeout),
+                idle_timeout: Duration::from_secs(idle_timeout),
+            },
+        ),
         Command::Confirm {
             config,
             service,
@@ -342,6 +395,73 @@ fn main() -> ExitCode {
             wait,
             out,
         } => desk_batch(&desk, csv, reception, stream, wait, out),
+    }
+}
+
+fn run_kiosk(config: &std::path::Path, options: onshi_reader_agent::kiosk::KioskOptions) -> ExitCode {
+    let config = match AgentConfig::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("reader-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !options.listen.ip().is_loopback() {
+        eprintln!(
+            "reader-agent: warning: serving the kiosk on {} (not loopback): the PIN pad's PIN \
+             crosses that network unencrypted",
+            options.listen
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("reader-agent: cannot start the runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+    runtime.block_on(async {
+        let ready = |addr: std::net::SocketAddr| {
+            eprintln!("kiosk: the patient's screen  http://{addr}/");
+            eprintln!("kiosk: the staff's view      http://{addr}/staff");
+            eprintln!("kiosk: ready (Ctrl-C to stop)");
+        };
+        match onshi_reader_agent::kiosk::run(&config, options, ready, shutdown_signal()).await {
+            Ok(()) => {
+                eprintln!("kiosk: stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("reader-agent: {e}");
+                ExitCode::from(3)
+            }
+        }
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 
@@ -461,7 +581,12 @@ fn desk_batch(
         if wait == 0 && csv.is_some() {
             return 0;
         }
-        let progress = |line: &str| eprintln!("{line}");
+        let progress = |completed: u32, total: u32, done: bool| {
+            eprintln!(
+                "batch {reception}: {completed} / {total} answered{}",
+                if done { "" } else { " (処理中)" }
+            )
+        };
         let wait = Duration::from_secs(wait.max(1));
         match desk::wait_and_fetch(&mut c, &reception, wait, &progress).await {
             Ok((_, items)) => {

@@ -42,7 +42,7 @@ impl Outcome {
 }
 
 /// The result fields staff need (eligibility.md §2).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StaffResult {
     pub confirmation_id: String,
     pub processing_status: i32,
@@ -53,7 +53,7 @@ pub struct StaffResult {
     pub consents: StaffConsents,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StaffQualification {
     pub insurer_number: String,
     pub insurer_name: String,
@@ -85,7 +85,7 @@ pub struct StaffQualification {
     pub specific_disease_categories: Vec<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StaffConsents {
     pub medication: bool,
     pub checkup: bool,

@@ -1,0 +1,374 @@
+//! The kiosk's PC/SC side: a watcher thread that turns `SCardGetStatusChange` into card
+//! insertion and removal events, and one worker thread per inserted card that owns the PC/SC
+//! connection and runs the card's commands one at a time.
+//!
+//! **Where the PIN goes.** [`CardHandle::verify`] moves the patient's [`Pin`] into the worker,
+//! which turns it into the VERIFY APDU inside a PC/SC transaction and drops (zeroizes) it at
+//! once. A verified card is then kept in that **exclusive** transaction, so no other process
+//! can use the verified PIN, until [`CardHandle::release`] (or the handle being dropped, or
+//! the card being pulled) ends it with a card reset, which clears the verification. The PIN
+//! itself is never kept across screens.
+
+use std::ffi::CString;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use onshi_jpki::flows::{self, CardReading, FlowError};
+use onshi_jpki::Pin;
+use pcsc::{Context, Protocols, ReaderState, Scope, ShareMode, State};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::pcsc_card::{reader_name, CardIoError, TransactionChannel};
+
+/// What the watcher reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardEvent {
+    Inserted { reader: String },
+    Removed { reader: String },
+    /// pcscd went away or failed; the watcher keeps retrying.
+    ServiceError(String),
+}
+
+/// Watches `reader` (or every reader) and sends an event on every change of card presence.
+/// Blocks in `SCardGetStatusChange`; returns when `events` is closed.
+pub fn watch(reader: Option<String>, events: mpsc::UnboundedSender<CardEvent>) {
+    let pnp = pcsc::PNP_NOTIFICATION();
+    loop {
+        let ctx = match Context::establish(Scope::User) {
+            Ok(c) => c,
+            Err(e) => {
+                if events
+                    .send(CardEvent::ServiceError(format!(
+                        "the PC/SC service (pcscd) is not reachable: {e}"
+                    )))
+                    .is_err()
+                {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let mut states: Vec<ReaderState> = vec![ReaderState::new(pnp, State::UNAWARE)];
+        // Which readers held a card at the last look.
+        let mut present: Vec<CString> = Vec::new();
+        loop {
+            if events.is_closed() {
+                return;
+            }
+            let names = match ctx.list_readers_owned() {
+                Ok(n) => n,
+                Err(pcsc::Error::NoReadersAvailable) => Vec::new(),
+                Err(_) => break,
+            };
+            let wanted: Vec<CString> = names
+                .into_iter()
+                .filter(|n| reader.as_deref().is_none_or(|w| n.to_string_lossy() == w))
+                .collect();
+            states.retain(|s| s.name() == pnp || wanted.iter().any(|w| w.as_c_str() == s.name()));
+            for name in &wanted {
+                if !states.iter().any(|s| s.name() == name.as_c_str()) {
+                    states.push(ReaderState::new(name.clone(), State::UNAWARE));
+                }
+            }
+            // A reader that vanished with a card in it: the card is gone too.
+            present.retain(|p| {
+                let still = wanted.contains(p);
+                if !still {
+                    let _ = events.send(CardEvent::Removed {
+                        reader: reader_name(p),
+                    });
+                }
+                still
+            });
+            for s in states.iter().filter(|s| s.name() != pnp) {
+                let ev = s.event_state();
+                let is_present = ev.contains(State::PRESENT) && !ev.contains(State::MUTE);
+                let was_present = present.iter().any(|p| p.as_c_str() == s.name());
+                let name = s.name().to_owned();
+                if is_present && !was_present {
+                    present.push(name.clone());
+                    let _ = events.send(CardEvent::Inserted {
+                        reader: reader_name(&name),
+                    });
+                } else if !is_present && was_present {
+                    present.retain(|p| p != &name);
+                    let _ = events.send(CardEvent::Removed {
+                        reader: reader_name(&name),
+                    });
+                }
+            }
+            for s in &mut states {
+                s.sync_current_state();
+            }
+            // Woken by pcscd on any change; the bound only lets a closed channel be noticed.
+            match ctx.get_status_change(Duration::from_secs(2), &mut states) {
+                Ok(()) | Err(pcsc::Error::Timeout) | Err(pcsc::Error::UnknownReader) => {}
+                Err(e) => {
+                    let _ = events.send(CardEvent::ServiceError(format!(
+                        "waiting for card events failed: {e}"
+                    )));
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Why VERIFY did not succeed.
+#[derive(Debug)]
+pub enum VerifyError {
+    Wrong { tries_left: u8 },
+    Blocked,
+    Card(String, bool),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, CardFailure>>;
+
+/// A card command failed; `removed` when the card left the reader.
+#[derive(Debug, Clone)]
+pub struct CardFailure {
+    pub message: String,
+    pub removed: bool,
+}
+
+impl From<FlowError<CardIoError>> for CardFailure {
+    fn from(e: FlowError<CardIoError>) -> Self {
+        let removed = matches!(
+            e,
+            FlowError::Channel(CardIoError::CardRemoved | CardIoError::NoAnswer)
+        );
+        CardFailure {
+            message: e.to_string(),
+            removed,
+        }
+    }
+}
+
+impl From<CardIoError> for CardFailure {
+    fn from(e: CardIoError) -> Self {
+        FlowError::Channel(e).into()
+    }
+}
+
+enum Request {
+    Read(Reply<CardReading>),
+    FacePhoto(Reply<Vec<u8>>),
+    /// The outer result is the card's; the inner one VERIFY's.
+    Verify(Pin, Reply<Result<(), VerifyError>>),
+    Sign(Vec<u8>, Reply<Vec<u8>>),
+    Release(oneshot::Sender<()>),
+}
+
+/// The kiosk's handle on the card in the reader. Dropping it ends the worker (resetting the
+/// card if it was verified).
+#[derive(Debug)]
+pub struct CardHandle {
+    requests: std_mpsc::Sender<Request>,
+    timeout: Duration,
+}
+
+impl CardHandle {
+    /// Connects to the card in `reader` on a new worker thread.
+    pub async fn connect(reader: &str, timeout: Duration) -> Result<CardHandle, CardFailure> {
+        let (tx, rx) = std_mpsc::channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let reader = reader.to_owned();
+        std::thread::Builder::new()
+            .name("kiosk-card".into())
+            .spawn(move || worker(reader, rx, ready_tx))
+            .map_err(|e| CardFailure {
+                message: format!("cannot start the card worker: {e}"),
+                removed: false,
+            })?;
+        let handle = CardHandle {
+            requests: tx,
+            timeout,
+        };
+        handle.wait(ready_rx).await?;
+        Ok(handle)
+    }
+
+    async fn wait<T>(
+        &self,
+        rx: oneshot::Receiver<Result<T, CardFailure>>,
+    ) -> Result<T, CardFailure> {
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(CardFailure {
+                message: "the card worker ended".into(),
+                removed: true,
+            }),
+            Err(_) => Err(CardFailure {
+                message: format!(
+                    "the card did not answer within {} s; remove the card and place it again",
+                    self.timeout.as_secs_f64()
+                ),
+                removed: false,
+            }),
+        }
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Request,
+    ) -> Result<T, CardFailure> {
+        let (tx, rx) = oneshot::channel();
+        if self.requests.send(make(tx)).is_err() {
+            return Err(CardFailure {
+                message: "the card worker ended".into(),
+                removed: true,
+            });
+        }
+        self.wait(rx).await
+    }
+
+    /// Phase A: the certificate and the PIN's retry counter.
+    pub async fn read(&self) -> Result<CardReading, CardFailure> {
+        self.ask(Request::Read).await
+    }
+
+    /// The face photo through the simulator-only path.
+    pub async fn face_photo(&self) -> Result<Vec<u8>, CardFailure> {
+        self.ask(Request::FacePhoto).await
+    }
+
+    /// VERIFY; on success the card stays verified, in an exclusive transaction, until
+    /// [`release`](Self::release).
+    pub async fn verify(&self, pin: Pin) -> Result<Result<(), VerifyError>, CardFailure> {
+        self.ask(|r| Request::Verify(pin, r)).await
+    }
+
+    /// COMPUTE DIGITAL SIGNATURE over a DigestInfo; needs a verified card.
+    pub async fn sign(&self, digest_info: Vec<u8>) -> Result<Vec<u8>, CardFailure> {
+        self.ask(|r| Request::Sign(digest_info, r)).await
+    }
+
+    /// Ends a verified transaction with a card reset (nothing if none is open).
+    pub async fn release(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.requests.send(Request::Release(tx)).is_ok() {
+            let _ = tokio::time::timeout(self.timeout, rx).await;
+        }
+    }
+}
+
+fn worker(
+    reader: String,
+    requests: std_mpsc::Receiver<Request>,
+    ready: oneshot::Sender<Result<(), CardFailure>>,
+) {
+    let connected = Context::establish(Scope::User)
+        .map_err(CardIoError::NoService)
+        .and_then(|ctx| {
+            let name = CString::new(reader.clone())
+                .map_err(|_| CardIoError::ReaderNotFound(reader.clone()))?;
+            Ok(ctx.connect(&name, ShareMode::Shared, Protocols::ANY)?)
+        });
+    let mut card = match connected {
+        Ok(c) => {
+            let _ = ready.send(Ok(()));
+            c
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e.into()));
+            return;
+        }
+    };
+    while let Ok(request) = requests.recv() {
+        match request {
+            Request::Read(reply) => {
+                let r = with_transaction(&mut card, |ch| flows::read_phase(ch));
+                let _ = reply.send(r);
+            }
+            Request::FacePhoto(reply) => {
+                let r = with_transaction(&mut card, |ch| flows::read_simulator_face_photo(ch));
+                let _ = reply.send(r);
+            }
+            Request::Sign(_, reply) => {
+                let _ = reply.send(Err(CardFailure {
+                    message: "the PIN has not been verified".into(),
+                    removed: false,
+                }));
+            }
+            Request::Release(done) => {
+                let _ = done.send(());
+            }
+            Request::Verify(pin, reply) => {
+                let mut ch = match TransactionChannel::begin(&mut card, None) {
+                    Ok(ch) => ch,
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                        continue;
+                    }
+                };
+                let verified = flows::select_jpki(&mut ch)
+                    .and_then(|()| flows::verify_user_auth_pin(&mut ch, &pin));
+                drop(pin);
+                match verified {
+                    Ok(()) => {
+                        let _ = reply.send(Ok(Ok(())));
+                        let released = verified_session(&mut ch, &requests);
+                        // The reset clears the verification before anyone hears it ended.
+                        ch.end_with_reset();
+                        if let Some(done) = released {
+                            let _ = done.send(());
+                        }
+                    }
+                    Err(e) => {
+                        ch.end();
+                        let _ = reply.send(match e {
+                            FlowError::WrongPin { tries_left } => {
+                                Ok(Err(VerifyError::Wrong { tries_left }))
+                            }
+                            FlowError::PinBlocked => Ok(Err(VerifyError::Blocked)),
+                            other => Err(other.into()),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Serves requests while the card is verified, until a release (returned, to be answered once
+/// the card is reset) or the handle goes.
+fn verified_session(
+    ch: &mut TransactionChannel<'_, '_>,
+    requests: &std_mpsc::Receiver<Request>,
+) -> Option<oneshot::Sender<()>> {
+    while let Ok(request) = requests.recv() {
+        match request {
+            Request::Sign(digest_info, reply) => {
+                let r = flows::select_jpki(ch)
+                    .and_then(|()| flows::sign_with_user_auth_key(ch, &digest_info))
+                    .map_err(CardFailure::from);
+                let _ = reply.send(r);
+            }
+            Request::Read(reply) => {
+                let _ = reply.send(flows::read_phase(ch).map_err(CardFailure::from));
+            }
+            Request::FacePhoto(reply) => {
+                let r = flows::read_simulator_face_photo(ch).map_err(CardFailure::from);
+                let _ = reply.send(r);
+            }
+            Request::Verify(pin, reply) => {
+                drop(pin);
+                let _ = reply.send(Ok(Ok(())));
+            }
+            Request::Release(done) => return Some(done),
+        }
+    }
+    None
+}
+
+fn with_transaction<T>(
+    card: &mut pcsc::Card,
+    f: impl FnOnce(&mut TransactionChannel<'_, '_>) -> Result<T, FlowError<CardIoError>>,
+) -> Result<T, CardFailure> {
+    let mut ch = TransactionChannel::begin(card, None)?;
+    let r = f(&mut ch);
+    ch.end();
+    r.map_err(CardFailure::from)
+}
