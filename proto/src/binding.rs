@@ -13,11 +13,29 @@
 //! terminal name              ASCII, 1..=64 bytes: "<医療機関コード>-<terminal id>"
 //! SHA-256(certificate DER)  32 bytes
 //! consents                   1 byte bitmask: 1 medication, 2 checkup, 4 clinical, 8 surgery
+//!
+//! then, for purpose 3 (face) only, the reader check:
+//! matched                    1 byte: 1
+//! score                      2 bytes, big-endian: the face matcher's score, permille (0..=1000)
+//! threshold                  2 bytes, big-endian: the threshold it was held to, permille
+//!
+//! or, for purpose 4 (visual check) only:
+//! len(staff id)              1 byte: 1..=32
+//! staff id                   printable ASCII (no space): who checked the face against the card
 //! ```
+//!
+//! PIN-mode purposes (1 confirm, 2 register) end after the consents byte and are built with
+//! [`ChallengeBinding::encode`]; the reader purposes (3 face, 4 visual check) always carry their
+//! check and are built only with [`ChallengeBinding::encode_attested`], which refuses a check
+//! of the other kind, so a reader binding never exists without its suffix and a face
+//! attestation can never verify as a visual one.
 //!
 //! The card signs the DER DigestInfo of SHA-256 over this string (PKCS#1 v1.5), which is exactly
 //! an RSASSA-PKCS1-v1_5 SHA-256 signature of the string itself, so the service verifies it with
-//! `ring`'s `RSA_PKCS1_2048_8192_SHA256` over [`ChallengeBinding::encode`].
+//! `ring`'s `RSA_PKCS1_2048_8192_SHA256` over [`ChallengeBinding::encode`]. In face and
+//! visual-check modes the reader's device key signs the string with ECDSA P-256 / SHA-256 (ASN.1
+//! DER signature), verified with `ring`'s `ECDSA_P256_SHA256_ASN1` against the device public key
+//! registered to the terminal.
 
 use ring::digest;
 
@@ -27,6 +45,10 @@ pub const MAGIC: &[u8; 8] = b"onshi/v1";
 pub const CHALLENGE_LEN: usize = 32;
 /// Longest terminal name the binding accepts.
 pub const MAX_TERMINAL_NAME_LEN: usize = 64;
+/// Longest staff id a visual check may name.
+pub const MAX_STAFF_ID_LEN: usize = 32;
+/// Scores and thresholds of a face match are permille: 0 to this.
+pub const MAX_PERMILLE: u16 = 1000;
 
 /// What a signature is for. The byte values are part of the wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,6 +100,56 @@ pub enum BindingError {
     ChallengeLength(usize),
     #[error("terminal name must be 1 to {MAX_TERMINAL_NAME_LEN} printable ASCII bytes")]
     TerminalName,
+    /// A face or visual-check binding asked for without its reader check.
+    #[error("purposes face and visual check carry a reader check: use encode_attested")]
+    NeedsReaderCheck,
+    /// A face check for another purpose than face, or a visual check for another than visual
+    /// check (PIN-mode purposes take no check at all).
+    #[error("a {check} check cannot be bound to purpose {purpose:?}")]
+    CheckMismatch {
+        purpose: Purpose,
+        check: &'static str,
+    },
+    #[error("staff id must be 1 to {MAX_STAFF_ID_LEN} printable ASCII bytes")]
+    StaffId,
+    #[error("face score and threshold are permille, at most {MAX_PERMILLE}")]
+    Permille,
+}
+
+/// What the reader checked in place of the card's PIN, appended to a face or visual-check
+/// binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReaderCheck<'a> {
+    /// A face match: the matcher's score and the threshold it was held to, in permille.
+    Face {
+        score_permille: u16,
+        threshold_permille: u16,
+    },
+    /// A visual check (目視確認) by the named staff member.
+    Visual { staff_id: &'a str },
+}
+
+impl ReaderCheck<'_> {
+    /// The purpose this check belongs to.
+    pub fn purpose(&self) -> Purpose {
+        match self {
+            ReaderCheck::Face { .. } => Purpose::Face,
+            ReaderCheck::Visual { .. } => Purpose::VisualCheck,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ReaderCheck::Face { .. } => "face",
+            ReaderCheck::Visual { .. } => "visual",
+        }
+    }
+}
+
+/// Whether `staff_id` may be bound: 1 to [`MAX_STAFF_ID_LEN`] printable ASCII bytes, no space.
+pub fn is_valid_staff_id(staff_id: &str) -> bool {
+    let b = staff_id.as_bytes();
+    !b.is_empty() && b.len() <= MAX_STAFF_ID_LEN && b.iter().all(u8::is_ascii_graphic)
 }
 
 /// Everything a signature commits to.
@@ -91,8 +163,9 @@ pub struct ChallengeBinding<'a> {
 }
 
 impl ChallengeBinding<'_> {
-    /// Encodes the binding. Fails on a challenge of the wrong length or a terminal name that
-    /// does not fit the one-byte length prefix.
+    /// Encodes a PIN-mode binding (confirm, register). Fails on a challenge of the wrong
+    /// length, a terminal name that does not fit the one-byte length prefix, or a reader
+    /// purpose (face, visual check: [`encode_attested`](Self::encode_attested)).
     pub fn encode(&self) -> Result<Vec<u8>, BindingError> {
         let cert_hash = digest::digest(&digest::SHA256, self.certificate_der);
         self.encode_with_cert_hash(cert_hash.as_ref())
@@ -101,6 +174,61 @@ impl ChallengeBinding<'_> {
     /// As [`encode`](Self::encode), for a caller that already holds the certificate's SHA-256
     /// (the service's certificate cache does).
     pub fn encode_with_cert_hash(&self, cert_sha256: &[u8]) -> Result<Vec<u8>, BindingError> {
+        if matches!(self.purpose, Purpose::Face | Purpose::VisualCheck) {
+            return Err(BindingError::NeedsReaderCheck);
+        }
+        self.encode_common(cert_sha256, 0)
+    }
+
+    /// Encodes a face or visual-check binding: the common fields, then the reader's `check`.
+    /// Fails as [`encode`](Self::encode) on the common fields, and on a check that does not
+    /// belong to the purpose, a score or threshold over 1000, or an invalid staff id.
+    pub fn encode_attested(&self, check: &ReaderCheck) -> Result<Vec<u8>, BindingError> {
+        let cert_hash = digest::digest(&digest::SHA256, self.certificate_der);
+        self.encode_attested_with_cert_hash(cert_hash.as_ref(), check)
+    }
+
+    /// As [`encode_attested`](Self::encode_attested), for a caller that already holds the
+    /// certificate's SHA-256.
+    pub fn encode_attested_with_cert_hash(
+        &self,
+        cert_sha256: &[u8],
+        check: &ReaderCheck,
+    ) -> Result<Vec<u8>, BindingError> {
+        if self.purpose != check.purpose() {
+            return Err(BindingError::CheckMismatch {
+                purpose: self.purpose,
+                check: check.kind(),
+            });
+        }
+        match *check {
+            ReaderCheck::Face {
+                score_permille,
+                threshold_permille,
+            } => {
+                if score_permille > MAX_PERMILLE || threshold_permille > MAX_PERMILLE {
+                    return Err(BindingError::Permille);
+                }
+                let mut out = self.encode_common(cert_sha256, 5)?;
+                out.push(1);
+                out.extend_from_slice(&score_permille.to_be_bytes());
+                out.extend_from_slice(&threshold_permille.to_be_bytes());
+                Ok(out)
+            }
+            ReaderCheck::Visual { staff_id } => {
+                if !is_valid_staff_id(staff_id) {
+                    return Err(BindingError::StaffId);
+                }
+                let mut out = self.encode_common(cert_sha256, 1 + staff_id.len())?;
+                out.push(staff_id.len() as u8);
+                out.extend_from_slice(staff_id.as_bytes());
+                Ok(out)
+            }
+        }
+    }
+
+    /// The fields every purpose shares, with room for `suffix` more bytes.
+    fn encode_common(&self, cert_sha256: &[u8], suffix: usize) -> Result<Vec<u8>, BindingError> {
         if self.challenge.len() != CHALLENGE_LEN {
             return Err(BindingError::ChallengeLength(self.challenge.len()));
         }
@@ -111,7 +239,7 @@ impl ChallengeBinding<'_> {
         {
             return Err(BindingError::TerminalName);
         }
-        let mut out = Vec::with_capacity(8 + 1 + 32 + 1 + name.len() + 32 + 1);
+        let mut out = Vec::with_capacity(8 + 1 + 32 + 1 + name.len() + 32 + 1 + suffix);
         out.extend_from_slice(MAGIC);
         out.push(self.purpose as u8);
         out.extend_from_slice(self.challenge);
@@ -202,6 +330,185 @@ mod tests {
         let mut v = vector();
         v.terminal_name = "端末";
         assert_eq!(v.encode(), Err(BindingError::TerminalName));
+    }
+
+    fn reader_vector(purpose: Purpose) -> ChallengeBinding<'static> {
+        ChallengeBinding { purpose, ..vector() }
+    }
+
+    const FACE: ReaderCheck<'static> = ReaderCheck::Face {
+        score_permille: 912,
+        threshold_permille: 800,
+    };
+    const VISUAL: ReaderCheck<'static> = ReaderCheck::Visual { staff_id: "N-0042" };
+
+    /// The published face vector of docs/protocol.md.
+    #[test]
+    fn published_face_vector() {
+        let bytes = reader_vector(Purpose::Face).encode_attested(&FACE).unwrap();
+        let expected = concat!(
+            "6f6e7368692f7631",
+            "03",
+            "1111111111111111111111111111111111111111111111111111111111111111",
+            "0e",
+            "303131303131333731392d543031",
+            "03d66dd08835c1ca3f128cceacd1f31ac94163096b20f445ae84285bc0832d72",
+            "09",
+            "01",
+            "0390",
+            "0320"
+        );
+        assert_eq!(hex(&bytes), expected);
+        assert_eq!(bytes.len(), 94);
+        assert_eq!(
+            hex(&binding_sha256(&bytes)),
+            "2fbadb6af79aa6e9bcda80c8887767d9b53793b9cc66b2fca151e5441db80617"
+        );
+    }
+
+    /// The published visual-check vector of docs/protocol.md.
+    #[test]
+    fn published_visual_vector() {
+        let bytes = reader_vector(Purpose::VisualCheck)
+            .encode_attested(&VISUAL)
+            .unwrap();
+        let expected = concat!(
+            "6f6e7368692f7631",
+            "04",
+            "1111111111111111111111111111111111111111111111111111111111111111",
+            "0e",
+            "303131303131333731392d543031",
+            "03d66dd08835c1ca3f128cceacd1f31ac94163096b20f445ae84285bc0832d72",
+            "09",
+            "06",
+            "4e2d30303432"
+        );
+        assert_eq!(hex(&bytes), expected);
+        assert_eq!(bytes.len(), 96);
+        assert_eq!(
+            hex(&binding_sha256(&bytes)),
+            "57be79af08e99e5cc411be1e29ac356800bf77b25cd2411d9f2e4884cacb2998"
+        );
+    }
+
+    #[test]
+    fn the_cert_hash_variant_gives_the_same_bytes() {
+        let hash = digest::digest(&digest::SHA256, b"certificate");
+        for (purpose, check) in [(Purpose::Face, FACE), (Purpose::VisualCheck, VISUAL)] {
+            let v = reader_vector(purpose);
+            assert_eq!(
+                v.encode_attested_with_cert_hash(hash.as_ref(), &check),
+                v.encode_attested(&check)
+            );
+        }
+    }
+
+    /// A reader binding cannot be built without its check, nor a PIN binding with one.
+    #[test]
+    fn reader_purposes_need_their_check() {
+        for purpose in [Purpose::Face, Purpose::VisualCheck] {
+            let v = reader_vector(purpose);
+            assert_eq!(v.encode(), Err(BindingError::NeedsReaderCheck));
+            assert_eq!(
+                v.encode_with_cert_hash(&[0; 32]),
+                Err(BindingError::NeedsReaderCheck)
+            );
+        }
+        for purpose in [Purpose::Confirm, Purpose::Register] {
+            for check in [FACE, VISUAL] {
+                assert!(matches!(
+                    reader_vector(purpose).encode_attested(&check),
+                    Err(BindingError::CheckMismatch { .. })
+                ));
+            }
+        }
+        assert_eq!(
+            reader_vector(Purpose::Face).encode_attested(&VISUAL),
+            Err(BindingError::CheckMismatch {
+                purpose: Purpose::Face,
+                check: "visual"
+            })
+        );
+        assert_eq!(
+            reader_vector(Purpose::VisualCheck).encode_attested(&FACE),
+            Err(BindingError::CheckMismatch {
+                purpose: Purpose::VisualCheck,
+                check: "face"
+            })
+        );
+    }
+
+    #[test]
+    fn every_reader_field_changes_the_bytes() {
+        let face = reader_vector(Purpose::Face);
+        let base = face.encode_attested(&FACE).unwrap();
+        for other in [
+            ReaderCheck::Face {
+                score_permille: 913,
+                threshold_permille: 800,
+            },
+            ReaderCheck::Face {
+                score_permille: 912,
+                threshold_permille: 801,
+            },
+        ] {
+            assert_ne!(face.encode_attested(&other).unwrap(), base);
+        }
+        let mut v = reader_vector(Purpose::Face);
+        v.consents = ConsentBits::default();
+        assert_ne!(v.encode_attested(&FACE).unwrap(), base);
+        let visual = reader_vector(Purpose::VisualCheck);
+        let base = visual.encode_attested(&VISUAL).unwrap();
+        let other = ReaderCheck::Visual { staff_id: "N-0043" };
+        assert_ne!(visual.encode_attested(&other).unwrap(), base);
+        // A staff id is length-prefixed: "AB" then more fields cannot pass as "ABC".
+        let short = ReaderCheck::Visual { staff_id: "N-004" };
+        assert_ne!(
+            visual.encode_attested(&short).unwrap(),
+            base[..base.len() - 1]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_reader_checks() {
+        let face = reader_vector(Purpose::Face);
+        for (score, threshold) in [(1001, 800), (900, 1001), (u16::MAX, u16::MAX)] {
+            let check = ReaderCheck::Face {
+                score_permille: score,
+                threshold_permille: threshold,
+            };
+            assert_eq!(face.encode_attested(&check), Err(BindingError::Permille));
+        }
+        // The bounds themselves are fine; a score below its threshold is encodable (whether it
+        // is accepted is the service's decision).
+        for (score, threshold) in [(1000, 1000), (0, 0), (100, 900)] {
+            let check = ReaderCheck::Face {
+                score_permille: score,
+                threshold_permille: threshold,
+            };
+            assert!(face.encode_attested(&check).is_ok(), "{score}/{threshold}");
+        }
+        let visual = reader_vector(Purpose::VisualCheck);
+        let long = "x".repeat(MAX_STAFF_ID_LEN + 1);
+        for bad in ["", "N 0042", "職員1", "N-0042\n", long.as_str()] {
+            assert_eq!(
+                visual.encode_attested(&ReaderCheck::Visual { staff_id: bad }),
+                Err(BindingError::StaffId),
+                "{bad:?}"
+            );
+        }
+        let longest = "x".repeat(MAX_STAFF_ID_LEN);
+        let bytes = visual
+            .encode_attested(&ReaderCheck::Visual { staff_id: &longest })
+            .unwrap();
+        assert_eq!(bytes[bytes.len() - 33], 32);
+        // The common fields are still checked.
+        let mut v = reader_vector(Purpose::Face);
+        v.challenge = &[0; 31];
+        assert_eq!(
+            v.encode_attested(&FACE),
+            Err(BindingError::ChallengeLength(31))
+        );
     }
 
     fn hex(b: &[u8]) -> String {
