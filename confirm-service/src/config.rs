@@ -23,6 +23,11 @@ pub struct Config {
     /// load they stay busy taking queued calls, where many would each be woken per request.
     #[serde(default = "default_store_threads")]
     pub store_threads: u16,
+    /// The lowest face-match threshold (permille, 1–1000) the service accepts from a reader:
+    /// a face confirmation whose reader held the score to a lower threshold is refused
+    /// (`RESULT_CODE_ATTESTATION_INVALID`), whatever its score.
+    #[serde(default = "default_min_face_threshold")]
+    pub min_face_threshold_permille: u16,
     pub tls: TlsConfig,
     pub validation: ValidationConfig,
     /// Per-terminal rate limit (architecture.md "Trust boundaries").
@@ -111,6 +116,13 @@ fn default_ttl() -> u32 {
     60
 }
 
+/// See [`Config::min_face_threshold_permille`].
+pub const DEFAULT_MIN_FACE_THRESHOLD_PERMILLE: u16 = 800;
+
+fn default_min_face_threshold() -> u16 {
+    DEFAULT_MIN_FACE_THRESHOLD_PERMILLE
+}
+
 /// See [`Config::store_threads`].
 pub const DEFAULT_STORE_THREADS: u16 = 8;
 
@@ -156,6 +168,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 reason: "store_threads must be between 1 and 512".into(),
+            });
+        }
+        if !(1..=1000).contains(&config.min_face_threshold_permille) {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                reason: "min_face_threshold_permille must be between 1 and 1000".into(),
             });
         }
         let limit = config.rate_limit;
@@ -283,6 +301,7 @@ trust_anchors = ["ca.pem"]
         assert_eq!(c.tls.client_ca, PathBuf::from("/abs/ca.pem"));
         assert_eq!(c.challenge_ttl_seconds, 60);
         assert_eq!(c.store_threads, DEFAULT_STORE_THREADS);
+        assert_eq!(c.min_face_threshold_permille, 800);
         assert_eq!(c.rate_limit, RateLimitConfig::default());
         assert_eq!(c.validation.stale_crl, StaleCrlPolicy::Reject);
 
@@ -297,6 +316,28 @@ trust_anchors = ["ca.pem"]
             Config::load(&path),
             Err(ConfigError::Invalid { reason, .. }) if reason.contains("store_threads")
         ));
+        // The face threshold minimum: set, and out of range.
+        let with_threshold = |value: &str| {
+            format!(
+                "listen = \"127.0.0.1:0\"\nstore = \"s\"\nmin_face_threshold_permille = {value}\n\
+                 [tls]\ncertificate = \"s.pem\"\nprivate_key = \"s.key\"\nclient_ca = \"ca.pem\"\n\
+                 [validation]\ntrust_anchors = [\"ca.pem\"]\n"
+            )
+        };
+        std::fs::write(&path, with_threshold("950")).unwrap();
+        assert_eq!(
+            Config::load(&path).unwrap().min_face_threshold_permille,
+            950
+        );
+        for bad in ["0", "1001"] {
+            std::fs::write(&path, with_threshold(bad)).unwrap();
+            let err = Config::load(&path).unwrap_err().to_string();
+            assert!(err.contains("min_face_threshold_permille"), "{bad}: {err}");
+        }
+        for bad in ["-1", "70000", "\"high\""] {
+            std::fs::write(&path, with_threshold(bad)).unwrap();
+            assert!(Config::load(&path).is_err(), "{bad}");
+        }
         std::fs::write(&path, "listen = \"127.0.0.1:0\"\nbogus = 1\n").unwrap();
         assert!(matches!(
             Config::load(&path),

@@ -31,6 +31,11 @@ pub enum Refusal {
     Certificate(#[from] CertError),
     #[error("the card's signature over the challenge binding does not verify")]
     SignatureInvalid,
+    /// Face or visual-check mode: the reader's attestation cannot be accepted (no device key
+    /// registered for the terminal, a missing, malformed or wrong attestation, a face score
+    /// below its threshold or a threshold below the service's minimum). The text says which.
+    #[error("the reader's attestation is not accepted: {0}")]
+    AttestationInvalid(String),
     #[error("the card is not linked to any person by the issuing authority")]
     CardUnknown,
     #[error("the card's holder has not registered the card for health-insurance use")]
@@ -103,6 +108,7 @@ impl Refusal {
                 _ => ResultCode::CertificateInvalid,
             },
             Refusal::SignatureInvalid => ResultCode::SignatureInvalid,
+            Refusal::AttestationInvalid(_) => ResultCode::AttestationInvalid,
             Refusal::CardUnknown => ResultCode::CardUnknown,
             Refusal::CardNotRegistered => ResultCode::CardNotRegistered,
             Refusal::Unavailable(_) => ResultCode::ServiceUnavailable,
@@ -133,6 +139,7 @@ impl Refusal {
             | ResultCode::CertificateRevoked
             | ResultCode::CertificateUntrusted
             | ResultCode::SignatureInvalid
+            | ResultCode::AttestationInvalid
             | ResultCode::CardUnknown => Code::Unauthenticated,
             ResultCode::ChallengeUnknown
             | ResultCode::ChallengeExpired
@@ -255,6 +262,11 @@ mod tests {
                 Refusal::CardNotRegistered,
                 ResultCode::CardNotRegistered,
                 Code::FailedPrecondition,
+            ),
+            (
+                Refusal::AttestationInvalid("x".into()),
+                ResultCode::AttestationInvalid,
+                Code::Unauthenticated,
             ),
             (
                 Refusal::BadRequest("x".into()),

@@ -103,6 +103,7 @@ pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceStat
         instance_id: instance_id(),
         terminals: Default::default(),
         rate_limiter: RateLimiter::new(config.rate_limit),
+        min_face_threshold_permille: config.min_face_threshold_permille,
     })
 }
 

@@ -18,13 +18,17 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
+use onshi_proto::binding::{
+    is_valid_staff_id, ChallengeBinding, ConsentBits, Purpose, ReaderCheck, MAX_PERMILLE,
+    MAX_STAFF_ID_LEN,
+};
 use onshi_proto::v1::confirmation_server::Confirmation;
 use onshi_proto::v1::{
     self as pb, BatchItemResult, BatchResult, BatchStatus, CheckupsResponse, ClinicalDataRequest,
-    ConfirmByCardRequest, ConfirmByNumbersRequest, ConfirmationResult, GetBatchResultRequest,
-    IssueChallengeRequest, IssueChallengeResponse, MedicationsResponse, RegisterRequest,
-    RegisterResponse, ResultCode, SubmitBatchRequest, SubmitBatchResponse,
+    ConfirmByCardRequest, ConfirmByNumbersRequest, ConfirmByReaderRequest, ConfirmationResult,
+    GetBatchResultRequest, IssueChallengeRequest, IssueChallengeResponse, MedicationsResponse,
+    ReaderMethod, RegisterRequest, RegisterResponse, ResultCode, SubmitBatchRequest,
+    SubmitBatchResponse,
 };
 use prost::Message;
 use ring::rand::SecureRandom;
@@ -45,7 +49,9 @@ use crate::outcome::Refusal;
 use crate::store::{
     AuditWrite, BatchJob, CardKey, ChallengeUse, Registration, Store, StoreError, TerminalStatus,
 };
-use crate::terminal::{RateLimiter, TerminalCache, TerminalIdentity};
+use crate::terminal::{
+    DevicePublicKey, KnownTerminal, RateLimiter, TerminalCache, TerminalIdentity,
+};
 use crate::trust_reload::LiveTrust;
 use crate::validation::{ValidatedCertificate, MAX_CERTIFICATE_LEN};
 
@@ -57,6 +63,10 @@ pub(crate) const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
 
 /// Longest signature accepted (RSA-4096); the card's is 256 bytes.
 const MAX_SIGNATURE_LEN: usize = 512;
+
+/// Longest reader attestation accepted: an ASN.1 DER ECDSA P-256 signature is at most 72
+/// bytes; anything longer is malformed and is refused before it is parsed.
+const MAX_ATTESTATION_LEN: usize = 80;
 
 /// Everything the handlers share.
 #[derive(Debug)]
@@ -75,6 +85,8 @@ pub struct ServiceState {
     pub terminals: TerminalCache,
     /// Per-terminal rate limits.
     pub rate_limiter: RateLimiter,
+    /// The lowest face-match threshold accepted from a reader (`min_face_threshold_permille`).
+    pub min_face_threshold_permille: u16,
 }
 
 /// The gRPC service.
@@ -89,8 +101,11 @@ pub(crate) struct AuditContext {
     pub person_id: Option<String>,
     pub consents: u8,
     pub certificate_sha256: Option<String>,
-    /// `pin` (card in PIN mode) or `numbers` (insurance-card numbers).
-    pub method: &'static str,
+    /// `pin` (card in PIN mode), `numbers` (insurance-card numbers), `face` (face match
+    /// attested by the reader), `visual:<staff id>` (visual check attested by the reader; plain
+    /// `visual` when the staff id itself was refused) or `reader` (a reader confirmation whose
+    /// method was missing or unknown).
+    pub method: std::borrow::Cow<'static, str>,
     /// `confirm`, `register`, `medication`, `checkup`, `batch-submit`, `batch-fetch`.
     pub purpose: &'static str,
     /// The challenge to consume with the audit record.
@@ -114,7 +129,7 @@ impl AuditContext {
             person_id: None,
             consents: 0,
             certificate_sha256: None,
-            method,
+            method: std::borrow::Cow::Borrowed(method),
             purpose,
             challenge: None,
             grants: Vec::new(),
@@ -127,6 +142,41 @@ struct CardProof {
     certificate: Vec<u8>,
     challenge: Vec<u8>,
     signature: Vec<u8>,
+}
+
+/// What a reader attests in place of the card's signature (face and visual-check modes), as
+/// checked from the request: the purpose its challenge and binding carry, and the check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ReaderClaim {
+    Face {
+        score_permille: u16,
+        threshold_permille: u16,
+    },
+    Visual {
+        staff_id: String,
+    },
+}
+
+impl ReaderClaim {
+    fn purpose(&self) -> Purpose {
+        match self {
+            ReaderClaim::Face { .. } => Purpose::Face,
+            ReaderClaim::Visual { .. } => Purpose::VisualCheck,
+        }
+    }
+
+    fn check(&self) -> ReaderCheck<'_> {
+        match self {
+            ReaderClaim::Face {
+                score_permille,
+                threshold_permille,
+            } => ReaderCheck::Face {
+                score_permille: *score_permille,
+                threshold_permille: *threshold_permille,
+            },
+            ReaderClaim::Visual { staff_id } => ReaderCheck::Visual { staff_id },
+        }
+    }
 }
 
 /// Most queries in one unary batch submission, and in one streamed submission.
@@ -158,14 +208,26 @@ impl ConfirmationService {
 
     /// Identifies the calling terminal from its verified client certificate.
     async fn identify<T>(&self, request: &Request<T>) -> Result<TerminalIdentity, Refusal> {
+        self.identify_with_device_key(request)
+            .await
+            .map(|(identity, _)| identity)
+    }
+
+    /// As [`identify`](Self::identify), also returning the device public key registered to
+    /// the terminal, if any (face and visual-check confirmations verify their attestation
+    /// with it).
+    async fn identify_with_device_key<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(TerminalIdentity, Option<DevicePublicKey>), Refusal> {
         let certs = request
             .peer_certs()
             .ok_or_else(|| Refusal::TerminalUnknown("no client certificate".into()))?;
         let leaf = certs
             .first()
             .ok_or_else(|| Refusal::TerminalUnknown("no client certificate".into()))?;
-        let (identity, status) = match self.state.terminals.get(leaf.as_ref()) {
-            Some((identity, status)) => (identity, Some(status)),
+        let (identity, known) = match self.state.terminals.get(leaf.as_ref()) {
+            Some(known) => (known.identity.clone(), Some(known)),
             None => {
                 let identity = TerminalIdentity::from_certificate(leaf.as_ref())
                     .map_err(Refusal::TerminalUnknown)?;
@@ -177,13 +239,22 @@ impl ConfirmationService {
                             .map_err(unavailable)
                     })
                     .await?;
-                if let Some(t) = &terminal {
-                    self.state.terminals.put(leaf.as_ref(), &identity, t.status);
+                let known = terminal.map(|t| KnownTerminal {
+                    identity: identity.clone(),
+                    status: t.status,
+                    device_public_key: t.device_public_key.map(DevicePublicKey::from),
+                });
+                if let Some(k) = &known {
+                    self.state.terminals.put(leaf.as_ref(), k.clone());
                 }
-                (identity, terminal.map(|t| t.status))
+                (identity, known)
             }
         };
-        match status {
+        let (status, device_key) = match known {
+            Some(k) => (Some(k.status), k.device_public_key),
+            None => (None, None),
+        };
+        let identity = match status {
             None => Err(Refusal::TerminalUnknown(format!(
                 "{} is not registered",
                 identity.name()
@@ -200,7 +271,8 @@ impl ConfirmationService {
             }
             Some(TerminalStatus::InOperation) => Ok(identity),
             Some(_) => Err(Refusal::TerminalNotInOperation(identity.name())),
-        }
+        }?;
+        Ok((identity, device_key))
     }
 
     /// Checks a card's proof for `purpose`: bounds, the challenge (consumed whatever the
@@ -220,30 +292,19 @@ impl ConfirmationService {
         now: OffsetDateTime,
     ) -> Result<CardKey, Refusal> {
         check_proof_bounds(&proof.certificate, &proof.challenge, &proof.signature)?;
-        ctx.consents = bits.bits();
-        let cert_hash = ring::digest::digest(&ring::digest::SHA256, &proof.certificate);
-        ctx.certificate_sha256 = Some(hex::encode(cert_hash.as_ref()));
-
         let name = terminal.name();
-        match consume {
-            Consume::First => {
-                self.state
-                    .challenges
-                    .consume(&proof.challenge, &name, purpose, now)
-                    .await?
-            }
-            Consume::WithAuditRecord => {
-                ctx.challenge = Some(Challenges::use_of(&proof.challenge, &name, purpose, now))
-            }
-        }
-
-        // One snapshot of the trust store for the whole request; the cache re-checks time and
-        // the current CRL on every hit.
-        let trust = self.state.trust.current();
-        let validated: ValidatedCertificate =
-            self.state
-                .cert_cache
-                .validate(&trust, &proof.certificate, now)?;
+        let validated = self
+            .challenge_and_certificate(
+                &name,
+                &proof.certificate,
+                &proof.challenge,
+                purpose,
+                bits,
+                consume,
+                ctx,
+                now,
+            )
+            .await?;
         let binding = ChallengeBinding {
             purpose,
             challenge: &proof.challenge,
@@ -261,6 +322,159 @@ impl ConfirmationService {
         .map_err(|_| Refusal::SignatureInvalid)?;
 
         Ok(CardKey::of_validated(&validated))
+    }
+
+    /// What every proof of a card's presence shares, whoever signed it (the card in PIN mode,
+    /// the reader's device key in face and visual-check modes), for a request whose bounds
+    /// were checked: records the consents and the certificate's hash for the audit record,
+    /// uses the challenge for `purpose` (consumed whatever the outcome: now, or with the audit
+    /// record as `consume` says) and validates the certificate (chain, validity, key usage,
+    /// policy, revocation; cached).
+    #[allow(clippy::too_many_arguments)]
+    async fn challenge_and_certificate(
+        &self,
+        terminal_name: &str,
+        certificate: &[u8],
+        challenge: &[u8],
+        purpose: Purpose,
+        bits: ConsentBits,
+        consume: Consume,
+        ctx: &mut AuditContext,
+        now: OffsetDateTime,
+    ) -> Result<ValidatedCertificate, Refusal> {
+        ctx.consents = bits.bits();
+        let cert_hash = ring::digest::digest(&ring::digest::SHA256, certificate);
+        ctx.certificate_sha256 = Some(hex::encode(cert_hash.as_ref()));
+
+        match consume {
+            Consume::First => {
+                self.state
+                    .challenges
+                    .consume(challenge, terminal_name, purpose, now)
+                    .await?
+            }
+            Consume::WithAuditRecord => {
+                ctx.challenge = Some(Challenges::use_of(challenge, terminal_name, purpose, now))
+            }
+        }
+
+        // One snapshot of the trust store for the whole request; the cache re-checks time and
+        // the current CRL on every hit.
+        let trust = self.state.trust.current();
+        Ok(self.state.cert_cache.validate(&trust, certificate, now)?)
+    }
+
+    /// The card holder's side of a confirmation once the card is proven (by its own signature
+    /// or a reader's attestation): certificate → person → registration → records, with the
+    /// consents to record with the audit record.
+    async fn confirm_holder(
+        &self,
+        terminal: &TerminalIdentity,
+        key: CardKey,
+        bits: ConsentBits,
+        ctx: &mut AuditContext,
+        now: OffsetDateTime,
+    ) -> Result<ConfirmationResult, Refusal> {
+        let institution = terminal.institution_code.clone();
+        let today = now.to_offset(JST).date();
+        // One store round trip: the person and their records. The consents are recorded
+        // with the audit record.
+        let (person_id, outcome) = self
+            .blocking(move |s| {
+                let person_id = person_of_card(s.store.as_ref(), &key)?;
+                let outcome = confirm_person(s, &person_id, &institution, bits, today, now);
+                Ok((person_id, outcome))
+            })
+            .await?;
+        ctx.person_id = Some(person_id);
+        let (result, grants) = outcome?;
+        ctx.grants = grants;
+        Ok(result)
+    }
+
+    /// A face or visual-check confirmation: the request's shape, then the challenge and the
+    /// certificate exactly as for a card in PIN mode, then the reader's attestation over the
+    /// binding with the terminal's device key, then the face policy, then the card holder.
+    async fn confirm_by_reader_checks(
+        &self,
+        terminal: &TerminalIdentity,
+        device_key: Option<DevicePublicKey>,
+        req: ConfirmByReaderRequest,
+        ctx: &mut AuditContext,
+        now: OffsetDateTime,
+    ) -> Result<ConfirmationResult, Refusal> {
+        let claim = reader_claim(&req, ctx)?;
+        check_card_bounds(&req.certificate, &req.challenge)?;
+        let consents = req.consents.unwrap_or_default();
+        let bits = ConsentBits::new(
+            consents.medication,
+            consents.checkup,
+            consents.clinical,
+            consents.surgery,
+        );
+        let purpose = claim.purpose();
+        let name = terminal.name();
+        let validated = self
+            .challenge_and_certificate(
+                &name,
+                &req.certificate,
+                &req.challenge,
+                purpose,
+                bits,
+                Consume::WithAuditRecord,
+                ctx,
+                now,
+            )
+            .await?;
+
+        let device_key = device_key.ok_or_else(|| {
+            Refusal::AttestationInvalid(format!("no device key is registered for {name}"))
+        })?;
+        if req.attestation.is_empty() {
+            return Err(Refusal::AttestationInvalid("the attestation is missing".into()));
+        }
+        if req.attestation.len() > MAX_ATTESTATION_LEN {
+            return Err(Refusal::AttestationInvalid(format!(
+                "the attestation is over {MAX_ATTESTATION_LEN} bytes"
+            )));
+        }
+        let binding = ChallengeBinding {
+            purpose,
+            challenge: &req.challenge,
+            terminal_name: &name,
+            certificate_der: &req.certificate,
+            consents: bits,
+        }
+        .encode_attested_with_cert_hash(&validated.sha256, &claim.check())
+        .map_err(|e| Refusal::BadRequest(e.to_string()))?;
+        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &*device_key)
+            .verify(&binding, &req.attestation)
+            .map_err(|_| {
+                Refusal::AttestationInvalid(
+                    "the attestation does not verify with the terminal's device key".into(),
+                )
+            })?;
+        if let ReaderClaim::Face {
+            score_permille,
+            threshold_permille,
+        } = claim
+        {
+            let minimum = self.state.min_face_threshold_permille;
+            if threshold_permille < minimum {
+                return Err(Refusal::AttestationInvalid(format!(
+                    "the face threshold {threshold_permille}‰ is below the service's minimum \
+                     {minimum}‰"
+                )));
+            }
+            if score_permille < threshold_permille {
+                return Err(Refusal::AttestationInvalid(format!(
+                    "the face score {score_permille}‰ is below its threshold \
+                     {threshold_permille}‰"
+                )));
+            }
+        }
+        let key = CardKey::of_validated(&validated);
+        self.confirm_holder(terminal, key, bits, ctx, now).await
     }
 
     async fn confirm(
@@ -293,21 +507,7 @@ impl ConfirmationService {
                 now,
             )
             .await?;
-        let institution = terminal.institution_code.clone();
-        let today = now.to_offset(JST).date();
-        // One store round trip: the person and their records. The consents are recorded
-        // with the audit record.
-        let (person_id, outcome) = self
-            .blocking(move |s| {
-                let person_id = person_of_card(s.store.as_ref(), &key)?;
-                let outcome = confirm_person(s, &person_id, &institution, bits, today, now);
-                Ok((person_id, outcome))
-            })
-            .await?;
-        ctx.person_id = Some(person_id);
-        let (result, grants) = outcome?;
-        ctx.grants = grants;
-        Ok(result)
+        self.confirm_holder(terminal, key, bits, ctx, now).await
     }
 
     /// The one exit of every handler: writes the request's challenge use, consents and audit
@@ -653,7 +853,7 @@ pub(crate) fn audit_record(
         institution_code: terminal.institution_code.clone(),
         terminal_id: terminal.terminal_id.clone(),
         person_id: ctx.person_id,
-        method: ctx.method.into(),
+        method: ctx.method.into_owned(),
         purpose: ctx.purpose.into(),
         result_code: code.as_str_name().to_owned(),
         consents: ctx.consents,
@@ -679,6 +879,17 @@ fn check_proof_bounds(
     challenge: &[u8],
     signature: &[u8],
 ) -> Result<(), Refusal> {
+    check_card_bounds(certificate, challenge)?;
+    if signature.is_empty() || signature.len() > MAX_SIGNATURE_LEN {
+        return Err(Refusal::BadRequest(format!(
+            "signature must be 1 to {MAX_SIGNATURE_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// The sizes of a card's certificate and of the challenge, whoever signed for them.
+fn check_card_bounds(certificate: &[u8], challenge: &[u8]) -> Result<(), Refusal> {
     if certificate.is_empty() || certificate.len() > MAX_CERTIFICATE_LEN {
         return Err(Refusal::BadRequest(format!(
             "certificate must be 1 to {MAX_CERTIFICATE_LEN} bytes"
@@ -687,12 +898,74 @@ fn check_proof_bounds(
     if challenge.len() != onshi_proto::binding::CHALLENGE_LEN {
         return Err(Refusal::BadRequest("challenge must be 32 bytes".into()));
     }
-    if signature.is_empty() || signature.len() > MAX_SIGNATURE_LEN {
-        return Err(Refusal::BadRequest(format!(
-            "signature must be 1 to {MAX_SIGNATURE_LEN} bytes"
-        )));
-    }
     Ok(())
+}
+
+/// What a reader confirmation claims, checked for shape before anything is looked up: the
+/// method, then the face match (present, permille) or the staff id (1 to 32 printable ASCII
+/// characters). Sets the audit record's method as soon as it is known: `face`, `visual:<staff
+/// id>`, or `visual` while the staff id is refused. The field of the other method is ignored.
+fn reader_claim(
+    req: &ConfirmByReaderRequest,
+    ctx: &mut AuditContext,
+) -> Result<ReaderClaim, Refusal> {
+    match ReaderMethod::try_from(req.method) {
+        Ok(ReaderMethod::Face) => {
+            ctx.method = "face".into();
+            let face = req.face_match.as_ref().ok_or(Refusal::Invalid(DomainError::Empty {
+                what: "face match",
+            }))?;
+            let permille = |v: u32, what: &str| {
+                u16::try_from(v)
+                    .ok()
+                    .filter(|v| *v <= MAX_PERMILLE)
+                    .ok_or_else(|| {
+                        Refusal::BadRequest(format!(
+                            "the face match's {what} is permille, 0 to {MAX_PERMILLE}; got {v}"
+                        ))
+                    })
+            };
+            Ok(ReaderClaim::Face {
+                score_permille: permille(face.score_permille, "score")?,
+                threshold_permille: permille(face.threshold_permille, "threshold")?,
+            })
+        }
+        Ok(ReaderMethod::VisualCheck) => {
+            ctx.method = "visual".into();
+            let staff_id = req.staff_id.as_str();
+            if staff_id.is_empty() {
+                return Err(Refusal::Invalid(DomainError::Empty { what: "staff id" }));
+            }
+            if staff_id.len() > MAX_STAFF_ID_LEN {
+                return Err(Refusal::Invalid(DomainError::TooLong {
+                    what: "staff id",
+                    max: MAX_STAFF_ID_LEN,
+                    actual: staff_id.chars().count(),
+                }));
+            }
+            if !is_valid_staff_id(staff_id) {
+                let position = staff_id
+                    .bytes()
+                    .position(|b| !b.is_ascii_graphic())
+                    .unwrap_or_default();
+                return Err(Refusal::Invalid(DomainError::BadCharacter {
+                    what: "staff id",
+                    position,
+                }));
+            }
+            ctx.method = format!("visual:{staff_id}").into();
+            Ok(ReaderClaim::Visual {
+                staff_id: staff_id.to_owned(),
+            })
+        }
+        Ok(ReaderMethod::Unspecified) => Err(Refusal::Invalid(DomainError::Empty {
+            what: "reader method",
+        })),
+        Err(_) => Err(Refusal::UnknownEnum {
+            what: "reader method",
+            value: req.method,
+        }),
+    }
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], Refusal> {
@@ -752,12 +1025,6 @@ impl Confirmation for ConfirmationService {
     ) -> Result<Response<IssueChallengeResponse>, Status> {
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
         let purpose = purpose_from_proto(request.get_ref().purpose).map_err(|r| r.to_status())?;
-        if !matches!(purpose, Purpose::Confirm | Purpose::Register) {
-            return Err(Refusal::BadRequest(
-                "only PURPOSE_CONFIRM and PURPOSE_REGISTER are served by this version".into(),
-            )
-            .to_status());
-        }
         let now = self.state.clock.now();
         let issued = self
             .state
@@ -782,6 +1049,30 @@ impl Confirmation for ConfirmationService {
         let mut ctx = AuditContext::new("pin", "confirm");
         let outcome = self
             .confirm(&terminal, request.into_inner(), &mut ctx, now)
+            .await
+            .map(|mut result| {
+                result.confirmation_id = id.clone();
+                let code = result.result_code();
+                let summary = answer::audit_summary(&result);
+                (result, code, summary)
+            });
+        self.finish(&terminal, now, ctx, id, outcome).await
+    }
+
+    async fn confirm_by_reader(
+        &self,
+        request: Request<ConfirmByReaderRequest>,
+    ) -> Result<Response<ConfirmationResult>, Status> {
+        let (terminal, device_key) = self
+            .identify_with_device_key(&request)
+            .await
+            .map_err(|r| r.to_status())?;
+        let now = self.state.clock.now();
+        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        // The method is set from the request as soon as it is known (`face`, `visual:<id>`).
+        let mut ctx = AuditContext::new("reader", "confirm");
+        let outcome = self
+            .confirm_by_reader_checks(&terminal, device_key, request.into_inner(), &mut ctx, now)
             .await
             .map(|mut result| {
                 result.confirmation_id = id.clone();

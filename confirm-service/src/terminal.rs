@@ -67,16 +67,29 @@ impl TerminalIdentity {
     }
 }
 
+/// A terminal's device public key (an uncompressed P-256 point), shared by the cache and the
+/// requests that verify attestations with it.
+pub type DevicePublicKey = std::sync::Arc<[u8]>;
+
+/// What the cache remembers of a terminal the store knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownTerminal {
+    pub identity: TerminalIdentity,
+    pub status: TerminalStatus,
+    /// The reader's device public key, when one is registered.
+    pub device_public_key: Option<DevicePublicKey>,
+}
+
 /// Terminals seen in the last few seconds, by their client certificate: who the certificate
-/// names and the status the store gave, so a busy terminal costs neither a certificate parse
-/// nor a store round trip per request. Only terminals the store knows are kept (a terminal
-/// registered a moment ago is found at once); a status change (suspension) takes effect within
-/// [`TerminalCache::TTL`] on every instance.
+/// names, the status the store gave and the device key registered to it, so a busy terminal
+/// costs neither a certificate parse nor a store round trip per request. Only terminals the
+/// store knows are kept (a terminal registered a moment ago is found at once); a status change
+/// (suspension) or a new device key takes effect within [`TerminalCache::TTL`] on every
+/// instance.
 #[derive(Debug, Default)]
 pub struct TerminalCache {
-    entries: std::sync::Mutex<
-        std::collections::HashMap<Vec<u8>, (TerminalIdentity, TerminalStatus, std::time::Instant)>,
-    >,
+    entries:
+        std::sync::Mutex<std::collections::HashMap<Vec<u8>, (KnownTerminal, std::time::Instant)>>,
 }
 
 impl TerminalCache {
@@ -84,25 +97,22 @@ impl TerminalCache {
     /// Beyond this many terminals the cache starts over (Japan has ~230,000 institutions).
     const MAX_ENTRIES: usize = 500_000;
 
-    /// The terminal a client certificate (DER) names and its status, if read less than
-    /// [`Self::TTL`] ago.
-    pub fn get(&self, certificate: &[u8]) -> Option<(TerminalIdentity, TerminalStatus)> {
+    /// The terminal a client certificate (DER) names, its status and device key, if read less
+    /// than [`Self::TTL`] ago.
+    pub fn get(&self, certificate: &[u8]) -> Option<KnownTerminal> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(certificate)
-            .filter(|(_, _, at)| at.elapsed() < Self::TTL)
-            .map(|(identity, status, _)| (identity.clone(), *status))
+            .filter(|(_, at)| at.elapsed() < Self::TTL)
+            .map(|(known, _)| known.clone())
     }
 
-    pub fn put(&self, certificate: &[u8], identity: &TerminalIdentity, status: TerminalStatus) {
+    pub fn put(&self, certificate: &[u8], known: KnownTerminal) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= Self::MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(
-            certificate.to_vec(),
-            (identity.clone(), status, std::time::Instant::now()),
-        );
+        entries.insert(certificate.to_vec(), (known, std::time::Instant::now()));
     }
 }
 
@@ -222,30 +232,37 @@ mod cache_tests {
     use super::*;
 
     #[test]
-    fn a_cached_status_is_returned_per_terminal() {
+    fn a_cached_status_and_device_key_are_returned_per_terminal() {
         let cache = TerminalCache::default();
-        let a = TerminalIdentity {
-            institution_code: "1340123452".into(),
-            terminal_id: "T01".into(),
-        };
-        let b = TerminalIdentity {
-            terminal_id: "T02".into(),
-            ..a.clone()
+        let known = |id: &str, status, key: Option<&[u8]>| KnownTerminal {
+            identity: TerminalIdentity {
+                institution_code: "1340123452".into(),
+                terminal_id: id.into(),
+            },
+            status,
+            device_public_key: key.map(DevicePublicKey::from),
         };
         let (cert_a, cert_b) = (
             b"certificate of T01".as_slice(),
             b"certificate of T02".as_slice(),
         );
         assert_eq!(cache.get(cert_a), None);
-        cache.put(cert_a, &a, TerminalStatus::Suspended);
+        cache.put(cert_a, known("T01", TerminalStatus::Suspended, None));
         assert_eq!(
             cache.get(cert_a),
-            Some((a.clone(), TerminalStatus::Suspended))
+            Some(known("T01", TerminalStatus::Suspended, None))
         );
         assert_eq!(cache.get(cert_b), None);
-        cache.put(cert_b, &b, TerminalStatus::InOperation);
-        cache.put(cert_a, &a, TerminalStatus::InOperation);
-        assert_eq!(cache.get(cert_a), Some((a, TerminalStatus::InOperation)));
-        assert_eq!(cache.get(cert_b), Some((b, TerminalStatus::InOperation)));
+        let key_a = [4u8; 65];
+        let key_b = [5u8; 65];
+        cache.put(cert_b, known("T02", TerminalStatus::InOperation, Some(&key_b)));
+        cache.put(cert_a, known("T01", TerminalStatus::InOperation, Some(&key_a)));
+        let a = cache.get(cert_a).unwrap();
+        assert_eq!(a, known("T01", TerminalStatus::InOperation, Some(&key_a)));
+        assert_eq!(a.device_public_key.as_deref(), Some(key_a.as_slice()));
+        assert_eq!(
+            cache.get(cert_b),
+            Some(known("T02", TerminalStatus::InOperation, Some(&key_b)))
+        );
     }
 }

@@ -163,6 +163,8 @@ pub fn register(location: &str, terminals: &[TerminalIdentity]) -> Result<(), Lo
                     institution_code: code.to_owned(),
                     terminal_id: id.to_owned(),
                     status: TerminalStatus::InOperation,
+                    // The load harness drives PIN-mode confirmations only.
+                    device_public_key: None,
                 }
             })
             .collect(),

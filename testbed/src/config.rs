@@ -15,6 +15,7 @@ pub struct ServiceConfig {
     pub listen: String,
     pub store: String,
     pub challenge_ttl_seconds: u32,
+    pub min_face_threshold_permille: u16,
     pub tls: ServiceTls,
     pub validation: ServiceValidation,
 }
@@ -46,6 +47,9 @@ pub struct AgentConfig {
     pub certificate: String,
     pub private_key: String,
     pub terminal_name: String,
+    /// The reader's device key (PKCS#8 DER), for face and visual-check attestations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_key: Option<String>,
 }
 
 /// TOML text of a configuration.
@@ -66,6 +70,7 @@ mod tests {
             listen: "127.0.0.1:50443".into(),
             store: "store/onshi.sqlite".into(),
             challenge_ttl_seconds: 60,
+            min_face_threshold_permille: 800,
             tls: ServiceTls {
                 certificate: "service/server.pem".into(),
                 private_key: "service/server.key.pem".into(),
@@ -83,6 +88,7 @@ mod tests {
         let expected = r#"listen = "127.0.0.1:50443"
 store = "store/onshi.sqlite"
 challenge_ttl_seconds = 60
+min_face_threshold_permille = 800
 
 [tls]
 certificate = "service/server.pem"

@@ -16,7 +16,7 @@ pub enum TestbedError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("RSA key generation for {purpose} failed: {reason}")]
+    #[error("key generation for {purpose} failed: {reason}")]
     KeyGeneration { purpose: String, reason: String },
     #[error("certificate or CRL generation failed ({what}): {source}")]
     Certificate { what: String, source: rcgen::Error },

@@ -4,7 +4,9 @@
 //!
 //! Deterministic: every random choice comes from a generator seeded by the world seed and a
 //! purpose label, every date is relative to `now`, and nothing reads the clock, so the same
-//! seed and `now` give byte-identical files.
+//! seed and `now` give byte-identical files. The one exception is the terminals' reader device
+//! keys (`device-key.p8`, and their public keys in the store's `terminals` table): ring
+//! generates ECDSA keys from the system's generator only ([`crate::keys::DeviceKey`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 use crate::card_data;
 use crate::config::{self, AgentConfig, ServiceConfig, ServiceTls, ServiceValidation};
-use crate::keys::{derive_seed, RsaKey};
+use crate::keys::{derive_seed, DeviceKey, RsaKey};
 use crate::manifest::{self, CardEntry, CardKind, TerminalEntry, TerminalStatus, WorldManifest};
 use crate::pki::{self, CardCertificateSpec, LeafSpec, Revocation};
 use crate::population::{self, CardPlan, Examples, Population, PopulationSpec, Totals};
@@ -92,6 +94,9 @@ impl WorldOptions {
         }
     }
 }
+
+/// The reader device key's file in each terminal's folder (PKCS#8 DER, mode 0600).
+pub const DEVICE_KEY_FILE: &str = "device-key.p8";
 
 /// A terminal to create.
 struct TerminalPlan {
@@ -536,6 +541,9 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         add_years(now, 10)?,
     )?;
     let mut terminal_entries = Vec::with_capacity(terminals.len());
+    // Each terminal's reader device key: its public half goes into the store with the
+    // terminal (for the terminals the store knows).
+    let mut device_keys = Vec::with_capacity(terminals.len());
     for (plan, key) in terminals.iter().zip(&terminal_keys) {
         let name = plan.name();
         let untrusted = plan.status == TerminalStatus::Untrusted;
@@ -554,6 +562,8 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             // For reference only: nothing trusts it.
             write_file(&dir.join("rogue-ca.pem"), rogue.pem().as_bytes())?;
         }
+        let device_key = DeviceKey::generate(&format!("the device key of {}", plan.dir))?;
+        write_secret(&dir.join(DEVICE_KEY_FILE), device_key.pkcs8_der())?;
         let agent = AgentConfig {
             service: format!("https://{SERVICE_LISTEN}"),
             server_name: "localhost".into(),
@@ -561,6 +571,7 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             certificate: "client.pem".into(),
             private_key: "client.key.pem".into(),
             terminal_name: name.clone(),
+            device_key: Some(DEVICE_KEY_FILE.into()),
         };
         write_file(&dir.join("agent.toml"), config::to_toml(&agent)?.as_bytes())?;
         terminal_entries.push(TerminalEntry {
@@ -570,6 +581,7 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             status: plan.status,
             dir: plan.dir.clone(),
         });
+        device_keys.push(device_key);
     }
 
     let store_path = out.join("store/onshi.sqlite");
@@ -589,7 +601,8 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         holders.batch.cards = links;
         holders.batch.terminals = terminals
             .iter()
-            .filter_map(|plan| {
+            .zip(&device_keys)
+            .filter_map(|(plan, device_key)| {
                 let status = match plan.status {
                     TerminalStatus::InOperation => store::TerminalStatus::InOperation,
                     TerminalStatus::Suspended => store::TerminalStatus::Suspended,
@@ -600,6 +613,7 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
                     institution_code: plan.code.as_str().to_owned(),
                     terminal_id: plan.terminal_id.to_owned(),
                     status,
+                    device_public_key: Some(device_key.public_key().to_vec()),
                 })
             })
             .collect();
@@ -650,6 +664,8 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         listen: SERVICE_LISTEN.into(),
         store: "store/onshi.sqlite".into(),
         challenge_ttl_seconds: 60,
+        min_face_threshold_permille:
+            onshi_confirm_service::config::DEFAULT_MIN_FACE_THRESHOLD_PERMILLE,
         tls: ServiceTls {
             certificate: "service/server.pem".into(),
             private_key: "service/server.key.pem".into(),

@@ -1,4 +1,5 @@
-//! Builds worlds and checks them from the outside: byte-for-byte determinism, the certificate
+//! Builds worlds and checks them from the outside: byte-for-byte determinism (but for the
+//! terminals' reader device keys, which ring draws from the system's generator), the certificate
 //! and CRL profiles (parsed with x509-parser, signatures checked with ring), the store's card
 //! links and records, and OpenSSL's verdicts as an independent check.
 
@@ -86,34 +87,51 @@ fn same_seed_and_now_give_identical_bytes() {
     assert!(fa.len() > 25, "{:?}", fa.keys());
     assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
     assert_eq!(fa.keys().collect::<Vec<_>>(), fc.keys().collect::<Vec<_>>());
-    // The number of generator threads changes nothing.
-    for (path, bytes) in &fa {
-        assert!(&fb[path] == bytes, "{} differs", path.display());
-    }
-    // Another chunk size commits other transactions: the same rows, but SQLite lays the
-    // pages out differently, so the store is compared by content.
+    // Every file but the store and the device keys is byte-identical, whatever the number of
+    // generator threads or the chunk size. The device keys (and so their public keys in the
+    // store's terminals) are the one thing ring draws from the system's generator; another
+    // chunk size also commits other transactions, which SQLite lays out differently. So the
+    // stores are compared by content, terminals but their device keys included.
     let store = Path::new("store/onshi.sqlite");
+    let device_key = |p: &Path| p.file_name().is_some_and(|n| n == "device-key.p8");
+    assert_eq!(fa.keys().filter(|p| device_key(p)).count(), 6);
     for (path, bytes) in &fa {
-        if path != store {
+        if path != store && !device_key(path) {
+            assert!(&fb[path] == bytes, "{} differs", path.display());
             assert!(&fc[path] == bytes, "{} differs", path.display());
         }
     }
-    let (sa, sc) = (
+    let (sa, sb, sc) = (
         SqliteStore::open(&a.join(store)).unwrap(),
+        SqliteStore::open(&b.join(store)).unwrap(),
         SqliteStore::open(&c.join(store)).unwrap(),
     );
-    for i in 0..90 {
-        let id = onshi_testbed::population::person_id(i);
-        assert!(sa.person(&id).unwrap().is_some());
-        assert_eq!(sa.person(&id).unwrap(), sc.person(&id).unwrap());
-        assert_eq!(
-            sa.qualifications(&id).unwrap(),
-            sc.qualifications(&id).unwrap()
-        );
-        assert_eq!(sa.medications(&id).unwrap(), sc.medications(&id).unwrap());
-        assert_eq!(sa.checkups(&id).unwrap(), sc.checkups(&id).unwrap());
+    for other in [&sb, &sc] {
+        for i in 0..90 {
+            let id = onshi_testbed::population::person_id(i);
+            assert!(sa.person(&id).unwrap().is_some());
+            assert_eq!(sa.person(&id).unwrap(), other.person(&id).unwrap());
+            assert_eq!(
+                sa.qualifications(&id).unwrap(),
+                other.qualifications(&id).unwrap()
+            );
+            assert_eq!(
+                sa.medications(&id).unwrap(),
+                other.medications(&id).unwrap()
+            );
+            assert_eq!(sa.checkups(&id).unwrap(), other.checkups(&id).unwrap());
+            assert_eq!(sa.cards_of(&id).unwrap(), other.cards_of(&id).unwrap());
+        }
+        let without_keys = |s: &SqliteStore| {
+            s.terminals()
+                .unwrap()
+                .into_iter()
+                .map(|t| (t.institution_code, t.terminal_id, t.status))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(without_keys(&sa), without_keys(other));
     }
-    drop((sa, sc));
+    drop((sa, sb, sc));
     // No WAL left behind: the store is one file.
     assert!(fa.contains_key(store));
     assert!(!fa.keys().any(|p| p.to_string_lossy().ends_with("-wal")));
@@ -514,6 +532,57 @@ fn terminals_and_configs() {
     }
     let pharmacy = &manifest.terminals[0].institution_code;
     assert_eq!(&pharmacy[2..3], "4", "a pharmacy");
+
+    // Every terminal folder holds its reader's device key, which agent.toml names; the store
+    // holds the public key of each terminal it knows, and a signature by the file's key
+    // verifies with it.
+    let store = SqliteStore::open(&dir.join("store/onshi.sqlite")).unwrap();
+    let rng = ring::rand::SystemRandom::new();
+    let mut public_keys = Vec::new();
+    for t in &manifest.terminals {
+        let tdir = dir.join(&t.dir);
+        let path = tdir.join("device-key.p8");
+        let agent = std::fs::read_to_string(tdir.join("agent.toml")).unwrap();
+        assert!(
+            agent.contains("device_key = \"device-key.p8\""),
+            "{}: {agent}",
+            t.dir
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        }
+        let pkcs8 = std::fs::read(&path).unwrap();
+        let pair = signature::EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &pkcs8,
+            &rng,
+        )
+        .unwrap();
+        public_keys.push(pair.public_key().as_ref().to_vec());
+        let stored = store.terminal(&t.institution_code, &t.terminal_id).unwrap();
+        match t.status {
+            TerminalStatus::InOperation | TerminalStatus::Suspended => {
+                let stored = stored.unwrap().device_public_key.unwrap();
+                assert_eq!(stored.len(), 65);
+                let sig = pair.sign(&rng, b"attested binding").unwrap();
+                signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &stored)
+                    .verify(b"attested binding", sig.as_ref())
+                    .unwrap();
+            }
+            TerminalStatus::Unregistered => assert_eq!(stored, None, "{}", t.dir),
+            // The rogue shares its name with the pharmacy's T01, whose key is T01's own.
+            TerminalStatus::Untrusted => {
+                let stored = stored.unwrap().device_public_key.unwrap();
+                assert_ne!(&stored, public_keys.last().unwrap());
+            }
+        }
+    }
+    public_keys.sort();
+    public_keys.dedup();
+    assert_eq!(public_keys.len(), manifest.terminals.len(), "distinct keys");
 
     let server = pem_der(&std::fs::read_to_string(dir.join("service/server.pem")).unwrap());
     let (_, server) = parse_x509_certificate(&server).unwrap();

@@ -37,6 +37,7 @@ macro_rules! store_suite {
             reference_data_round_trip,
             load_replaces_persons_links_and_terminals_and_appends_records,
             load_is_all_or_nothing,
+            terminal_device_key_round_trip,
             persons_by_numbers_exact_match,
             persons_by_numbers_absent_symbol_or_branch_matches_only_absent,
             persons_by_numbers_wrong_birth_date_finds_none,
@@ -249,7 +250,16 @@ fn terminal(code: &str, id: &str, status: TerminalStatus) -> Terminal {
         institution_code: code.into(),
         terminal_id: id.into(),
         status,
+        device_public_key: None,
     }
+}
+
+/// A stand-in device public key: 65 bytes like an uncompressed P-256 point (the store keeps
+/// the bytes; only the service parses them).
+fn device_key(n: u8) -> Vec<u8> {
+    let mut key = vec![4u8];
+    key.extend((0..64u8).map(|i| i.wrapping_mul(n).wrapping_add(n)));
+    key
 }
 
 fn medication(person_id: &str, on: Date, drug: &str) -> Medication {
@@ -384,6 +394,90 @@ pub fn reference_data_round_trip(store: &dyn Store) {
     assert_eq!(store.medications("P2").unwrap(), Vec::new());
     assert_eq!(store.checkups("P1").unwrap(), vec![c_new, c_old]);
     assert_eq!(store.checkups("P2").unwrap(), Vec::new());
+}
+
+/// A terminal's device public key reads back as loaded, with the terminal's lookup; a terminal
+/// without one reads back without one; loading the terminal again replaces its key (a new
+/// reader, or none); a key that is not 65 bytes fails the load, which then writes nothing.
+pub fn terminal_device_key_round_trip(store: &dyn Store) {
+    let keyed = |code: &str, id: &str, status, key: Option<Vec<u8>>| Terminal {
+        device_public_key: key,
+        ..terminal(code, id, status)
+    };
+    let t1 = keyed(
+        "1340123452",
+        "T01",
+        TerminalStatus::InOperation,
+        Some(device_key(1)),
+    );
+    let t2 = keyed("1340123452", "T02", TerminalStatus::InOperation, None);
+    let t3 = keyed(
+        "1310156789",
+        "T01",
+        TerminalStatus::Suspended,
+        Some(device_key(3)),
+    );
+    load(
+        store,
+        LoadBatch {
+            terminals: vec![t1.clone(), t2.clone(), t3.clone()],
+            ..LoadBatch::default()
+        },
+    );
+    assert_eq!(store.terminal("1340123452", "T01").unwrap(), Some(t1.clone()));
+    assert_eq!(store.terminal("1340123452", "T02").unwrap(), Some(t2));
+    assert_eq!(store.terminal("1310156789", "T01").unwrap(), Some(t3.clone()));
+    assert_eq!(
+        store
+            .terminal("1340123452", "T01")
+            .unwrap()
+            .unwrap()
+            .device_public_key
+            .unwrap()
+            .len(),
+        65
+    );
+
+    // A new reader: the key is replaced; then none at all.
+    let replaced = keyed(
+        "1340123452",
+        "T01",
+        TerminalStatus::InOperation,
+        Some(device_key(7)),
+    );
+    load(
+        store,
+        LoadBatch {
+            terminals: vec![replaced.clone()],
+            ..LoadBatch::default()
+        },
+    );
+    assert_eq!(store.terminal("1340123452", "T01").unwrap(), Some(replaced));
+    let cleared = keyed("1340123452", "T01", TerminalStatus::InOperation, None);
+    load(
+        store,
+        LoadBatch {
+            terminals: vec![cleared.clone()],
+            ..LoadBatch::default()
+        },
+    );
+    assert_eq!(store.terminal("1340123452", "T01").unwrap(), Some(cleared.clone()));
+    // Another terminal's key is untouched by all of this.
+    assert_eq!(store.terminal("1310156789", "T01").unwrap(), Some(t3));
+
+    // Not a 65-byte point: refused, and the batch's other terminal is not written either.
+    for bad in [vec![4u8; 64], vec![4u8; 66], Vec::new()] {
+        let result = store.load(&LoadBatch {
+            terminals: vec![
+                t1.clone(),
+                keyed("1340123452", "T03", TerminalStatus::InOperation, Some(bad)),
+            ],
+            ..LoadBatch::default()
+        });
+        assert!(result.is_err(), "a malformed device key must be refused");
+        assert_eq!(store.terminal("1340123452", "T01").unwrap(), Some(cleared.clone()));
+        assert_eq!(store.terminal("1340123452", "T03").unwrap(), None);
+    }
 }
 
 /// A person, card link or terminal loaded again is replaced; qualification records,

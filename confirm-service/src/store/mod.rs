@@ -151,7 +151,14 @@ pub struct Terminal {
     /// Unique within the institution, e.g. `T01`.
     pub terminal_id: String,
     pub status: TerminalStatus,
+    /// The public key of the terminal's reader device: an ECDSA P-256 point, uncompressed
+    /// (`04 || x || y`, [`DEVICE_PUBLIC_KEY_LEN`] bytes). It verifies the attestations of face
+    /// and visual-check confirmations; `None` for a terminal that confirms by PIN only.
+    pub device_public_key: Option<Vec<u8>>,
 }
+
+/// Length of a terminal's device public key (an uncompressed P-256 point).
+pub const DEVICE_PUBLIC_KEY_LEN: usize = 65;
 
 /// Reference data written in one transaction: the testbed's population in chunks, a copy
 /// from one store to another, or a test's fixture. Persons come before the rows that name them.

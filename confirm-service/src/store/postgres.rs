@@ -52,7 +52,7 @@ use crate::eligibility::{
 };
 
 /// The schema version this code writes and understands (`onshi_schema.version`).
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Connections one store keeps open at most, unless [`PgStore::open_with_pool`] says otherwise.
 pub const DEFAULT_POOL_SIZE: usize = 16;
@@ -510,6 +510,13 @@ fn describe(config: &Config) -> String {
     )
 }
 
+/// Version 2: the terminals' device public keys (face and visual-check attestations); a
+/// terminal of an older database has none.
+const SCHEMA_V2: &str = "
+ALTER TABLE terminals ADD COLUMN device_public_key BYTEA
+    CHECK (device_public_key IS NULL OR octet_length(device_public_key) = 65);
+";
+
 /// Creates or upgrades the schema in one transaction that holds an advisory lock, so two
 /// instances opening a fresh database together do not both create it.
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
@@ -534,6 +541,9 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     }
     if found < 1 {
         tx.batch_execute(SCHEMA_V1)?;
+    }
+    if found < 2 {
+        tx.batch_execute(SCHEMA_V2)?;
     }
     if found < SCHEMA_VERSION {
         tx.execute(
@@ -850,9 +860,10 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
          ON CONFLICT (issuer_key, serial) DO UPDATE SET person_id = excluded.person_id",
     )?;
     let upsert_terminals = conn.prepare(
-        "INSERT INTO terminals (institution_code, terminal_id, status)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-         ON CONFLICT (institution_code, terminal_id) DO UPDATE SET status = excluded.status",
+        "INSERT INTO terminals (institution_code, terminal_id, status, device_public_key)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[])
+         ON CONFLICT (institution_code, terminal_id) DO UPDATE SET status = excluded.status,
+             device_public_key = excluded.device_public_key",
     )?;
     let insert_medications = conn.prepare(
         "INSERT INTO medications (person_id, dispensed_on, institution_code, institution_name,
@@ -1055,7 +1066,11 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
             .collect();
         let id: Vec<&str> = terminals.iter().map(|t| t.terminal_id.as_str()).collect();
         let status: Vec<&str> = terminals.iter().map(|t| t.status.as_str()).collect();
-        tx.execute(&upsert_terminals, &[&code, &id, &status])?;
+        let key: Vec<Option<&[u8]>> = terminals
+            .iter()
+            .map(|t| t.device_public_key.as_deref())
+            .collect();
+        tx.execute(&upsert_terminals, &[&code, &id, &status, &key])?;
     }
 
     if !batch.medications.is_empty() {
@@ -1127,7 +1142,8 @@ impl Store for PgStore {
         terminal_id: &str,
     ) -> Result<Option<Terminal>, StoreError> {
         let rows = self.query(
-            "SELECT status FROM terminals WHERE institution_code = $1 AND terminal_id = $2",
+            "SELECT status, device_public_key FROM terminals
+             WHERE institution_code = $1 AND terminal_id = $2",
             &[&institution_code, &terminal_id],
         )?;
         rows.first()
@@ -1138,6 +1154,7 @@ impl Store for PgStore {
                     terminal_id: terminal_id.to_owned(),
                     status: TerminalStatus::parse(&status)
                         .ok_or_else(|| corrupt("terminal status", &status))?,
+                    device_public_key: col(r, 1)?,
                 })
             })
             .transpose()

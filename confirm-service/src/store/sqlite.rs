@@ -33,7 +33,7 @@ use crate::eligibility::{
 };
 
 /// The schema version this code writes and understands (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -354,21 +354,21 @@ impl SqliteStore {
     ) -> Result<Option<Terminal>, StoreError> {
         let conn = self.readers.get();
         let mut stmt = conn.prepare_cached(
-            "SELECT status FROM terminals WHERE institution_code = ?1 AND terminal_id = ?2",
+            "SELECT status, device_public_key FROM terminals
+             WHERE institution_code = ?1 AND terminal_id = ?2",
         )?;
-        let status: Option<String> = stmt
-            .query_row([institution_code, terminal_id], |r| r.get(0))
+        let row: Option<(String, Option<Vec<u8>>)> = stmt
+            .query_row([institution_code, terminal_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        status
-            .map(|s| {
-                Ok(Terminal {
-                    institution_code: institution_code.to_owned(),
-                    terminal_id: terminal_id.to_owned(),
-                    status: TerminalStatus::parse(&s)
-                        .ok_or_else(|| corrupt("terminal status", &s))?,
-                })
+        row.map(|(s, device_public_key)| {
+            Ok(Terminal {
+                institution_code: institution_code.to_owned(),
+                terminal_id: terminal_id.to_owned(),
+                status: TerminalStatus::parse(&s).ok_or_else(|| corrupt("terminal status", &s))?,
+                device_public_key,
             })
-            .transpose()
+        })
+        .transpose()
     }
 }
 
@@ -471,13 +471,16 @@ impl Bulk<'_> {
     /// Adds or updates a terminal.
     pub fn upsert_terminal(&mut self, t: &Terminal) -> Result<(), StoreError> {
         let mut stmt = self.tx.prepare_cached(
-            "INSERT INTO terminals (institution_code, terminal_id, status) VALUES (?1, ?2, ?3)
-             ON CONFLICT (institution_code, terminal_id) DO UPDATE SET status = excluded.status",
+            "INSERT INTO terminals (institution_code, terminal_id, status, device_public_key)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (institution_code, terminal_id) DO UPDATE SET status = excluded.status,
+                 device_public_key = excluded.device_public_key",
         )?;
         stmt.execute(params![
             t.institution_code,
             t.terminal_id,
-            t.status.as_str()
+            t.status.as_str(),
+            t.device_public_key,
         ])?;
         Ok(())
     }
@@ -528,6 +531,13 @@ fn connect(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
         .map_err(open_err)?;
     Ok(conn)
 }
+
+/// Version 3: the terminals' device public keys (face and visual-check attestations); a
+/// terminal of an older store has none.
+const SCHEMA_V3: &str = "
+ALTER TABLE terminals ADD COLUMN device_public_key BLOB
+    CHECK (device_public_key IS NULL OR length(device_public_key) = 65);
+";
 
 /// Version 2: registration time, clinical data, consents, challenges, audit and batch jobs
 /// (the last two were created by their modules before; `IF NOT EXISTS` adopts them).
@@ -847,7 +857,7 @@ impl SqliteStore {
     pub fn terminals(&self) -> Result<Vec<Terminal>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT institution_code, terminal_id, status FROM terminals
+            "SELECT institution_code, terminal_id, status, device_public_key FROM terminals
              ORDER BY institution_code, terminal_id",
         )?;
         let rows = stmt
@@ -856,16 +866,18 @@ impl SqliteStore {
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
+                    r.get::<_, Option<Vec<u8>>>(3)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(|(institution_code, terminal_id, status)| {
+            .map(|(institution_code, terminal_id, status, device_public_key)| {
                 Ok(Terminal {
                     institution_code,
                     terminal_id,
                     status: TerminalStatus::parse(&status)
                         .ok_or_else(|| corrupt("terminal status", &status))?,
+                    device_public_key,
                 })
             })
             .collect()
@@ -1415,6 +1427,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     if version < 2 {
         tx.execute_batch(SCHEMA_V2)?;
     }
+    if version < 3 {
+        tx.execute_batch(SCHEMA_V3)?;
+    }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
@@ -1746,6 +1761,7 @@ mod tests {
             institution_code: "2714206386".into(),
             terminal_id: "T01".into(),
             status: TerminalStatus::InOperation,
+            device_public_key: Some(vec![4; 65]),
         };
         store.upsert_terminal(&t).unwrap();
         assert_eq!(
@@ -1755,6 +1771,7 @@ mod tests {
         assert_eq!(store.terminal("2714206386", "T02").unwrap(), None);
         let suspended = Terminal {
             status: TerminalStatus::Suspended,
+            device_public_key: None,
             ..t
         };
         store.upsert_terminal(&suspended).unwrap();
@@ -1865,6 +1882,50 @@ mod tests {
             }
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_version_2_store_is_migrated_and_its_terminals_have_no_device_key() {
+        let tmp = TempStore::new("v2");
+        {
+            let c = Connection::open(tmp.path()).unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.execute_batch(SCHEMA_V2).unwrap();
+            c.execute_batch(
+                "INSERT INTO terminals (institution_code, terminal_id, status)
+                 VALUES ('1340123452', 'T01', 'in-operation');
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&tmp.path()).unwrap();
+        let old = store.terminal("1340123452", "T01").unwrap().unwrap();
+        assert_eq!(old.status, TerminalStatus::InOperation);
+        assert_eq!(old.device_public_key, None);
+        let keyed = Terminal {
+            device_public_key: Some((0..65).collect()),
+            ..old
+        };
+        store.upsert_terminal(&keyed).unwrap();
+        assert_eq!(
+            store.terminal("1340123452", "T01").unwrap(),
+            Some(keyed.clone())
+        );
+        assert_eq!(store.terminals().unwrap(), vec![keyed.clone()]);
+        // Anything but a 65-byte point is refused by the schema.
+        let short = Terminal {
+            device_public_key: Some(vec![4; 64]),
+            ..keyed
+        };
+        assert!(matches!(
+            store.upsert_terminal(&short),
+            Err(StoreError::Sqlite(_))
+        ));
+        let version: i64 = store.with_connection(|c| {
+            c.pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap()
+        });
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]
