@@ -1,0 +1,232 @@
+// onshi kiosk: the texts of both pages, Japanese first, English on the toggle.
+"use strict";
+
+const TEXT = {
+  ja: {
+    lang_toggle: "English",
+    kiosk_title: "顔認証付きカードリーダー",
+    staff_title: "資格確認端末",
+    simulator: "シミュレーター",
+    insert_card: "マイナンバーカードを置いてください",
+    insert_card_hint: "カードはご自身で置いてください。職員はカードや暗証番号に触れません。",
+    notice_card_removed: "カードが取り出されたため、受付を中止しました。",
+    notice_timed_out: "一定時間操作がなかったため、受付を中止しました。",
+    notice_pin_locked: "暗証番号がロックされました（3回誤り）。顔認証をご利用ください。",
+    notice_face_locked: "顔認証が10回失敗したため、このカードでは顔認証を利用できません。暗証番号をご利用ください。",
+    notice_face_unavailable: "このカードでは顔認証を利用できません。",
+    working: "処理中です。カードを取り出さないでください。",
+    task_reading_card: "カードを読み取っています",
+    task_reading_face: "顔写真を読み取っています",
+    task_verifying_pin: "暗証番号を確認しています",
+    task_matching_face: "顔を照合しています",
+    task_confirming: "資格を確認しています",
+    task_registering: "健康保険証の利用登録をしています",
+    choose_method: "本人確認の方法を選んでください",
+    method_face: "顔認証",
+    method_pin: "暗証番号",
+    method_visual: "目視確認（職員）",
+    face_locked: "顔認証は利用できません（10回失敗）",
+    face_unavailable: "顔認証は利用できません",
+    pin_locked: "暗証番号はロックされています",
+    tries_left: "残り {n} 回",
+    pin_title: "暗証番号（4桁）を入力してください",
+    pin_title_register: "利用登録のため、暗証番号（4桁）を入力してください",
+    pin_wrong: "暗証番号が違います。",
+    pin_clear: "訂正",
+    pin_ok: "確定",
+    face_title: "カメラに顔を向けてください",
+    camera_holder: "本人の顔を映す",
+    camera_stranger: "別人の顔を映す",
+    face_failures: "失敗 {n} / {max} 回",
+    face_last_score: "前回の照合スコア {s}（基準 {t}）",
+    consent_of: "同意の確認 {i} / {n}",
+    consent_medication: "過去の薬剤情報を、この医療機関に提供することに同意しますか？",
+    consent_checkup: "特定健診等の情報を、この医療機関に提供することに同意しますか？",
+    consent_clinical: "過去の診療情報を、この医療機関に提供することに同意しますか？",
+    consent_surgery: "過去の手術情報を、この医療機関に提供することに同意しますか？",
+    consent_yes: "同意する",
+    consent_no: "同意しない",
+    offer_registration: "このカードは健康保険証として利用登録されていません。今、登録しますか？",
+    offer_registration_hint: "登録には暗証番号が必要です（一度だけの手続きです）。",
+    register_yes: "登録する",
+    register_no: "登録しない",
+    done: "受付完了",
+    done_hint: "カードをお取りください。",
+    validity: "資格",
+    registered_now: "健康保険証の利用登録が完了しました。",
+    failed: "受付できませんでした",
+    failed_hint: "カードをお取りのうえ、職員にお声がけください。マイナポータルの画面提示、または被保険者資格申立書の記入で受診できます。",
+    reason_refused: "資格確認が拒否されました",
+    reason_service_unreachable: "資格確認システムに接続できません",
+    reason_card_unreadable: "カードを読み取れません",
+    reason_card_error: "カードとの通信に失敗しました",
+    reason_pin_locked: "暗証番号がロックされています",
+    reason_no_method_left: "本人確認の方法が残っていません",
+    reason_cancelled: "受付を中止しました",
+    reason_timed_out: "時間切れのため受付を中止しました",
+    cancel: "中止",
+    reader_error: "カードリーダーの状態: ",
+    // staff
+    visual_check: "目視確認モード",
+    visual_staff_id: "職員ID",
+    visual_on: "目視確認をオン",
+    visual_off: "オフ",
+    visual_state_on: "オン（職員 {id}）",
+    visual_state_off: "オフ",
+    todays: "本日の資格確認",
+    search: "検索（氏名・カナ・番号・結果コード）",
+    col_time: "時刻", col_method: "方法", col_outcome: "結果", col_name: "氏名",
+    col_birth: "生年月日", col_insurer: "保険者", col_numbers: "記号・番号・枝番",
+    col_copay: "負担割合", col_bracket: "限度額区分", col_validity: "資格",
+    col_consents: "同意", col_actions: "",
+    method_numbers: "記号番号", method_reader: "カードリーダー",
+    outcome_confirmed: "確認済", outcome_refused: "拒否", outcome_error: "エラー",
+    outcome_registered: "利用登録",
+    medications: "薬剤情報", checkups: "健診情報",
+    consent_names: "薬剤,健診,診療,手術",
+    numbers_title: "保険証の記号・番号で確認（カードなし）",
+    n_insurer: "保険者番号", n_symbol: "記号", n_number: "番号", n_branch: "枝番",
+    n_birth: "生年月日（YYYYMMDD）", n_submit: "照会",
+    batch_title: "一括照会（予約患者の事前確認）",
+    batch_hint: "CSV: insurer_number,symbol,number,branch,birth_date",
+    batch_submit: "送信",
+    batch_processing: "処理中", batch_done: "処理完了", batch_failed: "失敗",
+    batch_download: "結果をダウンロード",
+    clinical_none: "該当するデータはありません",
+    none: "なし",
+  },
+  en: {
+    lang_toggle: "日本語",
+    kiosk_title: "Face-recognition card reader",
+    staff_title: "Reception terminal",
+    simulator: "simulator",
+    insert_card: "Please place your My Number card on the reader",
+    insert_card_hint: "Place the card yourself. Staff never handle your card or your PIN.",
+    notice_card_removed: "The card was removed, so the session was ended.",
+    notice_timed_out: "The session ended because nothing happened for a while.",
+    notice_pin_locked: "The PIN is now locked (3 wrong entries). Please use face authentication.",
+    notice_face_locked: "Face authentication failed 10 times and is no longer available for this card. Please use the PIN.",
+    notice_face_unavailable: "Face authentication is not available for this card.",
+    working: "Please wait. Do not remove the card.",
+    task_reading_card: "Reading the card",
+    task_reading_face: "Reading the face photo",
+    task_verifying_pin: "Checking the PIN",
+    task_matching_face: "Matching the face",
+    task_confirming: "Confirming eligibility",
+    task_registering: "Registering the card for insurance use",
+    choose_method: "How would you like to identify yourself?",
+    method_face: "Face",
+    method_pin: "PIN",
+    method_visual: "Visual check (staff)",
+    face_locked: "Face authentication is locked (10 failures)",
+    face_unavailable: "Face authentication is not available",
+    pin_locked: "The PIN is locked",
+    tries_left: "{n} tries left",
+    pin_title: "Enter your 4-digit PIN",
+    pin_title_register: "Enter your 4-digit PIN to register the card",
+    pin_wrong: "Wrong PIN.",
+    pin_clear: "Clear",
+    pin_ok: "OK",
+    face_title: "Please look at the camera",
+    camera_holder: "Show the holder's face",
+    camera_stranger: "Show someone else's face",
+    face_failures: "{n} of {max} failures",
+    face_last_score: "Last match score {s} (threshold {t})",
+    consent_of: "Consent {i} of {n}",
+    consent_medication: "Do you agree to share your past medication information with this institution?",
+    consent_checkup: "Do you agree to share your specific health checkup information with this institution?",
+    consent_clinical: "Do you agree to share your past clinical information with this institution?",
+    consent_surgery: "Do you agree to share your past surgery information with this institution?",
+    consent_yes: "Agree",
+    consent_no: "Do not agree",
+    offer_registration: "This card is not registered for use as a health insurance card. Register it now?",
+    offer_registration_hint: "Registration needs your PIN (it is done once).",
+    register_yes: "Register",
+    register_no: "Not now",
+    done: "Reception complete",
+    done_hint: "Please take your card.",
+    validity: "Eligibility",
+    registered_now: "The card is now registered for insurance use.",
+    failed: "Reception could not be completed",
+    failed_hint: "Please take your card and speak to the staff. You can show your eligibility on Mynaportal or fill in a self-declaration form.",
+    reason_refused: "The confirmation was refused",
+    reason_service_unreachable: "The confirmation service cannot be reached",
+    reason_card_unreadable: "The card cannot be read",
+    reason_card_error: "Communication with the card failed",
+    reason_pin_locked: "The PIN is locked",
+    reason_no_method_left: "No way to identify you is left",
+    reason_cancelled: "Cancelled",
+    reason_timed_out: "The session timed out",
+    cancel: "Cancel",
+    reader_error: "Card reader: ",
+    visual_check: "Visual check mode",
+    visual_staff_id: "Staff id",
+    visual_on: "Switch visual check on",
+    visual_off: "Off",
+    visual_state_on: "on (staff {id})",
+    visual_state_off: "off",
+    todays: "Today's confirmations",
+    search: "Search (name, kana, numbers, result code)",
+    col_time: "Time", col_method: "Method", col_outcome: "Outcome", col_name: "Name",
+    col_birth: "Born", col_insurer: "Insurer", col_numbers: "Symbol / number / branch",
+    col_copay: "Co-pay", col_bracket: "High-cost bracket", col_validity: "Eligibility",
+    col_consents: "Consents", col_actions: "",
+    method_numbers: "numbers", method_reader: "card reader",
+    outcome_confirmed: "confirmed", outcome_refused: "refused", outcome_error: "error",
+    outcome_registered: "registered",
+    medications: "Medication", checkups: "Checkups",
+    consent_names: "medication,checkup,clinical,surgery",
+    numbers_title: "Confirm by insurance-card numbers (no card)",
+    n_insurer: "Insurer number", n_symbol: "Symbol", n_number: "Number", n_branch: "Branch",
+    n_birth: "Birth date (YYYYMMDD)", n_submit: "Confirm",
+    batch_title: "Batch pre-check of reservations",
+    batch_hint: "CSV: insurer_number,symbol,number,branch,birth_date",
+    batch_submit: "Submit",
+    batch_processing: "processing", batch_done: "done", batch_failed: "failed",
+    batch_download: "Download results",
+    clinical_none: "No data",
+    none: "none",
+  },
+};
+
+let LANG = localStorage.getItem("onshi-lang") === "en" ? "en" : "ja";
+
+function t(key, vars) {
+  let s = (TEXT[LANG] && TEXT[LANG][key]) || TEXT.ja[key] || key;
+  for (const [k, v] of Object.entries(vars || {})) s = s.replace("{" + k + "}", v);
+  return s;
+}
+
+function applyTexts() {
+  document.documentElement.lang = LANG;
+  for (const el of document.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
+  for (const el of document.querySelectorAll("[data-tp]")) el.placeholder = t(el.dataset.tp);
+}
+
+function toggleLang(rerender) {
+  LANG = LANG === "ja" ? "en" : "ja";
+  localStorage.setItem("onshi-lang", LANG);
+  applyTexts();
+  if (rerender) rerender();
+}
+
+async function postJson(url, body) {
+  const r = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body || {}),
+  });
+  let data = null;
+  try { data = await r.json(); } catch (_) { data = null; }
+  return { ok: r.ok, status: r.status, data };
+}
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "onclick") e.addEventListener("click", v);
+    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
