@@ -5,6 +5,11 @@
 set -euo pipefail
 
 PACKAGES=(pkg-config libpcsclite-dev pcscd vsmartcard-vpcd opensc opensc-pkcs11 openssl util-linux postgresql)
+# --browser: also the headless browser the kiosk's page tests drive (Debian's Chromium and its
+# WebDriver, and CJK fonts so the Japanese screens render); the test command asks for them.
+if [ "${1:-}" = "--browser" ]; then
+  PACKAGES+=(chromium chromium-driver fonts-noto-cjk)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -4,7 +4,7 @@
 # integration, end to end through a private pcscd) and print one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --browser
 echo "==> formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings

@@ -433,9 +433,11 @@ fn run_kiosk(config: &std::path::Path, options: onshi_reader_agent::kiosk::Kiosk
         .try_init();
     runtime.block_on(async {
         let ready = |addr: std::net::SocketAddr| {
-            eprintln!("kiosk: the patient's screen  http://{addr}/");
-            eprintln!("kiosk: the staff's view      http://{addr}/staff");
-            eprintln!("kiosk: ready (Ctrl-C to stop)");
+            use std::io::Write as _;
+            println!("kiosk: the patient's screen  http://{addr}/");
+            println!("kiosk: the staff's view      http://{addr}/staff");
+            println!("kiosk: ready on {addr} (Ctrl-C to stop)");
+            let _ = std::io::stdout().flush();
         };
         match onshi_reader_agent::kiosk::run(&config, options, ready, shutdown_signal()).await {
             Ok(()) => {

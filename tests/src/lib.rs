@@ -23,8 +23,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod grpc;
+pub mod kiosk;
 pub mod pg;
 pub mod store_suite;
+pub mod webdriver;
 
 /// A harness failure, with enough context to debug a CI log.
 pub type Result<T> = std::result::Result<T, String>;
