@@ -431,7 +431,9 @@ impl ConfirmationService {
             Refusal::AttestationInvalid(format!("no device key is registered for {name}"))
         })?;
         if req.attestation.is_empty() {
-            return Err(Refusal::AttestationInvalid("the attestation is missing".into()));
+            return Err(Refusal::AttestationInvalid(
+                "the attestation is missing".into(),
+            ));
         }
         if req.attestation.len() > MAX_ATTESTATION_LEN {
             return Err(Refusal::AttestationInvalid(format!(
@@ -912,9 +914,10 @@ fn reader_claim(
     match ReaderMethod::try_from(req.method) {
         Ok(ReaderMethod::Face) => {
             ctx.method = "face".into();
-            let face = req.face_match.as_ref().ok_or(Refusal::Invalid(DomainError::Empty {
-                what: "face match",
-            }))?;
+            let face = req
+                .face_match
+                .as_ref()
+                .ok_or(Refusal::Invalid(DomainError::Empty { what: "face match" }))?;
             let permille = |v: u32, what: &str| {
                 u16::try_from(v)
                     .ok()

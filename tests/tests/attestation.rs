@@ -34,7 +34,10 @@ fn world() -> &'static World {
         let store = store::open(&world.dir.join("store/onshi.sqlite").to_string_lossy())
             .expect("open the world's store");
         let (code, id) = KEYLESS.split_once('-').unwrap();
-        let before = store.terminal(code, id).unwrap().expect("the clinic terminal");
+        let before = store
+            .terminal(code, id)
+            .unwrap()
+            .expect("the clinic terminal");
         assert!(
             before.device_public_key.is_some(),
             "the testbed registers a device key for every terminal in the store"
@@ -303,10 +306,13 @@ fn face_attestations_that_do_not_hold_are_refused_and_audited() {
             ("no attestation", |_, _, _, _| {
                 (face(912, 800), ConsentBits::default(), Vec::new())
             }),
-            ("attested by another terminal's key", |_, other, card, ch| {
-                let sig = attest(other, card, ch, face(912, 800), ConsentBits::default());
-                (face(912, 800), ConsentBits::default(), sig)
-            }),
+            (
+                "attested by another terminal's key",
+                |_, other, card, ch| {
+                    let sig = attest(other, card, ch, face(912, 800), ConsentBits::default());
+                    (face(912, 800), ConsentBits::default(), sig)
+                },
+            ),
             ("attested over another score", |key, _, card, ch| {
                 let sig = attest(key, card, ch, face(950, 800), ConsentBits::default());
                 (face(912, 800), ConsentBits::default(), sig)
@@ -320,10 +326,13 @@ fn face_attestations_that_do_not_hold_are_refused_and_audited() {
                 let sig = attest(key, card, ch, face(799, 800), ConsentBits::default());
                 (face(799, 800), ConsentBits::default(), sig)
             }),
-            ("threshold below the service's minimum (800)", |key, _, card, ch| {
-                let sig = attest(key, card, ch, face(990, 799), ConsentBits::default());
-                (face(990, 799), ConsentBits::default(), sig)
-            }),
+            (
+                "threshold below the service's minimum (800)",
+                |key, _, card, ch| {
+                    let sig = attest(key, card, ch, face(990, 799), ConsentBits::default());
+                    (face(990, 799), ConsentBits::default(), sig)
+                },
+            ),
         ];
         for (what, attempt) in attempts {
             let ch = challenge(&mut c, pb::Purpose::Face).await;
@@ -402,7 +411,11 @@ fn face_attestations_that_do_not_hold_are_refused_and_audited() {
             assert_eq!(r.terminal_id, "T01");
             assert_eq!(r.person_id, None, "refused before the person was looked up");
         }
-        assert_eq!(records.len(), refused + 1, "and the one that was carried out");
+        assert_eq!(
+            records.len(),
+            refused + 1,
+            "and the one that was carried out"
+        );
     });
 }
 
@@ -625,12 +638,9 @@ fn malformed_reader_requests_get_specific_codes() {
             none,
             attest(&key, &card, &ch, face(912, 800), none),
         );
-        let cases: [(&str, fn(&mut pb::ConfirmByReaderRequest), ResultCode); 7] = [
-            (
-                "no method",
-                |r| r.method = 0,
-                ResultCode::MissingField,
-            ),
+        type Breakage = fn(&mut pb::ConfirmByReaderRequest);
+        let cases: [(&str, Breakage, ResultCode); 7] = [
+            ("no method", |r| r.method = 0, ResultCode::MissingField),
             (
                 "unknown method",
                 |r| r.method = 9,
