@@ -36,7 +36,8 @@ pub struct AuditRecord {
     pub terminal_id: String,
     /// Absent when the request was refused before a person was identified.
     pub person_id: Option<String>,
-    /// `pin` for PIN mode.
+    /// `pin` (PIN mode), `numbers` (card-less), `face` or `visual:<staff id>` (attested by the
+    /// reader; docs/storage.md lists the rest).
     pub method: String,
     /// `confirm`, `register`, ...
     pub purpose: String,

@@ -1,12 +1,14 @@
-//! The `onshi.v1.Confirmation` gRPC service: challenges, confirmation by card (PIN mode) and by
-//! insurance-card numbers, registration for insurance use, consent-gated clinical data, and
-//! batch confirmation (the background work is in [`crate::batch`]).
+//! The `onshi.v1.Confirmation` gRPC service: challenges, confirmation by card (PIN mode), by the
+//! reader's attestation (face and visual-check modes, `ConfirmByReader`) and by insurance-card
+//! numbers, registration for insurance use, consent-gated clinical data, and batch
+//! confirmation (the background work is in [`crate::batch`]).
 //!
 //! The order of checks for a card follows architecture.md "main flow" step 4: terminal known
 //! and in operation; challenge known, fresh, unused and this terminal's; certificate valid;
-//! signature over the binding; then certificate → person → registration → records. Every
-//! request by an identified terminal is audited, durably, before its answer (or refusal)
-//! leaves: [`ConfirmationService::finish`] is the one exit.
+//! signature over the binding (or, in face and visual-check modes, the reader's attestation
+//! with the terminal's device key, then the face policy); then certificate → person →
+//! registration → records. Every request by an identified terminal is audited, durably, before
+//! its answer (or refusal) leaves: [`ConfirmationService::finish`] is the one exit.
 //!
 //! A confirmation's writes all happen in that exit, in one group commit of the writer
 //! ([`crate::audit`]): its challenge is consumed, the consents it carried are recorded (only if
@@ -226,8 +228,12 @@ impl ConfirmationService {
         let leaf = certs
             .first()
             .ok_or_else(|| Refusal::TerminalUnknown("no client certificate".into()))?;
-        let (identity, known) = match self.state.terminals.get(leaf.as_ref()) {
-            Some(known) => (known.identity.clone(), Some(known)),
+        let (identity, status, device_key) = match self.state.terminals.get(leaf.as_ref()) {
+            Some(KnownTerminal {
+                identity,
+                status,
+                device_public_key,
+            }) => (identity, Some(status), device_public_key),
             None => {
                 let identity = TerminalIdentity::from_certificate(leaf.as_ref())
                     .map_err(Refusal::TerminalUnknown)?;
@@ -239,20 +245,22 @@ impl ConfirmationService {
                             .map_err(unavailable)
                     })
                     .await?;
-                let known = terminal.map(|t| KnownTerminal {
-                    identity: identity.clone(),
-                    status: t.status,
-                    device_public_key: t.device_public_key.map(DevicePublicKey::from),
-                });
-                if let Some(k) = &known {
-                    self.state.terminals.put(leaf.as_ref(), k.clone());
+                match terminal {
+                    Some(t) => {
+                        let key = t.device_public_key.map(DevicePublicKey::from);
+                        self.state.terminals.put(
+                            leaf.as_ref(),
+                            KnownTerminal {
+                                identity: identity.clone(),
+                                status: t.status,
+                                device_public_key: key.clone(),
+                            },
+                        );
+                        (identity, Some(t.status), key)
+                    }
+                    None => (identity, None, None),
                 }
-                (identity, known)
             }
-        };
-        let (status, device_key) = match known {
-            Some(k) => (Some(k.status), k.device_public_key),
-            None => (None, None),
         };
         let identity = match status {
             None => Err(Refusal::TerminalUnknown(format!(
@@ -431,7 +439,9 @@ impl ConfirmationService {
             Refusal::AttestationInvalid(format!("no device key is registered for {name}"))
         })?;
         if req.attestation.is_empty() {
-            return Err(Refusal::AttestationInvalid("the attestation is missing".into()));
+            return Err(Refusal::AttestationInvalid(
+                "the attestation is missing".into(),
+            ));
         }
         if req.attestation.len() > MAX_ATTESTATION_LEN {
             return Err(Refusal::AttestationInvalid(format!(
@@ -912,9 +922,10 @@ fn reader_claim(
     match ReaderMethod::try_from(req.method) {
         Ok(ReaderMethod::Face) => {
             ctx.method = "face".into();
-            let face = req.face_match.as_ref().ok_or(Refusal::Invalid(DomainError::Empty {
-                what: "face match",
-            }))?;
+            let face = req
+                .face_match
+                .as_ref()
+                .ok_or(Refusal::Invalid(DomainError::Empty { what: "face match" }))?;
             let permille = |v: u32, what: &str| {
                 u16::try_from(v)
                     .ok()

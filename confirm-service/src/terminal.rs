@@ -255,8 +255,14 @@ mod cache_tests {
         assert_eq!(cache.get(cert_b), None);
         let key_a = [4u8; 65];
         let key_b = [5u8; 65];
-        cache.put(cert_b, known("T02", TerminalStatus::InOperation, Some(&key_b)));
-        cache.put(cert_a, known("T01", TerminalStatus::InOperation, Some(&key_a)));
+        cache.put(
+            cert_b,
+            known("T02", TerminalStatus::InOperation, Some(&key_b)),
+        );
+        cache.put(
+            cert_a,
+            known("T01", TerminalStatus::InOperation, Some(&key_a)),
+        );
         let a = cache.get(cert_a).unwrap();
         assert_eq!(a, known("T01", TerminalStatus::InOperation, Some(&key_a)));
         assert_eq!(a.device_public_key.as_deref(), Some(key_a.as_slice()));

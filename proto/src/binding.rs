@@ -333,7 +333,10 @@ mod tests {
     }
 
     fn reader_vector(purpose: Purpose) -> ChallengeBinding<'static> {
-        ChallengeBinding { purpose, ..vector() }
+        ChallengeBinding {
+            purpose,
+            ..vector()
+        }
     }
 
     const FACE: ReaderCheck<'static> = ReaderCheck::Face {

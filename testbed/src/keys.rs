@@ -203,16 +203,14 @@ mod tests {
     #[test]
     fn device_keys_sign_what_their_public_key_verifies() {
         use ring::signature::{
-            EcdsaKeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_ASN1,
-            ECDSA_P256_SHA256_ASN1_SIGNING,
+            EcdsaKeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING,
         };
         let key = DeviceKey::generate("terminal").unwrap();
         assert_eq!(key.public_key().len(), 65);
         assert_eq!(key.public_key()[0], 4, "uncompressed point");
         let rng = ring::rand::SystemRandom::new();
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, key.pkcs8_der(), &rng)
-                .unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, key.pkcs8_der(), &rng)
+            .unwrap();
         let sig = pair.sign(&rng, b"binding").unwrap();
         let public = UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key.public_key());
         public.verify(b"binding", sig.as_ref()).unwrap();

@@ -1,5 +1,6 @@
 //! The service's gRPC API as a terminal speaks it, for the tests that call it directly:
-//! mutual-TLS channels with a terminal's identity, and the key material of a world's cards.
+//! mutual-TLS channels with a terminal's identity, and the key material of a world's cards and
+//! of its terminals' readers.
 
 use std::path::Path;
 
@@ -81,5 +82,42 @@ impl CardKeys {
         let key = rsa::RsaPrivateKey::from_pkcs8_pem(field("user_auth_private_key")?)
             .map_err(|e| format!("{rel}: private key: {e}"))?;
         Ok(CardKeys { certificate, key })
+    }
+}
+
+/// A terminal's reader device key (`device-key.p8` in its folder, ECDSA P-256): what a test
+/// needs to attest a face or visual check as the reader would.
+#[derive(Debug)]
+pub struct DeviceKey {
+    pair: ring::signature::EcdsaKeyPair,
+}
+
+impl DeviceKey {
+    /// The device key in `terminal_dir`.
+    pub fn of(terminal_dir: &Path) -> Result<DeviceKey> {
+        let path = terminal_dir.join("device-key.p8");
+        let pkcs8 = read(&path)?;
+        let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &pkcs8,
+            &ring::rand::SystemRandom::new(),
+        )
+        .map_err(|e| format!("{}: not an ECDSA P-256 PKCS#8 key: {e}", path.display()))?;
+        Ok(DeviceKey { pair })
+    }
+
+    /// The ASN.1 DER ECDSA P-256 SHA-256 signature of `message` (an encoded binding).
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        let sig = self
+            .pair
+            .sign(&ring::rand::SystemRandom::new(), message)
+            .map_err(|e| format!("ECDSA signing failed: {e}"))?;
+        Ok(sig.as_ref().to_vec())
+    }
+
+    /// The public key, as the store keeps it (the uncompressed point, 65 bytes).
+    pub fn public_key(&self) -> &[u8] {
+        use ring::signature::KeyPair;
+        self.pair.public_key().as_ref()
     }
 }

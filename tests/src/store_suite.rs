@@ -424,9 +424,15 @@ pub fn terminal_device_key_round_trip(store: &dyn Store) {
             ..LoadBatch::default()
         },
     );
-    assert_eq!(store.terminal("1340123452", "T01").unwrap(), Some(t1.clone()));
+    assert_eq!(
+        store.terminal("1340123452", "T01").unwrap(),
+        Some(t1.clone())
+    );
     assert_eq!(store.terminal("1340123452", "T02").unwrap(), Some(t2));
-    assert_eq!(store.terminal("1310156789", "T01").unwrap(), Some(t3.clone()));
+    assert_eq!(
+        store.terminal("1310156789", "T01").unwrap(),
+        Some(t3.clone())
+    );
     assert_eq!(
         store
             .terminal("1340123452", "T01")
@@ -461,7 +467,10 @@ pub fn terminal_device_key_round_trip(store: &dyn Store) {
             ..LoadBatch::default()
         },
     );
-    assert_eq!(store.terminal("1340123452", "T01").unwrap(), Some(cleared.clone()));
+    assert_eq!(
+        store.terminal("1340123452", "T01").unwrap(),
+        Some(cleared.clone())
+    );
     // Another terminal's key is untouched by all of this.
     assert_eq!(store.terminal("1310156789", "T01").unwrap(), Some(t3));
 
@@ -475,7 +484,10 @@ pub fn terminal_device_key_round_trip(store: &dyn Store) {
             ..LoadBatch::default()
         });
         assert!(result.is_err(), "a malformed device key must be refused");
-        assert_eq!(store.terminal("1340123452", "T01").unwrap(), Some(cleared.clone()));
+        assert_eq!(
+            store.terminal("1340123452", "T01").unwrap(),
+            Some(cleared.clone())
+        );
         assert_eq!(store.terminal("1340123452", "T03").unwrap(), None);
     }
 }

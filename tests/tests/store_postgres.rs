@@ -100,3 +100,41 @@ fn a_newer_schema_is_refused() {
         other => panic!("expected the newer schema to be refused, got {other:?}"),
     }
 }
+
+/// A database of schema version 1 (before the terminals' device keys) is upgraded on open: its
+/// terminals are kept, without a device key, and can be given one.
+#[test]
+fn a_version_1_database_is_migrated() {
+    use onshi_confirm_service::store::{LoadBatch, Terminal, TerminalStatus};
+    let url = PgServer::shared().create_database("v1").unwrap();
+    drop(PgStore::open(&url).unwrap());
+    // Back to version 1's layout, with a terminal in it.
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(
+            "ALTER TABLE terminals DROP COLUMN device_public_key;
+             INSERT INTO terminals (institution_code, terminal_id, status)
+             VALUES ('1340123452', 'T01', 'in-operation');
+             UPDATE onshi_schema SET version = 1;",
+        )
+        .unwrap();
+    let store = PgStore::open(&url).unwrap();
+    let old = store.terminal("1340123452", "T01").unwrap().unwrap();
+    assert_eq!(old.status, TerminalStatus::InOperation);
+    assert_eq!(old.device_public_key, None);
+    let keyed = Terminal {
+        device_public_key: Some((0..65).collect()),
+        ..old
+    };
+    store
+        .load(&LoadBatch {
+            terminals: vec![keyed.clone()],
+            ..LoadBatch::default()
+        })
+        .unwrap();
+    assert_eq!(store.terminal("1340123452", "T01").unwrap(), Some(keyed));
+    let rows = admin
+        .query("SELECT version FROM onshi_schema", &[])
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), SCHEMA_VERSION);
+}

@@ -358,7 +358,9 @@ impl SqliteStore {
              WHERE institution_code = ?1 AND terminal_id = ?2",
         )?;
         let row: Option<(String, Option<Vec<u8>>)> = stmt
-            .query_row([institution_code, terminal_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row([institution_code, terminal_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         row.map(|(s, device_public_key)| {
             Ok(Terminal {
@@ -871,15 +873,17 @@ impl SqliteStore {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(|(institution_code, terminal_id, status, device_public_key)| {
-                Ok(Terminal {
-                    institution_code,
-                    terminal_id,
-                    status: TerminalStatus::parse(&status)
-                        .ok_or_else(|| corrupt("terminal status", &status))?,
-                    device_public_key,
-                })
-            })
+            .map(
+                |(institution_code, terminal_id, status, device_public_key)| {
+                    Ok(Terminal {
+                        institution_code,
+                        terminal_id,
+                        status: TerminalStatus::parse(&status)
+                            .ok_or_else(|| corrupt("terminal status", &status))?,
+                        device_public_key,
+                    })
+                },
+            )
             .collect()
     }
 
