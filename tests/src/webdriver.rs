@@ -29,25 +29,54 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("{method} {path}: {e}"))?;
+    // Read the header, then exactly the body it announces: a server may keep the connection
+    // open despite `Connection: close` (chromedriver does).
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("{method} {path}: reading the answer: {e}"))?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("{method} {path}: no HTTP header in the answer"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut buf = [0u8; 8192];
+    let split = loop {
+        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let n = stream
+            .read(&mut buf)
+            .map_err(|e| format!("{method} {path}: reading the answer: {e}"))?;
+        if n == 0 {
+            return Err(format!("{method} {path}: no HTTP header in the answer"));
+        }
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
     let mut payload = raw[split + 4..].to_vec();
     let status: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("{method} {path}: bad status line in {head:?}"))?;
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = head.contains("transfer-encoding: chunked");
+    loop {
+        let complete = match length {
+            Some(len) => payload.len() >= len,
+            None if chunked => payload.windows(5).any(|w| w == b"0\r\n\r\n"),
+            None => false,
+        };
+        if complete {
+            break;
+        }
+        let n = stream
+            .read(&mut buf)
+            .map_err(|e| format!("{method} {path}: reading the answer: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        payload.extend_from_slice(&buf[..n]);
+    }
+    if let Some(len) = length {
+        payload.truncate(len);
+    } else if chunked {
         payload = dechunk(&payload)?;
     }
     Ok((status, String::from_utf8_lossy(&payload).into_owned()))
