@@ -253,27 +253,60 @@ impl Browser {
         .map(drop)
     }
 
+    /// Runs `op` on the element matching `css`, again if the page re-rendered it in between
+    /// (the kiosk redraws its screen on every pushed state: a stale reference is normal).
+    fn on_element<T>(&self, css: &str, op: impl Fn(&str) -> Result<T>) -> Result<T> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let id = self.wait_for(css, Duration::from_secs(15))?;
+            match op(&id) {
+                Err(e) if e.contains("stale element") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub fn click(&self, css: &str) -> Result<()> {
-        let id = self.wait_for(css, Duration::from_secs(15))?;
-        self.call("POST", &format!("/element/{id}/click"), Some(json!({})))
-            .map(drop)
+        self.on_element(css, |id| {
+            self.call("POST", &format!("/element/{id}/click"), Some(json!({})))
+                .map(drop)
+        })
     }
 
     pub fn type_into(&self, css: &str, text: &str) -> Result<()> {
-        let id = self.wait_for(css, Duration::from_secs(15))?;
-        self.call("POST", &format!("/element/{id}/clear"), Some(json!({})))?;
-        self.call(
-            "POST",
-            &format!("/element/{id}/value"),
-            Some(json!({ "text": text })),
-        )
-        .map(drop)
+        self.on_element(css, |id| {
+            self.call("POST", &format!("/element/{id}/clear"), Some(json!({})))?;
+            self.call(
+                "POST",
+                &format!("/element/{id}/value"),
+                Some(json!({ "text": text })),
+            )
+            .map(drop)
+        })
     }
 
     pub fn text(&self, css: &str) -> Result<String> {
-        let id = self.wait_for(css, Duration::from_secs(15))?;
-        let v = self.call("GET", &format!("/element/{id}/text"), None)?;
-        Ok(v.as_str().unwrap_or("").to_owned())
+        self.on_element(css, |id| {
+            let v = self.call("GET", &format!("/element/{id}/text"), None)?;
+            Ok(v.as_str().unwrap_or("").to_owned())
+        })
+    }
+
+    /// Waits (bounded) until the text of `css` contains `want`.
+    pub fn wait_text(&self, css: &str, want: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.text(css)?;
+            if text.contains(want) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{css} never showed {want:?} (last: {text:?})"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn attribute_of(&self, css: &str, name: &str) -> Result<String> {
@@ -285,15 +318,18 @@ impl Browser {
     }
 
     pub fn attribute(&self, css: &str, name: &str) -> Result<String> {
-        self.wait_for(css, Duration::from_secs(15))?;
-        self.attribute_of(css, name)
+        self.on_element(css, |id| {
+            let v = self.call("GET", &format!("/element/{id}/attribute/{name}"), None)?;
+            Ok(v.as_str().unwrap_or("").to_owned())
+        })
     }
 
     /// Whether the element matching `css` is enabled.
     pub fn enabled(&self, css: &str) -> Result<bool> {
-        let id = self.wait_for(css, Duration::from_secs(15))?;
-        let v = self.call("GET", &format!("/element/{id}/enabled"), None)?;
-        Ok(v.as_bool().unwrap_or(false))
+        self.on_element(css, |id| {
+            let v = self.call("GET", &format!("/element/{id}/enabled"), None)?;
+            Ok(v.as_bool().unwrap_or(false))
+        })
     }
 
     /// Saves a PNG of the viewport.
