@@ -83,7 +83,9 @@ impl Photo {
         let height = number(&fields[2], "height")?;
         let maxval = number(&fields[3], "maxval")?;
         if maxval != 255 {
-            return Err(format!("only 8-bit PGM images are supported (maxval {maxval})"));
+            return Err(format!(
+                "only 8-bit PGM images are supported (maxval {maxval})"
+            ));
         }
         if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
             return Err(format!(
@@ -175,9 +177,12 @@ fn stranger(width: usize, height: usize) -> Photo {
         for x in 0..width {
             let (fx, fy) = (x as f64, y as f64);
             let inside = ((fx - cx) / rx).powi(2) + ((fy - cy) / ry).powi(2) <= 1.0;
-            let eye = [(cx - rx * 0.4, cy - ry * 0.3), (cx + rx * 0.4, cy - ry * 0.3)]
-                .iter()
-                .any(|(ex, ey)| (fx - ex).powi(2) + (fy - ey).powi(2) <= 2.5);
+            let eye = [
+                (cx - rx * 0.4, cy - ry * 0.3),
+                (cx + rx * 0.4, cy - ry * 0.3),
+            ]
+            .iter()
+            .any(|(ex, ey)| (fx - ex).powi(2) + (fy - ey).powi(2) <= 2.5);
             pixels.push(match (inside, eye) {
                 (true, true) => 40,
                 (true, false) => 150,
@@ -335,12 +340,18 @@ mod tests {
         assert_eq!(Photo::parse_pgm(&p.to_pgm()).unwrap(), p);
         let with_comment = b"P5\n# camera\n2 1\n255\n\x01\x02";
         assert_eq!(Photo::parse_pgm(with_comment).unwrap().pixels, vec![1, 2]);
-        assert!(Photo::parse_pgm(b"P2\n1 1\n255\n1").unwrap_err().contains("P5"));
+        assert!(Photo::parse_pgm(b"P2\n1 1\n255\n1")
+            .unwrap_err()
+            .contains("P5"));
         assert!(Photo::parse_pgm(b"P5\n2 2\n255\n\x01")
             .unwrap_err()
             .contains("truncated"));
-        assert!(Photo::parse_pgm(b"P5\n2 2\n65535\n").unwrap_err().contains("8-bit"));
-        assert!(Photo::parse_pgm(b"P5\n0 2\n255\n").unwrap_err().contains("outside"));
+        assert!(Photo::parse_pgm(b"P5\n2 2\n65535\n")
+            .unwrap_err()
+            .contains("8-bit"));
+        assert!(Photo::parse_pgm(b"P5\n0 2\n255\n")
+            .unwrap_err()
+            .contains("outside"));
         assert!(Photo::parse_pgm(b"P5\n9999999 2\n255\n").is_err());
         assert!(Photo::parse_pgm(b"P5").unwrap_err().contains("ends early"));
     }
@@ -398,8 +409,13 @@ mod tests {
         let mut again = FaceFailures::load(dir.path()).unwrap();
         assert!(again.locked("card-a"));
         again.reset("card-a").unwrap();
-        assert_eq!(FaceFailures::load(dir.path()).unwrap().failures("card-a"), 0);
+        assert_eq!(
+            FaceFailures::load(dir.path()).unwrap().failures("card-a"),
+            0
+        );
         std::fs::write(dir.path().join("face-failures.json"), "nonsense").unwrap();
-        assert!(FaceFailures::load(dir.path()).unwrap_err().contains("not valid"));
+        assert!(FaceFailures::load(dir.path())
+            .unwrap_err()
+            .contains("not valid"));
     }
 }

@@ -398,7 +398,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_kiosk(config: &std::path::Path, options: onshi_reader_agent::kiosk::KioskOptions) -> ExitCode {
+fn run_kiosk(
+    config: &std::path::Path,
+    options: onshi_reader_agent::kiosk::KioskOptions,
+) -> ExitCode {
     let config = match AgentConfig::load(config) {
         Ok(c) => c,
         Err(e) => {

@@ -45,7 +45,8 @@ impl KioskRig {
             .arg(state_dir.path())
             .args(extra)
             .env("PCSCLITE_CSOCK_NAME", pcscd.socket());
-        let (guard, _lines, line) = spawn_until_ready(cmd, "reader-agent kiosk", "kiosk: ready on ")?;
+        let (guard, _lines, line) =
+            spawn_until_ready(cmd, "reader-agent kiosk", "kiosk: ready on ")?;
         let addr = line
             .trim_start_matches("kiosk: ready on ")
             .split_whitespace()

@@ -102,7 +102,12 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// GET or POST a JSON API and parse the answer.
-pub fn http_json(addr: &str, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
+pub fn http_json(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value)> {
     let text = body.map(|b| b.to_string());
     let (status, answer) = http(addr, method, path, text.as_deref())?;
     let value = serde_json::from_str(&answer)
@@ -129,7 +134,11 @@ impl Chromedriver {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot start chromedriver (scripts/setup.sh installs chromium-driver): {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "cannot start chromedriver (scripts/setup.sh installs chromium-driver): {e}"
+                )
+            })?;
         let guard = Guard::new(child, "chromedriver");
         let addr = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -208,7 +217,8 @@ impl Browser {
     }
 
     pub fn goto(&self, url: &str) -> Result<()> {
-        self.call("POST", "/url", Some(json!({ "url": url }))).map(drop)
+        self.call("POST", "/url", Some(json!({ "url": url })))
+            .map(drop)
     }
 
     /// The element matching `css` now, if any.
@@ -232,9 +242,7 @@ impl Browser {
                 return Ok(id);
             }
             if Instant::now() > deadline {
-                let screen = self
-                    .attribute_of("body", "data-screen")
-                    .unwrap_or_default();
+                let screen = self.attribute_of("body", "data-screen").unwrap_or_default();
                 return Err(format!(
                     "no element {css:?} within {timeout:?} (the page shows screen {screen:?}; text: {:?})",
                     self.text("body").unwrap_or_default()
@@ -383,7 +391,10 @@ mod tests {
 
     #[test]
     fn chunked_bodies_are_reassembled() {
-        assert_eq!(dechunk(b"5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n").unwrap(), b"hello!");
+        assert_eq!(
+            dechunk(b"5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n").unwrap(),
+            b"hello!"
+        );
         assert!(dechunk(b"5\r\nhel").is_err());
     }
 }

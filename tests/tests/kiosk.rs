@@ -6,6 +6,8 @@
 //! Set `ONSHI_SCREENSHOTS=DIR` to keep a PNG of each kiosk screen (scripts/kiosk-screenshots.sh
 //! writes docs/kiosk/).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -101,7 +103,10 @@ fn pin_confirmation_in_the_browser_with_staff_seeing_the_result_and_the_medicati
         .unwrap();
     b.goto(&bench.rig.url("/")).unwrap();
     b.wait_screen("insert_card").unwrap();
-    assert!(b.text("#screen").unwrap().contains("カードを置いてください"));
+    assert!(b
+        .text("#screen")
+        .unwrap()
+        .contains("カードを置いてください"));
     shot(&b, "01-insert-card");
 
     bench.rig.insert(&bench.profile).unwrap();
@@ -134,7 +139,10 @@ fn pin_confirmation_in_the_browser_with_staff_seeing_the_result_and_the_medicati
     staff
         .wait_for("#clinical-medications tbody tr", Duration::from_secs(20))
         .unwrap();
-    assert!(staff.try_find("#chk-1").unwrap().is_none(), "no checkup consent, no button");
+    assert!(
+        staff.try_find("#chk-1").unwrap().is_none(),
+        "no checkup consent, no button"
+    );
     shot(&staff, "20-staff-view");
 
     // Search narrows the list.
@@ -177,10 +185,7 @@ fn wrong_pins_lock_the_card_and_the_page_says_so() {
     b.click("#pin-ok").unwrap();
     // Locked: back to the method choice, PIN disabled, face still offered.
     b.wait_screen("choose_method").unwrap();
-    assert_eq!(
-        b.attribute("#notice", "data-notice").unwrap(),
-        "pin_locked"
-    );
+    assert_eq!(b.attribute("#notice", "data-notice").unwrap(), "pin_locked");
     assert!(!b.enabled("#method-pin").unwrap());
     assert!(b.enabled("#method-face").unwrap());
     shot(&b, "07-pin-locked");
@@ -211,13 +216,9 @@ fn face_success_then_failures_lock_face_and_the_pin_remains() {
     b.click("#camera-holder").unwrap();
     answer_consents(&b, [false, false, false, false]);
     b.wait_screen("done").unwrap();
-    let (_, list) = onshi_e2e::webdriver::http_json(
-        &bench.rig.addr,
-        "GET",
-        "/api/staff/confirmations",
-        None,
-    )
-    .unwrap();
+    let (_, list) =
+        onshi_e2e::webdriver::http_json(&bench.rig.addr, "GET", "/api/staff/confirmations", None)
+            .unwrap();
     assert_eq!(list["confirmations"][0]["method"], "face");
     assert_eq!(list["confirmations"][0]["outcome"], "confirmed");
     bench.rig.remove().unwrap();
@@ -242,7 +243,10 @@ fn face_success_then_failures_lock_face_and_the_pin_remains() {
     }
     b.click("#camera-stranger").unwrap();
     b.wait_screen("choose_method").unwrap();
-    assert_eq!(b.attribute("#notice", "data-notice").unwrap(), "face_locked");
+    assert_eq!(
+        b.attribute("#notice", "data-notice").unwrap(),
+        "face_locked"
+    );
     assert!(!b.enabled("#method-face").unwrap());
     shot(&b, "10-face-locked");
     // The lock survives pulling the card.
@@ -320,18 +324,17 @@ fn an_unregistered_card_is_offered_registration_then_confirmed() {
     b.wait_screen("done").unwrap();
     assert!(b.try_find("#registered-now").unwrap().is_some());
     shot(&b, "13-registered-done");
-    let (_, list) = onshi_e2e::webdriver::http_json(
-        &bench.rig.addr,
-        "GET",
-        "/api/staff/confirmations",
-        None,
-    )
-    .unwrap();
+    let (_, list) =
+        onshi_e2e::webdriver::http_json(&bench.rig.addr, "GET", "/api/staff/confirmations", None)
+            .unwrap();
     let entries = list["confirmations"].as_array().unwrap();
-    assert!(entries.iter().any(|e| e["outcome"] == "registered"), "{list}");
-    assert!(entries
-        .iter()
-        .any(|e| e["outcome"] == "confirmed" && e["registered_now"] == true && e["method"] == "face"));
+    assert!(
+        entries.iter().any(|e| e["outcome"] == "registered"),
+        "{list}"
+    );
+    assert!(entries.iter().any(|e| e["outcome"] == "confirmed"
+        && e["registered_now"] == true
+        && e["method"] == "face"));
 }
 
 #[test]
@@ -352,23 +355,25 @@ fn a_card_pulled_mid_flow_ends_the_session_cleanly_and_the_next_card_starts_fres
     let session = bench.rig.state().unwrap()["session"].as_u64().unwrap();
     bench.rig.remove().unwrap();
     b.wait_screen("insert_card").unwrap();
-    assert_eq!(b.attribute("#notice", "data-notice").unwrap(), "card_removed");
+    assert_eq!(
+        b.attribute("#notice", "data-notice").unwrap(),
+        "card_removed"
+    );
     shot(&b, "14-card-removed");
     // An action for the pulled card's session is refused, not applied to anything.
     let (status, answer) = bench
         .rig
-        .post("/api/consents", json!({"session": session, "medication": true}))
+        .post(
+            "/api/consents",
+            json!({"session": session, "medication": true}),
+        )
         .unwrap();
     assert_eq!(status, 409);
     assert_eq!(answer["error"], "stale_session");
     // Nothing was confirmed, and the PIN count was not touched (3 left on the next visit).
-    let (_, list) = onshi_e2e::webdriver::http_json(
-        &bench.rig.addr,
-        "GET",
-        "/api/staff/confirmations",
-        None,
-    )
-    .unwrap();
+    let (_, list) =
+        onshi_e2e::webdriver::http_json(&bench.rig.addr, "GET", "/api/staff/confirmations", None)
+            .unwrap();
     assert_eq!(list["confirmations"].as_array().unwrap().len(), 0, "{list}");
     bench.rig.insert(&bench.profile).unwrap();
     b.wait_screen("choose_method").unwrap();
@@ -384,7 +389,10 @@ fn the_english_toggle_translates_the_screens() {
     b.goto(&bench.rig.url("/")).unwrap();
     b.wait_screen("insert_card").unwrap();
     b.click("#lang-toggle").unwrap();
-    assert!(b.text("#screen").unwrap().contains("Please place your My Number card"));
+    assert!(b
+        .text("#screen")
+        .unwrap()
+        .contains("Please place your My Number card"));
     shot(&b, "15-english");
     bench.rig.insert(&bench.profile).unwrap();
     b.wait_screen("choose_method").unwrap();
@@ -401,25 +409,42 @@ fn the_scriptable_api_runs_a_pin_confirmation_and_names_bad_input() {
     assert_eq!(rig.state().unwrap()["screen"], "insert_card");
     // Nothing to act on yet.
     let (status, answer) = rig.post("/api/method", json!({"method": "pin"})).unwrap();
-    assert_eq!((status, answer["error"].as_str()), (409, Some("stale_session")));
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (409, Some("stale_session"))
+    );
     rig.insert(&bench.profile).unwrap();
-    let (status, s) = rig.post("/api/session", json!({"wait_seconds": 30})).unwrap();
+    let (status, s) = rig
+        .post("/api/session", json!({"wait_seconds": 30}))
+        .unwrap();
     assert_eq!(status, 200, "{s}");
     assert_eq!(s["screen"], "choose_method");
     let session = s["session"].as_u64().unwrap();
     let (status, answer) = rig
-        .post("/api/method", json!({"session": session, "method": "retina"}))
+        .post(
+            "/api/method",
+            json!({"session": session, "method": "retina"}),
+        )
         .unwrap();
-    assert_eq!((status, answer["error"].as_str()), (400, Some("bad_request")));
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("bad_request"))
+    );
     // A PIN on the wrong screen is refused without costing a try.
     let (status, answer) = rig
         .post("/api/pin", json!({"session": session, "pin": bench.pin}))
         .unwrap();
-    assert_eq!((status, answer["error"].as_str()), (409, Some("wrong_screen")));
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (409, Some("wrong_screen"))
+    );
     let (_, s) = rig
         .post("/api/method", json!({"session": session, "method": "pin"}))
         .unwrap();
-    assert_eq!((s["screen"].as_str(), s["tries_left"].as_u64()), (Some("pin"), Some(3)));
+    assert_eq!(
+        (s["screen"].as_str(), s["tries_left"].as_u64()),
+        (Some("pin"), Some(3))
+    );
     let (status, answer) = rig
         .post("/api/pin", json!({"session": session, "pin": "12a4"}))
         .unwrap();
@@ -427,7 +452,10 @@ fn the_scriptable_api_runs_a_pin_confirmation_and_names_bad_input() {
     let (_, s) = rig
         .post("/api/pin", json!({"session": session, "pin": bench.pin}))
         .unwrap();
-    assert_eq!((s["screen"].as_str(), s["item"].as_str()), (Some("consent"), Some("medication")));
+    assert_eq!(
+        (s["screen"].as_str(), s["item"].as_str()),
+        (Some("consent"), Some("medication"))
+    );
     let (_, s) = rig
         .post(
             "/api/consents",
@@ -437,7 +465,9 @@ fn the_scriptable_api_runs_a_pin_confirmation_and_names_bad_input() {
     assert_eq!(s["screen"], "done", "{s}");
     assert_eq!(s["method"], "pin");
     assert_eq!(s["validity"], 1);
-    assert!(s["confirmation_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(s["confirmation_id"]
+        .as_str()
+        .is_some_and(|id| !id.is_empty()));
 
     // Staff: card-less by numbers (bad numbers get the service's own code), batch with
     // progress and results.
@@ -453,7 +483,9 @@ fn the_scriptable_api_runs_a_pin_confirmation_and_names_bad_input() {
     let (status, answer) = rig.post("/api/staff/checkups", json!({"seq": 1})).unwrap();
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["kind"], "checkups");
-    let (status, answer) = rig.post("/api/staff/medications", json!({"seq": 99})).unwrap();
+    let (status, answer) = rig
+        .post("/api/staff/medications", json!({"seq": 99}))
+        .unwrap();
     assert_eq!(status, 400, "{answer}");
 }
 
@@ -507,7 +539,10 @@ fn staff_upload_a_batch_watch_it_finish_and_download_the_results() {
     assert_eq!(status, 200);
     let lines: Vec<&str> = body.lines().collect();
     assert_eq!(lines.len(), 4, "{body}");
-    assert!(lines[3].contains("RESULT_CODE_INVALID_INSURER_NUMBER"), "{body}");
+    assert!(
+        lines[3].contains("RESULT_CODE_INVALID_INSURER_NUMBER"),
+        "{body}"
+    );
     assert!(lines[1].contains("RESULT_CODE_OK,1,"), "{body}");
     assert!(lines[2].contains("RESULT_CODE_OK,1,"), "{body}");
 }

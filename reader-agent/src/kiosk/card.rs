@@ -23,8 +23,12 @@ use crate::pcsc_card::{reader_name, CardIoError, TransactionChannel};
 /// What the watcher reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CardEvent {
-    Inserted { reader: String },
-    Removed { reader: String },
+    Inserted {
+        reader: String,
+    },
+    Removed {
+        reader: String,
+    },
     /// pcscd went away or failed; the watcher keeps retrying.
     ServiceError(String),
 }
@@ -210,10 +214,7 @@ impl CardHandle {
         }
     }
 
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(Reply<T>) -> Request,
-    ) -> Result<T, CardFailure> {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, CardFailure> {
         let (tx, rx) = oneshot::channel();
         if self.requests.send(make(tx)).is_err() {
             return Err(CardFailure {

@@ -87,10 +87,18 @@ fn acted(r: Result<KioskState, ActionError>) -> Response {
     }
 }
 
-/// A JSON body, or a 400 that says what is wrong with it.
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", format!("invalid JSON body: {e}")))
+/// A body that is not the JSON an endpoint takes: a 400 that says what is wrong.
+struct BadJson(String);
+
+impl IntoResponse for BadJson {
+    fn into_response(self) -> Response {
+        error(StatusCode::BAD_REQUEST, "bad_request", self.0)
+    }
+}
+
+/// Parses a JSON body.
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, BadJson> {
+    serde_json::from_slice(body).map_err(|e| BadJson(format!("invalid JSON body: {e}")))
 }
 
 async fn get_state(State(app): State<AppState>) -> Json<KioskState> {
@@ -130,7 +138,7 @@ async fn start_session(State(app): State<AppState>, body: Bytes) -> Response {
     } else {
         match parse(&body) {
             Ok(r) => r,
-            Err(resp) => return resp,
+            Err(e) => return e.into_response(),
         }
     };
     let wait = Duration::from_secs(req.wait_seconds.unwrap_or(30).min(600));
@@ -145,7 +153,11 @@ async fn start_session(State(app): State<AppState>, body: Bytes) -> Response {
     let outcome = tokio::time::timeout(wait, rx.wait_for(ready)).await;
     match outcome {
         Ok(Ok(state)) => Json(state.clone()).into_response(),
-        Ok(Err(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "stopped", "the kiosk has stopped"),
+        Ok(Err(_)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopped",
+            "the kiosk has stopped",
+        ),
         Err(_) => error(
             StatusCode::REQUEST_TIMEOUT,
             "no_card",
@@ -165,7 +177,7 @@ struct MethodRequest {
 async fn method(State(app): State<AppState>, body: Bytes) -> Response {
     let req: MethodRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let choice = match req.method.as_str() {
         "pin" => MethodChoice::Pin,
@@ -179,7 +191,11 @@ async fn method(State(app): State<AppState>, body: Bytes) -> Response {
             )
         }
     };
-    acted(app.kiosk.act(req.session, Action::ChooseMethod(choice)).await)
+    acted(
+        app.kiosk
+            .act(req.session, Action::ChooseMethod(choice))
+            .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -229,7 +245,7 @@ struct FaceRequest {
 async fn face(State(app): State<AppState>, body: Bytes) -> Response {
     let req: FaceRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let camera = match (req.camera.as_str(), &req.image_pgm_base64) {
         ("holder", None) => Camera::Holder,
@@ -272,9 +288,13 @@ struct ConsentsRequest {
 async fn consents(State(app): State<AppState>, body: Bytes) -> Response {
     let req: ConsentsRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
-    acted(app.kiosk.act(req.session, Action::Consents(req.answers)).await)
+    acted(
+        app.kiosk
+            .act(req.session, Action::Consents(req.answers))
+            .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -287,9 +307,13 @@ struct RegistrationRequest {
 async fn registration(State(app): State<AppState>, body: Bytes) -> Response {
     let req: RegistrationRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
-    acted(app.kiosk.act(req.session, Action::Register(req.accept)).await)
+    acted(
+        app.kiosk
+            .act(req.session, Action::Register(req.accept))
+            .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -304,7 +328,7 @@ async fn cancel(State(app): State<AppState>, body: Bytes) -> Response {
     } else {
         match parse(&body) {
             Ok(r) => r,
-            Err(resp) => return resp,
+            Err(e) => return e.into_response(),
         }
     };
     acted(app.kiosk.act(req.session, Action::Cancel).await)
@@ -342,7 +366,7 @@ struct VisualRequest {
 async fn visual_check(State(app): State<AppState>, body: Bytes) -> Response {
     let req: VisualRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let staff_id = req.staff_id.map(|s| s.trim().to_owned());
     if let Some(id) = &staff_id {
@@ -372,7 +396,7 @@ struct NumbersRequest {
 async fn numbers(State(app): State<AppState>, body: Bytes) -> Response {
     let req: NumbersRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let numbers = Numbers {
         insurer_number: req.insurer_number.trim().to_owned(),
@@ -394,7 +418,7 @@ struct ClinicalRequest {
 async fn clinical(app: AppState, body: Bytes, kind: ClinicalKind) -> Response {
     let req: ClinicalRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     match app.staff.clinical(req.seq, kind).await {
         Ok(data) => Json(data).into_response(),
@@ -422,7 +446,11 @@ async fn checkups(State(app): State<AppState>, body: Bytes) -> Response {
 /// The body is the reservations CSV itself (`insurer_number,symbol,number,branch,birth_date`).
 async fn batch_submit(State(app): State<AppState>, body: Bytes) -> Response {
     let Ok(text) = std::str::from_utf8(&body) else {
-        return error(StatusCode::BAD_REQUEST, "bad_request", "the CSV is not UTF-8");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the CSV is not UTF-8",
+        );
     };
     match app.staff.submit_batch(text).await {
         Ok(p) => (StatusCode::ACCEPTED, Json(p)).into_response(),

@@ -48,12 +48,7 @@ pub fn load_device_key(config: &AgentConfig) -> Result<Option<EcdsaKeyPair>, Str
         &ring::rand::SystemRandom::new(),
     )
     .map(Some)
-    .map_err(|e| {
-        format!(
-            "{} is not a PKCS#8 ECDSA P-256 key: {e}",
-            path.display()
-        )
-    })
+    .map_err(|e| format!("{} is not a PKCS#8 ECDSA P-256 key: {e}", path.display()))
 }
 
 /// Runs the kiosk until `shutdown` completes. `ready` is told the address it listens on.

@@ -66,7 +66,9 @@ pub enum Screen {
     InsertCard,
     /// Busy: `reading_card`, `reading_face`, `verifying_pin`, `matching_face`, `confirming`,
     /// `registering`.
-    Working { task: &'static str },
+    Working {
+        task: &'static str,
+    },
     ChooseMethod {
         /// `available`, `locked` (10 failures) or `unavailable` (no face photo or no device
         /// key).
@@ -643,10 +645,16 @@ impl Machine {
             }
             MethodChoice::Visual => {
                 let Some(staff_id) = self.state.visual_check_staff.clone() else {
-                    return Err(not_offered(&self.state, "目視確認 (staff have not switched it on)"));
+                    return Err(not_offered(
+                        &self.state,
+                        "目視確認 (staff have not switched it on)",
+                    ));
                 };
                 if self.setup.device_key.is_none() {
-                    return Err(not_offered(&self.state, "目視確認 (the reader has no device key)"));
+                    return Err(not_offered(
+                        &self.state,
+                        "目視確認 (the reader has no device key)",
+                    ));
                 }
                 self.identified(Identified::Visual { staff_id }).await;
             }
@@ -654,7 +662,11 @@ impl Machine {
                 if self.face_offer() != "available" {
                     return Err(not_offered(&self.state, "face authentication"));
                 }
-                if self.session.as_ref().is_some_and(|s| s.face_photo.is_none()) {
+                if self
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.face_photo.is_none())
+                {
                     self.working("reading_face");
                     let s = self.session.as_ref().expect("checked by on_action");
                     let photo = match s.card.face_photo().await {
@@ -741,7 +753,9 @@ impl Machine {
                     self.show(Screen::Failed {
                         reason: "pin_locked",
                         result_code: Some(
-                            pb::ResultCode::PinAttemptsExhausted.as_str_name().to_owned(),
+                            pb::ResultCode::PinAttemptsExhausted
+                                .as_str_name()
+                                .to_owned(),
                         ),
                         message: "the PIN is locked, so the card cannot be registered here; \
                                   only the municipal office can unlock it"
@@ -751,10 +765,9 @@ impl Machine {
                     self.show_methods(Some("pin_locked"));
                 }
             }
-            Ok(Err(VerifyError::Card(message, removed))) => self.card_failed(CardFailure {
-                message,
-                removed,
-            }),
+            Ok(Err(VerifyError::Card(message, removed))) => {
+                self.card_failed(CardFailure { message, removed })
+            }
         }
         Ok(())
     }
@@ -1064,7 +1077,11 @@ impl Machine {
         } else if s.pin_tries_left == 0 {
             self.show(Screen::Failed {
                 reason: "pin_locked",
-                result_code: Some(pb::ResultCode::PinAttemptsExhausted.as_str_name().to_owned()),
+                result_code: Some(
+                    pb::ResultCode::PinAttemptsExhausted
+                        .as_str_name()
+                        .to_owned(),
+                ),
                 message: "registration needs the PIN, and it is locked".into(),
             });
         } else {

@@ -195,7 +195,10 @@ impl StaffDesk {
         registered_now: bool,
     ) -> Entry {
         let (kind, result_code, message, result) = match outcome {
-            Outcome::Confirmed { result_code, result } => (
+            Outcome::Confirmed {
+                result_code,
+                result,
+            } => (
                 "confirmed",
                 result_code.clone(),
                 String::new(),
@@ -211,7 +214,9 @@ impl StaffDesk {
             } => ("refused", result_code.clone(), message.clone(), None),
             Outcome::WrongPin { message, .. } => (
                 "refused",
-                pb::ResultCode::PinAttemptsExhausted.as_str_name().to_owned(),
+                pb::ResultCode::PinAttemptsExhausted
+                    .as_str_name()
+                    .to_owned(),
                 message.clone(),
                 None,
             ),
@@ -252,11 +257,7 @@ impl StaffDesk {
     }
 
     fn entry(&self, seq: u64) -> Option<Entry> {
-        self.lock()
-            .entries
-            .iter()
-            .find(|e| e.seq == seq)
-            .cloned()
+        self.lock().entries.iter().find(|e| e.seq == seq).cloned()
     }
 
     /// 記号・番号: a card-less confirmation, recorded like a card's.
@@ -374,8 +375,12 @@ impl StaffDesk {
     }
 
     pub fn batches(&self) -> Vec<BatchProgress> {
-        let mut all: Vec<BatchProgress> =
-            self.lock().batches.values().map(|(p, _)| p.clone()).collect();
+        let mut all: Vec<BatchProgress> = self
+            .lock()
+            .batches
+            .values()
+            .map(|(p, _)| p.clone())
+            .collect();
         all.sort_by(|a, b| b.reception_number.cmp(&a.reception_number));
         all
     }
