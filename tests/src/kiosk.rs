@@ -25,7 +25,8 @@ pub struct KioskRig {
 }
 
 impl KioskRig {
-    /// Starts everything for the terminal `agent_toml` against a service with `service_config`.
+    /// Starts everything for the terminal `agent_toml` against a service with `service_config`;
+    /// `extra` are more `reader-agent kiosk` options (a free loopback port unless `--listen`).
     pub fn start(service_config: &Path, agent_toml: &Path, extra: &[&str]) -> Result<Self> {
         let service = Service::start(service_config)?;
         let pcscd = Pcscd::start()?;
@@ -38,8 +39,11 @@ impl KioskRig {
         cmd.arg("kiosk")
             .arg("--config")
             .arg(agent_toml)
-            .args(["--service", &service.url()])
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--service", &service.url()]);
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd
             .args(["--reader", &Pcscd::slot_reader(0)])
             .arg("--state-dir")
             .arg(state_dir.path())
