@@ -93,6 +93,11 @@ const TEXT = {
     batch_processing: "処理中", batch_done: "処理完了", batch_failed: "失敗",
     batch_download: "結果をダウンロード",
     clinical_none: "該当するデータはありません",
+    h_dispensed_on: "調剤日", h_drug_name: "薬剤名", h_usage: "用法", h_daily_quantity: "1日量",
+    h_days: "日数", h_institution_name: "調剤した医療機関", h_examined_on: "受診日",
+    h_height_cm_x10: "身長 cm", h_weight_kg_x10: "体重 kg", h_bmi_x10: "BMI",
+    h_systolic_mmhg: "収縮期血圧", h_diastolic_mmhg: "拡張期血圧", h_hba1c_x10: "HbA1c %",
+    h_judgement: "判定",
     none: "なし",
   },
   en: {
@@ -185,6 +190,11 @@ const TEXT = {
     batch_processing: "processing", batch_done: "done", batch_failed: "failed",
     batch_download: "Download results",
     clinical_none: "No data",
+    h_dispensed_on: "Dispensed", h_drug_name: "Drug", h_usage: "Usage", h_daily_quantity: "Daily dose",
+    h_days: "Days", h_institution_name: "Dispensed by", h_examined_on: "Examined",
+    h_height_cm_x10: "Height cm", h_weight_kg_x10: "Weight kg", h_bmi_x10: "BMI",
+    h_systolic_mmhg: "Systolic", h_diastolic_mmhg: "Diastolic", h_hba1c_x10: "HbA1c %",
+    h_judgement: "Judgement",
     none: "none",
   },
 };
@@ -192,7 +202,8 @@ const TEXT = {
 let LANG = localStorage.getItem("onshi-lang") === "en" ? "en" : "ja";
 
 function t(key, vars) {
-  let s = (TEXT[LANG] && TEXT[LANG][key]) || TEXT.ja[key] || key;
+  const table = key in TEXT[LANG] ? TEXT[LANG] : TEXT.ja;
+  let s = key in table ? table[key] : key;
   for (const [k, v] of Object.entries(vars || {})) s = s.replace("{" + k + "}", v);
   return s;
 }
