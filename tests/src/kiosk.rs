@@ -43,8 +43,7 @@ impl KioskRig {
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
-        cmd
-            .args(["--reader", &Pcscd::slot_reader(0)])
+        cmd.args(["--reader", &Pcscd::slot_reader(0)])
             .arg("--state-dir")
             .arg(state_dir.path())
             .args(extra)

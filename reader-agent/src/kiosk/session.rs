@@ -390,6 +390,7 @@ impl Machine {
                     if let Some(s) = self.session.as_mut() {
                         s.deadline = Instant::now() + self.setup.idle_timeout;
                     }
+                    self.release_when_finished().await;
                     let _ = reply.send(r.map(|()| self.state.clone()));
                 }
                 Msg::Visual(VisualCheck(staff), reply) => {
@@ -531,7 +532,8 @@ impl Machine {
         let face = self.face_offer();
         let pin_tries_left = s.pin_tries_left;
         let face_failures = self.setup.face_failures.failures(&s.card_key);
-        let visual_check = self.state.visual_check_staff.is_some() && face != "unavailable";
+        let visual_check =
+            self.state.visual_check_staff.is_some() && self.setup.device_key.is_some();
         if notice.is_some() {
             self.state.notice = notice;
         }
@@ -1024,6 +1026,19 @@ impl Machine {
                 message: format!("the service sent an unusable challenge: {why}"),
             },
         )
+    }
+
+    /// Once a session has its outcome (受付完了 or a failure) while the card is still in the
+    /// reader, a verified card is reset: nothing may sign with it any more.
+    async fn release_when_finished(&mut self) {
+        let finished = matches!(
+            self.state.screen,
+            Screen::Done { .. } | Screen::Failed { .. }
+        );
+        if let Some(s) = self.session.as_mut().filter(|s| finished && s.pin_verified) {
+            s.card.release().await;
+            s.pin_verified = false;
+        }
     }
 
     async fn release(&self) {

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use onshi_e2e::kiosk::KioskRig;
 use onshi_e2e::World;
 
-const USAGE: &str = "usage: onshi-kiosk [--listen ADDR] [WORLD-DIR]   (defaults 127.0.0.1:8080, kiosk-world)
+const USAGE: &str =
+    "usage: onshi-kiosk [--listen ADDR] [WORLD-DIR]   (defaults 127.0.0.1:8080, kiosk-world)
 
 Builds a synthetic world in WORLD-DIR (rebuilt on every run), starts a private pcscd with the
 vpcd driver (root is needed for its mount namespace), a virtual-card rack, the confirmation
@@ -82,10 +83,12 @@ fn run() -> Result<(), String> {
                     let made = if copy.exists() {
                         Ok(copy.clone())
                     } else {
-                        world.private_card(kind, cards_dir.path()).and_then(|(p, _)| {
-                            std::fs::rename(&p, &copy).map_err(|e| e.to_string())?;
-                            Ok(copy.clone())
-                        })
+                        world
+                            .private_card(kind, cards_dir.path())
+                            .and_then(|(p, _)| {
+                                std::fs::rename(&p, &copy).map_err(|e| e.to_string())?;
+                                Ok(copy.clone())
+                            })
                     };
                     made.and_then(|p| rig.insert(&p))
                         .map(|()| placed = Some((*kind).to_owned()))
