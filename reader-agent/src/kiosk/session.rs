@@ -501,15 +501,7 @@ impl Machine {
     }
 
     fn card_failed_before_session(&mut self, e: CardFailure) {
-        if e.removed {
-            self.end_session(Some("card_removed"));
-        } else {
-            self.show(Screen::Failed {
-                reason: "card_unreadable",
-                result_code: None,
-                message: e.message,
-            });
-        }
+        self.card_failed_as(e, "card_unreadable");
     }
 
     /// The face offer for the current card.
@@ -775,11 +767,17 @@ impl Machine {
     }
 
     fn card_failed(&mut self, e: CardFailure) {
+        self.card_failed_as(e, "card_error");
+    }
+
+    /// A card command failed: a pulled card ends the session, anything else is a failure
+    /// screen with `reason`.
+    fn card_failed_as(&mut self, e: CardFailure, reason: &'static str) {
         if e.removed {
             self.end_session(Some("card_removed"));
         } else {
             self.show(Screen::Failed {
-                reason: "card_error",
+                reason,
                 result_code: None,
                 message: e.message,
             });
