@@ -1022,6 +1022,15 @@ fn purpose_from_proto(value: i32) -> Result<Purpose, Refusal> {
     }
 }
 
+/// A carried-out confirmation with its audit record's id, its code and the audit summary,
+/// as [`ConfirmationService::finish`] takes it.
+fn stamped(mut result: ConfirmationResult, id: &str) -> (ConfirmationResult, ResultCode, String) {
+    result.confirmation_id = id.to_owned();
+    let code = result.result_code();
+    let summary = answer::audit_summary(&result);
+    (result, code, summary)
+}
+
 fn summary_count(key: &str, n: usize) -> String {
     serde_json::json!({ key: n }).to_string()
 }
@@ -1061,12 +1070,7 @@ impl Confirmation for ConfirmationService {
         let outcome = self
             .confirm(&terminal, request.into_inner(), &mut ctx, now)
             .await
-            .map(|mut result| {
-                result.confirmation_id = id.clone();
-                let code = result.result_code();
-                let summary = answer::audit_summary(&result);
-                (result, code, summary)
-            });
+            .map(|result| stamped(result, &id));
         self.finish(&terminal, now, ctx, id, outcome).await
     }
 
@@ -1085,12 +1089,7 @@ impl Confirmation for ConfirmationService {
         let outcome = self
             .confirm_by_reader_checks(&terminal, device_key, request.into_inner(), &mut ctx, now)
             .await
-            .map(|mut result| {
-                result.confirmation_id = id.clone();
-                let code = result.result_code();
-                let summary = answer::audit_summary(&result);
-                (result, code, summary)
-            });
+            .map(|result| stamped(result, &id));
         self.finish(&terminal, now, ctx, id, outcome).await
     }
 
@@ -1106,12 +1105,9 @@ impl Confirmation for ConfirmationService {
         let outcome = self
             .blocking(move |s| confirm_numbers(s.store.as_ref(), &query, now))
             .await
-            .map(|(mut result, person)| {
+            .map(|(result, person)| {
                 ctx.person_id = person;
-                result.confirmation_id = id.clone();
-                let code = result.result_code();
-                let summary = answer::audit_summary(&result);
-                (result, code, summary)
+                stamped(result, &id)
             });
         self.finish(&terminal, now, ctx, id, outcome).await
     }

@@ -381,19 +381,13 @@ fn sign_one(job: &Job, rng: &ring::rand::SystemRandom) -> Result<Prepared, Loadg
             *b ^= 0x01;
         }
     }
-    let bits = consents.bits();
     Ok(Prepared {
         kind: job.kind,
         request: Request::Card(pb::ConfirmByCardRequest {
             certificate: job.card.certificate.as_ref().clone(),
             challenge: job.challenge.clone(),
             signature,
-            consents: Some(pb::Consents {
-                medication: bits & ConsentBits::MEDICATION != 0,
-                checkup: bits & ConsentBits::CHECKUP != 0,
-                clinical: bits & ConsentBits::CLINICAL != 0,
-                surgery: bits & ConsentBits::SURGERY != 0,
-            }),
+            consents: Some(consents.into()),
         }),
     })
 }

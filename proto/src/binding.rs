@@ -92,6 +92,19 @@ impl ConsentBits {
     }
 }
 
+impl From<ConsentBits> for crate::v1::Consents {
+    /// The patient's answers as the request message carries them.
+    fn from(bits: ConsentBits) -> Self {
+        let b = bits.bits();
+        crate::v1::Consents {
+            medication: b & ConsentBits::MEDICATION != 0,
+            checkup: b & ConsentBits::CHECKUP != 0,
+            clinical: b & ConsentBits::CLINICAL != 0,
+            surgery: b & ConsentBits::SURGERY != 0,
+        }
+    }
+}
+
 /// Why a binding could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -263,6 +276,21 @@ pub fn binding_sha256(encoded: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consent_bits_become_the_request_message_field_by_field() {
+        let all = crate::v1::Consents::from(ConsentBits::new(true, true, true, true));
+        assert!(all.medication && all.checkup && all.clinical && all.surgery);
+        let some = crate::v1::Consents::from(ConsentBits::new(false, true, false, true));
+        assert_eq!(
+            (some.medication, some.checkup, some.clinical, some.surgery),
+            (false, true, false, true)
+        );
+        assert_eq!(
+            crate::v1::Consents::from(ConsentBits::default()),
+            crate::v1::Consents::default()
+        );
+    }
 
     fn vector() -> ChallengeBinding<'static> {
         ChallengeBinding {

@@ -368,12 +368,7 @@ pub async fn run(
             certificate,
             challenge: challenge.challenge,
             signature,
-            consents: Some(pb::Consents {
-                medication: opts.consents.bits() & ConsentBits::MEDICATION != 0,
-                checkup: opts.consents.bits() & ConsentBits::CHECKUP != 0,
-                clinical: opts.consents.bits() & ConsentBits::CLINICAL != 0,
-                surgery: opts.consents.bits() & ConsentBits::SURGERY != 0,
-            }),
+            consents: Some(opts.consents.into()),
         };
         let step = Instant::now();
         let answer = grpc.confirm_by_card(request).await;

@@ -416,16 +416,8 @@ fn run_kiosk(
             options.listen
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("reader-agent: cannot start the runtime: {e}");
-            return ExitCode::from(3);
-        }
+    let Some(runtime) = two_thread_runtime() else {
+        return ExitCode::from(3);
     };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -453,6 +445,22 @@ fn run_kiosk(
             }
         }
     })
+}
+
+/// The runtime of the card flows and the kiosk: two workers (card work runs on blocking
+/// threads besides). Says why when it cannot start.
+fn two_thread_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("reader-agent: cannot start the runtime: {e}");
+            None
+        }
+    }
 }
 
 /// Ctrl-C or SIGTERM.
@@ -671,16 +679,8 @@ fn run_confirm(
         service_override: service,
         action,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("reader-agent: cannot start the runtime: {e}");
-            return ExitCode::from(3);
-        }
+    let Some(runtime) = two_thread_runtime() else {
+        return ExitCode::from(3);
     };
     let progress = |line: &str| eprintln!("{line}");
     let outcome: Outcome = runtime.block_on(confirm::run(&config, &opts, pins, trace, &progress));

@@ -83,6 +83,16 @@ impl CardKeys {
             .map_err(|e| format!("{rel}: private key: {e}"))?;
         Ok(CardKeys { certificate, key })
     }
+
+    /// What the card signs in PIN mode: RSASSA-PKCS1-v1_5 SHA-256 over the encoded binding
+    /// (the card pads the DigestInfo of its SHA-256).
+    pub fn sign(&self, binding: &onshi_proto::binding::ChallengeBinding<'_>) -> Result<Vec<u8>> {
+        use rsa::sha2::{Digest, Sha256};
+        let bytes = binding.encode().map_err(|e| e.to_string())?;
+        self.key
+            .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(&bytes))
+            .map_err(|e| format!("RSA signing failed: {e}"))
+    }
 }
 
 /// A terminal's reader device key (`device-key.p8` in its folder, ECDSA P-256): what a test

@@ -479,14 +479,8 @@ fn challenges_serve_only_their_purpose() {
             terminal_name: &confirm.terminal_name,
             certificate_der: &card.certificate,
             consents: none,
-        }
-        .encode()
-        .unwrap();
-        let hash = Sha256::digest(&binding);
-        let signature = card
-            .key
-            .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &hash)
-            .unwrap();
+        };
+        let signature = card.sign(&binding).unwrap();
         let pin = pb::ConfirmByCardRequest {
             certificate: card.certificate.clone(),
             challenge: confirm.bytes.clone(),
@@ -504,18 +498,12 @@ fn challenges_serve_only_their_purpose() {
             terminal_name: &face_challenge.terminal_name,
             certificate_der: &card.certificate,
             consents: none,
-        }
-        .encode()
-        .unwrap();
-        let hash = Sha256::digest(&binding);
+        };
         let err = c
             .confirm_by_card(pb::ConfirmByCardRequest {
                 certificate: card.certificate.clone(),
                 challenge: face_challenge.bytes.clone(),
-                signature: card
-                    .key
-                    .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &hash)
-                    .unwrap(),
+                signature: card.sign(&binding).unwrap(),
                 consents: None,
             })
             .await
@@ -576,18 +564,12 @@ fn a_terminal_without_a_registered_device_key_cannot_attest() {
             terminal_name: &ch.terminal_name,
             certificate_der: &card.certificate,
             consents: none,
-        }
-        .encode()
-        .unwrap();
-        let hash = Sha256::digest(&binding);
+        };
         let ok = c
             .confirm_by_card(pb::ConfirmByCardRequest {
                 certificate: card.certificate.clone(),
                 challenge: ch.bytes.clone(),
-                signature: card
-                    .key
-                    .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &hash)
-                    .unwrap(),
+                signature: card.sign(&binding).unwrap(),
                 consents: None,
             })
             .await

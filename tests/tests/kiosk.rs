@@ -61,6 +61,25 @@ fn shot(browser: &Browser, name: &str) {
     }
 }
 
+/// The kiosk page, showing 「カードを置いてください」.
+fn open_kiosk(b: &Browser, bench: &Bench) {
+    b.goto(&bench.rig.url("/")).unwrap();
+    b.wait_screen("insert_card").unwrap();
+}
+
+/// Places the test's card and waits for the method choice.
+fn place_card(b: &Browser, bench: &Bench) {
+    bench.rig.insert(&bench.profile).unwrap();
+    b.wait_screen("choose_method").unwrap();
+}
+
+/// What the staff API lists for today.
+fn confirmations(bench: &Bench) -> serde_json::Value {
+    onshi_e2e::webdriver::http_json(&bench.rig.addr, "GET", "/api/staff/confirmations", None)
+        .unwrap()
+        .1
+}
+
 fn driver() -> Chromedriver {
     Chromedriver::start().unwrap()
 }
@@ -101,16 +120,14 @@ fn pin_confirmation_in_the_browser_with_staff_seeing_the_result_and_the_medicati
     staff
         .wait_for("body[data-ready=\"1\"]", Duration::from_secs(20))
         .unwrap();
-    b.goto(&bench.rig.url("/")).unwrap();
-    b.wait_screen("insert_card").unwrap();
+    open_kiosk(&b, &bench);
     assert!(b
         .text("#screen")
         .unwrap()
         .contains("カードを置いてください"));
     shot(&b, "01-insert-card");
 
-    bench.rig.insert(&bench.profile).unwrap();
-    b.wait_screen("choose_method").unwrap();
+    place_card(&b, &bench);
     assert!(b.text("#pin-note").unwrap().contains("残り 3 回"));
     shot(&b, "02-choose-method");
     b.click("#method-pin").unwrap();
@@ -162,10 +179,8 @@ fn wrong_pins_lock_the_card_and_the_page_says_so() {
     let bench = bench("valid", &["--face-threshold", "1000"]);
     let chrome = driver();
     let b = chrome.browser().unwrap();
-    b.goto(&bench.rig.url("/")).unwrap();
-    b.wait_screen("insert_card").unwrap();
-    bench.rig.insert(&bench.profile).unwrap();
-    b.wait_screen("choose_method").unwrap();
+    open_kiosk(&b, &bench);
+    place_card(&b, &bench);
     b.click("#method-pin").unwrap();
     let wrong = wrong_pin(&bench.pin);
     for left in [2, 1] {
@@ -193,8 +208,7 @@ fn wrong_pins_lock_the_card_and_the_page_says_so() {
     // The lock lives on the card: pull it and place it again, the PIN stays locked.
     bench.rig.remove().unwrap();
     b.wait_screen("insert_card").unwrap();
-    bench.rig.insert(&bench.profile).unwrap();
-    b.wait_screen("choose_method").unwrap();
+    place_card(&b, &bench);
     assert!(!b.enabled("#method-pin").unwrap());
     assert!(b.text("#pin-note").unwrap().contains("ロック"));
 }
@@ -204,29 +218,24 @@ fn face_success_then_failures_lock_face_and_the_pin_remains() {
     let bench = bench("valid", &[]);
     let chrome = driver();
     let b = chrome.browser().unwrap();
-    b.goto(&bench.rig.url("/")).unwrap();
-    b.wait_screen("insert_card").unwrap();
+    open_kiosk(&b, &bench);
 
     // Face success with the holder's face, consents, 受付完了, recorded as face.
-    bench.rig.insert(&bench.profile).unwrap();
-    b.wait_screen("choose_method").unwrap();
+    place_card(&b, &bench);
     b.click("#method-face").unwrap();
     b.wait_screen("face").unwrap();
     shot(&b, "08-face-camera");
     b.click("#camera-holder").unwrap();
     answer_consents(&b, [false, false, false, false]);
     b.wait_screen("done").unwrap();
-    let (_, list) =
-        onshi_e2e::webdriver::http_json(&bench.rig.addr, "GET", "/api/staff/confirmations", None)
-            .unwrap();
+    let list = confirmations(&bench);
     assert_eq!(list["confirmations"][0]["method"], "face");
     assert_eq!(list["confirmations"][0]["outcome"], "confirmed");
     bench.rig.remove().unwrap();
     b.wait_screen("insert_card").unwrap();
 
     // Ten strangers: face refused for this card, the PIN path remains and works.
-    bench.rig.insert(&bench.profile).unwrap();
-    b.wait_screen("choose_method").unwrap();
+    place_card(&b, &bench);
     b.click("#method-face").unwrap();
     for n in 1..=9 {
         b.wait_screen("face").unwrap();
@@ -252,8 +261,7 @@ fn face_success_then_failures_lock_face_and_the_pin_remains() {
     // The lock survives pulling the card.
     bench.rig.remove().unwrap();
     b.wait_screen("insert_card").unwrap();
-    bench.rig.insert(&bench.profile).unwrap();
-    b.wait_screen("choose_method").unwrap();
+    place_card(&b, &bench);
     assert!(!b.enabled("#method-face").unwrap());
     b.click("#method-pin").unwrap();
     b.wait_screen("pin").unwrap();
@@ -279,10 +287,8 @@ fn visual_check_switched_on_by_staff_is_recorded_with_the_staff_id() {
         .wait_for("#visual-state[data-on=\"1\"]", Duration::from_secs(10))
         .unwrap();
 
-    b.goto(&bench.rig.url("/")).unwrap();
-    b.wait_screen("insert_card").unwrap();
-    bench.rig.insert(&bench.profile).unwrap();
-    b.wait_screen("choose_method").unwrap();
+    open_kiosk(&b, &bench);
+    place_card(&b, &bench);
     shot(&b, "11-visual-check-offered");
     b.click("#method-visual").unwrap();
     answer_consents(&b, [false, false, false, false]);
@@ -295,8 +301,7 @@ fn visual_check_switched_on_by_staff_is_recorded_with_the_staff_id() {
     // Switching it off takes the choice away.
     staff.click("#visual-off").unwrap();
     bench.rig.remove().unwrap();
-    bench.rig.insert(&bench.profile).unwrap();
-    b.wait_screen("choose_method").unwrap();
+    place_card(&b, &bench);
     assert!(b.try_find("#method-visual").unwrap().is_none());
 }
 
@@ -305,10 +310,8 @@ fn an_unregistered_card_is_offered_registration_then_confirmed() {
     let bench = bench("unregistered", &[]);
     let chrome = driver();
     let b = chrome.browser().unwrap();
-    b.goto(&bench.rig.url("/")).unwrap();
-    b.wait_screen("insert_card").unwrap();
-    bench.rig.insert(&bench.profile).unwrap();
-    b.wait_screen("choose_method").unwrap();
+    open_kiosk(&b, &bench);
+    place_card(&b, &bench);
     // Face first: registration then needs the PIN.
     b.click("#method-face").unwrap();
     b.wait_screen("face").unwrap();
@@ -324,9 +327,7 @@ fn an_unregistered_card_is_offered_registration_then_confirmed() {
     b.wait_screen("done").unwrap();
     assert!(b.try_find("#registered-now").unwrap().is_some());
     shot(&b, "13-registered-done");
-    let (_, list) =
-        onshi_e2e::webdriver::http_json(&bench.rig.addr, "GET", "/api/staff/confirmations", None)
-            .unwrap();
+    let list = confirmations(&bench);
     let entries = list["confirmations"].as_array().unwrap();
     assert!(
         entries.iter().any(|e| e["outcome"] == "registered"),
@@ -342,10 +343,8 @@ fn a_card_pulled_mid_flow_ends_the_session_cleanly_and_the_next_card_starts_fres
     let bench = bench("valid", &[]);
     let chrome = driver();
     let b = chrome.browser().unwrap();
-    b.goto(&bench.rig.url("/")).unwrap();
-    b.wait_screen("insert_card").unwrap();
-    bench.rig.insert(&bench.profile).unwrap();
-    b.wait_screen("choose_method").unwrap();
+    open_kiosk(&b, &bench);
+    place_card(&b, &bench);
     b.click("#method-pin").unwrap();
     b.wait_screen("pin").unwrap();
     type_pin(&b, &bench.pin);
@@ -371,12 +370,9 @@ fn a_card_pulled_mid_flow_ends_the_session_cleanly_and_the_next_card_starts_fres
     assert_eq!(status, 409);
     assert_eq!(answer["error"], "stale_session");
     // Nothing was confirmed, and the PIN count was not touched (3 left on the next visit).
-    let (_, list) =
-        onshi_e2e::webdriver::http_json(&bench.rig.addr, "GET", "/api/staff/confirmations", None)
-            .unwrap();
+    let list = confirmations(&bench);
     assert_eq!(list["confirmations"].as_array().unwrap().len(), 0, "{list}");
-    bench.rig.insert(&bench.profile).unwrap();
-    b.wait_screen("choose_method").unwrap();
+    place_card(&b, &bench);
     assert!(b.text("#pin-note").unwrap().contains("残り 3 回"));
     assert!(b.try_find("#notice").unwrap().is_none());
 }
@@ -386,16 +382,14 @@ fn the_english_toggle_translates_the_screens() {
     let bench = bench("valid", &[]);
     let chrome = driver();
     let b = chrome.browser().unwrap();
-    b.goto(&bench.rig.url("/")).unwrap();
-    b.wait_screen("insert_card").unwrap();
+    open_kiosk(&b, &bench);
     b.click("#lang-toggle").unwrap();
     assert!(b
         .text("#screen")
         .unwrap()
         .contains("Please place your My Number card"));
     shot(&b, "15-english");
-    bench.rig.insert(&bench.profile).unwrap();
-    b.wait_screen("choose_method").unwrap();
+    place_card(&b, &bench);
     assert!(b.text("#pin-note").unwrap().contains("3 tries left"));
     b.click("#lang-toggle").unwrap();
     assert!(b.text("#pin-note").unwrap().contains("残り 3 回"));
@@ -523,10 +517,9 @@ fn staff_upload_a_batch_watch_it_finish_and_download_the_results() {
         .type_into("#batch-file", file.to_str().unwrap())
         .unwrap();
     staff.click("#batch-submit").unwrap();
-    let done = staff
+    staff
         .wait_for(".batch[data-status=\"done\"]", Duration::from_secs(60))
         .unwrap();
-    let _ = done;
     assert!(staff.text(".batch .count").unwrap().contains("3 / 3"));
     shot(&staff, "21-staff-batch");
     let href = staff.attribute(".batch a", "href").unwrap();

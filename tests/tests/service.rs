@@ -13,7 +13,6 @@ use onshi_e2e::{Service, World};
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1::confirmation_client::ConfirmationClient;
 use onshi_proto::v1::{self as pb, ResultCode};
-use rsa::sha2::{Digest, Sha256};
 use tonic::transport::Channel;
 
 fn world() -> &'static World {
@@ -65,19 +64,14 @@ fn card(kind: &str) -> CardKeys {
 }
 
 fn sign(card: &CardKeys, challenge: &[u8], terminal_name: &str, consents: ConsentBits) -> Vec<u8> {
-    let binding = ChallengeBinding {
+    card.sign(&ChallengeBinding {
         purpose: Purpose::Confirm,
         challenge,
         terminal_name,
         certificate_der: &card.certificate,
         consents,
-    }
-    .encode()
-    .unwrap();
-    let hash = Sha256::digest(&binding);
-    card.key
-        .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &hash)
-        .unwrap()
+    })
+    .unwrap()
 }
 
 async fn challenge(c: &mut ConfirmationClient<Channel>) -> pb::IssueChallengeResponse {

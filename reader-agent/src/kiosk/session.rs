@@ -892,22 +892,12 @@ impl Machine {
             certificate_der: &s.certificate,
             consents,
         };
-        let pb_consents = Some(pb::Consents {
-            medication: consents.bits() & ConsentBits::MEDICATION != 0,
-            checkup: consents.bits() & ConsentBits::CHECKUP != 0,
-            clinical: consents.bits() & ConsentBits::CLINICAL != 0,
-            surgery: consents.bits() & ConsentBits::SURGERY != 0,
-        });
+        let pb_consents = Some(consents.into());
         let answer = match &identified {
             Identified::Pin => {
-                let bytes = match binding.encode() {
-                    Ok(b) => b,
-                    Err(e) => return self.unusable_challenge(&identified, &e.to_string()),
-                };
-                let digest_info = sha256_digest_info(&binding_sha256(&bytes));
-                let signature = match s.card.sign(digest_info.to_vec()).await {
+                let signature = match card_signature(&s.card, &binding).await {
                     Ok(sig) => sig,
-                    Err(e) => return self.card_failed(e),
+                    Err(failed) => return self.signing_failed(&identified, failed),
                 };
                 client
                     .confirm_by_card(pb::ConfirmByCardRequest {
@@ -1017,6 +1007,13 @@ impl Machine {
         }
     }
 
+    fn signing_failed(&mut self, identified: &Identified, failed: SigningFailed) {
+        match failed {
+            SigningFailed::Binding(why) => self.unusable_challenge(identified, &why),
+            SigningFailed::Card(e) => self.card_failed(e),
+        }
+    }
+
     fn unusable_challenge(&mut self, identified: &Identified, why: &str) {
         self.refused(
             identified,
@@ -1123,22 +1120,16 @@ impl Machine {
             Ok(c) => c.into_inner(),
             Err(status) => return self.refused(&identified, refused_by_service(&status)),
         };
-        let bytes = match (ChallengeBinding {
+        let binding = ChallengeBinding {
             purpose: Purpose::Register,
             challenge: &challenge.challenge,
             terminal_name: &challenge.terminal_name,
             certificate_der: &s.certificate,
             consents: ConsentBits::default(),
-        })
-        .encode()
-        {
-            Ok(b) => b,
-            Err(e) => return self.unusable_challenge(&identified, &e.to_string()),
         };
-        let digest_info = sha256_digest_info(&binding_sha256(&bytes));
-        let signature = match s.card.sign(digest_info.to_vec()).await {
+        let signature = match card_signature(&s.card, &binding).await {
             Ok(sig) => sig,
-            Err(e) => return self.card_failed(e),
+            Err(failed) => return self.signing_failed(&identified, failed),
         };
         match client
             .register_for_insurance(pb::RegisterRequest {
@@ -1170,6 +1161,26 @@ impl Machine {
             Err(status) => self.refused(&identified, refused_by_service(&status)),
         }
     }
+}
+
+/// Why the card's signature over a binding could not be had.
+enum SigningFailed {
+    Binding(String),
+    Card(CardFailure),
+}
+
+/// Has the (verified) card sign the DigestInfo of the binding's SHA-256.
+async fn card_signature(
+    card: &CardHandle,
+    binding: &ChallengeBinding<'_>,
+) -> Result<Vec<u8>, SigningFailed> {
+    let bytes = binding
+        .encode()
+        .map_err(|e| SigningFailed::Binding(e.to_string()))?;
+    let digest_info = sha256_digest_info(&binding_sha256(&bytes));
+    card.sign(digest_info.to_vec())
+        .await
+        .map_err(SigningFailed::Card)
 }
 
 fn staff_of(identified: &Identified) -> Option<String> {
