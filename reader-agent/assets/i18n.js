@@ -68,7 +68,6 @@ const TEXT = {
     reader_error: "カードリーダーの状態: ",
     // staff
     visual_check: "目視確認モード",
-    visual_staff_id: "職員ID",
     visual_on: "目視確認をオン",
     visual_off: "オフ",
     visual_state_on: "オン（職員 {id}）",
@@ -99,6 +98,17 @@ const TEXT = {
     h_systolic_mmhg: "収縮期血圧", h_diastolic_mmhg: "拡張期血圧", h_hba1c_x10: "HbA1c %",
     h_judgement: "判定",
     none: "なし",
+    login_title: "職員ログイン",
+    login_staff_id: "職員ID",
+    login_password: "パスワード",
+    login_submit: "ログイン",
+    login_failed: "職員IDまたはパスワードが違います。",
+    login_throttled: "ログインの試行が多すぎます。しばらく待ってから、もう一度お試しください。",
+    login_forbidden: "この画面へのアクセスは許可されていません。",
+    login_error: "ログインできませんでした。",
+    login_expired: "ログインの有効期限が切れました。もう一度ログインしてください。",
+    logged_in_as: "職員",
+    logout: "ログアウト",
   },
   en: {
     lang_toggle: "日本語",
@@ -165,7 +175,6 @@ const TEXT = {
     cancel: "Cancel",
     reader_error: "Card reader: ",
     visual_check: "Visual check mode",
-    visual_staff_id: "Staff id",
     visual_on: "Switch visual check on",
     visual_off: "Off",
     visual_state_on: "on (staff {id})",
@@ -196,6 +205,17 @@ const TEXT = {
     h_systolic_mmhg: "Systolic", h_diastolic_mmhg: "Diastolic", h_hba1c_x10: "HbA1c %",
     h_judgement: "Judgement",
     none: "none",
+    login_title: "Staff log-in",
+    login_staff_id: "Staff id",
+    login_password: "Password",
+    login_submit: "Log in",
+    login_failed: "The staff id or password is wrong.",
+    login_throttled: "Too many log-in attempts. Please wait a moment and try again.",
+    login_forbidden: "Access to this page is not allowed.",
+    login_error: "Could not log in.",
+    login_expired: "Your log-in has expired. Please log in again.",
+    logged_in_as: "Staff",
+    logout: "Log out",
   },
 };
 
@@ -221,15 +241,40 @@ function toggleLang(rerender) {
   if (rerender) rerender();
 }
 
-async function postJson(url, body) {
-  const r = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body || {}),
-  });
+// The per-launch secret the server writes into <meta name="onshi-token"> when it serves the page;
+// sent as X-Onshi-Token on every fetch. Read once.
+let ONSHI_TOKEN = null;
+function onshiToken() {
+  if (ONSHI_TOKEN === null) {
+    const meta = document.querySelector('meta[name="onshi-token"]');
+    ONSHI_TOKEN = meta ? meta.content : "";
+  }
+  return ONSHI_TOKEN;
+}
+
+// Network failures answer { ok: false, status: 0, data: null } instead of throwing.
+async function fetchJson(url, init) {
+  let r;
+  try {
+    r = await fetch(url, Object.assign({ credentials: "same-origin", cache: "no-store" }, init));
+  } catch (_) {
+    return { ok: false, status: 0, data: null };
+  }
   let data = null;
   try { data = await r.json(); } catch (_) { data = null; }
   return { ok: r.ok, status: r.status, data };
+}
+
+function postJson(url, body) {
+  return fetchJson(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", "X-Onshi-Token": onshiToken() },
+    body: JSON.stringify(body || {}),
+  });
+}
+
+function getJson(url) {
+  return fetchJson(url, { method: "GET", headers: { "X-Onshi-Token": onshiToken() } });
 }
 
 function el(tag, attrs, ...children) {

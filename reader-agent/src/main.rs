@@ -17,6 +17,13 @@ use onshi_reader_agent::pin_input::{StdinLines, TtyPrompt};
 use onshi_reader_agent::report::{render_human, Outcome};
 use tonic::transport::Channel;
 
+/// Every allocation is wiped when it is freed: the PIN's and the staff password's request
+/// buffers (and any copy a library made of them) leave nothing behind in freed memory
+/// (docs/kiosk.md, "Where the PIN goes").
+#[global_allocator]
+static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
+    zeroizing_alloc::ZeroAlloc(std::alloc::System);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "reader-agent",
@@ -44,9 +51,11 @@ fn wait_seconds() -> clap::builder::RangedU64ValueParser<u64> {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the kiosk: the face-recognition card reader's screens for the patient (http://ADDR/)
-    /// and the staff's view (http://ADDR/staff), driven by real PC/SC card events, with a
-    /// JSON API for scripts (docs/kiosk.md). Runs until Ctrl-C or SIGTERM.
+    /// Run the kiosk: the face-recognition card reader's screens for the patient
+    /// (http://LISTEN/) and, on its own port, the staff's view behind a log-in
+    /// (http://STAFF-LISTEN/), driven by real PC/SC card events, with a JSON API for scripts
+    /// (docs/kiosk.md). Both listen on loopback only. Scripts send the token in
+    /// STATE-DIR/kiosk-token as X-Onshi-Token. Runs until Ctrl-C or SIGTERM.
     Kiosk {
         /// The terminal configuration (a world's terminals/<name>/agent.toml); its
         /// device_key attests face and visual-check confirmations.
@@ -55,9 +64,16 @@ enum Command {
         /// Override the configured service address, e.g. https://127.0.0.1:50443.
         #[arg(long, value_name = "URL")]
         service: Option<String>,
-        /// Where to serve the pages. Keep it on loopback: the PIN pad posts the PIN here.
+        /// Where to serve the patient's screens (a loopback address: the PIN pad posts the
+        /// PIN here).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// Where to serve the staff's view (a loopback address, another port).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+        staff_listen: std::net::SocketAddr,
+        /// A staff log-in with no request for this long ends.
+        #[arg(long, value_name = "SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(10..=86_400))]
+        staff_idle_timeout: u64,
         /// Use this reader only (default: whichever reader a card is placed in).
         #[arg(long, value_name = "NAME")]
         reader: Option<String>,
@@ -66,7 +82,8 @@ enum Command {
         #[arg(long, value_name = "PERMILLE", default_value_t = onshi_reader_agent::face::DEFAULT_THRESHOLD_PERMILLE,
               value_parser = clap::value_parser!(u16).range(1..=1000))]
         face_threshold: u16,
-        /// Folder for the kiosk's state (face-failure counts per card).
+        /// Folder for the kiosk's state (face-failure counts per card, the launch token, the
+        /// staff accounts); created readable only by its owner.
         #[arg(long, value_name = "DIR", default_value = "kiosk-state")]
         state_dir: PathBuf,
         /// Bound on each card command, in seconds.
@@ -75,6 +92,12 @@ enum Command {
         /// A session waiting this long for the patient ends (the card must be removed).
         #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(5..=3600))]
         idle_timeout: u64,
+    },
+    /// Manage the staff accounts that may log in to the kiosk's staff view (kept in
+    /// STATE-DIR/staff-accounts.json as argon2id hashes, readable only by the owner).
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
     },
     /// Confirm eligibility with the card in the reader, in PIN mode. The PIN is asked on the
     /// terminal (no echo) or read from stdin with --pin-stdin, never from the command line.
@@ -290,13 +313,58 @@ enum PatternArg {
     Sfi,
 }
 
+#[derive(Debug, Subcommand)]
+enum StaffCommand {
+    /// Add a staff member or set their password. The password is asked twice on the
+    /// terminal (no echo), or read as one line from stdin with --password-stdin; never from
+    /// the command line. 8 to 128 characters.
+    Add {
+        /// The kiosk's state folder (as given to `reader-agent kiosk --state-dir`).
+        #[arg(long, value_name = "DIR", default_value = "kiosk-state")]
+        state_dir: PathBuf,
+        /// The staff id (1–32 of A-Z a-z 0-9 . _ -); it is recorded with every visual check.
+        #[arg(long, value_name = "ID")]
+        staff_id: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a staff member; their log-ins end at their next request.
+    Remove {
+        #[arg(long, value_name = "DIR", default_value = "kiosk-state")]
+        state_dir: PathBuf,
+        #[arg(long, value_name = "ID")]
+        staff_id: String,
+    },
+    /// List the staff ids.
+    List {
+        #[arg(long, value_name = "DIR", default_value = "kiosk-state")]
+        state_dir: PathBuf,
+    },
+}
+
+/// Marks the process non-dumpable: no core file, and other processes of the same user (a
+/// debugger, a memory reader without CAP_SYS_PTRACE) cannot read its memory, where a PIN
+/// passes (docs/kiosk.md).
+fn not_dumpable() {
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        eprintln!("reader-agent: warning: cannot mark the process non-dumpable: {e}");
+    }
+}
+
 fn main() -> ExitCode {
+    not_dumpable();
     let cli = Cli::parse();
     match cli.command {
+        Command::Staff { command } => staff_command(command),
         Command::Kiosk {
             config,
             service,
             listen,
+            staff_listen,
+            staff_idle_timeout,
             reader,
             face_threshold,
             state_dir,
@@ -306,6 +374,8 @@ fn main() -> ExitCode {
             &config,
             onshi_reader_agent::kiosk::KioskOptions {
                 listen,
+                staff_listen,
+                staff_idle_timeout: Duration::from_secs(staff_idle_timeout),
                 reader,
                 service_override: service,
                 face_threshold_permille: face_threshold,
@@ -409,13 +479,6 @@ fn run_kiosk(
             return ExitCode::from(2);
         }
     };
-    if !options.listen.ip().is_loopback() {
-        eprintln!(
-            "reader-agent: warning: serving the kiosk on {} (not loopback): the PIN pad's PIN \
-             crosses that network unencrypted",
-            options.listen
-        );
-    }
     let Some(runtime) = two_thread_runtime() else {
         return ExitCode::from(3);
     };
@@ -427,11 +490,24 @@ fn run_kiosk(
         )
         .try_init();
     runtime.block_on(async {
-        let ready = |addr: std::net::SocketAddr| {
+        let ready = |l: &onshi_reader_agent::kiosk::Listening| {
             use std::io::Write as _;
-            println!("kiosk: the patient's screen  http://{addr}/");
-            println!("kiosk: the staff's view      http://{addr}/staff");
-            println!("kiosk: ready on {addr} (Ctrl-C to stop)");
+            println!("kiosk: the patient's screen  http://{}/", l.kiosk);
+            println!("kiosk: the staff's view      http://{}/ (log-in)", l.staff);
+            println!(
+                "kiosk: the API's token        {} (send it as X-Onshi-Token)",
+                l.token_file.display()
+            );
+            if l.staff_accounts == 0 {
+                println!(
+                    "kiosk: no staff account yet: add one with \
+                     `reader-agent staff add --state-dir DIR --staff-id ID`"
+                );
+            }
+            println!(
+                "kiosk: ready on {} staff {} (Ctrl-C to stop)",
+                l.kiosk, l.staff
+            );
             let _ = std::io::stdout().flush();
         };
         match onshi_reader_agent::kiosk::run(&config, options, ready, shutdown_signal()).await {
@@ -445,6 +521,79 @@ fn run_kiosk(
             }
         }
     })
+}
+
+fn staff_command(command: StaffCommand) -> ExitCode {
+    use onshi_reader_agent::kiosk::staff_auth::{check_staff_id, Accounts};
+    let done = match command {
+        StaffCommand::Add {
+            state_dir,
+            staff_id,
+            password_stdin,
+        } => check_staff_id(&staff_id)
+            .and_then(|()| read_new_password(password_stdin))
+            .and_then(|password| {
+                Accounts::in_dir(&state_dir).set_password(&staff_id, &password)
+            })
+            .map(|new| {
+                if new {
+                    println!("added staff member {staff_id}");
+                } else {
+                    println!("set the password of staff member {staff_id}");
+                }
+            }),
+        StaffCommand::Remove {
+            state_dir,
+            staff_id,
+        } => Accounts::in_dir(&state_dir)
+            .remove(&staff_id)
+            .and_then(|was| {
+                if was {
+                    println!("removed staff member {staff_id}");
+                    Ok(())
+                } else {
+                    Err(format!("there is no staff member {staff_id}"))
+                }
+            }),
+        StaffCommand::List { state_dir } => Accounts::in_dir(&state_dir).list().map(|ids| {
+            for id in ids {
+                println!("{id}");
+            }
+        }),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("reader-agent: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A new password from stdin (one line) or typed twice on the terminal.
+fn read_new_password(from_stdin: bool) -> Result<zeroize::Zeroizing<String>, String> {
+    use zeroize::Zeroizing;
+    if from_stdin {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        let trimmed = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
+        return Ok(trimmed);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err("no terminal to ask the password on: pass --password-stdin".into());
+    }
+    let first = Zeroizing::new(
+        rpassword::prompt_password("new password: ").map_err(|e| e.to_string())?,
+    );
+    let again = Zeroizing::new(
+        rpassword::prompt_password("the same again: ").map_err(|e| e.to_string())?,
+    );
+    if *first != *again {
+        return Err("the two passwords differ".into());
+    }
+    Ok(first)
 }
 
 /// The runtime of the card flows and the kiosk: two workers (card work runs on blocking

@@ -1,32 +1,80 @@
 //! The kiosk on a test bench: a private pcscd with one vpcd reader, a virtual-card rack that
 //! inserts and removes cards in it on command, the confirmation service, and
-//! `reader-agent kiosk` serving its pages on a free loopback port. Everything stops when the
-//! rig is dropped, also when a test fails.
+//! `reader-agent kiosk` serving the patient's screens and, on another port, the staff's view,
+//! both on free loopback ports, with one staff account made for the bench. Everything stops
+//! when the rig is dropped, also when a test fails.
+//!
+//! The rig's requests are a well-behaved client's: the listener's own Host and Origin, JSON,
+//! and the launch token read from the kiosk's state folder; the staff's requests carry the
+//! log-in cookie. Attack tests build their own requests with [`request`].
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::webdriver::http_json;
-use crate::{bin, spawn_until_ready, Guard, Pcscd, Rack, Result, Service};
+use crate::webdriver::{request, Answer};
+use crate::{bin, spawn_until_ready, Guard, Pcscd, Rack, Result, Service, World};
+
+/// The bench's staff member.
+pub const STAFF_ID: &str = "S001";
 
 #[derive(Debug)]
 pub struct KioskRig {
     // Dropped in this order: the kiosk first, then the cards, then pcscd and the service.
-    _kiosk: Guard,
+    kiosk: Guard,
     pub rack: Rack,
     pub pcscd: Pcscd,
     pub service: Service,
-    /// `127.0.0.1:PORT` of the kiosk's pages and API.
+    /// `127.0.0.1:PORT` of the patient's screens and API.
     pub addr: String,
+    /// `127.0.0.1:PORT` of the staff's view and API.
+    pub staff_addr: String,
+    /// The launch token (from `STATE-DIR/kiosk-token`).
+    pub token: String,
+    /// The bench's staff password (random per rig).
+    pub staff_password: String,
     pub state_dir: tempfile::TempDir,
+}
+
+/// Adds (or resets) a staff account in a kiosk state folder, the operator's way.
+pub fn add_staff(state_dir: &Path, staff_id: &str, password: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut child = Command::new(bin("reader-agent")?)
+        .args(["staff", "add", "--password-stdin", "--staff-id", staff_id])
+        .arg("--state-dir")
+        .arg(state_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run reader-agent staff add: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        writeln!(stdin, "{password}").map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "reader-agent staff add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn random_password() -> Result<String> {
+    let mut bytes = [0u8; 12];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| "no randomness")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl KioskRig {
     /// Starts everything for the terminal `agent_toml` against a service with `service_config`;
-    /// `extra` are more `reader-agent kiosk` options (a free loopback port unless `--listen`).
+    /// `extra` are more `reader-agent kiosk` options (free loopback ports unless `--listen` /
+    /// `--staff-listen`).
     pub fn start(service_config: &Path, agent_toml: &Path, extra: &[&str]) -> Result<Self> {
         let service = Service::start(service_config)?;
         let pcscd = Pcscd::start()?;
@@ -35,6 +83,8 @@ impl KioskRig {
             .prefix("onshi-kiosk-")
             .tempdir()
             .map_err(|e| e.to_string())?;
+        let staff_password = random_password()?;
+        add_staff(state_dir.path(), STAFF_ID, &staff_password)?;
         let mut cmd = Command::new(bin("reader-agent")?);
         cmd.arg("kiosk")
             .arg("--config")
@@ -43,6 +93,9 @@ impl KioskRig {
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
+        if !extra.contains(&"--staff-listen") {
+            cmd.args(["--staff-listen", "127.0.0.1:0"]);
+        }
         cmd.args(["--reader", &Pcscd::slot_reader(0)])
             .arg("--state-dir")
             .arg(state_dir.path())
@@ -50,24 +103,43 @@ impl KioskRig {
             .env("PCSCLITE_CSOCK_NAME", pcscd.socket());
         let (guard, _lines, line) =
             spawn_until_ready(cmd, "reader-agent kiosk", "kiosk: ready on ")?;
-        let addr = line
+        // "kiosk: ready on ADDR staff ADDR (Ctrl-C to stop)"
+        let words: Vec<&str> = line
             .trim_start_matches("kiosk: ready on ")
             .split_whitespace()
-            .next()
-            .ok_or("no address in the kiosk's ready line")?
-            .to_owned();
+            .collect();
+        let (addr, staff_addr) = match words.as_slice() {
+            [addr, "staff", staff, ..] => ((*addr).to_owned(), (*staff).to_owned()),
+            _ => return Err(format!("no addresses in the kiosk's ready line {line:?}")),
+        };
+        let token = std::fs::read_to_string(state_dir.path().join("kiosk-token"))
+            .map_err(|e| format!("cannot read the kiosk's token: {e}"))?;
         Ok(Self {
-            _kiosk: guard,
+            kiosk: guard,
             rack,
             pcscd,
             service,
             addr,
+            staff_addr,
+            token: token.trim().to_owned(),
+            staff_password,
             state_dir,
         })
     }
 
+    /// The kiosk process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.kiosk.id()
+    }
+
+    /// A page or API address on the patient's listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A page or API address on the staff's listener.
+    pub fn staff_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.staff_addr)
     }
 
     /// Places a card (a profile file) on the reader.
@@ -87,13 +159,47 @@ impl KioskRig {
         }
     }
 
-    pub fn state(&self) -> Result<Value> {
-        Ok(http_json(&self.addr, "GET", "/api/state", None)?.1)
+    /// A well-behaved script's request to `addr`: same origin, JSON, the token.
+    fn scripted(&self, addr: &str, method: &str, path: &str, extra: &[(&str, &str)], body: Option<Value>) -> Result<Answer> {
+        let origin = format!("http://{addr}");
+        let mut headers = vec![
+            ("origin", origin.as_str()),
+            ("content-type", "application/json"),
+            ("x-onshi-token", self.token.as_str()),
+        ];
+        headers.extend_from_slice(extra);
+        let body = body.map(|b| b.to_string());
+        request(addr, method, path, &headers, body.as_deref())
     }
 
-    /// POSTs to the kiosk's API.
+    pub fn state(&self) -> Result<Value> {
+        self.scripted(&self.addr, "GET", "/api/state", &[], None)?.json()
+    }
+
+    /// POSTs to the kiosk's API as a script does.
     pub fn post(&self, path: &str, body: Value) -> Result<(u16, Value)> {
-        http_json(&self.addr, "POST", path, Some(body))
+        let a = self.scripted(&self.addr, "POST", path, &[], Some(body))?;
+        Ok((a.status, a.json()?))
+    }
+
+    /// Logs the bench's staff member in; the answer's cookie is the log-in.
+    pub fn staff_login(&self) -> Result<Staff<'_>> {
+        let a = self.scripted(
+            &self.staff_addr,
+            "POST",
+            "/api/login",
+            &[],
+            Some(serde_json::json!({"staff_id": STAFF_ID, "password": self.staff_password})),
+        )?;
+        if a.status != 200 {
+            return Err(format!("log-in refused: {} {}", a.status, a.body));
+        }
+        let cookie = a
+            .header("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .ok_or("the log-in set no cookie")?
+            .to_owned();
+        Ok(Staff { rig: self, cookie })
     }
 
     /// Waits (bounded) until the kiosk shows `screen`; returns that state.
@@ -114,5 +220,70 @@ impl KioskRig {
     /// Where the face-failure counts are kept.
     pub fn state_path(&self) -> PathBuf {
         self.state_dir.path().to_owned()
+    }
+}
+
+/// A logged-in staff member's client on the staff listener.
+#[derive(Debug)]
+pub struct Staff<'a> {
+    rig: &'a KioskRig,
+    /// `name=value` of the log-in cookie.
+    pub cookie: String,
+}
+
+impl Staff<'_> {
+    pub fn get(&self, path: &str) -> Result<Answer> {
+        self.rig.scripted(
+            &self.rig.staff_addr,
+            "GET",
+            path,
+            &[("cookie", &self.cookie)],
+            None,
+        )
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Result<(u16, Value)> {
+        let a = self.rig.scripted(
+            &self.rig.staff_addr,
+            "POST",
+            path,
+            &[("cookie", &self.cookie)],
+            Some(body),
+        )?;
+        Ok((a.status, a.json()?))
+    }
+
+    /// Today's confirmations at this kiosk.
+    pub fn confirmations(&self) -> Result<Value> {
+        self.get("/api/staff/confirmations")?.json()
+    }
+}
+
+/// A rig for a world's first in-operation terminal, with a private copy of one card (so its
+/// PIN and face counters are the test's own).
+#[derive(Debug)]
+pub struct Bench {
+    pub rig: KioskRig,
+    _dir: tempfile::TempDir,
+    /// The card's profile file.
+    pub profile: PathBuf,
+    pub pin: String,
+}
+
+impl Bench {
+    pub fn start(world: &World, kind: &str, extra: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let (profile, pin) = world.private_card(kind, dir.path())?;
+        let rig = KioskRig::start(
+            &world.dir.join("service.toml"),
+            &world.terminal("in-operation", 0)?,
+            extra,
+        )?;
+        Ok(Self {
+            rig,
+            _dir: dir,
+            profile,
+            pin,
+        })
     }
 }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 pub mod grpc;
 pub mod kiosk;
 pub mod pg;
+pub mod proc_mem;
 pub mod store_suite;
 pub mod webdriver;
 

@@ -15,17 +15,67 @@ use crate::{Guard, Result};
 /// The W3C key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// One HTTP/1.1 request to `addr` (`host:port`); returns the status and the body.
+/// An HTTP answer: the status, the header fields (names in lower case) and the body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_str(&self.body)
+            .map_err(|e| format!("answer {} is not JSON ({e}): {:?}", self.status, self.body))
+    }
+}
+
+/// One HTTP/1.1 request to `addr` (`host:port`); returns the status and the body. Sends
+/// `Content-Type: application/json`.
 pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
+    let a = request(
+        addr,
+        method,
+        path,
+        &[("content-type", "application/json")],
+        body,
+    )?;
+    Ok((a.status, a.body))
+}
+
+/// One HTTP/1.1 request to `addr` with exactly the header fields given (plus `Host: addr`
+/// unless one is given, `Connection: close` and `Content-Length`).
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<Answer> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .map_err(|e| e.to_string())?;
     let body = body.unwrap_or("");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+    let mut request = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str(&format!(
+        "Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    );
+    ));
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("{method} {path}: {e}"))?;
@@ -45,18 +95,26 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<
         }
         raw.extend_from_slice(&buf[..n]);
     };
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut payload = raw[split + 4..].to_vec();
     let status: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("{method} {path}: bad status line in {head:?}"))?;
-    let length = head
+    let fields: Vec<(String, String)> = head
         .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    let chunked = head.contains("transfer-encoding: chunked");
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length = fields
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    let chunked = fields
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
     loop {
         let complete = match length {
             Some(len) => payload.len() >= len,
@@ -79,7 +137,11 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<
     } else if chunked {
         payload = dechunk(&payload)?;
     }
-    Ok((status, String::from_utf8_lossy(&payload).into_owned()))
+    Ok(Answer {
+        status,
+        headers: fields,
+        body: String::from_utf8_lossy(&payload).into_owned(),
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {

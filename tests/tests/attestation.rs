@@ -5,14 +5,19 @@
 //!
 //! In this binary's world the clinic's terminal `1310156789-T01` has its device key removed
 //! from the store (its `device-key.p8` stays on disk), so it plays the in-operation terminal
-//! without a registered reader.
+//! without a registered reader; and the `multiple` card's holder gets a dispensed drug on
+//! record, so the replay test has a patient whose medication history only a consent opens
+//! (no other test here confirms that card, so nobody else gives them a consent).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use onshi_confirm_service::answer::yyyymmdd;
 use onshi_confirm_service::audit::{AuditQuery, AuditRecord};
+use onshi_confirm_service::clinical::Medication;
+use onshi_confirm_service::clock::{Clock, SystemClock};
 use onshi_confirm_service::store::{self, LoadBatch, Terminal};
 use onshi_e2e::grpc::{self, CardKeys, DeviceKey};
 use onshi_e2e::{Service, World};
@@ -51,8 +56,38 @@ fn world() -> &'static World {
                 ..LoadBatch::default()
             })
             .expect("remove the clinic terminal's device key");
+        let person = holder(world, PATIENT_CARD);
+        let today = SystemClock.now().date();
+        store
+            .load(&LoadBatch {
+                medications: vec![Medication {
+                    person_id: person,
+                    dispensed_on: today - time::Duration::days(7),
+                    institution_code: "1340123452".into(),
+                    institution_name: "テスト薬局".into(),
+                    drug_code: PATIENT_DRUG.into(),
+                    drug_name: "アムロジピン錠５ｍｇ".into(),
+                    usage: "1日1回朝食後".into(),
+                    daily_quantity: "1錠".into(),
+                    days: 28,
+                }],
+                ..LoadBatch::default()
+            })
+            .expect("give the patient a dispensed drug");
     });
     world
+}
+
+/// The card of the replay test's patient (see the module comment).
+const PATIENT_CARD: &str = "multiple";
+/// The drug the world's setup puts on the patient's record.
+const PATIENT_DRUG: &str = "621000000099";
+
+fn holder(world: &World, kind: &str) -> String {
+    world.card(kind).unwrap()["person_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn service() -> Service {
@@ -666,5 +701,269 @@ fn malformed_reader_requests_get_specific_codes() {
         // None of these touched the challenge: the good request still goes through.
         let ok = c.confirm_by_reader(good).await.unwrap().into_inner();
         assert_eq!(ok.result_code(), ResultCode::Ok);
+    });
+}
+
+/// The patient's insurance-card numbers, for the clinical-data look-ups (by numbers, as a
+/// pharmacy's staff screen asks).
+fn patient() -> (String, pb::ClinicalDataRequest) {
+    let person_id = holder(world(), PATIENT_CARD);
+    let store = store::open(&world().dir.join("store/onshi.sqlite").to_string_lossy()).unwrap();
+    let person = store.person(&person_id).unwrap().expect("the patient");
+    let record = store
+        .qualifications(&person_id)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.disqualification_date.is_none())
+        .expect("a current qualification");
+    let query = pb::NumbersQuery {
+        insurer_number: record.insurer_number.as_str().to_owned(),
+        symbol: record.symbol.clone().unwrap_or_default(),
+        number: record.number.clone(),
+        branch: record.branch.clone().unwrap_or_default(),
+        birth_date: yyyymmdd(person.birth_date),
+    };
+    (
+        person_id,
+        pb::ClinicalDataRequest {
+            patient: Some(query),
+        },
+    )
+}
+
+/// The patient's medication and checkup data stay closed to the pharmacy: both look-ups
+/// answer CONSENT_MISSING and the store holds no consent of theirs for it.
+async fn assert_no_clinical_data(
+    c: &mut ConfirmationClient<Channel>,
+    person_id: &str,
+    patient: &pb::ClinicalDataRequest,
+    after: &str,
+) {
+    let err = c.get_medications(patient.clone()).await.unwrap_err();
+    assert_eq!(
+        refusal(&err),
+        Some(ResultCode::ConsentMissing),
+        "medications after {after}: {err:?}"
+    );
+    let err = c.get_checkups(patient.clone()).await.unwrap_err();
+    assert_eq!(
+        refusal(&err),
+        Some(ResultCode::ConsentMissing),
+        "checkups after {after}: {err:?}"
+    );
+    let store = store::open(&world().dir.join("store/onshi.sqlite").to_string_lossy()).unwrap();
+    assert_eq!(
+        store.consents(person_id, PHARMACY).unwrap(),
+        Vec::new(),
+        "consents recorded after {after}"
+    );
+}
+
+const PHARMACY: &str = "1340123452";
+
+/// A terminal that once read a card (its certificate needs no PIN) cannot turn an earlier face
+/// or visual-check attestation into a confirmation that opens clinical data: the attestation
+/// is bound to the service's fresh single-use challenge and to the consents. Replaying the
+/// request, changing its consents, or carrying the attestation over to a new challenge is
+/// refused, and the patient's medication history stays closed; an honest attestation with the
+/// consent opens it (so the look-up can succeed at all).
+#[test]
+fn a_replayed_or_reused_attestation_opens_no_clinical_data() {
+    let svc = service();
+    let (person_id, patient) = patient();
+    runtime().block_on(async {
+        let mut c = client(&svc, PHARMACY_T01).await;
+        let mut other = client(&svc, PHARMACY_T02).await;
+        let (card, key) = (card(PATIENT_CARD), device_key(PHARMACY_T01));
+        let none = ConsentBits::default();
+        let medication = ConsentBits::new(true, false, false, false);
+        let medication_checkup = pb::Consents {
+            medication: true,
+            checkup: true,
+            ..Default::default()
+        };
+        let person = person_id.as_str();
+
+        // The patient has drugs on record and never consented at this pharmacy.
+        let store = store::open(&world().dir.join("store/onshi.sqlite").to_string_lossy()).unwrap();
+        assert!(
+            store
+                .medications(person)
+                .unwrap()
+                .iter()
+                .any(|m| m.drug_code == PATIENT_DRUG),
+            "the patient has medication history"
+        );
+        assert_no_clinical_data(&mut c, person, &patient, "nothing").await;
+
+        // (a) Replay. A legitimate face confirmation without consents...
+        let check = face(912, 800);
+        let ch = challenge(&mut c, pb::Purpose::Face).await;
+        let attestation = attest(&key, &card, &ch, check, none);
+        let honest = request(&card, &ch, check, none, attestation.clone());
+        let ok = c
+            .confirm_by_reader(honest.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ok.result_code(), ResultCode::Ok);
+        assert!(!ok
+            .consents
+            .as_ref()
+            .unwrap()
+            .medication
+            .as_ref()
+            .is_some_and(|m| m.given));
+        assert_no_clinical_data(
+            &mut c,
+            person,
+            &patient,
+            "a face confirmation without consents",
+        )
+        .await;
+        // ...re-sent byte for byte: the challenge is spent.
+        let err = c.confirm_by_reader(honest.clone()).await.unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::ChallengeReused), "{err:?}");
+        assert_no_clinical_data(&mut c, person, &patient, "a byte-identical replay").await;
+        // ...re-sent with the consents changed to medication and checkup.
+        let mut with_consents = honest.clone();
+        with_consents.consents = Some(medication_checkup.clone());
+        let err = c
+            .confirm_by_reader(with_consents.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::ChallengeReused), "{err:?}");
+        assert_no_clinical_data(&mut c, person, &patient, "a replay with consents").await;
+        // ...re-sent by the pharmacy's other terminal: the challenge is not its own.
+        let err = other.confirm_by_reader(with_consents).await.unwrap_err();
+        assert_eq!(
+            refusal(&err),
+            Some(ResultCode::ChallengeOtherTerminal),
+            "{err:?}"
+        );
+        assert_no_clinical_data(&mut c, person, &patient, "a replay by another terminal").await;
+
+        // (b) Re-use: the earlier attestation with a new, fresh challenge, as signed (no
+        // consents) and with the medication consent. The fresh challenge is in the signed
+        // bytes, so the attestation does not verify.
+        for consents in [none, medication] {
+            let fresh = challenge(&mut c, pb::Purpose::Face).await;
+            let err = c
+                .confirm_by_reader(request(&card, &fresh, check, consents, attestation.clone()))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                refusal(&err),
+                Some(ResultCode::AttestationInvalid),
+                "consents {:#04x}: {err:?}",
+                consents.bits()
+            );
+            assert_eq!(err.code(), tonic::Code::Unauthenticated);
+            assert_no_clinical_data(&mut c, person, &patient, "an attestation re-used").await;
+        }
+
+        // (c) The same for a visual check (目視確認).
+        let visual = ReaderCheck::Visual { staff_id: "N-0042" };
+        let ch = challenge(&mut c, pb::Purpose::VisualCheck).await;
+        let visual_attestation = attest(&key, &card, &ch, visual, none);
+        let honest_visual = request(&card, &ch, visual, none, visual_attestation.clone());
+        let ok = c
+            .confirm_by_reader(honest_visual.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ok.result_code(), ResultCode::Ok);
+        assert_no_clinical_data(&mut c, person, &patient, "a visual check without consents").await;
+        let err = c
+            .confirm_by_reader(honest_visual.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::ChallengeReused), "{err:?}");
+        let mut with_consents = honest_visual;
+        with_consents.consents = Some(medication_checkup.clone());
+        let err = c.confirm_by_reader(with_consents).await.unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::ChallengeReused), "{err:?}");
+        let fresh = challenge(&mut c, pb::Purpose::VisualCheck).await;
+        let err = c
+            .confirm_by_reader(request(
+                &card,
+                &fresh,
+                visual,
+                medication,
+                visual_attestation,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refusal(&err),
+            Some(ResultCode::AttestationInvalid),
+            "{err:?}"
+        );
+        assert_no_clinical_data(&mut c, person, &patient, "visual-check replays").await;
+
+        // Every attempt was audited against this card, with its method and the consents it
+        // claimed; none recorded a consent.
+        let hash = sha256_hex(&card.certificate);
+        let attempts: Vec<(String, String, u8)> = audit_log()
+            .into_iter()
+            .filter(|r| r.certificate_sha256.as_deref() == Some(hash.as_str()))
+            .map(|r| (r.method, r.result_code, r.consents))
+            .collect();
+        let mc = ConsentBits::new(true, true, false, false).bits();
+        let expected: Vec<(String, String, u8)> = [
+            ("face", "RESULT_CODE_OK", 0),
+            ("face", "RESULT_CODE_CHALLENGE_REUSED", 0),
+            ("face", "RESULT_CODE_CHALLENGE_REUSED", mc),
+            ("face", "RESULT_CODE_CHALLENGE_OTHER_TERMINAL", mc),
+            ("face", "RESULT_CODE_ATTESTATION_INVALID", 0),
+            ("face", "RESULT_CODE_ATTESTATION_INVALID", medication.bits()),
+            ("visual:N-0042", "RESULT_CODE_OK", 0),
+            ("visual:N-0042", "RESULT_CODE_CHALLENGE_REUSED", 0),
+            ("visual:N-0042", "RESULT_CODE_CHALLENGE_REUSED", mc),
+            (
+                "visual:N-0042",
+                "RESULT_CODE_ATTESTATION_INVALID",
+                medication.bits(),
+            ),
+        ]
+        .into_iter()
+        .map(|(m, r, b)| (m.to_owned(), r.to_owned(), b))
+        .collect();
+        assert_eq!(attempts, expected);
+
+        // Control: a fresh, honest face attestation with the medication consent opens the
+        // medication history (and only that: no checkup consent was given).
+        let ch = challenge(&mut c, pb::Purpose::Face).await;
+        let attestation = attest(&key, &card, &ch, check, medication);
+        let ok = c
+            .confirm_by_reader(request(&card, &ch, check, medication, attestation))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ok.result_code(), ResultCode::Ok);
+        assert!(
+            ok.consents
+                .as_ref()
+                .unwrap()
+                .medication
+                .as_ref()
+                .unwrap()
+                .given
+        );
+        let meds = c
+            .get_medications(patient.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            meds.medications.iter().any(|m| m.drug_code == PATIENT_DRUG),
+            "{meds:?}"
+        );
+        assert_eq!(
+            meds.medications.len(),
+            store.medications(person).unwrap().len()
+        );
+        let err = c.get_checkups(patient.clone()).await.unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::ConsentMissing), "{err:?}");
     });
 }

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use onshi_e2e::kiosk::KioskRig;
+use onshi_e2e::kiosk::{Bench, STAFF_ID};
 use onshi_e2e::webdriver::{Browser, Chromedriver};
 use onshi_e2e::World;
 use serde_json::json;
@@ -20,30 +20,9 @@ fn world() -> &'static World {
     World::shared(env!("CARGO_TARGET_TMPDIR"), "kiosk-world", 8)
 }
 
-struct Bench {
-    rig: KioskRig,
-    _dir: tempfile::TempDir,
-    profile: PathBuf,
-    pin: String,
-}
-
 /// A rig for the first in-operation terminal and a private copy of a `kind` card.
 fn bench(kind: &str, extra: &[&str]) -> Bench {
-    let w = world();
-    let dir = tempfile::tempdir().unwrap();
-    let (profile, pin) = w.private_card(kind, dir.path()).unwrap();
-    let rig = KioskRig::start(
-        &w.dir.join("service.toml"),
-        &w.terminal("in-operation", 0).unwrap(),
-        extra,
-    )
-    .unwrap();
-    Bench {
-        rig,
-        _dir: dir,
-        profile,
-        pin,
-    }
+    Bench::start(world(), kind, extra).unwrap()
 }
 
 fn wrong_pin(pin: &str) -> String {
@@ -73,11 +52,29 @@ fn place_card(b: &Browser, bench: &Bench) {
     b.wait_screen("choose_method").unwrap();
 }
 
-/// What the staff API lists for today.
+/// What the staff API lists for today (logged in as the bench's staff member).
 fn confirmations(bench: &Bench) -> serde_json::Value {
-    onshi_e2e::webdriver::http_json(&bench.rig.addr, "GET", "/api/staff/confirmations", None)
-        .unwrap()
-        .1
+    bench.rig.staff_login().unwrap().confirmations().unwrap()
+}
+
+/// The staff view in `staff`, logged in through its form.
+fn open_staff(staff: &Browser, bench: &Bench) {
+    staff.goto(&bench.rig.staff_url("/")).unwrap();
+    staff
+        .wait_for("#login-form", Duration::from_secs(20))
+        .unwrap();
+    staff
+        .wait_for("body[data-logged-in=\"0\"]", Duration::from_secs(20))
+        .unwrap();
+    staff.type_into("#login-staff-id", STAFF_ID).unwrap();
+    staff
+        .type_into("#login-password", &bench.rig.staff_password)
+        .unwrap();
+    staff.click("#login-submit").unwrap();
+    staff
+        .wait_for("body[data-ready=\"1\"]", Duration::from_secs(20))
+        .unwrap();
+    assert_eq!(staff.text("#whoami").unwrap(), STAFF_ID);
 }
 
 fn driver() -> Chromedriver {
@@ -116,10 +113,7 @@ fn pin_confirmation_in_the_browser_with_staff_seeing_the_result_and_the_medicati
     let chrome = driver();
     let b = chrome.browser().unwrap();
     let staff = chrome.browser().unwrap();
-    staff.goto(&bench.rig.url("/staff")).unwrap();
-    staff
-        .wait_for("body[data-ready=\"1\"]", Duration::from_secs(20))
-        .unwrap();
+    open_staff(&staff, &bench);
     open_kiosk(&b, &bench);
     assert!(b
         .text("#screen")
@@ -277,11 +271,8 @@ fn visual_check_switched_on_by_staff_is_recorded_with_the_staff_id() {
     let chrome = driver();
     let staff = chrome.browser().unwrap();
     let b = chrome.browser().unwrap();
-    staff.goto(&bench.rig.url("/staff")).unwrap();
-    staff
-        .wait_for("body[data-ready=\"1\"]", Duration::from_secs(20))
-        .unwrap();
-    staff.type_into("#staff-id", "S0042").unwrap();
+    open_staff(&staff, &bench);
+    // The staff id recorded is the logged-in staff member's.
     staff.click("#visual-on").unwrap();
     staff
         .wait_for("#visual-state[data-on=\"1\"]", Duration::from_secs(10))
@@ -297,7 +288,7 @@ fn visual_check_switched_on_by_staff_is_recorded_with_the_staff_id() {
         .wait_for("#entry-1.confirmed", Duration::from_secs(20))
         .map(|_| staff.text("#entry-1").unwrap())
         .unwrap();
-    assert!(row.contains("目視確認") && row.contains("S0042"), "{row}");
+    assert!(row.contains("目視確認") && row.contains(STAFF_ID), "{row}");
     // Switching it off takes the choice away.
     staff.click("#visual-off").unwrap();
     bench.rig.remove().unwrap();
@@ -351,7 +342,8 @@ fn a_card_pulled_mid_flow_ends_the_session_cleanly_and_the_next_card_starts_fres
     b.click("#pin-ok").unwrap();
     // Verified, on the consent screen: pull the card.
     b.wait_screen("consent").unwrap();
-    let session = bench.rig.state().unwrap()["session"].as_u64().unwrap();
+    let session = bench.rig.state().unwrap()["session"].clone();
+    assert!(session.as_str().is_some_and(|s| s.len() == 32), "{session}");
     bench.rig.remove().unwrap();
     b.wait_screen("insert_card").unwrap();
     assert_eq!(
@@ -402,7 +394,9 @@ fn the_scriptable_api_runs_a_pin_confirmation_and_names_bad_input() {
     let rig = &bench.rig;
     assert_eq!(rig.state().unwrap()["screen"], "insert_card");
     // Nothing to act on yet.
-    let (status, answer) = rig.post("/api/method", json!({"method": "pin"})).unwrap();
+    let (status, answer) = rig
+        .post("/api/method", json!({"session": "0", "method": "pin"}))
+        .unwrap();
     assert_eq!(
         (status, answer["error"].as_str()),
         (409, Some("stale_session"))
@@ -413,7 +407,11 @@ fn the_scriptable_api_runs_a_pin_confirmation_and_names_bad_input() {
         .unwrap();
     assert_eq!(status, 200, "{s}");
     assert_eq!(s["screen"], "choose_method");
-    let session = s["session"].as_u64().unwrap();
+    let session = s["session"].as_str().unwrap().to_owned();
+    // A session id is mandatory: an action without one is refused and changes nothing.
+    let (status, answer) = rig.post("/api/method", json!({"method": "pin"})).unwrap();
+    assert_eq!((status, answer["error"].as_str()), (400, Some("bad_request")));
+    assert_eq!(rig.state().unwrap()["screen"], "choose_method");
     let (status, answer) = rig
         .post(
             "/api/method",
@@ -463,9 +461,10 @@ fn the_scriptable_api_runs_a_pin_confirmation_and_names_bad_input() {
         .as_str()
         .is_some_and(|id| !id.is_empty()));
 
-    // Staff: card-less by numbers (bad numbers get the service's own code), batch with
-    // progress and results.
-    let (status, entry) = rig
+    // Staff (logged in, on their own listener): card-less by numbers (bad numbers get the
+    // service's own code), clinical data by the day's list.
+    let staff = rig.staff_login().unwrap();
+    let (status, entry) = staff
         .post(
             "/api/staff/numbers",
             json!({"insurer_number": "01130013", "number": "1", "birth_date": "19800101"}),
@@ -474,10 +473,12 @@ fn the_scriptable_api_runs_a_pin_confirmation_and_names_bad_input() {
     assert_eq!(status, 200);
     assert_eq!(entry["outcome"], "refused");
     assert_eq!(entry["result_code"], "RESULT_CODE_INVALID_INSURER_NUMBER");
-    let (status, answer) = rig.post("/api/staff/checkups", json!({"seq": 1})).unwrap();
+    let (status, answer) = staff
+        .post("/api/staff/checkups", json!({"seq": 1}))
+        .unwrap();
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["kind"], "checkups");
-    let (status, answer) = rig
+    let (status, answer) = staff
         .post("/api/staff/medications", json!({"seq": 99}))
         .unwrap();
     assert_eq!(status, 400, "{answer}");
@@ -489,10 +490,7 @@ fn staff_upload_a_batch_watch_it_finish_and_download_the_results() {
     let w = world();
     let chrome = driver();
     let staff = chrome.browser().unwrap();
-    staff.goto(&bench.rig.url("/staff")).unwrap();
-    staff
-        .wait_for("body[data-ready=\"1\"]", Duration::from_secs(20))
-        .unwrap();
+    open_staff(&staff, &bench);
     // Two patients by their numbers (the world's examples) and one malformed line.
     let examples = w.manifest["examples"].as_array().expect("examples");
     let valid_one = examples
@@ -525,10 +523,11 @@ fn staff_upload_a_batch_watch_it_finish_and_download_the_results() {
     let href = staff.attribute(".batch a", "href").unwrap();
     // The attribute as written (relative), or the absolute URL.
     let path = href
-        .split_once(&bench.rig.addr)
+        .split_once(&bench.rig.staff_addr)
         .map_or(href.clone(), |(_, p)| p.to_owned());
     assert!(path.starts_with("/api/staff/batch/"), "{href}");
-    let (status, body) = onshi_e2e::webdriver::http(&bench.rig.addr, "GET", &path, None).unwrap();
+    let answer = bench.rig.staff_login().unwrap().get(&path).unwrap();
+    let (status, body) = (answer.status, answer.body);
     assert_eq!(status, 200);
     let lines: Vec<&str> = body.lines().collect();
     assert_eq!(lines.len(), 4, "{body}");

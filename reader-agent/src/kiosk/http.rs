@@ -1,55 +1,93 @@
-//! The kiosk's local web server: the patient's screens (`/`), the staff's view (`/staff`), and
-//! the JSON API both pages use, which is also the scriptable API (docs/kiosk.md). State is
-//! pushed to the pages as server-sent events; nothing polls.
+//! The kiosk's two local web servers (docs/kiosk.md):
+//!
+//! - **the patient's listener**: the kiosk's screens (`/`) and the JSON API they use, which is
+//!   also the scriptable API;
+//! - **the staff's listener**, on its own port: the staff view (`/`), behind a log-in.
+//!
+//! Every request passes the [`web::guard`] first (Host allow-list, same origin, JSON and the
+//! launch token on anything that changes state, security headers). On top of that, the
+//! patient's API answers only a request with the token or the page's cookie (event streams
+//! cannot send headers), and the staff's API only a logged-in staff member. State is pushed to
+//! the pages as server-sent events; nothing polls.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::Engine as _;
+use http_body_util::BodyExt as _;
 use onshi_jpki::Pin;
 use serde::Deserialize;
 use serde_json::json;
 use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
-use super::session::{Action, ActionError, ConsentAnswers, Kiosk, KioskState, MethodChoice};
+use super::session::{
+    Action, ActionError, ConsentAnswers, Kiosk, KioskState, MethodChoice, VisualCheck,
+};
 use super::staff::{DeskError, StaffDesk};
+use super::staff_auth::{LoginError, StaffLogins, StaffMember};
+use super::web::{self, Edge};
 use crate::desk::{ClinicalKind, Numbers};
 use crate::face::{Camera, Photo};
 
 const KIOSK_PAGE: &str = include_str!("../../assets/kiosk.html");
+const KIOSK_SCRIPT: &str = include_str!("../../assets/kiosk.js");
+const KIOSK_STYLE: &str = include_str!("../../assets/kiosk.css");
 const STAFF_PAGE: &str = include_str!("../../assets/staff.html");
+const STAFF_SCRIPT: &str = include_str!("../../assets/staff.js");
+const STAFF_STYLE: &str = include_str!("../../assets/staff.css");
 const I18N_SCRIPT: &str = include_str!("../../assets/i18n.js");
-/// Largest request body: a batch CSV of 100,000 lines fits.
-const MAX_BODY: usize = 8 << 20;
+/// Largest request body on the patient's listener: a 1024×1024 PGM face image in base64.
+const MAX_KIOSK_BODY: usize = 2 << 20;
+/// Largest request body on the staff's listener: a batch CSV of 100,000 lines fits.
+const MAX_STAFF_BODY: usize = 8 << 20;
+/// Largest body of a request that carries a secret (the PIN, a staff password).
+const MAX_SECRET_BODY: usize = 1024;
 
+/// The patient's listener.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub kiosk: Kiosk,
-    pub staff: StaffDesk,
+    pub edge: Edge,
+    /// The page's cookie (name, value): how its event stream shows it is the page's.
+    pub cookie: (String, String),
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(|| async { Html(KIOSK_PAGE) }))
-        .route("/staff", get(|| async { Html(STAFF_PAGE) }))
-        .route(
-            "/assets/i18n.js",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-                    I18N_SCRIPT,
-                )
-            }),
-        )
+/// The staff's listener.
+#[derive(Debug, Clone)]
+pub struct StaffState {
+    pub kiosk: Kiosk,
+    pub staff: StaffDesk,
+    pub edge: Edge,
+    pub logins: StaffLogins,
+    /// The name of the log-in cookie (it carries the port: two kiosks on one host keep theirs).
+    pub cookie_name: String,
+}
+
+fn script(body: &'static str) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn style(body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], body).into_response()
+}
+
+/// The patient's screens and their API.
+pub fn kiosk_router(state: AppState) -> Router {
+    let api = Router::new()
         .route("/api/state", get(get_state))
         .route("/api/events", get(events))
         .route("/api/session", post(start_session))
@@ -59,6 +97,24 @@ pub fn router(state: AppState) -> Router {
         .route("/api/consents", post(consents))
         .route("/api/registration", post(registration))
         .route("/api/cancel", post(cancel))
+        .route_layer(middleware::from_fn_with_state(state.clone(), page_or_token));
+    Router::new()
+        .route("/", get(kiosk_page))
+        .route("/assets/i18n.js", get(|| async { script(I18N_SCRIPT) }))
+        .route("/assets/kiosk.js", get(|| async { script(KIOSK_SCRIPT) }))
+        .route("/assets/kiosk.css", get(|| async { style(KIOSK_STYLE) }))
+        .merge(api)
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_KIOSK_BODY))
+        .layer(middleware::from_fn_with_state(state.edge.clone(), web::guard))
+        .with_state(state)
+}
+
+/// The staff's view, its log-in and its API.
+pub fn staff_router(state: StaffState) -> Router {
+    let api = Router::new()
+        .route("/api/state", get(staff_kiosk_state))
+        .route("/api/events", get(staff_kiosk_events))
         .route("/api/staff/confirmations", get(confirmations))
         .route("/api/staff/events", get(staff_events))
         .route("/api/staff/visual-check", post(visual_check))
@@ -68,8 +124,24 @@ pub fn router(state: AppState) -> Router {
         .route("/api/staff/batch", post(batch_submit).get(batch_list))
         .route("/api/staff/batch/{reception}", get(batch_progress))
         .route("/api/staff/batch/{reception}/results.csv", get(batch_csv))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .route_layer(middleware::from_fn_with_state(state.clone(), logged_in));
+    Router::new()
+        .route("/", get(staff_page))
+        .route("/assets/i18n.js", get(|| async { script(I18N_SCRIPT) }))
+        .route("/assets/staff.js", get(|| async { script(STAFF_SCRIPT) }))
+        .route("/assets/staff.css", get(|| async { style(STAFF_STYLE) }))
+        .route("/api/me", get(me))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .merge(api)
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_STAFF_BODY))
+        .layer(middleware::from_fn_with_state(state.edge.clone(), web::guard))
         .with_state(state)
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such page or API")
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -101,6 +173,84 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, BadJson> {
     serde_json::from_slice(body).map_err(|e| BadJson(format!("invalid JSON body: {e}")))
 }
 
+/// Reads the body of a request that carries a secret into a wiped-on-drop buffer of the
+/// kiosk's own, sized once (it never reallocates, so no copy is left behind), and wipes each
+/// chunk the HTTP library handed over when this is its last holder. The connection is closed
+/// after the answer ([`close`]), so the library's read buffer is freed too, and the process's
+/// allocator wipes whatever it frees (reader-agent's `main.rs`).
+async fn read_secret(body: Body) -> Result<Zeroizing<Vec<u8>>, Response> {
+    let mut body = body;
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_SECRET_BODY));
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the body could not be read",
+            ));
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let fits = buf.len() + data.len() <= MAX_SECRET_BODY;
+        if fits {
+            buf.extend_from_slice(&data);
+        }
+        wipe(data);
+        if !fits {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("this request's body is at most {MAX_SECRET_BODY} bytes"),
+            ));
+        }
+    }
+    Ok(buf)
+}
+
+/// Wipes a chunk of a request if nothing else holds it.
+fn wipe(data: Bytes) {
+    if let Ok(mut bytes) = data.try_into_mut() {
+        bytes.zeroize();
+    }
+}
+
+/// Asks for the connection to be closed after this answer.
+fn close(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+// ---- the patient's listener ----------------------------------------------------------------
+
+/// The kiosk page, with the token and the cookie its event stream shows.
+async fn kiosk_page(State(app): State<AppState>) -> Response {
+    let (name, value) = &app.cookie;
+    (
+        [(header::SET_COOKIE, web::cookie(name, value))],
+        Html(app.edge.page(KIOSK_PAGE)),
+    )
+        .into_response()
+}
+
+/// The patient's API answers the page (its cookie) or a script (the token).
+async fn page_or_token(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let (name, value) = &app.cookie;
+    let cookie_ok = web::cookie_value(req.headers(), name).is_some_and(|v| web::secrets_equal(v, value));
+    if cookie_ok || app.edge.has_token(req.headers()) {
+        next.run(req).await
+    } else {
+        error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the kiosk's API answers its own page or a request with the kiosk's token \
+             (X-Onshi-Token, docs/kiosk.md)",
+        )
+    }
+}
+
 async fn get_state(State(app): State<AppState>) -> Json<KioskState> {
     Json(app.kiosk.state())
 }
@@ -112,14 +262,17 @@ where
     Sse::new(stream.map(Ok)).keep_alive(KeepAlive::default())
 }
 
-async fn events(State(app): State<AppState>) -> impl IntoResponse {
-    let stream = WatchStream::new(app.kiosk.subscribe()).map(|state| {
+fn state_events(kiosk: &Kiosk) -> impl Stream<Item = Event> + Send + 'static {
+    WatchStream::new(kiosk.subscribe()).map(|state| {
         Event::default()
             .event("state")
             .json_data(&state)
             .unwrap_or_else(|_| Event::default().event("state"))
-    });
-    sse(stream)
+    })
+}
+
+async fn events(State(app): State<AppState>) -> impl IntoResponse {
+    sse(state_events(&app.kiosk))
 }
 
 #[derive(Deserialize)]
@@ -144,7 +297,7 @@ async fn start_session(State(app): State<AppState>, body: Bytes) -> Response {
     let wait = Duration::from_secs(req.wait_seconds.unwrap_or(30).min(600));
     let mut rx = app.kiosk.subscribe();
     let ready = |s: &KioskState| {
-        s.session > 0
+        s.session.is_some()
             && !matches!(
                 s.screen,
                 super::session::Screen::InsertCard | super::session::Screen::Working { .. }
@@ -169,7 +322,7 @@ async fn start_session(State(app): State<AppState>, body: Bytes) -> Response {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MethodRequest {
-    session: Option<u64>,
+    session: String,
     /// `pin`, `face` or `visual`.
     method: String,
 }
@@ -201,41 +354,44 @@ async fn method(State(app): State<AppState>, body: Bytes) -> Response {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PinRequest {
-    session: Option<u64>,
+    session: String,
     pin: String,
 }
 
-/// The PIN arrives over loopback from the page on this host and goes straight into a
-/// [`Pin`]; the request's buffers are wiped; nothing here logs it.
-async fn pin(State(app): State<AppState>, body: Bytes) -> Response {
+/// The PIN arrives over loopback from the page on this host: its body is read into the
+/// kiosk's own wiped buffer ([`read_secret`]), the PIN goes straight into a [`Pin`] (moved to
+/// the card worker, which sends VERIFY and drops it), every copy is wiped, and the
+/// connection is closed after the answer. Nothing here logs it.
+async fn pin(State(app): State<AppState>, req: Request) -> Response {
+    let body = match read_secret(req.into_body()).await {
+        Ok(b) => b,
+        Err(refused) => return close(refused),
+    };
     let parsed: Result<PinRequest, _> = serde_json::from_slice(&body);
-    // Wipe the request body if this handler holds its only reference.
-    if let Ok(mut bytes) = body.try_into_mut() {
-        bytes.zeroize();
-    }
+    drop(body);
     let mut req = match parsed {
         Ok(r) => r,
         Err(_) => {
-            return error(
+            return close(error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                "expected {\"session\": N, \"pin\": \"NNNN\"}",
-            )
+                "expected {\"session\": \"…\", \"pin\": \"NNNN\"}",
+            ))
         }
     };
     let pin = Pin::new(&req.pin);
     req.pin.zeroize();
     let pin = match pin {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_pin", e.to_string()),
+        Err(e) => return close(error(StatusCode::BAD_REQUEST, "bad_pin", e.to_string())),
     };
-    acted(app.kiosk.act(req.session, Action::EnterPin(pin)).await)
+    close(acted(app.kiosk.act(req.session, Action::EnterPin(pin)).await))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FaceRequest {
-    session: Option<u64>,
+    session: String,
     /// `holder`, `stranger`, or `image` with `image_pgm_base64`.
     camera: String,
     #[serde(default)]
@@ -280,7 +436,7 @@ async fn face(State(app): State<AppState>, body: Bytes) -> Response {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConsentsRequest {
-    session: Option<u64>,
+    session: String,
     #[serde(flatten)]
     answers: ConsentAnswers,
 }
@@ -300,7 +456,7 @@ async fn consents(State(app): State<AppState>, body: Bytes) -> Response {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegistrationRequest {
-    session: Option<u64>,
+    session: String,
     accept: bool,
 }
 
@@ -319,19 +475,136 @@ async fn registration(State(app): State<AppState>, body: Bytes) -> Response {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SessionOnly {
-    session: Option<u64>,
+    session: String,
 }
 
 async fn cancel(State(app): State<AppState>, body: Bytes) -> Response {
-    let req: SessionOnly = if body.is_empty() {
-        SessionOnly { session: None }
-    } else {
-        match parse(&body) {
-            Ok(r) => r,
-            Err(e) => return e.into_response(),
-        }
+    let req: SessionOnly = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
     };
     acted(app.kiosk.act(req.session, Action::Cancel).await)
+}
+
+// ---- the staff's listener ------------------------------------------------------------------
+
+async fn staff_page(State(app): State<StaffState>) -> Html<String> {
+    Html(app.edge.page(STAFF_PAGE))
+}
+
+fn session_id<'a>(app: &StaffState, headers: &'a HeaderMap) -> Option<&'a str> {
+    web::cookie_value(headers, &app.cookie_name)
+}
+
+fn login_required() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "login_required",
+        "log in as a staff member first",
+    )
+}
+
+/// The staff's API answers a logged-in staff member only; the handlers see who
+/// ([`StaffMember`]).
+async fn logged_in(State(app): State<StaffState>, mut req: Request, next: Next) -> Response {
+    let member = session_id(&app, req.headers()).and_then(|sid| app.logins.session(sid));
+    match member {
+        Some(m) => {
+            req.extensions_mut().insert(m);
+            next.run(req).await
+        }
+        None => login_required(),
+    }
+}
+
+async fn me(State(app): State<StaffState>, headers: HeaderMap) -> Response {
+    match session_id(&app, &headers).and_then(|sid| app.logins.session(sid)) {
+        Some(m) => Json(json!({
+            "staff_id": m.staff_id,
+            "idle_timeout_seconds": app.logins.idle_timeout().as_secs(),
+        }))
+        .into_response(),
+        None => login_required(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    staff_id: String,
+    password: String,
+}
+
+async fn login(State(app): State<StaffState>, req: Request) -> Response {
+    let body = match read_secret(req.into_body()).await {
+        Ok(b) => b,
+        Err(refused) => return close(refused),
+    };
+    let parsed: Result<LoginRequest, _> = serde_json::from_slice(&body);
+    drop(body);
+    let Ok(mut req) = parsed else {
+        return close(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "expected {\"staff_id\": \"…\", \"password\": \"…\"}",
+        ));
+    };
+    let password = Zeroizing::new(std::mem::take(&mut req.password));
+    let answer = match app.logins.login(&req.staff_id, password).await {
+        Ok(sid) => (
+            [(header::SET_COOKIE, web::cookie(&app.cookie_name, &sid))],
+            Json(json!({
+                "staff_id": req.staff_id,
+                "idle_timeout_seconds": app.logins.idle_timeout().as_secs(),
+            })),
+        )
+            .into_response(),
+        Err(LoginError::Wrong) => error(
+            StatusCode::UNAUTHORIZED,
+            "login_failed",
+            "the staff id or the password is wrong",
+        ),
+        Err(LoginError::Throttled { seconds }) => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "login_throttled",
+            format!("too many wrong log-ins: try again in {seconds} s"),
+        ),
+        Err(LoginError::Unavailable(why)) => {
+            tracing::error!("staff log-in unavailable: {why}");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "login_unavailable",
+                "staff log-in is not available: see the kiosk's log",
+            )
+        }
+    };
+    close(answer)
+}
+
+async fn logout(State(app): State<StaffState>, headers: HeaderMap) -> Response {
+    if let Some(staff_id) = session_id(&app, &headers).and_then(|sid| app.logins.logout(sid)) {
+        if !app.logins.logged_in(&staff_id) {
+            app.kiosk
+                .set_visual_check(VisualCheck::OffIfBy(staff_id))
+                .await;
+        }
+    }
+    (
+        [(header::SET_COOKIE, web::expired_cookie(&app.cookie_name))],
+        Json(json!({ "logged_out": true })),
+    )
+        .into_response()
+}
+
+async fn staff_kiosk_state(State(app): State<StaffState>) -> Json<KioskState> {
+    Json(app.kiosk.state())
+}
+
+async fn staff_kiosk_events(
+    State(app): State<StaffState>,
+    Extension(member): Extension<StaffMember>,
+) -> impl IntoResponse {
+    sse(while_logged_in(state_events(&app.kiosk), member))
 }
 
 #[derive(Deserialize)]
@@ -340,11 +613,14 @@ struct Search {
     q: String,
 }
 
-async fn confirmations(State(app): State<AppState>, Query(search): Query<Search>) -> Response {
+async fn confirmations(State(app): State<StaffState>, Query(search): Query<Search>) -> Response {
     Json(json!({ "confirmations": app.staff.today(search.q.trim()) })).into_response()
 }
 
-async fn staff_events(State(app): State<AppState>) -> impl IntoResponse {
+async fn staff_events(
+    State(app): State<StaffState>,
+    Extension(member): Extension<StaffMember>,
+) -> impl IntoResponse {
     let stream = BroadcastStream::new(app.staff.subscribe()).filter_map(|e| {
         // A page that fell behind reloads the list; the event says so.
         let e = match e {
@@ -353,32 +629,47 @@ async fn staff_events(State(app): State<AppState>) -> impl IntoResponse {
         };
         Event::default().event("staff").json_data(&e).ok()
     });
-    sse(stream)
+    sse(while_logged_in(stream, member))
+}
+
+/// Ends an event stream when its staff member's log-in ends (log-out, idle time-out, account
+/// removed): the page is told `logged_out` and the stream closes.
+fn while_logged_in<S>(stream: S, member: StaffMember) -> impl Stream<Item = Event> + Send + 'static
+where
+    S: Stream<Item = Event> + Send + 'static,
+{
+    let ended = WatchStream::new(member.alive)
+        .filter(|alive| !alive)
+        .map(|_| None);
+    stream
+        .map(Some)
+        .merge(ended)
+        .take_while(Option::is_some)
+        .filter_map(|e| e)
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VisualRequest {
-    /// The staff member's id (1–32 printable ASCII characters); null switches it off.
-    staff_id: Option<String>,
+    /// On or off. The staff id recorded is the logged-in staff member's.
+    on: bool,
 }
 
-async fn visual_check(State(app): State<AppState>, body: Bytes) -> Response {
+async fn visual_check(
+    State(app): State<StaffState>,
+    Extension(member): Extension<StaffMember>,
+    body: Bytes,
+) -> Response {
     let req: VisualRequest = match parse(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let staff_id = req.staff_id.map(|s| s.trim().to_owned());
-    if let Some(id) = &staff_id {
-        if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_graphic()) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_staff_id",
-                "a staff id is 1 to 32 printable ASCII characters (no spaces)",
-            );
-        }
-    }
-    Json(app.kiosk.set_visual_check(staff_id).await).into_response()
+    let switch = if req.on {
+        VisualCheck::On(member.staff_id)
+    } else {
+        VisualCheck::Off
+    };
+    Json(app.kiosk.set_visual_check(switch).await).into_response()
 }
 
 #[derive(Deserialize)]
@@ -393,7 +684,7 @@ struct NumbersRequest {
     birth_date: String,
 }
 
-async fn numbers(State(app): State<AppState>, body: Bytes) -> Response {
+async fn numbers(State(app): State<StaffState>, body: Bytes) -> Response {
     let req: NumbersRequest = match parse(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -415,7 +706,7 @@ struct ClinicalRequest {
     seq: u64,
 }
 
-async fn clinical(app: AppState, body: Bytes, kind: ClinicalKind) -> Response {
+async fn clinical(app: StaffState, body: Bytes, kind: ClinicalKind) -> Response {
     let req: ClinicalRequest = match parse(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -435,34 +726,37 @@ fn desk_error(e: DeskError) -> Response {
     (status, Json(e)).into_response()
 }
 
-async fn medications(State(app): State<AppState>, body: Bytes) -> Response {
+async fn medications(State(app): State<StaffState>, body: Bytes) -> Response {
     clinical(app, body, ClinicalKind::Medications).await
 }
 
-async fn checkups(State(app): State<AppState>, body: Bytes) -> Response {
+async fn checkups(State(app): State<StaffState>, body: Bytes) -> Response {
     clinical(app, body, ClinicalKind::Checkups).await
 }
 
-/// The body is the reservations CSV itself (`insurer_number,symbol,number,branch,birth_date`).
-async fn batch_submit(State(app): State<AppState>, body: Bytes) -> Response {
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "the CSV is not UTF-8",
-        );
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    /// The reservations CSV (`insurer_number,symbol,number,branch,birth_date`).
+    csv: String,
+}
+
+async fn batch_submit(State(app): State<StaffState>, body: Bytes) -> Response {
+    let req: BatchRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
     };
-    match app.staff.submit_batch(text).await {
+    match app.staff.submit_batch(&req.csv).await {
         Ok(p) => (StatusCode::ACCEPTED, Json(p)).into_response(),
         Err(e) => desk_error(e),
     }
 }
 
-async fn batch_list(State(app): State<AppState>) -> Response {
+async fn batch_list(State(app): State<StaffState>) -> Response {
     Json(json!({ "batches": app.staff.batches() })).into_response()
 }
 
-async fn batch_progress(State(app): State<AppState>, Path(reception): Path<String>) -> Response {
+async fn batch_progress(State(app): State<StaffState>, Path(reception): Path<String>) -> Response {
     match app.staff.batch(&reception) {
         Some(p) => Json(p).into_response(),
         None => error(
@@ -473,7 +767,7 @@ async fn batch_progress(State(app): State<AppState>, Path(reception): Path<Strin
     }
 }
 
-async fn batch_csv(State(app): State<AppState>, Path(reception): Path<String>) -> Response {
+async fn batch_csv(State(app): State<StaffState>, Path(reception): Path<String>) -> Response {
     match app.staff.batch_csv(&reception) {
         Some(csv) => (
             [

@@ -5,12 +5,17 @@
 //! - [`session`]: the reception flow as one state machine;
 //! - [`staff`]: the staff's view (資格確認端末): the day's confirmations, card-less
 //!   confirmation, clinical data, batch pre-check;
-//! - [`http`]: the pages and the JSON API, with server-sent events.
+//! - [`staff_auth`]: staff accounts and log-ins;
+//! - [`web`]: what every request must show (Host, origin, token) and the security headers;
+//! - [`http`]: the two listeners (the patient's, the staff's), their pages and JSON APIs, with
+//!   server-sent events.
 
 pub mod card;
 pub mod http;
 pub mod session;
 pub mod staff;
+pub mod staff_auth;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,11 +31,16 @@ use crate::face::FaceFailures;
 /// How the kiosk runs.
 #[derive(Debug, Clone)]
 pub struct KioskOptions {
+    /// The patient's screens (loopback only).
     pub listen: SocketAddr,
+    /// The staff's view (loopback only, its own port).
+    pub staff_listen: SocketAddr,
+    /// A staff log-in idle this long ends.
+    pub staff_idle_timeout: Duration,
     pub reader: Option<String>,
     pub service_override: Option<String>,
     pub face_threshold_permille: u16,
-    /// Where the face-failure counts are kept.
+    /// Where the face-failure counts, the launch token and the staff accounts are kept.
     pub state_dir: PathBuf,
     pub card_timeout: Duration,
     pub idle_timeout: Duration,
@@ -51,17 +61,44 @@ pub fn load_device_key(config: &AgentConfig) -> Result<Option<EcdsaKeyPair>, Str
     .map_err(|e| format!("{} is not a PKCS#8 ECDSA P-256 key: {e}", path.display()))
 }
 
-/// Runs the kiosk until `shutdown` completes. `ready` is told the address it listens on.
+/// Where the kiosk listens, once bound.
+#[derive(Debug, Clone)]
+pub struct Listening {
+    pub kiosk: SocketAddr,
+    pub staff: SocketAddr,
+    /// The launch token's file (for scripts; readable only by the kiosk's user).
+    pub token_file: PathBuf,
+    /// How many staff accounts there are (none: nobody can log in yet).
+    pub staff_accounts: usize,
+}
+
+async fn bind_loopback(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, String> {
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "the {what} must listen on a loopback address, not {addr}: the PIN and health \
+             data cross it unencrypted, and its pages answer only to their own address"
+        ));
+    }
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} for the {what}: {e}"))
+}
+
+/// Runs the kiosk until `shutdown` completes. `ready` is told where it listens.
 pub async fn run(
     config: &AgentConfig,
     options: KioskOptions,
-    ready: impl FnOnce(SocketAddr),
+    ready: impl FnOnce(&Listening),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let device_key = load_device_key(config)?;
-    std::fs::create_dir_all(&options.state_dir)
-        .map_err(|e| format!("cannot create {}: {e}", options.state_dir.display()))?;
+    let rng = ring::rand::SystemRandom::new();
+    let token = web::random_hex(&rng, 32)?;
+    let token_file = web::write_private(&options.state_dir, web::TOKEN_FILE, token.as_bytes())?;
     let face_failures = FaceFailures::load(&options.state_dir)?;
+    let accounts = staff_auth::Accounts::in_dir(&options.state_dir);
+    let staff_accounts = accounts.list()?.len();
+    let logins = staff_auth::StaffLogins::new(accounts, options.staff_idle_timeout)?;
     // Connects on first use and reconnects after a failure: the kiosk starts (and shows
     // 「カードを置いてください」) even while the service is down.
     let channel = client::endpoint(config, options.service_override.as_deref())?.connect_lazy();
@@ -90,20 +127,60 @@ pub async fn run(
         }
     });
 
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the listening address: {e}"))?;
-    ready(addr);
-    let app = http::router(http::AppState { kiosk, staff });
+    let listener = bind_loopback(options.listen, "kiosk's screens").await?;
+    let staff_listener = bind_loopback(options.staff_listen, "staff's view").await?;
+    let local = |l: &tokio::net::TcpListener| {
+        l.local_addr()
+            .map_err(|e| format!("cannot read the listening address: {e}"))
+    };
+    let listening = Listening {
+        kiosk: local(&listener)?,
+        staff: local(&staff_listener)?,
+        token_file,
+        staff_accounts,
+    };
+    ready(&listening);
+
+    // Staff log-ins that went idle end; a visual check switched on by someone no longer
+    // logged in goes off.
+    let sweeping = logins.clone();
+    let visual = kiosk.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            for staff_id in sweeping.sweep() {
+                visual
+                    .set_visual_check(session::VisualCheck::OffIfBy(staff_id))
+                    .await;
+            }
+        }
+    });
+
+    let app = http::kiosk_router(http::AppState {
+        kiosk: kiosk.clone(),
+        edge: web::Edge::new(listening.kiosk, token.clone()),
+        cookie: (
+            format!("onshi_kiosk_{}", listening.kiosk.port()),
+            web::random_hex(&rng, 32)?,
+        ),
+    });
+    let staff_app = http::staff_router(http::StaffState {
+        kiosk,
+        staff,
+        edge: web::Edge::new(listening.staff, token),
+        logins,
+        cookie_name: format!("onshi_staff_{}", listening.staff.port()),
+    });
     // The pages hold event streams open for ever, so a graceful drain would never end: on
-    // shutdown the server is simply dropped (the card worker resets a verified card as its
+    // shutdown the servers are simply dropped (the card worker resets a verified card as its
     // handle goes).
     tokio::select! {
         served = axum::serve(listener, app) => {
             served.map_err(|e| format!("the kiosk's web server failed: {e}"))
+        }
+        served = axum::serve(staff_listener, staff_app) => {
+            served.map_err(|e| format!("the staff's web server failed: {e}"))
         }
         () = shutdown => Ok(()),
     }

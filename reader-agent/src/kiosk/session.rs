@@ -43,9 +43,10 @@ pub const CONSENT_ITEMS: [&str; 4] = ["medication", "checkup", "clinical", "surg
 /// What the page shows; serialised as the state the page and scripts read.
 #[derive(Debug, Clone, Serialize)]
 pub struct KioskState {
-    /// Counts card sessions; 0 before the first card. Actions name the session they are for,
-    /// so an action meant for a pulled card never touches the next one.
-    pub session: u64,
+    /// The card session's id: 128 random bits, hex; `null` before the first card. Every
+    /// action names the session it is for, so an action meant for a pulled card never
+    /// touches the next one, and an id cannot be guessed.
+    pub session: Option<String>,
     #[serde(flatten)]
     pub screen: Screen,
     /// The staff member who switched on 目視確認, if it is on.
@@ -182,12 +183,19 @@ pub struct ActionError {
 
 /// Staff's switch for 目視確認.
 #[derive(Debug)]
-pub struct VisualCheck(pub Option<String>);
+pub enum VisualCheck {
+    /// On, by this logged-in staff member.
+    On(String),
+    /// Off.
+    Off,
+    /// Off if this staff member switched it on (their log-in ended).
+    OffIfBy(String),
+}
 
 enum Msg {
     Card(CardEvent),
     Action {
-        session: Option<u64>,
+        session: String,
         action: Action,
         reply: oneshot::Sender<Result<KioskState, ActionError>>,
     },
@@ -225,11 +233,10 @@ impl Kiosk {
         self.state.clone()
     }
 
-    /// Applies an action to session `session` (any session when `None`) and returns the
-    /// state it led to.
+    /// Applies an action to session `session` and returns the state it led to.
     pub async fn act(
         &self,
-        session: Option<u64>,
+        session: String,
         action: Action,
     ) -> Result<KioskState, ActionError> {
         let (reply, rx) = oneshot::channel();
@@ -255,10 +262,10 @@ impl Kiosk {
         })?
     }
 
-    /// Switches 目視確認 on (with the staff member's id) or off.
-    pub async fn set_visual_check(&self, staff_id: Option<String>) -> KioskState {
+    /// Switches 目視確認 on (by a logged-in staff member) or off.
+    pub async fn set_visual_check(&self, switch: VisualCheck) -> KioskState {
         let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Msg::Visual(VisualCheck(staff_id), reply));
+        let _ = self.tx.send(Msg::Visual(switch, reply));
         rx.await.unwrap_or_else(|_| self.state())
     }
 
@@ -282,7 +289,7 @@ pub struct KioskSetup {
 /// Starts the kiosk's task.
 pub fn start(setup: KioskSetup) -> Kiosk {
     let initial = KioskState {
-        session: 0,
+        session: None,
         screen: Screen::InsertCard,
         visual_check_staff: None,
         notice: None,
@@ -295,7 +302,6 @@ pub fn start(setup: KioskSetup) -> Kiosk {
         state: initial,
         publish: state_tx,
         session: None,
-        sessions: 0,
         rng: SystemRandom::new(),
     };
     tokio::spawn(machine.run(rx));
@@ -324,7 +330,7 @@ impl Identified {
 }
 
 struct Session {
-    id: u64,
+    id: String,
     reader: String,
     card: CardHandle,
     certificate: Vec<u8>,
@@ -345,7 +351,6 @@ struct Machine {
     state: KioskState,
     publish: watch::Sender<KioskState>,
     session: Option<Session>,
-    sessions: u64,
     rng: SystemRandom,
 }
 
@@ -393,8 +398,16 @@ impl Machine {
                     self.release_when_finished().await;
                     let _ = reply.send(r.map(|()| self.state.clone()));
                 }
-                Msg::Visual(VisualCheck(staff), reply) => {
-                    self.state.visual_check_staff = staff;
+                Msg::Visual(switch, reply) => {
+                    match switch {
+                        VisualCheck::On(staff) => self.state.visual_check_staff = Some(staff),
+                        VisualCheck::Off => self.state.visual_check_staff = None,
+                        VisualCheck::OffIfBy(staff) => {
+                            if self.state.visual_check_staff.as_ref() == Some(&staff) {
+                                self.state.visual_check_staff = None;
+                            }
+                        }
+                    }
                     if matches!(self.state.screen, Screen::ChooseMethod { .. }) {
                         self.show_methods(None);
                     } else {
@@ -454,8 +467,14 @@ impl Machine {
     }
 
     async fn begin_session(&mut self, reader: String) {
-        self.sessions += 1;
-        self.state.session = self.sessions;
+        let id = match crate::kiosk::web::random_hex(&self.rng, 16) {
+            Ok(id) => id,
+            Err(message) => {
+                self.state.reader_error = Some(message);
+                return self.push();
+            }
+        };
+        self.state.session = Some(id.clone());
         self.state.notice = None;
         self.working("reading_card");
         let card = match CardHandle::connect(&reader, self.setup.card_timeout).await {
@@ -483,7 +502,7 @@ impl Machine {
             PinStatus::Verified => 3,
         };
         self.session = Some(Session {
-            id: self.sessions,
+            id,
             reader,
             card,
             certificate: reading.certificate,
@@ -578,16 +597,13 @@ impl Machine {
         });
     }
 
-    async fn on_action(&mut self, session: Option<u64>, action: Action) -> Result<(), ActionError> {
-        let current = self.session.as_ref().map(|s| s.id);
-        if session.is_some_and(|want| Some(want) != current) || current.is_none() {
+    async fn on_action(&mut self, session: String, action: Action) -> Result<(), ActionError> {
+        let current = self.session.as_ref().map(|s| s.id.as_str());
+        if !current.is_some_and(|c| crate::kiosk::web::secrets_equal(c, &session)) {
             return Err(ActionError {
                 error: "stale_session",
                 message: match current {
-                    Some(c) => format!(
-                        "the action is for session {}, the card in the reader is session {c}",
-                        session.unwrap_or_default()
-                    ),
+                    Some(_) => "the action is not for the card in the reader".into(),
                     None => "no card is in the reader".into(),
                 },
                 state: self.state.clone(),

@@ -6,15 +6,17 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use onshi_e2e::kiosk::KioskRig;
+use onshi_e2e::kiosk::{KioskRig, STAFF_ID};
 use onshi_e2e::World;
 
 const USAGE: &str =
-    "usage: onshi-kiosk [--listen ADDR] [WORLD-DIR]   (defaults 127.0.0.1:8080, kiosk-world)
+    "usage: onshi-kiosk [--listen ADDR] [--staff-listen ADDR] [WORLD-DIR]
+       (defaults 127.0.0.1:8080, 127.0.0.1:8081, kiosk-world)
 
 Builds a synthetic world in WORLD-DIR (rebuilt on every run), starts a private pcscd with the
 vpcd driver (root is needed for its mount namespace), a virtual-card rack, the confirmation
-service and the kiosk, and prints the kiosk's addresses. Then type, one per line:
+service and the kiosk, and prints the kiosk's addresses, the staff member's log-in (made
+for this run, with a fresh password) and where the API token is. Then type, one per line:
 
   insert KIND   place a card: valid, unregistered, lost, multiple, revoked, expired
   remove        pull the card out
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let mut listen = "127.0.0.1:8080".to_owned();
+    let mut staff_listen = "127.0.0.1:8081".to_owned();
     let mut dir = PathBuf::from("kiosk-world");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -44,6 +47,9 @@ fn run() -> Result<(), String> {
                 return Ok(());
             }
             "--listen" => listen = args.next().ok_or("--listen needs an address")?,
+            "--staff-listen" => {
+                staff_listen = args.next().ok_or("--staff-listen needs an address")?
+            }
             other if other.starts_with('-') => {
                 return Err(format!("unknown option {other} (see --help)"))
             }
@@ -57,11 +63,23 @@ fn run() -> Result<(), String> {
     let rig = KioskRig::start(
         &dir.join("service.toml"),
         &world.terminal("in-operation", 0)?,
-        &["--listen", &listen],
+        &["--listen", &listen, "--staff-listen", &staff_listen],
     )?;
     println!();
     println!("  the patient's screen  {}", rig.url("/"));
-    println!("  the staff's view      {}", rig.url("/staff"));
+    println!("  the staff's view      {}", rig.staff_url("/"));
+    println!(
+        "  staff log in as       {STAFF_ID}, password {} (made for this run; add others with",
+        rig.staff_password
+    );
+    println!(
+        "                        reader-agent staff add --state-dir {} --staff-id ID)",
+        rig.state_path().display()
+    );
+    println!(
+        "  the API's token       {} (send it as X-Onshi-Token, docs/kiosk.md)",
+        rig.state_path().join("kiosk-token").display()
+    );
     println!();
     print_cards(&world)?;
     println!("type `insert valid`, `remove`, `cards` or `quit`:");

@@ -1,0 +1,143 @@
+// onshi kiosk: the patient's screens (loaded with defer, after i18n.js).
+"use strict";
+let STATE = null;
+let PIN = "";
+
+function act(path, body) {
+  return postJson(path, Object.assign({ session: STATE ? STATE.session : null }, body)).then((r) => {
+    if (r.data && r.data.screen) show(r.data);
+    else if (r.data && r.data.state) show(r.data.state);
+  });
+}
+
+function show(state) {
+  // Session ids are opaque strings (null before the first card).
+  const session = state.session === undefined ? null : state.session;
+  if (!STATE || session !== STATE.session || state.screen !== STATE.screen) PIN = "";
+  STATE = Object.assign({}, state, { session });
+  render();
+}
+
+function noticeBox() {
+  return STATE.notice ? el("div", { class: "notice", id: "notice", "data-notice": STATE.notice },
+                           t("notice_" + STATE.notice)) : null;
+}
+
+function cancelRow() {
+  return el("div", { class: "cancel-row" },
+            el("button", { id: "cancel", onclick: () => act("/api/cancel") }, t("cancel")));
+}
+
+function bigButton(id, label, onclick, opts) {
+  return el("button", Object.assign({ id, class: "big" + ((opts && opts.secondary) ? " secondary" : ""),
+            onclick, disabled: opts && opts.disabled }), label);
+}
+
+const SCREENS = {
+  loading: () => [el("div", { class: "spinner" })],
+  insert_card: (s) => [noticeBox(), el("h1", {}, t("insert_card")), el("p", { class: "sub" }, t("insert_card_hint"))],
+  working: (s) => [el("h1", {}, t("task_" + s.task)), el("div", { class: "spinner" }), el("p", { class: "sub" }, t("working"))],
+  choose_method: (s) => {
+    const faceNote = s.face === "locked" ? t("face_locked") : s.face === "unavailable" ? t("face_unavailable") : "";
+    const pinNote = s.pin_tries_left === 0 ? t("pin_locked") : t("tries_left", { n: s.pin_tries_left });
+    return [
+      noticeBox(),
+      el("h1", {}, t("choose_method")),
+      el("div", { class: "buttons" },
+        bigButton("method-face", t("method_face"), () => act("/api/method", { method: "face" }),
+                  { disabled: s.face !== "available" }),
+        bigButton("method-pin", t("method_pin"), () => act("/api/method", { method: "pin" }),
+                  { disabled: s.pin_tries_left === 0 }),
+        s.visual_check ? bigButton("method-visual", t("method_visual"),
+                                   () => act("/api/method", { method: "visual" }), { secondary: true }) : null),
+      el("p", { class: "sub", id: "face-note" }, faceNote),
+      el("p", { class: "sub", id: "pin-note" }, t("method_pin") + ": " + pinNote),
+      cancelRow(),
+    ];
+  },
+  pin: (s) => {
+    const keys = ["1", "2", "3", "4", "5", "6", "7", "8", "9"].map((d) =>
+      el("button", { id: "pin-key-" + d, onclick: () => press(d) }, d));
+    return [
+      noticeBox(),
+      el("h1", {}, t(s.purpose === "register" ? "pin_title_register" : "pin_title")),
+      s.wrong_pin ? el("p", { class: "error", id: "pin-wrong" }, t("pin_wrong")) : null,
+      el("p", { id: "tries-left" }, t("tries_left", { n: s.tries_left })),
+      el("div", { class: "dots", id: "pin-dots" }, "●".repeat(PIN.length) + "○".repeat(4 - PIN.length)),
+      el("div", { class: "pad" }, ...keys,
+        el("button", { id: "pin-clear", onclick: () => { PIN = ""; render(); } }, t("pin_clear")),
+        el("button", { id: "pin-key-0", onclick: () => press("0") }, "0"),
+        el("button", { id: "pin-ok", class: "ok", onclick: submitPin }, t("pin_ok"))),
+      cancelRow(),
+    ];
+  },
+  face: (s) => [
+    el("h1", {}, t("face_title")),
+    el("div", { class: "camera" }),
+    el("p", { id: "face-failures" }, t("face_failures", { n: s.failures, max: s.max_failures })),
+    s.last_score_permille !== null && s.last_score_permille !== undefined
+      ? el("p", { class: "error", id: "face-score" },
+           t("face_last_score", { s: s.last_score_permille, t: s.threshold_permille })) : null,
+    el("div", { class: "buttons" },
+      bigButton("camera-holder", t("camera_holder"), () => act("/api/face", { camera: "holder" })),
+      bigButton("camera-stranger", t("camera_stranger"), () => act("/api/face", { camera: "stranger" }),
+                { secondary: true })),
+    cancelRow(),
+  ],
+  consent: (s) => [
+    el("p", { class: "sub" }, t("consent_of", { i: s.index, n: s.total })),
+    el("h1", { id: "consent-question", "data-item": s.item }, t("consent_" + s.item)),
+    el("div", { class: "buttons" },
+      bigButton("consent-yes", t("consent_yes"), () => act("/api/consents", { [s.item]: true })),
+      bigButton("consent-no", t("consent_no"), () => act("/api/consents", { [s.item]: false }),
+                { secondary: true })),
+    cancelRow(),
+  ],
+  offer_registration: () => [
+    el("h1", {}, t("offer_registration")),
+    el("p", { class: "sub" }, t("offer_registration_hint")),
+    el("div", { class: "buttons" },
+      bigButton("register-yes", t("register_yes"), () => act("/api/registration", { accept: true })),
+      bigButton("register-no", t("register_no"), () => act("/api/registration", { accept: false }),
+                { secondary: true })),
+  ],
+  done: (s) => [
+    el("div", { class: "done", id: "done" }, t("done")),
+    el("p", { id: "validity" }, t("validity") + ": " + s.validity_label),
+    s.registered_now ? el("p", { id: "registered-now" }, t("registered_now")) : null,
+    el("p", { class: "sub" }, t("done_hint")),
+  ],
+  failed: (s) => [
+    el("div", { class: "failed", id: "failed" }, t("failed")),
+    el("p", { id: "failure-reason", "data-reason": s.reason }, t("reason_" + s.reason)),
+    s.result_code ? el("p", { class: "sub", id: "result-code" }, s.result_code) : null,
+    el("p", { class: "sub" }, t("failed_hint")),
+  ],
+};
+
+function press(d) {
+  if (PIN.length < 4) PIN += d;
+  render();
+}
+
+function submitPin() {
+  if (PIN.length !== 4) return;
+  const pin = PIN;
+  PIN = "";
+  act("/api/pin", { pin });
+}
+
+function render() {
+  const s = STATE || { screen: "loading", session: null };
+  document.body.dataset.screen = s.screen;
+  document.body.dataset.session = s.session || "";
+  const root = document.getElementById("screen");
+  root.replaceChildren(...(SCREENS[s.screen] || SCREENS.loading)(s).filter((x) => x));
+  document.getElementById("reader-error").textContent = s.reader_error ? t("reader_error") + s.reader_error : "";
+}
+
+document.getElementById("lang-toggle").addEventListener("click", () => toggleLang(render));
+applyTexts();
+render();
+const events = new EventSource("/api/events");
+events.addEventListener("state", (e) => show(JSON.parse(e.data)));

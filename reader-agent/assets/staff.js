@@ -1,0 +1,311 @@
+// onshi kiosk: the staff view (loaded with defer, after i18n.js). Needs a log-in: every staff
+// API answering 401 brings the log-in form back.
+"use strict";
+let ENTRIES = [];
+const BATCHES = new Map();
+let VISUAL = null;
+let STAFF = null;        // the logged-in staff id, null when logged out
+let GEN = 0;             // bumped on every log-in / log-out: answers of an older one are dropped
+let events = null;       // EventSource /api/staff/events
+let kioskEvents = null;  // EventSource /api/events (the kiosk's state: visual check)
+let reopenTimer = null;
+
+const RATIO = { "010": "1割", "020": "2割", "030": "3割" };
+
+const $ = (id) => document.getElementById(id);
+
+function fmtTime(ms) {
+  return new Date(ms).toLocaleTimeString(LANG === "ja" ? "ja-JP" : "en-GB", { timeZone: "Asia/Tokyo" });
+}
+
+function matches(e, q) {
+  if (!q) return true;
+  const r = e.result || {};
+  const hay = [e.method, e.outcome, e.result_code, e.message, r.confirmation_id, r.validity_label,
+    ...(r.qualifications || []).flatMap((x) => [x.name, x.kana_name, x.insurer_number, x.insurer_name,
+      x.symbol, x.number, x.birth_date])].join(" ").toLowerCase();
+  return hay.includes(q.toLowerCase());
+}
+
+function renderEntries() {
+  const q = $("search").value.trim();
+  const names = t("consent_names").split(",");
+  const rows = ENTRIES.filter((e) => matches(e, q)).map((e) => {
+    const r = e.result || {};
+    const qa = (r.qualifications || [])[0] || {};
+    const c = r.consents || {};
+    const given = ["medication", "checkup", "clinical", "surgery"].filter((k) => c[k]);
+    const method = e.method === "numbers" ? t("method_numbers")
+      : e.method === "reader" ? t("method_reader")
+      : t("method_" + e.method) + (e.staff_id ? " (" + e.staff_id + ")" : "");
+    const outcome = t("outcome_" + e.outcome) + (e.result_code ? " " + e.result_code.replace("RESULT_CODE_", "") : "")
+      + (e.message ? " — " + e.message : "") + (e.registered_now ? " ★" : "");
+    const actions = el("td", {},
+      c.medication ? el("button", { id: "med-" + e.seq, onclick: () => clinical(e.seq, "medications") }, t("medications")) : null,
+      c.checkup ? el("button", { id: "chk-" + e.seq, onclick: () => clinical(e.seq, "checkups") }, t("checkups")) : null);
+    return el("tr", { id: "entry-" + e.seq, class: e.outcome, "data-seq": e.seq },
+      el("td", {}, String(e.seq)), el("td", {}, fmtTime(e.at_ms)), el("td", {}, method),
+      el("td", { class: "outcome" }, outcome), el("td", { class: "validity" }, r.validity_label || ""),
+      el("td", { class: "name" }, qa.name ? qa.name + " (" + qa.kana_name + ")" : ""),
+      el("td", {}, qa.birth_date || ""),
+      el("td", {}, qa.insurer_number ? qa.insurer_number + " " + qa.insurer_name : ""),
+      el("td", {}, qa.number ? [qa.symbol, qa.number, qa.branch].filter((x) => x).join(" / ") : ""),
+      el("td", { class: "copay" }, qa.copay_ratio ? (RATIO[qa.copay_ratio] || qa.copay_ratio) : ""),
+      el("td", { class: "bracket" }, qa.high_cost_limit_bracket || ""),
+      el("td", { class: "consents" }, r.consents ? (given.map((k) => names[["medication", "checkup", "clinical", "surgery"].indexOf(k)]).join(", ") || t("none")) : ""),
+      actions);
+  });
+  $("confirmations").replaceChildren(...rows);
+}
+
+// True (and the log-in form is back) when the answer says the log-in is gone.
+function loggedOut(r) {
+  if (r.status !== 401) return false;
+  showLogin("login_expired");
+  return true;
+}
+
+async function clinical(seq, kind) {
+  const gen = GEN;
+  const r = await postJson("/api/staff/" + kind, { seq });
+  if (gen !== GEN || loggedOut(r)) return;
+  const box = $("clinical");
+  if (!r.ok) {
+    box.replaceChildren(el("p", { id: "clinical-error" }, (r.data && (r.data.result_code + " " + r.data.message)) || "error"));
+    return;
+  }
+  const rows = r.data[kind] || [];
+  const head = kind === "medications"
+    ? ["dispensed_on", "drug_name", "usage", "daily_quantity", "days", "institution_name"]
+    : ["examined_on", "height_cm_x10", "weight_kg_x10", "bmi_x10", "systolic_mmhg", "diastolic_mmhg", "hba1c_x10", "judgement"];
+  box.replaceChildren(
+    el("h2", {}, t(kind) + " (#" + seq + ")"),
+    rows.length === 0 ? el("p", {}, t("clinical_none")) :
+      el("table", { id: "clinical-" + kind },
+        el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, t("h_" + h))))),
+        el("tbody", {}, ...rows.map((m) => el("tr", {}, ...head.map((h) =>
+          el("td", {}, h.endsWith("_x10") ? (m[h] / 10).toFixed(1) : String(m[h]))))))));
+}
+
+// The staff id recorded is the logged-in one's: the server takes it from the log-in.
+async function setVisual(on) {
+  const gen = GEN;
+  const r = await postJson("/api/staff/visual-check", { on });
+  if (gen !== GEN || loggedOut(r)) return;
+  if (r.ok && r.data) { VISUAL = r.data.visual_check_staff; renderVisual(); }
+  else $("visual-state").textContent = (r.data && r.data.message) || "error";
+}
+
+function renderVisual() {
+  $("visual-state").textContent = VISUAL ? t("visual_state_on", { id: VISUAL }) : t("visual_state_off");
+  $("visual-state").dataset.on = VISUAL ? "1" : "0";
+}
+
+async function byNumbers() {
+  const gen = GEN;
+  const v = (id) => $(id).value.trim();
+  const r = await postJson("/api/staff/numbers", {
+    insurer_number: v("n-insurer"), symbol: v("n-symbol"), number: v("n-number"),
+    branch: v("n-branch"), birth_date: v("n-birth"),
+  });
+  if (gen !== GEN || loggedOut(r)) return;
+  $("n-result").textContent = r.data
+    ? "#" + r.data.seq + " " + t("outcome_" + r.data.outcome) + " " + (r.data.result_code || "") + " " + (r.data.message || "")
+    : "error";
+}
+
+async function submitBatch() {
+  const gen = GEN;
+  const file = $("batch-file").files[0];
+  const err = $("batch-error");
+  err.textContent = "";
+  if (!file) return;
+  const text = await file.text();
+  const r = await postJson("/api/staff/batch", { csv: text });
+  if (gen !== GEN || loggedOut(r)) return;
+  const data = r.data;
+  if (!r.ok || !data) { err.textContent = (data && (data.result_code + " " + data.message)) || "error"; return; }
+  // Its progress may have been pushed before this answer arrived: never go back from done.
+  const seen = BATCHES.get(data.reception_number);
+  if (!seen || (seen.status !== "done" && seen.completed <= data.completed)) BATCHES.set(data.reception_number, data);
+  renderBatches();
+}
+
+function renderBatches() {
+  const items = [...BATCHES.values()].sort((a, b) => b.reception_number.localeCompare(a.reception_number));
+  $("batches").replaceChildren(...items.map((b) =>
+    el("div", { class: "row batch", id: "batch-" + b.reception_number, "data-status": b.status },
+      el("span", {}, b.reception_number),
+      el("progress", { max: String(Math.max(b.total, 1)), value: String(b.completed) }),
+      el("span", { class: "count" }, b.completed + " / " + b.total),
+      el("span", { class: "status" }, t("batch_" + b.status) + (b.message ? " " + b.message : "")),
+      b.status === "done" ? el("a", { id: "download-" + b.reception_number,
+        href: "/api/staff/batch/" + b.reception_number + "/results.csv" }, t("batch_download")) : null)));
+}
+
+function renderAll() { renderEntries(); renderVisual(); renderBatches(); }
+
+async function reload() {
+  const gen = GEN;
+  const [c, s, b] = await Promise.all([
+    getJson("/api/staff/confirmations"),
+    getJson("/api/state"),
+    getJson("/api/staff/batch"),
+  ]);
+  if (gen !== GEN) return;
+  if (loggedOut(c) || loggedOut(s) || loggedOut(b)) return;
+  if (!c.ok || !s.ok || !b.ok || !c.data || !s.data || !b.data) return;
+  // Keep what was pushed while the list was on its way.
+  const fetched = new Set(c.data.confirmations.map((x) => x.seq));
+  ENTRIES = [...ENTRIES.filter((x) => !fetched.has(x.seq)), ...c.data.confirmations].sort((a, b) => b.seq - a.seq);
+  VISUAL = s.data.visual_check_staff;
+  for (const x of b.data.batches) BATCHES.set(x.reception_number, x);
+  renderAll();
+  document.body.dataset.ready = "1";
+}
+
+// --- server-sent events (authenticated by the HttpOnly cookie) ---
+
+function closeEvents() {
+  if (reopenTimer !== null) { clearTimeout(reopenTimer); reopenTimer = null; }
+  if (events) { events.close(); events = null; }
+  if (kioskEvents) { kioskEvents.close(); kioskEvents = null; }
+}
+
+// An EventSource that gave up (e.g. answered 401) stays closed: ask whether the log-in is still
+// there; if so, open the streams again a little later, otherwise show the log-in form.
+async function eventsFailed(source) {
+  if (source !== events && source !== kioskEvents) return; // an older stream
+  if (source.readyState !== EventSource.CLOSED || reopenTimer !== null) return;
+  const gen = GEN;
+  const r = await getJson("/api/me");
+  if (gen !== GEN || loggedOut(r)) return;
+  closeEvents();
+  reopenTimer = setTimeout(() => { reopenTimer = null; if (gen === GEN) openEvents(); }, 2000);
+}
+
+function openEvents() {
+  closeEvents();
+  events = new EventSource("/api/staff/events");
+  events.addEventListener("open", reload);
+  events.addEventListener("lagged", reload);
+  events.addEventListener("staff", (e) => {
+    const ev = JSON.parse(e.data);
+    if (ev.kind === "confirmation") {
+      if (!ENTRIES.some((x) => x.seq === ev.seq)) ENTRIES.unshift(ev);
+      renderEntries();
+    } else if (ev.kind === "batch") {
+      const old = BATCHES.get(ev.reception_number);
+      if (!old || old.status !== "done") BATCHES.set(ev.reception_number, ev);
+      renderBatches();
+    }
+  });
+  events.addEventListener("error", (e) => eventsFailed(e.target));
+  kioskEvents = new EventSource("/api/events");
+  kioskEvents.addEventListener("state", (e) => { VISUAL = JSON.parse(e.data).visual_check_staff; renderVisual(); });
+  kioskEvents.addEventListener("error", (e) => eventsFailed(e.target));
+}
+
+// --- log-in ---
+
+// key: a text key (translated, follows the language toggle), or null; message: a raw text instead.
+function setText(id, key, message) {
+  const p = $(id);
+  if (key) { p.dataset.t = key; p.dataset.error = key; p.textContent = t(key); }
+  else { delete p.dataset.t; delete p.dataset.error; p.textContent = message || ""; }
+}
+
+function clearData() {
+  ENTRIES = [];
+  BATCHES.clear();
+  VISUAL = null;
+  for (const id of ["search", "n-insurer", "n-symbol", "n-number", "n-branch", "n-birth", "batch-file"]) $(id).value = "";
+  for (const id of ["n-result", "batch-error"]) $(id).textContent = "";
+  $("clinical").replaceChildren();
+  renderAll();
+}
+
+function showLogin(noticeKey) {
+  GEN++;
+  STAFF = null;
+  closeEvents();
+  clearData();
+  $("login-password").value = "";
+  setText("login-error", null);
+  setText("login-notice", noticeKey || null);
+  $("staff-main").hidden = true;
+  $("whoami").textContent = "";
+  $("whoami-box").hidden = true;
+  $("logout").hidden = true;
+  $("login-submit").disabled = false;
+  $("login").hidden = false;
+  document.body.dataset.loggedIn = "0";
+  delete document.body.dataset.ready;
+  $($("login-staff-id").value ? "login-password" : "login-staff-id").focus();
+}
+
+function showMain(staffId) {
+  GEN++;
+  STAFF = staffId;
+  $("login-password").value = "";
+  setText("login-error", null);
+  setText("login-notice", null);
+  $("login").hidden = true;
+  $("whoami").textContent = staffId;
+  $("whoami-box").hidden = false;
+  $("logout").hidden = false;
+  $("staff-main").hidden = false;
+  document.body.dataset.loggedIn = "1";
+  renderAll();
+  openEvents(); // "open" reloads the data, as before
+}
+
+async function login(e) {
+  e.preventDefault();
+  const staffId = $("login-staff-id").value.trim();
+  const password = $("login-password").value;
+  const submit = $("login-submit");
+  if (submit.disabled) return;
+  submit.disabled = true;
+  setText("login-error", null);
+  const gen = GEN;
+  const r = await postJson("/api/login", { staff_id: staffId, password });
+  if (gen !== GEN) return;
+  submit.disabled = false;
+  if (r.ok && r.data && r.data.staff_id) { showMain(r.data.staff_id); return; }
+  $("login-password").value = "";
+  $("login-password").focus();
+  // Never tell whether the id or the password was wrong.
+  if (r.status === 401) setText("login-error", "login_failed");
+  else if (r.status === 429) setText("login-error", "login_throttled");
+  else if (r.status === 403) setText("login-error", "login_forbidden");
+  else setText("login-error", "login_error");
+}
+
+async function logout() {
+  const gen = GEN;
+  await postJson("/api/logout", {});
+  if (gen !== GEN) return;
+  showLogin(null);
+}
+
+async function whoAmI() {
+  const r = await getJson("/api/me");
+  if (r.ok && r.data && r.data.staff_id) { showMain(r.data.staff_id); return; }
+  showLogin(null);
+  if (r.status === 403) setText("login-error", "login_forbidden");
+  else if (r.status !== 401) setText("login-error", "login_error");
+}
+
+$("lang-toggle").addEventListener("click", () => toggleLang(renderAll));
+$("visual-on").addEventListener("click", () => setVisual(true));
+$("visual-off").addEventListener("click", () => setVisual(false));
+$("search").addEventListener("input", renderEntries);
+$("n-submit").addEventListener("click", byNumbers);
+$("batch-submit").addEventListener("click", submitBatch);
+$("login-form").addEventListener("submit", login);
+$("logout").addEventListener("click", logout);
+
+applyTexts();
+renderAll();
+whoAmI();

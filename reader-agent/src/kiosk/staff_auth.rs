@@ -1,0 +1,474 @@
+//! Who may use the staff's view: staff accounts (an id and an argon2id password hash each, in
+//! the state folder, set by `reader-agent staff add`), log-ins with an idle time-out, and a
+//! brake on guessing.
+//!
+//! - **Accounts** live in `staff-accounts.json` (mode 0600; the kiosk refuses a file others
+//!   can read). The kiosk re-reads it when it changes, so a removed account's sessions end at
+//!   its next request.
+//! - **A log-in** is a random 256-bit session id in an `HttpOnly; SameSite=Strict` cookie,
+//!   ended by log-out, by the idle time-out, or by removing the account.
+//! - **A wrong log-in** is answered the same whether the id or the password was wrong (an
+//!   unknown id is checked against a dummy hash, so it takes as long); after
+//!   [`MAX_FAILURES`] wrong log-ins in a row for one id, that id is refused for
+//!   [`LOCKOUT`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use ring::rand::SystemRandom;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use super::web;
+
+/// The accounts file in the state folder.
+pub const ACCOUNTS_FILE: &str = "staff-accounts.json";
+/// Wrong log-ins in a row for one id before it is refused for a while.
+pub const MAX_FAILURES: u32 = 5;
+/// How long an id is refused after [`MAX_FAILURES`].
+pub const LOCKOUT: Duration = Duration::from_secs(60);
+/// Shortest and longest password.
+pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
+
+/// A staff id: 1–32 characters of `A-Z a-z 0-9 . _ -`.
+pub fn check_staff_id(id: &str) -> Result<(), String> {
+    if (1..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        Ok(())
+    } else {
+        Err("a staff id is 1 to 32 characters of A-Z, a-z, 0-9, '.', '_' and '-'".into())
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountsFile {
+    version: u32,
+    /// Staff id → PHC string of its argon2id hash.
+    staff: BTreeMap<String, String>,
+}
+
+/// The accounts file of a state folder.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    path: PathBuf,
+}
+
+impl Accounts {
+    pub fn in_dir(state_dir: &Path) -> Self {
+        Self {
+            path: state_dir.join(ACCOUNTS_FILE),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read(&self) -> Result<AccountsFile, String> {
+        if !self.path.exists() {
+            return Ok(AccountsFile {
+                version: 1,
+                staff: BTreeMap::new(),
+            });
+        }
+        web::check_private(&self.path)?;
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        let file: AccountsFile = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a staff accounts file: {e}", self.path.display()))?;
+        if file.version != 1 {
+            return Err(format!(
+                "{} has version {}; this reader-agent knows version 1",
+                self.path.display(),
+                file.version
+            ));
+        }
+        Ok(file)
+    }
+
+    fn write(&self, file: &AccountsFile) -> Result<(), String> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let text = serde_json::to_vec_pretty(file).map_err(|e| e.to_string())?;
+        web::write_private(dir, ACCOUNTS_FILE, &text).map(|_| ())
+    }
+
+    /// The staff ids, sorted.
+    pub fn list(&self) -> Result<Vec<String>, String> {
+        Ok(self.read()?.staff.into_keys().collect())
+    }
+
+    /// Adds `id` or sets its password. Returns whether the id is new.
+    pub fn set_password(&self, id: &str, password: &str) -> Result<bool, String> {
+        check_staff_id(id)?;
+        if !PASSWORD_LEN.contains(&password.chars().count()) {
+            return Err(format!(
+                "a password is {} to {} characters",
+                PASSWORD_LEN.start(),
+                PASSWORD_LEN.end()
+            ));
+        }
+        let hash = hash_password(password)?;
+        let mut file = self.read()?;
+        let new = file.staff.insert(id.to_owned(), hash).is_none();
+        self.write(&file)?;
+        Ok(new)
+    }
+
+    /// Removes `id`. Returns whether it was there.
+    pub fn remove(&self, id: &str) -> Result<bool, String> {
+        let mut file = self.read()?;
+        let was = file.staff.remove(id).is_some();
+        if was {
+            self.write(&file)?;
+        }
+        Ok(was)
+    }
+
+    /// The modification time, to notice changes.
+    fn stamp(&self) -> Option<SystemTime> {
+        std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok()
+    }
+}
+
+/// An argon2id hash (the crate's default parameters: 19 MiB, 2 passes) as a PHC string.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut salt)
+        .map_err(|_| "the system's random source failed".to_owned())?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("cannot hash the password: {e}"))
+}
+
+fn password_matches(phc: &str, password: &[u8]) -> bool {
+    PasswordHash::new(phc)
+        .is_ok_and(|h| Argon2::default().verify_password(password, &h).is_ok())
+}
+
+/// Why a log-in was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    /// The id or the password was wrong (never says which).
+    Wrong,
+    /// Too many wrong log-ins for this id: wait.
+    Throttled { seconds: u64 },
+    /// The accounts file cannot be used.
+    Unavailable(String),
+}
+
+/// A logged-in staff member, as the handlers see them.
+#[derive(Debug, Clone)]
+pub struct StaffMember {
+    pub staff_id: String,
+    /// Becomes `false` (or closes) when the log-in ends: event streams stop with it.
+    pub alive: watch::Receiver<bool>,
+}
+
+struct Login {
+    staff_id: String,
+    last_seen: Instant,
+    alive: watch::Sender<bool>,
+}
+
+struct Failures {
+    count: u32,
+    locked_until: Option<Instant>,
+}
+
+struct Inner {
+    logins: HashMap<String, Login>,
+    failures: HashMap<String, Failures>,
+    /// The accounts as last read, and the file's time then.
+    known: Option<(Option<SystemTime>, BTreeMap<String, String>)>,
+}
+
+/// The staff listener's log-ins.
+#[derive(Clone)]
+pub struct StaffLogins {
+    accounts: Accounts,
+    idle: Duration,
+    dummy_hash: Arc<String>,
+    inner: Arc<Mutex<Inner>>,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for StaffLogins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaffLogins")
+            .field("accounts", &self.accounts.path)
+            .field("idle", &self.idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StaffLogins {
+    pub fn new(accounts: Accounts, idle: Duration) -> Result<Self, String> {
+        // Checked now, so a bad file stops the kiosk at its start rather than at a log-in.
+        accounts.read()?;
+        let rng = SystemRandom::new();
+        let dummy = web::random_hex(&rng, 16)?;
+        Ok(Self {
+            accounts,
+            idle,
+            dummy_hash: Arc::new(hash_password(&dummy)?),
+            inner: Arc::new(Mutex::new(Inner {
+                logins: HashMap::new(),
+                failures: HashMap::new(),
+                known: None,
+            })),
+            rng,
+        })
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The accounts, re-read when the file changed.
+    fn accounts(&self) -> Result<BTreeMap<String, String>, String> {
+        let stamp = self.accounts.stamp();
+        if let Some((seen, staff)) = &self.lock().known {
+            if *seen == stamp {
+                return Ok(staff.clone());
+            }
+        }
+        let staff = self.accounts.read()?.staff;
+        self.lock().known = Some((stamp, staff.clone()));
+        Ok(staff)
+    }
+
+    /// Checks a log-in; on success returns the new session id.
+    pub async fn login(
+        &self,
+        staff_id: &str,
+        password: Zeroizing<String>,
+    ) -> Result<String, LoginError> {
+        let now = Instant::now();
+        {
+            let mut inner = self.lock();
+            if let Some(f) = inner.failures.get_mut(staff_id) {
+                match f.locked_until {
+                    Some(until) if until > now => {
+                        return Err(LoginError::Throttled {
+                            seconds: (until - now).as_secs().max(1),
+                        })
+                    }
+                    Some(_) => *f = Failures { count: 0, locked_until: None },
+                    None => {}
+                }
+            }
+        }
+        let accounts = self.accounts().map_err(LoginError::Unavailable)?;
+        // An unknown id is checked against a dummy hash: same answer, same time.
+        let (phc, known) = match accounts.get(staff_id) {
+            Some(h) => (h.clone(), true),
+            None => (self.dummy_hash.as_ref().clone(), false),
+        };
+        let matches = tokio::task::spawn_blocking(move || {
+            password_matches(&phc, password.as_bytes()) && known
+        })
+        .await
+        .unwrap_or(false);
+        let mut inner = self.lock();
+        if !matches {
+            // Bounded: a flood of invented ids cannot grow the map for ever.
+            if inner.failures.len() > 10_000 {
+                inner.failures.retain(|_, f| f.locked_until.is_some());
+            }
+            let f = inner
+                .failures
+                .entry(staff_id.to_owned())
+                .or_insert(Failures {
+                    count: 0,
+                    locked_until: None,
+                });
+            f.count += 1;
+            if f.count >= MAX_FAILURES {
+                f.locked_until = Some(Instant::now() + LOCKOUT);
+            }
+            return Err(LoginError::Wrong);
+        }
+        inner.failures.remove(staff_id);
+        let sid = web::random_hex(&self.rng, 32).map_err(LoginError::Unavailable)?;
+        let (alive, _) = watch::channel(true);
+        inner.logins.insert(
+            sid.clone(),
+            Login {
+                staff_id: staff_id.to_owned(),
+                last_seen: Instant::now(),
+                alive,
+            },
+        );
+        Ok(sid)
+    }
+
+    /// The staff member of a live session (and the session is touched), or `None`.
+    pub fn session(&self, sid: &str) -> Option<StaffMember> {
+        let accounts = self.accounts().ok();
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let login = inner.logins.get_mut(sid)?;
+        let expired = now.duration_since(login.last_seen) >= self.idle;
+        let removed = accounts.is_none_or(|a| !a.contains_key(&login.staff_id));
+        if expired || removed {
+            let gone = inner.logins.remove(sid)?;
+            let _ = gone.alive.send(false);
+            return None;
+        }
+        login.last_seen = now;
+        Some(StaffMember {
+            staff_id: login.staff_id.clone(),
+            alive: login.alive.subscribe(),
+        })
+    }
+
+    /// Ends a session. Returns its staff id if it was live.
+    pub fn logout(&self, sid: &str) -> Option<String> {
+        let gone = self.lock().logins.remove(sid)?;
+        let _ = gone.alive.send(false);
+        Some(gone.staff_id)
+    }
+
+    /// Ends the sessions idle for the time-out; returns the staff ids that no longer have
+    /// any session.
+    pub fn sweep(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let mut ended = Vec::new();
+        inner.logins.retain(|_, l| {
+            let keep = now.duration_since(l.last_seen) < self.idle;
+            if !keep {
+                let _ = l.alive.send(false);
+                ended.push(l.staff_id.clone());
+            }
+            keep
+        });
+        ended.retain(|id| !inner.logins.values().any(|l| &l.staff_id == id));
+        ended
+    }
+
+    /// Whether `staff_id` has a live session.
+    pub fn logged_in(&self, staff_id: &str) -> bool {
+        self.lock()
+            .logins
+            .values()
+            .any(|l| l.staff_id == staff_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logins(idle: Duration) -> (tempfile::TempDir, Accounts, StaffLogins) {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Accounts::in_dir(dir.path());
+        accounts.set_password("S001", "correct horse").unwrap();
+        let logins = StaffLogins::new(accounts.clone(), idle).unwrap();
+        (dir, accounts, logins)
+    }
+
+    fn pw(s: &str) -> Zeroizing<String> {
+        Zeroizing::new(s.to_owned())
+    }
+
+    #[test]
+    fn the_file_holds_argon2id_hashes_only_its_owner_reads() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (_dir, accounts, _) = logins(Duration::from_secs(60));
+        let text = std::fs::read_to_string(accounts.path()).unwrap();
+        assert!(text.contains("$argon2id$"), "{text}");
+        assert!(!text.contains("correct horse"));
+        let mode = std::fs::metadata(accounts.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::set_permissions(accounts.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(StaffLogins::new(accounts, Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn bad_ids_and_short_passwords_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Accounts::in_dir(dir.path());
+        assert!(a.set_password("bad id", "long enough").is_err());
+        assert!(a.set_password("", "long enough").is_err());
+        assert!(a.set_password("S\n1", "long enough").is_err());
+        assert!(a.set_password("S001", "short").is_err());
+        assert!(a.list().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_right_password_logs_in_and_wrong_ones_say_nothing_more() {
+        let (_dir, _, l) = logins(Duration::from_secs(60));
+        let sid = l.login("S001", pw("correct horse")).await.unwrap();
+        assert_eq!(sid.len(), 64);
+        assert_eq!(l.session(&sid).unwrap().staff_id, "S001");
+        assert_eq!(l.login("S001", pw("wrong horse")).await, Err(LoginError::Wrong));
+        assert_eq!(l.login("S999", pw("correct horse")).await, Err(LoginError::Wrong));
+        assert!(l.session("not-a-session").is_none());
+        assert_eq!(l.logout(&sid).as_deref(), Some("S001"));
+        assert!(l.session(&sid).is_none());
+    }
+
+    #[tokio::test]
+    async fn five_wrong_log_ins_lock_the_id_even_for_the_right_password() {
+        let (_dir, _, l) = logins(Duration::from_secs(60));
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(l.login("S001", pw("guess")).await, Err(LoginError::Wrong));
+        }
+        assert!(matches!(
+            l.login("S001", pw("correct horse")).await,
+            Err(LoginError::Throttled { .. })
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_session_ends_and_its_stream_is_told() {
+        let (_dir, _, l) = logins(Duration::from_secs(30));
+        let sid = l.login("S001", pw("correct horse")).await.unwrap();
+        let mut alive = l.session(&sid).unwrap().alive;
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(l.session(&sid).is_some(), "a request keeps it alive");
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(l.sweep().is_empty());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(l.sweep(), vec!["S001".to_owned()]);
+        assert!(l.session(&sid).is_none());
+        alive.changed().await.ok();
+        assert!(!*alive.borrow());
+    }
+
+    #[tokio::test]
+    async fn removing_an_account_ends_its_sessions() {
+        let (_dir, accounts, l) = logins(Duration::from_secs(60));
+        let sid = l.login("S001", pw("correct horse")).await.unwrap();
+        // The file's time must change for the kiosk to notice; make sure it does.
+        std::thread::sleep(Duration::from_millis(20));
+        accounts.remove("S001").unwrap();
+        let later = SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(accounts.path())
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert!(l.session(&sid).is_none());
+    }
+}

@@ -1,0 +1,583 @@
+//! The kiosk against the web (docs/security.md, "The kiosk"): what a page on another origin in
+//! the kiosk's own browser, a DNS-rebinding page, a request without the token or a staff
+//! log-in can do — nothing — and what is left of the PIN in the kiosk's memory — nothing.
+//!
+//! Requests here are built header by header, exactly as a browser's cross-site `fetch` sends
+//! them; a real page on another origin runs in headless Chromium with the kiosk's and the
+//! staff's cookies in the same browser. After every refusal the card's PIN counter is read
+//! again from the card itself (pull it, place it again): never a try spent.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use onshi_e2e::kiosk::{Bench, STAFF_ID};
+use onshi_e2e::proc_mem;
+use onshi_e2e::webdriver::{request, Answer, Chromedriver};
+use onshi_e2e::World;
+use serde_json::{json, Value};
+
+fn world() -> &'static World {
+    World::shared(env!("CARGO_TARGET_TMPDIR"), "kiosk-attack-world", 8)
+}
+
+/// A bench with a valid card placed and read: the kiosk shows the method choice.
+fn placed() -> (Bench, String) {
+    let bench = Bench::start(world(), "valid", &[]).unwrap();
+    bench.rig.insert(&bench.profile).unwrap();
+    let s = bench.rig.wait_screen("choose_method").unwrap();
+    assert_eq!(s["pin_tries_left"], 3);
+    let session = s["session"].as_str().unwrap().to_owned();
+    (bench, session)
+}
+
+/// The PIN tries left as the card itself says: pull it and place it again.
+fn tries_left_on_the_card(bench: &Bench) -> u64 {
+    bench.rig.remove().unwrap();
+    bench.rig.wait_screen("insert_card").unwrap();
+    bench.rig.insert(&bench.profile).unwrap();
+    bench.rig.wait_screen("choose_method").unwrap()["pin_tries_left"]
+        .as_u64()
+        .unwrap()
+}
+
+/// A cross-site `fetch(…, {method: "POST", mode: "no-cors", body})`: `text/plain`, the
+/// attacker's origin, no token.
+fn cross_site_post(addr: &str, path: &str, body: &Value) -> Answer {
+    request(
+        addr,
+        "POST",
+        path,
+        &[
+            ("origin", "https://evil.example"),
+            ("content-type", "text/plain;charset=UTF-8"),
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "no-cors"),
+        ],
+        Some(&body.to_string()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn cross_site_requests_cannot_spend_pin_tries_choose_a_method_or_consent() {
+    let (bench, session) = placed();
+    let rig = &bench.rig;
+    let wrong = if bench.pin == "0000" { "1111" } else { "0000" };
+    // The issue's attack, as reproduced on the old kiosk: four POSTs blocked the card.
+    for _ in 0..2 {
+        let a = cross_site_post(
+            &rig.addr,
+            "/api/method",
+            &json!({"session": session, "method": "pin"}),
+        );
+        assert_eq!(a.status, 403, "{}", a.body);
+        let a = cross_site_post(
+            &rig.addr,
+            "/api/pin",
+            &json!({"session": session, "pin": wrong}),
+        );
+        assert_eq!(a.status, 403, "{}", a.body);
+    }
+    // Each safeguard on its own: a request that gets every other part right is still refused.
+    let origin = format!("http://{}", rig.addr);
+    let good: [(&str, &str); 3] = [
+        ("origin", &origin),
+        ("content-type", "application/json"),
+        ("x-onshi-token", &rig.token),
+    ];
+    for left_out in 0..good.len() {
+        let headers: Vec<_> = good
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != left_out)
+            .map(|(_, h)| *h)
+            .collect();
+        for (path, body) in [
+            ("/api/method", json!({"session": session, "method": "pin"})),
+            ("/api/consents", json!({"session": session, "medication": true})),
+            ("/api/cancel", json!({"session": session})),
+        ] {
+            let a = request(&rig.addr, "POST", path, &headers, Some(&body.to_string())).unwrap();
+            assert_eq!(a.status, 403, "{path} without {}: {}", good[left_out].0, a.body);
+        }
+    }
+    // A wrong token, and the right token from a foreign origin.
+    for (origin, token) in [(origin.as_str(), "0".repeat(64)), ("http://127.0.0.1:1", rig.token.clone())] {
+        let a = request(
+            &rig.addr,
+            "POST",
+            "/api/method",
+            &[
+                ("origin", origin),
+                ("content-type", "application/json"),
+                ("x-onshi-token", &token),
+            ],
+            Some(&json!({"session": session, "method": "pin"}).to_string()),
+        )
+        .unwrap();
+        assert_eq!(a.status, 403, "{}", a.body);
+    }
+    // With everything right but no session id (the old kiosk acted on the current card).
+    let (status, answer) = rig.post("/api/method", json!({"method": "pin"})).unwrap();
+    assert_eq!((status, answer["error"].as_str()), (400, Some("bad_request")));
+    // A guessed session id.
+    let (status, answer) = rig
+        .post("/api/method", json!({"session": "1", "method": "pin"}))
+        .unwrap();
+    assert_eq!((status, answer["error"].as_str()), (409, Some("stale_session")));
+
+    // Nothing happened: the same screen, and the card still has every try.
+    let s = rig.state().unwrap();
+    assert_eq!(s["screen"], "choose_method", "{s}");
+    assert_eq!(s["session"], session.as_str());
+    assert_eq!(tries_left_on_the_card(&bench), 3);
+    // The session ids are random: the next card's is another.
+    let next = rig.state().unwrap()["session"].as_str().unwrap().to_owned();
+    assert_eq!(next.len(), 32);
+    assert_ne!(next, session);
+    // And the patient's own flow still works end to end.
+    let staff = rig.staff_login().unwrap();
+    assert_eq!(staff.confirmations().unwrap()["confirmations"], json!([]));
+}
+
+#[test]
+fn a_rebinding_host_is_refused_on_both_listeners_with_no_side_effect() {
+    let (bench, session) = placed();
+    let rig = &bench.rig;
+    let staff = rig.staff_login().unwrap();
+    for (addr, path) in [
+        (&rig.addr, "/"),
+        (&rig.addr, "/api/state"),
+        (&rig.staff_addr, "/"),
+        (&rig.staff_addr, "/api/staff/confirmations"),
+        (&rig.staff_addr, "/api/me"),
+    ] {
+        let port = addr.rsplit(':').next().unwrap();
+        let host = format!("rebind.evil.example:{port}");
+        // Even with the page's token and the staff member's cookie.
+        let a = request(
+            addr,
+            "GET",
+            path,
+            &[
+                ("host", &host),
+                ("x-onshi-token", &rig.token),
+                ("cookie", &staff.cookie),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(a.status, 421, "{addr}{path}: {}", a.body);
+        assert!(!a.body.contains("confirmations"), "{}", a.body);
+    }
+    let host = format!("rebind.evil.example:{}", rig.addr.rsplit(':').next().unwrap());
+    let a = request(
+        &rig.addr,
+        "POST",
+        "/api/method",
+        &[
+            ("host", &host),
+            ("origin", &format!("http://{host}")),
+            ("content-type", "application/json"),
+            ("x-onshi-token", &rig.token),
+        ],
+        Some(&json!({"session": session, "method": "pin"}).to_string()),
+    )
+    .unwrap();
+    assert_eq!(a.status, 421, "{}", a.body);
+    assert_eq!(rig.state().unwrap()["screen"], "choose_method");
+    // `localhost:PORT` is the listener's own name too.
+    let port = rig.addr.rsplit(':').next().unwrap();
+    let a = request(
+        &rig.addr,
+        "GET",
+        "/api/state",
+        &[
+            ("host", &format!("localhost:{port}")),
+            ("x-onshi-token", &rig.token),
+        ],
+        None,
+    )
+    .unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+#[test]
+fn the_staff_listener_shows_nothing_without_a_log_in_and_wrong_log_ins_say_nothing_more() {
+    let bench = Bench::start(world(), "valid", &[]).unwrap();
+    let rig = &bench.rig;
+    // A confirmation by numbers, so that the day's list is not empty.
+    let staff = rig.staff_login().unwrap();
+    let (status, _) = staff
+        .post(
+            "/api/staff/numbers",
+            json!({"insurer_number": "01130013", "number": "1", "birth_date": "19800101"}),
+        )
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        staff.confirmations().unwrap()["confirmations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let origin = format!("http://{}", rig.staff_addr);
+    let posting = [
+        ("origin", origin.as_str()),
+        ("content-type", "application/json"),
+        ("x-onshi-token", rig.token.as_str()),
+    ];
+    // Without the cookie (but with the token): nothing.
+    for path in [
+        "/api/staff/confirmations",
+        "/api/staff/events",
+        "/api/staff/batch",
+        "/api/state",
+        "/api/events",
+        "/api/me",
+    ] {
+        let a = request(&rig.staff_addr, "GET", path, &posting, None).unwrap();
+        assert_eq!(a.status, 401, "{path}: {}", a.body);
+    }
+    for path in [
+        "/api/staff/medications",
+        "/api/staff/checkups",
+        "/api/staff/visual-check",
+        "/api/staff/numbers",
+    ] {
+        let a = request(&rig.staff_addr, "POST", path, &posting, Some(r#"{"seq":1}"#)).unwrap();
+        assert_eq!(a.status, 401, "{path}: {}", a.body);
+    }
+    // A cookie that is not a log-in.
+    let port = rig.staff_addr.rsplit(':').next().unwrap();
+    let forged = format!("onshi_staff_{port}={}", "ab".repeat(32));
+    let mut with_forged = posting.to_vec();
+    with_forged.push(("cookie", &forged));
+    let a = request(&rig.staff_addr, "GET", "/api/staff/confirmations", &with_forged, None).unwrap();
+    assert_eq!(a.status, 401);
+    // The staff API is not on the patient's listener at all.
+    let a = request(&rig.addr, "GET", "/api/staff/confirmations", &posting, None).unwrap();
+    assert_eq!(a.status, 404, "{}", a.body);
+
+    // A wrong password and an unknown id get the same answer.
+    let login = |id: &str, pw: &str| {
+        request(
+            &rig.staff_addr,
+            "POST",
+            "/api/login",
+            &posting,
+            Some(&json!({"staff_id": id, "password": pw}).to_string()),
+        )
+        .unwrap()
+    };
+    let wrong_pw = login(STAFF_ID, "not the password");
+    let unknown = login("S999", &rig.staff_password);
+    assert_eq!((wrong_pw.status, unknown.status), (401, 401));
+    assert_eq!(wrong_pw.body, unknown.body);
+    assert!(wrong_pw.header("set-cookie").is_none());
+    // A log-in without the token is a forged request.
+    let a = request(
+        &rig.staff_addr,
+        "POST",
+        "/api/login",
+        &posting[..2],
+        Some(&json!({"staff_id": STAFF_ID, "password": rig.staff_password}).to_string()),
+    )
+    .unwrap();
+    assert_eq!(a.status, 403);
+    // The right one: an HttpOnly, SameSite=Strict cookie.
+    let ok = login(STAFF_ID, &rig.staff_password);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let cookie = ok.header("set-cookie").unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    // Four more wrong ones (five in a row) refuse even the right password for a while.
+    for _ in 0..5 {
+        assert_eq!(login(STAFF_ID, "still not it").status, 401);
+    }
+    assert_eq!(login(STAFF_ID, &rig.staff_password).status, 429);
+    // Log-out ends the session.
+    let (status, _) = staff.post("/api/logout", json!({})).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(staff.get("/api/staff/confirmations").unwrap().status, 401);
+}
+
+#[test]
+fn the_visual_check_records_the_logged_in_staff_member_never_a_typed_id() {
+    let (bench, session) = placed();
+    let rig = &bench.rig;
+    let staff = rig.staff_login().unwrap();
+    let (status, answer) = staff
+        .post(
+            "/api/staff/visual-check",
+            json!({"on": true, "staff_id": "FORGED"}),
+        )
+        .unwrap();
+    assert_eq!(status, 400, "{answer}");
+    let (status, s) = staff
+        .post("/api/staff/visual-check", json!({"on": true}))
+        .unwrap();
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["visual_check_staff"], STAFF_ID);
+    let s = rig.wait_screen("choose_method").unwrap();
+    assert_eq!(s["visual_check"], true);
+    let (_, s) = rig
+        .post("/api/method", json!({"session": session, "method": "visual"}))
+        .unwrap();
+    assert_eq!(s["screen"], "consent", "{s}");
+    let (_, s) = rig
+        .post(
+            "/api/consents",
+            json!({"session": session, "medication": false, "checkup": false, "clinical": false, "surgery": false}),
+        )
+        .unwrap();
+    assert_eq!(s["screen"], "done", "{s}");
+    let list = staff.confirmations().unwrap();
+    assert_eq!(list["confirmations"][0]["staff_id"], STAFF_ID, "{list}");
+    // Logging out switches it off: nobody is there to look.
+    staff.post("/api/logout", json!({})).unwrap();
+    assert_eq!(rig.state().unwrap()["visual_check_staff"], Value::Null);
+}
+
+#[test]
+fn every_answer_carries_the_security_headers_and_the_pages_no_inline_script() {
+    let bench = Bench::start(world(), "valid", &[]).unwrap();
+    let rig = &bench.rig;
+    let answers = [
+        request(&rig.addr, "GET", "/", &[], None).unwrap(),
+        request(&rig.addr, "GET", "/api/state", &[("x-onshi-token", &rig.token)], None).unwrap(),
+        request(&rig.addr, "GET", "/api/state", &[], None).unwrap(),
+        request(&rig.addr, "POST", "/api/cancel", &[], Some("{}")).unwrap(),
+        request(&rig.addr, "GET", "/", &[("host", "evil.example")], None).unwrap(),
+        request(&rig.staff_addr, "GET", "/", &[], None).unwrap(),
+        request(&rig.staff_addr, "GET", "/api/staff/confirmations", &[], None).unwrap(),
+    ];
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [200, 200, 403, 403, 421, 200, 401]);
+    for a in &answers {
+        let csp = a.header("content-security-policy").unwrap_or("");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(a.header("referrer-policy"), Some("no-referrer"));
+    }
+    // The pages: the token in place, every script from a file, no inline handlers.
+    for page in [&answers[0].body, &answers[5].body] {
+        assert!(page.contains(&rig.token));
+        assert!(!page.contains("{{ONSHI_TOKEN}}"));
+        for (i, _) in page.match_indices("<script") {
+            let tag = &page[i..i + page[i..].find('>').unwrap()];
+            assert!(tag.contains(" src="), "inline script: {tag}");
+        }
+        assert!(!page.contains(" onclick=") && !page.contains(" oninput="));
+        assert!(!page.contains("<style"));
+    }
+    // The page's cookie is HttpOnly and SameSite=Strict.
+    let cookie = answers[0].header("set-cookie").unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    // Bodies are bounded.
+    let big = format!("{{\"session\":\"{}\"}}", "x".repeat(3 << 20));
+    let origin = format!("http://{}", rig.addr);
+    let a = request(
+        &rig.addr,
+        "POST",
+        "/api/cancel",
+        &[
+            ("origin", &origin),
+            ("content-type", "application/json"),
+            ("x-onshi-token", &rig.token),
+        ],
+        Some(&big),
+    )
+    .unwrap();
+    assert_eq!(a.status, 413);
+    // The token file is its owner's only.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(rig.state_path().join("kiosk-token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn the_pin_request_body_is_not_left_in_the_kiosks_memory_and_the_process_is_not_dumpable() {
+    let (bench, session) = placed();
+    let rig = &bench.rig;
+    let pid = rig.pid().unwrap();
+    let (_, s) = rig
+        .post("/api/method", json!({"session": session, "method": "pin"}))
+        .unwrap();
+    assert_eq!(s["screen"], "pin");
+    // The exact body a script sends (serde_json writes keys in this order).
+    let body = json!({"session": session, "pin": bench.pin}).to_string();
+    assert_eq!(body, format!("{{\"pin\":\"{}\",\"session\":\"{session}\"}}", bench.pin));
+    let (_, s) = rig
+        .post("/api/pin", json!({"session": session, "pin": bench.pin}))
+        .unwrap();
+    assert_eq!(s["screen"], "consent", "{s}");
+    let (_, s) = rig
+        .post(
+            "/api/consents",
+            json!({"session": session, "medication": false, "checkup": false, "clinical": false, "surgery": false}),
+        )
+        .unwrap();
+    assert_eq!(s["screen"], "done", "{s}");
+    // The scan can see: the launch token is in the kiosk's memory (it checks every request).
+    assert!(proc_mem::occurrences(pid, rig.token.as_bytes()).unwrap() > 0);
+    // The PIN's request body is not, anywhere (live or freed memory).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = proc_mem::occurrences(pid, body.as_bytes()).unwrap();
+        if found == 0 {
+            break;
+        }
+        // The connection's task may be finishing: give it a moment, bounded.
+        assert!(Instant::now() < deadline, "the PIN body is {found}× in the kiosk's memory");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Nor the PIN as the JSON field it arrived in.
+    let field = format!("\"pin\":\"{}\"", bench.pin);
+    assert_eq!(proc_mem::occurrences(pid, field.as_bytes()).unwrap(), 0);
+
+    // Non-dumpable: a process without privileges cannot read the kiosk's /proc files, while
+    // it can read those of an ordinary process of the same user.
+    let mut ordinary = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let ordinary_readable = proc_mem::readable_without_privileges(ordinary.id());
+    let _ = ordinary.kill();
+    let _ = ordinary.wait();
+    assert!(ordinary_readable.unwrap(), "the control must be readable");
+    assert!(!proc_mem::readable_without_privileges(pid).unwrap());
+}
+
+/// A page on another origin (same site: another port of 127.0.0.1, so the browser sends the
+/// kiosk's SameSite=Strict cookies along) in the browser where the kiosk and a logged-in staff
+/// view are open.
+#[test]
+fn a_page_from_another_origin_in_the_kiosks_browser_can_do_nothing() {
+    let (bench, session) = placed();
+    let rig = &bench.rig;
+    let chrome = Chromedriver::start().unwrap();
+    let b = chrome.browser().unwrap();
+    // The kiosk page (its cookie) and the staff view, logged in (its cookie).
+    b.goto(&rig.url("/")).unwrap();
+    b.wait_screen("choose_method").unwrap();
+    b.goto(&rig.staff_url("/")).unwrap();
+    b.wait_for("#login-form", Duration::from_secs(20)).unwrap();
+    b.type_into("#login-staff-id", STAFF_ID).unwrap();
+    b.type_into("#login-password", &rig.staff_password).unwrap();
+    b.click("#login-submit").unwrap();
+    b.wait_for("body[data-ready=\"1\"]", Duration::from_secs(20))
+        .unwrap();
+
+    let page = evil_page(&rig.addr, &rig.staff_addr, &session);
+    let evil = EvilServer::start(page);
+    b.goto(&format!("http://{}/", evil.addr)).unwrap();
+    b.wait_for("body[data-done=\"1\"]", Duration::from_secs(30))
+        .unwrap();
+    let results: Value =
+        serde_json::from_str(&b.attribute("body", "data-results").unwrap()).unwrap();
+    // Nothing it could read: every read failed (CORS) or came back opaque.
+    for (name, outcome) in results.as_object().unwrap() {
+        let outcome = outcome.as_str().unwrap();
+        assert!(
+            outcome == "opaque" || outcome.starts_with("error"),
+            "{name}: {outcome}"
+        );
+    }
+    assert_eq!(results.as_object().unwrap().len(), 12, "{results}");
+    // Nothing it could do: the same screen and session, no visual check, no confirmation, and
+    // every PIN try still on the card.
+    let s = rig.state().unwrap();
+    assert_eq!(
+        (s["screen"].as_str(), s["session"].as_str()),
+        (Some("choose_method"), Some(session.as_str())),
+        "{s}"
+    );
+    assert_eq!(s["visual_check_staff"], Value::Null);
+    let staff = rig.staff_login().unwrap();
+    assert_eq!(staff.confirmations().unwrap()["confirmations"], json!([]));
+    assert_eq!(tries_left_on_the_card(&bench), 3);
+}
+
+/// The attacker's page: every request a page can make without reading the kiosk's pages.
+fn evil_page(kiosk: &str, staff: &str, session: &str) -> String {
+    format!(
+        r#"<!doctype html><html><body><script>
+const K = "http://{kiosk}", S = "http://{staff}", SESSION = "{session}";
+const results = {{}};
+async function attempt(name, f) {{
+  try {{
+    const r = await f();
+    results[name] = r.type === "opaque" ? "opaque" : "read " + r.status + " " + (await r.text()).slice(0, 200);
+  }} catch (e) {{ results[name] = "error " + e; }}
+}}
+const plain = (url, body) => fetch(url, {{ method: "POST", mode: "no-cors", credentials: "include",
+  headers: {{ "content-type": "text/plain" }}, body: JSON.stringify(body) }});
+const json = (url, body) => fetch(url, {{ method: "POST", credentials: "include",
+  headers: {{ "content-type": "application/json", "x-onshi-token": "guess" }}, body: JSON.stringify(body) }});
+(async () => {{
+  await attempt("start", () => plain(K + "/api/session", {{}}));
+  await attempt("method", () => plain(K + "/api/method", {{ session: SESSION, method: "pin" }}));
+  for (let i = 0; i < 4; i++) await attempt("pin" + i, () => plain(K + "/api/pin", {{ session: SESSION, pin: "0000" }}));
+  await attempt("consents", () => plain(K + "/api/consents", {{ session: SESSION, medication: true, checkup: true, clinical: true, surgery: true }}));
+  await attempt("method_json", () => json(K + "/api/method", {{ session: SESSION, method: "pin" }}));
+  await attempt("visual", () => plain(S + "/api/staff/visual-check", {{ on: true }}));
+  await attempt("state", () => fetch(K + "/api/state", {{ credentials: "include" }}));
+  await attempt("staff_list", () => fetch(S + "/api/staff/confirmations", {{ credentials: "include" }}));
+  await attempt("medications", () => json(S + "/api/staff/medications", {{ seq: 1 }}));
+  document.body.dataset.results = JSON.stringify(results);
+  document.body.dataset.done = "1";
+}})();
+</script></body></html>"#
+    )
+}
+
+/// Serves one page on a free loopback port until dropped (bounded: at most 60 s).
+struct EvilServer {
+    addr: String,
+    stop: Arc<AtomicBool>,
+}
+
+impl EvilServer {
+    fn start(page: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stopping.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        let _ = conn.set_nonblocking(false);
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                        let mut buf = [0u8; 4096];
+                        let _ = conn.read(&mut buf);
+                        let _ = write!(
+                            conn,
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+                             Content-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                            page.len()
+                        );
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Self { addr, stop }
+    }
+}
+
+impl Drop for EvilServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
