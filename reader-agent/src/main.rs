@@ -532,9 +532,7 @@ fn staff_command(command: StaffCommand) -> ExitCode {
             password_stdin,
         } => check_staff_id(&staff_id)
             .and_then(|()| read_new_password(password_stdin))
-            .and_then(|password| {
-                Accounts::in_dir(&state_dir).set_password(&staff_id, &password)
-            })
+            .and_then(|password| Accounts::in_dir(&state_dir).set_password(&staff_id, &password))
             .map(|new| {
                 if new {
                     println!("added staff member {staff_id}");
@@ -584,12 +582,10 @@ fn read_new_password(from_stdin: bool) -> Result<zeroize::Zeroizing<String>, Str
     if !std::io::stdin().is_terminal() {
         return Err("no terminal to ask the password on: pass --password-stdin".into());
     }
-    let first = Zeroizing::new(
-        rpassword::prompt_password("new password: ").map_err(|e| e.to_string())?,
-    );
-    let again = Zeroizing::new(
-        rpassword::prompt_password("the same again: ").map_err(|e| e.to_string())?,
-    );
+    let first =
+        Zeroizing::new(rpassword::prompt_password("new password: ").map_err(|e| e.to_string())?);
+    let again =
+        Zeroizing::new(rpassword::prompt_password("the same again: ").map_err(|e| e.to_string())?);
     if *first != *again {
         return Err("the two passwords differ".into());
     }

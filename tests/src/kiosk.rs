@@ -76,6 +76,17 @@ impl KioskRig {
     /// `extra` are more `reader-agent kiosk` options (free loopback ports unless `--listen` /
     /// `--staff-listen`).
     pub fn start(service_config: &Path, agent_toml: &Path, extra: &[&str]) -> Result<Self> {
+        Self::start_with(service_config, agent_toml, extra, &[])
+    }
+
+    /// [`KioskRig::start`] with the kiosk started through `wrapper` (a command that execs the
+    /// rest, e.g. `setpriv … --`), so its process id is the kiosk's.
+    pub fn start_with(
+        service_config: &Path,
+        agent_toml: &Path,
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> Result<Self> {
         let service = Service::start(service_config)?;
         let pcscd = Pcscd::start()?;
         let rack = Rack::start(&[&pcscd])?;
@@ -85,7 +96,15 @@ impl KioskRig {
             .map_err(|e| e.to_string())?;
         let staff_password = random_password()?;
         add_staff(state_dir.path(), STAFF_ID, &staff_password)?;
-        let mut cmd = Command::new(bin("reader-agent")?);
+        let agent = bin("reader-agent")?;
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&agent);
+                c
+            }
+            None => Command::new(&agent),
+        };
         cmd.arg("kiosk")
             .arg("--config")
             .arg(agent_toml)
@@ -160,7 +179,14 @@ impl KioskRig {
     }
 
     /// A well-behaved script's request to `addr`: same origin, JSON, the token.
-    fn scripted(&self, addr: &str, method: &str, path: &str, extra: &[(&str, &str)], body: Option<Value>) -> Result<Answer> {
+    fn scripted(
+        &self,
+        addr: &str,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<Answer> {
         let origin = format!("http://{addr}");
         let mut headers = vec![
             ("origin", origin.as_str()),
@@ -173,7 +199,8 @@ impl KioskRig {
     }
 
     pub fn state(&self) -> Result<Value> {
-        self.scripted(&self.addr, "GET", "/api/state", &[], None)?.json()
+        self.scripted(&self.addr, "GET", "/api/state", &[], None)?
+            .json()
     }
 
     /// POSTs to the kiosk's API as a script does.
@@ -272,12 +299,18 @@ pub struct Bench {
 
 impl Bench {
     pub fn start(world: &World, kind: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_with(world, kind, extra, &[])
+    }
+
+    /// [`Bench::start`] with the kiosk started through `wrapper` ([`KioskRig::start_with`]).
+    pub fn start_with(world: &World, kind: &str, extra: &[&str], wrapper: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let (profile, pin) = world.private_card(kind, dir.path())?;
-        let rig = KioskRig::start(
+        let rig = KioskRig::start_with(
             &world.dir.join("service.toml"),
             &world.terminal("in-operation", 0)?,
             extra,
+            wrapper,
         )?;
         Ok(Self {
             rig,

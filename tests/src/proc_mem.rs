@@ -45,7 +45,10 @@ pub fn occurrences(pid: u32, needle: &[u8]) -> Result<usize> {
             match mem.read_at(&mut buf, at) {
                 Ok(n) => {
                     readable += n;
-                    count += buf[..n].windows(needle.len()).filter(|w| *w == needle).count();
+                    count += buf[..n]
+                        .windows(needle.len())
+                        .filter(|w| *w == needle)
+                        .count();
                 }
                 Err(_) => break,
             }
@@ -58,12 +61,18 @@ pub fn occurrences(pid: u32, needle: &[u8]) -> Result<usize> {
     Ok(count)
 }
 
-/// Whether a process with no capabilities at all (root's uid, every capability dropped with
-/// `setpriv`) can read `/proc/PID/environ`: it can for a dumpable process of the same user,
-/// not for a non-dumpable one.
+/// The command prefix that runs a program with no capabilities at all (as root's uid, every
+/// capability dropped), execing it under the same process id.
+pub const WITHOUT_CAPABILITIES: [&str; 4] =
+    ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--"];
+
+/// Whether a process with no capabilities at all can read `/proc/PID/environ`. For a target
+/// of the same user that has no capabilities either ([`WITHOUT_CAPABILITIES`]), it can if
+/// and only if the target is dumpable.
 pub fn readable_without_privileges(pid: u32) -> Result<bool> {
-    let out = Command::new("setpriv")
-        .args(["--inh-caps=-all", "--bounding-set=-all", "--", "cat"])
+    let out = Command::new(WITHOUT_CAPABILITIES[0])
+        .args(&WITHOUT_CAPABILITIES[1..])
+        .arg("cat")
         .arg(format!("/proc/{pid}/environ"))
         .output()
         .map_err(|e| format!("cannot run setpriv (util-linux): {e}"))?;

@@ -27,6 +27,7 @@ use onshi_proto::v1::{self as pb, ResultCode};
 use rsa::sha2::{Digest, Sha256};
 use tonic::transport::Channel;
 
+const PHARMACY: &str = "1340123452";
 const PHARMACY_T01: &str = "1340123452-T01";
 const PHARMACY_T02: &str = "1340123452-T02";
 /// In operation, but without a device key in this binary's store.
@@ -63,7 +64,7 @@ fn world() -> &'static World {
                 medications: vec![Medication {
                     person_id: person,
                     dispensed_on: today - time::Duration::days(7),
-                    institution_code: "1340123452".into(),
+                    institution_code: PHARMACY.into(),
                     institution_name: "テスト薬局".into(),
                     drug_code: PATIENT_DRUG.into(),
                     drug_name: "アムロジピン錠５ｍｇ".into(),
@@ -82,6 +83,9 @@ fn world() -> &'static World {
 const PATIENT_CARD: &str = "multiple";
 /// The drug the world's setup puts on the patient's record.
 const PATIENT_DRUG: &str = "621000000099";
+/// How a confirmation of the patient is answered when carried out: they hold two current
+/// qualifications (validity 5 複数該当).
+const CARRIED_OUT: ResultCode = ResultCode::MultipleQualifications;
 
 fn holder(world: &World, kind: &str) -> String {
     world.card(kind).unwrap()["person_id"]
@@ -759,14 +763,14 @@ async fn assert_no_clinical_data(
     );
 }
 
-const PHARMACY: &str = "1340123452";
-
 /// A terminal that once read a card (its certificate needs no PIN) cannot turn an earlier face
 /// or visual-check attestation into a confirmation that opens clinical data: the attestation
 /// is bound to the service's fresh single-use challenge and to the consents. Replaying the
 /// request, changing its consents, or carrying the attestation over to a new challenge is
 /// refused, and the patient's medication history stays closed; an honest attestation with the
-/// consent opens it (so the look-up can succeed at all).
+/// consent opens it (so the look-up can succeed at all). What a terminal signing a new
+/// attestation with its own device key can still do is the remaining risk of
+/// docs/security-attestation-section.md.
 #[test]
 fn a_replayed_or_reused_attestation_opens_no_clinical_data() {
     let svc = service();
@@ -775,6 +779,7 @@ fn a_replayed_or_reused_attestation_opens_no_clinical_data() {
         let mut c = client(&svc, PHARMACY_T01).await;
         let mut other = client(&svc, PHARMACY_T02).await;
         let (card, key) = (card(PATIENT_CARD), device_key(PHARMACY_T01));
+        let another_card = self::card("valid");
         let none = ConsentBits::default();
         let medication = ConsentBits::new(true, false, false, false);
         let medication_checkup = pb::Consents {
@@ -806,7 +811,7 @@ fn a_replayed_or_reused_attestation_opens_no_clinical_data() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(ok.result_code(), ResultCode::Ok);
+        assert_eq!(ok.result_code(), CARRIED_OUT);
         assert!(!ok
             .consents
             .as_ref()
@@ -825,9 +830,10 @@ fn a_replayed_or_reused_attestation_opens_no_clinical_data() {
         let err = c.confirm_by_reader(honest.clone()).await.unwrap_err();
         assert_eq!(refusal(&err), Some(ResultCode::ChallengeReused), "{err:?}");
         assert_no_clinical_data(&mut c, person, &patient, "a byte-identical replay").await;
-        // ...re-sent with the consents changed to medication and checkup.
-        let mut with_consents = honest.clone();
-        with_consents.consents = Some(medication_checkup.clone());
+        // ...re-sent with the consents changed to medication and checkup (the attestation no
+        // longer matches either; the spent challenge is what the service reports).
+        let mut with_consents = honest;
+        with_consents.consents = Some(medication_checkup);
         let err = c
             .confirm_by_reader(with_consents.clone())
             .await
@@ -862,6 +868,22 @@ fn a_replayed_or_reused_attestation_opens_no_clinical_data() {
             assert_no_clinical_data(&mut c, person, &patient, "an attestation re-used").await;
         }
 
+        // ...nor does an attestation made over a fresh challenge for another card (one this
+        // terminal also read), sent with the patient's certificate: the certificate's hash is
+        // in the signed bytes too.
+        let fresh = challenge(&mut c, pb::Purpose::Face).await;
+        let for_another_card = attest(&key, &another_card, &fresh, check, medication);
+        let err = c
+            .confirm_by_reader(request(&card, &fresh, check, medication, for_another_card))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refusal(&err),
+            Some(ResultCode::AttestationInvalid),
+            "{err:?}"
+        );
+        assert_no_clinical_data(&mut c, person, &patient, "another card's attestation").await;
+
         // (c) The same for a visual check (目視確認).
         let visual = ReaderCheck::Visual { staff_id: "N-0042" };
         let ch = challenge(&mut c, pb::Purpose::VisualCheck).await;
@@ -872,7 +894,7 @@ fn a_replayed_or_reused_attestation_opens_no_clinical_data() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(ok.result_code(), ResultCode::Ok);
+        assert_eq!(ok.result_code(), CARRIED_OUT);
         assert_no_clinical_data(&mut c, person, &patient, "a visual check without consents").await;
         let err = c
             .confirm_by_reader(honest_visual.clone())
@@ -880,7 +902,7 @@ fn a_replayed_or_reused_attestation_opens_no_clinical_data() {
             .unwrap_err();
         assert_eq!(refusal(&err), Some(ResultCode::ChallengeReused), "{err:?}");
         let mut with_consents = honest_visual;
-        with_consents.consents = Some(medication_checkup.clone());
+        with_consents.consents = Some(medication_checkup);
         let err = c.confirm_by_reader(with_consents).await.unwrap_err();
         assert_eq!(refusal(&err), Some(ResultCode::ChallengeReused), "{err:?}");
         let fresh = challenge(&mut c, pb::Purpose::VisualCheck).await;
@@ -911,13 +933,14 @@ fn a_replayed_or_reused_attestation_opens_no_clinical_data() {
             .collect();
         let mc = ConsentBits::new(true, true, false, false).bits();
         let expected: Vec<(String, String, u8)> = [
-            ("face", "RESULT_CODE_OK", 0),
+            ("face", "RESULT_CODE_MULTIPLE_QUALIFICATIONS", 0),
             ("face", "RESULT_CODE_CHALLENGE_REUSED", 0),
             ("face", "RESULT_CODE_CHALLENGE_REUSED", mc),
             ("face", "RESULT_CODE_CHALLENGE_OTHER_TERMINAL", mc),
             ("face", "RESULT_CODE_ATTESTATION_INVALID", 0),
             ("face", "RESULT_CODE_ATTESTATION_INVALID", medication.bits()),
-            ("visual:N-0042", "RESULT_CODE_OK", 0),
+            ("face", "RESULT_CODE_ATTESTATION_INVALID", medication.bits()),
+            ("visual:N-0042", "RESULT_CODE_MULTIPLE_QUALIFICATIONS", 0),
             ("visual:N-0042", "RESULT_CODE_CHALLENGE_REUSED", 0),
             ("visual:N-0042", "RESULT_CODE_CHALLENGE_REUSED", mc),
             (
@@ -935,12 +958,13 @@ fn a_replayed_or_reused_attestation_opens_no_clinical_data() {
         // medication history (and only that: no checkup consent was given).
         let ch = challenge(&mut c, pb::Purpose::Face).await;
         let attestation = attest(&key, &card, &ch, check, medication);
+        let consented = request(&card, &ch, check, medication, attestation);
         let ok = c
-            .confirm_by_reader(request(&card, &ch, check, medication, attestation))
+            .confirm_by_reader(consented.clone())
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(ok.result_code(), ResultCode::Ok);
+        assert_eq!(ok.result_code(), CARRIED_OUT);
         assert!(
             ok.consents
                 .as_ref()
@@ -965,5 +989,13 @@ fn a_replayed_or_reused_attestation_opens_no_clinical_data() {
         );
         let err = c.get_checkups(patient.clone()).await.unwrap_err();
         assert_eq!(refusal(&err), Some(ResultCode::ConsentMissing), "{err:?}");
+
+        // Replaying even that consented request does not renew the consent (its 24 hours run
+        // from the honest confirmation): consents are written only with an accepted challenge.
+        let granted = store.consents(person, PHARMACY).unwrap();
+        assert_eq!(granted.len(), 1, "{granted:?}");
+        let err = c.confirm_by_reader(consented).await.unwrap_err();
+        assert_eq!(refusal(&err), Some(ResultCode::ChallengeReused), "{err:?}");
+        assert_eq!(store.consents(person, PHARMACY).unwrap(), granted);
     });
 }

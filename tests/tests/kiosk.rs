@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use onshi_e2e::kiosk::{Bench, STAFF_ID};
@@ -410,7 +410,10 @@ fn the_scriptable_api_runs_a_pin_confirmation_and_names_bad_input() {
     let session = s["session"].as_str().unwrap().to_owned();
     // A session id is mandatory: an action without one is refused and changes nothing.
     let (status, answer) = rig.post("/api/method", json!({"method": "pin"})).unwrap();
-    assert_eq!((status, answer["error"].as_str()), (400, Some("bad_request")));
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("bad_request"))
+    );
     assert_eq!(rig.state().unwrap()["screen"], "choose_method");
     let (status, answer) = rig
         .post(

@@ -27,7 +27,12 @@ fn world() -> &'static World {
 
 /// A bench with a valid card placed and read: the kiosk shows the method choice.
 fn placed() -> (Bench, String) {
-    let bench = Bench::start(world(), "valid", &[]).unwrap();
+    placed_with(&[])
+}
+
+/// [`placed`] with the kiosk started through `wrapper`.
+fn placed_with(wrapper: &[&str]) -> (Bench, String) {
+    let bench = Bench::start_with(world(), "valid", &[], wrapper).unwrap();
     bench.rig.insert(&bench.profile).unwrap();
     let s = bench.rig.wait_screen("choose_method").unwrap();
     assert_eq!(s["pin_tries_left"], 3);
@@ -99,15 +104,25 @@ fn cross_site_requests_cannot_spend_pin_tries_choose_a_method_or_consent() {
             .collect();
         for (path, body) in [
             ("/api/method", json!({"session": session, "method": "pin"})),
-            ("/api/consents", json!({"session": session, "medication": true})),
+            (
+                "/api/consents",
+                json!({"session": session, "medication": true}),
+            ),
             ("/api/cancel", json!({"session": session})),
         ] {
             let a = request(&rig.addr, "POST", path, &headers, Some(&body.to_string())).unwrap();
-            assert_eq!(a.status, 403, "{path} without {}: {}", good[left_out].0, a.body);
+            assert_eq!(
+                a.status, 403,
+                "{path} without {}: {}",
+                good[left_out].0, a.body
+            );
         }
     }
     // A wrong token, and the right token from a foreign origin.
-    for (origin, token) in [(origin.as_str(), "0".repeat(64)), ("http://127.0.0.1:1", rig.token.clone())] {
+    for (origin, token) in [
+        (origin.as_str(), "0".repeat(64)),
+        ("http://127.0.0.1:1", rig.token.clone()),
+    ] {
         let a = request(
             &rig.addr,
             "POST",
@@ -124,12 +139,18 @@ fn cross_site_requests_cannot_spend_pin_tries_choose_a_method_or_consent() {
     }
     // With everything right but no session id (the old kiosk acted on the current card).
     let (status, answer) = rig.post("/api/method", json!({"method": "pin"})).unwrap();
-    assert_eq!((status, answer["error"].as_str()), (400, Some("bad_request")));
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("bad_request"))
+    );
     // A guessed session id.
     let (status, answer) = rig
         .post("/api/method", json!({"session": "1", "method": "pin"}))
         .unwrap();
-    assert_eq!((status, answer["error"].as_str()), (409, Some("stale_session")));
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (409, Some("stale_session"))
+    );
 
     // Nothing happened: the same screen, and the card still has every try.
     let s = rig.state().unwrap();
@@ -175,7 +196,10 @@ fn a_rebinding_host_is_refused_on_both_listeners_with_no_side_effect() {
         assert_eq!(a.status, 421, "{addr}{path}: {}", a.body);
         assert!(!a.body.contains("confirmations"), "{}", a.body);
     }
-    let host = format!("rebind.evil.example:{}", rig.addr.rsplit(':').next().unwrap());
+    let host = format!(
+        "rebind.evil.example:{}",
+        rig.addr.rsplit(':').next().unwrap()
+    );
     let a = request(
         &rig.addr,
         "POST",
@@ -251,7 +275,14 @@ fn the_staff_listener_shows_nothing_without_a_log_in_and_wrong_log_ins_say_nothi
         "/api/staff/visual-check",
         "/api/staff/numbers",
     ] {
-        let a = request(&rig.staff_addr, "POST", path, &posting, Some(r#"{"seq":1}"#)).unwrap();
+        let a = request(
+            &rig.staff_addr,
+            "POST",
+            path,
+            &posting,
+            Some(r#"{"seq":1}"#),
+        )
+        .unwrap();
         assert_eq!(a.status, 401, "{path}: {}", a.body);
     }
     // A cookie that is not a log-in.
@@ -259,10 +290,24 @@ fn the_staff_listener_shows_nothing_without_a_log_in_and_wrong_log_ins_say_nothi
     let forged = format!("onshi_staff_{port}={}", "ab".repeat(32));
     let mut with_forged = posting.to_vec();
     with_forged.push(("cookie", &forged));
-    let a = request(&rig.staff_addr, "GET", "/api/staff/confirmations", &with_forged, None).unwrap();
+    let a = request(
+        &rig.staff_addr,
+        "GET",
+        "/api/staff/confirmations",
+        &with_forged,
+        None,
+    )
+    .unwrap();
     assert_eq!(a.status, 401);
     // The staff API is not on the patient's listener at all.
-    let a = request(&rig.addr, "GET", "/api/staff/confirmations", &posting, None).unwrap();
+    let a = request(
+        &rig.addr,
+        "GET",
+        "/api/staff/confirmations",
+        &[("x-onshi-token", &rig.token)],
+        None,
+    )
+    .unwrap();
     assert_eq!(a.status, 404, "{}", a.body);
 
     // A wrong password and an unknown id get the same answer.
@@ -295,7 +340,10 @@ fn the_staff_listener_shows_nothing_without_a_log_in_and_wrong_log_ins_say_nothi
     let ok = login(STAFF_ID, &rig.staff_password);
     assert_eq!(ok.status, 200, "{}", ok.body);
     let cookie = ok.header("set-cookie").unwrap();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     // Four more wrong ones (five in a row) refuse even the right password for a while.
     for _ in 0..5 {
         assert_eq!(login(STAFF_ID, "still not it").status, 401);
@@ -327,7 +375,10 @@ fn the_visual_check_records_the_logged_in_staff_member_never_a_typed_id() {
     let s = rig.wait_screen("choose_method").unwrap();
     assert_eq!(s["visual_check"], true);
     let (_, s) = rig
-        .post("/api/method", json!({"session": session, "method": "visual"}))
+        .post(
+            "/api/method",
+            json!({"session": session, "method": "visual"}),
+        )
         .unwrap();
     assert_eq!(s["screen"], "consent", "{s}");
     let (_, s) = rig
@@ -350,12 +401,26 @@ fn every_answer_carries_the_security_headers_and_the_pages_no_inline_script() {
     let rig = &bench.rig;
     let answers = [
         request(&rig.addr, "GET", "/", &[], None).unwrap(),
-        request(&rig.addr, "GET", "/api/state", &[("x-onshi-token", &rig.token)], None).unwrap(),
+        request(
+            &rig.addr,
+            "GET",
+            "/api/state",
+            &[("x-onshi-token", &rig.token)],
+            None,
+        )
+        .unwrap(),
         request(&rig.addr, "GET", "/api/state", &[], None).unwrap(),
         request(&rig.addr, "POST", "/api/cancel", &[], Some("{}")).unwrap(),
         request(&rig.addr, "GET", "/", &[("host", "evil.example")], None).unwrap(),
         request(&rig.staff_addr, "GET", "/", &[], None).unwrap(),
-        request(&rig.staff_addr, "GET", "/api/staff/confirmations", &[], None).unwrap(),
+        request(
+            &rig.staff_addr,
+            "GET",
+            "/api/staff/confirmations",
+            &[],
+            None,
+        )
+        .unwrap(),
     ];
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
     assert_eq!(statuses, [200, 200, 403, 403, 421, 200, 401]);
@@ -363,7 +428,10 @@ fn every_answer_carries_the_security_headers_and_the_pages_no_inline_script() {
         let csp = a.header("content-security-policy").unwrap_or("");
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         assert!(csp.contains("script-src 'self'"), "{csp}");
-        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
         assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
         assert_eq!(a.header("referrer-policy"), Some("no-referrer"));
     }
@@ -380,7 +448,10 @@ fn every_answer_carries_the_security_headers_and_the_pages_no_inline_script() {
     }
     // The page's cookie is HttpOnly and SameSite=Strict.
     let cookie = answers[0].header("set-cookie").unwrap();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     // Bodies are bounded.
     let big = format!("{{\"session\":\"{}\"}}", "x".repeat(3 << 20));
     let origin = format!("http://{}", rig.addr);
@@ -408,7 +479,8 @@ fn every_answer_carries_the_security_headers_and_the_pages_no_inline_script() {
 
 #[test]
 fn the_pin_request_body_is_not_left_in_the_kiosks_memory_and_the_process_is_not_dumpable() {
-    let (bench, session) = placed();
+    // Without capabilities, so that only dumpability decides who may read its memory.
+    let (bench, session) = placed_with(&proc_mem::WITHOUT_CAPABILITIES);
     let rig = &bench.rig;
     let pid = rig.pid().unwrap();
     let (_, s) = rig
@@ -417,11 +489,21 @@ fn the_pin_request_body_is_not_left_in_the_kiosks_memory_and_the_process_is_not_
     assert_eq!(s["screen"], "pin");
     // The exact body a script sends (serde_json writes keys in this order).
     let body = json!({"session": session, "pin": bench.pin}).to_string();
-    assert_eq!(body, format!("{{\"pin\":\"{}\",\"session\":\"{session}\"}}", bench.pin));
+    assert_eq!(
+        body,
+        format!("{{\"pin\":\"{}\",\"session\":\"{session}\"}}", bench.pin)
+    );
     let (_, s) = rig
         .post("/api/pin", json!({"session": session, "pin": bench.pin}))
         .unwrap();
     assert_eq!(s["screen"], "consent", "{s}");
+    // The scan can see: the launch token is in the kiosk's memory (it checks every request).
+    assert!(proc_mem::occurrences(pid, rig.token.as_bytes()).unwrap() > 0);
+    // As soon as the PIN is verified, its request body is nowhere in the kiosk's memory, live
+    // or freed (the old kiosk kept it in the HTTP library's read buffer).
+    let field = format!("\"pin\":\"{}\"", bench.pin);
+    assert_absent(pid, &body, "the PIN's request body");
+    assert_absent(pid, &field, "the PIN's JSON field");
     let (_, s) = rig
         .post(
             "/api/consents",
@@ -429,31 +511,39 @@ fn the_pin_request_body_is_not_left_in_the_kiosks_memory_and_the_process_is_not_
         )
         .unwrap();
     assert_eq!(s["screen"], "done", "{s}");
-    // The scan can see: the launch token is in the kiosk's memory (it checks every request).
-    assert!(proc_mem::occurrences(pid, rig.token.as_bytes()).unwrap() > 0);
-    // The PIN's request body is not, anywhere (live or freed memory).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found = proc_mem::occurrences(pid, body.as_bytes()).unwrap();
-        if found == 0 {
-            break;
-        }
-        // The connection's task may be finishing: give it a moment, bounded.
-        assert!(Instant::now() < deadline, "the PIN body is {found}× in the kiosk's memory");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // Nor the PIN as the JSON field it arrived in.
-    let field = format!("\"pin\":\"{}\"", bench.pin);
-    assert_eq!(proc_mem::occurrences(pid, field.as_bytes()).unwrap(), 0);
+    // And after the confirmation.
+    assert_absent(pid, &body, "the PIN's request body");
+    assert_absent(pid, &field, "the PIN's JSON field");
 
     // Non-dumpable: a process without privileges cannot read the kiosk's /proc files, while
-    // it can read those of an ordinary process of the same user.
-    let mut ordinary = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    // it can read those of an ordinary process of the same user, started the same way.
+    let mut ordinary = std::process::Command::new(proc_mem::WITHOUT_CAPABILITIES[0])
+        .args(&proc_mem::WITHOUT_CAPABILITIES[1..])
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
     let ordinary_readable = proc_mem::readable_without_privileges(ordinary.id());
     let _ = ordinary.kill();
     let _ = ordinary.wait();
     assert!(ordinary_readable.unwrap(), "the control must be readable");
     assert!(!proc_mem::readable_without_privileges(pid).unwrap());
+}
+
+/// Asserts `needle` is not in process `pid`'s memory, allowing the connection that carried it
+/// a moment (bounded) to finish closing.
+fn assert_absent(pid: u32, needle: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let found = proc_mem::occurrences(pid, needle.as_bytes()).unwrap();
+        if found == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} is {found}× in the kiosk's memory"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A page on another origin (same site: another port of 127.0.0.1, so the browser sends the

@@ -35,7 +35,7 @@ use super::session::{
 };
 use super::staff::{DeskError, StaffDesk};
 use super::staff_auth::{LoginError, StaffLogins, StaffMember};
-use super::web::{self, Edge};
+use super::web::{self, Edge, Refusal};
 use crate::desk::{ClinicalKind, Numbers};
 use crate::face::{Camera, Photo};
 
@@ -106,7 +106,10 @@ pub fn kiosk_router(state: AppState) -> Router {
         .merge(api)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_KIOSK_BODY))
-        .layer(middleware::from_fn_with_state(state.edge.clone(), web::guard))
+        .layer(middleware::from_fn_with_state(
+            state.edge.clone(),
+            web::guard,
+        ))
         .with_state(state)
 }
 
@@ -136,7 +139,10 @@ pub fn staff_router(state: StaffState) -> Router {
         .merge(api)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_STAFF_BODY))
-        .layer(middleware::from_fn_with_state(state.edge.clone(), web::guard))
+        .layer(middleware::from_fn_with_state(
+            state.edge.clone(),
+            web::guard,
+        ))
         .with_state(state)
 }
 
@@ -178,12 +184,12 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, BadJson> {
 /// chunk the HTTP library handed over when this is its last holder. The connection is closed
 /// after the answer ([`close`]), so the library's read buffer is freed too, and the process's
 /// allocator wipes whatever it frees (reader-agent's `main.rs`).
-async fn read_secret(body: Body) -> Result<Zeroizing<Vec<u8>>, Response> {
+async fn read_secret(body: Body) -> Result<Zeroizing<Vec<u8>>, Refusal> {
     let mut body = body;
     let mut buf = Zeroizing::new(Vec::with_capacity(MAX_SECRET_BODY));
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
-            return Err(error(
+            return Err(web::refusal(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "the body could not be read",
@@ -198,10 +204,10 @@ async fn read_secret(body: Body) -> Result<Zeroizing<Vec<u8>>, Response> {
         }
         wipe(data);
         if !fits {
-            return Err(error(
+            return Err(web::refusal(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
-                format!("this request's body is at most {MAX_SECRET_BODY} bytes"),
+                &format!("this request's body is at most {MAX_SECRET_BODY} bytes"),
             ));
         }
     }
@@ -238,7 +244,8 @@ async fn kiosk_page(State(app): State<AppState>) -> Response {
 /// The patient's API answers the page (its cookie) or a script (the token).
 async fn page_or_token(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let (name, value) = &app.cookie;
-    let cookie_ok = web::cookie_value(req.headers(), name).is_some_and(|v| web::secrets_equal(v, value));
+    let cookie_ok =
+        web::cookie_value(req.headers(), name).is_some_and(|v| web::secrets_equal(v, value));
     if cookie_ok || app.edge.has_token(req.headers()) {
         next.run(req).await
     } else {
@@ -365,7 +372,7 @@ struct PinRequest {
 async fn pin(State(app): State<AppState>, req: Request) -> Response {
     let body = match read_secret(req.into_body()).await {
         Ok(b) => b,
-        Err(refused) => return close(refused),
+        Err(refused) => return close(refused.into_response()),
     };
     let parsed: Result<PinRequest, _> = serde_json::from_slice(&body);
     drop(body);
@@ -385,7 +392,9 @@ async fn pin(State(app): State<AppState>, req: Request) -> Response {
         Ok(p) => p,
         Err(e) => return close(error(StatusCode::BAD_REQUEST, "bad_pin", e.to_string())),
     };
-    close(acted(app.kiosk.act(req.session, Action::EnterPin(pin)).await))
+    close(acted(
+        app.kiosk.act(req.session, Action::EnterPin(pin)).await,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -538,7 +547,7 @@ struct LoginRequest {
 async fn login(State(app): State<StaffState>, req: Request) -> Response {
     let body = match read_secret(req.into_body()).await {
         Ok(b) => b,
-        Err(refused) => return close(refused),
+        Err(refused) => return close(refused.into_response()),
     };
     let parsed: Result<LoginRequest, _> = serde_json::from_slice(&body);
     drop(body);

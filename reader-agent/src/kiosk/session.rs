@@ -234,11 +234,7 @@ impl Kiosk {
     }
 
     /// Applies an action to session `session` and returns the state it led to.
-    pub async fn act(
-        &self,
-        session: String,
-        action: Action,
-    ) -> Result<KioskState, ActionError> {
+    pub async fn act(&self, session: String, action: Action) -> Result<KioskState, ActionError> {
         let (reply, rx) = oneshot::channel();
         if self
             .tx

@@ -155,8 +155,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 }
 
 fn password_matches(phc: &str, password: &[u8]) -> bool {
-    PasswordHash::new(phc)
-        .is_ok_and(|h| Argon2::default().verify_password(password, &h).is_ok())
+    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password, &h).is_ok())
 }
 
 /// Why a log-in was refused.
@@ -271,7 +270,12 @@ impl StaffLogins {
                             seconds: (until - now).as_secs().max(1),
                         })
                     }
-                    Some(_) => *f = Failures { count: 0, locked_until: None },
+                    Some(_) => {
+                        *f = Failures {
+                            count: 0,
+                            locked_until: None,
+                        }
+                    }
                     None => {}
                 }
             }
@@ -367,10 +371,7 @@ impl StaffLogins {
 
     /// Whether `staff_id` has a live session.
     pub fn logged_in(&self, staff_id: &str) -> bool {
-        self.lock()
-            .logins
-            .values()
-            .any(|l| l.staff_id == staff_id)
+        self.lock().logins.values().any(|l| l.staff_id == staff_id)
     }
 }
 
@@ -397,7 +398,10 @@ mod tests {
         let text = std::fs::read_to_string(accounts.path()).unwrap();
         assert!(text.contains("$argon2id$"), "{text}");
         assert!(!text.contains("correct horse"));
-        let mode = std::fs::metadata(accounts.path()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(accounts.path())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         std::fs::set_permissions(accounts.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(StaffLogins::new(accounts, Duration::from_secs(1)).is_err());
@@ -420,8 +424,14 @@ mod tests {
         let sid = l.login("S001", pw("correct horse")).await.unwrap();
         assert_eq!(sid.len(), 64);
         assert_eq!(l.session(&sid).unwrap().staff_id, "S001");
-        assert_eq!(l.login("S001", pw("wrong horse")).await, Err(LoginError::Wrong));
-        assert_eq!(l.login("S999", pw("correct horse")).await, Err(LoginError::Wrong));
+        assert_eq!(
+            l.login("S001", pw("wrong horse")).await,
+            Err(LoginError::Wrong)
+        );
+        assert_eq!(
+            l.login("S999", pw("correct horse")).await,
+            Err(LoginError::Wrong)
+        );
         assert!(l.session("not-a-session").is_none());
         assert_eq!(l.logout(&sid).as_deref(), Some("S001"));
         assert!(l.session(&sid).is_none());

@@ -105,12 +105,12 @@ impl Edge {
 
     fn host_allowed(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
-        self.inner.hosts.iter().any(|h| *h == host)
+        self.inner.hosts.contains(&host)
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {
         let origin = origin.to_ascii_lowercase();
-        self.inner.origins.iter().any(|o| *o == origin)
+        self.inner.origins.contains(&origin)
     }
 
     /// Whether the request carries this launch's token.
@@ -127,17 +127,39 @@ impl Edge {
     }
 }
 
-/// A refusal of the edge: a stable key and a reason, as JSON.
-pub fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({ "error": code, "message": message }))).into_response()
+/// A refusal: the status, a stable key and a reason, answered as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({ "error": self.code, "message": self.message })),
+        )
+            .into_response()
+    }
+}
+
+/// A refusal of the edge.
+pub fn refusal(status: StatusCode, code: &'static str, message: &str) -> Refusal {
+    Refusal {
+        status,
+        code,
+        message: message.to_owned(),
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"))
 }
 
 /// Why the edge refuses a request, if it does.
-fn check(edge: &Edge, req: &Request) -> Result<(), Response> {
+fn check(edge: &Edge, req: &Request) -> Result<(), Refusal> {
     let headers = req.headers();
     let host = header_str(headers, header::HOST);
     let authority = req.uri().authority().map(|a| a.as_str());
@@ -210,7 +232,7 @@ fn check(edge: &Edge, req: &Request) -> Result<(), Response> {
 pub async fn guard(State(edge): State<Edge>, req: Request, next: Next) -> Response {
     let mut response = match check(&edge, &req) {
         Ok(()) => next.run(req).await,
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     };
     let h = response.headers_mut();
     h.insert(
@@ -293,8 +315,7 @@ pub fn write_private(dir: &Path, name: &str, contents: &[u8]) -> Result<PathBuf,
     file.write_all(contents)
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(path)
 }
 
@@ -330,7 +351,7 @@ mod tests {
     }
 
     fn refused_with(edge: &Edge, req: &Request) -> Option<u16> {
-        check(edge, req).err().map(|r| r.status().as_u16())
+        check(edge, req).err().map(|r| r.status.as_u16())
     }
 
     const GOOD: [(&str, &str); 4] = [
@@ -364,7 +385,11 @@ mod tests {
             let mut h = GOOD;
             h[i] = bad;
             let want = if i == 0 { 421 } else { 403 };
-            assert_eq!(refused_with(&e, &request("POST", &h)), Some(want), "{bad:?}");
+            assert_eq!(
+                refused_with(&e, &request("POST", &h)),
+                Some(want),
+                "{bad:?}"
+            );
             // Left out altogether.
             let without: Vec<_> = GOOD
                 .iter()
@@ -384,7 +409,11 @@ mod tests {
     #[test]
     fn sec_fetch_site_stands_in_for_a_missing_origin_but_never_for_another_site() {
         let e = edge();
-        let mut h: Vec<_> = GOOD.iter().copied().filter(|(k, _)| *k != "origin").collect();
+        let mut h: Vec<_> = GOOD
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "origin")
+            .collect();
         h.push(("sec-fetch-site", "same-origin"));
         assert_eq!(refused_with(&e, &request("POST", &h)), None);
         for site in ["same-site", "cross-site"] {
@@ -395,7 +424,10 @@ mod tests {
             assert_eq!(
                 refused_with(
                     &e,
-                    &request("GET", &[("host", "127.0.0.1:8080"), ("sec-fetch-site", site)])
+                    &request(
+                        "GET",
+                        &[("host", "127.0.0.1:8080"), ("sec-fetch-site", site)]
+                    )
                 ),
                 Some(403)
             );

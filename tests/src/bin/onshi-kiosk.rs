@@ -9,8 +9,7 @@ use std::process::ExitCode;
 use onshi_e2e::kiosk::{KioskRig, STAFF_ID};
 use onshi_e2e::World;
 
-const USAGE: &str =
-    "usage: onshi-kiosk [--listen ADDR] [--staff-listen ADDR] [WORLD-DIR]
+const USAGE: &str = "usage: onshi-kiosk [--listen ADDR] [--staff-listen ADDR] [WORLD-DIR]
        (defaults 127.0.0.1:8080, 127.0.0.1:8081, kiosk-world)
 
 Builds a synthetic world in WORLD-DIR (rebuilt on every run), starts a private pcscd with the
