@@ -492,7 +492,10 @@ fn run_kiosk(
     runtime.block_on(async {
         let ready = |l: &onshi_reader_agent::kiosk::Listening| {
             use std::io::Write as _;
-            println!("kiosk: the patient's screen  http://{}/", l.kiosk);
+            println!(
+                "kiosk: the patient's screen  http://{}/?token={} (open it with this address)",
+                l.kiosk, l.token
+            );
             println!("kiosk: the staff's view      http://{}/ (log-in)", l.staff);
             println!(
                 "kiosk: the API's token        {} (send it as X-Onshi-Token)",

@@ -156,6 +156,12 @@ impl KioskRig {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The address that opens the patient's screens in a browser (it carries the token; the
+    /// kiosk answers with the page's cookie and sends the browser on to `/`).
+    pub fn launch_url(&self) -> String {
+        self.url(&format!("/?token={}", self.token))
+    }
+
     /// A page or API address on the staff's listener.
     pub fn staff_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.staff_addr)

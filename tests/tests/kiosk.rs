@@ -42,7 +42,7 @@ fn shot(browser: &Browser, name: &str) {
 
 /// The kiosk page, showing 「カードを置いてください」.
 fn open_kiosk(b: &Browser, bench: &Bench) {
-    b.goto(&bench.rig.url("/")).unwrap();
+    b.goto(&bench.rig.launch_url()).unwrap();
     b.wait_screen("insert_card").unwrap();
 }
 

@@ -399,8 +399,25 @@ fn the_visual_check_records_the_logged_in_staff_member_never_a_typed_id() {
 fn every_answer_carries_the_security_headers_and_the_pages_no_inline_script() {
     let bench = Bench::start(world(), "valid", &[]).unwrap();
     let rig = &bench.rig;
+    // Opened with the launch address: the page's cookie, and on to `/`.
+    let launch = request(
+        &rig.addr,
+        "GET",
+        &format!("/?token={}", rig.token),
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(launch.status, 303);
+    assert_eq!(launch.header("location"), Some("/"));
+    let cookie = launch.header("set-cookie").unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let page_cookie = cookie.split(';').next().unwrap();
     let answers = [
-        request(&rig.addr, "GET", "/", &[], None).unwrap(),
+        request(&rig.addr, "GET", "/", &[("cookie", page_cookie)], None).unwrap(),
         request(
             &rig.addr,
             "GET",
@@ -421,9 +438,15 @@ fn every_answer_carries_the_security_headers_and_the_pages_no_inline_script() {
             None,
         )
         .unwrap(),
+        // Without the launch (another local user who cannot read the token): no page, no
+        // token, and a wrong launch token is no better.
+        request(&rig.addr, "GET", "/", &[], None).unwrap(),
+        request(&rig.addr, "GET", "/?token=00", &[], None).unwrap(),
+        launch,
     ];
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
-    assert_eq!(statuses, [200, 200, 403, 403, 421, 200, 401]);
+    assert_eq!(statuses, [200, 200, 403, 403, 421, 200, 401, 403, 403, 303]);
+    assert!(!answers[7].body.contains(&rig.token) && !answers[8].body.contains(&rig.token));
     for a in &answers {
         let csp = a.header("content-security-policy").unwrap_or("");
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
@@ -446,12 +469,6 @@ fn every_answer_carries_the_security_headers_and_the_pages_no_inline_script() {
         assert!(!page.contains(" onclick=") && !page.contains(" oninput="));
         assert!(!page.contains("<style"));
     }
-    // The page's cookie is HttpOnly and SameSite=Strict.
-    let cookie = answers[0].header("set-cookie").unwrap();
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-        "{cookie}"
-    );
     // Bodies are bounded.
     let big = format!("{{\"session\":\"{}\"}}", "x".repeat(3 << 20));
     let origin = format!("http://{}", rig.addr);
@@ -556,7 +573,7 @@ fn a_page_from_another_origin_in_the_kiosks_browser_can_do_nothing() {
     let chrome = Chromedriver::start().unwrap();
     let b = chrome.browser().unwrap();
     // The kiosk page (its cookie) and the staff view, logged in (its cookie).
-    b.goto(&rig.url("/")).unwrap();
+    b.goto(&rig.launch_url()).unwrap();
     b.wait_screen("choose_method").unwrap();
     b.goto(&rig.staff_url("/")).unwrap();
     b.wait_for("#login-form", Duration::from_secs(20)).unwrap();

@@ -231,14 +231,46 @@ fn close(mut response: Response) -> Response {
 
 // ---- the patient's listener ----------------------------------------------------------------
 
-/// The kiosk page, with the token and the cookie its event stream shows.
-async fn kiosk_page(State(app): State<AppState>) -> Response {
+#[derive(Deserialize)]
+struct Launch {
+    token: Option<String>,
+}
+
+/// What `/` shows to a browser that was not opened with the kiosk's launch address.
+const NOT_LAUNCHED: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<title>onshi kiosk</title></head><body><h1>Open the kiosk with its launch address</h1>\
+<p>The kiosk prints it when it starts (http://ADDR/?token=…); the token is also in \
+STATE-DIR/kiosk-token, readable only by the kiosk's user.</p></body></html>";
+
+/// The kiosk page. Opened with the launch address (`/?token=…`, printed at start, the token
+/// readable only by the kiosk's user), it sets the page's cookie and sends the browser on to
+/// `/` (so the token leaves the address bar); `/` serves the page, with the token for its
+/// requests, only to a browser with that cookie. Another local user who can reach the port
+/// but not read the token gets nothing.
+async fn kiosk_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(launch): Query<Launch>,
+) -> Response {
     let (name, value) = &app.cookie;
-    (
-        [(header::SET_COOKIE, web::cookie(name, value))],
-        Html(app.edge.page(KIOSK_PAGE)),
-    )
-        .into_response()
+    if let Some(token) = launch.token {
+        if !web::secrets_equal(&token, app.edge.token()) {
+            return (StatusCode::FORBIDDEN, Html(NOT_LAUNCHED)).into_response();
+        }
+        return (
+            StatusCode::SEE_OTHER,
+            [
+                (header::SET_COOKIE, web::cookie(name, value)),
+                (header::LOCATION, HeaderValue::from_static("/")),
+            ],
+        )
+            .into_response();
+    }
+    let launched = web::cookie_value(&headers, name).is_some_and(|v| web::secrets_equal(v, value));
+    if !launched {
+        return (StatusCode::FORBIDDEN, Html(NOT_LAUNCHED)).into_response();
+    }
+    Html(app.edge.page(KIOSK_PAGE)).into_response()
 }
 
 /// The patient's API answers the page (its cookie) or a script (the token).

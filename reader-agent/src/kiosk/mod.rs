@@ -68,6 +68,8 @@ pub struct Listening {
     pub staff: SocketAddr,
     /// The launch token's file (for scripts; readable only by the kiosk's user).
     pub token_file: PathBuf,
+    /// The launch token: the patient's screen opens with `/?token=…`, scripts send it.
+    pub token: String,
     /// How many staff accounts there are (none: nobody can log in yet).
     pub staff_accounts: usize,
 }
@@ -137,6 +139,7 @@ pub async fn run(
         kiosk: local(&listener)?,
         staff: local(&staff_listener)?,
         token_file,
+        token: token.clone(),
         staff_accounts,
     };
     ready(&listening);

@@ -65,7 +65,7 @@ fn run() -> Result<(), String> {
         &["--listen", &listen, "--staff-listen", &staff_listen],
     )?;
     println!();
-    println!("  the patient's screen  {}", rig.url("/"));
+    println!("  the patient's screen  {}", rig.launch_url());
     println!("  the staff's view      {}", rig.staff_url("/"));
     println!(
         "  staff log in as       {STAFF_ID}, password {} (made for this run; add others with",
