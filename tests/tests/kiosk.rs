@@ -66,6 +66,7 @@ fn open_staff(staff: &Browser, bench: &Bench) {
     staff
         .wait_for("body[data-logged-in=\"0\"]", Duration::from_secs(20))
         .unwrap();
+    shot(staff, "19-staff-login");
     staff.type_into("#login-staff-id", STAFF_ID).unwrap();
     staff
         .type_into("#login-password", &bench.rig.staff_password)
