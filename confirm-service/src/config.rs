@@ -33,6 +33,63 @@ pub struct Config {
     /// Per-terminal rate limit (architecture.md "Trust boundaries").
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// Bounds on connections, handshakes and HTTP/2 (docs/security.md).
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// The connection cap when none is configured (it is lowered below the process's descriptor
+/// limit when that is smaller).
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 4096;
+
+/// The largest queries a batch may carry (one reservation list of a large hospital's day).
+pub const MAX_BATCH_QUERIES: usize = 10_000;
+
+/// The largest encoded `NumbersQuery`: 記号 and 番号 of 38 characters each in up to 3 bytes of
+/// UTF-8, the other fields, and their tags and lengths.
+pub const MAX_QUERY_BYTES: u32 = 256;
+
+/// Bounds on what a peer may hold or ask (docs/security.md, "The confirmation service"). Every
+/// field has a default; 0 turns a time-out or age off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Connections at once (authenticated or not); 0: 4096, or fewer if the descriptor limit
+    /// is lower. Accepting pauses at the cap.
+    pub max_connections: u32,
+    /// A peer must finish its TLS handshake (with a terminal certificate) within this.
+    pub handshake_timeout_seconds: u32,
+    /// TCP keepalive idle time.
+    pub tcp_keepalive_seconds: u32,
+    /// HTTP/2 streams one connection may have open at once (advertised in SETTINGS).
+    pub max_concurrent_streams: u32,
+    /// Every request is answered (or refused with DEADLINE_EXCEEDED) within this.
+    pub request_timeout_seconds: u32,
+    /// HTTP/2 pings on a connection idle this long; no answer within 10 s closes it.
+    pub http2_keepalive_seconds: u32,
+    /// A connection older than this is asked to go away (30 s of grace to finish).
+    pub max_connection_age_seconds: u32,
+    /// Largest header list of a request.
+    pub max_header_list_bytes: u32,
+    /// Largest request message; the default fits the largest legitimate request, a batch of
+    /// [`MAX_BATCH_QUERIES`] queries of [`MAX_QUERY_BYTES`].
+    pub max_message_bytes: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 0,
+            handshake_timeout_seconds: 5,
+            tcp_keepalive_seconds: 60,
+            max_concurrent_streams: 100,
+            request_timeout_seconds: 30,
+            http2_keepalive_seconds: 30,
+            max_connection_age_seconds: 3600,
+            max_header_list_bytes: 16 << 10,
+            max_message_bytes: MAX_BATCH_QUERIES as u32 * MAX_QUERY_BYTES,
+        }
+    }
 }
 
 /// Each terminal's requests are limited by a token bucket: `burst` requests at once, refilled
@@ -76,6 +133,10 @@ pub struct TlsConfig {
     pub private_key: PathBuf,
     /// The network CA that issues terminal client certificates, PEM.
     pub client_ca: PathBuf,
+    /// The network CA's CRL (PEM or DER): a terminal certificate on it fails the handshake.
+    /// Re-read when it changes.
+    #[serde(default)]
+    pub client_crl: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +282,7 @@ impl Config {
         fix(&mut self.tls.certificate);
         fix(&mut self.tls.private_key);
         fix(&mut self.tls.client_ca);
+        self.tls.client_crl.iter_mut().for_each(fix);
         self.validation.trust_anchors.iter_mut().for_each(fix);
         self.validation.intermediates.iter_mut().for_each(fix);
         self.validation.crls.iter_mut().for_each(fix);

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use onshi_proto::v1::confirmation_server::ConfirmationServer;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 use crate::audit::AuditLog;
 use crate::cert_cache::CertCache;
@@ -38,31 +37,12 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// An error with its causes, `a: b: c` (tonic's own text is often just "transport error").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
-
 impl ServeError {
     /// Whether the service never started because of its configuration or a file it names
     /// (as opposed to failing while serving).
     pub fn is_configuration(&self) -> bool {
         !matches!(self, ServeError::Transport(_))
     }
-}
-
-fn read(path: &std::path::Path) -> Result<Vec<u8>, ServeError> {
-    std::fs::read(path).map_err(|source| ServeError::Read {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 /// Builds the shared state from a configuration, and starts the thread that reloads the
@@ -127,13 +107,12 @@ pub async fn run(
     let service = ConfirmationService::new(state);
     // Batches left unfinished by an earlier run (or a crashed instance) are picked up.
     crate::batch::resume(service.state());
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(
-            read(&config.tls.certificate)?,
-            read(&config.tls.private_key)?,
-        ))
-        .client_ca_root(Certificate::from_pem(read(&config.tls.client_ca)?))
-        .client_auth_optional(false);
+    let tls = crate::transport::LiveTls::new(
+        crate::transport::server_config(&config.tls).map_err(ServeError::Tls)?,
+    );
+    // A new network CRL (a revoked terminal) takes effect for the next handshake.
+    let _reload =
+        AbortOnDrop(tls.reload_every(config.tls.clone(), std::time::Duration::from_secs(1)));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -145,27 +124,24 @@ pub async fn run(
         .build_v1()
         .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
 
-    let builder = Server::builder().tls_config(tls).map_err(|e| {
-        ServeError::Tls(format!(
-            "{}, {}, {} cannot be used: {}",
-            config.tls.certificate.display(),
-            config.tls.private_key.display(),
-            config.tls.client_ca.display(),
-            error_chain(&e)
-        ))
-    })?;
+    let limits = config.limits;
+    let max_message = usize::try_from(limits.max_message_bytes).unwrap_or(usize::MAX);
     // Everything that can fail at start-up has been checked: say we are ready.
     on_ready();
-    let mut builder = builder;
-    builder
+    crate::transport::http2(Server::builder(), &limits)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(ConfirmationServer::new(service))
-        .serve_with_incoming_shutdown(
-            // Small gRPC frames: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .add_service(ConfirmationServer::new(service).max_decoding_message_size(max_message))
+        .serve_with_incoming_shutdown(crate::transport::incoming(listener, tls, limits), shutdown)
         .await?;
     Ok(())
+}
+
+/// Stops a background task when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
