@@ -96,6 +96,7 @@ pub fn generate() -> Vec<File> {
 }
 
 /// A seeded RSA key.
+#[derive(Clone)]
 struct Key {
     private: RsaPrivateKey,
     /// RSAPublicKey DER.
@@ -104,6 +105,11 @@ struct Key {
 
 impl Key {
     fn new(label: &str, bits: usize) -> Key {
+        Key::with_exponent(label, bits, 65537)
+    }
+
+    /// A seeded key with public exponent `e` (the profile's is 65537).
+    fn with_exponent(label: &str, bits: usize, e: u32) -> Key {
         let seed = ring::digest::digest(
             &ring::digest::SHA256,
             format!("onshi-cert-corpus/1/{label}").as_bytes(),
@@ -114,7 +120,12 @@ impl Key {
         // A seeded generator and a fixed size cannot fail in practice; the corpus test would
         // show a broken generator at once.
         #[allow(clippy::expect_used)]
-        let private = RsaPrivateKey::new(&mut rng, bits).expect("RSA key generation");
+        let private = if e == 65537 {
+            RsaPrivateKey::new(&mut rng, bits)
+        } else {
+            RsaPrivateKey::new_with_exp(&mut rng, bits, &rsa::BigUint::from(e))
+        }
+        .expect("RSA key generation");
         let public_der = seq(&[
             &uint(&private.n().to_bytes_be()),
             &uint(&private.e().to_bytes_be()),
@@ -207,11 +218,14 @@ fn key_usage(bits_set: &[u8]) -> Vec<u8> {
     tlv(0x03, &c)
 }
 
-const KU_DIGITAL_SIGNATURE: u8 = 0;
-const KU_KEY_ENCIPHERMENT: u8 = 2;
-const KU_KEY_AGREEMENT: u8 = 4;
-const KU_KEY_CERT_SIGN: u8 = 5;
-const KU_CRL_SIGN: u8 = 6;
+/// keyUsage bit numbers (RFC 5280 §4.2.1.3), for [`CardSpec::key_usage`].
+pub const KU_DIGITAL_SIGNATURE: u8 = 0;
+pub const KU_KEY_ENCIPHERMENT: u8 = 2;
+pub const KU_KEY_AGREEMENT: u8 = 4;
+pub const KU_KEY_CERT_SIGN: u8 = 5;
+pub const KU_CRL_SIGN: u8 = 6;
+/// extendedKeyUsage clientAuth.
+pub const EKU_CLIENT_AUTH: &str = "1.3.6.1.5.5.7.3.2";
 
 /// The parts of a TBSCertificate, each already encoded, so cases can swap one for a broken
 /// encoding.
@@ -410,7 +424,7 @@ impl Generator {
         path
     }
 
-    fn leaf_tbs(&self, issuer: &Ca, key: &Key, leaf: &Leaf, cn: &str) -> Tbs {
+    fn leaf_tbs(&self, issuer: &Ca, key: &Key, leaf: &Leaf, case: &str) -> Tbs {
         let mut exts = Vec::new();
         if leaf.basic_constraints_ca {
             exts.push(ext("2.5.29.19", true, &seq(&[&[0x01, 0x01, 0xff][..]])));
@@ -448,7 +462,7 @@ impl Generator {
             inner_alg: alg_id(leaf.alg),
             issuer: issuer.name.clone(),
             validity: validity(leaf.from, leaf.to),
-            subject: name(&[("2.5.4.6", "JP"), ("2.5.4.3", cn)]),
+            subject: card_subject(card_common_name(case).as_bytes()),
             spki: key.spki(),
             extensions: exts,
         }
@@ -472,6 +486,7 @@ impl Generator {
         let kw = Rc::new(Key::new("weak-ca", 1024));
         let card = Key::new("card", 2048);
         let card_weak = Key::new("card-1024", 1024);
+        let card_e3 = Key::with_exponent("card-e3", 2048, 3);
 
         let y = |year: i32| {
             datetime!(2000-04-01 00:00:00 UTC)
@@ -772,25 +787,6 @@ impl Generator {
             &ctx,
             "good-g2-serial-revoked-in-g1",
             "a g2 card whose serial g1 revoked: CRLs are per CA key",
-            c,
-            &[],
-            None,
-            None,
-        );
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
-                serial: serial(0x04),
-                eku: None,
-                ..good.clone()
-            },
-            "good-no-eku",
-        );
-        self.case(
-            &ctx,
-            "good-no-eku",
-            "no extendedKeyUsage (allowed unless required)",
             c,
             &[],
             None,
@@ -1102,6 +1098,48 @@ impl Generator {
             Some("not-yet-valid"),
             None,
         );
+        // One second either side of the validity: no clock-skew allowance by default.
+        let second = time::Duration::seconds(1);
+        let c = self.leaf(
+            &g1,
+            &card,
+            &Leaf {
+                serial: serial(0x3f),
+                from: y(2021),
+                to: at - second,
+                ..good.clone()
+            },
+            "expired-one-second",
+        );
+        self.case(
+            &ctx,
+            "expired-one-second",
+            "notAfter one second before the check time",
+            c,
+            &[],
+            Some("expired"),
+            None,
+        );
+        let c = self.leaf(
+            &g1,
+            &card,
+            &Leaf {
+                serial: serial(0x40),
+                from: at + second,
+                to: y(2031),
+                ..good.clone()
+            },
+            "not-yet-valid-one-second",
+        );
+        self.case(
+            &ctx,
+            "not-yet-valid-one-second",
+            "notBefore one second after the check time",
+            c,
+            &[],
+            Some("not-yet-valid"),
+            None,
+        );
         let c = self.leaf(
             &g1,
             &card,
@@ -1357,6 +1395,182 @@ impl Generator {
             Some("wrong-extended-key-usage"),
             None,
         );
+        // The card profile (jpki-card.md §6) beyond what OpenSSL checks: each rule its reason.
+        let c = self.leaf(
+            &g1,
+            &card,
+            &Leaf {
+                serial: serial(0x04),
+                eku: None,
+                ..good.clone()
+            },
+            "no-eku",
+        );
+        self.case(&ctx, "no-eku", "no extendedKeyUsage", c, &[], Some("missing-extended-key-usage"), Some("the card profile requires extendedKeyUsage clientAuth; OpenSSL accepts a certificate without EKU for any purpose"));
+        let c = self.leaf(
+            &g1,
+            &card,
+            &Leaf {
+                serial: serial(0x34),
+                eku: Some(vec!["2.5.29.37.0"]),
+                ..good.clone()
+            },
+            "eku-any-only",
+        );
+        self.case(
+            &ctx,
+            "eku-any-only",
+            "extendedKeyUsage anyExtendedKeyUsage only, no clientAuth",
+            c,
+            &[],
+            Some("wrong-extended-key-usage"),
+            None,
+        );
+        for (n, (case, bit, label)) in [
+            (
+                "extra-key-usage-keycertsign",
+                KU_KEY_CERT_SIGN,
+                "keyCertSign",
+            ),
+            ("extra-key-usage-crlsign", KU_CRL_SIGN, "cRLSign"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let c = self.leaf(
+                &g1,
+                &card,
+                &Leaf {
+                    serial: serial(0x35 + n as u8),
+                    key_usage: Some(vec![KU_DIGITAL_SIGNATURE, bit]),
+                    ..good.clone()
+                },
+                case,
+            );
+            self.case(
+                &ctx,
+                case,
+                &format!("keyUsage digitalSignature and {label}"),
+                c,
+                &[],
+                Some("extra-key-usage"),
+                Some("the card profile's keyUsage is digitalSignature only; OpenSSL's sslclient purpose needs digitalSignature and ignores other bits in a certificate that is not a CA"),
+            );
+        }
+        let c = self.leaf(
+            &g1,
+            &card_e3,
+            &Leaf {
+                serial: serial(0x37),
+                ..good.clone()
+            },
+            "rsa-exponent-3",
+        );
+        self.case(
+            &ctx,
+            "rsa-exponent-3",
+            "the card's RSA-2048 key has public exponent 3",
+            c,
+            &[],
+            Some("wrong-rsa-exponent"),
+            Some("the card profile's exponent is 65537; OpenSSL accepts any RSA exponent"),
+        );
+        // Serial numbers, written as raw INTEGER content octets.
+        let mut twenty = vec![0x7f];
+        twenty.extend(std::iter::repeat_n(0xa5, 18));
+        twenty.push(0x38);
+        let mut twenty_one = vec![0x01];
+        twenty_one.extend(std::iter::repeat_n(0xa5, 19));
+        twenty_one.push(0x39);
+        for (case, raw, description, reason, stricter) in [
+            (
+                "serial-20-octets",
+                twenty,
+                "a serial of 20 octets, the most RFC 5280 allows",
+                None,
+                None,
+            ),
+            (
+                "serial-21-octets",
+                twenty_one,
+                "a serial of 21 octets",
+                Some("serial-too-long"),
+                Some("serials are at most 20 octets (RFC 5280 §4.1.2.2); OpenSSL accepts longer ones"),
+            ),
+            (
+                "serial-zero",
+                vec![0x00],
+                "serial number 0",
+                Some("non-positive-serial"),
+                Some("a serial must be positive (RFC 5280 §4.1.2.2); OpenSSL 3.0 accepts 0"),
+            ),
+            (
+                "serial-negative",
+                vec![0xc0, 0, 0, 0, 0, 0, 0, 0x3a],
+                "a negative serial number",
+                Some("non-positive-serial"),
+                Some("a serial must be positive (RFC 5280 §4.1.2.2); OpenSSL 3.0 accepts negative ones"),
+            ),
+        ] {
+            let mut tbs = self.leaf_tbs(&g1, &card, &good, case);
+            tbs.serial = tlv(0x02, &raw);
+            let c = self.write_cert(
+                case,
+                sign_tbs(&tbs.encode(), &g1.key, SHA256_RSA, SHA256_RSA),
+            );
+            self.case(&ctx, case, description, c, &[], reason, stricter);
+        }
+        // Subjects other than C=JP, CN=<23 upper-case letters and digits>.
+        let cn = card_common_name("subject-cn-nul");
+        let with_nul = format!("{}\0{}", &cn[..11], &cn[12..]);
+        let cn22 = card_common_name("subject-cn-22-chars");
+        let cn_extra = card_common_name("subject-extra-rdn");
+        let cn_us = card_common_name("subject-country-us");
+        for (n, (case, subject, description)) in [
+            (
+                "subject-cn-nul",
+                card_subject(with_nul.as_bytes()),
+                "a 23-character CN with an embedded NUL",
+            ),
+            (
+                "subject-cn-22-chars",
+                card_subject(&cn22.as_bytes()[..22]),
+                "a CN of 22 characters",
+            ),
+            (
+                "subject-country-us",
+                name(&[("2.5.4.6", "US"), ("2.5.4.3", &cn_us)]),
+                "C=US instead of C=JP",
+            ),
+            (
+                "subject-extra-rdn",
+                name(&[
+                    ("2.5.4.6", "JP"),
+                    ("2.5.4.10", "Someone Personal"),
+                    ("2.5.4.3", &cn_extra),
+                ]),
+                "an O= between C=JP and the CN (the profile's subject has nothing else)",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut tbs = self.leaf_tbs(
+                &g1,
+                &card,
+                &Leaf {
+                    serial: serial(0x3b + n as u8),
+                    ..good.clone()
+                },
+                case,
+            );
+            tbs.subject = subject;
+            let c = self.write_cert(
+                case,
+                sign_tbs(&tbs.encode(), &g1.key, SHA256_RSA, SHA256_RSA),
+            );
+            self.case(&ctx, case, description, c, &[], Some("wrong-subject"), Some("the card profile's subject is C=JP and a CN of 23 upper-case letters and digits; OpenSSL does not look at the subject"));
+        }
         let c = self.leaf(
             &g1,
             &card,
@@ -1569,8 +1783,9 @@ impl Generator {
             None,
         );
         let mut tampered = good_der.clone();
-        if let Some(pos) = find(&tampered, b"good-g1") {
-            tampered[pos] = b'G';
+        if let Some(pos) = find(&tampered, card_common_name("good-g1").as_bytes()) {
+            // Still a well-formed CN: only the signature can tell.
+            tampered[pos] = if tampered[pos] == b'Z' { b'Y' } else { b'Z' };
         }
         let c = self.write_cert("tampered-tbs", tampered);
         self.case(
@@ -1739,7 +1954,10 @@ impl Generator {
             },
             "unsorted-set",
         );
-        let cn = seq(&[&oid(&parse_oid("2.5.4.3")), &der::printable("unsorted-set")]);
+        let cn = seq(&[
+            &oid(&parse_oid("2.5.4.3")),
+            &der::printable(&card_common_name("unsorted-set")),
+        ]);
         let c_jp = seq(&[&oid(&parse_oid("2.5.4.6")), &der::printable("JP")]);
         // In DER the SET's elements are sorted by encoding: CN (…55 04 03) before C.
         let (a, b) = if cn < c_jp { (c_jp, cn) } else { (cn, c_jp) };
@@ -1974,6 +2192,28 @@ fn sign_tbs(tbs: &[u8], key: &Key, sign_alg: &str, outer_alg: &str) -> Vec<u8> {
     seq(&[tbs, &alg_id(outer_alg), &bits(&signature)])
 }
 
+/// The subject CN of a case's card: 23 upper-case letters and digits like a real card's
+/// (jpki-card.md §6), `CORPUS` and 17 characters derived from the case name.
+pub fn card_common_name(case: &str) -> String {
+    const ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let digest = ring::digest::digest(&ring::digest::SHA256, case.as_bytes());
+    let tail: String = digest.as_ref()[..17]
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect();
+    format!("CORPUS{tail}")
+}
+
+/// A card subject `C=JP, CN=<cn>`, the CN a PrintableString holding `cn`'s bytes as given (so
+/// characters a PrintableString cannot hold, such as NUL, can be written).
+pub fn card_subject(cn: &[u8]) -> Vec<u8> {
+    let atv = |attr: &str, value: &[u8]| seq(&[&oid(&parse_oid(attr)), &tlv(0x13, value)]);
+    seq(&[
+        &der::set(&[&atv("2.5.4.6", b"JP")]),
+        &der::set(&[&atv("2.5.4.3", cn)]),
+    ])
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -2026,4 +2266,87 @@ pub fn g1_with_crl(
 /// The serial number of the case certificates (`good-g1` is `case_serial(1)`).
 pub fn case_serial(n: u8) -> Vec<u8> {
     vec![0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, n]
+}
+
+/// A card certificate built to order by [`g1_card`]: the good card of the corpus (issued by
+/// generation 1, `ca/ca-g1.der`) with any of these changed, for unit tests of single profile
+/// rules at their boundaries.
+#[derive(Debug, Clone)]
+pub struct CardSpec {
+    /// The serial's INTEGER content octets, written as given (so zero, negative and
+    /// over-long serials can be made).
+    pub serial: Vec<u8>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    /// The subject Name, DER ([`card_subject`] makes the profile's).
+    pub subject: Vec<u8>,
+    /// keyUsage bit numbers (`KU_*`); `None`: no keyUsage extension.
+    pub key_usage: Option<Vec<u8>>,
+    /// extendedKeyUsage purposes (dotted OIDs); `None`: no extension.
+    pub eku: Option<Vec<&'static str>>,
+    /// The card key's RSA public exponent (the profile's is 65537).
+    pub rsa_exponent: u32,
+}
+
+impl Default for CardSpec {
+    /// A card of the profile: valid 2025-04-01 to 2030-04-01, serial `case_serial(0x70)`.
+    fn default() -> Self {
+        CardSpec {
+            serial: case_serial(0x70),
+            not_before: datetime!(2025-04-01 00:00:00 UTC),
+            not_after: datetime!(2030-04-01 00:00:00 UTC),
+            subject: card_subject(card_common_name("card-spec").as_bytes()),
+            key_usage: Some(vec![KU_DIGITAL_SIGNATURE]),
+            eku: Some(vec![EKU_CLIENT_AUTH]),
+            rsa_exponent: 65537,
+        }
+    }
+}
+
+/// The seeded key `label` with exponent `e`, generated once per process.
+fn shared_key(label: &str, e: u32) -> std::sync::Arc<Key> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Keys = Mutex<BTreeMap<(String, u32), Arc<Key>>>;
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| Mutex::new(BTreeMap::new()));
+    let mut keys = keys
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Arc::clone(
+        keys.entry((label.to_owned(), e))
+            .or_insert_with(|| Arc::new(Key::with_exponent(label, 2048, e))),
+    )
+}
+
+/// The DER of a card certificate as `spec` describes, issued and signed by the corpus CA's
+/// generation 1 (the CA of [`g1_with_crl`]), with the test policy.
+pub fn g1_card(spec: &CardSpec) -> Vec<u8> {
+    let g1 = shared_key("ca-g1", 65537);
+    let card_label = if spec.rsa_exponent == 65537 {
+        "card".to_owned()
+    } else {
+        format!("card-e{}", spec.rsa_exponent)
+    };
+    let card = shared_key(&card_label, spec.rsa_exponent);
+    let issuer = Ca {
+        name: name(&ISSUER_RDNS),
+        key: std::rc::Rc::new((*g1).clone()),
+        file: String::new(),
+    };
+    let leaf = Leaf {
+        serial: vec![1],
+        from: spec.not_before,
+        to: spec.not_after,
+        key_usage: spec.key_usage.clone(),
+        eku: spec.eku.clone(),
+        policy: Some(TEST_POLICY),
+        extra: Vec::new(),
+        basic_constraints_ca: false,
+        alg: SHA256_RSA,
+        authority_key_id: None,
+    };
+    let mut tbs = Generator::new().leaf_tbs(&issuer, &card, &leaf, "card-spec");
+    tbs.serial = tlv(0x02, &spec.serial);
+    tbs.subject = spec.subject.clone();
+    sign_tbs(&tbs.encode(), &g1, SHA256_RSA, SHA256_RSA)
 }

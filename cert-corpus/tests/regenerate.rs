@@ -72,6 +72,22 @@ fn manifest_covers_the_required_cases() {
         "version-v4",
         "ber-outer-length",
         "unknown-critical-ext",
+        // The card profile (jpki-card.md §6), one case per rule.
+        "no-eku",
+        "eku-any-only",
+        "extra-key-usage-keycertsign",
+        "extra-key-usage-crlsign",
+        "rsa-exponent-3",
+        "serial-zero",
+        "serial-negative",
+        "serial-20-octets",
+        "serial-21-octets",
+        "subject-cn-nul",
+        "subject-cn-22-chars",
+        "subject-country-us",
+        "subject-extra-rdn",
+        "expired-one-second",
+        "not-yet-valid-one-second",
     ] {
         assert!(
             cases.iter().any(|c| c["name"] == required),
@@ -88,4 +104,21 @@ fn manifest_covers_the_required_cases() {
             "{c}"
         );
     }
+}
+
+#[test]
+fn card_common_names_have_the_profile_shape() {
+    for case in ["good-g1", "subject-cn-nul", ""] {
+        let cn = onshi_cert_corpus::card_common_name(case);
+        assert_eq!(cn.len(), 23, "{cn}");
+        assert!(
+            cn.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()),
+            "{cn}"
+        );
+    }
+    assert_ne!(
+        onshi_cert_corpus::card_common_name("a"),
+        onshi_cert_corpus::card_common_name("b")
+    );
 }

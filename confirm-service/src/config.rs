@@ -152,8 +152,15 @@ pub struct ValidationConfig {
     /// Accepted certificate policy OIDs; a card must assert one of them.
     #[serde(default)]
     pub policy_oids: Vec<String>,
+    /// Allowance for CRL dates (thisUpdate, nextUpdate), which come from the issuing
+    /// authority's clock.
     #[serde(default = "default_skew")]
     pub clock_skew_seconds: u32,
+    /// Allowance for certificates' notBefore/notAfter (the card's and its CAs'). The
+    /// service's own clock is the reference for a certificate's validity, so none by default:
+    /// one second past notAfter is expired.
+    #[serde(default)]
+    pub cert_clock_skew_seconds: u32,
     /// What a CRL past its nextUpdate means: `reject` (default, fail closed) or `accept`.
     #[serde(default)]
     pub stale_crl: StaleCrlPolicy,
@@ -293,8 +300,8 @@ impl ValidationConfig {
     pub fn policy(&self) -> EndEntityPolicy {
         EndEntityPolicy {
             policy_oids: self.policy_oids.clone(),
-            require_client_auth_eku: false,
-            clock_skew: time::Duration::seconds(i64::from(self.clock_skew_seconds)),
+            clock_skew: time::Duration::seconds(i64::from(self.cert_clock_skew_seconds)),
+            crl_clock_skew: time::Duration::seconds(i64::from(self.clock_skew_seconds)),
             stale_crl: self.stale_crl,
         }
     }
@@ -366,6 +373,14 @@ trust_anchors = ["ca.pem"]
         assert_eq!(c.min_face_threshold_permille, 800);
         assert_eq!(c.rate_limit, RateLimitConfig::default());
         assert_eq!(c.validation.stale_crl, StaleCrlPolicy::Reject);
+        // Certificates' validity is checked against our own clock, exactly; CRL dates, from
+        // the authority's clock, with five minutes' allowance.
+        assert_eq!(c.validation.cert_clock_skew_seconds, 0);
+        assert_eq!(c.validation.policy().clock_skew, time::Duration::ZERO);
+        assert_eq!(
+            c.validation.policy().crl_clock_skew,
+            time::Duration::minutes(5)
+        );
 
         std::fs::write(
             &path,

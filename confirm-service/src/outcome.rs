@@ -244,6 +244,12 @@ mod tests {
                 Code::Unauthenticated,
             ),
             (
+                // The card-profile reasons are invalid certificates like the others.
+                Refusal::Certificate(CertError::WrongSubject { detail: "x".into() }),
+                ResultCode::CertificateInvalid,
+                Code::Unauthenticated,
+            ),
+            (
                 Refusal::Certificate(CertError::UntrustedIssuer { issuer: "x".into() }),
                 ResultCode::CertificateUntrusted,
                 Code::Unauthenticated,

@@ -17,8 +17,10 @@
 //!    CA-ness and path length;
 //! 2. **time and revocation** (cheap, re-run on every cache hit): each CA's validity, the
 //!    card's validity, each link's serial against its issuer's current CRL;
-//! 3. **end-entity profile** (time-independent): unknown critical extensions, key, basic
-//!    constraints, key usage, extended key usage, policy.
+//! 3. **end-entity profile** (time-independent): the JPKI user-authentication profile
+//!    (jpki-card.md §6) — unknown critical extensions, key (RSA, size, exponent 65537), serial
+//!    number, subject `C=JP, CN=<23 characters>`, basic constraints, key usage exactly
+//!    digitalSignature, extended key usage with clientAuth, policy.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,14 +50,24 @@ pub const MAX_PATH_LEN: usize = 4;
 const MAX_SIGNATURE_CHECKS: usize = 16;
 /// Most candidate paths kept for one certificate.
 const MAX_PATHS: usize = 8;
+/// The card key's RSA public exponent, 65537 (jpki-card.md §6), as the content octets of its
+/// DER INTEGER.
+const CARD_RSA_EXPONENT: [u8; 3] = [0x01, 0x00, 0x01];
+/// Longest serial number accepted (RFC 5280 §4.1.2.2), counted in content octets of the DER
+/// INTEGER, so a leading 00 that keeps a value positive counts: the largest serial is
+/// 2^159 − 1.
+pub const MAX_SERIAL_OCTETS: usize = 20;
+/// Length of the card subject's common name (jpki-card.md §6: `CN=<23-character id>`).
+pub const CARD_CN_LEN: usize = 23;
 
 const OID_KEY_USAGE: &str = "2.5.29.15";
 const OID_EXT_KEY_USAGE: &str = "2.5.29.37";
 const OID_BASIC_CONSTRAINTS: &str = "2.5.29.19";
 const OID_CERT_POLICIES: &str = "2.5.29.32";
-const OID_CLIENT_AUTH: &str = "1.3.6.1.5.5.7.3.2";
 const OID_ANY_POLICY: &str = "2.5.29.32.0";
 const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
+const OID_COUNTRY_NAME: &str = "2.5.4.6";
+const OID_COMMON_NAME: &str = "2.5.4.3";
 // CRL extensions this implementation processes (or may safely ignore).
 const OID_AUTHORITY_KEY_ID: &str = "2.5.29.35";
 const OID_CRL_NUMBER: &str = "2.5.29.20";
@@ -116,8 +128,20 @@ pub enum CertError {
     NotEndEntity,
     #[error("key usage must include digitalSignature")]
     WrongKeyUsage,
-    #[error("extended key usage does not allow client authentication")]
+    #[error("key usage must be digitalSignature only, but other bits are set")]
+    ExtraKeyUsage,
+    #[error("extended key usage does not include clientAuth")]
     WrongExtendedKeyUsage,
+    #[error("the certificate has no extendedKeyUsage (the card profile requires clientAuth)")]
+    MissingExtendedKeyUsage,
+    #[error("the card's RSA public exponent is 0x{exponent}, not 65537")]
+    WrongRsaExponent { exponent: String },
+    #[error("the serial number is zero or negative")]
+    NonPositiveSerial,
+    #[error("the serial number is {octets} octets long (at most {MAX_SERIAL_OCTETS})")]
+    SerialTooLong { octets: usize },
+    #[error("the subject is not C=JP, CN=<{CARD_CN_LEN} upper-case letters and digits>: {detail}")]
+    WrongSubject { detail: String },
     #[error("certificate policy is not one of the accepted policies")]
     WrongPolicy,
     #[error("unknown critical extension {oid}")]
@@ -159,7 +183,13 @@ impl CertError {
             CertError::IssuerNotCa { .. } => "issuer-not-ca",
             CertError::NotEndEntity => "not-end-entity",
             CertError::WrongKeyUsage => "wrong-key-usage",
+            CertError::ExtraKeyUsage => "extra-key-usage",
             CertError::WrongExtendedKeyUsage => "wrong-extended-key-usage",
+            CertError::MissingExtendedKeyUsage => "missing-extended-key-usage",
+            CertError::WrongRsaExponent { .. } => "wrong-rsa-exponent",
+            CertError::NonPositiveSerial => "non-positive-serial",
+            CertError::SerialTooLong { .. } => "serial-too-long",
+            CertError::WrongSubject { .. } => "wrong-subject",
             CertError::WrongPolicy => "wrong-policy",
             CertError::UnknownCriticalExtension { .. } => "unknown-critical-extension",
             CertError::PathTooLong { .. } => "path-too-long",
@@ -170,7 +200,7 @@ impl CertError {
     }
 
     /// Every reason name, for documentation checks and tests.
-    pub const REASONS: [&'static str; 23] = [
+    pub const REASONS: [&'static str; 29] = [
         "malformed",
         "trailing-data",
         "non-canonical-der",
@@ -187,7 +217,13 @@ impl CertError {
         "issuer-not-ca",
         "not-end-entity",
         "wrong-key-usage",
+        "extra-key-usage",
         "wrong-extended-key-usage",
+        "missing-extended-key-usage",
+        "wrong-rsa-exponent",
+        "non-positive-serial",
+        "serial-too-long",
+        "wrong-subject",
         "wrong-policy",
         "unknown-critical-extension",
         "path-too-long",
@@ -243,25 +279,35 @@ pub enum StaleCrlPolicy {
     Accept,
 }
 
-/// The rules a card certificate must satisfy, besides the path itself.
+/// The rules a card certificate must satisfy, besides the path itself and the fixed card
+/// profile (jpki-card.md §6, enforced by [`TrustStore::validate`] whatever the policy).
 #[derive(Debug, Clone)]
 pub struct EndEntityPolicy {
     /// At least one of these policy OIDs must be asserted; empty means no policy requirement.
     pub policy_oids: Vec<String>,
-    /// Whether an extendedKeyUsage extension is required (when present it must include
-    /// clientAuth either way).
-    pub require_client_auth_eku: bool,
-    /// Allowance for clocks that disagree, applied to validity periods and CRL dates.
+    /// Allowance applied to certificates' validity periods (the card's and each CA's
+    /// notBefore/notAfter). The service's own clock is the reference for them, so the default
+    /// is [`DEFAULT_CERT_CLOCK_SKEW`], none: one second past notAfter is expired.
+    /// `cert_clock_skew_seconds` in service.toml, `--clock-skew` for `check-cert`.
     pub clock_skew: Duration,
+    /// Allowance applied to CRL dates (thisUpdate, nextUpdate), which come from the issuing
+    /// authority's clock: [`DEFAULT_CRL_CLOCK_SKEW`] by default. `clock_skew_seconds` in
+    /// service.toml.
+    pub crl_clock_skew: Duration,
     pub stale_crl: StaleCrlPolicy,
 }
+
+/// Default allowance for certificates' notBefore/notAfter: none.
+pub const DEFAULT_CERT_CLOCK_SKEW: Duration = Duration::ZERO;
+/// Default allowance for CRL thisUpdate/nextUpdate: five minutes.
+pub const DEFAULT_CRL_CLOCK_SKEW: Duration = Duration::minutes(5);
 
 impl Default for EndEntityPolicy {
     fn default() -> Self {
         Self {
             policy_oids: Vec::new(),
-            require_client_auth_eku: false,
-            clock_skew: Duration::minutes(5),
+            clock_skew: DEFAULT_CERT_CLOCK_SKEW,
+            crl_clock_skew: DEFAULT_CRL_CLOCK_SKEW,
             stale_crl: StaleCrlPolicy::Reject,
         }
     }
@@ -724,7 +770,8 @@ impl TrustStore {
         at: OffsetDateTime,
     ) -> Result<(), CertError> {
         // Saturating: `check-cert --at` accepts any time up to 9999-12-31, and the skew must
-        // not overflow the calendar there.
+        // not overflow the calendar there. Validity periods are inclusive at both ends
+        // (RFC 5280 §4.1.2.5): at exactly notAfter a certificate is still valid.
         let (later, earlier) = skewed(at, self.policy.clock_skew);
         for link in path {
             let a = self.authority(link.authority)?;
@@ -858,7 +905,7 @@ impl TrustStore {
         serial: &[u8],
         at: OffsetDateTime,
     ) -> Result<(), CertError> {
-        let (later, earlier) = skewed(at, self.policy.clock_skew);
+        let (later, earlier) = skewed(at, self.policy.crl_clock_skew);
         let a = self.authority(authority)?;
         let crl = self
             .authority_crls
@@ -889,7 +936,8 @@ impl TrustStore {
         }
     }
 
-    /// Phase 3: the card's own profile. Returns its RSAPublicKey DER.
+    /// Phase 3: the card's own profile (jpki-card.md §6), in the order docs/validation.md
+    /// gives. Returns its RSAPublicKey DER.
     fn check_profile(&self, cert: &X509Certificate<'_>) -> Result<Vec<u8>, CertError> {
         check_extensions(cert)?;
         let spki = cert.public_key();
@@ -898,6 +946,13 @@ impl TrustStore {
                 let bits = rsa.key_size();
                 if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                     return Err(CertError::WeakKey { bits });
+                }
+                // Strict DER (checked in parse_strict) makes the INTEGER minimal, so the
+                // content octets are comparable as they stand.
+                if rsa.exponent != CARD_RSA_EXPONENT {
+                    return Err(CertError::WrongRsaExponent {
+                        exponent: hex::encode(rsa.exponent),
+                    });
                 }
                 spki.subject_public_key.data.to_vec()
             }
@@ -912,6 +967,8 @@ impl TrustStore {
                 })
             }
         };
+        check_serial(cert.raw_serial())?;
+        check_card_subject(cert)?;
         match cert.basic_constraints() {
             Ok(Some(bc)) if bc.value.ca => return Err(CertError::NotEndEntity),
             Ok(_) => {}
@@ -922,7 +979,18 @@ impl TrustStore {
             }
         }
         match cert.key_usage() {
-            Ok(Some(ku)) if ku.value.digital_signature() => {}
+            Ok(Some(ku)) if ku.value.digital_signature() => {
+                // Read from the BIT STRING itself rather than x509-parser's 16-bit flags, so
+                // no bit beyond decipherOnly can hide.
+                let raw = cert
+                    .extensions()
+                    .iter()
+                    .find(|e| e.oid.to_id_string() == OID_KEY_USAGE)
+                    .map(|e| e.value);
+                if raw.is_none_or(key_usage_beyond_digital_signature) {
+                    return Err(CertError::ExtraKeyUsage);
+                }
+            }
             Ok(_) => return Err(CertError::WrongKeyUsage),
             Err(e) => {
                 return Err(CertError::Malformed {
@@ -931,22 +999,11 @@ impl TrustStore {
             }
         }
         match cert.extended_key_usage() {
-            Ok(Some(eku)) => {
-                let client_auth = eku.value.client_auth
-                    || eku.value.any
-                    || eku
-                        .value
-                        .other
-                        .iter()
-                        .any(|o| o.to_id_string() == OID_CLIENT_AUTH);
-                if !client_auth {
-                    return Err(CertError::WrongExtendedKeyUsage);
-                }
-            }
-            Ok(None) if self.policy.require_client_auth_eku => {
-                return Err(CertError::WrongExtendedKeyUsage)
-            }
-            Ok(None) => {}
+            // clientAuth itself: anyExtendedKeyUsage does not stand in for it. Other
+            // purposes beside clientAuth are tolerated.
+            Ok(Some(eku)) if eku.value.client_auth => {}
+            Ok(Some(_)) => return Err(CertError::WrongExtendedKeyUsage),
+            Ok(None) => return Err(CertError::MissingExtendedKeyUsage),
             Err(e) => {
                 return Err(CertError::Malformed {
                     detail: format!("extendedKeyUsage: {e}"),
@@ -963,6 +1020,94 @@ impl TrustStore {
             }
         }
         Ok(leaf_key)
+    }
+}
+
+/// Whether `value` is a card subject's common name: exactly [`CARD_CN_LEN`] characters, each
+/// an upper-case ASCII letter or a digit (the pattern of the ids on real cards, inferred from
+/// public samples; the testbed's are `ONSHI` + 18 digits). The one definition of the pattern:
+/// a NUL, a space, a lower-case letter or any non-ASCII byte is refused.
+pub fn is_card_common_name(value: &[u8]) -> bool {
+    value.len() == CARD_CN_LEN
+        && value
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// The card's subject must be exactly `C=JP, CN=<id>`: two single-valued RDNs in that order,
+/// the country a PrintableString `JP`, the common name a PrintableString or UTF8String that
+/// [`is_card_common_name`] accepts. Nothing else (jpki-card.md §6: "nothing personal").
+fn check_card_subject(cert: &X509Certificate<'_>) -> Result<(), CertError> {
+    use x509_parser::asn1_rs::Tag;
+    let wrong = |detail: String| Err(CertError::WrongSubject { detail });
+    let rdns: Vec<_> = cert.subject().iter_rdn().collect();
+    if rdns.len() != 2 {
+        return wrong(format!("{} RDNs, not 2", rdns.len()));
+    }
+    let mut attributes = Vec::with_capacity(2);
+    for rdn in &rdns {
+        let mut atvs = rdn.iter();
+        match (atvs.next(), atvs.next()) {
+            (Some(atv), None) => attributes.push(atv),
+            _ => return wrong("a multi-valued or empty RDN".into()),
+        }
+    }
+    let (country, common_name) = (attributes[0], attributes[1]);
+    if country.attr_type().to_id_string() != OID_COUNTRY_NAME
+        || country.attr_value().tag() != Tag::PrintableString
+        || country.attr_value().data != b"JP"
+    {
+        return wrong("the first RDN is not C=JP (PrintableString)".into());
+    }
+    let value = common_name.attr_value();
+    if common_name.attr_type().to_id_string() != OID_COMMON_NAME {
+        return wrong("the second RDN is not a CN".into());
+    }
+    if value.tag() != Tag::PrintableString && value.tag() != Tag::Utf8String {
+        return wrong(format!(
+            "the CN is a {}, not a PrintableString",
+            value.tag()
+        ));
+    }
+    if !is_card_common_name(value.data) {
+        return wrong(format!(
+            "CN \"{}\" ({} bytes)",
+            value.data.escape_ascii(),
+            value.data.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The serial (the DER INTEGER's content octets) must be positive and at most
+/// [`MAX_SERIAL_OCTETS`] octets (RFC 5280 §4.1.2.2). Strict DER has made the INTEGER minimal,
+/// so zero is exactly `00` and a negative number has its top bit set.
+fn check_serial(raw: &[u8]) -> Result<(), CertError> {
+    match raw.first() {
+        None => return Err(CertError::NonPositiveSerial),
+        Some(&first) if first & 0x80 != 0 => return Err(CertError::NonPositiveSerial),
+        Some(_) if raw.iter().all(|&b| b == 0) => return Err(CertError::NonPositiveSerial),
+        Some(_) => {}
+    }
+    if raw.len() > MAX_SERIAL_OCTETS {
+        return Err(CertError::SerialTooLong { octets: raw.len() });
+    }
+    Ok(())
+}
+
+/// Whether a keyUsage extension value (a DER BIT STRING) sets any bit but digitalSignature
+/// (bit 0, the first octet's top bit). Unparseable counts as yes.
+fn key_usage_beyond_digital_signature(value: &[u8]) -> bool {
+    let Ok(h) = der::header(value) else {
+        return true;
+    };
+    let Some(content) = value.get(h.header_len..h.total_len()) else {
+        return true;
+    };
+    // content[0] is the count of unused bits; the named bits follow.
+    match content.get(1..) {
+        Some([first, rest @ ..]) => first & 0x7f != 0 || rest.iter().any(|&b| b != 0),
+        _ => true,
     }
 }
 
@@ -1313,4 +1458,432 @@ pub fn decode_der_or_pem(bytes: &[u8], tag: &str) -> Result<Vec<Vec<u8>>, String
         return Err(format!("no PEM block of type {tag}"));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The card-profile rules (jpki-card.md §6) one by one, at their boundaries, on
+    //! certificates built to order by the corpus generator (issued by its CA generation 1).
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+    use std::sync::OnceLock;
+
+    use onshi_cert_corpus::der::{oid, parse_oid, printable, seq, set, tlv};
+    use onshi_cert_corpus::{
+        card_common_name, card_subject, g1_card, g1_with_crl, CardSpec, EKU_CLIENT_AUTH,
+        KU_CRL_SIGN, KU_DIGITAL_SIGNATURE, KU_KEY_CERT_SIGN, KU_KEY_ENCIPHERMENT, TEST_POLICY,
+    };
+    use time::macros::datetime;
+
+    use super::*;
+
+    const AT: OffsetDateTime = datetime!(2026-04-01 00:00:00 UTC);
+    const SERVER_AUTH: &str = "1.3.6.1.5.5.7.3.1";
+    const ANY_EKU: &str = "2.5.29.37.0";
+
+    fn policy() -> EndEntityPolicy {
+        EndEntityPolicy {
+            policy_oids: vec![TEST_POLICY.to_owned()],
+            ..EndEntityPolicy::default()
+        }
+    }
+
+    fn store_with(policy: EndEntityPolicy, crl_from: OffsetDateTime) -> TrustStore {
+        let (ca, crl) = g1_with_crl(&[], crl_from, crl_from + Duration::days(7));
+        TrustStore::from_der(&[ca], &[], &[crl], policy).unwrap()
+    }
+
+    /// Generation 1 with a CRL current at [`AT`], default policy (no clock-skew allowance for
+    /// certificates).
+    fn store() -> &'static TrustStore {
+        static STORE: OnceLock<TrustStore> = OnceLock::new();
+        STORE.get_or_init(|| store_with(policy(), AT - Duration::days(1)))
+    }
+
+    fn verdict_at(spec: &CardSpec, at: OffsetDateTime) -> Result<(), &'static str> {
+        store()
+            .validate(&g1_card(spec), at)
+            .map(|_| ())
+            .map_err(|e| e.reason())
+    }
+
+    fn verdict(spec: &CardSpec) -> Result<(), &'static str> {
+        verdict_at(spec, AT)
+    }
+
+    fn cn(case: &str) -> String {
+        card_common_name(case)
+    }
+
+    #[test]
+    fn a_card_of_the_profile_is_accepted() {
+        let spec = CardSpec::default();
+        assert_eq!(verdict(&spec), Ok(()));
+        assert!(is_card_common_name(cn("x").as_bytes()));
+    }
+
+    #[test]
+    fn key_usage_must_be_digital_signature_exactly() {
+        let with = |bits: Option<Vec<u8>>| CardSpec {
+            key_usage: bits,
+            ..CardSpec::default()
+        };
+        assert_eq!(verdict(&with(Some(vec![KU_DIGITAL_SIGNATURE]))), Ok(()));
+        for extra in [KU_KEY_CERT_SIGN, KU_CRL_SIGN, KU_KEY_ENCIPHERMENT, 1, 8] {
+            assert_eq!(
+                verdict(&with(Some(vec![KU_DIGITAL_SIGNATURE, extra]))),
+                Err("extra-key-usage"),
+                "digitalSignature + bit {extra}"
+            );
+        }
+        assert_eq!(
+            verdict(&with(Some(vec![KU_KEY_ENCIPHERMENT]))),
+            Err("wrong-key-usage")
+        );
+        assert_eq!(verdict(&with(None)), Err("wrong-key-usage"));
+        // The BIT STRING itself: only the first named bit may be set, however it is padded.
+        assert!(!key_usage_beyond_digital_signature(&[
+            0x03, 0x02, 0x07, 0x80
+        ]));
+        assert!(!key_usage_beyond_digital_signature(&[
+            0x03, 0x02, 0x00, 0x80
+        ]));
+        assert!(!key_usage_beyond_digital_signature(&[
+            0x03, 0x03, 0x00, 0x80, 0x00
+        ]));
+        assert!(key_usage_beyond_digital_signature(&[
+            0x03, 0x02, 0x01, 0x82
+        ]));
+        assert!(key_usage_beyond_digital_signature(&[
+            0x03, 0x03, 0x07, 0x80, 0x80
+        ]));
+        assert!(key_usage_beyond_digital_signature(&[0x03, 0x01, 0x00]));
+        assert!(key_usage_beyond_digital_signature(&[0x04, 0x05]));
+    }
+
+    #[test]
+    fn extended_key_usage_must_be_present_with_client_auth() {
+        let with = |eku: Option<Vec<&'static str>>| CardSpec {
+            eku,
+            ..CardSpec::default()
+        };
+        assert_eq!(verdict(&with(Some(vec![EKU_CLIENT_AUTH]))), Ok(()));
+        assert_eq!(
+            verdict(&with(Some(vec![SERVER_AUTH, EKU_CLIENT_AUTH]))),
+            Ok(()),
+            "other purposes beside clientAuth are tolerated"
+        );
+        assert_eq!(verdict(&with(None)), Err("missing-extended-key-usage"));
+        assert_eq!(
+            verdict(&with(Some(vec![SERVER_AUTH]))),
+            Err("wrong-extended-key-usage")
+        );
+        // anyExtendedKeyUsage does not stand in for clientAuth.
+        assert_eq!(
+            verdict(&with(Some(vec![ANY_EKU]))),
+            Err("wrong-extended-key-usage")
+        );
+    }
+
+    #[test]
+    fn the_rsa_exponent_must_be_65537() {
+        let e3 = CardSpec {
+            rsa_exponent: 3,
+            ..CardSpec::default()
+        };
+        let err = store().validate(&g1_card(&e3), AT).unwrap_err();
+        assert_eq!(err.reason(), "wrong-rsa-exponent");
+        assert!(err.to_string().contains("0x03"), "{err}");
+    }
+
+    #[test]
+    fn serials_are_positive_and_at_most_20_octets() {
+        let octets = |first: u8, len: usize| {
+            let mut s = vec![first];
+            s.resize(len, 0xa5);
+            s
+        };
+        // The boundary: 20 content octets accepted, 21 refused, whether the 21st is a
+        // significant octet or the 00 that keeps a 160-bit value positive.
+        let padded_160_bits = [vec![0x00], octets(0x80, 20)].concat();
+        for (serial, expected) in [
+            (vec![0x01], Ok(())),
+            (octets(0x7f, 20), Ok(())),
+            ([vec![0x00], octets(0x80, 19)].concat(), Ok(())),
+            (octets(0x01, 21), Err("serial-too-long")),
+            (padded_160_bits, Err("serial-too-long")),
+            (octets(0x7f, 32), Err("serial-too-long")),
+            (vec![0x00], Err("non-positive-serial")),
+            (vec![0xff], Err("non-positive-serial")),
+            (vec![0x80, 0x00], Err("non-positive-serial")),
+            (octets(0xc0, 21), Err("non-positive-serial")),
+        ] {
+            let len = serial.len();
+            let spec = CardSpec {
+                serial: serial.clone(),
+                ..CardSpec::default()
+            };
+            assert_eq!(verdict(&spec), expected, "serial {}", hex::encode(&serial));
+            assert_eq!(
+                check_serial(&serial).map_err(|e| e.reason()),
+                expected,
+                "{len} octets"
+            );
+        }
+        assert_eq!(check_serial(&[]), Err(CertError::NonPositiveSerial));
+    }
+
+    #[test]
+    fn the_subject_is_c_jp_and_a_23_character_id() {
+        // The pattern itself.
+        let good = cn("subject");
+        assert!(is_card_common_name(good.as_bytes()));
+        for bad in [
+            &good.as_bytes()[..22],
+            format!("{good}A").as_bytes(),
+            good.to_lowercase().as_bytes(),
+            format!("{}\0{}", &good[..11], &good[12..]).as_bytes(),
+            format!("{} {}", &good[..11], &good[12..]).as_bytes(),
+            format!("{}-{}", &good[..11], &good[12..]).as_bytes(),
+            "ＡＢＣＤＥＦＧＨ".as_bytes(), // 24 bytes of full-width letters
+            b"",
+        ] {
+            assert!(!is_card_common_name(bad), "{}", bad.escape_ascii());
+        }
+        // Whole subjects.
+        let atv = |attr: &str, value: Vec<u8>| seq(&[&oid(&parse_oid(attr)), &value]);
+        let rdn = |attr: &str, value: Vec<u8>| set(&[&atv(attr, value)]);
+        let utf8 = |s: &str| tlv(0x0c, s.as_bytes());
+        let c_jp = || rdn("2.5.4.6", printable("JP"));
+        let cn_rdn = |v: Vec<u8>| rdn("2.5.4.3", v);
+        let with_nul = format!("{}\0{}", &good[..11], &good[12..]);
+        let cases: Vec<(&str, Vec<u8>, Result<(), &str>)> = vec![
+            ("profile", card_subject(good.as_bytes()), Ok(())),
+            (
+                "CN as UTF8String",
+                seq(&[&c_jp(), &cn_rdn(utf8(&good))]),
+                Ok(()),
+            ),
+            (
+                "embedded NUL",
+                card_subject(with_nul.as_bytes()),
+                Err("wrong-subject"),
+            ),
+            (
+                "22 characters",
+                card_subject(&good.as_bytes()[..22]),
+                Err("wrong-subject"),
+            ),
+            (
+                "lower case",
+                card_subject(good.to_lowercase().as_bytes()),
+                Err("wrong-subject"),
+            ),
+            (
+                "C=US",
+                seq(&[&rdn("2.5.4.6", printable("US")), &cn_rdn(printable(&good))]),
+                Err("wrong-subject"),
+            ),
+            (
+                "country as UTF8String",
+                seq(&[&rdn("2.5.4.6", utf8("JP")), &cn_rdn(printable(&good))]),
+                Err("wrong-subject"),
+            ),
+            (
+                "CN before C",
+                seq(&[&cn_rdn(printable(&good)), &c_jp()]),
+                Err("wrong-subject"),
+            ),
+            (
+                "no C",
+                seq(&[&cn_rdn(printable(&good))]),
+                Err("wrong-subject"),
+            ),
+            (
+                "an O as well",
+                seq(&[
+                    &c_jp(),
+                    &rdn("2.5.4.10", printable("Personal")),
+                    &cn_rdn(printable(&good)),
+                ]),
+                Err("wrong-subject"),
+            ),
+            (
+                "two CNs",
+                seq(&[
+                    &c_jp(),
+                    &cn_rdn(printable(&good)),
+                    &cn_rdn(printable(&good)),
+                ]),
+                Err("wrong-subject"),
+            ),
+            (
+                "serialNumber instead of CN",
+                seq(&[&c_jp(), &rdn("2.5.4.5", printable(&good))]),
+                Err("wrong-subject"),
+            ),
+            (
+                "CN as IA5String",
+                seq(&[&c_jp(), &cn_rdn(tlv(0x16, good.as_bytes()))]),
+                Err("wrong-subject"),
+            ),
+            ("empty", seq(&[]), Err("wrong-subject")),
+        ];
+        for (what, subject, expected) in cases {
+            let spec = CardSpec {
+                subject,
+                ..CardSpec::default()
+            };
+            assert_eq!(verdict(&spec), expected, "{what}");
+        }
+        // A multi-valued RDN (C and CN in one SET, in DER order).
+        let mut pair = [
+            atv("2.5.4.6", printable("JP")),
+            atv("2.5.4.3", printable(&good)),
+        ];
+        pair.sort();
+        let multi = seq(&[&set(&[&pair[0], &pair[1]])]);
+        let spec = CardSpec {
+            subject: multi,
+            ..CardSpec::default()
+        };
+        assert_eq!(verdict(&spec), Err("wrong-subject"));
+    }
+
+    #[test]
+    fn validity_is_exact_against_our_clock_by_default() {
+        let second = Duration::seconds(1);
+        let spec = CardSpec {
+            not_before: AT - Duration::days(30),
+            not_after: AT,
+            ..CardSpec::default()
+        };
+        // notAfter is inclusive (RFC 5280 §4.1.2.5); one second past it is expired.
+        assert_eq!(verdict_at(&spec, AT), Ok(()));
+        assert_eq!(verdict_at(&spec, AT + second), Err("expired"));
+        let spec = CardSpec {
+            not_before: AT,
+            not_after: AT + Duration::days(30),
+            ..CardSpec::default()
+        };
+        assert_eq!(verdict_at(&spec, AT), Ok(()));
+        assert_eq!(verdict_at(&spec, AT - second), Err("not-yet-valid"));
+        // The CA's validity likewise: generation 1 ends 2029-04-01T00:00:00Z. At that
+        // instant the CA is still valid (and the CRL, long past, is what fails); a second
+        // later it is not.
+        let late = CardSpec {
+            not_after: datetime!(2031-01-01 00:00:00 UTC),
+            ..CardSpec::default()
+        };
+        let ca_end = datetime!(2029-04-01 00:00:00 UTC);
+        assert_eq!(verdict_at(&late, ca_end), Err("crl-stale"));
+        assert_eq!(verdict_at(&late, ca_end + second), Err("issuer-not-valid"));
+        assert_eq!(EndEntityPolicy::default().clock_skew, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_configured_allowance_widens_validity_and_crl_dates_keep_theirs() {
+        let second = Duration::seconds(1);
+        let spec = CardSpec {
+            not_before: AT - Duration::days(30),
+            not_after: AT,
+            ..CardSpec::default()
+        };
+        let cert = g1_card(&spec);
+        let skewed = store_with(
+            EndEntityPolicy {
+                clock_skew: Duration::seconds(5),
+                ..policy()
+            },
+            AT - Duration::days(1),
+        );
+        skewed.validate(&cert, AT + Duration::seconds(5)).unwrap();
+        let err = skewed.validate(&cert, AT + 6 * second).unwrap_err();
+        assert_eq!(err.reason(), "expired");
+        // A CRL issued by a clock two minutes ahead of ours: current within the CRL
+        // allowance (five minutes by default), although certificates get none.
+        let ahead = store_with(policy(), AT + Duration::minutes(2));
+        let good = g1_card(&CardSpec::default());
+        ahead.validate(&good, AT).unwrap();
+        let exact = store_with(
+            EndEntityPolicy {
+                crl_clock_skew: Duration::ZERO,
+                ..policy()
+            },
+            AT + Duration::minutes(2),
+        );
+        assert_eq!(
+            exact.validate(&good, AT).unwrap_err().reason(),
+            "crl-missing"
+        );
+    }
+
+    #[test]
+    fn profile_rules_are_checked_in_the_documented_order() {
+        // Everything wrong at once; fixing one rule at a time reveals the next.
+        let mut spec = CardSpec {
+            rsa_exponent: 3,
+            serial: vec![0x00],
+            subject: card_subject(b"nope"),
+            key_usage: Some(vec![KU_DIGITAL_SIGNATURE, KU_KEY_CERT_SIGN]),
+            eku: None,
+            ..CardSpec::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            match verdict(&spec) {
+                Ok(()) => break,
+                Err(reason) => {
+                    seen.push(reason);
+                    let good = CardSpec::default();
+                    match reason {
+                        "wrong-rsa-exponent" => spec.rsa_exponent = good.rsa_exponent,
+                        "non-positive-serial" => spec.serial = good.serial,
+                        "wrong-subject" => spec.subject = good.subject,
+                        "extra-key-usage" => spec.key_usage = good.key_usage,
+                        "missing-extended-key-usage" => spec.eku = good.eku,
+                        other => panic!("unexpected {other}"),
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                "wrong-rsa-exponent",
+                "non-positive-serial",
+                "wrong-subject",
+                "extra-key-usage",
+                "missing-extended-key-usage"
+            ]
+        );
+    }
+
+    #[test]
+    fn reason_names_are_distinct_and_listed() {
+        let now = AT;
+        let new = [
+            CertError::ExtraKeyUsage,
+            CertError::MissingExtendedKeyUsage,
+            CertError::WrongRsaExponent {
+                exponent: "03".into(),
+            },
+            CertError::NonPositiveSerial,
+            CertError::SerialTooLong { octets: 21 },
+            CertError::WrongSubject {
+                detail: String::new(),
+            },
+            CertError::Expired {
+                not_after: now,
+                at: now,
+            },
+        ];
+        for e in &new {
+            assert!(CertError::REASONS.contains(&e.reason()), "{}", e.reason());
+        }
+        let mut names = CertError::REASONS.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CertError::REASONS.len());
+    }
 }

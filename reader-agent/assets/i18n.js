@@ -241,15 +241,29 @@ function toggleLang(rerender) {
   if (rerender) rerender();
 }
 
-// The per-launch secret the server writes into <meta name="onshi-token"> when it serves the page;
-// sent as X-Onshi-Token on every fetch. Read once.
+// The secret sent as X-Onshi-Token on every fetch (and as ?token= on EventSources, which cannot
+// send headers). Cookies never authenticate: on 127.0.0.1 they are shared across ports.
+//  - kiosk page: the per-launch token the server writes into <meta name="onshi-token">;
+//  - staff page: no meta; the per-log-in token, set with setToken() after a log-in or from
+//    sessionStorage, and cleared with setToken(null).
 let ONSHI_TOKEN = null;
+function setToken(tok) {
+  ONSHI_TOKEN = typeof tok === "string" && tok !== "" ? tok : null;
+}
+// The token, or null when there is none (then no X-Onshi-Token header is sent).
 function onshiToken() {
-  if (ONSHI_TOKEN === null) {
-    const meta = document.querySelector('meta[name="onshi-token"]');
-    ONSHI_TOKEN = meta ? meta.content : "";
-  }
-  return ONSHI_TOKEN;
+  if (ONSHI_TOKEN !== null) return ONSHI_TOKEN;
+  const meta = document.querySelector('meta[name="onshi-token"]');
+  const v = meta ? meta.content : "";
+  return v && v !== "{{ONSHI_TOKEN}}" ? v : null;
+}
+function token() { return onshiToken(); }
+
+function tokenHeaders(extra) {
+  const h = Object.assign({}, extra || {});
+  const tok = onshiToken();
+  if (tok !== null) h["X-Onshi-Token"] = tok;
+  return h;
 }
 
 // Network failures answer { ok: false, status: 0, data: null } instead of throwing.
@@ -268,13 +282,13 @@ async function fetchJson(url, init) {
 function postJson(url, body) {
   return fetchJson(url, {
     method: "POST",
-    headers: { "content-type": "application/json", "X-Onshi-Token": onshiToken() },
+    headers: tokenHeaders({ "content-type": "application/json" }),
     body: JSON.stringify(body || {}),
   });
 }
 
 function getJson(url) {
-  return fetchJson(url, { method: "GET", headers: { "X-Onshi-Token": onshiToken() } });
+  return fetchJson(url, { method: "GET", headers: tokenHeaders() });
 }
 
 function el(tag, attrs, ...children) {

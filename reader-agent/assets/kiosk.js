@@ -139,5 +139,9 @@ function render() {
 document.getElementById("lang-toggle").addEventListener("click", () => toggleLang(render));
 applyTexts();
 render();
-const events = new EventSource("/api/events");
+// The page is opened at /?token=TOKEN and the server writes the same per-launch token into
+// <meta name="onshi-token">: fetches send it as X-Onshi-Token (i18n.js); an EventSource cannot send
+// headers, so the stream takes it as ?token=. The URL's token is only a fallback for the meta.
+if (onshiToken() === null) setToken(new URLSearchParams(location.search).get("token"));
+const events = new EventSource("/api/events?token=" + encodeURIComponent(onshiToken() || ""));
 events.addEventListener("state", (e) => show(JSON.parse(e.data)));

@@ -1,6 +1,11 @@
 // onshi kiosk: the staff view (loaded with defer, after i18n.js). Needs a log-in: every staff
 // API answering 401 brings the log-in form back.
+// Authentication: the page itself carries no secret. A log-in answers a per-log-in token, kept in
+// sessionStorage (per origin and per tab: another port cannot read it) and in memory (i18n.js
+// setToken); every fetch sends it as X-Onshi-Token, EventSources and the CSV link as ?token=.
+// Cookies never authenticate alone (on 127.0.0.1 they are shared across ports).
 "use strict";
+const TOKEN_KEY = "onshi-staff-token";
 let ENTRIES = [];
 const BATCHES = new Map();
 let VISUAL = null;
@@ -13,6 +18,27 @@ let reopenTimer = null;
 const RATIO = { "010": "1割", "020": "2割", "030": "3割" };
 
 const $ = (id) => document.getElementById(id);
+
+// --- the per-log-in token ---
+
+function storedToken() {
+  try { return sessionStorage.getItem(TOKEN_KEY); } catch (_) { return null; }
+}
+
+function keepToken(tok) {
+  setToken(tok);
+  try { sessionStorage.setItem(TOKEN_KEY, tok); } catch (_) { /* memory only */ }
+}
+
+function dropToken() {
+  setToken(null);
+  try { sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* nothing kept */ }
+}
+
+// For URLs that cannot carry a header (EventSource, download link).
+function withToken(url) {
+  return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(onshiToken() || "");
+}
 
 function fmtTime(ms) {
   return new Date(ms).toLocaleTimeString(LANG === "ja" ? "ja-JP" : "en-GB", { timeZone: "Asia/Tokyo" });
@@ -140,7 +166,7 @@ function renderBatches() {
       el("span", { class: "count" }, b.completed + " / " + b.total),
       el("span", { class: "status" }, t("batch_" + b.status) + (b.message ? " " + b.message : "")),
       b.status === "done" ? el("a", { id: "download-" + b.reception_number,
-        href: "/api/staff/batch/" + b.reception_number + "/results.csv" }, t("batch_download")) : null)));
+        href: withToken("/api/staff/batch/" + b.reception_number + "/results.csv") }, t("batch_download")) : null)));
 }
 
 function renderAll() { renderEntries(); renderVisual(); renderBatches(); }
@@ -164,7 +190,7 @@ async function reload() {
   document.body.dataset.ready = "1";
 }
 
-// --- server-sent events (authenticated by the HttpOnly cookie) ---
+// --- server-sent events (authenticated by ?token=, as an EventSource cannot send headers) ---
 
 function closeEvents() {
   if (reopenTimer !== null) { clearTimeout(reopenTimer); reopenTimer = null; }
@@ -184,9 +210,15 @@ async function eventsFailed(source) {
   reopenTimer = setTimeout(() => { reopenTimer = null; if (gen === GEN) openEvents(); }, 2000);
 }
 
+// The server's last event on a stream when the log-in ends: as a 401.
+function eventsLoggedOut(source) {
+  if (source !== events && source !== kioskEvents) return; // an older stream
+  showLogin("login_expired");
+}
+
 function openEvents() {
   closeEvents();
-  events = new EventSource("/api/staff/events");
+  events = new EventSource(withToken("/api/staff/events"));
   events.addEventListener("open", reload);
   events.addEventListener("lagged", reload);
   events.addEventListener("staff", (e) => {
@@ -200,9 +232,11 @@ function openEvents() {
       renderBatches();
     }
   });
+  events.addEventListener("logged_out", (e) => eventsLoggedOut(e.target));
   events.addEventListener("error", (e) => eventsFailed(e.target));
-  kioskEvents = new EventSource("/api/events");
+  kioskEvents = new EventSource(withToken("/api/events"));
   kioskEvents.addEventListener("state", (e) => { VISUAL = JSON.parse(e.data).visual_check_staff; renderVisual(); });
+  kioskEvents.addEventListener("logged_out", (e) => eventsLoggedOut(e.target));
   kioskEvents.addEventListener("error", (e) => eventsFailed(e.target));
 }
 
@@ -225,10 +259,12 @@ function clearData() {
   renderAll();
 }
 
+// The log-in is gone (log-out, 401, logged_out event, or none at load): forget its token.
 function showLogin(noticeKey) {
   GEN++;
   STAFF = null;
   closeEvents();
+  dropToken();
   clearData();
   $("login-password").value = "";
   setText("login-error", null);
@@ -269,10 +305,15 @@ async function login(e) {
   submit.disabled = true;
   setText("login-error", null);
   const gen = GEN;
+  dropToken(); // the log-in itself carries no token header
   const r = await postJson("/api/login", { staff_id: staffId, password });
   if (gen !== GEN) return;
   submit.disabled = false;
-  if (r.ok && r.data && r.data.staff_id) { showMain(r.data.staff_id); return; }
+  if (r.ok && r.data && r.data.staff_id && typeof r.data.token === "string" && r.data.token) {
+    keepToken(r.data.token);
+    showMain(r.data.staff_id);
+    return;
+  }
   $("login-password").value = "";
   $("login-password").focus();
   // Never tell whether the id or the password was wrong.
@@ -284,13 +325,21 @@ async function login(e) {
 
 async function logout() {
   const gen = GEN;
+  // Close the streams first: their "logged_out" event is the answer to this, not an expiry.
+  closeEvents();
   await postJson("/api/logout", {});
   if (gen !== GEN) return;
-  showLogin(null);
+  showLogin(null); // clears the token (sessionStorage and memory) and closes the streams
 }
 
+// At load: a token kept by this tab is checked with /api/me; without one, the form at once.
 async function whoAmI() {
+  const tok = storedToken();
+  if (!tok) { showLogin(null); return; }
+  setToken(tok);
+  const gen = GEN;
   const r = await getJson("/api/me");
+  if (gen !== GEN) return;
   if (r.ok && r.data && r.data.staff_id) { showMain(r.data.staff_id); return; }
   showLogin(null);
   if (r.status === 403) setText("login-error", "login_forbidden");

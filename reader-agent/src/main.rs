@@ -492,15 +492,13 @@ fn run_kiosk(
     runtime.block_on(async {
         let ready = |l: &onshi_reader_agent::kiosk::Listening| {
             use std::io::Write as _;
+            // The token itself is not printed (a log may be readable by others).
             println!(
-                "kiosk: the patient's screen  http://{}/?token={} (open it with this address)",
-                l.kiosk, l.token
-            );
-            println!("kiosk: the staff's view      http://{}/ (log-in)", l.staff);
-            println!(
-                "kiosk: the API's token        {} (send it as X-Onshi-Token)",
+                "kiosk: the patient's screen  http://{}/?token=TOKEN, TOKEN in {}",
+                l.kiosk,
                 l.token_file.display()
             );
+            println!("kiosk: the staff's view      http://{}/ (log-in)", l.staff);
             if l.staff_accounts == 0 {
                 println!(
                     "kiosk: no staff account yet: add one with \

@@ -156,8 +156,8 @@ impl KioskRig {
         format!("http://{}{path}", self.addr)
     }
 
-    /// The address that opens the patient's screens in a browser (it carries the token; the
-    /// kiosk answers with the page's cookie and sends the browser on to `/`).
+    /// The address that opens the patient's screens in a browser (it carries the token, which
+    /// the page then sends with every request).
     pub fn launch_url(&self) -> String {
         self.url(&format!("/?token={}", self.token))
     }
@@ -184,10 +184,10 @@ impl KioskRig {
         }
     }
 
-    /// A well-behaved script's request to `addr`: same origin, JSON, the token.
+    /// A well-behaved script's request to `addr`: same origin, JSON, the secret `token`.
     fn scripted(
-        &self,
         addr: &str,
+        token: &str,
         method: &str,
         path: &str,
         extra: &[(&str, &str)],
@@ -197,28 +197,30 @@ impl KioskRig {
         let mut headers = vec![
             ("origin", origin.as_str()),
             ("content-type", "application/json"),
-            ("x-onshi-token", self.token.as_str()),
         ];
+        if !token.is_empty() {
+            headers.push(("x-onshi-token", token));
+        }
         headers.extend_from_slice(extra);
         let body = body.map(|b| b.to_string());
         request(addr, method, path, &headers, body.as_deref())
     }
 
     pub fn state(&self) -> Result<Value> {
-        self.scripted(&self.addr, "GET", "/api/state", &[], None)?
-            .json()
+        Self::scripted(&self.addr, &self.token, "GET", "/api/state", &[], None)?.json()
     }
 
     /// POSTs to the kiosk's API as a script does.
     pub fn post(&self, path: &str, body: Value) -> Result<(u16, Value)> {
-        let a = self.scripted(&self.addr, "POST", path, &[], Some(body))?;
+        let a = Self::scripted(&self.addr, &self.token, "POST", path, &[], Some(body))?;
         Ok((a.status, a.json()?))
     }
 
-    /// Logs the bench's staff member in; the answer's cookie is the log-in.
+    /// Logs the bench's staff member in: the answer's cookie and secret are the log-in.
     pub fn staff_login(&self) -> Result<Staff<'_>> {
-        let a = self.scripted(
+        let a = Self::scripted(
             &self.staff_addr,
+            "",
             "POST",
             "/api/login",
             &[],
@@ -232,7 +234,15 @@ impl KioskRig {
             .and_then(|c| c.split(';').next())
             .ok_or("the log-in set no cookie")?
             .to_owned();
-        Ok(Staff { rig: self, cookie })
+        let secret = a.json()?["token"]
+            .as_str()
+            .ok_or("the log-in answered no secret")?
+            .to_owned();
+        Ok(Staff {
+            rig: self,
+            cookie,
+            secret,
+        })
     }
 
     /// Waits (bounded) until the kiosk shows `screen`; returns that state.
@@ -262,12 +272,15 @@ pub struct Staff<'a> {
     rig: &'a KioskRig,
     /// `name=value` of the log-in cookie.
     pub cookie: String,
+    /// The log-in's secret, sent as `X-Onshi-Token`.
+    pub secret: String,
 }
 
 impl Staff<'_> {
     pub fn get(&self, path: &str) -> Result<Answer> {
-        self.rig.scripted(
+        KioskRig::scripted(
             &self.rig.staff_addr,
+            &self.secret,
             "GET",
             path,
             &[("cookie", &self.cookie)],
@@ -276,8 +289,9 @@ impl Staff<'_> {
     }
 
     pub fn post(&self, path: &str, body: Value) -> Result<(u16, Value)> {
-        let a = self.rig.scripted(
+        let a = KioskRig::scripted(
             &self.rig.staff_addr,
+            &self.secret,
             "POST",
             path,
             &[("cookie", &self.cookie)],

@@ -393,7 +393,21 @@ pub struct Service {
 
 impl Service {
     pub fn start(config: &Path) -> Result<Self> {
-        let mut cmd = Command::new(bin("confirm-service")?);
+        Self::start_with(config, &[])
+    }
+
+    /// [`Service::start`] through `wrapper`, a command that execs the rest (e.g.
+    /// `prlimit --nofile=256:256 --`), so the process id is the service's.
+    pub fn start_with(config: &Path, wrapper: &[&str]) -> Result<Self> {
+        let service = bin("confirm-service")?;
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&service);
+                c
+            }
+            None => Command::new(&service),
+        };
         cmd.args(["serve", "--config"])
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])
@@ -411,6 +425,11 @@ impl Service {
 
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// The service process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self._guard.id()
     }
 
     /// Kills the service with SIGKILL (no chance to flush or clean up) and reaps it.

@@ -228,3 +228,79 @@ fn a_crl_that_fails_verification_is_left_out_with_a_warning() {
     assert!(stdout.contains("crl-missing"), "{stdout}");
     assert!(stderr.contains("CRL left out"), "{stderr}");
 }
+
+#[test]
+fn card_profile_refusals_and_the_certificate_clock() {
+    let ca = corpus("ca/ca-g1.der");
+    let crl = corpus("crl/ca-g1.der");
+    let base = [
+        "--trust",
+        ca.to_str().unwrap(),
+        "--crl",
+        crl.to_str().unwrap(),
+        "--at",
+        "2026-04-01T00:00:00Z",
+    ];
+    let run = |extra: &[&str], cert: &str| {
+        let (status, stdout, stderr) = check(&[&base[..], extra].concat(), &corpus(cert));
+        (status, stdout, stderr)
+    };
+    // Each profile rule names its own reason, in the human line too.
+    for (cert, reason) in [
+        ("certs/extra-key-usage-keycertsign.der", "extra-key-usage"),
+        ("certs/no-eku.der", "missing-extended-key-usage"),
+        ("certs/rsa-exponent-3.der", "wrong-rsa-exponent"),
+        ("certs/serial-zero.der", "non-positive-serial"),
+        ("certs/serial-21-octets.der", "serial-too-long"),
+        ("certs/subject-cn-nul.der", "wrong-subject"),
+    ] {
+        let (status, stdout, stderr) = run(&[], cert);
+        assert_eq!(status, Some(1), "{cert}: {stdout} {stderr}");
+        assert!(
+            stdout.contains(&format!(": rejected: {reason}: ")),
+            "{stdout}"
+        );
+    }
+    // The NUL is shown escaped, not written to the terminal.
+    let (_, stdout, _) = run(&[], "certs/subject-cn-nul.der");
+    assert!(
+        !stdout.contains('\0') && stdout.contains("\\x00"),
+        "{stdout:?}"
+    );
+    // One second past notAfter: expired with no allowance (the default), admitted by one.
+    let (status, stdout, _) = run(&[], "certs/expired-one-second.der");
+    assert_eq!(status, Some(1));
+    assert!(stdout.contains(": rejected: expired: "), "{stdout}");
+    let (status, stdout, stderr) = run(&["--clock-skew", "1"], "certs/expired-one-second.der");
+    assert_eq!(status, Some(0), "{stdout} {stderr}");
+    // The same from a service configuration: `cert_clock_skew_seconds`, 0 when absent;
+    // `clock_skew_seconds` is for CRL dates only.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = |extra: &str| {
+        let path = tmp.path().join("service.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:0\"\nstore = \"store.sqlite\"\n\
+                 [tls]\ncertificate = \"s.pem\"\nprivate_key = \"s.key\"\nclient_ca = \"ca.pem\"\n\
+                 [validation]\ntrust_anchors = [{ca:?}]\ncrls = [{crl:?}]\n\
+                 policy_oids = [\"1.2.392.200149.8.5.1.0.30\"]\nclock_skew_seconds = 300\n{extra}"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let at = ["--at", "2026-04-01T00:00:00Z", "--json"];
+    for (extra, code, reason) in [
+        ("", 1, Some("expired")),
+        ("cert_clock_skew_seconds = 0\n", 1, Some("expired")),
+        ("cert_clock_skew_seconds = 1\n", 0, None),
+    ] {
+        let path = config(extra);
+        let args = [&["--config", path.to_str().unwrap()][..], &at[..]].concat();
+        let (status, stdout, stderr) = check(&args, &corpus("certs/expired-one-second.der"));
+        assert_eq!(status, Some(code), "{extra:?}: {stdout} {stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["reason"].as_str(), reason, "{extra:?}");
+    }
+}

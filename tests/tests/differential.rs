@@ -219,3 +219,43 @@ fn every_corpus_case_matches_the_manifest_and_openssl() {
     // The corpus exercises both agreement and the documented differences.
     assert!(stricter > 0 && stricter < manifest.len() / 2);
 }
+
+/// The documented differences are documented: each reason a case gives where OpenSSL accepts
+/// appears in docs/validation.md's table "Stricter than OpenSSL 3.0", with the case's own
+/// explanation in the manifest; and every reason the service can give has a corpus case, so a
+/// new rule cannot go without one.
+#[test]
+fn every_difference_is_in_the_docs_and_every_reason_has_a_case() {
+    let manifest: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(corpus().join("manifest.json")).unwrap())
+            .unwrap();
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/validation.md"),
+    )
+    .unwrap();
+    let start = doc.find("## Stricter than OpenSSL 3.0").unwrap();
+    let table = &doc[start..];
+    let table = &table[..table[3..].find("\n## ").map_or(table.len(), |e| e + 3)];
+    let mut missing = Vec::new();
+    for case in &manifest {
+        let name = case["name"].as_str().unwrap();
+        if let Some(why) = case.get("stricter_than_openssl") {
+            assert!(
+                why.as_str().is_some_and(|w| w.len() > 20),
+                "{name}: the difference needs an explanation"
+            );
+            let reason = case["reason"].as_str().unwrap();
+            if !table.contains(&format!("| `{reason}` |")) {
+                missing.push(format!(
+                    "{name}: reason {reason} not in the stricter-than table"
+                ));
+            }
+        }
+    }
+    for reason in onshi_confirm_service::validation::CertError::REASONS {
+        if !manifest.iter().any(|c| c["reason"] == reason) {
+            missing.push(format!("reason {reason} has no corpus case"));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}

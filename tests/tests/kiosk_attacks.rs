@@ -171,23 +171,24 @@ fn a_rebinding_host_is_refused_on_both_listeners_with_no_side_effect() {
     let (bench, session) = placed();
     let rig = &bench.rig;
     let staff = rig.staff_login().unwrap();
-    for (addr, path) in [
-        (&rig.addr, "/"),
-        (&rig.addr, "/api/state"),
-        (&rig.staff_addr, "/"),
-        (&rig.staff_addr, "/api/staff/confirmations"),
-        (&rig.staff_addr, "/api/me"),
+    let launch = format!("/?token={}", rig.token);
+    for (addr, path, secret) in [
+        (&rig.addr, launch.as_str(), &rig.token),
+        (&rig.addr, "/api/state", &rig.token),
+        (&rig.staff_addr, "/", &staff.secret),
+        (&rig.staff_addr, "/api/staff/confirmations", &staff.secret),
+        (&rig.staff_addr, "/api/me", &staff.secret),
     ] {
         let port = addr.rsplit(':').next().unwrap();
         let host = format!("rebind.evil.example:{port}");
-        // Even with the page's token and the staff member's cookie.
+        // Even with the page's token, or the staff member's cookie and secret.
         let a = request(
             addr,
             "GET",
             path,
             &[
                 ("host", &host),
-                ("x-onshi-token", &rig.token),
+                ("x-onshi-token", secret),
                 ("cookie", &staff.cookie),
             ],
             None,
@@ -251,54 +252,72 @@ fn the_staff_listener_shows_nothing_without_a_log_in_and_wrong_log_ins_say_nothi
             .len(),
         1
     );
+    // The staff page carries no secret: not the patient's launch token, nothing to use.
+    let page = request(&rig.staff_addr, "GET", "/", &[], None).unwrap();
+    assert_eq!(page.status, 200);
+    assert!(
+        !page.body.contains(&rig.token),
+        "the staff page gives the launch token away"
+    );
+    assert!(page.header("set-cookie").is_none());
+
     let origin = format!("http://{}", rig.staff_addr);
-    let posting = [
+    let json_same_origin = [
         ("origin", origin.as_str()),
         ("content-type", "application/json"),
+    ];
+    // No log-in; the cookie without the log-in's secret (a stolen cookie: every port of
+    // 127.0.0.1 receives it); the secret without the cookie; the launch token instead.
+    let cookie_only = [("cookie", staff.cookie.as_str())];
+    let secret_only = [("x-onshi-token", staff.secret.as_str())];
+    let launch_token = [
+        ("cookie", staff.cookie.as_str()),
         ("x-onshi-token", rig.token.as_str()),
     ];
-    // Without the cookie (but with the token): nothing.
-    for path in [
-        "/api/staff/confirmations",
-        "/api/staff/events",
-        "/api/staff/batch",
-        "/api/state",
-        "/api/events",
-        "/api/me",
+    for shown in [
+        &[][..],
+        &cookie_only[..],
+        &secret_only[..],
+        &launch_token[..],
     ] {
-        let a = request(&rig.staff_addr, "GET", path, &posting, None).unwrap();
-        assert_eq!(a.status, 401, "{path}: {}", a.body);
+        for path in [
+            "/api/staff/confirmations",
+            "/api/staff/events",
+            "/api/staff/batch",
+            "/api/state",
+            "/api/events",
+            "/api/me",
+        ] {
+            let a = request(&rig.staff_addr, "GET", path, shown, None).unwrap();
+            assert_eq!(a.status, 401, "{path} with {shown:?}: {}", a.body);
+        }
+        for path in [
+            "/api/staff/medications",
+            "/api/staff/checkups",
+            "/api/staff/visual-check",
+            "/api/staff/numbers",
+            "/api/logout",
+        ] {
+            let mut headers = json_same_origin.to_vec();
+            headers.extend_from_slice(shown);
+            let a = request(
+                &rig.staff_addr,
+                "POST",
+                path,
+                &headers,
+                Some(r#"{"seq":1}"#),
+            )
+            .unwrap();
+            assert!(
+                a.status == 401 || (path == "/api/logout" && a.status == 200),
+                "{path} with {shown:?}: {} {}",
+                a.status,
+                a.body
+            );
+        }
     }
-    for path in [
-        "/api/staff/medications",
-        "/api/staff/checkups",
-        "/api/staff/visual-check",
-        "/api/staff/numbers",
-    ] {
-        let a = request(
-            &rig.staff_addr,
-            "POST",
-            path,
-            &posting,
-            Some(r#"{"seq":1}"#),
-        )
-        .unwrap();
-        assert_eq!(a.status, 401, "{path}: {}", a.body);
-    }
-    // A cookie that is not a log-in.
-    let port = rig.staff_addr.rsplit(':').next().unwrap();
-    let forged = format!("onshi_staff_{port}={}", "ab".repeat(32));
-    let mut with_forged = posting.to_vec();
-    with_forged.push(("cookie", &forged));
-    let a = request(
-        &rig.staff_addr,
-        "GET",
-        "/api/staff/confirmations",
-        &with_forged,
-        None,
-    )
-    .unwrap();
-    assert_eq!(a.status, 401);
+    // The log-out above with partial credentials ended nothing.
+    assert_eq!(staff.get("/api/me").unwrap().status, 200);
     // The staff API is not on the patient's listener at all.
     let a = request(
         &rig.addr,
@@ -316,7 +335,7 @@ fn the_staff_listener_shows_nothing_without_a_log_in_and_wrong_log_ins_say_nothi
             &rig.staff_addr,
             "POST",
             "/api/login",
-            &posting,
+            &json_same_origin,
             Some(&json!({"staff_id": id, "password": pw}).to_string()),
         )
         .unwrap()
@@ -326,17 +345,20 @@ fn the_staff_listener_shows_nothing_without_a_log_in_and_wrong_log_ins_say_nothi
     assert_eq!((wrong_pw.status, unknown.status), (401, 401));
     assert_eq!(wrong_pw.body, unknown.body);
     assert!(wrong_pw.header("set-cookie").is_none());
-    // A log-in without the token is a forged request.
+    // A log-in from another origin (log-in CSRF) is refused before the password is looked at.
     let a = request(
         &rig.staff_addr,
         "POST",
         "/api/login",
-        &posting[..2],
+        &[
+            ("origin", "http://127.0.0.1:1"),
+            ("content-type", "application/json"),
+        ],
         Some(&json!({"staff_id": STAFF_ID, "password": rig.staff_password}).to_string()),
     )
     .unwrap();
     assert_eq!(a.status, 403);
-    // The right one: an HttpOnly, SameSite=Strict cookie.
+    // The right one: an HttpOnly, SameSite=Strict cookie and the secret in the body.
     let ok = login(STAFF_ID, &rig.staff_password);
     assert_eq!(ok.status, 200, "{}", ok.body);
     let cookie = ok.header("set-cookie").unwrap();
@@ -344,10 +366,35 @@ fn the_staff_listener_shows_nothing_without_a_log_in_and_wrong_log_ins_say_nothi
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
-    // Four more wrong ones (five in a row) refuse even the right password for a while.
-    for _ in 0..5 {
-        assert_eq!(login(STAFF_ID, "still not it").status, 401);
-    }
+    assert_eq!(ok.json().unwrap()["token"].as_str().unwrap().len(), 64);
+    // Twelve wrong log-ins sent at once check no more passwords than five in a row would;
+    // then even the right password is refused for a while.
+    let attempts: Vec<_> = (0..12)
+        .map(|i| {
+            let addr = rig.staff_addr.clone();
+            let headers: Vec<(String, String)> = json_same_origin
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            std::thread::spawn(move || {
+                let h: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let body = json!({"staff_id": STAFF_ID, "password": format!("guess {i}")});
+                request(&addr, "POST", "/api/login", &h, Some(&body.to_string()))
+                    .unwrap()
+                    .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = attempts.into_iter().map(|t| t.join().unwrap()).collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(checked <= 5, "{checked} passwords checked: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
     assert_eq!(login(STAFF_ID, &rig.staff_password).status, 429);
     // Log-out ends the session.
     let (status, _) = staff.post("/api/logout", json!({})).unwrap();
@@ -393,31 +440,39 @@ fn the_visual_check_records_the_logged_in_staff_member_never_a_typed_id() {
     // Logging out switches it off: nobody is there to look.
     staff.post("/api/logout", json!({})).unwrap();
     assert_eq!(rig.state().unwrap()["visual_check_staff"], Value::Null);
+
+    // Removing the account ends its log-ins, and its visual check with them.
+    let staff = rig.staff_login().unwrap();
+    let (_, s) = staff
+        .post("/api/staff/visual-check", json!({"on": true}))
+        .unwrap();
+    assert_eq!(s["visual_check_staff"], STAFF_ID);
+    let out = std::process::Command::new(onshi_e2e::bin("reader-agent").unwrap())
+        .args(["staff", "remove", "--staff-id", STAFF_ID, "--state-dir"])
+        .arg(rig.state_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(staff.get("/api/me").unwrap().status, 401);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rig.state().unwrap()["visual_check_staff"] != Value::Null {
+        assert!(Instant::now() < deadline, "the visual check stayed on");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
 fn every_answer_carries_the_security_headers_and_the_pages_no_inline_script() {
     let bench = Bench::start(world(), "valid", &[]).unwrap();
     let rig = &bench.rig;
-    // Opened with the launch address: the page's cookie, and on to `/`.
-    let launch = request(
-        &rig.addr,
-        "GET",
-        &format!("/?token={}", rig.token),
-        &[],
-        None,
-    )
-    .unwrap();
-    assert_eq!(launch.status, 303);
-    assert_eq!(launch.header("location"), Some("/"));
-    let cookie = launch.header("set-cookie").unwrap().to_owned();
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-        "{cookie}"
-    );
-    let page_cookie = cookie.split(';').next().unwrap();
+    let launch = format!("/?token={}", rig.token);
     let answers = [
-        request(&rig.addr, "GET", "/", &[("cookie", page_cookie)], None).unwrap(),
+        // The launch address: the page, with the token for its requests.
+        request(&rig.addr, "GET", &launch, &[], None).unwrap(),
         request(
             &rig.addr,
             "GET",
@@ -438,15 +493,16 @@ fn every_answer_carries_the_security_headers_and_the_pages_no_inline_script() {
             None,
         )
         .unwrap(),
-        // Without the launch (another local user who cannot read the token): no page, no
-        // token, and a wrong launch token is no better.
+        // Without the launch token (another local user who cannot read it): no page, no
+        // token, and a wrong token is no better.
         request(&rig.addr, "GET", "/", &[], None).unwrap(),
         request(&rig.addr, "GET", "/?token=00", &[], None).unwrap(),
-        launch,
     ];
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
-    assert_eq!(statuses, [200, 200, 403, 403, 421, 200, 401, 403, 403, 303]);
+    assert_eq!(statuses, [200, 200, 403, 403, 421, 200, 401, 403, 403]);
     assert!(!answers[7].body.contains(&rig.token) && !answers[8].body.contains(&rig.token));
+    // No cookie anywhere: cookies of 127.0.0.1 reach every port of it.
+    assert!(answers.iter().all(|a| a.header("set-cookie").is_none()));
     for a in &answers {
         let csp = a.header("content-security-policy").unwrap_or("");
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
@@ -459,8 +515,9 @@ fn every_answer_carries_the_security_headers_and_the_pages_no_inline_script() {
         assert_eq!(a.header("referrer-policy"), Some("no-referrer"));
     }
     // The pages: the token in place, every script from a file, no inline handlers.
+    assert!(answers[0].body.contains(&rig.token));
+    assert!(!answers[5].body.contains(&rig.token));
     for page in [&answers[0].body, &answers[5].body] {
-        assert!(page.contains(&rig.token));
         assert!(!page.contains("{{ONSHI_TOKEN}}"));
         for (i, _) in page.match_indices("<script") {
             let tag = &page[i..i + page[i..].find('>').unwrap()];
@@ -611,6 +668,28 @@ fn a_page_from_another_origin_in_the_kiosks_browser_can_do_nothing() {
     let staff = rig.staff_login().unwrap();
     assert_eq!(staff.confirmations().unwrap()["confirmations"], json!([]));
     assert_eq!(tries_left_on_the_card(&bench), 3);
+
+    // The browser sent the staff view's log-in cookie to the attacker's port (cookies are
+    // not kept apart by port), and it is worth nothing there: the log-in's secret lives in
+    // the staff page's own tab.
+    let stolen = evil.stolen_cookies();
+    let staff_cookie = format!(
+        "onshi_staff_{}=",
+        rig.staff_addr.rsplit(':').next().unwrap()
+    );
+    let cookie = stolen
+        .iter()
+        .find(|c| c.contains(&staff_cookie))
+        .unwrap_or_else(|| panic!("the browser sent no staff cookie along: {stolen:?}"));
+    for path in ["/api/staff/confirmations", "/api/me", "/api/state"] {
+        let a = request(&rig.staff_addr, "GET", path, &[("cookie", cookie)], None).unwrap();
+        assert_eq!(a.status, 401, "{path} with the stolen cookie: {}", a.body);
+    }
+    // The patient's listener sets no cookie at all.
+    assert!(
+        stolen.iter().all(|c| !c.contains("onshi_kiosk")),
+        "{stolen:?}"
+    );
 }
 
 /// The attacker's page: every request a page can make without reading the kiosk's pages.
@@ -650,6 +729,8 @@ const json = (url, body) => fetch(url, {{ method: "POST", credentials: "include"
 struct EvilServer {
     addr: String,
     stop: Arc<AtomicBool>,
+    /// The requests it received (what the browser sent it, cookies included).
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl EvilServer {
@@ -659,6 +740,8 @@ impl EvilServer {
         let addr = listener.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seeing = seen.clone();
         std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(60);
             while !stopping.load(Ordering::SeqCst) && Instant::now() < deadline {
@@ -667,7 +750,10 @@ impl EvilServer {
                         let _ = conn.set_nonblocking(false);
                         let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
                         let mut buf = [0u8; 4096];
-                        let _ = conn.read(&mut buf);
+                        let n = conn.read(&mut buf).unwrap_or(0);
+                        if let Ok(mut seen) = seeing.lock() {
+                            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                        }
                         let _ = write!(
                             conn,
                             "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
@@ -679,7 +765,22 @@ impl EvilServer {
                 }
             }
         });
-        Self { addr, stop }
+        Self { addr, stop, seen }
+    }
+
+    /// The cookies the browser sent it.
+    fn stolen_cookies(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter_map(|l| {
+                l.strip_prefix("Cookie: ")
+                    .or_else(|| l.strip_prefix("cookie: "))
+                    .map(str::to_owned)
+            })
+            .collect()
     }
 }
 

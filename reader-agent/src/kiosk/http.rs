@@ -4,10 +4,11 @@
 //!   also the scriptable API;
 //! - **the staff's listener**, on its own port: the staff view (`/`), behind a log-in.
 //!
-//! Every request passes the [`web::guard`] first (Host allow-list, same origin, JSON and the
-//! launch token on anything that changes state, security headers). On top of that, the
-//! patient's API answers only a request with the token or the page's cookie (event streams
-//! cannot send headers), and the staff's API only a logged-in staff member. State is pushed to
+//! Every request passes the [`web::guard`] first (Host allow-list, same origin, JSON on
+//! anything that changes state, security headers). On top of that, the patient's page and
+//! API answer only a request with the launch token, and the staff's API only a logged-in
+//! staff member: the log-in's cookie *and* its secret, which the page keeps and sends itself
+//! (a cookie alone is worth nothing: every port of 127.0.0.1 receives it). State is pushed to
 //! the pages as server-sent events; nothing polls.
 
 use std::convert::Infallible;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
@@ -58,8 +59,6 @@ const MAX_SECRET_BODY: usize = 1024;
 pub struct AppState {
     pub kiosk: Kiosk,
     pub edge: Edge,
-    /// The page's cookie (name, value): how its event stream shows it is the page's.
-    pub cookie: (String, String),
 }
 
 /// The staff's listener.
@@ -97,7 +96,7 @@ pub fn kiosk_router(state: AppState) -> Router {
         .route("/api/consents", post(consents))
         .route("/api/registration", post(registration))
         .route("/api/cancel", post(cancel))
-        .route_layer(middleware::from_fn_with_state(state.clone(), page_or_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), with_token));
     Router::new()
         .route("/", get(kiosk_page))
         .route("/assets/i18n.js", get(|| async { script(I18N_SCRIPT) }))
@@ -231,61 +230,33 @@ fn close(mut response: Response) -> Response {
 
 // ---- the patient's listener ----------------------------------------------------------------
 
-#[derive(Deserialize)]
-struct Launch {
-    token: Option<String>,
-}
-
-/// What `/` shows to a browser that was not opened with the kiosk's launch address.
+/// What `/` shows without the launch token.
 const NOT_LAUNCHED: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <title>onshi kiosk</title></head><body><h1>Open the kiosk with its launch address</h1>\
-<p>The kiosk prints it when it starts (http://ADDR/?token=…); the token is also in \
-STATE-DIR/kiosk-token, readable only by the kiosk's user.</p></body></html>";
+<p>http://ADDR/?token=TOKEN, where TOKEN is in STATE-DIR/kiosk-token, readable only by the \
+kiosk's user.</p></body></html>";
 
-/// The kiosk page. Opened with the launch address (`/?token=…`, printed at start, the token
-/// readable only by the kiosk's user), it sets the page's cookie and sends the browser on to
-/// `/` (so the token leaves the address bar); `/` serves the page, with the token for its
-/// requests, only to a browser with that cookie. Another local user who can reach the port
-/// but not read the token gets nothing.
-async fn kiosk_page(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Query(launch): Query<Launch>,
-) -> Response {
-    let (name, value) = &app.cookie;
-    if let Some(token) = launch.token {
-        if !web::secrets_equal(&token, app.edge.token()) {
-            return (StatusCode::FORBIDDEN, Html(NOT_LAUNCHED)).into_response();
-        }
-        return (
-            StatusCode::SEE_OTHER,
-            [
-                (header::SET_COOKIE, web::cookie(name, value)),
-                (header::LOCATION, HeaderValue::from_static("/")),
-            ],
-        )
-            .into_response();
+/// The kiosk page, only at the launch address (`/?token=…`; the token is readable only by
+/// the kiosk's user): the page carries the token and sends it with every request. Another
+/// local user who can reach the port but not read the token gets nothing.
+async fn kiosk_page(State(app): State<AppState>, req: Request) -> Response {
+    if app.edge.has_token(&req) {
+        Html(app.edge.page(KIOSK_PAGE)).into_response()
+    } else {
+        (StatusCode::FORBIDDEN, Html(NOT_LAUNCHED)).into_response()
     }
-    let launched = web::cookie_value(&headers, name).is_some_and(|v| web::secrets_equal(v, value));
-    if !launched {
-        return (StatusCode::FORBIDDEN, Html(NOT_LAUNCHED)).into_response();
-    }
-    Html(app.edge.page(KIOSK_PAGE)).into_response()
 }
 
-/// The patient's API answers the page (its cookie) or a script (the token).
-async fn page_or_token(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let (name, value) = &app.cookie;
-    let cookie_ok =
-        web::cookie_value(req.headers(), name).is_some_and(|v| web::secrets_equal(v, value));
-    if cookie_ok || app.edge.has_token(req.headers()) {
+/// The patient's API answers the page or a script: both send the launch token.
+async fn with_token(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    if app.edge.has_token(&req) {
         next.run(req).await
     } else {
         error(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "the kiosk's API answers its own page or a request with the kiosk's token \
-             (X-Onshi-Token, docs/kiosk.md)",
+            "the kiosk's API answers a request with the kiosk's token (X-Onshi-Token, \
+             docs/kiosk.md)",
         )
     }
 }
@@ -529,12 +500,32 @@ async fn cancel(State(app): State<AppState>, body: Bytes) -> Response {
 
 // ---- the staff's listener ------------------------------------------------------------------
 
-async fn staff_page(State(app): State<StaffState>) -> Html<String> {
-    Html(app.edge.page(STAFF_PAGE))
+/// The staff page carries no secret: it asks for a log-in.
+async fn staff_page() -> Html<&'static str> {
+    Html(STAFF_PAGE)
 }
 
-fn session_id<'a>(app: &StaffState, headers: &'a HeaderMap) -> Option<&'a str> {
-    web::cookie_value(headers, &app.cookie_name)
+/// The log-in a request shows: its cookie's session id and the secret the page sent.
+fn credentials(app: &StaffState, req: &Request) -> Option<(String, String)> {
+    let sid = web::cookie_value(req.headers(), &app.cookie_name)?;
+    Some((sid.to_owned(), web::request_secret(req)?.to_owned()))
+}
+
+/// The staff member of a request's live log-in; a log-in that ended just now switches off
+/// its member's visual check.
+async fn member_of(app: &StaffState, credentials: Option<(String, String)>) -> Option<StaffMember> {
+    let (sid, secret) = credentials?;
+    match app.logins.session(&sid, &secret) {
+        Ok(m) => Some(m),
+        Err(not) => {
+            if let Some(staff_id) = not.ended {
+                app.kiosk
+                    .set_visual_check(VisualCheck::OffIfBy(staff_id))
+                    .await;
+            }
+            None
+        }
+    }
 }
 
 fn login_required() -> Response {
@@ -548,8 +539,8 @@ fn login_required() -> Response {
 /// The staff's API answers a logged-in staff member only; the handlers see who
 /// ([`StaffMember`]).
 async fn logged_in(State(app): State<StaffState>, mut req: Request, next: Next) -> Response {
-    let member = session_id(&app, req.headers()).and_then(|sid| app.logins.session(sid));
-    match member {
+    let shown = credentials(&app, &req);
+    match member_of(&app, shown).await {
         Some(m) => {
             req.extensions_mut().insert(m);
             next.run(req).await
@@ -558,8 +549,9 @@ async fn logged_in(State(app): State<StaffState>, mut req: Request, next: Next) 
     }
 }
 
-async fn me(State(app): State<StaffState>, headers: HeaderMap) -> Response {
-    match session_id(&app, &headers).and_then(|sid| app.logins.session(sid)) {
+async fn me(State(app): State<StaffState>, req: Request) -> Response {
+    let shown = credentials(&app, &req);
+    match member_of(&app, shown).await {
         Some(m) => Json(json!({
             "staff_id": m.staff_id,
             "idle_timeout_seconds": app.logins.idle_timeout().as_secs(),
@@ -592,10 +584,15 @@ async fn login(State(app): State<StaffState>, req: Request) -> Response {
     };
     let password = Zeroizing::new(std::mem::take(&mut req.password));
     let answer = match app.logins.login(&req.staff_id, password).await {
-        Ok(sid) => (
-            [(header::SET_COOKIE, web::cookie(&app.cookie_name, &sid))],
+        Ok(new) => (
+            [(
+                header::SET_COOKIE,
+                web::cookie(&app.cookie_name, &new.session_id),
+            )],
             Json(json!({
                 "staff_id": req.staff_id,
+                // The page keeps it (per tab, per origin) and sends it with every request.
+                "token": new.secret,
                 "idle_timeout_seconds": app.logins.idle_timeout().as_secs(),
             })),
         )
@@ -604,6 +601,11 @@ async fn login(State(app): State<StaffState>, req: Request) -> Response {
             StatusCode::UNAUTHORIZED,
             "login_failed",
             "the staff id or the password is wrong",
+        ),
+        Err(LoginError::Busy) => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "login_busy",
+            "too many log-ins at once: try again shortly",
         ),
         Err(LoginError::Throttled { seconds }) => error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -622,13 +624,12 @@ async fn login(State(app): State<StaffState>, req: Request) -> Response {
     close(answer)
 }
 
-async fn logout(State(app): State<StaffState>, headers: HeaderMap) -> Response {
-    if let Some(staff_id) = session_id(&app, &headers).and_then(|sid| app.logins.logout(sid)) {
-        if !app.logins.logged_in(&staff_id) {
-            app.kiosk
-                .set_visual_check(VisualCheck::OffIfBy(staff_id))
-                .await;
-        }
+async fn logout(State(app): State<StaffState>, req: Request) -> Response {
+    let ended = credentials(&app, &req).and_then(|(sid, secret)| app.logins.logout(&sid, &secret));
+    if let Some(staff_id) = ended {
+        app.kiosk
+            .set_visual_check(VisualCheck::OffIfBy(staff_id))
+            .await;
     }
     (
         [(header::SET_COOKIE, web::expired_cookie(&app.cookie_name))],
@@ -681,12 +682,21 @@ where
 {
     let ended = WatchStream::new(member.alive)
         .filter(|alive| !alive)
-        .map(|_| None);
-    stream
-        .map(Some)
-        .merge(ended)
-        .take_while(Option::is_some)
-        .filter_map(|e| e)
+        .map(|_| Err(Event::default().event("logged_out").data("{}")));
+    // The page is told `logged_out`, then the stream closes.
+    let mut done = false;
+    stream.map(Ok).merge(ended).map_while(move |e| {
+        if done {
+            return None;
+        }
+        Some(match e {
+            Ok(e) => e,
+            Err(last) => {
+                done = true;
+                last
+            }
+        })
+    })
 }
 
 #[derive(Deserialize)]

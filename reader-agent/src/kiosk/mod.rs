@@ -68,8 +68,6 @@ pub struct Listening {
     pub staff: SocketAddr,
     /// The launch token's file (for scripts; readable only by the kiosk's user).
     pub token_file: PathBuf,
-    /// The launch token: the patient's screen opens with `/?token=…`, scripts send it.
-    pub token: String,
     /// How many staff accounts there are (none: nobody can log in yet).
     pub staff_accounts: usize,
 }
@@ -139,7 +137,6 @@ pub async fn run(
         kiosk: local(&listener)?,
         staff: local(&staff_listener)?,
         token_file,
-        token: token.clone(),
         staff_accounts,
     };
     ready(&listening);
@@ -162,16 +159,14 @@ pub async fn run(
 
     let app = http::kiosk_router(http::AppState {
         kiosk: kiosk.clone(),
-        edge: web::Edge::new(listening.kiosk, token.clone()),
-        cookie: (
-            format!("onshi_kiosk_{}", listening.kiosk.port()),
-            web::random_hex(&rng, 32)?,
-        ),
+        edge: web::Edge::new(listening.kiosk, Some(token)),
     });
+    // The staff's listener has no launch token: its page carries no secret, and each log-in
+    // has its own.
     let staff_app = http::staff_router(http::StaffState {
         kiosk,
         staff,
-        edge: web::Edge::new(listening.staff, token),
+        edge: web::Edge::new(listening.staff, None),
         logins,
         cookie_name: format!("onshi_staff_{}", listening.staff.port()),
     });

@@ -81,6 +81,9 @@ impl Accounts {
                 staff: BTreeMap::new(),
             });
         }
+        if let Some(dir) = self.path.parent() {
+            web::check_private(dir)?;
+        }
         web::check_private(&self.path)?;
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
@@ -165,8 +168,18 @@ pub enum LoginError {
     Wrong,
     /// Too many wrong log-ins for this id: wait.
     Throttled { seconds: u64 },
+    /// Too many log-ins being checked at once: try again shortly.
+    Busy,
     /// The accounts file cannot be used.
     Unavailable(String),
+}
+
+/// A new log-in: the session id (for the cookie) and the session's secret (for the page,
+/// which sends it with every request). Either alone is worthless.
+#[derive(Debug, Clone)]
+pub struct NewLogin {
+    pub session_id: String,
+    pub secret: String,
 }
 
 /// A logged-in staff member, as the handlers see them.
@@ -177,13 +190,24 @@ pub struct StaffMember {
     pub alive: watch::Receiver<bool>,
 }
 
+/// Why a request is not a live log-in's. `ended` names the staff member whose log-in ended
+/// just now (idle, or the account removed) and who has no other log-in left: their visual
+/// check must go off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotLoggedIn {
+    pub ended: Option<String>,
+}
+
 struct Login {
     staff_id: String,
+    /// The secret the page sends with every request.
+    secret: String,
     last_seen: Instant,
     alive: watch::Sender<bool>,
 }
 
 struct Failures {
+    /// Log-ins counted against this id, including those still being checked.
     count: u32,
     locked_until: Option<Instant>,
 }
@@ -195,6 +219,11 @@ struct Inner {
     known: Option<(Option<SystemTime>, BTreeMap<String, String>)>,
 }
 
+/// Password checks at once (argon2id takes 19 MiB and tens of milliseconds each).
+const CHECKS_AT_ONCE: usize = 2;
+/// Log-ins that may wait for a check; more are refused as busy.
+const CHECKS_WAITING: usize = 16;
+
 /// The staff listener's log-ins.
 #[derive(Clone)]
 pub struct StaffLogins {
@@ -202,6 +231,8 @@ pub struct StaffLogins {
     idle: Duration,
     dummy_hash: Arc<String>,
     inner: Arc<Mutex<Inner>>,
+    checks: Arc<tokio::sync::Semaphore>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
     rng: SystemRandom,
 }
 
@@ -211,6 +242,15 @@ impl std::fmt::Debug for StaffLogins {
             .field("accounts", &self.accounts.path)
             .field("idle", &self.idle)
             .finish_non_exhaustive()
+    }
+}
+
+/// A staff id as it may appear in the log: itself if well-formed, otherwise not at all.
+fn loggable(staff_id: &str) -> &str {
+    if check_staff_id(staff_id).is_ok() {
+        staff_id
+    } else {
+        "(malformed id)"
     }
 }
 
@@ -229,6 +269,8 @@ impl StaffLogins {
                 failures: HashMap::new(),
                 known: None,
             })),
+            checks: Arc::new(tokio::sync::Semaphore::new(CHECKS_AT_ONCE)),
+            waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             rng,
         })
     }
@@ -254,31 +296,66 @@ impl StaffLogins {
         Ok(staff)
     }
 
-    /// Checks a log-in; on success returns the new session id.
+    /// Counts a log-in for `staff_id` before its password is checked, so that log-ins sent
+    /// at once cannot all pass the lock: the fifth in a row locks the id.
+    fn reserve_attempt(&self, staff_id: &str) -> Result<(), LoginError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        // Bounded: a flood of invented ids cannot grow the map for ever.
+        if inner.failures.len() > 10_000 {
+            inner
+                .failures
+                .retain(|_, f| f.locked_until.is_some_and(|u| u > now));
+        }
+        let f = inner
+            .failures
+            .entry(staff_id.to_owned())
+            .or_insert(Failures {
+                count: 0,
+                locked_until: None,
+            });
+        match f.locked_until {
+            Some(until) if until > now => {
+                return Err(LoginError::Throttled {
+                    seconds: (until - now).as_secs().max(1),
+                })
+            }
+            Some(_) => {
+                f.count = 0;
+                f.locked_until = None;
+            }
+            None => {}
+        }
+        f.count += 1;
+        if f.count >= MAX_FAILURES {
+            f.locked_until = Some(now + LOCKOUT);
+        }
+        Ok(())
+    }
+
+    /// Checks a log-in; on success returns the new session.
     pub async fn login(
         &self,
         staff_id: &str,
         password: Zeroizing<String>,
-    ) -> Result<String, LoginError> {
-        let now = Instant::now();
-        {
-            let mut inner = self.lock();
-            if let Some(f) = inner.failures.get_mut(staff_id) {
-                match f.locked_until {
-                    Some(until) if until > now => {
-                        return Err(LoginError::Throttled {
-                            seconds: (until - now).as_secs().max(1),
-                        })
-                    }
-                    Some(_) => {
-                        *f = Failures {
-                            count: 0,
-                            locked_until: None,
-                        }
-                    }
-                    None => {}
-                }
-            }
+    ) -> Result<NewLogin, LoginError> {
+        use std::sync::atomic::Ordering;
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= CHECKS_WAITING {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!("staff log-in refused: too many log-ins at once");
+            return Err(LoginError::Busy);
+        }
+        let permit = self.checks.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let Ok(permit) = permit else {
+            return Err(LoginError::Busy);
+        };
+        if let Err(e) = self.reserve_attempt(staff_id) {
+            tracing::warn!(
+                staff_id = loggable(staff_id),
+                "staff log-in refused: locked"
+            );
+            return Err(e);
         }
         let accounts = self.accounts().map_err(LoginError::Unavailable)?;
         // An unknown id is checked against a dummy hash: same answer, same time.
@@ -287,78 +364,98 @@ impl StaffLogins {
             None => (self.dummy_hash.as_ref().clone(), false),
         };
         let matches = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             password_matches(&phc, password.as_bytes()) && known
         })
         .await
         .unwrap_or(false);
-        let mut inner = self.lock();
         if !matches {
-            // Bounded: a flood of invented ids cannot grow the map for ever.
-            if inner.failures.len() > 10_000 {
-                inner.failures.retain(|_, f| f.locked_until.is_some());
-            }
-            let f = inner
-                .failures
-                .entry(staff_id.to_owned())
-                .or_insert(Failures {
-                    count: 0,
-                    locked_until: None,
-                });
-            f.count += 1;
-            if f.count >= MAX_FAILURES {
-                f.locked_until = Some(Instant::now() + LOCKOUT);
-            }
+            tracing::warn!(
+                staff_id = loggable(staff_id),
+                "staff log-in refused: wrong id or password"
+            );
             return Err(LoginError::Wrong);
         }
-        inner.failures.remove(staff_id);
-        let sid = web::random_hex(&self.rng, 32).map_err(LoginError::Unavailable)?;
+        let session_id = web::random_hex(&self.rng, 32).map_err(LoginError::Unavailable)?;
+        let secret = web::random_hex(&self.rng, 32).map_err(LoginError::Unavailable)?;
         let (alive, _) = watch::channel(true);
+        let mut inner = self.lock();
+        inner.failures.remove(staff_id);
         inner.logins.insert(
-            sid.clone(),
+            session_id.clone(),
             Login {
                 staff_id: staff_id.to_owned(),
+                secret: secret.clone(),
                 last_seen: Instant::now(),
                 alive,
             },
         );
-        Ok(sid)
+        tracing::info!(staff_id, "staff logged in");
+        Ok(NewLogin { session_id, secret })
     }
 
-    /// The staff member of a live session (and the session is touched), or `None`.
-    pub fn session(&self, sid: &str) -> Option<StaffMember> {
+    /// The staff member of a live session whose secret is `secret` (and the session is
+    /// touched); otherwise why not.
+    pub fn session(&self, session_id: &str, secret: &str) -> Result<StaffMember, NotLoggedIn> {
         let accounts = self.accounts().ok();
         let now = Instant::now();
         let mut inner = self.lock();
-        let login = inner.logins.get_mut(sid)?;
+        let none = NotLoggedIn { ended: None };
+        let login = inner.logins.get_mut(session_id).ok_or(none.clone())?;
+        if !web::secrets_equal(&login.secret, secret) {
+            return Err(none);
+        }
         let expired = now.duration_since(login.last_seen) >= self.idle;
         let removed = accounts.is_none_or(|a| !a.contains_key(&login.staff_id));
         if expired || removed {
-            let gone = inner.logins.remove(sid)?;
+            let gone = inner.logins.remove(session_id).ok_or(none)?;
             let _ = gone.alive.send(false);
-            return None;
+            tracing::info!(
+                staff_id = gone.staff_id,
+                "staff log-in ended (idle or removed)"
+            );
+            let others = inner.logins.values().any(|l| l.staff_id == gone.staff_id);
+            return Err(NotLoggedIn {
+                ended: (!others).then_some(gone.staff_id),
+            });
         }
         login.last_seen = now;
-        Some(StaffMember {
+        Ok(StaffMember {
             staff_id: login.staff_id.clone(),
             alive: login.alive.subscribe(),
         })
     }
 
-    /// Ends a session. Returns its staff id if it was live.
-    pub fn logout(&self, sid: &str) -> Option<String> {
-        let gone = self.lock().logins.remove(sid)?;
+    /// Ends a session (its secret must match). Returns its staff id if that member has no
+    /// other log-in left.
+    pub fn logout(&self, session_id: &str, secret: &str) -> Option<String> {
+        let mut inner = self.lock();
+        let matches = inner
+            .logins
+            .get(session_id)
+            .is_some_and(|l| web::secrets_equal(&l.secret, secret));
+        if !matches {
+            return None;
+        }
+        let gone = inner.logins.remove(session_id)?;
         let _ = gone.alive.send(false);
-        Some(gone.staff_id)
+        tracing::info!(staff_id = gone.staff_id, "staff logged out");
+        let others = inner.logins.values().any(|l| l.staff_id == gone.staff_id);
+        (!others).then_some(gone.staff_id)
     }
 
-    /// Ends the sessions idle for the time-out; returns the staff ids that no longer have
-    /// any session.
+    /// Ends the sessions idle for the time-out and those whose account was removed; returns
+    /// the staff ids that no longer have any session.
     pub fn sweep(&self) -> Vec<String> {
+        let accounts = self.accounts().ok();
         let now = Instant::now();
         let mut inner = self.lock();
         let mut ended = Vec::new();
         inner.logins.retain(|_, l| {
-            let keep = now.duration_since(l.last_seen) < self.idle;
+            let removed = accounts
+                .as_ref()
+                .is_none_or(|a| !a.contains_key(&l.staff_id));
+            let keep = now.duration_since(l.last_seen) < self.idle && !removed;
             if !keep {
                 let _ = l.alive.send(false);
                 ended.push(l.staff_id.clone());
@@ -366,12 +463,8 @@ impl StaffLogins {
             keep
         });
         ended.retain(|id| !inner.logins.values().any(|l| &l.staff_id == id));
+        ended.dedup();
         ended
-    }
-
-    /// Whether `staff_id` has a live session.
-    pub fn logged_in(&self, staff_id: &str) -> bool {
-        self.lock().logins.values().any(|l| l.staff_id == staff_id)
     }
 }
 
@@ -380,7 +473,9 @@ mod tests {
     use super::*;
 
     fn logins(idle: Duration) -> (tempfile::TempDir, Accounts, StaffLogins) {
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let accounts = Accounts::in_dir(dir.path());
         accounts.set_password("S001", "correct horse").unwrap();
         let logins = StaffLogins::new(accounts.clone(), idle).unwrap();
@@ -389,6 +484,10 @@ mod tests {
 
     fn pw(s: &str) -> Zeroizing<String> {
         Zeroizing::new(s.to_owned())
+    }
+
+    fn wrong(r: Result<NewLogin, LoginError>) -> bool {
+        matches!(r, Err(LoginError::Wrong))
     }
 
     #[test]
@@ -419,29 +518,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_right_password_logs_in_and_wrong_ones_say_nothing_more() {
+    async fn a_log_in_is_its_cookie_and_its_secret_together() {
         let (_dir, _, l) = logins(Duration::from_secs(60));
-        let sid = l.login("S001", pw("correct horse")).await.unwrap();
-        assert_eq!(sid.len(), 64);
-        assert_eq!(l.session(&sid).unwrap().staff_id, "S001");
-        assert_eq!(
-            l.login("S001", pw("wrong horse")).await,
-            Err(LoginError::Wrong)
+        let new = l.login("S001", pw("correct horse")).await.unwrap();
+        assert_eq!((new.session_id.len(), new.secret.len()), (64, 64));
+        let (sid, secret) = (new.session_id, new.secret);
+        assert_eq!(l.session(&sid, &secret).unwrap().staff_id, "S001");
+        // The cookie's session id without the page's secret is nothing.
+        assert!(l.session(&sid, &"0".repeat(64)).is_err());
+        assert!(l.session(&sid, "").is_err());
+        assert!(wrong(l.login("S001", pw("wrong horse")).await));
+        assert!(wrong(l.login("S999", pw("correct horse")).await));
+        assert!(l.session("not-a-session", &secret).is_err());
+        assert_eq!(l.logout(&sid, "wrong"), None);
+        assert!(
+            l.session(&sid, &secret).is_ok(),
+            "a wrong secret logs nobody out"
         );
-        assert_eq!(
-            l.login("S999", pw("correct horse")).await,
-            Err(LoginError::Wrong)
-        );
-        assert!(l.session("not-a-session").is_none());
-        assert_eq!(l.logout(&sid).as_deref(), Some("S001"));
-        assert!(l.session(&sid).is_none());
+        assert_eq!(l.logout(&sid, &secret).as_deref(), Some("S001"));
+        assert!(l.session(&sid, &secret).is_err());
     }
 
     #[tokio::test]
     async fn five_wrong_log_ins_lock_the_id_even_for_the_right_password() {
         let (_dir, _, l) = logins(Duration::from_secs(60));
         for _ in 0..MAX_FAILURES {
-            assert_eq!(l.login("S001", pw("guess")).await, Err(LoginError::Wrong));
+            assert!(wrong(l.login("S001", pw("guess")).await));
         }
         assert!(matches!(
             l.login("S001", pw("correct horse")).await,
@@ -449,28 +551,73 @@ mod tests {
         ));
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn log_ins_sent_at_once_get_no_more_guesses_than_one_after_another() {
+        let (_dir, _, l) = logins(Duration::from_secs(60));
+        let tries: Vec<_> = (0..12)
+            .map(|_| {
+                let l = l.clone();
+                tokio::spawn(async move { l.login("S001", pw("guess")).await })
+            })
+            .collect();
+        let mut checked = 0;
+        for t in tries {
+            match t.await.unwrap() {
+                Err(LoginError::Wrong) => checked += 1,
+                Err(LoginError::Throttled { .. } | LoginError::Busy) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(checked <= MAX_FAILURES, "{checked} passwords were checked");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_idle_session_ends_and_its_stream_is_told() {
         let (_dir, _, l) = logins(Duration::from_secs(30));
-        let sid = l.login("S001", pw("correct horse")).await.unwrap();
-        let mut alive = l.session(&sid).unwrap().alive;
+        let new = l.login("S001", pw("correct horse")).await.unwrap();
+        let (sid, secret) = (new.session_id, new.secret);
+        let mut alive = l.session(&sid, &secret).unwrap().alive;
         tokio::time::advance(Duration::from_secs(20)).await;
-        assert!(l.session(&sid).is_some(), "a request keeps it alive");
+        assert!(l.session(&sid, &secret).is_ok(), "a request keeps it alive");
         tokio::time::advance(Duration::from_secs(29)).await;
         assert!(l.sweep().is_empty());
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(l.sweep(), vec!["S001".to_owned()]);
-        assert!(l.session(&sid).is_none());
+        assert!(l.session(&sid, &secret).is_err());
         alive.changed().await.ok();
         assert!(!*alive.borrow());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_request_after_the_idle_time_out_ends_the_log_in_and_says_whose() {
+        let (_dir, _, l) = logins(Duration::from_secs(30));
+        let new = l.login("S001", pw("correct horse")).await.unwrap();
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let not = l.session(&new.session_id, &new.secret).unwrap_err();
+        assert_eq!(not.ended.as_deref(), Some("S001"));
+    }
+
     #[tokio::test]
-    async fn removing_an_account_ends_its_sessions() {
+    async fn removing_an_account_ends_its_sessions_and_says_whose() {
         let (_dir, accounts, l) = logins(Duration::from_secs(60));
-        let sid = l.login("S001", pw("correct horse")).await.unwrap();
+        let new = l.login("S001", pw("correct horse")).await.unwrap();
+        accounts.remove("S001").unwrap();
         // The file's time must change for the kiosk to notice; make sure it does.
-        std::thread::sleep(Duration::from_millis(20));
+        let later = SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(accounts.path())
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        let not = l.session(&new.session_id, &new.secret).unwrap_err();
+        assert_eq!(not.ended.as_deref(), Some("S001"));
+    }
+
+    #[tokio::test]
+    async fn the_sweep_ends_the_log_ins_of_a_removed_account() {
+        let (_dir, accounts, l) = logins(Duration::from_secs(60));
+        l.login("S001", pw("correct horse")).await.unwrap();
         accounts.remove("S001").unwrap();
         let later = SystemTime::now() + Duration::from_secs(5);
         std::fs::File::options()
@@ -479,6 +626,15 @@ mod tests {
             .unwrap()
             .set_modified(later)
             .unwrap();
-        assert!(l.session(&sid).is_none());
+        assert_eq!(l.sweep(), vec!["S001".to_owned()]);
+    }
+
+    #[test]
+    fn a_state_folder_others_may_write_to_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let a = Accounts::in_dir(dir.path());
+        assert!(a.set_password("S001", "correct horse").is_err());
     }
 }

@@ -10,12 +10,17 @@
 //!    this listener's own origin (`403 cross_origin` otherwise), on every method.
 //! 3. **State-changing requests** (anything but GET and HEAD) must also be
 //!    `Content-Type: application/json` (a cross-site form or `text/plain` fetch cannot send
-//!    that without a CORS preflight, which the kiosk never grants), carry a same-origin
-//!    `Origin` (or `Sec-Fetch-Site: same-origin`), and carry this launch's secret token in
-//!    [`TOKEN_HEADER`]: `403` otherwise, before any handler runs.
+//!    that without a CORS preflight, which the kiosk never grants) and carry a same-origin
+//!    `Origin` (or `Sec-Fetch-Site: same-origin`): `403` otherwise, before any handler runs.
+//! 4. **A secret sent by the page itself**, never a cookie alone: cookies of 127.0.0.1 are
+//!    sent to every port of it, so any local listener the browser is lured to gets them. The
+//!    patient's listener requires this launch's token on every API request (and on a
+//!    state-changing one before anything else); the staff's listener requires the log-in's
+//!    own secret (`staff_auth`). It travels in [`TOKEN_HEADER`], or as the `token` query
+//!    parameter of a GET (event streams and downloads cannot send headers).
 //!
-//! The token is made at launch, put into the pages as they are served (a cross-origin page
-//! cannot read them) and written to a file only the kiosk's user can read, for scripts.
+//! The launch token is made at launch and written to a file only the kiosk's user can read;
+//! the patient's page is served only to `/?token=…` (the launch address) and carries it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,7 +72,9 @@ struct EdgeInner {
     hosts: Vec<String>,
     /// `http://` + each host.
     origins: Vec<String>,
-    token: String,
+    /// The launch token a state-changing request must carry, on the patient's listener;
+    /// `None` on the staff's, where the log-in's secret is checked instead.
+    token: Option<String>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -79,8 +86,9 @@ impl std::fmt::Debug for Edge {
 }
 
 impl Edge {
-    /// The edge of a listener bound to `addr` (a loopback address with its real port).
-    pub fn new(addr: SocketAddr, token: String) -> Self {
+    /// The edge of a listener bound to `addr` (a loopback address with its real port);
+    /// `token`: the launch token every state-changing request must carry, if any.
+    pub fn new(addr: SocketAddr, token: Option<String>) -> Self {
         let ip = match addr {
             SocketAddr::V4(a) => a.ip().to_string(),
             SocketAddr::V6(a) => format!("[{}]", a.ip()),
@@ -99,8 +107,9 @@ impl Edge {
         }
     }
 
+    /// The launch token ("" on a listener without one).
     pub fn token(&self) -> &str {
-        &self.inner.token
+        self.inner.token.as_deref().unwrap_or("")
     }
 
     fn host_allowed(&self, host: &str) -> bool {
@@ -113,18 +122,35 @@ impl Edge {
         self.inner.origins.contains(&origin)
     }
 
-    /// Whether the request carries this launch's token.
-    pub fn has_token(&self, headers: &HeaderMap) -> bool {
-        headers
-            .get(TOKEN_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| secrets_equal(t, &self.inner.token))
+    /// Whether the request carries this launch's token (in the header, or the query of a
+    /// GET).
+    pub fn has_token(&self, req: &Request) -> bool {
+        match (&self.inner.token, request_secret(req)) {
+            (Some(token), Some(sent)) => secrets_equal(sent, token),
+            _ => false,
+        }
     }
 
     /// The page with the token in place of [`TOKEN_PLACEHOLDER`].
     pub fn page(&self, html: &str) -> String {
-        html.replace(TOKEN_PLACEHOLDER, &self.inner.token)
+        html.replace(TOKEN_PLACEHOLDER, self.token())
     }
+}
+
+/// The secret a request carries: [`TOKEN_HEADER`], or for a GET the `token` query parameter.
+pub fn request_secret(req: &Request) -> Option<&str> {
+    if let Some(v) = req.headers().get(TOKEN_HEADER) {
+        return v.to_str().ok();
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return None;
+    }
+    req.uri()
+        .query()?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "token")
+        .map(|(_, v)| v)
 }
 
 /// A refusal: the status, a stable key and a reason, answered as JSON.
@@ -161,13 +187,22 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 /// Why the edge refuses a request, if it does.
 fn check(edge: &Edge, req: &Request) -> Result<(), Refusal> {
     let headers = req.headers();
+    for once in [header::HOST, header::ORIGIN, header::CONTENT_TYPE] {
+        if headers.get_all(&once).iter().count() > 1 {
+            return Err(refusal(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "a request names its Host, Origin and Content-Type once",
+            ));
+        }
+    }
     let host = header_str(headers, header::HOST);
     let authority = req.uri().authority().map(|a| a.as_str());
+    // A Host header always (an absolute-form target must agree with it).
     let host_ok = match (host, authority) {
         (Some(h), Some(a)) => edge.host_allowed(h) && edge.host_allowed(a),
         (Some(h), None) => edge.host_allowed(h),
-        (None, Some(a)) => edge.host_allowed(a),
-        (None, None) => false,
+        (None, _) => false,
     };
     if !host_ok {
         return Err(refusal(
@@ -216,7 +251,7 @@ fn check(edge: &Edge, req: &Request) -> Result<(), Refusal> {
              listener)",
         ));
     }
-    if !edge.has_token(headers) {
+    if edge.inner.token.is_some() && !edge.has_token(req) {
         return Err(refusal(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -288,8 +323,9 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Creates the state folder readable only by its owner (or checks an existing one is not
-/// writable by others) and writes `contents` to `name` in it, mode 0600.
+/// Creates the state folder readable only by its owner (or checks an existing one is the
+/// kiosk user's and not writable by others) and writes `contents` to `name` in it, mode
+/// 0600.
 pub fn write_private(dir: &Path, name: &str, contents: &[u8]) -> Result<PathBuf, String> {
     use std::io::Write as _;
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
@@ -300,6 +336,7 @@ pub fn write_private(dir: &Path, name: &str, contents: &[u8]) -> Result<PathBuf,
             .create(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
+    check_private(dir)?;
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
     let _ = std::fs::remove_file(&tmp);
@@ -319,16 +356,33 @@ pub fn write_private(dir: &Path, name: &str, contents: &[u8]) -> Result<PathBuf,
     Ok(path)
 }
 
-/// Refuses a secret file that others than its owner can read or write.
+/// Refuses a secret file (or the folder that holds secrets) that is a symbolic link, that
+/// belongs to another user than the kiosk's, or that others than its owner can read or write
+/// (a folder: write).
 pub fn check_private(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.file_type().is_symlink() {
         return Err(format!(
-            "{} is readable or writable by others (mode {mode:o}); it holds secrets: \
-             chmod 600 it",
+            "{} is a symbolic link; it must be the file itself",
             path.display()
+        ));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(format!(
+            "{} belongs to user {}, not to the kiosk's user {me}",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    let others = if meta.is_dir() { 0o022 } else { 0o077 };
+    if mode & others != 0 {
+        return Err(format!(
+            "{} is open to others (mode {mode:o}); it holds secrets: chmod {} it",
+            path.display(),
+            if meta.is_dir() { "700" } else { "600" }
         ));
     }
     Ok(())
@@ -339,7 +393,7 @@ mod tests {
     use super::*;
 
     fn edge() -> Edge {
-        Edge::new("127.0.0.1:8080".parse().unwrap(), "t0k3n".into())
+        Edge::new("127.0.0.1:8080".parse().unwrap(), Some("t0k3n".into()))
     }
 
     fn request(method: &str, headers: &[(&str, &str)]) -> Request {
@@ -472,5 +526,43 @@ mod tests {
         assert!(check_private(&path).is_ok());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(check_private(&path).unwrap_err().contains("chmod 600"));
+        // A folder others may write to (they could swap the files in it) is refused.
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(write_private(&sub, "secret", b"y")
+            .unwrap_err()
+            .contains("chmod 700"));
+        // So is a symbolic link in place of the file.
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = sub.join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(check_private(&link).unwrap_err().contains("symbolic link"));
+    }
+
+    #[test]
+    fn repeated_host_or_origin_headers_are_refused() {
+        let e = edge();
+        let mut h = GOOD.to_vec();
+        h.push(("host", "evil.example"));
+        assert_eq!(refused_with(&e, &request("POST", &h)), Some(400));
+        let mut h = GOOD.to_vec();
+        h.push(("origin", "http://evil.example"));
+        assert_eq!(refused_with(&e, &request("POST", &h)), Some(400));
+    }
+
+    #[test]
+    fn the_token_may_come_in_the_query_of_a_get_only() {
+        let e = edge();
+        let get = axum::http::Request::builder()
+            .method("GET")
+            .uri("/api/events?x=1&token=t0k3n")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert!(e.has_token(&get));
+        let post = axum::http::Request::builder()
+            .method("POST")
+            .uri("/api/method?token=t0k3n")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert!(!e.has_token(&post));
     }
 }
