@@ -62,8 +62,8 @@ enum Command {
         /// Check at this time instead of now (RFC 3339, e.g. 2026-11-24T09:00:00+09:00).
         #[arg(long, value_name = "RFC3339-TIME")]
         at: Option<String>,
-        /// Clock-skew allowance in seconds for validity periods and CRL dates (default: the
-        /// configuration's, else 300).
+        /// Clock-skew allowance in seconds for certificates' validity periods (default: the
+        /// configuration's cert_clock_skew_seconds, else 0: this machine's clock decides).
         #[arg(long, value_name = "SECONDS")]
         clock_skew: Option<u32>,
         /// What a CRL past its nextUpdate means: reject (fail closed, the default) or accept.

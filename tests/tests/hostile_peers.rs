@@ -229,14 +229,33 @@ fn a_private_key_others_can_read_stops_the_service() {
     );
     assert!(text.contains(&key.display().to_string()), "{text}");
     std::fs::write(&config, text).unwrap();
-    let out = Command::new(bin("confirm-service").unwrap())
+    let mut child = Command::new(bin("confirm-service").unwrap())
         .args(["serve", "--config"])
         .arg(&config)
         .args(["--listen", "127.0.0.1:0"])
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    // Bounded: a service that starts anyway is stopped, and the test fails.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let status = status.expect("the service started on a key file others can read");
+    assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("chmod 600"), "{err}");
     // The same key, its owner's only, serves.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
