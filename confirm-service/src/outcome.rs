@@ -71,6 +71,41 @@ impl Refusal {
         serde_json::json!({ "refused": self.to_string() }).to_string()
     }
 
+    /// What the log says of this refusal: a fixed name, never a value the request carried
+    /// (a reception number with a newline would forge a log line; an insurance number or a
+    /// birth date is a patient's data).
+    pub fn log_reason(&self) -> &'static str {
+        match self {
+            Refusal::BadRequest(_) => "bad-request",
+            Refusal::TerminalUnknown(_) => "terminal-unknown",
+            Refusal::TerminalNotInOperation(_) => "terminal-not-in-operation",
+            Refusal::RateLimited(_) => "rate-limited",
+            Refusal::Challenge(e) => match e {
+                ChallengeError::Unknown => "challenge-unknown",
+                ChallengeError::Expired => "challenge-expired",
+                ChallengeError::Reused => "challenge-reused",
+                ChallengeError::OtherTerminal => "challenge-other-terminal",
+                ChallengeError::WrongPurpose => "challenge-wrong-purpose",
+                ChallengeError::Store(_) => "challenge-store",
+            },
+            Refusal::Certificate(e) => e.reason(),
+            Refusal::SignatureInvalid => "signature-invalid",
+            Refusal::AttestationInvalid(_) => "attestation-invalid",
+            Refusal::CardUnknown => "card-unknown",
+            Refusal::CardNotRegistered => "card-not-registered",
+            Refusal::Invalid(_) => "invalid-field",
+            Refusal::UnknownEnum { .. } => "unknown-enum",
+            Refusal::TooLarge(_) => "too-large",
+            Refusal::PatientUnknown => "patient-unknown",
+            Refusal::ConsentMissing(_) => "consent-missing",
+            Refusal::ConsentExpired(_) => "consent-expired",
+            Refusal::BatchUnknown(_) => "batch-unknown",
+            Refusal::BatchTooLarge { .. } => "batch-too-large",
+            Refusal::Unavailable(_) => "unavailable",
+            Refusal::Internal(_) => "internal",
+        }
+    }
+
     /// The project's result code for this refusal.
     pub fn result_code(&self) -> ResultCode {
         match self {
@@ -157,8 +192,13 @@ impl Refusal {
     /// The status sent to the (authenticated) terminal. Internal details stay in the log.
     pub fn to_status(&self) -> Status {
         let code = self.result_code();
+        // Store and internal failures are logged, not told: their text is the store's own
+        // ("database is locked", a PostgreSQL error), nothing a terminal needs or should see.
         let message = match self {
             Refusal::Internal(_) => "internal error".to_owned(),
+            Refusal::Unavailable(_) | Refusal::Challenge(ChallengeError::Store(_)) => {
+                "the service is unavailable for a moment; try again".to_owned()
+            }
             other => other.to_string(),
         };
         let mut metadata = std::collections::HashMap::new();
@@ -222,6 +262,31 @@ pub fn result_code_of(status: &Status) -> Option<ResultCode> {
 mod tests {
     use super::*;
     use time::OffsetDateTime;
+
+    #[test]
+    fn store_failures_are_not_told_to_the_terminal() {
+        for refusal in [
+            Refusal::Unavailable("database is locked".into()),
+            Refusal::Challenge(ChallengeError::Store("database is locked".into())),
+            Refusal::Internal("database is locked".into()),
+        ] {
+            let status = refusal.to_status();
+            assert!(!status.message().contains("locked"), "{}", status.message());
+        }
+    }
+
+    #[test]
+    fn the_log_names_a_refusal_without_its_values() {
+        let forged = "123\n2026-12-02T00:00:00Z  INFO answered result=RESULT_CODE_OK";
+        for refusal in [
+            Refusal::BatchUnknown(forged.into()),
+            Refusal::BadRequest(forged.into()),
+            Refusal::TerminalUnknown(forged.into()),
+        ] {
+            let said = refusal.log_reason();
+            assert!(!said.contains('\n') && !said.contains("123"), "{said}");
+        }
+    }
 
     #[test]
     fn each_refusal_has_a_specific_code_and_round_trips() {

@@ -561,7 +561,7 @@ impl ConfirmationService {
                 tracing::info!(terminal = %terminal.name(), purpose, result = code.as_str_name(), "answered")
             }
             Err(refusal) => {
-                tracing::info!(terminal = %terminal.name(), purpose, result = code.as_str_name(), reason = %refusal, "refused")
+                tracing::info!(terminal = %terminal.name(), purpose, result = code.as_str_name(), reason = refusal.log_reason(), "refused")
             }
         }
         match outcome {
@@ -744,6 +744,8 @@ where
 }
 
 pub(crate) fn unavailable(e: StoreError) -> Refusal {
+    // The store's own words go to the log, never to the terminal (Refusal::to_status).
+    tracing::error!(error = %e, "store unavailable");
     Refusal::Unavailable(e.to_string())
 }
 

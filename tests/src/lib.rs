@@ -156,14 +156,24 @@ fn wait_for_line(
 /// Spawns `cmd` with stdout piped and waits (bounded) for its readiness line starting with
 /// `ready`: the one way every long-running child of the harness is started.
 fn spawn_until_ready(
+    cmd: Command,
+    what: &str,
+    ready: &str,
+) -> Result<(Guard, mpsc::Receiver<String>, String)> {
+    spawn_until_ready_with(cmd, what, ready, Stdio::inherit())
+}
+
+/// [`spawn_until_ready`] with the process's stderr going to `stderr`.
+fn spawn_until_ready_with(
     mut cmd: Command,
     what: &str,
     ready: &str,
+    stderr: Stdio,
 ) -> Result<(Guard, mpsc::Receiver<String>, String)> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .map_err(|e| format!("cannot start {what}: {e}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -394,6 +404,30 @@ pub struct Service {
 impl Service {
     pub fn start(config: &Path) -> Result<Self> {
         Self::start_with(config, &[])
+    }
+
+    /// [`Service::start`] logging at `info` into the file `log` (its stderr).
+    pub fn start_logged(config: &Path, log: &Path) -> Result<Self> {
+        let file = std::fs::File::create(log)
+            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let mut cmd = Command::new(bin("confirm-service")?);
+        cmd.args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("ONSHI_LOG", "info")
+            .env("NO_COLOR", "1");
+        let (guard, _lines, line) = spawn_until_ready_with(
+            cmd,
+            "confirm-service",
+            "confirm-service: listening on ",
+            Stdio::from(file),
+        )?;
+        Ok(Self {
+            _guard: guard,
+            addr: line
+                .trim_start_matches("confirm-service: listening on ")
+                .to_owned(),
+        })
     }
 
     /// [`Service::start`] through `wrapper`, a command that execs the rest (e.g.

@@ -261,3 +261,69 @@ fn a_private_key_others_can_read_stops_the_service() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let _service = Service::start(&config).unwrap();
 }
+
+#[test]
+fn client_values_cannot_forge_log_lines_and_person_data_stays_out_of_the_log() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("service.log");
+    let service = Service::start_logged(&w.dir.join("service.toml"), &log).unwrap();
+    let example = w.manifest["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["case"] == "validity-1")
+        .unwrap()
+        .clone();
+    let field = |k: &str| example[k].as_str().unwrap_or("").to_owned();
+    let rt = runtime();
+    let answered = rt.block_on(async {
+        let mut c = grpc::client(w, &service.url(), &terminal_dir())
+            .await
+            .unwrap();
+        // As reproduced on the old service: a reception number with a newline wrote a line.
+        let forged = c
+            .get_batch_result(pb::GetBatchResultRequest {
+                reception_number: "123\nFORGED-LINE INFO answered result=RESULT_CODE_OK".into(),
+                from: 0,
+                limit: 1,
+            })
+            .await;
+        assert!(forged.is_err());
+        c.confirm_by_numbers(pb::ConfirmByNumbersRequest {
+            query: Some(pb::NumbersQuery {
+                insurer_number: field("insurer_number"),
+                symbol: field("symbol"),
+                number: field("number"),
+                branch: field("branch"),
+                birth_date: field("birth_date"),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+    });
+    let name = answered.qualifications[0].name.clone();
+    assert!(!name.is_empty());
+    // The log is written as the requests are answered; give it a moment (bounded).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.matches("refused").count() >= 1 && text.contains("answered") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the service logged nothing: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !text.lines().any(|l| l.starts_with("FORGED-LINE")),
+        "a client wrote a log line:\n{text}"
+    );
+    for (what, value) in [
+        ("number", field("number")),
+        ("birth date", field("birth_date")),
+        ("name", name),
+    ] {
+        assert!(!text.contains(&value), "the log carries the patient's {what}:\n{text}");
+    }
+}
