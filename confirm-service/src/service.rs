@@ -186,6 +186,24 @@ pub const MAX_BATCH: usize = 10_000;
 pub const MAX_STREAMED_BATCH: usize = 100_000;
 /// Most answers in one GetBatchResult page.
 pub const MAX_PAGE: u32 = 1000;
+/// Most bytes of answers in one GetBatchResult page (at least one answer is always sent); the
+/// client asks for the rest from where the page ended.
+pub const MAX_PAGE_BYTES: usize = 1 << 20;
+
+/// Refuses a query of a batch as it arrives, before it is kept, when it is larger than any
+/// legitimate query ([`crate::config::MAX_QUERY_BYTES`]): a batch's bytes are bounded by its
+/// count. A query within the bound but invalid (a check digit, 39 characters of 番号) is kept
+/// and answered with its own error, like a card-less confirmation.
+fn check_arrival(index: usize, query: &pb::NumbersQuery) -> Result<(), Refusal> {
+    let bytes = Message::encoded_len(query);
+    let max = crate::config::MAX_QUERY_BYTES as usize;
+    if bytes > max {
+        return Err(Refusal::TooLarge(format!(
+            "query {index} of the batch takes {bytes} bytes; a query is at most {max}"
+        )));
+    }
+    Ok(())
+}
 
 impl ConfirmationService {
     pub fn new(state: ServiceState) -> Self {
@@ -665,6 +683,9 @@ impl ConfirmationService {
                 })
             }
         };
+        for (i, q) in queries.iter().enumerate() {
+            check_arrival(i, q)?;
+        }
         let encoded: Vec<Vec<u8>> = queries.iter().map(Message::encode_to_vec).collect();
         let institution = terminal.institution_code.clone();
         let terminal_id = terminal.terminal_id.clone();
@@ -1230,13 +1251,21 @@ impl Confirmation for ConfirmationService {
         let mut queries = Vec::new();
         let mut too_many = false;
         let mut broken = None;
+        let mut oversized = None;
         loop {
             match stream.message().await {
                 Ok(Some(_)) if queries.len() == MAX_STREAMED_BATCH => {
                     too_many = true;
                     break;
                 }
-                Ok(Some(query)) => queries.push(query),
+                Ok(Some(query)) => {
+                    // Checked as it arrives: an oversized query ends the stream, kept nowhere.
+                    if let Err(refusal) = check_arrival(queries.len(), &query) {
+                        oversized = Some(refusal);
+                        break;
+                    }
+                    queries.push(query)
+                }
                 Ok(None) => break,
                 Err(status) => {
                     broken = Some(status);
@@ -1245,7 +1274,9 @@ impl Confirmation for ConfirmationService {
             }
         }
         let now = self.state.clock.now();
-        let outcome = if let Some(status) = broken {
+        let outcome = if let Some(refusal) = oversized {
+            Err(refusal)
+        } else if let Some(status) = broken {
             // The stream broke off: nothing is submitted, and the attempt is audited.
             Err(Refusal::BadRequest(format!(
                 "the query stream failed after {} queries: {}",
@@ -1299,10 +1330,17 @@ impl Confirmation for ConfirmationService {
                             .map_err(unavailable)
                     })
                     .await?;
-                result.items = items
-                    .iter()
-                    .map(batch::item_result)
-                    .collect::<Result<_, _>>()?;
+                // Bounded in bytes as well as in count: the page ends before the answer
+                // that would take it past MAX_PAGE_BYTES.
+                let mut bytes = 0;
+                for item in &items {
+                    let answer = batch::item_result(item)?;
+                    bytes += Message::encoded_len(&answer) + 8;
+                    if bytes > MAX_PAGE_BYTES && !result.items.is_empty() {
+                        break;
+                    }
+                    result.items.push(answer);
+                }
             }
             let summary = serde_json::json!({
                 "reception_number": result.reception_number,

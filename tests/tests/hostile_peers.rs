@@ -312,7 +312,10 @@ fn client_values_cannot_forge_log_lines_and_person_data_stays_out_of_the_log() {
         if text.matches("refused").count() >= 1 && text.contains("answered") {
             break text;
         }
-        assert!(Instant::now() < deadline, "the service logged nothing: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "the service logged nothing: {text}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(
@@ -324,6 +327,60 @@ fn client_values_cannot_forge_log_lines_and_person_data_stays_out_of_the_log() {
         ("birth date", field("birth_date")),
         ("name", name),
     ] {
-        assert!(!text.contains(&value), "the log carries the patient's {what}:\n{text}");
+        assert!(
+            !text.contains(&value),
+            "the log carries the patient's {what}:\n{text}"
+        );
     }
+}
+
+#[test]
+fn oversized_batch_queries_are_refused_as_they_arrive() {
+    use onshi_confirm_service::outcome::result_code_of;
+    let service = Service::start(&world().dir.join("service.toml")).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut c = grpc::client(world(), &service.url(), &terminal_dir())
+            .await
+            .unwrap();
+        let query = |number: String| pb::NumbersQuery {
+            insurer_number: "06139988".into(),
+            symbol: String::new(),
+            number,
+            branch: String::new(),
+            birth_date: "19800101".into(),
+        };
+        // As reproduced on the old service: 200 streamed queries with a 1 MiB 番号 each were
+        // kept (the store grew by 400 MB). The first one ends the stream now.
+        let big = query("1".repeat(1 << 20));
+        let started = Instant::now();
+        let status = c
+            .submit_batch_stream(tokio_stream::iter(std::iter::repeat_n(big, 200)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            result_code_of(&status),
+            Some(pb::ResultCode::FieldTooLong),
+            "{status:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+        // The same in one message (within the message bound).
+        let status = c
+            .submit_batch(pb::SubmitBatchRequest {
+                queries: vec![query("1".repeat(300)); 3],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(result_code_of(&status), Some(pb::ResultCode::FieldTooLong));
+        // A query that is merely invalid (39 characters of 番号) is still kept and answered
+        // with its own error, like a card-less confirmation.
+        let accepted = c
+            .submit_batch(pb::SubmitBatchRequest {
+                queries: vec![query("1".repeat(39))],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!accepted.reception_number.is_empty());
+    });
 }
