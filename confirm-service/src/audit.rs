@@ -13,18 +13,49 @@
 //! challenge was good). A refused challenge rewrites the record before it is written
 //! ([`challenge_refused`]), so the log says what the terminal was really told.
 
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread;
 
 use time::OffsetDateTime;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::challenge::ChallengeError;
 use crate::outcome::Refusal;
-use crate::store::{AuditWrite, ChallengeUse, GroupWrite, Store, StoredChallenge};
+use crate::store::{
+    AuditWrite, ChallengeUse, GroupWrite, Refuse, Store, StoreError, StoredChallenge,
+};
 
 /// Most records committed in one transaction.
 const MAX_GROUP: usize = 512;
+
+/// Most writes waiting for the writer. When it is full, a request waits to hand over its
+/// write (back-pressure on the requests) instead of the queue growing without bound while
+/// the store is slow.
+pub const MAX_QUEUE: usize = 4 * MAX_GROUP;
+
+/// What the writer needs of a store: a group commit and the purge of old challenges.
+pub trait Committer: Send + Sync + 'static {
+    fn commit_group(
+        &self,
+        writes: &mut [GroupWrite],
+        refuse: &Refuse,
+    ) -> Result<Vec<Result<(), ChallengeError>>, StoreError>;
+    fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+}
+
+impl<S: Store + ?Sized + 'static> Committer for S {
+    fn commit_group(
+        &self,
+        writes: &mut [GroupWrite],
+        refuse: &Refuse,
+    ) -> Result<Vec<Result<(), ChallengeError>>, StoreError> {
+        Store::commit_group(self, writes, refuse)
+    }
+
+    fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        Store::purge_challenges(self, before)
+    }
+}
 
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +137,12 @@ pub struct AuditLog {
 impl AuditLog {
     /// Starts the writer thread over `store`.
     pub fn start(store: Arc<dyn Store>) -> Result<Self, AuditError> {
-        let (tx, rx) = mpsc::channel::<Job>();
+        Self::start_with(store)
+    }
+
+    /// Starts the writer thread over anything that commits groups.
+    pub fn start_with<C: Committer + ?Sized>(store: Arc<C>) -> Result<Self, AuditError> {
+        let (tx, rx) = mpsc::channel::<Job>(MAX_QUEUE);
         thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || writer(store, rx))
@@ -114,12 +150,19 @@ impl AuditLog {
         Ok(Self { tx })
     }
 
-    fn send(&self, write: GroupWrite) -> Result<oneshot::Receiver<Verdict>, AuditError> {
+    /// Hands a write to the writer, waiting for room in its queue.
+    async fn send(&self, write: GroupWrite) -> Result<oneshot::Receiver<Verdict>, AuditError> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Job::Write { write, done })
+            .await
             .map_err(|_| AuditError::WriterGone)?;
         Ok(wait)
+    }
+
+    /// Writes waiting for the writer now.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     async fn wait(wait: oneshot::Receiver<Verdict>) -> Verdict {
@@ -129,7 +172,7 @@ impl AuditLog {
     /// Writes a request's trace (challenge, consents, record); resolves once it is durable,
     /// with the challenge's verdict.
     pub async fn append_with(&self, write: AuditWrite) -> Verdict {
-        Self::wait(self.send(GroupWrite::Audit(Box::new(write)))?).await
+        Self::wait(self.send(GroupWrite::Audit(Box::new(write))).await?).await
     }
 
     /// Appends several records (they travel in the same group commit when the writer is idle);
@@ -137,11 +180,14 @@ impl AuditLog {
     pub async fn append_many(&self, records: Vec<AuditRecord>) -> Result<(), AuditError> {
         let mut waits = Vec::with_capacity(records.len());
         for record in records {
-            waits.push(self.send(GroupWrite::Audit(Box::new(AuditWrite {
-                record,
-                challenge: None,
-                consents: Vec::new(),
-            })))?);
+            waits.push(
+                self.send(GroupWrite::Audit(Box::new(AuditWrite {
+                    record,
+                    challenge: None,
+                    consents: Vec::new(),
+                })))
+                .await?,
+            );
         }
         for wait in waits {
             // Records without a challenge have no verdict to give.
@@ -158,19 +204,19 @@ impl AuditLog {
     /// Stores a freshly issued challenge; resolves once it is durable (so any instance sharing
     /// the store accepts it).
     pub async fn insert_challenge(&self, challenge: StoredChallenge) -> Result<(), AuditError> {
-        let _ = Self::wait(self.send(GroupWrite::Challenge(challenge))?).await?;
+        let _ = Self::wait(self.send(GroupWrite::Challenge(challenge)).await?).await?;
         Ok(())
     }
 
     /// Consumes a challenge on its own; resolves with its verdict once the use is durable.
     pub async fn consume(&self, challenge: ChallengeUse) -> Verdict {
-        Self::wait(self.send(GroupWrite::Consume(challenge))?).await
+        Self::wait(self.send(GroupWrite::Consume(challenge)).await?).await
     }
 
     /// Asks the writer to forget challenges that expired before `before`, when it next can.
     pub fn purge_challenges(&self, before: OffsetDateTime) {
-        // A stopped writer has nothing left to purge.
-        let _ = self.tx.send(Job::Purge(before));
+        // A stopped writer has nothing left to purge; a full queue will be purged next time.
+        let _ = self.tx.try_send(Job::Purge(before));
     }
 }
 
@@ -184,12 +230,12 @@ pub fn challenge_refused(record: &mut AuditRecord, e: &ChallengeError) {
     record.person_id = None;
 }
 
-fn writer(store: Arc<dyn Store>, rx: mpsc::Receiver<Job>) {
+fn writer<C: Committer + ?Sized>(store: Arc<C>, mut rx: mpsc::Receiver<Job>) {
     let mut writes = Vec::new();
     let mut waiters = Vec::new();
     let mut purge: Option<OffsetDateTime> = None;
     // Block for the first job, then take whatever else is already waiting.
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
@@ -248,6 +294,79 @@ mod tests {
             certificate_sha256: Some("ab".into()),
             returned: "{}".into(),
         }
+    }
+
+    /// A store whose commits wait at a gate, counting what reached it.
+    struct Gated {
+        open: std::sync::Mutex<bool>,
+        opened: std::sync::Condvar,
+        committed: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Committer for Gated {
+        fn commit_group(
+            &self,
+            writes: &mut [GroupWrite],
+            _refuse: &Refuse,
+        ) -> Result<Vec<Result<(), ChallengeError>>, StoreError> {
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.opened.wait(open).unwrap();
+            }
+            self.committed
+                .fetch_add(writes.len(), std::sync::atomic::Ordering::SeqCst);
+            Ok(writes.iter().map(|_| Ok(())).collect())
+        }
+
+        fn purge_challenges(&self, _before: OffsetDateTime) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_store_holds_requests_back_instead_of_growing_the_queue() {
+        let store = Arc::new(Gated {
+            open: std::sync::Mutex::new(false),
+            opened: std::sync::Condvar::new(),
+            committed: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let log = AuditLog::start_with(Arc::clone(&store)).unwrap();
+        let total = MAX_QUEUE + MAX_GROUP + 300;
+        let handed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..total {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                log.append(record(&format!("C{i:05}"))).await
+            }));
+        }
+        // Let every task try to hand over its write.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while log.queued() < MAX_QUEUE {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the queue never filled"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // The queue is full and stays at its bound; the rest wait (nothing is committed).
+        assert_eq!(log.queued(), MAX_QUEUE);
+        assert_eq!(store.committed.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let done = tasks.iter().filter(|t| t.is_finished()).count();
+        assert_eq!(done, 0);
+        // Open the gate: every write is committed, none lost.
+        *store.open.lock().unwrap() = true;
+        store.opened.notify_all();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+            handed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        assert_eq!(
+            store.committed.load(std::sync::atomic::Ordering::SeqCst),
+            total
+        );
+        assert_eq!(handed.load(std::sync::atomic::Ordering::SeqCst), total);
     }
 
     #[tokio::test]
