@@ -16,6 +16,11 @@ pub fn endpoint(config: &AgentConfig, service_override: Option<&str>) -> Result<
     let read = |p: &std::path::Path| {
         std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
     };
+    // A key others can read is a key others have: refuse it (chmod 600).
+    if config.private_key.exists() {
+        crate::kiosk::web::check_private(&config.private_key)
+            .map_err(|e| format!("the terminal's private key: {e}"))?;
+    }
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read(&config.ca)?))
         .identity(Identity::from_pem(
@@ -115,16 +120,22 @@ mod tests {
 
     #[test]
     fn configuration_errors_are_found_before_connecting() {
-        let err = endpoint(&config("nope", "/dev/null"), None).unwrap_err();
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("client.key.pem");
+        std::fs::write(&key, b"").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let key = key.to_str().unwrap();
+        let err = endpoint(&config("nope", key), None).unwrap_err();
         assert!(err.contains("https://"), "{err}");
-        let err = endpoint(
-            &config("https://127.0.0.1:1", "/dev/null"),
-            Some("http://x"),
-        )
-        .unwrap_err();
+        let err = endpoint(&config("https://127.0.0.1:1", key), Some("http://x")).unwrap_err();
         assert!(err.contains("https://"), "{err}");
-        let err = endpoint(&config("https://127.0.0.1:1", "/dev/null"), None).unwrap_err();
+        let err = endpoint(&config("https://127.0.0.1:1", key), None).unwrap_err();
         assert!(err.contains("private key"), "{err}");
+        // A key file others can read is refused before it is used.
+        std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = endpoint(&config("https://127.0.0.1:1", key), None).unwrap_err();
+        assert!(err.contains("chmod 600"), "{err}");
         let err = endpoint(&config("https://127.0.0.1:1", "/nonexistent"), None).unwrap_err();
         assert!(err.contains("cannot read /nonexistent"), "{err}");
     }

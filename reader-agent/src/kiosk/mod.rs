@@ -51,6 +51,7 @@ pub fn load_device_key(config: &AgentConfig) -> Result<Option<EcdsaKeyPair>, Str
     let Some(path) = &config.device_key else {
         return Ok(None);
     };
+    web::check_private(path).map_err(|e| format!("the reader's device key: {e}"))?;
     let der = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     EcdsaKeyPair::from_pkcs8(
         &ECDSA_P256_SHA256_ASN1_SIGNING,
