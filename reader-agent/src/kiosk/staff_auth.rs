@@ -2,15 +2,19 @@
 //! the state folder, set by `reader-agent staff add`), log-ins with an idle time-out, and a
 //! brake on guessing.
 //!
-//! - **Accounts** live in `staff-accounts.json` (mode 0600; the kiosk refuses a file others
-//!   can read). The kiosk re-reads it when it changes, so a removed account's sessions end at
-//!   its next request.
-//! - **A log-in** is a random 256-bit session id in an `HttpOnly; SameSite=Strict` cookie,
-//!   ended by log-out, by the idle time-out, or by removing the account.
+//! - **Accounts** live in `staff-accounts.json` (mode 0600 in a 0700 folder, the kiosk
+//!   user's; the kiosk refuses anything else). The kiosk re-reads it when it changes, so a
+//!   removed account's log-ins end at their next request (or the next sweep).
+//! - **A log-in** is two random 256-bit secrets together: a session id in an `HttpOnly;
+//!   SameSite=Strict` cookie, and a secret the page keeps and sends with every request (a
+//!   cookie of 127.0.0.1 reaches every port of it, so it cannot be enough). It ends at
+//!   log-out, after the idle time-out, or when the account is removed; whoever ends it learns
+//!   whose it was, so that member's visual check goes off.
 //! - **A wrong log-in** is answered the same whether the id or the password was wrong (an
-//!   unknown id is checked against a dummy hash, so it takes as long); after
-//!   [`MAX_FAILURES`] wrong log-ins in a row for one id, that id is refused for
-//!   [`LOCKOUT`].
+//!   unknown id is checked against a dummy hash, so it takes as long). Each log-in counts
+//!   against its id *before* its password is checked, and the [`MAX_FAILURES`]th in a row
+//!   locks the id for [`LOCKOUT`]: log-ins sent at once get no more guesses. At most two
+//!   passwords are checked at a time (argon2id takes 19 MiB each), 16 more may wait.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
