@@ -213,7 +213,10 @@ fn absolutize_config(
         }
     };
     for (section, keys) in [
-        ("tls", &["certificate", "private_key", "client_ca"][..]),
+        (
+            "tls",
+            &["certificate", "private_key", "client_ca", "client_crl"][..],
+        ),
         (
             "validation",
             &["trust_anchors", "intermediates", "crls"][..],
@@ -788,6 +791,7 @@ challenge_ttl_seconds = 60
 certificate = "service/server.pem"
 private_key = "/abs/key.pem"
 client_ca = "network-ca/ca.pem"
+client_crl = "network-ca/crl.pem"
 [validation]
 trust_anchors = ["issuing-ca/ca.pem"]
 crls = ["issuing-ca/crl.der"]
@@ -803,6 +807,10 @@ crls = ["issuing-ca/crl.der"]
             Some("/w/service/server.pem")
         );
         assert_eq!(t["tls"]["private_key"].as_str(), Some("/abs/key.pem"));
+        assert_eq!(
+            t["tls"]["client_crl"].as_str(),
+            Some("/w/network-ca/crl.pem")
+        );
         assert_eq!(
             t["validation"]["crls"][0].as_str(),
             Some("/w/issuing-ca/crl.der")

@@ -26,6 +26,8 @@ pub struct ServiceTls {
     pub certificate: String,
     pub private_key: String,
     pub client_ca: String,
+    /// The network CA's CRL: a terminal certificate on it fails the handshake.
+    pub client_crl: String,
 }
 
 /// `[validation]` of `service.toml`.
@@ -75,6 +77,7 @@ mod tests {
                 certificate: "service/server.pem".into(),
                 private_key: "service/server.key.pem".into(),
                 client_ca: "network-ca/ca.pem".into(),
+                client_crl: "network-ca/crl.pem".into(),
             },
             validation: ServiceValidation {
                 trust_anchors: vec!["issuing-ca/ca.pem".into()],
@@ -94,6 +97,7 @@ min_face_threshold_permille = 800
 certificate = "service/server.pem"
 private_key = "service/server.key.pem"
 client_ca = "network-ca/ca.pem"
+client_crl = "network-ca/crl.pem"
 
 [validation]
 trust_anchors = ["issuing-ca/ca.pem"]

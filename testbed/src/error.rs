@@ -1,8 +1,9 @@
-//! Why building a world failed.
+//! Why building or changing a world failed.
 
 use std::path::PathBuf;
 
-/// Everything that can stop [`crate::build_world`].
+/// Everything that can stop [`crate::build_world`] and the commands that change a built world
+/// ([`crate::terminals`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TestbedError {
@@ -30,6 +31,10 @@ pub enum TestbedError {
     Encode { what: &'static str, reason: String },
     #[error("date arithmetic out of range: {0}")]
     Date(String),
+    /// A built world that cannot be changed as asked (no world, an unknown terminal, the
+    /// network CA's key missing, …); the text says what and why.
+    #[error("{0}")]
+    World(String),
 }
 
 impl TestbedError {

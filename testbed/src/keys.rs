@@ -111,6 +111,20 @@ impl RsaKey {
             .collect()
     }
 
+    /// A key read back from its PKCS#8 PEM (a world's `network-ca/ca.key.pem`); `what` names
+    /// the file in the error.
+    pub fn from_pkcs8_pem(pem_text: &str, what: &str) -> Result<RsaKey, TestbedError> {
+        use rsa::pkcs8::DecodePrivateKey;
+        let err = |reason: String| TestbedError::World(format!("{what}: {reason}"));
+        let key = RsaPrivateKey::from_pkcs8_pem(pem_text)
+            .map_err(|e| err(format!("not an RSA PKCS#8 PEM private key ({e})")))?;
+        let der = key.to_pkcs8_der().map_err(|e| err(e.to_string()))?;
+        Ok(RsaKey {
+            pkcs8_der: der.as_bytes().to_vec(),
+            pkcs8_pem: pem_text.to_owned(),
+        })
+    }
+
     /// PKCS#8 DER.
     pub fn pkcs8_der(&self) -> &[u8] {
         &self.pkcs8_der
@@ -198,6 +212,9 @@ mod tests {
             .pkcs8_pem()
             .starts_with("-----BEGIN PRIVATE KEY-----\n"));
         a[0].key_pair().unwrap();
+        let back = RsaKey::from_pkcs8_pem(a[0].pkcs8_pem(), "x").unwrap();
+        assert_eq!(back.pkcs8_der(), a[0].pkcs8_der());
+        assert!(RsaKey::from_pkcs8_pem("not a key", "x").is_err());
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! Modules: [`keys`] (deterministic RSA keys), [`der`] (the few hand-encoded structures),
 //! [`pki`] (certificates and CRL), [`population`] (persons, households, records, clinical
 //! data), [`progress`] (stderr output), [`config`]
-//! (`service.toml`, `agent.toml`), [`manifest`] (`world.json`) and [`world`] (the builder).
+//! (`service.toml`, `agent.toml`), [`manifest`] (`world.json`), [`world`] (the builder) and
+//! [`terminals`] (revoking and reissuing a built world's terminal certificates).
 #![forbid(unsafe_code)]
 
 pub mod card_data;
@@ -19,6 +20,7 @@ pub mod manifest;
 pub mod pki;
 pub mod population;
 pub mod progress;
+pub mod terminals;
 pub mod world;
 
 pub use error::TestbedError;

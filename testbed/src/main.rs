@@ -1,4 +1,5 @@
-//! `testbed`: builds a synthetic world directory (see `docs/world.md`).
+//! `testbed`: builds a synthetic world directory, and revokes and reissues its terminals'
+//! certificates (see `docs/world.md`).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -6,8 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use onshi_testbed::population::{DEFAULT_CHUNK_PERSONS, MAX_PERSONS};
+use onshi_testbed::terminals::{reissue_terminal, revoke_terminal};
 use onshi_testbed::world::{DEFAULT_CARDS, DEFAULT_PERSONS, DEFAULT_SEED, MAX_CARDS, MIN_CARDS};
-use onshi_testbed::{build_world, WorldOptions};
+use onshi_testbed::{build_world, TestbedError, WorldOptions};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -32,8 +34,44 @@ enum Command {
     ///
     /// The same --seed and --now give byte-identical files; everything is dated relative to
     /// --now (certificates issued a year before, the expired card expired the day before, the
-    /// CRL valid for a week).
+    /// issuing authority's CRL valid for a week, the network CA's CRL of terminals, empty,
+    /// from an hour before for a year).
     Build(BuildArgs),
+    /// Revoke a terminal's client certificate: put it on the network CA's CRL.
+    ///
+    /// Adds the terminal's current certificate (client.pem in its folder under terminals/)
+    /// to network-ca/crl.pem, re-signed with network-ca/ca.key.pem under a new CRL number,
+    /// dated now and good for a year. The file is replaced atomically (a temporary file
+    /// renamed over it), so a service reading it never sees half a file. A service whose
+    /// service.toml names it as [tls] client_crl (every world's does) re-reads it within
+    /// about a second and refuses the certificate at every new TLS handshake; connections
+    /// already open are not cut. Revoking a certificate already on the CRL changes nothing.
+    /// Run one at a time on a world.
+    ///
+    /// The terminal keeps its name and its place in the store; give it a new certificate
+    /// with reissue-terminal.
+    RevokeTerminal(TerminalArgs),
+    /// Give a terminal a new key and client certificate (the successor of a revoked one).
+    ///
+    /// Writes a new RSA-2048 key (client.key.pem, mode 0600) and a new certificate
+    /// (client.pem) into the terminal's folder, replacing the old ones: signed by the network
+    /// CA with network-ca/ca.key.pem, a new serial number, the same subject as before (the
+    /// service takes the terminal's identity from it, so its store still knows the
+    /// terminal), valid from an hour ago for three years. The old certificate is not
+    /// revoked by this: revoke the terminal first if it must stop working. The key and
+    /// serial derive from the world's seed and the serial of the certificate replaced.
+    ReissueTerminal(TerminalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TerminalArgs {
+    /// The world directory (made by testbed build).
+    #[arg(long, value_name = "DIR")]
+    world: PathBuf,
+    /// The terminal: its name in world.json, <医療機関コード>-<terminal id> (e.g.
+    /// 1340123452-T01), or its folder under DIR/terminals/.
+    #[arg(long, value_name = "NAME")]
+    terminal: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,9 +140,84 @@ fn parse_now(s: &str) -> Result<OffsetDateTime, String> {
 /// The years `--now` may fall in.
 const NOW_YEARS: std::ops::RangeInclusive<i32> = 1900..=9899;
 
+/// RFC 3339, for what the commands print.
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+fn revoke(args: &TerminalArgs) -> Result<(), TestbedError> {
+    let r = revoke_terminal(&args.world, &args.terminal, OffsetDateTime::now_utc())?;
+    let crl = r.crl.display();
+    if r.already {
+        println!(
+            "testbed: {}'s certificate {} (serial {}) is already on {crl}, revoked {}; \
+             nothing changed",
+            r.terminal,
+            r.certificate,
+            r.serial,
+            rfc3339(r.revoked_at)
+        );
+    } else {
+        println!(
+            "testbed: revoked {}'s certificate {} (serial {})",
+            r.terminal, r.certificate, r.serial
+        );
+        println!(
+            "testbed: wrote {crl}: CRL number {}, {} revoked certificate{}, this update {}",
+            r.crl_number,
+            r.entries,
+            if r.entries == 1 { "" } else { "s" },
+            rfc3339(r.revoked_at)
+        );
+    }
+    if r.service_reads_it {
+        println!(
+            "testbed: a service run with this world's service.toml refuses the certificate at \
+             its next TLS handshake (it re-reads the CRL within about a second)"
+        );
+    } else {
+        println!(
+            "testbed: warning: {}/service.toml does not name {crl} as [tls] client_crl; a \
+             service run with it does not see the revocation",
+            args.world.display()
+        );
+    }
+    Ok(())
+}
+
+fn reissue(args: &TerminalArgs) -> Result<(), TestbedError> {
+    let r = reissue_terminal(&args.world, &args.terminal, OffsetDateTime::now_utc())?;
+    let dir = args.world.join(&r.dir);
+    println!(
+        "testbed: reissued {}: new key {} (mode 0600) and certificate {}, serial {} (was {}), \
+         valid until {}",
+        r.terminal,
+        dir.join("client.key.pem").display(),
+        dir.join("client.pem").display(),
+        r.new_serial,
+        r.old_serial,
+        rfc3339(r.not_after)
+    );
+    if r.old_revoked {
+        println!(
+            "testbed: the old certificate (serial {}) is on the network CA's CRL",
+            r.old_serial
+        );
+    } else {
+        println!(
+            "testbed: note: the old certificate (serial {}) is not revoked and stays valid \
+             until it expires (revoke a terminal before reissuing it to retire the old one)",
+            r.old_serial
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let done = match cli.command {
+        Command::RevokeTerminal(args) => revoke(&args),
+        Command::ReissueTerminal(args) => reissue(&args),
         Command::Build(args) => {
             let options = WorldOptions {
                 out: args.out,
@@ -117,13 +230,14 @@ fn main() -> ExitCode {
                 chunk_persons: DEFAULT_CHUNK_PERSONS,
                 workers: 0,
             };
-            match build_world(&options) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("testbed: error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            build_world(&options).map(|_| ())
+        }
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("testbed: error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

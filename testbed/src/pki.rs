@@ -339,9 +339,9 @@ pub struct Revocation {
     pub revoked_at: OffsetDateTime,
 }
 
-/// The issuing authority's CRL: v2, AKI and CRL number extensions, each entry with reason
-/// keyCompromise. The CRL number is `this_update` as Unix seconds, so successive worlds' CRLs
-/// number upwards.
+/// A CA's CRL (the issuing authority's, or the network CA's for terminals): v2, AKI and CRL
+/// number extensions, each entry with reason keyCompromise. The CRL number is `this_update` as
+/// Unix seconds, so successive worlds' CRLs number upwards.
 pub fn crl(
     ca: &Authority,
     revoked: &[Revocation],
@@ -351,7 +351,19 @@ pub fn crl(
     let number = u64::try_from(this_update.unix_timestamp())
         .unwrap_or(1)
         .max(1);
-    let number_bytes = number.to_be_bytes();
+    crl_numbered(ca, revoked, this_update, next_update, number)
+}
+
+/// [`crl`] with an explicit CRL number: a CRL re-issued later (a revoked terminal) must number
+/// above the one it replaces, even when both are dated within the same second.
+pub fn crl_numbered(
+    ca: &Authority,
+    revoked: &[Revocation],
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+    number: u64,
+) -> Result<CertificateRevocationList, TestbedError> {
+    let number_bytes = number.max(1).to_be_bytes();
     let skip = number_bytes.iter().take_while(|&&b| b == 0).count();
     let params = CertificateRevocationListParams {
         this_update,
@@ -371,8 +383,11 @@ pub fn crl(
     };
     params
         .signed_by(&ca.issuer)
-        .map_err(TestbedError::cert("issuing authority CRL"))
+        .map_err(TestbedError::cert("CRL"))
 }
+
+/// The common name of the world's network CA (the rogue CA has another).
+pub const NETWORK_CA_COMMON_NAME: &str = "onshi test network CA";
 
 /// The project's network CA (`C=JP, O=onshi test network, CN=<common name>`), path length 0:
 /// it issues only the service's and the terminals' certificates.

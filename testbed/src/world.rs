@@ -95,6 +95,12 @@ impl WorldOptions {
     }
 }
 
+/// The network CA's CRL (PEM), which `service.toml` names as `[tls] client_crl`;
+/// `testbed revoke-terminal` adds to it.
+pub const NETWORK_CRL_FILE: &str = "network-ca/crl.pem";
+/// How long the network CA's CRL is good for: it changes only when a terminal is revoked.
+pub const NETWORK_CRL_YEARS: i32 = 1;
+
 /// The reader device key's file in each terminal's folder (PKCS#8 DER, mode 0600).
 pub const DEVICE_KEY_FILE: &str = "device-key.p8";
 
@@ -139,7 +145,7 @@ fn terminal_plans() -> Result<Vec<TerminalPlan>, TestbedError> {
 }
 
 /// `t` moved by whole calendar years; 29 February becomes 28 February in common years.
-fn add_years(t: OffsetDateTime, years: i32) -> Result<OffsetDateTime, TestbedError> {
+pub(crate) fn add_years(t: OffsetDateTime, years: i32) -> Result<OffsetDateTime, TestbedError> {
     let year = t.year() + years;
     t.replace_year(year)
         .or_else(|_| t.replace_day(28).and_then(|t| t.replace_year(year)))
@@ -200,6 +206,65 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), TestbedError> {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(path, fs::Permissions::from_mode(0o600))
             .map_err(TestbedError::io("restrict", path))?;
+    }
+    Ok(())
+}
+
+/// Replaces `path` in one step, for files a running program may read at any moment (the
+/// service re-reads the network CRL when it changes): the bytes go to a temporary file in the
+/// same folder, are flushed to disk, and the file is renamed over `path`, so a reader sees the
+/// old file or the new one, never half of one. With `secret` the file is created with mode
+/// 0600 (a private key is never readable by others, not even for an instant).
+pub(crate) fn write_atomically(
+    path: &Path,
+    bytes: &[u8],
+    secret: bool,
+) -> Result<(), TestbedError> {
+    use std::io::Write;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(TestbedError::World(format!(
+            "{} is not a file path",
+            path.display()
+        )));
+    };
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    // A leftover of an interrupted run with the same process id.
+    let _ = fs::remove_file(&tmp);
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if secret { 0o600 } else { 0o666 });
+    }
+    let written = options.open(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(TestbedError::Io {
+            action: "write",
+            path: tmp,
+            source: e,
+        });
+    }
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(TestbedError::Io {
+            action: "replace",
+            path: path.to_owned(),
+            source: e,
+        });
+    }
+    // The rename itself survives a crash once the folder is flushed (best effort: not every
+    // file system lets a directory be opened for that).
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
     }
     Ok(())
 }
@@ -504,10 +569,10 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         pki::crl_pem(&crl)?.as_bytes(),
     )?;
 
-    progress.step("network CA, service and terminal certificates");
+    progress.step("network CA and its CRL, service and terminal certificates");
     let network = pki::network_ca(
         &network_key,
-        "onshi test network CA",
+        pki::NETWORK_CA_COMMON_NAME,
         &[],
         pki::serial_for(seed, "network-ca"),
         add_years(now, -1)?,
@@ -517,6 +582,19 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
     write_secret(
         &out.join("network-ca/ca.key.pem"),
         network.key_pem().as_bytes(),
+    )?;
+    // The terminals' CRL: nobody revoked yet. Dated an hour back so a service whose clock is
+    // a little behind the builder's still takes it; `testbed revoke-terminal` re-issues it.
+    let network_crl = pki::crl(
+        &network,
+        &[],
+        now.checked_sub(Duration::hours(1))
+            .ok_or_else(|| TestbedError::Date("an hour before now".into()))?,
+        add_years(now, NETWORK_CRL_YEARS)?,
+    )?;
+    write_file(
+        &out.join(NETWORK_CRL_FILE),
+        pki::crl_pem(&network_crl)?.as_bytes(),
     )?;
     let leaf = |purpose: &str| -> Result<LeafSpec, TestbedError> {
         Ok(LeafSpec {
@@ -670,6 +748,7 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             certificate: "service/server.pem".into(),
             private_key: "service/server.key.pem".into(),
             client_ca: "network-ca/ca.pem".into(),
+            client_crl: NETWORK_CRL_FILE.into(),
         },
         validation: ServiceValidation {
             trust_anchors: vec!["issuing-ca/ca.pem".into()],
