@@ -517,6 +517,16 @@ fn read_der<C: CardChannel>(
             _ => return Err(truncated(der.len())),
         }
     }
+    // A pattern that reads the header again from offset 0 must get the same header back: a
+    // card whose answers change between reads would otherwise pass arbitrary bytes off as the
+    // object the header declared.
+    let seen = head.len().min(total);
+    if reread && der[..seen] != head[..seen] {
+        return Err(malformed(
+            READ_BINARY,
+            "the bytes read again from offset 0 differ from the header read first",
+        ));
+    }
     Ok(der)
 }
 

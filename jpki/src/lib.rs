@@ -17,6 +17,7 @@ pub mod apdu;
 pub mod commands;
 pub mod constants;
 pub mod flows;
+pub mod fuzzing;
 mod pin;
 
 pub use apdu::{ApduError, CommandApdu, ResponseApdu, StatusWord};

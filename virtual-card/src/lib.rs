@@ -16,6 +16,7 @@
 pub mod card;
 pub mod contents;
 pub mod fault;
+pub mod fuzzing;
 pub mod profile;
 pub mod rack;
 pub mod replay;

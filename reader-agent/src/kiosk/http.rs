@@ -287,7 +287,7 @@ async fn events(State(app): State<AppState>) -> impl IntoResponse {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StartSession {
+pub(crate) struct StartSession {
     /// How long to wait for a card to be placed and read, seconds (default 30, at most 600).
     #[serde(default)]
     wait_seconds: Option<u64>,
@@ -331,7 +331,7 @@ async fn start_session(State(app): State<AppState>, body: Bytes) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MethodRequest {
+pub(crate) struct MethodRequest {
     session: String,
     /// `pin`, `face` or `visual`.
     method: String,
@@ -363,7 +363,7 @@ async fn method(State(app): State<AppState>, body: Bytes) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PinRequest {
+pub(crate) struct PinRequest {
     session: String,
     pin: String,
 }
@@ -402,7 +402,7 @@ async fn pin(State(app): State<AppState>, req: Request) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FaceRequest {
+pub(crate) struct FaceRequest {
     session: String,
     /// `holder`, `stranger`, or `image` with `image_pgm_base64`.
     camera: String,
@@ -447,7 +447,7 @@ async fn face(State(app): State<AppState>, body: Bytes) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ConsentsRequest {
+pub(crate) struct ConsentsRequest {
     session: String,
     #[serde(flatten)]
     answers: ConsentAnswers,
@@ -467,7 +467,7 @@ async fn consents(State(app): State<AppState>, body: Bytes) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RegistrationRequest {
+pub(crate) struct RegistrationRequest {
     session: String,
     accept: bool,
 }
@@ -486,7 +486,7 @@ async fn registration(State(app): State<AppState>, body: Bytes) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SessionOnly {
+pub(crate) struct SessionOnly {
     session: String,
 }
 
@@ -563,7 +563,7 @@ async fn me(State(app): State<StaffState>, req: Request) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LoginRequest {
+pub(crate) struct LoginRequest {
     staff_id: String,
     password: String,
 }
@@ -701,7 +701,7 @@ where
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VisualRequest {
+pub(crate) struct VisualRequest {
     /// On or off. The staff id recorded is the logged-in staff member's.
     on: bool,
 }
@@ -725,7 +725,7 @@ async fn visual_check(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NumbersRequest {
+pub(crate) struct NumbersRequest {
     insurer_number: String,
     #[serde(default)]
     symbol: String,
@@ -752,7 +752,7 @@ async fn numbers(State(app): State<StaffState>, body: Bytes) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ClinicalRequest {
+pub(crate) struct ClinicalRequest {
     /// The confirmation's number in today's list.
     seq: u64,
 }
@@ -787,7 +787,7 @@ async fn checkups(State(app): State<StaffState>, body: Bytes) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchRequest {
+pub(crate) struct BatchRequest {
     /// The reservations CSV (`insurer_number,symbol,number,branch,birth_date`).
     csv: String,
 }

@@ -11,6 +11,7 @@
 //!   server-sent events.
 
 pub mod card;
+pub mod fuzzing;
 pub mod http;
 pub mod session;
 pub mod staff;
