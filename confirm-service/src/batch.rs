@@ -3,17 +3,27 @@
 //! instance resumes unfinished jobs at start and rescans now and then) and is processed by one
 //! instance at a time (a lease in the store). Each answered query is an access to a person's
 //! data, audited durably before its answer is stored, i.e. before anyone can fetch it.
+//!
+//! The pages are answered by a few workers (`[batch] workers`) that serve the institutions
+//! with work in turn, one page each, so one institution's thirty batches of 10,000 queries
+//! neither take every store thread from other institutions' confirmations nor make another
+//! institution's batch wait behind them. Within an institution, jobs are answered in the order
+//! they were submitted. A reader streaming results is woken when answers are stored.
 
-use std::sync::{Arc, Weak};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration as StdDuration;
 
 use onshi_proto::v1::{self as pb, BatchItemResult, ConfirmationResult, ResultCode};
 use prost::Message;
 use time::Duration;
+use tokio::sync::{mpsc, watch, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::answer;
+use crate::config::BatchConfig;
 use crate::outcome::Refusal;
 use crate::service::{
     audit_record, blocking, confirm_numbers, new_confirmation_id, unavailable, AuditContext,
@@ -22,27 +32,158 @@ use crate::service::{
 use crate::store::{BatchItem, BatchJob};
 use crate::terminal::TerminalIdentity;
 
-/// Queries answered per store round trip.
+/// Queries answered per store round trip, and per turn of a worker.
 const PAGE: u32 = 200;
 /// How long a worker's claim on a job lasts without renewal.
 const LEASE: Duration = Duration::seconds(30);
-/// How often unfinished jobs are looked for (jobs of a crashed instance whose lease ran out).
-const RESCAN: StdDuration = StdDuration::from_secs(10);
-/// How often a streaming reader looks for new answers.
-const POLL: StdDuration = StdDuration::from_millis(100);
+/// How often a streaming reader looks at the store even without news from this instance's
+/// workers: answers another instance sharing the store has written.
+const FALLBACK_POLL: StdDuration = StdDuration::from_secs(2);
 
-/// Starts processing a job in the background.
-pub fn spawn(state: Arc<ServiceState>, reception_number: String) {
-    tokio::spawn(async move {
-        if let Err(e) = process(&state, &reception_number).await {
-            tracing::warn!(reception_number, error = %e, "batch processing stopped; it resumes later");
-        }
-    });
+/// The batch jobs waiting for a worker: one queue per institution, institutions served in
+/// turn. Jobs are known by their reception numbers; the work itself is in the store.
+#[derive(Debug)]
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    workers: u16,
+    rescan: StdDuration,
 }
 
-/// Resumes every unfinished job now, then rescans periodically until the state is dropped.
+#[derive(Debug)]
+struct Shared {
+    queues: Mutex<Queues>,
+    /// A job was queued.
+    ready: Notify,
+    /// Counts the pages of answers stored by this instance; streaming readers watch it.
+    progress: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Queues {
+    /// The institutions with queued jobs, in the order they are served next.
+    turn: VecDeque<String>,
+    /// Each institution's queued jobs, oldest first.
+    jobs: HashMap<String, VecDeque<Queued>>,
+    /// Every job queued or being answered by a worker here, so none is queued twice.
+    known: HashSet<String>,
+}
+
+/// A job as a worker holds it between its pages.
+#[derive(Debug, Clone)]
+struct Queued {
+    reception_number: String,
+    institution: String,
+    /// The lease holder: this job's worker turn, not the instance, so that a rescan of the
+    /// same instance never starts a second worker on the job.
+    holder: String,
+    /// The first ordinal not yet looked at.
+    from: u32,
+}
+
+impl Scheduler {
+    pub fn new(config: BatchConfig) -> Self {
+        Scheduler {
+            shared: Arc::new(Shared {
+                queues: Mutex::new(Queues::default()),
+                ready: Notify::new(),
+                progress: watch::channel(0).0,
+            }),
+            workers: config.workers.max(1),
+            rescan: StdDuration::from_secs(u64::from(config.rescan_seconds.max(1))),
+        }
+    }
+
+    /// Queues a job (unless it is queued or being answered here already).
+    pub fn enqueue(&self, job: &BatchJob) {
+        let holder = match new_confirmation_id() {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(error = %e, "no lease id for a batch job; the rescan retries");
+                return;
+            }
+        };
+        let queued = Queued {
+            reception_number: job.reception_number.clone(),
+            institution: job.institution_code.clone(),
+            holder,
+            from: 0,
+        };
+        if self.shared.push(queued, false) {
+            self.shared.ready.notify_one();
+        }
+    }
+
+    /// Jobs queued or being answered here.
+    pub fn pending(&self) -> usize {
+        self.shared.lock().known.len()
+    }
+
+    /// A receiver that changes whenever this instance stores answers.
+    pub fn progress(&self) -> watch::Receiver<u64> {
+        self.shared.progress.subscribe()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        // Every update below leaves the queues consistent at each step.
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a job at the back of its institution's queue (a new job), or at the front (a
+    /// job a worker is putting back between pages, `resumed`). False if already known.
+    fn push(&self, job: Queued, resumed: bool) -> bool {
+        let mut q = self.lock();
+        if !resumed && !q.known.insert(job.reception_number.clone()) {
+            return false;
+        }
+        let institution = job.institution.clone();
+        let jobs = q.jobs.entry(institution.clone()).or_default();
+        let was_idle = jobs.is_empty();
+        if resumed {
+            jobs.push_front(job);
+        } else {
+            jobs.push_back(job);
+        }
+        if was_idle && !q.turn.contains(&institution) {
+            q.turn.push_back(institution);
+        }
+        true
+    }
+
+    /// The next institution's oldest job; the institution goes to the back of the turn.
+    fn take(&self) -> Option<Queued> {
+        let mut q = self.lock();
+        let institution = q.turn.pop_front()?;
+        let jobs = q.jobs.get_mut(&institution)?;
+        let job = jobs.pop_front();
+        if jobs.is_empty() {
+            q.jobs.remove(&institution);
+        } else {
+            q.turn.push_back(institution);
+        }
+        job
+    }
+
+    /// The job is finished, or left to the rescan.
+    fn forget(&self, reception_number: &str) {
+        self.lock().known.remove(reception_number);
+    }
+}
+
+/// Starts the workers and the rescan: every unfinished job in the store is queued now and at
+/// each rescan, until the state is dropped.
 pub fn resume(state: &Arc<ServiceState>) {
+    let scheduler = &state.batches;
+    for _ in 0..scheduler.workers {
+        tokio::spawn(worker(
+            Arc::downgrade(state),
+            Arc::clone(&scheduler.shared),
+            scheduler.rescan,
+        ));
+    }
     let weak: Weak<ServiceState> = Arc::downgrade(state);
+    let rescan = scheduler.rescan;
     tokio::spawn(async move {
         loop {
             let Some(state) = weak.upgrade() else { return };
@@ -51,42 +192,60 @@ pub fn resume(state: &Arc<ServiceState>) {
             })
             .await
             {
-                Ok(jobs) => {
-                    for job in jobs {
-                        spawn(Arc::clone(&state), job.reception_number);
-                    }
-                }
+                Ok(jobs) => jobs.iter().for_each(|job| state.batches.enqueue(job)),
                 Err(e) => tracing::warn!(error = %e, "cannot list unfinished batches"),
             }
             drop(state);
-            tokio::time::sleep(RESCAN).await;
+            tokio::time::sleep(rescan).await;
         }
     });
 }
 
-/// Answers every unanswered query of a job, unless another worker holds its lease.
-pub async fn process(state: &Arc<ServiceState>, reception_number: &str) -> Result<(), Refusal> {
-    let mut from = 0u32;
-    // The lease holder is this task, not the instance: a rescan of the same instance must not
-    // start a second worker on a job this one is still answering.
-    let task = format!("{}/{}", state.instance_id, new_confirmation_id()?);
+/// One worker: takes the next institution's job, answers one page of it, puts it back.
+async fn worker(state: Weak<ServiceState>, shared: Arc<Shared>, idle: StdDuration) {
+    loop {
+        let notified = shared.ready.notified();
+        let Some(mut job) = shared.take() else {
+            // Nothing queued: wait for a job (or look again now and then, and stop once the
+            // service is gone).
+            let _ = tokio::time::timeout(idle, notified).await;
+            if state.strong_count() == 0 {
+                return;
+            }
+            continue;
+        };
+        let Some(live) = state.upgrade() else { return };
+        match answer_next_page(&live, &mut job).await {
+            Ok(true) => {
+                shared.push(job, true);
+                shared.ready.notify_one();
+            }
+            Ok(false) => shared.forget(&job.reception_number),
+            Err(e) => {
+                tracing::warn!(error = %e, "batch processing stopped; it resumes at the next rescan");
+                shared.forget(&job.reception_number);
+            }
+        }
+    }
+}
+
+/// Answers the next page of a job, unless another worker holds its lease. True if the job
+/// has more to answer.
+async fn answer_next_page(state: &Arc<ServiceState>, job: &mut Queued) -> Result<bool, Refusal> {
     loop {
         let now = state.clock.now();
-        let number = reception_number.to_owned();
-        let worker = task.clone();
+        let number = job.reception_number.clone();
+        let worker = format!("{}/{}", state.instance_id, job.holder);
+        let from = job.from;
         let claimed = blocking(state, move |s| {
-            s.store
+            if !s
+                .store
                 .claim_batch(&number, &worker, now, now + LEASE)
-                .map_err(unavailable)
-        })
-        .await?;
-        if !claimed {
-            // Finished, or another worker is on it.
-            return Ok(());
-        }
-        let number = reception_number.to_owned();
-        let (job, items) = blocking(state, move |s| {
-            let job = s
+                .map_err(unavailable)?
+            {
+                return Ok(None);
+            }
+            let stored = s
                 .store
                 .batch(&number)
                 .map_err(unavailable)?
@@ -95,18 +254,25 @@ pub async fn process(state: &Arc<ServiceState>, reception_number: &str) -> Resul
                 .store
                 .batch_items(&number, from, PAGE)
                 .map_err(unavailable)?;
-            Ok((job, items))
+            Ok(Some((stored, items)))
         })
         .await?;
-        if job.finished_at.is_some() || items.is_empty() {
-            return Ok(());
+        // Finished, or another worker is on it.
+        let Some((stored, items)) = claimed else {
+            return Ok(false);
+        };
+        if stored.finished_at.is_some() || items.is_empty() {
+            return Ok(false);
         }
-        from = items.last().map_or(from, |i| i.ordinal + 1);
+        job.from = items.last().map_or(from, |i| i.ordinal + 1);
         let todo: Vec<BatchItem> = items.into_iter().filter(|i| i.result.is_none()).collect();
         if todo.is_empty() {
+            // Answered already (by a worker before a restart): look at the next page.
             continue;
         }
-        answer_page(state, &job, todo).await?;
+        answer_page(state, &stored, todo).await?;
+        state.batches.shared.progress.send_modify(|n| *n += 1);
+        return Ok(job.from < stored.total);
     }
 }
 
@@ -117,12 +283,13 @@ async fn answer_page(
     todo: Vec<BatchItem>,
 ) -> Result<(), Refusal> {
     let now = state.clock.now();
+    let institution = job.institution_code.clone();
     let answered = blocking(state, move |s| {
         todo.iter()
             .map(|item| {
                 let id = new_confirmation_id()?;
                 let (mut result, person) = match pb::NumbersQuery::decode(item.query.as_slice()) {
-                    Ok(query) => match confirm_numbers(s.store.as_ref(), &query, now) {
+                    Ok(query) => match confirm_numbers(s, &institution, &query, now) {
                         Ok(answer) => answer,
                         Err(Refusal::Unavailable(e)) => return Err(Refusal::Unavailable(e)),
                         Err(refusal) => (
@@ -203,46 +370,203 @@ pub fn item_result(item: &BatchItem) -> Result<BatchItemResult, Refusal> {
 }
 
 /// Streams a job's answers from ordinal `from` on, in order, as they are stored; ends after
-/// the last one, or when the reader goes away.
+/// the last one, or when the reader goes away. The reader waits for this instance's workers to
+/// store answers (and looks at the store every [`FALLBACK_POLL`] for answers of another
+/// instance), instead of polling the store.
 pub fn stream_results(
     state: Arc<ServiceState>,
     job: BatchJob,
     from: u32,
 ) -> ReceiverStream<Result<BatchItemResult, Status>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut next = from;
-        while next < job.total {
-            let number = job.reception_number.clone();
-            let page = blocking(&state, move |s| {
+    let (tx, rx) = mpsc::channel(64);
+    let progress = state.batches.progress();
+    let number = job.reception_number.clone();
+    let read = move |next: u32| {
+        let state = Arc::clone(&state);
+        let number = number.clone();
+        async move {
+            blocking(&state, move |s| {
                 s.store
                     .batch_items(&number, next, PAGE)
                     .map_err(unavailable)
             })
-            .await;
-            let items = match page {
-                Ok(items) => items,
-                Err(refusal) => {
-                    let _ = tx.send(Err(refusal.to_status())).await;
-                    return;
-                }
-            };
-            let mut progressed = false;
-            for item in items.iter().take_while(|i| i.result.is_some()) {
-                let out = item_result(item).map_err(|r| r.to_status());
-                if tx.send(out).await.is_err() {
-                    return;
-                }
-                next = item.ordinal + 1;
-                progressed = true;
+            .await
+        }
+    };
+    tokio::spawn(follow(read, progress, tx, from, job.total, FALLBACK_POLL));
+    ReceiverStream::new(rx)
+}
+
+/// Sends the answers `read` finds from ordinal `from` up to `total`, reading again each time
+/// `progress` changes (or after `fallback` without a change).
+async fn follow<R, F>(
+    mut read: R,
+    mut progress: watch::Receiver<u64>,
+    tx: mpsc::Sender<Result<BatchItemResult, Status>>,
+    from: u32,
+    total: u32,
+    fallback: StdDuration,
+) where
+    R: FnMut(u32) -> F,
+    F: Future<Output = Result<Vec<BatchItem>, Refusal>>,
+{
+    let mut next = from;
+    while next < total {
+        // Marked as seen before reading: a page stored while the read runs wakes the next wait.
+        progress.borrow_and_update();
+        let items = match read(next).await {
+            Ok(items) => items,
+            Err(refusal) => {
+                let _ = tx.send(Err(refusal.to_status())).await;
+                return;
             }
-            if !progressed {
-                if tx.is_closed() {
-                    return;
+        };
+        let mut progressed = false;
+        for item in items.iter().take_while(|i| i.result.is_some()) {
+            let out = item_result(item).map_err(|r| r.to_status());
+            if tx.send(out).await.is_err() {
+                return;
+            }
+            next = item.ordinal + 1;
+            progressed = true;
+        }
+        if !progressed {
+            tokio::select! {
+                changed = progress.changed() => {
+                    if changed.is_err() {
+                        // The scheduler is gone with the service.
+                        tokio::time::sleep(fallback).await;
+                    }
                 }
-                tokio::time::sleep(POLL).await;
+                () = tokio::time::sleep(fallback) => {}
+                () = tx.closed() => return,
             }
         }
-    });
-    ReceiverStream::new(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn queued(number: &str, institution: &str) -> Queued {
+        Queued {
+            reception_number: number.into(),
+            institution: institution.into(),
+            holder: "h".into(),
+            from: 0,
+        }
+    }
+
+    fn shared() -> Shared {
+        Shared {
+            queues: Mutex::new(Queues::default()),
+            ready: Notify::new(),
+            progress: watch::channel(0).0,
+        }
+    }
+
+    /// Simulates workers answering one page per turn: one institution's 30 jobs of 50 pages
+    /// each and another's 2-page job submitted after them. The second is done after at most
+    /// 4 turns, not after the first's 1,500.
+    #[test]
+    fn institutions_are_served_in_turn_and_jobs_in_order_within_one() {
+        let s = shared();
+        let mut pages: HashMap<String, u32> = HashMap::new();
+        for j in 0..30 {
+            let n = format!("A{j:02}");
+            assert!(s.push(queued(&n, "A"), false));
+            pages.insert(n, 50);
+        }
+        assert!(s.push(queued("B00", "B"), false));
+        pages.insert("B00".into(), 2);
+        // Queued twice (a rescan while it waits): once.
+        assert!(!s.push(queued("B00", "B"), false));
+        let mut order = Vec::new();
+        while let Some(job) = s.take() {
+            order.push(job.reception_number.clone());
+            let left = pages.get_mut(&job.reception_number).unwrap();
+            *left -= 1;
+            if *left > 0 {
+                s.push(job, true);
+            } else {
+                s.forget(&job.reception_number);
+            }
+        }
+        assert_eq!(order.len(), 30 * 50 + 2);
+        let b_done = order.iter().rposition(|n| n == "B00").unwrap();
+        assert!(
+            b_done < 4,
+            "B's last page was turn {b_done}: {:?}",
+            &order[..8]
+        );
+        // A's jobs one after the other, in the order submitted.
+        let a: Vec<&String> = order.iter().filter(|n| n.starts_with('A')).collect();
+        let mut firsts: Vec<&String> = a.clone();
+        firsts.dedup();
+        assert_eq!(firsts.len(), 30, "A's jobs were interleaved");
+        assert!(firsts.windows(2).all(|w| w[0] < w[1]));
+        assert!(s.lock().known.is_empty());
+    }
+
+    fn answered(ordinal: u32) -> BatchItem {
+        BatchItem {
+            ordinal,
+            query: pb::NumbersQuery::default().encode_to_vec(),
+            result: Some(ConfirmationResult::default().encode_to_vec()),
+        }
+    }
+
+    /// A reader waiting for answers reads the store when told answers were stored (and once
+    /// per fallback period), not every 100 ms.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_reader_reads_when_answers_are_stored_not_on_a_timer() {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let stored = Arc::new(Mutex::new(Vec::<BatchItem>::new()));
+        let read = {
+            let (reads, stored) = (Arc::clone(&reads), Arc::clone(&stored));
+            move |from: u32| {
+                reads.fetch_add(1, Ordering::SeqCst);
+                let items: Vec<BatchItem> = stored
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|i| i.ordinal >= from)
+                    .cloned()
+                    .collect();
+                async move { Ok::<_, Refusal>(items) }
+            }
+        };
+        let (progress, watcher) = watch::channel(0u64);
+        let (tx, mut rx) = mpsc::channel(16);
+        let reader = tokio::spawn(follow(read, watcher, tx, 0, 3, StdDuration::from_secs(2)));
+
+        // Nothing stored for 10 s: one read, then one per fallback period (2 s).
+        tokio::time::sleep(StdDuration::from_secs(10)).await;
+        let idle_reads = reads.load(Ordering::SeqCst);
+        assert!(
+            (1..=6).contains(&idle_reads),
+            "{idle_reads} reads in 10 s of waiting"
+        );
+
+        // Answers stored and announced: read at once, and sent.
+        stored.lock().unwrap().extend([answered(0), answered(1)]);
+        progress.send_modify(|n| *n += 1);
+        for expected in 0..2 {
+            let item = tokio::time::timeout(StdDuration::from_millis(10), rx.recv())
+                .await
+                .expect("an announced answer is sent at once")
+                .unwrap()
+                .unwrap();
+            assert_eq!(item.ordinal, expected);
+        }
+        stored.lock().unwrap().push(answered(2));
+        progress.send_modify(|n| *n += 1);
+        let last = rx.recv().await.unwrap().unwrap();
+        assert_eq!(last.ordinal, 2);
+        // All 3 sent: the reader ends.
+        assert!(rx.recv().await.is_none());
+        reader.await.unwrap();
+    }
 }

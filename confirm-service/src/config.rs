@@ -36,6 +36,58 @@ pub struct Config {
     /// Bounds on connections, handshakes and HTTP/2 (docs/security.md).
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Per-institution quotas on card-less look-ups (docs/security.md, enumeration).
+    #[serde(default)]
+    pub quotas: QuotaConfig,
+    /// How batch jobs are worked (docs/batch.md).
+    #[serde(default)]
+    pub batch: BatchConfig,
+}
+
+/// Quotas against enumeration through card-less look-ups (`ConfirmByNumbers` and every batch
+/// item), per institution (医療機関コード), over the last 24 hours. 0 turns one off. The real
+/// service's quotas are not public: the defaults are this project's choice, sized for a large
+/// hospital's day (a reservation list of 10,000 patients checked the evening before and again
+/// on the day, and walk-in look-ups besides), far above a clinic's tens to hundreds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaConfig {
+    /// Card-less look-ups an institution may make in any 24 hours.
+    pub lookups_per_day: u32,
+    /// Different birth dates an institution may ask with the same insurance-card numbers
+    /// (保険者番号, 記号, 番号) in 24 hours; look-ups with any further birth date are refused
+    /// (`RESULT_CODE_TOO_MANY_BIRTH_DATES`), whether the numbers are anybody's or not.
+    pub birth_dates_per_numbers: u32,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig {
+            lookups_per_day: 30_000,
+            birth_dates_per_numbers: 3,
+        }
+    }
+}
+
+/// How batch jobs are worked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Tasks that answer batch pages (200 queries each), shared fairly among institutions.
+    /// Few on purpose: confirmations must keep their store threads (`store_threads`).
+    pub workers: u16,
+    /// How often unfinished jobs in the store are looked for (jobs of an instance that died,
+    /// once their lease has run out).
+    pub rescan_seconds: u32,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            workers: 2,
+            rescan_seconds: 10,
+        }
+    }
 }
 
 /// The connection cap when none is configured (it is lowered below the process's descriptor
@@ -242,6 +294,18 @@ impl Config {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 reason: "min_face_threshold_permille must be between 1 and 1000".into(),
+            });
+        }
+        if config.batch.workers == 0 || config.batch.workers > 64 {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                reason: "batch.workers must be between 1 and 64".into(),
+            });
+        }
+        if config.batch.rescan_seconds == 0 || config.batch.rescan_seconds > 3600 {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                reason: "batch.rescan_seconds must be between 1 and 3600".into(),
             });
         }
         let limit = config.rate_limit;

@@ -26,6 +26,7 @@ pub mod fuzzing;
 pub mod keyfile;
 pub mod operator;
 pub mod outcome;
+pub mod quota;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -59,6 +59,17 @@ pub enum Refusal {
     BatchUnknown(String),
     #[error("a batch holds 1 to {max} queries, got {got}")]
     BatchTooLarge { max: usize, got: usize },
+    /// The institution's card-less look-ups of the last 24 hours reached its quota.
+    #[error(
+        "the institution's quota of {limit} card-less look-ups in 24 hours is used up; retry later"
+    )]
+    QuotaExceeded { limit: u32 },
+    /// More different birth dates for the same insurance-card numbers than allowed in 24 hours.
+    #[error(
+        "more than {limit} different birth dates were asked for these insurance-card numbers \
+         within 24 hours"
+    )]
+    TooManyBirthDates { limit: u32 },
     #[error("the service is unavailable: {0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -101,6 +112,8 @@ impl Refusal {
             Refusal::ConsentExpired(_) => "consent-expired",
             Refusal::BatchUnknown(_) => "batch-unknown",
             Refusal::BatchTooLarge { .. } => "batch-too-large",
+            Refusal::QuotaExceeded { .. } => "quota-exceeded",
+            Refusal::TooManyBirthDates { .. } => "too-many-birth-dates",
             Refusal::Unavailable(_) => "unavailable",
             Refusal::Internal(_) => "internal",
         }
@@ -118,6 +131,8 @@ impl Refusal {
             Refusal::ConsentExpired(_) => ResultCode::ConsentExpired,
             Refusal::BatchUnknown(_) => ResultCode::BatchUnknown,
             Refusal::BatchTooLarge { .. } => ResultCode::BatchTooLarge,
+            Refusal::QuotaExceeded { .. } => ResultCode::QuotaExceeded,
+            Refusal::TooManyBirthDates { .. } => ResultCode::TooManyBirthDates,
             Refusal::TerminalUnknown(_) => ResultCode::TerminalUnknown,
             Refusal::TerminalNotInOperation(_) => ResultCode::TerminalNotInOperation,
             Refusal::RateLimited(_) => ResultCode::RateLimited,
@@ -183,7 +198,8 @@ impl Refusal {
             | ResultCode::CardNotRegistered
             | ResultCode::ConsentMissing
             | ResultCode::ConsentExpired => Code::FailedPrecondition,
-            ResultCode::RateLimited => Code::ResourceExhausted,
+            ResultCode::RateLimited | ResultCode::QuotaExceeded => Code::ResourceExhausted,
+            ResultCode::TooManyBirthDates => Code::PermissionDenied,
             ResultCode::RevocationUnavailable | ResultCode::ServiceUnavailable => Code::Unavailable,
             _ => Code::Internal,
         }

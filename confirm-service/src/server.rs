@@ -84,6 +84,8 @@ pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceStat
         terminals: Default::default(),
         rate_limiter: RateLimiter::new(config.rate_limit),
         min_face_threshold_permille: config.min_face_threshold_permille,
+        quotas: crate::quota::Quotas::new(config.quotas),
+        batches: crate::batch::Scheduler::new(config.batch),
     })
 }
 

@@ -48,6 +48,7 @@ use crate::clock::Clock;
 use crate::consent::{self, ConsentCheck, ConsentGrant, ConsentKind};
 use crate::eligibility::{self, DomainError, Person, QualificationRecord};
 use crate::outcome::Refusal;
+use crate::quota::Quotas;
 use crate::store::{
     AuditWrite, BatchJob, CardKey, ChallengeUse, Registration, Store, StoreError, TerminalStatus,
 };
@@ -89,6 +90,10 @@ pub struct ServiceState {
     pub rate_limiter: RateLimiter,
     /// The lowest face-match threshold accepted from a reader (`min_face_threshold_permille`).
     pub min_face_threshold_permille: u16,
+    /// Per-institution quotas on card-less look-ups.
+    pub quotas: Quotas,
+    /// The batch pages waiting for a worker, queued fairly per institution.
+    pub batches: batch::Scheduler,
 }
 
 /// The gRPC service.
@@ -182,8 +187,7 @@ impl ReaderClaim {
 }
 
 /// Most queries in one unary batch submission, and in one streamed submission.
-pub const MAX_BATCH: usize = 10_000;
-pub const MAX_STREAMED_BATCH: usize = 100_000;
+pub const MAX_BATCH: usize = crate::config::MAX_BATCH_QUERIES;
 /// Most answers in one GetBatchResult page.
 pub const MAX_PAGE: u32 = 1000;
 /// Most bytes of answers in one GetBatchResult page (at least one answer is always sent); the
@@ -664,21 +668,15 @@ impl ConfirmationService {
         &self,
         terminal: &TerminalIdentity,
         queries: Vec<pb::NumbersQuery>,
-        streamed: bool,
         now: OffsetDateTime,
     ) -> Result<(SubmitBatchResponse, ResultCode, String), Refusal> {
         // The store keeps milliseconds: answer with the instant GetBatchResult will report.
         let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
-        let max = if streamed {
-            MAX_STREAMED_BATCH
-        } else {
-            MAX_BATCH
-        };
         let total = match u32::try_from(queries.len()) {
-            Ok(n) if n > 0 && queries.len() <= max => n,
+            Ok(n) if n > 0 && queries.len() <= MAX_BATCH => n,
             _ => {
                 return Err(Refusal::BatchTooLarge {
-                    max,
+                    max: MAX_BATCH,
                     got: queries.len(),
                 })
             }
@@ -686,6 +684,11 @@ impl ConfirmationService {
         for (i, q) in queries.iter().enumerate() {
             check_arrival(i, q)?;
         }
+        // Every item is a look-up: the whole batch counts towards the institution's quota, or
+        // is refused whole.
+        self.state
+            .quotas
+            .charge_lookups(&terminal.institution_code, total, now)?;
         let encoded: Vec<Vec<u8>> = queries.iter().map(Message::encode_to_vec).collect();
         let institution = terminal.institution_code.clone();
         let terminal_id = terminal.terminal_id.clone();
@@ -713,7 +716,7 @@ impl ConfirmationService {
                 ))))
             })
             .await?;
-        batch::spawn(Arc::clone(&self.state), job.reception_number.clone());
+        self.state.batches.enqueue(&job);
         let summary = serde_json::json!({
             "reception_number": job.reception_number, "total": total
         })
@@ -822,12 +825,19 @@ pub(crate) fn load_person(
 
 /// A card-less confirmation (by numbers), as answered alone or as a batch item: the result,
 /// and the person it concerns when one matched. Validation failures are `Err`.
+///
+/// The query counts towards the institution's birth dates for its numbers before anything is
+/// looked up, so a refusal for too many says nothing of whether the numbers are anybody's; and
+/// a wrong birth date is answered exactly like numbers nobody has (該当資格なし).
 pub(crate) fn confirm_numbers(
-    store: &dyn Store,
+    s: &ServiceState,
+    institution: &str,
     query: &pb::NumbersQuery,
     now: OffsetDateTime,
 ) -> Result<(ConfirmationResult, Option<String>), Refusal> {
     let query = answer::numbers_query(query)?;
+    s.quotas.check_birth_date(institution, &query, now)?;
+    let store = s.store.as_ref();
     let today = now.to_offset(JST).date();
     let ids = store.persons_by_numbers(&query).map_err(unavailable)?;
     let found = match ids.as_slice() {
@@ -1125,8 +1135,12 @@ impl Confirmation for ConfirmationService {
         let id = new_confirmation_id().map_err(|r| r.to_status())?;
         let mut ctx = AuditContext::new("numbers", "confirm");
         let query = request.into_inner().query.unwrap_or_default();
+        let institution = terminal.institution_code.clone();
         let outcome = self
-            .blocking(move |s| confirm_numbers(s.store.as_ref(), &query, now))
+            .blocking(move |s| {
+                s.quotas.charge_lookups(&institution, 1, now)?;
+                confirm_numbers(s, &institution, &query, now)
+            })
             .await
             .map(|(result, person)| {
                 ctx.person_id = person;
@@ -1236,7 +1250,7 @@ impl Confirmation for ConfirmationService {
         let id = new_confirmation_id().map_err(|r| r.to_status())?;
         let ctx = AuditContext::new("numbers", "batch-submit");
         let queries = request.into_inner().queries;
-        let outcome = self.submit_batch(&terminal, queries, false, now).await;
+        let outcome = self.submit_batch(&terminal, queries, now).await;
         self.finish(&terminal, now, ctx, id, outcome).await
     }
 
@@ -1254,7 +1268,7 @@ impl Confirmation for ConfirmationService {
         let mut oversized = None;
         loop {
             match stream.message().await {
-                Ok(Some(_)) if queries.len() == MAX_STREAMED_BATCH => {
+                Ok(Some(_)) if queries.len() == MAX_BATCH => {
                     too_many = true;
                     break;
                 }
@@ -1285,11 +1299,11 @@ impl Confirmation for ConfirmationService {
             )))
         } else if too_many {
             Err(Refusal::BatchTooLarge {
-                max: MAX_STREAMED_BATCH,
-                got: MAX_STREAMED_BATCH + 1,
+                max: MAX_BATCH,
+                got: MAX_BATCH + 1,
             })
         } else {
-            self.submit_batch(&terminal, queries, true, now).await
+            self.submit_batch(&terminal, queries, now).await
         };
         self.finish(&terminal, now, ctx, id, outcome).await
     }

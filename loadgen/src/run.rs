@@ -244,6 +244,11 @@ fn absolutize_config(
     let mut no_limit = toml::Table::new();
     no_limit.insert("per_second".into(), toml::Value::Float(0.0));
     table.insert("rate_limit".into(), toml::Value::Table(no_limit));
+    // Nor a per-institution quota on card-less look-ups: a few institutions carry them all.
+    let mut no_quota = toml::Table::new();
+    no_quota.insert("lookups_per_day".into(), toml::Value::Integer(0));
+    no_quota.insert("birth_dates_per_numbers".into(), toml::Value::Integer(0));
+    table.insert("quotas".into(), toml::Value::Table(no_quota));
     toml::to_string(&table).map_err(|e| LoadgenError::World(format!("service.toml copy: {e}")))
 }
 
@@ -783,7 +788,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_config_copy_has_absolute_paths_the_new_ttl_and_no_rate_limit() {
+    fn the_config_copy_has_absolute_paths_the_new_ttl_and_no_rate_limit_or_quota() {
         let text = r#"listen = "127.0.0.1:50443"
 store = "store/onshi.sqlite"
 challenge_ttl_seconds = 60
@@ -802,6 +807,8 @@ crls = ["issuing-ca/crl.der"]
         assert_eq!(t["store"].as_str(), Some("/run/s.sqlite"));
         assert_eq!(t["challenge_ttl_seconds"].as_integer(), Some(3600));
         assert_eq!(t["rate_limit"]["per_second"].as_float(), Some(0.0));
+        assert_eq!(t["quotas"]["lookups_per_day"].as_integer(), Some(0));
+        assert_eq!(t["quotas"]["birth_dates_per_numbers"].as_integer(), Some(0));
         assert_eq!(
             t["tls"]["certificate"].as_str(),
             Some("/w/service/server.pem")

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod batch;
 pub mod grpc;
 pub mod kiosk;
 pub mod pg;

@@ -15,22 +15,16 @@ use std::time::{Duration, Instant};
 use onshi_confirm_service::answer::yyyymmdd;
 use onshi_confirm_service::audit::{AuditQuery, AuditRecord};
 use onshi_confirm_service::eligibility::InsurerNumber;
-use onshi_confirm_service::outcome::result_code_of;
 use onshi_confirm_service::store::{SqliteStore, Store};
-use onshi_e2e::{grpc, Service, World};
-use onshi_proto::v1::confirmation_client::ConfirmationClient;
+use onshi_e2e::batch::{all_items, assert_refused, client, page, wait_done, Client};
+use onshi_e2e::{Service, World};
 use onshi_proto::v1::{self as pb, BatchStatus, ResultCode};
-use tonic::transport::Channel;
 use tonic::Code;
-use tonic_types::StatusExt;
 
 const PHARMACY_T01: &str = "1340123452-T01";
 const PHARMACY_T02: &str = "1340123452-T02";
 const CLINIC_T01: &str = "1310156789-T01";
 const PHARMACY: &str = "1340123452";
-
-/// Most answers in one GetBatchResult page (the service's documented maximum).
-const MAX_PAGE: u32 = 1000;
 
 fn shared_world() -> &'static World {
     World::shared(env!("CARGO_TARGET_TMPDIR"), "batch-world", 8)
@@ -236,40 +230,11 @@ fn assert_items(mix: &Mix, items: &[pb::BatchItemResult], first: u32) {
 
 // ---- clients and refusals ---------------------------------------------------------------------
 
-type Client = ConfirmationClient<Channel>;
-
-async fn client(world: &World, service: &Service, name: &str) -> Client {
-    let dir = world.in_operation_terminal_dir(name).unwrap();
-    grpc::client(world, &service.url(), &dir).await.unwrap()
-}
-
-#[track_caller]
-fn assert_refused(status: &tonic::Status, code: ResultCode, grpc: Code, what: &str) {
-    assert_eq!(result_code_of(status), Some(code), "{what}: {status:?}");
-    assert_eq!(status.code(), grpc, "{what}: {status:?}");
-    let info = status
-        .get_details_error_info()
-        .unwrap_or_else(|| panic!("{what}: no ErrorInfo in {status:?}"));
-    assert_eq!(
-        (info.domain.as_str(), info.reason.as_str()),
-        (onshi_proto::ERROR_DOMAIN, code.as_str_name()),
-        "{what}"
-    );
-}
-
 async fn submit(c: &mut Client, queries: Vec<pb::NumbersQuery>) -> pb::SubmitBatchResponse {
     c.submit_batch(pb::SubmitBatchRequest { queries })
         .await
         .unwrap()
         .into_inner()
-}
-
-fn page(reception_number: &str, from: u32, limit: u32) -> pb::GetBatchResultRequest {
-    pb::GetBatchResultRequest {
-        reception_number: reception_number.to_owned(),
-        from,
-        limit,
-    }
 }
 
 #[track_caller]
@@ -281,66 +246,6 @@ fn assert_reception_number(r: &pb::SubmitBatchResponse, total: u32) {
     );
     assert_eq!(r.total, total);
     assert!(r.submitted_at.is_some());
-}
-
-/// Polls GetBatchResult (bounded by `timeout`) until the batch is done; checks on the way that
-/// a batch in progress shows no answers and its progress only grows. Returns the statuses seen
-/// and the final (done) result with its first page.
-async fn wait_done(
-    c: &mut Client,
-    reception_number: &str,
-    timeout: Duration,
-) -> (Vec<BatchStatus>, pb::BatchResult) {
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    let mut completed = 0;
-    loop {
-        let r = c
-            .get_batch_result(page(reception_number, 0, 0))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(r.reception_number, reception_number);
-        assert!(r.completed >= completed, "progress never goes back");
-        completed = r.completed;
-        seen.push(r.status());
-        match r.status() {
-            BatchStatus::Done => {
-                assert_eq!(r.completed, r.total);
-                assert!(r.finished_at.is_some());
-                return (seen, r);
-            }
-            BatchStatus::Processing => {
-                assert!(r.items.is_empty(), "no answers while 処理中");
-                assert!(r.completed < r.total);
-                assert!(r.finished_at.is_none());
-            }
-            other => panic!("unexpected batch status {other:?}"),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "batch {reception_number} not done within {timeout:?}: {completed}/{} answered",
-            r.total
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Every answer of a done batch, page by page.
-async fn all_items(c: &mut Client, reception_number: &str, total: u32) -> Vec<pb::BatchItemResult> {
-    let mut items = Vec::new();
-    while (items.len() as u32) < total {
-        let r = c
-            .get_batch_result(page(reception_number, items.len() as u32, MAX_PAGE))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(r.status(), BatchStatus::Done);
-        assert!(!r.items.is_empty(), "a page short of the total");
-        assert!(r.items.len() as u32 <= MAX_PAGE);
-        items.extend(r.items);
-    }
-    items
 }
 
 /// The batch answers' audit records of an institution since the start.
@@ -546,6 +451,17 @@ fn a_streamed_batch_of_2000_streams_back_2000_answers_in_order() {
             Code::InvalidArgument,
             "an empty stream",
         );
+        // A stream holds at most 10,000 queries, like a unary batch.
+        let err = c
+            .submit_batch_stream(tokio_stream::iter(mix.cycle(10_001)))
+            .await
+            .unwrap_err();
+        assert_refused(
+            &err,
+            ResultCode::BatchTooLarge,
+            Code::InvalidArgument,
+            "a stream of 10,001 queries",
+        );
         let queries = mix.cycle(2000);
         let submitted = c
             .submit_batch_stream(tokio_stream::iter(queries))
@@ -644,16 +560,19 @@ fn a_batch_interrupted_by_a_crash_finishes_after_a_restart() {
 
 // ---- exactly once -----------------------------------------------------------------------------
 
-/// The largest streamed batch (100,000 queries) takes longer to answer than the period at which
-/// the service looks for unfinished jobs, so a job is still being answered when its own
-/// instance rescans: each query must still be answered, and audited, exactly once.
+/// The largest streamed batch (10,000 queries) takes longer to answer than the period at which
+/// the service looks for unfinished jobs (one second here), so a job is still being answered
+/// when its own instance rescans: each query must still be answered, and audited, exactly once.
 #[test]
 fn the_largest_streamed_batch_is_answered_and_audited_exactly_once() {
-    const TOTAL: u32 = 100_000;
+    const TOTAL: u32 = 10_000;
     let w = shared_world();
     let mix = Mix::of(w);
     let store = store_of(w);
-    let svc = Service::start(&w.dir.join("service.toml")).expect("confirm-service");
+    let config = w
+        .service_config_with("service-rescan-1s.toml", "[batch]\nrescan_seconds = 1\n")
+        .unwrap();
+    let svc = Service::start(&config).expect("confirm-service");
     runtime().block_on(async {
         // The clinic: no other test of this world submits from it.
         let mut c = client(w, &svc, CLINIC_T01).await;

@@ -1,0 +1,249 @@
+//! Quotas against enumeration through card-less look-ups (`ConfirmByNumbers` and batch items):
+//! how many look-ups an institution may make in 24 hours, and how many different birth dates
+//! it may try with the same insurance-card numbers (docs/security.md, "Another institution").
+//!
+//! The counts are kept in this instance's memory, in hourly buckets (look-ups) and per
+//! numbers (birth dates), and forgotten after 24 hours; their size is bounded by the quotas
+//! themselves (every entry is one counted look-up). Numbers are kept as a SHA-256 digest with
+//! the institution, never in clear. Several instances sharing one store count apart, so behind
+//! a load balancer an institution's allowance is the quota times the number of instances; that
+//! limitation is documented in docs/security.md.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use time::{Date, Duration, OffsetDateTime};
+
+use crate::config::QuotaConfig;
+use crate::eligibility::NumbersQuery;
+use crate::outcome::Refusal;
+
+/// The window both quotas look back over.
+const WINDOW: Duration = Duration::hours(24);
+/// Look-ups are counted per hour of arrival; 25 buckets cover any 24 hours.
+const BUCKET_SECONDS: i64 = 3600;
+
+/// The quota state of one service instance.
+#[derive(Debug)]
+pub struct Quotas {
+    config: QuotaConfig,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Per institution: (hour, look-ups counted in it), oldest first.
+    lookups: HashMap<String, VecDeque<(i64, u32)>>,
+    /// Per digest of (institution, insurer number, 記号, 番号): the different birth dates
+    /// asked and when each was first asked.
+    birth_dates: HashMap<[u8; 32], Vec<(Date, OffsetDateTime)>>,
+    /// When expired birth-date entries were last swept.
+    swept: Option<OffsetDateTime>,
+}
+
+impl Quotas {
+    pub fn new(config: QuotaConfig) -> Self {
+        Quotas {
+            config,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Counts `n` card-less look-ups of `institution` at `now`, or refuses them all when they
+    /// would take the institution over its quota for the last 24 hours.
+    pub fn charge_lookups(
+        &self,
+        institution: &str,
+        n: u32,
+        now: OffsetDateTime,
+    ) -> Result<(), Refusal> {
+        let limit = self.config.lookups_per_day;
+        if limit == 0 {
+            return Ok(());
+        }
+        let hour = now.unix_timestamp().div_euclid(BUCKET_SECONDS);
+        let oldest = (now - WINDOW).unix_timestamp().div_euclid(BUCKET_SECONDS);
+        let mut inner = self.lock();
+        let buckets = inner.lookups.entry(institution.to_owned()).or_default();
+        while buckets.front().is_some_and(|(h, _)| *h < oldest) {
+            buckets.pop_front();
+        }
+        let used: u64 = buckets.iter().map(|(_, c)| u64::from(*c)).sum();
+        if used + u64::from(n) > u64::from(limit) {
+            return Err(Refusal::QuotaExceeded { limit });
+        }
+        match buckets.back_mut() {
+            Some((h, c)) if *h == hour => *c += n,
+            _ => buckets.push_back((hour, n)),
+        }
+        Ok(())
+    }
+
+    /// Records that `institution` asked about `query`'s numbers with its birth date at `now`,
+    /// or refuses when that would make more different birth dates for these numbers within 24
+    /// hours than allowed. A birth date already asked within the window is always answered.
+    pub fn check_birth_date(
+        &self,
+        institution: &str,
+        query: &NumbersQuery,
+        now: OffsetDateTime,
+    ) -> Result<(), Refusal> {
+        let limit = self.config.birth_dates_per_numbers;
+        if limit == 0 {
+            return Ok(());
+        }
+        let key = numbers_key(institution, query);
+        let since = now - WINDOW;
+        let mut inner = self.lock();
+        inner.sweep(now);
+        let dates = inner.birth_dates.entry(key).or_default();
+        dates.retain(|(_, at)| *at > since);
+        if dates.iter().any(|(d, _)| *d == query.birth_date) {
+            return Ok(());
+        }
+        if dates.len() >= limit as usize {
+            return Err(Refusal::TooManyBirthDates { limit });
+        }
+        dates.push((query.birth_date, now));
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // The counts stay consistent whatever a panicking holder was doing: each update is
+        // one push or one addition.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    /// Forgets birth dates older than the window, at most once a minute.
+    fn sweep(&mut self, now: OffsetDateTime) {
+        if self
+            .swept
+            .is_some_and(|at| now - at < Duration::minutes(1) && now >= at)
+        {
+            return;
+        }
+        self.swept = Some(now);
+        let since = now - WINDOW;
+        self.birth_dates.retain(|_, dates| {
+            dates.retain(|(_, at)| *at > since);
+            !dates.is_empty()
+        });
+        self.lookups.retain(|_, buckets| {
+            buckets
+                .back()
+                .is_some_and(|(h, _)| *h >= since.unix_timestamp().div_euclid(BUCKET_SECONDS))
+        });
+    }
+}
+
+/// The key of one institution's questions about one set of numbers. The branch (枝番) is left
+/// out on purpose: varying it must not buy more birth dates.
+fn numbers_key(institution: &str, query: &NumbersQuery) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [
+        institution,
+        query.insurer_number.as_str(),
+        query.symbol.as_deref().unwrap_or(""),
+        query.number.as_str(),
+    ] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn query(number: &str, birth: &str) -> NumbersQuery {
+        NumbersQuery::parse("06139992", "67", number, "00", birth).expect("a valid query")
+    }
+
+    const NOW: OffsetDateTime = datetime!(2026-12-02 09:00 UTC);
+
+    #[test]
+    fn lookups_are_counted_per_institution_over_24_hours() {
+        let q = Quotas::new(QuotaConfig {
+            lookups_per_day: 10,
+            birth_dates_per_numbers: 0,
+        });
+        q.charge_lookups("A", 6, NOW).unwrap();
+        // A batch that does not fit is refused whole, and counts nothing.
+        assert!(matches!(
+            q.charge_lookups("A", 5, NOW),
+            Err(Refusal::QuotaExceeded { limit: 10 })
+        ));
+        q.charge_lookups("A", 4, NOW + Duration::hours(3)).unwrap();
+        assert!(q.charge_lookups("A", 1, NOW + Duration::hours(3)).is_err());
+        // Another institution has its own quota.
+        q.charge_lookups("B", 10, NOW).unwrap();
+        // 24 hours (and the rest of the hour) after the first 6, they no longer count.
+        assert!(q.charge_lookups("A", 6, NOW + Duration::hours(24)).is_err());
+        q.charge_lookups("A", 6, NOW + Duration::hours(25)).unwrap();
+        assert!(q.charge_lookups("A", 1, NOW + Duration::hours(25)).is_err());
+    }
+
+    #[test]
+    fn a_zero_quota_is_no_quota() {
+        let q = Quotas::new(QuotaConfig {
+            lookups_per_day: 0,
+            birth_dates_per_numbers: 0,
+        });
+        for i in 0..1000 {
+            q.charge_lookups("A", 10_000, NOW).unwrap();
+            let birth = format!("19{:02}0101", i % 100);
+            q.check_birth_date("A", &query("1", &birth), NOW).unwrap();
+        }
+    }
+
+    #[test]
+    fn more_birth_dates_than_allowed_for_the_same_numbers_are_refused() {
+        let q = Quotas::new(QuotaConfig {
+            lookups_per_day: 0,
+            birth_dates_per_numbers: 3,
+        });
+        for birth in ["19800101", "19800102", "19800103"] {
+            q.check_birth_date("A", &query("1234", birth), NOW).unwrap();
+        }
+        // The fourth different date is refused, the first three are still answered.
+        assert!(matches!(
+            q.check_birth_date("A", &query("1234", "19801112"), NOW),
+            Err(Refusal::TooManyBirthDates { limit: 3 })
+        ));
+        q.check_birth_date("A", &query("1234", "19800102"), NOW)
+            .unwrap();
+        // Another branch (枝番) is the same numbers.
+        let other_branch = NumbersQuery::parse("06139992", "67", "1234", "01", "19801112").unwrap();
+        assert!(q.check_birth_date("A", &other_branch, NOW).is_err());
+        // Other numbers, and another institution, count apart.
+        q.check_birth_date("A", &query("5678", "19801112"), NOW)
+            .unwrap();
+        q.check_birth_date("B", &query("1234", "19801112"), NOW)
+            .unwrap();
+        // A day later the dates are forgotten.
+        q.check_birth_date("A", &query("1234", "19801112"), NOW + WINDOW)
+            .unwrap();
+    }
+
+    #[test]
+    fn forgotten_entries_are_swept() {
+        let q = Quotas::new(QuotaConfig::default());
+        for i in 0..500 {
+            let birth = format!("19{:02}0101", i % 100);
+            let _ = q.check_birth_date("A", &query(&i.to_string(), &birth), NOW);
+            q.charge_lookups(&format!("I{i}"), 1, NOW).unwrap();
+        }
+        assert_eq!(q.lock().birth_dates.len(), 500);
+        q.check_birth_date("A", &query("1", "19800101"), NOW + Duration::hours(26))
+            .unwrap();
+        let inner = q.lock();
+        assert_eq!(inner.birth_dates.len(), 1);
+        assert!(inner.lookups.is_empty());
+    }
+}
