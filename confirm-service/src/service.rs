@@ -605,6 +605,11 @@ impl ConfirmationService {
         let institution = terminal.institution_code.clone();
         let (person_id, check) = self
             .blocking(move |s| {
+                // A look-up by numbers like any other: it counts towards the quotas, or a
+                // wrong birth date (no patient) and the right one (no consent) would tell
+                // apart as many dates as the rate limit allows.
+                s.quotas.charge_lookups(&institution, 1, now)?;
+                s.quotas.check_birth_date(&institution, &query, now)?;
                 let ids = s.store.persons_by_numbers(&query).map_err(unavailable)?;
                 let [person_id] = ids.as_slice() else {
                     return Err(Refusal::PatientUnknown);

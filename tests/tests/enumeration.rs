@@ -192,6 +192,50 @@ fn an_unrelated_institution_cannot_find_a_birth_date_by_trying_them_all() {
         .all(|r| r.person_id.as_deref() != Some(person_id.as_str())));
 }
 
+/// The clinical-data requests take the patient's numbers and birth date too, and a wrong
+/// birth date (`PATIENT_UNKNOWN`) differs from the right one without a consent
+/// (`CONSENT_MISSING`): they count towards the same limit, so they are no way around it. On
+/// the old service the fourth request, with the true date, answered `CONSENT_MISSING`.
+#[test]
+fn clinical_data_requests_count_towards_the_same_birth_date_limit() {
+    let w = shared_world();
+    let (truth, _) = patient(w);
+    let svc = Service::start(&w.dir.join("service.toml")).expect("confirm-service");
+    runtime().block_on(async {
+        let mut clinic = client(w, &svc, CLINIC_T01).await;
+        let ask = |birth_date: &str| pb::ClinicalDataRequest {
+            patient: Some(pb::NumbersQuery {
+                birth_date: birth_date.to_owned(),
+                ..truth.clone()
+            }),
+        };
+        for wrong in ["19300101", "19300102", "19300103"] {
+            let err = clinic.get_medications(ask(wrong)).await.unwrap_err();
+            assert_refused(&err, ResultCode::PatientUnknown, Code::NotFound, wrong);
+        }
+        let err = clinic
+            .get_medications(ask(&truth.birth_date))
+            .await
+            .unwrap_err();
+        assert_refused(
+            &err,
+            ResultCode::TooManyBirthDates,
+            Code::PermissionDenied,
+            "the true date after three wrong ones",
+        );
+        let err = clinic
+            .get_checkups(ask(&truth.birth_date))
+            .await
+            .unwrap_err();
+        assert_refused(
+            &err,
+            ResultCode::TooManyBirthDates,
+            Code::PermissionDenied,
+            "checkups",
+        );
+    });
+}
+
 /// A wrong birth date for real numbers is answered exactly like numbers nobody has: nothing in
 /// the answer tells the caller the numbers are somebody's.
 #[test]
