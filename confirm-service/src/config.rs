@@ -45,10 +45,11 @@ pub struct Config {
 }
 
 /// Quotas against enumeration through card-less look-ups (`ConfirmByNumbers`, every batch
-/// item, `GetMedications` and `GetCheckups`), per institution (医療機関コード), over the last 24 hours. 0 turns one off. The real
-/// service's quotas are not public: the defaults are this project's choice, sized for a large
-/// hospital's day (a reservation list of 10,000 patients checked the evening before and again
-/// on the day, and walk-in look-ups besides), far above a clinic's tens to hundreds.
+/// item, `GetMedications` and `GetCheckups`), per institution (医療機関コード), over the last
+/// 24 hours. 0 turns one off. The real service's quotas are not public: the defaults are this
+/// project's choice, sized for a large hospital's day (a reservation list of 10,000 patients
+/// checked the evening before and again on the day, and walk-in look-ups besides), far above a
+/// clinic's tens to hundreds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuotaConfig {
