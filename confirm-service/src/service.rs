@@ -206,6 +206,23 @@ fn check_arrival(index: usize, query: &pb::NumbersQuery) -> Result<(), Refusal> 
             "query {index} of the batch takes {bytes} bytes; a query is at most {max}"
         )));
     }
+    // Each field within the length the domain gives it (its content is checked when the
+    // query is answered, and a bad one answered with its own code).
+    let fields = [
+        ("保険者番号", &query.insurer_number, 8),
+        ("記号", &query.symbol, eligibility::MAX_SYMBOL_CHARS),
+        ("番号", &query.number, eligibility::MAX_NUMBER_CHARS),
+        ("枝番", &query.branch, 2),
+        ("birth date", &query.birth_date, 8),
+    ];
+    for (what, value, max) in fields {
+        let chars = value.chars().count();
+        if chars > max {
+            return Err(Refusal::TooLarge(format!(
+                "query {index} of the batch: {what} has {chars} characters; at most {max}"
+            )));
+        }
+    }
     Ok(())
 }
 

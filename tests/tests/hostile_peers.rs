@@ -372,11 +372,34 @@ fn oversized_batch_queries_are_refused_as_they_arrive() {
             .await
             .unwrap_err();
         assert_eq!(result_code_of(&status), Some(pb::ResultCode::FieldTooLong));
-        // A query that is merely invalid (39 characters of 番号) is still kept and answered
-        // with its own error, like a card-less confirmation.
-        let accepted = c
+        // Each field is held to the length the domain gives it as the query arrives: 39
+        // characters of 番号 (at most 38) refuse the batch, well within the byte bound.
+        let status = c
             .submit_batch(pb::SubmitBatchRequest {
                 queries: vec![query("1".repeat(39))],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(result_code_of(&status), Some(pb::ResultCode::FieldTooLong));
+        let status = c
+            .submit_batch(pb::SubmitBatchRequest {
+                queries: vec![pb::NumbersQuery {
+                    branch: "001".into(),
+                    ..query("1".into())
+                }],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(result_code_of(&status), Some(pb::ResultCode::FieldTooLong));
+        // A query that is merely invalid (a 番号 of the right length with a wrong check digit
+        // in its insurer number) is kept and answered with its own error, like a card-less
+        // confirmation.
+        let accepted = c
+            .submit_batch(pb::SubmitBatchRequest {
+                queries: vec![pb::NumbersQuery {
+                    insurer_number: "06139989".into(),
+                    ..query("1".repeat(38))
+                }],
             })
             .await
             .unwrap()
