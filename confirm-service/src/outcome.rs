@@ -155,7 +155,26 @@ impl Refusal {
                 CertError::CrlMissing { .. } | CertError::CrlStale { .. } => {
                     ResultCode::RevocationUnavailable
                 }
-                _ => ResultCode::CertificateInvalid,
+                CertError::Malformed { .. }
+                | CertError::TrailingData { .. }
+                | CertError::NonCanonicalEncoding { .. }
+                | CertError::UnsupportedVersion { .. }
+                | CertError::SignatureAlgorithmMismatch
+                | CertError::TooLarge
+                | CertError::UnsupportedAlgorithm { .. }
+                | CertError::WeakKey { .. }
+                | CertError::BadSignature
+                | CertError::NotEndEntity
+                | CertError::WrongKeyUsage
+                | CertError::ExtraKeyUsage
+                | CertError::WrongExtendedKeyUsage
+                | CertError::MissingExtendedKeyUsage
+                | CertError::WrongRsaExponent { .. }
+                | CertError::NonPositiveSerial
+                | CertError::SerialTooLong { .. }
+                | CertError::WrongSubject { .. }
+                | CertError::WrongPolicy
+                | CertError::UnknownCriticalExtension { .. } => ResultCode::CertificateInvalid,
             },
             Refusal::SignatureInvalid => ResultCode::SignatureInvalid,
             Refusal::AttestationInvalid(_) => ResultCode::AttestationInvalid,
@@ -201,7 +220,15 @@ impl Refusal {
             ResultCode::RateLimited | ResultCode::QuotaExceeded => Code::ResourceExhausted,
             ResultCode::TooManyBirthDates => Code::PermissionDenied,
             ResultCode::RevocationUnavailable | ResultCode::ServiceUnavailable => Code::Unavailable,
-            _ => Code::Internal,
+            // Codes of answers, not refusals, and the reader's own: never a refusal's code, but
+            // each one mapped on purpose, so that a new code must be placed here.
+            ResultCode::Unspecified
+            | ResultCode::Ok
+            | ResultCode::NoQualification
+            | ResultCode::MultipleQualifications
+            | ResultCode::PinAttemptsExhausted
+            | ResultCode::FaceAttemptsExhausted
+            | ResultCode::InternalError => Code::Internal,
         }
     }
 
@@ -261,7 +288,11 @@ fn invalid_code(e: &DomainError) -> ResultCode {
         DomainError::BadDate { .. } => ResultCode::InvalidDate,
         DomainError::Empty { .. } => ResultCode::MissingField,
         DomainError::TooLong { .. } => ResultCode::FieldTooLong,
-        _ => ResultCode::InvalidField,
+        DomainError::WrongLength { .. }
+        | DomainError::NonDigit { .. }
+        | DomainError::BadCheckDigit { .. }
+        | DomainError::BadCharacter { .. }
+        | DomainError::NotForKoki { .. } => ResultCode::InvalidField,
     }
 }
 

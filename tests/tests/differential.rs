@@ -253,7 +253,7 @@ fn every_difference_is_in_the_docs_and_every_reason_has_a_case() {
         }
     }
     for reason in onshi_confirm_service::validation::CertError::REASONS {
-        if !manifest.iter().any(|c| c["reason"] == reason) {
+        if !manifest.iter().any(|c| c["reason"] == *reason) {
             missing.push(format!("reason {reason} has no corpus case"));
         }
     }
