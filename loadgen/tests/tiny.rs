@@ -41,9 +41,12 @@ fn loadgen(args: &[&str], limit: Duration) -> Output {
             return child.wait_with_output().expect("loadgen output");
         }
         if Instant::now() > deadline {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            if let Some(pid) = i32::try_from(child.id())
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
             std::thread::sleep(Duration::from_secs(3));
             let _ = child.kill();
             let out = child.wait_with_output().expect("loadgen output");

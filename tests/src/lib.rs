@@ -52,6 +52,17 @@ pub fn bin(name: &str) -> Result<PathBuf> {
     }
 }
 
+/// Sends `signal` to process `pid` (through rustix, not by spawning `kill`). A process that
+/// has already exited is not an error.
+pub fn send_signal(pid: u32, signal: rustix::process::Signal) -> Result<()> {
+    let raw = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
+    let pid = rustix::process::Pid::from_raw(raw).ok_or("pid 0 names no process")?;
+    match rustix::process::kill_process(pid, signal) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(format!("cannot signal process {raw}: {e}")),
+    }
+}
+
 /// Kills and reaps a child on drop.
 #[derive(Debug)]
 pub struct Guard {
@@ -74,9 +85,7 @@ impl Guard {
     /// Sends SIGTERM and waits (bounded) for the process to exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            let _ = send_signal(child.id(), rustix::process::Signal::TERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
                 match child.try_wait() {
@@ -470,13 +479,7 @@ impl Service {
     /// Kills the service with SIGKILL (no chance to flush or clean up) and reaps it.
     pub fn kill_hard(&mut self) -> Result<()> {
         let pid = self._guard.id().ok_or("the service has already stopped")?;
-        let status = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .map_err(|e| format!("cannot run kill: {e}"))?;
-        if !status.success() {
-            return Err(format!("kill -KILL {pid} failed: {status}"));
-        }
+        send_signal(pid, rustix::process::Signal::KILL)?;
         self._guard.wait(Duration::from_secs(10)).map(|_| ())
     }
 }
@@ -633,9 +636,7 @@ fn run_with_stdin(mut cmd: Command, input: &str, what: &str) -> Result<std::proc
     match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(o) => o.map_err(|e| e.to_string()),
         Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &id.to_string()])
-                .status();
+            let _ = send_signal(id, rustix::process::Signal::KILL);
             Err(format!("{what} did not finish within 60 s"))
         }
     }
@@ -757,9 +758,7 @@ pub fn run_bounded(mut command: Command, timeout: Duration) -> Result<std::proce
     match rx.recv_timeout(timeout) {
         Ok(o) => o.map_err(|e| format!("{what}: {e}")),
         Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &id.to_string()])
-                .status();
+            let _ = send_signal(id, rustix::process::Signal::KILL);
             Err(format!("{what} did not finish within {timeout:?}"))
         }
     }

@@ -233,9 +233,7 @@ impl PgServer {
     /// supervisor, which removes the directory once the server has exited.
     fn stop(&mut self) {
         if self.pid != 0 {
-            let _ = Command::new("kill")
-                .args(["-INT", &self.pid.to_string()])
-                .status();
+            let _ = crate::send_signal(self.pid, rustix::process::Signal::INT);
         }
         drop(self.lifeline.take());
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -248,9 +246,7 @@ impl PgServer {
                 _ => {
                     // A server that ignored the fast shutdown: immediate shutdown.
                     if self.pid != 0 {
-                        let _ = Command::new("kill")
-                            .args(["-QUIT", &self.pid.to_string()])
-                            .status();
+                        let _ = crate::send_signal(self.pid, rustix::process::Signal::QUIT);
                     }
                     let _ = self.supervisor.kill();
                     let _ = self.supervisor.wait();

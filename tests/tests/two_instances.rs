@@ -181,8 +181,8 @@ impl Instance {
 
     /// SIGTERM, then the exit status must be success with nothing alarming on stderr.
     fn terminate(&mut self) {
-        let pid = self.guard.id().unwrap().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let pid = self.guard.id().unwrap();
+        onshi_e2e::send_signal(pid, rustix::process::Signal::TERM).unwrap();
         let status = self.guard.wait(Duration::from_secs(20)).unwrap();
         let stderr = std::fs::read_to_string(&self.stderr).unwrap();
         assert!(status.success(), "{status}: {stderr}");
