@@ -3,7 +3,7 @@
 //! Loopback only; every wait is bounded.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -186,14 +186,12 @@ pub struct Chromedriver {
 
 impl Chromedriver {
     pub fn start() -> Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
+        // Port 0: chromedriver binds a free port itself and says which, so no other process
+        // can take it between a check and its use.
+        let mut child = Command::new("chromedriver")
+            .arg("--port=0")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| {
@@ -201,7 +199,31 @@ impl Chromedriver {
                     "cannot start chromedriver (scripts/setup.sh installs chromium-driver): {e}"
                 )
             })?;
+        let stdout = child.stdout.take().ok_or("no stdout from chromedriver")?;
         let guard = Guard::new(child, "chromedriver");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            // Keeps reading to the end, so chromedriver never blocks on a full pipe.
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(|l| l.ok())
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let port: u16 = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .map_err(|_| "chromedriver did not say its port within 20 s")?;
+            if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                break rest
+                    .trim_end_matches('.')
+                    .trim()
+                    .parse()
+                    .map_err(|e| format!("chromedriver's port in {line:?}: {e}"))?;
+            }
+        };
         let addr = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
