@@ -7,7 +7,6 @@
 
 use onshi_proto::v1::ResultCode;
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::challenge::ChallengeError;
 use crate::eligibility::{self, DomainError};
@@ -248,17 +247,7 @@ impl Refusal {
         if let Refusal::Certificate(e) = self {
             metadata.insert("certificate_reason".to_owned(), e.reason().to_owned());
         }
-        let mut status = Status::with_error_details(
-            self.grpc_code(),
-            message,
-            ErrorDetails::with_error_info(code.as_str_name(), onshi_proto::ERROR_DOMAIN, metadata),
-        );
-        if let Ok(v) = (code as i32).to_string().parse() {
-            status
-                .metadata_mut()
-                .insert(onshi_proto::RESULT_CODE_METADATA, v);
-        }
-        status
+        onshi_proto::status::refusal(self.grpc_code(), code, message, metadata)
     }
 }
 
@@ -297,12 +286,7 @@ fn invalid_code(e: &DomainError) -> ResultCode {
 }
 
 pub fn result_code_of(status: &Status) -> Option<ResultCode> {
-    let details = status.get_error_details();
-    let info = details.error_info()?;
-    if info.domain != onshi_proto::ERROR_DOMAIN {
-        return None;
-    }
-    ResultCode::from_str_name(&info.reason)
+    onshi_proto::status::result_code_of(status)
 }
 
 #[cfg(test)]

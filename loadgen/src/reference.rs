@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::world::read;
@@ -46,21 +46,7 @@ pub struct Reference {
 }
 
 fn refusal(code: Code, result: pb::ResultCode, message: &str) -> Status {
-    let mut status = Status::with_error_details(
-        code,
-        message,
-        ErrorDetails::with_error_info(
-            result.as_str_name(),
-            onshi_proto::ERROR_DOMAIN,
-            HashMap::new(),
-        ),
-    );
-    if let Ok(v) = (result as i32).to_string().parse() {
-        status
-            .metadata_mut()
-            .insert(onshi_proto::RESULT_CODE_METADATA, v);
-    }
-    status
+    onshi_proto::status::refusal(code, result, message, HashMap::new())
 }
 
 fn bad_request(message: &str) -> Status {

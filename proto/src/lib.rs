@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod binding;
+pub mod status;
 
 /// Generated from `proto/onshi/v1/confirmation.proto`.
 #[allow(clippy::all, missing_debug_implementations)]

@@ -5,7 +5,6 @@ use std::time::Duration;
 use onshi_proto::v1::confirmation_client::ConfirmationClient;
 use onshi_proto::v1::ResultCode;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use tonic_types::StatusExt;
 
 use crate::config::AgentConfig;
 
@@ -81,12 +80,7 @@ fn describe(e: &dyn std::error::Error) -> String {
 
 /// The project's result code carried by a refusal, if any.
 pub fn refusal_code(status: &tonic::Status) -> Option<ResultCode> {
-    let details = status.get_error_details();
-    let info = details.error_info()?;
-    if info.domain != onshi_proto::ERROR_DOMAIN {
-        return None;
-    }
-    ResultCode::from_str_name(&info.reason)
+    onshi_proto::status::result_code_of(status)
 }
 
 /// A readable description of a failed call, with its whole cause chain.
