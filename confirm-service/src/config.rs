@@ -55,9 +55,10 @@ pub struct Config {
 pub struct QuotaConfig {
     /// Card-less look-ups an institution may make in any 24 hours.
     pub lookups_per_day: u32,
-    /// Different birth dates an institution may ask with the same insurance-card numbers
-    /// (保険者番号, 記号, 番号) in 24 hours; look-ups with any further birth date are refused
-    /// (`RESULT_CODE_TOO_MANY_BIRTH_DATES`), whether the numbers are anybody's or not.
+    /// Different birth dates that matched nobody an institution may ask with the same
+    /// insurance-card numbers (保険者番号, 記号, 番号) in 24 hours; then every look-up of these
+    /// numbers by the institution is refused (`RESULT_CODE_TOO_MANY_BIRTH_DATES`) for the rest
+    /// of the 24 hours, whether the numbers are anybody's or not. Needs `lookups_per_day`.
     pub birth_dates_per_numbers: u32,
 }
 
@@ -307,6 +308,16 @@ impl Config {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 reason: "batch.rescan_seconds must be between 1 and 3600".into(),
+            });
+        }
+        if config.quotas.birth_dates_per_numbers > 0 && config.quotas.lookups_per_day == 0 {
+            // The missed birth dates are kept per look-up: without a look-up quota nothing
+            // bounds them.
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                reason: "quotas: a birth-date limit (birth_dates_per_numbers) needs a look-up \
+                         quota (lookups_per_day > 0); set both to 0 to turn both off"
+                    .into(),
             });
         }
         let limit = config.rate_limit;

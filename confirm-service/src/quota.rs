@@ -1,10 +1,12 @@
-//! Quotas against enumeration through card-less look-ups (`ConfirmByNumbers` and batch items):
-//! how many look-ups an institution may make in 24 hours, and how many different birth dates
-//! it may try with the same insurance-card numbers (docs/security.md, "Another institution").
+//! Quotas against enumeration through card-less look-ups (`ConfirmByNumbers`, batch items,
+//! clinical-data requests): how many look-ups an institution may make in 24 hours, and how
+//! many different birth dates that matched nobody it may try with the same insurance-card
+//! numbers (docs/security.md, "Another institution").
 //!
 //! The counts are kept in this instance's memory, in hourly buckets (look-ups) and per
-//! numbers (birth dates), and forgotten after 24 hours; their size is bounded by the quotas
-//! themselves (every entry is one counted look-up). Numbers are kept as a SHA-256 digest with
+//! numbers (missed birth dates), and forgotten after 24 hours; their size is bounded by the
+//! look-up quota (every entry is one counted look-up; the configuration refuses a birth-date
+//! limit without a look-up quota). A restart forgets them. Numbers are kept as a SHA-256 digest with
 //! the institution, never in clear. Several instances sharing one store count apart, so behind
 //! a load balancer an institution's allowance is the quota times the number of instances; that
 //! limitation is documented in docs/security.md.
@@ -79,10 +81,13 @@ impl Quotas {
         Ok(())
     }
 
-    /// Records that `institution` asked about `query`'s numbers with its birth date at `now`,
-    /// or refuses when that would make more different birth dates for these numbers within 24
-    /// hours than allowed. A birth date already asked within the window is always answered.
-    pub fn check_birth_date(
+    /// Refuses a look-up of `query`'s numbers by `institution` when the institution has
+    /// already asked about these numbers with as many different birth dates that matched
+    /// nobody as allowed, within 24 hours. Only misses count: a family shares its 保険者番号,
+    /// 記号 and 番号 (one 枝番 and one birth date each), and every member's true date is
+    /// answered. The refusal depends only on misses the caller has already been told about,
+    /// so it says nothing new about the numbers.
+    pub fn check_numbers(
         &self,
         institution: &str,
         query: &NumbersQuery,
@@ -96,16 +101,29 @@ impl Quotas {
         let since = now - WINDOW;
         let mut inner = self.lock();
         inner.sweep(now);
-        let dates = inner.birth_dates.entry(key).or_default();
-        dates.retain(|(_, at)| *at > since);
-        if dates.iter().any(|(d, _)| *d == query.birth_date) {
-            return Ok(());
-        }
-        if dates.len() >= limit as usize {
+        let misses = inner.birth_dates.get(&key).map_or(0, |dates| {
+            dates.iter().filter(|(_, at)| *at > since).count()
+        });
+        if misses >= limit as usize {
             return Err(Refusal::TooManyBirthDates { limit });
         }
-        dates.push((query.birth_date, now));
         Ok(())
+    }
+
+    /// Records that `query`'s birth date matched nobody with its numbers (a date already
+    /// recorded is not counted twice).
+    pub fn record_miss(&self, institution: &str, query: &NumbersQuery, now: OffsetDateTime) {
+        if self.config.birth_dates_per_numbers == 0 {
+            return;
+        }
+        let key = numbers_key(institution, query);
+        let since = now - WINDOW;
+        let mut inner = self.lock();
+        let dates = inner.birth_dates.entry(key).or_default();
+        dates.retain(|(_, at)| *at > since);
+        if !dates.iter().any(|(d, _)| *d == query.birth_date) {
+            dates.push((query.birth_date, now));
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -197,38 +215,72 @@ mod tests {
         });
         for i in 0..1000 {
             q.charge_lookups("A", 10_000, NOW).unwrap();
-            let birth = format!("19{:02}0101", i % 100);
-            q.check_birth_date("A", &query("1", &birth), NOW).unwrap();
+            let query = query("1", &format!("19{:02}0101", i % 100));
+            q.check_numbers("A", &query, NOW).unwrap();
+            q.record_miss("A", &query, NOW);
         }
+        assert!(q.lock().birth_dates.is_empty());
+    }
+
+    /// Asks as the service does: check, then record the date if it matched nobody.
+    fn ask(q: &Quotas, institution: &str, query: &NumbersQuery, matches: bool) -> bool {
+        let allowed = q.check_numbers(institution, query, NOW).is_ok();
+        if allowed && !matches {
+            q.record_miss(institution, query, NOW);
+        }
+        allowed
     }
 
     #[test]
-    fn more_birth_dates_than_allowed_for_the_same_numbers_are_refused() {
+    fn after_as_many_missed_birth_dates_as_allowed_the_numbers_are_refused() {
         let q = Quotas::new(QuotaConfig {
             lookups_per_day: 0,
             birth_dates_per_numbers: 3,
         });
-        for birth in ["19800101", "19800102", "19800103"] {
-            q.check_birth_date("A", &query("1234", birth), NOW).unwrap();
+        for birth in ["19800101", "19800102", "19800102", "19800103"] {
+            assert!(ask(&q, "A", &query("1234", birth), false), "{birth}");
         }
-        // The fourth different date is refused, the first three are still answered.
+        // Three different misses (one asked twice): every further look-up of these numbers
+        // is refused, the true date too.
         assert!(matches!(
-            q.check_birth_date("A", &query("1234", "19801112"), NOW),
+            q.check_numbers("A", &query("1234", "19801112"), NOW),
             Err(Refusal::TooManyBirthDates { limit: 3 })
         ));
-        q.check_birth_date("A", &query("1234", "19800102"), NOW)
-            .unwrap();
         // Another branch (枝番) is the same numbers.
         let other_branch = NumbersQuery::parse("06139992", "67", "1234", "01", "19801112").unwrap();
-        assert!(q.check_birth_date("A", &other_branch, NOW).is_err());
+        assert!(q.check_numbers("A", &other_branch, NOW).is_err());
         // Other numbers, and another institution, count apart.
-        q.check_birth_date("A", &query("5678", "19801112"), NOW)
+        assert!(ask(&q, "A", &query("5678", "19801112"), true));
+        assert!(ask(&q, "B", &query("1234", "19801112"), true));
+        // A day later the misses are forgotten.
+        q.check_numbers("A", &query("1234", "19801112"), NOW + WINDOW)
             .unwrap();
-        q.check_birth_date("B", &query("1234", "19801112"), NOW)
-            .unwrap();
-        // A day later the dates are forgotten.
-        q.check_birth_date("A", &query("1234", "19801112"), NOW + WINDOW)
-            .unwrap();
+    }
+
+    /// A family shares 保険者番号, 記号 and 番号, each member with an 枝番 and a birth date:
+    /// every member's true date is answered, however many members.
+    #[test]
+    fn a_family_sharing_numbers_is_never_refused_for_its_true_dates() {
+        let q = Quotas::new(QuotaConfig {
+            lookups_per_day: 0,
+            birth_dates_per_numbers: 3,
+        });
+        for (branch, birth) in [
+            ("00", "19700101"),
+            ("01", "19720202"),
+            ("02", "20050303"),
+            ("03", "20080404"),
+            ("04", "20110505"),
+        ] {
+            let member = NumbersQuery::parse("06139992", "67", "1234", branch, birth).unwrap();
+            for _ in 0..3 {
+                assert!(ask(&q, "A", &member, true), "{branch}");
+            }
+        }
+        // Two typos still leave room.
+        assert!(ask(&q, "A", &query("1234", "19700102"), false));
+        assert!(ask(&q, "A", &query("1234", "19700110"), false));
+        assert!(ask(&q, "A", &query("1234", "20110505"), true));
     }
 
     #[test]
@@ -236,14 +288,14 @@ mod tests {
         let q = Quotas::new(QuotaConfig::default());
         for i in 0..500 {
             let birth = format!("19{:02}0101", i % 100);
-            let _ = q.check_birth_date("A", &query(&i.to_string(), &birth), NOW);
+            q.record_miss("A", &query(&i.to_string(), &birth), NOW);
             q.charge_lookups(&format!("I{i}"), 1, NOW).unwrap();
         }
         assert_eq!(q.lock().birth_dates.len(), 500);
-        q.check_birth_date("A", &query("1", "19800101"), NOW + Duration::hours(26))
+        q.check_numbers("A", &query("1", "19800101"), NOW + Duration::hours(26))
             .unwrap();
         let inner = q.lock();
-        assert_eq!(inner.birth_dates.len(), 1);
+        assert!(inner.birth_dates.is_empty());
         assert!(inner.lookups.is_empty());
     }
 }

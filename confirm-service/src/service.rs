@@ -195,9 +195,10 @@ pub const MAX_PAGE: u32 = 1000;
 pub const MAX_PAGE_BYTES: usize = 1 << 20;
 
 /// Refuses a query of a batch as it arrives, before it is kept, when it is larger than any
-/// legitimate query ([`crate::config::MAX_QUERY_BYTES`]): a batch's bytes are bounded by its
-/// count. A query within the bound but invalid (a check digit, 39 characters of 番号) is kept
-/// and answered with its own error, like a card-less confirmation.
+/// legitimate query ([`crate::config::MAX_QUERY_BYTES`]) or a field is longer than the domain
+/// gives it: a batch's bytes are bounded by its count. A query within those lengths but invalid
+/// (a check digit, a date) is kept and answered with its own error, like a card-less
+/// confirmation.
 fn check_arrival(index: usize, query: &pb::NumbersQuery) -> Result<(), Refusal> {
     let bytes = Message::encoded_len(query);
     let max = crate::config::MAX_QUERY_BYTES as usize;
@@ -626,8 +627,11 @@ impl ConfirmationService {
                 // wrong birth date (no patient) and the right one (no consent) would tell
                 // apart as many dates as the rate limit allows.
                 s.quotas.charge_lookups(&institution, 1, now)?;
-                s.quotas.check_birth_date(&institution, &query, now)?;
+                s.quotas.check_numbers(&institution, &query, now)?;
                 let ids = s.store.persons_by_numbers(&query).map_err(unavailable)?;
+                if ids.is_empty() {
+                    s.quotas.record_miss(&institution, &query, now);
+                }
                 let [person_id] = ids.as_slice() else {
                     return Err(Refusal::PatientUnknown);
                 };
@@ -848,9 +852,10 @@ pub(crate) fn load_person(
 /// A card-less confirmation (by numbers), as answered alone or as a batch item: the result,
 /// and the person it concerns when one matched. Validation failures are `Err`.
 ///
-/// The query counts towards the institution's birth dates for its numbers before anything is
-/// looked up, so a refusal for too many says nothing of whether the numbers are anybody's; and
-/// a wrong birth date is answered exactly like numbers nobody has (該当資格なし).
+/// A look-up of numbers whose institution has already missed with as many birth dates as
+/// allowed is refused before anything is looked up (so the refusal tells nothing new); a birth
+/// date that matches nobody is recorded as a miss, and answered exactly like numbers nobody
+/// has (該当資格なし).
 pub(crate) fn confirm_numbers(
     s: &ServiceState,
     institution: &str,
@@ -858,10 +863,13 @@ pub(crate) fn confirm_numbers(
     now: OffsetDateTime,
 ) -> Result<(ConfirmationResult, Option<String>), Refusal> {
     let query = answer::numbers_query(query)?;
-    s.quotas.check_birth_date(institution, &query, now)?;
+    s.quotas.check_numbers(institution, &query, now)?;
     let store = s.store.as_ref();
     let today = now.to_offset(JST).date();
     let ids = store.persons_by_numbers(&query).map_err(unavailable)?;
+    if ids.is_empty() {
+        s.quotas.record_miss(institution, &query, now);
+    }
     let found = match ids.as_slice() {
         [id] => load_person(store, id)?,
         _ => None,

@@ -236,6 +236,69 @@ fn clinical_data_requests_count_towards_the_same_birth_date_limit() {
     });
 }
 
+/// A family shares 保険者番号, 記号 and 番号 (each member with an 枝番 and a birth date): the
+/// birth-date limit counts only dates that matched nobody, so an institution asking about
+/// every member of a large family, each with their true date, is answered every time, even
+/// after a typo.
+#[test]
+fn a_family_sharing_its_numbers_is_answered_for_every_member() {
+    let w = shared_world();
+    let store = store_of(w);
+    let persons = w.manifest["persons"].as_u64().unwrap();
+    let mut families: std::collections::BTreeMap<(String, String, String), Vec<pb::NumbersQuery>> =
+        Default::default();
+    for i in 1..=persons {
+        let id = format!("P{i:09}");
+        let Some(person) = store.person(&id).unwrap() else {
+            continue;
+        };
+        for r in store.qualifications(&id).unwrap() {
+            if r.disqualification_date.is_some() {
+                continue;
+            }
+            let key = (
+                r.insurer_number.as_str().to_owned(),
+                r.symbol.clone().unwrap_or_default(),
+                r.number.clone(),
+            );
+            families.entry(key).or_default().push(pb::NumbersQuery {
+                insurer_number: r.insurer_number.as_str().to_owned(),
+                symbol: r.symbol.clone().unwrap_or_default(),
+                number: r.number.clone(),
+                branch: r.branch.clone().unwrap_or_default(),
+                birth_date: yyyymmdd(person.birth_date),
+            });
+        }
+    }
+    let family = families
+        .into_values()
+        .max_by_key(Vec::len)
+        .expect("the world has persons");
+    assert!(
+        family.len() >= 4,
+        "the world needs a family of at least 4 sharing numbers for this test: {family:?}"
+    );
+    let svc = Service::start(&w.dir.join("service.toml")).expect("confirm-service");
+    runtime().block_on(async {
+        let mut c = client(w, &svc, PHARMACY_T02).await;
+        // A typo first: one miss of the three allowed.
+        let typo = pb::NumbersQuery {
+            birth_date: "19000101".into(),
+            ..family[0].clone()
+        };
+        let r = by_numbers(&mut c, typo).await.unwrap();
+        assert_eq!(r.result_code(), ResultCode::NoQualification);
+        for round in 0..2 {
+            for member in &family {
+                let r = by_numbers(&mut c, member.clone())
+                    .await
+                    .unwrap_or_else(|e| panic!("round {round}, {member:?}: {e:?}"));
+                assert_eq!(r.validity(), pb::QualificationValidity::Valid, "{member:?}");
+            }
+        }
+    });
+}
+
 /// A wrong birth date for real numbers is answered exactly like numbers nobody has: nothing in
 /// the answer tells the caller the numbers are somebody's.
 #[test]
@@ -345,7 +408,10 @@ fn another_institutions_look_ups_keep_their_pace_during_a_batch_storm() {
     .expect("world");
     let (truth, _) = patient(&w);
     let config = w
-        .service_config_with("service-no-quota.toml", "[quotas]\nlookups_per_day = 0\n")
+        .service_config_with(
+            "service-no-quota.toml",
+            "[quotas]\nlookups_per_day = 0\nbirth_dates_per_numbers = 0\n",
+        )
         .unwrap();
     let svc = Service::start(&config).expect("confirm-service");
     runtime().block_on(async {
@@ -371,18 +437,28 @@ fn another_institutions_look_ups_keep_their_pace_during_a_batch_storm() {
         let quiet = median(sample(40).await);
 
         let started = Instant::now();
+        let mut jobs = Vec::new();
         for _ in 0..30 {
-            pharmacy
+            let job = pharmacy
                 .submit_batch(pb::SubmitBatchRequest {
                     queries: vec![truth.clone(); 10_000],
                 })
                 .await
-                .unwrap();
+                .unwrap()
+                .into_inner();
+            jobs.push(job.reception_number);
         }
         eprintln!("30 × 10,000 queries submitted in {:?}", started.elapsed());
         // The storm is on: 300,000 queries take minutes to answer.
+        let answered_before = answered(&mut pharmacy, &jobs).await;
         let busy_samples = sample(60).await;
         let busy = median(busy_samples.clone());
+        // The storm was on while the clinic asked: the pharmacy's jobs were being answered.
+        let answered_during = answered(&mut pharmacy, &jobs).await - answered_before;
+        assert!(
+            answered_during > 0,
+            "no query of the pharmacy's batches was answered while the clinic was measured"
+        );
         let small = clinic
             .submit_batch(pb::SubmitBatchRequest {
                 queries: vec![nobodys_numbers(); 200],
@@ -410,8 +486,9 @@ fn another_institutions_look_ups_keep_their_pace_during_a_batch_storm() {
             "another institution's batch is unknown to the pharmacy"
         );
         eprintln!(
-            "clinic look-up median: {quiet:?} quiet, {busy:?} during the storm (max {:?}); \
-             its 200-query batch answered in {small_took:?}",
+            "clinic look-up median: {quiet:?} quiet, {busy:?} during the storm (max {:?}, \
+             {answered_during} of the pharmacy's queries answered meanwhile); its 200-query \
+             batch answered in {small_took:?}",
             busy_samples.iter().max().unwrap()
         );
         // Generous bounds, for a shared 2-core machine: a look-up waits for at most a page or
@@ -427,4 +504,22 @@ fn another_institutions_look_ups_keep_their_pace_during_a_batch_storm() {
             "the clinic's 200 queries waited {small_took:?} behind the pharmacy's batches"
         );
     });
+}
+
+/// How many queries of these jobs have been answered so far.
+async fn answered(c: &mut Client, jobs: &[String]) -> u64 {
+    let mut total = 0;
+    for number in jobs {
+        let r = c
+            .get_batch_result(pb::GetBatchResultRequest {
+                reception_number: number.clone(),
+                from: 0,
+                limit: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        total += u64::from(r.completed);
+    }
+    total
 }

@@ -381,16 +381,48 @@ fn oversized_batch_queries_are_refused_as_they_arrive() {
             .await
             .unwrap_err();
         assert_eq!(result_code_of(&status), Some(pb::ResultCode::FieldTooLong));
-        let status = c
-            .submit_batch(pb::SubmitBatchRequest {
-                queries: vec![pb::NumbersQuery {
+        for (what, long) in [
+            (
+                "枝番",
+                pb::NumbersQuery {
                     branch: "001".into(),
                     ..query("1".into())
-                }],
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(result_code_of(&status), Some(pb::ResultCode::FieldTooLong));
+                },
+            ),
+            (
+                "保険者番号",
+                pb::NumbersQuery {
+                    insurer_number: "061399880".into(),
+                    ..query("1".into())
+                },
+            ),
+            (
+                "記号",
+                pb::NumbersQuery {
+                    symbol: "記".repeat(39),
+                    ..query("1".into())
+                },
+            ),
+            (
+                "birth date",
+                pb::NumbersQuery {
+                    birth_date: "198001011".into(),
+                    ..query("1".into())
+                },
+            ),
+        ] {
+            let status = c
+                .submit_batch(pb::SubmitBatchRequest {
+                    queries: vec![query("1".into()), long],
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(
+                result_code_of(&status),
+                Some(pb::ResultCode::FieldTooLong),
+                "{what}: {status:?}"
+            );
+        }
         // A query that is merely invalid (a 番号 of the right length with a wrong check digit
         // in its insurer number) is kept and answered with its own error, like a card-less
         // confirmation.
@@ -405,5 +437,30 @@ fn oversized_batch_queries_are_refused_as_they_arrive() {
             .unwrap()
             .into_inner();
         assert!(!accepted.reception_number.is_empty());
+        // ... and answered with that error once processed.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let item = loop {
+            let r = c
+                .get_batch_result(pb::GetBatchResultRequest {
+                    reception_number: accepted.reception_number.clone(),
+                    from: 0,
+                    limit: 1,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if let Some(item) = r.items.into_iter().next() {
+                break item;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the kept query was never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            item.result.map(|r| r.result_code()),
+            Some(pb::ResultCode::InvalidInsurerNumber)
+        );
     });
 }
