@@ -7,8 +7,10 @@
 //! The pages are answered by a few workers (`[batch] workers`) that serve the institutions
 //! with work in turn, one page each, so one institution's thirty batches of 10,000 queries
 //! neither take every store thread from other institutions' confirmations nor make another
-//! institution's batch wait behind them. Within an institution, jobs are answered in the order
-//! they were submitted. A reader streaming results is woken when answers are stored.
+//! institution's batch wait behind them. Within an institution, jobs are started in the order
+//! they were submitted (with several workers and no other institution waiting, two of its jobs
+//! may be answered at once). A reader streaming results is woken when answers of its job are
+//! stored.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -34,8 +36,11 @@ use crate::terminal::TerminalIdentity;
 
 /// Queries answered per store round trip, and per turn of a worker.
 const PAGE: u32 = 200;
-/// How long a worker's claim on a job lasts without renewal.
-const LEASE: Duration = Duration::seconds(30);
+/// How long a worker's claim on a job lasts without renewal. Renewed at each page and again
+/// before the page's answers are audited, so only a page whose audit and storing together
+/// take longer than this can be answered twice (by this worker and the lease's next holder;
+/// the store keeps the first answer, the audit log has both accesses).
+const LEASE: Duration = Duration::seconds(60);
 /// How often a streaming reader looks at the store even without news from this instance's
 /// workers: answers another instance sharing the store has written.
 const FALLBACK_POLL: StdDuration = StdDuration::from_secs(2);
@@ -54,8 +59,9 @@ struct Shared {
     queues: Mutex<Queues>,
     /// A job was queued.
     ready: Notify,
-    /// Counts the pages of answers stored by this instance; streaming readers watch it.
-    progress: watch::Sender<u64>,
+    /// Per job being followed by a result stream: counts the pages of answers this instance
+    /// stored for it. An entry lives while a stream follows the job.
+    progress: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
 #[derive(Debug, Default)]
@@ -86,7 +92,7 @@ impl Scheduler {
             shared: Arc::new(Shared {
                 queues: Mutex::new(Queues::default()),
                 ready: Notify::new(),
-                progress: watch::channel(0).0,
+                progress: Mutex::new(HashMap::new()),
             }),
             workers: config.workers.max(1),
             rescan: StdDuration::from_secs(u64::from(config.rescan_seconds.max(1))),
@@ -118,13 +124,31 @@ impl Scheduler {
         self.shared.lock().known.len()
     }
 
-    /// A receiver that changes whenever this instance stores answers.
-    pub fn progress(&self) -> watch::Receiver<u64> {
-        self.shared.progress.subscribe()
+    /// A receiver that changes whenever this instance stores answers of job
+    /// `reception_number`.
+    pub fn progress(&self, reception_number: &str) -> watch::Receiver<u64> {
+        let mut map = self.shared.progress_lock();
+        map.entry(reception_number.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Wakes the streams following job `reception_number`; forgets jobs nobody follows.
+    fn announce(&self, reception_number: &str) {
+        let mut map = self.shared.progress_lock();
+        if let Some(tx) = map.get(reception_number) {
+            tx.send_modify(|n| *n += 1);
+        }
+        map.retain(|_, tx| tx.receiver_count() > 0);
     }
 }
 
 impl Shared {
+    fn progress_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
+        // Each update is one insert, one send or one removal.
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
         // Every update below leaves the queues consistent at each step.
         self.queues.lock().unwrap_or_else(|p| p.into_inner())
@@ -270,18 +294,26 @@ async fn answer_next_page(state: &Arc<ServiceState>, job: &mut Queued) -> Result
             // Answered already (by a worker before a restart): look at the next page.
             continue;
         }
-        answer_page(state, &stored, todo).await?;
-        state.batches.shared.progress.send_modify(|n| *n += 1);
+        let worker = format!("{}/{}", state.instance_id, job.holder);
+        if !answer_page(state, &stored, &worker, todo).await? {
+            // The lease ran out while the page was computed, and another worker may have
+            // the job now: this page's answers are dropped unaudited, and that worker answers.
+            tracing::warn!("a batch page outlasted its lease; left to the lease's new holder");
+            return Ok(false);
+        }
+        state.batches.announce(&stored.reception_number);
         return Ok(job.from < stored.total);
     }
 }
 
-/// Answers one page: computes the answers, audits them (one group commit), then stores them.
+/// Answers one page: computes the answers, renews the lease (or gives the page up, false, if
+/// another worker took the job meanwhile), audits them (one group commit), then stores them.
 async fn answer_page(
     state: &Arc<ServiceState>,
     job: &BatchJob,
+    worker: &str,
     todo: Vec<BatchItem>,
-) -> Result<(), Refusal> {
+) -> Result<bool, Refusal> {
     let now = state.clock.now();
     let institution = job.institution_code.clone();
     let answered = blocking(state, move |s| {
@@ -335,6 +367,19 @@ async fn answer_page(
             )
         })
         .collect();
+    let renewed = {
+        let (number, worker) = (job.reception_number.clone(), worker.to_owned());
+        let now = state.clock.now();
+        blocking(state, move |s| {
+            s.store
+                .claim_batch(&number, &worker, now, now + LEASE)
+                .map_err(unavailable)
+        })
+        .await?
+    };
+    if !renewed {
+        return Ok(false);
+    }
     state.audit.append_many(records).await.map_err(|e| {
         tracing::error!(error = %e, "audit write failed; batch answers withheld");
         Refusal::Unavailable("the audit log cannot be written".into())
@@ -349,7 +394,8 @@ async fn answer_page(
             .complete_batch_items(&number, &results, now)
             .map_err(unavailable)
     })
-    .await
+    .await?;
+    Ok(true)
 }
 
 /// A stored item as the API returns it.
@@ -379,7 +425,7 @@ pub fn stream_results(
     from: u32,
 ) -> ReceiverStream<Result<BatchItemResult, Status>> {
     let (tx, rx) = mpsc::channel(64);
-    let progress = state.batches.progress();
+    let progress = state.batches.progress(&job.reception_number);
     let number = job.reception_number.clone();
     let read = move |next: u32| {
         let state = Arc::clone(&state);
@@ -463,7 +509,7 @@ mod tests {
         Shared {
             queues: Mutex::new(Queues::default()),
             ready: Notify::new(),
-            progress: watch::channel(0).0,
+            progress: Mutex::new(HashMap::new()),
         }
     }
 
@@ -508,6 +554,25 @@ mod tests {
         assert_eq!(firsts.len(), 30, "A's jobs were interleaved");
         assert!(firsts.windows(2).all(|w| w[0] < w[1]));
         assert!(s.lock().known.is_empty());
+    }
+
+    /// Answers stored for one job wake only the streams of that job, and the scheduler
+    /// forgets a job once nobody follows it.
+    #[test]
+    fn a_stored_page_wakes_only_its_own_jobs_streams() {
+        let scheduler = Scheduler::new(BatchConfig::default());
+        let mut a = scheduler.progress("A");
+        let mut b = scheduler.progress("B");
+        a.borrow_and_update();
+        b.borrow_and_update();
+        scheduler.announce("A");
+        assert!(a.has_changed().unwrap());
+        assert!(!b.has_changed().unwrap());
+        drop(a);
+        scheduler.announce("B");
+        assert!(b.has_changed().unwrap());
+        let followed: Vec<String> = scheduler.shared.progress_lock().keys().cloned().collect();
+        assert_eq!(followed, ["B"]);
     }
 
     fn answered(ordinal: u32) -> BatchItem {
