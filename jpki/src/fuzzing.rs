@@ -214,9 +214,10 @@ pub fn card_responses(data: &[u8]) -> CardResponseVerdict {
             |pattern| match flows::read_ef_by_chunks(&mut channel(), *pattern) {
                 Ok(bytes) => match pattern {
                     ReadPattern::UntilEnd { .. } => Ok(bytes.len()),
-                    // Known finding (docs/validation.md, Fuzzing): the re-read from offset 0
-                    // is returned without checking that it still carries the header read
-                    // first, so a card that changes its answers gets anything through.
+                    // The fuzzer's finding (docs/validation.md, Fuzzing), fixed: the re-read
+                    // from offset 0 was returned without checking that it still carried the
+                    // header read first. Kept as a verdict, so a regression shows in the
+                    // corpus test instead of a panic in check_der.
                     ReadPattern::HeaderThenReread { .. } if der_length(&bytes).is_none() => {
                         Err("returned-not-der")
                     }
