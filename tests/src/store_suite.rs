@@ -1560,7 +1560,7 @@ pub fn audit_prune_keeps_the_chain_verifiable(store: &dyn Store) {
 /// Two instances appending at once (as two service instances sharing one store do) build one
 /// chain: positions 1..n without gaps or repeats, every link holding.
 pub fn audit_chain_is_one_chain_across_instances(a: &dyn Store, b: &dyn Store) {
-    let per_thread = 40;
+    let per_thread: u32 = 40;
     let barrier = Barrier::new(4);
     std::thread::scope(|s| {
         for (t, store) in [a, b, a, b].into_iter().enumerate() {

@@ -1707,7 +1707,7 @@ impl Store for PgStore {
         let last = tx.query_opt(
             "SELECT chain_seq, hash FROM audit
              WHERE chain_seq > $1 AND chain_seq < coalesce(
-                 (SELECT min(chain_seq) FROM audit WHERE chain_seq > $1 AND at >= $2), $3 + 1)
+                 (SELECT min(chain_seq) FROM audit WHERE chain_seq > $1 AND at >= $2), $3::bigint + 1)
              ORDER BY chain_seq DESC LIMIT 1",
             &[&head.anchor_seq, &instant(before), &head.last_seq],
         )?;
