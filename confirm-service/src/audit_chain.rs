@@ -84,13 +84,16 @@ pub fn link(prev: &[u8], record: &AuditRecord) -> [u8; HASH_LEN] {
     out
 }
 
-/// The chain columns of records appended after `head`: `(position, prev_hash, hash)` of each,
-/// in order, and the new head's position and hash.
+/// The chain columns of one record: its position, its predecessor's hash and its own.
+pub type ChainColumns = (i64, Vec<u8>, Vec<u8>);
+
+/// The chain columns of records appended after the head `(last_seq, last_hash)`, in order,
+/// and the new head's position and hash.
 pub fn extend<'a>(
     last_seq: i64,
     last_hash: &[u8],
     records: impl IntoIterator<Item = &'a AuditRecord>,
-) -> (Vec<(i64, Vec<u8>, Vec<u8>)>, i64, Vec<u8>) {
+) -> (Vec<ChainColumns>, i64, Vec<u8>) {
     let mut seq = last_seq;
     let mut prev = last_hash.to_vec();
     let mut out = Vec::new();

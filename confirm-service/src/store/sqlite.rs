@@ -1475,8 +1475,7 @@ fn register(
 
 /// The chain's head as the transaction sees it.
 fn chain_head(tx: &Connection) -> Result<ChainHead, StoreError> {
-    Ok(tx
-        .prepare_cached("SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chain")?
+    tx.prepare_cached("SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chain")?
         .query_row([], |r| {
             Ok(ChainHead {
                 last_seq: r.get(0)?,
@@ -1486,7 +1485,7 @@ fn chain_head(tx: &Connection) -> Result<ChainHead, StoreError> {
             })
         })
         .optional()?
-        .ok_or_else(|| corrupt("audit chain", "the head row is missing"))?)
+        .ok_or_else(|| corrupt("audit chain", "the head row is missing"))
 }
 
 /// The RFC 3339 text of the `at` column.
