@@ -192,6 +192,7 @@ fn store_benches(c: &mut Criterion) {
                                 at: now,
                             }),
                             consents: Vec::new(),
+                            registration: None,
                         })));
                     }
                     store.commit_group(&mut issued, &keep_record).unwrap();

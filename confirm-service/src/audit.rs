@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::challenge::ChallengeError;
 use crate::outcome::Refusal;
 use crate::store::{
-    AuditWrite, ChallengeUse, GroupWrite, Refuse, Store, StoreError, StoredChallenge,
+    AuditWrite, ChallengeUse, GroupWrite, Refuse, Registration, Store, StoreError, StoredChallenge,
 };
 
 /// Most records committed in one transaction.
@@ -119,10 +119,19 @@ pub enum AuditError {
 /// A challenge's verdict once its group committed, or why the group could not be written.
 pub type Verdict = Result<Result<(), ChallengeError>, AuditError>;
 
+/// What a write did once its group committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// Its challenge's verdict (`Ok` without one).
+    pub verdict: Result<(), ChallengeError>,
+    /// What its registration did (`None` without one, or when the challenge was refused).
+    pub registration: Option<Registration>,
+}
+
 enum Job {
     Write {
         write: GroupWrite,
-        done: oneshot::Sender<Verdict>,
+        done: oneshot::Sender<Result<Committed, AuditError>>,
     },
     /// Forget challenges that expired before this instant (outside any group).
     Purge(OffsetDateTime),
@@ -151,7 +160,10 @@ impl AuditLog {
     }
 
     /// Hands a write to the writer, waiting for room in its queue.
-    async fn send(&self, write: GroupWrite) -> Result<oneshot::Receiver<Verdict>, AuditError> {
+    async fn send(
+        &self,
+        write: GroupWrite,
+    ) -> Result<oneshot::Receiver<Result<Committed, AuditError>>, AuditError> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Job::Write { write, done })
@@ -165,8 +177,14 @@ impl AuditLog {
         self.tx.max_capacity() - self.tx.capacity()
     }
 
-    async fn wait(wait: oneshot::Receiver<Verdict>) -> Verdict {
+    async fn committed(
+        wait: oneshot::Receiver<Result<Committed, AuditError>>,
+    ) -> Result<Committed, AuditError> {
         wait.await.map_err(|_| AuditError::WriterGone)?
+    }
+
+    async fn wait(wait: oneshot::Receiver<Result<Committed, AuditError>>) -> Verdict {
+        Self::committed(wait).await.map(|c| c.verdict)
     }
 
     /// Writes a request's trace (challenge, consents, record); resolves once it is durable,
@@ -175,18 +193,20 @@ impl AuditLog {
         Self::wait(self.send(GroupWrite::Audit(Box::new(write))).await?).await
     }
 
+    /// As [`append_with`](Self::append_with), also telling what the write's registration did:
+    /// the registration and its record are one commit, both or neither.
+    pub async fn commit(&self, write: AuditWrite) -> Result<Committed, AuditError> {
+        Self::committed(self.send(GroupWrite::Audit(Box::new(write))).await?).await
+    }
+
     /// Appends several records (they travel in the same group commit when the writer is idle);
     /// resolves once all are durable, or with the first failure.
     pub async fn append_many(&self, records: Vec<AuditRecord>) -> Result<(), AuditError> {
         let mut waits = Vec::with_capacity(records.len());
         for record in records {
             waits.push(
-                self.send(GroupWrite::Audit(Box::new(AuditWrite {
-                    record,
-                    challenge: None,
-                    consents: Vec::new(),
-                })))
-                .await?,
+                self.send(GroupWrite::Audit(Box::new(AuditWrite::record(record))))
+                    .await?,
             );
         }
         for wait in waits {
@@ -255,9 +275,16 @@ fn writer<C: Committer + ?Sized>(store: Arc<C>, mut rx: mpsc::Receiver<Job>) {
                 .map_err(|e| AuditError::Store(e.to_string()));
             match verdicts {
                 Ok(verdicts) => {
-                    for (done, verdict) in waiters.drain(..).zip(verdicts) {
+                    for ((done, verdict), write) in waiters.drain(..).zip(verdicts).zip(&writes) {
+                        let registration = match write {
+                            GroupWrite::Audit(a) => a.registration.as_ref().and_then(|r| r.outcome),
+                            _ => None,
+                        };
                         // A request whose client went away no longer waits; nothing to do.
-                        let _ = done.send(Ok(verdict));
+                        let _ = done.send(Ok(Committed {
+                            verdict,
+                            registration,
+                        }));
                     }
                 }
                 Err(e) => {

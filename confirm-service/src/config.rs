@@ -28,6 +28,11 @@ pub struct Config {
     /// (`RESULT_CODE_ATTESTATION_INVALID`), whatever its score.
     #[serde(default = "default_min_face_threshold")]
     pub min_face_threshold_permille: u16,
+    /// How long audit records are kept, in days: `confirm-service audit prune` removes the
+    /// older ones (keeping the chain verifiable); 0 keeps them for ever. The default, five
+    /// years, is an assumption: the real system's retention period is not public.
+    #[serde(default = "default_audit_retention")]
+    pub audit_retention_days: u32,
     pub tls: TlsConfig,
     pub validation: ValidationConfig,
     /// Per-terminal rate limit (architecture.md "Trust boundaries").
@@ -243,6 +248,13 @@ pub const DEFAULT_MIN_FACE_THRESHOLD_PERMILLE: u16 = 800;
 
 fn default_min_face_threshold() -> u16 {
     DEFAULT_MIN_FACE_THRESHOLD_PERMILLE
+}
+
+/// See [`Config::audit_retention_days`]: five years (an assumption, see there).
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 5 * 365 + 1;
+
+fn default_audit_retention() -> u32 {
+    DEFAULT_AUDIT_RETENTION_DAYS
 }
 
 /// See [`Config::store_threads`].

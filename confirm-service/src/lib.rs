@@ -12,6 +12,7 @@
 
 pub mod answer;
 pub mod audit;
+pub mod audit_chain;
 pub mod batch;
 pub mod cert_cache;
 pub mod challenge;

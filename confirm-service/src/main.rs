@@ -83,8 +83,12 @@ enum Command {
     /// Query the audit log: every access to a person's data (who, whom, when, what was
     /// returned, which consents), oldest first. Conditions combine; times are RFC 3339 or a
     /// day (2026-11-24 = from 00:00 JST). Exit codes: 0 printed (possibly nothing), 2 usage or
-    /// store error.
+    /// store error. `audit verify` checks the log's hash chain; `audit prune` removes records
+    /// past the retention period.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Audit {
+        #[command(subcommand)]
+        command: Option<AuditCommand>,
         /// The service configuration whose store to read (a world's service.toml).
         #[arg(long, value_name = "FILE", required_unless_present = "store")]
         config: Option<PathBuf>,
@@ -110,6 +114,51 @@ enum Command {
         /// One JSON object per line instead of columns.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// Where an audit command finds the store.
+#[derive(Debug, clap::Args)]
+struct StoreLocation {
+    /// The service configuration whose store to use (a world's service.toml).
+    #[arg(long, value_name = "FILE", required_unless_present = "store")]
+    config: Option<PathBuf>,
+    /// The store itself: a SQLite file or a postgres:// URL (instead of --config).
+    #[arg(long, value_name = "LOCATION", conflicts_with = "config")]
+    store: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the audit log's hash chain (each record carries the SHA-256 of the one before it;
+    /// docs/security.md) from its anchor to its head. Prints the number of records checked and
+    /// the head's position and hash; or names the first broken record (its position in the
+    /// chain and confirmation id) and what is wrong with it: edited, deleted, inserted or
+    /// reordered. Exit codes: 0 the chain is intact, 1 it is broken, 2 usage or store error.
+    Verify {
+        #[command(flatten)]
+        location: StoreLocation,
+        /// A head hash printed by an earlier verify, kept where the store's operator cannot
+        /// write: it must still be in the chain (catches a chain rewritten from end to end).
+        #[arg(long, value_name = "HEX")]
+        head: Option<String>,
+    },
+    /// Remove the audit records older than the retention period (`audit_retention_days` in
+    /// service.toml, default 1826 days: five years, an assumption) from the start of the
+    /// chain. The hash of the last record removed becomes the chain's anchor, so `verify`
+    /// still passes; records removed any other way break it. The service never prunes by
+    /// itself: run this from cron. Exit codes: 0 done (possibly nothing removed), 2 usage or
+    /// store error.
+    Prune {
+        #[command(flatten)]
+        location: StoreLocation,
+        /// Keep this many days instead of the configuration's (0: keep everything).
+        #[arg(long, value_name = "DAYS")]
+        retention_days: Option<u32>,
+        /// Remove the records before this time instead (RFC 3339 or a day, as for queries).
+        #[arg(long, value_name = "TIME", value_parser = operator::parse_time,
+              conflicts_with = "retention_days")]
+        before: Option<OffsetDateTime>,
     },
 }
 
@@ -160,6 +209,20 @@ fn main() -> ExitCode {
             command: StoreCommand::Copy { from, to, quiet },
         } => store_copy(&from, &to, !quiet),
         Command::Audit {
+            command: Some(AuditCommand::Verify { location, head }),
+            ..
+        } => audit_verify(location, head),
+        Command::Audit {
+            command:
+                Some(AuditCommand::Prune {
+                    location,
+                    retention_days,
+                    before,
+                }),
+            ..
+        } => audit_prune(location, retention_days, before),
+        Command::Audit {
+            command: None,
             config,
             store,
             person,
@@ -226,32 +289,9 @@ fn audit(
             return ExitCode::from(2);
         }
     }
-    let location = match (config, store) {
-        (_, Some(location)) => location,
-        (Some(config), None) => match Config::load(&config) {
-            Ok(c) => c.store,
-            Err(e) => {
-                eprintln!("confirm-service audit: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        (None, None) => {
-            eprintln!("confirm-service audit: give --config or --store");
-            return ExitCode::from(2);
-        }
-    };
-    if !onshi_confirm_service::store::is_postgres_url(&location)
-        && !std::path::Path::new(&location).is_file()
-    {
-        eprintln!("confirm-service audit: no store file at {location}");
-        return ExitCode::from(2);
-    }
-    let store = match onshi_confirm_service::store::open(&location) {
+    let (store, _) = match open_store(&StoreLocation { config, store }, "audit") {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("confirm-service audit: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -262,6 +302,104 @@ fn audit(
         }
         Err(e) => {
             eprintln!("confirm-service audit: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The store an audit command names, and the configuration when one was given; errors are
+/// printed (prefixed with `confirm-service <what>`) and become exit code 2.
+fn open_store(
+    location: &StoreLocation,
+    what: &str,
+) -> Result<(Arc<dyn onshi_confirm_service::store::Store>, Option<Config>), ExitCode> {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("confirm-service {what}: {e}");
+        ExitCode::from(2)
+    };
+    let config = match &location.config {
+        Some(path) => Some(Config::load(path).map_err(|e| fail(&e))?),
+        None => None,
+    };
+    let place = match (&location.store, &config) {
+        (Some(place), _) => place.clone(),
+        (None, Some(c)) => c.store.clone(),
+        (None, None) => return Err(fail(&"give --config or --store")),
+    };
+    if !onshi_confirm_service::store::is_postgres_url(&place)
+        && !std::path::Path::new(&place).is_file()
+    {
+        return Err(fail(&format!("no store file at {place}")));
+    }
+    let store = onshi_confirm_service::store::open(&place).map_err(|e| fail(&e))?;
+    Ok((store, config))
+}
+
+fn audit_verify(location: StoreLocation, head: Option<String>) -> ExitCode {
+    use onshi_confirm_service::audit_chain::{self, VerifyError};
+    let (store, _) = match open_store(&location, "audit verify") {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match audit_chain::verify(store.as_ref(), head.as_deref()) {
+        Ok(v) => {
+            println!(
+                "confirm-service audit verify: {} record(s) checked, the chain is intact; \
+                 head {} {}{}",
+                v.records,
+                v.head_seq,
+                v.head_hash,
+                if v.anchor_seq > 0 {
+                    format!(" (records up to {} were pruned)", v.anchor_seq)
+                } else {
+                    String::new()
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(VerifyError::Broken(b)) => {
+            println!("confirm-service audit verify: the chain is broken at {b}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("confirm-service audit verify: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn audit_prune(
+    location: StoreLocation,
+    retention_days: Option<u32>,
+    before: Option<OffsetDateTime>,
+) -> ExitCode {
+    let (store, config) = match open_store(&location, "audit prune") {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let before = match before {
+        Some(t) => t,
+        None => {
+            let days = retention_days
+                .or(config.map(|c| c.audit_retention_days))
+                .unwrap_or(onshi_confirm_service::config::DEFAULT_AUDIT_RETENTION_DAYS);
+            if days == 0 {
+                println!("confirm-service audit prune: the retention is 0 (keep everything)");
+                return ExitCode::SUCCESS;
+            }
+            OffsetDateTime::now_utc() - time::Duration::days(i64::from(days))
+        }
+    };
+    match store.prune_audit(before) {
+        Ok(n) => {
+            let at = before
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            println!("confirm-service audit prune: {n} record(s) older than {at} removed");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("confirm-service audit prune: {e}");
             ExitCode::from(2)
         }
     }

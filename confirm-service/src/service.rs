@@ -14,8 +14,9 @@
 //! ([`crate::audit`]): its challenge is consumed, the consents it carried are recorded (only if
 //! the challenge was good) and its audit record is written, in one transaction. The checks before
 //! it only read, so a confirmation costs no write lock and no sync of its own; a refused
-//! challenge still takes precedence over every other outcome, as if checked first. Registration
-//! changes the person, so it consumes its challenge (durably) before anything else.
+//! challenge still takes precedence over every other outcome, as if checked first. A registration
+//! is carried in the same group commit (the person registered only with a good challenge, and
+//! never without its audit record).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -50,7 +51,8 @@ use crate::eligibility::{self, DomainError, Person, QualificationRecord};
 use crate::outcome::Refusal;
 use crate::quota::Quotas;
 use crate::store::{
-    AuditWrite, BatchJob, CardKey, ChallengeUse, Registration, Store, StoreError, TerminalStatus,
+    AuditWrite, BatchJob, CardKey, ChallengeUse, Registration, RegistrationWrite, Store,
+    StoreError, TerminalStatus,
 };
 use crate::terminal::{
     DevicePublicKey, KnownTerminal, RateLimiter, TerminalCache, TerminalIdentity,
@@ -119,15 +121,9 @@ pub(crate) struct AuditContext {
     pub challenge: Option<ChallengeUse>,
     /// Consents to record with the audit record, if the challenge is good.
     pub grants: Vec<ConsentGrant>,
-}
-
-/// When a card request's challenge is consumed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Consume {
-    /// Before anything else (the request changes something).
-    First,
-    /// With the request's audit record (the request only reads until then).
-    WithAuditRecord,
+    /// The registration to commit with the audit record, if the request was carried out and
+    /// its challenge is good.
+    pub registration: Option<RegistrationWrite>,
 }
 
 impl AuditContext {
@@ -140,6 +136,7 @@ impl AuditContext {
             purpose,
             challenge: None,
             grants: Vec::new(),
+            registration: None,
         }
     }
 }
@@ -323,9 +320,8 @@ impl ConfirmationService {
         Ok((identity, device_key))
     }
 
-    /// Checks a card's proof for `purpose`: bounds, the challenge (consumed whatever the
-    /// outcome, so a failed attempt still burns it: now, or with the audit record as `consume`
-    /// says), the certificate, the signature over the binding. Returns the certificate's store
+    /// Checks a card's proof for `purpose`: bounds, the challenge (consumed with the audit
+    /// record whatever the outcome, so a failed attempt still burns it), the certificate, the signature over the binding. Returns the certificate's store
     /// key; the caller finds its person in the same store round trip as the rest of its work
     /// ([`person_of_card`]).
     #[allow(clippy::too_many_arguments)]
@@ -335,7 +331,6 @@ impl ConfirmationService {
         proof: CardProof,
         purpose: Purpose,
         bits: ConsentBits,
-        consume: Consume,
         ctx: &mut AuditContext,
         now: OffsetDateTime,
     ) -> Result<CardKey, Refusal> {
@@ -348,7 +343,6 @@ impl ConfirmationService {
                 &proof.challenge,
                 purpose,
                 bits,
-                consume,
                 ctx,
                 now,
             )
@@ -375,8 +369,8 @@ impl ConfirmationService {
     /// What every proof of a card's presence shares, whoever signed it (the card in PIN mode,
     /// the reader's device key in face and visual-check modes), for a request whose bounds
     /// were checked: records the consents and the certificate's hash for the audit record,
-    /// uses the challenge for `purpose` (consumed whatever the outcome: now, or with the audit
-    /// record as `consume` says) and validates the certificate (chain, validity, key usage,
+    /// uses the challenge for `purpose` (consumed with the audit record whatever the outcome)
+    /// and validates the certificate (chain, validity, key usage,
     /// policy, revocation; cached).
     #[allow(clippy::too_many_arguments)]
     async fn challenge_and_certificate(
@@ -386,7 +380,6 @@ impl ConfirmationService {
         challenge: &[u8],
         purpose: Purpose,
         bits: ConsentBits,
-        consume: Consume,
         ctx: &mut AuditContext,
         now: OffsetDateTime,
     ) -> Result<ValidatedCertificate, Refusal> {
@@ -394,17 +387,9 @@ impl ConfirmationService {
         let cert_hash = ring::digest::digest(&ring::digest::SHA256, certificate);
         ctx.certificate_sha256 = Some(hex::encode(cert_hash.as_ref()));
 
-        match consume {
-            Consume::First => {
-                self.state
-                    .challenges
-                    .consume(challenge, terminal_name, purpose, now)
-                    .await?
-            }
-            Consume::WithAuditRecord => {
-                ctx.challenge = Some(Challenges::use_of(challenge, terminal_name, purpose, now))
-            }
-        }
+        // Consumed with the audit record, in the same transaction as whatever the request
+        // changes (consents, a registration): both or neither.
+        ctx.challenge = Some(Challenges::use_of(challenge, terminal_name, purpose, now));
 
         // One snapshot of the trust store for the whole request; the cache re-checks time and
         // the current CRL on every hit.
@@ -469,7 +454,6 @@ impl ConfirmationService {
                 &req.challenge,
                 purpose,
                 bits,
-                Consume::WithAuditRecord,
                 ctx,
                 now,
             )
@@ -547,15 +531,7 @@ impl ConfirmationService {
             signature: req.signature,
         };
         let key = self
-            .verify_card(
-                terminal,
-                proof,
-                Purpose::Confirm,
-                bits,
-                Consume::WithAuditRecord,
-                ctx,
-                now,
-            )
+            .verify_card(terminal, proof, Purpose::Confirm, bits, ctx, now)
             .await?;
         self.confirm_holder(terminal, key, bits, ctx, now).await
     }
@@ -568,27 +544,44 @@ impl ConfirmationService {
         &self,
         terminal: &TerminalIdentity,
         now: OffsetDateTime,
-        mut ctx: AuditContext,
+        ctx: AuditContext,
         confirmation_id: String,
         outcome: Result<(T, ResultCode, String), Refusal>,
     ) -> Result<Response<T>, Status> {
+        self.finish_committed(terminal, now, ctx, confirmation_id, outcome)
+            .await
+            .map(|(response, _)| response)
+    }
+
+    /// As [`finish`](Self::finish), also telling what the request's registration did
+    /// (committed with its audit record, only if the request was carried out).
+    async fn finish_committed<T>(
+        &self,
+        terminal: &TerminalIdentity,
+        now: OffsetDateTime,
+        mut ctx: AuditContext,
+        confirmation_id: String,
+        outcome: Result<(T, ResultCode, String), Refusal>,
+    ) -> Result<(Response<T>, Option<Registration>), Status> {
         let (code, returned) = match &outcome {
             Ok((_, code, returned)) => (*code, returned.clone()),
             Err(refusal) => (refusal.result_code(), refusal.audit_summary()),
         };
         let purpose = ctx.purpose;
+        let registration = ctx.registration.take().filter(|_| outcome.is_ok());
         let write = AuditWrite {
             challenge: ctx.challenge.take(),
             consents: std::mem::take(&mut ctx.grants),
+            registration,
             record: audit_record(terminal, now, ctx, confirmation_id, code, returned),
         };
-        let verdict = self
+        let committed = self
             .state
             .audit
-            .append_with(write)
+            .commit(write)
             .await
             .map_err(|e| audit_failed(e).to_status())?;
-        let outcome = match verdict {
+        let outcome = match committed.verdict {
             Ok(()) => outcome,
             Err(refused) => Err(Refusal::Challenge(refused)),
         };
@@ -605,7 +598,7 @@ impl ConfirmationService {
             }
         }
         match outcome {
-            Ok((answer, _, _)) => Ok(Response::new(answer)),
+            Ok((answer, _, _)) => Ok((Response::new(answer), committed.registration)),
             Err(refusal) => Err(refusal.to_status()),
         }
     }
@@ -1193,6 +1186,9 @@ impl Confirmation for ConfirmationService {
             challenge: req.challenge,
             signature: req.signature,
         };
+        // The challenge is consumed, the person registered and the audit record written in
+        // one group commit: a registration never lands without its record, nor a record of a
+        // registration that did not happen.
         let outcome = async {
             let key = self
                 .verify_card(
@@ -1200,41 +1196,38 @@ impl Confirmation for ConfirmationService {
                     proof,
                     Purpose::Register,
                     ConsentBits::default(),
-                    Consume::First,
                     &mut ctx,
                     now,
                 )
                 .await?;
-            let (person_id, registration) = self
-                .blocking(move |s| {
-                    let person_id = person_of_card(s.store.as_ref(), &key)?;
-                    let registration =
-                        s.store
-                            .register_for_insurance(&person_id, now)
-                            .map_err(|e| match e {
-                                StoreError::UnknownPerson(_) => Refusal::CardUnknown,
-                                other => unavailable(other),
-                            });
-                    Ok((person_id, registration))
-                })
+            let person_id = self
+                .blocking(move |s| person_of_card(s.store.as_ref(), &key))
                 .await?;
-            ctx.person_id = Some(person_id);
-            let registration = registration?;
-            let newly = registration == Registration::Registered;
+            ctx.person_id = Some(person_id.clone());
+            ctx.registration = Some(RegistrationWrite {
+                person_id,
+                at: now,
+                outcome: None,
+            });
+            // `newly_registered` and the record's `returned` are settled by the commit.
             let response = RegisterResponse {
                 result_code: ResultCode::Ok as i32,
-                newly_registered: newly,
+                newly_registered: false,
                 confirmation_id: id.clone(),
                 registered_at: Some(answer::timestamp(now)),
             };
             Ok((
                 response,
                 ResultCode::Ok,
-                serde_json::json!({ "newly_registered": newly }).to_string(),
+                Registration::AlreadyRegistered.audit_summary(),
             ))
         }
         .await;
-        self.finish(&terminal, now, ctx, id, outcome).await
+        let (mut response, registration) = self
+            .finish_committed(&terminal, now, ctx, id, outcome)
+            .await?;
+        response.get_mut().newly_registered = registration == Some(Registration::Registered);
+        Ok(response)
     }
 
     async fn get_medications(

@@ -192,6 +192,7 @@ impl Fixture {
             record,
             challenge: Some(challenge),
             consents: Vec::new(),
+            registration: None,
         };
         (result, write)
     }

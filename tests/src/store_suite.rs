@@ -14,6 +14,7 @@ use std::any::Any;
 use std::sync::{Arc, Barrier};
 
 use onshi_confirm_service::audit::{AuditQuery, AuditRecord};
+use onshi_confirm_service::audit_chain::{self, Break, VerifyError};
 use onshi_confirm_service::challenge::ChallengeError;
 use onshi_confirm_service::clinical::{Checkup, Medication};
 use onshi_confirm_service::consent::{ConsentGrant, ConsentKind};
@@ -23,7 +24,7 @@ use onshi_confirm_service::eligibility::{
 };
 use onshi_confirm_service::store::{
     AuditWrite, BatchItem, BatchJob, CardKey, ChallengeUse, GroupWrite, LoadBatch, Registration,
-    Store, StoreError, StoredChallenge, Terminal, TerminalStatus,
+    RegistrationWrite, Store, StoreError, StoredChallenge, Terminal, TerminalStatus,
 };
 use time::macros::{date, datetime};
 use time::{Date, Duration, OffsetDateTime};
@@ -58,6 +59,11 @@ macro_rules! store_suite {
             audit_duplicate_id_fails_the_whole_group,
             group_commit_consumes_then_records_consents_and_audit,
             group_commit_failure_writes_nothing,
+            registration_lands_with_its_audit_record,
+            a_failed_group_writes_neither_registration_nor_record,
+            a_registration_with_a_refused_challenge_is_not_made,
+            audit_chain_links_every_record,
+            audit_prune_keeps_the_chain_verifiable,
             batch_create_and_page_items,
             batch_complete_keeps_the_first_answer,
             batch_finishes_when_every_item_is_answered,
@@ -67,6 +73,7 @@ macro_rules! store_suite {
         $crate::store_suite!(@two $fixture;
             challenge_consumed_once_across_instances,
             batch_claim_exclusive_across_instances,
+            audit_chain_is_one_chain_across_instances,
         );
     };
     (@one $fixture:path; $($case:ident),* $(,)?) => {
@@ -1220,6 +1227,7 @@ fn audit_write(
         record,
         challenge,
         consents,
+        registration: None,
     }))
 }
 
@@ -1321,6 +1329,257 @@ pub fn group_commit_failure_writes_nothing(store: &dyn Store) {
     assert_eq!(store.consents("P1", "1340123452").unwrap(), Vec::new());
     assert_eq!(ids(store.query_audit(&all(100)).unwrap()), ["C1"]);
     assert_eq!(store.consume_challenge(&a, T01, CONFIRM, at(20)), Ok(()));
+}
+
+// ---- registration with its audit record, the audit chain ------------------------------------
+
+fn unregistered(store: &dyn Store) {
+    load(
+        store,
+        LoadBatch {
+            persons: vec![
+                Person {
+                    registered_for_insurance: false,
+                    ..person("P1", date!(1980 - 02 - 29))
+                },
+                Person {
+                    registered_for_insurance: false,
+                    ..person("P2", date!(1990 - 01 - 01))
+                },
+            ],
+            ..LoadBatch::default()
+        },
+    );
+}
+
+fn registering(id: &str, ms: i64, person: &str, challenge: Option<ChallengeUse>) -> GroupWrite {
+    let mut record = record(id, ms, "1340123452", Some(person));
+    record.purpose = "register".into();
+    GroupWrite::Audit(Box::new(AuditWrite {
+        record,
+        challenge,
+        consents: Vec::new(),
+        registration: Some(RegistrationWrite {
+            person_id: person.into(),
+            at: at(ms),
+            outcome: None,
+        }),
+    }))
+}
+
+fn registered(store: &dyn Store, person: &str) -> bool {
+    store
+        .person(person)
+        .unwrap()
+        .unwrap()
+        .registered_for_insurance
+}
+
+fn verified(store: &dyn Store) -> u64 {
+    match audit_chain::verify(store, None) {
+        Ok(v) => v.records,
+        Err(e) => panic!("the chain does not verify: {e}"),
+    }
+}
+
+/// A registration carried by its audit write lands with its record in one commit: the person
+/// is registered, the record says so (`newly_registered`), the write tells what happened; the
+/// same again registers nothing new and its record says that.
+pub fn registration_lands_with_its_audit_record(store: &dyn Store) {
+    unregistered(store);
+    let mut writes = vec![registering("R1", 10, "P1", None)];
+    assert_eq!(
+        store.commit_group(&mut writes, &mark_refused).unwrap(),
+        vec![Ok(())]
+    );
+    let GroupWrite::Audit(a) = &writes[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        a.registration.as_ref().unwrap().outcome,
+        Some(Registration::Registered)
+    );
+    assert!(registered(store, "P1"));
+    assert!(!registered(store, "P2"));
+    let log = store.query_audit(&all(10)).unwrap();
+    assert_eq!(ids(log.clone()), ["R1"]);
+    assert_eq!(log[0].returned, r#"{"newly_registered":true}"#);
+
+    let mut writes = vec![registering("R2", 20, "P1", None)];
+    store.commit_group(&mut writes, &mark_refused).unwrap();
+    let GroupWrite::Audit(a) = &writes[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        a.registration.as_ref().unwrap().outcome,
+        Some(Registration::AlreadyRegistered)
+    );
+    let log = store.query_audit(&all(10)).unwrap();
+    assert_eq!(log[1].returned, r#"{"newly_registered":false}"#);
+    assert_eq!(verified(store), 2);
+}
+
+/// A group that fails (here a duplicate confirmation id later in the group) writes neither the
+/// registration nor its record; nor does a registration of an unknown person.
+pub fn a_failed_group_writes_neither_registration_nor_record(store: &dyn Store) {
+    unregistered(store);
+    store
+        .append_audit(&[record("C1", 1, "1340123452", None)])
+        .unwrap();
+    let mut writes = vec![
+        registering("R1", 10, "P1", None),
+        audit_write(record("C1", 11, "1340123452", None), None, vec![]),
+    ];
+    assert!(store.commit_group(&mut writes, &mark_refused).is_err());
+    assert!(!registered(store, "P1"), "the registration was rolled back");
+    assert_eq!(ids(store.query_audit(&all(10)).unwrap()), ["C1"]);
+
+    let mut writes = vec![
+        registering("R2", 12, "P2", None),
+        registering("R3", 13, "ghost", None),
+    ];
+    match store.commit_group(&mut writes, &mark_refused) {
+        Err(StoreError::UnknownPerson(id)) => assert_eq!(id, "ghost"),
+        other => panic!("expected UnknownPerson, got {other:?}"),
+    }
+    assert!(!registered(store, "P2"));
+    assert_eq!(ids(store.query_audit(&all(10)).unwrap()), ["C1"]);
+    assert_eq!(verified(store), 1);
+}
+
+/// A registration whose challenge is refused is not made; its record is written, rewritten.
+pub fn a_registration_with_a_refused_challenge_is_not_made(store: &dyn Store) {
+    unregistered(store);
+    let a = challenge(store, 1, T01, CONFIRM, 60_000);
+    let mut writes = vec![
+        registering("R1", 10, "P1", Some(use_of(&a, T02, 10))),
+        registering("R2", 11, "P2", Some(use_of(&a, T01, 11))),
+    ];
+    assert_eq!(
+        store.commit_group(&mut writes, &mark_refused).unwrap(),
+        vec![Err(ChallengeError::OtherTerminal), Ok(())]
+    );
+    assert!(!registered(store, "P1"));
+    assert!(registered(store, "P2"));
+    let log = store.query_audit(&all(10)).unwrap();
+    assert_eq!(log[0].person_id, None);
+    assert!(log[0].result_code.starts_with("REFUSED"));
+    assert_eq!(log[1].returned, r#"{"newly_registered":true}"#);
+}
+
+/// Every record appended (in groups, by `append_audit`, with challenges) is chained: the head
+/// advances by one per record and `verify` checks them all.
+pub fn audit_chain_links_every_record(store: &dyn Store) {
+    let empty = store.audit_chain_head().unwrap();
+    assert_eq!(empty.last_seq, 0);
+    assert_eq!(empty.last_hash, audit_chain::GENESIS.to_vec());
+    assert_eq!(verified(store), 0);
+    audit_world(store);
+    let a = challenge(store, 1, T01, CONFIRM, 60_000);
+    let mut writes = vec![
+        audit_write(
+            record("C7", 6_000, "1340123452", Some("P1")),
+            Some(use_of(&a, T01, 6_000)),
+            vec![],
+        ),
+        audit_write(
+            record("C8", 6_001, "1340123452", Some("P1")),
+            Some(use_of(&a, T01, 6_001)),
+            vec![],
+        ),
+    ];
+    store.commit_group(&mut writes, &mark_refused).unwrap();
+    let head = store.audit_chain_head().unwrap();
+    assert_eq!(head.last_seq, 8);
+    assert_eq!(verified(store), 8);
+    // The chain is in append order: C3 then C1 (one group), then the rest.
+    let page = store.audit_chain_page(None, 100).unwrap();
+    let order: Vec<&str> = page
+        .iter()
+        .map(|r| r.record.confirmation_id.as_str())
+        .collect();
+    assert_eq!(order, ["C3", "C1", "C2", "C4", "C5", "C6", "C7", "C8"]);
+    assert_eq!(
+        page.iter().map(|r| r.position.unwrap()).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<_>>()
+    );
+    assert_eq!(page[7].hash.as_deref(), Some(head.last_hash.as_slice()));
+    // The record read back is the record hashed (C8 was rewritten as a reuse before both).
+    assert_eq!(
+        page[7].record.result_code,
+        "REFUSED the challenge was already used"
+    );
+    assert!(store.unchained_audit(10).unwrap().is_empty());
+    // A head kept elsewhere earlier is still in the chain; a made-up one is not.
+    let fourth: String = page[3]
+        .hash
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(audit_chain::verify(store, Some(&fourth)).is_ok());
+    match audit_chain::verify(store, Some(&"ab".repeat(32))) {
+        Err(VerifyError::Broken(b)) => assert!(matches!(b.what, Break::Edited { .. })),
+        other => panic!("a made-up head must not verify: {other:?}"),
+    }
+}
+
+/// Pruning removes the oldest records (in chain order, up to the first that is not old enough)
+/// and anchors the chain at the last one removed, so what is kept still verifies.
+pub fn audit_prune_keeps_the_chain_verifiable(store: &dyn Store) {
+    audit_world(store); // chain order C3 C1 C2 C4 C5 C6 at 3.0 1.0 2.0 3.999 4.0 5.0 s
+    assert_eq!(store.prune_audit(at(0)).unwrap(), 0);
+    // Before 3.5 s: C3, C1, C2 go; C4 (3.999 s) stops it.
+    assert_eq!(store.prune_audit(at(3_500)).unwrap(), 3);
+    assert_eq!(
+        ids(store.query_audit(&all(10)).unwrap()),
+        ["C4", "C5", "C6"]
+    );
+    let head = store.audit_chain_head().unwrap();
+    assert_eq!((head.anchor_seq, head.last_seq), (3, 6));
+    assert_eq!(verified(store), 3);
+    assert_eq!(store.prune_audit(at(3_500)).unwrap(), 0);
+    // Appending after a prune continues the chain.
+    store
+        .append_audit(&[record("C7", 9_000, "1340123452", None)])
+        .unwrap();
+    assert_eq!(verified(store), 4);
+    // Everything old enough goes; the anchor is then the head and the empty chain verifies.
+    assert_eq!(store.prune_audit(at(60_000)).unwrap(), 4);
+    let head = store.audit_chain_head().unwrap();
+    assert_eq!((head.anchor_seq, head.last_seq), (7, 7));
+    assert_eq!(head.anchor_hash, head.last_hash);
+    assert_eq!(verified(store), 0);
+    store
+        .append_audit(&[record("C8", 61_000, "1340123452", None)])
+        .unwrap();
+    assert_eq!(verified(store), 1);
+}
+
+/// Two instances appending at once (as two service instances sharing one store do) build one
+/// chain: positions 1..n without gaps or repeats, every link holding.
+pub fn audit_chain_is_one_chain_across_instances(a: &dyn Store, b: &dyn Store) {
+    let per_thread: u32 = 40;
+    let barrier = Barrier::new(4);
+    std::thread::scope(|s| {
+        for (t, store) in [a, b, a, b].into_iter().enumerate() {
+            let barrier = &barrier;
+            s.spawn(move || {
+                barrier.wait();
+                for i in 0..per_thread {
+                    // Groups of one and of three.
+                    let records: Vec<AuditRecord> = (0..1 + (i % 2) * 2)
+                        .map(|k| record(&format!("T{t}-{i}-{k}"), i64::from(i), "1340123452", None))
+                        .collect();
+                    store.append_audit(&records).unwrap();
+                }
+            });
+        }
+    });
+    let total = 4 * (per_thread / 2) * (1 + 3);
+    assert_eq!(verified(a), u64::from(total));
+    assert_eq!(verified(b), u64::from(total));
 }
 
 // ---- batch confirmation ----------------------------------------------------------------------

@@ -138,3 +138,128 @@ fn a_version_1_database_is_migrated() {
         .unwrap();
     assert_eq!(rows[0].get::<_, i32>(0), SCHEMA_VERSION);
 }
+
+// ---- the audit chain, tampered with in the database ---------------------------------------------
+
+/// A database holding records C1..C6 (positions 1..6), and an admin connection to it.
+fn six_records(case: &str) -> (String, postgres::Client) {
+    let url = PgServer::shared().create_database(case).unwrap();
+    let store = PgStore::open(&url).unwrap();
+    let records: Vec<AuditRecord> = (1..=6)
+        .map(|i| AuditRecord {
+            at: time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i),
+            ..audit_record(&format!("C{i}"))
+        })
+        .collect();
+    store.append_audit(&records[..2]).unwrap();
+    store.append_audit(&records[2..]).unwrap();
+    let admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    (url, admin)
+}
+
+/// `confirm-service audit verify --store URL`: exit code and output.
+fn verify(url: &str) -> (i32, String) {
+    let out = std::process::Command::new(onshi_e2e::bin("confirm-service").unwrap())
+        .args(["audit", "verify", "--store", url])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn assert_broken(url: &str, expected: &str) {
+    let (code, text) = verify(url);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("the chain is broken at ") && text.contains(expected),
+        "expected {expected:?} in: {text}"
+    );
+}
+
+#[test]
+fn an_untouched_chain_verifies() {
+    let (url, _admin) = six_records("chain_untouched");
+    let (code, text) = verify(&url);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("6 record(s) checked"), "{text}");
+}
+
+#[test]
+fn an_edited_record_is_named() {
+    let (url, mut admin) = six_records("chain_edited");
+    admin
+        .execute(
+            "UPDATE audit SET result_code = 'RESULT_CODE_CARD_UNKNOWN' WHERE confirmation_id = 'C4'",
+            &[],
+        )
+        .unwrap();
+    assert_broken(&url, "record 4 (C4): edited");
+    let (url, mut admin) = six_records("chain_edited_time");
+    admin
+        .execute(
+            "UPDATE audit SET at = at + interval '1 hour' WHERE confirmation_id = 'C2'",
+            &[],
+        )
+        .unwrap();
+    assert_broken(&url, "record 2 (C2): edited");
+}
+
+#[test]
+fn a_deleted_record_is_named() {
+    let (url, mut admin) = six_records("chain_deleted");
+    admin
+        .execute("DELETE FROM audit WHERE confirmation_id = 'C3'", &[])
+        .unwrap();
+    assert_broken(&url, "record 4 (C4): deleted");
+}
+
+#[test]
+fn an_inserted_record_is_named() {
+    let (url, mut admin) = six_records("chain_inserted");
+    admin
+        .execute(
+            "INSERT INTO audit (confirmation_id, at, institution_code, terminal_id, method,
+                 purpose, result_code, consents, returned)
+             VALUES ('FORGED', now(), '1340123452', 'T01', 'pin', 'confirm', 'RESULT_CODE_OK',
+                 0, '{}')",
+            &[],
+        )
+        .unwrap();
+    assert_broken(&url, "(FORGED): inserted");
+    let (url, mut admin) = six_records("chain_inserted_position");
+    admin
+        .execute(
+            "INSERT INTO audit (confirmation_id, at, institution_code, terminal_id, method,
+                 purpose, result_code, consents, returned, chain_seq, prev_hash, hash)
+             SELECT 'FORGED', at, institution_code, terminal_id, method, purpose, result_code,
+                 consents, returned, chain_seq, prev_hash, hash
+             FROM audit WHERE confirmation_id = 'C5'",
+            &[],
+        )
+        .unwrap();
+    assert_broken(&url, "record 5 (FORGED): inserted");
+}
+
+/// A database of schema version 2 (before the chain) with records: opened, they are chained.
+#[test]
+fn records_written_before_the_chain_are_chained_at_migration() {
+    let (url, mut admin) = six_records("chain_migrated");
+    admin
+        .batch_execute(
+            "DROP INDEX audit_by_chain;
+             ALTER TABLE audit DROP COLUMN chain_seq, DROP COLUMN prev_hash, DROP COLUMN hash;
+             DROP TABLE audit_chain;
+             UPDATE onshi_schema SET version = 2;",
+        )
+        .unwrap();
+    let store = PgStore::open(&url).unwrap();
+    store.append_audit(&[audit_record("C7")]).unwrap();
+    let (code, text) = verify(&url);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("7 record(s) checked"), "{text}");
+}

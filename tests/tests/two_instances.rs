@@ -343,3 +343,59 @@ fn the_copy_reproduces_the_world() {
         Err(StoreError::BadLocation(_))
     ));
 }
+
+/// Two instances sharing one PostgreSQL, each confirming for two terminals at once, append to
+/// one audit chain: `audit verify` checks every record and finds no break.
+#[test]
+fn two_instances_writing_at_once_keep_one_valid_audit_chain() {
+    let url = PgServer::shared()
+        .create_database("two_instances_chain")
+        .expect("a database on the private PostgreSQL");
+    run_copy(&world_store(), &url, false).expect("copy the world");
+    let config = service_toml_for(&url, "two-instances-chain");
+    let a = Service::start(&config).expect("instance A");
+    let mut b = Instance::start(&config);
+    let card = card("valid");
+    let per_stream = 15;
+    runtime().block_on(async {
+        let mut streams = Vec::new();
+        for (url, nth) in [(a.url(), 0), (b.url(), 0), (a.url(), 1), (b.url(), 1)] {
+            let mut c = client(url, &terminal_dir(nth)).await;
+            let card = &card;
+            streams.push(async move {
+                for _ in 0..per_stream {
+                    let ch = issue(&mut c).await;
+                    let answer = c.confirm_by_card(signed_request(card, &ch)).await;
+                    assert_eq!(code(&answer), ResultCode::Ok, "{answer:?}");
+                }
+            });
+        }
+        futures_join_all(streams).await;
+    });
+    b.terminate();
+    let out = Command::new(onshi_e2e::bin("confirm-service").unwrap())
+        .args(["audit", "verify", "--store", &url])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("{} record(s) checked", 4 * per_stream)),
+        "{text}"
+    );
+}
+
+/// Runs the futures concurrently on the current task (no extra dependency).
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    std::future::poll_fn(move |cx| {
+        futures.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if futures.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}

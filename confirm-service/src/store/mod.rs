@@ -198,6 +198,24 @@ pub enum Registration {
     AlreadyRegistered,
 }
 
+impl Registration {
+    /// What the registration's audit record says was returned (`returned`).
+    pub fn audit_summary(self) -> String {
+        serde_json::json!({ "newly_registered": self == Registration::Registered }).to_string()
+    }
+}
+
+/// A registration for insurance use (健康保険証利用申込み) carried by its request's
+/// [`AuditWrite`], so that the registration and its audit record are committed together or
+/// not at all. It is applied only when the write's challenge is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationWrite {
+    pub person_id: String,
+    pub at: OffsetDateTime,
+    /// Set by the store in the group's transaction: what the registration did.
+    pub outcome: Option<Registration>,
+}
+
 /// A challenge as the store keeps it (the random bytes are made by [`crate::challenge`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredChallenge {
@@ -222,14 +240,36 @@ pub struct ChallengeUse {
 }
 
 /// A request's durable trace, written in one transaction: its challenge consumed (when it
-/// presented one), then, only if that succeeded, the consents it carried, then its audit
-/// record. When the challenge is refused the record is first rewritten by the group's
-/// `refuse` function, so it tells what was really answered.
+/// presented one), then, only if that succeeded, the consents it carried and its registration,
+/// then its audit record (chained: [`crate::audit_chain`]). When the challenge is refused the
+/// record is first rewritten by the group's `refuse` function, so it tells what was really
+/// answered; a registration rewrites the record's `returned` with what it did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditWrite {
     pub record: AuditRecord,
     pub challenge: Option<ChallengeUse>,
     pub consents: Vec<ConsentGrant>,
+    pub registration: Option<RegistrationWrite>,
+}
+
+impl AuditWrite {
+    /// A write of a record alone (no challenge, consents or registration).
+    pub fn record(record: AuditRecord) -> Self {
+        Self {
+            record,
+            challenge: None,
+            consents: Vec::new(),
+            registration: None,
+        }
+    }
+
+    /// Notes what the write's registration did, and says so in its record.
+    pub fn registered(&mut self, outcome: Registration) {
+        if let Some(r) = &mut self.registration {
+            r.outcome = Some(outcome);
+            self.record.returned = outcome.audit_summary();
+        }
+    }
 }
 
 /// One write of a group commit ([`Store::commit_group`]).
@@ -241,6 +281,35 @@ pub enum GroupWrite {
     Consume(ChallengeUse),
     /// A request's challenge, consents and audit record.
     Audit(Box<AuditWrite>),
+}
+
+/// The head of the audit chain ([`crate::audit_chain`]), kept in one row of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    /// Position of the last record appended (0 before any).
+    pub last_seq: i64,
+    /// Its hash (the anchor's while the chain is empty).
+    pub last_hash: Vec<u8>,
+    /// Position of the last record removed by pruning (0 when none was).
+    pub anchor_seq: i64,
+    /// Its hash: the previous hash of the first record kept ([`crate::audit_chain::GENESIS`]
+    /// when none was removed).
+    pub anchor_hash: Vec<u8>,
+}
+
+/// An audit record as the chain keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainedRecord {
+    /// The row's own id in the store (insertion order), for reports.
+    pub row: i64,
+    /// Its position in the chain (1, 2, …); `None` for a row the service never wrote.
+    pub position: Option<i64>,
+    pub record: AuditRecord,
+    pub prev_hash: Option<Vec<u8>>,
+    pub hash: Option<Vec<u8>>,
+    /// A stored value that cannot belong to any record the service wrote (e.g. SQLite's two
+    /// time columns disagreeing), which the record as read cannot show.
+    pub defect: Option<String>,
 }
 
 /// How a group's audit record is rewritten when its challenge is refused.
@@ -341,9 +410,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// the service's one writer gathers whatever is waiting into one group, so a burst of N
     /// requests costs one sync and one write lock, not N. Challenge consumption is atomic
     /// across instances: two concurrent consumptions of one challenge cannot both succeed,
-    /// and a challenge presented by another terminal is not consumed. Returns, per write, the
-    /// challenge's verdict (`Ok` for writes without one). A store failure, or a duplicate
-    /// confirmation id, fails the whole group.
+    /// and a challenge presented by another terminal is not consumed. A registration is
+    /// applied only with an accepted challenge (its outcome is set on the write, see
+    /// [`AuditWrite::registered`]). The audit records are appended to the store's one hash
+    /// chain in the group's order, serialized with every other instance's appends. Returns,
+    /// per write, the challenge's verdict (`Ok` for writes without one). A store failure, a
+    /// duplicate confirmation id, or a registration of an unknown person fails the whole
+    /// group.
     fn commit_group(
         &self,
         writes: &mut [GroupWrite],
@@ -390,19 +463,37 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
         let mut writes: Vec<GroupWrite> = records
             .iter()
-            .map(|r| {
-                GroupWrite::Audit(Box::new(AuditWrite {
-                    record: r.clone(),
-                    challenge: None,
-                    consents: Vec::new(),
-                }))
-            })
+            .map(|r| GroupWrite::Audit(Box::new(AuditWrite::record(r.clone()))))
             .collect();
         self.commit_group(&mut writes, &keep_record).map(drop)
     }
 
     /// Audit records matching the query, oldest first.
     fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    // ---- the audit chain (crate::audit_chain) ----------------------------------------------
+
+    /// The chain's head: its last position and hash, and its anchor (where the kept records
+    /// begin after pruning).
+    fn audit_chain_head(&self) -> Result<ChainHead, StoreError>;
+
+    /// Up to `limit` chained records in chain order (position, then row), after `after`
+    /// (`(position, row)` of the last one of the previous page). Records with no position are
+    /// not included: see [`Store::unchained_audit`].
+    fn audit_chain_page(
+        &self,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<ChainedRecord>, StoreError>;
+
+    /// Up to `limit` records that have no position in the chain (none are ever written so:
+    /// each was put there by someone else), in row order.
+    fn unchained_audit(&self, limit: u32) -> Result<Vec<ChainedRecord>, StoreError>;
+
+    /// Removes the chain's oldest records while they are older than `before`, in one
+    /// transaction serialized with appends, and makes the last one removed the chain's new
+    /// anchor, so the rest still verifies. Returns how many were removed.
+    fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
 
     // ---- batch confirmation (一括照会) -------------------------------------------------------
 

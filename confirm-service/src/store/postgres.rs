@@ -18,6 +18,10 @@
 //!   are written, exactly as the SQLite store keeps them (Unix milliseconds), so both stores
 //!   compare and round-trip instants alike. Identifiers sort in the `"C"` collation (byte
 //!   order, like SQLite), whatever the database's locale.
+//! - **The audit chain** (crate::audit_chain): the group commit locks the chain's head row
+//!   (`SELECT … FOR UPDATE`) after its challenges, registrations and consents and just before
+//!   its records, so the appends of every instance are serialized in one chain order and the
+//!   lock is held only for the insert and the commit.
 //! - **Schema**: created or upgraded on open inside one transaction holding an advisory lock,
 //!   so instances starting together do not race; its version lives in `onshi_schema`.
 //!
@@ -39,10 +43,11 @@ use time::{Date, OffsetDateTime};
 
 use super::sqlite::{explain_challenge, millis};
 use super::{
-    corrupt, BatchItem, BatchJob, CardKey, ChallengeUse, GroupWrite, LoadBatch, Refuse,
-    Registration, Store, StoreError, StoredChallenge, Terminal, TerminalStatus,
+    corrupt, BatchItem, BatchJob, CardKey, ChainHead, ChainedRecord, ChallengeUse, GroupWrite,
+    LoadBatch, Refuse, Registration, Store, StoreError, StoredChallenge, Terminal, TerminalStatus,
 };
 use crate::audit::{AuditQuery, AuditRecord};
+use crate::audit_chain;
 use crate::challenge::ChallengeError;
 use crate::clinical::{Checkup, Medication};
 use crate::consent::{ConsentGrant, ConsentKind};
@@ -52,7 +57,7 @@ use crate::eligibility::{
 };
 
 /// The schema version this code writes and understands (`onshi_schema.version`).
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Connections one store keeps open at most, unless [`PgStore::open_with_pool`] says otherwise.
 pub const DEFAULT_POOL_SIZE: usize = 16;
@@ -517,6 +522,22 @@ ALTER TABLE terminals ADD COLUMN device_public_key BYTEA
     CHECK (device_public_key IS NULL OR octet_length(device_public_key) = 65);
 ";
 
+/// Version 3: the audit log's hash chain (crate::audit_chain); records already there are
+/// chained at migration, in the order they were written.
+const SCHEMA_V3: &str = "
+ALTER TABLE audit ADD COLUMN IF NOT EXISTS chain_seq BIGINT;
+ALTER TABLE audit ADD COLUMN IF NOT EXISTS prev_hash BYTEA;
+ALTER TABLE audit ADD COLUMN IF NOT EXISTS hash BYTEA;
+CREATE INDEX IF NOT EXISTS audit_by_chain ON audit(chain_seq, seq);
+CREATE TABLE IF NOT EXISTS audit_chain (
+    singleton BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton),
+    last_seq BIGINT NOT NULL,
+    last_hash BYTEA NOT NULL,
+    anchor_seq BIGINT NOT NULL,
+    anchor_hash BYTEA NOT NULL
+);
+";
+
 /// Creates or upgrades the schema in one transaction that holds an advisory lock, so two
 /// instances opening a fresh database together do not both create it.
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
@@ -544,6 +565,15 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     }
     if found < 2 {
         tx.batch_execute(SCHEMA_V2)?;
+    }
+    if found < 3 {
+        tx.batch_execute(SCHEMA_V3)?;
+        tx.execute(
+            "INSERT INTO audit_chain (last_seq, last_hash, anchor_seq, anchor_hash)
+             VALUES (0, $1, 0, $1) ON CONFLICT (singleton) DO NOTHING",
+            &[&&audit_chain::GENESIS[..]],
+        )?;
+        chain_existing(&mut tx)?;
     }
     if found < SCHEMA_VERSION {
         tx.execute(
@@ -588,6 +618,33 @@ fn to_u32(what: &'static str, v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| corrupt(what, v))
 }
 
+/// Registers a person in one statement: whether it changed the person, and whether the
+/// person exists.
+const REGISTER: &str = "WITH marked AS (
+         UPDATE persons SET registered_for_insurance = true, registered_at = $2
+         WHERE id = $1 AND NOT registered_for_insurance
+         RETURNING 1
+     )
+     SELECT EXISTS (SELECT 1 FROM marked),
+            EXISTS (SELECT 1 FROM persons WHERE id = $1)";
+
+fn register(
+    client: &mut impl GenericClient,
+    stmt: &Statement,
+    person_id: &str,
+    at: OffsetDateTime,
+) -> Result<Registration, StoreError> {
+    let rows = client.query(stmt, &[&person_id, &instant(at)])?;
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::Postgres("registration returned no row".into()))?;
+    match (col::<bool>(row, 0)?, col::<bool>(row, 1)?) {
+        (true, _) => Ok(Registration::Registered),
+        (false, true) => Ok(Registration::AlreadyRegistered),
+        (false, false) => Err(StoreError::UnknownPerson(person_id.to_owned())),
+    }
+}
+
 /// Keeps the last of several entries with the same key, in first-seen order: one multi-row
 /// `INSERT … ON CONFLICT DO UPDATE` may not touch a row twice, while row-by-row upserts (the
 /// SQLite store) leave the last one.
@@ -622,26 +679,125 @@ fn insert_consents(
 
 static INSERT_AUDIT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "INSERT INTO audit ({AUDIT_COLUMNS})
+        "INSERT INTO audit ({AUDIT_COLUMNS}, chain_seq, prev_hash, hash)
          SELECT id, at, code, terminal, person, method, purpose, result, consents, cert,
-                returned
+                returned, chain_seq, prev_hash, hash
          FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
-                     $6::text[], $7::text[], $8::text[], $9::int2[], $10::text[], $11::text[])
+                     $6::text[], $7::text[], $8::text[], $9::int2[], $10::text[], $11::text[],
+                     $12::int8[], $13::bytea[], $14::bytea[])
               WITH ORDINALITY AS u(id, at, code, terminal, person, method, purpose, result,
-                                   consents, cert, returned, n)
+                                   consents, cert, returned, chain_seq, prev_hash, hash, n)
          ORDER BY n"
     )
 });
 
-/// Appends audit records with one statement, in order.
+/// Reads and locks the chain's head: every other instance's append waits here until this
+/// transaction ends.
+const LOCK_HEAD: &str =
+    "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chain FOR UPDATE";
+
+fn head_from_row(r: &Row) -> Result<ChainHead, StoreError> {
+    Ok(ChainHead {
+        last_seq: col(r, 0)?,
+        last_hash: col(r, 1)?,
+        anchor_seq: col(r, 2)?,
+        anchor_hash: col(r, 3)?,
+    })
+}
+
+fn lock_head(client: &mut impl GenericClient) -> Result<ChainHead, StoreError> {
+    let rows = client.query(LOCK_HEAD, &[])?;
+    let row = rows
+        .first()
+        .ok_or_else(|| corrupt("audit chain", "the head row is missing"))?;
+    head_from_row(row)
+}
+
+const CHAIN_COLUMNS: &str = "seq, chain_seq, prev_hash, hash, confirmation_id, at, \
+     institution_code, terminal_id, person_id, method, purpose, result_code, consents, \
+     certificate_sha256, returned";
+
+/// A row of the audit table as the chain sees it; values the service never writes are a
+/// `defect`, not an error, so `verify` can name the record.
+fn chained_from_row(r: &Row) -> Result<ChainedRecord, StoreError> {
+    let mut defect = None;
+    let at: OffsetDateTime = col(r, 5)?;
+    if instant(at) != at {
+        defect = Some(format!("its time {at} is not a whole millisecond"));
+    }
+    let consents: i16 = col(r, 12)?;
+    let consents = u8::try_from(consents).unwrap_or_else(|_| {
+        defect = Some(format!("its consents {consents} are not a bitmask"));
+        0
+    });
+    Ok(ChainedRecord {
+        row: col(r, 0)?,
+        position: col(r, 1)?,
+        prev_hash: col(r, 2)?,
+        hash: col(r, 3)?,
+        record: AuditRecord {
+            confirmation_id: col(r, 4)?,
+            at,
+            institution_code: col(r, 6)?,
+            terminal_id: col(r, 7)?,
+            person_id: col(r, 8)?,
+            method: col(r, 9)?,
+            purpose: col(r, 10)?,
+            result_code: col(r, 11)?,
+            consents,
+            certificate_sha256: col(r, 13)?,
+            returned: col(r, 14)?,
+        },
+        defect,
+    })
+}
+
+/// Chains the records written before the chain existed, in the order they were written
+/// (version 3's migration).
+fn chain_existing(tx: &mut ::postgres::Transaction<'_>) -> Result<(), StoreError> {
+    let rows = tx
+        .query(
+            &format!("SELECT {CHAIN_COLUMNS} FROM audit WHERE chain_seq IS NULL ORDER BY seq"),
+            &[],
+        )?
+        .iter()
+        .map(chained_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let head = lock_head(tx)?;
+    let (cols, seq, hash) = audit_chain::extend(
+        head.last_seq,
+        &head.last_hash,
+        rows.iter().map(|r| &r.record),
+    );
+    let update =
+        tx.prepare("UPDATE audit SET chain_seq = $2, prev_hash = $3, hash = $4 WHERE seq = $1")?;
+    for (row, (position, prev, this)) in rows.iter().zip(&cols) {
+        tx.execute(&update, &[&row.row, position, prev, this])?;
+    }
+    tx.execute(
+        "UPDATE audit_chain SET last_seq = $1, last_hash = $2",
+        &[&seq, &hash],
+    )?;
+    Ok(())
+}
+
+/// Appends audit records with one statement, in order, after the chain's `head` (locked by
+/// the caller's transaction); returns the new head's position and hash.
 fn insert_audit(
     client: &mut impl GenericClient,
     stmt: &Statement,
+    head: &ChainHead,
     records: &[&AuditRecord],
-) -> Result<(), StoreError> {
+) -> Result<(i64, Vec<u8>), StoreError> {
     if records.is_empty() {
-        return Ok(());
+        return Ok((head.last_seq, head.last_hash.clone()));
     }
+    // The records as they will read back (instants cut to the millisecond) are what is hashed.
+    let (cols, last_seq, last_hash) =
+        audit_chain::extend(head.last_seq, &head.last_hash, records.iter().copied());
+    let chain_seq: Vec<i64> = cols.iter().map(|c| c.0).collect();
+    let prev: Vec<&[u8]> = cols.iter().map(|c| c.1.as_slice()).collect();
+    let hash: Vec<&[u8]> = cols.iter().map(|c| c.2.as_slice()).collect();
     let id: Vec<&str> = records.iter().map(|r| r.confirmation_id.as_str()).collect();
     let at: Vec<OffsetDateTime> = records.iter().map(|r| instant(r.at)).collect();
     let code: Vec<&str> = records
@@ -663,10 +819,10 @@ fn insert_audit(
         stmt,
         &[
             &id, &at, &code, &terminal, &person, &method, &purpose, &result, &consents, &cert,
-            &returned,
+            &returned, &chain_seq, &prev, &hash,
         ],
     )?;
-    Ok(())
+    Ok((last_seq, last_hash))
 }
 
 fn last_per_key<'a, T, K: std::hash::Hash + Eq>(
@@ -1288,25 +1444,9 @@ impl Store for PgStore {
         person_id: &str,
         at: OffsetDateTime,
     ) -> Result<Registration, StoreError> {
-        // One statement: whether it changed the person, and whether the person exists.
-        let rows = self.query(
-            "WITH marked AS (
-                 UPDATE persons SET registered_for_insurance = true, registered_at = $2
-                 WHERE id = $1 AND NOT registered_for_insurance
-                 RETURNING 1
-             )
-             SELECT EXISTS (SELECT 1 FROM marked),
-                    EXISTS (SELECT 1 FROM persons WHERE id = $1)",
-            &[&person_id, &instant(at)],
-        )?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::Postgres("registration returned no row".into()))?;
-        match (col::<bool>(row, 0)?, col::<bool>(row, 1)?) {
-            (true, _) => Ok(Registration::Registered),
-            (false, true) => Ok(Registration::AlreadyRegistered),
-            (false, false) => Err(StoreError::UnknownPerson(person_id.to_owned())),
-        }
+        let mut conn = self.conn()?;
+        let stmt = conn.prepare(REGISTER)?;
+        register(&mut conn.client, &stmt, person_id, at)
     }
 
     fn record_consents(&self, grants: &[ConsentGrant]) -> Result<(), StoreError> {
@@ -1361,6 +1501,9 @@ impl Store for PgStore {
         )?;
         let insert_grants = conn.prepare(INSERT_CONSENTS)?;
         let insert_records = conn.prepare(&INSERT_AUDIT)?;
+        let register_person = conn.prepare(REGISTER)?;
+        let lock_chain = conn.prepare(LOCK_HEAD)?;
+        let advance_chain = conn.prepare("UPDATE audit_chain SET last_seq = $1, last_hash = $2")?;
         let mut tx = conn.client.transaction()?;
 
         // New challenges first (no request of this group can hold one yet: a challenge is
@@ -1418,8 +1561,29 @@ impl Store for PgStore {
             verdicts[i] = Err(explain_challenge(row, &u.terminal, u.purpose));
         }
 
-        // Then what the verdicts allow: consents only with a consumed challenge, and every
-        // audit record, rewritten when its challenge was refused.
+        // Then what the verdicts allow: registrations and consents only with a consumed
+        // challenge, and every audit record, rewritten when its challenge was refused.
+        // Registrations in the order of the person ids, so two instances' groups lock persons
+        // in the same order.
+        let mut registering: Vec<(usize, String, OffsetDateTime)> = writes
+            .iter()
+            .zip(&verdicts)
+            .enumerate()
+            .filter_map(|(i, (w, v))| match (w, v) {
+                (GroupWrite::Audit(a), Ok(())) => a
+                    .registration
+                    .as_ref()
+                    .map(|r| (i, r.person_id.clone(), r.at)),
+                _ => None,
+            })
+            .collect();
+        registering.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+        for (i, person_id, at) in registering {
+            let outcome = register(&mut tx, &register_person, &person_id, at)?;
+            if let GroupWrite::Audit(a) = &mut writes[i] {
+                a.registered(outcome);
+            }
+        }
         let mut grants: Vec<&ConsentGrant> = Vec::new();
         let mut records: Vec<&AuditRecord> = Vec::new();
         for (write, verdict) in writes.iter_mut().zip(&verdicts) {
@@ -1438,7 +1602,16 @@ impl Store for PgStore {
             }
         }
         insert_consents(&mut tx, &insert_grants, &grants)?;
-        insert_audit(&mut tx, &insert_records, &records)?;
+        if !records.is_empty() {
+            // The head is locked last, so it is held only for the insert and the commit.
+            let rows = tx.query(&lock_chain, &[])?;
+            let head = head_from_row(
+                rows.first()
+                    .ok_or_else(|| corrupt("audit chain", "the head row is missing"))?,
+            )?;
+            let (seq, hash) = insert_audit(&mut tx, &insert_records, &head, &records)?;
+            tx.execute(&advance_chain, &[&seq, &hash])?;
+        }
         tx.commit()?;
         Ok(verdicts)
     }
@@ -1487,6 +1660,72 @@ impl Store for PgStore {
             &params,
         )?;
         rows.iter().map(audit_from_row).collect()
+    }
+
+    fn audit_chain_head(&self) -> Result<ChainHead, StoreError> {
+        let rows = self.query(
+            "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chain",
+            &[],
+        )?;
+        head_from_row(
+            rows.first()
+                .ok_or_else(|| corrupt("audit chain", "the head row is missing"))?,
+        )
+    }
+
+    fn audit_chain_page(
+        &self,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<ChainedRecord>, StoreError> {
+        let (position, row) = after.unwrap_or((i64::MIN, i64::MIN));
+        let rows = self.query(
+            &format!(
+                "SELECT {CHAIN_COLUMNS} FROM audit
+                 WHERE chain_seq IS NOT NULL AND (chain_seq, seq) > ($1, $2)
+                 ORDER BY chain_seq, seq LIMIT $3"
+            ),
+            &[&position, &row, &i64::from(limit)],
+        )?;
+        rows.iter().map(chained_from_row).collect()
+    }
+
+    fn unchained_audit(&self, limit: u32) -> Result<Vec<ChainedRecord>, StoreError> {
+        let rows = self.query(
+            &format!(
+                "SELECT {CHAIN_COLUMNS} FROM audit WHERE chain_seq IS NULL ORDER BY seq LIMIT $1"
+            ),
+            &[&i64::from(limit)],
+        )?;
+        rows.iter().map(chained_from_row).collect()
+    }
+
+    fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.client.transaction()?;
+        let head = lock_head(&mut tx)?;
+        let last = tx.query_opt(
+            "SELECT chain_seq, hash FROM audit
+             WHERE chain_seq > $1 AND chain_seq < coalesce(
+                 (SELECT min(chain_seq) FROM audit WHERE chain_seq > $1 AND at >= $2), $3::bigint + 1)
+             ORDER BY chain_seq DESC LIMIT 1",
+            &[&head.anchor_seq, &instant(before), &head.last_seq],
+        )?;
+        let Some(last) = last else {
+            return Ok(0);
+        };
+        let anchor_seq: i64 = col(&last, 0)?;
+        let anchor_hash: Vec<u8> = col(&last, 1)?;
+        let removed = tx.execute(
+            "DELETE FROM audit WHERE chain_seq > $1 AND chain_seq <= $2",
+            &[&head.anchor_seq, &anchor_seq],
+        )?;
+        tx.execute(
+            "UPDATE audit_chain SET anchor_seq = $1, anchor_hash = $2",
+            &[&anchor_seq, &anchor_hash],
+        )?;
+        tx.commit()?;
+        Ok(removed)
     }
 
     fn create_batch(&self, job: &BatchJob, queries: &[Vec<u8>]) -> Result<(), StoreError> {

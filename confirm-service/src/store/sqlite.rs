@@ -20,10 +20,11 @@ use time::OffsetDateTime;
 
 use super::{
     corrupt, format_date, format_opt_date, parse_date, parse_opt_date, AuditWrite, BatchItem,
-    BatchJob, CardKey, ChallengeUse, GroupWrite, LoadBatch, Refuse, Registration, Store,
-    StoreError, StoredChallenge, Terminal, TerminalStatus,
+    BatchJob, CardKey, ChainHead, ChainedRecord, ChallengeUse, GroupWrite, LoadBatch, Refuse,
+    Registration, Store, StoreError, StoredChallenge, Terminal, TerminalStatus,
 };
 use crate::audit::{AuditQuery, AuditRecord};
+use crate::audit_chain;
 use crate::challenge::ChallengeError;
 use crate::clinical::{Checkup, Medication};
 use crate::consent::{ConsentGrant, ConsentKind};
@@ -33,7 +34,7 @@ use crate::eligibility::{
 };
 
 /// The schema version this code writes and understands (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -533,6 +534,23 @@ fn connect(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
         .map_err(open_err)?;
     Ok(conn)
 }
+
+/// Version 4: the audit log's hash chain (crate::audit_chain): each record's position, its
+/// predecessor's hash and its own; the head and anchor in `audit_chain`'s one row. Records
+/// already there are chained at migration, in the order they were written.
+const SCHEMA_V4: &str = "
+ALTER TABLE audit ADD COLUMN chain_seq INTEGER;
+ALTER TABLE audit ADD COLUMN prev_hash BLOB;
+ALTER TABLE audit ADD COLUMN hash BLOB;
+CREATE INDEX audit_by_chain ON audit(chain_seq, seq);
+CREATE TABLE audit_chain (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    last_seq INTEGER NOT NULL,
+    last_hash BLOB NOT NULL,
+    anchor_seq INTEGER NOT NULL,
+    anchor_hash BLOB NOT NULL
+);
+";
 
 /// Version 3: the terminals' device public keys (face and visual-check attestations); a
 /// terminal of an older store has none.
@@ -1043,24 +1061,7 @@ impl Store for SqliteStore {
         person_id: &str,
         at: OffsetDateTime,
     ) -> Result<Registration, StoreError> {
-        let conn = self.lock();
-        let changed = conn
-            .prepare_cached(
-                "UPDATE persons SET registered_for_insurance = 1, registered_at = ?2
-                 WHERE id = ?1 AND registered_for_insurance = 0",
-            )?
-            .execute(params![person_id, millis(at)])?;
-        if changed == 1 {
-            return Ok(Registration::Registered);
-        }
-        let exists: Option<i64> = conn
-            .prepare_cached("SELECT 1 FROM persons WHERE id = ?1")?
-            .query_row([person_id], |r| r.get(0))
-            .optional()?;
-        match exists {
-            Some(_) => Ok(Registration::AlreadyRegistered),
-            None => Err(StoreError::UnknownPerson(person_id.to_owned())),
-        }
+        register(&self.lock(), person_id, at)
     }
 
     fn record_consents(&self, grants: &[ConsentGrant]) -> Result<(), StoreError> {
@@ -1110,7 +1111,10 @@ impl Store for SqliteStore {
         refuse: &Refuse,
     ) -> Result<Vec<Result<(), ChallengeError>>, StoreError> {
         let mut conn = self.lock_writer();
+        // The immediate transaction holds the file's write lock: appends to the chain are
+        // serialized with every other connection's, in any process.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut head = chain_head(&tx)?;
         let mut verdicts = Vec::with_capacity(writes.len());
         for write in writes.iter_mut() {
             let verdict = match write {
@@ -1120,25 +1124,35 @@ impl Store for SqliteStore {
                 }
                 GroupWrite::Consume(u) => consume_challenge(&tx, u)?,
                 GroupWrite::Audit(audit) => {
-                    let AuditWrite {
-                        record,
-                        challenge,
-                        consents,
-                    } = &mut **audit;
-                    let verdict = match challenge {
+                    let verdict = match &audit.challenge {
                         Some(u) => consume_challenge(&tx, u)?,
                         None => Ok(()),
                     };
                     match &verdict {
-                        Ok(()) => insert_consents(&tx, consents)?,
-                        Err(e) => refuse(record, e),
+                        Ok(()) => {
+                            insert_consents(&tx, &audit.consents)?;
+                            if let Some(r) = &audit.registration {
+                                let outcome = register(&tx, &r.person_id, r.at)?;
+                                audit.registered(outcome);
+                            }
+                        }
+                        Err(e) => refuse(&mut audit.record, e),
                     }
-                    insert_audit(&tx, record)?;
+                    let AuditWrite { record, .. } = &**audit;
+                    let (cols, seq, hash) =
+                        audit_chain::extend(head.last_seq, &head.last_hash, [record]);
+                    for (position, prev, this) in &cols {
+                        insert_audit(&tx, record, *position, prev, this)?;
+                    }
+                    head.last_seq = seq;
+                    head.last_hash = hash;
                     verdict
                 }
             };
             verdicts.push(verdict);
         }
+        tx.prepare_cached("UPDATE audit_chain SET last_seq = ?1, last_hash = ?2")?
+            .execute(params![head.last_seq, head.last_hash])?;
         tx.commit()?;
         Ok(verdicts)
     }
@@ -1179,6 +1193,69 @@ impl Store for SqliteStore {
                 Ok(r)
             })
             .collect()
+    }
+
+    fn audit_chain_head(&self) -> Result<ChainHead, StoreError> {
+        chain_head(&self.readers.get())
+    }
+
+    fn audit_chain_page(
+        &self,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<ChainedRecord>, StoreError> {
+        let (position, row) = after.unwrap_or((i64::MIN, i64::MIN));
+        let conn = self.readers.get();
+        let rows = conn
+            .prepare_cached(&format!(
+                "SELECT {CHAIN_COLUMNS} FROM audit
+                 WHERE chain_seq IS NOT NULL AND (chain_seq, seq) > (?1, ?2)
+                 ORDER BY chain_seq, seq LIMIT ?3"
+            ))?
+            .query_map(params![position, row, limit], chained_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn unchained_audit(&self, limit: u32) -> Result<Vec<ChainedRecord>, StoreError> {
+        let conn = self.readers.get();
+        let rows = conn
+            .prepare_cached(&format!(
+                "SELECT {CHAIN_COLUMNS} FROM audit WHERE chain_seq IS NULL ORDER BY seq LIMIT ?1"
+            ))?
+            .query_map(params![limit], chained_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut conn = self.lock_writer();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let head = chain_head(&tx)?;
+        // The oldest records in chain order, up to the first one not older than `before`.
+        let last: Option<(i64, Vec<u8>)> = tx
+            .prepare_cached(
+                "SELECT chain_seq, hash FROM audit
+                 WHERE chain_seq > ?1 AND chain_seq < coalesce(
+                     (SELECT min(chain_seq) FROM audit WHERE chain_seq > ?1 AND at_ms >= ?2),
+                     ?3 + 1)
+                 ORDER BY chain_seq DESC LIMIT 1",
+            )?
+            .query_row(
+                params![head.anchor_seq, millis(before), head.last_seq],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((anchor_seq, anchor_hash)) = last else {
+            return Ok(0);
+        };
+        let removed = tx
+            .prepare_cached("DELETE FROM audit WHERE chain_seq > ?1 AND chain_seq <= ?2")?
+            .execute(params![head.anchor_seq, anchor_seq])?;
+        tx.prepare_cached("UPDATE audit_chain SET anchor_seq = ?1, anchor_hash = ?2")?
+            .execute(params![anchor_seq, anchor_hash])?;
+        tx.commit()?;
+        Ok(removed as u64)
     }
 
     fn create_batch(&self, job: &BatchJob, queries: &[Vec<u8>]) -> Result<(), StoreError> {
@@ -1371,14 +1448,65 @@ fn insert_consents(tx: &Connection, grants: &[ConsentGrant]) -> Result<(), Store
     Ok(())
 }
 
-fn insert_audit(tx: &Connection, r: &AuditRecord) -> Result<(), StoreError> {
-    let at =
-        r.at.format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| corrupt("audit time", e))?;
+/// Marks a person registered (see [`Store::register_for_insurance`]).
+fn register(
+    conn: &Connection,
+    person_id: &str,
+    at: OffsetDateTime,
+) -> Result<Registration, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE persons SET registered_for_insurance = 1, registered_at = ?2
+             WHERE id = ?1 AND registered_for_insurance = 0",
+        )?
+        .execute(params![person_id, millis(at)])?;
+    if changed == 1 {
+        return Ok(Registration::Registered);
+    }
+    let exists: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM persons WHERE id = ?1")?
+        .query_row([person_id], |r| r.get(0))
+        .optional()?;
+    match exists {
+        Some(_) => Ok(Registration::AlreadyRegistered),
+        None => Err(StoreError::UnknownPerson(person_id.to_owned())),
+    }
+}
+
+/// The chain's head as the transaction sees it.
+fn chain_head(tx: &Connection) -> Result<ChainHead, StoreError> {
+    tx.prepare_cached("SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chain")?
+        .query_row([], |r| {
+            Ok(ChainHead {
+                last_seq: r.get(0)?,
+                last_hash: r.get(1)?,
+                anchor_seq: r.get(2)?,
+                anchor_hash: r.get(3)?,
+            })
+        })
+        .optional()?
+        .ok_or_else(|| corrupt("audit chain", "the head row is missing"))
+}
+
+/// The RFC 3339 text of the `at` column.
+fn at_text(at: OffsetDateTime) -> Result<String, StoreError> {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| corrupt("audit time", e))
+}
+
+fn insert_audit(
+    tx: &Connection,
+    r: &AuditRecord,
+    position: i64,
+    prev_hash: &[u8],
+    hash: &[u8],
+) -> Result<(), StoreError> {
+    let at = at_text(r.at)?;
     tx.prepare_cached(
         "INSERT INTO audit (confirmation_id, at, at_ms, institution_code, terminal_id,
-             person_id, method, purpose, result_code, consents, certificate_sha256, returned)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             person_id, method, purpose, result_code, consents, certificate_sha256, returned,
+             chain_seq, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         r.confirmation_id,
@@ -1393,7 +1521,79 @@ fn insert_audit(tx: &Connection, r: &AuditRecord) -> Result<(), StoreError> {
         r.consents,
         r.certificate_sha256,
         r.returned,
+        position,
+        prev_hash,
+        hash,
     ])?;
+    Ok(())
+}
+
+const CHAIN_COLUMNS: &str = "seq, chain_seq, prev_hash, hash, confirmation_id, at, at_ms, \
+     institution_code, terminal_id, person_id, method, purpose, result_code, consents, \
+     certificate_sha256, returned";
+
+/// A row of the audit table as the chain sees it; values the service never writes are a
+/// `defect`, not an error, so `verify` can name the record.
+fn chained_from_row(r: &Row<'_>) -> rusqlite::Result<ChainedRecord> {
+    let mut defect = None;
+    let at_ms: i64 = r.get(6)?;
+    let at = from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let text: String = r.get(5)?;
+    let parsed = OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339);
+    if parsed.map(millis).ok() != Some(at_ms) {
+        defect = Some(format!("its time {text:?} is not its at_ms {at_ms}"));
+    }
+    let consents: i64 = r.get(13)?;
+    let consents = u8::try_from(consents).unwrap_or_else(|_| {
+        defect = Some(format!("its consents {consents} are not a bitmask"));
+        0
+    });
+    Ok(ChainedRecord {
+        row: r.get(0)?,
+        position: r.get(1)?,
+        prev_hash: r.get(2)?,
+        hash: r.get(3)?,
+        record: AuditRecord {
+            confirmation_id: r.get(4)?,
+            at,
+            institution_code: r.get(7)?,
+            terminal_id: r.get(8)?,
+            person_id: r.get(9)?,
+            method: r.get(10)?,
+            purpose: r.get(11)?,
+            result_code: r.get(12)?,
+            consents,
+            certificate_sha256: r.get(14)?,
+            returned: r.get(15)?,
+        },
+        defect,
+    })
+}
+
+/// Chains the records written before the chain existed, in the order they were written
+/// (version 4's migration).
+fn chain_existing(tx: &Connection) -> Result<(), StoreError> {
+    let rows = tx
+        .prepare(&format!(
+            "SELECT {CHAIN_COLUMNS} FROM audit WHERE chain_seq IS NULL ORDER BY seq"
+        ))?
+        .query_map([], chained_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let head = chain_head(tx)?;
+    let (cols, seq, hash) = audit_chain::extend(
+        head.last_seq,
+        &head.last_hash,
+        rows.iter().map(|r| &r.record),
+    );
+    let mut update =
+        tx.prepare("UPDATE audit SET chain_seq = ?2, prev_hash = ?3, hash = ?4 WHERE seq = ?1")?;
+    for (row, (position, prev, this)) in rows.iter().zip(&cols) {
+        update.execute(params![row.row, position, prev, this])?;
+    }
+    tx.execute(
+        "UPDATE audit_chain SET last_seq = ?1, last_hash = ?2",
+        params![seq, hash],
+    )?;
     Ok(())
 }
 
@@ -1433,6 +1633,15 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 3 {
         tx.execute_batch(SCHEMA_V3)?;
+    }
+    if version < 4 {
+        tx.execute_batch(SCHEMA_V4)?;
+        tx.execute(
+            "INSERT INTO audit_chain (singleton, last_seq, last_hash, anchor_seq, anchor_hash)
+             VALUES (1, 0, ?1, 0, ?1)",
+            params![&audit_chain::GENESIS[..]],
+        )?;
+        chain_existing(&tx)?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
