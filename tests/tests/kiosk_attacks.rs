@@ -596,6 +596,14 @@ fn the_pin_request_body_is_not_left_in_the_kiosks_memory_and_the_process_is_not_
         .args(["sleep", "30"])
         .spawn()
         .unwrap();
+    // Until the wrapper has dropped its privileges and started `sleep`, the control is itself
+    // briefly not dumpable (credentials changing): wait for the exec, bounded.
+    let comm = format!("/proc/{}/comm", ordinary.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&comm).map_or(true, |c| c.trim() != "sleep") {
+        assert!(Instant::now() < deadline, "the control never started sleep");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let ordinary_readable = proc_mem::readable_without_privileges(ordinary.id());
     let _ = ordinary.kill();
     let _ = ordinary.wait();
