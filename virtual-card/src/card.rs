@@ -85,6 +85,7 @@ use zeroize::Zeroizing;
 
 use crate::contents::{is_valid_sign_password, CardBuildError, CardContents};
 use crate::profile::{CardState, ProfileError};
+use crate::surface::{basic_four_facts, my_number_file};
 
 /// Size of the certificate EFs.
 pub const CERTIFICATE_EF_SIZE: usize = 0x800;
@@ -251,29 +252,6 @@ pub fn tlv(tag: &[u8], value: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Kenhojo EF `0002`: `FF 20` holding `DF21` (four big-endian offsets, from the start of the
-/// `FF 20` value, of the `DF22`–`DF25` elements), then name, address, birth date and sex.
-pub fn basic_four_facts(name: &str, address: &str, birth_date: &str, sex: &str) -> Vec<u8> {
-    let elements = [
-        tlv(&[0xDF, 0x22], name.as_bytes()),
-        tlv(&[0xDF, 0x23], address.as_bytes()),
-        tlv(&[0xDF, 0x24], birth_date.as_bytes()),
-        tlv(&[0xDF, 0x25], sex.as_bytes()),
-    ];
-    // DF21 08 <8 bytes> is 11 bytes long: the first element starts right after it.
-    let mut offsets = Vec::with_capacity(8);
-    let mut at = 11usize;
-    for e in &elements {
-        offsets.extend_from_slice(&u16::try_from(at).unwrap_or(u16::MAX).to_be_bytes());
-        at += e.len();
-    }
-    let mut value = tlv(&[0xDF, 0x21], &offsets);
-    for e in &elements {
-        value.extend_from_slice(e);
-    }
-    tlv(&[0xFF, 0x20], &value)
-}
-
 /// Kenkaku EF `0002`: `FF 20` holding `DF27`, the face photo.
 pub fn card_face(face_photo: &[u8]) -> Vec<u8> {
     tlv(&[0xFF, 0x20], &tlv(&[0xDF, 0x27], face_photo))
@@ -355,9 +333,12 @@ impl VirtualCard {
         }
         let mut kenhojo_pin = None;
         if let Some(k) = kenhojo {
-            let mut my_number = vec![0xFF, 0x10, 0x0C];
-            my_number.extend_from_slice(k.my_number.as_bytes());
-            add_file(Kenhojo, 0x0001, my_number, Access::Pin(&[PinRef::Kenhojo]));
+            add_file(
+                Kenhojo,
+                0x0001,
+                my_number_file(&k.my_number),
+                Access::Pin(&[PinRef::Kenhojo]),
+            );
             add_file(
                 Kenhojo,
                 0x0002,
@@ -1674,33 +1655,21 @@ mod tests {
         assert_eq!(sw(&mut c, VERIFY_WRONG), "63C2");
         assert_eq!(sw(&mut c, VERIFY_RIGHT), "9000");
         sw(&mut c, "00A4020C020001");
-        let mut expected = vec![0xFF, 0x10, 0x0C];
-        expected.extend_from_slice(b"123456789018");
+        let mut expected = crate::surface::my_number_file("123456789018");
         expected.extend_from_slice(&[0x90, 0x00]);
         assert_eq!(c.process(&hex::decode("00B0000000").unwrap()), expected);
         sw(&mut c, "00A4020C020002");
         let (facts, _) = read_all(&mut c);
-        assert_eq!(&facts[..2], &[0xFF, 0x20]);
-        // FF 20 81 LL or FF 20 LL: find the value.
-        let (value_at, len) = if facts[2] == 0x81 {
-            (4, usize::from(facts[3]))
-        } else {
-            (3, usize::from(facts[2]))
-        };
-        let value = &facts[value_at..value_at + len];
-        assert_eq!(&value[..3], &[0xDF, 0x21, 0x08]);
-        let tags = [[0xDF, 0x22], [0xDF, 0x23], [0xDF, 0x24], [0xDF, 0x25]];
+        let objects =
+            crate::surface::tests::walk(&facts, 0xFF20, &[0xDF22, 0xDF23, 0xDF24, 0xDF25]);
         let expected_values: [&[u8]; 4] = [
             "山田\u{3000}太郎".as_bytes(),
             "東京都千代田区千代田1-1".as_bytes(),
             b"19800102",
             b"1",
         ];
-        for i in 0..4 {
-            let off = usize::from(u16::from_be_bytes([value[3 + 2 * i], value[4 + 2 * i]]));
-            assert_eq!(&value[off..off + 2], &tags[i]);
-            let l = usize::from(value[off + 2]);
-            assert_eq!(&value[off + 3..off + 3 + l], expected_values[i]);
+        for (i, (_, value)) in objects.iter().enumerate() {
+            assert_eq!(value.as_slice(), expected_values[i]);
         }
         // Selecting JPKI drops the Kenhojo verification.
         sw(&mut c, SELECT_JPKI);
