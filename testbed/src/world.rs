@@ -545,6 +545,11 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             fs::create_dir_all(dir).map_err(TestbedError::io("create", dir))?;
         }
         profile.save(&profile_path)?;
+        // The certificate beside the profile, for `confirm-service check-cert` and the like.
+        write_file(
+            &out.join(format!("cards/{name}.pem")),
+            cert.pem().as_bytes(),
+        )?;
         let card_key = CardKey::from_der(cert.der())?;
         card_entries.push(CardEntry {
             name,
