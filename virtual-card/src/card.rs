@@ -252,11 +252,6 @@ pub fn tlv(tag: &[u8], value: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Kenkaku EF `0002`: `FF 20` holding `DF27`, the face photo.
-pub fn card_face(face_photo: &[u8]) -> Vec<u8> {
-    tlv(&[0xFF, 0x20], &tlv(&[0xDF, 0x27], face_photo))
-}
-
 /// JPKI EF `0006`: the label space-padded to 32 bytes, then spaces to 160 bytes. What a real
 /// card keeps after the label is not public; spaces are an assumption.
 pub fn token_info() -> Vec<u8> {
@@ -351,7 +346,7 @@ impl VirtualCard {
         let mut kenkaku_number_b = None;
         let mut face_export = None;
         if let Some(k) = kenkaku {
-            let face = card_face(&k.face_photo);
+            let face = k.face.file();
             if face.len() > MAX_EF_SIZE {
                 return Err(CardBuildError::FileTooLarge {
                     what: "card face",
@@ -366,7 +361,7 @@ impl VirtualCard {
                 Access::Pin(&[PinRef::KenkakuNumberB, PinRef::KenkakuBirth]),
             );
             if k.simulator_face_export {
-                face_export = Some(k.face_photo);
+                face_export = Some(k.face.photo);
             }
             kenkaku_birth_key = Some(k.birth_date_key);
             kenkaku_number_b = Some(k.number_b);
@@ -1514,7 +1509,7 @@ mod tests {
             kenkaku: Some(KenkakuContents {
                 birth_date_key: Zeroizing::new(b"550102".to_vec()),
                 number_b: Zeroizing::new(b"55010220341234".to_vec()),
-                face_photo: b"P5 2 2 255\n\x10\x20\x30\x40".to_vec(),
+                face: crate::surface::tests::sample_face(),
                 simulator_face_export: face_export,
             }),
         };
@@ -1683,7 +1678,8 @@ mod tests {
 
     #[test]
     fn kenkaku_card_face_and_the_simulator_only_face_path() {
-        let photo = b"P5 2 2 255\n\x10\x20\x30\x40";
+        let face = crate::surface::tests::sample_face();
+        let photo = &face.photo;
         let kenkaku = format!("00A4040C0A{}", hex::encode(KENKAKU_AID));
         let (mut c, _) = full_card(false);
         assert_eq!(sw(&mut c, &kenkaku), "9000");
@@ -1698,17 +1694,8 @@ mod tests {
         // 照合番号B cannot be changed.
         assert_eq!(sw(&mut c, "002401800E3535303130323230333431323335"), "6985");
         sw(&mut c, "00A4020C020002");
-        let mut expected = vec![
-            0xFF,
-            0x20,
-            (photo.len() + 3) as u8,
-            0xDF,
-            0x27,
-            photo.len() as u8,
-        ];
-        expected.extend_from_slice(photo);
-        expected.extend_from_slice(&[0x90, 0x00]);
-        assert_eq!(c.process(&hex::decode("00B0000000").unwrap()), expected);
+        let (file, _) = read_all(&mut c);
+        assert_eq!(file, face.file());
         // The birth-date key opens it too.
         c.reset();
         sw(&mut c, &kenkaku);
@@ -1719,9 +1706,12 @@ mod tests {
 
         let (mut c, _) = full_card(true);
         sw(&mut c, &kenkaku);
-        let mut expected = photo.to_vec();
+        let mut expected = photo[..256].to_vec();
         expected.extend_from_slice(&[0x90, 0x00]);
         assert_eq!(c.process(&hex::decode("80B0000000").unwrap()), expected);
+        let mut expected = photo[256..].to_vec();
+        expected.extend_from_slice(&[0x90, 0x00]);
+        assert_eq!(c.process(&hex::decode("80B0010000").unwrap()), expected);
         assert_eq!(sw(&mut c, "80B0004000"), "6B00");
         // Only in Kenkaku.
         sw(&mut c, SELECT_JPKI);
