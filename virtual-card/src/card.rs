@@ -19,9 +19,11 @@
 //! | JPKI | `0018` | user-authentication PIN, 3 tries | `6982` |
 //! | JPKI | `001B` | signature password, 5 tries (blocked when the profile has none) | `6982` |
 //! | Kenhojo | `0011` | PIN (the user-authentication PIN at issue), 3 tries | `6982` |
-//! | Kenhojo | `0001` / `0002` | My Number / basic four facts | Kenhojo PIN |
-//! | Kenkaku | `0011` / `0012` | birth-date key / 照合番号B, 10 tries each | `6982` |
-//! | Kenkaku | `0002` | card face, `FF 20` with `DF27` the photo | either Kenkaku PIN |
+//! | Kenhojo | `0012` | blocked as issued (`63C0` / `6984`) | `6982` |
+//! | Kenhojo | `0014` / `0015` | 照合番号A (My Number) / 照合番号B, 10 tries each | `6982` |
+//! | Kenhojo | `0001` / `0002` | My Number / basic four facts (`surface.rs`) | PIN or A / PIN or B |
+//! | Kenkaku | `0011` / `0012` / `0013` | birth-date key / 照合番号B / 照合番号A, 10 tries each | `6982` |
+//! | Kenkaku | `0002` | card face, `FF 20` { `DF21` … `DF2A` } (`surface.rs`) | 照合番号B or A |
 //!
 //! Certificate EFs are [`CERTIFICATE_EF_SIZE`] (2048) bytes like a real card's; content
 //! longer than that gets the next multiple of 256 bytes instead. Other EFs are as long as
@@ -132,6 +134,14 @@ enum PinRef {
     Kenhojo,
     KenkakuBirth,
     KenkakuNumberB,
+    /// Kenhojo `0014`, 照合番号A: the My Number.
+    KenhojoNumberA,
+    /// Kenhojo `0015`, 照合番号B.
+    KenhojoNumberB,
+    /// Kenkaku `0013`, 照合番号A: the My Number.
+    KenkakuNumberA,
+    /// Kenhojo `0012`: blocked on every card examined (no value, 63C0 / 6984).
+    KenhojoBlocked,
 }
 
 impl PinRef {
@@ -140,11 +150,16 @@ impl PinRef {
             PinRef::UserAuth => USER_AUTH_PIN_MAX_TRIES,
             PinRef::SignPassword => SIGN_PASSWORD_MAX_TRIES,
             PinRef::Kenhojo => KENHOJO_PIN_MAX_TRIES,
-            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => KENKAKU_PIN_MAX_TRIES,
+            PinRef::KenkakuBirth
+            | PinRef::KenkakuNumberB
+            | PinRef::KenkakuNumberA
+            | PinRef::KenhojoNumberA
+            | PinRef::KenhojoNumberB
+            | PinRef::KenhojoBlocked => KENKAKU_PIN_MAX_TRIES,
         }
     }
 
-    fn bit(self) -> u8 {
+    fn bit(self) -> u16 {
         1 << (self as u8)
     }
 }
@@ -185,7 +200,7 @@ struct Session {
     /// `None` after power-on or reset: the master file, no application.
     selection: Option<Selection>,
     /// One bit per [`PinRef`] verified in this session.
-    verified: u8,
+    verified: u16,
 }
 
 impl Session {
@@ -218,6 +233,8 @@ pub struct VirtualCard {
     kenhojo_pin: Option<Zeroizing<Vec<u8>>>,
     kenkaku_birth_key: Option<Zeroizing<Vec<u8>>>,
     kenkaku_number_b: Option<Zeroizing<Vec<u8>>>,
+    /// 照合番号A of both card-face applications: the My Number (from Kenhojo's data).
+    number_a: Option<Zeroizing<Vec<u8>>>,
     /// Simulator only: the raw face photo for `80 B0` in Kenkaku.
     face_export: Option<Vec<u8>>,
     state: CardState,
@@ -327,18 +344,21 @@ impl VirtualCard {
             sign_password = Some(sig.password);
         }
         let mut kenhojo_pin = None;
+        let number_a = kenhojo
+            .as_ref()
+            .map(|k| Zeroizing::new(k.my_number.as_bytes().to_vec()));
         if let Some(k) = kenhojo {
             add_file(
                 Kenhojo,
                 0x0001,
                 my_number_file(&k.my_number),
-                Access::Pin(&[PinRef::Kenhojo]),
+                Access::Pin(&[PinRef::Kenhojo, PinRef::KenhojoNumberA]),
             );
             add_file(
                 Kenhojo,
                 0x0002,
                 basic_four_facts(&k.name, &k.address, &k.birth_date, &k.sex),
-                Access::Pin(&[PinRef::Kenhojo]),
+                Access::Pin(&[PinRef::Kenhojo, PinRef::KenhojoNumberB]),
             );
             kenhojo_pin = Some(k.pin);
         }
@@ -358,7 +378,7 @@ impl VirtualCard {
                 Kenkaku,
                 0x0002,
                 face,
-                Access::Pin(&[PinRef::KenkakuNumberB, PinRef::KenkakuBirth]),
+                Access::Pin(&[PinRef::KenkakuNumberB, PinRef::KenkakuNumberA]),
             );
             if k.simulator_face_export {
                 face_export = Some(k.face.photo);
@@ -374,10 +394,14 @@ impl VirtualCard {
         }
         if kenhojo_pin.is_some() {
             efs.push((Kenhojo, 0x0011, Node::Pin(PinRef::Kenhojo)));
+            efs.push((Kenhojo, 0x0012, Node::Pin(PinRef::KenhojoBlocked)));
+            efs.push((Kenhojo, 0x0014, Node::Pin(PinRef::KenhojoNumberA)));
+            efs.push((Kenhojo, 0x0015, Node::Pin(PinRef::KenhojoNumberB)));
         }
         if kenkaku_birth_key.is_some() {
             efs.push((Kenkaku, 0x0011, Node::Pin(PinRef::KenkakuBirth)));
             efs.push((Kenkaku, 0x0012, Node::Pin(PinRef::KenkakuNumberB)));
+            efs.push((Kenkaku, 0x0013, Node::Pin(PinRef::KenkakuNumberA)));
         }
         let mut card = Self {
             name,
@@ -391,6 +415,7 @@ impl VirtualCard {
             kenhojo_pin,
             kenkaku_birth_key,
             kenkaku_number_b,
+            number_a,
             face_export,
             state,
             persist,
@@ -402,6 +427,9 @@ impl VirtualCard {
             PinRef::Kenhojo,
             PinRef::KenkakuBirth,
             PinRef::KenkakuNumberB,
+            PinRef::KenhojoNumberA,
+            PinRef::KenhojoNumberB,
+            PinRef::KenkakuNumberA,
         ] {
             if card.tries(pin) > pin.max_tries() {
                 card.set_tries(pin, pin.max_tries());
@@ -691,6 +719,16 @@ impl VirtualCard {
             PinRef::KenkakuNumberB => s
                 .kenkaku_number_b_tries_left
                 .unwrap_or(KENKAKU_PIN_MAX_TRIES),
+            PinRef::KenhojoNumberA => s
+                .kenhojo_number_a_tries_left
+                .unwrap_or(KENKAKU_PIN_MAX_TRIES),
+            PinRef::KenhojoNumberB => s
+                .kenhojo_number_b_tries_left
+                .unwrap_or(KENKAKU_PIN_MAX_TRIES),
+            PinRef::KenkakuNumberA => s
+                .kenkaku_number_a_tries_left
+                .unwrap_or(KENKAKU_PIN_MAX_TRIES),
+            PinRef::KenhojoBlocked => 0,
         }
     }
 
@@ -706,7 +744,7 @@ impl VirtualCard {
             PinRef::UserAuth => self.state.user_auth_pin.as_deref(),
             PinRef::SignPassword => self.state.sign_password.as_deref(),
             PinRef::Kenhojo => self.state.kenhojo_pin.as_deref(),
-            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => None,
+            _ => None,
         };
         let original = match pin {
             PinRef::UserAuth => {
@@ -718,7 +756,9 @@ impl VirtualCard {
             PinRef::SignPassword => self.sign_password.as_deref(),
             PinRef::Kenhojo => self.kenhojo_pin.as_deref(),
             PinRef::KenkakuBirth => self.kenkaku_birth_key.as_deref(),
-            PinRef::KenkakuNumberB => self.kenkaku_number_b.as_deref(),
+            PinRef::KenkakuNumberB | PinRef::KenhojoNumberB => self.kenkaku_number_b.as_deref(),
+            PinRef::KenhojoNumberA | PinRef::KenkakuNumberA => self.number_a.as_deref(),
+            PinRef::KenhojoBlocked => None,
         }?;
         Some(constant_time_eq(
             changed.map_or(original.as_slice(), str::as_bytes),
@@ -733,7 +773,7 @@ impl VirtualCard {
             PinRef::UserAuth => self.state.user_auth_pin.as_deref(),
             PinRef::SignPassword => self.state.sign_password.as_deref(),
             PinRef::Kenhojo => self.state.kenhojo_pin.as_deref(),
-            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => None,
+            _ => None,
         };
         if let Some(c) = changed {
             return Some(c.len());
@@ -743,7 +783,13 @@ impl VirtualCard {
             PinRef::SignPassword => self.sign_password.as_ref().map(|p| p.len()),
             PinRef::Kenhojo => self.kenhojo_pin.as_ref().map(|p| p.len()),
             PinRef::KenkakuBirth => self.kenkaku_birth_key.as_ref().map(|p| p.len()),
-            PinRef::KenkakuNumberB => self.kenkaku_number_b.as_ref().map(|p| p.len()),
+            PinRef::KenkakuNumberB | PinRef::KenhojoNumberB => {
+                self.kenkaku_number_b.as_ref().map(|p| p.len())
+            }
+            PinRef::KenhojoNumberA | PinRef::KenkakuNumberA => {
+                self.number_a.as_ref().map(|p| p.len())
+            }
+            PinRef::KenhojoBlocked => None,
         }
     }
 
@@ -823,9 +869,7 @@ impl VirtualCard {
                 new.len() == 4 && new.iter().all(u8::is_ascii_digit)
             }
             PinRef::SignPassword => is_valid_sign_password(new),
-            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => {
-                return Err(SW_CONDITIONS_NOT_SATISFIED)
-            }
+            _ => return Err(SW_CONDITIONS_NOT_SATISFIED),
         };
         if !valid {
             return Err(SW_WRONG_DATA);
@@ -836,7 +880,7 @@ impl VirtualCard {
             PinRef::UserAuth => changed.user_auth_pin = Some(new),
             PinRef::SignPassword => changed.sign_password = Some(new),
             PinRef::Kenhojo => changed.kenhojo_pin = Some(new),
-            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => {}
+            _ => {}
         }
         self.save(changed.clone())?;
         self.state = changed;
@@ -891,6 +935,10 @@ fn set_tries_in(s: &mut CardState, pin: PinRef, n: u8) {
         PinRef::Kenhojo => s.kenhojo_pin_tries_left = Some(n),
         PinRef::KenkakuBirth => s.kenkaku_birth_key_tries_left = Some(n),
         PinRef::KenkakuNumberB => s.kenkaku_number_b_tries_left = Some(n),
+        PinRef::KenhojoNumberA => s.kenhojo_number_a_tries_left = Some(n),
+        PinRef::KenhojoNumberB => s.kenhojo_number_b_tries_left = Some(n),
+        PinRef::KenkakuNumberA => s.kenkaku_number_a_tries_left = Some(n),
+        PinRef::KenhojoBlocked => {}
     }
 }
 
@@ -1677,6 +1725,44 @@ mod tests {
     }
 
     #[test]
+    fn kenhojo_numbers_a_and_b_each_open_one_file_and_0012_is_blocked() {
+        let (mut c, _) = full_card(false);
+        let kenhojo = format!("00A4040C0A{}", hex::encode(KENHOJO_AID));
+        sw(&mut c, &kenhojo);
+        // 0012: blocked as issued, whatever is sent.
+        sw(&mut c, "00A4020C020012");
+        assert_eq!(sw(&mut c, EMPTY_VERIFY), "63C0");
+        assert_eq!(sw(&mut c, VERIFY_RIGHT), "6984");
+        // 照合番号A (0014): the My Number; opens EF 0001, not 0002.
+        sw(&mut c, "00A4020C020014");
+        assert_eq!(sw(&mut c, EMPTY_VERIFY), "63CA");
+        assert_eq!(sw(&mut c, "002000800C313233343536373839303138"), "9000");
+        sw(&mut c, "00A4020C020001");
+        assert_eq!(sw(&mut c, "00B0000000"), "9000");
+        sw(&mut c, "00A4020C020002");
+        assert_eq!(sw(&mut c, "00B0000000"), "6982");
+        // 照合番号B (0015): opens EF 0002, not 0001.
+        c.reset();
+        sw(&mut c, &kenhojo);
+        sw(&mut c, "00A4020C020015");
+        assert_eq!(sw(&mut c, "002000800E3535303130323230333431323335"), "63C9");
+        assert_eq!(sw(&mut c, "002000800E3535303130323230333431323334"), "9000");
+        sw(&mut c, "00A4020C020002");
+        assert_eq!(sw(&mut c, "00B0000000"), "9000");
+        sw(&mut c, "00A4020C020001");
+        assert_eq!(sw(&mut c, "00B0000000"), "6982");
+        // Ten wrong 照合番号B block it: 63C0 on the last, then 6984.
+        for left in (0..10).rev() {
+            assert_eq!(
+                sw(&mut c, "002000950E3535303130323230333431323335"),
+                format!("63C{left:X}")
+            );
+        }
+        assert_eq!(sw(&mut c, "002000950E3535303130323230333431323334"), "6984");
+        assert_eq!(sw(&mut c, "0020009500"), "63C0");
+    }
+
+    #[test]
     fn kenkaku_card_face_and_the_simulator_only_face_path() {
         let face = crate::surface::tests::sample_face();
         let photo = &face.photo;
@@ -1696,11 +1782,17 @@ mod tests {
         sw(&mut c, "00A4020C020002");
         let (file, _) = read_all(&mut c);
         assert_eq!(file, face.file());
-        // The birth-date key opens it too.
+        // The birth-date key does not open it (it opens only the age record, EF 0001).
         c.reset();
         sw(&mut c, &kenkaku);
         assert_eq!(sw(&mut c, "0020009106353530313232"), "63C9"); // 550122
         assert_eq!(sw(&mut c, "0020009106353530313032"), "9000"); // 550102
+        sw(&mut c, "00A4020C020002");
+        assert_eq!(sw(&mut c, "00B0000000"), "6982");
+        // 照合番号A (the My Number, key 0013, by short id) opens it.
+        assert_eq!(sw(&mut c, "0020009300"), "63CA");
+        assert_eq!(sw(&mut c, "002000930C313233343536373839303137"), "63C9");
+        assert_eq!(sw(&mut c, "002000930C313233343536373839303138"), "9000");
         sw(&mut c, "00A4020C020002");
         assert_eq!(sw(&mut c, "00B0000000"), "9000");
 

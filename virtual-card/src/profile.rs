@@ -275,6 +275,15 @@ pub struct CardState {
     /// Tries left on 照合番号B (10 when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kenkaku_number_b_tries_left: Option<u8>,
+    /// Tries left on Kenhojo's 照合番号A, key `0014` (10 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kenhojo_number_a_tries_left: Option<u8>,
+    /// Tries left on Kenhojo's 照合番号B, key `0015` (10 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kenhojo_number_b_tries_left: Option<u8>,
+    /// Tries left on Kenkaku's 照合番号A, key `0013` (10 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kenkaku_number_a_tries_left: Option<u8>,
 }
 
 impl std::fmt::Debug for CardState {
@@ -306,6 +315,9 @@ impl CardState {
             kenhojo_pin: None,
             kenkaku_birth_key_tries_left: None,
             kenkaku_number_b_tries_left: None,
+            kenhojo_number_a_tries_left: None,
+            kenhojo_number_b_tries_left: None,
+            kenkaku_number_a_tries_left: None,
         }
     }
 }
