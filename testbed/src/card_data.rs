@@ -107,8 +107,8 @@ pub fn face_photo(seed: u64, person_id: &str) -> Vec<u8> {
 /// reference and is deterministic.
 pub fn face_photo_jp2(seed: u64, person_id: &str) -> Result<Vec<u8>, TestbedError> {
     let err = |reason: String| TestbedError::Encode {
-        what: format!("the face photo of {person_id} as JPEG 2000"),
-        reason,
+        what: "a face photo as JPEG 2000",
+        reason: format!("{person_id}: {reason}"),
     };
     let dir = std::env::temp_dir().join(format!(
         "onshi-face-{}-{}",

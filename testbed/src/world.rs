@@ -19,7 +19,6 @@ use onshi_virtual_card::profile::{
 use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 use crate::card_data;
-use onshi_virtual_card::surface::{rsa_public_key_value, sha256_digest_info, CardFace};
 use crate::config::{self, AgentConfig, ServiceConfig, ServiceTls, ServiceValidation};
 use crate::keys::{derive_seed, DeviceKey, RsaKey};
 use crate::manifest::{self, CardEntry, CardKind, TerminalEntry, TerminalStatus, WorldManifest};
@@ -27,6 +26,7 @@ use crate::pki::{self, CardCertificateSpec, LeafSpec, Revocation};
 use crate::population::{self, CardPlan, Examples, Population, PopulationSpec, Totals};
 use crate::progress::{thousands, Progress};
 use crate::TestbedError;
+use onshi_virtual_card::surface::{rsa_public_key_value, sha256_digest_info, CardFace};
 
 /// Default world seed.
 pub const DEFAULT_SEED: u64 = 1;
@@ -223,8 +223,8 @@ fn card_face(input: CardFaceInput<'_>) -> Result<CardFace, TestbedError> {
     use rsa::sha2::{Digest, Sha256};
     use rsa::traits::PublicKeyParts;
     let err = |reason: String| TestbedError::Encode {
-        what: format!("the card face of {}", input.holder_id),
-        reason,
+        what: "a card face",
+        reason: format!("{}: {reason}", input.holder_id),
     };
     let public = rsa::RsaPrivateKey::from_pkcs8_der(input.public_key.pkcs8_der())
         .map_err(|e| err(e.to_string()))?;
@@ -578,12 +578,13 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         };
         // The Kenkaku application's own key is another key of the pool (a simulation
         // shortcut like the signature key's).
-        let kenkaku_public = card_keys
-            .get((index + 2) % pool)
-            .ok_or_else(|| TestbedError::KeyGeneration {
-                purpose: "kenkaku public key".into(),
-                reason: "missing".into(),
-            })?;
+        let kenkaku_public =
+            card_keys
+                .get((index + 2) % pool)
+                .ok_or_else(|| TestbedError::KeyGeneration {
+                    purpose: "kenkaku public key".into(),
+                    reason: "missing".into(),
+                })?;
         let face = card_face(CardFaceInput {
             seed,
             holder_id: &holder.id,

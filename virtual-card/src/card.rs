@@ -1804,7 +1804,7 @@ mod tests {
         let mut expected = photo[256..].to_vec();
         expected.extend_from_slice(&[0x90, 0x00]);
         assert_eq!(c.process(&hex::decode("80B0010000").unwrap()), expected);
-        assert_eq!(sw(&mut c, "80B0004000"), "6B00");
+        assert_eq!(sw(&mut c, "80B0020000"), "6B00");
         // Only in Kenkaku.
         sw(&mut c, SELECT_JPKI);
         assert_eq!(sw(&mut c, "80B0000000"), "6E00");

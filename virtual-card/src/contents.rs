@@ -302,7 +302,9 @@ fn card_face(k: &KenkakuProfile) -> Result<CardFace, CardBuildError> {
     }
     let public_key = bytes(&k.public_key, "public_key")?;
     if public_key.first() != Some(&0x90) {
-        return Err(refuse("public_key must be 90 (exponent) then 91 (modulus) objects"));
+        return Err(refuse(
+            "public_key must be 90 (exponent) then 91 (modulus) objects",
+        ));
     }
     let mut images = Vec::with_capacity(3);
     for (text, field) in [

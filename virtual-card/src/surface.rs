@@ -385,7 +385,8 @@ pub(crate) mod tests {
         // The three signed groups are the objects as written.
         let groups = face.signed_groups();
         assert_eq!(groups[2][..2], [0xDF, 0x27]);
-        assert_eq!(groups[0].len(), 11 + 4 + 4 + face.public_key.len());
+        // DF24 has a two-byte length (82 01 09): a 5-byte header.
+        assert_eq!(groups[0].len(), 11 + 4 + 5 + face.public_key.len());
     }
 
     #[test]
