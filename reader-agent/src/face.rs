@@ -340,6 +340,35 @@ impl FaceFailures {
 mod tests {
     use super::*;
 
+    /// The card's photo is a JPEG 2000 JP2 file (as the testbed writes it, with OpenJPEG's
+    /// `opj_compress`, installed by scripts/setup.sh): decoded to the same pixels, losslessly.
+    #[test]
+    fn a_jp2_card_photo_decodes_to_its_pixels() {
+        let photo = card_photo(3);
+        let dir = std::env::temp_dir().join(format!("onshi-face-jp2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (pgm, jp2) = (dir.join("p.pgm"), dir.join("p.jp2"));
+        std::fs::write(&pgm, photo.to_pgm()).unwrap();
+        let ok = std::process::Command::new("opj_compress")
+            .arg("-i")
+            .arg(&pgm)
+            .arg("-o")
+            .arg(&jp2)
+            .args(["-n", "3"])
+            .output()
+            .expect("opj_compress (Debian libopenjp2-tools)")
+            .status
+            .success();
+        assert!(ok);
+        let bytes = std::fs::read(&jp2).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(&bytes[4..8], b"jP  ");
+        assert_eq!(Photo::decode_card_photo(&bytes).unwrap(), photo);
+        // A PGM still decodes; a corrupt JP2 is an error, not a panic.
+        assert_eq!(Photo::decode_card_photo(&photo.to_pgm()).unwrap(), photo);
+        assert!(Photo::decode_card_photo(&bytes[..40]).is_err());
+    }
+
     /// A card-like photo: an oval face with eyes and a mouth, shaped by `k`.
     fn card_photo(k: u32) -> Photo {
         let (width, height) = (32usize, 40usize);
