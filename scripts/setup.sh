@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything onshi needs on a fresh Debian machine: the PC/SC stack (pcscd, the
 # vsmartcard vpcd driver, the client library headers), OpenSC and OpenSSL for the interop and
-# differential checks, and the build tools. Idempotent: packages already present are skipped.
+# differential checks, OpenJPEG's opj_compress/opj_decompress (the testbed encodes the card photos, a
+# test decodes them), and the build tools. Idempotent: packages already present are skipped.
 set -euo pipefail
 
-PACKAGES=(pkg-config libpcsclite-dev pcscd vsmartcard-vpcd opensc opensc-pkcs11 openssl util-linux postgresql)
+PACKAGES=(pkg-config libpcsclite-dev pcscd vsmartcard-vpcd opensc opensc-pkcs11 openssl util-linux postgresql libopenjp2-tools)
 # --browser: also the headless browser the kiosk's page tests drive (Debian's Chromium and its
 # WebDriver, and CJK fonts so the Japanese screens render); the test command asks for them.
 if [ "${1:-}" = "--browser" ]; then

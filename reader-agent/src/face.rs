@@ -1,6 +1,7 @@
 //! Face authentication, simulated honestly (eligibility.md §1 step 2).
 //!
-//! - **The card's photo** comes from the virtual card's documented simulator-only path
+//! - **The card's photo** (a greyscale JPEG 2000, decoded with OpenJPEG) comes from the virtual
+//!   card's documented simulator-only path
 //!   (`80 B0` in Kenkaku, docs/virtual-card.md); a real card would not give it up.
 //! - **The camera** is simulated: it presents the card holder's face (the card's photo as a
 //!   camera sees it: darker, less contrast, sensor noise that differs on every capture), a
@@ -99,6 +100,40 @@ impl Photo {
             width,
             height,
             pixels: pixels.to_vec(),
+        })
+    }
+
+    /// Decodes the card's face photo: a greyscale JPEG 2000 (a JP2 file as on a real card, or
+    /// a raw codestream), through OpenJPEG; a binary PGM is still accepted from older worlds.
+    /// Only the first component is used, scaled to 8 bits.
+    pub fn decode_card_photo(bytes: &[u8]) -> Result<Photo, String> {
+        const JP2: [u8; 12] = [
+            0x00, 0x00, 0x00, 0x0C, 0x6A, 0x50, 0x20, 0x20, 0x0D, 0x0A, 0x87, 0x0A,
+        ];
+        const J2K: [u8; 4] = [0xFF, 0x4F, 0xFF, 0x51];
+        if !bytes.starts_with(&JP2) && !bytes.starts_with(&J2K) {
+            return Photo::parse_pgm(bytes);
+        }
+        let image = jpeg2k::Image::from_bytes(bytes)
+            .map_err(|e| format!("the card's JPEG 2000 photo cannot be decoded: {e}"))?;
+        let component = image
+            .components()
+            .first()
+            .ok_or("the card's JPEG 2000 photo has no component")?;
+        let (width, height) = (component.width() as usize, component.height() as usize);
+        if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
+            return Err(format!(
+                "the card's photo is {width}×{height} pixels; at most {MAX_SIDE} per side"
+            ));
+        }
+        let pixels: Vec<u8> = component.data_u8().collect();
+        if pixels.len() != width * height {
+            return Err("the card's JPEG 2000 photo decoded to the wrong number of pixels".into());
+        }
+        Ok(Photo {
+            width,
+            height,
+            pixels,
         })
     }
 
@@ -304,6 +339,35 @@ impl FaceFailures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The card's photo is a JPEG 2000 JP2 file (as the testbed writes it, with OpenJPEG's
+    /// `opj_compress`, installed by scripts/setup.sh): decoded to the same pixels, losslessly.
+    #[test]
+    fn a_jp2_card_photo_decodes_to_its_pixels() {
+        let photo = card_photo(3);
+        let dir = std::env::temp_dir().join(format!("onshi-face-jp2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (pgm, jp2) = (dir.join("p.pgm"), dir.join("p.jp2"));
+        std::fs::write(&pgm, photo.to_pgm()).unwrap();
+        let ok = std::process::Command::new("opj_compress")
+            .arg("-i")
+            .arg(&pgm)
+            .arg("-o")
+            .arg(&jp2)
+            .args(["-n", "3"])
+            .output()
+            .expect("opj_compress (Debian libopenjp2-tools)")
+            .status
+            .success();
+        assert!(ok);
+        let bytes = std::fs::read(&jp2).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(&bytes[4..8], b"jP  ");
+        assert_eq!(Photo::decode_card_photo(&bytes).unwrap(), photo);
+        // A PGM still decodes; a corrupt JP2 is an error, not a panic.
+        assert_eq!(Photo::decode_card_photo(&photo.to_pgm()).unwrap(), photo);
+        assert!(Photo::decode_card_photo(&bytes[..40]).is_err());
+    }
 
     /// A card-like photo: an oval face with eyes and a mouth, shaped by `k`.
     fn card_photo(k: u32) -> Photo {

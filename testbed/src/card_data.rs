@@ -4,9 +4,11 @@
 //! same bytes.
 
 use onshi_virtual_card::contents::my_number_check_digit;
+use onshi_virtual_card::surface::{png_1bit, JP2_SIGNATURE};
 use time::Date;
 
 use crate::keys::derive_seed;
+use crate::TestbedError;
 
 /// A My Number (個人番号) for card `index`: 11 digits from the seed, then the check digit.
 /// The first digit is never 0, so the number reads as 12 digits everywhere.
@@ -95,6 +97,69 @@ pub fn face_photo(seed: u64, person_id: &str) -> Vec<u8> {
         }
     }
     img
+}
+
+/// The face photo as a real card holds it (Kenkaku DF27): the synthetic face of
+/// [`face_photo`] encoded losslessly as a greyscale JPEG 2000 JP2 file by OpenJPEG's
+/// `opj_compress` (Debian `libopenjp2-tools`, installed by scripts/setup.sh). The tool rather
+/// than a crate: the kept Rust binding (jpeg2k) encodes only from the `image` crate's types, a
+/// large dependency for a few kilobytes of synthetic photo; OpenJPEG's own encoder is the
+/// reference and is deterministic.
+pub fn face_photo_jp2(seed: u64, person_id: &str) -> Result<Vec<u8>, TestbedError> {
+    let err = |reason: String| TestbedError::Encode {
+        what: "a face photo as JPEG 2000",
+        reason: format!("{person_id}: {reason}"),
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "onshi-face-{}-{}",
+        std::process::id(),
+        hex::encode(&derive_seed(seed, &format!("face-file/{person_id}"))[..8])
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
+    let (pgm, jp2) = (dir.join("face.pgm"), dir.join("face.jp2"));
+    let result = (|| {
+        std::fs::write(&pgm, face_photo(seed, person_id)).map_err(|e| err(e.to_string()))?;
+        // Three resolution levels: the default five need a larger image than 32×40.
+        let out = std::process::Command::new("opj_compress")
+            .arg("-i")
+            .arg(&pgm)
+            .arg("-o")
+            .arg(&jp2)
+            .args(["-n", "3"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| {
+                err(format!(
+                    "cannot run opj_compress ({e}); install Debian's libopenjp2-tools (scripts/setup.sh)"
+                ))
+            })?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "opj_compress failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let bytes = std::fs::read(&jp2).map_err(|e| err(e.to_string()))?;
+        if !bytes.starts_with(&JP2_SIGNATURE) {
+            return Err(err("opj_compress did not write a JP2 file".into()));
+        }
+        Ok(bytes)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// A field of the card face "as printed" (Kenkaku DF25, DF26, DF2A): a 1-bit greyscale PNG of
+/// `height` pixels, one 8-pixel-wide cell per character whose marks are drawn from the
+/// character (not a font: a synthetic stand-in that differs with the text).
+pub fn printed_field(text: &str, height: u32) -> Vec<u8> {
+    let chars: Vec<u32> = text.chars().map(u32::from).collect();
+    let width = (8 * chars.len().max(1)) as u32;
+    png_1bit(width, height, |x, y| {
+        let c = chars.get((x / 8) as usize).copied().unwrap_or(0);
+        let (cx, cy) = (x % 8, y * 8 / height.max(1));
+        cx != 0 && cx != 7 && cy != 0 && (c.rotate_left(cx * 3 + cy) & 1 == 1)
+    })
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use crate::pki::{self, CardCertificateSpec, LeafSpec, Revocation};
 use crate::population::{self, CardPlan, Examples, Population, PopulationSpec, Totals};
 use crate::progress::{thousands, Progress};
 use crate::TestbedError;
+use onshi_virtual_card::surface::{rsa_public_key_value, sha256_digest_info, CardFace};
 
 /// Default world seed.
 pub const DEFAULT_SEED: u64 = 1;
@@ -189,6 +190,69 @@ fn card_pin(seed: u64, index: usize) -> String {
     }
     let d = derive_seed(seed, &format!("pin/{index}"));
     format!("{:04}", u16::from_be_bytes([d[0], d[1]]) % 10_000)
+}
+
+fn yyyymmdd(date: Date) -> String {
+    format!(
+        "{:04}{:02}{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+/// What a card face is drawn from.
+struct CardFaceInput<'a> {
+    seed: u64,
+    holder_id: &'a str,
+    birth_date: &'a str,
+    sex: &'a str,
+    expiry_date: &'a str,
+    name: &'a str,
+    address: &'a str,
+    security_code: &'a str,
+    public_key: &'a RsaKey,
+    issuer: &'a RsaKey,
+}
+
+/// Kenkaku EF `0002` of a card: the printed fields as PNGs, the photo as JPEG 2000, and DF28
+/// signed by the world's Kenkaku issuer key the way public clients check it (PKCS#1 v1.5 over a
+/// SHA-256 DigestInfo holding the digests of three groups of objects).
+fn card_face(input: CardFaceInput<'_>) -> Result<CardFace, TestbedError> {
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::sha2::{Digest, Sha256};
+    use rsa::traits::PublicKeyParts;
+    let err = |reason: String| TestbedError::Encode {
+        what: "a card face",
+        reason: format!("{}: {reason}", input.holder_id),
+    };
+    let public = rsa::RsaPrivateKey::from_pkcs8_der(input.public_key.pkcs8_der())
+        .map_err(|e| err(e.to_string()))?;
+    let issuer = rsa::RsaPrivateKey::from_pkcs8_der(input.issuer.pkcs8_der())
+        .map_err(|e| err(e.to_string()))?;
+    let mut face = CardFace {
+        birth_date: input.birth_date.to_owned(),
+        sex: input.sex.to_owned(),
+        public_key: rsa_public_key_value(&public.n().to_bytes_be(), &public.e().to_bytes_be()),
+        name_image: card_data::printed_field(input.name, 12),
+        address_image: card_data::printed_field(input.address, 12),
+        photo: card_data::face_photo_jp2(input.seed, input.holder_id)?,
+        signature: Vec::new(),
+        expiry_date: input.expiry_date.to_owned(),
+        security_code_image: card_data::printed_field(input.security_code, 12),
+    };
+    let digests: Vec<u8> = face
+        .signed_groups()
+        .iter()
+        .flat_map(|group| Sha256::digest(group).to_vec())
+        .collect();
+    face.signature = issuer
+        .sign(
+            rsa::Pkcs1v15Sign::new_unprefixed(),
+            &sha256_digest_info(&digests),
+        )
+        .map_err(|e| err(e.to_string()))?;
+    Ok(face)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TestbedError> {
@@ -374,6 +438,8 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
     // Last, so adding it shifted no other key's place in the batch (each key depends only on
     // its own purpose label anyway).
     purposes.push("signature-ca".to_owned());
+    // Signs the Kenkaku card faces (DF28), like the issuer key a real card's EF 0004 certifies.
+    purposes.push("kenkaku-issuer".to_owned());
     progress.step(&format!("generating {} RSA-2048 keys", purposes.len()));
     let mut keys = RsaKey::generate_all(seed, &purposes)?.into_iter();
     let mut next_key = |what: &str| {
@@ -394,6 +460,7 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         .map(|t| next_key(&t.name()))
         .collect::<Result<Vec<_>, _>>()?;
     let signature_ca_key = next_key("signature-ca")?;
+    let kenkaku_issuer_key = next_key("kenkaku-issuer")?;
 
     progress.step(&format!("generating the {} card holders", opts.cards));
     let plans: Vec<CardPlan> = (0..opts.cards).map(population::card_plan).collect();
@@ -499,7 +566,37 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         let card_expiry_year = certificate_expiry(holder.birth_date, add_years(issued, 5)?)?
             .to_offset(JST)
             .year();
+        let card_expiry = certificate_expiry(holder.birth_date, add_years(issued, 5)?)?
+            .to_offset(JST)
+            .date();
         let number_b = card_data::number_b(seed, index, holder.birth_date, card_expiry_year);
+        let birth_date = yyyymmdd(holder.birth_date);
+        let sex = match holder.sex {
+            1 => "1",
+            2 => "2",
+            _ => "9",
+        };
+        // The Kenkaku application's own key is another key of the pool (a simulation
+        // shortcut like the signature key's).
+        let kenkaku_public =
+            card_keys
+                .get((index + 2) % pool)
+                .ok_or_else(|| TestbedError::KeyGeneration {
+                    purpose: "kenkaku public key".into(),
+                    reason: "missing".into(),
+                })?;
+        let face = card_face(CardFaceInput {
+            seed,
+            holder_id: &holder.id,
+            birth_date: &birth_date,
+            sex,
+            expiry_date: &yyyymmdd(card_expiry),
+            name: &holder.name,
+            address: &holder.address,
+            security_code: number_b.get(10..).unwrap_or_default(),
+            public_key: kenkaku_public,
+            issuer: &kenkaku_issuer_key,
+        })?;
         let profile = CardProfile {
             format: PROFILE_FORMAT.to_owned(),
             name: name.clone(),
@@ -518,24 +615,22 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
                 my_number: my_number.clone(),
                 name: holder.name.clone(),
                 address: holder.address.clone(),
-                birth_date: format!(
-                    "{:04}{:02}{:02}",
-                    holder.birth_date.year(),
-                    u8::from(holder.birth_date.month()),
-                    holder.birth_date.day()
-                ),
-                sex: match holder.sex {
-                    1 => "1",
-                    2 => "2",
-                    _ => "9",
-                }
-                .to_owned(),
+                birth_date: birth_date.clone(),
+                sex: sex.to_owned(),
             }),
             kenkaku: Some(KenkakuProfile {
                 birth_date_key: card_data::era_yymmdd(holder.birth_date),
                 number_b: number_b.clone(),
-                face_photo: hex::encode_upper(card_data::face_photo(seed, &holder.id)),
+                face_photo: hex::encode_upper(&face.photo),
                 simulator_face_export: true,
+                birth_date,
+                sex: sex.to_owned(),
+                expiry_date: face.expiry_date.clone(),
+                public_key: hex::encode_upper(&face.public_key),
+                name_image: hex::encode_upper(&face.name_image),
+                address_image: hex::encode_upper(&face.address_image),
+                security_code_image: hex::encode_upper(&face.security_code_image),
+                signature: hex::encode_upper(&face.signature),
             }),
             faults: Vec::new(),
         };
@@ -545,6 +640,11 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             fs::create_dir_all(dir).map_err(TestbedError::io("create", dir))?;
         }
         profile.save(&profile_path)?;
+        // The certificate beside the profile, for `confirm-service check-cert` and the like.
+        write_file(
+            &out.join(format!("cards/{name}.pem")),
+            cert.pem().as_bytes(),
+        )?;
         let card_key = CardKey::from_der(cert.der())?;
         card_entries.push(CardEntry {
             name,

@@ -808,10 +808,18 @@ fn cards_hold_the_whole_card_consistent_with_their_holder() {
         assert_eq!(kk.birth_date_key.len(), 6);
         assert!(kk.number_b.starts_with(&kk.birth_date_key));
         assert_eq!(card.number_b.as_deref(), Some(kk.number_b.as_str()));
+        // The photo is a JPEG 2000 JP2 file; the card face agrees with Kenhojo.
         assert!(hex::decode(&kk.face_photo)
             .unwrap()
-            .starts_with(b"P5\n32 40\n255\n"));
+            .starts_with(&onshi_virtual_card::surface::JP2_SIGNATURE));
+        assert_eq!(kk.birth_date, k.birth_date);
+        assert_eq!(kk.sex, k.sex);
+        assert_eq!(kk.expiry_date.len(), 8);
+        assert!(kk.expiry_date.starts_with(&kk.number_b[6..10]));
+        assert_eq!(hex::decode(&kk.signature).unwrap().len(), 256);
         assert!(kk.simulator_face_export);
+        // And the virtual card accepts the profile.
+        onshi_virtual_card::CardContents::from_profile(&profile).unwrap();
     }
 }
 

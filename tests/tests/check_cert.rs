@@ -304,3 +304,28 @@ fn card_profile_refusals_and_the_certificate_clock() {
         assert_eq!(v["reason"].as_str(), reason, "{extra:?}");
     }
 }
+
+/// The README's example, as written: every card's certificate sits beside its profile as
+/// `cards/card-NNNN.pem`, and card-0001's is accepted with the world's configuration.
+#[test]
+fn the_readme_example_checks_the_certificate_beside_the_profile() {
+    let w = world();
+    for entry in w.manifest["cards"].as_array().unwrap() {
+        let rel = entry["profile"].as_str().unwrap();
+        let profile: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(w.dir.join(rel)).unwrap()).unwrap();
+        let pem_path = w.dir.join(rel.replace(".json", ".pem"));
+        assert_eq!(
+            std::fs::read_to_string(&pem_path).unwrap(),
+            profile["user_auth_certificate"].as_str().unwrap(),
+            "{}",
+            pem_path.display()
+        );
+    }
+    let config = w.dir.join("service.toml");
+    let (status, stdout, stderr) = check(
+        &["--config", config.to_str().unwrap()],
+        &w.dir.join("cards/card-0001.pem"),
+    );
+    assert_eq!(status, Some(0), "{stdout} {stderr}");
+}

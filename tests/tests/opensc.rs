@@ -369,7 +369,8 @@ fn kenhojo_and_kenkaku_answer_through_pcscd() {
         ],
     );
     assert!(stdout(&o).contains("SW1=0x69, SW2=0x82"), "{}", text(&o));
-    // With 照合番号B the card face opens: FF 20, then DF 27 and the photo (a PGM: "P5").
+    // With 照合番号B the card face opens: FF 20 with a two-byte length, then DF21, the table
+    // of nine offsets counted from the file's first byte: DF22 starts at 5 + 3 + 18 = 0x1A.
     let number_b = card["number_b"].as_str().unwrap();
     let nb_hex: String = number_b.bytes().map(|b| format!("{b:02X}")).collect();
     let o = r.tool(
@@ -390,11 +391,8 @@ fn kenhojo_and_kenkaku_answer_through_pcscd() {
         ],
     );
     let out = stdout(&o);
-    assert!(
-        out.contains("FF 20 82 05 12 DF 27 82 05 0D"),
-        "{}",
-        text(&o)
-    );
+    assert!(out.contains("FF 20 82"), "{}", text(&o));
+    assert!(out.contains("DF 21 12 00 1A"), "{}", text(&o));
     // The simulator-only face read: the raw photo, no PIN (docs/virtual-card.md).
     let o = r.tool(
         "opensc-tool",
@@ -404,8 +402,13 @@ fn kenhojo_and_kenkaku_answer_through_pcscd() {
             "--send-apdu",
             "00A4040C0AD3921000310001010402",
             "--send-apdu",
-            "80B0000002",
+            "80B000000C",
         ],
     );
-    assert!(stdout(&o).contains("50 35"), "{}", text(&o));
+    // A JP2 file: its signature box.
+    assert!(
+        stdout(&o).contains("00 00 00 0C 6A 50 20 20 0D 0A 87 0A"),
+        "{}",
+        text(&o)
+    );
 }

@@ -19,9 +19,11 @@
 //! | JPKI | `0018` | user-authentication PIN, 3 tries | `6982` |
 //! | JPKI | `001B` | signature password, 5 tries (blocked when the profile has none) | `6982` |
 //! | Kenhojo | `0011` | PIN (the user-authentication PIN at issue), 3 tries | `6982` |
-//! | Kenhojo | `0001` / `0002` | My Number / basic four facts | Kenhojo PIN |
-//! | Kenkaku | `0011` / `0012` | birth-date key / 照合番号B, 10 tries each | `6982` |
-//! | Kenkaku | `0002` | card face, `FF 20` with `DF27` the photo | either Kenkaku PIN |
+//! | Kenhojo | `0012` | blocked as issued (`63C0` / `6984`) | `6982` |
+//! | Kenhojo | `0014` / `0015` | 照合番号A (My Number) / 照合番号B, 10 tries each | `6982` |
+//! | Kenhojo | `0001` / `0002` | My Number / basic four facts (`surface.rs`) | PIN or A / PIN or B |
+//! | Kenkaku | `0011` / `0012` / `0013` | birth-date key / 照合番号B / 照合番号A, 10 tries each | `6982` |
+//! | Kenkaku | `0002` | card face, `FF 20` { `DF21` … `DF2A` } (`surface.rs`) | 照合番号B or A |
 //!
 //! Certificate EFs are [`CERTIFICATE_EF_SIZE`] (2048) bytes like a real card's; content
 //! longer than that gets the next multiple of 256 bytes instead. Other EFs are as long as
@@ -85,6 +87,7 @@ use zeroize::Zeroizing;
 
 use crate::contents::{is_valid_sign_password, CardBuildError, CardContents};
 use crate::profile::{CardState, ProfileError};
+use crate::surface::{basic_four_facts, my_number_file};
 
 /// Size of the certificate EFs.
 pub const CERTIFICATE_EF_SIZE: usize = 0x800;
@@ -131,6 +134,14 @@ enum PinRef {
     Kenhojo,
     KenkakuBirth,
     KenkakuNumberB,
+    /// Kenhojo `0014`, 照合番号A: the My Number.
+    KenhojoNumberA,
+    /// Kenhojo `0015`, 照合番号B.
+    KenhojoNumberB,
+    /// Kenkaku `0013`, 照合番号A: the My Number.
+    KenkakuNumberA,
+    /// Kenhojo `0012`: blocked on every card examined (no value, 63C0 / 6984).
+    KenhojoBlocked,
 }
 
 impl PinRef {
@@ -139,11 +150,16 @@ impl PinRef {
             PinRef::UserAuth => USER_AUTH_PIN_MAX_TRIES,
             PinRef::SignPassword => SIGN_PASSWORD_MAX_TRIES,
             PinRef::Kenhojo => KENHOJO_PIN_MAX_TRIES,
-            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => KENKAKU_PIN_MAX_TRIES,
+            PinRef::KenkakuBirth
+            | PinRef::KenkakuNumberB
+            | PinRef::KenkakuNumberA
+            | PinRef::KenhojoNumberA
+            | PinRef::KenhojoNumberB
+            | PinRef::KenhojoBlocked => KENKAKU_PIN_MAX_TRIES,
         }
     }
 
-    fn bit(self) -> u8 {
+    fn bit(self) -> u16 {
         1 << (self as u8)
     }
 }
@@ -184,7 +200,7 @@ struct Session {
     /// `None` after power-on or reset: the master file, no application.
     selection: Option<Selection>,
     /// One bit per [`PinRef`] verified in this session.
-    verified: u8,
+    verified: u16,
 }
 
 impl Session {
@@ -217,6 +233,8 @@ pub struct VirtualCard {
     kenhojo_pin: Option<Zeroizing<Vec<u8>>>,
     kenkaku_birth_key: Option<Zeroizing<Vec<u8>>>,
     kenkaku_number_b: Option<Zeroizing<Vec<u8>>>,
+    /// 照合番号A of both card-face applications: the My Number (from Kenhojo's data).
+    number_a: Option<Zeroizing<Vec<u8>>>,
     /// Simulator only: the raw face photo for `80 B0` in Kenkaku.
     face_export: Option<Vec<u8>>,
     state: CardState,
@@ -249,34 +267,6 @@ pub fn tlv(tag: &[u8], value: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(value);
     out
-}
-
-/// Kenhojo EF `0002`: `FF 20` holding `DF21` (four big-endian offsets, from the start of the
-/// `FF 20` value, of the `DF22`–`DF25` elements), then name, address, birth date and sex.
-pub fn basic_four_facts(name: &str, address: &str, birth_date: &str, sex: &str) -> Vec<u8> {
-    let elements = [
-        tlv(&[0xDF, 0x22], name.as_bytes()),
-        tlv(&[0xDF, 0x23], address.as_bytes()),
-        tlv(&[0xDF, 0x24], birth_date.as_bytes()),
-        tlv(&[0xDF, 0x25], sex.as_bytes()),
-    ];
-    // DF21 08 <8 bytes> is 11 bytes long: the first element starts right after it.
-    let mut offsets = Vec::with_capacity(8);
-    let mut at = 11usize;
-    for e in &elements {
-        offsets.extend_from_slice(&u16::try_from(at).unwrap_or(u16::MAX).to_be_bytes());
-        at += e.len();
-    }
-    let mut value = tlv(&[0xDF, 0x21], &offsets);
-    for e in &elements {
-        value.extend_from_slice(e);
-    }
-    tlv(&[0xFF, 0x20], &value)
-}
-
-/// Kenkaku EF `0002`: `FF 20` holding `DF27`, the face photo.
-pub fn card_face(face_photo: &[u8]) -> Vec<u8> {
-    tlv(&[0xFF, 0x20], &tlv(&[0xDF, 0x27], face_photo))
 }
 
 /// JPKI EF `0006`: the label space-padded to 32 bytes, then spaces to 160 bytes. What a real
@@ -354,15 +344,21 @@ impl VirtualCard {
             sign_password = Some(sig.password);
         }
         let mut kenhojo_pin = None;
+        let number_a = kenhojo
+            .as_ref()
+            .map(|k| Zeroizing::new(k.my_number.as_bytes().to_vec()));
         if let Some(k) = kenhojo {
-            let mut my_number = vec![0xFF, 0x10, 0x0C];
-            my_number.extend_from_slice(k.my_number.as_bytes());
-            add_file(Kenhojo, 0x0001, my_number, Access::Pin(&[PinRef::Kenhojo]));
+            add_file(
+                Kenhojo,
+                0x0001,
+                my_number_file(&k.my_number),
+                Access::Pin(&[PinRef::Kenhojo, PinRef::KenhojoNumberA]),
+            );
             add_file(
                 Kenhojo,
                 0x0002,
                 basic_four_facts(&k.name, &k.address, &k.birth_date, &k.sex),
-                Access::Pin(&[PinRef::Kenhojo]),
+                Access::Pin(&[PinRef::Kenhojo, PinRef::KenhojoNumberB]),
             );
             kenhojo_pin = Some(k.pin);
         }
@@ -370,7 +366,7 @@ impl VirtualCard {
         let mut kenkaku_number_b = None;
         let mut face_export = None;
         if let Some(k) = kenkaku {
-            let face = card_face(&k.face_photo);
+            let face = k.face.file();
             if face.len() > MAX_EF_SIZE {
                 return Err(CardBuildError::FileTooLarge {
                     what: "card face",
@@ -382,10 +378,10 @@ impl VirtualCard {
                 Kenkaku,
                 0x0002,
                 face,
-                Access::Pin(&[PinRef::KenkakuNumberB, PinRef::KenkakuBirth]),
+                Access::Pin(&[PinRef::KenkakuNumberB, PinRef::KenkakuNumberA]),
             );
             if k.simulator_face_export {
-                face_export = Some(k.face_photo);
+                face_export = Some(k.face.photo);
             }
             kenkaku_birth_key = Some(k.birth_date_key);
             kenkaku_number_b = Some(k.number_b);
@@ -398,10 +394,14 @@ impl VirtualCard {
         }
         if kenhojo_pin.is_some() {
             efs.push((Kenhojo, 0x0011, Node::Pin(PinRef::Kenhojo)));
+            efs.push((Kenhojo, 0x0012, Node::Pin(PinRef::KenhojoBlocked)));
+            efs.push((Kenhojo, 0x0014, Node::Pin(PinRef::KenhojoNumberA)));
+            efs.push((Kenhojo, 0x0015, Node::Pin(PinRef::KenhojoNumberB)));
         }
         if kenkaku_birth_key.is_some() {
             efs.push((Kenkaku, 0x0011, Node::Pin(PinRef::KenkakuBirth)));
             efs.push((Kenkaku, 0x0012, Node::Pin(PinRef::KenkakuNumberB)));
+            efs.push((Kenkaku, 0x0013, Node::Pin(PinRef::KenkakuNumberA)));
         }
         let mut card = Self {
             name,
@@ -415,6 +415,7 @@ impl VirtualCard {
             kenhojo_pin,
             kenkaku_birth_key,
             kenkaku_number_b,
+            number_a,
             face_export,
             state,
             persist,
@@ -426,6 +427,9 @@ impl VirtualCard {
             PinRef::Kenhojo,
             PinRef::KenkakuBirth,
             PinRef::KenkakuNumberB,
+            PinRef::KenhojoNumberA,
+            PinRef::KenhojoNumberB,
+            PinRef::KenkakuNumberA,
         ] {
             if card.tries(pin) > pin.max_tries() {
                 card.set_tries(pin, pin.max_tries());
@@ -715,6 +719,16 @@ impl VirtualCard {
             PinRef::KenkakuNumberB => s
                 .kenkaku_number_b_tries_left
                 .unwrap_or(KENKAKU_PIN_MAX_TRIES),
+            PinRef::KenhojoNumberA => s
+                .kenhojo_number_a_tries_left
+                .unwrap_or(KENKAKU_PIN_MAX_TRIES),
+            PinRef::KenhojoNumberB => s
+                .kenhojo_number_b_tries_left
+                .unwrap_or(KENKAKU_PIN_MAX_TRIES),
+            PinRef::KenkakuNumberA => s
+                .kenkaku_number_a_tries_left
+                .unwrap_or(KENKAKU_PIN_MAX_TRIES),
+            PinRef::KenhojoBlocked => 0,
         }
     }
 
@@ -730,7 +744,7 @@ impl VirtualCard {
             PinRef::UserAuth => self.state.user_auth_pin.as_deref(),
             PinRef::SignPassword => self.state.sign_password.as_deref(),
             PinRef::Kenhojo => self.state.kenhojo_pin.as_deref(),
-            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => None,
+            _ => None,
         };
         let original = match pin {
             PinRef::UserAuth => {
@@ -742,7 +756,9 @@ impl VirtualCard {
             PinRef::SignPassword => self.sign_password.as_deref(),
             PinRef::Kenhojo => self.kenhojo_pin.as_deref(),
             PinRef::KenkakuBirth => self.kenkaku_birth_key.as_deref(),
-            PinRef::KenkakuNumberB => self.kenkaku_number_b.as_deref(),
+            PinRef::KenkakuNumberB | PinRef::KenhojoNumberB => self.kenkaku_number_b.as_deref(),
+            PinRef::KenhojoNumberA | PinRef::KenkakuNumberA => self.number_a.as_deref(),
+            PinRef::KenhojoBlocked => None,
         }?;
         Some(constant_time_eq(
             changed.map_or(original.as_slice(), str::as_bytes),
@@ -757,7 +773,7 @@ impl VirtualCard {
             PinRef::UserAuth => self.state.user_auth_pin.as_deref(),
             PinRef::SignPassword => self.state.sign_password.as_deref(),
             PinRef::Kenhojo => self.state.kenhojo_pin.as_deref(),
-            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => None,
+            _ => None,
         };
         if let Some(c) = changed {
             return Some(c.len());
@@ -767,7 +783,13 @@ impl VirtualCard {
             PinRef::SignPassword => self.sign_password.as_ref().map(|p| p.len()),
             PinRef::Kenhojo => self.kenhojo_pin.as_ref().map(|p| p.len()),
             PinRef::KenkakuBirth => self.kenkaku_birth_key.as_ref().map(|p| p.len()),
-            PinRef::KenkakuNumberB => self.kenkaku_number_b.as_ref().map(|p| p.len()),
+            PinRef::KenkakuNumberB | PinRef::KenhojoNumberB => {
+                self.kenkaku_number_b.as_ref().map(|p| p.len())
+            }
+            PinRef::KenhojoNumberA | PinRef::KenkakuNumberA => {
+                self.number_a.as_ref().map(|p| p.len())
+            }
+            PinRef::KenhojoBlocked => None,
         }
     }
 
@@ -847,9 +869,7 @@ impl VirtualCard {
                 new.len() == 4 && new.iter().all(u8::is_ascii_digit)
             }
             PinRef::SignPassword => is_valid_sign_password(new),
-            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => {
-                return Err(SW_CONDITIONS_NOT_SATISFIED)
-            }
+            _ => return Err(SW_CONDITIONS_NOT_SATISFIED),
         };
         if !valid {
             return Err(SW_WRONG_DATA);
@@ -860,7 +880,7 @@ impl VirtualCard {
             PinRef::UserAuth => changed.user_auth_pin = Some(new),
             PinRef::SignPassword => changed.sign_password = Some(new),
             PinRef::Kenhojo => changed.kenhojo_pin = Some(new),
-            PinRef::KenkakuBirth | PinRef::KenkakuNumberB => {}
+            _ => {}
         }
         self.save(changed.clone())?;
         self.state = changed;
@@ -915,6 +935,10 @@ fn set_tries_in(s: &mut CardState, pin: PinRef, n: u8) {
         PinRef::Kenhojo => s.kenhojo_pin_tries_left = Some(n),
         PinRef::KenkakuBirth => s.kenkaku_birth_key_tries_left = Some(n),
         PinRef::KenkakuNumberB => s.kenkaku_number_b_tries_left = Some(n),
+        PinRef::KenhojoNumberA => s.kenhojo_number_a_tries_left = Some(n),
+        PinRef::KenhojoNumberB => s.kenhojo_number_b_tries_left = Some(n),
+        PinRef::KenkakuNumberA => s.kenkaku_number_a_tries_left = Some(n),
+        PinRef::KenhojoBlocked => {}
     }
 }
 
@@ -1533,7 +1557,7 @@ mod tests {
             kenkaku: Some(KenkakuContents {
                 birth_date_key: Zeroizing::new(b"550102".to_vec()),
                 number_b: Zeroizing::new(b"55010220341234".to_vec()),
-                face_photo: b"P5 2 2 255\n\x10\x20\x30\x40".to_vec(),
+                face: crate::surface::tests::sample_face(),
                 simulator_face_export: face_export,
             }),
         };
@@ -1674,33 +1698,21 @@ mod tests {
         assert_eq!(sw(&mut c, VERIFY_WRONG), "63C2");
         assert_eq!(sw(&mut c, VERIFY_RIGHT), "9000");
         sw(&mut c, "00A4020C020001");
-        let mut expected = vec![0xFF, 0x10, 0x0C];
-        expected.extend_from_slice(b"123456789018");
+        let mut expected = crate::surface::my_number_file("123456789018");
         expected.extend_from_slice(&[0x90, 0x00]);
         assert_eq!(c.process(&hex::decode("00B0000000").unwrap()), expected);
         sw(&mut c, "00A4020C020002");
         let (facts, _) = read_all(&mut c);
-        assert_eq!(&facts[..2], &[0xFF, 0x20]);
-        // FF 20 81 LL or FF 20 LL: find the value.
-        let (value_at, len) = if facts[2] == 0x81 {
-            (4, usize::from(facts[3]))
-        } else {
-            (3, usize::from(facts[2]))
-        };
-        let value = &facts[value_at..value_at + len];
-        assert_eq!(&value[..3], &[0xDF, 0x21, 0x08]);
-        let tags = [[0xDF, 0x22], [0xDF, 0x23], [0xDF, 0x24], [0xDF, 0x25]];
+        let objects =
+            crate::surface::tests::walk(&facts, 0xFF20, &[0xDF22, 0xDF23, 0xDF24, 0xDF25]);
         let expected_values: [&[u8]; 4] = [
             "山田\u{3000}太郎".as_bytes(),
             "東京都千代田区千代田1-1".as_bytes(),
             b"19800102",
             b"1",
         ];
-        for i in 0..4 {
-            let off = usize::from(u16::from_be_bytes([value[3 + 2 * i], value[4 + 2 * i]]));
-            assert_eq!(&value[off..off + 2], &tags[i]);
-            let l = usize::from(value[off + 2]);
-            assert_eq!(&value[off + 3..off + 3 + l], expected_values[i]);
+        for (i, (_, value)) in objects.iter().enumerate() {
+            assert_eq!(value.as_slice(), expected_values[i]);
         }
         // Selecting JPKI drops the Kenhojo verification.
         sw(&mut c, SELECT_JPKI);
@@ -1713,8 +1725,47 @@ mod tests {
     }
 
     #[test]
+    fn kenhojo_numbers_a_and_b_each_open_one_file_and_0012_is_blocked() {
+        let (mut c, _) = full_card(false);
+        let kenhojo = format!("00A4040C0A{}", hex::encode(KENHOJO_AID));
+        sw(&mut c, &kenhojo);
+        // 0012: blocked as issued, whatever is sent.
+        sw(&mut c, "00A4020C020012");
+        assert_eq!(sw(&mut c, EMPTY_VERIFY), "63C0");
+        assert_eq!(sw(&mut c, VERIFY_RIGHT), "6984");
+        // 照合番号A (0014): the My Number; opens EF 0001, not 0002.
+        sw(&mut c, "00A4020C020014");
+        assert_eq!(sw(&mut c, EMPTY_VERIFY), "63CA");
+        assert_eq!(sw(&mut c, "002000800C313233343536373839303138"), "9000");
+        sw(&mut c, "00A4020C020001");
+        assert_eq!(sw(&mut c, "00B0000000"), "9000");
+        sw(&mut c, "00A4020C020002");
+        assert_eq!(sw(&mut c, "00B0000000"), "6982");
+        // 照合番号B (0015): opens EF 0002, not 0001.
+        c.reset();
+        sw(&mut c, &kenhojo);
+        sw(&mut c, "00A4020C020015");
+        assert_eq!(sw(&mut c, "002000800E3535303130323230333431323335"), "63C9");
+        assert_eq!(sw(&mut c, "002000800E3535303130323230333431323334"), "9000");
+        sw(&mut c, "00A4020C020002");
+        assert_eq!(sw(&mut c, "00B0000000"), "9000");
+        sw(&mut c, "00A4020C020001");
+        assert_eq!(sw(&mut c, "00B0000000"), "6982");
+        // Ten wrong 照合番号B block it: 63C0 on the last, then 6984.
+        for left in (0..10).rev() {
+            assert_eq!(
+                sw(&mut c, "002000950E3535303130323230333431323335"),
+                format!("63C{left:X}")
+            );
+        }
+        assert_eq!(sw(&mut c, "002000950E3535303130323230333431323334"), "6984");
+        assert_eq!(sw(&mut c, "0020009500"), "63C0");
+    }
+
+    #[test]
     fn kenkaku_card_face_and_the_simulator_only_face_path() {
-        let photo = b"P5 2 2 255\n\x10\x20\x30\x40";
+        let face = crate::surface::tests::sample_face();
+        let photo = &face.photo;
         let kenkaku = format!("00A4040C0A{}", hex::encode(KENKAKU_AID));
         let (mut c, _) = full_card(false);
         assert_eq!(sw(&mut c, &kenkaku), "9000");
@@ -1729,31 +1780,31 @@ mod tests {
         // 照合番号B cannot be changed.
         assert_eq!(sw(&mut c, "002401800E3535303130323230333431323335"), "6985");
         sw(&mut c, "00A4020C020002");
-        let mut expected = vec![
-            0xFF,
-            0x20,
-            (photo.len() + 3) as u8,
-            0xDF,
-            0x27,
-            photo.len() as u8,
-        ];
-        expected.extend_from_slice(photo);
-        expected.extend_from_slice(&[0x90, 0x00]);
-        assert_eq!(c.process(&hex::decode("00B0000000").unwrap()), expected);
-        // The birth-date key opens it too.
+        let (file, _) = read_all(&mut c);
+        assert_eq!(file, face.file());
+        // The birth-date key does not open it (it opens only the age record, EF 0001).
         c.reset();
         sw(&mut c, &kenkaku);
         assert_eq!(sw(&mut c, "0020009106353530313232"), "63C9"); // 550122
         assert_eq!(sw(&mut c, "0020009106353530313032"), "9000"); // 550102
         sw(&mut c, "00A4020C020002");
+        assert_eq!(sw(&mut c, "00B0000000"), "6982");
+        // 照合番号A (the My Number, key 0013, by short id) opens it.
+        assert_eq!(sw(&mut c, "0020009300"), "63CA");
+        assert_eq!(sw(&mut c, "002000930C313233343536373839303137"), "63C9");
+        assert_eq!(sw(&mut c, "002000930C313233343536373839303138"), "9000");
+        sw(&mut c, "00A4020C020002");
         assert_eq!(sw(&mut c, "00B0000000"), "9000");
 
         let (mut c, _) = full_card(true);
         sw(&mut c, &kenkaku);
-        let mut expected = photo.to_vec();
+        let mut expected = photo[..256].to_vec();
         expected.extend_from_slice(&[0x90, 0x00]);
         assert_eq!(c.process(&hex::decode("80B0000000").unwrap()), expected);
-        assert_eq!(sw(&mut c, "80B0004000"), "6B00");
+        let mut expected = photo[256..].to_vec();
+        expected.extend_from_slice(&[0x90, 0x00]);
+        assert_eq!(c.process(&hex::decode("80B0010000").unwrap()), expected);
+        assert_eq!(sw(&mut c, "80B0020000"), "6B00");
         // Only in Kenkaku.
         sw(&mut c, SELECT_JPKI);
         assert_eq!(sw(&mut c, "80B0000000"), "6E00");

@@ -14,7 +14,8 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey;
 use zeroize::Zeroizing;
 
-use crate::profile::CardProfile;
+use crate::profile::{CardProfile, KenkakuProfile};
+use crate::surface::{CardFace, JP2_SIGNATURE, PNG_SIGNATURE};
 
 /// Why a card cannot be built from a profile. No variant carries key material or the PIN.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +110,8 @@ pub struct KenkakuContents {
     pub birth_date_key: Zeroizing<Vec<u8>>,
     /// PIN EF `0012`: 14 ASCII digits.
     pub number_b: Zeroizing<Vec<u8>>,
-    pub face_photo: Vec<u8>,
+    /// EF `0002`.
+    pub face: CardFace,
     /// Simulator only: the proprietary READ BINARY `80 B0` serves the photo freely.
     pub simulator_face_export: bool,
 }
@@ -251,15 +253,11 @@ impl CardContents {
                 if !digits(&k.number_b, 14) {
                     return Err(CardBuildError::Kenkaku("number_b must be 14 digits".into()));
                 }
-                let face_photo = hex::decode(&k.face_photo)
-                    .map_err(|e| CardBuildError::Kenkaku(format!("face_photo is not hex: {e}")))?;
-                if face_photo.len() > 0x7000 {
-                    return Err(CardBuildError::Kenkaku("face_photo is over 28 KiB".into()));
-                }
+                let face = card_face(k)?;
                 Some(KenkakuContents {
                     birth_date_key: Zeroizing::new(k.birth_date_key.as_bytes().to_vec()),
                     number_b: Zeroizing::new(k.number_b.as_bytes().to_vec()),
-                    face_photo,
+                    face,
                     simulator_face_export: k.simulator_face_export,
                 })
             }
@@ -276,6 +274,67 @@ impl CardContents {
             kenkaku,
         })
     }
+}
+
+/// Kenkaku EF `0002` from a profile, each object checked for the shape real cards use.
+fn card_face(k: &KenkakuProfile) -> Result<CardFace, CardBuildError> {
+    let refuse = |what: &str| CardBuildError::Kenkaku(what.to_owned());
+    let bytes = |hex_text: &str, field: &str| {
+        hex::decode(hex_text).map_err(|e| refuse(&format!("{field} is not hex: {e}")))
+    };
+    if k.birth_date.is_empty() {
+        return Err(refuse(
+            "the profile has no card face (birth_date, sex, images, signature...): it predates \
+             the full Kenkaku EF 0002; rebuild the world with testbed build",
+        ));
+    }
+    if !digits(&k.birth_date, 8) || !digits(&k.expiry_date, 8) {
+        return Err(refuse("birth_date and expiry_date must be YYYYMMDD"));
+    }
+    if !matches!(k.sex.as_str(), "1" | "2" | "9") {
+        return Err(refuse("sex must be 1, 2 or 9"));
+    }
+    let photo = bytes(&k.face_photo, "face_photo")?;
+    if !photo.starts_with(&JP2_SIGNATURE) {
+        return Err(refuse(
+            "face_photo must be a JPEG 2000 JP2 file (it starts 0000000C6A5020200D0A870A)",
+        ));
+    }
+    let public_key = bytes(&k.public_key, "public_key")?;
+    if public_key.first() != Some(&0x90) {
+        return Err(refuse(
+            "public_key must be 90 (exponent) then 91 (modulus) objects",
+        ));
+    }
+    let mut images = Vec::with_capacity(3);
+    for (text, field) in [
+        (&k.name_image, "name_image"),
+        (&k.address_image, "address_image"),
+        (&k.security_code_image, "security_code_image"),
+    ] {
+        let image = bytes(text, field)?;
+        if !image.starts_with(&PNG_SIGNATURE) {
+            return Err(refuse(&format!("{field} must be a PNG")));
+        }
+        images.push(image);
+    }
+    let signature = bytes(&k.signature, "signature")?;
+    if signature.len() != 256 {
+        return Err(refuse("signature must be 256 bytes"));
+    }
+    let [name_image, address_image, security_code_image] =
+        <[Vec<u8>; 3]>::try_from(images).map_err(|_| refuse("images"))?;
+    Ok(CardFace {
+        birth_date: k.birth_date.clone(),
+        sex: k.sex.clone(),
+        public_key,
+        name_image,
+        address_image,
+        photo,
+        signature,
+        expiry_date: k.expiry_date.clone(),
+        security_code_image,
+    })
 }
 
 fn certificate_der(pem_text: &str, what: &'static str) -> Result<Vec<u8>, CardBuildError> {

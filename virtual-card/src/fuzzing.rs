@@ -59,13 +59,6 @@ fn fake_certificate(content_len: u16, fill: u8) -> Vec<u8> {
     der
 }
 
-/// A small PGM, the simulator's face photo format.
-fn face_photo() -> Vec<u8> {
-    let mut pgm = b"P5\n16 20\n255\n".to_vec();
-    pgm.extend((0..320u16).map(|i| (i * 7 % 256) as u8));
-    pgm
-}
-
 /// A fresh card with every application; `persist` sees each saved state.
 fn card(persist: PersistHook) -> VirtualCard {
     let pin = Pin::new(PIN).unwrap_or_else(|_| unreachable!("four digits"));
@@ -93,7 +86,7 @@ fn card(persist: PersistHook) -> VirtualCard {
         kenkaku: Some(KenkakuContents {
             birth_date_key: Zeroizing::new(BIRTH_DATE_KEY.as_bytes().to_vec()),
             number_b: Zeroizing::new(NUMBER_B.as_bytes().to_vec()),
-            face_photo: face_photo(),
+            face: crate::surface::example_card_face(),
             simulator_face_export: true,
         }),
     };

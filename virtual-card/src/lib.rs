@@ -7,6 +7,7 @@
 //! - [`fault`]: scripted faults (removal, latency, mute, corrupt answers, bad certificate, ...);
 //! - [`rack`]: many cards in one process, inserted and removed through a control socket;
 //! - [`replay`]: a recorded APDU trace acting as a card;
+//! - [`surface`]: the files of the card-face applications (Kenhojo, Kenkaku), byte for byte;
 //! - [`vpcd`]: the transport that attaches the card to pcscd through the vpcd driver;
 //! - [`trace`]: the optional APDU trace, PINs always redacted.
 //!
@@ -20,6 +21,7 @@ pub mod fuzzing;
 pub mod profile;
 pub mod rack;
 pub mod replay;
+pub mod surface;
 pub mod trace;
 pub mod vpcd;
 

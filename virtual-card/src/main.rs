@@ -382,7 +382,7 @@ fn info(args: &InfoArgs) -> Result<(), String> {
     match &contents.kenkaku {
         Some(k) => println!(
             "Kenkaku: present, face photo {} bytes{}",
-            k.face_photo.len(),
+            k.face.photo.len(),
             if k.simulator_face_export {
                 ", simulator-only face read enabled"
             } else {

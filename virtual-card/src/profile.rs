@@ -100,9 +100,35 @@ pub struct KenkakuProfile {
     /// security code; 14 digits.
     #[serde(deserialize_with = "secret::string")]
     pub number_b: String,
-    /// The face photo (DF27 of EF `0002`), hex. Any bytes; the world builder writes a small
-    /// greyscale PGM placeholder (a real card holds a JPEG 2000).
+    /// The face photo (DF27 of EF `0002`), hex: a greyscale JPEG 2000 as a JP2 file, as on a
+    /// real card (the world builder encodes a small synthetic face with OpenJPEG).
     pub face_photo: String,
+    /// The rest of the card face (Kenkaku EF `0002`, docs/virtual-card.md). Profiles written
+    /// before these fields existed lack them; such a card is refused with a message to
+    /// rebuild the world. DF22: birth date `YYYYMMDD`.
+    #[serde(default)]
+    pub birth_date: String,
+    /// DF23: sex `1`/`2`/`9`.
+    #[serde(default)]
+    pub sex: String,
+    /// DF29: the card's expiry date `YYYYMMDD`.
+    #[serde(default)]
+    pub expiry_date: String,
+    /// DF24, hex: the application's RSA public key as `90` exponent and `91` modulus objects.
+    #[serde(default)]
+    pub public_key: String,
+    /// DF25, hex: the name as printed, a 1-bit greyscale PNG.
+    #[serde(default)]
+    pub name_image: String,
+    /// DF26, hex: the address as printed, a 1-bit greyscale PNG.
+    #[serde(default)]
+    pub address_image: String,
+    /// DF2A, hex: the security code as printed, a 1-bit greyscale PNG.
+    #[serde(default)]
+    pub security_code_image: String,
+    /// DF28, hex: 256 bytes, the issuer's signature over DF22–DF27.
+    #[serde(default)]
+    pub signature: String,
     /// Simulator only: answer the proprietary READ BINARY `80 B0` in Kenkaku with the face
     /// photo without 照合番号B (docs/virtual-card.md). No real card does this.
     #[serde(default)]
@@ -249,6 +275,15 @@ pub struct CardState {
     /// Tries left on 照合番号B (10 when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kenkaku_number_b_tries_left: Option<u8>,
+    /// Tries left on Kenhojo's 照合番号A, key `0014` (10 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kenhojo_number_a_tries_left: Option<u8>,
+    /// Tries left on Kenhojo's 照合番号B, key `0015` (10 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kenhojo_number_b_tries_left: Option<u8>,
+    /// Tries left on Kenkaku's 照合番号A, key `0013` (10 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kenkaku_number_a_tries_left: Option<u8>,
 }
 
 impl std::fmt::Debug for CardState {
@@ -280,6 +315,9 @@ impl CardState {
             kenhojo_pin: None,
             kenkaku_birth_key_tries_left: None,
             kenkaku_number_b_tries_left: None,
+            kenhojo_number_a_tries_left: None,
+            kenhojo_number_b_tries_left: None,
+            kenkaku_number_a_tries_left: None,
         }
     }
 }

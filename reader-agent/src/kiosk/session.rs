@@ -676,7 +676,7 @@ impl Machine {
                     self.working("reading_face");
                     let s = self.session.as_ref().expect("checked by on_action");
                     let photo = match s.card.face_photo().await {
-                        Ok(bytes) => Photo::parse_pgm(&bytes),
+                        Ok(bytes) => Photo::decode_card_photo(&bytes),
                         Err(e) if e.removed => {
                             self.end_session(Some("card_removed"));
                             return Ok(());
