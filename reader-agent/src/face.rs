@@ -27,6 +27,27 @@ pub const DEFAULT_THRESHOLD_PERMILLE: u16 = 950;
 /// Largest photo the matcher accepts (either side), in pixels per side.
 const MAX_SIDE: usize = 1024;
 
+/// The image size a JPEG 2000 codestream declares in its SIZ marker segment (ISO/IEC 15444-1
+/// A.5.1: `FF 4F` SOC, `FF 51` SIZ, Lsiz, Rsiz, then Xsiz, Ysiz, XOsiz, YOsiz as 32-bit
+/// big-endian), found at the start of a raw codestream or after the first SOC+SIZ in a JP2
+/// file (inside its `jp2c` box).
+fn j2k_declared_size(bytes: &[u8]) -> Result<(usize, usize), String> {
+    const SOC_SIZ: [u8; 4] = [0xFF, 0x4F, 0xFF, 0x51];
+    let start = bytes
+        .windows(SOC_SIZ.len())
+        .position(|w| w == SOC_SIZ)
+        .ok_or("the card's JPEG 2000 photo has no codestream header (SOC, SIZ)")?;
+    let field = |at: usize| -> Result<usize, String> {
+        let b = bytes
+            .get(start + at..start + at + 4)
+            .ok_or("the card's JPEG 2000 photo ends inside its SIZ header")?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    // After SOC (2), the SIZ marker (2), Lsiz (2) and Rsiz (2).
+    let (x, y, x0, y0) = (field(8)?, field(12)?, field(16)?, field(20)?);
+    Ok((x.saturating_sub(x0), y.saturating_sub(y0)))
+}
+
 /// An 8-bit greyscale image.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Photo {
@@ -113,6 +134,13 @@ impl Photo {
         const J2K: [u8; 4] = [0xFF, 0x4F, 0xFF, 0x51];
         if !bytes.starts_with(&JP2) && !bytes.starts_with(&J2K) {
             return Photo::parse_pgm(bytes);
+        }
+        // The card is untrusted: its declared size is checked before OpenJPEG allocates for it.
+        let (width, height) = j2k_declared_size(bytes)?;
+        if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
+            return Err(format!(
+                "the card's photo declares {width}×{height} pixels; at most {MAX_SIDE} per side"
+            ));
         }
         let image = jpeg2k::Image::from_bytes(bytes)
             .map_err(|e| format!("the card's JPEG 2000 photo cannot be decoded: {e}"))?;
@@ -367,6 +395,16 @@ mod tests {
         // A PGM still decodes; a corrupt JP2 is an error, not a panic.
         assert_eq!(Photo::decode_card_photo(&photo.to_pgm()).unwrap(), photo);
         assert!(Photo::decode_card_photo(&bytes[..40]).is_err());
+        // A card declaring a huge image is refused before OpenJPEG is asked to decode it.
+        let soc = bytes
+            .windows(4)
+            .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])
+            .unwrap();
+        let mut huge = bytes.clone();
+        huge[soc + 8..soc + 12].copy_from_slice(&60_000u32.to_be_bytes());
+        huge[soc + 12..soc + 16].copy_from_slice(&60_000u32.to_be_bytes());
+        let err = Photo::decode_card_photo(&huge).unwrap_err();
+        assert!(err.contains("declares 60000×60000"), "{err}");
     }
 
     /// A card-like photo: an oval face with eyes and a mouth, shaped by `k`.

@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use onshi_confirm_service::answer::yyyymmdd;
+use onshi_confirm_service::eligibility::QualificationRecord;
 use onshi_confirm_service::outcome::result_code_of;
 use onshi_proto::v1::confirmation_client::ConfirmationClient;
 use onshi_proto::v1::{self as pb, BatchStatus, ResultCode};
@@ -108,4 +110,15 @@ pub async fn all_items(
         items.extend(r.items);
     }
     items
+}
+
+/// The card-less query naming a qualification record's numbers, with the holder's birth date.
+pub fn numbers_of(record: &QualificationRecord, birth_date: time::Date) -> pb::NumbersQuery {
+    pb::NumbersQuery {
+        insurer_number: record.insurer_number.as_str().to_owned(),
+        symbol: record.symbol.clone().unwrap_or_default(),
+        number: record.number.clone(),
+        branch: record.branch.clone().unwrap_or_default(),
+        birth_date: yyyymmdd(birth_date),
+    }
 }

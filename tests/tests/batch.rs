@@ -12,11 +12,10 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use onshi_confirm_service::answer::yyyymmdd;
 use onshi_confirm_service::audit::{AuditQuery, AuditRecord};
 use onshi_confirm_service::eligibility::InsurerNumber;
 use onshi_confirm_service::store::{SqliteStore, Store};
-use onshi_e2e::batch::{all_items, assert_refused, client, page, wait_done, Client};
+use onshi_e2e::batch::{all_items, assert_refused, client, numbers_of, page, wait_done, Client};
 use onshi_e2e::{Service, World};
 use onshi_proto::v1::{self as pb, BatchStatus, ResultCode};
 use tonic::Code;
@@ -90,14 +89,7 @@ impl Mix {
                 .into_iter()
                 .find(|r| r.disqualification_date.is_none() == current)
                 .unwrap_or_else(|| panic!("the {kind} card's holder has no such record"));
-            let q = pb::NumbersQuery {
-                insurer_number: r.insurer_number.as_str().to_owned(),
-                symbol: r.symbol.clone().unwrap_or_default(),
-                number: r.number.clone(),
-                branch: r.branch.clone().unwrap_or_default(),
-                birth_date: yyyymmdd(person.birth_date),
-            };
-            (q, person_id)
+            (numbers_of(&r, person.birth_date), person_id)
         };
         let (valid, valid_person) = numbers("valid", true);
         let (lost, lost_person) = numbers("lost", false);

@@ -12,7 +12,7 @@ use onshi_confirm_service::answer::yyyymmdd;
 use onshi_confirm_service::audit::{AuditQuery, AuditRecord};
 use onshi_confirm_service::eligibility::InsurerNumber;
 use onshi_confirm_service::store::{SqliteStore, Store};
-use onshi_e2e::batch::{all_items, assert_refused, client, wait_done, Client};
+use onshi_e2e::batch::{all_items, assert_refused, client, numbers_of, wait_done, Client};
 use onshi_e2e::{Service, World};
 use onshi_proto::v1::{self as pb, ResultCode};
 use time::macros::date;
@@ -54,14 +54,7 @@ fn patient(world: &World) -> (pb::NumbersQuery, String) {
         .into_iter()
         .find(|r| r.disqualification_date.is_none())
         .unwrap();
-    let q = pb::NumbersQuery {
-        insurer_number: r.insurer_number.as_str().to_owned(),
-        symbol: r.symbol.clone().unwrap_or_default(),
-        number: r.number.clone(),
-        branch: r.branch.clone().unwrap_or_default(),
-        birth_date: yyyymmdd(person.birth_date),
-    };
-    (q, person_id)
+    (numbers_of(&r, person.birth_date), person_id)
 }
 
 fn nobodys_numbers() -> pb::NumbersQuery {
@@ -261,13 +254,10 @@ fn a_family_sharing_its_numbers_is_answered_for_every_member() {
                 r.symbol.clone().unwrap_or_default(),
                 r.number.clone(),
             );
-            families.entry(key).or_default().push(pb::NumbersQuery {
-                insurer_number: r.insurer_number.as_str().to_owned(),
-                symbol: r.symbol.clone().unwrap_or_default(),
-                number: r.number.clone(),
-                branch: r.branch.clone().unwrap_or_default(),
-                birth_date: yyyymmdd(person.birth_date),
-            });
+            families
+                .entry(key)
+                .or_default()
+                .push(numbers_of(&r, person.birth_date));
         }
     }
     let family = families
