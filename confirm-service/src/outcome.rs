@@ -227,6 +227,7 @@ impl Refusal {
             | ResultCode::MultipleQualifications
             | ResultCode::PinAttemptsExhausted
             | ResultCode::FaceAttemptsExhausted
+            | ResultCode::PinNotSet
             | ResultCode::InternalError => Code::Internal,
         }
     }

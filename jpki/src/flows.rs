@@ -126,6 +126,12 @@ pub enum PinStatus {
     TriesLeft(u8),
     /// No attempts remain.
     Blocked,
+    /// The card has no PIN to verify: it answered `6984` (reference data not usable) to the
+    /// empty VERIFY, which a card with a PIN answers `63Cx` even when blocked
+    /// (jpki-card.md §3). A face-only card (顔認証マイナンバーカード) is issued without PINs;
+    /// that it gives exactly this answer is onshi's simulation choice (docs/virtual-card.md):
+    /// the real card's answer is not public. A host must not ask the holder for a PIN.
+    NotSet,
 }
 
 /// The result of phase A.
@@ -226,7 +232,8 @@ pub fn read_ef_by_chunks<C: CardChannel>(
 }
 
 /// Selects EF 0018 and sends the empty VERIFY. `63Cx` → `TriesLeft(x)` (`Blocked` for x = 0),
-/// `9000` → `Verified`. Costs no attempt.
+/// `9000` → `Verified`, `6984` → `NotSet` (a card without a PIN), `6983` → `Blocked`. Costs no
+/// attempt and sends no secret.
 pub fn user_auth_pin_status<C: CardChannel>(ch: &mut C) -> FlowResult<PinStatus, C> {
     select_file(ch, EF_USER_AUTH_PIN, WHAT_PIN)?;
     let response = transmit(ch, &commands::retry_counter())?;
@@ -234,8 +241,11 @@ pub fn user_auth_pin_status<C: CardChannel>(ch: &mut C) -> FlowResult<PinStatus,
         (_, Some(0)) => Ok(PinStatus::Blocked),
         (_, Some(n)) => Ok(PinStatus::TriesLeft(n)),
         (StatusWord::SUCCESS, None) => Ok(PinStatus::Verified),
+        // A card with a PIN answers 63C0 here when it is blocked; 6984 to the query itself
+        // says there is no usable reference data at all.
+        (StatusWord::PIN_BLOCKED, None) => Ok(PinStatus::NotSet),
         // Not what jpki-card.md's card does for a blocked PIN, but unambiguous.
-        (StatusWord::PIN_BLOCKED | StatusWord::AUTH_METHOD_BLOCKED, None) => Ok(PinStatus::Blocked),
+        (StatusWord::AUTH_METHOD_BLOCKED, None) => Ok(PinStatus::Blocked),
         (sw, None) => Err(status_error(RETRY_COUNTER, WHAT_PIN, sw)),
     }
 }
@@ -920,7 +930,8 @@ mod tests {
         assert_eq!(pin_status("63C3").unwrap(), PinStatus::TriesLeft(3));
         assert_eq!(pin_status("63C1").unwrap(), PinStatus::TriesLeft(1));
         assert_eq!(pin_status("63C0").unwrap(), PinStatus::Blocked);
-        assert_eq!(pin_status("6984").unwrap(), PinStatus::Blocked);
+        assert_eq!(pin_status("6984").unwrap(), PinStatus::NotSet);
+        assert_eq!(pin_status("6983").unwrap(), PinStatus::Blocked);
         assert_eq!(pin_status("9000").unwrap(), PinStatus::Verified);
         assert!(matches!(
             pin_status("6A86"),

@@ -190,6 +190,7 @@ pub fn card_responses(data: &[u8]) -> CardResponseVerdict {
                     n
                 }
                 PinStatus::Verified => 16,
+                PinStatus::NotSet => 17,
             };
             (Ok(reading.certificate.len()), Some(status))
         }

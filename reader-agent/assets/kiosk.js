@@ -39,15 +39,17 @@ const SCREENS = {
   working: (s) => [el("h1", {}, t("task_" + s.task)), el("div", { class: "spinner" }), el("p", { class: "sub" }, t("working"))],
   choose_method: (s) => {
     const faceNote = s.face === "locked" ? t("face_locked") : s.face === "unavailable" ? t("face_unavailable") : "";
-    const pinNote = s.pin_tries_left === 0 ? t("pin_locked") : t("tries_left", { n: s.pin_tries_left });
+    const pinNote = !s.pin_set ? t("pin_not_set")
+      : s.pin_tries_left === 0 ? t("pin_locked") : t("tries_left", { n: s.pin_tries_left });
     return [
       noticeBox(),
       el("h1", {}, t("choose_method")),
       el("div", { class: "buttons" },
         bigButton("method-face", t("method_face"), () => act("/api/method", { method: "face" }),
                   { disabled: s.face !== "available" }),
-        bigButton("method-pin", t("method_pin"), () => act("/api/method", { method: "pin" }),
-                  { disabled: s.pin_tries_left === 0 }),
+        // A card without a PIN (顔認証マイナンバーカード) is never offered the PIN pad.
+        s.pin_set ? bigButton("method-pin", t("method_pin"), () => act("/api/method", { method: "pin" }),
+                              { disabled: s.pin_tries_left === 0 }) : null,
         s.visual_check ? bigButton("method-visual", t("method_visual"),
                                    () => act("/api/method", { method: "visual" }), { secondary: true }) : null),
       el("p", { class: "sub", id: "face-note" }, faceNote),

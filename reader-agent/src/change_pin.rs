@@ -7,7 +7,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use onshi_jpki::flows::{self, FlowError};
+use onshi_jpki::flows::{self, FlowError, PinStatus};
 use onshi_jpki::Pin;
 
 use crate::pcsc_card::{self, Trace, TransactionChannel};
@@ -16,8 +16,12 @@ use crate::pcsc_card::{self, Trace, TransactionChannel};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeOutcome {
     Changed,
-    WrongPin { tries_left: u8 },
+    WrongPin {
+        tries_left: u8,
+    },
     Blocked,
+    /// A face-only card: it has no PIN to change, and none was sent to it.
+    NotSet,
     Error(String),
 }
 
@@ -25,7 +29,7 @@ impl ChangeOutcome {
     pub fn exit_code(&self) -> u8 {
         match self {
             ChangeOutcome::Changed => 0,
-            ChangeOutcome::WrongPin { .. } | ChangeOutcome::Blocked => 1,
+            ChangeOutcome::WrongPin { .. } | ChangeOutcome::Blocked | ChangeOutcome::NotSet => 1,
             ChangeOutcome::Error(_) => 3,
         }
     }
@@ -38,6 +42,12 @@ impl ChangeOutcome {
             ),
             ChangeOutcome::Blocked => {
                 "the card's PIN is locked; only the municipal office can unlock it".into()
+            }
+            ChangeOutcome::NotSet => {
+                "this card has no PIN (a face-only card, 顔認証マイナンバーカード); \
+                                       the PIN was not sent to it. Only the municipal office can \
+                                       switch it to a card with PINs"
+                    .into()
             }
             ChangeOutcome::Error(m) => m.clone(),
         }
@@ -66,12 +76,18 @@ pub fn run(
             let _ = connected_tx.send(());
             let mut ch = TransactionChannel::begin(&mut connected.card, trace.as_mut())
                 .map_err(FlowError::Channel)?;
+            // The empty VERIFY first: a card without a PIN is told nothing secret.
+            flows::select_jpki(&mut ch)?;
+            if flows::user_auth_pin_status(&mut ch)? == PinStatus::NotSet {
+                ch.end();
+                return Ok(Err(ChangeOutcome::NotSet));
+            }
             let r = flows::change_user_auth_pin(&mut ch, &old, &new);
             match &r {
                 Err(FlowError::WrongPin { .. }) | Err(FlowError::PinBlocked) => ch.end(),
                 _ => ch.end_with_reset(),
             }
-            r
+            r.map(Ok)
         })();
         drop(old);
         drop(new);
@@ -89,7 +105,8 @@ pub fn run(
         }
     };
     match result {
-        Ok(()) => ChangeOutcome::Changed,
+        Ok(Ok(())) => ChangeOutcome::Changed,
+        Ok(Err(outcome)) => outcome,
         Err(FlowError::WrongPin { tries_left: 0 }) | Err(FlowError::PinBlocked) => {
             ChangeOutcome::Blocked
         }

@@ -218,6 +218,16 @@ pub async fn run(
         PinStatus::Blocked => return pin_exhausted(
             "the card's PIN is locked (3 wrong entries); only the municipal office can unlock it",
         ),
+        PinStatus::NotSet => {
+            return Outcome::Refused {
+                result_code: pb::ResultCode::PinNotSet.as_str_name().to_owned(),
+                message: "this card has no PIN (a face-only card, 顔認証マイナンバーカード): \
+                          no PIN was asked for; confirm at the kiosk by face authentication \
+                          or a staff member's visual check"
+                    .to_owned(),
+                tries_left: None,
+            }
+        }
         PinStatus::TriesLeft(n) => n,
         PinStatus::Verified => 3,
     };

@@ -74,6 +74,10 @@ pub enum CardKind {
     Lost,
     /// Holder with two current qualifications (validity 5).
     Multiple,
+    /// A face-only card (顔認証マイナンバーカード): issued without PINs and without the
+    /// signature certificate; valid and registered otherwise.
+    #[serde(rename = "face-only")]
+    FaceOnly,
 }
 
 impl CardKind {
@@ -86,6 +90,7 @@ impl CardKind {
             Self::Unregistered => "unregistered",
             Self::Lost => "lost",
             Self::Multiple => "multiple",
+            Self::FaceOnly => "face-only",
         }
     }
 }
@@ -98,7 +103,7 @@ pub struct CardEntry {
     /// The card profile, e.g. `cards/card-0001.json`.
     pub profile: String,
     pub person_id: String,
-    /// The user-authentication PIN (test data, not a secret).
+    /// The user-authentication PIN (test data, not a secret); empty for a face-only card.
     pub pin: String,
     pub kind: CardKind,
     /// The certificate's serial number: lowercase hex of its DER content bytes, the same
@@ -288,6 +293,11 @@ mod tests {
         assert!(back.terminal(TerminalStatus::InOperation, 1).is_none());
         assert_eq!(TerminalStatus::Untrusted.as_str(), "untrusted");
         assert_eq!(CardKind::Multiple.as_str(), "multiple");
+        for kind in [CardKind::Multiple, CardKind::FaceOnly] {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<CardKind>(&json).unwrap(), kind);
+        }
         assert_eq!(back.example("validity-2").unwrap().validity, 2);
         assert!(back.example("validity-3").is_none());
         // A manifest written before the examples existed still loads.

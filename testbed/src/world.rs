@@ -542,7 +542,13 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
                 revoked_at: days(now, -30)?,
             });
         }
-        let pin = card_pin(seed, index);
+        let face_only = plan.kind == CardKind::FaceOnly;
+        // A face-only card is issued without PINs and without the signature certificate.
+        let pin = if face_only {
+            String::new()
+        } else {
+            card_pin(seed, index)
+        };
         // The signature key is another key of the pool (a simulation shortcut, docs/world.md).
         let sign_index = (index + 1) % pool;
         let (sign_key, sign_key_pair) =
@@ -602,10 +608,11 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             name: name.clone(),
             atr: hex::encode_upper(DEFAULT_ATR),
             user_auth_pin: pin.clone(),
+            face_only,
             user_auth_certificate: cert.pem(),
             user_auth_ca_certificate: issuing.pem(),
             user_auth_private_key: key.pkcs8_pem().to_owned(),
-            signature: Some(SignatureProfile {
+            signature: (!face_only).then(|| SignatureProfile {
                 certificate: sign_cert.pem(),
                 ca_certificate: signature_ca.pem(),
                 private_key: sign_key.pkcs8_pem().to_owned(),
@@ -654,7 +661,7 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             kind: plan.kind,
             serial: card_key.serial.clone(),
             description: plan.description.to_owned(),
-            sign_password: Some(sign_password),
+            sign_password: (!face_only).then_some(sign_password),
             my_number: Some(my_number),
             number_b: Some(number_b),
         });

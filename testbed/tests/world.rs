@@ -46,7 +46,7 @@ fn world() -> &'static (PathBuf, WorldManifest) {
     WORLD.get_or_init(|| {
         let dir = temp_dir("shared");
         let mut options = WorldOptions::new(&dir, NOW);
-        options.cards = 10;
+        options.cards = 11;
         options.persons = 40;
         options.seed = 7;
         let manifest = build_world(&options).expect("build the shared world");
@@ -229,7 +229,7 @@ fn card_certificates_follow_the_jpki_profile() {
         .unwrap();
     let mut serials = std::collections::HashSet::new();
     let mut common_names = std::collections::HashSet::new();
-    assert_eq!(manifest.cards.len(), 10);
+    assert_eq!(manifest.cards.len(), 11);
     for card in &manifest.cards {
         let der = card_certificate_der(dir, &card.profile);
         assert_eq!(&der[..2], &[0x30, 0x82], "{}", card.name);
@@ -422,7 +422,7 @@ fn store_links_cards_to_the_right_people() {
         }
     }
 
-    // The holder variants of cards 7 to 10.
+    // The holder variants of cards 8 to 11 (card 7 is the face-only card).
     let first = |i: usize| {
         let records = store.qualifications(&manifest.cards[i].person_id).unwrap();
         assert_eq!(records.len(), 1);
@@ -435,21 +435,21 @@ fn store_links_cards_to_the_right_people() {
         (1, "030")
     );
     assert!(standard.high_cost_limit.is_some());
-    let koki = first(6);
+    let koki = first(7);
     assert!(koki.insurer_number.is_koki() && koki.symbol.is_none() && koki.branch.is_none());
     assert_eq!(koki.copay_ratio, "010");
-    let child = first(7);
+    let child = first(8);
     assert!(child.preschool);
     assert_eq!(child.copay_ratio, "020");
-    let elderly = first(8);
-    let elderly_person = store.person(&manifest.cards[8].person_id).unwrap().unwrap();
+    let elderly = first(9);
+    let elderly_person = store.person(&manifest.cards[9].person_id).unwrap().unwrap();
     assert!((70..75).contains(&age_on(elderly_person.birth_date, today)));
     assert_eq!(elderly.elderly.as_ref().unwrap().copay_ratio, "020");
     assert!(matches!(
         elderly.insurer_number.houbetsu(),
         Some("31" | "32" | "33" | "34")
     ));
-    let kokuho = first(9);
+    let kokuho = first(10);
     assert_eq!(kokuho.insurer_number.as_str().len(), 6);
     assert_eq!(kokuho.specific_diseases.len(), 1);
 
@@ -776,15 +776,29 @@ fn cards_hold_the_whole_card_consistent_with_their_holder() {
         // The card builds: keys match certificates, every field has its shape.
         CardContents::from_profile(&profile).unwrap();
         let person = store.person(&card.person_id).unwrap().unwrap();
-        let sig = profile.signature.as_ref().unwrap();
-        assert_eq!(sig.ca_certificate, sig_ca);
-        assert_eq!(card.sign_password.as_deref(), Some(sig.password.as_str()));
-        let sig_der = pem::parse(&sig.certificate).unwrap().into_contents();
-        let (_, sig_cert) = parse_x509_certificate(&sig_der).unwrap();
-        assert!(sig_cert
-            .issuer()
-            .to_string()
-            .contains("JPKI for digital signature"));
+        if card.kind == CardKind::FaceOnly {
+            // Issued without PINs and without the signature half; everything else as usual.
+            assert_eq!(card.name, "card-0007");
+            assert!(profile.face_only && profile.user_auth_pin.is_empty());
+            assert!(card.pin.is_empty() && card.sign_password.is_none());
+            assert!(profile.signature.is_none());
+            assert!(person.registered_for_insurance);
+        } else {
+            assert!(!profile.face_only);
+            assert_eq!(profile.user_auth_pin.len(), 4);
+        }
+        if let Some(sig) = profile.signature.as_ref() {
+            assert_eq!(sig.ca_certificate, sig_ca);
+            assert_eq!(card.sign_password.as_deref(), Some(sig.password.as_str()));
+            let sig_der = pem::parse(&sig.certificate).unwrap().into_contents();
+            let (_, sig_cert) = parse_x509_certificate(&sig_der).unwrap();
+            assert!(sig_cert
+                .issuer()
+                .to_string()
+                .contains("JPKI for digital signature"));
+        } else {
+            assert_eq!(card.kind, CardKind::FaceOnly, "{}", card.name);
+        }
         let k = profile.kenhojo.as_ref().unwrap();
         assert!(is_valid_my_number(&k.my_number), "{}", k.my_number);
         assert!(numbers.insert(k.my_number.clone()), "duplicate My Number");

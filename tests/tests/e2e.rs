@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use onshi_e2e::{run_agent, run_agent_json, Card, Pcscd, Service, World};
+use onshi_e2e::{run_agent, run_agent_json, run_change_pin, Card, Pcscd, Service, World};
 
 fn world() -> &'static World {
     World::shared(env!("CARGO_TARGET_TMPDIR"), "e2e-world", 8)
@@ -191,6 +191,60 @@ fn three_wrong_pins_block_the_card_and_the_block_survives_a_restart() {
     let run = run_agent(&r.pcscd, &terminal, &r.service, &format!("{pin}\n"), &[]).unwrap();
     assert_eq!(code(&run), "RESULT_CODE_PIN_ATTEMPTS_EXHAUSTED", "{run:?}");
     assert!(run.json["message"].as_str().unwrap().contains("locked"));
+}
+
+/// A face-only card (顔認証マイナンバーカード, card-0007): the agent reads the certificate,
+/// learns from the empty VERIFY (6984) that the card has no PIN, and stops there: it prompts
+/// for nothing, sends no PIN (the card's own trace holds no VERIFY with data and no signature)
+/// and calls no service. `change-pin` likewise sends neither PIN to it.
+#[test]
+fn a_face_only_card_is_never_asked_for_a_pin() {
+    let w = world();
+    let r = rig();
+    let (profile, pin) = w.private_card("face-only", r.tmp.path()).unwrap();
+    assert!(pin.is_empty());
+    let card_trace = r.tmp.path().join("card-trace.txt");
+    let card = Card::attach(
+        &profile,
+        &r.pcscd.vpcd(),
+        &["--trace", card_trace.to_str().unwrap()],
+    )
+    .unwrap();
+    let run = run_agent(
+        &r.pcscd,
+        &w.terminal("in-operation", 0).unwrap(),
+        &r.service,
+        "1234\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(run.json["outcome"], "refused", "{run:?}");
+    assert_eq!(code(&run), "RESULT_CODE_PIN_NOT_SET", "{run:?}");
+    assert_eq!(run.code, Some(1));
+    let message = run.json["message"].as_str().unwrap();
+    assert!(message.contains("顔認証マイナンバーカード"), "{message}");
+    assert!(!run.stderr.contains("暗証番号を入力"), "{}", run.stderr);
+    let out = run_change_pin(&r.pcscd, "1234\n5678\n", &[]).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("has no PIN"), "{stdout}");
+    drop(card);
+    let trace = std::fs::read_to_string(&card_trace).unwrap();
+    let commands: Vec<&str> = trace.lines().filter(|l| l.starts_with("> ")).collect();
+    // The certificate was read; the only VERIFYs are the empty counter queries, answered 6984.
+    assert!(commands.contains(&"> 00 A4 02 0C 02 00 0A"), "{trace}");
+    let verifies: Vec<&&str> = commands
+        .iter()
+        .filter(|c| c.starts_with("> 00 20"))
+        .collect();
+    assert_eq!(verifies, [&"> 00 20 00 80", &"> 00 20 00 80"], "{trace}");
+    assert_eq!(trace.matches("< 69 84").count(), 2, "{trace}");
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.starts_with("> 80 2A") || c.starts_with("> 00 24")),
+        "{trace}"
+    );
 }
 
 fn refused_card(kind: &str, expected: &str) {

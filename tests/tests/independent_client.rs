@@ -3,7 +3,9 @@
 //! drives a real card: the JPKI certificate, PIN status, VERIFY and a signature checked with
 //! the certificate's key; Kenhojo's My Number and basic four facts (the library checks the
 //! DF21 offset table); Kenkaku's card face with its JPEG 2000 photo, decoded again by
-//! OpenJPEG's `opj_decompress`; and the wrong-PIN and blocked paths.
+//! OpenJPEG's `opj_decompress`; the wrong-PIN and blocked paths; and a face-only card
+//! (顔認証マイナンバーカード), whose certificate and card face read as usual while its PINs
+//! answer `6984` even to the counter query.
 //!
 //! The PC/SC client library reads `PCSCLITE_CSOCK_NAME` once per process, so everything that
 //! talks to the card is in one test function, which sets it before its first PC/SC call.
@@ -24,7 +26,8 @@ use onshi_e2e::{Card, Pcscd, World};
 const READER: &str = "Virtual PCD 00 00";
 
 fn world() -> &'static World {
-    World::shared(env!("CARGO_TARGET_TMPDIR"), "independent-client-world", 6)
+    // Seven cards: the seventh is the face-only card.
+    World::shared(env!("CARGO_TARGET_TMPDIR"), "independent-client-world", 7)
 }
 
 fn hex_bytes(v: &serde_json::Value) -> Vec<u8> {
@@ -46,7 +49,7 @@ fn myna_card_reads_every_application_of_the_virtual_card() {
     let profile: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&profile_path).unwrap()).unwrap();
     let pcscd = Pcscd::start().expect("private pcscd");
-    let _card = Card::attach(&profile_path, &pcscd.vpcd(), &[]).unwrap();
+    let attached = Card::attach(&profile_path, &pcscd.vpcd(), &[]).unwrap();
     pcscd.wait_until_present(READER).unwrap();
     // The only PC/SC user in this process, set before its first call (module docs).
     std::env::set_var("PCSCLITE_CSOCK_NAME", pcscd.socket());
@@ -177,6 +180,58 @@ fn myna_card_reads_every_application_of_the_virtual_card() {
     // The JPKI PIN has its own counter, untouched.
     let mut jpki = JpkiAp::select(&mut card).unwrap();
     assert_eq!(jpki.auth_pin_retries().unwrap(), Retries::Remaining(3));
+    drop(card);
+    drop(attached);
+    pcscd.wait_until_empty().unwrap();
+
+    // A face-only card: no PIN was ever set. The library reads the certificate and, with the
+    // numbers printed on the card, the My Number and the card face, as on any card; the
+    // counter query of the JPKI and Kenhojo PINs answers 6984, which this library reports as
+    // blocked (it maps 6984 there to Retries::Blocked), and VERIFY is refused as blocked
+    // whatever is sent; the key signs nothing; there is no signature certificate.
+    let (face_only_path, no_pin) = world().private_card("face-only", tmp.path()).unwrap();
+    assert!(no_pin.is_empty());
+    let entry = world().card("face-only").unwrap();
+    let profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&face_only_path).unwrap()).unwrap();
+    assert_eq!(profile["face_only"], true);
+    let _attached = Card::attach(&face_only_path, &pcscd.vpcd(), &[]).unwrap();
+    pcscd.wait_until_present(READER).unwrap();
+    let mut card = pcsc::connect(READER, Sharing::Exclusive).unwrap();
+    let mut jpki = JpkiAp::select(&mut card).unwrap();
+    assert_eq!(
+        jpki.read_auth_certificate_der().unwrap(),
+        pem_der(profile["user_auth_certificate"].as_str().unwrap())
+    );
+    assert_eq!(jpki.auth_pin_retries().unwrap(), Retries::Blocked);
+    jpki.card().select_ef(0x0018).unwrap();
+    // The counter query itself, as the library sends it: 6984, not 63Cx.
+    let query = myna_card::Command::new(0x00, 0x20, 0x00, 0x80);
+    assert_eq!(jpki.card().call(&query).unwrap().status.value(), 0x6984);
+    assert!(matches!(
+        jpki.verify_auth_pin(&Pin::numeric("1234").unwrap()),
+        Err(Error::PinBlocked)
+    ));
+    assert!(jpki
+        .sign_with_auth_key_checked(SignatureScheme::Verbatim, &digest_info(b"x"))
+        .is_err());
+    assert!(jpki.read_sign_certificate_der().is_err());
+    let mut kenhojo = TextAp::select(&mut card).unwrap();
+    assert_eq!(kenhojo.retries(text::ef::PIN).unwrap(), Retries::Blocked);
+    let my_number = entry["my_number"].as_str().unwrap();
+    kenhojo
+        .verify_code_a(&Pin::numeric(my_number).unwrap())
+        .unwrap();
+    assert_eq!(kenhojo.read_my_number().unwrap().as_str(), my_number);
+    let mut kenkaku = SurfaceAp::select(&mut card).unwrap();
+    kenkaku
+        .verify_code_b(&Pin::numeric(entry["number_b"].as_str().unwrap()).unwrap())
+        .unwrap();
+    let face = kenkaku.read_card_face().unwrap();
+    assert_eq!(
+        face.photo.data,
+        hex_bytes(&profile["kenkaku"]["face_photo"])
+    );
 }
 
 /// SHA-256 DigestInfo of `message` (what the card signs with P1=00).

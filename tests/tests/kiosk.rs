@@ -266,6 +266,48 @@ fn face_success_then_failures_lock_face_and_the_pin_remains() {
     b.wait_screen("done").unwrap();
 }
 
+/// A face-only card (顔認証マイナンバーカード): the method screen has no PIN button at all and
+/// says why, the API refuses the PIN method, and face authentication confirms the holder.
+#[test]
+fn a_face_only_card_is_offered_face_but_never_the_pin_pad() {
+    let bench = bench("face-only", &[]);
+    assert!(bench.pin.is_empty());
+    let chrome = driver();
+    let b = chrome.browser().unwrap();
+    open_kiosk(&b, &bench);
+    place_card(&b, &bench);
+    let state = bench.rig.state().unwrap();
+    assert_eq!(state["screen"], "choose_method", "{state}");
+    assert_eq!(state["pin_set"], false, "{state}");
+    assert_eq!(state["face"], "available", "{state}");
+    assert_eq!(b.try_find("#method-pin").unwrap(), None);
+    assert!(b
+        .text("#pin-note")
+        .unwrap()
+        .contains("顔認証マイナンバーカード"));
+    shot(&b, "08b-face-only-card");
+    // A script asking for the PIN pad anyway is refused, and nothing changes.
+    let session = state["session"].as_str().unwrap();
+    let (status, answer) = bench
+        .rig
+        .post("/api/method", json!({"session": session, "method": "pin"}))
+        .unwrap();
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (409, Some("not_offered")),
+        "{answer}"
+    );
+    assert_eq!(bench.rig.state().unwrap()["screen"], "choose_method");
+    b.click("#method-face").unwrap();
+    b.wait_screen("face").unwrap();
+    b.click("#camera-holder").unwrap();
+    answer_consents(&b, [false, false, false, false]);
+    b.wait_screen("done").unwrap();
+    let list = confirmations(&bench);
+    assert_eq!(list["confirmations"][0]["method"], "face");
+    assert_eq!(list["confirmations"][0]["outcome"], "confirmed");
+}
+
 #[test]
 fn visual_check_switched_on_by_staff_is_recorded_with_the_staff_id() {
     let bench = bench("valid", &[]);

@@ -412,3 +412,29 @@ fn kenhojo_and_kenkaku_answer_through_pcscd() {
         text(&o)
     );
 }
+
+/// A face-only card (顔認証マイナンバーカード; docs/virtual-card.md): OpenSC still recognises
+/// the JPKI application, but its PKCS#15 emulation queries the PIN counters when it binds, gets
+/// `6984` instead of `63Cx`, and refuses the card, as PIN-based services refuse such a card. The
+/// same profile with its PIN binds (the tests above).
+#[test]
+fn opensc_names_a_face_only_card_jpki_but_does_not_bind_it() {
+    let r = Rig::new("valid", |p| {
+        p["face_only"] = true.into();
+        p["user_auth_pin"] = "".into();
+        p["signature"] = serde_json::Value::Null;
+    });
+    let o = r.tool("opensc-tool", &["--reader", "0", "--name"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(stdout(&o).trim(), "jpki", "{}", text(&o));
+    let o = r.tool(
+        "pkcs15-tool",
+        &["--reader", "0", "--read-certificate", "01"],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("binding failed"),
+        "{}",
+        text(&o)
+    );
+}

@@ -227,8 +227,9 @@ pub struct VirtualCard {
     files: Vec<Vec<u8>>,
     user_auth_key: RsaPrivateKey,
     sign_key: Option<RsaPrivateKey>,
-    /// The PIN values from the profile; changed values live in `state`.
-    user_auth_pin: Pin,
+    /// The PIN values from the profile; changed values live in `state`. `None`: a face-only
+    /// card, whose user-authentication and Kenhojo PINs were never set.
+    user_auth_pin: Option<Pin>,
     sign_password: Option<Zeroizing<Vec<u8>>>,
     kenhojo_pin: Option<Zeroizing<Vec<u8>>>,
     kenkaku_birth_key: Option<Zeroizing<Vec<u8>>>,
@@ -344,6 +345,7 @@ impl VirtualCard {
             sign_password = Some(sig.password);
         }
         let mut kenhojo_pin = None;
+        let has_kenhojo = kenhojo.is_some();
         let number_a = kenhojo
             .as_ref()
             .map(|k| Zeroizing::new(k.my_number.as_bytes().to_vec()));
@@ -360,7 +362,7 @@ impl VirtualCard {
                 basic_four_facts(&k.name, &k.address, &k.birth_date, &k.sex),
                 Access::Pin(&[PinRef::Kenhojo, PinRef::KenhojoNumberB]),
             );
-            kenhojo_pin = Some(k.pin);
+            kenhojo_pin = k.pin;
         }
         let mut kenkaku_birth_key = None;
         let mut kenkaku_number_b = None;
@@ -392,7 +394,7 @@ impl VirtualCard {
         if sign_key.is_some() {
             efs.push((Jpki, EF_SIGN_KEY, Node::Key(KeyRef::Sign)));
         }
-        if kenhojo_pin.is_some() {
+        if has_kenhojo {
             efs.push((Kenhojo, 0x0011, Node::Pin(PinRef::Kenhojo)));
             efs.push((Kenhojo, 0x0012, Node::Pin(PinRef::KenhojoBlocked)));
             efs.push((Kenhojo, 0x0014, Node::Pin(PinRef::KenhojoNumberA)));
@@ -748,10 +750,10 @@ impl VirtualCard {
         };
         let original = match pin {
             PinRef::UserAuth => {
-                return Some(match changed {
-                    Some(c) => constant_time_eq(c.as_bytes(), candidate),
-                    None => self.user_auth_pin.matches(candidate),
-                })
+                return match changed {
+                    Some(c) => Some(constant_time_eq(c.as_bytes(), candidate)),
+                    None => self.user_auth_pin.as_ref().map(|p| p.matches(candidate)),
+                }
             }
             PinRef::SignPassword => self.sign_password.as_deref(),
             PinRef::Kenhojo => self.kenhojo_pin.as_deref(),
@@ -779,7 +781,7 @@ impl VirtualCard {
             return Some(c.len());
         }
         match pin {
-            PinRef::UserAuth => Some(4),
+            PinRef::UserAuth => self.user_auth_pin.as_ref().map(|_| 4),
             PinRef::SignPassword => self.sign_password.as_ref().map(|p| p.len()),
             PinRef::Kenhojo => self.kenhojo_pin.as_ref().map(|p| p.len()),
             PinRef::KenkakuBirth => self.kenkaku_birth_key.as_ref().map(|p| p.len()),
@@ -801,8 +803,19 @@ impl VirtualCard {
         self.check_pin(pin, command.data())
     }
 
+    /// A PIN this card was issued without: a face-only card's user-authentication and Kenhojo
+    /// PINs. Unlike a value that is merely absent (presented as blocked, `63C0` / `6984`, for
+    /// OpenSC's sake), such a PIN answers `6984` to every VERIFY, the empty one included, so a
+    /// host can tell before sending any secret that there is no PIN to ask for.
+    fn never_set(&self, pin: PinRef) -> bool {
+        self.user_auth_pin.is_none() && matches!(pin, PinRef::UserAuth | PinRef::Kenhojo)
+    }
+
     /// VERIFY of one PIN (module docs).
     fn check_pin(&mut self, pin: PinRef, candidate: &[u8]) -> Answer {
+        if self.never_set(pin) {
+            return Err(StatusWord::PIN_BLOCKED);
+        }
         if self.pin_len(pin).is_none() {
             // No value: presented as blocked.
             return Err(if candidate.is_empty() {
@@ -845,6 +858,10 @@ impl VirtualCard {
 
     fn change_reference_data(&mut self, command: &CommandApdu) -> Answer {
         let pin = self.referenced_pin(command.p2())?;
+        if self.never_set(pin) {
+            // Switching to a card with PINs is done at the municipal office, not by a host.
+            return Err(StatusWord::PIN_BLOCKED);
+        }
         let data = command.data();
         let new: &[u8] = match command.p1() {
             0x01 => {
@@ -994,7 +1011,7 @@ mod tests {
             user_auth_certificate: cert,
             user_auth_ca_certificate: fake_certificate(900, 0xCA),
             user_auth_key: test_key().clone(),
-            user_auth_pin: Pin::new(PIN).unwrap(),
+            user_auth_pin: Some(Pin::new(PIN).unwrap()),
             signature: None,
             kenhojo: None,
             kenkaku: None,
@@ -1417,7 +1434,7 @@ mod tests {
             user_auth_certificate: fake_certificate(100, 1),
             user_auth_ca_certificate: fake_certificate(100, 2),
             user_auth_key: test_key().clone(),
-            user_auth_pin: Pin::new(PIN).unwrap(),
+            user_auth_pin: Some(Pin::new(PIN).unwrap()),
             signature: None,
             kenhojo: None,
             kenkaku: None,
@@ -1530,6 +1547,11 @@ mod tests {
     }
 
     fn full_card(face_export: bool) -> (VirtualCard, Saved) {
+        card_of_kind(face_export, false)
+    }
+
+    /// Every application; `face_only`: issued without PINs and without the signature half.
+    fn card_of_kind(face_export: bool, face_only: bool) -> (VirtualCard, Saved) {
         use crate::contents::{KenhojoContents, KenkakuContents, SignatureContents};
         let saved: Saved = Arc::default();
         let sink = saved.clone();
@@ -1539,15 +1561,15 @@ mod tests {
             user_auth_certificate: fake_certificate(1230, 0xC0),
             user_auth_ca_certificate: fake_certificate(900, 0xCA),
             user_auth_key: test_key().clone(),
-            user_auth_pin: Pin::new(PIN).unwrap(),
-            signature: Some(SignatureContents {
+            user_auth_pin: (!face_only).then(|| Pin::new(PIN).unwrap()),
+            signature: (!face_only).then(|| SignatureContents {
                 certificate: fake_certificate(1500, 0x51),
                 ca_certificate: fake_certificate(950, 0x52),
                 key: test_key().clone(),
                 password: Zeroizing::new(b"SIGN2024".to_vec()),
             }),
             kenhojo: Some(KenhojoContents {
-                pin: Zeroizing::new(PIN.as_bytes().to_vec()),
+                pin: (!face_only).then(|| Zeroizing::new(PIN.as_bytes().to_vec())),
                 my_number: "123456789018".into(),
                 name: "山田\u{3000}太郎".into(),
                 address: "東京都千代田区千代田1-1".into(),
@@ -1722,6 +1744,59 @@ mod tests {
         // Applications missing from a profile are refused.
         let (mut plain, _) = card();
         assert_eq!(sw(&mut plain, &kenhojo), "6A82");
+    }
+
+    /// A face-only card: the certificate is free as on any card, every VERIFY of the PINs it
+    /// was issued without answers 6984 (the empty one first of all, before any secret), the
+    /// key refuses to sign (6982), nothing can set a PIN, and nothing is ever saved; the
+    /// card-face applications still open with the numbers printed on the card.
+    #[test]
+    fn a_face_only_card_has_no_pin_to_verify_and_signs_nothing() {
+        let (mut c, saved) = card_of_kind(false, true);
+        sw(&mut c, SELECT_JPKI);
+        sw(&mut c, SELECT_000A);
+        assert_eq!(send(&mut c, "00B0000004").len(), 12);
+        sw(&mut c, "00A4020C020008");
+        assert_eq!(send(&mut c, "00B0000000"), "008F009000");
+        sw(&mut c, SELECT_0018);
+        assert_eq!(sw(&mut c, EMPTY_VERIFY), "6984");
+        assert_eq!(sw(&mut c, VERIFY_RIGHT), "6984");
+        assert_eq!(sw(&mut c, VERIFY_WRONG), "6984");
+        assert_eq!(sw(&mut c, "0020009800"), "6984"); // by SFI, empty
+        assert_eq!(sw(&mut c, "002000980434373239"), "6984");
+        assert_eq!(sw(&mut c, "002401800431323334"), "6984");
+        assert_eq!(sw(&mut c, "00240080083437323931323334"), "6984");
+        sw(&mut c, SELECT_0017);
+        assert_eq!(sw(&mut c, &sign_apdu(&binding_digest_info(b"x"))), "6982");
+        // The signature half is absent: its password is presented as blocked (63C0), its
+        // key and certificate are not there.
+        sw(&mut c, "00A4020C02001B");
+        assert_eq!(sw(&mut c, EMPTY_VERIFY), "63C0");
+        assert_eq!(sw(&mut c, "00A4020C020001"), "6A82");
+        assert_eq!(sw(&mut c, "00A4020C02001A"), "6A82");
+        // Kenhojo: no PIN either, but 照合番号A opens the My Number.
+        let kenhojo = format!("00A4040C0A{}", hex::encode(KENHOJO_AID));
+        sw(&mut c, &kenhojo);
+        sw(&mut c, "00A4020C020011");
+        assert_eq!(sw(&mut c, EMPTY_VERIFY), "6984");
+        assert_eq!(sw(&mut c, VERIFY_RIGHT), "6984");
+        sw(&mut c, "00A4020C020014");
+        assert_eq!(sw(&mut c, "002000800C313233343536373839303138"), "9000");
+        sw(&mut c, "00A4020C020001");
+        assert_eq!(sw(&mut c, "00B0000000"), "9000");
+        // Kenkaku: 照合番号B opens the card face.
+        let kenkaku = format!("00A4040C0A{}", hex::encode(KENKAKU_AID));
+        sw(&mut c, &kenkaku);
+        sw(&mut c, "00A4020C020012");
+        assert_eq!(sw(&mut c, "002000800E3535303130323230333431323334"), "9000");
+        sw(&mut c, "00A4020C020002");
+        assert_eq!(sw(&mut c, "00B0000000"), "9000");
+        assert!(saved.lock().unwrap().is_empty(), "nothing to save");
+        // The same commands on a card issued with PINs: 63C3 and a signature.
+        let (mut d, _) = card_of_kind(false, false);
+        sw(&mut d, SELECT_JPKI);
+        sw(&mut d, SELECT_0018);
+        assert_eq!(sw(&mut d, EMPTY_VERIFY), "63C3");
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub enum CardBuildError {
     Atr(String),
     #[error("the user-authentication PIN is not exactly 4 ASCII digits")]
     Pin,
+    #[error("a face-only card has no PIN and no signature certificate")]
+    FaceOnly,
     #[error("{what} is not a PEM certificate: {reason}")]
     CertificatePem { what: &'static str, reason: String },
     #[error("{what} is not a DER X.509 certificate: {reason}")]
@@ -68,8 +70,8 @@ pub struct CardContents {
     pub user_auth_ca_certificate: Vec<u8>,
     /// EF `0017`. `RsaPrivateKey` zeroizes itself on drop.
     pub user_auth_key: RsaPrivateKey,
-    /// EF `0018`.
-    pub user_auth_pin: Pin,
+    /// EF `0018`; `None` on a face-only card, whose PINs were never set.
+    pub user_auth_pin: Option<Pin>,
     /// EFs `0001`, `0002`, `001A`, `001B`; `None`: no signature certificate.
     pub signature: Option<SignatureContents>,
     /// The Kenhojo application; `None`: not on this card.
@@ -92,8 +94,9 @@ pub struct SignatureContents {
 
 /// The Kenhojo application (jpki-card.md §5).
 pub struct KenhojoContents {
-    /// PIN EF `0011`: 4 ASCII digits.
-    pub pin: Zeroizing<Vec<u8>>,
+    /// PIN EF `0011`: 4 ASCII digits (the user-authentication PIN at issue); `None` on a
+    /// face-only card.
+    pub pin: Option<Zeroizing<Vec<u8>>>,
     /// 12 ASCII digits with a valid check digit.
     pub my_number: String,
     pub name: String,
@@ -181,7 +184,14 @@ impl CardContents {
     /// whose public half is the certificate's, the PIN must be 4 digits.
     pub fn from_profile(profile: &CardProfile) -> Result<Self, CardBuildError> {
         let atr = profile.atr_bytes().map_err(CardBuildError::Atr)?;
-        let user_auth_pin = Pin::new(&profile.user_auth_pin).map_err(|_| CardBuildError::Pin)?;
+        let user_auth_pin = if profile.face_only {
+            if !profile.user_auth_pin.is_empty() || profile.signature.is_some() {
+                return Err(CardBuildError::FaceOnly);
+            }
+            None
+        } else {
+            Some(Pin::new(&profile.user_auth_pin).map_err(|_| CardBuildError::Pin)?)
+        };
         let user_auth_certificate = certificate_der(&profile.user_auth_certificate, WHAT_CERT)?;
         let user_auth_ca_certificate = certificate_der(&profile.user_auth_ca_certificate, WHAT_CA)?;
         let user_auth_key = private_key(&profile.user_auth_private_key)?;
@@ -233,7 +243,9 @@ impl CardContents {
                     ));
                 }
                 Some(KenhojoContents {
-                    pin: Zeroizing::new(profile.user_auth_pin.as_bytes().to_vec()),
+                    pin: user_auth_pin
+                        .is_some()
+                        .then(|| Zeroizing::new(profile.user_auth_pin.as_bytes().to_vec())),
                     my_number: k.my_number.clone(),
                     name: k.name.clone(),
                     address: k.address.clone(),

@@ -68,7 +68,7 @@ fn card(persist: PersistHook) -> VirtualCard {
         user_auth_certificate: fake_certificate(1230, 0xC0),
         user_auth_ca_certificate: fake_certificate(900, 0xCA),
         user_auth_key: key(),
-        user_auth_pin: pin,
+        user_auth_pin: Some(pin),
         signature: Some(SignatureContents {
             certificate: fake_certificate(1500, 0x51),
             ca_certificate: fake_certificate(900, 0x5C),
@@ -76,7 +76,7 @@ fn card(persist: PersistHook) -> VirtualCard {
             password: Zeroizing::new(SIGN_PASSWORD.as_bytes().to_vec()),
         }),
         kenhojo: Some(KenhojoContents {
-            pin: Zeroizing::new(PIN.as_bytes().to_vec()),
+            pin: Some(Zeroizing::new(PIN.as_bytes().to_vec())),
             my_number: "123456789018".into(),
             name: "番号 花子".into(),
             address: "東京都千代田区霞が関1-2-2".into(),

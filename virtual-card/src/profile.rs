@@ -36,9 +36,15 @@ pub struct CardProfile {
     /// Answer-to-reset, hex. Defaults to [`DEFAULT_ATR`].
     #[serde(default = "default_atr_hex")]
     pub atr: String,
-    /// The user-authentication PIN (EF `0018`): exactly 4 ASCII digits.
+    /// The user-authentication PIN (EF `0018`): exactly 4 ASCII digits; empty on a
+    /// face-only card.
     #[serde(deserialize_with = "secret::string")]
     pub user_auth_pin: String,
+    /// A face-only card (顔認証マイナンバーカード): issued without any PIN, and without the
+    /// signature certificate. Its user-authentication PIN and Kenhojo PIN answer `6984` to every
+    /// VERIFY, the empty one included (docs/virtual-card.md, "Face-only cards").
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub face_only: bool,
     /// User-authentication certificate (EF `000A`), PEM.
     pub user_auth_certificate: String,
     /// Issuing CA certificate for the user-authentication certificate (EF `000B`), PEM.
@@ -232,6 +238,10 @@ impl std::fmt::Debug for CardProfile {
     }
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 fn default_atr_hex() -> String {
     hex::encode_upper(DEFAULT_ATR)
 }
@@ -371,7 +381,15 @@ impl CardProfile {
                 self.format
             ));
         }
-        if self.user_auth_pin.len() != 4 || !self.user_auth_pin.bytes().all(|b| b.is_ascii_digit())
+        if self.face_only {
+            if !self.user_auth_pin.is_empty() {
+                return Err("a face-only card has no PIN: user_auth_pin must be empty".into());
+            }
+            if self.signature.is_some() {
+                return Err("a face-only card carries no signature certificate".into());
+            }
+        } else if self.user_auth_pin.len() != 4
+            || !self.user_auth_pin.bytes().all(|b| b.is_ascii_digit())
         {
             return Err("user_auth_pin must be exactly 4 ASCII digits".into());
         }
@@ -505,8 +523,32 @@ mod tests {
             signature: None,
             kenhojo: None,
             kenkaku: None,
+            face_only: false,
             faults: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_face_only_profile_has_no_pin_and_no_signature_half() {
+        let mut p = sample();
+        p.face_only = true;
+        assert!(p.check().unwrap_err().contains("no PIN"));
+        p.user_auth_pin = String::new();
+        assert!(p.check().is_ok());
+        p.signature = Some(SignatureProfile {
+            certificate: String::new(),
+            ca_certificate: String::new(),
+            private_key: String::new(),
+            password: "SIGN2024".into(),
+        });
+        assert!(p.check().unwrap_err().contains("signature"));
+        // A card with PINs still needs its four digits; the flag is written only when set.
+        let mut p = sample();
+        p.user_auth_pin = String::new();
+        assert!(p.check().unwrap_err().contains("4 ASCII digits"));
+        assert!(!serde_json::to_string(&sample())
+            .unwrap()
+            .contains("face_only"));
     }
 
     #[test]

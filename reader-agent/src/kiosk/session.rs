@@ -76,6 +76,9 @@ pub enum Screen {
         face: &'static str,
         face_failures: u8,
         pin_tries_left: u8,
+        /// `false`: the card has no PIN (a face-only card, 顔認証マイナンバーカード); the PIN
+        /// pad is not offered at all.
+        pin_set: bool,
         visual_check: bool,
     },
     /// The PIN pad: `purpose` is `confirm` or `register`.
@@ -333,6 +336,9 @@ struct Session {
     /// SHA-256 of the certificate, hex: the key of the face-failure count.
     card_key: String,
     pin_tries_left: u8,
+    /// `false` for a face-only card: its empty VERIFY answered `6984`, and no PIN is ever asked
+    /// for or sent to it.
+    pin_set: bool,
     pin_verified: bool,
     face_photo: Option<Result<Photo, String>>,
     face_captures: u32,
@@ -493,10 +499,11 @@ impl Machine {
             &reading.certificate,
         ));
         let pin_tries_left = match reading.pin_status {
-            PinStatus::Blocked => 0,
+            PinStatus::Blocked | PinStatus::NotSet => 0,
             PinStatus::TriesLeft(n) => n,
             PinStatus::Verified => 3,
         };
+        let pin_set = reading.pin_status != PinStatus::NotSet;
         self.session = Some(Session {
             id,
             reader,
@@ -504,6 +511,7 @@ impl Machine {
             certificate: reading.certificate,
             card_key,
             pin_tries_left,
+            pin_set,
             pin_verified: false,
             face_photo: None,
             face_captures: 0,
@@ -538,6 +546,7 @@ impl Machine {
         let Some(s) = &self.session else { return };
         let face = self.face_offer();
         let pin_tries_left = s.pin_tries_left;
+        let pin_set = s.pin_set;
         let face_failures = self.setup.face_failures.failures(&s.card_key);
         let visual_check =
             self.state.visual_check_staff.is_some() && self.setup.device_key.is_some();
@@ -547,23 +556,31 @@ impl Machine {
         if face != "available" && pin_tries_left == 0 && !visual_check {
             let (reason, code) = if face == "locked" {
                 ("no_method_left", pb::ResultCode::FaceAttemptsExhausted)
+            } else if !pin_set {
+                ("no_pin_on_card", pb::ResultCode::PinNotSet)
             } else {
                 ("pin_locked", pb::ResultCode::PinAttemptsExhausted)
             };
             self.record_reader_refusal(code, "no way to identify the holder is left");
+            let pin = if pin_set {
+                "the PIN is locked (only the municipal office can unlock it)"
+            } else {
+                "this card has no PIN (顔認証マイナンバーカード)"
+            };
             return self.show(Screen::Failed {
                 reason,
                 result_code: Some(code.as_str_name().to_owned()),
-                message: "the PIN is locked (only the municipal office can unlock it) and face \
-                          authentication is not possible: staff can switch on 目視確認, or \
-                          confirm by the insurance card's numbers"
-                    .into(),
+                message: format!(
+                    "{pin} and face authentication is not possible: staff can switch on \
+                     目視確認, or confirm by the insurance card's numbers"
+                ),
             });
         }
         self.show(Screen::ChooseMethod {
             face,
             face_failures,
             pin_tries_left,
+            pin_set,
             visual_check,
         });
     }
@@ -640,6 +657,12 @@ impl Machine {
         match choice {
             MethodChoice::Pin => {
                 let tries_left = self.session.as_ref().map_or(0, |s| s.pin_tries_left);
+                if self.session.as_ref().is_some_and(|s| !s.pin_set) {
+                    return Err(not_offered(
+                        &self.state,
+                        "the PIN (this card has none: 顔認証マイナンバーカード)",
+                    ));
+                }
                 if tries_left == 0 {
                     return Err(not_offered(&self.state, "the PIN (it is locked)"));
                 }
@@ -1096,6 +1119,15 @@ impl Machine {
         }
         if s.pin_verified {
             self.register().await;
+        } else if !s.pin_set {
+            self.show(Screen::Failed {
+                reason: "pin_not_set",
+                result_code: Some(pb::ResultCode::PinNotSet.as_str_name().to_owned()),
+                message: "this kiosk registers a card for insurance use with its PIN, and this \
+                          card has none (顔認証マイナンバーカード): registration by face \
+                          authentication is not simulated yet"
+                    .into(),
+            });
         } else if s.pin_tries_left == 0 {
             self.show(Screen::Failed {
                 reason: "pin_locked",

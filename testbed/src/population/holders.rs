@@ -43,7 +43,8 @@ pub struct CardPlan {
     pub description: &'static str,
 }
 
-/// The plan of card `index` (0-based): the six fixed roles, then a cycle of varied holders.
+/// The plan of card `index` (0-based): the six fixed roles every world has, the face-only
+/// card, then a cycle of varied holders.
 pub fn card_plan(index: usize) -> CardPlan {
     let plan = |kind, holder, registered, description| CardPlan {
         kind,
@@ -88,7 +89,13 @@ pub fn card_plan(index: usize) -> CardPlan {
             true,
             "valid, registered; two current qualifications, 組合 and 国保 (validity 5)",
         ),
-        _ => match (index - 6) % 4 {
+        6 => plan(
+            CardKind::FaceOnly,
+            Holder::Employee,
+            true,
+            "face-only card (顔認証マイナンバーカード): no PIN, no signature certificate; registered; one current employee qualification (validity 1)",
+        ),
+        _ => match (index - 7) % 4 {
             0 => plan(
                 CardKind::Valid,
                 Holder::Koki,

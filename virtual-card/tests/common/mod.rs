@@ -85,6 +85,7 @@ pub fn profile(name: &str) -> CardProfile {
         signature: None,
         kenhojo: None,
         kenkaku: None,
+        face_only: false,
         faults: Vec::new(),
     }
 }
@@ -104,7 +105,7 @@ pub fn raw_contents(certificate: Vec<u8>) -> CardContents {
         user_auth_certificate: certificate,
         user_auth_ca_certificate: id.ca_der.clone(),
         user_auth_key: id.key.clone(),
-        user_auth_pin: Pin::new(PIN).unwrap(),
+        user_auth_pin: Some(Pin::new(PIN).unwrap()),
         signature: None,
         kenhojo: None,
         kenkaku: None,
