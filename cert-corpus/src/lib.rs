@@ -725,314 +725,213 @@ impl Generator {
             authority_key_id: None,
         };
         let ctx = CaseContext { anchors, crls, at };
+        // What most cases share: a card key under g1, the default configuration, accepted.
+        let base = LeafCase {
+            name: "",
+            description: "",
+            issuer: &g1,
+            key: &card,
+            leaf: good.clone(),
+            ctx: &ctx,
+            intermediates: &[],
+            reason: None,
+            stricter: None,
+        };
 
         // ---- Good certificates of each generation and path shape.
-        let c = self.leaf(&g1, &card, &good, "good-g1");
-        self.case(
-            &ctx,
-            "good-g1",
-            "card of CA generation 1 (2019–2029)",
-            c,
-            &[],
-            None,
-            None,
-        );
-        let c = self.leaf(
-            &g2,
-            &card,
-            &Leaf {
-                serial: serial(0x02),
-                ..good.clone()
+        self.leaf_cases(vec![
+            LeafCase {
+                name: "good-g1",
+                description: "card of CA generation 1 (2019–2029)",
+                leaf: good.clone(),
+                ..base.clone()
             },
-            "good-g2",
-        );
-        self.case(
-            &ctx,
-            "good-g2",
-            "card of CA generation 2 (2023–2033), same CA name, other key",
-            c,
-            &[],
-            None,
-            None,
-        );
-        let c = self.leaf(
-            &g2,
-            &card,
-            &Leaf {
-                serial: serial(0x03),
-                alg: SHA384_RSA,
-                ..good.clone()
+            LeafCase {
+                name: "good-g2",
+                description: "card of CA generation 2 (2023–2033), same CA name, other key",
+                issuer: &g2,
+                leaf: Leaf {
+                    serial: serial(0x02),
+                    ..good.clone()
+                },
+                ..base.clone()
             },
-            "good-g2-sha384",
-        );
-        self.case(
-            &ctx,
-            "good-g2-sha384",
-            "sha384WithRSAEncryption",
-            c,
-            &[],
-            None,
-            None,
-        );
-        let c = self.leaf(
-            &g2,
-            &card,
-            &Leaf {
-                serial: revoked_g1.clone(),
-                ..good.clone()
+            LeafCase {
+                name: "good-g2-sha384",
+                description: "sha384WithRSAEncryption",
+                issuer: &g2,
+                leaf: Leaf {
+                    serial: serial(0x03),
+                    alg: SHA384_RSA,
+                    ..good.clone()
+                },
+                ..base.clone()
             },
-            "good-g2-serial-revoked-in-g1",
-        );
-        self.case(
-            &ctx,
-            "good-g2-serial-revoked-in-g1",
-            "a g2 card whose serial g1 revoked: CRLs are per CA key",
-            c,
-            &[],
-            None,
-            None,
-        );
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
-                serial: serial(0x05),
-                extra: vec![ext("1.2.3.4.5", false, &der::null())],
-                ..good.clone()
+            LeafCase {
+                name: "good-g2-serial-revoked-in-g1",
+                description: "a g2 card whose serial g1 revoked: CRLs are per CA key",
+                issuer: &g2,
+                leaf: Leaf {
+                    serial: revoked_g1.clone(),
+                    ..good.clone()
+                },
+                ..base.clone()
             },
-            "good-unknown-noncritical-ext",
-        );
-        self.case(
-            &ctx,
-            "good-unknown-noncritical-ext",
-            "an unknown non-critical extension is ignored",
-            c,
-            &[],
-            None,
-            None,
-        );
-        let c = self.leaf(
-            &sub,
-            &card,
-            &Leaf {
-                serial: serial(0x06),
-                ..good.clone()
+            LeafCase {
+                name: "good-unknown-noncritical-ext",
+                description: "an unknown non-critical extension is ignored",
+                leaf: Leaf {
+                    serial: serial(0x05),
+                    extra: vec![ext("1.2.3.4.5", false, &der::null())],
+                    ..good.clone()
+                },
+                ..base.clone()
             },
-            "good-intermediate",
-        );
-        self.case(
-            &ctx,
-            "good-intermediate",
-            "card under an intermediate CA",
-            c,
-            std::slice::from_ref(&sub.file),
-            None,
-            None,
-        );
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
-                serial: serial(0x07),
-                eku: Some(vec!["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]),
-                ..good.clone()
+            LeafCase {
+                name: "good-intermediate",
+                description: "card under an intermediate CA",
+                issuer: &sub,
+                leaf: Leaf {
+                    serial: serial(0x06),
+                    ..good.clone()
+                },
+                intermediates: std::slice::from_ref(&sub.file),
+                ..base.clone()
             },
-            "good-eku-server-and-client",
-        );
-        self.case(
-            &ctx,
-            "good-eku-server-and-client",
-            "EKU with clientAuth among others",
-            c,
-            &[],
-            None,
-            None,
-        );
+            LeafCase {
+                name: "good-eku-server-and-client",
+                description: "EKU with clientAuth among others",
+                leaf: Leaf {
+                    serial: serial(0x07),
+                    eku: Some(vec!["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]),
+                    ..good.clone()
+                },
+                ..base.clone()
+            },
+        ]);
 
         // ---- Path problems.
-        let c = self.leaf(
-            &g0,
-            &card,
-            &Leaf {
-                serial: serial(0x08),
-                from: y(2019),
-                to: y(2030),
-                ..good.clone()
+        self.leaf_cases(vec![
+            LeafCase {
+                name: "retired-generation",
+                description: "card of the retired generation 0, whose CA expired in 2024",
+                issuer: &g0,
+                leaf: Leaf {
+                    serial: serial(0x08),
+                    from: y(2019),
+                    to: y(2030),
+                    ..good.clone()
+                },
+                reason: Some("issuer-not-valid"),
+                ..base.clone()
             },
-            "retired-generation",
-        );
-        self.case(
-            &ctx,
-            "retired-generation",
-            "card of the retired generation 0, whose CA expired in 2024",
-            c,
-            &[],
-            Some("issuer-not-valid"),
-            None,
-        );
-        let c = self.leaf(
-            &sub,
-            &card,
-            &Leaf {
-                serial: serial(0x09),
-                ..good.clone()
+            LeafCase {
+                name: "intermediate-missing",
+                description: "card under an intermediate that is not configured",
+                issuer: &sub,
+                leaf: Leaf {
+                    serial: serial(0x09),
+                    ..good.clone()
+                },
+                reason: Some("untrusted-issuer"),
+                ..base.clone()
             },
-            "intermediate-missing",
-        );
-        self.case(
-            &ctx,
-            "intermediate-missing",
-            "card under an intermediate that is not configured",
-            c,
-            &[],
-            Some("untrusted-issuer"),
-            None,
-        );
-        let c = self.leaf(
-            &rogue,
-            &card,
-            &Leaf {
-                serial: serial(0x0a),
-                ..good.clone()
+            LeafCase {
+                name: "wrong-issuer",
+                description: "issued by an untrusted CA",
+                issuer: &rogue,
+                leaf: Leaf {
+                    serial: serial(0x0a),
+                    ..good.clone()
+                },
+                reason: Some("untrusted-issuer"),
+                ..base.clone()
             },
-            "wrong-issuer",
-        );
-        self.case(
-            &ctx,
-            "wrong-issuer",
-            "issued by an untrusted CA",
-            c,
-            &[],
-            Some("untrusted-issuer"),
-            None,
-        );
-        let c = self.leaf(
-            &impostor,
-            &card,
-            &Leaf {
-                serial: serial(0x0b),
-                ..good.clone()
+            LeafCase {
+                name: "impostor-same-name",
+                description: "issuer name of the real CA, signed by another key",
+                issuer: &impostor,
+                leaf: Leaf {
+                    serial: serial(0x0b),
+                    ..good.clone()
+                },
+                reason: Some("untrusted-issuer"),
+                ..base.clone()
             },
-            "impostor-same-name",
-        );
-        self.case(
-            &ctx,
-            "impostor-same-name",
-            "issuer name of the real CA, signed by another key",
-            c,
-            &[],
-            Some("untrusted-issuer"),
-            None,
-        );
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
-                serial: serial(0x0b),
-                authority_key_id: Some(impostor.key.key_id()),
-                ..good.clone()
+            LeafCase {
+                name: "aki-names-another-key",
+                description:
+                    "signed by the real CA, but its authorityKeyIdentifier names another key",
+                leaf: Leaf {
+                    serial: serial(0x0b),
+                    authority_key_id: Some(impostor.key.key_id()),
+                    ..good.clone()
+                },
+                reason: Some("untrusted-issuer"),
+                ..base.clone()
             },
-            "aki-names-another-key",
-        );
-        self.case(
-            &ctx,
-            "aki-names-another-key",
-            "signed by the real CA, but its authorityKeyIdentifier names another key",
-            c,
-            &[],
-            Some("untrusted-issuer"),
-            None,
-        );
-        let c = self.leaf(
-            &sub_revoked,
-            &card,
-            &Leaf {
-                serial: serial(0x0c),
-                ..good.clone()
+            LeafCase {
+                name: "revoked-intermediate",
+                description: "the intermediate CA is on the root's CRL (cACompromise)",
+                issuer: &sub_revoked,
+                leaf: Leaf {
+                    serial: serial(0x0c),
+                    ..good.clone()
+                },
+                intermediates: std::slice::from_ref(&sub_revoked.file),
+                reason: Some("revoked"),
+                ..base.clone()
             },
-            "revoked-intermediate",
-        );
-        self.case(
-            &ctx,
-            "revoked-intermediate",
-            "the intermediate CA is on the root's CRL (cACompromise)",
-            c,
-            std::slice::from_ref(&sub_revoked.file),
-            Some("revoked"),
-            None,
-        );
-        let c = self.leaf(
-            &sub_no_kcs,
-            &card,
-            &Leaf {
-                serial: serial(0x0d),
-                ..good.clone()
+            LeafCase {
+                name: "ca-without-keycertsign",
+                description: "intermediate CA whose keyUsage lacks keyCertSign",
+                issuer: &sub_no_kcs,
+                leaf: Leaf {
+                    serial: serial(0x0d),
+                    ..good.clone()
+                },
+                intermediates: std::slice::from_ref(&sub_no_kcs.file),
+                reason: Some("issuer-not-ca"),
+                ..base.clone()
             },
-            "ca-without-keycertsign",
-        );
-        self.case(
-            &ctx,
-            "ca-without-keycertsign",
-            "intermediate CA whose keyUsage lacks keyCertSign",
-            c,
-            std::slice::from_ref(&sub_no_kcs.file),
-            Some("issuer-not-ca"),
-            None,
-        );
-        let c = self.leaf(
-            &sub_not_ca,
-            &card,
-            &Leaf {
-                serial: serial(0x0e),
-                ..good.clone()
+            LeafCase {
+                name: "issuer-not-ca",
+                description: "intermediate with basicConstraints cA false",
+                issuer: &sub_not_ca,
+                leaf: Leaf {
+                    serial: serial(0x0e),
+                    ..good.clone()
+                },
+                intermediates: std::slice::from_ref(&sub_not_ca.file),
+                reason: Some("issuer-not-ca"),
+                ..base.clone()
             },
-            "issuer-not-ca",
-        );
-        self.case(
-            &ctx,
-            "issuer-not-ca",
-            "intermediate with basicConstraints cA false",
-            c,
-            std::slice::from_ref(&sub_not_ca.file),
-            Some("issuer-not-ca"),
-            None,
-        );
-        let c = self.leaf(
-            &sub_p0,
-            &card,
-            &Leaf {
-                serial: serial(0x0f),
-                ..good.clone()
+            LeafCase {
+                name: "pathlen-exceeded",
+                description: "intermediate under a root with pathLenConstraint 0",
+                issuer: &sub_p0,
+                leaf: Leaf {
+                    serial: serial(0x0f),
+                    ..good.clone()
+                },
+                intermediates: std::slice::from_ref(&sub_p0.file),
+                reason: Some("path-too-long"),
+                ..base.clone()
             },
-            "pathlen-exceeded",
-        );
-        self.case(
-            &ctx,
-            "pathlen-exceeded",
-            "intermediate under a root with pathLenConstraint 0",
-            c,
-            std::slice::from_ref(&sub_p0.file),
-            Some("path-too-long"),
-            None,
-        );
-        let c = self.leaf(
-            &deep3,
-            &card,
-            &Leaf {
-                serial: serial(0x10),
-                ..good.clone()
+            LeafCase {
+                name: "path-too-long",
+                description: "five certificates: three intermediates",
+                issuer: &deep3,
+                leaf: Leaf {
+                    serial: serial(0x10),
+                    ..good.clone()
+                },
+                intermediates: &[deep1.file.clone(), deep2.file.clone(), deep3.file.clone()],
+                reason: Some("path-too-long"),
+                stricter: Some("paths are limited to 4 certificates; OpenSSL allows 100"),
+                ..base.clone()
             },
-            "path-too-long",
-        );
-        self.case(
-            &ctx,
-            "path-too-long",
-            "five certificates: three intermediates",
-            c,
-            &[deep1.file.clone(), deep2.file.clone(), deep3.file.clone()],
-            Some("path-too-long"),
-            Some("paths are limited to 4 certificates; OpenSSL allows 100"),
-        );
+        ]);
         let c = self.leaf(
             &weak_ca,
             &card,
@@ -1058,88 +957,60 @@ impl Generator {
         );
 
         // ---- Time.
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
-                serial: serial(0x15),
-                from: y(2021),
-                to: y(2026) - month,
-                ..good.clone()
+        self.leaf_cases(vec![
+            LeafCase {
+                name: "expired",
+                description: "notAfter a month before the check time",
+                leaf: Leaf {
+                    serial: serial(0x15),
+                    from: y(2021),
+                    to: y(2026) - month,
+                    ..good.clone()
+                },
+                reason: Some("expired"),
+                ..base.clone()
             },
-            "expired",
-        );
-        self.case(
-            &ctx,
-            "expired",
-            "notAfter a month before the check time",
-            c,
-            &[],
-            Some("expired"),
-            None,
-        );
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
-                serial: serial(0x16),
-                from: y(2026) + month,
-                to: y(2031),
-                ..good.clone()
+            LeafCase {
+                name: "not-yet-valid",
+                description: "notBefore a month after the check time",
+                leaf: Leaf {
+                    serial: serial(0x16),
+                    from: y(2026) + month,
+                    to: y(2031),
+                    ..good.clone()
+                },
+                reason: Some("not-yet-valid"),
+                ..base.clone()
             },
-            "not-yet-valid",
-        );
-        self.case(
-            &ctx,
-            "not-yet-valid",
-            "notBefore a month after the check time",
-            c,
-            &[],
-            Some("not-yet-valid"),
-            None,
-        );
+        ]);
         // One second either side of the validity: no clock-skew allowance by default.
         let second = time::Duration::seconds(1);
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
-                serial: serial(0x3f),
-                from: y(2021),
-                to: at - second,
-                ..good.clone()
+        self.leaf_cases(vec![
+            LeafCase {
+                name: "expired-one-second",
+                description: "notAfter one second before the check time",
+                leaf: Leaf {
+                    serial: serial(0x3f),
+                    from: y(2021),
+                    to: at - second,
+                    ..good.clone()
+                },
+                reason: Some("expired"),
+                ..base.clone()
             },
-            "expired-one-second",
-        );
-        self.case(
-            &ctx,
-            "expired-one-second",
-            "notAfter one second before the check time",
-            c,
-            &[],
-            Some("expired"),
-            None,
-        );
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
-                serial: serial(0x40),
-                from: at + second,
-                to: y(2031),
-                ..good.clone()
+            LeafCase {
+                name: "not-yet-valid-one-second",
+                description: "notBefore one second after the check time",
+                leaf: Leaf {
+                    serial: serial(0x40),
+                    from: at + second,
+                    to: y(2031),
+                    ..good.clone()
+                },
+                reason: Some("not-yet-valid"),
+                ..base.clone()
             },
-            "not-yet-valid-one-second",
-        );
-        self.case(
-            &ctx,
-            "not-yet-valid-one-second",
-            "notBefore one second after the check time",
-            c,
-            &[],
-            Some("not-yet-valid"),
-            None,
-        );
+        ]);
         let c = self.leaf(
             &g1,
             &card,
@@ -1195,78 +1066,51 @@ impl Generator {
         );
 
         // ---- Revocation.
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
-                serial: revoked_g1.clone(),
-                ..good.clone()
+        self.leaf_cases(vec![
+            LeafCase {
+                name: "revoked-g1",
+                description: "on generation 1's CRL (keyCompromise)",
+                leaf: Leaf {
+                    serial: revoked_g1.clone(),
+                    ..good.clone()
+                },
+                reason: Some("revoked"),
+                ..base.clone()
             },
-            "revoked-g1",
-        );
-        self.case(
-            &ctx,
-            "revoked-g1",
-            "on generation 1's CRL (keyCompromise)",
-            c,
-            &[],
-            Some("revoked"),
-            None,
-        );
-        let c = self.leaf(
-            &g2,
-            &card,
-            &Leaf {
-                serial: revoked_g2.clone(),
-                ..good.clone()
+            LeafCase {
+                name: "revoked-g2",
+                description: "on generation 2's CRL (cessationOfOperation)",
+                issuer: &g2,
+                leaf: Leaf {
+                    serial: revoked_g2.clone(),
+                    ..good.clone()
+                },
+                reason: Some("revoked"),
+                ..base.clone()
             },
-            "revoked-g2",
-        );
-        self.case(
-            &ctx,
-            "revoked-g2",
-            "on generation 2's CRL (cessationOfOperation)",
-            c,
-            &[],
-            Some("revoked"),
-            None,
-        );
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
-                serial: hold_g1.clone(),
-                ..good.clone()
+            LeafCase {
+                name: "revoked-hold",
+                description: "on hold (certificateHold)",
+                leaf: Leaf {
+                    serial: hold_g1.clone(),
+                    ..good.clone()
+                },
+                reason: Some("revoked"),
+                ..base.clone()
             },
-            "revoked-hold",
-        );
-        self.case(
-            &ctx,
-            "revoked-hold",
-            "on hold (certificateHold)",
-            c,
-            &[],
-            Some("revoked"),
-            None,
-        );
-        let c = self.leaf(
-            &sub,
-            &card,
-            &Leaf {
-                serial: revoked_sub.clone(),
-                ..good.clone()
+            LeafCase {
+                name: "revoked-by-intermediate",
+                description: "on the intermediate's CRL",
+                issuer: &sub,
+                leaf: Leaf {
+                    serial: revoked_sub.clone(),
+                    ..good.clone()
+                },
+                intermediates: std::slice::from_ref(&sub.file),
+                reason: Some("revoked"),
+                ..base.clone()
             },
-            "revoked-by-intermediate",
-        );
-        self.case(
-            &ctx,
-            "revoked-by-intermediate",
-            "on the intermediate's CRL",
-            c,
-            std::slice::from_ref(&sub.file),
-            Some("revoked"),
-            None,
-        );
+        ]);
         let c = self.leaf(
             &g1,
             &card,
@@ -1335,97 +1179,80 @@ impl Generator {
         );
 
         // ---- End-entity profile.
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
+        self.leaf_cases(vec![
+            LeafCase {
+                name: "wrong-key-usage",
+                description: "keyUsage keyEncipherment only",
+                leaf: Leaf {
                 serial: serial(0x1b),
                 key_usage: Some(vec![KU_KEY_ENCIPHERMENT]),
                 ..good.clone()
             },
-            "wrong-key-usage",
-        );
-        self.case(
-            &ctx,
-            "wrong-key-usage",
-            "keyUsage keyEncipherment only",
-            c,
-            &[],
-            Some("wrong-key-usage"),
-            None,
-        );
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
+                reason: Some("wrong-key-usage"),
+                ..base.clone()
+            },
+            LeafCase {
+                name: "no-key-usage",
+                description: "no keyUsage extension",
+                leaf: Leaf {
                 serial: serial(0x1c),
                 key_usage: None,
                 ..good.clone()
             },
-            "no-key-usage",
-        );
-        self.case(&ctx, "no-key-usage", "no keyUsage extension", c, &[], Some("wrong-key-usage"), Some("the card profile requires keyUsage digitalSignature; OpenSSL accepts a certificate without keyUsage for any purpose"));
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
+                reason: Some("wrong-key-usage"),
+                stricter: Some("the card profile requires keyUsage digitalSignature; OpenSSL accepts a certificate without keyUsage for any purpose"),
+                ..base.clone()
+            },
+            LeafCase {
+                name: "key-agreement-only",
+                description: "keyUsage keyAgreement only",
+                leaf: Leaf {
                 serial: serial(0x1d),
                 key_usage: Some(vec![KU_KEY_AGREEMENT]),
                 ..good.clone()
             },
-            "key-agreement-only",
-        );
-        self.case(&ctx, "key-agreement-only", "keyUsage keyAgreement only", c, &[], Some("wrong-key-usage"), Some("a card signs, so digitalSignature is required; OpenSSL's sslclient purpose also accepts keyAgreement"));
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
+                reason: Some("wrong-key-usage"),
+                stricter: Some("a card signs, so digitalSignature is required; OpenSSL's sslclient purpose also accepts keyAgreement"),
+                ..base.clone()
+            },
+            LeafCase {
+                name: "wrong-eku",
+                description: "extendedKeyUsage serverAuth only",
+                leaf: Leaf {
                 serial: serial(0x1e),
                 eku: Some(vec!["1.3.6.1.5.5.7.3.1"]),
                 ..good.clone()
             },
-            "wrong-eku",
-        );
-        self.case(
-            &ctx,
-            "wrong-eku",
-            "extendedKeyUsage serverAuth only",
-            c,
-            &[],
-            Some("wrong-extended-key-usage"),
-            None,
-        );
+                reason: Some("wrong-extended-key-usage"),
+                ..base.clone()
+            },
+        ]);
         // The card profile (jpki-card.md §6) beyond what OpenSSL checks: each rule its reason.
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
+        self.leaf_cases(vec![
+            LeafCase {
+                name: "no-eku",
+                description: "no extendedKeyUsage",
+                leaf: Leaf {
                 serial: serial(0x04),
                 eku: None,
                 ..good.clone()
             },
-            "no-eku",
-        );
-        self.case(&ctx, "no-eku", "no extendedKeyUsage", c, &[], Some("missing-extended-key-usage"), Some("the card profile requires extendedKeyUsage clientAuth; OpenSSL accepts a certificate without EKU for any purpose"));
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
+                reason: Some("missing-extended-key-usage"),
+                stricter: Some("the card profile requires extendedKeyUsage clientAuth; OpenSSL accepts a certificate without EKU for any purpose"),
+                ..base.clone()
+            },
+            LeafCase {
+                name: "eku-any-only",
+                description: "extendedKeyUsage anyExtendedKeyUsage only, no clientAuth",
+                leaf: Leaf {
                 serial: serial(0x34),
                 eku: Some(vec!["2.5.29.37.0"]),
                 ..good.clone()
             },
-            "eku-any-only",
-        );
-        self.case(
-            &ctx,
-            "eku-any-only",
-            "extendedKeyUsage anyExtendedKeyUsage only, no clientAuth",
-            c,
-            &[],
-            Some("wrong-extended-key-usage"),
-            None,
-        );
+                reason: Some("wrong-extended-key-usage"),
+                ..base.clone()
+            },
+        ]);
         for (n, (case, bit, label)) in [
             (
                 "extra-key-usage-keycertsign",
@@ -1457,24 +1284,20 @@ impl Generator {
                 Some("the card profile's keyUsage is digitalSignature only; OpenSSL's sslclient purpose needs digitalSignature and ignores other bits in a certificate that is not a CA"),
             );
         }
-        let c = self.leaf(
-            &g1,
-            &card_e3,
-            &Leaf {
+        self.leaf_cases(vec![LeafCase {
+            name: "rsa-exponent-3",
+            description: "the card's RSA-2048 key has public exponent 3",
+            key: &card_e3,
+            leaf: Leaf {
                 serial: serial(0x37),
                 ..good.clone()
             },
-            "rsa-exponent-3",
-        );
-        self.case(
-            &ctx,
-            "rsa-exponent-3",
-            "the card's RSA-2048 key has public exponent 3",
-            c,
-            &[],
-            Some("wrong-rsa-exponent"),
-            Some("the card profile's exponent is 65537; OpenSSL accepts any RSA exponent"),
-        );
+            reason: Some("wrong-rsa-exponent"),
+            stricter: Some(
+                "the card profile's exponent is 65537; OpenSSL accepts any RSA exponent",
+            ),
+            ..base.clone()
+        }]);
         // Serial numbers, written as raw INTEGER content octets.
         let mut twenty = vec![0x7f];
         twenty.extend(std::iter::repeat_n(0xa5, 18));
@@ -1571,152 +1394,126 @@ impl Generator {
             );
             self.case(&ctx, case, description, c, &[], Some("wrong-subject"), Some("the card profile's subject is C=JP and a CN of 23 upper-case letters and digits; OpenSSL does not look at the subject"));
         }
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
+        self.leaf_cases(vec![
+            LeafCase {
+                name: "wrong-policy",
+                description: "asserts the production policy, not the test one",
+                leaf: Leaf {
                 serial: serial(0x1f),
                 policy: Some(PRODUCTION_POLICY),
                 ..good.clone()
             },
-            "wrong-policy",
-        );
-        self.case(
-            &ctx,
-            "wrong-policy",
-            "asserts the production policy, not the test one",
-            c,
-            &[],
-            Some("wrong-policy"),
-            None,
-        );
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
+                reason: Some("wrong-policy"),
+                ..base.clone()
+            },
+            LeafCase {
+                name: "no-policy",
+                description: "no certificatePolicies",
+                leaf: Leaf {
                 serial: serial(0x20),
                 policy: None,
                 ..good.clone()
             },
-            "no-policy",
-        );
-        self.case(
-            &ctx,
-            "no-policy",
-            "no certificatePolicies",
-            c,
-            &[],
-            Some("wrong-policy"),
-            None,
-        );
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
+                reason: Some("wrong-policy"),
+                ..base.clone()
+            },
+            LeafCase {
+                name: "leaf-is-ca",
+                description: "the card certificate claims to be a CA",
+                leaf: Leaf {
                 serial: serial(0x22),
                 basic_constraints_ca: true,
                 ..good.clone()
             },
-            "leaf-is-ca",
-        );
-        self.case(&ctx, "leaf-is-ca", "the card certificate claims to be a CA", c, &[], Some("not-end-entity"), Some("a card's certificate must not be a CA; OpenSSL does not check the leaf's basicConstraints"));
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
+                reason: Some("not-end-entity"),
+                stricter: Some("a card's certificate must not be a CA; OpenSSL does not check the leaf's basicConstraints"),
+                ..base.clone()
+            },
+            LeafCase {
+                name: "unknown-critical-ext",
+                description: "an unknown critical extension",
+                leaf: Leaf {
                 serial: serial(0x23),
                 extra: vec![ext("1.2.3.4.5", true, &der::null())],
                 ..good.clone()
             },
-            "unknown-critical-ext",
-        );
-        self.case(
-            &ctx,
-            "unknown-critical-ext",
-            "an unknown critical extension",
-            c,
-            &[],
-            Some("unknown-critical-extension"),
-            None,
-        );
+                reason: Some("unknown-critical-extension"),
+                ..base.clone()
+            },
+        ]);
         let nc = {
             // nameConstraints is not processed for a leaf, so a critical one is refused.
             let v = seq(&[&tlv(0xa0, &seq(&[&tlv(0x82, b"example.jp")]))]);
             ext("2.5.29.30", true, &v)
         };
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
+        self.leaf_cases(vec![
+            LeafCase {
+                name: "leaf-name-constraints",
+                description: "a critical nameConstraints extension in a card certificate",
+                leaf: Leaf {
                 serial: serial(0x24),
                 extra: vec![nc],
                 ..good.clone()
             },
-            "leaf-name-constraints",
-        );
-        self.case(&ctx, "leaf-name-constraints", "a critical nameConstraints extension in a card certificate", c, &[], Some("unknown-critical-extension"), Some("nameConstraints are not processed, so a critical one is refused; OpenSSL knows the extension (and ignores it in a leaf)"));
+                reason: Some("unknown-critical-extension"),
+                stricter: Some("nameConstraints are not processed, so a critical one is refused; OpenSSL knows the extension (and ignores it in a leaf)"),
+                ..base.clone()
+            },
+        ]);
         let big = ext("1.2.3.4.6", false, &octets(&vec![0x41u8; 9000]));
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
+        self.leaf_cases(vec![LeafCase {
+            name: "too-large",
+            description: "a 9 KB certificate",
+            leaf: Leaf {
                 serial: serial(0x25),
                 extra: vec![big],
                 ..good.clone()
             },
-            "too-large",
-        );
-        self.case(
-            &ctx,
-            "too-large",
-            "a 9 KB certificate",
-            c,
-            &[],
-            Some("too-large"),
-            Some("certificates from a card are bounded to 8 KB; OpenSSL has no such bound"),
-        );
+            reason: Some("too-large"),
+            stricter: Some(
+                "certificates from a card are bounded to 8 KB; OpenSSL has no such bound",
+            ),
+            ..base.clone()
+        }]);
 
         // ---- Algorithms and keys.
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
+        self.leaf_cases(vec![
+            LeafCase {
+                name: "sha1-signed",
+                description: "sha1WithRSAEncryption",
+                leaf: Leaf {
                 serial: serial(0x26),
                 alg: SHA1_RSA,
                 ..good.clone()
             },
-            "sha1-signed",
-        );
-        self.case(&ctx, "sha1-signed", "sha1WithRSAEncryption", c, &[], Some("unsupported-algorithm"), Some("SHA-1 signatures are refused; OpenSSL 3.0 accepts them at its default security level 1"));
-        let c = self.leaf(
-            &g1,
-            &card,
-            &Leaf {
+                reason: Some("unsupported-algorithm"),
+                stricter: Some("SHA-1 signatures are refused; OpenSSL 3.0 accepts them at its default security level 1"),
+                ..base.clone()
+            },
+            LeafCase {
+                name: "md5-signed",
+                description: "md5WithRSAEncryption",
+                leaf: Leaf {
                 serial: serial(0x27),
                 alg: MD5_RSA,
                 ..good.clone()
             },
-            "md5-signed",
-        );
-        self.case(
-            &ctx,
-            "md5-signed",
-            "md5WithRSAEncryption",
-            c,
-            &[],
-            Some("unsupported-algorithm"),
-            None,
-        );
-        let c = self.leaf(
-            &g1,
-            &card_weak,
-            &Leaf {
+                reason: Some("unsupported-algorithm"),
+                ..base.clone()
+            },
+            LeafCase {
+                name: "rsa-1024-card",
+                description: "the card's key is RSA-1024",
+                key: &card_weak,
+                leaf: Leaf {
                 serial: serial(0x28),
                 ..good.clone()
             },
-            "rsa-1024-card",
-        );
-        self.case(&ctx, "rsa-1024-card", "the card's key is RSA-1024", c, &[], Some("weak-key"), Some("RSA keys under 2048 bits are refused; OpenSSL 3.0's default level 1 accepts 1024 bits"));
+                reason: Some("weak-key"),
+                stricter: Some("RSA keys under 2048 bits are refused; OpenSSL 3.0's default level 1 accepts 1024 bits"),
+                ..base.clone()
+            },
+        ]);
         let ec_spki = seq(&[
             &seq(&[
                 &oid(&parse_oid("1.2.840.10045.2.1")),
@@ -2143,6 +1940,22 @@ impl Generator {
         self.write_cert(case, der)
     }
 
+    /// The cases of a table, in order.
+    fn leaf_cases(&mut self, cases: Vec<LeafCase<'_>>) {
+        for c in cases {
+            let cert = self.leaf(c.issuer, c.key, &c.leaf, c.name);
+            self.case(
+                c.ctx,
+                c.name,
+                c.description,
+                cert,
+                c.intermediates,
+                c.reason,
+                c.stricter,
+            );
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn case(
         &mut self,
@@ -2176,6 +1989,22 @@ impl Generator {
             stricter_than_openssl: stricter.map(str::to_owned),
         });
     }
+}
+
+/// One end-entity case of the table in `build`: a card certificate made from `leaf` under
+/// `issuer`, checked with `ctx` and these intermediates; `reason` is our rejection (none:
+/// accepted), `stricter` why OpenSSL accepts what we reject.
+#[derive(Clone)]
+struct LeafCase<'a> {
+    name: &'a str,
+    description: &'a str,
+    issuer: &'a Ca,
+    key: &'a Key,
+    leaf: Leaf,
+    ctx: &'a CaseContext,
+    intermediates: &'a [String],
+    reason: Option<&'a str>,
+    stricter: Option<&'a str>,
 }
 
 #[derive(Clone)]
