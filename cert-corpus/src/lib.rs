@@ -9,6 +9,12 @@
 //! RSA PKCS#1 v1.5 and therefore deterministic, so the output is byte-for-byte reproducible.
 //! `cargo run -p onshi-cert-corpus -- cert-corpus/corpus` rewrites the committed corpus; a
 //! test regenerates it and fails on any difference.
+//!
+//! Why this file is long: `Generator::build` is the catalogue itself, about a hundred cases,
+//! each a few lines of data with the reason it exists. The plain end-entity cases are tables of
+//! [`LeafCase`] (only what differs from a g1 card accepted under the default configuration);
+//! the rest are hand-made byte edits (tampered signatures, BER lengths, bad versions) that do
+//! not fit one shape, and stay next to the table so that the corpus reads in one place.
 
 pub mod der;
 
@@ -1184,10 +1190,10 @@ impl Generator {
                 name: "wrong-key-usage",
                 description: "keyUsage keyEncipherment only",
                 leaf: Leaf {
-                serial: serial(0x1b),
-                key_usage: Some(vec![KU_KEY_ENCIPHERMENT]),
-                ..good.clone()
-            },
+                    serial: serial(0x1b),
+                    key_usage: Some(vec![KU_KEY_ENCIPHERMENT]),
+                    ..good.clone()
+                },
                 reason: Some("wrong-key-usage"),
                 ..base.clone()
             },
@@ -1195,10 +1201,10 @@ impl Generator {
                 name: "no-key-usage",
                 description: "no keyUsage extension",
                 leaf: Leaf {
-                serial: serial(0x1c),
-                key_usage: None,
-                ..good.clone()
-            },
+                    serial: serial(0x1c),
+                    key_usage: None,
+                    ..good.clone()
+                },
                 reason: Some("wrong-key-usage"),
                 stricter: Some("the card profile requires keyUsage digitalSignature; OpenSSL accepts a certificate without keyUsage for any purpose"),
                 ..base.clone()
@@ -1207,10 +1213,10 @@ impl Generator {
                 name: "key-agreement-only",
                 description: "keyUsage keyAgreement only",
                 leaf: Leaf {
-                serial: serial(0x1d),
-                key_usage: Some(vec![KU_KEY_AGREEMENT]),
-                ..good.clone()
-            },
+                    serial: serial(0x1d),
+                    key_usage: Some(vec![KU_KEY_AGREEMENT]),
+                    ..good.clone()
+                },
                 reason: Some("wrong-key-usage"),
                 stricter: Some("a card signs, so digitalSignature is required; OpenSSL's sslclient purpose also accepts keyAgreement"),
                 ..base.clone()
@@ -1219,10 +1225,10 @@ impl Generator {
                 name: "wrong-eku",
                 description: "extendedKeyUsage serverAuth only",
                 leaf: Leaf {
-                serial: serial(0x1e),
-                eku: Some(vec!["1.3.6.1.5.5.7.3.1"]),
-                ..good.clone()
-            },
+                    serial: serial(0x1e),
+                    eku: Some(vec!["1.3.6.1.5.5.7.3.1"]),
+                    ..good.clone()
+                },
                 reason: Some("wrong-extended-key-usage"),
                 ..base.clone()
             },
@@ -1233,10 +1239,10 @@ impl Generator {
                 name: "no-eku",
                 description: "no extendedKeyUsage",
                 leaf: Leaf {
-                serial: serial(0x04),
-                eku: None,
-                ..good.clone()
-            },
+                    serial: serial(0x04),
+                    eku: None,
+                    ..good.clone()
+                },
                 reason: Some("missing-extended-key-usage"),
                 stricter: Some("the card profile requires extendedKeyUsage clientAuth; OpenSSL accepts a certificate without EKU for any purpose"),
                 ..base.clone()
@@ -1245,10 +1251,10 @@ impl Generator {
                 name: "eku-any-only",
                 description: "extendedKeyUsage anyExtendedKeyUsage only, no clientAuth",
                 leaf: Leaf {
-                serial: serial(0x34),
-                eku: Some(vec!["2.5.29.37.0"]),
-                ..good.clone()
-            },
+                    serial: serial(0x34),
+                    eku: Some(vec!["2.5.29.37.0"]),
+                    ..good.clone()
+                },
                 reason: Some("wrong-extended-key-usage"),
                 ..base.clone()
             },
@@ -1399,10 +1405,10 @@ impl Generator {
                 name: "wrong-policy",
                 description: "asserts the production policy, not the test one",
                 leaf: Leaf {
-                serial: serial(0x1f),
-                policy: Some(PRODUCTION_POLICY),
-                ..good.clone()
-            },
+                    serial: serial(0x1f),
+                    policy: Some(PRODUCTION_POLICY),
+                    ..good.clone()
+                },
                 reason: Some("wrong-policy"),
                 ..base.clone()
             },
@@ -1410,10 +1416,10 @@ impl Generator {
                 name: "no-policy",
                 description: "no certificatePolicies",
                 leaf: Leaf {
-                serial: serial(0x20),
-                policy: None,
-                ..good.clone()
-            },
+                    serial: serial(0x20),
+                    policy: None,
+                    ..good.clone()
+                },
                 reason: Some("wrong-policy"),
                 ..base.clone()
             },
@@ -1421,10 +1427,10 @@ impl Generator {
                 name: "leaf-is-ca",
                 description: "the card certificate claims to be a CA",
                 leaf: Leaf {
-                serial: serial(0x22),
-                basic_constraints_ca: true,
-                ..good.clone()
-            },
+                    serial: serial(0x22),
+                    basic_constraints_ca: true,
+                    ..good.clone()
+                },
                 reason: Some("not-end-entity"),
                 stricter: Some("a card's certificate must not be a CA; OpenSSL does not check the leaf's basicConstraints"),
                 ..base.clone()
@@ -1433,10 +1439,10 @@ impl Generator {
                 name: "unknown-critical-ext",
                 description: "an unknown critical extension",
                 leaf: Leaf {
-                serial: serial(0x23),
-                extra: vec![ext("1.2.3.4.5", true, &der::null())],
-                ..good.clone()
-            },
+                    serial: serial(0x23),
+                    extra: vec![ext("1.2.3.4.5", true, &der::null())],
+                    ..good.clone()
+                },
                 reason: Some("unknown-critical-extension"),
                 ..base.clone()
             },
@@ -1451,10 +1457,10 @@ impl Generator {
                 name: "leaf-name-constraints",
                 description: "a critical nameConstraints extension in a card certificate",
                 leaf: Leaf {
-                serial: serial(0x24),
-                extra: vec![nc],
-                ..good.clone()
-            },
+                    serial: serial(0x24),
+                    extra: vec![nc],
+                    ..good.clone()
+                },
                 reason: Some("unknown-critical-extension"),
                 stricter: Some("nameConstraints are not processed, so a critical one is refused; OpenSSL knows the extension (and ignores it in a leaf)"),
                 ..base.clone()
@@ -1482,10 +1488,10 @@ impl Generator {
                 name: "sha1-signed",
                 description: "sha1WithRSAEncryption",
                 leaf: Leaf {
-                serial: serial(0x26),
-                alg: SHA1_RSA,
-                ..good.clone()
-            },
+                    serial: serial(0x26),
+                    alg: SHA1_RSA,
+                    ..good.clone()
+                },
                 reason: Some("unsupported-algorithm"),
                 stricter: Some("SHA-1 signatures are refused; OpenSSL 3.0 accepts them at its default security level 1"),
                 ..base.clone()
@@ -1494,10 +1500,10 @@ impl Generator {
                 name: "md5-signed",
                 description: "md5WithRSAEncryption",
                 leaf: Leaf {
-                serial: serial(0x27),
-                alg: MD5_RSA,
-                ..good.clone()
-            },
+                    serial: serial(0x27),
+                    alg: MD5_RSA,
+                    ..good.clone()
+                },
                 reason: Some("unsupported-algorithm"),
                 ..base.clone()
             },
@@ -1506,9 +1512,9 @@ impl Generator {
                 description: "the card's key is RSA-1024",
                 key: &card_weak,
                 leaf: Leaf {
-                serial: serial(0x28),
-                ..good.clone()
-            },
+                    serial: serial(0x28),
+                    ..good.clone()
+                },
                 reason: Some("weak-key"),
                 stricter: Some("RSA keys under 2048 bits are refused; OpenSSL 3.0's default level 1 accepts 1024 bits"),
                 ..base.clone()
