@@ -191,6 +191,11 @@ pub enum Rule {
     Timestamp,
     /// Only ASCII digits, this many (0: any number of them).
     Digits(usize),
+    /// A drug code: the 9-digit レセプト電算 code public parsers expect, or the 12-character YJ
+    /// code onshi's synthetic drug data carries (a known deviation, docs/oqs-files.md).
+    DrugCode,
+    /// A JLAC10 result code: 17 upper-case letters and digits (特定健診 data standard).
+    Jlac10,
     /// Half-width katakana, spaces and the half-width marks.
     HalfWidthKana,
     /// A decimal number.
@@ -314,14 +319,15 @@ pub const FIELDS: &[Field] = &[
     Field { path: "MessageBody/MeTrMonthInf/MeTrDiHNm", rule: Rule::Text, source: OQSDRUG_FORM },
     Field { path: "MessageBody/MeTrMonthInf/MeTrMonth", rule: Rule::Month, source: OQSDRUG_FORM },
     Field { path: "MessageBody/MeTrMonthInf/DiDateInfs/DiDateInf/DiDate", rule: Rule::Date, source: OQSDRUG_FORM },
-    Field { path: "MessageBody/MeTrMonthInf/DiDateInfs/DiDateInf/DrugInfs/DrugInf/DrugC", rule: Rule::Digits(9), source: OQSDRUG_FORM },
+    Field { path: "MessageBody/MeTrMonthInf/DiDateInfs/DiDateInf/DrugInfs/DrugInf/DrugC", rule: Rule::DrugCode, source: OQSDRUG_FORM },
     Field { path: "MessageBody/MeTrMonthInf/DiDateInfs/DiDateInf/DrugInfs/DrugInf/DrugN", rule: Rule::Text, source: OQSDRUG_FORM },
     Field { path: "MessageBody/MeTrMonthInf/DiDateInfs/DiDateInf/DrugInfs/DrugInf/Qua1", rule: Rule::Decimal, source: OQSDRUG_FORM },
     Field { path: "MessageBody/MeTrMonthInf/DiDateInfs/DiDateInf/DrugInfs/DrugInf/UsageN", rule: Rule::Text, source: OQSDRUG_FORM },
     Field { path: "MessageBody/MeTrMonthInf/DiDateInfs/DiDateInf/DrugInfs/DrugInf/Times", rule: Rule::Digits(0), source: OQSDRUG_FORM },
+    Field { path: "MessageBody/MeTrMonthInf/DiDateInfs/DiDateInf/DrugInfs/DrugInf/Unit", rule: Rule::Text, source: OQSDRUG_FORM },
     // 特定健診 (TKKsiquc01res).
     Field { path: "MessageBody/SpecificHealthCheckupInfo/EffectiveTime", rule: Rule::Date, source: OQSDRUG_FORM },
-    Field { path: "MessageBody/SpecificHealthCheckupInfo/HealthCheckupResultAndQuestionInfos/HealthCheckupResultAndQuestionInfo/ItemCode", rule: Rule::Digits(0), source: OQSDRUG_FORM },
+    Field { path: "MessageBody/SpecificHealthCheckupInfo/HealthCheckupResultAndQuestionInfos/HealthCheckupResultAndQuestionInfo/ItemCode", rule: Rule::Jlac10, source: OQSDRUG_FORM },
     Field { path: "MessageBody/SpecificHealthCheckupInfo/HealthCheckupResultAndQuestionInfos/HealthCheckupResultAndQuestionInfo/ItemName", rule: Rule::Text, source: OQSDRUG_FORM },
     Field { path: "MessageBody/SpecificHealthCheckupInfo/HealthCheckupResultAndQuestionInfos/HealthCheckupResultAndQuestionInfo/DataType", rule: Rule::OneOf(&["PQ", "CD"]), source: OQSDRUG_FORM },
     Field { path: "MessageBody/SpecificHealthCheckupInfo/HealthCheckupResultAndQuestionInfos/HealthCheckupResultAndQuestionInfo/DataValue", rule: Rule::Text, source: OQSDRUG_FORM },
@@ -340,6 +346,15 @@ fn rule_holds(rule: Rule, v: &str) -> bool {
             .chars()
             .all(|c| ('\u{ff61}'..='\u{ff9f}').contains(&c) || c == ' '),
         Rule::Decimal => v.parse::<f64>().is_ok(),
+        Rule::Jlac10 => {
+            v.len() == 17
+                && v.bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        }
+        Rule::DrugCode => {
+            (v.len() == 9 && digits(9))
+                || (v.len() == 12 && v.bytes().all(|b| b.is_ascii_alphanumeric()))
+        }
         Rule::Text => !v.trim().is_empty(),
     }
 }

@@ -118,6 +118,20 @@ fn ask(
     (leaves, answer)
 }
 
+/// Waits (bounded) until `req/` is empty: a request is moved to `done/` just after its answer
+/// appears.
+fn wait_req_empty(dir: &Path) {
+    let deadline = Instant::now() + WAIT;
+    while !files_in(&dir.join("req")).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "req/ never emptied: {:?}",
+            files_in(&dir.join("req"))
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn files_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -255,7 +269,7 @@ fn every_validity_round_trips_in_shift_jis_and_utf8_on_request() {
         Some("1")
     );
     // Every request was moved to done/ once answered; nothing is left in req/.
-    assert!(files_in(&dir.path().join("req")).is_empty());
+    wait_req_empty(dir.path());
     assert_eq!(files_in(&dir.path().join("done")).len(), 6);
     assert_eq!(files_in(&dir.path().join("res")).len(), 6);
 }
@@ -368,7 +382,7 @@ fn each_error_class_gets_one_abnormal_answer_with_its_code() {
         );
     }
     assert_eq!(files_in(&dir.path().join("res")).len(), cases.len());
-    assert!(files_in(&dir.path().join("req")).is_empty());
+    wait_req_empty(dir.path());
 }
 
 #[test]
@@ -391,6 +405,7 @@ fn an_unreachable_service_gets_one_outage_answer() {
     );
     assert_eq!(value(&leaves, "MessageHeader/SegmentOfResult"), Some("9"));
     assert_eq!(value(&leaves, "MessageHeader/ErrorCode"), Some("EOQ3001"));
+    wait_req_empty(dir.path());
     assert_eq!(
         files_in(&dir.path().join("res")),
         ["OQSsiquc01res_down.xml"]
@@ -723,6 +738,7 @@ fn killed_between_reading_and_answering_then_replayed_the_request_is_answered_an
         value(&leaves, "MessageBody/QualificationValidity"),
         Some("2")
     );
+    wait_req_empty(dir.path());
     assert_eq!(
         files_in(&dir.path().join("res")),
         ["OQSsiquc01res_crash.xml"]
@@ -808,9 +824,20 @@ fn a_request_written_in_two_halves_is_read_whole() {
     let (answer, _) = arrivals.wait("OQSsiquc01res_never.xml", WAIT).unwrap();
     let leaves = check_answer(&answer).unwrap();
     assert_eq!(value(&leaves, "MessageHeader/ErrorCode"), Some("EOQ1001"));
-    // One answer each, one log line each.
+    // One answer each, one log line each (the line follows the answer).
     assert_eq!(files_in(&dir.path().join("res")).len(), 3);
-    let lines: Vec<String> = agent.lines.try_iter().collect();
+    let mut lines: Vec<String> = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while !lines.iter().any(|l| l.contains("OQSsiquc01req_never.xml")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        lines.push(
+            agent
+                .lines
+                .recv_timeout(left)
+                .expect("the agent's log line"),
+        );
+    }
+    lines.extend(agent.lines.try_iter());
     for name in ["open", "closed", "never"] {
         let n = lines
             .iter()

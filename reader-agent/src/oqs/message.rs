@@ -852,12 +852,14 @@ pub fn medications_answer(
             while i < rows.len() && rows[i].dispensed_on == date && rows[i].institution_code == inst
             {
                 let r = rows[i];
+                let (quantity, unit) = split_quantity(&r.daily_quantity);
                 let mut drug = Element::new("DrugInf");
                 drug.put_some("DrugC", &r.drug_code)
                     .put_some("DrugN", &r.drug_name)
-                    .put_some("Qua1", &r.daily_quantity)
+                    .put_some("Qua1", quantity)
                     .put_some("UsageN", &r.usage)
-                    .put("Times", r.days.to_string());
+                    .put("Times", r.days.to_string())
+                    .put_some("Unit", unit);
                 drugs.push(drug);
                 i += 1;
             }
@@ -868,6 +870,16 @@ pub fn medications_answer(
         body.push(m);
     }
     message(h, Some(body))
+}
+
+/// onshi's daily quantity ("1錠", "2.5g") as Qua1 (the number) and Unit (the rest); a quantity
+/// that does not start with a number is all unit.
+fn split_quantity(q: &str) -> (&str, &str) {
+    let end = q
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+        .map_or(q.len(), |(i, _)| i);
+    (&q[..end], q[end..].trim())
 }
 
 /// 特定健診: the JLAC10 item codes of the measurements onshi keeps (from the MHLW 特定健診
@@ -986,6 +998,13 @@ mod tests {
         assert!(is_request_file_name("a.XML"));
         assert!(!is_request_file_name(".a.xml"));
         assert!(!is_request_file_name("a.xml.tmp"));
+    }
+
+    #[test]
+    fn a_quantity_splits_into_number_and_unit() {
+        assert_eq!(split_quantity("1錠"), ("1", "錠"));
+        assert_eq!(split_quantity("2.5g"), ("2.5", "g"));
+        assert_eq!(split_quantity("適量"), ("", "適量"));
     }
 
     #[test]
