@@ -11,4 +11,5 @@ pub mod codec;
 pub mod face;
 pub mod folders;
 pub mod message;
+pub mod samples;
 pub mod serve;
