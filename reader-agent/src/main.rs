@@ -98,6 +98,10 @@ enum Command {
         /// A session waiting this long for the patient ends (the card must be removed).
         #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(5..=3600))]
         idle_timeout: u64,
+        /// The reception computer's folder (as `reader-agent oqs --dir`): each completed
+        /// confirmation is written to DIR/face/ as OQSsiquc01res_face_<id>_<time>.xml.
+        #[arg(long, value_name = "DIR")]
+        oqs_dir: Option<PathBuf>,
     },
     /// Serve the reception computer's file interface (オンライン資格確認端末の連携フォルダ):
     /// reception software writes XmlMsg request files (OQSsiquc01req_*.xml one confirmation by
@@ -409,6 +413,7 @@ fn main() -> ExitCode {
             state_dir,
             card_timeout,
             idle_timeout,
+            oqs_dir,
         } => run_kiosk(
             &config,
             onshi_reader_agent::kiosk::KioskOptions {
@@ -421,6 +426,7 @@ fn main() -> ExitCode {
                 state_dir,
                 card_timeout: Duration::from_secs(card_timeout),
                 idle_timeout: Duration::from_secs(idle_timeout),
+                oqs_dir,
             },
         ),
         Command::Confirm {

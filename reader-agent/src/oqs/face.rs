@@ -68,6 +68,19 @@ impl FaceFiles {
     }
 }
 
+impl FaceFiles {
+    /// [`write`](Self::write), logging the outcome: a full disk must not stop the kiosk.
+    pub fn write_logged(&self, result: &pb::ConfirmationResult) {
+        match self.write(result) {
+            Ok(name) => tracing::info!("face/{name} written"),
+            Err(e) => tracing::warn!(
+                "cannot write the face file of {}: {e}",
+                result.confirmation_id
+            ),
+        }
+    }
+}
+
 fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::SystemTime::UNIX_EPOCH)

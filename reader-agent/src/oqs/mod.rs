@@ -11,5 +11,6 @@ pub mod codec;
 pub mod face;
 pub mod folders;
 pub mod message;
-pub mod samples;
+#[cfg(test)]
+mod samples;
 pub mod serve;
