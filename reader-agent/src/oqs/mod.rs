@@ -10,6 +10,7 @@
 pub mod codec;
 pub mod face;
 pub mod folders;
+pub mod fuzzing;
 pub mod message;
 #[cfg(test)]
 mod samples;
