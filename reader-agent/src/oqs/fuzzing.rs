@@ -47,7 +47,7 @@ fn normalised(e: &codec::Element) -> codec::Element {
                 .replace("\r\n", "\n")
                 .replace('\r', "\n")
                 .chars()
-                .filter(|c| !(*c < ' ' && !matches!(c, '\t' | '\n')))
+                .filter(|c| *c >= ' ' || matches!(c, '\t' | '\n'))
                 .collect()
         } else {
             String::new()
