@@ -398,7 +398,6 @@ pub async fn run(
     // Requests left by a crash or written while the agent was stopped: due now (a file still
     // being written is waited for like any other).
     let mut due: BTreeMap<PathBuf, Instant> = BTreeMap::new();
-    let mut first_seen: BTreeMap<PathBuf, Instant> = BTreeMap::new();
     let mut waiting = 0;
     for entry in std::fs::read_dir(&folders.req)
         .map_err(|e| format!("cannot read {}: {e}", folders.req.display()))?
@@ -428,7 +427,6 @@ pub async fn run(
                     continue;
                 }
                 let at = if complete { Instant::now() } else { Instant::now() + options.settle };
-                first_seen.entry(path.clone()).or_insert_with(Instant::now);
                 due.insert(path, at);
             }
             _ = sleep => {
@@ -441,13 +439,8 @@ pub async fn run(
                 for path in ready {
                     due.remove(&path);
                     match serve_one(&mut service, &options, &folders, &path).await {
-                        Ok(Some(answered)) => {
-                            first_seen.remove(&path);
-                            log(&describe(&answered));
-                        }
-                        Ok(None) => {
-                            first_seen.remove(&path);
-                        }
+                        Ok(Some(answered)) => log(&describe(&answered)),
+                        Ok(None) => {}
                         Err(Wait) => {
                             due.insert(path, Instant::now() + options.settle);
                         }
