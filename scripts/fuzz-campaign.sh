@@ -12,7 +12,7 @@ seconds=${1:-600}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(certificate crl request apdu card_response kiosk_body)
+    targets=(certificate crl request apdu card_response kiosk_body oqs_request)
 fi
 case $seconds in '' | *[!0-9]*) echo "fuzz-campaign: SECONDS must be a whole number, not '$seconds'" >&2; exit 2 ;; esac
 scratch=${FUZZ_SCRATCH:-$(mktemp -d /tmp/onshi-fuzz.XXXXXX)}

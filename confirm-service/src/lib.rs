@@ -24,6 +24,7 @@ pub mod consent;
 pub mod der;
 pub mod eligibility;
 pub mod fuzzing;
+pub mod idempotency;
 pub mod keyfile;
 pub mod operator;
 pub mod outcome;

@@ -48,6 +48,7 @@ use crate::challenge::Challenges;
 use crate::clock::Clock;
 use crate::consent::{self, ConsentCheck, ConsentGrant, ConsentKind};
 use crate::eligibility::{self, DomainError, Person, QualificationRecord};
+use crate::idempotency::Idempotency;
 use crate::outcome::Refusal;
 use crate::quota::Quotas;
 use crate::store::{
@@ -102,6 +103,8 @@ pub struct ServiceState {
 #[derive(Debug, Clone)]
 pub struct ConfirmationService {
     state: Arc<ServiceState>,
+    /// Answers remembered by idempotency key (card-less calls; [`crate::idempotency`]).
+    idempotency: Arc<Idempotency>,
 }
 
 /// What is known about a request when it is answered or refused, for its audit record.
@@ -228,7 +231,34 @@ impl ConfirmationService {
     pub fn new(state: ServiceState) -> Self {
         Self {
             state: Arc::new(state),
+            idempotency: Arc::new(Idempotency::default()),
         }
+    }
+
+    /// Runs a card-less call once per idempotency key of the calling terminal (when the
+    /// request carries one): a repeated key is answered from memory, with no second audit
+    /// record ([`crate::idempotency`] says what this does not cover).
+    async fn remembered<Req, T, Fut>(
+        &self,
+        method: &'static str,
+        request: Request<Req>,
+        run: impl FnOnce(Request<Req>) -> Fut,
+    ) -> Result<Response<T>, Status>
+    where
+        T: Message + Default,
+        Fut: std::future::Future<Output = Result<Response<T>, Status>>,
+    {
+        let Some(key) = crate::idempotency::key_of(&request) else {
+            return run(request).await;
+        };
+        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
+        let name = format!("{}-{}", terminal.institution_code, terminal.terminal_id);
+        self.idempotency
+            .once(&name, method, key, || async {
+                run(request).await.map(Response::into_inner)
+            })
+            .await
+            .map(Response::new)
     }
 
     /// The shared state (the server resumes unfinished batches with it).
@@ -1093,6 +1123,79 @@ fn summary_count(key: &str, n: usize) -> String {
 
 type ResultStream = Pin<Box<dyn Stream<Item = Result<BatchItemResult, Status>> + Send + 'static>>;
 
+/// The card-less calls as carried out (the trait methods add the idempotency memory).
+impl ConfirmationService {
+    async fn confirm_by_numbers_once(
+        &self,
+        request: Request<ConfirmByNumbersRequest>,
+    ) -> Result<Response<ConfirmationResult>, Status> {
+        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
+        let now = self.state.clock.now();
+        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let mut ctx = AuditContext::new("numbers", "confirm");
+        let query = request.into_inner().query.unwrap_or_default();
+        let institution = terminal.institution_code.clone();
+        let outcome = self
+            .blocking(move |s| {
+                s.quotas.charge_lookups(&institution, 1, now)?;
+                confirm_numbers(s, &institution, &query, now)
+            })
+            .await
+            .map(|(result, person)| {
+                ctx.person_id = person;
+                stamped(result, &id)
+            });
+        self.finish(&terminal, now, ctx, id, outcome).await
+    }
+
+    async fn get_medications_once(
+        &self,
+        request: Request<ClinicalDataRequest>,
+    ) -> Result<Response<MedicationsResponse>, Status> {
+        self.clinical_data(
+            request,
+            ConsentKind::Medication,
+            |store, person| store.medications(person),
+            |rows, consent, confirmation_id| MedicationsResponse {
+                medications: rows.iter().map(answer::medication).collect(),
+                consent: Some(consent),
+                confirmation_id,
+            },
+        )
+        .await
+    }
+
+    async fn get_checkups_once(
+        &self,
+        request: Request<ClinicalDataRequest>,
+    ) -> Result<Response<CheckupsResponse>, Status> {
+        self.clinical_data(
+            request,
+            ConsentKind::Checkup,
+            |store, person| store.checkups(person),
+            |rows, consent, confirmation_id| CheckupsResponse {
+                checkups: rows.iter().map(answer::checkup).collect(),
+                consent: Some(consent),
+                confirmation_id,
+            },
+        )
+        .await
+    }
+
+    async fn submit_batch_once(
+        &self,
+        request: Request<SubmitBatchRequest>,
+    ) -> Result<Response<SubmitBatchResponse>, Status> {
+        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
+        let now = self.state.clock.now();
+        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let ctx = AuditContext::new("numbers", "batch-submit");
+        let queries = request.into_inner().queries;
+        let outcome = self.submit_batch(&terminal, queries, now).await;
+        self.finish(&terminal, now, ctx, id, outcome).await
+    }
+}
+
 #[tonic::async_trait]
 impl Confirmation for ConfirmationService {
     async fn issue_challenge(
@@ -1153,23 +1256,8 @@ impl Confirmation for ConfirmationService {
         &self,
         request: Request<ConfirmByNumbersRequest>,
     ) -> Result<Response<ConfirmationResult>, Status> {
-        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
-        let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
-        let mut ctx = AuditContext::new("numbers", "confirm");
-        let query = request.into_inner().query.unwrap_or_default();
-        let institution = terminal.institution_code.clone();
-        let outcome = self
-            .blocking(move |s| {
-                s.quotas.charge_lookups(&institution, 1, now)?;
-                confirm_numbers(s, &institution, &query, now)
-            })
+        self.remembered("numbers", request, |r| self.confirm_by_numbers_once(r))
             .await
-            .map(|(result, person)| {
-                ctx.person_id = person;
-                stamped(result, &id)
-            });
-        self.finish(&terminal, now, ctx, id, outcome).await
     }
 
     async fn register_for_insurance(
@@ -1234,49 +1322,25 @@ impl Confirmation for ConfirmationService {
         &self,
         request: Request<ClinicalDataRequest>,
     ) -> Result<Response<MedicationsResponse>, Status> {
-        self.clinical_data(
-            request,
-            ConsentKind::Medication,
-            |store, person| store.medications(person),
-            |rows, consent, confirmation_id| MedicationsResponse {
-                medications: rows.iter().map(answer::medication).collect(),
-                consent: Some(consent),
-                confirmation_id,
-            },
-        )
-        .await
+        self.remembered("medications", request, |r| self.get_medications_once(r))
+            .await
     }
 
     async fn get_checkups(
         &self,
         request: Request<ClinicalDataRequest>,
     ) -> Result<Response<CheckupsResponse>, Status> {
-        self.clinical_data(
-            request,
-            ConsentKind::Checkup,
-            |store, person| store.checkups(person),
-            |rows, consent, confirmation_id| CheckupsResponse {
-                checkups: rows.iter().map(answer::checkup).collect(),
-                consent: Some(consent),
-                confirmation_id,
-            },
-        )
-        .await
+        self.remembered("checkups", request, |r| self.get_checkups_once(r))
+            .await
     }
 
     async fn submit_batch(
         &self,
         request: Request<SubmitBatchRequest>,
     ) -> Result<Response<SubmitBatchResponse>, Status> {
-        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
-        let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
-        let ctx = AuditContext::new("numbers", "batch-submit");
-        let queries = request.into_inner().queries;
-        let outcome = self.submit_batch(&terminal, queries, now).await;
-        self.finish(&terminal, now, ctx, id, outcome).await
+        self.remembered("batch-submit", request, |r| self.submit_batch_once(r))
+            .await
     }
-
     async fn submit_batch_stream(
         &self,
         request: Request<Streaming<pb::NumbersQuery>>,

@@ -14,6 +14,7 @@ pub mod confirm;
 pub mod desk;
 pub mod face;
 pub mod kiosk;
+pub mod oqs;
 pub mod pcsc_card;
 pub mod pin_input;
 pub mod report;

@@ -36,6 +36,12 @@ struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CharsetArg {
+    ShiftJis,
+    Utf8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Consent {
     Medication,
     Checkup,
@@ -92,6 +98,36 @@ enum Command {
         /// A session waiting this long for the patient ends (the card must be removed).
         #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(5..=3600))]
         idle_timeout: u64,
+        /// The reception computer's folder (as `reader-agent oqs --dir`): each completed
+        /// confirmation is written to DIR/face/ as OQSsiquc01res_face_<id>_<time>.xml.
+        #[arg(long, value_name = "DIR")]
+        oqs_dir: Option<PathBuf>,
+    },
+    /// Serve the reception computer's file interface (オンライン資格確認端末の連携フォルダ):
+    /// reception software writes XmlMsg request files (OQSsiquc01req_*.xml one confirmation by
+    /// numbers, OQSmuquc01req_/02req_ 一括照会 submit/fetch, YZKsiquc01req_ medication,
+    /// TKKsiquc01req_ checkups) into DIR/req/; each is answered under the same name with
+    /// req → res in DIR/res/, then moved to DIR/done/. Shift_JIS (CP932) by default, UTF-8 on
+    /// request. Requests left by a crash are answered on start, none twice. One log line per
+    /// answer. Layout and error codes: docs/oqs-files.md. Runs until Ctrl-C or SIGTERM.
+    Oqs {
+        /// The terminal configuration (a world's terminals/<name>/agent.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The folder shared with the reception software (req/, res/, face/, done/ are
+        /// created in it).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Override the configured service address, e.g. https://127.0.0.1:50443.
+        #[arg(long, value_name = "URL")]
+        service: Option<String>,
+        /// The answers' encoding when a request does not ask (CharacterCodeIdentifier).
+        #[arg(long, value_enum, default_value = "shift-jis")]
+        charset: CharsetArg,
+        /// A request file its writer keeps open is read once unchanged this long
+        /// (milliseconds); one closed or renamed into req/ is read at once.
+        #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+        settle_ms: u64,
     },
     /// Manage the staff accounts that may log in to the kiosk's staff view (kept in
     /// STATE-DIR/staff-accounts.json as argon2id hashes, readable only by the owner).
@@ -359,6 +395,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Staff { command } => staff_command(command),
+        Command::Oqs {
+            config,
+            dir,
+            service,
+            charset,
+            settle_ms,
+        } => run_oqs(&config, dir, service, charset, settle_ms),
         Command::Kiosk {
             config,
             service,
@@ -370,6 +413,7 @@ fn main() -> ExitCode {
             state_dir,
             card_timeout,
             idle_timeout,
+            oqs_dir,
         } => run_kiosk(
             &config,
             onshi_reader_agent::kiosk::KioskOptions {
@@ -382,6 +426,7 @@ fn main() -> ExitCode {
                 state_dir,
                 card_timeout: Duration::from_secs(card_timeout),
                 idle_timeout: Duration::from_secs(idle_timeout),
+                oqs_dir,
             },
         ),
         Command::Confirm {
@@ -516,6 +561,70 @@ fn run_kiosk(
                 eprintln!("kiosk: stopped");
                 ExitCode::SUCCESS
             }
+            Err(e) => {
+                eprintln!("reader-agent: {e}");
+                ExitCode::from(3)
+            }
+        }
+    })
+}
+
+fn run_oqs(
+    config: &std::path::Path,
+    dir: PathBuf,
+    service: Option<String>,
+    charset: CharsetArg,
+    settle_ms: u64,
+) -> ExitCode {
+    use onshi_reader_agent::oqs::{codec::Charset, serve};
+    let config = match AgentConfig::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("reader-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let institution = config
+        .terminal_name
+        .as_deref()
+        .and_then(|n| n.split('-').next())
+        .unwrap_or("")
+        .to_owned();
+    let Some(runtime) = two_thread_runtime() else {
+        return ExitCode::from(3);
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+    runtime.block_on(async {
+        // Inside the runtime: the lazy channel needs one.
+        let client = match serve::Service::new(&config, service.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("reader-agent: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let options = serve::ServeOptions {
+            dir,
+            settle: Duration::from_millis(settle_ms),
+            default_charset: match charset {
+                CharsetArg::ShiftJis => Charset::ShiftJis,
+                CharsetArg::Utf8 => Charset::Utf8,
+            },
+            medical_institution_code: institution,
+        };
+        let log = |line: &str| {
+            use std::io::Write as _;
+            println!("{line}");
+            let _ = std::io::stdout().flush();
+        };
+        match serve::run(client, options, shutdown_signal(), &log).await {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("reader-agent: {e}");
                 ExitCode::from(3)

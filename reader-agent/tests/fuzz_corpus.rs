@@ -60,3 +60,22 @@ fn kiosk_body_corpus() {
     );
     assert!(get("batch-as-array.json").contains(&"batch"));
 }
+
+#[test]
+fn oqs_request_corpus() {
+    use onshi_reader_agent::oqs::fuzzing::request_file;
+    let mut seen = 0;
+    for (name, data) in inputs("oqs_request") {
+        let verdict = request_file(&data);
+        seen += 1;
+        // The seeds taken from docs/oqs-samples are requests of their own kind.
+        if let Some(sample) = name.strip_prefix("seed-") {
+            let prefix = &sample[..14];
+            assert!(verdict.contains(&prefix), "{name}: {verdict:?}");
+        }
+        if name.starts_with("bad-") || name == "doctype.xml" {
+            assert_eq!(verdict, ["unreadable"], "{name}");
+        }
+    }
+    assert!(seen >= 10);
+}

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 pub mod batch;
 pub mod grpc;
 pub mod kiosk;
+pub mod oqs;
 pub mod pg;
 pub mod proc_mem;
 pub mod store_suite;

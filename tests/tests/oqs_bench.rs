@@ -11,7 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use onshi_e2e::oqs::{self, check_answer, value, Arrivals, OqsAgent, Search};
 use onshi_e2e::{Service, World};
@@ -87,7 +87,10 @@ fn single_requests_one_at_a_time_and_a_bulk_of_ten_thousand() {
         times.push(seen.saturating_duration_since(sent));
         if i == 20 {
             let leaves = check_answer(&answer).unwrap();
-            assert_eq!(value(&leaves, "MessageBody/QualificationValidity"), Some("1"));
+            assert_eq!(
+                value(&leaves, "MessageBody/QualificationValidity"),
+                Some("1")
+            );
         }
     }
     times.sort();
@@ -102,7 +105,13 @@ fn single_requests_one_at_a_time_and_a_bulk_of_ten_thousand() {
     );
 
     // A bulk of 10,000 end to end.
-    let cases = ["validity-1", "validity-2", "validity-3", "validity-4", "validity-5"];
+    let cases = [
+        "validity-1",
+        "validity-2",
+        "validity-3",
+        "validity-4",
+        "validity-5",
+    ];
     let mut body = String::new();
     for i in 0..10_000usize {
         let mut s = example(cases[i % cases.len()]);
@@ -115,7 +124,9 @@ fn single_requests_one_at_a_time_and_a_bulk_of_ten_thousand() {
         .wait("OQSmuquc01res_bench.xml", Duration::from_secs(60))
         .unwrap();
     let leaves = check_answer(&answer).unwrap();
-    let reception = value(&leaves, "MessageBody/ReceptionNumber").unwrap().to_owned();
+    let reception = value(&leaves, "MessageBody/ReceptionNumber")
+        .unwrap()
+        .to_owned();
     let fetch = oqs::request(
         &header,
         &format!("<ReceptionNumber>{reception}</ReceptionNumber>"),

@@ -45,6 +45,9 @@ pub struct KioskOptions {
     pub state_dir: PathBuf,
     pub card_timeout: Duration,
     pub idle_timeout: Duration,
+    /// The reception computer's folder: each completed confirmation is written to its
+    /// `face/` (docs/oqs-files.md).
+    pub oqs_dir: Option<PathBuf>,
 }
 
 /// Loads the reader's device key (PKCS#8 DER, ECDSA P-256).
@@ -114,6 +117,21 @@ pub async fn run(
         card_timeout: options.card_timeout,
         idle_timeout: options.idle_timeout,
         staff: staff.clone(),
+        face_files: match &options.oqs_dir {
+            Some(dir) => Some(
+                crate::oqs::face::FaceFiles::under(
+                    dir,
+                    crate::oqs::codec::Charset::ShiftJis,
+                    config
+                        .terminal_name
+                        .as_deref()
+                        .and_then(|n| n.split('-').next())
+                        .unwrap_or(""),
+                )
+                .map_err(|e| format!("cannot create {}/face: {e}", dir.display()))?,
+            ),
+            None => None,
+        },
     });
 
     let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();

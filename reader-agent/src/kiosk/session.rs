@@ -283,6 +283,9 @@ pub struct KioskSetup {
     pub card_timeout: Duration,
     pub idle_timeout: Duration,
     pub staff: StaffDesk,
+    /// The reception computer's `face/` folder, when the kiosk writes one file per completed
+    /// confirmation there (`reader-agent kiosk --oqs-dir`, docs/oqs-files.md).
+    pub face_files: Option<crate::oqs::face::FaceFiles>,
 }
 
 /// Starts the kiosk's task.
@@ -1004,6 +1007,9 @@ impl Machine {
         match answer {
             Ok(result) => {
                 let result = result.into_inner();
+                if let Some(files) = &self.setup.face_files {
+                    files.write_logged(&result);
+                }
                 let code = result.result_code().as_str_name().to_owned();
                 let staff = StaffResult::from_proto(&result);
                 let registered_now = s.registered_now;

@@ -1,0 +1,103 @@
+//! The kiosk writes the reception computer's `face/` file for each confirmation it completes
+//! (`reader-agent kiosk --oqs-dir DIR`): a real pcscd, a virtual card in a rack, the real
+//! service, the kiosk driven through its scriptable API (the state machine the browser drives),
+//! and the file read back by the independent reader of `onshi_e2e::oqs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use onshi_e2e::kiosk::Bench;
+use onshi_e2e::oqs::{check_answer, value, values, Arrivals};
+use onshi_e2e::World;
+use serde_json::json;
+
+fn world() -> &'static World {
+    World::shared(env!("CARGO_TARGET_TMPDIR"), "oqs-face-world", 8)
+}
+
+#[test]
+fn a_pin_confirmation_at_the_kiosk_leaves_one_face_file() {
+    let oqs = tempfile::tempdir().unwrap();
+    let dir = oqs.path().to_str().unwrap().to_owned();
+    let bench = Bench::start(world(), "valid", &["--oqs-dir", &dir]).unwrap();
+    let rig = &bench.rig;
+    let mut arrivals = Arrivals::watch(&oqs.path().join("face")).unwrap();
+    rig.insert(&bench.profile).unwrap();
+    let (status, s) = rig
+        .post("/api/session", json!({"wait_seconds": 30}))
+        .unwrap();
+    assert_eq!(status, 200, "{s}");
+    let session = s["session"].as_str().unwrap().to_owned();
+    rig.post("/api/method", json!({"session": session, "method": "pin"}))
+        .unwrap();
+    rig.post("/api/pin", json!({"session": session, "pin": bench.pin}))
+        .unwrap();
+    let (_, s) = rig
+        .post(
+            "/api/consents",
+            json!({"session": session, "medication": true, "checkup": false, "clinical": false, "surgery": false}),
+        )
+        .unwrap();
+    assert_eq!(s["screen"], "done", "{s}");
+    let id = s["confirmation_id"].as_str().unwrap().to_owned();
+    // The file is named as public reception tools match it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let name = loop {
+        let names: Vec<String> = std::fs::read_dir(oqs.path().join("face"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        if let Some(n) = names.first() {
+            assert_eq!(names.len(), 1, "{names:?}");
+            break n.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no face file");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let prefix = format!("OQSsiquc01res_face_{id}_");
+    assert!(name.starts_with(&prefix), "{name}");
+    let stamp = name.trim_start_matches(&prefix).trim_end_matches(".xml");
+    assert!(
+        stamp.len() == 14 && stamp.bytes().all(|b| b.is_ascii_digit()),
+        "{name}"
+    );
+    let (bytes, _) = arrivals.wait(&name, Duration::from_secs(5)).unwrap();
+    let leaves = check_answer(&bytes).unwrap();
+    assert_eq!(
+        value(&leaves, "MessageHeader/ReferenceClassification"),
+        Some("1")
+    );
+    assert_eq!(value(&leaves, "MessageHeader/SegmentOfResult"), Some("1"));
+    assert_eq!(
+        value(&leaves, "MessageHeader/MedicalInstitutionCode"),
+        Some("1340123452")
+    );
+    assert_eq!(
+        value(&leaves, "MessageBody/QualificationValidity"),
+        Some("1")
+    );
+    let result = "MessageBody/ResultList/ResultOfQualificationConfirmation";
+    assert_eq!(values(&leaves, &format!("{result}/InsurerNumber")).len(), 1);
+    assert_eq!(
+        value(&leaves, &format!("{result}/PharmacistsInfoConsFlg")),
+        Some("1"),
+        "the consent given at the reader"
+    );
+    assert_eq!(
+        value(
+            &leaves,
+            &format!("{result}/SpecificHealthCheckupsInfoConsFlg")
+        ),
+        None
+    );
+    // At the reader the limit information comes without a consent screen.
+    assert_eq!(
+        value(
+            &leaves,
+            &format!("{result}/LimitApplicationCertificateRelatedConsFlg")
+        ),
+        Some("1")
+    );
+}
