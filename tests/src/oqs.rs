@@ -145,6 +145,44 @@ impl Arrivals {
     }
 }
 
+/// Waits (bounded) for the one face file of confirmation `id` in `dir/face/` and checks its
+/// name: `OQSsiquc01res_face_<id>_<YYYYMMDDHHmmss>.xml`, the pattern public reception tools
+/// match; fails if another file is there. Returns the file's bytes.
+pub fn wait_face_file(dir: &Path, id: &str, timeout: Duration) -> Result<Vec<u8>> {
+    let face = dir.join("face");
+    let deadline = Instant::now() + timeout;
+    let name = loop {
+        let names: Vec<String> = std::fs::read_dir(&face)
+            .map_err(|e| format!("{}: {e}", face.display()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        match names.as_slice() {
+            [] if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            [] => {
+                return Err(format!(
+                    "no face file in {} within {timeout:?}",
+                    face.display()
+                ))
+            }
+            [one] => break one.clone(),
+            more => return Err(format!("more than one face file: {more:?}")),
+        }
+    };
+    let prefix = format!("OQSsiquc01res_face_{id}_");
+    let stamp = name
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(".xml"))
+        .ok_or_else(|| format!("{name} is not named {prefix}<YYYYMMDDHHmmss>.xml"))?;
+    if stamp.len() != 14 || !stamp.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{name}: the time is not YYYYMMDDHHmmss"));
+    }
+    Arrivals::watch(&face)?
+        .wait(&name, Duration::from_secs(5))
+        .map(|(b, _)| b)
+}
+
 // ---- the independent reader -------------------------------------------------------------------
 
 /// An answer decoded by its own declaration and parsed by roxmltree.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use onshi_e2e::kiosk::{Bench, STAFF_ID};
 use onshi_e2e::webdriver::{Browser, Chromedriver};
-use onshi_e2e::World;
+use onshi_e2e::{oqs, World};
 use serde_json::json;
 
 fn world() -> &'static World {
@@ -306,6 +306,44 @@ fn a_face_only_card_is_offered_face_but_never_the_pin_pad() {
     let list = confirmations(&bench);
     assert_eq!(list["confirmations"][0]["method"], "face");
     assert_eq!(list["confirmations"][0]["outcome"], "confirmed");
+}
+
+/// Face authentication in the browser, with the kiosk serving the reception computer's folders
+/// (`--oqs-dir`): the confirmation leaves exactly one `face/` file, which the independent
+/// reader of `onshi_e2e::oqs` accepts as a card confirmation (ReferenceClassification 1).
+#[test]
+fn a_face_confirmation_in_the_browser_leaves_one_face_file() {
+    let oqs = tempfile::tempdir().unwrap();
+    let bench = bench("valid", &["--oqs-dir", oqs.path().to_str().unwrap()]);
+    let chrome = driver();
+    let b = chrome.browser().unwrap();
+    open_kiosk(&b, &bench);
+    place_card(&b, &bench);
+    b.click("#method-face").unwrap();
+    b.wait_screen("face").unwrap();
+    b.click("#camera-holder").unwrap();
+    answer_consents(&b, [true, false, false, false]);
+    b.wait_screen("done").unwrap();
+    let id = bench.rig.state().unwrap()["confirmation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bytes = oqs::wait_face_file(oqs.path(), &id, Duration::from_secs(20)).unwrap();
+    let leaves = oqs::check_answer(&bytes).unwrap();
+    assert_eq!(
+        oqs::value(&leaves, "MessageHeader/ReferenceClassification"),
+        Some("1")
+    );
+    assert_eq!(
+        oqs::value(&leaves, "MessageHeader/SegmentOfResult"),
+        Some("1")
+    );
+    assert_eq!(
+        oqs::value(&leaves, "MessageBody/QualificationValidity"),
+        Some("1")
+    );
+    let list = confirmations(&bench);
+    assert_eq!(list["confirmations"][0]["method"], "face");
 }
 
 #[test]

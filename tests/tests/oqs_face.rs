@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use onshi_e2e::kiosk::Bench;
-use onshi_e2e::oqs::{check_answer, value, values, Arrivals};
+use onshi_e2e::oqs::{check_answer, value, values, wait_face_file};
 use onshi_e2e::World;
 use serde_json::json;
 
@@ -22,7 +22,6 @@ fn a_pin_confirmation_at_the_kiosk_leaves_one_face_file() {
     let dir = oqs.path().to_str().unwrap().to_owned();
     let bench = Bench::start(world(), "valid", &["--oqs-dir", &dir]).unwrap();
     let rig = &bench.rig;
-    let mut arrivals = Arrivals::watch(&oqs.path().join("face")).unwrap();
     rig.insert(&bench.profile).unwrap();
     let (status, s) = rig
         .post("/api/session", json!({"wait_seconds": 30}))
@@ -42,28 +41,7 @@ fn a_pin_confirmation_at_the_kiosk_leaves_one_face_file() {
     assert_eq!(s["screen"], "done", "{s}");
     let id = s["confirmation_id"].as_str().unwrap().to_owned();
     // The file is named as public reception tools match it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let name = loop {
-        let names: Vec<String> = std::fs::read_dir(oqs.path().join("face"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        if let Some(n) = names.first() {
-            assert_eq!(names.len(), 1, "{names:?}");
-            break n.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "no face file");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let prefix = format!("OQSsiquc01res_face_{id}_");
-    assert!(name.starts_with(&prefix), "{name}");
-    let stamp = name.trim_start_matches(&prefix).trim_end_matches(".xml");
-    assert!(
-        stamp.len() == 14 && stamp.bytes().all(|b| b.is_ascii_digit()),
-        "{name}"
-    );
-    let (bytes, _) = arrivals.wait(&name, Duration::from_secs(5)).unwrap();
+    let bytes = wait_face_file(oqs.path(), &id, Duration::from_secs(20)).unwrap();
     let leaves = check_answer(&bytes).unwrap();
     assert_eq!(
         value(&leaves, "MessageHeader/ReferenceClassification"),
