@@ -32,7 +32,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ::postgres::config::Host;
@@ -41,13 +40,15 @@ use ::postgres::types::{FromSql, ToSql};
 use ::postgres::{Client, Config, GenericClient, NoTls, Row, Statement};
 use time::{Date, OffsetDateTime};
 
-use super::sqlite::{explain_challenge, millis};
+use super::group::{self, last_per_key, GroupTx};
+use super::sqlite::{pool_thread, LogPoolErrors};
 use super::{
-    corrupt, BatchItem, BatchJob, CardKey, ChainHead, ChainedRecord, ChallengeUse, GroupWrite,
-    LoadBatch, Refuse, Registration, Store, StoreError, StoredChallenge, Terminal, TerminalStatus,
+    corrupt, explain_challenge, instant, BatchItem, BatchJob, CardKey, ChainHead, ChainedRecord,
+    ChallengeRow, ChallengeUse, GroupWrite, LoadBatch, Refuse, Registration, Store, StoreError,
+    StoredChallenge, Terminal, TerminalStatus,
 };
 use crate::audit::{AuditQuery, AuditRecord};
-use crate::audit_chain;
+use crate::audit_chain::{self, ChainColumns};
 use crate::challenge::ChallengeError;
 use crate::clinical::{Checkup, Medication};
 use crate::consent::{ConsentGrant, ConsentKind};
@@ -60,7 +61,7 @@ use crate::eligibility::{
 pub const SCHEMA_VERSION: i32 = 3;
 
 /// Connections one store keeps open at most, unless [`PgStore::open_with_pool`] says otherwise.
-pub const DEFAULT_POOL_SIZE: usize = 16;
+pub const DEFAULT_POOL_SIZE: u32 = 16;
 
 /// How long a caller waits for a pooled connection before giving up.
 const POOL_WAIT: Duration = Duration::from_secs(30);
@@ -228,52 +229,62 @@ CREATE TABLE batch_items (
 );
 "#;
 
-impl From<::postgres::Error> for StoreError {
-    fn from(e: ::postgres::Error) -> Self {
-        StoreError::Postgres(one_line(&e))
-    }
-}
-
-/// A PostgreSQL error with its causes (the driver's own text is only the kind, e.g. "db
-/// error"), on one line (a server error's DETAIL and HINT come on lines of their own).
-fn one_line(e: &::postgres::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text.lines().map(str::trim).collect::<Vec<_>>().join("; ")
-}
-
 /// The store. See the module documentation.
 pub struct PgStore {
-    config: Config,
     /// `user@host:port/dbname`, for messages (never the password).
     target: String,
-    pool: Pool,
+    /// Taken only when the store is dropped, to be dropped on a thread of its own.
+    pool: Option<r2d2::Pool<Connections>>,
+    pool_size: u32,
 }
 
 impl fmt::Debug for PgStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgStore")
             .field("target", &self.target)
-            .field("pool_size", &self.pool.size)
+            .field("pool_size", &self.pool_size)
             .finish()
     }
 }
 
-struct Pool {
-    state: Mutex<PoolState>,
-    returned: Condvar,
-    size: usize,
+/// Makes the pool's connections.
+struct Connections {
+    config: Config,
+    target: String,
 }
 
-struct PoolState {
-    idle: Vec<Conn>,
-    /// Connections open, idle or lent out.
-    open: usize,
+impl Connections {
+    fn connect(&self) -> Result<Conn, StoreError> {
+        let mut client = self.config.connect(NoTls).map_err(|e| StoreError::Open {
+            location: self.target.clone(),
+            reason: StoreError::from(e).to_string(),
+        })?;
+        // Whatever the server's default: a commit returns only once it is flushed to disk.
+        client.batch_execute("SET synchronous_commit = on")?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+}
+
+impl r2d2::ManageConnection for Connections {
+    type Connection = Conn;
+    type Error = StoreError;
+
+    fn connect(&self) -> Result<Conn, StoreError> {
+        Connections::connect(self)
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        Ok(conn.client.batch_execute("")?)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        // A connection that broke (server restart) is dropped instead of being returned, so
+        // the next caller gets a fresh one.
+        conn.client.is_closed()
+    }
 }
 
 /// One connection with its prepared statements (valid for that connection only).
@@ -294,51 +305,6 @@ impl Conn {
     }
 }
 
-/// A connection lent out of the pool; goes back on drop unless it broke.
-struct Lent<'p> {
-    pool: &'p Pool,
-    conn: Option<Conn>,
-}
-
-impl std::ops::Deref for Lent<'_> {
-    type Target = Conn;
-    fn deref(&self) -> &Conn {
-        self.conn
-            .as_ref()
-            .expect("a lent connection is present until drop")
-    }
-}
-
-impl std::ops::DerefMut for Lent<'_> {
-    fn deref_mut(&mut self) -> &mut Conn {
-        self.conn
-            .as_mut()
-            .expect("a lent connection is present until drop")
-    }
-}
-
-impl Drop for Lent<'_> {
-    fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else { return };
-        let mut state = self.pool.lock();
-        if conn.client.is_closed() {
-            state.open -= 1;
-        } else {
-            state.idle.push(conn);
-        }
-        drop(state);
-        self.pool.returned.notify_one();
-    }
-}
-
-impl Pool {
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        // The state is a list and a counter, consistent between statements: a panic elsewhere
-        // while holding the lock leaves nothing half-done.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 impl PgStore {
     /// Opens the store at a `postgres://` or `postgresql://` URL with up to
     /// [`DEFAULT_POOL_SIZE`] connections, creating or upgrading the schema. Refuses a database
@@ -348,7 +314,7 @@ impl PgStore {
     }
 
     /// [`PgStore::open`] with another pool size (at least 1).
-    pub fn open_with_pool(url: &str, pool_size: usize) -> Result<PgStore, StoreError> {
+    pub fn open_with_pool(url: &str, pool_size: u32) -> Result<PgStore, StoreError> {
         let mut config = Config::from_str(url).map_err(|e| {
             // The parser's message names the bad part; the URL itself may hold a password.
             StoreError::BadLocation(format!("a PostgreSQL URL that cannot be parsed ({e})"))
@@ -359,29 +325,34 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("onshi-confirm-service");
         }
-        let store = PgStore {
-            target: describe(&config),
+        let target = describe(&config);
+        let connections = Connections {
             config,
-            pool: Pool {
-                state: Mutex::new(PoolState {
-                    idle: Vec::new(),
-                    open: 0,
-                }),
-                returned: Condvar::new(),
-                size: pool_size.max(1),
-            },
+            target: target.clone(),
         };
-        let first = on_own_thread(|| -> Result<Conn, StoreError> {
-            let mut conn = store.connect()?;
-            migrate(&mut conn.client)?;
-            warn_if_not_durable(&mut conn.client, &store.target)?;
-            Ok(conn)
+        // The schema first, on a connection of its own: a server that cannot be reached fails
+        // the open at once, rather than after the pool's wait.
+        on_own_thread(|| -> Result<(), StoreError> {
+            let mut conn = connections.connect()?;
+            migrate(&mut conn.client, &target)?;
+            warn_if_not_durable(&mut conn.client, &target)
         })?;
-        let mut state = store.pool.lock();
-        state.idle.push(first);
-        state.open = 1;
-        drop(state);
-        Ok(store)
+        let pool_size = pool_size.max(1);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(0))
+            .test_on_check_out(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connection_timeout(POOL_WAIT)
+            .thread_pool(pool_thread())
+            .error_handler(Box::new(LogPoolErrors))
+            .build_unchecked(connections);
+        Ok(PgStore {
+            target,
+            pool: Some(pool),
+            pool_size,
+        })
     }
 
     /// `user@host:port/dbname` of this store, for messages.
@@ -401,67 +372,19 @@ impl PgStore {
             .map(|b| b.unwrap_or(false))
     }
 
-    fn connect(&self) -> Result<Conn, StoreError> {
-        let mut client = self.config.connect(NoTls).map_err(|e| {
-            StoreError::Postgres(format!(
-                "cannot connect to {}: {}",
-                self.target,
-                one_line(&e)
-            ))
-        })?;
-        // Whatever the server's default: a commit returns only once it is flushed to disk.
-        client.batch_execute("SET synchronous_commit = on")?;
-        Ok(Conn {
-            client,
-            statements: HashMap::new(),
-        })
-    }
-
     /// Lends a connection: an idle one, a new one while fewer than the pool size are open, or
     /// the next one returned.
-    fn conn(&self) -> Result<Lent<'_>, StoreError> {
-        let deadline = std::time::Instant::now() + POOL_WAIT;
-        let mut state = self.pool.lock();
-        loop {
-            while let Some(conn) = state.idle.pop() {
-                if conn.client.is_closed() {
-                    state.open -= 1;
-                    continue;
-                }
-                return Ok(Lent {
-                    pool: &self.pool,
-                    conn: Some(conn),
-                });
-            }
-            if state.open < self.pool.size {
-                state.open += 1;
-                drop(state);
-                return match self.connect() {
-                    Ok(conn) => Ok(Lent {
-                        pool: &self.pool,
-                        conn: Some(conn),
-                    }),
-                    Err(e) => {
-                        self.pool.lock().open -= 1;
-                        self.pool.returned.notify_one();
-                        Err(e)
-                    }
-                };
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(StoreError::Postgres(format!(
-                    "all {} connections to {} stayed busy for {POOL_WAIT:?}",
-                    self.pool.size, self.target
-                )));
-            }
-            state = self
-                .pool
-                .returned
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+    fn conn(&self) -> Result<r2d2::PooledConnection<Connections>, StoreError> {
+        let pool = self.pool.as_ref().ok_or_else(|| StoreError::Busy {
+            location: self.target.clone(),
+            waited: Duration::ZERO,
+            reason: "the store is closing".into(),
+        })?;
+        pool.get().map_err(|e| StoreError::Busy {
+            location: self.target.clone(),
+            waited: POOL_WAIT,
+            reason: e.to_string(),
+        })
     }
 
     /// Runs one statement and returns its rows.
@@ -481,9 +404,8 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        let idle = std::mem::take(&mut self.pool.lock().idle);
-        if !idle.is_empty() {
-            on_own_thread(move || drop(idle));
+        if let Some(pool) = self.pool.take() {
+            on_own_thread(move || drop(pool));
         }
     }
 }
@@ -540,7 +462,7 @@ CREATE TABLE IF NOT EXISTS audit_chain (
 
 /// Creates or upgrades the schema in one transaction that holds an advisory lock, so two
 /// instances opening a fresh database together do not both create it.
-fn migrate(client: &mut Client) -> Result<(), StoreError> {
+fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
     tx.batch_execute(
@@ -555,10 +477,11 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
         .transpose()?
         .unwrap_or(0);
     if found > SCHEMA_VERSION {
-        return Err(StoreError::Postgres(format!(
-            "the database has schema version {found}, newer than the {SCHEMA_VERSION} this \
-             build understands; use a newer build"
-        )));
+        return Err(StoreError::SchemaTooNew {
+            location: target.to_owned(),
+            found: i64::from(found),
+            supported: i64::from(SCHEMA_VERSION),
+        });
     }
     if found < 1 {
         tx.batch_execute(SCHEMA_V1)?;
@@ -600,11 +523,6 @@ fn warn_if_not_durable(client: &mut Client, target: &str) -> Result<(), StoreErr
     Ok(())
 }
 
-/// An instant as both stores keep it: cut to the millisecond.
-fn instant(t: OffsetDateTime) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis(t)) * 1_000_000).unwrap_or(t)
-}
-
 /// A column by position, with a type error reported rather than panicking.
 fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
     Ok(row.try_get(i)?)
@@ -637,7 +555,7 @@ fn register(
     let rows = client.query(stmt, &[&person_id, &instant(at)])?;
     let row = rows
         .first()
-        .ok_or_else(|| StoreError::Postgres("registration returned no row".into()))?;
+        .ok_or_else(|| corrupt("registration", "its statement returned no row"))?;
     match (col::<bool>(row, 0)?, col::<bool>(row, 1)?) {
         (true, _) => Ok(Registration::Registered),
         (false, true) => Ok(Registration::AlreadyRegistered),
@@ -645,9 +563,6 @@ fn register(
     }
 }
 
-/// Keeps the last of several entries with the same key, in first-seen order: one multi-row
-/// `INSERT … ON CONFLICT DO UPDATE` may not touch a row twice, while row-by-row upserts (the
-/// SQLite store) leave the last one.
 /// Records consents; the latest grant per person, institution and kind wins.
 const INSERT_CONSENTS: &str =
     "INSERT INTO consents (person_id, institution_code, kind, given_at, valid_until)
@@ -665,9 +580,12 @@ fn insert_consents(
         return Ok(());
     }
     // One statement may not update a row twice: keep each key's last grant.
-    let grants = last_per_key(grants, |g| {
+    let grants: Vec<&ConsentGrant> = last_per_key(grants, |g| {
         (g.person_id.as_str(), g.institution_code.as_str(), g.kind)
-    });
+    })
+    .into_iter()
+    .copied()
+    .collect();
     let person: Vec<&str> = grants.iter().map(|g| g.person_id.as_str()).collect();
     let code: Vec<&str> = grants.iter().map(|g| g.institution_code.as_str()).collect();
     let kind: Vec<&str> = grants.iter().map(|g| g.kind.as_str()).collect();
@@ -781,23 +699,19 @@ fn chain_existing(tx: &mut ::postgres::Transaction<'_>) -> Result<(), StoreError
     Ok(())
 }
 
-/// Appends audit records with one statement, in order, after the chain's `head` (locked by
-/// the caller's transaction); returns the new head's position and hash.
+/// Appends audit records with one statement, in order, with their chain columns.
 fn insert_audit(
     client: &mut impl GenericClient,
     stmt: &Statement,
-    head: &ChainHead,
     records: &[&AuditRecord],
-) -> Result<(i64, Vec<u8>), StoreError> {
+    chain: &[ChainColumns],
+) -> Result<(), StoreError> {
     if records.is_empty() {
-        return Ok((head.last_seq, head.last_hash.clone()));
+        return Ok(());
     }
-    // The records as they will read back (instants cut to the millisecond) are what is hashed.
-    let (cols, last_seq, last_hash) =
-        audit_chain::extend(head.last_seq, &head.last_hash, records.iter().copied());
-    let chain_seq: Vec<i64> = cols.iter().map(|c| c.0).collect();
-    let prev: Vec<&[u8]> = cols.iter().map(|c| c.1.as_slice()).collect();
-    let hash: Vec<&[u8]> = cols.iter().map(|c| c.2.as_slice()).collect();
+    let chain_seq: Vec<i64> = chain.iter().map(|c| c.0).collect();
+    let prev: Vec<&[u8]> = chain.iter().map(|c| c.1.as_slice()).collect();
+    let hash: Vec<&[u8]> = chain.iter().map(|c| c.2.as_slice()).collect();
     let id: Vec<&str> = records.iter().map(|r| r.confirmation_id.as_str()).collect();
     let at: Vec<OffsetDateTime> = records.iter().map(|r| instant(r.at)).collect();
     let code: Vec<&str> = records
@@ -822,25 +736,7 @@ fn insert_audit(
             &returned, &chain_seq, &prev, &hash,
         ],
     )?;
-    Ok((last_seq, last_hash))
-}
-
-fn last_per_key<'a, T, K: std::hash::Hash + Eq>(
-    items: &'a [T],
-    key: impl Fn(&'a T) -> K,
-) -> Vec<&'a T> {
-    let mut at: HashMap<K, usize> = HashMap::new();
-    let mut out: Vec<&T> = Vec::new();
-    for item in items {
-        match at.get(&key(item)) {
-            Some(&i) => out[i] = item,
-            None => {
-                at.insert(key(item), out.len());
-                out.push(item);
-            }
-        }
-    }
-    out
+    Ok(())
 }
 
 /// A foreign-key failure on insert means a person does not exist: say which.
@@ -1279,6 +1175,94 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The group commit's statements ([`group`]), prepared on the connection, inside the group's
+/// transaction: one multi-row statement per step where a step writes many rows, so a group
+/// costs a handful of round trips.
+struct GroupStatements<'t, 'c> {
+    tx: &'t mut ::postgres::Transaction<'c>,
+    insert_challenges: Statement,
+    consume: Statement,
+    explain: Statement,
+    insert_grants: Statement,
+    insert_records: Statement,
+    register_person: Statement,
+    lock_chain: Statement,
+    advance_chain: Statement,
+}
+
+impl GroupTx for GroupStatements<'_, '_> {
+    fn insert_challenges(&mut self, new: &[&StoredChallenge]) -> Result<(), StoreError> {
+        let bytes: Vec<&[u8]> = new.iter().map(|c| &c.bytes[..]).collect();
+        let terminal: Vec<&str> = new.iter().map(|c| c.terminal.as_str()).collect();
+        let purpose: Vec<i16> = new.iter().map(|c| i16::from(c.purpose)).collect();
+        let expires: Vec<OffsetDateTime> = new.iter().map(|c| instant(c.expires_at)).collect();
+        self.tx.execute(
+            &self.insert_challenges,
+            &[&bytes, &terminal, &purpose, &expires],
+        )?;
+        Ok(())
+    }
+
+    fn consume(&mut self, u: &ChallengeUse) -> Result<Result<(), ChallengeError>, StoreError> {
+        // A consumer that got there first holds the row lock; this UPDATE then waits, re-reads
+        // the row, finds it used and changes nothing.
+        let at = instant(u.at);
+        let purpose = i16::from(u.purpose);
+        let changed = self
+            .tx
+            .execute(&self.consume, &[&u.bytes, &u.terminal, &purpose, &at])?;
+        if changed == 1 {
+            return Ok(Ok(()));
+        }
+        let row = self
+            .tx
+            .query(&self.explain, &[&u.bytes])?
+            .first()
+            .map(|r| -> Result<_, StoreError> {
+                Ok(ChallengeRow {
+                    terminal: col(r, 0)?,
+                    purpose: small("purpose", col(r, 1)?)?,
+                    used: col(r, 2)?,
+                })
+            })
+            .transpose()?;
+        Ok(Err(explain_challenge(row, &u.terminal, u.purpose)))
+    }
+
+    fn register(
+        &mut self,
+        person_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<Registration, StoreError> {
+        register(self.tx, &self.register_person, person_id, at)
+    }
+
+    fn insert_consents(&mut self, grants: &[&ConsentGrant]) -> Result<(), StoreError> {
+        insert_consents(self.tx, &self.insert_grants, grants)
+    }
+
+    fn lock_chain_head(&mut self) -> Result<ChainHead, StoreError> {
+        let rows = self.tx.query(&self.lock_chain, &[])?;
+        head_from_row(
+            rows.first()
+                .ok_or_else(|| corrupt("audit chain", "the head row is missing"))?,
+        )
+    }
+
+    fn append_audit(
+        &mut self,
+        records: &[&AuditRecord],
+        chain: &[ChainColumns],
+        last_seq: i64,
+        last_hash: &[u8],
+    ) -> Result<(), StoreError> {
+        insert_audit(self.tx, &self.insert_records, records, chain)?;
+        self.tx
+            .execute(&self.advance_chain, &[&last_seq, &last_hash])?;
+        Ok(())
+    }
+}
+
 impl Store for PgStore {
     fn kind(&self) -> &'static str {
         "postgres"
@@ -1497,121 +1481,30 @@ impl Store for PgStore {
                AND used_at IS NULL AND expires_at >= $4",
         )?;
         let explain = conn.prepare(
-            "SELECT terminal, purpose, expires_at, used_at FROM challenges WHERE challenge = $1",
+            "SELECT terminal, purpose, used_at IS NOT NULL FROM challenges WHERE challenge = $1",
         )?;
         let insert_grants = conn.prepare(INSERT_CONSENTS)?;
         let insert_records = conn.prepare(&INSERT_AUDIT)?;
         let register_person = conn.prepare(REGISTER)?;
         let lock_chain = conn.prepare(LOCK_HEAD)?;
         let advance_chain = conn.prepare("UPDATE audit_chain SET last_seq = $1, last_hash = $2")?;
-        let mut tx = conn.client.transaction()?;
-
-        // New challenges first (no request of this group can hold one yet: a challenge is
-        // handed out only after its group commits).
-        let new: Vec<&StoredChallenge> = writes
-            .iter()
-            .filter_map(|w| match w {
-                GroupWrite::Challenge(c) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if !new.is_empty() {
-            let bytes: Vec<&[u8]> = new.iter().map(|c| &c.bytes[..]).collect();
-            let terminal: Vec<&str> = new.iter().map(|c| c.terminal.as_str()).collect();
-            let purpose: Vec<i16> = new.iter().map(|c| i16::from(c.purpose)).collect();
-            let expires: Vec<OffsetDateTime> = new.iter().map(|c| instant(c.expires_at)).collect();
-            tx.execute(&insert_challenges, &[&bytes, &terminal, &purpose, &expires])?;
-        }
-
-        // Consumptions in the order of the challenge bytes, so two instances committing
-        // overlapping groups lock rows in the same order and cannot deadlock. A consumer that
-        // got there first holds the row lock; this UPDATE then waits, re-reads the row, finds
-        // it used and changes nothing.
-        let mut verdicts: Vec<Result<(), ChallengeError>> = vec![Ok(()); writes.len()];
-        let mut uses: Vec<(usize, &ChallengeUse)> = writes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, w)| match w {
-                GroupWrite::Consume(u) => Some((i, u)),
-                GroupWrite::Audit(a) => a.challenge.as_ref().map(|u| (i, u)),
-                _ => None,
-            })
-            .collect();
-        uses.sort_by(|a, b| a.1.bytes.cmp(&b.1.bytes).then(a.0.cmp(&b.0)));
-        for (i, u) in uses {
-            let at = instant(u.at);
-            let purpose = i16::from(u.purpose);
-            if tx.execute(&consume, &[&u.bytes, &u.terminal, &purpose, &at])? == 1 {
-                continue;
-            }
-            let row = tx
-                .query(&explain, &[&u.bytes])?
-                .first()
-                .map(|r| -> Result<_, StoreError> {
-                    let expires: OffsetDateTime = col(r, 2)?;
-                    let used: Option<OffsetDateTime> = col(r, 3)?;
-                    Ok((
-                        col::<String>(r, 0)?,
-                        small::<u8>("purpose", col(r, 1)?)?,
-                        millis(expires),
-                        used.map(millis),
-                    ))
-                })
-                .transpose()?;
-            verdicts[i] = Err(explain_challenge(row, &u.terminal, u.purpose));
-        }
-
-        // Then what the verdicts allow: registrations and consents only with a consumed
-        // challenge, and every audit record, rewritten when its challenge was refused.
-        // Registrations in the order of the person ids, so two instances' groups lock persons
-        // in the same order.
-        let mut registering: Vec<(usize, String, OffsetDateTime)> = writes
-            .iter()
-            .zip(&verdicts)
-            .enumerate()
-            .filter_map(|(i, (w, v))| match (w, v) {
-                (GroupWrite::Audit(a), Ok(())) => a
-                    .registration
-                    .as_ref()
-                    .map(|r| (i, r.person_id.clone(), r.at)),
-                _ => None,
-            })
-            .collect();
-        registering.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
-        for (i, person_id, at) in registering {
-            let outcome = register(&mut tx, &register_person, &person_id, at)?;
-            if let GroupWrite::Audit(a) = &mut writes[i] {
-                a.registered(outcome);
-            }
-        }
-        let mut grants: Vec<&ConsentGrant> = Vec::new();
-        let mut records: Vec<&AuditRecord> = Vec::new();
-        for (write, verdict) in writes.iter_mut().zip(&verdicts) {
-            if let GroupWrite::Audit(a) = write {
-                if let Err(e) = verdict {
-                    refuse(&mut a.record, e);
-                }
-            }
-        }
-        for (write, verdict) in writes.iter().zip(&verdicts) {
-            if let GroupWrite::Audit(a) = write {
-                if verdict.is_ok() {
-                    grants.extend(a.consents.iter());
-                }
-                records.push(&a.record);
-            }
-        }
-        insert_consents(&mut tx, &insert_grants, &grants)?;
-        if !records.is_empty() {
-            // The head is locked last, so it is held only for the insert and the commit.
-            let rows = tx.query(&lock_chain, &[])?;
-            let head = head_from_row(
-                rows.first()
-                    .ok_or_else(|| corrupt("audit chain", "the head row is missing"))?,
-            )?;
-            let (seq, hash) = insert_audit(&mut tx, &insert_records, &head, &records)?;
-            tx.execute(&advance_chain, &[&seq, &hash])?;
-        }
+        let Conn { client, .. } = &mut *conn;
+        let mut tx = client.transaction()?;
+        let verdicts = group::commit(
+            &mut GroupStatements {
+                tx: &mut tx,
+                insert_challenges,
+                consume,
+                explain,
+                insert_grants,
+                insert_records,
+                register_person,
+                lock_chain,
+                advance_chain,
+            },
+            writes,
+            refuse,
+        )?;
         tx.commit()?;
         Ok(verdicts)
     }
@@ -1884,12 +1777,5 @@ mod tests {
         );
         let whole = datetime!(2026-11-24 09:00:00.5 +09:00);
         assert_eq!(instant(whole), whole);
-    }
-
-    #[test]
-    fn the_last_entry_of_a_key_wins_in_first_seen_order() {
-        let items = [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)];
-        let kept: Vec<_> = last_per_key(&items, |i| i.0).into_iter().copied().collect();
-        assert_eq!(kept, [("a", 3), ("b", 5), ("c", 4)]);
     }
 }

@@ -10,21 +10,23 @@
 //! concurrent requests do not queue behind one connection.
 //! `PRAGMA user_version` is the schema version below.
 
-use std::path::Path;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
 
 use time::OffsetDateTime;
 
+use super::group::{self, GroupTx};
 use super::{
-    corrupt, format_date, format_opt_date, parse_date, parse_opt_date, AuditWrite, BatchItem,
-    BatchJob, CardKey, ChainHead, ChainedRecord, ChallengeUse, GroupWrite, LoadBatch, Refuse,
-    Registration, Store, StoreError, StoredChallenge, Terminal, TerminalStatus,
+    corrupt, explain_challenge, format_date, format_opt_date, from_millis, millis, parse_date,
+    parse_opt_date, BatchItem, BatchJob, CardKey, ChainHead, ChainedRecord, ChallengeRow,
+    ChallengeUse, DbErrorKind, GroupWrite, LoadBatch, Refuse, Registration, Store, StoreError,
+    StoredChallenge, Terminal, TerminalStatus,
 };
 use crate::audit::{AuditQuery, AuditRecord};
-use crate::audit_chain;
+use crate::audit_chain::{self, ChainColumns};
 use crate::challenge::ChallengeError;
 use crate::clinical::{Checkup, Medication};
 use crate::consent::{ConsentGrant, ConsentKind};
@@ -109,7 +111,7 @@ CREATE TABLE IF NOT EXISTS terminals (
 ";
 
 /// Reader connections in one store.
-const READERS: usize = 4;
+const READERS: u32 = 4;
 
 /// Most bytes of the file each connection maps (SQLite caps it at its compile-time limit).
 const MMAP_SIZE: i64 = 1 << 34;
@@ -122,79 +124,71 @@ const WRITER_CACHE_KIB: i64 = 65_536;
 /// copied back once.
 const WAL_AUTOCHECKPOINT: i64 = 8_000;
 
+/// How long a lookup waits for a reader connection before giving up.
+const READER_WAIT: Duration = Duration::from_secs(30);
+
 /// The eligibility store. See the module documentation.
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// The group commits ([`Store::commit_group`]).
     writer: Mutex<Connection>,
-    readers: Readers,
+    /// A fixed pool of `query_only` connections.
+    readers: r2d2::Pool<ReaderConnections>,
 }
 
-/// A fixed pool of `query_only` connections.
+/// Makes the pool's reader connections.
 #[derive(Debug)]
-struct Readers {
-    idle: Mutex<Vec<Connection>>,
-    returned: Condvar,
+struct ReaderConnections {
+    path: PathBuf,
 }
 
-/// A reader connection lent out; it goes back to the pool on drop.
-struct Reader<'p> {
-    pool: &'p Readers,
-    conn: Option<Connection>,
-}
+impl r2d2::ManageConnection for ReaderConnections {
+    type Connection = Connection;
+    type Error = StoreError;
 
-impl std::ops::Deref for Reader<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        // Present from construction until drop.
-        self.conn.as_ref().unwrap_or_else(|| unreachable!())
+    fn connect(&self) -> Result<Connection, StoreError> {
+        let conn = connect(&self.path, "FULL")?;
+        conn.pragma_update(None, "query_only", true)
+            .map_err(open_error(&self.path))?;
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), StoreError> {
+        Ok(conn.execute_batch("")?)
+    }
+
+    fn has_broken(&self, _: &mut Connection) -> bool {
+        // A file connection does not break; an I/O failure fails its statement.
+        false
     }
 }
 
-impl Drop for Reader<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.pool
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(conn);
-            self.pool.returned.notify_one();
-        }
+/// Logs the failures of the pool's own connection attempts (a caller sees its own).
+#[derive(Debug)]
+pub(crate) struct LogPoolErrors;
+
+impl r2d2::HandleError<StoreError> for LogPoolErrors {
+    fn handle_error(&self, error: StoreError) {
+        tracing::warn!(target: "onshi::store", "{error}");
     }
 }
 
-impl Readers {
-    fn open(path: &Path) -> Result<Readers, StoreError> {
-        let mut idle = Vec::with_capacity(READERS);
-        for _ in 0..READERS {
-            let conn = connect(path, "FULL")?;
-            conn.pragma_update(None, "query_only", true)
-                .map_err(|source| StoreError::Open {
-                    path: path.to_owned(),
-                    source,
-                })?;
-            idle.push(conn);
-        }
-        Ok(Readers {
-            idle: Mutex::new(idle),
-            returned: Condvar::new(),
-        })
-    }
+/// A pool's own thread (r2d2 makes connections there): one is plenty for a pool this small.
+pub(crate) fn pool_thread() -> Arc<scheduled_thread_pool::ScheduledThreadPool> {
+    Arc::new(
+        scheduled_thread_pool::ScheduledThreadPool::builder()
+            .num_threads(1)
+            .thread_name_pattern("onshi-store-pool-{}")
+            .build(),
+    )
+}
 
-    /// An idle reader, waiting for one to come back when all are lent.
-    fn get(&self) -> Reader<'_> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(conn) = idle.pop() {
-                return Reader {
-                    pool: self,
-                    conn: Some(conn),
-                };
-            }
-            idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
-        }
+/// How an error of opening the file at `path` is told.
+fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::Open {
+        location: path.display().to_string(),
+        reason: e.to_string(),
     }
 }
 
@@ -208,18 +202,39 @@ impl SqliteStore {
         let tune = |name, value: i64| {
             writer
                 .pragma_update(None, name, value)
-                .map_err(|source| StoreError::Open {
-                    path: path.to_owned(),
-                    source,
-                })
+                .map_err(open_error(path))
         };
         tune("cache_size", -WRITER_CACHE_KIB)?;
         tune("wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
-        let readers = Readers::open(path)?;
+        let readers = r2d2::Pool::builder()
+            .max_size(READERS)
+            .min_idle(None)
+            .test_on_check_out(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connection_timeout(READER_WAIT)
+            .thread_pool(pool_thread())
+            .error_handler(Box::new(LogPoolErrors))
+            .build(ReaderConnections {
+                path: path.to_owned(),
+            })
+            .map_err(|e| StoreError::Open {
+                location: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             writer: Mutex::new(writer),
             readers,
+        })
+    }
+
+    /// A reader connection, waiting for one when all are lent.
+    fn reader(&self) -> Result<r2d2::PooledConnection<ReaderConnections>, StoreError> {
+        self.readers.get().map_err(|e| StoreError::Busy {
+            location: "the SQLite store's readers".to_owned(),
+            waited: READER_WAIT,
+            reason: e.to_string(),
         })
     }
 
@@ -278,7 +293,7 @@ impl SqliteStore {
 
     /// The person a certificate belongs to, if the issuing authority linked it.
     pub fn person_for_card(&self, card: &CardKey) -> Result<Option<String>, StoreError> {
-        let conn = self.readers.get();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached("SELECT person_id FROM cards WHERE issuer_key = ?1 AND serial = ?2")?;
         Ok(stmt
@@ -288,7 +303,7 @@ impl SqliteStore {
 
     /// A person by id.
     pub fn person(&self, id: &str) -> Result<Option<Person>, StoreError> {
-        let conn = self.readers.get();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, name, kana_name, sex, birth_date, address, postcode,
                     registered_for_insurance
@@ -301,7 +316,7 @@ impl SqliteStore {
     /// All qualification records of a person, oldest first (by qualification date, then
     /// insertion order).
     pub fn qualifications(&self, person_id: &str) -> Result<Vec<QualificationRecord>, StoreError> {
-        let conn = self.readers.get();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {QUALIFICATION_COLUMNS} FROM qualifications
              WHERE person_id = ?1 ORDER BY qualification_date, id"
@@ -353,7 +368,7 @@ impl SqliteStore {
         institution_code: &str,
         terminal_id: &str,
     ) -> Result<Option<Terminal>, StoreError> {
-        let conn = self.readers.get();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT status, device_public_key FROM terminals
              WHERE institution_code = ?1 AND terminal_id = ?2",
@@ -502,36 +517,33 @@ impl Bulk<'_> {
 
 /// One connection to the file in WAL mode with the given `synchronous` level.
 fn connect(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
-    let open_err = |source| StoreError::Open {
-        path: path.to_owned(),
-        source,
-    };
+    let open_err = open_error(path);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    let conn = Connection::open_with_flags(path, flags).map_err(&open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(&open_err)?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(open_err)?;
+        .map_err(&open_err)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::JournalMode {
-            path: path.to_owned(),
-            mode,
+        return Err(StoreError::Open {
+            location: path.display().to_string(),
+            reason: format!("it did not switch to WAL mode (journal mode is {mode})"),
         });
     }
     // FULL: in WAL mode the log is fsync'd at every commit, so a committed row survives
     // power loss, which the audit log relies on.
     conn.pragma_update(None, "synchronous", synchronous)
-        .map_err(open_err)?;
+        .map_err(&open_err)?;
     conn.pragma_update(None, "foreign_keys", true)
-        .map_err(open_err)?;
+        .map_err(&open_err)?;
     // Read pages through a memory map: every commit of the writer makes a reader drop its
     // page cache at its next read, and without the map each lookup would then copy its pages
     // in again with pread(2). (Writes still go through the WAL; the map is read-only.)
     conn.pragma_update(None, "mmap_size", MMAP_SIZE)
-        .map_err(open_err)?;
+        .map_err(&open_err)?;
     Ok(conn)
 }
 
@@ -656,17 +668,6 @@ CREATE TABLE IF NOT EXISTS batch_items (
     PRIMARY KEY (reception_number, ordinal)
 ) WITHOUT ROWID;
 ";
-
-/// Unix milliseconds, the stores' instant representation.
-pub(crate) fn millis(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-/// The instant of Unix milliseconds.
-pub(crate) fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_err(|e| corrupt("instant", format!("{ms}: {e}")))
-}
 
 fn to_u32(what: &'static str, v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| corrupt(what, v))
@@ -953,7 +954,7 @@ impl Store for SqliteStore {
     }
 
     fn persons_by_numbers(&self, q: &NumbersQuery) -> Result<Vec<String>, StoreError> {
-        let conn = self.readers.get();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT DISTINCT q.person_id FROM qualifications q JOIN persons p ON p.id = q.person_id
              WHERE q.insurer_number = ?1 AND q.number = ?2
@@ -976,7 +977,7 @@ impl Store for SqliteStore {
     }
 
     fn medications(&self, person_id: &str) -> Result<Vec<Medication>, StoreError> {
-        let conn = self.readers.get();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT person_id, dispensed_on, institution_code, institution_name, drug_code,
                     drug_name, usage, daily_quantity, days
@@ -1017,7 +1018,7 @@ impl Store for SqliteStore {
     }
 
     fn checkups(&self, person_id: &str) -> Result<Vec<Checkup>, StoreError> {
-        let conn = self.readers.get();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT person_id, examined_on, height_cm_x10, weight_kg_x10, waist_cm_x10, bmi_x10,
                     systolic_mmhg, diastolic_mmhg, hba1c_x10, ldl_mg_dl, judgement
@@ -1077,7 +1078,7 @@ impl Store for SqliteStore {
         person_id: &str,
         institution_code: &str,
     ) -> Result<Vec<ConsentGrant>, StoreError> {
-        let conn = self.readers.get();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT kind, given_at, valid_until FROM consents
              WHERE person_id = ?1 AND institution_code = ?2 ORDER BY kind",
@@ -1114,45 +1115,7 @@ impl Store for SqliteStore {
         // The immediate transaction holds the file's write lock: appends to the chain are
         // serialized with every other connection's, in any process.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut head = chain_head(&tx)?;
-        let mut verdicts = Vec::with_capacity(writes.len());
-        for write in writes.iter_mut() {
-            let verdict = match write {
-                GroupWrite::Challenge(c) => {
-                    insert_challenge(&tx, c)?;
-                    Ok(())
-                }
-                GroupWrite::Consume(u) => consume_challenge(&tx, u)?,
-                GroupWrite::Audit(audit) => {
-                    let verdict = match &audit.challenge {
-                        Some(u) => consume_challenge(&tx, u)?,
-                        None => Ok(()),
-                    };
-                    match &verdict {
-                        Ok(()) => {
-                            insert_consents(&tx, &audit.consents)?;
-                            if let Some(r) = &audit.registration {
-                                let outcome = register(&tx, &r.person_id, r.at)?;
-                                audit.registered(outcome);
-                            }
-                        }
-                        Err(e) => refuse(&mut audit.record, e),
-                    }
-                    let AuditWrite { record, .. } = &**audit;
-                    let (cols, seq, hash) =
-                        audit_chain::extend(head.last_seq, &head.last_hash, [record]);
-                    for (position, prev, this) in &cols {
-                        insert_audit(&tx, record, *position, prev, this)?;
-                    }
-                    head.last_seq = seq;
-                    head.last_hash = hash;
-                    verdict
-                }
-            };
-            verdicts.push(verdict);
-        }
-        tx.prepare_cached("UPDATE audit_chain SET last_seq = ?1, last_hash = ?2")?
-            .execute(params![head.last_seq, head.last_hash])?;
+        let verdicts = group::commit(&mut GroupStatements(&tx), writes, refuse)?;
         tx.commit()?;
         Ok(verdicts)
     }
@@ -1166,7 +1129,7 @@ impl Store for SqliteStore {
     }
 
     fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-        let conn = self.readers.get();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {AUDIT_COLUMNS} FROM audit
              WHERE (?1 IS NULL OR person_id = ?1)
@@ -1196,7 +1159,7 @@ impl Store for SqliteStore {
     }
 
     fn audit_chain_head(&self) -> Result<ChainHead, StoreError> {
-        chain_head(&self.readers.get())
+        chain_head(&*self.reader()?)
     }
 
     fn audit_chain_page(
@@ -1205,7 +1168,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<ChainedRecord>, StoreError> {
         let (position, row) = after.unwrap_or((i64::MIN, i64::MIN));
-        let conn = self.readers.get();
+        let conn = self.reader()?;
         let rows = conn
             .prepare_cached(&format!(
                 "SELECT {CHAIN_COLUMNS} FROM audit
@@ -1218,7 +1181,7 @@ impl Store for SqliteStore {
     }
 
     fn unchained_audit(&self, limit: u32) -> Result<Vec<ChainedRecord>, StoreError> {
-        let conn = self.readers.get();
+        let conn = self.reader()?;
         let rows = conn
             .prepare_cached(&format!(
                 "SELECT {CHAIN_COLUMNS} FROM audit WHERE chain_seq IS NULL ORDER BY seq LIMIT ?1"
@@ -1384,52 +1347,96 @@ impl Store for SqliteStore {
     }
 }
 
-fn insert_challenge(tx: &Connection, c: &StoredChallenge) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO challenges (challenge, terminal, purpose, expires_at)
-         VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        &c.bytes[..],
-        c.terminal,
-        c.purpose,
-        millis(c.expires_at)
-    ])?;
-    Ok(())
+/// The group commit's statements ([`group`]) inside the writer's immediate transaction:
+/// row by row, each a cached prepared statement, which in-process SQLite runs as fast as a
+/// multi-row one.
+struct GroupStatements<'t>(&'t Connection);
+
+impl GroupTx for GroupStatements<'_> {
+    fn insert_challenges(&mut self, new: &[&StoredChallenge]) -> Result<(), StoreError> {
+        let mut stmt = self.0.prepare_cached(
+            "INSERT INTO challenges (challenge, terminal, purpose, expires_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for c in new {
+            stmt.execute(params![
+                &c.bytes[..],
+                c.terminal,
+                c.purpose,
+                millis(c.expires_at)
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn consume(&mut self, u: &ChallengeUse) -> Result<Result<(), ChallengeError>, StoreError> {
+        // One statement decides and marks: only an unused, unexpired challenge of this
+        // terminal and purpose is marked used. Anything else is then explained by a read.
+        let changed = self
+            .0
+            .prepare_cached(
+                "UPDATE challenges SET used_at = ?4
+                 WHERE challenge = ?1 AND terminal = ?2 AND purpose = ?3
+                   AND used_at IS NULL AND expires_at >= ?4",
+            )?
+            .execute(params![u.bytes, u.terminal, u.purpose, millis(u.at)])?;
+        if changed == 1 {
+            return Ok(Ok(()));
+        }
+        let row = self
+            .0
+            .prepare_cached(
+                "SELECT terminal, purpose, used_at FROM challenges WHERE challenge = ?1",
+            )?
+            .query_row(params![u.bytes], |r| {
+                Ok(ChallengeRow {
+                    terminal: r.get(0)?,
+                    purpose: r.get(1)?,
+                    used: r.get::<_, Option<i64>>(2)?.is_some(),
+                })
+            })
+            .optional()?;
+        Ok(Err(explain_challenge(row, &u.terminal, u.purpose)))
+    }
+
+    fn register(
+        &mut self,
+        person_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<Registration, StoreError> {
+        register(self.0, person_id, at)
+    }
+
+    fn insert_consents(&mut self, grants: &[&ConsentGrant]) -> Result<(), StoreError> {
+        insert_consents(self.0, grants.iter().copied())
+    }
+
+    fn lock_chain_head(&mut self) -> Result<ChainHead, StoreError> {
+        // The immediate transaction already holds the file's write lock.
+        chain_head(self.0)
+    }
+
+    fn append_audit(
+        &mut self,
+        records: &[&AuditRecord],
+        chain: &[ChainColumns],
+        last_seq: i64,
+        last_hash: &[u8],
+    ) -> Result<(), StoreError> {
+        for (record, (position, prev, this)) in records.iter().zip(chain) {
+            insert_audit(self.0, record, *position, prev, this)?;
+        }
+        self.0
+            .prepare_cached("UPDATE audit_chain SET last_seq = ?1, last_hash = ?2")?
+            .execute(params![last_seq, last_hash])?;
+        Ok(())
+    }
 }
 
-/// Consumes a challenge inside the group's transaction: the verdict, or a store failure.
-fn consume_challenge(
+fn insert_consents<'g>(
     tx: &Connection,
-    u: &ChallengeUse,
-) -> Result<Result<(), ChallengeError>, StoreError> {
-    // One statement decides and marks: only an unused, unexpired challenge of this terminal
-    // and purpose is marked used. Anything else is then explained by a read.
-    let changed = tx
-        .prepare_cached(
-            "UPDATE challenges SET used_at = ?4
-             WHERE challenge = ?1 AND terminal = ?2 AND purpose = ?3
-               AND used_at IS NULL AND expires_at >= ?4",
-        )?
-        .execute(params![u.bytes, u.terminal, u.purpose, millis(u.at)])?;
-    if changed == 1 {
-        return Ok(Ok(()));
-    }
-    let row: Option<(String, u8, i64, Option<i64>)> = tx
-        .prepare_cached(
-            "SELECT terminal, purpose, expires_at, used_at FROM challenges WHERE challenge = ?1",
-        )?
-        .query_row(params![u.bytes], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
-    Ok(Err(explain_challenge(row, &u.terminal, u.purpose)))
-}
-
-fn insert_consents(tx: &Connection, grants: &[ConsentGrant]) -> Result<(), StoreError> {
-    if grants.is_empty() {
-        return Ok(());
-    }
+    grants: impl IntoIterator<Item = &'g ConsentGrant>,
+) -> Result<(), StoreError> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO consents (person_id, institution_code, kind, given_at, valid_until)
          VALUES (?1, ?2, ?3, ?4, ?5)
@@ -1597,21 +1604,6 @@ fn chain_existing(tx: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Why a challenge could not be consumed, from its stored row (or its absence).
-pub(crate) fn explain_challenge(
-    row: Option<(String, u8, i64, Option<i64>)>,
-    terminal: &str,
-    purpose: u8,
-) -> ChallengeError {
-    match row {
-        None => ChallengeError::Unknown,
-        Some((owner, _, _, _)) if owner != terminal => ChallengeError::OtherTerminal,
-        Some((_, _, _, Some(_))) => ChallengeError::Reused,
-        Some((_, p, _, None)) if p != purpose => ChallengeError::WrongPurpose,
-        Some(_) => ChallengeError::Expired,
-    }
-}
-
 /// Creates or checks the schema inside one immediate transaction, so two processes opening a
 /// fresh file at once do not both create it.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -1619,7 +1611,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
-            path: path.to_owned(),
+            location: path.display().to_string(),
             found: version,
             supported: SCHEMA_VERSION,
         });
@@ -1820,11 +1812,11 @@ impl RawQualification {
 
 /// A foreign-key failure on insert means the person does not exist: say so.
 fn unknown_person_or(e: rusqlite::Error, person_id: &str) -> StoreError {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::ConstraintViolation) if e.to_string().contains("FOREIGN KEY") => {
+    match StoreError::from(e) {
+        StoreError::Database { source, .. } if source.kind == DbErrorKind::ForeignKeyViolation => {
             StoreError::UnknownPerson(person_id.to_owned())
         }
-        _ => StoreError::Sqlite(e),
+        other => other,
     }
 }
 
@@ -2041,7 +2033,7 @@ mod tests {
             }
             b.insert_person(&person("P7")) // duplicate: the whole batch goes
         });
-        assert!(matches!(r, Err(StoreError::Sqlite(_))));
+        assert!(matches!(r, Err(StoreError::Database { .. })));
         assert_eq!(store.person("P1").unwrap(), None);
         store
             .bulk(|b| {
@@ -2132,7 +2124,7 @@ mod tests {
         };
         assert!(matches!(
             store.upsert_terminal(&short),
-            Err(StoreError::Sqlite(_))
+            Err(StoreError::Database { .. })
         ));
         let version: i64 = store.with_connection(|c| {
             c.pragma_query_value(None, "user_version", |r| r.get(0))
