@@ -27,10 +27,13 @@ use crate::clinical::{Checkup, Medication};
 use crate::consent::ConsentGrant;
 use crate::eligibility::{NumbersQuery, Person, QualificationRecord};
 
+mod codec;
 pub mod copy;
 mod error;
 pub(crate) mod group;
+mod pool;
 pub mod postgres;
+mod queries;
 pub mod sqlite;
 
 pub use error::{DbError, DbErrorKind, StoreError};

@@ -36,26 +36,25 @@ use std::time::Duration;
 
 use ::postgres::config::Host;
 use ::postgres::error::SqlState;
-use ::postgres::types::{FromSql, ToSql};
+use ::postgres::types::private::BytesMut;
+use ::postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 use ::postgres::{Client, Config, GenericClient, NoTls, Row, Statement};
 use time::{Date, OffsetDateTime};
 
+use super::codec::{self, Value};
 use super::group::{self, last_per_key, GroupTx};
-use super::sqlite::{pool_thread, LogPoolErrors};
+use super::pool;
+use super::queries::{Backend, Session};
 use super::{
-    corrupt, explain_challenge, instant, BatchItem, BatchJob, CardKey, ChainHead, ChainedRecord,
-    ChallengeRow, ChallengeUse, GroupWrite, LoadBatch, Refuse, Registration, Store, StoreError,
-    StoredChallenge, Terminal, TerminalStatus,
+    corrupt, explain_challenge, instant, BatchJob, ChainHead, ChallengeRow, ChallengeUse,
+    GroupWrite, LoadBatch, Refuse, Registration, StoreError, StoredChallenge,
 };
-use crate::audit::{AuditQuery, AuditRecord};
+use crate::audit::AuditRecord;
 use crate::audit_chain::{self, ChainColumns};
 use crate::challenge::ChallengeError;
-use crate::clinical::{Checkup, Medication};
-use crate::consent::{ConsentGrant, ConsentKind};
-use crate::eligibility::{
-    ElderlyCertificate, HighCostLimit, InsurerNumber, NumbersQuery, Person, QualificationRecord,
-    SpecificDisease,
-};
+use crate::clinical::Checkup;
+use crate::consent::ConsentGrant;
+use crate::eligibility::{ElderlyCertificate, HighCostLimit};
 
 /// The schema version this code writes and understands (`onshi_schema.version`).
 pub const SCHEMA_VERSION: i32 = 3;
@@ -338,15 +337,9 @@ impl PgStore {
             warn_if_not_durable(&mut conn.client, &target)
         })?;
         let pool_size = pool_size.max(1);
-        let pool = r2d2::Pool::builder()
-            .max_size(pool_size)
+        // Connections are made as callers need them, up to the pool's size.
+        let pool = pool::builder(pool_size, POOL_WAIT)
             .min_idle(Some(0))
-            .test_on_check_out(false)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connection_timeout(POOL_WAIT)
-            .thread_pool(pool_thread())
-            .error_handler(Box::new(LogPoolErrors))
             .build_unchecked(connections);
         Ok(PgStore {
             target,
@@ -362,14 +355,14 @@ impl PgStore {
 
     /// Whether any person or terminal is stored (a copy refuses such a destination).
     pub fn holds_reference_data(&self) -> Result<bool, StoreError> {
-        let rows = self.query(
-            "SELECT EXISTS (SELECT 1 FROM persons) OR EXISTS (SELECT 1 FROM terminals)",
-            &[],
-        )?;
-        rows.first()
-            .map(|r| col(r, 0))
-            .transpose()
-            .map(|b| b.unwrap_or(false))
+        self.read(|s| {
+            s.row(
+                "SELECT EXISTS (SELECT 1 FROM persons) OR EXISTS (SELECT 1 FROM terminals)",
+                &[],
+                |r| r.bool(0),
+            )
+        })
+        .map(|held| held.unwrap_or(false))
     }
 
     /// Lends a connection: an idle one, a new one while fewer than the pool size are open, or
@@ -385,20 +378,6 @@ impl PgStore {
             waited: POOL_WAIT,
             reason: e.to_string(),
         })
-    }
-
-    /// Runs one statement and returns its rows.
-    fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
-        let mut conn = self.conn()?;
-        let stmt = conn.prepare(sql)?;
-        Ok(conn.client.query(&stmt, params)?)
-    }
-
-    /// Runs one statement and returns how many rows it changed.
-    fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        let mut conn = self.conn()?;
-        let stmt = conn.prepare(sql)?;
-        Ok(conn.client.execute(&stmt, params)?)
     }
 }
 
@@ -532,10 +511,6 @@ fn small<T: TryFrom<i16>>(what: &'static str, v: i16) -> Result<T, StoreError> {
     T::try_from(v).map_err(|_| corrupt(what, v))
 }
 
-fn to_u32(what: &'static str, v: i64) -> Result<u32, StoreError> {
-    u32::try_from(v).map_err(|_| corrupt(what, v))
-}
-
 /// Registers a person in one statement: whether it changed the person, and whether the
 /// person exists.
 const REGISTER: &str = "WITH marked AS (
@@ -597,7 +572,7 @@ fn insert_consents(
 
 static INSERT_AUDIT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "INSERT INTO audit ({AUDIT_COLUMNS}, chain_seq, prev_hash, hash)
+        "INSERT INTO audit (confirmation_id, at, {}, chain_seq, prev_hash, hash)
          SELECT id, at, code, terminal, person, method, purpose, result, consents, cert,
                 returned, chain_seq, prev_hash, hash
          FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
@@ -605,7 +580,8 @@ static INSERT_AUDIT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                      $12::int8[], $13::bytea[], $14::bytea[])
               WITH ORDINALITY AS u(id, at, code, terminal, person, method, purpose, result,
                                    consents, cert, returned, chain_seq, prev_hash, hash, n)
-         ORDER BY n"
+         ORDER BY n",
+        codec::AUDIT_FIELDS
     )
 });
 
@@ -614,60 +590,12 @@ static INSERT_AUDIT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 const LOCK_HEAD: &str =
     "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chain FOR UPDATE";
 
-fn head_from_row(r: &Row) -> Result<ChainHead, StoreError> {
-    Ok(ChainHead {
-        last_seq: col(r, 0)?,
-        last_hash: col(r, 1)?,
-        anchor_seq: col(r, 2)?,
-        anchor_hash: col(r, 3)?,
-    })
-}
-
-fn lock_head(client: &mut impl GenericClient) -> Result<ChainHead, StoreError> {
-    let rows = client.query(LOCK_HEAD, &[])?;
+fn lock_head(client: &mut impl GenericClient, stmt: &Statement) -> Result<ChainHead, StoreError> {
+    let rows = client.query(stmt, &[])?;
     let row = rows
         .first()
         .ok_or_else(|| corrupt("audit chain", "the head row is missing"))?;
-    head_from_row(row)
-}
-
-const CHAIN_COLUMNS: &str = "seq, chain_seq, prev_hash, hash, confirmation_id, at, \
-     institution_code, terminal_id, person_id, method, purpose, result_code, consents, \
-     certificate_sha256, returned";
-
-/// A row of the audit table as the chain sees it; values the service never writes are a
-/// `defect`, not an error, so `verify` can name the record.
-fn chained_from_row(r: &Row) -> Result<ChainedRecord, StoreError> {
-    let mut defect = None;
-    let at: OffsetDateTime = col(r, 5)?;
-    if instant(at) != at {
-        defect = Some(format!("its time {at} is not a whole millisecond"));
-    }
-    let consents: i16 = col(r, 12)?;
-    let consents = u8::try_from(consents).unwrap_or_else(|_| {
-        defect = Some(format!("its consents {consents} are not a bitmask"));
-        0
-    });
-    Ok(ChainedRecord {
-        row: col(r, 0)?,
-        position: col(r, 1)?,
-        prev_hash: col(r, 2)?,
-        hash: col(r, 3)?,
-        record: AuditRecord {
-            confirmation_id: col(r, 4)?,
-            at,
-            institution_code: col(r, 6)?,
-            terminal_id: col(r, 7)?,
-            person_id: col(r, 8)?,
-            method: col(r, 9)?,
-            purpose: col(r, 10)?,
-            result_code: col(r, 11)?,
-            consents,
-            certificate_sha256: col(r, 13)?,
-            returned: col(r, 14)?,
-        },
-        defect,
-    })
+    codec::chain_head(&PgRow(row))
 }
 
 /// Chains the records written before the chain existed, in the order they were written
@@ -675,13 +603,19 @@ fn chained_from_row(r: &Row) -> Result<ChainedRecord, StoreError> {
 fn chain_existing(tx: &mut ::postgres::Transaction<'_>) -> Result<(), StoreError> {
     let rows = tx
         .query(
-            &format!("SELECT {CHAIN_COLUMNS} FROM audit WHERE chain_seq IS NULL ORDER BY seq"),
+            &format!(
+                "SELECT {}, confirmation_id, at, {} FROM audit
+                 WHERE chain_seq IS NULL ORDER BY seq",
+                codec::CHAIN_FIELDS,
+                codec::AUDIT_FIELDS
+            ),
             &[],
         )?
         .iter()
-        .map(chained_from_row)
+        .map(|r| codec::chained_record(&PgRow(r), PgStore::chained_time))
         .collect::<Result<Vec<_>, _>>()?;
-    let head = lock_head(tx)?;
+    let lock = tx.prepare(LOCK_HEAD)?;
+    let head = lock_head(tx, &lock)?;
     let (cols, seq, hash) = audit_chain::extend(
         head.last_seq,
         &head.last_hash,
@@ -760,116 +694,6 @@ fn unknown_person_or(e: ::postgres::Error) -> StoreError {
     StoreError::UnknownPerson(id.to_owned())
 }
 
-const PERSON_COLUMNS: &str =
-    "id, name, kana_name, sex, birth_date, address, postcode, registered_for_insurance";
-
-fn person_from_row(r: &Row) -> Result<Person, StoreError> {
-    Ok(Person {
-        id: col(r, 0)?,
-        name: col(r, 1)?,
-        kana_name: col(r, 2)?,
-        sex: small("sex", col(r, 3)?)?,
-        birth_date: col(r, 4)?,
-        address: col(r, 5)?,
-        postcode: col(r, 6)?,
-        registered_for_insurance: col(r, 7)?,
-    })
-}
-
-const QUALIFICATION_COLUMNS: &str = "person_id, insured_card_classification, insurer_number, \
-     insurer_name, symbol, number, branch, personal_family, insured_person_name, \
-     qualification_date, disqualification_date, loss_reason, card_issue_date, card_valid_from, \
-     card_expiry, copay_ratio, preschool, elderly_valid_from, elderly_valid_until, \
-     elderly_copay_ratio, high_cost_certificate_type, high_cost_bracket, high_cost_valid_from, \
-     high_cost_valid_until";
-
-fn qualification_from_row(r: &Row) -> Result<QualificationRecord, StoreError> {
-    let elderly = match (
-        col::<Option<Date>>(r, 17)?,
-        col::<Option<Date>>(r, 18)?,
-        col::<Option<String>>(r, 19)?,
-    ) {
-        (Some(valid_from), Some(valid_until), Some(copay_ratio)) => Some(ElderlyCertificate {
-            valid_from,
-            valid_until,
-            copay_ratio,
-        }),
-        (None, None, None) => None,
-        _ => return Err(corrupt("elderly certificate", "partly null")),
-    };
-    let high_cost_limit = match (
-        col::<Option<String>>(r, 21)?,
-        col::<Option<Date>>(r, 22)?,
-        col::<Option<Date>>(r, 23)?,
-    ) {
-        (Some(bracket), Some(valid_from), Some(valid_until)) => Some(HighCostLimit {
-            certificate_type: col(r, 20)?,
-            bracket,
-            valid_from,
-            valid_until,
-        }),
-        (None, None, None) => None,
-        _ => return Err(corrupt("high-cost limit", "partly null")),
-    };
-    let insurer: String = col(r, 2)?;
-    Ok(QualificationRecord {
-        person_id: col(r, 0)?,
-        insured_card_classification: col(r, 1)?,
-        insurer_number: InsurerNumber::parse(&insurer).map_err(|e| corrupt("insurer number", e))?,
-        insurer_name: col(r, 3)?,
-        symbol: col(r, 4)?,
-        number: col(r, 5)?,
-        branch: col(r, 6)?,
-        personal_family: small("personal/family", col(r, 7)?)?,
-        insured_person_name: col(r, 8)?,
-        qualification_date: col(r, 9)?,
-        disqualification_date: col(r, 10)?,
-        loss_reason: col(r, 11)?,
-        card_issue_date: col(r, 12)?,
-        card_valid_from: col(r, 13)?,
-        card_expiry: col(r, 14)?,
-        copay_ratio: col(r, 15)?,
-        preschool: col(r, 16)?,
-        elderly,
-        high_cost_limit,
-        specific_diseases: Vec::new(),
-    })
-}
-
-const AUDIT_COLUMNS: &str = "confirmation_id, at, institution_code, terminal_id, person_id, \
-     method, purpose, result_code, consents, certificate_sha256, returned";
-
-fn audit_from_row(r: &Row) -> Result<AuditRecord, StoreError> {
-    Ok(AuditRecord {
-        confirmation_id: col(r, 0)?,
-        at: col(r, 1)?,
-        institution_code: col(r, 2)?,
-        terminal_id: col(r, 3)?,
-        person_id: col(r, 4)?,
-        method: col(r, 5)?,
-        purpose: col(r, 6)?,
-        result_code: col(r, 7)?,
-        consents: small("consent bits", col(r, 8)?)?,
-        certificate_sha256: col(r, 9)?,
-        returned: col(r, 10)?,
-    })
-}
-
-const BATCH_COLUMNS: &str =
-    "reception_number, institution_code, terminal_id, submitted_at, total, completed, finished_at";
-
-fn batch_from_row(r: &Row) -> Result<BatchJob, StoreError> {
-    Ok(BatchJob {
-        reception_number: col(r, 0)?,
-        institution_code: col(r, 1)?,
-        terminal_id: col(r, 2)?,
-        submitted_at: col(r, 3)?,
-        total: to_u32("batch total", col(r, 4)?)?,
-        completed: to_u32("batch completed count", col(r, 5)?)?,
-        finished_at: col(r, 6)?,
-    })
-}
-
 /// Writes a [`LoadBatch`] in one transaction: one multi-row statement per table (arrays unnested on
 /// the server), so a chunk of thousands of rows costs a handful of round trips.
 fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
@@ -893,12 +717,13 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
          FROM generate_series(1, $1::int8)",
     )?;
     let insert_qualifications = conn.prepare(&format!(
-        "INSERT INTO qualifications (id, {QUALIFICATION_COLUMNS})
+        "INSERT INTO qualifications (id, {})
          SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[],
              $6::text[], $7::text[], $8::text[], $9::int2[], $10::text[], $11::date[],
              $12::date[], $13::text[], $14::date[], $15::date[], $16::date[], $17::text[],
              $18::bool[], $19::date[], $20::date[], $21::text[], $22::text[], $23::text[],
-             $24::date[], $25::date[])"
+             $24::date[], $25::date[])",
+        codec::QUALIFICATION_COLUMNS
     ))?;
     let insert_diseases = conn.prepare(
         "INSERT INTO specific_diseases (qualification_id, ordinal, category, monthly_cap_yen,
@@ -1242,11 +1067,7 @@ impl GroupTx for GroupStatements<'_, '_> {
     }
 
     fn lock_chain_head(&mut self) -> Result<ChainHead, StoreError> {
-        let rows = self.tx.query(&self.lock_chain, &[])?;
-        head_from_row(
-            rows.first()
-                .ok_or_else(|| corrupt("audit chain", "the head row is missing"))?,
-        )
+        lock_head(self.tx, &self.lock_chain)
     }
 
     fn append_audit(
@@ -1263,12 +1084,164 @@ impl GroupTx for GroupStatements<'_, '_> {
     }
 }
 
-impl Store for PgStore {
-    fn kind(&self) -> &'static str {
-        "postgres"
+/// Statements on one PostgreSQL connection (inside a transaction or not), each prepared once
+/// per connection.
+struct Pg<'a, C: GenericClient> {
+    client: &'a mut C,
+    statements: &'a mut HashMap<String, Statement>,
+}
+
+impl<C: GenericClient> Pg<'_, C> {
+    fn prepare(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        self.statements.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+}
+
+impl<C: GenericClient> Session for Pg<'_, C> {
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value<'_>],
+        each: &mut dyn FnMut(&dyn codec::Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let stmt = self.prepare(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        for row in self.client.query(&stmt, &params)? {
+            each(&PgRow(&row))?;
+        }
+        Ok(())
     }
 
-    fn load(&self, batch: &LoadBatch) -> Result<(), StoreError> {
+    fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
+        let stmt = self.prepare(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        Ok(self.client.execute(&stmt, &params)?)
+    }
+}
+
+/// A value in PostgreSQL's representation: dates as `DATE`, instants as `TIMESTAMPTZ` cut to
+/// the millisecond, integers in the width of the parameter's column.
+impl ToSql for Value<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match *self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(v) => match *ty {
+                Type::INT2 => i16::try_from(v)?.to_sql(ty, out),
+                Type::INT4 => i32::try_from(v)?.to_sql(ty, out),
+                _ => v.to_sql(ty, out),
+            },
+            Value::Bool(v) => v.to_sql(ty, out),
+            Value::Text(v) => v.to_sql(ty, out),
+            Value::Bytes(v) => v.to_sql(ty, out),
+            Value::Date(v) => v.to_sql(ty, out),
+            Value::Instant(v) => instant(v).to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        // Checked per value in `to_sql`, against the parameter's type.
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// A row in PostgreSQL's representation.
+struct PgRow<'r>(&'r Row);
+
+impl codec::Row for PgRow<'_> {
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        let ty = self.0.columns().get(i).map(|c| c.type_().clone());
+        Ok(match ty {
+            Some(Type::INT2) => self.0.try_get::<_, Option<i16>>(i)?.map(i64::from),
+            Some(Type::INT4) => self.0.try_get::<_, Option<i32>>(i)?.map(i64::from),
+            _ => self.0.try_get(i)?,
+        })
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn opt_bool(&self, i: usize) -> Result<Option<bool>, StoreError> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn opt_date(&self, i: usize) -> Result<Option<Date>, StoreError> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn opt_instant(&self, i: usize) -> Result<Option<OffsetDateTime>, StoreError> {
+        Ok(self.0.try_get(i)?)
+    }
+}
+
+impl PgStore {
+    /// Runs `f` on a pooled connection, in a transaction when `transaction`.
+    fn session<R>(
+        &self,
+        transaction: bool,
+        f: impl FnOnce(&mut dyn Session) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut conn = self.conn()?;
+        let Conn { client, statements } = &mut *conn;
+        if !transaction {
+            return f(&mut Pg { client, statements });
+        }
+        let mut tx = client.transaction()?;
+        let out = f(&mut Pg {
+            client: &mut tx,
+            statements,
+        })?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+impl Backend for PgStore {
+    const KIND: &'static str = "postgres";
+    const AUDIT_TIME: &'static str = "at";
+    const CHAIN_TIME_CHECK: &'static str = "";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+
+    /// A `TIMESTAMPTZ` with digits below the millisecond was not written by the service.
+    fn chained_time(r: &dyn codec::Row) -> Result<(OffsetDateTime, Option<String>), StoreError> {
+        let at = r.instant(5)?;
+        let defect =
+            (instant(at) != at).then(|| format!("its time {at} is not a whole millisecond"));
+        Ok((at, defect))
+    }
+
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Session) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.session(false, f)
+    }
+
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Session) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.session(true, f)
+    }
+
+    fn write_beside_groups<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Session) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.session(true, f)
+    }
+
+    fn load_batch(&self, batch: &LoadBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -1276,200 +1249,24 @@ impl Store for PgStore {
         load(&mut conn, batch)
     }
 
-    fn terminal(
-        &self,
-        institution_code: &str,
-        terminal_id: &str,
-    ) -> Result<Option<Terminal>, StoreError> {
-        let rows = self.query(
-            "SELECT status, device_public_key FROM terminals
-             WHERE institution_code = $1 AND terminal_id = $2",
-            &[&institution_code, &terminal_id],
-        )?;
-        rows.first()
-            .map(|r| {
-                let status: String = col(r, 0)?;
-                Ok(Terminal {
-                    institution_code: institution_code.to_owned(),
-                    terminal_id: terminal_id.to_owned(),
-                    status: TerminalStatus::parse(&status)
-                        .ok_or_else(|| corrupt("terminal status", &status))?,
-                    device_public_key: col(r, 1)?,
-                })
-            })
-            .transpose()
-    }
-
-    fn person_for_card(&self, card: &CardKey) -> Result<Option<String>, StoreError> {
-        let rows = self.query(
-            "SELECT person_id FROM cards WHERE issuer_key = $1 AND serial = $2",
-            &[&card.issuer_key, &card.serial],
-        )?;
-        rows.first().map(|r| col(r, 0)).transpose()
-    }
-
-    fn person(&self, id: &str) -> Result<Option<Person>, StoreError> {
-        let rows = self.query(
-            &format!("SELECT {PERSON_COLUMNS} FROM persons WHERE id = $1"),
-            &[&id],
-        )?;
-        rows.first().map(person_from_row).transpose()
-    }
-
-    fn qualifications(&self, person_id: &str) -> Result<Vec<QualificationRecord>, StoreError> {
-        let mut conn = self.conn()?;
-        let records = conn.prepare(&format!(
-            "SELECT {QUALIFICATION_COLUMNS}, id FROM qualifications
-             WHERE person_id = $1 ORDER BY qualification_date, id"
-        ))?;
-        let diseases = conn.prepare(
-            "SELECT d.qualification_id, d.category, d.monthly_cap_yen, d.valid_from,
-                    d.valid_until
-             FROM specific_diseases d JOIN qualifications q ON q.id = d.qualification_id
-             WHERE q.person_id = $1 ORDER BY d.qualification_id, d.ordinal",
-        )?;
-        let rows = conn.client.query(&records, &[&person_id])?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let disease_rows = conn.client.query(&diseases, &[&person_id])?;
-        let mut by_record: HashMap<i64, Vec<SpecificDisease>> = HashMap::new();
-        for r in &disease_rows {
-            by_record
-                .entry(col(r, 0)?)
-                .or_default()
-                .push(SpecificDisease {
-                    category: small("category", col(r, 1)?)?,
-                    monthly_cap_yen: to_u32("monthly cap", col(r, 2)?)?,
-                    valid_from: col(r, 3)?,
-                    valid_until: col(r, 4)?,
-                });
-        }
-        rows.iter()
-            .map(|r| {
-                let mut record = qualification_from_row(r)?;
-                let id: i64 = col(r, 24)?;
-                record.specific_diseases = by_record.remove(&id).unwrap_or_default();
-                Ok(record)
-            })
-            .collect()
-    }
-
-    fn persons_by_numbers(&self, q: &NumbersQuery) -> Result<Vec<String>, StoreError> {
-        let rows = self.query(
-            "SELECT DISTINCT q.person_id FROM qualifications q JOIN persons p ON p.id = q.person_id
-             WHERE q.insurer_number = $1 AND q.number = $2
-               AND q.symbol IS NOT DISTINCT FROM $3 AND q.branch IS NOT DISTINCT FROM $4
-               AND p.birth_date = $5
-             ORDER BY q.person_id",
-            &[
-                &q.insurer_number.as_str(),
-                &q.number,
-                &q.symbol,
-                &q.branch,
-                &q.birth_date,
-            ],
-        )?;
-        rows.iter().map(|r| col(r, 0)).collect()
-    }
-
-    fn medications(&self, person_id: &str) -> Result<Vec<Medication>, StoreError> {
-        let rows = self.query(
-            "SELECT person_id, dispensed_on, institution_code, institution_name, drug_code,
-                    drug_name, usage, daily_quantity, days
-             FROM medications WHERE person_id = $1 ORDER BY dispensed_on DESC, id",
-            &[&person_id],
-        )?;
-        rows.iter()
-            .map(|r| {
-                Ok(Medication {
-                    person_id: col(r, 0)?,
-                    dispensed_on: col(r, 1)?,
-                    institution_code: col(r, 2)?,
-                    institution_name: col(r, 3)?,
-                    drug_code: col(r, 4)?,
-                    drug_name: col(r, 5)?,
-                    usage: col(r, 6)?,
-                    daily_quantity: col(r, 7)?,
-                    days: to_u32("days", col(r, 8)?)?,
-                })
-            })
-            .collect()
-    }
-
-    fn checkups(&self, person_id: &str) -> Result<Vec<Checkup>, StoreError> {
-        let rows = self.query(
-            "SELECT person_id, examined_on, height_cm_x10, weight_kg_x10, waist_cm_x10, bmi_x10,
-                    systolic_mmhg, diastolic_mmhg, hba1c_x10, ldl_mg_dl, judgement
-             FROM checkups WHERE person_id = $1 ORDER BY examined_on DESC, id",
-            &[&person_id],
-        )?;
-        rows.iter()
-            .map(|r| {
-                Ok(Checkup {
-                    person_id: col(r, 0)?,
-                    examined_on: col(r, 1)?,
-                    height_cm_x10: to_u32("height", col(r, 2)?)?,
-                    weight_kg_x10: to_u32("weight", col(r, 3)?)?,
-                    waist_cm_x10: to_u32("waist", col(r, 4)?)?,
-                    bmi_x10: to_u32("bmi", col(r, 5)?)?,
-                    systolic_mmhg: to_u32("systolic", col(r, 6)?)?,
-                    diastolic_mmhg: to_u32("diastolic", col(r, 7)?)?,
-                    hba1c_x10: to_u32("hba1c", col(r, 8)?)?,
-                    ldl_mg_dl: to_u32("ldl", col(r, 9)?)?,
-                    judgement: col(r, 10)?,
-                })
-            })
-            .collect()
-    }
-
-    fn register_for_insurance(
-        &self,
-        person_id: &str,
-        at: OffsetDateTime,
-    ) -> Result<Registration, StoreError> {
+    fn register(&self, person_id: &str, at: OffsetDateTime) -> Result<Registration, StoreError> {
         let mut conn = self.conn()?;
         let stmt = conn.prepare(REGISTER)?;
         register(&mut conn.client, &stmt, person_id, at)
     }
 
-    fn record_consents(&self, grants: &[ConsentGrant]) -> Result<(), StoreError> {
+    fn upsert_consents(&self, grants: &[ConsentGrant]) -> Result<(), StoreError> {
         let grants: Vec<&ConsentGrant> = grants.iter().collect();
         let mut conn = self.conn()?;
         let stmt = conn.prepare(INSERT_CONSENTS)?;
         insert_consents(&mut conn.client, &stmt, &grants)
     }
 
-    fn consents(
-        &self,
-        person_id: &str,
-        institution_code: &str,
-    ) -> Result<Vec<ConsentGrant>, StoreError> {
-        let rows = self.query(
-            "SELECT kind, given_at, valid_until FROM consents
-             WHERE person_id = $1 AND institution_code = $2 ORDER BY kind",
-            &[&person_id, &institution_code],
-        )?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = col(r, 0)?;
-                Ok(ConsentGrant {
-                    person_id: person_id.to_owned(),
-                    institution_code: institution_code.to_owned(),
-                    kind: ConsentKind::parse(&kind)
-                        .ok_or_else(|| corrupt("consent kind", &kind))?,
-                    given_at: col(r, 1)?,
-                    valid_until: col(r, 2)?,
-                })
-            })
-            .collect()
-    }
-
-    fn commit_group(
+    fn group_commit(
         &self,
         writes: &mut [GroupWrite],
         refuse: &Refuse,
-    ) -> Result<Vec<Result<(), ChallengeError>>, StoreError> {
+    ) -> Result<group::Verdicts, StoreError> {
         let mut conn = self.conn()?;
         let insert_challenges = conn.prepare(
             "INSERT INTO challenges (challenge, terminal, purpose, expires_at)
@@ -1509,122 +1306,11 @@ impl Store for PgStore {
         Ok(verdicts)
     }
 
-    fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.execute(
-            "DELETE FROM challenges WHERE expires_at < $1",
-            &[&instant(before)],
-        )
-    }
-
-    fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-        // Only the conditions given, so the planner can use the matching index.
-        let from = q.from.map(instant);
-        let until = q.until.map(instant);
-        let limit = q.row_limit();
-        let mut conditions: Vec<String> = Vec::new();
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-        if let Some(p) = &q.person_id {
-            params.push(p);
-            conditions.push(format!("person_id = ${}", params.len()));
-        }
-        if let Some(c) = &q.institution_code {
-            params.push(c);
-            conditions.push(format!("institution_code = ${}", params.len()));
-        }
-        if let Some(f) = &from {
-            params.push(f);
-            conditions.push(format!("at >= ${}", params.len()));
-        }
-        if let Some(u) = &until {
-            params.push(u);
-            conditions.push(format!("at < ${}", params.len()));
-        }
-        params.push(&limit);
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        let rows = self.query(
-            &format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit {filter} ORDER BY at, seq LIMIT ${}",
-                params.len()
-            ),
-            &params,
-        )?;
-        rows.iter().map(audit_from_row).collect()
-    }
-
-    fn audit_chain_head(&self) -> Result<ChainHead, StoreError> {
-        let rows = self.query(
-            "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chain",
-            &[],
-        )?;
-        head_from_row(
-            rows.first()
-                .ok_or_else(|| corrupt("audit chain", "the head row is missing"))?,
-        )
-    }
-
-    fn audit_chain_page(
-        &self,
-        after: Option<(i64, i64)>,
-        limit: u32,
-    ) -> Result<Vec<ChainedRecord>, StoreError> {
-        let (position, row) = after.unwrap_or((i64::MIN, i64::MIN));
-        let rows = self.query(
-            &format!(
-                "SELECT {CHAIN_COLUMNS} FROM audit
-                 WHERE chain_seq IS NOT NULL AND (chain_seq, seq) > ($1, $2)
-                 ORDER BY chain_seq, seq LIMIT $3"
-            ),
-            &[&position, &row, &i64::from(limit)],
-        )?;
-        rows.iter().map(chained_from_row).collect()
-    }
-
-    fn unchained_audit(&self, limit: u32) -> Result<Vec<ChainedRecord>, StoreError> {
-        let rows = self.query(
-            &format!(
-                "SELECT {CHAIN_COLUMNS} FROM audit WHERE chain_seq IS NULL ORDER BY seq LIMIT $1"
-            ),
-            &[&i64::from(limit)],
-        )?;
-        rows.iter().map(chained_from_row).collect()
-    }
-
-    fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let mut conn = self.conn()?;
-        let mut tx = conn.client.transaction()?;
-        let head = lock_head(&mut tx)?;
-        let last = tx.query_opt(
-            "SELECT chain_seq, hash FROM audit
-             WHERE chain_seq > $1 AND chain_seq < coalesce(
-                 (SELECT min(chain_seq) FROM audit WHERE chain_seq > $1 AND at >= $2), $3::bigint + 1)
-             ORDER BY chain_seq DESC LIMIT 1",
-            &[&head.anchor_seq, &instant(before), &head.last_seq],
-        )?;
-        let Some(last) = last else {
-            return Ok(0);
-        };
-        let anchor_seq: i64 = col(&last, 0)?;
-        let anchor_hash: Vec<u8> = col(&last, 1)?;
-        let removed = tx.execute(
-            "DELETE FROM audit WHERE chain_seq > $1 AND chain_seq <= $2",
-            &[&head.anchor_seq, &anchor_seq],
-        )?;
-        tx.execute(
-            "UPDATE audit_chain SET anchor_seq = $1, anchor_hash = $2",
-            &[&anchor_seq, &anchor_hash],
-        )?;
-        tx.commit()?;
-        Ok(removed)
-    }
-
-    fn create_batch(&self, job: &BatchJob, queries: &[Vec<u8>]) -> Result<(), StoreError> {
+    fn insert_batch(&self, job: &BatchJob, queries: &[Vec<u8>]) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let insert_job = conn.prepare(&format!(
-            "INSERT INTO batch_jobs ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            "INSERT INTO batch_jobs ({}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            codec::BATCH_COLUMNS
         ))?;
         let insert_items = conn.prepare(
             "INSERT INTO batch_items (reception_number, ordinal, query)
@@ -1650,71 +1336,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    fn batch(&self, reception_number: &str) -> Result<Option<BatchJob>, StoreError> {
-        let rows = self.query(
-            &format!("SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE reception_number = $1"),
-            &[&reception_number],
-        )?;
-        rows.first().map(batch_from_row).transpose()
-    }
-
-    fn unfinished_batches(&self) -> Result<Vec<BatchJob>, StoreError> {
-        let rows = self.query(
-            &format!(
-                "SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE finished_at IS NULL
-                 ORDER BY submitted_at, reception_number"
-            ),
-            &[],
-        )?;
-        rows.iter().map(batch_from_row).collect()
-    }
-
-    fn claim_batch(
-        &self,
-        reception_number: &str,
-        worker: &str,
-        now: OffsetDateTime,
-        lease_until: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        // Like consuming a challenge: one conditional UPDATE, re-checked after any concurrent
-        // claim of the same job commits.
-        let changed = self.execute(
-            "UPDATE batch_jobs SET lease_owner = $2, lease_until = $4
-             WHERE reception_number = $1 AND finished_at IS NULL
-               AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until <= $3)",
-            &[
-                &reception_number,
-                &worker,
-                &instant(now),
-                &instant(lease_until),
-            ],
-        )?;
-        Ok(changed == 1)
-    }
-
-    fn batch_items(
-        &self,
-        reception_number: &str,
-        from: u32,
-        limit: u32,
-    ) -> Result<Vec<BatchItem>, StoreError> {
-        let rows = self.query(
-            "SELECT ordinal, query, result FROM batch_items
-             WHERE reception_number = $1 AND ordinal >= $2 ORDER BY ordinal LIMIT $3",
-            &[&reception_number, &i64::from(from), &i64::from(limit)],
-        )?;
-        rows.iter()
-            .map(|r| {
-                Ok(BatchItem {
-                    ordinal: to_u32("batch ordinal", col(r, 0)?)?,
-                    query: col(r, 1)?,
-                    result: col(r, 2)?,
-                })
-            })
-            .collect()
-    }
-
-    fn complete_batch_items(
+    fn answer_batch_items(
         &self,
         reception_number: &str,
         results: &[(u32, Vec<u8>)],
