@@ -1,11 +1,15 @@
 //! The PostgreSQL store, for deployments that outgrow one machine: several service instances
 //! share one database and behave as one service (architecture.md "Storage", docs/storage.md).
 //!
-//! - **Connections**: a small pool of synchronous clients ([`::postgres`]), each with its own
+//! - **Connections**: an r2d2 pool of synchronous clients ([`::postgres`]), each with its own
 //!   cache of prepared statements. The service calls the store from many blocking threads at
-//!   once; a caller takes an idle connection, opens a new one while fewer than the pool size
-//!   are open, or waits for one to come back. A connection that broke (server restart) is
-//!   dropped instead of being returned, so the next caller opens a fresh one.
+//!   once; a caller takes an idle connection, a new one while fewer than the pool size are
+//!   open, or waits for one to come back. A connection that broke (server restart) is dropped
+//!   instead of being returned, so the next caller gets a fresh one.
+//! - **What lives here**: the schema and its migrations, the connections, the bulk load and
+//!   the multi-row writes (the group commit's statements, consents, batch jobs) and the
+//!   dialect; the lookups and the group-commit rule are shared with SQLite
+//!   ([`super::queries`], [`super::group`], [`super::codec`]).
 //! - **Durability**: every session runs with `synchronous_commit = on`, so a commit returns
 //!   only after its WAL record is flushed (`fsync`), as SQLite's `synchronous=FULL` does. The
 //!   audit group is one statement, hence one transaction and one flush.

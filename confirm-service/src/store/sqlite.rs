@@ -5,10 +5,15 @@
 //! acknowledged write survives power loss): the **writer** connection takes the service's
 //! group commits (challenges issued and consumed, consents, audit records: the hot path's only
 //! writes, gathered by one thread so they never wait for each other's write lock); the main
-//! connection takes the rare other writes (loading, registration, batch jobs); a small pool of
+//! connection takes the rare other writes (loading, registration, batch jobs); an r2d2 pool of
 //! **reader** connections (`query_only`) serves lookups, which WAL lets run beside a writer, so
 //! concurrent requests do not queue behind one connection.
 //! `PRAGMA user_version` is the schema version below.
+//!
+//! What lives here: the schema and its migrations, the connections, the bulk load ([`Bulk`]),
+//! the hot writes (the group commit's statements, registration, consents, batch jobs) and the
+//! dialect; the lookups and the group-commit rule are shared with PostgreSQL
+//! ([`super::queries`], [`super::group`], [`super::codec`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
