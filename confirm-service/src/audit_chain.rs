@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 
 use crate::audit::AuditRecord;
-use crate::store::sqlite::millis;
+use crate::store::millis;
 use crate::store::{ChainHead, ChainedRecord, Store, StoreError};
 
 /// Length of a chain hash (SHA-256).

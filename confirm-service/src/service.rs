@@ -743,9 +743,10 @@ impl ConfirmationService {
         let terminal_id = terminal.terminal_id.clone();
         let job = self
             .blocking(move |s| {
-                // A reception number is 16 random digits; on the rare collision, draw again.
-                let mut last = None;
-                for _ in 0..4 {
+                // A reception number is 16 random digits; on the rare collision, draw again
+                // (four draws in all; the last one's failure is the answer).
+                let mut draws = 1;
+                loop {
                     let job = BatchJob {
                         reception_number: new_reception_number()?,
                         institution_code: institution.clone(),
@@ -757,12 +758,10 @@ impl ConfirmationService {
                     };
                     match s.store.create_batch(&job, &encoded) {
                         Ok(()) => return Ok(job),
-                        Err(e) => last = Some(e),
+                        Err(e) if draws == 4 => return Err(unavailable(e)),
+                        Err(_) => draws += 1,
                     }
                 }
-                Err(unavailable(last.unwrap_or(StoreError::Postgres(
-                    "no reception number could be stored".into(),
-                ))))
             })
             .await?;
         self.state.batches.enqueue(&job);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use onshi_confirm_service::audit::AuditRecord;
 use onshi_confirm_service::store::postgres::{PgStore, SCHEMA_VERSION};
-use onshi_confirm_service::store::{self, Store, StoreError};
+use onshi_confirm_service::store::{self, DbErrorKind, Store, StoreError};
 use onshi_e2e::pg::PgServer;
 use onshi_e2e::store_suite::Fixture;
 
@@ -56,9 +56,15 @@ fn errors_carry_the_servers_reason() {
     let store = PgStore::open(&url).unwrap();
     store.append_audit(&[audit_record("C1")]).unwrap();
     match store.append_audit(&[audit_record("C1")]) {
-        Err(StoreError::Postgres(msg)) => {
+        Err(e @ StoreError::Database { .. }) => {
+            let msg = e.to_string();
             assert!(msg.contains("duplicate key"), "{msg}");
             assert!(!msg.contains('\n'), "{msg}");
+            let StoreError::Database { source, .. } = e else {
+                unreachable!()
+            };
+            assert_eq!(source.kind, DbErrorKind::UniqueViolation);
+            assert_eq!(source.code.as_deref(), Some("23505"));
         }
         other => panic!("expected a PostgreSQL error, got {other:?}"),
     }
@@ -96,7 +102,17 @@ fn a_newer_schema_is_refused() {
         )
         .unwrap();
     match PgStore::open(&url) {
-        Err(StoreError::Postgres(msg)) => assert!(msg.contains("newer"), "{msg}"),
+        Err(
+            e @ StoreError::SchemaTooNew {
+                found, supported, ..
+            },
+        ) => {
+            assert!(e.to_string().contains("newer"), "{e}");
+            assert_eq!(
+                (found, supported),
+                (i64::from(SCHEMA_VERSION + 1), i64::from(SCHEMA_VERSION))
+            );
+        }
         other => panic!("expected the newer schema to be refused, got {other:?}"),
     }
 }

@@ -326,16 +326,21 @@ fn the_copy_reproduces_the_world() {
 
     // A second copy into the same database would append every record again: refused.
     match run_copy(&world_store(), &url, false) {
-        Err(StoreError::Postgres(msg)) => assert!(msg.contains("empty database"), "{msg}"),
+        Err(e @ StoreError::NotEmpty { .. }) => {
+            assert!(e.to_string().contains("empty database"), "{e}")
+        }
         other => panic!("a copy into a filled database: {other:?}"),
     }
     // A missing source is an error, not an empty copy (and not a new file).
     let missing = world().dir.join("store/no-such.sqlite");
     let fresh = PgServer::shared().create_database("copy_missing").unwrap();
-    assert!(matches!(
-        run_copy(&missing, &fresh, false),
-        Err(StoreError::Open { .. })
-    ));
+    match run_copy(&missing, &fresh, false) {
+        Err(StoreError::Open { location, reason }) => {
+            assert_eq!(location, missing.display().to_string());
+            assert_eq!(reason, "no such file");
+        }
+        other => panic!("a copy from a missing file: {other:?}"),
+    }
     assert!(!missing.exists());
     // The destination must be PostgreSQL.
     assert!(matches!(

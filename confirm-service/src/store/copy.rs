@@ -76,11 +76,8 @@ pub fn run_copy(from: &Path, to: &str, progress: bool) -> Result<CopyStats, Stor
     // Opening a SQLite store creates a missing file: a mistyped source would copy nothing.
     if !from.is_file() {
         return Err(StoreError::Open {
-            path: from.to_owned(),
-            source: rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                Some("no such file".into()),
-            ),
+            location: from.display().to_string(),
+            reason: "no such file".into(),
         });
     }
     let source = SqliteStore::open(from)?;
@@ -96,10 +93,9 @@ pub fn copy(
     progress: bool,
 ) -> Result<CopyStats, StoreError> {
     if destination.holds_reference_data()? {
-        return Err(StoreError::Postgres(format!(
-            "{} already holds persons or terminals; copy into an empty database",
-            destination.target()
-        )));
+        return Err(StoreError::NotEmpty {
+            location: destination.target().to_owned(),
+        });
     }
     let started = Instant::now();
     let mut stats = CopyStats::default();

@@ -27,50 +27,19 @@ use crate::clinical::{Checkup, Medication};
 use crate::consent::ConsentGrant;
 use crate::eligibility::{NumbersQuery, Person, QualificationRecord};
 
+mod codec;
 pub mod copy;
+mod error;
+pub(crate) mod group;
+mod pool;
 pub mod postgres;
+mod queries;
 pub mod sqlite;
 
+pub use error::{DbError, DbErrorKind, StoreError};
 pub use sqlite::{Bulk, SqliteStore};
 
 const ISO_DATE: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]");
-
-/// Why the store refused or failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    #[error("cannot open the store at {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error(
-        "the store at {path} has schema version {found}, newer than the {supported} this build \
-         understands; use a newer build"
-    )]
-    SchemaTooNew {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
-    #[error("the store at {path} did not switch to WAL mode (journal mode is {mode})")]
-    JournalMode { path: PathBuf, mode: String },
-    #[error("store query failed: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// A PostgreSQL error (connection, query or schema).
-    #[error("PostgreSQL: {0}")]
-    Postgres(String),
-    /// The store location cannot be understood.
-    #[error("bad store location {0:?}: expected a SQLite file path or a postgres:// URL")]
-    BadLocation(String),
-    /// A stored value that this code never writes: the file was edited or damaged.
-    #[error("the store holds an invalid {what}: {reason}")]
-    Corrupt { what: &'static str, reason: String },
-    #[error("no person with id {0}")]
-    UnknownPerson(String),
-    #[error("not a parseable X.509 certificate: {0}")]
-    Certificate(String),
-}
 
 /// The store's key of a user-authentication certificate: which authority issued it and its
 /// serial number, the pair that identifies a certificate (RFC 5280 §4.1.2.2).
@@ -559,6 +528,47 @@ pub fn parse_date(s: &str) -> Result<Date, StoreError> {
 
 pub(crate) fn parse_opt_date(s: Option<&str>) -> Result<Option<Date>, StoreError> {
     s.map(parse_date).transpose()
+}
+
+/// Unix milliseconds: the stores keep instants to the millisecond (SQLite as these, PostgreSQL
+/// as a `TIMESTAMPTZ` cut to them), and the audit chain hashes them.
+pub(crate) fn millis(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The instant of Unix milliseconds.
+pub(crate) fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| corrupt("instant", format!("{ms}: {e}")))
+}
+
+/// An instant as both stores keep it: cut to the millisecond.
+pub(crate) fn instant(t: OffsetDateTime) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis(t)) * 1_000_000).unwrap_or(t)
+}
+
+/// A challenge as stored, for explaining a refused consumption.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChallengeRow {
+    pub terminal: String,
+    pub purpose: u8,
+    pub used: bool,
+}
+
+/// Why a challenge could not be consumed, from its stored row (or its absence): unknown,
+/// other terminal, reused, wrong purpose, expired, in that order.
+pub(crate) fn explain_challenge(
+    row: Option<ChallengeRow>,
+    terminal: &str,
+    purpose: u8,
+) -> ChallengeError {
+    match row {
+        None => ChallengeError::Unknown,
+        Some(r) if r.terminal != terminal => ChallengeError::OtherTerminal,
+        Some(r) if r.used => ChallengeError::Reused,
+        Some(r) if r.purpose != purpose => ChallengeError::WrongPurpose,
+        Some(_) => ChallengeError::Expired,
+    }
 }
 
 /// Whether a store location is a PostgreSQL URL rather than a SQLite file path.

@@ -1,11 +1,15 @@
 //! The PostgreSQL store, for deployments that outgrow one machine: several service instances
 //! share one database and behave as one service (architecture.md "Storage", docs/storage.md).
 //!
-//! - **Connections**: a small pool of synchronous clients ([`::postgres`]), each with its own
+//! - **Connections**: an r2d2 pool of synchronous clients ([`::postgres`]), each with its own
 //!   cache of prepared statements. The service calls the store from many blocking threads at
-//!   once; a caller takes an idle connection, opens a new one while fewer than the pool size
-//!   are open, or waits for one to come back. A connection that broke (server restart) is
-//!   dropped instead of being returned, so the next caller opens a fresh one.
+//!   once; a caller takes an idle connection, a new one while fewer than the pool size are
+//!   open, or waits for one to come back. A connection that broke (server restart) is dropped
+//!   instead of being returned, so the next caller gets a fresh one.
+//! - **What lives here**: the schema and its migrations, the connections, the bulk load and
+//!   the multi-row writes (the group commit's statements, consents, batch jobs) and the
+//!   dialect; the lookups and the group-commit rule are shared with SQLite
+//!   ([`super::queries`], [`super::group`], [`super::codec`]).
 //! - **Durability**: every session runs with `synchronous_commit = on`, so a commit returns
 //!   only after its WAL record is flushed (`fsync`), as SQLite's `synchronous=FULL` does. The
 //!   audit group is one statement, hence one transaction and one flush.
@@ -32,35 +36,35 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ::postgres::config::Host;
 use ::postgres::error::SqlState;
-use ::postgres::types::{FromSql, ToSql};
+use ::postgres::types::private::BytesMut;
+use ::postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 use ::postgres::{Client, Config, GenericClient, NoTls, Row, Statement};
 use time::{Date, OffsetDateTime};
 
-use super::sqlite::{explain_challenge, millis};
+use super::codec::{self, Value};
+use super::group::{self, last_per_key, GroupTx};
+use super::pool;
+use super::queries::{Backend, Session};
 use super::{
-    corrupt, BatchItem, BatchJob, CardKey, ChainHead, ChainedRecord, ChallengeUse, GroupWrite,
-    LoadBatch, Refuse, Registration, Store, StoreError, StoredChallenge, Terminal, TerminalStatus,
+    corrupt, explain_challenge, instant, BatchJob, ChainHead, ChallengeRow, ChallengeUse,
+    GroupWrite, LoadBatch, Refuse, Registration, StoreError, StoredChallenge,
 };
-use crate::audit::{AuditQuery, AuditRecord};
-use crate::audit_chain;
+use crate::audit::AuditRecord;
+use crate::audit_chain::{self, ChainColumns};
 use crate::challenge::ChallengeError;
-use crate::clinical::{Checkup, Medication};
-use crate::consent::{ConsentGrant, ConsentKind};
-use crate::eligibility::{
-    ElderlyCertificate, HighCostLimit, InsurerNumber, NumbersQuery, Person, QualificationRecord,
-    SpecificDisease,
-};
+use crate::clinical::Checkup;
+use crate::consent::ConsentGrant;
+use crate::eligibility::{ElderlyCertificate, HighCostLimit};
 
 /// The schema version this code writes and understands (`onshi_schema.version`).
 pub const SCHEMA_VERSION: i32 = 3;
 
 /// Connections one store keeps open at most, unless [`PgStore::open_with_pool`] says otherwise.
-pub const DEFAULT_POOL_SIZE: usize = 16;
+pub const DEFAULT_POOL_SIZE: u32 = 16;
 
 /// How long a caller waits for a pooled connection before giving up.
 const POOL_WAIT: Duration = Duration::from_secs(30);
@@ -228,52 +232,62 @@ CREATE TABLE batch_items (
 );
 "#;
 
-impl From<::postgres::Error> for StoreError {
-    fn from(e: ::postgres::Error) -> Self {
-        StoreError::Postgres(one_line(&e))
-    }
-}
-
-/// A PostgreSQL error with its causes (the driver's own text is only the kind, e.g. "db
-/// error"), on one line (a server error's DETAIL and HINT come on lines of their own).
-fn one_line(e: &::postgres::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text.lines().map(str::trim).collect::<Vec<_>>().join("; ")
-}
-
 /// The store. See the module documentation.
 pub struct PgStore {
-    config: Config,
     /// `user@host:port/dbname`, for messages (never the password).
     target: String,
-    pool: Pool,
+    /// Taken only when the store is dropped, to be dropped on a thread of its own.
+    pool: Option<r2d2::Pool<Connections>>,
+    pool_size: u32,
 }
 
 impl fmt::Debug for PgStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgStore")
             .field("target", &self.target)
-            .field("pool_size", &self.pool.size)
+            .field("pool_size", &self.pool_size)
             .finish()
     }
 }
 
-struct Pool {
-    state: Mutex<PoolState>,
-    returned: Condvar,
-    size: usize,
+/// Makes the pool's connections.
+struct Connections {
+    config: Config,
+    target: String,
 }
 
-struct PoolState {
-    idle: Vec<Conn>,
-    /// Connections open, idle or lent out.
-    open: usize,
+impl Connections {
+    fn connect(&self) -> Result<Conn, StoreError> {
+        let mut client = self.config.connect(NoTls).map_err(|e| StoreError::Open {
+            location: self.target.clone(),
+            reason: StoreError::from(e).to_string(),
+        })?;
+        // Whatever the server's default: a commit returns only once it is flushed to disk.
+        client.batch_execute("SET synchronous_commit = on")?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+}
+
+impl r2d2::ManageConnection for Connections {
+    type Connection = Conn;
+    type Error = StoreError;
+
+    fn connect(&self) -> Result<Conn, StoreError> {
+        Connections::connect(self)
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        Ok(conn.client.batch_execute("")?)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        // A connection that broke (server restart) is dropped instead of being returned, so
+        // the next caller gets a fresh one.
+        conn.client.is_closed()
+    }
 }
 
 /// One connection with its prepared statements (valid for that connection only).
@@ -294,51 +308,6 @@ impl Conn {
     }
 }
 
-/// A connection lent out of the pool; goes back on drop unless it broke.
-struct Lent<'p> {
-    pool: &'p Pool,
-    conn: Option<Conn>,
-}
-
-impl std::ops::Deref for Lent<'_> {
-    type Target = Conn;
-    fn deref(&self) -> &Conn {
-        self.conn
-            .as_ref()
-            .expect("a lent connection is present until drop")
-    }
-}
-
-impl std::ops::DerefMut for Lent<'_> {
-    fn deref_mut(&mut self) -> &mut Conn {
-        self.conn
-            .as_mut()
-            .expect("a lent connection is present until drop")
-    }
-}
-
-impl Drop for Lent<'_> {
-    fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else { return };
-        let mut state = self.pool.lock();
-        if conn.client.is_closed() {
-            state.open -= 1;
-        } else {
-            state.idle.push(conn);
-        }
-        drop(state);
-        self.pool.returned.notify_one();
-    }
-}
-
-impl Pool {
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        // The state is a list and a counter, consistent between statements: a panic elsewhere
-        // while holding the lock leaves nothing half-done.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 impl PgStore {
     /// Opens the store at a `postgres://` or `postgresql://` URL with up to
     /// [`DEFAULT_POOL_SIZE`] connections, creating or upgrading the schema. Refuses a database
@@ -348,7 +317,7 @@ impl PgStore {
     }
 
     /// [`PgStore::open`] with another pool size (at least 1).
-    pub fn open_with_pool(url: &str, pool_size: usize) -> Result<PgStore, StoreError> {
+    pub fn open_with_pool(url: &str, pool_size: u32) -> Result<PgStore, StoreError> {
         let mut config = Config::from_str(url).map_err(|e| {
             // The parser's message names the bad part; the URL itself may hold a password.
             StoreError::BadLocation(format!("a PostgreSQL URL that cannot be parsed ({e})"))
@@ -359,29 +328,28 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("onshi-confirm-service");
         }
-        let store = PgStore {
-            target: describe(&config),
+        let target = describe(&config);
+        let connections = Connections {
             config,
-            pool: Pool {
-                state: Mutex::new(PoolState {
-                    idle: Vec::new(),
-                    open: 0,
-                }),
-                returned: Condvar::new(),
-                size: pool_size.max(1),
-            },
+            target: target.clone(),
         };
-        let first = on_own_thread(|| -> Result<Conn, StoreError> {
-            let mut conn = store.connect()?;
-            migrate(&mut conn.client)?;
-            warn_if_not_durable(&mut conn.client, &store.target)?;
-            Ok(conn)
+        // The schema first, on a connection of its own: a server that cannot be reached fails
+        // the open at once, rather than after the pool's wait.
+        on_own_thread(|| -> Result<(), StoreError> {
+            let mut conn = connections.connect()?;
+            migrate(&mut conn.client, &target)?;
+            warn_if_not_durable(&mut conn.client, &target)
         })?;
-        let mut state = store.pool.lock();
-        state.idle.push(first);
-        state.open = 1;
-        drop(state);
-        Ok(store)
+        let pool_size = pool_size.max(1);
+        // Connections are made as callers need them, up to the pool's size.
+        let pool = pool::builder(pool_size, POOL_WAIT)
+            .min_idle(Some(0))
+            .build_unchecked(connections);
+        Ok(PgStore {
+            target,
+            pool: Some(pool),
+            pool_size,
+        })
     }
 
     /// `user@host:port/dbname` of this store, for messages.
@@ -391,99 +359,36 @@ impl PgStore {
 
     /// Whether any person or terminal is stored (a copy refuses such a destination).
     pub fn holds_reference_data(&self) -> Result<bool, StoreError> {
-        let rows = self.query(
-            "SELECT EXISTS (SELECT 1 FROM persons) OR EXISTS (SELECT 1 FROM terminals)",
-            &[],
-        )?;
-        rows.first()
-            .map(|r| col(r, 0))
-            .transpose()
-            .map(|b| b.unwrap_or(false))
-    }
-
-    fn connect(&self) -> Result<Conn, StoreError> {
-        let mut client = self.config.connect(NoTls).map_err(|e| {
-            StoreError::Postgres(format!(
-                "cannot connect to {}: {}",
-                self.target,
-                one_line(&e)
-            ))
-        })?;
-        // Whatever the server's default: a commit returns only once it is flushed to disk.
-        client.batch_execute("SET synchronous_commit = on")?;
-        Ok(Conn {
-            client,
-            statements: HashMap::new(),
+        self.read(|s| {
+            s.row(
+                "SELECT EXISTS (SELECT 1 FROM persons) OR EXISTS (SELECT 1 FROM terminals)",
+                &[],
+                |r| r.bool(0),
+            )
         })
+        .map(|held| held.unwrap_or(false))
     }
 
     /// Lends a connection: an idle one, a new one while fewer than the pool size are open, or
     /// the next one returned.
-    fn conn(&self) -> Result<Lent<'_>, StoreError> {
-        let deadline = std::time::Instant::now() + POOL_WAIT;
-        let mut state = self.pool.lock();
-        loop {
-            while let Some(conn) = state.idle.pop() {
-                if conn.client.is_closed() {
-                    state.open -= 1;
-                    continue;
-                }
-                return Ok(Lent {
-                    pool: &self.pool,
-                    conn: Some(conn),
-                });
-            }
-            if state.open < self.pool.size {
-                state.open += 1;
-                drop(state);
-                return match self.connect() {
-                    Ok(conn) => Ok(Lent {
-                        pool: &self.pool,
-                        conn: Some(conn),
-                    }),
-                    Err(e) => {
-                        self.pool.lock().open -= 1;
-                        self.pool.returned.notify_one();
-                        Err(e)
-                    }
-                };
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(StoreError::Postgres(format!(
-                    "all {} connections to {} stayed busy for {POOL_WAIT:?}",
-                    self.pool.size, self.target
-                )));
-            }
-            state = self
-                .pool
-                .returned
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-
-    /// Runs one statement and returns its rows.
-    fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
-        let mut conn = self.conn()?;
-        let stmt = conn.prepare(sql)?;
-        Ok(conn.client.query(&stmt, params)?)
-    }
-
-    /// Runs one statement and returns how many rows it changed.
-    fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        let mut conn = self.conn()?;
-        let stmt = conn.prepare(sql)?;
-        Ok(conn.client.execute(&stmt, params)?)
+    fn conn(&self) -> Result<r2d2::PooledConnection<Connections>, StoreError> {
+        let pool = self.pool.as_ref().ok_or_else(|| StoreError::Busy {
+            location: self.target.clone(),
+            waited: Duration::ZERO,
+            reason: "the store is closing".into(),
+        })?;
+        pool.get().map_err(|e| StoreError::Busy {
+            location: self.target.clone(),
+            waited: POOL_WAIT,
+            reason: e.to_string(),
+        })
     }
 }
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        let idle = std::mem::take(&mut self.pool.lock().idle);
-        if !idle.is_empty() {
-            on_own_thread(move || drop(idle));
+        if let Some(pool) = self.pool.take() {
+            on_own_thread(move || drop(pool));
         }
     }
 }
@@ -540,7 +445,7 @@ CREATE TABLE IF NOT EXISTS audit_chain (
 
 /// Creates or upgrades the schema in one transaction that holds an advisory lock, so two
 /// instances opening a fresh database together do not both create it.
-fn migrate(client: &mut Client) -> Result<(), StoreError> {
+fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
     tx.batch_execute(
@@ -555,10 +460,11 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
         .transpose()?
         .unwrap_or(0);
     if found > SCHEMA_VERSION {
-        return Err(StoreError::Postgres(format!(
-            "the database has schema version {found}, newer than the {SCHEMA_VERSION} this \
-             build understands; use a newer build"
-        )));
+        return Err(StoreError::SchemaTooNew {
+            location: target.to_owned(),
+            found: i64::from(found),
+            supported: i64::from(SCHEMA_VERSION),
+        });
     }
     if found < 1 {
         tx.batch_execute(SCHEMA_V1)?;
@@ -600,11 +506,6 @@ fn warn_if_not_durable(client: &mut Client, target: &str) -> Result<(), StoreErr
     Ok(())
 }
 
-/// An instant as both stores keep it: cut to the millisecond.
-fn instant(t: OffsetDateTime) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis(t)) * 1_000_000).unwrap_or(t)
-}
-
 /// A column by position, with a type error reported rather than panicking.
 fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
     Ok(row.try_get(i)?)
@@ -612,10 +513,6 @@ fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
 
 fn small<T: TryFrom<i16>>(what: &'static str, v: i16) -> Result<T, StoreError> {
     T::try_from(v).map_err(|_| corrupt(what, v))
-}
-
-fn to_u32(what: &'static str, v: i64) -> Result<u32, StoreError> {
-    u32::try_from(v).map_err(|_| corrupt(what, v))
 }
 
 /// Registers a person in one statement: whether it changed the person, and whether the
@@ -637,7 +534,7 @@ fn register(
     let rows = client.query(stmt, &[&person_id, &instant(at)])?;
     let row = rows
         .first()
-        .ok_or_else(|| StoreError::Postgres("registration returned no row".into()))?;
+        .ok_or_else(|| corrupt("registration", "its statement returned no row"))?;
     match (col::<bool>(row, 0)?, col::<bool>(row, 1)?) {
         (true, _) => Ok(Registration::Registered),
         (false, true) => Ok(Registration::AlreadyRegistered),
@@ -645,9 +542,6 @@ fn register(
     }
 }
 
-/// Keeps the last of several entries with the same key, in first-seen order: one multi-row
-/// `INSERT … ON CONFLICT DO UPDATE` may not touch a row twice, while row-by-row upserts (the
-/// SQLite store) leave the last one.
 /// Records consents; the latest grant per person, institution and kind wins.
 const INSERT_CONSENTS: &str =
     "INSERT INTO consents (person_id, institution_code, kind, given_at, valid_until)
@@ -665,9 +559,12 @@ fn insert_consents(
         return Ok(());
     }
     // One statement may not update a row twice: keep each key's last grant.
-    let grants = last_per_key(grants, |g| {
+    let grants: Vec<&ConsentGrant> = last_per_key(grants, |g| {
         (g.person_id.as_str(), g.institution_code.as_str(), g.kind)
-    });
+    })
+    .into_iter()
+    .copied()
+    .collect();
     let person: Vec<&str> = grants.iter().map(|g| g.person_id.as_str()).collect();
     let code: Vec<&str> = grants.iter().map(|g| g.institution_code.as_str()).collect();
     let kind: Vec<&str> = grants.iter().map(|g| g.kind.as_str()).collect();
@@ -679,7 +576,7 @@ fn insert_consents(
 
 static INSERT_AUDIT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "INSERT INTO audit ({AUDIT_COLUMNS}, chain_seq, prev_hash, hash)
+        "INSERT INTO audit (confirmation_id, at, {}, chain_seq, prev_hash, hash)
          SELECT id, at, code, terminal, person, method, purpose, result, consents, cert,
                 returned, chain_seq, prev_hash, hash
          FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
@@ -687,7 +584,8 @@ static INSERT_AUDIT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                      $12::int8[], $13::bytea[], $14::bytea[])
               WITH ORDINALITY AS u(id, at, code, terminal, person, method, purpose, result,
                                    consents, cert, returned, chain_seq, prev_hash, hash, n)
-         ORDER BY n"
+         ORDER BY n",
+        codec::AUDIT_FIELDS
     )
 });
 
@@ -696,60 +594,12 @@ static INSERT_AUDIT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 const LOCK_HEAD: &str =
     "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chain FOR UPDATE";
 
-fn head_from_row(r: &Row) -> Result<ChainHead, StoreError> {
-    Ok(ChainHead {
-        last_seq: col(r, 0)?,
-        last_hash: col(r, 1)?,
-        anchor_seq: col(r, 2)?,
-        anchor_hash: col(r, 3)?,
-    })
-}
-
-fn lock_head(client: &mut impl GenericClient) -> Result<ChainHead, StoreError> {
-    let rows = client.query(LOCK_HEAD, &[])?;
+fn lock_head(client: &mut impl GenericClient, stmt: &Statement) -> Result<ChainHead, StoreError> {
+    let rows = client.query(stmt, &[])?;
     let row = rows
         .first()
         .ok_or_else(|| corrupt("audit chain", "the head row is missing"))?;
-    head_from_row(row)
-}
-
-const CHAIN_COLUMNS: &str = "seq, chain_seq, prev_hash, hash, confirmation_id, at, \
-     institution_code, terminal_id, person_id, method, purpose, result_code, consents, \
-     certificate_sha256, returned";
-
-/// A row of the audit table as the chain sees it; values the service never writes are a
-/// `defect`, not an error, so `verify` can name the record.
-fn chained_from_row(r: &Row) -> Result<ChainedRecord, StoreError> {
-    let mut defect = None;
-    let at: OffsetDateTime = col(r, 5)?;
-    if instant(at) != at {
-        defect = Some(format!("its time {at} is not a whole millisecond"));
-    }
-    let consents: i16 = col(r, 12)?;
-    let consents = u8::try_from(consents).unwrap_or_else(|_| {
-        defect = Some(format!("its consents {consents} are not a bitmask"));
-        0
-    });
-    Ok(ChainedRecord {
-        row: col(r, 0)?,
-        position: col(r, 1)?,
-        prev_hash: col(r, 2)?,
-        hash: col(r, 3)?,
-        record: AuditRecord {
-            confirmation_id: col(r, 4)?,
-            at,
-            institution_code: col(r, 6)?,
-            terminal_id: col(r, 7)?,
-            person_id: col(r, 8)?,
-            method: col(r, 9)?,
-            purpose: col(r, 10)?,
-            result_code: col(r, 11)?,
-            consents,
-            certificate_sha256: col(r, 13)?,
-            returned: col(r, 14)?,
-        },
-        defect,
-    })
+    codec::chain_head(&PgRow(row))
 }
 
 /// Chains the records written before the chain existed, in the order they were written
@@ -757,13 +607,19 @@ fn chained_from_row(r: &Row) -> Result<ChainedRecord, StoreError> {
 fn chain_existing(tx: &mut ::postgres::Transaction<'_>) -> Result<(), StoreError> {
     let rows = tx
         .query(
-            &format!("SELECT {CHAIN_COLUMNS} FROM audit WHERE chain_seq IS NULL ORDER BY seq"),
+            &format!(
+                "SELECT {}, confirmation_id, at, {} FROM audit
+                 WHERE chain_seq IS NULL ORDER BY seq",
+                codec::CHAIN_FIELDS,
+                codec::AUDIT_FIELDS
+            ),
             &[],
         )?
         .iter()
-        .map(chained_from_row)
+        .map(|r| codec::chained_record(&PgRow(r), PgStore::chained_time))
         .collect::<Result<Vec<_>, _>>()?;
-    let head = lock_head(tx)?;
+    let lock = tx.prepare(LOCK_HEAD)?;
+    let head = lock_head(tx, &lock)?;
     let (cols, seq, hash) = audit_chain::extend(
         head.last_seq,
         &head.last_hash,
@@ -781,23 +637,19 @@ fn chain_existing(tx: &mut ::postgres::Transaction<'_>) -> Result<(), StoreError
     Ok(())
 }
 
-/// Appends audit records with one statement, in order, after the chain's `head` (locked by
-/// the caller's transaction); returns the new head's position and hash.
+/// Appends audit records with one statement, in order, with their chain columns.
 fn insert_audit(
     client: &mut impl GenericClient,
     stmt: &Statement,
-    head: &ChainHead,
     records: &[&AuditRecord],
-) -> Result<(i64, Vec<u8>), StoreError> {
+    chain: &[ChainColumns],
+) -> Result<(), StoreError> {
     if records.is_empty() {
-        return Ok((head.last_seq, head.last_hash.clone()));
+        return Ok(());
     }
-    // The records as they will read back (instants cut to the millisecond) are what is hashed.
-    let (cols, last_seq, last_hash) =
-        audit_chain::extend(head.last_seq, &head.last_hash, records.iter().copied());
-    let chain_seq: Vec<i64> = cols.iter().map(|c| c.0).collect();
-    let prev: Vec<&[u8]> = cols.iter().map(|c| c.1.as_slice()).collect();
-    let hash: Vec<&[u8]> = cols.iter().map(|c| c.2.as_slice()).collect();
+    let chain_seq: Vec<i64> = chain.iter().map(|c| c.0).collect();
+    let prev: Vec<&[u8]> = chain.iter().map(|c| c.1.as_slice()).collect();
+    let hash: Vec<&[u8]> = chain.iter().map(|c| c.2.as_slice()).collect();
     let id: Vec<&str> = records.iter().map(|r| r.confirmation_id.as_str()).collect();
     let at: Vec<OffsetDateTime> = records.iter().map(|r| instant(r.at)).collect();
     let code: Vec<&str> = records
@@ -822,25 +674,7 @@ fn insert_audit(
             &returned, &chain_seq, &prev, &hash,
         ],
     )?;
-    Ok((last_seq, last_hash))
-}
-
-fn last_per_key<'a, T, K: std::hash::Hash + Eq>(
-    items: &'a [T],
-    key: impl Fn(&'a T) -> K,
-) -> Vec<&'a T> {
-    let mut at: HashMap<K, usize> = HashMap::new();
-    let mut out: Vec<&T> = Vec::new();
-    for item in items {
-        match at.get(&key(item)) {
-            Some(&i) => out[i] = item,
-            None => {
-                at.insert(key(item), out.len());
-                out.push(item);
-            }
-        }
-    }
-    out
+    Ok(())
 }
 
 /// A foreign-key failure on insert means a person does not exist: say which.
@@ -862,116 +696,6 @@ fn unknown_person_or(e: ::postgres::Error) -> StoreError {
         })
         .unwrap_or("?");
     StoreError::UnknownPerson(id.to_owned())
-}
-
-const PERSON_COLUMNS: &str =
-    "id, name, kana_name, sex, birth_date, address, postcode, registered_for_insurance";
-
-fn person_from_row(r: &Row) -> Result<Person, StoreError> {
-    Ok(Person {
-        id: col(r, 0)?,
-        name: col(r, 1)?,
-        kana_name: col(r, 2)?,
-        sex: small("sex", col(r, 3)?)?,
-        birth_date: col(r, 4)?,
-        address: col(r, 5)?,
-        postcode: col(r, 6)?,
-        registered_for_insurance: col(r, 7)?,
-    })
-}
-
-const QUALIFICATION_COLUMNS: &str = "person_id, insured_card_classification, insurer_number, \
-     insurer_name, symbol, number, branch, personal_family, insured_person_name, \
-     qualification_date, disqualification_date, loss_reason, card_issue_date, card_valid_from, \
-     card_expiry, copay_ratio, preschool, elderly_valid_from, elderly_valid_until, \
-     elderly_copay_ratio, high_cost_certificate_type, high_cost_bracket, high_cost_valid_from, \
-     high_cost_valid_until";
-
-fn qualification_from_row(r: &Row) -> Result<QualificationRecord, StoreError> {
-    let elderly = match (
-        col::<Option<Date>>(r, 17)?,
-        col::<Option<Date>>(r, 18)?,
-        col::<Option<String>>(r, 19)?,
-    ) {
-        (Some(valid_from), Some(valid_until), Some(copay_ratio)) => Some(ElderlyCertificate {
-            valid_from,
-            valid_until,
-            copay_ratio,
-        }),
-        (None, None, None) => None,
-        _ => return Err(corrupt("elderly certificate", "partly null")),
-    };
-    let high_cost_limit = match (
-        col::<Option<String>>(r, 21)?,
-        col::<Option<Date>>(r, 22)?,
-        col::<Option<Date>>(r, 23)?,
-    ) {
-        (Some(bracket), Some(valid_from), Some(valid_until)) => Some(HighCostLimit {
-            certificate_type: col(r, 20)?,
-            bracket,
-            valid_from,
-            valid_until,
-        }),
-        (None, None, None) => None,
-        _ => return Err(corrupt("high-cost limit", "partly null")),
-    };
-    let insurer: String = col(r, 2)?;
-    Ok(QualificationRecord {
-        person_id: col(r, 0)?,
-        insured_card_classification: col(r, 1)?,
-        insurer_number: InsurerNumber::parse(&insurer).map_err(|e| corrupt("insurer number", e))?,
-        insurer_name: col(r, 3)?,
-        symbol: col(r, 4)?,
-        number: col(r, 5)?,
-        branch: col(r, 6)?,
-        personal_family: small("personal/family", col(r, 7)?)?,
-        insured_person_name: col(r, 8)?,
-        qualification_date: col(r, 9)?,
-        disqualification_date: col(r, 10)?,
-        loss_reason: col(r, 11)?,
-        card_issue_date: col(r, 12)?,
-        card_valid_from: col(r, 13)?,
-        card_expiry: col(r, 14)?,
-        copay_ratio: col(r, 15)?,
-        preschool: col(r, 16)?,
-        elderly,
-        high_cost_limit,
-        specific_diseases: Vec::new(),
-    })
-}
-
-const AUDIT_COLUMNS: &str = "confirmation_id, at, institution_code, terminal_id, person_id, \
-     method, purpose, result_code, consents, certificate_sha256, returned";
-
-fn audit_from_row(r: &Row) -> Result<AuditRecord, StoreError> {
-    Ok(AuditRecord {
-        confirmation_id: col(r, 0)?,
-        at: col(r, 1)?,
-        institution_code: col(r, 2)?,
-        terminal_id: col(r, 3)?,
-        person_id: col(r, 4)?,
-        method: col(r, 5)?,
-        purpose: col(r, 6)?,
-        result_code: col(r, 7)?,
-        consents: small("consent bits", col(r, 8)?)?,
-        certificate_sha256: col(r, 9)?,
-        returned: col(r, 10)?,
-    })
-}
-
-const BATCH_COLUMNS: &str =
-    "reception_number, institution_code, terminal_id, submitted_at, total, completed, finished_at";
-
-fn batch_from_row(r: &Row) -> Result<BatchJob, StoreError> {
-    Ok(BatchJob {
-        reception_number: col(r, 0)?,
-        institution_code: col(r, 1)?,
-        terminal_id: col(r, 2)?,
-        submitted_at: col(r, 3)?,
-        total: to_u32("batch total", col(r, 4)?)?,
-        completed: to_u32("batch completed count", col(r, 5)?)?,
-        finished_at: col(r, 6)?,
-    })
 }
 
 /// Writes a [`LoadBatch`] in one transaction: one multi-row statement per table (arrays unnested on
@@ -997,12 +721,13 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
          FROM generate_series(1, $1::int8)",
     )?;
     let insert_qualifications = conn.prepare(&format!(
-        "INSERT INTO qualifications (id, {QUALIFICATION_COLUMNS})
+        "INSERT INTO qualifications (id, {})
          SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[],
              $6::text[], $7::text[], $8::text[], $9::int2[], $10::text[], $11::date[],
              $12::date[], $13::text[], $14::date[], $15::date[], $16::date[], $17::text[],
              $18::bool[], $19::date[], $20::date[], $21::text[], $22::text[], $23::text[],
-             $24::date[], $25::date[])"
+             $24::date[], $25::date[])",
+        codec::QUALIFICATION_COLUMNS
     ))?;
     let insert_diseases = conn.prepare(
         "INSERT INTO specific_diseases (qualification_id, ordinal, category, monthly_cap_yen,
@@ -1279,12 +1004,248 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
     Ok(())
 }
 
-impl Store for PgStore {
-    fn kind(&self) -> &'static str {
-        "postgres"
+/// The group commit's statements ([`group`]), prepared on the connection, inside the group's
+/// transaction: one multi-row statement per step where a step writes many rows, so a group
+/// costs a handful of round trips.
+struct GroupStatements<'t, 'c> {
+    tx: &'t mut ::postgres::Transaction<'c>,
+    insert_challenges: Statement,
+    consume: Statement,
+    explain: Statement,
+    insert_grants: Statement,
+    insert_records: Statement,
+    register_person: Statement,
+    lock_chain: Statement,
+    advance_chain: Statement,
+}
+
+impl GroupTx for GroupStatements<'_, '_> {
+    fn insert_challenges(&mut self, new: &[&StoredChallenge]) -> Result<(), StoreError> {
+        let bytes: Vec<&[u8]> = new.iter().map(|c| &c.bytes[..]).collect();
+        let terminal: Vec<&str> = new.iter().map(|c| c.terminal.as_str()).collect();
+        let purpose: Vec<i16> = new.iter().map(|c| i16::from(c.purpose)).collect();
+        let expires: Vec<OffsetDateTime> = new.iter().map(|c| instant(c.expires_at)).collect();
+        self.tx.execute(
+            &self.insert_challenges,
+            &[&bytes, &terminal, &purpose, &expires],
+        )?;
+        Ok(())
     }
 
-    fn load(&self, batch: &LoadBatch) -> Result<(), StoreError> {
+    fn consume(&mut self, u: &ChallengeUse) -> Result<Result<(), ChallengeError>, StoreError> {
+        // A consumer that got there first holds the row lock; this UPDATE then waits, re-reads
+        // the row, finds it used and changes nothing.
+        let at = instant(u.at);
+        let purpose = i16::from(u.purpose);
+        let changed = self
+            .tx
+            .execute(&self.consume, &[&u.bytes, &u.terminal, &purpose, &at])?;
+        if changed == 1 {
+            return Ok(Ok(()));
+        }
+        let row = self
+            .tx
+            .query(&self.explain, &[&u.bytes])?
+            .first()
+            .map(|r| -> Result<_, StoreError> {
+                Ok(ChallengeRow {
+                    terminal: col(r, 0)?,
+                    purpose: small("purpose", col(r, 1)?)?,
+                    used: col(r, 2)?,
+                })
+            })
+            .transpose()?;
+        Ok(Err(explain_challenge(row, &u.terminal, u.purpose)))
+    }
+
+    fn register(
+        &mut self,
+        person_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<Registration, StoreError> {
+        register(self.tx, &self.register_person, person_id, at)
+    }
+
+    fn insert_consents(&mut self, grants: &[&ConsentGrant]) -> Result<(), StoreError> {
+        insert_consents(self.tx, &self.insert_grants, grants)
+    }
+
+    fn lock_chain_head(&mut self) -> Result<ChainHead, StoreError> {
+        lock_head(self.tx, &self.lock_chain)
+    }
+
+    fn append_audit(
+        &mut self,
+        records: &[&AuditRecord],
+        chain: &[ChainColumns],
+        last_seq: i64,
+        last_hash: &[u8],
+    ) -> Result<(), StoreError> {
+        insert_audit(self.tx, &self.insert_records, records, chain)?;
+        self.tx
+            .execute(&self.advance_chain, &[&last_seq, &last_hash])?;
+        Ok(())
+    }
+}
+
+/// Statements on one PostgreSQL connection (inside a transaction or not), each prepared once
+/// per connection.
+struct Pg<'a, C: GenericClient> {
+    client: &'a mut C,
+    statements: &'a mut HashMap<String, Statement>,
+}
+
+impl<C: GenericClient> Pg<'_, C> {
+    fn prepare(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        self.statements.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+}
+
+impl<C: GenericClient> Session for Pg<'_, C> {
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value<'_>],
+        each: &mut dyn FnMut(&dyn codec::Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let stmt = self.prepare(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        for row in self.client.query(&stmt, &params)? {
+            each(&PgRow(&row))?;
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
+        let stmt = self.prepare(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        Ok(self.client.execute(&stmt, &params)?)
+    }
+}
+
+/// A value in PostgreSQL's representation: dates as `DATE`, instants as `TIMESTAMPTZ` cut to
+/// the millisecond, integers in the width of the parameter's column.
+impl ToSql for Value<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match *self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(v) => match *ty {
+                Type::INT2 => i16::try_from(v)?.to_sql(ty, out),
+                Type::INT4 => i32::try_from(v)?.to_sql(ty, out),
+                _ => v.to_sql(ty, out),
+            },
+            Value::Bool(v) => v.to_sql(ty, out),
+            Value::Text(v) => v.to_sql(ty, out),
+            Value::Bytes(v) => v.to_sql(ty, out),
+            Value::Date(v) => v.to_sql(ty, out),
+            Value::Instant(v) => instant(v).to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        // Checked per value in `to_sql`, against the parameter's type.
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// A row in PostgreSQL's representation.
+struct PgRow<'r>(&'r Row);
+
+impl codec::Row for PgRow<'_> {
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        let ty = self.0.columns().get(i).map(|c| c.type_().clone());
+        Ok(match ty {
+            Some(Type::INT2) => self.0.try_get::<_, Option<i16>>(i)?.map(i64::from),
+            Some(Type::INT4) => self.0.try_get::<_, Option<i32>>(i)?.map(i64::from),
+            _ => self.0.try_get(i)?,
+        })
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn opt_bool(&self, i: usize) -> Result<Option<bool>, StoreError> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn opt_date(&self, i: usize) -> Result<Option<Date>, StoreError> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn opt_instant(&self, i: usize) -> Result<Option<OffsetDateTime>, StoreError> {
+        Ok(self.0.try_get(i)?)
+    }
+}
+
+impl PgStore {
+    /// Runs `f` on a pooled connection, in a transaction when `transaction`.
+    fn session<R>(
+        &self,
+        transaction: bool,
+        f: impl FnOnce(&mut dyn Session) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut conn = self.conn()?;
+        let Conn { client, statements } = &mut *conn;
+        if !transaction {
+            return f(&mut Pg { client, statements });
+        }
+        let mut tx = client.transaction()?;
+        let out = f(&mut Pg {
+            client: &mut tx,
+            statements,
+        })?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+impl Backend for PgStore {
+    const KIND: &'static str = "postgres";
+    const AUDIT_TIME: &'static str = "at";
+    const CHAIN_TIME_CHECK: &'static str = "";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+
+    /// A `TIMESTAMPTZ` with digits below the millisecond was not written by the service.
+    fn chained_time(r: &dyn codec::Row) -> Result<(OffsetDateTime, Option<String>), StoreError> {
+        let at = r.instant(5)?;
+        let defect =
+            (instant(at) != at).then(|| format!("its time {at} is not a whole millisecond"));
+        Ok((at, defect))
+    }
+
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Session) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.session(false, f)
+    }
+
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Session) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.session(true, f)
+    }
+
+    fn write_beside_groups<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Session) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.session(true, f)
+    }
+
+    fn load_batch(&self, batch: &LoadBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -1292,200 +1253,24 @@ impl Store for PgStore {
         load(&mut conn, batch)
     }
 
-    fn terminal(
-        &self,
-        institution_code: &str,
-        terminal_id: &str,
-    ) -> Result<Option<Terminal>, StoreError> {
-        let rows = self.query(
-            "SELECT status, device_public_key FROM terminals
-             WHERE institution_code = $1 AND terminal_id = $2",
-            &[&institution_code, &terminal_id],
-        )?;
-        rows.first()
-            .map(|r| {
-                let status: String = col(r, 0)?;
-                Ok(Terminal {
-                    institution_code: institution_code.to_owned(),
-                    terminal_id: terminal_id.to_owned(),
-                    status: TerminalStatus::parse(&status)
-                        .ok_or_else(|| corrupt("terminal status", &status))?,
-                    device_public_key: col(r, 1)?,
-                })
-            })
-            .transpose()
-    }
-
-    fn person_for_card(&self, card: &CardKey) -> Result<Option<String>, StoreError> {
-        let rows = self.query(
-            "SELECT person_id FROM cards WHERE issuer_key = $1 AND serial = $2",
-            &[&card.issuer_key, &card.serial],
-        )?;
-        rows.first().map(|r| col(r, 0)).transpose()
-    }
-
-    fn person(&self, id: &str) -> Result<Option<Person>, StoreError> {
-        let rows = self.query(
-            &format!("SELECT {PERSON_COLUMNS} FROM persons WHERE id = $1"),
-            &[&id],
-        )?;
-        rows.first().map(person_from_row).transpose()
-    }
-
-    fn qualifications(&self, person_id: &str) -> Result<Vec<QualificationRecord>, StoreError> {
-        let mut conn = self.conn()?;
-        let records = conn.prepare(&format!(
-            "SELECT {QUALIFICATION_COLUMNS}, id FROM qualifications
-             WHERE person_id = $1 ORDER BY qualification_date, id"
-        ))?;
-        let diseases = conn.prepare(
-            "SELECT d.qualification_id, d.category, d.monthly_cap_yen, d.valid_from,
-                    d.valid_until
-             FROM specific_diseases d JOIN qualifications q ON q.id = d.qualification_id
-             WHERE q.person_id = $1 ORDER BY d.qualification_id, d.ordinal",
-        )?;
-        let rows = conn.client.query(&records, &[&person_id])?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let disease_rows = conn.client.query(&diseases, &[&person_id])?;
-        let mut by_record: HashMap<i64, Vec<SpecificDisease>> = HashMap::new();
-        for r in &disease_rows {
-            by_record
-                .entry(col(r, 0)?)
-                .or_default()
-                .push(SpecificDisease {
-                    category: small("category", col(r, 1)?)?,
-                    monthly_cap_yen: to_u32("monthly cap", col(r, 2)?)?,
-                    valid_from: col(r, 3)?,
-                    valid_until: col(r, 4)?,
-                });
-        }
-        rows.iter()
-            .map(|r| {
-                let mut record = qualification_from_row(r)?;
-                let id: i64 = col(r, 24)?;
-                record.specific_diseases = by_record.remove(&id).unwrap_or_default();
-                Ok(record)
-            })
-            .collect()
-    }
-
-    fn persons_by_numbers(&self, q: &NumbersQuery) -> Result<Vec<String>, StoreError> {
-        let rows = self.query(
-            "SELECT DISTINCT q.person_id FROM qualifications q JOIN persons p ON p.id = q.person_id
-             WHERE q.insurer_number = $1 AND q.number = $2
-               AND q.symbol IS NOT DISTINCT FROM $3 AND q.branch IS NOT DISTINCT FROM $4
-               AND p.birth_date = $5
-             ORDER BY q.person_id",
-            &[
-                &q.insurer_number.as_str(),
-                &q.number,
-                &q.symbol,
-                &q.branch,
-                &q.birth_date,
-            ],
-        )?;
-        rows.iter().map(|r| col(r, 0)).collect()
-    }
-
-    fn medications(&self, person_id: &str) -> Result<Vec<Medication>, StoreError> {
-        let rows = self.query(
-            "SELECT person_id, dispensed_on, institution_code, institution_name, drug_code,
-                    drug_name, usage, daily_quantity, days
-             FROM medications WHERE person_id = $1 ORDER BY dispensed_on DESC, id",
-            &[&person_id],
-        )?;
-        rows.iter()
-            .map(|r| {
-                Ok(Medication {
-                    person_id: col(r, 0)?,
-                    dispensed_on: col(r, 1)?,
-                    institution_code: col(r, 2)?,
-                    institution_name: col(r, 3)?,
-                    drug_code: col(r, 4)?,
-                    drug_name: col(r, 5)?,
-                    usage: col(r, 6)?,
-                    daily_quantity: col(r, 7)?,
-                    days: to_u32("days", col(r, 8)?)?,
-                })
-            })
-            .collect()
-    }
-
-    fn checkups(&self, person_id: &str) -> Result<Vec<Checkup>, StoreError> {
-        let rows = self.query(
-            "SELECT person_id, examined_on, height_cm_x10, weight_kg_x10, waist_cm_x10, bmi_x10,
-                    systolic_mmhg, diastolic_mmhg, hba1c_x10, ldl_mg_dl, judgement
-             FROM checkups WHERE person_id = $1 ORDER BY examined_on DESC, id",
-            &[&person_id],
-        )?;
-        rows.iter()
-            .map(|r| {
-                Ok(Checkup {
-                    person_id: col(r, 0)?,
-                    examined_on: col(r, 1)?,
-                    height_cm_x10: to_u32("height", col(r, 2)?)?,
-                    weight_kg_x10: to_u32("weight", col(r, 3)?)?,
-                    waist_cm_x10: to_u32("waist", col(r, 4)?)?,
-                    bmi_x10: to_u32("bmi", col(r, 5)?)?,
-                    systolic_mmhg: to_u32("systolic", col(r, 6)?)?,
-                    diastolic_mmhg: to_u32("diastolic", col(r, 7)?)?,
-                    hba1c_x10: to_u32("hba1c", col(r, 8)?)?,
-                    ldl_mg_dl: to_u32("ldl", col(r, 9)?)?,
-                    judgement: col(r, 10)?,
-                })
-            })
-            .collect()
-    }
-
-    fn register_for_insurance(
-        &self,
-        person_id: &str,
-        at: OffsetDateTime,
-    ) -> Result<Registration, StoreError> {
+    fn register(&self, person_id: &str, at: OffsetDateTime) -> Result<Registration, StoreError> {
         let mut conn = self.conn()?;
         let stmt = conn.prepare(REGISTER)?;
         register(&mut conn.client, &stmt, person_id, at)
     }
 
-    fn record_consents(&self, grants: &[ConsentGrant]) -> Result<(), StoreError> {
+    fn upsert_consents(&self, grants: &[ConsentGrant]) -> Result<(), StoreError> {
         let grants: Vec<&ConsentGrant> = grants.iter().collect();
         let mut conn = self.conn()?;
         let stmt = conn.prepare(INSERT_CONSENTS)?;
         insert_consents(&mut conn.client, &stmt, &grants)
     }
 
-    fn consents(
-        &self,
-        person_id: &str,
-        institution_code: &str,
-    ) -> Result<Vec<ConsentGrant>, StoreError> {
-        let rows = self.query(
-            "SELECT kind, given_at, valid_until FROM consents
-             WHERE person_id = $1 AND institution_code = $2 ORDER BY kind",
-            &[&person_id, &institution_code],
-        )?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = col(r, 0)?;
-                Ok(ConsentGrant {
-                    person_id: person_id.to_owned(),
-                    institution_code: institution_code.to_owned(),
-                    kind: ConsentKind::parse(&kind)
-                        .ok_or_else(|| corrupt("consent kind", &kind))?,
-                    given_at: col(r, 1)?,
-                    valid_until: col(r, 2)?,
-                })
-            })
-            .collect()
-    }
-
-    fn commit_group(
+    fn group_commit(
         &self,
         writes: &mut [GroupWrite],
         refuse: &Refuse,
-    ) -> Result<Vec<Result<(), ChallengeError>>, StoreError> {
+    ) -> Result<group::Verdicts, StoreError> {
         let mut conn = self.conn()?;
         let insert_challenges = conn.prepare(
             "INSERT INTO challenges (challenge, terminal, purpose, expires_at)
@@ -1497,241 +1282,39 @@ impl Store for PgStore {
                AND used_at IS NULL AND expires_at >= $4",
         )?;
         let explain = conn.prepare(
-            "SELECT terminal, purpose, expires_at, used_at FROM challenges WHERE challenge = $1",
+            "SELECT terminal, purpose, used_at IS NOT NULL FROM challenges WHERE challenge = $1",
         )?;
         let insert_grants = conn.prepare(INSERT_CONSENTS)?;
         let insert_records = conn.prepare(&INSERT_AUDIT)?;
         let register_person = conn.prepare(REGISTER)?;
         let lock_chain = conn.prepare(LOCK_HEAD)?;
         let advance_chain = conn.prepare("UPDATE audit_chain SET last_seq = $1, last_hash = $2")?;
-        let mut tx = conn.client.transaction()?;
-
-        // New challenges first (no request of this group can hold one yet: a challenge is
-        // handed out only after its group commits).
-        let new: Vec<&StoredChallenge> = writes
-            .iter()
-            .filter_map(|w| match w {
-                GroupWrite::Challenge(c) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if !new.is_empty() {
-            let bytes: Vec<&[u8]> = new.iter().map(|c| &c.bytes[..]).collect();
-            let terminal: Vec<&str> = new.iter().map(|c| c.terminal.as_str()).collect();
-            let purpose: Vec<i16> = new.iter().map(|c| i16::from(c.purpose)).collect();
-            let expires: Vec<OffsetDateTime> = new.iter().map(|c| instant(c.expires_at)).collect();
-            tx.execute(&insert_challenges, &[&bytes, &terminal, &purpose, &expires])?;
-        }
-
-        // Consumptions in the order of the challenge bytes, so two instances committing
-        // overlapping groups lock rows in the same order and cannot deadlock. A consumer that
-        // got there first holds the row lock; this UPDATE then waits, re-reads the row, finds
-        // it used and changes nothing.
-        let mut verdicts: Vec<Result<(), ChallengeError>> = vec![Ok(()); writes.len()];
-        let mut uses: Vec<(usize, &ChallengeUse)> = writes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, w)| match w {
-                GroupWrite::Consume(u) => Some((i, u)),
-                GroupWrite::Audit(a) => a.challenge.as_ref().map(|u| (i, u)),
-                _ => None,
-            })
-            .collect();
-        uses.sort_by(|a, b| a.1.bytes.cmp(&b.1.bytes).then(a.0.cmp(&b.0)));
-        for (i, u) in uses {
-            let at = instant(u.at);
-            let purpose = i16::from(u.purpose);
-            if tx.execute(&consume, &[&u.bytes, &u.terminal, &purpose, &at])? == 1 {
-                continue;
-            }
-            let row = tx
-                .query(&explain, &[&u.bytes])?
-                .first()
-                .map(|r| -> Result<_, StoreError> {
-                    let expires: OffsetDateTime = col(r, 2)?;
-                    let used: Option<OffsetDateTime> = col(r, 3)?;
-                    Ok((
-                        col::<String>(r, 0)?,
-                        small::<u8>("purpose", col(r, 1)?)?,
-                        millis(expires),
-                        used.map(millis),
-                    ))
-                })
-                .transpose()?;
-            verdicts[i] = Err(explain_challenge(row, &u.terminal, u.purpose));
-        }
-
-        // Then what the verdicts allow: registrations and consents only with a consumed
-        // challenge, and every audit record, rewritten when its challenge was refused.
-        // Registrations in the order of the person ids, so two instances' groups lock persons
-        // in the same order.
-        let mut registering: Vec<(usize, String, OffsetDateTime)> = writes
-            .iter()
-            .zip(&verdicts)
-            .enumerate()
-            .filter_map(|(i, (w, v))| match (w, v) {
-                (GroupWrite::Audit(a), Ok(())) => a
-                    .registration
-                    .as_ref()
-                    .map(|r| (i, r.person_id.clone(), r.at)),
-                _ => None,
-            })
-            .collect();
-        registering.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
-        for (i, person_id, at) in registering {
-            let outcome = register(&mut tx, &register_person, &person_id, at)?;
-            if let GroupWrite::Audit(a) = &mut writes[i] {
-                a.registered(outcome);
-            }
-        }
-        let mut grants: Vec<&ConsentGrant> = Vec::new();
-        let mut records: Vec<&AuditRecord> = Vec::new();
-        for (write, verdict) in writes.iter_mut().zip(&verdicts) {
-            if let GroupWrite::Audit(a) = write {
-                if let Err(e) = verdict {
-                    refuse(&mut a.record, e);
-                }
-            }
-        }
-        for (write, verdict) in writes.iter().zip(&verdicts) {
-            if let GroupWrite::Audit(a) = write {
-                if verdict.is_ok() {
-                    grants.extend(a.consents.iter());
-                }
-                records.push(&a.record);
-            }
-        }
-        insert_consents(&mut tx, &insert_grants, &grants)?;
-        if !records.is_empty() {
-            // The head is locked last, so it is held only for the insert and the commit.
-            let rows = tx.query(&lock_chain, &[])?;
-            let head = head_from_row(
-                rows.first()
-                    .ok_or_else(|| corrupt("audit chain", "the head row is missing"))?,
-            )?;
-            let (seq, hash) = insert_audit(&mut tx, &insert_records, &head, &records)?;
-            tx.execute(&advance_chain, &[&seq, &hash])?;
-        }
+        let Conn { client, .. } = &mut *conn;
+        let mut tx = client.transaction()?;
+        let verdicts = group::commit(
+            &mut GroupStatements {
+                tx: &mut tx,
+                insert_challenges,
+                consume,
+                explain,
+                insert_grants,
+                insert_records,
+                register_person,
+                lock_chain,
+                advance_chain,
+            },
+            writes,
+            refuse,
+        )?;
         tx.commit()?;
         Ok(verdicts)
     }
 
-    fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.execute(
-            "DELETE FROM challenges WHERE expires_at < $1",
-            &[&instant(before)],
-        )
-    }
-
-    fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-        // Only the conditions given, so the planner can use the matching index.
-        let from = q.from.map(instant);
-        let until = q.until.map(instant);
-        let limit = q.row_limit();
-        let mut conditions: Vec<String> = Vec::new();
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-        if let Some(p) = &q.person_id {
-            params.push(p);
-            conditions.push(format!("person_id = ${}", params.len()));
-        }
-        if let Some(c) = &q.institution_code {
-            params.push(c);
-            conditions.push(format!("institution_code = ${}", params.len()));
-        }
-        if let Some(f) = &from {
-            params.push(f);
-            conditions.push(format!("at >= ${}", params.len()));
-        }
-        if let Some(u) = &until {
-            params.push(u);
-            conditions.push(format!("at < ${}", params.len()));
-        }
-        params.push(&limit);
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        let rows = self.query(
-            &format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit {filter} ORDER BY at, seq LIMIT ${}",
-                params.len()
-            ),
-            &params,
-        )?;
-        rows.iter().map(audit_from_row).collect()
-    }
-
-    fn audit_chain_head(&self) -> Result<ChainHead, StoreError> {
-        let rows = self.query(
-            "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chain",
-            &[],
-        )?;
-        head_from_row(
-            rows.first()
-                .ok_or_else(|| corrupt("audit chain", "the head row is missing"))?,
-        )
-    }
-
-    fn audit_chain_page(
-        &self,
-        after: Option<(i64, i64)>,
-        limit: u32,
-    ) -> Result<Vec<ChainedRecord>, StoreError> {
-        let (position, row) = after.unwrap_or((i64::MIN, i64::MIN));
-        let rows = self.query(
-            &format!(
-                "SELECT {CHAIN_COLUMNS} FROM audit
-                 WHERE chain_seq IS NOT NULL AND (chain_seq, seq) > ($1, $2)
-                 ORDER BY chain_seq, seq LIMIT $3"
-            ),
-            &[&position, &row, &i64::from(limit)],
-        )?;
-        rows.iter().map(chained_from_row).collect()
-    }
-
-    fn unchained_audit(&self, limit: u32) -> Result<Vec<ChainedRecord>, StoreError> {
-        let rows = self.query(
-            &format!(
-                "SELECT {CHAIN_COLUMNS} FROM audit WHERE chain_seq IS NULL ORDER BY seq LIMIT $1"
-            ),
-            &[&i64::from(limit)],
-        )?;
-        rows.iter().map(chained_from_row).collect()
-    }
-
-    fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let mut conn = self.conn()?;
-        let mut tx = conn.client.transaction()?;
-        let head = lock_head(&mut tx)?;
-        let last = tx.query_opt(
-            "SELECT chain_seq, hash FROM audit
-             WHERE chain_seq > $1 AND chain_seq < coalesce(
-                 (SELECT min(chain_seq) FROM audit WHERE chain_seq > $1 AND at >= $2), $3::bigint + 1)
-             ORDER BY chain_seq DESC LIMIT 1",
-            &[&head.anchor_seq, &instant(before), &head.last_seq],
-        )?;
-        let Some(last) = last else {
-            return Ok(0);
-        };
-        let anchor_seq: i64 = col(&last, 0)?;
-        let anchor_hash: Vec<u8> = col(&last, 1)?;
-        let removed = tx.execute(
-            "DELETE FROM audit WHERE chain_seq > $1 AND chain_seq <= $2",
-            &[&head.anchor_seq, &anchor_seq],
-        )?;
-        tx.execute(
-            "UPDATE audit_chain SET anchor_seq = $1, anchor_hash = $2",
-            &[&anchor_seq, &anchor_hash],
-        )?;
-        tx.commit()?;
-        Ok(removed)
-    }
-
-    fn create_batch(&self, job: &BatchJob, queries: &[Vec<u8>]) -> Result<(), StoreError> {
+    fn insert_batch(&self, job: &BatchJob, queries: &[Vec<u8>]) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let insert_job = conn.prepare(&format!(
-            "INSERT INTO batch_jobs ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            "INSERT INTO batch_jobs ({}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            codec::BATCH_COLUMNS
         ))?;
         let insert_items = conn.prepare(
             "INSERT INTO batch_items (reception_number, ordinal, query)
@@ -1757,71 +1340,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    fn batch(&self, reception_number: &str) -> Result<Option<BatchJob>, StoreError> {
-        let rows = self.query(
-            &format!("SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE reception_number = $1"),
-            &[&reception_number],
-        )?;
-        rows.first().map(batch_from_row).transpose()
-    }
-
-    fn unfinished_batches(&self) -> Result<Vec<BatchJob>, StoreError> {
-        let rows = self.query(
-            &format!(
-                "SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE finished_at IS NULL
-                 ORDER BY submitted_at, reception_number"
-            ),
-            &[],
-        )?;
-        rows.iter().map(batch_from_row).collect()
-    }
-
-    fn claim_batch(
-        &self,
-        reception_number: &str,
-        worker: &str,
-        now: OffsetDateTime,
-        lease_until: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        // Like consuming a challenge: one conditional UPDATE, re-checked after any concurrent
-        // claim of the same job commits.
-        let changed = self.execute(
-            "UPDATE batch_jobs SET lease_owner = $2, lease_until = $4
-             WHERE reception_number = $1 AND finished_at IS NULL
-               AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until <= $3)",
-            &[
-                &reception_number,
-                &worker,
-                &instant(now),
-                &instant(lease_until),
-            ],
-        )?;
-        Ok(changed == 1)
-    }
-
-    fn batch_items(
-        &self,
-        reception_number: &str,
-        from: u32,
-        limit: u32,
-    ) -> Result<Vec<BatchItem>, StoreError> {
-        let rows = self.query(
-            "SELECT ordinal, query, result FROM batch_items
-             WHERE reception_number = $1 AND ordinal >= $2 ORDER BY ordinal LIMIT $3",
-            &[&reception_number, &i64::from(from), &i64::from(limit)],
-        )?;
-        rows.iter()
-            .map(|r| {
-                Ok(BatchItem {
-                    ordinal: to_u32("batch ordinal", col(r, 0)?)?,
-                    query: col(r, 1)?,
-                    result: col(r, 2)?,
-                })
-            })
-            .collect()
-    }
-
-    fn complete_batch_items(
+    fn answer_batch_items(
         &self,
         reception_number: &str,
         results: &[(u32, Vec<u8>)],
@@ -1884,12 +1403,5 @@ mod tests {
         );
         let whole = datetime!(2026-11-24 09:00:00.5 +09:00);
         assert_eq!(instant(whole), whole);
-    }
-
-    #[test]
-    fn the_last_entry_of_a_key_wins_in_first_seen_order() {
-        let items = [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)];
-        let kept: Vec<_> = last_per_key(&items, |i| i.0).into_iter().copied().collect();
-        assert_eq!(kept, [("a", 3), ("b", 5), ("c", 4)]);
     }
 }

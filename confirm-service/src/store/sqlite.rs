@@ -5,33 +5,40 @@
 //! acknowledged write survives power loss): the **writer** connection takes the service's
 //! group commits (challenges issued and consumed, consents, audit records: the hot path's only
 //! writes, gathered by one thread so they never wait for each other's write lock); the main
-//! connection takes the rare other writes (loading, registration, batch jobs); a small pool of
+//! connection takes the rare other writes (loading, registration, batch jobs); an r2d2 pool of
 //! **reader** connections (`query_only`) serves lookups, which WAL lets run beside a writer, so
 //! concurrent requests do not queue behind one connection.
 //! `PRAGMA user_version` is the schema version below.
+//!
+//! What lives here: the schema and its migrations, the connections, the bulk load ([`Bulk`]),
+//! the hot writes (the group commit's statements, registration, consents, batch jobs) and the
+//! dialect; the lookups and the group-commit rule are shared with PostgreSQL
+//! ([`super::queries`], [`super::group`], [`super::codec`]).
 
-use std::path::Path;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 
+use super::codec::{self, Value};
+use super::group::{self, GroupTx};
+use super::pool;
+use super::queries::{self, Backend, Session};
 use super::{
-    corrupt, format_date, format_opt_date, parse_date, parse_opt_date, AuditWrite, BatchItem,
-    BatchJob, CardKey, ChainHead, ChainedRecord, ChallengeUse, GroupWrite, LoadBatch, Refuse,
-    Registration, Store, StoreError, StoredChallenge, Terminal, TerminalStatus,
+    corrupt, explain_challenge, format_date, format_opt_date, from_millis, millis, parse_opt_date,
+    BatchJob, CardKey, ChainHead, ChallengeRow, ChallengeUse, DbErrorKind, GroupWrite, LoadBatch,
+    Refuse, Registration, Store, StoreError, StoredChallenge, Terminal,
 };
-use crate::audit::{AuditQuery, AuditRecord};
-use crate::audit_chain;
+use crate::audit::AuditRecord;
+use crate::audit_chain::{self, ChainColumns};
 use crate::challenge::ChallengeError;
 use crate::clinical::{Checkup, Medication};
-use crate::consent::{ConsentGrant, ConsentKind};
-use crate::eligibility::{
-    ElderlyCertificate, HighCostLimit, InsurerNumber, NumbersQuery, Person, QualificationRecord,
-    SpecificDisease,
-};
+use crate::consent::ConsentGrant;
+use crate::eligibility::{Person, QualificationRecord};
 
 /// The schema version this code writes and understands (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 4;
@@ -109,7 +116,7 @@ CREATE TABLE IF NOT EXISTS terminals (
 ";
 
 /// Reader connections in one store.
-const READERS: usize = 4;
+const READERS: u32 = 4;
 
 /// Most bytes of the file each connection maps (SQLite caps it at its compile-time limit).
 const MMAP_SIZE: i64 = 1 << 34;
@@ -122,79 +129,51 @@ const WRITER_CACHE_KIB: i64 = 65_536;
 /// copied back once.
 const WAL_AUTOCHECKPOINT: i64 = 8_000;
 
+/// How long a lookup waits for a reader connection before giving up.
+const READER_WAIT: Duration = Duration::from_secs(30);
+
 /// The eligibility store. See the module documentation.
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// The group commits ([`Store::commit_group`]).
     writer: Mutex<Connection>,
-    readers: Readers,
+    /// A fixed pool of `query_only` connections.
+    readers: r2d2::Pool<ReaderConnections>,
 }
 
-/// A fixed pool of `query_only` connections.
+/// Makes the pool's reader connections.
 #[derive(Debug)]
-struct Readers {
-    idle: Mutex<Vec<Connection>>,
-    returned: Condvar,
+struct ReaderConnections {
+    path: PathBuf,
 }
 
-/// A reader connection lent out; it goes back to the pool on drop.
-struct Reader<'p> {
-    pool: &'p Readers,
-    conn: Option<Connection>,
-}
+impl r2d2::ManageConnection for ReaderConnections {
+    type Connection = Connection;
+    type Error = StoreError;
 
-impl std::ops::Deref for Reader<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        // Present from construction until drop.
-        self.conn.as_ref().unwrap_or_else(|| unreachable!())
+    fn connect(&self) -> Result<Connection, StoreError> {
+        let conn = connect(&self.path, "FULL")?;
+        conn.pragma_update(None, "query_only", true)
+            .map_err(open_error(&self.path))?;
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), StoreError> {
+        Ok(conn.execute_batch("")?)
+    }
+
+    fn has_broken(&self, _: &mut Connection) -> bool {
+        // A file connection does not break; an I/O failure fails its statement.
+        false
     }
 }
 
-impl Drop for Reader<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.pool
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(conn);
-            self.pool.returned.notify_one();
-        }
-    }
-}
-
-impl Readers {
-    fn open(path: &Path) -> Result<Readers, StoreError> {
-        let mut idle = Vec::with_capacity(READERS);
-        for _ in 0..READERS {
-            let conn = connect(path, "FULL")?;
-            conn.pragma_update(None, "query_only", true)
-                .map_err(|source| StoreError::Open {
-                    path: path.to_owned(),
-                    source,
-                })?;
-            idle.push(conn);
-        }
-        Ok(Readers {
-            idle: Mutex::new(idle),
-            returned: Condvar::new(),
-        })
-    }
-
-    /// An idle reader, waiting for one to come back when all are lent.
-    fn get(&self) -> Reader<'_> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(conn) = idle.pop() {
-                return Reader {
-                    pool: self,
-                    conn: Some(conn),
-                };
-            }
-            idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
-        }
+/// How an error of opening the file at `path` is told.
+fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::Open {
+        location: path.display().to_string(),
+        reason: e.to_string(),
     }
 }
 
@@ -208,18 +187,33 @@ impl SqliteStore {
         let tune = |name, value: i64| {
             writer
                 .pragma_update(None, name, value)
-                .map_err(|source| StoreError::Open {
-                    path: path.to_owned(),
-                    source,
-                })
+                .map_err(open_error(path))
         };
         tune("cache_size", -WRITER_CACHE_KIB)?;
         tune("wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
-        let readers = Readers::open(path)?;
+        // All the readers at once: a file's connections open in microseconds.
+        let readers = pool::builder(READERS, READER_WAIT)
+            .min_idle(None)
+            .build(ReaderConnections {
+                path: path.to_owned(),
+            })
+            .map_err(|e| StoreError::Open {
+                location: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             writer: Mutex::new(writer),
             readers,
+        })
+    }
+
+    /// A reader connection, waiting for one when all are lent.
+    fn reader(&self) -> Result<r2d2::PooledConnection<ReaderConnections>, StoreError> {
+        self.readers.get().map_err(|e| StoreError::Busy {
+            location: "the SQLite store's readers".to_owned(),
+            waited: READER_WAIT,
+            reason: e.to_string(),
         })
     }
 
@@ -275,104 +269,6 @@ impl SqliteStore {
     pub fn set_registered(&self, person_id: &str, registered: bool) -> Result<(), StoreError> {
         self.bulk(|b| b.set_registered(person_id, registered))
     }
-
-    /// The person a certificate belongs to, if the issuing authority linked it.
-    pub fn person_for_card(&self, card: &CardKey) -> Result<Option<String>, StoreError> {
-        let conn = self.readers.get();
-        let mut stmt = conn
-            .prepare_cached("SELECT person_id FROM cards WHERE issuer_key = ?1 AND serial = ?2")?;
-        Ok(stmt
-            .query_row(params![card.issuer_key, card.serial], |r| r.get(0))
-            .optional()?)
-    }
-
-    /// A person by id.
-    pub fn person(&self, id: &str) -> Result<Option<Person>, StoreError> {
-        let conn = self.readers.get();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, name, kana_name, sex, birth_date, address, postcode,
-                    registered_for_insurance
-             FROM persons WHERE id = ?1",
-        )?;
-        let raw = stmt.query_row([id], RawPerson::from_row).optional()?;
-        raw.map(RawPerson::into_person).transpose()
-    }
-
-    /// All qualification records of a person, oldest first (by qualification date, then
-    /// insertion order).
-    pub fn qualifications(&self, person_id: &str) -> Result<Vec<QualificationRecord>, StoreError> {
-        let conn = self.readers.get();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {QUALIFICATION_COLUMNS} FROM qualifications
-             WHERE person_id = ?1 ORDER BY qualification_date, id"
-        ))?;
-        let raws = stmt
-            .query_map([person_id], RawQualification::from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        if raws.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut stmt = conn.prepare_cached(
-            "SELECT d.qualification_id, d.category, d.monthly_cap_yen, d.valid_from,
-                    d.valid_until
-             FROM specific_diseases d JOIN qualifications q ON q.id = d.qualification_id
-             WHERE q.person_id = ?1 ORDER BY d.qualification_id, d.ordinal",
-        )?;
-        let diseases = stmt
-            .query_map([person_id], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut records = Vec::with_capacity(raws.len());
-        for raw in raws {
-            let id = raw.id;
-            let mut record = raw.into_record()?;
-            for (_, category, cap, from, until) in diseases.iter().filter(|d| d.0 == id) {
-                record.specific_diseases.push(SpecificDisease {
-                    category: u8::try_from(*category).map_err(|_| corrupt("category", category))?,
-                    monthly_cap_yen: u32::try_from(*cap)
-                        .map_err(|_| corrupt("monthly cap", cap))?,
-                    valid_from: parse_date(from)?,
-                    valid_until: parse_date(until)?,
-                });
-            }
-            records.push(record);
-        }
-        Ok(records)
-    }
-
-    /// A terminal by its institution code and terminal id.
-    pub fn terminal(
-        &self,
-        institution_code: &str,
-        terminal_id: &str,
-    ) -> Result<Option<Terminal>, StoreError> {
-        let conn = self.readers.get();
-        let mut stmt = conn.prepare_cached(
-            "SELECT status, device_public_key FROM terminals
-             WHERE institution_code = ?1 AND terminal_id = ?2",
-        )?;
-        let row: Option<(String, Option<Vec<u8>>)> = stmt
-            .query_row([institution_code, terminal_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        row.map(|(s, device_public_key)| {
-            Ok(Terminal {
-                institution_code: institution_code.to_owned(),
-                terminal_id: terminal_id.to_owned(),
-                status: TerminalStatus::parse(&s).ok_or_else(|| corrupt("terminal status", &s))?,
-                device_public_key,
-            })
-        })
-        .transpose()
-    }
 }
 
 /// Writes inside one transaction; see [`SqliteStore::bulk`].
@@ -405,9 +301,10 @@ impl Bulk<'_> {
     /// Adds a qualification record; returns its row id.
     pub fn insert_qualification(&mut self, q: &QualificationRecord) -> Result<i64, StoreError> {
         let mut stmt = self.tx.prepare_cached(&format!(
-            "INSERT INTO qualifications ({QUALIFICATION_INSERT_COLUMNS})
+            "INSERT INTO qualifications ({})
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
+                     ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+            codec::QUALIFICATION_COLUMNS
         ))?;
         let elderly = q.elderly.as_ref();
         let limit = q.high_cost_limit.as_ref();
@@ -502,36 +399,33 @@ impl Bulk<'_> {
 
 /// One connection to the file in WAL mode with the given `synchronous` level.
 fn connect(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
-    let open_err = |source| StoreError::Open {
-        path: path.to_owned(),
-        source,
-    };
+    let open_err = open_error(path);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    let conn = Connection::open_with_flags(path, flags).map_err(&open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(&open_err)?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(open_err)?;
+        .map_err(&open_err)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::JournalMode {
-            path: path.to_owned(),
-            mode,
+        return Err(StoreError::Open {
+            location: path.display().to_string(),
+            reason: format!("it did not switch to WAL mode (journal mode is {mode})"),
         });
     }
     // FULL: in WAL mode the log is fsync'd at every commit, so a committed row survives
     // power loss, which the audit log relies on.
     conn.pragma_update(None, "synchronous", synchronous)
-        .map_err(open_err)?;
+        .map_err(&open_err)?;
     conn.pragma_update(None, "foreign_keys", true)
-        .map_err(open_err)?;
+        .map_err(&open_err)?;
     // Read pages through a memory map: every commit of the writer makes a reader drop its
     // page cache at its next read, and without the map each lookup would then copy its pages
     // in again with pread(2). (Writes still go through the WAL; the map is read-only.)
     conn.pragma_update(None, "mmap_size", MMAP_SIZE)
-        .map_err(open_err)?;
+        .map_err(&open_err)?;
     Ok(conn)
 }
 
@@ -656,73 +550,6 @@ CREATE TABLE IF NOT EXISTS batch_items (
     PRIMARY KEY (reception_number, ordinal)
 ) WITHOUT ROWID;
 ";
-
-/// Unix milliseconds, the stores' instant representation.
-pub(crate) fn millis(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-/// The instant of Unix milliseconds.
-pub(crate) fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_err(|e| corrupt("instant", format!("{ms}: {e}")))
-}
-
-fn to_u32(what: &'static str, v: i64) -> Result<u32, StoreError> {
-    u32::try_from(v).map_err(|_| corrupt(what, v))
-}
-
-const AUDIT_COLUMNS: &str = "confirmation_id, at_ms, institution_code, terminal_id, person_id, \
-     method, purpose, result_code, consents, certificate_sha256, returned";
-
-fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<(AuditRecord, i64)> {
-    let at_ms: i64 = r.get(1)?;
-    Ok((
-        AuditRecord {
-            confirmation_id: r.get(0)?,
-            at: OffsetDateTime::UNIX_EPOCH,
-            institution_code: r.get(2)?,
-            terminal_id: r.get(3)?,
-            person_id: r.get(4)?,
-            method: r.get(5)?,
-            purpose: r.get(6)?,
-            result_code: r.get(7)?,
-            consents: r.get(8)?,
-            certificate_sha256: r.get(9)?,
-            returned: r.get(10)?,
-        },
-        at_ms,
-    ))
-}
-
-const BATCH_COLUMNS: &str =
-    "reception_number, institution_code, terminal_id, submitted_at, total, completed, finished_at";
-
-fn batch_from_row(r: &Row<'_>) -> rusqlite::Result<(BatchJob, i64, Option<i64>)> {
-    let submitted: i64 = r.get(3)?;
-    let finished: Option<i64> = r.get(6)?;
-    Ok((
-        BatchJob {
-            reception_number: r.get(0)?,
-            institution_code: r.get(1)?,
-            terminal_id: r.get(2)?,
-            submitted_at: OffsetDateTime::UNIX_EPOCH,
-            total: r.get(4)?,
-            completed: r.get(5)?,
-            finished_at: None,
-        },
-        submitted,
-        finished,
-    ))
-}
-
-fn batch_job(
-    (mut job, submitted, finished): (BatchJob, i64, Option<i64>),
-) -> Result<BatchJob, StoreError> {
-    job.submitted_at = from_millis(submitted)?;
-    job.finished_at = finished.map(from_millis).transpose()?;
-    Ok(job)
-}
 
 impl Bulk<'_> {
     /// Adds a dispensed drug.
@@ -875,196 +702,180 @@ impl SqliteStore {
 
     /// Every terminal, by institution code and id.
     pub fn terminals(&self) -> Result<Vec<Terminal>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT institution_code, terminal_id, status, device_public_key FROM terminals
-             ORDER BY institution_code, terminal_id",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<Vec<u8>>>(3)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(
-                |(institution_code, terminal_id, status, device_public_key)| {
-                    Ok(Terminal {
-                        institution_code,
-                        terminal_id,
-                        status: TerminalStatus::parse(&status)
-                            .ok_or_else(|| corrupt("terminal status", &status))?,
-                        device_public_key,
-                    })
-                },
+        self.read(|s| {
+            s.rows(
+                &format!(
+                    "SELECT {} FROM terminals ORDER BY institution_code, terminal_id",
+                    codec::TERMINAL_COLUMNS
+                ),
+                &[],
+                codec::terminal,
             )
-            .collect()
+        })
     }
 
     /// The certificates linked to a person.
     pub fn cards_of(&self, person_id: &str) -> Result<Vec<CardKey>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT issuer_key, serial FROM cards WHERE person_id = ?1 ORDER BY issuer_key, serial",
-        )?;
-        let rows = stmt
-            .query_map([person_id], |r| {
-                Ok(CardKey {
-                    issuer_key: r.get(0)?,
-                    serial: r.get(1)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
-    }
-}
-
-impl Store for SqliteStore {
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-
-    fn load(&self, batch: &LoadBatch) -> Result<(), StoreError> {
-        self.bulk(|b| b.load(batch))
-    }
-
-    fn terminal(
-        &self,
-        institution_code: &str,
-        terminal_id: &str,
-    ) -> Result<Option<Terminal>, StoreError> {
-        SqliteStore::terminal(self, institution_code, terminal_id)
-    }
-
-    fn person_for_card(&self, card: &CardKey) -> Result<Option<String>, StoreError> {
-        SqliteStore::person_for_card(self, card)
-    }
-
-    fn person(&self, id: &str) -> Result<Option<Person>, StoreError> {
-        SqliteStore::person(self, id)
-    }
-
-    fn qualifications(&self, person_id: &str) -> Result<Vec<QualificationRecord>, StoreError> {
-        SqliteStore::qualifications(self, person_id)
-    }
-
-    fn persons_by_numbers(&self, q: &NumbersQuery) -> Result<Vec<String>, StoreError> {
-        let conn = self.readers.get();
-        let mut stmt = conn.prepare_cached(
-            "SELECT DISTINCT q.person_id FROM qualifications q JOIN persons p ON p.id = q.person_id
-             WHERE q.insurer_number = ?1 AND q.number = ?2
-               AND q.symbol IS ?3 AND q.branch IS ?4 AND p.birth_date = ?5
-             ORDER BY q.person_id",
-        )?;
-        let rows = stmt
-            .query_map(
-                params![
-                    q.insurer_number.as_str(),
-                    q.number,
-                    q.symbol,
-                    q.branch,
-                    format_date(q.birth_date)?
-                ],
-                |r| r.get(0),
-            )?
-            .collect::<Result<Vec<String>, _>>()?;
-        Ok(rows)
-    }
-
-    fn medications(&self, person_id: &str) -> Result<Vec<Medication>, StoreError> {
-        let conn = self.readers.get();
-        let mut stmt = conn.prepare_cached(
-            "SELECT person_id, dispensed_on, institution_code, institution_name, drug_code,
-                    drug_name, usage, daily_quantity, days
-             FROM medications WHERE person_id = ?1 ORDER BY dispensed_on DESC, id",
-        )?;
-        let rows = stmt
-            .query_map([person_id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, String>(7)?,
-                    r.get::<_, i64>(8)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(
-                |(person_id, on, code, iname, dcode, dname, usage, qty, days)| {
-                    Ok(Medication {
-                        person_id,
-                        dispensed_on: parse_date(&on)?,
-                        institution_code: code,
-                        institution_name: iname,
-                        drug_code: dcode,
-                        drug_name: dname,
-                        usage,
-                        daily_quantity: qty,
-                        days: to_u32("days", days)?,
+        self.read(|s| {
+            s.rows(
+                "SELECT issuer_key, serial FROM cards WHERE person_id = $1
+                 ORDER BY issuer_key, serial",
+                &[person_id.into()],
+                |r| {
+                    Ok(CardKey {
+                        issuer_key: r.text(0)?,
+                        serial: r.text(1)?,
                     })
                 },
             )
-            .collect()
+        })
+    }
+}
+
+/// Statements on one SQLite connection: the shared SQL's `$1` placeholders bound as `?1`, each
+/// statement prepared once per connection (`prepare_cached`).
+struct Lite<'c>(&'c Connection);
+
+/// The shared SQL in SQLite's spelling of placeholders (`?1` for `$1`).
+fn sqlite_sql(sql: &str) -> std::borrow::Cow<'_, str> {
+    if sql.contains('$') {
+        std::borrow::Cow::Owned(sql.replace('$', "?"))
+    } else {
+        std::borrow::Cow::Borrowed(sql)
+    }
+}
+
+impl Session for Lite<'_> {
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value<'_>],
+        each: &mut dyn FnMut(&dyn codec::Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.0.prepare_cached(&sqlite_sql(sql))?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        while let Some(row) = rows.next()? {
+            each(&LiteRow(row))?;
+        }
+        Ok(())
     }
 
-    fn checkups(&self, person_id: &str) -> Result<Vec<Checkup>, StoreError> {
-        let conn = self.readers.get();
-        let mut stmt = conn.prepare_cached(
-            "SELECT person_id, examined_on, height_cm_x10, weight_kg_x10, waist_cm_x10, bmi_x10,
-                    systolic_mmhg, diastolic_mmhg, hba1c_x10, ldl_mg_dl, judgement
-             FROM checkups WHERE person_id = ?1 ORDER BY examined_on DESC, id",
-        )?;
-        let rows = stmt
-            .query_map([person_id], |r| {
-                let mut n = [0i64; 8];
-                for (i, v) in n.iter_mut().enumerate() {
-                    *v = r.get(i + 2)?;
-                }
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    n,
-                    r.get::<_, String>(10)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(person_id, on, n, judgement)| {
-                Ok(Checkup {
-                    person_id,
-                    examined_on: parse_date(&on)?,
-                    height_cm_x10: to_u32("height", n[0])?,
-                    weight_kg_x10: to_u32("weight", n[1])?,
-                    waist_cm_x10: to_u32("waist", n[2])?,
-                    bmi_x10: to_u32("bmi", n[3])?,
-                    systolic_mmhg: to_u32("systolic", n[4])?,
-                    diastolic_mmhg: to_u32("diastolic", n[5])?,
-                    hba1c_x10: to_u32("hba1c", n[6])?,
-                    ldl_mg_dl: to_u32("ldl", n[7])?,
-                    judgement,
-                })
-            })
-            .collect()
+    fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
+        let changed = self
+            .0
+            .prepare_cached(&sqlite_sql(sql))?
+            .execute(rusqlite::params_from_iter(params))?;
+        Ok(changed as u64)
+    }
+}
+
+/// A value in SQLite's representation: dates as `YYYY-MM-DD` text, instants as Unix
+/// milliseconds, booleans as 0 and 1.
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        use rusqlite::types::Value as Owned;
+        Ok(match *self {
+            Value::Null => ToSqlOutput::Owned(Owned::Null),
+            Value::Int(v) => ToSqlOutput::Owned(Owned::Integer(v)),
+            Value::Bool(v) => ToSqlOutput::Owned(Owned::Integer(i64::from(v))),
+            Value::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Value::Bytes(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
+            Value::Date(d) => ToSqlOutput::Owned(Owned::Text(
+                format_date(d).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+            )),
+            Value::Instant(t) => ToSqlOutput::Owned(Owned::Integer(millis(t))),
+        })
+    }
+}
+
+/// A row in SQLite's representation.
+struct LiteRow<'r, 's>(&'r rusqlite::Row<'s>);
+
+impl codec::Row for LiteRow<'_, '_> {
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.0.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.0.get(i)?)
+    }
+    fn opt_bool(&self, i: usize) -> Result<Option<bool>, StoreError> {
+        Ok(self.0.get(i)?)
+    }
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.0.get(i)?)
+    }
+    fn opt_date(&self, i: usize) -> Result<Option<Date>, StoreError> {
+        parse_opt_date(
+            self.0
+                .get_ref(i)?
+                .as_str_or_null()
+                .map_err(|e| corrupt("date", e))?,
+        )
+    }
+    fn opt_instant(&self, i: usize) -> Result<Option<OffsetDateTime>, StoreError> {
+        self.0
+            .get::<_, Option<i64>>(i)?
+            .map(from_millis)
+            .transpose()
+    }
+}
+
+impl Backend for SqliteStore {
+    const KIND: &'static str = "sqlite";
+    const AUDIT_TIME: &'static str = "at_ms";
+    const CHAIN_TIME_CHECK: &'static str = ", at";
+    const FOR_UPDATE: &'static str = "";
+
+    /// `at_ms` is the instant; the RFC 3339 text `at` (column 15) must say the same.
+    fn chained_time(r: &dyn codec::Row) -> Result<(OffsetDateTime, Option<String>), StoreError> {
+        let at_ms = r.int(5)?;
+        let at = from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let text = r.text(15)?;
+        let parsed = OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339);
+        let defect = (parsed.map(millis).ok() != Some(at_ms))
+            .then(|| format!("its time {text:?} is not its at_ms {at_ms}"));
+        Ok((at, defect))
     }
 
-    fn register_for_insurance(
+    fn read<R>(
         &self,
-        person_id: &str,
-        at: OffsetDateTime,
-    ) -> Result<Registration, StoreError> {
+        f: impl FnOnce(&mut dyn Session) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let conn = self.reader()?;
+        f(&mut Lite(&conn))
+    }
+
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Session) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&mut Lite(&tx))?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn write_beside_groups<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Session) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut conn = self.lock_writer();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&mut Lite(&tx))?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn load_batch(&self, batch: &LoadBatch) -> Result<(), StoreError> {
+        self.bulk(|b| b.load(batch))
+    }
+
+    fn register(&self, person_id: &str, at: OffsetDateTime) -> Result<Registration, StoreError> {
         register(&self.lock(), person_id, at)
     }
 
-    fn record_consents(&self, grants: &[ConsentGrant]) -> Result<(), StoreError> {
+    fn upsert_consents(&self, grants: &[ConsentGrant]) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         insert_consents(&tx, grants)?;
@@ -1072,197 +883,26 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn consents(
-        &self,
-        person_id: &str,
-        institution_code: &str,
-    ) -> Result<Vec<ConsentGrant>, StoreError> {
-        let conn = self.readers.get();
-        let mut stmt = conn.prepare_cached(
-            "SELECT kind, given_at, valid_until FROM consents
-             WHERE person_id = ?1 AND institution_code = ?2 ORDER BY kind",
-        )?;
-        let rows = stmt
-            .query_map([person_id, institution_code], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(kind, given, until)| {
-                Ok(ConsentGrant {
-                    person_id: person_id.to_owned(),
-                    institution_code: institution_code.to_owned(),
-                    kind: ConsentKind::parse(&kind)
-                        .ok_or_else(|| corrupt("consent kind", &kind))?,
-                    given_at: from_millis(given)?,
-                    valid_until: from_millis(until)?,
-                })
-            })
-            .collect()
-    }
-
-    fn commit_group(
+    fn group_commit(
         &self,
         writes: &mut [GroupWrite],
         refuse: &Refuse,
-    ) -> Result<Vec<Result<(), ChallengeError>>, StoreError> {
+    ) -> Result<group::Verdicts, StoreError> {
         let mut conn = self.lock_writer();
         // The immediate transaction holds the file's write lock: appends to the chain are
         // serialized with every other connection's, in any process.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut head = chain_head(&tx)?;
-        let mut verdicts = Vec::with_capacity(writes.len());
-        for write in writes.iter_mut() {
-            let verdict = match write {
-                GroupWrite::Challenge(c) => {
-                    insert_challenge(&tx, c)?;
-                    Ok(())
-                }
-                GroupWrite::Consume(u) => consume_challenge(&tx, u)?,
-                GroupWrite::Audit(audit) => {
-                    let verdict = match &audit.challenge {
-                        Some(u) => consume_challenge(&tx, u)?,
-                        None => Ok(()),
-                    };
-                    match &verdict {
-                        Ok(()) => {
-                            insert_consents(&tx, &audit.consents)?;
-                            if let Some(r) = &audit.registration {
-                                let outcome = register(&tx, &r.person_id, r.at)?;
-                                audit.registered(outcome);
-                            }
-                        }
-                        Err(e) => refuse(&mut audit.record, e),
-                    }
-                    let AuditWrite { record, .. } = &**audit;
-                    let (cols, seq, hash) =
-                        audit_chain::extend(head.last_seq, &head.last_hash, [record]);
-                    for (position, prev, this) in &cols {
-                        insert_audit(&tx, record, *position, prev, this)?;
-                    }
-                    head.last_seq = seq;
-                    head.last_hash = hash;
-                    verdict
-                }
-            };
-            verdicts.push(verdict);
-        }
-        tx.prepare_cached("UPDATE audit_chain SET last_seq = ?1, last_hash = ?2")?
-            .execute(params![head.last_seq, head.last_hash])?;
+        let verdicts = group::commit(&mut GroupStatements(&tx), writes, refuse)?;
         tx.commit()?;
         Ok(verdicts)
     }
 
-    fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let conn = self.lock_writer();
-        let n = conn
-            .prepare_cached("DELETE FROM challenges WHERE expires_at < ?1")?
-            .execute(params![millis(before)])?;
-        Ok(n as u64)
-    }
-
-    fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-        let conn = self.readers.get();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit
-             WHERE (?1 IS NULL OR person_id = ?1)
-               AND (?2 IS NULL OR institution_code = ?2)
-               AND (?3 IS NULL OR at_ms >= ?3)
-               AND (?4 IS NULL OR at_ms < ?4)
-             ORDER BY at_ms, seq LIMIT ?5"
-        ))?;
-        let rows = stmt
-            .query_map(
-                params![
-                    q.person_id,
-                    q.institution_code,
-                    q.from.map(millis),
-                    q.until.map(millis),
-                    q.row_limit()
-                ],
-                audit_from_row,
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(mut r, at)| {
-                r.at = from_millis(at)?;
-                Ok(r)
-            })
-            .collect()
-    }
-
-    fn audit_chain_head(&self) -> Result<ChainHead, StoreError> {
-        chain_head(&self.readers.get())
-    }
-
-    fn audit_chain_page(
-        &self,
-        after: Option<(i64, i64)>,
-        limit: u32,
-    ) -> Result<Vec<ChainedRecord>, StoreError> {
-        let (position, row) = after.unwrap_or((i64::MIN, i64::MIN));
-        let conn = self.readers.get();
-        let rows = conn
-            .prepare_cached(&format!(
-                "SELECT {CHAIN_COLUMNS} FROM audit
-                 WHERE chain_seq IS NOT NULL AND (chain_seq, seq) > (?1, ?2)
-                 ORDER BY chain_seq, seq LIMIT ?3"
-            ))?
-            .query_map(params![position, row, limit], chained_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
-    }
-
-    fn unchained_audit(&self, limit: u32) -> Result<Vec<ChainedRecord>, StoreError> {
-        let conn = self.readers.get();
-        let rows = conn
-            .prepare_cached(&format!(
-                "SELECT {CHAIN_COLUMNS} FROM audit WHERE chain_seq IS NULL ORDER BY seq LIMIT ?1"
-            ))?
-            .query_map(params![limit], chained_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
-    }
-
-    fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let mut conn = self.lock_writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let head = chain_head(&tx)?;
-        // The oldest records in chain order, up to the first one not older than `before`.
-        let last: Option<(i64, Vec<u8>)> = tx
-            .prepare_cached(
-                "SELECT chain_seq, hash FROM audit
-                 WHERE chain_seq > ?1 AND chain_seq < coalesce(
-                     (SELECT min(chain_seq) FROM audit WHERE chain_seq > ?1 AND at_ms >= ?2),
-                     ?3 + 1)
-                 ORDER BY chain_seq DESC LIMIT 1",
-            )?
-            .query_row(
-                params![head.anchor_seq, millis(before), head.last_seq],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((anchor_seq, anchor_hash)) = last else {
-            return Ok(0);
-        };
-        let removed = tx
-            .prepare_cached("DELETE FROM audit WHERE chain_seq > ?1 AND chain_seq <= ?2")?
-            .execute(params![head.anchor_seq, anchor_seq])?;
-        tx.prepare_cached("UPDATE audit_chain SET anchor_seq = ?1, anchor_hash = ?2")?
-            .execute(params![anchor_seq, anchor_hash])?;
-        tx.commit()?;
-        Ok(removed as u64)
-    }
-
-    fn create_batch(&self, job: &BatchJob, queries: &[Vec<u8>]) -> Result<(), StoreError> {
+    fn insert_batch(&self, job: &BatchJob, queries: &[Vec<u8>]) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.prepare_cached(&format!(
-            "INSERT INTO batch_jobs ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            "INSERT INTO batch_jobs ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            codec::BATCH_COLUMNS
         ))?
         .execute(params![
             job.reception_number,
@@ -1285,81 +925,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn batch(&self, reception_number: &str) -> Result<Option<BatchJob>, StoreError> {
-        let conn = self.lock();
-        let row = conn
-            .prepare_cached(&format!(
-                "SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE reception_number = ?1"
-            ))?
-            .query_row([reception_number], batch_from_row)
-            .optional()?;
-        row.map(batch_job).transpose()
-    }
-
-    fn unfinished_batches(&self) -> Result<Vec<BatchJob>, StoreError> {
-        let conn = self.lock();
-        let rows = conn
-            .prepare_cached(&format!(
-                "SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE finished_at IS NULL
-                 ORDER BY submitted_at, reception_number"
-            ))?
-            .query_map([], batch_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(batch_job).collect()
-    }
-
-    fn claim_batch(
-        &self,
-        reception_number: &str,
-        worker: &str,
-        now: OffsetDateTime,
-        lease_until: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let conn = self.lock();
-        let changed = conn
-            .prepare_cached(
-                "UPDATE batch_jobs SET lease_owner = ?2, lease_until = ?4
-                 WHERE reception_number = ?1 AND finished_at IS NULL
-                   AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until <= ?3)",
-            )?
-            .execute(params![
-                reception_number,
-                worker,
-                millis(now),
-                millis(lease_until)
-            ])?;
-        Ok(changed == 1)
-    }
-
-    fn batch_items(
-        &self,
-        reception_number: &str,
-        from: u32,
-        limit: u32,
-    ) -> Result<Vec<BatchItem>, StoreError> {
-        let conn = self.lock();
-        let rows = conn
-            .prepare_cached(
-                "SELECT ordinal, query, result FROM batch_items
-                 WHERE reception_number = ?1 AND ordinal >= ?2 ORDER BY ordinal LIMIT ?3",
-            )?
-            .query_map(params![reception_number, from, limit], |r| {
-                Ok(BatchItem {
-                    ordinal: r.get(0)?,
-                    query: r.get(1)?,
-                    result: r.get(2)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
-    }
-
-    fn complete_batch_items(
+    fn answer_batch_items(
         &self,
         reception_number: &str,
         results: &[(u32, Vec<u8>)],
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        // The immediate transaction holds the file: completions take turns.
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut answered = 0i64;
@@ -1372,64 +944,112 @@ impl Store for SqliteStore {
                 answered += stmt.execute(params![reception_number, ordinal, result])? as i64;
             }
         }
-        tx.prepare_cached(
-            "UPDATE batch_jobs SET completed = completed + ?2,
-                 finished_at = CASE WHEN finished_at IS NULL AND completed + ?2 >= total
-                                    THEN ?3 ELSE finished_at END
-             WHERE reception_number = ?1",
-        )?
-        .execute(params![reception_number, answered, millis(now)])?;
+        tx.prepare_cached(COUNT_ANSWERS)?.execute(params![
+            reception_number,
+            answered,
+            millis(now)
+        ])?;
         tx.commit()?;
         Ok(())
     }
 }
 
-fn insert_challenge(tx: &Connection, c: &StoredChallenge) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO challenges (challenge, terminal, purpose, expires_at)
-         VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        &c.bytes[..],
-        c.terminal,
-        c.purpose,
-        millis(c.expires_at)
-    ])?;
-    Ok(())
+/// Counts a job's new answers, and marks it finished when every item has one.
+const COUNT_ANSWERS: &str = "UPDATE batch_jobs SET completed = completed + ?2,
+         finished_at = CASE WHEN finished_at IS NULL AND completed + ?2 >= total
+                            THEN ?3 ELSE finished_at END
+     WHERE reception_number = ?1";
+
+/// The group commit's statements ([`group`]) inside the writer's immediate transaction:
+/// row by row, each a cached prepared statement, which in-process SQLite runs as fast as a
+/// multi-row one.
+struct GroupStatements<'t>(&'t Connection);
+
+impl GroupTx for GroupStatements<'_> {
+    fn insert_challenges(&mut self, new: &[&StoredChallenge]) -> Result<(), StoreError> {
+        let mut stmt = self.0.prepare_cached(
+            "INSERT INTO challenges (challenge, terminal, purpose, expires_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for c in new {
+            stmt.execute(params![
+                &c.bytes[..],
+                c.terminal,
+                c.purpose,
+                millis(c.expires_at)
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn consume(&mut self, u: &ChallengeUse) -> Result<Result<(), ChallengeError>, StoreError> {
+        // One statement decides and marks: only an unused, unexpired challenge of this
+        // terminal and purpose is marked used. Anything else is then explained by a read.
+        let changed = self
+            .0
+            .prepare_cached(
+                "UPDATE challenges SET used_at = ?4
+                 WHERE challenge = ?1 AND terminal = ?2 AND purpose = ?3
+                   AND used_at IS NULL AND expires_at >= ?4",
+            )?
+            .execute(params![u.bytes, u.terminal, u.purpose, millis(u.at)])?;
+        if changed == 1 {
+            return Ok(Ok(()));
+        }
+        let row = self
+            .0
+            .prepare_cached(
+                "SELECT terminal, purpose, used_at FROM challenges WHERE challenge = ?1",
+            )?
+            .query_row(params![u.bytes], |r| {
+                Ok(ChallengeRow {
+                    terminal: r.get(0)?,
+                    purpose: r.get(1)?,
+                    used: r.get::<_, Option<i64>>(2)?.is_some(),
+                })
+            })
+            .optional()?;
+        Ok(Err(explain_challenge(row, &u.terminal, u.purpose)))
+    }
+
+    fn register(
+        &mut self,
+        person_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<Registration, StoreError> {
+        register(self.0, person_id, at)
+    }
+
+    fn insert_consents(&mut self, grants: &[&ConsentGrant]) -> Result<(), StoreError> {
+        insert_consents(self.0, grants.iter().copied())
+    }
+
+    fn lock_chain_head(&mut self) -> Result<ChainHead, StoreError> {
+        // The immediate transaction already holds the file's write lock.
+        queries::chain_head(&mut Lite(self.0), "")
+    }
+
+    fn append_audit(
+        &mut self,
+        records: &[&AuditRecord],
+        chain: &[ChainColumns],
+        last_seq: i64,
+        last_hash: &[u8],
+    ) -> Result<(), StoreError> {
+        for (record, (position, prev, this)) in records.iter().zip(chain) {
+            insert_audit(self.0, record, *position, prev, this)?;
+        }
+        self.0
+            .prepare_cached("UPDATE audit_chain SET last_seq = ?1, last_hash = ?2")?
+            .execute(params![last_seq, last_hash])?;
+        Ok(())
+    }
 }
 
-/// Consumes a challenge inside the group's transaction: the verdict, or a store failure.
-fn consume_challenge(
+fn insert_consents<'g>(
     tx: &Connection,
-    u: &ChallengeUse,
-) -> Result<Result<(), ChallengeError>, StoreError> {
-    // One statement decides and marks: only an unused, unexpired challenge of this terminal
-    // and purpose is marked used. Anything else is then explained by a read.
-    let changed = tx
-        .prepare_cached(
-            "UPDATE challenges SET used_at = ?4
-             WHERE challenge = ?1 AND terminal = ?2 AND purpose = ?3
-               AND used_at IS NULL AND expires_at >= ?4",
-        )?
-        .execute(params![u.bytes, u.terminal, u.purpose, millis(u.at)])?;
-    if changed == 1 {
-        return Ok(Ok(()));
-    }
-    let row: Option<(String, u8, i64, Option<i64>)> = tx
-        .prepare_cached(
-            "SELECT terminal, purpose, expires_at, used_at FROM challenges WHERE challenge = ?1",
-        )?
-        .query_row(params![u.bytes], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
-    Ok(Err(explain_challenge(row, &u.terminal, u.purpose)))
-}
-
-fn insert_consents(tx: &Connection, grants: &[ConsentGrant]) -> Result<(), StoreError> {
-    if grants.is_empty() {
-        return Ok(());
-    }
+    grants: impl IntoIterator<Item = &'g ConsentGrant>,
+) -> Result<(), StoreError> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO consents (person_id, institution_code, kind, given_at, valid_until)
          VALUES (?1, ?2, ?3, ?4, ?5)
@@ -1473,21 +1093,6 @@ fn register(
     }
 }
 
-/// The chain's head as the transaction sees it.
-fn chain_head(tx: &Connection) -> Result<ChainHead, StoreError> {
-    tx.prepare_cached("SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM audit_chain")?
-        .query_row([], |r| {
-            Ok(ChainHead {
-                last_seq: r.get(0)?,
-                last_hash: r.get(1)?,
-                anchor_seq: r.get(2)?,
-                anchor_hash: r.get(3)?,
-            })
-        })
-        .optional()?
-        .ok_or_else(|| corrupt("audit chain", "the head row is missing"))
-}
-
 /// The RFC 3339 text of the `at` column.
 fn at_text(at: OffsetDateTime) -> Result<String, StoreError> {
     at.format(&time::format_description::well_known::Rfc3339)
@@ -1528,58 +1133,21 @@ fn insert_audit(
     Ok(())
 }
 
-const CHAIN_COLUMNS: &str = "seq, chain_seq, prev_hash, hash, confirmation_id, at, at_ms, \
-     institution_code, terminal_id, person_id, method, purpose, result_code, consents, \
-     certificate_sha256, returned";
-
-/// A row of the audit table as the chain sees it; values the service never writes are a
-/// `defect`, not an error, so `verify` can name the record.
-fn chained_from_row(r: &Row<'_>) -> rusqlite::Result<ChainedRecord> {
-    let mut defect = None;
-    let at_ms: i64 = r.get(6)?;
-    let at = from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let text: String = r.get(5)?;
-    let parsed = OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339);
-    if parsed.map(millis).ok() != Some(at_ms) {
-        defect = Some(format!("its time {text:?} is not its at_ms {at_ms}"));
-    }
-    let consents: i64 = r.get(13)?;
-    let consents = u8::try_from(consents).unwrap_or_else(|_| {
-        defect = Some(format!("its consents {consents} are not a bitmask"));
-        0
-    });
-    Ok(ChainedRecord {
-        row: r.get(0)?,
-        position: r.get(1)?,
-        prev_hash: r.get(2)?,
-        hash: r.get(3)?,
-        record: AuditRecord {
-            confirmation_id: r.get(4)?,
-            at,
-            institution_code: r.get(7)?,
-            terminal_id: r.get(8)?,
-            person_id: r.get(9)?,
-            method: r.get(10)?,
-            purpose: r.get(11)?,
-            result_code: r.get(12)?,
-            consents,
-            certificate_sha256: r.get(14)?,
-            returned: r.get(15)?,
-        },
-        defect,
-    })
-}
-
 /// Chains the records written before the chain existed, in the order they were written
 /// (version 4's migration).
 fn chain_existing(tx: &Connection) -> Result<(), StoreError> {
-    let rows = tx
-        .prepare(&format!(
-            "SELECT {CHAIN_COLUMNS} FROM audit WHERE chain_seq IS NULL ORDER BY seq"
-        ))?
-        .query_map([], chained_from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
-    let head = chain_head(tx)?;
+    let session: &mut dyn Session = &mut Lite(tx);
+    let rows = session.rows(
+        &format!(
+            "SELECT {}, confirmation_id, at_ms, {}, at FROM audit
+             WHERE chain_seq IS NULL ORDER BY seq",
+            codec::CHAIN_FIELDS,
+            codec::AUDIT_FIELDS
+        ),
+        &[],
+        |r| codec::chained_record(r, SqliteStore::chained_time),
+    )?;
+    let head = queries::chain_head(session, "")?;
     let (cols, seq, hash) = audit_chain::extend(
         head.last_seq,
         &head.last_hash,
@@ -1597,21 +1165,6 @@ fn chain_existing(tx: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Why a challenge could not be consumed, from its stored row (or its absence).
-pub(crate) fn explain_challenge(
-    row: Option<(String, u8, i64, Option<i64>)>,
-    terminal: &str,
-    purpose: u8,
-) -> ChallengeError {
-    match row {
-        None => ChallengeError::Unknown,
-        Some((owner, _, _, _)) if owner != terminal => ChallengeError::OtherTerminal,
-        Some((_, _, _, Some(_))) => ChallengeError::Reused,
-        Some((_, p, _, None)) if p != purpose => ChallengeError::WrongPurpose,
-        Some(_) => ChallengeError::Expired,
-    }
-}
-
 /// Creates or checks the schema inside one immediate transaction, so two processes opening a
 /// fresh file at once do not both create it.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -1619,7 +1172,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
-            path: path.to_owned(),
+            location: path.display().to_string(),
             found: version,
             supported: SCHEMA_VERSION,
         });
@@ -1650,187 +1203,22 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-// The inserted columns, in the order of `insert_qualification`'s parameters.
-const QUALIFICATION_INSERT_COLUMNS: &str = "person_id, insured_card_classification, \
-     insurer_number, insurer_name, symbol, number, branch, personal_family, insured_person_name, \
-     qualification_date, disqualification_date, loss_reason, card_issue_date, card_valid_from, \
-     card_expiry, copay_ratio, preschool, elderly_valid_from, elderly_valid_until, \
-     elderly_copay_ratio, high_cost_certificate_type, high_cost_bracket, high_cost_valid_from, \
-     high_cost_valid_until";
-
-const QUALIFICATION_COLUMNS: &str = "id, person_id, insured_card_classification, \
-     insurer_number, insurer_name, symbol, number, branch, personal_family, insured_person_name, \
-     qualification_date, disqualification_date, loss_reason, card_issue_date, card_valid_from, \
-     card_expiry, copay_ratio, preschool, elderly_valid_from, elderly_valid_until, \
-     elderly_copay_ratio, high_cost_certificate_type, high_cost_bracket, high_cost_valid_from, \
-     high_cost_valid_until";
-
-struct RawPerson {
-    id: String,
-    name: String,
-    kana_name: String,
-    sex: i64,
-    birth_date: String,
-    address: String,
-    postcode: String,
-    registered: bool,
-}
-
-impl RawPerson {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            kana_name: r.get(2)?,
-            sex: r.get(3)?,
-            birth_date: r.get(4)?,
-            address: r.get(5)?,
-            postcode: r.get(6)?,
-            registered: r.get(7)?,
-        })
-    }
-
-    fn into_person(self) -> Result<Person, StoreError> {
-        Ok(Person {
-            sex: u8::try_from(self.sex).map_err(|_| corrupt("sex", self.sex))?,
-            birth_date: parse_date(&self.birth_date)?,
-            id: self.id,
-            name: self.name,
-            kana_name: self.kana_name,
-            address: self.address,
-            postcode: self.postcode,
-            registered_for_insurance: self.registered,
-        })
-    }
-}
-
-struct RawQualification {
-    id: i64,
-    person_id: String,
-    classification: String,
-    insurer_number: String,
-    insurer_name: String,
-    symbol: Option<String>,
-    number: String,
-    branch: Option<String>,
-    personal_family: i64,
-    insured_person_name: String,
-    qualification_date: String,
-    disqualification_date: Option<String>,
-    loss_reason: Option<String>,
-    card_issue_date: String,
-    card_valid_from: String,
-    card_expiry: Option<String>,
-    copay_ratio: String,
-    preschool: bool,
-    elderly_valid_from: Option<String>,
-    elderly_valid_until: Option<String>,
-    elderly_copay_ratio: Option<String>,
-    limit_type: Option<String>,
-    limit_bracket: Option<String>,
-    limit_valid_from: Option<String>,
-    limit_valid_until: Option<String>,
-}
-
-impl RawQualification {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            id: r.get(0)?,
-            person_id: r.get(1)?,
-            classification: r.get(2)?,
-            insurer_number: r.get(3)?,
-            insurer_name: r.get(4)?,
-            symbol: r.get(5)?,
-            number: r.get(6)?,
-            branch: r.get(7)?,
-            personal_family: r.get(8)?,
-            insured_person_name: r.get(9)?,
-            qualification_date: r.get(10)?,
-            disqualification_date: r.get(11)?,
-            loss_reason: r.get(12)?,
-            card_issue_date: r.get(13)?,
-            card_valid_from: r.get(14)?,
-            card_expiry: r.get(15)?,
-            copay_ratio: r.get(16)?,
-            preschool: r.get(17)?,
-            elderly_valid_from: r.get(18)?,
-            elderly_valid_until: r.get(19)?,
-            elderly_copay_ratio: r.get(20)?,
-            limit_type: r.get(21)?,
-            limit_bracket: r.get(22)?,
-            limit_valid_from: r.get(23)?,
-            limit_valid_until: r.get(24)?,
-        })
-    }
-
-    fn into_record(self) -> Result<QualificationRecord, StoreError> {
-        let elderly = match (
-            self.elderly_valid_from,
-            self.elderly_valid_until,
-            self.elderly_copay_ratio,
-        ) {
-            (Some(from), Some(until), Some(ratio)) => Some(ElderlyCertificate {
-                valid_from: parse_date(&from)?,
-                valid_until: parse_date(&until)?,
-                copay_ratio: ratio,
-            }),
-            (None, None, None) => None,
-            _ => return Err(corrupt("elderly certificate", "partly null")),
-        };
-        let high_cost_limit = match (
-            self.limit_bracket,
-            self.limit_valid_from,
-            self.limit_valid_until,
-        ) {
-            (Some(bracket), Some(from), Some(until)) => Some(HighCostLimit {
-                certificate_type: self.limit_type,
-                bracket,
-                valid_from: parse_date(&from)?,
-                valid_until: parse_date(&until)?,
-            }),
-            (None, None, None) => None,
-            _ => return Err(corrupt("high-cost limit", "partly null")),
-        };
-        Ok(QualificationRecord {
-            insurer_number: InsurerNumber::parse(&self.insurer_number)
-                .map_err(|e| corrupt("insurer number", e))?,
-            personal_family: u8::try_from(self.personal_family)
-                .map_err(|_| corrupt("personal/family", self.personal_family))?,
-            qualification_date: parse_date(&self.qualification_date)?,
-            disqualification_date: parse_opt_date(self.disqualification_date.as_deref())?,
-            card_issue_date: parse_date(&self.card_issue_date)?,
-            card_valid_from: parse_date(&self.card_valid_from)?,
-            card_expiry: parse_opt_date(self.card_expiry.as_deref())?,
-            person_id: self.person_id,
-            insured_card_classification: self.classification,
-            insurer_name: self.insurer_name,
-            symbol: self.symbol,
-            number: self.number,
-            branch: self.branch,
-            insured_person_name: self.insured_person_name,
-            loss_reason: self.loss_reason,
-            copay_ratio: self.copay_ratio,
-            preschool: self.preschool,
-            elderly,
-            high_cost_limit,
-            specific_diseases: Vec::new(),
-        })
-    }
-}
-
 /// A foreign-key failure on insert means the person does not exist: say so.
 fn unknown_person_or(e: rusqlite::Error, person_id: &str) -> StoreError {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::ConstraintViolation) if e.to_string().contains("FOREIGN KEY") => {
+    match StoreError::from(e) {
+        StoreError::Database { source, .. } if source.kind == DbErrorKind::ForeignKeyViolation => {
             StoreError::UnknownPerson(person_id.to_owned())
         }
-        _ => StoreError::Sqlite(e),
+        other => other,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::AuditQuery;
+    use crate::eligibility::{ElderlyCertificate, HighCostLimit, InsurerNumber, SpecificDisease};
+    use crate::store::{parse_date, TerminalStatus};
     use std::path::PathBuf;
     use time::macros::date;
 
@@ -2041,7 +1429,7 @@ mod tests {
             }
             b.insert_person(&person("P7")) // duplicate: the whole batch goes
         });
-        assert!(matches!(r, Err(StoreError::Sqlite(_))));
+        assert!(matches!(r, Err(StoreError::Database { .. })));
         assert_eq!(store.person("P1").unwrap(), None);
         store
             .bulk(|b| {
@@ -2132,7 +1520,7 @@ mod tests {
         };
         assert!(matches!(
             store.upsert_terminal(&short),
-            Err(StoreError::Sqlite(_))
+            Err(StoreError::Database { .. })
         ));
         let version: i64 = store.with_connection(|c| {
             c.pragma_query_value(None, "user_version", |r| r.get(0))
