@@ -227,6 +227,15 @@ fn declared_encoding(bytes: &[u8]) -> Option<String> {
     Some(value[..close].to_owned())
 }
 
+/// An XML 1.0 `Name`, simplified: a letter, `_`, `:` or a non-ASCII character first, then
+/// those, digits, `-` and `.`. (Every name of the layout is ASCII.)
+fn is_xml_name(name: &str) -> bool {
+    let start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii();
+    let mut chars = name.chars();
+    chars.next().is_some_and(start)
+        && chars.all(|c| start(c) || c.is_ascii_digit() || c == '-' || c == '.')
+}
+
 /// Parses decoded text into its root element.
 pub fn parse(text: &str) -> Result<Element, CodecError> {
     let mut reader = Reader::from_str(text);
@@ -250,6 +259,13 @@ pub fn parse(text: &str) -> Result<Element, CodecError> {
                     )));
                 }
                 let name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
+                if !is_xml_name(&name) {
+                    // The parser takes a tag's name up to the first blank: `<x/` followed by
+                    // a line break names an element `x/`, which no writer can close.
+                    return Err(CodecError::Malformed(format!(
+                        "{name:?} is not an XML element name"
+                    )));
+                }
                 stack.push(Element::new(&name));
             }
             Event::End(_) => {

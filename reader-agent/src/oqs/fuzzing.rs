@@ -38,17 +38,19 @@ pub fn request_file(data: &[u8]) -> Vec<&'static str> {
 }
 
 /// The tree as the writer keeps it: text of elements with children is not written, controls
-/// XML cannot carry are dropped, and the parser normalises CR LF to LF.
+/// XML cannot carry are dropped, and the parser normalises CR LF to LF. In that order, as the
+/// writer and the reader do it: a CR and an LF with a dropped control between them are one
+/// line end once written (input `fuzz/corpus/oqs_request/cr-control-lf`).
 fn normalised(e: &codec::Element) -> codec::Element {
     codec::Element {
         name: e.name.clone(),
         text: if e.children.is_empty() {
             e.text
+                .chars()
+                .filter(|c| *c >= ' ' || matches!(c, '\t' | '\n' | '\r'))
+                .collect::<String>()
                 .replace("\r\n", "\n")
                 .replace('\r', "\n")
-                .chars()
-                .filter(|c| *c >= ' ' || matches!(c, '\t' | '\n'))
-                .collect()
         } else {
             String::new()
         },
