@@ -110,13 +110,13 @@ pub fn face_photo_jp2(seed: u64, person_id: &str) -> Result<Vec<u8>, TestbedErro
         what: "a face photo as JPEG 2000",
         reason: format!("{person_id}: {reason}"),
     };
-    let dir = std::env::temp_dir().join(format!(
-        "onshi-face-{}-{}",
-        std::process::id(),
-        hex::encode(&derive_seed(seed, &format!("face-file/{person_id}"))[..8])
-    ));
-    std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
-    let (pgm, jp2) = (dir.join("face.pgm"), dir.join("face.jp2"));
+    // A folder of its own per call (two worlds built at once in one process draw the same
+    // persons), removed when dropped.
+    let dir = tempfile::Builder::new()
+        .prefix("onshi-face-")
+        .tempdir()
+        .map_err(|e| err(e.to_string()))?;
+    let (pgm, jp2) = (dir.path().join("face.pgm"), dir.path().join("face.jp2"));
     let result = (|| {
         std::fs::write(&pgm, face_photo(seed, person_id)).map_err(|e| err(e.to_string()))?;
         // Three resolution levels: the default five need a larger image than 32×40.
@@ -145,7 +145,7 @@ pub fn face_photo_jp2(seed: u64, person_id: &str) -> Result<Vec<u8>, TestbedErro
         }
         Ok(bytes)
     })();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     result
 }
 
