@@ -406,21 +406,16 @@ fn write_element(out: &mut String, e: &Element, depth: usize) {
     out.push_str(">\r\n");
 }
 
-/// Escapes text content; characters XML 1.0 cannot carry at all (controls other than tab, CR,
-/// LF) are dropped.
+/// Whether XML 1.0 can carry `c` at all: not the controls other than tab, CR and LF, nor
+/// U+FFFE and U+FFFF. The writer drops the others.
+pub fn xml_can_carry(c: char) -> bool {
+    !((c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}')
+}
+
+/// Escapes text content; characters XML 1.0 cannot carry at all are dropped.
 fn escape_text(s: &str) -> Cow<'_, str> {
-    let clean: Cow<'_, str> = if s.chars().any(|c| {
-        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}'
-    }) {
-        Cow::Owned(
-            s.chars()
-                .filter(|c| {
-                    !((*c < ' ' && !matches!(c, '\t' | '\n' | '\r'))
-                        || *c == '\u{fffe}'
-                        || *c == '\u{ffff}')
-                })
-                .collect(),
-        )
+    let clean: Cow<'_, str> = if !s.chars().all(xml_can_carry) {
+        Cow::Owned(s.chars().filter(|c| xml_can_carry(*c)).collect())
     } else {
         Cow::Borrowed(s)
     };
