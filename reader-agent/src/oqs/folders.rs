@@ -45,6 +45,10 @@ pub enum Recovered {
 impl Folders {
     /// Creates the folders that are missing.
     pub fn open(root: &Path) -> std::io::Result<Folders> {
+        fs::create_dir_all(root)?;
+        // Absolute: inotify reports absolute paths, and its events are matched against these
+        // (a relative `--dir` otherwise sees no request renamed in after start).
+        let root = &fs::canonicalize(root)?;
         let f = Folders {
             root: root.to_owned(),
             req: root.join("req"),
@@ -255,6 +259,23 @@ mod tests {
         assert!(!f.req.join("OQSsiquc01req_1.xml").exists());
         assert_eq!(fs::read_dir(&f.journal).unwrap().count(), 0);
         assert_eq!(fs::read_dir(&f.res).unwrap().count(), 1);
+    }
+
+    /// `--dir oqs-demo/oqs` as the demo passes it: the folders are absolute, like the paths
+    /// inotify reports, or no request renamed in after start would ever be seen.
+    #[test]
+    fn a_relative_root_is_made_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(".oqs-relative-")
+            .tempdir_in(&cwd)
+            .unwrap();
+        let relative = dir.path().strip_prefix(&cwd).unwrap();
+        assert!(relative.is_relative());
+        let f = Folders::open(relative).unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(f.req, root.join("req"));
+        assert!(f.res.is_absolute() && f.face.is_absolute() && f.journal.is_absolute());
     }
 
     #[test]
