@@ -527,13 +527,7 @@ fn run_kiosk(
     let Some(runtime) = two_thread_runtime() else {
         return ExitCode::from(3);
     };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .try_init();
+    init_logging();
     runtime.block_on(async {
         let ready = |l: &onshi_reader_agent::kiosk::Listening| {
             use std::io::Write as _;
@@ -593,13 +587,7 @@ fn run_oqs(
     let Some(runtime) = two_thread_runtime() else {
         return ExitCode::from(3);
     };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .try_init();
+    init_logging();
     runtime.block_on(async {
         // Inside the runtime: the lazy channel needs one.
         let client = match serve::Service::new(&config, service.as_deref()) {
@@ -1194,6 +1182,17 @@ fn list_readers() -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Log lines to stderr, filtered by `RUST_LOG` (default `warn`).
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
 }
 
 #[cfg(test)]

@@ -512,6 +512,21 @@ fn esc(s: &str) -> String {
 }
 
 impl Search {
+    /// The search of a `world.json` example (`insurer_number`, `symbol`, `number`, `branch`,
+    /// `birth_date`; an absent one empty).
+    pub fn from_example(e: &serde_json::Value, limit_consent: bool) -> Search {
+        let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+        Search {
+            insurer_number: s("insurer_number"),
+            symbol: s("symbol"),
+            number: s("number"),
+            branch: s("branch"),
+            birth_date: s("birth_date"),
+            limit_consent,
+            arbitrary_identifier: String::new(),
+        }
+    }
+
     pub fn xml(&self) -> String {
         let mut s = String::from("<QualificationConfirmSearchInfo>");
         let mut put = |n: &str, v: &str| {

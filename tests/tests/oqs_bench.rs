@@ -28,16 +28,7 @@ fn example(case: &str) -> Search {
         .find(|e| e["case"] == case)
         .unwrap()
         .clone();
-    let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
-    Search {
-        insurer_number: s("insurer_number"),
-        symbol: s("symbol"),
-        number: s("number"),
-        branch: s("branch"),
-        birth_date: s("birth_date"),
-        limit_consent: true,
-        arbitrary_identifier: String::new(),
-    }
+    Search::from_example(&e, true)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

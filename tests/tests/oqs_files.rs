@@ -77,19 +77,7 @@ fn example(case: &str) -> (Search, serde_json::Value) {
         .find(|e| e["case"] == case)
         .unwrap_or_else(|| panic!("no example {case}"))
         .clone();
-    let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
-    (
-        Search {
-            insurer_number: s("insurer_number"),
-            symbol: s("symbol"),
-            number: s("number"),
-            branch: s("branch"),
-            birth_date: s("birth_date"),
-            limit_consent: false,
-            arbitrary_identifier: String::new(),
-        },
-        e,
-    )
+    (Search::from_example(&e, false), e)
 }
 
 fn header(institution: &str, file_id: &str) -> Vec<(&'static str, String)> {
