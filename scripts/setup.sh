@@ -5,7 +5,7 @@
 # test decodes them), and the build tools. Idempotent: packages already present are skipped.
 set -euo pipefail
 
-PACKAGES=(pkg-config libpcsclite-dev pcscd vsmartcard-vpcd opensc opensc-pkcs11 openssl util-linux postgresql libopenjp2-tools)
+PACKAGES=(pkg-config libpcsclite-dev pcscd vsmartcard-vpcd opensc opensc-pkcs11 openssl util-linux iproute2 postgresql libopenjp2-tools)
 # --browser: also the headless browser the kiosk's page tests drive (Debian's Chromium and its
 # WebDriver, and CJK fonts so the Japanese screens render); the test command asks for them.
 if [ "${1:-}" = "--browser" ]; then

@@ -10,11 +10,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::webdriver::{request, Answer};
+use crate::http::{follow_events, request, Answer};
 use crate::{bin, spawn_until_ready, Guard, Pcscd, Rack, Result, Service, World};
 
 /// The bench's staff member.
@@ -245,19 +245,26 @@ impl KioskRig {
         })
     }
 
-    /// Waits (bounded) until the kiosk shows `screen`; returns that state.
+    /// Waits (bounded) until the kiosk shows `screen`; returns that state. Follows the
+    /// kiosk's event stream (`/api/events`, which sends the current state first and then every
+    /// change), as the page does, instead of polling.
     pub fn wait_screen(&self, screen: &str) -> Result<Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let s = self.state()?;
-            if s["screen"] == screen {
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("the kiosk did not reach {screen} within 30 s: {s}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_state(Duration::from_secs(30), |state| state["screen"] == screen)
+            .map_err(|e| format!("the kiosk did not reach {screen}: {e}"))
+    }
+
+    /// Waits (bounded) until the kiosk's state satisfies `done`; returns that state. Follows
+    /// the kiosk's event stream (`/api/events`: the current state first, then every change).
+    pub fn wait_state(&self, timeout: Duration, done: impl FnMut(&Value) -> bool) -> Result<Value> {
+        let origin = format!("http://{}", self.addr);
+        follow_events(
+            &self.addr,
+            "/api/events",
+            &[("origin", &origin), ("x-onshi-token", &self.token)],
+            "state",
+            timeout,
+            done,
+        )
     }
 
     /// Where the face-failure counts are kept.

@@ -15,15 +15,15 @@
 //! never on fixed sleeps; every wait is bounded.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub mod batch;
 pub mod grpc;
+pub mod http;
 pub mod kiosk;
 pub mod oqs;
 pub mod pg;
@@ -194,22 +194,91 @@ fn spawn_until_ready_with(
     Ok((guard, rx, line))
 }
 
+/// The network namespace of this test process's private pcscds and the card processes that
+/// connect to them. vpcd listens on a port its configuration names (it has no "port 0" that
+/// would say which port it took), so rather than picking a port that looks free on the host
+/// and racing every other process for it, each test process gives its pcscds a namespace of
+/// their own, with nothing else in it: its ports are handed out by a counter and are free by
+/// construction. The reader agent and the service stay in the host's namespace; they reach
+/// pcscd through its Unix socket, which a network namespace does not hide.
+///
+/// The namespace is held by a small shell that waits on a pipe from this process, so it ends
+/// with the test process whatever way that ends (a static is never dropped).
+#[derive(Debug)]
+struct CardNet {
+    holder: u32,
+    _child: Child,
+    _lifeline: std::process::ChildStdin,
+}
+
+fn card_net() -> Result<&'static CardNet> {
+    static NET: OnceLock<std::result::Result<CardNet, String>> = OnceLock::new();
+    NET.get_or_init(|| {
+        let mut child = Command::new("unshare")
+            .args([
+                "-n",
+                "sh",
+                "-c",
+                "ip link set lo up || exit 1; echo up; read _ || true",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start a network namespace with unshare -n: {e}"))?;
+        let lifeline = child
+            .stdin
+            .take()
+            .ok_or("no stdin for the namespace holder")?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or("no stdout from the namespace holder")?;
+        let lines = line_reader(stdout);
+        let holder = child.id();
+        match wait_for_line(&lines, "up", Duration::from_secs(10), "unshare -n") {
+            Ok(_) => Ok(CardNet {
+                holder,
+                _child: child,
+                _lifeline: lifeline,
+            }),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "{e} (a private network namespace needs root and `ip` from iproute2, \
+                     which scripts/setup.sh installs)"
+                ))
+            }
+        }
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// `program` run inside the cards' network namespace ([`card_net`]): `nsenter` enters it and
+/// then executes `program` in the same process, so the child's id is the program's.
+pub fn in_card_net(program: impl AsRef<std::ffi::OsStr>) -> Result<Command> {
+    let net = card_net()?;
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/proc/{}/ns/net", net.holder))
+        .arg("--")
+        .arg(program);
+    Ok(cmd)
+}
+
+/// The first vpcd port, vpcd's own default.
+const FIRST_VPCD_PORT: u16 = 35963;
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
-/// Picks `count` consecutive ports below 32768 (outside the kernel's ephemeral range) that
-/// are free now: a vpcd reader takes its CHANNELID port and the next.
-fn pick_ports(count: u16) -> Result<u16> {
-    // Spread parallel test processes apart by pid; within one process, count upward.
-    let base = 20000 + (std::process::id() % 400) as u16 * 30;
-    for _ in 0..200 {
-        let n = NEXT_PORT.fetch_add(count, Ordering::SeqCst);
-        let port = 20000 + (base - 20000 + n) % 12000;
-        let free = |p: u16| TcpListener::bind(("0.0.0.0", p)).is_ok();
-        if (0..count).all(|i| free(port + i)) {
-            return Ok(port);
-        }
-    }
-    Err("no free vpcd ports found below 32768".into())
+/// `count` consecutive ports in the cards' namespace, none handed out before: a vpcd reader
+/// takes its CHANNELID port and the next.
+fn next_ports(count: u16) -> Result<u16> {
+    let n = NEXT_PORT.fetch_add(count, Ordering::SeqCst);
+    FIRST_VPCD_PORT
+        .checked_add(n)
+        .filter(|p| p.checked_add(count).is_some())
+        .ok_or_else(|| "this test process ran out of vpcd ports".to_owned())
 }
 
 fn reader_friendly_name(i: u16) -> String {
@@ -248,22 +317,15 @@ impl Pcscd {
             .prefix("onshi-pcscd-")
             .tempdir()
             .map_err(|e| e.to_string())?;
-        let mut last_err = String::new();
-        for _ in 0..5 {
-            let port = pick_ports(2 * readers)?;
-            match Self::start_on(&dir, port, readers) {
-                Ok(guard) => {
-                    return Ok(Self {
-                        guard,
-                        dir,
-                        port,
-                        readers,
-                    })
-                }
-                Err(e) => last_err = e,
-            }
-        }
-        Err(format!("pcscd did not start: {last_err}"))
+        let port = next_ports(2 * readers)?;
+        let guard =
+            Self::start_on(&dir, port, readers).map_err(|e| format!("pcscd did not start: {e}"))?;
+        Ok(Self {
+            guard,
+            dir,
+            port,
+            readers,
+        })
     }
 
     fn start_on(dir: &tempfile::TempDir, port: u16, readers: u16) -> Result<Guard> {
@@ -284,13 +346,14 @@ impl Pcscd {
         std::fs::write(conf.join("vpcd"), conf_text).map_err(|e| e.to_string())?;
         std::fs::create_dir_all("/run/pcscd")
             .map_err(|e| format!("cannot create /run/pcscd (run as root): {e}"))?;
-        // The daemon sees `run` as /run/pcscd inside its own mount namespace only.
+        // The daemon sees `run` as /run/pcscd inside its own mount namespace only, and listens
+        // for cards in the cards' network namespace.
         let script = format!(
             "mount --bind '{}' /run/pcscd && exec pcscd -f -c '{}'",
             run.display(),
             conf.display()
         );
-        let child = Command::new("unshare")
+        let child = in_card_net("unshare")?
             .args(["-m", "--propagation", "private", "sh", "-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -319,7 +382,8 @@ impl Pcscd {
         self.dir.path().join("run").join("pcscd.comm")
     }
 
-    /// The vpcd address of slot 0.
+    /// The vpcd address of slot 0, in the cards' network namespace: start a card process for
+    /// it through [`in_card_net`] ([`Card::attach`] and [`Rack::start`] do).
     pub fn vpcd(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -494,8 +558,9 @@ pub struct Card {
 }
 
 impl Card {
+    /// Attaches the card in `profile` to `vpcd` (a [`Pcscd::vpcd`] address).
     pub fn attach(profile: &Path, vpcd: &str, extra: &[&str]) -> Result<Self> {
-        let mut cmd = Command::new(bin("virtual-card")?);
+        let mut cmd = in_card_net(bin("virtual-card")?)?;
         cmd.arg("attach")
             .arg("--profile")
             .arg(profile)
@@ -506,7 +571,7 @@ impl Card {
 
     /// `virtual-card replay --trace FILE`: a recorded session acting as the card.
     pub fn replay(trace: &Path, vpcd: &str) -> Result<Self> {
-        let mut cmd = Command::new(bin("virtual-card")?);
+        let mut cmd = in_card_net(bin("virtual-card")?)?;
         cmd.arg("replay")
             .arg("--trace")
             .arg(trace)
@@ -792,7 +857,7 @@ impl Rack {
             .tempdir()
             .map_err(|e| e.to_string())?;
         let control = dir.path().join("control.sock");
-        let mut cmd = Command::new(bin("virtual-card")?);
+        let mut cmd = in_card_net(bin("virtual-card")?)?;
         cmd.arg("serve").arg("--control").arg(&control);
         for pcscd in pcscds {
             for i in 0..pcscd.readers() {

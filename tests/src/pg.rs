@@ -2,7 +2,9 @@
 //!
 //! Debian's `postgresql` refuses to run as root, so the cluster lives in a temporary directory
 //! owned by `postgres`, and `initdb` and `postgres` run through `runuser -u postgres`. The
-//! server listens on 127.0.0.1 only, on a free port, with its Unix socket in that directory.
+//! server opens no TCP port at all: it listens on its Unix socket in that directory only, and
+//! clients name the directory as the host (`postgres://postgres@%2Ftmp%2Fonshi-pg-…/db`). So no
+//! port is ever picked, checked free and then raced for; two servers never clash.
 //! Commits stay durable (`fsync` and `synchronous_commit` on, as in production); only `initdb`
 //! skips its own syncs, since a test cluster that a crash damaged is thrown away anyway.
 //!
@@ -15,7 +17,6 @@
 //! Readiness is the server's own "ready to accept connections" log line, never a sleep.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,13 +25,16 @@ use std::time::{Duration, Instant};
 
 use crate::Result;
 
+/// The number in the socket's name (`.s.PGSQL.5432`): PostgreSQL's default, so a URL without
+/// a port finds it. It names a file in the server's own directory, not a TCP port.
+const SOCKET_PORT: u16 = 5432;
+
 /// How long initdb plus start-up may take.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A private PostgreSQL server, stopped (and its directory removed) on drop.
 #[derive(Debug)]
 pub struct PgServer {
-    port: u16,
     dir: PathBuf,
     /// The server's process id (from `postmaster.pid`).
     pid: u32,
@@ -54,18 +58,10 @@ impl PgServer {
     /// Initializes a cluster in a fresh directory and starts a server on it.
     pub fn start() -> Result<PgServer> {
         let bin = bin_dir()?;
-        let mut last = String::new();
-        // A port found free can be taken before the server binds it: try a few times.
-        for _ in 0..5 {
-            match Self::try_start(&bin) {
-                Ok(server) => return Ok(server),
-                Err(e) => last = e,
-            }
-        }
-        Err(format!("postgres did not start: {last}"))
+        Self::init_and_spawn(&bin).map_err(|e| format!("postgres did not start: {e}"))
     }
 
-    fn try_start(bin: &Path) -> Result<PgServer> {
+    fn init_and_spawn(bin: &Path) -> Result<PgServer> {
         let dir = tempfile::Builder::new()
             .prefix("onshi-pg-")
             .tempdir_in(std::env::temp_dir())
@@ -89,10 +85,10 @@ impl PgServer {
             ));
         }
         // The supervisor removes the directory from now on (see the module documentation).
-        Self::spawn(bin, &dir.keep(), free_port()?)
+        Self::spawn(bin, &dir.keep())
     }
 
-    fn spawn(bin: &Path, dir: &Path, port: u16) -> Result<PgServer> {
+    fn spawn(bin: &Path, dir: &Path) -> Result<PgServer> {
         let data = dir.join("data");
         // $1 data directory, $2 directory to remove at the end, then the postgres command.
         // `read` returns at EOF, i.e. when the test process closed its end or ended.
@@ -117,12 +113,13 @@ impl PgServer {
             .arg(bin.join("postgres"))
             .arg("-D")
             .arg(&data)
-            .args(["-p", &port.to_string()])
+            .args(["-p", &SOCKET_PORT.to_string()])
             .arg("-k")
             .arg(dir)
             .args([
+                // The Unix socket in `dir` only: no TCP listener.
                 "-c",
-                "listen_addresses=127.0.0.1",
+                "listen_addresses=",
                 // Durable commits, as in production.
                 "-c",
                 "fsync=on",
@@ -147,7 +144,6 @@ impl PgServer {
         let stderr = child.stderr.take().ok_or("no stderr from postgres")?;
         // Dropped on any failure below: stops whatever started and removes the directory.
         let mut server = PgServer {
-            port,
             dir: dir.to_owned(),
             pid: 0,
             supervisor: child,
@@ -185,11 +181,6 @@ impl PgServer {
         Ok(server)
     }
 
-    /// The TCP port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.pid
@@ -200,9 +191,12 @@ impl PgServer {
         &self.dir
     }
 
-    /// The URL of database `name` on this server.
+    /// The URL of database `name` on this server: its socket directory, percent-encoded, as
+    /// the host.
     pub fn url(&self, name: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+        let dir = self.dir.to_string_lossy();
+        let host = percent_encoding::utf8_percent_encode(&dir, percent_encoding::NON_ALPHANUMERIC);
+        format!("postgres://postgres@{host}:{SOCKET_PORT}/{name}")
     }
 
     /// Creates a fresh, empty database whose name starts with `tag` (made safe as an
@@ -306,16 +300,6 @@ fn chown_to_postgres(dir: &Path) -> Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
-}
-
-/// A port on 127.0.0.1 that is free now.
-fn free_port() -> Result<u16> {
-    let listener =
-        TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("cannot find a free port: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
 }
 
 /// Forwards the server's log lines until start-up is decided, then keeps draining them (a

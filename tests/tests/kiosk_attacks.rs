@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use onshi_e2e::http::{request, Answer};
 use onshi_e2e::kiosk::{Bench, STAFF_ID};
 use onshi_e2e::proc_mem;
-use onshi_e2e::webdriver::{request, Answer, Chromedriver};
+use onshi_e2e::webdriver::Chromedriver;
 use onshi_e2e::World;
 use serde_json::{json, Value};
 
@@ -458,11 +459,10 @@ fn the_visual_check_records_the_logged_in_staff_member_never_a_typed_id() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(staff.get("/api/me").unwrap().status, 401);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rig.state().unwrap()["visual_check_staff"] != Value::Null {
-        assert!(Instant::now() < deadline, "the visual check stayed on");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    rig.wait_state(Duration::from_secs(10), |s| {
+        s["visual_check_staff"] == Value::Null
+    })
+    .expect("the visual check stayed on");
 }
 
 #[test]
