@@ -113,7 +113,7 @@ fn closed_loop_with_invalid_requests_and_the_reference() {
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(report["format"], "onshi-loadgen-report/1");
+    assert_eq!(report["format"], "onshi-loadgen-report/2");
     assert_eq!(report["setup"]["terminal_identities"], "minted");
     assert_eq!(report["setup"]["rounds"], 2);
     let service = &report["targets"][0];
