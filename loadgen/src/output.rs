@@ -63,9 +63,12 @@ impl Pending {
 
     fn write(mut self, bytes: &[u8]) -> Result<PathBuf, LoadgenError> {
         let what = self.option;
+        // A temporary file is private (0600); a report is not.
+        let readable = std::os::unix::fs::PermissionsExt::from_mode(0o644);
         self.temp
             .write_all(bytes)
             .and_then(|()| self.temp.flush())
+            .and_then(|()| self.temp.as_file().set_permissions(readable))
             .map_err(|e| LoadgenError::Report(format!("{what} {}: {e}", self.path.display())))?;
         self.temp.persist(&self.path).map_err(|e| {
             LoadgenError::Report(format!("{what} {}: {}", self.path.display(), e.error))
@@ -265,5 +268,8 @@ mod tests {
         assert!(!ok.exists(), "nothing is written before the run");
         pending.write(b"{}").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(std::fs::read_to_string(&ok).ok().as_deref(), Some("{}"));
+        let mode = std::fs::metadata(&ok)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+        assert_eq!(mode.ok(), Some(0o644));
     }
 }

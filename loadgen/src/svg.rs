@@ -107,6 +107,8 @@ fn percentiles(area: &Area<'_>, targets: &[TargetReport]) -> Result<(), LoadgenE
     let mut chart = ChartBuilder::on(area)
         .caption("Latency by percentile", ("sans-serif", CAPTION_FONT))
         .margin(12)
+        // Room for the last label, "99.99%", centred on the axis's end.
+        .margin_right(36)
         .x_label_area_size(36)
         .y_label_area_size(64)
         .build_cartesian_2d(0.0..MAX_NINES, 0.0..y_max)
