@@ -34,7 +34,7 @@ pub const MAX_LATENCY_US: u64 = 60_000_000;
 pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a window ended before its time when its prepared requests ran out.
 pub const POOL_DRY: &str =
-    "its prepared requests ran out and the next window was prepared (raise --prepare for fewer pauses)";
+    "its prepared requests ran out, so its clock stopped and the next window was prepared off the clock (raise --prepare for fewer windows)";
 /// How many unexpected answers are kept verbatim for the report.
 const MAX_SAMPLES: usize = 10;
 

@@ -112,7 +112,9 @@ struct RunArgs {
     batch_size: usize,
     /// Requests to prepare per window (default: rate × window for an open loop; for a closed
     /// loop 2000 per second of the first window, at most 10000, then the rate seen × the next
-    /// window + 15 %). A window ends early when they run out, and the next one is prepared.
+    /// window + 15 %). When they run out the measured clock stops at that instant, the window
+    /// ends and the next one is prepared off the clock; only complete measured seconds make the
+    /// per-second series.
     #[arg(long, value_name = "N")]
     prepare: Option<usize>,
     /// Challenge lifetime of the service started with --start-service (1-3600).
