@@ -12,6 +12,7 @@
 pub mod drive;
 pub mod error;
 pub mod mix;
+pub mod output;
 pub mod prepare;
 pub mod process;
 pub mod reference;

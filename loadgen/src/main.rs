@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use onshi_loadgen::mix::Mix;
+use onshi_loadgen::output::Outputs;
 use onshi_loadgen::run::{self, IdentityMode, LoadSpec, RunOptions, ServiceSource};
 
 #[derive(Debug, Parser)]
@@ -25,9 +26,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Prepare challenges and card signatures, then send only ConfirmByCard and report.
-    /// Exits 0 when every answer was the expected one, 1 on unexpected errors, 2 when the run
-    /// could not be carried out.
+    /// Prepare challenges and card signatures, then send only the prepared requests and report.
+    /// Exits 0 when every answer was the expected one, 1 on unexpected answers, 2 when the run
+    /// could not be carried out (bad options, an output file that cannot be written), 3 when a
+    /// measured second was the harness's doing (its driver ran out of prepared requests while
+    /// the clock ran). The text report is printed whenever the load ran.
     Run(Box<RunArgs>),
     /// Serve the reference: only the card-signature check, with the TLS configuration of a
     /// service.toml. Prints "loadgen reference-server: listening on ADDR" once ready.
@@ -52,12 +55,14 @@ enum CertMode {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// The world directory (`testbed build --out DIR`).
+    /// The world directory (`testbed build --out DIR`), absolute or relative to the current
+    /// directory.
     #[arg(long, value_name = "DIR")]
     world: PathBuf,
-    /// A running service to drive, e.g. https://127.0.0.1:50443 (it must use the world's
-    /// network CA, issuing CA and store).
-    #[arg(long, value_name = "URL", required_unless_present = "start_service")]
+    /// A running service to drive, e.g. https://127.0.0.1:50443 (https: it accepts only
+    /// mutual TLS; it must use the world's network CA, issuing CA and store). Give either this
+    /// or --start-service.
+    #[arg(long, value_name = "URL")]
     service: Option<String>,
     /// Start confirm-service on a copy of the world's store, with a long challenge lifetime,
     /// on a free port; stopped at the end.
@@ -107,7 +112,9 @@ struct RunArgs {
     batch_size: usize,
     /// Requests to prepare per window (default: rate × window for an open loop; for a closed
     /// loop 2000 per second of the first window, at most 10000, then the rate seen × the next
-    /// window + 15 %). A window ends early when they run out, and the next one is prepared.
+    /// window + 15 %). When they run out the measured clock stops at that instant, the window
+    /// ends and the next one is prepared off the clock; only complete measured seconds make the
+    /// per-second series.
     #[arg(long, value_name = "N")]
     prepare: Option<usize>,
     /// Challenge lifetime of the service started with --start-service (1-3600).
@@ -120,12 +127,22 @@ struct RunArgs {
     /// duration / rounds on each), so drifting load on a shared machine hits both alike.
     #[arg(long, value_name = "K", default_value_t = 1)]
     rounds: usize,
-    /// Write the report as JSON.
+    /// Deadline of every RPC loadgen makes (IssueChallenge while preparing, the measured
+    /// requests): sent to the server as grpc-timeout, and a request not answered by then fails
+    /// with DEADLINE_EXCEEDED and counts as unexpected.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    rpc_timeout: f64,
+    /// Write the report as JSON. Every output path is checked before the load starts.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Write a latency plot (SVG).
+    /// Write a plot (SVG): latency by percentile, requests and latency per measured second.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Write each target's latency histogram as an HdrHistogram percentile distribution in
+    /// milliseconds, PREFIX-service.hgrm and (with --reference) PREFIX-reference.hgrm, for
+    /// HdrHistogram's plotters.
+    #[arg(long, value_name = "PREFIX")]
+    hgrm: Option<PathBuf>,
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
@@ -142,11 +159,17 @@ fn seconds(what: &str, s: f64) -> Result<Duration, String> {
 fn options(a: RunArgs) -> Result<RunOptions, String> {
     Ok(RunOptions {
         world: a.world,
-        service: match a.service {
-            Some(url) => ServiceSource::Url(url),
-            None => ServiceSource::Start {
+        service: match (a.service, a.start_service) {
+            (Some(url), _) => ServiceSource::Url(url),
+            (None, true) => ServiceSource::Start {
                 binary: a.service_bin,
             },
+            (None, false) => {
+                return Err(
+                    "which service? Give --service https://HOST:PORT for a running one (on the world's store), or --start-service to start one on a copy of the world's store"
+                        .into(),
+                )
+            }
         },
         service_pid: a.service_pid,
         terminals: a.terminals,
@@ -175,6 +198,8 @@ fn options(a: RunArgs) -> Result<RunOptions, String> {
         reference_bin: None,
         json: a.json,
         plot: a.plot,
+        hgrm: a.hgrm,
+        rpc_timeout: seconds("--rpc-timeout", a.rpc_timeout)?,
         quiet: a.quiet,
     })
 }
@@ -190,19 +215,41 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match run::run(&opts) {
-                Ok(report) => {
-                    print!("{}", report.text());
-                    if report.unexpected_errors() > 0 {
-                        ExitCode::from(1)
-                    } else {
-                        ExitCode::SUCCESS
-                    }
-                }
+            // Checked before any load is applied, written after the report is printed.
+            let outputs = match Outputs::open(&opts) {
+                Ok(o) => o,
                 Err(e) => {
                     eprintln!("loadgen: {e}");
-                    ExitCode::from(2)
+                    return ExitCode::from(2);
                 }
+            };
+            let report = match run::run(&opts) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            print!("{}", report.text());
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            if let Err(e) = outputs.write(&report) {
+                eprintln!("loadgen: {e}");
+                return ExitCode::from(2);
+            }
+            let faults = report.harness_faults();
+            if !faults.is_empty() {
+                for fault in faults {
+                    eprintln!("loadgen: HARNESS FAULT: {fault}");
+                }
+                eprintln!(
+                    "loadgen: these figures measure the load generator, not the server: raise --prepare, or shorten --window"
+                );
+                return ExitCode::from(3);
+            }
+            if report.unexpected_errors() > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
             }
         }
         Cmd::ReferenceServer { config, listen } => reference_server(config, listen),

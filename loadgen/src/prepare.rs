@@ -106,6 +106,11 @@ impl CardPools {
         Ok(pools)
     }
 
+    /// The cards the `unregistered` kind presents.
+    pub fn unregistered(&self) -> &[PoolCard] {
+        &self.unregistered
+    }
+
     /// Queries in the numbers pool.
     pub fn numbers_len(&self) -> usize {
         self.numbers.len()
@@ -221,14 +226,18 @@ pub async fn prepare(
         );
         for lane in 0..parallel.min(card_slots.len()) {
             let mut client = conn.client.clone();
+            let timeout = conn.rpc_timeout;
             let card_slots = Arc::clone(&card_slots);
             set.spawn(async move {
                 let mut out = Vec::new();
                 for index in card_slots.iter().skip(lane).step_by(parallel).copied() {
                     let answer = client
-                        .issue_challenge(pb::IssueChallengeRequest {
-                            purpose: pb::Purpose::Confirm as i32,
-                        })
+                        .issue_challenge(crate::drive::with_deadline(
+                            pb::IssueChallengeRequest {
+                                purpose: pb::Purpose::Confirm as i32,
+                            },
+                            timeout,
+                        ))
                         .await
                         .map_err(|s| {
                             LoadgenError::Prepare(format!(
@@ -409,15 +418,19 @@ async fn spend_replays(conns: &[TerminalConn], pool: &PreparedPool) -> Result<()
         }
         let Some(conn) = conns.get(t) else { continue };
         let mut client = conn.client.clone();
+        let timeout = conn.rpc_timeout;
         set.spawn(async move {
             for request in replays {
-                client.confirm_by_card(request).await.map_err(|s| {
-                    LoadgenError::Prepare(format!(
-                        "the first use of a replay challenge was refused: {:?} {}",
-                        s.code(),
-                        s.message()
-                    ))
-                })?;
+                client
+                    .confirm_by_card(crate::drive::with_deadline(request, timeout))
+                    .await
+                    .map_err(|s| {
+                        LoadgenError::Prepare(format!(
+                            "the first use of a replay challenge was refused: {:?} {}",
+                            s.code(),
+                            s.message()
+                        ))
+                    })?;
             }
             Ok::<_, LoadgenError>(())
         });

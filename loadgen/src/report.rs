@@ -7,10 +7,10 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::drive::Tally;
+use crate::drive::{Second, Tally};
 
 /// The JSON format name; bump on incompatible changes.
-pub const FORMAT: &str = "onshi-loadgen-report/1";
+pub const FORMAT: &str = "onshi-loadgen-report/2";
 
 /// Latency percentiles in microseconds (HDR histogram, 3 significant digits).
 #[derive(Debug, Clone, Serialize)]
@@ -19,6 +19,7 @@ pub struct Latency {
     pub mean_us: f64,
     pub p50_us: u64,
     pub p90_us: u64,
+    pub p95_us: u64,
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
@@ -31,6 +32,7 @@ impl Latency {
             mean_us: h.mean(),
             p50_us: h.value_at_quantile(0.50),
             p90_us: h.value_at_quantile(0.90),
+            p95_us: h.value_at_quantile(0.95),
             p99_us: h.value_at_quantile(0.99),
             p999_us: h.value_at_quantile(0.999),
             max_us: h.max(),
@@ -74,16 +76,23 @@ pub struct TargetReport {
     pub throughput_per_s: f64,
     pub confirmed_per_s: f64,
     pub latency: Latency,
+    /// Latency by request kind (to 2 significant digits).
+    pub latency_by_kind: BTreeMap<String, Latency>,
     pub errors_by_code: BTreeMap<String, CodeCount>,
     pub unexpected_samples: Vec<String>,
     pub server_cpu: Option<Cpu>,
     pub loadgen_cpu_seconds: Option<f64>,
-    /// Completed requests in each second of the measured phases, windows concatenated (a
-    /// window's last second may be partial).
-    pub per_second: Vec<u64>,
+    /// Each complete second of the measured phases, windows concatenated: requests answered
+    /// and their p50 and p99. A window's trailing partial second is left out.
+    pub seconds: Vec<Second>,
     pub ended_early: Vec<String>,
+    /// Measured seconds whose figure was the harness's doing (the run then exits 3).
+    pub harness_faults: Vec<String>,
     /// (percentile, latency µs) points from 0 to 99.99 %, for plots.
     pub percentile_curve: Vec<(f64, u64)>,
+    /// The whole latency histogram (µs), for `--hgrm`.
+    #[serde(skip)]
+    pub histogram: Histogram<u64>,
 }
 
 /// The percentiles the plot and the JSON curve use: 0, then 10^-k steps up to 99.99 %.
@@ -108,7 +117,8 @@ impl TargetReport {
         sign: Duration,
         measured: Duration,
         tally: &Tally,
-        per_second: Vec<u64>,
+        seconds: Vec<Second>,
+        harness_faults: Vec<String>,
         ended_early: Vec<String>,
         server_cpu_seconds: Option<(u32, f64)>,
         loadgen_cpu_seconds: Option<f64>,
@@ -142,6 +152,11 @@ impl TargetReport {
             throughput_per_s: per_s(tally.requests),
             confirmed_per_s: per_s(tally.confirmed),
             latency: Latency::of(&tally.histogram),
+            latency_by_kind: tally
+                .kind_latency
+                .iter()
+                .map(|(k, h)| ((*k).to_owned(), Latency::of(h)))
+                .collect(),
             errors_by_code,
             unexpected_samples: tally.samples.clone(),
             server_cpu: server_cpu_seconds.map(|(pid, seconds)| Cpu {
@@ -154,9 +169,11 @@ impl TargetReport {
                 },
             }),
             loadgen_cpu_seconds,
-            per_second,
+            seconds,
             ended_early,
+            harness_faults,
             percentile_curve: curve(&tally.histogram),
+            histogram: tally.histogram.clone(),
         }
     }
 }
@@ -195,6 +212,14 @@ pub struct Report {
 }
 
 impl Report {
+    /// Measured seconds that were the harness's doing, over all targets.
+    pub fn harness_faults(&self) -> Vec<&str> {
+        self.targets
+            .iter()
+            .flat_map(|t| t.harness_faults.iter().map(String::as_str))
+            .collect()
+    }
+
     /// Unexpected errors over all targets.
     pub fn unexpected_errors(&self) -> u64 {
         self.targets.iter().map(|t| t.unexpected_errors).sum()
@@ -229,9 +254,10 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "  latency    p50 {} p90 {} p99 {} p99.9 {} max {} (mean {})",
+                "  latency    p50 {} p90 {} p95 {} p99 {} p99.9 {} max {} (mean {})",
                 ms(l.p50_us),
                 ms(l.p90_us),
+                ms(l.p95_us),
                 ms(l.p99_us),
                 ms(l.p999_us),
                 ms(l.max_us),
@@ -243,6 +269,16 @@ impl Report {
                 .map(|(k, n)| format!("{k} {n}"))
                 .collect();
             let _ = writeln!(out, "  sent       {}", kinds.join(", "));
+            for (kind, k) in &t.latency_by_kind {
+                let _ = writeln!(
+                    out,
+                    "    {kind:<14} p50 {:>9} p95 {:>9} p99 {:>9} max {:>9}",
+                    ms(k.p50_us),
+                    ms(k.p95_us),
+                    ms(k.p99_us),
+                    ms(k.max_us)
+                );
+            }
             let _ = writeln!(
                 out,
                 "  answers    {} confirmed, {} expected refusals, {} UNEXPECTED",
@@ -276,11 +312,14 @@ impl Report {
             for why in &t.ended_early {
                 let _ = writeln!(out, "  note: {why}");
             }
+            for fault in &t.harness_faults {
+                let _ = writeln!(out, "  HARNESS FAULT: {fault}");
+            }
         }
         if let Some(r) = self.reference_ratio {
             let _ = writeln!(
                 out,
-                "\nservice / reference throughput: {r:.3} (target ≥ 0.85, architecture.md)"
+                "\nservice / reference throughput: {r:.3} (target ≥ 0.85, docs/performance.md)"
             );
         }
         for n in &self.notes {

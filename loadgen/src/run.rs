@@ -13,7 +13,6 @@ use crate::prepare::{self, CardPools};
 use crate::process::{self, ServerProcess};
 use crate::reference;
 use crate::report::{Report, RunSetup, TargetReport};
-use crate::svg;
 use crate::terminals;
 use crate::world::{TerminalIdentity, World};
 use crate::LoadgenError;
@@ -74,6 +73,10 @@ pub struct RunOptions {
     pub reference_bin: Option<PathBuf>,
     pub json: Option<PathBuf>,
     pub plot: Option<PathBuf>,
+    /// Prefix of the `.hgrm` percentile distributions, one per target.
+    pub hgrm: Option<PathBuf>,
+    /// Deadline of every RPC.
+    pub rpc_timeout: Duration,
     /// No progress lines.
     pub quiet: bool,
 }
@@ -89,6 +92,65 @@ pub const MAX_ROUNDS: usize = 100;
 /// Requests prepared per second of the first window (at most 5 s of it) in a closed loop
 /// when `--prepare` is not given; later windows are sized from the throughput seen.
 pub const DEFAULT_PREPARE_PER_SECOND: usize = 2_000;
+/// Bounds of `--rpc-timeout`.
+pub const MIN_RPC_TIMEOUT: Duration = Duration::from_millis(10);
+pub const MAX_RPC_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Checks a `--service` URL: the service speaks only gRPC over mutual TLS.
+pub fn check_service_url(url: &str) -> Result<(), LoadgenError> {
+    let example = "e.g. --service https://127.0.0.1:50443";
+    let uri: tonic::transport::Uri = url.parse().map_err(|e| {
+        LoadgenError::Usage(format!(
+            "--service {url:?} is not a URL ({e}): give the service's address, {example}"
+        ))
+    })?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("https"), Some(_)) => Ok(()),
+        (Some("http"), Some(authority)) => Err(LoadgenError::Usage(format!(
+            "--service {url}: the service accepts only mutual TLS (each virtual terminal presents its client certificate), so its URL starts with https://, e.g. https://{authority}"
+        ))),
+        _ => Err(LoadgenError::Usage(format!(
+            "--service {url:?}: give the service's address as https://HOST:PORT, {example}"
+        ))),
+    }
+}
+
+/// Fails if a card the `unregistered` kind would present is registered for insurance use in
+/// the store at `store` (someone registered it since the world was built): the service would
+/// confirm it, and the run would report unexpected answers instead of measuring.
+pub fn check_still_unregistered(
+    cards: &[crate::world::PoolCard],
+    store: &str,
+) -> Result<(), LoadgenError> {
+    use onshi_confirm_service::store::CardKey;
+    let db = onshi_confirm_service::store::open(store)
+        .map_err(|e| LoadgenError::Store(format!("{store}: {e}")))?;
+    let err =
+        |e: onshi_confirm_service::store::StoreError| LoadgenError::Store(format!("{store}: {e}"));
+    let mut registered = Vec::new();
+    for card in cards {
+        let key = CardKey::from_der(&card.certificate).map_err(err)?;
+        let Some(person) = db.person_for_card(&key).map_err(err)? else {
+            continue;
+        };
+        if db
+            .person(&person)
+            .map_err(err)?
+            .is_some_and(|p| p.registered_for_insurance)
+        {
+            registered.push(card.name.clone());
+        }
+    }
+    if registered.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadgenError::World(format!(
+            "the `unregistered` request kind needs cards whose holder is not registered for insurance use, but {} {} registered in {store} since the world was built: rebuild the world (`testbed build`) or drop `unregistered` from --mix",
+            registered.join(", "),
+            if registered.len() == 1 { "is" } else { "are" }
+        )))
+    }
+}
 
 impl RunOptions {
     fn validate(&self) -> Result<(), LoadgenError> {
@@ -152,6 +214,16 @@ impl RunOptions {
         }
         if self.duration / u32::try_from(self.rounds).unwrap_or(1) < Duration::from_millis(100) {
             return bad("--duration / --rounds must be at least 0.1 s".into());
+        }
+        if let ServiceSource::Url(url) = &self.service {
+            check_service_url(url)?;
+        }
+        if self.rpc_timeout < MIN_RPC_TIMEOUT || self.rpc_timeout > MAX_RPC_TIMEOUT {
+            return bad(format!(
+                "--rpc-timeout must be {} to {} seconds",
+                MIN_RPC_TIMEOUT.as_secs_f64(),
+                MAX_RPC_TIMEOUT.as_secs()
+            ));
         }
         if self.challenge_ttl_seconds == 0 || self.challenge_ttl_seconds > 3600 {
             return bad("--challenge-ttl must be 1..=3600 seconds (the service's limit)".into());
@@ -386,7 +458,9 @@ struct TargetRun<'a> {
     measured: Duration,
     server_cpu: Option<f64>,
     own_cpu: Option<f64>,
-    per_second: Vec<u64>,
+    seconds: Vec<drive::Second>,
+    /// Measured seconds that were the harness's doing.
+    faults: Vec<String>,
     early: std::collections::BTreeMap<String, usize>,
     prepared: usize,
     windows: usize,
@@ -403,7 +477,8 @@ impl<'a> TargetRun<'a> {
         identities: &[TerminalIdentity],
         cards: &'a CardPools,
     ) -> Result<TargetRun<'a>, LoadgenError> {
-        let conns = drive::connect_all(url, ca_pem, identities, opts.terminals).await?;
+        let conns =
+            drive::connect_all(url, ca_pem, identities, opts.terminals, opts.rpc_timeout).await?;
         let window = opts.window();
         let per_terminal = opts
             .prepare_per_window(window)
@@ -441,7 +516,8 @@ impl<'a> TargetRun<'a> {
             measured: Duration::ZERO,
             server_cpu: Some(0.0),
             own_cpu: Some(0.0),
-            per_second: Vec::new(),
+            seconds: Vec::new(),
+            faults: Vec::new(),
             early: Default::default(),
             prepared: 0,
             windows: 0,
@@ -521,7 +597,14 @@ impl<'a> TargetRun<'a> {
             };
             self.tally.merge(&m.tally);
             self.measured += m.elapsed;
-            self.per_second.extend(m.per_second);
+            if let Some(fault) = m.fault {
+                self.faults.push(format!(
+                    "{}, window {}: {fault}",
+                    self.target.name(),
+                    self.windows + 1
+                ));
+            }
+            self.seconds.extend(m.seconds);
             self.windows += 1;
             left = left.saturating_sub(m.elapsed.max(Duration::from_millis(100)));
             let observed = m.tally.requests as f64 / m.elapsed.as_secs_f64().max(1e-3);
@@ -557,7 +640,8 @@ impl<'a> TargetRun<'a> {
             self.sign,
             self.measured,
             &self.tally,
-            self.per_second,
+            self.seconds,
+            self.faults,
             self.early
                 .into_iter()
                 .map(|(why, n)| format!("{n} of {windows} window(s) ended early: {why}"))
@@ -568,14 +652,31 @@ impl<'a> TargetRun<'a> {
     }
 }
 
-/// Runs the load and returns the report (also written to `--json` / `--plot` when given).
+/// Runs the load and returns the report (the caller writes the files, see `output`).
 pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
     opts.validate()?;
     let started_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let world = World::load(&opts.world)?;
+    // Absolute from here on: the run's copy of the configuration and the servers it starts
+    // must not depend on the directory loadgen was started in.
+    let world_dir = std::fs::canonicalize(&opts.world).map_err(|e| {
+        LoadgenError::World(format!(
+            "--world {}: {e} (give the folder `testbed build --out DIR` made)",
+            opts.world.display()
+        ))
+    })?;
+    let world = World::load(&world_dir)?;
     let cards = CardPools::new(&world, &opts.mix, opts.batch_size)?;
+    if opts
+        .mix
+        .kinds()
+        .any(|k| k == crate::mix::RequestKind::Unregistered)
+    {
+        let config = onshi_confirm_service::config::Config::load(&world.dir.join("service.toml"))
+            .map_err(|e| LoadgenError::World(e.to_string()))?;
+        check_still_unregistered(cards.unregistered(), &config.store)?;
+    }
     let mut setup = set_up(opts, &world)?;
     if opts.mix.needs_numbers() {
         setup.notes.push(format!(
@@ -760,32 +861,28 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
         reference_ratio,
         notes,
     };
-    if let Some(path) = &opts.json {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| LoadgenError::Report(e.to_string()))?;
-        std::fs::write(path, text).map_err(LoadgenError::io("write", path))?;
-    }
-    if let Some(path) = &opts.plot {
-        let title = format!(
-            "onshi loadgen: {} terminals, {}, mix {}",
-            opts.terminals,
-            report
-                .setup
-                .concurrency
-                .map(|c| format!("closed loop {c}"))
-                .or(report.setup.rate.map(|r| format!("open loop {r}/s")))
-                .unwrap_or_default(),
-            report.setup.mix
-        );
-        std::fs::write(path, svg::render(&title, &report.targets))
-            .map_err(LoadgenError::io("write", path))?;
-    }
     Ok(report)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_urls_explain_themselves() {
+        assert!(check_service_url("https://127.0.0.1:50443").is_ok());
+        let msg = |url: &str| match check_service_url(url) {
+            Ok(()) => panic!("{url} accepted"),
+            Err(e) => e.to_string(),
+        };
+        let http = msg("http://127.0.0.1:50443");
+        assert!(
+            http.contains("mutual TLS") && http.contains("https://127.0.0.1:50443"),
+            "{http}"
+        );
+        assert!(msg("127.0.0.1:50443").contains("https://HOST:PORT"));
+        assert!(msg("https://").contains("--service"));
+    }
 
     #[test]
     fn the_config_copy_has_absolute_paths_the_new_ttl_and_no_rate_limit_or_quota() {

@@ -28,7 +28,13 @@ fn world() -> &'static Path {
 
 /// Runs loadgen with a hard time limit; the child is killed (by pid) if it overruns.
 fn loadgen(args: &[&str], limit: Duration) -> Output {
+    loadgen_in(Path::new("."), args, limit)
+}
+
+/// `loadgen` started in the directory `cwd`.
+fn loadgen_in(cwd: &Path, args: &[&str], limit: Duration) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .current_dir(cwd)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -68,8 +74,14 @@ fn closed_loop_with_invalid_requests_and_the_reference() {
     let world = world().to_str().unwrap().to_owned();
     let json = tmp("tiny-closed.json");
     let plot = tmp("tiny-closed.svg");
-    let _ = std::fs::remove_file(&json);
-    let _ = std::fs::remove_file(&plot);
+    let hgrm = tmp("tiny-closed");
+    let hgrm_files = [
+        tmp("tiny-closed-service.hgrm"),
+        tmp("tiny-closed-reference.hgrm"),
+    ];
+    for f in [&json, &plot].into_iter().chain(&hgrm_files) {
+        let _ = std::fs::remove_file(f);
+    }
     let out = loadgen(
         &[
             "run",
@@ -96,6 +108,8 @@ fn closed_loop_with_invalid_requests_and_the_reference() {
             json.to_str().unwrap(),
             "--plot",
             plot.to_str().unwrap(),
+            "--hgrm",
+            hgrm.to_str().unwrap(),
         ],
         Duration::from_secs(180),
     );
@@ -107,13 +121,38 @@ fn closed_loop_with_invalid_requests_and_the_reference() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("service / reference throughput"),
+        stdout.contains("service / reference throughput") && stdout.contains("docs/performance.md"),
         "{stdout}"
     );
+    assert!(stdout.contains(" p95 "), "{stdout}");
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(report["format"], "onshi-loadgen-report/1");
+    assert_eq!(report["format"], "onshi-loadgen-report/2");
+    for t in report["targets"].as_array().unwrap() {
+        assert_eq!(
+            t["harness_faults"].as_array().map(Vec::len),
+            Some(0),
+            "{t:#}"
+        );
+        // Only complete seconds: at most one a round for these one-second windows.
+        let seconds = t["seconds"].as_array().unwrap();
+        assert!(seconds.len() <= 2, "{t:#}");
+        for s in seconds {
+            assert!(
+                s["completed"].as_u64().unwrap() > 0,
+                "an empty measured second: {t:#}"
+            );
+        }
+    }
+    for f in &hgrm_files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(
+            text.trim_start().starts_with("Value") && text.contains("#[Max"),
+            "{}: {text}",
+            f.display()
+        );
+    }
     assert_eq!(report["setup"]["terminal_identities"], "minted");
     assert_eq!(report["setup"]["rounds"], 2);
     let service = &report["targets"][0];
@@ -128,8 +167,24 @@ fn closed_loop_with_invalid_requests_and_the_reference() {
         l["max_us"].as_u64().unwrap(),
     );
     assert!(0 < p50 && p50 <= p99 && p99 <= max, "{l}");
-    for key in ["p90_us", "p999_us", "mean_us", "count"] {
+    for key in ["p90_us", "p95_us", "p999_us", "mean_us", "count"] {
         assert!(l[key].is_number(), "latency.{key} missing: {l}");
+    }
+    let by_kind = &service["latency_by_kind"];
+    for kind in [
+        "pin",
+        "revoked",
+        "expired",
+        "unregistered",
+        "bad-signature",
+        "replay",
+    ] {
+        assert_eq!(
+            by_kind[kind]["count"].as_u64(),
+            service["requests_by_kind"][kind].as_u64(),
+            "{kind}: {by_kind}"
+        );
+        assert!(by_kind[kind]["p95_us"].as_u64().unwrap() > 0, "{by_kind}");
     }
     assert!(service["server_cpu"]["us_per_request"].as_f64().unwrap() > 0.0);
 
@@ -175,13 +230,17 @@ fn closed_loop_with_invalid_requests_and_the_reference() {
 
 #[test]
 fn open_loop_at_a_fixed_rate_with_the_worlds_own_terminals() {
-    let world = world().to_str().unwrap().to_owned();
+    // The world given relative to the directory loadgen starts in.
+    let world = world();
+    let parent = world.parent().unwrap();
+    let relative = world.file_name().unwrap().to_str().unwrap().to_owned();
     let json = tmp("tiny-open.json");
-    let out = loadgen(
+    let out = loadgen_in(
+        parent,
         &[
             "run",
             "--world",
-            &world,
+            &relative,
             "--start-service",
             "--terminals",
             "2",
@@ -300,4 +359,85 @@ fn card_less_kinds_are_not_sent_to_the_reference() {
         err.contains("--reference compares ConfirmByCard only") && err.contains("batch"),
         "{err}"
     );
+}
+
+#[test]
+fn usage_mistakes_are_explained_before_any_load() {
+    let world = world().to_str().unwrap().to_owned();
+    let cases: [(&[&str], &[&str]); 4] = [
+        (&[], &["--service https://HOST:PORT", "--start-service"]),
+        (
+            &["--service", "http://127.0.0.1:50443"],
+            &["mutual TLS", "https://127.0.0.1:50443"],
+        ),
+        (
+            &["--start-service", "--json", "/nonexistent-folder/r.json"],
+            &["--json", "does not exist"],
+        ),
+        (
+            &["--start-service", "--plot", "/"],
+            &["--plot", "is a directory"],
+        ),
+    ];
+    for (extra, wanted) in cases {
+        let mut args = vec!["run", "--world", &world];
+        args.extend_from_slice(extra);
+        let started = Instant::now();
+        let out = loadgen(&args, Duration::from_secs(60));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        for w in wanted {
+            assert!(err.contains(w), "{args:?}: {w:?} not in {err}");
+        }
+        // Refused before preparing anything or starting a service.
+        assert!(!err.contains("preparing"), "{args:?}: {err}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{args:?}");
+    }
+}
+
+#[test]
+fn an_unregistered_card_that_was_registered_since_is_refused_before_the_run() {
+    use onshi_confirm_service::store::CardKey;
+    let dir = tmp("loadgen-registered-world");
+    let mut opts = WorldOptions::new(&dir, time::OffsetDateTime::now_utc());
+    opts.cards = 6;
+    opts.persons = 10;
+    opts.force = true;
+    opts.progress = false;
+    build_world(&opts).expect("build the world");
+    // Register the holder of the world's unregistered card, as a kiosk would.
+    let world = onshi_loadgen::world::World::load(&dir).unwrap();
+    let card = world
+        .cards_of(onshi_testbed::manifest::CardKind::Unregistered)
+        .pop()
+        .expect("an unregistered card");
+    let config = onshi_confirm_service::config::Config::load(&dir.join("service.toml")).unwrap();
+    let store = onshi_confirm_service::store::open(&config.store).unwrap();
+    let person = store
+        .person_for_card(&CardKey::from_der(&card.certificate).unwrap())
+        .unwrap()
+        .expect("the card's holder is in the store");
+    store
+        .register_for_insurance(&person, time::OffsetDateTime::now_utc())
+        .unwrap();
+    drop(store);
+
+    let out = loadgen(
+        &[
+            "run",
+            "--world",
+            dir.to_str().unwrap(),
+            "--start-service",
+            "--mix",
+            "pin=9,unregistered=1",
+        ],
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&card.name) && err.contains("registered") && err.contains("--mix"),
+        "{err}"
+    );
+    assert!(!err.contains("preparing"), "{err}");
 }
