@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use onshi_testbed::manifest::WorldManifest;
 use onshi_testbed::population::{DEFAULT_CHUNK_PERSONS, MAX_PERSONS};
 use onshi_testbed::terminals::{reissue_terminal, revoke_terminal};
 use onshi_testbed::world::{DEFAULT_CARDS, DEFAULT_PERSONS, DEFAULT_SEED, MAX_CARDS, MIN_CARDS};
@@ -213,6 +214,22 @@ fn reissue(args: &TerminalArgs) -> Result<(), TestbedError> {
     Ok(())
 }
 
+/// Tells the reader how to see each case of the world just built: the exact card-less
+/// command per example (world.json's `examples`), with `reader-agent` as built by cargo.
+fn print_examples(manifest: &WorldManifest, out: &std::path::Path) {
+    let commands = manifest.example_commands(out);
+    if commands.is_empty() {
+        return;
+    }
+    println!(
+        "testbed: try each case by numbers (with target/debug/ on PATH: source scripts/env.sh):"
+    );
+    for (case, description, command) in commands {
+        println!("  # {case}: {description}");
+        println!("  {command}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let done = match cli.command {
@@ -230,7 +247,7 @@ fn main() -> ExitCode {
                 chunk_persons: DEFAULT_CHUNK_PERSONS,
                 workers: 0,
             };
-            build_world(&options).map(|_| ())
+            build_world(&options).map(|manifest| print_examples(&manifest, &options.out))
         }
     };
     match done {

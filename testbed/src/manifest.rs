@@ -213,6 +213,36 @@ impl WorldManifest {
             .filter(|t| t.status == status)
             .nth(nth)
     }
+
+    /// For each example, the exact `reader-agent numbers` command that shows its case,
+    /// run as the world's first in-operation terminal, with `world` as the world directory
+    /// the reader will type (e.g. `world`): `(case, description, command)`. A world without
+    /// an in-operation terminal has no commands to offer.
+    pub fn example_commands(&self, world: &Path) -> Vec<(String, String, String)> {
+        let Some(terminal) = self.terminal(TerminalStatus::InOperation, 0) else {
+            return Vec::new();
+        };
+        let config = world.join(&terminal.dir).join("agent.toml");
+        self.examples
+            .iter()
+            .map(|e| {
+                let mut command = format!(
+                    "reader-agent numbers --config {} --insurer {}",
+                    config.display(),
+                    e.insurer_number
+                );
+                if let Some(symbol) = &e.symbol {
+                    command.push_str(&format!(" --symbol {symbol}"));
+                }
+                command.push_str(&format!(" --number {}", e.number));
+                if let Some(branch) = &e.branch {
+                    command.push_str(&format!(" --branch {branch}"));
+                }
+                command.push_str(&format!(" --birth-date {}", e.birth_date));
+                (e.case.clone(), e.description.clone(), command)
+            })
+            .collect()
+    }
 }
 
 /// RFC 3339 (de)serialisation without time's `serde` feature.
@@ -291,6 +321,21 @@ mod tests {
         assert!(back.card(CardKind::Revoked).is_none());
         assert!(back.terminal(TerminalStatus::InOperation, 0).is_some());
         assert!(back.terminal(TerminalStatus::InOperation, 1).is_none());
+        let commands = back.example_commands(Path::new("world"));
+        assert_eq!(
+            commands,
+            vec![(
+                "validity-2".to_owned(),
+                String::new(),
+                "reader-agent numbers --config world/terminals/1340100017-T09/agent.toml \
+                 --insurer 39131015 --number 10000004 --birth-date 19400101"
+                    .to_owned()
+            )],
+            "後期高齢者医療: no --symbol, no --branch"
+        );
+        let mut no_terminal = back.clone();
+        no_terminal.terminals[0].status = TerminalStatus::Suspended;
+        assert!(no_terminal.example_commands(Path::new("world")).is_empty());
         assert_eq!(TerminalStatus::Untrusted.as_str(), "untrusted");
         assert_eq!(CardKind::Multiple.as_str(), "multiple");
         for kind in [CardKind::Multiple, CardKind::FaceOnly] {
