@@ -125,7 +125,6 @@ pub fn watch(reader: Option<String>, events: mpsc::UnboundedSender<CardEvent>) {
 pub enum VerifyError {
     Wrong { tries_left: u8 },
     Blocked,
-    Card(String, bool),
 }
 
 type Reply<T> = oneshot::Sender<Result<T, CardFailure>>;

@@ -11,6 +11,7 @@
 //!   server-sent events.
 
 pub mod card;
+pub mod flow;
 pub mod fuzzing;
 pub mod http;
 pub mod session;
