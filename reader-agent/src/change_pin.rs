@@ -10,7 +10,7 @@ use std::time::Duration;
 use onshi_jpki::flows::{self, FlowError, PinStatus};
 use onshi_jpki::Pin;
 
-use crate::pcsc_card::{self, Trace, TransactionChannel};
+use crate::pcsc_card::{self, Trace, TransactionChannel, VerifiedCard};
 
 /// How a PIN change ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,12 +82,8 @@ pub fn run(
                 ch.end();
                 return Ok(Err(ChangeOutcome::NotSet));
             }
-            let r = flows::change_user_auth_pin(&mut ch, &old, &new);
-            match &r {
-                Err(FlowError::WrongPin { .. }) | Err(FlowError::PinBlocked) => ch.end(),
-                _ => ch.end_with_reset(),
-            }
-            r.map(Ok)
+            // A verified PIN never outlives the change: the guard resets the card.
+            VerifiedCard::run(ch, |ch| flows::change_user_auth_pin(ch, &old, &new)).map(Ok)
         })();
         drop(old);
         drop(new);
