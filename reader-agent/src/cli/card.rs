@@ -11,7 +11,9 @@ use onshi_reader_agent::confirm::{self, Action, ConfirmOptions, PinSource};
 use onshi_reader_agent::pin_input::{StdinLines, TtyPrompt};
 use onshi_reader_agent::report::{render_human, Outcome};
 
-use super::{card_timeout_arg, load_config, open_trace, two_thread_runtime};
+use super::{
+    card_timeout_arg, current_thread_runtime, load_config, open_trace, two_thread_runtime,
+};
 use crate::{Consent, PatternArg};
 
 #[allow(clippy::too_many_arguments)]
@@ -159,9 +161,9 @@ pub fn read_certificate(
     out: Option<PathBuf>,
     card_timeout: f64,
 ) -> ExitCode {
-    use onshi_jpki::flows::{self, ReadPattern};
+    use onshi_jpki::flows::{self, FlowError, ReadPattern};
     use onshi_jpki::{commands, constants, CardChannel};
-    use onshi_reader_agent::pcsc_card::{self, TransactionChannel};
+    use onshi_reader_agent::pcsc_card::worker::CardHandle;
     let Some(card_timeout) = card_timeout_arg(card_timeout) else {
         return ExitCode::from(2);
     };
@@ -177,40 +179,41 @@ pub fn read_certificate(
         },
     };
     let wait = Duration::from_secs(wait);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let result = (|| -> Result<Vec<u8>, String> {
-            let mut connected = pcsc_card::wait_and_connect(reader.as_deref(), wait, || {
-                eprintln!("カードを置いてください (place the card on the reader)")
-            })
-            .map_err(|e| e.to_string())?;
-            let mut ch =
-                TransactionChannel::begin(&mut connected.card, None).map_err(|e| e.to_string())?;
-            let r = (|| {
-                flows::select_jpki(&mut ch).map_err(|e| e.to_string())?;
-                if !matches!(pattern, ReadPattern::BySfi { .. }) {
-                    let sw = ch
-                        .transmit(&commands::select_ef(constants::EF_USER_AUTH_CERT))
-                        .map_err(|e| e.to_string())?
-                        .sw;
-                    if !sw.is_success() {
-                        return Err(format!("SELECT EF 000A answered {sw}"));
-                    }
-                }
-                flows::read_ef_by_chunks(&mut ch, pattern).map_err(|e| e.to_string())
-            })();
-            ch.end();
-            r
-        })();
-        let _ = tx.send(result);
-    });
-    let result = match rx.recv_timeout(wait + card_timeout) {
-        Ok(r) => r,
-        Err(_) => Err(format!(
-            "the card did not answer within {} s",
-            card_timeout.as_secs_f64()
-        )),
+    let Some(runtime) = current_thread_runtime() else {
+        return ExitCode::from(3);
     };
+    let result = runtime.block_on(async move {
+        let waiting = || eprintln!("カードを置いてください (place the card on the reader)");
+        let (card, _) = CardHandle::wait_for_card(reader, wait, card_timeout, None, waiting)
+            .await
+            .map_err(|e| e.to_string())?;
+        let read = card
+            .transaction(move |ch| {
+                Ok((|| {
+                    flows::select_jpki(ch).map_err(|e| e.to_string())?;
+                    if !matches!(pattern, ReadPattern::BySfi { .. }) {
+                        let sw = ch
+                            .transmit(&commands::select_ef(constants::EF_USER_AUTH_CERT))
+                            .map_err(|e| e.to_string())?
+                            .sw;
+                        if !sw.is_success() {
+                            return Err(format!("SELECT EF 000A answered {sw}"));
+                        }
+                    }
+                    flows::read_ef_by_chunks(ch, pattern).map_err(|e| e.to_string())
+                })())
+            })
+            .await;
+        match read {
+            Ok(Ok(read)) => read,
+            Ok(Err(FlowError::Channel(e))) => Err(e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "the card did not answer within {} s",
+                card_timeout.as_secs_f64()
+            )),
+        }
+    });
     let mut der = match result {
         Ok(d) => d,
         Err(e) => {

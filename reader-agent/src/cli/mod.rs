@@ -38,6 +38,21 @@ pub fn two_thread_runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
+/// A runtime on the calling thread (the card's work runs on the card worker's thread). Says
+/// why when it cannot start.
+pub fn current_thread_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("reader-agent: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
 /// Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -179,8 +179,12 @@ impl Runner {
                             session_id: crate::kiosk::web::random_hex(&self.rng, 16),
                         },
                     };
+                    let had_card = self.state.stage.card().is_some();
                     self.handle(event).await;
-                    self.deadline = Instant::now() + self.setup.idle_timeout;
+                    // A session that began waits for the patient from now.
+                    if !had_card && self.state.stage.card().is_some() {
+                        self.deadline = Instant::now() + self.setup.idle_timeout;
+                    }
                 }
                 Msg::Action {
                     session,
@@ -364,3 +368,84 @@ fn answer<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<T, Outcome>
 
 /// Shared so the HTTP layer can hold it.
 pub type SharedKiosk = Arc<Kiosk>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kiosk::flow::{FailReason, Task};
+
+    /// A kiosk whose service is never reached (nothing listens on the discard port) and
+    /// whose reader does not exist.
+    fn setup() -> KioskSetup {
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        let client = ConfirmationClient::new(channel);
+        KioskSetup {
+            client: client.clone(),
+            device_key: None,
+            face_threshold_permille: crate::face::DEFAULT_THRESHOLD_PERMILLE,
+            face_failures: FaceFailures::in_memory(),
+            card_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(60),
+            staff: StaffDesk::new(client),
+            face_files: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_runner_publishes_each_screen_and_answers_actions() {
+        let kiosk = start(setup());
+        let mut screens = kiosk.subscribe();
+
+        kiosk.card_event(CardEvent::ServiceError("pcscd went away".into()));
+        let shown = screens
+            .wait_for(|s| s.reader_error.is_some())
+            .await
+            .expect("published")
+            .clone();
+        assert_eq!(shown.reader_error.as_deref(), Some("pcscd went away"));
+
+        let refused = kiosk
+            .act("0123".into(), Action::Cancel)
+            .await
+            .expect_err("no card yet");
+        assert_eq!(refused.error, ActionRefused::StaleSession);
+        assert_eq!(refused.state.screen, Screen::InsertCard);
+
+        let state = kiosk
+            .set_visual_check(VisualCheck::On("staff-1".into()))
+            .await;
+        assert_eq!(state.visual_check_staff.as_deref(), Some("staff-1"));
+
+        // A card in a reader that cannot be reached: the runner performs the read and shows
+        // its failure (the reading screen before it may already be gone when looked at).
+        kiosk.card_event(CardEvent::Inserted {
+            reader: "no such reader".into(),
+        });
+        let reading = screens
+            .wait_for(|s| s.session.is_some())
+            .await
+            .expect("published")
+            .clone();
+        let failed = screens
+            .wait_for(|s| matches!(s.screen, Screen::Failed { .. }))
+            .await
+            .expect("published")
+            .clone();
+        assert!(
+            reading.screen
+                == Screen::Working {
+                    task: Task::ReadingCard
+                }
+                || reading.screen == failed.screen,
+            "{reading:?}"
+        );
+        assert!(matches!(
+            failed.screen,
+            Screen::Failed {
+                reason: FailReason::CardUnreadable,
+                ..
+            }
+        ));
+        assert_eq!(failed.reader_error, None, "a placed card clears it");
+    }
+}

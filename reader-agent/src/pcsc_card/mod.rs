@@ -43,6 +43,8 @@ pub enum CardIoError {
     BadResponse(String),
     #[error("PC/SC error: {0}")]
     Pcsc(pcsc::Error),
+    #[error("{0}")]
+    Worker(String),
 }
 
 impl From<pcsc::Error> for CardIoError {
