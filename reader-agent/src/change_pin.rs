@@ -1,16 +1,16 @@
 //! `reader-agent change-pin`: the patient changes the user-authentication PIN at the
 //! terminal (VERIFY with the current PIN, then CHANGE REFERENCE DATA `00 24 01 80`), in one
-//! PC/SC transaction that ends with a card reset so nothing stays verified.
+//! PC/SC transaction on the card worker that ends with a card reset so nothing stays verified.
 //!
 //! Both PINs come from a [`PinSource`] and live only in `onshi_jpki::Pin`s (zeroized on drop).
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use onshi_jpki::flows::{self, FlowError, PinStatus};
 use onshi_jpki::Pin;
 
-use crate::pcsc_card::{self, Trace, TransactionChannel};
+use crate::pcsc_card::worker::CardHandle;
+use crate::pcsc_card::Trace;
 
 /// How a PIN change ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,9 @@ impl ChangeOutcome {
 }
 
 /// Changes the PIN of the card in `reader` (or the first card), bounded by `wait` for the
-/// card to appear and `card_timeout` for the exchange.
+/// card to appear and `card_timeout` for the exchange. The card is reached through the card
+/// worker ([`CardHandle`]), in one transaction held by a
+/// [`VerifiedCard`](crate::pcsc_card::VerifiedCard).
 pub fn run(
     reader: Option<String>,
     wait: Duration,
@@ -64,54 +66,46 @@ pub fn run(
     new: Pin,
     trace: Option<Trace>,
 ) -> ChangeOutcome {
-    let (tx, rx) = mpsc::channel();
-    let (connected_tx, connected_rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let mut trace = trace;
-        let result = (|| {
-            let mut connected = pcsc_card::wait_and_connect(reader.as_deref(), wait, || {
-                eprintln!("カードを置いてください (place the card on the reader)")
-            })
-            .map_err(FlowError::Channel)?;
-            let _ = connected_tx.send(());
-            let mut ch = TransactionChannel::begin(&mut connected.card, trace.as_mut())
-                .map_err(FlowError::Channel)?;
-            // The empty VERIFY first: a card without a PIN is told nothing secret.
-            flows::select_jpki(&mut ch)?;
-            if flows::user_auth_pin_status(&mut ch)? == PinStatus::NotSet {
-                ch.end();
-                return Ok(Err(ChangeOutcome::NotSet));
-            }
-            let r = flows::change_user_auth_pin(&mut ch, &old, &new);
-            match &r {
-                Err(FlowError::WrongPin { .. }) | Err(FlowError::PinBlocked) => ch.end(),
-                _ => ch.end_with_reset(),
-            }
-            r.map(Ok)
-        })();
-        drop(old);
-        drop(new);
-        let _ = tx.send(result);
-    });
-    // Wait for the connection (bounded by `wait` inside), then for the exchange.
-    let _ = connected_rx.recv_timeout(wait + Duration::from_secs(1));
-    let result = match rx.recv_timeout(card_timeout) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
-        Err(_) => {
+        Err(e) => return ChangeOutcome::Error(format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let waiting = || eprintln!("カードを置いてください (place the card on the reader)");
+        let card = match CardHandle::wait_for_card(reader, wait, card_timeout, trace, waiting).await
+        {
+            Ok((card, _)) => card,
+            Err(e) => return ChangeOutcome::Error(e.to_string()),
+        };
+        // Both PINs move into the job and are dropped (zeroized) on the worker's thread.
+        let changed = card
+            .verified_transaction(move |ch| {
+                // The empty VERIFY first: a card without a PIN is told nothing secret.
+                flows::select_jpki(ch)?;
+                if flows::user_auth_pin_status(ch)? == PinStatus::NotSet {
+                    return Ok(Err(ChangeOutcome::NotSet));
+                }
+                flows::change_user_auth_pin(ch, &old, &new).map(Ok)
+            })
+            .await;
+        let Ok(result) = changed else {
             return ChangeOutcome::Error(format!(
                 "the card did not answer within {} s (a mute card or a stuck reader)",
                 card_timeout.as_secs_f64()
-            ))
+            ));
+        };
+        match result {
+            Ok(Ok(())) => ChangeOutcome::Changed,
+            Ok(Err(outcome)) => outcome,
+            Err(FlowError::WrongPin { tries_left: 0 }) | Err(FlowError::PinBlocked) => {
+                ChangeOutcome::Blocked
+            }
+            Err(FlowError::WrongPin { tries_left }) => ChangeOutcome::WrongPin { tries_left },
+            Err(FlowError::Channel(e)) => ChangeOutcome::Error(e.to_string()),
+            Err(e) => ChangeOutcome::Error(format!("the card refused the PIN change: {e}")),
         }
-    };
-    match result {
-        Ok(Ok(())) => ChangeOutcome::Changed,
-        Ok(Err(outcome)) => outcome,
-        Err(FlowError::WrongPin { tries_left: 0 }) | Err(FlowError::PinBlocked) => {
-            ChangeOutcome::Blocked
-        }
-        Err(FlowError::WrongPin { tries_left }) => ChangeOutcome::WrongPin { tries_left },
-        Err(FlowError::Channel(e)) => ChangeOutcome::Error(e.to_string()),
-        Err(e) => ChangeOutcome::Error(format!("the card refused the PIN change: {e}")),
-    }
+    })
 }

@@ -24,7 +24,7 @@ use onshi_proto::v1 as pb;
 
 use crate::client;
 use crate::config::AgentConfig;
-use crate::pcsc_card::{self, CardIoError, ConnectedCard, Trace, TransactionChannel};
+use crate::pcsc_card::{self, CardIoError, ConnectedCard, Trace, TransactionChannel, VerifiedCard};
 use crate::report::{Outcome, StaffResult};
 
 /// Where PINs come from. Implementations must not keep copies.
@@ -299,17 +299,10 @@ pub async fn run(
             t.note("phase B: verify and sign");
         }
         let phase_b = tokio::task::spawn_blocking(move || {
+            // A verified PIN never outlives this phase: the guard resets the card.
             let result = match TransactionChannel::begin(&mut connected.card, trace.as_mut()) {
-                Ok(mut ch) => {
-                    let r = flows::authenticate_phase(&mut ch, &pin, &digest_info);
-                    match &r {
-                        // No PIN was verified: nothing to clear, keep the card as it is.
-                        Err(FlowError::WrongPin { .. }) | Err(FlowError::PinBlocked) => ch.end(),
-                        // pcscd keeps a card powered between clients: reset it so a verified
-                        // PIN never outlives this phase.
-                        _ => ch.end_with_reset(),
-                    }
-                    r
+                Ok(ch) => {
+                    VerifiedCard::run(ch, |ch| flows::authenticate_phase(ch, &pin, &digest_info))
                 }
                 Err(e) => Err(FlowError::Channel(e)),
             };

@@ -2,7 +2,9 @@
 //! service's challenge after the patient's PIN, and asks the confirmation service.
 //!
 //! The PIN's whole life is in [`confirm`] (read by a [`pin_input`] source, used in phase B,
-//! dropped there); [`pcsc_card`] is the only code that talks to the reader.
+//! dropped there) and, at the kiosk, in one action and one effect of [`kiosk::flow`];
+//! [`pcsc_card`] is the only code that talks to the reader, and its
+//! [`VerifiedCard`](pcsc_card::VerifiedCard) resets a card that may hold a verified PIN.
 //! This crate talks to PC/SC through the `pcsc` crate, which wraps the C library; the agent's
 //! own code is safe Rust.
 #![forbid(unsafe_code)]

@@ -1,21 +1,16 @@
-//! `reader-agent`: the reception terminal's command line.
+//! `reader-agent`: the reception terminal's command line. This file parses the arguments and
+//! dispatches; each command is run by a module of [`cli`].
 #![forbid(unsafe_code)]
 
-use std::io::IsTerminal;
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use onshi_proto::binding::ConsentBits;
-use onshi_proto::v1::confirmation_client::ConfirmationClient;
-use onshi_reader_agent::config::AgentConfig;
-use onshi_reader_agent::confirm::{self, Action, ConfirmOptions, PinSource};
-use onshi_reader_agent::desk::{self, ClinicalKind, Numbers};
-use onshi_reader_agent::pcsc_card::Trace;
-use onshi_reader_agent::pin_input::{StdinLines, TtyPrompt};
-use onshi_reader_agent::report::{render_human, Outcome};
-use tonic::transport::Channel;
+use onshi_reader_agent::confirm::Action;
+use onshi_reader_agent::desk::{ClinicalKind, Numbers};
 
 /// Every allocation is wiped when it is freed: the PIN's and the staff password's request
 /// buffers (and any copy a library made of them) leave nothing behind in freed memory
@@ -140,18 +135,10 @@ enum Command {
     /// Exit codes: 0 confirmed, 1 refused (by the card or the service; see result_code),
     /// 2 usage or configuration error, 3 card, reader or connection failure.
     Confirm {
-        /// The terminal configuration (a world's terminals/<name>/agent.toml).
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-        /// Override the configured service address, e.g. https://127.0.0.1:50443.
-        #[arg(long, value_name = "URL")]
-        service: Option<String>,
-        /// Use this reader (default: the first reader with a card).
-        #[arg(long, value_name = "NAME")]
-        reader: Option<String>,
-        /// How long to wait for a card, in seconds (at most a day).
-        #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = wait_seconds())]
-        wait: u64,
+        #[command(flatten)]
+        terminal: TerminalArgs,
+        #[command(flatten)]
+        card: CardArgs,
         /// Read the PIN from standard input, one attempt per line.
         #[arg(long)]
         pin_stdin: bool,
@@ -174,18 +161,10 @@ enum Command {
     /// the card signs a registration challenge after VERIFY. Idempotent: an already registered
     /// holder is reported as such. Exit codes as for confirm.
     Register {
-        /// The terminal configuration (a world's terminals/<name>/agent.toml).
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-        /// Override the configured service address, e.g. https://127.0.0.1:50443.
-        #[arg(long, value_name = "URL")]
-        service: Option<String>,
-        /// Use this reader (default: the first reader with a card).
-        #[arg(long, value_name = "NAME")]
-        reader: Option<String>,
-        /// How long to wait for a card, in seconds (at most a day).
-        #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = wait_seconds())]
-        wait: u64,
+        #[command(flatten)]
+        terminal: TerminalArgs,
+        #[command(flatten)]
+        card: CardArgs,
         /// Read the PIN from standard input, one attempt per line.
         #[arg(long)]
         pin_stdin: bool,
@@ -203,12 +182,8 @@ enum Command {
     /// on a terminal; one line each with --pin-stdin). Exit codes: 0 changed, 1 wrong or
     /// locked PIN, 2 usage, 3 card or reader failure.
     ChangePin {
-        /// Use this reader (default: the first reader with a card).
-        #[arg(long, value_name = "NAME")]
-        reader: Option<String>,
-        /// How long to wait for a card, in seconds (at most a day).
-        #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = wait_seconds())]
-        wait: u64,
+        #[command(flatten)]
+        card: CardArgs,
         /// Read the current and the new PIN from standard input, one per line.
         #[arg(long)]
         pin_stdin: bool,
@@ -223,12 +198,8 @@ enum Command {
     /// print it as PEM (or write DER to --out): for checking a card or reader against every
     /// client reading pattern of jpki-card.md §4. No PIN is involved.
     ReadCertificate {
-        /// Use this reader (default: the first reader with a card).
-        #[arg(long, value_name = "NAME")]
-        reader: Option<String>,
-        /// How long to wait for a card, in seconds (at most a day).
-        #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = wait_seconds())]
-        wait: u64,
+        #[command(flatten)]
+        card: CardArgs,
         /// canonical: 4-byte header then 256-byte chunks with an exact final Le (OpenSC, the
         /// agent); header7: 7-byte header then the rest from offset 7; chunks255: 255-byte
         /// reads from offset 0 until 6B00 or a short read; sfi: reads by short file id.
@@ -296,6 +267,28 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+}
+
+/// The terminal a card command speaks for.
+#[derive(Debug, clap::Args)]
+struct TerminalArgs {
+    /// The terminal configuration (a world's terminals/<name>/agent.toml).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Override the configured service address, e.g. https://127.0.0.1:50443.
+    #[arg(long, value_name = "URL")]
+    service: Option<String>,
+}
+
+/// Which reader's card a card command uses, and how long it waits for one.
+#[derive(Debug, clap::Args)]
+struct CardArgs {
+    /// Use this reader (default: the first reader with a card).
+    #[arg(long, value_name = "NAME")]
+    reader: Option<String>,
+    /// How long to wait for a card, in seconds (at most a day).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = wait_seconds())]
+    wait: u64,
 }
 
 /// The terminal whose identity the desk functions use.
@@ -394,14 +387,14 @@ fn main() -> ExitCode {
     not_dumpable();
     let cli = Cli::parse();
     match cli.command {
-        Command::Staff { command } => staff_command(command),
+        Command::Staff { command } => cli::staff::staff_command(command),
         Command::Oqs {
             config,
             dir,
             service,
             charset,
             settle_ms,
-        } => run_oqs(&config, dir, service, charset, settle_ms),
+        } => cli::serve::run_oqs(&config, dir, service, charset, settle_ms),
         Command::Kiosk {
             config,
             service,
@@ -414,7 +407,7 @@ fn main() -> ExitCode {
             card_timeout,
             idle_timeout,
             oqs_dir,
-        } => run_kiosk(
+        } => cli::serve::run_kiosk(
             &config,
             onshi_reader_agent::kiosk::KioskOptions {
                 listen,
@@ -430,16 +423,14 @@ fn main() -> ExitCode {
             },
         ),
         Command::Confirm {
-            config,
-            service,
-            reader,
-            wait,
+            terminal: TerminalArgs { config, service },
+            card: CardArgs { reader, wait },
             pin_stdin,
             consent,
             json,
             trace,
             card_timeout,
-        } => run_confirm(
+        } => cli::card::run_confirm(
             config,
             service,
             reader,
@@ -450,15 +441,13 @@ fn main() -> ExitCode {
             trace,
         ),
         Command::Register {
-            config,
-            service,
-            reader,
-            wait,
+            terminal: TerminalArgs { config, service },
+            card: CardArgs { reader, wait },
             pin_stdin,
             json,
             trace,
             card_timeout,
-        } => run_confirm(
+        } => cli::card::run_confirm(
             config,
             service,
             reader,
@@ -469,39 +458,33 @@ fn main() -> ExitCode {
             trace,
         ),
         Command::ChangePin {
-            reader,
-            wait,
+            card: CardArgs { reader, wait },
             pin_stdin,
             card_timeout,
             trace,
-        } => run_change_pin(reader, wait, pin_stdin, card_timeout, trace),
+        } => cli::card::run_change_pin(reader, wait, pin_stdin, card_timeout, trace),
         Command::ReadCertificate {
-            reader,
-            wait,
+            card: CardArgs { reader, wait },
             pattern,
             out,
             card_timeout,
-        } => read_certificate(reader, wait, pattern, out, card_timeout),
-        Command::Readers => list_readers(),
+        } => cli::card::read_certificate(reader, wait, pattern, out, card_timeout),
+        Command::Readers => cli::card::list_readers(),
         Command::Numbers {
             desk,
             patient,
             json,
-        } => desk_run(&desk, |mut c| async move {
-            let outcome = desk::confirm_numbers(&mut c, &patient.numbers()).await;
-            print_outcome(&outcome, json);
-            outcome.exit_code()
-        }),
+        } => cli::desk::numbers(&desk, &patient, json),
         Command::Medications {
             desk,
             patient,
             json,
-        } => desk_clinical(&desk, &patient, ClinicalKind::Medications, json),
+        } => cli::desk::desk_clinical(&desk, &patient, ClinicalKind::Medications, json),
         Command::Checkups {
             desk,
             patient,
             json,
-        } => desk_clinical(&desk, &patient, ClinicalKind::Checkups, json),
+        } => cli::desk::desk_clinical(&desk, &patient, ClinicalKind::Checkups, json),
         Command::Batch {
             desk,
             csv,
@@ -509,690 +492,8 @@ fn main() -> ExitCode {
             stream,
             wait,
             out,
-        } => desk_batch(&desk, csv, reception, stream, wait, out),
+        } => cli::desk::desk_batch(&desk, csv, reception, stream, wait, out),
     }
-}
-
-fn run_kiosk(
-    config: &std::path::Path,
-    options: onshi_reader_agent::kiosk::KioskOptions,
-) -> ExitCode {
-    let config = match AgentConfig::load(config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("reader-agent: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let Some(runtime) = two_thread_runtime() else {
-        return ExitCode::from(3);
-    };
-    init_logging();
-    runtime.block_on(async {
-        let ready = |l: &onshi_reader_agent::kiosk::Listening| {
-            use std::io::Write as _;
-            // The token itself is not printed (a log may be readable by others).
-            println!(
-                "kiosk: the patient's screen  http://{}/?token=TOKEN, TOKEN in {}",
-                l.kiosk,
-                l.token_file.display()
-            );
-            println!("kiosk: the staff's view      http://{}/ (log-in)", l.staff);
-            if l.staff_accounts == 0 {
-                println!(
-                    "kiosk: no staff account yet: add one with \
-                     `reader-agent staff add --state-dir DIR --staff-id ID`"
-                );
-            }
-            println!(
-                "kiosk: ready on {} staff {} (Ctrl-C to stop)",
-                l.kiosk, l.staff
-            );
-            let _ = std::io::stdout().flush();
-        };
-        match onshi_reader_agent::kiosk::run(&config, options, ready, shutdown_signal()).await {
-            Ok(()) => {
-                eprintln!("kiosk: stopped");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("reader-agent: {e}");
-                ExitCode::from(3)
-            }
-        }
-    })
-}
-
-fn run_oqs(
-    config: &std::path::Path,
-    dir: PathBuf,
-    service: Option<String>,
-    charset: CharsetArg,
-    settle_ms: u64,
-) -> ExitCode {
-    use onshi_reader_agent::oqs::{codec::Charset, serve};
-    let config = match AgentConfig::load(config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("reader-agent: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let institution = config
-        .terminal_name
-        .as_deref()
-        .and_then(|n| n.split('-').next())
-        .unwrap_or("")
-        .to_owned();
-    let Some(runtime) = two_thread_runtime() else {
-        return ExitCode::from(3);
-    };
-    init_logging();
-    runtime.block_on(async {
-        // Inside the runtime: the lazy channel needs one.
-        let client = match serve::Service::new(&config, service.as_deref()) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("reader-agent: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        let options = serve::ServeOptions {
-            dir,
-            settle: Duration::from_millis(settle_ms),
-            default_charset: match charset {
-                CharsetArg::ShiftJis => Charset::ShiftJis,
-                CharsetArg::Utf8 => Charset::Utf8,
-            },
-            medical_institution_code: institution,
-        };
-        let log = |line: &str| {
-            use std::io::Write as _;
-            println!("{line}");
-            let _ = std::io::stdout().flush();
-        };
-        match serve::run(client, options, shutdown_signal(), &log).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("reader-agent: {e}");
-                ExitCode::from(3)
-            }
-        }
-    })
-}
-
-fn staff_command(command: StaffCommand) -> ExitCode {
-    use onshi_reader_agent::kiosk::staff_auth::{check_staff_id, Accounts};
-    let done = match command {
-        StaffCommand::Add {
-            state_dir,
-            staff_id,
-            password_stdin,
-        } => check_staff_id(&staff_id)
-            .and_then(|()| read_new_password(password_stdin))
-            .and_then(|password| Accounts::in_dir(&state_dir).set_password(&staff_id, &password))
-            .map(|new| {
-                if new {
-                    println!("added staff member {staff_id}");
-                } else {
-                    println!("set the password of staff member {staff_id}");
-                }
-            }),
-        StaffCommand::Remove {
-            state_dir,
-            staff_id,
-        } => Accounts::in_dir(&state_dir)
-            .remove(&staff_id)
-            .and_then(|was| {
-                if was {
-                    println!("removed staff member {staff_id}");
-                    Ok(())
-                } else {
-                    Err(format!("there is no staff member {staff_id}"))
-                }
-            }),
-        StaffCommand::List { state_dir } => Accounts::in_dir(&state_dir).list().map(|ids| {
-            for id in ids {
-                println!("{id}");
-            }
-        }),
-    };
-    match done {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("reader-agent: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// A new password from stdin (one line) or typed twice on the terminal.
-fn read_new_password(from_stdin: bool) -> Result<zeroize::Zeroizing<String>, String> {
-    use zeroize::Zeroizing;
-    if from_stdin {
-        let mut line = Zeroizing::new(String::new());
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
-        let trimmed = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
-        return Ok(trimmed);
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err("no terminal to ask the password on: pass --password-stdin".into());
-    }
-    let first =
-        Zeroizing::new(rpassword::prompt_password("new password: ").map_err(|e| e.to_string())?);
-    let again =
-        Zeroizing::new(rpassword::prompt_password("the same again: ").map_err(|e| e.to_string())?);
-    if *first != *again {
-        return Err("the two passwords differ".into());
-    }
-    Ok(first)
-}
-
-/// The runtime of the card flows and the kiosk: two workers (card work runs on blocking
-/// threads besides). Says why when it cannot start.
-fn two_thread_runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => Some(r),
-        Err(e) => {
-            eprintln!("reader-agent: cannot start the runtime: {e}");
-            None
-        }
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
-fn print_outcome(outcome: &Outcome, json: bool) {
-    if json {
-        match serde_json::to_string_pretty(outcome) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("reader-agent: {e}"),
-        }
-    } else {
-        print!("{}", render_human(outcome));
-    }
-}
-
-/// Connects as the configured terminal and runs a desk function; returns its exit code.
-fn desk_run<F, Fut>(desk: &DeskArgs, f: F) -> ExitCode
-where
-    F: FnOnce(ConfirmationClient<Channel>) -> Fut,
-    Fut: std::future::Future<Output = u8>,
-{
-    let config = match AgentConfig::load(&desk.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("reader-agent: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(e) = onshi_reader_agent::client::endpoint(&config, desk.service.as_deref()) {
-        eprintln!("reader-agent: {e}");
-        return ExitCode::from(2);
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("reader-agent: cannot start the runtime: {e}");
-            return ExitCode::from(3);
-        }
-    };
-    runtime.block_on(async {
-        match onshi_reader_agent::client::connect(&config, desk.service.as_deref()).await {
-            Ok(c) => ExitCode::from(f(c).await),
-            Err(message) => {
-                eprintln!("reader-agent: {message}");
-                ExitCode::from(3)
-            }
-        }
-    })
-}
-
-fn desk_clinical(
-    desk: &DeskArgs,
-    patient: &PatientArgs,
-    kind: ClinicalKind,
-    json: bool,
-) -> ExitCode {
-    let numbers = patient.numbers();
-    desk_run(desk, |mut c| async move {
-        match desk::clinical(&mut c, &numbers, kind).await {
-            Ok(data) => {
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&data).unwrap_or_default()
-                    );
-                } else {
-                    print!("{}", desk::render_clinical(&data));
-                }
-                0
-            }
-            Err(outcome) => {
-                print_outcome(&outcome, json);
-                outcome.exit_code()
-            }
-        }
-    })
-}
-
-fn desk_batch(
-    desk: &DeskArgs,
-    csv: Option<PathBuf>,
-    reception: Option<String>,
-    stream: bool,
-    wait: u64,
-    out: Option<PathBuf>,
-) -> ExitCode {
-    let queries = match &csv {
-        Some(path) => match desk::read_csv(path) {
-            Ok(q) => Some(q),
-            Err(e) => {
-                eprintln!("reader-agent: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => None,
-    };
-    desk_run(desk, |mut c| async move {
-        let reception = match (queries, reception) {
-            (Some(queries), _) => match desk::submit(&mut c, queries, stream).await {
-                Ok(r) => {
-                    println!(
-                        "受付番号 reception number: {} ({} queries)",
-                        r.reception_number, r.total
-                    );
-                    r.reception_number
-                }
-                Err(outcome) => {
-                    print_outcome(&outcome, false);
-                    return outcome.exit_code();
-                }
-            },
-            (None, Some(r)) => r,
-            (None, None) => return 2,
-        };
-        if wait == 0 && csv.is_some() {
-            return 0;
-        }
-        let progress = |completed: u32, total: u32, done: bool| {
-            eprintln!(
-                "batch {reception}: {completed} / {total} answered{}",
-                if done { "" } else { " (処理中)" }
-            )
-        };
-        let wait = Duration::from_secs(wait.max(1));
-        match desk::wait_and_fetch(&mut c, &reception, wait, &progress).await {
-            Ok((_, items)) => {
-                let text = desk::results_csv(&items);
-                match &out {
-                    Some(path) => {
-                        if let Err(e) = std::fs::write(path, text) {
-                            eprintln!("reader-agent: cannot write {}: {e}", path.display());
-                            return 3;
-                        }
-                        eprintln!("{} answers written to {}", items.len(), path.display());
-                    }
-                    None => print!("{text}"),
-                }
-                0
-            }
-            Err(outcome) => {
-                print_outcome(&outcome, false);
-                outcome.exit_code()
-            }
-        }
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_confirm(
-    config: PathBuf,
-    service: Option<String>,
-    reader: Option<String>,
-    (wait, card_timeout): (u64, f64),
-    pin_stdin: bool,
-    (action, consent): (Action, Vec<Consent>),
-    json: bool,
-    trace: Option<String>,
-) -> ExitCode {
-    let config = match AgentConfig::load(&config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("reader-agent: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    // Configuration errors in the TLS material or the address exit 2 like the others, not 3
-    // (a connection failure) once the agent is already talking to the card.
-    if let Err(e) = onshi_reader_agent::client::endpoint(&config, service.as_deref()) {
-        eprintln!("reader-agent: {e}");
-        return ExitCode::from(2);
-    }
-    if !pin_stdin && !std::io::stdin().is_terminal() {
-        eprintln!("reader-agent: stdin is not a terminal: use --pin-stdin to read the PIN from it");
-        return ExitCode::from(2);
-    }
-    let has = |c: Consent| consent.contains(&c);
-    let consents = ConsentBits::new(
-        has(Consent::Medication),
-        has(Consent::Checkup),
-        has(Consent::Clinical),
-        has(Consent::Surgery),
-    );
-    let Some(card_timeout) = card_timeout_arg(card_timeout) else {
-        return ExitCode::from(2);
-    };
-    let trace = match open_trace(trace.as_deref()) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
-    let pins: Box<dyn PinSource> = if pin_stdin {
-        Box::new(StdinLines)
-    } else {
-        Box::new(TtyPrompt)
-    };
-    let opts = ConfirmOptions {
-        reader,
-        wait: Duration::from_secs(wait),
-        card_timeout,
-        consents,
-        service_override: service,
-        action,
-    };
-    let Some(runtime) = two_thread_runtime() else {
-        return ExitCode::from(3);
-    };
-    let progress = |line: &str| eprintln!("{line}");
-    let outcome: Outcome = runtime.block_on(confirm::run(&config, &opts, pins, trace, &progress));
-    // A card thread stuck in a PC/SC call (a mute card) must not keep the process alive.
-    runtime.shutdown_timeout(Duration::from_millis(100));
-    if json {
-        match serde_json::to_string_pretty(&outcome) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("reader-agent: {e}"),
-        }
-    } else {
-        print!("{}", render_human(&outcome));
-    }
-    ExitCode::from(outcome.exit_code())
-}
-
-fn card_timeout_arg(seconds: f64) -> Option<Duration> {
-    match Duration::try_from_secs_f64(seconds) {
-        Ok(d) if !d.is_zero() && d <= Duration::from_secs(600) => Some(d),
-        _ => {
-            eprintln!("reader-agent: --card-timeout must be more than 0 and at most 600 seconds");
-            None
-        }
-    }
-}
-
-fn open_trace(trace: Option<&str>) -> Result<Option<Trace>, ExitCode> {
-    match trace {
-        None => Ok(None),
-        Some("-") => Ok(Some(Trace::new(Box::new(std::io::stderr())))),
-        Some(path) => match std::fs::File::create(path) {
-            Ok(f) => Ok(Some(Trace::new(Box::new(f)))),
-            Err(e) => {
-                eprintln!("reader-agent: cannot create trace file {path}: {e}");
-                Err(ExitCode::from(2))
-            }
-        },
-    }
-}
-
-fn run_change_pin(
-    reader: Option<String>,
-    wait: u64,
-    pin_stdin: bool,
-    card_timeout: f64,
-    trace: Option<String>,
-) -> ExitCode {
-    let Some(card_timeout) = card_timeout_arg(card_timeout) else {
-        return ExitCode::from(2);
-    };
-    if !pin_stdin && !std::io::stdin().is_terminal() {
-        eprintln!(
-            "reader-agent: stdin is not a terminal: use --pin-stdin to read the PINs from it"
-        );
-        return ExitCode::from(2);
-    }
-    let trace = match open_trace(trace.as_deref()) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
-    let mut pins: Box<dyn PinSource> = if pin_stdin {
-        Box::new(StdinLines)
-    } else {
-        Box::new(TtyPrompt)
-    };
-    let mut next = |what: &str| -> Option<onshi_jpki::Pin> {
-        if !pin_stdin {
-            eprintln!("{what}");
-        }
-        match pins.next_pin(0) {
-            Ok(Some(p)) => Some(p),
-            Ok(None) => {
-                eprintln!("reader-agent: no PIN was entered for: {what}");
-                None
-            }
-            Err(e) => {
-                eprintln!("reader-agent: {e}");
-                None
-            }
-        }
-    };
-    let Some(old) = next("現在の暗証番号 (current PIN)") else {
-        return ExitCode::from(2);
-    };
-    let Some(new) = next("新しい暗証番号 (new PIN)") else {
-        return ExitCode::from(2);
-    };
-    if !pin_stdin {
-        let Some(again) = next("もう一度 (new PIN again)") else {
-            return ExitCode::from(2);
-        };
-        if !again.same_as(&new) {
-            eprintln!("reader-agent: the two new PINs differ; nothing was changed");
-            return ExitCode::from(2);
-        }
-    }
-    let outcome = onshi_reader_agent::change_pin::run(
-        reader,
-        Duration::from_secs(wait),
-        card_timeout,
-        old,
-        new,
-        trace,
-    );
-    println!("reader-agent: {}", outcome.message());
-    ExitCode::from(outcome.exit_code())
-}
-
-fn read_certificate(
-    reader: Option<String>,
-    wait: u64,
-    pattern: PatternArg,
-    out: Option<PathBuf>,
-    card_timeout: f64,
-) -> ExitCode {
-    use onshi_jpki::flows::{self, ReadPattern};
-    use onshi_jpki::{commands, constants, CardChannel};
-    use onshi_reader_agent::pcsc_card::{self, TransactionChannel};
-    let Some(card_timeout) = card_timeout_arg(card_timeout) else {
-        return ExitCode::from(2);
-    };
-    let pattern = match pattern {
-        PatternArg::Canonical => ReadPattern::Canonical,
-        PatternArg::Header7 => ReadPattern::HeaderThenRest {
-            header_len: 7,
-            chunk: 256,
-        },
-        PatternArg::Chunks255 => ReadPattern::UntilEnd { chunk: 255 },
-        PatternArg::Sfi => ReadPattern::BySfi {
-            sfi: constants::sfi(constants::EF_USER_AUTH_CERT),
-        },
-    };
-    let wait = Duration::from_secs(wait);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let result = (|| -> Result<Vec<u8>, String> {
-            let mut connected = pcsc_card::wait_and_connect(reader.as_deref(), wait, || {
-                eprintln!("カードを置いてください (place the card on the reader)")
-            })
-            .map_err(|e| e.to_string())?;
-            let mut ch =
-                TransactionChannel::begin(&mut connected.card, None).map_err(|e| e.to_string())?;
-            let r = (|| {
-                flows::select_jpki(&mut ch).map_err(|e| e.to_string())?;
-                if !matches!(pattern, ReadPattern::BySfi { .. }) {
-                    let sw = ch
-                        .transmit(&commands::select_ef(constants::EF_USER_AUTH_CERT))
-                        .map_err(|e| e.to_string())?
-                        .sw;
-                    if !sw.is_success() {
-                        return Err(format!("SELECT EF 000A answered {sw}"));
-                    }
-                }
-                flows::read_ef_by_chunks(&mut ch, pattern).map_err(|e| e.to_string())
-            })();
-            ch.end();
-            r
-        })();
-        let _ = tx.send(result);
-    });
-    let result = match rx.recv_timeout(wait + card_timeout) {
-        Ok(r) => r,
-        Err(_) => Err(format!(
-            "the card did not answer within {} s",
-            card_timeout.as_secs_f64()
-        )),
-    };
-    let mut der = match result {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("reader-agent: {e}");
-            return ExitCode::from(3);
-        }
-    };
-    // The until-end pattern returns the whole EF: keep the DER object its header declares.
-    if let [0x30, 0x82, hi, lo, ..] = der.as_slice() {
-        let total = 4 + usize::from(u16::from_be_bytes([*hi, *lo]));
-        der.truncate(total);
-    }
-    if let Err(e) = onshi_reader_agent::confirm::check_certificate_der(&der) {
-        eprintln!("reader-agent: {e}");
-        return ExitCode::from(3);
-    }
-    match out {
-        Some(path) => {
-            if let Err(e) = std::fs::write(&path, &der) {
-                eprintln!("reader-agent: cannot write {}: {e}", path.display());
-                return ExitCode::from(3);
-            }
-        }
-        None => {
-            let b64 = pem_base64(&der);
-            println!("-----BEGIN CERTIFICATE-----\n{b64}-----END CERTIFICATE-----");
-        }
-    }
-    ExitCode::SUCCESS
-}
-
-/// Base64 in 64-column lines, each ending in a newline (PEM body).
-fn pem_base64(der: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for chunk in der.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                s.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    let mut out = String::new();
-    for line in s.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out
-}
-
-fn list_readers() -> ExitCode {
-    let ctx = match pcsc::Context::establish(pcsc::Scope::User) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("reader-agent: the PC/SC service (pcscd) is not reachable: {e}");
-            return ExitCode::from(3);
-        }
-    };
-    let names = match ctx.list_readers_owned() {
-        Ok(n) => n,
-        Err(pcsc::Error::NoReadersAvailable) => Vec::new(),
-        Err(e) => {
-            eprintln!("reader-agent: {e}");
-            return ExitCode::from(3);
-        }
-    };
-    if names.is_empty() {
-        println!("no readers");
-    }
-    let mut states: Vec<pcsc::ReaderState> = names
-        .iter()
-        .map(|n| pcsc::ReaderState::new(n.clone(), pcsc::State::UNAWARE))
-        .collect();
-    let _ = ctx.get_status_change(Duration::from_millis(0), &mut states);
-    for s in &states {
-        let present = s.event_state().contains(pcsc::State::PRESENT);
-        println!(
-            "{}\t{}",
-            s.name().to_string_lossy(),
-            if present { "card present" } else { "empty" }
-        );
-    }
-    ExitCode::SUCCESS
-}
-
-/// Log lines to stderr, filtered by `RUST_LOG` (default `warn`).
-fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .try_init();
 }
 
 #[cfg(test)]

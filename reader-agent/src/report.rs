@@ -4,7 +4,7 @@ use onshi_proto::v1 as pb;
 use serde::Serialize;
 
 /// The outcome of one `reader-agent confirm` run.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Outcome {
     /// The service carried out the confirmation.

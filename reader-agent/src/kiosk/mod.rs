@@ -1,8 +1,10 @@
 //! The kiosk: the face-recognition card reader at the counter, simulated as a local web page
 //! served by the reader agent (docs/kiosk.md).
 //!
-//! - [`card`]: PC/SC insertion and removal events and the card worker (where the PIN goes);
-//! - [`session`]: the reception flow as one state machine;
+//! - [`card`]: the card worker (where the PIN goes), from [`crate::pcsc_card`], whose watcher
+//!   sends the insertion and removal events;
+//! - [`flow`]: the reception flow as a pure step function (no I/O), with its unit tests;
+//! - [`session`]: the runner that owns the flow's state and performs its effects;
 //! - [`staff`]: the staff's view (資格確認端末): the day's confirmations, card-less
 //!   confirmation, clinical data, batch pre-check;
 //! - [`staff_auth`]: staff accounts and log-ins;
@@ -10,13 +12,16 @@
 //! - [`http`]: the two listeners (the patient's, the staff's), their pages and JSON APIs, with
 //!   server-sent events.
 
-pub mod card;
+pub mod flow;
 pub mod fuzzing;
 pub mod http;
 pub mod session;
 pub mod staff;
 pub mod staff_auth;
 pub mod web;
+
+/// The card worker, shared with the command line (it lives at the PC/SC edge).
+pub use crate::pcsc_card::worker as card;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -138,7 +143,7 @@ pub async fn run(
     let reader = options.reader.clone();
     std::thread::Builder::new()
         .name("kiosk-pcsc-watch".into())
-        .spawn(move || card::watch(reader, events_tx))
+        .spawn(move || crate::pcsc_card::watch::watch(reader, events_tx))
         .map_err(|e| format!("cannot start the PC/SC watcher: {e}"))?;
     let forward = kiosk.clone();
     tokio::spawn(async move {

@@ -1,15 +1,28 @@
-//! The PC/SC edge: waiting for a card with `SCardGetStatusChange` (no polling), connecting, and
-//! a [`CardChannel`] over one PC/SC transaction so no other process can interleave APDUs between
-//! VERIFY and COMPUTE DIGITAL SIGNATURE.
+//! The agent's one PC/SC edge: every PC/SC call of the agent is in this module.
+//!
+//! - here: waiting for a card with `SCardGetStatusChange` (no polling), connecting, listing
+//!   the readers;
+//! - [`channel`]: a [`CardChannel`] over one PC/SC transaction, so no other process can
+//!   interleave APDUs between VERIFY and COMPUTE DIGITAL SIGNATURE, and the APDU trace;
+//! - [`verified`]: the guard that resets a card which may hold a verified PIN when it goes,
+//!   whatever the way out (the one place that decides reset-or-leave after VERIFY);
+//! - [`watch`]: the kiosk's watcher, turning card insertions and removals into events;
+//! - [`worker`]: the card worker, one thread per card that runs its commands one at a time
+//!   and holds a verified card in its transaction until released.
 //!
 //! Every call here blocks; callers run them on a blocking thread, never on the async runtime.
 
+pub mod channel;
+pub mod verified;
+pub mod watch;
+pub mod worker;
+
+pub use channel::{Trace, TransactionChannel};
+pub use verified::VerifiedCard;
+
 use std::ffi::{CStr, CString};
-use std::io::Write;
 use std::time::{Duration, Instant};
 
-use onshi_jpki::apdu::{CommandApdu, ResponseApdu};
-use onshi_jpki::CardChannel;
 use pcsc::{Context, Protocols, ReaderState, Scope, ShareMode, State};
 
 /// What went wrong between the agent and the card.
@@ -30,6 +43,8 @@ pub enum CardIoError {
     BadResponse(String),
     #[error("PC/SC error: {0}")]
     Pcsc(pcsc::Error),
+    #[error("{0}")]
+    Worker(String),
 }
 
 impl From<pcsc::Error> for CardIoError {
@@ -134,122 +149,31 @@ pub fn wait_and_connect(
     }
 }
 
-/// An APDU trace sink: one line per command (`> `) and response (`< `), notes (`# `), VERIFY
-/// data always redacted. The format is the virtual card's, so `virtual-card replay --trace`
-/// can play a recorded session back as a card; a command whose response never came is
-/// written without a `< ` line.
-pub struct Trace {
-    out: Box<dyn Write + Send>,
-}
-
-impl std::fmt::Debug for Trace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Trace")
-    }
-}
-
-impl Trace {
-    pub fn new(out: Box<dyn Write + Send>) -> Self {
-        Self { out }
-    }
-
-    /// A note line (`# text`): the card's ATR, a phase starting. Never carries a secret.
-    pub fn note(&mut self, text: &str) {
-        let _ = writeln!(self.out, "# {text}");
-        let _ = self.out.flush();
-    }
-
-    fn record(&mut self, command: &CommandApdu, response: Option<&[u8]>) {
-        let _ = writeln!(self.out, "> {}", command.redacted_hex());
-        if let Some(r) = response {
-            let _ = writeln!(self.out, "< {}", hex_spaced(r));
-        }
-        let _ = self.out.flush();
-    }
-}
-
-fn hex_spaced(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// A [`CardChannel`] over one PC/SC transaction.
-pub struct TransactionChannel<'tx, 't> {
-    tx: pcsc::Transaction<'tx>,
-    trace: Option<&'t mut Trace>,
-}
-
-impl std::fmt::Debug for TransactionChannel<'_, '_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TransactionChannel")
-    }
-}
-
-impl<'tx, 't> TransactionChannel<'tx, 't> {
-    /// Begins a transaction on the card (exclusive access until it ends).
-    pub fn begin(
-        card: &'tx mut pcsc::Card,
-        trace: Option<&'t mut Trace>,
-    ) -> Result<Self, CardIoError> {
-        // A reset by another client (or by our own previous phase) invalidates the handle
-        // once; reconnect and try again rather than reporting a removal.
-        let card = match card.transaction2() {
-            Ok(tx) => return Ok(Self { tx, trace }),
-            Err((card, pcsc::Error::ResetCard)) => card,
-            Err((_, e)) => return Err(e.into()),
-        };
-        card.reconnect(
-            ShareMode::Shared,
-            Protocols::ANY,
-            pcsc::Disposition::LeaveCard,
-        )?;
-        let tx = card.transaction()?;
-        Ok(Self { tx, trace })
-    }
-
-    /// Ends the transaction, leaving the card powered and its state as it is.
-    pub fn end(self) {
-        let _ = self.tx.end(pcsc::Disposition::LeaveCard);
-    }
-
-    /// Ends the transaction and resets the card, clearing its security state (a verified
-    /// PIN) so no later client of this reader can sign with it.
-    pub fn end_with_reset(self) {
-        let _ = self.tx.end(pcsc::Disposition::ResetCard);
-    }
-}
-
-impl CardChannel for TransactionChannel<'_, '_> {
-    type Error = CardIoError;
-
-    fn transmit(&mut self, command: &CommandApdu) -> Result<ResponseApdu, CardIoError> {
-        let bytes = command.to_bytes();
-        let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
-        let result = self.tx.transmit(&bytes, &mut buf);
-        let response = match result {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(t) = self.trace.as_deref_mut() {
-                    t.record(command, None);
-                }
-                return Err(e.into());
-            }
-        };
-        if let Some(t) = self.trace.as_deref_mut() {
-            t.record(command, Some(response));
-        }
-        if response.is_empty() {
-            // vpcd (and real readers) hand back nothing when the card vanished mid-command.
-            return Err(CardIoError::NoAnswer);
-        }
-        ResponseApdu::parse(response).map_err(|e| CardIoError::BadResponse(e.to_string()))
-    }
-}
-
 /// Name of a reader as text.
 pub fn reader_name(name: &CStr) -> String {
     name.to_string_lossy().into_owned()
+}
+
+/// The readers pcscd knows, and whether each holds a card.
+pub fn readers() -> Result<Vec<(String, bool)>, CardIoError> {
+    let ctx = Context::establish(Scope::User).map_err(CardIoError::NoService)?;
+    let names = match ctx.list_readers_owned() {
+        Ok(n) => n,
+        Err(pcsc::Error::NoReadersAvailable) => Vec::new(),
+        Err(e) => return Err(CardIoError::Pcsc(e)),
+    };
+    let mut states: Vec<ReaderState> = names
+        .iter()
+        .map(|n| ReaderState::new(n.clone(), State::UNAWARE))
+        .collect();
+    let _ = ctx.get_status_change(Duration::from_millis(0), &mut states);
+    Ok(states
+        .iter()
+        .map(|s| {
+            (
+                reader_name(s.name()),
+                s.event_state().contains(State::PRESENT),
+            )
+        })
+        .collect())
 }

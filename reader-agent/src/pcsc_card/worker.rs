@@ -1,6 +1,5 @@
-//! The kiosk's PC/SC side: a watcher thread that turns `SCardGetStatusChange` into card
-//! insertion and removal events, and one worker thread per inserted card that owns the PC/SC
-//! connection and runs the card's commands one at a time.
+//! The card worker: one thread per card that owns the PC/SC connection and runs the card's
+//! commands one at a time.
 //!
 //! **Where the PIN goes.** [`CardHandle::verify`] moves the patient's [`Pin`] into the worker,
 //! which turns it into the VERIFY APDU inside a PC/SC transaction and drops (zeroizes) it at
@@ -15,117 +14,17 @@ use std::time::Duration;
 
 use onshi_jpki::flows::{self, CardReading, FlowError};
 use onshi_jpki::Pin;
-use pcsc::{Context, Protocols, ReaderState, Scope, ShareMode, State};
-use tokio::sync::{mpsc, oneshot};
+use pcsc::{Context, Protocols, Scope, ShareMode};
+use tokio::sync::oneshot;
 
-use crate::pcsc_card::{reader_name, CardIoError, TransactionChannel};
-
-/// What the watcher reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CardEvent {
-    Inserted {
-        reader: String,
-    },
-    Removed {
-        reader: String,
-    },
-    /// pcscd went away or failed; the watcher keeps retrying.
-    ServiceError(String),
-}
-
-/// Watches `reader` (or every reader) and sends an event on every change of card presence.
-/// Blocks in `SCardGetStatusChange`; returns when `events` is closed.
-pub fn watch(reader: Option<String>, events: mpsc::UnboundedSender<CardEvent>) {
-    let pnp = pcsc::PNP_NOTIFICATION();
-    loop {
-        let ctx = match Context::establish(Scope::User) {
-            Ok(c) => c,
-            Err(e) => {
-                if events
-                    .send(CardEvent::ServiceError(format!(
-                        "the PC/SC service (pcscd) is not reachable: {e}"
-                    )))
-                    .is_err()
-                {
-                    return;
-                }
-                std::thread::sleep(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let mut states: Vec<ReaderState> = vec![ReaderState::new(pnp, State::UNAWARE)];
-        // Which readers held a card at the last look.
-        let mut present: Vec<CString> = Vec::new();
-        loop {
-            if events.is_closed() {
-                return;
-            }
-            let names = match ctx.list_readers_owned() {
-                Ok(n) => n,
-                Err(pcsc::Error::NoReadersAvailable) => Vec::new(),
-                Err(_) => break,
-            };
-            let wanted: Vec<CString> = names
-                .into_iter()
-                .filter(|n| reader.as_deref().is_none_or(|w| n.to_string_lossy() == w))
-                .collect();
-            states.retain(|s| s.name() == pnp || wanted.iter().any(|w| w.as_c_str() == s.name()));
-            for name in &wanted {
-                if !states.iter().any(|s| s.name() == name.as_c_str()) {
-                    states.push(ReaderState::new(name.clone(), State::UNAWARE));
-                }
-            }
-            // A reader that vanished with a card in it: the card is gone too.
-            present.retain(|p| {
-                let still = wanted.contains(p);
-                if !still {
-                    let _ = events.send(CardEvent::Removed {
-                        reader: reader_name(p),
-                    });
-                }
-                still
-            });
-            for s in states.iter().filter(|s| s.name() != pnp) {
-                let ev = s.event_state();
-                let is_present = ev.contains(State::PRESENT) && !ev.contains(State::MUTE);
-                let was_present = present.iter().any(|p| p.as_c_str() == s.name());
-                let name = s.name().to_owned();
-                if is_present && !was_present {
-                    present.push(name.clone());
-                    let _ = events.send(CardEvent::Inserted {
-                        reader: reader_name(&name),
-                    });
-                } else if !is_present && was_present {
-                    present.retain(|p| p != &name);
-                    let _ = events.send(CardEvent::Removed {
-                        reader: reader_name(&name),
-                    });
-                }
-            }
-            for s in &mut states {
-                s.sync_current_state();
-            }
-            // Woken by pcscd on any change; the bound only lets a closed channel be noticed.
-            match ctx.get_status_change(Duration::from_secs(2), &mut states) {
-                Ok(()) | Err(pcsc::Error::Timeout) | Err(pcsc::Error::UnknownReader) => {}
-                Err(e) => {
-                    let _ = events.send(CardEvent::ServiceError(format!(
-                        "waiting for card events failed: {e}"
-                    )));
-                    break;
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
+pub use super::watch::CardEvent;
+use super::{CardIoError, Trace, TransactionChannel, VerifiedCard};
 
 /// Why VERIFY did not succeed.
 #[derive(Debug)]
 pub enum VerifyError {
     Wrong { tries_left: u8 },
     Blocked,
-    Card(String, bool),
 }
 
 type Reply<T> = oneshot::Sender<Result<T, CardFailure>>;
@@ -163,10 +62,23 @@ enum Request {
     Verify(Pin, Reply<Result<(), VerifyError>>),
     Sign(Vec<u8>, Reply<Vec<u8>>),
     Release(oneshot::Sender<()>),
+    /// Any job of the command line's flows, run on the worker's thread with the card and the
+    /// worker's trace; it answers through a channel of its own.
+    Job(Job),
 }
 
-/// The kiosk's handle on the card in the reader. Dropping it ends the worker (resetting the
-/// card if it was verified).
+type Job = Box<dyn FnOnce(&mut pcsc::Card, Option<&mut Trace>) + Send>;
+
+/// Where the worker found its card.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub reader: String,
+    /// The answer-to-reset, as pcscd reports it (empty if it could not be read).
+    pub atr: Vec<u8>,
+}
+
+/// A handle on the card in the reader (the kiosk's, and the command line's). Dropping it ends
+/// the worker (resetting the card if it was verified).
 #[derive(Debug)]
 pub struct CardHandle {
     requests: std_mpsc::Sender<Request>,
@@ -176,12 +88,68 @@ pub struct CardHandle {
 impl CardHandle {
     /// Connects to the card in `reader` on a new worker thread.
     pub async fn connect(reader: &str, timeout: Duration) -> Result<CardHandle, CardFailure> {
+        let reader = reader.to_owned();
+        let connect = move || {
+            let ctx = Context::establish(Scope::User).map_err(CardIoError::NoService)?;
+            let name = CString::new(reader.clone())
+                .map_err(|_| CardIoError::ReaderNotFound(reader.clone()))?;
+            let card = ctx.connect(&name, ShareMode::Shared, Protocols::ANY)?;
+            Ok((
+                card,
+                Found {
+                    reader,
+                    atr: Vec::new(),
+                },
+            ))
+        };
+        let (handle, ready) = Self::spawn(connect, None, timeout)?;
+        match tokio::time::timeout(timeout, ready).await {
+            Ok(Ok(Ok(_))) => Ok(handle),
+            Ok(Ok(Err(e))) => Err(e.into()),
+            Ok(Err(_)) => Err(worker_ended()),
+            Err(_) => Err(handle.timed_out()),
+        }
+    }
+
+    /// Waits up to `wait` for a card in `reader` (or any reader; `on_waiting` is called once
+    /// if none is there yet) and connects to it on a new worker thread, which records the
+    /// APDUs in `trace`. Each later command is bounded by `timeout`.
+    pub async fn wait_for_card(
+        reader: Option<String>,
+        wait: Duration,
+        timeout: Duration,
+        trace: Option<Trace>,
+        on_waiting: impl FnMut() + Send + 'static,
+    ) -> Result<(CardHandle, Found), CardIoError> {
+        let connect = move || {
+            let connected = super::wait_and_connect(reader.as_deref(), wait, on_waiting)?;
+            let found = Found {
+                reader: connected.reader,
+                atr: connected.atr,
+            };
+            Ok((connected.card, found))
+        };
+        let (handle, ready) =
+            Self::spawn(connect, trace, timeout).map_err(|e| CardIoError::Worker(e.message))?;
+        // `wait_and_connect` bounds itself by `wait`; the margin covers a stuck pcscd.
+        match tokio::time::timeout(wait + timeout, ready).await {
+            Ok(Ok(found)) => found.map(|found| (handle, found)),
+            Ok(Err(_)) | Err(_) => Err(CardIoError::NoCard(wait)),
+        }
+    }
+
+    /// Starts a worker that connects with `connect`; the receiver hears how that went.
+    #[allow(clippy::type_complexity)]
+    fn spawn(
+        connect: impl FnOnce() -> Result<(pcsc::Card, Found), CardIoError> + Send + 'static,
+        trace: Option<Trace>,
+        timeout: Duration,
+    ) -> Result<(CardHandle, oneshot::Receiver<Result<Found, CardIoError>>), CardFailure> {
         let (tx, rx) = std_mpsc::channel();
         let (ready_tx, ready_rx) = oneshot::channel();
-        let reader = reader.to_owned();
         std::thread::Builder::new()
-            .name("kiosk-card".into())
-            .spawn(move || worker(reader, rx, ready_tx))
+            .name("card-worker".into())
+            .spawn(move || worker(connect, trace, rx, ready_tx))
             .map_err(|e| CardFailure {
                 message: format!("cannot start the card worker: {e}"),
                 removed: false,
@@ -190,8 +158,63 @@ impl CardHandle {
             requests: tx,
             timeout,
         };
-        handle.wait(ready_rx).await?;
-        Ok(handle)
+        Ok((handle, ready_rx))
+    }
+
+    /// Runs `job` in one PC/SC transaction on the worker's thread, which then ends leaving
+    /// the card as it is. `Err` when the worker did not answer within the handle's timeout
+    /// (or has ended).
+    pub async fn transaction<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut TransactionChannel<'_, '_>) -> Result<R, FlowError<CardIoError>>
+            + Send
+            + 'static,
+    ) -> Result<Result<R, FlowError<CardIoError>>, CardFailure> {
+        self.job(move |card, trace| {
+            let mut ch = TransactionChannel::begin(card, trace).map_err(FlowError::Channel)?;
+            let r = job(&mut ch);
+            ch.end();
+            r
+        })
+        .await
+    }
+
+    /// Runs `job`, which sends VERIFY, in one PC/SC transaction held by a [`VerifiedCard`]:
+    /// the card is reset when it ends, unless the card refused the PIN.
+    pub async fn verified_transaction<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut TransactionChannel<'_, '_>) -> Result<R, FlowError<CardIoError>>
+            + Send
+            + 'static,
+    ) -> Result<Result<R, FlowError<CardIoError>>, CardFailure> {
+        self.job(move |card, trace| {
+            let ch = TransactionChannel::begin(card, trace).map_err(FlowError::Channel)?;
+            VerifiedCard::run(ch, job)
+        })
+        .await
+    }
+
+    /// Writes a note line to the worker's trace, if it has one.
+    pub async fn note(&self, text: String) {
+        let _ = self
+            .job(move |_, trace| {
+                if let Some(t) = trace {
+                    t.note(&text);
+                }
+            })
+            .await;
+    }
+
+    async fn job<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut pcsc::Card, Option<&mut Trace>) -> R + Send + 'static,
+    ) -> Result<R, CardFailure> {
+        self.ask(move |reply| {
+            Request::Job(Box::new(move |card, trace| {
+                let _ = reply.send(Ok(job(card, trace)));
+            }))
+        })
+        .await
     }
 
     async fn wait<T>(
@@ -200,27 +223,25 @@ impl CardHandle {
     ) -> Result<T, CardFailure> {
         match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(CardFailure {
-                message: "the card worker ended".into(),
-                removed: true,
-            }),
-            Err(_) => Err(CardFailure {
-                message: format!(
-                    "the card did not answer within {} s; remove the card and place it again",
-                    self.timeout.as_secs_f64()
-                ),
-                removed: false,
-            }),
+            Ok(Err(_)) => Err(worker_ended()),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    fn timed_out(&self) -> CardFailure {
+        CardFailure {
+            message: format!(
+                "the card did not answer within {} s; remove the card and place it again",
+                self.timeout.as_secs_f64()
+            ),
+            removed: false,
         }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, CardFailure> {
         let (tx, rx) = oneshot::channel();
         if self.requests.send(make(tx)).is_err() {
-            return Err(CardFailure {
-                message: "the card worker ended".into(),
-                removed: true,
-            });
+            return Err(worker_ended());
         }
         self.wait(rx).await
     }
@@ -255,30 +276,32 @@ impl CardHandle {
     }
 }
 
+fn worker_ended() -> CardFailure {
+    CardFailure {
+        message: "the card worker ended".into(),
+        removed: true,
+    }
+}
+
 fn worker(
-    reader: String,
+    connect: impl FnOnce() -> Result<(pcsc::Card, Found), CardIoError>,
+    mut trace: Option<Trace>,
     requests: std_mpsc::Receiver<Request>,
-    ready: oneshot::Sender<Result<(), CardFailure>>,
+    ready: oneshot::Sender<Result<Found, CardIoError>>,
 ) {
-    let connected = Context::establish(Scope::User)
-        .map_err(CardIoError::NoService)
-        .and_then(|ctx| {
-            let name = CString::new(reader.clone())
-                .map_err(|_| CardIoError::ReaderNotFound(reader.clone()))?;
-            Ok(ctx.connect(&name, ShareMode::Shared, Protocols::ANY)?)
-        });
-    let mut card = match connected {
-        Ok(c) => {
-            let _ = ready.send(Ok(()));
-            c
+    let mut card = match connect() {
+        Ok((card, found)) => {
+            let _ = ready.send(Ok(found));
+            card
         }
         Err(e) => {
-            let _ = ready.send(Err(e.into()));
+            let _ = ready.send(Err(e));
             return;
         }
     };
     while let Ok(request) = requests.recv() {
         match request {
+            Request::Job(job) => job(&mut card, trace.as_mut()),
             Request::Read(reply) => {
                 let r = with_transaction(&mut card, |ch| flows::read_phase(ch));
                 let _ = reply.send(r);
@@ -297,28 +320,28 @@ fn worker(
                 let _ = done.send(());
             }
             Request::Verify(pin, reply) => {
-                let mut ch = match TransactionChannel::begin(&mut card, None) {
+                let ch = match TransactionChannel::begin(&mut card, None) {
                     Ok(ch) => ch,
                     Err(e) => {
                         let _ = reply.send(Err(e.into()));
                         continue;
                     }
                 };
-                let verified = flows::select_jpki(&mut ch)
-                    .and_then(|()| flows::verify_user_auth_pin(&mut ch, &pin));
+                let verified = VerifiedCard::verify(ch, |ch| {
+                    flows::select_jpki(ch).and_then(|()| flows::verify_user_auth_pin(ch, &pin))
+                });
                 drop(pin);
                 match verified {
-                    Ok(()) => {
+                    Ok((mut verified, ())) => {
                         let _ = reply.send(Ok(Ok(())));
-                        let released = verified_session(&mut ch, &requests);
+                        let released = verified_session(&mut verified, &requests);
                         // The reset clears the verification before anyone hears it ended.
-                        ch.end_with_reset();
+                        drop(verified);
                         if let Some(done) = released {
                             let _ = done.send(());
                         }
                     }
                     Err(e) => {
-                        ch.end();
                         let _ = reply.send(match e {
                             FlowError::WrongPin { tries_left } => {
                                 Ok(Err(VerifyError::Wrong { tries_left }))
@@ -359,6 +382,9 @@ fn verified_session(
                 let _ = reply.send(Ok(Ok(())));
             }
             Request::Release(done) => return Some(done),
+            // The command line's jobs never meet a kiosk's verified session; dropping the job
+            // drops its answer channel, and its caller hears that the worker ended.
+            Request::Job(job) => drop(job),
         }
     }
     None

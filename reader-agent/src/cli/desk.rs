@@ -1,0 +1,153 @@
+//! The desk functions without a card: `numbers`, `medications`, `checkups`, `batch`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use onshi_proto::v1::confirmation_client::ConfirmationClient;
+use onshi_reader_agent::desk::{self, ClinicalKind};
+use tonic::transport::Channel;
+
+use super::{load_config, print_outcome};
+use crate::{DeskArgs, PatientArgs};
+
+/// Connects as the configured terminal and runs a desk function; returns its exit code.
+pub fn desk_run<F, Fut>(desk: &DeskArgs, f: F) -> ExitCode
+where
+    F: FnOnce(ConfirmationClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = u8>,
+{
+    let config = match load_config(&desk.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Err(e) = onshi_reader_agent::client::endpoint(&config, desk.service.as_deref()) {
+        eprintln!("reader-agent: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("reader-agent: cannot start the runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    runtime.block_on(async {
+        match onshi_reader_agent::client::connect(&config, desk.service.as_deref()).await {
+            Ok(c) => ExitCode::from(f(c).await),
+            Err(message) => {
+                eprintln!("reader-agent: {message}");
+                ExitCode::from(3)
+            }
+        }
+    })
+}
+
+pub fn numbers(desk: &DeskArgs, patient: &PatientArgs, json: bool) -> ExitCode {
+    let numbers = patient.numbers();
+    desk_run(desk, |mut c| async move {
+        let outcome = desk::confirm_numbers(&mut c, &numbers).await;
+        print_outcome(&outcome, json);
+        outcome.exit_code()
+    })
+}
+
+pub fn desk_clinical(
+    desk: &DeskArgs,
+    patient: &PatientArgs,
+    kind: ClinicalKind,
+    json: bool,
+) -> ExitCode {
+    let numbers = patient.numbers();
+    desk_run(desk, |mut c| async move {
+        match desk::clinical(&mut c, &numbers, kind).await {
+            Ok(data) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&data).unwrap_or_default()
+                    );
+                } else {
+                    print!("{}", desk::render_clinical(&data));
+                }
+                0
+            }
+            Err(outcome) => {
+                print_outcome(&outcome, json);
+                outcome.exit_code()
+            }
+        }
+    })
+}
+
+pub fn desk_batch(
+    desk: &DeskArgs,
+    csv: Option<PathBuf>,
+    reception: Option<String>,
+    stream: bool,
+    wait: u64,
+    out: Option<PathBuf>,
+) -> ExitCode {
+    let queries = match &csv {
+        Some(path) => match desk::read_csv(path) {
+            Ok(q) => Some(q),
+            Err(e) => {
+                eprintln!("reader-agent: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    desk_run(desk, |mut c| async move {
+        let reception = match (queries, reception) {
+            (Some(queries), _) => match desk::submit(&mut c, queries, stream).await {
+                Ok(r) => {
+                    println!(
+                        "受付番号 reception number: {} ({} queries)",
+                        r.reception_number, r.total
+                    );
+                    r.reception_number
+                }
+                Err(outcome) => {
+                    print_outcome(&outcome, false);
+                    return outcome.exit_code();
+                }
+            },
+            (None, Some(r)) => r,
+            (None, None) => return 2,
+        };
+        if wait == 0 && csv.is_some() {
+            return 0;
+        }
+        let progress = |completed: u32, total: u32, done: bool| {
+            eprintln!(
+                "batch {reception}: {completed} / {total} answered{}",
+                if done { "" } else { " (処理中)" }
+            )
+        };
+        let wait = Duration::from_secs(wait.max(1));
+        match desk::wait_and_fetch(&mut c, &reception, wait, &progress).await {
+            Ok((_, items)) => {
+                let text = desk::results_csv(&items);
+                match &out {
+                    Some(path) => {
+                        if let Err(e) = std::fs::write(path, text) {
+                            eprintln!("reader-agent: cannot write {}: {e}", path.display());
+                            return 3;
+                        }
+                        eprintln!("{} answers written to {}", items.len(), path.display());
+                    }
+                    None => print!("{text}"),
+                }
+                0
+            }
+            Err(outcome) => {
+                print_outcome(&outcome, false);
+                outcome.exit_code()
+            }
+        }
+    })
+}

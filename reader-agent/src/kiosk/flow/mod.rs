@@ -1,0 +1,587 @@
+//! The kiosk's reception flow (eligibility.md §1) as a pure step function:
+//! [`step`]`(State, Event) -> (State, Vec<Effect>)`. No I/O happens here: the card, the
+//! service, the device key, the face-failure file, the staff's list and the `face/` folder
+//! are reached through [`Effect`]s that the runner ([`super::session`]) performs, feeding each
+//! request's answer back as an [`Event`]. The flow is tested with plain function calls
+//! (`tests.rs`), without pcscd, the service or a browser.
+//!
+//! The screens, in order: 「カードを置いてください」 → reading → method choice (face / PIN, and
+//! 目視確認 when staff switched it on) → PIN pad or camera → consent screens (medication,
+//! checkup, clinical, surgery) → confirming → 「受付完了」 or a failure screen; and, when the
+//! service says the card is not registered for insurance use, the offer to register (which
+//! needs the PIN) before confirming again. Pulling the card at any step ends the session:
+//! the card worker goes, a verified PIN is cleared by the card reset, and the screen returns
+//! to the start with a note.
+//!
+//! The card signs the consents as part of the challenge binding, so the consent screens come
+//! before the confirmation is sent; the service alone knows whether the card is registered
+//! and answers only a signed request, so the offer to register follows the first answer.
+//!
+//! **Where the PIN lives.** Only in [`Action::EnterPin`] (the event that carries it in) and
+//! [`Effect::VerifyPin`] (the effect that carries it to the card worker, which drops it after
+//! VERIFY). No [`Stage`] holds a [`Pin`]: the state keeps only whether the card is verified
+//! ([`PinState::verified`]), and a verified card is reset ([`Effect::ResetCard`]) whenever a
+//! session reaches its outcome.
+//!
+//! **Adding a screen** is local: a [`Stage`] variant with the data it needs, its arm in
+//! [`State::screen`] (what the page shows), and the transitions into and out of it.
+
+mod transitions;
+pub mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use onshi_jpki::flows::CardReading;
+use onshi_jpki::Pin;
+use onshi_proto::binding::{ConsentBits, Purpose};
+use onshi_proto::v1 as pb;
+
+pub use transitions::step;
+
+pub use view::{
+    ActionError, ActionRefused, FaceOffer, FailReason, KioskState, Method, Notice, PinPadPurpose,
+    Screen, Task,
+};
+
+use super::card::{CardFailure, VerifyError};
+use crate::face::{Camera, Photo, MAX_FACE_FAILURES};
+use crate::report::Outcome;
+
+/// The consent screens, in order (eligibility.md §1 step 4).
+pub const CONSENT_ITEMS: [&str; 4] = ["medication", "checkup", "clinical", "surgery"];
+
+/// How the patient chose to be identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodChoice {
+    Pin,
+    Face,
+    Visual,
+}
+
+/// The consent answers of one request; absent ones stay unanswered.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentAnswers {
+    pub medication: Option<bool>,
+    pub checkup: Option<bool>,
+    pub clinical: Option<bool>,
+    pub surgery: Option<bool>,
+}
+
+/// What the patient (or a script) does.
+#[derive(Debug)]
+pub enum Action {
+    ChooseMethod(MethodChoice),
+    /// The PIN typed on the pad. Moved into [`Effect::VerifyPin`], never into the state.
+    EnterPin(Pin),
+    Face(Camera),
+    Consents(ConsentAnswers),
+    Register(bool),
+    Cancel,
+}
+
+impl Action {
+    /// The screen the action belongs to (`None`: every screen of a session).
+    fn screen(&self) -> Option<&'static str> {
+        match self {
+            Action::ChooseMethod(_) => Some("choose_method"),
+            Action::EnterPin(_) => Some("pin"),
+            Action::Face(_) => Some("face"),
+            Action::Consents(_) => Some("consent"),
+            Action::Register(_) => Some("offer_registration"),
+            Action::Cancel => None,
+        }
+    }
+}
+
+/// Staff's switch for 目視確認.
+#[derive(Debug)]
+pub enum VisualCheck {
+    /// On, by this logged-in staff member.
+    On(String),
+    /// Off.
+    Off,
+    /// Off if this staff member switched it on (their log-in ended).
+    OffIfBy(String),
+}
+
+/// What the flow needs to know about the kiosk it runs on; fixed at start.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// The reader has a device key, so it can attest a face match or a visual check.
+    pub device_key: bool,
+    pub face_threshold_permille: u16,
+}
+
+/// Whatever happened: the reader's events, the patient's actions, staff's switch, the idle
+/// timer, and the answers to the runner's requests.
+#[derive(Debug)]
+pub enum Event {
+    /// A card was placed; `session_id` is a fresh random id (or why none could be drawn).
+    CardInserted {
+        reader: String,
+        session_id: Result<String, String>,
+    },
+    CardRemoved {
+        reader: String,
+    },
+    /// pcscd went away or failed.
+    ReaderTrouble(String),
+    /// An action for session `session`.
+    Action {
+        session: String,
+        action: Action,
+    },
+    Visual(VisualCheck),
+    /// A screen that waits for the patient got no answer for the idle timeout.
+    IdleTimeout,
+    /// Answers [`Effect::ReadCard`]; `face_failures` is the card's count in the face-failure
+    /// file (keyed by [`card_key`]).
+    CardRead(Result<(CardReading, u8), CardFailure>),
+    /// Answers [`Effect::ReadFacePhoto`]: the decoded photo, or why there is none.
+    FacePhoto(Result<Photo, CardFailure>),
+    /// Answers [`Effect::VerifyPin`]: the outer result is the card's, the inner one VERIFY's.
+    PinChecked(Result<Result<(), VerifyError>, CardFailure>),
+    /// Answers [`Effect::Sign`].
+    Signed(Result<Vec<u8>, CardFailure>),
+    /// Answers [`Effect::IssueChallenge`].
+    Challenge(Result<pb::IssueChallengeResponse, Outcome>),
+    /// Answers [`Effect::Attest`]: the device key's signature, or why it failed.
+    Attested(Result<Vec<u8>, String>),
+    /// Answers [`Effect::ConfirmByCard`] and [`Effect::ConfirmByReader`].
+    Answered(Result<Box<pb::ConfirmationResult>, Outcome>),
+    /// Answers [`Effect::Register`].
+    Registered(Result<pb::RegisterResponse, Outcome>),
+}
+
+/// What the runner must do. The requests (the first group) are answered by exactly one
+/// event each, and a step asks for at most one, as its last effect; the others are done at
+/// once, in order, before the new screen is shown.
+#[derive(Debug)]
+pub enum Effect {
+    /// Connect to the card in `reader` on a new card worker and read its certificate and
+    /// PIN status: [`Event::CardRead`].
+    ReadCard { reader: String },
+    /// [`Event::FacePhoto`].
+    ReadFacePhoto,
+    /// VERIFY with the patient's PIN; the worker drops it at once: [`Event::PinChecked`].
+    VerifyPin(Pin),
+    /// Have the verified card sign this DigestInfo: [`Event::Signed`].
+    Sign(Vec<u8>),
+    /// [`Event::Challenge`].
+    IssueChallenge(pb::Purpose),
+    /// Sign these attested-binding bytes with the reader's device key: [`Event::Attested`].
+    Attest(Vec<u8>),
+    /// [`Event::Answered`].
+    ConfirmByCard(pb::ConfirmByCardRequest),
+    /// [`Event::Answered`].
+    ConfirmByReader(pb::ConfirmByReaderRequest),
+    /// [`Event::Registered`].
+    Register(pb::RegisterRequest),
+
+    /// End a verified card's exclusive transaction with a card reset.
+    ResetCard,
+    /// Let the card worker go (it resets a verified card as it goes).
+    DropCard,
+    /// Add an entry to the staff's list of the day.
+    Record(Record),
+    /// Count a face failure for the card in the face-failure file.
+    RecordFaceFailure { card_key: String },
+    /// A face success: the card's count starts again.
+    ResetFaceFailures { card_key: String },
+    /// Write the completed confirmation to the reception computer's `face/` folder, if the
+    /// kiosk has one.
+    WriteFaceFile(pb::ConfirmationResult),
+    /// The action was not taken: answer its sender with this (and the current state).
+    Refuse {
+        error: ActionRefused,
+        message: String,
+    },
+}
+
+impl Effect {
+    /// Whether the runner must wait for an answer (an [`Event`]) to this effect.
+    pub fn is_request(&self) -> bool {
+        matches!(
+            self,
+            Effect::ReadCard { .. }
+                | Effect::ReadFacePhoto
+                | Effect::VerifyPin(_)
+                | Effect::Sign(_)
+                | Effect::IssueChallenge(_)
+                | Effect::Attest(_)
+                | Effect::ConfirmByCard(_)
+                | Effect::ConfirmByReader(_)
+                | Effect::Register(_)
+        )
+    }
+}
+
+/// An entry for the staff's list.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// `pin`, `face`, `visual`, or `reader` (the reader's own refusal).
+    pub method: &'static str,
+    pub staff_id: Option<String>,
+    pub outcome: Outcome,
+    pub registered_now: bool,
+}
+
+/// The key of a card's face-failure count: the SHA-256 of its certificate, hex.
+pub fn card_key(certificate: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, certificate))
+}
+
+/// The card's PIN as far as the kiosk knows it. The PIN itself is never here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinState {
+    /// `false` for a face-only card: its empty VERIFY answered `6984`, and no PIN is ever
+    /// asked for or sent to it.
+    pub set: bool,
+    pub tries_left: u8,
+    /// The card worker holds the card verified in an exclusive transaction.
+    pub verified: bool,
+}
+
+/// The card's face photo, once asked for.
+#[derive(Debug, Clone)]
+pub enum FacePhoto {
+    NotRead,
+    Read(Arc<Photo>),
+    /// The card has none, or it could not be decoded.
+    Unavailable,
+}
+
+/// The card in the reader and what this session learnt about it.
+#[derive(Debug, Clone)]
+pub struct CardSession {
+    pub id: String,
+    pub reader: String,
+    pub certificate: Vec<u8>,
+    /// [`card_key`] of the certificate.
+    pub card_key: String,
+    pub pin: PinState,
+    pub face_photo: FacePhoto,
+    /// Captures taken this session (seeds the simulated camera's noise).
+    pub face_captures: u32,
+    /// The card's consecutive face failures (the face-failure file's count).
+    pub face_failures: u8,
+    /// The card was registered for insurance use in this session.
+    pub registered_now: bool,
+}
+
+/// How the holder was identified in this session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identified {
+    Pin,
+    Face { score: u16, threshold: u16 },
+    Visual { staff_id: String },
+}
+
+impl Identified {
+    pub fn method(&self) -> Method {
+        match self {
+            Identified::Pin => Method::Pin,
+            Identified::Face { .. } => Method::Face,
+            Identified::Visual { .. } => Method::Visual,
+        }
+    }
+
+    fn staff_id(&self) -> Option<String> {
+        match self {
+            Identified::Visual { staff_id } => Some(staff_id.clone()),
+            _ => None,
+        }
+    }
+
+    fn purpose(&self) -> (Purpose, pb::Purpose) {
+        match self {
+            Identified::Pin => (Purpose::Confirm, pb::Purpose::Confirm),
+            Identified::Face { .. } => (Purpose::Face, pb::Purpose::Face),
+            Identified::Visual { .. } => (Purpose::VisualCheck, pb::Purpose::VisualCheck),
+        }
+    }
+}
+
+/// A holder identified and every consent answered: what a confirmation is sent with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reception {
+    pub identified: Identified,
+    pub consents: ConsentBits,
+}
+
+/// What the PIN pad is for.
+#[derive(Debug, Clone)]
+pub enum PinPurpose {
+    /// Identify the holder.
+    Confirm,
+    /// Register the card for insurance use, then confirm this reception again.
+    Register(Reception),
+}
+
+/// Where a confirmation or registration exchange with the service stands.
+#[derive(Debug, Clone)]
+pub enum Exchange {
+    /// Waiting for the challenge.
+    Challenge,
+    /// Waiting for the card's (PIN path) or the device key's (face, visual) signature.
+    Signing(pb::IssueChallengeResponse),
+    /// Waiting for the service's answer.
+    Answer,
+}
+
+/// The completed confirmation, as 受付完了 shows it.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub confirmation_id: String,
+    pub validity: i32,
+    pub method: Method,
+    pub registered_now: bool,
+}
+
+/// Why the session failed, as the failure screen shows it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub reason: FailReason,
+    pub result_code: Option<String>,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(reason: FailReason, code: Option<pb::ResultCode>, message: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            result_code: code.map(|c| c.as_str_name().to_owned()),
+            message: message.into(),
+        }
+    }
+}
+
+/// One variant per screen, each with the data it needs.
+#[derive(Debug, Clone)]
+pub enum Stage {
+    InsertCard,
+    ReadingCard {
+        reader: String,
+    },
+    ChooseMethod {
+        card: CardSession,
+    },
+    ReadingFace {
+        card: CardSession,
+    },
+    Pin {
+        card: CardSession,
+        purpose: PinPurpose,
+        wrong_pin: bool,
+    },
+    VerifyingPin {
+        card: CardSession,
+        purpose: PinPurpose,
+    },
+    Face {
+        card: CardSession,
+        photo: Arc<Photo>,
+        last_score: Option<u16>,
+    },
+    Consent {
+        card: CardSession,
+        identified: Identified,
+        answers: [Option<bool>; 4],
+    },
+    Confirming {
+        card: CardSession,
+        reception: Reception,
+        exchange: Exchange,
+    },
+    OfferRegistration {
+        card: CardSession,
+        reception: Reception,
+    },
+    Registering {
+        card: CardSession,
+        reception: Reception,
+        exchange: Exchange,
+    },
+    Done {
+        card: CardSession,
+        completed: Completed,
+    },
+    /// `card` is `None` when the card could not be read at all: no session began, so
+    /// pulling the card changes nothing and the next card starts afresh.
+    Failed {
+        card: Option<CardSession>,
+        failure: Failure,
+    },
+}
+
+impl Stage {
+    /// The session's card, while one is in the reader.
+    pub fn card(&self) -> Option<&CardSession> {
+        match self {
+            Stage::InsertCard | Stage::ReadingCard { .. } => None,
+            Stage::Failed { card, .. } => card.as_ref(),
+            Stage::ChooseMethod { card }
+            | Stage::ReadingFace { card }
+            | Stage::Pin { card, .. }
+            | Stage::VerifyingPin { card, .. }
+            | Stage::Face { card, .. }
+            | Stage::Consent { card, .. }
+            | Stage::Confirming { card, .. }
+            | Stage::OfferRegistration { card, .. }
+            | Stage::Registering { card, .. }
+            | Stage::Done { card, .. } => Some(card),
+        }
+    }
+
+    fn into_card(self) -> Option<CardSession> {
+        match self {
+            Stage::InsertCard | Stage::ReadingCard { .. } => None,
+            Stage::Failed { card, .. } => card,
+            Stage::ChooseMethod { card }
+            | Stage::ReadingFace { card }
+            | Stage::Pin { card, .. }
+            | Stage::VerifyingPin { card, .. }
+            | Stage::Face { card, .. }
+            | Stage::Consent { card, .. }
+            | Stage::Confirming { card, .. }
+            | Stage::OfferRegistration { card, .. }
+            | Stage::Registering { card, .. }
+            | Stage::Done { card, .. } => Some(card),
+        }
+    }
+
+    /// Screens that wait for the patient (and time out).
+    pub fn waits_for_patient(&self) -> bool {
+        matches!(
+            self,
+            Stage::ChooseMethod { .. }
+                | Stage::Pin { .. }
+                | Stage::Face { .. }
+                | Stage::Consent { .. }
+                | Stage::OfferRegistration { .. }
+        )
+    }
+
+    fn finished(&self) -> bool {
+        matches!(self, Stage::Done { .. } | Stage::Failed { .. })
+    }
+}
+
+/// The whole kiosk: the screen and what stays across sessions.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub settings: Settings,
+    /// The last session's id; it stays after the card goes, so that a late action for it is
+    /// refused as stale.
+    pub session_id: Option<String>,
+    /// The staff member who switched on 目視確認, if it is on.
+    pub visual_check_staff: Option<String>,
+    pub notice: Option<Notice>,
+    pub reader_error: Option<String>,
+    pub stage: Stage,
+}
+
+impl State {
+    /// The kiosk at start: 「カードを置いてください」.
+    pub fn new(settings: Settings) -> Self {
+        State {
+            settings,
+            session_id: None,
+            visual_check_staff: None,
+            notice: None,
+            reader_error: None,
+            stage: Stage::InsertCard,
+        }
+    }
+
+    /// What the page shows.
+    pub fn view(&self) -> KioskState {
+        KioskState {
+            session: self.session_id.clone(),
+            screen: self.screen(),
+            visual_check_staff: self.visual_check_staff.clone(),
+            notice: self.notice,
+            reader_error: self.reader_error.clone(),
+        }
+    }
+
+    fn screen(&self) -> Screen {
+        let working = |task| Screen::Working { task };
+        match &self.stage {
+            Stage::InsertCard => Screen::InsertCard,
+            Stage::ReadingCard { .. } => working(Task::ReadingCard),
+            Stage::ReadingFace { .. } => working(Task::ReadingFace),
+            Stage::VerifyingPin { .. } => working(Task::VerifyingPin),
+            Stage::Confirming { .. } => working(Task::Confirming),
+            Stage::Registering { .. } => working(Task::Registering),
+            Stage::ChooseMethod { card } => Screen::ChooseMethod {
+                face: self.face_offer(card),
+                face_failures: card.face_failures,
+                pin_tries_left: card.pin.tries_left,
+                pin_set: card.pin.set,
+                visual_check: self.visual_check_offered(),
+            },
+            Stage::Pin {
+                card,
+                purpose,
+                wrong_pin,
+            } => Screen::Pin {
+                purpose: match purpose {
+                    PinPurpose::Confirm => PinPadPurpose::Confirm,
+                    PinPurpose::Register(_) => PinPadPurpose::Register,
+                },
+                tries_left: card.pin.tries_left,
+                wrong_pin: *wrong_pin,
+            },
+            Stage::Face {
+                card, last_score, ..
+            } => Screen::Face {
+                failures: card.face_failures,
+                max_failures: MAX_FACE_FAILURES,
+                threshold_permille: self.settings.face_threshold_permille,
+                last_score_permille: *last_score,
+            },
+            Stage::Consent { answers, .. } => {
+                // A consent stage always has an unanswered item (all answered: confirming).
+                let i = answers.iter().position(Option::is_none).unwrap_or(0);
+                Screen::Consent {
+                    item: CONSENT_ITEMS[i],
+                    index: i as u8 + 1,
+                    total: CONSENT_ITEMS.len() as u8,
+                }
+            }
+            Stage::OfferRegistration { .. } => Screen::OfferRegistration,
+            Stage::Done { completed, .. } => Screen::Done {
+                confirmation_id: completed.confirmation_id.clone(),
+                validity: completed.validity,
+                validity_label: crate::report::validity_label(completed.validity),
+                method: completed.method,
+                registered_now: completed.registered_now,
+            },
+            Stage::Failed { failure, .. } => Screen::Failed {
+                reason: failure.reason,
+                result_code: failure.result_code.clone(),
+                message: failure.message.clone(),
+            },
+        }
+    }
+
+    fn visual_check_offered(&self) -> bool {
+        self.visual_check_staff.is_some() && self.settings.device_key
+    }
+
+    /// The face offer for `card`.
+    fn face_offer(&self, card: &CardSession) -> FaceOffer {
+        if !self.settings.device_key || matches!(card.face_photo, FacePhoto::Unavailable) {
+            FaceOffer::Unavailable
+        } else if card.face_failures >= MAX_FACE_FAILURES {
+            FaceOffer::Locked
+        } else {
+            FaceOffer::Available
+        }
+    }
+}

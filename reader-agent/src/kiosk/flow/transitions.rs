@@ -1,0 +1,925 @@
+//! The flow's transitions: [`step`] and what it calls. Each transition takes the stage by
+//! value and returns the next one, pushing the effects the runner must perform.
+
+use std::sync::Arc;
+
+use onshi_jpki::constants::sha256_digest_info;
+use onshi_jpki::flows::{CardReading, PinStatus};
+use onshi_proto::binding::{binding_sha256, ChallengeBinding, ConsentBits, Purpose, ReaderCheck};
+use onshi_proto::v1 as pb;
+
+use super::*;
+use crate::face::{self, Camera, Photo, MAX_FACE_FAILURES};
+use crate::kiosk::card::{CardFailure, VerifyError};
+use crate::report::{Outcome, StaffResult};
+
+/// One step of the flow: the state `event` leads to, and what the runner must do.
+pub fn step(mut state: State, event: Event) -> (State, Vec<Effect>) {
+    let mut fx = Vec::new();
+    let stage = std::mem::replace(&mut state.stage, Stage::InsertCard);
+    state.stage = state.on(stage, event, &mut fx);
+    (state, fx)
+}
+
+/// Transitions: each takes the stage by value and returns the next one.
+impl State {
+    fn on(&mut self, stage: Stage, event: Event, fx: &mut Vec<Effect>) -> Stage {
+        match (stage, event) {
+            (stage, Event::ReaderTrouble(message)) => {
+                self.reader_error = Some(message);
+                stage
+            }
+            (stage, Event::CardInserted { reader, session_id }) => {
+                self.reader_error = None;
+                if stage.card().is_some() || matches!(stage, Stage::ReadingCard { .. }) {
+                    // One patient at a time: a second reader's card waits.
+                    return stage;
+                }
+                match session_id {
+                    Ok(id) => {
+                        self.session_id = Some(id);
+                        self.notice = None;
+                        fx.push(Effect::ReadCard {
+                            reader: reader.clone(),
+                        });
+                        Stage::ReadingCard { reader }
+                    }
+                    Err(message) => {
+                        self.reader_error = Some(message);
+                        stage
+                    }
+                }
+            }
+            (stage, Event::CardRemoved { reader }) => {
+                if stage.card().is_some_and(|c| c.reader == reader) {
+                    let mid_flow = !stage.finished();
+                    self.end_session(mid_flow.then_some(Notice::CardRemoved), fx)
+                } else {
+                    stage
+                }
+            }
+            (stage, Event::Visual(switch)) => {
+                match switch {
+                    VisualCheck::On(staff) => self.visual_check_staff = Some(staff),
+                    VisualCheck::Off => self.visual_check_staff = None,
+                    VisualCheck::OffIfBy(staff) => {
+                        if self.visual_check_staff.as_ref() == Some(&staff) {
+                            self.visual_check_staff = None;
+                        }
+                    }
+                }
+                match stage {
+                    Stage::ChooseMethod { card } => self.methods(card, None, fx),
+                    other => other,
+                }
+            }
+            (stage, Event::IdleTimeout) if stage.waits_for_patient() => {
+                let card = stage.into_card().expect("a waiting screen has a card");
+                self.notice = Some(Notice::TimedOut);
+                self.fail(
+                    card,
+                    Failure::new(
+                        FailReason::TimedOut,
+                        None,
+                        "no answer for a while: the session ended; remove the card",
+                    ),
+                    fx,
+                )
+            }
+            (stage, Event::Action { session, action }) => self.act(stage, session, action, fx),
+
+            (Stage::ReadingCard { reader }, Event::CardRead(read)) => {
+                self.card_read(reader, read, fx)
+            }
+            (Stage::ReadingFace { card }, Event::FacePhoto(photo)) => {
+                self.face_photo(card, photo, fx)
+            }
+            (Stage::VerifyingPin { card, purpose }, Event::PinChecked(checked)) => {
+                self.pin_checked(card, purpose, checked, fx)
+            }
+            (
+                Stage::Confirming {
+                    card,
+                    reception,
+                    exchange,
+                },
+                event,
+            ) => self.confirming(card, reception, exchange, event, fx),
+            (
+                Stage::Registering {
+                    card,
+                    reception,
+                    exchange,
+                },
+                event,
+            ) => self.registering(card, reception, exchange, event, fx),
+            // An answer the stage does not wait for (cannot happen with the runner, which
+            // waits for each answer before the next event), or a timeout on a busy screen.
+            (stage, _) => stage,
+        }
+    }
+
+    /// Drops the session (the card worker resets a verified card as it goes) and shows the
+    /// start screen.
+    fn end_session(&mut self, notice: Option<Notice>, fx: &mut Vec<Effect>) -> Stage {
+        fx.push(Effect::DropCard);
+        self.notice = notice;
+        Stage::InsertCard
+    }
+
+    /// The session reached its outcome with the card still in the reader: a verified card
+    /// is reset, so nothing may sign with it any more.
+    fn finish(card: &mut CardSession, fx: &mut Vec<Effect>) {
+        if card.pin.verified {
+            fx.push(Effect::ResetCard);
+            card.pin.verified = false;
+        }
+    }
+
+    fn fail(&mut self, mut card: CardSession, failure: Failure, fx: &mut Vec<Effect>) -> Stage {
+        Self::finish(&mut card, fx);
+        Stage::Failed {
+            card: Some(card),
+            failure,
+        }
+    }
+
+    /// A card command failed: a pulled card ends the session, anything else is a failure
+    /// screen with `reason`.
+    fn card_failed(
+        &mut self,
+        card: CardSession,
+        e: CardFailure,
+        reason: FailReason,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        if e.removed {
+            self.end_session(Some(Notice::CardRemoved), fx)
+        } else {
+            self.fail(card, Failure::new(reason, None, e.message), fx)
+        }
+    }
+
+    /// Records a refusal or failure for staff and shows it.
+    fn refused(
+        &mut self,
+        card: CardSession,
+        identified: &Identified,
+        outcome: Outcome,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        fx.push(Effect::Record(Record {
+            method: identified.method().as_str(),
+            staff_id: identified.staff_id(),
+            outcome: outcome.clone(),
+            registered_now: false,
+        }));
+        let failure = match outcome {
+            Outcome::Refused {
+                result_code,
+                message,
+                ..
+            } => Failure {
+                reason: FailReason::Refused,
+                result_code: Some(result_code),
+                message,
+            },
+            Outcome::Error { message } => Failure {
+                reason: FailReason::ServiceUnreachable,
+                result_code: None,
+                message,
+            },
+            other => Failure {
+                reason: FailReason::Refused,
+                result_code: None,
+                message: format!("{other:?}"),
+            },
+        };
+        self.fail(card, failure, fx)
+    }
+
+    fn record_reader_refusal(code: pb::ResultCode, message: &str, fx: &mut Vec<Effect>) {
+        fx.push(Effect::Record(Record {
+            method: "reader",
+            staff_id: None,
+            outcome: Outcome::Refused {
+                result_code: code.as_str_name().to_owned(),
+                message: message.to_owned(),
+                tries_left: None,
+            },
+            registered_now: false,
+        }));
+    }
+
+    fn card_read(
+        &mut self,
+        reader: String,
+        read: Result<(CardReading, u8), CardFailure>,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        // No session began: the card worker goes, and the next card starts afresh.
+        let unreadable = |message: String, fx: &mut Vec<Effect>| {
+            fx.push(Effect::DropCard);
+            Stage::Failed {
+                card: None,
+                failure: Failure::new(FailReason::CardUnreadable, None, message),
+            }
+        };
+        let (reading, face_failures) = match read {
+            Ok(r) => r,
+            Err(e) if e.removed => return self.end_session(Some(Notice::CardRemoved), fx),
+            Err(e) => return unreadable(e.message, fx),
+        };
+        if let Err(message) = crate::confirm::check_certificate_der(&reading.certificate) {
+            return unreadable(message, fx);
+        }
+        let Some(id) = self.session_id.clone() else {
+            return unreadable("no session id".into(), fx);
+        };
+        let card = CardSession {
+            id,
+            reader,
+            card_key: card_key(&reading.certificate),
+            certificate: reading.certificate,
+            pin: PinState {
+                set: reading.pin_status != PinStatus::NotSet,
+                tries_left: match reading.pin_status {
+                    PinStatus::Blocked | PinStatus::NotSet => 0,
+                    PinStatus::TriesLeft(n) => n,
+                    PinStatus::Verified => 3,
+                },
+                verified: false,
+            },
+            face_photo: FacePhoto::NotRead,
+            face_captures: 0,
+            face_failures,
+            registered_now: false,
+        };
+        self.methods(card, None, fx)
+    }
+
+    /// The method choice, or a failure when no method is left.
+    fn methods(
+        &mut self,
+        card: CardSession,
+        notice: Option<Notice>,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        if notice.is_some() {
+            self.notice = notice;
+        }
+        let face = self.face_offer(&card);
+        if face != FaceOffer::Available && card.pin.tries_left == 0 && !self.visual_check_offered()
+        {
+            let (reason, code) = if face == FaceOffer::Locked {
+                (
+                    FailReason::NoMethodLeft,
+                    pb::ResultCode::FaceAttemptsExhausted,
+                )
+            } else if !card.pin.set {
+                (FailReason::NoPinOnCard, pb::ResultCode::PinNotSet)
+            } else {
+                (FailReason::PinLocked, pb::ResultCode::PinAttemptsExhausted)
+            };
+            Self::record_reader_refusal(code, "no way to identify the holder is left", fx);
+            let pin = if card.pin.set {
+                "the PIN is locked (only the municipal office can unlock it)"
+            } else {
+                "this card has no PIN (顔認証マイナンバーカード)"
+            };
+            let message = format!(
+                "{pin} and face authentication is not possible: staff can switch on \
+                 目視確認, or confirm by the insurance card's numbers"
+            );
+            return self.fail(card, Failure::new(reason, Some(code), message), fx);
+        }
+        Stage::ChooseMethod { card }
+    }
+
+    fn act(
+        &mut self,
+        stage: Stage,
+        session: String,
+        action: Action,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        let current = stage.card().map(|c| c.id.as_str());
+        if !current.is_some_and(|c| crate::kiosk::web::secrets_equal(c, &session)) {
+            fx.push(Effect::Refuse {
+                error: ActionRefused::StaleSession,
+                message: match current {
+                    Some(_) => "the action is not for the card in the reader".into(),
+                    None => "no card is in the reader".into(),
+                },
+            });
+            return stage;
+        }
+        if !matches!(action, Action::Cancel) {
+            self.notice = None;
+        }
+        match (stage, action) {
+            (stage, Action::Cancel) => {
+                let card = stage.into_card().expect("checked: a session");
+                self.fail(
+                    card,
+                    Failure::new(FailReason::Cancelled, None, "cancelled; remove the card"),
+                    fx,
+                )
+            }
+            (Stage::ChooseMethod { card }, Action::ChooseMethod(choice)) => {
+                self.choose(card, choice, fx)
+            }
+            (Stage::Pin { card, purpose, .. }, Action::EnterPin(pin)) => {
+                fx.push(Effect::VerifyPin(pin));
+                Stage::VerifyingPin { card, purpose }
+            }
+            (
+                Stage::Face {
+                    card,
+                    photo,
+                    last_score: _,
+                },
+                Action::Face(camera),
+            ) => self.face(card, photo, &camera, fx),
+            (
+                Stage::Consent {
+                    card,
+                    identified,
+                    answers,
+                },
+                Action::Consents(given),
+            ) => self.consents(card, identified, answers, given, fx),
+            (Stage::OfferRegistration { card, reception }, Action::Register(accept)) => {
+                self.registration(card, reception, accept, fx)
+            }
+            (stage, action) => {
+                let wanted = action.screen().unwrap_or("any");
+                fx.push(Effect::Refuse {
+                    error: ActionRefused::WrongScreen,
+                    message: format!(
+                        "this action belongs to the {wanted} screen; the kiosk shows {}",
+                        stage_name(&stage)
+                    ),
+                });
+                stage
+            }
+        }
+    }
+
+    fn not_offered(stage: Stage, what: &str, fx: &mut Vec<Effect>) -> Stage {
+        fx.push(Effect::Refuse {
+            error: ActionRefused::NotOffered,
+            message: format!("{what} is not offered for this card"),
+        });
+        stage
+    }
+
+    fn choose(&mut self, card: CardSession, choice: MethodChoice, fx: &mut Vec<Effect>) -> Stage {
+        match choice {
+            MethodChoice::Pin => {
+                if !card.pin.set {
+                    return Self::not_offered(
+                        Stage::ChooseMethod { card },
+                        "the PIN (this card has none: 顔認証マイナンバーカード)",
+                        fx,
+                    );
+                }
+                if card.pin.tries_left == 0 {
+                    return Self::not_offered(
+                        Stage::ChooseMethod { card },
+                        "the PIN (it is locked)",
+                        fx,
+                    );
+                }
+                Stage::Pin {
+                    card,
+                    purpose: PinPurpose::Confirm,
+                    wrong_pin: false,
+                }
+            }
+            MethodChoice::Visual => {
+                let Some(staff_id) = self.visual_check_staff.clone() else {
+                    return Self::not_offered(
+                        Stage::ChooseMethod { card },
+                        "目視確認 (staff have not switched it on)",
+                        fx,
+                    );
+                };
+                if !self.settings.device_key {
+                    return Self::not_offered(
+                        Stage::ChooseMethod { card },
+                        "目視確認 (the reader has no device key)",
+                        fx,
+                    );
+                }
+                Self::identified(card, Identified::Visual { staff_id })
+            }
+            MethodChoice::Face => {
+                if self.face_offer(&card) != FaceOffer::Available {
+                    return Self::not_offered(
+                        Stage::ChooseMethod { card },
+                        "face authentication",
+                        fx,
+                    );
+                }
+                match &card.face_photo {
+                    FacePhoto::Read(photo) => Stage::Face {
+                        photo: photo.clone(),
+                        card,
+                        last_score: None,
+                    },
+                    _ => {
+                        fx.push(Effect::ReadFacePhoto);
+                        Stage::ReadingFace { card }
+                    }
+                }
+            }
+        }
+    }
+
+    fn face_photo(
+        &mut self,
+        mut card: CardSession,
+        photo: Result<Photo, CardFailure>,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        match photo {
+            Ok(photo) => {
+                let photo = Arc::new(photo);
+                card.face_photo = FacePhoto::Read(photo.clone());
+                Stage::Face {
+                    card,
+                    photo,
+                    last_score: None,
+                }
+            }
+            Err(e) if e.removed => self.end_session(Some(Notice::CardRemoved), fx),
+            Err(_) => {
+                card.face_photo = FacePhoto::Unavailable;
+                self.methods(card, Some(Notice::FaceUnavailable), fx)
+            }
+        }
+    }
+
+    /// The holder is identified: the consent screens, then the confirmation.
+    fn identified(card: CardSession, identified: Identified) -> Stage {
+        Stage::Consent {
+            card,
+            identified,
+            answers: [None; 4],
+        }
+    }
+
+    fn face(
+        &mut self,
+        mut card: CardSession,
+        photo: Arc<Photo>,
+        camera: &Camera,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        let threshold = self.settings.face_threshold_permille;
+        card.face_captures += 1;
+        let captured = camera.capture(&photo, card.face_captures);
+        let score = face::match_score(&photo, &captured);
+        let card_key = card.card_key.clone();
+        if score >= threshold {
+            card.face_failures = 0;
+            fx.push(Effect::ResetFaceFailures { card_key });
+            return Self::identified(card, Identified::Face { score, threshold });
+        }
+        card.face_failures = card.face_failures.saturating_add(1).min(MAX_FACE_FAILURES);
+        fx.push(Effect::RecordFaceFailure { card_key });
+        if card.face_failures >= MAX_FACE_FAILURES {
+            Self::record_reader_refusal(
+                pb::ResultCode::FaceAttemptsExhausted,
+                "ten face-authentication failures: face authentication is refused for this card",
+                fx,
+            );
+            self.methods(card, Some(Notice::FaceLocked), fx)
+        } else {
+            Stage::Face {
+                card,
+                photo,
+                last_score: Some(score),
+            }
+        }
+    }
+
+    fn pin_checked(
+        &mut self,
+        mut card: CardSession,
+        purpose: PinPurpose,
+        checked: Result<Result<(), VerifyError>, CardFailure>,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        match checked {
+            Err(e) => self.card_failed(card, e, FailReason::CardError, fx),
+            Ok(Ok(())) => {
+                card.pin.verified = true;
+                card.pin.tries_left = 3;
+                match purpose {
+                    PinPurpose::Register(reception) => Self::register(card, reception, fx),
+                    PinPurpose::Confirm => Self::identified(card, Identified::Pin),
+                }
+            }
+            Ok(Err(VerifyError::Wrong { tries_left })) if tries_left > 0 => {
+                card.pin.tries_left = tries_left;
+                Stage::Pin {
+                    card,
+                    purpose,
+                    wrong_pin: true,
+                }
+            }
+            Ok(Err(VerifyError::Wrong { .. } | VerifyError::Blocked)) => {
+                card.pin.tries_left = 0;
+                Self::record_reader_refusal(
+                    pb::ResultCode::PinAttemptsExhausted,
+                    "three wrong PINs: the card's PIN is locked",
+                    fx,
+                );
+                match purpose {
+                    PinPurpose::Register(_) => self.fail(
+                        card,
+                        Failure::new(
+                            FailReason::PinLocked,
+                            Some(pb::ResultCode::PinAttemptsExhausted),
+                            "the PIN is locked, so the card cannot be registered here; only \
+                             the municipal office can unlock it",
+                        ),
+                        fx,
+                    ),
+                    PinPurpose::Confirm => self.methods(card, Some(Notice::PinLocked), fx),
+                }
+            }
+        }
+    }
+
+    fn consents(
+        &mut self,
+        card: CardSession,
+        identified: Identified,
+        mut answers: [Option<bool>; 4],
+        given: ConsentAnswers,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        for (slot, answer) in answers.iter_mut().zip([
+            given.medication,
+            given.checkup,
+            given.clinical,
+            given.surgery,
+        ]) {
+            if answer.is_some() {
+                *slot = answer;
+            }
+        }
+        match answers {
+            [Some(a), Some(b), Some(c), Some(d)] => {
+                let reception = Reception {
+                    identified,
+                    consents: ConsentBits::new(a, b, c, d),
+                };
+                Self::confirm(card, reception, fx)
+            }
+            _ => Stage::Consent {
+                card,
+                identified,
+                answers,
+            },
+        }
+    }
+
+    /// Asks the service: PIN mode with the card's signature, face and visual-check modes
+    /// with the reader's attestation.
+    fn confirm(card: CardSession, reception: Reception, fx: &mut Vec<Effect>) -> Stage {
+        fx.push(Effect::IssueChallenge(reception.identified.purpose().1));
+        Stage::Confirming {
+            card,
+            reception,
+            exchange: Exchange::Challenge,
+        }
+    }
+
+    fn unusable_challenge(
+        &mut self,
+        card: CardSession,
+        identified: &Identified,
+        why: &str,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        let outcome = Outcome::Error {
+            message: format!("the service sent an unusable challenge: {why}"),
+        };
+        self.refused(card, identified, outcome, fx)
+    }
+
+    fn confirming(
+        &mut self,
+        card: CardSession,
+        reception: Reception,
+        exchange: Exchange,
+        event: Event,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        let identified = reception.identified.clone();
+        match (exchange, event) {
+            (Exchange::Challenge, Event::Challenge(Err(outcome))) => {
+                self.refused(card, &identified, outcome, fx)
+            }
+            // Not registered: offered once; after registering here, a refusal like any other.
+            (Exchange::Answer, Event::Answered(Err(outcome)))
+                if is_not_registered(&outcome) && !card.registered_now =>
+            {
+                Stage::OfferRegistration { card, reception }
+            }
+            (Exchange::Answer, Event::Answered(Err(outcome))) => {
+                self.refused(card, &identified, outcome, fx)
+            }
+            (Exchange::Challenge, Event::Challenge(Ok(challenge))) => {
+                let (purpose, _) = identified.purpose();
+                let binding = ChallengeBinding {
+                    purpose,
+                    challenge: &challenge.challenge,
+                    terminal_name: &challenge.terminal_name,
+                    certificate_der: &card.certificate,
+                    consents: reception.consents,
+                };
+                let signing = match reader_check(&identified) {
+                    None => binding.encode().map(|bytes| {
+                        Effect::Sign(sha256_digest_info(&binding_sha256(&bytes)).to_vec())
+                    }),
+                    Some(check) => binding.encode_attested(&check).map(Effect::Attest),
+                };
+                match signing {
+                    Err(e) => self.unusable_challenge(card, &identified, &e.to_string(), fx),
+                    Ok(Effect::Attest(_)) if !self.settings.device_key => {
+                        let outcome = Outcome::Error {
+                            message: "this reader has no device key".into(),
+                        };
+                        self.refused(card, &identified, outcome, fx)
+                    }
+                    Ok(effect) => {
+                        fx.push(effect);
+                        Stage::Confirming {
+                            card,
+                            reception,
+                            exchange: Exchange::Signing(challenge),
+                        }
+                    }
+                }
+            }
+            (Exchange::Signing(challenge), Event::Signed(signed)) => match signed {
+                Err(e) => self.card_failed(card, e, FailReason::CardError, fx),
+                Ok(signature) => {
+                    fx.push(Effect::ConfirmByCard(pb::ConfirmByCardRequest {
+                        certificate: card.certificate.clone(),
+                        challenge: challenge.challenge,
+                        signature,
+                        consents: Some(reception.consents.into()),
+                    }));
+                    Stage::Confirming {
+                        card,
+                        reception,
+                        exchange: Exchange::Answer,
+                    }
+                }
+            },
+            (Exchange::Signing(challenge), Event::Attested(attested)) => match attested {
+                Err(message) => {
+                    let outcome = Outcome::Error { message };
+                    self.refused(card, &identified, outcome, fx)
+                }
+                Ok(attestation) => {
+                    let (method, face_match, staff_id) = match &identified {
+                        Identified::Face { score, threshold } => (
+                            pb::ReaderMethod::Face,
+                            Some(pb::FaceMatch {
+                                score_permille: u32::from(*score),
+                                threshold_permille: u32::from(*threshold),
+                            }),
+                            String::new(),
+                        ),
+                        Identified::Visual { staff_id } => {
+                            (pb::ReaderMethod::VisualCheck, None, staff_id.clone())
+                        }
+                        // The PIN path is signed by the card, never attested.
+                        Identified::Pin => {
+                            return Stage::Confirming {
+                                card,
+                                reception,
+                                exchange: Exchange::Signing(challenge),
+                            }
+                        }
+                    };
+                    fx.push(Effect::ConfirmByReader(pb::ConfirmByReaderRequest {
+                        certificate: card.certificate.clone(),
+                        challenge: challenge.challenge,
+                        method: method as i32,
+                        face_match,
+                        staff_id,
+                        consents: Some(reception.consents.into()),
+                        attestation,
+                    }));
+                    Stage::Confirming {
+                        card,
+                        reception,
+                        exchange: Exchange::Answer,
+                    }
+                }
+            },
+            (Exchange::Answer, Event::Answered(Ok(result))) => {
+                let (mut card, result) = (card, *result);
+                fx.push(Effect::WriteFaceFile(result.clone()));
+                fx.push(Effect::Record(Record {
+                    method: identified.method().as_str(),
+                    staff_id: identified.staff_id(),
+                    outcome: Outcome::Confirmed {
+                        result_code: result.result_code().as_str_name().to_owned(),
+                        result: StaffResult::from_proto(&result),
+                    },
+                    registered_now: card.registered_now,
+                }));
+                Self::finish(&mut card, fx);
+                Stage::Done {
+                    completed: Completed {
+                        confirmation_id: result.confirmation_id,
+                        validity: result.validity,
+                        method: identified.method(),
+                        registered_now: card.registered_now,
+                    },
+                    card,
+                }
+            }
+            (exchange, _) => Stage::Confirming {
+                card,
+                reception,
+                exchange,
+            },
+        }
+    }
+
+    fn registration(
+        &mut self,
+        card: CardSession,
+        reception: Reception,
+        accept: bool,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        if !accept {
+            let outcome = Outcome::Refused {
+                result_code: pb::ResultCode::CardNotRegistered.as_str_name().to_owned(),
+                message: "the holder declined to register the card for insurance use".into(),
+                tries_left: None,
+            };
+            return self.refused(card, &reception.identified, outcome, fx);
+        }
+        if card.pin.verified {
+            Self::register(card, reception, fx)
+        } else if !card.pin.set {
+            let failure = Failure::new(
+                FailReason::PinNotSet,
+                Some(pb::ResultCode::PinNotSet),
+                "this kiosk registers a card for insurance use with its PIN, and this card has \
+                 none (顔認証マイナンバーカード): registration by face authentication is not \
+                 simulated yet",
+            );
+            self.fail(card, failure, fx)
+        } else if card.pin.tries_left == 0 {
+            let failure = Failure::new(
+                FailReason::PinLocked,
+                Some(pb::ResultCode::PinAttemptsExhausted),
+                "registration needs the PIN, and it is locked",
+            );
+            self.fail(card, failure, fx)
+        } else {
+            Stage::Pin {
+                card,
+                purpose: PinPurpose::Register(reception),
+                wrong_pin: false,
+            }
+        }
+    }
+
+    /// 健康保険証利用申込み with the verified card, then the confirmation again.
+    fn register(card: CardSession, reception: Reception, fx: &mut Vec<Effect>) -> Stage {
+        fx.push(Effect::IssueChallenge(pb::Purpose::Register));
+        Stage::Registering {
+            card,
+            reception,
+            exchange: Exchange::Challenge,
+        }
+    }
+
+    fn registering(
+        &mut self,
+        card: CardSession,
+        reception: Reception,
+        exchange: Exchange,
+        event: Event,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        let identified = reception.identified.clone();
+        match (exchange, event) {
+            (Exchange::Challenge, Event::Challenge(Err(outcome)))
+            | (Exchange::Answer, Event::Registered(Err(outcome))) => {
+                self.refused(card, &identified, outcome, fx)
+            }
+            (Exchange::Challenge, Event::Challenge(Ok(challenge))) => {
+                let binding = ChallengeBinding {
+                    purpose: Purpose::Register,
+                    challenge: &challenge.challenge,
+                    terminal_name: &challenge.terminal_name,
+                    certificate_der: &card.certificate,
+                    consents: ConsentBits::default(),
+                };
+                match binding.encode() {
+                    Err(e) => self.unusable_challenge(card, &identified, &e.to_string(), fx),
+                    Ok(bytes) => {
+                        let digest_info = sha256_digest_info(&binding_sha256(&bytes));
+                        fx.push(Effect::Sign(digest_info.to_vec()));
+                        Stage::Registering {
+                            card,
+                            reception,
+                            exchange: Exchange::Signing(challenge),
+                        }
+                    }
+                }
+            }
+            (Exchange::Signing(challenge), Event::Signed(signed)) => match signed {
+                Err(e) => self.card_failed(card, e, FailReason::CardError, fx),
+                Ok(signature) => {
+                    fx.push(Effect::Register(pb::RegisterRequest {
+                        certificate: card.certificate.clone(),
+                        challenge: challenge.challenge,
+                        signature,
+                    }));
+                    Stage::Registering {
+                        card,
+                        reception,
+                        exchange: Exchange::Answer,
+                    }
+                }
+            },
+            (Exchange::Answer, Event::Registered(Ok(r))) => {
+                let mut card = card;
+                fx.push(Effect::Record(Record {
+                    method: "pin",
+                    staff_id: None,
+                    outcome: Outcome::Registered {
+                        result_code: r.result_code().as_str_name().to_owned(),
+                        newly_registered: r.newly_registered,
+                        confirmation_id: r.confirmation_id,
+                    },
+                    registered_now: true,
+                }));
+                card.registered_now = true;
+                Self::confirm(card, reception, fx)
+            }
+            (exchange, _) => Stage::Registering {
+                card,
+                reception,
+                exchange,
+            },
+        }
+    }
+}
+
+/// The name of the screen `stage` shows.
+fn stage_name(stage: &Stage) -> &'static str {
+    match stage {
+        Stage::InsertCard => "insert_card",
+        Stage::ReadingCard { .. }
+        | Stage::ReadingFace { .. }
+        | Stage::VerifyingPin { .. }
+        | Stage::Confirming { .. }
+        | Stage::Registering { .. } => "working",
+        Stage::ChooseMethod { .. } => "choose_method",
+        Stage::Pin { .. } => "pin",
+        Stage::Face { .. } => "face",
+        Stage::Consent { .. } => "consent",
+        Stage::OfferRegistration { .. } => "offer_registration",
+        Stage::Done { .. } => "done",
+        Stage::Failed { .. } => "failed",
+    }
+}
+
+/// The reader's own check behind a face or visual-check confirmation (`None`: the PIN path,
+/// signed by the card).
+fn reader_check(identified: &Identified) -> Option<ReaderCheck<'_>> {
+    match identified {
+        Identified::Pin => None,
+        Identified::Face { score, threshold } => Some(ReaderCheck::Face {
+            score_permille: *score,
+            threshold_permille: *threshold,
+        }),
+        Identified::Visual { staff_id } => Some(ReaderCheck::Visual { staff_id }),
+    }
+}
+
+/// The service's answer that the card is not registered for insurance use.
+fn is_not_registered(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Refused { result_code, .. }
+            if result_code == pb::ResultCode::CardNotRegistered.as_str_name()
+    )
+}

@@ -1,0 +1,197 @@
+//! What the page shows, as the JSON the page and scripts read (`/api/state`, the event
+//! stream, every action's answer): computed from the flow's [`State`](super::State) by
+//! [`State::view`](super::State::view), never kept beside it.
+
+use serde::Serialize;
+
+/// What the page shows; serialised as the state the page and scripts read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KioskState {
+    /// The card session's id: 128 random bits, hex; `null` before the first card. Every
+    /// action names the session it is for, so an action meant for a pulled card never
+    /// touches the next one, and an id cannot be guessed.
+    pub session: Option<String>,
+    #[serde(flatten)]
+    pub screen: Screen,
+    /// The staff member who switched on 目視確認, if it is on.
+    pub visual_check_staff: Option<String>,
+    /// Why the last session ended early, shown on the start screen; or a note on the current
+    /// screen.
+    pub notice: Option<Notice>,
+    /// The PC/SC service's trouble, if any.
+    pub reader_error: Option<String>,
+}
+
+/// A note for the patient: why the last session ended early (start screen) or what just
+/// happened (method choice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Notice {
+    CardRemoved,
+    TimedOut,
+    FaceLocked,
+    PinLocked,
+    FaceUnavailable,
+}
+
+/// What a busy screen is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    ReadingCard,
+    ReadingFace,
+    VerifyingPin,
+    Confirming,
+    Registering,
+}
+
+/// Whether face authentication is offered for the card in the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaceOffer {
+    Available,
+    /// Ten consecutive failures for this card.
+    Locked,
+    /// No face photo on the card, or no device key to attest the match.
+    Unavailable,
+}
+
+/// What the PIN pad is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PinPadPurpose {
+    Confirm,
+    Register,
+}
+
+/// How the holder was identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Pin,
+    Face,
+    Visual,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Pin => "pin",
+            Method::Face => "face",
+            Method::Visual => "visual",
+        }
+    }
+}
+
+/// Why a session ended on the failure screen: a stable key the page translates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailReason {
+    /// The service (or the card, for a locked PIN) refused.
+    Refused,
+    /// The service could not be asked, or answered something unusable.
+    ServiceUnreachable,
+    CardUnreadable,
+    CardError,
+    /// Neither the PIN nor the face is left, and staff have not switched on 目視確認.
+    NoMethodLeft,
+    NoPinOnCard,
+    PinLocked,
+    PinNotSet,
+    TimedOut,
+    Cancelled,
+}
+
+/// One screen and what it needs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "screen", rename_all = "snake_case")]
+pub enum Screen {
+    /// 「カードを置いてください」
+    InsertCard,
+    /// Busy.
+    Working {
+        task: Task,
+    },
+    ChooseMethod {
+        face: FaceOffer,
+        face_failures: u8,
+        pin_tries_left: u8,
+        /// `false`: the card has no PIN (a face-only card, 顔認証マイナンバーカード); the PIN
+        /// pad is not offered at all.
+        pin_set: bool,
+        visual_check: bool,
+    },
+    /// The PIN pad.
+    Pin {
+        purpose: PinPadPurpose,
+        tries_left: u8,
+        wrong_pin: bool,
+    },
+    /// The camera.
+    Face {
+        failures: u8,
+        max_failures: u8,
+        threshold_permille: u16,
+        last_score_permille: Option<u16>,
+    },
+    Consent {
+        item: &'static str,
+        index: u8,
+        total: u8,
+    },
+    OfferRegistration,
+    /// 「受付完了」
+    Done {
+        confirmation_id: String,
+        validity: i32,
+        validity_label: &'static str,
+        method: Method,
+        registered_now: bool,
+    },
+    /// A clear failure; `result_code` is the service's or the reader's code when there is
+    /// one.
+    Failed {
+        reason: FailReason,
+        result_code: Option<String>,
+        message: String,
+    },
+}
+
+impl Screen {
+    /// The screen's name as the page knows it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Screen::InsertCard => "insert_card",
+            Screen::Working { .. } => "working",
+            Screen::ChooseMethod { .. } => "choose_method",
+            Screen::Pin { .. } => "pin",
+            Screen::Face { .. } => "face",
+            Screen::Consent { .. } => "consent",
+            Screen::OfferRegistration => "offer_registration",
+            Screen::Done { .. } => "done",
+            Screen::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// Why an action was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionRefused {
+    /// The action names a session that is not the card in the reader.
+    StaleSession,
+    /// The action belongs to another screen.
+    WrongScreen,
+    /// The method is not offered for this card.
+    NotOffered,
+    /// The kiosk's task has ended.
+    Stopped,
+}
+
+/// Why an action was not taken, with the state it left.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionError {
+    pub error: ActionRefused,
+    pub message: String,
+    pub state: KioskState,
+}
