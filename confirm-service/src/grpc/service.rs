@@ -18,27 +18,18 @@
 //! is carried in the same group commit (the person registered only with a good challenge, and
 //! never without its audit record).
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use onshi_proto::binding::{
-    is_valid_staff_id, ChallengeBinding, ConsentBits, Purpose, ReaderCheck, MAX_PERMILLE,
-    MAX_STAFF_ID_LEN,
-};
-use onshi_proto::v1::confirmation_server::Confirmation;
+use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1::{
-    self as pb, BatchItemResult, BatchResult, BatchStatus, CheckupsResponse, ClinicalDataRequest,
-    ConfirmByCardRequest, ConfirmByNumbersRequest, ConfirmByReaderRequest, ConfirmationResult,
-    GetBatchResultRequest, IssueChallengeRequest, IssueChallengeResponse, MedicationsResponse,
-    ReaderMethod, RegisterRequest, RegisterResponse, ResultCode, SubmitBatchRequest,
-    SubmitBatchResponse,
+    self as pb, ClinicalDataRequest, ConfirmByCardRequest, ConfirmByReaderRequest,
+    ConfirmationResult, ResultCode,
 };
 use prost::Message;
 use ring::rand::SecureRandom;
 use ring::signature;
 use time::{OffsetDateTime, UtcOffset};
-use tokio_stream::Stream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 
 use crate::answer;
 use crate::audit::{AuditError, AuditLog, AuditRecord};
@@ -52,14 +43,15 @@ use crate::idempotency::Idempotency;
 use crate::outcome::Refusal;
 use crate::quota::Quotas;
 use crate::store::{
-    AuditWrite, BatchJob, CardKey, ChallengeUse, Registration, RegistrationWrite, Store,
-    StoreError, TerminalStatus,
+    AuditWrite, CardKey, ChallengeUse, Registration, RegistrationWrite, Store, StoreError,
 };
-use crate::terminal::{
-    DevicePublicKey, KnownTerminal, RateLimiter, TerminalCache, TerminalIdentity,
-};
+use crate::terminal::{DevicePublicKey, RateLimiter, TerminalCache, TerminalIdentity};
 use crate::trust_reload::LiveTrust;
 use crate::validation::{ValidatedCertificate, MAX_CERTIFICATE_LEN};
+
+pub(super) use super::attestation::{reader_claim, ReaderClaim};
+pub(super) use super::batch_rpc::check_arrival;
+pub use super::batch_rpc::{MAX_BATCH, MAX_PAGE, MAX_PAGE_BYTES};
 
 /// Japan Standard Time: "today" for qualification dates is the Japanese calendar day.
 pub(crate) const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
@@ -68,11 +60,11 @@ pub(crate) const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
 };
 
 /// Longest signature accepted (RSA-4096); the card's is 256 bytes.
-const MAX_SIGNATURE_LEN: usize = 512;
+pub(super) const MAX_SIGNATURE_LEN: usize = 512;
 
 /// Longest reader attestation accepted: an ASN.1 DER ECDSA P-256 signature is at most 72
 /// bytes; anything longer is malformed and is refused before it is parsed.
-const MAX_ATTESTATION_LEN: usize = 80;
+pub(super) const MAX_ATTESTATION_LEN: usize = 80;
 
 /// Everything the handlers share.
 #[derive(Debug)]
@@ -102,9 +94,9 @@ pub struct ServiceState {
 /// The gRPC service.
 #[derive(Debug, Clone)]
 pub struct ConfirmationService {
-    state: Arc<ServiceState>,
+    pub(super) state: Arc<ServiceState>,
     /// Answers remembered by idempotency key (card-less calls; [`crate::idempotency`]).
-    idempotency: Arc<Idempotency>,
+    pub(super) idempotency: Arc<Idempotency>,
 }
 
 /// What is known about a request when it is answered or refused, for its audit record.
@@ -145,86 +137,10 @@ impl AuditContext {
 }
 
 /// A card's proof of presence as it arrives in a request.
-struct CardProof {
-    certificate: Vec<u8>,
-    challenge: Vec<u8>,
-    signature: Vec<u8>,
-}
-
-/// What a reader attests in place of the card's signature (face and visual-check modes), as
-/// checked from the request: the purpose its challenge and binding carry, and the check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum ReaderClaim {
-    Face {
-        score_permille: u16,
-        threshold_permille: u16,
-    },
-    Visual {
-        staff_id: String,
-    },
-}
-
-impl ReaderClaim {
-    fn purpose(&self) -> Purpose {
-        match self {
-            ReaderClaim::Face { .. } => Purpose::Face,
-            ReaderClaim::Visual { .. } => Purpose::VisualCheck,
-        }
-    }
-
-    fn check(&self) -> ReaderCheck<'_> {
-        match self {
-            ReaderClaim::Face {
-                score_permille,
-                threshold_permille,
-            } => ReaderCheck::Face {
-                score_permille: *score_permille,
-                threshold_permille: *threshold_permille,
-            },
-            ReaderClaim::Visual { staff_id } => ReaderCheck::Visual { staff_id },
-        }
-    }
-}
-
-/// Most queries in one unary batch submission, and in one streamed submission.
-pub const MAX_BATCH: usize = crate::config::MAX_BATCH_QUERIES;
-/// Most answers in one GetBatchResult page.
-pub const MAX_PAGE: u32 = 1000;
-/// Most bytes of answers in one GetBatchResult page (at least one answer is always sent); the
-/// client asks for the rest from where the page ended.
-pub const MAX_PAGE_BYTES: usize = 1 << 20;
-
-/// Refuses a query of a batch as it arrives, before it is kept, when it is larger than any
-/// legitimate query ([`crate::config::MAX_QUERY_BYTES`]) or a field is longer than the domain
-/// gives it: a batch's bytes are bounded by its count. A query within those lengths but invalid
-/// (a check digit, a date) is kept and answered with its own error, like a card-less
-/// confirmation.
-fn check_arrival(index: usize, query: &pb::NumbersQuery) -> Result<(), Refusal> {
-    let bytes = Message::encoded_len(query);
-    let max = crate::config::MAX_QUERY_BYTES as usize;
-    if bytes > max {
-        return Err(Refusal::TooLarge(format!(
-            "query {index} of the batch takes {bytes} bytes; a query is at most {max}"
-        )));
-    }
-    // Each field within the length the domain gives it (its content is checked when the
-    // query is answered, and a bad one answered with its own code).
-    let fields = [
-        ("保険者番号", &query.insurer_number, 8),
-        ("記号", &query.symbol, eligibility::MAX_SYMBOL_CHARS),
-        ("番号", &query.number, eligibility::MAX_NUMBER_CHARS),
-        ("枝番", &query.branch, 2),
-        ("birth date", &query.birth_date, 8),
-    ];
-    for (what, value, max) in fields {
-        let chars = value.chars().count();
-        if chars > max {
-            return Err(Refusal::TooLarge(format!(
-                "query {index} of the batch: {what} has {chars} characters; at most {max}"
-            )));
-        }
-    }
-    Ok(())
+pub(super) struct CardProof {
+    pub(super) certificate: Vec<u8>,
+    pub(super) challenge: Vec<u8>,
+    pub(super) signature: Vec<u8>,
 }
 
 impl ConfirmationService {
@@ -238,7 +154,7 @@ impl ConfirmationService {
     /// Runs a card-less call once per idempotency key of the calling terminal (when the
     /// request carries one): a repeated key is answered from memory, with no second audit
     /// record ([`crate::idempotency`] says what this does not cover).
-    async fn remembered<Req, T, Fut>(
+    pub(super) async fn remembered<Req, T, Fut>(
         &self,
         method: &'static str,
         request: Request<Req>,
@@ -267,7 +183,7 @@ impl ConfirmationService {
     }
 
     /// Runs blocking store work off the async runtime.
-    async fn blocking<T, F>(&self, f: F) -> Result<T, Refusal>
+    pub(super) async fn blocking<T, F>(&self, f: F) -> Result<T, Refusal>
     where
         F: FnOnce(&ServiceState) -> Result<T, Refusal> + Send + 'static,
         T: Send + 'static,
@@ -275,87 +191,12 @@ impl ConfirmationService {
         blocking(&self.state, f).await
     }
 
-    /// Identifies the calling terminal from its verified client certificate.
-    async fn identify<T>(&self, request: &Request<T>) -> Result<TerminalIdentity, Refusal> {
-        self.identify_with_device_key(request)
-            .await
-            .map(|(identity, _)| identity)
-    }
-
-    /// As [`identify`](Self::identify), also returning the device public key registered to
-    /// the terminal, if any (face and visual-check confirmations verify their attestation
-    /// with it).
-    async fn identify_with_device_key<T>(
-        &self,
-        request: &Request<T>,
-    ) -> Result<(TerminalIdentity, Option<DevicePublicKey>), Refusal> {
-        let certs = request
-            .peer_certs()
-            .ok_or_else(|| Refusal::TerminalUnknown("no client certificate".into()))?;
-        let leaf = certs
-            .first()
-            .ok_or_else(|| Refusal::TerminalUnknown("no client certificate".into()))?;
-        let (identity, status, device_key) = match self.state.terminals.get(leaf.as_ref()) {
-            Some(KnownTerminal {
-                identity,
-                status,
-                device_public_key,
-            }) => (identity, Some(status), device_public_key),
-            None => {
-                let identity = TerminalIdentity::from_certificate(leaf.as_ref())
-                    .map_err(Refusal::TerminalUnknown)?;
-                let lookup = identity.clone();
-                let terminal = self
-                    .blocking(move |s| {
-                        s.store
-                            .terminal(&lookup.institution_code, &lookup.terminal_id)
-                            .map_err(unavailable)
-                    })
-                    .await?;
-                match terminal {
-                    Some(t) => {
-                        let key = t.device_public_key.map(DevicePublicKey::from);
-                        self.state.terminals.put(
-                            leaf.as_ref(),
-                            KnownTerminal {
-                                identity: identity.clone(),
-                                status: t.status,
-                                device_public_key: key.clone(),
-                            },
-                        );
-                        (identity, Some(t.status), key)
-                    }
-                    None => (identity, None, None),
-                }
-            }
-        };
-        let identity = match status {
-            None => Err(Refusal::TerminalUnknown(format!(
-                "{} is not registered",
-                identity.name()
-            ))),
-            // Over its limit: refused before anything is read, and not audited (no person's
-            // data is touched; auditing it would let a looping terminal fill the log).
-            Some(TerminalStatus::InOperation)
-                if !self
-                    .state
-                    .rate_limiter
-                    .allow(&identity, std::time::Instant::now()) =>
-            {
-                Err(Refusal::RateLimited(identity.name()))
-            }
-            Some(TerminalStatus::InOperation) => Ok(identity),
-            Some(_) => Err(Refusal::TerminalNotInOperation(identity.name())),
-        }?;
-        Ok((identity, device_key))
-    }
-
     /// Checks a card's proof for `purpose`: bounds, the challenge (consumed with the audit
     /// record whatever the outcome, so a failed attempt still burns it), the certificate, the signature over the binding. Returns the certificate's store
     /// key; the caller finds its person in the same store round trip as the rest of its work
     /// ([`person_of_card`]).
     #[allow(clippy::too_many_arguments)]
-    async fn verify_card(
+    pub(super) async fn verify_card(
         &self,
         terminal: &TerminalIdentity,
         proof: CardProof,
@@ -403,7 +244,7 @@ impl ConfirmationService {
     /// and validates the certificate (chain, validity, key usage,
     /// policy, revocation; cached).
     #[allow(clippy::too_many_arguments)]
-    async fn challenge_and_certificate(
+    pub(super) async fn challenge_and_certificate(
         &self,
         terminal_name: &str,
         certificate: &[u8],
@@ -430,7 +271,7 @@ impl ConfirmationService {
     /// The card holder's side of a confirmation once the card is proven (by its own signature
     /// or a reader's attestation): certificate → person → registration → records, with the
     /// consents to record with the audit record.
-    async fn confirm_holder(
+    pub(super) async fn confirm_holder(
         &self,
         terminal: &TerminalIdentity,
         key: CardKey,
@@ -458,7 +299,7 @@ impl ConfirmationService {
     /// A face or visual-check confirmation: the request's shape, then the challenge and the
     /// certificate exactly as for a card in PIN mode, then the reader's attestation over the
     /// binding with the terminal's device key, then the face policy, then the card holder.
-    async fn confirm_by_reader_checks(
+    pub(super) async fn confirm_by_reader_checks(
         &self,
         terminal: &TerminalIdentity,
         device_key: Option<DevicePublicKey>,
@@ -541,7 +382,7 @@ impl ConfirmationService {
         self.confirm_holder(terminal, key, bits, ctx, now).await
     }
 
-    async fn confirm(
+    pub(super) async fn confirm(
         &self,
         terminal: &TerminalIdentity,
         req: ConfirmByCardRequest,
@@ -570,7 +411,7 @@ impl ConfirmationService {
     /// record (durably, in one transaction) and only then lets the answer or the refusal
     /// leave; a refused challenge turns the outcome into that refusal. `outcome` carries the
     /// answer, its result code and the audit log's summary of what was returned.
-    async fn finish<T>(
+    pub(super) async fn finish<T>(
         &self,
         terminal: &TerminalIdentity,
         now: OffsetDateTime,
@@ -585,7 +426,7 @@ impl ConfirmationService {
 
     /// As [`finish`](Self::finish), also telling what the request's registration did
     /// (committed with its audit record, only if the request was carried out).
-    async fn finish_committed<T>(
+    pub(super) async fn finish_committed<T>(
         &self,
         terminal: &TerminalIdentity,
         now: OffsetDateTime,
@@ -634,7 +475,7 @@ impl ConfirmationService {
     }
 
     /// Looks up the person a clinical-data request names and checks the consent for `kind`.
-    async fn consented_patient(
+    pub(super) async fn consented_patient(
         &self,
         terminal: &TerminalIdentity,
         req: &ClinicalDataRequest,
@@ -681,7 +522,7 @@ impl ConfirmationService {
 
     /// A consent-gated data request (medication, checkup): the patient by numbers, a valid
     /// consent of this institution for `kind`, then the rows, audited with purpose `kind`.
-    async fn clinical_data<R, T>(
+    pub(super) async fn clinical_data<R, T>(
         &self,
         request: Request<ClinicalDataRequest>,
         kind: ConsentKind,
@@ -710,97 +551,6 @@ impl ConfirmationService {
         .await;
         self.finish(&terminal, now, ctx, id, outcome).await
     }
-
-    /// Checks a submission's size, stores the job and starts processing it; the answer comes
-    /// with its result code and the audit log's summary.
-    async fn submit_batch(
-        &self,
-        terminal: &TerminalIdentity,
-        queries: Vec<pb::NumbersQuery>,
-        now: OffsetDateTime,
-    ) -> Result<(SubmitBatchResponse, ResultCode, String), Refusal> {
-        // The store keeps milliseconds: answer with the instant GetBatchResult will report.
-        let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
-        let total = match u32::try_from(queries.len()) {
-            Ok(n) if n > 0 && queries.len() <= MAX_BATCH => n,
-            _ => {
-                return Err(Refusal::BatchTooLarge {
-                    max: MAX_BATCH,
-                    got: queries.len(),
-                })
-            }
-        };
-        for (i, q) in queries.iter().enumerate() {
-            check_arrival(i, q)?;
-        }
-        // Every item is a look-up: the whole batch counts towards the institution's quota, or
-        // is refused whole.
-        self.state
-            .quotas
-            .charge_lookups(&terminal.institution_code, total, now)?;
-        let encoded: Vec<Vec<u8>> = queries.iter().map(Message::encode_to_vec).collect();
-        let institution = terminal.institution_code.clone();
-        let terminal_id = terminal.terminal_id.clone();
-        let job = self
-            .blocking(move |s| {
-                // A reception number is 16 random digits; on the rare collision, draw again
-                // (four draws in all; the last one's failure is the answer).
-                let mut draws = 1;
-                loop {
-                    let job = BatchJob {
-                        reception_number: new_reception_number()?,
-                        institution_code: institution.clone(),
-                        terminal_id: terminal_id.clone(),
-                        submitted_at: now,
-                        total,
-                        completed: 0,
-                        finished_at: None,
-                    };
-                    match s.store.create_batch(&job, &encoded) {
-                        Ok(()) => return Ok(job),
-                        Err(e) if draws == 4 => return Err(unavailable(e)),
-                        Err(_) => draws += 1,
-                    }
-                }
-            })
-            .await?;
-        self.state.batches.enqueue(&job);
-        let summary = serde_json::json!({
-            "reception_number": job.reception_number, "total": total
-        })
-        .to_string();
-        let response = SubmitBatchResponse {
-            reception_number: job.reception_number,
-            total,
-            submitted_at: Some(answer::timestamp(now)),
-        };
-        Ok((response, ResultCode::Ok, summary))
-    }
-
-    /// A batch job of the calling institution.
-    async fn own_batch(
-        &self,
-        terminal: &TerminalIdentity,
-        reception_number: &str,
-    ) -> Result<BatchJob, Refusal> {
-        if reception_number.is_empty() {
-            return Err(Refusal::Invalid(DomainError::Empty {
-                what: "reception number",
-            }));
-        }
-        if reception_number.len() > 64 {
-            return Err(Refusal::TooLarge("reception number".into()));
-        }
-        let number = reception_number.to_owned();
-        let job = self
-            .blocking(move |s| s.store.batch(&number).map_err(unavailable))
-            .await?;
-        match job {
-            Some(job) if job.institution_code == terminal.institution_code => Ok(job),
-            // Another institution's batch is as unknown as a missing one.
-            _ => Err(Refusal::BatchUnknown(reception_number.to_owned())),
-        }
-    }
 }
 
 /// Runs blocking store work off the async runtime.
@@ -822,7 +572,7 @@ pub(crate) fn unavailable(e: StoreError) -> Refusal {
 }
 
 /// The person the issuing authority linked a certificate to.
-fn person_of_card(store: &dyn Store, key: &CardKey) -> Result<String, Refusal> {
+pub(super) fn person_of_card(store: &dyn Store, key: &CardKey) -> Result<String, Refusal> {
     store
         .person_for_card(key)
         .map_err(unavailable)?
@@ -831,7 +581,7 @@ fn person_of_card(store: &dyn Store, key: &CardKey) -> Result<String, Refusal> {
 
 /// A card confirmation once the card is proven: registration, assessment, and the consents
 /// to record with its audit record.
-fn confirm_person(
+pub(super) fn confirm_person(
     s: &ServiceState,
     person_id: &str,
     institution: &str,
@@ -969,7 +719,7 @@ pub fn check_request_bounds(req: &ConfirmByCardRequest) -> Result<(), Refusal> {
     check_proof_bounds(&req.certificate, &req.challenge, &req.signature)
 }
 
-fn check_proof_bounds(
+pub(super) fn check_proof_bounds(
     certificate: &[u8],
     challenge: &[u8],
     signature: &[u8],
@@ -984,7 +734,7 @@ fn check_proof_bounds(
 }
 
 /// The sizes of a card's certificate and of the challenge, whoever signed for them.
-fn check_card_bounds(certificate: &[u8], challenge: &[u8]) -> Result<(), Refusal> {
+pub(super) fn check_card_bounds(certificate: &[u8], challenge: &[u8]) -> Result<(), Refusal> {
     if certificate.is_empty() || certificate.len() > MAX_CERTIFICATE_LEN {
         return Err(Refusal::BadRequest(format!(
             "certificate must be 1 to {MAX_CERTIFICATE_LEN} bytes"
@@ -996,75 +746,7 @@ fn check_card_bounds(certificate: &[u8], challenge: &[u8]) -> Result<(), Refusal
     Ok(())
 }
 
-/// What a reader confirmation claims, checked for shape before anything is looked up: the
-/// method, then the face match (present, permille) or the staff id (1 to 32 printable ASCII
-/// characters). Sets the audit record's method as soon as it is known: `face`, `visual:<staff
-/// id>`, or `visual` while the staff id is refused. The field of the other method is ignored.
-fn reader_claim(
-    req: &ConfirmByReaderRequest,
-    ctx: &mut AuditContext,
-) -> Result<ReaderClaim, Refusal> {
-    match ReaderMethod::try_from(req.method) {
-        Ok(ReaderMethod::Face) => {
-            ctx.method = "face".into();
-            let face = req
-                .face_match
-                .as_ref()
-                .ok_or(Refusal::Invalid(DomainError::Empty { what: "face match" }))?;
-            let permille = |v: u32, what: &str| {
-                u16::try_from(v)
-                    .ok()
-                    .filter(|v| *v <= MAX_PERMILLE)
-                    .ok_or_else(|| {
-                        Refusal::BadRequest(format!(
-                            "the face match's {what} is permille, 0 to {MAX_PERMILLE}; got {v}"
-                        ))
-                    })
-            };
-            Ok(ReaderClaim::Face {
-                score_permille: permille(face.score_permille, "score")?,
-                threshold_permille: permille(face.threshold_permille, "threshold")?,
-            })
-        }
-        Ok(ReaderMethod::VisualCheck) => {
-            ctx.method = "visual".into();
-            let staff_id = req.staff_id.as_str();
-            if staff_id.is_empty() {
-                return Err(Refusal::Invalid(DomainError::Empty { what: "staff id" }));
-            }
-            if staff_id.len() > MAX_STAFF_ID_LEN {
-                return Err(Refusal::Invalid(DomainError::TooLong {
-                    what: "staff id",
-                    max: MAX_STAFF_ID_LEN,
-                    actual: staff_id.chars().count(),
-                }));
-            }
-            if !is_valid_staff_id(staff_id) {
-                let position = staff_id
-                    .bytes()
-                    .position(|b| !b.is_ascii_graphic())
-                    .unwrap_or_default();
-                return Err(Refusal::Invalid(DomainError::BadCharacter {
-                    what: "staff id",
-                    position,
-                }));
-            }
-            ctx.method = format!("visual:{staff_id}").into();
-            Ok(ReaderClaim::Visual {
-                staff_id: staff_id.to_owned(),
-            })
-        }
-        Ok(ReaderMethod::Unspecified) => Err(Refusal::Invalid(DomainError::Empty {
-            what: "reader method",
-        })),
-        Err(_) => Err(Refusal::UnknownEnum {
-            what: "reader method",
-            value: req.method,
-        }),
-    }
-}
-
-fn random_bytes<const N: usize>() -> Result<[u8; N], Refusal> {
+pub(super) fn random_bytes<const N: usize>() -> Result<[u8; N], Refusal> {
     let mut bytes = [0u8; N];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
@@ -1086,12 +768,12 @@ pub(crate) fn new_confirmation_id() -> Result<String, Refusal> {
 }
 
 /// 16 random decimal digits.
-fn new_reception_number() -> Result<String, Refusal> {
+pub(super) fn new_reception_number() -> Result<String, Refusal> {
     let n = u64::from_be_bytes(random_bytes::<8>()?) % 10_000_000_000_000_000;
     Ok(format!("{n:016}"))
 }
 
-fn purpose_from_proto(value: i32) -> Result<Purpose, Refusal> {
+pub(super) fn purpose_from_proto(value: i32) -> Result<Purpose, Refusal> {
     match pb::Purpose::try_from(value) {
         Ok(pb::Purpose::Confirm) => Ok(Purpose::Confirm),
         Ok(pb::Purpose::Register) => Ok(Purpose::Register),
@@ -1109,375 +791,16 @@ fn purpose_from_proto(value: i32) -> Result<Purpose, Refusal> {
 
 /// A carried-out confirmation with its audit record's id, its code and the audit summary,
 /// as [`ConfirmationService::finish`] takes it.
-fn stamped(mut result: ConfirmationResult, id: &str) -> (ConfirmationResult, ResultCode, String) {
+pub(super) fn stamped(
+    mut result: ConfirmationResult,
+    id: &str,
+) -> (ConfirmationResult, ResultCode, String) {
     result.confirmation_id = id.to_owned();
     let code = result.result_code();
     let summary = answer::audit_summary(&result);
     (result, code, summary)
 }
 
-fn summary_count(key: &str, n: usize) -> String {
+pub(super) fn summary_count(key: &str, n: usize) -> String {
     serde_json::json!({ key: n }).to_string()
-}
-
-type ResultStream = Pin<Box<dyn Stream<Item = Result<BatchItemResult, Status>> + Send + 'static>>;
-
-/// The card-less calls as carried out (the trait methods add the idempotency memory).
-impl ConfirmationService {
-    async fn confirm_by_numbers_once(
-        &self,
-        request: Request<ConfirmByNumbersRequest>,
-    ) -> Result<Response<ConfirmationResult>, Status> {
-        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
-        let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
-        let mut ctx = AuditContext::new("numbers", "confirm");
-        let query = request.into_inner().query.unwrap_or_default();
-        let institution = terminal.institution_code.clone();
-        let outcome = self
-            .blocking(move |s| {
-                s.quotas.charge_lookups(&institution, 1, now)?;
-                confirm_numbers(s, &institution, &query, now)
-            })
-            .await
-            .map(|(result, person)| {
-                ctx.person_id = person;
-                stamped(result, &id)
-            });
-        self.finish(&terminal, now, ctx, id, outcome).await
-    }
-
-    async fn get_medications_once(
-        &self,
-        request: Request<ClinicalDataRequest>,
-    ) -> Result<Response<MedicationsResponse>, Status> {
-        self.clinical_data(
-            request,
-            ConsentKind::Medication,
-            |store, person| store.medications(person),
-            |rows, consent, confirmation_id| MedicationsResponse {
-                medications: rows.iter().map(answer::medication).collect(),
-                consent: Some(consent),
-                confirmation_id,
-            },
-        )
-        .await
-    }
-
-    async fn get_checkups_once(
-        &self,
-        request: Request<ClinicalDataRequest>,
-    ) -> Result<Response<CheckupsResponse>, Status> {
-        self.clinical_data(
-            request,
-            ConsentKind::Checkup,
-            |store, person| store.checkups(person),
-            |rows, consent, confirmation_id| CheckupsResponse {
-                checkups: rows.iter().map(answer::checkup).collect(),
-                consent: Some(consent),
-                confirmation_id,
-            },
-        )
-        .await
-    }
-
-    async fn submit_batch_once(
-        &self,
-        request: Request<SubmitBatchRequest>,
-    ) -> Result<Response<SubmitBatchResponse>, Status> {
-        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
-        let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
-        let ctx = AuditContext::new("numbers", "batch-submit");
-        let queries = request.into_inner().queries;
-        let outcome = self.submit_batch(&terminal, queries, now).await;
-        self.finish(&terminal, now, ctx, id, outcome).await
-    }
-}
-
-#[tonic::async_trait]
-impl Confirmation for ConfirmationService {
-    async fn issue_challenge(
-        &self,
-        request: Request<IssueChallengeRequest>,
-    ) -> Result<Response<IssueChallengeResponse>, Status> {
-        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
-        let purpose = purpose_from_proto(request.get_ref().purpose).map_err(|r| r.to_status())?;
-        let now = self.state.clock.now();
-        let issued = self
-            .state
-            .challenges
-            .issue(&terminal.name(), purpose, now)
-            .await
-            .map_err(|e| Refusal::from(e).to_status())?;
-        Ok(Response::new(IssueChallengeResponse {
-            challenge: issued.bytes.to_vec(),
-            expires_at: Some(answer::timestamp(issued.expires_at)),
-            terminal_name: terminal.name(),
-        }))
-    }
-
-    async fn confirm_by_card(
-        &self,
-        request: Request<ConfirmByCardRequest>,
-    ) -> Result<Response<ConfirmationResult>, Status> {
-        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
-        let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
-        let mut ctx = AuditContext::new("pin", "confirm");
-        let outcome = self
-            .confirm(&terminal, request.into_inner(), &mut ctx, now)
-            .await
-            .map(|result| stamped(result, &id));
-        self.finish(&terminal, now, ctx, id, outcome).await
-    }
-
-    async fn confirm_by_reader(
-        &self,
-        request: Request<ConfirmByReaderRequest>,
-    ) -> Result<Response<ConfirmationResult>, Status> {
-        let (terminal, device_key) = self
-            .identify_with_device_key(&request)
-            .await
-            .map_err(|r| r.to_status())?;
-        let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
-        // The method is set from the request as soon as it is known (`face`, `visual:<id>`).
-        let mut ctx = AuditContext::new("reader", "confirm");
-        let outcome = self
-            .confirm_by_reader_checks(&terminal, device_key, request.into_inner(), &mut ctx, now)
-            .await
-            .map(|result| stamped(result, &id));
-        self.finish(&terminal, now, ctx, id, outcome).await
-    }
-
-    async fn confirm_by_numbers(
-        &self,
-        request: Request<ConfirmByNumbersRequest>,
-    ) -> Result<Response<ConfirmationResult>, Status> {
-        self.remembered("numbers", request, |r| self.confirm_by_numbers_once(r))
-            .await
-    }
-
-    async fn register_for_insurance(
-        &self,
-        request: Request<RegisterRequest>,
-    ) -> Result<Response<RegisterResponse>, Status> {
-        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
-        let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
-        let mut ctx = AuditContext::new("pin", "register");
-        let req = request.into_inner();
-        let proof = CardProof {
-            certificate: req.certificate,
-            challenge: req.challenge,
-            signature: req.signature,
-        };
-        // The challenge is consumed, the person registered and the audit record written in
-        // one group commit: a registration never lands without its record, nor a record of a
-        // registration that did not happen.
-        let outcome = async {
-            let key = self
-                .verify_card(
-                    &terminal,
-                    proof,
-                    Purpose::Register,
-                    ConsentBits::default(),
-                    &mut ctx,
-                    now,
-                )
-                .await?;
-            let person_id = self
-                .blocking(move |s| person_of_card(s.store.as_ref(), &key))
-                .await?;
-            ctx.person_id = Some(person_id.clone());
-            ctx.registration = Some(RegistrationWrite {
-                person_id,
-                at: now,
-                outcome: None,
-            });
-            // `newly_registered` and the record's `returned` are settled by the commit.
-            let response = RegisterResponse {
-                result_code: ResultCode::Ok as i32,
-                newly_registered: false,
-                confirmation_id: id.clone(),
-                registered_at: Some(answer::timestamp(now)),
-            };
-            Ok((
-                response,
-                ResultCode::Ok,
-                Registration::AlreadyRegistered.audit_summary(),
-            ))
-        }
-        .await;
-        let (mut response, registration) = self
-            .finish_committed(&terminal, now, ctx, id, outcome)
-            .await?;
-        response.get_mut().newly_registered = registration == Some(Registration::Registered);
-        Ok(response)
-    }
-
-    async fn get_medications(
-        &self,
-        request: Request<ClinicalDataRequest>,
-    ) -> Result<Response<MedicationsResponse>, Status> {
-        self.remembered("medications", request, |r| self.get_medications_once(r))
-            .await
-    }
-
-    async fn get_checkups(
-        &self,
-        request: Request<ClinicalDataRequest>,
-    ) -> Result<Response<CheckupsResponse>, Status> {
-        self.remembered("checkups", request, |r| self.get_checkups_once(r))
-            .await
-    }
-
-    async fn submit_batch(
-        &self,
-        request: Request<SubmitBatchRequest>,
-    ) -> Result<Response<SubmitBatchResponse>, Status> {
-        self.remembered("batch-submit", request, |r| self.submit_batch_once(r))
-            .await
-    }
-    async fn submit_batch_stream(
-        &self,
-        request: Request<Streaming<pb::NumbersQuery>>,
-    ) -> Result<Response<SubmitBatchResponse>, Status> {
-        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
-        let ctx = AuditContext::new("numbers", "batch-submit");
-        let mut stream = request.into_inner();
-        let mut queries = Vec::new();
-        let mut too_many = false;
-        let mut broken = None;
-        let mut oversized = None;
-        loop {
-            match stream.message().await {
-                Ok(Some(_)) if queries.len() == MAX_BATCH => {
-                    too_many = true;
-                    break;
-                }
-                Ok(Some(query)) => {
-                    // Checked as it arrives: an oversized query ends the stream, kept nowhere.
-                    if let Err(refusal) = check_arrival(queries.len(), &query) {
-                        oversized = Some(refusal);
-                        break;
-                    }
-                    queries.push(query)
-                }
-                Ok(None) => break,
-                Err(status) => {
-                    broken = Some(status);
-                    break;
-                }
-            }
-        }
-        let now = self.state.clock.now();
-        let outcome = if let Some(refusal) = oversized {
-            Err(refusal)
-        } else if let Some(status) = broken {
-            // The stream broke off: nothing is submitted, and the attempt is audited.
-            Err(Refusal::BadRequest(format!(
-                "the query stream failed after {} queries: {}",
-                queries.len(),
-                status.message()
-            )))
-        } else if too_many {
-            Err(Refusal::BatchTooLarge {
-                max: MAX_BATCH,
-                got: MAX_BATCH + 1,
-            })
-        } else {
-            self.submit_batch(&terminal, queries, now).await
-        };
-        self.finish(&terminal, now, ctx, id, outcome).await
-    }
-
-    async fn get_batch_result(
-        &self,
-        request: Request<GetBatchResultRequest>,
-    ) -> Result<Response<BatchResult>, Status> {
-        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
-        let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
-        let ctx = AuditContext::new("numbers", "batch-fetch");
-        let req = request.into_inner();
-        let outcome = async {
-            let job = self.own_batch(&terminal, &req.reception_number).await?;
-            let limit = match req.limit {
-                0 => MAX_PAGE,
-                n => n.min(MAX_PAGE),
-            };
-            let mut result = BatchResult {
-                reception_number: job.reception_number.clone(),
-                total: job.total,
-                completed: job.completed,
-                submitted_at: Some(answer::timestamp(job.submitted_at)),
-                finished_at: job.finished_at.map(answer::timestamp),
-                ..Default::default()
-            };
-            if job.finished_at.is_none() {
-                result.set_status(BatchStatus::Processing);
-            } else {
-                result.set_status(BatchStatus::Done);
-                let number = job.reception_number.clone();
-                let from = req.from;
-                let items = self
-                    .blocking(move |s| {
-                        s.store
-                            .batch_items(&number, from, limit)
-                            .map_err(unavailable)
-                    })
-                    .await?;
-                // Bounded in bytes as well as in count: the page ends before the answer
-                // that would take it past MAX_PAGE_BYTES.
-                let mut bytes = 0;
-                for item in &items {
-                    let answer = batch::item_result(item)?;
-                    bytes += Message::encoded_len(&answer) + 8;
-                    if bytes > MAX_PAGE_BYTES && !result.items.is_empty() {
-                        break;
-                    }
-                    result.items.push(answer);
-                }
-            }
-            let summary = serde_json::json!({
-                "reception_number": result.reception_number,
-                "status": result.status,
-                "items": result.items.len(),
-            })
-            .to_string();
-            Ok((result, ResultCode::Ok, summary))
-        }
-        .await;
-        self.finish(&terminal, now, ctx, id, outcome).await
-    }
-
-    async fn stream_batch_results(
-        &self,
-        request: Request<GetBatchResultRequest>,
-    ) -> Result<Response<ResultStream>, Status> {
-        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
-        let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
-        let ctx = AuditContext::new("numbers", "batch-fetch");
-        let req = request.into_inner();
-        let outcome = self
-            .own_batch(&terminal, &req.reception_number)
-            .await
-            .map(|job| {
-                let summary = serde_json::json!({
-                    "reception_number": job.reception_number, "streamed_from": req.from
-                })
-                .to_string();
-                (job, ResultCode::Ok, summary)
-            });
-        let job = self
-            .finish(&terminal, now, ctx, id, outcome)
-            .await?
-            .into_inner();
-        let stream = batch::stream_results(Arc::clone(&self.state), job, req.from);
-        Ok(Response::new(Box::pin(stream) as ResultStream))
-    }
 }

@@ -7,7 +7,11 @@
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use tonic::Request;
+
 use crate::eligibility::InstitutionCode;
+use crate::outcome::Refusal;
+use crate::service::unavailable;
 use crate::store::TerminalStatus;
 
 /// An identified terminal.
@@ -177,6 +181,86 @@ impl RateLimiter {
         } else {
             false
         }
+    }
+}
+
+impl crate::service::ConfirmationService {
+    /// Identifies the calling terminal from its verified client certificate.
+    pub(crate) async fn identify<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<TerminalIdentity, Refusal> {
+        self.identify_with_device_key(request)
+            .await
+            .map(|(identity, _)| identity)
+    }
+
+    /// As [`identify`](Self::identify), also returning the device public key registered to
+    /// the terminal, if any (face and visual-check confirmations verify their attestation
+    /// with it).
+    pub(crate) async fn identify_with_device_key<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(TerminalIdentity, Option<DevicePublicKey>), Refusal> {
+        let certs = request
+            .peer_certs()
+            .ok_or_else(|| Refusal::TerminalUnknown("no client certificate".into()))?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Refusal::TerminalUnknown("no client certificate".into()))?;
+        let (identity, status, device_key) = match self.state.terminals.get(leaf.as_ref()) {
+            Some(KnownTerminal {
+                identity,
+                status,
+                device_public_key,
+            }) => (identity, Some(status), device_public_key),
+            None => {
+                let identity = TerminalIdentity::from_certificate(leaf.as_ref())
+                    .map_err(Refusal::TerminalUnknown)?;
+                let lookup = identity.clone();
+                let terminal = self
+                    .blocking(move |s| {
+                        s.store
+                            .terminal(&lookup.institution_code, &lookup.terminal_id)
+                            .map_err(unavailable)
+                    })
+                    .await?;
+                match terminal {
+                    Some(t) => {
+                        let key = t.device_public_key.map(DevicePublicKey::from);
+                        self.state.terminals.put(
+                            leaf.as_ref(),
+                            KnownTerminal {
+                                identity: identity.clone(),
+                                status: t.status,
+                                device_public_key: key.clone(),
+                            },
+                        );
+                        (identity, Some(t.status), key)
+                    }
+                    None => (identity, None, None),
+                }
+            }
+        };
+        let identity = match status {
+            None => Err(Refusal::TerminalUnknown(format!(
+                "{} is not registered",
+                identity.name()
+            ))),
+            // Over its limit: refused before anything is read, and not audited (no person's
+            // data is touched; auditing it would let a looping terminal fill the log).
+            Some(TerminalStatus::InOperation)
+                if !self
+                    .state
+                    .rate_limiter
+                    .allow(&identity, std::time::Instant::now()) =>
+            {
+                Err(Refusal::RateLimited(identity.name()))
+            }
+            Some(TerminalStatus::InOperation) => Ok(identity),
+            Some(_) => Err(Refusal::TerminalNotInOperation(identity.name())),
+        }?;
+        Ok((identity, device_key))
     }
 }
 
