@@ -49,7 +49,7 @@ use crate::terminal::{DevicePublicKey, RateLimiter, TerminalCache, TerminalIdent
 use crate::trust_reload::LiveTrust;
 use crate::validation::{ValidatedCertificate, MAX_CERTIFICATE_LEN};
 
-pub(super) use super::attestation::{reader_claim, ReaderClaim};
+pub(super) use super::attestation::{check_attestation, reader_claim};
 pub(super) use super::batch_rpc::check_arrival;
 pub use super::batch_rpc::{MAX_BATCH, MAX_PAGE, MAX_PAGE_BYTES};
 
@@ -61,10 +61,6 @@ pub(crate) const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
 
 /// Longest signature accepted (RSA-4096); the card's is 256 bytes.
 pub(super) const MAX_SIGNATURE_LEN: usize = 512;
-
-/// Longest reader attestation accepted: an ASN.1 DER ECDSA P-256 signature is at most 72
-/// bytes; anything longer is malformed and is refused before it is parsed.
-pub(super) const MAX_ATTESTATION_LEN: usize = 80;
 
 /// Everything the handlers share.
 #[derive(Debug)]
@@ -330,19 +326,6 @@ impl ConfirmationService {
             )
             .await?;
 
-        let device_key = device_key.ok_or_else(|| {
-            Refusal::AttestationInvalid(format!("no device key is registered for {name}"))
-        })?;
-        if req.attestation.is_empty() {
-            return Err(Refusal::AttestationInvalid(
-                "the attestation is missing".into(),
-            ));
-        }
-        if req.attestation.len() > MAX_ATTESTATION_LEN {
-            return Err(Refusal::AttestationInvalid(format!(
-                "the attestation is over {MAX_ATTESTATION_LEN} bytes"
-            )));
-        }
         let binding = ChallengeBinding {
             purpose,
             challenge: &req.challenge,
@@ -351,33 +334,15 @@ impl ConfirmationService {
             consents: bits,
         }
         .encode_attested_with_cert_hash(&validated.sha256, &claim.check())
-        .map_err(|e| Refusal::BadRequest(e.to_string()))?;
-        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &*device_key)
-            .verify(&binding, &req.attestation)
-            .map_err(|_| {
-                Refusal::AttestationInvalid(
-                    "the attestation does not verify with the terminal's device key".into(),
-                )
-            })?;
-        if let ReaderClaim::Face {
-            score_permille,
-            threshold_permille,
-        } = claim
-        {
-            let minimum = self.state.min_face_threshold_permille;
-            if threshold_permille < minimum {
-                return Err(Refusal::AttestationInvalid(format!(
-                    "the face threshold {threshold_permille}‰ is below the service's minimum \
-                     {minimum}‰"
-                )));
-            }
-            if score_permille < threshold_permille {
-                return Err(Refusal::AttestationInvalid(format!(
-                    "the face score {score_permille}‰ is below its threshold \
-                     {threshold_permille}‰"
-                )));
-            }
-        }
+        .map_err(|e| Refusal::BadRequest(e.to_string()));
+        check_attestation(
+            &name,
+            device_key.as_deref(),
+            &req.attestation,
+            binding,
+            &claim,
+            self.state.min_face_threshold_permille,
+        )?;
         let key = CardKey::of_validated(&validated);
         self.confirm_holder(terminal, key, bits, ctx, now).await
     }
