@@ -32,7 +32,7 @@ impl ConfirmationService {
     ) -> Result<Response<ConfirmationResult>, Status> {
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
         let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let id = new_confirmation_id(self.state.clock.now()).map_err(|r| r.to_status())?;
         let mut ctx = AuditContext::new("numbers", "confirm");
         let query = request.into_inner().query.unwrap_or_default();
         let institution = terminal.institution_code.clone();
@@ -89,7 +89,7 @@ impl ConfirmationService {
     ) -> Result<Response<SubmitBatchResponse>, Status> {
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
         let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let id = new_confirmation_id(self.state.clock.now()).map_err(|r| r.to_status())?;
         let ctx = AuditContext::new("numbers", "batch-submit");
         let queries = request.into_inner().queries;
         let outcome = self.submit_batch(&terminal, queries, now).await;
@@ -125,7 +125,7 @@ impl Confirmation for ConfirmationService {
     ) -> Result<Response<ConfirmationResult>, Status> {
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
         let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let id = new_confirmation_id(self.state.clock.now()).map_err(|r| r.to_status())?;
         let mut ctx = AuditContext::new("pin", "confirm");
         let outcome = self
             .confirm(&terminal, request.into_inner(), &mut ctx, now)
@@ -143,7 +143,7 @@ impl Confirmation for ConfirmationService {
             .await
             .map_err(|r| r.to_status())?;
         let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let id = new_confirmation_id(self.state.clock.now()).map_err(|r| r.to_status())?;
         // The method is set from the request as soon as it is known (`face`, `visual:<id>`).
         let mut ctx = AuditContext::new("reader", "confirm");
         let outcome = self
@@ -167,7 +167,7 @@ impl Confirmation for ConfirmationService {
     ) -> Result<Response<RegisterResponse>, Status> {
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
         let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let id = new_confirmation_id(self.state.clock.now()).map_err(|r| r.to_status())?;
         let mut ctx = AuditContext::new("pin", "register");
         let req = request.into_inner();
         let proof = CardProof {
@@ -247,7 +247,7 @@ impl Confirmation for ConfirmationService {
         request: Request<Streaming<pb::NumbersQuery>>,
     ) -> Result<Response<SubmitBatchResponse>, Status> {
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let id = new_confirmation_id(self.state.clock.now()).map_err(|r| r.to_status())?;
         let ctx = AuditContext::new("numbers", "batch-submit");
         let mut stream = request.into_inner();
         let mut queries = Vec::new();
@@ -302,7 +302,7 @@ impl Confirmation for ConfirmationService {
     ) -> Result<Response<BatchResult>, Status> {
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
         let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let id = new_confirmation_id(self.state.clock.now()).map_err(|r| r.to_status())?;
         let ctx = AuditContext::new("numbers", "batch-fetch");
         let req = request.into_inner();
         let outcome = async {
@@ -362,7 +362,7 @@ impl Confirmation for ConfirmationService {
     ) -> Result<Response<ResultStream>, Status> {
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
         let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let id = new_confirmation_id(self.state.clock.now()).map_err(|r| r.to_status())?;
         let ctx = AuditContext::new("numbers", "batch-fetch");
         let req = request.into_inner();
         let outcome = self

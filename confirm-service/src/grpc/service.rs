@@ -499,7 +499,7 @@ impl ConfirmationService {
     {
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
         let now = self.state.clock.now();
-        let id = new_confirmation_id().map_err(|r| r.to_status())?;
+        let id = new_confirmation_id(self.state.clock.now()).map_err(|r| r.to_status())?;
         let mut ctx = AuditContext::new("numbers", kind.as_str());
         let req = request.into_inner();
         let outcome = async {
@@ -719,12 +719,13 @@ pub(super) fn random_bytes<const N: usize>() -> Result<[u8; N], Refusal> {
     Ok(bytes)
 }
 
-/// A confirmation id: 32 hex digits, the issue time in microseconds then 8 random bytes.
-pub(crate) fn new_confirmation_id() -> Result<String, Refusal> {
+/// A confirmation id: 32 hex digits, the issue time (`now`, the service's clock) in
+/// microseconds then 8 random bytes.
+pub(crate) fn new_confirmation_id(now: OffsetDateTime) -> Result<String, Refusal> {
     // Time first: ids of one instance sort by issue time, so the audit log's unique index
     // grows at its end instead of at a random page per record; the random half keeps ids of
     // instances sharing a store apart.
-    let micros = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
+    let micros = now.unix_timestamp_nanos() / 1000;
     let micros = u64::try_from(micros).unwrap_or_default();
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&micros.to_be_bytes());
@@ -768,4 +769,37 @@ pub(super) fn stamped(
 
 pub(super) fn summary_count(key: &str, n: usize) -> String {
     serde_json::json!({ key: n }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, FixedClock, ManualClock};
+    use time::macros::datetime;
+
+    #[test]
+    fn a_confirmation_id_carries_the_service_clock_s_time() {
+        let at = datetime!(2026-04-01 09:00:00.123456 UTC);
+        let clock = FixedClock(at);
+        let a = new_confirmation_id(clock.now()).unwrap_or_default();
+        let b = new_confirmation_id(clock.now()).unwrap_or_default();
+        assert_eq!(a.len(), 32);
+        let micros = u64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or_default();
+        assert_eq!(&a[..16], format!("{micros:016x}"));
+        assert_eq!(a[..16], b[..16], "the same instant");
+        assert_ne!(a[16..], b[16..], "the random half tells them apart");
+    }
+
+    #[test]
+    fn confirmation_ids_sort_by_the_clock_not_the_machine() {
+        // A clock far from the machine's: the ids follow it.
+        let clock = ManualClock::new(datetime!(2001-01-01 00:00 UTC));
+        let first = new_confirmation_id(clock.now()).unwrap_or_default();
+        clock.advance(time::Duration::microseconds(1));
+        let second = new_confirmation_id(clock.now()).unwrap_or_default();
+        assert!(first < second);
+        clock.advance(-time::Duration::days(1));
+        let earlier = new_confirmation_id(clock.now()).unwrap_or_default();
+        assert!(earlier < first);
+    }
 }
