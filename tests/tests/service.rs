@@ -9,7 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use onshi_e2e::grpc::{self, CardKeys};
-use onshi_e2e::{Service, World};
+use onshi_e2e::inproc::InProcService;
+use onshi_e2e::World;
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1::confirmation_client::ConfirmationClient;
 use onshi_proto::v1::{self as pb, ResultCode};
@@ -19,8 +20,8 @@ fn world() -> &'static World {
     World::shared(env!("CARGO_TARGET_TMPDIR"), "service-world", 8)
 }
 
-fn service() -> Service {
-    Service::start(&world().dir.join("service.toml")).expect("confirm-service")
+fn service() -> InProcService {
+    InProcService::start(&world().dir.join("service.toml")).expect("confirm-service")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -32,7 +33,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// A client with the identity in `terminal_dir` (client.pem/client.key.pem), or none.
 async fn client(
-    service: &Service,
+    service: &InProcService,
     terminal_dir: Option<&Path>,
 ) -> Result<ConfirmationClient<Channel>, tonic::transport::Error> {
     Ok(ConfirmationClient::new(
@@ -42,7 +43,7 @@ async fn client(
 
 /// A mutual-TLS channel to the service (no client identity when `terminal_dir` is `None`).
 async fn channel(
-    service: &Service,
+    service: &InProcService,
     terminal_dir: Option<&Path>,
 ) -> Result<Channel, tonic::transport::Error> {
     grpc::channel(world(), &service.url(), terminal_dir)
