@@ -8,6 +8,9 @@
 //! themselves, before the first service starts: the population generator is not relied on.
 //! Every test starts its own service on the shared world; the fixture persons are the tests'
 //! own, so parallel tests cannot disturb each other's expectations.
+//!
+//! Over 1,200 lines on purpose: one world and one set of fixtures for every domain rule the
+//! service answers, in numbered sections (by numbers, input validation, consents, registration).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
