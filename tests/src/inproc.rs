@@ -6,6 +6,9 @@
 //!
 //! The clock stands still at the time the service started until the test moves it, so time
 //! in these tests (a consent's 24 hours, a rate limit's refill) passes only when they say so.
+//! Tests that wait for the service's background work by polling (batches) start it with
+//! [`InProcService::start_running`] instead: a clock that runs with real time, moved by the
+//! same calls.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,11 +26,57 @@ use crate::Result;
 /// without waiting for it.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A clock a test can move.
+trait MovableClock: Clock {
+    fn advance(&self, by: time::Duration);
+}
+
+impl MovableClock for ManualClock {
+    fn advance(&self, by: time::Duration) {
+        ManualClock::advance(self, by);
+    }
+}
+
+/// Real time plus an offset the test moves.
+#[derive(Debug, Default)]
+struct RunningClock {
+    offset: std::sync::Mutex<time::Duration>,
+}
+
+impl Clock for RunningClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + *self.offset.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl MovableClock for RunningClock {
+    fn advance(&self, by: time::Duration) {
+        *self.offset.lock().unwrap_or_else(|e| e.into_inner()) += by;
+    }
+}
+
+/// Whatever serves the confirmation service at a URL: the in-process service or the binary.
+pub trait ServiceUrl {
+    fn url(&self) -> String;
+}
+
+impl ServiceUrl for crate::Service {
+    fn url(&self) -> String {
+        crate::Service::url(self)
+    }
+}
+
+impl ServiceUrl for InProcService {
+    fn url(&self) -> String {
+        InProcService::url(self)
+    }
+}
+
 /// A running in-process service; stopped (gracefully, connections finished) when dropped.
 #[derive(Debug)]
 pub struct InProcService {
     pub addr: SocketAddr,
-    clock: Arc<ManualClock>,
+    clock: Arc<dyn MovableClock>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     stopped: mpsc::Receiver<()>,
 }
@@ -40,6 +89,15 @@ impl InProcService {
 
     /// Serves the configuration at `config` with the clock standing at `at`.
     pub fn start_at(config: &Path, at: OffsetDateTime) -> Result<Self> {
+        Self::serve(config, Arc::new(ManualClock::new(at)))
+    }
+
+    /// Serves the configuration at `config` with a clock that runs with real time.
+    pub fn start_running(config: &Path) -> Result<Self> {
+        Self::serve(config, Arc::new(RunningClock::default()))
+    }
+
+    fn serve(config: &Path, clock: Arc<dyn MovableClock>) -> Result<Self> {
         let config = Config::load(config).map_err(|e| format!("{}: {e}", config.display()))?;
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
             .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
@@ -49,7 +107,6 @@ impl InProcService {
         listener
             .set_nonblocking(true)
             .map_err(|e| format!("non-blocking listener: {e}"))?;
-        let clock = Arc::new(ManualClock::new(at));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -60,7 +117,7 @@ impl InProcService {
         let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready) = mpsc::channel::<std::result::Result<(), String>>();
         let (stopped_tx, stopped) = mpsc::channel::<()>();
-        let service_clock: Arc<dyn Clock> = Arc::clone(&clock) as Arc<dyn Clock>;
+        let service_clock: Arc<dyn Clock> = Arc::new(Shared(Arc::clone(&clock)));
         std::thread::Builder::new()
             .name(format!("inproc-service {addr}"))
             .spawn(move || {
@@ -131,5 +188,15 @@ impl Drop for InProcService {
                 self.addr
             );
         }
+    }
+}
+
+/// The test's handle on the clock, as the service's `Arc<dyn Clock>`.
+#[derive(Debug)]
+struct Shared(Arc<dyn MovableClock>);
+
+impl Clock for Shared {
+    fn now(&self) -> OffsetDateTime {
+        self.0.now()
     }
 }
