@@ -135,6 +135,56 @@ fn a_challenge_is_single_use() {
     });
 }
 
+/// A challenge lives until its `expires_at` by the service's clock, and no longer: the clock
+/// is moved, nobody waits.
+#[test]
+fn a_challenge_expires_when_the_service_clock_passes_its_lifetime() {
+    let svc = service();
+    runtime().block_on(async {
+        let mut c = client(&svc, Some(&terminal_dir("in-operation", 0)))
+            .await
+            .unwrap();
+        let card = card("valid");
+        let issued_at = svc.now();
+        let last = challenge(&mut c).await;
+        let late = challenge(&mut c).await;
+        let expires_at = late.expires_at.clone().expect("expires_at");
+        assert_eq!(
+            expires_at.seconds,
+            (issued_at + time::Duration::seconds(60)).unix_timestamp(),
+            "the configured 60 s from the service's clock"
+        );
+        // A second before it runs out, still good.
+        svc.advance(time::Duration::seconds(59));
+        let sig = sign(
+            &card,
+            &last.challenge,
+            &last.terminal_name,
+            ConsentBits::default(),
+        );
+        let answer = c.confirm_by_card(request(&card, &last, sig)).await.unwrap();
+        assert_eq!(answer.get_ref().result_code(), ResultCode::Ok);
+        // A second after it ran out, expired.
+        svc.advance(time::Duration::seconds(2));
+        let sig = sign(
+            &card,
+            &late.challenge,
+            &late.terminal_name,
+            ConsentBits::default(),
+        );
+        let refused = c
+            .confirm_by_card(request(&card, &late, sig))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refusal(&refused),
+            Some(ResultCode::ChallengeExpired),
+            "{refused:?}"
+        );
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    });
+}
+
 #[test]
 fn another_terminals_challenge_is_refused() {
     let svc = service();
