@@ -148,7 +148,7 @@ fn a_challenge_expires_when_the_service_clock_passes_its_lifetime() {
         let issued_at = svc.now();
         let last = challenge(&mut c).await;
         let late = challenge(&mut c).await;
-        let expires_at = late.expires_at.clone().expect("expires_at");
+        let expires_at = late.expires_at.expect("expires_at");
         assert_eq!(
             expires_at.seconds,
             (issued_at + time::Duration::seconds(60)).unix_timestamp(),
