@@ -175,10 +175,12 @@ impl RateLimiter {
 
     /// Refills `bucket` up to `now` and takes one request from it, if it holds one.
     fn take(&self, bucket: &mut Bucket, now: OffsetDateTime) -> bool {
-        // A clock set back refills nothing (and takes nothing back).
+        // A clock set back refills nothing and takes nothing back, and the bucket counts on
+        // from the new time: a wall clock stepped back by an hour (NTP, a restored VM) must not
+        // starve every terminal for that hour.
         let refill = (now - bucket.at).max(Duration::ZERO).as_seconds_f64() * self.per_second;
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
-        bucket.at = bucket.at.max(now);
+        bucket.at = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             true
@@ -398,10 +400,15 @@ mod clock_tests {
             "one second: one request"
         );
         assert!(!limiter.allow(&t01(), clock.now()));
-        // Set back by an hour, then forward to where it was: nothing refilled in between.
+        // Set back by an hour: nothing refilled at that moment, and the bucket refills from
+        // the new time on (the terminal is not refused for the hour the clock went back).
         clock.advance(-Duration::hours(1));
         assert!(!limiter.allow(&t01(), clock.now()));
-        clock.advance(Duration::hours(1));
+        clock.advance(Duration::seconds(1));
+        assert!(
+            limiter.allow(&t01(), clock.now()),
+            "one second after a step back: one request"
+        );
         assert!(!limiter.allow(&t01(), clock.now()));
         clock.advance(Duration::seconds(10));
         assert_eq!(

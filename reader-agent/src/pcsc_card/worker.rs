@@ -333,7 +333,13 @@ fn worker(
                 drop(pin);
                 match verified {
                     Ok((mut verified, ())) => {
-                        let _ = reply.send(Ok(Ok(())));
+                        if reply.send(Ok(Ok(()))).is_err() {
+                            // Nobody heard that the PIN was verified (the caller stopped
+                            // waiting, e.g. the card answered after --card-timeout): the card
+                            // must not stay verified. Dropping the guard resets it.
+                            drop(verified);
+                            continue;
+                        }
                         let released = verified_session(&mut verified, &requests);
                         // The reset clears the verification before anyone hears it ended.
                         drop(verified);
@@ -378,8 +384,13 @@ fn verified_session(
                 let _ = reply.send(r);
             }
             Request::Verify(pin, reply) => {
+                // A second PIN on a verified card is refused, never answered "verified"
+                // without the card having checked it.
                 drop(pin);
-                let _ = reply.send(Ok(Ok(())));
+                let _ = reply.send(Err(CardFailure {
+                    message: "the card is already verified in this session".into(),
+                    removed: false,
+                }));
             }
             Request::Release(done) => return Some(done),
             // The command line's jobs never meet a kiosk's verified session; dropping the job
