@@ -1,6 +1,7 @@
 //! The CAs and CRLs every case is checked against, and the trust configurations
-//! ([`CaseContext`]) the cases use: built once, before any card certificate.
+//! ([`CaseContext`]) the cases use: tables, built once before any card certificate.
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use time::Duration;
@@ -11,6 +12,234 @@ use crate::{
     case_serial, Ca, CaSpec, CaseContext, Generator, Key, Leaf, LeafCase, CHECK_AT, ISSUER_RDNS,
     KU_CRL_SIGN, KU_DIGITAL_SIGNATURE, KU_KEY_CERT_SIGN, SHA256_RSA, TEST_POLICY,
 };
+
+/// One CA certificate of the corpus.
+struct CaRow {
+    /// `ca/<file>.der`, and the name other rows use for it as issuer.
+    file: &'static str,
+    /// `None`: the real authority's name ([`ISSUER_RDNS`]); else `C=JP, O=<this>`.
+    organisation: Option<&'static str>,
+    /// The seeded key's label and size.
+    key: (&'static str, usize),
+    serial: u8,
+    /// Valid from 1 April of the first year to 1 April of the second.
+    years: (i32, i32),
+    /// The issuing row's file; `None`: self-signed, a trust anchor candidate.
+    issuer: Option<&'static str>,
+    /// `Some(None)` CA without path length, `Some(Some(n))` with, `None` cA false.
+    ca: Option<Option<u8>>,
+    key_usage: &'static [u8],
+    any_policy: bool,
+}
+
+const CA_KEY_USAGE: &[u8] = &[KU_KEY_CERT_SIGN, KU_CRL_SIGN];
+
+/// A self-signed CA of the profile (keyCertSign and cRLSign, no path length, no policy).
+const fn anchor(
+    file: &'static str,
+    organisation: Option<&'static str>,
+    key: (&'static str, usize),
+    serial: u8,
+    years: (i32, i32),
+) -> CaRow {
+    CaRow {
+        file,
+        organisation,
+        key,
+        serial,
+        years,
+        issuer: None,
+        ca: Some(None),
+        key_usage: CA_KEY_USAGE,
+        any_policy: false,
+    }
+}
+
+/// An intermediate under `issuer` with the `sub` key, 2021–2031, anyPolicy, no path length.
+const fn intermediate(
+    file: &'static str,
+    organisation: &'static str,
+    serial: u8,
+    issuer: &'static str,
+) -> CaRow {
+    CaRow {
+        file,
+        organisation: Some(organisation),
+        key: ("sub", 2048),
+        serial,
+        years: (2021, 2031),
+        issuer: Some(issuer),
+        ca: Some(None),
+        key_usage: CA_KEY_USAGE,
+        any_policy: true,
+    }
+}
+
+/// The CAs, issuers before what they issue.
+const CAS: &[CaRow] = &[
+    // Three generations of the issuing CA share one name: g0 retired (expired), g1 and g2
+    // overlapping, as the real authority's 2019–2029 and 2023–2033 generations do.
+    anchor("ca-g0", None, ("ca-g0", 2048), 1, (2014, 2024)),
+    anchor("ca-g1", None, ("ca-g1", 2048), 2, (2019, 2029)),
+    anchor("ca-g2", None, ("ca-g2", 2048), 3, (2023, 2033)),
+    anchor(
+        "root",
+        Some("onshi corpus root"),
+        ("root", 2048),
+        4,
+        (2020, 2040),
+    ),
+    // The good intermediate, allowing no further CA.
+    CaRow {
+        ca: Some(Some(0)),
+        ..intermediate("sub", "onshi corpus sub CA", 5, "root")
+    },
+    // On the root's CRL.
+    CaRow {
+        ca: Some(Some(0)),
+        ..intermediate("sub-revoked", "onshi revoked sub CA", 6, "root")
+    },
+    // keyUsage without keyCertSign.
+    CaRow {
+        key_usage: &[KU_CRL_SIGN, KU_DIGITAL_SIGNATURE],
+        ..intermediate(
+            "sub-no-keycertsign",
+            "onshi sub CA no keyCertSign",
+            7,
+            "root",
+        )
+    },
+    // basicConstraints cA false.
+    CaRow {
+        ca: None,
+        ..intermediate("sub-not-ca", "onshi sub not a CA", 8, "root")
+    },
+    // A root that allows no intermediate, and an intermediate under it.
+    CaRow {
+        ca: Some(Some(0)),
+        ..anchor(
+            "root-pathlen0",
+            Some("onshi pathlen-0 root"),
+            ("root", 2048),
+            9,
+            (2020, 2040),
+        )
+    },
+    intermediate(
+        "sub-under-pathlen0",
+        "onshi sub under pathlen-0",
+        10,
+        "root-pathlen0",
+    ),
+    // Three stacked intermediates: a five-certificate path.
+    intermediate("deep-1", "onshi deep 1", 11, "root"),
+    intermediate("deep-2", "onshi deep 2", 12, "deep-1"),
+    intermediate("deep-3", "onshi deep 3", 13, "deep-2"),
+    // An untrusted CA; and a CA whose 1024-bit key is too weak.
+    anchor("rogue", Some("ROGUE"), ("rogue", 2048), 14, (2020, 2040)),
+    anchor(
+        "weak-ca-1024",
+        Some("onshi weak CA"),
+        ("weak-ca", 1024),
+        15,
+        (2020, 2040),
+    ),
+    // g1's certificate renewed by the authority: same name, same key, valid to 2038.
+    anchor("ca-g1-renewed", None, ("ca-g1", 2048), 16, (2028, 2038)),
+];
+
+/// The serials (`case_serial(n)`) on the CAs' CRLs.
+const REVOKED_G1: u8 = 0x11;
+const REVOKED_G2: u8 = 0x12;
+const HOLD_G1: u8 = 0x13;
+const REVOKED_SUB: u8 = 0x21;
+
+/// A CRL entry: a card's serial (`case_serial(n)`) or a CA's, and the CRLReason code.
+enum Revoked {
+    Card(u8, u8),
+    Ca(u8, u8),
+}
+
+/// One CRL: `crl/<file>.der`, signed by the CA row `ca`, its thisUpdate and nextUpdate so many
+/// days from 1 April of `around` (`None`: the check time).
+struct CrlRow {
+    file: &'static str,
+    ca: &'static str,
+    around: Option<i32>,
+    days: (i64, i64),
+    revoked: &'static [Revoked],
+}
+
+/// A current CRL of `ca` (a day old, valid a week) revoking nothing.
+const fn current(file: &'static str) -> CrlRow {
+    CrlRow {
+        file,
+        ca: file,
+        around: None,
+        days: (-1, 7),
+        revoked: &[],
+    }
+}
+
+const CRLS: &[CrlRow] = &[
+    // g0's last CRL, a month before it expired.
+    CrlRow {
+        around: Some(2024),
+        days: (-30, -23),
+        ..current("ca-g0")
+    },
+    // keyCompromise and certificateHold.
+    CrlRow {
+        days: (-1, 6),
+        revoked: &[Revoked::Card(REVOKED_G1, 1), Revoked::Card(HOLD_G1, 6)],
+        ..current("ca-g1")
+    },
+    // Past its nextUpdate at the check time.
+    CrlRow {
+        ca: "ca-g1",
+        days: (-20, -13),
+        revoked: &[Revoked::Card(REVOKED_G1, 1)],
+        ..current("ca-g1-stale")
+    },
+    // Issued after the check time.
+    CrlRow {
+        ca: "ca-g1",
+        days: (2, 9),
+        revoked: &[Revoked::Card(REVOKED_G1, 1)],
+        ..current("ca-g1-future")
+    },
+    // Current in 2030, when g1 has expired.
+    CrlRow {
+        ca: "ca-g1",
+        around: Some(2030),
+        ..current("ca-g1-2030")
+    },
+    // cessationOfOperation.
+    CrlRow {
+        days: (-1, 6),
+        revoked: &[Revoked::Card(REVOKED_G2, 5)],
+        ..current("ca-g2")
+    },
+    // The revoked sub CA (serial 6), cACompromise.
+    CrlRow {
+        revoked: &[Revoked::Ca(6, 2)],
+        ..current("root")
+    },
+    CrlRow {
+        revoked: &[Revoked::Card(REVOKED_SUB, 1)],
+        ..current("sub")
+    },
+    // The other CAs' CRLs revoke nothing; a case configuring an intermediate adds its CRL.
+    current("sub-revoked"),
+    current("sub-no-keycertsign"),
+    current("sub-not-ca"),
+    current("root-pathlen0"),
+    current("sub-under-pathlen0"),
+    current("deep-1"),
+    current("deep-2"),
+    current("deep-3"),
+    current("rogue"),
+];
 
 /// Everything a case may name: issuers, card keys, the serials on the CRLs, the trust
 /// configurations and the good card that cases change one thing of.
@@ -58,269 +287,95 @@ pub(super) struct Pki {
 }
 
 impl Pki {
-    #[allow(clippy::too_many_lines)]
     pub fn issue(g: &mut Generator) -> Pki {
-        let k0 = Rc::new(Key::new("ca-g0", 2048));
-        let k1 = Rc::new(Key::new("ca-g1", 2048));
-        let k2 = Rc::new(Key::new("ca-g2", 2048));
-        let kr = Rc::new(Key::new("root", 2048));
-        let ks = Rc::new(Key::new("sub", 2048));
-        let kx = Rc::new(Key::new("rogue", 2048));
-        let kw = Rc::new(Key::new("weak-ca", 1024));
-        let card = Key::new("card", 2048);
-        let card_weak = Key::new("card-1024", 1024);
-        let card_e3 = Key::with_exponent("card-e3", 2048, 3);
-
-        let y = year;
-        let ca_spec = |file, rdns, key: &Rc<Key>, serial, from, to| CaSpec {
-            file,
-            rdns,
-            key: Rc::clone(key),
-            serial,
-            from,
-            to,
-            ca: Some(None),
-            key_usage: vec![KU_KEY_CERT_SIGN, KU_CRL_SIGN],
-            any_policy: false,
-        };
-        // Three generations of the issuing CA share one name: g0 retired (expired), g1 and
-        // g2 overlapping, as the real authority's 2019–2029 and 2023–2033 generations do.
-        let g0 = g.ca(
-            ca_spec("ca-g0", &ISSUER_RDNS, &k0, 1, y(2014), y(2024)),
-            None,
-        );
-        let g1 = g.ca(
-            ca_spec("ca-g1", &ISSUER_RDNS, &k1, 2, y(2019), y(2029)),
-            None,
-        );
-        let g2 = g.ca(
-            ca_spec("ca-g2", &ISSUER_RDNS, &k2, 3, y(2023), y(2033)),
-            None,
-        );
-        let root_rdns = [("2.5.4.6", "JP"), ("2.5.4.10", "onshi corpus root")];
-        let root = g.ca(ca_spec("root", &root_rdns, &kr, 4, y(2020), y(2040)), None);
-        // Intermediates under the root: pathLen 0 and anyPolicy unless the case is about
-        // that.
-        let sub_rdns = [("2.5.4.6", "JP"), ("2.5.4.10", "onshi corpus sub CA")];
-        let sub = g.ca(
-            CaSpec {
-                ca: Some(Some(0)),
-                any_policy: true,
-                ..ca_spec("sub", &sub_rdns, &ks, 5, y(2021), y(2031))
-            },
-            Some(&root),
-        );
-        let sub_revoked_rdns = [("2.5.4.6", "JP"), ("2.5.4.10", "onshi revoked sub CA")];
-        let sub_revoked = g.ca(
-            CaSpec {
-                ca: Some(Some(0)),
-                any_policy: true,
-                ..ca_spec("sub-revoked", &sub_revoked_rdns, &ks, 6, y(2021), y(2031))
-            },
-            Some(&root),
-        );
-        let no_kcs_rdns = [
-            ("2.5.4.6", "JP"),
-            ("2.5.4.10", "onshi sub CA no keyCertSign"),
-        ];
-        let sub_no_kcs = g.ca(
-            CaSpec {
-                key_usage: vec![KU_CRL_SIGN, KU_DIGITAL_SIGNATURE],
-                any_policy: true,
-                ..ca_spec("sub-no-keycertsign", &no_kcs_rdns, &ks, 7, y(2021), y(2031))
-            },
-            Some(&root),
-        );
-        let not_ca_rdns = [("2.5.4.6", "JP"), ("2.5.4.10", "onshi sub not a CA")];
-        let sub_not_ca = g.ca(
-            CaSpec {
-                ca: None,
-                any_policy: true,
-                ..ca_spec("sub-not-ca", &not_ca_rdns, &ks, 8, y(2021), y(2031))
-            },
-            Some(&root),
-        );
-        // A root that allows no intermediate, and an intermediate under it.
-        let rp_rdns = [("2.5.4.6", "JP"), ("2.5.4.10", "onshi pathlen-0 root")];
-        let root_p0 = g.ca(
-            CaSpec {
-                ca: Some(Some(0)),
-                ..ca_spec("root-pathlen0", &rp_rdns, &kr, 9, y(2020), y(2040))
-            },
-            None,
-        );
-        let sp_rdns = [("2.5.4.6", "JP"), ("2.5.4.10", "onshi sub under pathlen-0")];
-        let sub_p0 = g.ca(
-            CaSpec {
-                any_policy: true,
-                ..ca_spec("sub-under-pathlen0", &sp_rdns, &ks, 10, y(2021), y(2031))
-            },
-            Some(&root_p0),
-        );
-        // Three stacked intermediates: a five-certificate path.
-        let deep_rdns: [[(&str, &str); 2]; 3] = [
-            [("2.5.4.6", "JP"), ("2.5.4.10", "onshi deep 1")],
-            [("2.5.4.6", "JP"), ("2.5.4.10", "onshi deep 2")],
-            [("2.5.4.6", "JP"), ("2.5.4.10", "onshi deep 3")],
-        ];
-        let deep1 = g.ca(
-            CaSpec {
-                any_policy: true,
-                ..ca_spec("deep-1", &deep_rdns[0], &ks, 11, y(2021), y(2031))
-            },
-            Some(&root),
-        );
-        let deep2 = g.ca(
-            CaSpec {
-                any_policy: true,
-                ..ca_spec("deep-2", &deep_rdns[1], &ks, 12, y(2021), y(2031))
-            },
-            Some(&deep1),
-        );
-        let deep3 = g.ca(
-            CaSpec {
-                any_policy: true,
-                ..ca_spec("deep-3", &deep_rdns[2], &ks, 13, y(2021), y(2031))
-            },
-            Some(&deep2),
-        );
-        let rogue_rdns = [("2.5.4.6", "JP"), ("2.5.4.10", "ROGUE")];
-        let rogue = g.ca(
-            ca_spec("rogue", &rogue_rdns, &kx, 14, y(2020), y(2040)),
-            None,
-        );
-        let impostor = Ca {
-            name: name(&ISSUER_RDNS),
-            key: Rc::clone(&kx),
-            file: String::new(),
-        };
-        let weak_rdns = [("2.5.4.6", "JP"), ("2.5.4.10", "onshi weak CA")];
-        let weak_ca = g.ca(
-            ca_spec("weak-ca-1024", &weak_rdns, &kw, 15, y(2020), y(2040)),
-            None,
-        );
-        // g1's certificate renewed by the authority: same name, same key, valid to 2038.
-        let g1_renewed = g.ca(
-            ca_spec("ca-g1-renewed", &ISSUER_RDNS, &k1, 16, y(2028), y(2038)),
-            None,
-        );
-
-        let revoked_g1 = case_serial(0x11);
-        let revoked_g2 = case_serial(0x12);
-        let hold_g1 = case_serial(0x13);
-        let revoked_sub = case_serial(0x21);
-        let at = CHECK_AT;
-        let month = Duration::days(30);
-        let day = Duration::days(1);
-        let week = Duration::days(7);
-
-        // CRLs: (file, issuer, thisUpdate, nextUpdate, revoked serials with reason codes).
-        let crl_g0 = g.crl("ca-g0", &g0, y(2024) - month, y(2024) - month + week, &[]);
-        let crl_g1 = g.crl(
-            "ca-g1",
-            &g1,
-            at - day,
-            at + Duration::days(6),
-            &[(revoked_g1.clone(), 1), (hold_g1.clone(), 6)],
-        );
-        let crl_g1_stale = g.crl(
-            "ca-g1-stale",
-            &g1,
-            at - Duration::days(20),
-            at - Duration::days(13),
-            &[(revoked_g1.clone(), 1)],
-        );
-        let crl_g1_future = g.crl(
-            "ca-g1-future",
-            &g1,
-            at + Duration::days(2),
-            at + Duration::days(9),
-            &[(revoked_g1.clone(), 1)],
-        );
-        let crl_g1_2030 = g.crl("ca-g1-2030", &g1, y(2030) - day, y(2030) + week, &[]);
-        let crl_g2 = g.crl(
-            "ca-g2",
-            &g2,
-            at - day,
-            at + Duration::days(6),
-            &[(revoked_g2.clone(), 5)],
-        );
-        // The revoked sub CA (serial 6), cACompromise.
-        let crl_root = g.crl("root", &root, at - day, at + week, &[(vec![6], 2)]);
-        g.crl(
-            "sub",
-            &sub,
-            at - day,
-            at + week,
-            &[(revoked_sub.clone(), 1)],
-        );
-        // The other CAs' CRLs revoke nothing; a case configuring an intermediate adds its CRL.
-        for (file, ca) in [
-            ("sub-revoked", &sub_revoked),
-            ("sub-no-keycertsign", &sub_no_kcs),
-            ("sub-not-ca", &sub_not_ca),
-        ] {
-            g.crl(file, ca, at - day, at + week, &[]);
+        let mut keys: BTreeMap<&str, Rc<Key>> = BTreeMap::new();
+        let mut cas: BTreeMap<&str, Ca> = BTreeMap::new();
+        for row in CAS {
+            let (label, bits) = row.key;
+            let key = keys
+                .entry(label)
+                .or_insert_with(|| Rc::new(Key::new(label, bits)));
+            let organisation_rdns;
+            let rdns: &[(&str, &str)] = match row.organisation {
+                None => &ISSUER_RDNS,
+                Some(o) => {
+                    organisation_rdns = [("2.5.4.6", "JP"), ("2.5.4.10", o)];
+                    &organisation_rdns
+                }
+            };
+            let spec = CaSpec {
+                file: row.file,
+                rdns,
+                key: Rc::clone(key),
+                serial: row.serial,
+                from: year(row.years.0),
+                to: year(row.years.1),
+                ca: row.ca,
+                key_usage: row.key_usage.to_vec(),
+                any_policy: row.any_policy,
+            };
+            let ca = g.ca(spec, row.issuer.map(|i| &cas[i]));
+            cas.insert(row.file, ca);
         }
-        let crl_root_p0 = g.crl("root-pathlen0", &root_p0, at - day, at + week, &[]);
-        for (file, ca) in [
-            ("sub-under-pathlen0", &sub_p0),
-            ("deep-1", &deep1),
-            ("deep-2", &deep2),
-            ("deep-3", &deep3),
-            ("rogue", &rogue),
-        ] {
-            g.crl(file, ca, at - day, at + week, &[]);
+        let mut crls: BTreeMap<&str, String> = BTreeMap::new();
+        for row in CRLS {
+            let around = row.around.map_or(CHECK_AT, year);
+            let entries: Vec<(Vec<u8>, u8)> = row
+                .revoked
+                .iter()
+                .map(|r| match *r {
+                    Revoked::Card(n, reason) => (case_serial(n), reason),
+                    Revoked::Ca(serial, reason) => (vec![serial], reason),
+                })
+                .collect();
+            let this = around + Duration::days(row.days.0);
+            let next = around + Duration::days(row.days.1);
+            let path = g.crl(row.file, &cas[row.ca], this, next, &entries);
+            crls.insert(row.file, path);
         }
 
+        let file = |f: &str| cas[f].file.clone();
+        let crl = |f: &str| crls[f].clone();
         let ctx = CaseContext {
-            anchors: vec![
-                g0.file.clone(),
-                g1.file.clone(),
-                g2.file.clone(),
-                root.file.clone(),
-                root_p0.file.clone(),
-            ],
+            anchors: ["ca-g0", "ca-g1", "ca-g2", "root", "root-pathlen0"]
+                .map(file)
+                .to_vec(),
             // The anchors' CRLs; each case adds the CRLs of the intermediates it configures.
-            crls: vec![
-                crl_g0,
-                crl_g1.clone(),
-                crl_g2.clone(),
-                crl_root,
-                crl_root_p0,
-            ],
-            at,
+            crls: ["ca-g0", "ca-g1", "ca-g2", "root", "root-pathlen0"]
+                .map(crl)
+                .to_vec(),
+            at: CHECK_AT,
         };
         let weak = CaseContext {
-            anchors: vec![weak_ca.file.clone(), g1.file.clone()],
-            crls: vec![crl_g1.clone()],
-            at,
+            anchors: vec![file("weak-ca-1024"), file("ca-g1")],
+            crls: vec![crl("ca-g1")],
+            at: CHECK_AT,
         };
         let late = CaseContext {
-            at: y(2030),
-            crls: vec![crl_g1_2030, crl_g2.clone()],
+            at: year(2030),
+            crls: vec![crl("ca-g1-2030"), crl("ca-g2")],
             ..ctx.clone()
         };
         let renewed = CaseContext {
-            anchors: [late.anchors.clone(), vec![g1_renewed.file.clone()]].concat(),
+            anchors: [late.anchors.clone(), vec![file("ca-g1-renewed")]].concat(),
             ..late.clone()
         };
         let stale = CaseContext {
-            crls: vec![crl_g1_stale, crl_g2.clone()],
+            crls: vec![crl("ca-g1-stale"), crl("ca-g2")],
             ..ctx.clone()
         };
         let missing = CaseContext {
-            crls: vec![crl_g1.clone()],
+            crls: vec![crl("ca-g1")],
             ..ctx.clone()
         };
         let future = CaseContext {
-            crls: vec![crl_g1_future, crl_g2],
+            crls: vec![crl("ca-g1-future"), crl("ca-g2")],
             ..ctx.clone()
         };
         let good = Leaf {
             serial: case_serial(0x01),
-            from: y(2025),
-            to: y(2030),
+            from: year(2025),
+            to: year(2030),
             key_usage: Some(vec![KU_DIGITAL_SIGNATURE]),
             eku: Some(vec!["1.3.6.1.5.5.7.3.2"]),
             policy: Some(TEST_POLICY),
@@ -329,28 +384,37 @@ impl Pki {
             alg: SHA256_RSA,
             authority_key_id: None,
         };
-        let deep = vec![deep1.file.clone(), deep2.file.clone(), deep3.file.clone()];
+        let deep = ["deep-1", "deep-2", "deep-3"].map(file).to_vec();
+        let crl_g1 = crl("ca-g1");
+        // A rogue key under the real issuer's name.
+        let impostor = Ca {
+            name: name(&ISSUER_RDNS),
+            key: Rc::clone(&cas["rogue"].key),
+            file: String::new(),
+        };
+        #[allow(clippy::expect_used)]
+        let mut take = |f: &str| cas.remove(f).expect("a CA of the table");
         Pki {
-            g0,
-            g1,
-            g2,
-            sub,
-            sub_revoked,
-            sub_no_kcs,
-            sub_not_ca,
-            sub_p0,
-            deep3,
+            g0: take("ca-g0"),
+            g1: take("ca-g1"),
+            g2: take("ca-g2"),
+            sub: take("sub"),
+            sub_revoked: take("sub-revoked"),
+            sub_no_kcs: take("sub-no-keycertsign"),
+            sub_not_ca: take("sub-not-ca"),
+            sub_p0: take("sub-under-pathlen0"),
+            deep3: take("deep-3"),
             deep,
-            rogue,
+            rogue: take("rogue"),
             impostor,
-            weak_ca,
-            card,
-            card_weak,
-            card_e3,
-            revoked_g1,
-            revoked_g2,
-            hold_g1,
-            revoked_sub,
+            weak_ca: take("weak-ca-1024"),
+            card: Key::new("card", 2048),
+            card_weak: Key::new("card-1024", 1024),
+            card_e3: Key::with_exponent("card-e3", 2048, 3),
+            revoked_g1: case_serial(REVOKED_G1),
+            revoked_g2: case_serial(REVOKED_G2),
+            hold_g1: case_serial(HOLD_G1),
+            revoked_sub: case_serial(REVOKED_SUB),
             crl_g1,
             ctx,
             weak,
