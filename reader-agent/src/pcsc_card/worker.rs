@@ -303,8 +303,7 @@ fn worker(
         match request {
             Request::Job(job) => job(&mut card, trace.as_mut()),
             Request::Read(reply) => {
-                let r = with_transaction(&mut card, |ch| flows::read_phase(ch));
-                let _ = reply.send(r);
+                let _ = reply.send(read_from_unverified(&mut card));
             }
             Request::FacePhoto(reply) => {
                 let r = with_transaction(&mut card, |ch| flows::read_simulator_face_photo(ch));
@@ -399,6 +398,24 @@ fn verified_session(
         }
     }
     None
+}
+
+/// The read phase on a card this session has not verified. A card that says its PIN is
+/// verified already was left so by another client of the same pcscd (a crashed program, a
+/// foreign tool): it is reset, so nothing in this session can sign on someone else's
+/// verification, and read again for the tries left.
+fn read_from_unverified(card: &mut pcsc::Card) -> Result<flows::CardReading, CardFailure> {
+    let mut ch = TransactionChannel::begin(card, None)?;
+    match flows::read_phase(&mut ch) {
+        Ok(reading) if reading.pin_status == flows::PinStatus::Verified => {
+            ch.end_with_reset();
+            with_transaction(card, |ch| flows::read_phase(ch))
+        }
+        other => {
+            ch.end();
+            other.map_err(CardFailure::from)
+        }
+    }
 }
 
 fn with_transaction<T>(
