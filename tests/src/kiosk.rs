@@ -129,17 +129,16 @@ impl KioskRig {
         let staff_password = random_password()?;
         add_staff(state_dir.path(), STAFF_ID, &staff_password)?;
         let agent = bin("reader-agent")?;
-        let (program, mut args): (PathBuf, Vec<std::ffi::OsString>) =
-            match wrapper.split_first() {
-                Some((first, rest)) => (
-                    PathBuf::from(first),
-                    rest.iter()
-                        .map(Into::into)
-                        .chain([agent.clone().into_os_string()])
-                        .collect(),
-                ),
-                None => (agent.clone(), Vec::new()),
-            };
+        let (program, mut args): (PathBuf, Vec<std::ffi::OsString>) = match wrapper.split_first() {
+            Some((first, rest)) => (
+                PathBuf::from(first),
+                rest.iter()
+                    .map(Into::into)
+                    .chain([agent.clone().into_os_string()])
+                    .collect(),
+            ),
+            None => (agent.clone(), Vec::new()),
+        };
         args.extend(["kiosk".into(), "--config".into(), agent_toml.into()]);
         args.extend(["--service".into(), service.url().into()]);
         if !extra.contains(&"--listen") {
