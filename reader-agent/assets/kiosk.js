@@ -109,6 +109,28 @@ const SCREENS = {
     s.registered_now ? el("p", { id: "registered-now" }, t("registered_now")) : null,
     el("p", { class: "sub" }, t("done_hint")),
   ],
+  // The outage path (資格申立書): the service cannot be reached; the patient declares the
+  // insurance card's numbers and birth date. No PIN is asked for.
+  outage_declare: (s) => {
+    const field = (id, key, size) => el("label", { class: "field" }, t(key),
+      el("input", { id, size: String(size), autocomplete: "off", inputmode: id === "decl-symbol" || id === "decl-number" ? "text" : "numeric" }));
+    return [
+      el("h1", { id: "outage-title" }, t("outage_title")),
+      el("p", { class: "sub" }, t("outage_hint")),
+      s.error ? el("p", { class: "error", id: "declare-error" }, s.error) : null,
+      el("div", { class: "declaration" },
+        field("decl-insurer", "n_insurer", 10), field("decl-symbol", "n_symbol", 10),
+        field("decl-number", "n_number", 10), field("decl-branch", "n_branch", 4),
+        field("decl-birth", "n_birth", 10)),
+      el("div", { class: "buttons" }, bigButton("declare-submit", t("outage_submit"), submitDeclaration)),
+      cancelRow(),
+    ];
+  },
+  outage_recorded: (s) => [
+    el("div", { class: "done", id: "outage-recorded" }, t("outage_recorded")),
+    el("p", { id: "outage-waiting" }, t("outage_waiting", { n: s.waiting })),
+    el("p", { class: "sub" }, t("done_hint")),
+  ],
   failed: (s) => [
     el("div", { class: "failed", id: "failed" }, t("failed")),
     el("p", { id: "failure-reason", "data-reason": s.reason }, t("reason_" + s.reason)),
@@ -116,6 +138,14 @@ const SCREENS = {
     el("p", { class: "sub" }, t("failed_hint")),
   ],
 };
+
+function submitDeclaration() {
+  const v = (id) => document.getElementById(id).value.trim();
+  act("/api/declaration", { declaration: {
+    insurer_number: v("decl-insurer"), symbol: v("decl-symbol"), number: v("decl-number"),
+    branch: v("decl-branch"), birth_date: v("decl-birth"),
+  } });
+}
 
 function press(d) {
   if (PIN.length < 4) PIN += d;

@@ -140,6 +140,45 @@ async function byNumbers() {
     : "error";
 }
 
+async function outageVisit() {
+  const gen = GEN;
+  const v = (id) => $(id).value.trim();
+  const r = await postJson("/api/staff/outage/visits", {
+    insurer_number: v("n-insurer"), symbol: v("n-symbol"), number: v("n-number"),
+    branch: v("n-branch"), birth_date: v("n-birth"),
+  });
+  if (gen !== GEN || loggedOut(r)) return;
+  $("n-result").textContent = r.data
+    ? (r.data.recorded ? t("outage_recorded") + " " + t("outage_waiting", { n: r.data.waiting }) : r.data.error || "error")
+    : "error";
+  refreshOutage();
+}
+
+let OUTAGE = null;
+
+async function refreshOutage() {
+  const gen = GEN;
+  const r = await getJson("/api/staff/outage");
+  if (gen !== GEN || loggedOut(r)) return;
+  if (r.ok && r.data) { OUTAGE = r.data; renderOutage(); }
+}
+
+function renderOutage() {
+  const o = OUTAGE;
+  $("outage-state").textContent = o ? t(o.outage ? "outage_state_on" : "outage_state_off") : "";
+  $("outage-state").dataset.outage = o && o.outage ? "1" : "0";
+  $("outage-count").textContent = o
+    ? t("outage_waiting_staff", { n: o.waiting.length, max: o.capacity }) + " / " + t("outage_caught_up", { n: o.caught_up })
+    : "";
+  const when = (unix) => new Date(unix * 1000).toLocaleString();
+  const decl = (d) => [d.insurer_number, d.symbol, d.number, d.branch, d.birth_date].join(" ");
+  $("outage-waiting").replaceChildren(...(o ? o.waiting : []).map((v) =>
+    el("li", { class: "waiting", "data-id": v.id }, when(v.received_at_unix) + " " + decl(v.declaration) + " (" + v.entered_by + ")")));
+  $("outage-disagreements").replaceChildren(...(o ? o.disagreements : []).map((d) =>
+    el("li", { class: "disagreement", "data-id": d.visit.id },
+      when(d.visit.received_at_unix) + " " + decl(d.visit.declaration) + ": " + d.reason + " " + d.result_code.replace("RESULT_CODE_", ""))));
+}
+
 async function submitBatch() {
   const gen = GEN;
   const file = $("batch-file").files[0];
@@ -169,7 +208,7 @@ function renderBatches() {
         href: withToken("/api/staff/batch/" + b.reception_number + "/results.csv") }, t("batch_download")) : null)));
 }
 
-function renderAll() { renderEntries(); renderVisual(); renderBatches(); }
+function renderAll() { renderEntries(); renderVisual(); renderBatches(); renderOutage(); }
 
 async function reload() {
   const gen = GEN;
@@ -187,6 +226,7 @@ async function reload() {
   VISUAL = s.data.visual_check_staff;
   for (const x of b.data.batches) BATCHES.set(x.reception_number, x);
   renderAll();
+  refreshOutage();
   document.body.dataset.ready = "1";
 }
 
@@ -226,6 +266,7 @@ function openEvents() {
     if (ev.kind === "confirmation") {
       if (!ENTRIES.some((x) => x.seq === ev.seq)) ENTRIES.unshift(ev);
       renderEntries();
+      refreshOutage();
     } else if (ev.kind === "batch") {
       const old = BATCHES.get(ev.reception_number);
       if (!old || old.status !== "done") BATCHES.set(ev.reception_number, ev);
@@ -235,7 +276,12 @@ function openEvents() {
   events.addEventListener("logged_out", (e) => eventsLoggedOut(e.target));
   events.addEventListener("error", (e) => eventsFailed(e.target));
   kioskEvents = new EventSource(withToken("/api/events"));
-  kioskEvents.addEventListener("state", (e) => { VISUAL = JSON.parse(e.data).visual_check_staff; renderVisual(); });
+  kioskEvents.addEventListener("state", (e) => {
+    const s = JSON.parse(e.data);
+    VISUAL = s.visual_check_staff;
+    renderVisual();
+    if (!OUTAGE || OUTAGE.outage !== s.outage || s.screen === "outage_recorded") refreshOutage();
+  });
   kioskEvents.addEventListener("logged_out", (e) => eventsLoggedOut(e.target));
   kioskEvents.addEventListener("error", (e) => eventsFailed(e.target));
 }
@@ -253,6 +299,7 @@ function clearData() {
   ENTRIES = [];
   BATCHES.clear();
   VISUAL = null;
+  OUTAGE = null;
   for (const id of ["search", "n-insurer", "n-symbol", "n-number", "n-branch", "n-birth", "batch-file"]) $(id).value = "";
   for (const id of ["n-result", "batch-error"]) $(id).textContent = "";
   $("clinical").replaceChildren();
@@ -351,6 +398,7 @@ $("visual-on").addEventListener("click", () => setVisual(true));
 $("visual-off").addEventListener("click", () => setVisual(false));
 $("search").addEventListener("input", renderEntries);
 $("n-submit").addEventListener("click", byNumbers);
+$("n-outage").addEventListener("click", outageVisit);
 $("batch-submit").addEventListener("click", submitBatch);
 $("login-form").addEventListener("submit", login);
 $("logout").addEventListener("click", logout);

@@ -17,6 +17,7 @@ pub mod desk;
 pub mod face;
 pub mod kiosk;
 pub mod oqs;
+pub mod outage;
 pub mod pcsc_card;
 pub mod pin_input;
 pub mod report;

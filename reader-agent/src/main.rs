@@ -97,6 +97,18 @@ enum Command {
         /// confirmation is written to DIR/face/ as OQSsiquc01res_face_<id>_<time>.xml.
         #[arg(long, value_name = "DIR")]
         oqs_dir: Option<PathBuf>,
+        /// The bounded wait for the confirmation service, in seconds: past it the kiosk offers
+        /// the outage path (資格申立書, docs/operations.md). Also bounds each probe and
+        /// catch-up call.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+        service_wait: u64,
+        /// How often the service is probed and waiting outage visits caught up, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        outage_probe: u64,
+        /// Outage visits kept at most on this terminal (a full store refuses new ones).
+        #[arg(long, value_name = "N", default_value_t = onshi_reader_agent::outage::DEFAULT_CAPACITY as u64,
+              value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        outage_capacity: u64,
     },
     /// Serve the reception computer's file interface (オンライン資格確認端末の連携フォルダ):
     /// reception software writes XmlMsg request files (OQSsiquc01req_*.xml one confirmation by
@@ -407,6 +419,9 @@ fn main() -> ExitCode {
             card_timeout,
             idle_timeout,
             oqs_dir,
+            service_wait,
+            outage_probe,
+            outage_capacity,
         } => cli::serve::run_kiosk(
             &config,
             onshi_reader_agent::kiosk::KioskOptions {
@@ -420,6 +435,9 @@ fn main() -> ExitCode {
                 card_timeout: Duration::from_secs(card_timeout),
                 idle_timeout: Duration::from_secs(idle_timeout),
                 oqs_dir,
+                service_wait: Duration::from_secs(service_wait),
+                outage_probe: Duration::from_secs(outage_probe),
+                outage_capacity: usize::try_from(outage_capacity).unwrap_or(usize::MAX),
             },
         ),
         Command::Confirm {

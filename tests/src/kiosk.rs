@@ -36,6 +36,38 @@ pub struct KioskRig {
     /// The bench's staff password (random per rig).
     pub staff_password: String,
     pub state_dir: tempfile::TempDir,
+    /// How the kiosk was started, to start it again ([`KioskRig::restart_kiosk`]).
+    launch: Launch,
+    /// The service's configuration, to start it again ([`KioskRig::restart_service`]).
+    service_config: PathBuf,
+}
+
+/// The kiosk's command line and the pcscd socket it talks to.
+#[derive(Debug, Clone)]
+struct Launch {
+    program: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    pcscd_socket: PathBuf,
+}
+
+impl Launch {
+    /// Starts the kiosk; returns it with its two addresses once it says it is ready.
+    fn spawn(&self) -> Result<(Guard, String, String)> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .env("PCSCLITE_CSOCK_NAME", &self.pcscd_socket);
+        let (guard, _lines, line) =
+            spawn_until_ready(cmd, "reader-agent kiosk", "kiosk: ready on ")?;
+        // "kiosk: ready on ADDR staff ADDR (Ctrl-C to stop)"
+        let words: Vec<&str> = line
+            .trim_start_matches("kiosk: ready on ")
+            .split_whitespace()
+            .collect();
+        match words.as_slice() {
+            [addr, "staff", staff, ..] => Ok((guard, (*addr).to_owned(), (*staff).to_owned())),
+            _ => Err(format!("no addresses in the kiosk's ready line {line:?}")),
+        }
+    }
 }
 
 /// Adds (or resets) a staff account in a kiosk state folder, the operator's way.
@@ -97,40 +129,33 @@ impl KioskRig {
         let staff_password = random_password()?;
         add_staff(state_dir.path(), STAFF_ID, &staff_password)?;
         let agent = bin("reader-agent")?;
-        let mut cmd = match wrapper.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(&agent);
-                c
-            }
-            None => Command::new(&agent),
+        let (program, mut args): (PathBuf, Vec<std::ffi::OsString>) = match wrapper.split_first() {
+            Some((first, rest)) => (
+                PathBuf::from(first),
+                rest.iter()
+                    .map(Into::into)
+                    .chain([agent.clone().into_os_string()])
+                    .collect(),
+            ),
+            None => (agent.clone(), Vec::new()),
         };
-        cmd.arg("kiosk")
-            .arg("--config")
-            .arg(agent_toml)
-            .args(["--service", &service.url()]);
+        args.extend(["kiosk".into(), "--config".into(), agent_toml.into()]);
+        args.extend(["--service".into(), service.url().into()]);
         if !extra.contains(&"--listen") {
-            cmd.args(["--listen", "127.0.0.1:0"]);
+            args.extend(["--listen".into(), "127.0.0.1:0".into()]);
         }
         if !extra.contains(&"--staff-listen") {
-            cmd.args(["--staff-listen", "127.0.0.1:0"]);
+            args.extend(["--staff-listen".into(), "127.0.0.1:0".into()]);
         }
-        cmd.args(["--reader", &Pcscd::slot_reader(0)])
-            .arg("--state-dir")
-            .arg(state_dir.path())
-            .args(extra)
-            .env("PCSCLITE_CSOCK_NAME", pcscd.socket());
-        let (guard, _lines, line) =
-            spawn_until_ready(cmd, "reader-agent kiosk", "kiosk: ready on ")?;
-        // "kiosk: ready on ADDR staff ADDR (Ctrl-C to stop)"
-        let words: Vec<&str> = line
-            .trim_start_matches("kiosk: ready on ")
-            .split_whitespace()
-            .collect();
-        let (addr, staff_addr) = match words.as_slice() {
-            [addr, "staff", staff, ..] => ((*addr).to_owned(), (*staff).to_owned()),
-            _ => return Err(format!("no addresses in the kiosk's ready line {line:?}")),
+        args.extend(["--reader".into(), Pcscd::slot_reader(0).into()]);
+        args.extend(["--state-dir".into(), state_dir.path().into()]);
+        args.extend(extra.iter().map(Into::into));
+        let launch = Launch {
+            program,
+            args,
+            pcscd_socket: pcscd.socket(),
         };
+        let (guard, addr, staff_addr) = launch.spawn()?;
         let token = std::fs::read_to_string(state_dir.path().join("kiosk-token"))
             .map_err(|e| format!("cannot read the kiosk's token: {e}"))?;
         Ok(Self {
@@ -143,7 +168,58 @@ impl KioskRig {
             token: token.trim().to_owned(),
             staff_password,
             state_dir,
+            launch,
+            service_config: service_config.to_owned(),
         })
+    }
+
+    /// Kills the kiosk with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill_kiosk_hard(&mut self) -> Result<()> {
+        let pid = self.kiosk.id().ok_or("the kiosk has already stopped")?;
+        crate::send_signal(pid, rustix::process::Signal::KILL)?;
+        self.kiosk.wait(Duration::from_secs(10)).map(|_| ())
+    }
+
+    /// Starts the kiosk again as it was started, on the same state folder (new ports, a new
+    /// launch token).
+    pub fn restart_kiosk(&mut self) -> Result<()> {
+        let (guard, addr, staff_addr) = self.launch.spawn()?;
+        self.kiosk = guard;
+        self.addr = addr;
+        self.staff_addr = staff_addr;
+        let token = std::fs::read_to_string(self.state_dir.path().join("kiosk-token"))
+            .map_err(|e| format!("cannot read the kiosk's token: {e}"))?;
+        self.token = token.trim().to_owned();
+        Ok(())
+    }
+
+    /// Starts the kiosk's command line again with `extra` options, as a one-off command
+    /// (e.g. to see it refuse to start); returns its output.
+    pub fn run_kiosk_once(&self, timeout: Duration) -> Result<std::process::Output> {
+        let mut cmd = Command::new(&self.launch.program);
+        cmd.args(&self.launch.args)
+            .env("PCSCLITE_CSOCK_NAME", &self.launch.pcscd_socket);
+        crate::run_bounded(cmd, timeout)
+    }
+
+    /// Starts the service again on the address it had (after [`Service::kill_hard`]), so
+    /// the kiosk finds it where it was.
+    pub fn restart_service(&mut self) -> Result<()> {
+        let mut cmd = Command::new(bin("confirm-service")?);
+        cmd.args(["serve", "--config"])
+            .arg(&self.service_config)
+            .args(["--listen", &self.service.addr])
+            .env("ONSHI_LOG", "warn");
+        let (guard, _lines, line) =
+            spawn_until_ready(cmd, "confirm-service", "confirm-service: listening on ")?;
+        let addr = line
+            .trim_start_matches("confirm-service: listening on ")
+            .to_owned();
+        self.service = Service {
+            _guard: guard,
+            addr,
+        };
+        Ok(())
     }
 
     /// The kiosk process's id.

@@ -66,6 +66,7 @@ pub struct AppState {
 pub struct StaffState {
     pub kiosk: Kiosk,
     pub staff: StaffDesk,
+    pub outage: super::outage::OutageDesk,
     pub edge: Edge,
     pub logins: StaffLogins,
     /// The name of the log-in cookie (it carries the port: two kiosks on one host keep theirs).
@@ -96,6 +97,7 @@ pub fn kiosk_router(state: AppState) -> Router {
         .route("/api/consents", post(consents))
         .route("/api/registration", post(registration))
         .route("/api/cancel", post(cancel))
+        .route("/api/declaration", post(declaration))
         .route_layer(middleware::from_fn_with_state(state.clone(), with_token));
     Router::new()
         .route("/", get(kiosk_page))
@@ -121,6 +123,8 @@ pub fn staff_router(state: StaffState) -> Router {
         .route("/api/staff/events", get(staff_events))
         .route("/api/staff/visual-check", post(visual_check))
         .route("/api/staff/numbers", post(numbers))
+        .route("/api/staff/outage", get(outage_view))
+        .route("/api/staff/outage/visits", post(outage_visit))
         .route("/api/staff/medications", post(medications))
         .route("/api/staff/checkups", post(checkups))
         .route("/api/staff/batch", post(batch_submit).get(batch_list))
@@ -486,6 +490,25 @@ async fn registration(State(app): State<AppState>, body: Bytes) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct DeclarationRequest {
+    session: String,
+    declaration: crate::outage::Declaration,
+}
+
+async fn declaration(State(app): State<AppState>, body: Bytes) -> Response {
+    let req: DeclarationRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    acted(
+        app.kiosk
+            .act(req.session, Action::Declare(req.declaration))
+            .await,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct SessionOnly {
     session: String,
 }
@@ -721,6 +744,51 @@ async fn visual_check(
         VisualCheck::Off
     };
     Json(app.kiosk.set_visual_check(switch).await).into_response()
+}
+
+/// The outage state, the visits waiting and the disagreements found by the catch-up.
+async fn outage_view(State(app): State<StaffState>) -> Response {
+    match app.outage.view() {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => desk_error(DeskError {
+            result_code: "OUTAGE_STORE".into(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Staff record a patient without a card on the outage path (資格申立書).
+async fn outage_visit(
+    State(app): State<StaffState>,
+    Extension(member): Extension<StaffMember>,
+    body: Bytes,
+) -> Response {
+    let declaration: crate::outage::Declaration = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let outage = app.outage.clone();
+    let by = format!("staff:{}", member.staff_id);
+    let written = tokio::task::spawn_blocking(move || outage.record(declaration, None, by)).await;
+    match written {
+        Ok(Ok(waiting)) => {
+            Json(serde_json::json!({"recorded": true, "waiting": waiting})).into_response()
+        }
+        Ok(Err(e)) => {
+            let status = match e {
+                crate::outage::OutageError::Full { .. } => StatusCode::INSUFFICIENT_STORAGE,
+                crate::outage::OutageError::Invalid(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let body = serde_json::json!({"recorded": false, "error": e.to_string()});
+            (status, Json(body)).into_response()
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"recorded": false, "error": e.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Deserialize)]

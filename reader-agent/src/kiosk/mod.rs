@@ -15,6 +15,7 @@
 pub mod flow;
 pub mod fuzzing;
 pub mod http;
+pub mod outage;
 pub mod session;
 pub mod staff;
 pub mod staff_auth;
@@ -53,6 +54,13 @@ pub struct KioskOptions {
     /// The reception computer's folder: each completed confirmation is written to its
     /// `face/` (docs/oqs-files.md).
     pub oqs_dir: Option<PathBuf>,
+    /// The bounded wait for the service before the outage path is offered; also the bound
+    /// on each outage probe and catch-up call.
+    pub service_wait: Duration,
+    /// How often the service is probed (and waiting outage visits caught up).
+    pub outage_probe: Duration,
+    /// Outage visits kept at most on this terminal.
+    pub outage_capacity: usize,
 }
 
 /// Loads the reader's device key (PKCS#8 DER, ECDSA P-256).
@@ -106,14 +114,41 @@ pub async fn run(
     let token = web::random_hex(&rng, 32)?;
     let token_file = web::write_private(&options.state_dir, web::TOKEN_FILE, token.as_bytes())?;
     let face_failures = FaceFailures::load(&options.state_dir)?;
+    let outage = outage::OutageDesk::new(
+        crate::outage::OutageStore::open(&options.state_dir, options.outage_capacity)
+            .map_err(|e| e.to_string())?,
+    );
     let accounts = staff_auth::Accounts::in_dir(&options.state_dir);
     let staff_accounts = accounts.list()?.len();
     let logins = staff_auth::StaffLogins::new(accounts, options.staff_idle_timeout)?;
     // Connects on first use and reconnects after a failure: the kiosk starts (and shows
     // 「カードを置いてください」) even while the service is down.
     let channel = client::endpoint(config, options.service_override.as_deref())?.connect_lazy();
-    let client = ConfirmationClient::new(channel);
+    let client = ConfirmationClient::new(channel.clone());
     let staff = staff::StaffDesk::new(client.clone());
+    let face_files = match &options.oqs_dir {
+        Some(dir) => Some(
+            crate::oqs::face::FaceFiles::under(
+                dir,
+                crate::oqs::codec::Charset::ShiftJis,
+                config
+                    .terminal_name
+                    .as_deref()
+                    .and_then(|n| n.split('-').next())
+                    .unwrap_or(""),
+            )
+            .map_err(|e| format!("cannot create {}/face: {e}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let catch_up = outage::CatchUp {
+        client: client.clone(),
+        channel,
+        wait: options.service_wait,
+        interval: options.outage_probe,
+        staff: staff.clone(),
+        face_files: face_files.clone(),
+    };
     let kiosk = session::start(session::KioskSetup {
         client,
         device_key,
@@ -122,22 +157,11 @@ pub async fn run(
         card_timeout: options.card_timeout,
         idle_timeout: options.idle_timeout,
         staff: staff.clone(),
-        face_files: match &options.oqs_dir {
-            Some(dir) => Some(
-                crate::oqs::face::FaceFiles::under(
-                    dir,
-                    crate::oqs::codec::Charset::ShiftJis,
-                    config
-                        .terminal_name
-                        .as_deref()
-                        .and_then(|n| n.split('-').next())
-                        .unwrap_or(""),
-                )
-                .map_err(|e| format!("cannot create {}/face: {e}", dir.display()))?,
-            ),
-            None => None,
-        },
+        face_files,
+        outage: outage.clone(),
+        service_wait: options.service_wait,
     });
+    tokio::spawn(outage::run(outage.clone(), kiosk.clone(), catch_up));
 
     let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     let reader = options.reader.clone();
@@ -191,6 +215,7 @@ pub async fn run(
     let staff_app = http::staff_router(http::StaffState {
         kiosk,
         staff,
+        outage,
         edge: web::Edge::new(listening.staff, None),
         logins,
         cookie_name: format!("onshi_staff_{}", listening.staff.port()),

@@ -38,6 +38,8 @@ enum Msg {
         reply: oneshot::Sender<Result<KioskState, ActionError>>,
     },
     Visual(VisualCheck, oneshot::Sender<KioskState>),
+    /// The outage probe's finding (see [`super::outage`]).
+    Service(bool),
 }
 
 /// The handle the web server holds.
@@ -100,6 +102,11 @@ impl Kiosk {
         rx.await.unwrap_or_else(|_| self.state())
     }
 
+    /// Tells the flow whether the service answers (the outage probe's finding).
+    pub fn service_reachable(&self, up: bool) {
+        let _ = self.tx.send(Msg::Service(up));
+    }
+
     /// Feeds a card event (the PC/SC watcher's).
     pub fn card_event(&self, event: CardEvent) {
         let _ = self.tx.send(Msg::Card(event));
@@ -118,6 +125,10 @@ pub struct KioskSetup {
     /// The reception computer's `face/` folder, when the kiosk writes one file per completed
     /// confirmation there (`reader-agent kiosk --oqs-dir`, docs/oqs-files.md).
     pub face_files: Option<crate::oqs::face::FaceFiles>,
+    /// The outage store (docs/operations.md, "The outage path").
+    pub outage: super::outage::OutageDesk,
+    /// The bounded wait for the service's challenge; past it, the outage path is offered.
+    pub service_wait: Duration,
 }
 
 /// Starts the kiosk's task.
@@ -206,6 +217,9 @@ impl Runner {
                 Msg::Visual(switch, reply) => {
                     self.handle(Event::Visual(switch)).await;
                     let _ = reply.send(self.state.view());
+                }
+                Msg::Service(up) => {
+                    self.handle(Event::ServiceReachable(up)).await;
                 }
             }
         }
@@ -325,15 +339,38 @@ impl Runner {
                 Some(card) => card.sign(digest_info).await,
                 None => Err(no_worker()),
             }),
-            Effect::IssueChallenge(purpose) => Event::Challenge(
-                client
-                    .issue_challenge(pb::IssueChallengeRequest {
-                        purpose: purpose as i32,
-                    })
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|status| refused_by_service(&status)),
-            ),
+            Effect::IssueChallenge(purpose) => {
+                let asked = client.issue_challenge(pb::IssueChallengeRequest {
+                    purpose: purpose as i32,
+                });
+                Event::Challenge(
+                    match tokio::time::timeout(self.setup.service_wait, asked).await {
+                        Ok(answer) => answer
+                            .map(tonic::Response::into_inner)
+                            .map_err(|status| refused_by_service(&status)),
+                        Err(_) => Err(Outcome::Error {
+                            message: format!(
+                                "the confirmation service did not answer within {} s",
+                                self.setup.service_wait.as_secs_f32()
+                            ),
+                        }),
+                    },
+                )
+            }
+            Effect::RecordOutage {
+                declaration,
+                certificate_sha256,
+            } => {
+                let outage = self.setup.outage.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    outage.record(declaration, certificate_sha256, "kiosk".into())
+                })
+                .await;
+                Event::OutageRecorded(match written {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("the outage store's writer failed: {e}")),
+                })
+            }
             Effect::Attest(bytes) => Event::Attested(match &self.setup.device_key {
                 None => Err("this reader has no device key".into()),
                 Some(key) => key
@@ -388,6 +425,15 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             staff: StaffDesk::new(client),
             face_files: None,
+            // This test records no outage visit: the folder may go with its guard.
+            outage: super::super::outage::OutageDesk::new(
+                crate::outage::OutageStore::open(
+                    tempfile::tempdir().expect("a temporary folder").path(),
+                    10,
+                )
+                .expect("a private folder"),
+            ),
+            service_wait: Duration::from_secs(2),
         }
     }
 

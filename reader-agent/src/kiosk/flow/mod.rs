@@ -48,6 +48,7 @@ pub use view::{
 
 use super::card::{CardFailure, VerifyError};
 use crate::face::{Camera, Photo, MAX_FACE_FAILURES};
+pub use crate::outage::Declaration;
 use crate::report::Outcome;
 
 /// The consent screens, in order (eligibility.md §1 step 4).
@@ -80,6 +81,8 @@ pub enum Action {
     Face(Camera),
     Consents(ConsentAnswers),
     Register(bool),
+    /// The insurance numbers the patient declared on the outage path (資格申立書).
+    Declare(Declaration),
     Cancel,
 }
 
@@ -92,6 +95,7 @@ impl Action {
             Action::Face(_) => Some("face"),
             Action::Consents(_) => Some("consent"),
             Action::Register(_) => Some("offer_registration"),
+            Action::Declare(_) => Some("outage_declare"),
             Action::Cancel => None,
         }
     }
@@ -155,6 +159,11 @@ pub enum Event {
     Answered(Result<Box<pb::ConfirmationResult>, Outcome>),
     /// Answers [`Effect::Register`].
     Registered(Result<pb::RegisterResponse, Outcome>),
+    /// The runner's probe of the service: reachable again (`true`) or not (`false`).
+    ServiceReachable(bool),
+    /// Answers [`Effect::RecordOutage`]: how many visits now wait for catch-up, or why the
+    /// visit could not be recorded.
+    OutageRecorded(Result<usize, String>),
 }
 
 /// What the runner must do. The requests (the first group) are answered by exactly one
@@ -181,6 +190,13 @@ pub enum Effect {
     ConfirmByReader(pb::ConfirmByReaderRequest),
     /// [`Event::Registered`].
     Register(pb::RegisterRequest),
+    /// Record the visit in the outage store, fsync'd before it answers:
+    /// [`Event::OutageRecorded`]. No PIN and no signature: the declaration and the card's
+    /// certificate hash, if a card was read.
+    RecordOutage {
+        declaration: Declaration,
+        certificate_sha256: Option<String>,
+    },
 
     /// End a verified card's exclusive transaction with a card reset.
     ResetCard,
@@ -216,6 +232,7 @@ impl Effect {
                 | Effect::ConfirmByCard(_)
                 | Effect::ConfirmByReader(_)
                 | Effect::Register(_)
+                | Effect::RecordOutage { .. }
         )
     }
 }
@@ -410,6 +427,21 @@ pub enum Stage {
         card: CardSession,
         completed: Completed,
     },
+    /// The outage path (the service could not be reached): the declaration form. No PIN is
+    /// asked for here; `error` is the last declaration's fault.
+    Declare {
+        card: CardSession,
+        error: Option<String>,
+    },
+    /// Writing the outage record.
+    RecordingOutage {
+        card: CardSession,
+    },
+    /// The visit is on disk and waits for catch-up.
+    OutageRecorded {
+        card: CardSession,
+        waiting: usize,
+    },
     /// `card` is `None` when the card could not be read at all: no session began, so
     /// pulling the card changes nothing and the next card starts afresh.
     Failed {
@@ -433,7 +465,10 @@ impl Stage {
             | Stage::Confirming { card, .. }
             | Stage::OfferRegistration { card, .. }
             | Stage::Registering { card, .. }
-            | Stage::Done { card, .. } => Some(card),
+            | Stage::Done { card, .. }
+            | Stage::Declare { card, .. }
+            | Stage::RecordingOutage { card }
+            | Stage::OutageRecorded { card, .. } => Some(card),
         }
     }
 
@@ -450,7 +485,10 @@ impl Stage {
             | Stage::Confirming { card, .. }
             | Stage::OfferRegistration { card, .. }
             | Stage::Registering { card, .. }
-            | Stage::Done { card, .. } => Some(card),
+            | Stage::Done { card, .. }
+            | Stage::Declare { card, .. }
+            | Stage::RecordingOutage { card }
+            | Stage::OutageRecorded { card, .. } => Some(card),
         }
     }
 
@@ -463,11 +501,15 @@ impl Stage {
                 | Stage::Face { .. }
                 | Stage::Consent { .. }
                 | Stage::OfferRegistration { .. }
+                | Stage::Declare { .. }
         )
     }
 
     fn finished(&self) -> bool {
-        matches!(self, Stage::Done { .. } | Stage::Failed { .. })
+        matches!(
+            self,
+            Stage::Done { .. } | Stage::Failed { .. } | Stage::OutageRecorded { .. }
+        )
     }
 }
 
@@ -482,6 +524,8 @@ pub struct State {
     pub visual_check_staff: Option<String>,
     pub notice: Option<Notice>,
     pub reader_error: Option<String>,
+    /// The service is known to be unreachable: a card goes straight to the outage path.
+    pub outage: bool,
     pub stage: Stage,
 }
 
@@ -494,6 +538,7 @@ impl State {
             visual_check_staff: None,
             notice: None,
             reader_error: None,
+            outage: false,
             stage: Stage::InsertCard,
         }
     }
@@ -506,6 +551,7 @@ impl State {
             visual_check_staff: self.visual_check_staff.clone(),
             notice: self.notice,
             reader_error: self.reader_error.clone(),
+            outage: self.outage,
         }
     }
 
@@ -518,6 +564,11 @@ impl State {
             Stage::VerifyingPin { .. } => working(Task::VerifyingPin),
             Stage::Confirming { .. } => working(Task::Confirming),
             Stage::Registering { .. } => working(Task::Registering),
+            Stage::RecordingOutage { .. } => working(Task::RecordingOutage),
+            Stage::Declare { error, .. } => Screen::OutageDeclare {
+                error: error.clone(),
+            },
+            Stage::OutageRecorded { waiting, .. } => Screen::OutageRecorded { waiting: *waiting },
             Stage::ChooseMethod { card } => Screen::ChooseMethod {
                 face: self.face_offer(card),
                 face_failures: card.face_failures,

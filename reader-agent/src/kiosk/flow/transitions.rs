@@ -87,6 +87,13 @@ impl State {
                 )
             }
             (stage, Event::Action { session, action }) => self.act(stage, session, action, fx),
+            (stage, Event::ServiceReachable(up)) => {
+                self.outage = !up;
+                stage
+            }
+            (Stage::RecordingOutage { card }, Event::OutageRecorded(recorded)) => {
+                self.outage_recorded(card, recorded, fx)
+            }
 
             (Stage::ReadingCard { reader }, Event::CardRead(read)) => {
                 self.card_read(reader, read, fx)
@@ -255,6 +262,10 @@ impl State {
             face_failures,
             registered_now: false,
         };
+        if self.outage {
+            // The service is known to be down: straight to the declaration, no PIN asked.
+            return Stage::Declare { card, error: None };
+        }
         self.methods(card, None, fx)
     }
 
@@ -351,6 +362,21 @@ impl State {
             ) => self.consents(card, identified, answers, given, fx),
             (Stage::OfferRegistration { card, reception }, Action::Register(accept)) => {
                 self.registration(card, reception, accept, fx)
+            }
+            (Stage::Declare { card, .. }, Action::Declare(declaration)) => {
+                match declaration.check() {
+                    Err(e) => Stage::Declare {
+                        card,
+                        error: Some(e.to_string()),
+                    },
+                    Ok(()) => {
+                        fx.push(Effect::RecordOutage {
+                            declaration,
+                            certificate_sha256: Some(card.card_key.clone()),
+                        });
+                        Stage::RecordingOutage { card }
+                    }
+                }
             }
             (stage, action) => {
                 let wanted = action.screen().unwrap_or("any");
@@ -622,6 +648,30 @@ impl State {
     ) -> Stage {
         let identified = reception.identified.clone();
         match (exchange, event) {
+            // The bounded wait for the service ran out, or it could not be reached: the
+            // outage path. Nothing was sent that could confirm, so nothing is pending.
+            (Exchange::Challenge, Event::Challenge(Err(outcome))) if is_unreachable(&outcome) => {
+                let mut card = card;
+                fx.push(Effect::Record(Record {
+                    method: identified.method().as_str(),
+                    staff_id: identified.staff_id(),
+                    outcome: Outcome::Error {
+                        message: format!(
+                            "{}; the outage path (資格申立書) was offered",
+                            match &outcome {
+                                Outcome::Error { message } | Outcome::Refused { message, .. } => {
+                                    message.clone()
+                                }
+                                other => format!("{other:?}"),
+                            }
+                        ),
+                    },
+                    registered_now: false,
+                }));
+                Self::finish(&mut card, fx);
+                self.outage = true;
+                Stage::Declare { card, error: None }
+            }
             (Exchange::Challenge, Event::Challenge(Err(outcome))) => {
                 self.refused(card, &identified, outcome, fx)
             }
@@ -754,6 +804,22 @@ impl State {
                 reception,
                 exchange,
             },
+        }
+    }
+
+    fn outage_recorded(
+        &mut self,
+        card: CardSession,
+        recorded: Result<usize, String>,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        match recorded {
+            Ok(waiting) => Stage::OutageRecorded { card, waiting },
+            Err(message) => self.fail(
+                card,
+                Failure::new(FailReason::OutageNotRecorded, None, message),
+                fx,
+            ),
         }
     }
 
@@ -899,6 +965,9 @@ fn stage_name(stage: &Stage) -> &'static str {
         Stage::OfferRegistration { .. } => "offer_registration",
         Stage::Done { .. } => "done",
         Stage::Failed { .. } => "failed",
+        Stage::Declare { .. } => "outage_declare",
+        Stage::RecordingOutage { .. } => "working",
+        Stage::OutageRecorded { .. } => "outage_recorded",
     }
 }
 
@@ -912,6 +981,17 @@ fn reader_check(identified: &Identified) -> Option<ReaderCheck<'_>> {
             threshold_permille: *threshold,
         }),
         Identified::Visual { staff_id } => Some(ReaderCheck::Visual { staff_id }),
+    }
+}
+
+/// The service could not be reached (or said it is unavailable): no answer came.
+fn is_unreachable(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Error { .. } => true,
+        Outcome::Refused { result_code, .. } => {
+            result_code == pb::ResultCode::ServiceUnavailable.as_str_name()
+        }
+        _ => false,
     }
 }
 

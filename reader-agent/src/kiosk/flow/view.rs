@@ -20,6 +20,8 @@ pub struct KioskState {
     pub notice: Option<Notice>,
     /// The PC/SC service's trouble, if any.
     pub reader_error: Option<String>,
+    /// The confirmation service is known to be unreachable (the outage path is on).
+    pub outage: bool,
 }
 
 /// A note for the patient: why the last session ended early (start screen) or what just
@@ -43,6 +45,7 @@ pub enum Task {
     VerifyingPin,
     Confirming,
     Registering,
+    RecordingOutage,
 }
 
 /// Whether face authentication is offered for the card in the reader.
@@ -100,6 +103,8 @@ pub enum FailReason {
     PinNotSet,
     TimedOut,
     Cancelled,
+    /// The outage record could not be written (the store is full, or the disk failed).
+    OutageNotRecorded,
 }
 
 /// One screen and what it needs.
@@ -148,6 +153,15 @@ pub enum Screen {
         method: Method,
         registered_now: bool,
     },
+    /// The outage path: the service cannot be reached; the patient declares the insurance
+    /// card's numbers and birth date (資格申立書). No PIN.
+    OutageDeclare {
+        error: Option<String>,
+    },
+    /// The visit is recorded on the terminal and will be confirmed when the service is back.
+    OutageRecorded {
+        waiting: usize,
+    },
     /// A clear failure; `result_code` is the service's or the reader's code when there is
     /// one.
     Failed {
@@ -169,6 +183,8 @@ impl Screen {
             Screen::Consent { .. } => "consent",
             Screen::OfferRegistration => "offer_registration",
             Screen::Done { .. } => "done",
+            Screen::OutageDeclare { .. } => "outage_declare",
+            Screen::OutageRecorded { .. } => "outage_recorded",
             Screen::Failed { .. } => "failed",
         }
     }
