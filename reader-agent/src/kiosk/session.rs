@@ -154,6 +154,22 @@ pub fn start(setup: KioskSetup) -> Kiosk {
     }
 }
 
+/// When a screen that waits for the patient times out, after an action: an accepted action
+/// starts the wait again; a refused one (a stale session, the wrong screen) leaves it as it
+/// was, so nothing on loopback can keep a verified session open by sending refused actions.
+fn deadline_after_action(
+    deadline: Instant,
+    accepted: bool,
+    now: Instant,
+    idle: Duration,
+) -> Instant {
+    if accepted {
+        now + idle
+    } else {
+        deadline
+    }
+}
+
 struct Runner {
     setup: KioskSetup,
     state: State,
@@ -203,7 +219,12 @@ impl Runner {
                     reply,
                 } => {
                     let refused = self.handle(Event::Action { session, action }).await;
-                    self.deadline = Instant::now() + self.setup.idle_timeout;
+                    self.deadline = deadline_after_action(
+                        self.deadline,
+                        refused.is_none(),
+                        Instant::now(),
+                        self.setup.idle_timeout,
+                    );
                     let view = self.state.view();
                     let _ = reply.send(match refused {
                         Some((error, message)) => Err(ActionError {
@@ -435,6 +456,15 @@ mod tests {
             ),
             service_wait: Duration::from_secs(2),
         }
+    }
+
+    #[test]
+    fn only_an_accepted_action_moves_the_idle_deadline() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(5);
+        let idle = Duration::from_secs(60);
+        assert_eq!(deadline_after_action(deadline, false, now, idle), deadline);
+        assert_eq!(deadline_after_action(deadline, true, now, idle), now + idle);
     }
 
     #[tokio::test]

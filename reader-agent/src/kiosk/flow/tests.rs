@@ -956,6 +956,58 @@ fn visual_check_is_offered_only_while_staff_keep_it_on() {
 }
 
 #[test]
+fn a_visual_check_withdrawn_while_the_patient_answers_the_consents_ends_the_session() {
+    let switches: [fn() -> VisualCheck; 2] = [
+        || VisualCheck::Off,
+        || VisualCheck::OffIfBy("staff-1".into()),
+    ];
+    for switch in switches {
+        let mut k = Kiosk::ready();
+        k.feed(Event::Visual(VisualCheck::On("staff-1".into())))
+            .act(Action::ChooseMethod(MethodChoice::Visual));
+        assert!(
+            matches!(k.screen(), Screen::Consent { .. }),
+            "{:?}",
+            k.screen()
+        );
+        k.feed(Event::Visual(switch()));
+        assert_eq!(k.failed().0, FailReason::Cancelled, "{:?}", switch());
+        // Nothing is attested or sent in the staff member's name afterwards.
+        k.all_consents().challenge();
+        assert!(
+            !k.effects
+                .iter()
+                .any(|e| matches!(e, Effect::ConfirmByReader(_))),
+            "{:?}",
+            k.effects
+        );
+    }
+    // Another staff member's log-in ending changes nothing.
+    let mut k = Kiosk::ready();
+    k.feed(Event::Visual(VisualCheck::On("staff-1".into())))
+        .act(Action::ChooseMethod(MethodChoice::Visual))
+        .feed(Event::Visual(VisualCheck::OffIfBy("staff-2".into())));
+    assert!(matches!(k.screen(), Screen::Consent { .. }));
+}
+
+#[test]
+fn a_verify_whose_outcome_is_unknown_resets_the_card() {
+    let mut k = Kiosk::ready();
+    k.act(Action::ChooseMethod(MethodChoice::Pin))
+        .pin("1234")
+        .feed(Event::PinChecked(Err(CardFailure {
+            message: "the card did not answer within 5 s".into(),
+            removed: false,
+        })));
+    assert_eq!(k.failed().0, FailReason::CardError);
+    assert!(
+        k.resets_card(),
+        "a VERIFY the card may have accepted ends with a reset: {:?}",
+        k.effects
+    );
+}
+
+#[test]
 fn an_idle_timeout_ends_a_waiting_screen_and_resets_a_verified_card() {
     let mut k = Kiosk::ready();
     k.act(Action::ChooseMethod(MethodChoice::Pin))

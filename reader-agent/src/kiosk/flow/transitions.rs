@@ -70,6 +70,23 @@ impl State {
                 }
                 match stage {
                     Stage::ChooseMethod { card } => self.methods(card, None, fx),
+                    // The patient was identified by a staff member's visual check and is still
+                    // answering the consents: if that staff member's switch went off (their
+                    // log-in ended, or it was switched off), the check no longer stands.
+                    Stage::Consent {
+                        card,
+                        identified: Identified::Visual { staff_id },
+                        ..
+                    } if self.visual_check_staff.as_ref() != Some(&staff_id) => self.fail(
+                        card,
+                        Failure::new(
+                            FailReason::Cancelled,
+                            None,
+                            "the staff member who checked the patient is no longer logged in: \
+                             the visual check was withdrawn",
+                        ),
+                        fx,
+                    ),
                     other => other,
                 }
             }
@@ -539,7 +556,12 @@ impl State {
         fx: &mut Vec<Effect>,
     ) -> Stage {
         match checked {
-            Err(e) => self.card_failed(card, e, FailReason::CardError, fx),
+            Err(e) => {
+                // The VERIFY's outcome is unknown (the card failed, or answered after the
+                // worker stopped waiting): the card may be verified, so it is reset.
+                card.pin.verified = true;
+                self.card_failed(card, e, FailReason::CardError, fx)
+            }
             Ok(Ok(())) => {
                 card.pin.verified = true;
                 card.pin.tries_left = 3;
