@@ -79,13 +79,13 @@ pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceStat
         trust,
         cert_cache: CertCache::new(config.validation.cache_entries),
         audit,
-        clock,
+        clock: Arc::clone(&clock),
         instance_id: instance_id(),
         terminals: Default::default(),
         rate_limiter: RateLimiter::new(config.rate_limit),
         min_face_threshold_permille: config.min_face_threshold_permille,
         quotas: crate::quota::Quotas::new(config.quotas),
-        batches: crate::batch::Scheduler::new(config.batch),
+        batches: crate::batch::Scheduler::new(config.batch, clock),
     })
 }
 

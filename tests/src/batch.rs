@@ -14,14 +14,15 @@ use tonic::transport::Channel;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::{grpc, Service, World};
+use crate::inproc::ServiceUrl;
+use crate::{grpc, World};
 
 /// Most answers in one GetBatchResult page (the service's documented maximum).
 pub const MAX_PAGE: u32 = 1000;
 
 pub type Client = ConfirmationClient<Channel>;
 
-pub async fn client(world: &World, service: &Service, name: &str) -> Client {
+pub async fn client(world: &World, service: &impl ServiceUrl, name: &str) -> Client {
     let dir = world.in_operation_terminal_dir(name).unwrap();
     grpc::client(world, &service.url(), &dir).await.unwrap()
 }

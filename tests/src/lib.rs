@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 pub mod batch;
 pub mod grpc;
 pub mod http;
+pub mod inproc;
 pub mod kiosk;
 pub mod oqs;
 pub mod pg;

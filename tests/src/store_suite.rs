@@ -7,6 +7,11 @@
 //! service instances sharing one store see open a second instance on the same location.
 //! Instants are whole milliseconds (both stores keep instants to the millisecond), dates are
 //! plain calendar dates.
+//!
+//! Why this file is long: it is one list, the contract of every `Store` method case by case
+//! (about fifty cases), and [`store_suite!`](crate::store_suite) must name each case once for
+//! both stores. Split into files, the macro's list and the cases would live apart and could
+//! drift; kept together, a case added here without a line in the macro is seen at once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 

@@ -20,7 +20,8 @@ use onshi_confirm_service::clinical::Medication;
 use onshi_confirm_service::clock::{Clock, SystemClock};
 use onshi_confirm_service::store::{self, LoadBatch, Terminal};
 use onshi_e2e::grpc::{self, CardKeys, DeviceKey};
-use onshi_e2e::{Service, World};
+use onshi_e2e::inproc::InProcService;
+use onshi_e2e::World;
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose, ReaderCheck};
 use onshi_proto::v1::confirmation_client::ConfirmationClient;
 use onshi_proto::v1::{self as pb, ResultCode};
@@ -94,8 +95,8 @@ fn holder(world: &World, kind: &str) -> String {
         .to_owned()
 }
 
-fn service() -> Service {
-    Service::start(&world().dir.join("service.toml")).expect("confirm-service")
+fn service() -> InProcService {
+    InProcService::start(&world().dir.join("service.toml")).expect("confirm-service")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -109,7 +110,7 @@ fn terminal_dir(name: &str) -> PathBuf {
     world().in_operation_terminal_dir(name).unwrap()
 }
 
-async fn client(service: &Service, terminal: &str) -> ConfirmationClient<Channel> {
+async fn client(service: &InProcService, terminal: &str) -> ConfirmationClient<Channel> {
     grpc::client(world(), &service.url(), &terminal_dir(terminal))
         .await
         .unwrap()

@@ -11,7 +11,8 @@ use std::process::Command;
 use onshi_confirm_service::audit::{AuditQuery, AuditRecord};
 use onshi_confirm_service::store::{SqliteStore, Store};
 use onshi_e2e::grpc::{self, CardKeys};
-use onshi_e2e::{Service, World};
+use onshi_e2e::inproc::InProcService;
+use onshi_e2e::World;
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1::{self as pb, ResultCode};
 use time::OffsetDateTime;
@@ -72,7 +73,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn register(
-    service: &Service,
+    service: &InProcService,
     card: &CardKeys,
 ) -> Result<pb::RegisterResponse, tonic::Status> {
     let dir = world()
@@ -142,7 +143,7 @@ fn a_registration_without_its_audit_record_is_not_made() {
         )
         .unwrap()
     });
-    let service = Service::start(&config).unwrap();
+    let service = InProcService::start(&config).unwrap();
     let refused = runtime().block_on(register(&service, &card)).unwrap_err();
     assert_eq!(
         onshi_confirm_service::outcome::result_code_of(&refused),

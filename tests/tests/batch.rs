@@ -16,6 +16,7 @@ use onshi_confirm_service::audit::{AuditQuery, AuditRecord};
 use onshi_confirm_service::eligibility::InsurerNumber;
 use onshi_confirm_service::store::{SqliteStore, Store};
 use onshi_e2e::batch::{all_items, assert_refused, client, numbers_of, page, wait_done, Client};
+use onshi_e2e::inproc::InProcService;
 use onshi_e2e::{Service, World};
 use onshi_proto::v1::{self as pb, BatchStatus, ResultCode};
 use tonic::Code;
@@ -292,7 +293,7 @@ fn a_batch_is_answered_in_order_with_per_item_errors_and_read_page_by_page() {
     let w = shared_world();
     let mix = Mix::of(w);
     let store = store_of(w);
-    let svc = Service::start(&w.dir.join("service.toml")).expect("confirm-service");
+    let svc = InProcService::start_running(&w.dir.join("service.toml")).expect("confirm-service");
     runtime().block_on(async {
         let mut t1 = client(w, &svc, PHARMACY_T01).await;
         let mut t2 = client(w, &svc, PHARMACY_T02).await;
@@ -430,7 +431,7 @@ fn a_batch_is_answered_in_order_with_per_item_errors_and_read_page_by_page() {
 fn a_streamed_batch_of_2000_streams_back_2000_answers_in_order() {
     let w = shared_world();
     let mix = Mix::of(w);
-    let svc = Service::start(&w.dir.join("service.toml")).expect("confirm-service");
+    let svc = InProcService::start_running(&w.dir.join("service.toml")).expect("confirm-service");
     runtime().block_on(async {
         let mut c = client(w, &svc, PHARMACY_T02).await;
         let err = c
@@ -564,7 +565,7 @@ fn the_largest_streamed_batch_is_answered_and_audited_exactly_once() {
     let config = w
         .service_config_with("service-rescan-1s.toml", "[batch]\nrescan_seconds = 1\n")
         .unwrap();
-    let svc = Service::start(&config).expect("confirm-service");
+    let svc = InProcService::start_running(&config).expect("confirm-service");
     runtime().block_on(async {
         // The clinic: no other test of this world submits from it.
         let mut c = client(w, &svc, CLINIC_T01).await;

@@ -8,6 +8,9 @@
 //! themselves, before the first service starts: the population generator is not relied on.
 //! Every test starts its own service on the shared world; the fixture persons are the tests'
 //! own, so parallel tests cannot disturb each other's expectations.
+//!
+//! Over 1,200 lines on purpose: one world and one set of fixtures for every domain rule the
+//! service answers, in numbered sections (by numbers, input validation, consents, registration).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -18,14 +21,15 @@ use onshi_confirm_service::answer::yyyymmdd;
 use onshi_confirm_service::audit::{AuditQuery, AuditRecord};
 use onshi_confirm_service::clinical::{Checkup, Medication};
 use onshi_confirm_service::clock::{Clock, SystemClock};
-use onshi_confirm_service::consent::{ConsentGrant, ConsentKind, CONSENT_VALIDITY};
+use onshi_confirm_service::consent::CONSENT_VALIDITY;
 use onshi_confirm_service::eligibility::{
     parse_yyyymmdd, HighCostLimit, InsurerNumber, Person, QualificationRecord,
 };
 use onshi_confirm_service::outcome::result_code_of;
 use onshi_confirm_service::store::{CardKey, LoadBatch, SqliteStore, Store};
 use onshi_e2e::grpc::{self, CardKeys};
-use onshi_e2e::{Service, World};
+use onshi_e2e::inproc::InProcService;
+use onshi_e2e::World;
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1::confirmation_client::ConfirmationClient;
 use onshi_proto::v1::{self as pb, ResultCode};
@@ -55,10 +59,11 @@ fn store() -> SqliteStore {
     SqliteStore::open(&world().dir.join("store/onshi.sqlite")).expect("the world's store")
 }
 
-/// The service on the world, with the fixtures loaded first.
-fn service() -> Service {
+/// The service on the world, in this process with its clock standing still, with the fixtures
+/// loaded first.
+fn service() -> InProcService {
     fixtures();
-    Service::start(&world().dir.join("service.toml")).expect("confirm-service")
+    InProcService::start(&world().dir.join("service.toml")).expect("confirm-service")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -327,7 +332,7 @@ fn load_fixtures(store: &SqliteStore) -> Fixtures {
 type Client = ConfirmationClient<Channel>;
 
 /// A mutual-TLS client with the identity of terminal `name`.
-async fn client(service: &Service, name: &str) -> Client {
+async fn client(service: &InProcService, name: &str) -> Client {
     let dir = world().in_operation_terminal_dir(name).unwrap();
     grpc::client(world(), &service.url(), &dir).await.unwrap()
 }
@@ -530,10 +535,10 @@ fn assert_audit(
     assert_eq!(r.result_code, code.as_str_name(), "{r:?}");
 }
 
-/// The audit records written from now on: `AuditQuery::from` set to the current time.
-fn from_now() -> AuditQuery {
+/// The audit records written from now on: `AuditQuery::from` set to the service's time.
+fn from_now(service: &InProcService) -> AuditQuery {
     AuditQuery {
-        from: Some(SystemClock.now()),
+        from: Some(service.now()),
         ..AuditQuery::default()
     }
 }
@@ -778,7 +783,7 @@ fn malformed_numbers_are_refused_with_the_fields_own_code() {
     let fx = fixtures();
     let svc = service();
     let store = store();
-    let since = from_now();
+    let since = from_now(&svc);
     let base = fx.valid.numbers.clone();
     let with = |f: &dyn Fn(&mut pb::NumbersQuery)| {
         let mut q = base.clone();
@@ -946,7 +951,7 @@ fn clinical_data_needs_a_fresh_consent_of_the_institution_for_its_kind() {
     let fx = fixtures();
     let svc = service();
     let store = store();
-    let since = from_now();
+    let since = from_now(&svc);
     let person = fx.valid.person.as_str();
     let patient = clinical(&fx.valid.numbers);
     let valid_card = card("valid");
@@ -965,7 +970,7 @@ fn clinical_data_needs_a_fresh_consent_of_the_institution_for_its_kind() {
         );
 
         // The patient consents to share medication information at the pharmacy's reader.
-        let before = SystemClock.now().unix_timestamp();
+        let before = svc.now().unix_timestamp();
         let r = confirm_card(
             &mut t1,
             &valid_card,
@@ -976,7 +981,7 @@ fn clinical_data_needs_a_fresh_consent_of_the_institution_for_its_kind() {
         )
         .await
         .unwrap();
-        let after = SystemClock.now().unix_timestamp();
+        let after = svc.now().unix_timestamp();
         assert_eq!(r.result_code(), ResultCode::Ok);
         assert_eq!(
             r.reference_classification(),
@@ -1069,27 +1074,23 @@ fn clinical_data_needs_a_fresh_consent_of_the_institution_for_its_kind() {
             "medication at the clinic",
         );
 
-        // A checkup consent given at the clinic 25 hours ago has lapsed...
-        let now = SystemClock.now();
+        // A checkup consent given at the clinic's reader...
+        let given = svc.now();
+        let at_clinic = confirm_card(
+            &mut clinic,
+            &valid_card,
+            pb::Consents {
+                checkup: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(at_clinic.result_code(), ResultCode::Ok);
+        // ...still holds 23 hours later (the service's clock moved, no row back-dated): the
+        // checkups come newest first.
         let hour = CONSENT_VALIDITY / 24;
-        store
-            .record_consents(&[ConsentGrant::new(
-                person,
-                CLINIC,
-                ConsentKind::Checkup,
-                now - hour * 25,
-            )])
-            .unwrap();
-        let err = clinic.get_checkups(patient.clone()).await.unwrap_err();
-        assert_refused(
-            &err,
-            ResultCode::ConsentExpired,
-            Code::FailedPrecondition,
-            "a 25-hour-old consent",
-        );
-        // ...one given 23 hours ago has not: the checkups come newest first.
-        let fresh = ConsentGrant::new(person, CLINIC, ConsentKind::Checkup, now - hour * 23);
-        store.record_consents(std::slice::from_ref(&fresh)).unwrap();
+        svc.advance(hour * 23);
         let checkups = clinic
             .get_checkups(patient.clone())
             .await
@@ -1116,7 +1117,16 @@ fn clinical_data_needs_a_fresh_consent_of_the_institution_for_its_kind() {
         let consent = checkups.consent.unwrap();
         assert_eq!(
             consent.given_at.map(|t| t.seconds),
-            Some(fresh.given_at.unix_timestamp())
+            Some(given.unix_timestamp())
+        );
+        // 25 hours after it was given, it has lapsed.
+        svc.advance(hour * 2);
+        let err = clinic.get_checkups(patient.clone()).await.unwrap_err();
+        assert_refused(
+            &err,
+            ResultCode::ConsentExpired,
+            Code::FailedPrecondition,
+            "a 25-hour-old consent",
         );
         // The clinic's checkup consent does not open the medication.
         let err = clinic.get_medications(patient.clone()).await.unwrap_err();
@@ -1229,7 +1239,7 @@ fn registration_is_idempotent_and_kept_by_a_renewed_certificate() {
     fixtures();
     let svc = service();
     let store = store();
-    let since = from_now();
+    let since = from_now(&svc);
     let person = holder("unregistered");
     let person = person.as_str();
     let unregistered = card("unregistered");
@@ -1451,9 +1461,9 @@ fn a_terminal_over_its_rate_limit_is_refused_and_another_is_not() {
             "[rate_limit]\nper_second = 0.01\nburst = 3",
         )
         .unwrap();
-    let svc = Service::start(&config).expect("confirm-service with a tight rate limit");
+    let svc = InProcService::start(&config).expect("confirm-service with a tight rate limit");
     let store = store();
-    let since = from_now();
+    let since = from_now(&svc);
     let query = fixtures().valid.numbers.clone();
     let answered = runtime().block_on(async {
         let mut t01 = client(&svc, PHARMACY_T01).await;
@@ -1477,6 +1487,32 @@ fn a_terminal_over_its_rate_limit_is_refused_and_another_is_not() {
         by_numbers(&mut t02, &query)
             .await
             .expect("another terminal has its own allowance");
+        // The bucket refills with the service's clock: 100 s at 0.01/s is one request more,
+        // and only one.
+        svc.advance(time::Duration::seconds(99));
+        let err = by_numbers(&mut t01, &query)
+            .await
+            .expect_err("99 s refill less than a request");
+        assert_refused(
+            &err,
+            ResultCode::RateLimited,
+            Code::ResourceExhausted,
+            "99 s",
+        );
+        svc.advance(time::Duration::seconds(1));
+        let r = by_numbers(&mut t01, &query)
+            .await
+            .expect("100 s refill one request");
+        answered.push(r.confirmation_id);
+        let err = by_numbers(&mut t01, &query)
+            .await
+            .expect_err("and only one");
+        assert_refused(
+            &err,
+            ResultCode::RateLimited,
+            Code::ResourceExhausted,
+            "refilled once",
+        );
         answered
     });
     assert_eq!(

@@ -13,7 +13,8 @@ use onshi_confirm_service::audit::{AuditQuery, AuditRecord};
 use onshi_confirm_service::eligibility::InsurerNumber;
 use onshi_confirm_service::store::{SqliteStore, Store};
 use onshi_e2e::batch::{all_items, assert_refused, client, numbers_of, wait_done, Client};
-use onshi_e2e::{Service, World};
+use onshi_e2e::inproc::InProcService;
+use onshi_e2e::World;
 use onshi_proto::v1::{self as pb, ResultCode};
 use time::macros::date;
 use time::Duration as Days;
@@ -100,7 +101,7 @@ fn an_unrelated_institution_cannot_find_a_birth_date_by_trying_them_all() {
     const TRUE_AT: usize = 1000;
     let w = shared_world();
     let (truth, person_id) = patient(w);
-    let svc = Service::start(&w.dir.join("service.toml")).expect("confirm-service");
+    let svc = InProcService::start_running(&w.dir.join("service.toml")).expect("confirm-service");
     let first = date!(1930 - 01 - 01);
     let queries: Vec<pb::NumbersQuery> = (0..TRIES)
         .map(|i| {
@@ -193,7 +194,7 @@ fn an_unrelated_institution_cannot_find_a_birth_date_by_trying_them_all() {
 fn clinical_data_requests_count_towards_the_same_birth_date_limit() {
     let w = shared_world();
     let (truth, _) = patient(w);
-    let svc = Service::start(&w.dir.join("service.toml")).expect("confirm-service");
+    let svc = InProcService::start_running(&w.dir.join("service.toml")).expect("confirm-service");
     runtime().block_on(async {
         let mut clinic = client(w, &svc, CLINIC_T01).await;
         let ask = |birth_date: &str| pb::ClinicalDataRequest {
@@ -268,7 +269,7 @@ fn a_family_sharing_its_numbers_is_answered_for_every_member() {
         family.len() >= 4,
         "the world needs a family of at least 4 sharing numbers for this test: {family:?}"
     );
-    let svc = Service::start(&w.dir.join("service.toml")).expect("confirm-service");
+    let svc = InProcService::start_running(&w.dir.join("service.toml")).expect("confirm-service");
     runtime().block_on(async {
         let mut c = client(w, &svc, PHARMACY_T02).await;
         // A typo first: one miss of the three allowed.
@@ -295,7 +296,7 @@ fn a_family_sharing_its_numbers_is_answered_for_every_member() {
 fn a_wrong_birth_date_is_answered_exactly_like_numbers_nobody_has() {
     let w = shared_world();
     let (truth, _) = patient(w);
-    let svc = Service::start(&w.dir.join("service.toml")).expect("confirm-service");
+    let svc = InProcService::start_running(&w.dir.join("service.toml")).expect("confirm-service");
     runtime().block_on(async {
         let mut c = client(w, &svc, PHARMACY_T02).await;
         let wrong = pb::NumbersQuery {
@@ -324,7 +325,7 @@ fn an_institution_over_its_quota_is_refused_and_another_is_not() {
     let config = w
         .service_config_with("service-quota-12.toml", "[quotas]\nlookups_per_day = 12\n")
         .unwrap();
-    let svc = Service::start(&config).expect("confirm-service");
+    let svc = InProcService::start_running(&config).expect("confirm-service");
     runtime().block_on(async {
         let mut pharmacy = client(w, &svc, PHARMACY_T01).await;
         for _ in 0..10 {
@@ -403,7 +404,7 @@ fn another_institutions_look_ups_keep_their_pace_during_a_batch_storm() {
             "[quotas]\nlookups_per_day = 0\nbirth_dates_per_numbers = 0\n",
         )
         .unwrap();
-    let svc = Service::start(&config).expect("confirm-service");
+    let svc = InProcService::start_running(&config).expect("confirm-service");
     runtime().block_on(async {
         let mut clinic = client(&w, &svc, CLINIC_T01).await;
         let mut pharmacy = client(&w, &svc, PHARMACY_T01).await;

@@ -9,7 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use onshi_e2e::grpc::{self, CardKeys};
-use onshi_e2e::{Service, World};
+use onshi_e2e::inproc::InProcService;
+use onshi_e2e::World;
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1::confirmation_client::ConfirmationClient;
 use onshi_proto::v1::{self as pb, ResultCode};
@@ -19,8 +20,8 @@ fn world() -> &'static World {
     World::shared(env!("CARGO_TARGET_TMPDIR"), "service-world", 8)
 }
 
-fn service() -> Service {
-    Service::start(&world().dir.join("service.toml")).expect("confirm-service")
+fn service() -> InProcService {
+    InProcService::start(&world().dir.join("service.toml")).expect("confirm-service")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -32,7 +33,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// A client with the identity in `terminal_dir` (client.pem/client.key.pem), or none.
 async fn client(
-    service: &Service,
+    service: &InProcService,
     terminal_dir: Option<&Path>,
 ) -> Result<ConfirmationClient<Channel>, tonic::transport::Error> {
     Ok(ConfirmationClient::new(
@@ -42,7 +43,7 @@ async fn client(
 
 /// A mutual-TLS channel to the service (no client identity when `terminal_dir` is `None`).
 async fn channel(
-    service: &Service,
+    service: &InProcService,
     terminal_dir: Option<&Path>,
 ) -> Result<Channel, tonic::transport::Error> {
     grpc::channel(world(), &service.url(), terminal_dir)
@@ -131,6 +132,56 @@ fn a_challenge_is_single_use() {
             "{replay:?}"
         );
         assert_eq!(replay.code(), tonic::Code::FailedPrecondition);
+    });
+}
+
+/// A challenge lives until its `expires_at` by the service's clock, and no longer: the clock
+/// is moved, nobody waits.
+#[test]
+fn a_challenge_expires_when_the_service_clock_passes_its_lifetime() {
+    let svc = service();
+    runtime().block_on(async {
+        let mut c = client(&svc, Some(&terminal_dir("in-operation", 0)))
+            .await
+            .unwrap();
+        let card = card("valid");
+        let issued_at = svc.now();
+        let last = challenge(&mut c).await;
+        let late = challenge(&mut c).await;
+        let expires_at = late.expires_at.expect("expires_at");
+        assert_eq!(
+            expires_at.seconds,
+            (issued_at + time::Duration::seconds(60)).unix_timestamp(),
+            "the configured 60 s from the service's clock"
+        );
+        // A second before it runs out, still good.
+        svc.advance(time::Duration::seconds(59));
+        let sig = sign(
+            &card,
+            &last.challenge,
+            &last.terminal_name,
+            ConsentBits::default(),
+        );
+        let answer = c.confirm_by_card(request(&card, &last, sig)).await.unwrap();
+        assert_eq!(answer.get_ref().result_code(), ResultCode::Ok);
+        // A second after it ran out, expired.
+        svc.advance(time::Duration::seconds(2));
+        let sig = sign(
+            &card,
+            &late.challenge,
+            &late.terminal_name,
+            ConsentBits::default(),
+        );
+        let refused = c
+            .confirm_by_card(request(&card, &late, sig))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refusal(&refused),
+            Some(ResultCode::ChallengeExpired),
+            "{refused:?}"
+        );
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     });
 }
 

@@ -32,6 +32,9 @@
 //! Every method blocks (the service calls them from `spawn_blocking`); opening and dropping
 //! the store may also happen on an async thread. Connections are plain TCP or Unix-socket
 //! connections without TLS: run the database on the same host or a private network.
+//!
+//! Over 1,200 lines on purpose: one implementation of the whole `Store` trait, as `sqlite.rs`,
+//! each method beside the SQL it runs.
 
 use std::collections::HashMap;
 use std::fmt;

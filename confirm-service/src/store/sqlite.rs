@@ -14,6 +14,9 @@
 //! the hot writes (the group commit's statements, registration, consents, batch jobs) and the
 //! dialect; the lookups and the group-commit rule are shared with PostgreSQL
 //! ([`super::queries`], [`super::group`], [`super::codec`]).
+//!
+//! Over 1,200 lines on purpose: one implementation of the whole `Store` trait, each method
+//! beside the SQL it runs; split by table it would scatter one transaction's statements.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};

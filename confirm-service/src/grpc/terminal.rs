@@ -7,7 +7,12 @@
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use time::{Duration, OffsetDateTime};
+use tonic::Request;
+
 use crate::eligibility::InstitutionCode;
+use crate::outcome::Refusal;
+use crate::service::unavailable;
 use crate::store::TerminalStatus;
 
 /// An identified terminal.
@@ -88,31 +93,32 @@ pub struct KnownTerminal {
 /// instance.
 #[derive(Debug, Default)]
 pub struct TerminalCache {
-    entries:
-        std::sync::Mutex<std::collections::HashMap<Vec<u8>, (KnownTerminal, std::time::Instant)>>,
+    entries: std::sync::Mutex<std::collections::HashMap<Vec<u8>, (KnownTerminal, OffsetDateTime)>>,
 }
 
 impl TerminalCache {
-    pub const TTL: std::time::Duration = std::time::Duration::from_secs(5);
+    pub const TTL: Duration = Duration::seconds(5);
     /// Beyond this many terminals the cache starts over (Japan has ~230,000 institutions).
     const MAX_ENTRIES: usize = 500_000;
 
     /// The terminal a client certificate (DER) names, its status and device key, if read less
-    /// than [`Self::TTL`] ago.
-    pub fn get(&self, certificate: &[u8]) -> Option<KnownTerminal> {
+    /// than [`Self::TTL`] before `now` (the service's clock). An entry read "after" `now` (the
+    /// clock was set back) is stale too.
+    pub fn get(&self, certificate: &[u8], now: OffsetDateTime) -> Option<KnownTerminal> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(certificate)
-            .filter(|(_, at)| at.elapsed() < Self::TTL)
+            .filter(|(_, at)| *at <= now && now - *at < Self::TTL)
             .map(|(known, _)| known.clone())
     }
 
-    pub fn put(&self, certificate: &[u8], known: KnownTerminal) {
+    /// Remembers `known` for `certificate`, read at `now` (the service's clock).
+    pub fn put(&self, certificate: &[u8], known: KnownTerminal, now: OffsetDateTime) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= Self::MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(certificate.to_vec(), (known, std::time::Instant::now()));
+        entries.insert(certificate.to_vec(), (known, now));
     }
 }
 
@@ -128,7 +134,7 @@ pub struct RateLimiter {
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
-    at: std::time::Instant,
+    at: OffsetDateTime,
 }
 
 impl RateLimiter {
@@ -144,8 +150,9 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one request from `terminal`'s bucket at `now`; false when it is empty.
-    pub fn allow(&self, terminal: &TerminalIdentity, now: std::time::Instant) -> bool {
+    /// Takes one request from `terminal`'s bucket at `now` (the service's clock); false when it
+    /// is empty.
+    pub fn allow(&self, terminal: &TerminalIdentity, now: OffsetDateTime) -> bool {
         if self.per_second <= 0.0 {
             return true;
         }
@@ -167,8 +174,9 @@ impl RateLimiter {
     }
 
     /// Refills `bucket` up to `now` and takes one request from it, if it holds one.
-    fn take(&self, bucket: &mut Bucket, now: std::time::Instant) -> bool {
-        let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * self.per_second;
+    fn take(&self, bucket: &mut Bucket, now: OffsetDateTime) -> bool {
+        // A clock set back refills nothing (and takes nothing back).
+        let refill = (now - bucket.at).max(Duration::ZERO).as_seconds_f64() * self.per_second;
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.at = bucket.at.max(now);
         if bucket.tokens >= 1.0 {
@@ -180,11 +188,88 @@ impl RateLimiter {
     }
 }
 
+impl crate::service::ConfirmationService {
+    /// Identifies the calling terminal from its verified client certificate.
+    pub(crate) async fn identify<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<TerminalIdentity, Refusal> {
+        self.identify_with_device_key(request)
+            .await
+            .map(|(identity, _)| identity)
+    }
+
+    /// As [`identify`](Self::identify), also returning the device public key registered to
+    /// the terminal, if any (face and visual-check confirmations verify their attestation
+    /// with it).
+    pub(crate) async fn identify_with_device_key<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(TerminalIdentity, Option<DevicePublicKey>), Refusal> {
+        let certs = request
+            .peer_certs()
+            .ok_or_else(|| Refusal::TerminalUnknown("no client certificate".into()))?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Refusal::TerminalUnknown("no client certificate".into()))?;
+        let now = self.state.clock.now();
+        let (identity, status, device_key) = match self.state.terminals.get(leaf.as_ref(), now) {
+            Some(KnownTerminal {
+                identity,
+                status,
+                device_public_key,
+            }) => (identity, Some(status), device_public_key),
+            None => {
+                let identity = TerminalIdentity::from_certificate(leaf.as_ref())
+                    .map_err(Refusal::TerminalUnknown)?;
+                let lookup = identity.clone();
+                let terminal = self
+                    .blocking(move |s| {
+                        s.store
+                            .terminal(&lookup.institution_code, &lookup.terminal_id)
+                            .map_err(unavailable)
+                    })
+                    .await?;
+                match terminal {
+                    Some(t) => {
+                        let key = t.device_public_key.map(DevicePublicKey::from);
+                        self.state.terminals.put(
+                            leaf.as_ref(),
+                            KnownTerminal {
+                                identity: identity.clone(),
+                                status: t.status,
+                                device_public_key: key.clone(),
+                            },
+                            now,
+                        );
+                        (identity, Some(t.status), key)
+                    }
+                    None => (identity, None, None),
+                }
+            }
+        };
+        let identity = match status {
+            None => Err(Refusal::TerminalUnknown(format!(
+                "{} is not registered",
+                identity.name()
+            ))),
+            // Over its limit: refused before anything is read, and not audited (no person's
+            // data is touched; auditing it would let a looping terminal fill the log).
+            Some(TerminalStatus::InOperation) if !self.state.rate_limiter.allow(&identity, now) => {
+                Err(Refusal::RateLimited(identity.name()))
+            }
+            Some(TerminalStatus::InOperation) => Ok(identity),
+            Some(_) => Err(Refusal::TerminalNotInOperation(identity.name())),
+        }?;
+        Ok((identity, device_key))
+    }
+}
+
 #[cfg(test)]
 mod rate_tests {
     use super::*;
     use crate::config::RateLimitConfig;
-    use std::time::{Duration, Instant};
+    use time::macros::datetime;
 
     fn terminal(id: &str) -> TerminalIdentity {
         TerminalIdentity {
@@ -200,16 +285,16 @@ mod rate_tests {
             burst: 3,
         });
         let (a, b) = (terminal("T01"), terminal("T02"));
-        let t0 = Instant::now();
+        let t0 = datetime!(2026-04-01 09:00 UTC);
         let allowed = (0..5).filter(|_| limiter.allow(&a, t0)).count();
         assert_eq!(allowed, 3, "the burst, then refused");
         assert!(limiter.allow(&b, t0), "another terminal has its own bucket");
         // Half a second refills one request at 2/s, and no more.
-        let t1 = t0 + Duration::from_millis(500);
+        let t1 = t0 + Duration::milliseconds(500);
         assert!(limiter.allow(&a, t1));
         assert!(!limiter.allow(&a, t1));
         // A long pause refills up to the burst only.
-        let t2 = t1 + Duration::from_secs(60);
+        let t2 = t1 + Duration::seconds(60);
         let allowed = (0..10).filter(|_| limiter.allow(&a, t2)).count();
         assert_eq!(allowed, 3);
         // An earlier instant (clocks read on two threads) takes nothing back.
@@ -222,7 +307,7 @@ mod rate_tests {
             per_second: 0.0,
             burst: 1,
         });
-        let t0 = Instant::now();
+        let t0 = datetime!(2026-04-01 09:00 UTC);
         assert!((0..10_000).all(|_| limiter.allow(&terminal("T01"), t0)));
     }
 }
@@ -230,6 +315,9 @@ mod rate_tests {
 #[cfg(test)]
 mod cache_tests {
     use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-04-01 09:00 UTC);
 
     #[test]
     fn a_cached_status_and_device_key_are_returned_per_terminal() {
@@ -246,29 +334,108 @@ mod cache_tests {
             b"certificate of T01".as_slice(),
             b"certificate of T02".as_slice(),
         );
-        assert_eq!(cache.get(cert_a), None);
-        cache.put(cert_a, known("T01", TerminalStatus::Suspended, None));
+        assert_eq!(cache.get(cert_a, NOW), None);
+        cache.put(cert_a, known("T01", TerminalStatus::Suspended, None), NOW);
         assert_eq!(
-            cache.get(cert_a),
+            cache.get(cert_a, NOW),
             Some(known("T01", TerminalStatus::Suspended, None))
         );
-        assert_eq!(cache.get(cert_b), None);
+        assert_eq!(cache.get(cert_b, NOW), None);
         let key_a = [4u8; 65];
         let key_b = [5u8; 65];
         cache.put(
             cert_b,
             known("T02", TerminalStatus::InOperation, Some(&key_b)),
+            NOW,
         );
         cache.put(
             cert_a,
             known("T01", TerminalStatus::InOperation, Some(&key_a)),
+            NOW,
         );
-        let a = cache.get(cert_a).unwrap();
+        let a = cache.get(cert_a, NOW).unwrap();
         assert_eq!(a, known("T01", TerminalStatus::InOperation, Some(&key_a)));
         assert_eq!(a.device_public_key.as_deref(), Some(key_a.as_slice()));
         assert_eq!(
-            cache.get(cert_b),
+            cache.get(cert_b, NOW),
             Some(known("T02", TerminalStatus::InOperation, Some(&key_b)))
         );
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    //! The cache and the limiter read time only through the service's clock: moving a manual
+    //! clock is enough to show a window refilling and an entry going stale.
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::config::RateLimitConfig;
+    use time::macros::datetime;
+
+    fn t01() -> TerminalIdentity {
+        TerminalIdentity {
+            institution_code: "1340123452".into(),
+            terminal_id: "T01".into(),
+        }
+    }
+
+    #[test]
+    fn the_rate_limit_window_refills_when_the_clock_moves() {
+        let clock = ManualClock::new(datetime!(2026-04-01 09:00 UTC));
+        let limiter = RateLimiter::new(RateLimitConfig {
+            per_second: 1.0,
+            burst: 2,
+        });
+        assert!(limiter.allow(&t01(), clock.now()));
+        assert!(limiter.allow(&t01(), clock.now()));
+        // However many requests, a clock standing still refills nothing.
+        assert!((0..100).all(|_| !limiter.allow(&t01(), clock.now())));
+        clock.advance(Duration::milliseconds(999));
+        assert!(!limiter.allow(&t01(), clock.now()), "not yet one second");
+        clock.advance(Duration::milliseconds(1));
+        assert!(
+            limiter.allow(&t01(), clock.now()),
+            "one second: one request"
+        );
+        assert!(!limiter.allow(&t01(), clock.now()));
+        // Set back by an hour, then forward to where it was: nothing refilled in between.
+        clock.advance(-Duration::hours(1));
+        assert!(!limiter.allow(&t01(), clock.now()));
+        clock.advance(Duration::hours(1));
+        assert!(!limiter.allow(&t01(), clock.now()));
+        clock.advance(Duration::seconds(10));
+        assert_eq!(
+            (0..5)
+                .filter(|_| limiter.allow(&t01(), clock.now()))
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_terminal_cache_entry_expires_when_the_clock_moves() {
+        let clock = ManualClock::new(datetime!(2026-04-01 09:00 UTC));
+        let cache = TerminalCache::default();
+        let known = KnownTerminal {
+            identity: t01(),
+            status: TerminalStatus::InOperation,
+            device_public_key: None,
+        };
+        cache.put(b"certificate", known.clone(), clock.now());
+        assert_eq!(cache.get(b"certificate", clock.now()), Some(known.clone()));
+        clock.advance(TerminalCache::TTL - Duration::milliseconds(1));
+        assert_eq!(cache.get(b"certificate", clock.now()), Some(known.clone()));
+        clock.advance(Duration::milliseconds(1));
+        assert_eq!(
+            cache.get(b"certificate", clock.now()),
+            None,
+            "read TTL ago: stale"
+        );
+        // Read again: fresh for another TTL from the new time.
+        cache.put(b"certificate", known.clone(), clock.now());
+        assert_eq!(cache.get(b"certificate", clock.now()), Some(known));
+        // A clock set back before the entry was read makes it stale as well.
+        clock.advance(-Duration::seconds(1));
+        assert_eq!(cache.get(b"certificate", clock.now()), None);
     }
 }

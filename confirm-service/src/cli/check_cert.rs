@@ -6,7 +6,13 @@ use std::path::PathBuf;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::validation::{decode_der_or_pem, CertError, EndEntityPolicy, TrustStore};
+use std::process::ExitCode;
+
+use crate::clock::{Clock, FixedClock, SystemClock};
+use crate::config::Config;
+use crate::validation::{
+    decode_der_or_pem, CertError, EndEntityPolicy, StaleCrlPolicy, TrustStore,
+};
 
 /// The outcome of one check.
 #[derive(Debug, Serialize)]
@@ -108,5 +114,107 @@ fn rejected(file: String, e: &CertError, checked_at: String) -> Verdict {
         serial: None,
         not_after: None,
         checked_at,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+/// `check-cert`: its options as parsed; prints the verdict and returns the exit code.
+pub fn run(
+    config: Option<PathBuf>,
+    mut trust: Vec<PathBuf>,
+    mut intermediates: Vec<PathBuf>,
+    mut crls: Vec<PathBuf>,
+    mut policy_oids: Vec<String>,
+    at: Option<String>,
+    (clock_skew, stale_crl): (Option<u32>, Option<String>),
+    json: bool,
+    cert: PathBuf,
+) -> ExitCode {
+    let mut policy = EndEntityPolicy::default();
+    if let Some(path) = &config {
+        match Config::load(path) {
+            Ok(c) => {
+                if trust.is_empty() {
+                    trust = c.validation.trust_anchors.clone();
+                    intermediates.extend(c.validation.intermediates.clone());
+                }
+                if crls.is_empty() {
+                    crls = c.validation.crls.clone();
+                }
+                if policy_oids.is_empty() {
+                    policy_oids = c.validation.policy_oids.clone();
+                }
+                policy = c.validation.policy();
+            }
+            Err(e) => {
+                eprintln!("check-cert: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if trust.is_empty() {
+        eprintln!("check-cert: no trust anchor: give --trust CA or --config FILE");
+        return ExitCode::from(2);
+    }
+    if crls.is_empty() {
+        // Without a CRL every certificate would be refused as crl-missing: say so up front.
+        eprintln!(
+            "check-cert: no CRL: give --crl CRL or --config FILE (revocation is always checked)"
+        );
+        return ExitCode::from(2);
+    }
+    policy.policy_oids = policy_oids;
+    if let Some(seconds) = clock_skew {
+        policy.clock_skew = time::Duration::seconds(i64::from(seconds));
+    }
+    match stale_crl.as_deref() {
+        Some("accept") => policy.stale_crl = StaleCrlPolicy::Accept,
+        Some(_) => policy.stale_crl = StaleCrlPolicy::Reject,
+        None => {}
+    }
+    // `--at` sets the clock the check reads, as tests set the service's.
+    let clock: Box<dyn Clock> = match at {
+        None => Box::new(SystemClock),
+        Some(s) => {
+            match OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339) {
+                Ok(t) => Box::new(FixedClock(t)),
+                Err(e) => {
+                    eprintln!("check-cert: --at {s:?} is not an RFC 3339 time: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let at = clock.now();
+    let opts = CheckOptions {
+        trust,
+        intermediates,
+        crls,
+        policy,
+        at,
+    };
+    match check(&cert, &opts) {
+        Ok(verdict) => {
+            if json {
+                match serde_json::to_string_pretty(&verdict) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("check-cert: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                println!("{}", verdict.line());
+            }
+            if verdict.accepted() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("check-cert: {e}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -25,6 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::answer;
+use crate::clock::Clock;
 use crate::config::BatchConfig;
 use crate::outcome::Refusal;
 use crate::service::{
@@ -50,6 +51,8 @@ const FALLBACK_POLL: StdDuration = StdDuration::from_secs(2);
 #[derive(Debug)]
 pub struct Scheduler {
     shared: Arc<Shared>,
+    /// The service's clock (lease holders' ids).
+    clock: Arc<dyn Clock>,
     workers: u16,
     rescan: StdDuration,
 }
@@ -87,8 +90,9 @@ struct Queued {
 }
 
 impl Scheduler {
-    pub fn new(config: BatchConfig) -> Self {
+    pub fn new(config: BatchConfig, clock: Arc<dyn Clock>) -> Self {
         Scheduler {
+            clock,
             shared: Arc::new(Shared {
                 queues: Mutex::new(Queues::default()),
                 ready: Notify::new(),
@@ -101,7 +105,7 @@ impl Scheduler {
 
     /// Queues a job (unless it is queued or being answered here already).
     pub fn enqueue(&self, job: &BatchJob) {
-        let holder = match new_confirmation_id() {
+        let holder = match new_confirmation_id(self.clock.now()) {
             Ok(id) => id,
             Err(e) => {
                 tracing::warn!(error = %e, "no lease id for a batch job; the rescan retries");
@@ -319,7 +323,7 @@ async fn answer_page(
     let answered = blocking(state, move |s| {
         todo.iter()
             .map(|item| {
-                let id = new_confirmation_id()?;
+                let id = new_confirmation_id(now)?;
                 let (mut result, person) = match pb::NumbersQuery::decode(item.query.as_slice()) {
                     Ok(query) => match confirm_numbers(s, &institution, &query, now) {
                         Ok(answer) => answer,
@@ -560,7 +564,7 @@ mod tests {
     /// forgets a job once nobody follows it.
     #[test]
     fn a_stored_page_wakes_only_its_own_jobs_streams() {
-        let scheduler = Scheduler::new(BatchConfig::default());
+        let scheduler = Scheduler::new(BatchConfig::default(), Arc::new(crate::clock::SystemClock));
         let mut a = scheduler.progress("A");
         let mut b = scheduler.progress("B");
         a.borrow_and_update();

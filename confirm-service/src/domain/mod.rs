@@ -1,0 +1,8 @@
+//! The insurance domain, pure functions of their inputs (no store, no clock, no gRPC):
+//! eligibility rules, consents, clinical data, the answer's shape and the enumeration quotas.
+
+pub mod answer;
+pub mod clinical;
+pub mod consent;
+pub mod eligibility;
+pub mod quota;

@@ -1,0 +1,805 @@
+//! The `onshi.v1.Confirmation` gRPC service: challenges, confirmation by card (PIN mode), by the
+//! reader's attestation (face and visual-check modes, `ConfirmByReader`) and by insurance-card
+//! numbers, registration for insurance use, consent-gated clinical data, and batch
+//! confirmation (the background work is in [`crate::batch`]).
+//!
+//! The order of checks for a card follows architecture.md "main flow" step 4: terminal known
+//! and in operation; challenge known, fresh, unused and this terminal's; certificate valid;
+//! signature over the binding (or, in face and visual-check modes, the reader's attestation
+//! with the terminal's device key, then the face policy); then certificate → person →
+//! registration → records. Every request by an identified terminal is audited, durably, before
+//! its answer (or refusal) leaves: [`ConfirmationService::finish`] is the one exit.
+//!
+//! A confirmation's writes all happen in that exit, in one group commit of the writer
+//! ([`crate::audit`]): its challenge is consumed, the consents it carried are recorded (only if
+//! the challenge was good) and its audit record is written, in one transaction. The checks before
+//! it only read, so a confirmation costs no write lock and no sync of its own; a refused
+//! challenge still takes precedence over every other outcome, as if checked first. A registration
+//! is carried in the same group commit (the person registered only with a good challenge, and
+//! never without its audit record).
+
+use std::sync::Arc;
+
+use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
+use onshi_proto::v1::{
+    self as pb, ClinicalDataRequest, ConfirmByCardRequest, ConfirmByReaderRequest,
+    ConfirmationResult, ResultCode,
+};
+use prost::Message;
+use ring::rand::SecureRandom;
+use ring::signature;
+use time::{OffsetDateTime, UtcOffset};
+use tonic::{Request, Response, Status};
+
+use crate::answer;
+use crate::audit::{AuditError, AuditLog, AuditRecord};
+use crate::batch;
+use crate::cert_cache::CertCache;
+use crate::challenge::Challenges;
+use crate::clock::Clock;
+use crate::consent::{self, ConsentCheck, ConsentGrant, ConsentKind};
+use crate::eligibility::{self, DomainError, Person, QualificationRecord};
+use crate::idempotency::Idempotency;
+use crate::outcome::Refusal;
+use crate::quota::Quotas;
+use crate::store::{
+    AuditWrite, CardKey, ChallengeUse, Registration, RegistrationWrite, Store, StoreError,
+};
+use crate::terminal::{DevicePublicKey, RateLimiter, TerminalCache, TerminalIdentity};
+use crate::trust_reload::LiveTrust;
+use crate::validation::{ValidatedCertificate, MAX_CERTIFICATE_LEN};
+
+pub(super) use super::attestation::{check_attestation, reader_claim};
+pub(super) use super::batch_rpc::check_arrival;
+pub use super::batch_rpc::{MAX_BATCH, MAX_PAGE, MAX_PAGE_BYTES};
+
+/// Japan Standard Time: "today" for qualification dates is the Japanese calendar day.
+pub(crate) const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
+    Ok(o) => o,
+    Err(_) => UtcOffset::UTC,
+};
+
+/// Longest signature accepted (RSA-4096); the card's is 256 bytes.
+pub(super) const MAX_SIGNATURE_LEN: usize = 512;
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct ServiceState {
+    pub store: Arc<dyn Store>,
+    pub challenges: Arc<Challenges>,
+    /// The current trust store (replaced when the CRL files change).
+    pub trust: Arc<LiveTrust>,
+    /// Verified certificates, so a known card costs no parsing and no CA signature.
+    pub cert_cache: CertCache,
+    pub audit: AuditLog,
+    pub clock: Arc<dyn Clock>,
+    /// This instance's name as a batch worker (leases in the shared store).
+    pub instance_id: String,
+    /// Terminal statuses of the last few seconds.
+    pub terminals: TerminalCache,
+    /// Per-terminal rate limits.
+    pub rate_limiter: RateLimiter,
+    /// The lowest face-match threshold accepted from a reader (`min_face_threshold_permille`).
+    pub min_face_threshold_permille: u16,
+    /// Per-institution quotas on card-less look-ups.
+    pub quotas: Quotas,
+    /// The batch pages waiting for a worker, queued fairly per institution.
+    pub batches: batch::Scheduler,
+}
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct ConfirmationService {
+    pub(super) state: Arc<ServiceState>,
+    /// Answers remembered by idempotency key (card-less calls; [`crate::idempotency`]).
+    pub(super) idempotency: Arc<Idempotency>,
+}
+
+/// What is known about a request when it is answered or refused, for its audit record.
+#[derive(Debug)]
+pub(crate) struct AuditContext {
+    pub person_id: Option<String>,
+    pub consents: u8,
+    pub certificate_sha256: Option<String>,
+    /// `pin` (card in PIN mode), `numbers` (insurance-card numbers), `face` (face match
+    /// attested by the reader), `visual:<staff id>` (visual check attested by the reader; plain
+    /// `visual` when the staff id itself was refused) or `reader` (a reader confirmation whose
+    /// method was missing or unknown).
+    pub method: std::borrow::Cow<'static, str>,
+    /// `confirm`, `register`, `medication`, `checkup`, `batch-submit`, `batch-fetch`.
+    pub purpose: &'static str,
+    /// The challenge to consume with the audit record.
+    pub challenge: Option<ChallengeUse>,
+    /// Consents to record with the audit record, if the challenge is good.
+    pub grants: Vec<ConsentGrant>,
+    /// The registration to commit with the audit record, if the request was carried out and
+    /// its challenge is good.
+    pub registration: Option<RegistrationWrite>,
+}
+
+impl AuditContext {
+    pub(crate) fn new(method: &'static str, purpose: &'static str) -> Self {
+        Self {
+            person_id: None,
+            consents: 0,
+            certificate_sha256: None,
+            method: std::borrow::Cow::Borrowed(method),
+            purpose,
+            challenge: None,
+            grants: Vec::new(),
+            registration: None,
+        }
+    }
+}
+
+/// A card's proof of presence as it arrives in a request.
+pub(super) struct CardProof {
+    pub(super) certificate: Vec<u8>,
+    pub(super) challenge: Vec<u8>,
+    pub(super) signature: Vec<u8>,
+}
+
+impl ConfirmationService {
+    pub fn new(state: ServiceState) -> Self {
+        Self {
+            state: Arc::new(state),
+            idempotency: Arc::new(Idempotency::default()),
+        }
+    }
+
+    /// Runs a card-less call once per idempotency key of the calling terminal (when the
+    /// request carries one): a repeated key is answered from memory, with no second audit
+    /// record ([`crate::idempotency`] says what this does not cover).
+    pub(super) async fn remembered<Req, T, Fut>(
+        &self,
+        method: &'static str,
+        request: Request<Req>,
+        run: impl FnOnce(Request<Req>) -> Fut,
+    ) -> Result<Response<T>, Status>
+    where
+        T: Message + Default,
+        Fut: std::future::Future<Output = Result<Response<T>, Status>>,
+    {
+        let Some(key) = crate::idempotency::key_of(&request) else {
+            return run(request).await;
+        };
+        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
+        let name = format!("{}-{}", terminal.institution_code, terminal.terminal_id);
+        self.idempotency
+            .once(&name, method, key, || async {
+                run(request).await.map(Response::into_inner)
+            })
+            .await
+            .map(Response::new)
+    }
+
+    /// The shared state (the server resumes unfinished batches with it).
+    pub fn state(&self) -> &Arc<ServiceState> {
+        &self.state
+    }
+
+    /// Runs blocking store work off the async runtime.
+    pub(super) async fn blocking<T, F>(&self, f: F) -> Result<T, Refusal>
+    where
+        F: FnOnce(&ServiceState) -> Result<T, Refusal> + Send + 'static,
+        T: Send + 'static,
+    {
+        blocking(&self.state, f).await
+    }
+
+    /// Checks a card's proof for `purpose`: bounds, the challenge (consumed with the audit
+    /// record whatever the outcome, so a failed attempt still burns it), the certificate, the signature over the binding. Returns the certificate's store
+    /// key; the caller finds its person in the same store round trip as the rest of its work
+    /// ([`person_of_card`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn verify_card(
+        &self,
+        terminal: &TerminalIdentity,
+        proof: CardProof,
+        purpose: Purpose,
+        bits: ConsentBits,
+        ctx: &mut AuditContext,
+        now: OffsetDateTime,
+    ) -> Result<CardKey, Refusal> {
+        check_proof_bounds(&proof.certificate, &proof.challenge, &proof.signature)?;
+        let name = terminal.name();
+        let validated = self
+            .challenge_and_certificate(
+                &name,
+                &proof.certificate,
+                &proof.challenge,
+                purpose,
+                bits,
+                ctx,
+                now,
+            )
+            .await?;
+        let binding = ChallengeBinding {
+            purpose,
+            challenge: &proof.challenge,
+            terminal_name: &name,
+            certificate_der: &proof.certificate,
+            consents: bits,
+        }
+        .encode_with_cert_hash(&validated.sha256)
+        .map_err(|e| Refusal::BadRequest(e.to_string()))?;
+        signature::UnparsedPublicKey::new(
+            &signature::RSA_PKCS1_2048_8192_SHA256,
+            &validated.rsa_public_key,
+        )
+        .verify(&binding, &proof.signature)
+        .map_err(|_| Refusal::SignatureInvalid)?;
+
+        Ok(CardKey::of_validated(&validated))
+    }
+
+    /// What every proof of a card's presence shares, whoever signed it (the card in PIN mode,
+    /// the reader's device key in face and visual-check modes), for a request whose bounds
+    /// were checked: records the consents and the certificate's hash for the audit record,
+    /// uses the challenge for `purpose` (consumed with the audit record whatever the outcome)
+    /// and validates the certificate (chain, validity, key usage,
+    /// policy, revocation; cached).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn challenge_and_certificate(
+        &self,
+        terminal_name: &str,
+        certificate: &[u8],
+        challenge: &[u8],
+        purpose: Purpose,
+        bits: ConsentBits,
+        ctx: &mut AuditContext,
+        now: OffsetDateTime,
+    ) -> Result<ValidatedCertificate, Refusal> {
+        ctx.consents = bits.bits();
+        let cert_hash = ring::digest::digest(&ring::digest::SHA256, certificate);
+        ctx.certificate_sha256 = Some(hex::encode(cert_hash.as_ref()));
+
+        // Consumed with the audit record, in the same transaction as whatever the request
+        // changes (consents, a registration): both or neither.
+        ctx.challenge = Some(Challenges::use_of(challenge, terminal_name, purpose, now));
+
+        // One snapshot of the trust store for the whole request; the cache re-checks time and
+        // the current CRL on every hit.
+        let trust = self.state.trust.current();
+        Ok(self.state.cert_cache.validate(&trust, certificate, now)?)
+    }
+
+    /// The card holder's side of a confirmation once the card is proven (by its own signature
+    /// or a reader's attestation): certificate → person → registration → records, with the
+    /// consents to record with the audit record.
+    pub(super) async fn confirm_holder(
+        &self,
+        terminal: &TerminalIdentity,
+        key: CardKey,
+        bits: ConsentBits,
+        ctx: &mut AuditContext,
+        now: OffsetDateTime,
+    ) -> Result<ConfirmationResult, Refusal> {
+        let institution = terminal.institution_code.clone();
+        let today = now.to_offset(JST).date();
+        // One store round trip: the person and their records. The consents are recorded
+        // with the audit record.
+        let (person_id, outcome) = self
+            .blocking(move |s| {
+                let person_id = person_of_card(s.store.as_ref(), &key)?;
+                let outcome = confirm_person(s, &person_id, &institution, bits, today, now);
+                Ok((person_id, outcome))
+            })
+            .await?;
+        ctx.person_id = Some(person_id);
+        let (result, grants) = outcome?;
+        ctx.grants = grants;
+        Ok(result)
+    }
+
+    /// A face or visual-check confirmation: the request's shape, then the challenge and the
+    /// certificate exactly as for a card in PIN mode, then the reader's attestation over the
+    /// binding with the terminal's device key, then the face policy, then the card holder.
+    pub(super) async fn confirm_by_reader_checks(
+        &self,
+        terminal: &TerminalIdentity,
+        device_key: Option<DevicePublicKey>,
+        req: ConfirmByReaderRequest,
+        ctx: &mut AuditContext,
+        now: OffsetDateTime,
+    ) -> Result<ConfirmationResult, Refusal> {
+        let claim = reader_claim(&req, ctx)?;
+        check_card_bounds(&req.certificate, &req.challenge)?;
+        let consents = req.consents.unwrap_or_default();
+        let bits = ConsentBits::new(
+            consents.medication,
+            consents.checkup,
+            consents.clinical,
+            consents.surgery,
+        );
+        let purpose = claim.purpose();
+        let name = terminal.name();
+        let validated = self
+            .challenge_and_certificate(
+                &name,
+                &req.certificate,
+                &req.challenge,
+                purpose,
+                bits,
+                ctx,
+                now,
+            )
+            .await?;
+
+        let binding = ChallengeBinding {
+            purpose,
+            challenge: &req.challenge,
+            terminal_name: &name,
+            certificate_der: &req.certificate,
+            consents: bits,
+        }
+        .encode_attested_with_cert_hash(&validated.sha256, &claim.check())
+        .map_err(|e| Refusal::BadRequest(e.to_string()));
+        check_attestation(
+            &name,
+            device_key.as_deref(),
+            &req.attestation,
+            binding,
+            &claim,
+            self.state.min_face_threshold_permille,
+        )?;
+        let key = CardKey::of_validated(&validated);
+        self.confirm_holder(terminal, key, bits, ctx, now).await
+    }
+
+    pub(super) async fn confirm(
+        &self,
+        terminal: &TerminalIdentity,
+        req: ConfirmByCardRequest,
+        ctx: &mut AuditContext,
+        now: OffsetDateTime,
+    ) -> Result<ConfirmationResult, Refusal> {
+        let consents = req.consents.unwrap_or_default();
+        let bits = ConsentBits::new(
+            consents.medication,
+            consents.checkup,
+            consents.clinical,
+            consents.surgery,
+        );
+        let proof = CardProof {
+            certificate: req.certificate,
+            challenge: req.challenge,
+            signature: req.signature,
+        };
+        let key = self
+            .verify_card(terminal, proof, Purpose::Confirm, bits, ctx, now)
+            .await?;
+        self.confirm_holder(terminal, key, bits, ctx, now).await
+    }
+
+    /// The one exit of every handler: writes the request's challenge use, consents and audit
+    /// record (durably, in one transaction) and only then lets the answer or the refusal
+    /// leave; a refused challenge turns the outcome into that refusal. `outcome` carries the
+    /// answer, its result code and the audit log's summary of what was returned.
+    pub(super) async fn finish<T>(
+        &self,
+        terminal: &TerminalIdentity,
+        now: OffsetDateTime,
+        ctx: AuditContext,
+        confirmation_id: String,
+        outcome: Result<(T, ResultCode, String), Refusal>,
+    ) -> Result<Response<T>, Status> {
+        self.finish_committed(terminal, now, ctx, confirmation_id, outcome)
+            .await
+            .map(|(response, _)| response)
+    }
+
+    /// As [`finish`](Self::finish), also telling what the request's registration did
+    /// (committed with its audit record, only if the request was carried out).
+    pub(super) async fn finish_committed<T>(
+        &self,
+        terminal: &TerminalIdentity,
+        now: OffsetDateTime,
+        mut ctx: AuditContext,
+        confirmation_id: String,
+        outcome: Result<(T, ResultCode, String), Refusal>,
+    ) -> Result<(Response<T>, Option<Registration>), Status> {
+        let (code, returned) = match &outcome {
+            Ok((_, code, returned)) => (*code, returned.clone()),
+            Err(refusal) => (refusal.result_code(), refusal.audit_summary()),
+        };
+        let purpose = ctx.purpose;
+        let registration = ctx.registration.take().filter(|_| outcome.is_ok());
+        let write = AuditWrite {
+            challenge: ctx.challenge.take(),
+            consents: std::mem::take(&mut ctx.grants),
+            registration,
+            record: audit_record(terminal, now, ctx, confirmation_id, code, returned),
+        };
+        let committed = self
+            .state
+            .audit
+            .commit(write)
+            .await
+            .map_err(|e| audit_failed(e).to_status())?;
+        let outcome = match committed.verdict {
+            Ok(()) => outcome,
+            Err(refused) => Err(Refusal::Challenge(refused)),
+        };
+        let code = match &outcome {
+            Ok((_, code, _)) => *code,
+            Err(refusal) => refusal.result_code(),
+        };
+        match &outcome {
+            Ok(_) => {
+                tracing::info!(terminal = %terminal.name(), purpose, result = code.as_str_name(), "answered")
+            }
+            Err(refusal) => {
+                tracing::info!(terminal = %terminal.name(), purpose, result = code.as_str_name(), reason = refusal.log_reason(), "refused")
+            }
+        }
+        match outcome {
+            Ok((answer, _, _)) => Ok((Response::new(answer), committed.registration)),
+            Err(refusal) => Err(refusal.to_status()),
+        }
+    }
+
+    /// Looks up the person a clinical-data request names and checks the consent for `kind`.
+    pub(super) async fn consented_patient(
+        &self,
+        terminal: &TerminalIdentity,
+        req: &ClinicalDataRequest,
+        kind: ConsentKind,
+        ctx: &mut AuditContext,
+        now: OffsetDateTime,
+    ) -> Result<(String, ConsentGrant), Refusal> {
+        let query = answer::numbers_query(req.patient.as_ref().unwrap_or(&Default::default()))?;
+        let institution = terminal.institution_code.clone();
+        let (person_id, check) = self
+            .blocking(move |s| {
+                // A look-up by numbers like any other: it counts towards the quotas, or a
+                // wrong birth date (no patient) and the right one (no consent) would tell
+                // apart as many dates as the rate limit allows.
+                s.quotas.charge_lookups(&institution, 1, now)?;
+                s.quotas.check_numbers(&institution, &query, now)?;
+                let ids = s.store.persons_by_numbers(&query).map_err(unavailable)?;
+                if ids.is_empty() {
+                    s.quotas.record_miss(&institution, &query, now);
+                }
+                let [person_id] = ids.as_slice() else {
+                    return Err(Refusal::PatientUnknown);
+                };
+                let grants = s
+                    .store
+                    .consents(person_id, &institution)
+                    .map_err(unavailable)?;
+                Ok((
+                    person_id.clone(),
+                    consent::check(&grants, &institution, kind, now),
+                ))
+            })
+            .await?;
+        ctx.person_id = Some(person_id.clone());
+        match check {
+            ConsentCheck::Valid(grant) => {
+                ctx.consents = grant.kind.bit();
+                Ok((person_id, grant))
+            }
+            ConsentCheck::Missing => Err(Refusal::ConsentMissing(kind.as_str())),
+            ConsentCheck::Expired(_) => Err(Refusal::ConsentExpired(kind.as_str())),
+        }
+    }
+
+    /// A consent-gated data request (medication, checkup): the patient by numbers, a valid
+    /// consent of this institution for `kind`, then the rows, audited with purpose `kind`.
+    pub(super) async fn clinical_data<R, T>(
+        &self,
+        request: Request<ClinicalDataRequest>,
+        kind: ConsentKind,
+        fetch: fn(&dyn Store, &str) -> Result<Vec<R>, StoreError>,
+        respond: fn(&[R], pb::ConsentRecord, String) -> T,
+    ) -> Result<Response<T>, Status>
+    where
+        R: Send + 'static,
+    {
+        let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
+        let now = self.state.clock.now();
+        let id = new_confirmation_id(self.state.clock.now()).map_err(|r| r.to_status())?;
+        let mut ctx = AuditContext::new("numbers", kind.as_str());
+        let req = request.into_inner();
+        let outcome = async {
+            let (person_id, grant) = self
+                .consented_patient(&terminal, &req, kind, &mut ctx, now)
+                .await?;
+            let rows = self
+                .blocking(move |s| fetch(s.store.as_ref(), &person_id).map_err(unavailable))
+                .await?;
+            let summary = summary_count(&format!("{}s", kind.as_str()), rows.len());
+            let response = respond(&rows, answer::consent_record(Some(&grant)), id.clone());
+            Ok((response, ResultCode::Ok, summary))
+        }
+        .await;
+        self.finish(&terminal, now, ctx, id, outcome).await
+    }
+}
+
+/// Runs blocking store work off the async runtime.
+pub(crate) async fn blocking<T, F>(state: &Arc<ServiceState>, f: F) -> Result<T, Refusal>
+where
+    F: FnOnce(&ServiceState) -> Result<T, Refusal> + Send + 'static,
+    T: Send + 'static,
+{
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || f(&state))
+        .await
+        .map_err(|e| Refusal::Internal(format!("worker failed: {e}")))?
+}
+
+pub(crate) fn unavailable(e: StoreError) -> Refusal {
+    // The store's own words go to the log, never to the terminal (Refusal::to_status).
+    tracing::error!(error = %e, "store unavailable");
+    Refusal::Unavailable(e.to_string())
+}
+
+/// The person the issuing authority linked a certificate to.
+pub(super) fn person_of_card(store: &dyn Store, key: &CardKey) -> Result<String, Refusal> {
+    store
+        .person_for_card(key)
+        .map_err(unavailable)?
+        .ok_or(Refusal::CardUnknown)
+}
+
+/// A card confirmation once the card is proven: registration, assessment, and the consents
+/// to record with its audit record.
+pub(super) fn confirm_person(
+    s: &ServiceState,
+    person_id: &str,
+    institution: &str,
+    bits: ConsentBits,
+    today: time::Date,
+    now: OffsetDateTime,
+) -> Result<(ConfirmationResult, Vec<ConsentGrant>), Refusal> {
+    let (person, records) =
+        load_person(s.store.as_ref(), person_id)?.ok_or(Refusal::CardUnknown)?;
+    if !person.registered_for_insurance {
+        return Err(Refusal::CardNotRegistered);
+    }
+    let grants: Vec<ConsentGrant> = ConsentKind::from_bits(bits.bits())
+        .into_iter()
+        .map(|kind| ConsentGrant::new(&person.id, institution, kind, now))
+        .collect();
+    let assessment = eligibility::assess(&records, today);
+    let result = answer::confirmation_result(
+        &assessment,
+        Some(&person),
+        pb::ReferenceClassification::MyNumberCard,
+        &grants,
+        now,
+    );
+    Ok((result, grants))
+}
+
+/// A person and all their qualification records, or `None` when there is no such person.
+pub(crate) fn load_person(
+    store: &dyn Store,
+    person_id: &str,
+) -> Result<Option<(Person, Vec<QualificationRecord>)>, Refusal> {
+    let Some(person) = store.person(person_id).map_err(unavailable)? else {
+        return Ok(None);
+    };
+    let records = store.qualifications(person_id).map_err(unavailable)?;
+    Ok(Some((person, records)))
+}
+
+/// A card-less confirmation (by numbers), as answered alone or as a batch item: the result,
+/// and the person it concerns when one matched. Validation failures are `Err`.
+///
+/// A look-up of numbers whose institution has already missed with as many birth dates as
+/// allowed is refused before anything is looked up (so the refusal tells nothing new); a birth
+/// date that matches nobody is recorded as a miss, and answered exactly like numbers nobody
+/// has (該当資格なし).
+pub(crate) fn confirm_numbers(
+    s: &ServiceState,
+    institution: &str,
+    query: &pb::NumbersQuery,
+    now: OffsetDateTime,
+) -> Result<(ConfirmationResult, Option<String>), Refusal> {
+    let query = answer::numbers_query(query)?;
+    s.quotas.check_numbers(institution, &query, now)?;
+    let store = s.store.as_ref();
+    let today = now.to_offset(JST).date();
+    let ids = store.persons_by_numbers(&query).map_err(unavailable)?;
+    if ids.is_empty() {
+        s.quotas.record_miss(institution, &query, now);
+    }
+    let found = match ids.as_slice() {
+        [id] => load_person(store, id)?,
+        _ => None,
+    };
+    let reference = pb::ReferenceClassification::InsuranceCard;
+    let (result, person_id) = match (&found, ids.len()) {
+        (Some((person, records)), _) => {
+            // The numbers asked for decide between 2 and 3: a lost card whose holder has a
+            // newer qualification answers 無効（新しい資格あり）.
+            let assessment = eligibility::assess_by_numbers(records, &query, today);
+            (
+                answer::confirmation_result(&assessment, Some(person), reference, &[], now),
+                Some(person.id.clone()),
+            )
+        }
+        // Several persons carry the same numbers and birth date: 複数該当.
+        (None, n) if n > 1 => {
+            let mut r = answer::confirmation_result(
+                &eligibility::assess(&[], today),
+                None,
+                reference,
+                &[],
+                now,
+            );
+            r.set_validity(pb::QualificationValidity::Multiple);
+            r.set_result_code(ResultCode::MultipleQualifications);
+            (r, None)
+        }
+        _ => (
+            answer::confirmation_result(
+                &eligibility::assess(&[], today),
+                None,
+                reference,
+                &[],
+                now,
+            ),
+            None,
+        ),
+    };
+    Ok((result, person_id))
+}
+
+pub(crate) fn audit_record(
+    terminal: &TerminalIdentity,
+    now: OffsetDateTime,
+    ctx: AuditContext,
+    confirmation_id: String,
+    code: ResultCode,
+    returned: String,
+) -> AuditRecord {
+    AuditRecord {
+        confirmation_id,
+        at: now,
+        institution_code: terminal.institution_code.clone(),
+        terminal_id: terminal.terminal_id.clone(),
+        person_id: ctx.person_id,
+        method: ctx.method.into_owned(),
+        purpose: ctx.purpose.into(),
+        result_code: code.as_str_name().to_owned(),
+        consents: ctx.consents,
+        certificate_sha256: ctx.certificate_sha256,
+        returned,
+    }
+}
+
+/// The refusal when the audit log cannot be written: no answer leaves without its record.
+pub(crate) fn audit_failed(e: AuditError) -> Refusal {
+    tracing::error!(error = %e, "audit write failed; refusing to answer");
+    Refusal::Unavailable("the audit log cannot be written".into())
+}
+
+/// The handler's input checks on a decoded request, before anything in it is parsed: sizes of
+/// the certificate, challenge and signature. Pure, so the fuzz target runs exactly these.
+pub fn check_request_bounds(req: &ConfirmByCardRequest) -> Result<(), Refusal> {
+    check_proof_bounds(&req.certificate, &req.challenge, &req.signature)
+}
+
+pub(super) fn check_proof_bounds(
+    certificate: &[u8],
+    challenge: &[u8],
+    signature: &[u8],
+) -> Result<(), Refusal> {
+    check_card_bounds(certificate, challenge)?;
+    if signature.is_empty() || signature.len() > MAX_SIGNATURE_LEN {
+        return Err(Refusal::BadRequest(format!(
+            "signature must be 1 to {MAX_SIGNATURE_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// The sizes of a card's certificate and of the challenge, whoever signed for them.
+pub(super) fn check_card_bounds(certificate: &[u8], challenge: &[u8]) -> Result<(), Refusal> {
+    if certificate.is_empty() || certificate.len() > MAX_CERTIFICATE_LEN {
+        return Err(Refusal::BadRequest(format!(
+            "certificate must be 1 to {MAX_CERTIFICATE_LEN} bytes"
+        )));
+    }
+    if challenge.len() != onshi_proto::binding::CHALLENGE_LEN {
+        return Err(Refusal::BadRequest("challenge must be 32 bytes".into()));
+    }
+    Ok(())
+}
+
+pub(super) fn random_bytes<const N: usize>() -> Result<[u8; N], Refusal> {
+    let mut bytes = [0u8; N];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Refusal::Internal("system random generator failed".into()))?;
+    Ok(bytes)
+}
+
+/// A confirmation id: 32 hex digits, the issue time (`now`, the service's clock) in
+/// microseconds then 8 random bytes.
+pub(crate) fn new_confirmation_id(now: OffsetDateTime) -> Result<String, Refusal> {
+    // Time first: ids of one instance sort by issue time, so the audit log's unique index
+    // grows at its end instead of at a random page per record; the random half keeps ids of
+    // instances sharing a store apart.
+    let micros = now.unix_timestamp_nanos() / 1000;
+    let micros = u64::try_from(micros).unwrap_or_default();
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&micros.to_be_bytes());
+    id[8..].copy_from_slice(&random_bytes::<8>()?);
+    Ok(hex::encode(id))
+}
+
+/// 16 random decimal digits.
+pub(super) fn new_reception_number() -> Result<String, Refusal> {
+    let n = u64::from_be_bytes(random_bytes::<8>()?) % 10_000_000_000_000_000;
+    Ok(format!("{n:016}"))
+}
+
+pub(super) fn purpose_from_proto(value: i32) -> Result<Purpose, Refusal> {
+    match pb::Purpose::try_from(value) {
+        Ok(pb::Purpose::Confirm) => Ok(Purpose::Confirm),
+        Ok(pb::Purpose::Register) => Ok(Purpose::Register),
+        Ok(pb::Purpose::Face) => Ok(Purpose::Face),
+        Ok(pb::Purpose::VisualCheck) => Ok(Purpose::VisualCheck),
+        Ok(pb::Purpose::Unspecified) => {
+            Err(Refusal::Invalid(DomainError::Empty { what: "purpose" }))
+        }
+        Err(_) => Err(Refusal::UnknownEnum {
+            what: "purpose",
+            value,
+        }),
+    }
+}
+
+/// A carried-out confirmation with its audit record's id, its code and the audit summary,
+/// as [`ConfirmationService::finish`] takes it.
+pub(super) fn stamped(
+    mut result: ConfirmationResult,
+    id: &str,
+) -> (ConfirmationResult, ResultCode, String) {
+    result.confirmation_id = id.to_owned();
+    let code = result.result_code();
+    let summary = answer::audit_summary(&result);
+    (result, code, summary)
+}
+
+pub(super) fn summary_count(key: &str, n: usize) -> String {
+    serde_json::json!({ key: n }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, FixedClock, ManualClock};
+    use time::macros::datetime;
+
+    #[test]
+    fn a_confirmation_id_carries_the_service_clock_s_time() {
+        let at = datetime!(2026-04-01 09:00:00.123456 UTC);
+        let clock = FixedClock(at);
+        let a = new_confirmation_id(clock.now()).unwrap_or_default();
+        let b = new_confirmation_id(clock.now()).unwrap_or_default();
+        assert_eq!(a.len(), 32);
+        let micros = u64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or_default();
+        assert_eq!(&a[..16], format!("{micros:016x}"));
+        assert_eq!(a[..16], b[..16], "the same instant");
+        assert_ne!(a[16..], b[16..], "the random half tells them apart");
+    }
+
+    #[test]
+    fn confirmation_ids_sort_by_the_clock_not_the_machine() {
+        // A clock far from the machine's: the ids follow it.
+        let clock = ManualClock::new(datetime!(2001-01-01 00:00 UTC));
+        let first = new_confirmation_id(clock.now()).unwrap_or_default();
+        clock.advance(time::Duration::microseconds(1));
+        let second = new_confirmation_id(clock.now()).unwrap_or_default();
+        assert!(first < second);
+        clock.advance(-time::Duration::days(1));
+        let earlier = new_confirmation_id(clock.now()).unwrap_or_default();
+        assert!(earlier < first);
+    }
+}
