@@ -111,7 +111,9 @@ fn rpc_name(path: &str, code: &str) -> &'static str {
     let name = path.strip_prefix('/').unwrap_or(path);
     match KNOWN.iter().find(|k| **k == name) {
         Some(k) if code != "UNIMPLEMENTED" => k,
-        Some(_) | None if name.starts_with("onshi.v1.Confirmation/") => "onshi.v1.Confirmation/other",
+        Some(_) | None if name.starts_with("onshi.v1.Confirmation/") => {
+            "onshi.v1.Confirmation/other"
+        }
         _ => "unknown",
     }
 }

@@ -139,7 +139,9 @@ pub async fn run(
     }
     let _plain_health = match config.health_listen {
         None => None,
-        Some(addr) => Some(AbortOnDrop(plain_health(addr, health_service.clone()).await?)),
+        Some(addr) => Some(AbortOnDrop(
+            plain_health(addr, health_service.clone()).await?,
+        )),
     };
 
     let limits = config.limits;
@@ -161,7 +163,9 @@ pub async fn run(
 /// present a client certificate). It reports what the TLS port's health reporter says.
 async fn plain_health(
     addr: std::net::SocketAddr,
-    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
 ) -> Result<tokio::task::JoinHandle<()>, ServeError> {
     if !addr.ip().is_loopback() {
         return Err(ServeError::Operations(format!(

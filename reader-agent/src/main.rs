@@ -48,7 +48,9 @@ fn loopback_listen(text: &str) -> Result<std::net::SocketAddr, String> {
         .find(|a| a.ip().is_loopback() && a.is_ipv4())
         .or_else(|| addrs.iter().find(|a| a.ip().is_loopback()))
         .copied()
-        .ok_or_else(|| format!("{text} is not a loopback address (the kiosk listens on loopback only)"))
+        .ok_or_else(|| {
+            format!("{text} is not a loopback address (the kiosk listens on loopback only)")
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

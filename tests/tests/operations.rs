@@ -46,8 +46,7 @@ fn counter(text: &str, name: &str, label: &str) -> f64 {
 }
 
 #[test]
-fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_checks_health()
-{
+fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_checks_health() {
     let world = world();
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("service.log");

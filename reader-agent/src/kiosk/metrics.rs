@@ -56,7 +56,10 @@ mod tests {
             tries_left: None,
         };
         let (kind, code) = labels(&refused);
-        assert_eq!((kind, code.as_str()), ("refused", "RESULT_CODE_CARD_REVOKED"));
+        assert_eq!(
+            (kind, code.as_str()),
+            ("refused", "RESULT_CODE_CARD_REVOKED")
+        );
         let (kind, code) = labels(&Outcome::Error {
             message: "山田 太郎".into(),
         });
