@@ -167,3 +167,21 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
         assert!(!logged.contains(secret), "{secret} in the log:\n{logged}");
     }
 }
+
+#[test]
+fn a_usage_error_exits_2_in_every_binary() {
+    for name in [
+        "confirm-service",
+        "reader-agent",
+        "testbed",
+        "loadgen",
+        "virtual-card",
+    ] {
+        let out = Command::new(onshi_e2e::bin(name).unwrap())
+            .arg("--no-such-option")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(!out.stderr.is_empty(), "{name} said nothing");
+    }
+}
