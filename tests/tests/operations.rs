@@ -185,3 +185,57 @@ fn a_usage_error_exits_2_in_every_binary() {
         assert!(!out.stderr.is_empty(), "{name} said nothing");
     }
 }
+
+#[test]
+fn batch_answers_are_pure_csv_on_stdout_and_wait_0_fetches_once() {
+    let world = world();
+    let service = Service::start(&world.dir.join("service.toml")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("r.csv");
+    // A quoted field with a comma is read as one field.
+    std::fs::write(
+        &csv,
+        "insurer_number,symbol,number,branch,birth_date\n06139981,\"O,PS\",404,00,19800101\n",
+    )
+    .unwrap();
+    let config = world.terminal("in-operation", 0).unwrap();
+    let agent = |args: &[&str]| {
+        Command::new(onshi_e2e::bin("reader-agent").unwrap())
+            .arg("batch")
+            .arg("--config")
+            .arg(&config)
+            .args(["--service", &service.url()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = agent(&["--csv", csv.to_str().unwrap(), "--wait", "30"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "stdout is the header and one answer only:\n{stdout}"
+    );
+    assert!(lines[0].starts_with("ordinal,insurer_number,"), "{stdout}");
+    assert!(lines[1].starts_with("0,06139981,\"O,PS\",404,"), "{stdout}");
+    let reception = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("受付番号 reception number: "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no reception number on stderr:\n{stderr}"))
+        .to_owned();
+    // `--wait 0` with a reception number: fetched at once, no waiting.
+    let started = std::time::Instant::now();
+    let again = agent(&["--reception", &reception, "--wait", "0"]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), stdout);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
