@@ -57,6 +57,13 @@ pub async fn confirm_numbers(
     }
 }
 
+/// A time as people and scripts read it: RFC 3339, UTC.
+fn rfc3339(unix: Option<i64>) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix?).ok()?;
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
 /// Which consent-gated data to fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClinicalKind {
@@ -69,6 +76,8 @@ fn consent_json(c: Option<&pb::ConsentRecord>) -> Value {
     match c {
         Some(c) => json!({
             "given": c.given,
+            "given_at": rfc3339(ts(c.given_at.as_ref())),
+            "valid_until": rfc3339(ts(c.valid_until.as_ref())),
             "given_at_unix": ts(c.given_at.as_ref()),
             "valid_until_unix": ts(c.valid_until.as_ref()),
         }),
@@ -399,6 +408,22 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[1].starts_with("0,01130013,"));
         assert!(lines[1].contains("RESULT_CODE_INVALID_INSURER_NUMBER"));
+    }
+
+    #[test]
+    fn consent_times_are_rfc3339() {
+        let c = pb::ConsentRecord {
+            given: true,
+            given_at: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let v = consent_json(Some(&c));
+        assert_eq!(v["given_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["given_at_unix"], 1_700_000_000);
+        assert!(v["valid_until"].is_null());
     }
 
     #[test]
