@@ -38,3 +38,7 @@ fi
 # never uses it (every run starts a private daemon in its own mount namespace), so it is left
 # alone rather than stopped: other software on the machine may rely on it.
 command -v cargo >/dev/null || { echo "error: cargo not found; install the Rust toolchain" >&2; exit 1; }
+
+# A standard gRPC client for tests/tests/operations.rs and docs/operations.md: Python's grpcio
+# with its reflection and health clients, into target/grpc-py (from PyPI, through pip).
+echo "==> Python grpcio (reflection, health) into $("$(dirname "$0")/grpc-tools.sh")"

@@ -47,6 +47,13 @@ pub struct Config {
     /// How batch jobs are worked (docs/batch.md).
     #[serde(default)]
     pub batch: BatchConfig,
+    /// Serve Prometheus metrics at http://ADDR/metrics (docs/operations.md). Off when unset.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve gRPC health checking in plaintext on this loopback address, for orchestrators
+    /// that cannot present a client certificate (docs/operations.md). Off when unset.
+    #[serde(default)]
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// Quotas against enumeration through card-less look-ups (`ConfirmByNumbers`, every batch

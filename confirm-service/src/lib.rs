@@ -21,6 +21,7 @@ pub mod domain;
 pub mod fuzzing;
 pub mod grpc;
 pub mod keyfile;
+pub mod observe;
 pub mod outcome;
 pub mod server;
 pub mod store;

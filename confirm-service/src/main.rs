@@ -2,7 +2,6 @@
 //! Parsing and dispatch only: the commands' bodies are in the library's `cli` module.
 #![forbid(unsafe_code)]
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,7 +16,10 @@ use time::OffsetDateTime;
 #[command(
     name = "confirm-service",
     version,
-    about = "onshi's confirmation service: validates My Number card certificates and answers insurance eligibility over gRPC (mutual TLS)"
+    about = "onshi's confirmation service: validates My Number card certificates and answers insurance eligibility over gRPC (mutual TLS)",
+    after_help = "Logging: RUST_LOG filters the log lines on stderr (default `info`; e.g. \
+                  RUST_LOG=warn or RUST_LOG=onshi_confirm_service=debug); colours only on a \
+                  terminal. Usage errors exit 2. Metrics, health, reflection: docs/operations.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,14 +32,7 @@ enum Command {
     /// client certificates. Prints "confirm-service: listening on ADDR" once ready. Exit
     /// codes: 0 after a shutdown by signal, 2 when the configuration or a file it names
     /// cannot be used (nothing was served), 1 when serving fails.
-    Serve {
-        /// The service configuration (a world's service.toml; see docs/world.md).
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-        /// Override the configured listen address; port 0 picks a free port.
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<SocketAddr>,
-    },
+    Serve(cli::serve::ServeArgs),
     /// Validate a card certificate as the service would, in the manner of `openssl verify`.
     /// Exits 0 when accepted, 1 when rejected, 2 on a usage or I/O error.
     CheckCert {
@@ -211,7 +206,7 @@ fn main() -> ExitCode {
             },
             json,
         ),
-        Command::Serve { config, listen } => cli::serve::serve(config, listen),
+        Command::Serve(args) => cli::serve::serve(args),
         Command::CheckCert {
             config,
             trust,

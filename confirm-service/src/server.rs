@@ -35,6 +35,8 @@ pub enum ServeError {
     Tls(String),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Operations(String),
 }
 
 impl ServeError {
@@ -125,18 +127,67 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
+    // Many clients (grpcurl before 1.9, older grpc_cli) still ask the v1alpha service.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(onshi_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
+    if let Some(addr) = config.metrics_listen {
+        crate::observe::serve_metrics(addr).map_err(ServeError::Operations)?;
+        tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    }
+    let _plain_health = match config.health_listen {
+        None => None,
+        Some(addr) => Some(AbortOnDrop(
+            plain_health(addr, health_service.clone()).await?,
+        )),
+    };
 
     let limits = config.limits;
     let max_message = usize::try_from(limits.max_message_bytes).unwrap_or(usize::MAX);
     // Everything that can fail at start-up has been checked: say we are ready.
     on_ready();
     crate::transport::http2(Server::builder(), &limits)
+        .layer(crate::observe::RpcLayer)
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(ConfirmationServer::new(service).max_decoding_message_size(max_message))
         .serve_with_incoming_shutdown(crate::transport::incoming(listener, tls, limits), shutdown)
         .await?;
     Ok(())
+}
+
+/// gRPC health checking alone, in plaintext, on a loopback address (orchestrators that cannot
+/// present a client certificate). It reports what the TLS port's health reporter says.
+async fn plain_health(
+    addr: std::net::SocketAddr,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    if !addr.ip().is_loopback() {
+        return Err(ServeError::Operations(format!(
+            "health_listen {addr} is not a loopback address: the plaintext health port \
+             answers anyone who can reach it"
+        )));
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServeError::Operations(format!("cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr().map_or(addr, |a| a);
+    tracing::info!(addr = %local, "plaintext health checking");
+    Ok(tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        if let Err(e) = Server::builder()
+            .add_service(health)
+            .serve_with_incoming(incoming)
+            .await
+        {
+            tracing::error!(error = %e, "the plaintext health port stopped");
+        }
+    }))
 }
 
 /// Stops a background task when the server stops.

@@ -67,12 +67,19 @@ pub async fn connect(
     Ok(ConfirmationClient::new(channel))
 }
 
+/// An error and its causes, each said once: several layers (tonic, hyper, rustls) repeat
+/// their source's text in their own, and a wrong `server_name` used to be printed twice.
 fn describe(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
+    with_causes(e.to_string(), e.source())
+}
+
+fn with_causes(mut s: String, mut src: Option<&(dyn std::error::Error + 'static)>) -> String {
     while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        let text = inner.to_string();
+        if !text.is_empty() && !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         src = inner.source();
     }
     s
@@ -89,15 +96,39 @@ pub fn describe_status(status: &tonic::Status) -> String {
     if s.is_empty() {
         s = format!("{:?}", status.code());
     }
-    if let Some(src) = std::error::Error::source(status) {
-        s.push_str(": ");
-        s.push_str(&describe(src));
-    }
-    s
+    with_causes(s, std::error::Error::source(status))
 }
 
 #[cfg(test)]
 mod tests {
+    #[derive(Debug)]
+    struct Layer(String, Option<Box<Layer>>);
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn a_cause_repeated_by_its_wrapper_is_said_once() {
+        let name = "invalid peer certificate: certificate not valid for name \"wrong.example\"";
+        let e = Layer(
+            "transport error".into(),
+            Some(Box::new(Layer(
+                name.into(),
+                Some(Box::new(Layer(name.into(), None))),
+            ))),
+        );
+        let text = super::describe(&e);
+        assert_eq!(text.matches("wrong.example").count(), 1, "{text}");
+        assert!(text.starts_with("transport error: invalid peer"), "{text}");
+    }
+
     use super::*;
 
     fn config(service: &str, key: &str) -> AgentConfig {

@@ -57,6 +57,13 @@ pub async fn confirm_numbers(
     }
 }
 
+/// A time as people and scripts read it: RFC 3339, UTC.
+fn rfc3339(unix: Option<i64>) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix?).ok()?;
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
 /// Which consent-gated data to fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClinicalKind {
@@ -69,6 +76,8 @@ fn consent_json(c: Option<&pb::ConsentRecord>) -> Value {
     match c {
         Some(c) => json!({
             "given": c.given,
+            "given_at": rfc3339(ts(c.given_at.as_ref())),
+            "valid_until": rfc3339(ts(c.valid_until.as_ref())),
             "given_at_unix": ts(c.given_at.as_ref()),
             "valid_until_unix": ts(c.valid_until.as_ref()),
         }),
@@ -195,28 +204,35 @@ pub fn read_csv(path: &Path) -> Result<Vec<pb::NumbersQuery>, String> {
 }
 
 /// As [`read_csv`], for text from elsewhere (an upload); `source` names it in errors.
+/// Quoted fields (`"1,234"`, `""` for a quote) are read as CSV means them.
 pub fn parse_csv(text: &str, source: &str) -> Result<Vec<pb::NumbersQuery>, String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || (i == 0 && line.starts_with("insurer")) {
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| format!("{source}: {e}"))?;
+        let line = record.position().map_or(i as u64 + 1, |p| p.line());
+        if record.iter().all(str::is_empty)
+            || (i == 0 && record.get(0).is_some_and(|f| f.starts_with("insurer")))
+        {
             continue;
         }
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        if f.len() != 5 {
+        if record.len() != 5 {
             return Err(format!(
-                "{source} line {}: expected 5 fields (insurer_number,symbol,number,branch,birth_date), got {}",
-                i + 1,
-                f.len()
+                "{source} line {line}: expected 5 fields (insurer_number,symbol,number,branch,birth_date), got {}",
+                record.len()
             ));
         }
         out.push(pb::NumbersQuery {
-            insurer_number: f[0].to_owned(),
-            symbol: f[1].to_owned(),
-            number: f[2].to_owned(),
-            branch: f[3].to_owned(),
-            birth_date: f[4].to_owned(),
+            insurer_number: record[0].to_owned(),
+            symbol: record[1].to_owned(),
+            number: record[2].to_owned(),
+            branch: record[3].to_owned(),
+            birth_date: record[4].to_owned(),
         });
     }
     if out.is_empty() {
@@ -306,26 +322,39 @@ pub async fn wait_and_fetch(
     }
 }
 
-/// The answers as CSV: the query, then result code, validity, insurer, co-pay and bracket of
-/// the first qualification.
+/// The answers as CSV (a header line, then one escaped record per answer): the query, then
+/// result code, validity, insurer, co-pay and bracket of the first qualification.
 pub fn results_csv(items: &[pb::BatchItemResult]) -> String {
-    let mut s = String::from(
-        "ordinal,insurer_number,symbol,number,branch,birth_date,result_code,validity,name,current_insurer,copay_ratio,high_cost_bracket\n",
-    );
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let header = [
+        "ordinal",
+        "insurer_number",
+        "symbol",
+        "number",
+        "branch",
+        "birth_date",
+        "result_code",
+        "validity",
+        "name",
+        "current_insurer",
+        "copay_ratio",
+        "high_cost_bracket",
+    ];
+    // Writing to a Vec cannot fail.
+    let _ = w.write_record(header);
     for item in items {
         let q = item.query.clone().unwrap_or_default();
         let r = item.result.clone().unwrap_or_default();
         let first = r.qualifications.first();
-        s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            item.ordinal,
-            q.insurer_number,
-            q.symbol,
-            q.number,
-            q.branch,
-            q.birth_date,
+        let _ = w.write_record([
+            item.ordinal.to_string().as_str(),
+            &q.insurer_number,
+            &q.symbol,
+            &q.number,
+            &q.branch,
+            &q.birth_date,
             r.result_code().as_str_name(),
-            r.validity,
+            r.validity.to_string().as_str(),
             first.map(|q| q.name.as_str()).unwrap_or(""),
             first.map(|q| q.insurer_number.as_str()).unwrap_or(""),
             first.map(|q| q.copay_ratio.as_str()).unwrap_or(""),
@@ -333,9 +362,9 @@ pub fn results_csv(items: &[pb::BatchItemResult]) -> String {
                 .and_then(|q| q.high_cost_limit.as_ref())
                 .map(|h| h.bracket.as_str())
                 .unwrap_or(""),
-        ));
+        ]);
     }
-    s
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -379,5 +408,54 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[1].starts_with("0,01130013,"));
         assert!(lines[1].contains("RESULT_CODE_INVALID_INSURER_NUMBER"));
+    }
+
+    #[test]
+    fn consent_times_are_rfc3339() {
+        let c = pb::ConsentRecord {
+            given: true,
+            given_at: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let v = consent_json(Some(&c));
+        assert_eq!(v["given_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["given_at_unix"], 1_700_000_000);
+        assert!(v["valid_until"].is_null());
+    }
+
+    #[test]
+    fn quoted_fields_are_read_and_written_back_escaped() {
+        let q = parse_csv(
+            "\"01130012\",\"12,34\",901,00,19800229\n\"39131016\",\"a\"\"b\",55,,19400101\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(q.len(), 2);
+        assert_eq!(q[0].symbol, "12,34");
+        assert_eq!(q[1].symbol, "a\"b");
+        let items: Vec<_> = q
+            .into_iter()
+            .enumerate()
+            .map(|(i, query)| pb::BatchItemResult {
+                ordinal: i as u32,
+                query: Some(query),
+                result: None,
+            })
+            .collect();
+        let text = results_csv(&items);
+        assert!(text.starts_with("ordinal,insurer_number,"), "{text}");
+        assert!(text.contains("\"12,34\""), "{text}");
+        assert!(text.contains("\"a\"\"b\""), "{text}");
+        // What is written reads back as the same fields.
+        let back: Vec<csv::StringRecord> = csv::Reader::from_reader(text.as_bytes())
+            .records()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(&back[0][2], "12,34");
+        assert_eq!(&back[1][2], "a\"b");
     }
 }

@@ -23,11 +23,34 @@ static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
 #[command(
     name = "reader-agent",
     version,
-    about = "onshi's reception terminal: reads a My Number card through PC/SC and confirms the holder's insurance eligibility"
+    about = "onshi's reception terminal: reads a My Number card through PC/SC and confirms the holder's insurance eligibility",
+    after_help = "Logging: RUST_LOG filters the log lines on stderr (default `warn`; e.g. \
+                  RUST_LOG=info or RUST_LOG=onshi_reader_agent=debug); colours only on a terminal. \
+                  Usage errors exit 2. Recipes: docs/operations.md."
 )]
 struct Cli {
+    /// The log lines' format on stderr: text, or json (one object per line).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: cli::LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// A loopback address to listen on, by number or by name (`localhost:0` picks a free port).
+fn loopback_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<_> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("{text:?} is not an address: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.ip().is_loopback() && a.is_ipv4())
+        .or_else(|| addrs.iter().find(|a| a.ip().is_loopback()))
+        .copied()
+        .ok_or_else(|| {
+            format!("{text} is not a loopback address (the kiosk listens on loopback only)")
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,11 +90,15 @@ enum Command {
         service: Option<String>,
         /// Where to serve the patient's screens (a loopback address: the PIN pad posts the
         /// PIN here).
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = loopback_listen)]
         listen: std::net::SocketAddr,
         /// Where to serve the staff's view (a loopback address, another port).
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081", value_parser = loopback_listen)]
         staff_listen: std::net::SocketAddr,
+        /// Serve Prometheus metrics (sessions, outcomes by method) at http://ADDR/metrics
+        /// (off by default; docs/operations.md).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
         /// A staff log-in with no request for this long ends.
         #[arg(long, value_name = "SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(10..=86_400))]
         staff_idle_timeout: u64,
@@ -272,7 +299,9 @@ enum Command {
         /// Submit as a stream (for large batches: up to 100,000 lines instead of 10,000).
         #[arg(long)]
         stream: bool,
-        /// Wait up to this many seconds for the answers (0: just submit).
+        /// Wait up to this many seconds for the answers (0: don't wait: just submit, or with
+        /// --reception fetch once). Without --out the answers go to stdout as pure CSV and
+        /// the reception number to stderr.
         #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = wait_seconds())]
         wait: u64,
         /// Write the answers' CSV to this file instead of stdout.
@@ -398,6 +427,7 @@ fn not_dumpable() {
 fn main() -> ExitCode {
     not_dumpable();
     let cli = Cli::parse();
+    cli::init_logging(cli.log_format);
     match cli.command {
         Command::Staff { command } => cli::staff::staff_command(command),
         Command::Oqs {
@@ -412,6 +442,7 @@ fn main() -> ExitCode {
             service,
             listen,
             staff_listen,
+            metrics_listen,
             staff_idle_timeout,
             reader,
             face_threshold,
@@ -424,6 +455,7 @@ fn main() -> ExitCode {
             outage_capacity,
         } => cli::serve::run_kiosk(
             &config,
+            metrics_listen,
             onshi_reader_agent::kiosk::KioskOptions {
                 listen,
                 staff_listen,
@@ -528,5 +560,34 @@ mod tests {
         }
         let confirm = ["reader-agent", "confirm", "--config", "a.toml", "--wait"];
         assert!(Cli::try_parse_from([&confirm[..], &["86401"]].concat()).is_err());
+    }
+
+    #[test]
+    fn the_kiosk_listens_on_localhost_by_name_and_nowhere_else() {
+        let kiosk = |listen: &str| {
+            Cli::try_parse_from([
+                "reader-agent",
+                "kiosk",
+                "--config",
+                "a.toml",
+                "--listen",
+                listen,
+            ])
+        };
+        let Command::Kiosk { listen, .. } = kiosk("localhost:0").unwrap().command else {
+            panic!("not the kiosk");
+        };
+        assert!(listen.ip().is_loopback());
+        assert_eq!(listen.port(), 0);
+        let err = kiosk("192.0.2.1:80").unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(err.to_string().contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json_for_every_command() {
+        let cli = Cli::try_parse_from(["reader-agent", "readers", "--log-format", "json"]).unwrap();
+        assert_eq!(cli.log_format, cli::LogFormat::Json);
+        assert!(Cli::try_parse_from(["reader-agent", "--log-format", "xml", "readers"]).is_err());
     }
 }

@@ -3,6 +3,8 @@
 
 use std::io::Read;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use onshi_jpki::Pin;
 use zeroize::{Zeroize, Zeroizing};
@@ -14,11 +16,19 @@ use crate::confirm::PinSource;
 pub struct TtyPrompt;
 
 impl PinSource for TtyPrompt {
+    /// A malformed PIN (not 4 digits) is said and asked again: it never reaches the card, so
+    /// it costs no try.
     fn next_pin(&mut self, _tries_left: u8) -> Result<Option<Pin>, String> {
-        let typed = Zeroizing::new(
-            rpassword::prompt_password("PIN: ").map_err(|e| format!("cannot read the PIN: {e}"))?,
-        );
-        Pin::new(typed.trim()).map(Some).map_err(|e| format!("{e}"))
+        loop {
+            let typed = Zeroizing::new(
+                rpassword::prompt_password("PIN: ")
+                    .map_err(|e| format!("cannot read the PIN: {e}"))?,
+            );
+            match Pin::new(typed.trim()) {
+                Ok(pin) => return Ok(Some(pin)),
+                Err(e) => eprintln!("{e}; try again (暗証番号は4桁の数字です)"),
+            }
+        }
     }
 }
 
@@ -27,8 +37,21 @@ impl PinSource for TtyPrompt {
 /// Standard input is read through a duplicate of its descriptor, one byte at a time, and not
 /// through `std::io::stdin()`: that handle's process-wide buffer would keep every PIN of the
 /// input (all lines it read ahead) in memory, unwiped, until the process ends.
+///
+/// A malformed line (not 4 digits) is a usage error of the script that wrote it: it is
+/// refused before the card sees it and [`StdinLines::usage_error`] says so afterwards, so
+/// that the command exits 2 (usage) and not 3 (card failure).
 #[derive(Debug, Default)]
-pub struct StdinLines;
+pub struct StdinLines {
+    malformed: Arc<AtomicBool>,
+}
+
+impl StdinLines {
+    /// A handle that reads true once a malformed line was refused.
+    pub fn usage_error(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.malformed)
+    }
+}
 
 impl PinSource for StdinLines {
     fn next_pin(&mut self, _tries_left: u8) -> Result<Option<Pin>, String> {
@@ -38,8 +61,15 @@ impl PinSource for StdinLines {
         let Some(line) = read_secret_line(&mut stdin).map_err(err)? else {
             return Ok(None);
         };
-        Pin::from_bytes(&line).map(Some).map_err(|e| format!("{e}"))
+        parse_line(&line, &self.malformed)
     }
+}
+
+fn parse_line(line: &[u8], malformed: &AtomicBool) -> Result<Option<Pin>, String> {
+    Pin::from_bytes(line).map(Some).map_err(|e| {
+        malformed.store(true, Ordering::SeqCst);
+        format!("a malformed PIN on stdin: {e}")
+    })
 }
 
 /// The longest line accepted where a PIN is expected; longer input is refused rather than
@@ -98,6 +128,19 @@ mod tests {
             b"rest"
         );
         assert!(read_secret_line(&mut input).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_malformed_line_is_flagged_as_a_usage_error() {
+        let flag = AtomicBool::new(false);
+        assert!(parse_line(b"1234", &flag).unwrap().is_some());
+        assert!(!flag.load(Ordering::SeqCst));
+        for bad in [&b"12a4"[..], b"123", b"12345", b""] {
+            let flag = AtomicBool::new(false);
+            let err = parse_line(bad, &flag).unwrap_err();
+            assert!(err.contains("malformed"), "{err}");
+            assert!(flag.load(Ordering::SeqCst));
+        }
     }
 
     #[test]

@@ -506,6 +506,32 @@ impl Service {
         })
     }
 
+    /// [`Service::start`] with more `serve` options (`extra`), RUST_LOG at `info` and its
+    /// stderr into the file `log`.
+    pub fn start_with_options(config: &Path, log: &Path, extra: &[&str]) -> Result<Self> {
+        let file = std::fs::File::create(log)
+            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let mut cmd = Command::new(bin("confirm-service")?);
+        cmd.args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("ONSHI_LOG")
+            .env("RUST_LOG", "info");
+        let (guard, _lines, line) = spawn_until_ready_with(
+            cmd,
+            "confirm-service",
+            "confirm-service: listening on ",
+            Stdio::from(file),
+        )?;
+        Ok(Self {
+            _guard: guard,
+            addr: line
+                .trim_start_matches("confirm-service: listening on ")
+                .to_owned(),
+        })
+    }
+
     /// [`Service::start`] through `wrapper`, a command that execs the rest (e.g.
     /// `prlimit --nofile=256:256 --`), so the process id is the service's.
     pub fn start_with(config: &Path, wrapper: &[&str]) -> Result<Self> {

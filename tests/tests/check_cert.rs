@@ -126,9 +126,10 @@ fn bad_input_is_a_verdict_or_a_usage_error_never_a_crash() {
     assert!(stdout.contains("malformed"), "{stdout}");
     let text = tmp.path().join("text.pem");
     std::fs::write(&text, "hello").unwrap();
-    let (status, stdout, _) = check(&["--config", config], &text);
-    assert_eq!(status, Some(1));
-    assert!(stdout.contains("malformed"), "{stdout}");
+    // A file that is not a certificate at all is a usage error (exit 2), said on stderr.
+    let (status, _, stderr) = check(&["--config", config], &text);
+    assert_eq!(status, Some(2));
+    assert!(stderr.contains("not a certificate"), "{stderr}");
     // Missing file, missing trust, bad time: usage or I/O errors, exit 2.
     let (status, _, stderr) = check(&["--config", config], &tmp.path().join("missing.pem"));
     assert_eq!(status, Some(2), "{stderr}");

@@ -30,8 +30,13 @@ pub fn query(
         Err(code) => return code,
     };
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = QuietPipe {
+        inner: stdout.lock(),
+        closed: false,
+    };
     match operator::print_audit(store.as_ref(), &query, json, &mut out) {
+        // The reader went away (`audit | head`): it has what it wanted; end quietly.
+        Ok(_) if out.closed => ExitCode::SUCCESS,
         Ok(n) => {
             eprintln!("confirm-service audit: {n} record(s)");
             ExitCode::SUCCESS
@@ -138,5 +143,79 @@ pub fn prune(
             eprintln!("confirm-service audit prune: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Standard output that a closed pipe (`audit | head`) silences instead of failing: the rest
+/// of the output is dropped and `closed` says so.
+struct QuietPipe<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: std::io::Write> std::io::Write for QuietPipe<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(buf.len())
+            }
+            other => other,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.inner.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    struct Closed;
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_ends_the_output_quietly() {
+        let mut out = super::QuietPipe {
+            inner: Closed,
+            closed: false,
+        };
+        assert!(writeln!(out, "a line").is_ok());
+        assert!(writeln!(out, "another").is_ok());
+        assert!(out.flush().is_ok());
+        assert!(out.closed);
+        // Any other error is still an error.
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::StorageFull.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut full = super::QuietPipe {
+            inner: Full,
+            closed: false,
+        };
+        assert!(writeln!(full, "x").is_err());
     }
 }

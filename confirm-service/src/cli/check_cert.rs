@@ -83,11 +83,15 @@ pub fn check(cert_path: &std::path::Path, opts: &CheckOptions) -> Result<Verdict
     let rfc3339 = &time::format_description::well_known::Rfc3339;
     let file = cert_path.display().to_string();
     let checked_at = opts.at.format(rfc3339).unwrap_or_default();
-    // A file that is neither DER nor PEM is a rejected certificate (malformed), as for a card
-    // that presents garbage: `openssl verify` likewise refuses what it cannot load.
+    // A file that is neither DER nor PEM is not a certificate at all: a usage error (exit 2),
+    // like a missing file. A DER certificate that does not parse is a verdict (malformed).
     let der = match decode_der_or_pem(&bytes, "CERTIFICATE") {
         Ok(mut blobs) => blobs.swap_remove(0),
-        Err(detail) => return Ok(rejected(file, &CertError::Malformed { detail }, checked_at)),
+        Err(detail) => {
+            return Err(format!(
+                "{file} is not a certificate (neither DER nor PEM): {detail}"
+            ))
+        }
     };
     Ok(match trust.validate(&der, opts.at) {
         Ok(v) => Verdict {

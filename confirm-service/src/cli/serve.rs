@@ -9,15 +9,49 @@ use super::init_tracing;
 use crate::clock::SystemClock;
 use crate::config::Config;
 
-pub fn serve(config_path: PathBuf, listen: Option<SocketAddr>) -> ExitCode {
-    init_tracing();
-    let config = match Config::load(&config_path) {
+/// `serve`'s options beyond the configuration file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// The service configuration (a world's service.toml; see docs/world.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Override the configured listen address; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default; docs/operations.md).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve gRPC health checking in plaintext on this loopback address, for orchestrators
+    /// that cannot present a client certificate (off by default).
+    #[arg(long, value_name = "ADDR")]
+    pub health_listen: Option<SocketAddr>,
+    /// The log lines' format on stderr: text, or json (one object per line).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: super::LogFormat,
+}
+
+pub fn serve(args: ServeArgs) -> ExitCode {
+    let ServeArgs {
+        config: config_path,
+        listen,
+        metrics_listen,
+        health_listen,
+        log_format,
+    } = args;
+    init_tracing(log_format);
+    let mut config = match Config::load(&config_path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("confirm-service: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = store_exists(&config.store) {
+        eprintln!("confirm-service: {e}");
+        return ExitCode::from(2);
+    }
+    config.metrics_listen = metrics_listen.or(config.metrics_listen);
+    config.health_listen = health_listen.or(config.health_listen);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(usize::from(config.store_threads))
@@ -86,4 +120,32 @@ pub fn serve(config_path: PathBuf, listen: Option<SocketAddr>) -> ExitCode {
             }
         }
     })
+}
+
+/// A SQLite store must already exist: an empty one made here would answer
+/// `TERMINAL_UNKNOWN` to every terminal. (A PostgreSQL URL is checked when connecting.)
+fn store_exists(store: &str) -> Result<(), String> {
+    if crate::store::is_postgres_url(store) || std::path::Path::new(store).is_file() {
+        Ok(())
+    } else {
+        Err(format!(
+            "no store at {store}; build one with `testbed build` or copy one with \
+             `confirm-service store copy`"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_store_path_that_does_not_exist_is_refused_with_the_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("store.sqlite");
+        let err = super::store_exists(missing.to_str().unwrap()).unwrap_err();
+        assert!(err.starts_with("no store at "), "{err}");
+        assert!(err.contains("testbed build") && err.contains("confirm-service store copy"));
+        std::fs::write(&missing, b"").unwrap();
+        assert!(super::store_exists(missing.to_str().unwrap()).is_ok());
+        assert!(super::store_exists("postgres://localhost/onshi").is_ok());
+    }
 }

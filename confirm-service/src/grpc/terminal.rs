@@ -258,10 +258,20 @@ impl crate::service::ConfirmationService {
             // Over its limit: refused before anything is read, and not audited (no person's
             // data is touched; auditing it would let a looping terminal fill the log).
             Some(TerminalStatus::InOperation) if !self.state.rate_limiter.allow(&identity, now) => {
+                crate::observe::refused("rate-limited");
+                tracing::warn!(terminal = %identity.name(), "refused: rate-limited");
                 Err(Refusal::RateLimited(identity.name()))
             }
             Some(TerminalStatus::InOperation) => Ok(identity),
-            Some(_) => Err(Refusal::TerminalNotInOperation(identity.name())),
+            Some(_) => {
+                crate::observe::refused("terminal-not-in-operation");
+                tracing::warn!(
+                    terminal = %identity.name(),
+                    result = "RESULT_CODE_TERMINAL_NOT_IN_OPERATION",
+                    "refused: the terminal is not in operation"
+                );
+                Err(Refusal::TerminalNotInOperation(identity.name()))
+            }
         }?;
         Ok((identity, device_key))
     }

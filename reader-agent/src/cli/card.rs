@@ -55,8 +55,12 @@ pub fn run_confirm(
         Ok(t) => t,
         Err(code) => return code,
     };
+    // A malformed PIN line on stdin is a usage error (exit 2), not a card failure (3).
+    let mut malformed_pin = None;
     let pins: Box<dyn PinSource> = if pin_stdin {
-        Box::new(StdinLines)
+        let lines = StdinLines::default();
+        malformed_pin = Some(lines.usage_error());
+        Box::new(lines)
     } else {
         Box::new(TtyPrompt)
     };
@@ -83,6 +87,9 @@ pub fn run_confirm(
     } else {
         print!("{}", render_human(&outcome));
     }
+    if malformed_pin.is_some_and(|m| m.load(std::sync::atomic::Ordering::SeqCst)) {
+        return ExitCode::from(2);
+    }
     ExitCode::from(outcome.exit_code())
 }
 
@@ -107,7 +114,7 @@ pub fn run_change_pin(
         Err(code) => return code,
     };
     let mut pins: Box<dyn PinSource> = if pin_stdin {
-        Box::new(StdinLines)
+        Box::new(StdinLines::default())
     } else {
         Box::new(TtyPrompt)
     };

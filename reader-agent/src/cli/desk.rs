@@ -105,10 +105,16 @@ pub fn desk_batch(
         let reception = match (queries, reception) {
             (Some(queries), _) => match desk::submit(&mut c, queries, stream).await {
                 Ok(r) => {
-                    println!(
+                    let line = format!(
                         "受付番号 reception number: {} ({} queries)",
                         r.reception_number, r.total
                     );
+                    // When the answers' CSV follows on stdout, stdout holds that CSV only.
+                    if wait > 0 && out.is_none() {
+                        eprintln!("{line}");
+                    } else {
+                        println!("{line}");
+                    }
                     r.reception_number
                 }
                 Err(outcome) => {
@@ -128,7 +134,8 @@ pub fn desk_batch(
                 if done { "" } else { " (処理中)" }
             )
         };
-        let wait = Duration::from_secs(wait.max(1));
+        // With --reception, `--wait 0` fetches once and does not wait.
+        let wait = Duration::from_secs(wait);
         match desk::wait_and_fetch(&mut c, &reception, wait, &progress).await {
             Ok((_, items)) => {
                 let text = desk::results_csv(&items);

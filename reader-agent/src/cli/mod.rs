@@ -103,13 +103,26 @@ pub fn open_trace(trace: Option<&str>) -> Result<Option<Trace>, ExitCode> {
     }
 }
 
-/// Log lines to stderr, filtered by `RUST_LOG` (default `warn`).
-pub fn init_logging() {
-    let _ = tracing_subscriber::fmt()
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Log lines to stderr, filtered by `RUST_LOG` (default `warn`), as text (coloured only when
+/// stderr is a terminal) or one JSON object per line.
+pub fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .try_init();
+        .with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }

@@ -4,11 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{init_logging, load_config, shutdown_signal, two_thread_runtime};
+use super::{load_config, shutdown_signal, two_thread_runtime};
 use crate::CharsetArg;
 
 pub fn run_kiosk(
     config: &std::path::Path,
+    metrics_listen: Option<std::net::SocketAddr>,
     options: onshi_reader_agent::kiosk::KioskOptions,
 ) -> ExitCode {
     let config = match load_config(config) {
@@ -18,8 +19,14 @@ pub fn run_kiosk(
     let Some(runtime) = two_thread_runtime() else {
         return ExitCode::from(3);
     };
-    init_logging();
     runtime.block_on(async {
+        if let Some(addr) = metrics_listen {
+            if let Err(e) = onshi_reader_agent::kiosk::metrics::serve(addr) {
+                eprintln!("reader-agent: {e}");
+                return ExitCode::from(3);
+            }
+            println!("kiosk: metrics on http://{addr}/metrics");
+        }
         let ready = |l: &onshi_reader_agent::kiosk::Listening| {
             use std::io::Write as _;
             // The token itself is not printed (a log may be readable by others).
@@ -75,7 +82,6 @@ pub fn run_oqs(
     let Some(runtime) = two_thread_runtime() else {
         return ExitCode::from(3);
     };
-    init_logging();
     runtime.block_on(async {
         // Inside the runtime: the lazy channel needs one.
         let client = match serve::Service::new(&config, service.as_deref()) {

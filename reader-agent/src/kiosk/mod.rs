@@ -15,6 +15,7 @@
 pub mod flow;
 pub mod fuzzing;
 pub mod http;
+pub mod metrics;
 pub mod outage;
 pub mod session;
 pub mod staff;

@@ -291,6 +291,7 @@ impl Runner {
             }
             Effect::DropCard => self.card = None,
             Effect::Record(r) => {
+                super::metrics::outcome(r.method, &r.outcome);
                 self.setup
                     .staff
                     .record(r.method, r.staff_id, &r.outcome, r.registered_now);
@@ -328,6 +329,7 @@ impl Runner {
         let mut client = self.setup.client.clone();
         match effect {
             Effect::ReadCard { reader } => {
+                super::metrics::session_started();
                 self.card = None;
                 let read = async {
                     let card = CardHandle::connect(&reader, self.setup.card_timeout).await?;

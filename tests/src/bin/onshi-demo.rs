@@ -60,8 +60,22 @@ fn run() -> Result<ExitCode, String> {
         pcscd.vpcd()
     );
     eprintln!("==> starting the confirmation service (mutual TLS)");
-    let service = Service::start(&dir.join("service.toml"))?;
+    // The demo world runs with metrics on (docs/operations.md), on a port free a moment ago.
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port for metrics: {e}"))?
+        .to_string();
+    let log = dir.join("service.log");
+    let service = Service::start_with_options(
+        &dir.join("service.toml"),
+        &log,
+        &["--metrics-listen", &metrics],
+    )?;
     eprintln!("    listening on {}", service.addr);
+    eprintln!(
+        "    metrics on http://{metrics}/metrics, log lines in {}",
+        log.display()
+    );
     eprintln!(
         "==> attaching virtual card {} to pcscd",
         card["name"].as_str().unwrap_or("?")

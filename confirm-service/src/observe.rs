@@ -1,0 +1,162 @@
+//! What an operator watches (docs/operations.md): one log line and one count per RPC, the
+//! latency histogram per RPC, refusals by reason, and the Prometheus endpoint that serves them.
+//!
+//! Labels and log fields are fixed words only: the RPC's name (from the routes, or `unknown`),
+//! the gRPC status code, a refusal's reason. Never a name, an insurance number, a birth date
+//! or anything else a request carries.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// Serves `/metrics` in the Prometheus text format on `addr` (plain HTTP: bind it to loopback
+/// or a management network). Once per process.
+pub fn serve_metrics(addr: SocketAddr) -> Result<(), String> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
+}
+
+/// A refusal decided before any work (rate limit, quota, a terminal not in operation).
+pub fn refused(reason: &'static str) {
+    metrics::counter!("onshi_refusals_total", "reason" => reason).increment(1);
+}
+
+/// The tower layer that observes every RPC of the gRPC server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RpcLayer;
+
+impl<S> tower::Layer<S> for RpcLayer {
+    type Service = Rpc<S>;
+    fn layer(&self, inner: S) -> Rpc<S> {
+        Rpc { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rpc<S> {
+    inner: S,
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for Rpc<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let start = Instant::now();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let answer = answer.await;
+            // A refusal is a trailers-only answer: its status is in the headers. A success's
+            // status comes in the trailers, after the body; here it is OK.
+            let code = match &answer {
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or("OK", code_name),
+                Err(_) => "TRANSPORT_ERROR",
+            };
+            let rpc = rpc_name(&path, code);
+            let elapsed = start.elapsed();
+            metrics::counter!("onshi_rpc_requests_total", "rpc" => rpc, "code" => code)
+                .increment(1);
+            metrics::histogram!("onshi_rpc_duration_seconds", "rpc" => rpc)
+                .record(elapsed.as_secs_f64());
+            tracing::info!(
+                rpc,
+                code,
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                "rpc"
+            );
+            answer
+        })
+    }
+}
+
+/// The RPC's label: `Service/Method` for a route the server has, `unknown` for any other
+/// path (so that a client cannot make up labels).
+fn rpc_name(path: &str, code: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "onshi.v1.Confirmation/IssueChallenge",
+        "onshi.v1.Confirmation/ConfirmByCard",
+        "onshi.v1.Confirmation/ConfirmByReader",
+        "onshi.v1.Confirmation/RegisterForInsurance",
+        "onshi.v1.Confirmation/ConfirmByNumbers",
+        "onshi.v1.Confirmation/GetMedications",
+        "onshi.v1.Confirmation/GetCheckups",
+        "onshi.v1.Confirmation/SubmitBatch",
+        "onshi.v1.Confirmation/SubmitBatchStream",
+        "onshi.v1.Confirmation/GetBatchResult",
+        "onshi.v1.Confirmation/StreamBatchResults",
+        "grpc.health.v1.Health/Check",
+        "grpc.health.v1.Health/Watch",
+        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ];
+    let name = path.strip_prefix('/').unwrap_or(path);
+    match KNOWN.iter().find(|k| **k == name) {
+        Some(k) if code != "UNIMPLEMENTED" => k,
+        Some(_) | None if name.starts_with("onshi.v1.Confirmation/") => {
+            "onshi.v1.Confirmation/other"
+        }
+        _ => "unknown",
+    }
+}
+
+fn code_name(code: i32) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "CANCELLED",
+        2 => "UNKNOWN",
+        3 => "INVALID_ARGUMENT",
+        4 => "DEADLINE_EXCEEDED",
+        5 => "NOT_FOUND",
+        6 => "ALREADY_EXISTS",
+        7 => "PERMISSION_DENIED",
+        8 => "RESOURCE_EXHAUSTED",
+        9 => "FAILED_PRECONDITION",
+        10 => "ABORTED",
+        11 => "OUT_OF_RANGE",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        16 => "UNAUTHENTICATED",
+        _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_routes_become_labels() {
+        assert_eq!(
+            rpc_name("/onshi.v1.Confirmation/ConfirmByNumbers", "OK"),
+            "onshi.v1.Confirmation/ConfirmByNumbers"
+        );
+        assert_eq!(
+            rpc_name("/onshi.v1.Confirmation/山田太郎19800229", "UNIMPLEMENTED"),
+            "onshi.v1.Confirmation/other"
+        );
+        assert_eq!(rpc_name("/x/01130012", "UNIMPLEMENTED"), "unknown");
+        assert_eq!(code_name(14), "UNAVAILABLE");
+        assert_eq!(code_name(99), "OTHER");
+    }
+}

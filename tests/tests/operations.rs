@@ -1,0 +1,241 @@
+//! What an operator of the service relies on (docs/operations.md): the Prometheus endpoint
+//! whose counters move, one JSON log line per RPC, no person data in either, and a standard
+//! gRPC client (Python's grpcio, installed by scripts/grpc-tools.sh) asking reflection v1 and
+//! v1alpha and health over mutual TLS, and health on the plaintext loopback port.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+
+use onshi_e2e::{grpc, Service, World};
+use onshi_proto::v1 as pb;
+
+fn world() -> &'static World {
+    World::shared(env!("CARGO_TARGET_TMPDIR"), "operations-world", 6)
+}
+
+/// A loopback port free a moment ago. The metrics exporter binds its own listener and does
+/// not say which port port 0 gave it, so the test picks one (a race other tests of this
+/// file do not join).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scrape(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1."), "{text}");
+    text
+}
+
+/// The sum of a counter's samples whose labels contain `label`.
+fn counter(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_checks_health() {
+    let world = world();
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("service.log");
+    let (metrics_port, health_port) = (free_port(), free_port());
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let health = format!("127.0.0.1:{health_port}");
+    let service = Service::start_with_options(
+        &world.dir.join("service.toml"),
+        &log,
+        &[
+            "--metrics-listen",
+            &metrics,
+            "--health-listen",
+            &health,
+            "--log-format",
+            "json",
+        ],
+    )
+    .unwrap();
+    let rpc = "rpc=\"onshi.v1.Confirmation/ConfirmByNumbers\"";
+    let before = counter(&scrape(metrics_port), "onshi_rpc_requests_total", rpc);
+
+    // A look-up with numbers and a birth date that must appear in no label and no log line.
+    let (number, birth_date) = ("7654321", "19791231");
+    let terminal = world.terminal("in-operation", 0).unwrap();
+    let terminal = terminal.parent().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut c = grpc::client(world, &service.url(), terminal).await.unwrap();
+        for _ in 0..2 {
+            let answer = c
+                .confirm_by_numbers(pb::ConfirmByNumbersRequest {
+                    query: Some(pb::NumbersQuery {
+                        insurer_number: "06139981".into(),
+                        symbol: "OPS".into(),
+                        number: number.into(),
+                        branch: "00".into(),
+                        birth_date: birth_date.into(),
+                    }),
+                })
+                .await;
+            // Answered or refused, the RPC was counted.
+            let _ = answer;
+        }
+    });
+
+    let text = scrape(metrics_port);
+    let after = counter(&text, "onshi_rpc_requests_total", rpc);
+    assert_eq!(after - before, 2.0, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("onshi_rpc_duration_seconds") && l.contains(rpc)),
+        "no latency for the RPC:\n{text}"
+    );
+    for secret in [number, birth_date] {
+        assert!(!text.contains(secret), "{secret} in the metrics:\n{text}");
+    }
+
+    // The standard client: reflection v1 and v1alpha and health over mutual TLS, and health
+    // on the plaintext loopback port.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let tools = Command::new(root.join("scripts/grpc-tools.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        tools.status.success(),
+        "scripts/grpc-tools.sh: {}",
+        String::from_utf8_lossy(&tools.stderr)
+    );
+    let pythonpath = String::from_utf8(tools.stdout).unwrap().trim().to_owned();
+    let check = Command::new("python3")
+        .arg(root.join("scripts/grpc-check.py"))
+        .arg(&service.addr)
+        .arg(world.dir.join("network-ca/ca.pem"))
+        .arg(terminal.join("client.pem"))
+        .arg(terminal.join("client.key.pem"))
+        .arg(&health)
+        .env("PYTHONPATH", &pythonpath)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    for version in ["v1", "v1alpha"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{version} services:")))
+            .unwrap_or_else(|| panic!("no {version} line in {out}"));
+        assert!(line.contains("onshi.v1.Confirmation"), "{line}");
+        assert!(line.contains("grpc.health.v1.Health"), "{line}");
+    }
+    assert!(out.contains("\nhealth: SERVING"), "{out}");
+    assert!(out.contains("plain health: SERVING"), "{out}");
+
+    drop(service);
+    // One JSON line per RPC, with its name, code and latency; no person data anywhere.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let rpc_lines: Vec<serde_json::Value> = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "rpc")
+        .collect();
+    let numbers_lines = rpc_lines
+        .iter()
+        .filter(|v| v["fields"]["rpc"] == "onshi.v1.Confirmation/ConfirmByNumbers")
+        .count();
+    assert_eq!(numbers_lines, 2, "{logged}");
+    assert!(rpc_lines
+        .iter()
+        .all(|v| v["fields"]["code"].is_string() && v["fields"]["latency_ms"].is_number()));
+    for secret in [number, birth_date] {
+        assert!(!logged.contains(secret), "{secret} in the log:\n{logged}");
+    }
+}
+
+#[test]
+fn a_usage_error_exits_2_in_every_binary() {
+    for name in [
+        "confirm-service",
+        "reader-agent",
+        "testbed",
+        "loadgen",
+        "virtual-card",
+    ] {
+        let out = Command::new(onshi_e2e::bin(name).unwrap())
+            .arg("--no-such-option")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(!out.stderr.is_empty(), "{name} said nothing");
+    }
+}
+
+#[test]
+fn batch_answers_are_pure_csv_on_stdout_and_wait_0_fetches_once() {
+    let world = world();
+    let service = Service::start(&world.dir.join("service.toml")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("r.csv");
+    // A quoted field with a comma is read as one field.
+    std::fs::write(
+        &csv,
+        "insurer_number,symbol,number,branch,birth_date\n06139981,\"O,PS\",404,00,19800101\n",
+    )
+    .unwrap();
+    let config = world.terminal("in-operation", 0).unwrap();
+    let agent = |args: &[&str]| {
+        Command::new(onshi_e2e::bin("reader-agent").unwrap())
+            .arg("batch")
+            .arg("--config")
+            .arg(&config)
+            .args(["--service", &service.url()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = agent(&["--csv", csv.to_str().unwrap(), "--wait", "30"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "stdout is the header and one answer only:\n{stdout}"
+    );
+    assert!(lines[0].starts_with("ordinal,insurer_number,"), "{stdout}");
+    assert!(lines[1].starts_with("0,06139981,\"O,PS\",404,"), "{stdout}");
+    let reception = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("受付番号 reception number: "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no reception number on stderr:\n{stderr}"))
+        .to_owned();
+    // `--wait 0` with a reception number: fetched at once, no waiting.
+    let started = std::time::Instant::now();
+    let again = agent(&["--reception", &reception, "--wait", "0"]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), stdout);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
