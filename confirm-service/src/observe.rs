@@ -12,12 +12,40 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// Serves `/metrics` in the Prometheus text format on `addr` (plain HTTP: bind it to loopback
-/// or a management network). Once per process.
-pub fn serve_metrics(addr: SocketAddr) -> Result<(), String> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
+/// or a management network); returns the address bound (port 0: the system's choice, which
+/// the caller prints) and the serving task. Once per process.
+pub async fn serve_metrics(
+    addr: SocketAddr,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("cannot record metrics: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move {
+                // Histograms are folded into their summaries by the upkeep, which the
+                // exporter's own listener would run; here it runs before each scrape.
+                handle.run_upkeep();
+                handle.render()
+            }
+        }),
+    );
+    Ok((
+        local,
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "the metrics endpoint stopped");
+            }
+        }),
+    ))
 }
 
 /// A refusal decided before any work (rate limit, quota, a terminal not in operation).

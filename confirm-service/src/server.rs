@@ -133,10 +133,18 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
-    if let Some(addr) = config.metrics_listen {
-        crate::observe::serve_metrics(addr).map_err(ServeError::Operations)?;
-        tracing::info!(%addr, "metrics on http://{addr}/metrics");
-    }
+    let _metrics = match config.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let (local, task) = crate::observe::serve_metrics(addr)
+                .await
+                .map_err(ServeError::Operations)?;
+            // On stdout like the service's own address: with port 0, this says which port.
+            println!("confirm-service: metrics on http://{local}/metrics");
+            tracing::info!(addr = %local, "metrics");
+            Some(AbortOnDrop(task))
+        }
+    };
     let _plain_health = match config.health_listen {
         None => None,
         Some(addr) => Some(AbortOnDrop(
@@ -177,6 +185,7 @@ async fn plain_health(
         .await
         .map_err(|e| ServeError::Operations(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_or(addr, |a| a);
+    println!("confirm-service: health on {local}");
     tracing::info!(addr = %local, "plaintext health checking");
     Ok(tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

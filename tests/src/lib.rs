@@ -150,12 +150,23 @@ fn wait_for_line(
     timeout: Duration,
     what: &str,
 ) -> Result<String> {
+    wait_for_line_keeping(rx, prefix, timeout, what).map(|(line, _)| line)
+}
+
+/// [`wait_for_line`], also returning the lines printed before the one waited for.
+fn wait_for_line_keeping(
+    rx: &mpsc::Receiver<String>,
+    prefix: &str,
+    timeout: Duration,
+    what: &str,
+) -> Result<(String, Vec<String>)> {
     let deadline = Instant::now() + timeout;
+    let mut before = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(line) if line.starts_with(prefix) => return Ok(line),
-            Ok(_) => continue,
+            Ok(line) if line.starts_with(prefix) => return Ok((line, before)),
+            Ok(line) => before.push(line),
             Err(_) => {
                 return Err(format!(
                     "{what} did not print {prefix:?} within {timeout:?}"
@@ -177,11 +188,24 @@ fn spawn_until_ready(
 
 /// [`spawn_until_ready`] with the process's stderr going to `stderr`.
 fn spawn_until_ready_with(
-    mut cmd: Command,
+    cmd: Command,
     what: &str,
     ready: &str,
     stderr: Stdio,
 ) -> Result<(Guard, mpsc::Receiver<String>, String)> {
+    spawn_until_ready_keeping(cmd, what, ready, stderr)
+        .map(|(guard, rx, line, _)| (guard, rx, line))
+}
+
+/// [`spawn_until_ready_with`], also returning what the process printed before its readiness
+/// line (e.g. the addresses of listeners it bound on port 0).
+#[allow(clippy::type_complexity)]
+fn spawn_until_ready_keeping(
+    mut cmd: Command,
+    what: &str,
+    ready: &str,
+    stderr: Stdio,
+) -> Result<(Guard, mpsc::Receiver<String>, String, Vec<String>)> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -191,8 +215,8 @@ fn spawn_until_ready_with(
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let guard = Guard::new(child, what);
     let rx = line_reader(stdout);
-    let line = wait_for_line(&rx, ready, Duration::from_secs(20), what)?;
-    Ok((guard, rx, line))
+    let (line, before) = wait_for_line_keeping(&rx, ready, Duration::from_secs(20), what)?;
+    Ok((guard, rx, line, before))
 }
 
 /// The network namespace of this test process's private pcscds and the card processes that
@@ -507,8 +531,14 @@ impl Service {
     }
 
     /// [`Service::start`] with more `serve` options (`extra`), RUST_LOG at `info` and its
-    /// stderr into the file `log`.
-    pub fn start_with_options(config: &Path, log: &Path, extra: &[&str]) -> Result<Self> {
+    /// stderr into the file `log`; returns it and the lines
+    /// it printed on stdout before it said it was listening (`confirm-service: metrics on …`,
+    /// `confirm-service: health on …` for listeners asked for on port 0).
+    pub fn start_with_options(
+        config: &Path,
+        log: &Path,
+        extra: &[&str],
+    ) -> Result<(Self, Vec<String>)> {
         let file = std::fs::File::create(log)
             .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         let mut cmd = Command::new(bin("confirm-service")?);
@@ -518,18 +548,21 @@ impl Service {
             .args(extra)
             .env_remove("ONSHI_LOG")
             .env("RUST_LOG", "info");
-        let (guard, _lines, line) = spawn_until_ready_with(
+        let (guard, _lines, line, before) = spawn_until_ready_keeping(
             cmd,
             "confirm-service",
             "confirm-service: listening on ",
             Stdio::from(file),
         )?;
-        Ok(Self {
-            _guard: guard,
-            addr: line
-                .trim_start_matches("confirm-service: listening on ")
-                .to_owned(),
-        })
+        Ok((
+            Self {
+                _guard: guard,
+                addr: line
+                    .trim_start_matches("confirm-service: listening on ")
+                    .to_owned(),
+            },
+            before,
+        ))
     }
 
     /// [`Service::start`] through `wrapper`, a command that execs the rest (e.g.

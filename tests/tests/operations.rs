@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 
@@ -16,25 +15,23 @@ fn world() -> &'static World {
     World::shared(env!("CARGO_TARGET_TMPDIR"), "operations-world", 6)
 }
 
-/// A loopback port free a moment ago. The metrics exporter binds its own listener and does
-/// not say which port port 0 gave it, so the test picks one (a race other tests of this
-/// file do not join).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The address the service printed for one of its listeners (`confirm-service: <what> on
+/// <address>`), asked for on port 0.
+fn printed_address(printed: &[String], what: &str) -> String {
+    let prefix = format!("confirm-service: {what} on ");
+    printed
+        .iter()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in {printed:?}"))
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned()
 }
 
-fn scrape(port: u16) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1."), "{text}");
-    text
+fn scrape(addr: &str) -> String {
+    let answer = onshi_e2e::http::request(addr, "GET", "/metrics", &[], None).unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body
 }
 
 /// The sum of a counter's samples whose labels contain `label`.
@@ -50,24 +47,24 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
     let world = world();
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("service.log");
-    let (metrics_port, health_port) = (free_port(), free_port());
-    let metrics = format!("127.0.0.1:{metrics_port}");
-    let health = format!("127.0.0.1:{health_port}");
-    let service = Service::start_with_options(
+    let (service, printed) = Service::start_with_options(
         &world.dir.join("service.toml"),
         &log,
         &[
             "--metrics-listen",
-            &metrics,
+            "127.0.0.1:0",
             "--health-listen",
-            &health,
+            "127.0.0.1:0",
             "--log-format",
             "json",
         ],
     )
     .unwrap();
+    // Both listeners asked for port 0 and said which port they got.
+    let metrics = printed_address(&printed, "metrics");
+    let health = printed_address(&printed, "health");
     let rpc = "rpc=\"onshi.v1.Confirmation/ConfirmByNumbers\"";
-    let before = counter(&scrape(metrics_port), "onshi_rpc_requests_total", rpc);
+    let before = counter(&scrape(&metrics), "onshi_rpc_requests_total", rpc);
 
     // A look-up with numbers and a birth date that must appear in no label and no log line.
     let (number, birth_date) = ("7654321", "19791231");
@@ -96,7 +93,7 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
         }
     });
 
-    let text = scrape(metrics_port);
+    let text = scrape(&metrics);
     let after = counter(&text, "onshi_rpc_requests_total", rpc);
     assert_eq!(after - before, 2.0, "{text}");
     assert!(

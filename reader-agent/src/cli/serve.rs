@@ -21,11 +21,13 @@ pub fn run_kiosk(
     };
     runtime.block_on(async {
         if let Some(addr) = metrics_listen {
-            if let Err(e) = onshi_reader_agent::kiosk::metrics::serve(addr) {
-                eprintln!("reader-agent: {e}");
-                return ExitCode::from(3);
+            match onshi_reader_agent::kiosk::metrics::serve(addr).await {
+                Ok(local) => println!("kiosk: metrics on http://{local}/metrics"),
+                Err(e) => {
+                    eprintln!("reader-agent: {e}");
+                    return ExitCode::from(3);
+                }
             }
-            println!("kiosk: metrics on http://{addr}/metrics");
         }
         let ready = |l: &onshi_reader_agent::kiosk::Listening| {
             use std::io::Write as _;

@@ -7,12 +7,37 @@ use std::net::SocketAddr;
 
 use crate::report::Outcome;
 
-/// Serves `/metrics` on `addr` (plain HTTP; bind it to loopback or a management network).
-pub fn serve(addr: SocketAddr) -> Result<(), String> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
+/// Serves `/metrics` on `addr` (plain HTTP; bind it to loopback or a management network) and
+/// returns the address bound: with port 0 the system picks a free port and the caller prints
+/// which, so nobody has to guess a free port first. Once per process; needs a runtime.
+pub async fn serve(addr: SocketAddr) -> Result<SocketAddr, String> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("cannot record metrics: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move {
+                // The exporter's own listener would run the upkeep; here it runs before each
+                // scrape.
+                handle.run_upkeep();
+                handle.render()
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    });
+    Ok(local)
 }
 
 /// A card was placed: a session begins.

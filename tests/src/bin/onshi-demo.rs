@@ -60,17 +60,19 @@ fn run() -> Result<ExitCode, String> {
         pcscd.vpcd()
     );
     eprintln!("==> starting the confirmation service (mutual TLS)");
-    // The demo world runs with metrics on (docs/operations.md), on a port free a moment ago.
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("no free port for metrics: {e}"))?
-        .to_string();
+    // The demo world runs with metrics on (docs/operations.md), on a port the system picks.
     let log = dir.join("service.log");
-    let service = Service::start_with_options(
+    let (service, printed) = Service::start_with_options(
         &dir.join("service.toml"),
         &log,
-        &["--metrics-listen", &metrics],
+        &["--metrics-listen", "127.0.0.1:0"],
     )?;
+    let metrics = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("confirm-service: metrics on http://"))
+        .and_then(|l| l.strip_suffix("/metrics"))
+        .ok_or("the service did not say where its metrics are")?
+        .to_owned();
     eprintln!("    listening on {}", service.addr);
     eprintln!(
         "    metrics on http://{metrics}/metrics, log lines in {}",
