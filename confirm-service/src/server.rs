@@ -109,8 +109,6 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let state = build_state(config, clock)?;
     let service = ConfirmationService::new(state);
-    // Batches left unfinished by an earlier run (or a crashed instance) are picked up.
-    crate::batch::resume(service.state());
     let tls = crate::transport::LiveTls::new(
         crate::transport::server_config(&config.tls).map_err(ServeError::Tls)?,
     );
@@ -154,7 +152,11 @@ pub async fn run(
 
     let limits = config.limits;
     let max_message = usize::try_from(limits.max_message_bytes).unwrap_or(usize::MAX);
-    // Everything that can fail at start-up has been checked: say we are ready.
+    // Everything that can fail at start-up has been checked. Batches left unfinished by an
+    // earlier run (or a crashed instance) are picked up only now: a start refused for its
+    // configuration leaves them, and its one error line, alone.
+    crate::batch::resume(service.state());
+    // Say we are ready.
     on_ready();
     crate::transport::http2(Server::builder(), &limits)
         .layer(crate::observe::RpcLayer)
