@@ -165,6 +165,29 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
     }
 }
 
+/// The plaintext health port answers anyone who reaches it: the service refuses to open it on
+/// an address other than loopback, and says why, before it serves anything.
+#[test]
+fn the_plaintext_health_port_is_refused_off_loopback() {
+    let world = world();
+    let mut cmd = Command::new(onshi_e2e::bin("confirm-service").unwrap());
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--health-listen",
+        "0.0.0.0:0",
+    ])
+    .arg("--config")
+    .arg(world.dir.join("service.toml"));
+    let out = onshi_e2e::run_bounded(cmd, std::time::Duration::from_secs(30)).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("not a loopback address"), "{stderr}");
+    assert!(!stdout.contains("listening on"), "{stdout}");
+}
+
 #[test]
 fn a_usage_error_exits_2_in_every_binary() {
     for name in [
