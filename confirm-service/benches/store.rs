@@ -128,6 +128,7 @@ fn audit_record(n: u64) -> AuditRecord {
         consents: 0,
         certificate_sha256: Some("cd".repeat(32)),
         returned: r#"{"validity":1,"insurers":["06130001"]}"#.into(),
+        claimed_at: None,
     }
 }
 
@@ -193,6 +194,7 @@ fn store_benches(c: &mut Criterion) {
                             }),
                             consents: Vec::new(),
                             registration: None,
+                            remember: None,
                         })));
                     }
                     store.commit_group(&mut issued, &keep_record).unwrap();

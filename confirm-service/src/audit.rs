@@ -80,6 +80,9 @@ pub struct AuditRecord {
     pub certificate_sha256: Option<String>,
     /// What was returned (validity, insurers), as JSON.
     pub returned: String,
+    /// The visit time the terminal claimed (a confirmation caught up after an outage), beside
+    /// `at`, the service's own receipt time; `None` for every other request.
+    pub claimed_at: Option<OffsetDateTime>,
 }
 
 /// Which audit records an operator asks for; every given condition must hold.
@@ -320,6 +323,7 @@ mod tests {
             consents: 9,
             certificate_sha256: Some("ab".into()),
             returned: "{}".into(),
+            claimed_at: None,
         }
     }
 

@@ -14,7 +14,10 @@
 //! `onshi/audit/v1`, then every field of [`AuditRecord`] in declaration order, text as a
 //! 4-byte big-endian length and its UTF-8 bytes, an optional text as one byte `00` (absent) or
 //! `01` followed by the text, the instant as 8-byte big-endian signed Unix milliseconds, the
-//! consents as one byte. Nothing is ambiguous: every variable field carries its length.
+//! consents as one byte. Nothing is ambiguous: every variable field carries its length. The
+//! last field, the claimed visit time, is written only when present, as the byte `01` and the
+//! instant: a record without one encodes exactly as before it existed, so the hashes of
+//! records written before it stay valid.
 //!
 //! **What it does not stop.** The hash is unkeyed: someone who can write the store can rewrite
 //! every record after the one they change and the head with them. The chain shows edits by
@@ -71,6 +74,10 @@ pub fn encode(r: &AuditRecord) -> Vec<u8> {
     out.push(r.consents);
     opt_text(&mut out, r.certificate_sha256.as_deref());
     text(&mut out, &r.returned);
+    if let Some(claimed) = r.claimed_at {
+        out.push(1);
+        out.extend_from_slice(&millis(claimed).to_be_bytes());
+    }
     out
 }
 
@@ -405,6 +412,7 @@ mod tests {
             consents: 1,
             certificate_sha256: None,
             returned: "{}".into(),
+            claimed_at: None,
         }
     }
 

@@ -187,12 +187,14 @@ impl Fixture {
                     .collect(),
             ),
             returned: answer::audit_summary(&result),
+            claimed_at: None,
         };
         let write = AuditWrite {
             record,
             challenge: Some(challenge),
             consents: Vec::new(),
             registration: None,
+            remember: None,
         };
         (result, write)
     }

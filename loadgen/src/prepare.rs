@@ -138,12 +138,14 @@ impl CardPools {
         match kind {
             RequestKind::Cardless => Some(Request::Numbers(pb::ConfirmByNumbersRequest {
                 query: Some(self.query(serial)?),
+                claimed_visit_time: None,
             })),
             RequestKind::BadNumbers => {
                 let mut query = self.query(serial)?;
                 query.insurer_number = wrong_check_digit(&query.insurer_number);
                 Some(Request::Numbers(pb::ConfirmByNumbersRequest {
                     query: Some(query),
+                    claimed_visit_time: None,
                 }))
             }
             RequestKind::Batch => {

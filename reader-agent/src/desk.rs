@@ -44,6 +44,7 @@ pub async fn confirm_numbers(
 ) -> Outcome {
     let request = pb::ConfirmByNumbersRequest {
         query: Some(numbers.to_proto()),
+        claimed_visit_time: None,
     };
     match client.confirm_by_numbers(request).await {
         Ok(r) => {

@@ -29,7 +29,8 @@ use onshi_confirm_service::eligibility::{
 };
 use onshi_confirm_service::store::{
     AuditWrite, BatchItem, BatchJob, CardKey, ChallengeUse, GroupWrite, LoadBatch, Registration,
-    RegistrationWrite, Store, StoreError, StoredChallenge, Terminal, TerminalStatus,
+    RegistrationWrite, RememberedAnswer, Store, StoreError, StoredChallenge, Terminal,
+    TerminalStatus,
 };
 use time::macros::{date, datetime};
 use time::{Date, Duration, OffsetDateTime};
@@ -74,11 +75,13 @@ macro_rules! store_suite {
             batch_finishes_when_every_item_is_answered,
             batch_unfinished_oldest_first,
             batch_claim_lease_is_exclusive_until_it_expires,
+            claimed_time_round_trips_and_is_chained,
         );
         $crate::store_suite!(@two $fixture;
             challenge_consumed_once_across_instances,
             batch_claim_exclusive_across_instances,
             audit_chain_is_one_chain_across_instances,
+            remembered_answers_are_shared_expire_and_are_pruned,
         );
     };
     (@one $fixture:path; $($case:ident),* $(,)?) => {
@@ -1019,6 +1022,7 @@ fn record(id: &str, ms: i64, institution: &str, person: Option<&str>) -> AuditRe
         consents: 0b1001,
         certificate_sha256: person.map(|_| "ab".repeat(32)),
         returned: r#"{"validity":"valid","insurers":["01130012"]}"#.into(),
+        claimed_at: None,
     }
 }
 
@@ -1233,7 +1237,90 @@ fn audit_write(
         challenge,
         consents,
         registration: None,
+        remember: None,
     }))
+}
+
+/// A record's claimed visit time is read back as written (to the millisecond), is covered by
+/// the chain (a record with one verifies), and a record without one reads `None`.
+pub fn claimed_time_round_trips_and_is_chained(store: &dyn Store) {
+    let mut caught_up = record("C1", 5_000, "1340123452", Some("P1"));
+    caught_up.claimed_at = Some(at(-3_600_000));
+    let plain = record("C2", 6_000, "1340123452", Some("P1"));
+    store
+        .append_audit(&[caught_up.clone(), plain.clone()])
+        .unwrap();
+    assert_eq!(store.query_audit(&all(10)).unwrap(), vec![caught_up, plain]);
+    onshi_confirm_service::audit_chain::verify(store, None).unwrap();
+}
+
+/// An answer remembered in a group with its audit record is read by any instance on the
+/// store until it expires; a key already remembered keeps its first answer; expired answers
+/// are pruned with the expired challenges.
+pub fn remembered_answers_are_shared_expire_and_are_pruned(a: &dyn Store, b: &dyn Store) {
+    let remembered = |id: &str, key: &str, answer: &[u8], expires_ms: i64| {
+        GroupWrite::Audit(Box::new(AuditWrite {
+            remember: Some(RememberedAnswer {
+                terminal: T01.into(),
+                method: "numbers".into(),
+                key: key.into(),
+                answer: answer.to_vec(),
+                expires_at: at(expires_ms),
+            }),
+            ..AuditWrite::record(record(id, 0, "1340123452", None))
+        }))
+    };
+    a.commit_group(
+        &mut [remembered("C1", "k1", b"first", 10_000)],
+        &onshi_confirm_service::store::keep_record,
+    )
+    .unwrap();
+    a.commit_group(
+        &mut [remembered("C2", "k2", b"other", 20_000)],
+        &onshi_confirm_service::store::keep_record,
+    )
+    .unwrap();
+    // The same key again (another instance carried it out at the same moment) keeps the
+    // first answer; its record is written all the same.
+    b.commit_group(
+        &mut [remembered("C3", "k1", b"second", 30_000)],
+        &onshi_confirm_service::store::keep_record,
+    )
+    .unwrap();
+    assert_eq!(a.query_audit(&all(10)).unwrap().len(), 3);
+    for s in [a, b] {
+        assert_eq!(
+            s.remembered_answer(T01, "numbers", "k1", at(10_000))
+                .unwrap(),
+            Some(b"first".to_vec())
+        );
+        // Scoped to the terminal and the method.
+        assert_eq!(
+            s.remembered_answer(T02, "numbers", "k1", at(0)).unwrap(),
+            None
+        );
+        assert_eq!(
+            s.remembered_answer(T01, "medications", "k1", at(0))
+                .unwrap(),
+            None
+        );
+    }
+    // Expired: not answered, and pruned.
+    assert_eq!(
+        b.remembered_answer(T01, "numbers", "k1", at(10_001))
+            .unwrap(),
+        None
+    );
+    b.purge_challenges(at(15_000)).unwrap();
+    assert_eq!(
+        a.remembered_answer(T01, "numbers", "k1", at(0)).unwrap(),
+        None
+    );
+    assert_eq!(
+        a.remembered_answer(T01, "numbers", "k2", at(15_000))
+            .unwrap(),
+        Some(b"other".to_vec())
+    );
 }
 
 /// The test's rewrite of a record whose challenge was refused.
@@ -1369,6 +1456,7 @@ fn registering(id: &str, ms: i64, person: &str, challenge: Option<ChallengeUse>)
             at: at(ms),
             outcome: None,
         }),
+        remember: None,
     }))
 }
 

@@ -196,6 +196,7 @@ fn record(id: &str, at: OffsetDateTime) -> AuditRecord {
         consents: 0,
         certificate_sha256: None,
         returned: r#"{"validity":1}"#.into(),
+        claimed_at: None,
     }
 }
 

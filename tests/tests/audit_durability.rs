@@ -81,6 +81,7 @@ fn every_acknowledged_confirmation_survives_a_sigkill_under_load() {
             while Instant::now() < deadline {
                 let request = pb::ConfirmByNumbersRequest {
                     query: Some(query.clone()),
+                    claimed_visit_time: None,
                 };
                 match c.confirm_by_numbers(request).await {
                     Ok(r) => {
@@ -153,6 +154,7 @@ fn every_acknowledged_confirmation_survives_a_sigkill_under_load() {
         let mut c = client(&world, &service.url(), &terminals[0]).await;
         c.confirm_by_numbers(pb::ConfirmByNumbersRequest {
             query: Some(query.clone()),
+            claimed_visit_time: None,
         })
         .await
     });

@@ -35,6 +35,7 @@ use onshi_proto::v1::confirmation_client::ConfirmationClient;
 use onshi_proto::v1::{self as pb, ResultCode};
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 use tonic::transport::Channel;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -422,6 +423,7 @@ async fn by_numbers(
 ) -> Result<pb::ConfirmationResult, tonic::Status> {
     c.confirm_by_numbers(pb::ConfirmByNumbersRequest {
         query: Some(q.clone()),
+        claimed_visit_time: None,
     })
     .await
     .map(tonic::Response::into_inner)
@@ -1435,7 +1437,10 @@ fn the_world_json_examples_answer_what_they_promise() {
                 birth_date: text("birth_date"),
             };
             let answer = c
-                .confirm_by_numbers(pb::ConfirmByNumbersRequest { query: Some(query) })
+                .confirm_by_numbers(pb::ConfirmByNumbersRequest {
+                    query: Some(query),
+                    claimed_visit_time: None,
+                })
                 .await
                 .unwrap()
                 .into_inner();
@@ -1542,4 +1547,185 @@ fn a_terminal_over_its_rate_limit_is_refused_and_another_is_not() {
             "the answer {id} within the burst is audited"
         );
     }
+}
+
+// ---- the outage path's catch-up: claimed visit time and idempotency keys -----------------------
+
+fn claimed(t: OffsetDateTime) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: 0,
+    })
+}
+
+fn numbers_claiming(
+    q: &pb::NumbersQuery,
+    at: Option<prost_types::Timestamp>,
+) -> pb::ConfirmByNumbersRequest {
+    pb::ConfirmByNumbersRequest {
+        query: Some(q.clone()),
+        claimed_visit_time: at,
+    }
+}
+
+/// A key no earlier run of these tests used (the world's store outlives a run).
+fn fresh_key(what: &str) -> String {
+    format!(
+        "test-{what}-{}",
+        OffsetDateTime::now_utc().unix_timestamp_nanos()
+    )
+}
+
+#[test]
+fn a_claimed_visit_time_is_audited_beside_the_receipt_time_within_its_bounds() {
+    use time::Duration as D;
+    let fx = fixtures();
+    let svc = service();
+    let store = store();
+    let person = fx.valid.person.as_str();
+    runtime().block_on(async {
+        let mut c = client(&svc, PHARMACY_T01).await;
+        let now = svc.now();
+        // Accepted: within the clock skew ahead, and up to 31 days old.
+        for d in [D::hours(-2), D::days(-30), D::minutes(4)] {
+            let r = c
+                .confirm_by_numbers(numbers_claiming(&fx.valid.numbers, claimed(now + d)))
+                .await
+                .unwrap()
+                .into_inner();
+            let record = audit_of(&store, Some(person), PHARMACY, &r.confirmation_id);
+            assert_audit(&record, "numbers", "confirm", Some(person), ResultCode::Ok);
+            assert_eq!(
+                record.claimed_at.map(OffsetDateTime::unix_timestamp),
+                Some((now + d).unix_timestamp()),
+                "{d}"
+            );
+            // Beside the service's own receipt time, which is not the claimed one.
+            assert_eq!(record.at.unix_timestamp(), now.unix_timestamp());
+        }
+        // Without a claim, none is recorded.
+        let r = by_numbers(&mut c, &fx.valid.numbers).await.unwrap();
+        let record = audit_of(&store, Some(person), PHARMACY, &r.confirmation_id);
+        assert_eq!(record.claimed_at, None);
+
+        // Refused, and the refusal audited (without the claim): too far ahead, too old, not a
+        // time.
+        let not_a_time = Some(prost_types::Timestamp {
+            seconds: now.unix_timestamp(),
+            nanos: -1,
+        });
+        for (at, words) in [
+            (claimed(now + D::minutes(6)), "in the future"),
+            (claimed(now - D::days(32)), "more than 31 days old"),
+            (not_a_time, "not a time"),
+        ] {
+            let since = from_now(&svc);
+            let refused = c
+                .confirm_by_numbers(numbers_claiming(&fx.valid.numbers, at))
+                .await
+                .unwrap_err();
+            assert_refused(
+                &refused,
+                ResultCode::BadRequest,
+                Code::InvalidArgument,
+                words,
+            );
+            assert!(refused.message().contains(words), "{}", refused.message());
+            let n = refusals_audited(
+                &store,
+                &since,
+                PHARMACY_T01,
+                ("numbers", "confirm"),
+                None,
+                ResultCode::BadRequest,
+            );
+            assert_eq!(n, 1, "{words}");
+        }
+    });
+}
+
+#[test]
+fn an_idempotency_key_is_answered_from_the_record_after_a_restart() {
+    let fx = fixtures();
+    let store = store();
+    let person = fx.valid.person.as_str();
+    let key = fresh_key("restart");
+    let refused_key = fresh_key("refused");
+    let keyed = |key: &str, claim| {
+        let mut r = tonic::Request::new(numbers_claiming(&fx.valid.numbers, claim));
+        r.metadata_mut()
+            .insert("idempotency-key", key.parse().unwrap());
+        r
+    };
+    let records_of = |id: &str| {
+        audit(
+            &store,
+            AuditQuery {
+                person_id: Some(person.to_owned()),
+                ..AuditQuery::default()
+            },
+        )
+        .iter()
+        .filter(|r| r.confirmation_id == id)
+        .count()
+    };
+    let (first, since) = {
+        let svc = service();
+        runtime().block_on(async {
+            let mut c = client(&svc, PHARMACY_T01).await;
+            let since = from_now(&svc);
+            let first = c
+                .confirm_by_numbers(keyed(&key, claimed(svc.now())))
+                .await
+                .unwrap()
+                .into_inner();
+            // A final refusal is remembered as well.
+            let too_old = claimed(svc.now() - time::Duration::days(40));
+            let refused = c
+                .confirm_by_numbers(keyed(&refused_key, too_old))
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code(), Code::InvalidArgument);
+            (first, since)
+        })
+        // The service stops here: its memory of keys is gone.
+    };
+    let total = |since: &AuditQuery| audit(&store, since.clone()).len();
+    let after_first = total(&since);
+    let svc = service();
+    runtime().block_on(async {
+        let mut c = client(&svc, PHARMACY_T01).await;
+        let again = c
+            .confirm_by_numbers(keyed(&key, claimed(svc.now())))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(again, first, "answered from the record");
+        assert_eq!(records_of(&first.confirmation_id), 1);
+        let refused = c
+            .confirm_by_numbers(keyed(&refused_key, claimed(svc.now())))
+            .await
+            .unwrap_err();
+        assert_refused(
+            &refused,
+            ResultCode::BadRequest,
+            Code::InvalidArgument,
+            "the remembered refusal",
+        );
+        assert!(
+            refused.message().contains("days old"),
+            "{}",
+            refused.message()
+        );
+        assert_eq!(total(&since), after_first, "nothing carried out again");
+
+        // The key is the terminal's: another terminal's same key is another request.
+        let mut other = client(&svc, PHARMACY_T02).await;
+        let theirs = other
+            .confirm_by_numbers(keyed(&key, None))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_ne!(theirs.confirmation_id, first.confirmation_id);
+    });
 }

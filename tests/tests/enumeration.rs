@@ -75,9 +75,12 @@ async fn by_numbers(
     c: &mut Client,
     query: pb::NumbersQuery,
 ) -> Result<pb::ConfirmationResult, tonic::Status> {
-    c.confirm_by_numbers(pb::ConfirmByNumbersRequest { query: Some(query) })
-        .await
-        .map(tonic::Response::into_inner)
+    c.confirm_by_numbers(pb::ConfirmByNumbersRequest {
+        query: Some(query),
+        claimed_visit_time: None,
+    })
+    .await
+    .map(tonic::Response::into_inner)
 }
 
 fn audit_of(world: &World, institution: &str) -> Vec<AuditRecord> {

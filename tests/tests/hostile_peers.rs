@@ -298,6 +298,7 @@ fn client_values_cannot_forge_log_lines_and_person_data_stays_out_of_the_log() {
                 branch: field("branch"),
                 birth_date: field("birth_date"),
             }),
+            claimed_visit_time: None,
         })
         .await
         .unwrap()

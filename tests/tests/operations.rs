@@ -86,6 +86,7 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
                         branch: "00".into(),
                         birth_date: birth_date.into(),
                     }),
+                    claimed_visit_time: None,
                 })
                 .await;
             // Answered or refused, the RPC was counted.

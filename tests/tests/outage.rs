@@ -140,6 +140,8 @@ fn an_outage_morning_three_patients_a_killed_agent_and_all_caught_up_once() {
         .iter()
         .map(|e| by_numbers(&audit(e)))
         .collect();
+    // Whole seconds: the record keeps the terminal's clock to the second.
+    let morning = time::OffsetDateTime::now_utc().unix_timestamp();
 
     // Mid-morning the service stops.
     bench.rig.service.kill_hard().unwrap();
@@ -236,6 +238,16 @@ fn an_outage_morning_three_patients_a_killed_agent_and_all_caught_up_once() {
         // The catch-up never passes for a card read.
         let last = records.last().unwrap();
         assert_eq!(last.certificate_sha256, None);
+        // The visit time the terminal claims, beside the service's later receipt time.
+        let claimed = last
+            .claimed_at
+            .expect("a claimed visit time")
+            .unix_timestamp();
+        assert!(
+            morning <= claimed && claimed <= last.at.unix_timestamp(),
+            "claimed {claimed}, received {}, the morning began {morning}",
+            last.at
+        );
     }
     // One disagreement for billing: the lost qualification.
     let disagreements = view["disagreements"].as_array().unwrap();
@@ -263,7 +275,8 @@ fn an_outage_morning_three_patients_a_killed_agent_and_all_caught_up_once() {
 }
 
 #[test]
-fn a_catch_up_killed_before_it_deleted_its_records_confirms_nothing_twice_when_resumed() {
+fn a_catch_up_killed_before_it_deleted_its_records_confirms_nothing_twice_after_a_service_restart()
+{
     let w = world();
     let mut bench = Bench::start(w, "valid", &FAST).unwrap();
     let patients = [example("validity-3"), example("validity-5")];
@@ -287,6 +300,9 @@ fn a_catch_up_killed_before_it_deleted_its_records_confirms_nothing_twice_when_r
         assert_eq!(by_numbers(&audit(e)), n + 1, "{}", e["case"]);
     }
 
+    // The service is killed (SIGKILL) and started again: whatever it kept in memory is gone.
+    bench.rig.service.kill_hard().unwrap();
+    bench.rig.restart_service().unwrap();
     // SIGKILL; the records put back as the killed catch-up would have left them.
     bench.rig.kill_kiosk_hard().unwrap();
     for record in records_in(kept.path()) {
@@ -297,7 +313,8 @@ fn a_catch_up_killed_before_it_deleted_its_records_confirms_nothing_twice_when_r
         .unwrap();
     }
     bench.rig.restart_kiosk().unwrap();
-    // Resumed: the same idempotency keys are answered from the service's memory.
+    // Resumed: the same idempotency keys are answered from the service's record of them
+    // (written with the audit record), not from its memory, which the restart emptied.
     let view = wait_outage(&bench.rig, "resumed", |v| {
         v["waiting"].as_array().is_some_and(Vec::is_empty) && v["caught_up"] == 2
     });

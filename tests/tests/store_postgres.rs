@@ -45,6 +45,7 @@ fn audit_record(id: &str) -> AuditRecord {
         consents: 0,
         certificate_sha256: None,
         returned: "{}".into(),
+        claimed_at: None,
     }
 }
 
@@ -275,6 +276,60 @@ fn records_written_before_the_chain_are_chained_at_migration() {
         .unwrap();
     let store = PgStore::open(&url).unwrap();
     store.append_audit(&[audit_record("C7")]).unwrap();
+    let (code, text) = verify(&url);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("7 record(s) checked"), "{text}");
+}
+
+/// A database of schema version 3 (before the claimed visit time and the remembered answers)
+/// with records: opened, it is upgraded, its records still verify and a claimed time and a
+/// remembered answer can be written.
+#[test]
+fn a_version_3_database_is_migrated() {
+    let (url, mut admin) = six_records("v3");
+    admin
+        .batch_execute(
+            "DROP TABLE idempotency;
+             ALTER TABLE audit DROP COLUMN claimed_at;
+             UPDATE onshi_schema SET version = 3;",
+        )
+        .unwrap();
+    let store = PgStore::open(&url).unwrap();
+    let rows = admin
+        .query("SELECT version FROM onshi_schema", &[])
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), SCHEMA_VERSION);
+    let mut caught_up = audit_record("C7");
+    caught_up.claimed_at = Some(time::macros::datetime!(2026-11-24 08:00:00.5 UTC));
+    let mut write = store::AuditWrite::record(caught_up.clone());
+    write.remember = Some(store::RememberedAnswer {
+        terminal: "1340123452-T01".into(),
+        method: "numbers".into(),
+        key: "k".into(),
+        answer: b"answer".to_vec(),
+        expires_at: time::macros::datetime!(2026-11-25 00:00 UTC),
+    });
+    store
+        .commit_group(
+            &mut [store::GroupWrite::Audit(Box::new(write))],
+            &store::keep_record,
+        )
+        .unwrap();
+    let all = store
+        .query_audit(&onshi_confirm_service::audit::AuditQuery::default())
+        .unwrap();
+    assert_eq!(all.last(), Some(&caught_up));
+    assert_eq!(
+        store
+            .remembered_answer(
+                "1340123452-T01",
+                "numbers",
+                "k",
+                time::macros::datetime!(2026-11-24 00:00 UTC)
+            )
+            .unwrap(),
+        Some(b"answer".to_vec())
+    );
     let (code, text) = verify(&url);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("7 record(s) checked"), "{text}");

@@ -33,6 +33,8 @@ pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
 struct JsonRecord<'a> {
     confirmation_id: &'a str,
     at: String,
+    /// The visit time the terminal claimed (a confirmation caught up after an outage).
+    claimed_at: Option<String>,
     institution_code: &'a str,
     terminal_id: &'a str,
     person_id: Option<&'a str>,
@@ -48,6 +50,15 @@ fn at_jst(r: &AuditRecord) -> String {
     r.at.to_offset(JST)
         .format(&Rfc3339)
         .unwrap_or_else(|_| r.at.unix_timestamp().to_string())
+}
+
+/// The claimed visit time in JST, RFC 3339.
+fn claimed_jst(r: &AuditRecord) -> Option<String> {
+    r.claimed_at.map(|t| {
+        t.to_offset(JST)
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| t.unix_timestamp().to_string())
+    })
 }
 
 fn consents(bits: u8) -> Vec<&'static str> {
@@ -72,6 +83,7 @@ pub fn print_audit(
             let line = JsonRecord {
                 confirmation_id: &r.confirmation_id,
                 at: at_jst(r),
+                claimed_at: claimed_jst(r),
                 institution_code: &r.institution_code,
                 terminal_id: &r.terminal_id,
                 person_id: r.person_id.as_deref(),
@@ -89,9 +101,10 @@ pub fn print_audit(
     } else {
         writeln!(
             out,
-            "{:<32}  {:<29}  {:<10}  {:<4}  {:<10}  {:<8}  {:<12}  {:<38}  {:<24}  returned",
+            "{:<32}  {:<29}  {:<29}  {:<10}  {:<4}  {:<10}  {:<8}  {:<12}  {:<38}  {:<24}  returned",
             "confirmation id",
             "at (JST)",
+            "claimed visit (JST)",
             "institution",
             "term",
             "person",
@@ -104,9 +117,10 @@ pub fn print_audit(
         for r in &records {
             writeln!(
                 out,
-                "{:<32}  {:<29}  {:<10}  {:<4}  {:<10}  {:<8}  {:<12}  {:<38}  {:<24}  {}",
+                "{:<32}  {:<29}  {:<29}  {:<10}  {:<4}  {:<10}  {:<8}  {:<12}  {:<38}  {:<24}  {}",
                 r.confirmation_id,
                 at_jst(r),
+                claimed_jst(r).unwrap_or_else(|| "-".to_owned()),
                 r.institution_code,
                 r.terminal_id,
                 r.person_id.as_deref().unwrap_or("-"),
@@ -161,6 +175,7 @@ mod tests {
             consents: 1 | 2,
             certificate_sha256: None,
             returned: r#"{"validity":1}"#.into(),
+            claimed_at: None,
         };
         Store::append_audit(
             &store,

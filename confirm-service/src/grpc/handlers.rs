@@ -33,20 +33,44 @@ impl ConfirmationService {
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
         let now = self.state.clock.now();
         let id = new_confirmation_id(self.state.clock.now()).map_err(|r| r.to_status())?;
-        let mut ctx = AuditContext::new("numbers", "confirm");
-        let query = request.into_inner().query.unwrap_or_default();
+        let mut ctx = AuditContext::remembering("numbers", "confirm", &request);
+        let request = request.into_inner();
+        let query = request.query.unwrap_or_default();
         let institution = terminal.institution_code.clone();
-        let outcome = self
-            .blocking(move |s| {
-                s.quotas.charge_lookups(&institution, 1, now)?;
-                confirm_numbers(s, &institution, &query, now)
-            })
-            .await
-            .map(|(result, person)| {
-                ctx.person_id = person;
-                stamped(result, &id)
-            });
+        let claimed = match request
+            .claimed_visit_time
+            .map(|t| claimed_visit_time(&t, now))
+        {
+            None => Ok(None),
+            Some(Ok(t)) => Ok(Some(t)),
+            Some(Err(refusal)) => Err(refusal),
+        };
+        let outcome = match claimed {
+            Err(refusal) => Err(refusal),
+            Ok(claimed) => {
+                ctx.claimed_at = claimed;
+                self.confirm_numbers_now(&institution, query, now).await
+            }
+        }
+        .map(|(result, person)| {
+            ctx.person_id = person;
+            stamped(result, &id)
+        });
         self.finish(&terminal, now, ctx, id, outcome).await
+    }
+
+    async fn confirm_numbers_now(
+        &self,
+        institution: &str,
+        query: pb::NumbersQuery,
+        now: time::OffsetDateTime,
+    ) -> Result<(pb::ConfirmationResult, Option<String>), Refusal> {
+        let institution = institution.to_owned();
+        self.blocking(move |s| {
+            s.quotas.charge_lookups(&institution, 1, now)?;
+            confirm_numbers(s, &institution, &query, now)
+        })
+        .await
     }
 
     async fn get_medications_once(
@@ -90,7 +114,7 @@ impl ConfirmationService {
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
         let now = self.state.clock.now();
         let id = new_confirmation_id(self.state.clock.now()).map_err(|r| r.to_status())?;
-        let ctx = AuditContext::new("numbers", "batch-submit");
+        let ctx = AuditContext::remembering("numbers", "batch-submit", &request);
         let queries = request.into_inner().queries;
         let outcome = self.submit_batch(&terminal, queries, now).await;
         self.finish(&terminal, now, ctx, id, outcome).await

@@ -43,7 +43,8 @@ use crate::idempotency::Idempotency;
 use crate::outcome::Refusal;
 use crate::quota::Quotas;
 use crate::store::{
-    AuditWrite, CardKey, ChallengeUse, Registration, RegistrationWrite, Store, StoreError,
+    AuditWrite, CardKey, ChallengeUse, Registration, RegistrationWrite, RememberedAnswer, Store,
+    StoreError,
 };
 use crate::terminal::{DevicePublicKey, RateLimiter, TerminalCache, TerminalIdentity};
 use crate::trust_reload::LiveTrust;
@@ -115,6 +116,10 @@ pub(crate) struct AuditContext {
     /// The registration to commit with the audit record, if the request was carried out and
     /// its challenge is good.
     pub registration: Option<RegistrationWrite>,
+    /// The visit time the terminal claims (a confirmation caught up after an outage).
+    pub claimed_at: Option<OffsetDateTime>,
+    /// The idempotency key the answer is remembered under, with the audit record.
+    pub remember: Option<crate::idempotency::RememberKey>,
 }
 
 impl AuditContext {
@@ -128,6 +133,24 @@ impl AuditContext {
             challenge: None,
             grants: Vec::new(),
             registration: None,
+            claimed_at: None,
+            remember: None,
+        }
+    }
+
+    /// A context for a request that [`ConfirmationService::remembered`] runs under an
+    /// idempotency key (taken from the request's extensions).
+    pub(crate) fn remembering<R>(
+        method: &'static str,
+        purpose: &'static str,
+        request: &Request<R>,
+    ) -> Self {
+        Self {
+            remember: request
+                .extensions()
+                .get::<crate::idempotency::RememberKey>()
+                .cloned(),
+            ..Self::new(method, purpose)
         }
     }
 }
@@ -165,8 +188,31 @@ impl ConfirmationService {
         };
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
         let name = format!("{}-{}", terminal.institution_code, terminal.terminal_id);
+        let remember = crate::idempotency::RememberKey {
+            terminal: name.clone(),
+            method,
+            key: key.clone(),
+        };
         self.idempotency
             .once(&name, method, key, || async {
+                // Answered before, by this instance before a restart or by another sharing
+                // the store: that answer, from the record.
+                let now = self.state.clock.now();
+                let k = remember.clone();
+                let stored = self
+                    .blocking(move |s| {
+                        s.store
+                            .remembered_answer(&k.terminal, k.method, &k.key, now)
+                            .map_err(unavailable)
+                    })
+                    .await
+                    .map_err(|r| r.to_status())?;
+                if let Some(bytes) = stored {
+                    tracing::info!(terminal = %remember.terminal, method, "answered from a remembered idempotency key");
+                    return crate::idempotency::decode_answer(&bytes);
+                }
+                let mut request = request;
+                request.extensions_mut().insert(remember);
                 run(request).await.map(Response::into_inner)
             })
             .await
@@ -376,7 +422,7 @@ impl ConfirmationService {
     /// record (durably, in one transaction) and only then lets the answer or the refusal
     /// leave; a refused challenge turns the outcome into that refusal. `outcome` carries the
     /// answer, its result code and the audit log's summary of what was returned.
-    pub(super) async fn finish<T>(
+    pub(super) async fn finish<T: 'static>(
         &self,
         terminal: &TerminalIdentity,
         now: OffsetDateTime,
@@ -391,7 +437,7 @@ impl ConfirmationService {
 
     /// As [`finish`](Self::finish), also telling what the request's registration did
     /// (committed with its audit record, only if the request was carried out).
-    pub(super) async fn finish_committed<T>(
+    pub(super) async fn finish_committed<T: 'static>(
         &self,
         terminal: &TerminalIdentity,
         now: OffsetDateTime,
@@ -405,10 +451,26 @@ impl ConfirmationService {
         };
         let purpose = ctx.purpose;
         let registration = ctx.registration.take().filter(|_| outcome.is_ok());
+        let remember = ctx.remember.take().and_then(|key| {
+            // A write with a challenge is never remembered: its verdict could still change
+            // the answer (no such call carries a key today).
+            if ctx.challenge.is_some() {
+                return None;
+            }
+            let answer = crate::idempotency::encode_answer(&encoded(&outcome))?;
+            Some(RememberedAnswer {
+                terminal: key.terminal,
+                method: key.method.to_owned(),
+                key: key.key,
+                answer,
+                expires_at: now + crate::idempotency::TTL,
+            })
+        });
         let write = AuditWrite {
             challenge: ctx.challenge.take(),
             consents: std::mem::take(&mut ctx.grants),
             registration,
+            remember,
             record: audit_record(terminal, now, ctx, confirmation_id, code, returned),
         };
         let committed = self
@@ -496,11 +558,12 @@ impl ConfirmationService {
     ) -> Result<Response<T>, Status>
     where
         R: Send + 'static,
+        T: 'static,
     {
         let terminal = self.identify(&request).await.map_err(|r| r.to_status())?;
         let now = self.state.clock.now();
         let id = new_confirmation_id(self.state.clock.now()).map_err(|r| r.to_status())?;
-        let mut ctx = AuditContext::new("numbers", kind.as_str());
+        let mut ctx = AuditContext::remembering("numbers", kind.as_str(), &request);
         let req = request.into_inner();
         let outcome = async {
             let (person_id, grant) = self
@@ -669,6 +732,63 @@ pub(crate) fn audit_record(
         consents: ctx.consents,
         certificate_sha256: ctx.certificate_sha256,
         returned,
+        claimed_at: ctx.claimed_at,
+    }
+}
+
+/// How far in the future a claimed visit time may be (the terminal's clock running ahead).
+pub const CLAIM_MAX_SKEW: time::Duration = time::Duration::minutes(5);
+/// How old a claimed visit time may be: a month of billing (a visit older than that has been
+/// billed on its declaration already), far beyond any outage an outage store of the default
+/// 500 records bridges.
+pub const CLAIM_MAX_AGE: time::Duration = time::Duration::days(31);
+
+/// The visit time a card-less request claims, checked against the service's clock: not more
+/// than [`CLAIM_MAX_SKEW`] ahead, not more than [`CLAIM_MAX_AGE`] old.
+pub(crate) fn claimed_visit_time(
+    t: &prost_types::Timestamp,
+    now: OffsetDateTime,
+) -> Result<OffsetDateTime, Refusal> {
+    let claimed = u32::try_from(t.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .and_then(|n| {
+            OffsetDateTime::from_unix_timestamp(t.seconds)
+                .ok()
+                .map(|s| s + time::Duration::nanoseconds(i64::from(n)))
+        })
+        .ok_or_else(|| Refusal::BadRequest("the claimed visit time is not a time".into()))?;
+    if claimed > now + CLAIM_MAX_SKEW {
+        return Err(Refusal::BadRequest(format!(
+            "the claimed visit time {} is in the future (more than {} minutes ahead of the \
+             service's clock)",
+            rfc3339(claimed),
+            CLAIM_MAX_SKEW.whole_minutes()
+        )));
+    }
+    if claimed < now - CLAIM_MAX_AGE {
+        return Err(Refusal::BadRequest(format!(
+            "the claimed visit time {} is more than {} days old",
+            rfc3339(claimed),
+            CLAIM_MAX_AGE.whole_days()
+        )));
+    }
+    Ok(claimed)
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// An outcome as the answer it becomes, its message encoded, for the idempotency record
+/// (`None` for an answer that is not a message: nothing remembers those).
+fn encoded<T: 'static>(
+    outcome: &Result<(T, ResultCode, String), Refusal>,
+) -> Option<Result<Vec<u8>, Status>> {
+    match outcome {
+        Ok((t, _, _)) => crate::idempotency::encode_message(t).map(Ok),
+        Err(refusal) => Some(Err(refusal.to_status())),
     }
 }
 

@@ -275,9 +275,20 @@ pub(crate) fn terminal(r: &dyn Row) -> Result<Terminal, StoreError> {
     })
 }
 
+macro_rules! audit_fields {
+    () => {
+        "institution_code, terminal_id, person_id, method, purpose, result_code, consents, \
+         certificate_sha256, returned"
+    };
+}
+
 /// The columns of an audit record after its time (which each store reads its own way).
-pub(crate) const AUDIT_FIELDS: &str = "institution_code, terminal_id, person_id, method, \
-     purpose, result_code, consents, certificate_sha256, returned";
+pub(crate) const AUDIT_FIELDS: &str = concat!(audit_fields!(), ", claimed_at");
+
+/// [`AUDIT_FIELDS`] for a table that has no `claimed_at` column yet (the migrations before
+/// it): no claimed time, typed for each store.
+pub(crate) const AUDIT_FIELDS_UNCLAIMED_SQLITE: &str = concat!(audit_fields!(), ", NULL");
+pub(crate) const AUDIT_FIELDS_UNCLAIMED_PG: &str = concat!(audit_fields!(), ", NULL::timestamptz");
 
 /// An audit record from `confirmation_id, <time>, AUDIT_FIELDS`.
 pub(crate) fn audit_record(r: &dyn Row) -> Result<AuditRecord, StoreError> {
@@ -293,6 +304,7 @@ pub(crate) fn audit_record(r: &dyn Row) -> Result<AuditRecord, StoreError> {
         consents: narrow("consent bits", r.int(8)?)?,
         certificate_sha256: r.opt_text(9)?,
         returned: r.text(10)?,
+        claimed_at: r.opt_instant(11)?,
     })
 }
 
@@ -300,7 +312,8 @@ pub(crate) fn audit_record(r: &dyn Row) -> Result<AuditRecord, StoreError> {
 pub(crate) const CHAIN_FIELDS: &str = "seq, chain_seq, prev_hash, hash";
 
 /// A row of the audit table as the chain sees it: [`CHAIN_FIELDS`], then a record as
-/// [`audit_record`] reads it, then whatever the store needs to check the record's time.
+/// [`audit_record`] reads it (up to column 15), then whatever the store needs to check the
+/// record's time.
 /// Values the service never writes are a `defect`, not an error, so `verify` can name the
 /// record: `time` is the store's reading of the time (at column 5) and its check of it.
 pub(crate) fn chained_record(
@@ -330,6 +343,7 @@ pub(crate) fn chained_record(
             consents,
             certificate_sha256: r.opt_text(13)?,
             returned: r.text(14)?,
+            claimed_at: r.opt_instant(15)?,
         },
         defect,
     })
@@ -576,6 +590,7 @@ mod tests {
             Value::Int(999),
             Value::Null,
             Value::Text("{}"),
+            Value::Null,
         ]);
         let c = chained_record(&row, |r| Ok((r.instant(5)?, None))).unwrap();
         assert_eq!((c.row, c.position), (7, Some(3)));

@@ -19,7 +19,8 @@ use std::hash::Hash;
 use time::OffsetDateTime;
 
 use super::{
-    ChainHead, ChallengeUse, GroupWrite, Refuse, Registration, StoreError, StoredChallenge,
+    ChainHead, ChallengeUse, GroupWrite, Refuse, Registration, RememberedAnswer, StoreError,
+    StoredChallenge,
 };
 use crate::audit::AuditRecord;
 use crate::audit_chain::{self, ChainColumns};
@@ -43,6 +44,8 @@ pub(crate) trait GroupTx {
         -> Result<Registration, StoreError>;
     /// Records consents, at most one per (person, institution, kind), replacing older ones.
     fn insert_consents(&mut self, grants: &[&ConsentGrant]) -> Result<(), StoreError>;
+    /// Remembers answers by idempotency key (a key already there keeps its answer).
+    fn remember(&mut self, answers: &[&RememberedAnswer]) -> Result<(), StoreError>;
     /// Reads the chain's head, locking it against every other appender until the end of the
     /// transaction.
     fn lock_chain_head(&mut self) -> Result<ChainHead, StoreError>;
@@ -86,6 +89,18 @@ fn steps(
         if let GroupWrite::Audit(a) = &mut writes[i] {
             a.registered(outcome);
         }
+    }
+    // An answer is remembered in the transaction of its audit record: both or neither.
+    let answers: Vec<&RememberedAnswer> = writes
+        .iter()
+        .zip(&verdicts)
+        .filter_map(|(w, v)| match (w, v) {
+            (GroupWrite::Audit(a), Ok(())) => a.remember.as_ref(),
+            _ => None,
+        })
+        .collect();
+    if !answers.is_empty() {
+        tx.remember(&answers)?;
     }
     let Plan { grants, records } = plan(writes, &verdicts, refuse);
     if !grants.is_empty() {
@@ -235,6 +250,7 @@ mod tests {
             consents: 0,
             certificate_sha256: None,
             returned: "{}".into(),
+            claimed_at: None,
         }
     }
 
@@ -312,6 +328,12 @@ mod tests {
             for g in grants {
                 self.log
                     .push(format!("consent {} {}", g.person_id, g.kind.as_str()));
+            }
+            Ok(())
+        }
+        fn remember(&mut self, answers: &[&RememberedAnswer]) -> Result<(), StoreError> {
+            for a in answers {
+                self.log.push(format!("remember {}", a.key));
             }
             Ok(())
         }
@@ -421,6 +443,7 @@ mod tests {
                     at: NOW,
                     outcome: None,
                 }),
+                remember: None,
             }))
         };
         let mut writes = vec![with("OK", 1, "P2"), with("NO", 2, "P1")];

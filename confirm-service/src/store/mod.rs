@@ -219,6 +219,23 @@ pub struct AuditWrite {
     pub challenge: Option<ChallengeUse>,
     pub consents: Vec<ConsentGrant>,
     pub registration: Option<RegistrationWrite>,
+    /// The answer to remember under the request's idempotency key, in the same transaction
+    /// as its audit record (crate::idempotency).
+    pub remember: Option<RememberedAnswer>,
+}
+
+/// An answer remembered by idempotency key: whoever sends the key again (after a restart, or
+/// to another instance sharing the store) gets these bytes until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RememberedAnswer {
+    /// `<医療機関コード>-<terminal id>`.
+    pub terminal: String,
+    /// The call (`numbers`, `medications`, …).
+    pub method: String,
+    pub key: String,
+    /// The answer, encoded by crate::idempotency.
+    pub answer: Vec<u8>,
+    pub expires_at: OffsetDateTime,
 }
 
 impl AuditWrite {
@@ -229,6 +246,7 @@ impl AuditWrite {
             challenge: None,
             consents: Vec::new(),
             registration: None,
+            remember: None,
         }
     }
 
@@ -425,8 +443,18 @@ pub trait Store: Send + Sync + fmt::Debug {
             .unwrap_or_else(|| Err(ChallengeError::Store("no verdict".into())))
     }
 
-    /// Forgets challenges that expired before `before`; returns how many.
+    /// Forgets challenges, and answers remembered by idempotency key, that expired before
+    /// `before`; returns how many challenges.
     fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// The answer remembered under `(terminal, method, key)`, unless it expired before `now`.
+    fn remembered_answer(
+        &self,
+        terminal: &str,
+        method: &str,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Appends audit records without challenges in one group commit.
     fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {

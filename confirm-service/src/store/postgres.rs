@@ -54,7 +54,7 @@ use super::pool;
 use super::queries::{Backend, Session};
 use super::{
     corrupt, explain_challenge, instant, BatchJob, ChainHead, ChallengeRow, ChallengeUse,
-    GroupWrite, LoadBatch, Refuse, Registration, StoreError, StoredChallenge,
+    GroupWrite, LoadBatch, Refuse, Registration, RememberedAnswer, StoreError, StoredChallenge,
 };
 use crate::audit::AuditRecord;
 use crate::audit_chain::{self, ChainColumns};
@@ -64,7 +64,7 @@ use crate::consent::ConsentGrant;
 use crate::eligibility::{ElderlyCertificate, HighCostLimit};
 
 /// The schema version this code writes and understands (`onshi_schema.version`).
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Connections one store keeps open at most, unless [`PgStore::open_with_pool`] says otherwise.
 pub const DEFAULT_POOL_SIZE: u32 = 16;
@@ -446,6 +446,22 @@ CREATE TABLE IF NOT EXISTS audit_chain (
 );
 ";
 
+/// Version 4 (one step): the visit time a caught-up confirmation claims, beside the receipt
+/// time, and the answers remembered by idempotency key, shared by every instance
+/// (crate::idempotency).
+const SCHEMA_V4: &str = "
+ALTER TABLE audit ADD COLUMN IF NOT EXISTS claimed_at TIMESTAMPTZ;
+CREATE TABLE IF NOT EXISTS idempotency (
+    terminal TEXT NOT NULL,
+    method TEXT NOT NULL,
+    key TEXT NOT NULL,
+    answer BYTEA NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (terminal, method, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency(expires_at);
+";
+
 /// Creates or upgrades the schema in one transaction that holds an advisory lock, so two
 /// instances opening a fresh database together do not both create it.
 fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
@@ -483,6 +499,9 @@ fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
             &[&&audit_chain::GENESIS[..]],
         )?;
         chain_existing(&mut tx)?;
+    }
+    if found < 4 {
+        tx.batch_execute(SCHEMA_V4)?;
     }
     if found < SCHEMA_VERSION {
         tx.execute(
@@ -581,12 +600,13 @@ static INSERT_AUDIT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "INSERT INTO audit (confirmation_id, at, {}, chain_seq, prev_hash, hash)
          SELECT id, at, code, terminal, person, method, purpose, result, consents, cert,
-                returned, chain_seq, prev_hash, hash
+                returned, claimed, chain_seq, prev_hash, hash
          FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
                      $6::text[], $7::text[], $8::text[], $9::int2[], $10::text[], $11::text[],
-                     $12::int8[], $13::bytea[], $14::bytea[])
+                     $12::int8[], $13::bytea[], $14::bytea[], $15::timestamptz[])
               WITH ORDINALITY AS u(id, at, code, terminal, person, method, purpose, result,
-                                   consents, cert, returned, chain_seq, prev_hash, hash, n)
+                                   consents, cert, returned, chain_seq, prev_hash, hash,
+                                   claimed, n)
          ORDER BY n",
         codec::AUDIT_FIELDS
     )
@@ -614,7 +634,7 @@ fn chain_existing(tx: &mut ::postgres::Transaction<'_>) -> Result<(), StoreError
                 "SELECT {}, confirmation_id, at, {} FROM audit
                  WHERE chain_seq IS NULL ORDER BY seq",
                 codec::CHAIN_FIELDS,
-                codec::AUDIT_FIELDS
+                codec::AUDIT_FIELDS_UNCLAIMED_PG
             ),
             &[],
         )?
@@ -670,11 +690,13 @@ fn insert_audit(
         .map(|r| r.certificate_sha256.as_deref())
         .collect();
     let returned: Vec<&str> = records.iter().map(|r| r.returned.as_str()).collect();
+    let claimed: Vec<Option<OffsetDateTime>> =
+        records.iter().map(|r| r.claimed_at.map(instant)).collect();
     client.execute(
         stmt,
         &[
             &id, &at, &code, &terminal, &person, &method, &purpose, &result, &consents, &cert,
-            &returned, &chain_seq, &prev, &hash,
+            &returned, &chain_seq, &prev, &hash, &claimed,
         ],
     )?;
     Ok(())
@@ -1023,6 +1045,25 @@ struct GroupStatements<'t, 'c> {
 }
 
 impl GroupTx for GroupStatements<'_, '_> {
+    fn remember(&mut self, answers: &[&RememberedAnswer]) -> Result<(), StoreError> {
+        // Rare (a key-carrying card-less call): one unprepared statement per answer. A key
+        // another instance wrote first keeps its answer.
+        for a in answers {
+            self.tx.execute(
+                "INSERT INTO idempotency (terminal, method, key, answer, expires_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &a.terminal,
+                    &a.method,
+                    &a.key,
+                    &a.answer,
+                    &instant(a.expires_at),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
     fn insert_challenges(&mut self, new: &[&StoredChallenge]) -> Result<(), StoreError> {
         let bytes: Vec<&[u8]> = new.iter().map(|c| &c.bytes[..]).collect();
         let terminal: Vec<&str> = new.iter().map(|c| c.terminal.as_str()).collect();

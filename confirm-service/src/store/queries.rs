@@ -317,11 +317,33 @@ impl<B: Backend> Store for B {
     fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         self.write_beside_groups(|s| {
             s.execute(
+                "DELETE FROM idempotency WHERE expires_at < $1",
+                &[before.into()],
+            )?;
+            s.execute(
                 "DELETE FROM challenges WHERE expires_at < $1",
                 &[before.into()],
             )
         })
         .map_err(during("purge challenges"))
+    }
+
+    fn remembered_answer(
+        &self,
+        terminal: &str,
+        method: &str,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|s| {
+            s.row(
+                "SELECT answer FROM idempotency
+                 WHERE terminal = $1 AND method = $2 AND key = $3 AND expires_at >= $4",
+                &[terminal.into(), method.into(), key.into(), now.into()],
+                |r| r.bytes(0),
+            )
+        })
+        .map_err(during("read a remembered answer"))
     }
 
     fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {

@@ -34,7 +34,7 @@ use super::queries::{self, Backend, Session};
 use super::{
     corrupt, explain_challenge, format_date, format_opt_date, from_millis, millis, parse_opt_date,
     BatchJob, CardKey, ChainHead, ChallengeRow, ChallengeUse, DbErrorKind, GroupWrite, LoadBatch,
-    Refuse, Registration, Store, StoreError, StoredChallenge, Terminal,
+    Refuse, Registration, RememberedAnswer, Store, StoreError, StoredChallenge, Terminal,
 };
 use crate::audit::AuditRecord;
 use crate::audit_chain::{self, ChainColumns};
@@ -44,7 +44,7 @@ use crate::consent::ConsentGrant;
 use crate::eligibility::{Person, QualificationRecord};
 
 /// The schema version this code writes and understands (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -431,6 +431,22 @@ fn connect(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
         .map_err(&open_err)?;
     Ok(conn)
 }
+
+/// Version 5 (one step): the visit time a caught-up confirmation claims, beside the receipt
+/// time (`claimed_at`, Unix milliseconds), and the answers remembered by idempotency key, so a
+/// key sent again after a restart is answered from the record (crate::idempotency).
+const SCHEMA_V5: &str = "
+ALTER TABLE audit ADD COLUMN claimed_at INTEGER;
+CREATE TABLE idempotency (
+    terminal   TEXT NOT NULL,
+    method     TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    answer     BLOB NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (terminal, method, key)
+);
+CREATE INDEX idempotency_by_expiry ON idempotency(expires_at);
+";
 
 /// Version 4: the audit log's hash chain (crate::audit_chain): each record's position, its
 /// predecessor's hash and its own; the head and anchor in `audit_chain`'s one row. Records
@@ -829,11 +845,11 @@ impl Backend for SqliteStore {
     const CHAIN_TIME_CHECK: &'static str = ", at";
     const FOR_UPDATE: &'static str = "";
 
-    /// `at_ms` is the instant; the RFC 3339 text `at` (column 15) must say the same.
+    /// `at_ms` is the instant; the RFC 3339 text `at` (column 16) must say the same.
     fn chained_time(r: &dyn codec::Row) -> Result<(OffsetDateTime, Option<String>), StoreError> {
         let at_ms = r.int(5)?;
         let at = from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let text = r.text(15)?;
+        let text = r.text(16)?;
         let parsed = OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339);
         let defect = (parsed.map(millis).ok() != Some(at_ms))
             .then(|| format!("its time {text:?} is not its at_ms {at_ms}"));
@@ -1027,6 +1043,23 @@ impl GroupTx for GroupStatements<'_> {
         insert_consents(self.0, grants.iter().copied())
     }
 
+    fn remember(&mut self, answers: &[&RememberedAnswer]) -> Result<(), StoreError> {
+        let mut stmt = self.0.prepare_cached(
+            "INSERT INTO idempotency (terminal, method, key, answer, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+        )?;
+        for a in answers {
+            stmt.execute(params![
+                a.terminal,
+                a.method,
+                a.key,
+                a.answer,
+                millis(a.expires_at)
+            ])?;
+        }
+        Ok(())
+    }
+
     fn lock_chain_head(&mut self) -> Result<ChainHead, StoreError> {
         // The immediate transaction already holds the file's write lock.
         queries::chain_head(&mut Lite(self.0), "")
@@ -1113,8 +1146,8 @@ fn insert_audit(
     tx.prepare_cached(
         "INSERT INTO audit (confirmation_id, at, at_ms, institution_code, terminal_id,
              person_id, method, purpose, result_code, consents, certificate_sha256, returned,
-             chain_seq, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             chain_seq, prev_hash, hash, claimed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         r.confirmation_id,
@@ -1132,6 +1165,7 @@ fn insert_audit(
         position,
         prev_hash,
         hash,
+        r.claimed_at.map(millis),
     ])?;
     Ok(())
 }
@@ -1145,7 +1179,7 @@ fn chain_existing(tx: &Connection) -> Result<(), StoreError> {
             "SELECT {}, confirmation_id, at_ms, {}, at FROM audit
              WHERE chain_seq IS NULL ORDER BY seq",
             codec::CHAIN_FIELDS,
-            codec::AUDIT_FIELDS
+            codec::AUDIT_FIELDS_UNCLAIMED_SQLITE
         ),
         &[],
         |r| codec::chained_record(r, SqliteStore::chained_time),
@@ -1198,6 +1232,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             params![&audit_chain::GENESIS[..]],
         )?;
         chain_existing(&tx)?;
+    }
+    if version < 5 {
+        tx.execute_batch(SCHEMA_V5)?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -1530,6 +1567,72 @@ mod tests {
                 .unwrap()
         });
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_4_store_is_migrated_its_records_still_verify_and_keys_are_remembered() {
+        let tmp = TempStore::new("v4");
+        let old = AuditRecord {
+            confirmation_id: "C1".into(),
+            at: time::macros::datetime!(2026-11-24 01:02:03.25 UTC),
+            institution_code: "1340123452".into(),
+            terminal_id: "T01".into(),
+            person_id: None,
+            method: "numbers".into(),
+            purpose: "confirm".into(),
+            result_code: "RESULT_CODE_OK".into(),
+            consents: 0,
+            certificate_sha256: None,
+            returned: "{}".into(),
+            claimed_at: None,
+        };
+        {
+            // A store of version 4: this version's, less what version 5 added.
+            let store = SqliteStore::open(&tmp.path()).unwrap();
+            Store::append_audit(&store, std::slice::from_ref(&old)).unwrap();
+            store.with_connection(|c| {
+                c.execute_batch(
+                    "DROP TABLE idempotency;
+                     ALTER TABLE audit DROP COLUMN claimed_at;
+                     PRAGMA user_version = 4;",
+                )
+                .unwrap()
+            });
+        }
+        let store = SqliteStore::open(&tmp.path()).unwrap();
+        let version: i64 = store.with_connection(|c| {
+            c.pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap()
+        });
+        assert_eq!(version, SCHEMA_VERSION);
+        let claimed = AuditRecord {
+            confirmation_id: "C2".into(),
+            claimed_at: Some(time::macros::datetime!(2026-11-23 23:00:00.5 UTC)),
+            ..old.clone()
+        };
+        let mut write = crate::store::AuditWrite::record(claimed.clone());
+        write.remember = Some(RememberedAnswer {
+            terminal: "1340123452-T01".into(),
+            method: "numbers".into(),
+            key: "k".into(),
+            answer: b"answer".to_vec(),
+            expires_at: claimed.at,
+        });
+        Store::commit_group(
+            &store,
+            &mut [GroupWrite::Audit(Box::new(write))],
+            &crate::store::keep_record,
+        )
+        .unwrap();
+        let all = Store::query_audit(&store, &AuditQuery::default()).unwrap();
+        assert_eq!(all, vec![old, claimed.clone()]);
+        crate::audit_chain::verify(&store, None).unwrap();
+        assert_eq!(
+            store
+                .remembered_answer("1340123452-T01", "numbers", "k", claimed.at)
+                .unwrap(),
+            Some(b"answer".to_vec())
+        );
     }
 
     #[test]

@@ -191,6 +191,11 @@ async fn round(desk: &OutageDesk, c: &CatchUp) -> bool {
     for visit in visits {
         let mut request = tonic::Request::new(pb::ConfirmByNumbersRequest {
             query: Some(visit.declaration.numbers().to_proto()),
+            // When the patient was received, for the audit beside the service's own time.
+            claimed_visit_time: Some(prost_types::Timestamp {
+                seconds: visit.received_at_unix,
+                nanos: 0,
+            }),
         });
         request.set_timeout(c.wait);
         match visit.idempotency_key().parse() {

@@ -184,6 +184,7 @@ pub async fn answer_bytes(
                 .confirm_by_numbers(Service::request(
                     pb::ConfirmByNumbersRequest {
                         query: Some(search.to_query()),
+                        claimed_visit_time: None,
                     },
                     key,
                 ))
