@@ -176,7 +176,16 @@ function renderOutage() {
     el("li", { class: "waiting", "data-id": v.id }, when(v.received_at_unix) + " " + decl(v.declaration) + " (" + v.entered_by + ")")));
   $("outage-disagreements").replaceChildren(...(o ? o.disagreements : []).map((d) =>
     el("li", { class: "disagreement", "data-id": d.visit.id },
-      when(d.visit.received_at_unix) + " " + decl(d.visit.declaration) + ": " + d.reason + " " + d.result_code.replace("RESULT_CODE_", ""))));
+      when(d.visit.received_at_unix) + " " + decl(d.visit.declaration) + ": " + d.reason + " " + d.result_code.replace("RESULT_CODE_", "") + " ",
+      el("button", { class: "acknowledge", "data-id": d.visit.id, onclick: () => acknowledgeDisagreement(d.visit.id) }, t("outage_acknowledge")))));
+}
+
+// Billing has corrected the claim: the disagreement leaves the list (and the kiosk's disk).
+async function acknowledgeDisagreement(id) {
+  const gen = GEN;
+  const r = await postJson("/api/staff/outage/acknowledge", { id });
+  if (gen !== GEN || loggedOut(r)) return;
+  refreshOutage();
 }
 
 async function submitBatch() {

@@ -138,6 +138,17 @@ pub struct OutageStore {
     capacity: usize,
 }
 
+/// A record's id: 32 hex digits (it names files).
+fn check_id(id: &str) -> Result<(), OutageError> {
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(OutageError::Invalid(
+            "the record's id is not 32 hex digits".into(),
+        ))
+    }
+}
+
 fn io(path: &Path, what: &str, e: std::io::Error) -> OutageError {
     OutageError::Io(format!("cannot {what} {}: {e}", path.display()))
 }
@@ -162,7 +173,11 @@ impl OutageStore {
         };
         crate::kiosk::web::check_private(&dir).map_err(refuse)?;
         let store = OutageStore { dir, capacity };
-        for path in store.files()? {
+        for path in store
+            .files()?
+            .into_iter()
+            .chain(store.disagreement_files()?)
+        {
             crate::kiosk::web::check_private(&path).map_err(refuse)?;
         }
         // A temporary file left by a crash mid-write was never reported recorded.
@@ -215,16 +230,76 @@ impl OutageStore {
         Ok(visits)
     }
 
+    fn disagreement_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("disagreement-{id}.json"))
+    }
+
+    fn disagreement_files(&self) -> Result<Vec<PathBuf>, OutageError> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, "read", e))? {
+            let entry = entry.map_err(|e| io(&self.dir, "read", e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("disagreement-") && name.ends_with(".json") {
+                files.push(entry.path());
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Keeps a caught-up visit's disagreement (`id` is the visit's) until staff acknowledge
+    /// it, written as durably and privately as a record. Written again for the same visit, it
+    /// replaces the first (a catch-up resumed after a crash).
+    pub fn record_disagreement(
+        &self,
+        id: &str,
+        disagreement: &serde_json::Value,
+    ) -> Result<(), OutageError> {
+        check_id(id)?;
+        let bytes = serde_json::to_vec_pretty(disagreement)
+            .map_err(|e| OutageError::Io(format!("cannot encode the disagreement: {e}")))?;
+        self.write_private(&format!(".tmp-d-{id}"), &self.disagreement_path(id), &bytes)
+    }
+
+    /// The disagreements staff have not acknowledged yet, oldest visit first.
+    pub fn disagreements(&self) -> Result<Vec<serde_json::Value>, OutageError> {
+        let mut all = Vec::new();
+        for path in self.disagreement_files()? {
+            let bytes = std::fs::read(&path).map_err(|e| io(&path, "read", e))?;
+            let d: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                OutageError::Io(format!("{} is not a disagreement: {e}", path.display()))
+            })?;
+            all.push(d);
+        }
+        all.sort_by_key(|d| {
+            (
+                d["visit"]["received_at_unix"].as_i64().unwrap_or(0),
+                d["visit"]["id"].as_str().unwrap_or("").to_owned(),
+            )
+        });
+        Ok(all)
+    }
+
+    /// Staff acknowledged a disagreement (billing has it): deleted. `false` when there is
+    /// none for that visit.
+    pub fn acknowledge(&self, id: &str) -> Result<bool, OutageError> {
+        check_id(id)?;
+        let path = self.disagreement_path(id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                self.sync_dir().map_err(|e| io(&self.dir, "sync", e))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(&path, "delete", e)),
+        }
+    }
+
     /// Records a visit durably: when this returns `Ok`, the file and its name are on disk.
     pub fn record(&self, visit: &OutageVisit) -> Result<(), OutageError> {
-        use std::io::Write as _;
-        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
         visit.declaration.check()?;
-        if !visit.id.bytes().all(|b| b.is_ascii_hexdigit()) || visit.id.len() != 32 {
-            return Err(OutageError::Invalid(
-                "the record's id is not 32 hex digits".into(),
-            ));
-        }
+        check_id(&visit.id)?;
         if self.files()?.len() >= self.capacity {
             return Err(OutageError::Full {
                 capacity: self.capacity,
@@ -232,8 +307,20 @@ impl OutageStore {
         }
         let bytes = serde_json::to_vec_pretty(visit)
             .map_err(|e| OutageError::Io(format!("cannot encode the record: {e}")))?;
-        let tmp = self.dir.join(format!(".tmp-{}", visit.id));
-        let path = self.path_of(&visit.id);
+        self.write_private(
+            &format!(".tmp-{}", visit.id),
+            &self.path_of(&visit.id),
+            &bytes,
+        )
+    }
+
+    /// Writes `bytes` to `path` through the temporary `tmp_name`: mode 0600, fsync'd,
+    /// renamed, the folder fsync'd.
+    fn write_private(&self, tmp_name: &str, path: &Path, bytes: &[u8]) -> Result<(), OutageError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let tmp = self.dir.join(tmp_name);
+        let _ = std::fs::remove_file(&tmp);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -242,13 +329,13 @@ impl OutageStore {
             .map_err(|e| io(&tmp, "create", e))?;
         let written = file
             .set_permissions(std::fs::Permissions::from_mode(0o600))
-            .and_then(|()| file.write_all(&bytes))
+            .and_then(|()| file.write_all(bytes))
             .and_then(|()| file.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &path))
+            .and_then(|()| std::fs::rename(&tmp, path))
             .and_then(|()| self.sync_dir());
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
-            return Err(io(&path, "write", e));
+            return Err(io(path, "write", e));
         }
         Ok(())
     }
@@ -316,6 +403,44 @@ mod tests {
         again.remove(&visit(1).id).unwrap();
         assert_eq!(again.list().unwrap(), vec![visit(2)]);
         assert!(!file.exists());
+    }
+
+    #[test]
+    fn disagreements_are_private_survive_a_restart_and_go_when_acknowledged() {
+        let state = tempfile::tempdir().unwrap();
+        let store = OutageStore::open(state.path(), 1).unwrap();
+        let (later, earlier) = (visit(2), visit(1));
+        for v in [&later, &earlier] {
+            let d = serde_json::json!({"visit": v, "reason": "無効", "result_code": "X"});
+            store.record_disagreement(&v.id, &d).unwrap();
+        }
+        let file = store.disagreement_path(&earlier.id);
+        assert_eq!(mode(&file), 0o600);
+        // Not records: they take no room from the outage store's capacity.
+        store.record(&visit(3)).unwrap();
+        // What a restart sees: both, oldest visit first.
+        let again = OutageStore::open(state.path(), 1).unwrap();
+        let ids: Vec<String> = again
+            .disagreements()
+            .unwrap()
+            .iter()
+            .map(|d| d["visit"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, [earlier.id.clone(), later.id.clone()]);
+        assert!(again.acknowledge(&earlier.id).unwrap());
+        assert!(!again.acknowledge(&earlier.id).unwrap(), "already gone");
+        assert!(!file.exists());
+        assert_eq!(again.disagreements().unwrap().len(), 1);
+        // An id that is not one cannot name a file elsewhere.
+        assert!(matches!(
+            again.acknowledge("../../etc/passwd"),
+            Err(OutageError::Invalid(_))
+        ));
+        // Open to others: the kiosk refuses to start, as for a record.
+        let left = again.disagreement_path(&later.id);
+        std::fs::set_permissions(&left, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = OutageStore::open(state.path(), 1).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
     }
 
     #[test]

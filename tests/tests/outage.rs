@@ -269,6 +269,38 @@ fn an_outage_morning_three_patients_a_killed_agent_and_all_caught_up_once() {
         .filter(|c| c["method"] == "outage")
         .count();
     assert_eq!(outage_entries, 3, "{list}");
+    // The disagreement is kept on disk, private, and survives a kiosk restart (SIGKILL).
+    let lost_id = disagreements[0]["visit"]["id"].as_str().unwrap().to_owned();
+    let kept = outage_dir(&bench.rig).join(format!("disagreement-{lost_id}.json"));
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    bench.rig.kill_kiosk_hard().unwrap();
+    bench.rig.restart_kiosk().unwrap();
+    let view = outage_view(&bench.rig);
+    assert_eq!(view["disagreements"], json!(disagreements), "{view}");
+    // Until staff acknowledge it (billing corrected the claim): then it is gone, on disk too.
+    let staff = bench.rig.staff_login().unwrap();
+    let (status, answer) = staff
+        .post("/api/staff/outage/acknowledge", json!({"id": lost_id}))
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert!(!kept.exists());
+    assert_eq!(view_as(&staff)["disagreements"], json!([]));
+    let (status, _) = staff
+        .post("/api/staff/outage/acknowledge", json!({"id": lost_id}))
+        .unwrap();
+    assert_eq!(status, 404, "acknowledged once");
+    let (status, _) = staff
+        .post("/api/staff/outage/acknowledge", json!({"id": "../visit"}))
+        .unwrap();
+    assert_eq!(status, 400);
+    // The kiosk's own token does not reach the staff's API.
+    let (status, _) = bench
+        .rig
+        .post("/api/staff/outage/acknowledge", json!({"id": lost_id}))
+        .unwrap();
+    assert_ne!(status, 200);
+
     // With the service back, the next card gets the usual method choice.
     bench.rig.insert(&bench.profile).unwrap();
     bench.rig.wait_screen("choose_method").unwrap();

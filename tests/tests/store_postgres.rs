@@ -318,7 +318,10 @@ fn a_version_3_database_is_migrated() {
     let all = store
         .query_audit(&onshi_confirm_service::audit::AuditQuery::default())
         .unwrap();
-    assert_eq!(all.last(), Some(&caught_up));
+    assert_eq!(
+        all.iter().find(|r| r.confirmation_id == "C7"),
+        Some(&caught_up)
+    );
     assert_eq!(
         store
             .remembered_answer(

@@ -125,6 +125,7 @@ pub fn staff_router(state: StaffState) -> Router {
         .route("/api/staff/numbers", post(numbers))
         .route("/api/staff/outage", get(outage_view))
         .route("/api/staff/outage/visits", post(outage_visit))
+        .route("/api/staff/outage/acknowledge", post(outage_acknowledge))
         .route("/api/staff/medications", post(medications))
         .route("/api/staff/checkups", post(checkups))
         .route("/api/staff/batch", post(batch_submit).get(batch_list))
@@ -789,6 +790,49 @@ async fn outage_visit(
         )
             .into_response(),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcknowledgeRequest {
+    /// The visit's id (its disagreement's `visit.id`).
+    id: String,
+}
+
+/// Staff acknowledge a disagreement found by the catch-up (billing has corrected the claim):
+/// it leaves the list and the disk. 404 when there is none for that visit.
+async fn outage_acknowledge(
+    State(app): State<StaffState>,
+    Extension(member): Extension<StaffMember>,
+    body: Bytes,
+) -> Response {
+    let req: AcknowledgeRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let outage = app.outage.clone();
+    let done =
+        tokio::task::spawn_blocking(move || outage.acknowledge(&req.id, &member.staff_id)).await;
+    let (status, body) = match done {
+        Ok(Ok(true)) => (StatusCode::OK, serde_json::json!({"acknowledged": true})),
+        Ok(Ok(false)) => (
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"acknowledged": false, "error": "no disagreement for that visit"}),
+        ),
+        Ok(Err(crate::outage::OutageError::Invalid(e))) => (
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"acknowledged": false, "error": e}),
+        ),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"acknowledged": false, "error": e.to_string()}),
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"acknowledged": false, "error": e.to_string()}),
+        ),
+    };
+    (status, Json(body)).into_response()
 }
 
 #[derive(Deserialize)]

@@ -13,7 +13,9 @@
 //!
 //! **Disagreements.** A confirmation whose validity is not 有効, or whose qualification is not
 //! the declared insurer and numbers, and a final refusal of the declared numbers, are listed
-//! for staff (billing corrects the claim).
+//! for staff (billing corrects the claim). Each is kept on disk beside the records
+//! (`disagreement-<id>.json`, 0600) before its visit's record is deleted, so the list
+//! survives a restart, until staff acknowledge it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,7 +52,8 @@ pub struct OutageView {
     pub outage: bool,
     pub capacity: usize,
     pub waiting: Vec<OutageVisit>,
-    pub disagreements: Vec<Disagreement>,
+    /// Kept on disk until staff acknowledge them ([`Disagreement`]s as written).
+    pub disagreements: Vec<serde_json::Value>,
     /// Visits caught up since the kiosk started.
     pub caught_up: u64,
 }
@@ -58,7 +61,6 @@ pub struct OutageView {
 #[derive(Debug, Default)]
 struct Inner {
     outage: bool,
-    disagreements: Vec<Disagreement>,
     caught_up: u64,
 }
 
@@ -116,18 +118,28 @@ impl OutageDesk {
     }
 
     pub fn view(&self) -> Result<OutageView, OutageError> {
-        let (waiting, capacity) = {
+        let (waiting, capacity, disagreements) = {
             let store = lock(&self.store);
-            (store.list()?, store.capacity())
+            (store.list()?, store.capacity(), store.disagreements()?)
         };
         let inner = lock(&self.inner);
         Ok(OutageView {
             outage: inner.outage,
             capacity,
             waiting,
-            disagreements: inner.disagreements.clone(),
+            disagreements,
             caught_up: inner.caught_up,
         })
+    }
+
+    /// Staff acknowledge the disagreement of visit `id` (billing has it): it leaves the list
+    /// and the disk. `false` when there is none.
+    pub fn acknowledge(&self, id: &str, staff_id: &str) -> Result<bool, OutageError> {
+        let done = lock(&self.store).acknowledge(id)?;
+        if done {
+            tracing::info!(id, staff = staff_id, "outage disagreement acknowledged");
+        }
+        Ok(done)
     }
 }
 
@@ -252,14 +264,19 @@ async fn round(desk: &OutageDesk, c: &CatchUp) -> bool {
                 (outcome, Some(disagreement))
             }
         };
-        c.staff.record("outage", None, &outcome, false);
-        {
-            let mut inner = lock(&desk.inner);
-            inner.caught_up += 1;
-            if let Some(d) = disagreement {
-                inner.disagreements.push(d);
+        // The disagreement is on disk before the record goes: a crash between the two sends
+        // the visit again (answered from the service's record of its key) and writes it again.
+        if let Some(d) = disagreement {
+            let kept = serde_json::to_value(&d)
+                .map_err(|e| OutageError::Io(e.to_string()))
+                .and_then(|v| lock(&desk.store).record_disagreement(&visit.id, &v));
+            if let Err(e) = kept {
+                tracing::error!(id = %visit.id, "cannot keep a disagreement; the visit waits: {e}");
+                continue;
             }
         }
+        c.staff.record("outage", None, &outcome, false);
+        lock(&desk.inner).caught_up += 1;
         if let Err(e) = lock(&desk.store).remove(&visit.id) {
             tracing::error!("cannot delete a caught-up outage record: {e}");
         } else {
