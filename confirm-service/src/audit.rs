@@ -273,9 +273,11 @@ fn writer<C: Committer + ?Sized>(store: Arc<C>, mut rx: mpsc::Receiver<Job>) {
             }
         }
         if !writes.is_empty() {
+            let started = std::time::Instant::now();
             let verdicts = store
                 .commit_group(&mut writes, &challenge_refused)
                 .map_err(|e| AuditError::Store(e.to_string()));
+            crate::observe::group_commit(writes.len(), started.elapsed().as_secs_f64());
             match verdicts {
                 Ok(verdicts) => {
                     for ((done, verdict), write) in waiters.drain(..).zip(verdicts).zip(&writes) {

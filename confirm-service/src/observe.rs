@@ -48,6 +48,61 @@ pub async fn serve_metrics(
     ))
 }
 
+/// What a handler learns about its RPC for the RPC's log line: the calling terminal and the
+/// confirmation id it answered (or refused) under. Neither is person data.
+#[derive(Debug, Default)]
+struct Note {
+    terminal: Option<String>,
+    confirmation_id: Option<String>,
+}
+
+tokio::task_local! {
+    static NOTE: std::sync::Arc<std::sync::Mutex<Note>>;
+}
+
+fn with_note(f: impl FnOnce(&mut Note)) {
+    let _ = NOTE.try_with(|n| f(&mut n.lock().unwrap_or_else(|p| p.into_inner())));
+}
+
+/// The calling terminal (`<医療機関コード>-<terminal id>`), for the RPC's log line.
+pub fn note_terminal(name: &str) {
+    with_note(|n| n.terminal = Some(name.to_owned()));
+}
+
+/// The confirmation id of the RPC's audit record, for the RPC's log line.
+pub fn note_confirmation(id: &str) {
+    with_note(|n| n.confirmation_id = Some(id.to_owned()));
+}
+
+/// The batch queue: jobs waiting for a worker, and jobs queued or being answered here.
+pub fn batch_queue(waiting: usize, pending: usize) {
+    metrics::gauge!("onshi_batch_queue_jobs", "state" => "waiting").set(waiting as f64);
+    metrics::gauge!("onshi_batch_queue_jobs", "state" => "pending").set(pending as f64);
+}
+
+/// One group commit of the audit writer: how many writes, how long it took.
+pub fn group_commit(writes: usize, seconds: f64) {
+    metrics::histogram!("onshi_group_commit_writes").record(writes as f64);
+    metrics::histogram!("onshi_group_commit_seconds").record(seconds);
+}
+
+/// An authenticated connection opened (`1`) or closed (`-1`).
+pub fn connection(delta: f64) {
+    metrics::gauge!("onshi_open_connections").increment(delta);
+}
+
+/// A TLS handshake that did not finish: refused (`refused`) or too slow (`timeout`).
+pub fn handshake_failed(reason: &'static str) {
+    metrics::counter!("onshi_tls_handshake_failures_total", "reason" => reason).increment(1);
+}
+
+/// A look-up in one of the service's caches (`terminal`, `certificate`): a hit or a miss.
+pub fn cache_lookup(cache: &'static str, hit: bool) {
+    let result = if hit { "hit" } else { "miss" };
+    metrics::counter!("onshi_cache_lookups_total", "cache" => cache, "result" => result)
+        .increment(1);
+}
+
 /// A refusal decided before any work (rate limit, quota, a terminal not in operation).
 pub fn refused(reason: &'static str) {
     metrics::counter!("onshi_refusals_total", "reason" => reason).increment(1);
@@ -85,9 +140,17 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path().to_owned();
         let start = Instant::now();
-        let answer = self.inner.call(request);
+        let note = std::sync::Arc::new(std::sync::Mutex::new(Note::default()));
+        let answer = NOTE.scope(note.clone(), self.inner.call(request));
         Box::pin(async move {
             let answer = answer.await;
+            let (terminal, confirmation_id) = {
+                let n = note.lock().unwrap_or_else(|p| p.into_inner());
+                (
+                    n.terminal.clone().unwrap_or_else(|| "-".into()),
+                    n.confirmation_id.clone().unwrap_or_else(|| "-".into()),
+                )
+            };
             // A refusal is a trailers-only answer: its status is in the headers. A success's
             // status comes in the trailers, after the body; here it is OK.
             let code = match &answer {
@@ -107,8 +170,10 @@ where
                 .record(elapsed.as_secs_f64());
             tracing::info!(
                 rpc,
+                terminal,
                 code,
                 latency_ms = elapsed.as_secs_f64() * 1000.0,
+                confirmation_id,
                 "rpc"
             );
             answer

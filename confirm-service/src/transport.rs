@@ -210,6 +210,12 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+impl Drop for Conn {
+    fn drop(&mut self) {
+        crate::observe::connection(-1.0);
+    }
+}
+
 impl Connected for Conn {
     type ConnectInfo = <TlsStream<TcpStream> as Connected>::ConnectInfo;
 
@@ -311,10 +317,19 @@ pub fn incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
                     Ok(Ok(io)) => {
+                        crate::observe::connection(1.0);
                         let _ = tx.send(Ok(Conn { io, _place: place })).await;
                     }
-                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake refused: {e}"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    // Logged with the peer's address and the reason (no certificate, an
+                    // unknown or revoked one): no person data passes a terminal's handshake.
+                    Ok(Err(e)) => {
+                        crate::observe::handshake_failed("refused");
+                        tracing::warn!(%peer, "TLS handshake refused: {e}");
+                    }
+                    Err(_) => {
+                        crate::observe::handshake_failed("timeout");
+                        tracing::info!(%peer, "TLS handshake timed out");
+                    }
                 }
             });
         }

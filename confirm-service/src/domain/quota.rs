@@ -72,6 +72,7 @@ impl Quotas {
         }
         let used: u64 = buckets.iter().map(|(_, c)| u64::from(*c)).sum();
         if used + u64::from(n) > u64::from(limit) {
+            crate::observe::refused("quota-exceeded");
             return Err(Refusal::QuotaExceeded { limit });
         }
         match buckets.back_mut() {
@@ -105,6 +106,7 @@ impl Quotas {
             dates.iter().filter(|(_, at)| *at > since).count()
         });
         if misses >= limit as usize {
+            crate::observe::refused("too-many-birth-dates");
             return Err(Refusal::TooManyBirthDates { limit });
         }
         Ok(())

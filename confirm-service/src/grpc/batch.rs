@@ -176,6 +176,7 @@ impl Shared {
         if was_idle && !q.turn.contains(&institution) {
             q.turn.push_back(institution);
         }
+        crate::observe::batch_queue(q.jobs.values().map(VecDeque::len).sum(), q.known.len());
         true
     }
 
@@ -190,12 +191,15 @@ impl Shared {
         } else {
             q.turn.push_back(institution);
         }
+        crate::observe::batch_queue(q.jobs.values().map(VecDeque::len).sum(), q.known.len());
         job
     }
 
     /// The job is finished, or left to the rescan.
     fn forget(&self, reception_number: &str) {
-        self.lock().known.remove(reception_number);
+        let mut q = self.lock();
+        q.known.remove(reception_number);
+        crate::observe::batch_queue(q.jobs.values().map(VecDeque::len).sum(), q.known.len());
     }
 }
 

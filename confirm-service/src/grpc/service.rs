@@ -307,7 +307,15 @@ impl ConfirmationService {
         // One snapshot of the trust store for the whole request; the cache re-checks time and
         // the current CRL on every hit.
         let trust = self.state.trust.current();
-        Ok(self.state.cert_cache.validate(&trust, certificate, now)?)
+        let (validated, lookup) = self
+            .state
+            .cert_cache
+            .validate_traced(&trust, certificate, now)?;
+        crate::observe::cache_lookup(
+            "certificate",
+            lookup == crate::cert_cache::Lookup::Hit,
+        );
+        Ok(validated)
     }
 
     /// The card holder's side of a confirmation once the card is proven (by its own signature
@@ -450,6 +458,7 @@ impl ConfirmationService {
             Err(refusal) => (refusal.result_code(), refusal.audit_summary()),
         };
         let purpose = ctx.purpose;
+        crate::observe::note_confirmation(&confirmation_id);
         let registration = ctx.registration.take().filter(|_| outcome.is_ok());
         let remember = ctx.remember.take().and_then(|key| {
             // A write with a challenge is never remembered: its verdict could still change

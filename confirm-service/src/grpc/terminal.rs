@@ -220,8 +220,12 @@ impl crate::service::ConfirmationService {
                 identity,
                 status,
                 device_public_key,
-            }) => (identity, Some(status), device_public_key),
+            }) => {
+                crate::observe::cache_lookup("terminal", true);
+                (identity, Some(status), device_public_key)
+            }
             None => {
+                crate::observe::cache_lookup("terminal", false);
                 let identity = TerminalIdentity::from_certificate(leaf.as_ref())
                     .map_err(Refusal::TerminalUnknown)?;
                 let lookup = identity.clone();
@@ -250,6 +254,7 @@ impl crate::service::ConfirmationService {
                 }
             }
         };
+        crate::observe::note_terminal(&identity.name());
         let identity = match status {
             None => Err(Refusal::TerminalUnknown(format!(
                 "{} is not registered",
