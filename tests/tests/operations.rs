@@ -145,6 +145,114 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
     assert!(out.contains("\nhealth: SERVING"), "{out}");
     assert!(out.contains("plain health: SERVING"), "{out}");
 
+    // The rest of the counters: a quota refusal (a fourth birth date that matches nobody for
+    // the same valid numbers),
+    // a batch through the queue, a TLS handshake refused, the caches and the group commits.
+    let more_dates = ["19791230", "19791229", "19791228", "19791227"];
+    let refused = runtime.block_on(async {
+        let mut c = grpc::client(world, &service.url(), terminal).await.unwrap();
+        let mut last = None;
+        for date in more_dates {
+            last = Some(
+                c.confirm_by_numbers(pb::ConfirmByNumbersRequest {
+                    query: Some(pb::NumbersQuery {
+                        insurer_number: "06139984".into(),
+                        symbol: "OPS".into(),
+                        number: number.into(),
+                        branch: "00".into(),
+                        birth_date: date.into(),
+                    }),
+                    claimed_visit_time: None,
+                })
+                .await,
+            );
+        }
+        c.submit_batch(pb::SubmitBatchRequest {
+            queries: vec![pb::NumbersQuery {
+                insurer_number: "06139984".into(),
+                symbol: "OPS".into(),
+                number: "1".into(),
+                branch: "00".into(),
+                birth_date: "19800101".into(),
+            }],
+        })
+        .await
+        .unwrap();
+        last.unwrap().unwrap_err()
+    });
+    assert_eq!(
+        onshi_proto::status::result_code_of(&refused),
+        Some(pb::ResultCode::TooManyBirthDates),
+        "{refused:?}"
+    );
+    {
+        use std::io::{Read as _, Write as _};
+        let mut raw = std::net::TcpStream::connect(&service.addr).unwrap();
+        raw.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        raw.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let _ = raw.read_to_end(&mut Vec::new());
+    }
+    let text = scrape(&metrics);
+    let has = |name: &str, label: &str| counter(&text, name, label) > 0.0;
+    assert!(
+        has("onshi_refusals_total", "reason=\"too-many-birth-dates\""),
+        "{text}"
+    );
+    assert!(
+        has("onshi_tls_handshake_failures_total", "reason=\"refused\""),
+        "{text}"
+    );
+    // Two clients: the terminal's certificate missed the cache once, then hit.
+    assert!(
+        has(
+            "onshi_cache_lookups_total",
+            "cache=\"terminal\",result=\"miss\""
+        ),
+        "{text}"
+    );
+    assert!(
+        has(
+            "onshi_cache_lookups_total",
+            "cache=\"terminal\",result=\"hit\""
+        ),
+        "{text}"
+    );
+    let sample = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    // Every RPC above was audited through the group commit.
+    assert!(sample("onshi_group_commit_writes_count") >= 6.0, "{text}");
+    assert!(sample("onshi_group_commit_seconds_count") >= 1.0, "{text}");
+    // The gauge counted the clients' connections; once they are gone (with the runtime that
+    // drove them) the server notices.
+    assert!(text.contains("onshi_open_connections "), "{text}");
+    drop(runtime);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = scrape(&metrics);
+        let open = now
+            .lines()
+            .find_map(|l| l.strip_prefix("onshi_open_connections "))
+            .and_then(|v| v.parse::<f64>().ok());
+        if open == Some(0.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{now}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("onshi_batch_queue_jobs{state=\"pending\"}")),
+        "{text}"
+    );
+    for secret in [number, birth_date].iter().chain(&more_dates) {
+        assert!(!text.contains(secret), "{secret} in the metrics:\n{text}");
+    }
+
     drop(service);
     // One JSON line per RPC, with its name, code and latency; no person data anywhere.
     let logged = std::fs::read_to_string(&log).unwrap();
@@ -157,11 +265,29 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
         .iter()
         .filter(|v| v["fields"]["rpc"] == "onshi.v1.Confirmation/ConfirmByNumbers")
         .count();
-    assert_eq!(numbers_lines, 2, "{logged}");
+    assert_eq!(numbers_lines, 6, "{logged}");
     assert!(rpc_lines
         .iter()
         .all(|v| v["fields"]["code"].is_string() && v["fields"]["latency_ms"].is_number()));
-    for secret in [number, birth_date] {
+    // Each confirmation's line names the terminal and the confirmation id (of its audit
+    // record), the refused one's too.
+    let terminal_name = terminal.file_name().unwrap().to_str().unwrap();
+    for line in rpc_lines
+        .iter()
+        .filter(|v| v["fields"]["rpc"] == "onshi.v1.Confirmation/ConfirmByNumbers")
+    {
+        assert_eq!(line["fields"]["terminal"], terminal_name, "{line}");
+        let id = line["fields"]["confirmation_id"].as_str().unwrap();
+        assert!(id.len() > 8 && id != "-", "{line}");
+    }
+    // The refused handshake: a line at WARN with the peer's address.
+    assert!(
+        logged.lines().any(|l| l.contains("TLS handshake refused")
+            && l.contains("\"level\":\"WARN\"")
+            && l.contains("127.0.0.1")),
+        "{logged}"
+    );
+    for secret in [number, birth_date].iter().chain(&more_dates) {
         assert!(!logged.contains(secret), "{secret} in the log:\n{logged}");
     }
 }

@@ -307,14 +307,11 @@ impl ConfirmationService {
         // One snapshot of the trust store for the whole request; the cache re-checks time and
         // the current CRL on every hit.
         let trust = self.state.trust.current();
-        let (validated, lookup) = self
-            .state
-            .cert_cache
-            .validate_traced(&trust, certificate, now)?;
-        crate::observe::cache_lookup(
-            "certificate",
-            lookup == crate::cert_cache::Lookup::Hit,
-        );
+        let (validated, lookup) =
+            self.state
+                .cert_cache
+                .validate_traced(&trust, certificate, now)?;
+        crate::observe::cache_lookup("certificate", lookup == crate::cert_cache::Lookup::Hit);
         Ok(validated)
     }
 
