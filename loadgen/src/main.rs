@@ -17,7 +17,10 @@ use onshi_loadgen::run::{self, IdentityMode, LoadSpec, RunOptions, ServiceSource
     name = "loadgen",
     version,
     about = "Load generator for onshi's confirmation service: many virtual terminals over mutual TLS, prepared PIN-mode confirmations, HDR latency, and a bare reference server to compare with",
-    long_about = None
+    long_about = None,
+    after_help = "Logging: RUST_LOG filters the log lines on stderr (default `warn`; e.g. \
+                  RUST_LOG=info or RUST_LOG=onshi_loadgen=debug); colours only on a terminal. \
+                  The report itself goes to stdout."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -204,8 +207,21 @@ fn options(a: RunArgs) -> Result<RunOptions, String> {
     })
 }
 
+/// Log lines on stderr, filtered by `RUST_LOG` (default `warn`).
+fn init_logging() {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     match cli.command {
         Cmd::Run(args) => {
             let opts = match options(*args) {

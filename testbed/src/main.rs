@@ -16,7 +16,12 @@ use time::OffsetDateTime;
 
 /// Builds synthetic worlds for the onshi simulator.
 #[derive(Debug, Parser)]
-#[command(name = "testbed", version)]
+#[command(
+    name = "testbed",
+    version,
+    after_help = "Logging: RUST_LOG filters the log lines on stderr (default `warn`; e.g. \
+                  RUST_LOG=info or RUST_LOG=onshi_testbed=debug); colours only on a terminal."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -230,8 +235,21 @@ fn print_examples(manifest: &WorldManifest, out: &std::path::Path) {
     }
 }
 
+/// Log lines on stderr, filtered by `RUST_LOG` (default `warn`).
+fn init_logging() {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let done = match cli.command {
         Command::RevokeTerminal(args) => revoke(&args),
         Command::ReissueTerminal(args) => reissue(&args),

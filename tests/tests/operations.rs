@@ -386,3 +386,69 @@ fn batch_answers_are_pure_csv_on_stdout_and_wait_0_fetches_once() {
     assert_eq!(String::from_utf8(again.stdout).unwrap(), stdout);
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// `--listen` takes a host name as well as an address: `localhost:0` binds a free loopback
+/// port and the service prints the address it got.
+#[test]
+fn serve_listens_on_localhost_port_0_and_prints_the_address() {
+    let world = world();
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("service.log");
+    let config = world.dir.join("service.toml");
+    let mut cmd = Command::new(onshi_e2e::bin("confirm-service").unwrap());
+    cmd.args(["serve", "--listen", "localhost:0", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = {
+        use std::io::BufRead as _;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        lines
+            .find_map(|l| {
+                l.ok()?
+                    .strip_prefix("confirm-service: listening on ")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let addr: std::net::SocketAddr = line.parse().unwrap_or_else(|_| {
+        panic!(
+            "{line:?}; {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    assert!(addr.ip().is_loopback(), "{addr}");
+    assert_ne!(addr.port(), 0);
+    // A name that is not HOST:PORT is a usage error.
+    let out = Command::new(onshi_e2e::bin("confirm-service").unwrap())
+        .args(["serve", "--listen", "localhost", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HOST:PORT"));
+}
+
+/// Every binary says in its `--help` that `RUST_LOG` filters its log lines.
+#[test]
+fn every_help_documents_rust_log() {
+    for name in [
+        "confirm-service",
+        "reader-agent",
+        "testbed",
+        "loadgen",
+        "virtual-card",
+    ] {
+        let out = Command::new(onshi_e2e::bin(name).unwrap())
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("RUST_LOG"), "{name} --help:\n{help}");
+    }
+}

@@ -15,19 +15,34 @@ pub struct ServeArgs {
     /// The service configuration (a world's service.toml; see docs/world.md).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    /// Override the configured listen address; port 0 picks a free port.
-    #[arg(long, value_name = "ADDR")]
+    /// Override the configured listen address (HOST:PORT, e.g. localhost:0 or
+    /// 127.0.0.1:50443); port 0 picks a free port, and the address bound is printed.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     pub listen: Option<SocketAddr>,
     /// Serve Prometheus metrics at http://ADDR/metrics (off by default; docs/operations.md).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     pub metrics_listen: Option<SocketAddr>,
     /// Serve gRPC health checking in plaintext on this loopback address, for orchestrators
     /// that cannot present a client certificate (off by default).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     pub health_listen: Option<SocketAddr>,
     /// The log lines' format on stderr: text, or json (one object per line).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: super::LogFormat,
+}
+
+/// An address to listen on: an IP address and port, or a host name (`localhost`) and port,
+/// taken as the first address the name resolves to.
+fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    use std::net::ToSocketAddrs as _;
+    let mut all = s
+        .to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not HOST:PORT: {e}"))?;
+    all.next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 pub fn serve(args: ServeArgs) -> ExitCode {

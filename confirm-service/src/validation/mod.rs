@@ -128,17 +128,17 @@ pub enum CertError {
     UntrustedIssuer { issuer: String },
     #[error("the issuer's signature on the certificate does not verify")]
     BadSignature,
-    #[error("the certificate expired at {not_after} (checked at {at})")]
+    #[error("the certificate expired at {} (checked at {})", rfc3339(.not_after), rfc3339(.at))]
     Expired {
         not_after: OffsetDateTime,
         at: OffsetDateTime,
     },
-    #[error("the certificate is not valid before {not_before} (checked at {at})")]
+    #[error("the certificate is not valid before {} (checked at {})", rfc3339(.not_before), rfc3339(.at))]
     NotYetValid {
         not_before: OffsetDateTime,
         at: OffsetDateTime,
     },
-    #[error("issuing CA {subject} is not valid at {at}")]
+    #[error("issuing CA {subject} is not valid at {}", rfc3339(.at))]
     IssuerNotValid { subject: String, at: OffsetDateTime },
     #[error("issuing certificate {subject} is not a CA allowed to sign certificates: {detail}")]
     IssuerNotCa { subject: String, detail: String },
@@ -166,14 +166,14 @@ pub enum CertError {
     UnknownCriticalExtension { oid: String },
     #[error("the path is too long: {detail}")]
     PathTooLong { detail: String },
-    #[error("the certificate was revoked at {revoked_at} (reason: {reason})")]
+    #[error("the certificate was revoked at {} (reason: {reason})", rfc3339(.revoked_at))]
     Revoked {
         revoked_at: OffsetDateTime,
         reason: String,
     },
     #[error("no current CRL from issuer {issuer} is configured")]
     CrlMissing { issuer: String },
-    #[error("the CRL from issuer {issuer} is stale (nextUpdate {next_update}, checked at {at})")]
+    #[error("the CRL from issuer {issuer} is stale (nextUpdate {}, checked at {})", rfc3339(.next_update), rfc3339(.at))]
     CrlStale {
         issuer: String,
         next_update: OffsetDateTime,
@@ -649,3 +649,10 @@ fn skewed(at: OffsetDateTime, skew: Duration) -> (OffsetDateTime, OffsetDateTime
 
 #[cfg(test)]
 mod tests;
+
+/// An instant as RFC 3339 (UTC), as every message shows times.
+pub fn rfc3339(t: &OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}

@@ -422,3 +422,24 @@ fn reason_names_are_distinct_and_listed() {
     names.dedup();
     assert_eq!(names.len(), CertError::REASONS.len());
 }
+
+#[test]
+fn times_in_certificate_errors_are_rfc3339() {
+    let e = CertError::Expired {
+        not_after: time::macros::datetime!(2026-12-01 00:00 UTC),
+        at: time::macros::datetime!(2026-12-03 09:30:15 +09:00),
+    };
+    assert_eq!(
+        e.to_string(),
+        "the certificate expired at 2026-12-01T00:00:00Z (checked at 2026-12-03T00:30:15Z)"
+    );
+    let e = CertError::CrlStale {
+        issuer: "CA".into(),
+        next_update: time::macros::datetime!(2026-12-02 12:00 UTC),
+        at: time::macros::datetime!(2026-12-03 00:00 UTC),
+    };
+    assert!(
+        e.to_string().contains("nextUpdate 2026-12-02T12:00:00Z"),
+        "{e}"
+    );
+}

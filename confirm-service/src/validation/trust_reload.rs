@@ -150,7 +150,9 @@ impl Watcher {
             if let Some(prev) = old_updates.get(&key) {
                 if t < *prev {
                     return Reload::Failed(format!(
-                        "a CRL's thisUpdate {t} is older than the one in force ({prev})"
+                        "a CRL's thisUpdate {} is older than the one in force ({})",
+                        super::rfc3339(&t),
+                        super::rfc3339(prev)
                     ));
                 }
             }
