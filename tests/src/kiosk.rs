@@ -15,7 +15,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::http::{follow_events, request, Answer};
-use crate::{bin, spawn_until_ready, Guard, Pcscd, Rack, Result, Service, World};
+use crate::{
+    bin, spawn_until_ready, spawn_until_ready_keeping, Guard, Pcscd, Rack, Result, Service, World,
+};
 
 /// The bench's staff member.
 pub const STAFF_ID: &str = "S001";
@@ -31,6 +33,8 @@ pub struct KioskRig {
     pub addr: String,
     /// `127.0.0.1:PORT` of the staff's view and API.
     pub staff_addr: String,
+    /// `127.0.0.1:PORT` of the kiosk's `/metrics`, when started with `--metrics-listen`.
+    pub metrics_addr: Option<String>,
     /// The launch token (from `STATE-DIR/kiosk-token`).
     pub token: String,
     /// The bench's staff password (random per rig).
@@ -51,20 +55,34 @@ struct Launch {
 }
 
 impl Launch {
-    /// Starts the kiosk; returns it with its two addresses once it says it is ready.
-    fn spawn(&self) -> Result<(Guard, String, String)> {
+    /// Starts the kiosk; returns it with its two addresses once it says it is ready, and the
+    /// metrics address it printed before, if any.
+    fn spawn(&self) -> Result<(Guard, String, String, Option<String>)> {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .env("PCSCLITE_CSOCK_NAME", &self.pcscd_socket);
-        let (guard, _lines, line) =
-            spawn_until_ready(cmd, "reader-agent kiosk", "kiosk: ready on ")?;
+        let (guard, _lines, line, before) = spawn_until_ready_keeping(
+            cmd,
+            "reader-agent kiosk",
+            "kiosk: ready on ",
+            Stdio::inherit(),
+        )?;
+        let metrics = before.iter().find_map(|l| {
+            Some(
+                l.strip_prefix("kiosk: metrics on http://")?
+                    .trim_end_matches("/metrics")
+                    .to_owned(),
+            )
+        });
         // "kiosk: ready on ADDR staff ADDR (Ctrl-C to stop)"
         let words: Vec<&str> = line
             .trim_start_matches("kiosk: ready on ")
             .split_whitespace()
             .collect();
         match words.as_slice() {
-            [addr, "staff", staff, ..] => Ok((guard, (*addr).to_owned(), (*staff).to_owned())),
+            [addr, "staff", staff, ..] => {
+                Ok((guard, (*addr).to_owned(), (*staff).to_owned(), metrics))
+            }
             _ => Err(format!("no addresses in the kiosk's ready line {line:?}")),
         }
     }
@@ -155,7 +173,7 @@ impl KioskRig {
             args,
             pcscd_socket: pcscd.socket(),
         };
-        let (guard, addr, staff_addr) = launch.spawn()?;
+        let (guard, addr, staff_addr, metrics_addr) = launch.spawn()?;
         let token = std::fs::read_to_string(state_dir.path().join("kiosk-token"))
             .map_err(|e| format!("cannot read the kiosk's token: {e}"))?;
         Ok(Self {
@@ -165,6 +183,7 @@ impl KioskRig {
             service,
             addr,
             staff_addr,
+            metrics_addr,
             token: token.trim().to_owned(),
             staff_password,
             state_dir,
@@ -183,10 +202,11 @@ impl KioskRig {
     /// Starts the kiosk again as it was started, on the same state folder (new ports, a new
     /// launch token).
     pub fn restart_kiosk(&mut self) -> Result<()> {
-        let (guard, addr, staff_addr) = self.launch.spawn()?;
+        let (guard, addr, staff_addr, metrics_addr) = self.launch.spawn()?;
         self.kiosk = guard;
         self.addr = addr;
         self.staff_addr = staff_addr;
+        self.metrics_addr = metrics_addr;
         let token = std::fs::read_to_string(self.state_dir.path().join("kiosk-token"))
             .map_err(|e| format!("cannot read the kiosk's token: {e}"))?;
         self.token = token.trim().to_owned();

@@ -200,7 +200,7 @@ fn spawn_until_ready_with(
 /// [`spawn_until_ready_with`], also returning what the process printed before its readiness
 /// line (e.g. the addresses of listeners it bound on port 0).
 #[allow(clippy::type_complexity)]
-fn spawn_until_ready_keeping(
+pub(crate) fn spawn_until_ready_keeping(
     mut cmd: Command,
     what: &str,
     ready: &str,

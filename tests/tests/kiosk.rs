@@ -622,3 +622,60 @@ fn staff_upload_a_batch_watch_it_finish_and_download_the_results() {
     assert!(lines[1].contains("RESULT_CODE_OK,1,"), "{body}");
     assert!(lines[2].contains("RESULT_CODE_OK,1,"), "{body}");
 }
+
+/// The kiosk's `/metrics` (`--metrics-listen`, port 0: it prints the port it got): a card
+/// placed counts a session, a PIN confirmation an outcome by method, and nothing read from
+/// the card or typed reaches a label.
+#[test]
+fn the_kiosk_metrics_count_sessions_and_outcomes_by_method() {
+    let bench = bench("valid", &["--metrics-listen", "127.0.0.1:0"]);
+    let rig = &bench.rig;
+    let metrics = rig
+        .metrics_addr
+        .clone()
+        .expect("the kiosk printed its metrics address");
+    let scrape = || {
+        let a = onshi_e2e::http::request(&metrics, "GET", "/metrics", &[], None).unwrap();
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.body
+    };
+    let value = |text: &str, prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = scrape();
+    let sessions = value(&before, "onshi_kiosk_sessions_total");
+    let pin_ok = "onshi_kiosk_outcomes_total{method=\"pin\",outcome=\"confirmed\"";
+    let outcomes = value(&before, pin_ok);
+
+    rig.insert(&bench.profile).unwrap();
+    let (_, s) = rig
+        .post("/api/session", json!({"wait_seconds": 30}))
+        .unwrap();
+    let session = s["session"].as_str().unwrap().to_owned();
+    rig.post("/api/method", json!({"session": session, "method": "pin"}))
+        .unwrap();
+    let (_, s) = rig
+        .post("/api/pin", json!({"session": session, "pin": bench.pin}))
+        .unwrap();
+    assert_eq!(s["screen"], "consent", "{s}");
+    let (_, s) = rig
+        .post(
+            "/api/consents",
+            json!({"session": session, "medication": false, "checkup": false, "clinical": false, "surgery": false}),
+        )
+        .unwrap();
+    assert_eq!(s["screen"], "done", "{s}");
+
+    let after = scrape();
+    assert_eq!(
+        value(&after, "onshi_kiosk_sessions_total") - sessions,
+        1.0,
+        "{after}"
+    );
+    assert_eq!(value(&after, pin_ok) - outcomes, 1.0, "{after}");
+    let id = s["confirmation_id"].as_str().unwrap();
+    assert!(!after.contains(id), "{id} in\n{after}");
+}
