@@ -380,3 +380,79 @@ fn card_survives_a_pcscd_restart() {
     .unwrap();
     assert_eq!(run.json["outcome"], "confirmed", "{run:?}");
 }
+
+/// At a terminal (a pty, through util-linux's `script`), a malformed PIN is said and asked
+/// again; it never reaches the card (no try spent), and the right PIN then confirms.
+#[test]
+fn a_malformed_pin_at_the_terminal_is_asked_again_and_costs_no_try() {
+    use std::io::{Read as _, Write as _};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let w = world();
+    let r = rig();
+    let (profile, pin) = w.private_card("valid", r.tmp.path()).unwrap();
+    let _card = Card::attach(&profile, &r.pcscd.vpcd(), &[]).unwrap();
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let command = format!(
+        "{} confirm --wait 20 --config {} --service {}",
+        quote(onshi_e2e::bin("reader-agent").unwrap().to_str().unwrap()),
+        quote(w.terminal("in-operation", 0).unwrap().to_str().unwrap()),
+        quote(&r.service.url()),
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("PCSCLITE_CSOCK_NAME", r.pcscd.socket())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    let seen = Arc::new(Mutex::new(String::new()));
+    let mut out = child.stdout.take().unwrap();
+    let sink = Arc::clone(&seen);
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let wait_for = |what: &str, count: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.lock().unwrap().matches(what).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} (x{count}) in {:?}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    wait_for("PIN: ", 1);
+    stdin.write_all(b"12a4\n").unwrap();
+    wait_for("try again", 1);
+    wait_for("PIN: ", 2);
+    stdin.write_all(format!("{pin}\n").as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{:?}", seen.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(stdin);
+    reader.join().unwrap();
+    let transcript = seen.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{transcript}");
+    assert!(transcript.contains("4桁"), "{transcript}");
+    // The card was asked once, with the right PIN: all three tries are left.
+    assert!(transcript.contains("tries left: 3"), "{transcript}");
+    // No echo: the PIN typed at the prompt is not in the transcript.
+    assert!(!transcript.contains(&pin), "{transcript}");
+}
