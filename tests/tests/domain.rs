@@ -1734,3 +1734,58 @@ fn an_idempotency_key_is_answered_from_the_record_after_a_restart() {
         assert_ne!(theirs.confirmation_id, first.confirmation_id);
     });
 }
+
+// ---- deadlines -----------------------------------------------------------------------------------
+
+/// A call whose `grpc-timeout` passes while the service still works on it (here: a batch
+/// whose queries stop coming) is ended by the service at the deadline and carries out
+/// nothing: no batch job, no audit record.
+#[test]
+fn a_call_past_its_grpc_timeout_is_ended_by_the_service_and_carries_out_nothing() {
+    use std::time::{Duration, Instant};
+    let fx = fixtures();
+    let svc = service();
+    let store = store();
+    let since = from_now(&svc);
+    let jobs_here = |store: &SqliteStore| {
+        store
+            .unfinished_batches()
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.institution_code == CLINIC && j.submitted_at >= svc.now())
+            .count()
+    };
+    runtime().block_on(async {
+        let mut c = client(&svc, CLINIC_T01).await;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(fx.valid.numbers.clone()).await.unwrap();
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        request.set_timeout(Duration::from_millis(500));
+        let started = Instant::now();
+        // The client itself would wait for ever: only the service can end this call.
+        let ended = tokio::time::timeout(Duration::from_secs(20), c.submit_batch_stream(request))
+            .await
+            .expect("the service ended the call at its deadline");
+        let status = ended.unwrap_err();
+        assert!(
+            matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+            "{status:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        drop(tx);
+    });
+    let batch_records = |store: &SqliteStore| {
+        audit(
+            store,
+            AuditQuery {
+                institution_code: Some(CLINIC.to_owned()),
+                ..since.clone()
+            },
+        )
+        .into_iter()
+        .filter(|r| r.purpose == "batch-submit")
+        .count()
+    };
+    assert_eq!(batch_records(&store), 0, "an ended call leaves no record");
+    assert_eq!(jobs_here(&store), 0, "an ended call submits no batch");
+}
