@@ -434,3 +434,47 @@ fn the_outage_screens_in_the_browser() {
     shot(&b, "17-outage-recorded");
     assert_eq!(records_in(&outage_dir(&bench.rig)).len(), 1);
 }
+
+/// The staff view lists a disagreement with a button; pressing it (billing corrected the
+/// claim) takes it off the list and off the disk.
+#[test]
+fn staff_acknowledge_a_disagreement_in_the_browser() {
+    let w = world();
+    let mut bench = Bench::start(w, "valid", &FAST).unwrap();
+    bench.rig.service.kill_hard().unwrap();
+    wait_outage_on(&bench.rig);
+    staff_records(&bench.rig, &example("validity-4"));
+    bench.rig.restart_service().unwrap();
+    let view = wait_outage(&bench.rig, "a disagreement", |v| {
+        v["disagreements"].as_array().is_some_and(|d| d.len() == 1)
+    });
+    let id = view["disagreements"][0]["visit"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let kept = outage_dir(&bench.rig).join(format!("disagreement-{id}.json"));
+    assert!(kept.exists());
+
+    let chrome = Chromedriver::start().unwrap();
+    let b = chrome.browser().unwrap();
+    b.goto(&bench.rig.staff_url("/")).unwrap();
+    b.wait_for("#login-form", WAIT).unwrap();
+    b.type_into("#login-staff-id", onshi_e2e::kiosk::STAFF_ID)
+        .unwrap();
+    b.type_into("#login-password", &bench.rig.staff_password)
+        .unwrap();
+    b.click("#login-submit").unwrap();
+    b.wait_for("body[data-ready=\"1\"]", WAIT).unwrap();
+    let row = format!("#outage-disagreements li[data-id=\"{id}\"]");
+    b.wait_for(&row, WAIT).unwrap();
+    shot(&b, "18-outage-disagreement");
+    b.click(&format!("button.acknowledge[data-id=\"{id}\"]"))
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while b.try_find(&row).unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the row stays");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!kept.exists());
+    assert_eq!(outage_view(&bench.rig)["disagreements"], json!([]));
+}
