@@ -415,6 +415,8 @@ fn records_written_before_the_chain_are_chained_at_migration() {
          ALTER TABLE audit DROP COLUMN prev_hash;
          ALTER TABLE audit DROP COLUMN hash;
          DROP TABLE audit_chain;
+         ALTER TABLE audit DROP COLUMN claimed_at;
+         DROP TABLE idempotency;
          PRAGMA user_version = 3;",
     );
     drop(store);
