@@ -51,6 +51,26 @@ pub struct StaffResult {
     pub validity_label: &'static str,
     pub qualifications: Vec<StaffQualification>,
     pub consents: StaffConsents,
+    /// The day the validity was assessed for, YYYYMMDD (JST).
+    pub as_of_date: String,
+    /// A warning on an answer carried out (the proto `Warning` name, e.g.
+    /// `WARNING_CERTIFICATE_IN_GRACE`), with its message for staff; absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub warning_message: String,
+    /// Card confirmations: the certificate's notAfter and, in its grace period, the last
+    /// instant of grace (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<String>,
+}
+
+fn rfc3339(t: Option<&prost_types::Timestamp>) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp(t?.seconds).ok()?;
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -159,6 +179,15 @@ impl StaffResult {
                 clinical: given(&consents.clinical),
                 surgery: given(&consents.surgery),
             },
+            as_of_date: r.as_of_date.clone(),
+            warning: match pb::Warning::try_from(r.warning) {
+                Ok(pb::Warning::None) => None,
+                Ok(w) => Some(w.as_str_name().to_owned()),
+                Err(_) => Some(format!("WARNING_{}", r.warning)),
+            },
+            warning_message: r.warning_message.clone(),
+            certificate_not_after: rfc3339(r.certificate_not_after.as_ref()),
+            grace_until: rfc3339(r.grace_until.as_ref()),
         }
     }
 }
@@ -200,6 +229,13 @@ pub fn render_human(outcome: &Outcome) -> String {
                 result.validity, result.validity_label
             ));
             s.push_str(&format!("result code        : {result_code}\n"));
+            if let Some(w) = &result.warning {
+                s.push_str(&format!("警告 warning        : {w}\n"));
+                s.push_str(&format!("  {}\n", result.warning_message));
+            }
+            if !result.as_of_date.is_empty() {
+                s.push_str(&format!("照会日 as of        : {}\n", result.as_of_date));
+            }
             s.push_str(&format!(
                 "confirmation id    : {}\n",
                 result.confirmation_id

@@ -66,7 +66,7 @@ pub enum CardKind {
     Valid,
     /// Certificate on the CRL.
     Revoked,
-    /// Certificate expired yesterday.
+    /// Certificate expired 150 days ago, past the eligibility grace period.
     Expired,
     /// Holder not registered for insurance use.
     Unregistered,

@@ -85,6 +85,7 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
                         number: number.into(),
                         branch: "00".into(),
                         birth_date: birth_date.into(),
+                        as_of_date: String::new(),
                     }),
                 })
                 .await;

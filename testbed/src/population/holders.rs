@@ -69,7 +69,7 @@ pub fn card_plan(index: usize) -> CardPlan {
             CardKind::Expired,
             Holder::Employee,
             true,
-            "certificate expired yesterday; holder otherwise valid",
+            "certificate expired 150 days ago, past its grace period (refused as expired); holder otherwise valid",
         ),
         3 => plan(
             CardKind::Unregistered,
