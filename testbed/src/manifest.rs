@@ -78,6 +78,11 @@ pub enum CardKind {
     /// signature certificate; valid and registered otherwise.
     #[serde(rename = "face-only")]
     FaceOnly,
+    /// Certificate expired yesterday, within its eligibility grace period (to the end of the
+    /// third month after the month of expiry): confirmed with a warning, no data shared.
+    Grace,
+    /// Certificate expiring in 30 days: confirmed with the renewal warning.
+    Expiring,
 }
 
 impl CardKind {
@@ -91,6 +96,8 @@ impl CardKind {
             Self::Lost => "lost",
             Self::Multiple => "multiple",
             Self::FaceOnly => "face-only",
+            Self::Grace => "grace",
+            Self::Expiring => "expiring",
         }
     }
 }

@@ -523,6 +523,11 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             // Past the eligibility grace period (at most the end of the third month after the
             // month of expiry, about 122 days), so it is refused as expired.
             CardKind::Expired => (add_years(now, -5)?, days(now, -EXPIRED_CARD_DAYS)?),
+            // Expired yesterday: always within the grace period (at least to the end of the
+            // third month after this one).
+            CardKind::Grace => (add_years(now, -5)?, days(now, -1)?),
+            // Within the three months before expiry: the renewal warning.
+            CardKind::Expiring => (add_years(now, -5)?, days(now, 30)?),
             _ => (issued, certificate_expiry(holder.birth_date, issued)?),
         };
         let spec = CardCertificateSpec {

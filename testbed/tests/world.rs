@@ -39,14 +39,14 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// One world with ten cards (all roles and every holder variant), shared by the tests that
-/// only read it.
+/// One world with thirteen cards (all roles, every holder variant, and the certificates in
+/// grace and expiring of the cycle), shared by the tests that only read it.
 fn world() -> &'static (PathBuf, WorldManifest) {
     static WORLD: OnceLock<(PathBuf, WorldManifest)> = OnceLock::new();
     WORLD.get_or_init(|| {
         let dir = temp_dir("shared");
         let mut options = WorldOptions::new(&dir, NOW);
-        options.cards = 11;
+        options.cards = 13;
         options.persons = 40;
         options.seed = 7;
         let manifest = build_world(&options).expect("build the shared world");
@@ -229,7 +229,9 @@ fn card_certificates_follow_the_jpki_profile() {
         .unwrap();
     let mut serials = std::collections::HashSet::new();
     let mut common_names = std::collections::HashSet::new();
-    assert_eq!(manifest.cards.len(), 11);
+    assert_eq!(manifest.cards.len(), 13);
+    assert_eq!(manifest.cards[11].kind, CardKind::Grace);
+    assert_eq!(manifest.cards[12].kind, CardKind::Expiring);
     for card in &manifest.cards {
         let der = card_certificate_der(dir, &card.profile);
         assert_eq!(&der[..2], &[0x30, 0x82], "{}", card.name);
@@ -313,6 +315,14 @@ fn card_certificates_follow_the_jpki_profile() {
             CardKind::Expired => {
                 // Past its eligibility grace period (at most ~122 days after expiry).
                 assert_eq!(na, NOW - Duration::days(150));
+                assert_eq!(nb, datetime!(2020-11-24 00:00:00 UTC));
+            }
+            CardKind::Grace => {
+                assert_eq!(na, NOW - Duration::days(1));
+                assert_eq!(nb, datetime!(2020-11-24 00:00:00 UTC));
+            }
+            CardKind::Expiring => {
+                assert_eq!(na, NOW + Duration::days(30));
                 assert_eq!(nb, datetime!(2020-11-24 00:00:00 UTC));
             }
             _ => {
@@ -664,7 +674,8 @@ fn openssl_agrees() {
                     "{text}"
                 )
             }
-            CardKind::Expired => {
+            // OpenSSL judges the certificate alone: the grace period is an eligibility rule.
+            CardKind::Expired | CardKind::Grace => {
                 assert!(
                     !out.status.success() && text.contains("certificate has expired"),
                     "{text}"
