@@ -51,6 +51,15 @@ pub struct StaffResult {
     pub validity_label: &'static str,
     pub qualifications: Vec<StaffQualification>,
     pub consents: StaffConsents,
+    /// The as-of date and the certificate's warning, flattened into the same JSON object
+    /// (boxed: kept out of line so the outcome stays small).
+    #[serde(flatten)]
+    pub notes: Box<AnswerNotes>,
+}
+
+/// What the rules of December 2026 add to an answer (docs/domain.md §7a).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AnswerNotes {
     /// The day the validity was assessed for, YYYYMMDD (JST).
     pub as_of_date: String,
     /// A warning on an answer carried out (the proto `Warning` name, e.g.
@@ -179,15 +188,17 @@ impl StaffResult {
                 clinical: given(&consents.clinical),
                 surgery: given(&consents.surgery),
             },
-            as_of_date: r.as_of_date.clone(),
-            warning: match pb::Warning::try_from(r.warning) {
-                Ok(pb::Warning::None) => None,
-                Ok(w) => Some(w.as_str_name().to_owned()),
-                Err(_) => Some(format!("WARNING_{}", r.warning)),
-            },
-            warning_message: r.warning_message.clone(),
-            certificate_not_after: rfc3339(r.certificate_not_after.as_ref()),
-            grace_until: rfc3339(r.grace_until.as_ref()),
+            notes: Box::new(AnswerNotes {
+                as_of_date: r.as_of_date.clone(),
+                warning: match pb::Warning::try_from(r.warning) {
+                    Ok(pb::Warning::None) => None,
+                    Ok(w) => Some(w.as_str_name().to_owned()),
+                    Err(_) => Some(format!("WARNING_{}", r.warning)),
+                },
+                warning_message: r.warning_message.clone(),
+                certificate_not_after: rfc3339(r.certificate_not_after.as_ref()),
+                grace_until: rfc3339(r.grace_until.as_ref()),
+            }),
         }
     }
 }
@@ -229,12 +240,15 @@ pub fn render_human(outcome: &Outcome) -> String {
                 result.validity, result.validity_label
             ));
             s.push_str(&format!("result code        : {result_code}\n"));
-            if let Some(w) = &result.warning {
+            if let Some(w) = &result.notes.warning {
                 s.push_str(&format!("警告 warning        : {w}\n"));
-                s.push_str(&format!("  {}\n", result.warning_message));
+                s.push_str(&format!("  {}\n", result.notes.warning_message));
             }
-            if !result.as_of_date.is_empty() {
-                s.push_str(&format!("照会日 as of        : {}\n", result.as_of_date));
+            if !result.notes.as_of_date.is_empty() {
+                s.push_str(&format!(
+                    "照会日 as of        : {}\n",
+                    result.notes.as_of_date
+                ));
             }
             s.push_str(&format!(
                 "confirmation id    : {}\n",

@@ -54,6 +54,10 @@ pub struct ExampleEntry {
     pub branch: Option<String>,
     /// `YYYYMMDD`.
     pub birth_date: String,
+    /// The as-of date (`YYYYMMDD`) the query asks for, when not today (the `as-of-before-loss`
+    /// example); `validity` is the answer for that day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of_date: Option<String>,
     /// The qualification validity (1–5) a card-less query with these numbers answers.
     pub validity: u8,
 }
@@ -309,6 +313,7 @@ mod tests {
                 number: "10000004".into(),
                 branch: None,
                 birth_date: "19400101".into(),
+                as_of_date: None,
                 validity: 2,
             }],
         };

@@ -875,12 +875,20 @@ fn the_examples_reproduce_against_the_store() {
             assert!(records.is_empty(), "{e:?}");
         } else {
             assert_eq!(ids, std::slice::from_ref(&e.person_id), "{e:?}");
-            let validity = assess_by_numbers(&records, &query, today).validity;
+            let day = e.as_of_date.as_deref().map_or(today, |d| {
+                onshi_confirm_service::eligibility::parse_yyyymmdd("as-of", d).unwrap()
+            });
+            let validity = assess_by_numbers(&records, &query, day).validity;
             assert_eq!(validity.code(), e.validity, "{e:?}");
         }
         if let Some(card) = &e.card {
             let entry = manifest.cards.iter().find(|c| &c.name == card).unwrap();
             assert_eq!(entry.person_id, e.person_id);
+            match e.case.as_str() {
+                "certificate-in-grace" => assert_eq!(entry.kind, CardKind::Grace),
+                "certificate-expiring" => assert_eq!(entry.kind, CardKind::Expiring),
+                _ => {}
+            }
         }
         match e.case.as_str() {
             "medication-history" => assert!(!store.medications(&e.person_id).unwrap().is_empty()),

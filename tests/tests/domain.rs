@@ -1435,7 +1435,7 @@ fn the_world_json_examples_answer_what_they_promise() {
                 number: text("number"),
                 branch: text("branch"),
                 birth_date: text("birth_date"),
-                as_of_date: String::new(),
+                as_of_date: text("as_of_date"),
             };
             let answer = c
                 .confirm_by_numbers(pb::ConfirmByNumbersRequest { query: Some(query) })

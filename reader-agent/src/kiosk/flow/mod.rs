@@ -210,7 +210,7 @@ pub enum Effect {
     ResetFaceFailures { card_key: String },
     /// Write the completed confirmation to the reception computer's `face/` folder, if the
     /// kiosk has one.
-    WriteFaceFile(pb::ConfirmationResult),
+    WriteFaceFile(Box<pb::ConfirmationResult>),
     /// The action was not taken: answer its sender with this (and the current state).
     Refuse {
         error: ActionRefused,

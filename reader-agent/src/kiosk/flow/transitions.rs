@@ -800,7 +800,7 @@ impl State {
             },
             (Exchange::Answer, Event::Answered(Ok(result))) => {
                 let (mut card, result) = (card, *result);
-                fx.push(Effect::WriteFaceFile(result.clone()));
+                fx.push(Effect::WriteFaceFile(Box::new(result.clone())));
                 fx.push(Effect::Record(Record {
                     method: identified.method().as_str(),
                     staff_id: identified.staff_id(),
