@@ -432,15 +432,23 @@ fn grace_validation_skips_only_the_expiry_and_a_dropped_revocation_is_remembered
     };
     let der = g1_card(&spec);
     let (ca, listing_crl) = g1_with_crl(
-        &[spec.serial.clone()],
+        std::slice::from_ref(&spec.serial),
         AT - Duration::days(2),
         AT + Duration::days(5),
     );
     // A newer CRL that dropped the entry (the certificate expired).
     let (_, empty_crl) = g1_with_crl(&[], AT - Duration::hours(1), AT + Duration::days(6));
-    let listing = TrustStore::from_der(&[ca.clone()], &[], &[listing_crl], policy()).unwrap();
-    let empty =
-        || TrustStore::from_der(&[ca.clone()], &[], &[empty_crl.clone()], policy()).unwrap();
+    let listing =
+        TrustStore::from_der(std::slice::from_ref(&ca), &[], &[listing_crl], policy()).unwrap();
+    let empty = || {
+        TrustStore::from_der(
+            std::slice::from_ref(&ca),
+            &[],
+            std::slice::from_ref(&empty_crl),
+            policy(),
+        )
+        .unwrap()
+    };
     // Validation is unchanged: expired.
     assert_eq!(
         empty()
