@@ -18,8 +18,9 @@ use onshi_proto::v1::{self as pb, ResultCode};
 use time::{Duration, OffsetDateTime};
 use tonic::transport::Channel;
 
+/// 13 cards: the cycle's `grace` (card-0012) and `expiring` (card-0013) cards are in it.
 fn world() -> &'static World {
-    World::shared(env!("CARGO_TARGET_TMPDIR"), "rules-2026-world", 8)
+    World::shared(env!("CARGO_TARGET_TMPDIR"), "rules-2026-world", 13)
 }
 
 /// The world's service.toml with stale CRLs accepted: these tests move the clock months and
@@ -450,4 +451,87 @@ fn a_batch_for_tomorrow_answers_for_tomorrow() {
         assert_eq!(r2.processing_status(), pb::ProcessingStatus::Error);
         assert_eq!(r2.result_code(), ResultCode::AsOfDateOutOfRange);
     });
+}
+
+/// The world's `grace` and `expiring` cards at the world's own time: the service confirms them
+/// with their warnings, and `check-cert` still calls the one in grace expired (validation is
+/// unchanged; grace is an eligibility rule).
+#[test]
+fn the_worlds_grace_and_expiring_cards_get_their_warnings_and_check_cert_says_expired() {
+    let svc = InProcService::start(config()).unwrap();
+    runtime().block_on(async {
+        let mut c = client(&svc, &terminal_dir()).await;
+        for (kind, warning) in [
+            ("grace", pb::Warning::CertificateInGrace),
+            ("expiring", pb::Warning::CertificateExpiring),
+        ] {
+            let card = CardKeys::of(world(), kind).unwrap();
+            let r = confirm(&mut c, &card, ConsentBits::default())
+                .await
+                .unwrap();
+            assert_eq!(r.result_code(), ResultCode::Ok, "{kind}");
+            assert_eq!(r.warning(), warning, "{kind}");
+        }
+    });
+    let rel = world().card("grace").unwrap()["profile"]
+        .as_str()
+        .unwrap()
+        .replace(".json", ".pem");
+    let out = std::process::Command::new(onshi_e2e::bin("confirm-service").unwrap())
+        .arg("check-cert")
+        .arg("--config")
+        .arg(world().dir.join("service.toml"))
+        .arg("--json")
+        .arg(world().dir.join(rel))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["reason"], "expired", "{v}");
+}
+
+/// `reader-agent numbers --as-of` and `batch --as-of` through the binary: the answer names the
+/// day; a day out of the window is refused with its code; `--help` explains the option.
+#[test]
+fn the_reader_agent_asks_for_an_as_of_date() {
+    let svc = InProcService::start(config()).unwrap();
+    let agent = world().terminal("in-operation", 0).unwrap();
+    let e = example("validity-1");
+    let today = svc.now().to_offset(JST).date();
+    let tomorrow = yyyymmdd(today.next_day().unwrap());
+    let numbers = |as_of: &str| {
+        let mut cmd = std::process::Command::new(onshi_e2e::bin("reader-agent").unwrap());
+        cmd.arg("numbers")
+            .arg("--config")
+            .arg(&agent)
+            .args(["--service", &svc.url()])
+            .args(["--insurer", &e.insurer_number])
+            .args(["--symbol", &e.symbol])
+            .args(["--number", &e.number])
+            .args(["--branch", &e.branch])
+            .args(["--birth-date", &e.birth_date])
+            .args(["--as-of", as_of, "--json"]);
+        let out = cmd.output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), v)
+    };
+    let (code, v) = numbers(&tomorrow);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["result"]["as_of_date"], tomorrow.as_str(), "{v}");
+    let (code, v) = numbers(&yyyymmdd(today + Duration::days(32)));
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(
+        v["result_code"], "RESULT_CODE_AS_OF_DATE_OUT_OF_RANGE",
+        "{v}"
+    );
+
+    for sub in ["numbers", "batch"] {
+        let out = std::process::Command::new(onshi_e2e::bin("reader-agent").unwrap())
+            .args([sub, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("--as-of"), "{sub}: {help}");
+    }
 }
