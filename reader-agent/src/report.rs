@@ -407,4 +407,35 @@ mod tests {
         assert!(text.contains("A03"));
         assert_eq!(out.exit_code(), 0);
     }
+
+    #[test]
+    fn the_warning_and_the_as_of_date_are_shown_and_in_the_json() {
+        let mut r = pb::ConfirmationResult {
+            as_of_date: "20261204".into(),
+            warning_message: "電子証明書の有効期限が切れています".into(),
+            grace_until: Some(prost_types::Timestamp {
+                seconds: 1_796_050_799, // 2026-11-30 23:59:59 JST
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        r.set_validity(pb::QualificationValidity::Valid);
+        r.set_warning(pb::Warning::CertificateInGrace);
+        let out = Outcome::Confirmed {
+            result_code: "RESULT_CODE_OK".into(),
+            result: StaffResult::from_proto(&r),
+        };
+        let text = render_human(&out);
+        assert!(text.contains("WARNING_CERTIFICATE_IN_GRACE"), "{text}");
+        assert!(text.contains("電子証明書の有効期限が切れています"), "{text}");
+        assert!(text.contains("20261204"), "{text}");
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(json["result"]["warning"], "WARNING_CERTIFICATE_IN_GRACE");
+        assert_eq!(json["result"]["as_of_date"], "20261204");
+        assert_eq!(json["result"]["grace_until"], "2026-11-30T14:59:59Z");
+        // Without a warning, no warning keys.
+        let plain = StaffResult::from_proto(&pb::ConfirmationResult::default());
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("warning").is_none() && json.get("warning_message").is_none());
+    }
 }
