@@ -427,7 +427,10 @@ mod tests {
         };
         let text = render_human(&out);
         assert!(text.contains("WARNING_CERTIFICATE_IN_GRACE"), "{text}");
-        assert!(text.contains("電子証明書の有効期限が切れています"), "{text}");
+        assert!(
+            text.contains("電子証明書の有効期限が切れています"),
+            "{text}"
+        );
         assert!(text.contains("20261204"), "{text}");
         let json = serde_json::to_value(&out).unwrap();
         assert_eq!(json["result"]["warning"], "WARNING_CERTIFICATE_IN_GRACE");

@@ -250,6 +250,9 @@ impl WorldManifest {
                     command.push_str(&format!(" --branch {branch}"));
                 }
                 command.push_str(&format!(" --birth-date {}", e.birth_date));
+                if let Some(day) = &e.as_of_date {
+                    command.push_str(&format!(" --as-of {day}"));
+                }
                 (e.case.clone(), e.description.clone(), command)
             })
             .collect()
@@ -345,6 +348,15 @@ mod tests {
             )],
             "後期高齢者医療: no --symbol, no --branch"
         );
+        // An example with an as-of date: the command asks for that day.
+        let mut as_of = back.clone();
+        as_of.examples[0].as_of_date = Some("20251001".into());
+        assert!(as_of.example_commands(Path::new("world"))[0]
+            .2
+            .ends_with(" --birth-date 19400101 --as-of 20251001"));
+        assert!(serde_json::to_string(&as_of)
+            .unwrap()
+            .contains(r#""as_of_date":"20251001""#));
         let mut no_terminal = back.clone();
         no_terminal.terminals[0].status = TerminalStatus::Suspended;
         assert!(no_terminal.example_commands(Path::new("world")).is_empty());
