@@ -406,6 +406,22 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_as_of_date_fills_the_queries_without_one() {
+        let mut q = vec![
+            pb::NumbersQuery::default(),
+            pb::NumbersQuery {
+                as_of_date: "20261210".into(),
+                ..Default::default()
+            },
+        ];
+        with_as_of(&mut q, "");
+        assert_eq!(q[0].as_of_date, "");
+        with_as_of(&mut q, "20261204");
+        assert_eq!(q[0].as_of_date, "20261204");
+        assert_eq!(q[1].as_of_date, "20261210");
+    }
+
+    #[test]
     fn results_csv_has_one_line_per_answer() {
         let mut result = pb::ConfirmationResult::default();
         result.set_result_code(pb::ResultCode::InvalidInsurerNumber);
@@ -422,6 +438,7 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[1].starts_with("0,01130013,"));
         assert!(lines[1].contains("RESULT_CODE_INVALID_INSURER_NUMBER"));
+        assert!(lines[0].ends_with(",as_of_date"), "{}", lines[0]);
     }
 
     #[test]
