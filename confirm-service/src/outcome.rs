@@ -69,10 +69,22 @@ pub enum Refusal {
          within 24 hours"
     )]
     TooManyBirthDates { limit: u32 },
+    /// A query's as-of date outside the accepted window (docs/domain.md "As-of dates").
+    #[error("{0}")]
+    AsOfOutOfRange(String),
     #[error("the service is unavailable: {0}")]
     Unavailable(String),
     #[error("internal error")]
     Internal(String),
+}
+
+impl From<crate::as_of::AsOfError> for Refusal {
+    fn from(e: crate::as_of::AsOfError) -> Self {
+        match e {
+            crate::as_of::AsOfError::Format(e) => Refusal::Invalid(e),
+            other => Refusal::AsOfOutOfRange(other.to_string()),
+        }
+    }
 }
 
 impl Refusal {
@@ -113,6 +125,7 @@ impl Refusal {
             Refusal::BatchTooLarge { .. } => "batch-too-large",
             Refusal::QuotaExceeded { .. } => "quota-exceeded",
             Refusal::TooManyBirthDates { .. } => "too-many-birth-dates",
+            Refusal::AsOfOutOfRange(_) => "as-of-out-of-range",
             Refusal::Unavailable(_) => "unavailable",
             Refusal::Internal(_) => "internal",
         }
@@ -179,6 +192,7 @@ impl Refusal {
             Refusal::AttestationInvalid(_) => ResultCode::AttestationInvalid,
             Refusal::CardUnknown => ResultCode::CardUnknown,
             Refusal::CardNotRegistered => ResultCode::CardNotRegistered,
+            Refusal::AsOfOutOfRange(_) => ResultCode::AsOfDateOutOfRange,
             Refusal::Unavailable(_) => ResultCode::ServiceUnavailable,
             Refusal::Internal(_) => ResultCode::InternalError,
         }
@@ -196,7 +210,8 @@ impl Refusal {
             | ResultCode::FieldTooLong
             | ResultCode::InvalidField
             | ResultCode::UnknownEnumValue
-            | ResultCode::BatchTooLarge => Code::InvalidArgument,
+            | ResultCode::BatchTooLarge
+            | ResultCode::AsOfDateOutOfRange => Code::InvalidArgument,
             ResultCode::PatientUnknown | ResultCode::BatchUnknown => Code::NotFound,
             ResultCode::TerminalUnknown | ResultCode::TerminalNotInOperation => {
                 Code::PermissionDenied

@@ -170,6 +170,7 @@ impl World {
                     number: q.number,
                     branch: q.branch.unwrap_or_default(),
                     birth_date: birth_date.clone(),
+                    as_of_date: String::new(),
                 });
             }
         }

@@ -106,6 +106,11 @@ const SCREENS = {
   done: (s) => [
     el("div", { class: "done", id: "done" }, t("done")),
     el("p", { id: "validity" }, t("validity") + ": " + s.validity_label),
+    // The certificate's warning (rules of 2024-12-02): renew soon, or expired and in its grace
+    // period (eligibility only, no data shared).
+    s.warning ? el("div", { class: "notice", id: "cert-warning", "data-warning": s.warning },
+                   t("cert_warning_" + s.warning,
+                     { expiry: s.certificate_expiry || "", grace_until: s.grace_until || "" })) : null,
     s.registered_now ? el("p", { id: "registered-now" }, t("registered_now")) : null,
     el("p", { class: "sub" }, t("done_hint")),
   ],

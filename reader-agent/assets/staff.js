@@ -71,7 +71,10 @@ function renderEntries() {
       c.checkup ? el("button", { id: "chk-" + e.seq, onclick: () => clinical(e.seq, "checkups") }, t("checkups")) : null);
     return el("tr", { id: "entry-" + e.seq, class: e.outcome, "data-seq": e.seq },
       el("td", {}, String(e.seq)), el("td", {}, fmtTime(e.at_ms)), el("td", {}, method),
-      el("td", { class: "outcome" }, outcome), el("td", { class: "validity" }, r.validity_label || ""),
+      el("td", { class: "outcome" }, outcome,
+        // A certificate warning on a confirmation carried out (renewal, or grace: no data).
+        r.warning ? el("div", { class: "warning", "data-warning": r.warning }, r.warning_message) : null),
+      el("td", { class: "validity" }, r.validity_label || ""),
       el("td", { class: "name" }, qa.name ? qa.name + " (" + qa.kana_name + ")" : ""),
       el("td", {}, qa.birth_date || ""),
       el("td", {}, qa.insurer_number ? qa.insurer_number + " " + qa.insurer_name : ""),

@@ -23,6 +23,8 @@ pub struct Numbers {
     pub branch: String,
     /// YYYYMMDD.
     pub birth_date: String,
+    /// The day the eligibility is asked for, YYYYMMDD (JST); empty for today.
+    pub as_of_date: String,
 }
 
 impl Numbers {
@@ -33,6 +35,7 @@ impl Numbers {
             number: self.number.clone(),
             branch: self.branch.clone(),
             birth_date: self.birth_date.clone(),
+            as_of_date: self.as_of_date.clone(),
         }
     }
 }
@@ -234,12 +237,21 @@ pub fn parse_csv(text: &str, source: &str) -> Result<Vec<pb::NumbersQuery>, Stri
             number: record[2].to_owned(),
             branch: record[3].to_owned(),
             birth_date: record[4].to_owned(),
+            as_of_date: String::new(),
         });
     }
     if out.is_empty() {
         return Err(format!("{source} holds no queries"));
     }
     Ok(out)
+}
+
+/// Sets the as-of date of every query that has none (a batch for tomorrow's appointments
+/// asks for tomorrow); an empty `as_of` changes nothing.
+pub fn with_as_of(queries: &mut [pb::NumbersQuery], as_of: &str) {
+    for q in queries.iter_mut().filter(|q| q.as_of_date.is_empty()) {
+        q.as_of_date = as_of.to_owned();
+    }
 }
 
 /// Submits a batch (streamed when `stream`); returns the reception number and total.
@@ -340,6 +352,7 @@ pub fn results_csv(items: &[pb::BatchItemResult]) -> String {
         "current_insurer",
         "copay_ratio",
         "high_cost_bracket",
+        "as_of_date",
     ];
     // Writing to a Vec cannot fail.
     let _ = w.write_record(header);
@@ -363,6 +376,7 @@ pub fn results_csv(items: &[pb::BatchItemResult]) -> String {
                 .and_then(|q| q.high_cost_limit.as_ref())
                 .map(|h| h.bracket.as_str())
                 .unwrap_or(""),
+            &r.as_of_date,
         ]);
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -393,6 +407,22 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_as_of_date_fills_the_queries_without_one() {
+        let mut q = vec![
+            pb::NumbersQuery::default(),
+            pb::NumbersQuery {
+                as_of_date: "20261210".into(),
+                ..Default::default()
+            },
+        ];
+        with_as_of(&mut q, "");
+        assert_eq!(q[0].as_of_date, "");
+        with_as_of(&mut q, "20261204");
+        assert_eq!(q[0].as_of_date, "20261204");
+        assert_eq!(q[1].as_of_date, "20261210");
+    }
+
+    #[test]
     fn results_csv_has_one_line_per_answer() {
         let mut result = pb::ConfirmationResult::default();
         result.set_result_code(pb::ResultCode::InvalidInsurerNumber);
@@ -409,6 +439,7 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[1].starts_with("0,01130013,"));
         assert!(lines[1].contains("RESULT_CODE_INVALID_INSURER_NUMBER"));
+        assert!(lines[0].ends_with(",as_of_date"), "{}", lines[0]);
     }
 
     #[test]

@@ -261,6 +261,10 @@ enum Command {
         desk: DeskArgs,
         #[command(flatten)]
         patient: PatientArgs,
+        /// The day the eligibility is asked for, YYYYMMDD (JST; default today). Within 365
+        /// days before and 31 days after today; the answer is the validity on that day.
+        #[arg(long, value_name = "YYYYMMDD")]
+        as_of: Option<String>,
         /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
@@ -307,6 +311,12 @@ enum Command {
         /// Write the answers' CSV to this file instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Ask every query for this day, YYYYMMDD (JST; default today), e.g. tomorrow for
+        /// tomorrow's appointments. Within 365 days before and 31 days after the day the
+        /// service answers; a query out of the window is answered with
+        /// RESULT_CODE_AS_OF_DATE_OUT_OF_RANGE. The answers' CSV has the day in as_of_date.
+        #[arg(long, value_name = "YYYYMMDD", conflicts_with = "reception")]
+        as_of: Option<String>,
     },
 }
 
@@ -371,6 +381,7 @@ impl PatientArgs {
             number: self.number.clone(),
             branch: self.branch.clone(),
             birth_date: self.birth_date.clone(),
+            as_of_date: String::new(),
         }
     }
 }
@@ -523,8 +534,9 @@ fn main() -> ExitCode {
         Command::Numbers {
             desk,
             patient,
+            as_of,
             json,
-        } => cli::desk::numbers(&desk, &patient, json),
+        } => cli::desk::numbers(&desk, &patient, as_of, json),
         Command::Medications {
             desk,
             patient,
@@ -542,7 +554,8 @@ fn main() -> ExitCode {
             stream,
             wait,
             out,
-        } => cli::desk::desk_batch(&desk, csv, reception, stream, wait, out),
+            as_of,
+        } => cli::desk::desk_batch(&desk, csv, reception, stream, wait, out, as_of),
     }
 }
 

@@ -104,6 +104,7 @@ impl Declaration {
             number: self.number.clone(),
             branch: self.branch.clone(),
             birth_date: self.birth_date.clone(),
+            as_of_date: String::new(),
         }
     }
 }

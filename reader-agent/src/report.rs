@@ -51,6 +51,35 @@ pub struct StaffResult {
     pub validity_label: &'static str,
     pub qualifications: Vec<StaffQualification>,
     pub consents: StaffConsents,
+    /// The as-of date and the certificate's warning, flattened into the same JSON object
+    /// (boxed: kept out of line so the outcome stays small).
+    #[serde(flatten)]
+    pub notes: Box<AnswerNotes>,
+}
+
+/// What the rules of December 2026 add to an answer (docs/domain.md §7a).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AnswerNotes {
+    /// The day the validity was assessed for, YYYYMMDD (JST).
+    pub as_of_date: String,
+    /// A warning on an answer carried out (the proto `Warning` name, e.g.
+    /// `WARNING_CERTIFICATE_IN_GRACE`), with its message for staff; absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub warning_message: String,
+    /// Card confirmations: the certificate's notAfter and, in its grace period, the last
+    /// instant of grace (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<String>,
+}
+
+fn rfc3339(t: Option<&prost_types::Timestamp>) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp(t?.seconds).ok()?;
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -159,6 +188,17 @@ impl StaffResult {
                 clinical: given(&consents.clinical),
                 surgery: given(&consents.surgery),
             },
+            notes: Box::new(AnswerNotes {
+                as_of_date: r.as_of_date.clone(),
+                warning: match pb::Warning::try_from(r.warning) {
+                    Ok(pb::Warning::None) => None,
+                    Ok(w) => Some(w.as_str_name().to_owned()),
+                    Err(_) => Some(format!("WARNING_{}", r.warning)),
+                },
+                warning_message: r.warning_message.clone(),
+                certificate_not_after: rfc3339(r.certificate_not_after.as_ref()),
+                grace_until: rfc3339(r.grace_until.as_ref()),
+            }),
         }
     }
 }
@@ -200,6 +240,16 @@ pub fn render_human(outcome: &Outcome) -> String {
                 result.validity, result.validity_label
             ));
             s.push_str(&format!("result code        : {result_code}\n"));
+            if let Some(w) = &result.notes.warning {
+                s.push_str(&format!("警告 warning        : {w}\n"));
+                s.push_str(&format!("  {}\n", result.notes.warning_message));
+            }
+            if !result.notes.as_of_date.is_empty() {
+                s.push_str(&format!(
+                    "照会日 as of        : {}\n",
+                    result.notes.as_of_date
+                ));
+            }
             s.push_str(&format!(
                 "confirmation id    : {}\n",
                 result.confirmation_id
@@ -356,5 +406,39 @@ mod tests {
         assert!(text.contains("3割"));
         assert!(text.contains("A03"));
         assert_eq!(out.exit_code(), 0);
+    }
+
+    #[test]
+    fn the_warning_and_the_as_of_date_are_shown_and_in_the_json() {
+        let mut r = pb::ConfirmationResult {
+            as_of_date: "20261204".into(),
+            warning_message: "電子証明書の有効期限が切れています".into(),
+            grace_until: Some(prost_types::Timestamp {
+                seconds: 1_796_050_799, // 2026-11-30 23:59:59 JST
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        r.set_validity(pb::QualificationValidity::Valid);
+        r.set_warning(pb::Warning::CertificateInGrace);
+        let out = Outcome::Confirmed {
+            result_code: "RESULT_CODE_OK".into(),
+            result: StaffResult::from_proto(&r),
+        };
+        let text = render_human(&out);
+        assert!(text.contains("WARNING_CERTIFICATE_IN_GRACE"), "{text}");
+        assert!(
+            text.contains("電子証明書の有効期限が切れています"),
+            "{text}"
+        );
+        assert!(text.contains("20261204"), "{text}");
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(json["result"]["warning"], "WARNING_CERTIFICATE_IN_GRACE");
+        assert_eq!(json["result"]["as_of_date"], "20261204");
+        assert_eq!(json["result"]["grace_until"], "2026-11-30T14:59:59Z");
+        // Without a warning, no warning keys.
+        let plain = StaffResult::from_proto(&pb::ConfirmationResult::default());
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("warning").is_none() && json.get("warning_message").is_none());
     }
 }

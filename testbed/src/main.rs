@@ -39,7 +39,7 @@ enum Command {
     /// is which. docs/world.md documents the layout.
     ///
     /// The same --seed and --now give byte-identical files; everything is dated relative to
-    /// --now (certificates issued a year before, the expired card expired the day before, the
+    /// --now (certificates issued a year before, the expired card expired 150 days before, past its grace period, the
     /// issuing authority's CRL valid for a week, the network CA's CRL of terminals, empty,
     /// from an hour before for a year).
     Build(BuildArgs),

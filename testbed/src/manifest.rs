@@ -54,6 +54,10 @@ pub struct ExampleEntry {
     pub branch: Option<String>,
     /// `YYYYMMDD`.
     pub birth_date: String,
+    /// The as-of date (`YYYYMMDD`) the query asks for, when not today (the `as-of-before-loss`
+    /// example); `validity` is the answer for that day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of_date: Option<String>,
     /// The qualification validity (1–5) a card-less query with these numbers answers.
     pub validity: u8,
 }
@@ -66,7 +70,7 @@ pub enum CardKind {
     Valid,
     /// Certificate on the CRL.
     Revoked,
-    /// Certificate expired yesterday.
+    /// Certificate expired 150 days ago, past the eligibility grace period.
     Expired,
     /// Holder not registered for insurance use.
     Unregistered,
@@ -78,6 +82,11 @@ pub enum CardKind {
     /// signature certificate; valid and registered otherwise.
     #[serde(rename = "face-only")]
     FaceOnly,
+    /// Certificate expired yesterday, within its eligibility grace period (to the end of the
+    /// third month after the month of expiry): confirmed with a warning, no data shared.
+    Grace,
+    /// Certificate expiring in 30 days: confirmed with the renewal warning.
+    Expiring,
 }
 
 impl CardKind {
@@ -91,6 +100,8 @@ impl CardKind {
             Self::Lost => "lost",
             Self::Multiple => "multiple",
             Self::FaceOnly => "face-only",
+            Self::Grace => "grace",
+            Self::Expiring => "expiring",
         }
     }
 }
@@ -239,6 +250,9 @@ impl WorldManifest {
                     command.push_str(&format!(" --branch {branch}"));
                 }
                 command.push_str(&format!(" --birth-date {}", e.birth_date));
+                if let Some(day) = &e.as_of_date {
+                    command.push_str(&format!(" --as-of {day}"));
+                }
                 (e.case.clone(), e.description.clone(), command)
             })
             .collect()
@@ -302,6 +316,7 @@ mod tests {
                 number: "10000004".into(),
                 branch: None,
                 birth_date: "19400101".into(),
+                as_of_date: None,
                 validity: 2,
             }],
         };
@@ -333,6 +348,15 @@ mod tests {
             )],
             "後期高齢者医療: no --symbol, no --branch"
         );
+        // An example with an as-of date: the command asks for that day.
+        let mut as_of = back.clone();
+        as_of.examples[0].as_of_date = Some("20251001".into());
+        assert!(as_of.example_commands(Path::new("world"))[0]
+            .2
+            .ends_with(" --birth-date 19400101 --as-of 20251001"));
+        assert!(serde_json::to_string(&as_of)
+            .unwrap()
+            .contains(r#""as_of_date":"20251001""#));
         let mut no_terminal = back.clone();
         no_terminal.terminals[0].status = TerminalStatus::Suspended;
         assert!(no_terminal.example_commands(Path::new("world")).is_empty());

@@ -161,6 +161,10 @@ fn days(t: OffsetDateTime, n: i64) -> Result<OffsetDateTime, TestbedError> {
 /// The end (23:59:59 JST) of the holder's fifth birthday after `issued`: when a real
 /// user-authentication certificate expires (jpki-card.md §6). The card itself runs to the
 /// tenth birthday for adults (fifth for minors), so the card never caps it earlier.
+/// How many days before --now the expired card's certificate expired: well past its grace
+/// period for eligibility (docs/domain.md "Certificate grace").
+pub const EXPIRED_CARD_DAYS: i64 = 150;
+
 fn certificate_expiry(birth: Date, issued: OffsetDateTime) -> Result<OffsetDateTime, TestbedError> {
     let issue_date = issued.to_offset(JST).date();
     let mut first = birthday_in(birth, issue_date.year());
@@ -516,7 +520,14 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         let name = format!("card-{:04}", index + 1);
         let issued = add_years(now, -1)?;
         let (not_before, not_after) = match plan.kind {
-            CardKind::Expired => (add_years(now, -5)?, days(now, -1)?),
+            // Past the eligibility grace period (at most the end of the third month after the
+            // month of expiry, about 122 days), so it is refused as expired.
+            CardKind::Expired => (add_years(now, -5)?, days(now, -EXPIRED_CARD_DAYS)?),
+            // Expired yesterday: always within the grace period (at least to the end of the
+            // third month after this one).
+            CardKind::Grace => (add_years(now, -5)?, days(now, -1)?),
+            // Within the three months before expiry: the renewal warning.
+            CardKind::Expiring => (add_years(now, -5)?, days(now, 30)?),
             _ => (issued, certificate_expiry(holder.birth_date, issued)?),
         };
         let spec = CardCertificateSpec {

@@ -39,14 +39,14 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// One world with ten cards (all roles and every holder variant), shared by the tests that
-/// only read it.
+/// One world with thirteen cards (all roles, every holder variant, and the certificates in
+/// grace and expiring of the cycle), shared by the tests that only read it.
 fn world() -> &'static (PathBuf, WorldManifest) {
     static WORLD: OnceLock<(PathBuf, WorldManifest)> = OnceLock::new();
     WORLD.get_or_init(|| {
         let dir = temp_dir("shared");
         let mut options = WorldOptions::new(&dir, NOW);
-        options.cards = 11;
+        options.cards = 13;
         options.persons = 40;
         options.seed = 7;
         let manifest = build_world(&options).expect("build the shared world");
@@ -229,7 +229,9 @@ fn card_certificates_follow_the_jpki_profile() {
         .unwrap();
     let mut serials = std::collections::HashSet::new();
     let mut common_names = std::collections::HashSet::new();
-    assert_eq!(manifest.cards.len(), 11);
+    assert_eq!(manifest.cards.len(), 13);
+    assert_eq!(manifest.cards[11].kind, CardKind::Grace);
+    assert_eq!(manifest.cards[12].kind, CardKind::Expiring);
     for card in &manifest.cards {
         let der = card_certificate_der(dir, &card.profile);
         assert_eq!(&der[..2], &[0x30, 0x82], "{}", card.name);
@@ -311,7 +313,16 @@ fn card_certificates_follow_the_jpki_profile() {
         );
         match card.kind {
             CardKind::Expired => {
+                // Past its eligibility grace period (at most ~122 days after expiry).
+                assert_eq!(na, NOW - Duration::days(150));
+                assert_eq!(nb, datetime!(2020-11-24 00:00:00 UTC));
+            }
+            CardKind::Grace => {
                 assert_eq!(na, NOW - Duration::days(1));
+                assert_eq!(nb, datetime!(2020-11-24 00:00:00 UTC));
+            }
+            CardKind::Expiring => {
+                assert_eq!(na, NOW + Duration::days(30));
                 assert_eq!(nb, datetime!(2020-11-24 00:00:00 UTC));
             }
             _ => {
@@ -663,7 +674,8 @@ fn openssl_agrees() {
                     "{text}"
                 )
             }
-            CardKind::Expired => {
+            // OpenSSL judges the certificate alone: the grace period is an eligibility rule.
+            CardKind::Expired | CardKind::Grace => {
                 assert!(
                     !out.status.success() && text.contains("certificate has expired"),
                     "{text}"
@@ -863,12 +875,20 @@ fn the_examples_reproduce_against_the_store() {
             assert!(records.is_empty(), "{e:?}");
         } else {
             assert_eq!(ids, std::slice::from_ref(&e.person_id), "{e:?}");
-            let validity = assess_by_numbers(&records, &query, today).validity;
+            let day = e.as_of_date.as_deref().map_or(today, |d| {
+                onshi_confirm_service::eligibility::parse_yyyymmdd("as-of", d).unwrap()
+            });
+            let validity = assess_by_numbers(&records, &query, day).validity;
             assert_eq!(validity.code(), e.validity, "{e:?}");
         }
         if let Some(card) = &e.card {
             let entry = manifest.cards.iter().find(|c| &c.name == card).unwrap();
             assert_eq!(entry.person_id, e.person_id);
+            match e.case.as_str() {
+                "certificate-in-grace" => assert_eq!(entry.kind, CardKind::Grace),
+                "certificate-expiring" => assert_eq!(entry.kind, CardKind::Expiring),
+                _ => {}
+            }
         }
         match e.case.as_str() {
             "medication-history" => assert!(!store.medications(&e.person_id).unwrap().is_empty()),

@@ -131,6 +131,7 @@ fn numbers_of(record: &QualificationRecord, person: &Person) -> pb::NumbersQuery
         number: record.number.clone(),
         branch: record.branch.clone().unwrap_or_default(),
         birth_date: yyyymmdd(person.birth_date),
+        as_of_date: String::new(),
     }
 }
 
@@ -315,6 +316,7 @@ fn load_fixtures(store: &SqliteStore) -> Fixtures {
             number: "404".into(),
             branch: "00".into(),
             birth_date: "19800101".into(),
+            as_of_date: String::new(),
         },
         valid,
         lost,
@@ -1435,6 +1437,7 @@ fn the_world_json_examples_answer_what_they_promise() {
                 number: text("number"),
                 branch: text("branch"),
                 birth_date: text("birth_date"),
+                as_of_date: text("as_of_date"),
             };
             let answer = c
                 .confirm_by_numbers(pb::ConfirmByNumbersRequest {

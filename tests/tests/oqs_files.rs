@@ -834,3 +834,49 @@ fn a_request_written_in_two_halves_is_read_whole() {
         assert_eq!(n, 1, "{name}: {lines:?}");
     }
 }
+
+/// The request header's QualificationConfirmationDate is the as-of date of the query (rules
+/// of 2026, docs/oqs-files.md): tomorrow is answered for tomorrow, the header echoing it; a
+/// day outside the window gets an abnormal answer with the service's code (EOQ2100).
+#[test]
+fn the_confirmation_date_of_a_request_is_its_as_of_date() {
+    let svc = service();
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = agent(PHARMACY_T01, dir.path(), &svc);
+    let mut arrivals = Arrivals::watch(&dir.path().join("res")).unwrap();
+    let (search, _) = example("validity-1");
+    let jst = time::UtcOffset::from_hms(9, 0, 0).unwrap();
+    let today = time::OffsetDateTime::now_utc().to_offset(jst).date();
+    let day = |d: time::Date| format!("{:04}{:02}{:02}", d.year(), d.month() as u8, d.day());
+    let tomorrow = day(today.next_day().unwrap());
+    let mut h = header("1340123452", "asof");
+    h.push(("QualificationConfirmationDate", tomorrow.clone()));
+    let (leaves, _) = ask(
+        dir.path(),
+        &mut arrivals,
+        "OQSsiquc01req_asof_tomorrow.xml",
+        &request(&h, &search.xml(), true),
+    );
+    assert_eq!(value(&leaves, "MessageHeader/SegmentOfResult"), Some("1"));
+    assert_eq!(
+        value(&leaves, "MessageHeader/QualificationConfirmationDate"),
+        Some(tomorrow.as_str())
+    );
+    assert_eq!(
+        value(&leaves, "MessageBody/QualificationValidity"),
+        Some("1")
+    );
+    assert_eq!(value(&leaves, "MessageBody/ProcessingResultCode"), None);
+
+    let too_far = day(today + time::Duration::days(32));
+    let mut h = header("1340123452", "asof");
+    h.push(("QualificationConfirmationDate", too_far));
+    let (leaves, _) = ask(
+        dir.path(),
+        &mut arrivals,
+        "OQSsiquc01req_asof_far.xml",
+        &request(&h, &search.xml(), true),
+    );
+    assert_eq!(value(&leaves, "MessageHeader/SegmentOfResult"), Some("9"));
+    assert_eq!(value(&leaves, "MessageHeader/ErrorCode"), Some("EOQ2100"));
+}

@@ -3,6 +3,7 @@
 use onshi_proto::v1 as pb;
 use time::{Date, OffsetDateTime};
 
+use crate::cert_grace::{Standing, JST};
 use crate::clinical::{Checkup, Medication};
 use crate::consent::{ConsentGrant, ConsentKind};
 use crate::eligibility::{
@@ -139,6 +140,44 @@ pub fn confirmation_result(
     result.set_validity(validity(assessment.validity));
     result.set_result_code(carried_out_code(assessment.validity));
     result
+}
+
+/// Puts the certificate's standing on a card confirmation carried out: the renewal warning in
+/// the three months before expiry, the grace warning after it (docs/domain.md "Certificate
+/// grace"), and the certificate's notAfter either way. The messages are for reception staff.
+pub fn certificate_warning(result: &mut pb::ConfirmationResult, standing: Standing) {
+    let jst_day = |t: OffsetDateTime| {
+        let d = t.to_offset(JST).date();
+        format!("{}年{}月{}日", d.year(), u8::from(d.month()), d.day())
+    };
+    match standing {
+        Standing::Valid { not_after } => {
+            result.certificate_not_after = Some(timestamp(not_after));
+        }
+        Standing::Expiring { not_after } => {
+            result.certificate_not_after = Some(timestamp(not_after));
+            result.set_warning(pb::Warning::CertificateExpiring);
+            result.warning_message = format!(
+                "電子証明書の有効期限が近づいています（{}まで）。市区町村での更新をご案内ください。",
+                jst_day(not_after)
+            );
+        }
+        Standing::InGrace {
+            not_after,
+            grace_until,
+        } => {
+            result.certificate_not_after = Some(timestamp(not_after));
+            result.grace_until = Some(timestamp(grace_until));
+            result.set_warning(pb::Warning::CertificateInGrace);
+            result.warning_message = format!(
+                "電子証明書の有効期限（{}）が切れています。{}までは資格確認のみ可能です（薬剤情報等の提供はできません）。市区町村での更新をご案内ください。",
+                jst_day(not_after),
+                jst_day(grace_until)
+            );
+        }
+        // Refused before any answer is made; nothing to put on one.
+        Standing::PastGrace { .. } => {}
+    }
 }
 
 /// The answer to a query that could not be carried out (a batch item that failed validation):

@@ -2,6 +2,8 @@
 //! eligibility rules, consents, clinical data, the answer's shape and the enumeration quotas.
 
 pub mod answer;
+pub mod as_of;
+pub mod cert_grace;
 pub mod clinical;
 pub mod consent;
 pub mod eligibility;

@@ -41,6 +41,7 @@ pub(super) fn check_arrival(index: usize, query: &pb::NumbersQuery) -> Result<()
         ("番号", &query.number, eligibility::MAX_NUMBER_CHARS),
         ("枝番", &query.branch, 2),
         ("birth date", &query.birth_date, 8),
+        ("as-of date", &query.as_of_date, 8),
     ];
     for (what, value, max) in fields {
         let chars = value.chars().count();

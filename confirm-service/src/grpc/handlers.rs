@@ -203,7 +203,7 @@ impl Confirmation for ConfirmationService {
         // one group commit: a registration never lands without its record, nor a record of a
         // registration that did not happen.
         let outcome = async {
-            let key = self
+            let (key, _) = self
                 .verify_card(
                     &terminal,
                     proof,

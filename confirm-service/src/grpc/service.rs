@@ -32,9 +32,11 @@ use time::{OffsetDateTime, UtcOffset};
 use tonic::{Request, Response, Status};
 
 use crate::answer;
+use crate::as_of;
 use crate::audit::{AuditError, AuditLog, AuditRecord};
 use crate::batch;
 use crate::cert_cache::CertCache;
+use crate::cert_grace::{self, Standing};
 use crate::challenge::Challenges;
 use crate::clock::Clock;
 use crate::consent::{self, ConsentCheck, ConsentGrant, ConsentKind};
@@ -48,7 +50,7 @@ use crate::store::{
 };
 use crate::terminal::{DevicePublicKey, RateLimiter, TerminalCache, TerminalIdentity};
 use crate::trust_reload::LiveTrust;
-use crate::validation::{ValidatedCertificate, MAX_CERTIFICATE_LEN};
+use crate::validation::{CertError, ValidatedCertificate, MAX_CERTIFICATE_LEN};
 
 pub(super) use super::attestation::{check_attestation, reader_claim};
 pub(super) use super::batch_rpc::check_arrival;
@@ -246,10 +248,10 @@ impl ConfirmationService {
         bits: ConsentBits,
         ctx: &mut AuditContext,
         now: OffsetDateTime,
-    ) -> Result<CardKey, Refusal> {
+    ) -> Result<(CardKey, Standing), Refusal> {
         check_proof_bounds(&proof.certificate, &proof.challenge, &proof.signature)?;
         let name = terminal.name();
-        let validated = self
+        let (validated, standing) = self
             .challenge_and_certificate(
                 &name,
                 &proof.certificate,
@@ -276,7 +278,7 @@ impl ConfirmationService {
         .verify(&binding, &proof.signature)
         .map_err(|_| Refusal::SignatureInvalid)?;
 
-        Ok(CardKey::of_validated(&validated))
+        Ok((CardKey::of_validated(&validated), standing))
     }
 
     /// What every proof of a card's presence shares, whoever signed it (the card in PIN mode,
@@ -284,7 +286,10 @@ impl ConfirmationService {
     /// were checked: records the consents and the certificate's hash for the audit record,
     /// uses the challenge for `purpose` (consumed with the audit record whatever the outcome)
     /// and validates the certificate (chain, validity, key usage,
-    /// policy, revocation; cached).
+    /// policy, revocation; cached). Returns the certificate's standing for eligibility
+    /// ([`cert_grace`]): an expired certificate within its grace period is accepted for a
+    /// confirmation (never for a registration) if everything else about it still holds,
+    /// revocation included.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn challenge_and_certificate(
         &self,
@@ -295,7 +300,7 @@ impl ConfirmationService {
         bits: ConsentBits,
         ctx: &mut AuditContext,
         now: OffsetDateTime,
-    ) -> Result<ValidatedCertificate, Refusal> {
+    ) -> Result<(ValidatedCertificate, Standing), Refusal> {
         ctx.consents = bits.bits();
         let cert_hash = ring::digest::digest(&ring::digest::SHA256, certificate);
         ctx.certificate_sha256 = Some(hex::encode(cert_hash.as_ref()));
@@ -307,25 +312,52 @@ impl ConfirmationService {
         // One snapshot of the trust store for the whole request; the cache re-checks time and
         // the current CRL on every hit.
         let trust = self.state.trust.current();
-        let (validated, lookup) =
-            self.state
-                .cert_cache
-                .validate_traced(&trust, certificate, now)?;
-        crate::observe::cache_lookup("certificate", lookup == crate::cert_cache::Lookup::Hit);
-        Ok(validated)
+        match self
+            .state
+            .cert_cache
+            .validate_traced(&trust, certificate, now)
+        {
+            Ok((validated, lookup)) => {
+                crate::observe::cache_lookup(
+                    "certificate",
+                    lookup == crate::cert_cache::Lookup::Hit,
+                );
+                let standing = cert_grace::standing(validated.not_after, now);
+                Ok((validated, standing))
+            }
+            Err(CertError::Expired { not_after, at }) if purpose != Purpose::Register => {
+                match cert_grace::standing(not_after, now) {
+                    standing @ Standing::InGrace { .. } => {
+                        // Rare, so uncached: the full validation but for the notAfter.
+                        let validated = trust.validate_in_grace(certificate, now)?;
+                        Ok((validated, standing))
+                    }
+                    _ => Err(CertError::Expired { not_after, at }.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The card holder's side of a confirmation once the card is proven (by its own signature
     /// or a reader's attestation): certificate → person → registration → records, with the
-    /// consents to record with the audit record.
+    /// consents to record with the audit record. A certificate in its grace period confirms
+    /// eligibility only: no consent is recorded (so no data is shared), and the answer carries
+    /// the grace warning; one expiring soon carries the renewal warning.
     pub(super) async fn confirm_holder(
         &self,
         terminal: &TerminalIdentity,
         key: CardKey,
+        standing: Standing,
         bits: ConsentBits,
         ctx: &mut AuditContext,
         now: OffsetDateTime,
     ) -> Result<ConfirmationResult, Refusal> {
+        let bits = if standing.shares_data() {
+            bits
+        } else {
+            ConsentBits::new(false, false, false, false)
+        };
         let institution = terminal.institution_code.clone();
         let today = now.to_offset(JST).date();
         // One store round trip: the person and their records. The consents are recorded
@@ -338,8 +370,9 @@ impl ConfirmationService {
             })
             .await?;
         ctx.person_id = Some(person_id);
-        let (result, grants) = outcome?;
+        let (mut result, grants) = outcome?;
         ctx.grants = grants;
+        answer::certificate_warning(&mut result, standing);
         Ok(result)
     }
 
@@ -365,7 +398,7 @@ impl ConfirmationService {
         );
         let purpose = claim.purpose();
         let name = terminal.name();
-        let validated = self
+        let (validated, standing) = self
             .challenge_and_certificate(
                 &name,
                 &req.certificate,
@@ -395,7 +428,8 @@ impl ConfirmationService {
             self.state.min_face_threshold_permille,
         )?;
         let key = CardKey::of_validated(&validated);
-        self.confirm_holder(terminal, key, bits, ctx, now).await
+        self.confirm_holder(terminal, key, standing, bits, ctx, now)
+            .await
     }
 
     pub(super) async fn confirm(
@@ -417,10 +451,11 @@ impl ConfirmationService {
             challenge: req.challenge,
             signature: req.signature,
         };
-        let key = self
+        let (key, standing) = self
             .verify_card(terminal, proof, Purpose::Confirm, bits, ctx, now)
             .await?;
-        self.confirm_holder(terminal, key, bits, ctx, now).await
+        self.confirm_holder(terminal, key, standing, bits, ctx, now)
+            .await
     }
 
     /// The one exit of every handler: writes the request's challenge use, consents and audit
@@ -633,13 +668,14 @@ pub(super) fn confirm_person(
         .map(|kind| ConsentGrant::new(&person.id, institution, kind, now))
         .collect();
     let assessment = eligibility::assess(&records, today);
-    let result = answer::confirmation_result(
+    let mut result = answer::confirmation_result(
         &assessment,
         Some(&person),
         pb::ReferenceClassification::MyNumberCard,
         &grants,
         now,
     );
+    result.as_of_date = answer::yyyymmdd(today);
     Ok((result, grants))
 }
 
@@ -668,10 +704,13 @@ pub(crate) fn confirm_numbers(
     query: &pb::NumbersQuery,
     now: OffsetDateTime,
 ) -> Result<(ConfirmationResult, Option<String>), Refusal> {
+    let as_of_text = &query.as_of_date;
     let query = answer::numbers_query(query)?;
+    // The day asked about: the qualification's validity on it, whatever document the numbers
+    // were read from (docs/domain.md "As-of dates").
+    let today = as_of::resolve(as_of_text, now.to_offset(JST).date())?;
     s.quotas.check_numbers(institution, &query, now)?;
     let store = s.store.as_ref();
-    let today = now.to_offset(JST).date();
     let ids = store.persons_by_numbers(&query).map_err(unavailable)?;
     if ids.is_empty() {
         s.quotas.record_miss(institution, &query, now);
@@ -715,6 +754,8 @@ pub(crate) fn confirm_numbers(
             None,
         ),
     };
+    let mut result = result;
+    result.as_of_date = answer::yyyymmdd(today);
     Ok((result, person_id))
 }
 

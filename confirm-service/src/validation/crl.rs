@@ -9,6 +9,36 @@ impl TrustStore {
         self.crls.iter().map(|c| c.revoked.len()).sum()
     }
 
+    /// This store, also remembering every revocation `older` knew (on its CRLs or remembered
+    /// by it) for a CA key this store has: a newer CRL that dropped an entry (the certificate
+    /// expired) does not make the certificate unrevoked for its grace period. `certificateHold`
+    /// entries are not carried over: a hold may be lifted.
+    pub fn remembering_revocations_of(mut self, older: &TrustStore) -> Self {
+        let mut remembered = older.remembered.clone();
+        for (a, indexes) in older.authorities.iter().zip(&older.authority_crls) {
+            let key = [a.subject_raw.as_slice(), a.spki.bytes()].concat();
+            for &i in indexes {
+                let Some(crl) = older.crls.get(i) else {
+                    continue;
+                };
+                let entries = remembered.entry(key.clone()).or_default();
+                for (serial, r) in &crl.revoked {
+                    if r.reason != "certificateHold" {
+                        entries.entry(serial.clone()).or_insert_with(|| r.clone());
+                    }
+                }
+            }
+        }
+        let keys: std::collections::HashSet<Vec<u8>> = self
+            .authorities
+            .iter()
+            .map(|a| [a.subject_raw.as_slice(), a.spki.bytes()].concat())
+            .collect();
+        remembered.retain(|k, _| keys.contains(k));
+        self.remembered = remembered;
+        self
+    }
+
     /// The newest thisUpdate per CA key, to refuse a reload that would roll a CRL back.
     pub fn crl_this_updates(&self) -> Vec<(Vec<u8>, OffsetDateTime)> {
         let mut out: HashMap<Vec<u8>, OffsetDateTime> = HashMap::new();
@@ -153,7 +183,11 @@ impl TrustStore {
                 });
             }
         }
-        match crl.revoked.get(serial) {
+        let remembered = || {
+            let key = [a.subject_raw.as_slice(), a.spki.bytes()].concat();
+            self.remembered.get(&key).and_then(|m| m.get(serial))
+        };
+        match crl.revoked.get(serial).or_else(remembered) {
             Some(r) => Err(CertError::Revoked {
                 revoked_at: r.at,
                 reason: r.reason.to_owned(),

@@ -429,6 +429,12 @@ pub struct TrustStore {
     crls: Vec<Crl>,
     policy: EndEntityPolicy,
     generation: u64,
+    /// Revocations seen on earlier CRLs of the same CA key (subject and key, as in
+    /// [`crl_this_updates`](Self::crl_this_updates)) that a newer CRL dropped, typically
+    /// because the certificate expired: a certificate revoked before it expired stays revoked
+    /// during its eligibility grace period (docs/domain.md "Certificate grace"). Kept for the
+    /// life of the process; `certificateHold` entries are not kept (a hold may be lifted).
+    remembered: HashMap<Vec<u8>, HashMap<Vec<u8>, Revocation>>,
 }
 
 impl Default for TrustStore {
@@ -437,6 +443,7 @@ impl Default for TrustStore {
             authorities: Vec::new(),
             authority_crls: Vec::new(),
             crls: Vec::new(),
+            remembered: HashMap::new(),
             policy: EndEntityPolicy::default(),
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
         }
@@ -540,8 +547,31 @@ impl TrustStore {
         self.verify(der, at).map(|v| v.certificate)
     }
 
+    /// Validates an expired certificate for the eligibility grace period: every check of
+    /// [`validate`](Self::validate) at `at` (chain, issuers' validity, signature, revocation on
+    /// the current CRLs and the remembered revocations, profile) except the certificate's own
+    /// notAfter. The caller decides whether `at` is within the grace period
+    /// ([`crate::cert_grace`]); `validate` and `check-cert` still call the certificate expired.
+    pub fn validate_in_grace(
+        &self,
+        der: &[u8],
+        at: OffsetDateTime,
+    ) -> Result<ValidatedCertificate, CertError> {
+        self.verify_with(der, at, LeafExpiry::Ignore)
+            .map(|v| v.certificate)
+    }
+
     /// Full validation (all three phases), returning what a cache keeps.
     pub fn verify(&self, der: &[u8], at: OffsetDateTime) -> Result<Verified, CertError> {
+        self.verify_with(der, at, LeafExpiry::Enforce)
+    }
+
+    fn verify_with(
+        &self,
+        der: &[u8],
+        at: OffsetDateTime,
+        leaf_expiry: LeafExpiry,
+    ) -> Result<Verified, CertError> {
         if der.len() > MAX_CERTIFICATE_LEN {
             return Err(CertError::TooLarge);
         }
@@ -572,7 +602,7 @@ impl TrustStore {
         };
         // Phase 2: time and revocation. Before the profile, so staff see "expired" rather
         // than a profile complaint for a card whose expiry already ended its life.
-        self.recheck(&verified, at)?;
+        self.recheck_with(&verified, at, leaf_expiry)?;
         // Phase 3: the end-entity profile, read only once the issuer's signature has shown
         // the content is the authority's.
         let rsa_public_key = self.check_profile(&cert)?;
@@ -589,9 +619,18 @@ impl TrustStore {
     /// the certificate valid at `at`, and no link revoked on its issuer's current CRL. Cheap:
     /// a few comparisons and hash lookups, no parsing and no signature.
     pub fn recheck(&self, verified: &Verified, at: OffsetDateTime) -> Result<(), CertError> {
+        self.recheck_with(verified, at, LeafExpiry::Enforce)
+    }
+
+    fn recheck_with(
+        &self,
+        verified: &Verified,
+        at: OffsetDateTime,
+        leaf_expiry: LeafExpiry,
+    ) -> Result<(), CertError> {
         let mut first = None;
         for path in &verified.paths {
-            match self.check_path_at(path, &verified.certificate, at) {
+            match self.check_path_at(path, &verified.certificate, at, leaf_expiry) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     first.get_or_insert(e);
@@ -608,6 +647,7 @@ impl TrustStore {
         path: &[Link],
         leaf: &ValidatedCertificate,
         at: OffsetDateTime,
+        leaf_expiry: LeafExpiry,
     ) -> Result<(), CertError> {
         // Saturating: `check-cert --at` accepts any time up to 9999-12-31, and the skew must
         // not overflow the calendar there. Validity periods are inclusive at both ends
@@ -628,7 +668,7 @@ impl TrustStore {
                 at,
             });
         }
-        if earlier > leaf.not_after {
+        if earlier > leaf.not_after && leaf_expiry == LeafExpiry::Enforce {
             return Err(CertError::Expired {
                 not_after: leaf.not_after,
                 at,
@@ -639,6 +679,14 @@ impl TrustStore {
         }
         Ok(())
     }
+}
+
+/// Whether a validation checks the end entity's own notAfter (the eligibility grace period
+/// does not; nothing else may skip it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeafExpiry {
+    Enforce,
+    Ignore,
 }
 
 /// `at` widened by the clock skew both ways, `(at + skew, at - skew)`, clamped to the

@@ -443,3 +443,72 @@ fn times_in_certificate_errors_are_rfc3339() {
         "{e}"
     );
 }
+
+#[test]
+fn grace_validation_skips_only_the_expiry_and_a_dropped_revocation_is_remembered() {
+    let spec = CardSpec {
+        not_before: AT - Duration::days(30),
+        not_after: AT - Duration::days(1),
+        ..CardSpec::default()
+    };
+    let der = g1_card(&spec);
+    let (ca, listing_crl) = g1_with_crl(
+        std::slice::from_ref(&spec.serial),
+        AT - Duration::days(2),
+        AT + Duration::days(5),
+    );
+    // A newer CRL that dropped the entry (the certificate expired).
+    let (_, empty_crl) = g1_with_crl(&[], AT - Duration::hours(1), AT + Duration::days(6));
+    let listing =
+        TrustStore::from_der(std::slice::from_ref(&ca), &[], &[listing_crl], policy()).unwrap();
+    let empty = || {
+        TrustStore::from_der(
+            std::slice::from_ref(&ca),
+            &[],
+            std::slice::from_ref(&empty_crl),
+            policy(),
+        )
+        .unwrap()
+    };
+    // Validation is unchanged: expired.
+    assert_eq!(
+        empty()
+            .validate(&der, AT)
+            .map(|_| ())
+            .map_err(|e| e.reason()),
+        Err("expired")
+    );
+    // The grace validation accepts it when nothing else is wrong...
+    assert!(empty().validate_in_grace(&der, AT).is_ok());
+    // ...refuses it while a CRL lists it...
+    assert_eq!(
+        listing
+            .validate_in_grace(&der, AT)
+            .err()
+            .map(|e| e.reason()),
+        Some("revoked")
+    );
+    // ...and still after a newer CRL dropped it, by the remembered revocation.
+    let live = crate::trust_reload::LiveTrust::new(listing);
+    live.replace(empty());
+    assert_eq!(
+        live.current()
+            .validate_in_grace(&der, AT)
+            .err()
+            .map(|e| e.reason()),
+        Some("revoked")
+    );
+    // Everything else still holds in grace: not yet valid, an untrusted issuer.
+    let early = CardSpec {
+        not_before: AT + Duration::days(1),
+        not_after: AT + Duration::days(30),
+        ..CardSpec::default()
+    };
+    assert_eq!(
+        empty()
+            .validate_in_grace(&g1_card(&early), AT)
+            .err()
+            .map(|e| e.reason()),
+        Some("not-yet-valid")
+    );
+}

@@ -37,9 +37,14 @@ impl LiveTrust {
         Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Makes `store` current, atomically for every later [`current`](Self::current).
+    /// Makes `store` current, atomically for every later [`current`](Self::current). The
+    /// revocations of the store it replaces are remembered
+    /// ([`TrustStore::remembering_revocations_of`]): a CRL that drops an expired certificate's
+    /// entry does not unrevoke it for its grace period.
     pub fn replace(&self, store: TrustStore) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(store);
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let store = store.remembering_revocations_of(&current);
+        *current = Arc::new(store);
     }
 }
 

@@ -46,8 +46,14 @@ where
     })
 }
 
-pub fn numbers(desk: &DeskArgs, patient: &PatientArgs, json: bool) -> ExitCode {
-    let numbers = patient.numbers();
+pub fn numbers(
+    desk: &DeskArgs,
+    patient: &PatientArgs,
+    as_of: Option<String>,
+    json: bool,
+) -> ExitCode {
+    let mut numbers = patient.numbers();
+    numbers.as_of_date = as_of.unwrap_or_default();
     desk_run(desk, |mut c| async move {
         let outcome = desk::confirm_numbers(&mut c, &numbers).await;
         print_outcome(&outcome, json);
@@ -90,10 +96,14 @@ pub fn desk_batch(
     stream: bool,
     wait: u64,
     out: Option<PathBuf>,
+    as_of: Option<String>,
 ) -> ExitCode {
     let queries = match &csv {
         Some(path) => match desk::read_csv(path) {
-            Ok(q) => Some(q),
+            Ok(mut q) => {
+                desk::with_as_of(&mut q, as_of.as_deref().unwrap_or_default());
+                Some(q)
+            }
             Err(e) => {
                 eprintln!("reader-agent: {e}");
                 return ExitCode::from(2);

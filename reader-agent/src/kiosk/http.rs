@@ -858,6 +858,7 @@ async fn numbers(State(app): State<StaffState>, body: Bytes) -> Response {
         number: req.number.trim().to_owned(),
         branch: req.branch.trim().to_owned(),
         birth_date: req.birth_date.trim().to_owned(),
+        as_of_date: String::new(),
     };
     Json(app.staff.confirm_numbers(&numbers).await).into_response()
 }

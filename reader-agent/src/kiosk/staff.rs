@@ -286,6 +286,7 @@ impl StaffDesk {
             number: q.number.clone(),
             branch: q.branch.clone(),
             birth_date: q.birth_date.clone(),
+            as_of_date: String::new(),
         };
         let mut client = self.client.clone();
         desk::clinical(&mut client, &numbers, kind)

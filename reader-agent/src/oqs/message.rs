@@ -172,6 +172,16 @@ impl SearchInfo {
             number: self.number.clone(),
             branch: self.branch.clone(),
             birth_date: self.birth_date.clone(),
+            as_of_date: String::new(),
+        }
+    }
+
+    /// The query asked for the request's as-of date (the header's
+    /// QualificationConfirmationDate; `None`: today).
+    pub fn to_query_as_of(&self, as_of: Option<&str>) -> pb::NumbersQuery {
+        pb::NumbersQuery {
+            as_of_date: as_of.unwrap_or_default().to_owned(),
+            ..self.to_query()
         }
     }
 
@@ -623,6 +633,13 @@ fn result_elements(
     result_list: bool,
 ) {
     target.put("ProcessingResultStatus", STATUS_OK);
+    // A warning on success goes where the real answer puts it: ProcessingResultCode and
+    // ProcessingResultMessage beside 正常終了 (docs/oqs-files.md).
+    if let Some(code) = warning_code(result.warning) {
+        target
+            .put("ProcessingResultCode", code)
+            .put("ProcessingResultMessage", &result.warning_message);
+    }
     let validity = result.validity;
     if (1..=5).contains(&validity) {
         target.put("QualificationValidity", validity.to_string());
@@ -774,6 +791,13 @@ fn insert_after(parent: &mut Element, after: &str, e: Element) {
     parent.children.insert(at, e);
 }
 
+/// The ProcessingResultCode of a warning on success: `WOQ` and the `Warning` value in four
+/// digits (`WOQ0030` certificate expiring, `WOQ0031` certificate in its grace period); `None`
+/// without a warning.
+pub fn warning_code(warning: i32) -> Option<String> {
+    (warning != pb::Warning::None as i32).then(|| format!("WOQ{:04}", warning.clamp(0, 9999)))
+}
+
 /// A short Japanese text for a refusal's code (ErrorMessage / ProcessingResultMessage).
 pub fn refusal_text(code: ResultCode) -> String {
     let what = match code {
@@ -792,6 +816,9 @@ pub fn refusal_text(code: ResultCode) -> String {
         ResultCode::RateLimited => "照会が集中しています。しばらくして再送してください",
         ResultCode::BatchUnknown => "受付番号が見つかりません",
         ResultCode::BatchTooLarge => "一括照会の件数が上限を超えています",
+        ResultCode::AsOfDateOutOfRange => {
+            "資格確認日が照会可能な範囲（過去365日から31日先まで）の外です"
+        }
         ResultCode::TerminalUnknown | ResultCode::TerminalNotInOperation => {
             "この端末は利用できません"
         }
@@ -1063,5 +1090,44 @@ mod tests {
             ErrorCode::Refused(ResultCode::InvalidInsurerNumber).as_code(),
             "EOQ2011"
         );
+    }
+
+    #[test]
+    fn a_warning_on_success_is_the_processing_result_code_and_message() {
+        let ctx = AnswerContext {
+            executed_at: "20261203090000".into(),
+            confirmation_date: "20261203".into(),
+            medical_institution_code: "1340123452".into(),
+            arbitrary_file_identifier: String::new(),
+            reference_classification: "1",
+            charset: Charset::ShiftJis,
+        };
+        let mut result = pb::ConfirmationResult {
+            validity: 1,
+            warning_message: "電子証明書の有効期限が切れています".into(),
+            ..Default::default()
+        };
+        let plain = confirmation_answer(&ctx, &result, None, None);
+        let body = plain.child("MessageBody").unwrap();
+        assert_eq!(body.text_of("ProcessingResultStatus"), Some(STATUS_OK));
+        assert!(body.child("ProcessingResultCode").is_none());
+        for (warning, code) in [
+            (pb::Warning::CertificateExpiring, "WOQ0030"),
+            (pb::Warning::CertificateInGrace, "WOQ0031"),
+        ] {
+            result.set_warning(warning);
+            let a = confirmation_answer(&ctx, &result, None, None);
+            let body = a.child("MessageBody").unwrap();
+            assert_eq!(body.text_of("ProcessingResultStatus"), Some(STATUS_OK));
+            assert_eq!(body.text_of("ProcessingResultCode"), Some(code));
+            assert_eq!(
+                body.text_of("ProcessingResultMessage"),
+                Some("電子証明書の有効期限が切れています")
+            );
+            assert_eq!(
+                a.child("MessageHeader").unwrap().text_of("SegmentOfResult"),
+                Some("1")
+            );
+        }
     }
 }

@@ -183,7 +183,7 @@ pub async fn answer_bytes(
                 .client
                 .confirm_by_numbers(Service::request(
                     pb::ConfirmByNumbersRequest {
-                        query: Some(search.to_query()),
+                        query: Some(search.to_query_as_of(header.confirmation_date.as_deref())),
                         claimed_visit_time: None,
                     },
                     key,
@@ -232,7 +232,9 @@ pub async fn answer_bytes(
             }
         }
         Request::BulkSubmit { searches, .. } => {
-            let queries: Vec<pb::NumbersQuery> = searches.iter().map(|s| s.to_query()).collect();
+            let as_of = header.confirmation_date.as_deref();
+            let queries: Vec<pb::NumbersQuery> =
+                searches.iter().map(|s| s.to_query_as_of(as_of)).collect();
             let call = service
                 .client
                 .submit_batch(Service::request(pb::SubmitBatchRequest { queries }, key))

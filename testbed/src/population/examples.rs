@@ -3,6 +3,7 @@
 //! checkups on record), the first person of the world showing it, with the insurance-card
 //! numbers of a card-less query and the validity that query answers.
 
+use onshi_confirm_service::as_of::MAX_PAST_DAYS;
 use onshi_confirm_service::eligibility::{
     assess_by_numbers, NumbersQuery, QualificationRecord, Validity,
 };
@@ -10,10 +11,10 @@ use time::Date;
 
 use super::tables::{Catalog, PLACES};
 use super::Generated;
-use crate::manifest::ExampleEntry;
+use crate::manifest::{CardKind, ExampleEntry};
 
 /// The cases, in the order `world.json` lists them.
-pub const CASES: [&str; 8] = [
+pub const CASES: [&str; 11] = [
     "validity-1",
     "validity-2",
     "validity-3",
@@ -22,6 +23,9 @@ pub const CASES: [&str; 8] = [
     "not-registered",
     "medication-history",
     "checkup-results",
+    "as-of-before-loss",
+    "certificate-in-grace",
+    "certificate-expiring",
 ];
 
 /// What a card-less query with a record's numbers answers about a person whose records are
@@ -102,8 +106,18 @@ impl Examples {
     }
 
     /// Looks at the person `g` (persons are offered in index order); `card` is the card they
-    /// hold, if any.
-    pub fn offer(&mut self, g: &Generated, card: Option<String>, today: Date, catalog: &Catalog) {
+    /// hold and its kind, if any.
+    pub fn offer(
+        &mut self,
+        g: &Generated,
+        card: Option<(String, CardKind)>,
+        today: Date,
+        catalog: &Catalog,
+    ) {
+        let (card, card_kind) = match card {
+            Some((name, kind)) => (Some(name), Some(kind)),
+            None => (None, None),
+        };
         if self.complete() {
             return;
         }
@@ -119,6 +133,8 @@ impl Examples {
             if self.found[slot].is_some() {
                 continue;
             }
+            // The day asked for: today, but the day before the loss for `as-of-before-loss`.
+            let mut as_of: Option<Date> = None;
             let pick: Option<(&QualificationRecord, String)> = match *case {
                 "validity-1" => one_current.map(|r| (r, "one current qualification: 有効".into())),
                 "validity-2" => match (current.is_empty(), latest_lost) {
@@ -174,6 +190,44 @@ impl Examples {
                     )),
                     _ => None,
                 },
+                "as-of-before-loss" => match (current.is_empty(), latest_lost) {
+                    (true, Some(r)) => {
+                        let before = r
+                            .disqualification_date
+                            .and_then(Date::previous_day)
+                            .filter(|d| {
+                                *d >= r.qualification_date
+                                    && today - *d <= time::Duration::days(MAX_PAST_DAYS)
+                            });
+                        before.map(|d| {
+                            as_of = Some(d);
+                            (
+                                r,
+                                format!(
+                                    "the lost qualification asked for the day before its loss                                      (as-of date {}): 有効 on that day, 無効 today",
+                                    yyyymmdd(d)
+                                ),
+                            )
+                        })
+                    }
+                    _ => None,
+                },
+                "certificate-in-grace" => match (card_kind, one_current) {
+                    (Some(CardKind::Grace), Some(r)) => Some((
+                        r,
+                        "the card's certificate expired yesterday and is in its grace period:                          the card confirms eligibility with WARNING_CERTIFICATE_IN_GRACE, no                          data shared (by numbers: 有効)"
+                            .into(),
+                    )),
+                    _ => None,
+                },
+                "certificate-expiring" => match (card_kind, one_current) {
+                    (Some(CardKind::Expiring), Some(r)) => Some((
+                        r,
+                        "the card's certificate expires within three months: the card confirms                          with WARNING_CERTIFICATE_EXPIRING (by numbers: 有効)"
+                            .into(),
+                    )),
+                    _ => None,
+                },
                 "checkup-results" => match one_current {
                     Some(r) if !g.checkups.is_empty() => Some((
                         r,
@@ -194,7 +248,7 @@ impl Examples {
                     &record.number,
                     record.branch.as_deref(),
                     g.person.birth_date,
-                    today,
+                    as_of.unwrap_or(today),
                 );
                 self.found[slot] = Some(ExampleEntry {
                     case: (*case).to_owned(),
@@ -206,6 +260,7 @@ impl Examples {
                     number: record.number.clone(),
                     branch: record.branch.clone(),
                     birth_date: yyyymmdd(g.person.birth_date),
+                    as_of_date: as_of.map(yyyymmdd),
                     validity: validity.code(),
                 });
             }
@@ -239,6 +294,7 @@ fn uninsured_example(
         number: format!("9{:07}", index % 10_000_000),
         branch: Some("00".into()),
         birth_date: yyyymmdd(g.person.birth_date),
+        as_of_date: None,
         validity: Validity::None.code(),
     })
 }

@@ -43,6 +43,11 @@ pub struct CardPlan {
     pub description: &'static str,
 }
 
+/// Length of the cycle after the fixed roles: four valid holders of varied kinds, then a
+/// certificate in its grace period and one expiring soon (rules of 2024-12-02), so a world of
+/// 13 cards or more has each and a large world about one card in six of each.
+const CYCLE: usize = 6;
+
 /// The plan of card `index` (0-based): the six fixed roles every world has, the face-only
 /// card, then a cycle of varied holders.
 pub fn card_plan(index: usize) -> CardPlan {
@@ -69,7 +74,7 @@ pub fn card_plan(index: usize) -> CardPlan {
             CardKind::Expired,
             Holder::Employee,
             true,
-            "certificate expired yesterday; holder otherwise valid",
+            "certificate expired 150 days ago, past its grace period (refused as expired); holder otherwise valid",
         ),
         3 => plan(
             CardKind::Unregistered,
@@ -95,7 +100,7 @@ pub fn card_plan(index: usize) -> CardPlan {
             true,
             "face-only card (顔認証マイナンバーカード): no PIN, no signature certificate; registered; one current employee qualification (validity 1)",
         ),
-        _ => match (index - 7) % 4 {
+        _ => match (index - 7) % CYCLE {
             0 => plan(
                 CardKind::Valid,
                 Holder::Koki,
@@ -114,11 +119,23 @@ pub fn card_plan(index: usize) -> CardPlan {
                 true,
                 "valid, registered; age 70-74, 共済 本人 with 高齢受給者証, 2割",
             ),
-            _ => plan(
+            3 => plan(
                 CardKind::Valid,
                 Holder::Kokuho,
                 true,
                 "valid, registered; 国保 (6-digit insurer number), 特定疾病 dialysis",
+            ),
+            4 => plan(
+                CardKind::Grace,
+                Holder::Employee,
+                true,
+                "certificate expired yesterday, within its grace period: eligibility confirmed with WARNING_CERTIFICATE_IN_GRACE, no data shared",
+            ),
+            _ => plan(
+                CardKind::Expiring,
+                Holder::Employee,
+                true,
+                "certificate expires in 30 days: confirmed with WARNING_CERTIFICATE_EXPIRING (renewal)",
             ),
         },
     }

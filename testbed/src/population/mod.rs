@@ -227,10 +227,13 @@ impl Population {
             examples: Examples::new(),
             ..Chunk::default()
         };
-        let cards = self.spec.plans.len();
         let take = |chunk: &mut Chunk, g: Generated| {
             let i = person_index(&g.person.id).unwrap_or(usize::MAX);
-            let card = (i < cards).then(|| format!("card-{:04}", i + 1));
+            let card = self
+                .spec
+                .plans
+                .get(i)
+                .map(|plan| (format!("card-{:04}", i + 1), plan.kind));
             chunk
                 .examples
                 .offer(&g, card, self.spec.today, &self.catalog);

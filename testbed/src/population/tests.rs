@@ -478,12 +478,14 @@ fn everyone_is_well_formed() {
 
 #[test]
 fn the_examples_cover_every_case_and_say_what_the_numbers_answer() {
-    let pop = population(7, 40, 10);
+    // Thirteen cards: the cycle's certificate in grace and expiring one are cards 12 and 13.
+    let pop = population(7, 40, 13);
     let (people, _) = generate_all(&pop, 16, 2).unwrap();
     let mut examples = Examples::new();
+    let kinds = plans(13);
     for g in &people {
         let i = person_index(&g.person.id).unwrap();
-        let card = (i < 10).then(|| format!("card-{:04}", i + 1));
+        let card = kinds.get(i).map(|p| (format!("card-{:04}", i + 1), p.kind));
         examples.offer(g, card, TODAY, pop.catalog());
     }
     assert!(examples.complete());
@@ -499,9 +501,25 @@ fn the_examples_cover_every_case_and_say_what_the_numbers_answer() {
             &e.number,
             e.branch.as_deref(),
             g.person.birth_date,
-            TODAY,
+            e.as_of_date.as_deref().map_or(TODAY, |d| {
+                onshi_confirm_service::eligibility::parse_yyyymmdd("as-of", d).unwrap()
+            }),
         );
         assert_eq!(numbers.code(), e.validity, "{e:?}");
+        if e.case == "as-of-before-loss" {
+            // Valid the day before, lost today.
+            assert_eq!(e.validity, 1, "{e:?}");
+            let today = validity_by_numbers(
+                &g.records,
+                &e.insurer_number,
+                e.symbol.as_deref(),
+                &e.number,
+                e.branch.as_deref(),
+                g.person.birth_date,
+                TODAY,
+            );
+            assert_eq!(today.code(), 2, "{e:?}");
+        }
         if let Some(v) = e.case.strip_prefix("validity-") {
             assert_eq!(v, e.validity.to_string(), "{e:?}");
         }

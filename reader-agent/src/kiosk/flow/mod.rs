@@ -210,7 +210,7 @@ pub enum Effect {
     ResetFaceFailures { card_key: String },
     /// Write the completed confirmation to the reception computer's `face/` folder, if the
     /// kiosk has one.
-    WriteFaceFile(pb::ConfirmationResult),
+    WriteFaceFile(Box<pb::ConfirmationResult>),
     /// The action was not taken: answer its sender with this (and the current state).
     Refuse {
         error: ActionRefused,
@@ -357,6 +357,9 @@ pub struct Completed {
     pub validity: i32,
     pub method: Method,
     pub registered_now: bool,
+    pub warning: Option<view::CertificateWarning>,
+    pub certificate_expiry: Option<String>,
+    pub grace_until: Option<String>,
 }
 
 /// Why the session failed, as the failure screen shows it.
@@ -612,6 +615,9 @@ impl State {
                 validity_label: crate::report::validity_label(completed.validity),
                 method: completed.method,
                 registered_now: completed.registered_now,
+                warning: completed.warning,
+                certificate_expiry: completed.certificate_expiry.clone(),
+                grace_until: completed.grace_until.clone(),
             },
             Stage::Failed { failure, .. } => Screen::Failed {
                 reason: failure.reason,

@@ -275,6 +275,9 @@ fn a_pin_confirmation_signs_the_consents_and_resets_the_card_at_the_end() {
             validity_label: crate::report::validity_label(1),
             method: Method::Pin,
             registered_now: false,
+            warning: None,
+            certificate_expiry: None,
+            grace_until: None,
         }
     );
     // Pulling the card after 受付完了: the start screen, without a notice.

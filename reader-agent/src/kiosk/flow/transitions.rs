@@ -800,7 +800,7 @@ impl State {
             },
             (Exchange::Answer, Event::Answered(Ok(result))) => {
                 let (mut card, result) = (card, *result);
-                fx.push(Effect::WriteFaceFile(result.clone()));
+                fx.push(Effect::WriteFaceFile(Box::new(result.clone())));
                 fx.push(Effect::Record(Record {
                     method: identified.method().as_str(),
                     staff_id: identified.staff_id(),
@@ -812,11 +812,20 @@ impl State {
                 }));
                 Self::finish(&mut card, fx);
                 Stage::Done {
-                    completed: Completed {
-                        confirmation_id: result.confirmation_id,
-                        validity: result.validity,
-                        method: identified.method(),
-                        registered_now: card.registered_now,
+                    completed: {
+                        let warning = super::view::CertificateWarning::of(&result);
+                        let day = |t: &Option<prost_types::Timestamp>| {
+                            warning.and(t.as_ref().and_then(super::view::jst_day))
+                        };
+                        Completed {
+                            certificate_expiry: day(&result.certificate_not_after),
+                            grace_until: day(&result.grace_until),
+                            warning,
+                            confirmation_id: result.confirmation_id,
+                            validity: result.validity,
+                            method: identified.method(),
+                            registered_now: card.registered_now,
+                        }
                     },
                     card,
                 }

@@ -36,6 +36,43 @@ pub enum Notice {
     FaceUnavailable,
 }
 
+/// The certificate warning on a confirmation carried out, as the page shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateWarning {
+    /// The certificate expires within three months: renew it at the municipality.
+    Expiring,
+    /// Expired, in its grace period: eligibility confirmed, no data shared; renew it.
+    InGrace,
+}
+
+impl CertificateWarning {
+    /// The warning of an answer, if it carries one this version knows.
+    pub fn of(result: &onshi_proto::v1::ConfirmationResult) -> Option<Self> {
+        use onshi_proto::v1::Warning;
+        match Warning::try_from(result.warning) {
+            Ok(Warning::CertificateExpiring) => Some(Self::Expiring),
+            Ok(Warning::CertificateInGrace) => Some(Self::InGrace),
+            _ => None,
+        }
+    }
+}
+
+/// A timestamp's day in Japan, YYYY-MM-DD.
+pub fn jst_day(t: &prost_types::Timestamp) -> Option<String> {
+    let jst = time::UtcOffset::from_hms(9, 0, 0).ok()?;
+    let d = time::OffsetDateTime::from_unix_timestamp(t.seconds)
+        .ok()?
+        .to_offset(jst)
+        .date();
+    Some(format!(
+        "{:04}-{:02}-{:02}",
+        d.year(),
+        u8::from(d.month()),
+        d.day()
+    ))
+}
+
 /// What a busy screen is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -152,6 +189,12 @@ pub enum Screen {
         validity_label: &'static str,
         method: Method,
         registered_now: bool,
+        /// The answer's certificate warning (rules of 2024-12-02), if any.
+        warning: Option<CertificateWarning>,
+        /// With a warning: the day the certificate expires or expired, YYYY-MM-DD (JST).
+        certificate_expiry: Option<String>,
+        /// In grace: the last day eligibility is confirmed with it, YYYY-MM-DD (JST).
+        grace_until: Option<String>,
     },
     /// The outage path: the service cannot be reached; the patient declares the insurance
     /// card's numbers and birth date (資格申立書). No PIN.
