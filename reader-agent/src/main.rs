@@ -65,7 +65,18 @@ enum Consent {
     Checkup,
     Clinical,
     Surgery,
+    /// 包括同意: every kind, given on one screen.
+    All,
     None,
+}
+
+/// `--prescription`: the patient's choice at the reader (電子処方箋).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PrescriptionArg {
+    /// 電子処方箋 (PrescriptionIssueSelect 1).
+    Electronic,
+    /// 紙の処方箋 (PrescriptionIssueSelect 2).
+    Paper,
 }
 
 /// `--wait`: bounded, so that adding it to the current instant can never overflow.
@@ -182,9 +193,13 @@ enum Command {
         #[arg(long)]
         pin_stdin: bool,
         /// The patient's consents (comma-separated): medication, checkup, clinical, surgery,
-        /// or none.
+        /// all (包括同意: every kind on one screen; alone), or none.
         #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
         consent: Vec<Consent>,
+        /// The patient's choice of prescription (電子処方箋): electronic or paper; carried to
+        /// the service and echoed in the result. Not asked when absent.
+        #[arg(long, value_enum)]
+        prescription: Option<PrescriptionArg>,
         /// Print the outcome as JSON (for scripts) instead of the staff view.
         #[arg(long)]
         json: bool,
@@ -477,6 +492,7 @@ fn main() -> ExitCode {
             card: CardArgs { reader, wait },
             pin_stdin,
             consent,
+            prescription,
             json,
             trace,
             card_timeout,
@@ -486,7 +502,17 @@ fn main() -> ExitCode {
             reader,
             (wait, card_timeout),
             pin_stdin,
-            (Action::Confirm, consent),
+            (
+                Action::Confirm,
+                consent,
+                match prescription {
+                    None => onshi_proto::v1::PrescriptionIssue::Unspecified,
+                    Some(PrescriptionArg::Electronic) => {
+                        onshi_proto::v1::PrescriptionIssue::Electronic
+                    }
+                    Some(PrescriptionArg::Paper) => onshi_proto::v1::PrescriptionIssue::Paper,
+                },
+            ),
             json,
             trace,
         ),
@@ -503,7 +529,11 @@ fn main() -> ExitCode {
             reader,
             (wait, card_timeout),
             pin_stdin,
-            (Action::Register, Vec::new()),
+            (
+                Action::Register,
+                Vec::new(),
+                onshi_proto::v1::PrescriptionIssue::Unspecified,
+            ),
             json,
             trace,
         ),

@@ -131,6 +131,7 @@ pub fn confirmation_result(
             checkup: echo(ConsentKind::Checkup),
             clinical: echo(ConsentKind::Clinical),
             surgery: echo(ConsentKind::Surgery),
+            comprehensive: false,
         }),
         confirmed_at: Some(timestamp(now)),
         ..Default::default()

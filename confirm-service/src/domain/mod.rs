@@ -5,4 +5,5 @@ pub mod answer;
 pub mod clinical;
 pub mod consent;
 pub mod eligibility;
+pub mod institutions;
 pub mod quota;

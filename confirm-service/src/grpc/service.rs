@@ -23,7 +23,7 @@ use std::sync::Arc;
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1::{
     self as pb, ClinicalDataRequest, ConfirmByCardRequest, ConfirmByReaderRequest,
-    ConfirmationResult, ResultCode,
+    ConfirmationResult, RegisterByReaderRequest, ResultCode,
 };
 use prost::Message;
 use ring::rand::SecureRandom;
@@ -49,7 +49,7 @@ use crate::terminal::{DevicePublicKey, RateLimiter, TerminalCache, TerminalIdent
 use crate::trust_reload::LiveTrust;
 use crate::validation::{ValidatedCertificate, MAX_CERTIFICATE_LEN};
 
-pub(super) use super::attestation::{check_attestation, reader_claim};
+pub(super) use super::attestation::{check_attestation, claim_of, reader_claim};
 pub(super) use super::batch_rpc::check_arrival;
 pub use super::batch_rpc::{MAX_BATCH, MAX_PAGE, MAX_PAGE_BYTES};
 
@@ -305,13 +305,8 @@ impl ConfirmationService {
     ) -> Result<ConfirmationResult, Refusal> {
         let claim = reader_claim(&req, ctx)?;
         check_card_bounds(&req.certificate, &req.challenge)?;
-        let consents = req.consents.unwrap_or_default();
-        let bits = ConsentBits::new(
-            consents.medication,
-            consents.checkup,
-            consents.clinical,
-            consents.surgery,
-        );
+        let bits = consent_bits(req.consents.as_ref())?;
+        let prescription = prescription_issue(req.prescription_issue)?;
         let purpose = claim.purpose();
         let name = terminal.name();
         let validated = self
@@ -344,7 +339,56 @@ impl ConfirmationService {
             self.state.min_face_threshold_permille,
         )?;
         let key = CardKey::of_validated(&validated);
-        self.confirm_holder(terminal, key, bits, ctx, now).await
+        let mut result = self.confirm_holder(terminal, key, bits, ctx, now).await?;
+        result.set_prescription_issue(prescription);
+        Ok(result)
+    }
+
+    /// A registration without a PIN (顔認証マイナンバーカード): the request's shape, the
+    /// challenge (purpose 40) and the certificate, then the reader's attestation over the
+    /// register-by-reader binding with the terminal's device key, then the face policy.
+    /// Returns the certificate's store key, as [`Self::verify_card`] does for a PIN.
+    pub(super) async fn verify_reader_registration(
+        &self,
+        terminal: &TerminalIdentity,
+        device_key: Option<DevicePublicKey>,
+        req: RegisterByReaderRequest,
+        ctx: &mut AuditContext,
+        now: OffsetDateTime,
+    ) -> Result<CardKey, Refusal> {
+        let claim = claim_of(req.method, req.face_match.as_ref(), &req.staff_id, ctx)?;
+        check_card_bounds(&req.certificate, &req.challenge)?;
+        let purpose = Purpose::RegisterByReader;
+        let name = terminal.name();
+        let validated = self
+            .challenge_and_certificate(
+                &name,
+                &req.certificate,
+                &req.challenge,
+                purpose,
+                ConsentBits::default(),
+                ctx,
+                now,
+            )
+            .await?;
+        let binding = ChallengeBinding {
+            purpose,
+            challenge: &req.challenge,
+            terminal_name: &name,
+            certificate_der: &req.certificate,
+            consents: ConsentBits::default(),
+        }
+        .encode_attested_with_cert_hash(&validated.sha256, &claim.check())
+        .map_err(|e| Refusal::BadRequest(e.to_string()));
+        check_attestation(
+            &name,
+            device_key.as_deref(),
+            &req.attestation,
+            binding,
+            &claim,
+            self.state.min_face_threshold_permille,
+        )?;
+        Ok(CardKey::of_validated(&validated))
     }
 
     pub(super) async fn confirm(
@@ -354,13 +398,8 @@ impl ConfirmationService {
         ctx: &mut AuditContext,
         now: OffsetDateTime,
     ) -> Result<ConfirmationResult, Refusal> {
-        let consents = req.consents.unwrap_or_default();
-        let bits = ConsentBits::new(
-            consents.medication,
-            consents.checkup,
-            consents.clinical,
-            consents.surgery,
-        );
+        let bits = consent_bits(req.consents.as_ref())?;
+        let prescription = prescription_issue(req.prescription_issue)?;
         let proof = CardProof {
             certificate: req.certificate,
             challenge: req.challenge,
@@ -369,7 +408,9 @@ impl ConfirmationService {
         let key = self
             .verify_card(terminal, proof, Purpose::Confirm, bits, ctx, now)
             .await?;
-        self.confirm_holder(terminal, key, bits, ctx, now).await
+        let mut result = self.confirm_holder(terminal, key, bits, ctx, now).await?;
+        result.set_prescription_issue(prescription);
+        Ok(result)
     }
 
     /// The one exit of every handler: writes the request's challenge use, consents and audit
@@ -564,13 +605,16 @@ pub(super) fn confirm_person(
         .map(|kind| ConsentGrant::new(&person.id, institution, kind, now))
         .collect();
     let assessment = eligibility::assess(&records, today);
-    let result = answer::confirmation_result(
+    let mut result = answer::confirmation_result(
         &assessment,
         Some(&person),
         pb::ReferenceClassification::MyNumberCard,
         &grants,
         now,
     );
+    if let Some(echo) = result.consents.as_mut() {
+        echo.comprehensive = bits.is_comprehensive();
+    }
     Ok((result, grants))
 }
 
@@ -739,12 +783,33 @@ pub(super) fn new_reception_number() -> Result<String, Refusal> {
     Ok(format!("{n:016}"))
 }
 
+/// The consents a card request carries, as the binding's bits: a 包括同意 must come with every
+/// kind (`RESULT_CODE_INVALID_FIELD` otherwise), so a request cannot claim one it did not get.
+pub(super) fn consent_bits(consents: Option<&pb::Consents>) -> Result<ConsentBits, Refusal> {
+    let Some(consents) = consents else {
+        return Ok(ConsentBits::default());
+    };
+    ConsentBits::from_request(consents).ok_or(Refusal::Invalid(DomainError::Contradictory {
+        what: "a 包括同意 (comprehensive consent) must give every kind of consent",
+    }))
+}
+
+/// The patient's prescription choice as the request carries it; a value this version does not
+/// know is refused (`RESULT_CODE_UNKNOWN_ENUM_VALUE`), never passed on.
+pub(super) fn prescription_issue(value: i32) -> Result<pb::PrescriptionIssue, Refusal> {
+    pb::PrescriptionIssue::try_from(value).map_err(|_| Refusal::UnknownEnum {
+        what: "prescription issue",
+        value,
+    })
+}
+
 pub(super) fn purpose_from_proto(value: i32) -> Result<Purpose, Refusal> {
     match pb::Purpose::try_from(value) {
         Ok(pb::Purpose::Confirm) => Ok(Purpose::Confirm),
         Ok(pb::Purpose::Register) => Ok(Purpose::Register),
         Ok(pb::Purpose::Face) => Ok(Purpose::Face),
         Ok(pb::Purpose::VisualCheck) => Ok(Purpose::VisualCheck),
+        Ok(pb::Purpose::RegisterByReader) => Ok(Purpose::RegisterByReader),
         Ok(pb::Purpose::Unspecified) => {
             Err(Refusal::Invalid(DomainError::Empty { what: "purpose" }))
         }

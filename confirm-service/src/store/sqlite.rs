@@ -42,9 +42,10 @@ use crate::challenge::ChallengeError;
 use crate::clinical::{Checkup, Medication};
 use crate::consent::ConsentGrant;
 use crate::eligibility::{Person, QualificationRecord};
+use crate::institutions::Institution;
 
 /// The schema version this code writes and understands (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -388,6 +389,21 @@ impl Bulk<'_> {
         Ok(())
     }
 
+    /// Adds or replaces an institution's registry entry.
+    pub fn upsert_institution(&mut self, i: &Institution) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO institutions (institution_code, name, started_on) VALUES (?1, ?2, ?3)
+             ON CONFLICT (institution_code) DO UPDATE SET name = excluded.name,
+                 started_on = excluded.started_on",
+        )?;
+        stmt.execute(params![
+            i.institution_code,
+            i.name,
+            format_date(i.started_on)?
+        ])?;
+        Ok(())
+    }
+
     /// Marks a person as registered (or not) for insurance use.
     pub fn set_registered(&mut self, person_id: &str, registered: bool) -> Result<(), StoreError> {
         let mut stmt = self
@@ -431,6 +447,17 @@ fn connect(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
         .map_err(&open_err)?;
     Ok(conn)
 }
+
+/// Version 5: the institutions' registry (導入医療機関リスト): name and the date online
+/// confirmation started; the prefecture is the code's first two digits. An older store has no
+/// entries, so it lists no institution until the world is loaded again.
+const SCHEMA_V5: &str = "
+CREATE TABLE IF NOT EXISTS institutions (
+    institution_code TEXT PRIMARY KEY,
+    name TEXT NOT NULL CHECK (length(name) > 0),
+    started_on TEXT NOT NULL
+) WITHOUT ROWID;
+";
 
 /// Version 4: the audit log's hash chain (crate::audit_chain): each record's position, its
 /// predecessor's hash and its own; the head and anchor in `audit_chain`'s one row. Records
@@ -616,6 +643,9 @@ impl Bulk<'_> {
         for t in &batch.terminals {
             self.upsert_terminal(t)?;
         }
+        for i in &batch.institutions {
+            self.upsert_institution(i)?;
+        }
         for m in &batch.medications {
             self.insert_medication(m)?;
         }
@@ -668,6 +698,7 @@ impl SqliteStore {
         let chunk = chunk_persons.max(1);
         let mut batch = LoadBatch {
             terminals: self.terminals()?,
+            institutions: self.institutions()?,
             ..LoadBatch::default()
         };
         let mut after = String::new();
@@ -701,6 +732,24 @@ impl SqliteStore {
             f(batch)?;
         }
         Ok(())
+    }
+
+    /// Every institution's registry entry, by code (with or without terminals).
+    pub fn institutions(&self) -> Result<Vec<Institution>, StoreError> {
+        self.read(|s| {
+            s.rows(
+                "SELECT institution_code, name, started_on FROM institutions
+                 ORDER BY institution_code",
+                &[],
+                |r| {
+                    Ok(Institution {
+                        institution_code: r.text(0)?,
+                        name: r.text(1)?,
+                        started_on: r.date(2)?,
+                    })
+                },
+            )
+        })
     }
 
     /// Every terminal, by institution code and id.
@@ -1198,6 +1247,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             params![&audit_chain::GENESIS[..]],
         )?;
         chain_existing(&tx)?;
+    }
+    if version < 5 {
+        tx.execute_batch(SCHEMA_V5)?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
