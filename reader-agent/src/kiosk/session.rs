@@ -449,6 +449,7 @@ mod tests {
             client: client.clone(),
             device_key: None,
             face_threshold_permille: crate::face::DEFAULT_THRESHOLD_PERMILLE,
+            prescription_choice: false,
             face_failures: FaceFailures::in_memory(),
             card_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(60),
