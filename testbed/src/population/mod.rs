@@ -32,7 +32,7 @@ mod holders;
 mod households;
 pub mod tables;
 
-pub use examples::{validity_by_numbers, Examples, CASES};
+pub use examples::{validity_by_numbers, Examples, CARD_CASES, CASES};
 pub use gen::{person_id, person_index, NUMBER_BASE};
 pub use holders::{card_plan, CardPlan, Holder};
 
@@ -231,6 +231,11 @@ impl Population {
         let take = |chunk: &mut Chunk, g: Generated| {
             let i = person_index(&g.person.id).unwrap_or(usize::MAX);
             let card = (i < cards).then(|| format!("card-{:04}", i + 1));
+            if let Some(name) = &card {
+                chunk
+                    .examples
+                    .offer_card(&g, name, self.spec.plans[i].kind, self.spec.today);
+            }
             chunk
                 .examples
                 .offer(&g, card, self.spec.today, &self.catalog);
