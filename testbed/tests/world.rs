@@ -46,7 +46,7 @@ fn world() -> &'static (PathBuf, WorldManifest) {
     WORLD.get_or_init(|| {
         let dir = temp_dir("shared");
         let mut options = WorldOptions::new(&dir, NOW);
-        options.cards = 11;
+        options.cards = 12;
         options.persons = 40;
         options.seed = 7;
         let manifest = build_world(&options).expect("build the shared world");
@@ -229,7 +229,7 @@ fn card_certificates_follow_the_jpki_profile() {
         .unwrap();
     let mut serials = std::collections::HashSet::new();
     let mut common_names = std::collections::HashSet::new();
-    assert_eq!(manifest.cards.len(), 11);
+    assert_eq!(manifest.cards.len(), 12);
     for card in &manifest.cards {
         let der = card_certificate_der(dir, &card.profile);
         assert_eq!(&der[..2], &[0x30, 0x82], "{}", card.name);
@@ -425,7 +425,7 @@ fn store_links_cards_to_the_right_people() {
         }
     }
 
-    // The holder variants of cards 8 to 11 (card 7 is the face-only card).
+    // The holder variants of cards 9 to 12 (cards 7 and 8 are the face-only cards).
     let first = |i: usize| {
         let records = store.qualifications(&manifest.cards[i].person_id).unwrap();
         assert_eq!(records.len(), 1);
@@ -438,21 +438,24 @@ fn store_links_cards_to_the_right_people() {
         (1, "030")
     );
     assert!(standard.high_cost_limit.is_some());
-    let koki = first(7);
+    let koki = first(8);
     assert!(koki.insurer_number.is_koki() && koki.symbol.is_none() && koki.branch.is_none());
     assert_eq!(koki.copay_ratio, "010");
-    let child = first(8);
+    let child = first(9);
     assert!(child.preschool);
     assert_eq!(child.copay_ratio, "020");
-    let elderly = first(9);
-    let elderly_person = store.person(&manifest.cards[9].person_id).unwrap().unwrap();
+    let elderly = first(10);
+    let elderly_person = store
+        .person(&manifest.cards[10].person_id)
+        .unwrap()
+        .unwrap();
     assert!((70..75).contains(&age_on(elderly_person.birth_date, today)));
     assert_eq!(elderly.elderly.as_ref().unwrap().copay_ratio, "020");
     assert!(matches!(
         elderly.insurer_number.houbetsu(),
         Some("31" | "32" | "33" | "34")
     ));
-    let kokuho = first(10);
+    let kokuho = first(11);
     assert_eq!(kokuho.insurer_number.as_str().len(), 6);
     assert_eq!(kokuho.specific_diseases.len(), 1);
 

@@ -567,8 +567,9 @@ fn the_institution_list_has_those_with_a_terminal_in_operation() {
             .into_inner()
             .institutions;
         let registry = world().manifest["institutions"].as_array().unwrap();
-        let listed: Vec<&serde_json::Value> =
+        let mut listed: Vec<&serde_json::Value> =
             registry.iter().filter(|i| i["listed"] == true).collect();
+        listed.sort_by_key(|i| i["institution_code"].as_str().unwrap().to_owned());
         assert_eq!(list.len(), listed.len());
         assert_eq!(
             list.len(),
@@ -594,8 +595,9 @@ fn the_institution_list_has_those_with_a_terminal_in_operation() {
 fn a_suspended_terminal_cannot_ask_for_the_institution_list() {
     let svc = service();
     runtime().block_on(async {
-        let dir = world().terminal("suspended", 0).unwrap();
-        let mut c = grpc::client(world(), &svc.url(), &dir).await.unwrap();
+        let agent_toml = world().terminal("suspended", 0).unwrap();
+        let dir = agent_toml.parent().unwrap();
+        let mut c = grpc::client(world(), &svc.url(), dir).await.unwrap();
         let err = c
             .list_institutions(pb::ListInstitutionsRequest {})
             .await

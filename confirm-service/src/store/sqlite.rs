@@ -1629,6 +1629,57 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
     }
 
+    /// A version 4 store (before the institutions' registry) gets the table on open: its
+    /// terminals stay, nothing is listed until the registry is loaded, then it is.
+    #[test]
+    fn a_version_4_store_gets_the_institutions_registry() {
+        use crate::institutions::Institution;
+        let tmp = TempStore::new("v4");
+        {
+            let c = Connection::open(tmp.path()).unwrap();
+            for step in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4] {
+                c.execute_batch(step).unwrap();
+            }
+            c.execute(
+                "INSERT INTO audit_chain (singleton, last_seq, last_hash, anchor_seq, anchor_hash)
+                 VALUES (1, 0, ?1, 0, ?1)",
+                params![&audit_chain::GENESIS[..]],
+            )
+            .unwrap();
+            c.execute_batch(
+                "INSERT INTO terminals (institution_code, terminal_id, status)
+                 VALUES ('1340123452', 'T01', 'in-operation');
+                 PRAGMA user_version = 4;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&tmp.path()).unwrap();
+        assert_eq!(store.institutions_in_operation().unwrap(), vec![]);
+        let pharmacy = Institution {
+            institution_code: "1340123452".into(),
+            name: "みなと薬局".into(),
+            started_on: time::macros::date!(2023 - 04 - 01),
+        };
+        Store::load(
+            &store,
+            &LoadBatch {
+                institutions: vec![pharmacy.clone()],
+                ..LoadBatch::default()
+            },
+        )
+        .unwrap();
+        let listed = store.institutions_in_operation().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].institution, pharmacy);
+        assert_eq!(listed[0].terminals_in_operation, 1);
+        assert_eq!(store.institutions().unwrap(), vec![pharmacy]);
+        let version: i64 = store.with_connection(|c| {
+            c.pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap()
+        });
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
     #[test]
     fn corrupt_values_are_reported() {
         let tmp = TempStore::new("corrupt");
