@@ -140,5 +140,9 @@ fn the_prescription_choice_at_a_clinic_kiosk_is_in_the_face_file() {
         }
         rig.remove().unwrap();
         rig.wait_screen("insert_card").unwrap();
+        // The reception software takes the file: the next confirmation's is the only one.
+        for f in std::fs::read_dir(oqs.path().join("face")).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
     }
 }
