@@ -280,6 +280,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// 導入医療機関リスト: the institutions where the card works (at least one terminal in
+    /// operation), from the service: CSV with a header line (institution_code, name,
+    /// prefecture, prefecture_name, started_on, terminals_in_operation), or JSON. Exit codes:
+    /// 0 printed, 1 refused by the service, 2 usage or configuration error, 3 connection
+    /// failure.
+    Institutions {
+        #[command(flatten)]
+        desk: DeskArgs,
+        /// An array of JSON objects instead of CSV.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the patient's past medication (薬剤情報): only within 24 hours of the patient's
     /// consent to this institution at the card reader. Exit codes as for numbers.
     Medications {
@@ -555,6 +567,7 @@ fn main() -> ExitCode {
             patient,
             json,
         } => cli::desk::numbers(&desk, &patient, json),
+        Command::Institutions { desk, json } => cli::desk::institutions(&desk, json),
         Command::Medications {
             desk,
             patient,

@@ -644,3 +644,33 @@ fn the_institutions_command_prints_csv_and_json() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no store file"));
 }
+
+#[test]
+fn the_reader_agent_prints_the_institution_list() {
+    let svc = service();
+    let agent_toml = world().terminal("in-operation", 0).unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(bin("reader-agent").unwrap())
+            .arg("institutions")
+            .arg("--config")
+            .arg(&agent_toml)
+            .args(["--service", &svc.url()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert!(out.status.success(), "{out:?}");
+    let mut csv = csv::Reader::from_reader(&out.stdout[..]);
+    assert_eq!(
+        csv.headers().unwrap().iter().collect::<Vec<_>>(),
+        onshi_confirm_service::institutions::CSV_HEADER
+    );
+    let codes: Vec<String> = csv.records().map(|r| r.unwrap()[0].to_owned()).collect();
+    assert_eq!(codes, ["1310156789", "1340123452"]);
+    let out = run(&["--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["name"], "さくら内科クリニック");
+    assert_eq!(json[1]["terminals_in_operation"], 2);
+}
