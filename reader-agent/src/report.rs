@@ -54,7 +54,15 @@ pub struct StaffResult {
     /// The patient's 電子処方箋 choice at the reader: `electronic` or `paper`; absent when not
     /// asked.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub prescription: Option<&'static str>,
+    pub prescription: Option<Prescription>,
+}
+
+/// The 電子処方箋 choice as staff see it (one byte, so an [`Outcome`] stays small).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prescription {
+    Electronic,
+    Paper,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -166,7 +174,11 @@ impl StaffResult {
                 surgery: given(&consents.surgery),
                 comprehensive: consents.comprehensive,
             },
-            prescription: crate::kiosk::flow::prescription_name(r.prescription_issue()),
+            prescription: match r.prescription_issue() {
+                pb::PrescriptionIssue::Electronic => Some(Prescription::Electronic),
+                pb::PrescriptionIssue::Paper => Some(Prescription::Paper),
+                pb::PrescriptionIssue::Unspecified => None,
+            },
         }
     }
 }
@@ -216,8 +228,10 @@ pub fn render_human(outcome: &Outcome) -> String {
                 s.push_str("同意 consents      : 包括同意 (every kind, on one screen)\n");
             }
             match result.prescription {
-                Some("electronic") => s.push_str("処方箋 prescription: 電子処方箋 (electronic)\n"),
-                Some(_) => s.push_str("処方箋 prescription: 紙 (paper)\n"),
+                Some(Prescription::Electronic) => {
+                    s.push_str("処方箋 prescription: 電子処方箋 (electronic)\n")
+                }
+                Some(Prescription::Paper) => s.push_str("処方箋 prescription: 紙 (paper)\n"),
                 None => {}
             }
             for (i, q) in result.qualifications.iter().enumerate() {
@@ -365,7 +379,11 @@ mod tests {
             ..Default::default()
         });
         let staff = StaffResult::from_proto(&r);
-        assert_eq!(staff.prescription, Some("paper"));
+        assert_eq!(staff.prescription, Some(Prescription::Paper));
+        assert_eq!(
+            serde_json::to_value(&staff).unwrap()["prescription"],
+            "paper"
+        );
         assert!(staff.consents.comprehensive);
         let text = render_human(&Outcome::Confirmed {
             result_code: "RESULT_CODE_OK".into(),
