@@ -68,6 +68,18 @@ enum Command {
         /// The certificate to check (PEM or DER).
         cert: PathBuf,
     },
+    /// Print 導入医療機関リスト: every institution with at least one terminal in operation
+    /// (code, name, prefecture, the date online confirmation started there, terminals in
+    /// operation), by code, from the store's terminal registry. The public uses it to find
+    /// where the card works. Exit codes: 0 printed (possibly none), 1 output failed, 2 usage
+    /// or store error.
+    Institutions {
+        #[command(flatten)]
+        location: StoreLocation,
+        /// csv (a header line, then one line per institution) or json (an array of objects).
+        #[arg(long, value_enum, default_value = "csv")]
+        format: cli::institutions::Format,
+    },
     /// Work on a store (docs/storage.md).
     Store {
         #[command(subcommand)]
@@ -207,6 +219,7 @@ fn main() -> ExitCode {
             json,
         ),
         Command::Serve(args) => cli::serve::serve(args),
+        Command::Institutions { location, format } => cli::institutions::run(location, format),
         Command::CheckCert {
             config,
             trust,

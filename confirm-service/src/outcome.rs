@@ -297,7 +297,8 @@ fn invalid_code(e: &DomainError) -> ResultCode {
         | DomainError::NonDigit { .. }
         | DomainError::BadCheckDigit { .. }
         | DomainError::BadCharacter { .. }
-        | DomainError::NotForKoki { .. } => ResultCode::InvalidField,
+        | DomainError::NotForKoki { .. }
+        | DomainError::Contradictory { .. } => ResultCode::InvalidField,
     }
 }
 

@@ -399,6 +399,7 @@ fn sign_one(job: &Job, rng: &ring::rand::SystemRandom) -> Result<Prepared, Loadg
             challenge: job.challenge.clone(),
             signature,
             consents: Some(consents.into()),
+            prescription_issue: pb::PrescriptionIssue::Unspecified as i32,
         }),
     })
 }

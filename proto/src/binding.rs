@@ -7,12 +7,14 @@
 //!
 //! ```text
 //! "onshi/v1"                 8 bytes, ASCII
-//! purpose                    1 byte: 1 confirm, 2 register, 3 face, 4 visual check
+//! purpose                    1 byte: 1 confirm, 2 register, 3 face, 4 visual check,
+//!                                    40 register by reader (a card without a PIN)
 //! challenge                 32 bytes, as issued by the service
 //! len(terminal name)         1 byte
 //! terminal name              ASCII, 1..=64 bytes: "<医療機関コード>-<terminal id>"
 //! SHA-256(certificate DER)  32 bytes
-//! consents                   1 byte bitmask: 1 medication, 2 checkup, 4 clinical, 8 surgery
+//! consents                   1 byte bitmask: 1 medication, 2 checkup, 4 clinical, 8 surgery,
+//!                                    16 all four given as one 包括同意 (then 1..8 are all set)
 //!
 //! then, for purpose 3 (face) only, the reader check:
 //! matched                    1 byte: 1
@@ -22,11 +24,15 @@
 //! or, for purpose 4 (visual check) only:
 //! len(staff id)              1 byte: 1..=32
 //! staff id                   printable ASCII (no space): who checked the face against the card
+//!
+//! or, for purpose 40 (register by reader) only:
+//! check kind                 1 byte: 3 face or 4 visual check (the confirming purpose's byte)
+//! the check                  as for purpose 3 or 4 above
 //! ```
 //!
 //! PIN-mode purposes (1 confirm, 2 register) end after the consents byte and are built with
-//! [`ChallengeBinding::encode`]; the reader purposes (3 face, 4 visual check) always carry their
-//! check and are built only with [`ChallengeBinding::encode_attested`], which refuses a check
+//! [`ChallengeBinding::encode`]; the reader purposes (3 face, 4 visual check, 40 register by
+//! reader) always carry their check and are built only with [`ChallengeBinding::encode_attested`], which refuses a check
 //! of the other kind, so a reader binding never exists without its suffix and a face
 //! attestation can never verify as a visual one.
 //!
@@ -58,6 +64,19 @@ pub enum Purpose {
     Register = 2,
     Face = 3,
     VisualCheck = 4,
+    /// 健康保険証利用申込み attested by the reader (face or visual check) for a card without a
+    /// PIN (顔認証マイナンバーカード). Its check is prefixed with the check's kind.
+    RegisterByReader = 40,
+}
+
+impl Purpose {
+    /// Whether the reader's device key, not the card, signs bindings of this purpose.
+    pub fn is_reader(self) -> bool {
+        matches!(
+            self,
+            Purpose::Face | Purpose::VisualCheck | Purpose::RegisterByReader
+        )
+    }
 }
 
 /// The four consents of the reception flow, as the binding's bitmask.
@@ -69,6 +88,10 @@ impl ConsentBits {
     pub const CHECKUP: u8 = 2;
     pub const CLINICAL: u8 = 4;
     pub const SURGERY: u8 = 8;
+    /// 包括同意: the four given together on one screen.
+    pub const COMPREHENSIVE: u8 = 16;
+    /// Every bit a binding may carry.
+    pub const KNOWN: u8 = 31;
 
     pub fn new(medication: bool, checkup: bool, clinical: bool, surgery: bool) -> Self {
         let mut bits = 0;
@@ -87,8 +110,33 @@ impl ConsentBits {
         Self(bits)
     }
 
+    /// 包括同意: every kind, given on one screen.
+    pub fn comprehensive() -> Self {
+        Self(Self::KNOWN)
+    }
+
+    /// The bits of a request's consents: 包括同意 only with all four kinds (a request that
+    /// claims one without them is contradictory: `None`).
+    pub fn from_request(consents: &crate::v1::Consents) -> Option<Self> {
+        let bits = Self::new(
+            consents.medication,
+            consents.checkup,
+            consents.clinical,
+            consents.surgery,
+        );
+        if !consents.comprehensive {
+            return Some(bits);
+        }
+        (bits.0 == Self::KNOWN & !Self::COMPREHENSIVE).then(Self::comprehensive)
+    }
+
     pub fn bits(self) -> u8 {
         self.0
+    }
+
+    /// The patient consented to all four kinds on one screen.
+    pub fn is_comprehensive(self) -> bool {
+        self.0 & Self::COMPREHENSIVE != 0
     }
 }
 
@@ -101,6 +149,7 @@ impl From<ConsentBits> for crate::v1::Consents {
             checkup: b & ConsentBits::CHECKUP != 0,
             clinical: b & ConsentBits::CLINICAL != 0,
             surgery: b & ConsentBits::SURGERY != 0,
+            comprehensive: b & ConsentBits::COMPREHENSIVE != 0,
         }
     }
 }
@@ -143,7 +192,13 @@ pub enum ReaderCheck<'a> {
 }
 
 impl ReaderCheck<'_> {
-    /// The purpose this check belongs to.
+    /// Whether this check may be bound to `purpose`: its own confirming purpose, or
+    /// registration by reader.
+    pub fn fits(&self, purpose: Purpose) -> bool {
+        purpose == self.purpose() || purpose == Purpose::RegisterByReader
+    }
+
+    /// The confirming purpose this check belongs to.
     pub fn purpose(&self) -> Purpose {
         match self {
             ReaderCheck::Face { .. } => Purpose::Face,
@@ -187,7 +242,7 @@ impl ChallengeBinding<'_> {
     /// As [`encode`](Self::encode), for a caller that already holds the certificate's SHA-256
     /// (the service's certificate cache does).
     pub fn encode_with_cert_hash(&self, cert_sha256: &[u8]) -> Result<Vec<u8>, BindingError> {
-        if matches!(self.purpose, Purpose::Face | Purpose::VisualCheck) {
+        if self.purpose.is_reader() {
             return Err(BindingError::NeedsReaderCheck);
         }
         self.encode_common(cert_sha256, 0)
@@ -208,12 +263,19 @@ impl ChallengeBinding<'_> {
         cert_sha256: &[u8],
         check: &ReaderCheck,
     ) -> Result<Vec<u8>, BindingError> {
-        if self.purpose != check.purpose() {
+        if !check.fits(self.purpose) {
             return Err(BindingError::CheckMismatch {
                 purpose: self.purpose,
                 check: check.kind(),
             });
         }
+        // Registration by reader names the check's kind first, so a face registration can
+        // never verify as a visual one.
+        let kind: &[u8] = if self.purpose == Purpose::RegisterByReader {
+            &[check.purpose() as u8]
+        } else {
+            &[]
+        };
         match *check {
             ReaderCheck::Face {
                 score_permille,
@@ -222,7 +284,8 @@ impl ChallengeBinding<'_> {
                 if score_permille > MAX_PERMILLE || threshold_permille > MAX_PERMILLE {
                     return Err(BindingError::Permille);
                 }
-                let mut out = self.encode_common(cert_sha256, 5)?;
+                let mut out = self.encode_common(cert_sha256, kind.len() + 5)?;
+                out.extend_from_slice(kind);
                 out.push(1);
                 out.extend_from_slice(&score_permille.to_be_bytes());
                 out.extend_from_slice(&threshold_permille.to_be_bytes());
@@ -232,7 +295,8 @@ impl ChallengeBinding<'_> {
                 if !is_valid_staff_id(staff_id) {
                     return Err(BindingError::StaffId);
                 }
-                let mut out = self.encode_common(cert_sha256, 1 + staff_id.len())?;
+                let mut out = self.encode_common(cert_sha256, kind.len() + 1 + staff_id.len())?;
+                out.extend_from_slice(kind);
                 out.push(staff_id.len() as u8);
                 out.extend_from_slice(staff_id.as_bytes());
                 Ok(out)
@@ -540,6 +604,149 @@ mod tests {
             v.encode_attested(&FACE),
             Err(BindingError::ChallengeLength(31))
         );
+    }
+
+    fn register_vector() -> ChallengeBinding<'static> {
+        ChallengeBinding {
+            purpose: Purpose::RegisterByReader,
+            consents: ConsentBits::default(),
+            ..vector()
+        }
+    }
+
+    /// The published register-by-reader vectors of docs/protocol.md (face, then visual check).
+    #[test]
+    fn published_register_by_reader_vectors() {
+        let common = concat!(
+            "6f6e7368692f7631",
+            "28",
+            "1111111111111111111111111111111111111111111111111111111111111111",
+            "0e",
+            "303131303131333731392d543031",
+            "03d66dd08835c1ca3f128cceacd1f31ac94163096b20f445ae84285bc0832d72",
+            "00"
+        );
+        let face = register_vector().encode_attested(&FACE).unwrap();
+        assert_eq!(hex(&face), format!("{common}03010390{}", "0320"));
+        assert_eq!(face.len(), 95);
+        assert_eq!(hex(&binding_sha256(&face)), PUBLISHED_REGISTER_FACE_SHA256);
+        let visual = register_vector().encode_attested(&VISUAL).unwrap();
+        assert_eq!(hex(&visual), format!("{common}0406{}", "4e2d30303432"));
+        assert_eq!(visual.len(), 97);
+        assert_eq!(
+            hex(&binding_sha256(&visual)),
+            PUBLISHED_REGISTER_VISUAL_SHA256
+        );
+        // The kind byte keeps the two apart even where the suffixes could collide.
+        assert_ne!(face[..90], visual[..90]);
+    }
+
+    const PUBLISHED_REGISTER_FACE_SHA256: &str =
+        "9e4e19fdc1d2a2dfb12b053793c909da5e2014a68f467e128c06e8044e830c10";
+    const PUBLISHED_REGISTER_VISUAL_SHA256: &str =
+        "ecb7a50ca6014679cbb6ec83857034ec172c1d19b90c9b463e3a776afd4c3bdf";
+    const PUBLISHED_COMPREHENSIVE_SHA256: &str =
+        "f0f45f0e5c0c9c80b27aa21a06d3a0ec67f37616f9e3dec3bab07813144fcc8d";
+
+    /// The published 包括同意 vector of docs/protocol.md: purpose 1, consents byte 1f.
+    #[test]
+    fn published_comprehensive_vector() {
+        let v = ChallengeBinding {
+            consents: ConsentBits::comprehensive(),
+            ..vector()
+        };
+        let bytes = v.encode().unwrap();
+        let mut expected = vector().encode().unwrap();
+        *expected.last_mut().unwrap() = 0x1f;
+        assert_eq!(bytes, expected);
+        assert_eq!(hex(&binding_sha256(&bytes)), PUBLISHED_COMPREHENSIVE_SHA256);
+        // One 包括同意 is not four individual consents: the signatures differ.
+        let individual = ChallengeBinding {
+            consents: ConsentBits::new(true, true, true, true),
+            ..vector()
+        };
+        assert_ne!(individual.encode().unwrap(), bytes);
+    }
+
+    #[test]
+    fn comprehensive_consent_needs_all_four_kinds() {
+        let all = crate::v1::Consents {
+            medication: true,
+            checkup: true,
+            clinical: true,
+            surgery: true,
+            comprehensive: true,
+        };
+        let bits = ConsentBits::from_request(&all).unwrap();
+        assert!(bits.is_comprehensive());
+        assert_eq!(bits.bits(), 0x1f);
+        assert_eq!(crate::v1::Consents::from(bits), all);
+        for missing in 0..4 {
+            let mut c = all;
+            match missing {
+                0 => c.medication = false,
+                1 => c.checkup = false,
+                2 => c.clinical = false,
+                _ => c.surgery = false,
+            }
+            assert_eq!(ConsentBits::from_request(&c), None, "{c:?}");
+            c.comprehensive = false;
+            assert!(!ConsentBits::from_request(&c).unwrap().is_comprehensive());
+        }
+        let individual = crate::v1::Consents {
+            comprehensive: false,
+            ..all
+        };
+        assert_eq!(ConsentBits::from_request(&individual).unwrap().bits(), 0x0f);
+    }
+
+    #[test]
+    fn register_by_reader_needs_a_check_and_takes_either_kind() {
+        let v = register_vector();
+        assert_eq!(v.encode(), Err(BindingError::NeedsReaderCheck));
+        assert!(v.encode_attested(&FACE).is_ok());
+        assert!(v.encode_attested(&VISUAL).is_ok());
+        // A registration attestation never verifies as a confirmation, nor the reverse.
+        let face_confirm = reader_vector(Purpose::Face).encode_attested(&FACE).unwrap();
+        let face_register = register_vector().encode_attested(&FACE).unwrap();
+        assert_ne!(face_confirm[8], face_register[8]);
+        assert!(Purpose::RegisterByReader.is_reader());
+        assert!(!Purpose::Register.is_reader());
+    }
+
+    /// docs/protocol.md publishes the hashes above: each must be there, so the page and the
+    /// code cannot drift apart.
+    #[test]
+    fn the_protocol_page_publishes_what_the_code_computes() {
+        let page = include_str!("../../docs/protocol.md");
+        let hashes = [
+            hex(&binding_sha256(&vector().encode().unwrap())),
+            hex(&binding_sha256(
+                &reader_vector(Purpose::Face).encode_attested(&FACE).unwrap(),
+            )),
+            hex(&binding_sha256(
+                &reader_vector(Purpose::VisualCheck)
+                    .encode_attested(&VISUAL)
+                    .unwrap(),
+            )),
+            hex(&binding_sha256(
+                &register_vector().encode_attested(&FACE).unwrap(),
+            )),
+            hex(&binding_sha256(
+                &register_vector().encode_attested(&VISUAL).unwrap(),
+            )),
+            hex(&binding_sha256(
+                &ChallengeBinding {
+                    consents: ConsentBits::comprehensive(),
+                    ..vector()
+                }
+                .encode()
+                .unwrap(),
+            )),
+        ];
+        for h in hashes {
+            assert!(page.contains(&h), "docs/protocol.md lacks {h}");
+        }
     }
 
     fn hex(b: &[u8]) -> String {

@@ -88,6 +88,10 @@ const SCREENS = {
   ],
   consent: (s) => [
     el("p", { class: "sub" }, t("consent_of", { i: s.index, n: s.total })),
+    // 包括同意: one tap for every kind, offered before any single answer.
+    s.comprehensive_offered ? el("div", { class: "comprehensive", id: "consent-all-box" },
+      el("p", { class: "sub" }, t("consent_all_hint")),
+      bigButton("consent-all", t("consent_all"), () => act("/api/consents", { all: true }))) : null,
     el("h1", { id: "consent-question", "data-item": s.item }, t("consent_" + s.item)),
     el("div", { class: "buttons" },
       bigButton("consent-yes", t("consent_yes"), () => act("/api/consents", { [s.item]: true })),
@@ -95,9 +99,21 @@ const SCREENS = {
                 { secondary: true })),
     cancelRow(),
   ],
-  offer_registration: () => [
+  // 電子処方箋: the patient chooses how the prescription is issued.
+  prescription: () => [
+    el("h1", { id: "prescription-question" }, t("prescription_title")),
+    el("p", { class: "sub" }, t("prescription_hint")),
+    el("div", { class: "buttons" },
+      bigButton("prescription-electronic", t("prescription_electronic"),
+                () => act("/api/prescription", { choice: "electronic" })),
+      bigButton("prescription-paper", t("prescription_paper"),
+                () => act("/api/prescription", { choice: "paper" }), { secondary: true })),
+    cancelRow(),
+  ],
+  offer_registration: (s) => [
     el("h1", {}, t("offer_registration")),
-    el("p", { class: "sub" }, t("offer_registration_hint")),
+    el("p", { class: "sub", id: "registration-hint" },
+       t(s.needs_pin === false ? "offer_registration_hint_no_pin" : "offer_registration_hint")),
     el("div", { class: "buttons" },
       bigButton("register-yes", t("register_yes"), () => act("/api/registration", { accept: true })),
       bigButton("register-no", t("register_no"), () => act("/api/registration", { accept: false }),
@@ -112,6 +128,8 @@ const SCREENS = {
                    t("cert_warning_" + s.warning,
                      { expiry: s.certificate_expiry || "", grace_until: s.grace_until || "" })) : null,
     s.registered_now ? el("p", { id: "registered-now" }, t("registered_now")) : null,
+    s.prescription ? el("p", { id: "prescription", "data-prescription": s.prescription },
+                        t("prescription_" + s.prescription + "_chosen")) : null,
     el("p", { class: "sub" }, t("done_hint")),
   ],
   // The outage path (資格申立書): the service cannot be reached; the patient declares the

@@ -42,6 +42,8 @@ pub struct ConfirmOptions {
     /// longer (or forever) for a mute card, the agent never does.
     pub card_timeout: Duration,
     pub consents: ConsentBits,
+    /// The patient's choice of prescription (unspecified: not asked).
+    pub prescription: pb::PrescriptionIssue,
     pub service_override: Option<String>,
     /// What the card's signature is for.
     pub action: Action,
@@ -372,6 +374,7 @@ pub async fn run(
             challenge: challenge.challenge,
             signature,
             consents: Some(opts.consents.into()),
+            prescription_issue: opts.prescription as i32,
         };
         let step = Instant::now();
         let answer = grpc.confirm_by_card(request).await;

@@ -65,7 +65,18 @@ enum Consent {
     Checkup,
     Clinical,
     Surgery,
+    /// 包括同意: every kind, given on one screen.
+    All,
     None,
+}
+
+/// `--prescription`: the patient's choice at the reader (電子処方箋).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PrescriptionArg {
+    /// 電子処方箋 (PrescriptionIssueSelect 1).
+    Electronic,
+    /// 紙の処方箋 (PrescriptionIssueSelect 2).
+    Paper,
 }
 
 /// `--wait`: bounded, so that adding it to the current instant can never overflow.
@@ -182,9 +193,13 @@ enum Command {
         #[arg(long)]
         pin_stdin: bool,
         /// The patient's consents (comma-separated): medication, checkup, clinical, surgery,
-        /// or none.
+        /// all (包括同意: every kind on one screen; alone), or none.
         #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
         consent: Vec<Consent>,
+        /// The patient's choice of prescription (電子処方箋): electronic or paper; carried to
+        /// the service and echoed in the result. Not asked when absent.
+        #[arg(long, value_enum)]
+        prescription: Option<PrescriptionArg>,
         /// Print the outcome as JSON (for scripts) instead of the staff view.
         #[arg(long)]
         json: bool,
@@ -266,6 +281,18 @@ enum Command {
         #[arg(long, value_name = "YYYYMMDD")]
         as_of: Option<String>,
         /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// 導入医療機関リスト: the institutions where the card works (at least one terminal in
+    /// operation), from the service: CSV with a header line (institution_code, name,
+    /// prefecture, prefecture_name, started_on, terminals_in_operation), or JSON. Exit codes:
+    /// 0 printed, 1 refused by the service, 2 usage or configuration error, 3 connection
+    /// failure.
+    Institutions {
+        #[command(flatten)]
+        desk: DeskArgs,
+        /// An array of JSON objects instead of CSV.
         #[arg(long)]
         json: bool,
     },
@@ -488,6 +515,7 @@ fn main() -> ExitCode {
             card: CardArgs { reader, wait },
             pin_stdin,
             consent,
+            prescription,
             json,
             trace,
             card_timeout,
@@ -497,7 +525,17 @@ fn main() -> ExitCode {
             reader,
             (wait, card_timeout),
             pin_stdin,
-            (Action::Confirm, consent),
+            (
+                Action::Confirm,
+                consent,
+                match prescription {
+                    None => onshi_proto::v1::PrescriptionIssue::Unspecified,
+                    Some(PrescriptionArg::Electronic) => {
+                        onshi_proto::v1::PrescriptionIssue::Electronic
+                    }
+                    Some(PrescriptionArg::Paper) => onshi_proto::v1::PrescriptionIssue::Paper,
+                },
+            ),
             json,
             trace,
         ),
@@ -514,7 +552,11 @@ fn main() -> ExitCode {
             reader,
             (wait, card_timeout),
             pin_stdin,
-            (Action::Register, Vec::new()),
+            (
+                Action::Register,
+                Vec::new(),
+                onshi_proto::v1::PrescriptionIssue::Unspecified,
+            ),
             json,
             trace,
         ),
@@ -537,6 +579,7 @@ fn main() -> ExitCode {
             as_of,
             json,
         } => cli::desk::numbers(&desk, &patient, as_of, json),
+        Command::Institutions { desk, json } => cli::desk::institutions(&desk, json),
         Command::Medications {
             desk,
             patient,

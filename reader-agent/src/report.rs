@@ -51,6 +51,10 @@ pub struct StaffResult {
     pub validity_label: &'static str,
     pub qualifications: Vec<StaffQualification>,
     pub consents: StaffConsents,
+    /// The patient's 電子処方箋 choice at the reader: `electronic` or `paper`; absent when not
+    /// asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prescription: Option<Prescription>,
     /// The as-of date and the certificate's warning, flattened into the same JSON object
     /// (boxed: kept out of line so the outcome stays small).
     #[serde(flatten)]
@@ -80,6 +84,14 @@ fn rfc3339(t: Option<&prost_types::Timestamp>) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp(t?.seconds).ok()?;
     t.format(&time::format_description::well_known::Rfc3339)
         .ok()
+}
+
+/// The 電子処方箋 choice as staff see it (one byte, so an [`Outcome`] stays small).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prescription {
+    Electronic,
+    Paper,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -120,6 +132,8 @@ pub struct StaffConsents {
     pub checkup: bool,
     pub clinical: bool,
     pub surgery: bool,
+    /// Given as one 包括同意.
+    pub comprehensive: bool,
 }
 
 pub fn validity_label(v: i32) -> &'static str {
@@ -187,6 +201,12 @@ impl StaffResult {
                 checkup: given(&consents.checkup),
                 clinical: given(&consents.clinical),
                 surgery: given(&consents.surgery),
+                comprehensive: consents.comprehensive,
+            },
+            prescription: match r.prescription_issue() {
+                pb::PrescriptionIssue::Electronic => Some(Prescription::Electronic),
+                pb::PrescriptionIssue::Paper => Some(Prescription::Paper),
+                pb::PrescriptionIssue::Unspecified => None,
             },
             notes: Box::new(AnswerNotes {
                 as_of_date: r.as_of_date.clone(),
@@ -254,6 +274,16 @@ pub fn render_human(outcome: &Outcome) -> String {
                 "confirmation id    : {}\n",
                 result.confirmation_id
             ));
+            if result.consents.comprehensive {
+                s.push_str("同意 consents      : 包括同意 (every kind, on one screen)\n");
+            }
+            match result.prescription {
+                Some(Prescription::Electronic) => {
+                    s.push_str("処方箋 prescription: 電子処方箋 (electronic)\n")
+                }
+                Some(Prescription::Paper) => s.push_str("処方箋 prescription: 紙 (paper)\n"),
+                None => {}
+            }
             for (i, q) in result.qualifications.iter().enumerate() {
                 s.push_str(&format!("--- qualification {} ---\n", i + 1));
                 s.push_str(&format!(
@@ -382,6 +412,35 @@ mod tests {
             .exit_code(),
             3
         );
+    }
+
+    #[test]
+    fn staff_view_shows_the_comprehensive_consent_and_the_prescription_choice() {
+        let mut r = pb::ConfirmationResult::default();
+        r.set_validity(pb::QualificationValidity::Valid);
+        let plain = StaffResult::from_proto(&r);
+        assert_eq!(plain.prescription, None);
+        assert!(!plain.consents.comprehensive);
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("prescription").is_none(), "{json}");
+        r.set_prescription_issue(pb::PrescriptionIssue::Paper);
+        r.consents = Some(pb::ConsentEcho {
+            comprehensive: true,
+            ..Default::default()
+        });
+        let staff = StaffResult::from_proto(&r);
+        assert_eq!(staff.prescription, Some(Prescription::Paper));
+        assert_eq!(
+            serde_json::to_value(&staff).unwrap()["prescription"],
+            "paper"
+        );
+        assert!(staff.consents.comprehensive);
+        let text = render_human(&Outcome::Confirmed {
+            result_code: "RESULT_CODE_OK".into(),
+            result: staff,
+        });
+        assert!(text.contains("紙 (paper)"), "{text}");
+        assert!(text.contains("包括同意"), "{text}");
     }
 
     #[test]

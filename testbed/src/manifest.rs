@@ -30,6 +30,23 @@ pub struct WorldManifest {
     /// [`crate::population::CASES`]; a case no person of the world shows is left out.
     #[serde(default)]
     pub examples: Vec<ExampleEntry>,
+    /// The institutions' registry (導入医療機関リスト) and whether each is listed (it has a
+    /// terminal in operation): `confirm-service institutions` prints the listed ones.
+    #[serde(default)]
+    pub institutions: Vec<InstitutionEntry>,
+}
+
+/// An institution of the registry, as `confirm-service institutions` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstitutionEntry {
+    pub institution_code: String,
+    pub name: String,
+    /// JIS X 0401 code: the institution code's first two digits.
+    pub prefecture: String,
+    /// `YYYYMMDD`.
+    pub started_on: String,
+    /// It has at least one terminal in operation, so the list shows it.
+    pub listed: bool,
 }
 
 /// A person showing one case, with the insurance-card numbers of a card-less query
@@ -37,7 +54,8 @@ pub struct WorldManifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExampleEntry {
     /// `validity-1` … `validity-5`, `not-registered`, `medication-history`,
-    /// `checkup-results`.
+    /// `checkup-results`, then the card cases `face-only-card`, `face-only-registration`,
+    /// `comprehensive-consent`, `prescription-choice`.
     pub case: String,
     pub description: String,
     pub person_id: String,
@@ -87,6 +105,10 @@ pub enum CardKind {
     Grace,
     /// Certificate expiring in 30 days: confirmed with the renewal warning.
     Expiring,
+    /// A face-only card whose holder is not registered for insurance use: registration
+    /// without a PIN (RegisterByReader).
+    #[serde(rename = "face-only-unregistered")]
+    FaceOnlyUnregistered,
 }
 
 impl CardKind {
@@ -102,6 +124,7 @@ impl CardKind {
             Self::FaceOnly => "face-only",
             Self::Grace => "grace",
             Self::Expiring => "expiring",
+            Self::FaceOnlyUnregistered => "face-only-unregistered",
         }
     }
 }
@@ -319,6 +342,13 @@ mod tests {
                 as_of_date: None,
                 validity: 2,
             }],
+            institutions: vec![InstitutionEntry {
+                institution_code: "1340100017".into(),
+                name: "みなと薬局".into(),
+                prefecture: "13".into(),
+                started_on: "20231201".into(),
+                listed: true,
+            }],
         };
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains(r#""now":"2025-11-24T03:00:00Z""#), "{json}");
@@ -362,7 +392,15 @@ mod tests {
         assert!(no_terminal.example_commands(Path::new("world")).is_empty());
         assert_eq!(TerminalStatus::Untrusted.as_str(), "untrusted");
         assert_eq!(CardKind::Multiple.as_str(), "multiple");
-        for kind in [CardKind::Multiple, CardKind::FaceOnly] {
+        assert_eq!(
+            CardKind::FaceOnlyUnregistered.as_str(),
+            "face-only-unregistered"
+        );
+        for kind in [
+            CardKind::Multiple,
+            CardKind::FaceOnly,
+            CardKind::FaceOnlyUnregistered,
+        ] {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
             assert_eq!(serde_json::from_str::<CardKind>(&json).unwrap(), kind);

@@ -12,6 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use onshi_confirm_service::eligibility::{birthday_in, InstitutionCode, Person};
+use onshi_confirm_service::institutions::Institution;
 use onshi_confirm_service::store::{self, CardKey, SqliteStore, Store, Terminal};
 use onshi_virtual_card::profile::{
     CardProfile, KenhojoProfile, KenkakuProfile, SignatureProfile, DEFAULT_ATR, PROFILE_FORMAT,
@@ -55,6 +56,26 @@ pub const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
 const PHARMACY_BODY: &str = "134012345";
 /// The clinic's: Tokyo (13), 医科 (1), district 01, number 5678.
 const CLINIC_BODY: &str = "131015678";
+/// A dental clinic registered for online confirmation whose reader is not in operation yet:
+/// Osaka (27), 歯科 (3), district 10, number 0000. It has no terminal, so it is not listed.
+const DENTAL_BODY: &str = "273100000";
+
+/// The institutions' registry (導入医療機関リスト): name and the date online confirmation
+/// started, relative to the world's `now` (the dental clinic starts next month).
+fn institution_registry(now: OffsetDateTime) -> Result<Vec<Institution>, TestbedError> {
+    let entry = |body: &str, name: &str, started: OffsetDateTime| {
+        Ok::<_, TestbedError>(Institution {
+            institution_code: InstitutionCode::with_check_digit(body)?.as_str().to_owned(),
+            name: name.to_owned(),
+            started_on: started.to_offset(JST).date(),
+        })
+    };
+    Ok(vec![
+        entry(PHARMACY_BODY, "みなと薬局", add_years(now, -3)?)?,
+        entry(CLINIC_BODY, "さくら内科クリニック", add_years(now, -1)?)?,
+        entry(DENTAL_BODY, "なにわ歯科", days(now, 30)?)?,
+    ])
+}
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -427,6 +448,7 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
     // Keys first, all at once, on every core.
     let pool = opts.cards.min(CARD_KEY_POOL);
     let terminals = terminal_plans()?;
+    let registry = institution_registry(now)?;
     let mut purposes = vec![
         "issuing-ca".to_owned(),
         "network-ca".to_owned(),
@@ -553,7 +575,10 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
                 revoked_at: days(now, -30)?,
             });
         }
-        let face_only = plan.kind == CardKind::FaceOnly;
+        let face_only = matches!(
+            plan.kind,
+            CardKind::FaceOnly | CardKind::FaceOnlyUnregistered
+        );
         // A face-only card is issued without PINs and without the signature certificate.
         let pin = if face_only {
             String::new()
@@ -795,6 +820,7 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             .map_err(store::StoreError::from)?;
         // The first transaction: card holders, their card links, the terminals.
         holders.batch.cards = links;
+        holders.batch.institutions = registry.clone();
         holders.batch.terminals = terminals
             .iter()
             .zip(&device_keys)
@@ -889,6 +915,26 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         terminals: terminal_entries,
         persons: totals.persons,
         examples: examples.into_entries(),
+        institutions: registry
+            .iter()
+            .map(|i| {
+                let in_operation = terminals.iter().any(|t| {
+                    t.code.as_str() == i.institution_code && t.status == TerminalStatus::InOperation
+                });
+                manifest::InstitutionEntry {
+                    institution_code: i.institution_code.clone(),
+                    name: i.name.clone(),
+                    prefecture: i.prefecture().to_owned(),
+                    started_on: format!(
+                        "{:04}{:02}{:02}",
+                        i.started_on.year(),
+                        u8::from(i.started_on.month()),
+                        i.started_on.day()
+                    ),
+                    listed: in_operation,
+                }
+            })
+            .collect(),
     };
     let mut json = serde_json::to_string_pretty(&manifest).map_err(|e| TestbedError::Encode {
         what: "world.json",

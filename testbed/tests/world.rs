@@ -46,7 +46,7 @@ fn world() -> &'static (PathBuf, WorldManifest) {
     WORLD.get_or_init(|| {
         let dir = temp_dir("shared");
         let mut options = WorldOptions::new(&dir, NOW);
-        options.cards = 13;
+        options.cards = 14;
         options.persons = 40;
         options.seed = 7;
         let manifest = build_world(&options).expect("build the shared world");
@@ -229,9 +229,10 @@ fn card_certificates_follow_the_jpki_profile() {
         .unwrap();
     let mut serials = std::collections::HashSet::new();
     let mut common_names = std::collections::HashSet::new();
-    assert_eq!(manifest.cards.len(), 13);
-    assert_eq!(manifest.cards[11].kind, CardKind::Grace);
-    assert_eq!(manifest.cards[12].kind, CardKind::Expiring);
+    assert_eq!(manifest.cards.len(), 14);
+    assert_eq!(manifest.cards[7].kind, CardKind::FaceOnlyUnregistered);
+    assert_eq!(manifest.cards[12].kind, CardKind::Grace);
+    assert_eq!(manifest.cards[13].kind, CardKind::Expiring);
     for card in &manifest.cards {
         let der = card_certificate_der(dir, &card.profile);
         assert_eq!(&der[..2], &[0x30, 0x82], "{}", card.name);
@@ -416,7 +417,10 @@ fn store_links_cards_to_the_right_people() {
         let person = store.person(&card.person_id).unwrap().unwrap();
         assert_eq!(
             person.registered_for_insurance,
-            card.kind != CardKind::Unregistered,
+            !matches!(
+                card.kind,
+                CardKind::Unregistered | CardKind::FaceOnlyUnregistered
+            ),
             "{}",
             card.name
         );
@@ -433,7 +437,7 @@ fn store_links_cards_to_the_right_people() {
         }
     }
 
-    // The holder variants of cards 8 to 11 (card 7 is the face-only card).
+    // The holder variants of cards 9 to 12 (cards 7 and 8 are the face-only cards).
     let first = |i: usize| {
         let records = store.qualifications(&manifest.cards[i].person_id).unwrap();
         assert_eq!(records.len(), 1);
@@ -446,21 +450,24 @@ fn store_links_cards_to_the_right_people() {
         (1, "030")
     );
     assert!(standard.high_cost_limit.is_some());
-    let koki = first(7);
+    let koki = first(8);
     assert!(koki.insurer_number.is_koki() && koki.symbol.is_none() && koki.branch.is_none());
     assert_eq!(koki.copay_ratio, "010");
-    let child = first(8);
+    let child = first(9);
     assert!(child.preschool);
     assert_eq!(child.copay_ratio, "020");
-    let elderly = first(9);
-    let elderly_person = store.person(&manifest.cards[9].person_id).unwrap().unwrap();
+    let elderly = first(10);
+    let elderly_person = store
+        .person(&manifest.cards[10].person_id)
+        .unwrap()
+        .unwrap();
     assert!((70..75).contains(&age_on(elderly_person.birth_date, today)));
     assert_eq!(elderly.elderly.as_ref().unwrap().copay_ratio, "020");
     assert!(matches!(
         elderly.insurer_number.houbetsu(),
         Some("31" | "32" | "33" | "34")
     ));
-    let kokuho = first(10);
+    let kokuho = first(11);
     assert_eq!(kokuho.insurer_number.as_str().len(), 6);
     assert_eq!(kokuho.specific_diseases.len(), 1);
 
@@ -788,13 +795,22 @@ fn cards_hold_the_whole_card_consistent_with_their_holder() {
         // The card builds: keys match certificates, every field has its shape.
         CardContents::from_profile(&profile).unwrap();
         let person = store.person(&card.person_id).unwrap().unwrap();
-        if card.kind == CardKind::FaceOnly {
+        if matches!(
+            card.kind,
+            CardKind::FaceOnly | CardKind::FaceOnlyUnregistered
+        ) {
             // Issued without PINs and without the signature half; everything else as usual.
-            assert_eq!(card.name, "card-0007");
+            // The second one's holder is not registered: it registers without a PIN.
+            let (name, registered) = if card.kind == CardKind::FaceOnly {
+                ("card-0007", true)
+            } else {
+                ("card-0008", false)
+            };
+            assert_eq!(card.name, name);
             assert!(profile.face_only && profile.user_auth_pin.is_empty());
             assert!(card.pin.is_empty() && card.sign_password.is_none());
             assert!(profile.signature.is_none());
-            assert!(person.registered_for_insurance);
+            assert_eq!(person.registered_for_insurance, registered);
         } else {
             assert!(!profile.face_only);
             assert_eq!(profile.user_auth_pin.len(), 4);
@@ -809,7 +825,14 @@ fn cards_hold_the_whole_card_consistent_with_their_holder() {
                 .to_string()
                 .contains("JPKI for digital signature"));
         } else {
-            assert_eq!(card.kind, CardKind::FaceOnly, "{}", card.name);
+            assert!(
+                matches!(
+                    card.kind,
+                    CardKind::FaceOnly | CardKind::FaceOnlyUnregistered
+                ),
+                "{}",
+                card.name
+            );
         }
         let k = profile.kenhojo.as_ref().unwrap();
         assert!(is_valid_my_number(&k.my_number), "{}", k.my_number);
@@ -858,7 +881,12 @@ fn the_examples_reproduce_against_the_store() {
     let store = SqliteStore::open(&dir.join("store/onshi.sqlite")).unwrap();
     let today = NOW.to_offset(JST).date();
     let cases: Vec<&str> = manifest.examples.iter().map(|e| e.case.as_str()).collect();
-    assert_eq!(cases, onshi_testbed::population::CASES);
+    let expected: Vec<&str> = onshi_testbed::population::CASES
+        .iter()
+        .chain(&onshi_testbed::population::CARD_CASES)
+        .copied()
+        .collect();
+    assert_eq!(cases, expected);
     for e in &manifest.examples {
         let query = NumbersQuery::parse(
             &e.insurer_number,
@@ -893,7 +921,7 @@ fn the_examples_reproduce_against_the_store() {
         match e.case.as_str() {
             "medication-history" => assert!(!store.medications(&e.person_id).unwrap().is_empty()),
             "checkup-results" => assert!(!store.checkups(&e.person_id).unwrap().is_empty()),
-            "not-registered" => {
+            "not-registered" | "face-only-registration" => {
                 assert!(
                     !store
                         .person(&e.person_id)
@@ -902,9 +930,74 @@ fn the_examples_reproduce_against_the_store() {
                         .registered_for_insurance
                 )
             }
+            "comprehensive-consent" => {
+                assert!(!store.medications(&e.person_id).unwrap().is_empty());
+                assert!(!store.checkups(&e.person_id).unwrap().is_empty());
+            }
+            _ => {}
+        }
+        let kind = |name: &str| manifest.cards.iter().find(|c| c.name == name).unwrap().kind;
+        match e.case.as_str() {
+            "face-only-card" => assert_eq!(kind(e.card.as_ref().unwrap()), CardKind::FaceOnly),
+            "face-only-registration" => assert_eq!(
+                kind(e.card.as_ref().unwrap()),
+                CardKind::FaceOnlyUnregistered
+            ),
+            "comprehensive-consent" | "prescription-choice" => {
+                assert_eq!(kind(e.card.as_ref().unwrap()), CardKind::Valid)
+            }
             _ => {}
         }
     }
+    // 導入医療機関リスト: the world.json registry says what the store lists.
+    let listed: Vec<(String, String, String, u32)> = store
+        .institutions_in_operation()
+        .unwrap()
+        .into_iter()
+        .map(|l| {
+            let i = onshi_confirm_service::institutions::to_proto(&l);
+            (
+                i.institution_code,
+                i.name,
+                i.started_on,
+                i.terminals_in_operation,
+            )
+        })
+        .collect();
+    let mut expected: Vec<(String, String, String, u32)> = manifest
+        .institutions
+        .iter()
+        .filter(|i| i.listed)
+        .map(|i| {
+            let in_operation = manifest
+                .terminals
+                .iter()
+                .filter(|t| {
+                    t.institution_code == i.institution_code
+                        && t.status == TerminalStatus::InOperation
+                        && t.dir != "terminals/rogue"
+                })
+                .count() as u32;
+            (
+                i.institution_code.clone(),
+                i.name.clone(),
+                i.started_on.clone(),
+                in_operation,
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert_eq!(listed.len(), 2, "the pharmacy and the clinic");
+    assert_eq!(
+        listed[1].3, 2,
+        "the pharmacy's suspended T09 is not counted"
+    );
+    assert!(listed[0].0 < listed[1].0, "by institution code");
+    assert!(
+        manifest.institutions.iter().any(|i| !i.listed),
+        "the dental clinic, registered without a terminal, is not listed"
+    );
     // The card lookup never says 3; the example's person is valid by card.
     let changed = manifest.example("validity-3").unwrap();
     let records = store.qualifications(&changed.person_id).unwrap();

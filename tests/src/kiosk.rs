@@ -427,11 +427,23 @@ impl Bench {
 
     /// [`Bench::start`] with the kiosk started through `wrapper` ([`KioskRig::start_with`]).
     pub fn start_with(world: &World, kind: &str, extra: &[&str], wrapper: &[&str]) -> Result<Self> {
+        Self::start_on(world, kind, 0, extra, wrapper)
+    }
+
+    /// [`Bench::start_with`] on the world's `nth` in-operation terminal (0 and 1: the
+    /// pharmacy's, 2: the clinic's, whose kiosk asks for the 電子処方箋 choice).
+    pub fn start_on(
+        world: &World,
+        kind: &str,
+        nth: usize,
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> Result<Self> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let (profile, pin) = world.private_card(kind, dir.path())?;
         let rig = KioskRig::start_with(
             &world.dir.join("service.toml"),
-            &world.terminal("in-operation", 0)?,
+            &world.terminal("in-operation", nth)?,
             extra,
             wrapper,
         )?;

@@ -260,6 +260,10 @@ const OQSDRUG_FACE: &str = "YUKI-ENT/OQSDrug2 OQSDrug/QualificationFaceExporter.
 const OQSDRUG_FORM: &str =
     "YUKI-ENT/OQSDrug2 OQSDrug/Form1.cs (ProcessDrugInfoAsync, ProcessTKKAsync)";
 
+/// The field list of ../shared/spec/reception-files.md (MessageBody: PrescriptionIssueSelect 1
+/// 電子処方箋, 2 紙).
+const RECEPTION_SPEC: &str = "../shared/spec/reception-files.md (MessageBody)";
+
 const VALIDITY: &[&str] = &["1", "2", "3", "4", "5"];
 const CARD_CLASS: &[&str] = &["01", "02", "03", "04", "05", "06", "07", "A1"];
 const FLAGS: &[&str] = &[
@@ -288,6 +292,7 @@ pub const FIELDS: &[Field] = &[
     Field { path: "MessageBody/ProcessingResultCode", rule: Rule::Text, source: OQSDRUG_BULK },
     Field { path: "MessageBody/ProcessingResultMessage", rule: Rule::Text, source: OQSDRUG_BULK },
     Field { path: "MessageBody/QualificationValidity", rule: Rule::OneOf(VALIDITY), source: QCBI_RES },
+    Field { path: "MessageBody/PrescriptionIssueSelect", rule: Rule::OneOf(&["1", "2"]), source: RECEPTION_SPEC },
     Field { path: "MessageBody/ReceptionNumber", rule: Rule::Text, source: OQSDRUG_BULK },
     Field { path: "MessageBody/ReceptionDateTime", rule: Rule::Timestamp, source: QCBID_RES },
     // The echo (in single answers under MessageBody, in bulk ones under BulkConfirmUnit).

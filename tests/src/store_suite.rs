@@ -27,6 +27,7 @@ use onshi_confirm_service::eligibility::{
     ElderlyCertificate, HighCostLimit, InsurerNumber, NumbersQuery, Person, QualificationRecord,
     SpecificDisease,
 };
+use onshi_confirm_service::institutions::{Institution, ListedInstitution};
 use onshi_confirm_service::store::{
     AuditWrite, BatchItem, BatchJob, CardKey, ChallengeUse, GroupWrite, LoadBatch, Registration,
     RegistrationWrite, RememberedAnswer, Store, StoreError, StoredChallenge, Terminal,
@@ -45,6 +46,8 @@ macro_rules! store_suite {
             load_replaces_persons_links_and_terminals_and_appends_records,
             load_is_all_or_nothing,
             terminal_device_key_round_trip,
+            institutions_listed_with_a_terminal_in_operation,
+            an_invalid_institution_is_not_loaded,
             persons_by_numbers_exact_match,
             persons_by_numbers_absent_symbol_or_branch_matches_only_absent,
             persons_by_numbers_wrong_birth_date_finds_none,
@@ -363,6 +366,7 @@ pub fn reference_data_round_trip(store: &dyn Store) {
             terminals: vec![t1.clone(), t2.clone()],
             medications: vec![m_old.clone(), m_new_a.clone(), m_new_b.clone()],
             checkups: vec![c_old.clone(), c_new.clone()],
+            institutions: vec![],
         },
     );
 
@@ -414,6 +418,92 @@ pub fn reference_data_round_trip(store: &dyn Store) {
 /// A terminal's device public key reads back as loaded, with the terminal's lookup; a terminal
 /// without one reads back without one; loading the terminal again replaces its key (a new
 /// reader, or none); a key that is not 65 bytes fails the load, which then writes nothing.
+fn institution(code: &str, name: &str, started_on: Date) -> Institution {
+    Institution {
+        institution_code: code.into(),
+        name: name.into(),
+        started_on,
+    }
+}
+
+/// 導入医療機関リスト: an institution is listed when it has at least one terminal in
+/// operation (suspended ones do not count), with how many; one with none is not, nor a
+/// terminal's institution without a registry entry; a reload replaces an entry.
+pub fn institutions_listed_with_a_terminal_in_operation(store: &dyn Store) {
+    let pharmacy = institution("1340123452", "みなと薬局", date!(2023 - 04 - 01));
+    let clinic = institution("1310156789", "さくら内科クリニック", date!(2024 - 10 - 07));
+    let dental = institution("2731000002", "なにわ歯科", date!(2025 - 01 - 06));
+    load(
+        store,
+        LoadBatch {
+            terminals: vec![
+                terminal("1340123452", "T01", TerminalStatus::InOperation),
+                terminal("1340123452", "T02", TerminalStatus::InOperation),
+                terminal("1340123452", "T09", TerminalStatus::Suspended),
+                terminal("1310156789", "T01", TerminalStatus::Suspended),
+                // No registry entry: a load-harness terminal, never listed.
+                terminal("2714206386", "T01", TerminalStatus::InOperation),
+            ],
+            institutions: vec![pharmacy.clone(), clinic.clone(), dental.clone()],
+            ..LoadBatch::default()
+        },
+    );
+    let listed = store.institutions_in_operation().unwrap();
+    assert_eq!(
+        listed,
+        vec![ListedInstitution {
+            institution: pharmacy.clone(),
+            terminals_in_operation: 2,
+        }]
+    );
+    // The clinic's terminal goes into operation; the pharmacy is renamed.
+    let renamed = institution("1340123452", "みなと薬局 駅前店", date!(2023 - 04 - 01));
+    load(
+        store,
+        LoadBatch {
+            terminals: vec![terminal("1310156789", "T01", TerminalStatus::InOperation)],
+            institutions: vec![renamed.clone()],
+            ..LoadBatch::default()
+        },
+    );
+    assert_eq!(
+        store.institutions_in_operation().unwrap(),
+        vec![
+            ListedInstitution {
+                institution: clinic,
+                terminals_in_operation: 1,
+            },
+            ListedInstitution {
+                institution: renamed,
+                terminals_in_operation: 2,
+            },
+        ]
+    );
+}
+
+/// A registry entry with a bad code or name is refused whole, naming it, and nothing of the
+/// batch is written.
+pub fn an_invalid_institution_is_not_loaded(store: &dyn Store) {
+    for bad in [
+        institution("1340123453", "check digit", date!(2023 - 04 - 01)),
+        institution("1340123452", "", date!(2023 - 04 - 01)),
+    ] {
+        let err = store
+            .load(&LoadBatch {
+                terminals: vec![terminal("1340123452", "T01", TerminalStatus::InOperation)],
+                institutions: vec![bad.clone()],
+                ..LoadBatch::default()
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::InvalidInstitution { code, .. } if *code == bad.institution_code),
+            "{err}"
+        );
+        assert_eq!(store.terminal("1340123452", "T01").unwrap(), None);
+    }
+    assert!(store.institutions_in_operation().unwrap().is_empty());
+}
+
 pub fn terminal_device_key_round_trip(store: &dyn Store) {
     let keyed = |code: &str, id: &str, status, key: Option<Vec<u8>>| Terminal {
         device_public_key: key,
@@ -546,6 +636,7 @@ pub fn load_replaces_persons_links_and_terminals_and_appends_records(store: &dyn
             terminals: vec![terminal("1340123452", "T01", TerminalStatus::Suspended)],
             medications: vec![medication("P1", date!(2026 - 02 - 10), "B")],
             checkups: vec![checkup("P1", date!(2025 - 06 - 01), "C")],
+            institutions: vec![],
         },
     );
     assert_eq!(store.person("P1").unwrap(), Some(renamed));
@@ -594,6 +685,7 @@ pub fn load_is_all_or_nothing(store: &dyn Store) {
         terminals: vec![terminal("2714206386", "T09", TerminalStatus::InOperation)],
         medications: vec![medication("P1", date!(2026 - 01 - 10), "A")],
         checkups: vec![checkup("P1", date!(2024 - 06 - 01), "A")],
+        institutions: vec![],
     };
     for what in ["qualification", "card", "medication", "checkup"] {
         let mut batch = good();

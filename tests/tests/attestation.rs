@@ -188,6 +188,7 @@ fn request(
         certificate: card.certificate.clone(),
         challenge: ch.bytes.clone(),
         consents: Some(pb::Consents {
+            comprehensive: Default::default(),
             medication: bits & ConsentBits::MEDICATION != 0,
             checkup: bits & ConsentBits::CHECKUP != 0,
             clinical: bits & ConsentBits::CLINICAL != 0,
@@ -522,6 +523,7 @@ fn challenges_serve_only_their_purpose() {
         };
         let signature = card.sign(&binding).unwrap();
         let pin = pb::ConfirmByCardRequest {
+            prescription_issue: Default::default(),
             certificate: card.certificate.clone(),
             challenge: confirm.bytes.clone(),
             signature: signature.clone(),
@@ -541,6 +543,7 @@ fn challenges_serve_only_their_purpose() {
         };
         let err = c
             .confirm_by_card(pb::ConfirmByCardRequest {
+                prescription_issue: Default::default(),
                 certificate: card.certificate.clone(),
                 challenge: face_challenge.bytes.clone(),
                 signature: card.sign(&binding).unwrap(),
@@ -607,6 +610,7 @@ fn a_terminal_without_a_registered_device_key_cannot_attest() {
         };
         let ok = c
             .confirm_by_card(pb::ConfirmByCardRequest {
+                prescription_issue: Default::default(),
                 certificate: card.certificate.clone(),
                 challenge: ch.bytes.clone(),
                 signature: card.sign(&binding).unwrap(),

@@ -392,6 +392,7 @@ async fn confirm_card(
     );
     let signature = sign(card, Purpose::Confirm, &ch, bits);
     c.confirm_by_card(pb::ConfirmByCardRequest {
+        prescription_issue: Default::default(),
         certificate: card.certificate.clone(),
         challenge: ch.challenge,
         signature,

@@ -456,3 +456,61 @@ fn a_malformed_pin_at_the_terminal_is_asked_again_and_costs_no_try() {
     // No echo: the PIN typed at the prompt is not in the transcript.
     assert!(!transcript.contains(&pin), "{transcript}");
 }
+
+/// The reader agent's `confirm --consent all --prescription paper` at the clinic: the card
+/// signs a 包括同意, the service records every kind and echoes the choice, the staff view says
+/// both; `all` beside another kind is a usage error before the card is touched.
+#[test]
+fn the_agent_sends_a_comprehensive_consent_and_the_prescription_choice() {
+    let w = world();
+    let r = rig();
+    let (profile, pin) = w.private_card("valid", r.tmp.path()).unwrap();
+    let _card = Card::attach(&profile, &r.pcscd.vpcd(), &[]).unwrap();
+    // The clinic's terminal: the third in operation.
+    let clinic = w.terminal("in-operation", 2).unwrap();
+    let run = run_agent(
+        &r.pcscd,
+        &clinic,
+        &r.service,
+        &format!("{pin}\n"),
+        &["--consent", "all", "--prescription", "paper"],
+    )
+    .unwrap();
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let result = &run.json["result"];
+    assert_eq!(result["prescription"], "paper", "{run:?}");
+    for kind in [
+        "medication",
+        "checkup",
+        "clinical",
+        "surgery",
+        "comprehensive",
+    ] {
+        assert_eq!(result["consents"][kind], true, "{kind}");
+    }
+    let id = result["confirmation_id"].as_str().unwrap();
+    let store =
+        onshi_confirm_service::store::SqliteStore::open(&w.dir.join("store/onshi.sqlite")).unwrap();
+    let records = onshi_confirm_service::store::Store::query_audit(
+        &store,
+        &onshi_confirm_service::audit::AuditQuery {
+            limit: 10_000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let rec = records.iter().find(|r| r.confirmation_id == id).unwrap();
+    assert_eq!(rec.consents, 0x1f, "包括同意 in the audit record");
+
+    let bad = onshi_e2e::run_agent_raw(
+        &r.pcscd,
+        &clinic,
+        &r.service,
+        &format!("{pin}\n"),
+        &["--consent", "all,medication"],
+    )
+    .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("give it alone"), "{stderr}");
+}

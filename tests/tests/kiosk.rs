@@ -679,3 +679,104 @@ fn the_kiosk_metrics_count_sessions_and_outcomes_by_method() {
     let id = s["confirmation_id"].as_str().unwrap();
     assert!(!after.contains(id), "{id} in\n{after}");
 }
+
+// ---- the rules of December 2026 -----------------------------------------------------------------
+
+/// 包括同意: the first consent screen offers one button for every kind; one tap confirms,
+/// and the later screens no longer offer it.
+#[test]
+fn comprehensive_consent_is_one_tap_on_the_first_consent_screen() {
+    let bench = bench("valid", &[]);
+    let chrome = driver();
+    let b = chrome.browser().unwrap();
+    open_kiosk(&b, &bench);
+    place_card(&b, &bench);
+    b.click("#method-pin").unwrap();
+    b.wait_screen("pin").unwrap();
+    type_pin(&b, &bench.pin);
+    b.click("#pin-ok").unwrap();
+    b.wait_screen("consent").unwrap();
+    assert!(b.text("#consent-all").unwrap().contains("包括同意"));
+    shot(&b, "05b-consent-all");
+    // The individual path hides it after the first answer.
+    b.click("#consent-yes").unwrap();
+    b.wait_for(
+        "#consent-question[data-item=\"checkup\"]",
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    assert_eq!(b.try_find("#consent-all").unwrap(), None);
+    b.click("#cancel").unwrap();
+    b.wait_screen("failed").unwrap();
+    bench.rig.remove().unwrap();
+    b.wait_screen("insert_card").unwrap();
+    // Again, with one tap.
+    place_card(&b, &bench);
+    b.click("#method-pin").unwrap();
+    b.wait_screen("pin").unwrap();
+    type_pin(&b, &bench.pin);
+    b.click("#pin-ok").unwrap();
+    b.wait_screen("consent").unwrap();
+    b.click("#consent-all").unwrap();
+    b.wait_screen("done").unwrap();
+    let list = confirmations(&bench);
+    assert_eq!(list["confirmations"][0]["outcome"], "confirmed");
+}
+
+/// 電子処方箋: a clinic's kiosk asks after the consents; 受付完了 says what was chosen.
+#[test]
+fn a_clinic_kiosk_asks_for_the_prescription_and_shows_the_choice() {
+    let bench = Bench::start_on(world(), "valid", 2, &[], &[]).unwrap();
+    let chrome = driver();
+    let b = chrome.browser().unwrap();
+    open_kiosk(&b, &bench);
+    place_card(&b, &bench);
+    b.click("#method-pin").unwrap();
+    b.wait_screen("pin").unwrap();
+    type_pin(&b, &bench.pin);
+    b.click("#pin-ok").unwrap();
+    b.wait_screen("consent").unwrap();
+    b.click("#consent-all").unwrap();
+    b.wait_screen("prescription").unwrap();
+    assert!(b
+        .text("#prescription-electronic")
+        .unwrap()
+        .contains("電子処方箋"));
+    shot(&b, "05c-prescription");
+    b.click("#prescription-electronic").unwrap();
+    b.wait_screen("done").unwrap();
+    assert_eq!(bench.rig.state().unwrap()["prescription"], "electronic");
+    assert!(b.text("#prescription").unwrap().contains("電子処方箋"));
+    shot(&b, "06b-done-prescription");
+}
+
+/// A face-only card whose holder is not registered: identified by face, offered registration
+/// without a PIN (the hint says so), registered by the reader's attestation, then confirmed.
+#[test]
+fn a_face_only_card_is_registered_by_face_and_confirmed() {
+    let bench = bench("face-only-unregistered", &[]);
+    let chrome = driver();
+    let b = chrome.browser().unwrap();
+    open_kiosk(&b, &bench);
+    place_card(&b, &bench);
+    assert_eq!(b.try_find("#method-pin").unwrap(), None);
+    b.click("#method-face").unwrap();
+    b.wait_screen("face").unwrap();
+    b.click("#camera-holder").unwrap();
+    answer_consents(&b, [false, false, false, false]);
+    b.wait_screen("offer_registration").unwrap();
+    assert_eq!(bench.rig.state().unwrap()["needs_pin"], false);
+    assert!(b.text("#registration-hint").unwrap().contains("顔認証"));
+    shot(&b, "12b-offer-registration-face-only");
+    b.click("#register-yes").unwrap();
+    b.wait_screen("done").unwrap();
+    assert!(b.try_find("#registered-now").unwrap().is_some());
+    let list = confirmations(&bench);
+    let entries = list["confirmations"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["outcome"] == "registered" && e["method"] == "face"),
+        "{list}"
+    );
+}

@@ -2,7 +2,7 @@
 //! Chromium against the real service (real time): a card whose certificate expires within
 //! three months is confirmed with the renewal warning, one expired yesterday (in its grace
 //! period) with the grace warning and without sharing the data the patient agreed to; the staff
-//! view shows the service's warning message. The world has 13 cards, so its cycle holds both
+//! view shows the service's warning message. The world has 14 cards, so its cycle holds both
 //! (testbed: `grace`, `expiring`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
@@ -14,7 +14,7 @@ use onshi_e2e::webdriver::{Browser, Chromedriver};
 use onshi_e2e::World;
 
 fn world() -> &'static World {
-    World::shared(env!("CARGO_TARGET_TMPDIR"), "kiosk-rules-world", 13)
+    World::shared(env!("CARGO_TARGET_TMPDIR"), "kiosk-rules-world", 14)
 }
 
 fn open_staff(staff: &Browser, bench: &Bench) {

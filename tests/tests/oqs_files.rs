@@ -447,6 +447,7 @@ async fn consent_at_pharmacy(svc: &Service, medication: bool, checkup: bool) {
                 checkup,
                 ..Default::default()
             }),
+            prescription_issue: pb::PrescriptionIssue::Unspecified as i32,
         })
         .await
         .unwrap()

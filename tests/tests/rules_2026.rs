@@ -18,9 +18,9 @@ use onshi_proto::v1::{self as pb, ResultCode};
 use time::{Duration, OffsetDateTime};
 use tonic::transport::Channel;
 
-/// 13 cards: the cycle's `grace` (card-0012) and `expiring` (card-0013) cards are in it.
+/// 14 cards: the cycle's `grace` (card-0013) and `expiring` (card-0014) cards are in it.
 fn world() -> &'static World {
-    World::shared(env!("CARGO_TARGET_TMPDIR"), "rules-2026-world", 13)
+    World::shared(env!("CARGO_TARGET_TMPDIR"), "rules-2026-world", 14)
 }
 
 /// The world's service.toml with stale CRLs accepted: these tests move the clock months and
@@ -114,7 +114,9 @@ async fn confirm(
             checkup: b & 2 != 0,
             clinical: b & 4 != 0,
             surgery: b & 8 != 0,
+            comprehensive: false,
         }),
+        prescription_issue: 0,
     })
     .await
     .map(tonic::Response::into_inner)

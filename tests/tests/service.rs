@@ -90,6 +90,7 @@ fn request(
     sig: Vec<u8>,
 ) -> pb::ConfirmByCardRequest {
     pb::ConfirmByCardRequest {
+        prescription_issue: Default::default(),
         certificate: card.certificate.clone(),
         challenge: ch.challenge.clone(),
         signature: sig,

@@ -156,6 +156,46 @@ fn a_version_1_database_is_migrated() {
     assert_eq!(rows[0].get::<_, i32>(0), SCHEMA_VERSION);
 }
 
+/// A database of schema version 4 (before the institutions' registry) is upgraded on open:
+/// its terminals stay, nothing is listed until the registry is loaded, then it is.
+#[test]
+fn a_version_4_database_gets_the_institutions_registry() {
+    use onshi_confirm_service::institutions::Institution;
+    use onshi_confirm_service::store::LoadBatch;
+    let url = PgServer::shared().create_database("v3").unwrap();
+    drop(PgStore::open(&url).unwrap());
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(
+            "DROP TABLE institutions;
+             INSERT INTO terminals (institution_code, terminal_id, status)
+             VALUES ('1340123452', 'T01', 'in-operation');
+             UPDATE onshi_schema SET version = 4;",
+        )
+        .unwrap();
+    let store = PgStore::open(&url).unwrap();
+    assert_eq!(store.institutions_in_operation().unwrap(), vec![]);
+    let pharmacy = Institution {
+        institution_code: "1340123452".into(),
+        name: "みなと薬局".into(),
+        started_on: time::macros::date!(2023 - 04 - 01),
+    };
+    store
+        .load(&LoadBatch {
+            institutions: vec![pharmacy.clone()],
+            ..LoadBatch::default()
+        })
+        .unwrap();
+    let listed = store.institutions_in_operation().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].institution, pharmacy);
+    assert_eq!(listed[0].terminals_in_operation, 1);
+    let rows = admin
+        .query("SELECT version FROM onshi_schema", &[])
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), SCHEMA_VERSION);
+}
+
 // ---- the audit chain, tampered with in the database ---------------------------------------------
 
 /// A database holding records C1..C6 (positions 1..6), and an admin connection to it.

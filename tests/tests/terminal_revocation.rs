@@ -148,6 +148,7 @@ async fn confirm(world: &World, url: &str, dir: &Path) -> pb::ConfirmationResult
         })
         .unwrap();
     c.confirm_by_card(pb::ConfirmByCardRequest {
+        prescription_issue: Default::default(),
         certificate: card.certificate.clone(),
         challenge: ch.challenge,
         signature,

@@ -102,6 +102,7 @@ fn signed_request(card: &CardKeys, ch: &pb::IssueChallengeResponse) -> pb::Confi
         )
         .unwrap();
     pb::ConfirmByCardRequest {
+        prescription_issue: Default::default(),
         certificate: card.certificate.clone(),
         challenge: ch.challenge.clone(),
         signature,

@@ -50,7 +50,7 @@ pub fn query(
 
 /// The store an audit command names, and the configuration when one was given; errors are
 /// printed (prefixed with `confirm-service <what>`) and become exit code 2.
-fn open_store(
+pub(crate) fn open_store(
     location: &StoreLocation,
     what: &str,
 ) -> Result<(Arc<dyn crate::store::Store>, Option<Config>), ExitCode> {

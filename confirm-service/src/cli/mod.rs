@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod check_cert;
+pub mod institutions;
 pub mod operator;
 pub mod serve;
 pub mod store;

@@ -132,6 +132,7 @@ pub fn confirmation_result(
             checkup: echo(ConsentKind::Checkup),
             clinical: echo(ConsentKind::Clinical),
             surgery: echo(ConsentKind::Surgery),
+            comprehensive: false,
         }),
         confirmed_at: Some(timestamp(now)),
         ..Default::default()

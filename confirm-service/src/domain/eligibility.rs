@@ -51,6 +51,9 @@ pub enum DomainError {
     /// 後期高齢者医療 records have no 記号 and no 枝番.
     #[error("後期高齢者医療 (insurer number 39xxxxxx) has no {what}; leave it empty")]
     NotForKoki { what: &'static str },
+    /// Fields that contradict each other (a 包括同意 without every kind).
+    #[error("{what}")]
+    Contradictory { what: &'static str },
 }
 
 /// Field names in [`DomainError`]s, which the service maps to result codes.

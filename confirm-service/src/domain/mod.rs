@@ -7,4 +7,5 @@ pub mod cert_grace;
 pub mod clinical;
 pub mod consent;
 pub mod eligibility;
+pub mod institutions;
 pub mod quota;

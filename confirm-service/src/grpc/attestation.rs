@@ -5,7 +5,7 @@
 use onshi_proto::binding::{
     is_valid_staff_id, Purpose, ReaderCheck, MAX_PERMILLE, MAX_STAFF_ID_LEN,
 };
-use onshi_proto::v1::{ConfirmByReaderRequest, ReaderMethod};
+use onshi_proto::v1::{ConfirmByReaderRequest, FaceMatch, ReaderMethod};
 use ring::signature;
 
 use super::service::AuditContext;
@@ -59,13 +59,22 @@ pub(super) fn reader_claim(
     req: &ConfirmByReaderRequest,
     ctx: &mut AuditContext,
 ) -> Result<ReaderClaim, Refusal> {
-    match ReaderMethod::try_from(req.method) {
+    claim_of(req.method, req.face_match.as_ref(), &req.staff_id, ctx)
+}
+
+/// [`reader_claim`] from the fields a reader request carries (a confirmation's or a
+/// registration's).
+pub(super) fn claim_of(
+    method: i32,
+    face_match: Option<&FaceMatch>,
+    staff_id: &str,
+    ctx: &mut AuditContext,
+) -> Result<ReaderClaim, Refusal> {
+    match ReaderMethod::try_from(method) {
         Ok(ReaderMethod::Face) => {
             ctx.method = "face".into();
-            let face = req
-                .face_match
-                .as_ref()
-                .ok_or(Refusal::Invalid(DomainError::Empty { what: "face match" }))?;
+            let face =
+                face_match.ok_or(Refusal::Invalid(DomainError::Empty { what: "face match" }))?;
             let permille = |v: u32, what: &str| {
                 u16::try_from(v)
                     .ok()
@@ -83,7 +92,6 @@ pub(super) fn reader_claim(
         }
         Ok(ReaderMethod::VisualCheck) => {
             ctx.method = "visual".into();
-            let staff_id = req.staff_id.as_str();
             if staff_id.is_empty() {
                 return Err(Refusal::Invalid(DomainError::Empty { what: "staff id" }));
             }
@@ -114,7 +122,7 @@ pub(super) fn reader_claim(
         })),
         Err(_) => Err(Refusal::UnknownEnum {
             what: "reader method",
-            value: req.method,
+            value: method,
         }),
     }
 }

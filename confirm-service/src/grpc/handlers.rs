@@ -8,8 +8,9 @@ use onshi_proto::v1::confirmation_server::Confirmation;
 use onshi_proto::v1::{
     self as pb, BatchItemResult, BatchResult, BatchStatus, CheckupsResponse, ClinicalDataRequest,
     ConfirmByCardRequest, ConfirmByNumbersRequest, ConfirmByReaderRequest, ConfirmationResult,
-    GetBatchResultRequest, IssueChallengeRequest, IssueChallengeResponse, MedicationsResponse,
-    RegisterRequest, RegisterResponse, ResultCode, SubmitBatchRequest, SubmitBatchResponse,
+    GetBatchResultRequest, IssueChallengeRequest, IssueChallengeResponse, ListInstitutionsRequest,
+    ListInstitutionsResponse, MedicationsResponse, RegisterByReaderRequest, RegisterRequest,
+    RegisterResponse, ResultCode, SubmitBatchRequest, SubmitBatchResponse,
 };
 use prost::Message;
 use tokio_stream::Stream;
@@ -26,6 +27,49 @@ type ResultStream = Pin<Box<dyn Stream<Item = Result<BatchItemResult, Status>> +
 
 /// The card-less calls as carried out (the trait methods add the idempotency memory).
 impl ConfirmationService {
+    /// The registration once the card is proven (by its PIN signature or a reader's
+    /// attestation): the challenge is consumed, the person registered and the audit record
+    /// written in one group commit, so a registration never lands without its record, nor a
+    /// record of a registration that did not happen.
+    async fn register_holder(
+        &self,
+        terminal: &crate::terminal::TerminalIdentity,
+        key: Result<crate::store::CardKey, Refusal>,
+        mut ctx: AuditContext,
+        id: String,
+        now: time::OffsetDateTime,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let outcome = async {
+            let key = key?;
+            let person_id = self
+                .blocking(move |s| person_of_card(s.store.as_ref(), &key))
+                .await?;
+            ctx.person_id = Some(person_id.clone());
+            ctx.registration = Some(RegistrationWrite {
+                person_id,
+                at: now,
+                outcome: None,
+            });
+            // `newly_registered` and the record's `returned` are settled by the commit.
+            let response = RegisterResponse {
+                result_code: ResultCode::Ok as i32,
+                newly_registered: false,
+                confirmation_id: id.clone(),
+                registered_at: Some(answer::timestamp(now)),
+            };
+            Ok((
+                response,
+                ResultCode::Ok,
+                Registration::AlreadyRegistered.audit_summary(),
+            ))
+        }
+        .await;
+        let (mut response, registration) = self
+            .finish_committed(terminal, now, ctx, id, outcome)
+            .await?;
+        response.get_mut().newly_registered = registration == Some(Registration::Registered);
+        Ok(response)
+    }
     async fn confirm_by_numbers_once(
         &self,
         request: Request<ConfirmByNumbersRequest>,
@@ -199,48 +243,52 @@ impl Confirmation for ConfirmationService {
             challenge: req.challenge,
             signature: req.signature,
         };
-        // The challenge is consumed, the person registered and the audit record written in
-        // one group commit: a registration never lands without its record, nor a record of a
-        // registration that did not happen.
-        let outcome = async {
-            let (key, _) = self
-                .verify_card(
-                    &terminal,
-                    proof,
-                    Purpose::Register,
-                    ConsentBits::default(),
-                    &mut ctx,
-                    now,
-                )
-                .await?;
-            let person_id = self
-                .blocking(move |s| person_of_card(s.store.as_ref(), &key))
-                .await?;
-            ctx.person_id = Some(person_id.clone());
-            ctx.registration = Some(RegistrationWrite {
-                person_id,
-                at: now,
-                outcome: None,
-            });
-            // `newly_registered` and the record's `returned` are settled by the commit.
-            let response = RegisterResponse {
-                result_code: ResultCode::Ok as i32,
-                newly_registered: false,
-                confirmation_id: id.clone(),
-                registered_at: Some(answer::timestamp(now)),
-            };
-            Ok((
-                response,
-                ResultCode::Ok,
-                Registration::AlreadyRegistered.audit_summary(),
-            ))
-        }
-        .await;
-        let (mut response, registration) = self
-            .finish_committed(&terminal, now, ctx, id, outcome)
-            .await?;
-        response.get_mut().newly_registered = registration == Some(Registration::Registered);
-        Ok(response)
+        let key = self
+            .verify_card(
+                &terminal,
+                proof,
+                Purpose::Register,
+                ConsentBits::default(),
+                &mut ctx,
+                now,
+            )
+            .await
+            .map(|(key, _standing)| key);
+        self.register_holder(&terminal, key, ctx, id, now).await
+    }
+
+    async fn register_by_reader(
+        &self,
+        request: Request<RegisterByReaderRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let (terminal, device_key) = self
+            .identify_with_device_key(&request)
+            .await
+            .map_err(|r| r.to_status())?;
+        let now = self.state.clock.now();
+        let id = new_confirmation_id(self.state.clock.now()).map_err(|r| r.to_status())?;
+        // The method is set from the request as soon as it is known (`face`, `visual:<id>`).
+        let mut ctx = AuditContext::new("reader", "register");
+        let key = self
+            .verify_reader_registration(&terminal, device_key, request.into_inner(), &mut ctx, now)
+            .await;
+        self.register_holder(&terminal, key, ctx, id, now).await
+    }
+
+    async fn list_institutions(
+        &self,
+        request: Request<ListInstitutionsRequest>,
+    ) -> Result<Response<ListInstitutionsResponse>, Status> {
+        // Any registered terminal may ask (the list is public); nothing about a person is read,
+        // so nothing is audited.
+        self.identify(&request).await.map_err(|r| r.to_status())?;
+        let listed = self
+            .blocking(|s| s.store.institutions_in_operation().map_err(unavailable))
+            .await
+            .map_err(|r| r.to_status())?;
+        Ok(Response::new(ListInstitutionsResponse {
+            institutions: listed.iter().map(crate::institutions::to_proto).collect(),
+        }))
     }
 
     async fn get_medications(

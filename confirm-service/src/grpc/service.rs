@@ -23,7 +23,7 @@ use std::sync::Arc;
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1::{
     self as pb, ClinicalDataRequest, ConfirmByCardRequest, ConfirmByReaderRequest,
-    ConfirmationResult, ResultCode,
+    ConfirmationResult, RegisterByReaderRequest, ResultCode,
 };
 use prost::Message;
 use ring::rand::SecureRandom;
@@ -52,7 +52,7 @@ use crate::terminal::{DevicePublicKey, RateLimiter, TerminalCache, TerminalIdent
 use crate::trust_reload::LiveTrust;
 use crate::validation::{CertError, ValidatedCertificate, MAX_CERTIFICATE_LEN};
 
-pub(super) use super::attestation::{check_attestation, reader_claim};
+pub(super) use super::attestation::{check_attestation, claim_of, reader_claim};
 pub(super) use super::batch_rpc::check_arrival;
 pub use super::batch_rpc::{MAX_BATCH, MAX_PAGE, MAX_PAGE_BYTES};
 
@@ -325,7 +325,9 @@ impl ConfirmationService {
                 let standing = cert_grace::standing(validated.not_after, now);
                 Ok((validated, standing))
             }
-            Err(CertError::Expired { not_after, at }) if purpose != Purpose::Register => {
+            Err(CertError::Expired { not_after, at })
+                if !matches!(purpose, Purpose::Register | Purpose::RegisterByReader) =>
+            {
                 match cert_grace::standing(not_after, now) {
                     standing @ Standing::InGrace { .. } => {
                         // Rare, so uncached: the full validation but for the notAfter.
@@ -389,13 +391,8 @@ impl ConfirmationService {
     ) -> Result<ConfirmationResult, Refusal> {
         let claim = reader_claim(&req, ctx)?;
         check_card_bounds(&req.certificate, &req.challenge)?;
-        let consents = req.consents.unwrap_or_default();
-        let bits = ConsentBits::new(
-            consents.medication,
-            consents.checkup,
-            consents.clinical,
-            consents.surgery,
-        );
+        let bits = consent_bits(req.consents.as_ref())?;
+        let prescription = prescription_issue(req.prescription_issue)?;
         let purpose = claim.purpose();
         let name = terminal.name();
         let (validated, standing) = self
@@ -428,8 +425,58 @@ impl ConfirmationService {
             self.state.min_face_threshold_permille,
         )?;
         let key = CardKey::of_validated(&validated);
-        self.confirm_holder(terminal, key, standing, bits, ctx, now)
-            .await
+        let mut result = self
+            .confirm_holder(terminal, key, standing, bits, ctx, now)
+            .await?;
+        result.set_prescription_issue(prescription);
+        Ok(result)
+    }
+
+    /// A registration without a PIN (顔認証マイナンバーカード): the request's shape, the
+    /// challenge (purpose 40) and the certificate, then the reader's attestation over the
+    /// register-by-reader binding with the terminal's device key, then the face policy.
+    /// Returns the certificate's store key, as [`Self::verify_card`] does for a PIN.
+    pub(super) async fn verify_reader_registration(
+        &self,
+        terminal: &TerminalIdentity,
+        device_key: Option<DevicePublicKey>,
+        req: RegisterByReaderRequest,
+        ctx: &mut AuditContext,
+        now: OffsetDateTime,
+    ) -> Result<CardKey, Refusal> {
+        let claim = claim_of(req.method, req.face_match.as_ref(), &req.staff_id, ctx)?;
+        check_card_bounds(&req.certificate, &req.challenge)?;
+        let purpose = Purpose::RegisterByReader;
+        let name = terminal.name();
+        let (validated, _standing) = self
+            .challenge_and_certificate(
+                &name,
+                &req.certificate,
+                &req.challenge,
+                purpose,
+                ConsentBits::default(),
+                ctx,
+                now,
+            )
+            .await?;
+        let binding = ChallengeBinding {
+            purpose,
+            challenge: &req.challenge,
+            terminal_name: &name,
+            certificate_der: &req.certificate,
+            consents: ConsentBits::default(),
+        }
+        .encode_attested_with_cert_hash(&validated.sha256, &claim.check())
+        .map_err(|e| Refusal::BadRequest(e.to_string()));
+        check_attestation(
+            &name,
+            device_key.as_deref(),
+            &req.attestation,
+            binding,
+            &claim,
+            self.state.min_face_threshold_permille,
+        )?;
+        Ok(CardKey::of_validated(&validated))
     }
 
     pub(super) async fn confirm(
@@ -439,13 +486,8 @@ impl ConfirmationService {
         ctx: &mut AuditContext,
         now: OffsetDateTime,
     ) -> Result<ConfirmationResult, Refusal> {
-        let consents = req.consents.unwrap_or_default();
-        let bits = ConsentBits::new(
-            consents.medication,
-            consents.checkup,
-            consents.clinical,
-            consents.surgery,
-        );
+        let bits = consent_bits(req.consents.as_ref())?;
+        let prescription = prescription_issue(req.prescription_issue)?;
         let proof = CardProof {
             certificate: req.certificate,
             challenge: req.challenge,
@@ -454,8 +496,11 @@ impl ConfirmationService {
         let (key, standing) = self
             .verify_card(terminal, proof, Purpose::Confirm, bits, ctx, now)
             .await?;
-        self.confirm_holder(terminal, key, standing, bits, ctx, now)
-            .await
+        let mut result = self
+            .confirm_holder(terminal, key, standing, bits, ctx, now)
+            .await?;
+        result.set_prescription_issue(prescription);
+        Ok(result)
     }
 
     /// The one exit of every handler: writes the request's challenge use, consents and audit
@@ -676,6 +721,9 @@ pub(super) fn confirm_person(
         now,
     );
     result.as_of_date = answer::yyyymmdd(today);
+    if let Some(echo) = result.consents.as_mut() {
+        echo.comprehensive = bits.is_comprehensive();
+    }
     Ok((result, grants))
 }
 
@@ -906,12 +954,33 @@ pub(super) fn new_reception_number() -> Result<String, Refusal> {
     Ok(format!("{n:016}"))
 }
 
+/// The consents a card request carries, as the binding's bits: a 包括同意 must come with every
+/// kind (`RESULT_CODE_INVALID_FIELD` otherwise), so a request cannot claim one it did not get.
+pub(super) fn consent_bits(consents: Option<&pb::Consents>) -> Result<ConsentBits, Refusal> {
+    let Some(consents) = consents else {
+        return Ok(ConsentBits::default());
+    };
+    ConsentBits::from_request(consents).ok_or(Refusal::Invalid(DomainError::Contradictory {
+        what: "a 包括同意 (comprehensive consent) must give every kind of consent",
+    }))
+}
+
+/// The patient's prescription choice as the request carries it; a value this version does not
+/// know is refused (`RESULT_CODE_UNKNOWN_ENUM_VALUE`), never passed on.
+pub(super) fn prescription_issue(value: i32) -> Result<pb::PrescriptionIssue, Refusal> {
+    pb::PrescriptionIssue::try_from(value).map_err(|_| Refusal::UnknownEnum {
+        what: "prescription issue",
+        value,
+    })
+}
+
 pub(super) fn purpose_from_proto(value: i32) -> Result<Purpose, Refusal> {
     match pb::Purpose::try_from(value) {
         Ok(pb::Purpose::Confirm) => Ok(Purpose::Confirm),
         Ok(pb::Purpose::Register) => Ok(Purpose::Register),
         Ok(pb::Purpose::Face) => Ok(Purpose::Face),
         Ok(pb::Purpose::VisualCheck) => Ok(Purpose::VisualCheck),
+        Ok(pb::Purpose::RegisterByReader) => Ok(Purpose::RegisterByReader),
         Ok(pb::Purpose::Unspecified) => {
             Err(Refusal::Invalid(DomainError::Empty { what: "purpose" }))
         }

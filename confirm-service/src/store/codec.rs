@@ -261,6 +261,19 @@ pub(crate) fn consent(
     })
 }
 
+pub(crate) fn listed_institution(
+    r: &dyn Row,
+) -> Result<crate::institutions::ListedInstitution, StoreError> {
+    Ok(crate::institutions::ListedInstitution {
+        institution: crate::institutions::Institution {
+            institution_code: r.text(0)?,
+            name: r.text(1)?,
+            started_on: r.date(2)?,
+        },
+        terminals_in_operation: narrow("terminal count", r.int(3)?)?,
+    })
+}
+
 pub(crate) const TERMINAL_COLUMNS: &str =
     "institution_code, terminal_id, status, device_public_key";
 

@@ -50,6 +50,9 @@ pub enum StoreError {
     UnknownPerson(String),
     #[error("not a parseable X.509 certificate: {0}")]
     Certificate(String),
+    /// A registry entry that may not be stored (an institution with a bad code or name).
+    #[error("institution {code} cannot be registered: {reason}")]
+    InvalidInstitution { code: String, reason: String },
 }
 
 impl StoreError {

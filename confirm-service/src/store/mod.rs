@@ -26,6 +26,7 @@ use crate::challenge::ChallengeError;
 use crate::clinical::{Checkup, Medication};
 use crate::consent::ConsentGrant;
 use crate::eligibility::{NumbersQuery, Person, QualificationRecord};
+use crate::institutions::{Institution, ListedInstitution};
 
 mod codec;
 pub mod copy;
@@ -140,6 +141,8 @@ pub struct LoadBatch {
     pub terminals: Vec<Terminal>,
     pub medications: Vec<Medication>,
     pub checkups: Vec<Checkup>,
+    /// The institutions' registry entries (導入医療機関リスト: name, start date).
+    pub institutions: Vec<Institution>,
 }
 
 impl LoadBatch {
@@ -151,6 +154,7 @@ impl LoadBatch {
             + self.terminals.len()
             + self.medications.len()
             + self.checkups.len()
+            + self.institutions.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -341,6 +345,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// link or terminal that exists is replaced; qualification records, medications and
     /// checkups are appended.
     fn load(&self, batch: &LoadBatch) -> Result<(), StoreError>;
+
+    /// 導入医療機関リスト: every institution of the registry with at least one terminal in
+    /// operation, with how many, by institution code.
+    fn institutions_in_operation(&self) -> Result<Vec<ListedInstitution>, StoreError>;
 
     /// A terminal by its institution code and terminal id.
     fn terminal(

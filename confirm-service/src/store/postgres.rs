@@ -64,7 +64,7 @@ use crate::consent::ConsentGrant;
 use crate::eligibility::{ElderlyCertificate, HighCostLimit};
 
 /// The schema version this code writes and understands (`onshi_schema.version`).
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Connections one store keeps open at most, unless [`PgStore::open_with_pool`] says otherwise.
 pub const DEFAULT_POOL_SIZE: u32 = 16;
@@ -462,6 +462,16 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency(expires_at);
 ";
 
+/// Version 5: the institutions' registry (導入医療機関リスト): name and the date online
+/// confirmation started; the prefecture is the code's first two digits.
+const SCHEMA_V5: &str = "
+CREATE TABLE IF NOT EXISTS institutions (
+    institution_code TEXT COLLATE \"C\" PRIMARY KEY,
+    name TEXT NOT NULL CHECK (length(name) > 0),
+    started_on DATE NOT NULL
+);
+";
+
 /// Creates or upgrades the schema in one transaction that holds an advisory lock, so two
 /// instances opening a fresh database together do not both create it.
 fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
@@ -502,6 +512,9 @@ fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
     }
     if found < 4 {
         tx.batch_execute(SCHEMA_V4)?;
+    }
+    if found < 5 {
+        tx.batch_execute(SCHEMA_V5)?;
     }
     if found < SCHEMA_VERSION {
         tx.execute(
@@ -771,6 +784,12 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
          ON CONFLICT (institution_code, terminal_id) DO UPDATE SET status = excluded.status,
              device_public_key = excluded.device_public_key",
     )?;
+    let upsert_institutions = conn.prepare(
+        "INSERT INTO institutions (institution_code, name, started_on)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::date[])
+         ON CONFLICT (institution_code) DO UPDATE SET name = excluded.name,
+             started_on = excluded.started_on",
+    )?;
     let insert_medications = conn.prepare(
         "INSERT INTO medications (person_id, dispensed_on, institution_code, institution_name,
                                   drug_code, drug_name, usage, daily_quantity, days)
@@ -977,6 +996,17 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
             .map(|t| t.device_public_key.as_deref())
             .collect();
         tx.execute(&upsert_terminals, &[&code, &id, &status, &key])?;
+    }
+
+    if !batch.institutions.is_empty() {
+        let institutions = last_per_key(&batch.institutions, |i| i.institution_code.as_str());
+        let code: Vec<&str> = institutions
+            .iter()
+            .map(|i| i.institution_code.as_str())
+            .collect();
+        let name: Vec<&str> = institutions.iter().map(|i| i.name.as_str()).collect();
+        let started: Vec<Date> = institutions.iter().map(|i| i.started_on).collect();
+        tx.execute(&upsert_institutions, &[&code, &name, &started])?;
     }
 
     if !batch.medications.is_empty() {

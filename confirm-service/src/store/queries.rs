@@ -24,6 +24,7 @@ use crate::audit::{AuditQuery, AuditRecord};
 use crate::clinical::{Checkup, Medication};
 use crate::consent::ConsentGrant;
 use crate::eligibility::{NumbersQuery, Person, QualificationRecord, SpecificDisease};
+use crate::institutions::ListedInstitution;
 
 /// Statements on one connection of a store (inside a transaction or not).
 pub(crate) trait Session {
@@ -149,8 +150,30 @@ impl<B: Backend> Store for B {
     }
 
     fn load(&self, batch: &LoadBatch) -> Result<(), StoreError> {
+        for i in &batch.institutions {
+            i.check().map_err(|e| StoreError::InvalidInstitution {
+                code: i.institution_code.clone(),
+                reason: e.to_string(),
+            })?;
+        }
         self.load_batch(batch)
             .map_err(during("load reference data"))
+    }
+
+    fn institutions_in_operation(&self) -> Result<Vec<ListedInstitution>, StoreError> {
+        self.read(|s| {
+            s.rows(
+                "SELECT i.institution_code, i.name, i.started_on, COUNT(*)
+                 FROM institutions i
+                 JOIN terminals t ON t.institution_code = i.institution_code
+                 WHERE t.status = 'in-operation'
+                 GROUP BY i.institution_code, i.name, i.started_on
+                 ORDER BY i.institution_code",
+                &[],
+                codec::listed_institution,
+            )
+        })
+        .map_err(during("list the institutions in operation"))
     }
 
     fn terminal(

@@ -42,9 +42,10 @@ use crate::challenge::ChallengeError;
 use crate::clinical::{Checkup, Medication};
 use crate::consent::ConsentGrant;
 use crate::eligibility::{Person, QualificationRecord};
+use crate::institutions::Institution;
 
 /// The schema version this code writes and understands (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -388,6 +389,21 @@ impl Bulk<'_> {
         Ok(())
     }
 
+    /// Adds or replaces an institution's registry entry.
+    pub fn upsert_institution(&mut self, i: &Institution) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO institutions (institution_code, name, started_on) VALUES (?1, ?2, ?3)
+             ON CONFLICT (institution_code) DO UPDATE SET name = excluded.name,
+                 started_on = excluded.started_on",
+        )?;
+        stmt.execute(params![
+            i.institution_code,
+            i.name,
+            format_date(i.started_on)?
+        ])?;
+        Ok(())
+    }
+
     /// Marks a person as registered (or not) for insurance use.
     pub fn set_registered(&mut self, person_id: &str, registered: bool) -> Result<(), StoreError> {
         let mut stmt = self
@@ -446,6 +462,17 @@ CREATE TABLE idempotency (
     PRIMARY KEY (terminal, method, key)
 );
 CREATE INDEX idempotency_by_expiry ON idempotency(expires_at);
+";
+
+/// Version 6: the institutions' registry (導入医療機関リスト): name and the date online
+/// confirmation started; the prefecture is the code's first two digits. An older store has no
+/// entries, so it lists no institution until the world is loaded again.
+const SCHEMA_V6: &str = "
+CREATE TABLE IF NOT EXISTS institutions (
+    institution_code TEXT PRIMARY KEY,
+    name TEXT NOT NULL CHECK (length(name) > 0),
+    started_on TEXT NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Version 4: the audit log's hash chain (crate::audit_chain): each record's position, its
@@ -632,6 +659,9 @@ impl Bulk<'_> {
         for t in &batch.terminals {
             self.upsert_terminal(t)?;
         }
+        for i in &batch.institutions {
+            self.upsert_institution(i)?;
+        }
         for m in &batch.medications {
             self.insert_medication(m)?;
         }
@@ -684,6 +714,7 @@ impl SqliteStore {
         let chunk = chunk_persons.max(1);
         let mut batch = LoadBatch {
             terminals: self.terminals()?,
+            institutions: self.institutions()?,
             ..LoadBatch::default()
         };
         let mut after = String::new();
@@ -717,6 +748,24 @@ impl SqliteStore {
             f(batch)?;
         }
         Ok(())
+    }
+
+    /// Every institution's registry entry, by code (with or without terminals).
+    pub fn institutions(&self) -> Result<Vec<Institution>, StoreError> {
+        self.read(|s| {
+            s.rows(
+                "SELECT institution_code, name, started_on FROM institutions
+                 ORDER BY institution_code",
+                &[],
+                |r| {
+                    Ok(Institution {
+                        institution_code: r.text(0)?,
+                        name: r.text(1)?,
+                        started_on: r.date(2)?,
+                    })
+                },
+            )
+        })
     }
 
     /// Every terminal, by institution code and id.
@@ -1236,6 +1285,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     if version < 5 {
         tx.execute_batch(SCHEMA_V5)?;
     }
+    if version < 6 {
+        tx.execute_batch(SCHEMA_V6)?;
+    }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
@@ -1673,6 +1725,57 @@ mod tests {
             all[0].at,
             time::macros::datetime!(2026-11-24 01:02:03.25 UTC)
         );
+        let version: i64 = store.with_connection(|c| {
+            c.pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap()
+        });
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// A version 5 store (before the institutions' registry) gets the table on open: its
+    /// terminals stay, nothing is listed until the registry is loaded, then it is.
+    #[test]
+    fn a_version_5_store_gets_the_institutions_registry() {
+        use crate::institutions::Institution;
+        let tmp = TempStore::new("v5");
+        {
+            let c = Connection::open(tmp.path()).unwrap();
+            for step in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5] {
+                c.execute_batch(step).unwrap();
+            }
+            c.execute(
+                "INSERT INTO audit_chain (singleton, last_seq, last_hash, anchor_seq, anchor_hash)
+                 VALUES (1, 0, ?1, 0, ?1)",
+                params![&audit_chain::GENESIS[..]],
+            )
+            .unwrap();
+            c.execute_batch(
+                "INSERT INTO terminals (institution_code, terminal_id, status)
+                 VALUES ('1340123452', 'T01', 'in-operation');
+                 PRAGMA user_version = 5;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&tmp.path()).unwrap();
+        assert_eq!(store.institutions_in_operation().unwrap(), vec![]);
+        let pharmacy = Institution {
+            institution_code: "1340123452".into(),
+            name: "みなと薬局".into(),
+            started_on: time::macros::date!(2023 - 04 - 01),
+        };
+        Store::load(
+            &store,
+            &LoadBatch {
+                institutions: vec![pharmacy.clone()],
+                ..LoadBatch::default()
+            },
+        )
+        .unwrap();
+        let listed = store.institutions_in_operation().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].institution, pharmacy);
+        assert_eq!(listed[0].terminals_in_operation, 1);
+        assert_eq!(store.institutions().unwrap(), vec![pharmacy]);
         let version: i64 = store.with_connection(|c| {
             c.pragma_query_value(None, "user_version", |r| r.get(0))
                 .unwrap()

@@ -23,7 +23,7 @@ pub fn run_confirm(
     reader: Option<String>,
     (wait, card_timeout): (u64, f64),
     pin_stdin: bool,
-    (action, consent): (Action, Vec<Consent>),
+    (action, consent, prescription): (Action, Vec<Consent>, onshi_proto::v1::PrescriptionIssue),
     json: bool,
     trace: Option<String>,
 ) -> ExitCode {
@@ -42,12 +42,22 @@ pub fn run_confirm(
         return ExitCode::from(2);
     }
     let has = |c: Consent| consent.contains(&c);
-    let consents = ConsentBits::new(
-        has(Consent::Medication),
-        has(Consent::Checkup),
-        has(Consent::Clinical),
-        has(Consent::Surgery),
-    );
+    let consents = if has(Consent::All) {
+        if consent.len() > 1 {
+            eprintln!(
+                "reader-agent: --consent all (包括同意) gives every kind already: give it alone"
+            );
+            return ExitCode::from(2);
+        }
+        ConsentBits::comprehensive()
+    } else {
+        ConsentBits::new(
+            has(Consent::Medication),
+            has(Consent::Checkup),
+            has(Consent::Clinical),
+            has(Consent::Surgery),
+        )
+    };
     let Some(card_timeout) = card_timeout_arg(card_timeout) else {
         return ExitCode::from(2);
     };
@@ -69,6 +79,7 @@ pub fn run_confirm(
         wait: Duration::from_secs(wait),
         card_timeout,
         consents,
+        prescription,
         service_override: service,
         action,
     };

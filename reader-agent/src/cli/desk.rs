@@ -61,6 +61,80 @@ pub fn numbers(
     })
 }
 
+/// `institutions`: ListInstitutions, printed as CSV or JSON.
+pub fn institutions(desk: &DeskArgs, json: bool) -> ExitCode {
+    desk_run(desk, |mut c| async move {
+        let list = match c
+            .list_institutions(onshi_proto::v1::ListInstitutionsRequest {})
+            .await
+        {
+            Ok(r) => r.into_inner().institutions,
+            Err(status) => {
+                let outcome = onshi_reader_agent::confirm::refused_by_service(&status);
+                print_outcome(&outcome, json);
+                return outcome.exit_code();
+            }
+        };
+        let printed = if json {
+            let rows: Vec<serde_json::Value> = list
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "institution_code": i.institution_code,
+                        "name": i.name,
+                        "prefecture": i.prefecture,
+                        "prefecture_name": i.prefecture_name,
+                        "started_on": i.started_on,
+                        "terminals_in_operation": i.terminals_in_operation,
+                    })
+                })
+                .collect();
+            serde_json::to_string_pretty(&rows)
+                .map(|text| println!("{text}"))
+                .map_err(|e| e.to_string())
+        } else {
+            write_institutions_csv(&list, std::io::stdout().lock()).map_err(|e| e.to_string())
+        };
+        match printed {
+            Ok(()) => {
+                eprintln!("reader-agent: {} institution(s)", list.len());
+                0
+            }
+            Err(e) => {
+                eprintln!("reader-agent: cannot print the list: {e}");
+                3
+            }
+        }
+    })
+}
+
+fn write_institutions_csv(
+    list: &[onshi_proto::v1::Institution],
+    out: impl std::io::Write,
+) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "institution_code",
+        "name",
+        "prefecture",
+        "prefecture_name",
+        "started_on",
+        "terminals_in_operation",
+    ])?;
+    for i in list {
+        w.write_record([
+            i.institution_code.as_str(),
+            &i.name,
+            &i.prefecture,
+            &i.prefecture_name,
+            &i.started_on,
+            &i.terminals_in_operation.to_string(),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
 pub fn desk_clinical(
     desk: &DeskArgs,
     patient: &PatientArgs,

@@ -32,7 +32,8 @@ use tokio_stream::{Stream, StreamExt};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::session::{
-    Action, ActionError, ConsentAnswers, Kiosk, KioskState, MethodChoice, VisualCheck,
+    Action, ActionError, ConsentAnswers, Kiosk, KioskState, MethodChoice, PrescriptionChoice,
+    VisualCheck,
 };
 use super::staff::{DeskError, StaffDesk};
 use super::staff_auth::{LoginError, StaffLogins, StaffMember};
@@ -95,6 +96,7 @@ pub fn kiosk_router(state: AppState) -> Router {
         .route("/api/pin", post(pin))
         .route("/api/face", post(face))
         .route("/api/consents", post(consents))
+        .route("/api/prescription", post(prescription))
         .route("/api/registration", post(registration))
         .route("/api/cancel", post(cancel))
         .route("/api/declaration", post(declaration))
@@ -466,6 +468,37 @@ async fn consents(State(app): State<AppState>, body: Bytes) -> Response {
     acted(
         app.kiosk
             .act(req.session, Action::Consents(req.answers))
+            .await,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PrescriptionRequest {
+    session: String,
+    /// `electronic` or `paper`.
+    choice: String,
+}
+
+async fn prescription(State(app): State<AppState>, body: Bytes) -> Response {
+    let req: PrescriptionRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let choice = match req.choice.as_str() {
+        "electronic" => PrescriptionChoice::Electronic,
+        "paper" => PrescriptionChoice::Paper,
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("choice {other:?} is not one of electronic, paper"),
+            )
+        }
+    };
+    acted(
+        app.kiosk
+            .act(req.session, Action::Prescription(choice))
             .await,
     )
 }

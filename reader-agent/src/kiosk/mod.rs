@@ -64,6 +64,17 @@ pub struct KioskOptions {
     pub outage_capacity: usize,
 }
 
+/// Whether the terminal `<医療機関コード>-<id>` belongs to an institution that issues
+/// prescriptions, so its kiosk asks for the 電子処方箋 choice: a 医科 (point-table digit 1) or
+/// 歯科 (3) institution. A pharmacy (4) receives prescriptions and does not ask; nor does a
+/// kiosk whose configuration names no terminal. (Assumption: docs/domain.md.)
+pub fn issues_prescriptions(terminal_name: Option<&str>) -> bool {
+    let Some(code) = terminal_name.and_then(|n| n.split('-').next()) else {
+        return false;
+    };
+    code.len() == 10 && matches!(code.as_bytes()[2], b'1' | b'3')
+}
+
 /// Loads the reader's device key (PKCS#8 DER, ECDSA P-256).
 pub fn load_device_key(config: &AgentConfig) -> Result<Option<EcdsaKeyPair>, String> {
     let Some(path) = &config.device_key else {
@@ -154,6 +165,7 @@ pub async fn run(
         client,
         device_key,
         face_threshold_permille: options.face_threshold_permille,
+        prescription_choice: issues_prescriptions(config.terminal_name.as_deref()),
         face_failures,
         card_timeout: options.card_timeout,
         idle_timeout: options.idle_timeout,

@@ -20,8 +20,8 @@ use tonic::transport::Channel;
 
 use super::flow::{card_key, step, Effect, Event, Settings, State};
 pub use super::flow::{
-    Action, ActionError, ActionRefused, ConsentAnswers, KioskState, MethodChoice, Screen,
-    VisualCheck, CONSENT_ITEMS,
+    Action, ActionError, ActionRefused, ConsentAnswers, KioskState, MethodChoice,
+    PrescriptionChoice, Screen, VisualCheck, CONSENT_ITEMS,
 };
 
 use super::card::{CardEvent, CardFailure, CardHandle};
@@ -118,6 +118,8 @@ pub struct KioskSetup {
     pub client: ConfirmationClient<Channel>,
     pub device_key: Option<EcdsaKeyPair>,
     pub face_threshold_permille: u16,
+    /// Ask for the 電子処方箋 choice (the institution issues prescriptions).
+    pub prescription_choice: bool,
     pub face_failures: FaceFailures,
     pub card_timeout: Duration,
     pub idle_timeout: Duration,
@@ -136,6 +138,7 @@ pub fn start(setup: KioskSetup) -> Kiosk {
     let state = State::new(Settings {
         device_key: setup.device_key.is_some(),
         face_threshold_permille: setup.face_threshold_permille,
+        prescription_choice: setup.prescription_choice,
     });
     let (publish, state_rx) = watch::channel(state.view());
     let (tx, rx) = mpsc::unbounded_channel();
@@ -410,6 +413,9 @@ impl Runner {
             Effect::Register(request) => {
                 Event::Registered(answer(client.register_for_insurance(request).await))
             }
+            Effect::RegisterByReader(request) => {
+                Event::Registered(answer(client.register_by_reader(request).await))
+            }
             other => {
                 unreachable!("not a request: {other:?}")
             }
@@ -443,6 +449,7 @@ mod tests {
             client: client.clone(),
             device_key: None,
             face_threshold_permille: crate::face::DEFAULT_THRESHOLD_PERMILLE,
+            prescription_choice: false,
             face_failures: FaceFailures::in_memory(),
             card_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(60),

@@ -644,6 +644,17 @@ fn result_elements(
     if (1..=5).contains(&validity) {
         target.put("QualificationValidity", validity.to_string());
     }
+    // 電子処方箋: the patient's choice at the reader, 1 electronic or 2 paper; absent where
+    // the reader did not ask (a pharmacy, a card-less query).
+    match result.prescription_issue() {
+        pb::PrescriptionIssue::Electronic => {
+            target.put("PrescriptionIssueSelect", "1");
+        }
+        pb::PrescriptionIssue::Paper => {
+            target.put("PrescriptionIssueSelect", "2");
+        }
+        pb::PrescriptionIssue::Unspecified => {}
+    }
     if let Some(s) = echo {
         target.push(s.echo());
     }
@@ -1067,6 +1078,44 @@ mod tests {
         assert_eq!(f.code, ErrorCode::InvalidField);
         let (f, _) = read_request(Kind::Single, &codec::parse("<Other/>").unwrap()).unwrap_err();
         assert_eq!(f.code, ErrorCode::Malformed);
+    }
+
+    /// 電子処方箋: the patient's choice is PrescriptionIssueSelect (1 electronic, 2 paper),
+    /// right after QualificationValidity; not asked, the element is absent.
+    #[test]
+    fn the_prescription_choice_is_prescription_issue_select() {
+        let ctx = AnswerContext {
+            executed_at: "20250101090000".into(),
+            confirmation_date: "20250101".into(),
+            medical_institution_code: "1310156789".into(),
+            arbitrary_file_identifier: String::new(),
+            reference_classification: "1",
+            charset: Charset::ShiftJis,
+        };
+        for (choice, expected) in [
+            (pb::PrescriptionIssue::Electronic, Some("1")),
+            (pb::PrescriptionIssue::Paper, Some("2")),
+            (pb::PrescriptionIssue::Unspecified, None),
+        ] {
+            let result = pb::ConfirmationResult {
+                validity: 1,
+                prescription_issue: choice as i32,
+                ..Default::default()
+            };
+            let a = confirmation_answer(&ctx, &result, None, None);
+            let body = a.child("MessageBody").unwrap();
+            assert_eq!(
+                body.text_of("PrescriptionIssueSelect"),
+                expected,
+                "{choice:?}"
+            );
+            let xml = String::from_utf8(codec::write(&a, Charset::Utf8).bytes).unwrap();
+            if expected.is_some() {
+                let validity = xml.find("<QualificationValidity>").unwrap();
+                let select = xml.find("<PrescriptionIssueSelect>").unwrap();
+                assert!(validity < select, "{xml}");
+            }
+        }
     }
 
     #[test]

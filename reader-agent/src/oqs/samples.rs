@@ -99,6 +99,7 @@ fn result(validity: pb::QualificationValidity) -> pb::ConfirmationResult {
         }),
         confirmation_id: "C0000000000000001".into(),
         confirmed_at: ts(at),
+        prescription_issue: pb::PrescriptionIssue::Unspecified as i32,
         ..Default::default()
     }
 }

@@ -28,6 +28,15 @@ pub const CASES: [&str; 11] = [
     "certificate-expiring",
 ];
 
+/// The cases shown by a card's holder (after [`CASES`] in `world.json`): how the rules of
+/// December 2026 look at the reader.
+pub const CARD_CASES: [&str; 4] = [
+    "face-only-card",
+    "face-only-registration",
+    "comprehensive-consent",
+    "prescription-choice",
+];
+
 /// What a card-less query with a record's numbers answers about a person whose records are
 /// `records` ([`assess_by_numbers`]); no record with those numbers is 4 該当資格なし (the
 /// store finds nobody).
@@ -63,6 +72,8 @@ pub fn validity_by_numbers(
 #[derive(Debug, Clone, Default)]
 pub struct Examples {
     found: Vec<Option<ExampleEntry>>,
+    /// [`CARD_CASES`], in order.
+    cards: Vec<Option<ExampleEntry>>,
 }
 
 fn yyyymmdd(d: Date) -> String {
@@ -82,6 +93,7 @@ impl Examples {
     pub fn new() -> Self {
         Examples {
             found: vec![None; CASES.len()],
+            cards: vec![None; CARD_CASES.len()],
         }
     }
 
@@ -98,11 +110,74 @@ impl Examples {
                 *mine = theirs;
             }
         }
+        for (mine, theirs) in self.cards.iter_mut().zip(later.cards) {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
     }
 
     /// The examples found, in [`CASES`] order.
     pub fn into_entries(self) -> Vec<ExampleEntry> {
-        self.found.into_iter().flatten().collect()
+        self.found.into_iter().chain(self.cards).flatten().collect()
+    }
+
+    /// Looks at the holder `g` of card `card` of `kind`, for the [`CARD_CASES`] (card holders
+    /// are offered in card order, so the first card of each kind is the example).
+    pub fn offer_card(&mut self, g: &Generated, card: &str, kind: CardKind, today: Date) {
+        let current: Vec<&QualificationRecord> =
+            g.records.iter().filter(|r| r.is_current(today)).collect();
+        let [record] = current[..] else { return };
+        for (slot, case) in CARD_CASES.iter().enumerate() {
+            if self.cards[slot].is_some() {
+                continue;
+            }
+            let registered = g.person.registered_for_insurance;
+            let description = match (*case, kind) {
+                ("face-only-card", CardKind::FaceOnly) if registered => {
+                    "a face-only card (顔認証マイナンバーカード): no PIN pad is offered; confirmed \
+                     by face or a staff member's visual check"
+                }
+                ("face-only-registration", CardKind::FaceOnlyUnregistered) if !registered => {
+                    "a face-only card whose holder is not registered for insurance use: \
+                     registered at the reader by face or visual check (RegisterByReader), \
+                     then confirmed"
+                }
+                ("comprehensive-consent", CardKind::Valid)
+                    if registered && !g.medications.is_empty() && !g.checkups.is_empty() =>
+                {
+                    "包括同意: one consent for every kind (`confirm --consent all`); then both \
+                     the medications and the checkups answer"
+                }
+                ("prescription-choice", CardKind::Valid) if registered => {
+                    "電子処方箋: at the clinic's reader the patient chooses an electronic or a \
+                     paper prescription (`confirm --prescription`); the result echoes it"
+                }
+                _ => continue,
+            };
+            let validity = validity_by_numbers(
+                &g.records,
+                record.insurer_number.as_str(),
+                record.symbol.as_deref(),
+                &record.number,
+                record.branch.as_deref(),
+                g.person.birth_date,
+                today,
+            );
+            self.cards[slot] = Some(ExampleEntry {
+                case: (*case).to_owned(),
+                description: description.to_owned(),
+                person_id: g.person.id.clone(),
+                card: Some(card.to_owned()),
+                insurer_number: record.insurer_number.as_str().to_owned(),
+                symbol: record.symbol.clone(),
+                number: record.number.clone(),
+                branch: record.branch.clone(),
+                birth_date: yyyymmdd(g.person.birth_date),
+                validity: validity.code(),
+                as_of_date: None,
+            });
+        }
     }
 
     /// Looks at the person `g` (persons are offered in index order); `card` is the card they

@@ -100,7 +100,13 @@ pub fn card_plan(index: usize) -> CardPlan {
             true,
             "face-only card (顔認証マイナンバーカード): no PIN, no signature certificate; registered; one current employee qualification (validity 1)",
         ),
-        _ => match (index - 7) % CYCLE {
+        7 => plan(
+            CardKind::FaceOnlyUnregistered,
+            Holder::Employee,
+            false,
+            "face-only card (顔認証マイナンバーカード) whose holder is not registered for insurance use: registers at the reader by face or visual check (validity 1 once registered)",
+        ),
+        _ => match (index - 8) % CYCLE {
             0 => plan(
                 CardKind::Valid,
                 Holder::Koki,

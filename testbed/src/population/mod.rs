@@ -32,7 +32,7 @@ mod holders;
 mod households;
 pub mod tables;
 
-pub use examples::{validity_by_numbers, Examples, CASES};
+pub use examples::{validity_by_numbers, Examples, CARD_CASES, CASES};
 pub use gen::{person_id, person_index, NUMBER_BASE};
 pub use holders::{card_plan, CardPlan, Holder};
 
@@ -234,6 +234,9 @@ impl Population {
                 .plans
                 .get(i)
                 .map(|plan| (format!("card-{:04}", i + 1), plan.kind));
+            if let Some((name, kind)) = &card {
+                chunk.examples.offer_card(&g, name, *kind, self.spec.today);
+            }
             chunk
                 .examples
                 .offer(&g, card, self.spec.today, &self.catalog);

@@ -376,7 +376,7 @@ fn the_age_pyramid_is_plausible() {
 
 #[test]
 fn card_holders_have_the_records_their_roles_need() {
-    let pop = population(1, 50, 11);
+    let pop = population(1, 50, 12);
     let holders = pop.card_holders().unwrap();
     let validity = |i: usize| assess(&holders[i].records, TODAY).validity;
     assert_eq!(validity(0), Validity::Valid);
@@ -403,24 +403,28 @@ fn card_holders_have_the_records_their_roles_need() {
     // The face-only card's holder: an ordinary registered employee (the card is what differs).
     assert_eq!(validity(6), Validity::Valid);
     assert!(holders[6].person.registered_for_insurance);
+    // The second face-only card's holder: the same, but not registered (it registers at the
+    // reader without a PIN).
+    assert_eq!(validity(7), Validity::Valid);
+    assert!(!holders[7].person.registered_for_insurance);
 
-    let koki = &holders[7].records[0];
+    let koki = &holders[8].records[0];
     assert!(koki.insurer_number.is_koki());
     assert_eq!((koki.symbol.as_ref(), koki.branch.as_ref()), (None, None));
     assert_eq!(koki.copay_ratio, "010");
 
-    let child = &holders[8].records[0];
+    let child = &holders[9].records[0];
     assert!(child.preschool);
     assert_eq!(child.copay_ratio, "020");
     assert_eq!(child.personal_family, 2);
     assert_ne!(child.branch.as_deref(), Some("00"));
-    assert_ne!(child.insured_person_name, holders[8].person.name);
+    assert_ne!(child.insured_person_name, holders[9].person.name);
 
-    let elderly = &holders[9].records[0];
+    let elderly = &holders[10].records[0];
     assert_eq!(elderly.copay_ratio, "020");
     assert!(elderly.elderly.is_some());
 
-    let kokuho = &holders[10].records[0];
+    let kokuho = &holders[11].records[0];
     assert!(kokuho.insurer_number.is_kokuho());
     assert_eq!(kokuho.specific_diseases.len(), 1);
     assert_eq!(kokuho.copay_ratio, "030");

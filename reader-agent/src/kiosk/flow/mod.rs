@@ -54,6 +54,15 @@ use crate::report::Outcome;
 /// The consent screens, in order (eligibility.md §1 step 4).
 pub const CONSENT_ITEMS: [&str; 4] = ["medication", "checkup", "clinical", "surgery"];
 
+/// The page's name of a prescription choice (`None`: not asked).
+pub fn prescription_name(p: pb::PrescriptionIssue) -> Option<&'static str> {
+    match p {
+        pb::PrescriptionIssue::Unspecified => None,
+        pb::PrescriptionIssue::Electronic => Some("electronic"),
+        pb::PrescriptionIssue::Paper => Some("paper"),
+    }
+}
+
 /// How the patient chose to be identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MethodChoice {
@@ -70,6 +79,26 @@ pub struct ConsentAnswers {
     pub checkup: Option<bool>,
     pub clinical: Option<bool>,
     pub surgery: Option<bool>,
+    /// 包括同意: `true` consents to every kind at once; offered only before any single
+    /// answer, and never together with a refusal.
+    #[serde(default)]
+    pub all: Option<bool>,
+}
+
+/// The patient's choice of prescription on the 電子処方箋 screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrescriptionChoice {
+    Electronic,
+    Paper,
+}
+
+impl PrescriptionChoice {
+    pub fn to_proto(self) -> pb::PrescriptionIssue {
+        match self {
+            PrescriptionChoice::Electronic => pb::PrescriptionIssue::Electronic,
+            PrescriptionChoice::Paper => pb::PrescriptionIssue::Paper,
+        }
+    }
 }
 
 /// What the patient (or a script) does.
@@ -80,6 +109,8 @@ pub enum Action {
     EnterPin(Pin),
     Face(Camera),
     Consents(ConsentAnswers),
+    /// The 電子処方箋 screen's answer.
+    Prescription(PrescriptionChoice),
     Register(bool),
     /// The insurance numbers the patient declared on the outage path (資格申立書).
     Declare(Declaration),
@@ -94,6 +125,7 @@ impl Action {
             Action::EnterPin(_) => Some("pin"),
             Action::Face(_) => Some("face"),
             Action::Consents(_) => Some("consent"),
+            Action::Prescription(_) => Some("prescription"),
             Action::Register(_) => Some("offer_registration"),
             Action::Declare(_) => Some("outage_declare"),
             Action::Cancel => None,
@@ -118,6 +150,9 @@ pub struct Settings {
     /// The reader has a device key, so it can attest a face match or a visual check.
     pub device_key: bool,
     pub face_threshold_permille: u16,
+    /// The institution issues prescriptions (a clinic or hospital, not a pharmacy): after the
+    /// consents the patient chooses a paper or an electronic prescription (電子処方箋).
+    pub prescription_choice: bool,
 }
 
 /// Whatever happened: the reader's events, the patient's actions, staff's switch, the idle
@@ -190,6 +225,9 @@ pub enum Effect {
     ConfirmByReader(pb::ConfirmByReaderRequest),
     /// [`Event::Registered`].
     Register(pb::RegisterRequest),
+    /// 健康保険証利用申込み attested by the reader (a card without a PIN):
+    /// [`Event::Registered`].
+    RegisterByReader(pb::RegisterByReaderRequest),
     /// Record the visit in the outage store, fsync'd before it answers:
     /// [`Event::OutageRecorded`]. No PIN and no signature: the declaration and the card's
     /// certificate hash, if a card was read.
@@ -232,6 +270,7 @@ impl Effect {
                 | Effect::ConfirmByCard(_)
                 | Effect::ConfirmByReader(_)
                 | Effect::Register(_)
+                | Effect::RegisterByReader(_)
                 | Effect::RecordOutage { .. }
         )
     }
@@ -328,6 +367,8 @@ impl Identified {
 pub struct Reception {
     pub identified: Identified,
     pub consents: ConsentBits,
+    /// The 電子処方箋 choice (unspecified where the kiosk does not ask).
+    pub prescription: pb::PrescriptionIssue,
 }
 
 /// What the PIN pad is for.
@@ -360,6 +401,8 @@ pub struct Completed {
     pub warning: Option<view::CertificateWarning>,
     pub certificate_expiry: Option<String>,
     pub grace_until: Option<String>,
+    /// The prescription choice the service echoed.
+    pub prescription: pb::PrescriptionIssue,
 }
 
 /// Why the session failed, as the failure screen shows it.
@@ -411,6 +454,12 @@ pub enum Stage {
         card: CardSession,
         identified: Identified,
         answers: [Option<bool>; 4],
+    },
+    /// 電子処方箋: paper or electronic, after the consents.
+    Prescription {
+        card: CardSession,
+        identified: Identified,
+        consents: ConsentBits,
     },
     Confirming {
         card: CardSession,
@@ -465,6 +514,7 @@ impl Stage {
             | Stage::VerifyingPin { card, .. }
             | Stage::Face { card, .. }
             | Stage::Consent { card, .. }
+            | Stage::Prescription { card, .. }
             | Stage::Confirming { card, .. }
             | Stage::OfferRegistration { card, .. }
             | Stage::Registering { card, .. }
@@ -485,6 +535,7 @@ impl Stage {
             | Stage::VerifyingPin { card, .. }
             | Stage::Face { card, .. }
             | Stage::Consent { card, .. }
+            | Stage::Prescription { card, .. }
             | Stage::Confirming { card, .. }
             | Stage::OfferRegistration { card, .. }
             | Stage::Registering { card, .. }
@@ -503,6 +554,7 @@ impl Stage {
                 | Stage::Pin { .. }
                 | Stage::Face { .. }
                 | Stage::Consent { .. }
+                | Stage::Prescription { .. }
                 | Stage::OfferRegistration { .. }
                 | Stage::Declare { .. }
         )
@@ -606,9 +658,13 @@ impl State {
                     item: CONSENT_ITEMS[i],
                     index: i as u8 + 1,
                     total: CONSENT_ITEMS.len() as u8,
+                    comprehensive_offered: answers.iter().all(Option::is_none),
                 }
             }
-            Stage::OfferRegistration { .. } => Screen::OfferRegistration,
+            Stage::Prescription { .. } => Screen::Prescription,
+            Stage::OfferRegistration { card, .. } => Screen::OfferRegistration {
+                needs_pin: card.pin.set,
+            },
             Stage::Done { completed, .. } => Screen::Done {
                 confirmation_id: completed.confirmation_id.clone(),
                 validity: completed.validity,
@@ -618,6 +674,7 @@ impl State {
                 warning: completed.warning,
                 certificate_expiry: completed.certificate_expiry.clone(),
                 grace_until: completed.grace_until.clone(),
+                prescription: prescription_name(completed.prescription),
             },
             Stage::Failed { failure, .. } => Screen::Failed {
                 reason: failure.reason,

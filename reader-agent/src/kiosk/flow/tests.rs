@@ -37,6 +37,7 @@ fn settings() -> Settings {
     Settings {
         device_key: true,
         face_threshold_permille: crate::face::DEFAULT_THRESHOLD_PERMILLE,
+        prescription_choice: false,
     }
 }
 
@@ -122,6 +123,7 @@ impl Kiosk {
             checkup: Some(false),
             clinical: Some(true),
             surgery: Some(false),
+            all: None,
         }))
     }
 
@@ -235,7 +237,8 @@ fn a_pin_confirmation_signs_the_consents_and_resets_the_card_at_the_end() {
         Screen::Consent {
             item: "medication",
             index: 1,
-            total: 4
+            total: 4,
+            comprehensive_offered: true,
         }
     );
     k.all_consents();
@@ -278,6 +281,7 @@ fn a_pin_confirmation_signs_the_consents_and_resets_the_card_at_the_end() {
             warning: None,
             certificate_expiry: None,
             grace_until: None,
+            prescription: None,
         }
     );
     // Pulling the card after 受付完了: the start screen, without a notice.
@@ -548,7 +552,7 @@ fn registration_with_the_verified_pin_then_the_confirmation_again() {
         .feed(Event::Answered(Err(refused(
             pb::ResultCode::CardNotRegistered,
         ))));
-    assert_eq!(k.screen(), Screen::OfferRegistration);
+    assert_eq!(k.screen(), Screen::OfferRegistration { needs_pin: true });
     assert!(k.records().is_empty(), "the offer is not a refusal yet");
     assert!(
         !k.resets_card(),
@@ -669,7 +673,7 @@ fn registration_declined_or_impossible() {
             .feed(Event::Answered(Err(refused(
                 pb::ResultCode::CardNotRegistered,
             ))));
-        assert_eq!(k.screen(), Screen::OfferRegistration);
+        assert!(matches!(k.screen(), Screen::OfferRegistration { .. }));
         k
     };
     let mut k = offer(PinStatus::TriesLeft(3));
@@ -680,12 +684,15 @@ fn registration_declined_or_impossible() {
     );
     assert_eq!(k.records()[0].method, "face");
 
+    // A card without a PIN registers by the face that identified its holder (its own test
+    // below follows the exchange to the end).
     let mut k = offer(PinStatus::NotSet);
+    assert_eq!(k.screen(), Screen::OfferRegistration { needs_pin: false });
     k.act(Action::Register(true));
-    assert_eq!(
-        k.failed(),
-        (FailReason::PinNotSet, code(pb::ResultCode::PinNotSet))
-    );
+    assert!(matches!(
+        &k.effects[..],
+        [Effect::IssueChallenge(pb::Purpose::RegisterByReader)]
+    ));
 
     let mut k = offer(PinStatus::Blocked);
     k.act(Action::Register(true));
@@ -849,7 +856,8 @@ fn consent_screens_come_one_at_a_time_in_order() {
             Screen::Consent {
                 item,
                 index: i as u8 + 1,
-                total: 4
+                total: 4,
+                comprehensive_offered: i == 0,
             }
         );
         let mut answers = ConsentAnswers::default();
@@ -1113,3 +1121,270 @@ fn reader_trouble_is_shown_and_a_placed_card_clears_it() {
 }
 
 mod outage;
+
+// ---- the rules of December 2026: 包括同意, 電子処方箋, a face-only card's registration ----
+
+fn consent_all() -> Action {
+    Action::Consents(ConsentAnswers {
+        all: Some(true),
+        ..ConsentAnswers::default()
+    })
+}
+
+#[test]
+fn comprehensive_consent_gives_every_kind_in_one_step() {
+    let mut k = Kiosk::ready();
+    k.act(Action::ChooseMethod(MethodChoice::Pin))
+        .pin("1234")
+        .feed(Event::PinChecked(Ok(Ok(()))))
+        .act(consent_all());
+    assert!(matches!(
+        &k.effects[..],
+        [Effect::IssueChallenge(pb::Purpose::Confirm)]
+    ));
+    k.challenge().feed(Event::Signed(Ok(vec![9; 256])));
+    let [Effect::ConfirmByCard(request)] = &k.effects[..] else {
+        panic!("the confirmation is sent: {:?}", k.effects)
+    };
+    let consents = request.consents.expect("consents");
+    assert!(consents.comprehensive);
+    assert!(consents.medication && consents.checkup && consents.clinical && consents.surgery);
+    assert_eq!(
+        request.consents,
+        Some(ConsentBits::comprehensive().into()),
+        "the same bits the card signed"
+    );
+}
+
+#[test]
+fn comprehensive_consent_only_before_any_answer_and_never_with_a_refusal() {
+    let mut k = Kiosk::ready();
+    k.act(Action::ChooseMethod(MethodChoice::Pin))
+        .pin("1234")
+        .feed(Event::PinChecked(Ok(Ok(()))))
+        .act(Action::Consents(ConsentAnswers {
+            medication: Some(true),
+            ..ConsentAnswers::default()
+        }));
+    let second = Screen::Consent {
+        item: "checkup",
+        index: 2,
+        total: 4,
+        comprehensive_offered: false,
+    };
+    assert_eq!(k.screen(), second);
+    k.act(consent_all());
+    assert_eq!(k.refusal().map(|r| r.0), Some(ActionRefused::NotOffered));
+    assert_eq!(k.screen(), second, "the screen stays");
+
+    let mut k = Kiosk::ready();
+    k.act(Action::ChooseMethod(MethodChoice::Pin))
+        .pin("1234")
+        .feed(Event::PinChecked(Ok(Ok(()))))
+        .act(Action::Consents(ConsentAnswers {
+            surgery: Some(false),
+            all: Some(true),
+            ..ConsentAnswers::default()
+        }));
+    assert_eq!(k.refusal().map(|r| r.0), Some(ActionRefused::NotOffered));
+    assert!(matches!(
+        k.screen(),
+        Screen::Consent {
+            index: 1,
+            comprehensive_offered: true,
+            ..
+        }
+    ));
+    // `all: false` is no answer: the individual screens go on.
+    k.act(Action::Consents(ConsentAnswers {
+        medication: Some(false),
+        all: Some(false),
+        ..ConsentAnswers::default()
+    }));
+    assert!(matches!(k.screen(), Screen::Consent { index: 2, .. }));
+}
+
+fn clinic() -> Settings {
+    Settings {
+        prescription_choice: true,
+        ..settings()
+    }
+}
+
+#[test]
+fn a_clinic_asks_for_the_prescription_after_the_consents_and_sends_the_choice() {
+    for (choice, name) in [
+        (PrescriptionChoice::Electronic, "electronic"),
+        (PrescriptionChoice::Paper, "paper"),
+    ] {
+        let mut k = Kiosk::card(clinic(), PinStatus::TriesLeft(3), 0);
+        k.act(Action::ChooseMethod(MethodChoice::Pin))
+            .pin("1234")
+            .feed(Event::PinChecked(Ok(Ok(()))))
+            .all_consents();
+        assert_eq!(k.screen(), Screen::Prescription);
+        assert!(k.effects.is_empty(), "nothing is sent before the choice");
+        // The prescription belongs to its own screen, and the consents to theirs.
+        k.act(consent_all());
+        assert_eq!(k.refusal().map(|r| r.0), Some(ActionRefused::WrongScreen));
+        k.act(Action::Prescription(choice));
+        assert!(matches!(
+            &k.effects[..],
+            [Effect::IssueChallenge(pb::Purpose::Confirm)]
+        ));
+        k.challenge().feed(Event::Signed(Ok(vec![9; 256])));
+        let [Effect::ConfirmByCard(request)] = &k.effects[..] else {
+            panic!("the confirmation is sent: {:?}", k.effects)
+        };
+        assert_eq!(request.prescription_issue(), choice.to_proto());
+        k.feed(Event::Answered(Ok(Box::new(pb::ConfirmationResult {
+            result_code: pb::ResultCode::Ok as i32,
+            validity: 1,
+            confirmation_id: "C-9".into(),
+            prescription_issue: choice.to_proto() as i32,
+            ..Default::default()
+        }))));
+        assert!(matches!(
+            k.screen(),
+            Screen::Done { prescription: Some(p), .. } if p == name
+        ));
+    }
+}
+
+#[test]
+fn the_prescription_screen_waits_for_the_patient_and_a_pharmacy_never_shows_it() {
+    let mut k = Kiosk::card(clinic(), PinStatus::TriesLeft(3), 0);
+    k.act(Action::ChooseMethod(MethodChoice::Pin))
+        .pin("1234")
+        .feed(Event::PinChecked(Ok(Ok(()))))
+        .all_consents();
+    assert_eq!(k.screen(), Screen::Prescription);
+    k.feed(Event::IdleTimeout);
+    assert_eq!(k.failed().0, FailReason::TimedOut);
+    assert!(k.resets_card(), "the verified card is reset");
+
+    // A pharmacy (the default settings): straight from the consents to the confirmation,
+    // and a prescription action is refused.
+    let mut k = Kiosk::ready();
+    k.act(Action::ChooseMethod(MethodChoice::Pin))
+        .pin("1234")
+        .feed(Event::PinChecked(Ok(Ok(()))))
+        .all_consents();
+    assert!(matches!(
+        &k.effects[..],
+        [Effect::IssueChallenge(pb::Purpose::Confirm)]
+    ));
+    k.act(Action::Prescription(PrescriptionChoice::Paper));
+    assert_eq!(k.refusal().map(|r| r.0), Some(ActionRefused::WrongScreen));
+}
+
+/// A face-only card identified by `identify`, refused as not registered: the offer.
+fn face_only_offer(identify: impl FnOnce(&mut Kiosk)) -> Kiosk {
+    let mut k = Kiosk::card(settings(), PinStatus::NotSet, 0);
+    identify(&mut k);
+    k.all_consents()
+        .challenge()
+        .feed(Event::Attested(Ok(vec![4])))
+        .feed(Event::Answered(Err(refused(
+            pb::ResultCode::CardNotRegistered,
+        ))));
+    assert_eq!(k.screen(), Screen::OfferRegistration { needs_pin: false });
+    k
+}
+
+#[test]
+fn a_face_only_card_registers_by_face_then_confirms_again() {
+    let mut k = face_only_offer(|k| {
+        k.act(Action::ChooseMethod(MethodChoice::Face))
+            .feed(Event::FacePhoto(Ok(photo())))
+            .act(Action::Face(Camera::Holder));
+    });
+    k.act(Action::Register(true));
+    assert!(matches!(
+        &k.effects[..],
+        [Effect::IssueChallenge(pb::Purpose::RegisterByReader)]
+    ));
+    k.challenge();
+    let [Effect::Attest(binding)] = &k.effects[..] else {
+        panic!("the reader attests: {:?}", k.effects)
+    };
+    // Purpose 40, no consents, then the face check's kind (3) and the check.
+    assert_eq!(binding[8], 40);
+    let suffix = &binding[binding.len() - 7..];
+    assert_eq!(suffix[0], 0, "a registration carries no consents");
+    assert_eq!(suffix[1..3], [3, 1]);
+    k.feed(Event::Attested(Ok(vec![5])));
+    let [Effect::RegisterByReader(request)] = &k.effects[..] else {
+        panic!("the registration is sent: {:?}", k.effects)
+    };
+    assert_eq!(request.method(), pb::ReaderMethod::Face);
+    assert!(request.face_match.is_some());
+    assert_eq!(request.attestation, vec![5]);
+    assert_eq!(request.challenge, vec![7; 32]);
+    k.feed(Event::Registered(Ok(pb::RegisterResponse {
+        result_code: pb::ResultCode::Ok as i32,
+        newly_registered: true,
+        confirmation_id: "C-R".into(),
+        ..Default::default()
+    })));
+    let records = k.records();
+    assert_eq!(records[0].method, "face");
+    assert!(records[0].registered_now);
+    assert!(matches!(
+        &k.effects[..],
+        [Effect::Record(_), Effect::IssueChallenge(pb::Purpose::Face)]
+    ));
+    k.challenge()
+        .feed(Event::Attested(Ok(vec![6])))
+        .feed(confirmed("C-2"));
+    assert!(matches!(
+        k.screen(),
+        Screen::Done {
+            method: Method::Face,
+            registered_now: true,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_face_only_card_registers_by_a_staff_members_visual_check() {
+    let mut k = face_only_offer(|k| {
+        k.feed(Event::Visual(VisualCheck::On("N-0042".into())))
+            .act(Action::ChooseMethod(MethodChoice::Visual));
+    });
+    k.act(Action::Register(true)).challenge();
+    let [Effect::Attest(binding)] = &k.effects[..] else {
+        panic!("the reader attests: {:?}", k.effects)
+    };
+    assert_eq!(binding[8], 40);
+    assert!(binding.ends_with(&[0, 4, 6, b'N', b'-', b'0', b'0', b'4', b'2']));
+    k.feed(Event::Attested(Ok(vec![5])));
+    let [Effect::RegisterByReader(request)] = &k.effects[..] else {
+        panic!("the registration is sent: {:?}", k.effects)
+    };
+    assert_eq!(request.method(), pb::ReaderMethod::VisualCheck);
+    assert_eq!(request.staff_id, "N-0042");
+    // The service refuses: a refusal like any other, recorded with the staff member.
+    k.feed(Event::Registered(Err(refused(
+        pb::ResultCode::AttestationInvalid,
+    ))));
+    assert_eq!(
+        k.failed(),
+        (
+            FailReason::Refused,
+            code(pb::ResultCode::AttestationInvalid)
+        )
+    );
+    assert_eq!(k.records()[0].staff_id.as_deref(), Some("N-0042"));
+    // A failed attestation ends it too, and no PIN is ever asked.
+    let mut k = face_only_offer(|k| {
+        k.act(Action::ChooseMethod(MethodChoice::Face))
+            .feed(Event::FacePhoto(Ok(photo())))
+            .act(Action::Face(Camera::Holder));
+    });
+    k.act(Action::Register(true))
+        .challenge()
+        .feed(Event::Attested(Err("the device key failed".into())));
+    assert_eq!(k.failed().0, FailReason::ServiceUnreachable);
+}

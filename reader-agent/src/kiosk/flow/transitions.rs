@@ -377,6 +377,21 @@ impl State {
                 },
                 Action::Consents(given),
             ) => self.consents(card, identified, answers, given, fx),
+            (
+                Stage::Prescription {
+                    card,
+                    identified,
+                    consents,
+                },
+                Action::Prescription(choice),
+            ) => {
+                let reception = Reception {
+                    identified,
+                    consents,
+                    prescription: choice.to_proto(),
+                };
+                Self::confirm(card, reception, fx)
+            }
             (Stage::OfferRegistration { card, reception }, Action::Register(accept)) => {
                 self.registration(card, reception, accept, fx)
             }
@@ -610,6 +625,31 @@ impl State {
         given: ConsentAnswers,
         fx: &mut Vec<Effect>,
     ) -> Stage {
+        if given.all == Some(true) {
+            let refusal = [
+                given.medication,
+                given.checkup,
+                given.clinical,
+                given.surgery,
+            ]
+            .contains(&Some(false));
+            if answers.iter().any(Option::is_some) || refusal {
+                fx.push(Effect::Refuse {
+                    error: ActionRefused::NotOffered,
+                    message: if refusal {
+                        "包括同意 consents to every kind: it cannot come with a refusal".into()
+                    } else {
+                        "包括同意 is offered only before any single consent is answered".into()
+                    },
+                });
+                return Stage::Consent {
+                    card,
+                    identified,
+                    answers,
+                };
+            }
+            return self.consented(card, identified, ConsentBits::comprehensive(), fx);
+        }
         for (slot, answer) in answers.iter_mut().zip([
             given.medication,
             given.checkup,
@@ -622,11 +662,7 @@ impl State {
         }
         match answers {
             [Some(a), Some(b), Some(c), Some(d)] => {
-                let reception = Reception {
-                    identified,
-                    consents: ConsentBits::new(a, b, c, d),
-                };
-                Self::confirm(card, reception, fx)
+                self.consented(card, identified, ConsentBits::new(a, b, c, d), fx)
             }
             _ => Stage::Consent {
                 card,
@@ -634,6 +670,30 @@ impl State {
                 answers,
             },
         }
+    }
+
+    /// Every consent answered: the 電子処方箋 screen where the institution issues
+    /// prescriptions, else the confirmation.
+    fn consented(
+        &mut self,
+        card: CardSession,
+        identified: Identified,
+        consents: ConsentBits,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        if self.settings.prescription_choice {
+            return Stage::Prescription {
+                card,
+                identified,
+                consents,
+            };
+        }
+        let reception = Reception {
+            identified,
+            consents,
+            prescription: pb::PrescriptionIssue::Unspecified,
+        };
+        Self::confirm(card, reception, fx)
     }
 
     /// Asks the service: PIN mode with the card's signature, face and visual-check modes
@@ -747,6 +807,7 @@ impl State {
                         challenge: challenge.challenge,
                         signature,
                         consents: Some(reception.consents.into()),
+                        prescription_issue: reception.prescription as i32,
                     }));
                     Stage::Confirming {
                         card,
@@ -790,6 +851,7 @@ impl State {
                         staff_id,
                         consents: Some(reception.consents.into()),
                         attestation,
+                        prescription_issue: reception.prescription as i32,
                     }));
                     Stage::Confirming {
                         card,
@@ -811,6 +873,7 @@ impl State {
                     registered_now: card.registered_now,
                 }));
                 Self::finish(&mut card, fx);
+                let prescription = result.prescription_issue();
                 Stage::Done {
                     completed: {
                         let warning = super::view::CertificateWarning::of(&result);
@@ -825,6 +888,7 @@ impl State {
                             validity: result.validity,
                             method: identified.method(),
                             registered_now: card.registered_now,
+                            prescription,
                         }
                     },
                     card,
@@ -872,14 +936,23 @@ impl State {
         if card.pin.verified {
             Self::register(card, reception, fx)
         } else if !card.pin.set {
-            let failure = Failure::new(
-                FailReason::PinNotSet,
-                Some(pb::ResultCode::PinNotSet),
-                "this kiosk registers a card for insurance use with its PIN, and this card has \
-                 none (顔認証マイナンバーカード): registration by face authentication is not \
-                 simulated yet",
-            );
-            self.fail(card, failure, fx)
+            // A face-only card (顔認証マイナンバーカード): the check that identified the holder
+            // (face or visual) registers it, attested by the reader (purpose 40).
+            if reader_check(&reception.identified).is_none() || !self.settings.device_key {
+                let failure = Failure::new(
+                    FailReason::PinNotSet,
+                    Some(pb::ResultCode::PinNotSet),
+                    "this card has no PIN (顔認証マイナンバーカード): it registers by face \
+                     authentication or a visual check, which this reader cannot attest",
+                );
+                return self.fail(card, failure, fx);
+            }
+            fx.push(Effect::IssueChallenge(pb::Purpose::RegisterByReader));
+            Stage::Registering {
+                card,
+                reception,
+                exchange: Exchange::Challenge,
+            }
         } else if card.pin.tries_left == 0 {
             let failure = Failure::new(
                 FailReason::PinLocked,
@@ -921,18 +994,31 @@ impl State {
                 self.refused(card, &identified, outcome, fx)
             }
             (Exchange::Challenge, Event::Challenge(Ok(challenge))) => {
+                // A verified card signs (PIN); a card without a PIN is vouched for by the
+                // reader with the check that identified its holder.
+                let by_reader = !card.pin.verified;
                 let binding = ChallengeBinding {
-                    purpose: Purpose::Register,
+                    purpose: if by_reader {
+                        Purpose::RegisterByReader
+                    } else {
+                        Purpose::Register
+                    },
                     challenge: &challenge.challenge,
                     terminal_name: &challenge.terminal_name,
                     certificate_der: &card.certificate,
                     consents: ConsentBits::default(),
                 };
-                match binding.encode() {
+                let signing = match (by_reader, reader_check(&identified)) {
+                    (false, _) => binding.encode().map(|bytes| {
+                        Effect::Sign(sha256_digest_info(&binding_sha256(&bytes)).to_vec())
+                    }),
+                    (true, Some(check)) => binding.encode_attested(&check).map(Effect::Attest),
+                    (true, None) => Err(onshi_proto::binding::BindingError::NeedsReaderCheck),
+                };
+                match signing {
                     Err(e) => self.unusable_challenge(card, &identified, &e.to_string(), fx),
-                    Ok(bytes) => {
-                        let digest_info = sha256_digest_info(&binding_sha256(&bytes));
-                        fx.push(Effect::Sign(digest_info.to_vec()));
+                    Ok(effect) => {
+                        fx.push(effect);
                         Stage::Registering {
                             card,
                             reception,
@@ -941,6 +1027,48 @@ impl State {
                     }
                 }
             }
+            (Exchange::Signing(challenge), Event::Attested(attested)) => match attested {
+                Err(message) => {
+                    let outcome = Outcome::Error { message };
+                    self.refused(card, &identified, outcome, fx)
+                }
+                Ok(attestation) => {
+                    let (method, face_match, staff_id) = match &identified {
+                        Identified::Face { score, threshold } => (
+                            pb::ReaderMethod::Face,
+                            Some(pb::FaceMatch {
+                                score_permille: u32::from(*score),
+                                threshold_permille: u32::from(*threshold),
+                            }),
+                            String::new(),
+                        ),
+                        Identified::Visual { staff_id } => {
+                            (pb::ReaderMethod::VisualCheck, None, staff_id.clone())
+                        }
+                        // Never attested: a PIN registration is signed by the card.
+                        Identified::Pin => {
+                            return Stage::Registering {
+                                card,
+                                reception,
+                                exchange: Exchange::Signing(challenge),
+                            }
+                        }
+                    };
+                    fx.push(Effect::RegisterByReader(pb::RegisterByReaderRequest {
+                        certificate: card.certificate.clone(),
+                        challenge: challenge.challenge,
+                        method: method as i32,
+                        face_match,
+                        staff_id,
+                        attestation,
+                    }));
+                    Stage::Registering {
+                        card,
+                        reception,
+                        exchange: Exchange::Answer,
+                    }
+                }
+            },
             (Exchange::Signing(challenge), Event::Signed(signed)) => match signed {
                 Err(e) => self.card_failed(card, e, FailReason::CardError, fx),
                 Ok(signature) => {
@@ -958,9 +1086,18 @@ impl State {
             },
             (Exchange::Answer, Event::Registered(Ok(r))) => {
                 let mut card = card;
+                let by_reader = !card.pin.verified;
                 fx.push(Effect::Record(Record {
-                    method: "pin",
-                    staff_id: None,
+                    method: if by_reader {
+                        identified.method().as_str()
+                    } else {
+                        "pin"
+                    },
+                    staff_id: if by_reader {
+                        identified.staff_id()
+                    } else {
+                        None
+                    },
                     outcome: Outcome::Registered {
                         result_code: r.result_code().as_str_name().to_owned(),
                         newly_registered: r.newly_registered,
@@ -993,6 +1130,7 @@ fn stage_name(stage: &Stage) -> &'static str {
         Stage::Pin { .. } => "pin",
         Stage::Face { .. } => "face",
         Stage::Consent { .. } => "consent",
+        Stage::Prescription { .. } => "prescription",
         Stage::OfferRegistration { .. } => "offer_registration",
         Stage::Done { .. } => "done",
         Stage::Failed { .. } => "failed",

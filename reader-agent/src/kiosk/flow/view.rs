@@ -151,9 +151,7 @@ pub enum Screen {
     /// 「カードを置いてください」
     InsertCard,
     /// Busy.
-    Working {
-        task: Task,
-    },
+    Working { task: Task },
     ChooseMethod {
         face: FaceOffer,
         face_failures: u8,
@@ -180,8 +178,16 @@ pub enum Screen {
         item: &'static str,
         index: u8,
         total: u8,
+        /// 包括同意 (one tap for every kind) is offered: no single answer was given yet.
+        comprehensive_offered: bool,
     },
-    OfferRegistration,
+    /// 電子処方箋: paper or electronic prescription.
+    Prescription,
+    OfferRegistration {
+        /// `false`: the card has no PIN; it registers with the check that identified the
+        /// holder (face or visual), attested by the reader.
+        needs_pin: bool,
+    },
     /// 「受付完了」
     Done {
         confirmation_id: String,
@@ -195,16 +201,14 @@ pub enum Screen {
         certificate_expiry: Option<String>,
         /// In grace: the last day eligibility is confirmed with it, YYYY-MM-DD (JST).
         grace_until: Option<String>,
+        /// `electronic` or `paper`; `null` where the kiosk did not ask.
+        prescription: Option<&'static str>,
     },
     /// The outage path: the service cannot be reached; the patient declares the insurance
     /// card's numbers and birth date (資格申立書). No PIN.
-    OutageDeclare {
-        error: Option<String>,
-    },
+    OutageDeclare { error: Option<String> },
     /// The visit is recorded on the terminal and will be confirmed when the service is back.
-    OutageRecorded {
-        waiting: usize,
-    },
+    OutageRecorded { waiting: usize },
     /// A clear failure; `result_code` is the service's or the reader's code when there is
     /// one.
     Failed {
@@ -224,7 +228,8 @@ impl Screen {
             Screen::Pin { .. } => "pin",
             Screen::Face { .. } => "face",
             Screen::Consent { .. } => "consent",
-            Screen::OfferRegistration => "offer_registration",
+            Screen::Prescription => "prescription",
+            Screen::OfferRegistration { .. } => "offer_registration",
             Screen::Done { .. } => "done",
             Screen::OutageDeclare { .. } => "outage_declare",
             Screen::OutageRecorded { .. } => "outage_recorded",
