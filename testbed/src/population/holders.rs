@@ -45,7 +45,7 @@ pub struct CardPlan {
 
 /// Length of the cycle after the fixed roles: four valid holders of varied kinds, then a
 /// certificate in its grace period and one expiring soon (rules of 2024-12-02), so a world of
-/// 13 cards or more has each and a large world about one card in six of each.
+/// 14 cards or more has each and a large world about one card in six of each.
 const CYCLE: usize = 6;
 
 /// The plan of card `index` (0-based): the six fixed roles every world has, the face-only

@@ -482,11 +482,11 @@ fn everyone_is_well_formed() {
 
 #[test]
 fn the_examples_cover_every_case_and_say_what_the_numbers_answer() {
-    // Thirteen cards: the cycle's certificate in grace and expiring one are cards 12 and 13.
-    let pop = population(7, 40, 13);
+    // Fourteen cards: the cycle's certificate in grace and expiring one are cards 13 and 14.
+    let pop = population(7, 40, 14);
     let (people, _) = generate_all(&pop, 16, 2).unwrap();
     let mut examples = Examples::new();
-    let kinds = plans(13);
+    let kinds = plans(14);
     for g in &people {
         let i = person_index(&g.person.id).unwrap();
         let card = kinds.get(i).map(|p| (format!("card-{:04}", i + 1), p.kind));
