@@ -254,9 +254,16 @@ impl ConfirmationService {
         let cert_hash = ring::digest::digest(&ring::digest::SHA256, certificate);
         ctx.certificate_sha256 = Some(hex::encode(cert_hash.as_ref()));
 
-        // Consumed with the audit record, in the same transaction as whatever the request
-        // changes (consents, a registration): both or neither.
-        ctx.challenge = Some(Challenges::use_of(challenge, terminal_name, purpose, now));
+        // Sealed for this terminal and purpose, unexpired: checked by computation, refused
+        // before anything else. Its single use is the insert of its nonce with the audit
+        // record, in the same transaction as whatever the request changes (consents, a
+        // registration): both or neither.
+        ctx.challenge = Some(self.state.challenges.check(
+            challenge,
+            terminal_name,
+            purpose,
+            now,
+        )?);
 
         // One snapshot of the trust store for the whole request; the cache re-checks time and
         // the current CRL on every hit.

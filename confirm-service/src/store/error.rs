@@ -50,6 +50,9 @@ pub enum StoreError {
     UnknownPerson(String),
     #[error("not a parseable X.509 certificate: {0}")]
     Certificate(String),
+    /// The system's random generator failed (making a challenge key).
+    #[error("the system random generator failed")]
+    Random,
 }
 
 impl StoreError {
