@@ -189,7 +189,13 @@ impl Challenges {
         ttl: Duration,
         now: OffsetDateTime,
     ) -> Result<Self, StoreError> {
-        let keys = store.challenge_keys(now, ROTATE_AFTER)?;
+        // On a thread of its own: the PostgreSQL client runs its own runtime, which cannot
+        // start inside the caller's (the server builds its state on its runtime).
+        let keys = std::thread::scope(|s| {
+            s.spawn(|| store.challenge_keys(now, ROTATE_AFTER))
+                .join()
+                .unwrap_or_else(|_| Err(StoreError::Internal("reading the challenge keys failed")))
+        })?;
         Ok(Self::new(writer, ttl, &keys))
     }
 

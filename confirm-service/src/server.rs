@@ -87,6 +87,7 @@ pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceStat
         challenges,
         trust,
         cert_cache: CertCache::new(config.validation.cache_entries),
+        holders: Default::default(),
         audit,
         clock: Arc::clone(&clock),
         instance_id: instance_id(),

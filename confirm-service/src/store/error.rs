@@ -50,9 +50,10 @@ pub enum StoreError {
     UnknownPerson(String),
     #[error("not a parseable X.509 certificate: {0}")]
     Certificate(String),
-    /// The system's random generator failed (making a challenge key).
-    #[error("the system random generator failed")]
-    Random,
+    /// A failure inside the service's own store code (the system random generator failed
+    /// making a challenge key, a thread reading the keys died).
+    #[error("store: {0}")]
+    Internal(&'static str),
 }
 
 impl StoreError {

@@ -351,7 +351,7 @@ impl<B: Backend> Store for B {
             }
             let mut secret = [0u8; 32];
             ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-                .map_err(|_| StoreError::Random)?;
+                .map_err(|_| StoreError::Internal("the system random generator failed"))?;
             let id = keys.first().map_or(1, |k| k.id + 1);
             // Another instance rotating at the same moment inserts the same id first: its
             // key is then the one read back.
