@@ -440,10 +440,10 @@ ALTER TABLE terminals ADD COLUMN device_public_key BYTEA
 /// dropped (a terminal asks for a new one).
 const SCHEMA_V4: &str = "
 DROP TABLE IF EXISTS challenges;
-CREATE TABLE used_challenges (
+CREATE TABLE IF NOT EXISTS used_challenges (
     nonce BYTEA PRIMARY KEY CHECK (length(nonce) = 16)
 );
-CREATE TABLE challenge_keys (
+CREATE TABLE IF NOT EXISTS challenge_keys (
     id BIGINT PRIMARY KEY,
     secret BYTEA NOT NULL CHECK (length(secret) = 32),
     created_at BIGINT NOT NULL

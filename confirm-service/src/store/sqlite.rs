@@ -439,10 +439,10 @@ fn connect(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
 /// terminal asks for a new one, as after any refusal).
 const SCHEMA_V5: &str = "
 DROP TABLE IF EXISTS challenges;
-CREATE TABLE used_challenges (
+CREATE TABLE IF NOT EXISTS used_challenges (
     nonce BLOB PRIMARY KEY CHECK (length(nonce) = 16)
 ) WITHOUT ROWID;
-CREATE TABLE challenge_keys (
+CREATE TABLE IF NOT EXISTS challenge_keys (
     id INTEGER PRIMARY KEY,
     secret BLOB NOT NULL CHECK (length(secret) = 32),
     created_at INTEGER NOT NULL
