@@ -110,7 +110,7 @@ impl KeyRing {
                 hmac: hmac::Key::new(hmac::HMAC_SHA256, &k.secret),
             })
             .collect();
-        keys.sort_by(|a, b| b.id.cmp(&a.id));
+        keys.sort_by_key(|k| std::cmp::Reverse(k.id));
         keys.truncate(2);
         Self { keys }
     }
@@ -194,7 +194,9 @@ impl Challenges {
         let keys = std::thread::scope(|s| {
             s.spawn(|| store.challenge_keys(now, ROTATE_AFTER))
                 .join()
-                .unwrap_or_else(|_| Err(StoreError::Internal("reading the challenge keys failed")))
+                .unwrap_or(Err(StoreError::Internal(
+                    "reading the challenge keys failed",
+                )))
         })?;
         Ok(Self::new(writer, ttl, &keys))
     }
