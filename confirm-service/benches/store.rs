@@ -21,14 +21,11 @@ use onshi_confirm_service::eligibility::{
 };
 use onshi_confirm_service::store::{
     keep_record, AuditWrite, CardKey, ChallengeUse, GroupWrite, LoadBatch, SqliteStore, Store,
-    StoredChallenge,
 };
-use onshi_proto::binding::Purpose;
 use time::macros::date;
 use time::{Date, Duration, OffsetDateTime};
 
 const PERSONS: usize = 5_000;
-const TERMINAL: &str = "0110113719-T01";
 
 /// A small deterministic generator (xorshift64*): the benches need spread, not secrecy.
 struct Rng(u64);
@@ -160,8 +157,19 @@ fn store_benches(c: &mut Criterion) {
         })
     });
 
-    // A confirmation's writes: its challenge (issued earlier, untimed) consumed and its
-    // audit record written, in one group commit with the other requests waiting.
+    // A sealed challenge's nonce as the service makes one: the expiry first, then a counter
+    // standing for the random part.
+    let nonce = |next: u64, now: OffsetDateTime| -> [u8; 16] {
+        let mut n = [0u8; 16];
+        n[..8].copy_from_slice(&onshi_confirm_service::challenge::nonce_floor(
+            now + Duration::seconds(60),
+        ));
+        n[8..].copy_from_slice(&next.to_be_bytes());
+        n
+    };
+
+    // A confirmation's writes: its challenge's nonce inserted and its audit record written,
+    // in one group commit with the other requests waiting.
     let mut next: u64 = 0;
     let mut group = c.benchmark_group("store/group commit: challenge consumed + audit record");
     for size in [1usize, 64] {
@@ -170,35 +178,20 @@ fn store_benches(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let now = OffsetDateTime::now_utc();
-                    let mut issued = Vec::with_capacity(size);
-                    let mut writes = Vec::with_capacity(size);
-                    for _ in 0..size {
-                        next += 1;
-                        let mut bytes = [0u8; 32];
-                        bytes[..8].copy_from_slice(&next.to_be_bytes());
-                        bytes[8..16]
-                            .copy_from_slice(&now.unix_timestamp_nanos().to_be_bytes()[8..]);
-                        issued.push(GroupWrite::Challenge(StoredChallenge {
-                            bytes,
-                            terminal: TERMINAL.into(),
-                            purpose: Purpose::Confirm as u8,
-                            expires_at: now + Duration::seconds(60),
-                        }));
-                        writes.push(GroupWrite::Audit(Box::new(AuditWrite {
-                            record: audit_record(next),
-                            challenge: Some(ChallengeUse {
-                                bytes: bytes.to_vec(),
-                                terminal: TERMINAL.into(),
-                                purpose: Purpose::Confirm as u8,
-                                at: now,
-                            }),
-                            consents: Vec::new(),
-                            registration: None,
-                            remember: None,
-                        })));
-                    }
-                    store.commit_group(&mut issued, &keep_record).unwrap();
-                    writes
+                    (0..size)
+                        .map(|_| {
+                            next += 1;
+                            GroupWrite::Audit(Box::new(AuditWrite {
+                                record: audit_record(next),
+                                challenge: Some(ChallengeUse {
+                                    nonce: nonce(next, now),
+                                }),
+                                consents: Vec::new(),
+                                registration: None,
+                                remember: None,
+                            }))
+                        })
+                        .collect::<Vec<_>>()
                 },
                 |mut writes| {
                     let verdicts = store.commit_group(black_box(&mut writes), &keep_record);
@@ -210,54 +203,19 @@ fn store_benches(c: &mut Criterion) {
     }
     group.finish();
 
-    // Challenges alone, as IssueChallenge (issue) and registration (consume) write them, in
-    // groups of 64 as the writer commits them under load.
+    // Challenge uses alone, as registration's path writes them, in groups of 64 as the writer
+    // commits them under load (issuing a challenge writes nothing).
     let mut group = c.benchmark_group("store/challenges (fsync'd)");
     group.throughput(Throughput::Elements(64));
-    let fresh = |next: &mut u64, now: OffsetDateTime| -> StoredChallenge {
-        *next += 1;
-        let mut bytes = [0u8; 32];
-        bytes[..8].copy_from_slice(&next.to_be_bytes());
-        bytes[8..24].copy_from_slice(&now.unix_timestamp_nanos().to_be_bytes());
-        StoredChallenge {
-            bytes,
-            terminal: TERMINAL.into(),
-            purpose: Purpose::Confirm as u8,
-            expires_at: now + Duration::seconds(60),
-        }
-    };
-    group.bench_function("issue, group of 64", |b| {
-        b.iter_batched(
-            || {
-                let now = OffsetDateTime::now_utc();
-                (0..64)
-                    .map(|_| GroupWrite::Challenge(fresh(&mut next, now)))
-                    .collect::<Vec<_>>()
-            },
-            |mut writes| {
-                store
-                    .commit_group(black_box(&mut writes), &keep_record)
-                    .unwrap()
-            },
-            BatchSize::SmallInput,
-        )
-    });
     group.bench_function("consume, group of 64", |b| {
         b.iter_batched(
             || {
                 let now = OffsetDateTime::now_utc();
-                let issued: Vec<StoredChallenge> = (0..64).map(|_| fresh(&mut next, now)).collect();
-                let mut writes: Vec<GroupWrite> =
-                    issued.iter().cloned().map(GroupWrite::Challenge).collect();
-                store.commit_group(&mut writes, &keep_record).unwrap();
-                issued
-                    .into_iter()
-                    .map(|c| {
+                (0..64)
+                    .map(|_| {
+                        next += 1;
                         GroupWrite::Consume(ChallengeUse {
-                            bytes: c.bytes.to_vec(),
-                            terminal: c.terminal,
-                            purpose: c.purpose,
-                            at: now,
+                            nonce: nonce(next, now),
                         })
                     })
                     .collect::<Vec<_>>()

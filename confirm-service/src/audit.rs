@@ -8,7 +8,7 @@
 //! has committed.
 //!
 //! The writer also carries the hot path's other writes, so they never contend for the store's
-//! write lock: challenges issued, and a confirmation's challenge consumed in the same
+//! write lock: a confirmation's challenge consumed (its nonce inserted) in the same
 //! transaction as its audit record (with the consents it carried, recorded only when the
 //! challenge was good). A refused challenge rewrites the record before it is written
 //! ([`challenge_refused`]), so the log says what the terminal was really told.
@@ -21,9 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::challenge::ChallengeError;
 use crate::outcome::Refusal;
-use crate::store::{
-    AuditWrite, ChallengeUse, GroupWrite, Refuse, Registration, Store, StoreError, StoredChallenge,
-};
+use crate::store::{AuditWrite, GroupWrite, Refuse, Registration, Store, StoreError};
 
 /// Most records committed in one transaction.
 const MAX_GROUP: usize = 512;
@@ -222,18 +220,6 @@ impl AuditLog {
     /// Appends a record; resolves once it is durable.
     pub async fn append(&self, record: AuditRecord) -> Result<(), AuditError> {
         self.append_many(vec![record]).await
-    }
-
-    /// Stores a freshly issued challenge; resolves once it is durable (so any instance sharing
-    /// the store accepts it).
-    pub async fn insert_challenge(&self, challenge: StoredChallenge) -> Result<(), AuditError> {
-        let _ = Self::wait(self.send(GroupWrite::Challenge(challenge)).await?).await?;
-        Ok(())
-    }
-
-    /// Consumes a challenge on its own; resolves with its verdict once the use is durable.
-    pub async fn consume(&self, challenge: ChallengeUse) -> Verdict {
-        Self::wait(self.send(GroupWrite::Consume(challenge)).await?).await
     }
 
     /// Asks the writer to forget challenges that expired before `before`, when it next can.

@@ -20,6 +20,7 @@ pub mod config;
 pub mod domain;
 pub mod fuzzing;
 pub mod grpc;
+pub mod holders;
 pub mod keyfile;
 pub mod observe;
 pub mod outcome;

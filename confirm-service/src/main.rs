@@ -12,6 +12,11 @@ use onshi_confirm_service::clock::SystemClock;
 use onshi_confirm_service::operator;
 use time::OffsetDateTime;
 
+/// mimalloc: cheaper small allocations than glibc's malloc on the request path (measured:
+/// docs/performance.md "The hot path redesign").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "confirm-service",

@@ -71,15 +71,23 @@ pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceStat
     let store = store::open(&config.store).map_err(|e| ServeError::Store(e.to_string()))?;
     let audit =
         AuditLog::start(Arc::clone(&store)).map_err(|e| ServeError::Store(e.to_string()))?;
-    let challenges = Challenges::new(
-        audit.clone(),
-        time::Duration::seconds(i64::from(config.challenge_ttl_seconds)),
+    let challenges = Arc::new(
+        Challenges::open(
+            store.as_ref(),
+            audit.clone(),
+            time::Duration::seconds(i64::from(config.challenge_ttl_seconds)),
+            clock.now(),
+        )
+        .map_err(|e| ServeError::Store(e.to_string()))?,
     );
+    Challenges::spawn_refresh(&challenges, Arc::clone(&store), Arc::clone(&clock))
+        .map_err(|e| ServeError::Store(format!("cannot start the challenge key thread: {e}")))?;
     Ok(ServiceState {
         store,
-        challenges: Arc::new(challenges),
+        challenges,
         trust,
         cert_cache: CertCache::new(config.validation.cache_entries),
+        holders: Default::default(),
         audit,
         clock: Arc::clone(&clock),
         instance_id: instance_id(),

@@ -34,14 +34,14 @@ use onshi_confirm_service::config::Config;
 use onshi_confirm_service::eligibility;
 use onshi_confirm_service::server::build_state;
 use onshi_confirm_service::service::ServiceState;
-use onshi_confirm_service::store::{AuditWrite, CardKey, ChallengeUse, StoredChallenge};
+use onshi_confirm_service::store::{AuditWrite, CardKey};
 use onshi_confirm_service::validation::ValidatedCertificate;
 use onshi_loadgen::world::World;
 use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
 use onshi_proto::v1 as pb;
 use onshi_testbed::manifest::CardKind;
 use onshi_testbed::{build_world, WorldOptions};
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::rand::SystemRandom;
 use ring::signature::{self, RsaKeyPair};
 use time::{OffsetDateTime, UtcOffset};
 
@@ -91,17 +91,12 @@ impl Fixture {
 
     /// The untimed part: IssueChallenge and the card's signature.
     fn prove(&self) -> Proof {
-        let mut bytes = [0u8; 32];
-        self.rng.fill(&mut bytes).unwrap();
-        self.state
-            .store
-            .insert_challenge(&StoredChallenge {
-                bytes,
-                terminal: self.terminal.clone(),
-                purpose: Purpose::Confirm as u8,
-                expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(60),
-            })
-            .unwrap();
+        let bytes = self
+            .state
+            .challenges
+            .issue(&self.terminal, Purpose::Confirm, OffsetDateTime::now_utc())
+            .unwrap()
+            .bytes;
         let binding = ChallengeBinding {
             purpose: Purpose::Confirm,
             challenge: &bytes,
@@ -145,12 +140,10 @@ impl Fixture {
     fn confirm(&self, cache: &CertCache, proof: &Proof) -> (pb::ConfirmationResult, AuditWrite) {
         let now = OffsetDateTime::now_utc();
         let s = &self.state;
-        let challenge = ChallengeUse {
-            bytes: proof.challenge.clone(),
-            terminal: self.terminal.clone(),
-            purpose: Purpose::Confirm as u8,
-            at: now,
-        };
+        let challenge = s
+            .challenges
+            .check(&proof.challenge, &self.terminal, Purpose::Confirm, now)
+            .unwrap();
         let trust = s.trust.current();
         let validated = cache.validate(&trust, &self.certificate, now).unwrap();
         self.verify(&validated, proof);

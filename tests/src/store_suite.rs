@@ -30,8 +30,7 @@ use onshi_confirm_service::eligibility::{
 use onshi_confirm_service::institutions::{Institution, ListedInstitution};
 use onshi_confirm_service::store::{
     AuditWrite, BatchItem, BatchJob, CardKey, ChallengeUse, GroupWrite, LoadBatch, Registration,
-    RegistrationWrite, RememberedAnswer, Store, StoreError, StoredChallenge, Terminal,
-    TerminalStatus,
+    RegistrationWrite, RememberedAnswer, Store, StoreError, Terminal, TerminalStatus,
 };
 use time::macros::{date, datetime};
 use time::{Date, Duration, OffsetDateTime};
@@ -54,12 +53,9 @@ macro_rules! store_suite {
             registration_is_idempotent,
             consents_latest_grant_wins,
             challenge_is_single_use,
-            challenge_of_another_terminal_is_not_consumed,
-            challenge_for_another_purpose_is_refused,
-            challenge_expires,
-            challenge_unknown,
             challenge_concurrent_consumption_one_wins,
             challenges_are_purged_after_expiry,
+            challenge_keys_are_made_once_and_rotated,
             audit_round_trip_oldest_first,
             audit_query_by_person,
             audit_query_by_institution,
@@ -82,6 +78,7 @@ macro_rules! store_suite {
         );
         $crate::store_suite!(@two $fixture;
             challenge_consumed_once_across_instances,
+            challenge_keys_are_shared_across_instances,
             batch_claim_exclusive_across_instances,
             audit_chain_is_one_chain_across_instances,
             remembered_answers_are_shared_expire_and_are_pruned,
@@ -140,6 +137,9 @@ impl Fixture {
 // ---- data ------------------------------------------------------------------------------------
 
 const T0: OffsetDateTime = datetime!(2026-11-24 09:00:00.125 UTC);
+/// Terminal names of the idempotency cases (`<institution>-<terminal id>`).
+const T01: &str = "1340123452-T01";
+const T02: &str = "1340123452-T02";
 
 fn at(ms: i64) -> OffsetDateTime {
     T0 + Duration::milliseconds(ms)
@@ -931,107 +931,30 @@ pub fn consents_latest_grant_wins(store: &dyn Store) {
 }
 
 // ---- challenges ------------------------------------------------------------------------------
+//
+// The store keeps only the nonces of used challenges and the sealing keys; the seal itself
+// (terminal, purpose, expiry) is checked by computation (`challenge.rs`'s unit tests and the
+// service tests).
 
-const T01: &str = "1340123452-T01";
-const T02: &str = "1340123452-T02";
-const CONFIRM: u8 = 1;
-const REGISTER: u8 = 2;
-
-fn challenge(store: &dyn Store, seed: u8, terminal: &str, purpose: u8, ttl_ms: i64) -> [u8; 32] {
-    let mut bytes = [seed; 32];
-    bytes[31] = 0xA5;
-    store
-        .insert_challenge(&StoredChallenge {
-            bytes,
-            terminal: terminal.into(),
-            purpose,
-            expires_at: at(ttl_ms),
-        })
-        .unwrap();
-    bytes
+/// A nonce as the service makes one: its challenge's expiry (`at(expires_ms)`) first, then
+/// `seed`.
+fn nonce(seed: u8, expires_ms: i64) -> [u8; 16] {
+    let mut n = [seed; 16];
+    n[..8].copy_from_slice(&onshi_confirm_service::challenge::nonce_floor(at(
+        expires_ms,
+    )));
+    n
 }
 
 /// A challenge is consumed once; a second use is a reuse.
 pub fn challenge_is_single_use(store: &dyn Store) {
-    let a = challenge(store, 1, T01, CONFIRM, 60_000);
-    let b = challenge(store, 2, T01, CONFIRM, 60_000);
-    assert_eq!(store.consume_challenge(&a, T01, CONFIRM, at(0)), Ok(()));
-    assert_eq!(
-        store.consume_challenge(&a, T01, CONFIRM, at(1)),
-        Err(ChallengeError::Reused)
-    );
+    let a = nonce(1, 60_000);
+    let b = nonce(2, 60_000);
+    assert_eq!(store.consume_challenge(a), Ok(()));
+    assert_eq!(store.consume_challenge(a), Err(ChallengeError::Reused));
     // Using one challenge leaves the others alone.
-    assert_eq!(store.consume_challenge(&b, T01, CONFIRM, at(2)), Ok(()));
-    assert_eq!(
-        store.consume_challenge(&b, T01, CONFIRM, at(3)),
-        Err(ChallengeError::Reused)
-    );
-}
-
-/// Another terminal's presentation is refused and does not consume the challenge.
-pub fn challenge_of_another_terminal_is_not_consumed(store: &dyn Store) {
-    let a = challenge(store, 1, T01, CONFIRM, 60_000);
-    assert_eq!(
-        store.consume_challenge(&a, T02, CONFIRM, at(0)),
-        Err(ChallengeError::OtherTerminal)
-    );
-    assert_eq!(store.consume_challenge(&a, T01, CONFIRM, at(1)), Ok(()));
-    assert_eq!(
-        store.consume_challenge(&a, T02, CONFIRM, at(2)),
-        Err(ChallengeError::OtherTerminal)
-    );
-    assert_eq!(
-        store.consume_challenge(&a, T01, CONFIRM, at(3)),
-        Err(ChallengeError::Reused)
-    );
-}
-
-/// A challenge issued for one purpose is refused for another, and stays usable for its own.
-pub fn challenge_for_another_purpose_is_refused(store: &dyn Store) {
-    let a = challenge(store, 1, T01, REGISTER, 60_000);
-    assert_eq!(
-        store.consume_challenge(&a, T01, CONFIRM, at(0)),
-        Err(ChallengeError::WrongPurpose)
-    );
-    assert_eq!(store.consume_challenge(&a, T01, REGISTER, at(1)), Ok(()));
-}
-
-/// A challenge is usable up to its expiry instant and expired a millisecond later.
-pub fn challenge_expires(store: &dyn Store) {
-    let a = challenge(store, 1, T01, CONFIRM, 60_000);
-    let b = challenge(store, 2, T01, CONFIRM, 60_000);
-    assert_eq!(
-        store.consume_challenge(&a, T01, CONFIRM, at(60_001)),
-        Err(ChallengeError::Expired)
-    );
-    assert_eq!(
-        store.consume_challenge(&a, T01, CONFIRM, at(3_600_000)),
-        Err(ChallengeError::Expired)
-    );
-    assert_eq!(
-        store.consume_challenge(&b, T01, CONFIRM, at(60_000)),
-        Ok(())
-    );
-}
-
-/// Bytes that were never issued (or of the wrong length) are unknown.
-pub fn challenge_unknown(store: &dyn Store) {
-    let a = challenge(store, 1, T01, CONFIRM, 60_000);
-    let mut other = a;
-    other[0] ^= 0xFF;
-    assert_eq!(
-        store.consume_challenge(&other, T01, CONFIRM, at(0)),
-        Err(ChallengeError::Unknown)
-    );
-    assert_eq!(
-        store.consume_challenge(&a[..31], T01, CONFIRM, at(0)),
-        Err(ChallengeError::Unknown)
-    );
-    assert_eq!(
-        store.consume_challenge(&[], T01, CONFIRM, at(0)),
-        Err(ChallengeError::Unknown)
-    );
-    assert_eq!(store.consume_challenge(&a, T01, CONFIRM, at(0)), Ok(()));
+    assert_eq!(store.consume_challenge(b), Ok(()));
+    assert_eq!(store.consume_challenge(b), Err(ChallengeError::Reused));
 }
 
 /// Many threads consuming one challenge at once: exactly one succeeds, the others see a reuse.
@@ -1046,7 +969,7 @@ pub fn challenge_consumed_once_across_instances(a: &dyn Store, b: &dyn Store) {
 
 fn race_for_one_challenge(instances: &[&dyn Store], threads_each: usize) {
     for round in 0..5u8 {
-        let bytes = challenge(instances[0], 10 + round, T01, CONFIRM, 60_000);
+        let bytes = nonce(10 + round, 60_000);
         let n = instances.len() * threads_each;
         let barrier = Barrier::new(n);
         let outcomes: Vec<Result<(), ChallengeError>> = std::thread::scope(|s| {
@@ -1056,7 +979,7 @@ fn race_for_one_challenge(instances: &[&dyn Store], threads_each: usize) {
                     let barrier = &barrier;
                     s.spawn(move || {
                         barrier.wait();
-                        store.consume_challenge(&bytes, T01, CONFIRM, at(1))
+                        store.consume_challenge(bytes)
                     })
                 })
                 .collect();
@@ -1073,26 +996,63 @@ fn race_for_one_challenge(instances: &[&dyn Store], threads_each: usize) {
     }
 }
 
-/// Purging forgets the challenges that expired before the given instant, and only those.
+/// Purging forgets the nonces of challenges that expired before the given instant, and only
+/// those (a forgotten nonce could be inserted again; the service refuses its expired
+/// challenge before it gets there).
 pub fn challenges_are_purged_after_expiry(store: &dyn Store) {
-    let old = challenge(store, 1, T01, CONFIRM, 0);
-    let edge = challenge(store, 2, T01, CONFIRM, 10_000);
-    let fresh = challenge(store, 3, T01, CONFIRM, 20_000);
+    let old = nonce(1, 0);
+    let edge = nonce(2, 10_000);
+    let fresh = nonce(3, 20_000);
+    for n in [old, edge, fresh] {
+        assert_eq!(store.consume_challenge(n), Ok(()));
+    }
     assert_eq!(store.purge_challenges(at(10_000)).unwrap(), 1);
     assert_eq!(store.purge_challenges(at(10_000)).unwrap(), 0);
-    assert_eq!(
-        store.consume_challenge(&old, T01, CONFIRM, at(-1)),
-        Err(ChallengeError::Unknown)
-    );
-    assert_eq!(
-        store.consume_challenge(&edge, T01, CONFIRM, at(5_000)),
-        Ok(())
-    );
+    assert_eq!(store.consume_challenge(edge), Err(ChallengeError::Reused));
+    assert_eq!(store.consume_challenge(fresh), Err(ChallengeError::Reused));
     assert_eq!(store.purge_challenges(at(20_001)).unwrap(), 2);
-    assert_eq!(
-        store.consume_challenge(&fresh, T01, CONFIRM, at(0)),
-        Err(ChallengeError::Unknown)
-    );
+    assert_eq!(store.consume_challenge(old), Ok(()), "forgotten");
+}
+
+/// The first read makes a key; later reads return it until it is older than the rotation
+/// period, then a second key is made and both are returned, newest first; a third rotation
+/// drops the oldest.
+pub fn challenge_keys_are_made_once_and_rotated(store: &dyn Store) {
+    let day = Duration::days(1);
+    let first = store.challenge_keys(at(0), day).unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].secret.len(), 32);
+    assert_eq!(first[0].created_at, at(0));
+    assert_eq!(store.challenge_keys(at(1_000), day).unwrap(), first);
+    let later = at(0) + day;
+    let rotated = store.challenge_keys(later, day).unwrap();
+    assert_eq!(rotated.len(), 2);
+    assert_eq!(rotated[1], first[0]);
+    assert_eq!(rotated[0].id, first[0].id + 1);
+    assert_eq!(rotated[0].created_at, later);
+    assert_ne!(rotated[0].secret, first[0].secret, "a new random key");
+    let again = store.challenge_keys(later + day, day).unwrap();
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[1], rotated[0]);
+}
+
+/// Two instances reading (and rotating) the keys at once agree on them.
+pub fn challenge_keys_are_shared_across_instances(a: &dyn Store, b: &dyn Store) {
+    let day = Duration::days(1);
+    let (ka, kb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| a.challenge_keys(at(0), day).unwrap());
+        let hb = s.spawn(|| b.challenge_keys(at(0), day).unwrap());
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    assert_eq!(ka, kb);
+    assert_eq!(ka.len(), 1);
+    let (ra, rb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| a.challenge_keys(at(0) + day, day).unwrap());
+        let hb = s.spawn(|| b.challenge_keys(at(0) + day, day).unwrap());
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    assert_eq!(ra, rb);
+    assert_eq!(ra.len(), 2);
 }
 
 // ---- audit -----------------------------------------------------------------------------------
@@ -1310,13 +1270,8 @@ pub fn audit_duplicate_id_fails_the_whole_group(store: &dyn Store) {
 
 // ---- the group commit ------------------------------------------------------------------------
 
-fn use_of(bytes: &[u8], terminal: &str, ms: i64) -> ChallengeUse {
-    ChallengeUse {
-        bytes: bytes.to_vec(),
-        terminal: terminal.into(),
-        purpose: CONFIRM,
-        at: at(ms),
-    }
+fn use_of(nonce: &[u8; 16]) -> ChallengeUse {
+    ChallengeUse { nonce: *nonce }
 }
 
 fn audit_write(
@@ -1423,38 +1378,31 @@ fn mark_refused(record: &mut AuditRecord, e: &ChallengeError) {
 
 /// In one group: a request's challenge is consumed before its consents and record are
 /// written; the same challenge used again later in the group is a reuse, whose consents are
-/// not recorded and whose record is rewritten; another terminal's use consumes nothing; a
-/// record without a challenge is written as it is; a challenge issued in the group is stored.
+/// not recorded and whose record is rewritten; a challenge used before the group is a reuse
+/// too; a record without a challenge is written as it is.
 pub fn group_commit_consumes_then_records_consents_and_audit(store: &dyn Store) {
-    let a = challenge(store, 1, T01, CONFIRM, 60_000);
-    let b = challenge(store, 2, T01, CONFIRM, 60_000);
+    let a = nonce(1, 60_000);
+    let b = nonce(2, 60_000);
+    assert_eq!(store.consume_challenge(b), Ok(()));
     let medication = ConsentGrant::new("P1", "1340123452", ConsentKind::Medication, at(10));
     let checkup = ConsentGrant::new("P1", "1340123452", ConsentKind::Checkup, at(11));
-    let mut fresh = [7u8; 32];
-    fresh[0] = 0x42;
     let mut writes = vec![
         audit_write(
             record("C1", 10, "1340123452", Some("P1")),
-            Some(use_of(&a, T01, 10)),
+            Some(use_of(&a)),
             vec![medication.clone()],
         ),
         audit_write(
             record("C2", 11, "1340123452", Some("P1")),
-            Some(use_of(&a, T01, 11)),
+            Some(use_of(&a)),
             vec![checkup],
         ),
         audit_write(
             record("C3", 12, "1340123452", Some("P1")),
-            Some(use_of(&b, T02, 12)),
+            Some(use_of(&b)),
             vec![],
         ),
         audit_write(record("C4", 13, "1340123452", Some("P2")), None, vec![]),
-        GroupWrite::Challenge(StoredChallenge {
-            bytes: fresh,
-            terminal: T01.into(),
-            purpose: CONFIRM,
-            expires_at: at(60_000),
-        }),
     ];
     let verdicts = store.commit_group(&mut writes, &mark_refused).unwrap();
     assert_eq!(
@@ -1462,8 +1410,7 @@ pub fn group_commit_consumes_then_records_consents_and_audit(store: &dyn Store) 
         vec![
             Ok(()),
             Err(ChallengeError::Reused),
-            Err(ChallengeError::OtherTerminal),
-            Ok(()),
+            Err(ChallengeError::Reused),
             Ok(()),
         ]
     );
@@ -1479,18 +1426,10 @@ pub fn group_commit_consumes_then_records_consents_and_audit(store: &dyn Store) 
     c2.result_code = "REFUSED the challenge was already used".into();
     c2.person_id = None;
     assert_eq!(log[1], c2);
-    assert_eq!(
-        log[2].result_code,
-        "REFUSED the challenge was issued to another terminal"
-    );
+    assert_eq!(log[2].result_code, "REFUSED the challenge was already used");
     assert_eq!(log[3], record("C4", 13, "1340123452", Some("P2")));
     assert_eq!(log.len(), 4);
-    // Another terminal's use left `b` unused; the issued challenge is usable.
-    assert_eq!(store.consume_challenge(&b, T01, CONFIRM, at(20)), Ok(()));
-    assert_eq!(
-        store.consume_challenge(&fresh, T01, CONFIRM, at(21)),
-        Ok(())
-    );
+    assert_eq!(store.consume_challenge(a), Err(ChallengeError::Reused));
 }
 
 /// A group that cannot be written (here a duplicate confirmation id) writes none of its
@@ -1499,12 +1438,12 @@ pub fn group_commit_failure_writes_nothing(store: &dyn Store) {
     store
         .append_audit(&[record("C1", 1_000, "1340123452", Some("P1"))])
         .unwrap();
-    let a = challenge(store, 1, T01, CONFIRM, 60_000);
+    let a = nonce(1, 60_000);
     let grant = ConsentGrant::new("P1", "1340123452", ConsentKind::Medication, at(10));
     let mut writes = vec![
         audit_write(
             record("C2", 10, "1340123452", Some("P1")),
-            Some(use_of(&a, T01, 10)),
+            Some(use_of(&a)),
             vec![grant],
         ),
         audit_write(record("C1", 11, "1340123452", Some("P1")), None, vec![]),
@@ -1512,7 +1451,11 @@ pub fn group_commit_failure_writes_nothing(store: &dyn Store) {
     assert!(store.commit_group(&mut writes, &mark_refused).is_err());
     assert_eq!(store.consents("P1", "1340123452").unwrap(), Vec::new());
     assert_eq!(ids(store.query_audit(&all(100)).unwrap()), ["C1"]);
-    assert_eq!(store.consume_challenge(&a, T01, CONFIRM, at(20)), Ok(()));
+    assert_eq!(
+        store.consume_challenge(a),
+        Ok(()),
+        "the failed group consumed nothing"
+    );
 }
 
 // ---- registration with its audit record, the audit chain ------------------------------------
@@ -1635,14 +1578,16 @@ pub fn a_failed_group_writes_neither_registration_nor_record(store: &dyn Store) 
 /// A registration whose challenge is refused is not made; its record is written, rewritten.
 pub fn a_registration_with_a_refused_challenge_is_not_made(store: &dyn Store) {
     unregistered(store);
-    let a = challenge(store, 1, T01, CONFIRM, 60_000);
+    let a = nonce(1, 60_000);
+    let b = nonce(2, 60_000);
+    assert_eq!(store.consume_challenge(a), Ok(()));
     let mut writes = vec![
-        registering("R1", 10, "P1", Some(use_of(&a, T02, 10))),
-        registering("R2", 11, "P2", Some(use_of(&a, T01, 11))),
+        registering("R1", 10, "P1", Some(use_of(&a))),
+        registering("R2", 11, "P2", Some(use_of(&b))),
     ];
     assert_eq!(
         store.commit_group(&mut writes, &mark_refused).unwrap(),
-        vec![Err(ChallengeError::OtherTerminal), Ok(())]
+        vec![Err(ChallengeError::Reused), Ok(())]
     );
     assert!(!registered(store, "P1"));
     assert!(registered(store, "P2"));
@@ -1660,16 +1605,16 @@ pub fn audit_chain_links_every_record(store: &dyn Store) {
     assert_eq!(empty.last_hash, audit_chain::GENESIS.to_vec());
     assert_eq!(verified(store), 0);
     audit_world(store);
-    let a = challenge(store, 1, T01, CONFIRM, 60_000);
+    let a = nonce(1, 60_000);
     let mut writes = vec![
         audit_write(
             record("C7", 6_000, "1340123452", Some("P1")),
-            Some(use_of(&a, T01, 6_000)),
+            Some(use_of(&a)),
             vec![],
         ),
         audit_write(
             record("C8", 6_001, "1340123452", Some("P1")),
-            Some(use_of(&a, T01, 6_001)),
+            Some(use_of(&a)),
             vec![],
         ),
     ];

@@ -196,6 +196,53 @@ fn a_version_4_database_gets_the_institutions_registry() {
     assert_eq!(rows[0].get::<_, i32>(0), SCHEMA_VERSION);
 }
 
+/// A database of schema version 5 (challenges stored when issued) is upgraded on open: the
+/// old challenges are dropped, nonces are single use and the sealing keys are made.
+#[test]
+fn a_version_5_database_is_migrated_to_sealed_challenges() {
+    use onshi_confirm_service::challenge::ChallengeError;
+    let url = PgServer::shared().create_database("v3").unwrap();
+    drop(PgStore::open(&url).unwrap());
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(
+            "DROP TABLE used_challenges;
+             DROP TABLE challenge_keys;
+             CREATE TABLE challenges (
+                 challenge BYTEA PRIMARY KEY,
+                 terminal TEXT NOT NULL,
+                 purpose SMALLINT NOT NULL,
+                 expires_at TIMESTAMPTZ NOT NULL,
+                 used_at TIMESTAMPTZ
+             );
+             INSERT INTO challenges VALUES ('\\x00', 'T', 1, now(), NULL);
+             UPDATE onshi_schema SET version = 5;",
+        )
+        .unwrap();
+    let store = PgStore::open(&url).unwrap();
+    let old = admin
+        .query("SELECT to_regclass('challenges') IS NULL", &[])
+        .unwrap();
+    assert!(old[0].get::<_, bool>(0), "the old table is dropped");
+    assert_eq!(store.consume_challenge([3; 16]), Ok(()));
+    assert_eq!(
+        store.consume_challenge([3; 16]),
+        Err(ChallengeError::Reused)
+    );
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(
+        store
+            .challenge_keys(now, time::Duration::days(1))
+            .unwrap()
+            .len(),
+        1
+    );
+    let rows = admin
+        .query("SELECT version FROM onshi_schema", &[])
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), SCHEMA_VERSION);
+}
+
 // ---- the audit chain, tampered with in the database ---------------------------------------------
 
 /// A database holding records C1..C6 (positions 1..6), and an admin connection to it.

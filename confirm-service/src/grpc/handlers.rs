@@ -178,7 +178,6 @@ impl Confirmation for ConfirmationService {
             .state
             .challenges
             .issue(&terminal.name(), purpose, now)
-            .await
             .map_err(|e| Refusal::from(e).to_status())?;
         Ok(Response::new(IssueChallengeResponse {
             challenge: issued.bytes.to_vec(),

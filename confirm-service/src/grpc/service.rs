@@ -41,6 +41,7 @@ use crate::challenge::Challenges;
 use crate::clock::Clock;
 use crate::consent::{self, ConsentCheck, ConsentGrant, ConsentKind};
 use crate::eligibility::{self, DomainError, Person, QualificationRecord};
+use crate::holders::{Holder, HolderCache};
 use crate::idempotency::Idempotency;
 use crate::outcome::Refusal;
 use crate::quota::Quotas;
@@ -74,6 +75,8 @@ pub struct ServiceState {
     pub trust: Arc<LiveTrust>,
     /// Verified certificates, so a known card costs no parsing and no CA signature.
     pub cert_cache: CertCache,
+    /// Holders of cards seen a moment ago, so a known card costs no store read.
+    pub holders: HolderCache,
     pub audit: AuditLog,
     pub clock: Arc<dyn Clock>,
     /// This instance's name as a batch worker (leases in the shared store).
@@ -305,9 +308,16 @@ impl ConfirmationService {
         let cert_hash = ring::digest::digest(&ring::digest::SHA256, certificate);
         ctx.certificate_sha256 = Some(hex::encode(cert_hash.as_ref()));
 
-        // Consumed with the audit record, in the same transaction as whatever the request
-        // changes (consents, a registration): both or neither.
-        ctx.challenge = Some(Challenges::use_of(challenge, terminal_name, purpose, now));
+        // Sealed for this terminal and purpose, unexpired: checked by computation, refused
+        // before anything else. Its single use is the insert of its nonce with the audit
+        // record, in the same transaction as whatever the request changes (consents, a
+        // registration): both or neither.
+        ctx.challenge = Some(self.state.challenges.check(
+            challenge,
+            terminal_name,
+            purpose,
+            now,
+        )?);
 
         // One snapshot of the trust store for the whole request; the cache re-checks time and
         // the current CRL on every hit.
@@ -360,19 +370,29 @@ impl ConfirmationService {
         } else {
             ConsentBits::new(false, false, false, false)
         };
-        let institution = terminal.institution_code.clone();
         let today = now.to_offset(JST).date();
-        // One store round trip: the person and their records. The consents are recorded
-        // with the audit record.
-        let (person_id, outcome) = self
-            .blocking(move |s| {
-                let person_id = person_of_card(s.store.as_ref(), &key)?;
-                let outcome = confirm_person(s, &person_id, &institution, bits, today, now);
-                Ok((person_id, outcome))
-            })
-            .await?;
-        ctx.person_id = Some(person_id);
-        let (mut result, grants) = outcome?;
+        // A card seen a moment ago: its holder from memory, no store read and no hand-off
+        // ([`crate::holders`]). Otherwise one store round trip for the person and their
+        // records. The consents are recorded with the audit record.
+        let holder = match self.state.holders.get(&key, now) {
+            Some(holder) => holder,
+            None => {
+                let lookup = key.clone();
+                let holder = self
+                    .blocking(move |s| {
+                        let person_id = person_of_card(s.store.as_ref(), &lookup)?;
+                        let (person, records) = load_person(s.store.as_ref(), &person_id)?
+                            .ok_or(Refusal::CardUnknown)?;
+                        Ok(Arc::new(Holder { person, records }))
+                    })
+                    .await?;
+                self.state.holders.put(key, Arc::clone(&holder), now);
+                holder
+            }
+        };
+        ctx.person_id = Some(holder.person.id.clone());
+        let (mut result, grants) =
+            confirm_person(&holder, &terminal.institution_code, bits, today, now)?;
         ctx.grants = grants;
         answer::certificate_warning(&mut result, standing);
         Ok(result)
@@ -696,15 +716,13 @@ pub(super) fn person_of_card(store: &dyn Store, key: &CardKey) -> Result<String,
 /// A card confirmation once the card is proven: registration, assessment, and the consents
 /// to record with its audit record.
 pub(super) fn confirm_person(
-    s: &ServiceState,
-    person_id: &str,
+    holder: &Holder,
     institution: &str,
     bits: ConsentBits,
     today: time::Date,
     now: OffsetDateTime,
 ) -> Result<(ConfirmationResult, Vec<ConsentGrant>), Refusal> {
-    let (person, records) =
-        load_person(s.store.as_ref(), person_id)?.ok_or(Refusal::CardUnknown)?;
+    let Holder { person, records } = holder;
     if !person.registered_for_insurance {
         return Err(Refusal::CardNotRegistered);
     }
@@ -712,10 +730,10 @@ pub(super) fn confirm_person(
         .into_iter()
         .map(|kind| ConsentGrant::new(&person.id, institution, kind, now))
         .collect();
-    let assessment = eligibility::assess(&records, today);
+    let assessment = eligibility::assess(records, today);
     let mut result = answer::confirmation_result(
         &assessment,
-        Some(&person),
+        Some(person),
         pb::ReferenceClassification::MyNumberCard,
         &grants,
         now,

@@ -53,6 +53,10 @@ pub enum StoreError {
     /// A registry entry that may not be stored (an institution with a bad code or name).
     #[error("institution {code} cannot be registered: {reason}")]
     InvalidInstitution { code: String, reason: String },
+    /// A failure inside the service's own store code (the system random generator failed
+    /// making a challenge key, a thread reading the keys died).
+    #[error("store: {0}")]
+    Internal(&'static str),
 }
 
 impl StoreError {

@@ -1,5 +1,5 @@
-//! The group commit's rule, written once for both stores ([`Store::commit_group`]): new
-//! challenges are stored; each challenge presented is consumed; a write's registration and
+//! The group commit's rule, written once for both stores ([`Store::commit_group`]): each
+//! challenge presented is consumed (its nonce inserted, once); a write's registration and
 //! consents count only if its challenge was consumed; a refused write's audit record is first
 //! rewritten to say what was really answered; then every record is appended to the chain, in
 //! the group's order.
@@ -7,7 +7,7 @@
 //! The deciding is pure ([`consumption_order`], [`registration_order`], [`plan`]); the doing is
 //! a store's [`GroupTx`], the few hot statements of its dialect, run inside the group's one
 //! transaction by [`commit`]. The order of the steps is also a locking order: consumptions in
-//! the order of the challenge bytes and registrations in the order of the person ids, so two
+//! the order of the nonces and registrations in the order of the person ids, so two
 //! instances committing overlapping groups lock rows in the same order and cannot deadlock,
 //! and the chain's head last, so it is held only for the insert and the commit.
 //!
@@ -20,7 +20,6 @@ use time::OffsetDateTime;
 
 use super::{
     ChainHead, ChallengeUse, GroupWrite, Refuse, Registration, RememberedAnswer, StoreError,
-    StoredChallenge,
 };
 use crate::audit::AuditRecord;
 use crate::audit_chain::{self, ChainColumns};
@@ -32,9 +31,8 @@ pub type Verdicts = Vec<Result<(), ChallengeError>>;
 
 /// The statements of a group commit, inside one transaction of one store.
 pub(crate) trait GroupTx {
-    /// Stores freshly issued challenges.
-    fn insert_challenges(&mut self, new: &[&StoredChallenge]) -> Result<(), StoreError>;
-    /// Consumes one challenge: its verdict, or a store failure.
+    /// Consumes one challenge (inserts its nonce): its verdict (reused when the nonce is
+    /// there already), or a store failure.
     fn consume(
         &mut self,
         challenge: &ChallengeUse,
@@ -74,12 +72,6 @@ fn steps(
     writes: &mut [GroupWrite],
     refuse: &Refuse,
 ) -> Result<Verdicts, StoreError> {
-    // New challenges first: no request of this group can hold one yet, as a challenge is
-    // handed out only after its group commits.
-    let new = new_challenges(writes);
-    if !new.is_empty() {
-        tx.insert_challenges(&new)?;
-    }
     let mut verdicts: Verdicts = vec![Ok(()); writes.len()];
     for (i, challenge) in consumption_order(writes) {
         verdicts[i] = tx.consume(challenge)?;
@@ -115,17 +107,6 @@ fn steps(
     Ok(verdicts)
 }
 
-/// The challenges a group issues, in the group's order.
-pub(crate) fn new_challenges(writes: &[GroupWrite]) -> Vec<&StoredChallenge> {
-    writes
-        .iter()
-        .filter_map(|w| match w {
-            GroupWrite::Challenge(c) => Some(c),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The challenges a group presents with the index of their write, in the order of the
 /// challenge bytes (then of the writes): of two writes presenting one challenge, the earlier
 /// consumes it.
@@ -136,10 +117,9 @@ pub(crate) fn consumption_order(writes: &[GroupWrite]) -> Vec<(usize, &Challenge
         .filter_map(|(i, w)| match w {
             GroupWrite::Consume(u) => Some((i, u)),
             GroupWrite::Audit(a) => a.challenge.as_ref().map(|u| (i, u)),
-            GroupWrite::Challenge(_) => None,
         })
         .collect();
-    uses.sort_by(|a, b| a.1.bytes.cmp(&b.1.bytes).then(a.0.cmp(&b.0)));
+    uses.sort_by(|a, b| a.1.nonce.cmp(&b.1.nonce).then(a.0.cmp(&b.0)));
     uses
 }
 
@@ -255,12 +235,7 @@ mod tests {
     }
 
     fn challenge(byte: u8) -> ChallengeUse {
-        ChallengeUse {
-            bytes: vec![byte; 32],
-            terminal: "1340123452-T01".into(),
-            purpose: 1,
-            at: NOW,
-        }
+        ChallengeUse { nonce: [byte; 16] }
     }
 
     fn grant(person: &str, kind: ConsentKind, hour: u8) -> ConsentGrant {
@@ -287,7 +262,8 @@ mod tests {
     /// A store in memory that logs what it was asked, in order.
     #[derive(Default)]
     struct Fake {
-        challenges: HashMap<Vec<u8>, bool>,
+        /// Nonces used before.
+        used: std::collections::HashSet<[u8; 16]>,
         persons: HashMap<String, bool>,
         log: Vec<String>,
         head: (i64, Vec<u8>),
@@ -295,22 +271,12 @@ mod tests {
     }
 
     impl GroupTx for Fake {
-        fn insert_challenges(&mut self, new: &[&StoredChallenge]) -> Result<(), StoreError> {
-            for c in new {
-                self.log.push(format!("issue {}", c.bytes[0]));
-                self.challenges.insert(c.bytes.to_vec(), false);
-            }
-            Ok(())
-        }
         fn consume(&mut self, u: &ChallengeUse) -> Result<Result<(), ChallengeError>, StoreError> {
-            self.log.push(format!("consume {}", u.bytes[0]));
-            Ok(match self.challenges.get_mut(&u.bytes) {
-                None => Err(ChallengeError::Unknown),
-                Some(used @ false) => {
-                    *used = true;
-                    Ok(())
-                }
-                Some(true) => Err(ChallengeError::Reused),
+            self.log.push(format!("consume {}", u.nonce[0]));
+            Ok(if self.used.insert(u.nonce) {
+                Ok(())
+            } else {
+                Err(ChallengeError::Reused)
             })
         }
         fn register(&mut self, id: &str, _: OffsetDateTime) -> Result<Registration, StoreError> {
@@ -362,9 +328,10 @@ mod tests {
         }
     }
 
-    fn fake_with(challenges: &[u8]) -> Fake {
+    /// A store where the nonces of `used` were consumed before.
+    fn fake_with(used: &[u8]) -> Fake {
         Fake {
-            challenges: challenges.iter().map(|&b| (vec![b; 32], false)).collect(),
+            used: used.iter().map(|&b| [b; 16]).collect(),
             head: (0, audit_chain::GENESIS.to_vec()),
             ..Fake::default()
         }
@@ -372,7 +339,7 @@ mod tests {
 
     #[test]
     fn consumes_in_byte_order_and_appends_in_group_order() {
-        let mut tx = fake_with(&[1, 2, 3]);
+        let mut tx = fake_with(&[]);
         let mut writes = vec![
             write("C3", Some(3)),
             write("C1", Some(1)),
@@ -402,7 +369,7 @@ mod tests {
 
     #[test]
     fn the_earlier_write_of_one_challenge_consumes_it() {
-        let mut tx = fake_with(&[7]);
+        let mut tx = fake_with(&[9]);
         let mut writes = vec![
             write("A", Some(7)),
             write("B", Some(7)),
@@ -414,7 +381,7 @@ mod tests {
             vec![
                 Ok(()),
                 Err(ChallengeError::Reused),
-                Err(ChallengeError::Unknown)
+                Err(ChallengeError::Reused)
             ]
         );
         let codes: Vec<&str> = tx
@@ -424,13 +391,13 @@ mod tests {
             .collect();
         assert_eq!(
             codes,
-            ["RESULT_CODE_OK", "REFUSED Reused", "REFUSED Unknown"]
+            ["RESULT_CODE_OK", "REFUSED Reused", "REFUSED Reused"]
         );
     }
 
     #[test]
     fn a_refused_challenge_records_no_consents_and_no_registration() {
-        let mut tx = fake_with(&[1]);
+        let mut tx = fake_with(&[2]);
         tx.persons.insert("P1".into(), false);
         tx.persons.insert("P2".into(), false);
         let with = |id: &str, byte: u8, person: &str| {
@@ -448,7 +415,7 @@ mod tests {
         };
         let mut writes = vec![with("OK", 1, "P2"), with("NO", 2, "P1")];
         let verdicts = commit(&mut tx, &mut writes, &rewrite_refused).unwrap();
-        assert_eq!(verdicts[1], Err(ChallengeError::Unknown));
+        assert_eq!(verdicts[1], Err(ChallengeError::Reused));
         assert_eq!(
             tx.log,
             [
@@ -473,7 +440,7 @@ mod tests {
             panic!()
         };
         assert_eq!(no.registration.as_ref().unwrap().outcome, None);
-        assert_eq!(no.record.result_code, "REFUSED Unknown");
+        assert_eq!(no.record.result_code, "REFUSED Reused");
         assert!(!tx.persons["P1"]);
     }
 
@@ -499,21 +466,15 @@ mod tests {
     }
 
     #[test]
-    fn challenges_are_issued_before_any_is_consumed_and_a_group_without_records_locks_no_head() {
-        let mut tx = fake_with(&[]);
-        let issued = StoredChallenge {
-            bytes: [5; 32],
-            terminal: "1340123452-T01".into(),
-            purpose: 1,
-            expires_at: NOW,
-        };
+    fn a_group_without_records_locks_no_head() {
+        let mut tx = fake_with(&[6]);
         let mut writes = vec![
+            GroupWrite::Consume(challenge(6)),
             GroupWrite::Consume(challenge(5)),
-            GroupWrite::Challenge(issued),
         ];
         let verdicts = commit(&mut tx, &mut writes, &keep_record).unwrap();
-        assert_eq!(verdicts, vec![Ok(()), Ok(())]);
-        assert_eq!(tx.log, ["issue 5", "consume 5"]);
+        assert_eq!(verdicts, vec![Err(ChallengeError::Reused), Ok(())]);
+        assert_eq!(tx.log, ["consume 5", "consume 6"]);
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //!
 //! Everything that must be shared by several service instances lives behind this trait:
 //! the reference data (persons, qualification records, card links, terminals, clinical data),
-//! registration for insurance use, consents, outstanding challenges, batch jobs and the audit
-//! log. Service instances keep nothing else, so instances sharing one PostgreSQL behave as one
-//! service. The same conformance suite (`tests/src/store_suite.rs` in the `onshi-e2e` package)
+//! registration for insurance use, consents, used challenges and their sealing keys, batch
+//! jobs and the audit log. Service instances keep nothing else but caches, so instances sharing
+//! one PostgreSQL behave as one service. The same conformance suite (`tests/src/store_suite.rs` in the `onshi-e2e` package)
 //! runs against both implementations.
 //!
 //! The methods are blocking: the async service calls them from `spawn_blocking`. Dates are ISO
@@ -189,27 +189,32 @@ pub struct RegistrationWrite {
     pub outcome: Option<Registration>,
 }
 
-/// A challenge as the store keeps it (the random bytes are made by [`crate::challenge`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredChallenge {
-    pub bytes: [u8; onshi_proto::binding::CHALLENGE_LEN],
-    /// `<医療機関コード>-<terminal id>`.
-    pub terminal: String,
-    /// The binding's purpose byte.
-    pub purpose: u8,
-    pub expires_at: OffsetDateTime,
-}
+/// Length of a challenge's nonce: the part whose single use the store records
+/// ([`crate::challenge`]).
+pub const NONCE_LEN: usize = 16;
 
-/// A request's use of a challenge: the bytes it presented, the terminal presenting them, the
-/// purpose it claims, when.
+/// A request's use of a (sealed, already checked) challenge: its nonce, which the group
+/// commit inserts into `used_challenges`; a nonce already there is a reuse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChallengeUse {
-    pub bytes: Vec<u8>,
-    /// `<医療機関コード>-<terminal id>`.
-    pub terminal: String,
-    /// The binding's purpose byte.
-    pub purpose: u8,
-    pub at: OffsetDateTime,
+    pub nonce: [u8; NONCE_LEN],
+}
+
+/// A key that seals challenges, shared by the instances through the store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChallengeKey {
+    pub id: i64,
+    pub secret: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for ChallengeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChallengeKey")
+            .field("id", &self.id)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A request's durable trace, written in one transaction: its challenge consumed (when it
@@ -266,8 +271,6 @@ impl AuditWrite {
 /// One write of a group commit ([`Store::commit_group`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupWrite {
-    /// A freshly issued challenge.
-    Challenge(StoredChallenge),
     /// A challenge consumed on its own (before a request changes anything with it).
     Consume(ChallengeUse),
     /// A request's challenge, consents and audit record.
@@ -403,9 +406,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Commits `writes` in one durable transaction (fsync'd before it returns), in order:
     /// the service's one writer gathers whatever is waiting into one group, so a burst of N
-    /// requests costs one sync and one write lock, not N. Challenge consumption is atomic
-    /// across instances: two concurrent consumptions of one challenge cannot both succeed,
-    /// and a challenge presented by another terminal is not consumed. A registration is
+    /// requests costs one sync and one write lock, not N. Challenge consumption (one insert of
+    /// its nonce) is atomic across instances: two concurrent consumptions of one challenge
+    /// cannot both succeed. A registration is
     /// applied only with an accepted challenge (its outcome is set on the write, see
     /// [`AuditWrite::registered`]). The audit records are appended to the store's one hash
     /// chain in the group's order, serialized with every other instance's appends. Returns,
@@ -418,30 +421,10 @@ pub trait Store: Send + Sync + fmt::Debug {
         refuse: &Refuse,
     ) -> Result<Vec<Result<(), ChallengeError>>, StoreError>;
 
-    /// Stores a freshly issued challenge (a group of one).
-    fn insert_challenge(&self, challenge: &StoredChallenge) -> Result<(), StoreError> {
-        self.commit_group(
-            &mut [GroupWrite::Challenge(challenge.clone())],
-            &keep_record,
-        )
-        .map(drop)
-    }
-
-    /// Consumes a challenge (a group of one): it must be known, `terminal`'s, for `purpose`,
-    /// unexpired at `now` and unused. Store failures are [`ChallengeError::Store`].
-    fn consume_challenge(
-        &self,
-        bytes: &[u8],
-        terminal: &str,
-        purpose: u8,
-        now: OffsetDateTime,
-    ) -> Result<(), ChallengeError> {
-        let mut writes = [GroupWrite::Consume(ChallengeUse {
-            bytes: bytes.to_vec(),
-            terminal: terminal.to_owned(),
-            purpose,
-            at: now,
-        })];
+    /// Consumes a challenge's nonce (a group of one): refused as reused when it was consumed
+    /// before. Store failures are [`ChallengeError::Store`].
+    fn consume_challenge(&self, nonce: [u8; NONCE_LEN]) -> Result<(), ChallengeError> {
+        let mut writes = [GroupWrite::Consume(ChallengeUse { nonce })];
         let verdicts = self
             .commit_group(&mut writes, &keep_record)
             .map_err(|e| ChallengeError::Store(e.to_string()))?;
@@ -451,8 +434,17 @@ pub trait Store: Send + Sync + fmt::Debug {
             .unwrap_or_else(|| Err(ChallengeError::Store("no verdict".into())))
     }
 
-    /// Forgets challenges, and answers remembered by idempotency key, that expired before
-    /// `before`; returns how many challenges.
+    /// The keys that seal challenges, newest first (at most two): when there is none, or
+    /// the newest was made before `now - rotate_after`, a new random key is made first (by
+    /// whichever instance gets there first; the others read it).
+    fn challenge_keys(
+        &self,
+        now: OffsetDateTime,
+        rotate_after: time::Duration,
+    ) -> Result<Vec<ChallengeKey>, StoreError>;
+
+    /// Forgets the nonces of challenges, and answers remembered by idempotency key, that
+    /// expired before `before`; returns how many nonces.
     fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
 
     /// The answer remembered under `(terminal, method, key)`, unless it expired before `now`.
@@ -581,30 +573,6 @@ pub(crate) fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
 /// An instant as both stores keep it: cut to the millisecond.
 pub(crate) fn instant(t: OffsetDateTime) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis(t)) * 1_000_000).unwrap_or(t)
-}
-
-/// A challenge as stored, for explaining a refused consumption.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ChallengeRow {
-    pub terminal: String,
-    pub purpose: u8,
-    pub used: bool,
-}
-
-/// Why a challenge could not be consumed, from its stored row (or its absence): unknown,
-/// other terminal, reused, wrong purpose, expired, in that order.
-pub(crate) fn explain_challenge(
-    row: Option<ChallengeRow>,
-    terminal: &str,
-    purpose: u8,
-) -> ChallengeError {
-    match row {
-        None => ChallengeError::Unknown,
-        Some(r) if r.terminal != terminal => ChallengeError::OtherTerminal,
-        Some(r) if r.used => ChallengeError::Reused,
-        Some(r) if r.purpose != purpose => ChallengeError::WrongPurpose,
-        Some(_) => ChallengeError::Expired,
-    }
 }
 
 /// Whether a store location is a PostgreSQL URL rather than a SQLite file path.

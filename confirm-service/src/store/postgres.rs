@@ -13,10 +13,12 @@
 //! - **Durability**: every session runs with `synchronous_commit = on`, so a commit returns
 //!   only after its WAL record is flushed (`fsync`), as SQLite's `synchronous=FULL` does. The
 //!   audit group is one statement, hence one transaction and one flush.
-//! - **Atomicity across instances**: consuming a challenge and claiming a batch job are single
-//!   conditional `UPDATE`s. Under READ COMMITTED a second `UPDATE` of the same row waits for the
-//!   first to commit and then re-checks its `WHERE` clause on the new row version, so two
-//!   instances cannot both consume one challenge or both hold one lease.
+//! - **Atomicity across instances**: consuming a challenge is one insert of its nonce under a
+//!   primary key (`ON CONFLICT DO NOTHING`: a second insert of the same nonce waits for the
+//!   first to commit and then inserts nothing), and claiming a batch job is one conditional
+//!   `UPDATE` (under READ COMMITTED a second `UPDATE` of the same row waits for the first to
+//!   commit and re-checks its `WHERE` clause), so two instances cannot both consume one
+//!   challenge or both hold one lease.
 //!   `complete_batch_items` locks the job row first (`SELECT … FOR UPDATE`).
 //! - **Values**: dates are `DATE`; instants are `TIMESTAMPTZ` cut to the millisecond before they
 //!   are written, exactly as the SQLite store keeps them (Unix milliseconds), so both stores
@@ -53,8 +55,8 @@ use super::group::{self, last_per_key, GroupTx};
 use super::pool;
 use super::queries::{Backend, Session};
 use super::{
-    corrupt, explain_challenge, instant, BatchJob, ChainHead, ChallengeRow, ChallengeUse,
-    GroupWrite, LoadBatch, Refuse, Registration, RememberedAnswer, StoreError, StoredChallenge,
+    corrupt, instant, BatchJob, ChainHead, ChallengeUse, GroupWrite, LoadBatch, Refuse,
+    Registration, RememberedAnswer, StoreError,
 };
 use crate::audit::AuditRecord;
 use crate::audit_chain::{self, ChainColumns};
@@ -64,7 +66,7 @@ use crate::consent::ConsentGrant;
 use crate::eligibility::{ElderlyCertificate, HighCostLimit};
 
 /// The schema version this code writes and understands (`onshi_schema.version`).
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// Connections one store keeps open at most, unless [`PgStore::open_with_pool`] says otherwise.
 pub const DEFAULT_POOL_SIZE: u32 = 16;
@@ -472,6 +474,22 @@ CREATE TABLE IF NOT EXISTS institutions (
 );
 ";
 
+/// Version 6: sealed challenges (crate::challenge): the nonces used (each begins with its
+/// challenge's expiry, so the index grows at its end and is pruned by a key range) and the
+/// keys that seal them, shared by the instances. Challenges outstanding at the upgrade are
+/// dropped (a terminal asks for a new one).
+const SCHEMA_V6: &str = "
+DROP TABLE IF EXISTS challenges;
+CREATE TABLE IF NOT EXISTS used_challenges (
+    nonce BYTEA PRIMARY KEY CHECK (length(nonce) = 16)
+);
+CREATE TABLE IF NOT EXISTS challenge_keys (
+    id BIGINT PRIMARY KEY,
+    secret BYTEA NOT NULL CHECK (length(secret) = 32),
+    created_at BIGINT NOT NULL
+);
+";
+
 /// Creates or upgrades the schema in one transaction that holds an advisory lock, so two
 /// instances opening a fresh database together do not both create it.
 fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
@@ -516,6 +534,9 @@ fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
     if found < 5 {
         tx.batch_execute(SCHEMA_V5)?;
     }
+    if found < 6 {
+        tx.batch_execute(SCHEMA_V6)?;
+    }
     if found < SCHEMA_VERSION {
         tx.execute(
             "INSERT INTO onshi_schema (version) VALUES ($1)
@@ -544,10 +565,6 @@ fn warn_if_not_durable(client: &mut Client, target: &str) -> Result<(), StoreErr
 /// A column by position, with a type error reported rather than panicking.
 fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
     Ok(row.try_get(i)?)
-}
-
-fn small<T: TryFrom<i16>>(what: &'static str, v: i16) -> Result<T, StoreError> {
-    T::try_from(v).map_err(|_| corrupt(what, v))
 }
 
 /// Registers a person in one statement: whether it changed the person, and whether the
@@ -1064,9 +1081,7 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
 /// costs a handful of round trips.
 struct GroupStatements<'t, 'c> {
     tx: &'t mut ::postgres::Transaction<'c>,
-    insert_challenges: Statement,
     consume: Statement,
-    explain: Statement,
     insert_grants: Statement,
     insert_records: Statement,
     register_person: Statement,
@@ -1094,42 +1109,15 @@ impl GroupTx for GroupStatements<'_, '_> {
         Ok(())
     }
 
-    fn insert_challenges(&mut self, new: &[&StoredChallenge]) -> Result<(), StoreError> {
-        let bytes: Vec<&[u8]> = new.iter().map(|c| &c.bytes[..]).collect();
-        let terminal: Vec<&str> = new.iter().map(|c| c.terminal.as_str()).collect();
-        let purpose: Vec<i16> = new.iter().map(|c| i16::from(c.purpose)).collect();
-        let expires: Vec<OffsetDateTime> = new.iter().map(|c| instant(c.expires_at)).collect();
-        self.tx.execute(
-            &self.insert_challenges,
-            &[&bytes, &terminal, &purpose, &expires],
-        )?;
-        Ok(())
-    }
-
     fn consume(&mut self, u: &ChallengeUse) -> Result<Result<(), ChallengeError>, StoreError> {
-        // A consumer that got there first holds the row lock; this UPDATE then waits, re-reads
-        // the row, finds it used and changes nothing.
-        let at = instant(u.at);
-        let purpose = i16::from(u.purpose);
-        let changed = self
-            .tx
-            .execute(&self.consume, &[&u.bytes, &u.terminal, &purpose, &at])?;
-        if changed == 1 {
-            return Ok(Ok(()));
-        }
-        let row = self
-            .tx
-            .query(&self.explain, &[&u.bytes])?
-            .first()
-            .map(|r| -> Result<_, StoreError> {
-                Ok(ChallengeRow {
-                    terminal: col(r, 0)?,
-                    purpose: small("purpose", col(r, 1)?)?,
-                    used: col(r, 2)?,
-                })
-            })
-            .transpose()?;
-        Ok(Err(explain_challenge(row, &u.terminal, u.purpose)))
+        // One insert of the nonce. A consumer on another instance that inserted it first and
+        // has not committed yet makes this one wait, then find the conflict: reused.
+        let inserted = self.tx.execute(&self.consume, &[&&u.nonce[..]])?;
+        Ok(if inserted == 1 {
+            Ok(())
+        } else {
+            Err(ChallengeError::Reused)
+        })
     }
 
     fn register(
@@ -1346,17 +1334,8 @@ impl Backend for PgStore {
         refuse: &Refuse,
     ) -> Result<group::Verdicts, StoreError> {
         let mut conn = self.conn()?;
-        let insert_challenges = conn.prepare(
-            "INSERT INTO challenges (challenge, terminal, purpose, expires_at)
-             SELECT * FROM unnest($1::bytea[], $2::text[], $3::int2[], $4::timestamptz[])",
-        )?;
         let consume = conn.prepare(
-            "UPDATE challenges SET used_at = $4
-             WHERE challenge = $1 AND terminal = $2 AND purpose = $3
-               AND used_at IS NULL AND expires_at >= $4",
-        )?;
-        let explain = conn.prepare(
-            "SELECT terminal, purpose, used_at IS NOT NULL FROM challenges WHERE challenge = $1",
+            "INSERT INTO used_challenges (nonce) VALUES ($1) ON CONFLICT (nonce) DO NOTHING",
         )?;
         let insert_grants = conn.prepare(INSERT_CONSENTS)?;
         let insert_records = conn.prepare(&INSERT_AUDIT)?;
@@ -1368,9 +1347,7 @@ impl Backend for PgStore {
         let verdicts = group::commit(
             &mut GroupStatements {
                 tx: &mut tx,
-                insert_challenges,
                 consume,
-                explain,
                 insert_grants,
                 insert_records,
                 register_person,

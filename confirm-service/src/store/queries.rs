@@ -17,8 +17,8 @@ use time::OffsetDateTime;
 use super::codec::{self, Row, Value};
 use super::group::Verdicts;
 use super::{
-    corrupt, BatchItem, BatchJob, CardKey, ChainHead, ChainedRecord, GroupWrite, LoadBatch, Refuse,
-    Registration, Store, StoreError, Terminal,
+    corrupt, BatchItem, BatchJob, CardKey, ChainHead, ChainedRecord, ChallengeKey, GroupWrite,
+    LoadBatch, Refuse, Registration, Store, StoreError, Terminal,
 };
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::clinical::{Checkup, Medication};
@@ -338,14 +338,17 @@ impl<B: Backend> Store for B {
     }
 
     fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        // Nonces begin with their challenge's expiry (big-endian milliseconds), so the expired
+        // ones are a range at the start of the primary key.
+        let floor = crate::challenge::nonce_floor(before);
         self.write_beside_groups(|s| {
             s.execute(
                 "DELETE FROM idempotency WHERE expires_at < $1",
                 &[before.into()],
             )?;
             s.execute(
-                "DELETE FROM challenges WHERE expires_at < $1",
-                &[before.into()],
+                "DELETE FROM used_challenges WHERE nonce < $1",
+                &[Value::Bytes(&floor)],
             )
         })
         .map_err(during("purge challenges"))
@@ -367,6 +370,48 @@ impl<B: Backend> Store for B {
             )
         })
         .map_err(during("read a remembered answer"))
+    }
+
+    fn challenge_keys(
+        &self,
+        now: OffsetDateTime,
+        rotate_after: time::Duration,
+    ) -> Result<Vec<ChallengeKey>, StoreError> {
+        const NEWEST: &str =
+            "SELECT id, secret, created_at FROM challenge_keys ORDER BY id DESC LIMIT 2";
+        let key = |r: &dyn Row| -> Result<ChallengeKey, StoreError> {
+            Ok(ChallengeKey {
+                id: r.int(0)?,
+                secret: r.bytes(1)?,
+                created_at: super::from_millis(r.int(2)?)?,
+            })
+        };
+        self.write_beside_groups(|s| {
+            let keys = s.rows(NEWEST, &[], key)?;
+            let due = keys
+                .first()
+                .is_none_or(|k| k.created_at + rotate_after <= now);
+            if !due {
+                return Ok(keys);
+            }
+            let mut secret = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+                .map_err(|_| StoreError::Internal("the system random generator failed"))?;
+            let id = keys.first().map_or(1, |k| k.id + 1);
+            // Another instance rotating at the same moment inserts the same id first: its
+            // key is then the one read back.
+            s.execute(
+                "INSERT INTO challenge_keys (id, secret, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    Value::Int(id),
+                    Value::Bytes(&secret),
+                    Value::Int(super::millis(now)),
+                ],
+            )?;
+            s.rows(NEWEST, &[], key)
+        })
+        .map_err(during("read the challenge keys"))
     }
 
     fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {

@@ -3,7 +3,7 @@
 //!
 //! Connections by role, each committing with `synchronous=FULL` (fsync at every commit, so an
 //! acknowledged write survives power loss): the **writer** connection takes the service's
-//! group commits (challenges issued and consumed, consents, audit records: the hot path's only
+//! group commits (challenges consumed, consents, audit records: the hot path's only
 //! writes, gathered by one thread so they never wait for each other's write lock); the main
 //! connection takes the rare other writes (loading, registration, batch jobs); an r2d2 pool of
 //! **reader** connections (`query_only`) serves lookups, which WAL lets run beside a writer, so
@@ -32,9 +32,9 @@ use super::group::{self, GroupTx};
 use super::pool;
 use super::queries::{self, Backend, Session};
 use super::{
-    corrupt, explain_challenge, format_date, format_opt_date, from_millis, millis, parse_opt_date,
-    BatchJob, CardKey, ChainHead, ChallengeRow, ChallengeUse, DbErrorKind, GroupWrite, LoadBatch,
-    Refuse, Registration, RememberedAnswer, Store, StoreError, StoredChallenge, Terminal,
+    corrupt, format_date, format_opt_date, from_millis, millis, parse_opt_date, BatchJob, CardKey,
+    ChainHead, ChallengeUse, DbErrorKind, GroupWrite, LoadBatch, Refuse, Registration,
+    RememberedAnswer, Store, StoreError, Terminal,
 };
 use crate::audit::AuditRecord;
 use crate::audit_chain::{self, ChainColumns};
@@ -45,7 +45,7 @@ use crate::eligibility::{Person, QualificationRecord};
 use crate::institutions::Institution;
 
 /// The schema version this code writes and understands (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -473,6 +473,23 @@ CREATE TABLE IF NOT EXISTS institutions (
     name TEXT NOT NULL CHECK (length(name) > 0),
     started_on TEXT NOT NULL
 ) WITHOUT ROWID;
+";
+
+/// Version 7: sealed challenges (crate::challenge). Issuing writes nothing; a use inserts the
+/// challenge's nonce, which begins with its expiry, so the table grows at its end and is pruned
+/// by a key range. The sealing keys are shared by the instances here. Challenges outstanding
+/// at the upgrade were random bytes the service no longer recognises: they are dropped (a
+/// terminal asks for a new one, as after any refusal).
+const SCHEMA_V7: &str = "
+DROP TABLE IF EXISTS challenges;
+CREATE TABLE IF NOT EXISTS used_challenges (
+    nonce BLOB PRIMARY KEY CHECK (length(nonce) = 16)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS challenge_keys (
+    id INTEGER PRIMARY KEY,
+    secret BLOB NOT NULL CHECK (length(secret) = 32),
+    created_at INTEGER NOT NULL
+);
 ";
 
 /// Version 4: the audit log's hash chain (crate::audit_chain): each record's position, its
@@ -1034,50 +1051,17 @@ const COUNT_ANSWERS: &str = "UPDATE batch_jobs SET completed = completed + ?2,
 struct GroupStatements<'t>(&'t Connection);
 
 impl GroupTx for GroupStatements<'_> {
-    fn insert_challenges(&mut self, new: &[&StoredChallenge]) -> Result<(), StoreError> {
-        let mut stmt = self.0.prepare_cached(
-            "INSERT INTO challenges (challenge, terminal, purpose, expires_at)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for c in new {
-            stmt.execute(params![
-                &c.bytes[..],
-                c.terminal,
-                c.purpose,
-                millis(c.expires_at)
-            ])?;
-        }
-        Ok(())
-    }
-
     fn consume(&mut self, u: &ChallengeUse) -> Result<Result<(), ChallengeError>, StoreError> {
-        // One statement decides and marks: only an unused, unexpired challenge of this
-        // terminal and purpose is marked used. Anything else is then explained by a read.
-        let changed = self
+        // One append-only insert: the nonce is there already when the challenge was used.
+        let inserted = self
             .0
-            .prepare_cached(
-                "UPDATE challenges SET used_at = ?4
-                 WHERE challenge = ?1 AND terminal = ?2 AND purpose = ?3
-                   AND used_at IS NULL AND expires_at >= ?4",
-            )?
-            .execute(params![u.bytes, u.terminal, u.purpose, millis(u.at)])?;
-        if changed == 1 {
-            return Ok(Ok(()));
-        }
-        let row = self
-            .0
-            .prepare_cached(
-                "SELECT terminal, purpose, used_at FROM challenges WHERE challenge = ?1",
-            )?
-            .query_row(params![u.bytes], |r| {
-                Ok(ChallengeRow {
-                    terminal: r.get(0)?,
-                    purpose: r.get(1)?,
-                    used: r.get::<_, Option<i64>>(2)?.is_some(),
-                })
-            })
-            .optional()?;
-        Ok(Err(explain_challenge(row, &u.terminal, u.purpose)))
+            .prepare_cached("INSERT OR IGNORE INTO used_challenges (nonce) VALUES (?1)")?
+            .execute(params![&u.nonce[..]])?;
+        Ok(if inserted == 1 {
+            Ok(())
+        } else {
+            Err(ChallengeError::Reused)
+        })
     }
 
     fn register(
@@ -1287,6 +1271,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 6 {
         tx.execute_batch(SCHEMA_V6)?;
+    }
+    if version < 7 {
+        tx.execute_batch(SCHEMA_V7)?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -1575,6 +1562,52 @@ mod tests {
             }
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_version_6_store_is_migrated_to_sealed_challenges() {
+        let tmp = TempStore::new("v6");
+        {
+            // A version-6 file with an outstanding challenge of the old kind.
+            let c = Connection::open(tmp.path()).unwrap();
+            for step in [
+                SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+            ] {
+                c.execute_batch(step).unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO audit_chain VALUES (1, 0, x'00', 0, x'00');
+                 INSERT INTO challenges (challenge, terminal, purpose, expires_at)
+                 VALUES (zeroblob(32), '1340123452-T01', 1, 0);
+                 PRAGMA user_version = 6;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&tmp.path()).unwrap();
+        let tables: Vec<String> = store.with_connection(|c| {
+            c.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        });
+        assert!(!tables.contains(&"challenges".to_owned()), "{tables:?}");
+        assert!(tables.contains(&"used_challenges".to_owned()));
+        let nonce = [9u8; 16];
+        assert_eq!(store.consume_challenge(nonce), Ok(()));
+        assert_eq!(
+            store.consume_challenge(nonce),
+            Err(crate::challenge::ChallengeError::Reused)
+        );
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let keys = store.challenge_keys(now, time::Duration::days(1)).unwrap();
+        assert_eq!(keys.len(), 1);
+        let version: i64 = store.with_connection(|c| {
+            c.pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap()
+        });
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]
