@@ -41,11 +41,12 @@ use crate::audit_chain::{self, ChainColumns};
 use crate::challenge::ChallengeError;
 use crate::clinical::{Checkup, Medication};
 use crate::consent::ConsentGrant;
+use crate::documents::InsuranceDocument;
 use crate::eligibility::{Person, QualificationRecord};
 use crate::institutions::Institution;
 
 /// The schema version this code writes and understands (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -475,6 +476,18 @@ CREATE TABLE IF NOT EXISTS institutions (
 ) WITHOUT ROWID;
 ";
 
+/// Version 7: the document each person holds in place of the paper insurance card
+/// (資格確認書 with its validity period, or 資格情報のお知らせ without one). An older store
+/// has none, so its answers carry no document until the world is loaded again.
+const SCHEMA_V7: &str = "
+CREATE TABLE IF NOT EXISTS insurance_documents (
+    person_id TEXT PRIMARY KEY REFERENCES persons(id),
+    kind TEXT NOT NULL CHECK (kind IN ('shikaku-kakuninsho', 'shikaku-joho-oshirase')),
+    valid_from TEXT,
+    valid_until TEXT
+) WITHOUT ROWID;
+";
+
 /// Version 4: the audit log's hash chain (crate::audit_chain): each record's position, its
 /// predecessor's hash and its own; the head and anchor in `audit_chain`'s one row. Records
 /// already there are chained at migration, in the order they were written.
@@ -620,6 +633,24 @@ impl Bulk<'_> {
         Ok(())
     }
 
+    /// Records the document a person holds, replacing the one recorded before.
+    pub fn upsert_document(&mut self, d: &InsuranceDocument) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO insurance_documents (person_id, kind, valid_from, valid_until)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (person_id) DO UPDATE SET kind = excluded.kind,
+                 valid_from = excluded.valid_from, valid_until = excluded.valid_until",
+        )?;
+        stmt.execute(params![
+            d.person_id,
+            d.kind.as_str(),
+            format_opt_date(d.valid_from)?,
+            format_opt_date(d.valid_until)?,
+        ])
+        .map_err(|e| unknown_person_or(e, &d.person_id))?;
+        Ok(())
+    }
+
     /// Adds a checkup result.
     pub fn insert_checkup(&mut self, c: &Checkup) -> Result<(), StoreError> {
         let mut stmt = self.tx.prepare_cached(
@@ -667,6 +698,9 @@ impl Bulk<'_> {
         }
         for c in &batch.checkups {
             self.insert_checkup(c)?;
+        }
+        for d in &batch.documents {
+            self.upsert_document(d)?;
         }
         Ok(())
     }
@@ -738,6 +772,7 @@ impl SqliteStore {
                 batch.qualifications.extend(self.qualifications(id)?);
                 batch.medications.extend(self.medications(id)?);
                 batch.checkups.extend(self.checkups(id)?);
+                batch.documents.extend(self.insurance_document(id)?);
                 batch
                     .cards
                     .extend(self.cards_of(id)?.into_iter().map(|k| (k, id.clone())));
@@ -1287,6 +1322,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 6 {
         tx.execute_batch(SCHEMA_V6)?;
+    }
+    if version < 7 {
+        tx.execute_batch(SCHEMA_V7)?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
