@@ -540,3 +540,103 @@ fn the_reader_agent_asks_for_an_as_of_date() {
         assert!(help.contains("--as-of"), "{sub}: {help}");
     }
 }
+
+/// The document each person holds in place of the paper card (docs/domain.md "Insurance
+/// documents"): a query by numbers answers from the qualification and reports the document
+/// beside it: the お知らせ without a period; a 資格確認書 valid through its last day and
+/// reported lapsed from the day after, while the qualification still answers 有効.
+#[test]
+fn a_query_by_numbers_reports_the_document_and_answers_from_the_qualification() {
+    let svc = InProcService::start(config()).unwrap();
+    runtime().block_on(async {
+        let mut c = client(&svc, &terminal_dir()).await;
+        let ask = |q: pb::NumbersQuery| pb::ConfirmByNumbersRequest {
+            query: Some(q),
+            claimed_visit_time: None,
+        };
+        let today = svc.now().to_offset(JST).date();
+
+        // 資格情報のお知らせ: no period, reported valid.
+        let r = c
+            .confirm_by_numbers(ask(example("document-oshirase")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.validity(), pb::QualificationValidity::Valid);
+        let d = r.insurance_document.expect("a document");
+        assert_eq!(d.kind(), pb::DocumentKind::ShikakuJohoOshirase);
+        assert_eq!((d.valid_from.as_str(), d.valid_until.as_str()), ("", ""));
+        assert!(d.valid_on_as_of_date);
+
+        // A 資格確認書 valid today.
+        let r = c
+            .confirm_by_numbers(ask(example("document-kakuninsho")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.validity(), pb::QualificationValidity::Valid);
+        let d = r.insurance_document.expect("a document");
+        assert_eq!(d.kind(), pb::DocumentKind::ShikakuKakuninsho);
+        assert!(parse_day(&d.valid_from) <= today && today <= parse_day(&d.valid_until));
+        assert!(d.valid_on_as_of_date);
+
+        // A 資格確認書 that lapsed while the qualification is current: 有効 today, the
+        // document reported lapsed.
+        let lapsed = example("document-lapsed");
+        let r = c
+            .confirm_by_numbers(ask(lapsed.clone()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.result_code(), ResultCode::Ok);
+        assert_eq!(r.validity(), pb::QualificationValidity::Valid);
+        let d = r.insurance_document.expect("a document");
+        assert_eq!(d.kind(), pb::DocumentKind::ShikakuKakuninsho);
+        assert!(!d.valid_on_as_of_date);
+        let last_day = parse_day(&d.valid_until);
+        assert!(last_day < today, "lapsed on {last_day}");
+
+        // The boundary, asked by as-of date: valid on its last day, lapsed the day after;
+        // the qualification answers 有効 on both.
+        for (day, document_valid) in [(last_day, true), (last_day.next_day().unwrap(), false)] {
+            let q = pb::NumbersQuery {
+                as_of_date: yyyymmdd(day),
+                ..lapsed.clone()
+            };
+            let r = c.confirm_by_numbers(ask(q)).await.unwrap().into_inner();
+            assert_eq!(
+                r.validity(),
+                pb::QualificationValidity::Valid,
+                "as of {day}"
+            );
+            let d = r.insurance_document.expect("a document");
+            assert_eq!(d.valid_on_as_of_date, document_valid, "as of {day}");
+            assert_eq!(r.as_of_date, yyyymmdd(day));
+        }
+
+        // The valid 資格確認書's own last day and the day after, with the clock moved to
+        // each (no as-of date): the qualification answers 有効 on both.
+        let kakuninsho = example("document-kakuninsho");
+        let until = {
+            let r = c
+                .confirm_by_numbers(ask(kakuninsho.clone()))
+                .await
+                .unwrap()
+                .into_inner();
+            parse_day(&r.insurance_document.unwrap().valid_until)
+        };
+        for (day, document_valid) in [(until, true), (until.next_day().unwrap(), false)] {
+            let now = svc.now().to_offset(JST);
+            move_to(&svc, svc.now() + (day - now.date()));
+            let r = c
+                .confirm_by_numbers(ask(kakuninsho.clone()))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(r.as_of_date, yyyymmdd(day));
+            assert_eq!(r.validity(), pb::QualificationValidity::Valid, "on {day}");
+            let d = r.insurance_document.expect("a document");
+            assert_eq!(d.valid_on_as_of_date, document_valid, "on {day}");
+        }
+    });
+}
