@@ -1821,6 +1821,61 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
     }
 
+    /// A version 6 store (before insurance documents) gets the table on open: its persons stay,
+    /// without a document until one is loaded; a corrupt kind is reported, not guessed.
+    #[test]
+    fn a_version_6_store_gets_the_insurance_documents() {
+        use crate::documents::{DocumentKind, InsuranceDocument};
+        let tmp = TempStore::new("v6");
+        {
+            let c = Connection::open(tmp.path()).unwrap();
+            for step in [
+                SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+            ] {
+                c.execute_batch(step).unwrap();
+            }
+            c.execute(
+                "INSERT INTO audit_chain (singleton, last_seq, last_hash, anchor_seq, anchor_hash)
+                 VALUES (1, 0, ?1, 0, ?1)",
+                params![&audit_chain::GENESIS[..]],
+            )
+            .unwrap();
+            c.execute_batch("PRAGMA user_version = 6;").unwrap();
+        }
+        let store = SqliteStore::open(&tmp.path()).unwrap();
+        store.insert_person(&person("P1")).unwrap();
+        assert_eq!(store.insurance_document("P1").unwrap(), None);
+        let doc = InsuranceDocument {
+            person_id: "P1".into(),
+            kind: DocumentKind::Kakuninsho,
+            valid_from: Some(time::macros::date!(2025 - 08 - 01)),
+            valid_until: Some(time::macros::date!(2026 - 07 - 31)),
+        };
+        Store::load(
+            &store,
+            &LoadBatch {
+                documents: vec![doc.clone()],
+                ..LoadBatch::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(store.insurance_document("P1").unwrap(), Some(doc));
+        let version: i64 = store.with_connection(|c| {
+            c.pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap()
+        });
+        assert_eq!(version, SCHEMA_VERSION);
+        store.with_connection(|c| {
+            c.execute_batch(
+                "PRAGMA ignore_check_constraints = ON;
+                 UPDATE insurance_documents SET kind = 'paper-card';",
+            )
+            .unwrap()
+        });
+        let err = store.insurance_document("P1").unwrap_err().to_string();
+        assert!(err.contains("paper-card"), "{err}");
+    }
+
     #[test]
     fn corrupt_values_are_reported() {
         let tmp = TempStore::new("corrupt");
