@@ -32,6 +32,8 @@ pub mod validation;
 // The modules' paths before they were grouped in folders, kept so that `use` lines elsewhere
 // (the other crates, the tests) read as before.
 pub use cli::{check_cert, operator};
-pub use domain::{answer, as_of, cert_grace, clinical, consent, eligibility, institutions, quota};
+pub use domain::{
+    answer, as_of, cert_grace, clinical, consent, documents, eligibility, institutions, quota,
+};
 pub use grpc::{batch, idempotency, service, terminal};
 pub use validation::{cert_cache, der, trust_reload};

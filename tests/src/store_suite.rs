@@ -23,6 +23,7 @@ use onshi_confirm_service::audit_chain::{self, Break, VerifyError};
 use onshi_confirm_service::challenge::ChallengeError;
 use onshi_confirm_service::clinical::{Checkup, Medication};
 use onshi_confirm_service::consent::{ConsentGrant, ConsentKind};
+use onshi_confirm_service::documents::{DocumentKind, InsuranceDocument};
 use onshi_confirm_service::eligibility::{
     ElderlyCertificate, HighCostLimit, InsurerNumber, NumbersQuery, Person, QualificationRecord,
     SpecificDisease,
@@ -353,6 +354,18 @@ pub fn reference_data_round_trip(store: &dyn Store) {
     let c_new = checkup("P1", date!(2025 - 06 - 01), "D");
     let t1 = terminal("1340123452", "T01", TerminalStatus::InOperation);
     let t2 = terminal("1340123452", "T02", TerminalStatus::Suspended);
+    let kakuninsho = InsuranceDocument {
+        person_id: "P1".into(),
+        kind: DocumentKind::Kakuninsho,
+        valid_from: Some(date!(2025 - 08 - 01)),
+        valid_until: Some(date!(2026 - 07 - 31)),
+    };
+    let oshirase = InsuranceDocument {
+        person_id: "P2".into(),
+        kind: DocumentKind::Oshirase,
+        valid_from: None,
+        valid_until: None,
+    };
     load(
         store,
         LoadBatch {
@@ -367,9 +380,13 @@ pub fn reference_data_round_trip(store: &dyn Store) {
             medications: vec![m_old.clone(), m_new_a.clone(), m_new_b.clone()],
             checkups: vec![c_old.clone(), c_new.clone()],
             institutions: vec![],
+            documents: vec![kakuninsho.clone(), oshirase.clone()],
         },
     );
 
+    assert_eq!(store.insurance_document("P1").unwrap(), Some(kakuninsho));
+    assert_eq!(store.insurance_document("P2").unwrap(), Some(oshirase));
+    assert_eq!(store.insurance_document("P3").unwrap(), None);
     assert_eq!(store.person("P1").unwrap(), Some(p1));
     assert_eq!(store.person("P2").unwrap(), Some(p2));
     assert_eq!(store.person("P3").unwrap(), None);
@@ -627,6 +644,12 @@ pub fn load_replaces_persons_links_and_terminals_and_appends_records(store: &dyn
         registered_for_insurance: false,
         ..person("P1", date!(1980 - 03 - 01))
     };
+    let renewed = InsuranceDocument {
+        person_id: "P1".into(),
+        kind: DocumentKind::Kakuninsho,
+        valid_from: Some(date!(2026 - 08 - 01)),
+        valid_until: Some(date!(2027 - 07 - 31)),
+    };
     load(
         store,
         LoadBatch {
@@ -637,8 +660,11 @@ pub fn load_replaces_persons_links_and_terminals_and_appends_records(store: &dyn
             medications: vec![medication("P1", date!(2026 - 02 - 10), "B")],
             checkups: vec![checkup("P1", date!(2025 - 06 - 01), "C")],
             institutions: vec![],
+            documents: vec![renewed.clone()],
         },
     );
+    // A later document replaces the one recorded before.
+    assert_eq!(store.insurance_document("P1").unwrap(), Some(renewed));
     assert_eq!(store.person("P1").unwrap(), Some(renamed));
     assert_eq!(
         store.qualifications("P1").unwrap(),
@@ -686,14 +712,21 @@ pub fn load_is_all_or_nothing(store: &dyn Store) {
         medications: vec![medication("P1", date!(2026 - 01 - 10), "A")],
         checkups: vec![checkup("P1", date!(2024 - 06 - 01), "A")],
         institutions: vec![],
+        documents: vec![],
     };
-    for what in ["qualification", "card", "medication", "checkup"] {
+    for what in ["qualification", "card", "medication", "checkup", "document"] {
         let mut batch = good();
         let day = date!(2026 - 01 - 01);
         match what {
             "qualification" => batch.qualifications.push(koki("ghost")),
             "card" => batch.cards.push((card(8), "ghost".into())),
             "medication" => batch.medications.push(medication("ghost", day, "X")),
+            "document" => batch.documents.push(InsuranceDocument {
+                person_id: "ghost".into(),
+                kind: DocumentKind::Oshirase,
+                valid_from: None,
+                valid_until: None,
+            }),
             _ => batch.checkups.push(checkup("ghost", day, "X")),
         }
         match store.load(&batch) {

@@ -45,6 +45,37 @@ fn config() -> &'static PathBuf {
     })
 }
 
+/// A configuration like [`config`] on a copy of the world's store of this test's own. Batch
+/// jobs live in the store, and every service started on it leases unfinished ones: the other
+/// tests' services, each on a clock of its own (moved to a grace boundary, say), would answer
+/// a batch for their day instead of this test's.
+fn own_store_config(name: &str) -> PathBuf {
+    let w = world();
+    let dir = w.dir.join(format!("store-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("onshi.sqlite");
+    let _ = std::fs::remove_file(&copy);
+    let source =
+        onshi_confirm_service::store::SqliteStore::open(&w.dir.join("store/onshi.sqlite")).unwrap();
+    // A consistent snapshot of a store other tests are writing to.
+    source
+        .with_connection(|c| c.execute("VACUUM INTO ?1", [copy.to_str().unwrap()]))
+        .unwrap();
+    let text = std::fs::read_to_string(config()).unwrap();
+    let text = text.replacen(
+        "store = \"store/onshi.sqlite\"",
+        &format!("store = \"store-{name}/onshi.sqlite\""),
+        1,
+    );
+    assert!(
+        text.contains(&format!("store-{name}/")),
+        "service.toml names no store"
+    );
+    let path = w.dir.join(format!("service-{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -406,7 +437,7 @@ fn a_query_by_numbers_answers_for_its_as_of_date_within_the_window() {
 
 #[test]
 fn a_batch_for_tomorrow_answers_for_tomorrow() {
-    let svc = InProcService::start_running(config()).unwrap();
+    let svc = InProcService::start_running(&own_store_config("batch")).unwrap();
     runtime().block_on(async {
         let mut c = client(&svc, &terminal_dir()).await;
         let today = svc.now().to_offset(JST).date();
@@ -539,4 +570,104 @@ fn the_reader_agent_asks_for_an_as_of_date() {
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(help.contains("--as-of"), "{sub}: {help}");
     }
+}
+
+/// The document each person holds in place of the paper card (docs/domain.md "Insurance
+/// documents"): a query by numbers answers from the qualification and reports the document
+/// beside it: the お知らせ without a period; a 資格確認書 valid through its last day and
+/// reported lapsed from the day after, while the qualification still answers 有効.
+#[test]
+fn a_query_by_numbers_reports_the_document_and_answers_from_the_qualification() {
+    let svc = InProcService::start(config()).unwrap();
+    runtime().block_on(async {
+        let mut c = client(&svc, &terminal_dir()).await;
+        let ask = |q: pb::NumbersQuery| pb::ConfirmByNumbersRequest {
+            query: Some(q),
+            claimed_visit_time: None,
+        };
+        let today = svc.now().to_offset(JST).date();
+
+        // 資格情報のお知らせ: no period, reported valid.
+        let r = c
+            .confirm_by_numbers(ask(example("document-oshirase")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.validity(), pb::QualificationValidity::Valid);
+        let d = r.insurance_document.expect("a document");
+        assert_eq!(d.kind(), pb::DocumentKind::ShikakuJohoOshirase);
+        assert_eq!((d.valid_from.as_str(), d.valid_until.as_str()), ("", ""));
+        assert!(d.valid_on_as_of_date);
+
+        // A 資格確認書 valid today.
+        let r = c
+            .confirm_by_numbers(ask(example("document-kakuninsho")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.validity(), pb::QualificationValidity::Valid);
+        let d = r.insurance_document.expect("a document");
+        assert_eq!(d.kind(), pb::DocumentKind::ShikakuKakuninsho);
+        assert!(parse_day(&d.valid_from) <= today && today <= parse_day(&d.valid_until));
+        assert!(d.valid_on_as_of_date);
+
+        // A 資格確認書 that lapsed while the qualification is current: 有効 today, the
+        // document reported lapsed.
+        let lapsed = example("document-lapsed");
+        let r = c
+            .confirm_by_numbers(ask(lapsed.clone()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.result_code(), ResultCode::Ok);
+        assert_eq!(r.validity(), pb::QualificationValidity::Valid);
+        let d = r.insurance_document.expect("a document");
+        assert_eq!(d.kind(), pb::DocumentKind::ShikakuKakuninsho);
+        assert!(!d.valid_on_as_of_date);
+        let last_day = parse_day(&d.valid_until);
+        assert!(last_day < today, "lapsed on {last_day}");
+
+        // The boundary, asked by as-of date: valid on its last day, lapsed the day after;
+        // the qualification answers 有効 on both.
+        for (day, document_valid) in [(last_day, true), (last_day.next_day().unwrap(), false)] {
+            let q = pb::NumbersQuery {
+                as_of_date: yyyymmdd(day),
+                ..lapsed.clone()
+            };
+            let r = c.confirm_by_numbers(ask(q)).await.unwrap().into_inner();
+            assert_eq!(
+                r.validity(),
+                pb::QualificationValidity::Valid,
+                "as of {day}"
+            );
+            let d = r.insurance_document.expect("a document");
+            assert_eq!(d.valid_on_as_of_date, document_valid, "as of {day}");
+            assert_eq!(r.as_of_date, yyyymmdd(day));
+        }
+
+        // The valid 資格確認書's own last day and the day after, with the clock moved to
+        // each (no as-of date): the qualification answers 有効 on both.
+        let kakuninsho = example("document-kakuninsho");
+        let until = {
+            let r = c
+                .confirm_by_numbers(ask(kakuninsho.clone()))
+                .await
+                .unwrap()
+                .into_inner();
+            parse_day(&r.insurance_document.unwrap().valid_until)
+        };
+        for (day, document_valid) in [(until, true), (until.next_day().unwrap(), false)] {
+            let now = svc.now().to_offset(JST);
+            move_to(&svc, svc.now() + (day - now.date()));
+            let r = c
+                .confirm_by_numbers(ask(kakuninsho.clone()))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(r.as_of_date, yyyymmdd(day));
+            assert_eq!(r.validity(), pb::QualificationValidity::Valid, "on {day}");
+            let d = r.insurance_document.expect("a document");
+            assert_eq!(d.valid_on_as_of_date, document_valid, "on {day}");
+        }
+    });
 }

@@ -243,6 +243,59 @@ fn a_version_5_database_is_migrated_to_sealed_challenges() {
     assert_eq!(rows[0].get::<_, i32>(0), SCHEMA_VERSION);
 }
 
+/// A database of schema version 6 (before insurance documents) is upgraded on open: its
+/// persons stay, without a document until one is loaded.
+#[test]
+fn a_version_6_database_gets_the_insurance_documents() {
+    use onshi_confirm_service::documents::{DocumentKind, InsuranceDocument};
+    use onshi_confirm_service::eligibility::Person;
+    use onshi_confirm_service::store::LoadBatch;
+    let url = PgServer::shared().create_database("v5").unwrap();
+    let person = Person {
+        id: "P1".into(),
+        name: "山田\u{3000}太郎".into(),
+        kana_name: "ﾔﾏﾀﾞ ﾀﾛｳ".into(),
+        sex: 1,
+        birth_date: time::macros::date!(1980 - 02 - 29),
+        address: "東京都港区".into(),
+        postcode: "105-0001".into(),
+        registered_for_insurance: true,
+    };
+    PgStore::open(&url)
+        .unwrap()
+        .load(&LoadBatch {
+            persons: vec![person],
+            ..LoadBatch::default()
+        })
+        .unwrap();
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(
+            "DROP TABLE insurance_documents;
+             UPDATE onshi_schema SET version = 6;",
+        )
+        .unwrap();
+    let store = PgStore::open(&url).unwrap();
+    assert_eq!(store.insurance_document("P1").unwrap(), None);
+    let doc = InsuranceDocument {
+        person_id: "P1".into(),
+        kind: DocumentKind::Oshirase,
+        valid_from: None,
+        valid_until: None,
+    };
+    store
+        .load(&LoadBatch {
+            documents: vec![doc.clone()],
+            ..LoadBatch::default()
+        })
+        .unwrap();
+    assert_eq!(store.insurance_document("P1").unwrap(), Some(doc));
+    let rows = admin
+        .query("SELECT version FROM onshi_schema", &[])
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), SCHEMA_VERSION);
+}
+
 // ---- the audit chain, tampered with in the database ---------------------------------------------
 
 /// A database holding records C1..C6 (positions 1..6), and an admin connection to it.

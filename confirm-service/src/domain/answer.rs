@@ -6,6 +6,7 @@ use time::{Date, OffsetDateTime};
 use crate::cert_grace::{Standing, JST};
 use crate::clinical::{Checkup, Medication};
 use crate::consent::{ConsentGrant, ConsentKind};
+use crate::documents::{DocumentKind, InsuranceDocument};
 use crate::eligibility::{
     Assessment, DomainError, NumbersQuery, Person, QualificationRecord, Validity,
 };
@@ -97,6 +98,24 @@ pub fn qualification(record: &QualificationRecord, person: &Person) -> pb::Quali
 }
 
 /// The echo of one consent: the grant given in this confirmation, if any.
+/// The document a person holds, as of `day` (the answer's as-of date): its kind, a
+/// 資格確認書's period and whether the document itself is valid that day. The answer's
+/// validity is the qualification's and does not depend on it.
+pub fn insurance_document(d: &InsuranceDocument, day: Date) -> pb::InsuranceDocument {
+    let kind = match d.kind {
+        DocumentKind::Kakuninsho => pb::DocumentKind::ShikakuKakuninsho,
+        DocumentKind::Oshirase => pb::DocumentKind::ShikakuJohoOshirase,
+    };
+    let mut out = pb::InsuranceDocument {
+        valid_from: opt_date(d.valid_from),
+        valid_until: opt_date(d.valid_until),
+        valid_on_as_of_date: d.valid_on(day),
+        ..Default::default()
+    };
+    out.set_kind(kind);
+    out
+}
+
 pub fn consent_record(grant: Option<&ConsentGrant>) -> pb::ConsentRecord {
     pb::ConsentRecord {
         given: grant.is_some(),

@@ -6,6 +6,7 @@ pub mod as_of;
 pub mod cert_grace;
 pub mod clinical;
 pub mod consent;
+pub mod documents;
 pub mod eligibility;
 pub mod institutions;
 pub mod quota;

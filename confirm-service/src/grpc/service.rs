@@ -791,10 +791,14 @@ pub(crate) fn confirm_numbers(
             // The numbers asked for decide between 2 and 3: a lost card whose holder has a
             // newer qualification answers 無効（新しい資格あり）.
             let assessment = eligibility::assess_by_numbers(records, &query, today);
-            (
-                answer::confirmation_result(&assessment, Some(person), reference, &[], now),
-                Some(person.id.clone()),
-            )
+            let mut r = answer::confirmation_result(&assessment, Some(person), reference, &[], now);
+            // The document the numbers may have been read from, reported beside the answer;
+            // the validity stays the qualification's (docs/domain.md "Insurance documents").
+            r.insurance_document = store
+                .insurance_document(&person.id)
+                .map_err(unavailable)?
+                .map(|d| answer::insurance_document(&d, today));
+            (r, Some(person.id.clone()))
         }
         // Several persons carry the same numbers and birth date: 複数該当.
         (None, n) if n > 1 => {

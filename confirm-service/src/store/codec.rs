@@ -245,6 +245,21 @@ pub(crate) fn checkup(r: &dyn Row) -> Result<Checkup, StoreError> {
     })
 }
 
+pub(crate) const DOCUMENT_COLUMNS: &str = "person_id, kind, valid_from, valid_until";
+
+pub(crate) fn insurance_document(
+    r: &dyn Row,
+) -> Result<crate::documents::InsuranceDocument, StoreError> {
+    let kind = r.text(1)?;
+    Ok(crate::documents::InsuranceDocument {
+        person_id: r.text(0)?,
+        kind: crate::documents::DocumentKind::parse(&kind)
+            .ok_or_else(|| corrupt("document kind", &kind))?,
+        valid_from: r.opt_date(2)?,
+        valid_until: r.opt_date(3)?,
+    })
+}
+
 /// `kind, given_at, valid_until` of one person's grants to one institution.
 pub(crate) fn consent(
     person_id: &str,

@@ -25,6 +25,7 @@ use crate::audit::{AuditQuery, AuditRecord};
 use crate::challenge::ChallengeError;
 use crate::clinical::{Checkup, Medication};
 use crate::consent::ConsentGrant;
+use crate::documents::InsuranceDocument;
 use crate::eligibility::{NumbersQuery, Person, QualificationRecord};
 use crate::institutions::{Institution, ListedInstitution};
 
@@ -143,6 +144,9 @@ pub struct LoadBatch {
     pub checkups: Vec<Checkup>,
     /// The institutions' registry entries (導入医療機関リスト: name, start date).
     pub institutions: Vec<Institution>,
+    /// The document each person holds (資格確認書 or 資格情報のお知らせ), at most one per
+    /// person; a later one replaces an earlier one.
+    pub documents: Vec<InsuranceDocument>,
 }
 
 impl LoadBatch {
@@ -155,6 +159,7 @@ impl LoadBatch {
             + self.medications.len()
             + self.checkups.len()
             + self.institutions.len()
+            + self.documents.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -380,6 +385,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// A person's checkup results, newest first.
     fn checkups(&self, person_id: &str) -> Result<Vec<Checkup>, StoreError>;
+
+    /// The document a person holds in place of the paper card, if one is recorded.
+    fn insurance_document(&self, person_id: &str) -> Result<Option<InsuranceDocument>, StoreError>;
 
     // ---- registration and consents ---------------------------------------------------------
 

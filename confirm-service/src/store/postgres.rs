@@ -66,7 +66,7 @@ use crate::consent::ConsentGrant;
 use crate::eligibility::{ElderlyCertificate, HighCostLimit};
 
 /// The schema version this code writes and understands (`onshi_schema.version`).
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// Connections one store keeps open at most, unless [`PgStore::open_with_pool`] says otherwise.
 pub const DEFAULT_POOL_SIZE: u32 = 16;
@@ -487,6 +487,16 @@ CREATE TABLE IF NOT EXISTS challenge_keys (
     id BIGINT PRIMARY KEY,
     secret BYTEA NOT NULL CHECK (length(secret) = 32),
     created_at BIGINT NOT NULL
+";
+
+/// Version 7: the document each person holds in place of the paper insurance card
+/// (資格確認書 with its validity period, or 資格情報のお知らせ without one).
+const SCHEMA_V7: &str = "
+CREATE TABLE IF NOT EXISTS insurance_documents (
+    person_id TEXT COLLATE \"C\" PRIMARY KEY REFERENCES persons(id),
+    kind TEXT NOT NULL CHECK (kind IN ('shikaku-kakuninsho', 'shikaku-joho-oshirase')),
+    valid_from DATE,
+    valid_until DATE
 );
 ";
 
@@ -536,6 +546,9 @@ fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
     }
     if found < 6 {
         tx.batch_execute(SCHEMA_V6)?;
+    }
+    if found < 7 {
+        tx.batch_execute(SCHEMA_V7)?;
     }
     if found < SCHEMA_VERSION {
         tx.execute(
@@ -818,6 +831,12 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
                                    drug_code, drug_name, usage, daily_quantity, days, n)
          ORDER BY n",
     )?;
+    let upsert_documents = conn.prepare(
+        "INSERT INTO insurance_documents (person_id, kind, valid_from, valid_until)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::date[])
+         ON CONFLICT (person_id) DO UPDATE SET kind = excluded.kind,
+             valid_from = excluded.valid_from, valid_until = excluded.valid_until",
+    )?;
     let insert_checkups = conn.prepare(
         "INSERT INTO checkups (person_id, examined_on, height_cm_x10, weight_kg_x10,
                                waist_cm_x10, bmi_x10, systolic_mmhg, diastolic_mmhg, hba1c_x10,
@@ -867,6 +886,7 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
         .chain(batch.cards.iter().map(|(_, p)| p.as_str()))
         .chain(batch.medications.iter().map(|m| m.person_id.as_str()))
         .chain(batch.checkups.iter().map(|c| c.person_id.as_str()))
+        .chain(batch.documents.iter().map(|d| d.person_id.as_str()))
         .collect();
     referenced.sort_unstable();
     referenced.dedup();
@@ -1070,6 +1090,16 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
             ],
         )
         .map_err(unknown_person_or)?;
+    }
+
+    if !batch.documents.is_empty() {
+        let ds = last_per_key(&batch.documents, |d| d.person_id.as_str());
+        let person: Vec<&str> = ds.iter().map(|d| d.person_id.as_str()).collect();
+        let kind: Vec<&str> = ds.iter().map(|d| d.kind.as_str()).collect();
+        let from: Vec<Option<Date>> = ds.iter().map(|d| d.valid_from).collect();
+        let until: Vec<Option<Date>> = ds.iter().map(|d| d.valid_until).collect();
+        tx.execute(&upsert_documents, &[&person, &kind, &from, &until])
+            .map_err(unknown_person_or)?;
     }
 
     tx.commit()?;

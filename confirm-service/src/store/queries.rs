@@ -23,6 +23,7 @@ use super::{
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::clinical::{Checkup, Medication};
 use crate::consent::ConsentGrant;
+use crate::documents::InsuranceDocument;
 use crate::eligibility::{NumbersQuery, Person, QualificationRecord, SpecificDisease};
 use crate::institutions::ListedInstitution;
 
@@ -282,6 +283,20 @@ impl<B: Backend> Store for B {
             )
         })
         .map_err(during("read medications"))
+    }
+
+    fn insurance_document(&self, person_id: &str) -> Result<Option<InsuranceDocument>, StoreError> {
+        self.read(|s| {
+            s.row(
+                &format!(
+                    "SELECT {} FROM insurance_documents WHERE person_id = $1",
+                    codec::DOCUMENT_COLUMNS
+                ),
+                &[person_id.into()],
+                codec::insurance_document,
+            )
+        })
+        .map_err(during("read the insurance document"))
     }
 
     fn checkups(&self, person_id: &str) -> Result<Vec<Checkup>, StoreError> {

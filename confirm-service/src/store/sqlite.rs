@@ -41,11 +41,12 @@ use crate::audit_chain::{self, ChainColumns};
 use crate::challenge::ChallengeError;
 use crate::clinical::{Checkup, Medication};
 use crate::consent::ConsentGrant;
+use crate::documents::InsuranceDocument;
 use crate::eligibility::{Person, QualificationRecord};
 use crate::institutions::Institution;
 
 /// The schema version this code writes and understands (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -492,6 +493,18 @@ CREATE TABLE IF NOT EXISTS challenge_keys (
 );
 ";
 
+/// Version 8: the document each person holds in place of the paper insurance card
+/// (資格確認書 with its validity period, or 資格情報のお知らせ without one). An older store
+/// has none, so its answers carry no document until the world is loaded again.
+const SCHEMA_V8: &str = "
+CREATE TABLE IF NOT EXISTS insurance_documents (
+    person_id TEXT PRIMARY KEY REFERENCES persons(id),
+    kind TEXT NOT NULL CHECK (kind IN ('shikaku-kakuninsho', 'shikaku-joho-oshirase')),
+    valid_from TEXT,
+    valid_until TEXT
+) WITHOUT ROWID;
+";
+
 /// Version 4: the audit log's hash chain (crate::audit_chain): each record's position, its
 /// predecessor's hash and its own; the head and anchor in `audit_chain`'s one row. Records
 /// already there are chained at migration, in the order they were written.
@@ -637,6 +650,24 @@ impl Bulk<'_> {
         Ok(())
     }
 
+    /// Records the document a person holds, replacing the one recorded before.
+    pub fn upsert_document(&mut self, d: &InsuranceDocument) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO insurance_documents (person_id, kind, valid_from, valid_until)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (person_id) DO UPDATE SET kind = excluded.kind,
+                 valid_from = excluded.valid_from, valid_until = excluded.valid_until",
+        )?;
+        stmt.execute(params![
+            d.person_id,
+            d.kind.as_str(),
+            format_opt_date(d.valid_from)?,
+            format_opt_date(d.valid_until)?,
+        ])
+        .map_err(|e| unknown_person_or(e, &d.person_id))?;
+        Ok(())
+    }
+
     /// Adds a checkup result.
     pub fn insert_checkup(&mut self, c: &Checkup) -> Result<(), StoreError> {
         let mut stmt = self.tx.prepare_cached(
@@ -684,6 +715,9 @@ impl Bulk<'_> {
         }
         for c in &batch.checkups {
             self.insert_checkup(c)?;
+        }
+        for d in &batch.documents {
+            self.upsert_document(d)?;
         }
         Ok(())
     }
@@ -755,6 +789,7 @@ impl SqliteStore {
                 batch.qualifications.extend(self.qualifications(id)?);
                 batch.medications.extend(self.medications(id)?);
                 batch.checkups.extend(self.checkups(id)?);
+                batch.documents.extend(self.insurance_document(id)?);
                 batch
                     .cards
                     .extend(self.cards_of(id)?.into_iter().map(|k| (k, id.clone())));
@@ -1274,6 +1309,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 7 {
         tx.execute_batch(SCHEMA_V7)?;
+    }
+    if version < 8 {
+        tx.execute_batch(SCHEMA_V8)?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -1814,6 +1852,61 @@ mod tests {
                 .unwrap()
         });
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// A version 7 store (before insurance documents) gets the table on open: its persons stay,
+    /// without a document until one is loaded; a corrupt kind is reported, not guessed.
+    #[test]
+    fn a_version_7_store_gets_the_insurance_documents() {
+        use crate::documents::{DocumentKind, InsuranceDocument};
+        let tmp = TempStore::new("v7");
+        {
+            let c = Connection::open(tmp.path()).unwrap();
+            for step in [
+                SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
+            ] {
+                c.execute_batch(step).unwrap();
+            }
+            c.execute(
+                "INSERT INTO audit_chain (singleton, last_seq, last_hash, anchor_seq, anchor_hash)
+                 VALUES (1, 0, ?1, 0, ?1)",
+                params![&audit_chain::GENESIS[..]],
+            )
+            .unwrap();
+            c.execute_batch("PRAGMA user_version = 7;").unwrap();
+        }
+        let store = SqliteStore::open(&tmp.path()).unwrap();
+        store.insert_person(&person("P1")).unwrap();
+        assert_eq!(store.insurance_document("P1").unwrap(), None);
+        let doc = InsuranceDocument {
+            person_id: "P1".into(),
+            kind: DocumentKind::Kakuninsho,
+            valid_from: Some(time::macros::date!(2025 - 08 - 01)),
+            valid_until: Some(time::macros::date!(2026 - 07 - 31)),
+        };
+        Store::load(
+            &store,
+            &LoadBatch {
+                documents: vec![doc.clone()],
+                ..LoadBatch::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(store.insurance_document("P1").unwrap(), Some(doc));
+        let version: i64 = store.with_connection(|c| {
+            c.pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap()
+        });
+        assert_eq!(version, SCHEMA_VERSION);
+        store.with_connection(|c| {
+            c.execute_batch(
+                "PRAGMA ignore_check_constraints = ON;
+                 UPDATE insurance_documents SET kind = 'paper-card';",
+            )
+            .unwrap()
+        });
+        let err = store.insurance_document("P1").unwrap_err().to_string();
+        assert!(err.contains("paper-card"), "{err}");
     }
 
     #[test]

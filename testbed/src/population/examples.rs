@@ -9,12 +9,14 @@ use onshi_confirm_service::eligibility::{
 };
 use time::Date;
 
+use onshi_confirm_service::documents::DocumentKind;
+
 use super::tables::{Catalog, PLACES};
 use super::Generated;
 use crate::manifest::{CardKind, ExampleEntry};
 
 /// The cases, in the order `world.json` lists them.
-pub const CASES: [&str; 11] = [
+pub const CASES: [&str; 14] = [
     "validity-1",
     "validity-2",
     "validity-3",
@@ -26,6 +28,9 @@ pub const CASES: [&str; 11] = [
     "as-of-before-loss",
     "certificate-in-grace",
     "certificate-expiring",
+    "document-kakuninsho",
+    "document-oshirase",
+    "document-lapsed",
 ];
 
 /// The cases shown by a card's holder (after [`CASES`] in `world.json`): how the rules of
@@ -265,6 +270,43 @@ impl Examples {
                     )),
                     _ => None,
                 },
+                "document-kakuninsho" | "document-oshirase" | "document-lapsed" => {
+                    match (one_current, &g.document) {
+                        (Some(r), Some(d)) => {
+                            let period = format!(
+                                "{}–{}",
+                                d.valid_from.map(yyyymmdd).unwrap_or_default(),
+                                d.valid_until.map(yyyymmdd).unwrap_or_default()
+                            );
+                            match (*case, d.kind, d.valid_on(today)) {
+                                ("document-kakuninsho", DocumentKind::Kakuninsho, true) => Some((
+                                    r,
+                                    format!(
+                                        "holds a 資格確認書 valid {period} (not registered for \
+                                         insurance use): the card-less query answers 有効 and \
+                                         reports the document valid"
+                                    ),
+                                )),
+                                ("document-oshirase", DocumentKind::Oshirase, _) => Some((
+                                    r,
+                                    "holds a 資格情報のお知らせ (registered for insurance use): \
+                                     the card-less query answers 有効 and reports the お知らせ"
+                                        .to_owned(),
+                                )),
+                                ("document-lapsed", DocumentKind::Kakuninsho, false) => Some((
+                                    r,
+                                    format!(
+                                        "holds a 資格確認書 that lapsed ({period}) while the \
+                                         qualification is current: the card-less query still \
+                                         answers 有効 and reports the document lapsed"
+                                    ),
+                                )),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    }
+                }
                 "as-of-before-loss" => match (current.is_empty(), latest_lost) {
                     (true, Some(r)) => {
                         let before = r

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use onshi_confirm_service::clinical::{Checkup, Medication};
+use onshi_confirm_service::documents::InsuranceDocument;
 use onshi_confirm_service::eligibility::{Person, QualificationRecord};
 use onshi_confirm_service::store::LoadBatch;
 use rand_chacha::rand_core::SeedableRng;
@@ -26,6 +27,7 @@ use crate::keys::derive_seed;
 use crate::TestbedError;
 
 pub mod clinical;
+pub mod documents;
 pub mod examples;
 mod gen;
 mod holders;
@@ -53,6 +55,8 @@ pub struct Generated {
     pub records: Vec<QualificationRecord>,
     pub medications: Vec<Medication>,
     pub checkups: Vec<Checkup>,
+    /// The document held in place of the paper card ([`documents::document_for`]).
+    pub document: Option<InsuranceDocument>,
 }
 
 impl Generated {
@@ -62,6 +66,7 @@ impl Generated {
             records,
             medications: Vec::new(),
             checkups: Vec::new(),
+            document: None,
         }
     }
 }
@@ -192,8 +197,11 @@ impl Population {
             .iter()
             .enumerate()
             .map(|(i, plan)| {
-                self.gen(&format!("population/card/{i}"))
-                    .card_holder(i, plan)
+                let mut g = self
+                    .gen(&format!("population/card/{i}"))
+                    .card_holder(i, plan)?;
+                g.document = documents::document_for(&g, self.spec.today)?;
+                Ok(g)
             })
             .collect()
     }
@@ -216,6 +224,9 @@ impl Population {
             let household = households::household(&mut gen, at, end - at, forced)?;
             households += 1;
             out.extend(household);
+        }
+        for g in &mut out {
+            g.document = documents::document_for(g, self.spec.today)?;
         }
         Ok((out, households))
     }
@@ -244,6 +255,7 @@ impl Population {
             chunk.batch.qualifications.extend(g.records);
             chunk.batch.medications.extend(g.medications);
             chunk.batch.checkups.extend(g.checkups);
+            chunk.batch.documents.extend(g.document);
         };
         if index == 0 {
             for g in self.card_holders()? {
@@ -345,6 +357,7 @@ fn regroup(batch: LoadBatch, out: &mut Vec<Generated>) {
     let mut q = batch.qualifications.into_iter().peekable();
     let mut m = batch.medications.into_iter().peekable();
     let mut c = batch.checkups.into_iter().peekable();
+    let mut d = batch.documents.into_iter().peekable();
     for person in batch.persons {
         let mut g = Generated::new(person, Vec::new());
         while let Some(r) = q.next_if(|r| r.person_id == g.person.id) {
@@ -356,6 +369,7 @@ fn regroup(batch: LoadBatch, out: &mut Vec<Generated>) {
         while let Some(r) = c.next_if(|r| r.person_id == g.person.id) {
             g.checkups.push(r);
         }
+        g.document = d.next_if(|r| r.person_id == g.person.id);
         out.push(g);
     }
 }

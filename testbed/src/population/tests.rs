@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
+use onshi_confirm_service::documents::DocumentKind;
 use onshi_confirm_service::eligibility::{
     age_on, assess, elderly_start, is_preschool, InstitutionCode, InsurerNumber, Validity,
 };
@@ -527,6 +528,22 @@ fn the_examples_cover_every_case_and_say_what_the_numbers_answer() {
         if let Some(v) = e.case.strip_prefix("validity-") {
             assert_eq!(v, e.validity.to_string(), "{e:?}");
         }
+        // The document cases: the numbers answer 有効 whatever the document's standing.
+        let doc = g.document.as_ref();
+        match e.case.as_str() {
+            "document-kakuninsho" | "document-lapsed" => {
+                let d = doc.unwrap();
+                assert_eq!(d.kind, DocumentKind::Kakuninsho, "{e:?}");
+                assert_eq!(d.valid_on(TODAY), e.case == "document-kakuninsho", "{e:?}");
+                assert_eq!(e.validity, 1, "{e:?}");
+            }
+            "document-oshirase" => {
+                assert_eq!(doc.unwrap().kind, DocumentKind::Oshirase, "{e:?}");
+                assert!(g.person.registered_for_insurance);
+                assert_eq!(e.validity, 1, "{e:?}");
+            }
+            _ => {}
+        }
         InsurerNumber::parse(&e.insurer_number).unwrap();
         onshi_confirm_service::eligibility::NumbersQuery::parse(
             &e.insurer_number,
@@ -611,4 +628,51 @@ fn a_lost_card_of_someone_with_a_newer_qualification_answers_3() {
         ),
         Validity::None
     );
+}
+
+#[test]
+fn each_insured_person_holds_the_document_their_registration_calls_for() {
+    let pop = population(11, 400, 14);
+    let (people, _) = generate_all(&pop, 16, 2).unwrap();
+    let (mut kakuninsho, mut oshirase, mut lapsed) = (0, 0, 0);
+    for g in &people {
+        let Some(d) = &g.document else {
+            assert!(
+                g.records.is_empty(),
+                "{}: insured without a document",
+                g.person.id
+            );
+            continue;
+        };
+        assert_eq!(d.person_id, g.person.id);
+        match d.kind {
+            DocumentKind::Oshirase => {
+                assert!(g.person.registered_for_insurance, "{}", g.person.id);
+                assert_eq!((d.valid_from, d.valid_until), (None, None));
+                oshirase += 1;
+            }
+            DocumentKind::Kakuninsho => {
+                assert!(!g.person.registered_for_insurance, "{}", g.person.id);
+                let (from, until) = (d.valid_from.unwrap(), d.valid_until.unwrap());
+                assert!(from >= super::documents::NO_PAPER_CARDS_FROM && from <= until);
+                kakuninsho += 1;
+                if !d.valid_on(TODAY) && g.records.iter().any(|r| r.is_current(TODAY)) {
+                    lapsed += 1;
+                }
+            }
+        }
+    }
+    // The shares follow the registration rate (55–85 % by age): most hold the お知らせ.
+    assert!(
+        oshirase > 2 * kakuninsho,
+        "{oshirase} お知らせ, {kakuninsho} 資格確認書"
+    );
+    assert!(
+        lapsed > 0 && lapsed < kakuninsho,
+        "{lapsed} lapsed of {kakuninsho}"
+    );
+    // Deterministic: the same seed gives the same documents.
+    let (again, _) = generate_all(&pop, 16, 2).unwrap();
+    let docs = |p: &[Generated]| p.iter().map(|g| g.document.clone()).collect::<Vec<_>>();
+    assert_eq!(docs(&people), docs(&again));
 }
