@@ -487,6 +487,7 @@ CREATE TABLE IF NOT EXISTS challenge_keys (
     id BIGINT PRIMARY KEY,
     secret BYTEA NOT NULL CHECK (length(secret) = 32),
     created_at BIGINT NOT NULL
+);
 ";
 
 /// Version 7: the document each person holds in place of the paper insurance card
