@@ -822,26 +822,13 @@ impl State {
                     self.refused(card, &identified, outcome, fx)
                 }
                 Ok(attestation) => {
-                    let (method, face_match, staff_id) = match &identified {
-                        Identified::Face { score, threshold } => (
-                            pb::ReaderMethod::Face,
-                            Some(pb::FaceMatch {
-                                score_permille: u32::from(*score),
-                                threshold_permille: u32::from(*threshold),
-                            }),
-                            String::new(),
-                        ),
-                        Identified::Visual { staff_id } => {
-                            (pb::ReaderMethod::VisualCheck, None, staff_id.clone())
-                        }
-                        // The PIN path is signed by the card, never attested.
-                        Identified::Pin => {
-                            return Stage::Confirming {
-                                card,
-                                reception,
-                                exchange: Exchange::Signing(challenge),
-                            }
-                        }
+                    // The PIN path is signed by the card, never attested.
+                    let Some((method, face_match, staff_id)) = reader_claim(&identified) else {
+                        return Stage::Confirming {
+                            card,
+                            reception,
+                            exchange: Exchange::Signing(challenge),
+                        };
                     };
                     fx.push(Effect::ConfirmByReader(pb::ConfirmByReaderRequest {
                         certificate: card.certificate.clone(),
@@ -1033,26 +1020,13 @@ impl State {
                     self.refused(card, &identified, outcome, fx)
                 }
                 Ok(attestation) => {
-                    let (method, face_match, staff_id) = match &identified {
-                        Identified::Face { score, threshold } => (
-                            pb::ReaderMethod::Face,
-                            Some(pb::FaceMatch {
-                                score_permille: u32::from(*score),
-                                threshold_permille: u32::from(*threshold),
-                            }),
-                            String::new(),
-                        ),
-                        Identified::Visual { staff_id } => {
-                            (pb::ReaderMethod::VisualCheck, None, staff_id.clone())
-                        }
-                        // Never attested: a PIN registration is signed by the card.
-                        Identified::Pin => {
-                            return Stage::Registering {
-                                card,
-                                reception,
-                                exchange: Exchange::Signing(challenge),
-                            }
-                        }
+                    // Never attested: a PIN registration is signed by the card.
+                    let Some((method, face_match, staff_id)) = reader_claim(&identified) else {
+                        return Stage::Registering {
+                            card,
+                            reception,
+                            exchange: Exchange::Signing(challenge),
+                        };
                     };
                     fx.push(Effect::RegisterByReader(pb::RegisterByReaderRequest {
                         certificate: card.certificate.clone(),
@@ -1171,4 +1145,26 @@ fn is_not_registered(outcome: &Outcome) -> bool {
         Outcome::Refused { result_code, .. }
             if result_code == pb::ResultCode::CardNotRegistered.as_str_name()
     )
+}
+
+/// What the reader claims about how it identified the holder (the method, the face match, the
+/// staff member), for a confirmation or a registration by the reader; `None` for the PIN, which
+/// the card signs and the reader never attests.
+fn reader_claim(
+    identified: &Identified,
+) -> Option<(pb::ReaderMethod, Option<pb::FaceMatch>, String)> {
+    match identified {
+        Identified::Face { score, threshold } => Some((
+            pb::ReaderMethod::Face,
+            Some(pb::FaceMatch {
+                score_permille: u32::from(*score),
+                threshold_permille: u32::from(*threshold),
+            }),
+            String::new(),
+        )),
+        Identified::Visual { staff_id } => {
+            Some((pb::ReaderMethod::VisualCheck, None, staff_id.clone()))
+        }
+        Identified::Pin => None,
+    }
 }
