@@ -181,29 +181,46 @@ where
     }
 }
 
+/// The routes the server has, from the compiled descriptors of the services it serves (so a
+/// new RPC gets its own label without a list to keep in step), plus server reflection.
+fn known_routes() -> &'static [String] {
+    static ROUTES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| {
+        use prost::Message;
+        let mut routes = vec![
+            "grpc.reflection.v1.ServerReflection/ServerReflectionInfo".to_owned(),
+            "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo".to_owned(),
+        ];
+        for encoded in [
+            onshi_proto::v1::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ] {
+            let Ok(set) = prost_types::FileDescriptorSet::decode(encoded) else {
+                continue;
+            };
+            for file in &set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        routes.push(format!(
+                            "{}.{}/{}",
+                            file.package(),
+                            service.name(),
+                            method.name()
+                        ));
+                    }
+                }
+            }
+        }
+        routes
+    })
+}
+
 /// The RPC's label: `Service/Method` for a route the server has, `unknown` for any other
 /// path (so that a client cannot make up labels).
 fn rpc_name(path: &str, code: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "onshi.v1.Confirmation/IssueChallenge",
-        "onshi.v1.Confirmation/ConfirmByCard",
-        "onshi.v1.Confirmation/ConfirmByReader",
-        "onshi.v1.Confirmation/RegisterForInsurance",
-        "onshi.v1.Confirmation/ConfirmByNumbers",
-        "onshi.v1.Confirmation/GetMedications",
-        "onshi.v1.Confirmation/GetCheckups",
-        "onshi.v1.Confirmation/SubmitBatch",
-        "onshi.v1.Confirmation/SubmitBatchStream",
-        "onshi.v1.Confirmation/GetBatchResult",
-        "onshi.v1.Confirmation/StreamBatchResults",
-        "grpc.health.v1.Health/Check",
-        "grpc.health.v1.Health/Watch",
-        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-        "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-    ];
     let name = path.strip_prefix('/').unwrap_or(path);
-    match KNOWN.iter().find(|k| **k == name) {
-        Some(k) if code != "UNIMPLEMENTED" => k,
+    match known_routes().iter().find(|k| k.as_str() == name) {
+        Some(k) if code != "UNIMPLEMENTED" => k.as_str(),
         Some(_) | None if name.starts_with("onshi.v1.Confirmation/") => {
             "onshi.v1.Confirmation/other"
         }
@@ -238,6 +255,28 @@ fn code_name(code: i32) -> &'static str {
 mod tests {
     use super::*;
 
+    /// Every RPC of the Confirmation service has a label of its own (the registration by the
+    /// reader and the institutions list were once counted as `other`).
+    #[test]
+    fn every_confirmation_rpc_has_its_own_label() {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet::decode(onshi_proto::v1::FILE_DESCRIPTOR_SET)
+            .expect("descriptor set");
+        let methods: Vec<String> = set
+            .file
+            .iter()
+            .flat_map(|f| f.service.iter())
+            .filter(|s| s.name() == "Confirmation")
+            .flat_map(|s| s.method.iter().map(|m| m.name().to_owned()))
+            .collect();
+        assert!(methods.iter().any(|m| m == "RegisterByReader"));
+        assert!(methods.iter().any(|m| m == "ListInstitutions"));
+        for method in methods {
+            let route = format!("onshi.v1.Confirmation/{method}");
+            assert_eq!(rpc_name(&format!("/{route}"), "OK"), route);
+        }
+    }
+
     #[test]
     fn only_known_routes_become_labels() {
         assert_eq!(
@@ -249,6 +288,10 @@ mod tests {
             "onshi.v1.Confirmation/other"
         );
         assert_eq!(rpc_name("/x/01130012", "UNIMPLEMENTED"), "unknown");
+        assert_eq!(
+            rpc_name("/grpc.health.v1.Health/Check", "OK"),
+            "grpc.health.v1.Health/Check"
+        );
         assert_eq!(code_name(14), "UNAVAILABLE");
         assert_eq!(code_name(99), "OTHER");
     }
