@@ -210,6 +210,15 @@ impl Challenges {
         Ok(())
     }
 
+    /// What the key thread does every [`REFRESH_EVERY`]: re-reads the keys (rotating them when
+    /// due) and asks the writer to forget expired nonces and idempotency answers, so the
+    /// tables stay bounded even on a service that issues no challenge (card-less traffic
+    /// only: the purge on issue never runs there).
+    pub fn housekeeping(&self, store: &dyn Store, now: OffsetDateTime) -> Result<(), StoreError> {
+        self.writer.purge_challenges(now - REMEMBER_FOR);
+        self.refresh(store, now)
+    }
+
     /// Starts a thread that refreshes the keys every [`REFRESH_EVERY`]; it ends once the
     /// challenges are dropped.
     pub fn spawn_refresh(
@@ -225,7 +234,7 @@ impl Challenges {
                 let Some(challenges) = weak.upgrade() else {
                     return;
                 };
-                if let Err(e) = challenges.refresh(store.as_ref(), clock.now()) {
+                if let Err(e) = challenges.housekeeping(store.as_ref(), clock.now()) {
                     tracing::warn!(error = %e, "reading the challenge keys failed; will retry");
                 }
             })
@@ -458,5 +467,82 @@ mod tests {
         let a = nonce_floor(NOW);
         let b = nonce_floor(NOW + Duration::milliseconds(1));
         assert!(a < b);
+    }
+
+    /// The key thread's housekeeping forgets expired idempotency answers (and nonces) with no
+    /// challenge issued: a service answering only card-less calls keeps the table bounded.
+    #[tokio::test]
+    async fn housekeeping_prunes_expired_idempotency_answers_without_any_issue() {
+        use crate::store::{AuditWrite, GroupWrite, RememberedAnswer, Store};
+        let path = std::env::temp_dir().join(format!(
+            "onshi-challenge-housekeeping-{}.sqlite",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let store = Arc::new(crate::store::SqliteStore::open(&path).unwrap());
+        let record = |id: &str| crate::audit::AuditRecord {
+            confirmation_id: id.into(),
+            at: NOW,
+            institution_code: "1340123452".into(),
+            terminal_id: "T01".into(),
+            person_id: None,
+            method: "numbers".into(),
+            purpose: "confirm".into(),
+            result_code: "RESULT_CODE_OK".into(),
+            consents: 0,
+            certificate_sha256: None,
+            returned: "{}".into(),
+            claimed_at: None,
+        };
+        let remembered = |id: &str, key: &str, expires_at| {
+            let mut write = AuditWrite::record(record(id));
+            write.remember = Some(RememberedAnswer {
+                terminal: "1340123452-T01".into(),
+                method: "numbers".into(),
+                key: key.into(),
+                answer: b"answer".to_vec(),
+                expires_at,
+            });
+            GroupWrite::Audit(Box::new(write))
+        };
+        Store::commit_group(
+            store.as_ref(),
+            &mut [
+                remembered("C1", "old", NOW - Duration::days(2)),
+                remembered("C2", "fresh", NOW + Duration::hours(1)),
+            ],
+            &crate::store::keep_record,
+        )
+        .unwrap();
+        let count = || {
+            store.with_connection(|c| {
+                c.query_row("SELECT count(*) FROM idempotency", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .unwrap()
+            })
+        };
+        assert_eq!(count(), 2);
+        let writer = AuditLog::start(store.clone()).unwrap();
+        let c = Challenges::new(writer, Duration::seconds(60), &[key(1, 7, NOW)]);
+        c.housekeeping(store.as_ref(), NOW).unwrap();
+        // The purge is the writer's: wait for it, bounded.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while count() != 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            count(),
+            1,
+            "the expired answer is pruned, the fresh one kept"
+        );
+        assert_eq!(
+            store
+                .remembered_answer("1340123452-T01", "numbers", "fresh", NOW)
+                .unwrap(),
+            Some(b"answer".to_vec())
+        );
+        drop(c);
+        let _ = std::fs::remove_file(&path);
     }
 }
