@@ -840,6 +840,38 @@ impl World {
         Ok(path)
     }
 
+    /// A configuration like `base` (a service.toml in the world's folder) on a consistent copy
+    /// of the world's store of the caller's own, `store-<name>/onshi.sqlite`, written as
+    /// `service-<name>.toml`. For tests that change the store under the service, or whose
+    /// services run on moved clocks (every service leases the store's unfinished batch jobs).
+    pub fn own_store_config(&self, name: &str, base: &Path) -> Result<PathBuf> {
+        let dir = self.dir.join(format!("store-{name}"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let copy = dir.join("onshi.sqlite");
+        let _ = std::fs::remove_file(&copy);
+        let source =
+            onshi_confirm_service::store::SqliteStore::open(&self.dir.join("store/onshi.sqlite"))
+                .map_err(|e| format!("the world's store: {e}"))?;
+        let copy_path = copy.to_str().ok_or("a store path that is not UTF-8")?;
+        // A consistent snapshot of a store other tests are writing to.
+        source
+            .with_connection(|c| c.execute("VACUUM INTO ?1", [copy_path]))
+            .map_err(|e| format!("copy the world's store: {e}"))?;
+        let text =
+            std::fs::read_to_string(base).map_err(|e| format!("read {}: {e}", base.display()))?;
+        let text = text.replacen(
+            "store = \"store/onshi.sqlite\"",
+            &format!("store = \"store-{name}/onshi.sqlite\""),
+            1,
+        );
+        if !text.contains(&format!("store-{name}/")) {
+            return Err(format!("{} names no store", base.display()).into());
+        }
+        let path = self.dir.join(format!("service-{name}.toml"));
+        std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+        Ok(path)
+    }
+
     /// The folder of the in-operation terminal called `name` (a rogue terminal may share the
     /// name; it is not in operation).
     pub fn in_operation_terminal_dir(&self, name: &str) -> Result<PathBuf> {

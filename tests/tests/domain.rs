@@ -1793,3 +1793,60 @@ fn a_call_past_its_grpc_timeout_is_ended_by_the_service_and_carries_out_nothing(
     assert_eq!(batch_records(&store), 0, "an ended call leaves no record");
     assert_eq!(jobs_here(&store), 0, "an ended call submits no batch");
 }
+
+// ---- the holder cache ------------------------------------------------------------------------
+
+/// A known card's holder is answered from memory for 2 s of the service's clock
+/// (docs/performance.md, "Holders from memory"): a change made to the store outside the
+/// service (a reload by an operator) is answered from the cached record until then, and from
+/// the store after. Both halves matter: the first shows the cache is used at all, the second
+/// that its entries end.
+#[test]
+fn a_record_changed_outside_the_service_is_answered_once_the_holder_cache_entry_ends() {
+    let config = world()
+        .own_store_config("holder-cache", &world().dir.join("service.toml"))
+        .unwrap();
+    let store_path = world().dir.join("store-holder-cache/onshi.sqlite");
+    let svc = InProcService::start(&config).unwrap();
+    let card = card("valid");
+    let person = holder("valid");
+    runtime().block_on(async {
+        let mut c = client(&svc, PHARMACY_T01).await;
+        let before = confirm_card(&mut c, &card, pb::Consents::default())
+            .await
+            .unwrap();
+        assert_eq!(before.validity(), pb::QualificationValidity::Valid);
+
+        // An operator's change, straight into the store: the holder's qualification ends.
+        let ended = svc.now().date() - time::Duration::days(3);
+        let changed = SqliteStore::open(&store_path)
+            .unwrap()
+            .with_connection(|c| {
+                c.execute(
+                    "UPDATE qualifications SET disqualification_date = ?1, loss_reason = '03' \
+                 WHERE person_id = ?2",
+                    [ended.to_string(), person.clone()],
+                )
+                .unwrap()
+            });
+        assert!(changed >= 1, "the holder has a qualification to end");
+
+        // Within the entry's lifetime: the record as it was read before the change.
+        svc.advance(time::Duration::milliseconds(1_900));
+        let cached = confirm_card(&mut c, &card, pb::Consents::default())
+            .await
+            .unwrap();
+        assert_eq!(cached.validity(), pb::QualificationValidity::Valid);
+
+        // Past it: the store's record.
+        svc.advance(time::Duration::milliseconds(200));
+        let after = confirm_card(&mut c, &card, pb::Consents::default())
+            .await
+            .unwrap();
+        assert_eq!(after.validity(), pb::QualificationValidity::Invalid);
+        assert!(after
+            .qualifications
+            .iter()
+            .all(|q| q.disqualification_date == ended.to_string().replace('-', "")));
+    });
+}

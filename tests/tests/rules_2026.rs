@@ -50,30 +50,7 @@ fn config() -> &'static PathBuf {
 /// tests' services, each on a clock of its own (moved to a grace boundary, say), would answer
 /// a batch for their day instead of this test's.
 fn own_store_config(name: &str) -> PathBuf {
-    let w = world();
-    let dir = w.dir.join(format!("store-{name}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let copy = dir.join("onshi.sqlite");
-    let _ = std::fs::remove_file(&copy);
-    let source =
-        onshi_confirm_service::store::SqliteStore::open(&w.dir.join("store/onshi.sqlite")).unwrap();
-    // A consistent snapshot of a store other tests are writing to.
-    source
-        .with_connection(|c| c.execute("VACUUM INTO ?1", [copy.to_str().unwrap()]))
-        .unwrap();
-    let text = std::fs::read_to_string(config()).unwrap();
-    let text = text.replacen(
-        "store = \"store/onshi.sqlite\"",
-        &format!("store = \"store-{name}/onshi.sqlite\""),
-        1,
-    );
-    assert!(
-        text.contains(&format!("store-{name}/")),
-        "service.toml names no store"
-    );
-    let path = w.dir.join(format!("service-{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
+    world().own_store_config(name, config()).unwrap()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
