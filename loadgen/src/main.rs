@@ -126,6 +126,12 @@ struct RunArgs {
     /// Also drive a bare reference server with the same load and report the ratio.
     #[arg(long)]
     reference: bool,
+    /// With --start-service: start it without its protections (no per-terminal rate limit, no
+    /// look-up quota, no per-RPC log line, no metrics), as runs before issue 21 did. By
+    /// default the started service runs with all of them on, its limits lifted only as far as
+    /// the planned load needs (docs/load-harness.md, "The started service").
+    #[arg(long)]
+    bare_service: bool,
     /// Alternate service and reference this many times (each round measures
     /// duration / rounds on each), so drifting load on a shared machine hits both alike.
     #[arg(long, value_name = "K", default_value_t = 1)]
@@ -197,6 +203,7 @@ fn options(a: RunArgs) -> Result<RunOptions, String> {
         prepare: a.prepare,
         challenge_ttl_seconds: a.challenge_ttl,
         reference: a.reference,
+        bare_service: a.bare_service,
         rounds: a.rounds,
         reference_bin: None,
         json: a.json,

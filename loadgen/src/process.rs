@@ -25,12 +25,13 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `command` (stdout piped) and waits until it prints a line starting with
-    /// `ready_prefix` followed by its address.
+    /// Starts `command` (stdout piped, stderr to `stderr`) and waits until it prints a line
+    /// starting with `ready_prefix` followed by its address.
     pub fn start(
         mut command: Command,
         what: &str,
         ready_prefix: &str,
+        stderr: Stdio,
     ) -> Result<ServerProcess, LoadgenError> {
         let err = |reason: String| LoadgenError::Process {
             what: what.to_owned(),
@@ -42,7 +43,7 @@ impl ServerProcess {
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .map_err(|e| err(format!("cannot start {command:?}: {e}")))?;
         let pid = child.id();

@@ -69,6 +69,8 @@ pub struct RunOptions {
     /// duration / rounds per round.
     pub rounds: usize,
     pub reference: bool,
+    /// A started service runs without its protections (see [`Protections`]).
+    pub bare_service: bool,
     /// The `loadgen` binary that serves the reference (default: this executable).
     pub reference_bin: Option<PathBuf>,
     pub json: Option<PathBuf>,
@@ -79,6 +81,56 @@ pub struct RunOptions {
     pub rpc_timeout: Duration,
     /// No progress lines.
     pub quiet: bool,
+}
+
+/// The confirmations a second a closed loop is assumed to reach at most, for the limits of a
+/// started service: about twice the bare reference's best on the 2-core development machine
+/// (docs/performance.md), so the limits never throttle a closed loop there.
+pub const CLOSED_LOOP_CEILING_PER_S: f64 = 25_000.0;
+/// The headroom of the started service's limits over the planned load.
+const LIMIT_HEADROOM: f64 = 2.0;
+
+/// The protections a started service keeps on (issue 21: measure the defended service):
+/// its per-terminal rate limit and per-institution look-up quota, lifted only as far as the
+/// planned load needs, its per-RPC log line (`RUST_LOG=info`, into the run's folder) and
+/// its metrics (a Prometheus listener on loopback, so every counter and histogram is kept).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Protections {
+    /// `[rate_limit] per_second` for each terminal.
+    pub per_terminal_per_s: f64,
+    /// `[rate_limit] burst`.
+    pub burst: u32,
+    /// `[quotas] lookups_per_day` for each institution.
+    pub lookups_per_day: u32,
+}
+
+impl RunOptions {
+    /// The protections a service started for these options gets; `None` with
+    /// `--bare-service`. The planned rate is the open loop's, or [`CLOSED_LOOP_CEILING_PER_S`];
+    /// every confirmation costs two RPCs (the challenge and the confirmation); each batch
+    /// request counts as `batch_size` look-ups; all with a headroom of two, and all the load on
+    /// one institution's terminals in the worst case.
+    pub fn protections(&self) -> Option<Protections> {
+        if self.bare_service {
+            return None;
+        }
+        let per_s = match self.load {
+            LoadSpec::Open { rate, .. } => rate,
+            LoadSpec::Closed { .. } => CLOSED_LOOP_CEILING_PER_S,
+        };
+        let terminals = self.terminals.max(1) as f64;
+        let per_terminal = (per_s * 2.0 * LIMIT_HEADROOM / terminals).ceil().max(50.0);
+        // The whole run (every round, preparation included) within one 24-hour quota window.
+        let seconds = self.duration.as_secs_f64() + 120.0;
+        let lookups = per_s * seconds * self.batch_size.max(1) as f64 * LIMIT_HEADROOM;
+        Some(Protections {
+            per_terminal_per_s: per_terminal,
+            burst: u32::try_from(per_terminal as u64)
+                .unwrap_or(u32::MAX)
+                .max(50),
+            lookups_per_day: u32::try_from(lookups.ceil() as u64).unwrap_or(u32::MAX),
+        })
+    }
 }
 
 /// Limits on the options, so every loop and allocation is bounded.
@@ -264,7 +316,7 @@ struct Setup {
     service: Option<ServerProcess>,
     notes: Vec<String>,
     /// Holds the run's copy of the store and configuration; deleted on drop.
-    _run_dir: Option<tempfile::TempDir>,
+    run_dir: Option<tempfile::TempDir>,
 }
 
 /// Absolute form of the path keys of a service configuration, so a copy works elsewhere.
@@ -273,6 +325,7 @@ fn absolutize_config(
     base: &Path,
     store: &Path,
     ttl: u32,
+    protections: Option<Protections>,
 ) -> Result<String, LoadgenError> {
     let mut table: toml::Table =
         toml::from_str(text).map_err(|e| LoadgenError::World(format!("service.toml: {e}")))?;
@@ -312,15 +365,36 @@ fn absolutize_config(
         "challenge_ttl_seconds".into(),
         toml::Value::Integer(i64::from(ttl)),
     );
-    // A handful of virtual terminals carry the load of thousands: no per-terminal limit.
-    let mut no_limit = toml::Table::new();
-    no_limit.insert("per_second".into(), toml::Value::Float(0.0));
-    table.insert("rate_limit".into(), toml::Value::Table(no_limit));
-    // Nor a per-institution quota on card-less look-ups: a few institutions carry them all.
-    let mut no_quota = toml::Table::new();
-    no_quota.insert("lookups_per_day".into(), toml::Value::Integer(0));
-    no_quota.insert("birth_dates_per_numbers".into(), toml::Value::Integer(0));
-    table.insert("quotas".into(), toml::Value::Table(no_quota));
+    // A handful of virtual terminals carry the load of thousands, and a few institutions
+    // all the card-less look-ups: the limits are lifted as far as the planned load needs
+    // (the birth-date guard keeps its configured value: the load asks with the right birth
+    // dates), or turned off for a bare service.
+    let mut limit = toml::Table::new();
+    let mut quota = table
+        .get("quotas")
+        .and_then(toml::Value::as_table)
+        .cloned()
+        .unwrap_or_default();
+    match protections {
+        Some(p) => {
+            limit.insert(
+                "per_second".into(),
+                toml::Value::Float(p.per_terminal_per_s),
+            );
+            limit.insert("burst".into(), toml::Value::Integer(i64::from(p.burst)));
+            quota.insert(
+                "lookups_per_day".into(),
+                toml::Value::Integer(i64::from(p.lookups_per_day)),
+            );
+        }
+        None => {
+            limit.insert("per_second".into(), toml::Value::Float(0.0));
+            quota.insert("lookups_per_day".into(), toml::Value::Integer(0));
+            quota.insert("birth_dates_per_numbers".into(), toml::Value::Integer(0));
+        }
+    }
+    table.insert("rate_limit".into(), toml::Value::Table(limit));
+    table.insert("quotas".into(), toml::Value::Table(quota));
     toml::to_string(&table).map_err(|e| LoadgenError::World(format!("service.toml copy: {e}")))
 }
 
@@ -368,7 +442,7 @@ fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
                 service_pid: opts.service_pid,
                 service: None,
                 notes,
-                _run_dir: None,
+                run_dir: None,
             })
         }
         ServiceSource::Start { binary } => {
@@ -406,7 +480,14 @@ fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
             }
             let text = std::fs::read_to_string(&world_config)
                 .map_err(LoadgenError::io("read", &world_config))?;
-            let copy = absolutize_config(&text, &world.dir, &store, opts.challenge_ttl_seconds)?;
+            let protections = opts.protections();
+            let copy = absolutize_config(
+                &text,
+                &world.dir,
+                &store,
+                opts.challenge_ttl_seconds,
+                protections,
+            )?;
             let config_path = run_dir.path().join("service.toml");
             std::fs::write(&config_path, copy).map_err(LoadgenError::io("write", &config_path))?;
             let binary = match binary {
@@ -418,11 +499,40 @@ fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
                 .args(["serve", "--config"])
                 .arg(&config_path)
                 .args(["--listen", "127.0.0.1:0"])
-                .env("ONSHI_LOG", "warn");
-            let service =
-                ServerProcess::start(command, "confirm-service", "confirm-service: listening on ")?;
+                .env_remove("ONSHI_LOG");
+            let log_path = run_dir.path().join("service.log");
+            let stderr = match protections {
+                Some(p) => {
+                    // Every protection on: the per-RPC log line (into a file, so the run's
+                    // progress lines stay readable) and the metrics recorder.
+                    command
+                        .env("RUST_LOG", "info")
+                        .args(["--metrics-listen", "127.0.0.1:0"]);
+                    notes.push(format!(
+                        "the service ran with its protections on: a per-terminal rate limit of {} requests/s (burst {}), a look-up quota of {} a day per institution, the per-RPC log line (RUST_LOG=info) and its metrics (docs/load-harness.md)",
+                        p.per_terminal_per_s, p.burst, p.lookups_per_day
+                    ));
+                    std::process::Stdio::from(
+                        std::fs::File::create(&log_path)
+                            .map_err(LoadgenError::io("create", &log_path))?,
+                    )
+                }
+                None => {
+                    command.env("RUST_LOG", "warn");
+                    notes.push(
+                        "--bare-service: the service ran without a rate limit, quota, per-RPC log line or metrics".into(),
+                    );
+                    std::process::Stdio::inherit()
+                }
+            };
+            let service = ServerProcess::start(
+                command,
+                "confirm-service",
+                "confirm-service: listening on ",
+                stderr,
+            )?;
             notes.push(format!(
-                "the service ran on a copy of the world's store with challenge_ttl_seconds = {} and no per-terminal rate limit",
+                "the service ran on a copy of the world's store with challenge_ttl_seconds = {}",
                 opts.challenge_ttl_seconds
             ));
             identities.shrink_to_fit();
@@ -433,7 +543,7 @@ fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
                 service_pid: Some(service.pid),
                 service: Some(service),
                 notes,
-                _run_dir: Some(run_dir),
+                run_dir: Some(run_dir),
             })
         }
     }
@@ -749,6 +859,7 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
                 command,
                 "reference server",
                 reference::READY_PREFIX,
+                std::process::Stdio::inherit(),
             )?)
         } else {
             None
@@ -797,6 +908,15 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
     });
     // Stop the started service before reporting (also when the run failed).
     drop(setup.service);
+    if let Some(dir) = &setup.run_dir {
+        // Evidence the per-RPC log line was on: the lines the service wrote.
+        if let Ok(log) = std::fs::read_to_string(dir.path().join("service.log")) {
+            let lines = log.lines().filter(|l| l.contains("rpc=")).count();
+            setup.notes.push(format!(
+                "the service wrote {lines} per-RPC log lines during the run"
+            ));
+        }
+    }
     runtime.shutdown_timeout(Duration::from_secs(2));
     result?;
 
@@ -885,7 +1005,7 @@ mod tests {
     }
 
     #[test]
-    fn the_config_copy_has_absolute_paths_the_new_ttl_and_no_rate_limit_or_quota() {
+    fn a_bare_service_copy_has_absolute_paths_the_new_ttl_and_no_rate_limit_or_quota() {
         let text = r#"listen = "127.0.0.1:50443"
 store = "store/onshi.sqlite"
 challenge_ttl_seconds = 60
@@ -898,8 +1018,14 @@ client_crl = "network-ca/crl.pem"
 trust_anchors = ["issuing-ca/ca.pem"]
 crls = ["issuing-ca/crl.der"]
 "#;
-        let out = absolutize_config(text, Path::new("/w"), Path::new("/run/s.sqlite"), 3600)
-            .unwrap_or_default();
+        let out = absolutize_config(
+            text,
+            Path::new("/w"),
+            Path::new("/run/s.sqlite"),
+            3600,
+            None,
+        )
+        .unwrap_or_default();
         let t: toml::Table = toml::from_str(&out).unwrap_or_default();
         assert_eq!(t["store"].as_str(), Some("/run/s.sqlite"));
         assert_eq!(t["challenge_ttl_seconds"].as_integer(), Some(3600));
@@ -919,5 +1045,72 @@ crls = ["issuing-ca/crl.der"]
             t["validation"]["crls"][0].as_str(),
             Some("/w/issuing-ca/crl.der")
         );
+    }
+
+    fn options(load: LoadSpec, terminals: usize, bare: bool) -> RunOptions {
+        RunOptions {
+            world: PathBuf::from("/w"),
+            service: ServiceSource::Start { binary: None },
+            service_pid: None,
+            terminals,
+            identities: IdentityMode::Mint,
+            streams: 4,
+            duration: Duration::from_secs(30),
+            window: None,
+            load,
+            mix: Mix::default(),
+            batch_size: 10,
+            prepare: None,
+            challenge_ttl_seconds: 3600,
+            rounds: 1,
+            reference: true,
+            bare_service: bare,
+            reference_bin: None,
+            json: None,
+            plot: None,
+            hgrm: None,
+            rpc_timeout: Duration::from_secs(10),
+            quiet: true,
+        }
+    }
+
+    /// The started service keeps its protections with limits the planned load stays under
+    /// (issue 21: measure the defended service), and `--bare-service` turns them off.
+    #[test]
+    fn a_started_service_keeps_its_limits_lifted_only_as_far_as_the_load_needs() {
+        let open = options(
+            LoadSpec::Open {
+                rate: 10_000.0,
+                max_in_flight: 1_000,
+            },
+            16,
+            false,
+        );
+        let p = open.protections().unwrap();
+        // 10,000 confirmations/s over 16 terminals, two RPCs each, headroom 2.
+        assert_eq!(p.per_terminal_per_s, 2_500.0);
+        assert_eq!(p.burst, 2_500);
+        // (30 s + 120 s) x 10,000/s x 10 queries a batch x 2.
+        assert_eq!(p.lookups_per_day, 30_000_000);
+        let closed = options(LoadSpec::Closed { concurrency: None }, 16, false)
+            .protections()
+            .unwrap();
+        assert_eq!(closed.per_terminal_per_s, 6_250.0);
+        assert!(options(LoadSpec::Closed { concurrency: None }, 16, true)
+            .protections()
+            .is_none());
+
+        let text =
+            "store = \"s\"\n[quotas]\nlookups_per_day = 30000\nbirth_dates_per_numbers = 3\n";
+        let out = absolutize_config(text, Path::new("/w"), Path::new("/s"), 60, Some(p)).unwrap();
+        let t: toml::Table = toml::from_str(&out).unwrap();
+        assert_eq!(t["rate_limit"]["per_second"].as_float(), Some(2_500.0));
+        assert_eq!(t["rate_limit"]["burst"].as_integer(), Some(2_500));
+        assert_eq!(
+            t["quotas"]["lookups_per_day"].as_integer(),
+            Some(30_000_000)
+        );
+        // The birth-date guard keeps the world's value.
+        assert_eq!(t["quotas"]["birth_dates_per_numbers"].as_integer(), Some(3));
     }
 }

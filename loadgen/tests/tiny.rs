@@ -222,6 +222,30 @@ fn closed_loop_with_invalid_requests_and_the_reference() {
     );
     assert!(report["reference_ratio"].as_f64().unwrap() > 0.0);
 
+    // The service ran defended (issue 21): its limits on, and its per-RPC log line written
+    // for at least every measured request.
+    let notes: Vec<&str> = report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("with its protections on")),
+        "{notes:?}"
+    );
+    let logged = notes
+        .iter()
+        .find_map(|n| n.strip_prefix("the service wrote "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("a note counting the service's per-RPC log lines");
+    assert!(
+        logged >= service["requests"].as_u64().unwrap(),
+        "{logged} log lines for {} requests",
+        service["requests"]
+    );
+
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg"), "{svg}");
     assert!(svg.contains("<polyline"));
@@ -250,6 +274,8 @@ fn open_loop_at_a_fixed_rate_with_the_worlds_own_terminals() {
             "1.5",
             "--mix",
             "pin=9,bad-signature=1",
+            // As runs before issue 21: no limits, log line or metrics.
+            "--bare-service",
             "--quiet",
             "--json",
             json.to_str().unwrap(),
@@ -270,6 +296,12 @@ fn open_loop_at_a_fixed_rate_with_the_worlds_own_terminals() {
     assert_eq!(service["unexpected_errors"], 0, "{service:#}");
     // 150 requests were scheduled; all of them were prepared and sent.
     assert_eq!(service["requests"].as_u64(), Some(150), "{service:#}");
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("--bare-service: the service ran without"),
+        "{notes}"
+    );
+    assert!(!notes.contains("per-RPC log lines during"), "{notes}");
 }
 
 #[test]
