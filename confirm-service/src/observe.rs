@@ -54,6 +54,9 @@ pub async fn serve_metrics(
 struct Note {
     terminal: Option<String>,
     confirmation_id: Option<String>,
+    /// The project's result code of an audited call, and a refusal's reason.
+    result: Option<&'static str>,
+    reason: Option<&'static str>,
 }
 
 tokio::task_local! {
@@ -72,6 +75,15 @@ pub fn note_terminal(name: &str) {
 /// The confirmation id of the RPC's audit record, for the RPC's log line.
 pub fn note_confirmation(id: &str) {
     with_note(|n| n.confirmation_id = Some(id.to_owned()));
+}
+
+/// The outcome of an audited call, for the RPC's log line: the project's result code (its
+/// proto name) and, for a refusal, its reason (`bad-request`, `signature-invalid`, ...).
+pub fn note_outcome(result: &'static str, reason: Option<&'static str>) {
+    with_note(|n| {
+        n.result = Some(result);
+        n.reason = reason;
+    });
 }
 
 /// The batch queue: jobs waiting for a worker, and jobs queued or being answered here.
@@ -144,11 +156,13 @@ where
         let answer = NOTE.scope(note.clone(), self.inner.call(request));
         Box::pin(async move {
             let answer = answer.await;
-            let (terminal, confirmation_id) = {
-                let n = note.lock().unwrap_or_else(|p| p.into_inner());
+            let (terminal, confirmation_id, result, reason) = {
+                let mut n = note.lock().unwrap_or_else(|p| p.into_inner());
                 (
-                    n.terminal.clone().unwrap_or_else(|| "-".into()),
-                    n.confirmation_id.clone().unwrap_or_else(|| "-".into()),
+                    n.terminal.take().unwrap_or_else(|| "-".into()),
+                    n.confirmation_id.take().unwrap_or_else(|| "-".into()),
+                    n.result.unwrap_or("-"),
+                    n.reason.unwrap_or("-"),
                 )
             };
             // A refusal is a trailers-only answer: its status is in the headers. A success's
@@ -168,12 +182,15 @@ where
                 .increment(1);
             metrics::histogram!("onshi_rpc_duration_seconds", "rpc" => rpc)
                 .record(elapsed.as_secs_f64());
+            // One line per RPC, the audited outcome included (no second line per call).
             tracing::info!(
                 rpc,
                 terminal,
                 code,
                 latency_ms = elapsed.as_secs_f64() * 1000.0,
                 confirmation_id,
+                result,
+                reason,
                 "rpc"
             );
             answer

@@ -312,7 +312,10 @@ fn client_values_cannot_forge_log_lines_and_person_data_stays_out_of_the_log() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let text = loop {
         let text = std::fs::read_to_string(&log).unwrap();
-        if text.matches("refused").count() >= 1 && text.contains("answered") {
+        // Both audited calls' RPC lines: the refused fetch and the answered confirmation.
+        if text.lines().filter(|l| l.contains("result=")).count() >= 2
+            && text.contains("RESULT_CODE_OK")
+        {
             break text;
         }
         assert!(

@@ -282,7 +282,23 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
         assert_eq!(line["fields"]["terminal"], terminal_name, "{line}");
         let id = line["fields"]["confirmation_id"].as_str().unwrap();
         assert!(id.len() > 8 && id != "-", "{line}");
+        // The audited outcome is on the same line: one line per call at INFO.
+        let result = line["fields"]["result"].as_str().unwrap();
+        assert!(result.starts_with("RESULT_CODE_"), "{line}");
+        let reason = line["fields"]["reason"].as_str().unwrap();
+        assert_eq!(
+            reason == "-",
+            result == "RESULT_CODE_OK"
+                || result == "RESULT_CODE_NO_QUALIFICATION"
+                || result == "RESULT_CODE_MULTIPLE_QUALIFICATIONS",
+            "{line}"
+        );
     }
+    assert!(
+        !logged.lines().any(|l| l.contains("\"level\":\"INFO\"")
+            && (l.contains("\"message\":\"answered\"") || l.contains("\"message\":\"refused\""))),
+        "a second INFO line per call:\n{logged}"
+    );
     // The refused handshake: a line at WARN with the peer's address.
     assert!(
         logged.lines().any(|l| l.contains("TLS handshake refused")

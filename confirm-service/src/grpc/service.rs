@@ -593,12 +593,16 @@ impl ConfirmationService {
             Ok((_, code, _)) => *code,
             Err(refusal) => refusal.result_code(),
         };
+        // The RPC's own log line (crate::observe) carries the outcome; this detail (with the
+        // purpose) only at DEBUG, so a call costs one line at INFO.
         match &outcome {
             Ok(_) => {
-                tracing::info!(terminal = %terminal.name(), purpose, result = code.as_str_name(), "answered")
+                crate::observe::note_outcome(code.as_str_name(), None);
+                tracing::debug!(terminal = %terminal.name(), purpose, result = code.as_str_name(), "answered")
             }
             Err(refusal) => {
-                tracing::info!(terminal = %terminal.name(), purpose, result = code.as_str_name(), reason = refusal.log_reason(), "refused")
+                crate::observe::note_outcome(code.as_str_name(), Some(refusal.log_reason()));
+                tracing::debug!(terminal = %terminal.name(), purpose, result = code.as_str_name(), reason = refusal.log_reason(), "refused")
             }
         }
         match outcome {
