@@ -562,6 +562,57 @@ fn a_malformed_pin_at_the_terminal_is_asked_again_and_costs_no_try() {
     assert!(!transcript.contains(&pin), "{transcript}");
 }
 
+/// The certificate warnings as staff read them from `reader-agent confirm` through pcscd: the
+/// grace card (card-0013 of a 14-card world) in text, with the warning's name, its message, the
+/// certificate's notAfter, the last instant of grace and the as-of date, and the holder's
+/// document; the expiring card (card-0014) in JSON with the renewal warning and its notAfter.
+#[test]
+fn the_agent_shows_the_certificate_warnings_with_their_message_and_dates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World::build(&tmp.path().join("world"), 14).unwrap();
+    let pcscd = Pcscd::start().unwrap();
+    let service = Service::start(&w.dir.join("service.toml")).unwrap();
+    let terminal = w.terminal("in-operation", 0).unwrap();
+
+    let (profile, pin) = w.private_card("grace", tmp.path()).unwrap();
+    let card = Card::attach(&profile, &pcscd.vpcd(), &[]).unwrap();
+    let out =
+        onshi_e2e::run_agent_raw(&pcscd, &terminal, &service, &format!("{pin}\n"), &[]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for expected in [
+        "警告 warning        : WARNING_CERTIFICATE_IN_GRACE",
+        "証明書期限 notAfter :",
+        "猶予期限 grace until:",
+        "照会日 as of        :",
+        "書類 document       : 資格情報のお知らせ",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing: {text}");
+    }
+    let warning_line = text
+        .lines()
+        .skip_while(|l| !l.starts_with("警告 warning"))
+        .nth(1)
+        .unwrap_or("");
+    assert!(warning_line.trim().len() > 10, "the message: {text}");
+    drop(card);
+    pcscd.wait_until_empty().unwrap();
+
+    let (profile, pin) = w.private_card("expiring", tmp.path()).unwrap();
+    let _card = Card::attach(&profile, &pcscd.vpcd(), &[]).unwrap();
+    let run = run_agent(&pcscd, &terminal, &service, &format!("{pin}\n"), &[]).unwrap();
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let result = &run.json["result"];
+    assert_eq!(result["warning"], "WARNING_CERTIFICATE_EXPIRING", "{run:?}");
+    assert!(!result["warning_message"].as_str().unwrap().is_empty());
+    assert!(
+        result["certificate_not_after"].as_str().is_some(),
+        "{run:?}"
+    );
+    assert!(result.get("grace_until").is_none(), "{run:?}");
+    assert_eq!(result["as_of_date"].as_str().unwrap().len(), 8, "{run:?}");
+}
+
 /// The reader agent's `confirm --consent all --prescription paper` at the clinic: the card
 /// signs a 包括同意, the service records every kind and echoes the choice, the staff view says
 /// both; `all` beside another kind is a usage error before the card is touched.
