@@ -1334,9 +1334,9 @@ mod tests {
                 ..Default::default()
             }],
             consents: Some(pb::ConsentEcho {
-                medication: Some(given.clone()),
-                checkup: Some(given.clone()),
-                clinical: Some(given.clone()),
+                medication: Some(given),
+                checkup: Some(given),
+                clinical: Some(given),
                 surgery: Some(given),
                 comprehensive: true,
             }),
