@@ -12,7 +12,7 @@
 //!   so a link loaded a moment ago is found at once.
 //! - Consents are not kept (the clinical-data calls read them from the store).
 //! - Everything else that can change behind the service (qualification records, a person's
-//!   details, a card moved to another person, all loaded by the world builder or an
+//!   details and insurance document, a card moved to another person, all loaded by the world builder or an
 //!   operator's load) takes effect within [`HolderCache::TTL`] on every instance: an entry is
 //!   used only while younger than that on the service's clock (an entry from "after" `now`,
 //!   the clock set back, is stale too). A write made through this instance that changes a
@@ -24,6 +24,7 @@ use std::sync::{Arc, RwLock};
 
 use time::{Duration, OffsetDateTime};
 
+use crate::documents::InsuranceDocument;
 use crate::eligibility::{Person, QualificationRecord};
 use crate::store::CardKey;
 
@@ -32,6 +33,9 @@ use crate::store::CardKey;
 pub struct Holder {
     pub person: Person,
     pub records: Vec<QualificationRecord>,
+    /// The document the person holds in place of the paper card (the お知らせ for a
+    /// registered person, as a rule), reported beside a card confirmation's answer.
+    pub document: Option<InsuranceDocument>,
 }
 
 /// Holders by card, each with the instant it was read.
@@ -104,6 +108,7 @@ mod tests {
                 registered_for_insurance: registered,
             },
             records: Vec::new(),
+            document: None,
         })
     }
 

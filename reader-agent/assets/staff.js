@@ -53,6 +53,16 @@ function matches(e, q) {
   return hay.includes(q.toLowerCase());
 }
 
+// The holder's 資格確認書 or 資格情報のお知らせ: its kind, its validity period and whether it is
+// valid on the answer's day (the eligibility beside it is the qualification's).
+function documentNote(d) {
+  if (!d) return null;
+  const period = d.valid_from || d.valid_until ? d.valid_from + "–" + d.valid_until : t("doc_no_period");
+  return el("div", { class: "document" + (d.valid_on_as_of_date ? "" : " lapsed"), "data-kind": d.kind,
+    "data-valid": String(d.valid_on_as_of_date) },
+  t("doc_" + d.kind) + " " + period + " " + (d.valid_on_as_of_date ? t("doc_valid") : t("doc_lapsed")));
+}
+
 function renderEntries() {
   const q = $("search").value.trim();
   const names = t("consent_names").split(",");
@@ -74,7 +84,7 @@ function renderEntries() {
       el("td", { class: "outcome" }, outcome,
         // A certificate warning on a confirmation carried out (renewal, or grace: no data).
         r.warning ? el("div", { class: "warning", "data-warning": r.warning }, r.warning_message) : null),
-      el("td", { class: "validity" }, r.validity_label || ""),
+      el("td", { class: "validity" }, r.validity_label || "", documentNote(r.insurance_document)),
       el("td", { class: "name" }, qa.name ? qa.name + " (" + qa.kana_name + ")" : ""),
       el("td", {}, qa.birth_date || ""),
       el("td", {}, qa.insurer_number ? qa.insurer_number + " " + qa.insurer_name : ""),

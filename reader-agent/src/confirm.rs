@@ -121,6 +121,22 @@ pub fn check_certificate_der(der: &[u8]) -> Result<(), String> {
     }
 }
 
+/// What staff are told when PIN mode meets a card without a PIN.
+fn pin_not_set_message(action: Action) -> &'static str {
+    match action {
+        Action::Confirm => {
+            "this card has no PIN (a face-only card, 顔認証マイナンバーカード): no PIN was \
+             asked for; confirm by face or a staff member's visual check (`confirm --face` or \
+             `--visual-check --staff-id ID`, or at the kiosk)"
+        }
+        Action::Register => {
+            "this card has no PIN (a face-only card, 顔認証マイナンバーカード): no PIN was \
+             asked for; register it by face or a staff member's visual check (`register \
+             --face` or `--visual-check --staff-id ID`, or at the kiosk)"
+        }
+    }
+}
+
 const PHASE_READ: &str = "reading the card";
 const PHASE_SIGN: &str = "verifying the PIN and signing";
 
@@ -223,10 +239,7 @@ pub async fn run(
         PinStatus::NotSet => {
             return Outcome::Refused {
                 result_code: pb::ResultCode::PinNotSet.as_str_name().to_owned(),
-                message: "this card has no PIN (a face-only card, 顔認証マイナンバーカード): \
-                          no PIN was asked for; confirm at the kiosk by face authentication \
-                          or a staff member's visual check"
-                    .to_owned(),
+                message: pin_not_set_message(opts.action).to_owned(),
                 tries_left: None,
             }
         }

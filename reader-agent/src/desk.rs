@@ -336,7 +336,9 @@ pub async fn wait_and_fetch(
 }
 
 /// The answers as CSV (a header line, then one escaped record per answer): the query, then
-/// result code, validity, insurer, co-pay and bracket of the first qualification.
+/// result code, validity, insurer, co-pay and bracket of the first qualification, the as-of
+/// date, and the holder's insurance document (kind, period, valid on the as-of date; empty
+/// when the answer carries none).
 pub fn results_csv(items: &[pb::BatchItemResult]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let header = [
@@ -353,6 +355,10 @@ pub fn results_csv(items: &[pb::BatchItemResult]) -> String {
         "copay_ratio",
         "high_cost_bracket",
         "as_of_date",
+        "document_kind",
+        "document_valid_from",
+        "document_valid_until",
+        "document_valid_on_as_of_date",
     ];
     // Writing to a Vec cannot fail.
     let _ = w.write_record(header);
@@ -360,6 +366,10 @@ pub fn results_csv(items: &[pb::BatchItemResult]) -> String {
         let q = item.query.clone().unwrap_or_default();
         let r = item.result.clone().unwrap_or_default();
         let first = r.qualifications.first();
+        let doc = r
+            .insurance_document
+            .as_ref()
+            .map(crate::report::StaffDocument::from_proto);
         let _ = w.write_record([
             item.ordinal.to_string().as_str(),
             &q.insurer_number,
@@ -377,6 +387,14 @@ pub fn results_csv(items: &[pb::BatchItemResult]) -> String {
                 .map(|h| h.bracket.as_str())
                 .unwrap_or(""),
             &r.as_of_date,
+            doc.as_ref().map(|d| d.kind.as_str()).unwrap_or(""),
+            doc.as_ref().map(|d| d.valid_from.as_str()).unwrap_or(""),
+            doc.as_ref().map(|d| d.valid_until.as_str()).unwrap_or(""),
+            match &doc {
+                Some(d) if d.valid_on_as_of_date => "true",
+                Some(_) => "false",
+                None => "",
+            },
         ]);
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -439,7 +457,41 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[1].starts_with("0,01130013,"));
         assert!(lines[1].contains("RESULT_CODE_INVALID_INSURER_NUMBER"));
-        assert!(lines[0].ends_with(",as_of_date"), "{}", lines[0]);
+        assert!(
+            lines[0].ends_with(
+                ",as_of_date,document_kind,document_valid_from,document_valid_until,document_valid_on_as_of_date"
+            ),
+            "{}",
+            lines[0]
+        );
+        // No document: the four columns are empty.
+        assert!(lines[1].ends_with(",,,,"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn results_csv_reports_the_insurance_document() {
+        let mut result = pb::ConfirmationResult {
+            as_of_date: "20261204".into(),
+            ..Default::default()
+        };
+        let mut doc = pb::InsuranceDocument {
+            valid_from: "20251201".into(),
+            valid_until: "20261203".into(),
+            ..Default::default()
+        };
+        doc.set_kind(pb::DocumentKind::ShikakuKakuninsho);
+        result.insurance_document = Some(doc);
+        let items = vec![pb::BatchItemResult {
+            ordinal: 3,
+            query: None,
+            result: Some(result),
+        }];
+        let csv = results_csv(&items);
+        let line = csv.lines().nth(1).unwrap();
+        assert!(
+            line.ends_with(",20261204,DOCUMENT_KIND_SHIKAKU_KAKUNINSHO,20251201,20261203,false"),
+            "{line}"
+        );
     }
 
     #[test]

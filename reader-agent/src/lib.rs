@@ -9,6 +9,7 @@
 //! own code is safe Rust.
 #![forbid(unsafe_code)]
 
+pub mod by_reader;
 pub mod change_pin;
 pub mod client;
 pub mod config;

@@ -180,15 +180,19 @@ enum Command {
         #[command(subcommand)]
         command: StaffCommand,
     },
-    /// Confirm eligibility with the card in the reader, in PIN mode. The PIN is asked on the
-    /// terminal (no echo) or read from stdin with --pin-stdin, never from the command line.
-    /// Exit codes: 0 confirmed, 1 refused (by the card or the service; see result_code),
-    /// 2 usage or configuration error, 3 card, reader or connection failure.
+    /// Confirm eligibility with the card in the reader, in PIN mode, or with --face or
+    /// --visual-check in face or visual-check mode (no PIN; a face-only card). The PIN is
+    /// asked on the terminal (no echo) or read from stdin with --pin-stdin, never from the
+    /// command line. Exit codes: 0 confirmed, 1 refused (by the card, the reader or the
+    /// service; see result_code), 2 usage or configuration error, 3 card, reader or
+    /// connection failure.
     Confirm {
         #[command(flatten)]
         terminal: TerminalArgs,
         #[command(flatten)]
         card: CardArgs,
+        #[command(flatten)]
+        by_reader: ReaderModeArgs,
         /// Read the PIN from standard input, one attempt per line.
         #[arg(long)]
         pin_stdin: bool,
@@ -211,14 +215,20 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
         card_timeout: f64,
     },
-    /// Register the card's holder for health-insurance use (健康保険証利用申込み), in PIN mode:
-    /// the card signs a registration challenge after VERIFY. Idempotent: an already registered
-    /// holder is reported as such. Exit codes as for confirm.
+    /// Register the card's holder for health-insurance use (健康保険証利用申込み). In PIN
+    /// mode the card signs a registration challenge after VERIFY. A card without a PIN
+    /// (顔認証マイナンバーカード) is registered with --face or --visual-check --staff-id ID:
+    /// the reader identifies the holder and attests it with the terminal's device_key
+    /// (RegisterByReader); PIN mode on such a card answers RESULT_CODE_PIN_NOT_SET.
+    /// Idempotent: an already registered holder is reported as such. Exit codes as for
+    /// confirm.
     Register {
         #[command(flatten)]
         terminal: TerminalArgs,
         #[command(flatten)]
         card: CardArgs,
+        #[command(flatten)]
+        by_reader: ReaderModeArgs,
         /// Read the PIN from standard input, one attempt per line.
         #[arg(long)]
         pin_stdin: bool,
@@ -380,6 +390,44 @@ struct DeskArgs {
     service: Option<String>,
 }
 
+/// Face or visual-check mode instead of the PIN (a card without a PIN,
+/// 顔認証マイナンバーカード): the reader identifies the holder and attests it with the
+/// terminal's device_key, as the kiosk does.
+#[derive(Debug, clap::Args)]
+struct ReaderModeArgs {
+    /// Identify the holder by face instead of a PIN: the card's face photo against one
+    /// capture of the simulated camera (the holder stands before it). Needs the
+    /// configuration's device_key.
+    #[arg(long, conflicts_with_all = ["visual_check", "pin_stdin"])]
+    face: bool,
+    /// With --face: the matcher's score must reach this (permille); the service refuses
+    /// thresholds below its own minimum (800 by default).
+    #[arg(long, value_name = "PERMILLE", requires = "face", default_value_t = onshi_reader_agent::face::DEFAULT_THRESHOLD_PERMILLE,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    face_threshold: u16,
+    /// Identify the holder by a staff member's visual check (目視確認) instead of a PIN,
+    /// recorded with --staff-id. Needs the configuration's device_key.
+    #[arg(long, requires = "staff_id", conflicts_with = "pin_stdin")]
+    visual_check: bool,
+    /// The staff member who checked the holder (1–32 of A-Z a-z 0-9 . _ -).
+    #[arg(long, value_name = "ID", requires = "visual_check")]
+    staff_id: Option<String>,
+}
+
+impl ReaderModeArgs {
+    /// `None`: PIN mode.
+    fn mode(self) -> Option<onshi_reader_agent::by_reader::ReaderMode> {
+        use onshi_reader_agent::by_reader::ReaderMode;
+        match (self.face, self.visual_check, self.staff_id) {
+            (true, _, _) => Some(ReaderMode::Face {
+                threshold: self.face_threshold,
+            }),
+            (false, true, Some(staff_id)) => Some(ReaderMode::Visual { staff_id }),
+            _ => None,
+        }
+    }
+}
+
 /// The patient's insurance card, as staff type it.
 #[derive(Debug, clap::Args)]
 struct PatientArgs {
@@ -513,6 +561,7 @@ fn main() -> ExitCode {
         Command::Confirm {
             terminal: TerminalArgs { config, service },
             card: CardArgs { reader, wait },
+            by_reader,
             pin_stdin,
             consent,
             prescription,
@@ -524,7 +573,7 @@ fn main() -> ExitCode {
             service,
             reader,
             (wait, card_timeout),
-            pin_stdin,
+            (pin_stdin, by_reader.mode()),
             (
                 Action::Confirm,
                 consent,
@@ -542,6 +591,7 @@ fn main() -> ExitCode {
         Command::Register {
             terminal: TerminalArgs { config, service },
             card: CardArgs { reader, wait },
+            by_reader,
             pin_stdin,
             json,
             trace,
@@ -551,7 +601,7 @@ fn main() -> ExitCode {
             service,
             reader,
             (wait, card_timeout),
-            pin_stdin,
+            (pin_stdin, by_reader.mode()),
             (
                 Action::Register,
                 Vec::new(),
@@ -638,6 +688,58 @@ mod tests {
         let err = kiosk("192.0.2.1:80").unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
         assert!(err.to_string().contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn face_and_visual_check_mode_are_chosen_on_confirm_and_register() {
+        use onshi_reader_agent::by_reader::ReaderMode;
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from([&["reader-agent"], args, &["--config", "a.toml"]].concat())
+        };
+        let mode = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Confirm { by_reader, .. } | Command::Register { by_reader, .. } => {
+                by_reader.mode()
+            }
+            _ => panic!("not a card command"),
+        };
+        assert_eq!(mode(&["register"]), None);
+        assert_eq!(
+            mode(&["register", "--face"]),
+            Some(ReaderMode::Face {
+                threshold: onshi_reader_agent::face::DEFAULT_THRESHOLD_PERMILLE
+            })
+        );
+        assert_eq!(
+            mode(&["confirm", "--face", "--face-threshold", "900"]),
+            Some(ReaderMode::Face { threshold: 900 })
+        );
+        assert_eq!(
+            mode(&["confirm", "--visual-check", "--staff-id", "sato"]),
+            Some(ReaderMode::Visual {
+                staff_id: "sato".into()
+            })
+        );
+        // A visual check names its staff member; one mode at a time; no PIN with either.
+        for bad in [
+            &["register", "--visual-check"][..],
+            &["register", "--staff-id", "sato"],
+            &["register", "--face", "--visual-check", "--staff-id", "sato"],
+            &["confirm", "--face", "--pin-stdin"],
+            &["confirm", "--face-threshold", "900"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        use clap::CommandFactory;
+        let help = Cli::command()
+            .find_subcommand_mut("register")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(
+            help.contains("--face") && help.contains("--visual-check"),
+            "{help}"
+        );
+        assert!(help.contains("without a PIN"), "{help}");
     }
 
     #[test]

@@ -78,6 +78,66 @@ pub struct AnswerNotes {
     pub certificate_not_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grace_until: Option<String>,
+    /// The document the holder has in place of the paper insurance card (資格確認書 or
+    /// 資格情報のお知らせ), when the service recorded one; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insurance_document: Option<StaffDocument>,
+}
+
+/// The holder's insurance document as staff see it (docs/domain.md "Insurance documents").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaffDocument {
+    /// The proto `DocumentKind` name, e.g. `DOCUMENT_KIND_SHIKAKU_KAKUNINSHO`.
+    pub kind: String,
+    /// 資格確認書 or 資格情報のお知らせ.
+    pub kind_label: &'static str,
+    /// A 資格確認書's validity period, YYYYMMDD, both ends inclusive (empty for the お知らせ).
+    pub valid_from: String,
+    pub valid_until: String,
+    /// The document itself is valid on the answer's as-of date (the answer's validity is the
+    /// qualification's, whatever this says).
+    pub valid_on_as_of_date: bool,
+}
+
+impl StaffDocument {
+    pub fn from_proto(d: &pb::InsuranceDocument) -> Self {
+        let (kind, kind_label) = match pb::DocumentKind::try_from(d.kind) {
+            Ok(k @ pb::DocumentKind::ShikakuKakuninsho) => {
+                (k.as_str_name().to_owned(), "資格確認書")
+            }
+            Ok(k @ pb::DocumentKind::ShikakuJohoOshirase) => {
+                (k.as_str_name().to_owned(), "資格情報のお知らせ")
+            }
+            Ok(pb::DocumentKind::Unspecified) | Err(_) => {
+                (format!("DOCUMENT_KIND_{}", d.kind), "不明")
+            }
+        };
+        StaffDocument {
+            kind,
+            kind_label,
+            valid_from: d.valid_from.clone(),
+            valid_until: d.valid_until.clone(),
+            valid_on_as_of_date: d.valid_on_as_of_date,
+        }
+    }
+
+    /// One line for staff: the kind, the period (if any) and whether it is valid on the day.
+    pub fn summary(&self) -> String {
+        let period = if self.valid_from.is_empty() && self.valid_until.is_empty() {
+            "no validity period of its own".to_owned()
+        } else {
+            format!("valid {} – {}", self.valid_from, self.valid_until)
+        };
+        format!(
+            "{} ({period}); {}",
+            self.kind_label,
+            if self.valid_on_as_of_date {
+                "valid on the day asked for"
+            } else {
+                "NOT valid on the day asked for (期限切れ: ask for the renewed document)"
+            }
+        )
+    }
 }
 
 fn rfc3339(t: Option<&prost_types::Timestamp>) -> Option<String> {
@@ -218,6 +278,7 @@ impl StaffResult {
                 warning_message: r.warning_message.clone(),
                 certificate_not_after: rfc3339(r.certificate_not_after.as_ref()),
                 grace_until: rfc3339(r.grace_until.as_ref()),
+                insurance_document: r.insurance_document.as_ref().map(StaffDocument::from_proto),
             }),
         }
     }
@@ -264,11 +325,20 @@ pub fn render_human(outcome: &Outcome) -> String {
                 s.push_str(&format!("警告 warning        : {w}\n"));
                 s.push_str(&format!("  {}\n", result.notes.warning_message));
             }
+            if let Some(t) = &result.notes.certificate_not_after {
+                s.push_str(&format!("証明書期限 notAfter : {t}\n"));
+            }
+            if let Some(t) = &result.notes.grace_until {
+                s.push_str(&format!("猶予期限 grace until: {t}\n"));
+            }
             if !result.notes.as_of_date.is_empty() {
                 s.push_str(&format!(
                     "照会日 as of        : {}\n",
                     result.notes.as_of_date
                 ));
+            }
+            if let Some(d) = &result.notes.insurance_document {
+                s.push_str(&format!("書類 document       : {}\n", d.summary()));
             }
             s.push_str(&format!(
                 "confirmation id    : {}\n",
@@ -491,6 +561,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("20261204"), "{text}");
+        // The dates of the warning: the last instant of grace, in the text too.
+        assert!(text.contains("grace until: 2026-11-30T14:59:59Z"), "{text}");
         let json = serde_json::to_value(&out).unwrap();
         assert_eq!(json["result"]["warning"], "WARNING_CERTIFICATE_IN_GRACE");
         assert_eq!(json["result"]["as_of_date"], "20261204");
@@ -499,5 +571,58 @@ mod tests {
         let plain = StaffResult::from_proto(&pb::ConfirmationResult::default());
         let json = serde_json::to_value(&plain).unwrap();
         assert!(json.get("warning").is_none() && json.get("warning_message").is_none());
+    }
+
+    #[test]
+    fn the_insurance_document_is_shown_with_its_period_and_standing_and_in_the_json() {
+        let mut r = pb::ConfirmationResult {
+            as_of_date: "20261204".into(),
+            ..Default::default()
+        };
+        r.set_validity(pb::QualificationValidity::Valid);
+        let none = StaffResult::from_proto(&r);
+        assert_eq!(none.notes.insurance_document, None);
+        let json = serde_json::to_value(&none).unwrap();
+        assert!(json.get("insurance_document").is_none(), "{json}");
+        let mut doc = pb::InsuranceDocument {
+            valid_from: "20251201".into(),
+            valid_until: "20261203".into(),
+            valid_on_as_of_date: false,
+            ..Default::default()
+        };
+        doc.set_kind(pb::DocumentKind::ShikakuKakuninsho);
+        r.insurance_document = Some(doc);
+        let out = Outcome::Confirmed {
+            result_code: "RESULT_CODE_OK".into(),
+            result: StaffResult::from_proto(&r),
+        };
+        let text = render_human(&out);
+        assert!(
+            text.contains("資格確認書 (valid 20251201 – 20261203)"),
+            "{text}"
+        );
+        assert!(text.contains("NOT valid on the day asked for"), "{text}");
+        assert!(
+            text.contains("有効"),
+            "the validity stays the qualification's: {text}"
+        );
+        let json = serde_json::to_value(&out).unwrap();
+        let d = &json["result"]["insurance_document"];
+        assert_eq!(d["kind"], "DOCUMENT_KIND_SHIKAKU_KAKUNINSHO");
+        assert_eq!(d["kind_label"], "資格確認書");
+        assert_eq!(d["valid_from"], "20251201");
+        assert_eq!(d["valid_until"], "20261203");
+        assert_eq!(d["valid_on_as_of_date"], false);
+        let mut oshirase = pb::InsuranceDocument {
+            valid_on_as_of_date: true,
+            ..Default::default()
+        };
+        oshirase.set_kind(pb::DocumentKind::ShikakuJohoOshirase);
+        let d = StaffDocument::from_proto(&oshirase);
+        assert_eq!(d.kind, "DOCUMENT_KIND_SHIKAKU_JOHO_OSHIRASE");
+        assert_eq!(
+            d.summary(),
+            "資格情報のお知らせ (no validity period of its own); valid on the day asked for"
+        );
     }
 }

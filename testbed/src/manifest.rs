@@ -54,8 +54,10 @@ pub struct InstitutionEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExampleEntry {
     /// `validity-1` … `validity-5`, `not-registered`, `medication-history`,
-    /// `checkup-results`, then the card cases `face-only-card`, `face-only-registration`,
-    /// `comprehensive-consent`, `prescription-choice`.
+    /// `checkup-results`, `as-of-before-loss`, `certificate-in-grace`, `certificate-expiring`,
+    /// `document-kakuninsho`, `document-oshirase`, `document-lapsed`, then the card cases
+    /// `face-only-card`, `face-only-registration`, `comprehensive-consent`,
+    /// `prescription-choice`, `certificate-past-grace`.
     pub case: String,
     pub description: String,
     pub person_id: String,

@@ -888,6 +888,11 @@ fn the_examples_reproduce_against_the_store() {
         .collect();
     assert_eq!(cases, expected);
     for e in &manifest.examples {
+        assert!(
+            !e.description.contains("  "),
+            "a lost line continuation: {:?}",
+            e.description
+        );
         let query = NumbersQuery::parse(
             &e.insurer_number,
             e.symbol.as_deref().unwrap_or(""),
@@ -945,6 +950,9 @@ fn the_examples_reproduce_against_the_store() {
             ),
             "comprehensive-consent" | "prescription-choice" => {
                 assert_eq!(kind(e.card.as_ref().unwrap()), CardKind::Valid)
+            }
+            "certificate-past-grace" => {
+                assert_eq!(kind(e.card.as_ref().unwrap()), CardKind::Expired)
             }
             _ => {}
         }

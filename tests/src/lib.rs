@@ -710,7 +710,32 @@ pub fn run_agent_json(
     service: &Service,
     pins: &str,
 ) -> Result<AgentRun> {
-    let out = run_agent_command(subcommand, pcscd, agent_toml, service, pins, &["--json"])?;
+    agent_run(run_agent_command(
+        subcommand,
+        pcscd,
+        agent_toml,
+        service,
+        pins,
+        &["--json"],
+    )?)
+}
+
+/// Runs `reader-agent <subcommand> --json` without a PIN, in face or visual-check mode
+/// (`mode`: `["--face"]` or `["--visual-check", "--staff-id", ID]`), and parses its outcome.
+pub fn run_agent_by_reader(
+    subcommand: &str,
+    pcscd: &Pcscd,
+    agent_toml: &Path,
+    service: &Service,
+    mode: &[&str],
+) -> Result<AgentRun> {
+    let mut cmd = agent_command(subcommand, pcscd, agent_toml, service)?;
+    cmd.arg("--json").args(mode);
+    agent_run(run_with_stdin(cmd, "", "reader-agent")?)
+}
+
+/// A `--json` run's exit code, parsed outcome and stderr.
+fn agent_run(out: std::process::Output) -> Result<AgentRun> {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = serde_json::from_str(&stdout).map_err(|e| {
@@ -723,6 +748,21 @@ pub fn run_agent_json(
     })
 }
 
+/// `reader-agent <subcommand> --wait 20 --config … --service …` on the private pcscd.
+fn agent_command(
+    subcommand: &str,
+    pcscd: &Pcscd,
+    agent_toml: &Path,
+    service: &Service,
+) -> Result<Command> {
+    let mut cmd = Command::new(bin("reader-agent")?);
+    cmd.args([subcommand, "--wait", "20", "--config"])
+        .arg(agent_toml)
+        .args(["--service", &service.url()])
+        .env("PCSCLITE_CSOCK_NAME", pcscd.socket());
+    Ok(cmd)
+}
+
 fn run_agent_command(
     subcommand: &str,
     pcscd: &Pcscd,
@@ -731,12 +771,8 @@ fn run_agent_command(
     pins: &str,
     extra: &[&str],
 ) -> Result<std::process::Output> {
-    let mut cmd = Command::new(bin("reader-agent")?);
-    cmd.args([subcommand, "--pin-stdin", "--wait", "20", "--config"])
-        .arg(agent_toml)
-        .args(["--service", &service.url()])
-        .args(extra)
-        .env("PCSCLITE_CSOCK_NAME", pcscd.socket());
+    let mut cmd = agent_command(subcommand, pcscd, agent_toml, service)?;
+    cmd.arg("--pin-stdin").args(extra);
     run_with_stdin(cmd, pins, "reader-agent")
 }
 

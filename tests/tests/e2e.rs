@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use onshi_e2e::{run_agent, run_agent_json, run_change_pin, Card, Pcscd, Service, World};
+use onshi_e2e::{
+    run_agent, run_agent_by_reader, run_agent_json, run_change_pin, Card, Pcscd, Service, World,
+};
 
 fn world() -> &'static World {
     World::shared(env!("CARGO_TARGET_TMPDIR"), "e2e-world", 8)
@@ -341,6 +343,109 @@ fn an_unregistered_card_is_registered_with_its_pin_and_then_confirms() {
     );
 }
 
+/// A face-only card whose holder is not registered (card-0008), from the command line: PIN
+/// mode answers RESULT_CODE_PIN_NOT_SET and points to face mode; `register --face` registers
+/// it (RegisterByReader, attested with the terminal's device key) and `confirm --face` then
+/// confirms it; the visual check works the same way and names the staff member. A card with
+/// a PIN is not registered by the reader. A private world: registration changes the store.
+#[test]
+fn a_face_only_card_is_registered_by_face_from_the_command_line_and_then_confirms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World::build(&tmp.path().join("world"), 8).unwrap();
+    let pcscd = Pcscd::start().unwrap();
+    let service = Service::start(&w.dir.join("service.toml")).unwrap();
+    let (profile, pin) = w
+        .private_card("face-only-unregistered", tmp.path())
+        .unwrap();
+    assert!(pin.is_empty());
+    let card = Card::attach(&profile, &pcscd.vpcd(), &[]).unwrap();
+    let terminal = w.terminal("in-operation", 0).unwrap();
+    let face = ["--face"];
+    let visual = ["--visual-check", "--staff-id", "sato.k"];
+
+    // PIN mode: a clear refusal, no failure.
+    let run = run_agent_json("register", &pcscd, &terminal, &service, "1234\n").unwrap();
+    assert_eq!(run.json["outcome"], "refused", "{run:?}");
+    assert_eq!(code(&run), "RESULT_CODE_PIN_NOT_SET", "{run:?}");
+    assert_eq!(run.code, Some(1));
+    let message = run.json["message"].as_str().unwrap();
+    assert!(message.contains("register --face"), "{message}");
+
+    let run = run_agent_by_reader("confirm", &pcscd, &terminal, &service, &face).unwrap();
+    assert_eq!(code(&run), "RESULT_CODE_CARD_NOT_REGISTERED", "{run:?}");
+    assert_eq!(run.code, Some(1));
+
+    let run = run_agent_by_reader("register", &pcscd, &terminal, &service, &face).unwrap();
+    assert_eq!(run.json["outcome"], "registered", "{run:?}");
+    assert_eq!(run.json["newly_registered"], true, "{run:?}");
+    assert_eq!(run.code, Some(0));
+    assert!(run.stderr.contains("face match: score"), "{}", run.stderr);
+
+    let run = run_agent_by_reader("confirm", &pcscd, &terminal, &service, &face).unwrap();
+    assert_eq!(run.json["outcome"], "confirmed", "{run:?}");
+    assert_eq!(code(&run), "RESULT_CODE_OK", "{run:?}");
+    assert_eq!(run.json["result"]["validity"], 1, "{run:?}");
+    assert_eq!(
+        run.json["result"]["insurance_document"]["kind"], "DOCUMENT_KIND_SHIKAKU_KAKUNINSHO",
+        "the holder's 資格確認書, as recorded: {run:?}"
+    );
+
+    // The visual check: registering again changes nothing; the confirmation names the staff.
+    let run = run_agent_by_reader("register", &pcscd, &terminal, &service, &visual).unwrap();
+    assert_eq!(run.json["outcome"], "registered", "{run:?}");
+    assert_eq!(run.json["newly_registered"], false, "idempotent: {run:?}");
+    let run = run_agent_by_reader("confirm", &pcscd, &terminal, &service, &visual).unwrap();
+    assert_eq!(code(&run), "RESULT_CODE_OK", "{run:?}");
+
+    let store =
+        onshi_confirm_service::store::SqliteStore::open(&w.dir.join("store/onshi.sqlite")).unwrap();
+    let person = w.card("face-only-unregistered").unwrap()["person_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let records = onshi_confirm_service::store::Store::query_audit(
+        &store,
+        &onshi_confirm_service::audit::AuditQuery {
+            person_id: Some(person),
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let seen: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.method.as_str(),
+                r.purpose.as_str(),
+                r.result_code.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("face", "confirm", "RESULT_CODE_CARD_NOT_REGISTERED"),
+            ("face", "register", "RESULT_CODE_OK"),
+            ("face", "confirm", "RESULT_CODE_OK"),
+            ("visual:sato.k", "register", "RESULT_CODE_OK"),
+            ("visual:sato.k", "confirm", "RESULT_CODE_OK"),
+        ]
+    );
+
+    // A card with a PIN is registered with it, never by the reader.
+    drop(card);
+    pcscd.wait_until_empty().unwrap();
+    let (profile, _) = w.private_card("unregistered", tmp.path()).unwrap();
+    let _card = Card::attach(&profile, &pcscd.vpcd(), &[]).unwrap();
+    let run = run_agent_by_reader("register", &pcscd, &terminal, &service, &face).unwrap();
+    assert_eq!(run.json["outcome"], "error", "{run:?}");
+    assert!(
+        run.json["message"].as_str().unwrap().contains("has a PIN"),
+        "{run:?}"
+    );
+}
+
 #[test]
 fn card_removed_mid_read_gives_a_clear_error() {
     let w = world();
@@ -455,6 +560,57 @@ fn a_malformed_pin_at_the_terminal_is_asked_again_and_costs_no_try() {
     assert!(transcript.contains("tries left: 3"), "{transcript}");
     // No echo: the PIN typed at the prompt is not in the transcript.
     assert!(!transcript.contains(&pin), "{transcript}");
+}
+
+/// The certificate warnings as staff read them from `reader-agent confirm` through pcscd: the
+/// grace card (card-0013 of a 14-card world) in text, with the warning's name, its message, the
+/// certificate's notAfter, the last instant of grace and the as-of date, and the holder's
+/// document; the expiring card (card-0014) in JSON with the renewal warning and its notAfter.
+#[test]
+fn the_agent_shows_the_certificate_warnings_with_their_message_and_dates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World::build(&tmp.path().join("world"), 14).unwrap();
+    let pcscd = Pcscd::start().unwrap();
+    let service = Service::start(&w.dir.join("service.toml")).unwrap();
+    let terminal = w.terminal("in-operation", 0).unwrap();
+
+    let (profile, pin) = w.private_card("grace", tmp.path()).unwrap();
+    let card = Card::attach(&profile, &pcscd.vpcd(), &[]).unwrap();
+    let out =
+        onshi_e2e::run_agent_raw(&pcscd, &terminal, &service, &format!("{pin}\n"), &[]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for expected in [
+        "警告 warning        : WARNING_CERTIFICATE_IN_GRACE",
+        "証明書期限 notAfter :",
+        "猶予期限 grace until:",
+        "照会日 as of        :",
+        "書類 document       : 資格情報のお知らせ",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing: {text}");
+    }
+    let warning_line = text
+        .lines()
+        .skip_while(|l| !l.starts_with("警告 warning"))
+        .nth(1)
+        .unwrap_or("");
+    assert!(warning_line.trim().len() > 10, "the message: {text}");
+    drop(card);
+    pcscd.wait_until_empty().unwrap();
+
+    let (profile, pin) = w.private_card("expiring", tmp.path()).unwrap();
+    let _card = Card::attach(&profile, &pcscd.vpcd(), &[]).unwrap();
+    let run = run_agent(&pcscd, &terminal, &service, &format!("{pin}\n"), &[]).unwrap();
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let result = &run.json["result"];
+    assert_eq!(result["warning"], "WARNING_CERTIFICATE_EXPIRING", "{run:?}");
+    assert!(!result["warning_message"].as_str().unwrap().is_empty());
+    assert!(
+        result["certificate_not_after"].as_str().is_some(),
+        "{run:?}"
+    );
+    assert!(result.get("grace_until").is_none(), "{run:?}");
+    assert_eq!(result["as_of_date"].as_str().unwrap().len(), 8, "{run:?}");
 }
 
 /// The reader agent's `confirm --consent all --prescription paper` at the clinic: the card

@@ -93,6 +93,63 @@ fn a_certificate_expiring_soon_is_confirmed_with_the_renewal_warning() {
     );
     assert!(!staff.text("#entry-1 .warning").unwrap().is_empty());
     assert_eq!(staff.text("#entry-1 .consents").unwrap(), "薬剤");
+    // The card holder's document beside the eligibility: a registered holder's お知らせ,
+    // which has no period of its own.
+    assert_eq!(
+        staff.attribute("#entry-1 .document", "data-kind").unwrap(),
+        "DOCUMENT_KIND_SHIKAKU_JOHO_OSHIRASE"
+    );
+    let text = staff.text("#entry-1 .document").unwrap();
+    assert!(
+        text.contains("資格情報のお知らせ") && text.contains("有効期間なし"),
+        "{text}"
+    );
+
+    // A confirmation by numbers from the staff view: a 資格確認書 past its last day, shown
+    // with its period and as lapsed, beside an eligibility that is still 有効.
+    let example = world().manifest["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["case"] == "document-lapsed")
+        .expect("world.json has the document-lapsed example")
+        .clone();
+    for (field, key) in [
+        ("#n-insurer", "insurer_number"),
+        ("#n-symbol", "symbol"),
+        ("#n-number", "number"),
+        ("#n-branch", "branch"),
+        ("#n-birth", "birth_date"),
+    ] {
+        staff
+            .type_into(field, example[key].as_str().unwrap_or(""))
+            .unwrap();
+    }
+    staff.click("#n-submit").unwrap();
+    staff
+        .wait_for("#entry-2.confirmed", Duration::from_secs(20))
+        .unwrap();
+    assert!(staff.text("#entry-2 .validity").unwrap().contains("有効"));
+    assert_eq!(
+        staff.attribute("#entry-2 .document", "data-kind").unwrap(),
+        "DOCUMENT_KIND_SHIKAKU_KAKUNINSHO"
+    );
+    assert_eq!(
+        staff.attribute("#entry-2 .document", "data-valid").unwrap(),
+        "false"
+    );
+    let text = staff.text("#entry-2 .document").unwrap();
+    // The period, as the example's description gives it: "… lapsed (YYYYMMDD–YYYYMMDD) …".
+    let description = example["description"].as_str().unwrap_or("");
+    let period = description
+        .split_once("lapsed (")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(period, _)| period)
+        .expect("the example names the period");
+    assert!(
+        text.contains("資格確認書") && text.contains("期限切れ") && text.contains(period),
+        "{text} (period {period})"
+    );
 }
 
 #[test]

@@ -549,6 +549,91 @@ fn the_reader_agent_asks_for_an_as_of_date() {
     }
 }
 
+/// What staff see of the document from the reader agent: `numbers` in text and JSON, and the
+/// answers' CSV of `batch --wait`, for the lapsed 資格確認書 of the `document-lapsed` example
+/// (its own store: batch jobs live in the store, see [`own_store_config`]).
+#[test]
+fn the_reader_agent_shows_the_insurance_document_for_numbers_and_batches() {
+    let svc = InProcService::start_running(&own_store_config("agent-documents")).unwrap();
+    let agent = world().terminal("in-operation", 0).unwrap();
+    let e = example("document-lapsed");
+    let agent_cmd = |sub: &str| {
+        let mut cmd = std::process::Command::new(onshi_e2e::bin("reader-agent").unwrap());
+        cmd.arg(sub)
+            .arg("--config")
+            .arg(&agent)
+            .args(["--service", &svc.url()]);
+        cmd
+    };
+    let numbers = |json: bool| {
+        let mut cmd = agent_cmd("numbers");
+        cmd.args(["--insurer", &e.insurer_number])
+            .args(["--symbol", &e.symbol])
+            .args(["--number", &e.number])
+            .args(["--branch", &e.branch])
+            .args(["--birth-date", &e.birth_date]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = numbers(false);
+    assert!(text.contains("有効"), "{text}");
+    assert!(
+        text.contains("書類 document       : 資格確認書 (valid "),
+        "{text}"
+    );
+    assert!(text.contains("NOT valid on the day asked for"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&numbers(true)).unwrap();
+    let d = &v["result"]["insurance_document"];
+    assert_eq!(d["kind"], "DOCUMENT_KIND_SHIKAKU_KAKUNINSHO", "{v}");
+    assert_eq!(d["valid_on_as_of_date"], false, "{v}");
+    let until = d["valid_until"].as_str().unwrap().to_owned();
+
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("reservations.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "{},{},{},{},{}\n",
+            e.insurer_number, e.symbol, e.number, e.branch, e.birth_date
+        ),
+    )
+    .unwrap();
+    let out = agent_cmd("batch")
+        .arg("--csv")
+        .arg(&csv)
+        .args(["--wait", "60"])
+        .output()
+        .unwrap();
+    let answers = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{answers}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = answers.lines().collect();
+    assert!(
+        lines[0].ends_with(",document_valid_on_as_of_date"),
+        "{answers}"
+    );
+    assert!(
+        lines[1].ends_with(&format!(
+            ",DOCUMENT_KIND_SHIKAKU_KAKUNINSHO,{},{until},false",
+            d["valid_from"].as_str().unwrap()
+        )),
+        "{answers}"
+    );
+}
+
 /// The document each person holds in place of the paper card (docs/domain.md "Insurance
 /// documents"): a query by numbers answers from the qualification and reports the document
 /// beside it: the お知らせ without a period; a 資格確認書 valid through its last day and

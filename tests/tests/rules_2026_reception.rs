@@ -301,6 +301,11 @@ fn a_face_only_card_registers_by_face_then_confirms() {
         .unwrap();
         assert_eq!(after.result_code(), ResultCode::Ok);
         assert_eq!(after.validity(), pb::QualificationValidity::Valid);
+        // The holder's 資格確認書 is reported as recorded: registering at the reader does not
+        // re-issue it (docs/domain.md "Insurance documents", an assumption).
+        let d = after.insurance_document.expect("the holder's document");
+        assert_eq!(d.kind(), pb::DocumentKind::ShikakuKakuninsho);
+        assert!(!d.valid_until.is_empty());
     });
 }
 
@@ -503,6 +508,59 @@ fn a_comprehensive_consent_needs_every_kind_and_the_cards_signature_over_it() {
         .unwrap();
         assert!(!individual.consents.unwrap().comprehensive);
         assert_eq!(audit_record(&individual.confirmation_id).consents, 0x0f);
+    });
+}
+
+// ---- 資格確認書 / 資格情報のお知らせ on card confirmations ---------------------------------
+
+/// A card confirmation reports the holder's recorded document as a query by numbers does,
+/// by PIN (ConfirmByCard) and by face (ConfirmByReader) alike: a registered holder's
+/// 資格情報のお知らせ, with no period and valid on the day.
+#[test]
+fn a_card_confirmation_reports_the_holders_document_like_a_query_by_numbers() {
+    let svc = service();
+    runtime().block_on(async {
+        let mut c = client(&svc, PHARMACY_T01).await;
+        let card = card("valid");
+        let by_numbers = c
+            .confirm_by_numbers(pb::ConfirmByNumbersRequest {
+                query: Some(numbers_of("valid")),
+                claimed_visit_time: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .insurance_document
+            .expect("the numbers' answer carries the document");
+        assert_eq!(by_numbers.kind(), pb::DocumentKind::ShikakuJohoOshirase);
+        assert_eq!(
+            (
+                by_numbers.valid_from.as_str(),
+                by_numbers.valid_until.as_str()
+            ),
+            ("", "")
+        );
+        assert!(by_numbers.valid_on_as_of_date);
+        let by_pin = confirm_by_card(
+            &mut c,
+            &card,
+            ConsentBits::default(),
+            pb::Consents::default(),
+            0,
+        )
+        .await
+        .unwrap();
+        assert_eq!(by_pin.insurance_document.as_ref(), Some(&by_numbers));
+        let by_face = confirm_by_face(
+            &mut c,
+            PHARMACY_T01,
+            &card,
+            pb::Consents::default(),
+            pb::PrescriptionIssue::Unspecified,
+        )
+        .await
+        .unwrap();
+        assert_eq!(by_face.insurance_document.as_ref(), Some(&by_numbers));
     });
 }
 

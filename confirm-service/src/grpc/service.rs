@@ -383,7 +383,15 @@ impl ConfirmationService {
                         let person_id = person_of_card(s.store.as_ref(), &lookup)?;
                         let (person, records) = load_person(s.store.as_ref(), &person_id)?
                             .ok_or(Refusal::CardUnknown)?;
-                        Ok(Arc::new(Holder { person, records }))
+                        let document = s
+                            .store
+                            .insurance_document(&person_id)
+                            .map_err(unavailable)?;
+                        Ok(Arc::new(Holder {
+                            person,
+                            records,
+                            document,
+                        }))
                     })
                     .await?;
                 self.state.holders.put(key, Arc::clone(&holder), now);
@@ -726,7 +734,11 @@ pub(super) fn confirm_person(
     today: time::Date,
     now: OffsetDateTime,
 ) -> Result<(ConfirmationResult, Vec<ConsentGrant>), Refusal> {
-    let Holder { person, records } = holder;
+    let Holder {
+        person,
+        records,
+        document,
+    } = holder;
     if !person.registered_for_insurance {
         return Err(Refusal::CardNotRegistered);
     }
@@ -743,6 +755,11 @@ pub(super) fn confirm_person(
         now,
     );
     result.as_of_date = answer::yyyymmdd(today);
+    // The document the holder has besides the card (docs/domain.md "Insurance documents"),
+    // reported as for a query by numbers: the validity stays the qualification's.
+    result.insurance_document = document
+        .as_ref()
+        .map(|d| answer::insurance_document(d, today));
     if let Some(echo) = result.consents.as_mut() {
         echo.comprehensive = bits.is_comprehensive();
     }

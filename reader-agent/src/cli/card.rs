@@ -7,12 +7,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use onshi_proto::binding::ConsentBits;
+use onshi_reader_agent::by_reader::{self, ByReaderOptions, ReaderMode};
 use onshi_reader_agent::confirm::{self, Action, ConfirmOptions, PinSource};
 use onshi_reader_agent::pin_input::{StdinLines, TtyPrompt};
-use onshi_reader_agent::report::{render_human, Outcome};
+use onshi_reader_agent::report::Outcome;
 
 use super::{
-    card_timeout_arg, current_thread_runtime, load_config, open_trace, two_thread_runtime,
+    card_timeout_arg, current_thread_runtime, load_config, open_trace, print_outcome,
+    two_thread_runtime,
 };
 use crate::{Consent, PatternArg};
 
@@ -22,7 +24,7 @@ pub fn run_confirm(
     service: Option<String>,
     reader: Option<String>,
     (wait, card_timeout): (u64, f64),
-    pin_stdin: bool,
+    (pin_stdin, mode): (bool, Option<ReaderMode>),
     (action, consent, prescription): (Action, Vec<Consent>, onshi_proto::v1::PrescriptionIssue),
     json: bool,
     trace: Option<String>,
@@ -37,7 +39,7 @@ pub fn run_confirm(
         eprintln!("reader-agent: {e}");
         return ExitCode::from(2);
     }
-    if !pin_stdin && !std::io::stdin().is_terminal() {
+    if mode.is_none() && !pin_stdin && !std::io::stdin().is_terminal() {
         eprintln!("reader-agent: stdin is not a terminal: use --pin-stdin to read the PIN from it");
         return ExitCode::from(2);
     }
@@ -61,6 +63,30 @@ pub fn run_confirm(
     let Some(card_timeout) = card_timeout_arg(card_timeout) else {
         return ExitCode::from(2);
     };
+    if let Some(mode) = mode {
+        if trace.is_some() {
+            eprintln!("reader-agent: --trace is for PIN mode only");
+            return ExitCode::from(2);
+        }
+        let opts = ByReaderOptions {
+            reader,
+            wait: Duration::from_secs(wait),
+            card_timeout,
+            service_override: service,
+            mode,
+            action,
+            consents,
+            prescription,
+        };
+        let Some(runtime) = two_thread_runtime() else {
+            return ExitCode::from(3);
+        };
+        let progress = |line: &str| eprintln!("{line}");
+        let outcome = runtime.block_on(by_reader::run(&config, &opts, &progress));
+        runtime.shutdown_timeout(Duration::from_millis(100));
+        print_outcome(&outcome, json);
+        return ExitCode::from(outcome.exit_code());
+    }
     let trace = match open_trace(trace.as_deref()) {
         Ok(t) => t,
         Err(code) => return code,
@@ -90,14 +116,7 @@ pub fn run_confirm(
     let outcome: Outcome = runtime.block_on(confirm::run(&config, &opts, pins, trace, &progress));
     // A card thread stuck in a PC/SC call (a mute card) must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_millis(100));
-    if json {
-        match serde_json::to_string_pretty(&outcome) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("reader-agent: {e}"),
-        }
-    } else {
-        print!("{}", render_human(&outcome));
-    }
+    print_outcome(&outcome, json);
     if malformed_pin.is_some_and(|m| m.load(std::sync::atomic::Ordering::SeqCst)) {
         return ExitCode::from(2);
     }

@@ -1179,4 +1179,226 @@ mod tests {
             );
         }
     }
+
+    /// Every element name in `e` and below.
+    fn element_names(e: &Element, into: &mut std::collections::BTreeSet<String>) {
+        into.insert(e.name.clone());
+        for c in &e.children {
+            element_names(c, into);
+        }
+    }
+
+    /// The public layout has no element for the 資格確認書 or the 資格情報のお知らせ
+    /// (../shared/spec/reception-files.md: "no public code for 資格確認書 was found"), so
+    /// the document the service reports is not carried: an answer with one is byte for byte
+    /// the answer without, and every element of it, single or bulk, is one of the public
+    /// layout's (docs/oqs-files.md "What the answers do not carry").
+    #[test]
+    fn the_insurance_document_is_not_carried_and_answers_stay_within_the_public_layout() {
+        const PUBLIC: &[&str] = &[
+            "XmlMsg",
+            "MessageHeader",
+            "MessageBody",
+            "ProcessExecutionTime",
+            "QualificationConfirmationDate",
+            "MedicalInstitutionCode",
+            "ArbitraryFileIdentifier",
+            "ReceptionNumber",
+            "ReceptionDateTime",
+            "ReferenceClassification",
+            "SegmentOfResult",
+            "ErrorCode",
+            "ErrorMessage",
+            "CharacterCodeIdentifier",
+            "NumberOfProcessingResult",
+            "NumberOfNormalProcessing",
+            "NumberOfError",
+            "ProcessingResultStatus",
+            "ProcessingResultCode",
+            "ProcessingResultMessage",
+            "QualificationValidity",
+            "PrescriptionIssueSelect",
+            "QualificationConfirmSearchInfo",
+            "InsurerNumber",
+            "InsuredCardSymbol",
+            "InsuredIdentificationNumber",
+            "InsuredBranchNumber",
+            "Birthdate",
+            "LimitApplicationCertificateRelatedConsFlg",
+            "ArbitraryIdentifier",
+            "ResultList",
+            "ResultOfQualificationConfirmation",
+            "InsuredCardClassification",
+            "PersonalFamilyClassification",
+            "InsuredName",
+            "Name",
+            "NameOfOther",
+            "NameKana",
+            "NameOfOtherKana",
+            "Sex1",
+            "Sex2",
+            "Address",
+            "PostNumber",
+            "InsuredCertificateIssuanceDate",
+            "InsuredCardValidDate",
+            "InsuredCardExpirationDate",
+            "QualificationDate",
+            "DisqualificationDate",
+            "InsuredPartialContributionRatio",
+            "PreschoolClassification",
+            "ReasonOfLoss",
+            "InsurerName",
+            "ElderlyRecipientCertificateInfo",
+            "ElderlyRecipientCertificateDate",
+            "ElderlyRecipientValidStartDate",
+            "ElderlyRecipientValidEndDate",
+            "ElderlyRecipientContributionRatio",
+            "LimitApplicationCertificateRelatedConsTime",
+            "LimitApplicationCertificateRelatedInfo",
+            "LimitApplicationCertificateClassification",
+            "LimitApplicationCertificateClassificationFlag",
+            "LimitApplicationCertificateValidStartDate",
+            "LimitApplicationCertificateValidEndDate",
+            "SpecificDiseasesCertificateRelatedConsFlg",
+            "SpecificDiseasesCertificateRelatedConsTime",
+            "SpecificDiseasesCertificateList",
+            "SpecificDiseasesCertificateInfo",
+            "SpecificDiseasesDiseaseCategory",
+            "SpecificDiseasesValidStartDate",
+            "SpecificDiseasesValidEndDate",
+            "SpecificDiseasesSelfPay",
+            "BulkConfirmUnit",
+            "ReferenceNumber",
+        ];
+        // The consent blocks for checkups, medication, diagnosis and operations.
+        let consent = |n: &str| {
+            [
+                "SpecificHealthCheckupsInfo",
+                "PharmacistsInfo",
+                "DiagnosisInfo",
+                "OperationInfo",
+            ]
+            .iter()
+            .any(|p| {
+                ["ConsFlg", "ConsTime", "AvailableTime"]
+                    .iter()
+                    .any(|s| n == format!("{p}{s}"))
+            })
+        };
+        let ctx = AnswerContext {
+            executed_at: "20261203090000".into(),
+            confirmation_date: "20261203".into(),
+            medical_institution_code: "1340123452".into(),
+            arbitrary_file_identifier: "F1".into(),
+            reference_classification: "2",
+            charset: Charset::ShiftJis,
+        };
+        let given = pb::ConsentRecord {
+            given: true,
+            given_at: Some(prost_types::Timestamp {
+                seconds: 1_796_000_000,
+                nanos: 0,
+            }),
+            valid_until: Some(prost_types::Timestamp {
+                seconds: 1_796_086_400,
+                nanos: 0,
+            }),
+        };
+        let plain = pb::ConfirmationResult {
+            validity: 1,
+            as_of_date: "20261203".into(),
+            prescription_issue: pb::PrescriptionIssue::Electronic as i32,
+            qualifications: vec![pb::Qualification {
+                insured_card_classification: "01".into(),
+                insurer_number: "39131016".into(),
+                number: "12345678".into(),
+                name: "山田　花子".into(),
+                sex: 2,
+                birth_date: "19450101".into(),
+                copay_ratio: "010".into(),
+                elderly: Some(pb::ElderlyRecipientCertificate {
+                    valid_from: "20250801".into(),
+                    valid_until: "20260731".into(),
+                    copay_ratio: "020".into(),
+                }),
+                high_cost_limit: Some(pb::HighCostLimit {
+                    bracket: "A03".into(),
+                    certificate_type: "01".into(),
+                    ..Default::default()
+                }),
+                specific_diseases: vec![pb::SpecificDiseaseCertificate {
+                    category: 1,
+                    monthly_cap_yen: 10_000,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            consents: Some(pb::ConsentEcho {
+                medication: Some(given),
+                checkup: Some(given),
+                clinical: Some(given),
+                surgery: Some(given),
+                comprehensive: true,
+            }),
+            ..Default::default()
+        };
+        let mut with_document = plain.clone();
+        let mut doc = pb::InsuranceDocument {
+            valid_from: "20241202".into(),
+            valid_until: "20260731".into(),
+            valid_on_as_of_date: false,
+            ..Default::default()
+        };
+        doc.set_kind(pb::DocumentKind::ShikakuKakuninsho);
+        with_document.insurance_document = Some(doc);
+        let search = SearchInfo {
+            insurer_number: "39131016".into(),
+            symbol: String::new(),
+            number: "12345678".into(),
+            branch: String::new(),
+            birth_date: "19450101".into(),
+            limit_consent: true,
+            arbitrary_identifier: "A1".into(),
+        };
+        let answers = |r: &pb::ConfirmationResult| {
+            [
+                confirmation_answer(&ctx, r, Some(&search), Some("20261203090000")),
+                confirmation_answer(&ctx, r, None, Some("20261203090000")),
+                bulk_result_answer(
+                    &ctx,
+                    "R1",
+                    &[BulkItem {
+                        search: search.clone(),
+                        result: r.clone(),
+                    }],
+                ),
+            ]
+        };
+        for (a, b) in answers(&plain).iter().zip(answers(&with_document).iter()) {
+            let (a, b) = (
+                codec::write(a, Charset::Utf8).bytes,
+                codec::write(b, Charset::Utf8).bytes,
+            );
+            assert_eq!(a, b, "the document changed the answer");
+            let xml = String::from_utf8(b).unwrap();
+            assert!(!xml.contains("20241202"), "{xml}");
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for a in answers(&with_document) {
+            element_names(&a, &mut names);
+        }
+        let outside: Vec<&String> = names
+            .iter()
+            .filter(|n| !PUBLIC.contains(&n.as_str()) && !consent(n))
+            .collect();
+        assert!(outside.is_empty(), "not in the public layout: {outside:?}");
+        // The answers did carry the qualification, the limit and the consents.
+        for n in [
+            "ElderlyRecipientCertificateInfo",
+            "SpecificDiseasesSelfPay",
+            "PharmacistsInfoConsFlg",
+        ] {
+            assert!(names.contains(n), "{n} missing: {names:?}");
+        }
+    }
 }

@@ -35,11 +35,12 @@ pub const CASES: [&str; 14] = [
 
 /// The cases shown by a card's holder (after [`CASES`] in `world.json`): how the rules of
 /// December 2026 look at the reader.
-pub const CARD_CASES: [&str; 4] = [
+pub const CARD_CASES: [&str; 5] = [
     "face-only-card",
     "face-only-registration",
     "comprehensive-consent",
     "prescription-choice",
+    "certificate-past-grace",
 ];
 
 /// What a card-less query with a record's numbers answers about a person whose records are
@@ -153,6 +154,11 @@ impl Examples {
                 {
                     "包括同意: one consent for every kind (`confirm --consent all`); then both \
                      the medications and the checkups answer"
+                }
+                ("certificate-past-grace", CardKind::Expired) if registered => {
+                    "the card's certificate expired 150 days ago, past its grace period (the end \
+                     of the third month after the month of expiry): the card is refused with \
+                     RESULT_CODE_CERTIFICATE_EXPIRED, the card-less query still answers 有効"
                 }
                 ("prescription-choice", CardKind::Valid) if registered => {
                     "電子処方箋: at the clinic's reader the patient chooses an electronic or a \
@@ -309,19 +315,20 @@ impl Examples {
                 }
                 "as-of-before-loss" => match (current.is_empty(), latest_lost) {
                     (true, Some(r)) => {
-                        let before = r
-                            .disqualification_date
-                            .and_then(Date::previous_day)
-                            .filter(|d| {
-                                *d >= r.qualification_date
-                                    && today - *d <= time::Duration::days(MAX_PAST_DAYS)
-                            });
+                        let before =
+                            r.disqualification_date
+                                .and_then(Date::previous_day)
+                                .filter(|d| {
+                                    *d >= r.qualification_date
+                                        && today - *d <= time::Duration::days(MAX_PAST_DAYS)
+                                });
                         before.map(|d| {
                             as_of = Some(d);
                             (
                                 r,
                                 format!(
-                                    "the lost qualification asked for the day before its loss                                      (as-of date {}): 有効 on that day, 無効 today",
+                                    "the lost qualification asked for the day before its loss \
+                                     (as-of date {}): 有効 on that day, 無効 today",
                                     yyyymmdd(d)
                                 ),
                             )
@@ -332,7 +339,9 @@ impl Examples {
                 "certificate-in-grace" => match (card_kind, one_current) {
                     (Some(CardKind::Grace), Some(r)) => Some((
                         r,
-                        "the card's certificate expired yesterday and is in its grace period:                          the card confirms eligibility with WARNING_CERTIFICATE_IN_GRACE, no                          data shared (by numbers: 有効)"
+                        "the card's certificate expired yesterday and is in its grace period: \
+                         the card confirms eligibility with WARNING_CERTIFICATE_IN_GRACE, no \
+                         data shared (by numbers: 有効)"
                             .into(),
                     )),
                     _ => None,
@@ -340,7 +349,8 @@ impl Examples {
                 "certificate-expiring" => match (card_kind, one_current) {
                     (Some(CardKind::Expiring), Some(r)) => Some((
                         r,
-                        "the card's certificate expires within three months: the card confirms                          with WARNING_CERTIFICATE_EXPIRING (by numbers: 有効)"
+                        "the card's certificate expires within three months: the card confirms \
+                         with WARNING_CERTIFICATE_EXPIRING (by numbers: 有効)"
                             .into(),
                     )),
                     _ => None,

@@ -39,7 +39,7 @@ use onshi_jpki::Pin;
 use onshi_proto::binding::{ConsentBits, Purpose};
 use onshi_proto::v1 as pb;
 
-pub use transitions::step;
+pub use transitions::{reader_check, reader_claim, step};
 
 pub use view::{
     ActionError, ActionRefused, FaceOffer, FailReason, KioskState, Method, Notice, PinPadPurpose,
@@ -353,7 +353,8 @@ impl Identified {
         }
     }
 
-    fn purpose(&self) -> (Purpose, pb::Purpose) {
+    /// The binding's and the challenge's purpose of a confirmation so identified.
+    pub fn purpose(&self) -> (Purpose, pb::Purpose) {
         match self {
             Identified::Pin => (Purpose::Confirm, pb::Purpose::Confirm),
             Identified::Face { .. } => (Purpose::Face, pb::Purpose::Face),

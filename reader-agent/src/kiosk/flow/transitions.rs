@@ -1116,7 +1116,7 @@ fn stage_name(stage: &Stage) -> &'static str {
 
 /// The reader's own check behind a face or visual-check confirmation (`None`: the PIN path,
 /// signed by the card).
-fn reader_check(identified: &Identified) -> Option<ReaderCheck<'_>> {
+pub fn reader_check(identified: &Identified) -> Option<ReaderCheck<'_>> {
     match identified {
         Identified::Pin => None,
         Identified::Face { score, threshold } => Some(ReaderCheck::Face {
@@ -1150,7 +1150,7 @@ fn is_not_registered(outcome: &Outcome) -> bool {
 /// What the reader claims about how it identified the holder (the method, the face match, the
 /// staff member), for a confirmation or a registration by the reader; `None` for the PIN, which
 /// the card signs and the reader never attests.
-fn reader_claim(
+pub fn reader_claim(
     identified: &Identified,
 ) -> Option<(pb::ReaderMethod, Option<pb::FaceMatch>, String)> {
     match identified {
