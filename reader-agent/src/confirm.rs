@@ -375,6 +375,8 @@ pub async fn run(
             signature,
             consents: Some(opts.consents.into()),
             prescription_issue: opts.prescription as i32,
+            treatment: 0,
+            requery_consent: false,
         };
         let step = Instant::now();
         let answer = grpc.confirm_by_card(request).await;

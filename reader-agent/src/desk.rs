@@ -36,6 +36,8 @@ impl Numbers {
             branch: self.branch.clone(),
             birth_date: self.birth_date.clone(),
             as_of_date: self.as_of_date.clone(),
+            treatment: 0,
+            requery: false,
         }
     }
 }
@@ -238,6 +240,8 @@ pub fn parse_csv(text: &str, source: &str) -> Result<Vec<pb::NumbersQuery>, Stri
             branch: record[3].to_owned(),
             birth_date: record[4].to_owned(),
             as_of_date: String::new(),
+            treatment: 0,
+            requery: false,
         });
     }
     if out.is_empty() {

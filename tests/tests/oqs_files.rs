@@ -448,6 +448,8 @@ async fn consent_at_pharmacy(svc: &Service, medication: bool, checkup: bool) {
                 ..Default::default()
             }),
             prescription_issue: pb::PrescriptionIssue::Unspecified as i32,
+            treatment: 0,
+            requery_consent: false,
         })
         .await
         .unwrap()

@@ -35,7 +35,8 @@ impl ConsentKind {
     ];
 
     /// The 居宅同意取得型 kinds (never in a binding's consent byte).
-    pub const REQUERY: [ConsentKind; 2] = [ConsentKind::HomeVisitRequery, ConsentKind::OnlineRequery];
+    pub const REQUERY: [ConsentKind; 2] =
+        [ConsentKind::HomeVisitRequery, ConsentKind::OnlineRequery];
 
     /// The stored (and documented) spelling.
     pub fn as_str(self) -> &'static str {

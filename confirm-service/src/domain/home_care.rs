@@ -63,7 +63,9 @@ pub fn first_visit_grant(
     now: OffsetDateTime,
 ) -> ConsentGrant {
     let last = requery_until(now.to_offset(JST).date());
-    let end = (last + Duration::days(1)).with_time(Time::MIDNIGHT).assume_offset(JST);
+    let end = (last + Duration::days(1))
+        .with_time(Time::MIDNIGHT)
+        .assume_offset(JST);
     ConsentGrant {
         person_id: person_id.to_owned(),
         institution_code: institution_code.to_owned(),

@@ -173,6 +173,8 @@ impl SearchInfo {
             branch: self.branch.clone(),
             birth_date: self.birth_date.clone(),
             as_of_date: String::new(),
+            treatment: 0,
+            requery: false,
         }
     }
 
