@@ -78,6 +78,24 @@ pub struct AnswerNotes {
     pub certificate_not_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grace_until: Option<String>,
+    /// The treatment the query was for: `outpatient`, `home-visit`, `online`; absent when the
+    /// query gave none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub treatment: Option<&'static str>,
+    /// A 居宅同意取得型 first visit or re-query: the last day (YYYYMMDD, JST) on which this
+    /// institution may re-query without the card.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requery_until: Option<String>,
+}
+
+/// The treatment's name in the staff view and the JSON.
+pub fn treatment_name(treatment: i32) -> Option<&'static str> {
+    match pb::MedicalTreatment::try_from(treatment) {
+        Ok(pb::MedicalTreatment::Outpatient) => Some("outpatient"),
+        Ok(pb::MedicalTreatment::HomeVisit) => Some("home-visit"),
+        Ok(pb::MedicalTreatment::Online) => Some("online"),
+        _ => None,
+    }
 }
 
 fn rfc3339(t: Option<&prost_types::Timestamp>) -> Option<String> {
@@ -218,6 +236,8 @@ impl StaffResult {
                 warning_message: r.warning_message.clone(),
                 certificate_not_after: rfc3339(r.certificate_not_after.as_ref()),
                 grace_until: rfc3339(r.grace_until.as_ref()),
+                treatment: treatment_name(r.treatment),
+                requery_until: r.home_care.as_ref().map(|p| p.requery_until.clone()),
             }),
         }
     }
@@ -269,6 +289,12 @@ pub fn render_human(outcome: &Outcome) -> String {
                     "照会日 as of        : {}\n",
                     result.notes.as_of_date
                 ));
+            }
+            if let Some(t) = result.notes.treatment {
+                s.push_str(&format!("診療区分 treatment  : {t}\n"));
+            }
+            if let Some(until) = &result.notes.requery_until {
+                s.push_str(&format!("再照会 requery until: {until} (居宅同意取得型)\n"));
             }
             s.push_str(&format!(
                 "confirmation id    : {}\n",
