@@ -1431,6 +1431,8 @@ fn the_world_json_examples_answer_what_they_promise() {
         "validity-3",
         "validity-4",
         "validity-5",
+        "home-visit-requery",
+        "online-care-requery",
     ] {
         assert!(cases.contains(&case), "no example for {case}: {cases:?}");
     }

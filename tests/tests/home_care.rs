@@ -297,6 +297,17 @@ fn a_home_visit_first_visit_opens_a_requery_period_until_the_end_of_the_next_mon
         );
         assert!(record.returned.contains(&until), "{}", record.returned);
         let numbers = numbers_of(&r.qualifications[0]);
+        // world.json names this holder for the case.
+        let e = world().manifest["examples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["case"] == "home-visit-requery")
+            .expect("the home-visit-requery example")
+            .clone();
+        assert_eq!(e["insurer_number"], numbers.insurer_number.as_str());
+        assert_eq!(e["number"], numbers.number.as_str());
+        assert_eq!(e["birth_date"], numbers.birth_date.as_str());
 
         // The last instant of the period: the re-query answers, from any terminal of the
         // institution, without the card, with the period.
