@@ -409,20 +409,50 @@ fn an_unreachable_service_gets_one_outage_answer() {
 /// The valid card's holder consents at the pharmacy's reader (PIN mode over gRPC, as the
 /// kiosk would).
 async fn consent_at_pharmacy(svc: &Service, medication: bool, checkup: bool) {
+    let bits = ConsentBits::new(medication, checkup, false, false);
+    let r = confirm_by_pin(
+        svc,
+        PHARMACY_T01,
+        Purpose::Confirm,
+        pb::ConfirmByCardRequest {
+            consents: Some(bits.into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(r.result_code(), pb::ResultCode::Ok);
+}
+
+/// The valid card's PIN-mode confirmation at `terminal` over a binding of `purpose` (its
+/// challenge asked for the same), with the rest of `request` as given.
+async fn confirm_by_pin(
+    svc: &Service,
+    terminal: &str,
+    purpose: Purpose,
+    request: pb::ConfirmByCardRequest,
+) -> pb::ConfirmationResult {
     let w = world();
     let card = CardKeys::of(w, "valid").unwrap();
-    let t = w.in_operation_terminal_dir(PHARMACY_T01).unwrap();
+    let t = w.in_operation_terminal_dir(terminal).unwrap();
     let mut c = grpc::client(w, &svc.url(), &t).await.unwrap();
+    let wire = match purpose {
+        Purpose::HomeCareConfirm => pb::Purpose::HomeCareConfirm,
+        _ => pb::Purpose::Confirm,
+    };
     let ch = c
         .issue_challenge(pb::IssueChallengeRequest {
-            purpose: pb::Purpose::Confirm as i32,
+            purpose: wire as i32,
         })
         .await
         .unwrap()
         .into_inner();
-    let bits = ConsentBits::new(medication, checkup, false, false);
+    let bits = request
+        .consents
+        .as_ref()
+        .and_then(ConsentBits::from_request)
+        .unwrap_or_default();
     let binding = ChallengeBinding {
-        purpose: Purpose::Confirm,
+        purpose,
         challenge: &ch.challenge,
         terminal_name: &ch.terminal_name,
         certificate_der: &card.certificate,
@@ -437,24 +467,15 @@ async fn consent_at_pharmacy(svc: &Service, medication: bool, checkup: bool) {
             &Sha256::digest(&binding),
         )
         .unwrap();
-    let r = c
-        .confirm_by_card(pb::ConfirmByCardRequest {
-            certificate: card.certificate.clone(),
-            challenge: ch.challenge,
-            signature,
-            consents: Some(pb::Consents {
-                medication,
-                checkup,
-                ..Default::default()
-            }),
-            prescription_issue: pb::PrescriptionIssue::Unspecified as i32,
-            treatment: 0,
-            requery_consent: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r.result_code(), pb::ResultCode::Ok);
+    c.confirm_by_card(pb::ConfirmByCardRequest {
+        certificate: card.certificate.clone(),
+        challenge: ch.challenge,
+        signature,
+        ..request
+    })
+    .await
+    .unwrap()
+    .into_inner()
 }
 
 #[test]
@@ -970,45 +991,17 @@ fn the_treatment_flag_and_the_home_visit_requery_in_files() {
 /// The valid card's holder at a 居宅同意取得型 first visit for a home visit, by PIN at the
 /// pharmacy's second terminal (the mobile device), over gRPC as the mobile agent would.
 async fn first_visit_at_pharmacy(svc: &Service) {
-    let w = world();
-    let card = CardKeys::of(w, "valid").unwrap();
-    let t = w.in_operation_terminal_dir("1340123452-T02").unwrap();
-    let mut c = grpc::client(w, &svc.url(), &t).await.unwrap();
-    let ch = c
-        .issue_challenge(pb::IssueChallengeRequest {
-            purpose: pb::Purpose::HomeCareConfirm as i32,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let binding = ChallengeBinding {
-        purpose: Purpose::HomeCareConfirm,
-        challenge: &ch.challenge,
-        terminal_name: &ch.terminal_name,
-        certificate_der: &card.certificate,
-        consents: ConsentBits::default(),
-    }
-    .encode()
-    .unwrap();
-    let signature = card
-        .key
-        .sign(
-            rsa::Pkcs1v15Sign::new::<Sha256>(),
-            &Sha256::digest(&binding),
-        )
-        .unwrap();
-    let r = c
-        .confirm_by_card(pb::ConfirmByCardRequest {
-            certificate: card.certificate.clone(),
-            challenge: ch.challenge,
-            signature,
+    let r = confirm_by_pin(
+        svc,
+        "1340123452-T02",
+        Purpose::HomeCareConfirm,
+        pb::ConfirmByCardRequest {
             treatment: pb::MedicalTreatment::HomeVisit as i32,
             requery_consent: true,
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        },
+    )
+    .await;
     assert_eq!(r.result_code(), pb::ResultCode::Ok);
     assert!(r.home_care.is_some());
 }
