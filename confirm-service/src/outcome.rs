@@ -72,6 +72,13 @@ pub enum Refusal {
     /// A query's as-of date outside the accepted window (docs/domain.md "As-of dates").
     #[error("{0}")]
     AsOfOutOfRange(String),
+    /// A re-query (再照会) without a 居宅同意取得型 first visit of this person at this
+    /// institution for the treatment (or numbers matching no single person).
+    #[error("no 居宅同意取得型 consent of this patient to re-queries by this institution for this treatment")]
+    RequeryNotConsented,
+    /// A re-query after the re-query period's last day (YYYYMMDD).
+    #[error("the re-query period ended on {0}: confirm with the card at a new first visit")]
+    RequeryPeriodEnded(String),
     #[error("the service is unavailable: {0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -126,6 +133,8 @@ impl Refusal {
             Refusal::QuotaExceeded { .. } => "quota-exceeded",
             Refusal::TooManyBirthDates { .. } => "too-many-birth-dates",
             Refusal::AsOfOutOfRange(_) => "as-of-out-of-range",
+            Refusal::RequeryNotConsented => "requery-not-consented",
+            Refusal::RequeryPeriodEnded(_) => "requery-period-ended",
             Refusal::Unavailable(_) => "unavailable",
             Refusal::Internal(_) => "internal",
         }
@@ -193,6 +202,8 @@ impl Refusal {
             Refusal::CardUnknown => ResultCode::CardUnknown,
             Refusal::CardNotRegistered => ResultCode::CardNotRegistered,
             Refusal::AsOfOutOfRange(_) => ResultCode::AsOfDateOutOfRange,
+            Refusal::RequeryNotConsented => ResultCode::RequeryNotConsented,
+            Refusal::RequeryPeriodEnded(_) => ResultCode::RequeryPeriodEnded,
             Refusal::Unavailable(_) => ResultCode::ServiceUnavailable,
             Refusal::Internal(_) => ResultCode::InternalError,
         }
@@ -230,7 +241,9 @@ impl Refusal {
             | ResultCode::ChallengeOtherTerminal
             | ResultCode::CardNotRegistered
             | ResultCode::ConsentMissing
-            | ResultCode::ConsentExpired => Code::FailedPrecondition,
+            | ResultCode::ConsentExpired
+            | ResultCode::RequeryNotConsented
+            | ResultCode::RequeryPeriodEnded => Code::FailedPrecondition,
             ResultCode::RateLimited | ResultCode::QuotaExceeded => Code::ResourceExhausted,
             ResultCode::TooManyBirthDates => Code::PermissionDenied,
             ResultCode::RevocationUnavailable | ResultCode::ServiceUnavailable => Code::Unavailable,

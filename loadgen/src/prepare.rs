@@ -400,6 +400,8 @@ fn sign_one(job: &Job, rng: &ring::rand::SystemRandom) -> Result<Prepared, Loadg
             signature,
             consents: Some(consents.into()),
             prescription_issue: pb::PrescriptionIssue::Unspecified as i32,
+            treatment: 0,
+            requery_consent: false,
         }),
     })
 }

@@ -171,6 +171,8 @@ impl World {
                     branch: q.branch.unwrap_or_default(),
                     birth_date: birth_date.clone(),
                     as_of_date: String::new(),
+                    treatment: 0,
+                    requery: false,
                 });
             }
         }

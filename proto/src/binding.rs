@@ -8,7 +8,8 @@
 //! ```text
 //! "onshi/v1"                 8 bytes, ASCII
 //! purpose                    1 byte: 1 confirm, 2 register, 3 face, 4 visual check,
-//!                                    40 register by reader (a card without a PIN)
+//!                                    40 register by reader (a card without a PIN),
+//!                                    60 居宅同意取得型 PIN, 61 居宅同意取得型 visual check
 //! challenge                 32 bytes, as issued by the service
 //! len(terminal name)         1 byte
 //! terminal name              ASCII, 1..=64 bytes: "<医療機関コード>-<terminal id>"
@@ -21,7 +22,7 @@
 //! score                      2 bytes, big-endian: the face matcher's score, permille (0..=1000)
 //! threshold                  2 bytes, big-endian: the threshold it was held to, permille
 //!
-//! or, for purpose 4 (visual check) only:
+//! or, for purposes 4 (visual check) and 61 (居宅同意取得型 visual check) only:
 //! len(staff id)              1 byte: 1..=32
 //! staff id                   printable ASCII (no space): who checked the face against the card
 //!
@@ -67,6 +68,12 @@ pub enum Purpose {
     /// 健康保険証利用申込み attested by the reader (face or visual check) for a card without a
     /// PIN (顔認証マイナンバーカード). Its check is prefixed with the check's kind.
     RegisterByReader = 40,
+    /// 居宅同意取得型 first visit, PIN mode at a mobile device: as [`Purpose::Confirm`], and the
+    /// purpose byte commits the patient's consent to later re-queries by the institution.
+    HomeCareConfirm = 60,
+    /// 居宅同意取得型 first visit by a staff member's visual check at a mobile device: as
+    /// [`Purpose::VisualCheck`] (the same suffix), with the re-query consent of purpose 60.
+    HomeCareVisualCheck = 61,
 }
 
 impl Purpose {
@@ -74,7 +81,10 @@ impl Purpose {
     pub fn is_reader(self) -> bool {
         matches!(
             self,
-            Purpose::Face | Purpose::VisualCheck | Purpose::RegisterByReader
+            Purpose::Face
+                | Purpose::VisualCheck
+                | Purpose::RegisterByReader
+                | Purpose::HomeCareVisualCheck
         )
     }
 }
@@ -193,9 +203,11 @@ pub enum ReaderCheck<'a> {
 
 impl ReaderCheck<'_> {
     /// Whether this check may be bound to `purpose`: its own confirming purpose, or
-    /// registration by reader.
+    /// registration by reader, or (a visual check) a 居宅同意取得型 first visit.
     pub fn fits(&self, purpose: Purpose) -> bool {
-        purpose == self.purpose() || purpose == Purpose::RegisterByReader
+        purpose == self.purpose()
+            || purpose == Purpose::RegisterByReader
+            || (purpose == Purpose::HomeCareVisualCheck && self.purpose() == Purpose::VisualCheck)
     }
 
     /// The confirming purpose this check belongs to.
@@ -645,6 +657,48 @@ mod tests {
         "9e4e19fdc1d2a2dfb12b053793c909da5e2014a68f467e128c06e8044e830c10";
     const PUBLISHED_REGISTER_VISUAL_SHA256: &str =
         "ecb7a50ca6014679cbb6ec83857034ec172c1d19b90c9b463e3a776afd4c3bdf";
+    const PUBLISHED_HOME_CARE_PIN_SHA256: &str =
+        "9a0a92aae4ccb3573c306fe5f5b0ee2ab19534490f9669283031ec5d713e4961";
+    const PUBLISHED_HOME_CARE_VISUAL_SHA256: &str =
+        "b2d754e41d9dea01dd7baa02c615e6c6009b2a858a8a2cff1aafd56a6068f896";
+
+    /// The published 居宅同意取得型 vectors of docs/protocol.md: purpose 60 is laid out as
+    /// purpose 1, purpose 61 as purpose 4; only the purpose byte differs, so a home-care
+    /// signature never verifies as an ordinary confirmation.
+    #[test]
+    fn published_home_care_vectors() {
+        let pin = ChallengeBinding {
+            purpose: Purpose::HomeCareConfirm,
+            ..vector()
+        };
+        let bytes = pin.encode().unwrap();
+        let mut expected = vector().encode().unwrap();
+        expected[8] = 0x3c;
+        assert_eq!(bytes, expected);
+        assert_eq!(hex(&binding_sha256(&bytes)), PUBLISHED_HOME_CARE_PIN_SHA256);
+        let visual = reader_vector(Purpose::HomeCareVisualCheck)
+            .encode_attested(&VISUAL)
+            .unwrap();
+        let mut expected = reader_vector(Purpose::VisualCheck)
+            .encode_attested(&VISUAL)
+            .unwrap();
+        expected[8] = 0x3d;
+        assert_eq!(visual, expected);
+        assert_eq!(
+            hex(&binding_sha256(&visual)),
+            PUBLISHED_HOME_CARE_VISUAL_SHA256
+        );
+        // Purpose 61 takes a visual check only, and purpose 60 no check at all.
+        assert!(reader_vector(Purpose::HomeCareVisualCheck)
+            .encode_attested(&FACE)
+            .is_err());
+        assert_eq!(
+            reader_vector(Purpose::HomeCareVisualCheck).encode(),
+            Err(BindingError::NeedsReaderCheck)
+        );
+        assert!(!Purpose::HomeCareConfirm.is_reader());
+    }
+
     const PUBLISHED_COMPREHENSIVE_SHA256: &str =
         "f0f45f0e5c0c9c80b27aa21a06d3a0ec67f37616f9e3dec3bab07813144fcc8d";
 
@@ -743,6 +797,8 @@ mod tests {
                 .encode()
                 .unwrap(),
             )),
+            PUBLISHED_HOME_CARE_PIN_SHA256.to_owned(),
+            PUBLISHED_HOME_CARE_VISUAL_SHA256.to_owned(),
         ];
         for h in hashes {
             assert!(page.contains(&h), "docs/protocol.md lacks {h}");

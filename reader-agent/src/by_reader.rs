@@ -236,6 +236,8 @@ pub async fn run(
                     consents: Some(consents.into()),
                     attestation,
                     prescription_issue: opts.prescription as i32,
+                    treatment: 0,
+                    requery_consent: false,
                 })
                 .await;
             match answer {

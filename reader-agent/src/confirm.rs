@@ -47,6 +47,23 @@ pub struct ConfirmOptions {
     pub service_override: Option<String>,
     /// What the card's signature is for.
     pub action: Action,
+    /// The treatment the confirmation is for (unspecified: 外来).
+    pub treatment: pb::MedicalTreatment,
+    /// 居宅同意取得型 first visit at a mobile device (`confirm --mobile`): the card signs the
+    /// binding with purpose 60, which commits the patient's consent to later re-queries by this
+    /// institution for the treatment (home visit or online care).
+    pub mobile: bool,
+}
+
+impl ConfirmOptions {
+    /// The binding's purpose of this confirmation or registration.
+    fn purpose(&self) -> (pb::Purpose, Purpose) {
+        match (self.action, self.mobile) {
+            (Action::Register, _) => (pb::Purpose::Register, Purpose::Register),
+            (Action::Confirm, false) => (pb::Purpose::Confirm, Purpose::Confirm),
+            (Action::Confirm, true) => (pb::Purpose::HomeCareConfirm, Purpose::HomeCareConfirm),
+        }
+    }
 }
 
 /// What the PIN-mode exchange does at the service.
@@ -275,19 +292,17 @@ pub async fn run(
         let step = Instant::now();
         let challenge = match grpc
             .issue_challenge(pb::IssueChallengeRequest {
-                purpose: match opts.action {
-                    Action::Confirm => pb::Purpose::Confirm,
-                    Action::Register => pb::Purpose::Register,
-                } as i32,
+                purpose: opts.purpose().0 as i32,
             })
             .await
         {
             Ok(r) => r.into_inner(),
             Err(status) => return refused_by_service(&status),
         };
-        let (purpose, consents) = match opts.action {
-            Action::Confirm => (Purpose::Confirm, opts.consents),
-            Action::Register => (Purpose::Register, ConsentBits::default()),
+        let purpose = opts.purpose().1;
+        let consents = match opts.action {
+            Action::Confirm => opts.consents,
+            Action::Register => ConsentBits::default(),
         };
         let binding = match (ChallengeBinding {
             purpose,
@@ -388,6 +403,8 @@ pub async fn run(
             signature,
             consents: Some(opts.consents.into()),
             prescription_issue: opts.prescription as i32,
+            treatment: opts.treatment as i32,
+            requery_consent: opts.mobile,
         };
         let step = Instant::now();
         let answer = grpc.confirm_by_card(request).await;

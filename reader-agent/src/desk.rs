@@ -36,6 +36,8 @@ impl Numbers {
             branch: self.branch.clone(),
             birth_date: self.birth_date.clone(),
             as_of_date: self.as_of_date.clone(),
+            treatment: 0,
+            requery: false,
         }
     }
 }
@@ -45,8 +47,17 @@ pub async fn confirm_numbers(
     client: &mut ConfirmationClient<Channel>,
     numbers: &Numbers,
 ) -> Outcome {
+    confirm_query(client, numbers.to_proto()).await
+}
+
+/// [`confirm_numbers`] of a query as it goes on the wire (with its treatment and re-query
+/// flags).
+pub async fn confirm_query(
+    client: &mut ConfirmationClient<Channel>,
+    query: pb::NumbersQuery,
+) -> Outcome {
     let request = pb::ConfirmByNumbersRequest {
-        query: Some(numbers.to_proto()),
+        query: Some(query),
         claimed_visit_time: None,
     };
     match client.confirm_by_numbers(request).await {
@@ -238,6 +249,8 @@ pub fn parse_csv(text: &str, source: &str) -> Result<Vec<pb::NumbersQuery>, Stri
             branch: record[3].to_owned(),
             birth_date: record[4].to_owned(),
             as_of_date: String::new(),
+            treatment: 0,
+            requery: false,
         });
     }
     if out.is_empty() {
@@ -248,6 +261,17 @@ pub fn parse_csv(text: &str, source: &str) -> Result<Vec<pb::NumbersQuery>, Stri
 
 /// Sets the as-of date of every query that has none (a batch for tomorrow's appointments
 /// asks for tomorrow); an empty `as_of` changes nothing.
+/// Gives every query the treatment and the re-query flag `(treatment, requery)` (treatment 0
+/// and no re-query change nothing).
+pub fn with_care(queries: &mut [pb::NumbersQuery], (treatment, requery): (i32, bool)) {
+    for q in queries.iter_mut() {
+        if treatment != 0 {
+            q.treatment = treatment;
+        }
+        q.requery |= requery;
+    }
+}
+
 pub fn with_as_of(queries: &mut [pb::NumbersQuery], as_of: &str) {
     for q in queries.iter_mut().filter(|q| q.as_of_date.is_empty()) {
         q.as_of_date = as_of.to_owned();

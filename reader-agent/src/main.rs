@@ -79,6 +79,30 @@ enum PrescriptionArg {
     Paper,
 }
 
+/// `--treatment`: the query's MedicalTreatmentFlag (docs/domain.md "Home visits and online
+/// care").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TreatmentArg {
+    /// 外来 (1).
+    Outpatient,
+    /// 訪問診療・訪問看護 (2).
+    HomeVisit,
+    /// オンライン診療 (3).
+    Online,
+}
+
+impl TreatmentArg {
+    fn proto(treatment: Option<TreatmentArg>) -> onshi_proto::v1::MedicalTreatment {
+        use onshi_proto::v1::MedicalTreatment as T;
+        match treatment {
+            None => T::Unspecified,
+            Some(TreatmentArg::Outpatient) => T::Outpatient,
+            Some(TreatmentArg::HomeVisit) => T::HomeVisit,
+            Some(TreatmentArg::Online) => T::Online,
+        }
+    }
+}
+
 /// `--wait`: bounded, so that adding it to the current instant can never overflow.
 fn wait_seconds() -> clap::builder::RangedU64ValueParser<u64> {
     clap::value_parser!(u64).range(0..=86_400)
@@ -204,6 +228,15 @@ enum Command {
         /// the service and echoed in the result. Not asked when absent.
         #[arg(long, value_enum)]
         prescription: Option<PrescriptionArg>,
+        /// The treatment the confirmation is for (MedicalTreatmentFlag); 外来 when absent.
+        #[arg(long, value_enum)]
+        treatment: Option<TreatmentArg>,
+        /// 居宅同意取得型 first visit: this terminal is the mobile device at the patient's
+        /// home; the card signs the patient's consent to later re-queries without the card
+        /// (`numbers --requery`) by this institution, until the period the result shows.
+        /// Needs --treatment home-visit or online.
+        #[arg(long)]
+        mobile: bool,
         /// Print the outcome as JSON (for scripts) instead of the staff view.
         #[arg(long)]
         json: bool,
@@ -290,6 +323,8 @@ enum Command {
         /// days before and 31 days after today; the answer is the validity on that day.
         #[arg(long, value_name = "YYYYMMDD")]
         as_of: Option<String>,
+        #[command(flatten)]
+        care: CareArgs,
         /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
@@ -354,7 +389,28 @@ enum Command {
         /// RESULT_CODE_AS_OF_DATE_OUT_OF_RANGE. The answers' CSV has the day in as_of_date.
         #[arg(long, value_name = "YYYYMMDD", conflicts_with = "reception")]
         as_of: Option<String>,
+        /// The treatment and re-query flags, for every query of the CSV.
+        #[command(flatten)]
+        care: CareArgs,
     },
+}
+
+/// The treatment a card-less query is for, and whether it is a 居宅同意取得型 re-query.
+#[derive(Debug, clap::Args)]
+struct CareArgs {
+    /// The treatment (MedicalTreatmentFlag); 外来 when absent.
+    #[arg(long, value_enum)]
+    treatment: Option<TreatmentArg>,
+    /// 再照会: a later visit of a patient whose card was read at a 居宅同意取得型 first visit
+    /// (`confirm --mobile`), within its period. Needs --treatment home-visit or online.
+    #[arg(long)]
+    requery: bool,
+}
+
+impl CareArgs {
+    fn flags(&self) -> (i32, bool) {
+        (TreatmentArg::proto(self.treatment) as i32, self.requery)
+    }
 }
 
 /// The terminal a card command speaks for.
@@ -565,6 +621,8 @@ fn main() -> ExitCode {
             pin_stdin,
             consent,
             prescription,
+            treatment,
+            mobile,
             json,
             trace,
             card_timeout,
@@ -585,6 +643,7 @@ fn main() -> ExitCode {
                     Some(PrescriptionArg::Paper) => onshi_proto::v1::PrescriptionIssue::Paper,
                 },
             ),
+            (TreatmentArg::proto(treatment), mobile),
             json,
             trace,
         ),
@@ -607,6 +666,7 @@ fn main() -> ExitCode {
                 Vec::new(),
                 onshi_proto::v1::PrescriptionIssue::Unspecified,
             ),
+            (onshi_proto::v1::MedicalTreatment::Unspecified, false),
             json,
             trace,
         ),
@@ -627,8 +687,9 @@ fn main() -> ExitCode {
             desk,
             patient,
             as_of,
+            care,
             json,
-        } => cli::desk::numbers(&desk, &patient, as_of, json),
+        } => cli::desk::numbers(&desk, &patient, as_of, care.flags(), json),
         Command::Institutions { desk, json } => cli::desk::institutions(&desk, json),
         Command::Medications {
             desk,
@@ -648,7 +709,16 @@ fn main() -> ExitCode {
             wait,
             out,
             as_of,
-        } => cli::desk::desk_batch(&desk, csv, reception, stream, wait, out, as_of),
+            care,
+        } => cli::desk::desk_batch(
+            &desk,
+            csv,
+            reception,
+            stream,
+            (wait, out),
+            as_of,
+            care.flags(),
+        ),
     }
 }
 

@@ -82,6 +82,14 @@ pub struct AnswerNotes {
     /// 資格情報のお知らせ), when the service recorded one; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insurance_document: Option<StaffDocument>,
+    /// The treatment the query was for: `outpatient`, `home-visit`, `online`; absent when the
+    /// query gave none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub treatment: Option<&'static str>,
+    /// A 居宅同意取得型 first visit or re-query: the last day (YYYYMMDD, JST) on which this
+    /// institution may re-query without the card.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requery_until: Option<String>,
 }
 
 /// The holder's insurance document as staff see it (docs/domain.md "Insurance documents").
@@ -137,6 +145,16 @@ impl StaffDocument {
                 "NOT valid on the day asked for (期限切れ: ask for the renewed document)"
             }
         )
+    }
+}
+
+/// The treatment's name in the staff view and the JSON.
+pub fn treatment_name(treatment: i32) -> Option<&'static str> {
+    match pb::MedicalTreatment::try_from(treatment) {
+        Ok(pb::MedicalTreatment::Outpatient) => Some("outpatient"),
+        Ok(pb::MedicalTreatment::HomeVisit) => Some("home-visit"),
+        Ok(pb::MedicalTreatment::Online) => Some("online"),
+        _ => None,
     }
 }
 
@@ -279,6 +297,8 @@ impl StaffResult {
                 certificate_not_after: rfc3339(r.certificate_not_after.as_ref()),
                 grace_until: rfc3339(r.grace_until.as_ref()),
                 insurance_document: r.insurance_document.as_ref().map(StaffDocument::from_proto),
+                treatment: treatment_name(r.treatment),
+                requery_until: r.home_care.as_ref().map(|p| p.requery_until.clone()),
             }),
         }
     }
@@ -339,6 +359,12 @@ pub fn render_human(outcome: &Outcome) -> String {
             }
             if let Some(d) = &result.notes.insurance_document {
                 s.push_str(&format!("書類 document       : {}\n", d.summary()));
+            }
+            if let Some(t) = result.notes.treatment {
+                s.push_str(&format!("診療区分 treatment  : {t}\n"));
+            }
+            if let Some(until) = &result.notes.requery_until {
+                s.push_str(&format!("再照会 requery until: {until} (居宅同意取得型)\n"));
             }
             s.push_str(&format!(
                 "confirmation id    : {}\n",

@@ -256,6 +256,8 @@ const QCBI_RES: &str = "Sotatek-ChinhVu/smart-test UseCase/XmlDTD/QCBIXmlMsgResp
 const QCBID_RES: &str =
     "Sotatek-ChinhVu/smart-test UseCase/XmlDTD/QCBIDXmlMsgResponse (OQSmuquc02res)";
 const OQSDRUG_BULK: &str = "YUKI-ENT/OQSDrug2 OQSDrug/BulkQualificationService.cs (ReadUploadResultAsync, ImportResultAsync)";
+const OQSDRUG_BULK_REQ: &str =
+    "YUKI-ENT/OQSDrug2 OQSDrug/BulkQualificationService.cs (CreateRequestAsync: MedicalTreatmentFlag 2 訪問, 3 オンライン)";
 const OQSDRUG_FACE: &str = "YUKI-ENT/OQSDrug2 OQSDrug/QualificationFaceExporter.cs";
 const OQSDRUG_FORM: &str =
     "YUKI-ENT/OQSDrug2 OQSDrug/Form1.cs (ProcessDrugInfoAsync, ProcessTKKAsync)";
@@ -303,6 +305,9 @@ pub const FIELDS: &[Field] = &[
     Field { path: "+QualificationConfirmSearchInfo/Birthdate", rule: Rule::Text, source: QCBID_RES },
     Field { path: "+QualificationConfirmSearchInfo/LimitApplicationCertificateRelatedConsFlg", rule: Rule::OneOf(&["0", "1"]), source: QCBID_RES },
     Field { path: "+QualificationConfirmSearchInfo/ArbitraryIdentifier", rule: Rule::Text, source: QCBID_RES },
+    // Written by public reception software in home-visit and online-care bulk requests; its echo
+    // in the answer is onshi's assumption (docs/oqs-files.md).
+    Field { path: "+QualificationConfirmSearchInfo/MedicalTreatmentFlag", rule: Rule::OneOf(&["1", "2", "3"]), source: OQSDRUG_BULK_REQ },
     Field { path: "MessageBody/BulkConfirmUnit/ProcessingResultStatus", rule: Rule::OneOf(&["1", "2"]), source: QCBID_RES },
     Field { path: "MessageBody/BulkConfirmUnit/ProcessingResultCode", rule: Rule::Text, source: QCBID_RES },
     Field { path: "MessageBody/BulkConfirmUnit/ProcessingResultMessage", rule: Rule::Text, source: QCBID_RES },

@@ -53,6 +53,7 @@ macro_rules! store_suite {
             persons_by_numbers_wrong_birth_date_finds_none,
             registration_is_idempotent,
             consents_latest_grant_wins,
+            home_care_consent_keeps_its_period,
             challenge_is_single_use,
             challenge_concurrent_consumption_one_wins,
             challenges_are_purged_after_expiry,
@@ -915,6 +916,48 @@ pub fn registration_is_idempotent(store: &dyn Store) {
 fn sorted(mut grants: Vec<ConsentGrant>) -> Vec<ConsentGrant> {
     grants.sort_by_key(|g| g.kind);
     grants
+}
+
+/// A 居宅同意取得型 consent (docs/domain.md "Home visits and online care") is stored beside
+/// the 24-hour consents under its own kind, with its period's end exactly; a re-query is
+/// answered from what the store returns until that end, for its institution and treatment only.
+pub fn home_care_consent_keeps_its_period(store: &dyn Store) {
+    use onshi_confirm_service::home_care;
+    // 2026-12-03 10:00 JST.
+    let first = time::macros::datetime!(2026-12-03 01:00 UTC);
+    let grant =
+        home_care::first_visit_grant("P7", "1340123452", ConsentKind::HomeVisitRequery, first);
+    let medication = ConsentGrant::new("P7", "1340123452", ConsentKind::Medication, first);
+    store
+        .record_consents(&[grant.clone(), medication.clone()])
+        .unwrap();
+    let stored = sorted(store.consents("P7", "1340123452").unwrap());
+    assert_eq!(stored, vec![medication, grant.clone()]);
+    assert_eq!(
+        stored[1].valid_until,
+        time::macros::datetime!(2027-01-31 15:00 UTC),
+        "the first instant of 2027-02-01 JST"
+    );
+    let last = time::macros::datetime!(2027-01-31 14:59:59.999 UTC);
+    let period =
+        home_care::check_requery(&stored, "1340123452", ConsentKind::HomeVisitRequery, last)
+            .unwrap();
+    assert_eq!(period.requery_until, "20270131");
+    for (institution, kind, at) in [
+        (
+            "1340123452",
+            ConsentKind::HomeVisitRequery,
+            grant.valid_until,
+        ),
+        ("1340123452", ConsentKind::OnlineRequery, last),
+        ("1310156789", ConsentKind::HomeVisitRequery, last),
+    ] {
+        let grants = store.consents("P7", institution).unwrap();
+        assert!(
+            home_care::check_requery(&grants, institution, kind, at).is_err(),
+            "{institution} {kind:?} {at}"
+        );
+    }
 }
 
 /// A grant replaces the earlier one of the same person, institution and kind, and only that

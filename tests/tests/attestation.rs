@@ -528,6 +528,8 @@ fn challenges_serve_only_their_purpose() {
             challenge: confirm.bytes.clone(),
             signature: signature.clone(),
             consents: None,
+            treatment: 0,
+            requery_consent: false,
         };
         let ok = c.confirm_by_card(pin).await.unwrap().into_inner();
         assert_eq!(ok.result_code(), ResultCode::Ok);
@@ -548,6 +550,8 @@ fn challenges_serve_only_their_purpose() {
                 challenge: face_challenge.bytes.clone(),
                 signature: card.sign(&binding).unwrap(),
                 consents: None,
+                treatment: 0,
+                requery_consent: false,
             })
             .await
             .unwrap_err();
@@ -615,6 +619,8 @@ fn a_terminal_without_a_registered_device_key_cannot_attest() {
                 challenge: ch.bytes.clone(),
                 signature: card.sign(&binding).unwrap(),
                 consents: None,
+                treatment: 0,
+                requery_consent: false,
             })
             .await
             .unwrap()
@@ -732,6 +738,8 @@ fn patient() -> (String, pb::ClinicalDataRequest) {
         branch: record.branch.clone().unwrap_or_default(),
         birth_date: yyyymmdd(person.birth_date),
         as_of_date: String::new(),
+        treatment: 0,
+        requery: false,
     };
     (
         person_id,

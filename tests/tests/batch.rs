@@ -116,6 +116,8 @@ impl Mix {
                 branch: "00".into(),
                 birth_date: "19800101".into(),
                 as_of_date: String::new(),
+                treatment: 0,
+                requery: false,
             },
             Kind::BadInsurer => {
                 let good = &self.valid.insurer_number;

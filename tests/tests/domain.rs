@@ -132,6 +132,8 @@ fn numbers_of(record: &QualificationRecord, person: &Person) -> pb::NumbersQuery
         branch: record.branch.clone().unwrap_or_default(),
         birth_date: yyyymmdd(person.birth_date),
         as_of_date: String::new(),
+        treatment: 0,
+        requery: false,
     }
 }
 
@@ -317,6 +319,8 @@ fn load_fixtures(store: &SqliteStore) -> Fixtures {
             branch: "00".into(),
             birth_date: "19800101".into(),
             as_of_date: String::new(),
+            treatment: 0,
+            requery: false,
         },
         valid,
         lost,
@@ -397,6 +401,8 @@ async fn confirm_card(
         challenge: ch.challenge,
         signature,
         consents: Some(consents),
+        treatment: 0,
+        requery_consent: false,
     })
     .await
     .map(tonic::Response::into_inner)
@@ -1425,6 +1431,8 @@ fn the_world_json_examples_answer_what_they_promise() {
         "validity-3",
         "validity-4",
         "validity-5",
+        "home-visit-requery",
+        "online-care-requery",
     ] {
         assert!(cases.contains(&case), "no example for {case}: {cases:?}");
     }
@@ -1439,6 +1447,8 @@ fn the_world_json_examples_answer_what_they_promise() {
                 branch: text("branch"),
                 birth_date: text("birth_date"),
                 as_of_date: text("as_of_date"),
+                treatment: 0,
+                requery: false,
             };
             let answer = c
                 .confirm_by_numbers(pb::ConfirmByNumbersRequest {

@@ -69,6 +69,8 @@ fn nobodys_numbers() -> pb::NumbersQuery {
         branch: "00".into(),
         birth_date: "19800101".into(),
         as_of_date: String::new(),
+        treatment: 0,
+        requery: false,
     }
 }
 

@@ -204,6 +204,8 @@ fn http2_advertises_its_stream_limit_and_bounds_headers_and_messages() {
             branch: String::new(),
             birth_date: "19800101".into(),
             as_of_date: String::new(),
+            treatment: 0,
+            requery: false,
         };
         let status = c
             .submit_batch(pb::SubmitBatchRequest {
@@ -299,6 +301,8 @@ fn client_values_cannot_forge_log_lines_and_person_data_stays_out_of_the_log() {
                 branch: field("branch"),
                 birth_date: field("birth_date"),
                 as_of_date: String::new(),
+                treatment: 0,
+                requery: false,
             }),
             claimed_visit_time: None,
         })
@@ -356,6 +360,8 @@ fn oversized_batch_queries_are_refused_as_they_arrive() {
             branch: String::new(),
             birth_date: "19800101".into(),
             as_of_date: String::new(),
+            treatment: 0,
+            requery: false,
         };
         // As reproduced on the old service: 200 streamed queries with a 1 MiB 番号 each were
         // kept (the store grew by 400 MB). The first one ends the stream now.

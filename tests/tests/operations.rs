@@ -86,6 +86,8 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
                         branch: "00".into(),
                         birth_date: birth_date.into(),
                         as_of_date: String::new(),
+                        treatment: 0,
+                        requery: false,
                     }),
                     claimed_visit_time: None,
                 })
@@ -163,6 +165,8 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
                         branch: "00".into(),
                         birth_date: date.into(),
                         as_of_date: String::new(),
+                        treatment: 0,
+                        requery: false,
                     }),
                     claimed_visit_time: None,
                 })
@@ -177,6 +181,8 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
                 branch: "00".into(),
                 birth_date: "19800101".into(),
                 as_of_date: String::new(),
+                treatment: 0,
+                requery: false,
             }],
         })
         .await

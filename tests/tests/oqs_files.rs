@@ -409,20 +409,50 @@ fn an_unreachable_service_gets_one_outage_answer() {
 /// The valid card's holder consents at the pharmacy's reader (PIN mode over gRPC, as the
 /// kiosk would).
 async fn consent_at_pharmacy(svc: &Service, medication: bool, checkup: bool) {
+    let bits = ConsentBits::new(medication, checkup, false, false);
+    let r = confirm_by_pin(
+        svc,
+        PHARMACY_T01,
+        Purpose::Confirm,
+        pb::ConfirmByCardRequest {
+            consents: Some(bits.into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(r.result_code(), pb::ResultCode::Ok);
+}
+
+/// The valid card's PIN-mode confirmation at `terminal` over a binding of `purpose` (its
+/// challenge asked for the same), with the rest of `request` as given.
+async fn confirm_by_pin(
+    svc: &Service,
+    terminal: &str,
+    purpose: Purpose,
+    request: pb::ConfirmByCardRequest,
+) -> pb::ConfirmationResult {
     let w = world();
     let card = CardKeys::of(w, "valid").unwrap();
-    let t = w.in_operation_terminal_dir(PHARMACY_T01).unwrap();
+    let t = w.in_operation_terminal_dir(terminal).unwrap();
     let mut c = grpc::client(w, &svc.url(), &t).await.unwrap();
+    let wire = match purpose {
+        Purpose::HomeCareConfirm => pb::Purpose::HomeCareConfirm,
+        _ => pb::Purpose::Confirm,
+    };
     let ch = c
         .issue_challenge(pb::IssueChallengeRequest {
-            purpose: pb::Purpose::Confirm as i32,
+            purpose: wire as i32,
         })
         .await
         .unwrap()
         .into_inner();
-    let bits = ConsentBits::new(medication, checkup, false, false);
+    let bits = request
+        .consents
+        .as_ref()
+        .and_then(ConsentBits::from_request)
+        .unwrap_or_default();
     let binding = ChallengeBinding {
-        purpose: Purpose::Confirm,
+        purpose,
         challenge: &ch.challenge,
         terminal_name: &ch.terminal_name,
         certificate_der: &card.certificate,
@@ -437,22 +467,15 @@ async fn consent_at_pharmacy(svc: &Service, medication: bool, checkup: bool) {
             &Sha256::digest(&binding),
         )
         .unwrap();
-    let r = c
-        .confirm_by_card(pb::ConfirmByCardRequest {
-            certificate: card.certificate.clone(),
-            challenge: ch.challenge,
-            signature,
-            consents: Some(pb::Consents {
-                medication,
-                checkup,
-                ..Default::default()
-            }),
-            prescription_issue: pb::PrescriptionIssue::Unspecified as i32,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r.result_code(), pb::ResultCode::Ok);
+    c.confirm_by_card(pb::ConfirmByCardRequest {
+        certificate: card.certificate.clone(),
+        challenge: ch.challenge,
+        signature,
+        ..request
+    })
+    .await
+    .unwrap()
+    .into_inner()
 }
 
 #[test]
@@ -880,4 +903,105 @@ fn the_confirmation_date_of_a_request_is_its_as_of_date() {
     );
     assert_eq!(value(&leaves, "MessageHeader/SegmentOfResult"), Some("9"));
     assert_eq!(value(&leaves, "MessageHeader/ErrorCode"), Some("EOQ2100"));
+}
+
+/// Home visits and online care in the file interface (docs/oqs-files.md): the
+/// MedicalTreatmentFlag of an ordinary request is carried to the service and echoed; a flag
+/// other than 1–3 is refused by the agent; a home-visit re-query file (`OQSsihvq01req_`) is
+/// refused with EOQ2120 before the patient's 居宅同意取得型 first visit at this institution, and
+/// answered, echoing flag 2, after it.
+#[test]
+fn the_treatment_flag_and_the_home_visit_requery_in_files() {
+    let svc = service();
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = agent(PHARMACY_T01, dir.path(), &svc);
+    let mut arrivals = Arrivals::watch(&dir.path().join("res")).unwrap();
+    let (search, _) = example("validity-1");
+    let h = header("1340123452", "care");
+    let flagged = |flag: &str| {
+        search
+            .xml()
+            .replace("</QualificationConfirmSearchInfo>", &format!("<MedicalTreatmentFlag>{flag}</MedicalTreatmentFlag></QualificationConfirmSearchInfo>"))
+    };
+    let (leaves, _) = ask(
+        dir.path(),
+        &mut arrivals,
+        "OQSsiquc01req_care_online.xml",
+        &request(&h, &flagged("3"), true),
+    );
+    assert_eq!(value(&leaves, "MessageHeader/SegmentOfResult"), Some("1"));
+    assert_eq!(
+        value(
+            &leaves,
+            "MessageBody/QualificationConfirmSearchInfo/MedicalTreatmentFlag"
+        ),
+        Some("3")
+    );
+    let (leaves, _) = ask(
+        dir.path(),
+        &mut arrivals,
+        "OQSsiquc01req_care_bad.xml",
+        &request(&h, &flagged("7"), true),
+    );
+    assert_eq!(value(&leaves, "MessageHeader/SegmentOfResult"), Some("9"));
+    assert_eq!(value(&leaves, "MessageHeader/ErrorCode"), Some("EOQ1005"));
+
+    let (leaves, _) = ask(
+        dir.path(),
+        &mut arrivals,
+        "OQSsihvq01req_care_before.xml",
+        &request(&h, &search.xml(), true),
+    );
+    assert_eq!(value(&leaves, "MessageHeader/SegmentOfResult"), Some("9"));
+    assert_eq!(value(&leaves, "MessageHeader/ErrorCode"), Some("EOQ2120"));
+
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(first_visit_at_pharmacy(&svc));
+    let (leaves, _) = ask(
+        dir.path(),
+        &mut arrivals,
+        "OQSsihvq01req_care_after.xml",
+        &request(&h, &search.xml(), true),
+    );
+    assert_eq!(value(&leaves, "MessageHeader/SegmentOfResult"), Some("1"));
+    assert_eq!(
+        value(&leaves, "MessageBody/QualificationValidity"),
+        Some("1")
+    );
+    assert_eq!(
+        value(
+            &leaves,
+            "MessageBody/QualificationConfirmSearchInfo/MedicalTreatmentFlag"
+        ),
+        Some("2")
+    );
+    // A re-query file's flag must be its own treatment.
+    let (leaves, _) = ask(
+        dir.path(),
+        &mut arrivals,
+        "OQSsihvq01req_care_mismatch.xml",
+        &request(&h, &flagged("3"), true),
+    );
+    assert_eq!(value(&leaves, "MessageHeader/ErrorCode"), Some("EOQ1005"));
+}
+
+/// The valid card's holder at a 居宅同意取得型 first visit for a home visit, by PIN at the
+/// pharmacy's second terminal (the mobile device), over gRPC as the mobile agent would.
+async fn first_visit_at_pharmacy(svc: &Service) {
+    let r = confirm_by_pin(
+        svc,
+        "1340123452-T02",
+        Purpose::HomeCareConfirm,
+        pb::ConfirmByCardRequest {
+            treatment: pb::MedicalTreatment::HomeVisit as i32,
+            requery_consent: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(r.result_code(), pb::ResultCode::Ok);
+    assert!(r.home_care.is_some());
 }

@@ -125,6 +125,8 @@ async fn confirm(
             comprehensive: false,
         }),
         prescription_issue: 0,
+        treatment: 0,
+        requery_consent: false,
     })
     .await
     .map(tonic::Response::into_inner)
@@ -166,6 +168,8 @@ fn numbers_of(q: &pb::Qualification) -> pb::NumbersQuery {
         branch: q.branch.clone(),
         birth_date: q.birth_date.clone(),
         as_of_date: String::new(),
+        treatment: 0,
+        requery: false,
     }
 }
 
@@ -321,6 +325,8 @@ fn example(case: &str) -> pb::NumbersQuery {
         branch: s("branch"),
         birth_date: s("birth_date"),
         as_of_date: String::new(),
+        treatment: 0,
+        requery: false,
     }
 }
 

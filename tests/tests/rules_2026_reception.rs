@@ -202,6 +202,8 @@ async fn confirm_by_card(
         signature,
         consents: Some(consents),
         prescription_issue: prescription,
+        treatment: 0,
+        requery_consent: false,
     })
     .await
     .map(|r| r.into_inner())
@@ -230,6 +232,8 @@ fn numbers_of(kind: &str) -> pb::NumbersQuery {
         branch: text("branch"),
         birth_date: text("birth_date"),
         as_of_date: text("as_of_date"),
+        treatment: 0,
+        requery: false,
     }
 }
 

@@ -95,6 +95,8 @@ fn request(
         challenge: ch.challenge.clone(),
         signature: sig,
         consents: None,
+        treatment: 0,
+        requery_consent: false,
     }
 }
 

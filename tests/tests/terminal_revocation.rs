@@ -153,6 +153,8 @@ async fn confirm(world: &World, url: &str, dir: &Path) -> pb::ConfirmationResult
         challenge: ch.challenge,
         signature,
         consents: None,
+        treatment: 0,
+        requery_consent: false,
     })
     .await
     .unwrap()

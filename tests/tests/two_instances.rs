@@ -107,6 +107,8 @@ fn signed_request(card: &CardKeys, ch: &pb::IssueChallengeResponse) -> pb::Confi
         challenge: ch.challenge.clone(),
         signature,
         consents: None,
+        treatment: 0,
+        requery_consent: false,
     }
 }
 

@@ -256,17 +256,24 @@ pub fn checkup(c: &Checkup) -> pb::Checkup {
     }
 }
 
-/// What the audit log keeps of an answer: validity and which insurers' records were returned.
+/// What the audit log keeps of an answer: validity and which insurers' records were returned;
+/// the treatment when it is not 外来, and a 居宅同意取得型 answer's re-query period.
 pub fn audit_summary(result: &pb::ConfirmationResult) -> String {
-    serde_json::json!({
+    let mut summary = serde_json::json!({
         "validity": result.validity,
         "insurers": result
             .qualifications
             .iter()
             .map(|q| q.insurer_number.as_str())
             .collect::<Vec<_>>(),
-    })
-    .to_string()
+    });
+    if result.treatment != 0 {
+        summary["treatment"] = result.treatment.into();
+    }
+    if let Some(period) = &result.home_care {
+        summary["requery_until"] = period.requery_until.clone().into();
+    }
+    summary.to_string()
 }
 
 #[cfg(test)]

@@ -18,6 +18,12 @@ pub enum ConsentKind {
     Checkup = ConsentBits::CHECKUP as isize,
     Clinical = ConsentBits::CLINICAL as isize,
     Surgery = ConsentBits::SURGERY as isize,
+    /// 居宅同意取得型 (crate::home_care): consent to re-queries for home visits (訪問診療・訪問
+    /// 看護) by this institution, valid until the end of the re-query period. Not a binding bit
+    /// (the binding's purpose byte carries it).
+    HomeVisitRequery = 32,
+    /// The same for online care (オンライン診療).
+    OnlineRequery = 64,
 }
 
 impl ConsentKind {
@@ -28,6 +34,10 @@ impl ConsentKind {
         ConsentKind::Surgery,
     ];
 
+    /// The 居宅同意取得型 kinds (never in a binding's consent byte).
+    pub const REQUERY: [ConsentKind; 2] =
+        [ConsentKind::HomeVisitRequery, ConsentKind::OnlineRequery];
+
     /// The stored (and documented) spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,11 +45,16 @@ impl ConsentKind {
             Self::Checkup => "checkup",
             Self::Clinical => "clinical",
             Self::Surgery => "surgery",
+            Self::HomeVisitRequery => "requery-home-visit",
+            Self::OnlineRequery => "requery-online",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
+        Self::ALL
+            .into_iter()
+            .chain(Self::REQUERY)
+            .find(|k| k.as_str() == s)
     }
 
     /// The binding's bit for this consent.
@@ -170,7 +185,7 @@ mod tests {
             ConsentKind::from_bits(ConsentBits::new(true, false, true, false).bits()),
             vec![ConsentKind::Medication, ConsentKind::Clinical]
         );
-        for k in ConsentKind::ALL {
+        for k in ConsentKind::ALL.into_iter().chain(ConsentKind::REQUERY) {
             assert_eq!(ConsentKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(ConsentKind::parse("other"), None);

@@ -8,5 +8,6 @@ pub mod clinical;
 pub mod consent;
 pub mod documents;
 pub mod eligibility;
+pub mod home_care;
 pub mod institutions;
 pub mod quota;

@@ -328,7 +328,9 @@ async fn answer_page(
         todo.iter()
             .map(|item| {
                 let id = new_confirmation_id(now)?;
-                let (mut result, person) = match pb::NumbersQuery::decode(item.query.as_slice()) {
+                let decoded = pb::NumbersQuery::decode(item.query.as_slice());
+                let requery = decoded.as_ref().is_ok_and(|q| q.requery);
+                let (mut result, person) = match decoded {
                     Ok(query) => match confirm_numbers(s, &institution, &query, now) {
                         Ok(answer) => answer,
                         Err(Refusal::Unavailable(e)) => return Err(Refusal::Unavailable(e)),
@@ -351,7 +353,7 @@ async fn answer_page(
                     ),
                 };
                 result.confirmation_id = id.clone();
-                Ok((item.ordinal, id, result, person))
+                Ok((item.ordinal, id, result, person, requery))
             })
             .collect::<Result<Vec<_>, Refusal>>()
     })
@@ -362,8 +364,9 @@ async fn answer_page(
     };
     let records = answered
         .iter()
-        .map(|(_, id, result, person)| {
-            let mut ctx = AuditContext::new("numbers", "batch");
+        .map(|(_, id, result, person, requery)| {
+            let method = if *requery { "requery" } else { "numbers" };
+            let mut ctx = AuditContext::new(method, "batch");
             ctx.person_id = person.clone();
             audit_record(
                 &terminal,
@@ -394,7 +397,7 @@ async fn answer_page(
     })?;
     let results: Vec<(u32, Vec<u8>)> = answered
         .into_iter()
-        .map(|(ordinal, _, result, _)| (ordinal, result.encode_to_vec()))
+        .map(|(ordinal, _, result, _, _)| (ordinal, result.encode_to_vec()))
         .collect();
     let number = job.reception_number.clone();
     blocking(state, move |s| {

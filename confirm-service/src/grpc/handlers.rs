@@ -80,6 +80,9 @@ impl ConfirmationService {
         let mut ctx = AuditContext::remembering("numbers", "confirm", &request);
         let request = request.into_inner();
         let query = request.query.unwrap_or_default();
+        if query.requery {
+            ctx.method = "requery".into();
+        }
         let institution = terminal.institution_code.clone();
         let claimed = match request
             .claimed_visit_time

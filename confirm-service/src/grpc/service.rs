@@ -42,6 +42,7 @@ use crate::clock::Clock;
 use crate::consent::{self, ConsentCheck, ConsentGrant, ConsentKind};
 use crate::eligibility::{self, DomainError, Person, QualificationRecord};
 use crate::holders::{Holder, HolderCache};
+use crate::home_care;
 use crate::idempotency::Idempotency;
 use crate::outcome::Refusal;
 use crate::quota::Quotas;
@@ -421,7 +422,24 @@ impl ConfirmationService {
         check_card_bounds(&req.certificate, &req.challenge)?;
         let bits = consent_bits(req.consents.as_ref())?;
         let prescription = prescription_issue(req.prescription_issue)?;
-        let purpose = claim.purpose();
+        let treatment = home_care::treatment(req.treatment)?;
+        // 居宅同意取得型 first visit: a visual check at the mobile device, over its own purpose.
+        let requery = match (req.requery_consent, &claim) {
+            (false, _) => None,
+            (true, super::attestation::ReaderClaim::Visual { staff_id }) => {
+                ctx.method = format!("mobile-visual:{staff_id}").into();
+                Some(home_care::requery_kind(treatment)?)
+            }
+            (true, _) => {
+                return Err(Refusal::Invalid(DomainError::Contradictory {
+                    what: "a 居宅同意取得型 first visit is confirmed by PIN or by a visual check",
+                }))
+            }
+        };
+        let purpose = match requery {
+            Some(_) => Purpose::HomeCareVisualCheck,
+            None => claim.purpose(),
+        };
         let name = terminal.name();
         let (validated, standing) = self
             .challenge_and_certificate(
@@ -457,6 +475,7 @@ impl ConfirmationService {
             .confirm_holder(terminal, key, standing, bits, ctx, now)
             .await?;
         result.set_prescription_issue(prescription);
+        home_care_first_visit(&mut result, terminal, treatment, requery, ctx, now);
         Ok(result)
     }
 
@@ -516,18 +535,28 @@ impl ConfirmationService {
     ) -> Result<ConfirmationResult, Refusal> {
         let bits = consent_bits(req.consents.as_ref())?;
         let prescription = prescription_issue(req.prescription_issue)?;
+        let treatment = home_care::treatment(req.treatment)?;
+        // 居宅同意取得型 first visit: the card's PIN at the mobile device, over its own purpose.
+        let (purpose, requery) = if req.requery_consent {
+            ctx.method = "mobile-pin".into();
+            let kind = home_care::requery_kind(treatment)?;
+            (Purpose::HomeCareConfirm, Some(kind))
+        } else {
+            (Purpose::Confirm, None)
+        };
         let proof = CardProof {
             certificate: req.certificate,
             challenge: req.challenge,
             signature: req.signature,
         };
         let (key, standing) = self
-            .verify_card(terminal, proof, Purpose::Confirm, bits, ctx, now)
+            .verify_card(terminal, proof, purpose, bits, ctx, now)
             .await?;
         let mut result = self
             .confirm_holder(terminal, key, standing, bits, ctx, now)
             .await?;
         result.set_prescription_issue(prescription);
+        home_care_first_visit(&mut result, terminal, treatment, requery, ctx, now);
         Ok(result)
     }
 
@@ -792,6 +821,12 @@ pub(crate) fn confirm_numbers(
     now: OffsetDateTime,
 ) -> Result<(ConfirmationResult, Option<String>), Refusal> {
     let as_of_text = &query.as_of_date;
+    let treatment = home_care::treatment(query.treatment)?;
+    let requery = if query.requery {
+        Some(home_care::requery_kind(treatment)?)
+    } else {
+        None
+    };
     let query = answer::numbers_query(query)?;
     // The day asked about: the qualification's validity on it, whatever document the numbers
     // were read from (docs/domain.md "As-of dates").
@@ -847,7 +882,37 @@ pub(crate) fn confirm_numbers(
     };
     let mut result = result;
     result.as_of_date = answer::yyyymmdd(today);
+    result.set_treatment(treatment);
+    if let Some(kind) = requery {
+        // 再照会: only for the one person this institution has a 居宅同意取得型 consent of, in
+        // its period (numbers matching nobody or several are answered as no consent, so the
+        // refusal tells nothing about who has the numbers).
+        let Some(person) = &person_id else {
+            return Err(Refusal::RequeryNotConsented);
+        };
+        let grants = store.consents(person, institution).map_err(unavailable)?;
+        result.home_care = Some(home_care::check_requery(&grants, institution, kind, now)?);
+    }
     Ok((result, person_id))
+}
+
+/// A confirmation with the card, carried out: the treatment it was for, and for a
+/// 居宅同意取得型 first visit the re-query consent to record with its audit record and the
+/// period it opens.
+fn home_care_first_visit(
+    result: &mut ConfirmationResult,
+    terminal: &TerminalIdentity,
+    treatment: pb::MedicalTreatment,
+    requery: Option<ConsentKind>,
+    ctx: &mut AuditContext,
+    now: OffsetDateTime,
+) {
+    result.set_treatment(treatment);
+    if let (Some(kind), Some(person)) = (requery, &ctx.person_id) {
+        let grant = home_care::first_visit_grant(person, &terminal.institution_code, kind, now);
+        result.home_care = Some(home_care::period(&grant));
+        ctx.grants.push(grant);
+    }
 }
 
 pub(crate) fn audit_record(
@@ -1024,6 +1089,8 @@ pub(super) fn purpose_from_proto(value: i32) -> Result<Purpose, Refusal> {
         Ok(pb::Purpose::Face) => Ok(Purpose::Face),
         Ok(pb::Purpose::VisualCheck) => Ok(Purpose::VisualCheck),
         Ok(pb::Purpose::RegisterByReader) => Ok(Purpose::RegisterByReader),
+        Ok(pb::Purpose::HomeCareConfirm) => Ok(Purpose::HomeCareConfirm),
+        Ok(pb::Purpose::HomeCareVisualCheck) => Ok(Purpose::HomeCareVisualCheck),
         Ok(pb::Purpose::Unspecified) => {
             Err(Refusal::Invalid(DomainError::Empty { what: "purpose" }))
         }

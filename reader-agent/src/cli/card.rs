@@ -26,6 +26,7 @@ pub fn run_confirm(
     (wait, card_timeout): (u64, f64),
     (pin_stdin, mode): (bool, Option<ReaderMode>),
     (action, consent, prescription): (Action, Vec<Consent>, onshi_proto::v1::PrescriptionIssue),
+    (treatment, mobile): (onshi_proto::v1::MedicalTreatment, bool),
     json: bool,
     trace: Option<String>,
 ) -> ExitCode {
@@ -41,6 +42,18 @@ pub fn run_confirm(
     }
     if mode.is_none() && !pin_stdin && !std::io::stdin().is_terminal() {
         eprintln!("reader-agent: stdin is not a terminal: use --pin-stdin to read the PIN from it");
+        return ExitCode::from(2);
+    }
+    if mobile
+        && !matches!(
+            treatment,
+            onshi_proto::v1::MedicalTreatment::HomeVisit
+                | onshi_proto::v1::MedicalTreatment::Online
+        )
+    {
+        eprintln!(
+            "reader-agent: --mobile (居宅同意取得型 first visit) needs --treatment home-visit or online"
+        );
         return ExitCode::from(2);
     }
     let has = |c: Consent| consent.contains(&c);
@@ -108,6 +121,8 @@ pub fn run_confirm(
         prescription,
         service_override: service,
         action,
+        treatment,
+        mobile,
     };
     let Some(runtime) = two_thread_runtime() else {
         return ExitCode::from(3);

@@ -50,12 +50,15 @@ pub fn numbers(
     desk: &DeskArgs,
     patient: &PatientArgs,
     as_of: Option<String>,
+    care: (i32, bool),
     json: bool,
 ) -> ExitCode {
     let mut numbers = patient.numbers();
     numbers.as_of_date = as_of.unwrap_or_default();
+    let mut query = numbers.to_proto();
+    desk::with_care(std::slice::from_mut(&mut query), care);
     desk_run(desk, |mut c| async move {
-        let outcome = desk::confirm_numbers(&mut c, &numbers).await;
+        let outcome = desk::confirm_query(&mut c, query).await;
         print_outcome(&outcome, json);
         outcome.exit_code()
     })
@@ -168,14 +171,15 @@ pub fn desk_batch(
     csv: Option<PathBuf>,
     reception: Option<String>,
     stream: bool,
-    wait: u64,
-    out: Option<PathBuf>,
+    (wait, out): (u64, Option<PathBuf>),
     as_of: Option<String>,
+    care: (i32, bool),
 ) -> ExitCode {
     let queries = match &csv {
         Some(path) => match desk::read_csv(path) {
             Ok(mut q) => {
                 desk::with_as_of(&mut q, as_of.as_deref().unwrap_or_default());
+                desk::with_care(&mut q, care);
                 Some(q)
             }
             Err(e) => {

@@ -34,16 +34,45 @@ pub enum Kind {
     Medications,
     /// `TKKsiquc01req_`: 特定健診情報.
     Checkups,
+    /// 居宅同意取得型 re-query (再照会) for home visits: `OQSsihvq01req_` one,
+    /// `OQSmuhvq01req_` / `OQSmuhvq02req_` bulk submit / fetch. **Assumption**: the prefixes are
+    /// public, their layout is not; onshi reads them as the ordinary ones with every search a
+    /// re-query for treatment 2 (docs/oqs-files.md).
+    HomeVisitSingle,
+    HomeVisitBulkSubmit,
+    HomeVisitBulkFetch,
+    /// The same for online care (treatment 3): `OQSsionq01req_`, `OQSmuonq01req_`,
+    /// `OQSmuonq02req_`.
+    OnlineSingle,
+    OnlineBulkSubmit,
+    OnlineBulkFetch,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Single,
         Kind::BulkSubmit,
         Kind::BulkFetch,
         Kind::Medications,
         Kind::Checkups,
+        Kind::HomeVisitSingle,
+        Kind::HomeVisitBulkSubmit,
+        Kind::HomeVisitBulkFetch,
+        Kind::OnlineSingle,
+        Kind::OnlineBulkSubmit,
+        Kind::OnlineBulkFetch,
     ];
+
+    /// The MedicalTreatmentFlag of a re-query kind's searches (`None`: not a re-query kind).
+    pub fn requery_treatment(self) -> Option<&'static str> {
+        match self {
+            Kind::HomeVisitSingle | Kind::HomeVisitBulkSubmit | Kind::HomeVisitBulkFetch => {
+                Some("2")
+            }
+            Kind::OnlineSingle | Kind::OnlineBulkSubmit | Kind::OnlineBulkFetch => Some("3"),
+            _ => None,
+        }
+    }
 
     pub fn request_prefix(self) -> &'static str {
         match self {
@@ -52,6 +81,12 @@ impl Kind {
             Kind::BulkFetch => "OQSmuquc02req_",
             Kind::Medications => "YZKsiquc01req_",
             Kind::Checkups => "TKKsiquc01req_",
+            Kind::HomeVisitSingle => "OQSsihvq01req_",
+            Kind::HomeVisitBulkSubmit => "OQSmuhvq01req_",
+            Kind::HomeVisitBulkFetch => "OQSmuhvq02req_",
+            Kind::OnlineSingle => "OQSsionq01req_",
+            Kind::OnlineBulkSubmit => "OQSmuonq01req_",
+            Kind::OnlineBulkFetch => "OQSmuonq02req_",
         }
     }
 
@@ -162,6 +197,11 @@ pub struct SearchInfo {
     /// high-cost limit information.
     pub limit_consent: bool,
     pub arbitrary_identifier: String,
+    /// MedicalTreatmentFlag: 1 外来, 2 訪問診療・訪問看護, 3 オンライン診療; empty when absent
+    /// (外来).
+    pub treatment: String,
+    /// A 居宅同意取得型 re-query (the request's file kind says so).
+    pub requery: bool,
 }
 
 impl SearchInfo {
@@ -173,6 +213,8 @@ impl SearchInfo {
             branch: self.branch.clone(),
             birth_date: self.birth_date.clone(),
             as_of_date: String::new(),
+            treatment: self.treatment.parse().unwrap_or_default(),
+            requery: self.requery,
         }
     }
 
@@ -197,7 +239,8 @@ impl SearchInfo {
                 "LimitApplicationCertificateRelatedConsFlg",
                 if self.limit_consent { "1" } else { "0" },
             )
-            .put_some("ArbitraryIdentifier", &self.arbitrary_identifier);
+            .put_some("ArbitraryIdentifier", &self.arbitrary_identifier)
+            .put_some("MedicalTreatmentFlag", &self.treatment);
         e
     }
 }
@@ -293,10 +336,12 @@ pub fn read_request(kind: Kind, root: &Element) -> Result<Request, (Failure, Req
                 "this request takes one QualificationConfirmSearchInfo",
             )));
         }
-        read_search(first).map_err(fail)
+        read_search(first)
+            .and_then(|s| as_requery(kind, s))
+            .map_err(fail)
     };
     match kind {
-        Kind::Single => Ok(Request::Single {
+        Kind::Single | Kind::HomeVisitSingle | Kind::OnlineSingle => Ok(Request::Single {
             search: one_search()?,
             header,
         }),
@@ -329,7 +374,7 @@ pub fn read_request(kind: Kind, root: &Element) -> Result<Request, (Failure, Req
                 period,
             })
         }
-        Kind::BulkSubmit => {
+        Kind::BulkSubmit | Kind::HomeVisitBulkSubmit | Kind::OnlineBulkSubmit => {
             let infos: Vec<&Element> = body
                 .children_named("QualificationConfirmSearchInfo")
                 .collect();
@@ -350,10 +395,14 @@ pub fn read_request(kind: Kind, root: &Element) -> Result<Request, (Failure, Req
             }
             // Each query is judged by the service on its own (a bad check digit fails that
             // query, not the batch): only the shape is read here.
-            let searches = infos.into_iter().map(read_search_lenient).collect();
+            let searches = infos
+                .into_iter()
+                .map(|e| as_requery(kind, read_search_lenient(e)))
+                .collect::<Result<_, _>>()
+                .map_err(fail)?;
             Ok(Request::BulkSubmit { header, searches })
         }
-        Kind::BulkFetch => {
+        Kind::BulkFetch | Kind::HomeVisitBulkFetch | Kind::OnlineBulkFetch => {
             let reception_number = body
                 .text_of("ReceptionNumber")
                 .or_else(|| {
@@ -402,7 +451,30 @@ fn read_search_lenient(e: &Element) -> SearchInfo {
         birth_date: s("Birthdate"),
         limit_consent: e.text_of("LimitApplicationCertificateRelatedConsFlg") == Some("1"),
         arbitrary_identifier: s("ArbitraryIdentifier"),
+        treatment: s("MedicalTreatmentFlag"),
+        requery: false,
     }
+}
+
+/// A re-query kind's searches: each a re-query for the kind's treatment (the flag, when the
+/// search carries one, must be that treatment).
+fn as_requery(kind: Kind, mut search: SearchInfo) -> Result<SearchInfo, Failure> {
+    let Some(flag) = kind.requery_treatment() else {
+        return Ok(search);
+    };
+    if !search.treatment.is_empty() && search.treatment != flag {
+        return Err(Failure::new(
+            ErrorCode::InvalidField,
+            format!(
+                "MedicalTreatmentFlag {:?} in a {} request, whose treatment is {flag}",
+                search.treatment,
+                kind.request_prefix()
+            ),
+        ));
+    }
+    search.treatment = flag.to_owned();
+    search.requery = true;
+    Ok(search)
 }
 
 /// One search, with the checks that need no service: the required elements are present, the
@@ -422,6 +494,14 @@ fn read_search(e: &Element) -> Result<SearchInfo, Failure> {
             return Err(Failure::new(
                 ErrorCode::InvalidField,
                 format!("LimitApplicationCertificateRelatedConsFlg {flag:?} is neither 0 nor 1"),
+            ));
+        }
+    }
+    if let Some(flag) = e.text_of("MedicalTreatmentFlag") {
+        if !matches!(flag, "1" | "2" | "3") {
+            return Err(Failure::new(
+                ErrorCode::InvalidField,
+                format!("MedicalTreatmentFlag {flag:?} is not 1, 2 or 3"),
             ));
         }
     }
@@ -834,6 +914,10 @@ pub fn refusal_text(code: ResultCode) -> String {
             "この端末は利用できません"
         }
         ResultCode::ServiceUnavailable => "資格確認システムが利用できません",
+        ResultCode::RequeryNotConsented => "再照会の同意（居宅同意取得型）がありません",
+        ResultCode::RequeryPeriodEnded => {
+            "再照会の期間が終了しています。マイナンバーカードで資格確認してください"
+        }
         _ => "照会できませんでした",
     };
     format!("{what} ({})", code.as_str_name())
@@ -1359,6 +1443,8 @@ mod tests {
             birth_date: "19450101".into(),
             limit_consent: true,
             arbitrary_identifier: "A1".into(),
+            treatment: String::new(),
+            requery: false,
         };
         let answers = |r: &pb::ConfirmationResult| {
             [

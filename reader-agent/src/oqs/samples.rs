@@ -29,6 +29,8 @@ fn search() -> SearchInfo {
         birth_date: "19550505".into(),
         limit_consent: true,
         arbitrary_identifier: "P-000123".into(),
+        treatment: String::new(),
+        requery: false,
     }
 }
 
@@ -125,7 +127,26 @@ pub fn samples() -> Vec<(String, Element)> {
         ("CharacterCodeIdentifier", "1"),
     ];
     let s = search();
+    // A 居宅同意取得型 re-query for a home visit, and its answer echoing the flag.
+    let requery = SearchInfo {
+        treatment: "2".into(),
+        requery: true,
+        ..search()
+    };
     let mut out = vec![
+        (
+            "OQSsihvq01req_20250401091530.xml".to_owned(),
+            request_file(&header, vec![requery.echo()]),
+        ),
+        (
+            "OQSsihvq01res_20250401091530.xml".to_owned(),
+            msg::confirmation_answer(
+                &ctx("2"),
+                &result(pb::QualificationValidity::Valid),
+                Some(&requery),
+                Some("20250401091530"),
+            ),
+        ),
         (
             "OQSsiquc01req_20250401091530.xml".to_owned(),
             request_file(&header, vec![s.echo()]),

@@ -281,6 +281,11 @@ pub async fn answer_bytes(
                                 birth_date: q.birth_date,
                                 limit_consent: flag,
                                 arbitrary_identifier: id,
+                                treatment: match q.treatment {
+                                    0 => String::new(),
+                                    t => t.to_string(),
+                                },
+                                requery: q.requery,
                             },
                             result: i.result.unwrap_or_default(),
                         }

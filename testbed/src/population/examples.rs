@@ -35,12 +35,14 @@ pub const CASES: [&str; 14] = [
 
 /// The cases shown by a card's holder (after [`CASES`] in `world.json`): how the rules of
 /// December 2026 look at the reader.
-pub const CARD_CASES: [&str; 5] = [
+pub const CARD_CASES: [&str; 7] = [
     "face-only-card",
     "face-only-registration",
     "comprehensive-consent",
     "prescription-choice",
     "certificate-past-grace",
+    "home-visit-requery",
+    "online-care-requery",
 ];
 
 /// What a card-less query with a record's numbers answers about a person whose records are
@@ -163,6 +165,16 @@ impl Examples {
                 ("prescription-choice", CardKind::Valid) if registered => {
                     "電子処方箋: at the clinic's reader the patient chooses an electronic or a \
                      paper prescription (`confirm --prescription`); the result echoes it"
+                }
+                ("home-visit-requery", CardKind::Valid) if registered => {
+                    "居宅同意取得型: a first visit at the patient's home reads the card with the \
+                     mobile device (`confirm --treatment home-visit --mobile` at 1340123452-T02); \
+                     later visits re-query without it (`numbers --treatment home-visit \
+                     --requery`) until the end of the next month"
+                }
+                ("online-care-requery", CardKind::Valid) if registered => {
+                    "オンライン診療: the same with `--treatment online`; a home-visit first \
+                     visit allows no online re-query (RESULT_CODE_REQUERY_NOT_CONSENTED)"
                 }
                 _ => continue,
             };

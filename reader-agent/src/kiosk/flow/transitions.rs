@@ -808,6 +808,8 @@ impl State {
                         signature,
                         consents: Some(reception.consents.into()),
                         prescription_issue: reception.prescription as i32,
+                        treatment: 0,
+                        requery_consent: false,
                     }));
                     Stage::Confirming {
                         card,
@@ -839,6 +841,8 @@ impl State {
                         consents: Some(reception.consents.into()),
                         attestation,
                         prescription_issue: reception.prescription as i32,
+                        treatment: 0,
+                        requery_consent: false,
                     }));
                     Stage::Confirming {
                         card,
