@@ -8,7 +8,9 @@
 //! ```text
 //! "onshi/v1"                 8 bytes, ASCII
 //! purpose                    1 byte: 1 confirm, 2 register, 3 face, 4 visual check,
-//!                                    40 register by reader (a card without a PIN)
+//!                                    40 register by reader (a card without a PIN),
+//!                                    50 smartphone Android (its PIN typed at the reader),
+//!                                    51 smartphone iPhone (verified on the phone)
 //! challenge                 32 bytes, as issued by the service
 //! len(terminal name)         1 byte
 //! terminal name              ASCII, 1..=64 bytes: "<医療機関コード>-<terminal id>"
@@ -67,6 +69,13 @@ pub enum Purpose {
     /// 健康保険証利用申込み attested by the reader (face or visual check) for a card without a
     /// PIN (顔認証マイナンバーカード). Its check is prefixed with the check's kind.
     RegisterByReader = 40,
+    /// A smartphone マイナ保険証 on Android: the phone's smartphone certificate signed after
+    /// the PIN typed at the reader unlocked it (docs/smartphone.md). Encoded like
+    /// [`Purpose::Confirm`], with no suffix.
+    SmartphoneAndroid = 50,
+    /// A smartphone マイナ保険証 on an iPhone: signed after the phone's own verification of its
+    /// holder. Encoded like [`Purpose::Confirm`].
+    SmartphoneIphone = 51,
 }
 
 impl Purpose {
@@ -645,8 +654,31 @@ mod tests {
         "9e4e19fdc1d2a2dfb12b053793c909da5e2014a68f467e128c06e8044e830c10";
     const PUBLISHED_REGISTER_VISUAL_SHA256: &str =
         "ecb7a50ca6014679cbb6ec83857034ec172c1d19b90c9b463e3a776afd4c3bdf";
+    const PUBLISHED_ANDROID_SHA256: &str =
+        "04d8592d8b6f8df17ac702e1a295de583a9f756926c3bd7405afb858d409bdc7";
+    const PUBLISHED_IPHONE_SHA256: &str =
+        "13645b5c9f0f06ba6f76cf5d7a147bde635346f892a746c0b3503bdadc54cc3c";
     const PUBLISHED_COMPREHENSIVE_SHA256: &str =
         "f0f45f0e5c0c9c80b27aa21a06d3a0ec67f37616f9e3dec3bab07813144fcc8d";
+
+    /// The published smartphone vectors of docs/protocol.md: the first vector with purpose
+    /// byte 50 (Android) or 51 (iPhone), nothing else changed.
+    #[test]
+    fn published_smartphone_vectors() {
+        let card = vector().encode().unwrap();
+        for (purpose, byte, sha) in [
+            (Purpose::SmartphoneAndroid, 50u8, PUBLISHED_ANDROID_SHA256),
+            (Purpose::SmartphoneIphone, 51u8, PUBLISHED_IPHONE_SHA256),
+        ] {
+            let v = ChallengeBinding { purpose, ..vector() };
+            let bytes = v.encode().unwrap();
+            let mut expected = card.clone();
+            expected[8] = byte;
+            assert_eq!(bytes, expected);
+            assert_eq!(hex(&binding_sha256(&bytes)), sha);
+            assert!(!purpose.is_reader());
+        }
+    }
 
     /// The published 包括同意 vector of docs/protocol.md: purpose 1, consents byte 1f.
     #[test]
@@ -735,6 +767,8 @@ mod tests {
             hex(&binding_sha256(
                 &register_vector().encode_attested(&VISUAL).unwrap(),
             )),
+            PUBLISHED_ANDROID_SHA256.to_owned(),
+            PUBLISHED_IPHONE_SHA256.to_owned(),
             hex(&binding_sha256(
                 &ChallengeBinding {
                     consents: ConsentBits::comprehensive(),
