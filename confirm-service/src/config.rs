@@ -236,6 +236,26 @@ pub struct ValidationConfig {
     /// Verified certificates kept in the cache; 0 disables the cache.
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
+    /// `[validation.smartphone]`: the smartphone issuing CA (スマホ用電子証明書, its own CA
+    /// generation) and its CRLs (docs/smartphone.md). Absent: smartphone confirmations are
+    /// refused as untrusted.
+    #[serde(default)]
+    pub smartphone: Option<SmartphoneTrustConfig>,
+}
+
+/// The trust of smartphone certificates: anchors and CRLs of their own, kept apart from the
+/// cards', so a certificate's kind is the CA it chains to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmartphoneTrustConfig {
+    pub trust_anchors: Vec<PathBuf>,
+    #[serde(default)]
+    pub intermediates: Vec<PathBuf>,
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// Accepted policy OIDs of phone certificates; empty: the cards' `policy_oids`.
+    #[serde(default)]
+    pub policy_oids: Vec<String>,
 }
 
 fn default_reload() -> u32 {
@@ -388,6 +408,11 @@ impl Config {
         self.validation.trust_anchors.iter_mut().for_each(fix);
         self.validation.intermediates.iter_mut().for_each(fix);
         self.validation.crls.iter_mut().for_each(fix);
+        if let Some(phone) = self.validation.smartphone.as_mut() {
+            phone.trust_anchors.iter_mut().for_each(fix);
+            phone.intermediates.iter_mut().for_each(fix);
+            phone.crls.iter_mut().for_each(fix);
+        }
     }
 }
 
@@ -399,6 +424,32 @@ impl ValidationConfig {
             crl_clock_skew: time::Duration::seconds(i64::from(self.clock_skew_seconds)),
             stale_crl: self.stale_crl,
         }
+    }
+
+    /// The trust files of cards.
+    pub fn card_files(&self) -> crate::trust_reload::TrustFiles {
+        crate::trust_reload::TrustFiles {
+            anchors: self.trust_anchors.clone(),
+            intermediates: self.intermediates.clone(),
+            crls: self.crls.clone(),
+            policy: self.policy(),
+        }
+    }
+
+    /// The trust files of smartphone certificates, if configured: the cards' clock skews and
+    /// stale-CRL policy, their own anchors, CRLs and (if given) policy OIDs.
+    pub fn smartphone_files(&self) -> Option<crate::trust_reload::TrustFiles> {
+        let phone = self.smartphone.as_ref()?;
+        let mut policy = self.policy();
+        if !phone.policy_oids.is_empty() {
+            policy.policy_oids = phone.policy_oids.clone();
+        }
+        Some(crate::trust_reload::TrustFiles {
+            anchors: phone.trust_anchors.clone(),
+            intermediates: phone.intermediates.clone(),
+            crls: phone.crls.clone(),
+            policy,
+        })
     }
 }
 

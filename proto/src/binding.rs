@@ -79,6 +79,12 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    /// Whether a smartphone (its own certificate and key), not a card, signs bindings of this
+    /// purpose.
+    pub fn is_smartphone(self) -> bool {
+        matches!(self, Purpose::SmartphoneAndroid | Purpose::SmartphoneIphone)
+    }
+
     /// Whether the reader's device key, not the card, signs bindings of this purpose.
     pub fn is_reader(self) -> bool {
         matches!(
