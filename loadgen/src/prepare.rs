@@ -400,6 +400,7 @@ fn sign_one(job: &Job, rng: &ring::rand::SystemRandom) -> Result<Prepared, Loadg
             signature,
             consents: Some(consents.into()),
             prescription_issue: pb::PrescriptionIssue::Unspecified as i32,
+            credential_kind: pb::CredentialKind::Card as i32,
         }),
     })
 }

@@ -375,6 +375,7 @@ pub async fn run(
             signature,
             consents: Some(opts.consents.into()),
             prescription_issue: opts.prescription as i32,
+            credential_kind: pb::CredentialKind::Card as i32,
         };
         let step = Instant::now();
         let answer = grpc.confirm_by_card(request).await;

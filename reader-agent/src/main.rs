@@ -210,6 +210,13 @@ enum Command {
         /// exchange: a mute card never hangs the agent.
         #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
         card_timeout: f64,
+        /// Confirm with a smartphone マイナ保険証 instead of the card: the simulated phone
+        /// served by `virtual-phone` on this Unix socket (onshi's own simulator channel, not
+        /// the real phones' protocol: docs/smartphone.md). Android: the phone's PIN is typed
+        /// here (as for a card) and checked by the phone; iPhone: the patient verifies on the
+        /// phone, no PIN. The reader options and --trace do not apply.
+        #[arg(long, value_name = "SOCKET", conflicts_with_all = ["reader", "trace"])]
+        phone: Option<PathBuf>,
     },
     /// Register the card's holder for health-insurance use (健康保険証利用申込み), in PIN mode:
     /// the card signs a registration challenge after VERIFY. Idempotent: an already registered
@@ -519,6 +526,7 @@ fn main() -> ExitCode {
             json,
             trace,
             card_timeout,
+            phone,
         } => cli::card::run_confirm(
             config,
             service,
@@ -538,6 +546,7 @@ fn main() -> ExitCode {
             ),
             json,
             trace,
+            phone,
         ),
         Command::Register {
             terminal: TerminalArgs { config, service },
@@ -559,6 +568,7 @@ fn main() -> ExitCode {
             ),
             json,
             trace,
+            None,
         ),
         Command::ChangePin {
             card: CardArgs { reader, wait },

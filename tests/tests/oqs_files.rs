@@ -448,6 +448,7 @@ async fn consent_at_pharmacy(svc: &Service, medication: bool, checkup: bool) {
                 ..Default::default()
             }),
             prescription_issue: pb::PrescriptionIssue::Unspecified as i32,
+            credential_kind: 0,
         })
         .await
         .unwrap()

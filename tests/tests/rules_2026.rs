@@ -148,6 +148,7 @@ async fn confirm(
             comprehensive: false,
         }),
         prescription_issue: 0,
+        credential_kind: 0,
     })
     .await
     .map(tonic::Response::into_inner)

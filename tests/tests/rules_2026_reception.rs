@@ -202,6 +202,7 @@ async fn confirm_by_card(
         signature,
         consents: Some(consents),
         prescription_issue: prescription,
+        credential_kind: 0,
     })
     .await
     .map(|r| r.into_inner())

@@ -26,6 +26,7 @@ pub fn run_confirm(
     (action, consent, prescription): (Action, Vec<Consent>, onshi_proto::v1::PrescriptionIssue),
     json: bool,
     trace: Option<String>,
+    phone: Option<PathBuf>,
 ) -> ExitCode {
     let config = match load_config(&config) {
         Ok(c) => c,
@@ -37,7 +38,8 @@ pub fn run_confirm(
         eprintln!("reader-agent: {e}");
         return ExitCode::from(2);
     }
-    if !pin_stdin && !std::io::stdin().is_terminal() {
+    // A phone may need no PIN at all (an iPhone verifies on the phone): asked only if needed.
+    if phone.is_none() && !pin_stdin && !std::io::stdin().is_terminal() {
         eprintln!("reader-agent: stdin is not a terminal: use --pin-stdin to read the PIN from it");
         return ExitCode::from(2);
     }
@@ -87,7 +89,19 @@ pub fn run_confirm(
         return ExitCode::from(3);
     };
     let progress = |line: &str| eprintln!("{line}");
-    let outcome: Outcome = runtime.block_on(confirm::run(&config, &opts, pins, trace, &progress));
+    let outcome: Outcome = match &phone {
+        // A smartphone マイナ保険証 through the simulator channel (docs/smartphone.md).
+        Some(socket) => runtime.block_on(onshi_reader_agent::phone::run(
+            &config,
+            opts.service_override.as_deref(),
+            socket,
+            opts.consents,
+            opts.prescription,
+            pins,
+            &progress,
+        )),
+        None => runtime.block_on(confirm::run(&config, &opts, pins, trace, &progress)),
+    };
     // A card thread stuck in a PC/SC call (a mute card) must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_millis(100));
     if json {

@@ -808,6 +808,7 @@ impl State {
                         signature,
                         consents: Some(reception.consents.into()),
                         prescription_issue: reception.prescription as i32,
+                        credential_kind: pb::CredentialKind::Card as i32,
                     }));
                     Stage::Confirming {
                         card,
