@@ -84,6 +84,27 @@ impl CardKeys {
         Ok(CardKeys { certificate, key })
     }
 
+    /// The keys of the world's phone `name` (`phone-01`, ...): its smartphone certificate and
+    /// its own key, from the phone profile.
+    pub fn of_phone(world: &World, name: &str) -> Result<CardKeys> {
+        let rel = format!("phones/{name}.json");
+        let text = std::fs::read_to_string(world.dir.join(&rel))
+            .map_err(|e| format!("read {rel}: {e}"))?;
+        let profile: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{rel}: {e}"))?;
+        let field = |name: &str| {
+            profile[name]
+                .as_str()
+                .ok_or_else(|| format!("{rel} has no {name}"))
+        };
+        let certificate = pem::parse(field("certificate")?)
+            .map_err(|e| format!("{rel}: certificate: {e}"))?
+            .into_contents();
+        let key = rsa::RsaPrivateKey::from_pkcs8_pem(field("private_key")?)
+            .map_err(|e| format!("{rel}: private key: {e}"))?;
+        Ok(CardKeys { certificate, key })
+    }
+
     /// What the card signs in PIN mode: RSASSA-PKCS1-v1_5 SHA-256 over the encoded binding
     /// (the card pads the DigestInfo of its SHA-256).
     pub fn sign(&self, binding: &onshi_proto::binding::ChallengeBinding<'_>) -> Result<Vec<u8>> {
