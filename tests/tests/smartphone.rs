@@ -380,3 +380,36 @@ fn an_android_signature_never_passes_as_an_iphone_s() {
         Some(ResultCode::SignatureInvalid)
     );
 }
+
+/// `confirm-service check-cert --config service.toml [--smartphone] CERT`: exit code and the
+/// reason.
+fn check_cert(cert: &str, smartphone: bool) -> (Option<i32>, String) {
+    let mut cmd = Command::new(bin("confirm-service").unwrap());
+    cmd.arg("check-cert")
+        .arg("--config")
+        .arg(world().dir.join("service.toml"));
+    if smartphone {
+        cmd.arg("--smartphone");
+    }
+    let out = cmd.arg(world().dir.join(cert)).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn check_cert_checks_a_phone_certificate_against_the_smartphone_ca() {
+    let (code, line) = check_cert("phones/phone-01.pem", true);
+    assert_eq!(code, Some(0), "{line}");
+    let (code, line) = check_cert("phones/phone-03.pem", true);
+    assert_eq!(code, Some(1), "{line}");
+    assert!(line.contains("rejected: revoked"), "{line}");
+    let (code, line) = check_cert("phones/phone-04.pem", true);
+    assert!(code == Some(1) && line.contains("rejected: expired"), "{line}");
+    // Each kind against the other's CA: untrusted.
+    let (code, line) = check_cert("phones/phone-01.pem", false);
+    assert!(code == Some(1) && line.contains("untrusted-issuer"), "{line}");
+    let (code, line) = check_cert("cards/card-0001.pem", true);
+    assert!(code == Some(1) && line.contains("untrusted-issuer"), "{line}");
+}
