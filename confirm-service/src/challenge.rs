@@ -154,11 +154,14 @@ fn tag_matches(tag: &hmac::Tag, presented: &[u8]) -> bool {
     subtle::ConstantTimeEq::ct_eq(&tag.as_ref()[..TAG_LEN], presented).into()
 }
 
-const PURPOSES: [Purpose; 4] = [
+const PURPOSES: [Purpose; 7] = [
     Purpose::Confirm,
     Purpose::Register,
     Purpose::Face,
     Purpose::VisualCheck,
+    Purpose::RegisterByReader,
+    Purpose::SmartphoneAndroid,
+    Purpose::SmartphoneIphone,
 ];
 
 /// Issues sealed challenges and checks presented ones by computation.
@@ -377,6 +380,16 @@ mod tests {
             c.check(&a.bytes, "0110113719-T01", Purpose::Register, NOW),
             Err(ChallengeError::WrongPurpose)
         );
+        // A smartphone challenge of one platform presented for the other (or as a card's).
+        let phone = c
+            .issue("0110113719-T01", Purpose::SmartphoneAndroid, NOW)
+            .unwrap();
+        for other in [Purpose::SmartphoneIphone, Purpose::Confirm] {
+            assert_eq!(
+                c.check(&phone.bytes, "0110113719-T01", other, NOW),
+                Err(ChallengeError::WrongPurpose)
+            );
+        }
         // Another terminal presenting it for another purpose: other terminal first.
         assert_eq!(
             c.check(&a.bytes, "0110113719-T02", Purpose::Face, NOW),
