@@ -50,28 +50,21 @@ impl ServeError {
 /// Builds the shared state from a configuration, and starts the thread that reloads the
 /// trust files (CRLs) when they change; it ends when the state is dropped.
 pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceState, ServeError> {
-    let reload = std::time::Duration::from_secs(u64::from(
-        config.validation.reload_interval_seconds,
-    ));
+    let reload =
+        std::time::Duration::from_secs(u64::from(config.validation.reload_interval_seconds));
     let live = |files: TrustFiles| -> Result<Arc<LiveTrust>, ServeError> {
         let watcher = Watcher::new(files.clone());
         let trust = Arc::new(LiveTrust::new(files.load()?));
         if !reload.is_zero() {
-            watcher
-                .spawn(Arc::downgrade(&trust), reload)
-                .map_err(|e| {
-                    ServeError::Store(format!("cannot start the CRL reload thread: {e}"))
-                })?;
+            watcher.spawn(Arc::downgrade(&trust), reload).map_err(|e| {
+                ServeError::Store(format!("cannot start the CRL reload thread: {e}"))
+            })?;
         }
         Ok(trust)
     };
     let trust = live(config.validation.card_files())?;
     // Smartphone certificates: their own CA generation and CRLs (docs/smartphone.md).
-    let phone_trust = config
-        .validation
-        .smartphone_files()
-        .map(live)
-        .transpose()?;
+    let phone_trust = config.validation.smartphone_files().map(live).transpose()?;
     let store = store::open(&config.store).map_err(|e| ServeError::Store(e.to_string()))?;
     let audit =
         AuditLog::start(Arc::clone(&store)).map_err(|e| ServeError::Store(e.to_string()))?;

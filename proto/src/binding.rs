@@ -676,7 +676,10 @@ mod tests {
             (Purpose::SmartphoneAndroid, 50u8, PUBLISHED_ANDROID_SHA256),
             (Purpose::SmartphoneIphone, 51u8, PUBLISHED_IPHONE_SHA256),
         ] {
-            let v = ChallengeBinding { purpose, ..vector() };
+            let v = ChallengeBinding {
+                purpose,
+                ..vector()
+            };
             let bytes = v.encode().unwrap();
             let mut expected = card.clone();
             expected[8] = byte;

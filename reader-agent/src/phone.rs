@@ -14,15 +14,15 @@
 
 use std::path::Path;
 
-use onshi_proto::binding::{ChallengeBinding, ConsentBits, Purpose};
+use onshi_proto::binding::{ConsentBits, Purpose};
 use onshi_proto::v1 as pb;
 use onshi_virtual_card::phone::{self, PhoneRequest, PhoneResponse, Platform};
 use zeroize::Zeroizing;
 
 use crate::client;
 use crate::config::AgentConfig;
-use crate::confirm::{check_certificate_der, refused_by_service, PinSource};
-use crate::report::{Outcome, StaffResult};
+use crate::confirm::{answered, binding_for, check_certificate_der, refused_by_service, PinSource};
+use crate::report::Outcome;
 
 /// The platform's binding purpose and credential kind.
 pub fn kind_of(platform: Platform) -> (Purpose, pb::Purpose, pb::CredentialKind) {
@@ -190,21 +190,9 @@ pub async fn run(
             Ok(r) => r.into_inner(),
             Err(status) => return refused_by_service(&status),
         };
-        let binding = match (ChallengeBinding {
-            purpose,
-            challenge: &challenge.challenge,
-            terminal_name: &challenge.terminal_name,
-            certificate_der: &certificate,
-            consents,
-        })
-        .encode()
-        {
+        let binding = match binding_for(purpose, &challenge, &certificate, consents) {
             Ok(b) => b,
-            Err(e) => {
-                return Outcome::Error {
-                    message: format!("the service sent an unusable challenge: {e}"),
-                }
-            }
+            Err(o) => return o,
         };
         let signature = match sign(socket, &binding, pin) {
             Signed::Signature(s) => s,
@@ -226,15 +214,6 @@ pub async fn run(
                 credential_kind: kind as i32,
             })
             .await;
-        return match answer {
-            Ok(r) => {
-                let result = r.into_inner();
-                Outcome::Confirmed {
-                    result_code: result.result_code().as_str_name().to_owned(),
-                    result: StaffResult::from_proto(&result),
-                }
-            }
-            Err(status) => refused_by_service(&status),
-        };
+        return answered(answer);
     }
 }

@@ -179,13 +179,17 @@ pub fn issue(
             private_key: key.pkcs8_pem().to_owned(),
         };
         let rel = format!("phones/{name}.json");
-        let mut json = serde_json::to_string_pretty(&profile).map_err(|e| TestbedError::Encode {
-            what: "a phone profile",
-            reason: e.to_string(),
-        })?;
+        let mut json =
+            serde_json::to_string_pretty(&profile).map_err(|e| TestbedError::Encode {
+                what: "a phone profile",
+                reason: e.to_string(),
+            })?;
         json.push('\n');
         write_secret(&out.join(&rel), json.as_bytes())?;
-        write(&out.join(format!("phones/{name}.pem")), cert.pem().as_bytes())?;
+        write(
+            &out.join(format!("phones/{name}.pem")),
+            cert.pem().as_bytes(),
+        )?;
         let card_key = CardKey::from_der(cert.der())?;
         issued.entries.push(PhoneEntry {
             name,

@@ -192,14 +192,31 @@ pub fn issuing_ca(
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 ) -> Result<Authority, TestbedError> {
+    user_auth_ca(
+        &ISSUER_UNITS,
+        key,
+        serial,
+        (not_before, not_after),
+        "issuing CA",
+    )
+}
+
+/// A self-signed user-authentication CA named with `units`.
+fn user_auth_ca(
+    units: &[&str; 2],
+    key: &RsaKey,
+    serial: Vec<u8>,
+    (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+    what: &str,
+) -> Result<Authority, TestbedError> {
     let params = ca_params(
-        issuing_authority_name(&ISSUER_UNITS)?,
+        issuing_authority_name(units)?,
         serial,
         not_before,
         not_after,
         BasicConstraints::Unconstrained,
     );
-    self_signed_authority(params, key, "issuing CA")
+    self_signed_authority(params, key, what)
 }
 
 /// The mock authority's smartphone issuing CA: the same profile as [`issuing_ca`], its own
@@ -210,14 +227,13 @@ pub fn smartphone_ca(
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 ) -> Result<Authority, TestbedError> {
-    let params = ca_params(
-        issuing_authority_name(&SMARTPHONE_ISSUER_UNITS)?,
+    user_auth_ca(
+        &SMARTPHONE_ISSUER_UNITS,
+        key,
         serial,
-        not_before,
-        not_after,
-        BasicConstraints::Unconstrained,
-    );
-    self_signed_authority(params, key, "smartphone CA")
+        (not_before, not_after),
+        "smartphone CA",
+    )
 }
 
 /// What distinguishes one card's certificate.

@@ -727,7 +727,10 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         add_years(now, -2)?,
         add_years(now, 8)?,
     )?;
-    write_file(&out.join("smartphone-ca/ca.pem"), smartphone_ca.pem().as_bytes())?;
+    write_file(
+        &out.join("smartphone-ca/ca.pem"),
+        smartphone_ca.pem().as_bytes(),
+    )?;
     write_secret(
         &out.join("smartphone-ca/ca.key.pem"),
         smartphone_ca.key_pem().as_bytes(),

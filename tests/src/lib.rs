@@ -982,7 +982,10 @@ impl Phone {
             .ok_or("a profile path without a file name")?
             .to_string_lossy()
             .into_owned();
-        let socket = dir.join(format!("{stem}{}.sock", if refuse { "-refuse" } else { "" }));
+        let socket = dir.join(format!(
+            "{stem}{}.sock",
+            if refuse { "-refuse" } else { "" }
+        ));
         let _ = std::fs::remove_file(&socket);
         let mut cmd = Command::new(bin("virtual-phone")?);
         cmd.arg("--profile")

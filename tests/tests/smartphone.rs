@@ -114,14 +114,23 @@ fn an_android_phone_confirms_with_the_pin_typed_at_the_reader() {
     let entry = phone_entry("phone-01");
     let phone = start_phone("phone-01", "android-ok", false);
     let pin = entry["pin"].as_str().unwrap();
-    let run = confirm(&svc, &phone, &format!("{pin}\n"), &["--consent", "medication"]);
+    let run = confirm(
+        &svc,
+        &phone,
+        &format!("{pin}\n"),
+        &["--consent", "medication"],
+    );
     assert_confirmed(
         &run,
         "smartphone-android",
         entry["person_id"].as_str().unwrap(),
     );
     // The same consent rules as a card: the consent is recorded and echoed.
-    assert_eq!(run.json["result"]["consents"]["medication"], true, "{}", run.json);
+    assert_eq!(
+        run.json["result"]["consents"]["medication"], true,
+        "{}",
+        run.json
+    );
     // The PIN went to the phone only: not in anything the agent printed.
     assert!(!run.stderr.contains(pin) && !run.json.to_string().contains(pin));
 }
@@ -190,7 +199,12 @@ fn a_revoked_phone_certificate_is_refused_as_revoked() {
     let entry = phone_entry("phone-03");
     assert_eq!(entry["kind"], "revoked");
     let phone = start_phone("phone-03", "revoked", false);
-    let run = confirm(&svc, &phone, &format!("{}\n", entry["pin"].as_str().unwrap()), &[]);
+    let run = confirm(
+        &svc,
+        &phone,
+        &format!("{}\n", entry["pin"].as_str().unwrap()),
+        &[],
+    );
     assert_refused(&run, "RESULT_CODE_CERTIFICATE_REVOKED");
 }
 
@@ -221,7 +235,12 @@ fn a_phone_of_a_holder_not_registered_for_insurance_use_is_refused_as_for_a_card
     let svc = service();
     let entry = phone_entry("phone-05");
     let phone = start_phone("phone-05", "unregistered", false);
-    let run = confirm(&svc, &phone, &format!("{}\n", entry["pin"].as_str().unwrap()), &[]);
+    let run = confirm(
+        &svc,
+        &phone,
+        &format!("{}\n", entry["pin"].as_str().unwrap()),
+        &[],
+    );
     assert_refused(&run, "RESULT_CODE_CARD_NOT_REGISTERED");
 }
 
@@ -401,10 +420,19 @@ fn check_cert_checks_a_phone_certificate_against_the_smartphone_ca() {
     assert_eq!(code, Some(1), "{line}");
     assert!(line.contains("rejected: revoked"), "{line}");
     let (code, line) = check_cert("phones/phone-04.pem", true);
-    assert!(code == Some(1) && line.contains("rejected: expired"), "{line}");
+    assert!(
+        code == Some(1) && line.contains("rejected: expired"),
+        "{line}"
+    );
     // Each kind against the other's CA: untrusted.
     let (code, line) = check_cert("phones/phone-01.pem", false);
-    assert!(code == Some(1) && line.contains("untrusted-issuer"), "{line}");
+    assert!(
+        code == Some(1) && line.contains("untrusted-issuer"),
+        "{line}"
+    );
     let (code, line) = check_cert("cards/card-0001.pem", true);
-    assert!(code == Some(1) && line.contains("untrusted-issuer"), "{line}");
+    assert!(
+        code == Some(1) && line.contains("untrusted-issuer"),
+        "{line}"
+    );
 }

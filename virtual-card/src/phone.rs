@@ -84,12 +84,14 @@ pub struct PhoneProfile {
 
 impl PhoneProfile {
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let p: PhoneProfile =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         if p.format != PHONE_PROFILE_FORMAT {
-            return Err(format!("{}: format is not {PHONE_PROFILE_FORMAT}", path.display()));
+            return Err(format!(
+                "{}: format is not {PHONE_PROFILE_FORMAT}",
+                path.display()
+            ));
         }
         Ok(p)
     }
@@ -352,11 +354,11 @@ mod tests {
         let PhoneResponse::Signature { signature } = sign(&mut p, 50, Some("4321")) else {
             panic!("no signature");
         };
-        let key = VerifyingKey::<rsa::sha2::Sha256>::new(
-            crate::test_support::test_key().to_public_key(),
-        );
+        let key =
+            VerifyingKey::<rsa::sha2::Sha256>::new(crate::test_support::test_key().to_public_key());
         let sig = Signature::try_from(hex::decode(signature).unwrap().as_slice()).unwrap();
-        key.verify(&hex::decode(binding(50)).unwrap(), &sig).unwrap();
+        key.verify(&hex::decode(binding(50)).unwrap(), &sig)
+            .unwrap();
     }
 
     #[test]
@@ -388,7 +390,10 @@ mod tests {
             }
         ));
         // No PIN at all is an error, not a try.
-        assert!(matches!(sign(&mut p, 50, None), PhoneResponse::Error { .. }));
+        assert!(matches!(
+            sign(&mut p, 50, None),
+            PhoneResponse::Error { .. }
+        ));
     }
 
     #[test]

@@ -377,7 +377,12 @@ impl ConfirmationService {
                     _ => Err(CertError::Expired { not_after, at }.into()),
                 }
             }
-            Err(e) => Err(credential_mismatch_or(other.as_deref(), certificate, now, e)),
+            Err(e) => Err(credential_mismatch_or(
+                other.as_deref(),
+                certificate,
+                now,
+                e,
+            )),
         }
     }
 

@@ -67,7 +67,10 @@ fn main() -> ExitCode {
     let listener = match UnixListener::bind(&cli.socket) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("virtual-phone: cannot listen on {}: {e}", cli.socket.display());
+            eprintln!(
+                "virtual-phone: cannot listen on {}: {e}",
+                cli.socket.display()
+            );
             return ExitCode::from(1);
         }
     };
