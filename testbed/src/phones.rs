@@ -206,6 +206,9 @@ pub fn issue(
     Ok(issued)
 }
 
+/// The smartphone cases, in the order `world.json` lists them (after the card cases).
+pub const PHONE_CASES: [&str; 2] = ["smartphone-android", "smartphone-iphone"];
+
 /// The world's examples with the smartphone cases added after them: `smartphone-android` and
 /// `smartphone-iphone`, the first valid phone of each platform whose holder already has an
 /// example (whose insurance-card numbers the case reuses).
@@ -215,13 +218,13 @@ pub fn with_examples(
 ) -> Vec<crate::manifest::ExampleEntry> {
     for (case, platform, description) in [
         (
-            "smartphone-android",
+            PHONE_CASES[0],
             "android",
             "smartphone マイナ保険証 on Android: `virtual-phone` serves the phone, the PIN is \
              typed at the reader (`confirm --phone SOCKET --pin PIN`)",
         ),
         (
-            "smartphone-iphone",
+            PHONE_CASES[1],
             "iphone",
             "smartphone マイナ保険証 on an iPhone: verified on the phone, no PIN at the reader \
              (`confirm --phone SOCKET`)",
