@@ -331,19 +331,15 @@ impl ConfirmationService {
         // the current CRL on every hit. A smartphone's certificate is validated against the
         // smartphone CA's store, a card's against the cards' (docs/smartphone.md).
         let phone = purpose.is_smartphone();
-        let (trust, other) = {
-            let cards = Some(self.state.trust.current());
-            let phones = self.state.phone_trust.as_ref().map(|t| t.current());
-            if phone {
-                (phones, cards)
-            } else {
-                (cards, phones)
-            }
-        };
-        let Some(trust) = trust else {
+        let cards = || Some(self.state.trust.current());
+        let phones = || self.state.phone_trust.as_ref().map(|t| t.current());
+        // The other kind's store, looked at only when this one does not know the issuer (so
+        // a card's confirmation takes no second snapshot).
+        let other = || if phone { cards() } else { phones() };
+        let Some(trust) = (if phone { phones() } else { cards() }) else {
             // No smartphone CA configured: no phone certificate can be trusted.
             return Err(credential_mismatch_or(
-                other.as_deref(),
+                other,
                 certificate,
                 now,
                 CertError::UntrustedIssuer {
@@ -377,12 +373,7 @@ impl ConfirmationService {
                     _ => Err(CertError::Expired { not_after, at }.into()),
                 }
             }
-            Err(e) => Err(credential_mismatch_or(
-                other.as_deref(),
-                certificate,
-                now,
-                e,
-            )),
+            Err(e) => Err(credential_mismatch_or(other, certificate, now, e)),
         }
     }
 
@@ -758,7 +749,7 @@ where
 /// as a smartphone's, or the reverse, is refused as such (RESULT_CODE_CREDENTIAL_KIND_MISMATCH)
 /// rather than as an unknown issuer. Rare, so the other store's check is uncached.
 fn credential_mismatch_or(
-    other: Option<&crate::validation::TrustStore>,
+    other: impl FnOnce() -> Option<Arc<crate::validation::TrustStore>>,
     certificate: &[u8],
     now: OffsetDateTime,
     error: CertError,
@@ -766,7 +757,7 @@ fn credential_mismatch_or(
     if !matches!(error, CertError::UntrustedIssuer { .. }) {
         return error.into();
     }
-    match other.map(|o| o.validate(certificate, now)) {
+    match other().map(|o| o.validate(certificate, now)) {
         Some(Ok(_)) => Refusal::CredentialKindMismatch,
         Some(Err(e)) if !matches!(e, CertError::UntrustedIssuer { .. }) => {
             Refusal::CredentialKindMismatch
