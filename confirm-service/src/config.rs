@@ -494,6 +494,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_smartphone_trust_is_its_own_with_the_cards_policy_by_default() {
+        let dir = std::env::temp_dir().join(format!("onshi-config-phone-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("service.toml");
+        let base = "listen = \"127.0.0.1:0\"\nstore = \"s\"\n[tls]\ncertificate = \"s.pem\"\n\
+                    private_key = \"s.key\"\nclient_ca = \"ca.pem\"\n[validation]\n\
+                    trust_anchors = [\"ca.pem\"]\npolicy_oids = [\"1.2.3\"]\n";
+        std::fs::write(&path, base).unwrap();
+        assert!(Config::load(&path)
+            .unwrap()
+            .validation
+            .smartphone_files()
+            .is_none());
+        std::fs::write(
+            &path,
+            format!(
+                "{base}[validation.smartphone]\ntrust_anchors = [\"phone-ca.pem\"]\n\
+                 crls = [\"phone.crl\"]\n"
+            ),
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        let phone = c.validation.smartphone_files().unwrap();
+        assert_eq!(phone.anchors, vec![dir.join("phone-ca.pem")]);
+        assert_eq!(phone.crls, vec![dir.join("phone.crl")]);
+        assert_eq!(phone.policy.policy_oids, vec!["1.2.3".to_owned()]);
+        assert_eq!(c.validation.card_files().anchors, vec![dir.join("ca.pem")]);
+        std::fs::write(
+            &path,
+            format!(
+                "{base}[validation.smartphone]\ntrust_anchors = [\"p.pem\"]\n\
+                 policy_oids = [\"1.2.4\"]\nunknown = 1\n"
+            ),
+        )
+        .unwrap();
+        assert!(Config::load(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn resolves_relative_paths_and_rejects_unknown_keys() {
         let dir = std::env::temp_dir().join(format!("onshi-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -436,3 +436,37 @@ fn check_cert_checks_a_phone_certificate_against_the_smartphone_ca() {
         "{line}"
     );
 }
+
+#[test]
+fn without_a_smartphone_ca_a_phone_is_untrusted_and_a_card_claimed_as_one_still_a_mismatch() {
+    let text = std::fs::read_to_string(world().dir.join("service.toml")).unwrap();
+    let cut = text.find("[validation.smartphone]").unwrap();
+    let end = text[cut..].find("\n\n").map_or(text.len(), |i| cut + i);
+    let path = world().dir.join("service-no-phones.toml");
+    std::fs::write(&path, format!("{}{}", &text[..cut], &text[end..])).unwrap();
+    let svc = InProcService::start(&path).unwrap();
+    let phone = CardKeys::of_phone(world(), "phone-01").unwrap();
+    assert_eq!(
+        attempt(
+            &svc,
+            &phone,
+            pb::Purpose::SmartphoneAndroid,
+            Purpose::SmartphoneAndroid,
+            pb::CredentialKind::SmartphoneAndroid,
+        )
+        .unwrap_err(),
+        Some(ResultCode::CertificateUntrusted)
+    );
+    let card = CardKeys::of(world(), "valid").unwrap();
+    assert_eq!(
+        attempt(
+            &svc,
+            &card,
+            pb::Purpose::SmartphoneIphone,
+            Purpose::SmartphoneIphone,
+            pb::CredentialKind::SmartphoneIphone,
+        )
+        .unwrap_err(),
+        Some(ResultCode::CredentialKindMismatch)
+    );
+}
