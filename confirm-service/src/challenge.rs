@@ -154,11 +154,17 @@ fn tag_matches(tag: &hmac::Tag, presented: &[u8]) -> bool {
     subtle::ConstantTimeEq::ct_eq(&tag.as_ref()[..TAG_LEN], presented).into()
 }
 
-const PURPOSES: [Purpose; 4] = [
+/// Every purpose a challenge can be sealed for (a test checks it against the proto enum).
+const PURPOSES: [Purpose; 9] = [
     Purpose::Confirm,
     Purpose::Register,
     Purpose::Face,
     Purpose::VisualCheck,
+    Purpose::RegisterByReader,
+    Purpose::SmartphoneAndroid,
+    Purpose::SmartphoneIphone,
+    Purpose::HomeCareConfirm,
+    Purpose::HomeCareVisualCheck,
 ];
 
 /// Issues sealed challenges and checks presented ones by computation.
@@ -386,6 +392,16 @@ mod tests {
             c.check(&a.bytes, "0110113719-T01", Purpose::Register, NOW),
             Err(ChallengeError::WrongPurpose)
         );
+        // A smartphone challenge of one platform presented for the other (or as a card's).
+        let phone = c
+            .issue("0110113719-T01", Purpose::SmartphoneAndroid, NOW)
+            .unwrap();
+        for other in [Purpose::SmartphoneIphone, Purpose::Confirm] {
+            assert_eq!(
+                c.check(&phone.bytes, "0110113719-T01", other, NOW),
+                Err(ChallengeError::WrongPurpose)
+            );
+        }
         // Another terminal presenting it for another purpose: other terminal first.
         assert_eq!(
             c.check(&a.bytes, "0110113719-T02", Purpose::Face, NOW),
@@ -544,5 +560,19 @@ mod tests {
         );
         drop(c);
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A challenge presented for the wrong purpose is told apart from another terminal's only
+    /// for the purposes listed: every purpose of the proto must be there.
+    #[test]
+    fn every_proto_purpose_is_known_to_the_challenges() {
+        for v in 1..=255 {
+            if onshi_proto::v1::Purpose::try_from(v).is_ok() {
+                assert!(
+                    PURPOSES.iter().any(|p| *p as i32 == v),
+                    "purpose {v} missing from PURPOSES"
+                );
+            }
+        }
     }
 }

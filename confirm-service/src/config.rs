@@ -236,6 +236,26 @@ pub struct ValidationConfig {
     /// Verified certificates kept in the cache; 0 disables the cache.
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
+    /// `[validation.smartphone]`: the smartphone issuing CA (スマホ用電子証明書, its own CA
+    /// generation) and its CRLs (docs/smartphone.md). Absent: smartphone confirmations are
+    /// refused as untrusted.
+    #[serde(default)]
+    pub smartphone: Option<SmartphoneTrustConfig>,
+}
+
+/// The trust of smartphone certificates: anchors and CRLs of their own, kept apart from the
+/// cards', so a certificate's kind is the CA it chains to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmartphoneTrustConfig {
+    pub trust_anchors: Vec<PathBuf>,
+    #[serde(default)]
+    pub intermediates: Vec<PathBuf>,
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// Accepted policy OIDs of phone certificates; empty: the cards' `policy_oids`.
+    #[serde(default)]
+    pub policy_oids: Vec<String>,
 }
 
 fn default_reload() -> u32 {
@@ -388,6 +408,11 @@ impl Config {
         self.validation.trust_anchors.iter_mut().for_each(fix);
         self.validation.intermediates.iter_mut().for_each(fix);
         self.validation.crls.iter_mut().for_each(fix);
+        if let Some(phone) = self.validation.smartphone.as_mut() {
+            phone.trust_anchors.iter_mut().for_each(fix);
+            phone.intermediates.iter_mut().for_each(fix);
+            phone.crls.iter_mut().for_each(fix);
+        }
     }
 }
 
@@ -399,6 +424,32 @@ impl ValidationConfig {
             crl_clock_skew: time::Duration::seconds(i64::from(self.clock_skew_seconds)),
             stale_crl: self.stale_crl,
         }
+    }
+
+    /// The trust files of cards.
+    pub fn card_files(&self) -> crate::trust_reload::TrustFiles {
+        crate::trust_reload::TrustFiles {
+            anchors: self.trust_anchors.clone(),
+            intermediates: self.intermediates.clone(),
+            crls: self.crls.clone(),
+            policy: self.policy(),
+        }
+    }
+
+    /// The trust files of smartphone certificates, if configured: the cards' clock skews and
+    /// stale-CRL policy, their own anchors, CRLs and (if given) policy OIDs.
+    pub fn smartphone_files(&self) -> Option<crate::trust_reload::TrustFiles> {
+        let phone = self.smartphone.as_ref()?;
+        let mut policy = self.policy();
+        if !phone.policy_oids.is_empty() {
+            policy.policy_oids = phone.policy_oids.clone();
+        }
+        Some(crate::trust_reload::TrustFiles {
+            anchors: phone.trust_anchors.clone(),
+            intermediates: phone.intermediates.clone(),
+            crls: phone.crls.clone(),
+            policy,
+        })
     }
 }
 
@@ -441,6 +492,46 @@ fn toml_error_line(e: &toml::de::Error, text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_smartphone_trust_is_its_own_with_the_cards_policy_by_default() {
+        let dir = std::env::temp_dir().join(format!("onshi-config-phone-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("service.toml");
+        let base = "listen = \"127.0.0.1:0\"\nstore = \"s\"\n[tls]\ncertificate = \"s.pem\"\n\
+                    private_key = \"s.key\"\nclient_ca = \"ca.pem\"\n[validation]\n\
+                    trust_anchors = [\"ca.pem\"]\npolicy_oids = [\"1.2.3\"]\n";
+        std::fs::write(&path, base).unwrap();
+        assert!(Config::load(&path)
+            .unwrap()
+            .validation
+            .smartphone_files()
+            .is_none());
+        std::fs::write(
+            &path,
+            format!(
+                "{base}[validation.smartphone]\ntrust_anchors = [\"phone-ca.pem\"]\n\
+                 crls = [\"phone.crl\"]\n"
+            ),
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        let phone = c.validation.smartphone_files().unwrap();
+        assert_eq!(phone.anchors, vec![dir.join("phone-ca.pem")]);
+        assert_eq!(phone.crls, vec![dir.join("phone.crl")]);
+        assert_eq!(phone.policy.policy_oids, vec!["1.2.3".to_owned()]);
+        assert_eq!(c.validation.card_files().anchors, vec![dir.join("ca.pem")]);
+        std::fs::write(
+            &path,
+            format!(
+                "{base}[validation.smartphone]\ntrust_anchors = [\"p.pem\"]\n\
+                 policy_oids = [\"1.2.4\"]\nunknown = 1\n"
+            ),
+        )
+        .unwrap();
+        assert!(Config::load(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn resolves_relative_paths_and_rejects_unknown_keys() {

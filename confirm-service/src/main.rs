@@ -70,6 +70,12 @@ enum Command {
         /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
+        /// Check a smartphone certificate (スマホ用電子証明書, docs/smartphone.md): take the
+        /// anchors, CRLs and policy from --config's [validation.smartphone] instead of the
+        /// cards'. A card's certificate then fails as untrusted-issuer, and a phone's without
+        /// this flag.
+        #[arg(long, requires = "config")]
+        smartphone: bool,
         /// The certificate to check (PEM or DER).
         cert: PathBuf,
     },
@@ -235,6 +241,7 @@ fn main() -> ExitCode {
             clock_skew,
             stale_crl,
             json,
+            smartphone,
             cert,
         } => cli::check_cert::run(
             config,
@@ -245,6 +252,7 @@ fn main() -> ExitCode {
             at,
             (clock_skew, stale_crl),
             json,
+            smartphone,
             cert,
         ),
     }

@@ -35,6 +35,10 @@ pub enum Refusal {
     /// below its threshold or a threshold below the service's minimum). The text says which.
     #[error("the reader's attestation is not accepted: {0}")]
     AttestationInvalid(String),
+    /// A card's certificate presented as a smartphone's, or a smartphone's as a card's
+    /// (the certificate chains to the other kind's CA).
+    #[error("the certificate is of another credential kind than the request claims (card or smartphone)")]
+    CredentialKindMismatch,
     #[error("the card is not linked to any person by the issuing authority")]
     CardUnknown,
     #[error("the card's holder has not registered the card for health-insurance use")]
@@ -120,6 +124,7 @@ impl Refusal {
             Refusal::Certificate(e) => e.reason(),
             Refusal::SignatureInvalid => "signature-invalid",
             Refusal::AttestationInvalid(_) => "attestation-invalid",
+            Refusal::CredentialKindMismatch => "credential-kind-mismatch",
             Refusal::CardUnknown => "card-unknown",
             Refusal::CardNotRegistered => "card-not-registered",
             Refusal::Invalid(_) => "invalid-field",
@@ -199,6 +204,7 @@ impl Refusal {
             },
             Refusal::SignatureInvalid => ResultCode::SignatureInvalid,
             Refusal::AttestationInvalid(_) => ResultCode::AttestationInvalid,
+            Refusal::CredentialKindMismatch => ResultCode::CredentialKindMismatch,
             Refusal::CardUnknown => ResultCode::CardUnknown,
             Refusal::CardNotRegistered => ResultCode::CardNotRegistered,
             Refusal::AsOfOutOfRange(_) => ResultCode::AsOfDateOutOfRange,
@@ -234,6 +240,7 @@ impl Refusal {
             | ResultCode::CertificateUntrusted
             | ResultCode::SignatureInvalid
             | ResultCode::AttestationInvalid
+            | ResultCode::CredentialKindMismatch
             | ResultCode::CardUnknown => Code::Unauthenticated,
             ResultCode::ChallengeUnknown
             | ResultCode::ChallengeExpired
@@ -256,6 +263,9 @@ impl Refusal {
             | ResultCode::PinAttemptsExhausted
             | ResultCode::FaceAttemptsExhausted
             | ResultCode::PinNotSet
+            | ResultCode::PhonePinLocked
+            | ResultCode::PhoneVerificationRefused
+            | ResultCode::PhoneUnavailable
             | ResultCode::InternalError => Code::Internal,
         }
     }

@@ -50,24 +50,21 @@ impl ServeError {
 /// Builds the shared state from a configuration, and starts the thread that reloads the
 /// trust files (CRLs) when they change; it ends when the state is dropped.
 pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceState, ServeError> {
-    let files = TrustFiles {
-        anchors: config.validation.trust_anchors.clone(),
-        intermediates: config.validation.intermediates.clone(),
-        crls: config.validation.crls.clone(),
-        policy: config.validation.policy(),
+    let reload =
+        std::time::Duration::from_secs(u64::from(config.validation.reload_interval_seconds));
+    let live = |files: TrustFiles| -> Result<Arc<LiveTrust>, ServeError> {
+        let watcher = Watcher::new(files.clone());
+        let trust = Arc::new(LiveTrust::new(files.load()?));
+        if !reload.is_zero() {
+            watcher.spawn(Arc::downgrade(&trust), reload).map_err(|e| {
+                ServeError::Store(format!("cannot start the CRL reload thread: {e}"))
+            })?;
+        }
+        Ok(trust)
     };
-    let watcher = Watcher::new(files.clone());
-    let trust = Arc::new(LiveTrust::new(files.load()?));
-    if config.validation.reload_interval_seconds > 0 {
-        watcher
-            .spawn(
-                Arc::downgrade(&trust),
-                std::time::Duration::from_secs(u64::from(
-                    config.validation.reload_interval_seconds,
-                )),
-            )
-            .map_err(|e| ServeError::Store(format!("cannot start the CRL reload thread: {e}")))?;
-    }
+    let trust = live(config.validation.card_files())?;
+    // Smartphone certificates: their own CA generation and CRLs (docs/smartphone.md).
+    let phone_trust = config.validation.smartphone_files().map(live).transpose()?;
     let store = store::open(&config.store).map_err(|e| ServeError::Store(e.to_string()))?;
     let audit =
         AuditLog::start(Arc::clone(&store)).map_err(|e| ServeError::Store(e.to_string()))?;
@@ -86,6 +83,7 @@ pub fn build_state(config: &Config, clock: Arc<dyn Clock>) -> Result<ServiceStat
         store,
         challenges,
         trust,
+        phone_trust,
         cert_cache: CertCache::new(config.validation.cache_entries),
         holders: Default::default(),
         audit,

@@ -49,6 +49,12 @@ impl Pin {
         self.matches(&other.0)
     }
 
+    /// The ASCII digits, for a channel that carries the PIN to the credential itself and
+    /// nowhere else: the simulated smartphone's (reader-agent `phone`, docs/smartphone.md).
+    pub fn digits_for_credential(&self) -> &[u8; 4] {
+        &self.0
+    }
+
     /// The ASCII digits, for building a VERIFY command inside this crate.
     pub(crate) fn digits(&self) -> &[u8; 4] {
         &self.0

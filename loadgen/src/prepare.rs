@@ -402,6 +402,7 @@ fn sign_one(job: &Job, rng: &ring::rand::SystemRandom) -> Result<Prepared, Loadg
             prescription_issue: pb::PrescriptionIssue::Unspecified as i32,
             treatment: 0,
             requery_consent: false,
+            credential_kind: pb::CredentialKind::Card as i32,
         }),
     })
 }

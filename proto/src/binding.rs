@@ -10,6 +10,8 @@
 //! purpose                    1 byte: 1 confirm, 2 register, 3 face, 4 visual check,
 //!                                    40 register by reader (a card without a PIN),
 //!                                    60 居宅同意取得型 PIN, 61 居宅同意取得型 visual check
+//!                                    50 smartphone Android (its PIN typed at the reader),
+//!                                    51 smartphone iPhone (verified on the phone)
 //! challenge                 32 bytes, as issued by the service
 //! len(terminal name)         1 byte
 //! terminal name              ASCII, 1..=64 bytes: "<医療機関コード>-<terminal id>"
@@ -74,9 +76,22 @@ pub enum Purpose {
     /// 居宅同意取得型 first visit by a staff member's visual check at a mobile device: as
     /// [`Purpose::VisualCheck`] (the same suffix), with the re-query consent of purpose 60.
     HomeCareVisualCheck = 61,
+    /// A smartphone マイナ保険証 on Android: the phone's smartphone certificate signed after
+    /// the PIN typed at the reader unlocked it (docs/smartphone.md). Encoded like
+    /// [`Purpose::Confirm`], with no suffix.
+    SmartphoneAndroid = 50,
+    /// A smartphone マイナ保険証 on an iPhone: signed after the phone's own verification of its
+    /// holder. Encoded like [`Purpose::Confirm`].
+    SmartphoneIphone = 51,
 }
 
 impl Purpose {
+    /// Whether a smartphone (its own certificate and key), not a card, signs bindings of this
+    /// purpose.
+    pub fn is_smartphone(self) -> bool {
+        matches!(self, Purpose::SmartphoneAndroid | Purpose::SmartphoneIphone)
+    }
+
     /// Whether the reader's device key, not the card, signs bindings of this purpose.
     pub fn is_reader(self) -> bool {
         matches!(
@@ -699,8 +714,34 @@ mod tests {
         assert!(!Purpose::HomeCareConfirm.is_reader());
     }
 
+    const PUBLISHED_ANDROID_SHA256: &str =
+        "04d8592d8b6f8df17ac702e1a295de583a9f756926c3bd7405afb858d409bdc7";
+    const PUBLISHED_IPHONE_SHA256: &str =
+        "13645b5c9f0f06ba6f76cf5d7a147bde635346f892a746c0b3503bdadc54cc3c";
     const PUBLISHED_COMPREHENSIVE_SHA256: &str =
         "f0f45f0e5c0c9c80b27aa21a06d3a0ec67f37616f9e3dec3bab07813144fcc8d";
+
+    /// The published smartphone vectors of docs/protocol.md: the first vector with purpose
+    /// byte 50 (Android) or 51 (iPhone), nothing else changed.
+    #[test]
+    fn published_smartphone_vectors() {
+        let card = vector().encode().unwrap();
+        for (purpose, byte, sha) in [
+            (Purpose::SmartphoneAndroid, 50u8, PUBLISHED_ANDROID_SHA256),
+            (Purpose::SmartphoneIphone, 51u8, PUBLISHED_IPHONE_SHA256),
+        ] {
+            let v = ChallengeBinding {
+                purpose,
+                ..vector()
+            };
+            let bytes = v.encode().unwrap();
+            let mut expected = card.clone();
+            expected[8] = byte;
+            assert_eq!(bytes, expected);
+            assert_eq!(hex(&binding_sha256(&bytes)), sha);
+            assert!(!purpose.is_reader());
+        }
+    }
 
     /// The published 包括同意 vector of docs/protocol.md: purpose 1, consents byte 1f.
     #[test]
@@ -789,6 +830,8 @@ mod tests {
             hex(&binding_sha256(
                 &register_vector().encode_attested(&VISUAL).unwrap(),
             )),
+            PUBLISHED_ANDROID_SHA256.to_owned(),
+            PUBLISHED_IPHONE_SHA256.to_owned(),
             hex(&binding_sha256(
                 &ChallengeBinding {
                     consents: ConsentBits::comprehensive(),

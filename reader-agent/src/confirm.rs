@@ -304,21 +304,9 @@ pub async fn run(
             Action::Confirm => opts.consents,
             Action::Register => ConsentBits::default(),
         };
-        let binding = match (ChallengeBinding {
-            purpose,
-            challenge: &challenge.challenge,
-            terminal_name: &challenge.terminal_name,
-            certificate_der: &certificate,
-            consents,
-        })
-        .encode()
-        {
+        let binding = match binding_for(purpose, &challenge, &certificate, consents) {
             Ok(b) => b,
-            Err(e) => {
-                return Outcome::Error {
-                    message: format!("the service sent an unusable challenge: {e}"),
-                }
-            }
+            Err(o) => return o,
         };
         let digest_info = sha256_digest_info(&binding_sha256(&binding));
         timing.challenge = step.elapsed();
@@ -405,22 +393,48 @@ pub async fn run(
             prescription_issue: opts.prescription as i32,
             treatment: opts.treatment as i32,
             requery_consent: opts.mobile,
+            credential_kind: pb::CredentialKind::Card as i32,
         };
         let step = Instant::now();
         let answer = grpc.confirm_by_card(request).await;
         timing.confirm = step.elapsed();
         progress(&timing.summary());
-        return match answer {
-            Ok(r) => {
-                let result = r.into_inner();
-                Outcome::Confirmed {
-                    result_code: result.result_code().as_str_name().to_owned(),
-                    result: StaffResult::from_proto(&result),
-                }
-            }
-            Err(status) => refused_by_service(&status),
-        };
+        return answered(answer);
     }
+}
+
+/// The outcome of a confirmation call as the service answered it.
+pub fn answered(answer: Result<tonic::Response<pb::ConfirmationResult>, tonic::Status>) -> Outcome {
+    match answer {
+        Ok(r) => {
+            let result = r.into_inner();
+            Outcome::Confirmed {
+                result_code: result.result_code().as_str_name().to_owned(),
+                result: StaffResult::from_proto(&result),
+            }
+        }
+        Err(status) => refused_by_service(&status),
+    }
+}
+
+/// The binding the credential signs for a challenge, or the outcome of an unusable one.
+pub fn binding_for(
+    purpose: Purpose,
+    challenge: &pb::IssueChallengeResponse,
+    certificate: &[u8],
+    consents: ConsentBits,
+) -> Result<Vec<u8>, Outcome> {
+    ChallengeBinding {
+        purpose,
+        challenge: &challenge.challenge,
+        terminal_name: &challenge.terminal_name,
+        certificate_der: certificate,
+        consents,
+    }
+    .encode()
+    .map_err(|e| Outcome::Error {
+        message: format!("the service sent an unusable challenge: {e}"),
+    })
 }
 
 /// How phase A's worker started: it connected to a card (its ATR, if it could be sent), or

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tonic::transport::Channel;
 
 use crate::confirm::refused_by_service;
-use crate::report::{Outcome, StaffResult};
+use crate::report::Outcome;
 
 /// The patient's insurance-card numbers, as typed by staff.
 #[derive(Debug, Clone, Default)]
@@ -60,16 +60,7 @@ pub async fn confirm_query(
         query: Some(query),
         claimed_visit_time: None,
     };
-    match client.confirm_by_numbers(request).await {
-        Ok(r) => {
-            let result = r.into_inner();
-            Outcome::Confirmed {
-                result_code: result.result_code().as_str_name().to_owned(),
-                result: StaffResult::from_proto(&result),
-            }
-        }
-        Err(status) => refused_by_service(&status),
-    }
+    crate::confirm::answered(client.confirm_by_numbers(request).await)
 }
 
 /// A time as people and scripts read it: RFC 3339, UTC.

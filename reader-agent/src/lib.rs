@@ -20,5 +20,6 @@ pub mod kiosk;
 pub mod oqs;
 pub mod outage;
 pub mod pcsc_card;
+pub mod phone;
 pub mod pin_input;
 pub mod report;

@@ -247,6 +247,17 @@ enum Command {
         /// exchange: a mute card never hangs the agent.
         #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
         card_timeout: f64,
+        /// Confirm with a smartphone マイナ保険証 instead of the card: the simulated phone
+        /// served by `virtual-phone` on this Unix socket (onshi's own simulator channel, not
+        /// the real phones' protocol: docs/smartphone.md). Android: the phone's PIN is typed
+        /// here (as for a card) and checked by the phone; iPhone: the patient verifies on the
+        /// phone, no PIN. The reader options and --trace do not apply.
+        #[arg(
+            long,
+            value_name = "SOCKET",
+            conflicts_with_all = ["reader", "trace", "face", "visual_check", "mobile", "treatment"]
+        )]
+        phone: Option<PathBuf>,
     },
     /// Register the card's holder for health-insurance use (健康保険証利用申込み). In PIN
     /// mode the card signs a registration challenge after VERIFY. A card without a PIN
@@ -626,6 +637,7 @@ fn main() -> ExitCode {
             json,
             trace,
             card_timeout,
+            phone,
         } => cli::card::run_confirm(
             config,
             service,
@@ -646,6 +658,7 @@ fn main() -> ExitCode {
             (TreatmentArg::proto(treatment), mobile),
             json,
             trace,
+            phone,
         ),
         Command::Register {
             terminal: TerminalArgs { config, service },
@@ -669,6 +682,7 @@ fn main() -> ExitCode {
             (onshi_proto::v1::MedicalTreatment::Unspecified, false),
             json,
             trace,
+            None,
         ),
         Command::ChangePin {
             card: CardArgs { reader, wait },

@@ -38,6 +38,16 @@ pub struct ServiceValidation {
     pub crls: Vec<String>,
     pub policy_oids: Vec<String>,
     pub clock_skew_seconds: u32,
+    /// `[validation.smartphone]`: the smartphone CA and its CRL (docs/smartphone.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smartphone: Option<ServiceSmartphoneTrust>,
+}
+
+/// `[validation.smartphone]` of `service.toml`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceSmartphoneTrust {
+    pub trust_anchors: Vec<String>,
+    pub crls: Vec<String>,
 }
 
 /// A terminal's `agent.toml`.
@@ -85,6 +95,7 @@ mod tests {
                 crls: vec!["issuing-ca/crl.der".into()],
                 policy_oids: vec!["1.2.392.200149.8.5.1.0.30".into()],
                 clock_skew_seconds: 300,
+                smartphone: None,
             },
         };
         let text = to_toml(&c).unwrap();

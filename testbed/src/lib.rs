@@ -17,6 +17,7 @@ pub mod der;
 mod error;
 pub mod keys;
 pub mod manifest;
+pub mod phones;
 pub mod pki;
 pub mod population;
 pub mod progress;

@@ -34,6 +34,30 @@ pub struct WorldManifest {
     /// terminal in operation): `confirm-service institutions` prints the listed ones.
     #[serde(default)]
     pub institutions: Vec<InstitutionEntry>,
+    /// Smartphone マイナ保険証 phones issued to some card holders (docs/smartphone.md):
+    /// their own certificates from the smartphone CA, served by `virtual-phone`.
+    #[serde(default)]
+    pub phones: Vec<PhoneEntry>,
+}
+
+/// A phone holding a smartphone user-authentication certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneEntry {
+    /// `phone-01`, …
+    pub name: String,
+    /// The phone profile for `virtual-phone`, e.g. `phones/phone-01.json`.
+    pub profile: String,
+    pub person_id: String,
+    /// `android` or `iphone`.
+    pub platform: String,
+    /// `valid`, `revoked` (on the smartphone CA's CRL) or `expired` (expired yesterday).
+    pub kind: String,
+    /// Android: the PIN typed at the reader (test data); empty for an iPhone.
+    #[serde(default)]
+    pub pin: String,
+    /// The certificate's serial, lowercase hex (the store's card key spelling).
+    pub serial: String,
+    pub description: String,
 }
 
 /// An institution of the registry, as `confirm-service institutions` lists it.
@@ -64,6 +88,9 @@ pub struct ExampleEntry {
     /// The card the person holds (`card-0001`, …), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card: Option<String>,
+    /// The phone the example is for (`phone-01`, …): the smartphone cases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
     pub insurer_number: String,
     /// Absent for 後期高齢者医療.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -336,6 +363,7 @@ mod tests {
                 description: String::new(),
                 person_id: "P000000005".into(),
                 card: None,
+                phone: None,
                 insurer_number: "39131015".into(),
                 symbol: None,
                 number: "10000004".into(),
@@ -351,6 +379,7 @@ mod tests {
                 started_on: "20231201".into(),
                 listed: true,
             }],
+            phones: Vec::new(),
         };
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains(r#""now":"2025-11-24T03:00:00Z""#), "{json}");

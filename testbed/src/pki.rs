@@ -52,6 +52,23 @@ pub const CRL_DISTRIBUTION_POINT_NAME: [(&[u64], &str); 5] = [
     (&OID_COMMON_NAME, "JPKI-TEST CRL"),
 ];
 
+/// The two OUs of the smartphone issuing CA's name: the smartphone user-authentication
+/// certificates (スマホ用電子証明書) come from a CA generation of their own, separate from the
+/// cards' (docs/smartphone.md). The name is the mock's, not the real authority's.
+pub const SMARTPHONE_ISSUER_UNITS: [&str; 2] = [
+    "JPKI for smartphone user authentication",
+    "Japan Agency for Local Authority Information Systems",
+];
+
+/// The directory name the phones' CRL distribution point carries.
+const SMARTPHONE_CRL_DISTRIBUTION_POINT_NAME: [(&[u64], &str); 5] = [
+    (&OID_COUNTRY, "JP"),
+    (&OID_ORGANIZATION, ISSUER_ORGANIZATION),
+    (&OID_ORG_UNIT, SMARTPHONE_ISSUER_UNITS[0]),
+    (&OID_ORG_UNIT, "CRL Distribution Points"),
+    (&OID_COMMON_NAME, "JPKI-TEST smartphone CRL"),
+];
+
 /// A CA: its certificate and what is needed to sign with it.
 pub struct Authority {
     pub certificate: Certificate,
@@ -101,17 +118,18 @@ fn printable(s: &str) -> Result<DnValue, TestbedError> {
         })
 }
 
-/// `C=JP, O=JPKI-TEST, OU=JPKI for user authentication, OU=Japan Agency for …`.
-fn issuing_authority_name() -> Result<DistinguishedName, TestbedError> {
+/// `C=JP, O=JPKI-TEST, OU=<units[0]>, OU=<units[1]>`: the user-authentication CA's name
+/// with [`ISSUER_UNITS`], the smartphone CA's with [`SMARTPHONE_ISSUER_UNITS`].
+fn issuing_authority_name(units: &[&str; 2]) -> Result<DistinguishedName, TestbedError> {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CountryName, printable("JP")?);
     dn.push(DnType::OrganizationName, printable(ISSUER_ORGANIZATION)?);
-    dn.push(DnType::OrganizationalUnitName, printable(ISSUER_UNITS[0])?);
+    dn.push(DnType::OrganizationalUnitName, printable(units[0])?);
     // rcgen keeps one value per attribute type; the same OID spelled as a custom type is a
     // second entry, which is how a Name with two OUs is written.
     dn.push(
         DnType::CustomDnType(OID_ORG_UNIT.to_vec()),
-        printable(ISSUER_UNITS[1])?,
+        printable(units[1])?,
     );
     Ok(dn)
 }
@@ -174,14 +192,48 @@ pub fn issuing_ca(
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 ) -> Result<Authority, TestbedError> {
+    user_auth_ca(
+        &ISSUER_UNITS,
+        key,
+        serial,
+        (not_before, not_after),
+        "issuing CA",
+    )
+}
+
+/// A self-signed user-authentication CA named with `units`.
+fn user_auth_ca(
+    units: &[&str; 2],
+    key: &RsaKey,
+    serial: Vec<u8>,
+    (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+    what: &str,
+) -> Result<Authority, TestbedError> {
     let params = ca_params(
-        issuing_authority_name()?,
+        issuing_authority_name(units)?,
         serial,
         not_before,
         not_after,
         BasicConstraints::Unconstrained,
     );
-    self_signed_authority(params, key, "issuing CA")
+    self_signed_authority(params, key, what)
+}
+
+/// The mock authority's smartphone issuing CA: the same profile as [`issuing_ca`], its own
+/// name ([`SMARTPHONE_ISSUER_UNITS`]), key and CRL.
+pub fn smartphone_ca(
+    key: &RsaKey,
+    serial: Vec<u8>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<Authority, TestbedError> {
+    user_auth_ca(
+        &SMARTPHONE_ISSUER_UNITS,
+        key,
+        serial,
+        (not_before, not_after),
+        "smartphone CA",
+    )
 }
 
 /// What distinguishes one card's certificate.
@@ -212,6 +264,27 @@ pub fn card_certificate(
     card_key: &KeyPair,
     spec: &CardCertificateSpec,
 ) -> Result<Certificate, TestbedError> {
+    user_auth_certificate(ca, card_key, spec, &CRL_DISTRIBUTION_POINT_NAME)
+}
+
+/// A smartphone user-authentication certificate (スマホ用電子証明書) under
+/// [`smartphone_ca`]: the card profile (the validation of docs/validation.md applies
+/// unchanged), with the smartphone CA's CRL distribution point. The real certificate's
+/// profile is not public in this detail; docs/smartphone.md.
+pub fn phone_certificate(
+    ca: &Authority,
+    phone_key: &KeyPair,
+    spec: &CardCertificateSpec,
+) -> Result<Certificate, TestbedError> {
+    user_auth_certificate(ca, phone_key, spec, &SMARTPHONE_CRL_DISTRIBUTION_POINT_NAME)
+}
+
+fn user_auth_certificate(
+    ca: &Authority,
+    card_key: &KeyPair,
+    spec: &CardCertificateSpec,
+    crl_point: &[(&[u64], &str)],
+) -> Result<Certificate, TestbedError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CountryName, printable("JP")?);
@@ -226,7 +299,7 @@ pub fn card_certificate(
     params.use_authority_key_identifier_extension = true;
     params.key_identifier_method = KeyIdMethod::Sha256;
 
-    let crl_dp_name = der::name(&CRL_DISTRIBUTION_POINT_NAME).ok_or(TestbedError::Encode {
+    let crl_dp_name = der::name(crl_point).ok_or(TestbedError::Encode {
         what: "the CRL distribution point name",
         reason: "not a PrintableString".into(),
     })?;

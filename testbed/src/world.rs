@@ -20,7 +20,9 @@ use onshi_virtual_card::profile::{
 use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 use crate::card_data;
-use crate::config::{self, AgentConfig, ServiceConfig, ServiceTls, ServiceValidation};
+use crate::config::{
+    self, AgentConfig, ServiceConfig, ServiceSmartphoneTrust, ServiceTls, ServiceValidation,
+};
 use crate::keys::{derive_seed, DeviceKey, RsaKey};
 use crate::manifest::{self, CardEntry, CardKind, TerminalEntry, TerminalStatus, WorldManifest};
 use crate::pki::{self, CardCertificateSpec, LeafSpec, Revocation};
@@ -466,6 +468,8 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
     purposes.push("signature-ca".to_owned());
     // Signs the Kenkaku card faces (DF28), like the issuer key a real card's EF 0004 certifies.
     purposes.push("kenkaku-issuer".to_owned());
+    // The smartphone CA and the phones' own keys (docs/smartphone.md), after every other.
+    purposes.extend(crate::phones::key_purposes());
     progress.step(&format!("generating {} RSA-2048 keys", purposes.len()));
     let mut keys = RsaKey::generate_all(seed, &purposes)?.into_iter();
     let mut next_key = |what: &str| {
@@ -487,6 +491,10 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         .collect::<Result<Vec<_>, _>>()?;
     let signature_ca_key = next_key("signature-ca")?;
     let kenkaku_issuer_key = next_key("kenkaku-issuer")?;
+    let smartphone_ca_key = next_key("smartphone-ca")?;
+    let phone_keys = (1..=crate::phones::PHONES.len())
+        .map(|i| next_key(&format!("phone-key/{i}")))
+        .collect::<Result<Vec<_>, _>>()?;
 
     progress.step(&format!("generating the {} card holders", opts.cards));
     let plans: Vec<CardPlan> = (0..opts.cards).map(population::card_plan).collect();
@@ -712,6 +720,35 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         pki::crl_pem(&crl)?.as_bytes(),
     )?;
 
+    progress.step("smartphone CA, phones and their CRL");
+    let smartphone_ca = pki::smartphone_ca(
+        &smartphone_ca_key,
+        pki::serial_for(seed, "smartphone-ca"),
+        add_years(now, -2)?,
+        add_years(now, 8)?,
+    )?;
+    write_file(
+        &out.join("smartphone-ca/ca.pem"),
+        smartphone_ca.pem().as_bytes(),
+    )?;
+    write_secret(
+        &out.join("smartphone-ca/ca.key.pem"),
+        smartphone_ca.key_pem().as_bytes(),
+    )?;
+    let phones = crate::phones::issue(
+        seed,
+        now,
+        &smartphone_ca,
+        &phone_keys,
+        |i| card_entries.get(i).map(|c| c.person_id.clone()),
+        out,
+        write_file,
+        write_secret,
+    )?;
+    links.extend(phones.links.iter().cloned());
+    let phone_crl = pki::crl(&smartphone_ca, &phones.revoked, now, days(now, 7)?)?;
+    write_file(&out.join("smartphone-ca/crl.der"), phone_crl.der())?;
+
     progress.step("network CA and its CRL, service and terminal certificates");
     let network = pki::network_ca(
         &network_key,
@@ -900,6 +937,10 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
             crls: vec!["issuing-ca/crl.der".into()],
             policy_oids: vec![pki::JPKI_TEST_POLICY_OID.into()],
             clock_skew_seconds: 300,
+            smartphone: Some(ServiceSmartphoneTrust {
+                trust_anchors: vec!["smartphone-ca/ca.pem".into()],
+                crls: vec!["smartphone-ca/crl.der".into()],
+            }),
         },
     };
     write_file(
@@ -914,7 +955,8 @@ pub fn build_world(opts: &WorldOptions) -> Result<WorldManifest, TestbedError> {
         cards: card_entries,
         terminals: terminal_entries,
         persons: totals.persons,
-        examples: examples.into_entries(),
+        examples: crate::phones::with_examples(examples.into_entries(), &phones.entries),
+        phones: phones.entries.clone(),
         institutions: registry
             .iter()
             .map(|i| {

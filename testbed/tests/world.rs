@@ -884,6 +884,7 @@ fn the_examples_reproduce_against_the_store() {
     let expected: Vec<&str> = onshi_testbed::population::CASES
         .iter()
         .chain(&onshi_testbed::population::CARD_CASES)
+        .chain(&onshi_testbed::phones::PHONE_CASES)
         .copied()
         .collect();
     assert_eq!(cases, expected);
@@ -940,6 +941,21 @@ fn the_examples_reproduce_against_the_store() {
                 assert!(!store.checkups(&e.person_id).unwrap().is_empty());
             }
             _ => {}
+        }
+        // A smartphone example names a valid phone of its person, of the case's platform,
+        // whose certificate the store links to that person.
+        if let Some(name) = &e.phone {
+            let phone = manifest.phones.iter().find(|p| &p.name == name).unwrap();
+            assert_eq!(phone.person_id, e.person_id);
+            assert_eq!(phone.kind, "valid");
+            assert_eq!(format!("smartphone-{}", phone.platform), e.case);
+            let pem = std::fs::read_to_string(dir.join(format!("phones/{name}.pem"))).unwrap();
+            let der = pem::parse(pem).unwrap().into_contents();
+            let key = onshi_confirm_service::store::CardKey::from_der(&der).unwrap();
+            assert_eq!(
+                store.person_for_card(&key).unwrap().as_deref(),
+                Some(e.person_id.as_str())
+            );
         }
         let kind = |name: &str| manifest.cards.iter().find(|c| c.name == name).unwrap().kind;
         match e.case.as_str() {

@@ -67,8 +67,29 @@ impl CardKeys {
             .as_str()
             .ok_or("card without profile")?
             .to_owned();
-        let text = std::fs::read_to_string(world.dir.join(&rel))
-            .map_err(|e| format!("read {rel}: {e}"))?;
+        Self::from_profile(
+            world,
+            &rel,
+            "user_auth_certificate",
+            "user_auth_private_key",
+        )
+    }
+
+    /// The keys of the world's phone `name` (`phone-01`, ...): its smartphone certificate and
+    /// its own key, from the phone profile.
+    pub fn of_phone(world: &World, name: &str) -> Result<CardKeys> {
+        Self::from_profile(
+            world,
+            &format!("phones/{name}.json"),
+            "certificate",
+            "private_key",
+        )
+    }
+
+    /// A certificate (PEM) and a PKCS#8 key (PEM) from two fields of a profile file.
+    fn from_profile(world: &World, rel: &str, cert: &str, key: &str) -> Result<CardKeys> {
+        let text =
+            std::fs::read_to_string(world.dir.join(rel)).map_err(|e| format!("read {rel}: {e}"))?;
         let profile: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| format!("{rel}: {e}"))?;
         let field = |name: &str| {
@@ -76,10 +97,10 @@ impl CardKeys {
                 .as_str()
                 .ok_or_else(|| format!("{rel} has no {name}"))
         };
-        let certificate = pem::parse(field("user_auth_certificate")?)
+        let certificate = pem::parse(field(cert)?)
             .map_err(|e| format!("{rel}: certificate: {e}"))?
             .into_contents();
-        let key = rsa::RsaPrivateKey::from_pkcs8_pem(field("user_auth_private_key")?)
+        let key = rsa::RsaPrivateKey::from_pkcs8_pem(field(key)?)
             .map_err(|e| format!("{rel}: private key: {e}"))?;
         Ok(CardKeys { certificate, key })
     }

@@ -778,7 +778,7 @@ fn run_agent_command(
 
 /// Runs a short-lived command with `input` on its stdin and collects its output; killed if it
 /// has not finished within 60 s (its own waits are bounded too: this is the backstop).
-fn run_with_stdin(mut cmd: Command, input: &str, what: &str) -> Result<std::process::Output> {
+pub fn run_with_stdin(mut cmd: Command, input: &str, what: &str) -> Result<std::process::Output> {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -1031,5 +1031,54 @@ impl Service {
         child
             .wait()
             .map_err(|e| format!("cannot reap confirm-service: {e}"))
+    }
+}
+
+/// A simulated phone (`virtual-phone`) serving a phone profile on a Unix socket of its own;
+/// stopped on drop.
+#[derive(Debug)]
+pub struct Phone {
+    _guard: Guard,
+    pub socket: PathBuf,
+}
+
+impl Phone {
+    /// Serves `profile` on `dir/<file stem>.sock`; `refuse`: the iPhone's holder refuses.
+    pub fn start(profile: &Path, dir: &Path, refuse: bool) -> Result<Self> {
+        let stem = profile
+            .file_stem()
+            .ok_or("a profile path without a file name")?
+            .to_string_lossy()
+            .into_owned();
+        let socket = dir.join(format!(
+            "{stem}{}.sock",
+            if refuse { "-refuse" } else { "" }
+        ));
+        let _ = std::fs::remove_file(&socket);
+        let mut cmd = Command::new(bin("virtual-phone")?);
+        cmd.arg("--profile")
+            .arg(profile)
+            .arg("--socket")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if refuse {
+            cmd.arg("--refuse");
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start virtual-phone: {e}"))?;
+        let guard = Guard::new(child, "virtual-phone");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            if Instant::now() > deadline {
+                return Err("virtual-phone did not listen within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self {
+            _guard: guard,
+            socket,
+        })
     }
 }

@@ -524,6 +524,7 @@ fn challenges_serve_only_their_purpose() {
         let signature = card.sign(&binding).unwrap();
         let pin = pb::ConfirmByCardRequest {
             prescription_issue: Default::default(),
+            credential_kind: 0,
             certificate: card.certificate.clone(),
             challenge: confirm.bytes.clone(),
             signature: signature.clone(),
@@ -546,6 +547,7 @@ fn challenges_serve_only_their_purpose() {
         let err = c
             .confirm_by_card(pb::ConfirmByCardRequest {
                 prescription_issue: Default::default(),
+                credential_kind: 0,
                 certificate: card.certificate.clone(),
                 challenge: face_challenge.bytes.clone(),
                 signature: card.sign(&binding).unwrap(),
@@ -615,6 +617,7 @@ fn a_terminal_without_a_registered_device_key_cannot_attest() {
         let ok = c
             .confirm_by_card(pb::ConfirmByCardRequest {
                 prescription_issue: Default::default(),
+                credential_kind: 0,
                 certificate: card.certificate.clone(),
                 challenge: ch.bytes.clone(),
                 signature: card.sign(&binding).unwrap(),

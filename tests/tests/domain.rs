@@ -397,6 +397,7 @@ async fn confirm_card(
     let signature = sign(card, Purpose::Confirm, &ch, bits);
     c.confirm_by_card(pb::ConfirmByCardRequest {
         prescription_issue: Default::default(),
+        credential_kind: 0,
         certificate: card.certificate.clone(),
         challenge: ch.challenge,
         signature,

@@ -127,6 +127,7 @@ async fn confirm(
         prescription_issue: 0,
         treatment: 0,
         requery_consent: false,
+        credential_kind: 0,
     })
     .await
     .map(tonic::Response::into_inner)

@@ -204,6 +204,7 @@ async fn confirm_by_card(
         prescription_issue: prescription,
         treatment: 0,
         requery_consent: false,
+        credential_kind: 0,
     })
     .await
     .map(|r| r.into_inner())

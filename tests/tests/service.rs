@@ -91,6 +91,7 @@ fn request(
 ) -> pb::ConfirmByCardRequest {
     pb::ConfirmByCardRequest {
         prescription_issue: Default::default(),
+        credential_kind: 0,
         certificate: card.certificate.clone(),
         challenge: ch.challenge.clone(),
         signature: sig,

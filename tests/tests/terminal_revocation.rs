@@ -149,6 +149,7 @@ async fn confirm(world: &World, url: &str, dir: &Path) -> pb::ConfirmationResult
         .unwrap();
     c.confirm_by_card(pb::ConfirmByCardRequest {
         prescription_issue: Default::default(),
+        credential_kind: 0,
         certificate: card.certificate.clone(),
         challenge: ch.challenge,
         signature,

@@ -103,6 +103,7 @@ fn signed_request(card: &CardKeys, ch: &pb::IssueChallengeResponse) -> pb::Confi
         .unwrap();
     pb::ConfirmByCardRequest {
         prescription_issue: Default::default(),
+        credential_kind: 0,
         certificate: card.certificate.clone(),
         challenge: ch.challenge.clone(),
         signature,

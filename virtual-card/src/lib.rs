@@ -9,7 +9,9 @@
 //! - [`replay`]: a recorded APDU trace acting as a card;
 //! - [`surface`]: the files of the card-face applications (Kenhojo, Kenkaku), byte for byte;
 //! - [`vpcd`]: the transport that attaches the card to pcscd through the vpcd driver;
-//! - [`trace`]: the optional APDU trace, PINs always redacted.
+//! - [`trace`]: the optional APDU trace, PINs always redacted;
+//! - [`phone`]: the simulated smartphone マイナ保険証 and onshi's own (not the real) channel
+//!   to it, served by the `virtual-phone` binary (docs/smartphone.md).
 //!
 //! The `virtual-card` binary wires these together.
 #![forbid(unsafe_code)]
@@ -18,6 +20,7 @@ pub mod card;
 pub mod contents;
 pub mod fault;
 pub mod fuzzing;
+pub mod phone;
 pub mod profile;
 pub mod rack;
 pub mod replay;

@@ -132,23 +132,39 @@ pub fn run(
     at: Option<String>,
     (clock_skew, stale_crl): (Option<u32>, Option<String>),
     json: bool,
+    smartphone: bool,
     cert: PathBuf,
 ) -> ExitCode {
     let mut policy = EndEntityPolicy::default();
     if let Some(path) = &config {
         match Config::load(path) {
             Ok(c) => {
+                // The card's trust files, or with --smartphone the smartphone CA's.
+                let files = if smartphone {
+                    match c.validation.smartphone_files() {
+                        Some(f) => f,
+                        None => {
+                            eprintln!(
+                                "check-cert: {} has no [validation.smartphone]",
+                                path.display()
+                            );
+                            return ExitCode::from(2);
+                        }
+                    }
+                } else {
+                    c.validation.card_files()
+                };
                 if trust.is_empty() {
-                    trust = c.validation.trust_anchors.clone();
-                    intermediates.extend(c.validation.intermediates.clone());
+                    trust = files.anchors;
+                    intermediates.extend(files.intermediates);
                 }
                 if crls.is_empty() {
-                    crls = c.validation.crls.clone();
+                    crls = files.crls;
                 }
                 if policy_oids.is_empty() {
-                    policy_oids = c.validation.policy_oids.clone();
+                    policy_oids = files.policy.policy_oids.clone();
                 }
-                policy = c.validation.policy();
+                policy = files.policy;
             }
             Err(e) => {
                 eprintln!("check-cert: {e}");

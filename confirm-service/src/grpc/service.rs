@@ -74,6 +74,8 @@ pub struct ServiceState {
     pub challenges: Arc<Challenges>,
     /// The current trust store (replaced when the CRL files change).
     pub trust: Arc<LiveTrust>,
+    /// The trust store of smartphone certificates (their own CA and CRLs), when configured.
+    pub phone_trust: Option<Arc<LiveTrust>>,
     /// Verified certificates, so a known card costs no parsing and no CA signature.
     pub cert_cache: CertCache,
     /// Holders of cards seen a moment ago, so a known card costs no store read.
@@ -102,13 +104,19 @@ pub struct ConfirmationService {
     pub(super) idempotency: Arc<Idempotency>,
 }
 
+/// The audit method of a smartphone confirmation on Android (PIN typed at the reader).
+pub const METHOD_SMARTPHONE_ANDROID: &str = "smartphone-android";
+/// The audit method of a smartphone confirmation on an iPhone (verified on the phone).
+pub const METHOD_SMARTPHONE_IPHONE: &str = "smartphone-iphone";
+
 /// What is known about a request when it is answered or refused, for its audit record.
 #[derive(Debug)]
 pub(crate) struct AuditContext {
     pub person_id: Option<String>,
     pub consents: u8,
     pub certificate_sha256: Option<String>,
-    /// `pin` (card in PIN mode), `numbers` (insurance-card numbers), `face` (face match
+    /// `pin` (card in PIN mode), `smartphone-android` / `smartphone-iphone` (a smartphone
+    /// マイナ保険証), `numbers` (insurance-card numbers), `face` (face match
     /// attested by the reader), `visual:<staff id>` (visual check attested by the reader; plain
     /// `visual` when the staff id itself was refused) or `reader` (a reader confirmation whose
     /// method was missing or unknown).
@@ -321,8 +329,25 @@ impl ConfirmationService {
         )?);
 
         // One snapshot of the trust store for the whole request; the cache re-checks time and
-        // the current CRL on every hit.
-        let trust = self.state.trust.current();
+        // the current CRL on every hit. A smartphone's certificate is validated against the
+        // smartphone CA's store, a card's against the cards' (docs/smartphone.md).
+        let phone = purpose.is_smartphone();
+        let cards = || Some(self.state.trust.current());
+        let phones = || self.state.phone_trust.as_ref().map(|t| t.current());
+        // The other kind's store, looked at only when this one does not know the issuer (so
+        // a card's confirmation takes no second snapshot).
+        let other = || if phone { cards() } else { phones() };
+        let Some(trust) = (if phone { phones() } else { cards() }) else {
+            // No smartphone CA configured: no phone certificate can be trusted.
+            return Err(credential_mismatch_or(
+                other,
+                certificate,
+                now,
+                CertError::UntrustedIssuer {
+                    issuer: "(no smartphone CA is configured)".into(),
+                },
+            ));
+        };
         match self
             .state
             .cert_cache
@@ -336,8 +361,9 @@ impl ConfirmationService {
                 let standing = cert_grace::standing(validated.not_after, now);
                 Ok((validated, standing))
             }
+            // No grace period for a smartphone certificate (docs/domain.md, assumption).
             Err(CertError::Expired { not_after, at })
-                if !matches!(purpose, Purpose::Register | Purpose::RegisterByReader) =>
+                if !phone && !matches!(purpose, Purpose::Register | Purpose::RegisterByReader) =>
             {
                 match cert_grace::standing(not_after, now) {
                     standing @ Standing::InGrace { .. } => {
@@ -348,7 +374,7 @@ impl ConfirmationService {
                     _ => Err(CertError::Expired { not_after, at }.into()),
                 }
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(credential_mismatch_or(other, certificate, now, e)),
         }
     }
 
@@ -549,6 +575,35 @@ impl ConfirmationService {
             challenge: req.challenge,
             signature: req.signature,
         };
+        // The credential: a card (PIN mode), or a smartphone whose kind decides the binding's
+        // purpose, the trust store and the audit method (docs/smartphone.md).
+        // A 居宅同意取得型 first visit reads the card itself (an assumption: docs/domain.md).
+        let purpose = match pb::CredentialKind::try_from(req.credential_kind) {
+            Ok(pb::CredentialKind::Unspecified | pb::CredentialKind::Card) => purpose,
+            Ok(pb::CredentialKind::SmartphoneAndroid | pb::CredentialKind::SmartphoneIphone)
+                if requery.is_some() =>
+            {
+                return Err(Refusal::BadRequest(
+                    "a 居宅同意取得型 first visit (requery_consent) is made with the card, not a \
+                     smartphone"
+                        .into(),
+                ));
+            }
+            Ok(pb::CredentialKind::SmartphoneAndroid) => {
+                ctx.method = std::borrow::Cow::Borrowed(METHOD_SMARTPHONE_ANDROID);
+                Purpose::SmartphoneAndroid
+            }
+            Ok(pb::CredentialKind::SmartphoneIphone) => {
+                ctx.method = std::borrow::Cow::Borrowed(METHOD_SMARTPHONE_IPHONE);
+                Purpose::SmartphoneIphone
+            }
+            Err(_) => {
+                return Err(Refusal::UnknownEnum {
+                    what: "credential_kind",
+                    value: req.credential_kind,
+                })
+            }
+        };
         let (key, standing) = self
             .verify_card(terminal, proof, purpose, bits, ctx, now)
             .await?;
@@ -738,6 +793,28 @@ where
     tokio::task::spawn_blocking(move || f(&state))
         .await
         .map_err(|e| Refusal::Internal(format!("worker failed: {e}")))?
+}
+
+/// A certificate refused as untrusted by the store of the credential kind the request claims
+/// is of the other kind when the other store knows its issuer: a card's certificate presented
+/// as a smartphone's, or the reverse, is refused as such (RESULT_CODE_CREDENTIAL_KIND_MISMATCH)
+/// rather than as an unknown issuer. Rare, so the other store's check is uncached.
+fn credential_mismatch_or(
+    other: impl FnOnce() -> Option<Arc<crate::validation::TrustStore>>,
+    certificate: &[u8],
+    now: OffsetDateTime,
+    error: CertError,
+) -> Refusal {
+    if !matches!(error, CertError::UntrustedIssuer { .. }) {
+        return error.into();
+    }
+    match other().map(|o| o.validate(certificate, now)) {
+        Some(Ok(_)) => Refusal::CredentialKindMismatch,
+        Some(Err(e)) if !matches!(e, CertError::UntrustedIssuer { .. }) => {
+            Refusal::CredentialKindMismatch
+        }
+        _ => error.into(),
+    }
 }
 
 pub(crate) fn unavailable(e: StoreError) -> Refusal {
@@ -1091,6 +1168,8 @@ pub(super) fn purpose_from_proto(value: i32) -> Result<Purpose, Refusal> {
         Ok(pb::Purpose::RegisterByReader) => Ok(Purpose::RegisterByReader),
         Ok(pb::Purpose::HomeCareConfirm) => Ok(Purpose::HomeCareConfirm),
         Ok(pb::Purpose::HomeCareVisualCheck) => Ok(Purpose::HomeCareVisualCheck),
+        Ok(pb::Purpose::SmartphoneAndroid) => Ok(Purpose::SmartphoneAndroid),
+        Ok(pb::Purpose::SmartphoneIphone) => Ok(Purpose::SmartphoneIphone),
         Ok(pb::Purpose::Unspecified) => {
             Err(Refusal::Invalid(DomainError::Empty { what: "purpose" }))
         }

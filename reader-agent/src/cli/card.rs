@@ -29,6 +29,7 @@ pub fn run_confirm(
     (treatment, mobile): (onshi_proto::v1::MedicalTreatment, bool),
     json: bool,
     trace: Option<String>,
+    phone: Option<PathBuf>,
 ) -> ExitCode {
     let config = match load_config(&config) {
         Ok(c) => c,
@@ -40,7 +41,9 @@ pub fn run_confirm(
         eprintln!("reader-agent: {e}");
         return ExitCode::from(2);
     }
-    if mode.is_none() && !pin_stdin && !std::io::stdin().is_terminal() {
+    // Face and visual-check modes ask for no PIN; nor does a phone that needs none (an iPhone
+    // verifies on the phone): asked only if needed.
+    if mode.is_none() && phone.is_none() && !pin_stdin && !std::io::stdin().is_terminal() {
         eprintln!("reader-agent: stdin is not a terminal: use --pin-stdin to read the PIN from it");
         return ExitCode::from(2);
     }
@@ -128,7 +131,19 @@ pub fn run_confirm(
         return ExitCode::from(3);
     };
     let progress = |line: &str| eprintln!("{line}");
-    let outcome: Outcome = runtime.block_on(confirm::run(&config, &opts, pins, trace, &progress));
+    let outcome: Outcome = match &phone {
+        // A smartphone マイナ保険証 through the simulator channel (docs/smartphone.md).
+        Some(socket) => runtime.block_on(onshi_reader_agent::phone::run(
+            &config,
+            opts.service_override.as_deref(),
+            socket,
+            opts.consents,
+            opts.prescription,
+            pins,
+            &progress,
+        )),
+        None => runtime.block_on(confirm::run(&config, &opts, pins, trace, &progress)),
+    };
     // A card thread stuck in a PC/SC call (a mute card) must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_millis(100));
     print_outcome(&outcome, json);

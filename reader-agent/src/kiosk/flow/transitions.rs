@@ -810,6 +810,7 @@ impl State {
                         prescription_issue: reception.prescription as i32,
                         treatment: 0,
                         requery_consent: false,
+                        credential_kind: pb::CredentialKind::Card as i32,
                     }));
                     Stage::Confirming {
                         card,
