@@ -25,6 +25,7 @@ use std::sync::{Arc, RwLock};
 use time::{Duration, OffsetDateTime};
 
 use crate::eligibility::{Person, QualificationRecord};
+use crate::medical_aid::MedicalTicket;
 use crate::store::CardKey;
 
 /// A card's holder as the confirmation needs them.
@@ -32,6 +33,9 @@ use crate::store::CardKey;
 pub struct Holder {
     pub person: Person,
     pub records: Vec<QualificationRecord>,
+    /// A 医療扶助 recipient's 医療券 / 調剤券 (empty for everybody else; read only for a
+    /// person with an `A1` record). Registered within [`HolderCache::TTL`] like the records.
+    pub tickets: Vec<MedicalTicket>,
 }
 
 /// Holders by card, each with the instant it was read.
@@ -104,6 +108,7 @@ mod tests {
                 registered_for_insurance: registered,
             },
             records: Vec::new(),
+            tickets: Vec::new(),
         })
     }
 

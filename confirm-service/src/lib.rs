@@ -33,7 +33,8 @@ pub mod validation;
 // (the other crates, the tests) read as before.
 pub use cli::{check_cert, operator};
 pub use domain::{
-    answer, as_of, cert_grace, clinical, consent, documents, eligibility, institutions, quota,
+    answer, as_of, cert_grace, clinical, consent, documents, eligibility, institutions,
+    medical_aid, quota,
 };
 pub use grpc::{batch, idempotency, service, terminal};
 pub use validation::{cert_cache, der, trust_reload};

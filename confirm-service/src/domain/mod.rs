@@ -9,4 +9,5 @@ pub mod consent;
 pub mod documents;
 pub mod eligibility;
 pub mod institutions;
+pub mod medical_aid;
 pub mod quota;

@@ -43,6 +43,7 @@ use crate::consent::{self, ConsentCheck, ConsentGrant, ConsentKind};
 use crate::eligibility::{self, DomainError, Person, QualificationRecord};
 use crate::holders::{Holder, HolderCache};
 use crate::idempotency::Idempotency;
+use crate::medical_aid::{self, MedicalTicket};
 use crate::outcome::Refusal;
 use crate::quota::Quotas;
 use crate::store::{
@@ -383,7 +384,12 @@ impl ConfirmationService {
                         let person_id = person_of_card(s.store.as_ref(), &lookup)?;
                         let (person, records) = load_person(s.store.as_ref(), &person_id)?
                             .ok_or(Refusal::CardUnknown)?;
-                        Ok(Arc::new(Holder { person, records }))
+                        let tickets = load_tickets(s.store.as_ref(), &person_id, &records)?;
+                        Ok(Arc::new(Holder {
+                            person,
+                            records,
+                            tickets,
+                        }))
                     })
                     .await?;
                 self.state.holders.put(key, Arc::clone(&holder), now);
@@ -722,7 +728,11 @@ pub(super) fn confirm_person(
     today: time::Date,
     now: OffsetDateTime,
 ) -> Result<(ConfirmationResult, Vec<ConsentGrant>), Refusal> {
-    let Holder { person, records } = holder;
+    let Holder {
+        person,
+        records,
+        tickets,
+    } = holder;
     if !person.registered_for_insurance {
         return Err(Refusal::CardNotRegistered);
     }
@@ -738,6 +748,7 @@ pub(super) fn confirm_person(
         &grants,
         now,
     );
+    answer::medical_aid_answer(&mut result, &assessment, tickets, today, today, institution);
     result.as_of_date = answer::yyyymmdd(today);
     if let Some(echo) = result.consents.as_mut() {
         echo.comprehensive = bits.is_comprehensive();
@@ -755,6 +766,19 @@ pub(crate) fn load_person(
     };
     let records = store.qualifications(person_id).map_err(unavailable)?;
     Ok(Some((person, records)))
+}
+
+/// A 医療扶助 recipient's tickets (docs/domain.md "医療扶助"): read only when one of the
+/// person's records is an `A1` one, so nobody else costs a store read.
+pub(crate) fn load_tickets(
+    store: &dyn Store,
+    person_id: &str,
+    records: &[QualificationRecord],
+) -> Result<Vec<MedicalTicket>, Refusal> {
+    if !records.iter().any(medical_aid::is_medical_aid) {
+        return Ok(Vec::new());
+    }
+    store.medical_tickets(person_id).map_err(unavailable)
 }
 
 /// A card-less confirmation (by numbers), as answered alone or as a batch item: the result,
@@ -792,6 +816,17 @@ pub(crate) fn confirm_numbers(
             // newer qualification answers 無効（新しい資格あり）.
             let assessment = eligibility::assess_by_numbers(records, &query, today);
             let mut r = answer::confirmation_result(&assessment, Some(person), reference, &[], now);
+            // A 医療扶助 recipient: the as-of month's tickets, or 有効（未登録）.
+            let tickets = load_tickets(store, &person.id, records)?;
+            let service_day = now.to_offset(JST).date();
+            answer::medical_aid_answer(
+                &mut r,
+                &assessment,
+                &tickets,
+                today,
+                service_day,
+                institution,
+            );
             // The document the numbers may have been read from, reported beside the answer;
             // the validity stays the qualification's (docs/domain.md "Insurance documents").
             r.insurance_document = store
