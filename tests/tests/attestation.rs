@@ -731,7 +731,7 @@ fn patient() -> (String, pb::ClinicalDataRequest) {
         number: record.number.clone(),
         branch: record.branch.clone().unwrap_or_default(),
         birth_date: yyyymmdd(person.birth_date),
-        as_of_date: String::new(),
+        ..Default::default()
     };
     (
         person_id,

@@ -172,7 +172,7 @@ impl SearchInfo {
             number: self.number.clone(),
             branch: self.branch.clone(),
             birth_date: self.birth_date.clone(),
-            as_of_date: String::new(),
+            ..Default::default()
         }
     }
 
