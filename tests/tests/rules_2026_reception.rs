@@ -230,6 +230,8 @@ fn numbers_of(kind: &str) -> pb::NumbersQuery {
         branch: text("branch"),
         birth_date: text("birth_date"),
         as_of_date: text("as_of_date"),
+        public_expense_number: text("public_expense_number"),
+        recipient_number: text("recipient_number"),
     }
 }
 
