@@ -25,6 +25,9 @@ pub struct Numbers {
     pub birth_date: String,
     /// The day the eligibility is asked for, YYYYMMDD (JST); empty for today.
     pub as_of_date: String,
+    /// 医療扶助: 公費負担者番号 and 公費受給者番号 instead of the insurance numbers.
+    pub public_expense_number: String,
+    pub recipient_number: String,
 }
 
 impl Numbers {
@@ -36,7 +39,8 @@ impl Numbers {
             branch: self.branch.clone(),
             birth_date: self.birth_date.clone(),
             as_of_date: self.as_of_date.clone(),
-            ..Default::default()
+            public_expense_number: self.public_expense_number.clone(),
+            recipient_number: self.recipient_number.clone(),
         }
     }
 }
