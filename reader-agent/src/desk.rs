@@ -417,9 +417,26 @@ mod tests {
         assert_eq!(q.len(), 2);
         assert_eq!(q[1].insurer_number, "39131016");
         assert_eq!(q[1].symbol, "");
-        std::fs::write(&path, "01130012,1234,901\n").unwrap();
+        std::fs::write(&path, "01130012,1234,901,00\n").unwrap();
         let err = read_csv(&path).unwrap_err();
         assert!(err.contains("line 1") && err.contains("5 fields"), "{err}");
+        // Three fields: a 医療扶助 query by the public-expense numbers (header skipped).
+        std::fs::write(
+            &path,
+            "public_expense_number,recipient_number,birth_date\n12131004,0000123,19600401\n",
+        )
+        .unwrap();
+        let q = read_csv(&path).unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(
+            (
+                q[0].public_expense_number.as_str(),
+                q[0].recipient_number.as_str(),
+                q[0].birth_date.as_str(),
+                q[0].insurer_number.as_str()
+            ),
+            ("12131004", "0000123", "19600401", "")
+        );
         std::fs::write(&path, "insurer_number,symbol,number,branch,birth_date\n").unwrap();
         assert!(read_csv(&path).unwrap_err().contains("no queries"));
     }
