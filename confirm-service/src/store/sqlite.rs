@@ -1966,6 +1966,69 @@ mod tests {
         assert!(err.contains("paper-card"), "{err}");
     }
 
+    /// A version 8 store (before 医療扶助 tickets) gets `medical_tickets` on open: a recipient
+    /// has no ticket until one is loaded; a corrupt treatment month is reported.
+    #[test]
+    fn a_version_8_store_gets_the_medical_tickets() {
+        use crate::medical_aid::{MedicalTicket, TicketKind, TreatmentMonth};
+        let tmp = TempStore::new("v8");
+        {
+            let c = Connection::open(tmp.path()).unwrap();
+            for step in [
+                SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
+                SCHEMA_V8,
+            ] {
+                c.execute_batch(step).unwrap();
+            }
+            c.execute(
+                "INSERT INTO audit_chain (singleton, last_seq, last_hash, anchor_seq, anchor_hash)
+                 VALUES (1, 0, ?1, 0, ?1)",
+                params![&audit_chain::GENESIS[..]],
+            )
+            .unwrap();
+            c.execute_batch("PRAGMA user_version = 8;").unwrap();
+        }
+        let store = SqliteStore::open(&tmp.path()).unwrap();
+        store.insert_person(&person("P1")).unwrap();
+        assert_eq!(store.medical_tickets("P1").unwrap(), Vec::new());
+        let month = TreatmentMonth::parse("202612").unwrap();
+        let ticket = MedicalTicket {
+            person_id: "P1".into(),
+            month,
+            kind: TicketKind::Dispensing,
+            issue_number: "20261201".into(),
+            valid_from: month.first_day(),
+            valid_until: month.last_day(),
+            institution_code: "1340123452".into(),
+            institution_name: "みなと薬局".into(),
+            self_pay_yen: 500,
+            registered_on: Some(month.first_day()),
+        };
+        Store::load(
+            &store,
+            &LoadBatch {
+                medical_tickets: vec![ticket.clone()],
+                ..LoadBatch::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(store.medical_tickets("P1").unwrap(), vec![ticket]);
+        let version: i64 = store.with_connection(|c| {
+            c.pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap()
+        });
+        assert_eq!(version, SCHEMA_VERSION);
+        store.with_connection(|c| {
+            c.execute_batch(
+                "PRAGMA ignore_check_constraints = ON;
+                 UPDATE medical_tickets SET treatment_month = '202613';",
+            )
+            .unwrap()
+        });
+        let err = store.medical_tickets("P1").unwrap_err().to_string();
+        assert!(err.contains("202613"), "{err}");
+    }
+
     #[test]
     fn corrupt_values_are_reported() {
         let tmp = TempStore::new("corrupt");
