@@ -610,3 +610,81 @@ fn a_batch_answers_public_expense_queries_item_by_item() {
         );
     });
 }
+
+/// The reader agent's desk commands: `numbers --public-expense … --recipient …` (the command
+/// world.json prints for a 医療扶助 example) shows the tickets in JSON and in the staff view;
+/// `batch --csv` takes three-field 医療扶助 lines beside insurance lines.
+#[test]
+fn the_reader_agent_asks_by_public_expense_numbers_and_in_a_batch_csv() {
+    let svc = InProcService::start_running(&config("agent")).unwrap();
+    let agent = world().terminal("in-operation", 0).unwrap();
+    let q = aid_query(900_001);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(onshi_e2e::bin("reader-agent").unwrap())
+            .args(args)
+            .arg("--config")
+            .arg(&agent)
+            .args(["--service", &svc.url()])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let numbers = [
+        "numbers",
+        "--public-expense",
+        &q.public_expense_number,
+        "--recipient",
+        &q.recipient_number,
+        "--birth-date",
+        &q.birth_date,
+    ];
+    let (code, out, err) = run(&[&numbers[..], &["--json"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["result"]["validity"], 1, "{v}");
+    assert_eq!(v["result"]["medical_tickets"][0]["kind"], "医療券", "{v}");
+    // The world's first terminal is the pharmacy: the clinic's 医療券 is another's.
+    assert_eq!(v["result"]["medical_tickets"][0]["designated_here"], false);
+    let (code, out, _) = run(&numbers);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("医療券 ticket") && out.contains("他院"),
+        "{out}"
+    );
+    let (_, out, _) = run(&[
+        "numbers",
+        "--public-expense",
+        &q.public_expense_number,
+        "--recipient",
+        &recipient_number(900_002),
+        "--birth-date",
+        &q.birth_date,
+    ]);
+    assert!(
+        out.contains("有効（未登録）") && out.contains("未登録"),
+        "{out}"
+    );
+
+    let csv = world().dir.join("medical-aid-batch.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "public_expense_number,recipient_number,birth_date\n{},{},{}\n{},{},{}\n",
+            q.public_expense_number,
+            q.recipient_number,
+            q.birth_date,
+            q.public_expense_number,
+            recipient_number(900_002),
+            q.birth_date
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["batch", "--csv", csv.to_str().unwrap(), "--wait", "60"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains(&q.birth_date)).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+}
