@@ -26,6 +26,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::documents::InsuranceDocument;
 use crate::eligibility::{Person, QualificationRecord};
+use crate::medical_aid::MedicalTicket;
 use crate::store::CardKey;
 
 /// A card's holder as the confirmation needs them.
@@ -36,6 +37,9 @@ pub struct Holder {
     /// The document the person holds in place of the paper card (the お知らせ for a
     /// registered person, as a rule), reported beside a card confirmation's answer.
     pub document: Option<InsuranceDocument>,
+    /// A 医療扶助 recipient's 医療券 / 調剤券 (empty for everybody else; read only for a
+    /// person with an `A1` record). Registered within [`HolderCache::TTL`] like the records.
+    pub tickets: Vec<MedicalTicket>,
 }
 
 /// Holders by card, each with the instant it was read.
@@ -109,6 +113,7 @@ mod tests {
             },
             records: Vec::new(),
             document: None,
+            tickets: Vec::new(),
         })
     }
 

@@ -34,7 +34,7 @@ pub mod validation;
 pub use cli::{check_cert, operator};
 pub use domain::{
     answer, as_of, cert_grace, clinical, consent, documents, eligibility, home_care, institutions,
-    quota,
+    medical_aid, quota,
 };
 pub use grpc::{batch, idempotency, service, terminal};
 pub use validation::{cert_cache, der, trust_reload};

@@ -10,6 +10,7 @@ use tonic::{Code, Status};
 
 use crate::challenge::ChallengeError;
 use crate::eligibility::{self, DomainError};
+use crate::medical_aid;
 use crate::validation::CertError;
 
 /// Why a request was refused. Each variant maps to exactly one result code and gRPC code.
@@ -228,7 +229,10 @@ impl Refusal {
             | ResultCode::InvalidField
             | ResultCode::UnknownEnumValue
             | ResultCode::BatchTooLarge
-            | ResultCode::AsOfDateOutOfRange => Code::InvalidArgument,
+            | ResultCode::AsOfDateOutOfRange
+            | ResultCode::InvalidPublicExpenseNumber
+            | ResultCode::InvalidRecipientNumber
+            | ResultCode::MixedQueryKinds => Code::InvalidArgument,
             ResultCode::PatientUnknown | ResultCode::BatchUnknown => Code::NotFound,
             ResultCode::TerminalUnknown | ResultCode::TerminalNotInOperation => {
                 Code::PermissionDenied
@@ -313,6 +317,22 @@ fn invalid_code(e: &DomainError) -> ResultCode {
         {
             ResultCode::InvalidBranch
         }
+        DomainError::WrongLength { what, .. }
+        | DomainError::NonDigit { what, .. }
+        | DomainError::BadCheckDigit { what, .. }
+            if *what == medical_aid::PUBLIC_EXPENSE =>
+        {
+            ResultCode::InvalidPublicExpenseNumber
+        }
+        DomainError::NotPublicAssistance { .. } => ResultCode::InvalidPublicExpenseNumber,
+        DomainError::WrongLength { what, .. }
+        | DomainError::NonDigit { what, .. }
+        | DomainError::BadCheckDigit { what, .. }
+            if *what == medical_aid::RECIPIENT =>
+        {
+            ResultCode::InvalidRecipientNumber
+        }
+        DomainError::MixedQueryKinds { .. } => ResultCode::MixedQueryKinds,
         DomainError::BadDate { .. } => ResultCode::InvalidDate,
         DomainError::Empty { .. } => ResultCode::MissingField,
         DomainError::TooLong { .. } => ResultCode::FieldTooLong,

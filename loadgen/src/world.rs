@@ -164,15 +164,23 @@ impl World {
             let d = person.birth_date;
             let birth_date = format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day());
             for q in store.qualifications(&id).map_err(err)? {
-                pool.push(onshi_proto::v1::NumbersQuery {
-                    insurer_number: q.insurer_number.as_str().to_owned(),
-                    symbol: q.symbol.unwrap_or_default(),
-                    number: q.number,
-                    branch: q.branch.unwrap_or_default(),
-                    birth_date: birth_date.clone(),
-                    as_of_date: String::new(),
-                    treatment: 0,
-                    requery: false,
+                // A 医療扶助 recipient is asked for by the public-expense numbers.
+                pool.push(if onshi_confirm_service::medical_aid::is_medical_aid(&q) {
+                    onshi_proto::v1::NumbersQuery {
+                        public_expense_number: q.insurer_number.as_str().to_owned(),
+                        recipient_number: q.number,
+                        birth_date: birth_date.clone(),
+                        ..Default::default()
+                    }
+                } else {
+                    onshi_proto::v1::NumbersQuery {
+                        insurer_number: q.insurer_number.as_str().to_owned(),
+                        symbol: q.symbol.unwrap_or_default(),
+                        number: q.number,
+                        branch: q.branch.unwrap_or_default(),
+                        birth_date: birth_date.clone(),
+                        ..Default::default()
+                    }
                 });
             }
         }

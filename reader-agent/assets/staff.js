@@ -84,7 +84,14 @@ function renderEntries() {
       el("td", { class: "outcome" }, outcome,
         // A certificate warning on a confirmation carried out (renewal, or grace: no data).
         r.warning ? el("div", { class: "warning", "data-warning": r.warning }, r.warning_message) : null),
-      el("td", { class: "validity" }, r.validity_label || "", documentNote(r.insurance_document)),
+      el("td", { class: "validity" }, r.validity_label || "", documentNote(r.insurance_document),
+        // 医療扶助: 有効（未登録） (no 医療券/調剤券 of the month registered), or the tickets.
+        r.validity === 6 ? el("div", { class: "aid-unregistered" }, "医療券 未登録") : null,
+        ...(r.medical_tickets || []).map((k, i) => el("div", {
+          class: "ticket", id: "ticket-" + e.seq + "-" + i, "data-here": k.designated_here ? "1" : "0" },
+          k.kind + " " + k.treatment_month + " 交付番号 " + k.issue_number + " 指定 "
+            + k.designated_institution_name + (k.designated_here ? " (当院)" : " (他院)")
+            + " 本人支払額 " + k.self_pay_yen + "円"))),
       el("td", { class: "name" }, qa.name ? qa.name + " (" + qa.kana_name + ")" : ""),
       el("td", {}, qa.birth_date || ""),
       el("td", {}, qa.insurer_number ? qa.insurer_number + " " + qa.insurer_name : ""),

@@ -25,6 +25,9 @@ pub struct Numbers {
     pub birth_date: String,
     /// The day the eligibility is asked for, YYYYMMDD (JST); empty for today.
     pub as_of_date: String,
+    /// 医療扶助: 公費負担者番号 and 公費受給者番号 instead of the insurance numbers.
+    pub public_expense_number: String,
+    pub recipient_number: String,
 }
 
 impl Numbers {
@@ -38,6 +41,8 @@ impl Numbers {
             as_of_date: self.as_of_date.clone(),
             treatment: 0,
             requery: false,
+            public_expense_number: self.public_expense_number.clone(),
+            recipient_number: self.recipient_number.clone(),
         }
     }
 }
@@ -200,9 +205,11 @@ pub fn render_clinical(data: &Value) -> String {
     s
 }
 
-/// Reads a reservations CSV: `insurer_number,symbol,number,branch,birth_date` per line (a
-/// header line starting with `insurer` is skipped; empty lines too). Fields are taken as
-/// written: the service validates them and answers a malformed line with its own code.
+/// Reads a reservations CSV: `insurer_number,symbol,number,branch,birth_date` per line, or
+/// for a 医療扶助 recipient `public_expense_number,recipient_number,birth_date` (公費負担者番号,
+/// 公費受給者番号; three fields). A header line starting with `insurer` or `public` is
+/// skipped; empty lines too. Fields are taken as written: the service validates them and
+/// answers a malformed line with its own code.
 pub fn read_csv(path: &Path) -> Result<Vec<pb::NumbersQuery>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -223,25 +230,34 @@ pub fn parse_csv(text: &str, source: &str) -> Result<Vec<pb::NumbersQuery>, Stri
         let record = record.map_err(|e| format!("{source}: {e}"))?;
         let line = record.position().map_or(i as u64 + 1, |p| p.line());
         if record.iter().all(str::is_empty)
-            || (i == 0 && record.get(0).is_some_and(|f| f.starts_with("insurer")))
+            || (i == 0
+                && record
+                    .get(0)
+                    .is_some_and(|f| f.starts_with("insurer") || f.starts_with("public")))
         {
             continue;
         }
-        if record.len() != 5 {
-            return Err(format!(
-                "{source} line {line}: expected 5 fields (insurer_number,symbol,number,branch,birth_date), got {}",
-                record.len()
-            ));
-        }
-        out.push(pb::NumbersQuery {
-            insurer_number: record[0].to_owned(),
-            symbol: record[1].to_owned(),
-            number: record[2].to_owned(),
-            branch: record[3].to_owned(),
-            birth_date: record[4].to_owned(),
-            as_of_date: String::new(),
-            treatment: 0,
-            requery: false,
+        out.push(match record.len() {
+            5 => pb::NumbersQuery {
+                insurer_number: record[0].to_owned(),
+                symbol: record[1].to_owned(),
+                number: record[2].to_owned(),
+                branch: record[3].to_owned(),
+                birth_date: record[4].to_owned(),
+                ..Default::default()
+            },
+            // 医療扶助: the public-expense numbers instead of an insurance card's.
+            3 => pb::NumbersQuery {
+                public_expense_number: record[0].to_owned(),
+                recipient_number: record[1].to_owned(),
+                birth_date: record[2].to_owned(),
+                ..Default::default()
+            },
+            n => {
+                return Err(format!(
+                    "{source} line {line}: expected 5 fields (insurer_number,symbol,number,branch,birth_date) or 3 for 医療扶助 (public_expense_number,recipient_number,birth_date), got {n}"
+                ))
+            }
         });
     }
     if out.is_empty() {
@@ -432,9 +448,26 @@ mod tests {
         assert_eq!(q.len(), 2);
         assert_eq!(q[1].insurer_number, "39131016");
         assert_eq!(q[1].symbol, "");
-        std::fs::write(&path, "01130012,1234,901\n").unwrap();
+        std::fs::write(&path, "01130012,1234,901,00\n").unwrap();
         let err = read_csv(&path).unwrap_err();
         assert!(err.contains("line 1") && err.contains("5 fields"), "{err}");
+        // Three fields: a 医療扶助 query by the public-expense numbers (header skipped).
+        std::fs::write(
+            &path,
+            "public_expense_number,recipient_number,birth_date\n12131004,0000123,19600401\n",
+        )
+        .unwrap();
+        let q = read_csv(&path).unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(
+            (
+                q[0].public_expense_number.as_str(),
+                q[0].recipient_number.as_str(),
+                q[0].birth_date.as_str(),
+                q[0].insurer_number.as_str()
+            ),
+            ("12131004", "0000123", "19600401", "")
+        );
         std::fs::write(&path, "insurer_number,symbol,number,branch,birth_date\n").unwrap();
         assert!(read_csv(&path).unwrap_err().contains("no queries"));
     }

@@ -372,7 +372,7 @@ enum Command {
         json: bool,
     },
     /// 一括照会: submit a CSV of reservations (insurer_number,symbol,number,branch,birth_date
-    /// per line), print the reception number, and with --wait also wait for the answers and
+    /// per line; public_expense_number,recipient_number,birth_date for 医療扶助), print the reception number, and with --wait also wait for the answers and
     /// print them as CSV.
     Batch {
         #[command(flatten)]
@@ -498,14 +498,14 @@ impl ReaderModeArgs {
 /// The patient's insurance card, as staff type it.
 #[derive(Debug, clap::Args)]
 struct PatientArgs {
-    /// 保険者番号 (8 digits, 6 for 国保).
-    #[arg(long, value_name = "DIGITS")]
+    /// 保険者番号 (8 digits, 6 for 国保); empty for a 医療扶助 query (--public-expense).
+    #[arg(long, value_name = "DIGITS", default_value = "")]
     insurer: String,
     /// 記号 (empty for 後期高齢者医療).
     #[arg(long, value_name = "TEXT", default_value = "")]
     symbol: String,
-    /// 番号.
-    #[arg(long, value_name = "TEXT")]
+    /// 番号 (empty for a 医療扶助 query).
+    #[arg(long, value_name = "TEXT", default_value = "")]
     number: String,
     /// 枝番, 2 digits (empty for 後期高齢者医療).
     #[arg(long, value_name = "DIGITS", default_value = "")]
@@ -513,6 +513,12 @@ struct PatientArgs {
     /// Birth date, YYYYMMDD.
     #[arg(long, value_name = "YYYYMMDD")]
     birth_date: String,
+    /// 医療扶助: the 公費負担者番号 (8 digits, 法別 12) instead of the insurance numbers.
+    #[arg(long = "public-expense", value_name = "DIGITS", default_value = "")]
+    public_expense: String,
+    /// 医療扶助: the 公費受給者番号 (7 digits), with --public-expense.
+    #[arg(long, value_name = "DIGITS", default_value = "")]
+    recipient: String,
 }
 
 impl PatientArgs {
@@ -524,6 +530,8 @@ impl PatientArgs {
             branch: self.branch.clone(),
             birth_date: self.birth_date.clone(),
             as_of_date: String::new(),
+            public_expense_number: self.public_expense.clone(),
+            recipient_number: self.recipient.clone(),
         }
     }
 }

@@ -105,6 +105,7 @@ impl Declaration {
             branch: self.branch.clone(),
             birth_date: self.birth_date.clone(),
             as_of_date: String::new(),
+            ..Numbers::default()
         }
     }
 }

@@ -90,6 +90,10 @@ pub struct AnswerNotes {
     /// institution may re-query without the card.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requery_until: Option<String>,
+    /// 医療扶助 recipients: the 医療券 / 調剤券 of the as-of month (none with validity 6,
+    /// 有効（未登録）); absent for everybody else.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub medical_tickets: Vec<StaffTicket>,
 }
 
 /// The holder's insurance document as staff see it (docs/domain.md "Insurance documents").
@@ -158,6 +162,43 @@ pub fn treatment_name(treatment: i32) -> Option<&'static str> {
     }
 }
 
+/// One 医療券 or 調剤券 as staff see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaffTicket {
+    /// `医療券` or `調剤券`.
+    pub kind: &'static str,
+    pub issue_number: String,
+    /// 診療年月, YYYYMM.
+    pub treatment_month: String,
+    pub valid_from: String,
+    pub valid_until: String,
+    pub designated_institution_code: String,
+    pub designated_institution_name: String,
+    /// This institution is the designated one.
+    pub designated_here: bool,
+    pub self_pay_yen: u32,
+}
+
+impl StaffTicket {
+    fn from_proto(t: &pb::MedicalTicket) -> Self {
+        StaffTicket {
+            kind: match t.kind() {
+                pb::MedicalTicketKind::Medical => "医療券",
+                pb::MedicalTicketKind::Dispensing => "調剤券",
+                pb::MedicalTicketKind::Unspecified => "不明",
+            },
+            issue_number: t.issue_number.clone(),
+            treatment_month: t.treatment_month.clone(),
+            valid_from: t.valid_from.clone(),
+            valid_until: t.valid_until.clone(),
+            designated_institution_code: t.designated_institution_code.clone(),
+            designated_institution_name: t.designated_institution_name.clone(),
+            designated_here: t.designated_here,
+            self_pay_yen: t.self_pay_yen,
+        }
+    }
+}
+
 fn rfc3339(t: Option<&prost_types::Timestamp>) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp(t?.seconds).ok()?;
     t.format(&time::format_description::well_known::Rfc3339)
@@ -221,6 +262,7 @@ pub fn validity_label(v: i32) -> &'static str {
         Ok(pb::QualificationValidity::InvalidNewAvailable) => "無効（新しい資格あり）",
         Ok(pb::QualificationValidity::None) => "該当資格なし",
         Ok(pb::QualificationValidity::Multiple) => "複数該当",
+        Ok(pb::QualificationValidity::ValidUnregistered) => "有効（未登録）",
         _ => "不明",
     }
 }
@@ -299,6 +341,11 @@ impl StaffResult {
                 insurance_document: r.insurance_document.as_ref().map(StaffDocument::from_proto),
                 treatment: treatment_name(r.treatment),
                 requery_until: r.home_care.as_ref().map(|p| p.requery_until.clone()),
+                medical_tickets: r
+                    .medical_tickets
+                    .iter()
+                    .map(StaffTicket::from_proto)
+                    .collect(),
             }),
         }
     }
@@ -379,6 +426,29 @@ pub fn render_human(outcome: &Outcome) -> String {
                 }
                 Some(Prescription::Paper) => s.push_str("処方箋 prescription: 紙 (paper)\n"),
                 None => {}
+            }
+            if result.validity == pb::QualificationValidity::ValidUnregistered as i32 {
+                s.push_str(
+                    "医療券 tickets      : 未登録 (no 医療券/調剤券 of this month registered by the welfare office)\n",
+                );
+            }
+            for t in &result.notes.medical_tickets {
+                s.push_str(&format!(
+                    "{} ticket        : 交付番号 {}  診療年月 {}  {}-{}  指定 {} {}{}  本人支払額 {}円\n",
+                    t.kind,
+                    t.issue_number,
+                    t.treatment_month,
+                    t.valid_from,
+                    t.valid_until,
+                    t.designated_institution_code,
+                    t.designated_institution_name,
+                    if t.designated_here {
+                        " (当院)"
+                    } else {
+                        " (他院: not this institution)"
+                    },
+                    t.self_pay_yen
+                ));
             }
             for (i, q) in result.qualifications.iter().enumerate() {
                 s.push_str(&format!("--- qualification {} ---\n", i + 1));

@@ -105,8 +105,14 @@ pub struct ExampleEntry {
     /// example); `validity` is the answer for that day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_of_date: Option<String>,
-    /// The qualification validity (1–5) a card-less query with these numbers answers.
+    /// The qualification validity (1–6) a card-less query with these numbers answers.
     pub validity: u8,
+    /// 医療扶助 examples: the 公費負担者番号 and 公費受給者番号 the query asks with instead of
+    /// the insurance numbers (then `insurer_number` and `number` are empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_expense_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_number: Option<String>,
 }
 
 /// What a card is for in tests and demos.
@@ -289,17 +295,18 @@ impl WorldManifest {
         self.examples
             .iter()
             .map(|e| {
-                let mut command = format!(
-                    "reader-agent numbers --config {} --insurer {}",
-                    config.display(),
-                    e.insurer_number
-                );
-                if let Some(symbol) = &e.symbol {
-                    command.push_str(&format!(" --symbol {symbol}"));
-                }
-                command.push_str(&format!(" --number {}", e.number));
-                if let Some(branch) = &e.branch {
-                    command.push_str(&format!(" --branch {branch}"));
+                let mut command = format!("reader-agent numbers --config {}", config.display());
+                if let (Some(p), Some(r)) = (&e.public_expense_number, &e.recipient_number) {
+                    command.push_str(&format!(" --public-expense {p} --recipient {r}"));
+                } else {
+                    command.push_str(&format!(" --insurer {}", e.insurer_number));
+                    if let Some(symbol) = &e.symbol {
+                        command.push_str(&format!(" --symbol {symbol}"));
+                    }
+                    command.push_str(&format!(" --number {}", e.number));
+                    if let Some(branch) = &e.branch {
+                        command.push_str(&format!(" --branch {branch}"));
+                    }
                 }
                 command.push_str(&format!(" --birth-date {}", e.birth_date));
                 if let Some(day) = &e.as_of_date {
@@ -371,6 +378,8 @@ mod tests {
                 birth_date: "19400101".into(),
                 as_of_date: None,
                 validity: 2,
+                public_expense_number: None,
+                recipient_number: None,
             }],
             institutions: vec![InstitutionEntry {
                 institution_code: "1340100017".into(),

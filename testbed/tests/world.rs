@@ -39,14 +39,15 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// One world with thirteen cards (all roles, every holder variant, and the certificates in
-/// grace and expiring of the cycle), shared by the tests that only read it.
+/// One world with sixteen cards (all roles, every holder variant, the certificates in grace
+/// and expiring and the two 医療扶助 recipients of the cycle), shared by the tests that only
+/// read it.
 fn world() -> &'static (PathBuf, WorldManifest) {
     static WORLD: OnceLock<(PathBuf, WorldManifest)> = OnceLock::new();
     WORLD.get_or_init(|| {
         let dir = temp_dir("shared");
         let mut options = WorldOptions::new(&dir, NOW);
-        options.cards = 14;
+        options.cards = 16;
         options.persons = 40;
         options.seed = 7;
         let manifest = build_world(&options).expect("build the shared world");
@@ -229,10 +230,13 @@ fn card_certificates_follow_the_jpki_profile() {
         .unwrap();
     let mut serials = std::collections::HashSet::new();
     let mut common_names = std::collections::HashSet::new();
-    assert_eq!(manifest.cards.len(), 14);
+    assert_eq!(manifest.cards.len(), 16);
     assert_eq!(manifest.cards[7].kind, CardKind::FaceOnlyUnregistered);
     assert_eq!(manifest.cards[12].kind, CardKind::Grace);
     assert_eq!(manifest.cards[13].kind, CardKind::Expiring);
+    // The cycle's 医療扶助 recipients hold ordinary valid cards.
+    assert_eq!(manifest.cards[14].kind, CardKind::Valid);
+    assert_eq!(manifest.cards[15].kind, CardKind::Valid);
     for card in &manifest.cards {
         let der = card_certificate_der(dir, &card.profile);
         assert_eq!(&der[..2], &[0x30, 0x82], "{}", card.name);
@@ -894,6 +898,23 @@ fn the_examples_reproduce_against_the_store() {
             "a lost line continuation: {:?}",
             e.description
         );
+        if let (Some(pen), Some(rn)) = (&e.public_expense_number, &e.recipient_number) {
+            // 医療扶助: asked by the public-expense numbers; 1 with a registered ticket of the
+            // month, else 6.
+            let query = onshi_confirm_service::medical_aid::query(pen, rn, &e.birth_date).unwrap();
+            let ids = store.persons_by_numbers(&query).unwrap();
+            assert_eq!(ids, std::slice::from_ref(&e.person_id), "{e:?}");
+            let records = store.qualifications(&e.person_id).unwrap();
+            assert_eq!(
+                assess_by_numbers(&records, &query, today).validity.code(),
+                1,
+                "{e:?}"
+            );
+            let tickets = store.medical_tickets(&e.person_id).unwrap();
+            let answer = onshi_confirm_service::medical_aid::tickets_for(&tickets, today, today);
+            assert_eq!(if answer.unregistered { 6 } else { 1 }, e.validity, "{e:?}");
+            continue;
+        }
         let query = NumbersQuery::parse(
             &e.insurer_number,
             e.symbol.as_deref().unwrap_or(""),

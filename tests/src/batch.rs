@@ -121,8 +121,6 @@ pub fn numbers_of(record: &QualificationRecord, birth_date: time::Date) -> pb::N
         number: record.number.clone(),
         branch: record.branch.clone().unwrap_or_default(),
         birth_date: yyyymmdd(birth_date),
-        as_of_date: String::new(),
-        treatment: 0,
-        requery: false,
+        ..Default::default()
     }
 }

@@ -845,11 +845,16 @@ impl World {
         })
     }
 
-    /// The manifest entry of the card of a kind (`valid`, `revoked`, ...).
+    /// The manifest entry of the card of a kind (`valid`, `revoked`, ...), or of the card of
+    /// that name (`card-0015`).
     pub fn card(&self, kind: &str) -> Result<&serde_json::Value> {
         self.manifest["cards"]
             .as_array()
-            .and_then(|cards| cards.iter().find(|c| c["kind"] == kind))
+            .and_then(|cards| {
+                cards
+                    .iter()
+                    .find(|c| c["kind"] == kind || c["name"] == kind)
+            })
             .ok_or_else(|| format!("the world has no {kind} card"))
     }
 

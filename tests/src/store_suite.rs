@@ -29,6 +29,7 @@ use onshi_confirm_service::eligibility::{
     SpecificDisease,
 };
 use onshi_confirm_service::institutions::{Institution, ListedInstitution};
+use onshi_confirm_service::medical_aid::{MedicalTicket, TicketKind, TreatmentMonth};
 use onshi_confirm_service::store::{
     AuditWrite, BatchItem, BatchJob, CardKey, ChallengeUse, GroupWrite, LoadBatch, Registration,
     RegistrationWrite, RememberedAnswer, Store, StoreError, Terminal, TerminalStatus,
@@ -312,6 +313,29 @@ fn checkup(person_id: &str, on: Date, judgement: &str) -> Checkup {
     }
 }
 
+/// A 医療券 / 調剤券 valid for its whole month.
+fn medical_ticket(
+    person_id: &str,
+    month: &str,
+    issue_number: &str,
+    kind: TicketKind,
+    registered_on: Option<Date>,
+) -> MedicalTicket {
+    let month = TreatmentMonth::parse(month).expect("a YYYYMM month");
+    MedicalTicket {
+        person_id: person_id.into(),
+        month,
+        kind,
+        issue_number: issue_number.into(),
+        valid_from: month.first_day(),
+        valid_until: month.last_day(),
+        institution_code: "2714206386".into(),
+        institution_name: "テスト医院".into(),
+        self_pay_yen: 0,
+        registered_on,
+    }
+}
+
 fn load(store: &dyn Store, batch: LoadBatch) {
     store.load(&batch).expect("load");
 }
@@ -367,6 +391,25 @@ pub fn reference_data_round_trip(store: &dyn Store) {
         valid_from: None,
         valid_until: None,
     };
+    let ticket_a = medical_ticket("P2", "202701", "0001", TicketKind::Medical, None);
+    let ticket_b = MedicalTicket {
+        institution_code: "1340123452".into(),
+        self_pay_yen: 1500,
+        ..medical_ticket(
+            "P2",
+            "202701",
+            "0002",
+            TicketKind::Dispensing,
+            Some(date!(2027 - 01 - 15)),
+        )
+    };
+    let ticket_dec = medical_ticket(
+        "P2",
+        "202612",
+        "0009",
+        TicketKind::Medical,
+        Some(date!(2026 - 12 - 01)),
+    );
     load(
         store,
         LoadBatch {
@@ -382,8 +425,16 @@ pub fn reference_data_round_trip(store: &dyn Store) {
             checkups: vec![c_old.clone(), c_new.clone()],
             institutions: vec![],
             documents: vec![kakuninsho.clone(), oshirase.clone()],
+            medical_tickets: vec![ticket_b.clone(), ticket_a.clone(), ticket_dec.clone()],
         },
     );
+
+    // 医療券 / 調剤券 by month, then issue number.
+    assert_eq!(
+        store.medical_tickets("P2").unwrap(),
+        vec![ticket_dec.clone(), ticket_a.clone(), ticket_b.clone()]
+    );
+    assert_eq!(store.medical_tickets("P1").unwrap(), Vec::new());
 
     assert_eq!(store.insurance_document("P1").unwrap(), Some(kakuninsho));
     assert_eq!(store.insurance_document("P2").unwrap(), Some(oshirase));
@@ -618,6 +669,14 @@ pub fn terminal_device_key_round_trip(store: &dyn Store) {
 /// A person, card link or terminal loaded again is replaced; qualification records,
 /// medications and checkups are appended. Records may come in a later load than their person.
 pub fn load_replaces_persons_links_and_terminals_and_appends_records(store: &dyn Store) {
+    let paper_only = medical_ticket("P1", "202701", "0001", TicketKind::Medical, None);
+    let other_month = medical_ticket(
+        "P1",
+        "202612",
+        "0001",
+        TicketKind::Dispensing,
+        Some(date!(2026 - 12 - 10)),
+    );
     load(
         store,
         LoadBatch {
@@ -636,6 +695,7 @@ pub fn load_replaces_persons_links_and_terminals_and_appends_records(store: &dyn
             cards: vec![(card(1), "P1".into())],
             medications: vec![medication("P1", date!(2026 - 01 - 10), "A")],
             checkups: vec![checkup("P1", date!(2024 - 06 - 01), "A")],
+            medical_tickets: vec![paper_only.clone(), other_month.clone()],
             ..LoadBatch::default()
         },
     );
@@ -644,6 +704,10 @@ pub fn load_replaces_persons_links_and_terminals_and_appends_records(store: &dyn
         address: "大阪府大阪市北区梅田1-1".into(),
         registered_for_insurance: false,
         ..person("P1", date!(1980 - 03 - 01))
+    };
+    let registered = MedicalTicket {
+        registered_on: Some(date!(2027 - 01 - 20)),
+        ..paper_only.clone()
     };
     let renewed = InsuranceDocument {
         person_id: "P1".into(),
@@ -662,7 +726,13 @@ pub fn load_replaces_persons_links_and_terminals_and_appends_records(store: &dyn
             checkups: vec![checkup("P1", date!(2025 - 06 - 01), "C")],
             institutions: vec![],
             documents: vec![renewed.clone()],
+            // The welfare office registers the paper-only ticket: it replaces the one before.
+            medical_tickets: vec![registered.clone()],
         },
+    );
+    assert_eq!(
+        store.medical_tickets("P1").unwrap(),
+        vec![other_month, registered]
     );
     // A later document replaces the one recorded before.
     assert_eq!(store.insurance_document("P1").unwrap(), Some(renewed));
@@ -714,14 +784,29 @@ pub fn load_is_all_or_nothing(store: &dyn Store) {
         checkups: vec![checkup("P1", date!(2024 - 06 - 01), "A")],
         institutions: vec![],
         documents: vec![],
+        medical_tickets: vec![],
     };
-    for what in ["qualification", "card", "medication", "checkup", "document"] {
+    for what in [
+        "qualification",
+        "card",
+        "medication",
+        "checkup",
+        "document",
+        "ticket",
+    ] {
         let mut batch = good();
         let day = date!(2026 - 01 - 01);
         match what {
             "qualification" => batch.qualifications.push(koki("ghost")),
             "card" => batch.cards.push((card(8), "ghost".into())),
             "medication" => batch.medications.push(medication("ghost", day, "X")),
+            "ticket" => batch.medical_tickets.push(medical_ticket(
+                "ghost",
+                "202701",
+                "0001",
+                TicketKind::Medical,
+                None,
+            )),
             "document" => batch.documents.push(InsuranceDocument {
                 person_id: "ghost".into(),
                 kind: DocumentKind::Oshirase,

@@ -740,9 +740,7 @@ fn patient() -> (String, pb::ClinicalDataRequest) {
         number: record.number.clone(),
         branch: record.branch.clone().unwrap_or_default(),
         birth_date: yyyymmdd(person.birth_date),
-        as_of_date: String::new(),
-        treatment: 0,
-        requery: false,
+        ..Default::default()
     };
     (
         person_id,

@@ -43,9 +43,7 @@ fn numbers_of_valid_holder(world: &World, store: &SqliteStore) -> pb::NumbersQue
         number: record.number,
         branch: record.branch.unwrap_or_default(),
         birth_date: onshi_confirm_service::answer::yyyymmdd(person.birth_date),
-        as_of_date: String::new(),
-        treatment: 0,
-        requery: false,
+        ..Default::default()
     }
 }
 

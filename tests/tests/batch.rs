@@ -115,9 +115,7 @@ impl Mix {
                 number: "404".into(),
                 branch: "00".into(),
                 birth_date: "19800101".into(),
-                as_of_date: String::new(),
-                treatment: 0,
-                requery: false,
+                ..Default::default()
             },
             Kind::BadInsurer => {
                 let good = &self.valid.insurer_number;

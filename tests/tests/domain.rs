@@ -131,9 +131,7 @@ fn numbers_of(record: &QualificationRecord, person: &Person) -> pb::NumbersQuery
         number: record.number.clone(),
         branch: record.branch.clone().unwrap_or_default(),
         birth_date: yyyymmdd(person.birth_date),
-        as_of_date: String::new(),
-        treatment: 0,
-        requery: false,
+        ..Default::default()
     }
 }
 
@@ -318,9 +316,7 @@ fn load_fixtures(store: &SqliteStore) -> Fixtures {
             number: "404".into(),
             branch: "00".into(),
             birth_date: "19800101".into(),
-            as_of_date: String::new(),
-            treatment: 0,
-            requery: false,
+            ..Default::default()
         },
         valid,
         lost,
@@ -1450,6 +1446,8 @@ fn the_world_json_examples_answer_what_they_promise() {
                 as_of_date: text("as_of_date"),
                 treatment: 0,
                 requery: false,
+                public_expense_number: text("public_expense_number"),
+                recipient_number: text("recipient_number"),
             };
             let answer = c
                 .confirm_by_numbers(pb::ConfirmByNumbersRequest {

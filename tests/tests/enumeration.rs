@@ -68,9 +68,7 @@ fn nobodys_numbers() -> pb::NumbersQuery {
         number: "404".into(),
         branch: "00".into(),
         birth_date: "19800101".into(),
-        as_of_date: String::new(),
-        treatment: 0,
-        requery: false,
+        ..Default::default()
     }
 }
 

@@ -203,9 +203,7 @@ fn http2_advertises_its_stream_limit_and_bounds_headers_and_messages() {
             number: "1".repeat(38),
             branch: String::new(),
             birth_date: "19800101".into(),
-            as_of_date: String::new(),
-            treatment: 0,
-            requery: false,
+            ..Default::default()
         };
         let status = c
             .submit_batch(pb::SubmitBatchRequest {
@@ -300,9 +298,7 @@ fn client_values_cannot_forge_log_lines_and_person_data_stays_out_of_the_log() {
                 number: field("number"),
                 branch: field("branch"),
                 birth_date: field("birth_date"),
-                as_of_date: String::new(),
-                treatment: 0,
-                requery: false,
+                ..Default::default()
             }),
             claimed_visit_time: None,
         })
@@ -359,9 +355,7 @@ fn oversized_batch_queries_are_refused_as_they_arrive() {
             number,
             branch: String::new(),
             birth_date: "19800101".into(),
-            as_of_date: String::new(),
-            treatment: 0,
-            requery: false,
+            ..Default::default()
         };
         // As reproduced on the old service: 200 streamed queries with a 1 MiB 番号 each were
         // kept (the store grew by 400 MB). The first one ends the stream now.

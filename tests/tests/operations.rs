@@ -85,9 +85,7 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
                         number: number.into(),
                         branch: "00".into(),
                         birth_date: birth_date.into(),
-                        as_of_date: String::new(),
-                        treatment: 0,
-                        requery: false,
+                        ..Default::default()
                     }),
                     claimed_visit_time: None,
                 })
@@ -164,9 +162,7 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
                         number: number.into(),
                         branch: "00".into(),
                         birth_date: date.into(),
-                        as_of_date: String::new(),
-                        treatment: 0,
-                        requery: false,
+                        ..Default::default()
                     }),
                     claimed_visit_time: None,
                 })
@@ -180,9 +176,7 @@ fn metrics_and_logs_move_without_person_data_and_a_standard_client_reflects_and_
                 number: "1".into(),
                 branch: "00".into(),
                 birth_date: "19800101".into(),
-                as_of_date: String::new(),
-                treatment: 0,
-                requery: false,
+                ..Default::default()
             }],
         })
         .await

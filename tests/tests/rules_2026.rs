@@ -168,9 +168,7 @@ fn numbers_of(q: &pb::Qualification) -> pb::NumbersQuery {
         number: q.number.clone(),
         branch: q.branch.clone(),
         birth_date: q.birth_date.clone(),
-        as_of_date: String::new(),
-        treatment: 0,
-        requery: false,
+        ..Default::default()
     }
 }
 
@@ -325,9 +323,7 @@ fn example(case: &str) -> pb::NumbersQuery {
         number: s("number"),
         branch: s("branch"),
         birth_date: s("birth_date"),
-        as_of_date: String::new(),
-        treatment: 0,
-        requery: false,
+        ..Default::default()
     }
 }
 

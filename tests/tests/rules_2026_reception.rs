@@ -235,6 +235,8 @@ fn numbers_of(kind: &str) -> pb::NumbersQuery {
         as_of_date: text("as_of_date"),
         treatment: 0,
         requery: false,
+        public_expense_number: text("public_expense_number"),
+        recipient_number: text("recipient_number"),
     }
 }
 

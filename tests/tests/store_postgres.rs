@@ -296,6 +296,77 @@ fn a_version_6_database_gets_the_insurance_documents() {
     assert_eq!(rows[0].get::<_, i32>(0), SCHEMA_VERSION);
 }
 
+/// A database of schema version 7 (before 医療扶助 tickets) is upgraded on open: its persons
+/// stay, without tickets until some are loaded; a later load replaces a ticket.
+#[test]
+fn a_version_7_database_gets_the_medical_tickets() {
+    use onshi_confirm_service::eligibility::Person;
+    use onshi_confirm_service::medical_aid::{MedicalTicket, TicketKind, TreatmentMonth};
+    use onshi_confirm_service::store::LoadBatch;
+    let url = PgServer::shared().create_database("v7aid").unwrap();
+    let person = Person {
+        id: "P1".into(),
+        name: "生保\u{3000}花子".into(),
+        kana_name: "ｾｲﾎ ﾊﾅｺ".into(),
+        sex: 2,
+        birth_date: time::macros::date!(1955 - 05 - 05),
+        address: "東京都港区".into(),
+        postcode: "105-0001".into(),
+        registered_for_insurance: true,
+    };
+    PgStore::open(&url)
+        .unwrap()
+        .load(&LoadBatch {
+            persons: vec![person],
+            ..LoadBatch::default()
+        })
+        .unwrap();
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(
+            "DROP TABLE medical_tickets;
+             UPDATE onshi_schema SET version = 7;",
+        )
+        .unwrap();
+    let store = PgStore::open(&url).unwrap();
+    assert_eq!(store.medical_tickets("P1").unwrap(), Vec::new());
+    let month = TreatmentMonth::parse("202612").unwrap();
+    let paper = MedicalTicket {
+        person_id: "P1".into(),
+        month,
+        kind: TicketKind::Medical,
+        issue_number: "20261201".into(),
+        valid_from: month.first_day(),
+        valid_until: month.last_day(),
+        institution_code: "1310156789".into(),
+        institution_name: "さくら内科クリニック".into(),
+        self_pay_yen: 1_000,
+        registered_on: None,
+    };
+    store
+        .load(&LoadBatch {
+            medical_tickets: vec![paper.clone()],
+            ..LoadBatch::default()
+        })
+        .unwrap();
+    assert_eq!(store.medical_tickets("P1").unwrap(), vec![paper.clone()]);
+    let registered = MedicalTicket {
+        registered_on: Some(time::macros::date!(2026 - 12 - 15)),
+        ..paper
+    };
+    store
+        .load(&LoadBatch {
+            medical_tickets: vec![registered.clone()],
+            ..LoadBatch::default()
+        })
+        .unwrap();
+    assert_eq!(store.medical_tickets("P1").unwrap(), vec![registered]);
+    let rows = admin
+        .query("SELECT version FROM onshi_schema", &[])
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), SCHEMA_VERSION);
+}
+
 // ---- the audit chain, tampered with in the database ---------------------------------------------
 
 /// A database holding records C1..C6 (positions 1..6), and an admin connection to it.

@@ -10,6 +10,7 @@ use crate::documents::{DocumentKind, InsuranceDocument};
 use crate::eligibility::{
     Assessment, DomainError, NumbersQuery, Person, QualificationRecord, Validity,
 };
+use crate::medical_aid::{self, MedicalTicket, TicketKind};
 
 /// `YYYYMMDD`, the date format of the real result files.
 pub fn yyyymmdd(d: Date) -> String {
@@ -217,15 +218,83 @@ pub fn error_result(
     result
 }
 
-/// A domain query from the request's numbers, validated.
+/// A domain query from the request's numbers, validated: the insurance card's numbers, or a
+/// 医療扶助 query's public-expense numbers (never both; docs/domain.md "医療扶助").
 pub fn numbers_query(q: &pb::NumbersQuery) -> Result<NumbersQuery, DomainError> {
-    NumbersQuery::parse(
+    if !q.public_expense_number.is_empty() || !q.recipient_number.is_empty() {
+        if !(q.insurer_number.is_empty()
+            && q.symbol.is_empty()
+            && q.number.is_empty()
+            && q.branch.is_empty())
+        {
+            return Err(DomainError::MixedQueryKinds {
+                what:
+                    "a query carries either insurance numbers or public-expense numbers, not both",
+            });
+        }
+        return medical_aid::query(&q.public_expense_number, &q.recipient_number, &q.birth_date);
+    }
+    let query = NumbersQuery::parse(
         &q.insurer_number,
         &q.symbol,
         &q.number,
         &q.branch,
         &q.birth_date,
-    )
+    )?;
+    if query.insurer_number.houbetsu() == Some(medical_aid::HOUBETSU) {
+        return Err(DomainError::NotPublicAssistance {
+            value: q.insurer_number.clone(),
+        });
+    }
+    Ok(query)
+}
+
+/// One 医療券 or 調剤券 as the answer carries it, flagged whether `institution` (the caller's
+/// 医療機関コード) is the designated one.
+pub fn medical_ticket(t: &MedicalTicket, institution: &str) -> pb::MedicalTicket {
+    let mut out = pb::MedicalTicket {
+        issue_number: t.issue_number.clone(),
+        treatment_month: t.month.yyyymm(),
+        valid_from: yyyymmdd(t.valid_from),
+        valid_until: yyyymmdd(t.valid_until),
+        designated_institution_code: t.institution_code.clone(),
+        designated_institution_name: t.institution_name.clone(),
+        designated_here: t.institution_code == institution,
+        self_pay_yen: t.self_pay_yen,
+        ..Default::default()
+    };
+    out.set_kind(match t.kind {
+        TicketKind::Medical => pb::MedicalTicketKind::Medical,
+        TicketKind::Dispensing => pb::MedicalTicketKind::Dispensing,
+    });
+    out
+}
+
+/// Completes an answer for a 医療扶助 recipient: when the answer is 有効 with an `A1`
+/// qualification, the tickets of the as-of month registered by `today` (the service's day),
+/// or validity 6 (有効（未登録）) when there are none. Any other answer is left as it is.
+pub fn medical_aid_answer(
+    result: &mut pb::ConfirmationResult,
+    assessment: &Assessment,
+    tickets: &[MedicalTicket],
+    as_of: Date,
+    today: Date,
+    institution: &str,
+) {
+    if assessment.validity != Validity::Valid
+        || !assessment.records.iter().any(medical_aid::is_medical_aid)
+    {
+        return;
+    }
+    let answer = medical_aid::tickets_for(tickets, as_of, today);
+    result.medical_tickets = answer
+        .tickets
+        .iter()
+        .map(|t| medical_ticket(t, institution))
+        .collect();
+    if answer.unregistered {
+        result.set_validity(pb::QualificationValidity::ValidUnregistered);
+    }
 }
 
 pub fn medication(m: &Medication) -> pb::Medication {

@@ -54,6 +54,14 @@ pub enum DomainError {
     /// Fields that contradict each other (a 包括同意 without every kind).
     #[error("{what}")]
     Contradictory { what: &'static str },
+    /// A well-formed 8-digit number whose 法別番号 is not 12 (生活保護) where a 公費負担者番号
+    /// of 医療扶助 is expected, or one of 法別 12 where an insurer number is expected.
+    #[error("{value} is not a 公費負担者番号 of 医療扶助 (法別番号 12) where one is expected, or is one where an insurer number is expected")]
+    NotPublicAssistance { value: String },
+    /// A query mixing insurance numbers and public-expense numbers, or with only one of the
+    /// two public-expense numbers.
+    #[error("{what}")]
+    MixedQueryKinds { what: &'static str },
 }
 
 /// Field names in [`DomainError`]s, which the service maps to result codes.
@@ -88,7 +96,7 @@ fn check_digits(what: &'static str, s: &str) -> Result<(), DomainError> {
 
 /// Validates `s` as `body + Luhn digit`, the shape shared by insurer numbers and institution
 /// codes. Length is checked by the caller (the two differ).
-fn check_luhn(what: &'static str, s: &str) -> Result<(), DomainError> {
+pub fn check_luhn(what: &'static str, s: &str) -> Result<(), DomainError> {
     check_digits(what, s)?;
     let bytes = s.as_bytes();
     let Some((&last, body)) = bytes.split_last() else {
@@ -111,7 +119,7 @@ fn check_luhn(what: &'static str, s: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
-fn append_luhn(what: &'static str, body: &str) -> Result<String, DomainError> {
+pub fn append_luhn(what: &'static str, body: &str) -> Result<String, DomainError> {
     check_digits(what, body)?;
     let digit = luhn_digit(body.as_bytes());
     Ok(format!("{body}{digit}"))

@@ -10,4 +10,5 @@ pub mod documents;
 pub mod eligibility;
 pub mod home_care;
 pub mod institutions;
+pub mod medical_aid;
 pub mod quota;

@@ -44,6 +44,7 @@ use crate::eligibility::{self, DomainError, Person, QualificationRecord};
 use crate::holders::{Holder, HolderCache};
 use crate::home_care;
 use crate::idempotency::Idempotency;
+use crate::medical_aid::{self, MedicalTicket};
 use crate::outcome::Refusal;
 use crate::quota::Quotas;
 use crate::store::{
@@ -414,10 +415,12 @@ impl ConfirmationService {
                             .store
                             .insurance_document(&person_id)
                             .map_err(unavailable)?;
+                        let tickets = load_tickets(s.store.as_ref(), &person_id, &records)?;
                         Ok(Arc::new(Holder {
                             person,
                             records,
                             document,
+                            tickets,
                         }))
                     })
                     .await?;
@@ -844,6 +847,7 @@ pub(super) fn confirm_person(
         person,
         records,
         document,
+        tickets,
     } = holder;
     if !person.registered_for_insurance {
         return Err(Refusal::CardNotRegistered);
@@ -860,6 +864,7 @@ pub(super) fn confirm_person(
         &grants,
         now,
     );
+    answer::medical_aid_answer(&mut result, &assessment, tickets, today, today, institution);
     result.as_of_date = answer::yyyymmdd(today);
     // The document the holder has besides the card (docs/domain.md "Insurance documents"),
     // reported as for a query by numbers: the validity stays the qualification's.
@@ -882,6 +887,19 @@ pub(crate) fn load_person(
     };
     let records = store.qualifications(person_id).map_err(unavailable)?;
     Ok(Some((person, records)))
+}
+
+/// A 医療扶助 recipient's tickets (docs/domain.md "医療扶助"): read only when one of the
+/// person's records is an `A1` one, so nobody else costs a store read.
+pub(crate) fn load_tickets(
+    store: &dyn Store,
+    person_id: &str,
+    records: &[QualificationRecord],
+) -> Result<Vec<MedicalTicket>, Refusal> {
+    if !records.iter().any(medical_aid::is_medical_aid) {
+        return Ok(Vec::new());
+    }
+    store.medical_tickets(person_id).map_err(unavailable)
 }
 
 /// A card-less confirmation (by numbers), as answered alone or as a batch item: the result,
@@ -925,6 +943,17 @@ pub(crate) fn confirm_numbers(
             // newer qualification answers 無効（新しい資格あり）.
             let assessment = eligibility::assess_by_numbers(records, &query, today);
             let mut r = answer::confirmation_result(&assessment, Some(person), reference, &[], now);
+            // A 医療扶助 recipient: the as-of month's tickets, or 有効（未登録）.
+            let tickets = load_tickets(store, &person.id, records)?;
+            let service_day = now.to_offset(JST).date();
+            answer::medical_aid_answer(
+                &mut r,
+                &assessment,
+                &tickets,
+                today,
+                service_day,
+                institution,
+            );
             // The document the numbers may have been read from, reported beside the answer;
             // the validity stays the qualification's (docs/domain.md "Insurance documents").
             r.insurance_document = store

@@ -260,6 +260,27 @@ pub(crate) fn insurance_document(
     })
 }
 
+pub(crate) const TICKET_COLUMNS: &str = "person_id, treatment_month, kind, issue_number, \
+     valid_from, valid_until, institution_code, institution_name, self_pay_yen, registered_on";
+
+pub(crate) fn medical_ticket(r: &dyn Row) -> Result<crate::medical_aid::MedicalTicket, StoreError> {
+    use crate::medical_aid::{TicketKind, TreatmentMonth};
+    let month = r.text(1)?;
+    let kind = r.text(2)?;
+    Ok(crate::medical_aid::MedicalTicket {
+        person_id: r.text(0)?,
+        month: TreatmentMonth::parse(&month).ok_or_else(|| corrupt("treatment month", &month))?,
+        kind: TicketKind::parse(&kind).ok_or_else(|| corrupt("ticket kind", &kind))?,
+        issue_number: r.text(3)?,
+        valid_from: r.date(4)?,
+        valid_until: r.date(5)?,
+        institution_code: r.text(6)?,
+        institution_name: r.text(7)?,
+        self_pay_yen: narrow("self-pay amount", r.int(8)?)?,
+        registered_on: r.opt_date(9)?,
+    })
+}
+
 /// `kind, given_at, valid_until` of one person's grants to one institution.
 pub(crate) fn consent(
     person_id: &str,

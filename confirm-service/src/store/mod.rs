@@ -28,6 +28,7 @@ use crate::consent::ConsentGrant;
 use crate::documents::InsuranceDocument;
 use crate::eligibility::{NumbersQuery, Person, QualificationRecord};
 use crate::institutions::{Institution, ListedInstitution};
+use crate::medical_aid::MedicalTicket;
 
 mod codec;
 pub mod copy;
@@ -147,6 +148,9 @@ pub struct LoadBatch {
     /// The document each person holds (資格確認書 or 資格情報のお知らせ), at most one per
     /// person; a later one replaces an earlier one.
     pub documents: Vec<InsuranceDocument>,
+    /// 医療扶助 recipients' 医療券 / 調剤券; one per person, month and issue number (a later
+    /// one replaces an earlier one: the welfare office registering a ticket issued on paper).
+    pub medical_tickets: Vec<MedicalTicket>,
 }
 
 impl LoadBatch {
@@ -160,6 +164,7 @@ impl LoadBatch {
             + self.checkups.len()
             + self.institutions.len()
             + self.documents.len()
+            + self.medical_tickets.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -388,6 +393,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The document a person holds in place of the paper card, if one is recorded.
     fn insurance_document(&self, person_id: &str) -> Result<Option<InsuranceDocument>, StoreError>;
+
+    /// A 医療扶助 recipient's 医療券 / 調剤券 of every month, by month and issue number.
+    fn medical_tickets(&self, person_id: &str) -> Result<Vec<MedicalTicket>, StoreError>;
 
     // ---- registration and consents ---------------------------------------------------------
 

@@ -66,7 +66,7 @@ use crate::consent::ConsentGrant;
 use crate::eligibility::{ElderlyCertificate, HighCostLimit};
 
 /// The schema version this code writes and understands (`onshi_schema.version`).
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// Connections one store keeps open at most, unless [`PgStore::open_with_pool`] says otherwise.
 pub const DEFAULT_POOL_SIZE: u32 = 16;
@@ -501,6 +501,25 @@ CREATE TABLE IF NOT EXISTS insurance_documents (
 );
 ";
 
+/// Version 8: 医療扶助 recipients' 医療券 / 調剤券 (the recipients themselves are
+/// qualification records of classification A1). A ticket answers for its treatment month
+/// from the day it was registered (`registered_on`, NULL while on paper only).
+const SCHEMA_V8: &str = "
+CREATE TABLE IF NOT EXISTS medical_tickets (
+    person_id TEXT COLLATE \"C\" NOT NULL REFERENCES persons(id),
+    treatment_month TEXT COLLATE \"C\" NOT NULL CHECK (length(treatment_month) = 6),
+    kind TEXT NOT NULL CHECK (kind IN ('1', '2')),
+    issue_number TEXT COLLATE \"C\" NOT NULL,
+    valid_from DATE NOT NULL,
+    valid_until DATE NOT NULL,
+    institution_code TEXT NOT NULL,
+    institution_name TEXT NOT NULL,
+    self_pay_yen BIGINT NOT NULL CHECK (self_pay_yen >= 0),
+    registered_on DATE,
+    PRIMARY KEY (person_id, treatment_month, issue_number)
+);
+";
+
 /// Creates or upgrades the schema in one transaction that holds an advisory lock, so two
 /// instances opening a fresh database together do not both create it.
 fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
@@ -550,6 +569,9 @@ fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
     }
     if found < 7 {
         tx.batch_execute(SCHEMA_V7)?;
+    }
+    if found < 8 {
+        tx.batch_execute(SCHEMA_V8)?;
     }
     if found < SCHEMA_VERSION {
         tx.execute(
@@ -838,6 +860,17 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
          ON CONFLICT (person_id) DO UPDATE SET kind = excluded.kind,
              valid_from = excluded.valid_from, valid_until = excluded.valid_until",
     )?;
+    let upsert_tickets = conn.prepare(
+        "INSERT INTO medical_tickets (person_id, treatment_month, kind, issue_number, valid_from,
+             valid_until, institution_code, institution_name, self_pay_yen, registered_on)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::date[],
+             $6::date[], $7::text[], $8::text[], $9::int8[], $10::date[])
+         ON CONFLICT (person_id, treatment_month, issue_number) DO UPDATE SET
+             kind = excluded.kind, valid_from = excluded.valid_from,
+             valid_until = excluded.valid_until, institution_code = excluded.institution_code,
+             institution_name = excluded.institution_name,
+             self_pay_yen = excluded.self_pay_yen, registered_on = excluded.registered_on",
+    )?;
     let insert_checkups = conn.prepare(
         "INSERT INTO checkups (person_id, examined_on, height_cm_x10, weight_kg_x10,
                                waist_cm_x10, bmi_x10, systolic_mmhg, diastolic_mmhg, hba1c_x10,
@@ -888,6 +921,7 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
         .chain(batch.medications.iter().map(|m| m.person_id.as_str()))
         .chain(batch.checkups.iter().map(|c| c.person_id.as_str()))
         .chain(batch.documents.iter().map(|d| d.person_id.as_str()))
+        .chain(batch.medical_tickets.iter().map(|t| t.person_id.as_str()))
         .collect();
     referenced.sort_unstable();
     referenced.dedup();
@@ -1101,6 +1135,38 @@ fn load(conn: &mut Conn, batch: &LoadBatch) -> Result<(), StoreError> {
         let until: Vec<Option<Date>> = ds.iter().map(|d| d.valid_until).collect();
         tx.execute(&upsert_documents, &[&person, &kind, &from, &until])
             .map_err(unknown_person_or)?;
+    }
+
+    if !batch.medical_tickets.is_empty() {
+        let ts = last_per_key(&batch.medical_tickets, |t| {
+            (t.person_id.as_str(), t.month, t.issue_number.as_str())
+        });
+        let person: Vec<&str> = ts.iter().map(|t| t.person_id.as_str()).collect();
+        let month: Vec<String> = ts.iter().map(|t| t.month.yyyymm()).collect();
+        let kind: Vec<&str> = ts.iter().map(|t| t.kind.code()).collect();
+        let number: Vec<&str> = ts.iter().map(|t| t.issue_number.as_str()).collect();
+        let from: Vec<Date> = ts.iter().map(|t| t.valid_from).collect();
+        let until: Vec<Date> = ts.iter().map(|t| t.valid_until).collect();
+        let code: Vec<&str> = ts.iter().map(|t| t.institution_code.as_str()).collect();
+        let name: Vec<&str> = ts.iter().map(|t| t.institution_name.as_str()).collect();
+        let pay: Vec<i64> = ts.iter().map(|t| i64::from(t.self_pay_yen)).collect();
+        let registered: Vec<Option<Date>> = ts.iter().map(|t| t.registered_on).collect();
+        tx.execute(
+            &upsert_tickets,
+            &[
+                &person,
+                &month,
+                &kind,
+                &number,
+                &from,
+                &until,
+                &code,
+                &name,
+                &pay,
+                &registered,
+            ],
+        )
+        .map_err(unknown_person_or)?;
     }
 
     tx.commit()?;

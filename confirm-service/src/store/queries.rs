@@ -26,6 +26,7 @@ use crate::consent::ConsentGrant;
 use crate::documents::InsuranceDocument;
 use crate::eligibility::{NumbersQuery, Person, QualificationRecord, SpecificDisease};
 use crate::institutions::ListedInstitution;
+use crate::medical_aid::MedicalTicket;
 
 /// Statements on one connection of a store (inside a transaction or not).
 pub(crate) trait Session {
@@ -297,6 +298,21 @@ impl<B: Backend> Store for B {
             )
         })
         .map_err(during("read the insurance document"))
+    }
+
+    fn medical_tickets(&self, person_id: &str) -> Result<Vec<MedicalTicket>, StoreError> {
+        self.read(|s| {
+            s.rows(
+                &format!(
+                    "SELECT {} FROM medical_tickets WHERE person_id = $1
+                     ORDER BY treatment_month, issue_number",
+                    codec::TICKET_COLUMNS
+                ),
+                &[person_id.into()],
+                codec::medical_ticket,
+            )
+        })
+        .map_err(during("read medical tickets"))
     }
 
     fn checkups(&self, person_id: &str) -> Result<Vec<Checkup>, StoreError> {

@@ -44,9 +44,10 @@ use crate::consent::ConsentGrant;
 use crate::documents::InsuranceDocument;
 use crate::eligibility::{Person, QualificationRecord};
 use crate::institutions::Institution;
+use crate::medical_aid::MedicalTicket;
 
 /// The schema version this code writes and understands (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -505,6 +506,25 @@ CREATE TABLE IF NOT EXISTS insurance_documents (
 ) WITHOUT ROWID;
 ";
 
+/// Version 9: 医療扶助 recipients' 医療券 / 調剤券 (the recipients themselves are
+/// qualification records of classification A1). A ticket answers for its treatment month
+/// from the day it was registered (`registered_on`, NULL while on paper only).
+const SCHEMA_V9: &str = "
+CREATE TABLE IF NOT EXISTS medical_tickets (
+    person_id TEXT NOT NULL REFERENCES persons(id),
+    treatment_month TEXT NOT NULL CHECK (length(treatment_month) = 6),
+    kind TEXT NOT NULL CHECK (kind IN ('1', '2')),
+    issue_number TEXT NOT NULL,
+    valid_from TEXT NOT NULL,
+    valid_until TEXT NOT NULL,
+    institution_code TEXT NOT NULL,
+    institution_name TEXT NOT NULL,
+    self_pay_yen INTEGER NOT NULL CHECK (self_pay_yen >= 0),
+    registered_on TEXT,
+    PRIMARY KEY (person_id, treatment_month, issue_number)
+) WITHOUT ROWID;
+";
+
 /// Version 4: the audit log's hash chain (crate::audit_chain): each record's position, its
 /// predecessor's hash and its own; the head and anchor in `audit_chain`'s one row. Records
 /// already there are chained at migration, in the order they were written.
@@ -668,6 +688,36 @@ impl Bulk<'_> {
         Ok(())
     }
 
+    /// Records a 医療券 / 調剤券, replacing the one with the same person, month and number.
+    pub fn upsert_ticket(&mut self, t: &MedicalTicket) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO medical_tickets (person_id, treatment_month, kind, issue_number,
+                 valid_from, valid_until, institution_code, institution_name, self_pay_yen,
+                 registered_on)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (person_id, treatment_month, issue_number) DO UPDATE SET
+                 kind = excluded.kind, valid_from = excluded.valid_from,
+                 valid_until = excluded.valid_until,
+                 institution_code = excluded.institution_code,
+                 institution_name = excluded.institution_name,
+                 self_pay_yen = excluded.self_pay_yen, registered_on = excluded.registered_on",
+        )?;
+        stmt.execute(params![
+            t.person_id,
+            t.month.yyyymm(),
+            t.kind.code(),
+            t.issue_number,
+            format_date(t.valid_from)?,
+            format_date(t.valid_until)?,
+            t.institution_code,
+            t.institution_name,
+            t.self_pay_yen,
+            format_opt_date(t.registered_on)?,
+        ])
+        .map_err(|e| unknown_person_or(e, &t.person_id))?;
+        Ok(())
+    }
+
     /// Adds a checkup result.
     pub fn insert_checkup(&mut self, c: &Checkup) -> Result<(), StoreError> {
         let mut stmt = self.tx.prepare_cached(
@@ -718,6 +768,9 @@ impl Bulk<'_> {
         }
         for d in &batch.documents {
             self.upsert_document(d)?;
+        }
+        for t in &batch.medical_tickets {
+            self.upsert_ticket(t)?;
         }
         Ok(())
     }
@@ -790,6 +843,7 @@ impl SqliteStore {
                 batch.medications.extend(self.medications(id)?);
                 batch.checkups.extend(self.checkups(id)?);
                 batch.documents.extend(self.insurance_document(id)?);
+                batch.medical_tickets.extend(self.medical_tickets(id)?);
                 batch
                     .cards
                     .extend(self.cards_of(id)?.into_iter().map(|k| (k, id.clone())));
@@ -1312,6 +1366,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 8 {
         tx.execute_batch(SCHEMA_V8)?;
+    }
+    if version < 9 {
+        tx.execute_batch(SCHEMA_V9)?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -1907,6 +1964,69 @@ mod tests {
         });
         let err = store.insurance_document("P1").unwrap_err().to_string();
         assert!(err.contains("paper-card"), "{err}");
+    }
+
+    /// A version 8 store (before 医療扶助 tickets) gets `medical_tickets` on open: a recipient
+    /// has no ticket until one is loaded; a corrupt treatment month is reported.
+    #[test]
+    fn a_version_8_store_gets_the_medical_tickets() {
+        use crate::medical_aid::{MedicalTicket, TicketKind, TreatmentMonth};
+        let tmp = TempStore::new("v8");
+        {
+            let c = Connection::open(tmp.path()).unwrap();
+            for step in [
+                SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
+                SCHEMA_V8,
+            ] {
+                c.execute_batch(step).unwrap();
+            }
+            c.execute(
+                "INSERT INTO audit_chain (singleton, last_seq, last_hash, anchor_seq, anchor_hash)
+                 VALUES (1, 0, ?1, 0, ?1)",
+                params![&audit_chain::GENESIS[..]],
+            )
+            .unwrap();
+            c.execute_batch("PRAGMA user_version = 8;").unwrap();
+        }
+        let store = SqliteStore::open(&tmp.path()).unwrap();
+        store.insert_person(&person("P1")).unwrap();
+        assert_eq!(store.medical_tickets("P1").unwrap(), Vec::new());
+        let month = TreatmentMonth::parse("202612").unwrap();
+        let ticket = MedicalTicket {
+            person_id: "P1".into(),
+            month,
+            kind: TicketKind::Dispensing,
+            issue_number: "20261201".into(),
+            valid_from: month.first_day(),
+            valid_until: month.last_day(),
+            institution_code: "1340123452".into(),
+            institution_name: "みなと薬局".into(),
+            self_pay_yen: 500,
+            registered_on: Some(month.first_day()),
+        };
+        Store::load(
+            &store,
+            &LoadBatch {
+                medical_tickets: vec![ticket.clone()],
+                ..LoadBatch::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(store.medical_tickets("P1").unwrap(), vec![ticket]);
+        let version: i64 = store.with_connection(|c| {
+            c.pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap()
+        });
+        assert_eq!(version, SCHEMA_VERSION);
+        store.with_connection(|c| {
+            c.execute_batch(
+                "PRAGMA ignore_check_constraints = ON;
+                 UPDATE medical_tickets SET treatment_month = '202613';",
+            )
+            .unwrap()
+        });
+        let err = store.medical_tickets("P1").unwrap_err().to_string();
+        assert!(err.contains("202613"), "{err}");
     }
 
     #[test]

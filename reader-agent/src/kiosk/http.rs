@@ -871,13 +871,20 @@ async fn outage_acknowledge(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NumbersRequest {
+    #[serde(default)]
     insurer_number: String,
     #[serde(default)]
     symbol: String,
+    #[serde(default)]
     number: String,
     #[serde(default)]
     branch: String,
     birth_date: String,
+    /// 医療扶助: the public-expense numbers instead of the insurance numbers.
+    #[serde(default)]
+    public_expense_number: String,
+    #[serde(default)]
+    recipient_number: String,
 }
 
 async fn numbers(State(app): State<StaffState>, body: Bytes) -> Response {
@@ -892,6 +899,8 @@ async fn numbers(State(app): State<StaffState>, body: Bytes) -> Response {
         branch: req.branch.trim().to_owned(),
         birth_date: req.birth_date.trim().to_owned(),
         as_of_date: String::new(),
+        public_expense_number: req.public_expense_number.trim().to_owned(),
+        recipient_number: req.recipient_number.trim().to_owned(),
     };
     Json(app.staff.confirm_numbers(&numbers).await).into_response()
 }

@@ -287,6 +287,7 @@ impl StaffDesk {
             branch: q.branch.clone(),
             birth_date: q.birth_date.clone(),
             as_of_date: String::new(),
+            ..Numbers::default()
         };
         let mut client = self.client.clone();
         desk::clinical(&mut client, &numbers, kind)

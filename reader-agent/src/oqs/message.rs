@@ -212,9 +212,7 @@ impl SearchInfo {
             number: self.number.clone(),
             branch: self.branch.clone(),
             birth_date: self.birth_date.clone(),
-            as_of_date: String::new(),
-            treatment: self.treatment.parse().unwrap_or_default(),
-            requery: self.requery,
+            ..Default::default()
         }
     }
 
@@ -616,6 +614,7 @@ pub fn result_of_qualification(
     q: &pb::Qualification,
     consents: Option<&pb::ConsentEcho>,
     limit_info: Option<&str>,
+    tickets: &[pb::MedicalTicket],
 ) -> Element {
     let mut r = Element::new("ResultOfQualificationConfirmation");
     r.put_some("InsuredCardClassification", &q.insured_card_classification)
@@ -694,6 +693,11 @@ pub fn result_of_qualification(
             r.push(list);
         }
     }
+    // 医療扶助 (classification A1): the month's 医療券 / 調剤券, after the 特定疾病 list and
+    // before the consent flags, as the public parsers read it (docs/oqs-files.md).
+    if q.insured_card_classification == "A1" && !tickets.is_empty() {
+        r.push(public_expense_result_list(tickets));
+    }
     if let Some(c) = consents {
         consent_block(&mut r, "SpecificHealthCheckupsInfo", c.checkup.as_ref());
         consent_block(&mut r, "PharmacistsInfo", c.medication.as_ref());
@@ -701,6 +705,41 @@ pub fn result_of_qualification(
         consent_block(&mut r, "OperationInfo", c.surgery.as_ref());
     }
     r
+}
+
+/// `PublicExpenseResultList` with one `MedicalTicketInfo` per ticket. TicketType 1 医療券,
+/// 2 調剤券 and DesignatedMedicalInstitutionFlag 1 (this institution) / 0 are onshi's
+/// choices (docs/oqs-files.md "医療扶助"); SelfPayAmount in yen.
+fn public_expense_result_list(tickets: &[pb::MedicalTicket]) -> Element {
+    let mut list = Element::new("PublicExpenseResultList");
+    for t in tickets {
+        let kind = match t.kind() {
+            pb::MedicalTicketKind::Medical => "1",
+            pb::MedicalTicketKind::Dispensing => "2",
+            pb::MedicalTicketKind::Unspecified => "",
+        };
+        let mut i = Element::new("MedicalTicketInfo");
+        i.put_some("TicketType", kind)
+            .put_some("MedicalTicketValidDate", &t.valid_from)
+            .put_some("MedicalTicketExpirationDate", &t.valid_until)
+            .put_some("IssueNumber", &t.issue_number)
+            .put_some("MedicalTreatmentMonth", &t.treatment_month)
+            .put_some(
+                "DesignatedMedicalInstitutionCode",
+                &t.designated_institution_code,
+            )
+            .put(
+                "DesignatedMedicalInstitutionFlag",
+                if t.designated_here { "1" } else { "0" },
+            )
+            .put_some(
+                "DesignatedMedicalInstitutionName",
+                &t.designated_institution_name,
+            )
+            .put("SelfPayAmount", t.self_pay_yen.to_string());
+        list.push(i);
+    }
+    list
 }
 
 /// The body elements of one confirmation result (single answer, face file, bulk unit):
@@ -721,7 +760,8 @@ fn result_elements(
             .put("ProcessingResultMessage", &result.warning_message);
     }
     let validity = result.validity;
-    if (1..=5).contains(&validity) {
+    // 6 有効（未登録）: a 医療扶助 recipient without a registered ticket this month.
+    if (1..=6).contains(&validity) {
         target.put("QualificationValidity", validity.to_string());
     }
     // 電子処方箋: the patient's choice at the reader, 1 electronic or 2 paper; absent where
@@ -741,7 +781,14 @@ fn result_elements(
     let results: Vec<Element> = result
         .qualifications
         .iter()
-        .map(|q| result_of_qualification(q, result.consents.as_ref(), limit_time))
+        .map(|q| {
+            result_of_qualification(
+                q,
+                result.consents.as_ref(),
+                limit_time,
+                &result.medical_tickets,
+            )
+        })
         .collect();
     if results.is_empty() {
         return;
@@ -1200,6 +1247,150 @@ mod tests {
                 assert!(validity < select, "{xml}");
             }
         }
+    }
+
+    /// Every element path of a document with its text, read with quick-xml directly (not our
+    /// codec), as a reception system's parser walks it.
+    fn paths(xml: &str) -> Vec<(String, String)> {
+        let mut reader = quick_xml::Reader::from_str(xml);
+        let mut stack: Vec<String> = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            match reader.read_event().unwrap() {
+                quick_xml::events::Event::Start(e) => {
+                    stack.push(String::from_utf8(e.local_name().as_ref().to_vec()).unwrap())
+                }
+                quick_xml::events::Event::End(_) => {
+                    stack.pop();
+                }
+                quick_xml::events::Event::Text(t) => {
+                    let text = t.decode().unwrap().trim().to_owned();
+                    if !text.is_empty() {
+                        out.push((stack.join("/"), text));
+                    }
+                }
+                quick_xml::events::Event::Eof => break,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// 医療扶助: the tickets are ResultOfQualificationConfirmation/PublicExpenseResultList/
+    /// MedicalTicketInfo with the element names the public parsers read (TicketType,
+    /// MedicalTicketValidDate, ..., SelfPayAmount), in Shift_JIS as the real files; an answer
+    /// without a registered ticket carries QualificationValidity 6 and no list.
+    #[test]
+    fn medical_aid_tickets_are_public_expense_result_list_medical_ticket_info() {
+        let ctx = AnswerContext {
+            executed_at: "20261203090000".into(),
+            confirmation_date: "20261203".into(),
+            medical_institution_code: "1310156789".into(),
+            arbitrary_file_identifier: String::new(),
+            reference_classification: "1",
+            charset: Charset::ShiftJis,
+        };
+        let ticket = |kind: pb::MedicalTicketKind, code: &str, here: bool| {
+            let mut t = pb::MedicalTicket {
+                issue_number: "20261201".into(),
+                treatment_month: "202612".into(),
+                valid_from: "20261201".into(),
+                valid_until: "20261231".into(),
+                designated_institution_code: code.into(),
+                designated_institution_name: "さくら内科クリニック".into(),
+                designated_here: here,
+                self_pay_yen: 2300,
+                ..Default::default()
+            };
+            t.set_kind(kind);
+            t
+        };
+        let q = pb::Qualification {
+            insured_card_classification: "A1".into(),
+            insurer_number: "12131004".into(),
+            number: "0000123".into(),
+            ..Default::default()
+        };
+        let result = pb::ConfirmationResult {
+            validity: 1,
+            qualifications: vec![q.clone()],
+            medical_tickets: vec![
+                ticket(pb::MedicalTicketKind::Medical, "1310156789", true),
+                ticket(pb::MedicalTicketKind::Dispensing, "1340123452", false),
+            ],
+            ..Default::default()
+        };
+        let a = confirmation_answer(&ctx, &result, None, None);
+        let bytes = codec::write(&a, Charset::ShiftJis).bytes;
+        let (xml, _, _) = encoding_rs::SHIFT_JIS.decode(&bytes);
+        let found = paths(&xml);
+        let at = |suffix: &str| -> Vec<&str> {
+            found
+                .iter()
+                .filter(|(p, _)| p.ends_with(suffix))
+                .map(|(_, t)| t.as_str())
+                .collect()
+        };
+        let info = "MessageBody/ResultList/ResultOfQualificationConfirmation/PublicExpenseResultList/MedicalTicketInfo/";
+        assert_eq!(at(&format!("{info}TicketType")), ["1", "2"], "{xml}");
+        assert_eq!(at(&format!("{info}IssueNumber")), ["20261201", "20261201"]);
+        assert_eq!(
+            at(&format!("{info}MedicalTreatmentMonth")),
+            ["202612", "202612"]
+        );
+        assert_eq!(at(&format!("{info}MedicalTicketValidDate"))[0], "20261201");
+        assert_eq!(
+            at(&format!("{info}MedicalTicketExpirationDate"))[0],
+            "20261231"
+        );
+        assert_eq!(
+            at(&format!("{info}DesignatedMedicalInstitutionCode")),
+            ["1310156789", "1340123452"]
+        );
+        assert_eq!(
+            at(&format!("{info}DesignatedMedicalInstitutionFlag")),
+            ["1", "0"]
+        );
+        assert_eq!(
+            at(&format!("{info}DesignatedMedicalInstitutionName"))[0],
+            "さくら内科クリニック"
+        );
+        assert_eq!(at(&format!("{info}SelfPayAmount")), ["2300", "2300"]);
+        assert_eq!(
+            at("ResultOfQualificationConfirmation/InsuredCardClassification"),
+            ["A1"]
+        );
+        assert_eq!(at("MessageBody/QualificationValidity"), ["1"]);
+        // The list comes after InsurerName and before the consent flags (the public order).
+        let list = xml.find("<PublicExpenseResultList>").unwrap();
+        assert!(xml.find("<InsuredCardClassification>").unwrap() < list);
+
+        // 有効（未登録）: validity 6, no list.
+        let unregistered = pb::ConfirmationResult {
+            validity: 6,
+            qualifications: vec![q],
+            ..Default::default()
+        };
+        let a = confirmation_answer(&ctx, &unregistered, None, None);
+        let xml = String::from_utf8(codec::write(&a, Charset::Utf8).bytes).unwrap();
+        let found = paths(&xml);
+        assert!(found
+            .iter()
+            .any(|(p, t)| p.ends_with("MessageBody/QualificationValidity") && t == "6"));
+        assert!(!xml.contains("PublicExpenseResultList"), "{xml}");
+        // An insured person's answer never has the list, even with tickets in the result.
+        let insured = pb::ConfirmationResult {
+            validity: 1,
+            qualifications: vec![pb::Qualification {
+                insured_card_classification: "01".into(),
+                ..Default::default()
+            }],
+            medical_tickets: result.medical_tickets.clone(),
+            ..Default::default()
+        };
+        let a = confirmation_answer(&ctx, &insured, None, None);
+        let xml = String::from_utf8(codec::write(&a, Charset::Utf8).bytes).unwrap();
+        assert!(!xml.contains("MedicalTicketInfo"), "{xml}");
     }
 
     #[test]

@@ -33,6 +33,13 @@ fn july_31(year: i32) -> Result<Date, TestbedError> {
 
 /// The document `g` holds on `today`, or `None` for a person with no qualification.
 pub fn document_for(g: &Generated, today: Date) -> Result<Option<InsuranceDocument>, TestbedError> {
+    // A 医療扶助 recipient holds neither document (no health insurance).
+    if g.records
+        .iter()
+        .any(onshi_confirm_service::medical_aid::is_medical_aid)
+    {
+        return Ok(None);
+    }
     // The current qualification (the newest if several), else the newest one.
     let record: Option<&QualificationRecord> = g
         .records

@@ -5,8 +5,9 @@
 
 use onshi_confirm_service::as_of::MAX_PAST_DAYS;
 use onshi_confirm_service::eligibility::{
-    assess_by_numbers, NumbersQuery, QualificationRecord, Validity,
+    assess_by_numbers, InstitutionCode, NumbersQuery, QualificationRecord, Validity,
 };
+use onshi_confirm_service::medical_aid;
 use time::Date;
 
 use onshi_confirm_service::documents::DocumentKind;
@@ -16,7 +17,7 @@ use super::Generated;
 use crate::manifest::{CardKind, ExampleEntry};
 
 /// The cases, in the order `world.json` lists them.
-pub const CASES: [&str; 14] = [
+pub const CASES: [&str; 18] = [
     "validity-1",
     "validity-2",
     "validity-3",
@@ -31,6 +32,10 @@ pub const CASES: [&str; 14] = [
     "document-kakuninsho",
     "document-oshirase",
     "document-lapsed",
+    "medical-aid-registered",
+    "medical-aid-unregistered",
+    "medical-aid-elsewhere",
+    "medical-aid-no-ticket",
 ];
 
 /// The cases shown by a card's holder (after [`CASES`] in `world.json`): how the rules of
@@ -133,6 +138,9 @@ impl Examples {
     /// Looks at the holder `g` of card `card` of `kind`, for the [`CARD_CASES`] (card holders
     /// are offered in card order, so the first card of each kind is the example).
     pub fn offer_card(&mut self, g: &Generated, card: &str, kind: CardKind, today: Date) {
+        if g.records.iter().any(medical_aid::is_medical_aid) {
+            return;
+        }
         let current: Vec<&QualificationRecord> =
             g.records.iter().filter(|r| r.is_current(today)).collect();
         let [record] = current[..] else { return };
@@ -200,6 +208,8 @@ impl Examples {
                 birth_date: yyyymmdd(g.person.birth_date),
                 validity: validity.code(),
                 as_of_date: None,
+                public_expense_number: None,
+                recipient_number: None,
             });
         }
     }
@@ -218,6 +228,11 @@ impl Examples {
             None => (None, None),
         };
         if self.complete() {
+            return;
+        }
+        // 医療扶助 recipients show their own cases only (asked by public-expense numbers).
+        if g.records.iter().any(medical_aid::is_medical_aid) {
+            self.offer_aid(g, card, today);
             return;
         }
         let current: Vec<&QualificationRecord> =
@@ -403,9 +418,77 @@ impl Examples {
                     birth_date: yyyymmdd(g.person.birth_date),
                     as_of_date: as_of.map(yyyymmdd),
                     validity: validity.code(),
+                    public_expense_number: None,
+                    recipient_number: None,
                 });
             }
         }
+    }
+}
+
+impl Examples {
+    /// Looks at a 医療扶助 recipient for the `medical-aid-*` cases: the answer a query by
+    /// their public-expense numbers gets at the world's clinic today (validity 1 with the
+    /// tickets, or 6 有効（未登録）).
+    fn offer_aid(&mut self, g: &Generated, card: Option<String>, today: Date) {
+        let Some(record) = g
+            .records
+            .iter()
+            .find(|r| medical_aid::is_medical_aid(r) && r.is_current(today))
+        else {
+            return;
+        };
+        let answer = medical_aid::tickets_for(&g.tickets, today, today);
+        let clinic = InstitutionCode::with_check_digit(super::medical_aid::CLINIC_BODY)
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default();
+        let here = answer.tickets.iter().any(|t| t.institution_code == clinic);
+        let (case, description) = match (answer.unregistered, here, card.is_some()) {
+            (false, true, true) => (
+                "medical-aid-registered",
+                "医療扶助 recipient (A1): this month's 医療券 (the clinic) and 調剤券 (the \
+                 pharmacy) registered: 有効 with the tickets, designated here at either",
+            ),
+            (true, _, true) => (
+                "medical-aid-unregistered",
+                "医療扶助 recipient (A1) whose 医療券 of this month is not registered by the \
+                 welfare office: 有効（未登録） without tickets",
+            ),
+            (false, false, false) => (
+                "medical-aid-elsewhere",
+                "card-less 医療扶助 recipient (bulk) whose registered 医療券 names a clinic \
+                 outside the world: 有効, not designated here",
+            ),
+            (true, _, false) => (
+                "medical-aid-no-ticket",
+                "card-less 医療扶助 recipient (bulk) with last month's 医療券 only: \
+                 有効（未登録） for this month",
+            ),
+            _ => return,
+        };
+        let Some(slot) = CASES.iter().position(|c| *c == case) else {
+            return;
+        };
+        if self.found[slot].is_some() {
+            return;
+        }
+        let validity = if answer.unregistered { 6 } else { 1 };
+        self.found[slot] = Some(ExampleEntry {
+            case: case.to_owned(),
+            description: description.to_owned(),
+            person_id: g.person.id.clone(),
+            card,
+            insurer_number: String::new(),
+            symbol: None,
+            number: String::new(),
+            branch: None,
+            birth_date: yyyymmdd(g.person.birth_date),
+            as_of_date: None,
+            validity,
+            public_expense_number: Some(record.insurer_number.as_str().to_owned()),
+            recipient_number: Some(record.number.clone()),
+            phone: None,
+        });
     }
 }
 
@@ -438,5 +521,7 @@ fn uninsured_example(
         birth_date: yyyymmdd(g.person.birth_date),
         as_of_date: None,
         validity: Validity::None.code(),
+        public_expense_number: None,
+        recipient_number: None,
     })
 }

@@ -6,6 +6,7 @@ use onshi_confirm_service::eligibility::{koki_start, IncomeBand};
 
 use super::clinical::{self, Plan};
 use super::gen::{add_days, branch, Coverage, Gen, Scheme};
+use super::medical_aid::{self, AidCase};
 use super::tables::PLACES;
 use super::Generated;
 use crate::manifest::CardKind;
@@ -31,6 +32,11 @@ pub enum Holder {
     Elderly,
     /// 国保 with a 6-digit insurer number, 世帯主, with a 特定疾病療養受療証 (dialysis).
     Kokuho,
+    /// A 医療扶助 recipient (生活保護, no insurance) with this month's 医療券 (the world's
+    /// clinic) and 調剤券 (its pharmacy) registered.
+    MedicalAid,
+    /// A 医療扶助 recipient whose 医療券 of this month is not registered (有効（未登録）).
+    MedicalAidUnregistered,
 }
 
 /// The role of one card in the world.
@@ -44,9 +50,10 @@ pub struct CardPlan {
 }
 
 /// Length of the cycle after the fixed roles: four valid holders of varied kinds, then a
-/// certificate in its grace period and one expiring soon (rules of 2024-12-02), so a world of
-/// 14 cards or more has each and a large world about one card in six of each.
-const CYCLE: usize = 6;
+/// certificate in its grace period and one expiring soon (rules of 2024-12-02), then two
+/// 医療扶助 recipients (registered tickets, not registered), so a world of 16 cards or more
+/// has each and a large world about one card in eight of each.
+const CYCLE: usize = 8;
 
 /// The plan of card `index` (0-based): the six fixed roles every world has, the face-only
 /// card, then a cycle of varied holders.
@@ -137,11 +144,23 @@ pub fn card_plan(index: usize) -> CardPlan {
                 true,
                 "certificate expired yesterday, within its grace period: eligibility confirmed with WARNING_CERTIFICATE_IN_GRACE, no data shared",
             ),
-            _ => plan(
+            5 => plan(
                 CardKind::Expiring,
                 Holder::Employee,
                 true,
                 "certificate expires in 30 days: confirmed with WARNING_CERTIFICATE_EXPIRING (renewal)",
+            ),
+            6 => plan(
+                CardKind::Valid,
+                Holder::MedicalAid,
+                true,
+                "valid, registered; 医療扶助 recipient (A1): this month's 医療券 at the world's clinic and 調剤券 at its pharmacy registered (validity 1 with the tickets)",
+            ),
+            _ => plan(
+                CardKind::Valid,
+                Holder::MedicalAidUnregistered,
+                true,
+                "valid, registered; 医療扶助 recipient (A1) whose 医療券 of this month the welfare office has not registered: validity 6 有効（未登録）",
             ),
         },
     }
@@ -162,6 +181,7 @@ impl Gen<'_> {
             Holder::Koki => self.between(77, 90),
             Holder::PreschoolChild => self.between(2, 4),
             Holder::Elderly => self.between(71, 73),
+            Holder::MedicalAid | Holder::MedicalAidUnregistered => self.between(45, 75),
         };
         let place_index = self.place_index();
         let place = &PLACES[place_index];
@@ -255,8 +275,22 @@ impl Gen<'_> {
                 c.diseases = vec![(1, 10_000)];
                 vec![self.record(&person, &m, &c)?]
             }
+            Holder::MedicalAid | Holder::MedicalAidUnregistered => {
+                let since = add_days(today, -i64::from(self.between(60, 2000)))?;
+                vec![medical_aid::record(&person, index, place, since)?]
+            }
+        };
+        let case = match plan.holder {
+            Holder::MedicalAid => Some(AidCase::Registered),
+            Holder::MedicalAidUnregistered => Some(AidCase::Unregistered),
+            _ => None,
+        };
+        let tickets = match case {
+            Some(case) => medical_aid::tickets(&person, case, today)?,
+            None => Vec::new(),
         };
         let mut generated = Generated::new(person, records);
+        generated.tickets = tickets;
         // card-0001's holder always has drugs and checkups to share (the consent demo).
         let health = self.health(age, generated.person.sex);
         let clinical_plan = if plan.holder == Holder::Standard {

@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use onshi_confirm_service::clinical::{Checkup, Medication};
 use onshi_confirm_service::documents::InsuranceDocument;
 use onshi_confirm_service::eligibility::{Person, QualificationRecord};
+use onshi_confirm_service::medical_aid::MedicalTicket;
 use onshi_confirm_service::store::LoadBatch;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -32,6 +33,7 @@ pub mod examples;
 mod gen;
 mod holders;
 mod households;
+pub mod medical_aid;
 pub mod tables;
 
 pub use examples::{validity_by_numbers, Examples, CARD_CASES, CASES};
@@ -57,6 +59,8 @@ pub struct Generated {
     pub checkups: Vec<Checkup>,
     /// The document held in place of the paper card ([`documents::document_for`]).
     pub document: Option<InsuranceDocument>,
+    /// A 医療扶助 recipient's 医療券 / 調剤券 ([`medical_aid`]).
+    pub tickets: Vec<MedicalTicket>,
 }
 
 impl Generated {
@@ -67,6 +71,7 @@ impl Generated {
             medications: Vec::new(),
             checkups: Vec::new(),
             document: None,
+            tickets: Vec::new(),
         }
     }
 }
@@ -221,6 +226,18 @@ impl Population {
                 _ => None,
             };
             let at = start + out.len();
+            // Then two card-less 医療扶助 recipients (for bulk queries): designated elsewhere,
+            // and without a ticket this month.
+            let aid = match (b, households) {
+                (0, 2) => Some(medical_aid::AidCase::Elsewhere),
+                (0, 3) => Some(medical_aid::AidCase::NoTicketThisMonth),
+                _ => None,
+            };
+            if let Some(case) = aid {
+                households += 1;
+                out.push(gen.recipient(at, case)?);
+                continue;
+            }
             let household = households::household(&mut gen, at, end - at, forced)?;
             households += 1;
             out.extend(household);
@@ -256,6 +273,7 @@ impl Population {
             chunk.batch.medications.extend(g.medications);
             chunk.batch.checkups.extend(g.checkups);
             chunk.batch.documents.extend(g.document);
+            chunk.batch.medical_tickets.extend(g.tickets);
         };
         if index == 0 {
             for g in self.card_holders()? {
@@ -358,6 +376,7 @@ fn regroup(batch: LoadBatch, out: &mut Vec<Generated>) {
     let mut m = batch.medications.into_iter().peekable();
     let mut c = batch.checkups.into_iter().peekable();
     let mut d = batch.documents.into_iter().peekable();
+    let mut t = batch.medical_tickets.into_iter().peekable();
     for person in batch.persons {
         let mut g = Generated::new(person, Vec::new());
         while let Some(r) = q.next_if(|r| r.person_id == g.person.id) {
@@ -370,6 +389,9 @@ fn regroup(batch: LoadBatch, out: &mut Vec<Generated>) {
             g.checkups.push(r);
         }
         g.document = d.next_if(|r| r.person_id == g.person.id);
+        while let Some(r) = t.next_if(|r| r.person_id == g.person.id) {
+            g.tickets.push(r);
+        }
         out.push(g);
     }
 }

@@ -35,6 +35,15 @@ fn sample() -> &'static [Generated] {
     SAMPLE.get_or_init(|| generate_all(&population(3, 5_000, 10), 1_000, 2).unwrap().0)
 }
 
+/// The persons with health insurance (or none): 医療扶助 recipients have their own test.
+fn insured(people: &[Generated]) -> impl Iterator<Item = &Generated> {
+    people.iter().filter(|g| {
+        !g.records
+            .iter()
+            .any(onshi_confirm_service::medical_aid::is_medical_aid)
+    })
+}
+
 fn age(g: &Generated) -> u32 {
     age_on(g.person.birth_date, TODAY)
 }
@@ -42,7 +51,7 @@ fn age(g: &Generated) -> u32 {
 #[test]
 fn every_insurer_number_and_institution_code_passes_its_check_digit() {
     let mut insurers = BTreeSet::new();
-    for g in sample() {
+    for g in insured(sample()) {
         for r in &g.records {
             let n = InsurerNumber::parse(r.insurer_number.as_str()).unwrap();
             assert_eq!(n.is_kokuho(), n.as_str().len() == 6);
@@ -76,7 +85,7 @@ fn every_insurer_number_and_institution_code_passes_its_check_digit() {
 #[test]
 fn koki_records_have_no_symbol_or_branch_and_their_holders_are_75_or_over() {
     let mut koki = 0;
-    for g in sample() {
+    for g in insured(sample()) {
         for r in &g.records {
             if r.insurer_number.is_koki() {
                 koki += 1;
@@ -110,7 +119,7 @@ fn koki_records_have_no_symbol_or_branch_and_their_holders_are_75_or_over() {
 fn copay_ratios_and_brackets_follow_age_and_income() {
     let mut checked = 0;
     let mut seen = BTreeSet::new();
-    for g in sample() {
+    for g in insured(sample()) {
         let birth = g.person.birth_date;
         for r in g.records.iter().filter(|r| r.is_current(TODAY)) {
             checked += 1;
@@ -176,7 +185,7 @@ fn household_members_share_the_card_numbers_with_their_own_branch() {
     let mut cards: BTreeMap<(String, Option<String>, String), Vec<&QualificationRecord>> =
         BTreeMap::new();
     let mut keys = BTreeSet::new();
-    for g in sample() {
+    for g in insured(sample()) {
         for r in &g.records {
             let key = (
                 r.insurer_number.as_str().to_owned(),
@@ -225,7 +234,7 @@ fn household_members_share_the_card_numbers_with_their_own_branch() {
 fn each_validity_occurs() {
     let mut card_lookup: BTreeMap<u8, usize> = BTreeMap::new();
     let mut new_available = 0;
-    for g in sample() {
+    for g in insured(sample()) {
         *card_lookup
             .entry(assess(&g.records, TODAY).validity.code())
             .or_default() += 1;
@@ -433,7 +442,7 @@ fn card_holders_have_the_records_their_roles_need() {
 
 #[test]
 fn everyone_is_well_formed() {
-    for g in sample() {
+    for g in insured(sample()) {
         let p = &g.person;
         assert!(p.name.contains('\u{3000}'));
         assert!(p
@@ -483,11 +492,12 @@ fn everyone_is_well_formed() {
 
 #[test]
 fn the_examples_cover_every_case_and_say_what_the_numbers_answer() {
-    // Fourteen cards: the cycle's certificate in grace and expiring one are cards 13 and 14.
-    let pop = population(7, 40, 14);
+    // Sixteen cards: the cycle's certificate in grace and expiring one are cards 13 and 14,
+    // its 医療扶助 recipients cards 15 and 16.
+    let pop = population(7, 40, 16);
     let (people, _) = generate_all(&pop, 16, 2).unwrap();
     let mut examples = Examples::new();
-    let kinds = plans(14);
+    let kinds = plans(16);
     for g in &people {
         let i = person_index(&g.person.id).unwrap();
         let card = kinds.get(i).map(|p| (format!("card-{:04}", i + 1), p.kind));
@@ -499,6 +509,17 @@ fn the_examples_cover_every_case_and_say_what_the_numbers_answer() {
     assert_eq!(cases, CASES);
     for e in &entries {
         let g = &people[person_index(&e.person_id).unwrap()];
+        if let Some(pen) = &e.public_expense_number {
+            // 医療扶助: asked by the public-expense numbers; the tickets decide 1 or 6.
+            let r = &g.records[0];
+            assert_eq!(
+                (r.insurer_number.as_str(), Some(&r.number)),
+                (pen.as_str(), e.recipient_number.as_ref())
+            );
+            let answer = onshi_confirm_service::medical_aid::tickets_for(&g.tickets, TODAY, TODAY);
+            assert_eq!(if answer.unregistered { 6 } else { 1 }, e.validity, "{e:?}");
+            continue;
+        }
         let numbers = validity_by_numbers(
             &g.records,
             &e.insurer_number,
@@ -638,7 +659,10 @@ fn each_insured_person_holds_the_document_their_registration_calls_for() {
     for g in &people {
         let Some(d) = &g.document else {
             assert!(
-                g.records.is_empty(),
+                g.records.is_empty()
+                    || g.records
+                        .iter()
+                        .all(onshi_confirm_service::medical_aid::is_medical_aid),
                 "{}: insured without a document",
                 g.person.id
             );
@@ -675,4 +699,47 @@ fn each_insured_person_holds_the_document_their_registration_calls_for() {
     let (again, _) = generate_all(&pop, 16, 2).unwrap();
     let docs = |p: &[Generated]| p.iter().map(|g| g.document.clone()).collect::<Vec<_>>();
     assert_eq!(docs(&people), docs(&again));
+}
+
+/// 医療扶助 recipients: card holders at the cycle's positions 7 and 8 (cards 15 and 16) and
+/// the two card-less ones of block 0, each with one current A1 record whose numbers are a
+/// 公費負担者番号 (法別 12) and a 公費受給者番号 with valid check digits, and the tickets of
+/// their case for the world's month.
+#[test]
+fn medical_aid_recipients_have_public_expense_numbers_and_this_months_tickets() {
+    use onshi_confirm_service::medical_aid::{self, TreatmentMonth};
+    assert_eq!(card_plan(14).holder, Holder::MedicalAid);
+    assert_eq!(card_plan(15).holder, Holder::MedicalAidUnregistered);
+    assert_eq!(card_plan(22).holder, Holder::MedicalAid);
+    let pop = population(5, 60, 16);
+    let (people, _) = generate_all(&pop, 16, 2).unwrap();
+    let recipients: Vec<&Generated> = people
+        .iter()
+        .filter(|g| g.records.iter().any(medical_aid::is_medical_aid))
+        .collect();
+    let ids: Vec<usize> = recipients
+        .iter()
+        .map(|g| person_index(&g.person.id).unwrap())
+        .collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert_eq!(&ids[..2], &[14, 15]);
+    let mut unregistered = 0;
+    for g in &recipients {
+        let [r] = &g.records[..] else {
+            panic!("one record: {g:?}")
+        };
+        assert!(r.is_current(TODAY));
+        assert!(medical_aid::query(r.insurer_number.as_str(), &r.number, "19600101").is_ok());
+        assert!(g.document.is_none());
+        assert!(!g.tickets.is_empty());
+        let answer = medical_aid::tickets_for(&g.tickets, TODAY, TODAY);
+        if answer.unregistered {
+            unregistered += 1;
+        }
+        for t in &answer.tickets {
+            assert_eq!(t.month, TreatmentMonth::of(TODAY));
+        }
+    }
+    // Card 16 (not registered) and the card-less one without a ticket this month.
+    assert_eq!(unregistered, 2);
 }
