@@ -234,8 +234,9 @@ enum Command {
         /// 居宅同意取得型 first visit: this terminal is the mobile device at the patient's
         /// home; the card signs the patient's consent to later re-queries without the card
         /// (`numbers --requery`) by this institution, until the period the result shows.
-        /// Needs --treatment home-visit or online.
-        #[arg(long)]
+        /// With the PIN, or with --visual-check --staff-id ID (the device key attests the
+        /// staff member's check; not --face). Needs --treatment home-visit or online.
+        #[arg(long, conflicts_with = "face")]
         mobile: bool,
         /// Print the outcome as JSON (for scripts) instead of the staff view.
         #[arg(long)]
@@ -810,6 +811,37 @@ mod tests {
             "{help}"
         );
         assert!(help.contains("without a PIN"), "{help}");
+    }
+
+    #[test]
+    fn the_mobile_first_visit_is_made_with_the_pin_or_a_visual_check_not_a_face_match() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(
+                [&["reader-agent", "confirm"], args, &["--config", "a.toml"]].concat(),
+            )
+        };
+        for good in [
+            &["--treatment", "home-visit", "--mobile"][..],
+            &[
+                "--treatment",
+                "online",
+                "--mobile",
+                "--visual-check",
+                "--staff-id",
+                "sato",
+            ],
+        ] {
+            assert!(parse(good).is_ok(), "{good:?}");
+        }
+        let err = parse(&["--treatment", "home-visit", "--mobile", "--face"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        use clap::CommandFactory;
+        let help = Cli::command()
+            .find_subcommand_mut("confirm")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--visual-check --staff-id ID"), "{help}");
     }
 
     #[test]
