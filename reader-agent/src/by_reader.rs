@@ -171,13 +171,8 @@ pub async fn run(
             pb::Purpose::RegisterByReader,
             ConsentBits::default(),
         ),
-        Action::Confirm if opts.mobile => (
-            Purpose::HomeCareVisualCheck,
-            pb::Purpose::HomeCareVisualCheck,
-            opts.consents,
-        ),
         Action::Confirm => {
-            let (p, pb_p) = identified.purpose();
+            let (p, pb_p) = identified.purpose_for(opts.mobile);
             (p, pb_p, opts.consents)
         }
     };

@@ -171,6 +171,13 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = onshi_reader_agent::outage::DEFAULT_CAPACITY as u64,
               value_parser = clap::value_parser!(u64).range(1..=100_000))]
         outage_capacity: u64,
+        /// The mobile device of a home visit or online care (居宅同意取得型): every session
+        /// starts with the treatment (訪問診療・訪問看護 / オンライン診療), then the card's PIN
+        /// or a staff visual check (no face match); the answer shows the re-query period
+        /// within which the institution confirms later visits without the card
+        /// (`numbers --requery`). docs/kiosk.md "The mobile mode".
+        #[arg(long)]
+        mobile: bool,
     },
     /// Serve the reception computer's file interface (オンライン資格確認端末の連携フォルダ):
     /// reception software writes XmlMsg request files (OQSsiquc01req_*.xml one confirmation by
@@ -596,6 +603,7 @@ fn main() -> ExitCode {
             service_wait,
             outage_probe,
             outage_capacity,
+            mobile,
         } => cli::serve::run_kiosk(
             &config,
             metrics_listen,
@@ -613,6 +621,7 @@ fn main() -> ExitCode {
                 service_wait: Duration::from_secs(service_wait),
                 outage_probe: Duration::from_secs(outage_probe),
                 outage_capacity: usize::try_from(outage_capacity).unwrap_or(usize::MAX),
+                mobile,
             },
         ),
         Command::Confirm {
