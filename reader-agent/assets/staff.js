@@ -48,6 +48,7 @@ function matches(e, q) {
   if (!q) return true;
   const r = e.result || {};
   const hay = [e.method, e.outcome, e.result_code, e.message, r.confirmation_id, r.validity_label,
+    r.treatment, r.requery_until,
     ...(r.qualifications || []).flatMap((x) => [x.name, x.kana_name, x.insurer_number, x.insurer_name,
       x.symbol, x.number, x.birth_date])].join(" ").toLowerCase();
   return hay.includes(q.toLowerCase());

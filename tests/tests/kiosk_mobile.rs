@@ -93,6 +93,23 @@ fn staff_entry(staff: &Browser) -> (String, String, String) {
     )
 }
 
+/// Whether the service's audit log has a successful confirmation by T02 with `method`.
+fn audited(method: &str) -> bool {
+    let store =
+        onshi_confirm_service::store::SqliteStore::open(&world().dir.join("store/onshi.sqlite"))
+            .unwrap();
+    onshi_confirm_service::store::Store::query_audit(
+        &store,
+        &onshi_confirm_service::audit::AuditQuery {
+            limit: 10_000,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .iter()
+    .any(|r| r.method == method && r.terminal_id == "T02" && r.result_code == "RESULT_CODE_OK")
+}
+
 #[test]
 fn a_pin_first_visit_in_the_mobile_mode_shows_the_requery_period_to_patient_and_staff() {
     let bench = bench("valid");
@@ -157,4 +174,5 @@ fn a_visual_check_first_visit_in_the_mobile_mode_names_the_staff_and_the_period(
     );
     assert_eq!(treatment, "online");
     assert_eq!(staff_until, until.replace('-', ""));
+    assert!(audited(&format!("mobile-visual:{STAFF_ID}")));
 }
