@@ -175,4 +175,11 @@ fn a_visual_check_first_visit_in_the_mobile_mode_names_the_staff_and_the_period(
     assert_eq!(treatment, "online");
     assert_eq!(staff_until, until.replace('-', ""));
     assert!(audited(&format!("mobile-visual:{STAFF_ID}")));
+    // The staff's search finds the entry by its treatment and its period.
+    staff.type_into("#search", "home-visit").unwrap();
+    assert!(staff.try_find("#entry-1").unwrap().is_none());
+    for q in ["online", staff_until.as_str()] {
+        staff.type_into("#search", q).unwrap();
+        staff.wait_for("#entry-1", Duration::from_secs(5)).unwrap();
+    }
 }
