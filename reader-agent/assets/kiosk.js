@@ -37,6 +37,18 @@ const SCREENS = {
   loading: () => [el("div", { class: "spinner" })],
   insert_card: (s) => [noticeBox(), el("h1", {}, t("insert_card")), el("p", { class: "sub" }, t("insert_card_hint"))],
   working: (s) => [el("h1", {}, t("task_" + s.task)), el("div", { class: "spinner" }), el("p", { class: "sub" }, t("working"))],
+  // The mobile mode (居宅同意取得型): the treatment of this first visit, before the method.
+  choose_treatment: () => [
+    noticeBox(),
+    el("h1", { id: "treatment-question" }, t("treatment_title")),
+    el("p", { class: "sub" }, t("treatment_hint")),
+    el("div", { class: "buttons" },
+      bigButton("treatment-home-visit", t("treatment_home_visit"),
+                () => act("/api/treatment", { treatment: "home-visit" })),
+      bigButton("treatment-online", t("treatment_online"),
+                () => act("/api/treatment", { treatment: "online" }))),
+    cancelRow(),
+  ],
   choose_method: (s) => {
     const faceNote = s.face === "locked" ? t("face_locked") : s.face === "unavailable" ? t("face_unavailable") : "";
     const pinNote = !s.pin_set ? t("pin_not_set")
@@ -130,6 +142,11 @@ const SCREENS = {
     s.registered_now ? el("p", { id: "registered-now" }, t("registered_now")) : null,
     s.prescription ? el("p", { id: "prescription", "data-prescription": s.prescription },
                         t("prescription_" + s.prescription + "_chosen")) : null,
+    // A first visit at the mobile device: its treatment and the re-query period.
+    s.treatment ? el("p", { id: "treatment", "data-treatment": s.treatment },
+                     t("treatment_" + s.treatment.replace("-", "_"))) : null,
+    s.requery_until ? el("p", { id: "requery-until", "data-until": s.requery_until },
+                         t("requery_until", { until: s.requery_until })) : null,
     el("p", { class: "sub" }, t("done_hint")),
   ],
   // The outage path (資格申立書): the service cannot be reached; the patient declares the
@@ -185,6 +202,8 @@ function submitPin() {
 function render() {
   const s = STATE || { screen: "loading", session: null };
   document.body.dataset.screen = s.screen;
+  // The mobile mode names itself on every screen.
+  document.getElementById("mobile-mode").textContent = s.mobile ? t("mobile_mode") : "";
   document.body.dataset.session = s.session || "";
   const root = document.getElementById("screen");
   root.replaceChildren(...(SCREENS[s.screen] || SCREENS.loading)(s).filter((x) => x));

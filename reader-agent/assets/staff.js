@@ -48,6 +48,7 @@ function matches(e, q) {
   if (!q) return true;
   const r = e.result || {};
   const hay = [e.method, e.outcome, e.result_code, e.message, r.confirmation_id, r.validity_label,
+    r.treatment, r.requery_until,
     ...(r.qualifications || []).flatMap((x) => [x.name, x.kana_name, x.insurer_number, x.insurer_name,
       x.symbol, x.number, x.birth_date])].join(" ").toLowerCase();
   return hay.includes(q.toLowerCase());
@@ -80,7 +81,12 @@ function renderEntries() {
       c.medication ? el("button", { id: "med-" + e.seq, onclick: () => clinical(e.seq, "medications") }, t("medications")) : null,
       c.checkup ? el("button", { id: "chk-" + e.seq, onclick: () => clinical(e.seq, "checkups") }, t("checkups")) : null);
     return el("tr", { id: "entry-" + e.seq, class: e.outcome, "data-seq": e.seq },
-      el("td", {}, String(e.seq)), el("td", {}, fmtTime(e.at_ms)), el("td", {}, method),
+      el("td", {}, String(e.seq)), el("td", {}, fmtTime(e.at_ms)), el("td", { class: "method" }, method,
+        // The query's treatment (not 外来) and a 居宅同意取得型 first visit's re-query period.
+        r.treatment && r.treatment !== "outpatient" ? el("div", { class: "treatment", "data-treatment": r.treatment },
+          t("treatment_" + r.treatment.replace("-", "_"))) : null,
+        r.requery_until ? el("div", { class: "requery-until", "data-until": r.requery_until },
+          t("requery_until", { until: r.requery_until })) : null),
       el("td", { class: "outcome" }, outcome,
         // A certificate warning on a confirmation carried out (renewal, or grace: no data).
         r.warning ? el("div", { class: "warning", "data-warning": r.warning }, r.warning_message) : null),

@@ -5,7 +5,8 @@
 //! 1. wait for a card and read its certificate and PIN status (no PIN is ever asked for);
 //! 2. identify the holder: the face photo read from the card against one capture of the
 //!    simulated camera (the holder stands before it), or the staff member's visual check;
-//! 3. get a challenge for the purpose (face 30, visual check 31, registration by reader 40);
+//! 3. get a challenge for the purpose (face 30, visual check 31, registration by reader 40,
+//!    a 居宅同意取得型 first visit by visual check at the mobile device 61);
 //! 4. sign the attested binding (the check included) with the reader's device key;
 //! 5. send ConfirmByReader or RegisterByReader and report the answer as `confirm` does.
 //!
@@ -48,6 +49,11 @@ pub struct ByReaderOptions {
     /// The patient's consents (confirmations only; a registration carries none).
     pub consents: ConsentBits,
     pub prescription: pb::PrescriptionIssue,
+    /// The treatment the confirmation is for (MedicalTreatmentFlag; unspecified is 外来).
+    pub treatment: pb::MedicalTreatment,
+    /// 居宅同意取得型 first visit (`--mobile`): a visual check only; the device key attests
+    /// it under purpose 61 and the request carries the re-query consent.
+    pub mobile: bool,
 }
 
 /// The result code staff see when the face did not match (reported by the reader, not a
@@ -166,7 +172,7 @@ pub async fn run(
             ConsentBits::default(),
         ),
         Action::Confirm => {
-            let (p, pb_p) = identified.purpose();
+            let (p, pb_p) = identified.purpose_for(opts.mobile);
             (p, pb_p, opts.consents)
         }
     };
@@ -236,8 +242,8 @@ pub async fn run(
                     consents: Some(consents.into()),
                     attestation,
                     prescription_issue: opts.prescription as i32,
-                    treatment: 0,
-                    requery_consent: false,
+                    treatment: opts.treatment as i32,
+                    requery_consent: opts.mobile,
                 })
                 .await;
             match answer {

@@ -171,6 +171,13 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = onshi_reader_agent::outage::DEFAULT_CAPACITY as u64,
               value_parser = clap::value_parser!(u64).range(1..=100_000))]
         outage_capacity: u64,
+        /// The mobile device of a home visit or online care (居宅同意取得型): every session
+        /// starts with the treatment (訪問診療・訪問看護 / オンライン診療), then the card's PIN
+        /// or a staff visual check (no face match); the answer shows the re-query period
+        /// within which the institution confirms later visits without the card
+        /// (`numbers --requery`). docs/kiosk.md "The mobile mode".
+        #[arg(long)]
+        mobile: bool,
     },
     /// Serve the reception computer's file interface (オンライン資格確認端末の連携フォルダ):
     /// reception software writes XmlMsg request files (OQSsiquc01req_*.xml one confirmation by
@@ -234,8 +241,9 @@ enum Command {
         /// 居宅同意取得型 first visit: this terminal is the mobile device at the patient's
         /// home; the card signs the patient's consent to later re-queries without the card
         /// (`numbers --requery`) by this institution, until the period the result shows.
-        /// Needs --treatment home-visit or online.
-        #[arg(long)]
+        /// With the PIN, or with --visual-check --staff-id ID (the device key attests the
+        /// staff member's check; not --face). Needs --treatment home-visit or online.
+        #[arg(long, conflicts_with = "face")]
         mobile: bool,
         /// Print the outcome as JSON (for scripts) instead of the staff view.
         #[arg(long)]
@@ -614,6 +622,7 @@ fn main() -> ExitCode {
             service_wait,
             outage_probe,
             outage_capacity,
+            mobile,
         } => cli::serve::run_kiosk(
             &config,
             metrics_listen,
@@ -631,6 +640,7 @@ fn main() -> ExitCode {
                 service_wait: Duration::from_secs(service_wait),
                 outage_probe: Duration::from_secs(outage_probe),
                 outage_capacity: usize::try_from(outage_capacity).unwrap_or(usize::MAX),
+                mobile,
             },
         ),
         Command::Confirm {
@@ -832,6 +842,37 @@ mod tests {
             "{help}"
         );
         assert!(help.contains("without a PIN"), "{help}");
+    }
+
+    #[test]
+    fn the_mobile_first_visit_is_made_with_the_pin_or_a_visual_check_not_a_face_match() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(
+                [&["reader-agent", "confirm"], args, &["--config", "a.toml"]].concat(),
+            )
+        };
+        for good in [
+            &["--treatment", "home-visit", "--mobile"][..],
+            &[
+                "--treatment",
+                "online",
+                "--mobile",
+                "--visual-check",
+                "--staff-id",
+                "sato",
+            ],
+        ] {
+            assert!(parse(good).is_ok(), "{good:?}");
+        }
+        let err = parse(&["--treatment", "home-visit", "--mobile", "--face"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        use clap::CommandFactory;
+        let help = Cli::command()
+            .find_subcommand_mut("confirm")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--visual-check --staff-id ID"), "{help}");
     }
 
     #[test]

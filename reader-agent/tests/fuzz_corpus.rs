@@ -44,6 +44,8 @@ fn kiosk_body_corpus() {
     assert_eq!(get("pin.json"), ["pin", "pin-valid"]);
     assert_eq!(get("pin-not-digits.json"), ["pin"]);
     assert_eq!(get("method-unknown.json"), ["method"]);
+    assert_eq!(get("treatment.json"), ["treatment", "treatment-choice"]);
+    assert_eq!(get("treatment-unknown.json"), ["treatment"]);
     assert_eq!(get("unknown-field.json"), Vec::<&str>::new());
     assert!(get("face-image.json").contains(&"face-image"));
     assert!(!get("face-image-truncated.json").contains(&"face-image"));
@@ -56,7 +58,7 @@ fn kiosk_body_corpus() {
     // found `[""]`): the handlers accept these bodies too.
     assert_eq!(
         get("pin-as-array.json"),
-        ["method", "pin", "pin-valid", "face", "login"]
+        ["method", "treatment", "pin", "pin-valid", "face", "login"]
     );
     assert!(get("batch-as-array.json").contains(&"batch"));
 }

@@ -4,13 +4,16 @@
 //! `confirm --treatment home-visit --mobile` reads the card with its PIN and opens the re-query
 //! period; then `numbers --treatment home-visit --requery` at the pharmacy's desk confirms
 //! without the card, the clinic's is refused, and the staff view shows the flag and the period.
+//! `confirm --treatment online --mobile --visual-check --staff-id ID` is the visual-check
+//! first visit (purpose 61, audit method `mobile-visual:<staff id>`), after which the online
+//! re-query answers.
 //! Needs root (the private pcscd) and the binaries built.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::path::Path;
 
-use onshi_e2e::{run_agent, run_agent_raw, Card, Pcscd, Service, World};
+use onshi_e2e::{run_agent, run_agent_by_reader, run_agent_raw, Card, Pcscd, Service, World};
 
 fn world() -> &'static World {
     World::shared(env!("CARGO_TARGET_TMPDIR"), "home-care-e2e-world", 8)
@@ -123,6 +126,41 @@ fn the_mobile_mode_reads_the_card_at_home_and_the_desk_requeries_without_it() {
     assert_eq!(code, Some(1));
     assert_eq!(json["result_code"], "RESULT_CODE_REQUERY_NOT_CONSENTED");
 
+    // The visual-check first visit for online care: the mobile device's key attests the
+    // staff member's check (purpose 61); then the online re-query answers with its period.
+    let visual = ["--visual-check", "--staff-id", "sato.k"];
+    let run = run_agent_by_reader(
+        "confirm",
+        &pcscd,
+        &mobile,
+        &service,
+        &[&["--treatment", "online", "--mobile"][..], &visual].concat(),
+    )
+    .unwrap();
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.json["result"]["treatment"], "online", "{run:?}");
+    let online_until = run.json["result"]["requery_until"]
+        .as_str()
+        .expect("the re-query period");
+    let (code, stdout, json) = numbers(
+        &desk,
+        &service,
+        &q,
+        &["--treatment", "online", "--requery", "--json"],
+    );
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(json["result"]["requery_until"], online_until, "{stdout}");
+    // A face match makes no first visit: a usage error before the card is read.
+    let out = run_agent_raw(
+        &pcscd,
+        &mobile,
+        &service,
+        "",
+        &["--treatment", "online", "--mobile", "--face"],
+    )
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
     // The audit records name the mobile device's first visit and the re-query.
     let store =
         onshi_confirm_service::store::SqliteStore::open(&w.dir.join("store/onshi.sqlite")).unwrap();
@@ -139,5 +177,8 @@ fn the_mobile_mode_reads_the_card_at_home_and_the_desk_requeries_without_it() {
         && r.result_code == "RESULT_CODE_OK"));
     assert!(records.iter().any(|r| r.method == "requery"
         && r.terminal_id == "T01"
+        && r.result_code == "RESULT_CODE_OK"));
+    assert!(records.iter().any(|r| r.method == "mobile-visual:sato.k"
+        && r.terminal_id == "T02"
         && r.result_code == "RESULT_CODE_OK"));
 }

@@ -106,6 +106,10 @@ fn cross_site_requests_cannot_spend_pin_tries_choose_a_method_or_consent() {
         for (path, body) in [
             ("/api/method", json!({"session": session, "method": "pin"})),
             (
+                "/api/treatment",
+                json!({"session": session, "treatment": "home-visit"}),
+            ),
+            (
                 "/api/consents",
                 json!({"session": session, "medication": true}),
             ),

@@ -93,6 +93,8 @@ pub fn run_confirm(
             action,
             consents,
             prescription,
+            treatment,
+            mobile,
         };
         let Some(runtime) = two_thread_runtime() else {
             return ExitCode::from(3);

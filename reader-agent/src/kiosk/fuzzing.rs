@@ -23,7 +23,8 @@ use serde_json::Value;
 
 use super::http::{
     BatchRequest, ClinicalRequest, ConsentsRequest, FaceRequest, LoginRequest, MethodRequest,
-    NumbersRequest, PinRequest, RegistrationRequest, SessionOnly, StartSession, VisualRequest,
+    NumbersRequest, PinRequest, RegistrationRequest, SessionOnly, StartSession, TreatmentRequest,
+    VisualRequest,
 };
 use crate::desk;
 use crate::face::Photo;
@@ -85,6 +86,13 @@ pub fn kiosk_body(data: &[u8]) -> Vec<&'static str> {
         accepted.push("method");
         if matches!(field(&value, "method", 1), Some("pin" | "face" | "visual")) {
             accepted.push("method-choice");
+        }
+    }
+    if parses::<TreatmentRequest>(data) {
+        accepted.push("treatment");
+        let name = field(&value, "treatment", 1).unwrap_or_default();
+        if super::flow::Treatment::from_name(name).is_some() {
+            accepted.push("treatment-choice");
         }
     }
     if parses::<PinRequest>(data) {

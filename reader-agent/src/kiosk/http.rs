@@ -33,7 +33,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::session::{
     Action, ActionError, ConsentAnswers, Kiosk, KioskState, MethodChoice, PrescriptionChoice,
-    VisualCheck,
+    Treatment, VisualCheck,
 };
 use super::staff::{DeskError, StaffDesk};
 use super::staff_auth::{LoginError, StaffLogins, StaffMember};
@@ -92,6 +92,7 @@ pub fn kiosk_router(state: AppState) -> Router {
         .route("/api/state", get(get_state))
         .route("/api/events", get(events))
         .route("/api/session", post(start_session))
+        .route("/api/treatment", post(treatment))
         .route("/api/method", post(method))
         .route("/api/pin", post(pin))
         .route("/api/face", post(face))
@@ -468,6 +469,36 @@ async fn consents(State(app): State<AppState>, body: Bytes) -> Response {
     acted(
         app.kiosk
             .act(req.session, Action::Consents(req.answers))
+            .await,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TreatmentRequest {
+    session: String,
+    /// `home-visit` or `online` (the mobile mode's first screen).
+    treatment: String,
+}
+
+async fn treatment(State(app): State<AppState>, body: Bytes) -> Response {
+    let req: TreatmentRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let Some(treatment) = Treatment::from_name(&req.treatment) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!(
+                "treatment {:?} is not one of home-visit, online",
+                req.treatment
+            ),
+        );
+    };
+    acted(
+        app.kiosk
+            .act(req.session, Action::ChooseTreatment(treatment))
             .await,
     )
 }

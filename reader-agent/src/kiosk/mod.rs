@@ -62,6 +62,9 @@ pub struct KioskOptions {
     pub outage_probe: Duration,
     /// Outage visits kept at most on this terminal.
     pub outage_capacity: usize,
+    /// The mobile device of a home visit or online care: every session is a 居宅同意取得型
+    /// first visit (treatment choice, then the PIN or a staff visual check).
+    pub mobile: bool,
 }
 
 /// Whether the terminal `<医療機関コード>-<id>` belongs to an institution that issues
@@ -166,6 +169,7 @@ pub async fn run(
         device_key,
         face_threshold_permille: options.face_threshold_permille,
         prescription_choice: issues_prescriptions(config.terminal_name.as_deref()),
+        mobile: options.mobile,
         face_failures,
         card_timeout: options.card_timeout,
         idle_timeout: options.idle_timeout,

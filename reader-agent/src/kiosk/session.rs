@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 use super::flow::{card_key, step, Effect, Event, Settings, State};
 pub use super::flow::{
     Action, ActionError, ActionRefused, ConsentAnswers, KioskState, MethodChoice,
-    PrescriptionChoice, Screen, VisualCheck, CONSENT_ITEMS,
+    PrescriptionChoice, Screen, Treatment, VisualCheck, CONSENT_ITEMS,
 };
 
 use super::card::{CardEvent, CardFailure, CardHandle};
@@ -120,6 +120,8 @@ pub struct KioskSetup {
     pub face_threshold_permille: u16,
     /// Ask for the 電子処方箋 choice (the institution issues prescriptions).
     pub prescription_choice: bool,
+    /// The mobile device of a home visit or online care (`kiosk --mobile`).
+    pub mobile: bool,
     pub face_failures: FaceFailures,
     pub card_timeout: Duration,
     pub idle_timeout: Duration,
@@ -139,6 +141,7 @@ pub fn start(setup: KioskSetup) -> Kiosk {
         device_key: setup.device_key.is_some(),
         face_threshold_permille: setup.face_threshold_permille,
         prescription_choice: setup.prescription_choice,
+        mobile: setup.mobile,
     });
     let (publish, state_rx) = watch::channel(state.view());
     let (tx, rx) = mpsc::unbounded_channel();
@@ -450,6 +453,7 @@ mod tests {
             device_key: None,
             face_threshold_permille: crate::face::DEFAULT_THRESHOLD_PERMILLE,
             prescription_choice: false,
+            mobile: false,
             face_failures: FaceFailures::in_memory(),
             card_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(60),

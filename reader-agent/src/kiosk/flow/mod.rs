@@ -71,6 +71,40 @@ pub enum MethodChoice {
     Visual,
 }
 
+/// The treatment of a 居宅同意取得型 first visit, chosen on the mobile device's first screen
+/// (`reader-agent kiosk --mobile`; docs/domain.md "Home visits and online care").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Treatment {
+    /// 訪問診療・訪問看護 (MedicalTreatmentFlag 2).
+    HomeVisit,
+    /// オンライン診療 (3).
+    Online,
+}
+
+impl Treatment {
+    pub fn to_proto(self) -> pb::MedicalTreatment {
+        match self {
+            Treatment::HomeVisit => pb::MedicalTreatment::HomeVisit,
+            Treatment::Online => pb::MedicalTreatment::Online,
+        }
+    }
+
+    /// The page's name, as `treatment_name` gives it in the staff view.
+    pub fn name(self) -> &'static str {
+        match self {
+            Treatment::HomeVisit => "home-visit",
+            Treatment::Online => "online",
+        }
+    }
+
+    /// The treatment of a page's name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Treatment::HomeVisit, Treatment::Online]
+            .into_iter()
+            .find(|t| t.name() == name)
+    }
+}
+
 /// The consent answers of one request; absent ones stay unanswered.
 #[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,6 +138,8 @@ impl PrescriptionChoice {
 /// What the patient (or a script) does.
 #[derive(Debug)]
 pub enum Action {
+    /// The mobile device's treatment choice (訪問診療・訪問看護 / オンライン診療).
+    ChooseTreatment(Treatment),
     ChooseMethod(MethodChoice),
     /// The PIN typed on the pad. Moved into [`Effect::VerifyPin`], never into the state.
     EnterPin(Pin),
@@ -121,6 +157,7 @@ impl Action {
     /// The screen the action belongs to (`None`: every screen of a session).
     fn screen(&self) -> Option<&'static str> {
         match self {
+            Action::ChooseTreatment(_) => Some("choose_treatment"),
             Action::ChooseMethod(_) => Some("choose_method"),
             Action::EnterPin(_) => Some("pin"),
             Action::Face(_) => Some("face"),
@@ -153,6 +190,10 @@ pub struct Settings {
     /// The institution issues prescriptions (a clinic or hospital, not a pharmacy): after the
     /// consents the patient chooses a paper or an electronic prescription (電子処方箋).
     pub prescription_choice: bool,
+    /// The mobile device of a home visit or online care (`kiosk --mobile`): every session
+    /// is a 居宅同意取得型 first visit; the treatment is chosen first, then the PIN or a
+    /// staff visual check (no face match: it cannot make a first visit).
+    pub mobile: bool,
 }
 
 /// Whatever happened: the reader's events, the patient's actions, staff's switch, the idle
@@ -327,6 +368,9 @@ pub struct CardSession {
     pub face_failures: u8,
     /// The card was registered for insurance use in this session.
     pub registered_now: bool,
+    /// The mobile mode's treatment choice: a 居宅同意取得型 first visit (`None`: an ordinary
+    /// confirmation at the kiosk).
+    pub treatment: Option<Treatment>,
 }
 
 /// How the holder was identified in this session.
@@ -359,6 +403,21 @@ impl Identified {
             Identified::Pin => (Purpose::Confirm, pb::Purpose::Confirm),
             Identified::Face { .. } => (Purpose::Face, pb::Purpose::Face),
             Identified::Visual { .. } => (Purpose::VisualCheck, pb::Purpose::VisualCheck),
+        }
+    }
+
+    /// The purpose of a confirmation so identified, a 居宅同意取得型 first visit when
+    /// `first_visit`: the card's PIN signs purpose 60, the device key attests a visual check
+    /// under 61. A face match makes no first visit: it keeps its own purpose, which the
+    /// service refuses with a re-query consent.
+    pub fn purpose_for(&self, first_visit: bool) -> (Purpose, pb::Purpose) {
+        match (self, first_visit) {
+            (Identified::Pin, true) => (Purpose::HomeCareConfirm, pb::Purpose::HomeCareConfirm),
+            (Identified::Visual { .. }, true) => (
+                Purpose::HomeCareVisualCheck,
+                pb::Purpose::HomeCareVisualCheck,
+            ),
+            _ => self.purpose(),
         }
     }
 }
@@ -404,6 +463,10 @@ pub struct Completed {
     pub grace_until: Option<String>,
     /// The prescription choice the service echoed.
     pub prescription: pb::PrescriptionIssue,
+    /// The treatment the service echoed (`None`: 外来).
+    pub treatment: Option<&'static str>,
+    /// A first visit's re-query period: its last day, YYYY-MM-DD (JST).
+    pub requery_until: Option<String>,
 }
 
 /// Why the session failed, as the failure screen shows it.
@@ -430,6 +493,10 @@ pub enum Stage {
     InsertCard,
     ReadingCard {
         reader: String,
+    },
+    /// The mobile mode's first screen for a card: 訪問診療・訪問看護 or オンライン診療.
+    ChooseTreatment {
+        card: CardSession,
     },
     ChooseMethod {
         card: CardSession,
@@ -509,7 +576,8 @@ impl Stage {
         match self {
             Stage::InsertCard | Stage::ReadingCard { .. } => None,
             Stage::Failed { card, .. } => card.as_ref(),
-            Stage::ChooseMethod { card }
+            Stage::ChooseTreatment { card }
+            | Stage::ChooseMethod { card }
             | Stage::ReadingFace { card }
             | Stage::Pin { card, .. }
             | Stage::VerifyingPin { card, .. }
@@ -530,7 +598,8 @@ impl Stage {
         match self {
             Stage::InsertCard | Stage::ReadingCard { .. } => None,
             Stage::Failed { card, .. } => card,
-            Stage::ChooseMethod { card }
+            Stage::ChooseTreatment { card }
+            | Stage::ChooseMethod { card }
             | Stage::ReadingFace { card }
             | Stage::Pin { card, .. }
             | Stage::VerifyingPin { card, .. }
@@ -551,7 +620,8 @@ impl Stage {
     pub fn waits_for_patient(&self) -> bool {
         matches!(
             self,
-            Stage::ChooseMethod { .. }
+            Stage::ChooseTreatment { .. }
+                | Stage::ChooseMethod { .. }
                 | Stage::Pin { .. }
                 | Stage::Face { .. }
                 | Stage::Consent { .. }
@@ -605,6 +675,7 @@ impl State {
             session: self.session_id.clone(),
             screen: self.screen(),
             visual_check_staff: self.visual_check_staff.clone(),
+            mobile: self.settings.mobile,
             notice: self.notice,
             reader_error: self.reader_error.clone(),
             outage: self.outage,
@@ -625,6 +696,7 @@ impl State {
                 error: error.clone(),
             },
             Stage::OutageRecorded { waiting, .. } => Screen::OutageRecorded { waiting: *waiting },
+            Stage::ChooseTreatment { .. } => Screen::ChooseTreatment,
             Stage::ChooseMethod { card } => Screen::ChooseMethod {
                 face: self.face_offer(card),
                 face_failures: card.face_failures,
@@ -676,6 +748,8 @@ impl State {
                 certificate_expiry: completed.certificate_expiry.clone(),
                 grace_until: completed.grace_until.clone(),
                 prescription: prescription_name(completed.prescription),
+                treatment: completed.treatment,
+                requery_until: completed.requery_until.clone(),
             },
             Stage::Failed { failure, .. } => Screen::Failed {
                 reason: failure.reason,
@@ -689,9 +763,13 @@ impl State {
         self.visual_check_staff.is_some() && self.settings.device_key
     }
 
-    /// The face offer for `card`.
+    /// The face offer for `card` (never in the mobile mode: a face match makes no first
+    /// visit).
     fn face_offer(&self, card: &CardSession) -> FaceOffer {
-        if !self.settings.device_key || matches!(card.face_photo, FacePhoto::Unavailable) {
+        if !self.settings.device_key
+            || self.settings.mobile
+            || matches!(card.face_photo, FacePhoto::Unavailable)
+        {
             FaceOffer::Unavailable
         } else if card.face_failures >= MAX_FACE_FAILURES {
             FaceOffer::Locked

@@ -38,6 +38,7 @@ fn settings() -> Settings {
         device_key: true,
         face_threshold_permille: crate::face::DEFAULT_THRESHOLD_PERMILLE,
         prescription_choice: false,
+        mobile: false,
     }
 }
 
@@ -282,6 +283,8 @@ fn a_pin_confirmation_signs_the_consents_and_resets_the_card_at_the_end() {
             certificate_expiry: None,
             grace_until: None,
             prescription: None,
+            treatment: None,
+            requery_until: None,
         }
     );
     // Pulling the card after 受付完了: the start screen, without a notice.
@@ -1387,4 +1390,150 @@ fn a_face_only_card_registers_by_a_staff_members_visual_check() {
         .challenge()
         .feed(Event::Attested(Err("the device key failed".into())));
     assert_eq!(k.failed().0, FailReason::ServiceUnreachable);
+}
+
+fn mobile() -> Settings {
+    Settings {
+        mobile: true,
+        ..settings()
+    }
+}
+
+/// The first visit's answer: the treatment echoed and the re-query period.
+fn first_visit_confirmed(treatment: pb::MedicalTreatment) -> Event {
+    Event::Answered(Ok(Box::new(pb::ConfirmationResult {
+        result_code: pb::ResultCode::Ok as i32,
+        validity: 1,
+        confirmation_id: "C-M".into(),
+        treatment: treatment as i32,
+        home_care: Some(pb::HomeCarePeriod {
+            treatment: treatment as i32,
+            institution_code: "1340123452".into(),
+            consented_on: "20261203".into(),
+            requery_until: "20270131".into(),
+        }),
+        ..Default::default()
+    })))
+}
+
+#[test]
+fn the_mobile_mode_asks_the_treatment_first_and_the_pin_signs_a_first_visit() {
+    let mut k = Kiosk::card(mobile(), PinStatus::TriesLeft(3), 0);
+    assert_eq!(k.screen(), Screen::ChooseTreatment);
+    assert!(k.view().mobile);
+    // The method belongs to the next screen; the treatment screen waits for the patient.
+    k.act(Action::ChooseMethod(MethodChoice::Pin));
+    assert_eq!(k.refusal().map(|r| r.0), Some(ActionRefused::WrongScreen));
+    assert!(k.state().stage.waits_for_patient());
+    k.act(Action::ChooseTreatment(Treatment::HomeVisit));
+    // No face match at the mobile device: it cannot make a first visit.
+    assert!(matches!(
+        k.screen(),
+        Screen::ChooseMethod {
+            face: FaceOffer::Unavailable,
+            ..
+        }
+    ));
+    k.act(Action::ChooseMethod(MethodChoice::Face));
+    assert_eq!(k.refusal().map(|r| r.0), Some(ActionRefused::NotOffered));
+    k.pin_verified_and_consented();
+    assert!(matches!(
+        &k.effects[..],
+        [Effect::IssueChallenge(pb::Purpose::HomeCareConfirm)]
+    ));
+    k.challenge().feed(Event::Signed(Ok(vec![9; 256])));
+    let [Effect::ConfirmByCard(request)] = &k.effects[..] else {
+        panic!("the confirmation is sent: {:?}", k.effects)
+    };
+    assert_eq!(request.treatment(), pb::MedicalTreatment::HomeVisit);
+    assert!(request.requery_consent);
+    k.feed(first_visit_confirmed(pb::MedicalTreatment::HomeVisit));
+    assert!(matches!(
+        k.screen(),
+        Screen::Done {
+            treatment: Some("home-visit"),
+            requery_until: Some(ref until),
+            ..
+        } if until == "2027-01-31"
+    ));
+}
+
+#[test]
+fn the_mobile_mode_attests_a_visual_check_as_a_first_visit() {
+    let k = Kiosk::card(mobile(), PinStatus::NotSet, 0);
+    // A face-only card and no visual check: no method is left, before any treatment.
+    assert_eq!(k.failed().0, FailReason::NoPinOnCard);
+    let mut k = Kiosk::new(mobile());
+    k.feed(Event::Visual(VisualCheck::On("sato".into())));
+    k.feed(Event::CardInserted {
+        reader: READER.into(),
+        session_id: Ok(SESSION.into()),
+    })
+    .feed(Event::CardRead(Ok((
+        CardReading {
+            certificate: certificate(),
+            pin_status: PinStatus::NotSet,
+        },
+        0,
+    ))));
+    assert_eq!(k.screen(), Screen::ChooseTreatment);
+    k.act(Action::ChooseTreatment(Treatment::Online))
+        .act(Action::ChooseMethod(MethodChoice::Visual))
+        .all_consents();
+    assert!(matches!(
+        &k.effects[..],
+        [Effect::IssueChallenge(pb::Purpose::HomeCareVisualCheck)]
+    ));
+    k.challenge();
+    let [Effect::Attest(binding)] = &k.effects[..] else {
+        panic!("the device key attests: {:?}", k.effects)
+    };
+    assert_eq!(
+        binding[8],
+        Purpose::HomeCareVisualCheck as u8,
+        "after the magic"
+    );
+    k.feed(Event::Attested(Ok(vec![4])));
+    let [Effect::ConfirmByReader(request)] = &k.effects[..] else {
+        panic!("the confirmation is sent: {:?}", k.effects)
+    };
+    assert_eq!(request.treatment(), pb::MedicalTreatment::Online);
+    assert!(request.requery_consent);
+    assert_eq!(request.staff_id, "sato");
+    k.feed(first_visit_confirmed(pb::MedicalTreatment::Online));
+    assert!(matches!(
+        k.screen(),
+        Screen::Done {
+            treatment: Some("online"),
+            requery_until: Some(_),
+            method: Method::Visual,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn the_kiosk_outside_the_mobile_mode_asks_no_treatment_and_sends_an_ordinary_confirmation() {
+    let mut k = Kiosk::ready();
+    assert!(matches!(k.screen(), Screen::ChooseMethod { .. }));
+    assert!(!k.view().mobile);
+    k.act(Action::ChooseTreatment(Treatment::HomeVisit));
+    assert_eq!(k.refusal().map(|r| r.0), Some(ActionRefused::WrongScreen));
+    k.pin_verified_and_consented()
+        .challenge()
+        .feed(Event::Signed(Ok(vec![9; 256])));
+    let [Effect::ConfirmByCard(request)] = &k.effects[..] else {
+        panic!("the confirmation is sent: {:?}", k.effects)
+    };
+    assert_eq!(request.treatment(), pb::MedicalTreatment::Unspecified);
+    assert!(!request.requery_consent);
+    k.feed(confirmed("C-1"));
+    assert!(matches!(
+        k.screen(),
+        Screen::Done {
+            treatment: None,
+            requery_until: None,
+            ..
+        }
+    ));
 }

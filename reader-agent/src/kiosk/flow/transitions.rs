@@ -278,6 +278,7 @@ impl State {
             face_captures: 0,
             face_failures,
             registered_now: false,
+            treatment: None,
         };
         if self.outage {
             // The service is known to be down: straight to the declaration, no PIN asked.
@@ -321,6 +322,9 @@ impl State {
             );
             return self.fail(card, Failure::new(reason, Some(code), message), fx);
         }
+        if self.settings.mobile && card.treatment.is_none() {
+            return Stage::ChooseTreatment { card };
+        }
         Stage::ChooseMethod { card }
     }
 
@@ -353,6 +357,10 @@ impl State {
                     Failure::new(FailReason::Cancelled, None, "cancelled; remove the card"),
                     fx,
                 )
+            }
+            (Stage::ChooseTreatment { mut card }, Action::ChooseTreatment(treatment)) => {
+                card.treatment = Some(treatment);
+                self.methods(card, None, fx)
             }
             (Stage::ChooseMethod { card }, Action::ChooseMethod(choice)) => {
                 self.choose(card, choice, fx)
@@ -699,7 +707,10 @@ impl State {
     /// Asks the service: PIN mode with the card's signature, face and visual-check modes
     /// with the reader's attestation.
     fn confirm(card: CardSession, reception: Reception, fx: &mut Vec<Effect>) -> Stage {
-        fx.push(Effect::IssueChallenge(reception.identified.purpose().1));
+        let first_visit = card.treatment.is_some();
+        fx.push(Effect::IssueChallenge(
+            reception.identified.purpose_for(first_visit).1,
+        ));
         Stage::Confirming {
             card,
             reception,
@@ -767,7 +778,7 @@ impl State {
                 self.refused(card, &identified, outcome, fx)
             }
             (Exchange::Challenge, Event::Challenge(Ok(challenge))) => {
-                let (purpose, _) = identified.purpose();
+                let (purpose, _) = identified.purpose_for(card.treatment.is_some());
                 let binding = ChallengeBinding {
                     purpose,
                     challenge: &challenge.challenge,
@@ -808,8 +819,8 @@ impl State {
                         signature,
                         consents: Some(reception.consents.into()),
                         prescription_issue: reception.prescription as i32,
-                        treatment: 0,
-                        requery_consent: false,
+                        treatment: treatment_of(&card),
+                        requery_consent: card.treatment.is_some(),
                         credential_kind: pb::CredentialKind::Card as i32,
                     }));
                     Stage::Confirming {
@@ -842,8 +853,8 @@ impl State {
                         consents: Some(reception.consents.into()),
                         attestation,
                         prescription_issue: reception.prescription as i32,
-                        treatment: 0,
-                        requery_consent: false,
+                        treatment: treatment_of(&card),
+                        requery_consent: card.treatment.is_some(),
                     }));
                     Stage::Confirming {
                         card,
@@ -881,6 +892,12 @@ impl State {
                             method: identified.method(),
                             registered_now: card.registered_now,
                             prescription,
+                            treatment: crate::report::treatment_name(result.treatment)
+                                .filter(|_| card.treatment.is_some()),
+                            requery_until: result
+                                .home_care
+                                .as_ref()
+                                .map(|p| dashed_day(&p.requery_until)),
                         }
                     },
                     card,
@@ -1105,6 +1122,7 @@ fn stage_name(stage: &Stage) -> &'static str {
         | Stage::VerifyingPin { .. }
         | Stage::Confirming { .. }
         | Stage::Registering { .. } => "working",
+        Stage::ChooseTreatment { .. } => "choose_treatment",
         Stage::ChooseMethod { .. } => "choose_method",
         Stage::Pin { .. } => "pin",
         Stage::Face { .. } => "face",
@@ -1129,6 +1147,20 @@ pub fn reader_check(identified: &Identified) -> Option<ReaderCheck<'_>> {
             threshold_permille: *threshold,
         }),
         Identified::Visual { staff_id } => Some(ReaderCheck::Visual { staff_id }),
+    }
+}
+
+/// The request's treatment: the mobile mode's choice, or unspecified (外来).
+fn treatment_of(card: &CardSession) -> i32 {
+    card.treatment
+        .map_or(pb::MedicalTreatment::Unspecified, |t| t.to_proto()) as i32
+}
+
+/// YYYYMMDD as the page shows days, YYYY-MM-DD (anything else as it came).
+fn dashed_day(day: &str) -> String {
+    match (day.get(..4), day.get(4..6), day.get(6..8)) {
+        (Some(y), Some(m), Some(d)) if day.len() == 8 => format!("{y}-{m}-{d}"),
+        _ => day.to_owned(),
     }
 }
 

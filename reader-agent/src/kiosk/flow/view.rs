@@ -15,6 +15,9 @@ pub struct KioskState {
     pub screen: Screen,
     /// The staff member who switched on 目視確認, if it is on.
     pub visual_check_staff: Option<String>,
+    /// The mobile device of a home visit or online care (`kiosk --mobile`): every
+    /// confirmation is a 居宅同意取得型 first visit.
+    pub mobile: bool,
     /// Why the last session ended early, shown on the start screen; or a note on the current
     /// screen.
     pub notice: Option<Notice>,
@@ -152,6 +155,8 @@ pub enum Screen {
     InsertCard,
     /// Busy.
     Working { task: Task },
+    /// The mobile mode: 訪問診療・訪問看護 or オンライン診療, before the method choice.
+    ChooseTreatment,
     ChooseMethod {
         face: FaceOffer,
         face_failures: u8,
@@ -203,6 +208,10 @@ pub enum Screen {
         grace_until: Option<String>,
         /// `electronic` or `paper`; `null` where the kiosk did not ask.
         prescription: Option<&'static str>,
+        /// `home-visit` or `online` (a first visit at the mobile device); `null` for 外来.
+        treatment: Option<&'static str>,
+        /// A first visit: the last day of the re-query period, YYYY-MM-DD (JST).
+        requery_until: Option<String>,
     },
     /// The outage path: the service cannot be reached; the patient declares the insurance
     /// card's numbers and birth date (資格申立書). No PIN.
@@ -224,6 +233,7 @@ impl Screen {
         match self {
             Screen::InsertCard => "insert_card",
             Screen::Working { .. } => "working",
+            Screen::ChooseTreatment => "choose_treatment",
             Screen::ChooseMethod { .. } => "choose_method",
             Screen::Pin { .. } => "pin",
             Screen::Face { .. } => "face",
