@@ -212,6 +212,8 @@ impl SearchInfo {
             number: self.number.clone(),
             branch: self.branch.clone(),
             birth_date: self.birth_date.clone(),
+            treatment: self.treatment.parse().unwrap_or_default(),
+            requery: self.requery,
             ..Default::default()
         }
     }
