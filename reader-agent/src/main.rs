@@ -171,6 +171,11 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = onshi_reader_agent::outage::DEFAULT_CAPACITY as u64,
               value_parser = clap::value_parser!(u64).range(1..=100_000))]
         outage_capacity: u64,
+        /// The smartphone マイナ保険証's simulator channel (a `virtual-phone` socket,
+        /// docs/smartphone.md): the start screen offers 「スマートフォンで受付」, and a phone
+        /// session asks the phone on this socket. Not the real phone protocol.
+        #[arg(long, value_name = "SOCKET")]
+        phone: Option<PathBuf>,
     },
     /// Serve the reception computer's file interface (オンライン資格確認端末の連携フォルダ):
     /// reception software writes XmlMsg request files (OQSsiquc01req_*.xml one confirmation by
@@ -606,6 +611,7 @@ fn main() -> ExitCode {
             service_wait,
             outage_probe,
             outage_capacity,
+            phone,
         } => cli::serve::run_kiosk(
             &config,
             metrics_listen,
@@ -623,6 +629,7 @@ fn main() -> ExitCode {
                 service_wait: Duration::from_secs(service_wait),
                 outage_probe: Duration::from_secs(outage_probe),
                 outage_capacity: usize::try_from(outage_capacity).unwrap_or(usize::MAX),
+                phone,
             },
         ),
         Command::Confirm {

@@ -62,6 +62,9 @@ pub struct KioskOptions {
     pub outage_probe: Duration,
     /// Outage visits kept at most on this terminal.
     pub outage_capacity: usize,
+    /// The smartphone simulator channel's socket (`--phone`, docs/smartphone.md), if the
+    /// kiosk offers 「スマートフォンで受付」.
+    pub phone: Option<PathBuf>,
 }
 
 /// Whether the terminal `<医療機関コード>-<id>` belongs to an institution that issues
@@ -173,6 +176,7 @@ pub async fn run(
         face_files,
         outage: outage.clone(),
         service_wait: options.service_wait,
+        phone: options.phone.clone(),
     });
     tokio::spawn(outage::run(outage.clone(), kiosk.clone(), catch_up));
 

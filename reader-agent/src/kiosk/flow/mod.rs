@@ -48,6 +48,8 @@ pub use view::{
 
 use super::card::{CardFailure, VerifyError};
 use crate::face::{Camera, Photo, MAX_FACE_FAILURES};
+pub use crate::phone::{Presented, Signed};
+pub use onshi_virtual_card::phone::Platform;
 pub use crate::outage::Declaration;
 use crate::report::Outcome;
 
@@ -153,6 +155,9 @@ pub struct Settings {
     /// The institution issues prescriptions (a clinic or hospital, not a pharmacy): after the
     /// consents the patient chooses a paper or an electronic prescription (電子処方箋).
     pub prescription_choice: bool,
+    /// The kiosk has a smartphone channel (`--phone`): the start screen offers
+    /// 「スマートフォンで受付」.
+    pub phone: bool,
 }
 
 /// Whatever happened: the reader's events, the patient's actions, staff's switch, the idle
@@ -167,6 +172,15 @@ pub enum Event {
     CardRemoved {
         reader: String,
     },
+    /// The patient chose 「スマートフォンで受付」 and held the phone to the general-purpose
+    /// reader; `session_id` as for a card.
+    PhoneHeld {
+        session_id: Result<String, String>,
+    },
+    /// Answers [`Effect::ReadPhone`]: what the phone presents, or the reader's refusal.
+    PhoneRead(Result<Presented, Outcome>),
+    /// Answers [`Effect::PhoneSign`].
+    PhoneSigned(Signed),
     /// pcscd went away or failed.
     ReaderTrouble(String),
     /// An action for session `session`.
@@ -211,6 +225,11 @@ pub enum Effect {
     ReadCard { reader: String },
     /// [`Event::FacePhoto`].
     ReadFacePhoto,
+    /// Ask the phone on the kiosk's smartphone channel what it presents: [`Event::PhoneRead`].
+    ReadPhone,
+    /// Have the phone sign these binding bytes; an Android phone's PIN goes with them to the
+    /// phone and nowhere else: [`Event::PhoneSigned`].
+    PhoneSign { binding: Vec<u8>, pin: Option<Pin> },
     /// VERIFY with the patient's PIN; the worker drops it at once: [`Event::PinChecked`].
     VerifyPin(Pin),
     /// Have the verified card sign this DigestInfo: [`Event::Signed`].
@@ -263,6 +282,8 @@ impl Effect {
             self,
             Effect::ReadCard { .. }
                 | Effect::ReadFacePhoto
+                | Effect::ReadPhone
+                | Effect::PhoneSign { .. }
                 | Effect::VerifyPin(_)
                 | Effect::Sign(_)
                 | Effect::IssueChallenge(_)
@@ -335,6 +356,9 @@ pub enum Identified {
     Pin,
     Face { score: u16, threshold: u16 },
     Visual { staff_id: String },
+    /// A smartphone マイナ保険証 (docs/smartphone.md): the phone signs; an Android phone after
+    /// checking the PIN typed at the kiosk, an iPhone after its holder's verification.
+    Phone(Platform),
 }
 
 impl Identified {
@@ -343,6 +367,8 @@ impl Identified {
             Identified::Pin => Method::Pin,
             Identified::Face { .. } => Method::Face,
             Identified::Visual { .. } => Method::Visual,
+            Identified::Phone(Platform::Android) => Method::SmartphoneAndroid,
+            Identified::Phone(Platform::Iphone) => Method::SmartphoneIphone,
         }
     }
 
@@ -359,6 +385,10 @@ impl Identified {
             Identified::Pin => (Purpose::Confirm, pb::Purpose::Confirm),
             Identified::Face { .. } => (Purpose::Face, pb::Purpose::Face),
             Identified::Visual { .. } => (Purpose::VisualCheck, pb::Purpose::VisualCheck),
+            Identified::Phone(platform) => {
+                let (purpose, pb_purpose, _) = crate::phone::kind_of(*platform);
+                (purpose, pb_purpose)
+            }
         }
     }
 }
@@ -430,6 +460,16 @@ pub enum Stage {
     InsertCard,
     ReadingCard {
         reader: String,
+    },
+    /// Asking the phone held to the general-purpose reader what it presents.
+    ReadingPhone,
+    /// Android: the PIN pad for the phone's PIN, once the consents are answered and the
+    /// challenge is here (the phone checks the PIN as it signs, so no PIN is kept waiting).
+    PhonePin {
+        card: CardSession,
+        reception: Reception,
+        challenge: pb::IssueChallengeResponse,
+        wrong_pin: bool,
     },
     ChooseMethod {
         card: CardSession,
@@ -507,7 +547,7 @@ impl Stage {
     /// The session's card, while one is in the reader.
     pub fn card(&self) -> Option<&CardSession> {
         match self {
-            Stage::InsertCard | Stage::ReadingCard { .. } => None,
+            Stage::InsertCard | Stage::ReadingCard { .. } | Stage::ReadingPhone => None,
             Stage::Failed { card, .. } => card.as_ref(),
             Stage::ChooseMethod { card }
             | Stage::ReadingFace { card }
@@ -522,13 +562,14 @@ impl Stage {
             | Stage::Done { card, .. }
             | Stage::Declare { card, .. }
             | Stage::RecordingOutage { card }
+            | Stage::PhonePin { card, .. }
             | Stage::OutageRecorded { card, .. } => Some(card),
         }
     }
 
     fn into_card(self) -> Option<CardSession> {
         match self {
-            Stage::InsertCard | Stage::ReadingCard { .. } => None,
+            Stage::InsertCard | Stage::ReadingCard { .. } | Stage::ReadingPhone => None,
             Stage::Failed { card, .. } => card,
             Stage::ChooseMethod { card }
             | Stage::ReadingFace { card }
@@ -543,6 +584,7 @@ impl Stage {
             | Stage::Done { card, .. }
             | Stage::Declare { card, .. }
             | Stage::RecordingOutage { card }
+            | Stage::PhonePin { card, .. }
             | Stage::OutageRecorded { card, .. } => Some(card),
         }
     }
@@ -558,6 +600,7 @@ impl Stage {
                 | Stage::Prescription { .. }
                 | Stage::OfferRegistration { .. }
                 | Stage::Declare { .. }
+                | Stage::PhonePin { .. }
         )
     }
 
@@ -608,6 +651,7 @@ impl State {
             notice: self.notice,
             reader_error: self.reader_error.clone(),
             outage: self.outage,
+            phone: self.settings.phone,
         }
     }
 
@@ -616,6 +660,15 @@ impl State {
         match &self.stage {
             Stage::InsertCard => Screen::InsertCard,
             Stage::ReadingCard { .. } => working(Task::ReadingCard),
+            Stage::ReadingPhone => working(Task::ReadingPhone),
+            // 「スマートフォンで本人確認してください」 while the iPhone's holder verifies.
+            Stage::Confirming {
+                reception,
+                exchange: Exchange::Signing(_),
+                ..
+            } if reception.identified == Identified::Phone(Platform::Iphone) => {
+                working(Task::PhoneVerification)
+            }
             Stage::ReadingFace { .. } => working(Task::ReadingFace),
             Stage::VerifyingPin { .. } => working(Task::VerifyingPin),
             Stage::Confirming { .. } => working(Task::Confirming),
@@ -641,6 +694,13 @@ impl State {
                     PinPurpose::Confirm => PinPadPurpose::Confirm,
                     PinPurpose::Register(_) => PinPadPurpose::Register,
                 },
+                tries_left: card.pin.tries_left,
+                wrong_pin: *wrong_pin,
+            },
+            Stage::PhonePin {
+                card, wrong_pin, ..
+            } => Screen::Pin {
+                purpose: PinPadPurpose::Phone,
                 tries_left: card.pin.tries_left,
                 wrong_pin: *wrong_pin,
             },

@@ -38,6 +38,7 @@ fn settings() -> Settings {
         device_key: true,
         face_threshold_permille: crate::face::DEFAULT_THRESHOLD_PERMILLE,
         prescription_choice: false,
+        phone: false,
     }
 }
 

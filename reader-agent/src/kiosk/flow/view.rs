@@ -22,6 +22,8 @@ pub struct KioskState {
     pub reader_error: Option<String>,
     /// The confirmation service is known to be unreachable (the outage path is on).
     pub outage: bool,
+    /// The start screen offers 「スマートフォンで受付」 (the kiosk has a smartphone channel).
+    pub phone: bool,
 }
 
 /// A note for the patient: why the last session ended early (start screen) or what just
@@ -78,6 +80,10 @@ pub fn jst_day(t: &prost_types::Timestamp) -> Option<String> {
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     ReadingCard,
+    /// Asking the phone held to the reader what it presents.
+    ReadingPhone,
+    /// 「スマートフォンで本人確認してください」: the iPhone's holder verifies on the phone.
+    PhoneVerification,
     ReadingFace,
     VerifyingPin,
     Confirming,
@@ -102,6 +108,8 @@ pub enum FaceOffer {
 pub enum PinPadPurpose {
     Confirm,
     Register,
+    /// The Android phone's PIN (スマホ用電子証明書), sent to the phone only.
+    Phone,
 }
 
 /// How the holder was identified.
@@ -111,6 +119,8 @@ pub enum Method {
     Pin,
     Face,
     Visual,
+    SmartphoneAndroid,
+    SmartphoneIphone,
 }
 
 impl Method {
@@ -119,6 +129,8 @@ impl Method {
             Method::Pin => "pin",
             Method::Face => "face",
             Method::Visual => "visual",
+            Method::SmartphoneAndroid => "smartphone-android",
+            Method::SmartphoneIphone => "smartphone-iphone",
         }
     }
 }
