@@ -202,7 +202,7 @@ struct Runner {
 impl Runner {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         loop {
-            let msg = if self.state.stage.waits_for_patient() {
+            let msg = if self.state.stage.waits_for_patient() || self.state.stage.phone_finished() {
                 tokio::select! {
                     m = rx.recv() => m,
                     () = tokio::time::sleep_until(self.deadline) => {

@@ -604,6 +604,18 @@ impl Stage {
         )
     }
 
+    /// A phone's session at its outcome: no card is pulled to end it, so it ends when the
+    /// next patient starts (a card placed, a phone held) or after the idle timeout.
+    pub fn phone_finished(&self) -> bool {
+        self.finished() && self.card().is_some_and(|c| c.reader == transitions::PHONE_READER)
+    }
+
+    /// A session is under way (or a card or phone is being read): the next patient waits.
+    fn busy(&self) -> bool {
+        matches!(self, Stage::ReadingCard { .. } | Stage::ReadingPhone)
+            || (self.card().is_some() && !self.phone_finished())
+    }
+
     fn finished(&self) -> bool {
         matches!(
             self,

@@ -32,7 +32,7 @@ impl State {
             }
             (stage, Event::CardInserted { reader, session_id }) => {
                 self.reader_error = None;
-                if stage.card().is_some() || matches!(stage, Stage::ReadingCard { .. }) {
+                if stage.busy() {
                     // One patient at a time: a second reader's card waits.
                     return stage;
                 }
@@ -93,6 +93,7 @@ impl State {
                     other => other,
                 }
             }
+            (stage, Event::IdleTimeout) if stage.phone_finished() => self.end_session(None, fx),
             (stage, Event::IdleTimeout) if stage.waits_for_patient() => {
                 let card = stage.into_card().expect("a waiting screen has a card");
                 self.notice = Some(Notice::TimedOut);
@@ -1135,14 +1136,12 @@ impl State {
         session_id: Result<String, String>,
         fx: &mut Vec<Effect>,
     ) -> Stage {
-        let busy = stage.card().is_some()
-            || matches!(stage, Stage::ReadingCard { .. } | Stage::ReadingPhone);
         let refusal = if !self.settings.phone {
             Some((
                 ActionRefused::NotOffered,
                 "this kiosk has no smartphone reader (reader-agent kiosk --phone)".to_owned(),
             ))
-        } else if busy {
+        } else if stage.busy() {
             Some((
                 ActionRefused::WrongScreen,
                 format!(
