@@ -13,6 +13,10 @@
 //! the card worker goes, a verified PIN is cleared by the card reset, and the screen returns
 //! to the start with a note.
 //!
+//! A smartphone マイナ保険証 (`--phone`, docs/kiosk.md) starts from 「スマートフォンで受付」 on
+//! the start screen: the phone is read, the consent screens follow, then the PIN pad (Android)
+//! or the wait screen (iPhone) while the phone signs, and the card's confirmation and result.
+//!
 //! The card signs the consents as part of the challenge binding, so the consent screens come
 //! before the confirmation is sent; the service alone knows whether the card is registered
 //! and answers only a signed request, so the offer to register follows the first answer.
@@ -300,7 +304,8 @@ impl Effect {
 /// An entry for the staff's list.
 #[derive(Debug, Clone)]
 pub struct Record {
-    /// `pin`, `face`, `visual`, or `reader` (the reader's own refusal).
+    /// `pin`, `face`, `visual`, `smartphone-android`, `smartphone-iphone`, or `reader` (the
+    /// reader's own refusal).
     pub method: &'static str,
     pub staff_id: Option<String>,
     pub outcome: Outcome,
