@@ -57,7 +57,10 @@ fn wrong_pin(pin: &str) -> String {
 fn start_phone_session(b: &Browser, bench: &Bench) {
     b.goto(&bench.rig.launch_url()).unwrap();
     b.wait_screen("insert_card").unwrap();
-    assert!(b.text("#phone-start").unwrap().contains("スマートフォンで受付"));
+    assert!(b
+        .text("#phone-start")
+        .unwrap()
+        .contains("スマートフォンで受付"));
     b.click("#phone-start").unwrap();
 }
 
@@ -86,7 +89,9 @@ fn type_pin(b: &Browser, pin: &str) {
 /// The staff's list of today: its only entry.
 fn only_entry(bench: &Bench) -> serde_json::Value {
     let list = bench.rig.staff_login().unwrap().confirmations().unwrap();
-    let entries = list["confirmations"].as_array().unwrap_or_else(|| panic!("{list}"));
+    let entries = list["confirmations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list}"));
     assert_eq!(entries.len(), 1, "{list}");
     entries[0].clone()
 }
@@ -144,8 +149,12 @@ fn android_phone_locked_after_three_wrong_pins_shows_the_phone_lock() {
     for left in [2, 1] {
         b.wait_screen("pin").unwrap();
         type_pin(&b, &wrong);
-        b.wait_text("#tries-left", &format!("残り {left} 回"), Duration::from_secs(20))
-            .unwrap();
+        b.wait_text(
+            "#tries-left",
+            &format!("残り {left} 回"),
+            Duration::from_secs(20),
+        )
+        .unwrap();
     }
     type_pin(&b, &wrong);
     b.wait_screen("failed").unwrap();

@@ -52,10 +52,10 @@ pub use view::{
 
 use super::card::{CardFailure, VerifyError};
 use crate::face::{Camera, Photo, MAX_FACE_FAILURES};
-pub use crate::phone::{Presented, Signed};
-pub use onshi_virtual_card::phone::Platform;
 pub use crate::outage::Declaration;
+pub use crate::phone::{Presented, Signed};
 use crate::report::Outcome;
+pub use onshi_virtual_card::phone::Platform;
 
 /// The consent screens, in order (eligibility.md §1 step 4).
 pub const CONSENT_ITEMS: [&str; 4] = ["medication", "checkup", "clinical", "surgery"];
@@ -359,8 +359,13 @@ pub struct CardSession {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identified {
     Pin,
-    Face { score: u16, threshold: u16 },
-    Visual { staff_id: String },
+    Face {
+        score: u16,
+        threshold: u16,
+    },
+    Visual {
+        staff_id: String,
+    },
     /// A smartphone マイナ保険証 (docs/smartphone.md): the phone signs; an Android phone after
     /// checking the PIN typed at the kiosk, an iPhone after its holder's verification.
     Phone(Platform),
@@ -612,7 +617,10 @@ impl Stage {
     /// A phone's session at its outcome: no card is pulled to end it, so it ends when the
     /// next patient starts (a card placed, a phone held) or after the idle timeout.
     pub fn phone_finished(&self) -> bool {
-        self.finished() && self.card().is_some_and(|c| c.reader == transitions::PHONE_READER)
+        self.finished()
+            && self
+                .card()
+                .is_some_and(|c| c.reader == transitions::PHONE_READER)
     }
 
     /// A session is under way (or a card or phone is being read): the next patient waits.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use onshi_jpki::constants::sha256_digest_info;
 use onshi_jpki::flows::{CardReading, PinStatus};
-use onshi_proto::binding::{binding_sha256, ChallengeBinding, ConsentBits, Purpose, ReaderCheck};
 use onshi_jpki::Pin;
+use onshi_proto::binding::{binding_sha256, ChallengeBinding, ConsentBits, Purpose, ReaderCheck};
 use onshi_proto::v1 as pb;
 
 use super::*;
@@ -1247,8 +1247,12 @@ impl State {
         fx: &mut Vec<Effect>,
     ) -> Stage {
         let (purpose, _) = reception.identified.purpose();
-        match crate::confirm::binding_for(purpose, &challenge, &card.certificate, reception.consents)
-        {
+        match crate::confirm::binding_for(
+            purpose,
+            &challenge,
+            &card.certificate,
+            reception.consents,
+        ) {
             Err(outcome) => {
                 let identified = reception.identified.clone();
                 self.refused(card, &identified, outcome, fx)

@@ -101,10 +101,7 @@ fn an_android_phone_asks_its_pin_after_the_consents_and_counts_a_wrong_one() {
         .all(|e| !matches!(e, Effect::IssueChallenge(_))));
     phone_sign(&k);
     k.feed(Event::PhoneSigned(Signed::Signature(vec![1; 256])));
-    assert_eq!(
-        sent_kind(&k),
-        pb::CredentialKind::SmartphoneAndroid as i32
-    );
+    assert_eq!(sent_kind(&k), pb::CredentialKind::SmartphoneAndroid as i32);
     k.feed(confirmed("c-android"));
     assert!(matches!(
         k.screen(),
@@ -121,11 +118,9 @@ fn a_locked_android_phone_ends_on_the_phone_lock() {
     // Locked as it signs (the third wrong PIN).
     let mut k = phone(Platform::Android);
     k.all_consents().challenge().pin("1111");
-    k.feed(Event::PhoneSigned(Signed::Refused(crate::phone::phone_refusal(
-        pb::ResultCode::PhonePinLocked,
-        "locked",
-        Some(0),
-    ))));
+    k.feed(Event::PhoneSigned(Signed::Refused(
+        crate::phone::phone_refusal(pb::ResultCode::PhonePinLocked, "locked", Some(0)),
+    )));
     assert_eq!(
         k.failed(),
         (
@@ -140,7 +135,10 @@ fn a_locked_android_phone_ends_on_the_phone_lock() {
         session_id: Ok(SESSION.into()),
     })
     .feed(presented(Platform::Android, Some(0)));
-    assert_eq!(k.failed().1.as_deref(), Some("RESULT_CODE_PHONE_PIN_LOCKED"));
+    assert_eq!(
+        k.failed().1.as_deref(),
+        Some("RESULT_CODE_PHONE_PIN_LOCKED")
+    );
 }
 
 #[test]
@@ -177,11 +175,9 @@ fn an_iphone_verifies_behind_the_wait_screen_without_a_pin_pad() {
 fn an_iphone_refusal_is_shown_and_recorded() {
     let mut k = phone(Platform::Iphone);
     k.all_consents().challenge();
-    k.feed(Event::PhoneSigned(Signed::Refused(crate::phone::phone_refusal(
-        pb::ResultCode::PhoneVerificationRefused,
-        "refused",
-        None,
-    ))));
+    k.feed(Event::PhoneSigned(Signed::Refused(
+        crate::phone::phone_refusal(pb::ResultCode::PhoneVerificationRefused, "refused", None),
+    )));
     assert_eq!(
         k.failed().1.as_deref(),
         Some("RESULT_CODE_PHONE_VERIFICATION_REFUSED")
@@ -278,6 +274,9 @@ fn a_phone_the_reader_cannot_use_ends_before_a_session() {
         "no phone",
         None,
     ))));
-    assert_eq!(k.failed().1.as_deref(), Some("RESULT_CODE_PHONE_UNAVAILABLE"));
+    assert_eq!(
+        k.failed().1.as_deref(),
+        Some("RESULT_CODE_PHONE_UNAVAILABLE")
+    );
     assert!(k.state().stage.card().is_none());
 }
