@@ -901,7 +901,7 @@ impl World {
             1,
         );
         if !text.contains(&format!("store-{name}/")) {
-            return Err(format!("{} names no store", base.display()).into());
+            return Err(format!("{} names no store", base.display()));
         }
         let path = self.dir.join(format!("service-{name}.toml"));
         std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
