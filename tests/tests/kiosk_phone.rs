@@ -10,6 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use onshi_confirm_service::audit::AuditQuery;
+use onshi_confirm_service::store::{SqliteStore, Store};
 use onshi_e2e::kiosk::{Bench, STAFF_ID};
 use onshi_e2e::webdriver::{Browser, Chromedriver};
 use onshi_e2e::{Phone, World};
@@ -86,6 +88,20 @@ fn type_pin(b: &Browser, pin: &str) {
     b.click("#pin-ok").unwrap();
 }
 
+/// The service's audit method of the confirmation on the kiosk's 受付完了.
+fn audited_method(bench: &Bench) -> String {
+    let state = bench.rig.state().unwrap();
+    let id = state["confirmation_id"].as_str().unwrap().to_owned();
+    SqliteStore::open(&world().dir.join("store/onshi.sqlite"))
+        .expect("the world's store")
+        .query_audit(&AuditQuery::default())
+        .unwrap()
+        .into_iter()
+        .find(|r| r.confirmation_id == id)
+        .unwrap_or_else(|| panic!("no audit record {id}"))
+        .method
+}
+
 /// The staff's list of today: its only entry.
 fn only_entry(bench: &Bench) -> serde_json::Value {
     let list = bench.rig.staff_login().unwrap().confirmations().unwrap();
@@ -117,6 +133,7 @@ fn android_phone_with_a_wrong_pin_then_the_right_one_is_confirmed_with_its_audit
     assert_eq!(b.text("#done").unwrap(), "受付完了");
     assert!(b.text("#validity").unwrap().contains("有効"));
 
+    assert_eq!(audited_method(&bench), "smartphone-android");
     let entry = only_entry(&bench);
     assert_eq!(entry["method"], "smartphone-android", "{entry}");
     assert_eq!(entry["outcome"], "confirmed", "{entry}");
@@ -184,6 +201,7 @@ fn iphone_is_verified_on_the_phone_behind_a_wait_screen_and_confirmed() {
     .unwrap();
     b.wait_screen("done").unwrap();
     assert_eq!(b.text("#done").unwrap(), "受付完了");
+    assert_eq!(audited_method(&bench), "smartphone-iphone");
     let entry = only_entry(&bench);
     assert_eq!(entry["method"], "smartphone-iphone", "{entry}");
     assert_eq!(entry["outcome"], "confirmed", "{entry}");
