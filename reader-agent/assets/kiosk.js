@@ -4,10 +4,13 @@ let STATE = null;
 let PIN = "";
 
 function act(path, body) {
-  return postJson(path, Object.assign({ session: STATE ? STATE.session : null }, body)).then((r) => {
-    if (r.data && r.data.screen) show(r.data);
-    else if (r.data && r.data.state) show(r.data.state);
-  });
+  return postJson(path, Object.assign({ session: STATE ? STATE.session : null }, body)).then(showAnswer);
+}
+
+// An action's answer: the new state, or a refusal with the state it left.
+function showAnswer(r) {
+  if (r.data && r.data.screen) show(r.data);
+  else if (r.data && r.data.state) show(r.data.state);
 }
 
 function show(state) {
@@ -35,7 +38,10 @@ function bigButton(id, label, onclick, opts) {
 
 const SCREENS = {
   loading: () => [el("div", { class: "spinner" })],
-  insert_card: (s) => [noticeBox(), el("h1", {}, t("insert_card")), el("p", { class: "sub" }, t("insert_card_hint"))],
+  insert_card: (s) => [noticeBox(), el("h1", {}, t("insert_card")), el("p", { class: "sub" }, t("insert_card_hint")),
+    // The smartphone マイナ保険証: chosen here, then held to the general-purpose reader.
+    s.phone ? el("div", { class: "buttons" }, bigButton("phone-start", t("phone_start"), startPhone)) : null,
+    s.phone ? el("p", { class: "sub" }, t("phone_start_hint")) : null],
   working: (s) => [el("h1", {}, t("task_" + s.task)), el("div", { class: "spinner" }), el("p", { class: "sub" }, t("working"))],
   // The mobile mode (居宅同意取得型): the treatment of this first visit, before the method.
   choose_treatment: () => [
@@ -74,7 +80,8 @@ const SCREENS = {
       el("button", { id: "pin-key-" + d, onclick: () => press(d) }, d));
     return [
       noticeBox(),
-      el("h1", {}, t(s.purpose === "register" ? "pin_title_register" : "pin_title")),
+      el("h1", { id: "pin-title", "data-purpose": s.purpose },
+         t(s.purpose === "register" ? "pin_title_register" : s.purpose === "phone" ? "pin_title_phone" : "pin_title")),
       s.wrong_pin ? el("p", { class: "error", id: "pin-wrong" }, t("pin_wrong")) : null,
       el("p", { id: "tries-left" }, t("tries_left", { n: s.tries_left })),
       el("div", { class: "dots", id: "pin-dots" }, "●".repeat(PIN.length) + "○".repeat(4 - PIN.length)),
@@ -174,10 +181,16 @@ const SCREENS = {
   failed: (s) => [
     el("div", { class: "failed", id: "failed" }, t("failed")),
     el("p", { id: "failure-reason", "data-reason": s.reason }, t("reason_" + s.reason)),
+    s.result_code && ("code_" + s.result_code) !== t("code_" + s.result_code)
+      ? el("p", { id: "result-message" }, t("code_" + s.result_code)) : null,
     s.result_code ? el("p", { class: "sub", id: "result-code" }, s.result_code) : null,
     el("p", { class: "sub" }, t("failed_hint")),
   ],
 };
+
+function startPhone() {
+  postJson("/api/phone", {}).then(showAnswer);
+}
 
 function submitDeclaration() {
   const v = (id) => document.getElementById(id).value.trim();

@@ -178,6 +178,12 @@ enum Command {
         /// (`numbers --requery`). docs/kiosk.md "The mobile mode".
         #[arg(long)]
         mobile: bool,
+        /// The smartphone マイナ保険証's simulator channel (a `virtual-phone` socket,
+        /// docs/smartphone.md): the start screen offers 「スマートフォンで受付」, and a phone
+        /// session asks the phone on this socket. Not the real phone protocol. Not with
+        /// --mobile (a 居宅同意取得型 first visit reads the card).
+        #[arg(long, value_name = "SOCKET", conflicts_with = "mobile")]
+        phone: Option<PathBuf>,
     },
     /// Serve the reception computer's file interface (オンライン資格確認端末の連携フォルダ):
     /// reception software writes XmlMsg request files (OQSsiquc01req_*.xml one confirmation by
@@ -623,6 +629,7 @@ fn main() -> ExitCode {
             outage_probe,
             outage_capacity,
             mobile,
+            phone,
         } => cli::serve::run_kiosk(
             &config,
             metrics_listen,
@@ -641,6 +648,7 @@ fn main() -> ExitCode {
                 outage_probe: Duration::from_secs(outage_probe),
                 outage_capacity: usize::try_from(outage_capacity).unwrap_or(usize::MAX),
                 mobile,
+                phone,
             },
         ),
         Command::Confirm {

@@ -1050,6 +1050,11 @@ pub struct Phone {
 impl Phone {
     /// Serves `profile` on `dir/<file stem>.sock`; `refuse`: the iPhone's holder refuses.
     pub fn start(profile: &Path, dir: &Path, refuse: bool) -> Result<Self> {
+        Self::start_with(profile, dir, refuse, &[])
+    }
+
+    /// [`Phone::start`] with more `virtual-phone` arguments (`--verify-delay-ms N`).
+    pub fn start_with(profile: &Path, dir: &Path, refuse: bool, extra: &[&str]) -> Result<Self> {
         let stem = profile
             .file_stem()
             .ok_or("a profile path without a file name")?
@@ -1070,6 +1075,7 @@ impl Phone {
         if refuse {
             cmd.arg("--refuse");
         }
+        cmd.args(extra);
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start virtual-phone: {e}"))?;

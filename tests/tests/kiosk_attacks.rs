@@ -114,6 +114,7 @@ fn cross_site_requests_cannot_spend_pin_tries_choose_a_method_or_consent() {
                 json!({"session": session, "medication": true}),
             ),
             ("/api/cancel", json!({"session": session})),
+            ("/api/phone", json!({})),
         ] {
             let a = request(&rig.addr, "POST", path, &headers, Some(&body.to_string())).unwrap();
             assert_eq!(

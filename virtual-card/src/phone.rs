@@ -153,6 +153,8 @@ pub struct Phone {
     tries_left: u8,
     /// iPhone: whether the holder passes the verification on the phone.
     approve: bool,
+    /// iPhone: how long the holder takes to verify on the phone (simulated; zero by default).
+    verify_delay: std::time::Duration,
 }
 
 impl std::fmt::Debug for Phone {
@@ -182,7 +184,14 @@ impl Phone {
             key: SigningKey::new(key),
             tries_left: PHONE_PIN_MAX_TRIES,
             approve,
+            verify_delay: std::time::Duration::ZERO,
         })
+    }
+
+    /// An iPhone whose holder takes `delay` to verify (so a reader's wait screen can be seen).
+    pub fn with_verify_delay(mut self, delay: std::time::Duration) -> Self {
+        self.verify_delay = delay;
+        self
     }
 
     pub fn platform(&self) -> Platform {
@@ -227,6 +236,7 @@ impl Phone {
                         self.tries_left = PHONE_PIN_MAX_TRIES;
                     }
                     Platform::Iphone => {
+                        std::thread::sleep(self.verify_delay);
                         if !self.approve {
                             return PhoneResponse::Refused;
                         }
@@ -331,6 +341,7 @@ mod tests {
             key: SigningKey::new(key),
             tries_left: PHONE_PIN_MAX_TRIES,
             approve,
+            verify_delay: std::time::Duration::ZERO,
         }
     }
 

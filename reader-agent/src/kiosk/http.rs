@@ -93,6 +93,7 @@ pub fn kiosk_router(state: AppState) -> Router {
         .route("/api/events", get(events))
         .route("/api/session", post(start_session))
         .route("/api/treatment", post(treatment))
+        .route("/api/phone", post(phone))
         .route("/api/method", post(method))
         .route("/api/pin", post(pin))
         .route("/api/face", post(face))
@@ -336,6 +337,22 @@ async fn start_session(State(app): State<AppState>, body: Bytes) -> Response {
         ),
     }
 }
+
+/// 「スマートフォンで受付」: the patient holds the phone to the general-purpose reader
+/// (simulated: the phone on the kiosk's `--phone` channel). The body is empty or `{}`.
+async fn phone(State(app): State<AppState>, body: Bytes) -> Response {
+    if !body.is_empty() {
+        if let Err(e) = parse::<Empty>(&body) {
+            return e.into_response();
+        }
+    }
+    acted(app.kiosk.phone_held().await)
+}
+
+/// A JSON body with nothing in it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -65,6 +65,9 @@ pub struct KioskOptions {
     /// The mobile device of a home visit or online care: every session is a 居宅同意取得型
     /// first visit (treatment choice, then the PIN or a staff visual check).
     pub mobile: bool,
+    /// The smartphone simulator channel's socket (`--phone`, docs/smartphone.md), if the
+    /// kiosk offers 「スマートフォンで受付」.
+    pub phone: Option<PathBuf>,
 }
 
 /// Whether the terminal `<医療機関コード>-<id>` belongs to an institution that issues
@@ -177,6 +180,7 @@ pub async fn run(
         face_files,
         outage: outage.clone(),
         service_wait: options.service_wait,
+        phone: options.phone.clone(),
     });
     tokio::spawn(outage::run(outage.clone(), kiosk.clone(), catch_up));
 

@@ -40,6 +40,8 @@ enum Msg {
     Visual(VisualCheck, oneshot::Sender<KioskState>),
     /// The outage probe's finding (see [`super::outage`]).
     Service(bool),
+    /// 「スマートフォンで受付」: a phone was held to the general-purpose reader.
+    Phone(oneshot::Sender<Result<KioskState, ActionError>>),
 }
 
 /// The handle the web server holds.
@@ -107,6 +109,16 @@ impl Kiosk {
         let _ = self.tx.send(Msg::Service(up));
     }
 
+    /// 「スマートフォンで受付」: starts a phone session (refused while a session is under
+    /// way, or when the kiosk has no smartphone channel) and returns the state it led to.
+    pub async fn phone_held(&self) -> Result<KioskState, ActionError> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Phone(reply)).is_err() {
+            return Err(self.stopped());
+        }
+        rx.await.map_err(|_| self.stopped())?
+    }
+
     /// Feeds a card event (the PC/SC watcher's).
     pub fn card_event(&self, event: CardEvent) {
         let _ = self.tx.send(Msg::Card(event));
@@ -133,6 +145,8 @@ pub struct KioskSetup {
     pub outage: super::outage::OutageDesk,
     /// The bounded wait for the service's challenge; past it, the outage path is offered.
     pub service_wait: Duration,
+    /// The smartphone simulator channel's socket (docs/smartphone.md), if any.
+    pub phone: Option<std::path::PathBuf>,
 }
 
 /// Starts the kiosk's task.
@@ -142,6 +156,7 @@ pub fn start(setup: KioskSetup) -> Kiosk {
         face_threshold_permille: setup.face_threshold_permille,
         prescription_choice: setup.prescription_choice,
         mobile: setup.mobile,
+        phone: setup.phone.is_some(),
     });
     let (publish, state_rx) = watch::channel(state.view());
     let (tx, rx) = mpsc::unbounded_channel();
@@ -190,7 +205,7 @@ struct Runner {
 impl Runner {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         loop {
-            let msg = if self.state.stage.waits_for_patient() {
+            let msg = if self.state.stage.waits_for_patient() || self.state.stage.phone_finished() {
                 tokio::select! {
                     m = rx.recv() => m,
                     () = tokio::time::sleep_until(self.deadline) => {
@@ -218,6 +233,23 @@ impl Runner {
                     if !had_card && self.state.stage.card().is_some() {
                         self.deadline = Instant::now() + self.setup.idle_timeout;
                     }
+                }
+                Msg::Phone(reply) => {
+                    let event = Event::PhoneHeld {
+                        session_id: crate::kiosk::web::random_hex(&self.rng, 16),
+                    };
+                    let refused = self.handle(event).await;
+                    // A session that began waits for the patient from now.
+                    self.deadline = Instant::now() + self.setup.idle_timeout;
+                    let view = self.state.view();
+                    let _ = reply.send(match refused {
+                        Some((error, message)) => Err(ActionError {
+                            error,
+                            message,
+                            state: view,
+                        }),
+                        None => Ok(view),
+                    });
                 }
                 Msg::Action {
                     session,
@@ -351,6 +383,36 @@ impl Runner {
                     (reading, failures)
                 }))
             }
+            Effect::ReadPhone => {
+                super::metrics::session_started();
+                self.card = None;
+                let socket = self.setup.phone.clone();
+                Event::PhoneRead(
+                    blocking(move || match socket {
+                        Some(s) => crate::phone::presented(&s),
+                        None => Err(no_phone()),
+                    })
+                    .await
+                    .unwrap_or_else(Err),
+                )
+            }
+            Effect::PhoneSign { binding, pin } => {
+                let socket = self.setup.phone.clone();
+                // The PIN goes from the pad to the phone's socket only (docs/smartphone.md).
+                let pin = pin.map(|p| {
+                    zeroize::Zeroizing::new(
+                        String::from_utf8_lossy(p.digits_for_credential()).into_owned(),
+                    )
+                });
+                Event::PhoneSigned(
+                    blocking(move || match socket {
+                        Some(s) => crate::phone::sign(&s, &binding, pin),
+                        None => crate::phone::Signed::Refused(no_phone()),
+                    })
+                    .await
+                    .unwrap_or_else(crate::phone::Signed::Refused),
+                )
+            }
             Effect::ReadFacePhoto => Event::FacePhoto(match &self.card {
                 Some(card) => card.face_photo().await.and_then(|bytes| {
                     Photo::decode_card_photo(&bytes).map_err(|message| CardFailure {
@@ -426,6 +488,22 @@ impl Runner {
     }
 }
 
+/// The reader's refusal when the kiosk has no smartphone channel.
+fn no_phone() -> Outcome {
+    crate::phone::phone_refusal(
+        pb::ResultCode::PhoneUnavailable,
+        "this kiosk has no smartphone reader",
+        None,
+    )
+}
+
+/// Runs a blocking phone call off the runner's thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Outcome> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        crate::phone::phone_refusal(pb::ResultCode::PhoneUnavailable, &e.to_string(), None)
+    })
+}
+
 fn answer_boxed<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<Box<T>, Outcome> {
     answer(r).map(Box::new)
 }
@@ -468,6 +546,7 @@ mod tests {
                 .expect("a private folder"),
             ),
             service_wait: Duration::from_secs(2),
+            phone: None,
         }
     }
 

@@ -37,6 +37,10 @@ struct Cli {
     /// iPhone: the holder refuses (or fails) the verification on the phone.
     #[arg(long)]
     refuse: bool,
+    /// iPhone: the holder takes this many milliseconds to verify on the phone (default 0),
+    /// so that a reader's wait screen can be watched.
+    #[arg(long, default_value_t = 0)]
+    verify_delay_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -57,7 +61,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let phone = match Phone::from_profile(&profile, !cli.refuse) {
-        Ok(p) => p,
+        Ok(p) => p.with_verify_delay(std::time::Duration::from_millis(cli.verify_delay_ms)),
         Err(e) => {
             eprintln!("virtual-phone: {}: {e}", cli.profile.display());
             return ExitCode::from(2);

@@ -13,6 +13,10 @@
 //! the card worker goes, a verified PIN is cleared by the card reset, and the screen returns
 //! to the start with a note.
 //!
+//! A smartphone マイナ保険証 (`--phone`, docs/kiosk.md) starts from 「スマートフォンで受付」 on
+//! the start screen: the phone is read, the consent screens follow, then the PIN pad (Android)
+//! or the wait screen (iPhone) while the phone signs, and the card's confirmation and result.
+//!
 //! The card signs the consents as part of the challenge binding, so the consent screens come
 //! before the confirmation is sent; the service alone knows whether the card is registered
 //! and answers only a signed request, so the offer to register follows the first answer.
@@ -49,7 +53,9 @@ pub use view::{
 use super::card::{CardFailure, VerifyError};
 use crate::face::{Camera, Photo, MAX_FACE_FAILURES};
 pub use crate::outage::Declaration;
+pub use crate::phone::{Presented, Signed};
 use crate::report::Outcome;
+pub use onshi_virtual_card::phone::Platform;
 
 /// The consent screens, in order (eligibility.md §1 step 4).
 pub const CONSENT_ITEMS: [&str; 4] = ["medication", "checkup", "clinical", "surgery"];
@@ -194,6 +200,9 @@ pub struct Settings {
     /// is a 居宅同意取得型 first visit; the treatment is chosen first, then the PIN or a
     /// staff visual check (no face match: it cannot make a first visit).
     pub mobile: bool,
+    /// The kiosk has a smartphone channel (`--phone`): the start screen offers
+    /// 「スマートフォンで受付」.
+    pub phone: bool,
 }
 
 /// Whatever happened: the reader's events, the patient's actions, staff's switch, the idle
@@ -208,6 +217,15 @@ pub enum Event {
     CardRemoved {
         reader: String,
     },
+    /// The patient chose 「スマートフォンで受付」 and held the phone to the general-purpose
+    /// reader; `session_id` as for a card.
+    PhoneHeld {
+        session_id: Result<String, String>,
+    },
+    /// Answers [`Effect::ReadPhone`]: what the phone presents, or the reader's refusal.
+    PhoneRead(Result<Presented, Outcome>),
+    /// Answers [`Effect::PhoneSign`].
+    PhoneSigned(Signed),
     /// pcscd went away or failed.
     ReaderTrouble(String),
     /// An action for session `session`.
@@ -252,6 +270,11 @@ pub enum Effect {
     ReadCard { reader: String },
     /// [`Event::FacePhoto`].
     ReadFacePhoto,
+    /// Ask the phone on the kiosk's smartphone channel what it presents: [`Event::PhoneRead`].
+    ReadPhone,
+    /// Have the phone sign these binding bytes; an Android phone's PIN goes with them to the
+    /// phone and nowhere else: [`Event::PhoneSigned`].
+    PhoneSign { binding: Vec<u8>, pin: Option<Pin> },
     /// VERIFY with the patient's PIN; the worker drops it at once: [`Event::PinChecked`].
     VerifyPin(Pin),
     /// Have the verified card sign this DigestInfo: [`Event::Signed`].
@@ -304,6 +327,8 @@ impl Effect {
             self,
             Effect::ReadCard { .. }
                 | Effect::ReadFacePhoto
+                | Effect::ReadPhone
+                | Effect::PhoneSign { .. }
                 | Effect::VerifyPin(_)
                 | Effect::Sign(_)
                 | Effect::IssueChallenge(_)
@@ -320,7 +345,8 @@ impl Effect {
 /// An entry for the staff's list.
 #[derive(Debug, Clone)]
 pub struct Record {
-    /// `pin`, `face`, `visual`, or `reader` (the reader's own refusal).
+    /// `pin`, `face`, `visual`, `smartphone-android`, `smartphone-iphone`, or `reader` (the
+    /// reader's own refusal).
     pub method: &'static str,
     pub staff_id: Option<String>,
     pub outcome: Outcome,
@@ -377,8 +403,16 @@ pub struct CardSession {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identified {
     Pin,
-    Face { score: u16, threshold: u16 },
-    Visual { staff_id: String },
+    Face {
+        score: u16,
+        threshold: u16,
+    },
+    Visual {
+        staff_id: String,
+    },
+    /// A smartphone マイナ保険証 (docs/smartphone.md): the phone signs; an Android phone after
+    /// checking the PIN typed at the kiosk, an iPhone after its holder's verification.
+    Phone(Platform),
 }
 
 impl Identified {
@@ -387,6 +421,8 @@ impl Identified {
             Identified::Pin => Method::Pin,
             Identified::Face { .. } => Method::Face,
             Identified::Visual { .. } => Method::Visual,
+            Identified::Phone(Platform::Android) => Method::SmartphoneAndroid,
+            Identified::Phone(Platform::Iphone) => Method::SmartphoneIphone,
         }
     }
 
@@ -403,6 +439,10 @@ impl Identified {
             Identified::Pin => (Purpose::Confirm, pb::Purpose::Confirm),
             Identified::Face { .. } => (Purpose::Face, pb::Purpose::Face),
             Identified::Visual { .. } => (Purpose::VisualCheck, pb::Purpose::VisualCheck),
+            Identified::Phone(platform) => {
+                let (purpose, pb_purpose, _) = crate::phone::kind_of(*platform);
+                (purpose, pb_purpose)
+            }
         }
     }
 
@@ -498,6 +538,16 @@ pub enum Stage {
     ChooseTreatment {
         card: CardSession,
     },
+    /// Asking the phone held to the general-purpose reader what it presents.
+    ReadingPhone,
+    /// Android: the PIN pad for the phone's PIN, once the consents are answered and the
+    /// challenge is here (the phone checks the PIN as it signs, so no PIN is kept waiting).
+    PhonePin {
+        card: CardSession,
+        reception: Reception,
+        challenge: pb::IssueChallengeResponse,
+        wrong_pin: bool,
+    },
     ChooseMethod {
         card: CardSession,
     },
@@ -574,7 +624,7 @@ impl Stage {
     /// The session's card, while one is in the reader.
     pub fn card(&self) -> Option<&CardSession> {
         match self {
-            Stage::InsertCard | Stage::ReadingCard { .. } => None,
+            Stage::InsertCard | Stage::ReadingCard { .. } | Stage::ReadingPhone => None,
             Stage::Failed { card, .. } => card.as_ref(),
             Stage::ChooseTreatment { card }
             | Stage::ChooseMethod { card }
@@ -590,13 +640,14 @@ impl Stage {
             | Stage::Done { card, .. }
             | Stage::Declare { card, .. }
             | Stage::RecordingOutage { card }
+            | Stage::PhonePin { card, .. }
             | Stage::OutageRecorded { card, .. } => Some(card),
         }
     }
 
     fn into_card(self) -> Option<CardSession> {
         match self {
-            Stage::InsertCard | Stage::ReadingCard { .. } => None,
+            Stage::InsertCard | Stage::ReadingCard { .. } | Stage::ReadingPhone => None,
             Stage::Failed { card, .. } => card,
             Stage::ChooseTreatment { card }
             | Stage::ChooseMethod { card }
@@ -612,6 +663,7 @@ impl Stage {
             | Stage::Done { card, .. }
             | Stage::Declare { card, .. }
             | Stage::RecordingOutage { card }
+            | Stage::PhonePin { card, .. }
             | Stage::OutageRecorded { card, .. } => Some(card),
         }
     }
@@ -628,7 +680,23 @@ impl Stage {
                 | Stage::Prescription { .. }
                 | Stage::OfferRegistration { .. }
                 | Stage::Declare { .. }
+                | Stage::PhonePin { .. }
         )
+    }
+
+    /// A phone's session at its outcome: no card is pulled to end it, so it ends when the
+    /// next patient starts (a card placed, a phone held) or after the idle timeout.
+    pub fn phone_finished(&self) -> bool {
+        self.finished()
+            && self
+                .card()
+                .is_some_and(|c| c.reader == transitions::PHONE_READER)
+    }
+
+    /// A session is under way (or a card or phone is being read): the next patient waits.
+    fn busy(&self) -> bool {
+        matches!(self, Stage::ReadingCard { .. } | Stage::ReadingPhone)
+            || (self.card().is_some() && !self.phone_finished())
     }
 
     fn finished(&self) -> bool {
@@ -679,6 +747,7 @@ impl State {
             notice: self.notice,
             reader_error: self.reader_error.clone(),
             outage: self.outage,
+            phone: self.settings.phone,
         }
     }
 
@@ -687,6 +756,15 @@ impl State {
         match &self.stage {
             Stage::InsertCard => Screen::InsertCard,
             Stage::ReadingCard { .. } => working(Task::ReadingCard),
+            Stage::ReadingPhone => working(Task::ReadingPhone),
+            // 「スマートフォンで本人確認してください」 while the iPhone's holder verifies.
+            Stage::Confirming {
+                reception,
+                exchange: Exchange::Signing(_),
+                ..
+            } if reception.identified == Identified::Phone(Platform::Iphone) => {
+                working(Task::PhoneVerification)
+            }
             Stage::ReadingFace { .. } => working(Task::ReadingFace),
             Stage::VerifyingPin { .. } => working(Task::VerifyingPin),
             Stage::Confirming { .. } => working(Task::Confirming),
@@ -713,6 +791,13 @@ impl State {
                     PinPurpose::Confirm => PinPadPurpose::Confirm,
                     PinPurpose::Register(_) => PinPadPurpose::Register,
                 },
+                tries_left: card.pin.tries_left,
+                wrong_pin: *wrong_pin,
+            },
+            Stage::PhonePin {
+                card, wrong_pin, ..
+            } => Screen::Pin {
+                purpose: PinPadPurpose::Phone,
                 tries_left: card.pin.tries_left,
                 wrong_pin: *wrong_pin,
             },

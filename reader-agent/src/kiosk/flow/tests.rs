@@ -39,6 +39,7 @@ fn settings() -> Settings {
         face_threshold_permille: crate::face::DEFAULT_THRESHOLD_PERMILLE,
         prescription_choice: false,
         mobile: false,
+        phone: false,
     }
 }
 
@@ -1124,6 +1125,7 @@ fn reader_trouble_is_shown_and_a_placed_card_clears_it() {
 }
 
 mod outage;
+mod phone;
 
 // ---- the rules of December 2026: 包括同意, 電子処方箋, a face-only card's registration ----
 

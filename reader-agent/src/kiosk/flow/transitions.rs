@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use onshi_jpki::constants::sha256_digest_info;
 use onshi_jpki::flows::{CardReading, PinStatus};
+use onshi_jpki::Pin;
 use onshi_proto::binding::{binding_sha256, ChallengeBinding, ConsentBits, Purpose, ReaderCheck};
 use onshi_proto::v1 as pb;
 
@@ -31,7 +32,7 @@ impl State {
             }
             (stage, Event::CardInserted { reader, session_id }) => {
                 self.reader_error = None;
-                if stage.card().is_some() || matches!(stage, Stage::ReadingCard { .. }) {
+                if stage.busy() {
                     // One patient at a time: a second reader's card waits.
                     return stage;
                 }
@@ -50,6 +51,8 @@ impl State {
                     }
                 }
             }
+            (stage, Event::PhoneHeld { session_id }) => self.phone_held(stage, session_id, fx),
+            (Stage::ReadingPhone, Event::PhoneRead(read)) => self.phone_read(read, fx),
             (stage, Event::CardRemoved { reader }) => {
                 if stage.card().is_some_and(|c| c.reader == reader) {
                     let mid_flow = !stage.finished();
@@ -90,6 +93,7 @@ impl State {
                     other => other,
                 }
             }
+            (stage, Event::IdleTimeout) if stage.phone_finished() => self.end_session(None, fx),
             (stage, Event::IdleTimeout) if stage.waits_for_patient() => {
                 let card = stage.into_card().expect("a waiting screen has a card");
                 self.notice = Some(Notice::TimedOut);
@@ -369,6 +373,15 @@ impl State {
                 fx.push(Effect::VerifyPin(pin));
                 Stage::VerifyingPin { card, purpose }
             }
+            (
+                Stage::PhonePin {
+                    card,
+                    reception,
+                    challenge,
+                    ..
+                },
+                Action::EnterPin(pin),
+            ) => self.phone_sign(card, reception, challenge, Some(pin), fx),
             (
                 Stage::Face {
                     card,
@@ -769,8 +782,11 @@ impl State {
                 self.refused(card, &identified, outcome, fx)
             }
             // Not registered: offered once; after registering here, a refusal like any other.
+            // A phone cannot register here: setting it up needed a registered card.
             (Exchange::Answer, Event::Answered(Err(outcome)))
-                if is_not_registered(&outcome) && !card.registered_now =>
+                if is_not_registered(&outcome)
+                    && !card.registered_now
+                    && !matches!(identified, Identified::Phone(_)) =>
             {
                 Stage::OfferRegistration { card, reception }
             }
@@ -778,6 +794,17 @@ impl State {
                 self.refused(card, &identified, outcome, fx)
             }
             (Exchange::Challenge, Event::Challenge(Ok(challenge))) => {
+                if let Identified::Phone(platform) = identified {
+                    return match platform {
+                        Platform::Android => Stage::PhonePin {
+                            card,
+                            reception,
+                            challenge,
+                            wrong_pin: false,
+                        },
+                        Platform::Iphone => self.phone_sign(card, reception, challenge, None, fx),
+                    };
+                }
                 let (purpose, _) = identified.purpose_for(card.treatment.is_some());
                 let binding = ChallengeBinding {
                     purpose,
@@ -830,6 +857,9 @@ impl State {
                     }
                 }
             },
+            (Exchange::Signing(challenge), Event::PhoneSigned(signed)) => {
+                self.phone_signed(card, reception, challenge, signed, fx)
+            }
             (Exchange::Signing(challenge), Event::Attested(attested)) => match attested {
                 Err(message) => {
                     let outcome = Outcome::Error { message };
@@ -1113,11 +1143,208 @@ impl State {
     }
 }
 
+/// The smartphone path (docs/smartphone.md, docs/kiosk.md): the phone takes the card's place
+/// in a [`CardSession`] whose `reader` is [`PHONE_READER`] (no PC/SC reader's name), so the
+/// consent, prescription, confirmation and result stages are the card's.
+impl State {
+    fn phone_held(
+        &mut self,
+        stage: Stage,
+        session_id: Result<String, String>,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        let refusal = if !self.settings.phone {
+            Some((
+                ActionRefused::NotOffered,
+                "this kiosk has no smartphone reader (reader-agent kiosk --phone)".to_owned(),
+            ))
+        } else if stage.busy() {
+            Some((
+                ActionRefused::WrongScreen,
+                format!(
+                    "a session is under way (the kiosk shows {}): one patient at a time",
+                    stage_name(&stage)
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((error, message)) = refusal {
+            fx.push(Effect::Refuse { error, message });
+            return stage;
+        }
+        match session_id {
+            Ok(id) => {
+                self.session_id = Some(id);
+                self.notice = None;
+                fx.push(Effect::ReadPhone);
+                Stage::ReadingPhone
+            }
+            Err(message) => {
+                self.reader_error = Some(message);
+                stage
+            }
+        }
+    }
+
+    fn phone_read(&mut self, read: Result<Presented, Outcome>, fx: &mut Vec<Effect>) -> Stage {
+        let unusable = |failure: Failure, fx: &mut Vec<Effect>| {
+            fx.push(Effect::DropCard);
+            Stage::Failed {
+                card: None,
+                failure,
+            }
+        };
+        let presented = match read {
+            Ok(p) => p,
+            Err(outcome) => {
+                let (code, message) = match outcome {
+                    Outcome::Refused {
+                        result_code,
+                        message,
+                        ..
+                    } => (Some(result_code), message),
+                    other => (None, format!("{other:?}")),
+                };
+                return unusable(
+                    Failure {
+                        reason: FailReason::Refused,
+                        result_code: code,
+                        message,
+                    },
+                    fx,
+                );
+            }
+        };
+        let Some(id) = self.session_id.clone() else {
+            return unusable(
+                Failure::new(FailReason::CardUnreadable, None, "no session id"),
+                fx,
+            );
+        };
+        let android = presented.platform == Platform::Android;
+        let card = CardSession {
+            id,
+            reader: PHONE_READER.to_owned(),
+            card_key: card_key(&presented.certificate),
+            certificate: presented.certificate,
+            pin: PinState {
+                set: android,
+                tries_left: presented.tries_left.unwrap_or(0),
+                verified: false,
+            },
+            face_photo: FacePhoto::Unavailable,
+            face_captures: 0,
+            face_failures: 0,
+            registered_now: false,
+            // A 居宅同意取得型 first visit reads the card (`kiosk --phone` and `--mobile`
+            // exclude each other).
+            treatment: None,
+        };
+        if self.outage {
+            return Stage::Declare { card, error: None };
+        }
+        let identified = Identified::Phone(presented.platform);
+        if android && card.pin.tries_left == 0 {
+            let outcome = crate::phone::phone_refusal(
+                pb::ResultCode::PhonePinLocked,
+                "the phone's PIN is locked (too many wrong PINs): it must be reset at the \
+                 municipal office",
+                Some(0),
+            );
+            return self.refused(card, &identified, outcome, fx);
+        }
+        Self::identified(card, identified)
+    }
+
+    /// Has the phone sign the binding of `challenge` (Android: with the PIN just typed).
+    fn phone_sign(
+        &mut self,
+        card: CardSession,
+        reception: Reception,
+        challenge: pb::IssueChallengeResponse,
+        pin: Option<Pin>,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        let (purpose, _) = reception.identified.purpose();
+        match crate::confirm::binding_for(
+            purpose,
+            &challenge,
+            &card.certificate,
+            reception.consents,
+        ) {
+            Err(outcome) => {
+                let identified = reception.identified.clone();
+                self.refused(card, &identified, outcome, fx)
+            }
+            Ok(binding) => {
+                fx.push(Effect::PhoneSign { binding, pin });
+                Stage::Confirming {
+                    card,
+                    reception,
+                    exchange: Exchange::Signing(challenge),
+                }
+            }
+        }
+    }
+
+    fn phone_signed(
+        &mut self,
+        mut card: CardSession,
+        reception: Reception,
+        challenge: pb::IssueChallengeResponse,
+        signed: Signed,
+        fx: &mut Vec<Effect>,
+    ) -> Stage {
+        let identified = reception.identified.clone();
+        match signed {
+            Signed::Signature(signature) => {
+                let Identified::Phone(platform) = identified else {
+                    return self.unusable_challenge(card, &identified, "not a phone", fx);
+                };
+                let (_, _, kind) = crate::phone::kind_of(platform);
+                fx.push(Effect::ConfirmByCard(pb::ConfirmByCardRequest {
+                    certificate: card.certificate.clone(),
+                    challenge: challenge.challenge,
+                    signature,
+                    consents: Some(reception.consents.into()),
+                    prescription_issue: reception.prescription as i32,
+                    treatment: 0,
+                    requery_consent: false,
+                    credential_kind: kind as i32,
+                }));
+                Stage::Confirming {
+                    card,
+                    reception,
+                    exchange: Exchange::Answer,
+                }
+            }
+            // The challenge was not used: the same one is signed after the next PIN.
+            Signed::WrongPin(tries_left) => {
+                card.pin.tries_left = tries_left;
+                Stage::PhonePin {
+                    card,
+                    reception,
+                    challenge,
+                    wrong_pin: true,
+                }
+            }
+            Signed::Refused(outcome) => self.refused(card, &identified, outcome, fx),
+        }
+    }
+}
+
+/// The `reader` of a phone's session: no PC/SC reader is called this, so pulling a card
+/// never ends a phone's session.
+pub const PHONE_READER: &str = "(smartphone)";
+
 /// The name of the screen `stage` shows.
 fn stage_name(stage: &Stage) -> &'static str {
     match stage {
         Stage::InsertCard => "insert_card",
-        Stage::ReadingCard { .. }
+        Stage::PhonePin { .. } => "pin",
+        Stage::ReadingPhone
+        | Stage::ReadingCard { .. }
         | Stage::ReadingFace { .. }
         | Stage::VerifyingPin { .. }
         | Stage::Confirming { .. }
@@ -1141,7 +1368,7 @@ fn stage_name(stage: &Stage) -> &'static str {
 /// signed by the card).
 pub fn reader_check(identified: &Identified) -> Option<ReaderCheck<'_>> {
     match identified {
-        Identified::Pin => None,
+        Identified::Pin | Identified::Phone(_) => None,
         Identified::Face { score, threshold } => Some(ReaderCheck::Face {
             score_permille: *score,
             threshold_permille: *threshold,
@@ -1202,6 +1429,6 @@ pub fn reader_claim(
         Identified::Visual { staff_id } => {
             Some((pb::ReaderMethod::VisualCheck, None, staff_id.clone()))
         }
-        Identified::Pin => None,
+        Identified::Pin | Identified::Phone(_) => None,
     }
 }

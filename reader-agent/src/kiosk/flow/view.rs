@@ -25,6 +25,8 @@ pub struct KioskState {
     pub reader_error: Option<String>,
     /// The confirmation service is known to be unreachable (the outage path is on).
     pub outage: bool,
+    /// The start screen offers 「スマートフォンで受付」 (the kiosk has a smartphone channel).
+    pub phone: bool,
 }
 
 /// A note for the patient: why the last session ended early (start screen) or what just
@@ -81,6 +83,10 @@ pub fn jst_day(t: &prost_types::Timestamp) -> Option<String> {
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     ReadingCard,
+    /// Asking the phone held to the reader what it presents.
+    ReadingPhone,
+    /// 「スマートフォンで本人確認してください」: the iPhone's holder verifies on the phone.
+    PhoneVerification,
     ReadingFace,
     VerifyingPin,
     Confirming,
@@ -105,6 +111,8 @@ pub enum FaceOffer {
 pub enum PinPadPurpose {
     Confirm,
     Register,
+    /// The Android phone's PIN (スマホ用電子証明書), sent to the phone only.
+    Phone,
 }
 
 /// How the holder was identified.
@@ -114,6 +122,8 @@ pub enum Method {
     Pin,
     Face,
     Visual,
+    SmartphoneAndroid,
+    SmartphoneIphone,
 }
 
 impl Method {
@@ -122,6 +132,8 @@ impl Method {
             Method::Pin => "pin",
             Method::Face => "face",
             Method::Visual => "visual",
+            Method::SmartphoneAndroid => "smartphone-android",
+            Method::SmartphoneIphone => "smartphone-iphone",
         }
     }
 }
