@@ -14,7 +14,7 @@ echo "==> tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --locked --workspace -- --test-threads "${ONSHI_TEST_THREADS:-4}" 2>&1 | tee "$log" || status=$?
+cargo test --locked --workspace --no-fail-fast -- --test-threads "${ONSHI_TEST_THREADS:-4}" 2>&1 | tee "$log" || status=$?
 passed=$(grep -oE '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -oE '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
 echo

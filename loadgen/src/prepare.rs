@@ -141,7 +141,12 @@ impl CardPools {
                 claimed_visit_time: None,
             })),
             RequestKind::BadNumbers => {
-                let mut query = self.query(serial)?;
+                // An insurance card's numbers with a wrong check digit: the next query of the
+                // pool that has an insurer number (a 医療扶助 query has public-expense numbers
+                // instead, whose own check would answer another code).
+                let mut query = (0..self.numbers.len())
+                    .filter_map(|i| self.query(serial.wrapping_add(i)))
+                    .find(|q| !q.insurer_number.is_empty())?;
                 query.insurer_number = wrong_check_digit(&query.insurer_number);
                 Some(Request::Numbers(pb::ConfirmByNumbersRequest {
                     query: Some(query),

@@ -347,12 +347,21 @@ fn absolutize_config(
             &["trust_anchors", "intermediates", "crls"][..],
         ),
     ] {
-        if let Some(t) = table.get_mut(section).and_then(toml::Value::as_table_mut) {
-            for key in keys {
-                match t.get_mut(*key) {
-                    Some(toml::Value::Array(items)) => items.iter_mut().for_each(abs),
-                    Some(v) => abs(v),
-                    None => {}
+        let Some(t) = table.get_mut(section).and_then(toml::Value::as_table_mut) else {
+            continue;
+        };
+        // The section's own paths and those of its sub-tables ([validation.smartphone]: the
+        // smartphone CA's trust files).
+        let mut tables = vec![t];
+        while let Some(t) = tables.pop() {
+            for (key, v) in t.iter_mut() {
+                match v {
+                    toml::Value::Table(sub) => tables.push(sub),
+                    toml::Value::Array(items) if keys.contains(&key.as_str()) => {
+                        items.iter_mut().for_each(abs)
+                    }
+                    v if keys.contains(&key.as_str()) => abs(v),
+                    _ => {}
                 }
             }
         }
@@ -530,7 +539,17 @@ fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
                 "confirm-service",
                 "confirm-service: listening on ",
                 stderr,
-            )?;
+            )
+            .map_err(|e| match (e, std::fs::read_to_string(&log_path)) {
+                // Its log is in the run folder, deleted on return: say what it said.
+                (LoadgenError::Process { what, reason }, Ok(log)) if !log.trim().is_empty() => {
+                    LoadgenError::Process {
+                        what,
+                        reason: format!("{reason}; its log:\n{}", log.trim_end()),
+                    }
+                }
+                (e, _) => e,
+            })?;
             notes.push(format!(
                 "the service ran on a copy of the world's store with challenge_ttl_seconds = {}",
                 opts.challenge_ttl_seconds
@@ -1017,6 +1036,9 @@ client_crl = "network-ca/crl.pem"
 [validation]
 trust_anchors = ["issuing-ca/ca.pem"]
 crls = ["issuing-ca/crl.der"]
+[validation.smartphone]
+trust_anchors = ["smartphone-ca/ca.pem"]
+crls = ["smartphone-ca/crl.der"]
 "#;
         let out = absolutize_config(
             text,
@@ -1044,6 +1066,14 @@ crls = ["issuing-ca/crl.der"]
         assert_eq!(
             t["validation"]["crls"][0].as_str(),
             Some("/w/issuing-ca/crl.der")
+        );
+        assert_eq!(
+            t["validation"]["smartphone"]["trust_anchors"][0].as_str(),
+            Some("/w/smartphone-ca/ca.pem")
+        );
+        assert_eq!(
+            t["validation"]["smartphone"]["crls"][0].as_str(),
+            Some("/w/smartphone-ca/crl.der")
         );
     }
 
