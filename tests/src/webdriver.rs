@@ -23,14 +23,35 @@ pub struct Chromedriver {
 }
 
 impl Chromedriver {
+    /// Starts chromedriver; tries again (three attempts in all) when one exits before it says
+    /// its port, and says what it printed and how it ended when none starts.
     pub fn start() -> Result<Self> {
+        let mut failures = Vec::new();
+        for attempt in 1..=3 {
+            match Self::start_once()? {
+                Ok(started) => return Ok(started),
+                Err(why) => {
+                    eprintln!("chromedriver attempt {attempt} of 3 failed: {why}");
+                    failures.push(why);
+                }
+            }
+        }
+        Err(format!(
+            "chromedriver did not start in 3 attempts: {}",
+            failures.join("; ")
+        ))
+    }
+
+    /// One attempt: the outer error is final (chromedriver cannot be run at all), the inner
+    /// one is worth another attempt.
+    fn start_once() -> Result<std::result::Result<Self, String>> {
         // Port 0: chromedriver binds a free port itself and says which, so no other process
         // can take it between a check and its use.
         let mut child = Command::new("chromedriver")
             .arg("--port=0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| {
                 format!(
@@ -38,22 +59,34 @@ impl Chromedriver {
                 )
             })?;
         let stdout = child.stdout.take().ok_or("no stdout from chromedriver")?;
-        let guard = Guard::new(child, "chromedriver");
+        let stderr = child.stderr.take().ok_or("no stderr from chromedriver")?;
+        let mut guard = Guard::new(child, "chromedriver");
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            // Keeps reading to the end, so chromedriver never blocks on a full pipe.
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(|l| l.ok())
-            {
-                let _ = tx.send(line);
-            }
-        });
+        // Both streams keep being read to the end, so chromedriver never blocks on a full pipe.
+        forward_lines(stdout, tx.clone());
+        forward_lines(stderr, tx);
+        let mut said = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
         let port: u16 = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(20))
-                .map_err(|_| "chromedriver did not say its port within 20 s")?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    return Ok(Err(format!(
+                        "it did not say its port within 20 s; it printed {said:?}"
+                    )))
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = guard
+                        .wait(Duration::from_secs(5))
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|e| e);
+                    return Ok(Err(format!(
+                        "it closed its output before saying its port ({status}); it printed \
+                         {said:?}"
+                    )));
+                }
+            };
             if let Some(rest) = line.split("started successfully on port ").nth(1) {
                 break rest
                     .trim_end_matches('.')
@@ -61,6 +94,7 @@ impl Chromedriver {
                     .parse()
                     .map_err(|e| format!("chromedriver's port in {line:?}: {e}"))?;
             }
+            said.push(line);
         };
         let addr = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -71,14 +105,16 @@ impl Chromedriver {
                 }
             }
             if Instant::now() > deadline {
-                return Err("chromedriver did not become ready within 20 s".into());
+                return Ok(Err(format!(
+                    "it said port {port} but was not ready within 20 s"
+                )));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok(Self {
+        Ok(Ok(Self {
             _guard: guard,
             addr,
-        })
+        }))
     }
 
     /// A new headless Chromium session.
@@ -106,6 +142,21 @@ impl Chromedriver {
             .map_err(|e| format!("chromedriver refused a session: {e}"))?;
         Ok(Browser { client })
     }
+}
+
+/// Forwards a stream's lines (lossily decoded, so an odd byte does not end the reading) until
+/// it ends; keeps reading after the receiver is gone.
+fn forward_lines(stream: impl std::io::Read + Send + 'static, tx: std::sync::mpsc::Sender<String>) {
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut reader = std::io::BufReader::new(stream);
+        let mut buf = Vec::new();
+        while matches!(reader.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+            let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+            let _ = tx.send(line);
+            buf.clear();
+        }
+    });
 }
 
 /// One browser session; closed when dropped.
