@@ -33,6 +33,9 @@ pub enum LoadgenError {
     Report(String),
     #[error("runtime: {0}")]
     Runtime(String),
+    /// SIGINT or SIGTERM arrived while a window was being prepared; nothing of it is measured.
+    #[error("interrupted while preparing")]
+    Interrupted,
 }
 
 impl LoadgenError {

@@ -4,6 +4,7 @@
 //! Replay requests are sent once here, so the measured phase can present a used challenge.
 //! The card-less kinds need no challenge: they are built from the pool of the world's numbers.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -195,7 +196,8 @@ struct Job {
 }
 
 /// Prepares `per_terminal` requests for each connection, `parallel` challenge requests in
-/// flight per connection, signatures on `threads` threads.
+/// flight per connection, signatures on `threads` threads. Stops with
+/// [`LoadgenError::Interrupted`] soon after `abort` is set (a large window takes minutes).
 pub async fn prepare(
     conns: &[TerminalConn],
     cards: &CardPools,
@@ -203,6 +205,7 @@ pub async fn prepare(
     per_terminal: usize,
     parallel: usize,
     threads: usize,
+    abort: &Arc<AtomicBool>,
 ) -> Result<PreparedPool, LoadgenError> {
     let parallel = parallel.max(1);
     let started = Instant::now();
@@ -235,9 +238,13 @@ pub async fn prepare(
             let mut client = conn.client.clone();
             let timeout = conn.rpc_timeout;
             let card_slots = Arc::clone(&card_slots);
+            let abort = Arc::clone(abort);
             set.spawn(async move {
                 let mut out = Vec::new();
                 for index in card_slots.iter().skip(lane).step_by(parallel).copied() {
+                    if abort.load(Ordering::Relaxed) {
+                        return Err(LoadgenError::Interrupted);
+                    }
                     let answer = client
                         .issue_challenge(crate::drive::with_deadline(
                             pb::IssueChallengeRequest {
@@ -300,7 +307,8 @@ pub async fn prepare(
 
     let sign_started = Instant::now();
     let threads = threads.max(1);
-    let signed = tokio::task::spawn_blocking(move || sign_all(jobs, threads))
+    let stop = Arc::clone(abort);
+    let signed = tokio::task::spawn_blocking(move || sign_all(jobs, threads, &stop))
         .await
         .map_err(|e| LoadgenError::Runtime(e.to_string()))??;
     let sign_time = sign_started.elapsed();
@@ -341,7 +349,11 @@ pub async fn prepare(
 }
 
 /// Signs every job, spread over `threads` threads.
-fn sign_all(jobs: Vec<Job>, threads: usize) -> Result<Vec<(usize, usize, Prepared)>, LoadgenError> {
+fn sign_all(
+    jobs: Vec<Job>,
+    threads: usize,
+    abort: &AtomicBool,
+) -> Result<Vec<(usize, usize, Prepared)>, LoadgenError> {
     let chunk = jobs.len().div_ceil(threads).max(1);
     let rng = ring::rand::SystemRandom::new();
     std::thread::scope(|scope| {
@@ -351,7 +363,12 @@ fn sign_all(jobs: Vec<Job>, threads: usize) -> Result<Vec<(usize, usize, Prepare
                 let rng = &rng;
                 scope.spawn(move || {
                     part.iter()
-                        .map(|job| sign_one(job, rng).map(|p| (job.terminal, job.index, p)))
+                        .map(|job| {
+                            if abort.load(Ordering::Relaxed) {
+                                return Err(LoadgenError::Interrupted);
+                            }
+                            sign_one(job, rng).map(|p| (job.terminal, job.index, p))
+                        })
                         .collect::<Result<Vec<_>, LoadgenError>>()
                 })
             })

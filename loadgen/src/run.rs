@@ -673,15 +673,21 @@ impl<'a> TargetRun<'a> {
                     self.conns.len()
                 );
             }
-            let pool = prepare::prepare(
+            let pool = match prepare::prepare(
                 &self.conns,
                 self.cards,
                 &opts.mix,
                 self.per_terminal,
                 opts.streams,
                 self.threads,
+                abort,
             )
-            .await?;
+            .await
+            {
+                // Interrupted while preparing: what was measured so far is reported.
+                Err(LoadgenError::Interrupted) => break,
+                other => other?,
+            };
             self.issue += pool.issue_time;
             self.sign += pool.sign_time;
             self.prepared += pool.len();
@@ -832,7 +838,8 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
     let mut targets = Vec::new();
     let result: Result<(), LoadgenError> = runtime.block_on(async {
         let flag = Arc::clone(&abort);
-        // SIGINT or SIGTERM: finish the window in flight, then stop the servers and report.
+        // SIGINT or SIGTERM: stop preparing at once, or finish the measured window in flight;
+        // then stop the servers and report what was measured.
         tokio::spawn(async move {
             let term = async {
                 match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -846,7 +853,7 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
                 _ = tokio::signal::ctrl_c() => {},
                 _ = term => {},
             }
-            eprintln!("loadgen: interrupted; finishing the window in flight");
+            eprintln!("loadgen: interrupted; stopping the preparation or the window in flight");
             flag.store(true, Ordering::Relaxed);
         });
         let t0 = Instant::now();

@@ -473,3 +473,78 @@ fn an_unregistered_card_that_was_registered_since_is_refused_before_the_run() {
     );
     assert!(!err.contains("preparing"), "{err}");
 }
+
+/// SIGTERM during a long preparation stops it at once (it used to run the whole preparation,
+/// minutes for a large `--prepare`, before the signal was looked at), stops the started
+/// service and removes its run folder.
+#[test]
+fn a_signal_during_the_preparation_stops_the_run_promptly() {
+    // A world of its own: the other tests' run folders would be counted in the shared one.
+    let dir = tmp("loadgen-signal-world");
+    let mut opts = WorldOptions::new(&dir, time::OffsetDateTime::now_utc());
+    opts.cards = 6;
+    opts.persons = 10;
+    opts.force = true;
+    opts.progress = false;
+    build_world(&opts).expect("build the world");
+    let world = dir.to_str().unwrap().to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            "--world",
+            &world,
+            "--start-service",
+            "--terminals",
+            "2",
+            "--duration",
+            "5",
+            // Far more than the run could sign in the time this test waits.
+            "--prepare",
+            "400000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start loadgen");
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    // The preparation has begun once the service's run folder exists and a few seconds pass.
+    let started = Instant::now();
+    let run_folders = || {
+        std::fs::read_dir(&world)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".loadgen-run-"))
+            .count()
+    };
+    while run_folders() == 0 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(run_folders() > 0, "no run folder appeared");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "loadgen ended before the signal"
+    );
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("loadgen was still running 20 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("interrupted"), "{status}: {err}");
+    assert!(
+        !err.contains("measured "),
+        "nothing was measured, yet: {err}"
+    );
+    assert_eq!(run_folders(), 0, "the run folder was left behind: {err}");
+}
