@@ -104,7 +104,7 @@ fn source_chain(e: &dyn std::error::Error) -> String {
 
 /// Opens `count` connections, connection *i* with identity *i* mod identities.
 pub async fn connect_all(
-    url: &str,
+    urls: &[String],
     ca_pem: &[u8],
     identities: &[TerminalIdentity],
     count: usize,
@@ -115,9 +115,13 @@ pub async fn connect_all(
             "no terminal identity to connect with".into(),
         ));
     }
+    if urls.is_empty() {
+        return Err(LoadgenError::Usage("no service URL to connect to".into()));
+    }
     let mut set = JoinSet::new();
     for i in 0..count {
-        let url = url.to_owned();
+        // Several instances: terminal i goes to the i-th URL, round-robin.
+        let url = urls[i % urls.len()].clone();
         let ca = ca_pem.to_vec();
         let id = identities[i % identities.len()].clone();
         set.spawn(async move { connect(&url, &ca, &id, rpc_timeout).await.map(|c| (i, c)) });

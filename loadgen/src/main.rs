@@ -64,9 +64,10 @@ struct RunArgs {
     world: PathBuf,
     /// A running service to drive, e.g. https://127.0.0.1:50443 (https: it accepts only
     /// mutual TLS; it must use the world's network CA, issuing CA and store). Give either this
-    /// or --start-service.
+    /// or --start-service. Give it once per instance to drive several instances sharing one
+    /// store (PostgreSQL): virtual terminal i connects to the i-th URL, round-robin.
     #[arg(long, value_name = "URL")]
-    service: Option<String>,
+    service: Vec<String>,
     /// Start confirm-service on a copy of the world's store, with a long challenge lifetime,
     /// on a free port; stopped at the end.
     #[arg(long, conflicts_with = "service")]
@@ -74,9 +75,10 @@ struct RunArgs {
     /// The confirm-service binary for --start-service (default: beside loadgen).
     #[arg(long, value_name = "PATH", requires = "start_service")]
     service_bin: Option<PathBuf>,
-    /// The pid of the --service process, for its CPU time per request (/proc).
+    /// The pid of the --service process, for its CPU time per request (/proc); once per
+    /// instance with several --service (their CPU times are added).
     #[arg(long, value_name = "PID", conflicts_with = "start_service")]
-    service_pid: Option<u32>,
+    service_pid: Vec<u32>,
     /// Virtual terminals: one TLS connection each, with its own client certificate.
     #[arg(long, value_name = "N", default_value_t = 16)]
     terminals: usize,
@@ -136,6 +138,11 @@ struct RunArgs {
     /// duration / rounds on each), so drifting load on a shared machine hits both alike.
     #[arg(long, value_name = "K", default_value_t = 1)]
     rounds: usize,
+    /// Before each target's first measured window, send this many seconds of the same load
+    /// (its own prepared requests), then discard what it measured: caches, connections and
+    /// the allocator are warm when the clock starts.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    warmup: f64,
     /// Deadline of every RPC loadgen makes (IssueChallenge while preparing, the measured
     /// requests): sent to the server as grpc-timeout, and a request not answered by then fails
     /// with DEADLINE_EXCEEDED and counts as unexpected.
@@ -168,12 +175,12 @@ fn seconds(what: &str, s: f64) -> Result<Duration, String> {
 fn options(a: RunArgs) -> Result<RunOptions, String> {
     Ok(RunOptions {
         world: a.world,
-        service: match (a.service, a.start_service) {
-            (Some(url), _) => ServiceSource::Url(url),
-            (None, true) => ServiceSource::Start {
+        service: match (a.service.is_empty(), a.start_service) {
+            (false, _) => ServiceSource::Url(a.service),
+            (true, true) => ServiceSource::Start {
                 binary: a.service_bin,
             },
-            (None, false) => {
+            (true, false) => {
                 return Err(
                     "which service? Give --service https://HOST:PORT for a running one (on the world's store), or --start-service to start one on a copy of the world's store"
                         .into(),
@@ -205,6 +212,13 @@ fn options(a: RunArgs) -> Result<RunOptions, String> {
         reference: a.reference,
         bare_service: a.bare_service,
         rounds: a.rounds,
+        warmup: if a.warmup == 0.0 {
+            std::time::Duration::ZERO
+        } else if a.warmup <= 600.0 {
+            seconds("--warmup", a.warmup)?
+        } else {
+            return Err("--warmup must be 0 to 600 seconds".into());
+        },
         reference_bin: None,
         json: a.json,
         plot: a.plot,

@@ -174,6 +174,17 @@ pub fn cpu_seconds(pid: u32, ticks: f64) -> Result<f64, LoadgenError> {
         })
 }
 
+/// The CPU seconds of several processes added up; `None` for no process.
+pub fn cpu_seconds_of(pids: &[u32], ticks: f64) -> Result<Option<f64>, LoadgenError> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    pids.iter()
+        .map(|&p| cpu_seconds(p, ticks))
+        .sum::<Result<f64, _>>()
+        .map(Some)
+}
+
 /// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in clock ticks. The command
 /// name (field 2) may contain spaces and parentheses, so fields are counted after the last ')'.
 pub fn parse_stat_cpu(stat: &str) -> Option<u64> {

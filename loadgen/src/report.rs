@@ -50,7 +50,10 @@ pub struct CodeCount {
 /// CPU time of a process over the measured phases.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cpu {
+    /// The first process's id (the only one unless several --service instances were given).
     pub pid: u32,
+    /// Every process counted.
+    pub pids: Vec<u32>,
     pub seconds: f64,
     /// CPU microseconds per completed request (confirmations and refusals alike).
     pub us_per_request: f64,
@@ -120,7 +123,7 @@ impl TargetReport {
         seconds: Vec<Second>,
         harness_faults: Vec<String>,
         ended_early: Vec<String>,
-        server_cpu_seconds: Option<(u32, f64)>,
+        server_cpu_seconds: Option<(Vec<u32>, f64)>,
         loadgen_cpu_seconds: Option<f64>,
     ) -> TargetReport {
         let secs = measured.as_secs_f64();
@@ -159,8 +162,9 @@ impl TargetReport {
                 .collect(),
             errors_by_code,
             unexpected_samples: tally.samples.clone(),
-            server_cpu: server_cpu_seconds.map(|(pid, seconds)| Cpu {
-                pid,
+            server_cpu: server_cpu_seconds.map(|(pids, seconds)| Cpu {
+                pid: pids.first().copied().unwrap_or_default(),
+                pids,
                 seconds,
                 us_per_request: if tally.requests > 0 {
                     seconds * 1e6 / tally.requests as f64
@@ -193,6 +197,8 @@ pub struct RunSetup {
     pub duration_s: f64,
     /// Service and reference alternated this many times.
     pub rounds: usize,
+    /// Seconds of load sent and discarded before each target's first measured window.
+    pub warmup_s: f64,
     pub window_s: f64,
     pub prepare_per_window: usize,
     pub mix: String,
@@ -236,8 +242,20 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "loadgen: {load}; {} terminals ({}), {} streams each; {:.0} s in {} round(s), windows of at most {:.0} s; mix {}; {} cores",
-            s.terminals, s.terminal_identities, s.streams, s.duration_s, s.rounds, s.window_s, s.mix, s.cores
+            "loadgen: {load}; {} terminals ({}), {} streams each; {:.0} s in {} round(s), windows of at most {:.0} s{}; mix {}; {} cores",
+            s.terminals,
+            s.terminal_identities,
+            s.streams,
+            s.duration_s,
+            s.rounds,
+            s.window_s,
+            if s.warmup_s > 0.0 {
+                format!(", after a warm-up of {:.0} s per target (discarded)", s.warmup_s)
+            } else {
+                String::new()
+            },
+            s.mix,
+            s.cores
         );
         for t in &self.targets {
             let l = &t.latency;
@@ -297,8 +315,15 @@ impl Report {
             if let Some(cpu) = &t.server_cpu {
                 let _ = writeln!(
                     out,
-                    "  server CPU {:.2} s (pid {}): {:.1} µs per request",
-                    cpu.seconds, cpu.pid, cpu.us_per_request
+                    "  server CPU {:.2} s ({} {}): {:.1} µs per request",
+                    cpu.seconds,
+                    if cpu.pids.len() > 1 { "pids" } else { "pid" },
+                    cpu.pids
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    cpu.us_per_request
                 );
             }
             if let Some(c) = t.loadgen_cpu_seconds {

@@ -20,8 +20,9 @@ use crate::LoadgenError;
 /// Where the service under test is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceSource {
-    /// Already running at this URL (`https://127.0.0.1:50443`).
-    Url(String),
+    /// Already running at these URLs (`https://127.0.0.1:50443`): one, or several instances
+    /// sharing a store, over which the virtual terminals are spread round-robin.
+    Url(Vec<String>),
     /// Started by the load generator from a copy of the world's configuration and store.
     Start { binary: Option<PathBuf> },
 }
@@ -50,8 +51,8 @@ pub enum LoadSpec {
 pub struct RunOptions {
     pub world: PathBuf,
     pub service: ServiceSource,
-    /// The pid of an already-running local service, for its CPU time.
-    pub service_pid: Option<u32>,
+    /// The pids of already-running local service instances, for their CPU time.
+    pub service_pid: Vec<u32>,
     pub terminals: usize,
     pub identities: IdentityMode,
     pub streams: usize,
@@ -68,6 +69,8 @@ pub struct RunOptions {
     /// With `--reference`: alternate service and reference this many times, each getting
     /// duration / rounds per round.
     pub rounds: usize,
+    /// Load sent and discarded before each target's first measured window.
+    pub warmup: Duration,
     pub reference: bool,
     /// A started service runs without its protections (see [`Protections`]).
     pub bare_service: bool,
@@ -267,8 +270,10 @@ impl RunOptions {
         if self.duration / u32::try_from(self.rounds).unwrap_or(1) < Duration::from_millis(100) {
             return bad("--duration / --rounds must be at least 0.1 s".into());
         }
-        if let ServiceSource::Url(url) = &self.service {
-            check_service_url(url)?;
+        if let ServiceSource::Url(urls) = &self.service {
+            for url in urls {
+                check_service_url(url)?;
+            }
         }
         if self.rpc_timeout < MIN_RPC_TIMEOUT || self.rpc_timeout > MAX_RPC_TIMEOUT {
             return bad(format!(
@@ -311,8 +316,8 @@ impl RunOptions {
 struct Setup {
     identities: Vec<TerminalIdentity>,
     identity_label: String,
-    url: String,
-    service_pid: Option<u32>,
+    urls: Vec<String>,
+    service_pids: Vec<u32>,
     service: Option<ServerProcess>,
     notes: Vec<String>,
     /// Holds the run's copy of the store and configuration; deleted on drop.
@@ -434,7 +439,8 @@ fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
     };
     let world_config = world.dir.join("service.toml");
     match &opts.service {
-        ServiceSource::Url(url) => {
+        ServiceSource::Url(urls) => {
+            let url = urls.join(", ");
             if need_mint {
                 let config = onshi_confirm_service::config::Config::load(&world_config)
                     .map_err(|e| LoadgenError::World(e.to_string()))?;
@@ -447,8 +453,8 @@ fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
             Ok(Setup {
                 identities,
                 identity_label,
-                url: url.clone(),
-                service_pid: opts.service_pid,
+                urls: urls.clone(),
+                service_pids: opts.service_pid.clone(),
                 service: None,
                 notes,
                 run_dir: None,
@@ -558,8 +564,8 @@ fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
             Ok(Setup {
                 identities,
                 identity_label,
-                url: service.url(),
-                service_pid: Some(service.pid),
+                urls: vec![service.url()],
+                service_pids: vec![service.pid],
                 service: Some(service),
                 notes,
                 run_dir: Some(run_dir),
@@ -572,8 +578,9 @@ fn set_up(opts: &RunOptions, world: &World) -> Result<Setup, LoadgenError> {
 struct TargetRun<'a> {
     opts: &'a RunOptions,
     target: Target,
+    /// The URLs, comma-separated, for the report.
     url: String,
-    pid: Option<u32>,
+    pids: Vec<u32>,
     cards: &'a CardPools,
     conns: Vec<TerminalConn>,
     load: Load,
@@ -593,6 +600,8 @@ struct TargetRun<'a> {
     early: std::collections::BTreeMap<String, usize>,
     prepared: usize,
     windows: usize,
+    /// Whether the warm-up (`--warmup`) has been sent.
+    warmed: bool,
 }
 
 impl<'a> TargetRun<'a> {
@@ -600,14 +609,14 @@ impl<'a> TargetRun<'a> {
     async fn connect(
         opts: &'a RunOptions,
         target: Target,
-        url: &str,
-        pid: Option<u32>,
+        urls: &[String],
+        pids: Vec<u32>,
         ca_pem: &[u8],
         identities: &[TerminalIdentity],
         cards: &'a CardPools,
     ) -> Result<TargetRun<'a>, LoadgenError> {
         let conns =
-            drive::connect_all(url, ca_pem, identities, opts.terminals, opts.rpc_timeout).await?;
+            drive::connect_all(urls, ca_pem, identities, opts.terminals, opts.rpc_timeout).await?;
         let window = opts.window();
         let per_terminal = opts
             .prepare_per_window(window)
@@ -628,8 +637,8 @@ impl<'a> TargetRun<'a> {
         Ok(TargetRun {
             opts,
             target,
-            url: url.to_owned(),
-            pid,
+            url: urls.join(", "),
+            pids,
             cards,
             conns,
             load,
@@ -650,6 +659,7 @@ impl<'a> TargetRun<'a> {
             early: Default::default(),
             prepared: 0,
             windows: 0,
+            warmed: false,
         })
     }
 
@@ -660,6 +670,10 @@ impl<'a> TargetRun<'a> {
         abort: &Arc<AtomicBool>,
     ) -> Result<(), LoadgenError> {
         let opts = self.opts;
+        if !self.warmed && !opts.warmup.is_zero() {
+            self.warmed = true;
+            self.warm_up(abort).await?;
+        }
         let me = std::process::id();
         let mut left = duration;
         // Bounded: each window takes at least 0.1 s off `left`.
@@ -705,7 +719,7 @@ impl<'a> TargetRun<'a> {
                 }
             }
             let ticks = self.ticks;
-            let cpu_before = self.pid.map(|p| process::cpu_seconds(p, ticks)).transpose();
+            let cpu_before = process::cpu_seconds_of(&self.pids, ticks);
             let own_before = process::cpu_seconds(me, ticks).ok();
             let m = drive::measure(
                 &self.conns,
@@ -717,7 +731,7 @@ impl<'a> TargetRun<'a> {
                 opts.quiet,
             )
             .await?;
-            let cpu_after = self.pid.map(|p| process::cpu_seconds(p, ticks)).transpose();
+            let cpu_after = process::cpu_seconds_of(&self.pids, ticks);
             self.server_cpu = match (self.server_cpu, cpu_before, cpu_after) {
                 (Some(acc), Ok(Some(b)), Ok(Some(a))) => Some(acc + (a - b)),
                 _ => None,
@@ -764,6 +778,60 @@ impl<'a> TargetRun<'a> {
         Ok(())
     }
 
+    /// `--warmup`: the same load for `opts.warmup`, from requests prepared for it alone; what
+    /// it measured is discarded (unexpected answers in it are said on stderr).
+    async fn warm_up(&mut self, abort: &Arc<AtomicBool>) -> Result<(), LoadgenError> {
+        let opts = self.opts;
+        let secs = opts.warmup.as_secs_f64();
+        let total = match opts.load {
+            LoadSpec::Closed { .. } => DEFAULT_PREPARE_PER_SECOND as f64 * secs,
+            LoadSpec::Open { rate, .. } => rate * secs * 1.02,
+        };
+        let per_terminal = ((total / self.conns.len().max(1) as f64).ceil() as usize)
+            .clamp(1, (MAX_PREPARE / self.conns.len().max(1)).max(1));
+        if !opts.quiet {
+            eprintln!(
+                "loadgen: {}: warm-up of {secs} s (not measured): preparing {} requests",
+                self.target.name(),
+                per_terminal * self.conns.len()
+            );
+        }
+        let pool = match prepare::prepare(
+            &self.conns,
+            self.cards,
+            &opts.mix,
+            per_terminal,
+            opts.streams,
+            self.threads,
+            abort,
+        )
+        .await
+        {
+            Err(LoadgenError::Interrupted) => return Ok(()),
+            other => other?,
+        };
+        let m = drive::measure(
+            &self.conns,
+            pool,
+            self.target,
+            self.load,
+            opts.warmup,
+            Arc::clone(abort),
+            true,
+        )
+        .await?;
+        if !opts.quiet {
+            eprintln!(
+                "loadgen: {}: warm-up sent {} requests in {:.1} s ({} unexpected answers), discarded",
+                self.target.name(),
+                m.tally.requests,
+                m.elapsed.as_secs_f64(),
+                m.tally.unexpected_total()
+            );
+        }
+        Ok(())
+    }
+
     fn report(self) -> TargetReport {
         let windows = self.windows;
         TargetReport::new(
@@ -781,7 +849,9 @@ impl<'a> TargetRun<'a> {
                 .into_iter()
                 .map(|(why, n)| format!("{n} of {windows} window(s) ended early: {why}"))
                 .collect(),
-            self.pid.zip(self.server_cpu),
+            Some(self.pids.clone())
+                .filter(|p| !p.is_empty())
+                .zip(self.server_cpu),
             self.own_cpu,
         )
     }
@@ -860,8 +930,8 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
         let mut service = TargetRun::connect(
             opts,
             Target::Service,
-            &setup.url,
-            setup.service_pid,
+            &setup.urls,
+            setup.service_pids.clone(),
             &world.network_ca_pem,
             &setup.identities,
             &cards,
@@ -895,8 +965,8 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
                 TargetRun::connect(
                     opts,
                     Target::Reference,
-                    &server.url(),
-                    Some(server.pid),
+                    &[server.url()],
+                    vec![server.pid],
                     &world.network_ca_pem,
                     &setup.identities,
                     &cards,
@@ -996,6 +1066,7 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
             streams: opts.streams,
             duration_s: opts.duration.as_secs_f64(),
             rounds: opts.rounds,
+            warmup_s: opts.warmup.as_secs_f64(),
             window_s: window.as_secs_f64(),
             prepare_per_window: opts.prepare_per_window(window),
             mix: opts.mix.to_string(),
@@ -1088,7 +1159,7 @@ crls = ["smartphone-ca/crl.der"]
         RunOptions {
             world: PathBuf::from("/w"),
             service: ServiceSource::Start { binary: None },
-            service_pid: None,
+            service_pid: Vec::new(),
             terminals,
             identities: IdentityMode::Mint,
             streams: 4,
@@ -1100,6 +1171,7 @@ crls = ["smartphone-ca/crl.der"]
             prepare: None,
             challenge_ttl_seconds: 3600,
             rounds: 1,
+            warmup: Duration::ZERO,
             reference: true,
             bare_service: bare,
             reference_bin: None,

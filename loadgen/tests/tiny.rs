@@ -548,3 +548,166 @@ fn a_signal_during_the_preparation_stops_the_run_promptly() {
     );
     assert_eq!(run_folders(), 0, "the run folder was left behind: {err}");
 }
+
+/// A service instance started by the test on a world's store, stopped (by pid) when dropped.
+struct Instance {
+    child: std::process::Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Instance {
+    fn start(config: &Path, log: PathBuf) -> Instance {
+        let service =
+            PathBuf::from(env!("CARGO_BIN_EXE_loadgen")).with_file_name("confirm-service");
+        let mut child = Command::new(service)
+            .args([
+                "serve",
+                "--config",
+                config.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start confirm-service (cargo build --workspace --bins)");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let mut instance = Instance {
+            child,
+            url: String::new(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if let Some(addr) = line.strip_prefix("confirm-service: listening on ") {
+                instance.url = format!("https://{addr}");
+                return instance;
+            }
+        }
+        panic!(
+            "the service did not say where it listens: {}",
+            std::fs::read_to_string(&instance.log).unwrap_or_default()
+        );
+    }
+
+    /// ConfirmByCard calls in its per-RPC log lines.
+    fn confirmations(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("ConfirmByCard"))
+            .count()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(pid) = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two instances sharing one store, each given with its own --service and --service-pid: the
+/// virtual terminals are spread over both (each instance answers confirmations), the CPU time
+/// of both is counted, and every answer is the expected one.
+#[test]
+fn several_instances_sharing_a_store_are_driven_together() {
+    let dir = tmp("loadgen-instances-world");
+    let mut opts = WorldOptions::new(&dir, time::OffsetDateTime::now_utc());
+    opts.cards = 6;
+    opts.persons = 10;
+    opts.force = true;
+    opts.progress = false;
+    build_world(&opts).expect("build the world");
+    // As for any service driven by --service, its operator lifts the per-terminal rate limit.
+    let config = dir.join("service.toml");
+    let mut table: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+    let mut limit = toml::Table::new();
+    limit.insert("per_second".into(), toml::Value::Float(0.0));
+    table.insert("rate_limit".into(), toml::Value::Table(limit));
+    std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
+    let a = Instance::start(&config, tmp("loadgen-instance-a.log"));
+    let b = Instance::start(&config, tmp("loadgen-instance-b.log"));
+    let json = tmp("loadgen-instances.json");
+    let (pid_a, pid_b) = (a.child.id().to_string(), b.child.id().to_string());
+    let out = loadgen(
+        &[
+            "run",
+            "--world",
+            dir.to_str().unwrap(),
+            "--service",
+            &a.url,
+            "--service",
+            &b.url,
+            "--service-pid",
+            &pid_a,
+            "--service-pid",
+            &pid_b,
+            "--terminals",
+            "4",
+            "--duration",
+            "2",
+            "--prepare",
+            "200",
+            "--mix",
+            "pin=9,revoked=1",
+            "--quiet",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Duration::from_secs(180),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("pids {pid_a}, {pid_b}")),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let service = &report["targets"][0];
+    assert_eq!(service["unexpected_errors"], 0, "{service}");
+    assert_eq!(
+        service["server_cpu"]["pids"],
+        serde_json::json!([a.child.id(), b.child.id()])
+    );
+    drop(out);
+    // Each instance answered some of the confirmations (its log thread writes them out once
+    // it is idle).
+    std::thread::sleep(Duration::from_millis(500));
+    let (on_a, on_b) = (a.confirmations(), b.confirmations());
+    assert!(
+        on_a > 0 && on_b > 0,
+        "confirmations on a: {on_a}, on b: {on_b}"
+    );
+}
