@@ -70,7 +70,7 @@ trap - EXIT
 
 perf script -i "$WORK/perf.data" 2>/dev/null >"$WORK/perf.script"
 "$INFERNO/inferno-collapse-perf" "$WORK/perf.script" >"$WORK/folded.txt"
-"$INFERNO/inferno-flamegraph" --title "$TARGET, closed loop 16 x 4, measured phase" \
+"$INFERNO/inferno-flamegraph" --minwidth 1.5 --title "$TARGET, closed loop 16 x 4, measured phase" \
     "$WORK/folded.txt" >"$OUT"
 # The same samples summed by layer, in µs per request (the loadgen report's server CPU).
 CPU=$(sed -n 's/^ *server CPU .*: \([0-9.]*\) µs per request$/\1/p' "$WORK/loadgen.out" | head -n 1)
