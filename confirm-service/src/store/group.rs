@@ -7,9 +7,11 @@
 //! The deciding is pure ([`consumption_order`], [`registration_order`], [`plan`]); the doing is
 //! a store's [`GroupTx`], the few hot statements of its dialect, run inside the group's one
 //! transaction by [`commit`]. The order of the steps is also a locking order: consumptions in
-//! the order of the nonces and registrations in the order of the person ids, so two
-//! instances committing overlapping groups lock rows in the same order and cannot deadlock,
-//! and the chain's head last, so it is held only for the insert and the commit.
+//! the order of the nonces, registrations in the order of the person ids, remembered answers
+//! and consents in the order of their keys, so two instances committing overlapping groups
+//! lock rows in the same order and cannot deadlock, and the chain's head last, so it is held
+//! only for the insert and the commit. (Consents once went in each group's own order: two
+//! instances on PostgreSQL deadlocked under load.)
 //!
 //! [`Store::commit_group`]: super::Store::commit_group
 
@@ -83,7 +85,7 @@ fn steps(
         }
     }
     // An answer is remembered in the transaction of its audit record: both or neither.
-    let answers: Vec<&RememberedAnswer> = writes
+    let mut answers: Vec<&RememberedAnswer> = writes
         .iter()
         .zip(&verdicts)
         .filter_map(|(w, v)| match (w, v) {
@@ -91,6 +93,14 @@ fn steps(
             _ => None,
         })
         .collect();
+    // Locking order (see the module documentation).
+    answers.sort_by(|x, y| {
+        (x.terminal.as_str(), x.method.as_str(), x.key.as_str()).cmp(&(
+            y.terminal.as_str(),
+            y.method.as_str(),
+            y.key.as_str(),
+        ))
+    });
     if !answers.is_empty() {
         tx.remember(&answers)?;
     }
@@ -178,12 +188,25 @@ pub(crate) fn plan<'w>(
             records.push(&a.record);
         }
     }
-    let grants = last_per_key(&grants, |g| {
+    let mut grants: Vec<&ConsentGrant> = last_per_key(&grants, |g| {
         (g.person_id.as_str(), g.institution_code.as_str(), g.kind)
     })
     .into_iter()
     .copied()
     .collect();
+    // Locking order (see the module documentation): each key once, so the sort is total.
+    grants.sort_by(|x, y| {
+        (
+            x.person_id.as_str(),
+            x.institution_code.as_str(),
+            x.kind.as_str(),
+        )
+            .cmp(&(
+                y.person_id.as_str(),
+                y.institution_code.as_str(),
+                y.kind.as_str(),
+            ))
+    });
     Plan { grants, records }
 }
 
@@ -501,7 +524,8 @@ mod tests {
         let latest = grant("P1", ConsentKind::Medication, 11);
         let checkup = grant("P1", ConsentKind::Checkup, 9);
         let plan = plan(&mut writes, &verdicts, &rewrite_refused);
-        assert_eq!(plan.grants, vec![&latest, &checkup]);
+        // In the order of their keys (person, institution, kind): the locking order.
+        assert_eq!(plan.grants, vec![&checkup, &latest]);
         let ids: Vec<&str> = plan
             .records
             .iter()
@@ -509,6 +533,40 @@ mod tests {
             .collect();
         assert_eq!(ids, ["A", "B", "C"]);
         assert_eq!(plan.records[2].result_code, "REFUSED Expired");
+    }
+
+    /// Two groups naming the same consents in opposite orders write them in one order, so
+    /// two instances committing them at once cannot deadlock (PostgreSQL did).
+    #[test]
+    fn consents_are_written_in_the_order_of_their_keys_whatever_the_group_order() {
+        let grants = [
+            grant("P2", ConsentKind::Medication, 1),
+            grant("P1", ConsentKind::Medication, 1),
+            grant("P1", ConsentKind::Checkup, 1),
+        ];
+        let mut forward = vec![GroupWrite::Audit(Box::new(AuditWrite {
+            consents: grants.to_vec(),
+            ..AuditWrite::record(record("A"))
+        }))];
+        let mut backward = vec![GroupWrite::Audit(Box::new(AuditWrite {
+            consents: grants.iter().rev().cloned().collect(),
+            ..AuditWrite::record(record("B"))
+        }))];
+        let a = plan(&mut forward, &[Ok(())], &rewrite_refused).grants;
+        let b = plan(&mut backward, &[Ok(())], &rewrite_refused).grants;
+        assert_eq!(a, b);
+        let keys: Vec<(&str, &str)> = a
+            .iter()
+            .map(|g| (g.person_id.as_str(), g.kind.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("P1", ConsentKind::Checkup.as_str()),
+                ("P1", ConsentKind::Medication.as_str()),
+                ("P2", ConsentKind::Medication.as_str())
+            ]
+        );
     }
 
     #[test]
