@@ -514,7 +514,10 @@ fn a_signal_during_the_preparation_stops_the_run_promptly() {
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(line);
         }
     });
@@ -565,10 +568,7 @@ fn a_signal_during_the_preparation_stops_the_run_promptly() {
     reader.join().unwrap();
     err.extend(rx.try_iter().map(|l| l + "\n"));
     assert!(err.contains("interrupted"), "{status}: {err}");
-    assert!(
-        !err.contains(" req/s "),
-        "nothing was measured, yet: {err}"
-    );
+    assert!(!err.contains(" req/s "), "nothing was measured, yet: {err}");
     assert_eq!(run_folders(), 0, "the run folder was left behind: {err}");
 }
 
