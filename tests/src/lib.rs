@@ -786,9 +786,12 @@ pub fn run_with_stdin(mut cmd: Command, input: &str, what: &str) -> Result<std::
         .spawn()
         .map_err(|e| format!("cannot start {what}: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|e| e.to_string())?;
+        match stdin.write_all(input.as_bytes()) {
+            // The process may end before it reads its input (e.g. a usage error found in its
+            // arguments): what it printed and its exit status are the result, not the pipe.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.map_err(|e| e.to_string())?,
+        }
     }
     let (tx, rx) = mpsc::channel();
     let id = child.id();

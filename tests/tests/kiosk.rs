@@ -651,10 +651,13 @@ fn the_kiosk_metrics_count_sessions_and_outcomes_by_method() {
     let outcomes = value(&before, pin_ok);
 
     rig.insert(&bench.profile).unwrap();
-    let (_, s) = rig
+    let (status, s) = rig
         .post("/api/session", json!({"wait_seconds": 30}))
         .unwrap();
-    let session = s["session"].as_str().unwrap().to_owned();
+    let session = s["session"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session in the kiosk's answer ({status}): {s}"))
+        .to_owned();
     rig.post("/api/method", json!({"session": session, "method": "pin"}))
         .unwrap();
     let (_, s) = rig

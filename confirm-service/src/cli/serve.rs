@@ -53,8 +53,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         health_listen,
         log_format,
     } = args;
-    // Kept to the end of `serve`: dropping it flushes the log lines still buffered.
-    let _log_writer = init_tracing(log_format, true);
+    init_tracing(log_format);
     let mut config = match Config::load(&config_path) {
         Ok(c) => c,
         Err(e) => {

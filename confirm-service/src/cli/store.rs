@@ -7,7 +7,7 @@ use super::init_tracing;
 /// `store copy`: prints the copy's figures; exit code 2 for a bad location, 1 for a failed copy.
 pub fn copy(from: &std::path::Path, to: &str, progress: bool) -> ExitCode {
     use crate::store::StoreError;
-    let _ = init_tracing(super::LogFormat::Text, false);
+    init_tracing(super::LogFormat::Text);
     match crate::store::copy::run_copy(from, to, progress) {
         Ok(stats) => {
             println!("confirm-service store copy: {stats}");
