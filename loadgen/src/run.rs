@@ -274,6 +274,15 @@ impl RunOptions {
             for url in urls {
                 check_service_url(url)?;
             }
+            // CPU per request divides the pids' CPU by every instance's requests: a pid left
+            // out would make the figure silently low.
+            if !self.service_pid.is_empty() && self.service_pid.len() != urls.len() {
+                return bad(format!(
+                    "{} --service-pid for {} --service: give one pid per instance, or none",
+                    self.service_pid.len(),
+                    urls.len()
+                ));
+            }
         }
         if self.rpc_timeout < MIN_RPC_TIMEOUT || self.rpc_timeout > MAX_RPC_TIMEOUT {
             return bad(format!(
@@ -1084,6 +1093,25 @@ pub fn run(opts: &RunOptions) -> Result<Report, LoadgenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One pid per instance or none: CPU per request would otherwise count one instance's CPU
+    /// against both instances' requests.
+    #[test]
+    fn service_pids_match_the_instances() {
+        let urls = vec![
+            "https://127.0.0.1:50443".to_owned(),
+            "https://127.0.0.1:50444".to_owned(),
+        ];
+        let with = |pids: Vec<u32>| RunOptions {
+            service: ServiceSource::Url(urls.clone()),
+            service_pid: pids,
+            ..options(LoadSpec::Closed { concurrency: None }, 4, false)
+        };
+        assert!(with(vec![]).validate().is_ok());
+        assert!(with(vec![10, 11]).validate().is_ok());
+        let e = with(vec![10]).validate().unwrap_err().to_string();
+        assert!(e.contains("one pid per instance"), "{e}");
+    }
 
     #[test]
     fn service_urls_explain_themselves() {

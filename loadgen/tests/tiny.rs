@@ -69,6 +69,46 @@ fn tmp(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
 }
 
+/// A small world of the test's own (6 cards, 10 persons), for a test that changes its store or
+/// configuration, or counts its run folders.
+fn own_world(name: &str) -> PathBuf {
+    let dir = tmp(name);
+    let mut opts = WorldOptions::new(&dir, time::OffsetDateTime::now_utc());
+    opts.cards = 6;
+    opts.persons = 10;
+    opts.force = true;
+    opts.progress = false;
+    build_world(&opts).expect("build the world");
+    dir
+}
+
+/// Asserts that loadgen exited 0, saying what it printed otherwise; returns its stdout.
+fn succeeded(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A child's output stream, line by line as it comes, read on a thread.
+fn lines_of(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stream)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 #[test]
 fn closed_loop_with_invalid_requests_and_the_reference() {
     let world = world().to_str().unwrap().to_owned();
@@ -113,13 +153,7 @@ fn closed_loop_with_invalid_requests_and_the_reference() {
         ],
         Duration::from_secs(180),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains("service / reference throughput") && stdout.contains("docs/performance.md"),
         "{stdout}"
@@ -282,12 +316,7 @@ fn open_loop_at_a_fixed_rate_with_the_worlds_own_terminals() {
         ],
         Duration::from_secs(120),
     );
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["setup"]["mode"], "open");
@@ -333,12 +362,7 @@ fn card_less_and_batch_kinds_against_the_service() {
         ],
         Duration::from_secs(120),
     );
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let service = &report["targets"][0];
@@ -430,13 +454,7 @@ fn usage_mistakes_are_explained_before_any_load() {
 #[test]
 fn an_unregistered_card_that_was_registered_since_is_refused_before_the_run() {
     use onshi_confirm_service::store::CardKey;
-    let dir = tmp("loadgen-registered-world");
-    let mut opts = WorldOptions::new(&dir, time::OffsetDateTime::now_utc());
-    opts.cards = 6;
-    opts.persons = 10;
-    opts.force = true;
-    opts.progress = false;
-    build_world(&opts).expect("build the world");
+    let dir = own_world("loadgen-registered-world");
     // Register the holder of the world's unregistered card, as a kiosk would.
     let world = onshi_loadgen::world::World::load(&dir).unwrap();
     let card = world
@@ -480,13 +498,7 @@ fn an_unregistered_card_that_was_registered_since_is_refused_before_the_run() {
 #[test]
 fn a_signal_during_the_preparation_stops_the_run_promptly() {
     // A world of its own: the other tests' run folders would be counted in the shared one.
-    let dir = tmp("loadgen-signal-world");
-    let mut opts = WorldOptions::new(&dir, time::OffsetDateTime::now_utc());
-    opts.cards = 6;
-    opts.persons = 10;
-    opts.force = true;
-    opts.progress = false;
-    build_world(&opts).expect("build the world");
+    let dir = own_world("loadgen-signal-world");
     let world = dir.to_str().unwrap().to_owned();
     let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args([
@@ -510,17 +522,7 @@ fn a_signal_during_the_preparation_stops_the_run_promptly() {
     let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
     // Its progress lines, read as they come (the signal goes once the preparation has begun,
     // i.e. after loadgen installed its handler).
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = lines_of(child.stderr.take().unwrap());
     let mut err = String::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -565,8 +567,8 @@ fn a_signal_during_the_preparation_stops_the_run_promptly() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    reader.join().unwrap();
-    err.extend(rx.try_iter().map(|l| l + "\n"));
+    // The rest of what it said, to the end of its output.
+    err.extend(rx.iter().map(|l| l + "\n"));
     assert!(err.contains("interrupted"), "{status}: {err}");
     assert!(!err.contains(" req/s "), "nothing was measured, yet: {err}");
     assert_eq!(run_folders(), 0, "the run folder was left behind: {err}");
@@ -596,17 +598,7 @@ impl Instance {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start confirm-service (cargo build --workspace --bins)");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(line);
-            }
-        });
+        let rx = lines_of(child.stdout.take().unwrap());
         let mut instance = Instance {
             child,
             url: String::new(),
@@ -660,13 +652,7 @@ impl Drop for Instance {
 /// of both is counted, and every answer is the expected one.
 #[test]
 fn several_instances_sharing_a_store_are_driven_together() {
-    let dir = tmp("loadgen-instances-world");
-    let mut opts = WorldOptions::new(&dir, time::OffsetDateTime::now_utc());
-    opts.cards = 6;
-    opts.persons = 10;
-    opts.force = true;
-    opts.progress = false;
-    build_world(&opts).expect("build the world");
+    let dir = own_world("loadgen-instances-world");
     // As for any service driven by --service, its operator lifts the per-terminal rate limit.
     let config = dir.join("service.toml");
     let mut table: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
@@ -705,13 +691,7 @@ fn several_instances_sharing_a_store_are_driven_together() {
         ],
         Duration::from_secs(180),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains(&format!("pids {pid_a}, {pid_b}")),
         "{stdout}"
@@ -724,10 +704,8 @@ fn several_instances_sharing_a_store_are_driven_together() {
         service["server_cpu"]["pids"],
         serde_json::json!([a.child.id(), b.child.id()])
     );
-    drop(out);
-    // Each instance answered some of the confirmations (its log thread writes them out once
-    // it is idle).
-    std::thread::sleep(Duration::from_millis(500));
+    // Each instance answered some of the confirmations (an RPC's log line is written before
+    // its answer is sent).
     let (on_a, on_b) = (a.confirmations(), b.confirmations());
     assert!(
         on_a > 0 && on_b > 0,

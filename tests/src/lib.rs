@@ -129,19 +129,23 @@ impl Drop for Guard {
 /// Reads a child's stdout on a thread and forwards lines, so a test can wait for one.
 fn line_reader(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
+    forward_lines(stdout, tx);
+    rx
+}
+
+/// Forwards a stream's lines (lossily decoded, so an odd byte does not end the reading) on a
+/// thread until the stream ends; keeps reading after the receiver is gone, so the writer
+/// never blocks on a full pipe.
+pub(crate) fn forward_lines(stream: impl std::io::Read + Send + 'static, tx: mpsc::Sender<String>) {
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            match line {
-                Ok(l) => {
-                    if tx.send(l).is_err() {
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        while matches!(reader.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+            let line = String::from_utf8_lossy(&buf);
+            let _ = tx.send(line.trim_end_matches(['\n', '\r']).to_string());
+            buf.clear();
         }
     });
-    rx
 }
 
 fn wait_for_line(

@@ -13,7 +13,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 use crate::http::{block_on, http_json};
-use crate::{Guard, Result};
+use crate::{forward_lines, Guard, Result};
 
 /// A `chromedriver` process on a free loopback port.
 #[derive(Debug)]
@@ -142,21 +142,6 @@ impl Chromedriver {
             .map_err(|e| format!("chromedriver refused a session: {e}"))?;
         Ok(Browser { client })
     }
-}
-
-/// Forwards a stream's lines (lossily decoded, so an odd byte does not end the reading) until
-/// it ends; keeps reading after the receiver is gone.
-fn forward_lines(stream: impl std::io::Read + Send + 'static, tx: std::sync::mpsc::Sender<String>) {
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut reader = std::io::BufReader::new(stream);
-        let mut buf = Vec::new();
-        while matches!(reader.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
-            let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-            let _ = tx.send(line);
-            buf.clear();
-        }
-    });
 }
 
 /// One browser session; closed when dropped.

@@ -94,13 +94,7 @@ fn steps(
         })
         .collect();
     // Locking order (see the module documentation).
-    answers.sort_by(|x, y| {
-        (x.terminal.as_str(), x.method.as_str(), x.key.as_str()).cmp(&(
-            y.terminal.as_str(),
-            y.method.as_str(),
-            y.key.as_str(),
-        ))
-    });
+    answers.sort_by(|x, y| (&x.terminal, &x.method, &x.key).cmp(&(&y.terminal, &y.method, &y.key)));
     if !answers.is_empty() {
         tx.remember(&answers)?;
     }
@@ -188,26 +182,22 @@ pub(crate) fn plan<'w>(
             records.push(&a.record);
         }
     }
-    let mut grants: Vec<&ConsentGrant> = last_per_key(&grants, |g| {
-        (g.person_id.as_str(), g.institution_code.as_str(), g.kind)
-    })
-    .into_iter()
-    .copied()
-    .collect();
-    // Locking order (see the module documentation): each key once, so the sort is total.
-    grants.sort_by(|x, y| {
-        (
-            x.person_id.as_str(),
-            x.institution_code.as_str(),
-            x.kind.as_str(),
-        )
-            .cmp(&(
-                y.person_id.as_str(),
-                y.institution_code.as_str(),
-                y.kind.as_str(),
-            ))
-    });
+    let mut grants: Vec<&ConsentGrant> = last_per_key(&grants, |g| grant_key(g))
+        .into_iter()
+        .copied()
+        .collect();
+    // Locking order (see the module documentation): each key once, so the order is total.
+    grants.sort_by(|x, y| grant_key(x).cmp(&grant_key(y)));
     Plan { grants, records }
+}
+
+/// A consent's key in the store: one row per (person, institution, kind).
+pub(crate) fn grant_key(g: &ConsentGrant) -> (&str, &str, &str) {
+    (
+        g.person_id.as_str(),
+        g.institution_code.as_str(),
+        g.kind.as_str(),
+    )
 }
 
 /// Keeps the last of several entries with the same key, in first-seen order: what row-by-row

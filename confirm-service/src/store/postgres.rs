@@ -647,12 +647,10 @@ fn insert_consents(
         return Ok(());
     }
     // One statement may not update a row twice: keep each key's last grant.
-    let grants: Vec<&ConsentGrant> = last_per_key(grants, |g| {
-        (g.person_id.as_str(), g.institution_code.as_str(), g.kind)
-    })
-    .into_iter()
-    .copied()
-    .collect();
+    let grants: Vec<&ConsentGrant> = last_per_key(grants, |g| group::grant_key(g))
+        .into_iter()
+        .copied()
+        .collect();
     let person: Vec<&str> = grants.iter().map(|g| g.person_id.as_str()).collect();
     let code: Vec<&str> = grants.iter().map(|g| g.institution_code.as_str()).collect();
     let kind: Vec<&str> = grants.iter().map(|g| g.kind.as_str()).collect();
